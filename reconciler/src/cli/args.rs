@@ -1,0 +1,121 @@
+//! Command-line arguments (phase one: parse). [`super::settings`] resolves them.
+
+use crate::report::Format;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+/// ward: Cilium network policy from Git to the kernel.
+///
+/// Exit codes: 0 success (and, with --detailed-exitcode, no changes); 1 errors (invalid
+/// input, failed command); 2 success with changes present (only with --detailed-exitcode).
+#[derive(Debug, Parser)]
+#[command(name = "ward", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    /// Options every command takes.
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    /// The command to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command takes.
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// The repository: a local path (working tree or bare repository) or a URL (file://,
+    /// https://, ssh://, user@host:path) that is cloned into the cache.
+    #[arg(long, global = true, env = "WARD_REPO", default_value = ".")]
+    pub repo: String,
+
+    /// Folders of the repository that hold the desired state (repeatable).
+    #[arg(long = "include", global = true, env = "WARD_INCLUDE", value_delimiter = ',', default_values_t = vec!["policies".to_string(), "cluster-config".to_string()])]
+    pub include: Vec<String>,
+
+    /// The local target's state directory [default: <repo>/.ward].
+    #[arg(long, global = true, env = "WARD_STATE")]
+    pub state: Option<PathBuf>,
+
+    /// Where remote repositories are cached [default: $HOME/.cache/ward].
+    #[arg(long, global = true, env = "WARD_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+
+    /// Output format.
+    #[arg(long, short = 'o', global = true, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+
+    /// When to colour text output.
+    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
+    pub color: ColorChoice,
+
+    /// Largest policy file accepted, in bytes.
+    #[arg(long, global = true, env = "WARD_MAX_FILE_BYTES", default_value_t = 4 << 20)]
+    pub max_file_bytes: u64,
+}
+
+/// When to colour output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    /// On a terminal, unless NO_COLOR is set.
+    Auto,
+    /// Always.
+    Always,
+    /// Never.
+    Never,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check files against the schemas and Cilium's rules; exit 1 on any error.
+    Validate(ValidateArgs),
+    /// Show what `apply` would change in the target.
+    Plan(PlanArgs),
+    /// Validate, then apply to the target; refuses on any error.
+    Apply(PlanArgs),
+    /// Compare two Git revisions (no live state): findings of the head and the object diff.
+    Diff(DiffArgs),
+    /// Show the target's applied revision, inventory and drift.
+    Status(StatusArgs),
+}
+
+/// `ward validate`.
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// Files or folders to check [default: the --include folders of --repo].
+    pub paths: Vec<PathBuf>,
+    /// Check a Git revision of --repo instead of the working tree (no checkout needed).
+    #[arg(long, conflicts_with = "paths")]
+    pub rev: Option<String>,
+}
+
+/// `ward plan` and `ward apply`.
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// Use this Git revision instead of the working tree (for a URL: a branch or tag).
+    #[arg(long)]
+    pub rev: Option<String>,
+    /// Delete objects ward applied earlier that are no longer desired.
+    #[arg(long)]
+    pub prune: bool,
+    /// Exit 2 when there are changes (0: none, 1: errors).
+    #[arg(long)]
+    pub detailed_exitcode: bool,
+}
+
+/// `ward diff`.
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// The base revision (e.g. origin/main).
+    #[arg(long)]
+    pub base: String,
+    /// The head revision.
+    #[arg(long, default_value = "HEAD")]
+    pub head: String,
+    /// Exit 2 when there are changes (0: none, 1: errors).
+    #[arg(long)]
+    pub detailed_exitcode: bool,
+}
+
+/// `ward status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {}

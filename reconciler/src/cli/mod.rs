@@ -1,0 +1,322 @@
+//! The `ward` command: settings resolved from arguments and environment, then one function
+//! per subcommand. Each returns the process exit code; errors bubble up as `anyhow` chains
+//! that `main` prints on one line.
+
+pub mod args;
+
+use crate::desired::{validate_files, validate_snapshot, Desired};
+use crate::plan::{self, Plan};
+use crate::report::{self, Format, Report};
+use crate::source::{open_repo, read_worktree, GitSource, RemoteCache, Selection, Snapshot};
+use crate::target::local::LocalTarget;
+use crate::target::{ApplyOptions, Inventory, LiveObject, LiveSet, Target};
+use crate::normalize::{fingerprint, normalize};
+use anyhow::{bail, Context, Result};
+use args::{Cli, ColorChoice, Command, DiffArgs, GlobalArgs, PlanArgs, ValidateArgs};
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use ward_schema::{yaml::Limits, ResourceSet};
+
+/// Exit code: success, nothing to report.
+pub const EXIT_OK: i32 = 0;
+/// Exit code: invalid input or a failed command.
+pub const EXIT_ERROR: i32 = 1;
+/// Exit code: success with changes present (with --detailed-exitcode).
+pub const EXIT_CHANGES: i32 = 2;
+
+/// Where the desired state comes from.
+#[derive(Debug, Clone)]
+pub enum RepoRef {
+    /// A folder on disk (a Git working tree, a bare repository, or any folder).
+    Local(PathBuf),
+    /// A URL cloned into the cache.
+    Remote(String),
+}
+
+impl RepoRef {
+    fn parse(s: &str) -> RepoRef {
+        let is_url = s.contains("://") || (s.contains('@') && s.contains(':') && !Path::new(s).exists());
+        if is_url { RepoRef::Remote(s.to_owned()) } else { RepoRef::Local(PathBuf::from(s)) }
+    }
+}
+
+/// Resolved settings (phase two).
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The repository.
+    pub repo: RepoRef,
+    /// Which files count.
+    pub selection: Selection,
+    /// The local target's state directory.
+    pub state_dir: PathBuf,
+    /// Cache root (remote clones go under `repos/`).
+    pub cache_dir: PathBuf,
+    /// Output format.
+    pub format: Format,
+    /// Whether text output is coloured.
+    pub color: bool,
+}
+
+impl Settings {
+    /// Resolves arguments (already merged with the environment by clap) into settings.
+    pub fn resolve(g: &GlobalArgs) -> Result<Settings> {
+        let repo = RepoRef::parse(&g.repo);
+        let state_dir = match (&g.state, &repo) {
+            (Some(s), _) => s.clone(),
+            (None, RepoRef::Local(p)) => repo_root(p).join(".ward"),
+            (None, RepoRef::Remote(_)) => PathBuf::from(".ward"),
+        };
+        let cache_dir = match &g.cache_dir {
+            Some(d) => d.clone(),
+            None => home_cache()?,
+        };
+        let color = match g.color {
+            ColorChoice::Always => true,
+            ColorChoice::Never => false,
+            ColorChoice::Auto => std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+        };
+        let limits = Limits { max_file_bytes: g.max_file_bytes, ..Limits::default() };
+        Ok(Settings { repo, selection: Selection { include: g.include.clone(), limits }, state_dir, cache_dir, format: g.format, color })
+    }
+}
+
+fn home_cache() -> Result<PathBuf> {
+    let home = std::env::var_os("HOME").context("HOME is not set; pass --cache-dir")?;
+    Ok(PathBuf::from(home).join(".cache").join("ward"))
+}
+
+/// The top of the working tree that contains `p`, or `p` itself outside Git.
+fn repo_root(p: &Path) -> PathBuf {
+    match git2::Repository::discover(p) {
+        Ok(r) => r.workdir().map(Path::to_path_buf).unwrap_or_else(|| p.to_path_buf()),
+        Err(_) => p.to_path_buf(),
+    }
+}
+
+/// Runs the parsed command line.
+pub fn run(cli: Cli) -> Result<i32> {
+    let settings = Settings::resolve(&cli.global)?;
+    match cli.command {
+        Command::Validate(a) => validate(&settings, &a),
+        Command::Plan(a) => plan_or_apply(&settings, &a, false),
+        Command::Apply(a) => plan_or_apply(&settings, &a, true),
+        Command::Diff(a) => diff(&settings, &a),
+        Command::Status(_) => status(&settings),
+    }
+}
+
+/// Reads the desired state of a revision (or the working tree when `rev` is `None`).
+pub fn load_desired(settings: &Settings, rev: Option<&str>) -> Result<(Desired, Vec<String>)> {
+    let snapshot = snapshot(settings, rev)?;
+    let files = snapshot.files.iter().map(|f| f.path.clone()).collect();
+    Ok((validate_snapshot(snapshot, &settings.selection), files))
+}
+
+fn snapshot(settings: &Settings, rev: Option<&str>) -> Result<Snapshot> {
+    match (&settings.repo, rev) {
+        (RepoRef::Local(path), None) => {
+            let root = repo_root(path);
+            let files = read_worktree(&root, &settings.selection, &[])
+                .with_context(|| format!("cannot read the working tree at {}", root.display()))?;
+            let (revision, dirty) = worktree_revision(&root);
+            Ok(Snapshot { files, revision, dirty })
+        }
+        (RepoRef::Local(path), Some(rev)) => {
+            let repo = open_repo(path)?;
+            let (oid, files) = GitSource::new(&repo).read(rev, &settings.selection)?;
+            Ok(Snapshot { files, revision: Some(oid.to_string()), dirty: Some(false) })
+        }
+        (RepoRef::Remote(url), rev) => {
+            let cache = RemoteCache::new(RemoteCache::default_dir(&settings.cache_dir));
+            let (repo, oid) = cache.fetch(url, rev.unwrap_or("HEAD"))?;
+            let (oid, files) = GitSource::new(&repo).read(&oid.to_string(), &settings.selection)?;
+            Ok(Snapshot { files, revision: Some(oid.to_string()), dirty: Some(false) })
+        }
+    }
+}
+
+/// HEAD's commit and whether the working tree differs from it; `(None, None)` outside Git.
+fn worktree_revision(root: &Path) -> (Option<String>, Option<bool>) {
+    let Ok(repo) = git2::Repository::open(root) else { return (None, None) };
+    let head = repo.head().ok().and_then(|h| h.peel_to_commit().ok()).map(|c| c.id().to_string());
+    let mut opts = git2::StatusOptions::new();
+    opts.include_untracked(true).include_ignored(false);
+    let dirty = repo.statuses(Some(&mut opts)).ok().map(|s| !s.is_empty());
+    let revision = match (head, dirty) {
+        (Some(h), Some(true)) => Some(format!("{h}-dirty")),
+        (h, _) => h,
+    };
+    (revision, dirty)
+}
+
+fn emit(settings: &Settings, report: &Report<'_>) -> Result<()> {
+    let text = report::render(settings.format, report, settings.color);
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())?;
+    out.flush()?;
+    Ok(())
+}
+
+fn validate(settings: &Settings, a: &ValidateArgs) -> Result<i32> {
+    let (validation, files) = if a.paths.is_empty() {
+        let (d, files) = load_desired(settings, a.rev.as_deref())?;
+        (d.validation, files)
+    } else {
+        let root = std::env::current_dir()?;
+        for p in &a.paths {
+            if std::fs::symlink_metadata(p).is_err() {
+                bail!("{} does not exist", p.display());
+            }
+        }
+        let files = read_worktree(&root, &settings.selection, &a.paths)?;
+        let names = files.iter().map(|f| f.path.clone()).collect();
+        (validate_files(files, &settings.selection), names)
+    };
+    let report = Report { command: "validate", files: &files, documents: validation.documents, diagnostics: &validation.diagnostics, plan: None, base: None, head: None };
+    emit(settings, &report)?;
+    Ok(if validation.is_valid() { EXIT_OK } else { EXIT_ERROR })
+}
+
+fn plan_or_apply(settings: &Settings, a: &PlanArgs, apply: bool) -> Result<i32> {
+    let (desired, files) = load_desired(settings, a.rev.as_deref())?;
+    let v = &desired.validation;
+    let mut target = LocalTarget::new(&settings.state_dir);
+    let command = if apply { "apply" } else { "plan" };
+    if !v.is_valid() {
+        let report = Report { command, files: &files, documents: v.documents, diagnostics: &v.diagnostics, plan: None, base: None, head: desired.revision.clone() };
+        emit(settings, &report)?;
+        if apply {
+            eprintln!("ward: nothing applied: the revision has {} error(s); the target keeps its last applied state", v.error_count());
+        }
+        return Ok(EXIT_ERROR);
+    }
+    if target.repair_if_needed()? {
+        eprintln!("ward: repaired an interrupted apply in {}", settings.state_dir.display());
+    }
+    let live = target.live()?;
+    let plan = plan::compute(&v.resources, &live, a.prune, desired.revision.clone());
+    if apply && plan.has_changes() {
+        target.apply(&plan, &ApplyOptions { prune: a.prune, revision: desired.revision.clone() })?;
+    } else if apply {
+        record_unchanged(&mut target, &plan, &desired)?;
+    }
+    let report = Report { command, files: &files, documents: v.documents, diagnostics: &v.diagnostics, plan: Some(&plan), base: None, head: desired.revision.clone() };
+    emit(settings, &report)?;
+    Ok(if a.detailed_exitcode && plan.has_changes() { EXIT_CHANGES } else { EXIT_OK })
+}
+
+/// An apply with nothing to change still records the revision as applied.
+fn record_unchanged(target: &mut LocalTarget, plan: &Plan, desired: &Desired) -> Result<()> {
+    let inv = target.inventory()?;
+    let complete = plan.unchanged.iter().all(|k| inv.get(k).is_some());
+    if inv.applied_revision != desired.revision || !complete {
+        target.apply(plan, &ApplyOptions { prune: plan.prune, revision: desired.revision.clone() })?;
+    }
+    Ok(())
+}
+
+fn diff(settings: &Settings, a: &DiffArgs) -> Result<i32> {
+    let (base, _) = load_desired(settings, Some(&a.base)).with_context(|| format!("reading --base {}", a.base))?;
+    let (head, files) = load_desired(settings, Some(&a.head)).with_context(|| format!("reading --head {}", a.head))?;
+    let v = &head.validation;
+    let live = live_from(&base.validation.resources);
+    let plan = plan::compute(&v.resources, &live, true, head.revision.clone());
+    let report = Report {
+        command: "diff",
+        files: &files,
+        documents: v.documents,
+        diagnostics: &v.diagnostics,
+        plan: Some(&plan),
+        base: base.revision.clone(),
+        head: head.revision.clone(),
+    };
+    emit(settings, &report)?;
+    Ok(if !v.is_valid() {
+        EXIT_ERROR
+    } else if a.detailed_exitcode && plan.has_changes() {
+        EXIT_CHANGES
+    } else {
+        EXIT_OK
+    })
+}
+
+/// A revision's objects as if they were live and applied by ward, so a diff between two
+/// revisions is a plan with pruning.
+fn live_from(set: &ResourceSet) -> LiveSet {
+    let mut live = LiveSet::default();
+    for r in set.iter() {
+        let object = normalize(&r.object);
+        let fp = fingerprint(&object);
+        live.inventory.entries.insert(
+            Inventory::id(&r.key),
+            crate::target::InventoryEntry { key: r.key.clone(), fingerprint: fp.clone(), origin: r.origin.to_string() },
+        );
+        live.objects.insert(r.key.clone(), LiveObject { object, fingerprint: fp });
+    }
+    live
+}
+
+fn status(settings: &Settings) -> Result<i32> {
+    let target = LocalTarget::new(&settings.state_dir);
+    let interrupted = target.interrupted();
+    let live = target.live()?;
+    let inv = &live.inventory;
+    let drifted: Vec<String> = inv
+        .entries
+        .values()
+        .filter(|e| live.objects.get(&e.key).is_none_or(|l| l.fingerprint != e.fingerprint))
+        .map(|e| e.key.to_string())
+        .collect();
+    let unmanaged: Vec<String> = live.objects.keys().filter(|k| inv.get(k).is_none()).map(ToString::to_string).collect();
+    let doc = serde_json::json!({
+        "target": target.describe(),
+        "appliedRevision": inv.applied_revision,
+        "attemptedRevision": inv.attempted_revision,
+        "appliedAt": inv.applied_at,
+        "inventory": inv.entries.len(),
+        "live": live.objects.len(),
+        "drifted": drifted,
+        "unmanaged": unmanaged,
+        "interruptedApply": interrupted,
+    });
+    let text = match settings.format {
+        Format::Json => serde_json::to_string_pretty(&doc)? + "\n",
+        _ => status_text(&target, inv, &live, &drifted, &unmanaged, interrupted),
+    };
+    std::io::stdout().lock().write_all(text.as_bytes())?;
+    Ok(if drifted.is_empty() && !interrupted { EXIT_OK } else { EXIT_CHANGES })
+}
+
+fn status_text(target: &LocalTarget, inv: &Inventory, live: &LiveSet, drifted: &[String], unmanaged: &[String], interrupted: bool) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::new();
+    let _ = writeln!(s, "target:            {}", target.describe());
+    let _ = writeln!(s, "applied revision:  {}", inv.applied_revision.as_deref().unwrap_or("(none)"));
+    if inv.attempted_revision != inv.applied_revision {
+        let _ = writeln!(s, "last attempt:      {} (did not complete)", inv.attempted_revision.as_deref().unwrap_or("(none)"));
+    }
+    let _ = writeln!(s, "applied at:        {}", inv.applied_at.as_deref().unwrap_or("(never)"));
+    let _ = writeln!(s, "objects:           {} in inventory, {} live", inv.entries.len(), live.objects.len());
+    let mut by_kind = std::collections::BTreeMap::new();
+    for e in inv.entries.values() {
+        *by_kind.entry(e.key.kind.as_str()).or_insert(0usize) += 1;
+    }
+    for (k, n) in by_kind {
+        let _ = writeln!(s, "  {k}: {n}");
+    }
+    if interrupted {
+        let _ = writeln!(s, "interrupted apply: yes; the next plan or apply repairs it");
+    }
+    if drifted.is_empty() {
+        let _ = writeln!(s, "drift:             none");
+    } else {
+        let _ = writeln!(s, "drift:             {} object(s) changed outside ward; `ward apply` restores them", drifted.len());
+        for d in drifted {
+            let _ = writeln!(s, "  {d}");
+        }
+    }
+    if !unmanaged.is_empty() {
+        let _ = writeln!(s, "unmanaged:         {} object(s) not applied by ward (never pruned)", unmanaged.len());
+    }
+    s
+}

@@ -1,0 +1,49 @@
+//! GitHub Actions workflow commands: one `::error`/`::warning` line per finding, so the
+//! finding shows on the pull request's changed line, and a `::notice` with the plan summary.
+
+use super::Report;
+use std::fmt::Write;
+
+/// Escapes a message (data) as the runner expects.
+fn escape_data(s: &str) -> String {
+    s.replace('%', "%25").replace('\r', "%0D").replace('\n', "%0A")
+}
+
+/// Escapes a property value (also `:` and `,`).
+fn escape_property(s: &str) -> String {
+    escape_data(s).replace(':', "%3A").replace(',', "%2C")
+}
+
+pub(super) fn render(report: &Report<'_>) -> String {
+    let mut out = String::new();
+    for d in report.diagnostics {
+        let level = if d.is_error() { "error" } else { "warning" };
+        let mut props = format!("file={}", escape_property(&d.file));
+        if d.line > 0 {
+            let _ = write!(props, ",line={},col={}", d.line, d.column);
+        }
+        let _ = write!(props, ",title={}", escape_property(&format!("ward {}", d.code)));
+        let mut msg = d.message.clone();
+        if let Some(h) = &d.hint {
+            msg.push_str("\nhint: ");
+            msg.push_str(h);
+        }
+        let _ = writeln!(out, "::{level} {props}::{}", escape_data(&msg));
+    }
+    if let Some(plan) = report.plan {
+        let _ = writeln!(out, "::notice title=ward {}::{}", report.command, escape_data(&plan.summary()));
+    }
+    let _ = writeln!(out, "ward: {} error(s), {} warning(s)", report.errors(), report.warnings());
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_like_the_runner() {
+        assert_eq!(escape_data("50%\nx"), "50%25%0Ax");
+        assert_eq!(escape_property("a:b,c"), "a%3Ab%2Cc");
+    }
+}

@@ -1,0 +1,104 @@
+//! Output formats for findings and plans: text (colour on a terminal), json, markdown (a PR
+//! comment), github (workflow annotations), sarif 2.1.0 and junit.
+//!
+//! Every renderer takes a [`Report`] and returns a `String`, so each is tested into memory.
+
+mod github;
+mod junit;
+mod markdown;
+mod sarif;
+mod text;
+
+use crate::plan::Plan;
+use serde::Serialize;
+use ward_schema::Diagnostic;
+
+/// The output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// Human-readable text; colour on a terminal unless NO_COLOR is set.
+    Text,
+    /// One JSON document.
+    Json,
+    /// Markdown for a pull-request comment.
+    Markdown,
+    /// GitHub Actions workflow commands (`::error file=…`).
+    Github,
+    /// SARIF 2.1.0, for code-scanning uploads.
+    Sarif,
+    /// JUnit XML, one test case per file.
+    Junit,
+}
+
+/// What a command has to say.
+#[derive(Debug, Serialize)]
+pub struct Report<'a> {
+    /// The command (`validate`, `plan`, `diff`, `apply`).
+    pub command: &'static str,
+    /// Files read, relative to the repository.
+    pub files: &'a [String],
+    /// How many YAML documents were read.
+    pub documents: usize,
+    /// All findings, sorted.
+    pub diagnostics: &'a [Diagnostic],
+    /// The plan, when the command computes one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plan: Option<&'a Plan>,
+    /// Base revision, for `diff`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub base: Option<String>,
+    /// Head (or desired) revision.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub head: Option<String>,
+}
+
+impl Report<'_> {
+    /// How many errors.
+    pub fn errors(&self) -> usize {
+        self.diagnostics.iter().filter(|d| d.is_error()).count()
+    }
+
+    /// How many warnings.
+    pub fn warnings(&self) -> usize {
+        self.diagnostics.len() - self.errors()
+    }
+}
+
+/// Renders `report` in `format`. `color` only affects text.
+pub fn render(format: Format, report: &Report<'_>, color: bool) -> String {
+    match format {
+        Format::Text => text::render(report, color),
+        Format::Json => serde_json::to_string_pretty(&json_view(report)).expect("reports serialise") + "\n",
+        Format::Markdown => markdown::render(report),
+        Format::Github => github::render(report),
+        Format::Sarif => sarif::render(report),
+        Format::Junit => junit::render(report),
+    }
+}
+
+fn json_view(report: &Report<'_>) -> serde_json::Value {
+    let mut v = serde_json::to_value(report).expect("reports serialise");
+    if let Some(obj) = v.as_object_mut() {
+        obj.remove("files");
+        obj.insert("files".into(), report.files.len().into());
+        obj.insert(
+            "summary".into(),
+            serde_json::json!({
+                "errors": report.errors(),
+                "warnings": report.warnings(),
+                "valid": report.errors() == 0,
+                "changes": report.plan.map(Plan::has_changes),
+            }),
+        );
+    }
+    v
+}
+
+/// Short form of a revision for headings.
+pub(crate) fn short_rev(rev: &Option<String>) -> String {
+    match rev {
+        Some(r) if r.len() >= 12 && r.chars().all(|c| c.is_ascii_hexdigit()) => r[..12].to_owned(),
+        Some(r) => r.clone(),
+        None => "working tree".into(),
+    }
+}

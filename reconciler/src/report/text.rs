@@ -1,0 +1,89 @@
+//! Plain text: findings like a compiler prints them, then the plan with coloured diffs.
+
+use super::{short_rev, Report};
+use crate::plan::{Action, Change};
+use std::fmt::Write;
+
+const RED: &str = "\x1b[31m";
+const GREEN: &str = "\x1b[32m";
+const YELLOW: &str = "\x1b[33m";
+const CYAN: &str = "\x1b[36m";
+const BOLD: &str = "\x1b[1m";
+const DIM: &str = "\x1b[2m";
+const RESET: &str = "\x1b[0m";
+
+struct Paint(bool);
+
+impl Paint {
+    fn on(&self, style: &str, s: &str) -> String {
+        if self.0 { format!("{style}{s}{RESET}") } else { s.to_owned() }
+    }
+}
+
+pub(super) fn render(report: &Report<'_>, color: bool) -> String {
+    let p = Paint(color);
+    let mut out = String::new();
+    for d in report.diagnostics {
+        let sev = if d.is_error() { p.on(RED, "error") } else { p.on(YELLOW, "warning") };
+        let _ = write!(out, "{}: {sev}[{}]: {}", p.on(BOLD, &d.location()), d.code, d.message);
+        if !d.path.is_empty() {
+            let _ = write!(out, " {}", p.on(DIM, &format!("(at {})", d.path)));
+        }
+        out.push('\n');
+        if let Some(h) = &d.hint {
+            let _ = writeln!(out, "  {} {h}", p.on(CYAN, "hint:"));
+        }
+    }
+    let (e, w) = (report.errors(), report.warnings());
+    let verdict = if e == 0 { p.on(GREEN, "valid") } else { p.on(RED, "invalid") };
+    let _ = writeln!(
+        out,
+        "{verdict}: {} file(s), {} document(s), {e} error(s), {w} warning(s)",
+        report.files.len(),
+        report.documents
+    );
+    if let Some(plan) = report.plan {
+        out.push('\n');
+        let heading = match (&report.base, report.command) {
+            (Some(_), _) => format!("Diff {} -> {}", short_rev(&report.base), short_rev(&report.head)),
+            (None, "apply") => format!("Applied {}", short_rev(&report.head)),
+            _ => format!("Plan for {}", short_rev(&report.head)),
+        };
+        let _ = writeln!(out, "{}: {}", p.on(BOLD, &heading), plan.summary());
+        let changes = plan.creates.iter().chain(&plan.updates).chain(&plan.deletes);
+        for c in changes {
+            render_change(&mut out, c, plan.prune, &p);
+        }
+        if !plan.drifted.is_empty() {
+            let _ = writeln!(out, "\n{}", p.on(YELLOW, "Drifted (changed outside ward since it was applied):"));
+            for k in &plan.drifted {
+                let _ = writeln!(out, "  {k}");
+            }
+        }
+    }
+    out
+}
+
+fn render_change(out: &mut String, c: &Change, prune: bool, p: &Paint) {
+    let (mark, style, what) = match c.action {
+        Action::Create => ("+", GREEN, "create"),
+        Action::Update => ("~", YELLOW, "change"),
+        Action::Delete if prune => ("-", RED, "prune"),
+        Action::Delete => ("-", RED, "prune (with --prune)"),
+    };
+    let origin = c.origin.as_deref().map(|o| format!(" ({o})")).unwrap_or_default();
+    let drift = if c.drifted { " [drifted]" } else { "" };
+    let _ = writeln!(out, "\n{} {} {what}{origin}{drift}", p.on(style, mark), p.on(BOLD, &c.key.to_string()));
+    for line in c.diff.lines().skip(2) {
+        let styled = if line.starts_with('+') {
+            p.on(GREEN, line)
+        } else if line.starts_with('-') {
+            p.on(RED, line)
+        } else if line.starts_with("@@") {
+            p.on(CYAN, line)
+        } else {
+            line.to_owned()
+        };
+        let _ = writeln!(out, "    {styled}");
+    }
+}

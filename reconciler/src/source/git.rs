@@ -1,0 +1,215 @@
+//! Reading the selected files of a Git revision with git2, without a checkout, and keeping
+//! remote repositories in a local cache.
+
+use super::{ignore_matcher, is_manifest, symlink_outside, Selection, SourceFile, IGNORE_FILE};
+use anyhow::{bail, Context, Result};
+use git2::{FetchOptions, ObjectType, Oid, RemoteCallbacks, Repository, Tree, TreeWalkMode, TreeWalkResult};
+use sha2::{Digest, Sha256};
+use std::io::IsTerminal;
+use std::path::{Component, Path, PathBuf};
+use ward_schema::diagnostic::codes;
+use ward_schema::Diagnostic;
+
+/// Git's file mode for a symlink.
+const MODE_SYMLINK: i32 = 0o120000;
+
+/// Opens the repository that contains `path` (a working tree or a bare repository).
+pub fn open_repo(path: &Path) -> Result<Repository> {
+    Repository::discover(path).with_context(|| format!("{} is not inside a Git repository", path.display()))
+}
+
+/// Resolves a revision (`HEAD~1`, a branch, a tag, a commit id) to its commit id.
+pub fn resolve_rev(repo: &Repository, rev: &str) -> Result<Oid> {
+    let obj = repo
+        .revparse_single(rev)
+        .with_context(|| format!("unknown revision \"{rev}\"; try a branch, a tag or a commit id"))?;
+    Ok(obj.peel_to_commit().with_context(|| format!("\"{rev}\" does not name a commit"))?.id())
+}
+
+/// The files of one revision of a repository.
+pub struct GitSource<'r> {
+    repo: &'r Repository,
+}
+
+impl<'r> GitSource<'r> {
+    /// Reads from `repo`.
+    pub fn new(repo: &'r Repository) -> Self {
+        GitSource { repo }
+    }
+
+    /// Reads the selected files of commit `rev`.
+    pub fn read(&self, rev: &str, selection: &Selection) -> Result<(Oid, Vec<SourceFile>)> {
+        let oid = resolve_rev(self.repo, rev)?;
+        let tree = self.repo.find_commit(oid)?.tree()?;
+        let ignore_text = self.blob_text(&tree, Path::new(IGNORE_FILE));
+        let ignore = ignore_matcher(Path::new("/"), ignore_text.as_deref());
+        let mut entries: Vec<(String, Oid, i32)> = Vec::new();
+        tree.walk(TreeWalkMode::PreOrder, |dir, entry| {
+            let Ok(name) = entry.name() else { return TreeWalkResult::Skip };
+            let path = format!("{dir}{name}");
+            let is_dir = entry.kind() == Some(ObjectType::Tree);
+            let ignored = ignore.matched_path_or_any_parents(Path::new("/").join(&path), is_dir).is_ignore();
+            if ignored || name.starts_with('.') {
+                return TreeWalkResult::Skip;
+            }
+            if is_dir {
+                let relevant = selection.includes(&path) || selection.include.iter().any(|inc| inc.starts_with(&format!("{path}/")));
+                return if relevant { TreeWalkResult::Ok } else { TreeWalkResult::Skip };
+            }
+            if entry.kind() == Some(ObjectType::Blob) && selection.includes(&path) && is_manifest(name) {
+                entries.push((path, entry.id(), entry.filemode()));
+            }
+            TreeWalkResult::Ok
+        })?;
+        let files = entries.into_iter().map(|(path, id, mode)| self.read_entry(&tree, path, id, mode, selection)).collect();
+        Ok((oid, files))
+    }
+
+    fn blob_text(&self, tree: &Tree<'_>, path: &Path) -> Option<String> {
+        let entry = tree.get_path(path).ok()?;
+        let blob = self.repo.find_blob(entry.id()).ok()?;
+        String::from_utf8(blob.content().to_vec()).ok()
+    }
+
+    fn read_entry(&self, tree: &Tree<'_>, path: String, id: Oid, mode: i32, selection: &Selection) -> SourceFile {
+        let content = if mode == MODE_SYMLINK {
+            self.follow_symlink(tree, &path, id, selection)
+        } else {
+            self.read_blob(&path, id, selection)
+        };
+        SourceFile { path, content }
+    }
+
+    /// Reads a blob after checking its size in the object header.
+    fn read_blob(&self, path: &str, id: Oid, selection: &Selection) -> Result<Vec<u8>, Diagnostic> {
+        let err = |e: git2::Error| Diagnostic::error(codes::FILE_UNREADABLE, format!("cannot read {id} from Git: {}", e.message())).at(path, 0, 0);
+        let odb = self.repo.odb().map_err(err)?;
+        let (size, _) = odb.read_header(id).map_err(err)?;
+        if size as u64 > selection.limits.max_file_bytes {
+            return Err(ward_schema::yaml::too_large(size as u64, &selection.limits).at(path, 0, 0));
+        }
+        Ok(self.repo.find_blob(id).map_err(err)?.content().to_vec())
+    }
+
+    /// A symlink in a tree: its blob is the target path. Only targets inside the repository
+    /// are followed (one level).
+    fn follow_symlink(&self, tree: &Tree<'_>, path: &str, id: Oid, selection: &Selection) -> Result<Vec<u8>, Diagnostic> {
+        let target = self.read_blob(path, id, selection)?;
+        let target = String::from_utf8_lossy(&target).into_owned();
+        let base = Path::new(path).parent().unwrap_or(Path::new(""));
+        let Some(resolved) = normalize_inside(&base.join(&target)) else {
+            return Err(symlink_outside(path, &target));
+        };
+        let entry = tree
+            .get_path(&resolved)
+            .map_err(|_| Diagnostic::error(codes::FILE_UNREADABLE, format!("symlink target {target} is not in this revision")).at(path, 0, 0))?;
+        if entry.filemode() == MODE_SYMLINK || entry.kind() != Some(ObjectType::Blob) {
+            return Err(Diagnostic::error(codes::FILE_UNREADABLE, format!("symlink target {target} is not a regular file")).at(path, 0, 0));
+        }
+        self.read_blob(path, entry.id(), selection)
+    }
+}
+
+/// Resolves `.` and `..` lexically; `None` when the path climbs out of the root or is absolute.
+fn normalize_inside(p: &Path) -> Option<PathBuf> {
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::Normal(s) => out.push(s),
+            Component::CurDir => {}
+            Component::ParentDir => {
+                if !out.pop() {
+                    return None;
+                }
+            }
+            Component::RootDir | Component::Prefix(_) => return None,
+        }
+    }
+    Some(out)
+}
+
+/// A cache of remote repositories, one bare clone per URL.
+pub struct RemoteCache {
+    dir: PathBuf,
+}
+
+impl RemoteCache {
+    /// A cache under `dir` (created when needed).
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        RemoteCache { dir: dir.into() }
+    }
+
+    /// The default cache: `$WARD_CACHE_DIR`, else `$HOME/.cache/ward/repos`.
+    pub fn default_dir(cache_root: &Path) -> PathBuf {
+        cache_root.join("repos")
+    }
+
+    /// Clones `url` on first use, fetches it afterwards, and returns the repository with the
+    /// fetched commit of `rev` (a branch or tag name on the remote, or `HEAD`).
+    pub fn fetch(&self, url: &str, rev: &str) -> Result<(Repository, Oid)> {
+        let digest = Sha256::digest(url.as_bytes());
+        let name: String = digest.iter().take(12).map(|b| format!("{b:02x}")).collect();
+        let path = self.dir.join(name);
+        std::fs::create_dir_all(&self.dir).with_context(|| format!("cannot create cache {}", self.dir.display()))?;
+        let repo = match Repository::open_bare(&path) {
+            Ok(r) => r,
+            Err(_) => Repository::init_bare(&path).with_context(|| format!("cannot create {}", path.display()))?,
+        };
+        let refspec = format!("+{}:refs/ward/fetched", remote_ref(rev));
+        {
+            let mut remote = repo.remote_anonymous(url)?;
+            let mut opts = FetchOptions::new();
+            opts.remote_callbacks(progress_callbacks());
+            opts.download_tags(git2::AutotagOption::None);
+            remote
+                .fetch(&[refspec.as_str()], Some(&mut opts), None)
+                .with_context(|| format!("cannot fetch {rev} from {url}"))?;
+        }
+        let oid = match repo.refname_to_id("refs/ward/fetched") {
+            Ok(oid) => oid,
+            Err(_) => bail!("{url} has no {rev}"),
+        };
+        Ok((repo, oid))
+    }
+}
+
+/// Full ref name on the remote for a short revision name.
+fn remote_ref(rev: &str) -> String {
+    if rev == "HEAD" || rev.starts_with("refs/") {
+        rev.to_owned()
+    } else {
+        format!("refs/heads/{rev}")
+    }
+}
+
+/// Progress on a terminal (stderr), silence otherwise.
+fn progress_callbacks<'a>() -> RemoteCallbacks<'a> {
+    let mut cb = RemoteCallbacks::new();
+    if std::io::stderr().is_terminal() {
+        cb.transfer_progress(|p| {
+            eprint!(
+                "\rfetching: {}/{} objects, {} KiB",
+                p.received_objects(),
+                p.total_objects(),
+                p.received_bytes() / 1024
+            );
+            if p.received_objects() == p.total_objects() {
+                eprintln!();
+            }
+            true
+        });
+    }
+    cb
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn symlink_targets_must_stay_inside() {
+        assert_eq!(normalize_inside(Path::new("policies/../cluster-config/a.yaml")), Some(PathBuf::from("cluster-config/a.yaml")));
+        assert_eq!(normalize_inside(Path::new("policies/../../etc/passwd")), None);
+        assert_eq!(normalize_inside(Path::new("/etc/passwd")), None);
+    }
+}

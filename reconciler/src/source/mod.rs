@@ -1,0 +1,93 @@
+//! Where the desired state comes from: a working tree, a local Git repository at any
+//! revision, or a remote repository cloned into a cache.
+//!
+//! Every source yields a [`Snapshot`]: the selected files' bytes (or a finding saying why a
+//! file could not be read) and the revision they came from. Only the folders in
+//! [`Selection::include`] count, minus what `.wardignore` (gitignore syntax, at the
+//! repository root) excludes. Files are size-checked before they are read; a symlink whose
+//! target lies outside the repository is refused.
+
+mod git;
+mod worktree;
+
+pub use git::{open_repo, resolve_rev, GitSource, RemoteCache};
+pub use worktree::read_worktree;
+
+use ignore::gitignore::{Gitignore, GitignoreBuilder};
+use std::path::Path;
+use ward_schema::{yaml::Limits, Diagnostic};
+
+/// The name of the ignore file at the repository root.
+pub const IGNORE_FILE: &str = ".wardignore";
+
+/// Which files of a repository make up the desired state.
+#[derive(Debug, Clone)]
+pub struct Selection {
+    /// Folders (or files) relative to the repository root.
+    pub include: Vec<String>,
+    /// Bounds on each file.
+    pub limits: Limits,
+}
+
+impl Default for Selection {
+    fn default() -> Self {
+        Selection { include: vec!["policies".into(), "cluster-config".into()], limits: Limits::default() }
+    }
+}
+
+impl Selection {
+    /// Whether `rel` (a path relative to the root, `/`-separated) lies in an included folder.
+    pub fn includes(&self, rel: &str) -> bool {
+        self.include.iter().any(|inc| {
+            let inc = inc.trim_end_matches('/');
+            inc.is_empty() || inc == "." || rel == inc || rel.starts_with(&format!("{inc}/"))
+        })
+    }
+}
+
+/// Whether a file name is one ward reads.
+pub fn is_manifest(name: &str) -> bool {
+    name.ends_with(".yaml") || name.ends_with(".yml") || name.ends_with(".json")
+}
+
+/// One selected file.
+#[derive(Debug, Clone)]
+pub struct SourceFile {
+    /// Path relative to the repository root, `/`-separated.
+    pub path: String,
+    /// The bytes, or why they could not be read.
+    pub content: Result<Vec<u8>, Diagnostic>,
+}
+
+/// The selected files of one revision.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    /// Files in path order.
+    pub files: Vec<SourceFile>,
+    /// The commit id, or `None` for a working tree.
+    pub revision: Option<String>,
+    /// Whether a working tree had uncommitted changes (`None` when not known).
+    pub dirty: Option<bool>,
+}
+
+/// Builds the `.wardignore` matcher from its text (empty when there is none).
+pub(crate) fn ignore_matcher(root: &Path, text: Option<&str>) -> Gitignore {
+    let mut b = GitignoreBuilder::new(root);
+    if let Some(text) = text {
+        for line in text.lines() {
+            // A bad pattern is skipped; gitignore does the same.
+            let _ = b.add_line(None, line);
+        }
+    }
+    b.build().unwrap_or_else(|_| Gitignore::empty())
+}
+
+/// The finding for a symlink that leaves the repository.
+pub(crate) fn symlink_outside(path: &str, target: &str) -> Diagnostic {
+    Diagnostic::error(
+        ward_schema::diagnostic::codes::FILE_UNREADABLE,
+        format!("symlink points outside the repository (to {target}); refused"),
+    )
+    .at(path, 0, 0)
+    .with_hint("copy the file into the repository instead of linking to it")
+}

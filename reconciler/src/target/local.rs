@@ -1,0 +1,339 @@
+//! The local target: a state directory that stands in for a cluster.
+//!
+//! Layout of the directory (default `.ward/` in the repository):
+//! ```text
+//! lock                      held (flock) by the one writer
+//! objects/<Kind>/<ns>/<name>.json   one file per live object (`_cluster` for cluster-scoped)
+//! inventory.json            what ward applied, with fingerprints, and the revision
+//! journal.json              present only while an apply is running (or was killed)
+//! ```
+//!
+//! # Guarantees
+//! - One writer at a time: [`LocalTarget::apply`] takes an exclusive lock and fails fast with
+//!   a clear message when another process holds it.
+//! - Readers never see half-written files: every write goes to a temporary file in the same
+//!   folder, is fsynced, then renamed over the old one; the folder is fsynced after.
+//! - An apply killed at any point (SIGKILL included) is repaired by the next writer: the
+//!   journal names every operation the apply intended, so the inventory is rebuilt from what
+//!   actually reached the disk and stray temporary files are removed. Nothing ward applied is
+//!   forgotten, so nothing is orphaned.
+//!
+//! # Drift
+//! A file whose content no longer matches the fingerprint in the inventory was changed
+//! outside ward; the plan reports it as drifted and an apply writes the desired content back.
+
+use super::{ApplyOptions, ApplyReport, Inventory, InventoryEntry, LiveObject, LiveSet, Target};
+use crate::normalize::{canonical_bytes, fingerprint, normalize};
+use crate::plan::{Action, Plan};
+use anyhow::{anyhow, bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+use ward_schema::{Kind, ResourceKey};
+
+const OBJECTS: &str = "objects";
+const INVENTORY: &str = "inventory.json";
+const JOURNAL: &str = "journal.json";
+const LOCK: &str = "lock";
+const TMP_MARK: &str = ".tmp-";
+const CLUSTER_DIR: &str = "_cluster";
+
+/// The embedded default target.
+pub struct LocalTarget {
+    dir: PathBuf,
+}
+
+/// The operations an apply intends, written before the first of them.
+#[derive(Debug, Serialize, Deserialize)]
+struct Journal {
+    revision: Option<String>,
+    ops: Vec<JournalOp>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct JournalOp {
+    key: ResourceKey,
+    /// Fingerprint written, or `None` for a delete.
+    fingerprint: Option<String>,
+    origin: String,
+}
+
+impl LocalTarget {
+    /// A target in `dir` (created on first apply).
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        LocalTarget { dir: dir.into() }
+    }
+
+    /// The state directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Whether an apply was interrupted and not yet repaired.
+    pub fn interrupted(&self) -> bool {
+        self.dir.join(JOURNAL).exists()
+    }
+
+    fn object_path(&self, key: &ResourceKey) -> PathBuf {
+        let ns = key.namespace.as_deref().unwrap_or(CLUSTER_DIR);
+        self.dir.join(OBJECTS).join(key.kind.as_str()).join(ns).join(format!("{}.json", key.name))
+    }
+
+    /// Reads the inventory (empty when there is none yet).
+    pub fn inventory(&self) -> Result<Inventory> {
+        match fs::read(self.dir.join(INVENTORY)) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .with_context(|| format!("{} is corrupt; restore it or delete the state directory to start over", self.dir.join(INVENTORY).display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Inventory::default()),
+            Err(e) => Err(e).with_context(|| format!("cannot read {}", self.dir.join(INVENTORY).display())),
+        }
+    }
+
+    /// Reads every object file. A file that is not valid JSON is reported as an error naming
+    /// it: the state directory is ward's, and a broken file there needs a person.
+    fn read_objects(&self) -> Result<Vec<(ResourceKey, LiveObject)>> {
+        let root = self.dir.join(OBJECTS);
+        let mut out = Vec::new();
+        let Ok(kinds) = fs::read_dir(&root) else { return Ok(out) };
+        for kind_dir in kinds {
+            let kind_dir = kind_dir?;
+            let Some(kind) = Kind::parse(&kind_dir.file_name().to_string_lossy()) else { continue };
+            for ns_dir in fs::read_dir(kind_dir.path())? {
+                let ns_dir = ns_dir?;
+                let ns_name = ns_dir.file_name().to_string_lossy().into_owned();
+                let ns = (ns_name != CLUSTER_DIR).then_some(ns_name.as_str());
+                for file in fs::read_dir(ns_dir.path())? {
+                    let path = file?.path();
+                    let fname = path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+                    let Some(name) = fname.strip_suffix(".json").filter(|_| !fname.contains(TMP_MARK)) else { continue };
+                    let bytes = fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+                    let object: Value = serde_json::from_slice(&bytes)
+                        .with_context(|| format!("{} is not valid JSON; fix or delete it", path.display()))?;
+                    let object = normalize(&object);
+                    let fp = fingerprint(&object);
+                    out.push((ResourceKey::new(kind, ns, name), LiveObject { object, fingerprint: fp }));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Takes the writer lock, failing fast when another process holds it.
+    fn lock(&self) -> Result<File> {
+        fs::create_dir_all(&self.dir).with_context(|| format!("cannot create state directory {}", self.dir.display()))?;
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(self.dir.join(LOCK))
+            .with_context(|| format!("cannot open {}", self.dir.join(LOCK).display()))?;
+        match file.try_lock() {
+            Ok(()) => Ok(file),
+            Err(fs::TryLockError::WouldBlock) => bail!(
+                "another ward process is applying to {} (it holds {}); wait for it to finish",
+                self.dir.display(),
+                self.dir.join(LOCK).display()
+            ),
+            Err(fs::TryLockError::Error(e)) => Err(anyhow!(e).context("cannot lock the state directory")),
+        }
+    }
+
+    /// Finishes the bookkeeping of an interrupted apply. Call with the lock held.
+    ///
+    /// Each journalled write whose file now has the journalled fingerprint reached the disk
+    /// and enters the inventory; each journalled delete whose file is gone leaves it. Then
+    /// stray temporary files are removed and the journal is dropped.
+    fn repair(&self) -> Result<bool> {
+        let path = self.dir.join(JOURNAL);
+        let bytes = match fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(e).context("cannot read the apply journal"),
+        };
+        let mut inv = self.inventory()?;
+        // A journal cut short by a crash cannot exist (it is written atomically), but a
+        // corrupt one must not stop repairs: the inventory then stays as it was.
+        if let Ok(journal) = serde_json::from_slice::<Journal>(&bytes) {
+            inv.attempted_revision = journal.revision.clone();
+            for op in journal.ops {
+                let file = self.object_path(&op.key);
+                let id = Inventory::id(&op.key);
+                match op.fingerprint {
+                    Some(fp) => {
+                        let on_disk = fs::read(&file).ok().and_then(|b| serde_json::from_slice::<Value>(&b).ok()).map(|v| fingerprint(&normalize(&v)));
+                        if on_disk.as_deref() == Some(fp.as_str()) {
+                            inv.entries.insert(id, InventoryEntry { key: op.key, fingerprint: fp, origin: op.origin });
+                        }
+                    }
+                    None => {
+                        if !file.exists() {
+                            inv.entries.remove(&id);
+                        }
+                    }
+                }
+            }
+        }
+        self.remove_temp_files()?;
+        write_atomic(&self.dir.join(INVENTORY), &serde_json::to_vec_pretty(&inv)?)?;
+        fs::remove_file(&path).context("cannot remove the apply journal")?;
+        sync_dir(&self.dir)?;
+        Ok(true)
+    }
+
+    fn remove_temp_files(&self) -> Result<()> {
+        let mut stack = vec![self.dir.clone()];
+        while let Some(dir) = stack.pop() {
+            let Ok(entries) = fs::read_dir(&dir) else { continue };
+            for e in entries.flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else if e.file_name().to_string_lossy().contains(TMP_MARK) {
+                    fs::remove_file(&p).with_context(|| format!("cannot remove {}", p.display()))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Repairs an interrupted apply if there is one (takes the lock). Returns whether it did.
+    pub fn repair_if_needed(&self) -> Result<bool> {
+        if !self.interrupted() {
+            return Ok(false);
+        }
+        let _lock = self.lock()?;
+        self.repair()
+    }
+}
+
+impl Target for LocalTarget {
+    fn describe(&self) -> String {
+        format!("local state {}", self.dir.display())
+    }
+
+    fn live(&self) -> Result<LiveSet> {
+        let objects = self.read_objects()?.into_iter().collect();
+        Ok(LiveSet { objects, inventory: self.inventory()? })
+    }
+
+    fn apply(&mut self, plan: &Plan, options: &ApplyOptions) -> Result<ApplyReport> {
+        let _lock = self.lock()?;
+        if self.repair()? {
+            tracing::warn!(dir = %self.dir.display(), "repaired an interrupted apply before this one");
+        }
+        let actions = plan.actions();
+        let journal = Journal {
+            revision: options.revision.clone(),
+            ops: actions
+                .iter()
+                .map(|c| JournalOp { key: c.key.clone(), fingerprint: c.after_fingerprint.clone(), origin: c.origin.clone().unwrap_or_default() })
+                .collect(),
+        };
+        write_atomic(&self.dir.join(JOURNAL), &serde_json::to_vec(&journal)?)?;
+        let mut inv = self.inventory()?;
+        inv.attempted_revision = options.revision.clone();
+        let mut report = ApplyReport { unchanged: plan.unchanged.len(), ..ApplyReport::default() };
+        for change in actions {
+            let path = self.object_path(&change.key);
+            let id = Inventory::id(&change.key);
+            match (change.action, &change.after, &change.after_fingerprint) {
+                (Action::Delete, _, _) => {
+                    match fs::remove_file(&path) {
+                        Ok(()) => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                        Err(e) => return Err(e).with_context(|| format!("cannot delete {}", path.display())),
+                    }
+                    inv.entries.remove(&id);
+                    report.deleted += 1;
+                }
+                (action, Some(after), Some(fp)) => {
+                    let parent = path.parent().ok_or_else(|| anyhow!("object path has no parent"))?;
+                    fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+                    write_atomic(&path, &canonical_bytes(after))?;
+                    inv.entries.insert(id, InventoryEntry { key: change.key.clone(), fingerprint: fp.clone(), origin: change.origin.clone().unwrap_or_default() });
+                    if action == Action::Create { report.created += 1 } else { report.updated += 1 }
+                }
+                _ => bail!("internal error: {} has no desired content", change.key),
+            }
+        }
+        // Unchanged objects whose inventory entry is missing (e.g. applied by an older,
+        // interrupted run) are recorded too, so the inventory covers everything desired.
+        for key in &plan.unchanged {
+            if let (Some(l), None) = (self.read_one(key)?, inv.get(key)) {
+                inv.entries.insert(Inventory::id(key), InventoryEntry { key: key.clone(), fingerprint: l, origin: String::new() });
+            }
+        }
+        inv.applied_revision = options.revision.clone();
+        inv.applied_at = Some(now_rfc3339());
+        write_atomic(&self.dir.join(INVENTORY), &serde_json::to_vec_pretty(&inv)?)?;
+        fs::remove_file(self.dir.join(JOURNAL)).context("cannot remove the apply journal")?;
+        sync_dir(&self.dir)?;
+        Ok(report)
+    }
+}
+
+impl LocalTarget {
+    /// The fingerprint of one live object, if it exists.
+    fn read_one(&self, key: &ResourceKey) -> Result<Option<String>> {
+        match fs::read(self.object_path(key)) {
+            Ok(b) => Ok(serde_json::from_slice::<Value>(&b).ok().map(|v| fingerprint(&normalize(&v)))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+/// Writes `bytes` to `path` so that readers see the old or the new content, never a mix:
+/// temporary file in the same folder, fsync, rename, fsync the folder.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().ok_or_else(|| anyhow!("{} has no parent folder", path.display()))?;
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = dir.join(format!("{name}{TMP_MARK}{}", std::process::id()));
+    let mut f = File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
+    f.write_all(bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
+    f.sync_all().with_context(|| format!("cannot sync {}", tmp.display()))?;
+    drop(f);
+    fs::rename(&tmp, path).with_context(|| format!("cannot move {} into place", path.display()))?;
+    sync_dir(dir)
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir).and_then(|d| d.sync_all()).with_context(|| format!("cannot sync {}", dir.display()))
+}
+
+/// The current time as RFC 3339 UTC, without a date library.
+pub fn now_rfc3339() -> String {
+    let secs = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let days = secs / 86_400;
+    let rem = secs % 86_400;
+    let (y, m, d) = civil_from_days(days as i64);
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, (rem % 3600) / 60, rem % 60)
+}
+
+/// Howard Hinnant's days-to-civil algorithm.
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(20_000), (2024, 10, 4));
+    }
+}

@@ -1,0 +1,106 @@
+//! Where the desired state is applied. A [`Target`] lists what is live, applies a plan and
+//! says what ward applied last (its inventory).
+//!
+//! [`local::LocalTarget`] is the embedded default: a state directory, no cluster needed.
+
+pub mod local;
+
+use crate::plan::Plan;
+use anyhow::Result;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use ward_schema::ResourceKey;
+
+/// One object as the target holds it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LiveObject {
+    /// The object, normalised.
+    pub object: Value,
+    /// Fingerprint of the normalised object.
+    pub fingerprint: String,
+}
+
+/// What a target holds now.
+#[derive(Debug, Clone, Default)]
+pub struct LiveSet {
+    /// Every object the target has, ward's or not.
+    pub objects: BTreeMap<ResourceKey, LiveObject>,
+    /// What ward applied last.
+    pub inventory: Inventory,
+}
+
+/// The record of what ward applied: which objects, with which content, from which revision.
+/// Pruning deletes only what is listed here, never what merely looks like ward's.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Inventory {
+    /// The revision whose apply completed last.
+    #[serde(default)]
+    pub applied_revision: Option<String>,
+    /// The revision of the last attempt, complete or not.
+    #[serde(default)]
+    pub attempted_revision: Option<String>,
+    /// When the last apply completed (RFC 3339, UTC).
+    #[serde(default)]
+    pub applied_at: Option<String>,
+    /// Applied objects and the fingerprint of what ward wrote.
+    #[serde(default)]
+    pub entries: BTreeMap<String, InventoryEntry>,
+}
+
+/// One applied object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InventoryEntry {
+    /// The object's key.
+    pub key: ResourceKey,
+    /// Fingerprint of the normalised object ward applied.
+    pub fingerprint: String,
+    /// Where it was defined (`file:line`).
+    #[serde(default)]
+    pub origin: String,
+}
+
+impl Inventory {
+    /// The inventory's key for an object (`Kind/namespace/name`).
+    pub fn id(key: &ResourceKey) -> String {
+        key.to_string()
+    }
+
+    /// The entry for `key`.
+    pub fn get(&self, key: &ResourceKey) -> Option<&InventoryEntry> {
+        self.entries.get(&Self::id(key))
+    }
+}
+
+/// Options for applying a plan.
+#[derive(Debug, Clone, Default)]
+pub struct ApplyOptions {
+    /// Delete inventory objects that are no longer desired.
+    pub prune: bool,
+    /// The revision being applied.
+    pub revision: Option<String>,
+}
+
+/// What an apply did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ApplyReport {
+    /// Objects created.
+    pub created: usize,
+    /// Objects changed (drift corrections included).
+    pub updated: usize,
+    /// Objects deleted.
+    pub deleted: usize,
+    /// Objects left as they were.
+    pub unchanged: usize,
+}
+
+/// A place ward applies to.
+pub trait Target {
+    /// A short description for messages (`local state .ward`).
+    fn describe(&self) -> String;
+    /// Reads what is live and the inventory.
+    fn live(&self) -> Result<LiveSet>;
+    /// Applies `plan` (its creates, updates and, with `prune`, deletes) all-or-nothing as far
+    /// as the target allows, and records the inventory.
+    fn apply(&mut self, plan: &Plan, options: &ApplyOptions) -> Result<ApplyReport>;
+}

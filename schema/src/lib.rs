@@ -1,0 +1,24 @@
+//! ward-schema: the resource model and everything that decides whether a revision is valid.
+//!
+//! Pure: bytes in, typed resources and findings out. No I/O besides what the caller hands in.
+//!
+//! - [`yaml`]: bounded YAML loading with line and column for every value and key.
+//! - [`envelope`]: apiVersion, kind and metadata.
+//! - [`schemas`]: ward's JSON Schemas (`schema/json/`), compiled once.
+//! - [`semantic`]: Cilium 1.19's own validation rules, with its messages.
+//! - [`load`]: one file to resources and findings; many files to a [`load::Validation`].
+//! - [`model`]: typed structs for the policy engine and the agents.
+
+pub mod diagnostic;
+pub mod envelope;
+pub mod load;
+pub mod model;
+pub mod resource;
+pub mod schemas;
+pub mod semantic;
+pub mod yaml;
+
+pub use diagnostic::{Diagnostic, Severity};
+pub use load::{assemble, load_file, FileReport, ResourceSet, Validation};
+pub use resource::{Kind, Origin, Resource, ResourceKey};
+pub use yaml::Limits;

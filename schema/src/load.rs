@@ -1,0 +1,235 @@
+//! From file bytes to resources and findings.
+//!
+//! [`load_file`] does everything that needs one file only (parse, envelope, JSON Schema,
+//! semantic rules) and drops the YAML trees before it returns, so memory stays proportional
+//! to the resources kept, not to the source text. [`assemble`] then does what needs every
+//! file: duplicate objects, the CiliumConfig flags that some rules depend on, ordering.
+//! Callers may run [`load_file`] on many threads.
+
+use crate::diagnostic::{self, codes, Diagnostic};
+use crate::envelope;
+use crate::resource::{Kind, Origin, Resource, ResourceKey};
+use crate::schemas::Schemas;
+use crate::semantic::{self, Finding, Unless};
+use crate::yaml::{self, path_string, Limits, Node};
+use serde_json::Value;
+use std::collections::btree_map::{self, BTreeMap};
+
+/// What one file yielded.
+#[derive(Debug, Default)]
+pub struct FileReport {
+    /// How many non-empty YAML documents the file holds.
+    pub documents: usize,
+    /// Documents that are valid apart from findings that depend on agent flags.
+    pub resources: Vec<Resource>,
+    /// Findings, each with the flag it depends on, if any.
+    pub findings: Vec<(Diagnostic, Option<Unless>)>,
+}
+
+/// Loads one file. `file` labels findings and origins (a path relative to the repository).
+pub fn load_file(file: &str, bytes: &[u8], limits: &Limits) -> FileReport {
+    let parsed = yaml::parse_bytes(file, bytes, limits);
+    let mut report = FileReport {
+        documents: parsed.docs.len(),
+        resources: Vec::new(),
+        findings: parsed.diagnostics.into_iter().map(|d| (d, None)).collect(),
+    };
+    let syntax_ok = report.findings.is_empty();
+    for doc in parsed.docs {
+        load_document(file, doc.index, &doc.root, &mut report, syntax_ok);
+    }
+    report
+}
+
+fn load_document(file: &str, index: usize, root: &Node, report: &mut FileReport, syntax_ok: bool) {
+    let object = root.to_json();
+    let env = envelope::check(&object);
+    let mut findings = env.findings;
+    let kind = env.key.as_ref().map(|k| k.kind).or_else(|| {
+        object.get("kind").and_then(Value::as_str).and_then(Kind::parse)
+    });
+    if let Some(kind) = kind {
+        findings.extend(Schemas::get().validate(kind, &object));
+        findings.extend(semantic::check(kind, &object));
+    }
+    let blocking = findings.iter().any(|f| f.unless.is_none() && f.severity == diagnostic::Severity::Error);
+    for f in findings {
+        report.findings.push(locate(file, root, f));
+    }
+    if let (Some(key), false, true) = (env.key, blocking, syntax_ok) {
+        let object = with_namespace(object, &key);
+        report.resources.push(Resource { key, object, origin: Origin { file: file.to_owned(), line: root.pos.line, document: index } });
+    }
+}
+
+/// Fills in the defaulted namespace so the stored object says where it lives.
+fn with_namespace(mut object: Value, key: &ResourceKey) -> Value {
+    if let (Some(ns), Some(meta)) = (&key.namespace, object.get_mut("metadata").and_then(Value::as_object_mut)) {
+        meta.entry("namespace").or_insert_with(|| Value::String(ns.clone()));
+    }
+    object
+}
+
+fn locate(file: &str, root: &Node, f: Finding) -> (Diagnostic, Option<Unless>) {
+    let pos = root.locate(&f.path, f.at_key);
+    let mut d = Diagnostic { severity: f.severity, code: f.code, message: f.message, file: file.to_owned(), line: pos.line, column: pos.column, path: path_string(&f.path), hint: f.hint };
+    if d.line == 0 {
+        d.line = root.pos.line;
+        d.column = root.pos.column;
+    }
+    (d, f.unless)
+}
+
+/// Every valid object of a revision, keyed and ordered for applying.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ResourceSet {
+    items: BTreeMap<ResourceKey, Resource>,
+}
+
+impl ResourceSet {
+    /// An empty set.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a resource, returning the one it replaced.
+    pub fn insert(&mut self, r: Resource) -> Option<Resource> {
+        self.items.insert(r.key.clone(), r)
+    }
+
+    /// The resource with `key`.
+    pub fn get(&self, key: &ResourceKey) -> Option<&Resource> {
+        self.items.get(key)
+    }
+
+    /// Resources in apply order.
+    pub fn iter(&self) -> btree_map::Values<'_, ResourceKey, Resource> {
+        self.items.values()
+    }
+
+    /// Keys in apply order.
+    pub fn keys(&self) -> btree_map::Keys<'_, ResourceKey, Resource> {
+        self.items.keys()
+    }
+
+    /// How many resources.
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// The repository's CiliumConfig, if it has one.
+    pub fn config(&self) -> Option<&Resource> {
+        self.iter().find(|r| r.key.kind == Kind::CiliumConfig)
+    }
+}
+
+/// The outcome of validating a whole revision.
+#[derive(Debug, Default)]
+pub struct Validation {
+    /// The valid objects. Meaningful for applying only when [`Validation::is_valid`].
+    pub resources: ResourceSet,
+    /// Every finding, sorted by file and position.
+    pub diagnostics: Vec<Diagnostic>,
+    /// How many files were read.
+    pub files: usize,
+    /// How many documents were read.
+    pub documents: usize,
+}
+
+impl Validation {
+    /// No errors (warnings allowed).
+    pub fn is_valid(&self) -> bool {
+        !self.diagnostics.iter().any(Diagnostic::is_error)
+    }
+
+    /// How many errors.
+    pub fn error_count(&self) -> usize {
+        self.diagnostics.iter().filter(|d| d.is_error()).count()
+    }
+}
+
+/// Agent flags that decide whether some findings stand, from the CiliumConfig.
+#[derive(Debug, Clone, Copy)]
+struct Flags {
+    node_selector_labels: bool,
+    icmp_rules: bool,
+    l7_proxy: bool,
+}
+
+impl Flags {
+    fn from_config(config: Option<&Resource>) -> Flags {
+        let spec = config.map(Resource::spec);
+        let flag = |key: &str, default: bool| spec.and_then(|s| s.get(key)).and_then(Value::as_bool).unwrap_or(default);
+        Flags {
+            node_selector_labels: flag("enable-node-selector-labels", false),
+            icmp_rules: flag("enable-icmp-rules", true),
+            l7_proxy: flag("enable-l7-proxy", true),
+        }
+    }
+
+    fn is_on(self, flag: Unless) -> bool {
+        match flag {
+            Unless::NodeSelectorLabels => self.node_selector_labels,
+            Unless::IcmpRules => self.icmp_rules,
+            Unless::L7Proxy => self.l7_proxy,
+        }
+    }
+}
+
+/// Joins per-file reports: duplicates across files, flag-dependent findings, ordering.
+pub fn assemble(reports: Vec<FileReport>) -> Validation {
+    let mut v = Validation { files: reports.len(), ..Validation::default() };
+    let mut conditional = Vec::new();
+    let mut candidates = Vec::new();
+    for report in reports {
+        v.documents += report.documents;
+        for (d, unless) in report.findings {
+            match unless {
+                Some(flag) => conditional.push((d, flag)),
+                None => v.diagnostics.push(d),
+            }
+        }
+        candidates.extend(report.resources);
+    }
+    for r in candidates {
+        if let Some(first) = v.resources.get(&r.key) {
+            v.diagnostics.push(duplicate(&r, first));
+            continue;
+        }
+        v.resources.insert(r);
+    }
+    check_single_config(&v.resources, &mut v.diagnostics);
+    let flags = Flags::from_config(v.resources.config());
+    for (d, flag) in conditional {
+        if !flags.is_on(flag) {
+            v.diagnostics.push(d);
+        }
+    }
+    diagnostic::sort(&mut v.diagnostics);
+    v
+}
+
+fn duplicate(again: &Resource, first: &Resource) -> Diagnostic {
+    Diagnostic::error(codes::DUPLICATE_OBJECT, format!("{} is defined more than once", again.key))
+        .at(&again.origin.file, again.origin.line, 1)
+        .with_path("metadata.name")
+        .with_hint(format!("it is first defined at {}; rename one or delete it", first.origin))
+}
+
+fn check_single_config(set: &ResourceSet, out: &mut Vec<Diagnostic>) {
+    let configs: Vec<&Resource> = set.iter().filter(|r| r.key.kind == Kind::CiliumConfig).collect();
+    if let [first, rest @ ..] = configs.as_slice() {
+        for r in rest {
+            out.push(
+                Diagnostic::error(codes::CONFIG, format!("more than one CiliumConfig: {} and {}", first.key.name, r.key.name))
+                    .at(&r.origin.file, r.origin.line, 1)
+                    .with_hint(format!("a cluster has one CiliumConfig; keep {}", first.origin)),
+            );
+        }
+    }
+}

@@ -1,0 +1,206 @@
+//! What ward manages: the kinds, their identity ([`ResourceKey`]) and a loaded [`Resource`].
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::fmt;
+
+/// The kinds ward manages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Kind {
+    /// ward's component config (WireGuard encryption and agent flags). Applied first.
+    CiliumConfig,
+    /// Cluster-wide network policy (cilium.io/v2).
+    CiliumClusterwideNetworkPolicy,
+    /// Cluster-wide Envoy config (cilium.io/v2).
+    CiliumClusterwideEnvoyConfig,
+    /// Namespaced network policy (cilium.io/v2).
+    CiliumNetworkPolicy,
+    /// Namespaced Envoy config (cilium.io/v2).
+    CiliumEnvoyConfig,
+}
+
+/// The apiVersion of every Cilium CRD kind ward manages.
+pub const CILIUM_V2: &str = "cilium.io/v2";
+/// The apiVersion of ward's CiliumConfig document.
+pub const CILIUM_CONFIG_VERSION: &str = "cilium.io/v1.12";
+
+impl Kind {
+    /// Every kind, in apply order: config and cluster-wide objects before namespaced ones.
+    pub const ALL: [Kind; 5] = [
+        Kind::CiliumConfig,
+        Kind::CiliumClusterwideNetworkPolicy,
+        Kind::CiliumClusterwideEnvoyConfig,
+        Kind::CiliumNetworkPolicy,
+        Kind::CiliumEnvoyConfig,
+    ];
+
+    /// The kind's name as written in `kind:`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::CiliumConfig => "CiliumConfig",
+            Kind::CiliumClusterwideNetworkPolicy => "CiliumClusterwideNetworkPolicy",
+            Kind::CiliumClusterwideEnvoyConfig => "CiliumClusterwideEnvoyConfig",
+            Kind::CiliumNetworkPolicy => "CiliumNetworkPolicy",
+            Kind::CiliumEnvoyConfig => "CiliumEnvoyConfig",
+        }
+    }
+
+    /// Parses a `kind:` value (exact, as Kubernetes does).
+    pub fn parse(s: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
+    /// The one apiVersion that serves this kind.
+    pub fn api_version(self) -> &'static str {
+        match self {
+            Kind::CiliumConfig => CILIUM_CONFIG_VERSION,
+            _ => CILIUM_V2,
+        }
+    }
+
+    /// Whether objects of this kind live in a namespace.
+    pub fn namespaced(self) -> bool {
+        matches!(self, Kind::CiliumNetworkPolicy | Kind::CiliumEnvoyConfig)
+    }
+
+    /// Whether this kind holds network-policy rules.
+    pub fn is_policy(self) -> bool {
+        matches!(self, Kind::CiliumNetworkPolicy | Kind::CiliumClusterwideNetworkPolicy)
+    }
+
+    /// The short name kubectl knows (`cnp`, `ccnp`, …), used in compact output.
+    pub fn short_name(self) -> &'static str {
+        match self {
+            Kind::CiliumConfig => "config",
+            Kind::CiliumClusterwideNetworkPolicy => "ccnp",
+            Kind::CiliumClusterwideEnvoyConfig => "ccec",
+            Kind::CiliumNetworkPolicy => "cnp",
+            Kind::CiliumEnvoyConfig => "cec",
+        }
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The identity of an object: kind, namespace (for namespaced kinds) and name. Ordered in
+/// apply order.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ResourceKey {
+    /// The kind.
+    pub kind: Kind,
+    /// The namespace; `None` for cluster-scoped kinds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// `metadata.name`.
+    pub name: String,
+}
+
+impl ResourceKey {
+    /// A key; `namespace` is dropped for cluster-scoped kinds.
+    pub fn new(kind: Kind, namespace: Option<&str>, name: &str) -> Self {
+        ResourceKey {
+            kind,
+            namespace: namespace.filter(|_| kind.namespaced()).map(str::to_owned),
+            name: name.to_owned(),
+        }
+    }
+}
+
+impl fmt::Display for ResourceKey {
+    /// `CiliumNetworkPolicy/shop/backend` or `CiliumClusterwideNetworkPolicy/deny-world`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.namespace {
+            Some(ns) => write!(f, "{}/{}/{}", self.kind, ns, self.name),
+            None => write!(f, "{}/{}", self.kind, self.name),
+        }
+    }
+}
+
+/// Where a resource was defined.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Origin {
+    /// File relative to the repository root.
+    pub file: String,
+    /// 1-based line of the document's first key.
+    pub line: usize,
+    /// 0-based index of the document in its file.
+    pub document: usize,
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.file, self.line)
+    }
+}
+
+/// One valid object of the desired state.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Resource {
+    /// Its identity.
+    pub key: ResourceKey,
+    /// The whole object as JSON, exactly as written (namespace filled in where defaulted).
+    pub object: Value,
+    /// Where it came from.
+    pub origin: Origin,
+}
+
+impl Resource {
+    /// The object's `spec`, or null.
+    pub fn spec(&self) -> &Value {
+        self.object.get("spec").unwrap_or(&Value::Null)
+    }
+}
+
+/// Is `s` a DNS-1123 subdomain (object names): at most 253 characters of lower-case
+/// alphanumerics, `-` and `.`, starting and ending alphanumeric.
+pub fn is_dns1123_subdomain(s: &str) -> bool {
+    s.len() <= 253 && s.split('.').all(is_dns1123_label_unbounded)
+}
+
+/// Is `s` a DNS-1123 label (namespaces): at most 63 characters.
+pub fn is_dns1123_label(s: &str) -> bool {
+    s.len() <= 63 && is_dns1123_label_unbounded(s)
+}
+
+fn is_dns1123_label_unbounded(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b[0] != b'-'
+        && b[b.len() - 1] != b'-'
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_order_config_and_clusterwide_first() {
+        let mut keys = vec![
+            ResourceKey::new(Kind::CiliumNetworkPolicy, Some("a"), "x"),
+            ResourceKey::new(Kind::CiliumClusterwideNetworkPolicy, None, "y"),
+            ResourceKey::new(Kind::CiliumConfig, None, "c"),
+        ];
+        keys.sort();
+        assert_eq!(keys[0].kind, Kind::CiliumConfig);
+        assert_eq!(keys[2].to_string(), "CiliumNetworkPolicy/a/x");
+    }
+
+    #[test]
+    fn cluster_scoped_keys_drop_the_namespace() {
+        let k = ResourceKey::new(Kind::CiliumClusterwideNetworkPolicy, Some("ns"), "n");
+        assert_eq!(k.namespace, None);
+    }
+
+    #[test]
+    fn dns_names() {
+        assert!(is_dns1123_subdomain("allow-frontend.v2"));
+        assert!(!is_dns1123_subdomain("Allow"));
+        assert!(!is_dns1123_label("a.b"));
+        assert!(!is_dns1123_label(&"a".repeat(64)));
+    }
+}

@@ -1,0 +1,219 @@
+//! ward's JSON Schemas (`schema/json/ward.schema.json`), compiled once per kind, and the
+//! translation of schema violations into findings with a field path, a message in plain
+//! words and, for unknown fields, a did-you-mean.
+
+use crate::diagnostic::{codes, Severity};
+use crate::resource::Kind;
+use crate::semantic::{did_you_mean, Finding};
+use crate::yaml::Seg;
+use jsonschema::error::{TypeKind, ValidationErrorKind};
+use jsonschema::Validator;
+use serde_json::Value;
+use std::sync::OnceLock;
+
+/// The schema document, as shipped in the repository.
+pub const WARD_SCHEMA: &str = include_str!("../json/ward.schema.json");
+
+/// Compiled validators, one per kind, and the schema document they were built from.
+pub struct Schemas {
+    document: Value,
+    validators: Vec<(Kind, Validator)>,
+}
+
+impl Schemas {
+    /// The process-wide compiled schemas (compiled on first use).
+    pub fn get() -> &'static Schemas {
+        static SCHEMAS: OnceLock<Schemas> = OnceLock::new();
+        SCHEMAS.get_or_init(|| Schemas::compile(WARD_SCHEMA).expect("the embedded ward.schema.json compiles (tested)"))
+    }
+
+    /// Compiles `text` for every kind.
+    pub fn compile(text: &str) -> Result<Schemas, String> {
+        let document: Value = serde_json::from_str(text).map_err(|e| format!("ward.schema.json: {e}"))?;
+        let mut validators = Vec::new();
+        for kind in Kind::ALL {
+            let mut root = document.clone();
+            if let Some(obj) = root.as_object_mut() {
+                obj.insert("$ref".into(), Value::String(format!("#/$defs/{kind}")));
+            }
+            let v = jsonschema::options()
+                .build(&root)
+                .map_err(|e| format!("ward.schema.json for {kind}: {e}"))?;
+            validators.push((kind, v));
+        }
+        Ok(Schemas { document, validators })
+    }
+
+    fn validator(&self, kind: Kind) -> &Validator {
+        &self.validators.iter().find(|(k, _)| *k == kind).expect("every kind is compiled").1
+    }
+
+    /// Validates one document of `kind`.
+    pub fn validate(&self, kind: Kind, doc: &Value) -> Vec<Finding> {
+        let validator = self.validator(kind);
+        if validator.is_valid(doc) {
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        for err in validator.iter_errors(doc) {
+            let path = pointer_to_path(doc, err.instance_path().as_str());
+            let schema_path = err.schema_path().as_str().to_owned();
+            out.extend(self.describe(err.kind(), path, &schema_path, doc));
+        }
+        out
+    }
+
+    /// Turns one violation into findings (an additionalProperties error with several unknown
+    /// fields becomes one finding per field).
+    fn describe(&self, kind: &ValidationErrorKind, path: Vec<Seg>, schema_path: &str, doc: &Value) -> Vec<Finding> {
+        let make = |path: Vec<Seg>, at_key: bool, code: &'static str, message: String, hint: Option<String>| Finding {
+            severity: Severity::Error,
+            code,
+            message,
+            path,
+            at_key,
+            hint,
+            unless: None,
+        };
+        let field = path_label(&path);
+        match kind {
+            ValidationErrorKind::AdditionalProperties { unexpected } => {
+                let known = self.known_properties(schema_path);
+                unexpected
+                    .iter()
+                    .map(|name| {
+                        let mut p = path.clone();
+                        p.push(Seg::Key(name.clone()));
+                        if path.is_empty() && name == "description" {
+                            return make(
+                                p,
+                                true,
+                                codes::TOP_LEVEL_DESCRIPTION,
+                                "top-level description field is no longer supported".into(),
+                                Some("move `description` inside `spec` (or each item of `specs`)".into()),
+                            );
+                        }
+                        let refs: Vec<&str> = known.iter().map(String::as_str).collect();
+                        let hint = match did_you_mean(name, &refs) {
+                            Some(s) => Some(format!("did you mean \"{s}\"?")),
+                            None if !refs.is_empty() => Some(format!("known fields here: {}", refs.join(", "))),
+                            None => None,
+                        };
+                        let at = if field.is_empty() { String::new() } else { format!(" in {field}") };
+                        make(p, true, codes::UNKNOWN_FIELD, format!("unknown field \"{name}\"{at}"), hint)
+                    })
+                    .collect()
+            }
+            ValidationErrorKind::Required { property } => {
+                let name = property.as_str().unwrap_or_default();
+                let target = if field.is_empty() { String::new() } else { format!(" in {field}") };
+                let at_key = !path.is_empty();
+                vec![make(path, at_key, codes::SCHEMA, format!("missing required field \"{name}\"{target}"), None)]
+            }
+            ValidationErrorKind::Type { kind: expected } => {
+                let actual = lookup(doc, &path);
+                let want = type_names(expected);
+                let hint = match (actual, want.as_str()) {
+                    (Some(Value::Number(n)), "string") => Some(format!("quote it: \"{n}\"")),
+                    (Some(Value::Bool(b)), "string") => Some(format!("quote it: \"{b}\"")),
+                    (Some(Value::Null), _) => Some("the value is empty; give one or remove the key".into()),
+                    _ => None,
+                };
+                let got = actual.map_or("nothing", json_type);
+                vec![make(path, false, codes::SCHEMA, format!("{field}: expected {want}, got {got}"), hint)]
+            }
+            ValidationErrorKind::Enum { options } => {
+                let opts: Vec<String> = options.as_array().map(|a| a.iter().map(|v| v.to_string()).collect()).unwrap_or_default();
+                let actual = lookup(doc, &path).map(Value::to_string).unwrap_or_default();
+                vec![make(path, false, codes::SCHEMA, format!("{field}: unsupported value {actual}"), Some(format!("supported values: {}", opts.join(", "))))]
+            }
+            _ => {
+                let message = match kind {
+                    ValidationErrorKind::MaxItems { limit } => format!("{field}: must have at most {limit} items"),
+                    ValidationErrorKind::MinItems { limit } => format!("{field}: must have at least {limit} item(s)"),
+                    ValidationErrorKind::MaxLength { limit } => format!("{field}: must be at most {limit} characters"),
+                    ValidationErrorKind::MinLength { limit } => format!("{field}: must be at least {limit} character(s)"),
+                    ValidationErrorKind::Maximum { limit } => format!("{field}: must be at most {limit}"),
+                    ValidationErrorKind::Minimum { limit } => format!("{field}: must be at least {limit}"),
+                    ValidationErrorKind::Pattern { pattern } => format!("{field}: does not match {pattern}"),
+                    ValidationErrorKind::UniqueItems => format!("{field}: items must be unique"),
+                    other => format!("{field}: {}", describe_other(other)),
+                };
+                vec![make(path, false, codes::SCHEMA, message, None)]
+            }
+        }
+    }
+
+    /// The property names allowed next to the `additionalProperties` keyword at `schema_path`.
+    fn known_properties(&self, schema_path: &str) -> Vec<String> {
+        let parent = schema_path.strip_suffix("/additionalProperties").unwrap_or(schema_path);
+        self.document
+            .pointer(parent)
+            .and_then(|s| s.get("properties"))
+            .and_then(Value::as_object)
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+}
+
+fn describe_other(kind: &ValidationErrorKind) -> String {
+    match kind {
+        ValidationErrorKind::OneOfNotValid { .. } => "must match exactly one of the allowed shapes".into(),
+        ValidationErrorKind::OneOfMultipleValid { .. } => "matches more than one of the allowed shapes".into(),
+        ValidationErrorKind::AnyOf { .. } => "does not match any of the allowed shapes".into(),
+        ValidationErrorKind::FalseSchema => "is not allowed here".into(),
+        _ => format!("{kind:?}"),
+    }
+}
+
+fn type_names(kind: &TypeKind) -> String {
+    let name = |t: &jsonschema::JsonType| t.to_string();
+    match kind {
+        TypeKind::Single(t) => name(t),
+        TypeKind::Multiple(ts) => ts.iter().map(|t| name(&t)).collect::<Vec<_>>().join(" or "),
+    }
+}
+
+fn json_type(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(n) if n.is_i64() || n.is_u64() => "integer",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+fn lookup<'v>(doc: &'v Value, path: &[Seg]) -> Option<&'v Value> {
+    path.iter().try_fold(doc, |v, seg| match seg {
+        Seg::Key(k) => v.get(k.as_str()),
+        Seg::Index(i) => v.get(*i),
+    })
+}
+
+fn path_label(path: &[Seg]) -> String {
+    crate::yaml::path_string(path)
+}
+
+/// Converts a JSON pointer (`/spec/ingress/0`) into path segments, reading `doc` to tell an
+/// array index from a numeric object key.
+fn pointer_to_path(doc: &Value, ptr: &str) -> Vec<Seg> {
+    let mut node = Some(doc);
+    ptr.split('/')
+        .skip(1)
+        .map(|raw| {
+            let s = raw.replace("~1", "/").replace("~0", "~");
+            let seg = match (node, s.parse::<usize>()) {
+                (Some(Value::Array(_)), Ok(i)) => Seg::Index(i),
+                _ => Seg::Key(s),
+            };
+            node = node.and_then(|n| match &seg {
+                Seg::Key(k) => n.get(k.as_str()),
+                Seg::Index(i) => n.get(*i),
+            });
+            seg
+        })
+        .collect()
+}

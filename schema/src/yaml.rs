@@ -1,0 +1,633 @@
+//! Bounded YAML loading that keeps where everything came from.
+//!
+//! [`parse_documents`] turns the text of one file into [`Node`] trees, one per YAML document,
+//! in which every value and every mapping key remembers its line and column. It is built on
+//! saphyr-parser's event stream and never recurses on input structure, so hostile input meets
+//! a limit and an error instead of a stack overflow:
+//! - nesting deeper than [`Limits::max_depth`] is an error;
+//! - every alias expansion counts the nodes it copies against [`Limits::max_nodes`], so an
+//!   alias bomb ("billion laughs") stops after a bounded amount of work and memory;
+//! - a key defined twice in one mapping is an error (Kubernetes' strict decoding agrees);
+//! - mapping keys must be plain strings.
+//!
+//! Scalars resolve like the YAML 1.2 core schema (what Kubernetes tooling reads): `null`,
+//! `~` and the empty scalar are null, `true`/`false` are booleans, decimal, `0x` and `0o`
+//! numbers are numbers, anything quoted or tagged `!!str` is a string.
+
+use crate::diagnostic::{codes, Diagnostic};
+use saphyr_parser::{Event, Parser, ScalarStyle, Tag};
+use serde_json::{Map, Number, Value};
+use std::borrow::Cow;
+use std::collections::HashMap;
+
+/// A 1-based line and column in a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Pos {
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column, counted in characters.
+    pub column: usize,
+}
+
+impl Pos {
+    fn from_marker(m: saphyr_parser::Marker) -> Self {
+        Pos { line: m.line(), column: m.col() + 1 }
+    }
+}
+
+/// Bounds on what one file may make the loader do.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Largest file accepted, in bytes.
+    pub max_file_bytes: u64,
+    /// Deepest nesting of mappings and sequences.
+    pub max_depth: usize,
+    /// Most nodes one file may produce, alias expansions included.
+    pub max_nodes: usize,
+    /// Most documents in one file.
+    pub max_documents: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { max_file_bytes: 4 << 20, max_depth: 64, max_nodes: 500_000, max_documents: 10_000 }
+    }
+}
+
+/// A YAML value with its position.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Node {
+    /// Where the value starts.
+    pub pos: Pos,
+    /// The value.
+    pub value: NodeValue,
+}
+
+/// A mapping entry: the key, where the key is written, and the value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Entry {
+    /// The key text.
+    pub key: String,
+    /// Where the key is written.
+    pub key_pos: Pos,
+    /// The value.
+    pub value: Node,
+}
+
+/// The shapes a YAML value can take.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NodeValue {
+    /// `null`, `~` or nothing.
+    Null,
+    /// `true` or `false`.
+    Bool(bool),
+    /// A number.
+    Number(Number),
+    /// A string.
+    String(String),
+    /// A sequence.
+    Seq(Vec<Node>),
+    /// A mapping, in the order written.
+    Map(Vec<Entry>),
+}
+
+/// One step of a path into a document.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Seg {
+    /// A mapping key.
+    Key(String),
+    /// A sequence index.
+    Index(usize),
+}
+
+impl From<&str> for Seg {
+    fn from(s: &str) -> Self {
+        Seg::Key(s.to_owned())
+    }
+}
+
+impl From<usize> for Seg {
+    fn from(i: usize) -> Self {
+        Seg::Index(i)
+    }
+}
+
+/// Renders a path the way users write it: `spec.ingress[0].toPorts[1]`.
+pub fn path_string(path: &[Seg]) -> String {
+    let mut out = String::new();
+    for seg in path {
+        match seg {
+            Seg::Key(k) => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(k);
+            }
+            Seg::Index(i) => {
+                out.push('[');
+                out.push_str(&i.to_string());
+                out.push(']');
+            }
+        }
+    }
+    out
+}
+
+impl Node {
+    /// The entries of a mapping, or `None`.
+    pub fn as_map(&self) -> Option<&[Entry]> {
+        match &self.value {
+            NodeValue::Map(entries) => Some(entries),
+            _ => None,
+        }
+    }
+
+    /// The value under `key` in a mapping.
+    pub fn get(&self, key: &str) -> Option<&Node> {
+        self.entry(key).map(|e| &e.value)
+    }
+
+    /// The entry for `key` in a mapping.
+    pub fn entry(&self, key: &str) -> Option<&Entry> {
+        self.as_map()?.iter().find(|e| e.key == key)
+    }
+
+    /// The string value, or `None`.
+    pub fn as_str(&self) -> Option<&str> {
+        match &self.value {
+            NodeValue::String(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// Where `path` points: the value's position, or for the last step the key's position
+    /// when `at_key`. A path that leaves the tree stops at the deepest node it reached, so a
+    /// finding about a missing field points at the object that lacks it.
+    pub fn locate(&self, path: &[Seg], at_key: bool) -> Pos {
+        let mut node = self;
+        for (i, seg) in path.iter().enumerate() {
+            let last = i + 1 == path.len();
+            match (seg, &node.value) {
+                (Seg::Key(k), NodeValue::Map(entries)) => match entries.iter().find(|e| &e.key == k) {
+                    Some(e) if last && at_key => return e.key_pos,
+                    Some(e) => node = &e.value,
+                    None => return node.pos,
+                },
+                (Seg::Index(idx), NodeValue::Seq(items)) => match items.get(*idx) {
+                    Some(item) => node = item,
+                    None => return node.pos,
+                },
+                _ => return node.pos,
+            }
+        }
+        node.pos
+    }
+
+    /// Converts to JSON for schema validation and the typed model. Depth is bounded by the
+    /// loader, so the recursion here is too.
+    pub fn to_json(&self) -> Value {
+        match &self.value {
+            NodeValue::Null => Value::Null,
+            NodeValue::Bool(b) => Value::Bool(*b),
+            NodeValue::Number(n) => Value::Number(n.clone()),
+            NodeValue::String(s) => Value::String(s.clone()),
+            NodeValue::Seq(items) => Value::Array(items.iter().map(Node::to_json).collect()),
+            NodeValue::Map(entries) => {
+                let mut map = Map::new();
+                for e in entries {
+                    map.insert(e.key.clone(), e.value.to_json());
+                }
+                Value::Object(map)
+            }
+        }
+    }
+
+    /// How many nodes this tree holds (for alias accounting).
+    fn size(&self) -> usize {
+        let mut total = 0;
+        let mut stack = vec![self];
+        while let Some(n) = stack.pop() {
+            total += 1;
+            match &n.value {
+                NodeValue::Seq(items) => stack.extend(items.iter()),
+                NodeValue::Map(entries) => stack.extend(entries.iter().map(|e| &e.value)),
+                _ => {}
+            }
+        }
+        total
+    }
+}
+
+/// One YAML document of a file.
+#[derive(Debug, Clone)]
+pub struct YamlDoc {
+    /// 0-based index of the document in its file.
+    pub index: usize,
+    /// The document's root value.
+    pub root: Node,
+}
+
+/// The result of reading one file: the documents that parsed, and findings. Documents read
+/// before a syntax error are kept so their own problems are reported too.
+#[derive(Debug, Default)]
+pub struct Parsed {
+    /// Documents in file order (empty documents are dropped).
+    pub docs: Vec<YamlDoc>,
+    /// Syntax, limit and duplicate-key findings.
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+/// Checks size and encoding, then parses. `file` is only used to label findings.
+pub fn parse_bytes(file: &str, bytes: &[u8], limits: &Limits) -> Parsed {
+    if bytes.len() as u64 > limits.max_file_bytes {
+        return fail(file, too_large(bytes.len() as u64, limits));
+    }
+    if let Some(pos) = bytes.iter().position(|&b| b == 0) {
+        return fail(
+            file,
+            Diagnostic::error(codes::NOT_UTF8, format!("binary file (NUL byte at offset {pos})"))
+                .with_hint("only YAML text files belong in the policy folders; add it to .wardignore"),
+        );
+    }
+    match std::str::from_utf8(bytes) {
+        Ok(text) => parse_documents(file, text, limits),
+        Err(e) => {
+            let line = bytes[..e.valid_up_to()].iter().filter(|&&b| b == b'\n').count() + 1;
+            fail(
+                file,
+                Diagnostic::error(codes::NOT_UTF8, format!("not UTF-8 text: {e}"))
+                    .with_hint("save the file as UTF-8")
+                    .at(file, line, 1),
+            )
+        }
+    }
+}
+
+/// The finding for a file over [`Limits::max_file_bytes`].
+pub fn too_large(size: u64, limits: &Limits) -> Diagnostic {
+    Diagnostic::error(
+        codes::FILE_UNREADABLE,
+        format!("file is {size} bytes, more than the limit of {} bytes", limits.max_file_bytes),
+    )
+    .with_hint("split it into smaller files; a Kubernetes object cannot exceed about 1.5 MiB anyway")
+}
+
+fn fail(file: &str, mut d: Diagnostic) -> Parsed {
+    if d.file.is_empty() {
+        d.file = file.to_owned();
+    }
+    Parsed { docs: Vec::new(), diagnostics: vec![d] }
+}
+
+/// Parses every document of `text`.
+pub fn parse_documents(file: &str, text: &str, limits: &Limits) -> Parsed {
+    let mut builder = Builder::new(file, limits);
+    let mut parser = Parser::new_from_str(text);
+    while let Some(next) = parser.next_event() {
+        match next {
+            Ok((event, span)) => {
+                if let Err(d) = builder.event(event, Pos::from_marker(span.start)) {
+                    builder.out.diagnostics.push(d);
+                    break;
+                }
+            }
+            Err(e) => {
+                let pos = Pos::from_marker(*e.marker());
+                builder.out.diagnostics.push(
+                    Diagnostic::error(codes::YAML_SYNTAX, format!("YAML syntax error: {}", e.info()))
+                        .at(file, pos.line, pos.column)
+                        .with_hint("check indentation and quoting around this position"),
+                );
+                break;
+            }
+        }
+    }
+    builder.out
+}
+
+/// A collection being built: a sequence, or a mapping with a pending key.
+enum Frame {
+    Seq { pos: Pos, anchor: usize, items: Vec<Node> },
+    Map { pos: Pos, anchor: usize, entries: Vec<Entry>, key: Option<PendingKey> },
+}
+
+/// A mapping key waiting for its value; `keep` is false for a duplicate, whose value is
+/// read (so the rest of the mapping still loads) and then dropped.
+struct PendingKey {
+    text: String,
+    pos: Pos,
+    keep: bool,
+}
+
+struct Builder<'a> {
+    file: &'a str,
+    limits: &'a Limits,
+    stack: Vec<Frame>,
+    anchors: HashMap<usize, Node>,
+    nodes: usize,
+    doc_index: usize,
+    out: Parsed,
+}
+
+impl<'a> Builder<'a> {
+    fn new(file: &'a str, limits: &'a Limits) -> Self {
+        Builder {
+            file,
+            limits,
+            stack: Vec::new(),
+            anchors: HashMap::new(),
+            nodes: 0,
+            doc_index: 0,
+            out: Parsed::default(),
+        }
+    }
+
+    fn err(&self, code: &'static str, pos: Pos, msg: String) -> Diagnostic {
+        located(self.file, code, pos, msg)
+    }
+
+    fn event(&mut self, event: Event<'_>, pos: Pos) -> Result<(), Diagnostic> {
+        match event {
+            Event::DocumentStart(_) => {
+                self.anchors.clear();
+                if self.doc_index >= self.limits.max_documents {
+                    return Err(self.err(
+                        codes::YAML_LIMIT,
+                        pos,
+                        format!("more than {} documents in one file", self.limits.max_documents),
+                    ));
+                }
+            }
+            Event::DocumentEnd => {}
+            Event::Scalar(text, style, anchor, tag) => {
+                let node = Node { pos, value: resolve_scalar(text, style, tag.as_deref()) };
+                self.count(1, pos)?;
+                self.finish(node, anchor)?;
+            }
+            Event::SequenceStart(anchor, _) => {
+                self.open(pos)?;
+                self.stack.push(Frame::Seq { pos, anchor, items: Vec::new() });
+            }
+            Event::MappingStart(anchor, _) => {
+                self.open(pos)?;
+                self.stack.push(Frame::Map { pos, anchor, entries: Vec::new(), key: None });
+            }
+            Event::SequenceEnd | Event::MappingEnd => {
+                let (node, anchor) = match self.stack.pop() {
+                    Some(Frame::Seq { pos, anchor, items }) => (Node { pos, value: NodeValue::Seq(items) }, anchor),
+                    Some(Frame::Map { pos, anchor, entries, .. }) => {
+                        (Node { pos, value: NodeValue::Map(entries) }, anchor)
+                    }
+                    None => return Err(self.err(codes::YAML_SYNTAX, pos, "unbalanced collection end".into())),
+                };
+                self.finish(node, anchor)?;
+            }
+            Event::Alias(id) => {
+                let Some(size) = self.anchors.get(&id).map(Node::size) else {
+                    return Err(self.err(codes::YAML_SYNTAX, pos, "alias to an unknown anchor".into()));
+                };
+                // Count before cloning: the limit must stop the copy, not follow it.
+                self.count(size, pos)?;
+                let mut node = self.anchors[&id].clone();
+                node.pos = pos;
+                self.finish(node, 0)?;
+            }
+            Event::StreamStart | Event::StreamEnd | Event::Nothing => {}
+        }
+        Ok(())
+    }
+
+    fn open(&mut self, pos: Pos) -> Result<(), Diagnostic> {
+        if self.stack.len() >= self.limits.max_depth {
+            return Err(self.err(
+                codes::YAML_LIMIT,
+                pos,
+                format!("nesting deeper than {} levels", self.limits.max_depth),
+            ));
+        }
+        self.count(1, pos)
+    }
+
+    fn count(&mut self, n: usize, pos: Pos) -> Result<(), Diagnostic> {
+        self.nodes += n;
+        if self.nodes > self.limits.max_nodes {
+            return Err(self
+                .err(
+                    codes::YAML_LIMIT,
+                    pos,
+                    format!("more than {} YAML nodes in one file (alias expansion included)", self.limits.max_nodes),
+                )
+                .with_hint("this looks like an alias bomb or a generated file; split it or remove the aliases"));
+        }
+        Ok(())
+    }
+
+    /// Places a finished node into its parent, or ends the document.
+    fn finish(&mut self, node: Node, anchor: usize) -> Result<(), Diagnostic> {
+        if anchor != 0 {
+            self.anchors.insert(anchor, node.clone());
+        }
+        let file = self.file;
+        match self.stack.last_mut() {
+            None => {
+                if node.value != NodeValue::Null {
+                    self.out.docs.push(YamlDoc { index: self.doc_index, root: node });
+                }
+                self.doc_index += 1;
+            }
+            Some(Frame::Seq { items, .. }) => items.push(node),
+            Some(Frame::Map { entries, key, .. }) => match key.take() {
+                None => {
+                    let key_text = match node.value {
+                        NodeValue::String(s) => s,
+                        NodeValue::Bool(b) => b.to_string(),
+                        NodeValue::Number(n) => n.to_string(),
+                        NodeValue::Null => String::new(),
+                        _ => {
+                            return Err(located(
+                                file,
+                                codes::NON_STRING_KEY,
+                                node.pos,
+                                "a mapping key must be a plain string, not a sequence or mapping".into(),
+                            ));
+                        }
+                    };
+                    if let Some(first) = entries.iter().find(|e| e.key == key_text) {
+                        let first_line = first.key_pos.line;
+                        let d = located(file, codes::DUPLICATE_KEY, node.pos, format!("duplicate key \"{key_text}\""))
+                            .with_hint(format!("it is already defined on line {first_line}; keep one"));
+                        // Record and keep going: later entries of this mapping still load.
+                        self.out.diagnostics.push(d);
+                        *key = Some(PendingKey { text: key_text, pos: node.pos, keep: false });
+                    } else {
+                        *key = Some(PendingKey { text: key_text, pos: node.pos, keep: true });
+                    }
+                }
+                Some(PendingKey { text, pos, keep }) => {
+                    if keep {
+                        entries.push(Entry { key: text, key_pos: pos, value: node });
+                    }
+                }
+            },
+        }
+        Ok(())
+    }
+}
+
+fn located(file: &str, code: &'static str, pos: Pos, msg: String) -> Diagnostic {
+    Diagnostic::error(code, msg).at(file, pos.line, pos.column)
+}
+
+fn resolve_scalar(text: Cow<'_, str>, style: ScalarStyle, tag: Option<&Tag>) -> NodeValue {
+    if let Some(tag) = tag.filter(|t| t.is_yaml_core_schema()) {
+        return match tag.suffix.as_str() {
+            "str" => NodeValue::String(text.into_owned()),
+            "null" => NodeValue::Null,
+            "bool" => parse_bool(&text).map_or_else(|| NodeValue::String(text.into_owned()), NodeValue::Bool),
+            "int" | "float" => parse_number(&text).map_or_else(|| NodeValue::String(text.into_owned()), NodeValue::Number),
+            _ => NodeValue::String(text.into_owned()),
+        };
+    }
+    if style != ScalarStyle::Plain {
+        return NodeValue::String(text.into_owned());
+    }
+    match text.as_ref() {
+        "" | "~" | "null" | "Null" | "NULL" => return NodeValue::Null,
+        _ => {}
+    }
+    if let Some(b) = parse_bool(&text) {
+        return NodeValue::Bool(b);
+    }
+    if let Some(n) = parse_number(&text) {
+        return NodeValue::Number(n);
+    }
+    NodeValue::String(text.into_owned())
+}
+
+fn parse_bool(s: &str) -> Option<bool> {
+    match s {
+        "true" | "True" | "TRUE" => Some(true),
+        "false" | "False" | "FALSE" => Some(false),
+        _ => None,
+    }
+}
+
+fn parse_number(s: &str) -> Option<Number> {
+    let first = *s.as_bytes().first()?;
+    if !(first.is_ascii_digit() || matches!(first, b'-' | b'+' | b'.')) {
+        return None;
+    }
+    let (neg, digits) = match s.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, s.strip_prefix('+').unwrap_or(s)),
+    };
+    let radix_int = |body: &str, radix| i64::from_str_radix(body, radix).ok().map(|v| if neg { -v } else { v });
+    if let Some(hex) = digits.strip_prefix("0x") {
+        return radix_int(hex, 16).map(Number::from);
+    }
+    if let Some(oct) = digits.strip_prefix("0o") {
+        return radix_int(oct, 8).map(Number::from);
+    }
+    if digits.bytes().all(|b| b.is_ascii_digit()) && !digits.is_empty() {
+        return s.parse::<i64>().ok().map(Number::from).or_else(|| s.parse::<f64>().ok().and_then(Number::from_f64));
+    }
+    let is_float = digits.bytes().all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'-' | b'+'))
+        && digits.bytes().any(|b| b.is_ascii_digit());
+    if is_float {
+        return s.parse::<f64>().ok().and_then(Number::from_f64);
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Parsed {
+        parse_documents("t.yaml", text, &Limits::default())
+    }
+
+    #[test]
+    fn keeps_positions_of_keys_and_values() {
+        let p = parse("a: 1\nb:\n  - x: \"80\"\n    y: true\n");
+        assert!(p.diagnostics.is_empty(), "{:?}", p.diagnostics);
+        let root = &p.docs[0].root;
+        let path = [Seg::from("b"), Seg::from(0), Seg::from("y")];
+        assert_eq!(root.locate(&path, true), Pos { line: 4, column: 5 });
+        assert_eq!(root.locate(&path, false), Pos { line: 4, column: 8 });
+        assert_eq!(root.to_json(), serde_json::json!({"a": 1, "b": [{"x": "80", "y": true}]}));
+    }
+
+    #[test]
+    fn missing_path_points_at_the_parent() {
+        let p = parse("spec:\n  ingress: []\n");
+        let root = &p.docs[0].root;
+        assert_eq!(root.locate(&[Seg::from("spec"), Seg::from("egress")], true), Pos { line: 2, column: 3 });
+    }
+
+    #[test]
+    fn multi_document_files_keep_indexes() {
+        let p = parse("a: 1\n---\n---\nb: 2\n");
+        assert_eq!(p.docs.len(), 2);
+        assert_eq!(p.docs[1].index, 2);
+        assert_eq!(p.docs[1].root.pos.line, 4);
+    }
+
+    #[test]
+    fn duplicate_keys_are_errors_with_both_lines() {
+        let p = parse("a: 1\nb: 2\na: 3\n");
+        assert_eq!(p.diagnostics.len(), 1);
+        let d = &p.diagnostics[0];
+        assert_eq!((d.code, d.line, d.column), (codes::DUPLICATE_KEY, 3, 1));
+        assert!(d.hint.as_deref().unwrap_or("").contains("line 1"));
+    }
+
+    #[test]
+    fn scalars_resolve_like_the_core_schema() {
+        let p = parse("a: '80'\nb: 80\nc: 0x50\nd: yes\ne: ~\nf: 1.5\ng: !!str 7\n");
+        let v = p.docs[0].root.to_json();
+        assert_eq!(v, serde_json::json!({"a": "80", "b": 80, "c": 80, "d": "yes", "e": null, "f": 1.5, "g": "7"}));
+    }
+
+    #[test]
+    fn alias_bomb_stops_at_the_node_limit() {
+        let mut text = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..12 {
+            let refs = vec![format!("*a{}", i - 1); 10].join(", ");
+            text.push_str(&format!("a{i}: &a{i} [{refs}]\n"));
+        }
+        let started = std::time::Instant::now();
+        let p = parse(&text);
+        assert!(started.elapsed().as_secs() < 1);
+        assert_eq!(p.diagnostics[0].code, codes::YAML_LIMIT, "{:?}", p.diagnostics);
+    }
+
+    #[test]
+    fn deep_nesting_is_an_error_not_a_crash() {
+        let flow = "[".repeat(10_000);
+        let p = parse(&format!("a: {flow}"));
+        assert_eq!(p.diagnostics.len(), 1);
+        let mut block = String::new();
+        for depth in 0..200 {
+            block.push_str(&" ".repeat(depth));
+            block.push_str("k:\n");
+        }
+        let p = parse(&block);
+        assert_eq!(p.diagnostics[0].code, codes::YAML_LIMIT);
+    }
+
+    #[test]
+    fn binary_and_non_utf8_input_is_refused() {
+        let p = parse_bytes("b.bin", b"abc\0def", &Limits::default());
+        assert_eq!(p.diagnostics[0].code, codes::NOT_UTF8);
+        let p = parse_bytes("l.yaml", b"a: 1\nb: \xff\n", &Limits::default());
+        assert_eq!((p.diagnostics[0].code, p.diagnostics[0].line), (codes::NOT_UTF8, 2));
+    }
+
+    #[test]
+    fn syntax_errors_point_at_the_problem() {
+        let p = parse("a: 1\nb: [1, 2\n");
+        assert_eq!(p.diagnostics[0].code, codes::YAML_SYNTAX);
+        assert!(p.diagnostics[0].line >= 2);
+    }
+}

@@ -1,0 +1,1818 @@
+//! Cross-checks ward's hand-written `json/ward.schema.json` against the vendored Cilium CRDs in
+//! `crds/`, and exercises the schema with the `jsonschema` crate.
+//!
+//! The walk compares, at every level reachable from both roots: property names, `type`,
+//! `required`, `additionalProperties` maps, `items`, enums and every other constraint keyword.
+//! Each intentional difference must be on one of the allow-lists below, with its reason; an
+//! allow-list entry that no longer matches anything is itself an error, so the lists cannot rot.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+
+use serde_json::{Map, Value, json};
+
+// ---------------------------------------------------------------------------------------------
+// Allow-lists
+// ---------------------------------------------------------------------------------------------
+
+/// Which side has property names the other lacks.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Side {
+    /// Only ward.schema.json declares these names.
+    WardOnly,
+    /// Only the CRD declares these names.
+    CrdOnly,
+}
+
+/// Intentional differences in property names at one object level.
+struct PropertyDiff {
+    /// Path pattern (see [`glob`]) of the object level.
+    path: &'static str,
+    names: &'static [&'static str],
+    side: Side,
+    reason: &'static str,
+}
+
+const PROPERTY_DIFFS: &[PropertyDiff] = &[
+    // The CRDs declare metadata as a bare `type: object` (the API server validates ObjectMeta
+    // itself). ward spells out the standard ObjectMeta field names so that a typo under metadata
+    // is reported as an unknown field with a did-you-mean.
+    PropertyDiff {
+        path: "metadata",
+        names: OBJECT_META_FIELDS,
+        side: Side::WardOnly,
+        reason: "CRD leaves ObjectMeta opaque; ward lists its standard fields",
+    },
+    // ward never validates status (it is written by the operator and the agents, not by the
+    // policy author), so it is a free-form object in ward.schema.json.
+    PropertyDiff {
+        path: "status",
+        names: &["conditions", "derivativePolicies"],
+        side: Side::CrdOnly,
+        reason: "status is free-form in ward",
+    },
+    // Note: `fromRequires` / `toRequires` (removed in Cilium 1.19) are absent from both the CRDs
+    // and ward.schema.json, so they need no entry; `removed_fields_are_absent` pins that down.
+];
+
+/// A constraint keyword the CRD has at some path that ward.schema.json deliberately leaves out,
+/// because ward reports the problem itself with Cilium's exact message (so each problem is
+/// reported once, in Cilium's words). An omitted keyword must be *absent* from ward's node,
+/// not changed.
+struct Omitted {
+    /// Path pattern (see [`glob`]).
+    path: &'static str,
+    keyword: &'static str,
+    reason: &'static str,
+}
+
+const OMITTED: &[Omitted] = &[
+    // Rule level.
+    Omitted {
+        path: "spec",
+        keyword: "oneOf",
+        reason: "endpointSelector/nodeSelector: 'rule must have one of EndpointSelector or NodeSelector' / 'rule cannot have both ...'",
+    },
+    Omitted {
+        path: "specs[]",
+        keyword: "oneOf",
+        reason: "same as spec",
+    },
+    Omitted {
+        path: "spec",
+        keyword: "anyOf",
+        reason: "'rule must have at least one of Ingress, IngressDeny, Egress, EgressDeny'",
+    },
+    Omitted {
+        path: "specs[]",
+        keyword: "anyOf",
+        reason: "same as spec",
+    },
+    // Peers.
+    Omitted {
+        path: "*Entities[]",
+        keyword: "enum",
+        reason: "'unsupported entity: <name>' (the agent also knows world-ipv4/world-ipv6)",
+    },
+    Omitted {
+        path: "*CIDR[]",
+        keyword: "format",
+        reason: "format cidr: 'IP must be specified' / 'unable to parse CIDR: ...'",
+    },
+    Omitted {
+        path: "*CIDRSet[]",
+        keyword: "oneOf",
+        reason: "'one of cidr, cidrGroupRef, or cidrGroupSelector is required' / 'more than one of ...'",
+    },
+    Omitted {
+        path: "*CIDRSet[].cidr",
+        keyword: "format",
+        reason: "'unable to parse CIDRRule ...'",
+    },
+    Omitted {
+        path: "*CIDRSet[].except[]",
+        keyword: "format",
+        reason: "'unable to parse CIDR' / 'allow CIDR prefix ... does not contain exclude CIDR prefix ...'",
+    },
+    Omitted {
+        path: "*.toFQDNs[]",
+        keyword: "oneOf",
+        reason: "'only one of MatchName or MatchPattern is allowed in an FQDNSelector'",
+    },
+    Omitted {
+        path: "*.rules.dns[]",
+        keyword: "oneOf",
+        reason: "same check for DNS L7 rules",
+    },
+    Omitted {
+        path: "*.matchName",
+        keyword: "pattern",
+        reason: "'Invalid characters in MatchName: ...'",
+    },
+    Omitted {
+        path: "*.matchName",
+        keyword: "maxLength",
+        reason: "FQDN selector form is checked by ward as a whole",
+    },
+    Omitted {
+        path: "*.matchPattern",
+        keyword: "pattern",
+        reason: "'Invalid characters in MatchPattern: ...'",
+    },
+    Omitted {
+        path: "*.matchPattern",
+        keyword: "maxLength",
+        reason: "'Invalid MatchPattern: ... Must be <= 255 characters long.'",
+    },
+    // Label selectors.
+    Omitted {
+        path: "*.matchExpressions[].operator",
+        keyword: "enum",
+        reason: "'invalid label selector: ... not a valid selector operator'",
+    },
+    Omitted {
+        path: "*.matchLabels{}",
+        keyword: "pattern",
+        reason: "'invalid label selector: ...' (label value format)",
+    },
+    Omitted {
+        path: "*.matchLabels{}",
+        keyword: "maxLength",
+        reason: "'invalid label selector: ...' (label value length)",
+    },
+    // L4.
+    Omitted {
+        path: "*.toPorts[].ports",
+        keyword: "maxItems",
+        reason: "'too many ports, the max is 40' (the agent checks deny rules too; the CRD does not)",
+    },
+    Omitted {
+        path: "*.toPorts[].ports[].port",
+        keyword: "pattern",
+        reason: "CRD regex is only half anchored; ward does the agent's parse: 'unable to parse port: ...'",
+    },
+    Omitted {
+        path: "*.toPorts[].ports[].protocol",
+        keyword: "enum",
+        reason: "'invalid protocol \"X\", must be { tcp | udp | sctp | vrrp | igmp | any }' (agent is case-insensitive)",
+    },
+    // ICMP.
+    Omitted {
+        path: "*.icmps[].fields",
+        keyword: "maxItems",
+        reason: "'too many types, the max is 40'",
+    },
+    Omitted {
+        path: "*.icmps[].fields[].family",
+        keyword: "enum",
+        reason: "'wrong family: X'",
+    },
+    Omitted {
+        path: "*.icmps[].fields[].type",
+        keyword: "pattern",
+        reason: "'ICMP type X not found in <family>'; the CRD regex also has the 'ExtendedEcho Reply' typo",
+    },
+    // L7.
+    Omitted {
+        path: "*.toPorts[].rules",
+        keyword: "oneOf",
+        reason: "'multiple L7 protocol rule types specified in single rule'",
+    },
+    Omitted {
+        path: "*.http[].host",
+        keyword: "format",
+        reason: "host is a POSIX regex; idn-hostname is not enforced by the API server and would reject regexes",
+    },
+];
+
+/// The standard Kubernetes ObjectMeta field names ward accepts under `metadata`.
+const OBJECT_META_FIELDS: &[&str] = &[
+    "annotations",
+    "creationTimestamp",
+    "deletionGracePeriodSeconds",
+    "deletionTimestamp",
+    "finalizers",
+    "generateName",
+    "generation",
+    "labels",
+    "managedFields",
+    "name",
+    "namespace",
+    "ownerReferences",
+    "resourceVersion",
+    "selfLink",
+    "uid",
+];
+
+/// The four Cilium kinds that have a CRD, with the CRD file name.
+const CRD_KINDS: &[(&str, &str)] = &[
+    ("CiliumNetworkPolicy", "ciliumnetworkpolicies.yaml"),
+    (
+        "CiliumClusterwideNetworkPolicy",
+        "ciliumclusterwidenetworkpolicies.yaml",
+    ),
+    ("CiliumEnvoyConfig", "ciliumenvoyconfigs.yaml"),
+    (
+        "CiliumClusterwideEnvoyConfig",
+        "ciliumclusterwideenvoyconfigs.yaml",
+    ),
+];
+
+/// All top-level kinds of ward.schema.json.
+const ALL_KINDS: &[&str] = &[
+    "CiliumNetworkPolicy",
+    "CiliumClusterwideNetworkPolicy",
+    "CiliumEnvoyConfig",
+    "CiliumClusterwideEnvoyConfig",
+    "CiliumConfig",
+];
+
+/// Constraint keywords compared value-for-value between the CRD and ward.
+const CONSTRAINT_KEYWORDS: &[&str] = &[
+    "enum",
+    "pattern",
+    "format",
+    "minLength",
+    "maxLength",
+    "minimum",
+    "maximum",
+    "exclusiveMinimum",
+    "exclusiveMaximum",
+    "multipleOf",
+    "minItems",
+    "maxItems",
+    "uniqueItems",
+    "minProperties",
+    "maxProperties",
+    "default",
+    "nullable",
+    "oneOf",
+    "anyOf",
+    "allOf",
+    "not",
+];
+
+/// Keywords the walk handles structurally (besides [`CONSTRAINT_KEYWORDS`]).
+const STRUCTURAL_KEYWORDS: &[&str] = &[
+    "type",
+    "properties",
+    "items",
+    "additionalProperties",
+    "required",
+];
+
+/// CRD keywords that carry no validation for a static document and are ignored.
+const CRD_IGNORED: &[&str] = &[
+    "description",
+    "x-kubernetes-map-type",
+    "x-kubernetes-list-type",
+    "x-kubernetes-list-map-keys",
+    "x-kubernetes-preserve-unknown-fields",
+    "x-kubernetes-int-or-string",
+];
+
+/// ward keywords that carry no validation relevant to the comparison.
+const WARD_IGNORED: &[&str] = &["description", "x-kubernetes-preserve-unknown-fields"];
+
+// ---------------------------------------------------------------------------------------------
+// Loading
+// ---------------------------------------------------------------------------------------------
+
+fn crate_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn load_ward() -> Value {
+    let path = crate_dir().join("json/ward.schema.json");
+    let text = std::fs::read_to_string(&path).expect("read json/ward.schema.json");
+    serde_json::from_str(&text).expect("json/ward.schema.json is valid JSON")
+}
+
+fn load_crd(file: &str) -> Value {
+    let path = crate_dir().join("crds").join(file);
+    let text = std::fs::read_to_string(&path).expect("read vendored CRD");
+    let doc: Value = serde_yaml_ng::from_str(&text).expect("CRD is valid YAML");
+    let versions = doc
+        .pointer("/spec/versions")
+        .and_then(Value::as_array)
+        .expect("CRD has spec.versions");
+    assert_eq!(versions.len(), 1, "{file}: expected exactly one version");
+    assert_eq!(versions[0]["name"], "v2", "{file}: expected version v2");
+    versions[0]
+        .pointer("/schema/openAPIV3Schema")
+        .cloned()
+        .expect("CRD has spec.versions[0].schema.openAPIV3Schema")
+}
+
+fn defs(ward: &Value) -> &Map<String, Value> {
+    ward.get("$defs")
+        .and_then(Value::as_object)
+        .expect("ward.schema.json has $defs")
+}
+
+// ---------------------------------------------------------------------------------------------
+// The parallel walk
+// ---------------------------------------------------------------------------------------------
+
+/// Full-string match where `*` stands for any run of characters (including none).
+fn glob(pattern: &str, text: &str) -> bool {
+    let (p, t) = (pattern.as_bytes(), text.as_bytes());
+    let (mut pi, mut ti) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while ti < t.len() {
+        if pi < p.len() && p[pi] == b'*' {
+            star = Some((pi, ti));
+            pi += 1;
+        } else if pi < p.len() && p[pi] == t[ti] {
+            pi += 1;
+            ti += 1;
+        } else if let Some((sp, st)) = star {
+            pi = sp + 1;
+            ti = st + 1;
+            star = Some((sp, st + 1));
+        } else {
+            return false;
+        }
+    }
+    while pi < p.len() && p[pi] == b'*' {
+        pi += 1;
+    }
+    pi == p.len()
+}
+
+fn child(path: &str, name: &str) -> String {
+    if path.is_empty() {
+        name.to_owned()
+    } else {
+        format!("{path}.{name}")
+    }
+}
+
+fn string_set(v: Option<&Value>) -> BTreeSet<String> {
+    match v {
+        Some(Value::Array(a)) => a
+            .iter()
+            .map(|x| x.as_str().map_or_else(|| x.to_string(), str::to_owned))
+            .collect(),
+        Some(Value::String(s)) => BTreeSet::from([s.clone()]),
+        Some(other) => BTreeSet::from([other.to_string()]),
+        None => BTreeSet::new(),
+    }
+}
+
+fn key_set(v: Option<&Value>) -> BTreeSet<String> {
+    v.and_then(Value::as_object)
+        .map(|m| m.keys().cloned().collect())
+        .unwrap_or_default()
+}
+
+/// Compares keyword values; enums and `required`-like lists compare as sets.
+fn same_value(keyword: &str, a: &Value, b: &Value) -> bool {
+    if keyword == "enum" {
+        string_set(Some(a)) == string_set(Some(b))
+    } else {
+        a == b
+    }
+}
+
+struct Checker<'a> {
+    defs: &'a Map<String, Value>,
+    property_diffs: &'a [PropertyDiff],
+    omitted: &'a [Omitted],
+    errors: Vec<String>,
+    /// Number of (ward, CRD) node pairs compared, per kind, to prove the walk went deep.
+    visited: BTreeMap<String, usize>,
+    used_property_diffs: BTreeSet<usize>,
+    used_omitted: BTreeSet<usize>,
+}
+
+impl<'a> Checker<'a> {
+    fn new(
+        defs: &'a Map<String, Value>,
+        property_diffs: &'a [PropertyDiff],
+        omitted: &'a [Omitted],
+    ) -> Self {
+        Checker {
+            defs,
+            property_diffs,
+            omitted,
+            errors: Vec::new(),
+            visited: BTreeMap::new(),
+            used_property_diffs: BTreeSet::new(),
+            used_omitted: BTreeSet::new(),
+        }
+    }
+
+    /// Follows local `$ref`s; sibling keywords next to a `$ref` override the target's.
+    fn resolve(&mut self, kind: &str, path: &str, node: &Value) -> Option<Map<String, Value>> {
+        let mut current = node.as_object()?.clone();
+        for _ in 0..32 {
+            let Some(reference) = current.remove("$ref") else {
+                return Some(current);
+            };
+            let Some(name) = reference.as_str().and_then(|r| r.strip_prefix("#/$defs/")) else {
+                self.errors
+                    .push(format!("{kind} {path}: non-local $ref {reference}"));
+                return None;
+            };
+            let Some(target) = self.defs.get(name).and_then(Value::as_object) else {
+                self.errors
+                    .push(format!("{kind} {path}: dangling $ref {reference}"));
+                return None;
+            };
+            let mut merged = target.clone();
+            for (k, v) in current {
+                merged.insert(k, v);
+            }
+            current = merged;
+        }
+        self.errors.push(format!("{kind} {path}: $ref cycle"));
+        None
+    }
+
+    fn error(&mut self, kind: &str, path: &str, msg: String) {
+        let at = if path.is_empty() { "<root>" } else { path };
+        self.errors.push(format!("{kind} {at}: {msg}"));
+    }
+
+    fn walk(&mut self, kind: &str, path: &str, ward: &Value, crd: &Value) {
+        *self.visited.entry(kind.to_owned()).or_default() += 1;
+        let Some(w) = self.resolve(kind, path, ward) else {
+            self.error(kind, path, "ward node is not a schema object".into());
+            return;
+        };
+        let Some(c) = crd.as_object() else {
+            self.error(kind, path, "CRD node is not a schema object".into());
+            return;
+        };
+
+        // Keywords neither side of the comparison knows about must not slip through silently.
+        for k in c.keys() {
+            let known = CRD_IGNORED.contains(&k.as_str())
+                || STRUCTURAL_KEYWORDS.contains(&k.as_str())
+                || CONSTRAINT_KEYWORDS.contains(&k.as_str());
+            if !known {
+                self.error(
+                    kind,
+                    path,
+                    format!("CRD keyword `{k}` is not handled by this cross-check"),
+                );
+            }
+        }
+        for k in w.keys() {
+            let known = WARD_IGNORED.contains(&k.as_str())
+                || STRUCTURAL_KEYWORDS.contains(&k.as_str())
+                || CONSTRAINT_KEYWORDS.contains(&k.as_str());
+            if !known {
+                self.error(
+                    kind,
+                    path,
+                    format!("ward keyword `{k}` is not handled by this cross-check"),
+                );
+            }
+        }
+
+        // type: `x-kubernetes-int-or-string` (with its anyOf of integer|string) is ward's
+        // `type: [integer, string]`.
+        let int_or_string = c.get("x-kubernetes-int-or-string") == Some(&Value::Bool(true));
+        let crd_types = if int_or_string {
+            let expected = json!([{ "type": "integer" }, { "type": "string" }]);
+            if c.get("anyOf").is_some_and(|a| a != &expected) {
+                self.error(
+                    kind,
+                    path,
+                    "int-or-string node with an unexpected anyOf".into(),
+                );
+            }
+            BTreeSet::from(["integer".to_owned(), "string".to_owned()])
+        } else {
+            string_set(c.get("type"))
+        };
+        let ward_types = string_set(w.get("type"));
+        if crd_types != ward_types {
+            self.error(
+                kind,
+                path,
+                format!("type differs: CRD {crd_types:?}, ward {ward_types:?}"),
+            );
+        }
+
+        // required
+        let (cr, wr) = (string_set(c.get("required")), string_set(w.get("required")));
+        if cr != wr {
+            self.error(
+                kind,
+                path,
+                format!("required differs: CRD {cr:?}, ward {wr:?}"),
+            );
+        }
+
+        // enums and every other constraint keyword
+        for &kw in CONSTRAINT_KEYWORDS {
+            if kw == "anyOf" && int_or_string {
+                continue;
+            }
+            let (cv, wv) = (c.get(kw), w.get(kw));
+            let omitted = self
+                .omitted
+                .iter()
+                .position(|o| o.keyword == kw && glob(o.path, path));
+            if let (Some(i), Some(_)) = (omitted, cv) {
+                // Allow-listed: ward must leave the keyword out entirely (it reports the
+                // problem itself, once, in Cilium's words).
+                self.used_omitted.insert(i);
+                if wv.is_some() {
+                    let reason = self.omitted[i].reason;
+                    self.error(
+                        kind,
+                        path,
+                        format!("ward.schema.json must not have `{kw}` here: {reason}"),
+                    );
+                }
+                continue;
+            }
+            match (cv, wv) {
+                (None, None) => {}
+                (Some(a), Some(b)) if same_value(kw, a, b) => {}
+                (Some(a), None) => self.error(
+                    kind,
+                    path,
+                    format!("CRD has `{kw}` {a} but ward.schema.json does not (and it is not allow-listed)"),
+                ),
+                _ => self.error(
+                    kind,
+                    path,
+                    format!(
+                        "`{kw}` differs: CRD {}, ward {}",
+                        cv.map_or("absent".into(), Value::to_string),
+                        wv.map_or("absent".into(), Value::to_string)
+                    ),
+                ),
+            }
+        }
+
+        // property names
+        let (cp, wp) = (key_set(c.get("properties")), key_set(w.get("properties")));
+        for (side, names) in [
+            (
+                Side::CrdOnly,
+                cp.difference(&wp).cloned().collect::<Vec<_>>(),
+            ),
+            (
+                Side::WardOnly,
+                wp.difference(&cp).cloned().collect::<Vec<_>>(),
+            ),
+        ] {
+            for name in names {
+                let hit = self.property_diffs.iter().position(|d| {
+                    d.side == side && glob(d.path, path) && d.names.contains(&name.as_str())
+                });
+                match hit {
+                    Some(i) => {
+                        self.used_property_diffs.insert(i);
+                    }
+                    None => {
+                        let (has, lacks) = match side {
+                            Side::CrdOnly => ("the CRD", "ward.schema.json"),
+                            Side::WardOnly => ("ward.schema.json", "the CRD"),
+                        };
+                        self.error(
+                            kind,
+                            path,
+                            format!("property `{name}` is in {has} but not in {lacks}"),
+                        );
+                    }
+                }
+            }
+        }
+        // Also make sure every allow-listed name at this level really differs (no stale names).
+        for (i, d) in self.property_diffs.iter().enumerate() {
+            if !glob(d.path, path) {
+                continue;
+            }
+            for name in d.names {
+                let (present_on_owner, absent_on_other) = match d.side {
+                    Side::WardOnly => (wp.contains(*name), !cp.contains(*name)),
+                    Side::CrdOnly => (cp.contains(*name), !wp.contains(*name)),
+                };
+                if !(present_on_owner && absent_on_other) {
+                    self.errors.push(format!(
+                        "{kind} {path}: allow-listed property difference #{i} ({}) names `{name}`, which is not a {:?} difference here",
+                        d.reason, d.side
+                    ));
+                }
+            }
+        }
+
+        // Convention: a ward object with a fixed property list is closed.
+        if !wp.is_empty() && w.get("additionalProperties") != Some(&Value::Bool(false)) {
+            self.error(
+                kind,
+                path,
+                "ward object has properties but not `additionalProperties: false`".into(),
+            );
+        }
+        for name in cp.intersection(&wp) {
+            let (wc, cc) = (&w["properties"][name], &c["properties"][name]);
+            self.walk(kind, &child(path, name), wc, cc);
+        }
+
+        // maps
+        match (c.get("additionalProperties"), w.get("additionalProperties")) {
+            (Some(cv @ Value::Object(_)), Some(wv @ Value::Object(_))) => {
+                let (cv, wv) = (cv.clone(), wv.clone());
+                self.walk(kind, &format!("{path}{{}}"), &wv, &cv);
+            }
+            (Some(Value::Object(_)), _) => {
+                self.error(kind, path, "CRD has a map here, ward does not".into())
+            }
+            (_, Some(Value::Object(_))) => {
+                self.error(kind, path, "ward has a map here, the CRD does not".into())
+            }
+            (Some(other), _) => {
+                self.error(kind, path, format!("CRD has additionalProperties {other}"))
+            }
+            _ => {}
+        }
+
+        // arrays
+        match (c.get("items"), w.get("items")) {
+            (Some(ci), Some(wi)) => {
+                let (ci, wi) = (ci.clone(), wi.clone());
+                self.walk(kind, &format!("{path}[]"), &wi, &ci);
+            }
+            (None, None) => {}
+            (Some(_), None) => self.error(kind, path, "CRD has items, ward does not".into()),
+            (None, Some(_)) => self.error(kind, path, "ward has items, the CRD does not".into()),
+        }
+    }
+
+    /// Allow-list entries that never matched anything are errors too.
+    fn check_all_allow_list_entries_used(&mut self) {
+        for (i, d) in self.property_diffs.iter().enumerate() {
+            if !self.used_property_diffs.contains(&i) {
+                self.errors.push(format!(
+                    "stale property allow-list entry at `{}` ({}): never matched",
+                    d.path, d.reason
+                ));
+            }
+        }
+        for (i, o) in self.omitted.iter().enumerate() {
+            if !self.used_omitted.contains(&i) {
+                self.errors.push(format!(
+                    "stale omitted-keyword allow-list entry `{}` {} ({}): never matched",
+                    o.path, o.keyword, o.reason
+                ));
+            }
+        }
+    }
+}
+
+/// Runs the whole cross-check of `ward` against the four vendored CRDs; returns the problems
+/// and how many node pairs were compared per kind.
+fn crosscheck_counted(ward: &Value) -> (Vec<String>, BTreeMap<String, usize>) {
+    let defs = defs(ward);
+    let mut checker = Checker::new(defs, PROPERTY_DIFFS, OMITTED);
+    for (kind, file) in CRD_KINDS {
+        let Some(root) = defs.get(*kind) else {
+            checker.errors.push(format!("$defs/{kind} is missing"));
+            continue;
+        };
+        let crd = load_crd(file);
+        checker.walk(kind, "", root, &crd);
+    }
+    checker.check_all_allow_list_entries_used();
+    (checker.errors, checker.visited)
+}
+
+fn crosscheck(ward: &Value) -> Vec<String> {
+    crosscheck_counted(ward).0
+}
+
+fn assert_no_problems(problems: &[String]) {
+    assert!(
+        problems.is_empty(),
+        "ward.schema.json disagrees with the CRDs ({} problems):\n  {}",
+        problems.len(),
+        problems.join("\n  ")
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Cross-check tests
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn ward_schema_matches_crds() {
+    let (problems, visited) = crosscheck_counted(&load_ward());
+    assert_no_problems(&problems);
+    // The walk must really descend into both trees: the CNP/CCNP CRDs have a few hundred
+    // schema nodes under spec and again under specs[]; the CEC/CCEC ones a couple of dozen.
+    for (kind, minimum) in [
+        ("CiliumNetworkPolicy", 600),
+        ("CiliumClusterwideNetworkPolicy", 600),
+        ("CiliumEnvoyConfig", 20),
+        ("CiliumClusterwideEnvoyConfig", 20),
+    ] {
+        let n = visited.get(kind).copied().unwrap_or(0);
+        assert!(
+            n >= minimum,
+            "{kind}: only {n} node pairs compared, expected at least {minimum}"
+        );
+    }
+}
+
+/// The cross-check must notice edits to ward.schema.json, otherwise it proves nothing.
+#[test]
+fn crosscheck_detects_mutations() {
+    type Mutation = (&'static str, fn(&mut Map<String, Value>));
+    let mutations: &[Mutation] = &[
+        ("add a property to Rule", |d| {
+            d["Rule"]["properties"]["fromRequires"] = json!({ "type": "array" });
+        }),
+        ("drop a property from EgressRule", |d| {
+            d["EgressRule"]["properties"]
+                .as_object_mut()
+                .expect("properties")
+                .remove("toFQDNs");
+        }),
+        ("drop a property from PortRuleHTTP", |d| {
+            d["PortRuleHTTP"]["properties"]
+                .as_object_mut()
+                .expect("properties")
+                .remove("headerMatches");
+        }),
+        ("add a property to EnvoyConfigSpec", |d| {
+            d["EnvoyConfigSpec"]["properties"]["listeners"] = json!({ "type": "array" });
+        }),
+        ("add an ObjectMeta field", |d| {
+            d["ObjectMeta"]["properties"]["nmae"] = json!({ "type": "string" });
+        }),
+        ("change a kept enum", |d| {
+            d["Authentication"]["properties"]["mode"]["enum"] = json!(["disabled", "required"]);
+        }),
+        ("drop a kept enum", |d| {
+            d["PortRuleKafka"]["properties"]["role"]
+                .as_object_mut()
+                .expect("role")
+                .remove("enum");
+        }),
+        ("add an omitted enum back, even verbatim", |d| {
+            d["PortProtocol"]["properties"]["protocol"]["enum"] =
+                json!(["TCP", "UDP", "SCTP", "VRRP", "IGMP", "ANY"]);
+        }),
+        ("add an omitted maxItems back", |d| {
+            d["ICMPRule"]["properties"]["fields"]["maxItems"] = json!(40);
+        }),
+        ("drop a kept bound", |d| {
+            d["Listener"]["properties"]["priority"]
+                .as_object_mut()
+                .expect("priority")
+                .remove("maximum");
+        }),
+        ("change a type", |d| {
+            d["PortProtocol"]["properties"]["endPort"]["type"] = json!("string");
+        }),
+        ("change required", |d| {
+            d["TLSContext"]["required"] = json!([]);
+        }),
+        ("open a closed object", |d| {
+            d["CIDRRule"]
+                .as_object_mut()
+                .expect("CIDRRule")
+                .remove("additionalProperties");
+        }),
+        ("drop a kept pattern", |d| {
+            d["CIDRRule"]["properties"]["cidrGroupRef"]
+                .as_object_mut()
+                .expect("cidrGroupRef")
+                .remove("pattern");
+        }),
+        ("change a kept default", |d| {
+            d["ICMPField"]["properties"]["family"]["default"] = json!("IPv6");
+        }),
+        ("drop a kept length bound", |d| {
+            d["LogConfig"]["properties"]["value"]
+                .as_object_mut()
+                .expect("value")
+                .remove("maxLength");
+        }),
+        ("drop minItems from serverNames", |d| {
+            d["PortRule"]["properties"]["serverNames"]
+                .as_object_mut()
+                .expect("serverNames")
+                .remove("minItems");
+        }),
+        ("add a property to a deny port rule", |d| {
+            d["PortDenyRule"]["properties"]["rules"] = json!({ "$ref": "#/$defs/L7Rules" });
+        }),
+        ("add a property deep in L7", |d| {
+            d["HeaderMatch"]["properties"]["regex"] = json!({ "type": "string" });
+        }),
+        ("add a keyword the CRD lacks", |d| {
+            d["Secret"]["properties"]["name"]["minLength"] = json!(1);
+        }),
+        ("add a oneOf back", |d| {
+            d["FQDNSelector"]["oneOf"] =
+                json!([{ "required": ["matchName"] }, { "required": ["matchPattern"] }]);
+        }),
+        ("turn a map into a closed object", |d| {
+            d["EndpointSelector"]["properties"]["matchLabels"] =
+                json!({ "type": "object", "additionalProperties": false });
+        }),
+    ];
+    for (what, mutate) in mutations {
+        let mut ward = load_ward();
+        mutate(ward["$defs"].as_object_mut().expect("$defs"));
+        let problems = crosscheck(&ward);
+        assert!(!problems.is_empty(), "cross-check did not notice: {what}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Convention tests over the whole ward schema (CiliumConfig included)
+// ---------------------------------------------------------------------------------------------
+
+/// Calls `f` on every schema node reachable through `$defs`, `properties`, `items`,
+/// `additionalProperties` and the composition keywords, with its JSON-pointer path.
+fn visit_schema(node: &Value, path: &str, f: &mut dyn FnMut(&str, &Map<String, Value>)) {
+    let Some(m) = node.as_object() else {
+        return;
+    };
+    f(path, m);
+    for key in ["$defs", "properties"] {
+        if let Some(children) = m.get(key).and_then(Value::as_object) {
+            for (name, child) in children {
+                visit_schema(child, &format!("{path}/{key}/{name}"), f);
+            }
+        }
+    }
+    for key in ["items", "additionalProperties", "not"] {
+        if let Some(child) = m.get(key) {
+            visit_schema(child, &format!("{path}/{key}"), f);
+        }
+    }
+    for key in ["oneOf", "anyOf", "allOf"] {
+        if let Some(list) = m.get(key).and_then(Value::as_array) {
+            for (i, child) in list.iter().enumerate() {
+                visit_schema(child, &format!("{path}/{key}/{i}"), f);
+            }
+        }
+    }
+}
+
+#[test]
+fn ward_schema_conventions() {
+    let ward = load_ward();
+    assert_eq!(
+        ward["$schema"],
+        "https://json-schema.org/draft/2020-12/schema"
+    );
+    let defs = defs(&ward);
+    let mut problems = Vec::new();
+
+    for kind in ALL_KINDS {
+        if !defs.contains_key(*kind) {
+            problems.push(format!("$defs/{kind} is missing"));
+        }
+    }
+    for (name, def) in defs {
+        let described = def
+            .get("description")
+            .and_then(Value::as_str)
+            .is_some_and(|d| !d.trim().is_empty() && !d.contains('\n'));
+        if !described {
+            problems.push(format!("$defs/{name} needs a one-line description"));
+        }
+    }
+
+    // Top level of the policy kinds: exactly these names, closed, metadata required, and in
+    // particular no top-level `description` (ward flags that one itself).
+    for kind in ["CiliumNetworkPolicy", "CiliumClusterwideNetworkPolicy"] {
+        let names = key_set(defs[kind].get("properties"));
+        let expected: BTreeSet<String> =
+            ["apiVersion", "kind", "metadata", "spec", "specs", "status"]
+                .map(str::to_owned)
+                .into();
+        if names != expected {
+            problems.push(format!(
+                "{kind} top-level properties {names:?}, expected {expected:?}"
+            ));
+        }
+    }
+    for kind in ALL_KINDS {
+        let def = &defs[*kind];
+        if def["required"] != json!(["metadata"]) {
+            problems.push(format!(
+                "{kind}: only metadata must be required at top level"
+            ));
+        }
+        for key in ["apiVersion", "kind"] {
+            if def["properties"][key] != json!({ "type": "string" }) {
+                problems.push(format!("{kind}.{key} must be plain `type: string`"));
+            }
+        }
+    }
+
+    let mut check = |path: &str, m: &Map<String, Value>| {
+        if let Some(r) = m.get("$ref") {
+            let target = r.as_str().and_then(|r| r.strip_prefix("#/$defs/"));
+            if !target.is_some_and(|t| defs.contains_key(t)) {
+                problems.push(format!(
+                    "{path}: $ref {r} is not a resolvable local #/$defs/ pointer"
+                ));
+            }
+        }
+        if m.contains_key("properties")
+            && m.get("additionalProperties") != Some(&Value::Bool(false))
+        {
+            problems.push(format!(
+                "{path}: has properties but not additionalProperties: false"
+            ));
+        }
+        for kw in [
+            "oneOf",
+            "anyOf",
+            "allOf",
+            "not",
+            "if",
+            "patternProperties",
+            "$id",
+            "$dynamicRef",
+        ] {
+            if m.contains_key(kw) {
+                problems.push(format!("{path}: `{kw}` is not used in ward.schema.json"));
+            }
+        }
+        if m.get("type") == Some(&json!("object"))
+            && !m.contains_key("properties")
+            && !m.contains_key("additionalProperties")
+        {
+            // Only these are deliberately free-form.
+            let free_form = ["/$defs/PolicyStatus", "/$defs/EnvoyResource"];
+            let owner_refs =
+                path.ends_with("/ownerReferences/items") || path.ends_with("/managedFields/items");
+            if !free_form.contains(&path) && !owner_refs {
+                problems.push(format!(
+                    "{path}: object with neither properties nor additionalProperties"
+                ));
+            }
+        }
+    };
+    visit_schema(&ward, "", &mut check);
+    assert_no_problems(&problems);
+}
+
+#[test]
+fn objectmeta_lists_standard_fields() {
+    let ward = load_ward();
+    let meta = &defs(&ward)["ObjectMeta"];
+    let names = key_set(meta.get("properties"));
+    let expected: BTreeSet<String> = OBJECT_META_FIELDS.iter().map(|s| (*s).to_owned()).collect();
+    assert_eq!(names, expected);
+    for field in ["name", "namespace", "generateName"] {
+        assert_eq!(
+            meta["properties"][field],
+            json!({ "type": "string" }),
+            "metadata.{field} must be a plain string (ward checks names itself)"
+        );
+    }
+}
+
+/// `fromRequires` / `toRequires` were removed in Cilium 1.19: neither ward nor the CRDs have them.
+#[test]
+fn removed_fields_are_absent() {
+    let removed = ["fromRequires", "toRequires"];
+    let mut found = Vec::new();
+    let mut look = |label: String, v: &Value| {
+        visit_schema(v, "", &mut |path, m| {
+            if let Some(props) = m.get("properties").and_then(Value::as_object) {
+                for r in removed {
+                    if props.contains_key(r) {
+                        found.push(format!("{label}{path}: {r}"));
+                    }
+                }
+            }
+        });
+    };
+    look("ward.schema.json".into(), &load_ward());
+    for (_, file) in CRD_KINDS {
+        look(format!("crds/{file}"), &load_crd(file));
+    }
+    assert!(found.is_empty(), "removed fields still present: {found:?}");
+}
+
+/// The vendored CRDs must stay identical copies of the reference files (when those are present).
+#[test]
+fn vendored_crds_are_unmodified() {
+    let reference = crate_dir().join("../../shared/reference/cilium-crds");
+    if !reference.is_dir() {
+        return;
+    }
+    for (_, file) in CRD_KINDS {
+        let ours = std::fs::read(crate_dir().join("crds").join(file)).expect("vendored CRD");
+        let theirs = std::fs::read(reference.join(file)).expect("reference CRD");
+        assert!(
+            ours == theirs,
+            "crds/{file} differs from the reference copy"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Compiling with the jsonschema crate and validating instances
+// ---------------------------------------------------------------------------------------------
+
+fn validator(kind: &str) -> jsonschema::Validator {
+    let mut schema = load_ward();
+    schema
+        .as_object_mut()
+        .expect("schema object")
+        .insert("$ref".into(), json!(format!("#/$defs/{kind}")));
+    jsonschema::options()
+        .build(&schema)
+        .unwrap_or_else(|e| panic!("ward.schema.json does not compile for {kind}: {e}"))
+}
+
+fn yaml(text: &str) -> Value {
+    serde_yaml_ng::from_str(text).expect("test YAML")
+}
+
+fn assert_valid(kind: &str, what: &str, instance: &Value) {
+    let v = validator(kind);
+    let errors: Vec<String> = v
+        .iter_errors(instance)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "{kind} ({what}) should be valid, got: {errors:#?}"
+    );
+}
+
+/// Asserts `instance` is invalid and that some error names `needle` (a keyword or a value).
+fn assert_invalid(kind: &str, what: &str, instance: &Value, keyword: &str) {
+    let v = validator(kind);
+    let errors: Vec<(String, String)> = v
+        .iter_errors(instance)
+        .map(|e| {
+            (
+                e.kind().keyword().to_owned(),
+                format!("{} at {}", e, e.instance_path()),
+            )
+        })
+        .collect();
+    assert!(!errors.is_empty(), "{kind} ({what}) should be invalid");
+    assert!(
+        errors.iter().any(|(k, _)| k == keyword),
+        "{kind} ({what}): expected a `{keyword}` error, got {errors:#?}"
+    );
+}
+
+/// Returns `base` with the JSON value at `pointer` replaced (the parent must exist).
+fn with(base: &Value, pointer: &str, value: Value) -> Value {
+    let mut out = base.clone();
+    let (parent, key) = pointer.rsplit_once('/').expect("pointer");
+    let target = out.pointer_mut(parent).expect("parent exists");
+    match target {
+        Value::Object(m) => {
+            m.insert(key.to_owned(), value);
+        }
+        Value::Array(a) => {
+            let i: usize = key.parse().expect("index");
+            a[i] = value;
+        }
+        _ => panic!("cannot set {pointer}"),
+    }
+    out
+}
+
+fn cnp() -> Value {
+    yaml(
+        r#"
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata:
+  name: web
+  namespace: prod
+  labels: {team: web}
+  creationTimestamp: null
+spec:
+  description: web tier
+  endpointSelector:
+    matchLabels: {app: web}
+    matchExpressions:
+      - {key: tier, operator: In, values: [frontend]}
+  labels:
+    - {key: owner, value: web-team}
+  enableDefaultDeny: {ingress: true, egress: false}
+  log: {value: web-policy}
+  ingress:
+    - fromEndpoints:
+        - matchLabels: {"k8s:app": frontend}
+      toPorts:
+        - ports: [{port: "80", protocol: TCP}, {port: "8000", endPort: 8080}]
+          rules:
+            http:
+              - method: GET
+                path: "/api/.*"
+                host: ".*\\.example\\.com"
+                headers: [X-Trace]
+                headerMatches:
+                  - {name: X-Token, secret: {name: token}, mismatch: REPLACE}
+      authentication: {mode: required}
+    - fromCIDRSet:
+        - {cidr: 10.0.0.0/8, except: [10.1.0.0/16]}
+        - {cidrGroupRef: office-nets}
+      icmps:
+        - fields: [{type: 8}, {family: IPv6, type: EchoRequest}]
+  ingressDeny:
+    - fromEntities: [world]
+      toPorts: [{ports: [{port: "22"}]}]
+  egress:
+    - toFQDNs: [{matchName: api.example.com}, {matchPattern: "*.example.com"}]
+      toPorts:
+        - ports: [{port: "443", protocol: TCP}]
+          serverNames: [api.example.com, "*.example.com"]
+          terminatingTLS: {secret: {name: tls-in}}
+          originatingTLS: {secret: {namespace: prod, name: tls-out}, trustedCA: ca.crt}
+    - toEndpoints:
+        - matchLabels: {"k8s:io.kubernetes.pod.namespace": kube-system, "k8s:k8s-app": kube-dns}
+      toPorts:
+        - ports: [{port: "53", protocol: ANY}]
+          rules:
+            dns: [{matchPattern: "*"}]
+    - toServices:
+        - k8sService: {serviceName: db, namespace: prod}
+        - k8sServiceSelector: {selector: {matchLabels: {tier: cache}}, namespace: prod}
+      toPorts:
+        - ports: [{port: "9092"}]
+          rules:
+            kafka: [{role: produce, topic: events}]
+    - toGroups:
+        - aws: {labels: {env: prod}, securityGroupsIds: [sg-1], securityGroupsNames: [web], region: eu-west-1}
+    - toPorts:
+        - ports: [{port: "8080"}]
+          listener: {envoyConfig: {kind: CiliumEnvoyConfig, name: envoy-lb}, name: lb, priority: 10}
+    - toPorts:
+        - ports: [{port: "9000"}]
+          rules:
+            l7proto: r2d2
+            l7: [{cmd: READ, file: "/public/.*"}]
+  egressDeny:
+    - toCIDR: [192.0.2.0/24]
+    - toNodes: [{}]
+status:
+  conditions: [{type: Valid, status: "True"}]
+"#,
+    )
+}
+
+#[test]
+fn cnp_valid_instances() {
+    let kind = "CiliumNetworkPolicy";
+    let base = cnp();
+    assert_valid(kind, "full example", &base);
+    let specs = yaml(
+        r#"
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: deny-all}
+specs:
+  - endpointSelector: {}
+    ingress: [{}]
+  - endpointSelector: {}
+    egress: [{}]
+"#,
+    );
+    assert_valid(kind, "specs list", &specs);
+
+    // Problems ward reports itself, in Cilium's words, must NOT be schema errors.
+    let semantic_only: &[(&str, &str, Value)] = &[
+        (
+            "lower-case protocol",
+            "/spec/ingress/0/toPorts/0/ports/0/protocol",
+            json!("tcp"),
+        ),
+        (
+            "ICMP in protocol",
+            "/spec/ingress/0/toPorts/0/ports/0/protocol",
+            json!("ICMP"),
+        ),
+        (
+            "half-anchored port",
+            "/spec/ingress/0/toPorts/0/ports/0/port",
+            json!("80abc"),
+        ),
+        (
+            "unknown entity",
+            "/spec/ingressDeny/0/fromEntities",
+            json!(["world-ipv4", "everything"]),
+        ),
+        (
+            "41 ports",
+            "/spec/ingress/0/toPorts/0/ports",
+            json!(vec![json!({"port": "80"}); 41]),
+        ),
+        (
+            "ICMP family",
+            "/spec/ingress/1/icmps/0/fields/0/family",
+            json!("IPv5"),
+        ),
+        (
+            "ICMP type name",
+            "/spec/ingress/1/icmps/0/fields/0/type",
+            json!("ExtendedEchoReply"),
+        ),
+        (
+            "ICMP type out of range",
+            "/spec/ingress/1/icmps/0/fields/0/type",
+            json!(300),
+        ),
+        (
+            "two CIDR forms",
+            "/spec/ingress/1/fromCIDRSet/0/cidrGroupRef",
+            json!("also-this"),
+        ),
+        (
+            "bad CIDR",
+            "/spec/egressDeny/0/toCIDR",
+            json!(["not-a-cidr"]),
+        ),
+        (
+            "bad FQDN",
+            "/spec/egress/0/toFQDNs/0/matchName",
+            json!("bad name!"),
+        ),
+        (
+            "both FQDN fields",
+            "/spec/egress/0/toFQDNs/0/matchPattern",
+            json!("*.x"),
+        ),
+        (
+            "operator",
+            "/spec/endpointSelector/matchExpressions/0/operator",
+            json!("Includes"),
+        ),
+        (
+            "label value",
+            "/spec/endpointSelector/matchLabels/app",
+            json!("not a label value!"),
+        ),
+        (
+            "two L7 families",
+            "/spec/egress/1/toPorts/0/rules/http",
+            json!([{}]),
+        ),
+        ("no selector", "/spec/endpointSelector", Value::Null),
+    ];
+    for (what, pointer, value) in semantic_only {
+        let mut instance = with(&base, pointer, value.clone());
+        if value.is_null() {
+            // remove instead of null
+            instance["spec"]
+                .as_object_mut()
+                .expect("spec")
+                .remove("endpointSelector");
+        }
+        assert_valid(kind, what, &instance);
+    }
+    let rule_level = yaml(
+        r#"
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: odd}
+spec:
+  endpointSelector: {}
+  nodeSelector: {}
+"#,
+    );
+    assert_valid(kind, "both selectors, no direction", &rule_level);
+}
+
+#[test]
+fn cnp_invalid_instances() {
+    let kind = "CiliumNetworkPolicy";
+    let base = cnp();
+    let mut top_description = base.clone();
+    top_description["description"] = json!("misplaced");
+    assert_invalid(
+        kind,
+        "top-level description",
+        &top_description,
+        "additionalProperties",
+    );
+
+    let mut no_metadata = base.clone();
+    no_metadata
+        .as_object_mut()
+        .expect("object")
+        .remove("metadata");
+    assert_invalid(kind, "missing metadata", &no_metadata, "required");
+
+    let cases: &[(&str, &str, Value, &str)] = &[
+        (
+            "typo in rule",
+            "/spec/ingres",
+            json!([]),
+            "additionalProperties",
+        ),
+        (
+            "removed fromRequires",
+            "/spec/ingress/0/fromRequires",
+            json!([{}]),
+            "additionalProperties",
+        ),
+        (
+            "typo in metadata",
+            "/metadata/nmae",
+            json!("x"),
+            "additionalProperties",
+        ),
+        ("spec not an object", "/spec", json!("x"), "type"),
+        (
+            "numeric port",
+            "/spec/ingress/0/toPorts/0/ports/0/port",
+            json!(80),
+            "type",
+        ),
+        (
+            "endPort too big",
+            "/spec/ingress/0/toPorts/0/ports/1/endPort",
+            json!(70000),
+            "maximum",
+        ),
+        (
+            "auth mode",
+            "/spec/ingress/0/authentication/mode",
+            json!("sometimes"),
+            "enum",
+        ),
+        (
+            "auth without mode",
+            "/spec/ingress/0/authentication",
+            json!({}),
+            "required",
+        ),
+        (
+            "mismatch action",
+            "/spec/ingress/0/toPorts/0/rules/http/0/headerMatches/0/mismatch",
+            json!("DROP"),
+            "enum",
+        ),
+        (
+            "empty header name",
+            "/spec/ingress/0/toPorts/0/rules/http/0/headerMatches/0/name",
+            json!(""),
+            "minLength",
+        ),
+        (
+            "secret without name",
+            "/spec/egress/0/toPorts/0/terminatingTLS/secret",
+            json!({"namespace": "x"}),
+            "required",
+        ),
+        (
+            "TLS without secret",
+            "/spec/egress/0/toPorts/0/originatingTLS",
+            json!({"trustedCA": "ca.crt"}),
+            "required",
+        ),
+        (
+            "empty serverNames",
+            "/spec/egress/0/toPorts/0/serverNames",
+            json!([]),
+            "minItems",
+        ),
+        (
+            "bad server name",
+            "/spec/egress/0/toPorts/0/serverNames/0",
+            json!("a b"),
+            "pattern",
+        ),
+        (
+            "listener kind",
+            "/spec/egress/4/toPorts/0/listener/envoyConfig/kind",
+            json!("Envoy"),
+            "enum",
+        ),
+        (
+            "listener priority",
+            "/spec/egress/4/toPorts/0/listener/priority",
+            json!(0),
+            "minimum",
+        ),
+        (
+            "listener empty name",
+            "/spec/egress/4/toPorts/0/listener/name",
+            json!(""),
+            "minLength",
+        ),
+        (
+            "kafka role",
+            "/spec/egress/2/toPorts/0/rules/kafka/0/role",
+            json!("admin"),
+            "enum",
+        ),
+        (
+            "l7 non-string value",
+            "/spec/egress/5/toPorts/0/rules/l7/0/cmd",
+            json!(1),
+            "type",
+        ),
+        (
+            "log too long",
+            "/spec/log/value",
+            json!("x".repeat(33)),
+            "maxLength",
+        ),
+        (
+            "log control char",
+            "/spec/log/value",
+            json!("bell\u{7}"),
+            "pattern",
+        ),
+        (
+            "label without key",
+            "/spec/labels/0",
+            json!({"value": "v"}),
+            "required",
+        ),
+        (
+            "expression without operator",
+            "/spec/endpointSelector/matchExpressions/0",
+            json!({"key": "k"}),
+            "required",
+        ),
+        (
+            "matchLabels non-string",
+            "/spec/endpointSelector/matchLabels/app",
+            json!(1),
+            "type",
+        ),
+        (
+            "toFQDNs on deny",
+            "/spec/egressDeny/0/toFQDNs",
+            json!([{"matchName": "x"}]),
+            "additionalProperties",
+        ),
+        (
+            "L7 on deny",
+            "/spec/ingressDeny/0/toPorts/0/rules",
+            json!({"http": [{}]}),
+            "additionalProperties",
+        ),
+        (
+            "auth on deny",
+            "/spec/ingressDeny/0/authentication",
+            json!({"mode": "required"}),
+            "additionalProperties",
+        ),
+        (
+            "cidrGroupRef format",
+            "/spec/ingress/1/fromCIDRSet/1/cidrGroupRef",
+            json!("Office_Nets"),
+            "pattern",
+        ),
+        (
+            "ICMP without type",
+            "/spec/ingress/1/icmps/0/fields/0",
+            json!({"family": "IPv4"}),
+            "required",
+        ),
+        (
+            "ICMP type bool",
+            "/spec/ingress/1/icmps/0/fields/0/type",
+            json!(true),
+            "type",
+        ),
+        (
+            "AWS typo",
+            "/spec/egress/3/toGroups/0/aws/securityGroupIds",
+            json!([]),
+            "additionalProperties",
+        ),
+        (
+            "service selector missing",
+            "/spec/egress/2/toServices/1/k8sServiceSelector",
+            json!({"namespace": "x"}),
+            "required",
+        ),
+        (
+            "default deny non-bool",
+            "/spec/enableDefaultDeny/ingress",
+            json!("yes"),
+            "type",
+        ),
+        ("status not object", "/status", json!([]), "type"),
+    ];
+    for (what, pointer, value, keyword) in cases {
+        assert_invalid(kind, what, &with(&base, pointer, value.clone()), keyword);
+    }
+}
+
+#[test]
+fn ccnp_instances() {
+    let kind = "CiliumClusterwideNetworkPolicy";
+    let base = yaml(
+        r#"
+apiVersion: cilium.io/v2
+kind: CiliumClusterwideNetworkPolicy
+metadata: {name: host-fw}
+spec:
+  nodeSelector: {matchLabels: {"node-role.kubernetes.io/worker": ""}}
+  ingress:
+    - fromEntities: [cluster, health]
+    - fromNodes: [{matchLabels: {zone: a}}]
+      toPorts: [{ports: [{port: "10250", protocol: TCP}]}]
+specs:
+  - endpointSelector: {}
+    egress:
+      - toEntities: [kube-apiserver]
+      - toPorts:
+          - ports: [{port: "53", protocol: UDP}]
+            rules: {dns: [{matchName: kubernetes.default.svc.cluster.local}]}
+            listener: {envoyConfig: {kind: CiliumClusterwideEnvoyConfig, name: dns}, name: dns}
+"#,
+    );
+    assert_valid(kind, "host firewall + specs", &base);
+    assert_invalid(
+        kind,
+        "specs not a list",
+        &with(&base, "/specs", json!({})),
+        "type",
+    );
+    assert_invalid(
+        kind,
+        "typo in rule",
+        &with(&base, "/spec/nodeSelectr", json!({})),
+        "additionalProperties",
+    );
+    assert_invalid(
+        kind,
+        "listener without envoyConfig",
+        &with(
+            &base,
+            "/specs/0/egress/1/toPorts/0/listener",
+            json!({"name": "dns"}),
+        ),
+        "required",
+    );
+    assert_invalid(
+        kind,
+        "envoyConfig without name",
+        &with(
+            &base,
+            "/specs/0/egress/1/toPorts/0/listener/envoyConfig",
+            json!({"kind": "CiliumClusterwideEnvoyConfig"}),
+        ),
+        "required",
+    );
+}
+
+fn cec(kind: &str) -> Value {
+    yaml(&format!(
+        r#"
+apiVersion: cilium.io/v2
+kind: {kind}
+metadata: {{name: envoy-lb, namespace: prod}}
+spec:
+  services:
+    - {{name: web, namespace: prod, ports: [80, 8080], listener: lb}}
+  backendServices:
+    - {{name: web-v2, number: ["8080"]}}
+  nodeSelector:
+    matchExpressions: [{{key: ingress-ready, operator: Exists}}]
+  resources:
+    - "@type": type.googleapis.com/envoy.config.listener.v3.Listener
+      name: lb
+      filter_chains: [{{filters: [{{name: envoy.filters.network.http_connection_manager}}]}}]
+    - "@type": type.googleapis.com/envoy.config.cluster.v3.Cluster
+      name: prod/web-v2
+      connect_timeout: 5s
+"#
+    ))
+}
+
+#[test]
+fn envoy_config_instances() {
+    for kind in ["CiliumEnvoyConfig", "CiliumClusterwideEnvoyConfig"] {
+        let base = cec(kind);
+        assert_valid(kind, "listener + cluster", &base);
+        let mut no_resources = base.clone();
+        no_resources["spec"]
+            .as_object_mut()
+            .expect("spec")
+            .remove("resources");
+        assert_invalid(kind, "missing resources", &no_resources, "required");
+        assert_invalid(
+            kind,
+            "service without name",
+            &with(&base, "/spec/services/0", json!({"ports": [80]})),
+            "required",
+        );
+        assert_invalid(
+            kind,
+            "backend ports spelled ports",
+            &with(&base, "/spec/backendServices/0/ports", json!([8080])),
+            "additionalProperties",
+        );
+        assert_invalid(
+            kind,
+            "resource not an object",
+            &with(&base, "/spec/resources/0", json!("listener")),
+            "type",
+        );
+        assert_invalid(
+            kind,
+            "status is not a CEC field",
+            &with(&base, "/status", json!({})),
+            "additionalProperties",
+        );
+        assert_invalid(
+            kind,
+            "service port as string",
+            &with(&base, "/spec/services/0/ports", json!(["80"])),
+            "type",
+        );
+    }
+}
+
+/// The exact document from the project brief must be accepted as written.
+const CILIUM_CONFIG: &str = "\
+apiVersion: cilium.io/v1.12
+kind: CiliumConfig
+metadata: {name: cilium-config}
+spec:
+  enable-encryption: true
+  encryption: {type: wireguard, wireguard: {enabled: true, interface: eth0}}
+";
+
+#[test]
+fn cilium_config_instances() {
+    let kind = "CiliumConfig";
+    let base = yaml(CILIUM_CONFIG);
+    assert_valid(kind, "reference document", &base);
+
+    let full = yaml(
+        r#"
+apiVersion: cilium.io/v1.12
+kind: CiliumConfig
+metadata: {name: cilium-config}
+spec:
+  enable-encryption: true
+  encryption:
+    type: wireguard
+    wireguard: {enabled: true, interface: eth0, listen-port: 51871, key-rotation-interval: 1h30m, persistent-keepalive: 0s}
+  policy-enforcement-mode: always
+  enable-node-selector-labels: true
+  enable-icmp-rules: false
+  enable-l7-proxy: false
+  enable-non-default-deny-policies: false
+  cluster-name: eu-1
+"#,
+    );
+    assert_valid(kind, "every key", &full);
+    for duration in ["24h", "90m", "1.5h", "250ms", "10us", "3µs", "1h2m3s"] {
+        let instance = with(
+            &base,
+            "/spec/encryption/wireguard/key-rotation-interval",
+            json!(duration),
+        );
+        assert_valid(kind, duration, &instance);
+    }
+    // Unknown encryption types are reported by ward, not the schema.
+    assert_valid(
+        kind,
+        "unknown encryption type",
+        &with(&base, "/spec/encryption/type", json!("ztunnel-ish")),
+    );
+
+    let cases: &[(&str, &str, Value, &str)] = &[
+        (
+            "enforcement mode",
+            "/spec/policy-enforcement-mode",
+            json!("sometimes"),
+            "enum",
+        ),
+        (
+            "listen port 0",
+            "/spec/encryption/wireguard/listen-port",
+            json!(0),
+            "minimum",
+        ),
+        (
+            "listen port too big",
+            "/spec/encryption/wireguard/listen-port",
+            json!(65536),
+            "maximum",
+        ),
+        (
+            "duration words",
+            "/spec/encryption/wireguard/key-rotation-interval",
+            json!("1 day"),
+            "pattern",
+        ),
+        (
+            "duration days",
+            "/spec/encryption/wireguard/persistent-keepalive",
+            json!("1d"),
+            "pattern",
+        ),
+        (
+            "duration number",
+            "/spec/encryption/wireguard/persistent-keepalive",
+            json!(25),
+            "type",
+        ),
+        (
+            "empty interface",
+            "/spec/encryption/wireguard/interface",
+            json!(""),
+            "minLength",
+        ),
+        (
+            "enabled string",
+            "/spec/encryption/wireguard/enabled",
+            json!("true"),
+            "type",
+        ),
+        (
+            "agent key name",
+            "/spec/enable-wireguard",
+            json!(true),
+            "additionalProperties",
+        ),
+        (
+            "typo in encryption",
+            "/spec/encryption/wiregaurd",
+            json!({}),
+            "additionalProperties",
+        ),
+        (
+            "typo in wireguard",
+            "/spec/encryption/wireguard/port",
+            json!(51871),
+            "additionalProperties",
+        ),
+        ("top-level typo", "/sepc", json!({}), "additionalProperties"),
+        (
+            "boolean as string",
+            "/spec/enable-l7-proxy",
+            json!("no"),
+            "type",
+        ),
+    ];
+    for (what, pointer, value, keyword) in cases {
+        assert_invalid(kind, what, &with(&base, pointer, value.clone()), keyword);
+    }
+}
+
+#[test]
+fn cilium_config_defaults() {
+    let ward = load_ward();
+    let d = defs(&ward);
+    let spec = &d["CiliumConfigSpec"]["properties"];
+    let wg = &d["WireguardConfig"]["properties"];
+    let expected = [
+        (&spec["policy-enforcement-mode"], json!("default")),
+        (&spec["enable-node-selector-labels"], json!(false)),
+        (&spec["enable-icmp-rules"], json!(true)),
+        (&spec["enable-l7-proxy"], json!(true)),
+        (&spec["enable-non-default-deny-policies"], json!(true)),
+        (&spec["cluster-name"], json!("default")),
+        (&wg["listen-port"], json!(51871)),
+        (&wg["key-rotation-interval"], json!("24h")),
+        (&wg["persistent-keepalive"], json!("0s")),
+    ];
+    for (node, default) in expected {
+        assert_eq!(node["default"], default, "default of {node}");
+    }
+}
+
+#[test]
+fn every_kind_compiles() {
+    for kind in ALL_KINDS {
+        let _ = validator(kind);
+    }
+}
