@@ -13,19 +13,28 @@ pub struct Desired {
     pub revision: Option<String>,
 }
 
-/// Validates every file of `snapshot`.
-pub fn validate_snapshot(snapshot: Snapshot, selection: &Selection) -> Desired {
+/// Validates every file of `snapshot` (see [`validate_files`] for `keep_objects`).
+pub fn validate_snapshot(snapshot: Snapshot, selection: &Selection, keep_objects: bool) -> Desired {
     let Snapshot { files, revision, .. } = snapshot;
-    Desired { validation: validate_files(files, selection), revision }
+    Desired { validation: validate_files(files, selection, keep_objects), revision }
 }
 
-/// Validates files on all cores and joins the results.
-pub fn validate_files(files: Vec<SourceFile>, selection: &Selection) -> Validation {
+/// Validates files on all cores and joins the results. With `keep_objects` false the
+/// resources keep only their keys and origins (enough to find duplicates), which is all
+/// `ward validate` needs and keeps its memory flat.
+pub fn validate_files(files: Vec<SourceFile>, selection: &Selection, keep_objects: bool) -> Validation {
     let reports: Vec<FileReport> = files
         .into_par_iter()
-        .map(|f| match f.content {
-            Ok(bytes) => load_file(&f.path, &bytes, &selection.limits),
-            Err(d) => FileReport { documents: 0, resources: Vec::new(), findings: vec![(d, None)] },
+        .map(|f| {
+            let path = f.path.clone();
+            let mut report = match f.bytes(selection) {
+                Ok(bytes) => load_file(&path, &bytes, &selection.limits),
+                Err(d) => FileReport { documents: 0, resources: Vec::new(), findings: vec![(d, None)] },
+            };
+            if !keep_objects {
+                report.resources.iter_mut().for_each(|r| r.object = serde_json::Value::Null);
+            }
+            report
         })
         .collect();
     assemble(reports)

@@ -220,7 +220,11 @@ mod tests {
         let y = to_yaml(&v);
         assert_eq!(
             y,
-            "kind: X\nlist:\n-\n  - a\n- \"b: c\"\nspec:\n  empty: []\n  m: {}\n  \"on\": \"yes\"\n  ports:\n  - port: \"80\"\n    protocol: TCP\n"
+            "kind: X\nlist:\n  -\n    - a\n  - \"b: c\"\nspec:\n  empty: []\n  m: {}\n  \"on\": \"yes\"\n  ports:\n    - port: \"80\"\n      protocol: TCP\n"
         );
+        // What ward prints reads back as the same object.
+        let parsed = ward_schema::yaml::parse_documents("t.yaml", &y, &ward_schema::yaml::Limits::default());
+        assert!(parsed.diagnostics.is_empty(), "{:?}", parsed.diagnostics);
+        assert_eq!(parsed.docs[0].root.to_json(), v);
     }
 }

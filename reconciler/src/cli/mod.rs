@@ -105,11 +105,12 @@ pub fn run(cli: Cli) -> Result<i32> {
     }
 }
 
-/// Reads the desired state of a revision (or the working tree when `rev` is `None`).
-pub fn load_desired(settings: &Settings, rev: Option<&str>) -> Result<(Desired, Vec<String>)> {
+/// Reads and validates the desired state of a revision (or the working tree when `rev` is
+/// `None`); `keep_objects` as in [`validate_files`].
+pub fn load_desired(settings: &Settings, rev: Option<&str>, keep_objects: bool) -> Result<(Desired, Vec<String>)> {
     let snapshot = snapshot(settings, rev)?;
     let files = snapshot.files.iter().map(|f| f.path.clone()).collect();
-    Ok((validate_snapshot(snapshot, &settings.selection), files))
+    Ok((validate_snapshot(snapshot, &settings.selection, keep_objects), files))
 }
 
 fn snapshot(settings: &Settings, rev: Option<&str>) -> Result<Snapshot> {
@@ -159,7 +160,7 @@ fn emit(settings: &Settings, report: &Report<'_>) -> Result<()> {
 
 fn validate(settings: &Settings, a: &ValidateArgs) -> Result<i32> {
     let (validation, files) = if a.paths.is_empty() {
-        let (d, files) = load_desired(settings, a.rev.as_deref())?;
+        let (d, files) = load_desired(settings, a.rev.as_deref(), false)?;
         (d.validation, files)
     } else {
         let root = std::env::current_dir()?;
@@ -170,7 +171,7 @@ fn validate(settings: &Settings, a: &ValidateArgs) -> Result<i32> {
         }
         let files = read_worktree(&root, &settings.selection, &a.paths)?;
         let names = files.iter().map(|f| f.path.clone()).collect();
-        (validate_files(files, &settings.selection), names)
+        (validate_files(files, &settings.selection, false), names)
     };
     let report = Report { command: "validate", files: &files, documents: validation.documents, diagnostics: &validation.diagnostics, plan: None, base: None, head: None };
     emit(settings, &report)?;
@@ -178,7 +179,7 @@ fn validate(settings: &Settings, a: &ValidateArgs) -> Result<i32> {
 }
 
 fn plan_or_apply(settings: &Settings, a: &PlanArgs, apply: bool) -> Result<i32> {
-    let (desired, files) = load_desired(settings, a.rev.as_deref())?;
+    let (desired, files) = load_desired(settings, a.rev.as_deref(), true)?;
     let v = &desired.validation;
     let mut target = LocalTarget::new(&settings.state_dir);
     let command = if apply { "apply" } else { "plan" };
@@ -216,8 +217,8 @@ fn record_unchanged(target: &mut LocalTarget, plan: &Plan, desired: &Desired) ->
 }
 
 fn diff(settings: &Settings, a: &DiffArgs) -> Result<i32> {
-    let (base, _) = load_desired(settings, Some(&a.base)).with_context(|| format!("reading --base {}", a.base))?;
-    let (head, files) = load_desired(settings, Some(&a.head)).with_context(|| format!("reading --head {}", a.head))?;
+    let (base, _) = load_desired(settings, Some(&a.base), true).with_context(|| format!("reading --base {}", a.base))?;
+    let (head, files) = load_desired(settings, Some(&a.head), true).with_context(|| format!("reading --head {}", a.head))?;
     let v = &head.validation;
     let live = live_from(&base.validation.resources);
     let plan = plan::compute(&v.resources, &live, true, head.revision.clone());

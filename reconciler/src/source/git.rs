@@ -1,7 +1,7 @@
 //! Reading the selected files of a Git revision with git2, without a checkout, and keeping
 //! remote repositories in a local cache.
 
-use super::{ignore_matcher, is_manifest, symlink_outside, Selection, SourceFile, IGNORE_FILE};
+use super::{ignore_matcher, is_manifest, symlink_outside, Content, Selection, SourceFile, IGNORE_FILE};
 use anyhow::{bail, Context, Result};
 use git2::{FetchOptions, ObjectType, Oid, RemoteCallbacks, Repository, Tree, TreeWalkMode, TreeWalkResult};
 use sha2::{Digest, Sha256};
@@ -76,6 +76,10 @@ impl<'r> GitSource<'r> {
             self.follow_symlink(tree, &path, id, selection)
         } else {
             self.read_blob(&path, id, selection)
+        };
+        let content = match content {
+            Ok(b) => Content::Bytes(b),
+            Err(d) => Content::Unreadable(d),
         };
         SourceFile { path, content }
     }

@@ -55,8 +55,36 @@ pub fn is_manifest(name: &str) -> bool {
 pub struct SourceFile {
     /// Path relative to the repository root, `/`-separated.
     pub path: String,
-    /// The bytes, or why they could not be read.
-    pub content: Result<Vec<u8>, Diagnostic>,
+    /// The bytes, where to read them, or why they cannot be read.
+    pub content: Content,
+}
+
+/// A file's content. Files on disk are read when they are validated, on the worker thread
+/// that validates them, so a large tree is never held in memory whole.
+#[derive(Debug, Clone)]
+pub enum Content {
+    /// Already read (Git blobs).
+    Bytes(Vec<u8>),
+    /// To be read from disk, with every guard, relative to the repository root.
+    OnDisk {
+        /// The repository root (canonical).
+        root: std::path::PathBuf,
+        /// The file.
+        path: std::path::PathBuf,
+    },
+    /// Cannot be read.
+    Unreadable(Diagnostic),
+}
+
+impl SourceFile {
+    /// The file's bytes, read now if they are on disk.
+    pub fn bytes(self, selection: &Selection) -> Result<Vec<u8>, Diagnostic> {
+        match self.content {
+            Content::Bytes(b) => Ok(b),
+            Content::OnDisk { root, path } => worktree::read_guarded(&root, &path, &self.path, selection),
+            Content::Unreadable(d) => Err(d),
+        }
+    }
 }
 
 /// The selected files of one revision.

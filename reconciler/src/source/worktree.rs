@@ -1,6 +1,6 @@
 //! Reading the selected files from a directory on disk (a working tree, or any folder).
 
-use super::{ignore_matcher, is_manifest, symlink_outside, Selection, SourceFile, IGNORE_FILE};
+use super::{ignore_matcher, is_manifest, symlink_outside, Content, Selection, SourceFile, IGNORE_FILE};
 use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -21,7 +21,7 @@ pub fn read_worktree(root: &Path, selection: &Selection, extra: &[PathBuf]) -> s
         extra.iter().map(std::path::absolute).collect::<std::io::Result<_>>()?
     };
     for start in starts {
-        walk(&root, &start, selection, &ignore, &mut files)?;
+        walk(&root, &start, &ignore, &mut files)?;
     }
     files.sort_by(|a, b| a.path.cmp(&b.path));
     files.dedup_by(|a, b| a.path == b.path);
@@ -32,14 +32,13 @@ pub fn read_worktree(root: &Path, selection: &Selection, extra: &[PathBuf]) -> s
 fn walk(
     root: &Path,
     start: &Path,
-    selection: &Selection,
     ignore: &ignore::gitignore::Gitignore,
     out: &mut Vec<SourceFile>,
 ) -> std::io::Result<()> {
     let meta = fs::symlink_metadata(start)?;
     if meta.is_file() || meta.file_type().is_symlink() {
         // A file named explicitly is read whatever its extension.
-        out.push(read_one(root, start, selection));
+        out.push(deferred(root, start));
         return Ok(());
     }
     let mut stack = vec![start.to_path_buf()];
@@ -62,11 +61,11 @@ fn walk(
                 if let Ok(target) = path.canonicalize() {
                     if !target.starts_with(root) {
                         let shown = display_path(root, &path);
-                        out.push(SourceFile { content: Err(symlink_outside(&shown, &target.to_string_lossy())), path: shown });
+                        out.push(SourceFile { content: Content::Unreadable(symlink_outside(&shown, &target.to_string_lossy())), path: shown });
                     }
                 }
             } else if is_manifest(&name) {
-                out.push(read_one(root, &path, selection));
+                out.push(deferred(root, &path));
             }
         }
     }
@@ -81,15 +80,14 @@ fn display_path(root: &Path, path: &Path) -> String {
     }
 }
 
-/// Reads one file with every guard: symlinks must stay inside the root, size is checked
-/// before reading, and at most the limit is ever read (a file growing meanwhile is caught).
-fn read_one(root: &Path, path: &Path, selection: &Selection) -> SourceFile {
-    let shown = display_path(root, path);
-    let content = read_guarded(root, path, &shown, selection);
-    SourceFile { path: shown, content }
+/// A file to be read later by [`read_guarded`].
+fn deferred(root: &Path, path: &Path) -> SourceFile {
+    SourceFile { path: display_path(root, path), content: Content::OnDisk { root: root.to_path_buf(), path: path.to_path_buf() } }
 }
 
-fn read_guarded(root: &Path, path: &Path, shown: &str, selection: &Selection) -> Result<Vec<u8>, Diagnostic> {
+/// Reads one file with every guard: symlinks must stay inside the root, size is checked
+/// before reading, and at most the limit is ever read (a file growing meanwhile is caught).
+pub(crate) fn read_guarded(root: &Path, path: &Path, shown: &str, selection: &Selection) -> Result<Vec<u8>, Diagnostic> {
     let unreadable = |e: std::io::Error| {
         Diagnostic::error(codes::FILE_UNREADABLE, format!("cannot read file: {e}")).at(shown, 0, 0)
     };

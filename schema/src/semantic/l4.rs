@@ -35,6 +35,13 @@ fn check_port_protocol(c: &mut Checker, pp: &Value) {
         c.at("protocol", |c| {
             c.error(codes::PORT, format!("invalid protocol \"{original}\", must be {{ tcp | udp | sctp | vrrp | igmp | any }}")).hint(hint);
         });
+    } else if let Some(original) = pp.get("protocol").and_then(Value::as_str).filter(|p| !p.is_empty() && *p != protocol) {
+        // The agent upper-cases, but the CRD's enum is upper-case only: the API server
+        // rejects "tcp" before the agent ever sees it.
+        c.at("protocol", |c| {
+            c.error(codes::PORT, format!("protocol \"{original}\" is not in the CRD's enum (TCP, UDP, SCTP, VRRP, IGMP, ANY); the API server rejects it"))
+                .hint(format!("write \"{protocol}\""));
+        });
     }
     let Some(port_value) = pp.get("port") else {
         c.error(codes::PORT, "port must be specified").hint("add `port: \"80\"`; use port \"0\" for every port");

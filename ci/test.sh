@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Runs every test of the workspace. The README's test command, and what .ci/run calls.
+#
+# Installs what the tests need when it is missing (as root, from Debian's packages), and
+# keeps build output under $HOME/.cache/ward so later runs are incremental.
+set -euo pipefail
+
+repo=$(cd "$(dirname "$0")/.." && pwd)
+cd "$repo"
+
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/ward/target}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+mkdir -p "$HOME/.cache/ward"
+
+need_apt=()
+command -v git >/dev/null || need_apt+=(git)
+command -v pkg-config >/dev/null || need_apt+=(pkg-config)
+dpkg -s libssl-dev >/dev/null 2>&1 || need_apt+=(libssl-dev)
+command -v cc >/dev/null || need_apt+=(build-essential)
+if ((${#need_apt[@]})); then
+  if [[ $(id -u) -ne 0 ]]; then
+    echo "ci/test.sh: missing ${need_apt[*]}; install them (as root: apt-get install ${need_apt[*]})" >&2
+    exit 1
+  fi
+  echo "ci/test.sh: installing ${need_apt[*]}" >&2
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+if ! command -v cargo >/dev/null; then
+  echo "ci/test.sh: cargo is missing; install Rust (rustup) first" >&2
+  exit 1
+fi
+
+cargo build --workspace --locked --all-targets
+cargo test --workspace --locked --no-fail-fast
