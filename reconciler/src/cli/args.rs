@@ -81,10 +81,11 @@ pub enum Command {
 /// `ward validate`.
 #[derive(Debug, Args)]
 pub struct ValidateArgs {
-    /// Files or folders to check [default: the --include folders of --repo].
+    /// Files or folders to check [default: the --include folders of --repo]. With --rev,
+    /// folders of the repository at that revision.
     pub paths: Vec<PathBuf>,
     /// Check a Git revision of --repo instead of the working tree (no checkout needed).
-    #[arg(long, conflicts_with = "paths")]
+    #[arg(long)]
     pub rev: Option<String>,
 }
 

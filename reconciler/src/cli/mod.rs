@@ -159,8 +159,12 @@ fn emit(settings: &Settings, report: &Report<'_>) -> Result<()> {
 }
 
 fn validate(settings: &Settings, a: &ValidateArgs) -> Result<i32> {
-    let (validation, files) = if a.paths.is_empty() {
-        let (d, files) = load_desired(settings, a.rev.as_deref(), false)?;
+    let (validation, files) = if a.paths.is_empty() || a.rev.is_some() {
+        let mut settings = settings.clone();
+        if !a.paths.is_empty() {
+            settings.selection.include = a.paths.iter().map(|p| p.to_string_lossy().trim_end_matches('/').to_owned()).collect();
+        }
+        let (d, files) = load_desired(&settings, a.rev.as_deref(), false)?;
         (d.validation, files)
     } else {
         let root = std::env::current_dir()?;

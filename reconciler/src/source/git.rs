@@ -189,6 +189,18 @@ fn remote_ref(rev: &str) -> String {
 /// Progress on a terminal (stderr), silence otherwise.
 fn progress_callbacks<'a>() -> RemoteCallbacks<'a> {
     let mut cb = RemoteCallbacks::new();
+    // ssh: the agent; https: git's credential helpers (as `git fetch` would use them).
+    cb.credentials(|url, username, allowed| {
+        if allowed.contains(git2::CredentialType::SSH_KEY) {
+            return git2::Cred::ssh_key_from_agent(username.unwrap_or("git"));
+        }
+        if allowed.contains(git2::CredentialType::USER_PASS_PLAINTEXT) {
+            if let Ok(config) = git2::Config::open_default() {
+                return git2::Cred::credential_helper(&config, url, username);
+            }
+        }
+        git2::Cred::default()
+    });
     if std::io::stderr().is_terminal() {
         cb.transfer_progress(|p| {
             eprint!(
