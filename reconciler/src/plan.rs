@@ -6,7 +6,6 @@ use crate::target::{Inventory, LiveSet};
 use serde::Serialize;
 use serde_json::Value;
 use similar::TextDiff;
-use std::collections::BTreeMap;
 use ward_schema::{ResourceKey, ResourceSet};
 
 /// What happens to one object.
@@ -97,11 +96,12 @@ impl Plan {
 }
 
 /// Computes the plan. Objects in the target that ward never applied (not in the inventory)
-/// are left alone: neither updated unless desired, nor pruned.
+/// are left alone: neither updated unless desired, nor pruned. Kinds that are never applied
+/// (PolicyTest) are not part of any plan.
 pub fn compute(desired: &ResourceSet, live: &LiveSet, prune: bool, revision: Option<String>) -> Plan {
     let mut plan = Plan { revision, prune, ..Plan::default() };
     let inv = &live.inventory;
-    for r in desired.iter() {
+    for r in desired.iter().filter(|r| r.key.kind.is_applied()) {
         let after = normalize(&r.object);
         let after_fp = fingerprint(&after);
         let origin = Some(r.origin.to_string());
@@ -163,7 +163,3 @@ pub fn unified_diff(key: &ResourceKey, before: Option<&Value>, after: Option<&Va
         .to_string()
 }
 
-/// Desired objects keyed for lookup by a diff between two revisions.
-pub fn by_key(set: &ResourceSet) -> BTreeMap<&ResourceKey, Value> {
-    set.iter().map(|r| (&r.key, normalize(&r.object))).collect()
-}

@@ -190,6 +190,8 @@ pub mod codes {
     pub const RESERVED_INIT: &str = "WARD-S012";
     /// CiliumConfig problems.
     pub const CONFIG: &str = "WARD-S013";
+    /// PolicyTest problems (unknown endpoints, impossible ports, bad labels).
+    pub const POLICY_TEST: &str = "WARD-S014";
     /// The same object defined twice across files.
     pub const DUPLICATE_OBJECT: &str = "WARD-D001";
 }

@@ -17,21 +17,26 @@ pub enum Kind {
     CiliumNetworkPolicy,
     /// Namespaced Envoy config (cilium.io/v2).
     CiliumEnvoyConfig,
+    /// ward's policy unit test: validated and run by `ward test`, never applied.
+    PolicyTest,
 }
 
 /// The apiVersion of every Cilium CRD kind ward manages.
 pub const CILIUM_V2: &str = "cilium.io/v2";
 /// The apiVersion of ward's CiliumConfig document.
 pub const CILIUM_CONFIG_VERSION: &str = "cilium.io/v1.12";
+/// The apiVersion of ward's own kinds (PolicyTest).
+pub const WARD_V1ALPHA1: &str = "ward.dev/v1alpha1";
 
 impl Kind {
     /// Every kind, in apply order: config and cluster-wide objects before namespaced ones.
-    pub const ALL: [Kind; 5] = [
+    pub const ALL: [Kind; 6] = [
         Kind::CiliumConfig,
         Kind::CiliumClusterwideNetworkPolicy,
         Kind::CiliumClusterwideEnvoyConfig,
         Kind::CiliumNetworkPolicy,
         Kind::CiliumEnvoyConfig,
+        Kind::PolicyTest,
     ];
 
     /// The kind's name as written in `kind:`.
@@ -42,6 +47,7 @@ impl Kind {
             Kind::CiliumClusterwideEnvoyConfig => "CiliumClusterwideEnvoyConfig",
             Kind::CiliumNetworkPolicy => "CiliumNetworkPolicy",
             Kind::CiliumEnvoyConfig => "CiliumEnvoyConfig",
+            Kind::PolicyTest => "PolicyTest",
         }
     }
 
@@ -54,6 +60,7 @@ impl Kind {
     pub fn api_version(self) -> &'static str {
         match self {
             Kind::CiliumConfig => CILIUM_CONFIG_VERSION,
+            Kind::PolicyTest => WARD_V1ALPHA1,
             _ => CILIUM_V2,
         }
     }
@@ -61,6 +68,11 @@ impl Kind {
     /// Whether objects of this kind live in a namespace.
     pub fn namespaced(self) -> bool {
         matches!(self, Kind::CiliumNetworkPolicy | Kind::CiliumEnvoyConfig)
+    }
+
+    /// Whether objects of this kind are applied to targets (everything but tests).
+    pub fn is_applied(self) -> bool {
+        self != Kind::PolicyTest
     }
 
     /// Whether this kind holds network-policy rules.
@@ -76,6 +88,7 @@ impl Kind {
             Kind::CiliumClusterwideEnvoyConfig => "ccec",
             Kind::CiliumNetworkPolicy => "cnp",
             Kind::CiliumEnvoyConfig => "cec",
+            Kind::PolicyTest => "policytest",
         }
     }
 }

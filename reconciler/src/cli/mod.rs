@@ -249,7 +249,7 @@ fn diff(settings: &Settings, a: &DiffArgs) -> Result<i32> {
 /// revisions is a plan with pruning.
 fn live_from(set: &ResourceSet) -> LiveSet {
     let mut live = LiveSet::default();
-    for r in set.iter() {
+    for r in set.iter().filter(|r| r.key.kind.is_applied()) {
         let object = normalize(&r.object);
         let fp = fingerprint(&object);
         live.inventory.entries.insert(

@@ -8,6 +8,7 @@
 mod l4;
 mod l7;
 mod peers;
+mod policytest;
 mod selector;
 
 use crate::diagnostic::{codes, Severity};
@@ -140,6 +141,7 @@ pub fn check(kind: Kind, object: &Value) -> Vec<Finding> {
         Kind::CiliumNetworkPolicy | Kind::CiliumClusterwideNetworkPolicy => check_policy(&mut c, object),
         Kind::CiliumEnvoyConfig | Kind::CiliumClusterwideEnvoyConfig => check_envoy_config(&mut c, object),
         Kind::CiliumConfig => check_config(&mut c, object),
+        Kind::PolicyTest => policytest::check(&mut c, object),
     }
     c.out
 }

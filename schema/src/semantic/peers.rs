@@ -29,7 +29,7 @@ const EGRESS_FAMILIES: [(&str, &str); 8] = [
 ];
 
 /// Entities the CRD's enum accepts.
-pub(crate) const CRD_ENTITIES: [&str; 11] = [
+pub const CRD_ENTITIES: [&str; 11] = [
     "all",
     "world",
     "cluster",
