@@ -6,10 +6,9 @@ use std::path::PathBuf;
 
 /// ward: Cilium network policy from Git to the kernel.
 ///
-/// Exit codes: 0 success (and, with --detailed-exitcode, no changes); 1 errors (invalid
-/// input, failed command); 2 success with changes present (only with --detailed-exitcode).
+/// The exit codes are in [`EXIT_CODES`], which `ward --help` prints.
 #[derive(Debug, Parser)]
-#[command(name = "ward", version, about, long_about = None, propagate_version = true)]
+#[command(name = "ward", version, about, long_about = None, propagate_version = true, after_help = EXIT_CODES)]
 pub struct Cli {
     /// Options every command takes.
     #[command(flatten)]
@@ -18,6 +17,14 @@ pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
 }
+
+/// The exit codes, as `ward --help` shows them (keep in step with `super::EXIT_*`).
+pub const EXIT_CODES: &str = "\
+Exit codes:
+  0  success (with --detailed-exitcode: and no changes)
+  1  errors: invalid input or a failed command
+  2  success with changes present (plan, apply, diff with --detailed-exitcode);
+     for status: drift or an interrupted apply";
 
 /// Options every command takes.
 #[derive(Debug, Args)]
@@ -74,7 +81,8 @@ pub enum Command {
     Apply(PlanArgs),
     /// Compare two Git revisions (no live state): findings of the head and the object diff.
     Diff(DiffArgs),
-    /// Show the target's applied revision, inventory and drift.
+    /// Show the target's applied revision, inventory and drift; exit 2 on drift or an
+    /// interrupted apply.
     Status(StatusArgs),
 }
 

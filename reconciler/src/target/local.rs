@@ -6,6 +6,7 @@
 //! objects/<Kind>/<ns>/<name>.json   one file per live object (`_cluster` for cluster-scoped)
 //! inventory.json            what ward applied, with fingerprints, and the revision
 //! journal.json              present only while an apply is running (or was killed)
+//! .gitignore                `*`: the state directory is never part of the repository
 //! ```
 //!
 //! # Guarantees
@@ -40,6 +41,7 @@ const JOURNAL: &str = "journal.json";
 const LOCK: &str = "lock";
 const TMP_MARK: &str = ".tmp-";
 const CLUSTER_DIR: &str = "_cluster";
+const GITIGNORE: &str = ".gitignore";
 
 /// The embedded default target.
 pub struct LocalTarget {
@@ -131,7 +133,10 @@ impl LocalTarget {
             .open(self.dir.join(LOCK))
             .with_context(|| format!("cannot open {}", self.dir.join(LOCK).display()))?;
         match file.try_lock() {
-            Ok(()) => Ok(file),
+            Ok(()) => {
+                self.ignore_in_git()?;
+                Ok(file)
+            }
             Err(fs::TryLockError::WouldBlock) => bail!(
                 "another ward process is applying to {} (it holds {}); wait for it to finish",
                 self.dir.display(),
@@ -139,6 +144,17 @@ impl LocalTarget {
             ),
             Err(fs::TryLockError::Error(e)) => Err(anyhow!(e).context("cannot lock the state directory")),
         }
+    }
+
+    /// Keeps the state directory out of Git (a `.gitignore` of `*` inside it, as Python's
+    /// venv does): in a working tree it would otherwise make every revision after the first
+    /// apply look modified (`<commit>-dirty`).
+    fn ignore_in_git(&self) -> Result<()> {
+        let path = self.dir.join(GITIGNORE);
+        if !path.exists() {
+            write_atomic(&path, b"# ward's local target state; not part of the desired state\n*\n")?;
+        }
+        Ok(())
     }
 
     /// Finishes the bookkeeping of an interrupted apply. Call with the lock held.
