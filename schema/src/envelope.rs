@@ -89,10 +89,16 @@ fn unknown_kind(k: &str) -> Finding {
 
 fn check_metadata(kind: Kind, meta: Option<&Value>, findings: &mut Vec<Finding>) -> Option<ResourceKey> {
     let Some(meta) = meta.and_then(Value::as_object) else {
-        findings.push(finding(codes::BAD_NAME, &[], false, format!("{kind} must have name"), Some("add `metadata: {name: ...}`".into())));
+        // metadata of the wrong type (null included) is the JSON Schema's finding.
+        if meta.is_none() {
+            findings.push(finding(codes::BAD_NAME, &[], false, format!("{kind} must have name"), Some("add `metadata: {name: ...}`".into())));
+        }
         return None;
     };
-    let name = match meta.get("name").and_then(Value::as_str) {
+    let raw_name = meta.get("name");
+    let name = match raw_name.and_then(Value::as_str) {
+        // A name of the wrong type (null included) is the JSON Schema's finding.
+        None if raw_name.is_some() => None,
         None | Some("") => {
             findings.push(finding(codes::BAD_NAME, &["metadata"], true, format!("{kind} must have name"), Some("add `name:` under metadata".into())));
             None

@@ -106,6 +106,10 @@ impl Schemas {
             }
             ValidationErrorKind::Required { property } => {
                 let name = property.as_str().unwrap_or_default();
+                if path.is_empty() && name == "metadata" {
+                    // The envelope reports this in Cilium's words ("<Kind> must have name").
+                    return Vec::new();
+                }
                 let target = if field.is_empty() { String::new() } else { format!(" in {field}") };
                 let at_key = !path.is_empty();
                 vec![make(path, at_key, codes::SCHEMA, format!("missing required field \"{name}\"{target}"), None)]

@@ -67,6 +67,12 @@ struct Omitted {
 }
 
 const OMITTED: &[Omitted] = &[
+    // L7.
+    Omitted {
+        path: "*.rules.kafka[].topic",
+        keyword: "maxLength",
+        reason: "'kafka topic exceeds maximum len of 255'",
+    },
     // Rule level.
     Omitted {
         path: "spec",

@@ -283,6 +283,7 @@ fn status(settings: &Settings) -> Result<i32> {
         "drifted": drifted,
         "unmanaged": unmanaged,
         "interruptedApply": interrupted,
+        "applyRunning": target.writer(),
     });
     let text = match settings.format {
         Format::Json => serde_json::to_string_pretty(&doc)? + "\n",
@@ -309,7 +310,9 @@ fn status_text(target: &LocalTarget, inv: &Inventory, live: &LiveSet, drifted: &
     for (k, n) in by_kind {
         let _ = writeln!(s, "  {k}: {n}");
     }
-    if interrupted {
+    if let Some(pid) = target.writer() {
+        let _ = writeln!(s, "apply running:     yes (pid {pid})");
+    } else if interrupted {
         let _ = writeln!(s, "interrupted apply: yes; the next plan or apply repairs it");
     }
     if drifted.is_empty() {

@@ -76,7 +76,18 @@ impl LocalTarget {
 
     /// Whether an apply was interrupted and not yet repaired.
     pub fn interrupted(&self) -> bool {
-        self.dir.join(JOURNAL).exists()
+        self.dir.join(JOURNAL).exists() && self.writer().is_none()
+    }
+
+    /// The process id of a ward process applying right now, if one is. The writer records
+    /// its pid in the lock file; the pid counts while that process is alive.
+    pub fn writer(&self) -> Option<u32> {
+        let text = fs::read_to_string(self.dir.join(LOCK)).ok()?;
+        let pid: u32 = text.trim().parse().ok()?;
+        // A stale pid (the writer was killed) may have been reused: it counts only while it
+        // still names a ward process.
+        let comm = fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+        (pid != std::process::id() && comm.trim().starts_with("ward")).then_some(pid)
     }
 
     fn object_path(&self, key: &ResourceKey) -> PathBuf {
@@ -135,6 +146,7 @@ impl LocalTarget {
         match file.try_lock() {
             Ok(()) => {
                 self.ignore_in_git()?;
+                record_pid(&file)?;
                 Ok(file)
             }
             Err(fs::TryLockError::WouldBlock) => bail!(
@@ -300,6 +312,13 @@ impl LocalTarget {
             Err(e) => Err(e.into()),
         }
     }
+}
+
+/// Writes this process's id into the held lock file, for `ward status`.
+fn record_pid(mut file: &File) -> Result<()> {
+    file.set_len(0).context("cannot write the lock file")?;
+    file.write_all(format!("{}\n", std::process::id()).as_bytes()).context("cannot write the lock file")?;
+    Ok(())
 }
 
 /// Writes `bytes` to `path` so that readers see the old or the new content, never a mix:

@@ -5,6 +5,7 @@
 //! Messages are Cilium 1.19's own text, so users can search for them. Where Cilium stops at
 //! the first error of a rule, ward reports each one.
 
+mod goregex;
 mod l4;
 mod l7;
 mod peers;
@@ -191,11 +192,13 @@ fn check_rule(c: &mut Checker, rule: &Value) {
                 .hint("split it into two rules: one for pods, one for nodes");
         });
     }
-    if !has_endpoints && !has_nodes {
+    // A selector that is there with the wrong type (null included) is the schema's finding.
+    if rule.get("endpointSelector").is_none() && rule.get("nodeSelector").is_none() {
         c.error(codes::RULE, "rule must have one of EndpointSelector or NodeSelector")
             .hint("add `endpointSelector: {}` to select every pod the policy may select, or narrow it with matchLabels");
     }
-    if DIRECTIONS.iter().all(|d| non_empty(rule, d).is_none()) {
+    // Likewise a direction that is not a list: only absent keys and empty lists count as none.
+    if DIRECTIONS.iter().all(|d| rule.get(d).is_none_or(|v| v.as_array().is_some_and(Vec::is_empty))) {
         c.error(codes::RULE, "rule must have at least one of Ingress, IngressDeny, Egress, EgressDeny")
             .hint("use `ingress: [{}]` or `egress: [{}]` to deny everything in that direction");
     }

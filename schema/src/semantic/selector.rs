@@ -42,9 +42,13 @@ fn check_requirement(c: &mut Checker, req: &Value) {
         }
     }
     let values = req.get("values").and_then(Value::as_array);
-    let has_values = values.is_some_and(|v| !v.is_empty());
+    // None when `values` has the wrong type (null included): the schema reports that.
+    let has_values = match req.get("values") {
+        None => Some(false),
+        Some(v) => v.as_array().map(|v| !v.is_empty()),
+    };
     match req.get("operator").and_then(Value::as_str) {
-        Some(op @ ("In" | "NotIn")) if !has_values => {
+        Some(op @ ("In" | "NotIn")) if has_values == Some(false) => {
             let _ = op;
             c.error(
                 codes::SELECTOR,
@@ -52,7 +56,7 @@ fn check_requirement(c: &mut Checker, req: &Value) {
             )
             .hint("list the values, or use operator Exists");
         }
-        Some("Exists" | "DoesNotExist") if has_values => {
+        Some("Exists" | "DoesNotExist") if has_values == Some(true) => {
             c.at("values", |c| {
                 c.error_at_key(
                     codes::SELECTOR,
