@@ -1,5 +1,9 @@
 //! ward's node datapath.
 //!
-//! This crate will hold the pure policy engine (labels, identities, selectors, verdicts) and,
-//! behind a module boundary the reconciler does not pull in, the eBPF loader, the WireGuard
-//! mesh and the `ward-agent` binary. See `DESIGN.md` in the repository's shared docs.
+//! [`engine`] is the pure policy engine (labels, identities, selectors, resolved policy,
+//! verdicts with explanations): no I/O and no kernel dependencies, so the reconciler can use
+//! it for `ward test` and connectivity diffs. The eBPF loader, the WireGuard mesh and the
+//! `ward-agent` binary will live behind a separate module boundary. See `DESIGN.md` in the
+//! repository's shared docs.
+
+pub mod engine;

@@ -1,0 +1,297 @@
+//! The world the engine evaluates policy in: nodes and workload endpoints, as a PolicyTest
+//! document or the lab topology declares them.
+//!
+//! Every endpoint gets the labels Cilium adds to a pod: `k8s:io.kubernetes.pod.namespace`,
+//! `k8s:io.cilium.k8s.policy.cluster` and its namespace's labels as
+//! `k8s:io.cilium.k8s.namespace.labels.<key>` (including
+//! `kubernetes.io/metadata.name=<namespace>`, which Kubernetes sets on every namespace).
+//! Addresses that belong to no endpoint and no node are `world`.
+
+use super::labels::{
+    CLUSTER_KEY, Label, LabelError, LabelSet, NAMESPACE_KEY, NAMESPACE_LABELS_PREFIX, SOURCE_K8S,
+};
+use super::ports::Protocol;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+/// Nodes, namespaces and workload endpoints. The cluster's name is an agent setting
+/// ([`super::EngineConfig::cluster_name`]), not part of this declaration.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct Cluster {
+    /// Namespace labels by namespace (optional; `kubernetes.io/metadata.name` is implied).
+    pub namespaces: BTreeMap<String, BTreeMap<String, String>>,
+    /// The nodes.
+    pub nodes: Vec<Node>,
+    /// The workload endpoints (pods).
+    pub endpoints: Vec<Endpoint>,
+}
+
+/// A node: its host endpoint is `reserved:host` to pods on it and `reserved:remote-node` to
+/// pods elsewhere.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct Node {
+    /// The node name.
+    pub name: String,
+    /// The node's address, if it has one the flows use.
+    pub ip: Option<IpAddr>,
+    /// Node labels (source `k8s`), used by `nodeSelector` and `fromNodes`/`toNodes`.
+    pub labels: BTreeMap<String, String>,
+}
+
+/// A workload endpoint (a pod).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct Endpoint {
+    /// The pod name, unique within its namespace.
+    pub name: String,
+    /// The pod's namespace.
+    pub namespace: String,
+    /// Pod labels; a key may carry a `source:` prefix, otherwise the source is `k8s`.
+    pub labels: BTreeMap<String, String>,
+    /// The pod's address.
+    pub ip: Option<IpAddr>,
+    /// Declared container ports by name (`containerPort` names), for named-port rules.
+    pub named_ports: BTreeMap<String, NamedPort>,
+    /// The node the pod runs on.
+    pub node: Option<String>,
+}
+
+/// A declared container port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NamedPort {
+    /// The port number.
+    pub port: u16,
+    /// The protocol (TCP when absent).
+    #[serde(
+        default = "tcp",
+        serialize_with = "ser_proto",
+        deserialize_with = "de_proto"
+    )]
+    pub protocol: Protocol,
+}
+
+fn tcp() -> Protocol {
+    Protocol::TCP
+}
+
+fn ser_proto<S: Serializer>(p: &Protocol, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(p)
+}
+
+fn de_proto<'de, D: Deserializer<'de>>(d: D) -> Result<Protocol, D::Error> {
+    let s = String::deserialize(d)?;
+    Protocol::parse(&s).ok_or_else(|| serde::de::Error::custom(format!("unknown protocol {s:?}")))
+}
+
+/// Something wrong with a [`Cluster`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ClusterError {
+    /// A label of an endpoint, a node or a namespace does not parse.
+    #[error("{owner}: {source}")]
+    Label {
+        /// `namespace/name` of the endpoint, `node/<name>` or `namespace/<name>`.
+        owner: String,
+        /// The label problem.
+        source: LabelError,
+    },
+    /// Two endpoints with the same namespace and name.
+    #[error("endpoint {0} is declared more than once")]
+    DuplicateEndpoint(String),
+    /// Two nodes with the same name.
+    #[error("node {0} is declared more than once")]
+    DuplicateNode(String),
+    /// Two endpoints or nodes with the same address.
+    #[error("address {ip} is used by both {first} and {second}")]
+    DuplicateIp {
+        /// The address.
+        ip: IpAddr,
+        /// Its first owner.
+        first: String,
+        /// Its second owner.
+        second: String,
+    },
+    /// An endpoint on a node the cluster does not declare.
+    #[error("endpoint {endpoint} runs on node {node}, which is not declared")]
+    UnknownNode {
+        /// The endpoint.
+        endpoint: String,
+        /// The node it names.
+        node: String,
+    },
+    /// An endpoint without a name or namespace.
+    #[error("an endpoint needs a name and a namespace (got {0:?})")]
+    Unnamed(String),
+}
+
+impl Endpoint {
+    /// `namespace/name`.
+    pub fn full_name(&self) -> String {
+        format!("{}/{}", self.namespace, self.name)
+    }
+
+    /// All labels Cilium gives this pod in `cluster` named `cluster_name` (before filtering
+    /// to the security-relevant ones).
+    pub fn all_labels(
+        &self,
+        cluster: &Cluster,
+        cluster_name: &str,
+    ) -> Result<LabelSet, ClusterError> {
+        let owner = || self.full_name();
+        let mut set = LabelSet::new();
+        let ns_labels = cluster.namespaces.get(&self.namespace);
+        let implied = (
+            "kubernetes.io/metadata.name".to_owned(),
+            self.namespace.clone(),
+        );
+        for (k, v) in ns_labels
+            .into_iter()
+            .flatten()
+            .chain(std::iter::once((&implied.0, &implied.1)))
+        {
+            let key = format!("{NAMESPACE_LABELS_PREFIX}{k}");
+            let l =
+                Label::from_entry(&key, v, SOURCE_K8S).map_err(|source| ClusterError::Label {
+                    owner: format!("namespace/{}", self.namespace),
+                    source,
+                })?;
+            set.insert(l);
+        }
+        for (k, v) in &self.labels {
+            set.insert(Label::from_entry(k, v, SOURCE_K8S).map_err(|source| {
+                ClusterError::Label {
+                    owner: owner(),
+                    source,
+                }
+            })?);
+        }
+        set.insert(Label::new(SOURCE_K8S, NAMESPACE_KEY, &self.namespace));
+        set.insert(Label::new(SOURCE_K8S, CLUSTER_KEY, cluster_name));
+        Ok(set)
+    }
+
+    /// The security-relevant labels: what the endpoint's identity is made of.
+    pub fn identity_labels(
+        &self,
+        cluster: &Cluster,
+        cluster_name: &str,
+    ) -> Result<LabelSet, ClusterError> {
+        Ok(self.all_labels(cluster, cluster_name)?.security_relevant())
+    }
+}
+
+impl Node {
+    /// The node's labels with source `k8s`.
+    pub fn label_set(&self) -> Result<LabelSet, ClusterError> {
+        let mut set = LabelSet::new();
+        for (k, v) in &self.labels {
+            set.insert(Label::from_entry(k, v, SOURCE_K8S).map_err(|source| {
+                ClusterError::Label {
+                    owner: format!("node/{}", self.name),
+                    source,
+                }
+            })?);
+        }
+        Ok(set)
+    }
+}
+
+impl Cluster {
+    /// Checks names, addresses and labels; every problem is reported, in declaration order.
+    pub fn check(&self) -> Vec<ClusterError> {
+        let mut errors = Vec::new();
+        let mut names = BTreeSet::new();
+        let mut ips: BTreeMap<IpAddr, String> = BTreeMap::new();
+        let mut claim = |ip: Option<IpAddr>, who: String, errors: &mut Vec<ClusterError>| {
+            if let Some(ip) = ip {
+                if let Some(first) = ips.get(&ip) {
+                    errors.push(ClusterError::DuplicateIp {
+                        ip,
+                        first: first.clone(),
+                        second: who,
+                    });
+                } else {
+                    ips.insert(ip, who);
+                }
+            }
+        };
+        let mut nodes = BTreeSet::new();
+        for n in &self.nodes {
+            if !nodes.insert(n.name.as_str()) {
+                errors.push(ClusterError::DuplicateNode(n.name.clone()));
+            }
+            claim(n.ip, format!("node/{}", n.name), &mut errors);
+            errors.extend(n.label_set().err());
+        }
+        for e in &self.endpoints {
+            let full = e.full_name();
+            if e.name.is_empty() || e.namespace.is_empty() {
+                errors.push(ClusterError::Unnamed(full.clone()));
+            }
+            if !names.insert(full.clone()) {
+                errors.push(ClusterError::DuplicateEndpoint(full.clone()));
+            }
+            if let Some(node) = e.node.as_ref().filter(|n| !nodes.contains(n.as_str())) {
+                errors.push(ClusterError::UnknownNode {
+                    endpoint: full.clone(),
+                    node: node.clone(),
+                });
+            }
+            claim(e.ip, full, &mut errors);
+            errors.extend(e.all_labels(self, "default").err());
+        }
+        errors
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use serde_json::json;
+
+    fn cluster() -> Cluster {
+        serde_json::from_value(json!({
+            "namespaces": {"shop": {"team": "payments"}},
+            "nodes": [{"name": "n1", "ip": "10.0.0.1", "labels": {"zone": "a"}}],
+            "endpoints": [{
+                "name": "web-1", "namespace": "shop", "ip": "10.1.0.1", "node": "n1",
+                "labels": {"app": "web", "pod-template-hash": "abc"},
+                "namedPorts": {"http": {"port": 8080}, "dns": {"port": 53, "protocol": "UDP"}}
+            }]
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn endpoints_get_cilium_labels_and_lose_noisy_ones() {
+        let c = cluster();
+        let labels = c.endpoints[0].identity_labels(&c, "default").unwrap();
+        assert_eq!(
+            labels.to_string(),
+            "k8s:app=web,k8s:io.cilium.k8s.namespace.labels.kubernetes.io/metadata.name=shop,\
+             k8s:io.cilium.k8s.namespace.labels.team=payments,k8s:io.cilium.k8s.policy.cluster=default,\
+             k8s:io.kubernetes.pod.namespace=shop"
+        );
+        assert_eq!(c.endpoints[0].named_ports["dns"].protocol, Protocol::UDP);
+        assert_eq!(c.endpoints[0].named_ports["http"].protocol, Protocol::TCP);
+        assert!(c.check().is_empty());
+    }
+
+    #[test]
+    fn check_reports_every_problem() {
+        let mut c = cluster();
+        let mut dup = c.endpoints[0].clone();
+        dup.node = Some("n9".into());
+        dup.labels.insert("bad key".into(), "x".into());
+        c.endpoints.push(dup);
+        let errors: Vec<String> = c.check().iter().map(ToString::to_string).collect();
+        assert_eq!(errors.len(), 4, "{errors:?}");
+        assert!(errors[0].contains("declared more than once"));
+        assert!(errors[1].contains("n9"));
+        assert!(errors[2].contains("10.1.0.1"));
+        assert!(errors[3].contains("bad key"));
+    }
+}

@@ -1,0 +1,159 @@
+//! The peers of one entry (reference §2 IngressCommonRule/EgressCommonRule, §4.2, §4.3).
+
+use super::cidr::{CidrPeer, Prefix};
+use super::compile::{PeerMatch, RuleCompiler};
+use super::identity::{EntityPeers, entity};
+use super::rule::RuleRef;
+use super::scope::Scope;
+use super::selector::Selector;
+use ward_schema::model;
+
+impl RuleCompiler<'_, '_> {
+    pub(crate) fn ingress_peers(
+        &mut self,
+        at: &RuleRef,
+        c: &model::IngressCommon,
+        has_l4: bool,
+        scope: &Scope<'_>,
+    ) -> Vec<PeerMatch> {
+        let any_field = c.from_endpoints.is_some()
+            || c.from_cidr.is_some()
+            || c.from_cidr_set.is_some()
+            || c.from_entities.is_some()
+            || c.from_groups.is_some()
+            || c.from_nodes.is_some();
+        let mut peers = Self::common_peers(any_field, has_l4);
+        for s in c.from_endpoints.iter().flatten() {
+            peers.push(self.selector(scope.peer(s)));
+        }
+        for s in c.from_nodes.iter().flatten() {
+            peers.push(self.selector(scope.node_peer(s)));
+        }
+        self.cidrs(
+            at,
+            &mut peers,
+            c.from_cidr.as_deref(),
+            c.from_cidr_set.as_deref(),
+        );
+        self.entities(at, &mut peers, c.from_entities.as_deref());
+        if c.from_groups.as_ref().is_some_and(|g| !g.is_empty()) {
+            self.note(at, "fromGroups needs a cloud provider: it matches no peer");
+        }
+        peers
+    }
+
+    pub(crate) fn egress_peers(
+        &mut self,
+        at: &RuleRef,
+        c: &model::EgressCommon,
+        has_l4: bool,
+        fqdns: bool,
+        scope: &Scope<'_>,
+    ) -> Vec<PeerMatch> {
+        let any_field = c.to_endpoints.is_some()
+            || c.to_cidr.is_some()
+            || c.to_cidr_set.is_some()
+            || c.to_entities.is_some()
+            || c.to_services.is_some()
+            || c.to_groups.is_some()
+            || c.to_nodes.is_some()
+            || fqdns;
+        let mut peers = Self::common_peers(any_field, has_l4);
+        for s in c.to_endpoints.iter().flatten() {
+            peers.push(self.selector(scope.peer(s)));
+        }
+        for s in c.to_nodes.iter().flatten() {
+            peers.push(self.selector(scope.node_peer(s)));
+        }
+        self.cidrs(
+            at,
+            &mut peers,
+            c.to_cidr.as_deref(),
+            c.to_cidr_set.as_deref(),
+        );
+        self.entities(at, &mut peers, c.to_entities.as_deref());
+        if c.to_services.as_ref().is_some_and(|s| !s.is_empty()) {
+            self.note(at, "toServices needs the cluster's services and their backends: it matches no destination");
+        }
+        if c.to_groups.as_ref().is_some_and(|g| !g.is_empty()) {
+            self.note(
+                at,
+                "toGroups needs a cloud provider: it matches no destination",
+            );
+        }
+        peers
+    }
+
+    /// The L4-only wildcard: no peer field at all, but ports. Without ports either, the
+    /// entry (`{}`) matches no peer.
+    fn common_peers(any_field: bool, has_l4: bool) -> Vec<PeerMatch> {
+        if any_field || !has_l4 {
+            Vec::new()
+        } else {
+            vec![PeerMatch::Any]
+        }
+    }
+
+    fn selector(&mut self, sel: Selector) -> PeerMatch {
+        if sel.is_wildcard() {
+            return PeerMatch::Any;
+        }
+        PeerMatch::Selector(self.ctx.selectors.intern(sel))
+    }
+
+    fn cidrs(
+        &mut self,
+        at: &RuleRef,
+        peers: &mut Vec<PeerMatch>,
+        plain: Option<&[String]>,
+        sets: Option<&[model::CidrRule]>,
+    ) {
+        for c in plain.unwrap_or_default() {
+            match Prefix::parse(c) {
+                Ok(prefix) => peers.push(PeerMatch::Cidr(CidrPeer {
+                    prefix,
+                    except: Vec::new(),
+                })),
+                Err(e) => self.note(at, format!("{e}: this CIDR matches nothing")),
+            }
+        }
+        for set in sets.unwrap_or_default() {
+            let Some(cidr) = &set.cidr else {
+                self.note(at, "cidrGroupRef/cidrGroupSelector need the cluster's CiliumCIDRGroups: they match nothing");
+                continue;
+            };
+            let prefix = match Prefix::parse(cidr) {
+                Ok(p) => p,
+                Err(e) => {
+                    self.note(at, format!("{e}: this CIDR matches nothing"));
+                    continue;
+                }
+            };
+            let mut except = Vec::new();
+            for e in set.except.iter().flatten() {
+                match Prefix::parse(e) {
+                    Ok(p) => except.push(p),
+                    Err(err) => self.note(at, format!("{err}: this exception is ignored")),
+                }
+            }
+            peers.push(PeerMatch::Cidr(CidrPeer { prefix, except }));
+        }
+    }
+
+    fn entities(&mut self, at: &RuleRef, peers: &mut Vec<PeerMatch>, names: Option<&[String]>) {
+        for name in names.unwrap_or_default() {
+            match entity(name, self.ctx.cluster) {
+                Some(EntityPeers::All) => peers.push(PeerMatch::Any),
+                Some(EntityPeers::Selectors(sels)) => {
+                    for s in sels {
+                        peers.push(self.selector(s));
+                    }
+                }
+                None => self.note(
+                    at,
+                    format!("unsupported entity: {name}; it matches nothing"),
+                ),
+            }
+        }
+    }
+}

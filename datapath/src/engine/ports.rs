@@ -1,0 +1,368 @@
+//! Layer 4 of a rule: protocols, ports, port ranges, named ports and ICMP types
+//! (reference §2 PortProtocol and ICMPRule).
+//!
+//! - `protocol` absent or `ANY` expands to TCP, UDP and SCTP (never ICMP).
+//! - `port: "0"` (or empty) is every port; `endPort` greater than `port` makes an inclusive
+//!   range, otherwise it is ignored.
+//! - A port that is an IANA service name is a *named port*, lower-cased, resolved later
+//!   against the destination endpoint's declared ports.
+//! - VRRP and IGMP have no ports: the entry matches the protocol.
+//! - `icmps` become protocol ICMP (family IPv4, the default) or ICMPv6 with the type in the
+//!   port field, as the datapath stores them (§6).
+
+use std::fmt;
+use ward_schema::model;
+
+/// An IP protocol number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Protocol(pub u8);
+
+impl Protocol {
+    /// ICMP (1).
+    pub const ICMP: Protocol = Protocol(1);
+    /// IGMP (2).
+    pub const IGMP: Protocol = Protocol(2);
+    /// TCP (6).
+    pub const TCP: Protocol = Protocol(6);
+    /// UDP (17).
+    pub const UDP: Protocol = Protocol(17);
+    /// ICMPv6 (58).
+    pub const ICMPV6: Protocol = Protocol(58);
+    /// VRRP (112).
+    pub const VRRP: Protocol = Protocol(112);
+    /// SCTP (132).
+    pub const SCTP: Protocol = Protocol(132);
+    /// What `ANY` (or no protocol) expands to when ports are given.
+    pub const ANY_EXPANSION: [Protocol; 3] = [Protocol::TCP, Protocol::UDP, Protocol::SCTP];
+
+    const NAMES: [(Protocol, &'static str); 7] = [
+        (Protocol::ICMP, "ICMP"),
+        (Protocol::IGMP, "IGMP"),
+        (Protocol::TCP, "TCP"),
+        (Protocol::UDP, "UDP"),
+        (Protocol::ICMPV6, "ICMPv6"),
+        (Protocol::VRRP, "VRRP"),
+        (Protocol::SCTP, "SCTP"),
+    ];
+
+    /// Parses a protocol name (case-insensitive) or number.
+    pub fn parse(s: &str) -> Option<Protocol> {
+        if let Ok(n) = s.parse::<u8>() {
+            return Some(Protocol(n));
+        }
+        Protocol::NAMES
+            .iter()
+            .find(|(_, n)| n.eq_ignore_ascii_case(s))
+            .map(|(p, _)| *p)
+    }
+
+    /// Whether the protocol carries ports (TCP, UDP, SCTP).
+    pub fn has_ports(self) -> bool {
+        Protocol::ANY_EXPANSION.contains(&self)
+    }
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match Protocol::NAMES.iter().find(|(p, _)| p == self) {
+            Some((_, n)) => f.write_str(n),
+            None => write!(f, "proto-{}", self.0),
+        }
+    }
+}
+
+/// A compiled layer-4 match of one entry.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum L4 {
+    /// Every protocol and port (an entry without `toPorts` and `icmps`).
+    All,
+    /// One protocol, ports `lo..=hi` (the ICMP type for ICMP).
+    Ports {
+        /// The protocol.
+        proto: Protocol,
+        /// First port.
+        lo: u16,
+        /// Last port (inclusive).
+        hi: u16,
+    },
+    /// A named port of one protocol, resolved against the destination endpoint.
+    Named {
+        /// The protocol.
+        proto: Protocol,
+        /// The lower-cased port name.
+        name: String,
+    },
+}
+
+impl L4 {
+    /// Whether a numeric (proto, port) falls in this match. Named ports never match here.
+    pub fn matches(&self, proto: Protocol, port: u16) -> bool {
+        match self {
+            L4::All => true,
+            L4::Ports { proto: p, lo, hi } => *p == proto && (*lo..=*hi).contains(&port),
+            L4::Named { .. } => false,
+        }
+    }
+}
+
+impl fmt::Display for L4 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            L4::All => f.write_str("any protocol, any port"),
+            L4::Ports {
+                proto,
+                lo: 0,
+                hi: 65535,
+            } => write!(f, "{proto}/any"),
+            L4::Ports { proto, lo, hi } if lo == hi => write!(f, "{proto}/{lo}"),
+            L4::Ports { proto, lo, hi } => write!(f, "{proto}/{lo}-{hi}"),
+            L4::Named { proto, name } => write!(f, "{proto}/{name}"),
+        }
+    }
+}
+
+/// Compiles one `ports[]` entry; `Err` says why it cannot match anything.
+pub fn port_protocol(pp: &model::PortProtocol) -> Result<Vec<L4>, String> {
+    let protos: Vec<Protocol> = match pp
+        .protocol
+        .as_deref()
+        .map(str::to_ascii_uppercase)
+        .as_deref()
+    {
+        None | Some("") | Some("ANY") => Protocol::ANY_EXPANSION.to_vec(),
+        Some("TCP") => vec![Protocol::TCP],
+        Some("UDP") => vec![Protocol::UDP],
+        Some("SCTP") => vec![Protocol::SCTP],
+        Some("VRRP") => {
+            return Ok(vec![L4::Ports {
+                proto: Protocol::VRRP,
+                lo: 0,
+                hi: 65535,
+            }]);
+        }
+        Some("IGMP") => {
+            return Ok(vec![L4::Ports {
+                proto: Protocol::IGMP,
+                lo: 0,
+                hi: 65535,
+            }]);
+        }
+        Some(other) => return Err(format!("invalid protocol {other:?}")),
+    };
+    let port = pp.port.trim();
+    if let Some(n) = parse_number(port) {
+        let end = pp.end_port.and_then(|e| u16::try_from(e).ok()).unwrap_or(0);
+        let (lo, hi) = match (n, end) {
+            (0, 0) => (0, 65535),
+            (n, e) if e > n => (n, e),
+            (n, _) => (n, n),
+        };
+        return Ok(protos
+            .into_iter()
+            .map(|proto| L4::Ports { proto, lo, hi })
+            .collect());
+    }
+    if is_port_name(port) {
+        let name = port.to_ascii_lowercase();
+        return Ok(protos
+            .into_iter()
+            .map(|proto| L4::Named {
+                proto,
+                name: name.clone(),
+            })
+            .collect());
+    }
+    Err(format!("unable to parse port {port:?}"))
+}
+
+/// A port number as Cilium reads it (Go base prefixes allowed, `_` separators); empty is 0.
+fn parse_number(s: &str) -> Option<u16> {
+    if s.is_empty() {
+        return Some(0);
+    }
+    let digits = s.replace('_', "");
+    let lower = digits.to_ascii_lowercase();
+    let (radix, body) = if let Some(r) = lower.strip_prefix("0x") {
+        (16, r)
+    } else if let Some(r) = lower.strip_prefix("0o") {
+        (8, r)
+    } else if let Some(r) = lower.strip_prefix("0b") {
+        (2, r)
+    } else if lower.len() > 1 && lower.starts_with('0') {
+        (8, &lower[1..])
+    } else {
+        (10, lower.as_str())
+    };
+    if body.is_empty() || !body.chars().all(|c| c.is_digit(radix)) {
+        return None;
+    }
+    u16::from_str_radix(body, radix).ok()
+}
+
+/// An IANA service name: 1–15 letters, digits and single inner hyphens, at least one letter.
+fn is_port_name(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.len() <= 15
+        && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'-')
+        && b.iter().any(u8::is_ascii_alphabetic)
+        && b[0] != b'-'
+        && b[b.len() - 1] != b'-'
+        && !s.contains("--")
+}
+
+/// Compiles one `icmps[].fields[]` entry to ICMP or ICMPv6 with the type as the port.
+pub fn icmp_field(field: &model::IcmpField) -> Result<L4, String> {
+    let v6 = match field.family.as_deref() {
+        None | Some("") | Some("IPv4") => false,
+        Some("IPv6") => true,
+        Some(other) => return Err(format!("wrong family: {other}")),
+    };
+    let family = if v6 { "IPv6" } else { "IPv4" };
+    let ty = match &field.r#type {
+        model::IcmpType::Number(n) => {
+            u8::try_from(*n).map_err(|_| format!("ICMP type {n} is out of range"))?
+        }
+        model::IcmpType::Name(name) => match name.parse::<u8>() {
+            Ok(n) => n,
+            Err(_) => icmp_type(name, v6)
+                .ok_or_else(|| format!("ICMP type {name} not found in {family}"))?,
+        },
+    };
+    let proto = if v6 { Protocol::ICMPV6 } else { Protocol::ICMP };
+    Ok(L4::Ports {
+        proto,
+        lo: u16::from(ty),
+        hi: u16::from(ty),
+    })
+}
+
+/// The number of a named ICMP type in its family's table (Cilium's names).
+pub fn icmp_type(name: &str, v6: bool) -> Option<u8> {
+    let table: &[(&str, u8)] = if v6 { &ICMP6 } else { &ICMP4 };
+    table.iter().find(|(n, _)| *n == name).map(|(_, v)| *v)
+}
+
+const ICMP4: [(&str, u8); 14] = [
+    ("EchoReply", 0),
+    ("DestinationUnreachable", 3),
+    ("Redirect", 5),
+    ("Echo", 8),
+    ("EchoRequest", 8),
+    ("RouterAdvertisement", 9),
+    ("RouterSelection", 10),
+    ("TimeExceeded", 11),
+    ("ParameterProblem", 12),
+    ("Timestamp", 13),
+    ("TimestampReply", 14),
+    ("Photuris", 40),
+    ("ExtendedEchoRequest", 42),
+    ("ExtendedEchoReply", 43),
+];
+
+const ICMP6: [(&str, u8); 38] = [
+    ("DestinationUnreachable", 1),
+    ("PacketTooBig", 2),
+    ("TimeExceeded", 3),
+    ("ParameterProblem", 4),
+    ("EchoRequest", 128),
+    ("EchoReply", 129),
+    ("MulticastListenerQuery", 130),
+    ("MulticastListenerReport", 131),
+    ("MulticastListenerDone", 132),
+    ("RouterSolicitation", 133),
+    ("RouterAdvertisement", 134),
+    ("NeighborSolicitation", 135),
+    ("NeighborAdvertisement", 136),
+    ("RedirectMessage", 137),
+    ("RouterRenumbering", 138),
+    ("ICMPNodeInformationQuery", 139),
+    ("ICMPNodeInformationResponse", 140),
+    ("InverseNeighborDiscoverySolicitation", 141),
+    ("InverseNeighborDiscoveryAdvertisement", 142),
+    ("Version2MulticastListenerReport", 143),
+    ("HomeAgentAddressDiscoveryRequest", 144),
+    ("HomeAgentAddressDiscoveryReply", 145),
+    ("MobilePrefixSolicitation", 146),
+    ("MobilePrefixAdvertisement", 147),
+    ("CertificationPathSolicitation", 148),
+    ("CertificationPathAdvertisement", 149),
+    ("ExperimentalMobilityProtocols", 150),
+    ("MulticastRouterAdvertisement", 151),
+    ("MulticastRouterSolicitation", 152),
+    ("MulticastRouterTermination", 153),
+    ("FMIPv6", 154),
+    ("RPLControlMessage", 155),
+    ("ILNPv6LocatorUpdate", 156),
+    ("DuplicateAddressRequest", 157),
+    ("DuplicateAddressConfirmation", 158),
+    ("MPLControlMessage", 159),
+    ("ExtendedEchoRequest", 160),
+    ("ExtendedEchoReply", 161),
+];
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use serde_json::json;
+
+    fn pp(v: serde_json::Value) -> Result<Vec<L4>, String> {
+        port_protocol(&serde_json::from_value(v).unwrap())
+    }
+
+    fn show(v: serde_json::Value) -> Vec<String> {
+        pp(v).unwrap().iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn any_expands_to_tcp_udp_sctp() {
+        assert_eq!(show(json!({"port": "53"})), ["TCP/53", "UDP/53", "SCTP/53"]);
+        assert_eq!(
+            show(json!({"port": "53", "protocol": "any"})),
+            ["TCP/53", "UDP/53", "SCTP/53"]
+        );
+        assert_eq!(show(json!({"port": "53", "protocol": "udp"})), ["UDP/53"]);
+    }
+
+    #[test]
+    fn ranges_zero_and_named_ports() {
+        assert_eq!(
+            show(json!({"port": "8000", "endPort": 8080, "protocol": "TCP"})),
+            ["TCP/8000-8080"]
+        );
+        assert_eq!(
+            show(json!({"port": "8000", "endPort": 80, "protocol": "TCP"})),
+            ["TCP/8000"]
+        );
+        assert_eq!(show(json!({"port": "0", "protocol": "TCP"})), ["TCP/any"]);
+        assert_eq!(
+            show(json!({"port": "0", "endPort": 65535, "protocol": "TCP"})),
+            ["TCP/any"]
+        );
+        assert_eq!(show(json!({"port": "0x50", "protocol": "TCP"})), ["TCP/80"]);
+        assert_eq!(
+            show(json!({"port": "HTTP-Alt", "protocol": "TCP"})),
+            ["TCP/http-alt"]
+        );
+        assert_eq!(show(json!({"protocol": "VRRP"})), ["VRRP/any"]);
+        assert!(pp(json!({"port": "99999"})).is_err());
+        assert!(pp(json!({"port": "80", "protocol": "ICMP"})).is_err());
+    }
+
+    #[test]
+    fn icmp_types_by_number_and_name() {
+        let f = |v| icmp_field(&serde_json::from_value(v).unwrap());
+        assert_eq!(f(json!({"type": 8})).unwrap().to_string(), "ICMP/8");
+        assert_eq!(
+            f(json!({"type": "EchoRequest", "family": "IPv6"}))
+                .unwrap()
+                .to_string(),
+            "ICMPv6/128"
+        );
+        assert!(f(json!({"type": "PacketTooBig"})).is_err());
+        assert!(f(json!({"type": 300})).is_err());
+        assert_eq!(Protocol::parse("sctp"), Some(Protocol::SCTP));
+        assert!(L4::All.matches(Protocol::ICMP, 8));
+    }
+}

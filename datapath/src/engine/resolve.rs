@@ -1,0 +1,454 @@
+//! The resolved policy of one subject (a distinct security-relevant label set): per direction,
+//! whether default deny is on, and a lookup structure keyed by remote identity that gives the
+//! deciding entry for a (protocol, port) in a few hash and slice operations.
+//!
+//! The lookup mirrors the datapath's policy map (reference §6): entries for exact remote
+//! identities, entries for identity 0 (any peer), and deny precedence. Entries of all rules
+//! that select the subject are numbered in a fixed order (policy key, rule, list, index);
+//! among matching entries a deny wins, otherwise the first allow is reported.
+
+use super::cidr::CidrPeer;
+use super::cluster::NamedPort;
+use super::compile::{CompiledRule, Entry, PeerMatch};
+use super::identity::Identity;
+use super::index::FxMap;
+use super::labels::LabelSet;
+use super::ports::{L4, Protocol};
+use super::rule::{Direction, RuleRef};
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+/// Declared named ports of an endpoint, by lower-cased name.
+pub(crate) type NamedPorts = BTreeMap<String, NamedPort>;
+
+/// The remote end of a flow as one direction's policy sees it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Remote {
+    pub id: Identity,
+    pub ip: Option<IpAddr>,
+    /// Outside the cluster: CIDR peers apply.
+    pub world: bool,
+}
+
+/// The deciding entries for one lookup.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Hit {
+    pub deny: Option<u32>,
+    pub allow: Option<u32>,
+    /// The allowing entry carries unenforced L7 rules.
+    pub l7: bool,
+}
+
+impl Hit {
+    fn merge(&mut self, other: Hit) {
+        self.deny = min_opt(self.deny, other.deny);
+        if other.allow.is_some() && min_opt(self.allow, other.allow) == other.allow {
+            self.l7 = other.l7;
+        }
+        self.allow = min_opt(self.allow, other.allow);
+    }
+}
+
+fn min_opt(a: Option<u32>, b: Option<u32>) -> Option<u32> {
+    match (a, b) {
+        (Some(x), Some(y)) => Some(x.min(y)),
+        (x, None) => x,
+        (None, y) => y,
+    }
+}
+
+/// A slice of [`DirectionPolicy::items`] or [`DirectionPolicy::ports`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+struct Span {
+    start: u32,
+    len: u32,
+}
+
+impl Span {
+    fn range(self) -> std::ops::Range<usize> {
+        self.start as usize..(self.start + self.len) as usize
+    }
+}
+
+/// One entry in a lookup table: everything a scan needs, without touching the entry itself.
+#[derive(Debug, Clone, Copy)]
+struct Item {
+    entry: u32,
+    deny: bool,
+    l7: bool,
+    ports: Span,
+}
+
+/// A compact layer-4 match (8 bytes); named ports index [`DirectionPolicy::names`].
+#[derive(Debug, Clone, Copy)]
+enum PortMatch {
+    All,
+    Range { proto: Protocol, lo: u16, hi: u16 },
+    Named { proto: Protocol, name: u32 },
+}
+
+/// One direction of a subject's policy: the entries that apply, and flat lookup tables
+/// (deny entries first, then by entry number) per remote identity, for identity 0 (any
+/// peer) and for CIDR peers.
+#[derive(Debug, Default)]
+pub(crate) struct DirectionPolicy {
+    pub enforced: bool,
+    pub default_deny_by: Option<RuleRef>,
+    pub entries: Vec<Arc<Entry>>,
+    /// Per entry, its rule (kept apart from `entries` so a verdict touches little memory).
+    pub rules: Vec<RuleRef>,
+    /// Per entry, its span of `ports`.
+    entry_ports: Vec<Span>,
+    ports: Vec<PortMatch>,
+    names: Vec<String>,
+    items: Vec<Item>,
+    by_identity: FxMap<Identity, Span>,
+    wildcard: Span,
+    cidr: Vec<(CidrPeer, Item)>,
+}
+
+impl DirectionPolicy {
+    /// Resolves one direction from the rules selecting the subject, in order.
+    pub fn build(rules: &[&CompiledRule], dir: Direction, always: bool) -> DirectionPolicy {
+        let d = dir.index();
+        let default_deny_by = rules
+            .iter()
+            .find(|r| r.default_deny[d])
+            .map(|r| r.origin.clone());
+        let entries: Vec<Arc<Entry>> = rules
+            .iter()
+            .flat_map(|r| r.entries[d].iter().cloned())
+            .collect();
+        let mut policy = DirectionPolicy {
+            enforced: always || default_deny_by.is_some(),
+            default_deny_by,
+            ..DirectionPolicy::default()
+        };
+        policy.compile_ports(&entries);
+        let mut pairs: Vec<(Identity, u32)> = Vec::new();
+        let mut wildcard = Vec::new();
+        for (eid, e) in entries.iter().enumerate() {
+            let eid = u32::try_from(eid).unwrap_or(u32::MAX);
+            for p in &e.peers {
+                match p {
+                    PeerMatch::Any => wildcard.push(eid),
+                    PeerMatch::Selector(s) => {
+                        pairs.extend(s.identities.iter().map(|id| (*id, eid)))
+                    }
+                    PeerMatch::Cidr(c) => policy.cidr.push((c.clone(), policy.item(eid, &entries))),
+                }
+            }
+        }
+        policy.cidr.sort_by_key(|(_, it)| (!it.deny, it.entry));
+        pairs.sort_unstable();
+        pairs.dedup();
+        policy.wildcard = policy.table(wildcard, &entries, &mut FxMap::default());
+        policy.index(&pairs, &entries);
+        policy.rules = entries.iter().map(|e| e.rule.clone()).collect();
+        policy.entries = entries;
+        policy
+    }
+
+    fn compile_ports(&mut self, entries: &[Arc<Entry>]) {
+        for e in entries {
+            let start = len32(self.ports.len());
+            for m in &e.l4 {
+                let compact = match m {
+                    L4::All => PortMatch::All,
+                    L4::Ports { proto, lo, hi } => PortMatch::Range {
+                        proto: *proto,
+                        lo: *lo,
+                        hi: *hi,
+                    },
+                    L4::Named { proto, name } => {
+                        let at = self
+                            .names
+                            .iter()
+                            .position(|n| n == name)
+                            .unwrap_or_else(|| {
+                                self.names.push(name.clone());
+                                self.names.len() - 1
+                            });
+                        PortMatch::Named {
+                            proto: *proto,
+                            name: len32(at),
+                        }
+                    }
+                };
+                self.ports.push(compact);
+            }
+            self.entry_ports.push(Span {
+                start,
+                len: len32(self.ports.len()) - start,
+            });
+        }
+    }
+
+    fn item(&self, eid: u32, entries: &[Arc<Entry>]) -> Item {
+        let e = &entries[eid as usize];
+        Item {
+            entry: eid,
+            deny: e.deny,
+            l7: e.l7 && !e.deny,
+            ports: self.entry_ports[eid as usize],
+        }
+    }
+
+    /// Groups (identity, entry) pairs into shared tables.
+    fn index(&mut self, pairs: &[(Identity, u32)], entries: &[Arc<Entry>]) {
+        let mut interned: FxMap<Vec<u32>, Span> = FxMap::default();
+        let mut start = 0;
+        while start < pairs.len() {
+            let id = pairs[start].0;
+            let end = start + pairs[start..].iter().take_while(|(x, _)| *x == id).count();
+            let span = self.table(
+                pairs[start..end].iter().map(|(_, e)| *e).collect(),
+                entries,
+                &mut interned,
+            );
+            self.by_identity.insert(id, span);
+            start = end;
+        }
+    }
+
+    /// Appends a table of entries (deny first, then by number), or reuses an equal one.
+    fn table(
+        &mut self,
+        mut ids: Vec<u32>,
+        entries: &[Arc<Entry>],
+        interned: &mut FxMap<Vec<u32>, Span>,
+    ) -> Span {
+        ids.sort_unstable_by_key(|e| (!entries[*e as usize].deny, *e));
+        ids.dedup();
+        if let Some(span) = interned.get(&ids) {
+            return *span;
+        }
+        let span = Span {
+            start: len32(self.items.len()),
+            len: len32(ids.len()),
+        };
+        for eid in &ids {
+            let item = self.item(*eid, entries);
+            self.items.push(item);
+        }
+        interned.insert(ids, span);
+        span
+    }
+
+    /// The first matching deny and allow entries for a flow with this remote end.
+    pub fn lookup(
+        &self,
+        remote: &Remote,
+        proto: Protocol,
+        port: u16,
+        named: Option<&NamedPorts>,
+    ) -> Hit {
+        let mut hit = self.scan(self.wildcard, proto, port, named);
+        if let Some(span) = self.by_identity.get(&remote.id) {
+            hit.merge(self.scan(*span, proto, port, named));
+        }
+        if remote.world {
+            for (c, item) in &self.cidr {
+                let inside = match remote.ip {
+                    Some(ip) => c.contains(ip),
+                    None => c.prefix.is_default_route(),
+                };
+                if inside && self.l4_matches(item.ports, proto, port, named) {
+                    hit.merge(hit_of(item));
+                }
+            }
+        }
+        hit
+    }
+
+    fn scan(&self, table: Span, proto: Protocol, port: u16, named: Option<&NamedPorts>) -> Hit {
+        self.items[table.range()]
+            .iter()
+            .find(|it| self.l4_matches(it.ports, proto, port, named))
+            .map_or_else(Hit::default, hit_of)
+    }
+
+    fn l4_matches(
+        &self,
+        ports: Span,
+        proto: Protocol,
+        port: u16,
+        named: Option<&NamedPorts>,
+    ) -> bool {
+        self.ports[ports.range()].iter().any(|m| match *m {
+            PortMatch::All => true,
+            PortMatch::Range { proto: p, lo, hi } => p == proto && lo <= port && port <= hi,
+            PortMatch::Named { proto: p, name } => {
+                p == proto
+                    && named
+                        .and_then(|n| n.get(&self.names[name as usize]))
+                        .is_some_and(|np| np.port == port && np.protocol == proto)
+            }
+        })
+    }
+
+    /// How many (remote identity → table) keys the lookup holds.
+    pub fn identity_keys(&self) -> usize {
+        self.by_identity.len()
+    }
+}
+
+fn hit_of(item: &Item) -> Hit {
+    if item.deny {
+        Hit {
+            deny: Some(item.entry),
+            allow: None,
+            l7: false,
+        }
+    } else {
+        Hit {
+            deny: None,
+            allow: Some(item.entry),
+            l7: item.l7,
+        }
+    }
+}
+
+fn len32(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+/// The resolved policy of every endpoint with one security identity (and, for hosts, one
+/// node label set): the rules that select it and, per direction, the lookup structure.
+#[derive(Debug)]
+pub struct EndpointPolicy {
+    pub(crate) identity: Identity,
+    pub(crate) labels: LabelSet,
+    pub(crate) selected_by: Vec<RuleRef>,
+    pub(crate) directions: [DirectionPolicy; 2],
+}
+
+impl EndpointPolicy {
+    /// Resolves the policy of a subject from the rules selecting it (in repository order).
+    pub(crate) fn resolve(
+        identity: Identity,
+        labels: LabelSet,
+        rules: &[&CompiledRule],
+        always: bool,
+    ) -> EndpointPolicy {
+        let directions = Direction::BOTH.map(|d| DirectionPolicy::build(rules, d, always));
+        let selected_by = rules.iter().map(|r| r.origin.clone()).collect();
+        EndpointPolicy {
+            identity,
+            labels,
+            selected_by,
+            directions,
+        }
+    }
+
+    /// The security identity.
+    pub fn identity(&self) -> Identity {
+        self.identity
+    }
+
+    /// The security-relevant labels the policy was resolved for.
+    pub fn labels(&self) -> &LabelSet {
+        &self.labels
+    }
+
+    /// The rules (`spec`/`specs[i]`) whose subject selector selects this endpoint.
+    pub fn selected_by(&self) -> &[RuleRef] {
+        &self.selected_by
+    }
+
+    /// Whether the direction is in default deny (only what some rule allows passes).
+    pub fn is_enforced(&self, dir: Direction) -> bool {
+        self.directions[dir.index()].enforced
+    }
+
+    /// The first rule that put the direction into default deny.
+    pub fn default_deny_by(&self, dir: Direction) -> Option<&RuleRef> {
+        self.directions[dir.index()].default_deny_by.as_ref()
+    }
+
+    /// The entries that apply in a direction: (entry, is deny, ports, carries unenforced L7).
+    pub fn entries(&self, dir: Direction) -> impl Iterator<Item = (&RuleRef, bool, &[L4], bool)> {
+        self.directions[dir.index()]
+            .entries
+            .iter()
+            .map(|e| (&e.rule, e.deny, e.l4.as_slice(), e.l7))
+    }
+
+    /// How many remote-identity keys the direction's lookup holds (a size measure).
+    pub fn identity_keys(&self, dir: Direction) -> usize {
+        self.directions[dir.index()].identity_keys()
+    }
+
+    pub(crate) fn direction(&self, dir: Direction) -> &DirectionPolicy {
+        &self.directions[dir.index()]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::engine::compile::{Ctx, compile};
+    use crate::engine::select::SelectorCache;
+    use serde_json::json;
+    use ward_schema::{Kind, Origin, Resource, ResourceKey};
+
+    #[test]
+    fn identities_with_the_same_entries_share_one_deny_first_table() {
+        let set = |s: &str| LabelSet::parse(s.split(','), "k8s").unwrap();
+        let ns = "io.kubernetes.pod.namespace=ns,io.cilium.k8s.policy.cluster=default";
+        let peers = vec![
+            (Identity(256), set(&format!("app=a,{ns}"))),
+            (Identity(257), set(&format!("app=a,tier=x,{ns}"))),
+            (Identity(258), set(&format!("app=b,{ns}"))),
+        ];
+        let mut cache = SelectorCache::new(peers);
+        let spec = json!({
+            "endpointSelector": {},
+            "ingress": [{"fromEndpoints": [{"matchLabels": {"app": "a"}}], "toPorts": [{"ports": [{"port": "80", "protocol": "TCP"}]}]}],
+            "ingressDeny": [{"fromEndpoints": [{}], "toPorts": [{"ports": [{"port": "81", "protocol": "TCP"}]}]}]
+        });
+        let key = ResourceKey::new(Kind::CiliumNetworkPolicy, Some("ns"), "p");
+        let object = json!({"kind": "CiliumNetworkPolicy", "metadata": {"name": "p", "namespace": "ns"}, "spec": spec});
+        let res = Resource {
+            key,
+            object,
+            origin: Origin::default(),
+        };
+        let mut ctx = Ctx {
+            cluster: "default",
+            non_default_deny_policies: true,
+            selectors: &mut cache,
+        };
+        let policy = compile(&res, &mut ctx).unwrap();
+        let rules: Vec<&CompiledRule> = policy.rules.iter().collect();
+        let dp = DirectionPolicy::build(&rules, Direction::Ingress, false);
+        assert!(dp.enforced);
+        assert_eq!(dp.identity_keys(), 3);
+        let (a, a2, b) = (
+            dp.by_identity[&Identity(256)],
+            dp.by_identity[&Identity(257)],
+            dp.by_identity[&Identity(258)],
+        );
+        assert_eq!(a, a2, "same entries, same table");
+        assert_ne!(a, b);
+        // Deny (entry 1) comes before allow (entry 0) in a table.
+        let order: Vec<(u32, bool)> = dp.items[a.range()]
+            .iter()
+            .map(|i| (i.entry, i.deny))
+            .collect();
+        assert_eq!(order, [(1, true), (0, false)]);
+        let remote = |id| Remote {
+            id: Identity(id),
+            ip: None,
+            world: false,
+        };
+        let hit = dp.lookup(&remote(256), Protocol::TCP, 81, None);
+        assert_eq!((hit.deny, hit.allow), (Some(1), None));
+        let hit = dp.lookup(&remote(256), Protocol::TCP, 80, None);
+        assert_eq!((hit.deny, hit.allow), (None, Some(0)));
+        let hit = dp.lookup(&remote(258), Protocol::TCP, 80, None);
+        assert_eq!((hit.deny, hit.allow), (None, None));
+    }
+}
