@@ -16,6 +16,7 @@ use crate::diagnostic::{codes, Severity};
 use crate::resource::Kind;
 use crate::yaml::Seg;
 use serde_json::Value;
+use std::borrow::Cow;
 
 pub(crate) use selector::check_selector;
 pub use selector::did_you_mean;
@@ -51,12 +52,40 @@ pub struct Finding {
     pub unless: Option<Unless>,
 }
 
+/// One step of the path the checker is at. Field names are static strings, so walking a
+/// document allocates nothing; only map keys (labels) are owned. Converted to [`Seg`] only
+/// when a finding is recorded.
+pub(crate) enum PathSeg {
+    /// A mapping key.
+    Key(Cow<'static, str>),
+    /// A sequence index.
+    Index(usize),
+}
+
+impl From<&'static str> for PathSeg {
+    fn from(s: &'static str) -> Self {
+        PathSeg::Key(Cow::Borrowed(s))
+    }
+}
+
+impl From<String> for PathSeg {
+    fn from(s: String) -> Self {
+        PathSeg::Key(Cow::Owned(s))
+    }
+}
+
+impl From<usize> for PathSeg {
+    fn from(i: usize) -> Self {
+        PathSeg::Index(i)
+    }
+}
+
 /// Walks one document, keeping the current path so findings can be located.
 pub(crate) struct Checker {
     kind: Kind,
     /// "Invalid CiliumNetworkPolicy spec" or "... specs"; empty outside policies.
     prefix: String,
-    path: Vec<Seg>,
+    path: Vec<PathSeg>,
     /// Whether the rule being checked selects nodes (a host policy).
     host_rule: bool,
     out: Vec<Finding>,
@@ -68,7 +97,7 @@ impl Checker {
     }
 
     /// Runs `f` with `seg` pushed on the path.
-    fn at<R>(&mut self, seg: impl Into<Seg>, f: impl FnOnce(&mut Self) -> R) -> R {
+    fn at<R>(&mut self, seg: impl Into<PathSeg>, f: impl FnOnce(&mut Self) -> R) -> R {
         self.path.push(seg.into());
         let r = f(self);
         self.path.pop();
@@ -76,7 +105,7 @@ impl Checker {
     }
 
     /// Runs `f` for each element of the array under `key` of `obj`, with the path set.
-    fn each(&mut self, obj: &Value, key: &str, mut f: impl FnMut(&mut Self, &Value)) {
+    fn each(&mut self, obj: &Value, key: &'static str, mut f: impl FnMut(&mut Self, &Value)) {
         if let Some(items) = obj.get(key).and_then(Value::as_array) {
             self.at(key, |c| {
                 for (i, item) in items.iter().enumerate() {
@@ -94,7 +123,14 @@ impl Checker {
             severity: Severity::Error,
             code,
             message,
-            path: self.path.clone(),
+            path: self
+                .path
+                .iter()
+                .map(|s| match s {
+                    PathSeg::Key(k) => Seg::Key(k.to_string()),
+                    PathSeg::Index(i) => Seg::Index(*i),
+                })
+                .collect(),
             at_key: false,
             hint: None,
             unless: None,

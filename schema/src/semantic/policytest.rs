@@ -37,7 +37,7 @@ fn check_endpoints(c: &mut Checker, spec: &Value) -> Declared {
         if let Some(labels) = ep.get("labels").and_then(Value::as_object) {
             c.at("labels", |c| {
                 for (k, v) in labels {
-                    c.at(k.as_str(), |c| {
+                    c.at(k.clone(), |c| {
                         if let Err(e) = validate_key(k) {
                             c.error_at_key(codes::POLICY_TEST, format!("invalid label key \"{k}\": {e}"));
                         }
@@ -96,7 +96,7 @@ fn check_protocol(c: &mut Checker, protocol: Option<&Value>, allowed: &[&str]) {
 }
 
 /// A peer of an expectation: a declared endpoint, an entity, or an address.
-fn check_peer(c: &mut Checker, field: &str, peer: &str, declared: &Declared) {
+fn check_peer(c: &mut Checker, field: &'static str, peer: &str, declared: &Declared) {
     if declared.contains_key(peer) || CRD_ENTITIES.contains(&peer) || peer.parse::<IpAddr>().is_ok() {
         return;
     }

@@ -12,7 +12,7 @@ pub(crate) fn check_selector(c: &mut Checker, sel: &Value) {
     if let Some(labels) = sel.get("matchLabels").and_then(Value::as_object) {
         c.at("matchLabels", |c| {
             for (key, value) in labels {
-                c.at(key.as_str(), |c| {
+                c.at(key.clone(), |c| {
                     if let Err(e) = validate_key(key) {
                         c.error_at_key(codes::SELECTOR, format!("invalid label selector: matchLabels: Invalid value: \"{key}\": {e}"));
                     }
@@ -30,7 +30,7 @@ pub(crate) fn check_selector(c: &mut Checker, sel: &Value) {
 
 fn check_requirement(c: &mut Checker, req: &Value) {
     let idx = match c.path.last() {
-        Some(crate::yaml::Seg::Index(i)) => *i,
+        Some(super::PathSeg::Index(i)) => *i,
         _ => 0,
     };
     let field = format!("matchExpressions[{idx}]");
