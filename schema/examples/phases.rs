@@ -1,5 +1,6 @@
 //! Times each validation phase over a folder of YAML files, single-threaded:
-//! `cargo run --release -p ward-schema --example phases -- DIR`.
+//! `cargo run --release -p ward-schema --example phases -- DIR`
+//! (add `--fast-only` to run only the YAML fast path, 20 times, e.g. under a profiler).
 
 use std::time::{Duration, Instant};
 use ward_schema::{envelope, schemas::Schemas, semantic, yaml, Kind};
@@ -20,6 +21,15 @@ fn main() {
     let mut all = Vec::new();
     files(std::path::Path::new(&dir), &mut all);
     let limits = yaml::Limits::default();
+    if std::env::args().nth(2).as_deref() == Some("--fast-only") {
+        // For profiling the YAML fast path alone.
+        let t = Instant::now();
+        for _ in 0..20 {
+            fast_path(&all, &limits);
+        }
+        println!("fast path x20: {:?}", t.elapsed());
+        return;
+    }
     let (mut t_parse, mut t_json, mut t_env, mut t_schema, mut t_sem) = (Duration::ZERO, Duration::ZERO, Duration::ZERO, Duration::ZERO, Duration::ZERO);
     let schemas = Schemas::get();
     let mut docs = 0;
@@ -46,6 +56,8 @@ fn main() {
         }
     }
     let total = whole.elapsed();
+    let (taken, t_fast) = fast_path(&all, &limits);
+    println!("fast path: taken for {taken}/{} files, {t_fast:?} alone", all.len());
     let t = Instant::now();
     let events = raw_events(&all);
     println!("raw saphyr: {events} events in {:?}", t.elapsed());
@@ -67,4 +79,14 @@ pub fn raw_events(all: &[Vec<u8>]) -> usize {
         }
     }
     n
+}
+
+/// How many files the YAML fast path handles without falling back, and its time alone.
+fn fast_path(all: &[Vec<u8>], limits: &yaml::Limits) -> (usize, Duration) {
+    let t = Instant::now();
+    let taken = all
+        .iter()
+        .filter(|b| std::str::from_utf8(b).ok().and_then(|s| yaml::parse_fast(s, limits)).is_some())
+        .count();
+    (taken, t.elapsed())
 }

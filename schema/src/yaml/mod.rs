@@ -13,6 +13,15 @@
 //! Scalars resolve like the YAML 1.2 core schema (what Kubernetes tooling reads): `null`,
 //! `~` and the empty scalar are null, `true`/`false` are booleans, decimal, `0x` and `0o`
 //! numbers are numbers, anything quoted or tagged `!!str` is a string.
+//!
+//! Two parsers produce the same [`Parsed`]: a hand-written fast path ([`fast`]) for the plain
+//! subset of YAML that real manifests use, and the general saphyr-based path, which takes over
+//! for the whole file as soon as the fast path meets anything it does not fully support
+//! (anchors, tags, block scalars, multi-line scalars, limits, duplicate keys, errors...).
+
+mod fast;
+#[cfg(test)]
+mod tests;
 
 use crate::diagnostic::{codes, Diagnostic};
 use saphyr_parser::{Event, Parser, ScalarStyle, Tag};
@@ -219,7 +228,7 @@ impl Node {
 }
 
 /// One YAML document of a file.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct YamlDoc {
     /// 0-based index of the document in its file.
     pub index: usize,
@@ -229,7 +238,7 @@ pub struct YamlDoc {
 
 /// The result of reading one file: the documents that parsed, and findings. Documents read
 /// before a syntax error are kept so their own problems are reported too.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, PartialEq)]
 pub struct Parsed {
     /// Documents in file order (empty documents are dropped).
     pub docs: Vec<YamlDoc>,
@@ -279,8 +288,22 @@ fn fail(file: &str, mut d: Diagnostic) -> Parsed {
     Parsed { docs: Vec::new(), diagnostics: vec![d] }
 }
 
-/// Parses every document of `text`.
+/// Parses every document of `text`: with the fast path when it supports the whole file,
+/// otherwise with saphyr. Both give the same result wherever the fast path answers.
 pub fn parse_documents(file: &str, text: &str, limits: &Limits) -> Parsed {
+    fast::parse(text, limits).unwrap_or_else(|| parse_saphyr(file, text, limits))
+}
+
+/// The fast path alone: `None` when `text` leaves the subset it supports (or meets a limit,
+/// a duplicate key or an error), in which case [`parse_saphyr`] gives the answer. Exposed for
+/// tests and benchmarks; use [`parse_documents`].
+pub fn parse_fast(text: &str, limits: &Limits) -> Option<Parsed> {
+    fast::parse(text, limits)
+}
+
+/// The general saphyr-based path alone, whatever the fast path would say. Exposed for tests
+/// and benchmarks; use [`parse_documents`].
+pub fn parse_saphyr(file: &str, text: &str, limits: &Limits) -> Parsed {
     let mut builder = Builder::new(file, limits);
     let mut parser = Parser::new_from_str(text);
     while let Some(next) = parser.next_event() {
@@ -438,19 +461,13 @@ impl<'a> Builder<'a> {
             Some(Frame::Seq { items, .. }) => items.push(node),
             Some(Frame::Map { entries, key, .. }) => match key.take() {
                 None => {
-                    let key_text = match node.value {
-                        NodeValue::String(s) => s,
-                        NodeValue::Bool(b) => b.to_string(),
-                        NodeValue::Number(n) => n.to_string(),
-                        NodeValue::Null => String::new(),
-                        _ => {
-                            return Err(located(
-                                file,
-                                codes::NON_STRING_KEY,
-                                node.pos,
-                                "a mapping key must be a plain string, not a sequence or mapping".into(),
-                            ));
-                        }
+                    let Some(key_text) = key_text(node.value) else {
+                        return Err(located(
+                            file,
+                            codes::NON_STRING_KEY,
+                            node.pos,
+                            "a mapping key must be a plain string, not a sequence or mapping".into(),
+                        ));
                     };
                     if let Some(first) = entries.iter().find(|e| e.key == key_text) {
                         let first_line = first.key_pos.line;
@@ -489,6 +506,29 @@ fn resolve_scalar(text: Cow<'_, str>, style: ScalarStyle, tag: Option<&Tag>) -> 
         };
     }
     if style != ScalarStyle::Plain {
+        return NodeValue::String(text.into_owned());
+    }
+    resolve_plain(text)
+}
+
+/// The text a scalar key stands for: strings as written, other scalars as JSON prints them
+/// (`true`, `80`, `1000.0`), null as the empty string. `None` for a collection.
+fn key_text(value: NodeValue) -> Option<String> {
+    match value {
+        NodeValue::String(s) => Some(s),
+        NodeValue::Bool(b) => Some(b.to_string()),
+        NodeValue::Number(n) => Some(n.to_string()),
+        NodeValue::Null => Some(String::new()),
+        NodeValue::Seq(_) | NodeValue::Map(_) => None,
+    }
+}
+
+/// Resolves an untagged plain scalar: null, boolean, number, or else string.
+fn resolve_plain(text: Cow<'_, str>) -> NodeValue {
+    // Most scalars are words: skip the checks below, none of which a word can pass.
+    if text.as_bytes().first().is_some_and(|b| {
+        !matches!(b, b'~' | b'n' | b'N' | b't' | b'T' | b'f' | b'F' | b'0'..=b'9' | b'-' | b'+' | b'.')
+    }) {
         return NodeValue::String(text.into_owned());
     }
     match text.as_ref() {
@@ -539,95 +579,3 @@ fn parse_number(s: &str) -> Option<Number> {
     None
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn parse(text: &str) -> Parsed {
-        parse_documents("t.yaml", text, &Limits::default())
-    }
-
-    #[test]
-    fn keeps_positions_of_keys_and_values() {
-        let p = parse("a: 1\nb:\n  - x: \"80\"\n    y: true\n");
-        assert!(p.diagnostics.is_empty(), "{:?}", p.diagnostics);
-        let root = &p.docs[0].root;
-        let path = [Seg::from("b"), Seg::from(0), Seg::from("y")];
-        assert_eq!(root.locate(&path, true), Pos { line: 4, column: 5 });
-        assert_eq!(root.locate(&path, false), Pos { line: 4, column: 8 });
-        assert_eq!(root.to_json(), serde_json::json!({"a": 1, "b": [{"x": "80", "y": true}]}));
-    }
-
-    #[test]
-    fn missing_path_points_at_the_parent() {
-        let p = parse("spec:\n  ingress: []\n");
-        let root = &p.docs[0].root;
-        assert_eq!(root.locate(&[Seg::from("spec"), Seg::from("egress")], true), Pos { line: 2, column: 3 });
-    }
-
-    #[test]
-    fn multi_document_files_keep_indexes() {
-        let p = parse("a: 1\n---\n---\nb: 2\n");
-        assert_eq!(p.docs.len(), 2);
-        assert_eq!(p.docs[1].index, 2);
-        assert_eq!(p.docs[1].root.pos.line, 4);
-    }
-
-    #[test]
-    fn duplicate_keys_are_errors_with_both_lines() {
-        let p = parse("a: 1\nb: 2\na: 3\n");
-        assert_eq!(p.diagnostics.len(), 1);
-        let d = &p.diagnostics[0];
-        assert_eq!((d.code, d.line, d.column), (codes::DUPLICATE_KEY, 3, 1));
-        assert!(d.hint.as_deref().unwrap_or("").contains("line 1"));
-    }
-
-    #[test]
-    fn scalars_resolve_like_the_core_schema() {
-        let p = parse("a: '80'\nb: 80\nc: 0x50\nd: yes\ne: ~\nf: 1.5\ng: !!str 7\n");
-        let v = p.docs[0].root.to_json();
-        assert_eq!(v, serde_json::json!({"a": "80", "b": 80, "c": 80, "d": "yes", "e": null, "f": 1.5, "g": "7"}));
-    }
-
-    #[test]
-    fn alias_bomb_stops_at_the_node_limit() {
-        let mut text = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
-        for i in 1..12 {
-            let refs = vec![format!("*a{}", i - 1); 10].join(", ");
-            text.push_str(&format!("a{i}: &a{i} [{refs}]\n"));
-        }
-        let started = std::time::Instant::now();
-        let p = parse(&text);
-        assert!(started.elapsed().as_secs() < 1);
-        assert_eq!(p.diagnostics[0].code, codes::YAML_LIMIT, "{:?}", p.diagnostics);
-    }
-
-    #[test]
-    fn deep_nesting_is_an_error_not_a_crash() {
-        let flow = "[".repeat(10_000);
-        let p = parse(&format!("a: {flow}"));
-        assert_eq!(p.diagnostics.len(), 1);
-        let mut block = String::new();
-        for depth in 0..200 {
-            block.push_str(&" ".repeat(depth));
-            block.push_str("k:\n");
-        }
-        let p = parse(&block);
-        assert_eq!(p.diagnostics[0].code, codes::YAML_LIMIT);
-    }
-
-    #[test]
-    fn binary_and_non_utf8_input_is_refused() {
-        let p = parse_bytes("b.bin", b"abc\0def", &Limits::default());
-        assert_eq!(p.diagnostics[0].code, codes::NOT_UTF8);
-        let p = parse_bytes("l.yaml", b"a: 1\nb: \xff\n", &Limits::default());
-        assert_eq!((p.diagnostics[0].code, p.diagnostics[0].line), (codes::NOT_UTF8, 2));
-    }
-
-    #[test]
-    fn syntax_errors_point_at_the_problem() {
-        let p = parse("a: 1\nb: [1, 2\n");
-        assert_eq!(p.diagnostics[0].code, codes::YAML_SYNTAX);
-        assert!(p.diagnostics[0].line >= 2);
-    }
-}
