@@ -2,6 +2,8 @@
 //!
 //! Data moves one way: [`source`] (files of a revision) → [`desired`] (validated
 //! resources) → [`plan`] (diff against a [`target`]'s live state) → apply → [`report`].
+//! [`testing`] runs the policy engine over validated resources: PolicyTests (`ward test`),
+//! `ward explain`, and the connectivity diff that `diff` and `plan` report.
 
 pub mod cli;
 pub mod desired;
@@ -10,3 +12,4 @@ pub mod plan;
 pub mod report;
 pub mod source;
 pub mod target;
+pub mod testing;

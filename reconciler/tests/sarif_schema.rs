@@ -28,7 +28,7 @@ fn diagnostics() -> Vec<Diagnostic> {
 fn sarif_output_validates_against_the_sarif_2_1_0_schema() {
     let diags = diagnostics();
     let files = vec!["policies/shop/backend.yaml".to_owned()];
-    let report = Report { command: "validate", files: &files, documents: 3, diagnostics: &diags, plan: None, base: None, head: None };
+    let report = Report { command: "validate", files: &files, documents: 3, diagnostics: &diags, plan: None, base: None, head: None, connectivity: None };
     let out = render(Format::Sarif, &report, false);
     let doc: serde_json::Value = serde_json::from_str(&out).expect("SARIF output is JSON");
     let validator = schema();
@@ -46,7 +46,7 @@ fn sarif_output_validates_against_the_sarif_2_1_0_schema() {
 #[test]
 fn an_empty_run_is_valid_sarif_too() {
     let files: Vec<String> = Vec::new();
-    let report = Report { command: "validate", files: &files, documents: 0, diagnostics: &[], plan: None, base: None, head: None };
+    let report = Report { command: "validate", files: &files, documents: 0, diagnostics: &[], plan: None, base: None, head: None, connectivity: None };
     let doc: serde_json::Value = serde_json::from_str(&render(Format::Sarif, &report, false)).expect("JSON");
     assert!(schema().is_valid(&doc));
     assert_eq!(doc["runs"][0]["results"].as_array().map(Vec::len), Some(0));

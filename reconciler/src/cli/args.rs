@@ -79,8 +79,15 @@ pub enum Command {
     Plan(PlanArgs),
     /// Validate, then apply to the target; refuses on any error.
     Apply(PlanArgs),
-    /// Compare two Git revisions (no live state): findings of the head and the object diff.
+    /// Compare two Git revisions (no live state): findings of the head, the object diff and
+    /// the connectivity diff.
     Diff(DiffArgs),
+    /// Run the PolicyTests against the policies: every expectation through the policy
+    /// engine; exit 1 when one fails (or on invalid input).
+    Test(TestArgs),
+    /// Explain one flow's verdict: the rules that decided it in each direction (egress of the
+    /// source, ingress of the destination), with their files and lines.
+    Explain(ExplainArgs),
     /// Show the target's applied revision, inventory and drift; exit 2 on drift or an
     /// interrupted apply.
     Status(StatusArgs),
@@ -123,6 +130,44 @@ pub struct DiffArgs {
     /// Exit 2 when there are changes (0: none, 1: errors).
     #[arg(long)]
     pub detailed_exitcode: bool,
+}
+
+/// `ward test`.
+#[derive(Debug, Args)]
+pub struct TestArgs {
+    /// Files or folders to load, policies and tests alike [default: the --include folders
+    /// of --repo]. The tests run against the policies loaded with them.
+    pub paths: Vec<PathBuf>,
+    /// Test a Git revision of --repo instead of the working tree (PATHS are then folders of
+    /// the repository at that revision).
+    #[arg(long)]
+    pub rev: Option<String>,
+}
+
+/// `ward explain`.
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Flow ends:
+  shop/app=frontend,tier=web   a pod in namespace shop with these labels
+  shop/frontend, frontend      an endpoint a PolicyTest declares
+  world, host, kube-apiserver  an entity (world is 203.0.113.10)
+  203.0.113.7, 10.0.0.0/8      an address; a CIDR stands for its first host address (--to)
+
+Example:
+  ward explain --from shop/app=frontend --to shop/app=backend --port 80/TCP")]
+pub struct ExplainArgs {
+    /// The source.
+    #[arg(long)]
+    pub from: String,
+    /// The destination.
+    #[arg(long)]
+    pub to: String,
+    /// Port and protocol: 80/TCP, 53/UDP, http/TCP (a named port of the destination), ICMP/8.
+    #[arg(long)]
+    pub port: String,
+    /// Use the policies of a Git revision of --repo instead of the working tree.
+    #[arg(long)]
+    pub rev: Option<String>,
 }
 
 /// `ward status`.

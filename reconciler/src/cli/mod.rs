@@ -12,10 +12,11 @@ use crate::target::local::LocalTarget;
 use crate::target::{ApplyOptions, Inventory, LiveObject, LiveSet, Target};
 use crate::normalize::{fingerprint, normalize};
 use anyhow::{bail, Context, Result};
-use args::{Cli, ColorChoice, Command, DiffArgs, GlobalArgs, PlanArgs, ValidateArgs};
+use args::{Cli, ColorChoice, Command, DiffArgs, ExplainArgs, GlobalArgs, PlanArgs, TestArgs, ValidateArgs};
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
-use ward_schema::{yaml::Limits, ResourceSet};
+use crate::testing::{self, connectivity, render as test_render, Suite};
+use ward_schema::{yaml::Limits, Diagnostic, Origin, Resource, ResourceSet, Validation};
 
 /// Exit code: success, nothing to report.
 pub const EXIT_OK: i32 = 0;
@@ -101,6 +102,8 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Plan(a) => plan_or_apply(&settings, &a, false),
         Command::Apply(a) => plan_or_apply(&settings, &a, true),
         Command::Diff(a) => diff(&settings, &a),
+        Command::Test(a) => test(&settings, &a),
+        Command::Explain(a) => explain(&settings, &a),
         Command::Status(_) => status(&settings),
     }
 }
@@ -159,27 +162,134 @@ fn emit(settings: &Settings, report: &Report<'_>) -> Result<()> {
 }
 
 fn validate(settings: &Settings, a: &ValidateArgs) -> Result<i32> {
-    let (validation, files) = if a.paths.is_empty() || a.rev.is_some() {
-        let mut settings = settings.clone();
-        if !a.paths.is_empty() {
-            settings.selection.include = a.paths.iter().map(|p| p.to_string_lossy().trim_end_matches('/').to_owned()).collect();
-        }
-        let (d, files) = load_desired(&settings, a.rev.as_deref(), false)?;
-        (d.validation, files)
-    } else {
-        let root = std::env::current_dir()?;
-        for p in &a.paths {
-            if std::fs::symlink_metadata(p).is_err() {
-                bail!("{} does not exist", p.display());
-            }
-        }
-        let files = read_worktree(&root, &settings.selection, &a.paths)?;
-        let names = files.iter().map(|f| f.path.clone()).collect();
-        (validate_files(files, &settings.selection, false), names)
-    };
-    let report = Report { command: "validate", files: &files, documents: validation.documents, diagnostics: &validation.diagnostics, plan: None, base: None, head: None };
+    let (validation, files) = load_paths(settings, &a.paths, a.rev.as_deref(), false)?;
+    let report = Report { command: "validate", files: &files, documents: validation.documents, diagnostics: &validation.diagnostics, plan: None, base: None, head: None, connectivity: None };
     emit(settings, &report)?;
     Ok(if validation.is_valid() { EXIT_OK } else { EXIT_ERROR })
+}
+
+/// Loads and validates `paths` (files or folders anywhere), or the --include folders of the
+/// repository when there are none, at `rev` or in the working tree, as `ward validate` does.
+fn load_paths(settings: &Settings, paths: &[PathBuf], rev: Option<&str>, keep_objects: bool) -> Result<(Validation, Vec<String>)> {
+    if paths.is_empty() || rev.is_some() {
+        let mut settings = settings.clone();
+        if !paths.is_empty() {
+            settings.selection.include = paths.iter().map(|p| p.to_string_lossy().trim_end_matches('/').to_owned()).collect();
+        }
+        let (d, files) = load_desired(&settings, rev, keep_objects)?;
+        return Ok((d.validation, files));
+    }
+    let root = std::env::current_dir()?;
+    for p in paths {
+        if std::fs::symlink_metadata(p).is_err() {
+            bail!("{} does not exist", p.display());
+        }
+    }
+    let files = read_worktree(&root, &settings.selection, paths)?;
+    let names = files.iter().map(|f| f.path.clone()).collect();
+    Ok((validate_files(files, &settings.selection, keep_objects), names))
+}
+
+/// Prints findings (and nothing else) as `command`'s report.
+fn emit_findings(settings: &Settings, command: &'static str, files: &[String], documents: usize, diagnostics: &[Diagnostic]) -> Result<()> {
+    let report = Report { command, files, documents, diagnostics, plan: None, base: None, head: None, connectivity: None };
+    emit(settings, &report)
+}
+
+fn write_stdout(text: &str) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())?;
+    out.flush()?;
+    Ok(())
+}
+
+/// A validated revision with its PolicyTest suite.
+struct Loaded {
+    validation: Validation,
+    files: Vec<String>,
+    suite: Suite,
+}
+
+/// The repository (or `paths`) validated, with the PolicyTest suite; `Err(code)` when the
+/// findings were printed and the command must stop.
+fn load_suite(settings: &Settings, command: &'static str, paths: &[PathBuf], rev: Option<&str>) -> Result<std::result::Result<Loaded, i32>> {
+    let (validation, files) = load_paths(settings, paths, rev, true)?;
+    if !validation.is_valid() {
+        emit_findings(settings, command, &files, validation.documents, &validation.diagnostics)?;
+        return Ok(Err(EXIT_ERROR));
+    }
+    match Suite::of(&validation.resources) {
+        Ok(suite) => Ok(Ok(Loaded { validation, files, suite })),
+        Err(problems) => {
+            let mut all = validation.diagnostics.clone();
+            all.extend(problems);
+            ward_schema::diagnostic::sort(&mut all);
+            emit_findings(settings, command, &files, validation.documents, &all)?;
+            Ok(Err(EXIT_ERROR))
+        }
+    }
+}
+
+fn test(settings: &Settings, a: &TestArgs) -> Result<i32> {
+    if !matches!(settings.format, Format::Text | Format::Json | Format::Junit) {
+        bail!("ward test prints --format text, json or junit");
+    }
+    let Loaded { validation, files, suite } = match load_suite(settings, "test", &a.paths, a.rev.as_deref())? {
+        Ok(loaded) => loaded,
+        Err(code) => return Ok(code),
+    };
+    if suite.tests.is_empty() {
+        eprintln!("ward: no PolicyTest documents in {} file(s); nothing to test", files.len());
+        return Ok(EXIT_OK);
+    }
+    let policies = validation.resources.iter().filter(|r| r.key.kind.is_policy()).count();
+    if policies == 0 {
+        eprintln!("ward: warning: no CiliumNetworkPolicy or CiliumClusterwideNetworkPolicy was loaded, so the tests run against no policy; pass the folders that hold the policies too");
+    }
+    let run = testing::run::run(&suite.tests, &validation.resources, &suite.cluster).context("cannot build the tests' cluster")?;
+    let text = match settings.format {
+        Format::Json => {
+            let doc = serde_json::json!({
+                "command": "test",
+                "summary": {"expectations": run.total(), "passed": run.total() - run.failed(), "failed": run.failed(), "tests": run.tests.len(), "ok": run.passed()},
+                "diagnostics": validation.diagnostics,
+                "endpoints": run.endpoints,
+                "policies": run.policies,
+                "tests": run.tests,
+            });
+            serde_json::to_string_pretty(&doc)? + "\n"
+        }
+        Format::Junit => test_render::test_junit(&run),
+        _ => {
+            let mut text = String::new();
+            if !validation.diagnostics.is_empty() {
+                let report = Report { command: "test", files: &files, documents: validation.documents, diagnostics: &validation.diagnostics, plan: None, base: None, head: None, connectivity: None };
+                text.push_str(&report::render(Format::Text, &report, settings.color));
+                text.push('\n');
+            }
+            text.push_str(&test_render::test_text(&run, settings.color));
+            text
+        }
+    };
+    write_stdout(&text)?;
+    Ok(if run.passed() { EXIT_OK } else { EXIT_ERROR })
+}
+
+fn explain(settings: &Settings, a: &ExplainArgs) -> Result<i32> {
+    if !matches!(settings.format, Format::Text | Format::Json) {
+        bail!("ward explain prints --format text or json");
+    }
+    let Loaded { validation, suite, .. } = match load_suite(settings, "explain", &[], a.rev.as_deref())? {
+        Ok(loaded) => loaded,
+        Err(code) => return Ok(code),
+    };
+    let x = testing::explain::explain(&validation.resources, &suite.cluster, &a.from, &a.to, &a.port).map_err(anyhow::Error::msg)?;
+    let text = match settings.format {
+        Format::Json => serde_json::to_string_pretty(&x)? + "\n",
+        _ => test_render::explain_text(&x, settings.color),
+    };
+    write_stdout(&text)?;
+    Ok(EXIT_OK)
 }
 
 fn plan_or_apply(settings: &Settings, a: &PlanArgs, apply: bool) -> Result<i32> {
@@ -188,7 +298,7 @@ fn plan_or_apply(settings: &Settings, a: &PlanArgs, apply: bool) -> Result<i32> 
     let mut target = LocalTarget::new(&settings.state_dir);
     let command = if apply { "apply" } else { "plan" };
     if !v.is_valid() {
-        let report = Report { command, files: &files, documents: v.documents, diagnostics: &v.diagnostics, plan: None, base: None, head: desired.revision.clone() };
+        let report = Report { command, files: &files, documents: v.documents, diagnostics: &v.diagnostics, plan: None, base: None, head: desired.revision.clone(), connectivity: None };
         emit(settings, &report)?;
         if apply {
             eprintln!("ward: nothing applied: the revision has {} error(s); the target keeps its last applied state", v.error_count());
@@ -205,7 +315,8 @@ fn plan_or_apply(settings: &Settings, a: &PlanArgs, apply: bool) -> Result<i32> 
     } else if apply {
         record_unchanged(&mut target, &plan, &desired)?;
     }
-    let report = Report { command, files: &files, documents: v.documents, diagnostics: &v.diagnostics, plan: Some(&plan), base: None, head: desired.revision.clone() };
+    let connectivity = connectivity::diff(&live_resources(&live), &v.resources, connectivity_options(settings));
+    let report = Report { command, files: &files, documents: v.documents, diagnostics: &v.diagnostics, plan: Some(&plan), base: None, head: desired.revision.clone(), connectivity: Some(&connectivity) };
     emit(settings, &report)?;
     Ok(if a.detailed_exitcode && plan.has_changes() { EXIT_CHANGES } else { EXIT_OK })
 }
@@ -226,6 +337,7 @@ fn diff(settings: &Settings, a: &DiffArgs) -> Result<i32> {
     let v = &head.validation;
     let live = live_from(&base.validation.resources);
     let plan = plan::compute(&v.resources, &live, true, head.revision.clone());
+    let connectivity = v.is_valid().then(|| connectivity::diff(&base.validation.resources, &v.resources, connectivity_options(settings)));
     let report = Report {
         command: "diff",
         files: &files,
@@ -234,6 +346,7 @@ fn diff(settings: &Settings, a: &DiffArgs) -> Result<i32> {
         plan: Some(&plan),
         base: base.revision.clone(),
         head: head.revision.clone(),
+        connectivity: connectivity.as_ref(),
     };
     emit(settings, &report)?;
     Ok(if !v.is_valid() {
@@ -243,6 +356,19 @@ fn diff(settings: &Settings, a: &DiffArgs) -> Result<i32> {
     } else {
         EXIT_OK
     })
+}
+
+fn connectivity_options(settings: &Settings) -> connectivity::Options {
+    connectivity::Options { graph: settings.format == Format::Dot }
+}
+
+/// The target's objects as a resource set: the policies in force before an apply.
+fn live_resources(live: &LiveSet) -> ResourceSet {
+    let mut set = ResourceSet::new();
+    for (key, l) in &live.objects {
+        set.insert(Resource { key: key.clone(), object: l.object.clone(), origin: Origin::default() });
+    }
+    set
 }
 
 /// A revision's objects as if they were live and applied by ward, so a diff between two

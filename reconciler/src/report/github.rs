@@ -33,6 +33,14 @@ pub(super) fn render(report: &Report<'_>) -> String {
     if let Some(plan) = report.plan {
         let _ = writeln!(out, "::notice title=ward {}::{}", report.command, escape_data(&plan.summary()));
     }
+    if let Some(c) = report.connectivity.filter(|c| c.skipped.is_none()) {
+        let mut msg = format!("connectivity: {}", c.summary());
+        for (_, line) in super::connectivity_lines(c) {
+            msg.push('\n');
+            msg.push_str(&line);
+        }
+        let _ = writeln!(out, "::notice title=ward connectivity::{}", escape_data(&msg));
+    }
     let _ = writeln!(out, "ward: {} error(s), {} warning(s)", report.errors(), report.warnings());
     out
 }

@@ -57,5 +57,21 @@ pub(super) fn render(report: &Report<'_>) -> String {
             let _ = writeln!(out, "No object changes.");
         }
     }
+    if let Some(c) = report.connectivity {
+        let _ = writeln!(out, "\n#### Connectivity\n");
+        if let Some(why) = &c.skipped {
+            let _ = writeln!(out, "Not computed: {}.", cell(why));
+            return out;
+        }
+        let _ = writeln!(out, "Verdicts between {}.\n", super::connectivity_scope(c));
+        let lines = super::connectivity_lines(c);
+        if lines.is_empty() {
+            let _ = writeln!(out, "No connectivity change.");
+        }
+        for (allowed, line) in lines {
+            let icon = if allowed { "🟢" } else { "🔴" };
+            let _ = writeln!(out, "- {icon} {}", line.replace('`', "'"));
+        }
+    }
     out
 }

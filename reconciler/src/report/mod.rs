@@ -1,8 +1,10 @@
-//! Output formats for findings and plans: text (colour on a terminal), json, markdown (a PR
-//! comment), github (workflow annotations), sarif 2.1.0 and junit.
+//! Output formats for findings, plans and connectivity diffs: text (colour on a terminal),
+//! json, markdown (a PR comment), github (workflow annotations), sarif 2.1.0, junit and dot
+//! (a Graphviz graph of the allowed flows).
 //!
 //! Every renderer takes a [`Report`] and returns a `String`, so each is tested into memory.
 
+mod dot;
 mod github;
 mod junit;
 mod markdown;
@@ -10,6 +12,7 @@ mod sarif;
 mod text;
 
 use crate::plan::Plan;
+use crate::testing::Connectivity;
 use serde::Serialize;
 use ward_schema::Diagnostic;
 
@@ -26,8 +29,10 @@ pub enum Format {
     Github,
     /// SARIF 2.1.0, for code-scanning uploads.
     Sarif,
-    /// JUnit XML, one test case per file.
+    /// JUnit XML, one test case per file (per expectation for `ward test`).
     Junit,
+    /// A Graphviz digraph of the head's allowed flows, changes coloured (`diff`, `plan`).
+    Dot,
 }
 
 /// What a command has to say.
@@ -50,6 +55,10 @@ pub struct Report<'a> {
     /// Head (or desired) revision.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub head: Option<String>,
+    /// What becomes newly allowed or denied between the endpoints the PolicyTests declare
+    /// (`diff`, `plan`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connectivity: Option<&'a Connectivity>,
 }
 
 impl Report<'_> {
@@ -73,6 +82,7 @@ pub fn render(format: Format, report: &Report<'_>, color: bool) -> String {
         Format::Github => github::render(report),
         Format::Sarif => sarif::render(report),
         Format::Junit => junit::render(report),
+        Format::Dot => dot::render(report),
     }
 }
 
@@ -88,10 +98,34 @@ fn json_view(report: &Report<'_>) -> serde_json::Value {
                 "warnings": report.warnings(),
                 "valid": report.errors() == 0,
                 "changes": report.plan.map(Plan::has_changes),
+                "connectivityChanges": report.connectivity.filter(|c| c.skipped.is_none()).map(Connectivity::has_changes),
             }),
         );
     }
     v
+}
+
+/// `5 endpoints in 4 workloads, world and host, on TCP/80, UDP/53 and declared ports`.
+pub(crate) fn connectivity_scope(c: &Connectivity) -> String {
+    let ports = if c.ports.is_empty() { "their declared ports".to_owned() } else { format!("{} and declared ports", c.ports.join(", ")) };
+    format!("{} endpoint(s) in {} workload(s), world and host, on {ports}", c.endpoints, c.workloads)
+}
+
+/// One line per change, newly allowed first: (allowed?, `newly allowed: a → b TCP/80 (rule)`).
+pub(crate) fn connectivity_lines(c: &Connectivity) -> Vec<(bool, String)> {
+    let line = |what: &str, f: &crate::testing::connectivity::FlowChange| {
+        let why = match (&f.rule, f.verdict.as_str()) {
+            (Some(r), "allow") => format!("allowed by {}", r.located()),
+            (Some(r), "deny") => format!("denied by {}", r.located()),
+            (Some(r), _) => format!("default deny enabled by {}", r.located()),
+            (None, "allow") => "no rule restricts it".to_owned(),
+            (None, _) => "default deny (policy-enforcement-mode: always)".to_owned(),
+        };
+        format!("{what}: {} → {} {} — {why}", f.from, f.to, f.ports.join(", "))
+    };
+    let allowed = c.newly_allowed.iter().map(|f| (true, line("newly allowed", f)));
+    let denied = c.newly_denied.iter().map(|f| (false, line("newly denied", f)));
+    allowed.chain(denied).collect()
 }
 
 /// Short form of a revision for headings.

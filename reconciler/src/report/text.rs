@@ -2,6 +2,7 @@
 
 use super::{short_rev, Report};
 use crate::plan::{Action, Change};
+use crate::testing::Connectivity;
 use std::fmt::Write;
 
 const RED: &str = "\x1b[31m";
@@ -61,7 +62,24 @@ pub(super) fn render(report: &Report<'_>, color: bool) -> String {
             }
         }
     }
+    if let Some(c) = report.connectivity {
+        render_connectivity(&mut out, c, &p);
+    }
     out
+}
+
+fn render_connectivity(out: &mut String, c: &Connectivity, p: &Paint) {
+    out.push('\n');
+    if let Some(why) = &c.skipped {
+        let _ = writeln!(out, "{}: not computed: {why}", p.on(BOLD, "Connectivity"));
+        return;
+    }
+    let verdict = if c.has_changes() { c.summary() } else { "no change".to_owned() };
+    let _ = writeln!(out, "{} ({}): {verdict}", p.on(BOLD, "Connectivity"), super::connectivity_scope(c));
+    for (allowed, line) in super::connectivity_lines(c) {
+        let (mark, style) = if allowed { ("+", GREEN) } else { ("-", RED) };
+        let _ = writeln!(out, "  {} {line}", p.on(style, mark));
+    }
 }
 
 fn render_change(out: &mut String, c: &Change, prune: bool, p: &Paint) {

@@ -1,0 +1,151 @@
+//! Engine decisions in an owned, serialisable form, with each deciding rule mapped to the
+//! file and line of its policy.
+
+use serde::Serialize;
+use std::collections::BTreeMap;
+use ward_datapath::engine::{Decision, Direction, DirectionDecision, Reason, RuleRef, Verdict};
+use ward_schema::{Origin, ResourceKey, ResourceSet};
+
+/// Where each policy of a revision is defined.
+#[derive(Debug, Clone, Default)]
+pub struct Origins(BTreeMap<ResourceKey, Origin>);
+
+impl Origins {
+    /// The origins of every resource in `set`.
+    pub fn of(set: &ResourceSet) -> Origins {
+        Origins(set.iter().map(|r| (r.key.clone(), r.origin.clone())).collect())
+    }
+
+    /// `file:line` of a policy, when it came from a file.
+    pub fn get(&self, key: &ResourceKey) -> Option<String> {
+        self.0.get(key).filter(|o| !o.file.is_empty()).map(ToString::to_string)
+    }
+}
+
+/// A rule and where it is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RuleSite {
+    /// `CiliumNetworkPolicy/shop/backend-ingress spec.ingress[0]`.
+    pub rule: String,
+    /// `CiliumNetworkPolicy/shop/backend-ingress`.
+    pub policy: String,
+    /// `spec.ingress[0]`.
+    pub path: String,
+    /// `file:line` of the policy's document.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub origin: Option<String>,
+}
+
+impl RuleSite {
+    /// The site of `rule`.
+    pub fn of(rule: &RuleRef, origins: &Origins) -> RuleSite {
+        RuleSite { rule: rule.to_string(), policy: rule.policy.to_string(), path: rule.path(), origin: origins.get(&rule.policy) }
+    }
+
+    /// `rule (file:line)`.
+    pub fn located(&self) -> String {
+        match &self.origin {
+            Some(o) => format!("{} ({o})", self.rule),
+            None => self.rule.clone(),
+        }
+    }
+}
+
+/// One direction's decision.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Side {
+    /// `egress` (of the source) or `ingress` (of the destination).
+    pub direction: &'static str,
+    /// `allow`, `deny` or `default-deny`.
+    pub verdict: String,
+    /// Why, as a keyword: `allowed`, `denied`, `no-allow-matches`, `not-selected`, ...
+    pub reason: &'static str,
+    /// The engine's sentence for it.
+    pub explanation: String,
+    /// The deciding entry, or the rule that enabled default deny.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule: Option<RuleSite>,
+    /// The remote identity as this direction saw it.
+    pub remote_identity: u32,
+    /// The allowing entry carries L7 rules ward does not enforce (allowed at L4).
+    pub l7_not_enforced: bool,
+}
+
+impl Side {
+    fn of(d: &DirectionDecision<'_>, origins: &Origins) -> Side {
+        Side {
+            direction: direction_name(d.direction),
+            verdict: d.verdict.to_string(),
+            reason: reason_name(d.reason),
+            explanation: d.to_string(),
+            rule: d.rule.map(|r| RuleSite::of(r, origins)),
+            remote_identity: d.remote.0,
+            l7_not_enforced: d.l7_not_enforced,
+        }
+    }
+}
+
+/// A flow's verdict, the rule that decided and each direction's decision.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Outcome {
+    /// `allow`, `deny` or `default-deny`.
+    pub verdict: String,
+    /// Whether the flow passes.
+    pub allowed: bool,
+    /// The rule that dropped the flow (or enabled the default deny that did), or for an
+    /// allowed flow the allowing rule (ingress first); none when no rule was involved.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decided_by: Option<RuleSite>,
+    /// Egress of the source, when it is a managed endpoint.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub egress: Option<Side>,
+    /// Ingress of the destination, when it is a managed endpoint.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ingress: Option<Side>,
+}
+
+impl Outcome {
+    /// The owned form of a decision.
+    pub fn of(d: &Decision<'_>, origins: &Origins) -> Outcome {
+        Outcome {
+            verdict: d.verdict.to_string(),
+            allowed: d.verdict == Verdict::Allow,
+            decided_by: d.rule.map(|r| RuleSite::of(r, origins)),
+            egress: d.egress.as_ref().map(|s| Side::of(s, origins)),
+            ingress: d.ingress.as_ref().map(|s| Side::of(s, origins)),
+        }
+    }
+
+    /// Both directions, egress first.
+    pub fn sides(&self) -> impl Iterator<Item = &Side> {
+        self.egress.iter().chain(self.ingress.iter())
+    }
+
+    /// Whether any allowing entry carries unenforced L7 rules.
+    pub fn l7_not_enforced(&self) -> bool {
+        self.sides().any(|s| s.l7_not_enforced)
+    }
+}
+
+/// `egress` or `ingress`.
+pub fn direction_name(d: Direction) -> &'static str {
+    match d {
+        Direction::Egress => "egress",
+        Direction::Ingress => "ingress",
+    }
+}
+
+/// A keyword for a reason.
+pub fn reason_name(r: Reason) -> &'static str {
+    match r {
+        Reason::NotSelected => "not-selected",
+        Reason::NotEnforced => "not-enforced",
+        Reason::EnforcementDisabled => "enforcement-disabled",
+        Reason::Allowed => "allowed",
+        Reason::Denied => "denied",
+        Reason::LocalHost => "local-host",
+        Reason::NoAllowMatches => "no-allow-matches",
+    }
+}

@@ -1,0 +1,137 @@
+//! Flow ends as PolicyTests and `ward explain` write them: a declared endpoint, an entity or
+//! an address.
+//!
+//! Entities become what the datapath would see: `world` an address outside the cluster (a
+//! documentation address, [`world_address`], unless the test gives one), `host` the local
+//! host's identity, and the other reserved entities their reserved identities. `all`,
+//! `cluster` and `none` select many (or no) identities and are not flow ends.
+
+use super::cluster::TestCluster;
+use std::net::{IpAddr, Ipv6Addr};
+use ward_datapath::engine::{Identity, Peer, PolicyRepository};
+
+/// One end of a flow, resolved against the declared endpoints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeerRef {
+    /// A declared endpoint (its position in the [`TestCluster`]).
+    Endpoint(usize),
+    /// An address: an endpoint's or a node's if one has it, else outside the cluster.
+    Ip(IpAddr),
+    /// The `world` entity: a documentation address no endpoint uses.
+    World,
+    /// `world-ipv6`: an IPv6 documentation address.
+    WorldIpv6,
+    /// A reserved identity without an address (`host`, `remote-node`, `kube-apiserver`, ...).
+    Reserved(Identity),
+}
+
+/// The IPv6 address `world-ipv6` stands for.
+pub const WORLD_IPV6: IpAddr = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x10));
+
+impl PeerRef {
+    /// Reads a flow end: a declared endpoint name first, then an entity, then an address.
+    pub fn parse(s: &str, cluster: &TestCluster) -> Result<PeerRef, String> {
+        if let Some(i) = cluster.index(s) {
+            return Ok(PeerRef::Endpoint(i));
+        }
+        if let Some(e) = PeerRef::entity(s) {
+            return e;
+        }
+        s.parse::<IpAddr>().map(PeerRef::Ip).map_err(|_| format!("unknown endpoint \"{s}\": declare it under spec.endpoints, or use an entity (world, host, ...) or an IP address"))
+    }
+
+    /// The flow end an entity stands for; `None` when `s` is no entity.
+    pub fn entity(s: &str) -> Option<Result<PeerRef, String>> {
+        let r = match s {
+            "world" | "world-ipv4" => Ok(PeerRef::World),
+            "world-ipv6" => Ok(PeerRef::WorldIpv6),
+            "all" | "cluster" | "none" => Err(format!("entity \"{s}\" stands for many identities (or none), not one flow end; name an endpoint, another entity or an address")),
+            _ => match Identity::reserved(s) {
+                Some(id) => Ok(PeerRef::Reserved(id)),
+                None => return None,
+            },
+        };
+        Some(r)
+    }
+
+    /// The engine's flow end.
+    pub fn to_peer(self, repo: &PolicyRepository, cluster: &TestCluster) -> Peer {
+        match self {
+            PeerRef::Endpoint(i) => {
+                let full = cluster.cluster.endpoints[i].full_name();
+                match repo.endpoint_id(&full) {
+                    Some(id) => Peer::Endpoint(id),
+                    None => Peer::Reserved(Identity::UNMANAGED),
+                }
+            }
+            PeerRef::Ip(ip) => Peer::Ip(ip),
+            PeerRef::World => Peer::Ip(world_address(cluster)),
+            PeerRef::WorldIpv6 => Peer::Ip(WORLD_IPV6),
+            PeerRef::Reserved(id) => Peer::Reserved(id),
+        }
+    }
+
+    /// How output names it: `shop/frontend`, `world`, `host`, `10.0.0.1`.
+    pub fn label(self, cluster: &TestCluster) -> String {
+        match self {
+            PeerRef::Endpoint(i) => cluster.cluster.endpoints[i].full_name(),
+            PeerRef::Ip(ip) => match cluster.cluster.endpoints.iter().find(|e| e.ip == Some(ip)) {
+                Some(e) => format!("{ip} ({})", e.full_name()),
+                None => ip.to_string(),
+            },
+            PeerRef::World => "world".to_owned(),
+            PeerRef::WorldIpv6 => "world-ipv6".to_owned(),
+            PeerRef::Reserved(id) => id.reserved_name().unwrap_or("reserved").to_owned(),
+        }
+    }
+
+    /// The declared endpoint this end is, directly or by address.
+    pub fn endpoint(self, cluster: &TestCluster) -> Option<usize> {
+        match self {
+            PeerRef::Endpoint(i) => Some(i),
+            PeerRef::Ip(ip) => cluster.cluster.endpoints.iter().position(|e| e.ip == Some(ip)),
+            _ => None,
+        }
+    }
+}
+
+/// The address `world` stands for: 203.0.113.10 (TEST-NET-3), or the next free address of
+/// the documentation ranges when a declared endpoint uses it.
+pub fn world_address(cluster: &TestCluster) -> IpAddr {
+    let used = |ip: &IpAddr| cluster.cluster.endpoints.iter().any(|e| e.ip.as_ref() == Some(ip)) || cluster.cluster.nodes.iter().any(|n| n.ip.as_ref() == Some(ip));
+    let candidates = (10..=254u8).map(|h| IpAddr::from([203, 0, 113, h])).chain((10..=254u8).map(|h| IpAddr::from([198, 51, 100, h])));
+    candidates.into_iter().find(|ip| !used(ip)).unwrap_or(IpAddr::from([192, 0, 2, 10]))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::testing::cluster::TestCluster;
+
+    fn cluster(ip: &str) -> TestCluster {
+        let spec = serde_json::json!({"endpoints": [{"name": "web", "namespace": "shop", "ip": ip}]});
+        let t = crate::testing::spec::PolicyTest { name: "t".into(), origin: Default::default(), spec: serde_json::from_value(spec).unwrap() };
+        TestCluster::build([&t]).unwrap()
+    }
+
+    #[test]
+    fn names_entities_and_addresses() {
+        let c = cluster("10.0.0.1");
+        assert_eq!(PeerRef::parse("web", &c), Ok(PeerRef::Endpoint(0)));
+        assert_eq!(PeerRef::parse("world", &c), Ok(PeerRef::World));
+        assert_eq!(PeerRef::parse("host", &c), Ok(PeerRef::Reserved(Identity::HOST)));
+        assert_eq!(PeerRef::parse("kube-apiserver", &c), Ok(PeerRef::Reserved(Identity::KUBE_APISERVER)));
+        assert_eq!(PeerRef::parse("10.0.0.1", &c), Ok(PeerRef::Ip("10.0.0.1".parse().unwrap())));
+        assert!(PeerRef::parse("cluster", &c).unwrap_err().contains("many identities"));
+        assert!(PeerRef::parse("nope", &c).unwrap_err().contains("unknown endpoint \"nope\""));
+        assert_eq!(PeerRef::Ip("10.0.0.1".parse().unwrap()).endpoint(&c), Some(0));
+        assert_eq!(PeerRef::Ip("10.0.0.1".parse().unwrap()).label(&c), "10.0.0.1 (shop/web)");
+    }
+
+    #[test]
+    fn world_avoids_declared_addresses() {
+        assert_eq!(world_address(&cluster("10.0.0.1")).to_string(), "203.0.113.10");
+        assert_eq!(world_address(&cluster("203.0.113.10")).to_string(), "203.0.113.11");
+    }
+}

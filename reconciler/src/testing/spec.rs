@@ -1,0 +1,181 @@
+//! The PolicyTest document, typed (`ward.dev/v1alpha1`, `$defs/PolicyTest` in
+//! `schema/json/ward.schema.json`). Documents reach this module only after ward-schema has
+//! validated them, so a parse error here means the schema and these types disagree.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use ward_schema::{Kind, Origin, Resource, ResourceSet};
+
+/// One PolicyTest document.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PolicyTest {
+    /// `metadata.name`.
+    pub name: String,
+    /// Where the document is (`file:line` of its first key).
+    pub origin: Origin,
+    /// What it declares and expects.
+    pub spec: PolicyTestSpec,
+}
+
+/// `spec` of a PolicyTest.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicyTestSpec {
+    /// What the test is about.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// The workloads it declares. A name means the same endpoint in every test.
+    #[serde(default)]
+    pub endpoints: Vec<TestEndpoint>,
+    /// The verdicts it expects.
+    #[serde(default)]
+    pub expectations: Vec<TestExpectation>,
+}
+
+/// A workload of a test.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TestEndpoint {
+    /// The name expectations use; also the pod name.
+    pub name: String,
+    /// The pod's namespace.
+    pub namespace: String,
+    /// Pod labels.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// The pod's address (optional).
+    #[serde(default)]
+    pub ip: Option<String>,
+    /// The node it runs on (optional; nodes are implied by the names used).
+    #[serde(default)]
+    pub node: Option<String>,
+    /// Declared container ports; a named one can be used by named-port rules.
+    #[serde(default)]
+    pub ports: Vec<TestPort>,
+}
+
+/// A declared container port.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+pub struct TestPort {
+    /// The port name (`containerPort` name).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// The number.
+    pub port: i64,
+    /// TCP (default), UDP or SCTP.
+    #[serde(default)]
+    pub protocol: Option<String>,
+}
+
+/// One expected verdict.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TestExpectation {
+    /// The source: a declared endpoint, an entity (`world`, `host`, ...) or an address.
+    pub from: String,
+    /// The destination, written the same way.
+    pub to: String,
+    /// A port number, or a named port of the destination. Optional for ICMP (the type).
+    #[serde(default)]
+    pub port: Option<PortSpec>,
+    /// TCP (default), UDP, SCTP, ICMP or ICMPv6.
+    #[serde(default)]
+    pub protocol: Option<String>,
+    /// What should happen.
+    pub expect: Expect,
+    /// Which policy must decide: `Kind/namespace/name`, `Kind/name`, `default-deny` or
+    /// `no-policy`; optionally followed by a space and the rule path (`spec.ingress[0]`).
+    #[serde(default)]
+    pub decided_by: Option<String>,
+    /// Why this expectation exists.
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+/// A port as an expectation writes it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum PortSpec {
+    /// A number (the ICMP type for ICMP).
+    Number(i64),
+    /// A named port of the destination, or a number written as a string.
+    Name(String),
+}
+
+/// The expected outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Expect {
+    /// The flow passes.
+    Allow,
+    /// The flow is dropped (by a deny rule or by default deny).
+    Deny,
+}
+
+impl std::fmt::Display for Expect {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Expect::Allow => "allow",
+            Expect::Deny => "deny",
+        })
+    }
+}
+
+impl PolicyTest {
+    /// The typed form of a PolicyTest resource; `None` for other kinds.
+    pub fn from_resource(r: &Resource) -> Option<Result<PolicyTest, String>> {
+        if r.key.kind != Kind::PolicyTest {
+            return None;
+        }
+        let spec = serde_json::from_value::<PolicyTestSpec>(r.spec().clone())
+            .map_err(|e| format!("{}: PolicyTest {} does not match its schema: {e}", r.origin, r.key.name));
+        Some(spec.map(|spec| PolicyTest { name: r.key.name.clone(), origin: r.origin.clone(), spec }))
+    }
+
+    /// Every PolicyTest of a set, in file order, and the documents that did not convert.
+    pub fn all_in(set: &ResourceSet) -> (Vec<PolicyTest>, Vec<String>) {
+        let mut tests = Vec::new();
+        let mut errors = Vec::new();
+        for r in set.iter() {
+            match PolicyTest::from_resource(r) {
+                Some(Ok(t)) => tests.push(t),
+                Some(Err(e)) => errors.push(e),
+                None => {}
+            }
+        }
+        tests.sort_by(|a, b| (&a.origin.file, a.origin.document, &a.name).cmp(&(&b.origin.file, b.origin.document, &b.name)));
+        (tests, errors)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use serde_json::json;
+    use ward_schema::ResourceKey;
+
+    #[test]
+    fn reads_a_policy_test_resource() {
+        let object = json!({
+            "apiVersion": "ward.dev/v1alpha1", "kind": "PolicyTest", "metadata": {"name": "t"},
+            "spec": {
+                "endpoints": [{"name": "a", "namespace": "ns", "labels": {"app": "a"}, "ports": [{"name": "http", "port": 80}]}],
+                "expectations": [
+                    {"from": "a", "to": "a", "port": "http", "expect": "allow", "decidedBy": "no-policy"},
+                    {"from": "world", "to": "a", "port": 80, "protocol": "UDP", "expect": "deny"}
+                ]
+            }
+        });
+        let r = Resource { key: ResourceKey::new(Kind::PolicyTest, None, "t"), object, origin: Origin { file: "t.yaml".into(), line: 1, document: 0 } };
+        let t = PolicyTest::from_resource(&r).unwrap().unwrap();
+        assert_eq!(t.spec.endpoints[0].ports[0].port, 80);
+        assert_eq!(t.spec.expectations[0].port, Some(PortSpec::Name("http".into())));
+        assert_eq!(t.spec.expectations[1].port, Some(PortSpec::Number(80)));
+        assert_eq!(t.spec.expectations[1].expect, Expect::Deny);
+        assert_eq!(t.spec.expectations[0].decided_by.as_deref(), Some("no-policy"));
+
+        let cnp = Resource { key: ResourceKey::new(Kind::CiliumNetworkPolicy, Some("ns"), "p"), ..r };
+        assert!(PolicyTest::from_resource(&cnp).is_none());
+    }
+}
