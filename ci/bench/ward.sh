@@ -35,12 +35,15 @@ corpus() {  # corpus DOCS -> directory
 # measure CMD... : prints "median_seconds max_rss_kib"
 measure() {
   "$@" >/dev/null 2>&1 || true
-  local times=() rss=0 out
+  local times=() rss=0 out tf
+  tf=$(mktemp)
   for _ in $(seq "$runs"); do
-    out=$( { /usr/bin/time -f "%e %M" "$@" >/dev/null 2>/dev/null; } 2>&1 | tail -1)
+    /usr/bin/time -f "%e %M" -o "$tf" "$@" >/dev/null 2>&1 || true
+    out=$(tail -1 "$tf")
     times+=("${out% *}")
     (( ${out#* } > rss )) && rss=${out#* }
   done
+  rm -f "$tf"
   printf '%s\n' "${times[@]}" | sort -n | awk -v rss="$rss" '{a[NR]=$1} END {m=(NR%2)?a[(NR+1)/2]:(a[NR/2]+a[NR/2+1])/2; printf "%s %s\n", m, rss}'
 }
 

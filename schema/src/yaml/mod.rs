@@ -352,6 +352,8 @@ struct Builder<'a> {
     out: Parsed,
 }
 
+// A finding ends the file's parse: the large `Err` is the cold path.
+#[allow(clippy::result_large_err)]
 impl<'a> Builder<'a> {
     fn new(file: &'a str, limits: &'a Limits) -> Self {
         Builder {
