@@ -4,6 +4,11 @@
 use clap::Parser;
 use ward_reconciler::cli::{self, args::Cli, EXIT_ERROR};
 
+/// mimalloc: validation and planning allocate many small trees on several threads, where
+/// glibc's allocator spent a third of the time (measured with perf on 10,000 documents).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,

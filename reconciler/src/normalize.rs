@@ -23,7 +23,14 @@ const SERVER_METADATA: [&str; 8] = [
 /// The canonical form of an object: sorted keys, no status, no server-owned metadata, no
 /// empty label or annotation maps, CRD defaults applied.
 pub fn normalize(object: &Value) -> Value {
-    let mut v = sorted(object);
+    normalize_owned(object.clone())
+}
+
+/// [`normalize`] for an object the caller no longer needs: no copy is made.
+///
+/// Keys come out sorted because serde_json's `Map` is a `BTreeMap` in this build (the
+/// `preserve_order` feature is off; `maps_iterate_in_key_order` fails if that ever changes).
+pub fn normalize_owned(mut v: Value) -> Value {
     if let Some(obj) = v.as_object_mut() {
         obj.remove("status");
         if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
@@ -39,19 +46,6 @@ pub fn normalize(object: &Value) -> Value {
     }
     apply_defaults(&mut v);
     v
-}
-
-/// A deep copy with object keys in sorted order (whatever map type serde_json is built with).
-fn sorted(v: &Value) -> Value {
-    match v {
-        Value::Object(m) => {
-            let mut keys: Vec<&String> = m.keys().collect();
-            keys.sort();
-            Value::Object(keys.into_iter().map(|k| (k.clone(), sorted(&m[k]))).collect())
-        }
-        Value::Array(a) => Value::Array(a.iter().map(sorted).collect()),
-        other => other.clone(),
-    }
 }
 
 /// CRD defaults the API server would add: ICMP `family: IPv4`.
@@ -195,6 +189,13 @@ fn looks_typed(s: &str) -> bool {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// `normalize` relies on serde_json's map iterating in key order (no `preserve_order`).
+    #[test]
+    fn maps_iterate_in_key_order() {
+        let v = serde_json::from_str::<Value>(r#"{"b": 1, "a": {"d": 2, "c": 3}}"#).expect("JSON");
+        assert_eq!(canonical_bytes(&normalize(&v)), br#"{"a":{"c":3,"d":2},"b":1}"#);
+    }
 
     #[test]
     fn normal_form_ignores_key_order_and_server_fields() {

@@ -6,7 +6,8 @@ use crate::target::{Inventory, LiveSet};
 use serde::Serialize;
 use serde_json::Value;
 use similar::TextDiff;
-use ward_schema::{ResourceKey, ResourceSet};
+use rayon::prelude::*;
+use ward_schema::{Resource, ResourceKey, ResourceSet};
 
 /// What happens to one object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -101,18 +102,34 @@ impl Plan {
 pub fn compute(desired: &ResourceSet, live: &LiveSet, prune: bool, revision: Option<String>) -> Plan {
     let mut plan = Plan { revision, prune, ..Plan::default() };
     let inv = &live.inventory;
-    for r in desired.iter().filter(|r| r.key.kind.is_applied()) {
-        let after = normalize(&r.object);
-        let after_fp = fingerprint(&after);
-        let origin = Some(r.origin.to_string());
-        let drifted = is_drifted(&r.key, live, inv);
+    // Normalising, hashing and diffing are the bulk of the work: on all cores, in order. An
+    // unchanged object's canonical form is dropped at once.
+    let outcomes: Vec<(&Resource, bool, Option<Change>)> = desired
+        .iter()
+        .filter(|r| r.key.kind.is_applied())
+        .collect::<Vec<_>>()
+        .into_par_iter()
+        .map(|r| {
+            let after = normalize(&r.object);
+            let after_fp = fingerprint(&after);
+            let origin = Some(r.origin.to_string());
+            let drifted = is_drifted(&r.key, live, inv);
+            let change = match live.objects.get(&r.key) {
+                None => Some(change(&r.key, Action::Create, None, Some(after), Some(after_fp), origin, drifted)),
+                Some(l) if l.fingerprint == after_fp => None,
+                Some(l) => Some(change(&r.key, Action::Update, Some(l.object().clone()), Some(after), Some(after_fp), origin, drifted)),
+            };
+            (r, drifted, change)
+        })
+        .collect();
+    for (r, drifted, change) in outcomes {
         if drifted {
             plan.drifted.push(r.key.clone());
         }
-        match live.objects.get(&r.key) {
-            None => plan.creates.push(change(&r.key, Action::Create, None, Some(after), Some(after_fp), origin, drifted)),
-            Some(l) if l.fingerprint == after_fp => plan.unchanged.push(r.key.clone()),
-            Some(l) => plan.updates.push(change(&r.key, Action::Update, Some(l.object.clone()), Some(after), Some(after_fp), origin, drifted)),
+        match change {
+            None => plan.unchanged.push(r.key.clone()),
+            Some(c) if c.action == Action::Create => plan.creates.push(c),
+            Some(c) => plan.updates.push(c),
         }
     }
     for entry in inv.entries.values() {
@@ -124,7 +141,7 @@ pub fn compute(desired: &ResourceSet, live: &LiveSet, prune: bool, revision: Opt
             if drifted {
                 plan.drifted.push(entry.key.clone());
             }
-            plan.deletes.push(change(&entry.key, Action::Delete, Some(l.object.clone()), None, None, None, drifted));
+            plan.deletes.push(change(&entry.key, Action::Delete, Some(l.object().clone()), None, None, None, drifted));
         }
     }
     plan

@@ -15,37 +15,39 @@ use std::sync::OnceLock;
 pub const WARD_SCHEMA: &str = include_str!("../json/ward.schema.json");
 
 /// Compiled validators, one per kind, and the schema document they were built from.
+///
+/// Each kind's validator is compiled when a document of that kind is first validated:
+/// compiling all six costs more than validating a small repository.
 pub struct Schemas {
     document: Value,
-    validators: Vec<(Kind, Validator)>,
+    validators: Vec<(Kind, OnceLock<Validator>)>,
 }
 
 impl Schemas {
-    /// The process-wide compiled schemas (compiled on first use).
+    /// The process-wide schemas (each kind compiled on first use).
     pub fn get() -> &'static Schemas {
         static SCHEMAS: OnceLock<Schemas> = OnceLock::new();
-        SCHEMAS.get_or_init(|| Schemas::compile(WARD_SCHEMA).expect("the embedded ward.schema.json compiles (tested)"))
+        SCHEMAS.get_or_init(|| Schemas::parse(WARD_SCHEMA).expect("the embedded ward.schema.json parses (tested)"))
     }
 
-    /// Compiles `text` for every kind.
+    /// Compiles `text` for every kind now, reporting the first kind that fails.
     pub fn compile(text: &str) -> Result<Schemas, String> {
-        let document: Value = serde_json::from_str(text).map_err(|e| format!("ward.schema.json: {e}"))?;
-        let mut validators = Vec::new();
-        for kind in Kind::ALL {
-            let mut root = document.clone();
-            if let Some(obj) = root.as_object_mut() {
-                obj.insert("$ref".into(), Value::String(format!("#/$defs/{kind}")));
-            }
-            let v = jsonschema::options()
-                .build(&root)
-                .map_err(|e| format!("ward.schema.json for {kind}: {e}"))?;
-            validators.push((kind, v));
+        let schemas = Schemas::parse(text)?;
+        for (kind, cell) in &schemas.validators {
+            let _ = cell.set(build(&schemas.document, *kind)?);
         }
-        Ok(Schemas { document, validators })
+        Ok(schemas)
+    }
+
+    /// Parses `text`; validators are compiled later, on first use.
+    fn parse(text: &str) -> Result<Schemas, String> {
+        let document: Value = serde_json::from_str(text).map_err(|e| format!("ward.schema.json: {e}"))?;
+        Ok(Schemas { document, validators: Kind::ALL.into_iter().map(|k| (k, OnceLock::new())).collect() })
     }
 
     fn validator(&self, kind: Kind) -> &Validator {
-        &self.validators.iter().find(|(k, _)| *k == kind).expect("every kind is compiled").1
+        let cell = &self.validators.iter().find(|(k, _)| *k == kind).expect("every kind has a slot").1;
+        cell.get_or_init(|| build(&self.document, kind).expect("the embedded ward.schema.json compiles for every kind (tested)"))
     }
 
     /// Validates one document of `kind`.
@@ -220,4 +222,34 @@ fn pointer_to_path(doc: &Value, ptr: &str) -> Vec<Seg> {
             seg
         })
         .collect()
+}
+
+/// Compiles the schema document for one kind: the document with a root `$ref` to the kind.
+fn build(document: &Value, kind: Kind) -> Result<Validator, String> {
+    let mut root = document.clone();
+    if let Some(obj) = root.as_object_mut() {
+        obj.insert("$ref".into(), Value::String(format!("#/$defs/{kind}")));
+    }
+    jsonschema::options().build(&root).map_err(|e| format!("ward.schema.json for {kind}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `Schemas::get` compiles lazily and panics on failure; this is the test it relies on.
+    #[test]
+    fn the_embedded_schema_compiles_for_every_kind() {
+        let schemas = Schemas::compile(WARD_SCHEMA).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(schemas.validators.len(), Kind::ALL.len());
+        assert!(schemas.validators.iter().all(|(_, v)| v.get().is_some()));
+    }
+
+    /// The schema document is itself a valid JSON Schema (the validators skip no check, but
+    /// this names the problem plainly when someone breaks it).
+    #[test]
+    fn the_embedded_schema_is_a_valid_json_schema() {
+        let doc: Value = serde_json::from_str(WARD_SCHEMA).expect("JSON");
+        assert!(jsonschema::meta::is_valid(&doc), "ward.schema.json does not validate against its meta-schema");
+    }
 }

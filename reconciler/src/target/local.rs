@@ -24,7 +24,8 @@
 //! outside ward; the plan reports it as drifted and an apply writes the desired content back.
 
 use super::{ApplyOptions, ApplyReport, Inventory, InventoryEntry, LiveObject, LiveSet, Target};
-use crate::normalize::{canonical_bytes, fingerprint, normalize};
+use crate::normalize::{canonical_bytes, fingerprint, hash_bytes, normalize, normalize_owned};
+use rayon::prelude::*;
 use crate::plan::{Action, Plan};
 use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
@@ -105,12 +106,24 @@ impl LocalTarget {
         }
     }
 
-    /// Reads every object file. A file that is not valid JSON is reported as an error naming
-    /// it: the state directory is ward's, and a broken file there needs a person.
-    fn read_objects(&self) -> Result<Vec<(ResourceKey, LiveObject)>> {
-        let root = self.dir.join(OBJECTS);
+    /// Reads every object file, parsing on all cores. A file that is not valid JSON is
+    /// reported as an error naming it: the state directory is ward's, and a broken file there
+    /// needs a person.
+    fn read_objects(&self, inventory: &Inventory) -> Result<Vec<(ResourceKey, LiveObject)>> {
+        self.object_files()?
+            .into_par_iter()
+            .map(|(key, path)| {
+                let bytes = fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+                let recorded = inventory.get(&key).map(|e| e.fingerprint.as_str());
+                Ok((key.clone(), read_object(&path, bytes, recorded)?))
+            })
+            .collect()
+    }
+
+    /// Every object file's key and path (temporary files of an apply in flight excluded).
+    fn object_files(&self) -> Result<Vec<(ResourceKey, PathBuf)>> {
         let mut out = Vec::new();
-        let Ok(kinds) = fs::read_dir(&root) else { return Ok(out) };
+        let Ok(kinds) = fs::read_dir(self.dir.join(OBJECTS)) else { return Ok(out) };
         for kind_dir in kinds {
             let kind_dir = kind_dir?;
             let Some(kind) = Kind::parse(&kind_dir.file_name().to_string_lossy()) else { continue };
@@ -122,12 +135,7 @@ impl LocalTarget {
                     let path = file?.path();
                     let fname = path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
                     let Some(name) = fname.strip_suffix(".json").filter(|_| !fname.contains(TMP_MARK)) else { continue };
-                    let bytes = fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
-                    let object: Value = serde_json::from_slice(&bytes)
-                        .with_context(|| format!("{} is not valid JSON; fix or delete it", path.display()))?;
-                    let object = normalize(&object);
-                    let fp = fingerprint(&object);
-                    out.push((ResourceKey::new(kind, ns, name), LiveObject { object, fingerprint: fp }));
+                    out.push((ResourceKey::new(kind, ns, name), path.clone()));
                 }
             }
         }
@@ -243,8 +251,9 @@ impl Target for LocalTarget {
     }
 
     fn live(&self) -> Result<LiveSet> {
-        let objects = self.read_objects()?.into_iter().collect();
-        Ok(LiveSet { objects, inventory: self.inventory()? })
+        let inventory = self.inventory()?;
+        let objects = self.read_objects(&inventory)?.into_iter().collect();
+        Ok(LiveSet { objects, inventory })
     }
 
     fn apply(&mut self, plan: &Plan, options: &ApplyOptions) -> Result<ApplyReport> {
@@ -315,6 +324,21 @@ impl LocalTarget {
 }
 
 /// Writes this process's id into the held lock file, for `ward status`.
+/// One live object from its file. ward writes canonical bytes, so a file whose hash is the
+/// inventory's fingerprint is exactly what ward wrote: it is kept unparsed. Any other file
+/// (changed by hand, or not ward's) is parsed, normalised and fingerprinted in full, so that
+/// a reformatting alone is not drift.
+fn read_object(path: &Path, bytes: Vec<u8>, recorded: Option<&str>) -> Result<LiveObject> {
+    let raw = hash_bytes(&bytes);
+    if recorded == Some(raw.as_str()) {
+        return Ok(LiveObject::from_canonical(bytes, raw));
+    }
+    let object: Value = serde_json::from_slice(&bytes).with_context(|| format!("{} is not valid JSON; fix or delete it", path.display()))?;
+    let object = normalize_owned(object);
+    let fingerprint = fingerprint(&object);
+    Ok(LiveObject::new(object, fingerprint))
+}
+
 fn record_pid(mut file: &File) -> Result<()> {
     file.set_len(0).context("cannot write the lock file")?;
     file.write_all(format!("{}\n", std::process::id()).as_bytes()).context("cannot write the lock file")?;
@@ -372,3 +396,4 @@ mod tests {
         assert_eq!(civil_from_days(20_000), (2024, 10, 4));
     }
 }
+

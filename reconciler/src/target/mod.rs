@@ -10,15 +10,59 @@ use anyhow::Result;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
+use std::sync::OnceLock;
 use ward_schema::ResourceKey;
 
 /// One object as the target holds it.
-#[derive(Debug, Clone, PartialEq)]
+///
+/// An object ward wrote and nobody changed since is kept as its canonical bytes and parsed
+/// only when something asks for it: a plan over 10,000 unchanged objects reads no JSON.
+#[derive(Debug, Clone)]
 pub struct LiveObject {
-    /// The object, normalised.
-    pub object: Value,
     /// Fingerprint of the normalised object.
     pub fingerprint: String,
+    /// The canonical bytes, when the object has not been parsed yet.
+    canonical: Option<Box<[u8]>>,
+    /// The object, normalised (parsed from `canonical` on first use).
+    parsed: OnceLock<Value>,
+}
+
+impl LiveObject {
+    /// An object already parsed and normalised.
+    pub fn new(object: Value, fingerprint: String) -> Self {
+        LiveObject { fingerprint, canonical: None, parsed: OnceLock::from(object) }
+    }
+
+    /// An object known by canonical bytes whose hash is `fingerprint`: bytes that
+    /// [`crate::normalize::canonical_bytes`] produced, so they parse to a normalised object.
+    pub fn from_canonical(bytes: Vec<u8>, fingerprint: String) -> Self {
+        LiveObject { fingerprint, canonical: Some(bytes.into_boxed_slice()), parsed: OnceLock::new() }
+    }
+
+    /// The object, normalised.
+    pub fn object(&self) -> &Value {
+        self.parsed.get_or_init(|| parse_canonical(self.canonical.as_deref().unwrap_or_default()))
+    }
+
+    /// The object, normalised, by value.
+    pub fn into_object(self) -> Value {
+        match self.parsed.into_inner() {
+            Some(v) => v,
+            None => parse_canonical(self.canonical.as_deref().unwrap_or_default()),
+        }
+    }
+}
+
+/// Parses bytes that hash to a fingerprint computed over serde_json's own output, so they are
+/// JSON unless SHA-256 collides; `null` stands in if that impossible case ever happens.
+fn parse_canonical(bytes: &[u8]) -> Value {
+    serde_json::from_slice(bytes).unwrap_or(Value::Null)
+}
+
+impl PartialEq for LiveObject {
+    fn eq(&self, other: &Self) -> bool {
+        self.fingerprint == other.fingerprint
+    }
 }
 
 /// What a target holds now.

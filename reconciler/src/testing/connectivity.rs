@@ -138,6 +138,17 @@ impl Node {
     }
 }
 
+/// The connectivity diff from what a target holds (`live`, built only when needed) to `head`.
+/// Targets never hold PolicyTests (they are not applied), so the endpoints come from `head`
+/// alone, and with none declared there is nothing to compare: the live side is not read.
+pub fn diff_from_live(live: impl FnOnce() -> ResourceSet, head: &ResourceSet, opts: Options) -> Connectivity {
+    let (head_tests, _) = PolicyTest::all_in(head);
+    if cluster_of(&head_tests, &[]).is_ok_and(|c| c.is_empty()) {
+        return Connectivity::skipped("no PolicyTest declares endpoints");
+    }
+    diff(&live(), head, opts)
+}
+
 /// The connectivity diff from `base` to `head`.
 pub fn diff(base: &ResourceSet, head: &ResourceSet, opts: Options) -> Connectivity {
     let (head_tests, _) = PolicyTest::all_in(head);

@@ -9,12 +9,37 @@
 
 use regex_syntax::ast::ErrorKind as AstKind;
 use regex_syntax::hir::ErrorKind as HirKind;
+use std::cell::RefCell;
+use std::collections::HashMap;
 
 /// Go's largest repeat count.
 const MAX_REPEAT: i64 = 1000;
 
 /// `Some("error parsing regexp: <code>: `<expr>`")` when Go's `regexp.Compile` rejects `re`.
 pub(crate) fn check(re: &str) -> Option<String> {
+    // The same few paths and methods recur across a repository's policies, and a full parse
+    // (with Unicode class translation) costs microseconds: remember the answers per thread.
+    thread_local! {
+        static SEEN: RefCell<HashMap<String, Option<String>>> = RefCell::new(HashMap::new());
+    }
+    if let Some(hit) = SEEN.with(|m| m.borrow().get(re).cloned()) {
+        return hit;
+    }
+    let verdict = check_uncached(re);
+    SEEN.with(|m| {
+        let mut m = m.borrow_mut();
+        if m.len() >= CACHE_ENTRIES {
+            m.clear();
+        }
+        m.insert(re.to_owned(), verdict.clone());
+    });
+    verdict
+}
+
+/// How many patterns each thread remembers before it starts over.
+const CACHE_ENTRIES: usize = 4096;
+
+fn check_uncached(re: &str) -> Option<String> {
     let err = |code: &str, expr: &str| Some(format!("error parsing regexp: {code}: `{expr}`"));
     let (rewritten, map) = match rewrite(re) {
         Ok(r) => r,
