@@ -17,6 +17,11 @@ command -v git >/dev/null || need_apt+=(git)
 command -v pkg-config >/dev/null || need_apt+=(pkg-config)
 dpkg -s libssl-dev >/dev/null 2>&1 || need_apt+=(libssl-dev)
 command -v cc >/dev/null || need_apt+=(build-essential)
+# The datapath: clang builds the BPF programs; the lab uses iproute2; benchmarks use iperf3.
+command -v clang >/dev/null || need_apt+=(clang)
+dpkg -s libbpf-dev >/dev/null 2>&1 || need_apt+=(libbpf-dev)
+command -v ip >/dev/null || need_apt+=(iproute2)
+command -v iperf3 >/dev/null || need_apt+=(iperf3)
 if ((${#need_apt[@]})); then
   if [[ $(id -u) -ne 0 ]]; then
     echo "ci/test.sh: missing ${need_apt[*]}; install them (as root: apt-get install ${need_apt[*]})" >&2
@@ -29,6 +34,11 @@ fi
 if ! command -v cargo >/dev/null; then
   echo "ci/test.sh: cargo is missing; install Rust (rustup) first" >&2
   exit 1
+fi
+
+# BPF maps and programs are pinned under /sys/fs/bpf/ward: bpffs must be mounted.
+if [[ $(id -u) -eq 0 ]] && ! mountpoint -q /sys/fs/bpf; then
+  mount -t bpf bpf /sys/fs/bpf
 fi
 
 cargo build --workspace --locked --all-targets

@@ -2,7 +2,8 @@
 
 use crate::source::{Selection, Snapshot, SourceFile};
 use rayon::prelude::*;
-use ward_schema::{assemble, load_file, FileReport, Validation};
+use ward_datapath::lab::Topology;
+use ward_schema::{assemble, load_file, FileReport, Kind, Validation};
 
 /// The validated desired state of one revision.
 #[derive(Debug)]
@@ -28,7 +29,11 @@ pub fn validate_files(files: Vec<SourceFile>, selection: &Selection, keep_object
         .map(|f| {
             let path = f.path.clone();
             let mut report = match f.bytes(selection) {
-                Ok(bytes) => load_file(&path, &bytes, &selection.limits),
+                Ok(bytes) => {
+                    let mut report = load_file(&path, &bytes, &selection.limits);
+                    check_lab_topology(&path, &bytes, &mut report);
+                    report
+                }
                 Err(d) => FileReport { documents: 0, resources: Vec::new(), findings: vec![(d, None)] },
             };
             if !keep_objects {
@@ -38,4 +43,16 @@ pub fn validate_files(files: Vec<SourceFile>, selection: &Selection, keep_object
         })
         .collect();
     assemble(reports)
+}
+
+/// A lab topology that passed the schema gets the lab loader's full checks (addresses,
+/// overlaps, nodes, interface names), so `ward validate` reports what `ward lab up` would.
+fn check_lab_topology(path: &str, bytes: &[u8], report: &mut FileReport) {
+    let has_lab = report.resources.iter().any(|r| r.key.kind == Kind::LabTopology);
+    if has_lab && report.findings.iter().all(|(d, _)| !d.is_error())
+        && let Err(diagnostics) = Topology::parse(path, bytes)
+    {
+        report.resources.retain(|r| r.key.kind != Kind::LabTopology);
+        report.findings.extend(diagnostics.into_iter().map(|d| (d, None)));
+    }
 }

@@ -120,14 +120,14 @@ fn junit_fails_the_bad_file_only() {
     let xml = &run.stdout;
     run.check(xml.starts_with("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites "), "an XML document of test suites")
         .check(xml.trim_end().ends_with("</testsuites>"), "closed")
-        .stdout_has("tests=\"10\" failures=\"1\"");
+        .stdout_has("tests=\"11\" failures=\"1\"");
     let start = xml.find("<testcase classname=\"ward.validate\" name=\"policies/namespaces/shop/bad.yaml\">");
     run.check(start.is_some(), "a test case for the bad file");
     let case = &xml[start.unwrap_or(0)..];
     let case = &case[..case.find("</testcase>").unwrap_or(case.len())];
     run.check(case.contains("<failure message=\"Invalid CiliumNetworkPolicy spec") && case.contains("type=\"WARD-S009\""), "it fails with the finding")
         .check(xml.matches("<failure").count() == 1, "no other test case fails")
-        .check(xml.matches("<testcase ").count() == 10, "one test case per file")
+        .check(xml.matches("<testcase ").count() == 11, "one test case per file")
         .check(xml.matches("<testcase").count() == xml.matches("/>\n").count() + 1, "the others pass (empty elements)");
 }
 

@@ -11,9 +11,9 @@ fn the_example_policies_and_cluster_config_are_valid() {
     let env = Env::new();
     let repo = env.fixture_repo();
     let run = repo.ward(&["validate", "policies", "cluster-config"]);
-    run.code(EXIT_OK).stdout_has("valid: 9 file(s), 9 document(s), 0 error(s), 0 warning(s)").stdout_lacks("error[");
+    run.code(EXIT_OK).stdout_has("valid: 10 file(s), 10 document(s), 0 error(s), 0 warning(s)").stdout_lacks("error[");
     // With no paths, the default --include folders are the same files.
-    repo.ward(&["validate"]).code(EXIT_OK).stdout_has("valid: 9 file(s), 9 document(s), 0 error(s)");
+    repo.ward(&["validate"]).code(EXIT_OK).stdout_has("valid: 10 file(s), 10 document(s), 0 error(s)");
 }
 
 #[test]
@@ -161,5 +161,5 @@ fn the_example_content_is_what_these_tests_expect() {
         .unwrap_or_default();
     keys.sort();
     run.check(keys == util::FIXTURE_OBJECTS, format_args!("the example objects changed: {keys:?}"))
-        .check(doc["files"] == 9 && doc["documents"] == 9, "9 files, 9 documents (two PolicyTests)");
+        .check(doc["files"] == 10 && doc["documents"] == 10, "10 files, 10 documents (two PolicyTests, the lab topology)");
 }

@@ -19,24 +19,27 @@ pub enum Kind {
     CiliumEnvoyConfig,
     /// ward's policy unit test: validated and run by `ward test`, never applied.
     PolicyTest,
+    /// ward's lab topology (`ward lab up`): nodes, pods and a world host; never applied.
+    LabTopology,
 }
 
 /// The apiVersion of every Cilium CRD kind ward manages.
 pub const CILIUM_V2: &str = "cilium.io/v2";
 /// The apiVersion of ward's CiliumConfig document.
 pub const CILIUM_CONFIG_VERSION: &str = "cilium.io/v1.12";
-/// The apiVersion of ward's own kinds (PolicyTest).
+/// The apiVersion of ward's own kinds (PolicyTest, LabTopology).
 pub const WARD_V1ALPHA1: &str = "ward.dev/v1alpha1";
 
 impl Kind {
     /// Every kind, in apply order: config and cluster-wide objects before namespaced ones.
-    pub const ALL: [Kind; 6] = [
+    pub const ALL: [Kind; 7] = [
         Kind::CiliumConfig,
         Kind::CiliumClusterwideNetworkPolicy,
         Kind::CiliumClusterwideEnvoyConfig,
         Kind::CiliumNetworkPolicy,
         Kind::CiliumEnvoyConfig,
         Kind::PolicyTest,
+        Kind::LabTopology,
     ];
 
     /// The kind's name as written in `kind:`.
@@ -48,6 +51,7 @@ impl Kind {
             Kind::CiliumNetworkPolicy => "CiliumNetworkPolicy",
             Kind::CiliumEnvoyConfig => "CiliumEnvoyConfig",
             Kind::PolicyTest => "PolicyTest",
+            Kind::LabTopology => "LabTopology",
         }
     }
 
@@ -60,7 +64,7 @@ impl Kind {
     pub fn api_version(self) -> &'static str {
         match self {
             Kind::CiliumConfig => CILIUM_CONFIG_VERSION,
-            Kind::PolicyTest => WARD_V1ALPHA1,
+            Kind::PolicyTest | Kind::LabTopology => WARD_V1ALPHA1,
             _ => CILIUM_V2,
         }
     }
@@ -70,9 +74,10 @@ impl Kind {
         matches!(self, Kind::CiliumNetworkPolicy | Kind::CiliumEnvoyConfig)
     }
 
-    /// Whether objects of this kind are applied to targets (everything but tests).
+    /// Whether objects of this kind are applied to targets (everything but ward's own
+    /// PolicyTest and LabTopology).
     pub fn is_applied(self) -> bool {
-        self != Kind::PolicyTest
+        !matches!(self, Kind::PolicyTest | Kind::LabTopology)
     }
 
     /// Whether this kind holds network-policy rules.
@@ -89,6 +94,7 @@ impl Kind {
             Kind::CiliumNetworkPolicy => "cnp",
             Kind::CiliumEnvoyConfig => "cec",
             Kind::PolicyTest => "policytest",
+            Kind::LabTopology => "labtopology",
         }
     }
 }

@@ -57,7 +57,7 @@ pub use identity::{Identity, IdentityAllocator};
 pub use labels::{Label, LabelSet};
 pub use policy::{Enforcement, EngineConfig, EngineError, PolicyRepository, Update};
 pub use ports::{L4, Protocol};
-pub use resolve::EndpointPolicy;
+pub use resolve::{EndpointPolicy, ExportedEntry, ExportedPeer};
 pub use rule::{Direction, Note, RuleList, RuleRef, SpecRef};
 pub use selector::Selector;
 pub use verdict::{Decision, DirectionDecision, Flow, Peer, Reason, Verdict};

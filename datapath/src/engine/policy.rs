@@ -338,6 +338,13 @@ impl PolicyRepository {
         Some(&self.resolved[self.world.nodes[*n as usize].host_subject as usize])
     }
 
+    /// What node `node` is to pods on other nodes (`remote-node`, or its own identity when
+    /// node selector labels are on).
+    pub fn remote_node_identity(&self, node: &str) -> Option<Identity> {
+        let n = self.world.node_names.get(node)?;
+        Some(self.world.nodes[*n as usize].remote_identity)
+    }
+
     /// Every identity a remote end can have (reserved and allocated), with its labels.
     pub fn identities(&self) -> impl Iterator<Item = (Identity, &LabelSet)> {
         self.selectors.peers()

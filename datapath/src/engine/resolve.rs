@@ -314,6 +314,32 @@ fn len32(n: usize) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
 }
 
+/// The remote side of an [`ExportedEntry`].
+#[derive(Debug, Clone, Copy)]
+pub enum ExportedPeer<'a> {
+    /// Every remote identity (the datapath's identity 0).
+    Any,
+    /// These remote identities (those a selector or entity matches).
+    Identities(&'a [Identity]),
+    /// World addresses inside a prefix and outside its exceptions.
+    Cidr(&'a CidrPeer),
+}
+
+/// One policy entry of a direction, as [`EndpointPolicy::export`] gives it.
+#[derive(Debug, Clone)]
+pub struct ExportedEntry<'a> {
+    /// The entry's rule.
+    pub rule: &'a RuleRef,
+    /// A deny entry (wins over every allow).
+    pub deny: bool,
+    /// An allow that carries L7 rules, enforced here only at layer 4.
+    pub l7: bool,
+    /// The remote peers.
+    pub peers: Vec<ExportedPeer<'a>>,
+    /// The ports (named ports resolve against the destination endpoint).
+    pub l4: &'a [L4],
+}
+
 /// The resolved policy of every endpoint with one security identity (and, for hosts, one
 /// node label set): the rules that select it and, per direction, the lookup structure.
 #[derive(Debug)]
@@ -378,6 +404,32 @@ impl EndpointPolicy {
     /// How many remote-identity keys the direction's lookup holds (a size measure).
     pub fn identity_keys(&self, dir: Direction) -> usize {
         self.directions[dir.index()].identity_keys()
+    }
+
+    /// The entries of one direction in the form a datapath stores them: each entry's
+    /// remote peers (any, identities, or world prefixes) with its ports, deny flag and rule.
+    /// Together with [`EndpointPolicy::is_enforced`] this is everything a verdict depends on
+    /// apart from the flow (see `agent::entries` for the translation into BPF map keys).
+    pub fn export(&self, dir: Direction) -> Vec<ExportedEntry<'_>> {
+        self.directions[dir.index()]
+            .entries
+            .iter()
+            .map(|e| ExportedEntry {
+                rule: &e.rule,
+                deny: e.deny,
+                l7: e.l7 && !e.deny,
+                l4: &e.l4,
+                peers: e
+                    .peers
+                    .iter()
+                    .map(|p| match p {
+                        PeerMatch::Any => ExportedPeer::Any,
+                        PeerMatch::Selector(s) => ExportedPeer::Identities(&s.identities),
+                        PeerMatch::Cidr(c) => ExportedPeer::Cidr(c),
+                    })
+                    .collect(),
+            })
+            .collect()
     }
 
     pub(crate) fn direction(&self, dir: Direction) -> &DirectionPolicy {

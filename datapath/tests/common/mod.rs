@@ -5,6 +5,9 @@
 #![allow(dead_code, reason = "each test binary uses a different subset")]
 #![allow(clippy::unwrap_used, clippy::panic, reason = "test helpers")]
 
+pub mod lab;
+pub mod random;
+
 use std::net::IpAddr;
 use ward_datapath::engine::{
     Cluster, Decision, Direction, Endpoint, EngineConfig, Flow, Identity, NamedPort, Node, Peer,

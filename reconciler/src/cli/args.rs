@@ -91,6 +91,63 @@ pub enum Command {
     /// Show the target's applied revision, inventory and drift; exit 2 on drift or an
     /// interrupted apply.
     Status(StatusArgs),
+    /// Build, remove or list labs: clusters of network namespaces from a topology file
+    /// (root only for up and down).
+    #[command(subcommand)]
+    Lab(LabCommand),
+    /// Follow the datapath's verdict events (drops, and each newly allowed connection) with
+    /// the pods, port and deciding rule; root, while `ward-agent` runs or after.
+    Observe(ObserveArgs),
+}
+
+/// `ward observe`.
+#[derive(Debug, Args)]
+pub struct ObserveArgs {
+    /// Nodes to follow [default: every node with a pinned datapath].
+    #[arg(long = "node")]
+    pub nodes: Vec<String>,
+    /// Only events with this pod (`namespace/name` or `name`) at either end.
+    #[arg(long)]
+    pub pod: Option<String>,
+    /// Only these verdicts.
+    #[arg(long, value_parser = ["allowed", "denied", "default-deny", "dropped"])]
+    pub verdict: Option<String>,
+    /// Only this destination port.
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// The lab topology, to name pods by address.
+    #[arg(long, default_value = "cluster-config/lab.yaml")]
+    pub topology: PathBuf,
+    /// Stop after this many events.
+    #[arg(long)]
+    pub count: Option<usize>,
+    /// Stop after this many seconds.
+    #[arg(long)]
+    pub seconds: Option<u64>,
+}
+
+/// `ward lab`.
+#[derive(Debug, Subcommand)]
+pub enum LabCommand {
+    /// Build the lab a topology file describes (e.g. cluster-config/lab.yaml).
+    Up {
+        /// The topology file.
+        topology: PathBuf,
+        /// Remove a lab of the same name first instead of refusing.
+        #[arg(long)]
+        replace: bool,
+    },
+    /// Remove a lab: the one TOPOLOGY names, the one called --name, or the only lab there is.
+    Down {
+        /// The topology file whose lab to remove.
+        #[arg(conflicts_with = "name")]
+        topology: Option<PathBuf>,
+        /// The lab's name.
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// List the labs found (state files and network namespaces).
+    Status,
 }
 
 /// `ward validate`.

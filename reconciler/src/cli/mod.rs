@@ -3,6 +3,7 @@
 //! that `main` prints on one line.
 
 pub mod args;
+mod lab;
 
 use crate::desired::{validate_files, validate_snapshot, Desired};
 use crate::plan::{self, Plan};
@@ -12,7 +13,7 @@ use crate::target::local::LocalTarget;
 use crate::target::{ApplyOptions, Inventory, LiveObject, LiveSet, Target};
 use crate::normalize::{fingerprint, normalize};
 use anyhow::{bail, Context, Result};
-use args::{Cli, ColorChoice, Command, DiffArgs, ExplainArgs, GlobalArgs, PlanArgs, TestArgs, ValidateArgs};
+use args::{Cli, ColorChoice, Command, DiffArgs, ExplainArgs, GlobalArgs, ObserveArgs, PlanArgs, TestArgs, ValidateArgs};
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use crate::testing::{self, connectivity, render as test_render, Suite};
@@ -108,6 +109,8 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Test(a) => test(&settings, &a),
         Command::Explain(a) => explain(&settings, &a),
         Command::Status(_) => status(&settings),
+        Command::Lab(c) => lab::run(&settings, c),
+        Command::Observe(a) => observe(&settings, &a),
     }
 }
 
@@ -395,6 +398,23 @@ fn live_from(set: &ResourceSet) -> LiveSet {
         live.objects.insert(r.key.clone(), LiveObject::new(object, fp));
     }
     live
+}
+
+fn observe(settings: &Settings, a: &ObserveArgs) -> Result<i32> {
+    // Names are a convenience: without a readable topology, events show addresses.
+    let topology = ward_datapath::lab::Topology::load(&a.topology).ok();
+    let opts = ward_datapath::agent::observe::ObserveOptions {
+        nodes: a.nodes.clone(),
+        pod: a.pod.clone(),
+        verdict: a.verdict.clone(),
+        port: a.port,
+        json: settings.format == Format::Json,
+        count: a.count,
+        duration: a.seconds.map(std::time::Duration::from_secs),
+        topology,
+    };
+    ward_datapath::agent::observe::run(&opts, &mut std::io::stdout().lock())?;
+    Ok(EXIT_OK)
 }
 
 fn status(settings: &Settings) -> Result<i32> {

@@ -1,0 +1,127 @@
+//! Datapath throughput (issue 4's target): TCP between two lab pods on different nodes with
+//! iperf3, without ward's programs, and with them attached holding 10 and 10,000 policy
+//! entries. Target: at least 90% of the bare throughput, and 10 vs 10,000 entries within 5%
+//! (the LPM lookup must not grow with the number of rules).
+//!
+//! Run (root, iperf3 installed): `cargo bench -p ward-datapath --bench datapath`.
+//! `WARD_BENCH_SECONDS` (default 5) and `WARD_BENCH_RUNS` (default 5) set each measurement.
+
+#![allow(clippy::unwrap_used, clippy::print_stdout, clippy::panic, reason = "benchmark")]
+
+use std::net::Ipv4Addr;
+use std::process::Command;
+use ward_datapath::bpf::maps::{EndpointInfo, PolicyKey, PolicyValue};
+use ward_datapath::bpf::{self, NodeDatapath};
+use ward_datapath::engine::Direction;
+use ward_datapath::lab::{Lab, Topology};
+
+const TOPOLOGY: &str = "apiVersion: ward.dev/v1alpha1
+kind: LabTopology
+metadata: {name: bench}
+spec:
+  underlay: 172.29.0.0/24
+  nodes:
+    - {name: bench-n1, ip: 172.29.0.1, podCIDR: 10.210.1.0/24}
+    - {name: bench-n2, ip: 172.29.0.2, podCIDR: 10.210.2.0/24}
+  world: {name: world, ip: 198.51.100.99}
+  pods:
+    - {name: client, namespace: b, labels: {app: client}, ip: 10.210.1.10, node: bench-n1}
+    - {name: server, namespace: b, labels: {app: server}, ip: 10.210.2.10, node: bench-n2, ports: [{port: 5201}]}
+";
+
+const CLIENT_ID: u32 = 1000;
+const SERVER_ID: u32 = 1001;
+const CLIENT_EP: u32 = 1;
+const SERVER_EP: u32 = 2;
+
+fn main() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("datapath bench: needs root (lab and BPF); skipped");
+        return;
+    }
+    let seconds: u32 = std::env::var("WARD_BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(5);
+    let runs: usize = std::env::var("WARD_BENCH_RUNS").ok().and_then(|s| s.parse().ok()).unwrap_or(5);
+    let topo = Topology::parse("bench.yaml", TOPOLOGY.as_bytes()).unwrap_or_else(|d| panic!("{d:?}"));
+    let lab = Lab::up_replacing(&topo).unwrap();
+    let server_ns = lab.pod_netns("b/server");
+    let client_ns = lab.pod_netns("b/client");
+    let mut server = Command::new("ip").arg("netns").arg("exec").arg(netns_name(&server_ns)).args(["iperf3", "-s", "-B", "10.210.2.10"]).spawn().expect("iperf3 (apt-get install iperf3)");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let measure = |label: &str| -> f64 {
+        let mut gbps: Vec<f64> = (0..runs).map(|_| iperf(&client_ns, seconds)).collect();
+        gbps.sort_by(f64::total_cmp);
+        let median = gbps[gbps.len() / 2];
+        println!("{label:<34} median {median:6.2} Gbit/s over {runs} runs of {seconds} s (min {:.2}, max {:.2})", gbps[0], gbps[gbps.len() - 1]);
+        median
+    };
+    println!("machine: {} cores; TCP client -> server across two lab nodes (veth + bridge), iperf3", std::thread::available_parallelism().map_or(0, usize::from));
+    let bare = measure("no ward programs");
+
+    for n in ["bench-n1", "bench-n2"] {
+        let _ = bpf::remove_pins(n);
+    }
+    let mut dps: Vec<NodeDatapath> = Vec::new();
+    for (node, pod, ep, id) in [("bench-n1", "b/client", CLIENT_EP, CLIENT_ID), ("bench-n2", "b/server", SERVER_EP, SERVER_ID)] {
+        let mut dp = NodeDatapath::open(node).unwrap();
+        let ifindex = dp.attach(&lab.node_netns(node), &lab.host_ifname(pod)).unwrap();
+        let maps = dp.maps_mut();
+        maps.set_endpoint(ifindex, EndpointInfo { ep_id: ep, identity: id, flags: 0 }).unwrap();
+        maps.ipcache_set(Ipv4Addr::new(10, 210, 1, 10), 32, CLIENT_ID).unwrap();
+        maps.ipcache_set(Ipv4Addr::new(10, 210, 2, 10), 32, SERVER_ID).unwrap();
+        dps.push(dp);
+    }
+    // The flow's own entries: client egress to server:5201, server ingress from client:5201.
+    let allow = |dps: &mut Vec<NodeDatapath>| {
+        dps[0].maps_mut().policy_set(PolicyKey::port(CLIENT_EP, Direction::Egress, SERVER_ID, 6, 5201), PolicyValue::allow(1)).unwrap();
+        dps[1].maps_mut().policy_set(PolicyKey::port(SERVER_EP, Direction::Ingress, CLIENT_ID, 6, 5201), PolicyValue::allow(2)).unwrap();
+    };
+    allow(&mut dps);
+    fill(&mut dps, 8);
+    let ten = measure("ward, 10 policy entries");
+    fill(&mut dps, 9_998);
+    let count: usize = dps.iter().map(|d| d.maps().policy_entries().unwrap().len()).sum::<usize>() / 2;
+    let many = measure(&format!("ward, {count} policy entries per node"));
+    println!("ratio with ward (10 entries) / bare: {:.1}% (target >= 90%)", 100.0 * ten / bare);
+    println!("10,000 vs 10 entries: {:+.1}% (target within 5%)", 100.0 * (many - ten) / ten);
+
+    let _ = server.kill();
+    let _ = server.wait();
+    drop(dps);
+    let _ = Lab::down(lab.name());
+    for n in ["bench-n1", "bench-n2"] {
+        let _ = bpf::remove_pins(n);
+    }
+}
+
+/// Adds entries up to `total` per node: other identities and ports of both endpoints,
+/// allows and denies, exact ports and ranges; none of them matches the measured flow.
+fn fill(dps: &mut [NodeDatapath], total: usize) {
+    for (dp, ep) in dps.iter_mut().zip([CLIENT_EP, SERVER_EP]) {
+        let have = dp.maps().policy_entries().unwrap().len();
+        for i in have..total {
+            let i = u32::try_from(i).unwrap();
+            let dir = if i % 2 == 0 { Direction::Ingress } else { Direction::Egress };
+            let identity = 2000 + i % 5000;
+            let port = 1024 + u16::try_from(i % 4000).unwrap();
+            let value = if i % 7 == 0 { PolicyValue::deny(3) } else { PolicyValue::allow(4) };
+            dp.maps_mut().policy_set(PolicyKey::port(ep, dir, identity, 6, port), value).unwrap();
+        }
+    }
+}
+
+fn netns_name(path: &std::path::Path) -> String {
+    path.file_name().unwrap().to_string_lossy().into_owned()
+}
+
+/// One iperf3 run from the client namespace: the receiver's Gbit/s.
+fn iperf(client_ns: &std::path::Path, seconds: u32) -> f64 {
+    let out = Command::new("ip")
+        .arg("netns")
+        .arg("exec")
+        .arg(netns_name(client_ns))
+        .args(["iperf3", "-c", "10.210.2.10", "-J", "-t", &seconds.to_string()])
+        .output()
+        .unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("iperf3: {e}: {}", String::from_utf8_lossy(&out.stderr)));
+    doc["end"]["sum_received"]["bits_per_second"].as_f64().unwrap_or_else(|| panic!("iperf3 gave no result: {doc}")) / 1e9
+}

@@ -1,0 +1,375 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * ward: network-policy enforcement for one node, IPv4.
+ *
+ * Two TC programs on the host side of every pod's veth (in the node's network namespace):
+ *   from_pod  TC ingress of the host veth = the pod's EGRESS
+ *   to_pod    TC egress of the host veth  = the pod's INGRESS
+ *
+ * Per IPv4 packet: replies of tracked connections pass (ward_ct, reversed tuple); everything
+ * else is checked against ward_policy (identity-specific entry, then identity 0); deny wins,
+ * then allow, else default deny. Unknown interfaces (no ward_endpoints entry) fail closed.
+ * ARP passes; every other non-IPv4 frame (IPv6 included) is dropped.
+ */
+#include <linux/bpf.h>
+#include <linux/pkt_cls.h>
+#include <linux/if_ether.h>
+#include <linux/ip.h>
+#include <linux/in.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+#include "ward.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, WARD_MAX_ENDPOINTS);
+	__type(key, __u32);
+	__type(value, struct endpoint_info);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ward_endpoints SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, WARD_MAX_IPCACHE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct ipcache_key);
+	__type(value, struct ipcache_value);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ward_ipcache SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, WARD_MAX_POLICY);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct policy_key);
+	__type(value, struct policy_value);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ward_policy SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, WARD_MAX_CT);
+	__type(key, struct ct_key);
+	__type(value, struct ct_value);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ward_ct SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, WARD_EVENTS_BYTES);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ward_events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, WARD_MAX_COUNTERS);
+	__type(key, struct counter_key);
+	__type(value, struct counter_value);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ward_counters SEC(".maps");
+
+/* Minimal header views (avoid pulling tcp.h/udp.h/icmp.h just for the ports). */
+struct l4_ports {
+	__u16 sport;
+	__u16 dport;
+};
+
+struct icmp_head {
+	__u8 type;
+	__u8 code;
+	__u16 csum;
+	__u16 id;
+	__u16 seq;
+};
+
+#define ICMP_ECHOREPLY_T 0
+#define ICMP_ECHO_T 8
+
+/* What one packet looks like to the policy. */
+struct flow {
+	__u32 saddr;
+	__u32 daddr;
+	__u16 ct_sport;   /* conntrack ports (ICMP echo: the id on both sides) */
+	__u16 ct_dport;
+	__u16 ev_sport;   /* event ports */
+	__u16 pol_dport;  /* policy port (ICMP: the type), network order */
+	__u8 proto;
+};
+
+static __always_inline void count(__u32 ep_id, __u8 direction, __u8 verdict, __u32 len)
+{
+	struct counter_key key = {
+		.ep_id = ep_id,
+		.direction = direction,
+		.verdict = verdict,
+	};
+	struct counter_value *val = bpf_map_lookup_elem(&ward_counters, &key);
+
+	if (!val) {
+		struct counter_value zero = {};
+
+		/* Another CPU may win the race; either way the entry exists afterwards. */
+		bpf_map_update_elem(&ward_counters, &key, &zero, BPF_NOEXIST);
+		val = bpf_map_lookup_elem(&ward_counters, &key);
+		if (!val)
+			return;
+	}
+	__sync_fetch_and_add(&val->packets, 1);
+	__sync_fetch_and_add(&val->bytes, len);
+}
+
+static __always_inline void emit(const struct endpoint_info *ep, __u32 local_identity,
+				 __u32 remote_identity, const struct flow *f, __u8 direction,
+				 __u8 verdict, __u32 rule_id)
+{
+	struct verdict_event *e;
+
+	e = bpf_ringbuf_reserve(&ward_events, sizeof(*e), 0);
+	if (!e)
+		return; /* ring full: the counters still see the packet */
+	e->ts_ns = bpf_ktime_get_ns();
+	e->ep_id = ep ? ep->ep_id : 0;
+	if (direction == WARD_DIR_EGRESS) {
+		e->src_identity = local_identity;
+		e->dst_identity = remote_identity;
+	} else {
+		e->src_identity = remote_identity;
+		e->dst_identity = local_identity;
+	}
+	e->saddr = f->saddr;
+	e->daddr = f->daddr;
+	e->sport = f->ev_sport;
+	e->dport = f->pol_dport;
+	e->proto = f->proto;
+	e->direction = direction;
+	e->verdict = verdict;
+	e->pad = 0;
+	e->rule_id = rule_id;
+	bpf_ringbuf_submit(e, 0);
+}
+
+static __always_inline __u64 ct_lifetime(__u8 proto)
+{
+	return proto == IPPROTO_TCP ? WARD_CT_TCP_LIFETIME_NS : WARD_CT_ANY_LIFETIME_NS;
+}
+
+static __always_inline int ct_live(const struct ct_value *v, __u64 now, __u8 proto)
+{
+	/* last_seen may be a hair in the future (another CPU wrote it after we read now). */
+	return now < v->last_seen_ns || now - v->last_seen_ns <= ct_lifetime(proto);
+}
+
+/* Parse the IPv4 packet at the L3 offset. Returns 0 on success, -1 for malformed packets. */
+static __always_inline int parse_ipv4(struct __sk_buff *skb, struct flow *f)
+{
+	struct iphdr iph;
+	__u32 l4_off;
+
+	if (bpf_skb_load_bytes(skb, ETH_HLEN, &iph, sizeof(iph)) < 0)
+		return -1;
+	if (iph.version != 4 || iph.ihl < 5)
+		return -1;
+
+	f->saddr = iph.saddr;
+	f->daddr = iph.daddr;
+	f->proto = iph.protocol;
+	f->ct_sport = 0;
+	f->ct_dport = 0;
+	f->ev_sport = 0;
+	f->pol_dport = 0;
+
+	/* Non-first fragments carry no L4 header: they are seen with ports 0. */
+	if (iph.frag_off & bpf_htons(0x1fff))
+		return 0;
+
+	l4_off = ETH_HLEN + iph.ihl * 4;
+	if (iph.protocol == IPPROTO_TCP || iph.protocol == IPPROTO_UDP) {
+		struct l4_ports ports;
+
+		if (bpf_skb_load_bytes(skb, l4_off, &ports, sizeof(ports)) < 0)
+			return -1;
+		f->ct_sport = ports.sport;
+		f->ct_dport = ports.dport;
+		f->ev_sport = ports.sport;
+		f->pol_dport = ports.dport;
+	} else if (iph.protocol == IPPROTO_ICMP) {
+		struct icmp_head icmp;
+
+		if (bpf_skb_load_bytes(skb, l4_off, &icmp, sizeof(icmp)) < 0)
+			return -1;
+		f->pol_dport = bpf_htons((__u16)icmp.type);
+		if (icmp.type == ICMP_ECHO_T || icmp.type == ICMP_ECHOREPLY_T) {
+			f->ct_sport = icmp.id;
+			f->ct_dport = icmp.id;
+			f->ev_sport = icmp.id;
+		}
+	}
+	return 0;
+}
+
+static __always_inline int enforce(struct __sk_buff *skb, __u8 direction)
+{
+	struct endpoint_info *ep;
+	struct flow f = {};
+	__u32 ifindex = skb->ifindex;
+	__u32 len = skb->len;
+	__u32 remote_addr, remote_identity = WARD_IDENTITY_WORLD;
+	__u64 now;
+
+	if (skb->protocol == bpf_htons(ETH_P_ARP))
+		return TC_ACT_OK;
+
+	ep = bpf_map_lookup_elem(&ward_endpoints, &ifindex);
+
+	if (skb->protocol != bpf_htons(ETH_P_IP)) {
+		count(ep ? ep->ep_id : 0, direction, WARD_VERDICT_UNSUPPORTED, len);
+		return TC_ACT_SHOT;
+	}
+	if (parse_ipv4(skb, &f) < 0) {
+		count(ep ? ep->ep_id : 0, direction, WARD_VERDICT_UNSUPPORTED, len);
+		return TC_ACT_SHOT;
+	}
+
+	remote_addr = direction == WARD_DIR_EGRESS ? f.daddr : f.saddr;
+	{
+		struct ipcache_key ik = { .prefixlen = 32, .addr = remote_addr };
+		struct ipcache_value *iv = bpf_map_lookup_elem(&ward_ipcache, &ik);
+
+		if (iv)
+			remote_identity = iv->identity;
+	}
+
+	if (!ep) {
+		/* Fail closed: an interface we were attached to but know nothing about. */
+		count(0, direction, WARD_VERDICT_DEFAULT_DENY, len);
+		emit(0, 0, remote_identity, &f, direction, WARD_VERDICT_DEFAULT_DENY, 0);
+		return TC_ACT_SHOT;
+	}
+
+	now = bpf_ktime_get_ns();
+
+	/* A reply of a tracked connection passes without policy. */
+	{
+		struct ct_key rk = {
+			.saddr = f.daddr,
+			.daddr = f.saddr,
+			.sport = f.ct_dport,
+			.dport = f.ct_sport,
+			.proto = f.proto,
+		};
+		struct ct_value *rv = bpf_map_lookup_elem(&ward_ct, &rk);
+
+		if (rv && ct_live(rv, now, f.proto)) {
+			rv->last_seen_ns = now;
+			__sync_fetch_and_add(&rv->packets, 1);
+			__sync_fetch_and_add(&rv->bytes, len);
+			count(ep->ep_id, direction, WARD_VERDICT_ALLOWED, len);
+			return TC_ACT_OK;
+		}
+	}
+
+	/* Policy: identity-specific entry (A), then the any-identity entry (B). */
+	struct policy_key pk = {
+		.prefixlen = 96,
+		.ep_id = bpf_htonl(ep->ep_id),
+		.direction = direction,
+		.identity = bpf_htonl(remote_identity),
+		.proto = f.proto,
+		.dport = f.pol_dport,
+	};
+	struct policy_value *a = bpf_map_lookup_elem(&ward_policy, &pk);
+	__u8 a_deny = 0, b_deny = 0, have_a = 0, have_b = 0;
+	__u32 a_rule = 0, b_rule = 0;
+
+	if (a) {
+		have_a = 1;
+		a_deny = a->deny;
+		a_rule = a->rule_id;
+	}
+	pk.identity = 0;
+	{
+		struct policy_value *b = bpf_map_lookup_elem(&ward_policy, &pk);
+
+		if (b) {
+			have_b = 1;
+			b_deny = b->deny;
+			b_rule = b->rule_id;
+		}
+	}
+
+	__u8 verdict;
+	__u32 rule_id;
+
+	if (have_a && a_deny) {
+		verdict = WARD_VERDICT_DENIED;
+		rule_id = a_rule;
+	} else if (have_b && b_deny) {
+		verdict = WARD_VERDICT_DENIED;
+		rule_id = b_rule;
+	} else if (have_a) {
+		verdict = WARD_VERDICT_ALLOWED;
+		rule_id = a_rule;
+	} else if (have_b) {
+		verdict = WARD_VERDICT_ALLOWED;
+		rule_id = b_rule;
+	} else {
+		verdict = WARD_VERDICT_DEFAULT_DENY;
+		rule_id = 0;
+	}
+
+	count(ep->ep_id, direction, verdict, len);
+	if (verdict != WARD_VERDICT_ALLOWED) {
+		emit(ep, ep->identity, remote_identity, &f, direction, verdict, rule_id);
+		return TC_ACT_SHOT;
+	}
+
+	/* Allowed: create or refresh the forward tuple; one event per connection and direction. */
+	{
+		__u32 seen = direction == WARD_DIR_EGRESS ? WARD_CT_F_EGRESS_SEEN
+							  : WARD_CT_F_INGRESS_SEEN;
+		struct ct_key fk = {
+			.saddr = f.saddr,
+			.daddr = f.daddr,
+			.sport = f.ct_sport,
+			.dport = f.ct_dport,
+			.proto = f.proto,
+		};
+		struct ct_value *fv = bpf_map_lookup_elem(&ward_ct, &fk);
+
+		if (fv && ct_live(fv, now, f.proto)) {
+			fv->last_seen_ns = now;
+			__sync_fetch_and_add(&fv->packets, 1);
+			__sync_fetch_and_add(&fv->bytes, len);
+			if (fv->flags & seen)
+				return TC_ACT_OK;
+			/* The other end's direction created it (both pods on this node). */
+			fv->flags |= seen; /* a lost race only repeats one event */
+		} else {
+			struct ct_value nv = {
+				.last_seen_ns = now,
+				.packets = 1,
+				.bytes = len,
+				.flags = seen,
+			};
+
+			bpf_map_update_elem(&ward_ct, &fk, &nv, BPF_ANY);
+		}
+	}
+	emit(ep, ep->identity, remote_identity, &f, direction, WARD_VERDICT_ALLOWED, rule_id);
+	return TC_ACT_OK;
+}
+
+SEC("classifier/from_pod")
+int from_pod(struct __sk_buff *skb)
+{
+	return enforce(skb, WARD_DIR_EGRESS);
+}
+
+SEC("classifier/to_pod")
+int to_pod(struct __sk_buff *skb)
+{
+	return enforce(skb, WARD_DIR_INGRESS);
+}

@@ -1,0 +1,126 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * ward datapath: map layouts shared by ward.c and the Rust side
+ * (datapath/src/bpf/maps.rs mirrors every struct here; keep them in sync).
+ */
+#ifndef WARD_H
+#define WARD_H
+
+#include <linux/types.h>
+
+#define WARD_MAX_ENDPOINTS 4096
+#define WARD_MAX_IPCACHE 65536
+#define WARD_MAX_POLICY 65536
+#define WARD_MAX_CT 65536
+#define WARD_MAX_COUNTERS 16384
+#define WARD_EVENTS_BYTES (256 * 1024)
+
+/* Reserved identity of addresses the ipcache does not know. */
+#define WARD_IDENTITY_WORLD 2
+
+#define WARD_DIR_INGRESS 0
+#define WARD_DIR_EGRESS 1
+
+/* Verdicts (events and counters). */
+#define WARD_VERDICT_ALLOWED 0
+#define WARD_VERDICT_DENIED 1
+#define WARD_VERDICT_DEFAULT_DENY 2
+/* Counters only: a non-IPv4, non-ARP frame (IPv6 included), dropped without an event. */
+#define WARD_VERDICT_UNSUPPORTED 3
+
+/* Conntrack lifetimes since the last packet. */
+#define WARD_CT_TCP_LIFETIME_NS (21600ULL * 1000000000ULL)
+#define WARD_CT_ANY_LIFETIME_NS (60ULL * 1000000000ULL)
+
+/* ct_value.flags: the directions whose policy allowed this tuple (one allowed event each). */
+#define WARD_CT_F_INGRESS_SEEN (1U << 0)
+#define WARD_CT_F_EGRESS_SEEN (1U << 1)
+
+/* policy_value.flags */
+#define WARD_POLICY_F_L7 (1U << 0)
+
+/* ward_endpoints value; key: __u32 ifindex of the host-side veth. */
+struct endpoint_info {
+	__u32 ep_id;
+	__u32 identity;
+	__u32 flags;
+};
+
+/* ward_ipcache key (LPM): prefixlen 0..32, addr in network order. */
+struct ipcache_key {
+	__u32 prefixlen;
+	__u32 addr;
+};
+
+struct ipcache_value {
+	__u32 identity;
+};
+
+/*
+ * ward_policy key (LPM, 96 data bits):
+ * 72 = ep + direction + identity (any proto/port), 80 = + proto, 80+k = + top k port bits.
+ */
+struct policy_key {
+	__u32 prefixlen;
+	__u32 ep_id;     /* big-endian */
+	__u8 direction;  /* WARD_DIR_* */
+	__u32 identity;  /* big-endian, 0 = any */
+	__u8 proto;
+	__u16 dport;     /* network order; ICMP: the type */
+} __attribute__((packed));
+
+struct policy_value {
+	__u8 deny;
+	__u8 flags;
+	__u16 pad;
+	__u32 rule_id;
+};
+
+/* ward_ct key: the tuple as seen on the wire (addresses and ports in network order). */
+struct ct_key {
+	__u32 saddr;
+	__u32 daddr;
+	__u16 sport;
+	__u16 dport;
+	__u8 proto;
+	__u8 pad[3];
+};
+
+struct ct_value {
+	__u64 last_seen_ns;
+	__u64 packets;
+	__u64 bytes;
+	__u32 flags;
+	__u32 pad;
+};
+
+/* ward_events record. */
+struct verdict_event {
+	__u64 ts_ns;
+	__u32 ep_id;
+	__u32 src_identity;
+	__u32 dst_identity;
+	__u32 saddr;     /* network order */
+	__u32 daddr;     /* network order */
+	__u16 sport;     /* network order; ICMP: echo id or 0 */
+	__u16 dport;     /* network order; ICMP: the type */
+	__u8 proto;
+	__u8 direction;
+	__u8 verdict;
+	__u8 pad;
+	__u32 rule_id;
+};
+
+struct counter_key {
+	__u32 ep_id;
+	__u8 direction;
+	__u8 verdict;
+	__u16 pad;
+};
+
+struct counter_value {
+	__u64 packets;
+	__u64 bytes;
+};
+
+#endif /* WARD_H */

@@ -1,0 +1,388 @@
+//! From the engine's resolved policy to the entries of one node's BPF maps. Pure: no kernel,
+//! no I/O, so the translation is tested against the engine's own verdicts without root.
+//!
+//! The maps mirror the datapath of reference §6 (see `datapath/bpf/ward.c`):
+//! - **ipcache** (LPM, IPv4 prefix → identity; no entry means `world`): every endpoint of
+//!   the cluster (/32), every node (`host` for this node, `remote-node` for the others), and
+//!   every world prefix a CIDR rule of a local endpoint mentions, with a *CIDR identity* from
+//!   [`CIDR_IDENTITY_BASE`] on (Cilium's local identity scope).
+//! - **policy** (LPM over endpoint, direction, remote identity, protocol, port): two lookups
+//!   per packet, the remote identity and identity 0 (any). Within one lookup the longest
+//!   prefix wins, so an allow nested inside a deny of the same lookup is stored as a deny:
+//!   then "a deny wins" holds for every packet, as in the engine.
+//!
+//! World peers: a world address inside a policy prefix has that prefix's CIDR identity, so an
+//! entry for `world` (identity 2) also gets every CIDR identity, and a CIDR peer gets the
+//! identities of the prefixes inside it and outside its exceptions (plus `world` for `/0`).
+
+use crate::engine::{
+    Direction, Enforcement, ExportedEntry, ExportedPeer, Identity, L4, NamedPort, PolicyRepository,
+    RuleRef,
+};
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, Ipv4Addr};
+
+/// First CIDR identity (Cilium's local scope, 1 << 24).
+pub const CIDR_IDENTITY_BASE: u32 = 1 << 24;
+
+/// One policy-map key. `bits` is how many leading bits of (protocol, port) count: 0 any
+/// protocol and port, 8 the protocol only, 8 + k the protocol and the top k port bits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PolicyKey {
+    /// The local endpoint ([`endpoint_id`]).
+    pub ep: u32,
+    /// Egress of the endpoint (else ingress).
+    pub egress: bool,
+    /// The remote identity; 0 is any.
+    pub identity: u32,
+    /// IP protocol (0 when `bits` is 0).
+    pub proto: u8,
+    /// Destination port, or ICMP type (masked to `bits`).
+    pub port: u16,
+    /// Significant bits of protocol and port, 0..=24.
+    pub bits: u8,
+}
+
+impl PolicyKey {
+    /// Whether this key's prefix contains `other`'s (same endpoint, direction, identity).
+    fn covers(&self, other: &PolicyKey) -> bool {
+        self.bits <= other.bits && masked(other.proto, other.port, self.bits) == (self.proto, self.port)
+    }
+}
+
+/// What a policy-map entry says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PolicyValue {
+    /// Drop.
+    pub deny: bool,
+    /// An allow whose L7 rules are enforced here only at layer 4.
+    pub l7: bool,
+    /// The deciding rule ([`rule_id`]; 0 for the agent's own entries).
+    pub rule: u32,
+}
+
+/// One local endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndpointEntry {
+    /// Its map id.
+    pub ep: u32,
+    /// Its security identity.
+    pub identity: u32,
+    /// Its address.
+    pub ip: Ipv4Addr,
+}
+
+/// Everything one node's maps hold.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NodeEntries {
+    /// Local endpoints by `namespace/name`.
+    pub endpoints: BTreeMap<String, EndpointEntry>,
+    /// Prefix → identity.
+    pub ipcache: BTreeMap<(Ipv4Addr, u8), u32>,
+    /// The policy entries.
+    pub policy: BTreeMap<PolicyKey, PolicyValue>,
+    /// Rule id → `Kind/ns/name spec.ingress[0]`, for events and status.
+    pub rules: BTreeMap<u32, String>,
+}
+
+/// A stable 32-bit id for an endpoint (FNV-1a of `namespace/name`, never 0).
+pub fn endpoint_id(full_name: &str) -> u32 {
+    fnv1a(full_name).max(1)
+}
+
+/// A stable 32-bit id for a rule (FNV-1a of its text, never 0).
+pub fn rule_id(rule: &RuleRef) -> u32 {
+    fnv1a(&rule.to_string()).max(1)
+}
+
+fn fnv1a(s: &str) -> u32 {
+    s.bytes().fold(0x811c_9dc5_u32, |h, b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193))
+}
+
+/// The maps of node `node` for the repository's endpoints and policies.
+///
+/// Errors name what cannot be represented: two local endpoints whose ids collide.
+pub fn compute(repo: &PolicyRepository, node: &str) -> Result<NodeEntries, String> {
+    let mut maps = NodeEntries::default();
+    let cidrs = cidr_identities(repo, node);
+    ipcache(repo, node, &cidrs, &mut maps);
+    for ep in repo.cluster().endpoints.iter().filter(|e| e.node.as_deref() == Some(node)) {
+        let (Some(IpAddr::V4(ip)), Some(id)) = (ep.ip, repo.endpoint_id(&ep.full_name())) else { continue };
+        let (Some(identity), Some(policy)) = (repo.identity(id), repo.endpoint_policy(id)) else { continue };
+        let e = endpoint_id(&ep.full_name());
+        if let Some((other, _)) = maps.endpoints.iter().find(|(_, x)| x.ep == e) {
+            return Err(format!("endpoints {other} and {} share map id {e}; rename one", ep.full_name()));
+        }
+        maps.endpoints.insert(ep.full_name(), EndpointEntry { ep: e, identity: identity.0, ip });
+        for dir in [Direction::Ingress, Direction::Egress] {
+            let own = &ep.named_ports;
+            let mut raw = Vec::new();
+            if repo.config().enforcement == Enforcement::Never {
+                raw.push((key(e, dir, 0, 0, 0, 0), PolicyValue { deny: false, l7: false, rule: 0 }));
+            } else {
+                for x in policy.export(dir) {
+                    entry_keys(repo, &x, e, dir, own, &cidrs, &mut maps.rules, &mut raw);
+                }
+                if !policy.is_enforced(dir) {
+                    raw.push((key(e, dir, 0, 0, 0, 0), PolicyValue { deny: false, l7: false, rule: 0 }));
+                }
+                if dir == Direction::Ingress && repo.config().allow_localhost && identity != Identity::HOST {
+                    raw.push((key(e, dir, Identity::HOST.0, 0, 0, 0), PolicyValue { deny: false, l7: false, rule: 0 }));
+                }
+            }
+            fold(raw, &mut maps.policy);
+        }
+    }
+    Ok(maps)
+}
+
+fn key(ep: u32, dir: Direction, identity: u32, proto: u8, port: u16, bits: u8) -> PolicyKey {
+    PolicyKey { ep, egress: dir == Direction::Egress, identity, proto, port, bits }
+}
+
+/// World prefixes named by CIDR rules of this node's endpoints, each with its identity.
+fn cidr_identities(repo: &PolicyRepository, node: &str) -> BTreeMap<(Ipv4Addr, u8), u32> {
+    let mut prefixes = BTreeSet::new();
+    for ep in repo.cluster().endpoints.iter().filter(|e| e.node.as_deref() == Some(node)) {
+        let Some(policy) = repo.endpoint_id(&ep.full_name()).and_then(|id| repo.endpoint_policy(id)) else { continue };
+        for dir in [Direction::Ingress, Direction::Egress] {
+            for x in policy.export(dir) {
+                for p in &x.peers {
+                    if let ExportedPeer::Cidr(c) = p {
+                        prefixes.extend(std::iter::once(&c.prefix).chain(&c.except).filter_map(v4));
+                    }
+                }
+            }
+        }
+    }
+    prefixes.into_iter().zip(CIDR_IDENTITY_BASE..).collect()
+}
+
+fn v4(p: &crate::engine::cidr::Prefix) -> Option<(Ipv4Addr, u8)> {
+    match p.addr() {
+        IpAddr::V4(a) => Some((a, p.prefix_len())),
+        IpAddr::V6(_) => None,
+    }
+}
+
+/// Endpoints and nodes win over a CIDR prefix that happens to be the same /32.
+fn ipcache(repo: &PolicyRepository, node: &str, cidrs: &BTreeMap<(Ipv4Addr, u8), u32>, maps: &mut NodeEntries) {
+    maps.ipcache.extend(cidrs.iter().map(|(k, v)| (*k, *v)));
+    for n in &repo.cluster().nodes {
+        if let Some(IpAddr::V4(ip)) = n.ip {
+            let id = if n.name == node { Identity::HOST } else { repo.remote_node_identity(&n.name).unwrap_or(Identity::REMOTE_NODE) };
+            maps.ipcache.insert((ip, 32), id.0);
+        }
+    }
+    for ep in &repo.cluster().endpoints {
+        let id = repo.endpoint_id(&ep.full_name()).and_then(|id| repo.identity(id));
+        if let (Some(IpAddr::V4(ip)), Some(id)) = (ep.ip, id) {
+            maps.ipcache.insert((ip, 32), id.0);
+        }
+    }
+}
+
+/// The raw keys of one exported entry.
+#[allow(clippy::too_many_arguments, reason = "one call site; the arguments are the context")]
+fn entry_keys(
+    repo: &PolicyRepository,
+    x: &ExportedEntry<'_>,
+    ep: u32,
+    dir: Direction,
+    own_ports: &BTreeMap<String, NamedPort>,
+    cidrs: &BTreeMap<(Ipv4Addr, u8), u32>,
+    rules: &mut BTreeMap<u32, String>,
+    out: &mut Vec<(PolicyKey, PolicyValue)>,
+) {
+    let rule = rule_id(x.rule);
+    rules.entry(rule).or_insert_with(|| x.rule.to_string());
+    let value = PolicyValue { deny: x.deny, l7: x.l7, rule };
+    let identities = peer_identities(&x.peers, cidrs);
+    for l4 in x.l4 {
+        match l4 {
+            L4::All => out.extend(identities.iter().map(|id| (key(ep, dir, *id, 0, 0, 0), value))),
+            L4::Ports { proto, lo, hi } => {
+                for (port, bits) in port_prefixes(*lo, *hi) {
+                    out.extend(identities.iter().map(|id| (key(ep, dir, *id, proto.0, port, bits), value)));
+                }
+            }
+            L4::Named { proto, name } => {
+                let resolved = |ports: &BTreeMap<String, NamedPort>| ports.get(name).filter(|np| np.protocol == *proto).map(|np| np.port);
+                if dir == Direction::Ingress {
+                    // The destination is the local endpoint: its own declared ports.
+                    if let Some(port) = resolved(own_ports) {
+                        out.extend(identities.iter().map(|id| (key(ep, dir, *id, proto.0, port, 24), value)));
+                    }
+                    continue;
+                }
+                // Egress: the destination's ports, so one key per remote endpoint's identity.
+                for remote in &repo.cluster().endpoints {
+                    let Some(rid) = repo.endpoint_id(&remote.full_name()).and_then(|i| repo.identity(i)) else { continue };
+                    let Some(port) = resolved(&remote.named_ports) else { continue };
+                    if identities.contains(&0) || identities.contains(&rid.0) {
+                        out.push((key(ep, dir, rid.0, proto.0, port, 24), value));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The identities (0 = any) an entry's peers stand for in the datapath.
+fn peer_identities(peers: &[ExportedPeer<'_>], cidrs: &BTreeMap<(Ipv4Addr, u8), u32>) -> BTreeSet<u32> {
+    let mut out = BTreeSet::new();
+    for p in peers {
+        match p {
+            ExportedPeer::Any => {
+                out.insert(0);
+            }
+            ExportedPeer::Identities(ids) => {
+                for id in ids.iter() {
+                    out.insert(id.0);
+                    if *id == Identity::WORLD {
+                        out.extend(cidrs.values().copied());
+                    }
+                }
+            }
+            ExportedPeer::Cidr(c) => {
+                let Some(q) = v4(&c.prefix) else { continue };
+                let excepts: Vec<(Ipv4Addr, u8)> = c.except.iter().filter_map(v4).collect();
+                for (p, id) in cidrs {
+                    if within(*p, q) && !excepts.iter().any(|x| within(*p, *x)) {
+                        out.insert(*id);
+                    }
+                }
+                if q.1 == 0 {
+                    out.insert(Identity::WORLD.0);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Whether prefix `inner` lies inside prefix `outer`.
+fn within(inner: (Ipv4Addr, u8), outer: (Ipv4Addr, u8)) -> bool {
+    inner.1 >= outer.1 && mask_ip(inner.0, outer.1) == mask_ip(outer.0, outer.1)
+}
+
+fn mask_ip(ip: Ipv4Addr, len: u8) -> u32 {
+    let bits = u32::from(ip);
+    if len == 0 { 0 } else { bits & (u32::MAX << (32 - u32::from(len))) }
+}
+
+/// (port, bits) prefixes for `lo..=hi`: the protocol alone (bits 8) when the range is every
+/// port, otherwise the fewest aligned blocks that cover the range exactly.
+pub fn port_prefixes(lo: u16, hi: u16) -> Vec<(u16, u8)> {
+    crate::bpf::maps::port_range_prefixes(lo, hi).into_iter().map(|(port, k)| (port, 8 + k)).collect()
+}
+
+fn masked(proto: u8, port: u16, bits: u8) -> (u8, u16) {
+    match bits {
+        0 => (0, 0),
+        1..=8 => (proto, 0),
+        _ => {
+            let k = u32::from(bits - 8);
+            (proto, if k >= 16 { port } else { port & !(u16::MAX >> k) })
+        }
+    }
+}
+
+/// Keeps one value per key and turns every allow that a deny of the same lookup contains
+/// into that deny, so the longest-prefix match gives the engine's "deny wins".
+fn fold(raw: Vec<(PolicyKey, PolicyValue)>, out: &mut BTreeMap<PolicyKey, PolicyValue>) {
+    let denies: Vec<(PolicyKey, u32)> = raw.iter().filter(|(_, v)| v.deny).map(|(k, v)| (*k, v.rule)).collect();
+    let mut local: BTreeMap<PolicyKey, PolicyValue> = BTreeMap::new();
+    for (k, v) in raw {
+        let v = if v.deny {
+            v
+        } else {
+            match denies.iter().filter(|(d, _)| d.identity == k.identity && d.covers(&k)).max_by_key(|(d, _)| d.bits) {
+                Some((_, rule)) => PolicyValue { deny: true, l7: false, rule: *rule },
+                None => v,
+            }
+        };
+        match local.get(&k) {
+            Some(old) if old.deny || !v.deny => {}
+            _ => {
+                local.insert(k, v);
+            }
+        }
+    }
+    out.extend(local);
+}
+
+/// What the datapath decides for one direction of one packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MapVerdict {
+    /// An allow entry matched.
+    Allow(u32),
+    /// A deny entry matched.
+    Deny(u32),
+    /// Nothing matched.
+    DefaultDeny,
+}
+
+impl NodeEntries {
+    /// The identity of `ip` by longest prefix; `world` when nothing matches.
+    pub fn identity_of(&self, ip: Ipv4Addr) -> u32 {
+        (0..=32u8).rev().find_map(|len| self.ipcache.get(&(Ipv4Addr::from(mask_ip(ip, len)), len)).copied()).unwrap_or(Identity::WORLD.0)
+    }
+
+    /// The lookup `ward.c` does: the remote identity, then identity 0, each by longest prefix.
+    pub fn verdict(&self, ep: u32, egress: bool, remote: Ipv4Addr, proto: u8, port: u16) -> MapVerdict {
+        let id = self.identity_of(remote);
+        let hits: Vec<PolicyValue> = [id, 0].into_iter().filter_map(|identity| self.longest(ep, egress, identity, proto, port)).collect();
+        if let Some(d) = hits.iter().find(|v| v.deny) {
+            return MapVerdict::Deny(d.rule);
+        }
+        hits.first().map_or(MapVerdict::DefaultDeny, |a| MapVerdict::Allow(a.rule))
+    }
+
+    fn longest(&self, ep: u32, egress: bool, identity: u32, proto: u8, port: u16) -> Option<PolicyValue> {
+        (0..=24u8).rev().find_map(|bits| {
+            let (p, port) = masked(proto, port, bits);
+            self.policy.get(&PolicyKey { ep, egress, identity, proto: p, port, bits }).copied()
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_port_is_the_protocol_alone_and_ranges_are_blocks() {
+        assert_eq!(port_prefixes(0, 65535), vec![(0, 8)]);
+        assert_eq!(port_prefixes(80, 80), vec![(80, 24)]);
+        assert_eq!(port_prefixes(7999, 8001), vec![(7999, 24), (8000, 23)]);
+    }
+
+    #[test]
+    fn an_allow_inside_a_deny_of_the_same_lookup_becomes_that_deny() {
+        let k = |bits, port| PolicyKey { ep: 1, egress: false, identity: 300, proto: 6, port, bits };
+        let raw = vec![
+            (k(24, 80), PolicyValue { deny: false, l7: false, rule: 7 }),
+            (k(8, 0), PolicyValue { deny: true, l7: false, rule: 9 }),
+            (k(24, 81), PolicyValue { deny: true, l7: false, rule: 10 }),
+        ];
+        let mut maps = NodeEntries::default();
+        fold(raw, &mut maps.policy);
+        assert!(maps.policy[&k(24, 80)].deny);
+        maps.ipcache.insert((Ipv4Addr::new(10, 0, 0, 5), 32), 300);
+        assert!(matches!(maps.verdict(1, false, Ipv4Addr::new(10, 0, 0, 5), 6, 80), MapVerdict::Deny(_)));
+        assert_eq!(maps.verdict(1, false, Ipv4Addr::new(10, 0, 0, 5), 17, 80), MapVerdict::DefaultDeny);
+    }
+
+    #[test]
+    fn identities_come_from_the_longest_prefix_or_are_world() {
+        let mut maps = NodeEntries::default();
+        maps.ipcache.insert((Ipv4Addr::new(10, 0, 0, 0), 8), CIDR_IDENTITY_BASE);
+        maps.ipcache.insert((Ipv4Addr::new(10, 1, 0, 0), 16), CIDR_IDENTITY_BASE + 1);
+        maps.ipcache.insert((Ipv4Addr::new(10, 1, 2, 3), 32), 400);
+        assert_eq!(maps.identity_of(Ipv4Addr::new(10, 1, 2, 3)), 400);
+        assert_eq!(maps.identity_of(Ipv4Addr::new(10, 1, 2, 4)), CIDR_IDENTITY_BASE + 1);
+        assert_eq!(maps.identity_of(Ipv4Addr::new(10, 2, 0, 1)), CIDR_IDENTITY_BASE);
+        assert_eq!(maps.identity_of(Ipv4Addr::new(192, 0, 2, 1)), Identity::WORLD.0);
+    }
+}

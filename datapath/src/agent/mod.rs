@@ -1,0 +1,16 @@
+//! `ward-agent`: one per node. It turns the desired state (the local target's objects) and
+//! the node's endpoints into BPF map entries with the engine, and writes only what changed.
+//!
+//! - [`desired`]: complete revisions read from the local target's state directory.
+//! - [`entries`]: the pure translation from resolved policy to map entries.
+//! - [`sync`]: the difference between the maps and the wanted entries, applied in a safe order.
+//! - [`run`]: attaching, reading the maps back after a restart, following the state directory.
+//! - [`status`]: what a node's pinned maps hold.
+//! - [`observe`]: the verdict events, named and filtered (`ward observe`).
+
+pub mod desired;
+pub mod entries;
+pub mod observe;
+pub mod run;
+pub mod status;
+pub mod sync;

@@ -1,0 +1,182 @@
+//! `ward observe`: follow the verdict events of one or more nodes, a small Hubble. Each
+//! event names both ends (pod names from the topology when given), the port, the verdict and
+//! the rule that decided (from the agent's `rules.json`), or that no rule allowed the flow.
+
+use super::run::AgentConfig;
+use crate::bpf::events::{EventReader, VerdictEvent};
+use crate::bpf::maps::Verdict;
+use crate::bpf::PIN_ROOT;
+use crate::lab::Topology;
+use anyhow::{Result, bail};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::net::Ipv4Addr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// What to show and for how long.
+#[derive(Debug, Clone, Default)]
+pub struct ObserveOptions {
+    /// Nodes to follow; all pinned nodes when empty.
+    pub nodes: Vec<String>,
+    /// Only events with this pod (`ns/name` or `name`) at either end.
+    pub pod: Option<String>,
+    /// Only `allowed`, `denied`, `default-deny`, or `dropped` (both drops).
+    pub verdict: Option<String>,
+    /// Only this destination port.
+    pub port: Option<u16>,
+    /// JSON lines instead of text.
+    pub json: bool,
+    /// Stop after this many events.
+    pub count: Option<usize>,
+    /// Stop after this long.
+    pub duration: Option<Duration>,
+    /// Names pods by address.
+    pub topology: Option<Topology>,
+}
+
+/// Follows events until the count or duration is reached (or forever), writing one line each.
+pub fn run(opts: &ObserveOptions, out: &mut dyn Write) -> Result<usize> {
+    let nodes = if opts.nodes.is_empty() { pinned_nodes()? } else { opts.nodes.clone() };
+    if nodes.is_empty() {
+        bail!("no node datapath is pinned under {PIN_ROOT}; start `ward-agent run` first");
+    }
+    if let Some(v) = &opts.verdict
+        && !["allowed", "denied", "default-deny", "dropped"].contains(&v.as_str())
+    {
+        bail!("unknown verdict {v:?}: use allowed, denied, default-deny or dropped");
+    }
+    let mut readers: Vec<(String, EventReader, BTreeMap<u32, String>)> = Vec::new();
+    for n in nodes {
+        let reader = EventReader::open(&n)?;
+        readers.push((n.clone(), reader, rule_names(&n)));
+    }
+    let names = pod_names(opts.topology.as_ref());
+    let start = Instant::now();
+    let mut shown = 0;
+    loop {
+        if opts.count.is_some_and(|c| shown >= c) || opts.duration.is_some_and(|d| start.elapsed() >= d) {
+            return Ok(shown);
+        }
+        let mut idle = true;
+        for (node, reader, rules) in &mut readers {
+            while let Some(e) = reader.try_next() {
+                idle = false;
+                if !matches(opts, &names, &e) {
+                    continue;
+                }
+                writeln!(out, "{}", render(opts.json, node, &names, rules, &e))?;
+                out.flush()?;
+                shown += 1;
+                if opts.count.is_some_and(|c| shown >= c) {
+                    return Ok(shown);
+                }
+            }
+        }
+        if idle {
+            // One reader waits; the others are polled again right after.
+            if let Some((_, r, _)) = readers.first_mut()
+                && let Some(e) = r.next(Duration::from_millis(100))?
+            {
+                let (node, _, rules) = &readers[0];
+                if matches(opts, &names, &e) {
+                    writeln!(out, "{}", render(opts.json, node, &names, rules, &e))?;
+                    shown += 1;
+                }
+            }
+        }
+    }
+}
+
+/// Nodes with a pinned datapath.
+fn pinned_nodes() -> Result<Vec<String>> {
+    let Ok(dir) = std::fs::read_dir(PIN_ROOT) else { return Ok(Vec::new()) };
+    let mut out: Vec<String> = dir.flatten().filter(|e| e.path().join("ward_events").exists()).map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    out.sort();
+    Ok(out)
+}
+
+fn rule_names(node: &str) -> BTreeMap<u32, String> {
+    let path = AgentConfig::default_run_dir(node).join("rules.json");
+    read_rules(&path)
+}
+
+fn read_rules(path: &Path) -> BTreeMap<u32, String> {
+    std::fs::read(path)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<BTreeMap<String, String>>(&b).ok())
+        .map(|m| m.into_iter().filter_map(|(k, v)| Some((k.parse().ok()?, v))).collect())
+        .unwrap_or_default()
+}
+
+fn pod_names(t: Option<&Topology>) -> BTreeMap<Ipv4Addr, String> {
+    let mut m = BTreeMap::new();
+    if let Some(t) = t {
+        m.extend(t.pods.iter().map(|p| (p.ip, p.full_name())));
+        m.insert(t.world.ip, t.world.name.clone());
+        m.extend(t.nodes.iter().map(|n| (n.ip, format!("node/{}", n.name))));
+    }
+    m
+}
+
+fn verdict_name(e: &VerdictEvent) -> &'static str {
+    match e.verdict() {
+        Some(Verdict::Allowed) => "allowed",
+        Some(Verdict::Denied) => "denied",
+        Some(Verdict::DefaultDeny) => "default-deny",
+        _ => "unknown",
+    }
+}
+
+fn matches(opts: &ObserveOptions, names: &BTreeMap<Ipv4Addr, String>, e: &VerdictEvent) -> bool {
+    let v = verdict_name(e);
+    let verdict_ok = match opts.verdict.as_deref() {
+        None => true,
+        Some("dropped") => v == "denied" || v == "default-deny",
+        Some(want) => v == want,
+    };
+    let pod_ok = opts.pod.as_deref().is_none_or(|p| {
+        [e.saddr(), e.daddr()].iter().any(|ip| names.get(ip).is_some_and(|n| n == p || n.rsplit('/').next() == Some(p)))
+    });
+    verdict_ok && pod_ok && opts.port.is_none_or(|p| e.dport() == p)
+}
+
+fn proto_name(p: u8) -> String {
+    match p {
+        1 => "ICMP".into(),
+        6 => "TCP".into(),
+        17 => "UDP".into(),
+        132 => "SCTP".into(),
+        n => n.to_string(),
+    }
+}
+
+fn render(json: bool, node: &str, names: &BTreeMap<Ipv4Addr, String>, rules: &BTreeMap<u32, String>, e: &VerdictEvent) -> String {
+    let name = |ip: Ipv4Addr| names.get(&ip).cloned().unwrap_or_else(|| ip.to_string());
+    let rule = match (e.rule_id(), e.verdict()) {
+        (0, Some(Verdict::DefaultDeny)) => "no rule allows it (default deny)".to_owned(),
+        (0, _) => "no policy selects the endpoint in this direction".to_owned(),
+        (id, _) => rules.get(&id).cloned().unwrap_or_else(|| format!("rule {id}")),
+    };
+    let direction = e.direction().to_string();
+    if json {
+        return serde_json::json!({
+            "node": node, "verdict": verdict_name(e), "direction": direction,
+            "source": {"name": name(e.saddr()), "ip": e.saddr().to_string(), "port": e.sport(), "identity": e.src_identity()},
+            "destination": {"name": name(e.daddr()), "ip": e.daddr().to_string(), "port": e.dport(), "identity": e.dst_identity()},
+            "protocol": proto_name(e.proto()), "rule": rule, "ruleId": e.rule_id(),
+        })
+        .to_string();
+    }
+    format!(
+        "{node:<10} {:<12} {} (id {}) -> {}:{}/{} (id {}) [{direction} of the {}] {rule}",
+        verdict_name(e).to_uppercase(),
+        name(e.saddr()),
+        e.src_identity(),
+        name(e.daddr()),
+        e.dport(),
+        proto_name(e.proto()),
+        e.dst_identity(),
+        if direction == "egress" { "source" } else { "destination" },
+    )
+}

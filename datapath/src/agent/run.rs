@@ -1,0 +1,226 @@
+//! The agent's life: attach the programs to the node's pods, read the kernel's entries back
+//! (so a restart rewrites only what changed), then follow the state directory and keep the
+//! maps equal to what the engine computes.
+//!
+//! Failure handling: a revision that cannot be read or resolved is logged and skipped; the
+//! maps keep the last good entries. The programs and maps are pinned and the TC filters
+//! belong to the kernel, so enforcement continues while the agent is down (fail closed: an
+//! endpoint with no entries drops everything).
+
+use super::entries::{self, EndpointEntry, NodeEntries, PolicyKey, PolicyValue};
+use super::sync::{self, MapStore, SyncStats};
+use super::desired;
+use crate::bpf::maps::{EndpointInfo, NodeMaps};
+use crate::bpf::{self, NodeDatapath};
+use crate::engine::{Direction, PolicyRepository};
+use crate::lab::{Topology, names};
+use anyhow::{Context, Result, anyhow, bail};
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// Where the agent runs and what it follows.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// This node's name (as in the topology).
+    pub node: String,
+    /// The lab topology: the endpoints.
+    pub topology: PathBuf,
+    /// The local target's state directory (`.ward`): the desired state.
+    pub state_dir: PathBuf,
+    /// Where the agent writes its status and rule names (`/run/ward/agent/<node>`).
+    pub run_dir: PathBuf,
+}
+
+impl AgentConfig {
+    /// The default run directory of `node`.
+    pub fn default_run_dir(node: &str) -> PathBuf {
+        PathBuf::from("/run/ward/agent").join(node)
+    }
+}
+
+/// A running agent.
+pub struct Agent {
+    cfg: AgentConfig,
+    topology: Topology,
+    datapath: NodeDatapath,
+    /// Local pods' host interfaces.
+    ifindex: BTreeMap<String, u32>,
+    /// What the maps hold now.
+    current: NodeEntries,
+    revision: Option<String>,
+}
+
+impl Agent {
+    /// Loads the topology, opens the node's datapath (reusing pinned maps), attaches the
+    /// programs to every local pod and reads the maps back.
+    pub fn start(cfg: AgentConfig) -> Result<Agent> {
+        let topology = Topology::load(&cfg.topology).map_err(|ds| {
+            anyhow!("{} is not a valid topology:\n{}", cfg.topology.display(), ds.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))
+        })?;
+        if topology.node(&cfg.node).is_none() {
+            let known: Vec<&str> = topology.nodes.iter().map(|n| n.name.as_str()).collect();
+            bail!("node {:?} is not in {} (nodes: {})", cfg.node, cfg.topology.display(), known.join(", "));
+        }
+        let mut datapath = NodeDatapath::open(&cfg.node)?;
+        let netns = names::netns_path(&names::node_netns(&topology.name, &cfg.node));
+        let mut ifindex = BTreeMap::new();
+        for pod in topology.pods_on(&cfg.node) {
+            let i = datapath.attach(&netns, &pod.host_ifname()).with_context(|| format!("is the lab up? (`ward lab up {}`)", cfg.topology.display()))?;
+            ifindex.insert(pod.full_name(), i);
+        }
+        let current = read_back(datapath.maps(), &ifindex)?;
+        tracing::info!(node = %cfg.node, endpoints = ifindex.len(), policy_entries = current.policy.len(), "agent started; programs attached");
+        Ok(Agent { cfg, topology, datapath, ifindex, current, revision: None })
+    }
+
+    /// Reads the desired state and brings the maps to it. On an error the maps are left as
+    /// they are (the last good revision).
+    pub fn sync(&mut self) -> Result<SyncStats> {
+        let d = desired::read(&self.cfg.state_dir)?;
+        let repo = PolicyRepository::from_resources(self.topology.cluster(), &d.resources).map_err(|e| anyhow!("{e}"))?;
+        let wanted = entries::compute(&repo, &self.cfg.node).map_err(|e| anyhow!(e))?;
+        let mut store = KernelStore { maps: self.datapath.maps_mut(), ifindex: &self.ifindex };
+        let stats = sync::apply(&mut store, &self.current, &wanted)?;
+        self.current = wanted;
+        self.revision = d.revision;
+        self.write_status()?;
+        tracing::info!(node = %self.cfg.node, revision = self.revision.as_deref().unwrap_or("-"), written = stats.written, removed = stats.removed, unchanged = stats.unchanged, "maps in sync");
+        Ok(stats)
+    }
+
+    /// Syncs, then follows the state directory until `stop` is set: each change is synced
+    /// after a short quiet period; a full resync runs every `resync` regardless.
+    pub fn run(&mut self, stop: &AtomicBool, resync: Duration) -> Result<()> {
+        let (tx, rx) = mpsc::channel();
+        // Reads (the agent's own, too) raise access events: only changes count.
+        let mut watcher = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
+            if ev.is_ok_and(|e| !e.kind.is_access()) {
+                let _ = tx.send(());
+            }
+        })
+        .context("cannot watch the state directory")?;
+        std::fs::create_dir_all(&self.cfg.state_dir).with_context(|| format!("cannot create {}", self.cfg.state_dir.display()))?;
+        notify::Watcher::watch(&mut watcher, &self.cfg.state_dir, notify::RecursiveMode::Recursive)
+            .with_context(|| format!("cannot watch {}", self.cfg.state_dir.display()))?;
+        self.sync_logged();
+        let mut last = Instant::now();
+        while !stop.load(Ordering::Relaxed) {
+            match rx.recv_timeout(Duration::from_millis(200)) {
+                Ok(()) => {
+                    // Let an apply finish writing: wait until 50 ms pass without events.
+                    while rx.recv_timeout(Duration::from_millis(50)).is_ok() {}
+                    self.sync_logged();
+                    last = Instant::now();
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) if last.elapsed() >= resync => {
+                    self.sync_logged();
+                    last = Instant::now();
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => bail!("the state directory watcher stopped"),
+            }
+        }
+        Ok(())
+    }
+
+    fn sync_logged(&mut self) {
+        if let Err(e) = self.sync() {
+            tracing::warn!(node = %self.cfg.node, "not synced, the maps keep the last good revision: {e:#}");
+        }
+    }
+
+    /// `status.json` and `rules.json` in the run directory, for `ward-agent status` and
+    /// `ward observe`.
+    fn write_status(&self) -> Result<()> {
+        std::fs::create_dir_all(&self.cfg.run_dir).with_context(|| format!("cannot create {}", self.cfg.run_dir.display()))?;
+        let rules: BTreeMap<String, &String> = self.current.rules.iter().map(|(k, v)| (k.to_string(), v)).collect();
+        let endpoints: Vec<serde_json::Value> = self
+            .current
+            .endpoints
+            .iter()
+            .map(|(name, e)| serde_json::json!({"name": name, "ep": e.ep, "identity": e.identity, "ip": e.ip.to_string(), "ifindex": self.ifindex.get(name)}))
+            .collect();
+        let status = serde_json::json!({
+            "node": self.cfg.node,
+            "topology": self.cfg.topology.display().to_string(),
+            "stateDir": self.cfg.state_dir.display().to_string(),
+            "revision": self.revision,
+            "endpoints": endpoints,
+            "ipcacheEntries": self.current.ipcache.len(),
+            "policyEntries": self.current.policy.len(),
+            "pid": std::process::id(),
+        });
+        write_json(&self.cfg.run_dir.join("rules.json"), &serde_json::to_value(rules)?)?;
+        write_json(&self.cfg.run_dir.join("status.json"), &status)
+    }
+}
+
+fn write_json(path: &Path, v: &serde_json::Value) -> Result<()> {
+    let tmp = path.with_extension("json.tmp");
+    std::fs::write(&tmp, serde_json::to_vec_pretty(v)?).with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// The kernel's entries as [`NodeEntries`], so a restarted agent writes only differences.
+fn read_back(maps: &NodeMaps, ifindex: &BTreeMap<String, u32>) -> Result<NodeEntries> {
+    let mut out = NodeEntries::default();
+    let by_index: BTreeMap<u32, &String> = ifindex.iter().map(|(n, i)| (*i, n)).collect();
+    for (i, info) in maps.endpoints()? {
+        if let Some(name) = by_index.get(&i) {
+            let ip = Ipv4Addr::UNSPECIFIED;
+            out.endpoints.insert((*name).clone(), EndpointEntry { ep: info.ep_id, identity: info.identity, ip });
+        }
+    }
+    for e in maps.ipcache_entries()? {
+        out.ipcache.insert((e.addr, e.prefix_len), e.identity);
+    }
+    for (k, v) in maps.policy_entries()? {
+        let key = PolicyKey { ep: k.ep_id(), egress: k.direction() == Direction::Egress, identity: k.identity(), proto: k.protocol(), port: k.dport(), bits: k.bits() };
+        out.policy.insert(key, PolicyValue { deny: v.is_deny(), l7: v.carries_l7(), rule: v.rule_id() });
+    }
+    Ok(out)
+}
+
+/// The pinned maps as a [`MapStore`].
+struct KernelStore<'a> {
+    maps: &'a mut NodeMaps,
+    ifindex: &'a BTreeMap<String, u32>,
+}
+
+impl KernelStore<'_> {
+    fn index(&self, name: &str) -> Result<u32> {
+        self.ifindex.get(name).copied().ok_or_else(|| anyhow!("endpoint {name} has no interface on this node"))
+    }
+}
+
+impl MapStore for KernelStore<'_> {
+    fn set_endpoint(&mut self, name: &str, e: &EndpointEntry) -> Result<()> {
+        let i = self.index(name)?;
+        self.maps.set_endpoint(i, EndpointInfo { ep_id: e.ep, identity: e.identity, flags: bpf::maps::ENDPOINT_FLAGS_NONE })
+    }
+    fn remove_endpoint(&mut self, name: &str, _: &EndpointEntry) -> Result<()> {
+        let i = self.index(name)?;
+        self.maps.remove_endpoint(i).map(|_| ())
+    }
+    fn set_ipcache(&mut self, prefix: (Ipv4Addr, u8), identity: u32) -> Result<()> {
+        self.maps.ipcache_set(prefix.0, prefix.1, identity)
+    }
+    fn remove_ipcache(&mut self, prefix: (Ipv4Addr, u8)) -> Result<()> {
+        self.maps.ipcache_remove(prefix.0, prefix.1).map(|_| ())
+    }
+    fn set_policy(&mut self, k: &PolicyKey, v: &PolicyValue) -> Result<()> {
+        self.maps.policy_set(kernel_key(k), bpf::maps::PolicyValue::new(v.deny, v.l7, v.rule))
+    }
+    fn remove_policy(&mut self, k: &PolicyKey) -> Result<()> {
+        self.maps.policy_remove(&kernel_key(k)).map(|_| ())
+    }
+}
+
+fn kernel_key(k: &PolicyKey) -> bpf::maps::PolicyKey {
+    let dir = if k.egress { Direction::Egress } else { Direction::Ingress };
+    bpf::maps::PolicyKey::new(k.ep, dir, k.identity, k.proto, k.port, k.bits)
+}

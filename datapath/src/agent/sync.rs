@@ -1,0 +1,144 @@
+//! Writing only what changed: the difference between the entries in the kernel and the
+//! entries wanted, applied in an order that never opens a window.
+//!
+//! Order: endpoints and ipcache additions first, then every new or changed policy entry
+//! (denies before allows), then removals of stale policy entries, stale ipcache entries and
+//! departed endpoints. In between, the maps hold the union of old and new entries, in which a
+//! deny still wins; so nothing is ever allowed that neither revision allows, and an endpoint
+//! never has no entry at all (which would drop its traffic, as it should while it is unknown).
+
+use super::entries::{EndpointEntry, NodeEntries, PolicyKey, PolicyValue};
+use anyhow::Result;
+use std::net::Ipv4Addr;
+
+/// Where map entries go: the node's pinned BPF maps, or a fake in unit tests.
+pub trait MapStore {
+    /// Adds or replaces an endpoint (keyed by its map id).
+    fn set_endpoint(&mut self, name: &str, e: &EndpointEntry) -> Result<()>;
+    /// Removes an endpoint.
+    fn remove_endpoint(&mut self, name: &str, e: &EndpointEntry) -> Result<()>;
+    /// Adds or replaces an ipcache entry.
+    fn set_ipcache(&mut self, prefix: (Ipv4Addr, u8), identity: u32) -> Result<()>;
+    /// Removes an ipcache entry.
+    fn remove_ipcache(&mut self, prefix: (Ipv4Addr, u8)) -> Result<()>;
+    /// Adds or replaces a policy entry.
+    fn set_policy(&mut self, key: &PolicyKey, value: &PolicyValue) -> Result<()>;
+    /// Removes a policy entry.
+    fn remove_policy(&mut self, key: &PolicyKey) -> Result<()>;
+}
+
+/// How many entries a sync wrote and removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SyncStats {
+    /// Entries added or changed.
+    pub written: usize,
+    /// Entries removed.
+    pub removed: usize,
+    /// Entries already right.
+    pub unchanged: usize,
+}
+
+/// Brings `store` from `current` to `wanted`, touching only the entries that differ.
+pub fn apply(store: &mut dyn MapStore, current: &NodeEntries, wanted: &NodeEntries) -> Result<SyncStats> {
+    let mut s = SyncStats::default();
+    for (name, e) in &wanted.endpoints {
+        if current.endpoints.get(name) == Some(e) {
+            s.unchanged += 1;
+        } else {
+            store.set_endpoint(name, e)?;
+            s.written += 1;
+        }
+    }
+    for (prefix, id) in &wanted.ipcache {
+        if current.ipcache.get(prefix) == Some(id) {
+            s.unchanged += 1;
+        } else {
+            store.set_ipcache(*prefix, *id)?;
+            s.written += 1;
+        }
+    }
+    let changed = |(k, v): &(&PolicyKey, &PolicyValue)| current.policy.get(k) != Some(v);
+    let (denies, allows): (Vec<_>, Vec<_>) = wanted.policy.iter().filter(changed).partition(|(_, v)| v.deny);
+    let policy_written = denies.len() + allows.len();
+    for (k, v) in denies.into_iter().chain(allows) {
+        store.set_policy(k, v)?;
+    }
+    s.written += policy_written;
+    s.unchanged += wanted.policy.len() - policy_written;
+    for k in current.policy.keys().filter(|k| !wanted.policy.contains_key(k)) {
+        store.remove_policy(k)?;
+        s.removed += 1;
+    }
+    for prefix in current.ipcache.keys().filter(|p| !wanted.ipcache.contains_key(p)) {
+        store.remove_ipcache(*prefix)?;
+        s.removed += 1;
+    }
+    for (name, e) in current.endpoints.iter().filter(|(n, _)| !wanted.endpoints.contains_key(*n)) {
+        store.remove_endpoint(name, e)?;
+        s.removed += 1;
+    }
+    Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// Records every call, in order.
+    #[derive(Default)]
+    struct Log(Vec<String>);
+
+    impl MapStore for Log {
+        fn set_endpoint(&mut self, name: &str, _: &EndpointEntry) -> Result<()> {
+            self.0.push(format!("+ep {name}"));
+            Ok(())
+        }
+        fn remove_endpoint(&mut self, name: &str, _: &EndpointEntry) -> Result<()> {
+            self.0.push(format!("-ep {name}"));
+            Ok(())
+        }
+        fn set_ipcache(&mut self, p: (Ipv4Addr, u8), id: u32) -> Result<()> {
+            self.0.push(format!("+ip {}/{} {id}", p.0, p.1));
+            Ok(())
+        }
+        fn remove_ipcache(&mut self, p: (Ipv4Addr, u8)) -> Result<()> {
+            self.0.push(format!("-ip {}/{}", p.0, p.1));
+            Ok(())
+        }
+        fn set_policy(&mut self, k: &PolicyKey, v: &PolicyValue) -> Result<()> {
+            self.0.push(format!("+pol {} {}", k.port, if v.deny { "deny" } else { "allow" }));
+            Ok(())
+        }
+        fn remove_policy(&mut self, k: &PolicyKey) -> Result<()> {
+            self.0.push(format!("-pol {}", k.port));
+            Ok(())
+        }
+    }
+
+    fn key(port: u16) -> PolicyKey {
+        PolicyKey { ep: 1, egress: false, identity: 300, proto: 6, port, bits: 24 }
+    }
+
+    #[test]
+    fn only_differences_are_written_denies_first_removals_last() {
+        let allow = PolicyValue { deny: false, l7: false, rule: 1 };
+        let deny = PolicyValue { deny: true, l7: false, rule: 2 };
+        let mut current = NodeEntries::default();
+        current.policy.insert(key(80), allow);
+        current.policy.insert(key(81), allow);
+        current.ipcache.insert((Ipv4Addr::new(10, 0, 0, 1), 32), 300);
+        let mut wanted = current.clone();
+        wanted.policy.remove(&key(81));
+        wanted.policy.insert(key(82), allow);
+        wanted.policy.insert(key(83), deny);
+        let mut log = Log::default();
+        let s = apply(&mut log, &current, &wanted).unwrap();
+        assert_eq!(log.0, ["+pol 83 deny", "+pol 82 allow", "-pol 81"]);
+        assert_eq!((s.written, s.removed), (2, 1));
+        // Nothing to do the second time.
+        let mut log = Log::default();
+        apply(&mut log, &wanted, &wanted).unwrap();
+        assert!(log.0.is_empty());
+    }
+}

@@ -1,0 +1,681 @@
+//! The map layouts shared with `datapath/bpf/ward.h`: `#[repr(C)]` mirrors implementing
+//! [`aya::Pod`], the map names and capacities, and the policy-key helpers. The handles that
+//! read and write the maps are in [`super::node_maps`].
+//!
+//! Byte order: addresses, ports and the endpoint/identity fields of the policy key are in
+//! network order inside the maps (the trie compares bytes from the first one); every other
+//! integer is in host order. The constructors and accessors here do the conversions.
+
+use std::net::Ipv4Addr;
+
+use aya::maps::lpm_trie::Key;
+
+use crate::engine::Direction;
+
+/// The handles, re-exported here too (`bpf::maps::NodeMaps` is a stable path).
+pub use super::node_maps::{Counter, IpcacheEntry, MapSize, NodeMaps};
+
+/// Name of the endpoint map (host-veth ifindex → [`EndpointInfo`]).
+pub const ENDPOINTS_MAP: &str = "ward_endpoints";
+/// Name of the ipcache map (IPv4 prefix → identity).
+pub const IPCACHE_MAP: &str = "ward_ipcache";
+/// Name of the policy map ([`PolicyKey`] → [`PolicyValue`]).
+pub const POLICY_MAP: &str = "ward_policy";
+/// Name of the conntrack map ([`CtKey`] → [`CtValue`]).
+pub const CT_MAP: &str = "ward_ct";
+/// Name of the verdict-event ring buffer.
+pub const EVENTS_MAP: &str = "ward_events";
+/// Name of the counter map ([`CounterKey`] → [`CounterValue`]).
+pub const COUNTERS_MAP: &str = "ward_counters";
+
+/// Capacity of `ward_endpoints`.
+pub const MAX_ENDPOINTS: u32 = 4096;
+/// Capacity of `ward_ipcache`.
+pub const MAX_IPCACHE: u32 = 65536;
+/// Capacity of `ward_policy`.
+pub const MAX_POLICY: u32 = 65536;
+/// Capacity of `ward_ct`.
+pub const MAX_CT: u32 = 65536;
+/// Capacity of `ward_counters`.
+pub const MAX_COUNTERS: u32 = 16384;
+/// Size of the `ward_events` ring buffer in bytes.
+pub const EVENTS_BYTES: u32 = 256 * 1024;
+
+/// Identity of addresses without an ipcache entry (reserved `world`).
+pub const IDENTITY_WORLD: u32 = 2;
+
+/// Policy-key prefix length covering endpoint, direction and identity (any protocol/port).
+pub const POLICY_PREFIX_ANY: u32 = 72;
+/// Policy-key prefix length of a full key (protocol and the whole port).
+pub const POLICY_PREFIX_FULL: u32 = 96;
+
+/// `EndpointInfo::flags`: reserved, no bit is defined yet.
+pub const ENDPOINT_FLAGS_NONE: u32 = 0;
+/// `PolicyValue` flag bit 0: the allow carries L7 rules that are only enforced at L4 here.
+pub const POLICY_FLAG_L7: u8 = 1;
+/// `CtValue::flags` bit: the ingress policy of the destination allowed this tuple.
+pub const CT_FLAG_INGRESS_SEEN: u32 = 1 << 0;
+/// `CtValue::flags` bit: the egress policy of the source allowed this tuple.
+pub const CT_FLAG_EGRESS_SEEN: u32 = 1 << 1;
+
+/// The direction byte used in the maps (0 ingress, 1 egress).
+pub fn direction_byte(direction: Direction) -> u8 {
+    match direction {
+        Direction::Ingress => 0,
+        Direction::Egress => 1,
+    }
+}
+
+/// The direction of a map's direction byte (anything but 1 is ingress).
+pub fn direction_from_byte(byte: u8) -> Direction {
+    if byte == 1 {
+        Direction::Egress
+    } else {
+        Direction::Ingress
+    }
+}
+
+/// What the datapath did with a packet (events and counters).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Verdict {
+    /// Passed: a new connection allowed by policy (events), or any passed packet (counters:
+    /// allowed, established and reply packets).
+    Allowed,
+    /// Dropped by a deny entry.
+    Denied,
+    /// Dropped because no entry allowed it (or the interface has no endpoint).
+    DefaultDeny,
+    /// Counters only: a frame that is neither IPv4 nor ARP (IPv6 included), or a malformed
+    /// IPv4 header, dropped without an event.
+    Unsupported,
+}
+
+impl Verdict {
+    /// The byte the datapath uses.
+    pub fn as_u8(self) -> u8 {
+        match self {
+            Verdict::Allowed => 0,
+            Verdict::Denied => 1,
+            Verdict::DefaultDeny => 2,
+            Verdict::Unsupported => 3,
+        }
+    }
+
+    /// The verdict of a datapath byte; `None` for unknown values.
+    pub fn from_u8(byte: u8) -> Option<Verdict> {
+        Some(match byte {
+            0 => Verdict::Allowed,
+            1 => Verdict::Denied,
+            2 => Verdict::DefaultDeny,
+            3 => Verdict::Unsupported,
+            _ => return None,
+        })
+    }
+
+    /// Whether the packet was dropped.
+    pub fn is_drop(self) -> bool {
+        self != Verdict::Allowed
+    }
+}
+
+impl std::fmt::Display for Verdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Verdict::Allowed => "allowed",
+            Verdict::Denied => "denied",
+            Verdict::DefaultDeny => "default-deny",
+            Verdict::Unsupported => "unsupported",
+        })
+    }
+}
+
+/// `ward_endpoints` value: which endpoint a host veth belongs to.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct EndpointInfo {
+    /// Endpoint id, the one used in policy keys.
+    pub ep_id: u32,
+    /// The endpoint's own security identity.
+    pub identity: u32,
+    /// Reserved ([`ENDPOINT_FLAGS_NONE`]).
+    pub flags: u32,
+}
+
+#[allow(unsafe_code)]
+// SAFETY: `repr(C)`, three `u32`s, no padding; every bit pattern is a valid value.
+unsafe impl aya::Pod for EndpointInfo {}
+
+/// `ward_ipcache` value.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct IpcacheValue {
+    /// Security identity of the prefix.
+    pub identity: u32,
+}
+
+#[allow(unsafe_code)]
+// SAFETY: `repr(C)`, one `u32`; every bit pattern is a valid value.
+unsafe impl aya::Pod for IpcacheValue {}
+
+/// The 12 data bytes of a policy key (after the prefix length), as the trie sees them.
+#[repr(C, packed)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct PolicyKeyData {
+    /// Endpoint id, big-endian.
+    ep_id_be: u32,
+    /// 0 ingress, 1 egress.
+    direction: u8,
+    /// Remote identity, big-endian; 0 = any.
+    identity_be: u32,
+    /// IP protocol.
+    proto: u8,
+    /// Destination port (ICMP: the type), network order.
+    dport_be: u16,
+}
+
+#[allow(unsafe_code)]
+// SAFETY: `repr(C, packed)` of integers: 12 bytes, no padding; every bit pattern is valid.
+unsafe impl aya::Pod for PolicyKeyData {}
+
+/// A `ward_policy` key: endpoint, direction, remote identity (0 = any), protocol and port,
+/// with how many leading bits of (protocol, port) are significant.
+///
+/// `bits`: 0 = any protocol and port (prefix length 72), 8 = this protocol, any port (80),
+/// 8 + k = the protocol and the top k bits of the port (80 + k). The constructor masks the
+/// insignificant bits so equal prefixes have equal keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PolicyKey {
+    prefix_len: u32,
+    data: PolicyKeyData,
+}
+
+impl PolicyKey {
+    /// A key for `ep_id` in `direction` against the remote `identity` (0 = any), protocol
+    /// `proto` (ICMP: 1) and destination `port` (ICMP: the type), of which the first `bits`
+    /// bits of (protocol, port) count (0..=24; larger values are clamped to 24).
+    pub fn new(
+        ep_id: u32,
+        direction: Direction,
+        identity: u32,
+        proto: u8,
+        port: u16,
+        bits: u8,
+    ) -> PolicyKey {
+        let bits = bits.min(24);
+        let proto = if bits >= 8 { proto } else { 0 };
+        let port_bits = bits.saturating_sub(8);
+        let port = port & port_mask(port_bits);
+        PolicyKey {
+            prefix_len: POLICY_PREFIX_ANY + u32::from(bits),
+            data: PolicyKeyData {
+                ep_id_be: ep_id.to_be(),
+                direction: direction_byte(direction),
+                identity_be: identity.to_be(),
+                proto,
+                dport_be: port.to_be(),
+            },
+        }
+    }
+
+    /// Any protocol and port.
+    pub fn any(ep_id: u32, direction: Direction, identity: u32) -> PolicyKey {
+        PolicyKey::new(ep_id, direction, identity, 0, 0, 0)
+    }
+
+    /// One protocol, any port.
+    pub fn proto(ep_id: u32, direction: Direction, identity: u32, proto: u8) -> PolicyKey {
+        PolicyKey::new(ep_id, direction, identity, proto, 0, 8)
+    }
+
+    /// One protocol and one port (ICMP: one type).
+    pub fn port(
+        ep_id: u32,
+        direction: Direction,
+        identity: u32,
+        proto: u8,
+        port: u16,
+    ) -> PolicyKey {
+        PolicyKey::new(ep_id, direction, identity, proto, port, 24)
+    }
+
+    /// The keys covering the port range `lo..=hi` of one protocol (see
+    /// [`port_range_prefixes`]); empty when `lo > hi`.
+    pub fn port_range(
+        ep_id: u32,
+        direction: Direction,
+        identity: u32,
+        proto: u8,
+        lo: u16,
+        hi: u16,
+    ) -> Vec<PolicyKey> {
+        port_range_prefixes(lo, hi)
+            .into_iter()
+            .map(|(port, port_bits)| {
+                PolicyKey::new(ep_id, direction, identity, proto, port, 8 + port_bits)
+            })
+            .collect()
+    }
+
+    pub(crate) fn from_trie_key(key: &Key<PolicyKeyData>) -> PolicyKey {
+        PolicyKey {
+            prefix_len: key.prefix_len(),
+            data: key.data(),
+        }
+    }
+
+    pub(crate) fn trie_key(&self) -> Key<PolicyKeyData> {
+        Key::new(self.prefix_len, self.data)
+    }
+
+    /// The trie prefix length (72..=96).
+    pub fn prefix_len(&self) -> u32 {
+        self.prefix_len
+    }
+
+    /// Significant bits of (protocol, port), 0..=24.
+    pub fn bits(&self) -> u8 {
+        u8::try_from(self.prefix_len.saturating_sub(POLICY_PREFIX_ANY).min(24)).unwrap_or(24)
+    }
+
+    /// The endpoint id.
+    pub fn ep_id(&self) -> u32 {
+        u32::from_be(self.data.ep_id_be)
+    }
+
+    /// The direction.
+    pub fn direction(&self) -> Direction {
+        direction_from_byte(self.data.direction)
+    }
+
+    /// The remote identity (0 = any).
+    pub fn identity(&self) -> u32 {
+        u32::from_be(self.data.identity_be)
+    }
+
+    /// The IP protocol (0 when any).
+    pub fn protocol(&self) -> u8 {
+        self.data.proto
+    }
+
+    /// The (masked) destination port or ICMP type, host order.
+    pub fn dport(&self) -> u16 {
+        u16::from_be(self.data.dport_be)
+    }
+
+    /// The inclusive port range this key covers (`0..=65535` when the port is any).
+    pub fn port_span(&self) -> (u16, u16) {
+        let port_bits = self.bits().saturating_sub(8);
+        let lo = self.dport();
+        (lo, lo | !port_mask(port_bits))
+    }
+}
+
+fn port_mask(bits: u8) -> u16 {
+    match bits {
+        0 => 0,
+        b if b >= 16 => u16::MAX,
+        b => u16::MAX << (16 - b),
+    }
+}
+
+/// The masked prefixes covering the port range `lo..=hi`: `(port, bits)` pairs where the top
+/// `bits` bits of `port` are significant (16 = exactly this port, 0 = every port). Minimal
+/// and in ascending order; empty when `lo > hi`.
+pub fn port_range_prefixes(lo: u16, hi: u16) -> Vec<(u16, u8)> {
+    let mut out = Vec::new();
+    let (mut start, end) = (u32::from(lo), u32::from(hi));
+    while start <= end {
+        // The largest aligned block starting at `start` that stays inside the range.
+        let mut size_bits = if start == 0 {
+            16
+        } else {
+            start.trailing_zeros().min(16)
+        };
+        while start + (1u32 << size_bits) - 1 > end {
+            size_bits -= 1;
+        }
+        // `start` < 65536 and size_bits <= 16 here.
+        out.push((start as u16, (16 - size_bits) as u8));
+        start += 1u32 << size_bits;
+    }
+    out
+}
+
+/// A `ward_policy` value.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct PolicyValue {
+    deny: u8,
+    flags: u8,
+    pad: u16,
+    rule_id: u32,
+}
+
+#[allow(unsafe_code)]
+// SAFETY: `repr(C)`: u8, u8, u16, u32 — 8 bytes without padding; every bit pattern is valid.
+unsafe impl aya::Pod for PolicyValue {}
+
+impl PolicyValue {
+    /// An entry: `deny` drops, else allows; `l7` marks an allow whose L7 rules are enforced
+    /// only at layer 4 here; `rule_id` names the deciding rule in events.
+    pub fn new(deny: bool, l7: bool, rule_id: u32) -> PolicyValue {
+        PolicyValue {
+            deny: u8::from(deny),
+            flags: if l7 { POLICY_FLAG_L7 } else { 0 },
+            pad: 0,
+            rule_id,
+        }
+    }
+
+    /// An allow entry.
+    pub fn allow(rule_id: u32) -> PolicyValue {
+        PolicyValue::new(false, false, rule_id)
+    }
+
+    /// A deny entry.
+    pub fn deny(rule_id: u32) -> PolicyValue {
+        PolicyValue::new(true, false, rule_id)
+    }
+
+    /// Whether the entry drops.
+    pub fn is_deny(&self) -> bool {
+        self.deny != 0
+    }
+
+    /// Whether the allow carries L7 rules not enforced by this datapath.
+    pub fn carries_l7(&self) -> bool {
+        self.flags & POLICY_FLAG_L7 != 0
+    }
+
+    /// The rule id reported in events.
+    pub fn rule_id(&self) -> u32 {
+        self.rule_id
+    }
+}
+
+/// A `ward_ct` key: the tuple as it was seen on the wire (network order). ICMP echo uses
+/// the echo identifier as both ports; other ICMP and non-TCP/UDP protocols use 0.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct CtKey {
+    saddr: u32,
+    daddr: u32,
+    sport: u16,
+    dport: u16,
+    proto: u8,
+    pad: [u8; 3],
+}
+
+#[allow(unsafe_code)]
+// SAFETY: `repr(C)`: 4+4+2+2+1+3 = 16 bytes, explicit padding; every bit pattern is valid.
+unsafe impl aya::Pod for CtKey {}
+
+impl CtKey {
+    /// A tuple (ports in host order).
+    pub fn new(saddr: Ipv4Addr, daddr: Ipv4Addr, sport: u16, dport: u16, proto: u8) -> CtKey {
+        CtKey {
+            saddr: u32::from_ne_bytes(saddr.octets()),
+            daddr: u32::from_ne_bytes(daddr.octets()),
+            sport: sport.to_be(),
+            dport: dport.to_be(),
+            proto,
+            pad: [0; 3],
+        }
+    }
+
+    /// Source address.
+    pub fn saddr(&self) -> Ipv4Addr {
+        Ipv4Addr::from(self.saddr.to_ne_bytes())
+    }
+
+    /// Destination address.
+    pub fn daddr(&self) -> Ipv4Addr {
+        Ipv4Addr::from(self.daddr.to_ne_bytes())
+    }
+
+    /// Source port (host order).
+    pub fn sport(&self) -> u16 {
+        u16::from_be(self.sport)
+    }
+
+    /// Destination port (host order).
+    pub fn dport(&self) -> u16 {
+        u16::from_be(self.dport)
+    }
+
+    /// IP protocol.
+    pub fn proto(&self) -> u8 {
+        self.proto
+    }
+}
+
+/// A `ward_ct` value.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct CtValue {
+    /// `bpf_ktime_get_ns` (CLOCK_MONOTONIC) of the last packet.
+    pub last_seen_ns: u64,
+    /// Packets seen (both directions).
+    pub packets: u64,
+    /// Bytes seen (both directions).
+    pub bytes: u64,
+    /// [`CT_FLAG_INGRESS_SEEN`], [`CT_FLAG_EGRESS_SEEN`].
+    pub flags: u32,
+    /// Padding.
+    pub pad: u32,
+}
+
+#[allow(unsafe_code)]
+// SAFETY: `repr(C)`: three u64 and two u32, 32 bytes without padding; all bit patterns valid.
+unsafe impl aya::Pod for CtValue {}
+
+/// A `ward_counters` key.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct CounterKey {
+    /// Endpoint id (0: a packet on an interface without endpoint entry).
+    pub ep_id: u32,
+    /// 0 ingress, 1 egress.
+    pub direction: u8,
+    /// [`Verdict::as_u8`].
+    pub verdict: u8,
+    /// Padding.
+    pub pad: u16,
+}
+
+#[allow(unsafe_code)]
+// SAFETY: `repr(C)`: u32, u8, u8, u16 — 8 bytes without padding; every bit pattern is valid.
+unsafe impl aya::Pod for CounterKey {}
+
+/// A `ward_counters` value.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct CounterValue {
+    /// Packets.
+    pub packets: u64,
+    /// Bytes (`skb->len`).
+    pub bytes: u64,
+}
+
+#[allow(unsafe_code)]
+// SAFETY: `repr(C)`: two u64, no padding; every bit pattern is valid.
+unsafe impl aya::Pod for CounterValue {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Expands prefixes back to the ports they cover.
+    fn covered(prefixes: &[(u16, u8)]) -> Vec<u32> {
+        let mut ports = Vec::new();
+        for &(port, bits) in prefixes {
+            let size = 1u32 << (16 - u32::from(bits));
+            let start = u32::from(port);
+            assert_eq!(start % size, 0, "prefix {port}/{bits} is not aligned");
+            ports.extend(start..start + size);
+        }
+        ports
+    }
+
+    #[test]
+    fn port_range_single_port() {
+        assert_eq!(port_range_prefixes(80, 80), vec![(80, 16)]);
+        assert_eq!(port_range_prefixes(0, 0), vec![(0, 16)]);
+        assert_eq!(port_range_prefixes(65535, 65535), vec![(65535, 16)]);
+    }
+
+    #[test]
+    fn port_range_everything_is_one_prefix() {
+        assert_eq!(port_range_prefixes(0, 65535), vec![(0, 0)]);
+        assert_eq!(port_range_prefixes(32768, 65535), vec![(32768, 1)]);
+    }
+
+    #[test]
+    fn port_range_empty_when_reversed() {
+        assert!(port_range_prefixes(10, 9).is_empty());
+    }
+
+    #[test]
+    fn port_range_8000_8100() {
+        let p = port_range_prefixes(8000, 8100);
+        assert_eq!(
+            p,
+            vec![(8000, 10), (8064, 11), (8096, 14), (8100, 16)],
+            "minimal cover of 8000-8100"
+        );
+        assert_eq!(covered(&p), (8000..=8100).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn port_range_covers_exactly() {
+        let cases = [
+            (1, 1023),
+            (1024, 65535),
+            (0, 1),
+            (7, 9),
+            (443, 8443),
+            (1, 65534),
+            (65534, 65535),
+        ];
+        for (lo, hi) in cases {
+            let p = port_range_prefixes(lo, hi);
+            assert_eq!(
+                covered(&p),
+                (u32::from(lo)..=u32::from(hi)).collect::<Vec<_>>(),
+                "{lo}-{hi}"
+            );
+            // Minimal: at most 2 prefixes per bit level.
+            assert!(p.len() <= 30, "{lo}-{hi}: {p:?}");
+        }
+    }
+
+    #[test]
+    fn layouts_match_the_c_structs() {
+        assert_eq!(size_of::<EndpointInfo>(), 12);
+        assert_eq!(size_of::<IpcacheValue>(), 4);
+        assert_eq!(size_of::<Key<u32>>(), 8);
+        assert_eq!(size_of::<PolicyKeyData>(), 12);
+        assert_eq!(size_of::<Key<PolicyKeyData>>(), 16);
+        assert_eq!(size_of::<PolicyValue>(), 8);
+        assert_eq!(size_of::<CtKey>(), 16);
+        assert_eq!(size_of::<CtValue>(), 32);
+        assert_eq!(size_of::<CounterKey>(), 8);
+        assert_eq!(size_of::<CounterValue>(), 16);
+    }
+
+    #[test]
+    fn policy_key_bytes() {
+        let key = PolicyKey::port(0x0102_0304, Direction::Egress, 0x0a0b_0c0d, 6, 8080);
+        assert_eq!(key.prefix_len(), 96);
+        let tk = key.trie_key();
+        let bytes: [u8; 16] = {
+            let mut b = [0u8; 16];
+            b[..4].copy_from_slice(&tk.prefix_len().to_ne_bytes());
+            let d = tk.data();
+            b[4..8].copy_from_slice(&{ d.ep_id_be }.to_ne_bytes());
+            b[8] = d.direction;
+            b[9..13].copy_from_slice(&{ d.identity_be }.to_ne_bytes());
+            b[13] = d.proto;
+            b[14..16].copy_from_slice(&{ d.dport_be }.to_ne_bytes());
+            b
+        };
+        assert_eq!(
+            &bytes[4..],
+            &[1, 2, 3, 4, 1, 0x0a, 0x0b, 0x0c, 0x0d, 6, 0x1f, 0x90],
+            "ep, direction, identity, proto, port in network order"
+        );
+        assert_eq!(key.ep_id(), 0x0102_0304);
+        assert_eq!(key.identity(), 0x0a0b_0c0d);
+        assert_eq!(key.direction(), Direction::Egress);
+        assert_eq!(key.protocol(), 6);
+        assert_eq!(key.dport(), 8080);
+        assert_eq!(key.bits(), 24);
+        assert_eq!(key.port_span(), (8080, 8080));
+    }
+
+    #[test]
+    fn policy_key_masks_insignificant_bits() {
+        let any = PolicyKey::new(7, Direction::Ingress, 0, 17, 53, 0);
+        assert_eq!(any, PolicyKey::any(7, Direction::Ingress, 0));
+        assert_eq!((any.prefix_len(), any.protocol(), any.dport()), (72, 0, 0));
+        assert_eq!(any.port_span(), (0, 65535));
+        let proto = PolicyKey::new(7, Direction::Ingress, 0, 17, 53, 8);
+        assert_eq!(
+            (proto.prefix_len(), proto.protocol(), proto.dport()),
+            (80, 17, 0)
+        );
+        let range = PolicyKey::new(7, Direction::Ingress, 0, 6, 8100, 8 + 10);
+        assert_eq!(range.prefix_len(), 90);
+        assert_eq!(range.port_span(), (8064, 8127));
+        assert_eq!(
+            PolicyKey::new(1, Direction::Egress, 1, 6, 80, 200).bits(),
+            24
+        );
+    }
+
+    #[test]
+    fn policy_key_port_range() {
+        let keys = PolicyKey::port_range(3, Direction::Egress, 0, 6, 8000, 8100);
+        let spans: Vec<_> = keys.iter().map(PolicyKey::port_span).collect();
+        assert_eq!(
+            spans,
+            vec![(8000, 8063), (8064, 8095), (8096, 8099), (8100, 8100)]
+        );
+    }
+
+    #[test]
+    fn policy_value_flags() {
+        let v = PolicyValue::new(false, true, 42);
+        assert!(!v.is_deny() && v.carries_l7());
+        assert_eq!(v.rule_id(), 42);
+        assert!(PolicyValue::deny(1).is_deny());
+        assert!(!PolicyValue::allow(1).is_deny());
+    }
+
+    #[test]
+    fn ct_key_round_trip() {
+        let k = CtKey::new(
+            Ipv4Addr::new(10, 0, 0, 1),
+            Ipv4Addr::new(10, 0, 0, 2),
+            40000,
+            80,
+            6,
+        );
+        assert_eq!(k.saddr(), Ipv4Addr::new(10, 0, 0, 1));
+        assert_eq!(k.daddr(), Ipv4Addr::new(10, 0, 0, 2));
+        assert_eq!((k.sport(), k.dport(), k.proto()), (40000, 80, 6));
+    }
+
+    #[test]
+    fn verdict_bytes() {
+        for v in [
+            Verdict::Allowed,
+            Verdict::Denied,
+            Verdict::DefaultDeny,
+            Verdict::Unsupported,
+        ] {
+            assert_eq!(Verdict::from_u8(v.as_u8()), Some(v));
+        }
+        assert_eq!(Verdict::from_u8(9), None);
+    }
+}

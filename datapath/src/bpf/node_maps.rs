@@ -1,0 +1,387 @@
+//! [`NodeMaps`]: typed handles on one node's pinned maps, with the byte-order work done.
+
+use std::io;
+use std::net::Ipv4Addr;
+use std::path::Path;
+
+use anyhow::{Context as _, Result, bail};
+use aya::maps::lpm_trie::{Key, LpmTrie};
+use aya::maps::{HashMap, Map, MapData, MapError};
+
+use super::maps::{
+    COUNTERS_MAP, CT_MAP, CounterKey, CounterValue, CtKey, CtValue, ENDPOINTS_MAP, EVENTS_BYTES,
+    EVENTS_MAP, EndpointInfo, IDENTITY_WORLD, IPCACHE_MAP, IpcacheValue, MAX_COUNTERS, MAX_CT,
+    MAX_ENDPOINTS, MAX_IPCACHE, MAX_POLICY, POLICY_MAP, PolicyKey, PolicyKeyData, PolicyValue,
+    Verdict, direction_from_byte,
+};
+use crate::engine::Direction;
+
+/// One counter, decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Counter {
+    /// Endpoint id (0: interface without endpoint entry).
+    pub ep_id: u32,
+    /// Direction, from the endpoint's point of view.
+    pub direction: Direction,
+    /// Verdict (`None` for an unknown byte).
+    pub verdict: Option<Verdict>,
+    /// Packets.
+    pub packets: u64,
+    /// Bytes.
+    pub bytes: u64,
+}
+
+/// One ipcache entry, decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct IpcacheEntry {
+    /// Network address of the prefix.
+    pub addr: Ipv4Addr,
+    /// Prefix length, 0..=32.
+    pub prefix_len: u8,
+    /// Security identity.
+    pub identity: u32,
+}
+
+/// Occupancy of one map, for status output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MapSize {
+    /// Map name (`ward_policy`, ...).
+    pub name: &'static str,
+    /// Current entries (for the ring buffer: bytes waiting to be read).
+    pub entries: u64,
+    /// Capacity (for the ring buffer: its size in bytes).
+    pub max_entries: u64,
+}
+
+/// Typed handles on one node's maps (loaded by [`super::NodeDatapath`], or opened from
+/// their pins by any other process with [`NodeMaps::open_pinned`]).
+#[derive(Debug)]
+pub struct NodeMaps {
+    endpoints: HashMap<MapData, u32, EndpointInfo>,
+    ipcache: LpmTrie<MapData, u32, IpcacheValue>,
+    policy: LpmTrie<MapData, PolicyKeyData, PolicyValue>,
+    ct: HashMap<MapData, CtKey, CtValue>,
+    counters: HashMap<MapData, CounterKey, CounterValue>,
+}
+
+/// Checks the pins under `dir` that already exist have the layout this build expects, so a
+/// restart after an upgrade fails with a clear message instead of misreading old maps.
+pub(crate) fn check_pinned_layouts(dir: &Path) -> Result<()> {
+    let expected: [(&str, u32, u32, u32); 6] = [
+        (
+            ENDPOINTS_MAP,
+            4,
+            size_of::<EndpointInfo>() as u32,
+            MAX_ENDPOINTS,
+        ),
+        (
+            IPCACHE_MAP,
+            8,
+            size_of::<IpcacheValue>() as u32,
+            MAX_IPCACHE,
+        ),
+        (POLICY_MAP, 16, size_of::<PolicyValue>() as u32, MAX_POLICY),
+        (
+            CT_MAP,
+            size_of::<CtKey>() as u32,
+            size_of::<CtValue>() as u32,
+            MAX_CT,
+        ),
+        (EVENTS_MAP, 0, 0, EVENTS_BYTES),
+        (
+            COUNTERS_MAP,
+            size_of::<CounterKey>() as u32,
+            size_of::<CounterValue>() as u32,
+            MAX_COUNTERS,
+        ),
+    ];
+    for (name, key, value, max) in expected {
+        let path = dir.join(name);
+        if !path.exists() {
+            continue;
+        }
+        let data = MapData::from_pin(&path)
+            .with_context(|| format!("opening the pinned map {}", path.display()))?;
+        let info = data
+            .info()
+            .with_context(|| format!("reading {}", path.display()))?;
+        if (info.key_size(), info.value_size(), info.max_entries()) != (key, value, max) {
+            bail!(
+                "the pinned map {} has key size {}, value size {}, {} entries; this build \
+                 expects {key}, {value}, {max}. It was made by another ward version: remove \
+                 {} (enforcement state on this node is lost until the agent refills it)",
+                path.display(),
+                info.key_size(),
+                info.value_size(),
+                info.max_entries(),
+                dir.display(),
+            );
+        }
+    }
+    Ok(())
+}
+
+fn map_of(name: &str, map: Option<Map>) -> Result<Map> {
+    map.with_context(|| format!("the BPF object has no map {name}"))
+}
+
+impl NodeMaps {
+    /// Handles from maps taken out of a loaded object.
+    pub(crate) fn from_maps(mut take: impl FnMut(&str) -> Option<Map>) -> Result<NodeMaps> {
+        Ok(NodeMaps {
+            endpoints: HashMap::try_from(map_of(ENDPOINTS_MAP, take(ENDPOINTS_MAP))?)
+                .context(ENDPOINTS_MAP)?,
+            ipcache: LpmTrie::try_from(map_of(IPCACHE_MAP, take(IPCACHE_MAP))?)
+                .context(IPCACHE_MAP)?,
+            policy: LpmTrie::try_from(map_of(POLICY_MAP, take(POLICY_MAP))?).context(POLICY_MAP)?,
+            ct: HashMap::try_from(map_of(CT_MAP, take(CT_MAP))?).context(CT_MAP)?,
+            counters: HashMap::try_from(map_of(COUNTERS_MAP, take(COUNTERS_MAP))?)
+                .context(COUNTERS_MAP)?,
+        })
+    }
+
+    /// Opens the maps pinned for `node` under [`super::PIN_ROOT`] without loading programs
+    /// (status commands, tests). Fails when the node's datapath was never opened.
+    pub fn open_pinned(node: &str) -> Result<NodeMaps> {
+        let dir = super::pin_dir(node)?;
+        check_pinned_layouts(&dir)?;
+        NodeMaps::from_maps(|name| {
+            let path = dir.join(name);
+            let data = MapData::from_pin(&path).ok()?;
+            Some(match name {
+                IPCACHE_MAP | POLICY_MAP => Map::LpmTrie(data),
+                CT_MAP => Map::LruHashMap(data),
+                _ => Map::HashMap(data),
+            })
+        })
+        .with_context(|| {
+            format!(
+                "opening the pinned maps under {} (is the node's agent running as root?)",
+                dir.display()
+            )
+        })
+    }
+
+    /// Sets the endpoint of host veth `ifindex`.
+    pub fn set_endpoint(&mut self, ifindex: u32, info: EndpointInfo) -> Result<()> {
+        self.endpoints
+            .insert(ifindex, info, 0)
+            .with_context(|| format!("setting endpoint of ifindex {ifindex} in {ENDPOINTS_MAP}"))
+    }
+
+    /// Removes the endpoint of `ifindex` (its traffic is then dropped); false when absent.
+    pub fn remove_endpoint(&mut self, ifindex: u32) -> Result<bool> {
+        absent_is_false(self.endpoints.remove(&ifindex))
+            .with_context(|| format!("removing ifindex {ifindex} from {ENDPOINTS_MAP}"))
+    }
+
+    /// Every endpoint entry: (ifindex, info).
+    pub fn endpoints(&self) -> Result<Vec<(u32, EndpointInfo)>> {
+        collect(self.endpoints.iter()).context(ENDPOINTS_MAP)
+    }
+
+    /// Maps `addr/prefix_len` (host bits are cleared) to `identity`.
+    pub fn ipcache_set(&mut self, addr: Ipv4Addr, prefix_len: u8, identity: u32) -> Result<()> {
+        let key = ipcache_key(addr, prefix_len)?;
+        self.ipcache
+            .insert(&key, IpcacheValue { identity }, 0)
+            .with_context(|| format!("setting {addr}/{prefix_len} in {IPCACHE_MAP}"))
+    }
+
+    /// Removes `addr/prefix_len`; false when absent.
+    pub fn ipcache_remove(&mut self, addr: Ipv4Addr, prefix_len: u8) -> Result<bool> {
+        let key = ipcache_key(addr, prefix_len)?;
+        absent_is_false(self.ipcache.remove(&key))
+            .with_context(|| format!("removing {addr}/{prefix_len} from {IPCACHE_MAP}"))
+    }
+
+    /// Every ipcache entry.
+    pub fn ipcache_entries(&self) -> Result<Vec<IpcacheEntry>> {
+        let raw = collect(self.ipcache.iter()).context(IPCACHE_MAP)?;
+        Ok(raw
+            .into_iter()
+            .map(|(key, value)| IpcacheEntry {
+                addr: Ipv4Addr::from(key.data().to_ne_bytes()),
+                prefix_len: u8::try_from(key.prefix_len()).unwrap_or(u8::MAX),
+                identity: value.identity,
+            })
+            .collect())
+    }
+
+    /// The identity the datapath resolves for `addr` (longest prefix; `world` when none).
+    pub fn ipcache_lookup(&self, addr: Ipv4Addr) -> Result<u32> {
+        let key = Key::new(32, u32::from_ne_bytes(addr.octets()));
+        match self.ipcache.get(&key, 0) {
+            Ok(value) => Ok(value.identity),
+            Err(MapError::KeyNotFound) => Ok(IDENTITY_WORLD),
+            Err(e) => Err(e).context(IPCACHE_MAP),
+        }
+    }
+
+    /// Sets one policy entry.
+    pub fn policy_set(&mut self, key: PolicyKey, value: PolicyValue) -> Result<()> {
+        self.policy
+            .insert(&key.trie_key(), value, 0)
+            .with_context(|| format!("setting {key:?} in {POLICY_MAP}"))
+    }
+
+    /// Removes one policy entry; false when absent.
+    pub fn policy_remove(&mut self, key: &PolicyKey) -> Result<bool> {
+        absent_is_false(self.policy.remove(&key.trie_key()))
+            .with_context(|| format!("removing {key:?} from {POLICY_MAP}"))
+    }
+
+    /// Every policy entry.
+    pub fn policy_entries(&self) -> Result<Vec<(PolicyKey, PolicyValue)>> {
+        let raw = collect(self.policy.iter()).context(POLICY_MAP)?;
+        Ok(raw
+            .into_iter()
+            .map(|(key, value)| (PolicyKey::from_trie_key(&key), value))
+            .collect())
+    }
+
+    /// Every conntrack entry.
+    pub fn ct_entries(&self) -> Result<Vec<(CtKey, CtValue)>> {
+        collect(self.ct.iter()).context(CT_MAP)
+    }
+
+    /// Removes every conntrack entry (established connections then need policy again).
+    pub fn ct_clear(&mut self) -> Result<()> {
+        let keys = collect_keys(self.ct.keys()).context(CT_MAP)?;
+        for key in keys {
+            absent_is_false(self.ct.remove(&key)).context(CT_MAP)?;
+        }
+        Ok(())
+    }
+
+    /// Every counter.
+    pub fn counters(&self) -> Result<Vec<Counter>> {
+        let raw = collect(self.counters.iter()).context(COUNTERS_MAP)?;
+        let mut out: Vec<Counter> = raw
+            .into_iter()
+            .map(|(key, value)| Counter {
+                ep_id: key.ep_id,
+                direction: direction_from_byte(key.direction),
+                verdict: Verdict::from_u8(key.verdict),
+                packets: value.packets,
+                bytes: value.bytes,
+            })
+            .collect();
+        out.sort_by_key(|c| (c.ep_id, c.direction, c.verdict));
+        Ok(out)
+    }
+
+    /// Entries and capacity of every hash/trie map (not the ring buffer).
+    pub fn sizes(&self) -> Result<Vec<MapSize>> {
+        let sizes = [
+            (ENDPOINTS_MAP, count(self.endpoints.keys())?, MAX_ENDPOINTS),
+            (IPCACHE_MAP, count(self.ipcache.keys())?, MAX_IPCACHE),
+            (POLICY_MAP, count(self.policy.keys())?, MAX_POLICY),
+            (CT_MAP, count(self.ct.keys())?, MAX_CT),
+            (COUNTERS_MAP, count(self.counters.keys())?, MAX_COUNTERS),
+        ];
+        Ok(sizes
+            .into_iter()
+            .map(|(name, entries, max)| MapSize {
+                name,
+                entries,
+                max_entries: u64::from(max),
+            })
+            .collect())
+    }
+}
+
+fn ipcache_key(addr: Ipv4Addr, prefix_len: u8) -> Result<Key<u32>> {
+    if prefix_len > 32 {
+        bail!("IPv4 prefix length {prefix_len} is larger than 32");
+    }
+    let mask = if prefix_len == 0 {
+        0
+    } else {
+        u32::MAX << (32 - prefix_len)
+    };
+    let net = Ipv4Addr::from(u32::from(addr) & mask);
+    Ok(Key::new(
+        u32::from(prefix_len),
+        u32::from_ne_bytes(net.octets()),
+    ))
+}
+
+/// The errno under a map error, if any.
+pub(crate) fn os_error(err: &(dyn std::error::Error + 'static)) -> Option<i32> {
+    let mut cur = Some(err);
+    while let Some(e) = cur {
+        if let Some(io) = e.downcast_ref::<io::Error>() {
+            return io.raw_os_error();
+        }
+        if let Some(sys) = e.downcast_ref::<aya::sys::SyscallError>() {
+            return sys.io_error.raw_os_error();
+        }
+        cur = e.source();
+    }
+    None
+}
+
+fn absent_is_false(res: Result<(), MapError>) -> Result<bool, MapError> {
+    match res {
+        Ok(()) => Ok(true),
+        Err(MapError::KeyNotFound) => Ok(false),
+        Err(e) if os_error(&e) == Some(libc_enoent()) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+fn libc_enoent() -> i32 {
+    nix::errno::Errno::ENOENT as i32
+}
+
+/// Collects an aya map iterator; entries deleted while iterating are skipped.
+fn collect<K, V>(iter: impl Iterator<Item = Result<(K, V), MapError>>) -> Result<Vec<(K, V)>> {
+    let mut out = Vec::new();
+    for item in iter {
+        match item {
+            Ok(kv) => out.push(kv),
+            Err(MapError::KeyNotFound) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(out)
+}
+
+fn collect_keys<K>(iter: impl Iterator<Item = Result<K, MapError>>) -> Result<Vec<K>> {
+    let mut out = Vec::new();
+    for item in iter {
+        match item {
+            Ok(k) => out.push(k),
+            Err(MapError::KeyNotFound) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(out)
+}
+
+fn count<K>(iter: impl Iterator<Item = Result<K, MapError>>) -> Result<u64> {
+    Ok(collect_keys(iter)?.len() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ipcache_key_masks_host_bits() {
+        let key = ipcache_key(Ipv4Addr::new(10, 1, 2, 3), 16).expect("valid prefix");
+        assert_eq!(key.prefix_len(), 16);
+        assert_eq!(
+            Ipv4Addr::from(key.data().to_ne_bytes()),
+            Ipv4Addr::new(10, 1, 0, 0)
+        );
+        assert!(ipcache_key(Ipv4Addr::UNSPECIFIED, 33).is_err());
+        let all = ipcache_key(Ipv4Addr::new(1, 2, 3, 4), 0).expect("valid prefix");
+        assert_eq!(key_data(&all), 0);
+    }
+
+    fn key_data(key: &Key<u32>) -> u32 {
+        key.data()
+    }
+}

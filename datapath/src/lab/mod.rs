@@ -1,0 +1,76 @@
+//! The network-namespace lab: nodes, pods and a world host built from a topology file.
+//!
+//! [`Topology::load`] reads a topology file (format in [`topology`]) and checks it, reporting
+//! every problem as a [`ward_schema::Diagnostic`] with file, line and column;
+//! [`Topology::cluster`] gives the engine the same nodes and pods. [`Lab::up`] builds it with
+//! `ip` commands, [`Lab::down`] removes it (also after a crash), [`Lab::status`] lists labs.
+//!
+//! # Layout
+//! ```text
+//!                        netns w-<lab>.underlay: bridge br0
+//!            v-node-1 ─────────┬──────── v-node-2 ─────────┬──────── v-world
+//!               │              │            │              │            │
+//!   netns w-<lab>.node.node-1  │  netns w-<lab>.node.node-2│   netns w-<lab>.world
+//!     eth0 172.30.0.11/24      │    eth0 172.30.0.12/24    │     eth0 203.0.113.10/32
+//!     lo   169.254.1.1/32      │    lo   169.254.1.1/32    │
+//!     lxc… ──┐                        lxc… ──┐
+//!   netns w-<lab>.pod.shop.frontend   netns w-<lab>.pod.shop.backend
+//!     eth0 10.200.1.10/32               eth0 10.200.2.20/32
+//! ```
+//! Nothing is created in the host's own namespace except the `/run/netns/*` entries of the
+//! lab's namespaces, and no lab namespace has a link to the host: no packet can leave.
+//!
+//! # Addressing and routing
+//! - **Pods**: the pod address as a `/32` on `eth0`; `169.254.1.1 dev eth0 scope link` and
+//!   `default via 169.254.1.1` ([`names::POD_GATEWAY`], link-local, the same on every node,
+//!   so no address of the pod CIDR is reserved for a gateway).
+//! - **Nodes**: the underlay address on `eth0`; `169.254.1.1/32` on `lo` (scope link), so the
+//!   node answers the pods' ARP requests for their gateway on every `lxc…` interface;
+//!   `ip_forward=1`; per local pod `<pod>/32 dev lxc… src <node ip>`; per other node
+//!   `<its podCIDR> via <its underlay ip>`; `<world>/32 dev eth0` (on-link).
+//! - **World**: its documentation address as a `/32` on `eth0`; the underlay on-link; per node
+//!   `<podCIDR> via <node ip>`. World has no underlay address of its own: it answers ARP for
+//!   its `/32` on the bridge.
+//! - Every lab namespace: IPv6 disabled (`disable_ipv6=1` before any interface exists, so no
+//!   link-local addresses, ND or RA), `rp_filter=0`, loopback up.
+//!
+//! # Names and state
+//! Namespaces are named by [`names`] (`w-<lab>.node.<node>`, ...); the state file
+//! `/run/ward/lab/<lab>.json` ([`LabState`]) is written before the first namespace is made.
+//! [`Lab::down`] deletes the namespaces the state file lists and every namespace `ip netns
+//! list` shows with the lab's prefix, so it needs no in-memory state and is idempotent.
+//! [`Lab::up`] refuses to build over an existing lab of the same name;
+//! [`Lab::up_replacing`] removes it first.
+
+mod ip;
+pub mod names;
+mod netns;
+pub mod topology;
+
+pub use netns::{Lab, LabState, LabStatus, Teardown, require_root, state_file};
+pub use topology::{Ipv4Net, NodeSpec, PodSpec, PortSpec, Topology, WorldSpec};
+
+use anyhow::{Context, Result};
+use nix::sched::{CloneFlags, setns};
+use std::path::Path;
+
+/// Runs `f` on a new thread that has joined network namespace `netns` (a path such as
+/// [`Lab::pod_netns`] returns), and returns its result. Sockets made inside `f` stay in that
+/// namespace wherever they are used afterwards, so a test can create a listener or connect
+/// inside a pod and do the I/O on its own thread. A panic in `f` is resumed on the caller's
+/// thread.
+pub fn in_netns<T: Send>(netns: &Path, f: impl FnOnce() -> T + Send) -> Result<T> {
+    let file = std::fs::File::open(netns)
+        .with_context(|| format!("cannot open network namespace {}", netns.display()))?;
+    std::thread::scope(|scope| {
+        let handle = scope.spawn(move || -> Result<T> {
+            setns(&file, CloneFlags::CLONE_NEWNET)
+                .with_context(|| format!("cannot enter network namespace {}", netns.display()))?;
+            Ok(f())
+        });
+        match handle.join() {
+            Ok(r) => r,
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    })
+}

@@ -1,0 +1,563 @@
+//! Building and removing a lab: namespaces, veth pairs, the underlay bridge, addresses and
+//! routes, with `ip` commands. See the [module documentation](super) for the layout.
+
+use super::ip::{ip, ip_in, netns_list, sysctls};
+use super::names::{self, NODE_UNDERLAY_IF, POD_GATEWAY, POD_IF, UNDERLAY_BRIDGE};
+use super::topology::{PodSpec, Topology};
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// A lab that is up. Dropping it leaves the lab in place (the CLI builds a lab and exits);
+/// [`Lab::down`] removes it, with or without this value.
+#[derive(Debug)]
+pub struct Lab {
+    topology: Topology,
+}
+
+/// What a lab's state file (`/run/ward/lab/<name>.json`) records: the topology and every
+/// namespace the lab makes. It is written before the first namespace is created, so a lab
+/// that crashed half-way up can still be found and removed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LabState {
+    /// The lab name.
+    pub name: String,
+    /// Every namespace the lab makes (names, not paths).
+    pub netns: Vec<String>,
+    /// Seconds since the Unix epoch when `up` started.
+    pub created_unix: u64,
+    /// The topology it was built from.
+    pub topology: Topology,
+}
+
+/// A lab found by [`Lab::status`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LabStatus {
+    /// The lab name.
+    pub name: String,
+    /// Its state file, when there is one and it parses.
+    pub state: Option<LabState>,
+    /// Its namespaces that exist.
+    pub present: Vec<String>,
+    /// Namespaces the state file lists that do not exist (a lab that failed or was partly
+    /// removed by hand).
+    pub missing: Vec<String>,
+}
+
+/// What [`Lab::down`] removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Teardown {
+    /// The lab name.
+    pub name: String,
+    /// The namespaces deleted.
+    pub removed: Vec<String>,
+    /// Whether a state file was deleted.
+    pub state_file: bool,
+}
+
+impl Teardown {
+    /// Whether there was anything to remove.
+    pub fn is_empty(&self) -> bool {
+        self.removed.is_empty() && !self.state_file
+    }
+}
+
+impl fmt::Display for Teardown {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.is_empty() {
+            return write!(f, "lab {}: nothing to remove", self.name);
+        }
+        write!(
+            f,
+            "lab {}: removed {} network namespace(s)",
+            self.name,
+            self.removed.len()
+        )?;
+        if self.state_file {
+            write!(f, " and its state file")?;
+        }
+        Ok(())
+    }
+}
+
+/// Fails unless the process runs as root: namespaces, veths and routes need CAP_NET_ADMIN and
+/// CAP_SYS_ADMIN.
+pub fn require_root() -> Result<()> {
+    if nix::unistd::geteuid().is_root() {
+        Ok(())
+    } else {
+        bail!(
+            "the lab needs root (CAP_NET_ADMIN, CAP_SYS_ADMIN) to create network namespaces; run it as root (e.g. with sudo)"
+        )
+    }
+}
+
+/// The state file of lab `name`.
+pub fn state_file(name: &str) -> PathBuf {
+    Path::new(names::STATE_DIR).join(format!("{name}.json"))
+}
+
+fn check_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-');
+    if ok {
+        Ok(())
+    } else {
+        bail!("{name:?} is not a lab name (a DNS-1123 label: lower-case letters, digits and '-')")
+    }
+}
+
+/// Every namespace `topology` makes, in creation order.
+fn planned_netns(t: &Topology) -> Vec<String> {
+    let mut out = vec![names::underlay_netns(&t.name)];
+    out.extend(t.nodes.iter().map(|n| names::node_netns(&t.name, &n.name)));
+    out.push(names::world_netns(&t.name));
+    out.extend(
+        t.pods
+            .iter()
+            .map(|p| names::pod_netns(&t.name, &p.namespace, &p.name)),
+    );
+    out
+}
+
+fn read_state(name: &str) -> Option<LabState> {
+    let path = state_file(name);
+    let bytes = std::fs::read(&path).ok()?;
+    match serde_json::from_slice(&bytes) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!(file = %path.display(), error = %e, "lab state file does not parse; ignoring it");
+            None
+        }
+    }
+}
+
+fn write_state(state: &LabState) -> Result<()> {
+    let dir = Path::new(names::STATE_DIR);
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let path = state_file(&state.name);
+    let tmp = dir.join(format!(".{}.json.tmp", state.name));
+    let text = serde_json::to_vec_pretty(state)?;
+    std::fs::write(&tmp, text).with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
+/// The namespaces of lab `name` that exist.
+fn present_netns(name: &str) -> Result<Vec<String>> {
+    let prefix = names::netns_prefix(name);
+    Ok(netns_list()?
+        .into_iter()
+        .filter(|n| n.starts_with(&prefix))
+        .collect())
+}
+
+impl Lab {
+    /// Builds `topology`. Refuses when a lab of the same name exists (a state file or any of
+    /// its namespaces); see [`Lab::up_replacing`]. When a step fails, whatever was built is
+    /// removed again and the error names the `ip` command and its stderr.
+    pub fn up(topology: &Topology) -> Result<Lab> {
+        require_root()?;
+        check_name(&topology.name)?;
+        let present = present_netns(&topology.name)?;
+        let has_state = state_file(&topology.name).exists();
+        if !present.is_empty() || has_state {
+            bail!(
+                "lab {} already exists ({} network namespace(s){}); remove it first (`ward lab down --name {}`) or replace it (`ward lab up --replace`)",
+                topology.name,
+                present.len(),
+                if has_state {
+                    format!(", state file {}", state_file(&topology.name).display())
+                } else {
+                    String::new()
+                },
+                topology.name
+            );
+        }
+        let state = LabState {
+            name: topology.name.clone(),
+            netns: planned_netns(topology),
+            created_unix: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+            topology: topology.clone(),
+        };
+        write_state(&state)?;
+        if let Err(e) = build(topology) {
+            return Err(match Lab::down(&topology.name) {
+                Ok(_) => e.context(format!("cannot build lab {}; what was built has been removed", topology.name)),
+                Err(cleanup) => e.context(format!(
+                    "cannot build lab {}, and removing what was built failed too ({cleanup:#}); run `ward lab down --name {}`",
+                    topology.name, topology.name
+                )),
+            });
+        }
+        Ok(Lab {
+            topology: topology.clone(),
+        })
+    }
+
+    /// Like [`Lab::up`], but first removes a lab of the same name if there is one.
+    pub fn up_replacing(topology: &Topology) -> Result<Lab> {
+        require_root()?;
+        Lab::down(&topology.name)?;
+        Lab::up(topology)
+    }
+
+    /// Removes lab `name`: every namespace its state file lists and every namespace whose name
+    /// starts with its prefix (`w-<name>.`, found with `ip netns list`), then the state file.
+    /// Works after a crash (no in-memory state needed) and is idempotent: removing a lab that
+    /// does not exist succeeds and reports nothing removed. Veths, the bridge, addresses and
+    /// routes all live inside the namespaces and go with them.
+    pub fn down(name: &str) -> Result<Teardown> {
+        check_name(name)?;
+        require_root()?;
+        let prefix = names::netns_prefix(name);
+        let listed: BTreeSet<String> = netns_list()?.into_iter().collect();
+        let mut all: BTreeSet<String> = listed
+            .iter()
+            .filter(|n| n.starts_with(&prefix))
+            .cloned()
+            .collect();
+        if let Some(state) = read_state(name) {
+            // The prefix scan finds these too; the state file is the record of what `up` meant
+            // to make, so it is honoured even if the naming scheme changes.
+            all.extend(
+                state
+                    .netns
+                    .into_iter()
+                    .filter(|n| n.starts_with(&prefix) && listed.contains(n)),
+            );
+        }
+        let mut removed = Vec::new();
+        let mut errors = Vec::new();
+        // Pods first, the underlay last: the order a reader of `ip netns` expects.
+        let mut ordered: Vec<String> = all.into_iter().collect();
+        ordered.sort_by_key(|n| (!n.contains(".pod."), n.ends_with(".underlay"), n.clone()));
+        for ns in ordered {
+            match ip(&["netns", "del", &ns]) {
+                Ok(_) => removed.push(ns),
+                Err(e) if !names::netns_path(&ns).exists() => {
+                    tracing::debug!(netns = %ns, error = %e, "already gone");
+                }
+                Err(e) => errors.push(format!("{e:#}")),
+            }
+        }
+        let path = state_file(name);
+        let state_file = match std::fs::remove_file(&path) {
+            Ok(()) => true,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+            Err(e) => {
+                errors.push(format!("cannot remove {}: {e}", path.display()));
+                false
+            }
+        };
+        if !errors.is_empty() {
+            bail!(
+                "lab {name} was not removed completely: {}",
+                errors.join("; ")
+            );
+        }
+        Ok(Teardown {
+            name: name.to_owned(),
+            removed,
+            state_file,
+        })
+    }
+
+    /// Removes this lab ([`Lab::down`] by its name).
+    pub fn teardown(self) -> Result<Teardown> {
+        Lab::down(&self.topology.name)
+    }
+
+    /// Every lab found: by its state file or by namespaces with the lab prefix. Needs no root.
+    pub fn status() -> Result<Vec<LabStatus>> {
+        let mut labs: BTreeSet<String> = BTreeSet::new();
+        if let Ok(dir) = std::fs::read_dir(names::STATE_DIR) {
+            for entry in dir.flatten() {
+                let file = entry.file_name();
+                let file = file.to_string_lossy();
+                if let Some(name) = file.strip_suffix(".json").filter(|n| !n.starts_with('.')) {
+                    labs.insert(name.to_owned());
+                }
+            }
+        }
+        let all = netns_list()?;
+        labs.extend(
+            all.iter()
+                .filter_map(|n| names::lab_of_netns(n))
+                .map(str::to_owned),
+        );
+        Ok(labs
+            .into_iter()
+            .map(|name| {
+                let prefix = names::netns_prefix(&name);
+                let present: Vec<String> = all
+                    .iter()
+                    .filter(|n| n.starts_with(&prefix))
+                    .cloned()
+                    .collect();
+                let state = read_state(&name);
+                let missing = state
+                    .iter()
+                    .flat_map(|s| s.netns.iter())
+                    .filter(|n| !present.contains(n))
+                    .cloned()
+                    .collect();
+                LabStatus {
+                    name,
+                    state,
+                    present,
+                    missing,
+                }
+            })
+            .collect())
+    }
+
+    /// The lab name.
+    pub fn name(&self) -> &str {
+        &self.topology.name
+    }
+
+    /// The topology the lab was built from.
+    pub fn topology(&self) -> &Topology {
+        &self.topology
+    }
+
+    /// Every namespace of the lab (names), underlay first, pods last.
+    pub fn netns_names(&self) -> Vec<String> {
+        planned_netns(&self.topology)
+    }
+
+    /// `/run/netns/w-<lab>.node.<node>`. For a node the topology does not declare this is
+    /// the path it would have, which does not exist.
+    pub fn node_netns(&self, node: &str) -> PathBuf {
+        names::netns_path(&names::node_netns(&self.topology.name, node))
+    }
+
+    /// `/run/netns/w-<lab>.pod.<namespace>.<pod>` for `pod` written `namespace/name`, or as a
+    /// bare name when that name is unique in the lab. For a pod the topology does not declare
+    /// this is a path that does not exist.
+    pub fn pod_netns(&self, pod: &str) -> PathBuf {
+        let (ns, name) = self.pod_parts(pod);
+        names::netns_path(&names::pod_netns(&self.topology.name, &ns, &name))
+    }
+
+    /// `/run/netns/w-<lab>.world`.
+    pub fn world_netns(&self) -> PathBuf {
+        names::netns_path(&names::world_netns(&self.topology.name))
+    }
+
+    /// `/run/netns/w-<lab>.underlay` (the bridge).
+    pub fn underlay_netns(&self) -> PathBuf {
+        names::netns_path(&names::underlay_netns(&self.topology.name))
+    }
+
+    /// The host side of `pod`'s veth pair, in its node's namespace (`lxc…`,
+    /// [`names::host_ifname`]); `pod` as in [`Lab::pod_netns`].
+    pub fn host_ifname(&self, pod: &str) -> String {
+        let (ns, name) = self.pod_parts(pod);
+        names::host_ifname(&ns, &name)
+    }
+
+    /// The pod's declaration, `pod` as in [`Lab::pod_netns`].
+    pub fn pod(&self, pod: &str) -> Option<&PodSpec> {
+        self.topology.pod(pod)
+    }
+
+    fn pod_parts(&self, pod: &str) -> (String, String) {
+        if let Some(p) = self.topology.pod(pod) {
+            return (p.namespace.clone(), p.name.clone());
+        }
+        match pod.split_once('/') {
+            Some((ns, name)) => (ns.to_owned(), name.to_owned()),
+            None => ("default".to_owned(), pod.to_owned()),
+        }
+    }
+}
+
+impl fmt::Display for Lab {
+    /// What was built: underlay, nodes with their pods, world.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let t = &self.topology;
+        writeln!(
+            f,
+            "lab {} is up: {} node(s), {} pod(s), world {} (from {})",
+            t.name,
+            t.nodes.len(),
+            t.pods.len(),
+            t.world.ip,
+            t.source
+        )?;
+        writeln!(
+            f,
+            "  underlay {}  bridge {UNDERLAY_BRIDGE}  netns {}",
+            t.underlay,
+            names::underlay_netns(&t.name)
+        )?;
+        let width = t
+            .pods
+            .iter()
+            .map(|p| p.full_name().len())
+            .max()
+            .unwrap_or(0);
+        for n in &t.nodes {
+            writeln!(
+                f,
+                "  node {}  {}  podCIDR {}  netns {}",
+                n.name,
+                n.ip,
+                n.pod_cidr,
+                names::node_netns(&t.name, &n.name)
+            )?;
+            for p in t.pods_on(&n.name) {
+                writeln!(
+                    f,
+                    "    pod {:width$}  {:15}  {POD_IF} <-> {}  netns {}",
+                    p.full_name(),
+                    p.ip.to_string(),
+                    p.host_ifname(),
+                    names::pod_netns(&t.name, &p.namespace, &p.name)
+                )?;
+            }
+        }
+        writeln!(
+            f,
+            "  world {}  {}  netns {}",
+            t.world.name,
+            t.world.ip,
+            names::world_netns(&t.name)
+        )?;
+        write!(
+            f,
+            "  pods route via {POD_GATEWAY} (their node); state {}",
+            state_file(&t.name).display()
+        )
+    }
+}
+
+/// Creates namespace `name` with the lab's sysctls: IPv6 off (no ND or RA noise), no reverse
+/// path filter, forwarding only on nodes; loopback up.
+fn add_netns(name: &str, forwarding: bool) -> Result<()> {
+    ip(&["netns", "add", name])?;
+    let path = names::netns_path(name);
+    sysctls(
+        &path,
+        &[
+            ("net.ipv6.conf.all.disable_ipv6", "1"),
+            ("net.ipv6.conf.default.disable_ipv6", "1"),
+            ("net.ipv6.conf.lo.disable_ipv6", "1"),
+            ("net.ipv4.conf.all.rp_filter", "0"),
+            ("net.ipv4.conf.default.rp_filter", "0"),
+            ("net.ipv4.conf.all.arp_ignore", "0"),
+            ("net.ipv4.conf.default.arp_ignore", "0"),
+            ("net.ipv4.ip_forward", if forwarding { "1" } else { "0" }),
+        ],
+    )?;
+    ip_in(name, "link set lo up")?;
+    Ok(())
+}
+
+/// Builds everything; the caller removes the lab when this fails.
+fn build(t: &Topology) -> Result<()> {
+    let lab = &t.name;
+    let underlay = names::underlay_netns(lab);
+    let world = names::world_netns(lab);
+    let len = t.underlay.prefix_len();
+    let (gw, eth0, br) = (POD_GATEWAY, NODE_UNDERLAY_IF, UNDERLAY_BRIDGE);
+
+    add_netns(&underlay, false)?;
+    for n in &t.nodes {
+        add_netns(&names::node_netns(lab, &n.name), true)?;
+    }
+    add_netns(&world, false)?;
+    for p in &t.pods {
+        add_netns(&names::pod_netns(lab, &p.namespace, &p.name), false)?;
+    }
+
+    // The underlay: a bridge, one port per node and one for world.
+    ip_in(&underlay, &format!("link add {br} type bridge"))?;
+    ip_in(&underlay, &format!("link set {br} up"))?;
+    let attach = |netns: &str, name: &str| -> Result<()> {
+        let port = names::underlay_port(name);
+        ip_in(
+            netns,
+            &format!("link add {eth0} type veth peer name {port} netns {underlay}"),
+        )?;
+        ip_in(&underlay, &format!("link set {port} master {br}"))?;
+        ip_in(&underlay, &format!("link set {port} up"))?;
+        Ok(())
+    };
+
+    // Nodes: the underlay address, the pods' gateway on lo, routes to the other nodes' pods
+    // and to world.
+    for n in &t.nodes {
+        let ns = names::node_netns(lab, &n.name);
+        attach(&ns, &n.name)?;
+        ip_in(&ns, &format!("addr add {}/{len} dev {eth0}", n.ip))?;
+        ip_in(&ns, &format!("link set {eth0} up"))?;
+        ip_in(&ns, &format!("addr add {gw}/32 dev lo scope link"))?;
+        for other in t.nodes.iter().filter(|o| o.name != n.name) {
+            ip_in(
+                &ns,
+                &format!("route add {} via {} dev {eth0}", other.pod_cidr, other.ip),
+            )?;
+        }
+        ip_in(
+            &ns,
+            &format!("route add {}/32 dev {eth0} scope link", t.world.ip),
+        )?;
+    }
+
+    // World: its documentation address on eth0, the underlay on-link, each node's pods via
+    // that node.
+    attach(&world, &t.world.name)?;
+    ip_in(&world, &format!("addr add {}/32 dev {eth0}", t.world.ip))?;
+    ip_in(&world, &format!("link set {eth0} up"))?;
+    ip_in(
+        &world,
+        &format!("route add {} dev {eth0} scope link", t.underlay),
+    )?;
+    for n in &t.nodes {
+        ip_in(
+            &world,
+            &format!("route add {} via {} dev {eth0}", n.pod_cidr, n.ip),
+        )?;
+    }
+
+    // Pods: a veth into the node, a /32 on eth0, the default route via the link-local
+    // gateway; on the node, a /32 route to the pod through its lxc interface.
+    for p in &t.pods {
+        let pod_ns = names::pod_netns(lab, &p.namespace, &p.name);
+        let node_ns = names::node_netns(lab, &p.node);
+        let node_ip = t
+            .node(&p.node)
+            .map(|n| n.ip)
+            .with_context(|| format!("pod {} is on undeclared node {}", p.full_name(), p.node))?;
+        let lxc = p.host_ifname();
+        ip_in(
+            &node_ns,
+            &format!("link add {lxc} type veth peer name {POD_IF} netns {pod_ns}"),
+        )?;
+        ip_in(&pod_ns, &format!("addr add {}/32 dev {POD_IF}", p.ip))?;
+        ip_in(&pod_ns, &format!("link set {POD_IF} up"))?;
+        ip_in(
+            &pod_ns,
+            &format!("route add {gw}/32 dev {POD_IF} scope link"),
+        )?;
+        ip_in(&pod_ns, &format!("route add default via {gw} dev {POD_IF}"))?;
+        ip_in(&node_ns, &format!("link set {lxc} up"))?;
+        ip_in(
+            &node_ns,
+            &format!("route add {}/32 dev {lxc} scope link src {node_ip}", p.ip),
+        )?;
+    }
+    Ok(())
+}

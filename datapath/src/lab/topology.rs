@@ -1,0 +1,1388 @@
+//! The lab topology file: what to build, read with positions so every problem is reported as
+//! a [`Diagnostic`] naming the file, line, column and field.
+//!
+//! ```yaml
+//! apiVersion: ward.dev/v1alpha1
+//! kind: LabTopology
+//! metadata:
+//!   name: shop                      # the lab name (a DNS label); namespaces are w-shop.*
+//! spec:
+//!   underlay: 172.30.0.0/24         # private (RFC 1918): the bridge joining nodes and world
+//!   namespaces:                     # optional: namespace labels, as Kubernetes would set
+//!     jobs: {ward.dev/allow-kube-dns: "true"}
+//!   nodes:
+//!     - {name: node-1, ip: 172.30.0.11, podCIDR: 10.200.1.0/24, labels: {zone: a}}
+//!   world: {name: world, ip: 203.0.113.10}   # a documentation address (RFC 5737)
+//!   pods:
+//!     - name: backend
+//!       namespace: shop
+//!       labels: {app: backend}
+//!       ip: 10.200.1.20              # inside its node's podCIDR
+//!       node: node-1
+//!       ports:                       # optional; name optional, protocol TCP (default), UDP, SCTP
+//!         - {name: http, port: 80, protocol: TCP}
+//! ```
+//!
+//! The lab is IPv4 only. Names of the lab, nodes, world, namespaces and pods are DNS labels;
+//! node and world names are at most 13 characters, because they name an underlay interface
+//! (`v-<name>`, see [`super::names`]).
+
+use super::names::{self, MAX_IFNAME};
+use crate::engine::labels::{Label, SOURCE_K8S};
+use crate::engine::{Cluster, Endpoint, NamedPort, Node as EngineNode, Protocol};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::Path;
+use std::str::FromStr;
+use ward_schema::Diagnostic;
+use ward_schema::diagnostic::codes as schema_codes;
+use ward_schema::yaml::{self, Limits, Node as YNode, NodeValue, Seg};
+
+/// The diagnostic codes of topology files (`L` = lab).
+pub mod codes {
+    /// The document's shape: not a mapping, a missing, unknown or mistyped field, the wrong
+    /// apiVersion or kind, more than one document.
+    pub const SHAPE: &str = "WARD-L001";
+    /// A name: invalid, declared twice, or making an interface name longer than 15 characters.
+    pub const NAME: &str = "WARD-L002";
+    /// An address or prefix: malformed, outside its range, or overlapping another.
+    pub const ADDRESS: &str = "WARD-L003";
+    /// A pod on a node the topology does not declare.
+    pub const REFERENCE: &str = "WARD-L004";
+    /// A pod's labels or ports.
+    pub const POD: &str = "WARD-L005";
+}
+
+/// The apiVersion of a topology document.
+pub const API_VERSION: &str = "ward.dev/v1alpha1";
+/// The kind of a topology document.
+pub const KIND: &str = "LabTopology";
+
+/// An IPv4 prefix whose host bits are zero, such as `10.200.1.0/24`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Ipv4Net {
+    addr: Ipv4Addr,
+    len: u8,
+}
+
+impl Ipv4Net {
+    /// The prefix `addr/len`; `None` when `len` exceeds 32 or `addr` has host bits set.
+    pub fn new(addr: Ipv4Addr, len: u8) -> Option<Ipv4Net> {
+        (len <= 32 && u32::from(addr) & !mask(len) == 0).then_some(Ipv4Net { addr, len })
+    }
+
+    /// The network address.
+    pub fn network(&self) -> Ipv4Addr {
+        self.addr
+    }
+
+    /// The prefix length.
+    pub fn prefix_len(&self) -> u8 {
+        self.len
+    }
+
+    /// The last address of the prefix.
+    pub fn broadcast(&self) -> Ipv4Addr {
+        Ipv4Addr::from(u32::from(self.addr) | !mask(self.len))
+    }
+
+    /// Whether `ip` lies inside.
+    pub fn contains(&self, ip: Ipv4Addr) -> bool {
+        u32::from(ip) & mask(self.len) == u32::from(self.addr)
+    }
+
+    /// Whether the two prefixes share an address.
+    pub fn overlaps(&self, other: &Ipv4Net) -> bool {
+        self.contains(other.addr) || other.contains(self.addr)
+    }
+
+    /// Whether `other` lies entirely inside.
+    pub fn covers(&self, other: &Ipv4Net) -> bool {
+        other.len >= self.len && self.contains(other.addr)
+    }
+}
+
+fn mask(len: u8) -> u32 {
+    if len == 0 {
+        0
+    } else {
+        u32::MAX << (32 - u32::from(len.min(32)))
+    }
+}
+
+impl fmt::Display for Ipv4Net {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.len)
+    }
+}
+
+impl FromStr for Ipv4Net {
+    type Err = String;
+
+    /// Parses `a.b.c.d/len`; host bits must be zero.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (a, l) = s
+            .split_once('/')
+            .ok_or_else(|| format!("{s:?} is not a CIDR: expected a.b.c.d/len"))?;
+        let addr: Ipv4Addr = a
+            .parse()
+            .map_err(|_| format!("{s:?} is not a CIDR: {a:?} is not an IPv4 address"))?;
+        let len: u8 = l
+            .parse()
+            .ok()
+            .filter(|l| *l <= 32)
+            .ok_or_else(|| format!("{s:?} is not a CIDR: the prefix length must be 0 to 32"))?;
+        Ipv4Net::new(addr, len).ok_or_else(|| {
+            let net = Ipv4Addr::from(u32::from(addr) & mask(len));
+            format!("{s:?} has host bits set; the prefix is {net}/{len}")
+        })
+    }
+}
+
+impl Serialize for Ipv4Net {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Ipv4Net {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// A lab: nodes on an underlay, pods on the nodes, one world host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Topology {
+    /// The lab name (`metadata.name`), part of every namespace name.
+    pub name: String,
+    /// The file the topology was read from, as given.
+    pub source: String,
+    /// The underlay subnet: node addresses live here.
+    pub underlay: Ipv4Net,
+    /// Labels of Kubernetes namespaces (only those that have some).
+    pub namespaces: BTreeMap<String, BTreeMap<String, String>>,
+    /// The nodes, in declaration order.
+    pub nodes: Vec<NodeSpec>,
+    /// The world host.
+    pub world: WorldSpec,
+    /// The pods, in declaration order.
+    pub pods: Vec<PodSpec>,
+}
+
+/// A node of the lab.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeSpec {
+    /// The node name.
+    pub name: String,
+    /// The node's address on the underlay.
+    pub ip: Ipv4Addr,
+    /// The prefix its pods' addresses come from.
+    pub pod_cidr: Ipv4Net,
+    /// Node labels.
+    pub labels: BTreeMap<String, String>,
+}
+
+/// The world host: an address outside the cluster, reached through the underlay.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorldSpec {
+    /// Its name.
+    pub name: String,
+    /// Its address, from a documentation range.
+    pub ip: Ipv4Addr,
+}
+
+/// A pod of the lab.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PodSpec {
+    /// The pod name.
+    pub name: String,
+    /// Its Kubernetes namespace.
+    pub namespace: String,
+    /// Pod labels.
+    pub labels: BTreeMap<String, String>,
+    /// Its address (a `/32` on its `eth0`).
+    pub ip: Ipv4Addr,
+    /// The node it runs on.
+    pub node: String,
+    /// Its declared container ports.
+    pub ports: Vec<PortSpec>,
+}
+
+/// A declared container port.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortSpec {
+    /// The port's name (for named-port rules), if it has one.
+    pub name: Option<String>,
+    /// The port number.
+    pub port: u16,
+    /// TCP, UDP or SCTP.
+    #[serde(serialize_with = "ser_proto", deserialize_with = "de_proto")]
+    pub protocol: Protocol,
+}
+
+fn ser_proto<S: Serializer>(p: &Protocol, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(p)
+}
+
+fn de_proto<'de, D: Deserializer<'de>>(d: D) -> Result<Protocol, D::Error> {
+    let s = String::deserialize(d)?;
+    Protocol::parse(&s).ok_or_else(|| serde::de::Error::custom(format!("unknown protocol {s:?}")))
+}
+
+impl PodSpec {
+    /// `namespace/name`.
+    pub fn full_name(&self) -> String {
+        format!("{}/{}", self.namespace, self.name)
+    }
+
+    /// The host side of its veth pair, in its node's namespace ([`names::host_ifname`]).
+    pub fn host_ifname(&self) -> String {
+        names::host_ifname(&self.namespace, &self.name)
+    }
+}
+
+impl Topology {
+    /// Reads and checks a topology file. Every problem is reported, each with the file, line,
+    /// column and field path.
+    pub fn load(path: impl AsRef<Path>) -> Result<Topology, Vec<Diagnostic>> {
+        let path = path.as_ref();
+        let file = path.display().to_string();
+        let limits = Limits::default();
+        let meta = std::fs::metadata(path).map_err(|e| vec![unreadable(&file, &e)])?;
+        if meta.len() > limits.max_file_bytes {
+            return Err(vec![yaml::too_large(meta.len(), &limits).at(&file, 0, 0)]);
+        }
+        let bytes = std::fs::read(path).map_err(|e| vec![unreadable(&file, &e)])?;
+        Topology::parse(&file, &bytes)
+    }
+
+    /// Checks the text of a topology file; `file` only labels the findings.
+    pub fn parse(file: &str, bytes: &[u8]) -> Result<Topology, Vec<Diagnostic>> {
+        let parsed = yaml::parse_bytes(file, bytes, &Limits::default());
+        let mut diags: Vec<Diagnostic> = parsed.diagnostics;
+        for d in &mut diags {
+            if d.file.is_empty() {
+                d.file = file.to_owned();
+            }
+        }
+        if diags.iter().any(Diagnostic::is_error) {
+            return Err(diags);
+        }
+        let doc = match parsed.docs.as_slice() {
+            [doc] => doc,
+            [] => {
+                return Err(vec![
+                    Diagnostic::error(codes::SHAPE, "the file holds no document")
+                        .at(file, 0, 0)
+                        .with_hint(format!("a topology is one `kind: {KIND}` document")),
+                ]);
+            }
+            [_, second, ..] => {
+                return Err(vec![
+                    Diagnostic::error(codes::SHAPE, "a topology file holds exactly one document")
+                        .at(file, second.root.pos.line, second.root.pos.column)
+                        .with_hint("keep one lab per file"),
+                ]);
+            }
+        };
+        let mut cx = Ctx {
+            file,
+            root: &doc.root,
+            diags,
+        };
+        let topology = cx.topology();
+        ward_schema::diagnostic::sort(&mut cx.diags);
+        match topology {
+            Some(t) if !cx.diags.iter().any(Diagnostic::is_error) => Ok(t),
+            _ => Err(cx.diags),
+        }
+    }
+
+    /// The engine's view of the lab: nodes (with their underlay address) and the pods as
+    /// endpoints (labels, namespace, named ports, node). World is not part of it: every
+    /// address outside the cluster is `world` to the engine.
+    pub fn cluster(&self) -> Cluster {
+        Cluster {
+            namespaces: self.namespaces.clone(),
+            nodes: self
+                .nodes
+                .iter()
+                .map(|n| EngineNode {
+                    name: n.name.clone(),
+                    ip: Some(IpAddr::V4(n.ip)),
+                    labels: n.labels.clone(),
+                })
+                .collect(),
+            endpoints: self
+                .pods
+                .iter()
+                .map(|p| Endpoint {
+                    name: p.name.clone(),
+                    namespace: p.namespace.clone(),
+                    labels: p.labels.clone(),
+                    ip: Some(IpAddr::V4(p.ip)),
+                    named_ports: p
+                        .ports
+                        .iter()
+                        .filter_map(|port| {
+                            let np = NamedPort {
+                                port: port.port,
+                                protocol: port.protocol,
+                            };
+                            port.name.clone().map(|name| (name, np))
+                        })
+                        .collect(),
+                    node: Some(p.node.clone()),
+                })
+                .collect(),
+        }
+    }
+
+    /// The node named `name`.
+    pub fn node(&self, name: &str) -> Option<&NodeSpec> {
+        self.nodes.iter().find(|n| n.name == name)
+    }
+
+    /// The pod `namespace/name`, or the one pod called `name` when no namespace is given
+    /// and the name is unique.
+    pub fn pod(&self, pod: &str) -> Option<&PodSpec> {
+        match pod.split_once('/') {
+            Some((ns, name)) => self
+                .pods
+                .iter()
+                .find(|p| p.namespace == ns && p.name == name),
+            None => {
+                let mut it = self.pods.iter().filter(|p| p.name == pod);
+                match (it.next(), it.next()) {
+                    (Some(p), None) => Some(p),
+                    _ => None,
+                }
+            }
+        }
+    }
+
+    /// The pods running on node `node`.
+    pub fn pods_on<'a>(&'a self, node: &'a str) -> impl Iterator<Item = &'a PodSpec> + 'a {
+        self.pods.iter().filter(move |p| p.node == node)
+    }
+}
+
+fn unreadable(file: &str, e: &std::io::Error) -> Diagnostic {
+    Diagnostic::error(
+        schema_codes::FILE_UNREADABLE,
+        format!("cannot read the topology: {e}"),
+    )
+    .at(file, 0, 0)
+}
+
+/// Whether `s` is a DNS-1123 label (what Kubernetes requires of namespace names).
+fn is_dns_label(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.len() <= 63
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b[0] != b'-'
+        && b[b.len() - 1] != b'-'
+}
+
+/// RFC 1918 ranges: the only ones underlay and pod prefixes may use.
+const PRIVATE: [(Ipv4Addr, u8); 3] = [
+    (Ipv4Addr::new(10, 0, 0, 0), 8),
+    (Ipv4Addr::new(172, 16, 0, 0), 12),
+    (Ipv4Addr::new(192, 168, 0, 0), 16),
+];
+
+/// RFC 5737 documentation ranges: the only ones the world address may use.
+const DOCUMENTATION: [(Ipv4Addr, u8); 3] = [
+    (Ipv4Addr::new(192, 0, 2, 0), 24),
+    (Ipv4Addr::new(198, 51, 100, 0), 24),
+    (Ipv4Addr::new(203, 0, 113, 0), 24),
+];
+
+fn inside(ranges: &[(Ipv4Addr, u8)], net: &Ipv4Net) -> bool {
+    ranges
+        .iter()
+        .any(|(a, l)| Ipv4Net::new(*a, *l).is_some_and(|r| r.covers(net)))
+}
+
+fn path(base: &[Seg], more: impl Into<Seg>) -> Vec<Seg> {
+    let mut p = base.to_vec();
+    p.push(more.into());
+    p
+}
+
+/// The reader: walks the document, collecting findings with their positions.
+struct Ctx<'a> {
+    file: &'a str,
+    root: &'a YNode,
+    diags: Vec<Diagnostic>,
+}
+
+/// Who holds an address, for overlap findings.
+struct Claim {
+    owner: String,
+    line: usize,
+}
+
+impl<'a> Ctx<'a> {
+    fn report(
+        &mut self,
+        code: &'static str,
+        at: &[Seg],
+        at_key: bool,
+        message: String,
+        hint: Option<String>,
+    ) {
+        let pos = self.root.locate(at, at_key);
+        let mut d = Diagnostic::error(code, message)
+            .at(self.file, pos.line, pos.column)
+            .with_path(yaml::path_string(at));
+        if let Some(h) = hint {
+            d = d.with_hint(h);
+        }
+        self.diags.push(d);
+    }
+
+    fn line(&self, at: &[Seg]) -> usize {
+        self.root.locate(at, false).line
+    }
+
+    /// `node` as a mapping whose keys are all in `known`; `None` (reported) otherwise.
+    fn mapping(
+        &mut self,
+        node: &'a YNode,
+        at: &[Seg],
+        what: &str,
+        known: &[&str],
+    ) -> Option<&'a YNode> {
+        let Some(entries) = node.as_map() else {
+            self.report(
+                codes::SHAPE,
+                at,
+                false,
+                format!("{what} must be a mapping"),
+                None,
+            );
+            return None;
+        };
+        for e in entries {
+            if !known.contains(&e.key.as_str()) {
+                self.report(
+                    codes::SHAPE,
+                    &path(at, e.key.as_str()),
+                    true,
+                    format!("unknown field \"{}\" in {what}", e.key),
+                    Some(format!("the fields are: {}", known.join(", "))),
+                );
+            }
+        }
+        Some(node)
+    }
+
+    /// The string under `key` of mapping `map` (at `at`); reported when missing (if
+    /// `required`) or not a string.
+    fn string(
+        &mut self,
+        map: &'a YNode,
+        at: &[Seg],
+        key: &str,
+        what: &str,
+        required: bool,
+    ) -> Option<String> {
+        let here = path(at, key);
+        match map.get(key) {
+            None
+            | Some(YNode {
+                value: NodeValue::Null,
+                ..
+            }) => {
+                if required {
+                    self.report(
+                        codes::SHAPE,
+                        &here,
+                        false,
+                        format!("{what} has no \"{key}\""),
+                        Some(format!("add `{key}:`")),
+                    );
+                }
+                None
+            }
+            Some(YNode {
+                value: NodeValue::String(s),
+                ..
+            }) => Some(s.clone()),
+            Some(_) => {
+                self.report(
+                    codes::SHAPE,
+                    &here,
+                    false,
+                    format!("\"{key}\" of {what} must be a string"),
+                    Some("quote the value".into()),
+                );
+                None
+            }
+        }
+    }
+
+    /// A string that must be a DNS label.
+    fn name(&mut self, map: &'a YNode, at: &[Seg], key: &str, what: &str) -> Option<String> {
+        let s = self.string(map, at, key, what, true)?;
+        if is_dns_label(&s) {
+            Some(s)
+        } else {
+            self.report(
+                codes::NAME,
+                &path(at, key),
+                false,
+                format!("{what}: {key} {s:?} is not a valid name"),
+                Some("use lower-case letters, digits and '-', starting and ending with a letter or digit, at most 63 characters (a DNS-1123 label)".into()),
+            );
+            None
+        }
+    }
+
+    /// An IPv4 address under `key`.
+    fn ip(&mut self, map: &'a YNode, at: &[Seg], key: &str, what: &str) -> Option<Ipv4Addr> {
+        let s = self.string(map, at, key, what, true)?;
+        match s.parse::<IpAddr>() {
+            Ok(IpAddr::V4(ip)) => Some(ip),
+            Ok(IpAddr::V6(_)) => {
+                self.report(
+                    codes::ADDRESS,
+                    &path(at, key),
+                    false,
+                    format!("{what}: {key} {s} is IPv6; the lab is IPv4 only"),
+                    None,
+                );
+                None
+            }
+            Err(_) => {
+                self.report(
+                    codes::ADDRESS,
+                    &path(at, key),
+                    false,
+                    format!("{what}: {key} {s:?} is not an IPv4 address"),
+                    None,
+                );
+                None
+            }
+        }
+    }
+
+    /// An IPv4 prefix under `key`, inside the RFC 1918 ranges.
+    fn private_net(
+        &mut self,
+        map: &'a YNode,
+        at: &[Seg],
+        key: &str,
+        what: &str,
+    ) -> Option<Ipv4Net> {
+        let s = self.string(map, at, key, what, true)?;
+        let here = path(at, key);
+        let net = match s.parse::<Ipv4Net>() {
+            Ok(net) => net,
+            Err(e) => {
+                self.report(
+                    codes::ADDRESS,
+                    &here,
+                    false,
+                    format!("{what}: {key} {e}"),
+                    None,
+                );
+                return None;
+            }
+        };
+        if !inside(&PRIVATE, &net) {
+            self.report(
+                codes::ADDRESS,
+                &here,
+                false,
+                format!("{what}: {key} {net} is not a private prefix"),
+                Some("use a prefix inside 10.0.0.0/8, 172.16.0.0/12 or 192.168.0.0/16".into()),
+            );
+            return None;
+        }
+        if net.prefix_len() > 30 {
+            self.report(
+                codes::ADDRESS,
+                &here,
+                false,
+                format!("{what}: {key} {net} is too small"),
+                Some("use a prefix of length 30 or less".into()),
+            );
+            return None;
+        }
+        Some(net)
+    }
+
+    /// A `key: value` map of labels (values must be strings).
+    fn labels(
+        &mut self,
+        map: &'a YNode,
+        at: &[Seg],
+        key: &str,
+        what: &str,
+    ) -> BTreeMap<String, String> {
+        let mut out = BTreeMap::new();
+        let here = path(at, key);
+        let Some(node) = map.get(key) else { return out };
+        if matches!(node.value, NodeValue::Null) {
+            return out;
+        }
+        let Some(entries) = node.as_map() else {
+            self.report(
+                codes::SHAPE,
+                &here,
+                false,
+                format!("{key} of {what} must be a mapping of strings"),
+                None,
+            );
+            return out;
+        };
+        for e in entries {
+            let at_label = path(&here, e.key.as_str());
+            let value = match &e.value.value {
+                NodeValue::String(s) => s.clone(),
+                NodeValue::Null => String::new(),
+                _ => {
+                    self.report(
+                        codes::POD,
+                        &at_label,
+                        false,
+                        format!("{what}: the value of label \"{}\" must be a string", e.key),
+                        Some(format!(
+                            "quote it: {}: \"{}\"",
+                            e.key,
+                            scalar_text(&e.value)
+                        )),
+                    );
+                    continue;
+                }
+            };
+            if let Err(err) = Label::from_entry(&e.key, &value, SOURCE_K8S) {
+                self.report(codes::POD, &at_label, true, format!("{what}: {err}"), None);
+                continue;
+            }
+            out.insert(e.key.clone(), value);
+        }
+        out
+    }
+
+    fn list(&mut self, spec: &'a YNode, key: &str, required: bool) -> &'a [YNode] {
+        let at = [Seg::from("spec"), Seg::from(key)];
+        match spec.get(key) {
+            Some(YNode {
+                value: NodeValue::Seq(items),
+                ..
+            }) => items,
+            None
+            | Some(YNode {
+                value: NodeValue::Null,
+                ..
+            }) => {
+                if required {
+                    self.report(
+                        codes::SHAPE,
+                        &at,
+                        false,
+                        format!("the topology has no {key}"),
+                        Some(format!("add `{key}:` with at least one entry")),
+                    );
+                }
+                &[]
+            }
+            Some(_) => {
+                self.report(
+                    codes::SHAPE,
+                    &at,
+                    false,
+                    format!("{key} must be a list"),
+                    None,
+                );
+                &[]
+            }
+        }
+    }
+
+    fn topology(&mut self) -> Option<Topology> {
+        let root = self.root;
+        let top = self.mapping(
+            root,
+            &[],
+            "the topology",
+            &["apiVersion", "kind", "metadata", "spec"],
+        )?;
+        match self.string(top, &[], "apiVersion", "the topology", true) {
+            Some(v) if v == API_VERSION => {}
+            Some(v) => self.report(
+                codes::SHAPE,
+                &[Seg::from("apiVersion")],
+                false,
+                format!("apiVersion {v:?} does not serve kind {KIND}"),
+                Some(format!("use apiVersion: {API_VERSION}")),
+            ),
+            None => {}
+        }
+        match self.string(top, &[], "kind", "the topology", true) {
+            Some(k) if k == KIND => {}
+            Some(k) => self.report(
+                codes::SHAPE,
+                &[Seg::from("kind")],
+                false,
+                format!("kind {k:?} is not a lab topology"),
+                Some(format!("use kind: {KIND}")),
+            ),
+            None => {}
+        }
+        let meta_at = [Seg::from("metadata")];
+        let name = match top.get("metadata") {
+            Some(meta) => self
+                .mapping(meta, &meta_at, "metadata", &["name"])
+                .and_then(|m| self.name(m, &meta_at, "name", "the lab")),
+            None => {
+                self.report(
+                    codes::SHAPE,
+                    &meta_at,
+                    false,
+                    "the topology has no metadata".into(),
+                    Some("add `metadata: {name: <lab name>}`".into()),
+                );
+                None
+            }
+        };
+        let spec_at = [Seg::from("spec")];
+        let Some(spec) = top.get("spec") else {
+            self.report(
+                codes::SHAPE,
+                &spec_at,
+                false,
+                "the topology has no spec".into(),
+                Some("add `spec:` with underlay, nodes, world and pods".into()),
+            );
+            return None;
+        };
+        let spec = self.mapping(
+            spec,
+            &spec_at,
+            "spec",
+            &["underlay", "namespaces", "nodes", "world", "pods"],
+        )?;
+        let underlay = self.private_net(spec, &spec_at, "underlay", "spec");
+        let namespaces = self.namespaces(spec);
+        let mut claims: BTreeMap<Ipv4Addr, Claim> = BTreeMap::new();
+        let nodes = self.nodes(spec, underlay, &mut claims);
+        let world = self.world(spec, underlay, &nodes, &mut claims);
+        let pods = self.pods(spec, &nodes, &mut claims);
+        Some(Topology {
+            name: name?,
+            source: self.file.to_owned(),
+            underlay: underlay?,
+            namespaces,
+            nodes: nodes.into_iter().map(|(n, _)| n).collect(),
+            world: world?,
+            pods,
+        })
+    }
+
+    fn namespaces(&mut self, spec: &'a YNode) -> BTreeMap<String, BTreeMap<String, String>> {
+        let at = [Seg::from("spec"), Seg::from("namespaces")];
+        let mut out = BTreeMap::new();
+        let Some(node) = spec.get("namespaces") else {
+            return out;
+        };
+        let Some(entries) = node.as_map() else {
+            if !matches!(node.value, NodeValue::Null) {
+                self.report(
+                    codes::SHAPE,
+                    &at,
+                    false,
+                    "namespaces must map namespace names to their labels".into(),
+                    None,
+                );
+            }
+            return out;
+        };
+        for e in entries {
+            if !is_dns_label(&e.key) {
+                self.report(
+                    codes::NAME,
+                    &path(&at, e.key.as_str()),
+                    true,
+                    format!("namespace {:?} is not a valid name", e.key),
+                    Some("namespace names are DNS-1123 labels".into()),
+                );
+                continue;
+            }
+            let labels = self.labels(node, &at, &e.key, &format!("namespace {}", e.key));
+            out.insert(e.key.clone(), labels);
+        }
+        out
+    }
+
+    /// Claims `ip` for `owner`; reports an overlap with an earlier owner.
+    fn claim(
+        &mut self,
+        claims: &mut BTreeMap<Ipv4Addr, Claim>,
+        ip: Ipv4Addr,
+        owner: String,
+        at: &[Seg],
+    ) -> bool {
+        if let Some(first) = claims.get(&ip) {
+            let (first_owner, first_line) = (first.owner.clone(), first.line);
+            self.report(
+                codes::ADDRESS,
+                at,
+                false,
+                format!(
+                    "{owner}: address {ip} is already used by {first_owner} (line {first_line})"
+                ),
+                Some("every pod, node and the world host needs its own address".into()),
+            );
+            false
+        } else {
+            let line = self.line(at);
+            claims.insert(ip, Claim { owner, line });
+            true
+        }
+    }
+
+    /// An interface name made from `name` must fit Linux's limit.
+    fn ifname_fits(&mut self, ifname: &str, at: &[Seg], what: &str) -> bool {
+        if ifname.len() <= MAX_IFNAME {
+            return true;
+        }
+        let prefix = ifname.len() - ifname.strip_prefix("v-").map_or(ifname.len(), str::len);
+        self.report(
+            codes::NAME,
+            at,
+            false,
+            format!("{what}: the interface name {ifname:?} would be {} characters; Linux allows {MAX_IFNAME}", ifname.len()),
+            Some(format!("use a name of at most {} characters", MAX_IFNAME - prefix)),
+        );
+        false
+    }
+
+    fn nodes(
+        &mut self,
+        spec: &'a YNode,
+        underlay: Option<Ipv4Net>,
+        claims: &mut BTreeMap<Ipv4Addr, Claim>,
+    ) -> Vec<(NodeSpec, Vec<Seg>)> {
+        let items = self.list(spec, "nodes", true);
+        let mut out: Vec<(NodeSpec, Vec<Seg>)> = Vec::new();
+        let mut names: BTreeMap<String, usize> = BTreeMap::new();
+        for (i, item) in items.iter().enumerate() {
+            let at = vec![Seg::from("spec"), Seg::from("nodes"), Seg::Index(i)];
+            let Some(m) = self.mapping(
+                item,
+                &at,
+                &format!("nodes[{i}]"),
+                &["name", "ip", "podCIDR", "labels"],
+            ) else {
+                continue;
+            };
+            let name = self.name(m, &at, "name", &format!("nodes[{i}]"));
+            let what = match &name {
+                Some(n) => format!("node {n}"),
+                None => format!("nodes[{i}]"),
+            };
+            let mut ok = name.is_some();
+            if let Some(n) = &name {
+                if let Some(first) = names.get(n) {
+                    self.report(
+                        codes::NAME,
+                        &path(&at, "name"),
+                        false,
+                        format!("node {n} is declared more than once (first on line {first})"),
+                        Some("node names must be unique".into()),
+                    );
+                    ok = false;
+                } else {
+                    names.insert(n.clone(), self.line(&path(&at, "name")));
+                }
+                ok &= self.ifname_fits(&names::underlay_port(n), &path(&at, "name"), &what);
+            }
+            let ip = self.ip(m, &at, "ip", &what);
+            if let (Some(ip), Some(u)) = (ip, underlay) {
+                if !u.contains(ip) {
+                    self.report(
+                        codes::ADDRESS,
+                        &path(&at, "ip"),
+                        false,
+                        format!("{what}: ip {ip} is outside the underlay {u}"),
+                        Some(format!("pick an address inside {u}")),
+                    );
+                    ok = false;
+                } else if ip == u.network() || ip == u.broadcast() {
+                    self.report(
+                        codes::ADDRESS,
+                        &path(&at, "ip"),
+                        false,
+                        format!("{what}: ip {ip} is the underlay's network or broadcast address"),
+                        None,
+                    );
+                    ok = false;
+                }
+            }
+            if let Some(ip) = ip {
+                ok &= self.claim(claims, ip, what.clone(), &path(&at, "ip"));
+            }
+            let pod_cidr = self.private_net(m, &at, "podCIDR", &what);
+            if let Some(c) = pod_cidr {
+                if let Some(u) = underlay.filter(|u| u.overlaps(&c)) {
+                    self.report(
+                        codes::ADDRESS,
+                        &path(&at, "podCIDR"),
+                        false,
+                        format!("{what}: podCIDR {c} overlaps the underlay {u}"),
+                        None,
+                    );
+                    ok = false;
+                }
+                for (other, other_at) in &out {
+                    if other.pod_cidr.overlaps(&c) {
+                        let line = self.line(&path(other_at, "podCIDR"));
+                        self.report(
+                            codes::ADDRESS,
+                            &path(&at, "podCIDR"),
+                            false,
+                            format!(
+                                "{what}: podCIDR {c} overlaps podCIDR {} of node {} (line {line})",
+                                other.pod_cidr, other.name
+                            ),
+                            Some("every node needs its own pod prefix".into()),
+                        );
+                        ok = false;
+                    }
+                }
+            }
+            let labels = self.labels(m, &at, "labels", &what);
+            if let (true, Some(name), Some(ip), Some(pod_cidr)) = (ok, name, ip, pod_cidr) {
+                out.push((
+                    NodeSpec {
+                        name,
+                        ip,
+                        pod_cidr,
+                        labels,
+                    },
+                    at,
+                ));
+            }
+        }
+        out
+    }
+
+    fn world(
+        &mut self,
+        spec: &'a YNode,
+        underlay: Option<Ipv4Net>,
+        nodes: &[(NodeSpec, Vec<Seg>)],
+        claims: &mut BTreeMap<Ipv4Addr, Claim>,
+    ) -> Option<WorldSpec> {
+        let at = vec![Seg::from("spec"), Seg::from("world")];
+        let Some(node) = spec.get("world") else {
+            self.report(
+                codes::SHAPE,
+                &at,
+                false,
+                "the topology has no world".into(),
+                Some("add `world: {name: world, ip: 203.0.113.10}`".into()),
+            );
+            return None;
+        };
+        let m = self.mapping(node, &at, "world", &["name", "ip"])?;
+        let name = self.name(m, &at, "name", "world");
+        let mut ok = name.is_some();
+        if let Some(n) = &name {
+            if let Some((_, other_at)) = nodes.iter().find(|(nd, _)| &nd.name == n) {
+                let line = self.line(other_at);
+                self.report(
+                    codes::NAME,
+                    &path(&at, "name"),
+                    false,
+                    format!("world is named {n}, like the node on line {line}"),
+                    Some("world and the nodes share the underlay; give world its own name".into()),
+                );
+                ok = false;
+            }
+            ok &= self.ifname_fits(&names::underlay_port(n), &path(&at, "name"), "world");
+        }
+        let ip = self.ip(m, &at, "ip", "world");
+        if let Some(ip) = ip {
+            let here = path(&at, "ip");
+            if !Ipv4Net::new(ip, 32).is_some_and(|h| inside(&DOCUMENTATION, &h)) {
+                self.report(
+                    codes::ADDRESS,
+                    &here,
+                    false,
+                    format!("world: ip {ip} is not a documentation address"),
+                    Some("use an address in 192.0.2.0/24, 198.51.100.0/24 or 203.0.113.0/24 (RFC 5737), which no real host has".into()),
+                );
+                ok = false;
+            }
+            ok &= self.claim(claims, ip, "world".into(), &here);
+            // Documentation ranges never overlap the private ones, so neither the underlay
+            // nor a pod prefix can hold it; checked anyway in case the ranges ever change.
+            if underlay.is_some_and(|u| u.contains(ip))
+                || nodes.iter().any(|(n, _)| n.pod_cidr.contains(ip))
+            {
+                self.report(
+                    codes::ADDRESS,
+                    &here,
+                    false,
+                    format!("world: ip {ip} lies inside the cluster's prefixes"),
+                    None,
+                );
+                ok = false;
+            }
+        }
+        match (ok, name, ip) {
+            (true, Some(name), Some(ip)) => Some(WorldSpec { name, ip }),
+            _ => None,
+        }
+    }
+
+    fn pods(
+        &mut self,
+        spec: &'a YNode,
+        nodes: &[(NodeSpec, Vec<Seg>)],
+        claims: &mut BTreeMap<Ipv4Addr, Claim>,
+    ) -> Vec<PodSpec> {
+        let items = self.list(spec, "pods", false);
+        let declared: BTreeSet<&str> = self.declared_nodes(spec);
+        let mut out = Vec::new();
+        let mut names: BTreeMap<String, usize> = BTreeMap::new();
+        let mut ifnames: BTreeMap<(String, String), String> = BTreeMap::new();
+        for (i, item) in items.iter().enumerate() {
+            let at = vec![Seg::from("spec"), Seg::from("pods"), Seg::Index(i)];
+            let Some(m) = self.mapping(
+                item,
+                &at,
+                &format!("pods[{i}]"),
+                &["name", "namespace", "labels", "ip", "node", "ports"],
+            ) else {
+                continue;
+            };
+            let name = self.name(m, &at, "name", &format!("pods[{i}]"));
+            let namespace = self.name(m, &at, "namespace", &format!("pods[{i}]"));
+            let what = match (&namespace, &name) {
+                (Some(ns), Some(n)) => format!("pod {ns}/{n}"),
+                _ => format!("pods[{i}]"),
+            };
+            let mut ok = name.is_some() && namespace.is_some();
+            let mut duplicate = false;
+            if let (Some(ns), Some(n)) = (&namespace, &name) {
+                let full = format!("{ns}/{n}");
+                if let Some(first) = names.get(&full) {
+                    duplicate = true;
+                    self.report(
+                        codes::NAME,
+                        &path(&at, "name"),
+                        false,
+                        format!("pod {full} is declared more than once (first on line {first})"),
+                        Some("pod names must be unique within their namespace".into()),
+                    );
+                    ok = false;
+                } else {
+                    names.insert(full, self.line(&path(&at, "name")));
+                }
+            }
+            let node_name = self.string(m, &at, "node", &what, true);
+            let node = match &node_name {
+                Some(n) => match nodes.iter().find(|(nd, _)| &nd.name == n) {
+                    Some((nd, _)) => Some(nd),
+                    None => {
+                        // A node that is declared but invalid was reported already.
+                        if !declared.contains(n.as_str()) {
+                            let known: Vec<&str> = declared.iter().copied().collect();
+                            self.report(
+                                codes::REFERENCE,
+                                &path(&at, "node"),
+                                false,
+                                format!("{what}: node {n:?} is not declared"),
+                                Some(if known.is_empty() {
+                                    "declare it under spec.nodes".into()
+                                } else {
+                                    format!("the nodes are: {}", known.join(", "))
+                                }),
+                            );
+                        }
+                        ok = false;
+                        None
+                    }
+                },
+                None => {
+                    ok = false;
+                    None
+                }
+            };
+            let ip = self.ip(m, &at, "ip", &what);
+            if let (Some(ip), Some(nd)) = (ip, node) {
+                let c = nd.pod_cidr;
+                if !c.contains(ip) {
+                    self.report(
+                        codes::ADDRESS,
+                        &path(&at, "ip"),
+                        false,
+                        format!("{what}: ip {ip} is outside podCIDR {c} of its node {}", nd.name),
+                        Some(format!("pick an address inside {c}, or move the pod to the node whose podCIDR holds {ip}")),
+                    );
+                    ok = false;
+                } else if ip == c.network() || ip == c.broadcast() {
+                    self.report(
+                        codes::ADDRESS,
+                        &path(&at, "ip"),
+                        false,
+                        format!(
+                            "{what}: ip {ip} is the network or broadcast address of podCIDR {c}"
+                        ),
+                        None,
+                    );
+                    ok = false;
+                }
+            }
+            if let Some(ip) = ip {
+                ok &= self.claim(claims, ip, what.clone(), &path(&at, "ip"));
+            } else {
+                ok = false;
+            }
+            if let (false, Some(ns), Some(n), Some(nd)) = (duplicate, &namespace, &name, node) {
+                let ifname = names::host_ifname(ns, n);
+                let key = (nd.name.clone(), ifname.clone());
+                if let Some(other) = ifnames.get(&key) {
+                    self.report(codes::NAME, &path(&at, "name"), false, format!("{what}: its host interface name {ifname} collides with pod {other} on the same node"), Some("rename one of the pods".into()));
+                    ok = false;
+                } else {
+                    ifnames.insert(key, format!("{ns}/{n}"));
+                }
+            }
+            let labels = self.labels(m, &at, "labels", &what);
+            let ports = self.ports(m, &at, &what);
+            if let (true, Some(name), Some(namespace), Some(nd), Some(ip), Some(ports)) =
+                (ok, name, namespace, node, ip, ports)
+            {
+                out.push(PodSpec {
+                    name,
+                    namespace,
+                    labels,
+                    ip,
+                    node: nd.name.clone(),
+                    ports,
+                });
+            }
+        }
+        out
+    }
+
+    /// Every node name written in the file, valid or not (so a pod on an invalid node is not
+    /// also reported as being on an undeclared one).
+    fn declared_nodes(&self, spec: &'a YNode) -> BTreeSet<&'a str> {
+        match spec.get("nodes") {
+            Some(YNode {
+                value: NodeValue::Seq(items),
+                ..
+            }) => items
+                .iter()
+                .filter_map(|n| n.get("name")?.as_str())
+                .collect(),
+            _ => BTreeSet::new(),
+        }
+    }
+
+    fn ports(&mut self, pod: &'a YNode, at: &[Seg], what: &str) -> Option<Vec<PortSpec>> {
+        let here = path(at, "ports");
+        let items = match pod.get("ports") {
+            None
+            | Some(YNode {
+                value: NodeValue::Null,
+                ..
+            }) => return Some(Vec::new()),
+            Some(YNode {
+                value: NodeValue::Seq(items),
+                ..
+            }) => items,
+            Some(_) => {
+                self.report(
+                    codes::SHAPE,
+                    &here,
+                    false,
+                    format!("{what}: ports must be a list"),
+                    None,
+                );
+                return None;
+            }
+        };
+        let mut out = Vec::new();
+        let mut ok = true;
+        let mut seen_names: BTreeSet<String> = BTreeSet::new();
+        let mut seen_ports: BTreeSet<(u16, Protocol)> = BTreeSet::new();
+        for (j, item) in items.iter().enumerate() {
+            let pat = path(&here, j);
+            let Some(m) = self.mapping(
+                item,
+                &pat,
+                &format!("{what}: ports[{j}]"),
+                &["name", "port", "protocol"],
+            ) else {
+                ok = false;
+                continue;
+            };
+            let name = self.string(m, &pat, "name", what, false);
+            if let Some(n) = &name {
+                let valid = !n.is_empty()
+                    && n.len() <= 15
+                    && n.bytes()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
+                    && n.bytes().any(|c| c.is_ascii_lowercase())
+                    && !n.starts_with('-')
+                    && !n.ends_with('-')
+                    && !n.contains("--");
+                if !valid {
+                    self.report(codes::POD, &path(&pat, "name"), false, format!("{what}: port name {n:?} is not a valid port name"), Some("an IANA service name: at most 15 lower-case letters, digits and '-', with at least one letter".into()));
+                    ok = false;
+                } else if !seen_names.insert(n.clone()) {
+                    self.report(
+                        codes::POD,
+                        &path(&pat, "name"),
+                        false,
+                        format!("{what}: port name {n:?} is declared more than once"),
+                        None,
+                    );
+                    ok = false;
+                }
+            }
+            let port = match m.get("port") {
+                Some(YNode {
+                    value: NodeValue::Number(n),
+                    ..
+                }) => match n
+                    .as_u64()
+                    .and_then(|p| u16::try_from(p).ok())
+                    .filter(|p| *p > 0)
+                {
+                    Some(p) => Some(p),
+                    None => {
+                        self.report(
+                            codes::POD,
+                            &path(&pat, "port"),
+                            false,
+                            format!("{what}: port {n} is out of range"),
+                            Some("use 1 to 65535".into()),
+                        );
+                        None
+                    }
+                },
+                Some(_) => {
+                    self.report(
+                        codes::POD,
+                        &path(&pat, "port"),
+                        false,
+                        format!("{what}: port must be a number"),
+                        None,
+                    );
+                    None
+                }
+                None => {
+                    self.report(
+                        codes::SHAPE,
+                        &path(&pat, "port"),
+                        false,
+                        format!("{what}: ports[{j}] has no \"port\""),
+                        None,
+                    );
+                    None
+                }
+            };
+            let protocol = match self.string(m, &pat, "protocol", what, false).as_deref() {
+                None => Some(Protocol::TCP),
+                Some("TCP") => Some(Protocol::TCP),
+                Some("UDP") => Some(Protocol::UDP),
+                Some("SCTP") => Some(Protocol::SCTP),
+                Some(other) => {
+                    self.report(
+                        codes::POD,
+                        &path(&pat, "protocol"),
+                        false,
+                        format!("{what}: protocol {other:?} is not TCP, UDP or SCTP"),
+                        None,
+                    );
+                    None
+                }
+            };
+            match (port, protocol) {
+                (Some(port), Some(protocol)) => {
+                    if !seen_ports.insert((port, protocol)) {
+                        self.report(
+                            codes::POD,
+                            &path(&pat, "port"),
+                            false,
+                            format!("{what}: port {port}/{protocol} is declared more than once"),
+                            None,
+                        );
+                        ok = false;
+                    }
+                    out.push(PortSpec {
+                        name,
+                        port,
+                        protocol,
+                    });
+                }
+                _ => ok = false,
+            }
+        }
+        ok.then_some(out)
+    }
+}
+
+fn scalar_text(n: &YNode) -> String {
+    match &n.value {
+        NodeValue::Bool(b) => b.to_string(),
+        NodeValue::Number(x) => x.to_string(),
+        _ => "...".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn prefixes() {
+        let n: Ipv4Net = "10.200.1.0/24".parse().unwrap();
+        assert!(n.contains(Ipv4Addr::new(10, 200, 1, 7)));
+        assert!(!n.contains(Ipv4Addr::new(10, 200, 2, 7)));
+        assert_eq!(n.broadcast(), Ipv4Addr::new(10, 200, 1, 255));
+        assert!(n.overlaps(&"10.0.0.0/8".parse().unwrap()));
+        assert!(!n.overlaps(&"10.200.2.0/24".parse().unwrap()));
+        assert!(
+            "10.200.1.5/24"
+                .parse::<Ipv4Net>()
+                .unwrap_err()
+                .contains("10.200.1.0/24")
+        );
+        assert!("10.200.1.0/33".parse::<Ipv4Net>().is_err());
+        assert!("10.200.1.0".parse::<Ipv4Net>().is_err());
+        assert_eq!(
+            "0.0.0.0/0".parse::<Ipv4Net>().unwrap().broadcast(),
+            Ipv4Addr::BROADCAST
+        );
+    }
+
+    #[test]
+    fn dns_labels() {
+        assert!(is_dns_label("node-1"));
+        assert!(!is_dns_label("Node"));
+        assert!(!is_dns_label("-a"));
+        assert!(!is_dns_label("a.b"));
+        assert!(!is_dns_label(""));
+    }
+}

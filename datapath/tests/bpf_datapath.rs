@@ -1,0 +1,972 @@
+//! ward's BPF datapath with real programs and real packets (needs root).
+//!
+//! Each test builds its own lab: a "node" network namespace holding the host sides of two
+//! veths, whose other ends are `eth0` in pod namespaces "a" (10.77.0.2) and "b" (10.77.1.2);
+//! the node routes between them. The programs are attached to the two host veths, with
+//! maps pinned under `/sys/fs/bpf/ward/<unique test node>/`, and traffic is made with std
+//! sockets from threads that entered the pod namespaces. The fixture removes namespaces and
+//! pins on drop, panics included.
+//!
+//! Without root (or `ip`, or bpffs) the tests print `skipped: <reason>`, or fail when
+//! `CI=true`.
+
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+use std::{env, fs};
+
+use nix::sched::{CloneFlags, setns};
+use ward_datapath::bpf::{
+    EndpointInfo, EventReader, NodeDatapath, NodeMaps, PIN_ROOT, PolicyKey, PolicyValue, Verdict,
+    VerdictEvent,
+};
+use ward_datapath::engine::Direction::{Egress, Ingress};
+
+const A_IP: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 2);
+const B_IP: Ipv4Addr = Ipv4Addr::new(10, 77, 1, 2);
+const EP_A: u32 = 1;
+const EP_B: u32 = 2;
+const ID_A: u32 = 1001;
+const ID_B: u32 = 1002;
+const TCP: u8 = 6;
+const UDP: u8 = 17;
+const ICMP: u8 = 1;
+const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+
+const CHILD_NODE_ENV: &str = "WARD_TEST_CHILD_NODE";
+const CHILD_NETNS_ENV: &str = "WARD_TEST_CHILD_NETNS";
+const CHILD_READY: &str = "WARD-CHILD-READY";
+
+/// `ip netns add` of several tests at once can race on the first mount of /run/netns.
+static NETNS_LOCK: Mutex<()> = Mutex::new(());
+
+// ---------------------------------------------------------------------------------------
+// Fixture
+
+fn prerequisites() -> Result<(), String> {
+    if !nix::unistd::geteuid().is_root() {
+        return Err("needs root (BPF programs, network namespaces)".into());
+    }
+    match Command::new("ip").arg("-V").output() {
+        Ok(o) if o.status.success() => {}
+        _ => return Err("`ip` (iproute2) is not installed".into()),
+    }
+    match Command::new("tc").arg("-V").output() {
+        Ok(o) if o.status.success() => {}
+        _ => return Err("`tc` (iproute2) is not installed".into()),
+    }
+    let bpffs = nix::sys::statfs::statfs("/sys/fs/bpf")
+        .map(|s| s.filesystem_type() == nix::sys::statfs::BPF_FS_MAGIC)
+        .unwrap_or(false);
+    if !bpffs {
+        return Err("/sys/fs/bpf is not a mounted bpf filesystem".into());
+    }
+    Ok(())
+}
+
+/// The lab, or `None` after printing why the test is skipped (a panic when `CI=true`).
+fn lab_or_skip(tag: &str) -> Option<Lab> {
+    if let Err(reason) = prerequisites() {
+        if env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("bpf_datapath cannot run: {reason}");
+        }
+        // Straight to the stderr descriptor: libtest captures `eprintln!` of passing tests.
+        let _ = writeln!(std::io::stderr(), "skipped: {reason}");
+        return None;
+    }
+    Some(Lab::new(tag))
+}
+
+fn run(args: &[&str]) {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("running {args:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn output(args: &[&str]) -> String {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("running {args:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+struct Lab {
+    /// Node name of the pins: `/sys/fs/bpf/ward/<node>`.
+    node: String,
+    ns_node: String,
+    ns_a: String,
+    ns_b: String,
+    child: Option<Child>,
+}
+
+impl Lab {
+    fn new(tag: &str) -> Lab {
+        let base = format!("wbt{}-{tag}", std::process::id());
+        let lab = Lab {
+            node: base.clone(),
+            ns_node: format!("{base}-n"),
+            ns_a: format!("{base}-a"),
+            ns_b: format!("{base}-b"),
+            child: None,
+        };
+        let _ = fs::remove_dir_all(lab.pin_dir());
+        {
+            let _guard = NETNS_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+            for ns in [&lab.ns_node, &lab.ns_a, &lab.ns_b] {
+                let _ = Command::new("ip").args(["netns", "del", ns]).output();
+                run(&["ip", "netns", "add", ns]);
+            }
+        }
+        let (n, a, b) = (lab.ns_node.as_str(), lab.ns_a.as_str(), lab.ns_b.as_str());
+        for ns in [n, a, b] {
+            run(&["ip", "-n", ns, "link", "set", "lo", "up"]);
+        }
+        for (host, pod, host_ip, pod_ip) in [
+            ("ha", a, "10.77.0.1/24", "10.77.0.2/24"),
+            ("hb", b, "10.77.1.1/24", "10.77.1.2/24"),
+        ] {
+            let gw = &host_ip[..host_ip.len() - 3];
+            run(&[
+                "ip", "-n", n, "link", "add", host, "type", "veth", "peer", "name", "eth0",
+                "netns", pod,
+            ]);
+            run(&["ip", "-n", n, "addr", "add", host_ip, "dev", host]);
+            run(&["ip", "-n", n, "link", "set", host, "up"]);
+            run(&["ip", "-n", pod, "addr", "add", pod_ip, "dev", "eth0"]);
+            run(&["ip", "-n", pod, "link", "set", "eth0", "up"]);
+            run(&["ip", "-n", pod, "route", "add", "default", "via", gw]);
+        }
+        run(&[
+            "ip",
+            "netns",
+            "exec",
+            n,
+            "sysctl",
+            "-qw",
+            "net.ipv4.ip_forward=1",
+        ]);
+        for pod in [a, b] {
+            // Lets unprivileged-style ICMP echo ("ping") sockets be used in the pods.
+            run(&[
+                "ip",
+                "netns",
+                "exec",
+                pod,
+                "sysctl",
+                "-qw",
+                "net.ipv4.ping_group_range=0 2147483647",
+            ]);
+        }
+        lab
+    }
+
+    fn pin_dir(&self) -> PathBuf {
+        Path::new(PIN_ROOT).join(&self.node)
+    }
+
+    fn node_netns(&self) -> PathBuf {
+        Path::new("/run/netns").join(&self.ns_node)
+    }
+
+    /// Loads the datapath and attaches it to both host veths: (datapath, ifindex a, ifindex b).
+    fn datapath(&self) -> (NodeDatapath, u32, u32) {
+        let mut dp = NodeDatapath::open(&self.node).unwrap_or_else(|e| panic!("open: {e:#}"));
+        let ifa = dp
+            .attach(&self.node_netns(), "ha")
+            .unwrap_or_else(|e| panic!("attach ha: {e:#}"));
+        let ifb = dp
+            .attach(&self.node_netns(), "hb")
+            .unwrap_or_else(|e| panic!("attach hb: {e:#}"));
+        (dp, ifa, ifb)
+    }
+
+    /// Starts this test binary as a separate "agent" process that loads, attaches and fills
+    /// the maps with [`standard_policy`], then waits to be killed.
+    fn spawn_agent(&mut self) {
+        let exe = env::current_exe().unwrap_or_else(|e| panic!("current_exe: {e}"));
+        let mut child = Command::new(exe)
+            .args([
+                "child_agent_helper",
+                "--exact",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(CHILD_NODE_ENV, &self.node)
+            .env(CHILD_NETNS_ENV, self.node_netns())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawning the child agent: {e}"));
+        let stdout = child
+            .stdout
+            .take()
+            .unwrap_or_else(|| panic!("child stdout"));
+        self.child = Some(child);
+        let (tx, rx) = mpsc::channel();
+        thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if line.contains(CHILD_READY) {
+                    let _ = tx.send(());
+                }
+            }
+        });
+        rx.recv_timeout(Duration::from_secs(10))
+            .unwrap_or_else(|_| panic!("the child agent did not get ready (see its stderr above)"));
+    }
+
+    /// SIGKILLs the child agent and reaps it.
+    fn kill_agent(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn filters(&self, dev: &str, hook: &str) -> Vec<String> {
+        output(&[
+            "tc",
+            "-n",
+            &self.ns_node,
+            "filter",
+            "show",
+            "dev",
+            dev,
+            hook,
+        ])
+        .lines()
+        .filter(|l| l.contains("handle"))
+        .map(str::to_owned)
+        .collect()
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        self.kill_agent();
+        let _guard = NETNS_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        for ns in [&self.ns_a, &self.ns_b, &self.ns_node] {
+            let _ = Command::new("ip").args(["netns", "del", ns]).output();
+        }
+        let _ = ward_datapath::bpf::remove_pins(&self.node);
+    }
+}
+
+/// Runs `f` on a thread inside network namespace `ns`.
+fn in_ns<T: Send>(ns: &str, f: impl FnOnce() -> T + Send) -> T {
+    thread::scope(|s| {
+        s.spawn(|| {
+            let file = fs::File::open(Path::new("/run/netns").join(ns))
+                .unwrap_or_else(|e| panic!("opening netns {ns}: {e}"));
+            setns(&file, CloneFlags::CLONE_NEWNET).unwrap_or_else(|e| panic!("setns {ns}: {e}"));
+            f()
+        })
+        .join()
+        .unwrap_or_else(|_| panic!("thread in {ns} panicked"))
+    })
+}
+
+/// Endpoints and identities of both pods.
+fn endpoints(maps: &mut NodeMaps, ifa: u32, ifb: u32) {
+    maps.set_endpoint(
+        ifa,
+        EndpointInfo {
+            ep_id: EP_A,
+            identity: ID_A,
+            flags: 0,
+        },
+    )
+    .expect("endpoint a");
+    maps.set_endpoint(
+        ifb,
+        EndpointInfo {
+            ep_id: EP_B,
+            identity: ID_B,
+            flags: 0,
+        },
+    )
+    .expect("endpoint b");
+    maps.ipcache_set(A_IP, 32, ID_A).expect("ipcache a");
+    maps.ipcache_set(B_IP, 32, ID_B).expect("ipcache b");
+}
+
+/// Endpoints, a's egress open (allow-all, rule 11), b's ingress TCP/80 from a (rule 21);
+/// a's ingress and b's egress default deny.
+fn standard_policy(maps: &mut NodeMaps, ifa: u32, ifb: u32) {
+    endpoints(maps, ifa, ifb);
+    maps.policy_set(PolicyKey::any(EP_A, Egress, 0), PolicyValue::allow(11))
+        .expect("policy");
+    maps.policy_set(
+        PolicyKey::port(EP_B, Ingress, ID_A, TCP, 80),
+        PolicyValue::allow(21),
+    )
+    .expect("policy");
+}
+
+// ---------------------------------------------------------------------------------------
+// Traffic
+
+/// Echo servers; stopped and joined on drop.
+struct Servers {
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Drop for Servers {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+fn tcp_echo(ns: &str, ports: &[u16]) -> Servers {
+    let listeners: Vec<TcpListener> = in_ns(ns, || {
+        ports
+            .iter()
+            .map(|p| TcpListener::bind(("0.0.0.0", *p)).unwrap_or_else(|e| panic!("bind {p}: {e}")))
+            .collect()
+    });
+    let stop = Arc::new(AtomicBool::new(false));
+    let threads = listeners
+        .into_iter()
+        .map(|listener| {
+            let stop = stop.clone();
+            thread::spawn(move || {
+                listener.set_nonblocking(true).expect("nonblocking");
+                while !stop.load(Ordering::SeqCst) {
+                    match listener.accept() {
+                        Ok((mut s, _)) => {
+                            thread::spawn(move || {
+                                let _ = s.set_nonblocking(false);
+                                let _ = s.set_read_timeout(Some(Duration::from_secs(3)));
+                                let mut buf = [0u8; 16384];
+                                while let Ok(n) = s.read(&mut buf) {
+                                    if n == 0 || s.write_all(&buf[..n]).is_err() {
+                                        break;
+                                    }
+                                }
+                            });
+                        }
+                        Err(_) => thread::sleep(Duration::from_millis(5)),
+                    }
+                }
+            })
+        })
+        .collect();
+    Servers { stop, threads }
+}
+
+fn udp_echo(ns: &str, ports: &[u16]) -> Servers {
+    let sockets: Vec<UdpSocket> = in_ns(ns, || {
+        ports
+            .iter()
+            .map(|p| UdpSocket::bind(("0.0.0.0", *p)).unwrap_or_else(|e| panic!("bind {p}: {e}")))
+            .collect()
+    });
+    let stop = Arc::new(AtomicBool::new(false));
+    let threads = sockets
+        .into_iter()
+        .map(|sock| {
+            let stop = stop.clone();
+            thread::spawn(move || {
+                sock.set_read_timeout(Some(Duration::from_millis(20)))
+                    .expect("timeout");
+                let mut buf = [0u8; 2048];
+                while !stop.load(Ordering::SeqCst) {
+                    if let Ok((n, peer)) = sock.recv_from(&mut buf) {
+                        let _ = sock.send_to(&buf[..n], peer);
+                    }
+                }
+            })
+        })
+        .collect();
+    Servers { stop, threads }
+}
+
+/// Connects from `ns` and echoes `len` bytes: true when the connection works both ways.
+fn tcp_exchange(ns: &str, dst: Ipv4Addr, port: u16, len: usize) -> bool {
+    in_ns(ns, || {
+        let addr = SocketAddr::V4(SocketAddrV4::new(dst, port));
+        let Ok(mut s) = TcpStream::connect_timeout(&addr, PROBE_TIMEOUT) else {
+            return false;
+        };
+        let _ = s.set_read_timeout(Some(PROBE_TIMEOUT));
+        let _ = s.set_write_timeout(Some(PROBE_TIMEOUT));
+        let data: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+        let writer = {
+            let Ok(mut w) = s.try_clone() else {
+                return false;
+            };
+            let data = data.clone();
+            thread::spawn(move || w.write_all(&data).is_ok())
+        };
+        let mut back = vec![0u8; len];
+        let read_ok = s.read_exact(&mut back).is_ok();
+        writer.join().unwrap_or(false) && read_ok && back == data
+    })
+}
+
+fn tcp_probe(ns: &str, dst: Ipv4Addr, port: u16) -> bool {
+    tcp_exchange(ns, dst, port, 16)
+}
+
+fn udp_probe(ns: &str, dst: Ipv4Addr, port: u16) -> bool {
+    in_ns(ns, || {
+        let Ok(s) = UdpSocket::bind(("0.0.0.0", 0)) else {
+            return false;
+        };
+        let _ = s.set_read_timeout(Some(PROBE_TIMEOUT));
+        let msg = format!("ward-udp-{port}");
+        if s.send_to(msg.as_bytes(), (dst, port)).is_err() {
+            return false;
+        }
+        let mut buf = [0u8; 64];
+        matches!(s.recv_from(&mut buf), Ok((n, _)) if &buf[..n] == msg.as_bytes())
+    })
+}
+
+/// An ICMP echo from `ns` (a kernel "ping" socket: it sets the identifier and checksum).
+fn icmp_probe(ns: &str, dst: Ipv4Addr) -> bool {
+    in_ns(ns, || {
+        use rustix::net::{AddressFamily, SocketType, ipproto, socket};
+        let Ok(fd) = socket(AddressFamily::INET, SocketType::DGRAM, Some(ipproto::ICMP)) else {
+            return false;
+        };
+        let sock = UdpSocket::from(fd);
+        let _ = sock.set_read_timeout(Some(PROBE_TIMEOUT));
+        let request = [8u8, 0, 0, 0, 0, 0, 0, 1, b'w', b'a', b'r', b'd'];
+        if sock.send_to(&request, (dst, 0)).is_err() {
+            return false;
+        }
+        let mut buf = [0u8; 128];
+        matches!(sock.recv_from(&mut buf), Ok((n, _)) if n >= 8 && buf[0] == 0)
+    })
+}
+
+/// Events read within `wait` until `done` says enough.
+fn collect_events(
+    reader: &mut EventReader,
+    wait: Duration,
+    mut done: impl FnMut(&[VerdictEvent]) -> bool,
+) -> Vec<VerdictEvent> {
+    let deadline = Instant::now() + wait;
+    let mut events = Vec::new();
+    while !done(&events) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        match reader.next(left) {
+            Ok(Some(e)) => events.push(e),
+            Ok(None) => break,
+            Err(e) => panic!("reading events: {e:#}"),
+        }
+    }
+    events
+}
+
+fn counter(maps: &NodeMaps, ep: u32, dir: ward_datapath::engine::Direction, v: Verdict) -> u64 {
+    maps.counters()
+        .expect("counters")
+        .iter()
+        .filter(|c| c.ep_id == ep && c.direction == dir && c.verdict == Some(v))
+        .map(|c| c.packets)
+        .sum()
+}
+
+/// The program id in a `tc filter show` line (`... id 42 ...`).
+fn prog_id(line: &str) -> Option<u32> {
+    let mut words = line.split_whitespace();
+    while let Some(w) = words.next() {
+        if w == "id" {
+            return words.next().and_then(|id| id.parse().ok());
+        }
+    }
+    None
+}
+
+// ---------------------------------------------------------------------------------------
+// Tests
+
+/// (a) Attached with empty maps, nothing passes; endpoints without policy drop both ways;
+/// IPv6 is dropped (and counted as unsupported).
+#[test]
+fn fails_closed_without_entries() {
+    let Some(lab) = lab_or_skip("closed") else {
+        return;
+    };
+    let _servers = tcp_echo(&lab.ns_b, &[80]);
+    let (mut dp, ifa, ifb) = lab.datapath();
+
+    assert!(
+        !tcp_probe(&lab.ns_a, B_IP, 80),
+        "no endpoint entries: must drop"
+    );
+    assert!(
+        counter(&dp, 0, Egress, Verdict::DefaultDeny) > 0,
+        "drops on an unknown interface are counted under endpoint 0: {:?}",
+        dp.counters()
+    );
+
+    endpoints(&mut dp, ifa, ifb);
+    assert!(
+        !tcp_probe(&lab.ns_a, B_IP, 80),
+        "endpoints without policy: must drop"
+    );
+    assert!(counter(&dp, EP_A, Egress, Verdict::DefaultDeny) > 0);
+
+    // IPv6 (here: the neighbour solicitation for the first datagram) never passes.
+    run(&[
+        "ip",
+        "-n",
+        &lab.ns_node,
+        "addr",
+        "add",
+        "fd77::1/64",
+        "dev",
+        "ha",
+        "nodad",
+    ]);
+    run(&[
+        "ip",
+        "-n",
+        &lab.ns_a,
+        "addr",
+        "add",
+        "fd77::2/64",
+        "dev",
+        "eth0",
+        "nodad",
+    ]);
+    let before = counter(&dp, EP_A, Egress, Verdict::Unsupported);
+    in_ns(&lab.ns_a, || {
+        let s = UdpSocket::bind("[::]:0").expect("bind v6");
+        let _ = s.send_to(b"v6", "[fd77::1]:9");
+    });
+    thread::sleep(Duration::from_millis(200));
+    assert!(
+        counter(&dp, EP_A, Egress, Verdict::Unsupported) > before,
+        "IPv6 must be dropped: {:?}",
+        dp.counters()
+    );
+}
+
+/// (b) An allowed TCP port carries data both ways (replies through conntrack); other ports
+/// and the reverse direction stay closed.
+#[test]
+fn allowed_tcp_flows_both_ways_and_nothing_else() {
+    let Some(lab) = lab_or_skip("tcp") else {
+        return;
+    };
+    let _b = tcp_echo(&lab.ns_b, &[80, 81]);
+    let _a = tcp_echo(&lab.ns_a, &[80]);
+    let (mut dp, ifa, ifb) = lab.datapath();
+    endpoints(&mut dp, ifa, ifb);
+    dp.policy_set(
+        PolicyKey::port(EP_A, Egress, ID_B, TCP, 80),
+        PolicyValue::allow(1),
+    )
+    .expect("set");
+    dp.policy_set(
+        PolicyKey::port(EP_B, Ingress, ID_A, TCP, 80),
+        PolicyValue::allow(2),
+    )
+    .expect("set");
+
+    assert!(
+        tcp_exchange(&lab.ns_a, B_IP, 80, 256 * 1024),
+        "a -> b TCP/80 must carry data both ways"
+    );
+    assert!(!tcp_probe(&lab.ns_a, B_IP, 81), "TCP/81 is not allowed");
+    assert!(
+        !tcp_probe(&lab.ns_b, A_IP, 80),
+        "b -> a is not allowed (only replies are)"
+    );
+
+    let ct = dp.ct_entries().expect("ct");
+    let conn = ct
+        .iter()
+        .find(|(k, _)| {
+            k.saddr() == A_IP && k.daddr() == B_IP && k.dport() == 80 && k.proto() == TCP
+        })
+        .unwrap_or_else(|| panic!("no conntrack entry for a -> b:80 in {ct:?}"));
+    assert_eq!(
+        conn.1.flags, 0b11,
+        "both directions' policies saw the connection"
+    );
+    assert!(
+        conn.1.packets > 10,
+        "established and reply packets are counted: {conn:?}"
+    );
+    assert!(
+        counter(&dp, EP_B, Egress, Verdict::Allowed) > 10,
+        "b's replies passed"
+    );
+}
+
+/// (c) A deny wins over an allow: a deny in the any-identity lookup beats an
+/// identity-specific allow, and an identity-specific deny beats an any-identity allow.
+#[test]
+fn deny_wins_over_allow() {
+    let Some(lab) = lab_or_skip("deny") else {
+        return;
+    };
+    let _b = tcp_echo(&lab.ns_b, &[80, 81, 82]);
+    let (mut dp, ifa, ifb) = lab.datapath();
+    endpoints(&mut dp, ifa, ifb);
+    dp.policy_set(PolicyKey::any(EP_A, Egress, 0), PolicyValue::allow(11))
+        .expect("set");
+    dp.policy_set(
+        PolicyKey::port(EP_B, Ingress, ID_A, TCP, 80),
+        PolicyValue::allow(21),
+    )
+    .expect("set");
+    assert!(tcp_probe(&lab.ns_a, B_IP, 80), "allowed before the deny");
+
+    let deny_any = PolicyKey::proto(EP_B, Ingress, 0, TCP);
+    dp.policy_set(deny_any, PolicyValue::deny(31)).expect("set");
+    assert!(
+        !tcp_probe(&lab.ns_a, B_IP, 80),
+        "identity-0 deny beats the identity-specific allow"
+    );
+    assert!(counter(&dp, EP_B, Ingress, Verdict::Denied) > 0);
+
+    assert!(
+        dp.policy_remove(&deny_any).expect("remove"),
+        "the deny was there"
+    );
+    assert!(
+        !dp.policy_remove(&deny_any).expect("remove"),
+        "removing twice reports absence"
+    );
+    dp.policy_set(PolicyKey::any(EP_B, Ingress, 0), PolicyValue::allow(41))
+        .expect("set");
+    dp.policy_set(
+        PolicyKey::port(EP_B, Ingress, ID_A, TCP, 81),
+        PolicyValue::deny(51),
+    )
+    .expect("set");
+    assert!(tcp_probe(&lab.ns_a, B_IP, 80), "identity-specific allow");
+    assert!(
+        !tcp_probe(&lab.ns_a, B_IP, 81),
+        "identity-specific deny beats the allow-all"
+    );
+    assert!(tcp_probe(&lab.ns_a, B_IP, 82), "allow-all for the rest");
+}
+
+/// (d) A port range stored as masked prefixes: 8000-8100 allowed, 7999 and 8101 not.
+#[test]
+fn port_range_prefixes_enforce_the_range() {
+    let Some(lab) = lab_or_skip("range") else {
+        return;
+    };
+    let _b = tcp_echo(&lab.ns_b, &[7999, 8000, 8063, 8064, 8100, 8101]);
+    let (mut dp, ifa, ifb) = lab.datapath();
+    endpoints(&mut dp, ifa, ifb);
+    dp.policy_set(PolicyKey::any(EP_A, Egress, 0), PolicyValue::allow(11))
+        .expect("set");
+    let keys = PolicyKey::port_range(EP_B, Ingress, ID_A, TCP, 8000, 8100);
+    assert_eq!(keys.len(), 4);
+    for key in keys {
+        dp.policy_set(key, PolicyValue::allow(61)).expect("set");
+    }
+    for port in [8000, 8063, 8064, 8100] {
+        assert!(
+            tcp_probe(&lab.ns_a, B_IP, port),
+            "port {port} is inside 8000-8100"
+        );
+    }
+    for port in [7999, 8101] {
+        assert!(
+            !tcp_probe(&lab.ns_a, B_IP, port),
+            "port {port} is outside 8000-8100"
+        );
+    }
+}
+
+/// (e) UDP and ICMP echo: requests allowed by policy get their replies through conntrack.
+#[test]
+fn udp_and_icmp_requests_get_replies() {
+    let Some(lab) = lab_or_skip("udp") else {
+        return;
+    };
+    let _b = udp_echo(&lab.ns_b, &[5353, 5354]);
+    let (mut dp, ifa, ifb) = lab.datapath();
+    endpoints(&mut dp, ifa, ifb);
+    dp.policy_set(
+        PolicyKey::port(EP_A, Egress, ID_B, UDP, 5353),
+        PolicyValue::allow(1),
+    )
+    .expect("set");
+    dp.policy_set(
+        PolicyKey::port(EP_B, Ingress, 0, UDP, 5353),
+        PolicyValue::allow(2),
+    )
+    .expect("set");
+    dp.policy_set(
+        PolicyKey::port(EP_B, Ingress, 0, UDP, 5354),
+        PolicyValue::allow(3),
+    )
+    .expect("set");
+    dp.policy_set(
+        PolicyKey::port(EP_A, Egress, 0, ICMP, 8),
+        PolicyValue::allow(4),
+    )
+    .expect("set");
+
+    assert!(udp_probe(&lab.ns_a, B_IP, 5353), "UDP request and reply");
+    assert!(
+        !udp_probe(&lab.ns_a, B_IP, 5354),
+        "a's egress does not allow UDP/5354"
+    );
+    assert!(
+        !icmp_probe(&lab.ns_a, B_IP),
+        "b's ingress has no ICMP entry yet"
+    );
+    dp.policy_set(
+        PolicyKey::port(EP_B, Ingress, ID_A, ICMP, 8),
+        PolicyValue::allow(5),
+    )
+    .expect("set");
+    assert!(
+        icmp_probe(&lab.ns_a, B_IP),
+        "echo request allowed, echo reply through conntrack"
+    );
+}
+
+/// (f) Verdict events, read from the pinned ring buffer by this process while another
+/// process (a child "agent") loaded the programs and owns the maps.
+#[test]
+fn events_are_read_from_the_pinned_ring_buffer() {
+    let Some(mut lab) = lab_or_skip("events") else {
+        return;
+    };
+    let _b = tcp_echo(&lab.ns_b, &[80, 81, 82]);
+    lab.spawn_agent();
+    let mut reader = EventReader::open(&lab.node).unwrap_or_else(|e| panic!("{e:#}"));
+    let _ = reader.drain();
+
+    // An allowed connection: one event per direction, none for established or reply packets.
+    assert!(tcp_exchange(&lab.ns_a, B_IP, 80, 64 * 1024));
+    let events = collect_events(&mut reader, Duration::from_millis(500), |_| false);
+    let allowed: Vec<_> = events
+        .iter()
+        .filter(|e| e.dport() == 80 || e.sport() == 80)
+        .collect();
+    assert_eq!(
+        allowed.len(),
+        2,
+        "exactly the two new-connection events: {allowed:#?}"
+    );
+    for e in &allowed {
+        assert_eq!(e.verdict(), Some(Verdict::Allowed));
+        assert_eq!(
+            (e.saddr(), e.daddr(), e.dport(), e.proto()),
+            (A_IP, B_IP, 80, TCP)
+        );
+        assert_eq!((e.src_identity(), e.dst_identity()), (ID_A, ID_B));
+    }
+    assert!(
+        allowed
+            .iter()
+            .any(|e| e.ep_id() == EP_A && e.direction() == Egress && e.rule_id() == 11)
+    );
+    assert!(
+        allowed
+            .iter()
+            .any(|e| e.ep_id() == EP_B && e.direction() == Ingress && e.rule_id() == 21)
+    );
+
+    // Default deny at b's ingress.
+    assert!(!tcp_probe(&lab.ns_a, B_IP, 81));
+    let events = collect_events(&mut reader, Duration::from_secs(1), |ev| {
+        ev.iter().any(|e| e.verdict() == Some(Verdict::DefaultDeny))
+    });
+    let drop = events
+        .iter()
+        .find(|e| e.verdict() == Some(Verdict::DefaultDeny))
+        .unwrap_or_else(|| panic!("no default-deny event in {events:#?}"));
+    assert_eq!(
+        (drop.ep_id(), drop.direction(), drop.rule_id()),
+        (EP_B, Ingress, 0)
+    );
+    assert_eq!(
+        (
+            drop.src_identity(),
+            drop.dst_identity(),
+            drop.remote_identity()
+        ),
+        (ID_A, ID_B, ID_A)
+    );
+    assert_eq!(
+        (drop.saddr(), drop.daddr(), drop.dport(), drop.proto()),
+        (A_IP, B_IP, 81, TCP)
+    );
+
+    // A deny added through the pinned maps (a third handle, no programs loaded).
+    let mut maps = NodeMaps::open_pinned(&lab.node).unwrap_or_else(|e| panic!("{e:#}"));
+    maps.policy_set(
+        PolicyKey::port(EP_B, Ingress, ID_A, TCP, 82),
+        PolicyValue::deny(42),
+    )
+    .expect("set");
+    assert!(!tcp_probe(&lab.ns_a, B_IP, 82));
+    let events = collect_events(&mut reader, Duration::from_secs(1), |ev| {
+        ev.iter().any(|e| e.verdict() == Some(Verdict::Denied))
+    });
+    let denied = events
+        .iter()
+        .find(|e| e.verdict() == Some(Verdict::Denied))
+        .unwrap_or_else(|| panic!("no denied event in {events:#?}"));
+    assert_eq!(
+        (denied.ep_id(), denied.direction(), denied.rule_id()),
+        (EP_B, Ingress, 42)
+    );
+    assert_eq!(
+        (denied.src_identity(), denied.dst_identity(), denied.dport()),
+        (ID_A, ID_B, 82)
+    );
+    assert!(denied.to_string().contains("denied rule 42"), "{denied}");
+}
+
+/// (g) Enforcement outlives the agent: after the loading process is SIGKILLed the filters
+/// and pinned maps keep enforcing; a restarted agent finds its maps filled, re-attaches
+/// with exactly one filter per hook, and dropping its handles changes nothing.
+#[test]
+fn enforcement_survives_agent_kill_and_restart() {
+    let Some(mut lab) = lab_or_skip("restart") else {
+        return;
+    };
+    let _b = tcp_echo(&lab.ns_b, &[80, 81]);
+    lab.spawn_agent();
+    assert!(
+        tcp_probe(&lab.ns_a, B_IP, 80),
+        "allowed while the agent runs"
+    );
+    lab.kill_agent();
+
+    assert!(
+        tcp_probe(&lab.ns_a, B_IP, 80),
+        "still allowed after SIGKILL"
+    );
+    assert!(
+        !tcp_probe(&lab.ns_a, B_IP, 81),
+        "still enforcing after SIGKILL"
+    );
+
+    let before: Vec<Vec<String>> = ["ha", "hb"]
+        .iter()
+        .flat_map(|d| [lab.filters(d, "ingress"), lab.filters(d, "egress")])
+        .collect();
+
+    // Restart: the maps come back with their contents.
+    let mut dp = NodeDatapath::open(&lab.node).unwrap_or_else(|e| panic!("reopen: {e:#}"));
+    let policy = dp.policy_entries().expect("policy");
+    assert!(
+        policy
+            .iter()
+            .any(|(k, v)| *k == PolicyKey::port(EP_B, Ingress, ID_A, TCP, 80) && v.rule_id() == 21),
+        "pinned policy survived: {policy:?}"
+    );
+    let eps = dp.endpoints().expect("endpoints");
+    assert_eq!(eps.len(), 2);
+    let ifa = dp
+        .attach(&lab.node_netns(), "ha")
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    let ifb = dp
+        .attach(&lab.node_netns(), "hb")
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    let mut keys: Vec<u32> = eps.iter().map(|(k, _)| *k).collect();
+    keys.sort_unstable();
+    let mut attached = vec![ifa, ifb];
+    attached.sort_unstable();
+    assert_eq!(
+        keys, attached,
+        "attach reports the ifindexes the endpoints are keyed by"
+    );
+    for dev in ["ha", "hb"] {
+        let ingress = lab.filters(dev, "ingress");
+        let egress = lab.filters(dev, "egress");
+        assert!(
+            ingress.len() == 1 && ingress[0].contains("from_pod"),
+            "{dev} ingress: {ingress:?}"
+        );
+        assert!(
+            egress.len() == 1 && egress[0].contains("to_pod"),
+            "{dev} egress: {egress:?}"
+        );
+    }
+    let after: Vec<Vec<String>> = ["ha", "hb"]
+        .iter()
+        .flat_map(|d| [lab.filters(d, "ingress"), lab.filters(d, "egress")])
+        .collect();
+    for (old, new) in before.iter().zip(&after) {
+        assert_eq!(
+            old.len(),
+            1,
+            "one ward filter per hook before the restart: {old:?}"
+        );
+        assert_ne!(
+            prog_id(&old[0]),
+            prog_id(&new[0]),
+            "the restarted agent's program replaced the old one in the same filter"
+        );
+    }
+    assert!(tcp_probe(&lab.ns_a, B_IP, 80), "allowed after re-attach");
+    let sizes = dp.sizes().expect("sizes");
+    assert!(
+        sizes
+            .iter()
+            .any(|s| s.name == "ward_policy" && s.entries == 2),
+        "{sizes:?}"
+    );
+
+    drop(dp);
+    assert!(
+        tcp_probe(&lab.ns_a, B_IP, 80),
+        "allowed after dropping the handles"
+    );
+    assert!(
+        !tcp_probe(&lab.ns_a, B_IP, 81),
+        "enforcing after dropping the handles"
+    );
+}
+
+/// Not a test of its own: the child "agent" process of the tests above (runs only when they
+/// start this binary with its environment variables set).
+#[test]
+fn child_agent_helper() {
+    let (Ok(node), Ok(netns)) = (env::var(CHILD_NODE_ENV), env::var(CHILD_NETNS_ENV)) else {
+        return;
+    };
+    let mut dp = NodeDatapath::open(&node).unwrap_or_else(|e| panic!("child open: {e:#}"));
+    let ifa = dp
+        .attach(Path::new(&netns), "ha")
+        .unwrap_or_else(|e| panic!("child attach: {e:#}"));
+    let ifb = dp
+        .attach(Path::new(&netns), "hb")
+        .unwrap_or_else(|e| panic!("child attach: {e:#}"));
+    standard_policy(&mut dp, ifa, ifb);
+    println!("{CHILD_READY}");
+    let _ = std::io::stdout().flush();
+    // Killed by the parent; exits on its own if the parent died first.
+    thread::sleep(Duration::from_secs(30));
+}

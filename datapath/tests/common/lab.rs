@@ -1,0 +1,276 @@
+//! A lab with agents for the datapath tests: `cluster-config/lab.yaml` (or another topology)
+//! under a unique lab and node names, the local target's object files written like `ward
+//! apply` writes them, `ward-agent` processes, real sockets inside pod namespaces, and a
+//! teardown that runs also when the test panics.
+
+#![allow(dead_code, reason = "each test binary uses a different subset")]
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+use ward_datapath::lab::{Lab, Topology, in_netns};
+use ward_schema::{Limits, ResourceSet, assemble, load_file};
+
+/// Whether privileged datapath tests can run here; else says why (a failure under CI=true).
+pub fn privileged(test: &str) -> bool {
+    let reason = if !nix::unistd::geteuid().is_root() {
+        Some("not root: the lab and BPF need CAP_NET_ADMIN, CAP_SYS_ADMIN and CAP_BPF".to_owned())
+    } else if !Path::new("/sys/fs/bpf").exists() || Command::new("mountpoint").args(["-q", "/sys/fs/bpf"]).status().map(|s| !s.success()).unwrap_or(true) {
+        Some("bpffs is not mounted at /sys/fs/bpf (mount -t bpf bpf /sys/fs/bpf)".to_owned())
+    } else {
+        None
+    };
+    match reason {
+        None => true,
+        Some(r) if std::env::var("CI").as_deref() == Ok("true") => panic!("{test}: {r} (CI=true: datapath tests must run, not skip)"),
+        Some(r) => {
+            eprintln!("skipped: {test}: {r}");
+            false
+        }
+    }
+}
+
+/// A lab built from a topology text, with agents; everything goes away on drop.
+pub struct AgentLab {
+    /// The lab.
+    pub lab: Lab,
+    /// The topology file the agents read.
+    pub topology_path: PathBuf,
+    /// The local target's state directory.
+    pub state: PathBuf,
+    /// Running agents by node.
+    pub agents: BTreeMap<String, Child>,
+    dir: tempfile::TempDir,
+}
+
+impl AgentLab {
+    /// Builds `topology` (YAML) after renaming the lab after `tag` and the nodes to short
+    /// unique names (pins under /sys/fs/bpf/ward/<node> must not collide between tests).
+    pub fn up(tag: &str, topology: &str) -> AgentLab {
+        let lab_name = format!("t{}{tag}", std::process::id() % 100_000);
+        let mut text = topology.replacen("name: shop", &format!("name: {lab_name}"), 1);
+        let parsed = Topology::parse("lab.yaml", text.as_bytes()).unwrap_or_else(|d| panic!("{d:?}"));
+        // Node names end up in interface names (15 characters at most): short and unique.
+        let short = format!("{}{:04}", &tag[..1], std::process::id() % 10_000);
+        for (i, n) in parsed.nodes.iter().enumerate() {
+            let new = format!("{short}n{i}");
+            text = replace_word(&text, &format!("name: {}", n.name), &format!("name: {new}"));
+            text = replace_word(&text, &format!("node: {}", n.name), &format!("node: {new}"));
+        }
+        let topo = Topology::parse("lab.yaml", text.as_bytes()).unwrap_or_else(|d| panic!("{d:?}\n{text}"));
+        let dir = tempfile::tempdir().unwrap();
+        let topology_path = dir.path().join("lab.yaml");
+        std::fs::write(&topology_path, &text).unwrap();
+        for n in &topo.nodes {
+            let _ = std::fs::remove_dir_all(Path::new("/sys/fs/bpf/ward").join(&n.name));
+        }
+        let lab = Lab::up_replacing(&topo).unwrap();
+        let state = dir.path().join(".ward");
+        std::fs::create_dir_all(&state).unwrap();
+        AgentLab { lab, topology_path, state, agents: BTreeMap::new(), dir }
+    }
+
+    /// The node names.
+    pub fn nodes(&self) -> Vec<String> {
+        self.lab.topology().nodes.iter().map(|n| n.name.clone()).collect()
+    }
+
+    /// The node a pod runs on.
+    pub fn node_of(&self, pod: &str) -> String {
+        self.lab.pod(pod).unwrap_or_else(|| panic!("no pod {pod}")).node.clone()
+    }
+
+    /// Writes `set`'s policies and CiliumConfig as the local target does (one JSON file per
+    /// object) and removes object files no longer in `set`.
+    pub fn write_objects(&self, set: &ResourceSet) {
+        let root = self.state.join("objects");
+        let _ = std::fs::remove_dir_all(&root);
+        for r in set.iter().filter(|r| r.key.kind.is_applied()) {
+            let ns = r.key.namespace.as_deref().unwrap_or("_cluster");
+            let dir = root.join(r.key.kind.as_str()).join(ns);
+            std::fs::create_dir_all(&dir).unwrap();
+            let tmp = dir.join(format!("{}.json.tmp-x", r.key.name));
+            std::fs::write(&tmp, serde_json::to_vec(&r.object).unwrap()).unwrap();
+            std::fs::rename(&tmp, dir.join(format!("{}.json", r.key.name))).unwrap();
+        }
+    }
+
+    /// Starts `ward-agent run` for `node` and waits until it has synced once.
+    pub fn start_agent(&mut self, node: &str) {
+        let run_dir = self.dir.path().join(format!("run-{node}"));
+        let _ = std::fs::remove_file(run_dir.join("status.json"));
+        let child = Command::new(env!("CARGO_BIN_EXE_ward-agent"))
+            .args(["run", "--node", node, "--resync-seconds", "3600"])
+            .arg("--topology")
+            .arg(&self.topology_path)
+            .arg("--state")
+            .arg(&self.state)
+            .arg("--run-dir")
+            .arg(&run_dir)
+            .env("WARD_LOG", "info")
+            .spawn()
+            .unwrap();
+        self.agents.insert(node.to_owned(), child);
+        wait_for(&format!("agent {node} to sync"), Duration::from_secs(20), || run_dir.join("status.json").exists());
+    }
+
+    /// The agent's last status document.
+    pub fn agent_status(&self, node: &str) -> serde_json::Value {
+        let p = self.dir.path().join(format!("run-{node}")).join("status.json");
+        serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
+    }
+
+    /// Kills `node`'s agent with SIGKILL.
+    pub fn kill_agent(&mut self, node: &str) {
+        if let Some(mut c) = self.agents.remove(node) {
+            c.kill().unwrap();
+            c.wait().unwrap();
+        }
+    }
+
+    /// The namespace path of a pod (`ns/name`) or `world`.
+    pub fn netns(&self, who: &str) -> PathBuf {
+        if who == "world" { self.lab.world_netns() } else { self.lab.pod_netns(who) }
+    }
+
+    /// The address of a pod or `world`.
+    pub fn ip(&self, who: &str) -> Ipv4Addr {
+        if who == "world" { self.lab.topology().world.ip } else { self.lab.pod(who).unwrap().ip }
+    }
+}
+
+impl Drop for AgentLab {
+    fn drop(&mut self) {
+        for (_, mut c) in std::mem::take(&mut self.agents) {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let nodes = self.nodes();
+        if let Err(e) = Lab::down(self.lab.name()) {
+            eprintln!("lab cleanup failed: {e:#}");
+        }
+        for n in nodes {
+            let _ = std::fs::remove_dir_all(Path::new("/sys/fs/bpf/ward").join(n));
+        }
+    }
+}
+
+/// Replaces `from` where it is not followed by a name character (so `node-1` leaves
+/// `node-10` alone).
+fn replace_word(text: &str, from: &str, to: &str) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(at) = rest.find(from) {
+        let after = rest[at + from.len()..].chars().next();
+        out.push_str(&rest[..at]);
+        out.push_str(if after.is_some_and(|c| c.is_alphanumeric() || c == '-' || c == '.') { from } else { to });
+        rest = &rest[at + from.len()..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Polls `cond` every 20 ms until it holds; panics after `limit` naming `what`.
+pub fn wait_for(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Loads every YAML file under `paths` (relative to the repository) through ward-schema.
+pub fn repo_resources(paths: &[&str]) -> ResourceSet {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut reports = Vec::new();
+    for p in paths {
+        let mut files = Vec::new();
+        collect_yaml(&root.join(p), &mut files);
+        for f in files {
+            reports.push(load_file(&f.display().to_string(), &std::fs::read(&f).unwrap(), &Limits::default()));
+        }
+    }
+    let v = assemble(reports);
+    assert!(v.is_valid(), "{:?}", v.diagnostics);
+    v.resources
+}
+
+fn collect_yaml(p: &Path, out: &mut Vec<PathBuf>) {
+    if p.is_dir() {
+        let mut entries: Vec<_> = std::fs::read_dir(p).unwrap().map(|e| e.unwrap().path()).collect();
+        entries.sort();
+        for e in entries {
+            if e.file_name().is_some_and(|n| n != "tests") {
+                collect_yaml(&e, out);
+            }
+        }
+    } else if p.extension().is_some_and(|e| e == "yaml") {
+        out.push(p.to_owned());
+    }
+}
+
+/// Listens on TCP `port` in `netns`; every connection gets `hello` and an echo of what it
+/// sends until it closes.
+pub fn tcp_server(netns: &Path, ip: Ipv4Addr, port: u16) {
+    let listener = in_netns(netns, move || TcpListener::bind((ip, port))).unwrap().unwrap();
+    std::thread::spawn(move || {
+        for mut s in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let _ = s.write_all(b"hello");
+                let mut buf = [0u8; 256];
+                while let Ok(n) = s.read(&mut buf) {
+                    if n == 0 || s.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+}
+
+/// Echoes UDP datagrams on `port` in `netns`.
+pub fn udp_server(netns: &Path, ip: Ipv4Addr, port: u16) {
+    let sock = in_netns(netns, move || UdpSocket::bind((ip, port))).unwrap().unwrap();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 256];
+        while let Ok((n, from)) = sock.recv_from(&mut buf) {
+            let _ = sock.send_to(&buf[..n], from);
+        }
+    });
+}
+
+/// A TCP connection from `netns` to `to:port` that said hello, or `None` when it could not
+/// be made within `timeout`.
+pub fn tcp_connect(netns: &Path, to: Ipv4Addr, port: u16, timeout: Duration) -> Option<TcpStream> {
+    in_netns(netns, move || {
+        let mut s = TcpStream::connect_timeout(&SocketAddr::from((to, port)), timeout).ok()?;
+        s.set_read_timeout(Some(timeout)).ok()?;
+        let mut hello = [0u8; 5];
+        s.read_exact(&mut hello).ok()?;
+        (&hello == b"hello").then_some(s)
+    })
+    .unwrap()
+}
+
+/// Whether a UDP datagram from `netns` to `to:port` comes back within `timeout`.
+pub fn udp_roundtrip(netns: &Path, to: Ipv4Addr, port: u16, timeout: Duration) -> bool {
+    in_netns(netns, move || {
+        let Ok(s) = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)) else { return false };
+        let _ = s.set_read_timeout(Some(timeout));
+        if s.send_to(b"ping", (to, port)).is_err() {
+            return false;
+        }
+        let mut buf = [0u8; 16];
+        matches!(s.recv_from(&mut buf), Ok((4, _)))
+    })
+    .unwrap()
+}
+
+/// Whether an open connection still carries data both ways.
+pub fn still_works(s: &mut TcpStream) -> bool {
+    let mut buf = [0u8; 4];
+    s.write_all(b"ping").is_ok() && s.read_exact(&mut buf).is_ok() && &buf == b"ping"
+}

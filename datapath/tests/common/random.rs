@@ -1,0 +1,152 @@
+//! Random policies and flows over the connectivity-test cluster, from a seed: the input of the
+//! property tests that compare the engine with the datapath (map lookups, and the kernel).
+
+#![allow(dead_code, reason = "each test binary uses a different subset")]
+
+use super::{ccnp, cnp};
+
+/// A small deterministic generator (xorshift64*), so a failing seed replays exactly.
+pub struct Rng(u64);
+
+impl Rng {
+    /// A generator from `seed` (any value).
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
+    /// The next value.
+    pub fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// A value below `n`.
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+
+    /// One of `items`.
+    pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[self.below(items.len())]
+    }
+
+    /// True with probability `n` in `d`.
+    pub fn chance(&mut self, n: usize, d: usize) -> bool {
+        self.below(d) < n
+    }
+}
+
+/// The endpoint-side peers of a generated flow (names understood by `Suite::peer`).
+pub const PEERS: [&str; 8] = ["client", "client2", "echo", "echo-other-ns", "world", "world2", "host1", "host2"];
+
+/// Ports the policies and flows draw from.
+pub const PORTS: [u16; 7] = [53, 80, 443, 8000, 8080, 8081, 9090];
+
+const SELECTORS: [&str; 8] = [
+    "{}",
+    r#"{"matchLabels": {"kind": "client"}}"#,
+    r#"{"matchLabels": {"kind": "echo"}}"#,
+    r#"{"matchLabels": {"name": "client"}}"#,
+    r#"{"matchLabels": {"name": "echo"}}"#,
+    r#"{"matchExpressions": [{"key": "kind", "operator": "In", "values": ["echo", "client"]}]}"#,
+    r#"{"matchExpressions": [{"key": "name", "operator": "NotIn", "values": ["client2"]}]}"#,
+    r#"{"matchExpressions": [{"key": "other", "operator": "DoesNotExist"}]}"#,
+];
+
+const ENTITIES: [&str; 5] = ["world", "all", "cluster", "host", "remote-node"];
+
+const CIDRS: [&str; 6] = ["203.0.113.0/24", "203.0.113.10/32", "198.51.100.0/24", "0.0.0.0/0", "10.1.0.0/16", "203.0.113.0/28"];
+
+/// One random rule entry's peer part (`fromX`/`toX` chosen by `dir`), possibly empty.
+fn peer(rng: &mut Rng, dir: &str) -> String {
+    let (eps, ents, cidr, set) = if dir == "ingress" {
+        ("fromEndpoints", "fromEntities", "fromCIDR", "fromCIDRSet")
+    } else {
+        ("toEndpoints", "toEntities", "toCIDR", "toCIDRSet")
+    };
+    match rng.below(6) {
+        0 => String::new(),
+        1 | 2 => format!(r#""{eps}": [{}]"#, rng.pick(&SELECTORS)),
+        3 => format!(r#""{ents}": ["{}"]"#, rng.pick(&ENTITIES)),
+        4 => format!(r#""{cidr}": ["{}"]"#, rng.pick(&CIDRS)),
+        _ => {
+            let except = if rng.chance(1, 2) { r#", "except": ["203.0.113.8/29"]"# } else { "" };
+            format!(r#""{set}": [{{"cidr": "{}"{except}}}]"#, rng.pick(&["203.0.113.0/24", "0.0.0.0/0"]))
+        }
+    }
+}
+
+/// A random `toPorts` (or nothing); named ports only in allow rules.
+fn ports(rng: &mut Rng, allow: bool) -> String {
+    let proto = *rng.pick(&["TCP", "UDP", "ANY"]);
+    match rng.below(5) {
+        0 => String::new(),
+        1 if allow => format!(r#""toPorts": [{{"ports": [{{"port": "{}", "protocol": "{}"}}]}}]"#, rng.pick(&["http", "dns"]), rng.pick(&["TCP", "UDP"])),
+        2 => {
+            let lo = *rng.pick(&PORTS);
+            format!(r#""toPorts": [{{"ports": [{{"port": "{lo}", "endPort": {}, "protocol": "{proto}"}}]}}]"#, lo + *rng.pick(&[1u16, 7, 100]))
+        }
+        _ => format!(r#""toPorts": [{{"ports": [{{"port": "{}", "protocol": "{proto}"}}]}}]"#, rng.pick(&PORTS)),
+    }
+}
+
+/// One random rule: a subject and one to three entries in random lists.
+fn rule(rng: &mut Rng) -> String {
+    let mut lists: Vec<String> = Vec::new();
+    for _ in 0..=rng.below(3) {
+        let list = *rng.pick(&["ingress", "egress", "ingressDeny", "egressDeny", "ingress", "egress"]);
+        let dir = if list.starts_with("ingress") { "ingress" } else { "egress" };
+        let allow = !list.ends_with("Deny");
+        let parts: Vec<String> = [peer(rng, dir), ports(rng, allow)].into_iter().filter(|p| !p.is_empty()).collect();
+        if !allow && parts.is_empty() {
+            continue;
+        }
+        lists.push(format!(r#""{list}": [{{{}}}]"#, parts.join(", ")));
+    }
+    if lists.is_empty() {
+        lists.push(r#""ingress": [{}]"#.to_owned());
+    }
+    let mut fields = vec![format!(r#""endpointSelector": {}"#, rng.pick(&SELECTORS))];
+    if rng.chance(1, 8) {
+        fields.push(format!(r#""enableDefaultDeny": {{"ingress": {}, "egress": {}}}"#, rng.chance(1, 2), rng.chance(1, 2)));
+    }
+    // Merge duplicate list names: keep the first of each.
+    let mut seen = Vec::new();
+    for l in lists {
+        let name = l.split('"').nth(1).unwrap_or_default().to_owned();
+        if !seen.contains(&name) {
+            seen.push(name);
+            fields.push(l);
+        }
+    }
+    format!("{{{}}}", fields.join(", "))
+}
+
+/// One to four random policies (CNPs in `cilium-test` or `other-ns`, sometimes a CCNP).
+pub fn policies(rng: &mut Rng) -> Vec<String> {
+    (0..=rng.below(4))
+        .map(|i| {
+            let spec = rule(rng);
+            if rng.chance(1, 5) {
+                ccnp(&format!("random-{i}"), &spec)
+            } else {
+                cnp(&format!("random-{i}"), *rng.pick(&["cilium-test", "cilium-test", "other-ns"]), &spec)
+            }
+        })
+        .collect()
+}
+
+/// A random flow: (from, to, "PROTO/port") with at least one managed end.
+pub fn flow(rng: &mut Rng) -> (&'static str, &'static str, String) {
+    loop {
+        let (from, to) = (*rng.pick(&PEERS), *rng.pick(&PEERS));
+        let managed = |p: &str| !p.starts_with("world") && !p.starts_with("host");
+        if from != to && (managed(from) || managed(to)) {
+            return (from, to, format!("{}/{}", rng.pick(&["TCP", "UDP"]), rng.pick(&PORTS)));
+        }
+    }
+}
