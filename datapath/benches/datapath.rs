@@ -45,7 +45,7 @@ fn main() {
     let lab = Lab::up_replacing(&topo).unwrap();
     let server_ns = lab.pod_netns("b/server");
     let client_ns = lab.pod_netns("b/client");
-    let mut server = Command::new("ip").arg("netns").arg("exec").arg(netns_name(&server_ns)).args(["iperf3", "-s", "-B", "10.210.2.10"]).spawn().expect("iperf3 (apt-get install iperf3)");
+    let mut server = Command::new("ip").arg("netns").arg("exec").arg(netns_name(&server_ns)).args(["iperf3", "-s", "-B", "10.210.2.10"]).stdout(std::process::Stdio::null()).spawn().expect("iperf3 (apt-get install iperf3)");
     std::thread::sleep(std::time::Duration::from_millis(500));
     let measure = |label: &str| -> f64 {
         let mut gbps: Vec<f64> = (0..runs).map(|_| iperf(&client_ns, seconds)).collect();

@@ -236,3 +236,30 @@ fn the_kernel_agrees_with_the_engine_on_random_policies_and_flows() {
     eprintln!("{flows} flows over {cases} random policy sets: kernel and engine agree ({allowed} allowed)");
     assert!(cases == 1 || (allowed > flows / 10 && allowed < flows * 9 / 10), "{allowed} of {flows} allowed: too one-sided to prove much");
 }
+
+/// An agent started without privileges stops at once with an error that says what it needs.
+#[test]
+fn an_unprivileged_agent_says_what_it_needs() {
+    use std::os::unix::fs::PermissionsExt;
+    if !privileged("agent_lab unprivileged") {
+        return;
+    }
+    // A copy of the binary and a topology where `nobody` can read them; setpriv drops root.
+    let dir = tempfile::tempdir().unwrap();
+    let agent = dir.path().join("ward-agent");
+    std::fs::copy(env!("CARGO_BIN_EXE_ward-agent"), &agent).unwrap();
+    std::fs::write(dir.path().join("lab.yaml"), CONN_LAB).unwrap();
+    for (p, mode) in [(dir.path(), 0o755), (agent.as_path(), 0o755), (dir.path().join("lab.yaml").as_path(), 0o644)] {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+    let out = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(&agent)
+        .args(["run", "--once", "--node", "node-1", "--topology", "lab.yaml", "--state", "state", "--run-dir", "run"])
+        .current_dir(dir.path())
+        .output()
+        .expect("setpriv (util-linux) runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("root") && stderr.contains("CAP_BPF"), "the error names the privileges: {stderr}");
+}

@@ -83,17 +83,10 @@ fn lab_or_skip(tag: &str) -> Option<Lab> {
 }
 
 fn run(args: &[&str]) {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .unwrap_or_else(|e| panic!("running {args:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    output(args);
 }
 
+/// The standard output of a command that must succeed.
 fn output(args: &[&str]) -> String {
     let out = Command::new(args[0])
         .args(&args[1..])
@@ -187,14 +180,7 @@ impl Lab {
 
     /// Loads the datapath and attaches it to both host veths: (datapath, ifindex a, ifindex b).
     fn datapath(&self) -> (NodeDatapath, u32, u32) {
-        let mut dp = NodeDatapath::open(&self.node).unwrap_or_else(|e| panic!("open: {e:#}"));
-        let ifa = dp
-            .attach(&self.node_netns(), "ha")
-            .unwrap_or_else(|e| panic!("attach ha: {e:#}"));
-        let ifb = dp
-            .attach(&self.node_netns(), "hb")
-            .unwrap_or_else(|e| panic!("attach hb: {e:#}"));
-        (dp, ifa, ifb)
+        open_and_attach(&self.node, &self.node_netns())
     }
 
     /// Starts this test binary as a separate "agent" process that loads, attaches and fills
@@ -255,6 +241,14 @@ impl Lab {
         .map(str::to_owned)
         .collect()
     }
+
+    /// [`Lab::filters`] of both host veths: ha ingress, ha egress, hb ingress, hb egress.
+    fn all_filters(&self) -> Vec<Vec<String>> {
+        ["ha", "hb"]
+            .iter()
+            .flat_map(|d| [self.filters(d, "ingress"), self.filters(d, "egress")])
+            .collect()
+    }
 }
 
 impl Drop for Lab {
@@ -266,6 +260,19 @@ impl Drop for Lab {
         }
         let _ = ward_datapath::bpf::remove_pins(&self.node);
     }
+}
+
+/// Loads the datapath of `node` and attaches it to both host veths in `netns`:
+/// (datapath, ifindex a, ifindex b).
+fn open_and_attach(node: &str, netns: &Path) -> (NodeDatapath, u32, u32) {
+    let mut dp = NodeDatapath::open(node).unwrap_or_else(|e| panic!("open {node}: {e:#}"));
+    let ifa = dp
+        .attach(netns, "ha")
+        .unwrap_or_else(|e| panic!("attach ha: {e:#}"));
+    let ifb = dp
+        .attach(netns, "hb")
+        .unwrap_or_else(|e| panic!("attach hb: {e:#}"));
+    (dp, ifa, ifb)
 }
 
 /// Runs `f` on a thread inside network namespace `ns`.
@@ -306,17 +313,24 @@ fn endpoints(maps: &mut NodeMaps, ifa: u32, ifb: u32) {
     maps.ipcache_set(B_IP, 32, ID_B).expect("ipcache b");
 }
 
+/// Sets an allow entry with rule id `rule`.
+fn allow(maps: &mut NodeMaps, key: PolicyKey, rule: u32) {
+    maps.policy_set(key, PolicyValue::allow(rule))
+        .unwrap_or_else(|e| panic!("allowing {key:?}: {e:#}"));
+}
+
+/// Sets a deny entry with rule id `rule`.
+fn deny(maps: &mut NodeMaps, key: PolicyKey, rule: u32) {
+    maps.policy_set(key, PolicyValue::deny(rule))
+        .unwrap_or_else(|e| panic!("denying {key:?}: {e:#}"));
+}
+
 /// Endpoints, a's egress open (allow-all, rule 11), b's ingress TCP/80 from a (rule 21);
 /// a's ingress and b's egress default deny.
 fn standard_policy(maps: &mut NodeMaps, ifa: u32, ifb: u32) {
     endpoints(maps, ifa, ifb);
-    maps.policy_set(PolicyKey::any(EP_A, Egress, 0), PolicyValue::allow(11))
-        .expect("policy");
-    maps.policy_set(
-        PolicyKey::port(EP_B, Ingress, ID_A, TCP, 80),
-        PolicyValue::allow(21),
-    )
-    .expect("policy");
+    allow(maps, PolicyKey::any(EP_A, Egress, 0), 11);
+    allow(maps, PolicyKey::port(EP_B, Ingress, ID_A, TCP, 80), 21);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -337,48 +351,18 @@ impl Drop for Servers {
     }
 }
 
-fn tcp_echo(ns: &str, ports: &[u16]) -> Servers {
-    let listeners: Vec<TcpListener> = in_ns(ns, || {
+/// Binds one socket per port inside `ns` and runs `serve` for each on its own thread until
+/// the [`Servers`] are dropped.
+fn serve<S: Send + 'static>(
+    ns: &str,
+    ports: &[u16],
+    bind: impl Fn(u16) -> std::io::Result<S> + Sync,
+    serve: fn(S, &AtomicBool),
+) -> Servers {
+    let sockets: Vec<S> = in_ns(ns, || {
         ports
             .iter()
-            .map(|p| TcpListener::bind(("0.0.0.0", *p)).unwrap_or_else(|e| panic!("bind {p}: {e}")))
-            .collect()
-    });
-    let stop = Arc::new(AtomicBool::new(false));
-    let threads = listeners
-        .into_iter()
-        .map(|listener| {
-            let stop = stop.clone();
-            thread::spawn(move || {
-                listener.set_nonblocking(true).expect("nonblocking");
-                while !stop.load(Ordering::SeqCst) {
-                    match listener.accept() {
-                        Ok((mut s, _)) => {
-                            thread::spawn(move || {
-                                let _ = s.set_nonblocking(false);
-                                let _ = s.set_read_timeout(Some(Duration::from_secs(3)));
-                                let mut buf = [0u8; 16384];
-                                while let Ok(n) = s.read(&mut buf) {
-                                    if n == 0 || s.write_all(&buf[..n]).is_err() {
-                                        break;
-                                    }
-                                }
-                            });
-                        }
-                        Err(_) => thread::sleep(Duration::from_millis(5)),
-                    }
-                }
-            })
-        })
-        .collect();
-    Servers { stop, threads }
-}
-
-fn udp_echo(ns: &str, ports: &[u16]) -> Servers {
-    let sockets: Vec<UdpSocket> = in_ns(ns, || {
-        ports
-            .iter()
-            .map(|p| UdpSocket::bind(("0.0.0.0", *p)).unwrap_or_else(|e| panic!("bind {p}: {e}")))
+            .map(|&p| bind(p).unwrap_or_else(|e| panic!("bind {p}: {e}")))
             .collect()
     });
     let stop = Arc::new(AtomicBool::new(false));
@@ -386,19 +370,56 @@ fn udp_echo(ns: &str, ports: &[u16]) -> Servers {
         .into_iter()
         .map(|sock| {
             let stop = stop.clone();
-            thread::spawn(move || {
-                sock.set_read_timeout(Some(Duration::from_millis(20)))
-                    .expect("timeout");
-                let mut buf = [0u8; 2048];
-                while !stop.load(Ordering::SeqCst) {
-                    if let Ok((n, peer)) = sock.recv_from(&mut buf) {
-                        let _ = sock.send_to(&buf[..n], peer);
-                    }
-                }
-            })
+            thread::spawn(move || serve(sock, &stop))
         })
         .collect();
     Servers { stop, threads }
+}
+
+fn tcp_echo(ns: &str, ports: &[u16]) -> Servers {
+    serve(
+        ns,
+        ports,
+        |p| TcpListener::bind(("0.0.0.0", p)),
+        |listener, stop| {
+            listener.set_nonblocking(true).expect("nonblocking");
+            while !stop.load(Ordering::SeqCst) {
+                match listener.accept() {
+                    Ok((mut s, _)) => {
+                        thread::spawn(move || {
+                            let _ = s.set_nonblocking(false);
+                            let _ = s.set_read_timeout(Some(Duration::from_secs(3)));
+                            let mut buf = [0u8; 16384];
+                            while let Ok(n) = s.read(&mut buf) {
+                                if n == 0 || s.write_all(&buf[..n]).is_err() {
+                                    break;
+                                }
+                            }
+                        });
+                    }
+                    Err(_) => thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        },
+    )
+}
+
+fn udp_echo(ns: &str, ports: &[u16]) -> Servers {
+    serve(
+        ns,
+        ports,
+        |p| UdpSocket::bind(("0.0.0.0", p)),
+        |sock, stop| {
+            sock.set_read_timeout(Some(Duration::from_millis(20)))
+                .expect("timeout");
+            let mut buf = [0u8; 2048];
+            while !stop.load(Ordering::SeqCst) {
+                if let Ok((n, peer)) = sock.recv_from(&mut buf) {
+                    let _ = sock.send_to(&buf[..n], peer);
+                }
+            }
+        },
+    )
 }
 
 /// Connects from `ns` and echoes `len` bytes: true when the connection works both ways.
@@ -481,6 +502,18 @@ fn collect_events(
         }
     }
     events
+}
+
+/// The first event with `verdict` read within a second.
+fn first_event(reader: &mut EventReader, verdict: Verdict) -> VerdictEvent {
+    let events = collect_events(reader, Duration::from_secs(1), |ev| {
+        ev.iter().any(|e| e.verdict() == Some(verdict))
+    });
+    events
+        .iter()
+        .find(|e| e.verdict() == Some(verdict))
+        .copied()
+        .unwrap_or_else(|| panic!("no {verdict} event in {events:#?}"))
 }
 
 fn counter(maps: &NodeMaps, ep: u32, dir: ward_datapath::engine::Direction, v: Verdict) -> u64 {
@@ -580,16 +613,8 @@ fn allowed_tcp_flows_both_ways_and_nothing_else() {
     let _a = tcp_echo(&lab.ns_a, &[80]);
     let (mut dp, ifa, ifb) = lab.datapath();
     endpoints(&mut dp, ifa, ifb);
-    dp.policy_set(
-        PolicyKey::port(EP_A, Egress, ID_B, TCP, 80),
-        PolicyValue::allow(1),
-    )
-    .expect("set");
-    dp.policy_set(
-        PolicyKey::port(EP_B, Ingress, ID_A, TCP, 80),
-        PolicyValue::allow(2),
-    )
-    .expect("set");
+    allow(&mut dp, PolicyKey::port(EP_A, Egress, ID_B, TCP, 80), 1);
+    allow(&mut dp, PolicyKey::port(EP_B, Ingress, ID_A, TCP, 80), 2);
 
     assert!(
         tcp_exchange(&lab.ns_a, B_IP, 80, 256 * 1024),
@@ -632,17 +657,12 @@ fn deny_wins_over_allow() {
     let _b = tcp_echo(&lab.ns_b, &[80, 81, 82]);
     let (mut dp, ifa, ifb) = lab.datapath();
     endpoints(&mut dp, ifa, ifb);
-    dp.policy_set(PolicyKey::any(EP_A, Egress, 0), PolicyValue::allow(11))
-        .expect("set");
-    dp.policy_set(
-        PolicyKey::port(EP_B, Ingress, ID_A, TCP, 80),
-        PolicyValue::allow(21),
-    )
-    .expect("set");
+    allow(&mut dp, PolicyKey::any(EP_A, Egress, 0), 11);
+    allow(&mut dp, PolicyKey::port(EP_B, Ingress, ID_A, TCP, 80), 21);
     assert!(tcp_probe(&lab.ns_a, B_IP, 80), "allowed before the deny");
 
     let deny_any = PolicyKey::proto(EP_B, Ingress, 0, TCP);
-    dp.policy_set(deny_any, PolicyValue::deny(31)).expect("set");
+    deny(&mut dp, deny_any, 31);
     assert!(
         !tcp_probe(&lab.ns_a, B_IP, 80),
         "identity-0 deny beats the identity-specific allow"
@@ -657,13 +677,8 @@ fn deny_wins_over_allow() {
         !dp.policy_remove(&deny_any).expect("remove"),
         "removing twice reports absence"
     );
-    dp.policy_set(PolicyKey::any(EP_B, Ingress, 0), PolicyValue::allow(41))
-        .expect("set");
-    dp.policy_set(
-        PolicyKey::port(EP_B, Ingress, ID_A, TCP, 81),
-        PolicyValue::deny(51),
-    )
-    .expect("set");
+    allow(&mut dp, PolicyKey::any(EP_B, Ingress, 0), 41);
+    deny(&mut dp, PolicyKey::port(EP_B, Ingress, ID_A, TCP, 81), 51);
     assert!(tcp_probe(&lab.ns_a, B_IP, 80), "identity-specific allow");
     assert!(
         !tcp_probe(&lab.ns_a, B_IP, 81),
@@ -681,12 +696,11 @@ fn port_range_prefixes_enforce_the_range() {
     let _b = tcp_echo(&lab.ns_b, &[7999, 8000, 8063, 8064, 8100, 8101]);
     let (mut dp, ifa, ifb) = lab.datapath();
     endpoints(&mut dp, ifa, ifb);
-    dp.policy_set(PolicyKey::any(EP_A, Egress, 0), PolicyValue::allow(11))
-        .expect("set");
+    allow(&mut dp, PolicyKey::any(EP_A, Egress, 0), 11);
     let keys = PolicyKey::port_range(EP_B, Ingress, ID_A, TCP, 8000, 8100);
     assert_eq!(keys.len(), 4);
     for key in keys {
-        dp.policy_set(key, PolicyValue::allow(61)).expect("set");
+        allow(&mut dp, key, 61);
     }
     for port in [8000, 8063, 8064, 8100] {
         assert!(
@@ -711,26 +725,10 @@ fn udp_and_icmp_requests_get_replies() {
     let _b = udp_echo(&lab.ns_b, &[5353, 5354]);
     let (mut dp, ifa, ifb) = lab.datapath();
     endpoints(&mut dp, ifa, ifb);
-    dp.policy_set(
-        PolicyKey::port(EP_A, Egress, ID_B, UDP, 5353),
-        PolicyValue::allow(1),
-    )
-    .expect("set");
-    dp.policy_set(
-        PolicyKey::port(EP_B, Ingress, 0, UDP, 5353),
-        PolicyValue::allow(2),
-    )
-    .expect("set");
-    dp.policy_set(
-        PolicyKey::port(EP_B, Ingress, 0, UDP, 5354),
-        PolicyValue::allow(3),
-    )
-    .expect("set");
-    dp.policy_set(
-        PolicyKey::port(EP_A, Egress, 0, ICMP, 8),
-        PolicyValue::allow(4),
-    )
-    .expect("set");
+    allow(&mut dp, PolicyKey::port(EP_A, Egress, ID_B, UDP, 5353), 1);
+    allow(&mut dp, PolicyKey::port(EP_B, Ingress, 0, UDP, 5353), 2);
+    allow(&mut dp, PolicyKey::port(EP_B, Ingress, 0, UDP, 5354), 3);
+    allow(&mut dp, PolicyKey::port(EP_A, Egress, 0, ICMP, 8), 4);
 
     assert!(udp_probe(&lab.ns_a, B_IP, 5353), "UDP request and reply");
     assert!(
@@ -741,11 +739,7 @@ fn udp_and_icmp_requests_get_replies() {
         !icmp_probe(&lab.ns_a, B_IP),
         "b's ingress has no ICMP entry yet"
     );
-    dp.policy_set(
-        PolicyKey::port(EP_B, Ingress, ID_A, ICMP, 8),
-        PolicyValue::allow(5),
-    )
-    .expect("set");
+    allow(&mut dp, PolicyKey::port(EP_B, Ingress, ID_A, ICMP, 8), 5);
     assert!(
         icmp_probe(&lab.ns_a, B_IP),
         "echo request allowed, echo reply through conntrack"
@@ -797,13 +791,7 @@ fn events_are_read_from_the_pinned_ring_buffer() {
 
     // Default deny at b's ingress.
     assert!(!tcp_probe(&lab.ns_a, B_IP, 81));
-    let events = collect_events(&mut reader, Duration::from_secs(1), |ev| {
-        ev.iter().any(|e| e.verdict() == Some(Verdict::DefaultDeny))
-    });
-    let drop = events
-        .iter()
-        .find(|e| e.verdict() == Some(Verdict::DefaultDeny))
-        .unwrap_or_else(|| panic!("no default-deny event in {events:#?}"));
+    let drop = first_event(&mut reader, Verdict::DefaultDeny);
     assert_eq!(
         (drop.ep_id(), drop.direction(), drop.rule_id()),
         (EP_B, Ingress, 0)
@@ -823,19 +811,9 @@ fn events_are_read_from_the_pinned_ring_buffer() {
 
     // A deny added through the pinned maps (a third handle, no programs loaded).
     let mut maps = NodeMaps::open_pinned(&lab.node).unwrap_or_else(|e| panic!("{e:#}"));
-    maps.policy_set(
-        PolicyKey::port(EP_B, Ingress, ID_A, TCP, 82),
-        PolicyValue::deny(42),
-    )
-    .expect("set");
+    deny(&mut maps, PolicyKey::port(EP_B, Ingress, ID_A, TCP, 82), 42);
     assert!(!tcp_probe(&lab.ns_a, B_IP, 82));
-    let events = collect_events(&mut reader, Duration::from_secs(1), |ev| {
-        ev.iter().any(|e| e.verdict() == Some(Verdict::Denied))
-    });
-    let denied = events
-        .iter()
-        .find(|e| e.verdict() == Some(Verdict::Denied))
-        .unwrap_or_else(|| panic!("no denied event in {events:#?}"));
+    let denied = first_event(&mut reader, Verdict::Denied);
     assert_eq!(
         (denied.ep_id(), denied.direction(), denied.rule_id()),
         (EP_B, Ingress, 42)
@@ -872,10 +850,7 @@ fn enforcement_survives_agent_kill_and_restart() {
         "still enforcing after SIGKILL"
     );
 
-    let before: Vec<Vec<String>> = ["ha", "hb"]
-        .iter()
-        .flat_map(|d| [lab.filters(d, "ingress"), lab.filters(d, "egress")])
-        .collect();
+    let before = lab.all_filters();
 
     // Restart: the maps come back with their contents.
     let mut dp = NodeDatapath::open(&lab.node).unwrap_or_else(|e| panic!("reopen: {e:#}"));
@@ -914,10 +889,7 @@ fn enforcement_survives_agent_kill_and_restart() {
             "{dev} egress: {egress:?}"
         );
     }
-    let after: Vec<Vec<String>> = ["ha", "hb"]
-        .iter()
-        .flat_map(|d| [lab.filters(d, "ingress"), lab.filters(d, "egress")])
-        .collect();
+    let after = lab.all_filters();
     for (old, new) in before.iter().zip(&after) {
         assert_eq!(
             old.len(),
@@ -957,13 +929,7 @@ fn child_agent_helper() {
     let (Ok(node), Ok(netns)) = (env::var(CHILD_NODE_ENV), env::var(CHILD_NETNS_ENV)) else {
         return;
     };
-    let mut dp = NodeDatapath::open(&node).unwrap_or_else(|e| panic!("child open: {e:#}"));
-    let ifa = dp
-        .attach(Path::new(&netns), "ha")
-        .unwrap_or_else(|e| panic!("child attach: {e:#}"));
-    let ifb = dp
-        .attach(Path::new(&netns), "hb")
-        .unwrap_or_else(|e| panic!("child attach: {e:#}"));
+    let (mut dp, ifa, ifb) = open_and_attach(&node, Path::new(&netns));
     standard_policy(&mut dp, ifa, ifb);
     println!("{CHILD_READY}");
     let _ = std::io::stdout().flush();

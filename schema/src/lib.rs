@@ -1,6 +1,7 @@
 //! ward-schema: the resource model and everything that decides whether a revision is valid.
 //!
-//! Pure: bytes in, typed resources and findings out. No I/O besides what the caller hands in.
+//! Pure: bytes in, typed resources and findings out. No I/O besides what the caller hands in
+//! (and the directory walk of [`store`], over a folder the caller names).
 //!
 //! - [`yaml`]: bounded YAML loading with line and column for every value and key.
 //! - [`envelope`]: apiVersion, kind and metadata.
@@ -8,6 +9,7 @@
 //! - [`semantic`]: Cilium 1.19's own validation rules, with its messages.
 //! - [`load`]: one file to resources and findings; many files to a [`load::Validation`].
 //! - [`model`]: typed structs for the policy engine and the agents.
+//! - [`store`]: the local target's on-disk layout (`objects/<Kind>/<ns>/<name>.json`).
 
 pub mod diagnostic;
 pub mod envelope;
@@ -16,6 +18,7 @@ pub mod model;
 pub mod resource;
 pub mod schemas;
 pub mod semantic;
+pub mod store;
 pub mod yaml;
 
 pub use diagnostic::{Diagnostic, Severity};

@@ -1,5 +1,6 @@
 //! The desired state as the local target holds it: `objects/<Kind>/<ns>/<name>.json` in the
-//! state directory that `ward apply` writes (see the reconciler's `target::local`).
+//! state directory that `ward apply` writes (see the reconciler's `target::local`;
+//! the layout and its walk: [`ward_schema::store`]).
 //!
 //! An apply in flight leaves `journal.json` until it completes; the agent reads only complete
 //! revisions, so a half-applied revision never reaches the kernel.
@@ -7,12 +8,11 @@
 use anyhow::{Context, Result, bail};
 use std::fs;
 use std::path::Path;
-use ward_schema::{Kind, Origin, Resource, ResourceKey, ResourceSet};
+use ward_schema::store::{self, OBJECTS};
+use ward_schema::{Kind, Origin, Resource, ResourceSet};
 
-const OBJECTS: &str = "objects";
 const JOURNAL: &str = "journal.json";
 const INVENTORY: &str = "inventory.json";
-const CLUSTER_DIR: &str = "_cluster";
 
 /// A complete revision read from a state directory.
 #[derive(Debug, Clone, Default)]
@@ -31,28 +31,15 @@ pub fn read(state_dir: &Path) -> Result<Desired> {
     }
     let mut resources = ResourceSet::new();
     let root = state_dir.join(OBJECTS);
-    if root.is_dir() {
-        for kind_dir in fs::read_dir(&root).with_context(|| format!("cannot read {}", root.display()))? {
-            let kind_dir = kind_dir?;
-            let Some(kind) = Kind::parse(&kind_dir.file_name().to_string_lossy()) else { continue };
-            if !(kind.is_policy() || kind == Kind::CiliumConfig) {
-                continue;
-            }
-            for ns_dir in fs::read_dir(kind_dir.path())? {
-                let ns_dir = ns_dir?;
-                let ns_name = ns_dir.file_name().to_string_lossy().into_owned();
-                let ns = (ns_name != CLUSTER_DIR).then_some(ns_name.as_str());
-                for file in fs::read_dir(ns_dir.path())? {
-                    let path = file?.path();
-                    let fname = path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
-                    let Some(name) = fname.strip_suffix(".json").filter(|_| !fname.contains(".tmp-")) else { continue };
-                    let bytes = fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
-                    let object = serde_json::from_slice(&bytes).with_context(|| format!("{} is not valid JSON", path.display()))?;
-                    let origin = Origin { file: path.display().to_string(), line: 1, document: 0 };
-                    resources.insert(Resource { key: ResourceKey::new(kind, ns, name), object, origin });
-                }
-            }
+    let files = store::object_files(&root).with_context(|| format!("cannot read {}", root.display()))?;
+    for (key, path) in files {
+        if !(key.kind.is_policy() || key.kind == Kind::CiliumConfig) {
+            continue;
         }
+        let bytes = fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        let object = serde_json::from_slice(&bytes).with_context(|| format!("{} is not valid JSON", path.display()))?;
+        let origin = Origin { file: path.display().to_string(), line: 1, document: 0 };
+        resources.insert(Resource { key, object, origin });
     }
     Ok(Desired { resources, revision: applied_revision(state_dir) })
 }

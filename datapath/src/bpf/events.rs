@@ -13,7 +13,7 @@ use anyhow::{Context as _, Result};
 use aya::maps::{Map, MapData, RingBuf};
 use rustix::event::{PollFd, PollFlags, Timespec, poll};
 
-use super::maps::{EVENTS_MAP, Verdict, direction_from_byte};
+use super::maps::{EVENTS_MAP, Verdict, addr_from_wire, direction_from_byte, port_from_wire};
 use super::pin_dir;
 use crate::engine::Direction;
 
@@ -109,22 +109,22 @@ impl VerdictEvent {
 
     /// Source address.
     pub fn saddr(&self) -> Ipv4Addr {
-        Ipv4Addr::from(self.saddr.to_ne_bytes())
+        addr_from_wire(self.saddr)
     }
 
     /// Destination address.
     pub fn daddr(&self) -> Ipv4Addr {
-        Ipv4Addr::from(self.daddr.to_ne_bytes())
+        addr_from_wire(self.daddr)
     }
 
     /// Source port (ICMP: the echo identifier, or 0).
     pub fn sport(&self) -> u16 {
-        u16::from_be(self.sport)
+        port_from_wire(self.sport)
     }
 
     /// Destination port (ICMP: the type), what the policy was looked up with.
     pub fn dport(&self) -> u16 {
-        u16::from_be(self.dport)
+        port_from_wire(self.dport)
     }
 
     /// IP protocol.

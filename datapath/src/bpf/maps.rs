@@ -75,6 +75,26 @@ pub fn direction_from_byte(byte: u8) -> Direction {
     }
 }
 
+/// An IPv4 address as the maps hold it: a `u32` whose memory is the address in network order.
+pub(crate) fn addr_to_wire(addr: Ipv4Addr) -> u32 {
+    u32::from_ne_bytes(addr.octets())
+}
+
+/// The address of a map's `u32` (the inverse of [`addr_to_wire`]).
+pub(crate) fn addr_from_wire(raw: u32) -> Ipv4Addr {
+    Ipv4Addr::from(raw.to_ne_bytes())
+}
+
+/// A host-order port as the maps hold it (network order).
+pub(crate) fn port_to_wire(port: u16) -> u16 {
+    port.to_be()
+}
+
+/// The host-order port of a map's network-order `u16`.
+pub(crate) fn port_from_wire(raw: u16) -> u16 {
+    u16::from_be(raw)
+}
+
 /// What the datapath did with a packet (events and counters).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Verdict {
@@ -414,10 +434,10 @@ impl CtKey {
     /// A tuple (ports in host order).
     pub fn new(saddr: Ipv4Addr, daddr: Ipv4Addr, sport: u16, dport: u16, proto: u8) -> CtKey {
         CtKey {
-            saddr: u32::from_ne_bytes(saddr.octets()),
-            daddr: u32::from_ne_bytes(daddr.octets()),
-            sport: sport.to_be(),
-            dport: dport.to_be(),
+            saddr: addr_to_wire(saddr),
+            daddr: addr_to_wire(daddr),
+            sport: port_to_wire(sport),
+            dport: port_to_wire(dport),
             proto,
             pad: [0; 3],
         }
@@ -425,22 +445,22 @@ impl CtKey {
 
     /// Source address.
     pub fn saddr(&self) -> Ipv4Addr {
-        Ipv4Addr::from(self.saddr.to_ne_bytes())
+        addr_from_wire(self.saddr)
     }
 
     /// Destination address.
     pub fn daddr(&self) -> Ipv4Addr {
-        Ipv4Addr::from(self.daddr.to_ne_bytes())
+        addr_from_wire(self.daddr)
     }
 
     /// Source port (host order).
     pub fn sport(&self) -> u16 {
-        u16::from_be(self.sport)
+        port_from_wire(self.sport)
     }
 
     /// Destination port (host order).
     pub fn dport(&self) -> u16 {
-        u16::from_be(self.dport)
+        port_from_wire(self.dport)
     }
 
     /// IP protocol.

@@ -1,38 +1,19 @@
 //! Running code inside another network namespace without moving the process.
 
-use std::fs::File;
 use std::path::Path;
-use std::thread;
 
-use anyhow::{Context as _, Result, anyhow};
-use nix::sched::{CloneFlags, setns};
+use anyhow::{Context as _, Result};
 
 /// Runs `f` on a dedicated thread that first joins the network namespace at `netns`
-/// (`/run/netns/<name>`, `/proc/<pid>/ns/net`). Only that thread changes namespace; it ends
-/// with `f`, so the rest of the process stays where it is. Sockets (netlink included) made by
-/// `f` belong to `netns`.
-pub(crate) fn run_in_netns<T, F>(netns: &Path, f: F) -> Result<T>
-where
-    T: Send,
-    F: FnOnce() -> Result<T> + Send,
-{
-    let ns = File::open(netns)
-        .with_context(|| format!("opening network namespace {}", netns.display()))?;
-    thread::scope(|scope| {
-        let handle = thread::Builder::new()
-            .name("ward-netns".into())
-            .spawn_scoped(scope, move || {
-                setns(&ns, CloneFlags::CLONE_NEWNET).with_context(|| {
-                    format!("entering network namespace {} (setns)", netns.display())
-                })?;
-                drop(ns);
-                f()
-            })
-            .context("spawning the network-namespace thread")?;
-        handle
-            .join()
-            .map_err(|_| anyhow!("the thread working in {} panicked", netns.display()))?
-    })
+/// (`/run/netns/<name>`, `/proc/<pid>/ns/net`), with [`crate::lab::in_netns`]. Only that
+/// thread changes namespace; it ends with `f`, so the rest of the process stays where it is.
+/// Sockets (netlink included) made by `f` belong to `netns`. A panic in `f` is resumed on the
+/// caller's thread.
+pub(crate) fn run_in_netns<T: Send>(
+    netns: &Path,
+    f: impl FnOnce() -> Result<T> + Send,
+) -> Result<T> {
+    crate::lab::in_netns(netns, f)?
 }
 
 /// The index of interface `ifname` in the calling thread's network namespace.

@@ -12,7 +12,7 @@ use super::maps::{
     COUNTERS_MAP, CT_MAP, CounterKey, CounterValue, CtKey, CtValue, ENDPOINTS_MAP, EVENTS_BYTES,
     EVENTS_MAP, EndpointInfo, IDENTITY_WORLD, IPCACHE_MAP, IpcacheValue, MAX_COUNTERS, MAX_CT,
     MAX_ENDPOINTS, MAX_IPCACHE, MAX_POLICY, POLICY_MAP, PolicyKey, PolicyKeyData, PolicyValue,
-    Verdict, direction_from_byte,
+    Verdict, addr_from_wire, addr_to_wire, direction_from_byte,
 };
 use crate::engine::Direction;
 
@@ -201,7 +201,7 @@ impl NodeMaps {
         Ok(raw
             .into_iter()
             .map(|(key, value)| IpcacheEntry {
-                addr: Ipv4Addr::from(key.data().to_ne_bytes()),
+                addr: addr_from_wire(key.data()),
                 prefix_len: u8::try_from(key.prefix_len()).unwrap_or(u8::MAX),
                 identity: value.identity,
             })
@@ -210,7 +210,7 @@ impl NodeMaps {
 
     /// The identity the datapath resolves for `addr` (longest prefix; `world` when none).
     pub fn ipcache_lookup(&self, addr: Ipv4Addr) -> Result<u32> {
-        let key = Key::new(32, u32::from_ne_bytes(addr.octets()));
+        let key = Key::new(32, addr_to_wire(addr));
         match self.ipcache.get(&key, 0) {
             Ok(value) => Ok(value.identity),
             Err(MapError::KeyNotFound) => Ok(IDENTITY_WORLD),
@@ -247,7 +247,7 @@ impl NodeMaps {
 
     /// Removes every conntrack entry (established connections then need policy again).
     pub fn ct_clear(&mut self) -> Result<()> {
-        let keys = collect_keys(self.ct.keys()).context(CT_MAP)?;
+        let keys = collect(self.ct.keys()).context(CT_MAP)?;
         for key in keys {
             absent_is_false(self.ct.remove(&key)).context(CT_MAP)?;
         }
@@ -301,10 +301,7 @@ fn ipcache_key(addr: Ipv4Addr, prefix_len: u8) -> Result<Key<u32>> {
         u32::MAX << (32 - prefix_len)
     };
     let net = Ipv4Addr::from(u32::from(addr) & mask);
-    Ok(Key::new(
-        u32::from(prefix_len),
-        u32::from_ne_bytes(net.octets()),
-    ))
+    Ok(Key::new(u32::from(prefix_len), addr_to_wire(net)))
 }
 
 /// The errno under a map error, if any.
@@ -335,24 +332,13 @@ fn libc_enoent() -> i32 {
     nix::errno::Errno::ENOENT as i32
 }
 
-/// Collects an aya map iterator; entries deleted while iterating are skipped.
-fn collect<K, V>(iter: impl Iterator<Item = Result<(K, V), MapError>>) -> Result<Vec<(K, V)>> {
+/// Collects an aya map iterator (entries or keys); entries deleted while iterating are
+/// skipped.
+fn collect<T>(iter: impl Iterator<Item = Result<T, MapError>>) -> Result<Vec<T>> {
     let mut out = Vec::new();
     for item in iter {
         match item {
-            Ok(kv) => out.push(kv),
-            Err(MapError::KeyNotFound) => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Ok(out)
-}
-
-fn collect_keys<K>(iter: impl Iterator<Item = Result<K, MapError>>) -> Result<Vec<K>> {
-    let mut out = Vec::new();
-    for item in iter {
-        match item {
-            Ok(k) => out.push(k),
+            Ok(item) => out.push(item),
             Err(MapError::KeyNotFound) => {}
             Err(e) => return Err(e.into()),
         }
@@ -361,7 +347,7 @@ fn collect_keys<K>(iter: impl Iterator<Item = Result<K, MapError>>) -> Result<Ve
 }
 
 fn count<K>(iter: impl Iterator<Item = Result<K, MapError>>) -> Result<u64> {
-    Ok(collect_keys(iter)?.len() as u64)
+    Ok(collect(iter)?.len() as u64)
 }
 
 #[cfg(test)]
@@ -372,10 +358,7 @@ mod tests {
     fn ipcache_key_masks_host_bits() {
         let key = ipcache_key(Ipv4Addr::new(10, 1, 2, 3), 16).expect("valid prefix");
         assert_eq!(key.prefix_len(), 16);
-        assert_eq!(
-            Ipv4Addr::from(key.data().to_ne_bytes()),
-            Ipv4Addr::new(10, 1, 0, 0)
-        );
+        assert_eq!(addr_from_wire(key.data()), Ipv4Addr::new(10, 1, 0, 0));
         assert!(ipcache_key(Ipv4Addr::UNSPECIFIED, 33).is_err());
         let all = ipcache_key(Ipv4Addr::new(1, 2, 3, 4), 0).expect("valid prefix");
         assert_eq!(key_data(&all), 0);

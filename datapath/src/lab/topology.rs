@@ -413,6 +413,13 @@ fn inside(ranges: &[(Ipv4Addr, u8)], net: &Ipv4Net) -> bool {
         .any(|(a, l)| Ipv4Net::new(*a, *l).is_some_and(|r| r.covers(net)))
 }
 
+/// The value under `key` of mapping `map`; `None` when the key is missing or its value is
+/// null (`key:` with nothing after it).
+fn field<'n>(map: &'n YNode, key: &str) -> Option<&'n YNode> {
+    map.get(key)
+        .filter(|node| !matches!(node.value, NodeValue::Null))
+}
+
 fn path(base: &[Seg], more: impl Into<Seg>) -> Vec<Seg> {
     let mut p = base.to_vec();
     p.push(more.into());
@@ -451,6 +458,22 @@ impl<'a> Ctx<'a> {
         self.diags.push(d);
     }
 
+    /// Reports a finding about the value at `at`.
+    fn error(&mut self, code: &'static str, at: &[Seg], message: impl Into<String>) {
+        self.report(code, at, false, message.into(), None);
+    }
+
+    /// Reports a finding about the value at `at`, with a hint.
+    fn error_hint(
+        &mut self,
+        code: &'static str,
+        at: &[Seg],
+        message: impl Into<String>,
+        hint: impl Into<String>,
+    ) {
+        self.report(code, at, false, message.into(), Some(hint.into()));
+    }
+
     fn line(&self, at: &[Seg]) -> usize {
         self.root.locate(at, false).line
     }
@@ -464,13 +487,7 @@ impl<'a> Ctx<'a> {
         known: &[&str],
     ) -> Option<&'a YNode> {
         let Some(entries) = node.as_map() else {
-            self.report(
-                codes::SHAPE,
-                at,
-                false,
-                format!("{what} must be a mapping"),
-                None,
-            );
+            self.error(codes::SHAPE, at, format!("{what} must be a mapping"));
             return None;
         };
         for e in entries {
@@ -498,19 +515,14 @@ impl<'a> Ctx<'a> {
         required: bool,
     ) -> Option<String> {
         let here = path(at, key);
-        match map.get(key) {
-            None
-            | Some(YNode {
-                value: NodeValue::Null,
-                ..
-            }) => {
+        match field(map, key) {
+            None => {
                 if required {
-                    self.report(
+                    self.error_hint(
                         codes::SHAPE,
                         &here,
-                        false,
                         format!("{what} has no \"{key}\""),
-                        Some(format!("add `{key}:`")),
+                        format!("add `{key}:`"),
                     );
                 }
                 None
@@ -520,12 +532,11 @@ impl<'a> Ctx<'a> {
                 ..
             }) => Some(s.clone()),
             Some(_) => {
-                self.report(
+                self.error_hint(
                     codes::SHAPE,
                     &here,
-                    false,
                     format!("\"{key}\" of {what} must be a string"),
-                    Some("quote the value".into()),
+                    "quote the value",
                 );
                 None
             }
@@ -538,12 +549,11 @@ impl<'a> Ctx<'a> {
         if is_dns_label(&s) {
             Some(s)
         } else {
-            self.report(
+            self.error_hint(
                 codes::NAME,
                 &path(at, key),
-                false,
                 format!("{what}: {key} {s:?} is not a valid name"),
-                Some("use lower-case letters, digits and '-', starting and ending with a letter or digit, at most 63 characters (a DNS-1123 label)".into()),
+                "use lower-case letters, digits and '-', starting and ending with a letter or digit, at most 63 characters (a DNS-1123 label)",
             );
             None
         }
@@ -555,22 +565,18 @@ impl<'a> Ctx<'a> {
         match s.parse::<IpAddr>() {
             Ok(IpAddr::V4(ip)) => Some(ip),
             Ok(IpAddr::V6(_)) => {
-                self.report(
+                self.error(
                     codes::ADDRESS,
                     &path(at, key),
-                    false,
                     format!("{what}: {key} {s} is IPv6; the lab is IPv4 only"),
-                    None,
                 );
                 None
             }
             Err(_) => {
-                self.report(
+                self.error(
                     codes::ADDRESS,
                     &path(at, key),
-                    false,
                     format!("{what}: {key} {s:?} is not an IPv4 address"),
-                    None,
                 );
                 None
             }
@@ -590,33 +596,25 @@ impl<'a> Ctx<'a> {
         let net = match s.parse::<Ipv4Net>() {
             Ok(net) => net,
             Err(e) => {
-                self.report(
-                    codes::ADDRESS,
-                    &here,
-                    false,
-                    format!("{what}: {key} {e}"),
-                    None,
-                );
+                self.error(codes::ADDRESS, &here, format!("{what}: {key} {e}"));
                 return None;
             }
         };
         if !inside(&PRIVATE, &net) {
-            self.report(
+            self.error_hint(
                 codes::ADDRESS,
                 &here,
-                false,
                 format!("{what}: {key} {net} is not a private prefix"),
-                Some("use a prefix inside 10.0.0.0/8, 172.16.0.0/12 or 192.168.0.0/16".into()),
+                "use a prefix inside 10.0.0.0/8, 172.16.0.0/12 or 192.168.0.0/16",
             );
             return None;
         }
         if net.prefix_len() > 30 {
-            self.report(
+            self.error_hint(
                 codes::ADDRESS,
                 &here,
-                false,
                 format!("{what}: {key} {net} is too small"),
-                Some("use a prefix of length 30 or less".into()),
+                "use a prefix of length 30 or less",
             );
             return None;
         }
@@ -633,17 +631,14 @@ impl<'a> Ctx<'a> {
     ) -> BTreeMap<String, String> {
         let mut out = BTreeMap::new();
         let here = path(at, key);
-        let Some(node) = map.get(key) else { return out };
-        if matches!(node.value, NodeValue::Null) {
+        let Some(node) = field(map, key) else {
             return out;
-        }
+        };
         let Some(entries) = node.as_map() else {
-            self.report(
+            self.error(
                 codes::SHAPE,
                 &here,
-                false,
                 format!("{key} of {what} must be a mapping of strings"),
-                None,
             );
             return out;
         };
@@ -653,16 +648,11 @@ impl<'a> Ctx<'a> {
                 NodeValue::String(s) => s.clone(),
                 NodeValue::Null => String::new(),
                 _ => {
-                    self.report(
+                    self.error_hint(
                         codes::POD,
                         &at_label,
-                        false,
                         format!("{what}: the value of label \"{}\" must be a string", e.key),
-                        Some(format!(
-                            "quote it: {}: \"{}\"",
-                            e.key,
-                            scalar_text(&e.value)
-                        )),
+                        format!("quote it: {}: \"{}\"", e.key, scalar_text(&e.value)),
                     );
                     continue;
                 }
@@ -678,37 +668,39 @@ impl<'a> Ctx<'a> {
 
     fn list(&mut self, spec: &'a YNode, key: &str, required: bool) -> &'a [YNode] {
         let at = [Seg::from("spec"), Seg::from(key)];
-        match spec.get(key) {
+        match field(spec, key) {
             Some(YNode {
                 value: NodeValue::Seq(items),
                 ..
             }) => items,
-            None
-            | Some(YNode {
-                value: NodeValue::Null,
-                ..
-            }) => {
+            None => {
                 if required {
-                    self.report(
+                    self.error_hint(
                         codes::SHAPE,
                         &at,
-                        false,
                         format!("the topology has no {key}"),
-                        Some(format!("add `{key}:` with at least one entry")),
+                        format!("add `{key}:` with at least one entry"),
                     );
                 }
                 &[]
             }
             Some(_) => {
-                self.report(
-                    codes::SHAPE,
-                    &at,
-                    false,
-                    format!("{key} must be a list"),
-                    None,
-                );
+                self.error(codes::SHAPE, &at, format!("{key} must be a list"));
                 &[]
             }
+        }
+    }
+
+    /// The string `key` of the topology must be `want`; `wrong` words the finding otherwise.
+    fn fixed(&mut self, top: &'a YNode, key: &str, want: &str, wrong: impl FnOnce(&str) -> String) {
+        let value = self.string(top, &[], key, "the topology", true);
+        if let Some(v) = value.filter(|v| v != want) {
+            self.error_hint(
+                codes::SHAPE,
+                &[Seg::from(key)],
+                wrong(&v),
+                format!("use {key}: {want}"),
+            );
         }
     }
 
@@ -720,52 +712,34 @@ impl<'a> Ctx<'a> {
             "the topology",
             &["apiVersion", "kind", "metadata", "spec"],
         )?;
-        match self.string(top, &[], "apiVersion", "the topology", true) {
-            Some(v) if v == API_VERSION => {}
-            Some(v) => self.report(
-                codes::SHAPE,
-                &[Seg::from("apiVersion")],
-                false,
-                format!("apiVersion {v:?} does not serve kind {KIND}"),
-                Some(format!("use apiVersion: {API_VERSION}")),
-            ),
-            None => {}
-        }
-        match self.string(top, &[], "kind", "the topology", true) {
-            Some(k) if k == KIND => {}
-            Some(k) => self.report(
-                codes::SHAPE,
-                &[Seg::from("kind")],
-                false,
-                format!("kind {k:?} is not a lab topology"),
-                Some(format!("use kind: {KIND}")),
-            ),
-            None => {}
-        }
+        self.fixed(top, "apiVersion", API_VERSION, |v| {
+            format!("apiVersion {v:?} does not serve kind {KIND}")
+        });
+        self.fixed(top, "kind", KIND, |k| {
+            format!("kind {k:?} is not a lab topology")
+        });
         let meta_at = [Seg::from("metadata")];
         let name = match top.get("metadata") {
             Some(meta) => self
                 .mapping(meta, &meta_at, "metadata", &["name"])
                 .and_then(|m| self.name(m, &meta_at, "name", "the lab")),
             None => {
-                self.report(
+                self.error_hint(
                     codes::SHAPE,
                     &meta_at,
-                    false,
-                    "the topology has no metadata".into(),
-                    Some("add `metadata: {name: <lab name>}`".into()),
+                    "the topology has no metadata",
+                    "add `metadata: {name: <lab name>}`",
                 );
                 None
             }
         };
         let spec_at = [Seg::from("spec")];
         let Some(spec) = top.get("spec") else {
-            self.report(
+            self.error_hint(
                 codes::SHAPE,
                 &spec_at,
-                false,
-                "the topology has no spec".into(),
-                Some("add `spec:` with underlay, nodes, world and pods".into()),
+                "the topology has no spec",
+                "add `spec:` with underlay, nodes, world and pods",
             );
             return None;
         };
@@ -795,19 +769,15 @@ impl<'a> Ctx<'a> {
     fn namespaces(&mut self, spec: &'a YNode) -> BTreeMap<String, BTreeMap<String, String>> {
         let at = [Seg::from("spec"), Seg::from("namespaces")];
         let mut out = BTreeMap::new();
-        let Some(node) = spec.get("namespaces") else {
+        let Some(node) = field(spec, "namespaces") else {
             return out;
         };
         let Some(entries) = node.as_map() else {
-            if !matches!(node.value, NodeValue::Null) {
-                self.report(
-                    codes::SHAPE,
-                    &at,
-                    false,
-                    "namespaces must map namespace names to their labels".into(),
-                    None,
-                );
-            }
+            self.error(
+                codes::SHAPE,
+                &at,
+                "namespaces must map namespace names to their labels",
+            );
             return out;
         };
         for e in entries {
@@ -827,6 +797,30 @@ impl<'a> Ctx<'a> {
         out
     }
 
+    /// Records `name` as declared at `at`; a second declaration of it is reported (`what`
+    /// names the declared thing, `hint` says what must be unique) and gives false.
+    fn declare(
+        &mut self,
+        names: &mut BTreeMap<String, usize>,
+        name: String,
+        at: &[Seg],
+        what: &str,
+        hint: &str,
+    ) -> bool {
+        if let Some(first) = names.get(&name) {
+            self.error_hint(
+                codes::NAME,
+                at,
+                format!("{what} is declared more than once (first on line {first})"),
+                hint,
+            );
+            false
+        } else {
+            names.insert(name, self.line(at));
+            true
+        }
+    }
+
     /// Claims `ip` for `owner`; reports an overlap with an earlier owner.
     fn claim(
         &mut self,
@@ -837,14 +831,13 @@ impl<'a> Ctx<'a> {
     ) -> bool {
         if let Some(first) = claims.get(&ip) {
             let (first_owner, first_line) = (first.owner.clone(), first.line);
-            self.report(
+            self.error_hint(
                 codes::ADDRESS,
                 at,
-                false,
                 format!(
                     "{owner}: address {ip} is already used by {first_owner} (line {first_line})"
                 ),
-                Some("every pod, node and the world host needs its own address".into()),
+                "every pod, node and the world host needs its own address",
             );
             false
         } else {
@@ -860,12 +853,11 @@ impl<'a> Ctx<'a> {
             return true;
         }
         let prefix = ifname.len() - ifname.strip_prefix("v-").map_or(ifname.len(), str::len);
-        self.report(
+        self.error_hint(
             codes::NAME,
             at,
-            false,
             format!("{what}: the interface name {ifname:?} would be {} characters; Linux allows {MAX_IFNAME}", ifname.len()),
-            Some(format!("use a name of at most {} characters", MAX_IFNAME - prefix)),
+            format!("use a name of at most {} characters", MAX_IFNAME - prefix),
         );
         false
     }
@@ -896,38 +888,30 @@ impl<'a> Ctx<'a> {
             };
             let mut ok = name.is_some();
             if let Some(n) = &name {
-                if let Some(first) = names.get(n) {
-                    self.report(
-                        codes::NAME,
-                        &path(&at, "name"),
-                        false,
-                        format!("node {n} is declared more than once (first on line {first})"),
-                        Some("node names must be unique".into()),
-                    );
-                    ok = false;
-                } else {
-                    names.insert(n.clone(), self.line(&path(&at, "name")));
-                }
+                ok &= self.declare(
+                    &mut names,
+                    n.clone(),
+                    &path(&at, "name"),
+                    &what,
+                    "node names must be unique",
+                );
                 ok &= self.ifname_fits(&names::underlay_port(n), &path(&at, "name"), &what);
             }
             let ip = self.ip(m, &at, "ip", &what);
             if let (Some(ip), Some(u)) = (ip, underlay) {
                 if !u.contains(ip) {
-                    self.report(
+                    self.error_hint(
                         codes::ADDRESS,
                         &path(&at, "ip"),
-                        false,
                         format!("{what}: ip {ip} is outside the underlay {u}"),
-                        Some(format!("pick an address inside {u}")),
+                        format!("pick an address inside {u}"),
                     );
                     ok = false;
                 } else if ip == u.network() || ip == u.broadcast() {
-                    self.report(
+                    self.error(
                         codes::ADDRESS,
                         &path(&at, "ip"),
-                        false,
                         format!("{what}: ip {ip} is the underlay's network or broadcast address"),
-                        None,
                     );
                     ok = false;
                 }
@@ -938,27 +922,24 @@ impl<'a> Ctx<'a> {
             let pod_cidr = self.private_net(m, &at, "podCIDR", &what);
             if let Some(c) = pod_cidr {
                 if let Some(u) = underlay.filter(|u| u.overlaps(&c)) {
-                    self.report(
+                    self.error(
                         codes::ADDRESS,
                         &path(&at, "podCIDR"),
-                        false,
                         format!("{what}: podCIDR {c} overlaps the underlay {u}"),
-                        None,
                     );
                     ok = false;
                 }
                 for (other, other_at) in &out {
                     if other.pod_cidr.overlaps(&c) {
                         let line = self.line(&path(other_at, "podCIDR"));
-                        self.report(
+                        self.error_hint(
                             codes::ADDRESS,
                             &path(&at, "podCIDR"),
-                            false,
                             format!(
                                 "{what}: podCIDR {c} overlaps podCIDR {} of node {} (line {line})",
                                 other.pod_cidr, other.name
                             ),
-                            Some("every node needs its own pod prefix".into()),
+                            "every node needs its own pod prefix",
                         );
                         ok = false;
                     }
@@ -989,12 +970,11 @@ impl<'a> Ctx<'a> {
     ) -> Option<WorldSpec> {
         let at = vec![Seg::from("spec"), Seg::from("world")];
         let Some(node) = spec.get("world") else {
-            self.report(
+            self.error_hint(
                 codes::SHAPE,
                 &at,
-                false,
-                "the topology has no world".into(),
-                Some("add `world: {name: world, ip: 203.0.113.10}`".into()),
+                "the topology has no world",
+                "add `world: {name: world, ip: 203.0.113.10}`",
             );
             return None;
         };
@@ -1004,12 +984,11 @@ impl<'a> Ctx<'a> {
         if let Some(n) = &name {
             if let Some((_, other_at)) = nodes.iter().find(|(nd, _)| &nd.name == n) {
                 let line = self.line(other_at);
-                self.report(
+                self.error_hint(
                     codes::NAME,
                     &path(&at, "name"),
-                    false,
                     format!("world is named {n}, like the node on line {line}"),
-                    Some("world and the nodes share the underlay; give world its own name".into()),
+                    "world and the nodes share the underlay; give world its own name",
                 );
                 ok = false;
             }
@@ -1019,12 +998,11 @@ impl<'a> Ctx<'a> {
         if let Some(ip) = ip {
             let here = path(&at, "ip");
             if !Ipv4Net::new(ip, 32).is_some_and(|h| inside(&DOCUMENTATION, &h)) {
-                self.report(
+                self.error_hint(
                     codes::ADDRESS,
                     &here,
-                    false,
                     format!("world: ip {ip} is not a documentation address"),
-                    Some("use an address in 192.0.2.0/24, 198.51.100.0/24 or 203.0.113.0/24 (RFC 5737), which no real host has".into()),
+                    "use an address in 192.0.2.0/24, 198.51.100.0/24 or 203.0.113.0/24 (RFC 5737), which no real host has",
                 );
                 ok = false;
             }
@@ -1034,12 +1012,10 @@ impl<'a> Ctx<'a> {
             if underlay.is_some_and(|u| u.contains(ip))
                 || nodes.iter().any(|(n, _)| n.pod_cidr.contains(ip))
             {
-                self.report(
+                self.error(
                     codes::ADDRESS,
                     &here,
-                    false,
                     format!("world: ip {ip} lies inside the cluster's prefixes"),
-                    None,
                 );
                 ok = false;
             }
@@ -1080,20 +1056,14 @@ impl<'a> Ctx<'a> {
             let mut ok = name.is_some() && namespace.is_some();
             let mut duplicate = false;
             if let (Some(ns), Some(n)) = (&namespace, &name) {
-                let full = format!("{ns}/{n}");
-                if let Some(first) = names.get(&full) {
-                    duplicate = true;
-                    self.report(
-                        codes::NAME,
-                        &path(&at, "name"),
-                        false,
-                        format!("pod {full} is declared more than once (first on line {first})"),
-                        Some("pod names must be unique within their namespace".into()),
-                    );
-                    ok = false;
-                } else {
-                    names.insert(full, self.line(&path(&at, "name")));
-                }
+                duplicate = !self.declare(
+                    &mut names,
+                    format!("{ns}/{n}"),
+                    &path(&at, "name"),
+                    &what,
+                    "pod names must be unique within their namespace",
+                );
+                ok &= !duplicate;
             }
             let node_name = self.string(m, &at, "node", &what, true);
             let node = match &node_name {
@@ -1103,16 +1073,15 @@ impl<'a> Ctx<'a> {
                         // A node that is declared but invalid was reported already.
                         if !declared.contains(n.as_str()) {
                             let known: Vec<&str> = declared.iter().copied().collect();
-                            self.report(
+                            self.error_hint(
                                 codes::REFERENCE,
                                 &path(&at, "node"),
-                                false,
                                 format!("{what}: node {n:?} is not declared"),
-                                Some(if known.is_empty() {
+                                if known.is_empty() {
                                     "declare it under spec.nodes".into()
                                 } else {
                                     format!("the nodes are: {}", known.join(", "))
-                                }),
+                                },
                             );
                         }
                         ok = false;
@@ -1128,23 +1097,20 @@ impl<'a> Ctx<'a> {
             if let (Some(ip), Some(nd)) = (ip, node) {
                 let c = nd.pod_cidr;
                 if !c.contains(ip) {
-                    self.report(
+                    self.error_hint(
                         codes::ADDRESS,
                         &path(&at, "ip"),
-                        false,
                         format!("{what}: ip {ip} is outside podCIDR {c} of its node {}", nd.name),
-                        Some(format!("pick an address inside {c}, or move the pod to the node whose podCIDR holds {ip}")),
+                        format!("pick an address inside {c}, or move the pod to the node whose podCIDR holds {ip}"),
                     );
                     ok = false;
                 } else if ip == c.network() || ip == c.broadcast() {
-                    self.report(
+                    self.error(
                         codes::ADDRESS,
                         &path(&at, "ip"),
-                        false,
                         format!(
                             "{what}: ip {ip} is the network or broadcast address of podCIDR {c}"
                         ),
-                        None,
                     );
                     ok = false;
                 }
@@ -1158,7 +1124,12 @@ impl<'a> Ctx<'a> {
                 let ifname = names::host_ifname(ns, n);
                 let key = (nd.name.clone(), ifname.clone());
                 if let Some(other) = ifnames.get(&key) {
-                    self.report(codes::NAME, &path(&at, "name"), false, format!("{what}: its host interface name {ifname} collides with pod {other} on the same node"), Some("rename one of the pods".into()));
+                    self.error_hint(
+                        codes::NAME,
+                        &path(&at, "name"),
+                        format!("{what}: its host interface name {ifname} collides with pod {other} on the same node"),
+                        "rename one of the pods",
+                    );
                     ok = false;
                 } else {
                     ifnames.insert(key, format!("{ns}/{n}"));
@@ -1199,24 +1170,14 @@ impl<'a> Ctx<'a> {
 
     fn ports(&mut self, pod: &'a YNode, at: &[Seg], what: &str) -> Option<Vec<PortSpec>> {
         let here = path(at, "ports");
-        let items = match pod.get("ports") {
-            None
-            | Some(YNode {
-                value: NodeValue::Null,
-                ..
-            }) => return Some(Vec::new()),
+        let items = match field(pod, "ports") {
+            None => return Some(Vec::new()),
             Some(YNode {
                 value: NodeValue::Seq(items),
                 ..
             }) => items,
             Some(_) => {
-                self.report(
-                    codes::SHAPE,
-                    &here,
-                    false,
-                    format!("{what}: ports must be a list"),
-                    None,
-                );
+                self.error(codes::SHAPE, &here, format!("{what}: ports must be a list"));
                 return None;
             }
         };
@@ -1246,15 +1207,18 @@ impl<'a> Ctx<'a> {
                     && !n.ends_with('-')
                     && !n.contains("--");
                 if !valid {
-                    self.report(codes::POD, &path(&pat, "name"), false, format!("{what}: port name {n:?} is not a valid port name"), Some("an IANA service name: at most 15 lower-case letters, digits and '-', with at least one letter".into()));
-                    ok = false;
-                } else if !seen_names.insert(n.clone()) {
-                    self.report(
+                    self.error_hint(
                         codes::POD,
                         &path(&pat, "name"),
-                        false,
+                        format!("{what}: port name {n:?} is not a valid port name"),
+                        "an IANA service name: at most 15 lower-case letters, digits and '-', with at least one letter",
+                    );
+                    ok = false;
+                } else if !seen_names.insert(n.clone()) {
+                    self.error(
+                        codes::POD,
+                        &path(&pat, "name"),
                         format!("{what}: port name {n:?} is declared more than once"),
-                        None,
                     );
                     ok = false;
                 }
@@ -1270,33 +1234,28 @@ impl<'a> Ctx<'a> {
                 {
                     Some(p) => Some(p),
                     None => {
-                        self.report(
+                        self.error_hint(
                             codes::POD,
                             &path(&pat, "port"),
-                            false,
                             format!("{what}: port {n} is out of range"),
-                            Some("use 1 to 65535".into()),
+                            "use 1 to 65535",
                         );
                         None
                     }
                 },
                 Some(_) => {
-                    self.report(
+                    self.error(
                         codes::POD,
                         &path(&pat, "port"),
-                        false,
                         format!("{what}: port must be a number"),
-                        None,
                     );
                     None
                 }
                 None => {
-                    self.report(
+                    self.error(
                         codes::SHAPE,
                         &path(&pat, "port"),
-                        false,
                         format!("{what}: ports[{j}] has no \"port\""),
-                        None,
                     );
                     None
                 }
@@ -1307,12 +1266,10 @@ impl<'a> Ctx<'a> {
                 Some("UDP") => Some(Protocol::UDP),
                 Some("SCTP") => Some(Protocol::SCTP),
                 Some(other) => {
-                    self.report(
+                    self.error(
                         codes::POD,
                         &path(&pat, "protocol"),
-                        false,
                         format!("{what}: protocol {other:?} is not TCP, UDP or SCTP"),
-                        None,
                     );
                     None
                 }
@@ -1320,12 +1277,10 @@ impl<'a> Ctx<'a> {
             match (port, protocol) {
                 (Some(port), Some(protocol)) => {
                     if !seen_ports.insert((port, protocol)) {
-                        self.report(
+                        self.error(
                             codes::POD,
                             &path(&pat, "port"),
-                            false,
                             format!("{what}: port {port}/{protocol} is declared more than once"),
-                            None,
                         );
                         ok = false;
                     }

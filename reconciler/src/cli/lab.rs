@@ -39,8 +39,24 @@ pub(super) fn run(settings: &Settings, command: LabCommand) -> Result<i32> {
                 }
             };
             require_root()?;
+            // The nodes' pinned datapaths (ward-agent's) go with the lab: without its
+            // interfaces they enforce nothing and only hold memory.
+            let nodes: Vec<String> = Lab::status()?
+                .into_iter()
+                .filter(|l| l.name == name)
+                .filter_map(|l| l.state)
+                .flat_map(|s| s.topology.nodes.into_iter().map(|n| n.name))
+                .collect();
             let teardown = Lab::down(&name)?;
-            write_stdout(&format!("{teardown}\n"))?;
+            let mut out = format!("{teardown}\n");
+            for node in nodes {
+                let pins = ward_datapath::bpf::pin_dir(&node)?;
+                if pins.exists() {
+                    ward_datapath::bpf::remove_pins(&node)?;
+                    out.push_str(&format!("removed the pinned datapath of node {node} ({})\n", pins.display()));
+                }
+            }
+            write_stdout(&out)?;
             Ok(EXIT_OK)
         }
         LabCommand::Status => {

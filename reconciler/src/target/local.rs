@@ -8,6 +8,7 @@
 //! journal.json              present only while an apply is running (or was killed)
 //! .gitignore                `*`: the state directory is never part of the repository
 //! ```
+//! The layout of `objects/` and its walk are shared with the agent: [`ward_schema::store`].
 //!
 //! # Guarantees
 //! - One writer at a time: [`LocalTarget::apply`] takes an exclusive lock and fails fast with
@@ -34,14 +35,12 @@ use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
-use ward_schema::{Kind, ResourceKey};
+use ward_schema::store::{self, CLUSTER_DIR, OBJECTS, TMP_MARK};
+use ward_schema::ResourceKey;
 
-const OBJECTS: &str = "objects";
 const INVENTORY: &str = "inventory.json";
 const JOURNAL: &str = "journal.json";
 const LOCK: &str = "lock";
-const TMP_MARK: &str = ".tmp-";
-const CLUSTER_DIR: &str = "_cluster";
 const GITIGNORE: &str = ".gitignore";
 
 /// The embedded default target.
@@ -122,24 +121,8 @@ impl LocalTarget {
 
     /// Every object file's key and path (temporary files of an apply in flight excluded).
     fn object_files(&self) -> Result<Vec<(ResourceKey, PathBuf)>> {
-        let mut out = Vec::new();
-        let Ok(kinds) = fs::read_dir(self.dir.join(OBJECTS)) else { return Ok(out) };
-        for kind_dir in kinds {
-            let kind_dir = kind_dir?;
-            let Some(kind) = Kind::parse(&kind_dir.file_name().to_string_lossy()) else { continue };
-            for ns_dir in fs::read_dir(kind_dir.path())? {
-                let ns_dir = ns_dir?;
-                let ns_name = ns_dir.file_name().to_string_lossy().into_owned();
-                let ns = (ns_name != CLUSTER_DIR).then_some(ns_name.as_str());
-                for file in fs::read_dir(ns_dir.path())? {
-                    let path = file?.path();
-                    let fname = path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
-                    let Some(name) = fname.strip_suffix(".json").filter(|_| !fname.contains(TMP_MARK)) else { continue };
-                    out.push((ResourceKey::new(kind, ns, name), path.clone()));
-                }
-            }
-        }
-        Ok(out)
+        let objects = self.dir.join(OBJECTS);
+        store::object_files(&objects).with_context(|| format!("cannot read the objects in {}", objects.display()))
     }
 
     /// Takes the writer lock, failing fast when another process holds it.
