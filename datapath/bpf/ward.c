@@ -49,6 +49,37 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } ward_policy SEC(".maps");
 
+/*
+ * Port-exact entries (prefix 96) live here instead of in the trie: a hash lookup costs the
+ * same whatever the number of rules, and an exact entry is the longest prefix anyway, so
+ * "exact hit, else trie" is the trie's own answer. The key is policy_key without prefixlen.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, WARD_MAX_POLICY);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct policy_exact_key);
+	__type(value, struct policy_value);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ward_policy_exact SEC(".maps");
+
+/* The longest-prefix entry for a full (prefixlen 96) key: exact first, then the trie. */
+static __always_inline struct policy_value *policy_lookup(struct policy_key *pk)
+{
+	struct policy_exact_key ek = {
+		.ep_id = pk->ep_id,
+		.direction = pk->direction,
+		.identity = pk->identity,
+		.proto = pk->proto,
+		.dport = pk->dport,
+	};
+	struct policy_value *v = bpf_map_lookup_elem(&ward_policy_exact, &ek);
+
+	if (v)
+		return v;
+	return bpf_map_lookup_elem(&ward_policy, pk);
+}
+
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, WARD_MAX_CT);
@@ -280,7 +311,7 @@ static __always_inline int enforce(struct __sk_buff *skb, __u8 direction)
 		.proto = f.proto,
 		.dport = f.pol_dport,
 	};
-	struct policy_value *a = bpf_map_lookup_elem(&ward_policy, &pk);
+	struct policy_value *a = policy_lookup(&pk);
 	__u8 a_deny = 0, b_deny = 0, have_a = 0, have_b = 0;
 	__u32 a_rule = 0, b_rule = 0;
 
@@ -291,7 +322,7 @@ static __always_inline int enforce(struct __sk_buff *skb, __u8 direction)
 	}
 	pk.identity = 0;
 	{
-		struct policy_value *b = bpf_map_lookup_elem(&ward_policy, &pk);
+		struct policy_value *b = policy_lookup(&pk);
 
 		if (b) {
 			have_b = 1;

@@ -69,6 +69,15 @@ struct policy_key {
 	__u16 dport;     /* network order; ICMP: the type */
 } __attribute__((packed));
 
+/* ward_policy_exact key: a policy_key of prefix 96, without the prefix length. */
+struct policy_exact_key {
+	__u32 ep_id;     /* big-endian */
+	__u8 direction;
+	__u32 identity;  /* big-endian */
+	__u8 proto;
+	__u16 dport;     /* network order */
+} __attribute__((packed));
+
 struct policy_value {
 	__u8 deny;
 	__u8 flags;

@@ -904,12 +904,12 @@ fn enforcement_survives_agent_kill_and_restart() {
     }
     assert!(tcp_probe(&lab.ns_a, B_IP, 80), "allowed after re-attach");
     let sizes = dp.sizes().expect("sizes");
-    assert!(
-        sizes
-            .iter()
-            .any(|s| s.name == "ward_policy" && s.entries == 2),
-        "{sizes:?}"
-    );
+    let policy_entries: u64 = sizes
+        .iter()
+        .filter(|s| s.name == "ward_policy" || s.name == "ward_policy_exact")
+        .map(|s| s.entries)
+        .sum();
+    assert_eq!(policy_entries, 2, "both policy entries survive (trie + exact map): {sizes:?}");
 
     drop(dp);
     assert!(

@@ -21,6 +21,8 @@ pub const ENDPOINTS_MAP: &str = "ward_endpoints";
 pub const IPCACHE_MAP: &str = "ward_ipcache";
 /// Name of the policy map ([`PolicyKey`] → [`PolicyValue`]).
 pub const POLICY_MAP: &str = "ward_policy";
+/// Port-exact policy entries (prefix 96), looked up before the trie.
+pub const POLICY_EXACT_MAP: &str = "ward_policy_exact";
 /// Name of the conntrack map ([`CtKey`] → [`CtValue`]).
 pub const CT_MAP: &str = "ward_ct";
 /// Name of the verdict-event ring buffer.
@@ -285,6 +287,15 @@ impl PolicyKey {
 
     pub(crate) fn trie_key(&self) -> Key<PolicyKeyData> {
         Key::new(self.prefix_len, self.data)
+    }
+
+    /// A port-exact key (prefix 96), which lives in the exact-match map: its data there.
+    pub(crate) fn exact_key(&self) -> Option<PolicyKeyData> {
+        (self.prefix_len == POLICY_PREFIX_FULL).then_some(self.data)
+    }
+
+    pub(crate) fn from_exact_key(data: PolicyKeyData) -> PolicyKey {
+        PolicyKey { prefix_len: POLICY_PREFIX_FULL, data }
     }
 
     /// The trie prefix length (72..=96).

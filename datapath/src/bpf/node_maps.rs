@@ -11,7 +11,7 @@ use aya::maps::{HashMap, Map, MapData, MapError};
 use super::maps::{
     COUNTERS_MAP, CT_MAP, CounterKey, CounterValue, CtKey, CtValue, ENDPOINTS_MAP, EVENTS_BYTES,
     EVENTS_MAP, EndpointInfo, IDENTITY_WORLD, IPCACHE_MAP, IpcacheValue, MAX_COUNTERS, MAX_CT,
-    MAX_ENDPOINTS, MAX_IPCACHE, MAX_POLICY, POLICY_MAP, PolicyKey, PolicyKeyData, PolicyValue,
+    MAX_ENDPOINTS, MAX_IPCACHE, MAX_POLICY, POLICY_EXACT_MAP, POLICY_MAP, PolicyKey, PolicyKeyData, PolicyValue,
     Verdict, addr_from_wire, addr_to_wire, direction_from_byte,
 };
 use crate::engine::Direction;
@@ -60,6 +60,8 @@ pub struct NodeMaps {
     endpoints: HashMap<MapData, u32, EndpointInfo>,
     ipcache: LpmTrie<MapData, u32, IpcacheValue>,
     policy: LpmTrie<MapData, PolicyKeyData, PolicyValue>,
+    /// Port-exact entries (prefix 96): a hash lookup whatever the number of rules.
+    policy_exact: HashMap<MapData, PolicyKeyData, PolicyValue>,
     ct: HashMap<MapData, CtKey, CtValue>,
     counters: HashMap<MapData, CounterKey, CounterValue>,
 }
@@ -67,7 +69,7 @@ pub struct NodeMaps {
 /// Checks the pins under `dir` that already exist have the layout this build expects, so a
 /// restart after an upgrade fails with a clear message instead of misreading old maps.
 pub(crate) fn check_pinned_layouts(dir: &Path) -> Result<()> {
-    let expected: [(&str, u32, u32, u32); 6] = [
+    let expected: [(&str, u32, u32, u32); 7] = [
         (
             ENDPOINTS_MAP,
             4,
@@ -81,6 +83,7 @@ pub(crate) fn check_pinned_layouts(dir: &Path) -> Result<()> {
             MAX_IPCACHE,
         ),
         (POLICY_MAP, 16, size_of::<PolicyValue>() as u32, MAX_POLICY),
+        (POLICY_EXACT_MAP, 12, size_of::<PolicyValue>() as u32, MAX_POLICY),
         (
             CT_MAP,
             size_of::<CtKey>() as u32,
@@ -134,6 +137,8 @@ impl NodeMaps {
             ipcache: LpmTrie::try_from(map_of(IPCACHE_MAP, take(IPCACHE_MAP))?)
                 .context(IPCACHE_MAP)?,
             policy: LpmTrie::try_from(map_of(POLICY_MAP, take(POLICY_MAP))?).context(POLICY_MAP)?,
+            policy_exact: HashMap::try_from(map_of(POLICY_EXACT_MAP, take(POLICY_EXACT_MAP))?)
+                .context(POLICY_EXACT_MAP)?,
             ct: HashMap::try_from(map_of(CT_MAP, take(CT_MAP))?).context(CT_MAP)?,
             counters: HashMap::try_from(map_of(COUNTERS_MAP, take(COUNTERS_MAP))?)
                 .context(COUNTERS_MAP)?,
@@ -218,25 +223,31 @@ impl NodeMaps {
         }
     }
 
-    /// Sets one policy entry.
+    /// Sets one policy entry: a port-exact key goes to the exact-match map, any shorter
+    /// prefix to the trie (the program looks in that order).
     pub fn policy_set(&mut self, key: PolicyKey, value: PolicyValue) -> Result<()> {
-        self.policy
-            .insert(&key.trie_key(), value, 0)
-            .with_context(|| format!("setting {key:?} in {POLICY_MAP}"))
+        match key.exact_key() {
+            Some(exact) => self.policy_exact.insert(exact, value, 0).with_context(|| format!("setting {key:?} in {POLICY_EXACT_MAP}")),
+            None => self.policy.insert(&key.trie_key(), value, 0).with_context(|| format!("setting {key:?} in {POLICY_MAP}")),
+        }
     }
 
     /// Removes one policy entry; false when absent.
     pub fn policy_remove(&mut self, key: &PolicyKey) -> Result<bool> {
-        absent_is_false(self.policy.remove(&key.trie_key()))
-            .with_context(|| format!("removing {key:?} from {POLICY_MAP}"))
+        match key.exact_key() {
+            Some(exact) => absent_is_false(self.policy_exact.remove(&exact)).with_context(|| format!("removing {key:?} from {POLICY_EXACT_MAP}")),
+            None => absent_is_false(self.policy.remove(&key.trie_key())).with_context(|| format!("removing {key:?} from {POLICY_MAP}")),
+        }
     }
 
-    /// Every policy entry.
+    /// Every policy entry (both maps).
     pub fn policy_entries(&self) -> Result<Vec<(PolicyKey, PolicyValue)>> {
-        let raw = collect(self.policy.iter()).context(POLICY_MAP)?;
-        Ok(raw
+        let trie = collect(self.policy.iter()).context(POLICY_MAP)?;
+        let exact = collect(self.policy_exact.iter()).context(POLICY_EXACT_MAP)?;
+        Ok(trie
             .into_iter()
             .map(|(key, value)| (PolicyKey::from_trie_key(&key), value))
+            .chain(exact.into_iter().map(|(key, value)| (PolicyKey::from_exact_key(key), value)))
             .collect())
     }
 
@@ -277,6 +288,7 @@ impl NodeMaps {
             (ENDPOINTS_MAP, count(self.endpoints.keys())?, MAX_ENDPOINTS),
             (IPCACHE_MAP, count(self.ipcache.keys())?, MAX_IPCACHE),
             (POLICY_MAP, count(self.policy.keys())?, MAX_POLICY),
+            (POLICY_EXACT_MAP, count(self.policy_exact.keys())?, MAX_POLICY),
             (CT_MAP, count(self.ct.keys())?, MAX_CT),
             (COUNTERS_MAP, count(self.counters.keys())?, MAX_COUNTERS),
         ];
