@@ -10,12 +10,29 @@ use std::{
 const MISSING_CLANG: &str =
     "clang is needed to build the BPF programs: apt-get install clang libbpf-dev";
 
+/// Without clang (or libbpf's headers) the crate still builds, with an empty object: `ward
+/// validate`, `plan` and `apply` need no BPF, and `NodeDatapath::open` then says what to
+/// install. Under `CI=true` a missing prerequisite fails the build instead.
 fn main() -> ExitCode {
+    println!("cargo:rerun-if-env-changed=CI");
     match build() {
         Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
+        Err(message) if env::var("CI").as_deref() == Ok("true") => {
             eprintln!("error: {message}");
             ExitCode::FAILURE
+        }
+        Err(message) => {
+            let Some(out_dir) = env::var_os("OUT_DIR") else {
+                eprintln!("error: {message}");
+                return ExitCode::FAILURE;
+            };
+            if let Err(e) = std::fs::write(Path::new(&out_dir).join("ward.bpf.o"), b"") {
+                eprintln!("error: {message}; and writing the empty object failed: {e}");
+                return ExitCode::FAILURE;
+            }
+            let first = message.lines().next().unwrap_or_default();
+            println!("cargo:warning=built without BPF programs ({first}); ward-agent and the lab need them");
+            ExitCode::SUCCESS
         }
     }
 }

@@ -64,6 +64,12 @@ impl NodeDatapath {
     /// verifier log is part of the error).
     pub fn open(node: &str) -> Result<NodeDatapath> {
         let dir = pin_dir(node)?;
+        if object().is_empty() {
+            bail!(
+                "this build has no BPF programs: clang was missing when it was built; \
+                 apt-get install clang libbpf-dev, then rebuild"
+            );
+        }
         check_privileges()?;
         check_bpffs()?;
         fs::create_dir_all(&dir)
