@@ -12,6 +12,9 @@
 
 use std::fmt;
 use ward_schema::model;
+/// The number of a named ICMP type (Cilium's names): the validator's own table, so every
+/// name `ward validate` accepts resolves here.
+pub use ward_schema::semantic::icmp_type;
 
 /// An IP protocol number.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -236,70 +239,6 @@ pub fn icmp_field(field: &model::IcmpField) -> Result<L4, String> {
         hi: u16::from(ty),
     })
 }
-
-/// The number of a named ICMP type in its family's table (Cilium's names).
-pub fn icmp_type(name: &str, v6: bool) -> Option<u8> {
-    let table: &[(&str, u8)] = if v6 { &ICMP6 } else { &ICMP4 };
-    table.iter().find(|(n, _)| *n == name).map(|(_, v)| *v)
-}
-
-const ICMP4: [(&str, u8); 14] = [
-    ("EchoReply", 0),
-    ("DestinationUnreachable", 3),
-    ("Redirect", 5),
-    ("Echo", 8),
-    ("EchoRequest", 8),
-    ("RouterAdvertisement", 9),
-    ("RouterSelection", 10),
-    ("TimeExceeded", 11),
-    ("ParameterProblem", 12),
-    ("Timestamp", 13),
-    ("TimestampReply", 14),
-    ("Photuris", 40),
-    ("ExtendedEchoRequest", 42),
-    ("ExtendedEchoReply", 43),
-];
-
-const ICMP6: [(&str, u8); 38] = [
-    ("DestinationUnreachable", 1),
-    ("PacketTooBig", 2),
-    ("TimeExceeded", 3),
-    ("ParameterProblem", 4),
-    ("EchoRequest", 128),
-    ("EchoReply", 129),
-    ("MulticastListenerQuery", 130),
-    ("MulticastListenerReport", 131),
-    ("MulticastListenerDone", 132),
-    ("RouterSolicitation", 133),
-    ("RouterAdvertisement", 134),
-    ("NeighborSolicitation", 135),
-    ("NeighborAdvertisement", 136),
-    ("RedirectMessage", 137),
-    ("RouterRenumbering", 138),
-    ("ICMPNodeInformationQuery", 139),
-    ("ICMPNodeInformationResponse", 140),
-    ("InverseNeighborDiscoverySolicitation", 141),
-    ("InverseNeighborDiscoveryAdvertisement", 142),
-    ("Version2MulticastListenerReport", 143),
-    ("HomeAgentAddressDiscoveryRequest", 144),
-    ("HomeAgentAddressDiscoveryReply", 145),
-    ("MobilePrefixSolicitation", 146),
-    ("MobilePrefixAdvertisement", 147),
-    ("CertificationPathSolicitation", 148),
-    ("CertificationPathAdvertisement", 149),
-    ("ExperimentalMobilityProtocols", 150),
-    ("MulticastRouterAdvertisement", 151),
-    ("MulticastRouterSolicitation", 152),
-    ("MulticastRouterTermination", 153),
-    ("FMIPv6", 154),
-    ("RPLControlMessage", 155),
-    ("ILNPv6LocatorUpdate", 156),
-    ("DuplicateAddressRequest", 157),
-    ("DuplicateAddressConfirmation", 158),
-    ("MPLControlMessage", 159),
-    ("ExtendedEchoRequest", 160),
-    ("ExtendedEchoReply", 161),
-];
 
 #[cfg(test)]
 mod tests {

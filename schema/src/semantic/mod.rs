@@ -19,6 +19,7 @@ use serde_json::Value;
 use std::borrow::Cow;
 
 pub(crate) use selector::check_selector;
+pub use l4::icmp_type;
 pub use selector::did_you_mean;
 
 /// An agent flag a finding depends on: the finding stands only while the flag is off in the
