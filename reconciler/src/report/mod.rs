@@ -9,7 +9,7 @@ mod github;
 mod junit;
 mod markdown;
 mod sarif;
-mod text;
+pub(crate) mod text;
 
 use crate::plan::Plan;
 use crate::testing::Connectivity;

@@ -6,19 +6,7 @@ use super::outcome::Side;
 use super::run::{ExpectationResult, Status, TestRun};
 use std::fmt::Write;
 
-const RED: &str = "\x1b[31m";
-const GREEN: &str = "\x1b[32m";
-const BOLD: &str = "\x1b[1m";
-const DIM: &str = "\x1b[2m";
-const RESET: &str = "\x1b[0m";
-
-struct Paint(bool);
-
-impl Paint {
-    fn on(&self, style: &str, s: &str) -> String {
-        if self.0 { format!("{style}{s}{RESET}") } else { s.to_owned() }
-    }
-}
+use crate::report::text::{BOLD, DIM, GREEN, Paint, RED};
 
 /// `ward test` as text: each test, then ✓ or ✗ per expectation; a failure shows what
 /// decided and each direction's reason.
