@@ -99,35 +99,65 @@ fn fnv1a(s: &str) -> u32 {
     s.bytes().fold(0x811c_9dc5_u32, |h, b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193))
 }
 
+/// One endpoint of the node with its resolved policy's entries, exported once.
+struct Local<'r> {
+    name: String,
+    ip: Ipv4Addr,
+    identity: Identity,
+    named_ports: &'r BTreeMap<String, NamedPort>,
+    enforced: [bool; 2],
+    /// Ingress, egress.
+    exports: [Vec<ExportedEntry<'r>>; 2],
+}
+
+const DIRECTIONS: [Direction; 2] = [Direction::Ingress, Direction::Egress];
+
+/// The node's endpoints (IPv4, known to the engine).
+fn locals<'r>(repo: &'r PolicyRepository, node: &str) -> Vec<Local<'r>> {
+    let mut out = Vec::new();
+    for ep in repo.cluster().endpoints.iter().filter(|e| e.node.as_deref() == Some(node)) {
+        let (Some(IpAddr::V4(ip)), Some(id)) = (ep.ip, repo.endpoint_id(&ep.full_name())) else { continue };
+        let (Some(identity), Some(policy)) = (repo.identity(id), repo.endpoint_policy(id)) else { continue };
+        out.push(Local {
+            name: ep.full_name(),
+            ip,
+            identity,
+            named_ports: &ep.named_ports,
+            enforced: DIRECTIONS.map(|d| policy.is_enforced(d)),
+            exports: DIRECTIONS.map(|d| policy.export(d)),
+        });
+    }
+    out
+}
+
 /// The maps of node `node` for the repository's endpoints and policies.
 ///
 /// Errors name what cannot be represented: two local endpoints whose ids collide.
 pub fn compute(repo: &PolicyRepository, node: &str) -> Result<NodeEntries, String> {
     let mut maps = NodeEntries::default();
-    let cidrs = cidr_identities(repo, node);
+    let locals = locals(repo, node);
+    let cidrs = cidr_identities(&locals);
     ipcache(repo, node, &cidrs, &mut maps);
-    for ep in repo.cluster().endpoints.iter().filter(|e| e.node.as_deref() == Some(node)) {
-        let (Some(IpAddr::V4(ip)), Some(id)) = (ep.ip, repo.endpoint_id(&ep.full_name())) else { continue };
-        let (Some(identity), Some(policy)) = (repo.identity(id), repo.endpoint_policy(id)) else { continue };
-        let e = endpoint_id(&ep.full_name());
+    let allow_all = PolicyValue { deny: false, l7: false, rule: 0 };
+    for local in &locals {
+        let e = endpoint_id(&local.name);
         if let Some((other, _)) = maps.endpoints.iter().find(|(_, x)| x.ep == e) {
-            return Err(format!("endpoints {other} and {} share map id {e}; rename one", ep.full_name()));
+            return Err(format!("endpoints {other} and {} share map id {e}; rename one", local.name));
         }
-        maps.endpoints.insert(ep.full_name(), EndpointEntry { ep: e, identity: identity.0, ip });
-        for dir in [Direction::Ingress, Direction::Egress] {
-            let own = &ep.named_ports;
+        maps.endpoints.insert(local.name.clone(), EndpointEntry { ep: e, identity: local.identity.0, ip: local.ip });
+        for (d, dir) in DIRECTIONS.into_iter().enumerate() {
             let mut raw = Vec::new();
             if repo.config().enforcement == Enforcement::Never {
-                raw.push((key(e, dir, 0, 0, 0, 0), PolicyValue { deny: false, l7: false, rule: 0 }));
+                raw.push((key(e, dir, 0, 0, 0, 0), allow_all));
             } else {
-                for x in policy.export(dir) {
-                    entry_keys(repo, &x, e, dir, own, &cidrs, &mut maps.rules, &mut raw);
+                for x in &local.exports[d] {
+                    entry_keys(repo, x, e, dir, local.named_ports, &cidrs, &mut maps.rules, &mut raw);
                 }
-                if !policy.is_enforced(dir) {
-                    raw.push((key(e, dir, 0, 0, 0, 0), PolicyValue { deny: false, l7: false, rule: 0 }));
+                if !local.enforced[d] {
+                    raw.push((key(e, dir, 0, 0, 0, 0), allow_all));
                 }
-                if dir == Direction::Ingress && repo.config().allow_localhost && identity != Identity::HOST {
-                    raw.push((key(e, dir, Identity::HOST.0, 0, 0, 0), PolicyValue { deny: false, l7: false, rule: 0 }));
+                if dir == Direction::Ingress && repo.config().allow_localhost && local.identity != Identity::HOST {
+                    raw.push((key(e, dir, Identity::HOST.0, 0, 0, 0), allow_all));
                 }
             }
             fold(raw, &mut maps.policy);
@@ -140,18 +170,13 @@ fn key(ep: u32, dir: Direction, identity: u32, proto: u8, port: u16, bits: u8) -
     PolicyKey { ep, egress: dir == Direction::Egress, identity, proto, port, bits }
 }
 
-/// World prefixes named by CIDR rules of this node's endpoints, each with its identity.
-fn cidr_identities(repo: &PolicyRepository, node: &str) -> BTreeMap<(Ipv4Addr, u8), u32> {
+/// World prefixes named by CIDR rules of the node's endpoints, each with its identity.
+fn cidr_identities(locals: &[Local<'_>]) -> BTreeMap<(Ipv4Addr, u8), u32> {
     let mut prefixes = BTreeSet::new();
-    for ep in repo.cluster().endpoints.iter().filter(|e| e.node.as_deref() == Some(node)) {
-        let Some(policy) = repo.endpoint_id(&ep.full_name()).and_then(|id| repo.endpoint_policy(id)) else { continue };
-        for dir in [Direction::Ingress, Direction::Egress] {
-            for x in policy.export(dir) {
-                for p in &x.peers {
-                    if let ExportedPeer::Cidr(c) = p {
-                        prefixes.extend(std::iter::once(&c.prefix).chain(&c.except).filter_map(v4));
-                    }
-                }
+    for x in locals.iter().flat_map(|l| l.exports.iter().flatten()) {
+        for p in &x.peers {
+            if let ExportedPeer::Cidr(c) = p {
+                prefixes.extend(std::iter::once(&c.prefix).chain(&c.except).filter_map(v4));
             }
         }
     }
