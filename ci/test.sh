@@ -17,11 +17,13 @@ command -v git >/dev/null || need_apt+=(git)
 command -v pkg-config >/dev/null || need_apt+=(pkg-config)
 dpkg -s libssl-dev >/dev/null 2>&1 || need_apt+=(libssl-dev)
 command -v cc >/dev/null || need_apt+=(build-essential)
-# The datapath: clang builds the BPF programs; the lab uses iproute2; benchmarks use iperf3.
+# The datapath: clang builds the BPF programs; the lab uses iproute2; benchmarks use iperf3;
+# the WireGuard tests capture the underlay with tcpdump.
 command -v clang >/dev/null || need_apt+=(clang)
 dpkg -s libbpf-dev >/dev/null 2>&1 || need_apt+=(libbpf-dev)
 command -v ip >/dev/null || need_apt+=(iproute2)
 command -v iperf3 >/dev/null || need_apt+=(iperf3)
+command -v tcpdump >/dev/null || need_apt+=(tcpdump)
 if ((${#need_apt[@]})); then
   if [[ $(id -u) -ne 0 ]]; then
     echo "ci/test.sh: missing ${need_apt[*]}; install them (as root: apt-get install ${need_apt[*]})" >&2

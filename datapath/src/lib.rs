@@ -11,3 +11,4 @@ pub mod agent;
 pub mod bpf;
 pub mod engine;
 pub mod lab;
+pub mod wireguard;

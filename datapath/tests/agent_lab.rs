@@ -24,7 +24,13 @@ fn the_seed_scenario_is_enforced_in_the_kernel_and_survives_changes_and_sigkill(
         return;
     }
     let mut lab = AgentLab::up("seed", LAB);
-    let policies = repo_resources(&["policies", "cluster-config/cilium-config.yaml"]);
+    // The repository's CiliumConfig with encryption off: this test is about the BPF
+    // enforcement, which must outlive the agents; boringtun's tunnel dies with its agent (and
+    // fails closed), which wireguard_lab.rs tests.
+    let mut policies = repo_resources(&["policies", "cluster-config/cilium-config.yaml"]);
+    let mut config = policies.iter().find(|r| r.key.kind == ward_schema::Kind::CiliumConfig).expect("cluster-config has a CiliumConfig").clone();
+    config.object["spec"]["enable-encryption"] = serde_json::json!(false);
+    policies.insert(config);
     lab.write_objects(&policies);
     for n in lab.nodes() {
         lab.start_agent(&n);
@@ -176,7 +182,7 @@ fn the_kernel_agrees_with_the_engine_on_random_policies_and_flows() {
         .into_iter()
         .map(|node| {
             let run_dir = lab.state.with_file_name(format!("run-{node}"));
-            Agent::start(AgentConfig { node, topology: lab.topology_path.clone(), state_dir: lab.state.clone(), run_dir }).unwrap()
+            Agent::start(AgentConfig { node, topology: lab.topology_path.clone(), state_dir: lab.state.clone(), run_dir, key_dir: None }).unwrap()
         })
         .collect();
     let cluster = lab.lab.topology().cluster();

@@ -2,6 +2,10 @@
 //! (so a restart rewrites only what changed), then follow the state directory and keep the
 //! maps equal to what the engine computes.
 //!
+//! With encryption on in the CiliumConfig, the agent also runs the node's WireGuard mesh
+//! ([`crate::wireguard`]): other nodes' records are followed in the same state directory, and
+//! a tick every [`TICK`] drives key rotation and rewrites `wireguard.json`.
+//!
 //! Failure handling: a revision that cannot be read or resolved is logged and skipped; the
 //! maps keep the last good entries. The programs and maps are pinned and the TC filters
 //! belong to the kernel, so enforcement continues while the agent is down (fail closed: an
@@ -14,6 +18,7 @@ use crate::bpf::maps::{EndpointInfo, NodeMaps};
 use crate::bpf::{self, NodeDatapath};
 use crate::engine::{Direction, PolicyRepository};
 use crate::lab::{Topology, names};
+use crate::wireguard::{self, Mesh, Wanted};
 use anyhow::{Context, Result, anyhow, bail};
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -33,7 +38,12 @@ pub struct AgentConfig {
     pub state_dir: PathBuf,
     /// Where the agent writes its status and rule names (`/run/ward/agent/<node>`).
     pub run_dir: PathBuf,
+    /// Where the node's WireGuard private key is kept (default: the run directory).
+    pub key_dir: Option<PathBuf>,
 }
+
+/// How often the agent's loop wakes up without events (rotation timers, WireGuard status).
+pub const TICK: Duration = Duration::from_millis(100);
 
 impl AgentConfig {
     /// The default run directory of `node`.
@@ -52,6 +62,8 @@ pub struct Agent {
     /// What the maps hold now.
     current: NodeEntries,
     revision: Option<String>,
+    mesh: Mesh,
+    wanted: Wanted,
 }
 
 impl Agent {
@@ -74,7 +86,9 @@ impl Agent {
         }
         let current = read_back(datapath.maps(), &ifindex)?;
         tracing::info!(node = %cfg.node, endpoints = ifindex.len(), policy_entries = current.policy.len(), "agent started; programs attached");
-        Ok(Agent { cfg, topology, datapath, ifindex, current, revision: None })
+        let key_dir = cfg.key_dir.clone().unwrap_or_else(|| cfg.run_dir.clone());
+        let mesh = Mesh::new(&cfg.node, netns, &key_dir, &cfg.run_dir, &cfg.state_dir);
+        Ok(Agent { cfg, topology, datapath, ifindex, current, revision: None, mesh, wanted: Wanted::Off })
     }
 
     /// Reads the desired state and brings the maps to it. On an error the maps are left as
@@ -87,33 +101,46 @@ impl Agent {
         let stats = sync::apply(&mut store, &self.current, &wanted)?;
         self.current = wanted;
         self.revision = d.revision;
+        self.wanted = wireguard::config::from_resources(&d.resources);
+        self.mesh.reconcile(&self.wanted, &self.topology);
         self.write_status()?;
+        self.write_mesh_status();
         tracing::info!(node = %self.cfg.node, revision = self.revision.as_deref().unwrap_or("-"), written = stats.written, removed = stats.removed, unchanged = stats.unchanged, "maps in sync");
         Ok(stats)
     }
 
-    /// Syncs, then follows the state directory until `stop` is set: each change is synced
-    /// after a short quiet period; a full resync runs every `resync` regardless.
+    /// Syncs, then follows the state directory and the topology file until `stop` is set:
+    /// each change is synced after a short quiet period (a change of WireGuard records only
+    /// reconciles the mesh); a full resync runs every `resync` regardless.
     pub fn run(&mut self, stop: &AtomicBool, resync: Duration) -> Result<()> {
-        let (tx, rx) = mpsc::channel();
+        let (tx, rx) = mpsc::channel::<Vec<PathBuf>>();
         // Reads (the agent's own, too) raise access events: only changes count.
         let mut watcher = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
-            if ev.is_ok_and(|e| !e.kind.is_access()) {
-                let _ = tx.send(());
+            if let Ok(e) = ev
+                && !e.kind.is_access()
+            {
+                let _ = tx.send(e.paths);
             }
         })
         .context("cannot watch the state directory")?;
         std::fs::create_dir_all(&self.cfg.state_dir).with_context(|| format!("cannot create {}", self.cfg.state_dir.display()))?;
         notify::Watcher::watch(&mut watcher, &self.cfg.state_dir, notify::RecursiveMode::Recursive)
             .with_context(|| format!("cannot watch {}", self.cfg.state_dir.display()))?;
+        let topology_dir = self.cfg.topology.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf();
+        notify::Watcher::watch(&mut watcher, &topology_dir, notify::RecursiveMode::NonRecursive)
+            .with_context(|| format!("cannot watch {}", topology_dir.display()))?;
         self.sync_logged();
         let mut last = Instant::now();
+        let mut status_written = Instant::now();
         while !stop.load(Ordering::Relaxed) {
-            match rx.recv_timeout(Duration::from_millis(200)) {
-                Ok(()) => {
+            match rx.recv_timeout(TICK) {
+                Ok(paths) => {
                     // Let an apply finish writing: wait until 50 ms pass without events.
-                    while rx.recv_timeout(Duration::from_millis(50)).is_ok() {}
-                    self.sync_logged();
+                    let mut changed = paths;
+                    while let Ok(more) = rx.recv_timeout(Duration::from_millis(if self.only_mesh(&changed) { 5 } else { 50 })) {
+                        changed.extend(more);
+                    }
+                    self.on_change(&changed);
                     last = Instant::now();
                 }
                 Err(mpsc::RecvTimeoutError::Timeout) if last.elapsed() >= resync => {
@@ -123,8 +150,43 @@ impl Agent {
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
                 Err(mpsc::RecvTimeoutError::Disconnected) => bail!("the state directory watcher stopped"),
             }
+            self.mesh.tick(&self.topology);
+            if status_written.elapsed() >= Duration::from_secs(1) {
+                self.write_mesh_status();
+                status_written = Instant::now();
+            }
         }
         Ok(())
+    }
+
+    /// Whether every changed path is a WireGuard record (or unrelated to the agent).
+    fn only_mesh(&self, paths: &[PathBuf]) -> bool {
+        let registry = self.mesh.registry_dir();
+        paths.iter().all(|p| p.starts_with(registry) || (!p.starts_with(&self.cfg.state_dir) && !self.is_topology(p)))
+    }
+
+    fn is_topology(&self, p: &Path) -> bool {
+        p.file_name().is_some_and(|n| Some(n) == self.cfg.topology.file_name())
+    }
+
+    fn on_change(&mut self, paths: &[PathBuf]) {
+        if paths.iter().any(|p| self.is_topology(p)) {
+            match Topology::load(&self.cfg.topology) {
+                Ok(t) if t.node(&self.cfg.node).is_some() => {
+                    tracing::info!(node = %self.cfg.node, nodes = t.nodes.len(), "topology changed");
+                    self.topology = t;
+                }
+                Ok(_) => tracing::warn!(node = %self.cfg.node, "the new topology does not have this node; keeping the old one"),
+                Err(ds) => tracing::warn!(node = %self.cfg.node, problems = ds.len(), "the new topology is not valid; keeping the old one"),
+            }
+        }
+        let mesh_only = self.only_mesh(paths);
+        if mesh_only && paths.iter().any(|p| p.starts_with(self.mesh.registry_dir())) {
+            self.mesh.reconcile(&self.wanted, &self.topology);
+            self.write_mesh_status();
+        } else if !mesh_only {
+            self.sync_logged();
+        }
     }
 
     fn sync_logged(&mut self) {
@@ -156,6 +218,16 @@ impl Agent {
         });
         write_json(&self.cfg.run_dir.join("rules.json"), &serde_json::to_value(rules)?)?;
         write_json(&self.cfg.run_dir.join("status.json"), &status)
+    }
+}
+
+impl Agent {
+    /// `wireguard.json` in the run directory: the mesh as `ward-agent status` shows it.
+    fn write_mesh_status(&self) {
+        let doc = self.mesh.status();
+        if let Err(e) = std::fs::create_dir_all(&self.cfg.run_dir).map_err(anyhow::Error::from).and_then(|()| write_json(&self.cfg.run_dir.join("wireguard.json"), &doc)) {
+            tracing::warn!(node = %self.cfg.node, "cannot write the WireGuard status: {e:#}");
+        }
     }
 }
 

@@ -1,5 +1,6 @@
 //! `ward-agent`: the node agent. `run` enforces the desired state on one node's pods;
-//! `status` shows what the node's maps hold; `rotate-key` is reserved for the WireGuard mesh.
+//! `status` shows what the node's maps hold and its WireGuard mesh; `rotate-key` asks the
+//! running agent to rotate the node's WireGuard key now.
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -33,6 +34,9 @@ enum Command {
         /// Where to write status and rule names.
         #[arg(long)]
         run_dir: Option<PathBuf>,
+        /// Where the WireGuard private key is kept (default: the run directory).
+        #[arg(long)]
+        key_dir: Option<PathBuf>,
         /// Sync once and exit (the maps stay pinned and enforced).
         #[arg(long)]
         once: bool,
@@ -40,14 +44,30 @@ enum Command {
         #[arg(long, default_value_t = 30)]
         resync_seconds: u64,
     },
-    /// Endpoints, identities, map sizes and counters of a node (from the pinned maps).
+    /// Endpoints, identities, map sizes and counters of a node (from the pinned maps), and its
+    /// WireGuard interface, public key, peers and next rotation.
     Status {
         /// The node.
         #[arg(long)]
         node: String,
+        /// The agent's run directory (as given to `run`).
+        #[arg(long)]
+        run_dir: Option<PathBuf>,
         /// JSON instead of text.
         #[arg(long)]
         json: bool,
+    },
+    /// Rotates the node's WireGuard key now (make before break) and waits until it is done.
+    RotateKey {
+        /// The node.
+        #[arg(long)]
+        node: String,
+        /// The agent's run directory (as given to `run`).
+        #[arg(long)]
+        run_dir: Option<PathBuf>,
+        /// How long to wait for the rotation, in seconds.
+        #[arg(long, default_value_t = 30)]
+        timeout_seconds: u64,
     },
 }
 
@@ -57,11 +77,18 @@ fn main() {
         .with_writer(std::io::stderr)
         .init();
     let result = match Cli::parse().command {
-        Command::Run { node, topology, state, run_dir, once, resync_seconds } => {
+        Command::Run { node, topology, state, run_dir, key_dir, once, resync_seconds } => {
             let run_dir = run_dir.unwrap_or_else(|| AgentConfig::default_run_dir(&node));
-            run(AgentConfig { node, topology, state_dir: state, run_dir }, once, Duration::from_secs(resync_seconds))
+            isolate_uapi_sockets().and_then(|()| run(AgentConfig { node, topology, state_dir: state, run_dir, key_dir }, once, Duration::from_secs(resync_seconds)))
         }
-        Command::Status { node, json } => status::print(&node, json),
+        Command::Status { node, run_dir, json } => {
+            let run_dir = run_dir.unwrap_or_else(|| AgentConfig::default_run_dir(&node));
+            status::print(&node, &run_dir, json)
+        }
+        Command::RotateKey { node, run_dir, timeout_seconds } => {
+            let run_dir = run_dir.unwrap_or_else(|| AgentConfig::default_run_dir(&node));
+            status::rotate_key(&node, &run_dir, Duration::from_secs(timeout_seconds))
+        }
     };
     if let Err(e) = result {
         eprintln!("ward-agent: error: {e:#}");
@@ -83,6 +110,27 @@ fn run(cfg: AgentConfig, once: bool, resync: Duration) -> anyhow::Result<()> {
     }
     agent.run(&stop, resync)?;
     tracing::info!("stopping; the programs and maps stay pinned and keep enforcing");
+    Ok(())
+}
+
+/// Gives this agent its own `/run/wireguard`, where boringtun puts its UAPI socket
+/// (`<interface>.sock`): every lab node's agent runs on one host and names its interface
+/// `cilium_wg0`, so the sockets would collide. A private mount namespace (a slave of the
+/// host's, so new network namespaces still appear in `/run/netns`) with a tmpfs there keeps
+/// them apart. Must run before any thread starts. Without root it does nothing (the agent
+/// will fail later with a clearer message).
+fn isolate_uapi_sockets() -> anyhow::Result<()> {
+    use anyhow::Context;
+    use nix::mount::{MsFlags, mount};
+    if !nix::unistd::geteuid().is_root() {
+        return Ok(());
+    }
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).context("cannot create a mount namespace for the WireGuard UAPI socket")?;
+    mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_SLAVE, None::<&str>).context("cannot make / a slave mount")?;
+    let dir = ward_datapath::wireguard::device::UAPI_DIR;
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {dir}"))?;
+    mount(Some("tmpfs"), dir, Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC, Some("mode=0700,size=1m"))
+        .with_context(|| format!("cannot mount a private tmpfs on {dir}"))?;
     Ok(())
 }
 

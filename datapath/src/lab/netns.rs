@@ -3,7 +3,7 @@
 
 use super::ip::{ip, ip_in, netns_list, sysctls};
 use super::names::{self, NODE_UNDERLAY_IF, POD_GATEWAY, POD_IF, UNDERLAY_BRIDGE};
-use super::topology::{PodSpec, Topology};
+use super::topology::{NodeSpec, PodSpec, Topology};
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
@@ -470,8 +470,7 @@ fn build(t: &Topology) -> Result<()> {
     let lab = &t.name;
     let underlay = names::underlay_netns(lab);
     let world = names::world_netns(lab);
-    let len = t.underlay.prefix_len();
-    let (gw, eth0, br) = (POD_GATEWAY, NODE_UNDERLAY_IF, UNDERLAY_BRIDGE);
+    let br = UNDERLAY_BRIDGE;
 
     add_netns(&underlay, false)?;
     for n in &t.nodes {
@@ -485,79 +484,153 @@ fn build(t: &Topology) -> Result<()> {
     // The underlay: a bridge, one port per node and one for world.
     ip_in(&underlay, &format!("link add {br} type bridge"))?;
     ip_in(&underlay, &format!("link set {br} up"))?;
-    let attach = |netns: &str, name: &str| -> Result<()> {
-        let port = names::underlay_port(name);
-        ip_in(
-            netns,
-            &format!("link add {eth0} type veth peer name {port} netns {underlay}"),
-        )?;
-        ip_in(&underlay, &format!("link set {port} master {br}"))?;
-        ip_in(&underlay, &format!("link set {port} up"))?;
-        Ok(())
-    };
 
-    // Nodes: the underlay address, the pods' gateway on lo, routes to the other nodes' pods
-    // and to world.
     for n in &t.nodes {
-        let ns = names::node_netns(lab, &n.name);
-        attach(&ns, &n.name)?;
-        ip_in(&ns, &format!("addr add {}/{len} dev {eth0}", n.ip))?;
-        ip_in(&ns, &format!("link set {eth0} up"))?;
-        ip_in(&ns, &format!("addr add {gw}/32 dev lo scope link"))?;
-        for other in t.nodes.iter().filter(|o| o.name != n.name) {
-            ip_in(
-                &ns,
-                &format!("route add {} via {} dev {eth0}", other.pod_cidr, other.ip),
-            )?;
-        }
-        ip_in(
-            &ns,
-            &format!("route add {}/32 dev {eth0} scope link", t.world.ip),
-        )?;
+        build_node(t, n)?;
     }
 
     // World: its documentation address on eth0, the underlay on-link, each node's pods via
     // that node.
-    attach(&world, &t.world.name)?;
+    attach_underlay(t, &world, &t.world.name)?;
+    let eth0 = NODE_UNDERLAY_IF;
     ip_in(&world, &format!("addr add {}/32 dev {eth0}", t.world.ip))?;
     ip_in(&world, &format!("link set {eth0} up"))?;
-    ip_in(
-        &world,
-        &format!("route add {} dev {eth0} scope link", t.underlay),
-    )?;
+    ip_in(&world, &format!("route add {} dev {eth0} scope link", t.underlay))?;
     for n in &t.nodes {
-        ip_in(
-            &world,
-            &format!("route add {} via {} dev {eth0}", n.pod_cidr, n.ip),
-        )?;
+        ip_in(&world, &format!("route add {} via {} dev {eth0}", n.pod_cidr, n.ip))?;
     }
-
-    // Pods: a veth into the node, a /32 on eth0, the default route via the link-local
-    // gateway; on the node, a /32 route to the pod through its lxc interface.
     for p in &t.pods {
-        let pod_ns = names::pod_netns(lab, &p.namespace, &p.name);
-        let node_ns = names::node_netns(lab, &p.node);
-        let node_ip = t
-            .node(&p.node)
-            .map(|n| n.ip)
-            .with_context(|| format!("pod {} is on undeclared node {}", p.full_name(), p.node))?;
-        let lxc = p.host_ifname();
-        ip_in(
-            &node_ns,
-            &format!("link add {lxc} type veth peer name {POD_IF} netns {pod_ns}"),
-        )?;
-        ip_in(&pod_ns, &format!("addr add {}/32 dev {POD_IF}", p.ip))?;
-        ip_in(&pod_ns, &format!("link set {POD_IF} up"))?;
-        ip_in(
-            &pod_ns,
-            &format!("route add {gw}/32 dev {POD_IF} scope link"),
-        )?;
-        ip_in(&pod_ns, &format!("route add default via {gw} dev {POD_IF}"))?;
-        ip_in(&node_ns, &format!("link set {lxc} up"))?;
-        ip_in(
-            &node_ns,
-            &format!("route add {}/32 dev {lxc} scope link src {node_ip}", p.ip),
-        )?;
+        build_pod(t, p)?;
     }
     Ok(())
+}
+
+/// A veth from `netns` into the underlay bridge, named after `name` on the bridge side.
+fn attach_underlay(t: &Topology, netns: &str, name: &str) -> Result<()> {
+    let underlay = names::underlay_netns(&t.name);
+    let (eth0, br) = (NODE_UNDERLAY_IF, UNDERLAY_BRIDGE);
+    let port = names::underlay_port(name);
+    ip_in(netns, &format!("link add {eth0} type veth peer name {port} netns {underlay}"))?;
+    ip_in(&underlay, &format!("link set {port} master {br}"))?;
+    ip_in(&underlay, &format!("link set {port} up"))?;
+    Ok(())
+}
+
+/// A node (its namespace exists): the underlay address, the pods' gateway on lo, routes to
+/// the other nodes' pods and to world.
+fn build_node(t: &Topology, n: &NodeSpec) -> Result<()> {
+    let ns = names::node_netns(&t.name, &n.name);
+    let (gw, eth0, len) = (POD_GATEWAY, NODE_UNDERLAY_IF, t.underlay.prefix_len());
+    attach_underlay(t, &ns, &n.name)?;
+    ip_in(&ns, &format!("addr add {}/{len} dev {eth0}", n.ip))?;
+    ip_in(&ns, &format!("link set {eth0} up"))?;
+    ip_in(&ns, &format!("addr add {gw}/32 dev lo scope link"))?;
+    for other in t.nodes.iter().filter(|o| o.name != n.name) {
+        add_route(&ns, &format!("{} via {} dev {eth0}", other.pod_cidr, other.ip))?;
+    }
+    ip_in(&ns, &format!("route add {}/32 dev {eth0} scope link", t.world.ip))?;
+    Ok(())
+}
+
+/// `ip route add`, where a route already there (an agent's, e.g. into a WireGuard tunnel) is
+/// left as it is.
+fn add_route(netns: &str, route: &str) -> Result<()> {
+    match ip_in(netns, &format!("route add {route}")) {
+        Err(e) if format!("{e:#}").contains("File exists") => Ok(()),
+        r => r.map(|_| ()),
+    }
+}
+
+/// A pod (its namespace exists): a veth into the node, a /32 on eth0, the default route via
+/// the link-local gateway; on the node, a /32 route to the pod through its lxc interface.
+fn build_pod(t: &Topology, p: &PodSpec) -> Result<()> {
+    let gw = POD_GATEWAY;
+    let pod_ns = names::pod_netns(&t.name, &p.namespace, &p.name);
+    let node_ns = names::node_netns(&t.name, &p.node);
+    let node_ip = t.node(&p.node).map(|n| n.ip).with_context(|| format!("pod {} is on undeclared node {}", p.full_name(), p.node))?;
+    let lxc = p.host_ifname();
+    ip_in(&node_ns, &format!("link add {lxc} type veth peer name {POD_IF} netns {pod_ns}"))?;
+    ip_in(&pod_ns, &format!("addr add {}/32 dev {POD_IF}", p.ip))?;
+    ip_in(&pod_ns, &format!("link set {POD_IF} up"))?;
+    ip_in(&pod_ns, &format!("route add {gw}/32 dev {POD_IF} scope link"))?;
+    ip_in(&pod_ns, &format!("route add default via {gw} dev {POD_IF}"))?;
+    ip_in(&node_ns, &format!("link set {lxc} up"))?;
+    ip_in(&node_ns, &format!("route add {}/32 dev {lxc} scope link src {node_ip}", p.ip))?;
+    Ok(())
+}
+
+impl Lab {
+    /// Adds node `node` of `topology` (this lab's topology plus that node and its pods) to the
+    /// running lab: its namespace, underlay port, pods and routes, and a route to its pods on
+    /// every other node and on world (a route an agent already set is kept). The state file
+    /// is rewritten first, so `ward lab down` removes the new namespaces too.
+    pub fn add_node(&mut self, topology: &Topology, node: &str) -> Result<()> {
+        require_root()?;
+        let n = self.check_change(topology, node)?;
+        if self.topology.node(node).is_some() {
+            bail!("node {node} is already in lab {}", self.topology.name);
+        }
+        let lab = &topology.name;
+        let mut state = read_state(lab).with_context(|| format!("lab {lab} has no state file"))?;
+        state.topology = topology.clone();
+        state.netns = planned_netns(topology);
+        write_state(&state)?;
+        add_netns(&names::node_netns(lab, node), true)?;
+        for p in topology.pods_on(node) {
+            add_netns(&names::pod_netns(lab, &p.namespace, &p.name), false)?;
+        }
+        build_node(topology, &n)?;
+        for other in topology.nodes.iter().filter(|o| o.name != node) {
+            add_route(&names::node_netns(lab, &other.name), &format!("{} via {} dev {NODE_UNDERLAY_IF}", n.pod_cidr, n.ip))?;
+        }
+        add_route(&names::world_netns(lab), &format!("{} via {} dev {NODE_UNDERLAY_IF}", n.pod_cidr, n.ip))?;
+        for p in topology.pods_on(node) {
+            build_pod(topology, p)?;
+        }
+        self.topology = topology.clone();
+        Ok(())
+    }
+
+    /// Removes node `node` and its pods from the running lab; `topology` is the lab without
+    /// them. Routes to its pods are deleted on the other nodes and on world.
+    pub fn remove_node(&mut self, topology: &Topology, node: &str) -> Result<()> {
+        require_root()?;
+        if topology.name != self.topology.name {
+            bail!("topology {} is not lab {}", topology.name, self.topology.name);
+        }
+        let n = self.topology.node(node).with_context(|| format!("node {node} is not in lab {}", self.topology.name))?.clone();
+        if topology.node(node).is_some() {
+            bail!("the new topology still has node {node}");
+        }
+        let lab = &topology.name;
+        for p in self.topology.pods_on(node) {
+            ip(&["netns", "del", &names::pod_netns(lab, &p.namespace, &p.name)])?;
+        }
+        ip(&["netns", "del", &names::node_netns(lab, node)])?;
+        let _ = ip_in(&names::underlay_netns(lab), &format!("link del {}", names::underlay_port(node)));
+        for ns in topology.nodes.iter().map(|o| names::node_netns(lab, &o.name)).chain([names::world_netns(lab)]) {
+            // Every route to its pods, whatever its type or metric (an agent's tunnel and
+            // unreachable routes too).
+            while ip_in(&ns, &format!("route del {}", n.pod_cidr)).is_ok() {}
+        }
+        let mut state = read_state(lab).with_context(|| format!("lab {lab} has no state file"))?;
+        state.topology = topology.clone();
+        state.netns = planned_netns(topology);
+        write_state(&state)?;
+        self.topology = topology.clone();
+        Ok(())
+    }
+
+    fn check_change(&self, topology: &Topology, node: &str) -> Result<NodeSpec> {
+        if topology.name != self.topology.name {
+            bail!("topology {} is not lab {}", topology.name, self.topology.name);
+        }
+        let n = topology.node(node).with_context(|| format!("node {node} is not in the new topology"))?.clone();
+        for old in &self.topology.nodes {
+            if topology.node(&old.name) != Some(old) {
+                bail!("the new topology changes or removes node {}; only adding {node} is supported", old.name);
+            }
+        }
+        Ok(n)
+    }
 }

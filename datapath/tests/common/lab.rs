@@ -100,7 +100,27 @@ impl AgentLab {
 
     /// Starts `ward-agent run` for `node` and waits until it has synced once.
     pub fn start_agent(&mut self, node: &str) {
-        let run_dir = self.dir.path().join(format!("run-{node}"));
+        self.start_agent_with(node, &[]);
+    }
+
+    /// The run directory the tests give `node`'s agent.
+    pub fn run_dir(&self, node: &str) -> PathBuf {
+        self.dir.path().join(format!("run-{node}"))
+    }
+
+    /// A scratch path in the test's directory.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// `node`'s WireGuard status (`wireguard.json`), `Null` when not written yet.
+    pub fn wg_status(&self, node: &str) -> serde_json::Value {
+        std::fs::read(self.run_dir(node).join("wireguard.json")).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or(serde_json::Value::Null)
+    }
+
+    /// Starts `ward-agent run` for `node` with `extra` arguments and waits until it synced.
+    pub fn start_agent_with(&mut self, node: &str, extra: &[&str]) {
+        let run_dir = self.run_dir(node);
         let _ = std::fs::remove_file(run_dir.join("status.json"));
         let child = Command::new(env!("CARGO_BIN_EXE_ward-agent"))
             .args(["run", "--node", node, "--resync-seconds", "3600"])
@@ -110,6 +130,7 @@ impl AgentLab {
             .arg(&self.state)
             .arg("--run-dir")
             .arg(&run_dir)
+            .args(extra)
             .env("WARD_LOG", "info")
             .spawn()
             .unwrap();
@@ -273,4 +294,69 @@ pub fn udp_roundtrip(netns: &Path, to: Ipv4Addr, port: u16, timeout: Duration) -
 pub fn still_works(s: &mut TcpStream) -> bool {
     let mut buf = [0u8; 4];
     s.write_all(b"ping").is_ok() && s.read_exact(&mut buf).is_ok() && &buf == b"ping"
+}
+
+/// A packet capture with tcpdump on `iface` in namespace `netns` (a name), with a BPF
+/// `filter`; [`Capture::stop`] returns the pcap bytes.
+pub struct Capture {
+    child: Child,
+    file: PathBuf,
+}
+
+impl Capture {
+    /// Starts capturing and waits until tcpdump listens.
+    pub fn start(netns: &str, iface: &str, filter: &str, file: PathBuf) -> Capture {
+        let child = Command::new("ip")
+            .args(["netns", "exec", netns, "tcpdump", "--immediate-mode", "-i", iface, "-n", "-U", "-s", "0", "-w"])
+            .arg(&file)
+            .arg(filter)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("tcpdump (apt-get install tcpdump)");
+        // tcpdump writes the pcap header once it listens.
+        wait_for("tcpdump to start", Duration::from_secs(10), || std::fs::metadata(&file).is_ok_and(|m| m.len() >= 24));
+        Capture { child, file }
+    }
+
+    /// Stops the capture; the pcap file's bytes.
+    pub fn stop(mut self) -> Vec<u8> {
+        std::thread::sleep(Duration::from_millis(200));
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), nix::sys::signal::Signal::SIGINT);
+        let _ = self.child.wait();
+        std::fs::read(&self.file).unwrap()
+    }
+}
+
+/// `tcpdump -r` of a pcap file with `filter`: one line per packet.
+pub fn pcap_lines(pcap: &[u8], file: &Path, filter: &str) -> Vec<String> {
+    std::fs::write(file, pcap).unwrap();
+    let mut cmd = Command::new("tcpdump");
+    cmd.args(["-n", "-r"]).arg(file);
+    if !filter.is_empty() {
+        cmd.arg(filter);
+    }
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "tcpdump -r {filter:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect()
+}
+
+/// Whether `needle` occurs in `hay`.
+pub fn contains_bytes(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Sends `payload` by UDP from `netns` to `to:port`; whether the echo came back.
+pub fn udp_send(netns: &Path, to: Ipv4Addr, port: u16, payload: &[u8], timeout: Duration) -> bool {
+    let payload = payload.to_vec();
+    in_netns(netns, move || {
+        let Ok(s) = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)) else { return false };
+        let _ = s.set_read_timeout(Some(timeout));
+        if s.send_to(&payload, (to, port)).is_err() {
+            return false;
+        }
+        let mut buf = [0u8; 1500];
+        matches!(s.recv_from(&mut buf), Ok((n, _)) if buf[..n] == payload[..])
+    })
+    .unwrap()
 }
