@@ -22,7 +22,8 @@ pub fn validate_snapshot(snapshot: Snapshot, selection: &Selection, keep_objects
 
 /// Validates files on all cores and joins the results. With `keep_objects` false the
 /// resources keep only their keys and origins (enough to find duplicates), which is all
-/// `ward validate` needs and keeps its memory flat.
+/// `ward validate` needs and keeps its memory flat; the CiliumConfig is kept whole, since
+/// its flags decide which findings apply.
 pub fn validate_files(files: Vec<SourceFile>, selection: &Selection, keep_objects: bool) -> Validation {
     let reports: Vec<FileReport> = files
         .into_par_iter()
@@ -37,7 +38,8 @@ pub fn validate_files(files: Vec<SourceFile>, selection: &Selection, keep_object
                 Err(d) => FileReport { documents: 0, resources: Vec::new(), findings: vec![(d, None)] },
             };
             if !keep_objects {
-                report.resources.iter_mut().for_each(|r| r.object = serde_json::Value::Null);
+                // The CiliumConfig stays whole: its flags decide which findings apply.
+                report.resources.iter_mut().filter(|r| r.key.kind != Kind::CiliumConfig).for_each(|r| r.object = serde_json::Value::Null);
             }
             report
         })

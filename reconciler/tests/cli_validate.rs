@@ -163,3 +163,17 @@ fn the_example_content_is_what_these_tests_expect() {
     run.check(keys == util::FIXTURE_OBJECTS, format_args!("the example objects changed: {keys:?}"))
         .check(doc["files"] == 10 && doc["documents"] == 10, "10 files, 10 documents (two PolicyTests, the lab topology)");
 }
+
+/// The CiliumConfig's flags decide which findings apply in `ward validate` too (it keeps only
+/// keys of the other objects, but the config whole).
+#[test]
+fn validate_honours_the_cilium_config_flags() {
+    let env = Env::new();
+    let repo = env.repo("repo");
+    let policy = "apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {name: ping, namespace: shop}\nspec:\n  endpointSelector: {matchLabels: {app: backend}}\n  ingress:\n    - fromEndpoints: [{matchLabels: {app: frontend}}]\n      icmps: [{fields: [{type: 8, family: IPv4}]}]\n";
+    repo.write("policies/ping.yaml", policy);
+    repo.ward(&["validate"]).code(EXIT_OK).stdout_has("0 error(s)");
+    repo.write("cluster-config/cilium-config.yaml", "apiVersion: cilium.io/v1.12\nkind: CiliumConfig\nmetadata: {name: cilium-config}\nspec:\n  enable-icmp-rules: false\n");
+    let run = repo.ward(&["validate"]);
+    run.code(EXIT_ERROR).stdout_has("policies/ping.yaml:8:").stdout_has("1 error(s)");
+}
