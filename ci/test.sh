@@ -24,6 +24,8 @@ dpkg -s libbpf-dev >/dev/null 2>&1 || need_apt+=(libbpf-dev)
 command -v ip >/dev/null || need_apt+=(iproute2)
 command -v iperf3 >/dev/null || need_apt+=(iperf3)
 command -v tcpdump >/dev/null || need_apt+=(tcpdump)
+# The kube tests drive the test cluster with kubectl (machines of this kind have it).
+command -v kubectl >/dev/null || need_apt+=(kubernetes-client)
 if ((${#need_apt[@]})); then
   if [[ $(id -u) -ne 0 ]]; then
     echo "ci/test.sh: missing ${need_apt[*]}; install them (as root: apt-get install ${need_apt[*]})" >&2
@@ -41,6 +43,15 @@ fi
 # BPF maps and programs are pinned under /sys/fs/bpf/ward: bpffs must be mounted.
 if [[ $(id -u) -eq 0 ]] && ! mountpoint -q /sys/fs/bpf; then
   mount -t bpf bpf /sys/fs/bpf
+fi
+
+# The test cluster (etcd and kube-apiserver from their Go modules), built once and cached
+# under $HOME/.cache/ward/kube; the kube tests find it through WARD_KUBE_BIN.
+if command -v go >/dev/null; then
+  WARD_KUBE_BIN=$(ci/kube/build.sh)
+  export WARD_KUBE_BIN
+else
+  echo "ci/test.sh: Go is missing, so the kube tests have no test cluster (they fail under CI=true)" >&2
 fi
 
 cargo build --workspace --locked --all-targets

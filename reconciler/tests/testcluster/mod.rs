@@ -1,0 +1,236 @@
+//! A real Kubernetes API server for tests: etcd and kube-apiserver built from their Go modules
+//! by `ci/kube/build.sh` (cached under `$HOME/.cache/ward/kube`), started on free loopback
+//! ports with freshly generated certificates, and torn down in `Drop` (also on panic).
+//!
+//! - [`TestCluster::start`] finds the binaries (`WARD_KUBE_BIN`, else the build script's cache),
+//!   generates a CA, a serving certificate for 127.0.0.1, an admin client certificate
+//!   (`system:masters`) and a service-account key, starts etcd and kube-apiserver, waits for
+//!   `/readyz` (polling, never a fixed sleep) and installs the CRDs in `schema/crds/`.
+//! - [`TestCluster::namespace`] gives each test its own namespace.
+//! - Without the binaries a test is skipped with a message, except under `CI=true`, where
+//!   that is a failure (`ci/test.sh` builds them).
+
+#![allow(dead_code, clippy::unwrap_used, clippy::panic, reason = "test harness")]
+
+use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType};
+use std::net::{IpAddr, Ipv4Addr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+/// A running etcd + kube-apiserver pair and the files to reach it.
+pub struct TestCluster {
+    dir: tempfile::TempDir,
+    etcd: Child,
+    apiserver: Child,
+    /// A kubeconfig with cluster-admin rights.
+    pub kubeconfig: PathBuf,
+    /// `https://127.0.0.1:<port>`.
+    pub server: String,
+}
+
+/// Where the binaries are, or why there are none.
+fn binaries() -> Result<PathBuf, String> {
+    if let Some(dir) = std::env::var_os("WARD_KUBE_BIN") {
+        let dir = PathBuf::from(dir);
+        return if dir.join("kube-apiserver").exists() && dir.join("etcd").exists() {
+            Ok(dir)
+        } else {
+            Err(format!("WARD_KUBE_BIN={} has no kube-apiserver and etcd", dir.display()))
+        };
+    }
+    let home = std::env::var_os("HOME").ok_or("HOME is not set")?;
+    let cache = Path::new(&home).join(".cache/ward/kube");
+    let found = std::fs::read_dir(&cache)
+        .ok()
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path().join("bin"))
+        .find(|b| b.join(".done").exists());
+    found.ok_or_else(|| format!("no test-cluster binaries under {}; build them with ci/kube/build.sh", cache.display()))
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap().local_addr().unwrap().port()
+}
+
+fn write(path: &Path, text: &str) {
+    std::fs::write(path, text).unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+}
+
+/// CA, serving certificate, admin client certificate and service-account key, as PEM files.
+fn certificates(dir: &Path) {
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    ca.distinguished_name.push(DnType::CommonName, "ward test cluster CA");
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    write(&dir.join("ca.crt"), &ca_cert.pem());
+    let issuer = Issuer::new(ca, ca_key);
+
+    let names = ["localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc"].map(String::from).to_vec();
+    let mut serving = CertificateParams::new(names).unwrap();
+    serving.subject_alt_names.push(SanType::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST)));
+    serving.subject_alt_names.push(SanType::IpAddress(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1))));
+    serving.distinguished_name.push(DnType::CommonName, "kube-apiserver");
+    serving.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    let serving_key = KeyPair::generate().unwrap();
+    write(&dir.join("apiserver.crt"), &serving.signed_by(&serving_key, &issuer).unwrap().pem());
+    write(&dir.join("apiserver.key"), &serving_key.serialize_pem());
+
+    let mut admin = CertificateParams::new(Vec::<String>::new()).unwrap();
+    admin.distinguished_name.push(DnType::CommonName, "ward-test-admin");
+    admin.distinguished_name.push(DnType::OrganizationName, "system:masters");
+    admin.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    let admin_key = KeyPair::generate().unwrap();
+    write(&dir.join("admin.crt"), &admin.signed_by(&admin_key, &issuer).unwrap().pem());
+    write(&dir.join("admin.key"), &admin_key.serialize_pem());
+
+    let sa = KeyPair::generate().unwrap();
+    write(&dir.join("sa.key"), &sa.serialize_pem());
+    write(&dir.join("sa.pub"), &sa.public_key_pem());
+}
+
+fn spawn(cmd: &mut Command, log: &Path) -> Child {
+    let out = std::fs::File::create(log).unwrap();
+    cmd.stdout(Stdio::from(out.try_clone().unwrap())).stderr(Stdio::from(out)).stdin(Stdio::null());
+    cmd.spawn().unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"))
+}
+
+impl TestCluster {
+    /// Starts a cluster, or returns `None` (with a message) when the binaries are missing
+    /// outside CI. Panics under `CI=true` when they are missing, and whenever the cluster
+    /// does not become ready (with the end of both logs).
+    pub fn start() -> Option<TestCluster> {
+        let bin = match binaries() {
+            Ok(b) => b,
+            Err(why) if std::env::var("CI").as_deref() == Ok("true") => panic!("test cluster: {why} (CI=true: kube tests must run, not skip)"),
+            Err(why) => {
+                eprintln!("skipped: test cluster: {why}");
+                return None;
+            }
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        certificates(d);
+        let (client, peer, secure) = (free_port(), free_port(), free_port());
+        let etcd = spawn(
+            Command::new(bin.join("etcd"))
+                .arg("--data-dir")
+                .arg(d.join("etcd"))
+                .args(["--name", "ward-test", "--log-level", "warn"])
+                .arg(format!("--listen-client-urls=http://127.0.0.1:{client}"))
+                .arg(format!("--advertise-client-urls=http://127.0.0.1:{client}"))
+                .arg(format!("--listen-peer-urls=http://127.0.0.1:{peer}"))
+                .arg(format!("--initial-advertise-peer-urls=http://127.0.0.1:{peer}"))
+                .arg(format!("--initial-cluster=ward-test=http://127.0.0.1:{peer}"))
+                .args(["--unsafe-no-fsync"]),
+            &d.join("etcd.log"),
+        );
+        let path = |f: &str| d.join(f).display().to_string();
+        let apiserver = spawn(
+            Command::new(bin.join("kube-apiserver")).args([
+                format!("--etcd-servers=http://127.0.0.1:{client}"),
+                "--bind-address=127.0.0.1".into(),
+                "--advertise-address=127.0.0.1".into(),
+                format!("--secure-port={secure}"),
+                format!("--tls-cert-file={}", path("apiserver.crt")),
+                format!("--tls-private-key-file={}", path("apiserver.key")),
+                format!("--client-ca-file={}", path("ca.crt")),
+                format!("--service-account-key-file={}", path("sa.pub")),
+                format!("--service-account-signing-key-file={}", path("sa.key")),
+                "--service-account-issuer=https://kubernetes.default.svc".into(),
+                "--service-cluster-ip-range=10.0.0.0/24".into(),
+                "--authorization-mode=RBAC".into(),
+                format!("--cert-dir={}", path("certs")),
+                "--enable-priority-and-fairness=false".into(),
+                // The advertised address is loopback, which the default endpoint reconciler refuses.
+                "--endpoint-reconciler-type=none".into(),
+                "--v=0".into(),
+            ]),
+            &d.join("apiserver.log"),
+        );
+        let server = format!("https://127.0.0.1:{secure}");
+        let kubeconfig = d.join("kubeconfig");
+        write(
+            &kubeconfig,
+            &format!(
+                "apiVersion: v1\nkind: Config\nclusters:\n- name: ward-test\n  cluster: {{server: \"{server}\", certificate-authority: \"{}\"}}\nusers:\n- name: admin\n  user: {{client-certificate: \"{}\", client-key: \"{}\"}}\ncontexts:\n- name: ward-test\n  context: {{cluster: ward-test, user: admin}}\ncurrent-context: ward-test\n",
+                path("ca.crt"),
+                path("admin.crt"),
+                path("admin.key")
+            ),
+        );
+        let mut cluster = TestCluster { dir, etcd, apiserver, kubeconfig, server };
+        cluster.wait_ready(Duration::from_secs(90));
+        let crds = Path::new(env!("CARGO_MANIFEST_DIR")).join("../schema/crds");
+        let mut apply = vec!["apply".to_owned(), "--server-side".to_owned()];
+        for e in std::fs::read_dir(&crds).unwrap().flatten().filter(|e| e.path().extension().is_some_and(|x| x == "yaml")) {
+            apply.push("-f".into());
+            apply.push(e.path().display().to_string());
+        }
+        let args: Vec<&str> = apply.iter().map(String::as_str).collect();
+        cluster.kubectl_ok(&args);
+        cluster.kubectl_ok(&["wait", "--for=condition=Established", "--timeout=60s", "crd", "--all"]);
+        Some(cluster)
+    }
+
+    /// Polls `/readyz` until it answers `ok`; panics with both logs after `limit`.
+    fn wait_ready(&mut self, limit: Duration) {
+        let start = Instant::now();
+        loop {
+            if let Ok(Some(status)) = self.apiserver.try_wait() {
+                panic!("kube-apiserver exited ({status}) before it was ready:\n{}", self.logs());
+            }
+            let out = self.kubectl(&["get", "--raw", "/readyz"]);
+            if out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == "ok" {
+                return;
+            }
+            assert!(start.elapsed() < limit, "kube-apiserver not ready after {limit:?}:\n{}", self.logs());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The last lines of both logs.
+    pub fn logs(&self) -> String {
+        let tail = |f: &str| {
+            let text = std::fs::read_to_string(self.dir.path().join(f)).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            let important: Vec<&str> = lines.iter().copied().filter(|l| l.starts_with('E') || l.starts_with('F') || l.contains("error")).collect();
+            format!("{}\n(errors:)\n{}", lines[lines.len().saturating_sub(15)..].join("\n"), important[important.len().saturating_sub(15)..].join("\n"))
+        };
+        format!("--- etcd.log\n{}\n--- apiserver.log\n{}", tail("etcd.log"), tail("apiserver.log"))
+    }
+
+    /// Runs kubectl against the cluster.
+    pub fn kubectl(&self, args: &[&str]) -> Output {
+        Command::new("kubectl").arg("--kubeconfig").arg(&self.kubeconfig).args(args).output().expect("kubectl")
+    }
+
+    /// Runs kubectl and panics unless it succeeds; its stdout.
+    pub fn kubectl_ok(&self, args: &[&str]) -> String {
+        let out = self.kubectl(args);
+        assert!(out.status.success(), "kubectl {args:?} failed:\n{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// A new namespace of this test's own (`<prefix>-<n>`).
+    pub fn namespace(&self, prefix: &str) -> String {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let name = format!("{prefix}-{}", N.fetch_add(1, Ordering::Relaxed));
+        self.kubectl_ok(&["create", "namespace", &name]);
+        name
+    }
+}
+
+impl Drop for TestCluster {
+    fn drop(&mut self) {
+        for c in [&mut self.apiserver, &mut self.etcd] {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
