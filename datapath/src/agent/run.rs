@@ -64,6 +64,14 @@ pub struct Agent {
     revision: Option<String>,
     mesh: Mesh,
     wanted: Wanted,
+    watched: Watched,
+}
+
+/// The followed folders, absolute (as file events name them).
+#[derive(Debug, Default)]
+struct Watched {
+    state: PathBuf,
+    registry: PathBuf,
 }
 
 impl Agent {
@@ -88,7 +96,7 @@ impl Agent {
         tracing::info!(node = %cfg.node, endpoints = ifindex.len(), policy_entries = current.policy.len(), "agent started; programs attached");
         let key_dir = cfg.key_dir.clone().unwrap_or_else(|| cfg.run_dir.clone());
         let mesh = Mesh::new(&cfg.node, netns, &key_dir, &cfg.run_dir, &cfg.state_dir);
-        Ok(Agent { cfg, topology, datapath, ifindex, current, revision: None, mesh, wanted: Wanted::Off })
+        Ok(Agent { cfg, topology, datapath, ifindex, current, revision: None, mesh, wanted: Wanted::Off, watched: Watched::default() })
     }
 
     /// Reads the desired state and brings the maps to it. On an error the maps are left as
@@ -124,9 +132,13 @@ impl Agent {
         })
         .context("cannot watch the state directory")?;
         std::fs::create_dir_all(&self.cfg.state_dir).with_context(|| format!("cannot create {}", self.cfg.state_dir.display()))?;
-        notify::Watcher::watch(&mut watcher, &self.cfg.state_dir, notify::RecursiveMode::Recursive)
+        // Events name absolute paths: compare them with absolute ones.
+        let state = std::fs::canonicalize(&self.cfg.state_dir).with_context(|| format!("cannot resolve {}", self.cfg.state_dir.display()))?;
+        self.watched = Watched { registry: state.join(wireguard::registry::DIR), state };
+        notify::Watcher::watch(&mut watcher, &self.watched.state, notify::RecursiveMode::Recursive)
             .with_context(|| format!("cannot watch {}", self.cfg.state_dir.display()))?;
-        let topology_dir = self.cfg.topology.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf();
+        let topology_dir = self.cfg.topology.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let topology_dir = std::fs::canonicalize(topology_dir).with_context(|| format!("cannot resolve {}", topology_dir.display()))?;
         notify::Watcher::watch(&mut watcher, &topology_dir, notify::RecursiveMode::NonRecursive)
             .with_context(|| format!("cannot watch {}", topology_dir.display()))?;
         self.sync_logged();
@@ -161,8 +173,8 @@ impl Agent {
 
     /// Whether every changed path is a WireGuard record (or unrelated to the agent).
     fn only_mesh(&self, paths: &[PathBuf]) -> bool {
-        let registry = self.mesh.registry_dir();
-        paths.iter().all(|p| p.starts_with(registry) || (!p.starts_with(&self.cfg.state_dir) && !self.is_topology(p)))
+        let w = &self.watched;
+        paths.iter().all(|p| p.starts_with(&w.registry) || (!p.starts_with(&w.state) && !self.is_topology(p)))
     }
 
     fn is_topology(&self, p: &Path) -> bool {
@@ -181,7 +193,7 @@ impl Agent {
             }
         }
         let mesh_only = self.only_mesh(paths);
-        if mesh_only && paths.iter().any(|p| p.starts_with(self.mesh.registry_dir())) {
+        if mesh_only && paths.iter().any(|p| p.starts_with(&self.watched.registry)) {
             self.mesh.reconcile(&self.wanted, &self.topology);
             self.write_mesh_status();
         } else if !mesh_only {

@@ -107,11 +107,6 @@ impl Mesh {
         }
     }
 
-    /// The registry folder (the agent watches it).
-    pub fn registry_dir(&self) -> &Path {
-        self.registry.dir()
-    }
-
     /// The last error, when the mesh is not as wanted.
     pub fn error(&self) -> Option<&str> {
         self.error.as_deref()
