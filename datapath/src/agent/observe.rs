@@ -62,30 +62,32 @@ pub fn run(opts: &ObserveOptions, out: &mut dyn Write) -> Result<usize> {
         for (node, reader, rules) in &mut readers {
             while let Some(e) = reader.try_next() {
                 idle = false;
-                if !matches(opts, &names, &e) {
-                    continue;
-                }
-                writeln!(out, "{}", render(opts.json, node, &names, rules, &e))?;
-                out.flush()?;
-                shown += 1;
+                shown += usize::from(emit(opts, &names, node, rules, &e, out)?);
                 if opts.count.is_some_and(|c| shown >= c) {
                     return Ok(shown);
                 }
             }
         }
         if idle {
-            // One reader waits; the others are polled again right after.
-            if let Some((_, r, _)) = readers.first_mut()
+            // One reader waits; the others are polled again right after. (The loop's first
+            // check stops at the count.)
+            if let Some((node, r, rules)) = readers.first_mut()
                 && let Some(e) = r.next(Duration::from_millis(100))?
             {
-                let (node, _, rules) = &readers[0];
-                if matches(opts, &names, &e) {
-                    writeln!(out, "{}", render(opts.json, node, &names, rules, &e))?;
-                    shown += 1;
-                }
+                shown += usize::from(emit(opts, &names, node, rules, &e, out)?);
             }
         }
     }
+}
+
+/// Writes `e` when it passes the filters; whether it did.
+fn emit(opts: &ObserveOptions, names: &BTreeMap<Ipv4Addr, String>, node: &str, rules: &BTreeMap<u32, String>, e: &VerdictEvent, out: &mut dyn Write) -> Result<bool> {
+    if !matches(opts, names, e) {
+        return Ok(false);
+    }
+    writeln!(out, "{}", render(opts.json, node, names, rules, e))?;
+    out.flush()?;
+    Ok(true)
 }
 
 /// Nodes with a pinned datapath.
