@@ -241,8 +241,9 @@ impl Drop for Device {
     }
 }
 
-/// `ip -n`-style command in `netns` (by path, through `ip -netns` on the file name is not
-/// possible for arbitrary paths, so the command runs in a thread that joined it).
+/// Runs `ip <args>` inside the network namespace at path `netns` (the child process is
+/// started from a thread that joined it, so any namespace path works, not only names under
+/// /run/netns).
 pub(crate) fn run_ip(netns: &Path, args: &[&str]) -> Result<()> {
     let owned: Vec<String> = args.iter().map(|s| (*s).to_owned()).collect();
     let shown = format!("ip {}", args.join(" "));

@@ -144,7 +144,7 @@ impl Mesh {
             }
             return;
         }
-        if let Err(e) = self.maybe_start_rotation(&cfg, topology) {
+        if let Err(e) = self.maybe_start_rotation(&cfg) {
             tracing::warn!(node = %self.node, "cannot start a key rotation: {e:#}");
         }
         if let Err(e) = self.maybe_finish_rotation(topology) {
@@ -288,7 +288,9 @@ impl Mesh {
         self.publish(prepared_for(&records, &a.peers))
     }
 
-    fn maybe_start_rotation(&mut self, cfg: &MeshConfig, _topology: &Topology) -> Result<()> {
+    /// Starts a rotation when one was asked for (`rotate-key`) or the key is as old as the
+    /// interval: the next key is written and announced.
+    fn maybe_start_rotation(&mut self, cfg: &MeshConfig) -> Result<()> {
         let request = self.run_dir.join(ROTATE_REQUEST);
         let requested = request.exists();
         let a = self.active.as_mut().context("no interface")?;
