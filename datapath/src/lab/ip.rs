@@ -29,6 +29,12 @@ pub(crate) fn ip_in(netns: &str, command: &str) -> Result<String> {
     ip(&all)
 }
 
+/// `ip <args>` inside the network namespace at path `netns` (the child is started from a
+/// thread that joined it, so any namespace path works, not only names under /run/netns).
+pub(crate) fn ip_at(netns: &Path, args: &[&str]) -> Result<String> {
+    in_netns(netns, || ip(args))?.with_context(|| format!("in network namespace {}", netns.display()))
+}
+
 /// The namespaces `ip netns list` shows (names only).
 pub(crate) fn netns_list() -> Result<Vec<String>> {
     Ok(ip(&["netns", "list"])?

@@ -42,7 +42,7 @@
 //! [`Lab::up`] refuses to build over an existing lab of the same name;
 //! [`Lab::up_replacing`] removes it first.
 
-mod ip;
+pub(crate) mod ip;
 pub mod names;
 mod netns;
 pub mod topology;

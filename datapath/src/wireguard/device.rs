@@ -10,6 +10,7 @@
 
 use super::keys::PrivateKey;
 use crate::lab::in_netns;
+use crate::lab::ip::ip_at;
 use anyhow::{Context, Result, anyhow, bail};
 use defguard_boringtun::device::{DeviceConfig, DeviceHandle};
 use defguard_wireguard_rs::host::Host;
@@ -21,7 +22,6 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 /// Where boringtun puts its UAPI sockets.
@@ -241,17 +241,9 @@ impl Drop for Device {
     }
 }
 
-/// Runs `ip <args>` inside the network namespace at path `netns` (the child process is
-/// started from a thread that joined it, so any namespace path works, not only names under
-/// /run/netns).
+/// `ip <args>` in `netns` (the lab's runner), without its output.
 pub(crate) fn run_ip(netns: &Path, args: &[&str]) -> Result<()> {
-    let owned: Vec<String> = args.iter().map(|s| (*s).to_owned()).collect();
-    let shown = format!("ip {}", args.join(" "));
-    let out = in_netns(netns, move || Command::new("ip").args(&owned).output())?.with_context(|| format!("cannot run `{shown}`"))?;
-    if !out.status.success() {
-        bail!("`{shown}` in {} failed: {}", netns.display(), String::from_utf8_lossy(&out.stderr).trim());
-    }
-    Ok(())
+    ip_at(netns, args).map(|_| ())
 }
 
 /// An interface of that name left by a crashed agent (kernel WireGuard survives its agent).

@@ -8,6 +8,7 @@ use super::keys::{KeyStore, PrivateKey};
 use super::registry::{NodeRecord, Registry};
 use super::{IFNAME, MTU_OVERHEAD, ROTATION_WAIT};
 use crate::lab::names::NODE_UNDERLAY_IF;
+use crate::lab::ip::ip_at;
 use crate::lab::{Ipv4Net, Topology, in_netns};
 use anyhow::{Context, Result, anyhow, bail};
 use defguard_wireguard_rs::key::Key;
@@ -492,8 +493,7 @@ fn prepared_for(records: &BTreeMap<String, NodeRecord>, peers: &BTreeMap<String,
 /// The underlay interface, its address and MTU. With no interface named, the one that holds
 /// the node's address.
 fn underlay(netns: &Path, name: Option<&str>, node_ip: Ipv4Addr) -> Result<(String, Ipv4Addr, u32)> {
-    let out = in_netns(netns, || std::process::Command::new("ip").args(["-4", "-o", "addr", "show"]).output())?.context("cannot run `ip addr`")?;
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = ip_at(netns, &["-4", "-o", "addr", "show"])?;
     let mut found: Option<(String, Ipv4Addr)> = None;
     let mut names = BTreeSet::new();
     for line in text.lines() {
@@ -519,8 +519,7 @@ fn underlay(netns: &Path, name: Option<&str>, node_ip: Ipv4Addr) -> Result<(Stri
             None => bail!("no interface holds the node address {node_ip}; set encryption.wireguard.interface"),
         }
     };
-    let link = in_netns(netns, || std::process::Command::new("ip").args(["-o", "link", "show", "dev", &dev]).output())?.context("cannot run `ip link`")?;
-    let link = String::from_utf8_lossy(&link.stdout);
+    let link = ip_at(netns, &["-o", "link", "show", "dev", &dev])?;
     let mtu = link.split_whitespace().skip_while(|w| *w != "mtu").nth(1).and_then(|m| m.parse().ok()).unwrap_or(1500);
     Ok((dev, ip, mtu))
 }
