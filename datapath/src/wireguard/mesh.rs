@@ -148,7 +148,8 @@ impl Mesh {
         if let Err(e) = self.maybe_start_rotation(&cfg) {
             tracing::warn!(node = %self.node, "cannot start a key rotation: {e:#}");
         }
-        if let Err(e) = self.maybe_finish_rotation(topology) {
+        let rotating = self.active.as_ref().is_some_and(|a| a.next.is_some());
+        if let Err(e) = if rotating { self.maybe_finish_rotation(topology, &self.registry.read_all()) } else { Ok(()) } {
             tracing::warn!(node = %self.node, "cannot finish the key rotation: {e:#}");
         }
     }
@@ -197,7 +198,7 @@ impl Mesh {
         self.publish(prepared)?;
         let tunneled: BTreeSet<String> = self.active.iter().flat_map(|a| a.peers.values().map(|c| c.node.clone())).collect();
         self.set_routes(topology, |n| if tunneled.contains(n) { Route::Tunnel } else { Route::Blocked })?;
-        self.maybe_finish_rotation(topology)?;
+        self.maybe_finish_rotation(topology, &records)?;
         Ok(warning)
     }
 
@@ -283,10 +284,9 @@ impl Mesh {
         Ok(())
     }
 
-    fn republish(&self) -> Result<()> {
-        let records = self.registry.read_all();
+    fn republish(&self, records: &BTreeMap<String, NodeRecord>) -> Result<()> {
         let a = self.active.as_ref().context("no interface")?;
-        self.publish(prepared_for(&records, &a.peers))
+        self.publish(prepared_for(records, &a.peers))
     }
 
     /// Starts a rotation when one was asked for (`rotate-key`) or the key is as old as the
@@ -308,15 +308,15 @@ impl Mesh {
         a.next = Some(next);
         a.rotation_started = Some((Instant::now(), SystemTime::now()));
         let _ = std::fs::remove_file(&request);
-        self.republish()
+        self.republish(&self.registry.read_all())
     }
 
-    /// Switches to the next key once every peer node has configured it (make before break).
-    fn maybe_finish_rotation(&mut self, topology: &Topology) -> Result<()> {
+    /// Switches to the next key once every peer node has configured it (make before break),
+    /// as `records` (the registry, read by the caller) say.
+    fn maybe_finish_rotation(&mut self, topology: &Topology, records: &BTreeMap<String, NodeRecord>) -> Result<()> {
         let Some(a) = self.active.as_ref() else { return Ok(()) };
         let Some(next) = a.next.as_ref() else { return Ok(()) };
         let next_pub = next.public().to_string();
-        let records = self.registry.read_all();
         let waiting: Vec<&str> = topology
             .nodes
             .iter()
@@ -350,7 +350,7 @@ impl Mesh {
             IpAddr::V6(_) => None,
         }).collect::<BTreeSet<_>>().into_iter().collect();
         poke(&self.netns, &targets);
-        self.republish()
+        self.republish(records)
     }
 
     fn set_routes(&mut self, topology: &Topology, want: impl Fn(&str) -> Route) -> Result<()> {
