@@ -204,20 +204,28 @@ fn encryption_keeps_pod_traffic_off_the_wire_and_fails_closed() {
 }
 
 /// One datagram a millisecond or two from frontend to backend and back, each with a sequence
-/// number, across three rotations (node a, node b, node a).
+/// number, across rotations of node a, node b, node a, … (10 by default; `WARD_TEST_ROTATIONS`
+/// sets another number, `WARD_TEST_AGENT_LOG=info,defguard_boringtun=debug` shows the
+/// handshakes). A lost datagram is placed on the way there or back by a capture in the
+/// backend pod.
 #[test]
-fn a_stream_loses_nothing_across_three_rotations() {
+fn a_stream_loses_nothing_across_key_rotations() {
     if !privileged("wireguard rotation") {
         return;
     }
     let (lab, a, b) = echo_lab("r");
     wait_for("the first echo", Duration::from_secs(10), || echo(&lab, b"warm"));
     let stop = Arc::new(AtomicBool::new(false));
-    let rtts: Arc<Mutex<Vec<Option<Duration>>>> = Arc::default();
+    // Per datagram: when it was sent (since `start`), its round trip once echoed, its bytes.
+    let rtts: Arc<Mutex<Vec<(Duration, Option<Duration>, Vec<u8>)>>> = Arc::default();
+    // What reaches the backend pod, so a loss can be placed on the way there or back.
+    let backend_ns = lab.netns("shop/backend").file_name().unwrap().to_string_lossy().into_owned();
+    let at_backend = Capture::start(&backend_ns, "eth0", "udp port 7", lab.path("stream-backend.pcap"));
     let to = (lab.ip("shop/backend"), ECHO_PORT);
     let sock = in_netns(&lab.netns("shop/frontend"), || UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))).unwrap().unwrap();
     sock.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
     let start = Instant::now();
+    let start_wall = std::time::SystemTime::now();
     let receiver = {
         let (sock, stop, rtts) = (sock.try_clone().unwrap(), Arc::clone(&stop), Arc::clone(&rtts));
         std::thread::spawn(move || {
@@ -230,7 +238,7 @@ fn a_stream_loses_nothing_across_three_rotations() {
                         let sent = Duration::from_nanos(u64::from_be_bytes(buf[8..16].try_into().unwrap()));
                         let mut r = rtts.lock().unwrap();
                         if seq < r.len() {
-                            r[seq] = Some(start.elapsed().saturating_sub(sent));
+                            r[seq].1 = Some(start.elapsed().saturating_sub(sent));
                         }
                     }
                     _ if stop.load(Ordering::Relaxed) => {
@@ -250,8 +258,9 @@ fn a_stream_loses_nothing_across_three_rotations() {
             let mut seq: u64 = 0;
             while !stop.load(Ordering::Relaxed) {
                 let mut msg = seq.to_be_bytes().to_vec();
-                msg.extend_from_slice(&(start.elapsed().as_nanos() as u64).to_be_bytes());
-                rtts.lock().unwrap().push(None);
+                let sent = start.elapsed();
+                msg.extend_from_slice(&(sent.as_nanos() as u64).to_be_bytes());
+                rtts.lock().unwrap().push((sent, None, msg.clone()));
                 sock.send_to(&msg, to).unwrap();
                 seq += 1;
                 std::thread::sleep(Duration::from_millis(1));
@@ -261,22 +270,33 @@ fn a_stream_loses_nothing_across_three_rotations() {
     std::thread::sleep(Duration::from_millis(700));
     let agent_bin = env!("CARGO_BIN_EXE_ward-agent");
     let mut rotated = Vec::new();
-    for node in [&a, &b, &a] {
+    let mut windows = Vec::new();
+    let n: usize = std::env::var("WARD_TEST_ROTATIONS").ok().and_then(|v| v.parse().ok()).unwrap_or(10);
+    let order: Vec<&String> = (0..n).map(|i| if i % 2 == 0 { &a } else { &b }).collect();
+    for node in order {
         let before = public_key(&lab, node).unwrap();
+        let began = start.elapsed();
         let out = Command::new(agent_bin).args(["rotate-key", "--node", node, "--run-dir"]).arg(lab.run_dir(node)).output().unwrap();
         assert!(out.status.success(), "rotate-key: {}", String::from_utf8_lossy(&out.stderr));
         let after = public_key(&lab, node).unwrap();
         assert_ne!(before, after, "the public key must change");
         wait_for("every peer to know the new key", Duration::from_secs(5), || meshed(&lab, &[a.clone(), b.clone()]));
+        windows.push(format!("{node} {:?}..{:?}", began, start.elapsed()));
         rotated.push(String::from_utf8_lossy(&out.stdout).lines().next().unwrap_or("").to_owned());
         std::thread::sleep(Duration::from_millis(700));
     }
     stop.store(true, Ordering::Relaxed);
     sender.join().unwrap();
     receiver.join().unwrap();
+    let at_backend = at_backend.stop();
     let rtts = rtts.lock().unwrap();
-    let lost: Vec<usize> = rtts.iter().enumerate().filter(|(_, r)| r.is_none()).map(|(i, _)| i).collect();
-    let mut got: Vec<Duration> = rtts.iter().flatten().copied().collect();
+    let lost: Vec<String> = rtts
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.1.is_none())
+        .map(|(i, r)| format!("#{i} sent at {:?}, {}", r.0, if contains_bytes(&at_backend, &r.2) { "lost on the way back" } else { "never reached the backend" }))
+        .collect();
+    let mut got: Vec<Duration> = rtts.iter().filter_map(|r| r.1).collect();
     got.sort();
     let pct = |p: f64| got[((got.len() - 1) as f64 * p) as usize];
     eprintln!(
@@ -284,9 +304,9 @@ fn a_stream_loses_nothing_across_three_rotations() {
         rtts.len(), lost.len(), pct(0.5), pct(0.99), got.last().unwrap(), rotated.join("; ")
     );
     assert!(rtts.len() > 1000, "the stream sent only {}", rtts.len());
-    assert!(lost.is_empty(), "{} datagrams lost across the rotations (seq {:?})", lost.len(), &lost[..lost.len().min(20)]);
-    assert_eq!(lab.wg_status(&a)["interface"]["rotations"], json!(2));
-    assert_eq!(lab.wg_status(&b)["interface"]["rotations"], json!(1));
+    assert!(lost.is_empty(), "{} datagrams lost across the rotations ({:?}); rotations (node, from rotate-key to meshed): {windows:?}; the stream started at {start_wall:?}", lost.len(), &lost[..lost.len().min(20)]);
+    assert_eq!(lab.wg_status(&a)["interface"]["rotations"], json!(n.div_ceil(2)));
+    assert_eq!(lab.wg_status(&b)["interface"]["rotations"], json!(n / 2));
 }
 
 /// Inserts a third node (and a pod on it) into the lab's topology text.

@@ -131,7 +131,7 @@ impl AgentLab {
             .arg("--run-dir")
             .arg(&run_dir)
             .args(extra)
-            .env("WARD_LOG", "info")
+            .env("WARD_LOG", std::env::var("WARD_TEST_AGENT_LOG").unwrap_or_else(|_| "info".into()))
             .spawn()
             .unwrap();
         self.agents.insert(node.to_owned(), child);

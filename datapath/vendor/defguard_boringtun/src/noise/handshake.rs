@@ -455,6 +455,15 @@ impl Handshake {
         !matches!(self.state, HandshakeState::None | HandshakeState::Expired)
     }
 
+    /// Whether an initiation of ours sent less than `within` ago still awaits its response,
+    /// also when answering the peer's crossing initiation moved it to `previous` (ward patch,
+    /// see PATCHES.md).
+    pub(crate) fn awaits_response(&self, within: std::time::Duration) -> bool {
+        [&self.state, &self.previous]
+            .into_iter()
+            .any(|s| matches!(s, HandshakeState::InitSent(HandshakeInitSentState { time_sent, .. }) if time_sent.elapsed() < within))
+    }
+
     pub(crate) fn timer(&self) -> Option<Instant> {
         match self.state {
             HandshakeState::InitSent(HandshakeInitSentState { time_sent, .. }) => Some(time_sent),
@@ -493,6 +502,10 @@ impl Handshake {
         public_key: x25519::PublicKey,
     ) {
         self.params.set_static_private(private_key, public_key);
+        // ward patch: handshakes begun with the old key are void; forget them, so the next
+        // packet starts a handshake with the new key at once (see PATCHES.md).
+        self.state = HandshakeState::None;
+        self.previous = HandshakeState::None;
     }
 
     pub(super) fn receive_handshake_initialization<'a>(

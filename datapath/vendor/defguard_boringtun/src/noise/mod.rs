@@ -446,7 +446,10 @@ impl Tunn {
         dst: &'a mut [u8],
         force_resend: bool,
     ) -> TunnResult<'a> {
-        if self.handshake.is_in_progress() && !force_resend {
+        // ward patch: an initiation of ours that the peer's crossing initiation moved aside
+        // still counts as in progress (until REKEY_TIMEOUT), so answering a crossing
+        // handshake with packets queued does not start yet another one (see PATCHES.md).
+        if (self.handshake.is_in_progress() || self.handshake.awaits_response(timers::REKEY_TIMEOUT)) && !force_resend {
             return TunnResult::Done;
         }
 
