@@ -44,6 +44,8 @@ pub struct AgentConfig {
 
 /// How often the agent's loop wakes up without events (rotation timers, WireGuard status).
 pub const TICK: Duration = Duration::from_millis(100);
+/// The longest the agent waits for a burst of file events to end before it acts on them.
+const DEBOUNCE_MAX: Duration = Duration::from_millis(500);
 
 impl AgentConfig {
     /// The default run directory of `node`.
@@ -122,19 +124,25 @@ impl Agent {
     /// reconciles the mesh); a full resync runs every `resync` regardless.
     pub fn run(&mut self, stop: &AtomicBool, resync: Duration) -> Result<()> {
         let (tx, rx) = mpsc::channel::<Vec<PathBuf>>();
-        // Reads (the agent's own, too) raise access events: only changes count.
+        std::fs::create_dir_all(&self.cfg.state_dir).with_context(|| format!("cannot create {}", self.cfg.state_dir.display()))?;
+        // Events name absolute paths: compare them with absolute ones.
+        let state = std::fs::canonicalize(&self.cfg.state_dir).with_context(|| format!("cannot resolve {}", self.cfg.state_dir.display()))?;
+        self.watched = Watched { registry: state.join(wireguard::registry::DIR), state: state.clone() };
+        // Reads (the agent's own, too) raise access events: only changes count. The topology's
+        // folder is watched for the topology file alone: other files there (a capture being
+        // written, say) must not wake the agent.
+        let topology_name = self.cfg.topology.file_name().map(ToOwned::to_owned);
         let mut watcher = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
             if let Ok(e) = ev
                 && !e.kind.is_access()
             {
-                let _ = tx.send(e.paths);
+                let paths: Vec<PathBuf> = e.paths.into_iter().filter(|p| p.starts_with(&state) || p.file_name() == topology_name.as_deref()).collect();
+                if !paths.is_empty() {
+                    let _ = tx.send(paths);
+                }
             }
         })
         .context("cannot watch the state directory")?;
-        std::fs::create_dir_all(&self.cfg.state_dir).with_context(|| format!("cannot create {}", self.cfg.state_dir.display()))?;
-        // Events name absolute paths: compare them with absolute ones.
-        let state = std::fs::canonicalize(&self.cfg.state_dir).with_context(|| format!("cannot resolve {}", self.cfg.state_dir.display()))?;
-        self.watched = Watched { registry: state.join(wireguard::registry::DIR), state };
         notify::Watcher::watch(&mut watcher, &self.watched.state, notify::RecursiveMode::Recursive)
             .with_context(|| format!("cannot watch {}", self.cfg.state_dir.display()))?;
         let topology_dir = self.cfg.topology.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
@@ -147,9 +155,14 @@ impl Agent {
         while !stop.load(Ordering::Relaxed) {
             match rx.recv_timeout(TICK) {
                 Ok(paths) => {
-                    // Let an apply finish writing: wait until 50 ms pass without events.
+                    // Let an apply finish writing: wait until 50 ms pass without events, but
+                    // never longer than DEBOUNCE_MAX, so a steady stream of writes cannot
+                    // starve the ticks (key rotation) and the sync.
                     let mut changed = paths;
-                    while let Ok(more) = rx.recv_timeout(Duration::from_millis(if self.only_mesh(&changed) { 5 } else { 50 })) {
+                    let since = Instant::now();
+                    while since.elapsed() < DEBOUNCE_MAX
+                        && let Ok(more) = rx.recv_timeout(Duration::from_millis(if self.only_mesh(&changed) { 5 } else { 50 }))
+                    {
                         changed.extend(more);
                     }
                     self.on_change(&changed);
