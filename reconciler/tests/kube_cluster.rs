@@ -12,7 +12,7 @@ use testcluster::TestCluster;
 fn a_real_api_server_serves_ciliums_crds() {
     let Some(cluster) = TestCluster::start() else { return };
     let crds = cluster.kubectl_ok(&["get", "crd", "-o", "name"]);
-    for crd in ["ciliumnetworkpolicies.cilium.io", "ciliumclusterwidenetworkpolicies.cilium.io", "ciliumenvoyconfigs.cilium.io", "ciliumclusterwideenvoyconfigs.cilium.io"] {
+    for crd in ["ciliumnetworkpolicies.cilium.io", "ciliumclusterwidenetworkpolicies.cilium.io", "ciliumenvoyconfigs.cilium.io", "ciliumclusterwideenvoyconfigs.cilium.io", "wardsyncs.ward.dev"] {
         assert!(crds.contains(crd), "{crd} missing from:\n{crds}");
     }
     let ns = cluster.namespace("smoke");

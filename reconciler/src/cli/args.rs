@@ -54,6 +54,24 @@ pub struct GlobalArgs {
     #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
     pub color: ColorChoice,
 
+    /// Use the cluster of this kubeconfig instead of the local state directory (plan, apply,
+    /// status). Without --kubeconfig or --context, ward uses the local target.
+    #[arg(long, global = true, env = "WARD_KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+
+    /// The kubeconfig context to use (implies the kube target; with no --kubeconfig, the
+    /// file kubectl would read: KUBECONFIG or ~/.kube/config).
+    #[arg(long, global = true, env = "WARD_CONTEXT")]
+    pub context: Option<String>,
+
+    /// The cluster-scoped WardSync that records what ward applied (kube target).
+    #[arg(long, global = true, env = "WARD_SYNC", default_value = "ward")]
+    pub sync: String,
+
+    /// The namespace of the ConfigMap that holds the CiliumConfig (kube target).
+    #[arg(long, global = true, default_value = "kube-system")]
+    pub config_namespace: String,
+
     /// Largest policy file accepted, in bytes.
     #[arg(long, global = true, env = "WARD_MAX_FILE_BYTES", default_value_t = 4 << 20)]
     pub max_file_bytes: u64,
@@ -170,6 +188,15 @@ pub struct PlanArgs {
     /// Delete objects ward applied earlier that are no longer desired.
     #[arg(long)]
     pub prune: bool,
+    /// The most objects one apply may prune; more is refused before anything is written.
+    #[arg(long, default_value_t = crate::target::DEFAULT_MAX_PRUNE)]
+    pub max_prune: usize,
+    /// Allow pruning every object ward applied (refused otherwise: usually a wrong path).
+    #[arg(long)]
+    pub allow_prune_all: bool,
+    /// Take over fields that another field manager owns (kube target; like kubectl).
+    #[arg(long)]
+    pub force_conflicts: bool,
     /// Exit 2 when there are changes (0: none, 1: errors).
     #[arg(long)]
     pub detailed_exitcode: bool,

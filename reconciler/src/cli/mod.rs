@@ -9,8 +9,9 @@ use crate::desired::{validate_files, validate_snapshot, Desired};
 use crate::plan::{self, Plan};
 use crate::report::{self, Format, Report};
 use crate::source::{open_repo, read_worktree, GitSource, RemoteCache, Selection, Snapshot};
+use crate::target::kube::{KubeOptions, KubeTarget};
 use crate::target::local::LocalTarget;
-use crate::target::{ApplyOptions, Inventory, LiveObject, LiveSet, Target};
+use crate::target::{check_prune, ApplyOptions, Inventory, LiveObject, LiveSet, Target};
 use crate::normalize::{fingerprint, normalize};
 use anyhow::{bail, Context, Result};
 use args::{Cli, ColorChoice, Command, DiffArgs, ExplainArgs, GlobalArgs, ObserveArgs, PlanArgs, TestArgs, ValidateArgs};
@@ -57,6 +58,8 @@ pub struct Settings {
     pub format: Format,
     /// Whether text output is coloured.
     pub color: bool,
+    /// The cluster to use instead of the local target (`--kubeconfig`, `--context`).
+    pub kube: Option<KubeOptions>,
 }
 
 impl Settings {
@@ -78,7 +81,13 @@ impl Settings {
             ColorChoice::Auto => std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
         };
         let limits = Limits { max_file_bytes: g.max_file_bytes, ..Limits::default() };
-        Ok(Settings { repo, selection: Selection { include: g.include.clone(), limits }, state_dir, cache_dir, format: g.format, color })
+        let kube = (g.kubeconfig.is_some() || g.context.is_some()).then(|| KubeOptions {
+            kubeconfig: g.kubeconfig.clone(),
+            context: g.context.clone(),
+            sync: g.sync.clone(),
+            config_namespace: g.config_namespace.clone(),
+        });
+        Ok(Settings { repo, selection: Selection { include: g.include.clone(), limits }, state_dir, cache_dir, format: g.format, color, kube })
     }
 }
 
@@ -304,7 +313,6 @@ fn explain(settings: &Settings, a: &ExplainArgs) -> Result<i32> {
 fn plan_or_apply(settings: &Settings, a: &PlanArgs, apply: bool) -> Result<i32> {
     let (desired, files) = load_desired(settings, a.rev.as_deref(), true)?;
     let v = &desired.validation;
-    let mut target = LocalTarget::new(&settings.state_dir);
     let command = if apply { "apply" } else { "plan" };
     if !v.is_valid() {
         let report = Report { command, files: &files, documents: v.documents, diagnostics: &v.diagnostics, plan: None, base: None, head: desired.revision.clone(), connectivity: None };
@@ -314,16 +322,17 @@ fn plan_or_apply(settings: &Settings, a: &PlanArgs, apply: bool) -> Result<i32> 
         }
         return Ok(EXIT_ERROR);
     }
-    if target.repair_if_needed()? {
-        eprintln!("ward: repaired an interrupted apply in {}", settings.state_dir.display());
-    }
-    let live = target.live()?;
-    let plan = plan::compute(&v.resources, &live, a.prune, desired.revision.clone());
-    if apply && plan.has_changes() {
-        target.apply(&plan, &ApplyOptions { prune: a.prune, revision: desired.revision.clone() })?;
-    } else if apply {
-        record_unchanged(&mut target, &plan, &desired)?;
-    }
+    let options = ApplyOptions {
+        prune: a.prune,
+        revision: desired.revision.clone(),
+        force_conflicts: a.force_conflicts,
+        max_prune: a.max_prune,
+        allow_prune_all: a.allow_prune_all,
+    };
+    let (plan, live) = match &settings.kube {
+        Some(k) => kube_plan_or_apply(k, &desired, &options, apply)?,
+        None => local_plan_or_apply(settings, &desired, &options, apply)?,
+    };
     let connectivity = connectivity::diff_from_live(|| live_resources(live), &v.resources, connectivity_options(settings));
     let report = Report { command, files: &files, documents: v.documents, diagnostics: &v.diagnostics, plan: Some(&plan), base: None, head: desired.revision.clone(), connectivity: Some(&connectivity) };
     emit(settings, &report)?;
@@ -334,12 +343,48 @@ fn plan_or_apply(settings: &Settings, a: &PlanArgs, apply: bool) -> Result<i32> 
     Ok(code)
 }
 
+/// Plans (and applies) against the local state directory; the plan and what was live before.
+fn local_plan_or_apply(settings: &Settings, desired: &Desired, options: &ApplyOptions, apply: bool) -> Result<(Plan, LiveSet)> {
+    let mut target = LocalTarget::new(&settings.state_dir);
+    if target.repair_if_needed()? {
+        eprintln!("ward: repaired an interrupted apply in {}", settings.state_dir.display());
+    }
+    let live = target.live()?;
+    let plan = plan::compute(&desired.validation.resources, &live, options.prune, desired.revision.clone());
+    if apply && plan.has_changes() {
+        check_prune(&plan, live.inventory.entries.len(), options)?;
+        target.apply(&plan, options)?;
+    } else if apply {
+        record_unchanged(&mut target, &plan, desired)?;
+    }
+    Ok((plan, live))
+}
+
+/// Plans (and applies) against a cluster; the plan and what was live before.
+fn kube_plan_or_apply(k: &KubeOptions, desired: &Desired, options: &ApplyOptions, apply: bool) -> Result<(Plan, LiveSet)> {
+    let mut target = KubeTarget::connect(k.clone())?;
+    let live = target.live()?;
+    let plan = target.plan(&desired.validation.resources, options.prune, desired.revision.clone(), options.force_conflicts)?;
+    for key in target.kept() {
+        eprintln!("ward: {key} is no longer desired but annotated {}: disabled; left in place", crate::target::kube::PRUNE_ANNOTATION);
+    }
+    let stale = live.inventory.applied_revision != desired.revision;
+    if apply && (plan.has_changes() || stale || (options.prune && !target.kept().is_empty())) {
+        check_prune(&plan, live.inventory.entries.len(), options)?;
+        target.apply(&plan, options)?;
+        for (key, message) in target.unhealthy()? {
+            eprintln!("ward: warning: {key} is not valid on the cluster: {message}");
+        }
+    }
+    Ok((plan, live))
+}
+
 /// An apply with nothing to change still records the revision as applied.
 fn record_unchanged(target: &mut LocalTarget, plan: &Plan, desired: &Desired) -> Result<()> {
     let inv = target.inventory()?;
     let complete = plan.unchanged.iter().all(|k| inv.get(k).is_some());
     if inv.applied_revision != desired.revision || !complete {
-        target.apply(plan, &ApplyOptions { prune: plan.prune, revision: desired.revision.clone() })?;
+        target.apply(plan, &ApplyOptions { prune: plan.prune, revision: desired.revision.clone(), ..ApplyOptions::default() })?;
     }
     Ok(())
 }
@@ -417,7 +462,36 @@ fn observe(settings: &Settings, a: &ObserveArgs) -> Result<i32> {
     Ok(EXIT_OK)
 }
 
+/// What `ward status` reports, from either target.
+struct StatusFacts {
+    target: String,
+    inventory: Inventory,
+    live: usize,
+    /// Inventory objects changed or deleted outside ward.
+    drifted: Vec<String>,
+    /// Live objects ward never applied.
+    unmanaged: Vec<String>,
+    /// Local target: the pid of a running apply, and whether one was interrupted.
+    writer: Option<u32>,
+    interrupted: bool,
+    /// Kube target: objects whose `Valid` condition is False, with the message.
+    invalid: Vec<(String, String)>,
+}
+
 fn status(settings: &Settings) -> Result<i32> {
+    let facts = match &settings.kube {
+        Some(k) => kube_status_facts(k)?,
+        None => local_status_facts(settings)?,
+    };
+    let text = match settings.format {
+        Format::Json => serde_json::to_string_pretty(&status_json(&facts))? + "\n",
+        _ => status_text(&facts),
+    };
+    std::io::stdout().lock().write_all(text.as_bytes())?;
+    Ok(if facts.drifted.is_empty() && !facts.interrupted && facts.invalid.is_empty() { EXIT_OK } else { EXIT_CHANGES })
+}
+
+fn local_status_facts(settings: &Settings) -> Result<StatusFacts> {
     let target = LocalTarget::new(&settings.state_dir);
     let interrupted = target.interrupted();
     let live = target.live()?;
@@ -429,36 +503,46 @@ fn status(settings: &Settings) -> Result<i32> {
         .map(|e| e.key.to_string())
         .collect();
     let unmanaged: Vec<String> = live.objects.keys().filter(|k| inv.get(k).is_none()).map(ToString::to_string).collect();
-    let doc = serde_json::json!({
-        "target": target.describe(),
+    Ok(StatusFacts { target: target.describe(), live: live.objects.len(), inventory: live.inventory.clone(), drifted, unmanaged, writer: target.writer(), interrupted, invalid: Vec::new() })
+}
+
+/// Drift by revision marker, and health from the objects' `Valid` conditions.
+fn kube_status_facts(k: &KubeOptions) -> Result<StatusFacts> {
+    let target = KubeTarget::connect(k.clone())?;
+    let live = target.live()?;
+    let unmanaged: Vec<String> = live.objects.keys().filter(|key| live.inventory.get(key).is_none()).map(ToString::to_string).collect();
+    let invalid = target.unhealthy()?.into_iter().map(|(key, m)| (key.to_string(), m)).collect();
+    Ok(StatusFacts { target: target.describe(), live: live.objects.len(), inventory: live.inventory, drifted: target.drifted()?, unmanaged, writer: None, interrupted: false, invalid })
+}
+
+fn status_json(f: &StatusFacts) -> serde_json::Value {
+    let inv = &f.inventory;
+    serde_json::json!({
+        "target": f.target,
         "appliedRevision": inv.applied_revision,
         "attemptedRevision": inv.attempted_revision,
         "appliedAt": inv.applied_at,
         "inventory": inv.entries.len(),
-        "live": live.objects.len(),
-        "drifted": drifted,
-        "unmanaged": unmanaged,
-        "interruptedApply": interrupted,
-        "applyRunning": target.writer(),
-    });
-    let text = match settings.format {
-        Format::Json => serde_json::to_string_pretty(&doc)? + "\n",
-        _ => status_text(&target, inv, &live, &drifted, &unmanaged, interrupted),
-    };
-    std::io::stdout().lock().write_all(text.as_bytes())?;
-    Ok(if drifted.is_empty() && !interrupted { EXIT_OK } else { EXIT_CHANGES })
+        "live": f.live,
+        "drifted": f.drifted,
+        "unmanaged": f.unmanaged,
+        "interruptedApply": f.interrupted,
+        "applyRunning": f.writer,
+        "invalid": f.invalid.iter().map(|(o, m)| serde_json::json!({"object": o, "message": m})).collect::<Vec<_>>(),
+    })
 }
 
-fn status_text(target: &LocalTarget, inv: &Inventory, live: &LiveSet, drifted: &[String], unmanaged: &[String], interrupted: bool) -> String {
+fn status_text(f: &StatusFacts) -> String {
     use std::fmt::Write as _;
+    let inv = &f.inventory;
     let mut s = String::new();
-    let _ = writeln!(s, "target:            {}", target.describe());
+    let _ = writeln!(s, "target:            {}", f.target);
     let _ = writeln!(s, "applied revision:  {}", inv.applied_revision.as_deref().unwrap_or("(none)"));
     if inv.attempted_revision != inv.applied_revision {
         let _ = writeln!(s, "last attempt:      {} (did not complete)", inv.attempted_revision.as_deref().unwrap_or("(none)"));
     }
     let _ = writeln!(s, "applied at:        {}", inv.applied_at.as_deref().unwrap_or("(never)"));
-    let _ = writeln!(s, "objects:           {} in inventory, {} live", inv.entries.len(), live.objects.len());
+    let _ = writeln!(s, "objects:           {} in inventory, {} live", inv.entries.len(), f.live);
     let mut by_kind = std::collections::BTreeMap::new();
     for e in inv.entries.values() {
         *by_kind.entry(e.key.kind.as_str()).or_insert(0usize) += 1;
@@ -466,21 +550,24 @@ fn status_text(target: &LocalTarget, inv: &Inventory, live: &LiveSet, drifted: &
     for (k, n) in by_kind {
         let _ = writeln!(s, "  {k}: {n}");
     }
-    if let Some(pid) = target.writer() {
+    if let Some(pid) = f.writer {
         let _ = writeln!(s, "apply running:     yes (pid {pid})");
-    } else if interrupted {
+    } else if f.interrupted {
         let _ = writeln!(s, "interrupted apply: yes; the next plan or apply repairs it");
     }
-    if drifted.is_empty() {
+    if f.drifted.is_empty() {
         let _ = writeln!(s, "drift:             none");
     } else {
-        let _ = writeln!(s, "drift:             {} object(s) changed outside ward; `ward apply` restores them", drifted.len());
-        for d in drifted {
+        let _ = writeln!(s, "drift:             {} object(s) changed outside ward; `ward apply` restores them", f.drifted.len());
+        for d in &f.drifted {
             let _ = writeln!(s, "  {d}");
         }
     }
-    if !unmanaged.is_empty() {
-        let _ = writeln!(s, "unmanaged:         {} object(s) not applied by ward (never pruned)", unmanaged.len());
+    for (object, message) in &f.invalid {
+        let _ = writeln!(s, "invalid:           {object}: {message}");
+    }
+    if !f.unmanaged.is_empty() {
+        let _ = writeln!(s, "unmanaged:         {} object(s) not applied by ward (never pruned)", f.unmanaged.len());
     }
     s
 }

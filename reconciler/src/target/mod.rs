@@ -3,6 +3,7 @@
 //!
 //! [`local::LocalTarget`] is the embedded default: a state directory, no cluster needed.
 
+pub mod kube;
 pub mod local;
 
 use crate::plan::Plan;
@@ -123,6 +124,33 @@ pub struct ApplyOptions {
     pub prune: bool,
     /// The revision being applied.
     pub revision: Option<String>,
+    /// Take over fields other field managers own (kube target).
+    pub force_conflicts: bool,
+    /// The most objects one apply may prune ([`check_prune`]).
+    pub max_prune: usize,
+    /// Allow an apply to prune every object ward applied.
+    pub allow_prune_all: bool,
+}
+
+/// The default deletion budget of one apply.
+pub const DEFAULT_MAX_PRUNE: usize = 100;
+
+/// The prune guards, checked before anything is written: an apply may not prune more than
+/// its deletion budget, nor every object ward applied (the usual sign of a wrong path or an
+/// empty checkout) unless that is asked for.
+pub fn check_prune(plan: &Plan, inventory_size: usize, options: &ApplyOptions) -> Result<()> {
+    if !options.prune || plan.deletes.is_empty() {
+        return Ok(());
+    }
+    let n = plan.deletes.len();
+    if n > options.max_prune {
+        anyhow::bail!("refusing to prune {n} objects: more than the deletion budget of {} (raise it with --max-prune {n}); nothing was applied", options.max_prune);
+    }
+    let left = plan.creates.len() + plan.updates.len() + plan.unchanged.len();
+    if left == 0 && n >= inventory_size && !options.allow_prune_all {
+        anyhow::bail!("refusing to prune all {n} objects ward applied: the revision desires none (a wrong --include or an empty checkout?); pass --allow-prune-all if that is intended; nothing was applied");
+    }
+    Ok(())
 }
 
 /// What an apply did.
@@ -147,4 +175,36 @@ pub trait Target {
     /// Applies `plan` (its creates, updates and, with `prune`, deletes) all-or-nothing as far
     /// as the target allows, and records the inventory.
     fn apply(&mut self, plan: &Plan, options: &ApplyOptions) -> Result<ApplyReport>;
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests")]
+mod tests {
+    use super::*;
+    use crate::plan::{Action, Change};
+    use ward_schema::{Kind, ResourceKey};
+
+    fn deletes(n: usize) -> Plan {
+        let change = |i: usize| Change {
+            key: ResourceKey::new(Kind::CiliumClusterwideNetworkPolicy, None, &format!("p{i}")),
+            action: Action::Delete,
+            before: None,
+            after: None,
+            after_fingerprint: None,
+            diff: String::new(),
+            origin: None,
+            drifted: false,
+        };
+        Plan { deletes: (0..n).map(change).collect(), prune: true, ..Plan::default() }
+    }
+
+    #[test]
+    fn prune_guards() {
+        let opts = ApplyOptions { prune: true, max_prune: 2, ..ApplyOptions::default() };
+        assert!(check_prune(&deletes(2), 5, &opts).is_ok());
+        assert!(check_prune(&deletes(3), 5, &opts).unwrap_err().to_string().contains("deletion budget of 2"));
+        assert!(check_prune(&deletes(2), 2, &opts).unwrap_err().to_string().contains("refusing to prune all 2"));
+        assert!(check_prune(&deletes(2), 2, &ApplyOptions { allow_prune_all: true, ..opts.clone() }).is_ok());
+        assert!(check_prune(&deletes(9), 9, &ApplyOptions { prune: false, ..opts }).is_ok(), "no prune, no guard");
+    }
 }

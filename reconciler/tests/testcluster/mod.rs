@@ -166,11 +166,14 @@ impl TestCluster {
         );
         let mut cluster = TestCluster { dir, etcd, apiserver, kubeconfig, server };
         cluster.wait_ready(Duration::from_secs(90));
-        let crds = Path::new(env!("CARGO_MANIFEST_DIR")).join("../schema/crds");
+        // Cilium's CRDs and ward's own.
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
         let mut apply = vec!["apply".to_owned(), "--server-side".to_owned()];
-        for e in std::fs::read_dir(&crds).unwrap().flatten().filter(|e| e.path().extension().is_some_and(|x| x == "yaml")) {
-            apply.push("-f".into());
-            apply.push(e.path().display().to_string());
+        for crds in [root.join("../schema/crds"), root.join("deploy/crds")] {
+            for e in std::fs::read_dir(&crds).unwrap().flatten().filter(|e| e.path().extension().is_some_and(|x| x == "yaml")) {
+                apply.push("-f".into());
+                apply.push(e.path().display().to_string());
+            }
         }
         let args: Vec<&str> = apply.iter().map(String::as_str).collect();
         cluster.kubectl_ok(&args);

@@ -1,0 +1,716 @@
+//! The kube target: a real cluster through kube-rs.
+//!
+//! # How it maps ward's objects
+//! - CiliumNetworkPolicy, CiliumClusterwideNetworkPolicy, CiliumEnvoyConfig and
+//!   CiliumClusterwideEnvoyConfig are applied as they are (cilium.io/v2).
+//! - The CiliumConfig is not a CRD: it is stored where agents read it, a ConfigMap of the same
+//!   name in the config namespace (default `kube-system`), the document under the key
+//!   [`CONFIG_MAP_KEY`], labelled `app.kubernetes.io/managed-by: ward`.
+//!
+//! # Writes
+//! Server-side apply with field manager [`FIELD_MANAGER`]. Another manager owning a field ward
+//! sets is a conflict, reported with the manager and the field, and taken over only with
+//! `--force-conflicts`. Cluster-wide objects and the config go before namespaced ones; the
+//! namespaces must exist (ward does not create them).
+//!
+//! # Plans
+//! A plan asks the API server: every object whose content may differ is applied with
+//! `dryRun=All`, and the answer (defaults, other managers' fields and all) is compared with the
+//! live object. An object whose desired content and live revision marker (`metadata.generation`,
+//! or the `resourceVersion` of kinds without one, such as ConfigMaps) are what ward
+//! recorded when it last applied it needs no request at all, so a plan with nothing to do
+//! costs one LIST per kind. Everything a plan writes has passed the server's own validation in
+//! that dry run, so an apply does not stop half-way on a bad object.
+//!
+//! # Inventory
+//! What ward applied is recorded in the status of a cluster-scoped `WardSync`
+//! (`ward.dev/v1alpha1`, default name `ward`; its CRD is in `schema/crds/`): per object its
+//! id, a fingerprint of what ward sent and the revision marker the server gave it. Pruning deletes
+//! only what the inventory lists, never what merely carries ward's label. Before the first
+//! write of an apply the inventory is extended with everything the apply may create, so an
+//! apply interrupted at any point (API server gone, process killed) leaves nothing orphaned;
+//! the next plan sees what is really there.
+//!
+//! Prune guards: an object annotated `ward.dev/prune: disabled` is never deleted (it leaves
+//! the inventory and stays); the budget and zero-object guards are in [`super::check_prune`].
+
+use super::{ApplyOptions, ApplyReport, Inventory, InventoryEntry, LiveObject, LiveSet, Target};
+use crate::normalize::{fingerprint, normalize_owned, to_yaml};
+use crate::plan::{unified_diff, Action, Change, Plan};
+use anyhow::{anyhow, bail, Context, Result};
+use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Client, Config};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use tokio::runtime::Runtime;
+use ward_schema::{Kind, Resource, ResourceKey, ResourceSet};
+
+/// The field manager of every write.
+pub const FIELD_MANAGER: &str = "ward";
+/// The annotation that keeps an object from being pruned (value `disabled`).
+pub const PRUNE_ANNOTATION: &str = "ward.dev/prune";
+/// The ConfigMap key that holds the CiliumConfig document.
+pub const CONFIG_MAP_KEY: &str = "cilium-config.yaml";
+/// The label on ConfigMaps that hold a CiliumConfig.
+pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "ward");
+/// Dry runs in flight at once during a plan.
+const CONCURRENCY: usize = 16;
+
+/// How to reach the cluster and where ward keeps its records there.
+#[derive(Debug, Clone)]
+pub struct KubeOptions {
+    /// A kubeconfig file; without one, `KUBECONFIG` or `~/.kube/config` as kubectl does.
+    pub kubeconfig: Option<PathBuf>,
+    /// The context to use (default: the kubeconfig's current context).
+    pub context: Option<String>,
+    /// The `WardSync` whose status holds the inventory.
+    pub sync: String,
+    /// The namespace of the CiliumConfig's ConfigMap.
+    pub config_namespace: String,
+}
+
+impl Default for KubeOptions {
+    fn default() -> Self {
+        KubeOptions { kubeconfig: None, context: None, sync: "ward".into(), config_namespace: "kube-system".into() }
+    }
+}
+
+/// One object in the inventory, as the `WardSync` status stores it (compact: 10,000 entries
+/// must fit in one object).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KubeEntry {
+    /// `Kind/namespace/name` or `Kind/name`.
+    pub id: String,
+    /// Fingerprint of what ward sent (the first 16 hex digits).
+    pub fp: String,
+    /// The object's revision marker after ward's write ([`marker`]); empty while an apply is
+    /// in flight.
+    #[serde(default)]
+    pub seen: String,
+    /// Where it was defined (`file:line`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub origin: String,
+}
+
+/// The inventory and revisions in a `WardSync` status.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncRecord {
+    /// The revision whose apply completed last.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_applied_revision: Option<String>,
+    /// The revision of the last attempt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_attempted_revision: Option<String>,
+    /// When the last apply completed (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_applied_at: Option<String>,
+    /// What ward applied.
+    #[serde(default)]
+    pub inventory: Vec<KubeEntry>,
+}
+
+/// A cluster reached through kube-rs.
+pub struct KubeTarget {
+    rt: Runtime,
+    client: Client,
+    opts: KubeOptions,
+    server: String,
+    /// What the last plan found besides the plan.
+    extra: Extra,
+}
+
+/// A live object as the server returned it, and normalised.
+struct Live {
+    raw: Value,
+    normalized: Value,
+}
+
+impl KubeTarget {
+    /// Connects as kubectl would with `--kubeconfig` and `--context`.
+    pub fn connect(opts: KubeOptions) -> Result<KubeTarget> {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+        let kopts = KubeConfigOptions { context: opts.context.clone(), ..KubeConfigOptions::default() };
+        let config = rt.block_on(async {
+            match &opts.kubeconfig {
+                Some(path) => {
+                    let kc = Kubeconfig::read_from(path).with_context(|| format!("cannot read kubeconfig {}", path.display()))?;
+                    Config::from_custom_kubeconfig(kc, &kopts).await.with_context(|| format!("kubeconfig {}", path.display()))
+                }
+                None => Config::from_kubeconfig(&kopts).await.context("no usable kubeconfig (KUBECONFIG or ~/.kube/config); pass --kubeconfig"),
+            }
+        })?;
+        let server = config.cluster_url.to_string();
+        let client = rt.block_on(async { Client::try_from(config) }).context("cannot build a Kubernetes client")?;
+        Ok(KubeTarget { rt, client, opts, server, extra: Extra::default() })
+    }
+
+    /// The client, for callers that talk to the cluster themselves (the controller, tests).
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// Objects the last plan did not prune because they carry `ward.dev/prune: disabled`.
+    pub fn kept(&self) -> &[ResourceKey] {
+        &self.extra.kept
+    }
+
+    /// The `WardSync` record (empty when there is none yet).
+    pub fn record(&self) -> Result<SyncRecord> {
+        self.rt.block_on(read_record(&self.client, &self.opts.sync))
+    }
+
+    /// Computes a plan against the cluster (see the module docs); with `force_conflicts`,
+    /// fields other managers own are planned as taken over.
+    pub fn plan(&mut self, desired: &ResourceSet, prune: bool, revision: Option<String>, force_conflicts: bool) -> Result<Plan> {
+        let client = self.client.clone();
+        let opts = self.opts.clone();
+        let (plan, extra) = self.rt.block_on(plan(client, opts, desired, prune, revision, force_conflicts))?;
+        self.extra = extra;
+        Ok(plan)
+    }
+
+    /// Inventory entries whose object changed or disappeared since ward wrote it (or whose
+    /// write never completed).
+    pub fn drifted(&self) -> Result<Vec<String>> {
+        self.rt.block_on(async {
+            let live = list_live(&self.client, &self.opts).await?;
+            let record = read_record(&self.client, &self.opts.sync).await?;
+            Ok(record
+                .inventory
+                .into_iter()
+                .filter(|e| e.seen.is_empty() || parse_id(&e.id).and_then(|k| live.get(&k)).is_none_or(|l| marker(&l.raw) != e.seen))
+                .map(|e| e.id)
+                .collect())
+        })
+    }
+
+    /// Objects whose `status.conditions[type=Valid]` is `False`, with the message (Cilium's
+    /// agent sets it on policies it cannot use).
+    pub fn unhealthy(&self) -> Result<Vec<(ResourceKey, String)>> {
+        self.rt.block_on(async {
+            let live = list_live(&self.client, &self.opts).await?;
+            Ok(live.into_iter().filter_map(|(k, l)| invalid_condition(&l.raw).map(|m| (k, m))).collect())
+        })
+    }
+}
+
+impl Target for KubeTarget {
+    fn describe(&self) -> String {
+        format!("cluster {} (inventory: WardSync {})", self.server, self.opts.sync)
+    }
+
+    fn live(&self) -> Result<LiveSet> {
+        self.rt.block_on(async {
+            let live = list_live(&self.client, &self.opts).await?;
+            let record = read_record(&self.client, &self.opts.sync).await?;
+            let mut set = LiveSet::default();
+            for (k, l) in live {
+                let fp = short_fp(&l.normalized);
+                set.objects.insert(k, LiveObject::new(l.normalized, fp));
+            }
+            set.inventory = to_inventory(&record);
+            Ok(set)
+        })
+    }
+
+    fn apply(&mut self, plan: &Plan, options: &ApplyOptions) -> Result<ApplyReport> {
+        let extra = self.extra.clone();
+        self.rt.block_on(apply(&self.client, &self.opts, plan, options, &extra))
+    }
+}
+
+/// The Kubernetes resource behind a kind.
+fn api_resource(kind: Kind) -> ApiResource {
+    let (group, version, kind_name, plural) = match kind {
+        Kind::CiliumConfig => ("", "v1", "ConfigMap", "configmaps"),
+        Kind::CiliumNetworkPolicy => ("cilium.io", "v2", "CiliumNetworkPolicy", "ciliumnetworkpolicies"),
+        Kind::CiliumClusterwideNetworkPolicy => ("cilium.io", "v2", "CiliumClusterwideNetworkPolicy", "ciliumclusterwidenetworkpolicies"),
+        Kind::CiliumEnvoyConfig => ("cilium.io", "v2", "CiliumEnvoyConfig", "ciliumenvoyconfigs"),
+        Kind::CiliumClusterwideEnvoyConfig => ("cilium.io", "v2", "CiliumClusterwideEnvoyConfig", "ciliumclusterwideenvoyconfigs"),
+        Kind::PolicyTest | Kind::LabTopology => ("ward.dev", "v1alpha1", kind.as_str(), "unapplied"),
+    };
+    let api_version = if group.is_empty() { version.to_owned() } else { format!("{group}/{version}") };
+    ApiResource { group: group.into(), version: version.into(), api_version, kind: kind_name.into(), plural: plural.into() }
+}
+
+fn sync_resource() -> ApiResource {
+    ApiResource { group: "ward.dev".into(), version: "v1alpha1".into(), api_version: "ward.dev/v1alpha1".into(), kind: "WardSync".into(), plural: "wardsyncs".into() }
+}
+
+/// The namespace an object of `key` lives in on the cluster.
+fn namespace_of<'a>(key: &'a ResourceKey, opts: &'a KubeOptions) -> Option<&'a str> {
+    match key.kind {
+        Kind::CiliumConfig => Some(&opts.config_namespace),
+        _ => key.namespace.as_deref(),
+    }
+}
+
+fn api_for(client: &Client, key: &ResourceKey, opts: &KubeOptions) -> Api<DynamicObject> {
+    let ar = api_resource(key.kind);
+    match namespace_of(key, opts) {
+        Some(ns) => Api::namespaced_with(client.clone(), ns, &ar),
+        None => Api::all_with(client.clone(), &ar),
+    }
+}
+
+/// What ward sends for a desired resource, normalised.
+pub fn to_kube(r: &Resource, opts: &KubeOptions) -> Value {
+    let object = normalize_owned(r.object.clone());
+    match r.key.kind {
+        Kind::CiliumConfig => normalize_owned(json!({
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": r.key.name, "namespace": opts.config_namespace, "labels": {MANAGED_BY.0: MANAGED_BY.1}},
+            "data": {CONFIG_MAP_KEY: to_yaml(&object)},
+        })),
+        _ => {
+            let mut object = object;
+            if let (Some(ns), Some(meta)) = (&r.key.namespace, object.get_mut("metadata").and_then(Value::as_object_mut)) {
+                meta.insert("namespace".into(), Value::String(ns.clone()));
+            }
+            object
+        }
+    }
+}
+
+/// A fingerprint short enough for a 10,000-entry inventory in one object (64 bits; it
+/// detects changes, it is not a security boundary).
+fn short_fp(normalized: &Value) -> String {
+    fingerprint(normalized).chars().take(16).collect()
+}
+
+/// Every live object of the kinds ward applies (ConfigMaps: only those labelled as ward's).
+async fn list_live(client: &Client, opts: &KubeOptions) -> Result<BTreeMap<ResourceKey, Live>> {
+    let mut out = BTreeMap::new();
+    for kind in Kind::ALL.into_iter().filter(|k| k.is_applied()) {
+        let ar = api_resource(kind);
+        let (api, lp): (Api<DynamicObject>, ListParams) = match kind {
+            Kind::CiliumConfig => (
+                Api::namespaced_with(client.clone(), &opts.config_namespace, &ar),
+                ListParams::default().labels(&format!("{}={}", MANAGED_BY.0, MANAGED_BY.1)),
+            ),
+            _ => (Api::all_with(client.clone(), &ar), ListParams::default()),
+        };
+        let list = api.list(&lp).await.map_err(|e| api_error(e, &format!("cannot list {}", ar.plural)))?;
+        for item in list.items {
+            let name = item.metadata.name.clone().unwrap_or_default();
+            let ns = if kind.namespaced() { item.metadata.namespace.clone() } else { None };
+            let mut raw = serde_json::to_value(&item)?;
+            if let Some(o) = raw.as_object_mut() {
+                o.insert("apiVersion".into(), json!(ar.api_version));
+                o.insert("kind".into(), json!(ar.kind));
+            }
+            let normalized = normalize_owned(raw.clone());
+            out.insert(ResourceKey::new(kind, ns.as_deref(), &name), Live { raw, normalized });
+        }
+    }
+    Ok(out)
+}
+
+async fn read_record(client: &Client, sync: &str) -> Result<SyncRecord> {
+    let api: Api<DynamicObject> = Api::all_with(client.clone(), &sync_resource());
+    let obj = api.get_opt(sync).await.map_err(|e| api_error(e, &format!("cannot read WardSync {sync} (is ward's CRD installed? kubectl apply -f schema/crds/)")))?;
+    let Some(obj) = obj else { return Ok(SyncRecord::default()) };
+    match obj.data.get("status") {
+        Some(status) => serde_json::from_value(status.clone()).with_context(|| format!("WardSync {sync}: unreadable status")),
+        None => Ok(SyncRecord::default()),
+    }
+}
+
+/// Writes the record into the `WardSync` status (creating the object when needed).
+async fn write_record(client: &Client, sync: &str, record: &SyncRecord) -> Result<()> {
+    let api: Api<DynamicObject> = Api::all_with(client.clone(), &sync_resource());
+    let pp = PatchParams::apply(FIELD_MANAGER).force();
+    let base = json!({"apiVersion": "ward.dev/v1alpha1", "kind": "WardSync", "metadata": {"name": sync}});
+    if api.get_opt(sync).await.map_err(|e| api_error(e, "cannot read the WardSync"))?.is_none() {
+        api.patch(sync, &pp, &Patch::Apply(&base)).await.map_err(|e| api_error(e, &format!("cannot create WardSync {sync}")))?;
+    }
+    let mut body = base;
+    body["status"] = serde_json::to_value(record)?;
+    api.patch_status(sync, &pp, &Patch::Apply(&body)).await.map_err(|e| api_error(e, &format!("cannot record the inventory in WardSync {sync}")))?;
+    Ok(())
+}
+
+fn to_inventory(record: &SyncRecord) -> Inventory {
+    let mut inv = Inventory {
+        applied_revision: record.last_applied_revision.clone(),
+        attempted_revision: record.last_attempted_revision.clone(),
+        applied_at: record.last_applied_at.clone(),
+        entries: BTreeMap::new(),
+    };
+    for e in &record.inventory {
+        if let Some(key) = parse_id(&e.id) {
+            inv.entries.insert(e.id.clone(), InventoryEntry { key, fingerprint: e.fp.clone(), origin: e.origin.clone() });
+        }
+    }
+    inv
+}
+
+/// Parses `Kind/namespace/name` or `Kind/name`.
+pub fn parse_id(id: &str) -> Option<ResourceKey> {
+    let parts: Vec<&str> = id.split('/').collect();
+    let kind = Kind::parse(parts.first()?)?;
+    match (kind.namespaced(), parts.as_slice()) {
+        (true, [_, ns, name]) => Some(ResourceKey::new(kind, Some(ns), name)),
+        (false, [_, name]) => Some(ResourceKey::new(kind, None, name)),
+        _ => None,
+    }
+}
+
+/// The message of a `Valid` condition that is `False`.
+fn invalid_condition(raw: &Value) -> Option<String> {
+    raw.pointer("/status/conditions")?.as_array()?.iter().find(|c| c["type"] == "Valid" && c["status"] == "False").map(|c| c["message"].as_str().unwrap_or("(no message)").to_owned())
+}
+
+fn annotation<'a>(raw: &'a Value, name: &str) -> Option<&'a str> {
+    raw.pointer("/metadata/annotations")?.get(name)?.as_str()
+}
+
+/// What changes whenever an object's content does: `g<metadata.generation>` for kinds that
+/// have one (CRDs: spec changes), else `rv<resourceVersion>` (ConfigMaps).
+pub fn marker(raw: &Value) -> String {
+    match raw.pointer("/metadata/generation").and_then(Value::as_i64) {
+        Some(g) => format!("g{g}"),
+        None => format!("rv{}", raw.pointer("/metadata/resourceVersion").and_then(Value::as_str).unwrap_or("")),
+    }
+}
+
+/// Whether the live object still holds every label and annotation ward sets (other managers
+/// may add their own).
+fn metadata_holds(live: &Value, want: &Value) -> bool {
+    ["labels", "annotations"].iter().all(|f| {
+        let Some(w) = want.pointer(&format!("/metadata/{f}")).and_then(Value::as_object) else { return true };
+        w.iter().all(|(k, v)| live.pointer(&format!("/metadata/{f}")).and_then(|m| m.get(k)) == Some(v))
+    })
+}
+
+/// A kube-rs error as a message a user can act on.
+fn api_error(e: kube::Error, what: &str) -> anyhow::Error {
+    match e {
+        kube::Error::Api(s) if s.code == 409 && s.message.contains("conflict") => {
+            anyhow!("{what}: {} (another field manager owns these fields; `--force-conflicts` takes them over)", s.message)
+        }
+        kube::Error::Api(s) if s.code == 403 => anyhow!("{what}: forbidden: {} (check the RBAC of the user in the kubeconfig)", s.message),
+        kube::Error::Api(s) => anyhow!("{what}: {} ({})", s.message, s.reason),
+        other => anyhow!("{what}: {other} (is the API server reachable?)"),
+    }
+}
+
+/// The result of one dry run.
+struct Dry {
+    key: ResourceKey,
+    send: Value,
+    fp: String,
+    origin: String,
+    /// Whether taking fields back from an imperative change was needed.
+    forced: bool,
+    result: Result<Value>,
+}
+
+/// The managers other than ward that own fields of `raw` through server-side apply.
+fn appliers(raw: &Value) -> Vec<String> {
+    let Some(fields) = raw.pointer("/metadata/managedFields").and_then(Value::as_array) else { return Vec::new() };
+    fields
+        .iter()
+        .filter(|f| f["operation"] == "Apply" && f["manager"] != FIELD_MANAGER)
+        .filter_map(|f| f["manager"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// What a plan found besides the plan itself.
+#[derive(Debug, Default, Clone)]
+struct Extra {
+    /// Objects left in place because of [`PRUNE_ANNOTATION`].
+    kept: Vec<ResourceKey>,
+    /// Objects whose imperative changes the apply takes back (forced apply).
+    forced: BTreeSet<ResourceKey>,
+}
+
+async fn plan(client: Client, opts: KubeOptions, desired: &ResourceSet, prune: bool, revision: Option<String>, force_conflicts: bool) -> Result<(Plan, Extra)> {
+    let live = list_live(&client, &opts).await?;
+    let record = read_record(&client, &opts.sync).await?;
+    let recorded: BTreeMap<&str, &KubeEntry> = record.inventory.iter().map(|e| (e.id.as_str(), e)).collect();
+    let mut plan = Plan { revision, prune, ..Plan::default() };
+    let mut to_check = Vec::new();
+    for r in desired.iter().filter(|r| r.key.kind.is_applied()) {
+        let send = to_kube(r, &opts);
+        let fp = short_fp(&send);
+        let id = Inventory::id(&r.key);
+        let entry = recorded.get(id.as_str());
+        let l = live.get(&r.key);
+        // Unchanged without asking: ward's last write is what is wanted and nobody changed
+        // the object since (its marker moves on any change but, for CRDs, metadata).
+        let untouched = match (entry, l) {
+            (Some(e), Some(l)) => e.fp == fp && !e.seen.is_empty() && marker(&l.raw) == e.seen && metadata_holds(&l.raw, &send),
+            _ => false,
+        };
+        if untouched {
+            plan.unchanged.push(r.key.clone());
+        } else {
+            to_check.push((r.key.clone(), send, fp, r.origin.to_string(), l.map(|l| appliers(&l.raw)).unwrap_or_default()));
+        }
+    }
+    let keys: Vec<&ResourceKey> = to_check.iter().map(|i| &i.0).collect();
+    ensure_namespaces(&client, &opts, &keys).await?;
+    let dries = dry_run_all(&client, &opts, to_check, force_conflicts).await;
+    let mut conflicts = Vec::new();
+    let mut extra = Extra::default();
+    for d in dries {
+        if d.forced {
+            extra.forced.insert(d.key.clone());
+        }
+        let after = match d.result {
+            Ok(v) => normalize_owned(v),
+            Err(e) => {
+                conflicts.push(format!("{} ({}): {e:#}", d.key, d.origin));
+                continue;
+            }
+        };
+        let entry = recorded.get(Inventory::id(&d.key).as_str());
+        let l = live.get(&d.key);
+        // Drift: ward applied this content before, and the object is no longer what ward left.
+        let drifted = entry.is_some_and(|e| e.fp == d.fp) && l.is_none_or(|l| after != l.normalized);
+        if drifted {
+            plan.drifted.push(d.key.clone());
+        }
+        let (action, before) = match l {
+            None => (Action::Create, None),
+            Some(l) if l.normalized == after => {
+                plan.unchanged.push(d.key);
+                continue;
+            }
+            Some(l) => (Action::Update, Some(l.normalized.clone())),
+        };
+        let diff = unified_diff(&d.key, before.as_ref(), Some(&after));
+        let change = Change { key: d.key, action, before, after: Some(d.send), after_fingerprint: Some(d.fp), diff, origin: Some(d.origin), drifted };
+        if action == Action::Create { plan.creates.push(change) } else { plan.updates.push(change) }
+    }
+    if !conflicts.is_empty() {
+        bail!("the API server refused {} object(s) in a dry run; nothing was applied:\n  {}", conflicts.len(), conflicts.join("\n  "));
+    }
+    for e in &record.inventory {
+        let Some(key) = parse_id(&e.id) else { continue };
+        if desired.get(&key).is_some() {
+            continue;
+        }
+        let Some(l) = live.get(&key) else { continue };
+        if annotation(&l.raw, PRUNE_ANNOTATION) == Some("disabled") {
+            extra.kept.push(key);
+            continue;
+        }
+        let drifted = !e.seen.is_empty() && marker(&l.raw) != e.seen;
+        if drifted {
+            plan.drifted.push(key.clone());
+        }
+        let diff = unified_diff(&key, Some(&l.normalized), None);
+        plan.deletes.push(Change { key, action: Action::Delete, before: Some(l.normalized.clone()), after: None, after_fingerprint: None, diff, origin: None, drifted });
+    }
+    for list in [&mut plan.creates, &mut plan.updates, &mut plan.deletes] {
+        list.sort_by(|a, b| a.key.cmp(&b.key));
+    }
+    plan.unchanged.sort();
+    Ok((plan, extra))
+}
+
+/// One object to dry-run: key, body, fingerprint, origin, and the other managers that own
+/// fields of the live object through their own server-side apply.
+type DryItem = (ResourceKey, Value, String, String, Vec<String>);
+
+/// Server-side dry runs of `items`, [`CONCURRENCY`] at a time, in the order given.
+///
+/// A conflict with a manager that changed the object imperatively (`kubectl edit`, `patch`,
+/// `scale`: operation `Update`) is drift, which ward corrects: the dry run is repeated with
+/// force and the object is marked to be forced. A conflict with a manager that applies the
+/// object itself (operation `Apply`) is a real ownership conflict and fails the plan.
+async fn dry_run_all(client: &Client, opts: &KubeOptions, items: Vec<DryItem>, force_conflicts: bool) -> Vec<Dry> {
+    let sem = Arc::new(tokio::sync::Semaphore::new(CONCURRENCY));
+    let mut set = tokio::task::JoinSet::new();
+    for (i, (key, send, fp, origin, appliers)) in items.into_iter().enumerate() {
+        let api = api_for(client, &key, opts);
+        let sem = Arc::clone(&sem);
+        set.spawn(async move {
+            let _permit = sem.acquire_owned().await;
+            let pp = if force_conflicts { PatchParams::apply(FIELD_MANAGER).dry_run().force() } else { PatchParams::apply(FIELD_MANAGER).dry_run() };
+            let mut forced = false;
+            let mut answer = api.patch(&key.name, &pp, &Patch::Apply(&send)).await;
+            if let Err(kube::Error::Api(st)) = &answer {
+                let declared = appliers.iter().any(|m| st.message.contains(&format!("conflict with \"{m}\"")));
+                if st.code == 409 && !declared {
+                    forced = true;
+                    answer = api.patch(&key.name, &pp.clone().force(), &Patch::Apply(&send)).await;
+                }
+            }
+            let result = answer.map_err(|e| api_error(e, "dry run")).and_then(|o| Ok(serde_json::to_value(o)?)).map(|mut v| {
+                if let Some(o) = v.as_object_mut() {
+                    o.insert("apiVersion".into(), send["apiVersion"].clone());
+                    o.insert("kind".into(), send["kind"].clone());
+                }
+                v
+            });
+            (i, Dry { key, send, fp, origin, forced, result })
+        });
+    }
+    let mut out: Vec<(usize, Dry)> = Vec::new();
+    while let Some(r) = set.join_next().await {
+        if let Ok(r) = r {
+            out.push(r);
+        }
+    }
+    out.sort_by_key(|(i, _)| *i);
+    out.into_iter().map(|(_, d)| d).collect()
+}
+
+async fn apply(client: &Client, opts: &KubeOptions, plan: &Plan, options: &ApplyOptions, extra: &Extra) -> Result<ApplyReport> {
+    let record = read_record(client, &opts.sync).await?;
+    let writes: Vec<&Change> = plan.actions().into_iter().filter(|c| c.action != Action::Delete).collect();
+    ensure_namespaces(client, opts, &writes.iter().map(|c| &c.key).collect::<Vec<_>>()).await?;
+    let mut entries: BTreeMap<String, KubeEntry> = record.inventory.iter().map(|e| (e.id.clone(), e.clone())).collect();
+    // Everything this apply may create is listed before the first write (no marker: not
+    // confirmed), so no interruption can orphan an object.
+    for c in &writes {
+        let id = Inventory::id(&c.key);
+        let fp = c.after_fingerprint.clone().unwrap_or_default();
+        entries.entry(id.clone()).and_modify(|e| e.seen.clear()).or_insert(KubeEntry { id, fp, seen: String::new(), origin: c.origin.clone().unwrap_or_default() });
+    }
+    let mut rec = SyncRecord { last_attempted_revision: options.revision.clone(), inventory: entries.values().cloned().collect(), ..record.clone() };
+    write_record(client, &opts.sync, &rec).await?;
+    let mut report = ApplyReport { unchanged: plan.unchanged.len(), ..ApplyReport::default() };
+    let pp = PatchParams::apply(FIELD_MANAGER);
+    let mut failure = None;
+    for c in &plan.actions() {
+        let id = Inventory::id(&c.key);
+        let api = api_for(client, &c.key, opts);
+        let what = format!("{} ({})", c.key, c.origin.as_deref().unwrap_or("inventory"));
+        let step: Result<()> = match (&c.action, &c.after) {
+            (Action::Delete, _) => match api.delete(&c.key.name, &DeleteParams::default()).await {
+                Ok(_) => Ok(()),
+                Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+                Err(e) => Err(api_error(e, &format!("cannot delete {what}"))),
+            }
+            .map(|()| {
+                entries.remove(&id);
+                report.deleted += 1;
+            }),
+            (_, Some(send)) => match api.patch(&c.key.name, &if options.force_conflicts || extra.forced.contains(&c.key) { pp.clone().force() } else { pp.clone() }, &Patch::Apply(send)).await {
+                Ok(o) => {
+                    let e = entries.entry(id.clone()).or_insert(KubeEntry { id, fp: String::new(), seen: String::new(), origin: String::new() });
+                    e.fp = c.after_fingerprint.clone().unwrap_or_default();
+                    e.seen = marker(&serde_json::to_value(&o)?);
+                    e.origin = c.origin.clone().unwrap_or_default();
+                    if c.action == Action::Create { report.created += 1 } else { report.updated += 1 }
+                    Ok(())
+                }
+                Err(e) => Err(api_error(e, &format!("cannot apply {what}"))),
+            },
+            (_, None) => Ok(()),
+        };
+        if let Err(e) = step {
+            failure = Some(e);
+            break;
+        }
+    }
+    if failure.is_none() && options.prune {
+        for k in &extra.kept {
+            entries.remove(&Inventory::id(k));
+        }
+    }
+    rec.inventory = entries.into_values().collect();
+    match failure {
+        Some(e) => {
+            // Best effort: the inventory written before the first write already covers
+            // everything this apply touched.
+            let _ = write_record(client, &opts.sync, &rec).await;
+            Err(e.context(format!("apply of {} stopped; the inventory lists every object it may have written; run it again", options.revision.as_deref().unwrap_or("the working tree"))))
+        }
+        None => {
+            rec.last_applied_revision = options.revision.clone();
+            rec.last_applied_at = Some(super::local::now_rfc3339());
+            refresh_markers(client, opts, &mut rec, &plan.unchanged).await?;
+            write_record(client, &opts.sync, &rec).await?;
+            Ok(report)
+        }
+    }
+}
+
+/// Records the current marker of objects the plan found unchanged (a change that made no
+/// difference, or a write whose answer was lost), so later plans skip their dry runs.
+async fn refresh_markers(client: &Client, opts: &KubeOptions, rec: &mut SyncRecord, unchanged: &[ResourceKey]) -> Result<()> {
+    let unchanged: BTreeSet<String> = unchanged.iter().map(Inventory::id).collect();
+    let live = list_live(client, opts).await?;
+    for e in rec.inventory.iter_mut().filter(|e| unchanged.contains(&e.id)) {
+        if let Some(l) = parse_id(&e.id).and_then(|k| live.get(&k)) {
+            e.seen = marker(&l.raw);
+        }
+    }
+    Ok(())
+}
+
+/// Fails (before any write) when a namespace an object needs does not exist.
+async fn ensure_namespaces(client: &Client, opts: &KubeOptions, keys: &[&ResourceKey]) -> Result<()> {
+    let wanted: BTreeSet<&str> = keys.iter().filter_map(|k| namespace_of(k, opts)).collect();
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    let api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+    let have: BTreeSet<String> = api.list(&ListParams::default()).await.map_err(|e| api_error(e, "cannot list namespaces"))?.items.into_iter().filter_map(|n| n.metadata.name).collect();
+    let missing: Vec<&str> = wanted.into_iter().filter(|n| !have.contains(*n)).collect();
+    if !missing.is_empty() {
+        bail!("namespace(s) {} do not exist; create them first (ward does not create namespaces); nothing was applied", missing.join(", "));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests")]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_parse_back_to_keys() {
+        for key in [ResourceKey::new(Kind::CiliumNetworkPolicy, Some("shop"), "a"), ResourceKey::new(Kind::CiliumConfig, None, "cilium-config")] {
+            assert_eq!(parse_id(&Inventory::id(&key)), Some(key));
+        }
+        assert_eq!(parse_id("CiliumNetworkPolicy/a"), None, "a namespaced kind needs a namespace");
+        assert_eq!(parse_id("Pod/x/y"), None);
+    }
+
+    #[test]
+    fn markers_follow_generation_or_resource_version() {
+        assert_eq!(marker(&json!({"metadata": {"generation": 3, "resourceVersion": "9"}})), "g3");
+        assert_eq!(marker(&json!({"metadata": {"resourceVersion": "9"}})), "rv9");
+    }
+
+    #[test]
+    fn metadata_ward_sets_must_still_be_there() {
+        let want = json!({"metadata": {"labels": {"a": "1"}}});
+        assert!(metadata_holds(&json!({"metadata": {"labels": {"a": "1", "other": "x"}}}), &want), "others may add labels");
+        assert!(!metadata_holds(&json!({"metadata": {"labels": {"a": "2"}}}), &want));
+        assert!(!metadata_holds(&json!({"metadata": {}}), &want));
+    }
+
+    #[test]
+    fn the_cilium_config_becomes_a_labelled_config_map() {
+        let r = Resource {
+            key: ResourceKey::new(Kind::CiliumConfig, None, "cilium-config"),
+            object: json!({"apiVersion": "cilium.io/v1.12", "kind": "CiliumConfig", "metadata": {"name": "cilium-config"}, "spec": {"enable-encryption": true}}),
+            origin: ward_schema::Origin::default(),
+        };
+        let cm = to_kube(&r, &KubeOptions::default());
+        assert_eq!(cm["kind"], "ConfigMap");
+        assert_eq!(cm["metadata"]["namespace"], "kube-system");
+        assert_eq!(cm["metadata"]["labels"][MANAGED_BY.0], MANAGED_BY.1);
+        assert!(cm["data"][CONFIG_MAP_KEY].as_str().unwrap().contains("enable-encryption: true"));
+    }
+
+    #[test]
+    fn invalid_conditions_are_found() {
+        let raw = json!({"status": {"conditions": [{"type": "Valid", "status": "False", "message": "bad"}]}});
+        assert_eq!(invalid_condition(&raw).as_deref(), Some("bad"));
+        assert_eq!(invalid_condition(&json!({"status": {"conditions": [{"type": "Valid", "status": "True"}]}})), None);
+    }
+}

@@ -1,0 +1,160 @@
+//! `ward plan`, `apply` and `status` against a real kube-apiserver (with etcd) started by the
+//! test harness: server-side apply as field manager `ward`, dry-run plans, the inventory in a
+//! WardSync, drift, conflicts with another field manager, prune and its guards, missing
+//! namespaces, health from `status.conditions[type=Valid]`. Fails rather than skips under
+//! CI=true when the test cluster is missing.
+
+#![allow(clippy::unwrap_used, reason = "tests")]
+
+mod testcluster;
+mod util;
+
+use serde_json::Value;
+use testcluster::TestCluster;
+use util::{Env, Repo, EXIT_CHANGES, EXIT_ERROR, EXIT_OK};
+
+/// Runs `ward` against the cluster.
+fn ward(repo: &Repo, cluster: &TestCluster, args: &[&str]) -> util::Run {
+    let kc = cluster.kubeconfig.display().to_string();
+    let mut all: Vec<&str> = args.to_vec();
+    all.extend(["--kubeconfig", &kc]);
+    repo.ward(&all)
+}
+
+/// `kind` objects in the cluster as `namespace/name` (or `name`), sorted.
+fn names(cluster: &TestCluster, kind: &str) -> Vec<String> {
+    let out = cluster.kubectl_ok(&["get", kind, "-A", "-o", "json"]);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let mut names: Vec<String> = v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| match i["metadata"]["namespace"].as_str() {
+            Some(ns) => format!("{ns}/{}", i["metadata"]["name"].as_str().unwrap()),
+            None => i["metadata"]["name"].as_str().unwrap().to_owned(),
+        })
+        .collect();
+    names.sort();
+    names
+}
+
+fn backend_port(cluster: &TestCluster) -> String {
+    cluster.kubectl_ok(&["get", "cnp", "-n", "shop", "backend-ingress", "-o", "jsonpath={.spec.ingress[0].toPorts[0].ports[0].port}"])
+}
+
+#[test]
+fn apply_converges_and_drift_conflicts_and_prune_behave() {
+    let Some(cluster) = TestCluster::start() else { return };
+    cluster.kubectl_ok(&["create", "namespace", "shop"]);
+    let env = Env::new();
+    let mut repo = env.fixture_repo();
+
+    let plan = ward(&repo, &cluster, &["plan", "--detailed-exitcode"]);
+    plan.code(EXIT_CHANGES).stdout_has("7 to create, 0 to change, 0 to prune, 0 drifted, 0 unchanged").stdout_has("+ CiliumNetworkPolicy/shop/backend-ingress create");
+    assert_eq!(names(&cluster, "cnp"), Vec::<String>::new(), "a plan writes nothing");
+
+    let apply = ward(&repo, &cluster, &["apply", "--detailed-exitcode"]);
+    apply.code(EXIT_CHANGES).stdout_has("7 to create");
+    ward(&repo, &cluster, &["plan", "--detailed-exitcode"]).code(EXIT_OK).stdout_has("0 to create, 0 to change, 0 to prune, 0 drifted, 7 unchanged");
+
+    // Exactly the repository's objects, written by field manager ward.
+    assert_eq!(names(&cluster, "cnp"), ["shop/backend-egress-deny-all", "shop/backend-ingress", "shop/frontend-egress"]);
+    assert_eq!(names(&cluster, "ccnp"), ["allow-kube-dns", "deny-world-egress"]);
+    assert_eq!(names(&cluster, "cec"), ["shop/envoy-frontend-l7lb"]);
+    let managers = cluster.kubectl_ok(&["get", "cnp", "-n", "shop", "backend-ingress", "-o", "jsonpath={.metadata.managedFields[*].manager}"]);
+    assert_eq!(managers.trim(), "ward");
+    // The CiliumConfig is a ConfigMap the agents read.
+    let config = cluster.kubectl_ok(&["get", "configmap", "-n", "kube-system", "cilium-config", "-o", "jsonpath={.data.cilium-config\\.yaml}"]);
+    assert!(config.contains("enable-encryption: true"), "{config}");
+    let status = ward(&repo, &cluster, &["status", "--format", "json"]);
+    status.code(EXIT_OK);
+    let s = status.json();
+    assert_eq!(s["appliedRevision"], Value::String(repo.head()));
+    assert_eq!(s["inventory"], 7);
+
+    // Drift: a change made with kubectl is reported and corrected.
+    assert_eq!(backend_port(&cluster), "80");
+    cluster.kubectl_ok(&["patch", "cnp", "-n", "shop", "backend-ingress", "--type", "json", "-p", r#"[{"op":"replace","path":"/spec/ingress/0/toPorts/0/ports/0/port","value":"8080"}]"#]);
+    ward(&repo, &cluster, &["status"]).code(EXIT_CHANGES).stdout_has("CiliumNetworkPolicy/shop/backend-ingress");
+    let drift = ward(&repo, &cluster, &["plan", "--detailed-exitcode"]);
+    drift.code(EXIT_CHANGES).stdout_has("0 to create, 1 to change, 0 to prune, 1 drifted, 6 unchanged");
+    drift.stdout_has("-            - port: \"8080\"").stdout_has("+            - port: \"80\"");
+    ward(&repo, &cluster, &["apply"]).code(EXIT_OK);
+    assert_eq!(backend_port(&cluster), "80", "drift corrected");
+    ward(&repo, &cluster, &["status"]).code(EXIT_OK).stdout_has("drift:             none");
+
+    // Conflict: another manager takes a field ward set; ward reports it and takes it back only
+    // with --force-conflicts.
+    let intruder = env.path().join("intruder.yaml");
+    let text = repo.read("policies/namespaces/shop/backend-ingress.yaml").replace("port: \"80\"", "port: \"9090\"");
+    assert!(text.contains("9090"), "the fixture's port is written as \"80\"");
+    std::fs::write(&intruder, text).unwrap();
+    cluster.kubectl_ok(&["apply", "--server-side", "--force-conflicts", "--field-manager", "intruder", "-f", intruder.to_str().unwrap()]);
+    let conflict = ward(&repo, &cluster, &["apply"]);
+    conflict.code(EXIT_ERROR).stderr_has("conflict").stderr_has("intruder").stderr_has(".spec.ingress").stderr_has("--force-conflicts");
+    assert_eq!(backend_port(&cluster), "9090", "nothing applied on a conflict");
+    ward(&repo, &cluster, &["apply", "--force-conflicts"]).code(EXIT_OK);
+    assert_eq!(backend_port(&cluster), "80");
+
+    // A namespace that does not exist: refused before anything is written.
+    repo.write("policies/namespaces/ghost/p.yaml", "apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {name: p, namespace: ghost}\nspec:\n  endpointSelector: {}\n  ingress: [{}]\n");
+    repo.write("policies/clusterwide/extra.yaml", "apiVersion: cilium.io/v2\nkind: CiliumClusterwideNetworkPolicy\nmetadata: {name: extra}\nspec:\n  endpointSelector: {}\n  ingress: [{}]\n");
+    ward(&repo, &cluster, &["apply"]).code(EXIT_ERROR).stderr_has("namespace(s) ghost do not exist");
+    assert_eq!(names(&cluster, "ccnp"), ["allow-kube-dns", "deny-world-egress"], "nothing applied");
+    repo.remove("policies/namespaces/ghost/p.yaml");
+    repo.remove("policies/clusterwide/extra.yaml");
+
+    // Prune: exactly the deleted file's object; an opted-out object stays.
+    cluster.kubectl_ok(&["annotate", "cnp", "-n", "shop", "frontend-egress", "ward.dev/prune=disabled"]);
+    repo.remove("policies/namespaces/shop/frontend-egress.yaml");
+    repo.remove("policies/namespaces/shop/backend-egress-deny-all.yaml");
+    repo.commit("drop two policies");
+    ward(&repo, &cluster, &["apply", "--prune", "--max-prune", "0"]).code(EXIT_ERROR).stderr_has("deletion budget");
+    assert_eq!(names(&cluster, "cnp").len(), 3, "over budget: nothing pruned");
+    let pruned = ward(&repo, &cluster, &["apply", "--prune"]);
+    pruned.code(EXIT_OK).stdout_has("1 to prune").stderr_has("frontend-egress is no longer desired but annotated ward.dev/prune: disabled");
+    assert_eq!(names(&cluster, "cnp"), ["shop/backend-ingress", "shop/frontend-egress"]);
+    let s = ward(&repo, &cluster, &["status", "--format", "json"]).json();
+    assert_eq!(s["inventory"], 5, "the opted-out object left the inventory: {s}");
+    assert!(s["unmanaged"].as_array().unwrap().iter().any(|u| u == "CiliumNetworkPolicy/shop/frontend-egress"), "{s}");
+
+    // Health: a policy the agent marked invalid shows in the status.
+    cluster.kubectl_ok(&[
+        "patch", "cnp", "-n", "shop", "backend-ingress", "--subresource", "status", "--type", "merge", "-p",
+        r#"{"status":{"conditions":[{"type":"Valid","status":"False","message":"policy cannot be imported"}]}}"#,
+    ]);
+    ward(&repo, &cluster, &["status"]).code(EXIT_CHANGES).stdout_has("invalid:           CiliumNetworkPolicy/shop/backend-ingress: policy cannot be imported");
+}
+
+#[test]
+fn pruning_everything_is_refused_and_an_invalid_revision_changes_nothing() {
+    let Some(cluster) = TestCluster::start() else { return };
+    cluster.kubectl_ok(&["create", "namespace", "shop"]);
+    let env = Env::new();
+    let mut repo = env.fixture_repo();
+    ward(&repo, &cluster, &["apply"]).code(EXIT_OK);
+    let before = names(&cluster, "cnp");
+
+    // An invalid commit: nothing applied, the message names the file and line.
+    repo.write("policies/namespaces/shop/backend-ingress.yaml", repo.read("policies/namespaces/shop/backend-ingress.yaml").replace("apiVersion: cilium.io/v2", "apiVersion: cilium.io/v1alpha1"));
+    repo.write("policies/namespaces/shop/new.yaml", "apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {name: new, namespace: shop}\nspec:\n  endpointSelector: {}\n  ingress: [{}]\n");
+    repo.commit("broken");
+    let bad = ward(&repo, &cluster, &["apply", "--prune"]);
+    bad.code(EXIT_ERROR).stdout_has("policies/namespaces/shop/backend-ingress.yaml:").stdout_has("cilium.io/v2").stderr_has("nothing applied");
+    assert_eq!(names(&cluster, "cnp"), before);
+
+    // A checkout with no policies at all would prune everything: refused unless asked for.
+    for f in ["backend-ingress.yaml", "new.yaml", "backend-egress-deny-all.yaml", "frontend-egress.yaml", "envoy-frontend-l7lb.yaml"] {
+        repo.remove(&format!("policies/namespaces/shop/{f}"));
+    }
+    for f in ["allow-kube-dns.yaml", "deny-world-egress.yaml"] {
+        repo.remove(&format!("policies/clusterwide/{f}"));
+    }
+    repo.remove("cluster-config/cilium-config.yaml");
+    repo.commit("empty");
+    ward(&repo, &cluster, &["apply", "--prune"]).code(EXIT_ERROR).stderr_has("refusing to prune all 7 objects");
+    assert_eq!(names(&cluster, "cnp"), before);
+    ward(&repo, &cluster, &["apply", "--prune", "--allow-prune-all"]).code(EXIT_OK);
+    assert_eq!(names(&cluster, "cnp"), Vec::<String>::new());
+    assert_eq!(names(&cluster, "ccnp"), Vec::<String>::new());
+}
