@@ -13,6 +13,12 @@
 //! - `one changed`: one policy edited, `ward apply`.
 //!
 //! Reported: the median of the rounds, and the peak memory (max RSS) of `ward`.
+//!
+//! Then the controller: `ward reconcile` follows a bare repository holding the 1,000
+//! policies; 20 times one policy changes, the commit is pushed and the webhook posted.
+//! Push-to-applied: from before `git push` until the controller's `/metrics` count one more
+//! successful reconcile (the apply finished). Reported: p50, p99 (with 20 samples, the
+//! largest) and the controller's memory after them.
 
 #![allow(clippy::unwrap_used, clippy::print_stdout, missing_docs, reason = "benchmark")]
 
@@ -76,6 +82,84 @@ fn ward(repo: &Path, cluster: &TestCluster, sync: &str, args: &[&str]) -> (Durat
     (took, peak)
 }
 
+/// `(status, body)` of a plain HTTP/1.1 request.
+fn http(port: u16, method: &str, path: &str, headers: &[(&str, String)], body: &[u8]) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n", body.len());
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    s.write_all(body).unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let status = out.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    (status, out.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default())
+}
+
+fn successes(port: u16) -> u64 {
+    let (_, text) = http(port, "GET", "/metrics", &[], b"");
+    text.lines().find_map(|l| l.strip_prefix("ward_reconcile_total{outcome=\"success\"}").and_then(|v| v.trim().parse().ok())).unwrap_or(0)
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status")).ok().and_then(|s| s.lines().find_map(|l| l.strip_prefix("VmRSS:").and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok()))).unwrap_or(0)
+}
+
+/// Push-to-applied latencies through the webhook, and the controller's RSS in KiB.
+fn controller(cluster: &TestCluster) -> (Vec<Duration>, u64) {
+    const SECRET: &[u8] = b"bench-secret";
+    let dir = tempfile::tempdir().unwrap();
+    let work = dir.path().join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    write_repo(&work);
+    let bare = dir.path().join("server.git");
+    assert!(Command::new("git").args(["clone", "-q", "--bare"]).arg(&work).arg(&bare).status().unwrap().success());
+    std::fs::write(dir.path().join("secret"), SECRET).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ward"))
+        .args(["reconcile", "--rev", "main", "--interval", "1h", "--identity", "bench", "--sync", "bench-ctl"])
+        .args(["--listen", &format!("127.0.0.1:{port}"), "--webhook-secret-file"])
+        .arg(dir.path().join("secret"))
+        .arg("--repo")
+        .arg(&bare)
+        .arg("--kubeconfig")
+        .arg(&cluster.kubeconfig)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() || successes(port) == 0 {
+        assert!(start.elapsed() < Duration::from_secs(120), "the controller did not apply the first revision");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let git = |args: &[&str]| assert!(Command::new("git").args(["-c", "user.name=b", "-c", "user.email=b@b.invalid"]).args(args).current_dir(&work).output().unwrap().status.success(), "git {args:?}");
+    let mut lat = Vec::new();
+    for i in 0..20u16 {
+        std::fs::write(work.join("policies/bench-5/p5.yaml"), policy(5, 5, 9000 + i)).unwrap();
+        git(&["commit", "-q", "-am", "change"]);
+        let before = successes(port);
+        let t0 = Instant::now();
+        git(&["push", "-q", bare.to_str().unwrap(), "HEAD:main"]);
+        let body = br#"{"ref":"refs/heads/main"}"#;
+        let (status, _) = http(port, "POST", "/hook", &[("X-Hub-Signature-256", ward_reconciler::controller::http::sign(SECRET, body))], body);
+        assert_eq!(status, 202);
+        while successes(port) <= before {
+            assert!(t0.elapsed() < Duration::from_secs(60), "push {i} was not applied");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        lat.push(t0.elapsed());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let rss = rss_kib(child.id());
+    let _ = child.kill();
+    let _ = child.wait();
+    (lat, rss)
+}
+
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
@@ -114,4 +198,9 @@ fn main() {
     println!("  no-change apply    {:>8.3} s", median(again).as_secs_f64());
     println!("  one policy changed {:>8.3} s", median(one).as_secs_f64());
     println!("  ward peak memory   {:>8.1} MiB (max RSS)", rss as f64 / 1024.0);
+    let (mut lat, rss) = controller(&cluster);
+    lat.sort();
+    println!("controller, webhook, {POLICIES} policies, 20 pushes of one changed policy:");
+    println!("  push-to-applied p50 {:>7.3} s, p99 {:.3} s (max of 20), min {:.3} s", lat[lat.len() / 2].as_secs_f64(), lat[lat.len() - 1].as_secs_f64(), lat[0].as_secs_f64());
+    println!("  controller memory  {:>8.1} MiB (RSS after the pushes)", rss as f64 / 1024.0);
 }

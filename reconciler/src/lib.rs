@@ -6,6 +6,7 @@
 //! `ward explain`, and the connectivity diff that `diff` and `plan` report.
 
 pub mod cli;
+pub mod controller;
 pub mod desired;
 pub mod normalize;
 pub mod plan;

@@ -113,6 +113,10 @@ pub enum Command {
     /// (root only for up and down).
     #[command(subcommand)]
     Lab(LabCommand),
+    /// Run the controller: keep the cluster (--kubeconfig/--context, or in a pod its service
+    /// account) at a Git ref, woken by a poll interval, webhooks and, for a local repository,
+    /// pushes; leader election, status on the WardSync, /healthz, /readyz, /metrics.
+    Reconcile(ReconcileArgs),
     /// Follow the datapath's verdict events (drops, and each newly allowed connection) with
     /// the pods, port and deciding rule; root, while `ward-agent` runs or after.
     Observe(ObserveArgs),
@@ -257,3 +261,71 @@ pub struct ExplainArgs {
 /// `ward status`.
 #[derive(Debug, Args)]
 pub struct StatusArgs {}
+
+/// `ward reconcile`.
+#[derive(Debug, Args)]
+pub struct ReconcileArgs {
+    /// The ref to follow: a branch, tag or commit.
+    #[arg(long, default_value = "HEAD")]
+    pub rev: String,
+    /// How often to read the repository without being woken (e.g. 30s, 5m, 1h).
+    #[arg(long, default_value = "1m", value_parser = parse_duration)]
+    pub interval: std::time::Duration,
+    /// Address of /healthz, /readyz, /metrics and /hook.
+    #[arg(long, default_value = "127.0.0.1:9090")]
+    pub listen: std::net::SocketAddr,
+    /// A file holding the webhook secret (GitHub/generic HMAC-SHA256 key, GitLab token);
+    /// without it /hook is off.
+    #[arg(long, env = "WARD_WEBHOOK_SECRET_FILE")]
+    pub webhook_secret_file: Option<PathBuf>,
+    /// The largest webhook body accepted, in bytes.
+    #[arg(long, default_value_t = 1 << 20)]
+    pub max_body: usize,
+    /// Delete objects ward applied that are no longer desired.
+    #[arg(long)]
+    pub prune: bool,
+    /// The most objects one reconcile may prune.
+    #[arg(long, default_value_t = crate::target::DEFAULT_MAX_PRUNE)]
+    pub max_prune: usize,
+    /// This controller's name in the Lease [default: host name and process id].
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
+    /// The namespace of the leader-election Lease.
+    #[arg(long, default_value = "kube-system")]
+    pub lease_namespace: String,
+    /// Reconcile once and exit.
+    #[arg(long)]
+    pub once: bool,
+}
+
+/// Parses `90s`, `5m`, `1h`, `250ms`.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let split = s.find(|c: char| !c.is_ascii_digit()).ok_or_else(|| format!("{s:?}: add a unit (ms, s, m, h)"))?;
+    let (n, unit) = s.split_at(split);
+    let n: u64 = n.parse().map_err(|_| format!("{s:?}: not a duration"))?;
+    let ms = match unit {
+        "ms" => n,
+        "s" => n * 1000,
+        "m" => n * 60_000,
+        "h" => n * 3_600_000,
+        _ => return Err(format!("{s:?}: unknown unit {unit:?} (ms, s, m, h)")),
+    };
+    Ok(std::time::Duration::from_millis(ms))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_duration;
+    use std::time::Duration;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert!(parse_duration("5").is_err());
+        assert!(parse_duration("5d").is_err());
+        assert!(parse_duration("m").is_err());
+    }
+}

@@ -60,6 +60,10 @@ pub struct Settings {
     pub color: bool,
     /// The cluster to use instead of the local target (`--kubeconfig`, `--context`).
     pub kube: Option<KubeOptions>,
+    /// `--sync` and `--config-namespace`, for the controller without a kubeconfig.
+    pub sync: String,
+    /// See `sync`.
+    pub config_namespace: String,
 }
 
 impl Settings {
@@ -87,7 +91,7 @@ impl Settings {
             sync: g.sync.clone(),
             config_namespace: g.config_namespace.clone(),
         });
-        Ok(Settings { repo, selection: Selection { include: g.include.clone(), limits }, state_dir, cache_dir, format: g.format, color, kube })
+        Ok(Settings { repo, selection: Selection { include: g.include.clone(), limits }, state_dir, cache_dir, format: g.format, color, kube, sync: g.sync.clone(), config_namespace: g.config_namespace.clone() })
     }
 }
 
@@ -120,6 +124,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Status(_) => status(&settings),
         Command::Lab(c) => lab::run(&settings, c),
         Command::Observe(a) => observe(&settings, &a),
+        Command::Reconcile(a) => reconcile(&settings, &a),
     }
 }
 
@@ -443,6 +448,39 @@ fn live_from(set: &ResourceSet) -> LiveSet {
         live.objects.insert(r.key.clone(), LiveObject::new(object, fp));
     }
     live
+}
+
+fn reconcile(settings: &Settings, a: &args::ReconcileArgs) -> Result<i32> {
+    let kube = settings.kube.clone().unwrap_or_else(|| KubeOptions { sync: settings.sync.clone(), config_namespace: settings.config_namespace.clone(), ..KubeOptions::default() });
+    let webhook_secret = match &a.webhook_secret_file {
+        Some(f) => {
+            let s = std::fs::read(f).with_context(|| format!("cannot read the webhook secret {}", f.display()))?;
+            let s = s.trim_ascii().to_vec();
+            if s.is_empty() {
+                bail!("the webhook secret {} is empty", f.display());
+            }
+            Some(s)
+        }
+        None => None,
+    };
+    let identity = a.identity.clone().unwrap_or_else(|| {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        format!("{}-{}", host.trim(), std::process::id())
+    });
+    let opts = crate::controller::ControllerOptions {
+        rev: a.rev.clone(),
+        interval: a.interval,
+        listen: a.listen,
+        webhook_secret,
+        max_body: a.max_body,
+        prune: a.prune,
+        max_prune: a.max_prune,
+        identity,
+        lease_namespace: a.lease_namespace.clone(),
+        once: a.once,
+    };
+    crate::controller::run(settings, &kube, &opts)?;
+    Ok(EXIT_OK)
 }
 
 fn observe(settings: &Settings, a: &ObserveArgs) -> Result<i32> {

@@ -112,6 +112,12 @@ pub struct SyncRecord {
     /// What ward applied.
     #[serde(default)]
     pub inventory: Vec<KubeEntry>,
+    /// The controller's conditions (Ready, Reconciling, Stalled), Kubernetes style.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Value>,
+    /// The WardSync generation the controller last acted on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
 }
 
 /// A cluster reached through kube-rs.
@@ -137,6 +143,8 @@ impl KubeTarget {
         let kopts = KubeConfigOptions { context: opts.context.clone(), ..KubeConfigOptions::default() };
         let config = rt.block_on(async {
             match &opts.kubeconfig {
+                // Neither file nor context: in a pod, its service account; else as kubectl.
+                None if opts.context.is_none() => Config::infer().await.context("no in-cluster service account and no usable kubeconfig; pass --kubeconfig"),
                 Some(path) => {
                     let kc = Kubeconfig::read_from(path).with_context(|| format!("cannot read kubeconfig {}", path.display()))?;
                     Config::from_custom_kubeconfig(kc, &kopts).await.with_context(|| format!("kubeconfig {}", path.display()))
@@ -162,6 +170,59 @@ impl KubeTarget {
     /// The `WardSync` record (empty when there is none yet).
     pub fn record(&self) -> Result<SyncRecord> {
         self.rt.block_on(read_record(&self.client, &self.opts.sync))
+    }
+
+    /// Changes the `WardSync` record with `f` and writes it back.
+    pub fn update_record(&self, f: impl FnOnce(&mut SyncRecord)) -> Result<()> {
+        self.rt.block_on(async {
+            let mut rec = read_record(&self.client, &self.opts.sync).await?;
+            f(&mut rec);
+            write_record(&self.client, &self.opts.sync, &rec).await
+        })
+    }
+
+    /// The `WardSync`'s spec and generation (`{}` and `None` when it does not exist yet).
+    pub fn sync_spec(&self) -> Result<(Value, Option<i64>)> {
+        self.rt.block_on(async {
+            let api: Api<DynamicObject> = Api::all_with(self.client.clone(), &sync_resource());
+            let obj = api.get_opt(&self.opts.sync).await.map_err(|e| api_error(e, "cannot read the WardSync"))?;
+            Ok(obj.map_or((json!({}), None), |o| (o.data.get("spec").cloned().unwrap_or(json!({})), o.metadata.generation)))
+        })
+    }
+
+    /// Records a Kubernetes event about the `WardSync` (`Normal` or `Warning`); failures to
+    /// record are logged, never fatal.
+    pub fn event(&self, warning: bool, reason: &str, message: &str) {
+        let now = crate::controller::rfc3339_micro(std::time::SystemTime::now());
+        let ev = json!({
+            "apiVersion": "v1", "kind": "Event",
+            "metadata": {"generateName": format!("{}.", self.opts.sync), "namespace": "default"},
+            "involvedObject": {"apiVersion": "ward.dev/v1alpha1", "kind": "WardSync", "name": self.opts.sync},
+            "reason": reason, "message": message.chars().take(1024).collect::<String>(),
+            "type": if warning { "Warning" } else { "Normal" },
+            "firstTimestamp": now.clone(), "lastTimestamp": now, "count": 1,
+            "source": {"component": "ward"},
+        });
+        let r: Result<()> = self.rt.block_on(async {
+            let ar = ApiResource { group: String::new(), version: "v1".into(), api_version: "v1".into(), kind: "Event".into(), plural: "events".into() };
+            let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), "default", &ar);
+            let obj: DynamicObject = serde_json::from_value(ev)?;
+            api.create(&kube::api::PostParams::default(), &obj).await.map_err(|e| api_error(e, "cannot record an event"))?;
+            Ok(())
+        });
+        if let Err(e) = r {
+            tracing::warn!("{e:#}");
+        }
+    }
+
+    /// Runs `f` in the background on the target's runtime.
+    pub fn spawn(&self, f: impl std::future::Future<Output = ()> + Send + 'static) {
+        drop(self.rt.spawn(f));
+    }
+
+    /// Runs `f` on the target's runtime (for callers with their own kube-rs calls).
+    pub fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
+        self.rt.block_on(f)
     }
 
     /// Computes a plan against the cluster (see the module docs); with `force_conflicts`,
@@ -429,6 +490,10 @@ struct Extra {
     kept: Vec<ResourceKey>,
     /// Objects whose imperative changes the apply takes back (forced apply).
     forced: BTreeSet<ResourceKey>,
+    /// Objects a dry run found unchanged although ward's record of them was out of date
+    /// (a change that made no difference, a lost answer): their live marker and fingerprint,
+    /// recorded by the next apply so later plans need no dry run for them.
+    refresh: BTreeMap<String, (String, String)>,
 }
 
 async fn plan(client: Client, opts: KubeOptions, desired: &ResourceSet, prune: bool, revision: Option<String>, force_conflicts: bool) -> Result<(Plan, Extra)> {
@@ -481,6 +546,7 @@ async fn plan(client: Client, opts: KubeOptions, desired: &ResourceSet, prune: b
         let (action, before) = match l {
             None => (Action::Create, None),
             Some(l) if l.normalized == after => {
+                extra.refresh.insert(Inventory::id(&d.key), (marker(&l.raw), d.fp.clone()));
                 plan.unchanged.push(d.key);
                 continue;
             }
@@ -578,7 +644,10 @@ async fn apply(client: &Client, opts: &KubeOptions, plan: &Plan, options: &Apply
         entries.entry(id.clone()).and_modify(|e| e.seen.clear()).or_insert(KubeEntry { id, fp, seen: String::new(), origin: c.origin.clone().unwrap_or_default() });
     }
     let mut rec = SyncRecord { last_attempted_revision: options.revision.clone(), inventory: entries.values().cloned().collect(), ..record.clone() };
-    write_record(client, &opts.sync, &rec).await?;
+    // Only creates can orphan an object; updates and deletes are of listed objects already.
+    if writes.iter().any(|c| c.action == Action::Create) {
+        write_record(client, &opts.sync, &rec).await?;
+    }
     let mut report = ApplyReport { unchanged: plan.unchanged.len(), ..ApplyReport::default() };
     let pp = PatchParams::apply(FIELD_MANAGER);
     let mut failure = None;
@@ -630,24 +699,16 @@ async fn apply(client: &Client, opts: &KubeOptions, plan: &Plan, options: &Apply
         None => {
             rec.last_applied_revision = options.revision.clone();
             rec.last_applied_at = Some(super::local::now_rfc3339());
-            refresh_markers(client, opts, &mut rec, &plan.unchanged).await?;
+            for e in &mut rec.inventory {
+                if let Some((seen, fp)) = extra.refresh.get(&e.id) {
+                    e.seen = seen.clone();
+                    e.fp = fp.clone();
+                }
+            }
             write_record(client, &opts.sync, &rec).await?;
             Ok(report)
         }
     }
-}
-
-/// Records the current marker of objects the plan found unchanged (a change that made no
-/// difference, or a write whose answer was lost), so later plans skip their dry runs.
-async fn refresh_markers(client: &Client, opts: &KubeOptions, rec: &mut SyncRecord, unchanged: &[ResourceKey]) -> Result<()> {
-    let unchanged: BTreeSet<String> = unchanged.iter().map(Inventory::id).collect();
-    let live = list_live(client, opts).await?;
-    for e in rec.inventory.iter_mut().filter(|e| unchanged.contains(&e.id)) {
-        if let Some(l) = parse_id(&e.id).and_then(|k| live.get(&k)) {
-            e.seen = marker(&l.raw);
-        }
-    }
-    Ok(())
 }
 
 /// Fails (before any write) when a namespace an object needs does not exist.

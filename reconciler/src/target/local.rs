@@ -348,7 +348,11 @@ fn sync_dir(dir: &Path) -> Result<()> {
 
 /// The current time as RFC 3339 UTC, without a date library.
 pub fn now_rfc3339() -> String {
-    let secs = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    rfc3339_of(SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0))
+}
+
+/// Seconds since the Unix epoch as RFC 3339, UTC (`2026-11-29T12:00:00Z`).
+pub fn rfc3339_of(secs: u64) -> String {
     let days = secs / 86_400;
     let rem = secs % 86_400;
     let (y, m, d) = civil_from_days(days as i64);

@@ -1,0 +1,341 @@
+//! `ward reconcile`: the controller that keeps a cluster at a Git revision, Flux style.
+//!
+//! One loop, woken by the poll interval, a webhook (`/hook`, see [`http`]) or, for a
+//! repository on the controller's own disk, a change of its refs (notify). Each wake-up:
+//! 1. only the leader works: a `coordination.k8s.io` Lease ([`lease`]) is acquired or renewed
+//!    first, so two controllers against one cluster never both write;
+//! 2. a suspended WardSync (`spec.suspend: true`) is left alone;
+//! 3. the revision is read and validated; an invalid one is **not applied** (all or nothing):
+//!    the cluster keeps the last good revision, the WardSync says `Stalled` with the file,
+//!    line and message of the first errors, and a Warning event is recorded;
+//! 4. a valid one is planned against the cluster and applied (with `--prune`, pruning through
+//!    the inventory and its guards); `Ready=True` with the revision;
+//! 5. a failure that may pass (API server gone, network) is retried with exponential backoff
+//!    (1 s doubling to 5 min), `Ready=False` with the error.
+//!
+//! `/healthz` answers while the process runs, `/readyz` once the controller has reached the
+//! API server, `/metrics` in Prometheus text with labels of bounded cardinality (outcomes
+//! only, never revisions or object names). SIGTERM or SIGINT ends the loop after the current
+//! reconcile and releases the Lease.
+
+pub mod http;
+pub mod lease;
+
+use crate::cli::{load_desired, Settings};
+use crate::target::kube::{KubeOptions, KubeTarget};
+use crate::target::{check_prune, ApplyOptions, Target};
+use anyhow::{Context, Result};
+use serde_json::{json, Value};
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+/// What woke the controller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    /// A webhook was accepted.
+    Webhook,
+    /// The local repository's refs changed.
+    Notify,
+    /// Shutting down.
+    Stop,
+}
+
+/// How the controller runs.
+#[derive(Debug, Clone)]
+pub struct ControllerOptions {
+    /// The ref to follow (branch, tag or commit).
+    pub rev: String,
+    /// How often to look at the repository without being woken.
+    pub interval: Duration,
+    /// Where `/healthz`, `/readyz`, `/metrics` and `/hook` listen.
+    pub listen: SocketAddr,
+    /// The webhook secret (HMAC key, or GitLab token).
+    pub webhook_secret: Option<Vec<u8>>,
+    /// The largest webhook body accepted.
+    pub max_body: usize,
+    /// Prune objects no longer desired.
+    pub prune: bool,
+    /// The deletion budget of one reconcile.
+    pub max_prune: usize,
+    /// This controller's name in the Lease.
+    pub identity: String,
+    /// Where the Lease lives.
+    pub lease_namespace: String,
+    /// Stop after the first reconcile (for scripts).
+    pub once: bool,
+}
+
+/// The counters `/metrics` shows.
+#[derive(Debug, Default)]
+struct Metrics {
+    /// Reconciles by outcome: success, invalid, failure, skipped.
+    outcomes: std::collections::BTreeMap<&'static str, u64>,
+    duration_sum: f64,
+    duration_count: u64,
+    last_applied_unix: f64,
+    inventory: usize,
+    leader: bool,
+}
+
+/// The first backoff after a failure, and the longest.
+const BACKOFF: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(300));
+
+/// Runs the controller until SIGTERM/SIGINT (or after one reconcile with `once`).
+pub fn run(settings: &Settings, kube: &KubeOptions, opts: &ControllerOptions) -> Result<()> {
+    let mut target = KubeTarget::connect(kube.clone())?;
+    let (tx, rx) = mpsc::channel();
+    let stop = Arc::new(AtomicBool::new(false));
+    let metrics = Arc::new(Mutex::new(Metrics::default()));
+    let shared = Arc::new(http::Shared {
+        ready: AtomicBool::new(false),
+        metrics: {
+            let m = Arc::clone(&metrics);
+            Box::new(move || render_metrics(&m))
+        },
+        wake: Mutex::new(tx.clone()),
+        secret: opts.webhook_secret.clone(),
+        max_body: opts.max_body,
+        hooks: Mutex::default(),
+    });
+    let listener = TcpListener::bind(opts.listen).with_context(|| format!("cannot listen on {}", opts.listen))?;
+    tracing::info!(listen = %listener.local_addr()?, "serving /healthz, /readyz, /metrics and /hook");
+    {
+        let (shared, stop) = (Arc::clone(&shared), Arc::clone(&stop));
+        std::thread::spawn(move || http::serve(listener, shared, stop));
+    }
+    watch_signals(&target, tx.clone(), Arc::clone(&stop));
+    let _watcher = watch_local_repo(settings, tx);
+    let mut lease = lease::Lease::new(&opts.lease_namespace, &kube.sync, &opts.identity);
+    let mut backoff: Option<Duration> = None;
+    loop {
+        let leader = lease.try_hold(&target);
+        shared.ready.store(leader.is_ok(), Ordering::Relaxed);
+        let wait = match leader {
+            Ok(true) => {
+                lock(&metrics).leader = true;
+                let started = Instant::now();
+                let outcome = reconcile(settings, &mut target, opts);
+                let mut m = lock(&metrics);
+                m.duration_sum += started.elapsed().as_secs_f64();
+                m.duration_count += 1;
+                let wait = match outcome {
+                    Ok(Done::Applied(n)) => {
+                        *m.outcomes.entry("success").or_default() += 1;
+                        m.last_applied_unix = unix(SystemTime::now());
+                        m.inventory = n;
+                        backoff = None;
+                        opts.interval
+                    }
+                    Ok(Done::Invalid | Done::Suspended) => {
+                        *m.outcomes.entry(if matches!(outcome, Ok(Done::Invalid)) { "invalid" } else { "skipped" }).or_default() += 1;
+                        backoff = None;
+                        opts.interval
+                    }
+                    Err(e) => {
+                        *m.outcomes.entry("failure").or_default() += 1;
+                        let next = backoff.map_or(BACKOFF.0, |b| (b * 2).min(BACKOFF.1));
+                        backoff = Some(next);
+                        tracing::warn!(retry_in = ?next, "reconcile failed: {e:#}");
+                        next
+                    }
+                };
+                drop(m);
+                if opts.once {
+                    break;
+                }
+                wait
+            }
+            Ok(false) => {
+                lock(&metrics).leader = false;
+                lease::RETRY
+            }
+            Err(e) => {
+                tracing::warn!("cannot reach the API server for the Lease: {e:#}");
+                lock(&metrics).leader = false;
+                backoff.map_or(BACKOFF.0, |b| (b * 2).min(BACKOFF.1))
+            }
+        };
+        // A leader renews its Lease well before it expires, whatever the interval.
+        let wait = if lease.held() { wait.min(lease::RENEW) } else { wait };
+        if wait_for_trigger(&rx, wait, &lease) == Some(Trigger::Stop) || stop.load(Ordering::Relaxed) {
+            break;
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    lease.release(&target);
+    Ok(())
+}
+
+/// Waits `wait` or until woken; a wake-up while not leader counts only for the leader.
+fn wait_for_trigger(rx: &Receiver<Trigger>, wait: Duration, lease: &lease::Lease) -> Option<Trigger> {
+    let deadline = Instant::now() + wait;
+    loop {
+        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(Trigger::Stop) => return Some(Trigger::Stop),
+            Ok(t) if lease.held() => {
+                // Coalesce a burst (a push fires the hook and notify together).
+                while let Ok(more) = rx.try_recv() {
+                    if more == Trigger::Stop {
+                        return Some(Trigger::Stop);
+                    }
+                }
+                return Some(t);
+            }
+            Ok(_) => {}
+            Err(_) => return None,
+        }
+    }
+}
+
+/// How one reconcile ended, when it did not fail.
+enum Done {
+    /// Applied (or nothing to do); the inventory's size.
+    Applied(usize),
+    /// The revision is invalid; nothing applied.
+    Invalid,
+    /// The WardSync is suspended.
+    Suspended,
+}
+
+fn reconcile(settings: &Settings, target: &mut KubeTarget, opts: &ControllerOptions) -> Result<Done> {
+    let (spec, generation) = target.sync_spec()?;
+    if spec["suspend"] == json!(true) {
+        set_status(target, generation, None, &[("Ready", "Unknown", "Suspended", "reconciliation is suspended (spec.suspend)")])?;
+        return Ok(Done::Suspended);
+    }
+    let (desired, _) = match load_desired(settings, Some(&opts.rev), true) {
+        Ok(d) => d,
+        Err(e) => {
+            let msg = format!("cannot read revision {}: {e:#}", opts.rev);
+            set_status(target, generation, None, &[("Ready", "False", "SourceFailed", &msg), ("Reconciling", "True", "Retrying", "the source will be read again")])?;
+            return Err(e);
+        }
+    };
+    let revision = desired.revision.clone();
+    let v = &desired.validation;
+    if !v.is_valid() {
+        let first: Vec<String> = v.diagnostics.iter().filter(|d| d.severity == ward_schema::Severity::Error).take(5).map(|d| format!("{}:{}:{}: {} ({}){}", d.file, d.line, d.column, d.message, d.path, d.hint.as_deref().map(|h| format!("; hint: {h}")).unwrap_or_default())).collect();
+        let msg = format!("revision {} is invalid ({} error(s)); nothing applied, the cluster keeps {}: {}", revision.as_deref().unwrap_or("?"), v.error_count(), target.record()?.last_applied_revision.as_deref().unwrap_or("its current state"), first.join("; "));
+        set_status(target, generation, revision.as_deref(), &[("Ready", "False", "ValidationFailed", &msg), ("Stalled", "True", "ValidationFailed", &msg), ("Reconciling", "False", "ValidationFailed", "waiting for a new revision")])?;
+        target.event(true, "ValidationFailed", &msg);
+        return Ok(Done::Invalid);
+    }
+    let options = ApplyOptions { prune: opts.prune, revision: revision.clone(), max_prune: opts.max_prune, ..ApplyOptions::default() };
+    let attempt = (|| -> Result<usize> {
+        let live = target.live()?;
+        let plan = target.plan(&v.resources, opts.prune, revision.clone(), false)?;
+        if plan.has_changes() || live.inventory.applied_revision != revision || (opts.prune && !target.kept().is_empty()) {
+            check_prune(&plan, live.inventory.entries.len(), &options)?;
+            let report = target.apply(&plan, &options)?;
+            let msg = format!("applied revision {}: {} created, {} changed, {} pruned", revision.as_deref().unwrap_or("?"), report.created, report.updated, report.deleted);
+            tracing::info!("{msg}");
+            if plan.has_changes() {
+                target.event(false, "ReconciliationSucceeded", &msg);
+            }
+        }
+        Ok(target.record()?.inventory.len())
+    })();
+    match attempt {
+        Ok(n) => {
+            let msg = format!("Applied revision: {}", revision.as_deref().unwrap_or("?"));
+            set_status(target, generation, revision.as_deref(), &[("Ready", "True", "ReconciliationSucceeded", &msg), ("Reconciling", "False", "ReconciliationSucceeded", &msg), ("Stalled", "False", "ReconciliationSucceeded", &msg)])?;
+            Ok(Done::Applied(n))
+        }
+        Err(e) => {
+            let msg = format!("{e:#}");
+            // The API server may be the thing that is gone: recording the failure is best effort.
+            let _ = set_status(target, generation, revision.as_deref(), &[("Ready", "False", "ReconciliationFailed", &msg), ("Reconciling", "True", "Retrying", "retrying with backoff")]);
+            target.event(true, "ReconciliationFailed", &msg);
+            Err(e)
+        }
+    }
+}
+
+/// Sets conditions (type, status, reason, message) on the WardSync, keeping each condition's
+/// transition time when its status does not change; records the attempted revision.
+fn set_status(target: &KubeTarget, generation: Option<i64>, attempted: Option<&str>, conditions: &[(&str, &str, &str, &str)]) -> Result<()> {
+    let now = rfc3339_micro(SystemTime::now());
+    target.update_record(|rec| {
+        for (ty, status, reason, message) in conditions {
+            let message: String = message.chars().take(4096).collect();
+            let old = rec.conditions.iter().position(|c| c["type"] == *ty);
+            let since = old.and_then(|i| (rec.conditions[i]["status"] == *status).then(|| rec.conditions[i]["lastTransitionTime"].clone())).unwrap_or(Value::String(now.clone()));
+            let c = json!({"type": ty, "status": status, "reason": reason, "message": message, "lastTransitionTime": since, "observedGeneration": generation});
+            match old {
+                Some(i) => rec.conditions[i] = c,
+                None => rec.conditions.push(c),
+            }
+        }
+        rec.observed_generation = generation;
+        if let Some(r) = attempted {
+            rec.last_attempted_revision = Some(r.to_owned());
+        }
+    })
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn render_metrics(m: &Mutex<Metrics>) -> String {
+    use std::fmt::Write as _;
+    let m = lock(m);
+    let mut s = String::new();
+    let _ = writeln!(s, "# HELP ward_reconcile_total Reconciles by outcome.\n# TYPE ward_reconcile_total counter");
+    for outcome in ["success", "invalid", "failure", "skipped"] {
+        let _ = writeln!(s, "ward_reconcile_total{{outcome=\"{outcome}\"}} {}", m.outcomes.get(outcome).copied().unwrap_or(0));
+    }
+    let _ = writeln!(s, "# HELP ward_reconcile_duration_seconds Time spent reconciling.\n# TYPE ward_reconcile_duration_seconds summary");
+    let _ = writeln!(s, "ward_reconcile_duration_seconds_sum {}\nward_reconcile_duration_seconds_count {}", m.duration_sum, m.duration_count);
+    let _ = writeln!(s, "# HELP ward_last_applied_timestamp_seconds When a revision was last applied.\n# TYPE ward_last_applied_timestamp_seconds gauge\nward_last_applied_timestamp_seconds {}", m.last_applied_unix);
+    let _ = writeln!(s, "# HELP ward_inventory_objects Objects in the inventory.\n# TYPE ward_inventory_objects gauge\nward_inventory_objects {}", m.inventory);
+    let _ = writeln!(s, "# HELP ward_leader Whether this controller holds the Lease.\n# TYPE ward_leader gauge\nward_leader {}", u8::from(m.leader));
+    s
+}
+
+/// Sets `stop` and wakes the loop on SIGTERM or SIGINT.
+fn watch_signals(target: &KubeTarget, tx: Sender<Trigger>, stop: Arc<AtomicBool>) {
+    target.spawn(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else { return };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        tracing::info!("shutting down after the current reconcile");
+        stop.store(true, Ordering::Relaxed);
+        let _ = tx.send(Trigger::Stop);
+    });
+}
+
+/// For a repository on this machine: wakes the loop when its refs change (a push).
+fn watch_local_repo(settings: &Settings, tx: Sender<Trigger>) -> Option<notify::RecommendedWatcher> {
+    let crate::cli::RepoRef::Local(path) = &settings.repo else { return None };
+    let dir: PathBuf = if path.join(".git").is_dir() { path.join(".git") } else { path.clone() };
+    let mut w = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
+        if let Ok(e) = ev
+            && !e.kind.is_access()
+            && e.paths.iter().any(|p| p.components().any(|c| c.as_os_str() == "refs") || p.ends_with("packed-refs") || p.ends_with("HEAD"))
+        {
+            let _ = tx.send(Trigger::Notify);
+        }
+    })
+    .ok()?;
+    notify::Watcher::watch(&mut w, &dir, notify::RecursiveMode::Recursive).ok()?;
+    Some(w)
+}
+
+fn unix(t: SystemTime) -> f64 {
+    t.duration_since(SystemTime::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// RFC 3339 with microseconds, UTC (Kubernetes' MicroTime).
+pub fn rfc3339_micro(t: SystemTime) -> String {
+    let d = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+    let secs = crate::target::local::rfc3339_of(d.as_secs());
+    format!("{}.{:06}Z", secs.trim_end_matches('Z'), d.subsec_micros())
+}

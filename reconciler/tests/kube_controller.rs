@@ -1,0 +1,237 @@
+//! `ward reconcile`, the controller, against a real kube-apiserver and etcd: a push to a bare
+//! repository is applied when the webhook (or notify) fires; unsigned hooks are refused; an
+//! invalid commit is not applied and the WardSync says which file and line; /healthz,
+//! /readyz and /metrics answer; of two controllers only the Lease holder writes, and the
+//! other takes over when the holder stops. Fails rather than skips under CI=true when the
+//! test cluster is missing.
+
+#![allow(clippy::unwrap_used, reason = "tests")]
+
+mod testcluster;
+mod util;
+
+use serde_json::Value;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use testcluster::TestCluster;
+use util::{Env, Repo};
+
+const SECRET: &str = "hook-secret-for-tests";
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A controller process, stopped with SIGTERM on drop.
+struct Controller {
+    child: Child,
+    port: u16,
+}
+
+impl Controller {
+    fn start(env: &Env, cluster: &TestCluster, bare: &Path, identity: &str) -> Controller {
+        let port = free_port();
+        let secret = env.path().join("secret");
+        std::fs::write(&secret, SECRET).unwrap();
+        let child = env
+            .runner()
+            .command(env.path(), &[])
+            .args(["reconcile", "--rev", "main", "--interval", "1h", "--prune", "--identity", identity])
+            .args(["--listen", &format!("127.0.0.1:{port}"), "--webhook-secret-file"])
+            .arg(&secret)
+            .arg("--repo")
+            .arg(bare)
+            .arg("--kubeconfig")
+            .arg(&cluster.kubeconfig)
+            .env("WARD_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        Controller { child, port }
+    }
+
+    /// `(status, body)` of a request to the controller.
+    fn http(&self, method: &str, path: &str, headers: &[(&str, String)], body: &[u8]) -> (u16, String) {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        let mut req = format!("{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n", body.len());
+        for (k, v) in headers {
+            req.push_str(&format!("{k}: {v}\r\n"));
+        }
+        req.push_str("\r\n");
+        s.write_all(req.as_bytes()).unwrap();
+        // The server may answer (413) before taking the whole body.
+        let _ = s.write_all(body);
+        let mut raw = Vec::new();
+        let _ = s.read_to_end(&mut raw);
+        let out = String::from_utf8_lossy(&raw).into_owned();
+        let status = out.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+        (status, out.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default())
+    }
+
+    fn up(&self) -> bool {
+        TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+    }
+
+    fn metric(&self, name: &str) -> Option<f64> {
+        let (_, text) = self.http("GET", "/metrics", &[], b"");
+        text.lines().find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
+    }
+
+    fn hook(&self) -> u16 {
+        let body = br#"{"ref":"refs/heads/main"}"#;
+        self.http("POST", "/hook", &[("X-Hub-Signature-256", ward_reconciler::controller::http::sign(SECRET.as_bytes(), body))], body).0
+    }
+
+    fn stop(&mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let start = Instant::now();
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return s;
+            }
+            assert!(start.elapsed() < Duration::from_secs(20), "the controller did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Controller {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn wait_for(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A bare clone of `repo` (what a Git server holds) and a push helper.
+fn bare_of(env: &Env, repo: &Repo) -> PathBuf {
+    let bare = env.path().join("server.git");
+    let ok = Command::new("git").args(["clone", "-q", "--bare"]).arg(&repo.path).arg(&bare).status().unwrap();
+    assert!(ok.success());
+    bare
+}
+
+fn push(repo: &Repo, bare: &Path) {
+    let out = Command::new("git").arg("-C").arg(&repo.path).args(["push", "-q"]).arg(bare).arg("HEAD:main").output().unwrap();
+    assert!(out.status.success(), "git push: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+fn port_of(cluster: &TestCluster) -> String {
+    let out = cluster.kubectl(&["get", "cnp", "-n", "shop", "backend-ingress", "-o", "jsonpath={.spec.ingress[0].toPorts[0].ports[0].port}"]);
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn sync_status(cluster: &TestCluster) -> Value {
+    let out = cluster.kubectl(&["get", "wardsync", "ward", "-o", "json"]);
+    serde_json::from_slice::<Value>(&out.stdout).map(|v| v["status"].clone()).unwrap_or(Value::Null)
+}
+
+fn condition(status: &Value, ty: &str) -> Value {
+    status["conditions"].as_array().into_iter().flatten().find(|c| c["type"] == ty).cloned().unwrap_or(Value::Null)
+}
+
+#[test]
+fn pushes_are_applied_invalid_commits_are_not_and_the_status_says_why() {
+    let Some(cluster) = TestCluster::start() else { return };
+    cluster.kubectl_ok(&["create", "namespace", "shop"]);
+    let env = Env::new();
+    let mut repo = env.fixture_repo();
+    let bare = bare_of(&env, &repo);
+    let mut c = Controller::start(&env, &cluster, &bare, "controller-a");
+
+    wait_for("/healthz", Duration::from_secs(20), || c.up() && c.http("GET", "/healthz", &[], b"").0 == 200);
+    wait_for("the first revision to be applied", Duration::from_secs(30), || port_of(&cluster) == "80");
+    wait_for("/readyz", Duration::from_secs(10), || c.http("GET", "/readyz", &[], b"").0 == 200);
+    wait_for("Ready=True", Duration::from_secs(10), || condition(&sync_status(&cluster), "Ready")["status"] == "True");
+    let st = sync_status(&cluster);
+    assert_eq!(st["lastAppliedRevision"], Value::String(repo.head()), "{st}");
+    assert!(condition(&st, "Ready")["message"].as_str().unwrap().contains(&repo.head()), "{st}");
+
+    // Unsigned, wrongly signed and oversized hooks are refused.
+    assert_eq!(c.http("POST", "/hook", &[], b"{}").0, 401);
+    assert_eq!(c.http("POST", "/hook", &[("X-Hub-Signature-256", "sha256=00".into())], b"{}").0, 401);
+    assert_eq!(c.http("POST", "/hook", &[("X-Gitlab-Token", "wrong".into())], b"{}").0, 401);
+    assert_eq!(c.http("POST", "/hook", &[], &vec![b'x'; (1 << 20) + 1]).0, 413);
+
+    // A push, then the hook: applied.
+    let file = "policies/namespaces/shop/backend-ingress.yaml";
+    repo.write(file, repo.read(file).replace("port: \"80\"", "port: \"8080\""));
+    let good = repo.commit("backend on 8080");
+    push(&repo, &bare);
+    assert_eq!(c.hook(), 202);
+    wait_for("the pushed commit to be applied", Duration::from_secs(10), || port_of(&cluster) == "8080");
+    wait_for("the status to name the commit", Duration::from_secs(5), || sync_status(&cluster)["lastAppliedRevision"] == Value::String(good.clone()));
+
+    // An invalid commit: nothing applied; the status names the file and line.
+    repo.write(file, repo.read(file).replace("apiVersion: cilium.io/v2", "apiVersion: cilium.io/v1alpha1").replace("port: \"8080\"", "port: \"9090\""));
+    let bad = repo.commit("broken");
+    push(&repo, &bare);
+    assert_eq!(c.hook(), 202);
+    wait_for("the invalid commit to be reported", Duration::from_secs(10), || {
+        let st = sync_status(&cluster);
+        st["lastAttemptedRevision"] == Value::String(bad.clone()) && condition(&st, "Ready")["reason"] == "ValidationFailed"
+    });
+    let st = sync_status(&cluster);
+    let ready = condition(&st, "Ready");
+    assert_eq!(ready["status"], "False", "{st}");
+    assert_eq!(ready["reason"], "ValidationFailed", "{st}");
+    let msg = ready["message"].as_str().unwrap();
+    assert!(msg.contains("policies/namespaces/shop/backend-ingress.yaml:") && msg.contains("cilium.io/v2"), "{msg}");
+    assert_eq!(condition(&st, "Stalled")["status"], "True", "{st}");
+    assert_eq!(st["lastAppliedRevision"], Value::String(good.clone()), "the last good revision stays");
+    assert_eq!(port_of(&cluster), "8080", "nothing of the invalid commit applied");
+    let events = cluster.kubectl_ok(&["get", "events", "-n", "default", "--field-selector", "reason=ValidationFailed", "-o", "name"]);
+    assert!(!events.trim().is_empty(), "a Warning event is recorded");
+
+    // Metrics, bounded labels.
+    assert!(c.metric("ward_reconcile_total{outcome=\"invalid\"}").unwrap() >= 1.0);
+    assert!(c.metric("ward_reconcile_total{outcome=\"success\"}").unwrap() >= 2.0);
+    assert_eq!(c.metric("ward_leader"), Some(1.0));
+
+    assert!(c.stop().success(), "SIGTERM ends the controller cleanly");
+}
+
+#[test]
+fn only_the_lease_holder_writes_and_a_follower_takes_over() {
+    let Some(cluster) = TestCluster::start() else { return };
+    cluster.kubectl_ok(&["create", "namespace", "shop"]);
+    let env = Env::new();
+    let mut repo = env.fixture_repo();
+    let bare = bare_of(&env, &repo);
+    let mut a = Controller::start(&env, &cluster, &bare, "controller-a");
+    wait_for("a to apply", Duration::from_secs(30), || port_of(&cluster) == "80");
+    let b = Controller::start(&env, &cluster, &bare, "controller-b");
+    wait_for("b to serve", Duration::from_secs(20), || b.up() && b.http("GET", "/healthz", &[], b"").0 == 200);
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(a.metric("ward_leader"), Some(1.0));
+    assert_eq!(b.metric("ward_leader"), Some(0.0), "b follows");
+    let holder = cluster.kubectl_ok(&["get", "lease", "-n", "kube-system", "ward-ward", "-o", "jsonpath={.spec.holderIdentity}"]);
+    assert_eq!(holder, "controller-a");
+    let writers = cluster.kubectl_ok(&["get", "cnp", "-n", "shop", "backend-ingress", "-o", "jsonpath={.metadata.managedFields[*].manager}"]);
+    assert_eq!(writers.trim(), "ward");
+
+    // The holder stops; the follower takes over and applies the next push.
+    assert!(a.stop().success());
+    let file = "policies/namespaces/shop/backend-ingress.yaml";
+    repo.write(file, repo.read(file).replace("port: \"80\"", "port: \"8443\""));
+    repo.commit("8443");
+    push(&repo, &bare);
+    wait_for("b to lead and apply the push", Duration::from_secs(20), || {
+        let _ = b.hook();
+        port_of(&cluster) == "8443"
+    });
+    assert_eq!(b.metric("ward_leader"), Some(1.0));
+    let holder = cluster.kubectl_ok(&["get", "lease", "-n", "kube-system", "ward-ward", "-o", "jsonpath={.spec.holderIdentity}"]);
+    assert_eq!(holder, "controller-b");
+}
