@@ -293,7 +293,8 @@ pub struct ReconcileArgs {
     /// The namespace of the leader-election Lease.
     #[arg(long, default_value = "kube-system")]
     pub lease_namespace: String,
-    /// Reconcile once and exit.
+    /// Reconcile once (as the Lease holder, waiting for it if needed) and exit: 0 when the
+    /// revision was applied, 1 when it was invalid, suspended or failed.
     #[arg(long)]
     pub once: bool,
 }

@@ -111,6 +111,8 @@ pub fn run(settings: &Settings, kube: &KubeOptions, opts: &ControllerOptions) ->
     let _watcher = watch_local_repo(settings, tx);
     let mut lease = lease::Lease::new(&opts.lease_namespace, &kube.sync, &opts.identity);
     let mut backoff: Option<Duration> = None;
+    // Whether the last reconcile applied its revision (for `--once`'s exit status).
+    let mut applied = false;
     loop {
         let leader = lease.try_hold(&target);
         shared.ready.store(leader.is_ok(), Ordering::Relaxed);
@@ -122,6 +124,7 @@ pub fn run(settings: &Settings, kube: &KubeOptions, opts: &ControllerOptions) ->
                 let mut m = lock(&metrics);
                 m.duration_sum += started.elapsed().as_secs_f64();
                 m.duration_count += 1;
+                applied = matches!(outcome, Ok(Done::Applied(_)));
                 let wait = match outcome {
                     Ok(Done::Applied(n)) => {
                         *m.outcomes.entry("success").or_default() += 1;
@@ -145,7 +148,9 @@ pub fn run(settings: &Settings, kube: &KubeOptions, opts: &ControllerOptions) ->
                 };
                 drop(m);
                 if opts.once {
-                    break;
+                    stop.store(true, Ordering::Relaxed);
+                    lease.release(&target);
+                    return if applied { Ok(()) } else { Err(anyhow::anyhow!("the revision was not applied (see the WardSync's conditions and the log)")) };
                 }
                 wait
             }
@@ -264,7 +269,10 @@ fn set_status(target: &KubeTarget, generation: Option<i64>, attempted: Option<&s
             let message: String = message.chars().take(4096).collect();
             let old = rec.conditions.iter().position(|c| c["type"] == *ty);
             let since = old.and_then(|i| (rec.conditions[i]["status"] == *status).then(|| rec.conditions[i]["lastTransitionTime"].clone())).unwrap_or(Value::String(now.clone()));
-            let c = json!({"type": ty, "status": status, "reason": reason, "message": message, "lastTransitionTime": since, "observedGeneration": generation});
+            let mut c = json!({"type": ty, "status": status, "reason": reason, "message": message, "lastTransitionTime": since});
+            if let Some(g) = generation {
+                c["observedGeneration"] = json!(g);
+            }
             match old {
                 Some(i) => rec.conditions[i] = c,
                 None => rec.conditions.push(c),

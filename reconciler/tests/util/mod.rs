@@ -207,6 +207,11 @@ impl Run {
 
     /// Asserts that stderr contains `needle`.
     #[track_caller]
+    /// Asserts stderr does not contain `needle`.
+    pub fn stderr_lacks(&self, needle: &str) -> &Self {
+        self.check(!self.stderr.contains(needle), format_args!("stderr should not contain {needle:?}"))
+    }
+
     pub fn stderr_has(&self, needle: &str) -> &Self {
         self.check(self.stderr.contains(needle), format_args!("stderr should contain {needle:?}"))
     }

@@ -1,0 +1,63 @@
+//! The deployment manifests (`reconciler/deploy/`) on a real API server: the namespace and
+//! RBAC apply, the controller's Deployment and Service pass a server-side dry run, and the
+//! controller runs with nothing but its ServiceAccount's token (least privilege that is still
+//! enough), while that account cannot do what it does not need. Fails rather than skips under
+//! CI=true when the test cluster is missing.
+
+#![allow(clippy::unwrap_used, reason = "tests")]
+
+mod testcluster;
+mod util;
+
+use std::path::Path;
+use testcluster::TestCluster;
+use util::{Env, EXIT_OK};
+
+fn deploy(file: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy").join(file).display().to_string()
+}
+
+#[test]
+fn manifests_apply_and_the_service_account_is_enough_and_no_more() {
+    let Some(cluster) = TestCluster::start() else { return };
+    cluster.kubectl_ok(&["apply", "--server-side", "-f", &deploy("namespace.yaml"), "-f", &deploy("rbac.yaml")]);
+    let dry = cluster.kubectl_ok(&["apply", "--server-side", "--dry-run=server", "-f", &deploy("reconciler.yaml")]);
+    assert!(dry.contains("deployment.apps/ward-reconciler serverside-applied (server dry run)"), "{dry}");
+    assert!(dry.contains("service/ward-reconciler serverside-applied (server dry run)"), "{dry}");
+
+    // A kubeconfig with the ServiceAccount's token only.
+    let token = cluster.kubectl_ok(&["create", "token", "ward-reconciler", "-n", "ward-system"]);
+    let admin = std::fs::read_to_string(&cluster.kubeconfig).unwrap();
+    let ca = admin.split("certificate-authority: \"").nth(1).unwrap().split('"').next().unwrap();
+    let env = Env::new();
+    let kc = env.path().join("sa-kubeconfig");
+    std::fs::write(
+        &kc,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {{server: \"{}\", certificate-authority: \"{ca}\"}}\nusers:\n- name: sa\n  user: {{token: \"{}\"}}\ncontexts:\n- name: sa\n  context: {{cluster: c, user: sa}}\ncurrent-context: sa\n",
+            cluster.server,
+            token.trim()
+        ),
+    )
+    .unwrap();
+
+    cluster.kubectl_ok(&["create", "namespace", "shop"]);
+    let repo = env.fixture_repo();
+    let run = env.ward(&repo.path, &["reconcile", "--once", "--prune", "--identity", "sa-test", "--listen", "127.0.0.1:0", "--kubeconfig", kc.to_str().unwrap()]);
+    run.code(EXIT_OK).stderr_lacks("WARN");
+    let cnps = cluster.kubectl_ok(&["get", "cnp", "-n", "shop", "-o", "name"]);
+    assert_eq!(cnps.lines().count(), 3, "{cnps}");
+    let ready = cluster.kubectl_ok(&["get", "wardsync", "ward", "-o", "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}"]);
+    assert_eq!(ready, "True");
+
+    // And nothing more than that.
+    let sa = "system:serviceaccount:ward-system:ward-reconciler";
+    for (verb, resource, ns) in [("delete", "pods", "shop"), ("create", "namespaces", ""), ("get", "secrets", "kube-system"), ("create", "clusterroles", ""), ("patch", "deployments", "ward-system")] {
+        let mut args = vec!["auth", "can-i", verb, resource, "--as", sa];
+        if !ns.is_empty() {
+            args.extend(["-n", ns]);
+        }
+        let out = cluster.kubectl(&args);
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "no", "{sa} may {verb} {resource}");
+    }
+}
