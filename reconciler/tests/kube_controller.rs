@@ -235,3 +235,47 @@ fn only_the_lease_holder_writes_and_a_follower_takes_over() {
     let holder = cluster.kubectl_ok(&["get", "lease", "-n", "kube-system", "ward-ward", "-o", "jsonpath={.spec.holderIdentity}"]);
     assert_eq!(holder, "controller-b");
 }
+
+#[test]
+fn the_controller_backs_off_while_the_api_server_is_gone_and_the_inventory_stays_right() {
+    let Some(mut cluster) = TestCluster::start() else { return };
+    cluster.kubectl_ok(&["create", "namespace", "shop"]);
+    let env = Env::new();
+    let mut repo = env.fixture_repo();
+    let bare = bare_of(&env, &repo);
+    let c = Controller::start(&env, &cluster, &bare, "controller-a");
+    wait_for("the first revision to be applied", Duration::from_secs(30), || port_of(&cluster) == "80");
+    wait_for("Ready=True", Duration::from_secs(10), || condition(&sync_status(&cluster), "Ready")["status"] == "True");
+
+    // The API server goes away; a push arrives: reconciles fail and back off.
+    cluster.kill_apiserver();
+    let file = "policies/namespaces/shop/backend-ingress.yaml";
+    repo.write(file, repo.read(file).replace("port: \"80\"", "port: \"8080\""));
+    repo.write("policies/namespaces/shop/extra.yaml", "apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {name: extra, namespace: shop}\nspec:\n  endpointSelector: {}\n  ingress: [{}]\n");
+    repo.remove("policies/namespaces/shop/frontend-egress.yaml");
+    let head = repo.commit("while the API server is down");
+    push(&repo, &bare);
+    assert_eq!(c.hook(), 202);
+    wait_for("failed reconciles", Duration::from_secs(20), || c.metric("ward_reconcile_total{outcome=\"failure\"}").unwrap_or(0.0) >= 2.0);
+    assert_eq!(c.http("GET", "/healthz", &[], b"").0, 200, "alive while the API server is gone");
+
+    // It comes back: the controller recovers by itself (backoff, no new trigger).
+    cluster.restart_apiserver();
+    wait_for("the commit to be applied after the outage", Duration::from_secs(60), || sync_status(&cluster)["lastAppliedRevision"] == Value::String(head.clone()));
+    assert_eq!(port_of(&cluster), "8080");
+    let cnps = cluster.kubectl_ok(&["get", "cnp", "-n", "shop", "-o", "jsonpath={.items[*].metadata.name}"]);
+    let mut cnps: Vec<&str> = cnps.split_whitespace().collect();
+    cnps.sort();
+    assert_eq!(cnps, ["backend-egress-deny-all", "backend-ingress", "extra"], "pruned exactly the removed policy, created the new one");
+    // The inventory lists exactly what is there, every write confirmed (nothing orphaned).
+    let st = sync_status(&cluster);
+    let mut ids: Vec<String> = st["inventory"].as_array().unwrap().iter().map(|e| e["id"].as_str().unwrap().to_owned()).collect();
+    ids.sort();
+    // The fixtures' objects, less the removed policy, plus the new one.
+    let mut want: Vec<String> = util::FIXTURE_OBJECTS.iter().filter(|k| !k.ends_with("/frontend-egress")).map(|k| (*k).to_owned()).collect();
+    want.push("CiliumNetworkPolicy/shop/extra".into());
+    want.sort();
+    assert_eq!(ids, want);
+    assert!(st["inventory"].as_array().unwrap().iter().all(|e| !e["seen"].as_str().unwrap().is_empty()), "{st}");
+    assert_eq!(condition(&st, "Ready")["status"], "True", "{st}");
+}

@@ -111,8 +111,6 @@ pub fn run(settings: &Settings, kube: &KubeOptions, opts: &ControllerOptions) ->
     let _watcher = watch_local_repo(settings, tx);
     let mut lease = lease::Lease::new(&opts.lease_namespace, &kube.sync, &opts.identity);
     let mut backoff: Option<Duration> = None;
-    // Whether the last reconcile applied its revision (for `--once`'s exit status).
-    let mut applied = false;
     loop {
         let leader = lease.try_hold(&target);
         shared.ready.store(leader.is_ok(), Ordering::Relaxed);
@@ -124,7 +122,8 @@ pub fn run(settings: &Settings, kube: &KubeOptions, opts: &ControllerOptions) ->
                 let mut m = lock(&metrics);
                 m.duration_sum += started.elapsed().as_secs_f64();
                 m.duration_count += 1;
-                applied = matches!(outcome, Ok(Done::Applied(_)));
+                // Whether this reconcile applied its revision (for `--once`'s exit status).
+                let applied = matches!(outcome, Ok(Done::Applied(_)));
                 let wait = match outcome {
                     Ok(Done::Applied(n)) => {
                         *m.outcomes.entry("success").or_default() += 1;
@@ -159,9 +158,14 @@ pub fn run(settings: &Settings, kube: &KubeOptions, opts: &ControllerOptions) ->
                 lease::RETRY
             }
             Err(e) => {
-                tracing::warn!("cannot reach the API server for the Lease: {e:#}");
-                lock(&metrics).leader = false;
-                backoff.map_or(BACKOFF.0, |b| (b * 2).min(BACKOFF.1))
+                // Without the API server there is no reconcile either: a failure, backed off.
+                let next = backoff.map_or(BACKOFF.0, |b| (b * 2).min(BACKOFF.1));
+                backoff = Some(next);
+                tracing::warn!(retry_in = ?next, "cannot reach the API server for the Lease: {e:#}");
+                let mut m = lock(&metrics);
+                m.leader = lease.held();
+                *m.outcomes.entry("failure").or_default() += 1;
+                next
             }
         };
         // A leader renews its Lease well before it expires, whatever the interval.

@@ -24,6 +24,8 @@ pub struct TestCluster {
     dir: tempfile::TempDir,
     etcd: Child,
     apiserver: Child,
+    /// How kube-apiserver was started (binary and arguments), to start it again.
+    apiserver_cmd: (PathBuf, Vec<String>),
     /// A kubeconfig with cluster-admin rights.
     pub kubeconfig: PathBuf,
     /// `https://127.0.0.1:<port>`.
@@ -131,8 +133,7 @@ impl TestCluster {
             &d.join("etcd.log"),
         );
         let path = |f: &str| d.join(f).display().to_string();
-        let apiserver = spawn(
-            Command::new(bin.join("kube-apiserver")).args([
+        let apiserver_args: Vec<String> = vec![
                 format!("--etcd-servers=http://127.0.0.1:{client}"),
                 "--bind-address=127.0.0.1".into(),
                 "--advertise-address=127.0.0.1".into(),
@@ -150,9 +151,9 @@ impl TestCluster {
                 // The advertised address is loopback, which the default endpoint reconciler refuses.
                 "--endpoint-reconciler-type=none".into(),
                 "--v=0".into(),
-            ]),
-            &d.join("apiserver.log"),
-        );
+            ];
+        let apiserver_cmd = (bin.join("kube-apiserver"), apiserver_args);
+        let apiserver = spawn(Command::new(&apiserver_cmd.0).args(&apiserver_cmd.1), &d.join("apiserver.log"));
         let server = format!("https://127.0.0.1:{secure}");
         let kubeconfig = d.join("kubeconfig");
         write(
@@ -164,7 +165,7 @@ impl TestCluster {
                 path("admin.key")
             ),
         );
-        let mut cluster = TestCluster { dir, etcd, apiserver, kubeconfig, server };
+        let mut cluster = TestCluster { dir, etcd, apiserver, apiserver_cmd, kubeconfig, server };
         cluster.wait_ready(Duration::from_secs(90));
         // Cilium's CRDs and ward's own.
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -179,6 +180,22 @@ impl TestCluster {
         cluster.kubectl_ok(&args);
         cluster.kubectl_ok(&["wait", "--for=condition=Established", "--timeout=60s", "crd", "--all"]);
         Some(cluster)
+    }
+
+    /// Kills kube-apiserver (SIGKILL); etcd and the data stay.
+    pub fn kill_apiserver(&mut self) {
+        let _ = self.apiserver.kill();
+        let _ = self.apiserver.wait();
+    }
+
+    /// Starts kube-apiserver again on the same port and waits until it is ready.
+    pub fn restart_apiserver(&mut self) {
+        let log = self.dir.path().join("apiserver.log");
+        let out = std::fs::OpenOptions::new().append(true).create(true).open(&log).unwrap();
+        let mut cmd = Command::new(&self.apiserver_cmd.0);
+        cmd.args(&self.apiserver_cmd.1).stdout(Stdio::from(out.try_clone().unwrap())).stderr(Stdio::from(out)).stdin(Stdio::null());
+        self.apiserver = cmd.spawn().unwrap();
+        self.wait_ready(Duration::from_secs(90));
     }
 
     /// Polls `/readyz` until it answers `ok`; panics with both logs after `limit`.
