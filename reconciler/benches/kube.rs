@@ -30,7 +30,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use testcluster::TestCluster;
 
-const POLICIES: usize = 1000;
+/// Policies per run (`WARD_BENCH_POLICIES` sets another number, e.g. 10000 for the
+/// controller's memory; `WARD_BENCH_ONLY=controller` skips the CLI rounds).
+static POLICIES: std::sync::LazyLock<usize> = std::sync::LazyLock::new(|| std::env::var("WARD_BENCH_POLICIES").ok().and_then(|v| v.parse().ok()).unwrap_or(1000));
 const NAMESPACES: usize = 10;
 const ROUNDS: usize = 3;
 
@@ -41,7 +43,7 @@ fn policy(ns: usize, i: usize, port: u16) -> String {
 }
 
 fn write_repo(dir: &Path) {
-    for i in 0..POLICIES {
+    for i in 0..*POLICIES {
         let ns = i % NAMESPACES;
         let d = dir.join(format!("policies/bench-{ns}"));
         std::fs::create_dir_all(&d).unwrap();
@@ -119,7 +121,15 @@ fn controller(cluster: &TestCluster) -> (Vec<Duration>, u64) {
     assert!(Command::new("git").args(["clone", "-q", "--bare"]).arg(&work).arg(&bare).status().unwrap().success());
     std::fs::write(dir.path().join("secret"), SECRET).unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ward"))
+    /// Kills the controller also when the bench panics.
+    struct Reaper(std::process::Child);
+    impl Drop for Reaper {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let child = Command::new(env!("CARGO_BIN_EXE_ward"))
         .args(["reconcile", "--rev", "main", "--interval", "1h", "--identity", "bench", "--sync", "bench-ctl"])
         .args(["--listen", &format!("127.0.0.1:{port}"), "--webhook-secret-file"])
         .arg(dir.path().join("secret"))
@@ -127,18 +137,21 @@ fn controller(cluster: &TestCluster) -> (Vec<Duration>, u64) {
         .arg(&bare)
         .arg("--kubeconfig")
         .arg(&cluster.kubeconfig)
+        .env("WARD_LOG", "info")
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(Stdio::from(std::fs::File::create(std::env::temp_dir().join("ward-bench-controller.log")).unwrap()))
         .spawn()
         .unwrap();
+    let child = Reaper(child);
     let start = Instant::now();
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() || successes(port) == 0 {
-        assert!(start.elapsed() < Duration::from_secs(120), "the controller did not apply the first revision");
+        assert!(start.elapsed() < Duration::from_secs(900), "the controller did not apply the first revision");
         std::thread::sleep(Duration::from_millis(50));
     }
     let git = |args: &[&str]| assert!(Command::new("git").args(["-c", "user.name=b", "-c", "user.email=b@b.invalid"]).args(args).current_dir(&work).output().unwrap().status.success(), "git {args:?}");
     let mut lat = Vec::new();
-    for i in 0..20u16 {
+    let pushes: u16 = if *POLICIES > 2000 { 5 } else { 20 };
+    for i in 0..pushes {
         std::fs::write(work.join("policies/bench-5/p5.yaml"), policy(5, 5, 9000 + i)).unwrap();
         git(&["commit", "-q", "-am", "change"]);
         let before = successes(port);
@@ -148,15 +161,16 @@ fn controller(cluster: &TestCluster) -> (Vec<Duration>, u64) {
         let (status, _) = http(port, "POST", "/hook", &[("X-Hub-Signature-256", ward_reconciler::controller::http::sign(SECRET, body))], body);
         assert_eq!(status, 202);
         while successes(port) <= before {
-            assert!(t0.elapsed() < Duration::from_secs(60), "push {i} was not applied");
+            assert!(t0.elapsed() < Duration::from_secs(120), "push {i} was not applied (controller log: {})", std::env::temp_dir().join("ward-bench-controller.log").display());
             std::thread::sleep(Duration::from_millis(2));
         }
         lat.push(t0.elapsed());
         std::thread::sleep(Duration::from_millis(200));
     }
-    let rss = rss_kib(child.id());
-    let _ = child.kill();
-    let _ = child.wait();
+    let rss = rss_kib(child.0.id());
+    let peak = std::fs::read_to_string(format!("/proc/{}/status", child.0.id())).ok().and_then(|s| s.lines().find_map(|l| l.strip_prefix("VmHWM:").map(|v| v.trim().to_owned())));
+    println!("  controller peak memory (VmHWM) {}", peak.unwrap_or_default());
+    drop(child);
     (lat, rss)
 }
 
@@ -172,7 +186,8 @@ fn main() {
     }
     let (mut first, mut plan, mut again, mut one) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut rss = 0;
-    for round in 0..ROUNDS {
+    let only_controller = std::env::var("WARD_BENCH_ONLY").as_deref() == Ok("controller");
+    for round in 0..if only_controller { 0 } else { ROUNDS } {
         // Every round starts from an empty cluster (the previous round deletes its objects).
         let dir = tempfile::tempdir().unwrap();
         write_repo(dir.path());
@@ -192,15 +207,18 @@ fn main() {
         }
         cluster.kubectl_ok(&["delete", "wardsync", &sync]);
     }
-    println!("kube target, {POLICIES} CiliumNetworkPolicies in {NAMESPACES} namespaces, {ROUNDS} rounds (median):");
+    let policies = *POLICIES;
+    if !only_controller {
+    println!("kube target, {policies} CiliumNetworkPolicies in {NAMESPACES} namespaces, {ROUNDS} rounds (median):");
     println!("  first apply        {:>8.2} s   (runs: {:?})", median(first.clone()).as_secs_f64(), first.iter().map(|d| format!("{:.2}", d.as_secs_f64())).collect::<Vec<_>>());
     println!("  no-change plan     {:>8.3} s", median(plan).as_secs_f64());
     println!("  no-change apply    {:>8.3} s", median(again).as_secs_f64());
     println!("  one policy changed {:>8.3} s", median(one).as_secs_f64());
     println!("  ward peak memory   {:>8.1} MiB (max RSS)", rss as f64 / 1024.0);
+    }
     let (mut lat, rss) = controller(&cluster);
     lat.sort();
-    println!("controller, webhook, {POLICIES} policies, 20 pushes of one changed policy:");
+    println!("controller, webhook, {policies} policies, {} pushes of one changed policy:", lat.len());
     println!("  push-to-applied p50 {:>7.3} s, p99 {:.3} s (max of 20), min {:.3} s", lat[lat.len() / 2].as_secs_f64(), lat[lat.len() - 1].as_secs_f64(), lat[0].as_secs_f64());
     println!("  controller memory  {:>8.1} MiB (RSS after the pushes)", rss as f64 / 1024.0);
 }

@@ -198,6 +198,10 @@ fn pushes_are_applied_invalid_commits_are_not_and_the_status_says_why() {
     assert!(c.metric("ward_reconcile_total{outcome=\"invalid\"}").unwrap() >= 1.0);
     assert!(c.metric("ward_reconcile_total{outcome=\"success\"}").unwrap() >= 2.0);
     assert_eq!(c.metric("ward_leader"), Some(1.0));
+    // Renewing the Lease (every 3 s) is not a reason to reconcile; the interval (1 h) is.
+    let before = c.metric("ward_reconcile_total{outcome=\"success\"}");
+    std::thread::sleep(Duration::from_secs(7));
+    assert_eq!(c.metric("ward_reconcile_total{outcome=\"success\"}"), before, "no reconcile without a trigger");
 
     assert!(c.stop().success(), "SIGTERM ends the controller cleanly");
 }

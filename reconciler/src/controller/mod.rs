@@ -111,14 +111,21 @@ pub fn run(settings: &Settings, kube: &KubeOptions, opts: &ControllerOptions) ->
     let _watcher = watch_local_repo(settings, tx);
     let mut lease = lease::Lease::new(&opts.lease_namespace, &kube.sync, &opts.identity);
     let mut backoff: Option<Duration> = None;
+    // When the next reconcile is due; a wake-up only to renew the Lease does not reconcile.
+    let mut due = Instant::now();
     loop {
         let leader = lease.try_hold(&target);
         shared.ready.store(leader.is_ok(), Ordering::Relaxed);
         let wait = match leader {
+            Ok(true) if Instant::now() < due => {
+                lock(&metrics).leader = true;
+                due.saturating_duration_since(Instant::now())
+            }
             Ok(true) => {
                 lock(&metrics).leader = true;
                 let started = Instant::now();
                 let outcome = reconcile(settings, &mut target, opts);
+                tracing::info!(took_ms = started.elapsed().as_millis() as u64, ok = outcome.is_ok(), "reconcile finished");
                 let mut m = lock(&metrics);
                 m.duration_sum += started.elapsed().as_secs_f64();
                 m.duration_count += 1;
@@ -169,8 +176,19 @@ pub fn run(settings: &Settings, kube: &KubeOptions, opts: &ControllerOptions) ->
             }
         };
         // A leader renews its Lease well before it expires, whatever the interval.
-        let wait = if lease.held() { wait.min(lease::RENEW) } else { wait };
-        if wait_for_trigger(&rx, wait, &lease) == Some(Trigger::Stop) || stop.load(Ordering::Relaxed) {
+        if Instant::now() >= due {
+            due = Instant::now() + wait;
+        }
+        // The holder renews well before the Lease lapses (also after a reconcile longer than
+        // it); a follower looks again soon.
+        let wait = wait.min(if lease.held() { lease::RENEW } else { lease::RETRY });
+        match wait_for_trigger(&rx, wait) {
+            Some(Trigger::Stop) => break,
+            // Woken by a push: reconcile now.
+            Some(_) => due = Instant::now(),
+            None => {}
+        }
+        if stop.load(Ordering::Relaxed) {
             break;
         }
     }
@@ -179,25 +197,16 @@ pub fn run(settings: &Settings, kube: &KubeOptions, opts: &ControllerOptions) ->
     Ok(())
 }
 
-/// Waits `wait` or until woken; a wake-up while not leader counts only for the leader.
-fn wait_for_trigger(rx: &Receiver<Trigger>, wait: Duration, lease: &lease::Lease) -> Option<Trigger> {
-    let deadline = Instant::now() + wait;
-    loop {
-        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-            Ok(Trigger::Stop) => return Some(Trigger::Stop),
-            Ok(t) if lease.held() => {
-                // Coalesce a burst (a push fires the hook and notify together).
-                while let Ok(more) = rx.try_recv() {
-                    if more == Trigger::Stop {
-                        return Some(Trigger::Stop);
-                    }
-                }
-                return Some(t);
-            }
-            Ok(_) => {}
-            Err(_) => return None,
-        }
+/// Waits `wait` or until woken.
+fn wait_for_trigger(rx: &Receiver<Trigger>, wait: Duration) -> Option<Trigger> {
+    let t = rx.recv_timeout(wait).ok()?;
+    // Coalesce a burst (a push fires the hook and notify together). Whether this controller
+    // may act on it is the Lease's to say, right after.
+    let mut stop = t == Trigger::Stop;
+    while let Ok(more) = rx.try_recv() {
+        stop |= more == Trigger::Stop;
     }
+    Some(if stop { Trigger::Stop } else { t })
 }
 
 /// How one reconcile ended, when it did not fail.

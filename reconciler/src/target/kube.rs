@@ -386,14 +386,13 @@ async fn read_record(client: &Client, sync: &str) -> Result<SyncRecord> {
 /// Writes the record into the `WardSync` status (creating the object when needed).
 async fn write_record(client: &Client, sync: &str, record: &SyncRecord) -> Result<()> {
     let api: Api<DynamicObject> = Api::all_with(client.clone(), &sync_resource());
-    let pp = PatchParams::apply(FIELD_MANAGER).force();
-    let base = json!({"apiVersion": "ward.dev/v1alpha1", "kind": "WardSync", "metadata": {"name": sync}});
-    if api.get_opt(sync).await.map_err(|e| api_error(e, "cannot read the WardSync"))?.is_none() {
-        api.patch(sync, &pp, &Patch::Apply(&base)).await.map_err(|e| api_error(e, &format!("cannot create WardSync {sync}")))?;
+    if api.get_metadata_opt(sync).await.map_err(|e| api_error(e, "cannot read the WardSync"))?.is_none() {
+        let base = json!({"apiVersion": "ward.dev/v1alpha1", "kind": "WardSync", "metadata": {"name": sync}});
+        api.patch(sync, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&base)).await.map_err(|e| api_error(e, &format!("cannot create WardSync {sync}")))?;
     }
-    let mut body = base;
+    let mut body = json!({"apiVersion": "ward.dev/v1alpha1", "kind": "WardSync", "metadata": {"name": sync}});
     body["status"] = serde_json::to_value(record)?;
-    api.patch_status(sync, &pp, &Patch::Apply(&body)).await.map_err(|e| api_error(e, &format!("cannot record the inventory in WardSync {sync}")))?;
+    api.patch_status(sync, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&body)).await.map_err(|e| api_error(e, &format!("cannot record the inventory in WardSync {sync}")))?;
     Ok(())
 }
 
