@@ -118,7 +118,7 @@ impl Inventory {
 }
 
 /// Options for applying a plan.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ApplyOptions {
     /// Delete inventory objects that are no longer desired.
     pub prune: bool,
@@ -134,6 +134,13 @@ pub struct ApplyOptions {
 
 /// The default deletion budget of one apply.
 pub const DEFAULT_MAX_PRUNE: usize = 100;
+
+impl Default for ApplyOptions {
+    /// No pruning, no forcing, the default deletion budget.
+    fn default() -> Self {
+        ApplyOptions { prune: false, revision: None, force_conflicts: false, max_prune: DEFAULT_MAX_PRUNE, allow_prune_all: false }
+    }
+}
 
 /// The prune guards, checked before anything is written: an apply may not prune more than
 /// its deletion budget, nor every object ward applied (the usual sign of a wrong path or an
