@@ -21,10 +21,6 @@ use util::{Env, Repo};
 
 const SECRET: &str = "hook-secret-for-tests";
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 /// A controller process, stopped with SIGTERM on drop.
 struct Controller {
     child: Child,
@@ -33,7 +29,7 @@ struct Controller {
 
 impl Controller {
     fn start(env: &Env, cluster: &TestCluster, bare: &Path, identity: &str) -> Controller {
-        let port = free_port();
+        let port = testcluster::free_port();
         let secret = env.path().join("secret");
         std::fs::write(&secret, SECRET).unwrap();
         let child = env
@@ -106,12 +102,8 @@ impl Drop for Controller {
     }
 }
 
-fn wait_for(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !cond() {
-        assert!(start.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+fn wait_for(what: &str, limit: Duration, cond: impl FnMut() -> bool) {
+    assert!(util::wait_for(limit, cond), "timed out after {limit:?} waiting for {what}");
 }
 
 /// A bare clone of `repo` (what a Git server holds) and a push helper.
@@ -120,6 +112,17 @@ fn bare_of(env: &Env, repo: &Repo) -> PathBuf {
     let ok = Command::new("git").args(["clone", "-q", "--bare"]).arg(&repo.path).arg(&bare).status().unwrap();
     assert!(ok.success());
     bare
+}
+
+/// A cluster with the `shop` namespace, a repository of the fixtures and its bare clone (what
+/// the controller follows); `None` when the test cluster is missing outside CI.
+fn setup() -> Option<(TestCluster, Env, Repo, PathBuf)> {
+    let cluster = TestCluster::start()?;
+    cluster.kubectl_ok(&["create", "namespace", "shop"]);
+    let env = Env::new();
+    let repo = env.fixture_repo();
+    let bare = bare_of(&env, &repo);
+    Some((cluster, env, repo, bare))
 }
 
 fn push(repo: &Repo, bare: &Path) {
@@ -143,11 +146,7 @@ fn condition(status: &Value, ty: &str) -> Value {
 
 #[test]
 fn pushes_are_applied_invalid_commits_are_not_and_the_status_says_why() {
-    let Some(cluster) = TestCluster::start() else { return };
-    cluster.kubectl_ok(&["create", "namespace", "shop"]);
-    let env = Env::new();
-    let mut repo = env.fixture_repo();
-    let bare = bare_of(&env, &repo);
+    let Some((cluster, env, mut repo, bare)) = setup() else { return };
     let mut c = Controller::start(&env, &cluster, &bare, "controller-a");
 
     wait_for("/healthz", Duration::from_secs(20), || c.up() && c.http("GET", "/healthz", &[], b"").0 == 200);
@@ -208,11 +207,7 @@ fn pushes_are_applied_invalid_commits_are_not_and_the_status_says_why() {
 
 #[test]
 fn only_the_lease_holder_writes_and_a_follower_takes_over() {
-    let Some(cluster) = TestCluster::start() else { return };
-    cluster.kubectl_ok(&["create", "namespace", "shop"]);
-    let env = Env::new();
-    let mut repo = env.fixture_repo();
-    let bare = bare_of(&env, &repo);
+    let Some((cluster, env, mut repo, bare)) = setup() else { return };
     let mut a = Controller::start(&env, &cluster, &bare, "controller-a");
     wait_for("a to apply", Duration::from_secs(30), || port_of(&cluster) == "80");
     let b = Controller::start(&env, &cluster, &bare, "controller-b");
@@ -242,11 +237,7 @@ fn only_the_lease_holder_writes_and_a_follower_takes_over() {
 
 #[test]
 fn the_controller_backs_off_while_the_api_server_is_gone_and_the_inventory_stays_right() {
-    let Some(mut cluster) = TestCluster::start() else { return };
-    cluster.kubectl_ok(&["create", "namespace", "shop"]);
-    let env = Env::new();
-    let mut repo = env.fixture_repo();
-    let bare = bare_of(&env, &repo);
+    let Some((mut cluster, env, mut repo, bare)) = setup() else { return };
     let c = Controller::start(&env, &cluster, &bare, "controller-a");
     wait_for("the first revision to be applied", Duration::from_secs(30), || port_of(&cluster) == "80");
     wait_for("Ready=True", Duration::from_secs(10), || condition(&sync_status(&cluster), "Ready")["status"] == "True");

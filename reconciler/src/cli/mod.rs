@@ -368,8 +368,7 @@ fn local_plan_or_apply(settings: &Settings, desired: &Desired, options: &ApplyOp
 /// Plans (and applies) against a cluster; the plan and what was live before.
 fn kube_plan_or_apply(k: &KubeOptions, desired: &Desired, options: &ApplyOptions, apply: bool) -> Result<(Plan, LiveSet)> {
     let mut target = KubeTarget::connect(k.clone())?;
-    let live = target.live()?;
-    let plan = target.plan(&desired.validation.resources, options.prune, desired.revision.clone(), options.force_conflicts)?;
+    let (plan, live) = target.plan(&desired.validation.resources, options.prune, desired.revision.clone(), options.force_conflicts)?;
     for key in target.kept() {
         eprintln!("ward: {key} is no longer desired but annotated {}: disabled; left in place", crate::target::kube::PRUNE_ANNOTATION);
     }
@@ -547,10 +546,10 @@ fn local_status_facts(settings: &Settings) -> Result<StatusFacts> {
 /// Drift by revision marker, and health from the objects' `Valid` conditions.
 fn kube_status_facts(k: &KubeOptions) -> Result<StatusFacts> {
     let target = KubeTarget::connect(k.clone())?;
-    let live = target.live()?;
+    let crate::target::kube::KubeStatus { live, drifted, invalid } = target.status()?;
     let unmanaged: Vec<String> = live.objects.keys().filter(|key| live.inventory.get(key).is_none()).map(ToString::to_string).collect();
-    let invalid = target.unhealthy()?.into_iter().map(|(key, m)| (key.to_string(), m)).collect();
-    Ok(StatusFacts { target: target.describe(), live: live.objects.len(), inventory: live.inventory, drifted: target.drifted()?, unmanaged, writer: None, interrupted: false, invalid })
+    let invalid = invalid.into_iter().map(|(key, m)| (key.to_string(), m)).collect();
+    Ok(StatusFacts { target: target.describe(), live: live.objects.len(), inventory: live.inventory, drifted, unmanaged, writer: None, interrupted: false, invalid })
 }
 
 fn status_json(f: &StatusFacts) -> serde_json::Value {

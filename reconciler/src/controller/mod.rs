@@ -244,8 +244,7 @@ fn reconcile(settings: &Settings, target: &mut KubeTarget, opts: &ControllerOpti
     }
     let options = ApplyOptions { prune: opts.prune, revision: revision.clone(), max_prune: opts.max_prune, ..ApplyOptions::default() };
     let attempt = (|| -> Result<usize> {
-        let live = target.live()?;
-        let plan = target.plan(&v.resources, opts.prune, revision.clone(), false)?;
+        let (plan, live) = target.plan(&v.resources, opts.prune, revision.clone(), false)?;
         if plan.has_changes() || live.inventory.applied_revision != revision || (opts.prune && !target.kept().is_empty()) {
             check_prune(&plan, live.inventory.entries.len(), &options)?;
             let report = target.apply(&plan, &options)?;

@@ -226,37 +226,29 @@ impl KubeTarget {
     }
 
     /// Computes a plan against the cluster (see the module docs); with `force_conflicts`,
-    /// fields other managers own are planned as taken over.
-    pub fn plan(&mut self, desired: &ResourceSet, prune: bool, revision: Option<String>, force_conflicts: bool) -> Result<Plan> {
-        let client = self.client.clone();
-        let opts = self.opts.clone();
-        let (plan, extra) = self.rt.block_on(plan(client, opts, desired, prune, revision, force_conflicts))?;
+    /// fields other managers own are planned as taken over. Also what was live before, from
+    /// the same reading of the cluster.
+    pub fn plan(&mut self, desired: &ResourceSet, prune: bool, revision: Option<String>, force_conflicts: bool) -> Result<(Plan, LiveSet)> {
+        let (client, opts) = (self.client.clone(), self.opts.clone());
+        let (plan, extra, live) = self.rt.block_on(async {
+            let snap = snapshot(&client, &opts).await?;
+            let (plan, extra) = plan(&client, &opts, &snap, desired, prune, revision, force_conflicts).await?;
+            Ok::<_, anyhow::Error>((plan, extra, snap.live_set()))
+        })?;
         self.extra = extra;
-        Ok(plan)
+        Ok((plan, live))
     }
 
-    /// Inventory entries whose object changed or disappeared since ward wrote it (or whose
-    /// write never completed).
-    pub fn drifted(&self) -> Result<Vec<String>> {
-        self.rt.block_on(async {
-            let live = list_live(&self.client, &self.opts).await?;
-            let record = read_record(&self.client, &self.opts.sync).await?;
-            Ok(record
-                .inventory
-                .into_iter()
-                .filter(|e| e.seen.is_empty() || parse_id(&e.id).and_then(|k| live.get(&k)).is_none_or(|l| marker(&l.raw) != e.seen))
-                .map(|e| e.id)
-                .collect())
-        })
+    /// What `ward status` shows, from one reading of the cluster.
+    pub fn status(&self) -> Result<KubeStatus> {
+        let snap = self.rt.block_on(snapshot(&self.client, &self.opts))?;
+        Ok(KubeStatus { live: snap.live_set(), drifted: snap.drifted(), invalid: snap.invalid() })
     }
 
     /// Objects whose `status.conditions[type=Valid]` is `False`, with the message (Cilium's
     /// agent sets it on policies it cannot use).
     pub fn unhealthy(&self) -> Result<Vec<(ResourceKey, String)>> {
-        self.rt.block_on(async {
-            let live = list_live(&self.client, &self.opts).await?;
-            Ok(live.into_iter().filter_map(|(k, l)| invalid_condition(&l.raw).map(|m| (k, m))).collect())
-        })
+        Ok(self.rt.block_on(snapshot(&self.client, &self.opts))?.invalid())
     }
 }
 
@@ -266,17 +258,7 @@ impl Target for KubeTarget {
     }
 
     fn live(&self) -> Result<LiveSet> {
-        self.rt.block_on(async {
-            let live = list_live(&self.client, &self.opts).await?;
-            let record = read_record(&self.client, &self.opts.sync).await?;
-            let mut set = LiveSet::default();
-            for (k, l) in live {
-                let fp = short_fp(&l.normalized);
-                set.objects.insert(k, LiveObject::new(l.normalized, fp));
-            }
-            set.inventory = to_inventory(&record);
-            Ok(set)
-        })
+        Ok(self.rt.block_on(snapshot(&self.client, &self.opts))?.live_set())
     }
 
     fn apply(&mut self, plan: &Plan, options: &ApplyOptions) -> Result<ApplyReport> {
@@ -383,6 +365,43 @@ async fn read_record(client: &Client, sync: &str) -> Result<SyncRecord> {
     }
 }
 
+/// The cluster's objects and ward's record of them, read together.
+struct Snapshot {
+    live: BTreeMap<ResourceKey, Live>,
+    record: SyncRecord,
+}
+
+async fn snapshot(client: &Client, opts: &KubeOptions) -> Result<Snapshot> {
+    Ok(Snapshot { live: list_live(client, opts).await?, record: read_record(client, &opts.sync).await? })
+}
+
+impl Snapshot {
+    /// The live objects (normalised) and the inventory, as every target reports them.
+    fn live_set(&self) -> LiveSet {
+        let mut set = LiveSet { inventory: to_inventory(&self.record), ..LiveSet::default() };
+        for (k, l) in &self.live {
+            set.objects.insert(k.clone(), LiveObject::new(l.normalized.clone(), short_fp(&l.normalized)));
+        }
+        set
+    }
+
+    /// Inventory ids whose object changed or disappeared since ward wrote it, or whose write
+    /// never completed.
+    fn drifted(&self) -> Vec<String> {
+        self.record
+            .inventory
+            .iter()
+            .filter(|e| e.seen.is_empty() || parse_id(&e.id).and_then(|k| self.live.get(&k)).is_none_or(|l| marker(&l.raw) != e.seen))
+            .map(|e| e.id.clone())
+            .collect()
+    }
+
+    /// Objects whose `Valid` condition is `False`, with its message.
+    fn invalid(&self) -> Vec<(ResourceKey, String)> {
+        self.live.iter().filter_map(|(k, l)| invalid_condition(&l.raw).map(|m| (k.clone(), m))).collect()
+    }
+}
+
 /// Writes the record into the `WardSync` status (creating the object when needed).
 async fn write_record(client: &Client, sync: &str, record: &SyncRecord) -> Result<()> {
     let api: Api<DynamicObject> = Api::all_with(client.clone(), &sync_resource());
@@ -449,6 +468,18 @@ fn metadata_holds(live: &Value, want: &Value) -> bool {
     })
 }
 
+/// The cluster as `ward status` reports it.
+#[derive(Debug)]
+pub struct KubeStatus {
+    /// The live objects and the inventory.
+    pub live: LiveSet,
+    /// Inventory ids whose object changed or disappeared since ward wrote it, or whose write
+    /// never completed.
+    pub drifted: Vec<String>,
+    /// Objects whose `Valid` condition is `False`, with its message.
+    pub invalid: Vec<(ResourceKey, String)>,
+}
+
 /// A kube-rs error as a message a user can act on.
 fn api_error(e: kube::Error, what: &str) -> anyhow::Error {
     match e {
@@ -495,14 +526,13 @@ struct Extra {
     refresh: BTreeMap<String, (String, String)>,
 }
 
-async fn plan(client: Client, opts: KubeOptions, desired: &ResourceSet, prune: bool, revision: Option<String>, force_conflicts: bool) -> Result<(Plan, Extra)> {
-    let live = list_live(&client, &opts).await?;
-    let record = read_record(&client, &opts.sync).await?;
+async fn plan(client: &Client, opts: &KubeOptions, snap: &Snapshot, desired: &ResourceSet, prune: bool, revision: Option<String>, force_conflicts: bool) -> Result<(Plan, Extra)> {
+    let (live, record) = (&snap.live, &snap.record);
     let recorded: BTreeMap<&str, &KubeEntry> = record.inventory.iter().map(|e| (e.id.as_str(), e)).collect();
     let mut plan = Plan { revision, prune, ..Plan::default() };
     let mut to_check = Vec::new();
     for r in desired.iter().filter(|r| r.key.kind.is_applied()) {
-        let send = to_kube(r, &opts);
+        let send = to_kube(r, opts);
         let fp = short_fp(&send);
         let id = Inventory::id(&r.key);
         let entry = recorded.get(id.as_str());
@@ -520,8 +550,8 @@ async fn plan(client: Client, opts: KubeOptions, desired: &ResourceSet, prune: b
         }
     }
     let keys: Vec<&ResourceKey> = to_check.iter().map(|i| &i.0).collect();
-    ensure_namespaces(&client, &opts, &keys).await?;
-    let dries = dry_run_all(&client, &opts, to_check, force_conflicts).await;
+    ensure_namespaces(client, opts, &keys).await?;
+    let dries = dry_run_all(client, opts, to_check, force_conflicts).await;
     let mut conflicts = Vec::new();
     let mut extra = Extra::default();
     for d in dries {

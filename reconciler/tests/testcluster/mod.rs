@@ -54,7 +54,8 @@ fn binaries() -> Result<PathBuf, String> {
     found.ok_or_else(|| format!("no test-cluster binaries under {}; build them with ci/kube/build.sh", cache.display()))
 }
 
-fn free_port() -> u16 {
+/// A free TCP port on loopback.
+pub fn free_port() -> u16 {
     TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap().local_addr().unwrap().port()
 }
 
