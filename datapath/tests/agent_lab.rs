@@ -162,7 +162,7 @@ spec:
 #[test]
 fn the_kernel_agrees_with_the_engine_on_random_policies_and_flows() {
     use common::random::{self, Rng};
-    use ward_datapath::agent::run::{Agent, AgentConfig};
+    use ward_datapath::agent::run::{Agent, AgentConfig, Source};
     use ward_datapath::bpf::maps::NodeMaps;
     use ward_datapath::engine::{Flow, Peer, PolicyRepository, Protocol, Verdict};
 
@@ -182,7 +182,7 @@ fn the_kernel_agrees_with_the_engine_on_random_policies_and_flows() {
         .into_iter()
         .map(|node| {
             let run_dir = lab.state.with_file_name(format!("run-{node}"));
-            Agent::start(AgentConfig { node, topology: lab.topology_path.clone(), state_dir: lab.state.clone(), run_dir, key_dir: None }).unwrap()
+            Agent::start(AgentConfig { node, source: Source::Files { topology: lab.topology_path.clone(), state_dir: lab.state.clone() }, run_dir, key_dir: None }).unwrap()
         })
         .collect();
     let cluster = lab.lab.topology().cluster();

@@ -2,6 +2,7 @@
 //! the node's endpoints into BPF map entries with the engine, and writes only what changed.
 //!
 //! - [`desired`]: complete revisions read from the local target's state directory.
+//! - [`kube`]: kube mode, the cluster and the desired state from the API server.
 //! - [`entries`]: the pure translation from resolved policy to map entries.
 //! - [`sync`]: the difference between the maps and the wanted entries, applied in a safe order.
 //! - [`run`]: attaching, reading the maps back after a restart, following the state directory.
@@ -10,6 +11,7 @@
 
 pub mod desired;
 pub mod entries;
+pub mod kube;
 pub mod observe;
 pub mod run;
 pub mod status;

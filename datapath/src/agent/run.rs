@@ -1,6 +1,12 @@
 //! The agent's life: attach the programs to the node's pods, read the kernel's entries back
-//! (so a restart rewrites only what changed), then follow the state directory and keep the
+//! (so a restart rewrites only what changed), then follow the desired state and keep the
 //! maps equal to what the engine computes.
+//!
+//! Two sources ([`Source`]): the lab's topology file and the local target's state directory
+//! (files mode), or the API server (kube mode, [`super::kube`]): pods, nodes, namespaces and
+//! policies from watches, the WireGuard records on the Node objects. In kube mode a pod's
+//! interface is the one its `/32` route points at in the node's namespace (as CNI plugins set
+//! it up); a pod whose interface is not there yet is left out until it is.
 //!
 //! With encryption on in the CiliumConfig, the agent also runs the node's WireGuard mesh
 //! ([`crate::wireguard`]): other nodes' records are followed in the same state directory, and
@@ -17,7 +23,10 @@ use super::desired;
 use crate::bpf::maps::{EndpointInfo, NodeMaps};
 use crate::bpf::{self, NodeDatapath};
 use crate::engine::{Direction, PolicyRepository};
+use super::kube::{KubeOptions, KubeSource, Watched as KubeWatched};
+use crate::lab::ip::ip_at;
 use crate::lab::{Topology, names};
+use crate::wireguard::registry::Registry;
 use crate::wireguard::{self, Mesh, Wanted};
 use anyhow::{Context, Result, anyhow, bail};
 use std::collections::BTreeMap;
@@ -30,16 +39,34 @@ use std::time::{Duration, Instant};
 /// Where the agent runs and what it follows.
 #[derive(Debug, Clone)]
 pub struct AgentConfig {
-    /// This node's name (as in the topology).
+    /// This node's name (as in the topology, or the Node's name).
     pub node: String,
-    /// The lab topology: the endpoints.
-    pub topology: PathBuf,
-    /// The local target's state directory (`.ward`): the desired state.
-    pub state_dir: PathBuf,
+    /// Where the cluster and the desired state come from.
+    pub source: Source,
     /// Where the agent writes its status and rule names (`/run/ward/agent/<node>`).
     pub run_dir: PathBuf,
     /// Where the node's WireGuard private key is kept (default: the run directory).
     pub key_dir: Option<PathBuf>,
+}
+
+/// Where the agent learns the cluster and the desired state.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// The lab topology file (the endpoints) and the local target's state directory (`.ward`).
+    Files {
+        /// The topology file.
+        topology: PathBuf,
+        /// The state directory.
+        state_dir: PathBuf,
+    },
+    /// The API server.
+    Kube {
+        /// How to reach it.
+        options: KubeOptions,
+        /// The node's network namespace (default: the agent's own, as in a DaemonSet pod with
+        /// `hostNetwork: true`).
+        netns: Option<PathBuf>,
+    },
 }
 
 /// How often the agent's loop wakes up without events (rotation timers, WireGuard status).
@@ -57,7 +84,12 @@ impl AgentConfig {
 /// A running agent.
 pub struct Agent {
     cfg: AgentConfig,
+    /// The cluster as last read (every pod, every node).
     topology: Topology,
+    /// The API server's caches, in kube mode.
+    kube: Option<KubeSource>,
+    /// The node's network namespace.
+    netns: PathBuf,
     datapath: NodeDatapath,
     /// Local pods' host interfaces.
     ifindex: BTreeMap<String, u32>,
@@ -66,52 +98,173 @@ pub struct Agent {
     revision: Option<String>,
     mesh: Mesh,
     wanted: Wanted,
-    watched: Watched,
+    /// Changes reported by the watches (file events or the API server's).
+    changes: mpsc::Receiver<Change>,
+    changes_tx: mpsc::Sender<Change>,
 }
 
-/// The followed folders, absolute (as file events name them).
-#[derive(Debug, Default)]
-struct Watched {
+/// What a batch of events touched.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Change {
+    /// Policies or the CiliumConfig.
+    desired: bool,
+    /// Pods, nodes or namespaces (the topology file).
+    topology: bool,
+    /// WireGuard records.
+    mesh: bool,
+}
+
+impl Change {
+    fn merge(self, o: Change) -> Change {
+        Change { desired: self.desired || o.desired, topology: self.topology || o.topology, mesh: self.mesh || o.mesh }
+    }
+
+    fn is_empty(self) -> bool {
+        self == Change::default()
+    }
+
+    fn from_kube(w: KubeWatched) -> Change {
+        match w {
+            // A Node carries both its addresses and its WireGuard record.
+            KubeWatched::Nodes => Change { topology: true, mesh: true, ..Change::default() },
+            KubeWatched::Pods | KubeWatched::Namespaces => Change { topology: true, ..Change::default() },
+            KubeWatched::Policies | KubeWatched::Config => Change { desired: true, ..Change::default() },
+        }
+    }
+}
+
+/// The followed paths of files mode, absolute (as file events name them).
+#[derive(Debug, Clone)]
+struct FilePaths {
     state: PathBuf,
     registry: PathBuf,
+    topology_name: Option<std::ffi::OsString>,
+}
+
+impl FilePaths {
+    fn classify(&self, paths: &[PathBuf]) -> Change {
+        let mut c = Change::default();
+        for p in paths {
+            if p.starts_with(&self.registry) {
+                c.mesh = true;
+            } else if p.starts_with(&self.state) {
+                c.desired = true;
+            } else if p.file_name().is_some_and(|n| Some(n) == self.topology_name.as_deref()) {
+                c.topology = true;
+            }
+        }
+        c
+    }
 }
 
 impl Agent {
-    /// Loads the topology, opens the node's datapath (reusing pinned maps), attaches the
-    /// programs to every local pod and reads the maps back.
+    /// Reads the cluster (the topology file, or the API server's first listing), opens the
+    /// node's datapath (reusing pinned maps), attaches the programs to every local pod and
+    /// reads the maps back.
     pub fn start(cfg: AgentConfig) -> Result<Agent> {
-        let topology = Topology::load(&cfg.topology).map_err(|ds| {
-            anyhow!("{} is not a valid topology:\n{}", cfg.topology.display(), ds.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))
-        })?;
+        let (changes_tx, changes) = mpsc::channel();
+        let key_dir = cfg.key_dir.clone().unwrap_or_else(|| cfg.run_dir.clone());
+        let (topology, kube, netns, registry): (Topology, Option<KubeSource>, PathBuf, Box<dyn wireguard::registry::Records>) = match &cfg.source {
+            Source::Files { topology, state_dir } => {
+                let t = load_topology(topology)?;
+                let netns = names::netns_path(&names::node_netns(&t.name, &cfg.node));
+                (t, None, netns, Box::new(Registry::new(state_dir)))
+            }
+            Source::Kube { options, netns } => {
+                let tx = changes_tx.clone();
+                let source = KubeSource::connect(options, move |w| {
+                    let _ = tx.send(Change::from_kube(w));
+                })?;
+                let netns = netns.clone().unwrap_or_else(|| PathBuf::from("/proc/self/ns/net"));
+                let records = Box::new(source.records());
+                (source.topology(), Some(source), netns, records)
+            }
+        };
         if topology.node(&cfg.node).is_none() {
             let known: Vec<&str> = topology.nodes.iter().map(|n| n.name.as_str()).collect();
-            bail!("node {:?} is not in {} (nodes: {})", cfg.node, cfg.topology.display(), known.join(", "));
+            bail!("node {:?} is not among the nodes of {} ({}); in kube mode a node needs an IPv4 InternalIP and a pod CIDR", cfg.node, cfg.source.describe(), known.join(", "));
         }
-        let mut datapath = NodeDatapath::open(&cfg.node)?;
-        let netns = names::netns_path(&names::node_netns(&topology.name, &cfg.node));
-        let mut ifindex = BTreeMap::new();
-        for pod in topology.pods_on(&cfg.node) {
-            let i = datapath.attach(&netns, &pod.host_ifname()).with_context(|| format!("is the lab up? (`ward lab up {}`)", cfg.topology.display()))?;
-            ifindex.insert(pod.full_name(), i);
+        let datapath = NodeDatapath::open(&cfg.node)?;
+        let mesh = Mesh::new(&cfg.node, netns.clone(), &key_dir, &cfg.run_dir, registry);
+        let mut agent = Agent {
+            cfg,
+            topology,
+            kube,
+            netns,
+            datapath,
+            ifindex: BTreeMap::new(),
+            current: NodeEntries::default(),
+            revision: None,
+            mesh,
+            wanted: Wanted::Off,
+            changes,
+            changes_tx,
+        };
+        agent.attach_pods(agent.kube.is_none())?;
+        agent.current = read_back(agent.datapath.maps(), &agent.ifindex)?;
+        tracing::info!(node = %agent.cfg.node, source = %agent.cfg.source.describe(), endpoints = agent.ifindex.len(), policy_entries = agent.current.policy.len(), "agent started; programs attached");
+        Ok(agent)
+    }
+
+    /// Attaches the programs to local pods not attached yet and forgets pods that are gone.
+    /// With `strict`, a pod whose interface cannot be found is an error (files mode at start:
+    /// the lab is not up); otherwise it is left out until its interface appears.
+    fn attach_pods(&mut self, strict: bool) -> Result<()> {
+        let local: Vec<(String, std::net::Ipv4Addr, String)> =
+            self.topology.pods_on(&self.cfg.node).map(|p| (p.full_name(), p.ip, p.host_ifname())).collect();
+        self.ifindex.retain(|name, _| local.iter().any(|(n, ..)| n == name));
+        for (name, ip, lab_ifname) in local {
+            if self.ifindex.contains_key(&name) {
+                continue;
+            }
+            let ifname = if self.kube.is_some() { pod_interface(&self.netns, ip) } else { Some(lab_ifname) };
+            let attached = ifname.ok_or_else(|| anyhow!("no /32 route to {ip} in the node's namespace")).and_then(|i| self.datapath.attach(&self.netns, &i));
+            match attached {
+                Ok(i) => {
+                    self.ifindex.insert(name, i);
+                }
+                Err(e) if strict => return Err(e).with_context(|| format!("pod {name}: is the lab up? (`ward lab up {}`)", self.topology.source)),
+                Err(e) => tracing::debug!(node = %self.cfg.node, pod = %name, "pod not attached yet: {e:#}"),
+            }
         }
-        let current = read_back(datapath.maps(), &ifindex)?;
-        tracing::info!(node = %cfg.node, endpoints = ifindex.len(), policy_entries = current.policy.len(), "agent started; programs attached");
-        let key_dir = cfg.key_dir.clone().unwrap_or_else(|| cfg.run_dir.clone());
-        let mesh = Mesh::new(&cfg.node, netns, &key_dir, &cfg.run_dir, &cfg.state_dir);
-        Ok(Agent { cfg, topology, datapath, ifindex, current, revision: None, mesh, wanted: Wanted::Off, watched: Watched::default() })
+        Ok(())
+    }
+
+    /// The cluster as the engine sees it here: every pod, but of this node's pods only those
+    /// whose interface is attached.
+    fn effective_topology(&self) -> Topology {
+        let mut t = self.topology.clone();
+        t.pods.retain(|p| p.node != self.cfg.node || self.ifindex.contains_key(&p.full_name()));
+        t
     }
 
     /// Reads the desired state and brings the maps to it. On an error the maps are left as
     /// they are (the last good revision).
     pub fn sync(&mut self) -> Result<SyncStats> {
-        let d = desired::read(&self.cfg.state_dir)?;
-        let repo = PolicyRepository::from_resources(self.topology.cluster(), &d.resources).map_err(|e| anyhow!("{e}"))?;
+        if self.kube.is_some() {
+            self.attach_pods(false)?;
+        }
+        let (resources, revision, config_problem) = match (&self.cfg.source, &self.kube) {
+            (_, Some(k)) => {
+                let d = k.desired();
+                (d.resources, None, d.config_problem)
+            }
+            (Source::Files { state_dir, .. }, None) => {
+                let d = desired::read(state_dir)?;
+                (d.resources, d.revision, None)
+            }
+            (Source::Kube { .. }, None) => bail!("kube mode without a connection"),
+        };
+        let repo = PolicyRepository::from_resources(self.effective_topology().cluster(), &resources).map_err(|e| anyhow!("{e}"))?;
         let wanted = entries::compute(&repo, &self.cfg.node).map_err(|e| anyhow!(e))?;
         let mut store = KernelStore { maps: self.datapath.maps_mut(), ifindex: &self.ifindex };
         let stats = sync::apply(&mut store, &self.current, &wanted)?;
         self.current = wanted;
-        self.revision = d.revision;
-        self.wanted = wireguard::config::from_resources(&d.resources);
+        self.revision = revision;
+        self.wanted = match config_problem {
+            Some(p) => Wanted::Invalid(p),
+            None => wireguard::config::from_resources(&resources),
+        };
         self.mesh.reconcile(&self.wanted, &self.topology);
         self.write_status()?;
         self.write_mesh_status();
@@ -119,53 +272,31 @@ impl Agent {
         Ok(stats)
     }
 
-    /// Syncs, then follows the state directory and the topology file until `stop` is set:
-    /// each change is synced after a short quiet period (a change of WireGuard records only
-    /// reconciles the mesh); a full resync runs every `resync` regardless.
+    /// Syncs, then follows the desired state and the cluster until `stop` is set: each change
+    /// is synced after a short quiet period (a change of WireGuard records only reconciles the
+    /// mesh); a full resync runs every `resync` regardless.
     pub fn run(&mut self, stop: &AtomicBool, resync: Duration) -> Result<()> {
-        let (tx, rx) = mpsc::channel::<Vec<PathBuf>>();
-        std::fs::create_dir_all(&self.cfg.state_dir).with_context(|| format!("cannot create {}", self.cfg.state_dir.display()))?;
-        // Events name absolute paths: compare them with absolute ones.
-        let state = std::fs::canonicalize(&self.cfg.state_dir).with_context(|| format!("cannot resolve {}", self.cfg.state_dir.display()))?;
-        self.watched = Watched { registry: state.join(wireguard::registry::DIR), state: state.clone() };
-        // Reads (the agent's own, too) raise access events: only changes count. The topology's
-        // folder is watched for the topology file alone: other files there (a capture being
-        // written, say) must not wake the agent.
-        let topology_name = self.cfg.topology.file_name().map(ToOwned::to_owned);
-        let mut watcher = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
-            if let Ok(e) = ev
-                && !e.kind.is_access()
-            {
-                let paths: Vec<PathBuf> = e.paths.into_iter().filter(|p| p.starts_with(&state) || p.file_name() == topology_name.as_deref()).collect();
-                if !paths.is_empty() {
-                    let _ = tx.send(paths);
-                }
-            }
-        })
-        .context("cannot watch the state directory")?;
-        notify::Watcher::watch(&mut watcher, &self.watched.state, notify::RecursiveMode::Recursive)
-            .with_context(|| format!("cannot watch {}", self.cfg.state_dir.display()))?;
-        let topology_dir = self.cfg.topology.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        let topology_dir = std::fs::canonicalize(topology_dir).with_context(|| format!("cannot resolve {}", topology_dir.display()))?;
-        notify::Watcher::watch(&mut watcher, &topology_dir, notify::RecursiveMode::NonRecursive)
-            .with_context(|| format!("cannot watch {}", topology_dir.display()))?;
+        let _watcher = match self.cfg.source.clone() {
+            Source::Files { topology, state_dir } => Some(self.watch_files(&topology, &state_dir)?),
+            Source::Kube { .. } => None,
+        };
         self.sync_logged();
         let mut last = Instant::now();
         let mut status_written = Instant::now();
         while !stop.load(Ordering::Relaxed) {
-            match rx.recv_timeout(TICK) {
-                Ok(paths) => {
+            match self.changes.recv_timeout(TICK) {
+                Ok(first) => {
                     // Let an apply finish writing: wait until 50 ms pass without events, but
                     // never longer than DEBOUNCE_MAX, so a steady stream of writes cannot
                     // starve the ticks (key rotation) and the sync.
-                    let mut changed = paths;
+                    let mut change = first;
                     let since = Instant::now();
                     while since.elapsed() < DEBOUNCE_MAX
-                        && let Ok(more) = rx.recv_timeout(Duration::from_millis(if self.only_mesh(&changed) { 5 } else { 50 }))
+                        && let Ok(more) = self.changes.recv_timeout(Duration::from_millis(if change.desired || change.topology { 50 } else { 5 }))
                     {
-                        changed.extend(more);
+                        change = change.merge(more);
                     }
-                    self.on_change(&changed);
+                    self.on_change(change);
                     last = Instant::now();
                 }
                 Err(mpsc::RecvTimeoutError::Timeout) if last.elapsed() >= resync => {
@@ -173,7 +304,7 @@ impl Agent {
                     last = Instant::now();
                 }
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
-                Err(mpsc::RecvTimeoutError::Disconnected) => bail!("the state directory watcher stopped"),
+                Err(mpsc::RecvTimeoutError::Disconnected) => bail!("the watches stopped"),
             }
             self.mesh.tick(&self.topology);
             if status_written.elapsed() >= Duration::from_secs(1) {
@@ -184,34 +315,71 @@ impl Agent {
         Ok(())
     }
 
-    /// Whether every changed path is a WireGuard record (or unrelated to the agent).
-    fn only_mesh(&self, paths: &[PathBuf]) -> bool {
-        let w = &self.watched;
-        paths.iter().all(|p| p.starts_with(&w.registry) || (!p.starts_with(&w.state) && !self.is_topology(p)))
-    }
-
-    fn is_topology(&self, p: &Path) -> bool {
-        p.file_name().is_some_and(|n| Some(n) == self.cfg.topology.file_name())
-    }
-
-    fn on_change(&mut self, paths: &[PathBuf]) {
-        if paths.iter().any(|p| self.is_topology(p)) {
-            match Topology::load(&self.cfg.topology) {
-                Ok(t) if t.node(&self.cfg.node).is_some() => {
-                    tracing::info!(node = %self.cfg.node, nodes = t.nodes.len(), "topology changed");
-                    self.topology = t;
+    /// Files mode: follows the state directory and the topology file. Reads (the agent's own,
+    /// too) raise access events: only changes count. The topology's folder is watched for the
+    /// topology file alone: other files there (a capture being written, say) must not wake
+    /// the agent.
+    fn watch_files(&self, topology: &Path, state_dir: &Path) -> Result<notify::RecommendedWatcher> {
+        std::fs::create_dir_all(state_dir).with_context(|| format!("cannot create {}", state_dir.display()))?;
+        // Events name absolute paths: compare them with absolute ones.
+        let state = std::fs::canonicalize(state_dir).with_context(|| format!("cannot resolve {}", state_dir.display()))?;
+        let paths = FilePaths { registry: state.join(wireguard::registry::DIR), state: state.clone(), topology_name: topology.file_name().map(ToOwned::to_owned) };
+        let tx = self.changes_tx.clone();
+        let mut watcher = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
+            if let Ok(e) = ev
+                && !e.kind.is_access()
+            {
+                let change = paths.classify(&e.paths);
+                if !change.is_empty() {
+                    let _ = tx.send(change);
                 }
-                Ok(_) => tracing::warn!(node = %self.cfg.node, "the new topology does not have this node; keeping the old one"),
-                Err(ds) => tracing::warn!(node = %self.cfg.node, problems = ds.len(), "the new topology is not valid; keeping the old one"),
             }
-        }
-        let mesh_only = self.only_mesh(paths);
-        if mesh_only && paths.iter().any(|p| p.starts_with(&self.watched.registry)) {
+        })
+        .context("cannot watch the state directory")?;
+        notify::Watcher::watch(&mut watcher, &state, notify::RecursiveMode::Recursive).with_context(|| format!("cannot watch {}", state_dir.display()))?;
+        let topology_dir = topology.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let topology_dir = std::fs::canonicalize(topology_dir).with_context(|| format!("cannot resolve {}", topology_dir.display()))?;
+        notify::Watcher::watch(&mut watcher, &topology_dir, notify::RecursiveMode::NonRecursive).with_context(|| format!("cannot watch {}", topology_dir.display()))?;
+        Ok(watcher)
+    }
+
+    fn on_change(&mut self, change: Change) {
+        let topology_changed = change.topology && self.reload_topology();
+        if change.desired || topology_changed {
+            self.sync_logged();
+        } else if change.mesh {
             self.mesh.reconcile(&self.wanted, &self.topology);
             self.write_mesh_status();
-        } else if !mesh_only {
-            self.sync_logged();
         }
+    }
+
+    /// Reads the cluster again; whether it changed. A topology without this node (or, in files
+    /// mode, one that does not parse) is refused and the old one kept.
+    fn reload_topology(&mut self) -> bool {
+        let next = match (&self.cfg.source, &self.kube) {
+            (_, Some(k)) => k.topology(),
+            (Source::Files { topology, .. }, None) => match Topology::load(topology) {
+                Ok(t) => t,
+                Err(ds) => {
+                    tracing::warn!(node = %self.cfg.node, problems = ds.len(), "the new topology is not valid; keeping the old one");
+                    return false;
+                }
+            },
+            (Source::Kube { .. }, None) => return false,
+        };
+        if next == self.topology {
+            return false;
+        }
+        if next.node(&self.cfg.node).is_none() {
+            tracing::warn!(node = %self.cfg.node, "the cluster no longer has this node (or its address or pod CIDR); keeping the old view");
+            return false;
+        }
+        tracing::info!(node = %self.cfg.node, nodes = next.nodes.len(), pods = next.pods.len(), "cluster changed");
+        self.topology = next;
+        if let Err(e) = self.attach_pods(false) {
+            tracing::warn!(node = %self.cfg.node, "cannot attach new pods: {e:#}");
+        }
+        true
     }
 
     fn sync_logged(&mut self) {
@@ -233,8 +401,7 @@ impl Agent {
             .collect();
         let status = serde_json::json!({
             "node": self.cfg.node,
-            "topology": self.cfg.topology.display().to_string(),
-            "stateDir": self.cfg.state_dir.display().to_string(),
+            "source": self.cfg.source.describe(),
             "revision": self.revision,
             "endpoints": endpoints,
             "ipcacheEntries": self.current.ipcache.len(),
@@ -254,6 +421,26 @@ impl Agent {
             tracing::warn!(node = %self.cfg.node, "cannot write the WireGuard status: {e:#}");
         }
     }
+}
+
+impl Source {
+    /// What the agent follows, for logs and status.
+    pub fn describe(&self) -> String {
+        match self {
+            Source::Files { topology, state_dir } => format!("topology {} and state {}", topology.display(), state_dir.display()),
+            Source::Kube { options, .. } => format!("the API server ({})", options.kubeconfig.as_ref().map_or_else(|| "in-cluster or default kubeconfig".to_owned(), |p| format!("kubeconfig {}", p.display()))),
+        }
+    }
+}
+
+fn load_topology(path: &Path) -> Result<Topology> {
+    Topology::load(path).map_err(|ds| anyhow!("{} is not a valid topology:\n{}", path.display(), ds.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n")))
+}
+
+/// The interface the node routes `ip` to with a `/32` route (the pod's host-side interface).
+fn pod_interface(netns: &Path, ip: std::net::Ipv4Addr) -> Option<String> {
+    let text = ip_at(netns, &["-4", "-o", "route", "show", "exact", &format!("{ip}/32")]).ok()?;
+    text.lines().find_map(|l| l.split_whitespace().skip_while(|w| *w != "dev").nth(1).map(str::to_owned))
 }
 
 fn write_json(path: &Path, v: &serde_json::Value) -> Result<()> {

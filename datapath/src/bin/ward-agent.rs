@@ -7,10 +7,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
-use ward_datapath::agent::run::{Agent, AgentConfig};
+use ward_datapath::agent::kube::KubeOptions;
+use ward_datapath::agent::run::{Agent, AgentConfig, Source};
 use ward_datapath::agent::status;
 
-/// ward's node agent: policies from the local target, enforced by eBPF on this node's pods.
+/// ward's node agent: policies from the local target or the API server, enforced by eBPF on
+/// this node's pods.
 #[derive(Debug, Parser)]
 #[command(name = "ward-agent", version, about)]
 struct Cli {
@@ -25,12 +27,28 @@ enum Command {
         /// This node's name in the topology.
         #[arg(long)]
         node: String,
-        /// The lab topology (endpoints).
+        /// The lab topology (endpoints), in files mode.
         #[arg(long, default_value = "cluster-config/lab.yaml")]
         topology: PathBuf,
-        /// The local target's state directory (what `ward apply` writes).
+        /// The local target's state directory (what `ward apply` writes), in files mode.
         #[arg(long, default_value = ".ward")]
         state: PathBuf,
+        /// Kube mode: pods, nodes, namespaces, CNPs, CCNPs and the CiliumConfig from the API
+        /// server; the WireGuard public key is published on this node's Node object.
+        #[arg(long, conflicts_with_all = ["topology", "state"])]
+        kube: bool,
+        /// Kube mode: a kubeconfig (default: the pod's service account, else as kubectl).
+        #[arg(long, requires = "kube")]
+        kubeconfig: Option<PathBuf>,
+        /// Kube mode: the kubeconfig context.
+        #[arg(long, requires = "kube")]
+        context: Option<String>,
+        /// Kube mode: the namespace of the ConfigMap holding the CiliumConfig.
+        #[arg(long, default_value = "kube-system", requires = "kube")]
+        config_namespace: String,
+        /// Kube mode: the node's network namespace (default: the agent's own, hostNetwork).
+        #[arg(long, requires = "kube")]
+        netns: Option<PathBuf>,
         /// Where to write status and rule names.
         #[arg(long)]
         run_dir: Option<PathBuf>,
@@ -77,9 +95,14 @@ fn main() {
         .with_writer(std::io::stderr)
         .init();
     let result = match Cli::parse().command {
-        Command::Run { node, topology, state, run_dir, key_dir, once, resync_seconds } => {
+        Command::Run { node, topology, state, kube, kubeconfig, context, config_namespace, netns, run_dir, key_dir, once, resync_seconds } => {
             let run_dir = run_dir.unwrap_or_else(|| AgentConfig::default_run_dir(&node));
-            isolate_uapi_sockets().and_then(|()| run(AgentConfig { node, topology, state_dir: state, run_dir, key_dir }, once, Duration::from_secs(resync_seconds)))
+            let source = if kube {
+                Source::Kube { options: KubeOptions { kubeconfig, context, config_namespace }, netns }
+            } else {
+                Source::Files { topology, state_dir: state }
+            };
+            isolate_uapi_sockets().and_then(|()| run(AgentConfig { node, source, run_dir, key_dir }, once, Duration::from_secs(resync_seconds)))
         }
         Command::Status { node, run_dir, json } => {
             let run_dir = run_dir.unwrap_or_else(|| AgentConfig::default_run_dir(&node));

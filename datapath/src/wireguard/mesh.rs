@@ -5,7 +5,7 @@
 use super::config::{MeshConfig, Wanted};
 use super::device::{Device, PeerSpec, run_ip};
 use super::keys::{KeyStore, PrivateKey};
-use super::registry::{NodeRecord, Registry};
+use super::registry::{NodeRecord, Records};
 use super::{IFNAME, MTU_OVERHEAD, ROTATION_WAIT};
 use crate::lab::names::NODE_UNDERLAY_IF;
 use crate::lab::ip::ip_at;
@@ -76,7 +76,7 @@ pub struct Mesh {
     netns: PathBuf,
     run_dir: PathBuf,
     keys: KeyStore,
-    registry: Registry,
+    registry: Box<dyn Records>,
     wanted: Wanted,
     active: Option<Active>,
     error: Option<String>,
@@ -91,14 +91,14 @@ const RETRY: Duration = Duration::from_secs(2);
 
 impl Mesh {
     /// The mesh of `node`, whose namespace is `netns`; keys in `key_dir`, status and rotation
-    /// requests in `run_dir`, records in `state_dir`'s registry. Nothing is created yet.
-    pub fn new(node: &str, netns: PathBuf, key_dir: &Path, run_dir: &Path, state_dir: &Path) -> Mesh {
+    /// requests in `run_dir`, records published in `registry`. Nothing is created yet.
+    pub fn new(node: &str, netns: PathBuf, key_dir: &Path, run_dir: &Path, registry: Box<dyn Records>) -> Mesh {
         Mesh {
             node: node.to_owned(),
             netns,
             run_dir: run_dir.to_path_buf(),
             keys: KeyStore::new(key_dir),
-            registry: Registry::new(state_dir),
+            registry,
             wanted: Wanted::Off,
             active: None,
             error: None,

@@ -1,9 +1,11 @@
 //! Where nodes publish their WireGuard public keys, and read each other's.
 //!
-//! Local mode: one JSON file per node in `<state dir>/wireguard/<node>.json` (the local
-//! target's state directory, which every agent already follows). Kube mode will publish the
-//! same public key in the Node annotation `network.cilium.io/wg-pub-key`, as Cilium does.
-//! Only public keys and addresses are published; private keys never leave the node.
+//! [`Records`] is what the mesh needs of a registry. Local mode: [`Registry`], one JSON file
+//! per node in `<state dir>/wireguard/<node>.json` (the local target's state directory, which
+//! every agent already follows). Kube mode: the Node objects' annotations
+//! ([`crate::agent::kube::NodeAnnotations`]), the public key in
+//! `network.cilium.io/wg-pub-key` as Cilium publishes it. Only public keys and addresses are
+//! published; private keys never leave the node.
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
@@ -39,6 +41,16 @@ pub struct NodeRecord {
     pub rotations: u64,
 }
 
+/// Where nodes publish their records and read each other's.
+pub trait Records: Send {
+    /// Every readable record, by node; unreadable ones are skipped with a warning.
+    fn read_all(&self) -> BTreeMap<String, NodeRecord>;
+    /// Publishes `record` unless it is already there as it is; whether it wrote.
+    fn publish(&self, record: &NodeRecord) -> Result<bool>;
+    /// Withdraws `node`'s record (encryption turned off there); nothing to do is fine.
+    fn unpublish(&self, node: &str) -> Result<()>;
+}
+
 /// The records in one state directory.
 #[derive(Debug, Clone)]
 pub struct Registry {
@@ -56,9 +68,12 @@ impl Registry {
         &self.dir
     }
 
+}
+
+impl Records for Registry {
     /// Every record that parses, by node. A record whose file name and `node` disagree, or that
     /// does not parse, is skipped with a warning.
-    pub fn read_all(&self) -> BTreeMap<String, NodeRecord> {
+    fn read_all(&self) -> BTreeMap<String, NodeRecord> {
         let mut out = BTreeMap::new();
         let Ok(entries) = fs::read_dir(&self.dir) else { return out };
         for entry in entries.flatten() {
@@ -79,7 +94,7 @@ impl Registry {
     }
 
     /// Writes `record` (atomically) unless the file already holds exactly it.
-    pub fn publish(&self, record: &NodeRecord) -> Result<bool> {
+    fn publish(&self, record: &NodeRecord) -> Result<bool> {
         let path = self.dir.join(format!("{}.json", record.node));
         if read_record(&path).is_ok_and(|r| &r == record) {
             return Ok(false);
@@ -92,7 +107,7 @@ impl Registry {
     }
 
     /// Removes `node`'s record (encryption turned off there).
-    pub fn unpublish(&self, node: &str) -> Result<()> {
+    fn unpublish(&self, node: &str) -> Result<()> {
         match fs::remove_file(self.dir.join(format!("{node}.json"))) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e).with_context(|| format!("cannot remove {node}'s WireGuard record")),
             _ => Ok(()),

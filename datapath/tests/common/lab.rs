@@ -138,6 +138,26 @@ impl AgentLab {
         wait_for(&format!("agent {node} to sync"), Duration::from_secs(20), || run_dir.join("status.json").exists());
     }
 
+    /// Starts `ward-agent run --kube` for `node` against the API server of `kubeconfig`, in
+    /// the node's namespace, and waits until it synced.
+    pub fn start_kube_agent(&mut self, node: &str, kubeconfig: &Path) {
+        let run_dir = self.run_dir(node);
+        let _ = std::fs::remove_file(run_dir.join("status.json"));
+        let child = Command::new(env!("CARGO_BIN_EXE_ward-agent"))
+            .args(["run", "--kube", "--node", node, "--resync-seconds", "3600"])
+            .arg("--kubeconfig")
+            .arg(kubeconfig)
+            .arg("--netns")
+            .arg(self.lab.node_netns(node))
+            .arg("--run-dir")
+            .arg(&run_dir)
+            .env("WARD_LOG", std::env::var("WARD_TEST_AGENT_LOG").unwrap_or_else(|_| "info".into()))
+            .spawn()
+            .unwrap();
+        self.agents.insert(node.to_owned(), child);
+        wait_for(&format!("agent {node} to sync"), Duration::from_secs(60), || run_dir.join("status.json").exists());
+    }
+
     /// The agent's last status document.
     pub fn agent_status(&self, node: &str) -> serde_json::Value {
         let p = self.dir.path().join(format!("run-{node}")).join("status.json");

@@ -39,8 +39,7 @@ use crate::normalize::{fingerprint, normalize_owned, to_yaml};
 use crate::plan::{unified_diff, Action, Change, Plan};
 use anyhow::{anyhow, bail, Context, Result};
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::{Client, Config};
+use kube::Client;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
@@ -140,18 +139,7 @@ impl KubeTarget {
     /// Connects as kubectl would with `--kubeconfig` and `--context`.
     pub fn connect(opts: KubeOptions) -> Result<KubeTarget> {
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-        let kopts = KubeConfigOptions { context: opts.context.clone(), ..KubeConfigOptions::default() };
-        let config = rt.block_on(async {
-            match &opts.kubeconfig {
-                // Neither file nor context: in a pod, its service account; else as kubectl.
-                None if opts.context.is_none() => Config::infer().await.context("no in-cluster service account and no usable kubeconfig; pass --kubeconfig"),
-                Some(path) => {
-                    let kc = Kubeconfig::read_from(path).with_context(|| format!("cannot read kubeconfig {}", path.display()))?;
-                    Config::from_custom_kubeconfig(kc, &kopts).await.with_context(|| format!("kubeconfig {}", path.display()))
-                }
-                None => Config::from_kubeconfig(&kopts).await.context("no usable kubeconfig (KUBECONFIG or ~/.kube/config); pass --kubeconfig"),
-            }
-        })?;
+        let config = rt.block_on(ward_datapath::agent::kube::client_config(opts.kubeconfig.as_deref(), opts.context.as_deref()))?;
         let server = config.cluster_url.to_string();
         let client = rt.block_on(async { Client::try_from(config) }).context("cannot build a Kubernetes client")?;
         Ok(KubeTarget { rt, client, opts, server, extra: Extra::default() })

@@ -149,6 +149,8 @@ impl TestCluster {
                 "--authorization-mode=RBAC".into(),
                 format!("--cert-dir={}", path("certs")),
                 "--enable-priority-and-fairness=false".into(),
+                // As kubeadm and every distribution set it: the agent's DaemonSet is privileged.
+                "--allow-privileged=true".into(),
                 // The advertised address is loopback, which the default endpoint reconciler refuses.
                 "--endpoint-reconciler-type=none".into(),
                 "--v=0".into(),
@@ -168,8 +170,8 @@ impl TestCluster {
         );
         let mut cluster = TestCluster { dir, etcd, apiserver, apiserver_cmd, kubeconfig, server };
         cluster.wait_ready(Duration::from_secs(90));
-        // Cilium's CRDs and ward's own.
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        // Cilium's CRDs and ward's own (paths that work from every crate that includes this).
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../reconciler");
         let mut apply = vec!["apply".to_owned(), "--server-side".to_owned()];
         for crds in [root.join("../schema/crds"), root.join("deploy/crds")] {
             for e in std::fs::read_dir(&crds).unwrap().flatten().filter(|e| e.path().extension().is_some_and(|x| x == "yaml")) {
@@ -236,6 +238,35 @@ impl TestCluster {
         let out = self.kubectl(args);
         assert!(out.status.success(), "kubectl {args:?} failed:\n{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
         String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// A kubeconfig at `path` holding nothing but a token of ServiceAccount `namespace/name`,
+    /// for running a component with exactly its RBAC.
+    pub fn service_account_kubeconfig(&self, namespace: &str, name: &str, path: &Path) -> PathBuf {
+        let token = self.kubectl_ok(&["create", "token", name, "-n", namespace]);
+        let ca = self.dir.path().join("ca.crt");
+        let text = format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {{server: \"{}\", certificate-authority: \"{}\"}}\nusers:\n- name: sa\n  user: {{token: \"{}\"}}\ncontexts:\n- name: sa\n  context: {{cluster: c, user: sa}}\ncurrent-context: sa\n",
+            self.server,
+            ca.display(),
+            token.trim()
+        );
+        write(path, &text);
+        path.to_path_buf()
+    }
+
+    /// Asserts that ServiceAccount `namespace/name` may do none of `denied` ((verb, resource,
+    /// namespace or "" for cluster scope)).
+    pub fn assert_cannot(&self, namespace: &str, name: &str, denied: &[(&str, &str, &str)]) {
+        let sa = format!("system:serviceaccount:{namespace}:{name}");
+        for (verb, resource, ns) in denied {
+            let mut args = vec!["auth", "can-i", verb, resource, "--as", &sa];
+            if !ns.is_empty() {
+                args.extend(["-n", ns]);
+            }
+            let out = self.kubectl(&args);
+            assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "no", "{sa} may {verb} {resource}");
+        }
     }
 
     /// A new namespace of this test's own (`<prefix>-<n>`).

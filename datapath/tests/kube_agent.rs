@@ -1,0 +1,202 @@
+//! `ward-agent run --kube` against a real kube-apiserver + etcd (the harness of
+//! `reconciler/tests/testcluster`) and the lab of `cluster-config/lab.yaml`: the lab's nodes
+//! and pods are mirrored into the API server as Node and Pod objects (there is no kubelet, so
+//! the test writes their status as a kubelet would), the repository's policies are applied
+//! with kubectl, and the CiliumConfig sits in the ConfigMap where `ward apply --kubeconfig`
+//! puts it. The agents run with the token of the ServiceAccount of `reconciler/deploy/agent.yaml`
+//! (so its RBAC is shown to be enough, and checked to be no more). Real packets between the
+//! lab's pods then show what the agents enforce.
+//!
+//! Needs root, bpffs and the test-cluster binaries (`ci/kube/build.sh`); without them it
+//! prints `skipped: <reason>`, and fails under CI=true.
+
+#![allow(clippy::unwrap_used, clippy::panic, reason = "tests")]
+
+mod common;
+#[path = "../../reconciler/tests/testcluster/mod.rs"]
+mod testcluster;
+
+use common::lab::{AgentLab, privileged, tcp_connect, tcp_server, wait_for};
+use serde_json::{Value, json};
+use std::path::Path;
+use std::time::{Duration, Instant};
+use testcluster::TestCluster;
+use ward_datapath::lab::Topology;
+
+const LAB: &str = include_str!("../../cluster-config/lab.yaml");
+const CONFIG: &str = include_str!("../../cluster-config/cilium-config.yaml");
+const OPEN: Duration = Duration::from_secs(2);
+const SHUT: Duration = Duration::from_millis(400);
+/// How long a change in the API server may take to reach the kernel in this test (generous:
+/// the machine runs other tests at the same time; the figures are printed).
+const PROPAGATION: Duration = Duration::from_secs(10);
+
+/// The lab's namespaces, nodes and pods as Kubernetes objects, each pod and node with the
+/// status a kubelet would report.
+fn mirror(cluster: &TestCluster, lab: &AgentLab, t: &Topology) {
+    let mut namespaces: Vec<&str> = t.pods.iter().map(|p| p.namespace.as_str()).collect();
+    namespaces.sort_unstable();
+    namespaces.dedup();
+    let mut docs = Vec::new();
+    for ns in &namespaces {
+        let labels = t.namespaces.get(*ns).cloned().unwrap_or_default();
+        docs.push(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns, "labels": labels}}));
+        // No controller-manager here to create it; pod admission wants it.
+        docs.push(json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default", "namespace": ns}}));
+    }
+    for n in &t.nodes {
+        docs.push(json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": n.name, "labels": n.labels}, "spec": {"podCIDR": n.pod_cidr.to_string()}}));
+    }
+    for p in &t.pods {
+        let ports: Vec<Value> = p.ports.iter().map(|pp| json!({"name": pp.name, "containerPort": pp.port, "protocol": pp.protocol.to_string()})).collect();
+        docs.push(json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": p.name, "namespace": p.namespace, "labels": p.labels},
+            "spec": {"nodeName": p.node, "automountServiceAccountToken": false, "containers": [{"name": "main", "image": "registry.invalid/none", "ports": ports}]}
+        }));
+    }
+    let file = lab.path("mirror.json");
+    std::fs::write(&file, serde_json::to_vec(&json!({"apiVersion": "v1", "kind": "List", "items": docs})).unwrap()).unwrap();
+    cluster.kubectl_ok(&["apply", "--server-side", "-f", file.to_str().unwrap()]);
+    for n in &t.nodes {
+        let status = json!({"status": {"addresses": [{"type": "InternalIP", "address": n.ip.to_string()}, {"type": "Hostname", "address": n.name}]}});
+        cluster.kubectl_ok(&["patch", "node", &n.name, "--subresource=status", "--type=merge", "-p", &status.to_string()]);
+    }
+    for p in &t.pods {
+        let status = json!({"status": {"phase": "Running", "podIP": p.ip.to_string(), "podIPs": [{"ip": p.ip.to_string()}]}});
+        cluster.kubectl_ok(&["patch", "pod", "-n", &p.namespace, &p.name, "--subresource=status", "--type=merge", "-p", &status.to_string()]);
+    }
+}
+
+/// The CiliumConfig in its ConfigMap, as the kube target stores it.
+fn put_config(cluster: &TestCluster, lab: &AgentLab, text: &str) {
+    let cm = json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "cilium-config", "namespace": "kube-system", "labels": {"app.kubernetes.io/managed-by": "ward"}},
+        "data": {"cilium-config.yaml": text}
+    });
+    let file = lab.path("config.json");
+    std::fs::write(&file, serde_json::to_vec(&cm).unwrap()).unwrap();
+    cluster.kubectl_ok(&["apply", "--server-side", "--force-conflicts", "-f", file.to_str().unwrap()]);
+}
+
+/// Applies `reconciler/deploy/{namespace,agent}.yaml` (RBAC and the DaemonSet) and returns a
+/// kubeconfig holding nothing but the agent ServiceAccount's token: the agents of this test
+/// run with exactly the rights the DaemonSet gets.
+fn agent_kubeconfig(cluster: &TestCluster, lab: &AgentLab) -> std::path::PathBuf {
+    let deploy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../reconciler/deploy");
+    let applied = cluster.kubectl_ok(&["apply", "--server-side", "-f", deploy.join("namespace.yaml").to_str().unwrap(), "-f", deploy.join("agent.yaml").to_str().unwrap()]);
+    assert!(applied.contains("daemonset.apps/ward-agent serverside-applied"), "{applied}");
+    let kc = cluster.service_account_kubeconfig("ward-system", "ward-agent", &lab.path("agent-kubeconfig"));
+    // And no more than it needs.
+    let denied = [("delete", "pods", "shop"), ("get", "secrets", "kube-system"), ("patch", "ciliumnetworkpolicies", "shop"), ("patch", "configmaps", "kube-system"), ("delete", "nodes", "")];
+    cluster.assert_cannot("ward-system", "ward-agent", &denied);
+    kc
+}
+
+fn conn(lab: &AgentLab, from: &str, to: &str, port: u16, timeout: Duration) -> bool {
+    tcp_connect(&lab.netns(from), lab.ip(to), port, timeout).is_some()
+}
+
+/// Waits until `from` -> `to`:`port` connects (`open`) or not, and says how long it took.
+fn wait_conn(lab: &AgentLab, what: &str, from: &str, to: &str, port: u16, open: bool) -> Duration {
+    let start = Instant::now();
+    wait_for(what, PROPAGATION, || conn(lab, from, to, port, if open { Duration::from_millis(300) } else { SHUT }) == open);
+    let took = start.elapsed();
+    eprintln!("{what}: {took:?}");
+    took
+}
+
+fn node_annotation(cluster: &TestCluster, node: &str, key: &str) -> Option<String> {
+    let node: Value = serde_json::from_str(&cluster.kubectl_ok(&["get", "node", node, "-o", "json"])).unwrap();
+    node["metadata"]["annotations"][key].as_str().map(str::to_owned)
+}
+
+fn wg(lab: &AgentLab, node: &str, pointer: &str) -> Value {
+    lab.wg_status(node).pointer(pointer).cloned().unwrap_or(Value::Null)
+}
+
+#[test]
+fn kube_mode_enforces_the_api_servers_policies_and_publishes_keys_on_nodes() {
+    if !privileged("kube_agent") {
+        return;
+    }
+    let Some(cluster) = TestCluster::start() else { return };
+    let mut lab = AgentLab::up("kube", LAB);
+    let topology = lab.lab.topology().clone();
+    mirror(&cluster, &lab, &topology);
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    for dir in ["policies/clusterwide", "policies/namespaces"] {
+        cluster.kubectl_ok(&["apply", "--server-side", "-R", "-f", root.join(dir).to_str().unwrap()]);
+    }
+    put_config(&cluster, &lab, CONFIG);
+    let (frontend, backend, admin, intruder) = ("shop/frontend", "shop/backend", "shop/admin", "other/intruder");
+    for port in [80, 81] {
+        tcp_server(&lab.netns(backend), lab.ip(backend), port);
+    }
+    let kubeconfig = agent_kubeconfig(&cluster, &lab);
+    for n in lab.nodes() {
+        lab.start_kube_agent(&n, &kubeconfig);
+    }
+
+    // Every node publishes its key on its Node, and peers with the other's published key.
+    let nodes = lab.nodes();
+    wait_for("keys on both Nodes and a tunnel each way", PROPAGATION, || {
+        nodes.iter().all(|n| {
+            let key = node_annotation(&cluster, n, "network.cilium.io/wg-pub-key");
+            let peer = nodes.iter().find(|o| *o != n).unwrap();
+            key.is_some()
+                && key.as_deref() == wg(&lab, n, "/interface/publicKey").as_str()
+                && wg(&lab, peer, "/peers/0/publicKey").as_str() == key.as_deref()
+        })
+    });
+    let record: Value = serde_json::from_str(&node_annotation(&cluster, &nodes[0], "ward.dev/wireguard").unwrap()).unwrap();
+    assert_eq!(record["node"], json!(nodes[0]));
+    assert_eq!(record["endpoint"], json!(format!("{}:51871", topology.nodes[0].ip)));
+    for n in &nodes {
+        let status = lab.agent_status(n);
+        assert!(status["source"].as_str().unwrap().contains("API server"), "{status}");
+        let key_file = std::fs::read(lab.run_dir(n).join("cilium_wg0.key")).unwrap();
+        let text = std::fs::read_to_string(lab.run_dir(n).join("wireguard.json")).unwrap() + &status.to_string();
+        let annotations = cluster.kubectl_ok(&["get", "node", n, "-o", "json"]);
+        let private = defguard_wireguard_rs::key::Key::new(key_file.try_into().unwrap()).to_string();
+        assert!(!text.contains(&private) && !annotations.contains(&private), "the private key must never be published");
+    }
+
+    // The seed's intent, from the API server's objects, across the tunnel.
+    assert!(conn(&lab, frontend, backend, 80, OPEN), "frontend must reach backend:80");
+    assert!(!conn(&lab, admin, backend, 80, SHUT), "admin must not reach backend:80");
+    assert!(!conn(&lab, intruder, backend, 80, SHUT), "frontend's labels in another namespace must not reach backend");
+    assert!(!conn(&lab, frontend, backend, 81, SHUT), "frontend must not reach backend:81");
+
+    // A pod relabelled: admin becomes a frontend and gets in; back, and it is out again.
+    cluster.kubectl_ok(&["label", "pod", "-n", "shop", "admin", "app=frontend", "--overwrite"]);
+    wait_conn(&lab, "a pod label change reaches the kernel (admin -> backend:80 opens)", admin, backend, 80, true);
+    cluster.kubectl_ok(&["label", "pod", "-n", "shop", "admin", "app=admin", "--overwrite"]);
+    wait_conn(&lab, "the label reverted (admin -> backend:80 closes)", admin, backend, 80, false);
+
+    // A policy edited in the API server: admin added to backend's allowed peers.
+    let patch = json!([{"op": "add", "path": "/spec/ingress/0/fromEndpoints/-", "value": {"matchLabels": {"app": "admin"}}}]);
+    cluster.kubectl_ok(&["patch", "cnp", "-n", "shop", "backend-ingress", "--type=json", "-p", &patch.to_string()]);
+    wait_conn(&lab, "a CNP edit reaches the kernel (admin -> backend:80 opens)", admin, backend, 80, true);
+    assert!(!conn(&lab, admin, backend, 81, SHUT), "the edit allowed port 80 only");
+
+    // A policy deleted: nothing selects backend's ingress any more, so it is open (Cilium's
+    // default without a policy), and intruder gets in.
+    cluster.kubectl_ok(&["delete", "cnp", "-n", "shop", "backend-ingress"]);
+    wait_conn(&lab, "a CNP deletion reaches the kernel (intruder -> backend:80 opens)", intruder, backend, 80, true);
+
+    // A ConfigMap that no longer holds a valid CiliumConfig: fail closed, say why, recover.
+    put_config(&cluster, &lab, "apiVersion: cilium.io/v1.12\nkind: CiliumConfig\nmetadata: {name: cilium-config}\nspec:\n  enable-encryption: [\n");
+    wait_for("both agents to report the broken ConfigMap", PROPAGATION, || {
+        nodes.iter().all(|n| wg(&lab, n, "/error").as_str().is_some_and(|e| e.contains("ConfigMap kube-system/cilium-config")))
+    });
+    assert!(!conn(&lab, frontend, backend, 80, SHUT), "with the config unreadable, cross-node traffic must be dropped, not sent in clear");
+    put_config(&cluster, &lab, CONFIG);
+    wait_conn(&lab, "the fixed ConfigMap restores the tunnel", frontend, backend, 80, true);
+
+    // Encryption turned off in the API server: the keys are withdrawn from the Nodes.
+    put_config(&cluster, &lab, &CONFIG.replace("enable-encryption: true", "enable-encryption: false"));
+    wait_for("the keys withdrawn from the Nodes", PROPAGATION, || nodes.iter().all(|n| node_annotation(&cluster, n, "network.cilium.io/wg-pub-key").is_none()));
+    assert!(conn(&lab, frontend, backend, 80, OPEN), "in clear, frontend still reaches backend");
+}
