@@ -177,3 +177,23 @@ fn diff_reports_creates_and_prunes_between_commits() {
     // A diff reads Git only: no state directory appears.
     assert!(!repo.state().exists());
 }
+
+/// Without `--base`, the base is what the target holds (here the local state directory), as
+/// `kubectl diff` compares with the cluster: what applying `--head` would change, prunes
+/// included, and what it newly allows or denies.
+#[test]
+fn without_base_the_head_is_compared_with_the_target() {
+    let env = Env::new();
+    let mut repo = env.fixture_repo();
+    repo.ward(&["apply"]).code(EXIT_OK);
+    repo.ward(&["diff", "--detailed-exitcode"]).code(EXIT_OK).stdout_has("Diff live (").stdout_has("0 to create, 0 to change, 0 to prune");
+    repo.write(BACKEND, repo.read(BACKEND).replace("port: \"80\"", "port: \"8080\""));
+    repo.remove("policies/namespaces/shop/frontend-egress.yaml");
+    repo.commit("backend on 8080, no frontend egress policy");
+    let d = repo.ward(&["diff", "--detailed-exitcode"]);
+    d.code(EXIT_CHANGES).stdout_has("0 to create, 1 to change, 1 to prune").stdout_has("CiliumNetworkPolicy/shop/frontend-egress");
+    d.stdout_has("+            - port: \"8080\"");
+    repo.ward(&["plan", "--detailed-exitcode"]).code(EXIT_CHANGES);
+    // Only a preview: nothing was applied.
+    repo.ward(&["status"]).code(EXIT_OK);
+}

@@ -1,4 +1,4 @@
-//! `ward plan`, `apply` and `status` against a real kube-apiserver (with etcd) started by the
+//! `ward plan`, `apply`, `diff` (without --base) and `status` against a real kube-apiserver (with etcd) started by the
 //! test harness: server-side apply as field manager `ward`, dry-run plans, the inventory in a
 //! WardSync, drift, conflicts with another field manager, prune and its guards, missing
 //! namespaces, health from `status.conditions[type=Valid]`. Fails rather than skips under
@@ -109,6 +109,11 @@ fn apply_converges_and_drift_conflicts_and_prune_behave() {
     repo.remove("policies/namespaces/shop/frontend-egress.yaml");
     repo.remove("policies/namespaces/shop/backend-egress-deny-all.yaml");
     repo.commit("drop two policies");
+    // `ward diff` without --base compares the commit with the cluster (prunes shown; the
+    // opted-out object is kept).
+    let diff = ward(&repo, &cluster, &["diff", "--detailed-exitcode"]);
+    diff.code(EXIT_CHANGES).stdout_has("Diff live (cluster of ").stdout_has("0 to create, 0 to change, 1 to prune");
+    assert_eq!(names(&cluster, "cnp").len(), 3, "a diff writes nothing");
     ward(&repo, &cluster, &["apply", "--prune", "--max-prune", "0"]).code(EXIT_ERROR).stderr_has("deletion budget");
     assert_eq!(names(&cluster, "cnp").len(), 3, "over budget: nothing pruned");
     let pruned = ward(&repo, &cluster, &["apply", "--prune"]);

@@ -209,9 +209,11 @@ pub struct PlanArgs {
 /// `ward diff`.
 #[derive(Debug, Args)]
 pub struct DiffArgs {
-    /// The base revision (e.g. origin/main).
+    /// The base revision (e.g. origin/main). Without it, the base is what is live in the
+    /// target: the cluster of --kubeconfig/--context, else the local state directory (like
+    /// `kubectl diff`; prunes are shown).
     #[arg(long)]
-    pub base: String,
+    pub base: Option<String>,
     /// The head revision.
     #[arg(long, default_value = "HEAD")]
     pub head: String,

@@ -316,9 +316,14 @@ fn explain(settings: &Settings, a: &ExplainArgs) -> Result<i32> {
 }
 
 fn plan_or_apply(settings: &Settings, a: &PlanArgs, apply: bool) -> Result<i32> {
+    plan_against_target(settings, a, if apply { "apply" } else { "plan" })
+}
+
+/// `plan`, `apply`, or `diff` without `--base`: the revision against what the target holds.
+fn plan_against_target(settings: &Settings, a: &PlanArgs, command: &'static str) -> Result<i32> {
+    let apply = command == "apply";
     let (desired, files) = load_desired(settings, a.rev.as_deref(), true)?;
     let v = &desired.validation;
-    let command = if apply { "apply" } else { "plan" };
     if !v.is_valid() {
         let report = Report { command, files: &files, documents: v.documents, diagnostics: &v.diagnostics, plan: None, base: None, head: desired.revision.clone(), connectivity: None };
         emit(settings, &report)?;
@@ -339,7 +344,11 @@ fn plan_or_apply(settings: &Settings, a: &PlanArgs, apply: bool) -> Result<i32> 
         None => local_plan_or_apply(settings, &desired, &options, apply)?,
     };
     let connectivity = connectivity::diff_from_live(|| live_resources(live), &v.resources, connectivity_options(settings));
-    let report = Report { command, files: &files, documents: v.documents, diagnostics: &v.diagnostics, plan: Some(&plan), base: None, head: desired.revision.clone(), connectivity: Some(&connectivity) };
+    let base = (command == "diff").then(|| match &settings.kube {
+        Some(k) => format!("live ({})", k.describe()),
+        None => format!("live ({})", settings.state_dir.display()),
+    });
+    let report = Report { command, files: &files, documents: v.documents, diagnostics: &v.diagnostics, plan: Some(&plan), base, head: desired.revision.clone(), connectivity: Some(&connectivity) };
     emit(settings, &report)?;
     let code = if a.detailed_exitcode && plan.has_changes() { EXIT_CHANGES } else { EXIT_OK };
     // The process exits next: freeing every object tree one by one would cost a tenth of a
@@ -394,7 +403,18 @@ fn record_unchanged(target: &mut LocalTarget, plan: &Plan, desired: &Desired) ->
 }
 
 fn diff(settings: &Settings, a: &DiffArgs) -> Result<i32> {
-    let (base, _) = load_desired(settings, Some(&a.base), true).with_context(|| format!("reading --base {}", a.base))?;
+    let Some(base_rev) = &a.base else {
+        let live = PlanArgs {
+            rev: Some(a.head.clone()),
+            prune: true,
+            max_prune: usize::MAX,
+            allow_prune_all: true,
+            force_conflicts: false,
+            detailed_exitcode: a.detailed_exitcode,
+        };
+        return plan_against_target(settings, &live, "diff");
+    };
+    let (base, _) = load_desired(settings, Some(base_rev), true).with_context(|| format!("reading --base {base_rev}"))?;
     let (head, files) = load_desired(settings, Some(&a.head), true).with_context(|| format!("reading --head {}", a.head))?;
     let v = &head.validation;
     let live = live_from(&base.validation.resources);

@@ -72,6 +72,17 @@ pub struct KubeOptions {
     pub config_namespace: String,
 }
 
+impl KubeOptions {
+    /// Which cluster, as the user named it (for report headings).
+    pub fn describe(&self) -> String {
+        match (&self.context, &self.kubeconfig) {
+            (Some(c), _) => format!("cluster of context {c}"),
+            (None, Some(k)) => format!("cluster of {}", k.display()),
+            (None, None) => "cluster".into(),
+        }
+    }
+}
+
 impl Default for KubeOptions {
     fn default() -> Self {
         KubeOptions { kubeconfig: None, context: None, sync: "ward".into(), config_namespace: "kube-system".into() }
