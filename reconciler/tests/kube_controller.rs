@@ -274,3 +274,37 @@ fn the_controller_backs_off_while_the_api_server_is_gone_and_the_inventory_stays
     assert!(st["inventory"].as_array().unwrap().iter().all(|e| !e["seen"].as_str().unwrap().is_empty()), "{st}");
     assert_eq!(condition(&st, "Ready")["status"], "True", "{st}");
 }
+
+/// A reconcile longer than the renewal period keeps renewing the Lease while it runs, so a
+/// follower never sees it lapse mid-apply (the first apply of thousands of objects outlasts
+/// the Lease's 15 s).
+#[test]
+fn a_long_reconcile_keeps_renewing_the_lease() {
+    let Some((cluster, env, mut repo, bare)) = setup() else { return };
+    let many: String = (0..800)
+        .map(|i| format!("---\napiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {{name: bulk-{i}, namespace: shop}}\nspec:\n  endpointSelector: {{matchLabels: {{app: bulk-{i}}}}}\n  ingress: [{{fromEndpoints: [{{matchLabels: {{app: frontend}}}}]}}]\n"))
+        .collect();
+    repo.write("policies/namespaces/shop/bulk.yaml", many);
+    repo.commit("800 policies");
+    push(&repo, &bare);
+    let renewed = || -> Option<u64> {
+        let out = cluster.kubectl(&["get", "lease", "-n", "kube-system", "ward-ward", "-o", "jsonpath={.metadata.annotations.ward\\.dev/renewed-unix-ms}"]);
+        String::from_utf8_lossy(&out.stdout).trim().parse().ok().filter(|v| *v > 0)
+    };
+    let _a = Controller::start(&env, &cluster, &bare, "controller-a");
+    let start = std::time::Instant::now();
+    let mut seen = std::collections::BTreeSet::new();
+    // Renewals seen while the first reconcile is still applying (the WardSync not yet Ready).
+    while condition(&sync_status(&cluster), "Ready")["status"] != "True" {
+        assert!(start.elapsed() < Duration::from_secs(180), "the first reconcile did not finish in 3 minutes");
+        if let Some(v) = renewed() {
+            seen.insert(v);
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let took = start.elapsed();
+    assert!(took > Duration::from_secs(5), "the reconcile took only {took:?}: too short to show renewals (raise the number of policies)");
+    assert!(seen.len() >= 2, "the Lease was not renewed during a {took:?} reconcile: {seen:?}");
+    let holder = cluster.kubectl_ok(&["get", "lease", "-n", "kube-system", "ward-ward", "-o", "jsonpath={.spec.holderIdentity}"]);
+    assert_eq!(holder, "controller-a");
+}

@@ -6,7 +6,9 @@
 //! it lapse for [`DURATION`]. Every change is a replace carrying the `resourceVersion` read
 //! just before, so of two controllers racing for a lapsed Lease the API server lets exactly
 //! one win (the other gets 409 Conflict and stays a follower). The holder renews every
-//! [`RENEW`], and gives the Lease up on shutdown so a follower takes over at once.
+//! [`RENEW`], also while a reconcile runs ([`Lease::hold_during`]: the first apply of thousands
+//! of objects takes longer than [`DURATION`]), and gives the Lease up on shutdown so a follower
+//! takes over at once.
 //!
 //! Expiry is judged by the annotation `ward.dev/renewed-unix-ms` that every ward controller
 //! writes with `spec.renewTime` (which stays for kubectl and other tools), so no date parsing
@@ -17,7 +19,9 @@ use crate::target::kube::KubeTarget;
 use anyhow::{anyhow, Result};
 use k8s_openapi::api::coordination::v1::Lease as KLease;
 use kube::api::{Api, ObjectMeta, PostParams};
+use std::sync::{mpsc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
+use tokio::runtime::Handle;
 
 /// How long a Lease is valid after its last renewal.
 pub const DURATION: Duration = Duration::from_secs(15);
@@ -29,6 +33,8 @@ const RENEWED: &str = "ward.dev/renewed-unix-ms";
 
 /// This controller's view of the Lease.
 pub struct Lease {
+    api: Api<KLease>,
+    rt: Handle,
     namespace: String,
     name: String,
     identity: String,
@@ -37,9 +43,39 @@ pub struct Lease {
 }
 
 impl Lease {
-    /// The Lease for WardSync `sync`, as `identity`.
-    pub fn new(namespace: &str, sync: &str, identity: &str) -> Lease {
-        Lease { namespace: namespace.into(), name: format!("ward-{sync}"), identity: identity.into(), held_since_renewal: None }
+    /// The Lease for WardSync `sync` in the cluster of `target`, as `identity`.
+    pub fn new(target: &KubeTarget, namespace: &str, sync: &str, identity: &str) -> Lease {
+        Lease {
+            api: Api::namespaced(target.client().clone(), namespace),
+            rt: target.handle(),
+            namespace: namespace.into(),
+            name: format!("ward-{sync}"),
+            identity: identity.into(),
+            held_since_renewal: None,
+        }
+    }
+
+    /// Runs `work` (a reconcile) while a helper thread keeps renewing the Lease every
+    /// [`RENEW`], so a long reconcile does not let it lapse and a follower take over mid-way.
+    pub fn hold_during<R>(&mut self, work: impl FnOnce() -> R) -> R {
+        let (done, wait) = mpsc::channel::<()>();
+        let me = Mutex::new(self);
+        std::thread::scope(|s| {
+            let me = &me;
+            s.spawn(move || {
+                while let Err(mpsc::RecvTimeoutError::Timeout) = wait.recv_timeout(RENEW) {
+                    let mut lease = me.lock().unwrap_or_else(PoisonError::into_inner);
+                    match lease.try_hold() {
+                        Ok(true) => tracing::debug!(lease = %lease.name, "renewed during the reconcile"),
+                        Ok(false) => tracing::error!(lease = %lease.name, "lost the lease during a reconcile: another controller may be writing too"),
+                        Err(e) => tracing::warn!("cannot renew the lease during the reconcile: {e:#}"),
+                    }
+                }
+            });
+            let result = work();
+            drop(done);
+            result
+        })
     }
 
     /// Whether this controller holds the Lease (and renewed it within its duration).
@@ -48,10 +84,10 @@ impl Lease {
     }
 
     /// Acquires, renews or takes over the Lease; `Ok(true)` when this controller holds it.
-    pub fn try_hold(&mut self, target: &KubeTarget) -> Result<bool> {
-        let api: Api<KLease> = Api::namespaced(target.client().clone(), &self.namespace);
+    pub fn try_hold(&mut self) -> Result<bool> {
+        let api = self.api.clone();
         let now_ms = unix_ms(SystemTime::now());
-        let result = target.block_on(async {
+        let result = self.rt.block_on(async {
             match api.get_opt(&self.name).await? {
                 None => {
                     let lease = self.lease(ObjectMeta { name: Some(self.name.clone()), ..ObjectMeta::default() }, now_ms, 0);
@@ -99,12 +135,12 @@ impl Lease {
     }
 
     /// Gives the Lease up (on shutdown), so a follower need not wait for it to lapse.
-    pub fn release(&mut self, target: &KubeTarget) {
+    pub fn release(&mut self) {
         if self.held_since_renewal.take().is_none() {
             return;
         }
-        let api: Api<KLease> = Api::namespaced(target.client().clone(), &self.namespace);
-        let r = target.block_on(async {
+        let api = self.api.clone();
+        let r = self.rt.block_on(async {
             let Some(current) = api.get_opt(&self.name).await? else { return Ok(()) };
             if current.spec.as_ref().and_then(|s| s.holder_identity.as_deref()) != Some(self.identity.as_str()) {
                 return Ok(());

@@ -109,12 +109,12 @@ pub fn run(settings: &Settings, kube: &KubeOptions, opts: &ControllerOptions) ->
     }
     watch_signals(&target, tx.clone(), Arc::clone(&stop));
     let _watcher = watch_local_repo(settings, tx);
-    let mut lease = lease::Lease::new(&opts.lease_namespace, &kube.sync, &opts.identity);
+    let mut lease = lease::Lease::new(&target, &opts.lease_namespace, &kube.sync, &opts.identity);
     let mut backoff: Option<Duration> = None;
     // When the next reconcile is due; a wake-up only to renew the Lease does not reconcile.
     let mut due = Instant::now();
     loop {
-        let leader = lease.try_hold(&target);
+        let leader = lease.try_hold();
         shared.ready.store(leader.is_ok(), Ordering::Relaxed);
         let wait = match leader {
             Ok(true) if Instant::now() < due => {
@@ -124,7 +124,7 @@ pub fn run(settings: &Settings, kube: &KubeOptions, opts: &ControllerOptions) ->
             Ok(true) => {
                 lock(&metrics).leader = true;
                 let started = Instant::now();
-                let outcome = reconcile(settings, &mut target, opts);
+                let outcome = lease.hold_during(|| reconcile(settings, &mut target, opts));
                 tracing::info!(took_ms = started.elapsed().as_millis() as u64, ok = outcome.is_ok(), "reconcile finished");
                 let mut m = lock(&metrics);
                 m.duration_sum += started.elapsed().as_secs_f64();
@@ -155,7 +155,7 @@ pub fn run(settings: &Settings, kube: &KubeOptions, opts: &ControllerOptions) ->
                 drop(m);
                 if opts.once {
                     stop.store(true, Ordering::Relaxed);
-                    lease.release(&target);
+                    lease.release();
                     return if applied { Ok(()) } else { Err(anyhow::anyhow!("the revision was not applied (see the WardSync's conditions and the log)")) };
                 }
                 wait
@@ -193,7 +193,7 @@ pub fn run(settings: &Settings, kube: &KubeOptions, opts: &ControllerOptions) ->
         }
     }
     stop.store(true, Ordering::Relaxed);
-    lease.release(&target);
+    lease.release();
     Ok(())
 }
 

@@ -224,6 +224,11 @@ impl KubeTarget {
         self.rt.block_on(f)
     }
 
+    /// The runtime, for work on other threads (the Lease renewed during a reconcile).
+    pub fn handle(&self) -> tokio::runtime::Handle {
+        self.rt.handle().clone()
+    }
+
     /// Computes a plan against the cluster (see the module docs); with `force_conflicts`,
     /// fields other managers own are planned as taken over. Also what was live before, from
     /// the same reading of the cluster.
