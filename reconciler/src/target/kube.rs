@@ -35,7 +35,7 @@
 //! the inventory and stays); the budget and zero-object guards are in [`super::check_prune`].
 
 use super::{ApplyOptions, ApplyReport, Inventory, InventoryEntry, LiveObject, LiveSet, Target};
-use crate::normalize::{fingerprint, normalize_owned, to_yaml};
+use crate::normalize::{canonical_bytes, fingerprint, hash_bytes, normalize_owned, to_yaml};
 use crate::plan::{unified_diff, Action, Change, Plan};
 use anyhow::{anyhow, bail, Context, Result};
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
@@ -56,6 +56,8 @@ pub const PRUNE_ANNOTATION: &str = "ward.dev/prune";
 pub const CONFIG_MAP_KEY: &str = "cilium-config.yaml";
 /// The label on ConfigMaps that hold a CiliumConfig.
 pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "ward");
+/// Objects per LIST request (the rest follows with the continue token).
+const LIST_PAGE: u32 = 500;
 /// Dry runs in flight at once during a plan.
 const CONCURRENCY: usize = 16;
 
@@ -140,10 +142,40 @@ pub struct KubeTarget {
     extra: Extra,
 }
 
-/// A live object as the server returned it, and normalised.
+/// What plans and `ward status` need of a live object. The server's bookkeeping
+/// (`managedFields`, `status`) is read once and dropped, and the normalised content is kept
+/// as canonical bytes, parsed only when a plan compares or diffs it: at 10,000 objects a
+/// reconcile holds a few megabytes of live state instead of two object trees each.
 struct Live {
-    raw: Value,
-    normalized: Value,
+    /// The normalised object.
+    normalized: LiveObject,
+    /// Its [`marker`].
+    marker: String,
+    /// Its labels and annotations (`{"labels": .., "annotations": ..}`).
+    metadata: Value,
+    /// The managers other than ward that own fields through server-side apply.
+    appliers: Vec<String>,
+    /// The message of a `Valid` condition that is `False`.
+    invalid: Option<String>,
+}
+
+impl Live {
+    fn from_raw(raw: Value) -> Live {
+        let marker = marker(&raw);
+        let appliers = appliers(&raw);
+        let invalid = invalid_condition(&raw);
+        let metadata = json!({
+            "labels": raw.pointer("/metadata/labels").cloned().unwrap_or(Value::Null),
+            "annotations": raw.pointer("/metadata/annotations").cloned().unwrap_or(Value::Null),
+        });
+        let bytes = canonical_bytes(&normalize_owned(raw));
+        let fp = hash_bytes(&bytes).chars().take(16).collect();
+        Live { normalized: LiveObject::from_canonical(bytes, fp), marker, metadata, appliers, invalid }
+    }
+
+    fn annotation(&self, name: &str) -> Option<&str> {
+        self.metadata["annotations"].get(name)?.as_str()
+    }
 }
 
 impl KubeTarget {
@@ -343,17 +375,27 @@ async fn list_live(client: &Client, opts: &KubeOptions) -> Result<BTreeMap<Resou
             ),
             _ => (Api::all_with(client.clone(), &ar), ListParams::default()),
         };
-        let list = api.list(&lp).await.map_err(|e| api_error(e, &format!("cannot list {}", ar.plural)))?;
-        for item in list.items {
-            let name = item.metadata.name.clone().unwrap_or_default();
-            let ns = if kind.namespaced() { item.metadata.namespace.clone() } else { None };
-            let mut raw = serde_json::to_value(&item)?;
-            if let Some(o) = raw.as_object_mut() {
-                o.insert("apiVersion".into(), json!(ar.api_version));
-                o.insert("kind".into(), json!(ar.kind));
+        // Page by page, so only one page of full objects (managedFields and all) is in
+        // memory at a time.
+        let mut lp = lp.limit(LIST_PAGE);
+        loop {
+            let list = api.list(&lp).await.map_err(|e| api_error(e, &format!("cannot list {}", ar.plural)))?;
+            let next = list.metadata.continue_.clone().filter(|c| !c.is_empty());
+            for item in list.items {
+                let name = item.metadata.name.clone().unwrap_or_default();
+                let ns = if kind.namespaced() { item.metadata.namespace.clone() } else { None };
+                let mut raw = serde_json::to_value(&item)?;
+                drop(item);
+                if let Some(o) = raw.as_object_mut() {
+                    o.insert("apiVersion".into(), json!(ar.api_version));
+                    o.insert("kind".into(), json!(ar.kind));
+                }
+                out.insert(ResourceKey::new(kind, ns.as_deref(), &name), Live::from_raw(raw));
             }
-            let normalized = normalize_owned(raw.clone());
-            out.insert(ResourceKey::new(kind, ns.as_deref(), &name), Live { raw, normalized });
+            match next {
+                Some(token) => lp = lp.continue_token(&token),
+                None => break,
+            }
         }
     }
     Ok(out)
@@ -384,7 +426,7 @@ impl Snapshot {
     fn live_set(&self) -> LiveSet {
         let mut set = LiveSet { inventory: to_inventory(&self.record), ..LiveSet::default() };
         for (k, l) in &self.live {
-            set.objects.insert(k.clone(), LiveObject::new(l.normalized.clone(), short_fp(&l.normalized)));
+            set.objects.insert(k.clone(), l.normalized.clone());
         }
         set
     }
@@ -395,14 +437,14 @@ impl Snapshot {
         self.record
             .inventory
             .iter()
-            .filter(|e| e.seen.is_empty() || parse_id(&e.id).and_then(|k| self.live.get(&k)).is_none_or(|l| marker(&l.raw) != e.seen))
+            .filter(|e| e.seen.is_empty() || parse_id(&e.id).and_then(|k| self.live.get(&k)).is_none_or(|l| l.marker != e.seen))
             .map(|e| e.id.clone())
             .collect()
     }
 
     /// Objects whose `Valid` condition is `False`, with its message.
     fn invalid(&self) -> Vec<(ResourceKey, String)> {
-        self.live.iter().filter_map(|(k, l)| invalid_condition(&l.raw).map(|m| (k.clone(), m))).collect()
+        self.live.iter().filter_map(|(k, l)| l.invalid.clone().map(|m| (k.clone(), m))).collect()
     }
 }
 
@@ -450,10 +492,6 @@ fn invalid_condition(raw: &Value) -> Option<String> {
     raw.pointer("/status/conditions")?.as_array()?.iter().find(|c| c["type"] == "Valid" && c["status"] == "False").map(|c| c["message"].as_str().unwrap_or("(no message)").to_owned())
 }
 
-fn annotation<'a>(raw: &'a Value, name: &str) -> Option<&'a str> {
-    raw.pointer("/metadata/annotations")?.get(name)?.as_str()
-}
-
 /// What changes whenever an object's content does: `g<metadata.generation>` for kinds that
 /// have one (CRDs: spec changes), else `rv<resourceVersion>` (ConfigMaps).
 pub fn marker(raw: &Value) -> String {
@@ -463,12 +501,12 @@ pub fn marker(raw: &Value) -> String {
     }
 }
 
-/// Whether the live object still holds every label and annotation ward sets (other managers
-/// may add their own).
+/// Whether the live object (its [`Live::metadata`]) still holds every label and annotation
+/// ward sets (other managers may add their own).
 fn metadata_holds(live: &Value, want: &Value) -> bool {
     ["labels", "annotations"].iter().all(|f| {
         let Some(w) = want.pointer(&format!("/metadata/{f}")).and_then(Value::as_object) else { return true };
-        w.iter().all(|(k, v)| live.pointer(&format!("/metadata/{f}")).and_then(|m| m.get(k)) == Some(v))
+        w.iter().all(|(k, v)| live.get(*f).and_then(|m| m.get(k)) == Some(v))
     })
 }
 
@@ -544,13 +582,13 @@ async fn plan(client: &Client, opts: &KubeOptions, snap: &Snapshot, desired: &Re
         // Unchanged without asking: ward's last write is what is wanted and nobody changed
         // the object since (its marker moves on any change but, for CRDs, metadata).
         let untouched = match (entry, l) {
-            (Some(e), Some(l)) => e.fp == fp && !e.seen.is_empty() && marker(&l.raw) == e.seen && metadata_holds(&l.raw, &send),
+            (Some(e), Some(l)) => e.fp == fp && !e.seen.is_empty() && l.marker == e.seen && metadata_holds(&l.metadata, &send),
             _ => false,
         };
         if untouched {
             plan.unchanged.push(r.key.clone());
         } else {
-            to_check.push((r.key.clone(), send, fp, r.origin.to_string(), l.map(|l| appliers(&l.raw)).unwrap_or_default()));
+            to_check.push((r.key.clone(), send, fp, r.origin.to_string(), l.map(|l| l.appliers.clone()).unwrap_or_default()));
         }
     }
     let keys: Vec<&ResourceKey> = to_check.iter().map(|i| &i.0).collect();
@@ -572,18 +610,18 @@ async fn plan(client: &Client, opts: &KubeOptions, snap: &Snapshot, desired: &Re
         let entry = recorded.get(Inventory::id(&d.key).as_str());
         let l = live.get(&d.key);
         // Drift: ward applied this content before, and the object is no longer what ward left.
-        let drifted = entry.is_some_and(|e| e.fp == d.fp) && l.is_none_or(|l| after != l.normalized);
+        let drifted = entry.is_some_and(|e| e.fp == d.fp) && l.is_none_or(|l| &after != l.normalized.object());
         if drifted {
             plan.drifted.push(d.key.clone());
         }
         let (action, before) = match l {
             None => (Action::Create, None),
-            Some(l) if l.normalized == after => {
-                extra.refresh.insert(Inventory::id(&d.key), (marker(&l.raw), d.fp.clone()));
+            Some(l) if l.normalized.object() == &after => {
+                extra.refresh.insert(Inventory::id(&d.key), (l.marker.clone(), d.fp.clone()));
                 plan.unchanged.push(d.key);
                 continue;
             }
-            Some(l) => (Action::Update, Some(l.normalized.clone())),
+            Some(l) => (Action::Update, Some(l.normalized.object().clone())),
         };
         let diff = unified_diff(&d.key, before.as_ref(), Some(&after));
         let change = Change { key: d.key, action, before, after: Some(d.send), after_fingerprint: Some(d.fp), diff, origin: Some(d.origin), drifted };
@@ -598,16 +636,17 @@ async fn plan(client: &Client, opts: &KubeOptions, snap: &Snapshot, desired: &Re
             continue;
         }
         let Some(l) = live.get(&key) else { continue };
-        if annotation(&l.raw, PRUNE_ANNOTATION) == Some("disabled") {
+        if l.annotation(PRUNE_ANNOTATION) == Some("disabled") {
             extra.kept.push(key);
             continue;
         }
-        let drifted = !e.seen.is_empty() && marker(&l.raw) != e.seen;
+        let drifted = !e.seen.is_empty() && l.marker != e.seen;
         if drifted {
             plan.drifted.push(key.clone());
         }
-        let diff = unified_diff(&key, Some(&l.normalized), None);
-        plan.deletes.push(Change { key, action: Action::Delete, before: Some(l.normalized.clone()), after: None, after_fingerprint: None, diff, origin: None, drifted });
+        let before = l.normalized.object();
+        let diff = unified_diff(&key, Some(before), None);
+        plan.deletes.push(Change { key, action: Action::Delete, before: Some(before.clone()), after: None, after_fingerprint: None, diff, origin: None, drifted });
     }
     for list in [&mut plan.creates, &mut plan.updates, &mut plan.deletes] {
         list.sort_by(|a, b| a.key.cmp(&b.key));
@@ -782,9 +821,10 @@ mod tests {
     #[test]
     fn metadata_ward_sets_must_still_be_there() {
         let want = json!({"metadata": {"labels": {"a": "1"}}});
-        assert!(metadata_holds(&json!({"metadata": {"labels": {"a": "1", "other": "x"}}}), &want), "others may add labels");
-        assert!(!metadata_holds(&json!({"metadata": {"labels": {"a": "2"}}}), &want));
-        assert!(!metadata_holds(&json!({"metadata": {}}), &want));
+        let live = |raw: Value| Live::from_raw(raw).metadata;
+        assert!(metadata_holds(&live(json!({"metadata": {"labels": {"a": "1", "other": "x"}}})), &want), "others may add labels");
+        assert!(!metadata_holds(&live(json!({"metadata": {"labels": {"a": "2"}}})), &want));
+        assert!(!metadata_holds(&live(json!({"metadata": {}})), &want));
     }
 
     #[test]
