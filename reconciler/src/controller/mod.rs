@@ -86,7 +86,7 @@ const BACKOFF: (Duration, Duration) = (Duration::from_secs(1), Duration::from_se
 
 /// Runs the controller until SIGTERM/SIGINT (or after one reconcile with `once`).
 pub fn run(settings: &Settings, kube: &KubeOptions, opts: &ControllerOptions) -> Result<()> {
-    let mut target = KubeTarget::connect(kube.clone())?;
+    let mut target = KubeTarget::connect(kube.clone())?.without_diffs();
     let (tx, rx) = mpsc::channel();
     let stop = Arc::new(AtomicBool::new(false));
     let metrics = Arc::new(Mutex::new(Metrics::default()));

@@ -39,12 +39,12 @@ use crate::normalize::{canonical_bytes, fingerprint, hash_bytes, normalize_owned
 use crate::plan::{unified_diff, Action, Change, Plan};
 use anyhow::{anyhow, bail, Context, Result};
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
+use futures::StreamExt;
 use kube::Client;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
-use std::sync::Arc;
 use tokio::runtime::Runtime;
 use ward_schema::{Kind, Resource, ResourceKey, ResourceSet};
 
@@ -140,6 +140,8 @@ pub struct KubeTarget {
     server: String,
     /// What the last plan found besides the plan.
     extra: Extra,
+    /// Whether plans carry per-object diff text (reports do; the controller does not).
+    diffs: bool,
 }
 
 /// What plans and `ward status` need of a live object. The server's bookkeeping
@@ -185,7 +187,7 @@ impl KubeTarget {
         let config = rt.block_on(ward_datapath::agent::kube::client_config(opts.kubeconfig.as_deref(), opts.context.as_deref()))?;
         let server = config.cluster_url.to_string();
         let client = rt.block_on(async { Client::try_from(config) }).context("cannot build a Kubernetes client")?;
-        Ok(KubeTarget { rt, client, opts, server, extra: Extra::default() })
+        Ok(KubeTarget { rt, client, opts, server, extra: Extra::default(), diffs: true })
     }
 
     /// The client, for callers that talk to the cluster themselves (the controller, tests).
@@ -266,13 +268,22 @@ impl KubeTarget {
     /// the same reading of the cluster.
     pub fn plan(&mut self, desired: &ResourceSet, prune: bool, revision: Option<String>, force_conflicts: bool) -> Result<(Plan, LiveSet)> {
         let (client, opts) = (self.client.clone(), self.opts.clone());
+        let ask = Ask { prune, revision, force_conflicts, diffs: self.diffs };
         let (plan, extra, live) = self.rt.block_on(async {
             let snap = snapshot(&client, &opts).await?;
-            let (plan, extra) = plan(&client, &opts, &snap, desired, prune, revision, force_conflicts).await?;
+            let (plan, extra) = plan(&client, &opts, &snap, desired, ask).await?;
             Ok::<_, anyhow::Error>((plan, extra, snap.live_set()))
         })?;
         self.extra = extra;
         Ok((plan, live))
+    }
+
+    /// Plans without per-object diff text (`Change::diff` stays empty): what the controller
+    /// wants, since nobody reads them there and a first apply of 10,000 objects would hold
+    /// every object once more as YAML.
+    pub fn without_diffs(mut self) -> KubeTarget {
+        self.diffs = false;
+        self
     }
 
     /// What `ward status` shows, from one reading of the cluster.
@@ -542,6 +553,7 @@ struct Dry {
     origin: String,
     /// Whether taking fields back from an imperative change was needed.
     forced: bool,
+    /// The server's answer, normalised.
     result: Result<Value>,
 }
 
@@ -568,7 +580,18 @@ struct Extra {
     refresh: BTreeMap<String, (String, String)>,
 }
 
-async fn plan(client: &Client, opts: &KubeOptions, snap: &Snapshot, desired: &ResourceSet, prune: bool, revision: Option<String>, force_conflicts: bool) -> Result<(Plan, Extra)> {
+/// What a plan is asked for besides the desired objects.
+struct Ask {
+    prune: bool,
+    revision: Option<String>,
+    force_conflicts: bool,
+    /// Per-object diff text.
+    diffs: bool,
+}
+
+async fn plan(client: &Client, opts: &KubeOptions, snap: &Snapshot, desired: &ResourceSet, ask: Ask) -> Result<(Plan, Extra)> {
+    let Ask { prune, revision, force_conflicts, diffs } = ask;
+    let diff_of = |key: &ResourceKey, before: Option<&Value>, after: Option<&Value>| if diffs { unified_diff(key, before, after) } else { String::new() };
     let (live, record) = (&snap.live, &snap.record);
     let recorded: BTreeMap<&str, &KubeEntry> = record.inventory.iter().map(|e| (e.id.as_str(), e)).collect();
     let mut plan = Plan { revision, prune, ..Plan::default() };
@@ -593,15 +616,16 @@ async fn plan(client: &Client, opts: &KubeOptions, snap: &Snapshot, desired: &Re
     }
     let keys: Vec<&ResourceKey> = to_check.iter().map(|i| &i.0).collect();
     ensure_namespaces(client, opts, &keys).await?;
-    let dries = dry_run_all(client, opts, to_check, force_conflicts).await;
     let mut conflicts = Vec::new();
     let mut extra = Extra::default();
-    for d in dries {
+    let dries = dry_runs(client, opts, to_check, force_conflicts);
+    futures::pin_mut!(dries);
+    while let Some(d) = dries.next().await {
         if d.forced {
             extra.forced.insert(d.key.clone());
         }
         let after = match d.result {
-            Ok(v) => normalize_owned(v),
+            Ok(v) => v,
             Err(e) => {
                 conflicts.push(format!("{} ({}): {e:#}", d.key, d.origin));
                 continue;
@@ -623,11 +647,12 @@ async fn plan(client: &Client, opts: &KubeOptions, snap: &Snapshot, desired: &Re
             }
             Some(l) => (Action::Update, Some(l.normalized.object().clone())),
         };
-        let diff = unified_diff(&d.key, before.as_ref(), Some(&after));
+        let diff = diff_of(&d.key, before.as_ref(), Some(&after));
         let change = Change { key: d.key, action, before, after: Some(d.send), after_fingerprint: Some(d.fp), diff, origin: Some(d.origin), drifted };
         if action == Action::Create { plan.creates.push(change) } else { plan.updates.push(change) }
     }
     if !conflicts.is_empty() {
+        conflicts.sort();
         bail!("the API server refused {} object(s) in a dry run; nothing was applied:\n  {}", conflicts.len(), conflicts.join("\n  "));
     }
     for e in &record.inventory {
@@ -645,13 +670,14 @@ async fn plan(client: &Client, opts: &KubeOptions, snap: &Snapshot, desired: &Re
             plan.drifted.push(key.clone());
         }
         let before = l.normalized.object();
-        let diff = unified_diff(&key, Some(before), None);
+        let diff = diff_of(&key, Some(before), None);
         plan.deletes.push(Change { key, action: Action::Delete, before: Some(before.clone()), after: None, after_fingerprint: None, diff, origin: None, drifted });
     }
     for list in [&mut plan.creates, &mut plan.updates, &mut plan.deletes] {
         list.sort_by(|a, b| a.key.cmp(&b.key));
     }
     plan.unchanged.sort();
+    plan.drifted.sort();
     Ok((plan, extra))
 }
 
@@ -659,48 +685,38 @@ async fn plan(client: &Client, opts: &KubeOptions, snap: &Snapshot, desired: &Re
 /// fields of the live object through their own server-side apply.
 type DryItem = (ResourceKey, Value, String, String, Vec<String>);
 
-/// Server-side dry runs of `items`, [`CONCURRENCY`] at a time, in the order given.
+/// Server-side dry runs of `items`, [`CONCURRENCY`] at a time, yielded as they complete
+/// (each answer already normalised), so the caller digests them one by one instead of
+/// holding every answer of a first apply at once.
 ///
 /// A conflict with a manager that changed the object imperatively (`kubectl edit`, `patch`,
 /// `scale`: operation `Update`) is drift, which ward corrects: the dry run is repeated with
 /// force and the object is marked to be forced. A conflict with a manager that applies the
 /// object itself (operation `Apply`) is a real ownership conflict and fails the plan.
-async fn dry_run_all(client: &Client, opts: &KubeOptions, items: Vec<DryItem>, force_conflicts: bool) -> Vec<Dry> {
-    let sem = Arc::new(tokio::sync::Semaphore::new(CONCURRENCY));
-    let mut set = tokio::task::JoinSet::new();
-    for (i, (key, send, fp, origin, appliers)) in items.into_iter().enumerate() {
-        let api = api_for(client, &key, opts);
-        let sem = Arc::clone(&sem);
-        set.spawn(async move {
-            let _permit = sem.acquire_owned().await;
-            let pp = if force_conflicts { PatchParams::apply(FIELD_MANAGER).dry_run().force() } else { PatchParams::apply(FIELD_MANAGER).dry_run() };
-            let mut forced = false;
-            let mut answer = api.patch(&key.name, &pp, &Patch::Apply(&send)).await;
-            if let Err(kube::Error::Api(st)) = &answer {
-                let declared = appliers.iter().any(|m| st.message.contains(&format!("conflict with \"{m}\"")));
-                if st.code == 409 && !declared {
-                    forced = true;
-                    answer = api.patch(&key.name, &pp.clone().force(), &Patch::Apply(&send)).await;
-                }
-            }
-            let result = answer.map_err(|e| api_error(e, "dry run")).and_then(|o| Ok(serde_json::to_value(o)?)).map(|mut v| {
-                if let Some(o) = v.as_object_mut() {
-                    o.insert("apiVersion".into(), send["apiVersion"].clone());
-                    o.insert("kind".into(), send["kind"].clone());
-                }
-                v
-            });
-            (i, Dry { key, send, fp, origin, forced, result })
-        });
-    }
-    let mut out: Vec<(usize, Dry)> = Vec::new();
-    while let Some(r) = set.join_next().await {
-        if let Ok(r) = r {
-            out.push(r);
+fn dry_runs<'a>(client: &'a Client, opts: &'a KubeOptions, items: Vec<DryItem>, force_conflicts: bool) -> impl futures::Stream<Item = Dry> + 'a {
+    futures::stream::iter(items).map(move |item| dry_run(client, opts, item, force_conflicts)).buffer_unordered(CONCURRENCY)
+}
+
+async fn dry_run(client: &Client, opts: &KubeOptions, (key, send, fp, origin, appliers): DryItem, force_conflicts: bool) -> Dry {
+    let api = api_for(client, &key, opts);
+    let pp = if force_conflicts { PatchParams::apply(FIELD_MANAGER).dry_run().force() } else { PatchParams::apply(FIELD_MANAGER).dry_run() };
+    let mut forced = false;
+    let mut answer = api.patch(&key.name, &pp, &Patch::Apply(&send)).await;
+    if let Err(kube::Error::Api(st)) = &answer {
+        let declared = appliers.iter().any(|m| st.message.contains(&format!("conflict with \"{m}\"")));
+        if st.code == 409 && !declared {
+            forced = true;
+            answer = api.patch(&key.name, &pp.clone().force(), &Patch::Apply(&send)).await;
         }
     }
-    out.sort_by_key(|(i, _)| *i);
-    out.into_iter().map(|(_, d)| d).collect()
+    let result = answer.map_err(|e| api_error(e, "dry run")).and_then(|o| Ok(serde_json::to_value(o)?)).map(|mut v| {
+        if let Some(o) = v.as_object_mut() {
+            o.insert("apiVersion".into(), send["apiVersion"].clone());
+            o.insert("kind".into(), send["kind"].clone());
+        }
+        normalize_owned(v)
+    });
+    Dry { key, send, fp, origin, forced, result }
 }
 
 async fn apply(client: &Client, opts: &KubeOptions, plan: &Plan, options: &ApplyOptions, extra: &Extra) -> Result<ApplyReport> {
