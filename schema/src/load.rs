@@ -214,6 +214,28 @@ pub fn assemble(reports: Vec<FileReport>) -> Validation {
     v
 }
 
+/// Keeps the first definition of every object, in file order, and reports the others as
+/// duplicates. Sorting once and building the set from sorted keys costs a fraction of
+/// inserting 10,000 objects into the map one by one.
+fn first_definitions(candidates: Vec<Resource>) -> (ResourceSet, Vec<Diagnostic>) {
+    let mut order: Vec<usize> = (0..candidates.len()).collect();
+    // Stable: among equal keys, the first in file order stays first.
+    order.sort_by(|&a, &b| candidates[a].key.cmp(&candidates[b].key));
+    let mut kept: Vec<usize> = Vec::with_capacity(order.len());
+    let mut duplicates = Vec::new();
+    for i in order {
+        match kept.last() {
+            Some(&first) if candidates[first].key == candidates[i].key => {
+                duplicates.push(duplicate(&candidates[i], &candidates[first]));
+            }
+            _ => kept.push(i),
+        }
+    }
+    let mut slots: Vec<Option<Resource>> = candidates.into_iter().map(Some).collect();
+    let items = kept.into_iter().filter_map(|i| slots[i].take()).map(|r| (r.key.clone(), r)).collect();
+    (ResourceSet { items }, duplicates)
+}
+
 fn duplicate(again: &Resource, first: &Resource) -> Diagnostic {
     Diagnostic::error(codes::DUPLICATE_OBJECT, format!("{} is defined more than once", again.key))
         .at(&again.origin.file, again.origin.line, 1)
