@@ -251,7 +251,7 @@ pub fn parse_bytes(file: &str, bytes: &[u8], limits: &Limits) -> Parsed {
     if bytes.len() as u64 > limits.max_file_bytes {
         return fail(file, too_large(bytes.len() as u64, limits));
     }
-    if let Some(pos) = bytes.iter().position(|&b| b == 0) {
+    if let Some(pos) = memchr::memchr(0, bytes) {
         return fail(
             file,
             Diagnostic::error(codes::NOT_UTF8, format!("binary file (NUL byte at offset {pos})"))
