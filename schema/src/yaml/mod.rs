@@ -211,6 +211,28 @@ impl Node {
         }
     }
 
+    /// Moves the value out as JSON, like [`Node::to_json`] without copying the strings.
+    /// What stays behind is the tree's shape, keys and positions (all that [`Node::locate`]
+    /// needs), with every scalar turned into null.
+    pub fn take_json(&mut self) -> Value {
+        match &mut self.value {
+            NodeValue::Seq(items) => Value::Array(items.iter_mut().map(Node::take_json).collect()),
+            NodeValue::Map(entries) => {
+                let mut map = Map::new();
+                for e in entries {
+                    map.insert(e.key.clone(), e.value.take_json());
+                }
+                Value::Object(map)
+            }
+            scalar => match std::mem::replace(scalar, NodeValue::Null) {
+                NodeValue::Bool(b) => Value::Bool(b),
+                NodeValue::Number(n) => Value::Number(n),
+                NodeValue::String(s) => Value::String(s),
+                _ => Value::Null,
+            },
+        }
+    }
+
     /// How many nodes this tree holds (for alias accounting).
     fn size(&self) -> usize {
         let mut total = 0;
