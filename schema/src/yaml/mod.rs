@@ -192,28 +192,15 @@ impl Node {
         node.pos
     }
 
-    /// Converts to JSON for schema validation and the typed model. Depth is bounded by the
-    /// loader, so the recursion here is too.
+    /// Converts to JSON, leaving the tree as it is; [`Node::take_json`] spares the copy.
     pub fn to_json(&self) -> Value {
-        match &self.value {
-            NodeValue::Null => Value::Null,
-            NodeValue::Bool(b) => Value::Bool(*b),
-            NodeValue::Number(n) => Value::Number(n.clone()),
-            NodeValue::String(s) => Value::String(s.clone()),
-            NodeValue::Seq(items) => Value::Array(items.iter().map(Node::to_json).collect()),
-            NodeValue::Map(entries) => {
-                let mut map = Map::new();
-                for e in entries {
-                    map.insert(e.key.clone(), e.value.to_json());
-                }
-                Value::Object(map)
-            }
-        }
+        self.clone().take_json()
     }
 
-    /// Moves the value out as JSON, like [`Node::to_json`] without copying the strings.
-    /// What stays behind is the tree's shape, keys and positions (all that [`Node::locate`]
-    /// needs), with every scalar turned into null.
+    /// Moves the value out as JSON for schema validation and the typed model, without copying
+    /// the strings. What stays behind is the tree's shape, keys and positions (all that
+    /// [`Node::locate`] needs), with every scalar turned into null. Depth is bounded by the
+    /// loader, so the recursion here is too.
     pub fn take_json(&mut self) -> Value {
         match &mut self.value {
             NodeValue::Seq(items) => Value::Array(items.iter_mut().map(Node::take_json).collect()),
