@@ -36,13 +36,14 @@ pub fn load_file(file: &str, bytes: &[u8], limits: &Limits) -> FileReport {
     };
     let syntax_ok = report.findings.is_empty();
     for doc in parsed.docs {
-        load_document(file, doc.index, &doc.root, &mut report, syntax_ok);
+        load_document(file, doc.index, doc.root, &mut report, syntax_ok);
     }
     report
 }
 
-fn load_document(file: &str, index: usize, root: &Node, report: &mut FileReport, syntax_ok: bool) {
-    let object = root.to_json();
+fn load_document(file: &str, index: usize, mut root: Node, report: &mut FileReport, syntax_ok: bool) {
+    // The tree keeps its keys and positions, enough to locate findings.
+    let object = root.take_json();
     let env = envelope::check(&object);
     let mut findings = env.findings;
     let kind = env.key.as_ref().map(|k| k.kind).or_else(|| {
@@ -54,7 +55,7 @@ fn load_document(file: &str, index: usize, root: &Node, report: &mut FileReport,
     }
     let blocking = findings.iter().any(|f| f.unless.is_none() && f.severity == diagnostic::Severity::Error);
     for f in findings {
-        report.findings.push(locate(file, root, f));
+        report.findings.push(locate(file, &root, f));
     }
     if let (Some(key), false, true) = (env.key, blocking, syntax_ok) {
         let object = with_namespace(object, &key);
@@ -196,13 +197,9 @@ pub fn assemble(reports: Vec<FileReport>) -> Validation {
         }
         candidates.extend(report.resources);
     }
-    for r in candidates {
-        if let Some(first) = v.resources.get(&r.key) {
-            v.diagnostics.push(duplicate(&r, first));
-            continue;
-        }
-        v.resources.insert(r);
-    }
+    let (resources, duplicates) = first_definitions(candidates);
+    v.resources = resources;
+    v.diagnostics.extend(duplicates);
     check_single_config(&v.resources, &mut v.diagnostics);
     let flags = Flags::from_config(v.resources.config());
     for (d, flag) in conditional {
@@ -212,6 +209,28 @@ pub fn assemble(reports: Vec<FileReport>) -> Validation {
     }
     diagnostic::sort(&mut v.diagnostics);
     v
+}
+
+/// Keeps the first definition of every object, in file order, and reports the others as
+/// duplicates. Sorting once and building the set from sorted keys costs a fraction of
+/// inserting 10,000 objects into the map one by one.
+fn first_definitions(candidates: Vec<Resource>) -> (ResourceSet, Vec<Diagnostic>) {
+    let mut order: Vec<(&ResourceKey, usize)> = candidates.iter().map(|r| &r.key).zip(0..).collect();
+    // Stable: among equal keys, the first in file order stays first.
+    order.sort_by(|a, b| a.0.cmp(b.0));
+    let mut kept: Vec<usize> = Vec::with_capacity(order.len());
+    let mut duplicates = Vec::new();
+    for (key, i) in order {
+        match kept.last() {
+            Some(&first) if candidates[first].key == *key => {
+                duplicates.push(duplicate(&candidates[i], &candidates[first]));
+            }
+            _ => kept.push(i),
+        }
+    }
+    let mut slots: Vec<Option<Resource>> = candidates.into_iter().map(Some).collect();
+    let items = kept.into_iter().filter_map(|i| slots[i].take()).map(|r| (r.key.clone(), r)).collect();
+    (ResourceSet { items }, duplicates)
 }
 
 fn duplicate(again: &Resource, first: &Resource) -> Diagnostic {

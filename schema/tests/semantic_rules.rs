@@ -1280,6 +1280,21 @@ fn duplicate_object_across_files() {
     assert_eq!(v.resources.len(), 4);
 }
 
+// Three definitions of one object: the first in file order is kept, each later one is
+// reported against it, whatever order the keys sort in.
+#[test]
+fn duplicate_object_keeps_the_first_definition() {
+    let body = "  endpointSelector: {}\n  ingress:\n  - fromEntities: [world]\n";
+    let named = |n: &str| cnp(body).replace("name: test", &format!("name: {n}"));
+    let c = format!("{}---\n{}", named("zz"), cnp(body));
+    let v = validate(&[("a.yaml", &named("aa")), ("b.yaml", &cnp(body)), ("c.yaml", &c), ("d.yaml", &cnp(body))]);
+    let dups: Vec<_> = v.diagnostics.iter().filter(|d| d.code == codes::DUPLICATE_OBJECT).collect();
+    assert_eq!(dups.iter().map(|d| d.file.as_str()).collect::<Vec<_>>(), ["c.yaml", "d.yaml"]);
+    assert!(dups.iter().all(|d| d.hint.as_deref() == Some("it is first defined at b.yaml:1; rename one or delete it")));
+    let kept: Vec<_> = v.resources.iter().map(|r| (r.key.name.as_str(), r.origin.file.as_str())).collect();
+    assert_eq!(kept, [("aa", "a.yaml"), ("test", "b.yaml"), ("zz", "c.yaml")]);
+}
+
 // A realistic CNP and CCNP without any finding, not even a warning.
 #[test]
 fn valid_policies_are_clean() {

@@ -92,13 +92,16 @@ pub(crate) fn read_guarded(root: &Path, path: &Path, shown: &str, selection: &Se
         Diagnostic::error(codes::FILE_UNREADABLE, format!("cannot read file: {e}")).at(shown, 0, 0)
     };
     let link = fs::symlink_metadata(path).map_err(unreadable)?;
-    if link.file_type().is_symlink() {
+    // For anything but a symlink, what lstat said is what stat would say.
+    let meta = if link.file_type().is_symlink() {
         let target = path.canonicalize().map_err(unreadable)?;
         if !target.starts_with(root) {
             return Err(symlink_outside(shown, &target.to_string_lossy()));
         }
-    }
-    let meta = fs::metadata(path).map_err(unreadable)?;
+        fs::metadata(path).map_err(unreadable)?
+    } else {
+        link
+    };
     let max = selection.limits.max_file_bytes;
     if meta.len() > max {
         return Err(ward_schema::yaml::too_large(meta.len(), &selection.limits).at(shown, 0, 0));

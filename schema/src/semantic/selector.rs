@@ -109,10 +109,16 @@ pub(crate) fn cilium_key(key: &str) -> String {
     if key == "$host" {
         return "reserved.host".to_owned();
     }
-    match key.split_once(':') {
-        Some((source, rest)) if !source.is_empty() && !source.contains('/') => format!("{source}.{rest}"),
-        _ => format!("any.{key}"),
-    }
+    // Built by hand: this runs for every label of every selector, and `format!` costs more.
+    let (source, rest) = match key.split_once(':') {
+        Some((source, rest)) if !source.is_empty() && !source.contains('/') => (source, rest),
+        _ => ("any", key),
+    };
+    let mut out = String::with_capacity(source.len() + 1 + rest.len());
+    out.push_str(source);
+    out.push('.');
+    out.push_str(rest);
+    out
 }
 
 const NAME_MSG: &str = "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')";

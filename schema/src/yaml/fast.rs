@@ -199,21 +199,34 @@ fn split_lines(text: &str, lines: &mut Vec<Line>) -> Option<()> {
 /// The offset of the first line feed at or after `from`, looking at 8 bytes at a time
 /// (lines are short: this beats a general-purpose memchr).
 fn find_newline(bytes: &[u8], from: usize) -> Option<usize> {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGHS: u64 = 0x8080_8080_8080_8080;
-    const LFS: u64 = ONES * b'\n' as u64;
+    let end = find_either(bytes, from, bytes.len(), b'\n', b'\n');
+    (end < bytes.len()).then_some(end)
+}
+
+/// The offset of the first `a` or `b` in `bytes[from..end]`, or `end` when there is none,
+/// looking at 8 bytes at a time.
+fn find_either(bytes: &[u8], from: usize, end: usize, a: u8, b: u8) -> usize {
     let mut i = from;
-    while let Some(chunk) = bytes.get(i..i + 8) {
+    while let Some(chunk) = bytes.get(i..i + 8).filter(|_| i + 8 <= end) {
         let Ok(word) = <[u8; 8]>::try_from(chunk) else { break };
-        // Bytes equal to LF become zero; the classic zero-byte test finds the first one.
-        let x = u64::from_le_bytes(word) ^ LFS;
-        let zeros = x.wrapping_sub(ONES) & !x & HIGHS;
-        if zeros != 0 {
-            return Some(i + (zeros.trailing_zeros() / 8) as usize);
+        let word = u64::from_le_bytes(word);
+        let hits = byte_marks(word, a) | byte_marks(word, b);
+        if hits != 0 {
+            return i + (hits.trailing_zeros() / 8) as usize;
         }
         i += 8;
     }
-    bytes.get(i..)?.iter().position(|&b| b == b'\n').map(|p| i + p)
+    bytes.get(i..end).and_then(|rest| rest.iter().position(|&c| c == a || c == b)).map_or(end, |p| i + p)
+}
+
+/// Sets the high bit of the bytes of `word` that equal `byte` (the classic zero-byte test on
+/// `word ^ byte…`). Only the lowest mark is reliable: a borrow may also mark bytes above a
+/// true match, never below one, which is all a search for the first match needs.
+fn byte_marks(word: u64, byte: u8) -> u64 {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let x = word ^ (ONES * u64::from(byte));
+    x.wrapping_sub(ONES) & !x & HIGHS
 }
 
 /// Whether `line` is the document marker `marker`: `Some(false)` when it is not one,
@@ -508,15 +521,20 @@ impl<'t> FastParser<'t> {
         }
         let mut i = off + 1;
         let mut colon = None;
-        while i < end {
-            match b[i] {
-                b':' if is_blank_or_end(b, i + 1, end) => {
-                    colon = Some(i);
-                    break;
-                }
-                b'#' if b[i - 1] == b' ' => break,
-                _ => i += 1,
+        loop {
+            // Only a `:` or a `#` can end the scalar before the line does.
+            i = find_either(b, i, end, b':', b'#');
+            if i >= end {
+                break;
             }
+            if b[i] == b':' && is_blank_or_end(b, i + 1, end) {
+                colon = Some(i);
+                break;
+            }
+            if b[i] == b'#' && b[i - 1] == b' ' {
+                break;
+            }
+            i += 1;
         }
         let text_end = trim_spaces_end(b, off, i);
         if colon.is_some() && text_end - off > MAX_KEY_BYTES {

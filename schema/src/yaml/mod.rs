@@ -192,22 +192,31 @@ impl Node {
         node.pos
     }
 
-    /// Converts to JSON for schema validation and the typed model. Depth is bounded by the
-    /// loader, so the recursion here is too.
+    /// Converts to JSON, leaving the tree as it is; [`Node::take_json`] spares the copy.
     pub fn to_json(&self) -> Value {
-        match &self.value {
-            NodeValue::Null => Value::Null,
-            NodeValue::Bool(b) => Value::Bool(*b),
-            NodeValue::Number(n) => Value::Number(n.clone()),
-            NodeValue::String(s) => Value::String(s.clone()),
-            NodeValue::Seq(items) => Value::Array(items.iter().map(Node::to_json).collect()),
+        self.clone().take_json()
+    }
+
+    /// Moves the value out as JSON for schema validation and the typed model, without copying
+    /// the strings. What stays behind is the tree's shape, keys and positions (all that
+    /// [`Node::locate`] needs), with every scalar turned into null. Depth is bounded by the
+    /// loader, so the recursion here is too.
+    pub fn take_json(&mut self) -> Value {
+        match &mut self.value {
+            NodeValue::Seq(items) => Value::Array(items.iter_mut().map(Node::take_json).collect()),
             NodeValue::Map(entries) => {
                 let mut map = Map::new();
                 for e in entries {
-                    map.insert(e.key.clone(), e.value.to_json());
+                    map.insert(e.key.clone(), e.value.take_json());
                 }
                 Value::Object(map)
             }
+            scalar => match std::mem::replace(scalar, NodeValue::Null) {
+                NodeValue::Bool(b) => Value::Bool(b),
+                NodeValue::Number(n) => Value::Number(n),
+                NodeValue::String(s) => Value::String(s),
+                _ => Value::Null,
+            },
         }
     }
 
@@ -251,7 +260,7 @@ pub fn parse_bytes(file: &str, bytes: &[u8], limits: &Limits) -> Parsed {
     if bytes.len() as u64 > limits.max_file_bytes {
         return fail(file, too_large(bytes.len() as u64, limits));
     }
-    if let Some(pos) = bytes.iter().position(|&b| b == 0) {
+    if let Some(pos) = memchr::memchr(0, bytes) {
         return fail(
             file,
             Diagnostic::error(codes::NOT_UTF8, format!("binary file (NUL byte at offset {pos})"))

@@ -174,6 +174,19 @@ fn fast_path_scalar_resolution() {
     fast_agrees("a: x[1]{2},y\nb: a#b # comment\nc: -5\ne: a:b\nf: /api/v[12]/.*\n");
 }
 
+/// Plain scalars are scanned 8 bytes at a time: `:` and `#` at every offset of a word, as
+/// keys and values, ending the scalar or not.
+#[test]
+fn fast_path_plain_scalars_at_every_offset() {
+    for pad in 0..18 {
+        let p = "x".repeat(pad);
+        let text = format!(
+            "{p}key: {p}v:a#b # c\n{p}k#: {p}x\nk{p}:\n- {p}a:b:c\n- a{p} #c\n- a{p}#c:\nz{p}: {p}k8s:app # end\n"
+        );
+        fast_agrees(&text);
+    }
+}
+
 #[test]
 fn fast_path_flow_collections() {
     let p = fast_agrees("k: [a, \"b, c\"]\nl: []\nm: {}\nn: [ ]\no: {name: x, 'q': \"y\"}\n");
