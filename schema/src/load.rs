@@ -129,6 +129,16 @@ impl ResourceSet {
     }
 }
 
+impl IntoIterator for ResourceSet {
+    type Item = Resource;
+    type IntoIter = btree_map::IntoValues<ResourceKey, Resource>;
+
+    /// The resources in apply order, moved out of the set.
+    fn into_iter(self) -> Self::IntoIter {
+        self.items.into_values()
+    }
+}
+
 /// The outcome of validating a whole revision.
 #[derive(Debug, Default)]
 pub struct Validation {

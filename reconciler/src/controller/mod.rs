@@ -225,7 +225,7 @@ fn reconcile(settings: &Settings, target: &mut KubeTarget, opts: &ControllerOpti
         set_status(target, generation, None, &[("Ready", "Unknown", "Suspended", "reconciliation is suspended (spec.suspend)")])?;
         return Ok(Done::Suspended);
     }
-    let (desired, _) = match load_desired(settings, Some(&opts.rev), true) {
+    let (mut desired, _) = match load_desired(settings, Some(&opts.rev), true) {
         Ok(d) => d,
         Err(e) => {
             let msg = format!("cannot read revision {}: {e:#}", opts.rev);
@@ -243,8 +243,10 @@ fn reconcile(settings: &Settings, target: &mut KubeTarget, opts: &ControllerOpti
         return Ok(Done::Invalid);
     }
     let options = ApplyOptions { prune: opts.prune, revision: revision.clone(), max_prune: opts.max_prune, ..ApplyOptions::default() };
+    // The plan takes the objects: they become the bodies it sends (one copy in memory).
+    let resources = std::mem::take(&mut desired.validation.resources);
     let attempt = (|| -> Result<usize> {
-        let (plan, live) = target.plan(&v.resources, opts.prune, revision.clone(), false)?;
+        let (plan, live) = target.plan_owned(resources, opts.prune, revision.clone(), false)?;
         if plan.has_changes() || live.inventory.applied_revision != revision || (opts.prune && !target.kept().is_empty()) {
             check_prune(&plan, live.inventory.entries.len(), &options)?;
             let report = target.apply(&plan, &options)?;

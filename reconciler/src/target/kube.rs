@@ -267,6 +267,12 @@ impl KubeTarget {
     /// fields other managers own are planned as taken over. Also what was live before, from
     /// the same reading of the cluster.
     pub fn plan(&mut self, desired: &ResourceSet, prune: bool, revision: Option<String>, force_conflicts: bool) -> Result<(Plan, LiveSet)> {
+        self.plan_owned(desired.clone(), prune, revision, force_conflicts)
+    }
+
+    /// [`KubeTarget::plan`], taking the desired objects: each is moved into the body the plan
+    /// sends, so a first apply of 10,000 objects does not hold them twice (the controller).
+    pub fn plan_owned(&mut self, desired: ResourceSet, prune: bool, revision: Option<String>, force_conflicts: bool) -> Result<(Plan, LiveSet)> {
         let (client, opts) = (self.client.clone(), self.opts.clone());
         let ask = Ask { prune, revision, force_conflicts, diffs: self.diffs };
         let (plan, extra, live) = self.rt.block_on(async {
@@ -350,7 +356,13 @@ fn api_for(client: &Client, key: &ResourceKey, opts: &KubeOptions) -> Api<Dynami
 
 /// What ward sends for a desired resource, normalised.
 pub fn to_kube(r: &Resource, opts: &KubeOptions) -> Value {
-    let object = normalize_owned(r.object.clone());
+    to_kube_owned(r.clone(), opts)
+}
+
+/// [`to_kube`], consuming the resource (a plan over thousands of objects then holds one copy
+/// of each, not two).
+fn to_kube_owned(r: Resource, opts: &KubeOptions) -> Value {
+    let object = normalize_owned(r.object);
     match r.key.kind {
         Kind::CiliumConfig => normalize_owned(json!({
             "apiVersion": "v1",
@@ -589,19 +601,21 @@ struct Ask {
     diffs: bool,
 }
 
-async fn plan(client: &Client, opts: &KubeOptions, snap: &Snapshot, desired: &ResourceSet, ask: Ask) -> Result<(Plan, Extra)> {
+async fn plan(client: &Client, opts: &KubeOptions, snap: &Snapshot, desired: ResourceSet, ask: Ask) -> Result<(Plan, Extra)> {
     let Ask { prune, revision, force_conflicts, diffs } = ask;
     let diff_of = |key: &ResourceKey, before: Option<&Value>, after: Option<&Value>| if diffs { unified_diff(key, before, after) } else { String::new() };
     let (live, record) = (&snap.live, &snap.record);
     let recorded: BTreeMap<&str, &KubeEntry> = record.inventory.iter().map(|e| (e.id.as_str(), e)).collect();
     let mut plan = Plan { revision, prune, ..Plan::default() };
     let mut to_check = Vec::new();
-    for r in desired.iter().filter(|r| r.key.kind.is_applied()) {
-        let send = to_kube(r, opts);
+    let desired_keys: BTreeSet<ResourceKey> = desired.keys().cloned().collect();
+    for r in desired.into_iter().filter(|r| r.key.kind.is_applied()) {
+        let (key, origin) = (r.key.clone(), r.origin.to_string());
+        let send = to_kube_owned(r, opts);
         let fp = short_fp(&send);
-        let id = Inventory::id(&r.key);
+        let id = Inventory::id(&key);
         let entry = recorded.get(id.as_str());
-        let l = live.get(&r.key);
+        let l = live.get(&key);
         // Unchanged without asking: ward's last write is what is wanted and nobody changed
         // the object since (its marker moves on any change but, for CRDs, metadata).
         let untouched = match (entry, l) {
@@ -609,9 +623,10 @@ async fn plan(client: &Client, opts: &KubeOptions, snap: &Snapshot, desired: &Re
             _ => false,
         };
         if untouched {
-            plan.unchanged.push(r.key.clone());
+            plan.unchanged.push(key);
         } else {
-            to_check.push((r.key.clone(), send, fp, r.origin.to_string(), l.map(|l| l.appliers.clone()).unwrap_or_default()));
+            let appliers = l.map(|l| l.appliers.clone()).unwrap_or_default();
+            to_check.push((key, send, fp, origin, appliers));
         }
     }
     let keys: Vec<&ResourceKey> = to_check.iter().map(|i| &i.0).collect();
@@ -657,7 +672,7 @@ async fn plan(client: &Client, opts: &KubeOptions, snap: &Snapshot, desired: &Re
     }
     for e in &record.inventory {
         let Some(key) = parse_id(&e.id) else { continue };
-        if desired.get(&key).is_some() {
+        if desired_keys.contains(&key) {
             continue;
         }
         let Some(l) = live.get(&key) else { continue };

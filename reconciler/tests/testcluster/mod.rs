@@ -181,8 +181,28 @@ impl TestCluster {
         }
         let args: Vec<&str> = apply.iter().map(String::as_str).collect();
         cluster.kubectl_ok(&args);
-        cluster.kubectl_ok(&["wait", "--for=condition=Established", "--timeout=60s", "crd", "--all"]);
+        cluster.wait_crds_established(Duration::from_secs(90));
         Some(cluster)
+    }
+
+    /// Waits until every CRD is Established. A loaded machine (tests starting several clusters
+    /// at once) can make `kubectl wait` fail outright on a transient server error, so it is
+    /// asked again until `limit`.
+    fn wait_crds_established(&self, limit: Duration) {
+        let start = Instant::now();
+        loop {
+            let out = self.kubectl(&["wait", "--for=condition=Established", "--timeout=30s", "crd", "--all"]);
+            if out.status.success() {
+                return;
+            }
+            assert!(
+                start.elapsed() < limit,
+                "the CRDs were not Established within {limit:?}:\n{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
     }
 
     /// Kills kube-apiserver (SIGKILL); etcd and the data stay.
