@@ -26,9 +26,9 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Node, Pod};
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::runtime::reflector::{self, Store};
+use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Api, Client, Config, Resource as _};
+use kube::{Api, Client, Config};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -434,7 +434,7 @@ impl Records for NodeAnnotations {
     }
 
     fn publish(&self, record: &NodeRecord) -> Result<bool> {
-        let current = self.cache.state().iter().find(|n| n.meta().name.as_deref() == Some(&record.node)).and_then(|n| node_record(n));
+        let current = self.cache.get(&ObjectRef::new(&record.node)).and_then(|n| node_record(&n));
         if current.as_ref() == Some(record) {
             return Ok(false);
         }
@@ -446,10 +446,8 @@ impl Records for NodeAnnotations {
     fn unpublish(&self, node: &str) -> Result<()> {
         let present = self
             .cache
-            .state()
-            .iter()
-            .find(|n| n.meta().name.as_deref() == Some(node))
-            .and_then(|n| n.metadata.annotations.as_ref())
+            .get(&ObjectRef::new(node))
+            .and_then(|n| n.metadata.annotations.clone())
             .is_some_and(|a| a.contains_key(WG_PUB_KEY_ANNOTATION) || a.contains_key(WG_RECORD_ANNOTATION));
         if present { self.patch(node, json!({WG_PUB_KEY_ANNOTATION: null, WG_RECORD_ANNOTATION: null})) } else { Ok(()) }
     }

@@ -238,12 +238,10 @@ impl Agent {
         t
     }
 
-    /// Reads the desired state and brings the maps to it. On an error the maps are left as
-    /// they are (the last good revision).
+    /// Attaches pods whose interface appeared since, reads the desired state and brings the
+    /// maps to it. On an error the maps are left as they are (the last good revision).
     pub fn sync(&mut self) -> Result<SyncStats> {
-        if self.kube.is_some() {
-            self.attach_pods(false)?;
-        }
+        self.attach_pods(false)?;
         let (resources, revision, config_problem) = match (&self.cfg.source, &self.kube) {
             (_, Some(k)) => {
                 let d = k.desired();
@@ -353,8 +351,9 @@ impl Agent {
         }
     }
 
-    /// Reads the cluster again; whether it changed. A topology without this node (or, in files
-    /// mode, one that does not parse) is refused and the old one kept.
+    /// Reads the cluster again; whether it changed (the caller then syncs). A topology
+    /// without this node (or, in files mode, one that does not parse) is refused and the old
+    /// one kept.
     fn reload_topology(&mut self) -> bool {
         let next = match (&self.cfg.source, &self.kube) {
             (_, Some(k)) => k.topology(),
@@ -375,10 +374,8 @@ impl Agent {
             return false;
         }
         tracing::info!(node = %self.cfg.node, nodes = next.nodes.len(), pods = next.pods.len(), "cluster changed");
+        // New pods are attached by the sync that follows.
         self.topology = next;
-        if let Err(e) = self.attach_pods(false) {
-            tracing::warn!(node = %self.cfg.node, "cannot attach new pods: {e:#}");
-        }
         true
     }
 

@@ -35,7 +35,7 @@
 //! the inventory and stays); the budget and zero-object guards are in [`super::check_prune`].
 
 use super::{ApplyOptions, ApplyReport, Inventory, InventoryEntry, LiveObject, LiveSet, Target};
-use crate::normalize::{canonical_bytes, fingerprint, hash_bytes, normalize_owned, to_yaml};
+use crate::normalize::{canonical_bytes, hash_bytes, normalize_owned, to_yaml};
 use crate::plan::{unified_diff, Action, Change, Plan};
 use anyhow::{anyhow, bail, Context, Result};
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
@@ -171,7 +171,7 @@ impl Live {
             "annotations": raw.pointer("/metadata/annotations").cloned().unwrap_or(Value::Null),
         });
         let bytes = canonical_bytes(&normalize_owned(raw));
-        let fp = hash_bytes(&bytes).chars().take(16).collect();
+        let fp = short_hash(&bytes);
         Live { normalized: LiveObject::from_canonical(bytes, fp), marker, metadata, appliers, invalid }
     }
 
@@ -383,7 +383,12 @@ fn to_kube_owned(r: Resource, opts: &KubeOptions) -> Value {
 /// A fingerprint short enough for a 10,000-entry inventory in one object (64 bits; it
 /// detects changes, it is not a security boundary).
 fn short_fp(normalized: &Value) -> String {
-    fingerprint(normalized).chars().take(16).collect()
+    short_hash(&canonical_bytes(normalized))
+}
+
+/// [`short_fp`] of an object already held as canonical bytes.
+fn short_hash(canonical: &[u8]) -> String {
+    hash_bytes(canonical).chars().take(16).collect()
 }
 
 /// Every live object of the kinds ward applies (ConfigMaps: only those labelled as ward's).
