@@ -31,7 +31,9 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
             let first = message.lines().next().unwrap_or_default();
-            println!("cargo:warning=built without BPF programs ({first}); ward-agent and the lab need them");
+            println!(
+                "cargo:warning=built without BPF programs ({first}); ward-agent and the lab need them"
+            );
             ExitCode::SUCCESS
         }
     }

@@ -6,7 +6,12 @@
 //! Run (root, iperf3 installed): `cargo bench -p ward-datapath --bench datapath`.
 //! `WARD_BENCH_SECONDS` (default 5) and `WARD_BENCH_RUNS` (default 5) set each measurement.
 
-#![allow(clippy::unwrap_used, clippy::print_stdout, clippy::panic, reason = "benchmark")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::print_stdout,
+    clippy::panic,
+    reason = "benchmark"
+)]
 
 use std::net::Ipv4Addr;
 use std::process::Command;
@@ -39,31 +44,78 @@ fn main() {
         eprintln!("datapath bench: needs root (lab and BPF); skipped");
         return;
     }
-    let seconds: u32 = std::env::var("WARD_BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(5);
-    let runs: usize = std::env::var("WARD_BENCH_RUNS").ok().and_then(|s| s.parse().ok()).unwrap_or(5);
-    let topo = Topology::parse("bench.yaml", TOPOLOGY.as_bytes()).unwrap_or_else(|d| panic!("{d:?}"));
+    let seconds: u32 = std::env::var("WARD_BENCH_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5);
+    let runs: usize = std::env::var("WARD_BENCH_RUNS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5);
+    let topo =
+        Topology::parse("bench.yaml", TOPOLOGY.as_bytes()).unwrap_or_else(|d| panic!("{d:?}"));
     let lab = Lab::up_replacing(&topo).unwrap();
     let server_ns = lab.pod_netns("b/server");
     let client_ns = lab.pod_netns("b/client");
-    let mut server = Command::new("ip").arg("netns").arg("exec").arg(netns_name(&server_ns)).args(["iperf3", "-s", "-B", "10.210.2.10"]).stdout(std::process::Stdio::null()).spawn().expect("iperf3 (apt-get install iperf3)");
+    let mut server = Command::new("ip")
+        .arg("netns")
+        .arg("exec")
+        .arg(netns_name(&server_ns))
+        .args(["iperf3", "-s", "-B", "10.210.2.10"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("iperf3 (apt-get install iperf3)");
     std::thread::sleep(std::time::Duration::from_millis(500));
-    println!("machine: {} cores; TCP client -> server across two lab nodes (veth + bridge), iperf3", std::thread::available_parallelism().map_or(0, usize::from));
+    println!(
+        "machine: {} cores; TCP client -> server across two lab nodes (veth + bridge), iperf3",
+        std::thread::available_parallelism().map_or(0, usize::from)
+    );
     for n in ["bench-n1", "bench-n2"] {
         let _ = bpf::remove_pins(n);
     }
-    let places = [("bench-n1", "b/client", CLIENT_EP, CLIENT_ID), ("bench-n2", "b/server", SERVER_EP, SERVER_ID)];
-    let mut dps: Vec<NodeDatapath> = places.iter().map(|(node, ..)| NodeDatapath::open(node).unwrap()).collect();
+    let places = [
+        ("bench-n1", "b/client", CLIENT_EP, CLIENT_ID),
+        ("bench-n2", "b/server", SERVER_EP, SERVER_ID),
+    ];
+    let mut dps: Vec<NodeDatapath> = places
+        .iter()
+        .map(|(node, ..)| NodeDatapath::open(node).unwrap())
+        .collect();
     let attach = |dps: &mut Vec<NodeDatapath>| {
         for (dp, (node, pod, ep, id)) in dps.iter_mut().zip(places) {
-            let ifindex = dp.attach(&lab.node_netns(node), &lab.host_ifname(pod)).unwrap();
+            let ifindex = dp
+                .attach(&lab.node_netns(node), &lab.host_ifname(pod))
+                .unwrap();
             let maps = dp.maps_mut();
-            maps.set_endpoint(ifindex, EndpointInfo { ep_id: ep, identity: id, flags: 0 }).unwrap();
-            maps.ipcache_set(Ipv4Addr::new(10, 210, 1, 10), 32, CLIENT_ID).unwrap();
-            maps.ipcache_set(Ipv4Addr::new(10, 210, 2, 10), 32, SERVER_ID).unwrap();
+            maps.set_endpoint(
+                ifindex,
+                EndpointInfo {
+                    ep_id: ep,
+                    identity: id,
+                    flags: 0,
+                },
+            )
+            .unwrap();
+            maps.ipcache_set(Ipv4Addr::new(10, 210, 1, 10), 32, CLIENT_ID)
+                .unwrap();
+            maps.ipcache_set(Ipv4Addr::new(10, 210, 2, 10), 32, SERVER_ID)
+                .unwrap();
         }
         // The flow's own entries: client egress to server:5201, server ingress from client.
-        dps[0].maps_mut().policy_set(PolicyKey::port(CLIENT_EP, Direction::Egress, SERVER_ID, 6, 5201), PolicyValue::allow(1)).unwrap();
-        dps[1].maps_mut().policy_set(PolicyKey::port(SERVER_EP, Direction::Ingress, CLIENT_ID, 6, 5201), PolicyValue::allow(2)).unwrap();
+        dps[0]
+            .maps_mut()
+            .policy_set(
+                PolicyKey::port(CLIENT_EP, Direction::Egress, SERVER_ID, 6, 5201),
+                PolicyValue::allow(1),
+            )
+            .unwrap();
+        dps[1]
+            .maps_mut()
+            .policy_set(
+                PolicyKey::port(SERVER_EP, Direction::Ingress, CLIENT_ID, 6, 5201),
+                PolicyValue::allow(2),
+            )
+            .unwrap();
     };
     // The three configurations take turns in every round, so the VM's drift hits all alike.
     let (mut bare, mut ten, mut many) = (Vec::new(), Vec::new(), Vec::new());
@@ -79,12 +131,26 @@ fn main() {
         set_filler(&mut dps, 9_998);
         many.push(iperf(&client_ns, seconds));
     }
-    let count: usize = dps.iter().map(|d| d.maps().policy_entries().unwrap().len()).sum::<usize>() / 2;
+    let count: usize = dps
+        .iter()
+        .map(|d| d.maps().policy_entries().unwrap().len())
+        .sum::<usize>()
+        / 2;
     let bare = report("no ward programs", &mut bare, seconds);
     let ten = report("ward, 10 policy entries per node", &mut ten, seconds);
-    let many = report(&format!("ward, {count} policy entries per node"), &mut many, seconds);
-    println!("ratio with ward (10 entries) / bare: {:.1}% (target >= 90%)", 100.0 * ten / bare);
-    println!("10,000 vs 10 entries: {:+.1}% (target within 5%)", 100.0 * (many - ten) / ten);
+    let many = report(
+        &format!("ward, {count} policy entries per node"),
+        &mut many,
+        seconds,
+    );
+    println!(
+        "ratio with ward (10 entries) / bare: {:.1}% (target >= 90%)",
+        100.0 * ten / bare
+    );
+    println!(
+        "10,000 vs 10 entries: {:+.1}% (target within 5%)",
+        100.0 * (many - ten) / ten
+    );
 
     let _ = server.kill();
     let _ = server.wait();
@@ -99,7 +165,12 @@ fn main() {
 fn report(label: &str, gbps: &mut [f64], seconds: u32) -> f64 {
     gbps.sort_by(f64::total_cmp);
     let median = gbps[gbps.len() / 2];
-    println!("{label:<36} median {median:6.2} Gbit/s over {} runs of {seconds} s (min {:.2}, max {:.2})", gbps.len(), gbps[0], gbps[gbps.len() - 1]);
+    println!(
+        "{label:<36} median {median:6.2} Gbit/s over {} runs of {seconds} s (min {:.2}, max {:.2})",
+        gbps.len(),
+        gbps[0],
+        gbps[gbps.len() - 1]
+    );
     median
 }
 
@@ -109,12 +180,24 @@ fn report(label: &str, gbps: &mut [f64], seconds: u32) -> f64 {
 fn set_filler(dps: &mut [NodeDatapath], n: usize) {
     for (dp, ep) in dps.iter_mut().zip([CLIENT_EP, SERVER_EP]) {
         for i in 0..9_998u32 {
-            let dir = if i % 2 == 0 { Direction::Ingress } else { Direction::Egress };
+            let dir = if i % 2 == 0 {
+                Direction::Ingress
+            } else {
+                Direction::Egress
+            };
             let identity = 2000 + i % 5000;
             let port = 1024 + u16::try_from(i % 4000).unwrap();
-            let key = if i % 10 == 0 { PolicyKey::new(ep, dir, identity, 6, port & !15, 20) } else { PolicyKey::port(ep, dir, identity, 6, port) };
+            let key = if i % 10 == 0 {
+                PolicyKey::new(ep, dir, identity, 6, port & !15, 20)
+            } else {
+                PolicyKey::port(ep, dir, identity, 6, port)
+            };
             if (i as usize) < n {
-                let value = if i % 7 == 0 { PolicyValue::deny(3) } else { PolicyValue::allow(4) };
+                let value = if i % 7 == 0 {
+                    PolicyValue::deny(3)
+                } else {
+                    PolicyValue::allow(4)
+                };
                 dp.maps_mut().policy_set(key, value).unwrap();
             } else {
                 dp.maps_mut().policy_remove(&key).unwrap();
@@ -133,9 +216,20 @@ fn iperf(client_ns: &std::path::Path, seconds: u32) -> f64 {
         .arg("netns")
         .arg("exec")
         .arg(netns_name(client_ns))
-        .args(["iperf3", "-c", "10.210.2.10", "-J", "-t", &seconds.to_string()])
+        .args([
+            "iperf3",
+            "-c",
+            "10.210.2.10",
+            "-J",
+            "-t",
+            &seconds.to_string(),
+        ])
         .output()
         .unwrap();
-    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("iperf3: {e}: {}", String::from_utf8_lossy(&out.stderr)));
-    doc["end"]["sum_received"]["bits_per_second"].as_f64().unwrap_or_else(|| panic!("iperf3 gave no result: {doc}")) / 1e9
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("iperf3: {e}: {}", String::from_utf8_lossy(&out.stderr)));
+    doc["end"]["sum_received"]["bits_per_second"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("iperf3 gave no result: {doc}"))
+        / 1e9
 }

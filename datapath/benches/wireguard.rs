@@ -9,7 +9,12 @@
 //! `WARD_BENCH_SECONDS` (default 5) and `WARD_BENCH_RUNS` (default 5) set the iperf3 runs;
 //! `WARD_BENCH_ROTATIONS` (default 7) the rotations per cluster size.
 
-#![allow(clippy::unwrap_used, clippy::print_stdout, clippy::panic, reason = "benchmark")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::print_stdout,
+    clippy::panic,
+    reason = "benchmark"
+)]
 
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -22,9 +27,13 @@ const ON: &str = r#"{"apiVersion":"cilium.io/v1.12","kind":"CiliumConfig","metad
 const OFF: &str = r#"{"apiVersion":"cilium.io/v1.12","kind":"CiliumConfig","metadata":{"name":"cilium-config"},"spec":{"enable-encryption":false}}"#;
 
 fn topology(nodes: usize, pods: bool) -> String {
-    let mut t = String::from("apiVersion: ward.dev/v1alpha1\nkind: LabTopology\nmetadata: {name: wgbench}\nspec:\n  underlay: 172.28.0.0/24\n  nodes:\n");
+    let mut t = String::from(
+        "apiVersion: ward.dev/v1alpha1\nkind: LabTopology\nmetadata: {name: wgbench}\nspec:\n  underlay: 172.28.0.0/24\n  nodes:\n",
+    );
     for i in 1..=nodes {
-        t.push_str(&format!("    - {{name: wgb-n{i}, ip: 172.28.0.{i}, podCIDR: 10.220.{i}.0/24}}\n"));
+        t.push_str(&format!(
+            "    - {{name: wgb-n{i}, ip: 172.28.0.{i}, podCIDR: 10.220.{i}.0/24}}\n"
+        ));
     }
     t.push_str("  world: {name: world, ip: 198.51.100.98}\n  pods:\n");
     if pods {
@@ -46,18 +55,30 @@ struct Cluster {
 impl Cluster {
     fn up(nodes: usize, pods: bool) -> Cluster {
         let text = topology(nodes, pods);
-        let topo = Topology::parse("wgbench.yaml", text.as_bytes()).unwrap_or_else(|d| panic!("{d:?}"));
+        let topo =
+            Topology::parse("wgbench.yaml", text.as_bytes()).unwrap_or_else(|d| panic!("{d:?}"));
         for n in &topo.nodes {
             let _ = ward_datapath::bpf::remove_pins(&n.name);
         }
         let lab = Lab::up_replacing(&topo).unwrap();
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("lab.yaml"), text).unwrap();
-        let mut c = Cluster { lab, dir, agents: BTreeMap::new() };
+        let mut c = Cluster {
+            lab,
+            dir,
+            agents: BTreeMap::new(),
+        };
         c.set_config(ON);
         for n in topo.nodes.iter().map(|n| n.name.clone()) {
             let child = Command::new(env!("CARGO_BIN_EXE_ward-agent"))
-                .args(["run", "--node", &n, "--resync-seconds", "3600", "--topology"])
+                .args([
+                    "run",
+                    "--node",
+                    &n,
+                    "--resync-seconds",
+                    "3600",
+                    "--topology",
+                ])
                 .arg(c.dir.path().join("lab.yaml"))
                 .arg("--state")
                 .arg(c.dir.path().join("state"))
@@ -73,7 +94,12 @@ impl Cluster {
     }
 
     fn nodes(&self) -> Vec<String> {
-        self.lab.topology().nodes.iter().map(|n| n.name.clone()).collect()
+        self.lab
+            .topology()
+            .nodes
+            .iter()
+            .map(|n| n.name.clone())
+            .collect()
     }
 
     fn run_dir(&self, node: &str) -> PathBuf {
@@ -88,21 +114,40 @@ impl Cluster {
     }
 
     fn status(&self, node: &str) -> Value {
-        std::fs::read(self.run_dir(node).join("wireguard.json")).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or(Value::Null)
+        std::fs::read(self.run_dir(node).join("wireguard.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or(Value::Null)
     }
 
     fn key(&self, node: &str) -> Option<String> {
-        self.status(node).pointer("/interface/publicKey").and_then(Value::as_str).map(str::to_owned)
+        self.status(node)
+            .pointer("/interface/publicKey")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
     }
 
     /// Whether every node has exactly the current keys of all others as peers.
     fn meshed(&self) -> bool {
         let nodes = self.nodes();
-        let keys: Option<BTreeMap<String, String>> = nodes.iter().map(|n| self.key(n).map(|k| (n.clone(), k))).collect();
+        let keys: Option<BTreeMap<String, String>> = nodes
+            .iter()
+            .map(|n| self.key(n).map(|k| (n.clone(), k)))
+            .collect();
         let Some(keys) = keys else { return false };
         nodes.iter().all(|n| {
             let st = self.status(n);
-            let peers: Vec<(String, String)> = st["peers"].as_array().into_iter().flatten().map(|p| (p["node"].as_str().unwrap_or("").to_owned(), p["publicKey"].as_str().unwrap_or("").to_owned())).collect();
+            let peers: Vec<(String, String)> = st["peers"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|p| {
+                    (
+                        p["node"].as_str().unwrap_or("").to_owned(),
+                        p["publicKey"].as_str().unwrap_or("").to_owned(),
+                    )
+                })
+                .collect();
             peers.len() == nodes.len() - 1 && peers.iter().all(|(pn, pk)| keys.get(pn) == Some(pk))
         })
     }
@@ -137,15 +182,29 @@ impl Drop for Cluster {
 /// CPU seconds a process has used (user + system).
 fn process_cpu(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
-    let ticks: f64 = fields.get(11..13).map_or(0.0, |f| f.iter().map(|v| v.parse::<f64>().unwrap_or(0.0)).sum());
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let ticks: f64 = fields.get(11..13).map_or(0.0, |f| {
+        f.iter().map(|v| v.parse::<f64>().unwrap_or(0.0)).sum()
+    });
     ticks / 100.0
 }
 
 /// (busy, total) jiffies of the whole machine.
 fn machine_cpu() -> (f64, f64) {
     let stat = std::fs::read_to_string("/proc/stat").unwrap();
-    let v: Vec<f64> = stat.lines().next().unwrap().split_whitespace().skip(1).map(|x| x.parse().unwrap()).collect();
+    let v: Vec<f64> = stat
+        .lines()
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .skip(1)
+        .map(|x| x.parse().unwrap())
+        .collect();
     let idle = v[3] + v[4];
     let total: f64 = v.iter().take(8).sum();
     (total - idle, total)
@@ -162,15 +221,30 @@ fn iperf(c: &Cluster, seconds: u32) -> (f64, f64, f64) {
     let start = Instant::now();
     let out = Command::new("ip")
         .args(["netns", "exec", &netns_name(&c.lab.pod_netns("b/client"))])
-        .args(["iperf3", "-c", "10.220.2.10", "-J", "-t", &seconds.to_string()])
+        .args([
+            "iperf3",
+            "-c",
+            "10.220.2.10",
+            "-J",
+            "-t",
+            &seconds.to_string(),
+        ])
         .output()
         .unwrap();
     let wall = start.elapsed().as_secs_f64();
     let (b1, t1) = machine_cpu();
     let a1 = c.agent_cpu();
-    let doc: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("iperf3: {e}: {}", String::from_utf8_lossy(&out.stderr)));
-    let gbps = doc["end"]["sum_received"]["bits_per_second"].as_f64().unwrap_or_else(|| panic!("iperf3 gave no result: {doc}")) / 1e9;
-    (gbps, 100.0 * (b1 - b0) / (t1 - t0), 100.0 * (a1 - a0) / wall)
+    let doc: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("iperf3: {e}: {}", String::from_utf8_lossy(&out.stderr)));
+    let gbps = doc["end"]["sum_received"]["bits_per_second"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("iperf3 gave no result: {doc}"))
+        / 1e9;
+    (
+        gbps,
+        100.0 * (b1 - b0) / (t1 - t0),
+        100.0 * (a1 - a0) / wall,
+    )
 }
 
 fn median(v: &mut [f64]) -> f64 {
@@ -194,7 +268,11 @@ fn throughput(seconds: u32, runs: usize) {
         std::thread::sleep(Duration::from_millis(300));
         wg.push(iperf(&c, seconds));
         c.set_config(OFF);
-        c.wait("encryption off", Duration::from_secs(30), |c| c.nodes().iter().all(|n| c.status(n)["wanted"] == "off" && c.status(n)["interface"].is_null()));
+        c.wait("encryption off", Duration::from_secs(30), |c| {
+            c.nodes()
+                .iter()
+                .all(|n| c.status(n)["wanted"] == "off" && c.status(n)["interface"].is_null())
+        });
         std::thread::sleep(Duration::from_millis(300));
         clear.push(iperf(&c, seconds));
     }
@@ -205,7 +283,11 @@ fn throughput(seconds: u32, runs: usize) {
         let gm = median(&mut g);
         println!(
             "{label:<28} median {gm:6.3} Gbit/s (min {:.3}, max {:.3}) over {} runs of {seconds} s; machine CPU {:.0}% of all cores, agents {:.0}% of one core",
-            g[0], g[g.len() - 1], g.len(), median(&mut m), median(&mut a)
+            g[0],
+            g[g.len() - 1],
+            g.len(),
+            median(&mut m),
+            median(&mut a)
         );
         gm
     };
@@ -228,26 +310,52 @@ fn rotation(nodes: usize, rotations: usize) {
         let old = c.key(rotating).unwrap();
         let asked = SystemTime::now();
         std::fs::write(c.run_dir(rotating).join("rotate-key"), b"").unwrap();
-        c.wait("every peer to use the new key", Duration::from_secs(30), |c| {
-            let Some(new) = c.key(rotating).filter(|k| *k != old) else { return false };
-            names[1..].iter().all(|n| {
-                let st = c.status(n);
-                let keys: Vec<&str> = st["peers"].as_array().into_iter().flatten().filter(|p| p["node"] == rotating.as_str()).filter_map(|p| p["publicKey"].as_str()).collect();
-                keys == [new.as_str()]
-            })
-        });
+        c.wait(
+            "every peer to use the new key",
+            Duration::from_secs(30),
+            |c| {
+                let Some(new) = c.key(rotating).filter(|k| *k != old) else {
+                    return false;
+                };
+                names[1..].iter().all(|n| {
+                    let st = c.status(n);
+                    let keys: Vec<&str> = st["peers"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter(|p| p["node"] == rotating.as_str())
+                        .filter_map(|p| p["publicKey"].as_str())
+                        .collect();
+                    keys == [new.as_str()]
+                })
+            },
+        );
         let done = SystemTime::now();
         // The rotation starts when the agent writes the new key (the file keeps that time).
         let started = std::fs::metadata(&key_file).unwrap().modified().unwrap();
-        took.push(done.duration_since(started).unwrap_or_default().as_secs_f64() * 1000.0);
-        pickup.push(started.duration_since(asked).unwrap_or_default().as_secs_f64() * 1000.0);
+        took.push(
+            done.duration_since(started)
+                .unwrap_or_default()
+                .as_secs_f64()
+                * 1000.0,
+        );
+        pickup.push(
+            started
+                .duration_since(asked)
+                .unwrap_or_default()
+                .as_secs_f64()
+                * 1000.0,
+        );
         c.wait("the mesh", Duration::from_secs(30), Cluster::meshed);
         std::thread::sleep(Duration::from_millis(200));
     }
     let m = median(&mut took);
     println!(
         "{nodes:>2} nodes: rotation start -> every peer on the new key: median {m:6.1} ms (min {:.1}, max {:.1}) over {} rotations; request picked up after {:.0} ms (median)",
-        took[0], took[took.len() - 1], took.len(), median(&mut pickup)
+        took[0],
+        took[took.len() - 1],
+        took.len(),
+        median(&mut pickup)
     );
 }
 
@@ -256,11 +364,19 @@ fn main() {
         eprintln!("wireguard bench: needs root (lab, BPF, TUN); skipped");
         return;
     }
-    let env = |k: &str, d: usize| std::env::var(k).ok().and_then(|s| s.parse().ok()).unwrap_or(d);
+    let env = |k: &str, d: usize| {
+        std::env::var(k)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(d)
+    };
     let seconds = env("WARD_BENCH_SECONDS", 5) as u32;
     let runs = env("WARD_BENCH_RUNS", 5);
     let rotations = env("WARD_BENCH_ROTATIONS", 7);
-    println!("machine: {} cores; lab nodes joined by a veth bridge; WireGuard in userspace (boringtun, patched) since the kernel has no module", std::thread::available_parallelism().map_or(0, usize::from));
+    println!(
+        "machine: {} cores; lab nodes joined by a veth bridge; WireGuard in userspace (boringtun, patched) since the kernel has no module",
+        std::thread::available_parallelism().map_or(0, usize::from)
+    );
     throughput(seconds, runs);
     for n in [2, 5, 10] {
         rotation(n, rotations);

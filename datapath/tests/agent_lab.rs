@@ -8,10 +8,13 @@
 
 mod common;
 
-use common::lab::{AgentLab, privileged, repo_resources, still_works, tcp_connect, tcp_server, udp_roundtrip, udp_server, wait_for};
+use common::lab::{
+    AgentLab, privileged, repo_resources, still_works, tcp_connect, tcp_server, udp_roundtrip,
+    udp_server, wait_for,
+};
 use std::time::Duration;
-use ward_datapath::bpf::events::EventReader;
 use ward_datapath::agent::observe::{self, ObserveOptions};
+use ward_datapath::bpf::events::EventReader;
 use ward_datapath::bpf::maps::Verdict as MapVerdict;
 
 const LAB: &str = include_str!("../../cluster-config/lab.yaml");
@@ -28,30 +31,70 @@ fn the_seed_scenario_is_enforced_in_the_kernel_and_survives_changes_and_sigkill(
     // enforcement, which must outlive the agents; boringtun's tunnel dies with its agent (and
     // fails closed), which wireguard_lab.rs tests.
     let mut policies = repo_resources(&["policies", "cluster-config/cilium-config.yaml"]);
-    let mut config = policies.iter().find(|r| r.key.kind == ward_schema::Kind::CiliumConfig).expect("cluster-config has a CiliumConfig").clone();
+    let mut config = policies
+        .iter()
+        .find(|r| r.key.kind == ward_schema::Kind::CiliumConfig)
+        .expect("cluster-config has a CiliumConfig")
+        .clone();
     config.object["spec"]["enable-encryption"] = serde_json::json!(false);
     policies.insert(config);
     lab.write_objects(&policies);
     for n in lab.nodes() {
         lab.start_agent(&n);
     }
-    let (frontend, backend, admin, intruder) = ("shop/frontend", "shop/backend", "shop/admin", "other/intruder");
+    let (frontend, backend, admin, intruder) = (
+        "shop/frontend",
+        "shop/backend",
+        "shop/admin",
+        "other/intruder",
+    );
     for port in [80, 81] {
         tcp_server(&lab.netns(backend), lab.ip(backend), port);
     }
     tcp_server(&lab.netns("world"), lab.ip("world"), 80);
     tcp_server(&lab.netns(frontend), lab.ip(frontend), 8080);
-    udp_server(&lab.netns("kube-system/kube-dns"), lab.ip("kube-system/kube-dns"), 53);
+    udp_server(
+        &lab.netns("kube-system/kube-dns"),
+        lab.ip("kube-system/kube-dns"),
+        53,
+    );
 
     // The seed's intent, across nodes (frontend on node-1, backend on node-2).
-    let mut established = conn(&lab, frontend, backend, 80, OPEN).expect("frontend must reach backend:80");
-    assert!(still_works(&mut established), "replies of an allowed connection pass");
-    assert!(conn(&lab, admin, backend, 80, SHUT).is_none(), "admin must not reach backend:80");
-    assert!(conn(&lab, intruder, backend, 80, SHUT).is_none(), "frontend's labels in another namespace must not reach backend");
-    assert!(conn(&lab, frontend, backend, 81, SHUT).is_none(), "frontend must not reach backend:81");
-    assert!(conn(&lab, backend, "world", 80, SHUT).is_none(), "backend opens nothing outward (world)");
-    assert!(conn(&lab, backend, frontend, 8080, SHUT).is_none(), "backend opens nothing outward (pods)");
-    assert!(udp_roundtrip(&lab.netns(frontend), lab.ip("kube-system/kube-dns"), 53, OPEN), "frontend resolves names through kube-dns");
+    let mut established =
+        conn(&lab, frontend, backend, 80, OPEN).expect("frontend must reach backend:80");
+    assert!(
+        still_works(&mut established),
+        "replies of an allowed connection pass"
+    );
+    assert!(
+        conn(&lab, admin, backend, 80, SHUT).is_none(),
+        "admin must not reach backend:80"
+    );
+    assert!(
+        conn(&lab, intruder, backend, 80, SHUT).is_none(),
+        "frontend's labels in another namespace must not reach backend"
+    );
+    assert!(
+        conn(&lab, frontend, backend, 81, SHUT).is_none(),
+        "frontend must not reach backend:81"
+    );
+    assert!(
+        conn(&lab, backend, "world", 80, SHUT).is_none(),
+        "backend opens nothing outward (world)"
+    );
+    assert!(
+        conn(&lab, backend, frontend, 8080, SHUT).is_none(),
+        "backend opens nothing outward (pods)"
+    );
+    assert!(
+        udp_roundtrip(
+            &lab.netns(frontend),
+            lab.ip("kube-system/kube-dns"),
+            53,
+            OPEN
+        ),
+        "frontend resolves names through kube-dns"
+    );
 
     // The drop of admin -> backend:80 is an event on backend's node, default deny, with the
     // identities of both ends.
@@ -60,15 +103,19 @@ fn the_seed_scenario_is_enforced_in_the_kernel_and_survives_changes_and_sigkill(
     assert!(conn(&lab, admin, backend, 80, SHUT).is_none());
     let admin_ip = lab.ip(admin);
     let mut seen = None;
-    wait_for("the drop event of admin -> backend:80", Duration::from_secs(5), || {
-        while let Ok(Some(e)) = events.next(Duration::from_millis(50)) {
-            if e.saddr() == admin_ip && e.dport() == 80 {
-                seen = Some(e);
-                return true;
+    wait_for(
+        "the drop event of admin -> backend:80",
+        Duration::from_secs(5),
+        || {
+            while let Ok(Some(e)) = events.next(Duration::from_millis(50)) {
+                if e.saddr() == admin_ip && e.dport() == 80 {
+                    seen = Some(e);
+                    return true;
+                }
             }
-        }
-        false
-    });
+            false
+        },
+    );
     let e = seen.unwrap();
     assert_eq!(e.verdict(), Some(MapVerdict::DefaultDeny), "{e:?}");
     drop(events);
@@ -91,31 +138,60 @@ fn the_seed_scenario_is_enforced_in_the_kernel_and_survives_changes_and_sigkill(
     std::thread::sleep(Duration::from_millis(200));
     assert!(conn(&lab, admin, backend, 80, SHUT).is_none());
     let line = watcher.join().unwrap();
-    for want in ["DEFAULT-DENY", "shop/admin", "shop/backend:80/TCP", "ingress of the destination", "default deny"] {
+    for want in [
+        "DEFAULT-DENY",
+        "shop/admin",
+        "shop/backend:80/TCP",
+        "ingress of the destination",
+        "default deny",
+    ] {
         assert!(line.contains(want), "`{want}` missing from: {line}");
     }
 
     // A policy change: admin may now reach backend:80. The established connection stays.
     let widened = "apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {name: admin-to-backend, namespace: shop}\nspec:\n  endpointSelector: {matchLabels: {app: backend}}\n  ingress:\n  - fromEndpoints: [{matchLabels: {app: admin}}]\n    toPorts: [{ports: [{port: \"80\", protocol: TCP}]}]\n";
     let mut wider = policies.clone();
-    let extra = ward_schema::assemble(vec![ward_schema::load_file("admin.yaml", widened.as_bytes(), &ward_schema::Limits::default())]);
+    let extra = ward_schema::assemble(vec![ward_schema::load_file(
+        "admin.yaml",
+        widened.as_bytes(),
+        &ward_schema::Limits::default(),
+    )]);
     assert!(extra.is_valid(), "{:?}", extra.diagnostics);
     for r in extra.resources.iter() {
         wider.insert(r.clone());
     }
     lab.write_objects(&wider);
-    wait_for("admin -> backend:80 to be allowed", Duration::from_secs(10), || conn(&lab, admin, backend, 80, SHUT).is_some());
-    assert!(still_works(&mut established), "an established allowed connection survives a policy change");
-    assert!(conn(&lab, intruder, backend, 80, SHUT).is_none(), "the change allows admin only");
+    wait_for(
+        "admin -> backend:80 to be allowed",
+        Duration::from_secs(10),
+        || conn(&lab, admin, backend, 80, SHUT).is_some(),
+    );
+    assert!(
+        still_works(&mut established),
+        "an established allowed connection survives a policy change"
+    );
+    assert!(
+        conn(&lab, intruder, backend, 80, SHUT).is_none(),
+        "the change allows admin only"
+    );
 
     // SIGKILL the agents: enforcement stays exactly as it was.
     for n in lab.nodes() {
         lab.kill_agent(&n);
     }
     lab.write_objects(&policies); // not seen by anyone while the agents are down
-    assert!(conn(&lab, admin, backend, 80, OPEN).is_some(), "the last policy stays in force (admin allowed)");
-    assert!(conn(&lab, intruder, backend, 80, SHUT).is_none(), "the last policy stays in force (intruder denied)");
-    assert!(still_works(&mut established), "established flows continue while the agent is down");
+    assert!(
+        conn(&lab, admin, backend, 80, OPEN).is_some(),
+        "the last policy stays in force (admin allowed)"
+    );
+    assert!(
+        conn(&lab, intruder, backend, 80, SHUT).is_none(),
+        "the last policy stays in force (intruder denied)"
+    );
+    assert!(
+        still_works(&mut established),
+        "established flows continue while the agent is down"
+    );
 
     // Restart: the agent re-reads the maps, writes only what changed (admin's allow goes),
     // and the established connection never notices.
@@ -123,14 +199,30 @@ fn the_seed_scenario_is_enforced_in_the_kernel_and_survives_changes_and_sigkill(
     for n in lab.nodes().into_iter().filter(|n| *n != backend_node) {
         lab.start_agent(&n);
     }
-    wait_for("admin -> backend:80 to be denied again", Duration::from_secs(10), || conn(&lab, admin, backend, 80, SHUT).is_none());
-    assert!(still_works(&mut established), "a restart loses no established flow");
-    assert!(conn(&lab, frontend, backend, 80, OPEN).is_some(), "frontend still reaches backend after the restart");
+    wait_for(
+        "admin -> backend:80 to be denied again",
+        Duration::from_secs(10),
+        || conn(&lab, admin, backend, 80, SHUT).is_none(),
+    );
+    assert!(
+        still_works(&mut established),
+        "a restart loses no established flow"
+    );
+    assert!(
+        conn(&lab, frontend, backend, 80, OPEN).is_some(),
+        "frontend still reaches backend after the restart"
+    );
     let status = lab.agent_status(&backend_node);
     assert!(status["policyEntries"].as_u64().unwrap() > 0, "{status}");
 }
 
-fn conn(lab: &AgentLab, from: &str, to: &str, port: u16, timeout: Duration) -> Option<std::net::TcpStream> {
+fn conn(
+    lab: &AgentLab,
+    from: &str,
+    to: &str,
+    port: u16,
+    timeout: Duration,
+) -> Option<std::net::TcpStream> {
     tcp_connect(&lab.netns(from), lab.ip(to), port, timeout)
 }
 
@@ -170,7 +262,13 @@ fn the_kernel_agrees_with_the_engine_on_random_policies_and_flows() {
         return;
     }
     let lab = AgentLab::up("prop", CONN_LAB);
-    let hosts = ["cilium-test/client", "cilium-test/client2", "cilium-test/echo", "other-ns/echo-other-ns", "world"];
+    let hosts = [
+        "cilium-test/client",
+        "cilium-test/client2",
+        "cilium-test/echo",
+        "other-ns/echo-other-ns",
+        "world",
+    ];
     for h in hosts {
         for port in random::PORTS {
             tcp_server(&lab.netns(h), lab.ip(h), port);
@@ -182,12 +280,28 @@ fn the_kernel_agrees_with_the_engine_on_random_policies_and_flows() {
         .into_iter()
         .map(|node| {
             let run_dir = lab.state.with_file_name(format!("run-{node}"));
-            Agent::start(AgentConfig { node, source: Source::Files { topology: lab.topology_path.clone(), state_dir: lab.state.clone() }, run_dir, key_dir: None }).unwrap()
+            Agent::start(AgentConfig {
+                node,
+                source: Source::Files {
+                    topology: lab.topology_path.clone(),
+                    state_dir: lab.state.clone(),
+                },
+                run_dir,
+                key_dir: None,
+            })
+            .unwrap()
         })
         .collect();
     let cluster = lab.lab.topology().cluster();
-    let base: u64 = std::env::var("WARD_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0xbeef);
-    let cases = if std::env::var("WARD_SEED").is_ok() { 1 } else { 30 };
+    let base: u64 = std::env::var("WARD_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0xbeef);
+    let cases = if std::env::var("WARD_SEED").is_ok() {
+        1
+    } else {
+        30
+    };
     let (mut flows, mut allowed) = (0, 0);
     for case in 0..cases {
         let seed = base + case;
@@ -203,10 +317,17 @@ fn the_kernel_agrees_with_the_engine_on_random_policies_and_flows() {
         }
         let repo = PolicyRepository::from_resources(cluster.clone(), &set).unwrap();
         let picks: Vec<(&str, &str, Protocol, u16)> = (0..20)
-            .map(|_| loop {
-                let (a, b) = (*rng.pick(&hosts), *rng.pick(&hosts));
-                if a != b {
-                    break (a, b, *rng.pick(&[Protocol::TCP, Protocol::UDP]), *rng.pick(&random::PORTS));
+            .map(|_| {
+                loop {
+                    let (a, b) = (*rng.pick(&hosts), *rng.pick(&hosts));
+                    if a != b {
+                        break (
+                            a,
+                            b,
+                            *rng.pick(&[Protocol::TCP, Protocol::UDP]),
+                            *rng.pick(&random::PORTS),
+                        );
+                    }
                 }
             })
             .collect();
@@ -227,7 +348,12 @@ fn the_kernel_agrees_with_the_engine_on_random_policies_and_flows() {
             handles.into_iter().map(|h| h.join().unwrap()).collect()
         });
         for ((a, b, proto, port), kernel) in picks.iter().zip(results) {
-            let flow = Flow { src: Peer::Ip(lab.ip(a).into()), dst: Peer::Ip(lab.ip(b).into()), protocol: *proto, port: *port };
+            let flow = Flow {
+                src: Peer::Ip(lab.ip(a).into()),
+                dst: Peer::Ip(lab.ip(b).into()),
+                protocol: *proto,
+                port: *port,
+            };
             let engine = repo.verdict(&flow);
             assert_eq!(
                 engine.verdict == Verdict::Allow,
@@ -239,8 +365,13 @@ fn the_kernel_agrees_with_the_engine_on_random_policies_and_flows() {
             allowed += usize::from(kernel);
         }
     }
-    eprintln!("{flows} flows over {cases} random policy sets: kernel and engine agree ({allowed} allowed)");
-    assert!(cases == 1 || (allowed > flows / 10 && allowed < flows * 9 / 10), "{allowed} of {flows} allowed: too one-sided to prove much");
+    eprintln!(
+        "{flows} flows over {cases} random policy sets: kernel and engine agree ({allowed} allowed)"
+    );
+    assert!(
+        cases == 1 || (allowed > flows / 10 && allowed < flows * 9 / 10),
+        "{allowed} of {flows} allowed: too one-sided to prove much"
+    );
 }
 
 /// An agent started without privileges stops at once with an error that says what it needs.
@@ -255,17 +386,35 @@ fn an_unprivileged_agent_says_what_it_needs() {
     let agent = dir.path().join("ward-agent");
     std::fs::copy(env!("CARGO_BIN_EXE_ward-agent"), &agent).unwrap();
     std::fs::write(dir.path().join("lab.yaml"), CONN_LAB).unwrap();
-    for (p, mode) in [(dir.path(), 0o755), (agent.as_path(), 0o755), (dir.path().join("lab.yaml").as_path(), 0o644)] {
+    for (p, mode) in [
+        (dir.path(), 0o755),
+        (agent.as_path(), 0o755),
+        (dir.path().join("lab.yaml").as_path(), 0o644),
+    ] {
         std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
     }
     let out = std::process::Command::new("setpriv")
         .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
         .arg(&agent)
-        .args(["run", "--once", "--node", "node-1", "--topology", "lab.yaml", "--state", "state", "--run-dir", "run"])
+        .args([
+            "run",
+            "--once",
+            "--node",
+            "node-1",
+            "--topology",
+            "lab.yaml",
+            "--state",
+            "state",
+            "--run-dir",
+            "run",
+        ])
         .current_dir(dir.path())
         .output()
         .expect("setpriv (util-linux) runs");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("root") && stderr.contains("CAP_BPF"), "the error names the privileges: {stderr}");
+    assert!(
+        stderr.contains("root") && stderr.contains("CAP_BPF"),
+        "the error names the privileges: {stderr}"
+    );
 }

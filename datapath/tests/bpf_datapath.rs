@@ -909,7 +909,10 @@ fn enforcement_survives_agent_kill_and_restart() {
         .filter(|s| s.name == "ward_policy" || s.name == "ward_policy_exact")
         .map(|s| s.entries)
         .sum();
-    assert_eq!(policy_entries, 2, "both policy entries survive (trie + exact map): {sizes:?}");
+    assert_eq!(
+        policy_entries, 2,
+        "both policy entries survive (trie + exact map): {sizes:?}"
+    );
 
     drop(dp);
     assert!(

@@ -56,15 +56,37 @@ fn mirror(cluster: &TestCluster, lab: &AgentLab, t: &Topology) {
         }));
     }
     let file = lab.path("mirror.json");
-    std::fs::write(&file, serde_json::to_vec(&json!({"apiVersion": "v1", "kind": "List", "items": docs})).unwrap()).unwrap();
+    std::fs::write(
+        &file,
+        serde_json::to_vec(&json!({"apiVersion": "v1", "kind": "List", "items": docs})).unwrap(),
+    )
+    .unwrap();
     cluster.kubectl_ok(&["apply", "--server-side", "-f", file.to_str().unwrap()]);
     for n in &t.nodes {
         let status = json!({"status": {"addresses": [{"type": "InternalIP", "address": n.ip.to_string()}, {"type": "Hostname", "address": n.name}]}});
-        cluster.kubectl_ok(&["patch", "node", &n.name, "--subresource=status", "--type=merge", "-p", &status.to_string()]);
+        cluster.kubectl_ok(&[
+            "patch",
+            "node",
+            &n.name,
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            &status.to_string(),
+        ]);
     }
     for p in &t.pods {
         let status = json!({"status": {"phase": "Running", "podIP": p.ip.to_string(), "podIPs": [{"ip": p.ip.to_string()}]}});
-        cluster.kubectl_ok(&["patch", "pod", "-n", &p.namespace, &p.name, "--subresource=status", "--type=merge", "-p", &status.to_string()]);
+        cluster.kubectl_ok(&[
+            "patch",
+            "pod",
+            "-n",
+            &p.namespace,
+            &p.name,
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            &status.to_string(),
+        ]);
     }
 }
 
@@ -77,7 +99,13 @@ fn put_config(cluster: &TestCluster, lab: &AgentLab, text: &str) {
     });
     let file = lab.path("config.json");
     std::fs::write(&file, serde_json::to_vec(&cm).unwrap()).unwrap();
-    cluster.kubectl_ok(&["apply", "--server-side", "--force-conflicts", "-f", file.to_str().unwrap()]);
+    cluster.kubectl_ok(&[
+        "apply",
+        "--server-side",
+        "--force-conflicts",
+        "-f",
+        file.to_str().unwrap(),
+    ]);
 }
 
 /// Applies `reconciler/deploy/{namespace,agent}.yaml` (RBAC and the DaemonSet) and returns a
@@ -85,11 +113,31 @@ fn put_config(cluster: &TestCluster, lab: &AgentLab, text: &str) {
 /// run with exactly the rights the DaemonSet gets.
 fn agent_kubeconfig(cluster: &TestCluster, lab: &AgentLab) -> std::path::PathBuf {
     let deploy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../reconciler/deploy");
-    let applied = cluster.kubectl_ok(&["apply", "--server-side", "-f", deploy.join("namespace.yaml").to_str().unwrap(), "-f", deploy.join("agent.yaml").to_str().unwrap()]);
-    assert!(applied.contains("daemonset.apps/ward-agent serverside-applied"), "{applied}");
-    let kc = cluster.service_account_kubeconfig("ward-system", "ward-agent", &lab.path("agent-kubeconfig"));
+    let applied = cluster.kubectl_ok(&[
+        "apply",
+        "--server-side",
+        "-f",
+        deploy.join("namespace.yaml").to_str().unwrap(),
+        "-f",
+        deploy.join("agent.yaml").to_str().unwrap(),
+    ]);
+    assert!(
+        applied.contains("daemonset.apps/ward-agent serverside-applied"),
+        "{applied}"
+    );
+    let kc = cluster.service_account_kubeconfig(
+        "ward-system",
+        "ward-agent",
+        &lab.path("agent-kubeconfig"),
+    );
     // And no more than it needs.
-    let denied = [("delete", "pods", "shop"), ("get", "secrets", "kube-system"), ("patch", "ciliumnetworkpolicies", "shop"), ("patch", "configmaps", "kube-system"), ("delete", "nodes", "")];
+    let denied = [
+        ("delete", "pods", "shop"),
+        ("get", "secrets", "kube-system"),
+        ("patch", "ciliumnetworkpolicies", "shop"),
+        ("patch", "configmaps", "kube-system"),
+        ("delete", "nodes", ""),
+    ];
     cluster.assert_cannot("ward-system", "ward-agent", &denied);
     kc
 }
@@ -101,19 +149,37 @@ fn conn(lab: &AgentLab, from: &str, to: &str, port: u16, timeout: Duration) -> b
 /// Waits until `from` -> `to`:`port` connects (`open`) or not, and says how long it took.
 fn wait_conn(lab: &AgentLab, what: &str, from: &str, to: &str, port: u16, open: bool) -> Duration {
     let start = Instant::now();
-    wait_for(what, PROPAGATION, || conn(lab, from, to, port, if open { Duration::from_millis(300) } else { SHUT }) == open);
+    wait_for(what, PROPAGATION, || {
+        conn(
+            lab,
+            from,
+            to,
+            port,
+            if open {
+                Duration::from_millis(300)
+            } else {
+                SHUT
+            },
+        ) == open
+    });
     let took = start.elapsed();
     eprintln!("{what}: {took:?}");
     took
 }
 
 fn node_annotation(cluster: &TestCluster, node: &str, key: &str) -> Option<String> {
-    let node: Value = serde_json::from_str(&cluster.kubectl_ok(&["get", "node", node, "-o", "json"])).unwrap();
-    node["metadata"]["annotations"][key].as_str().map(str::to_owned)
+    let node: Value =
+        serde_json::from_str(&cluster.kubectl_ok(&["get", "node", node, "-o", "json"])).unwrap();
+    node["metadata"]["annotations"][key]
+        .as_str()
+        .map(str::to_owned)
 }
 
 fn wg(lab: &AgentLab, node: &str, pointer: &str) -> Value {
-    lab.wg_status(node).pointer(pointer).cloned().unwrap_or(Value::Null)
+    lab.wg_status(node)
+        .pointer(pointer)
+        .cloned()
+        .unwrap_or(Value::Null)
 }
 
 #[test]
@@ -121,16 +187,29 @@ fn kube_mode_enforces_the_api_servers_policies_and_publishes_keys_on_nodes() {
     if !privileged("kube_agent") {
         return;
     }
-    let Some(cluster) = TestCluster::start() else { return };
+    let Some(cluster) = TestCluster::start() else {
+        return;
+    };
     let mut lab = AgentLab::up("kube", LAB);
     let topology = lab.lab.topology().clone();
     mirror(&cluster, &lab, &topology);
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     for dir in ["policies/clusterwide", "policies/namespaces"] {
-        cluster.kubectl_ok(&["apply", "--server-side", "-R", "-f", root.join(dir).to_str().unwrap()]);
+        cluster.kubectl_ok(&[
+            "apply",
+            "--server-side",
+            "-R",
+            "-f",
+            root.join(dir).to_str().unwrap(),
+        ]);
     }
     put_config(&cluster, &lab, CONFIG);
-    let (frontend, backend, admin, intruder) = ("shop/frontend", "shop/backend", "shop/admin", "other/intruder");
+    let (frontend, backend, admin, intruder) = (
+        "shop/frontend",
+        "shop/backend",
+        "shop/admin",
+        "other/intruder",
+    );
     for port in [80, 81] {
         tcp_server(&lab.netns(backend), lab.ip(backend), port);
     }
@@ -141,62 +220,180 @@ fn kube_mode_enforces_the_api_servers_policies_and_publishes_keys_on_nodes() {
 
     // Every node publishes its key on its Node, and peers with the other's published key.
     let nodes = lab.nodes();
-    wait_for("keys on both Nodes and a tunnel each way", PROPAGATION, || {
-        nodes.iter().all(|n| {
-            let key = node_annotation(&cluster, n, "network.cilium.io/wg-pub-key");
-            let peer = nodes.iter().find(|o| *o != n).unwrap();
-            key.is_some()
-                && key.as_deref() == wg(&lab, n, "/interface/publicKey").as_str()
-                && wg(&lab, peer, "/peers/0/publicKey").as_str() == key.as_deref()
-        })
-    });
-    let record: Value = serde_json::from_str(&node_annotation(&cluster, &nodes[0], "ward.dev/wireguard").unwrap()).unwrap();
+    wait_for(
+        "keys on both Nodes and a tunnel each way",
+        PROPAGATION,
+        || {
+            nodes.iter().all(|n| {
+                let key = node_annotation(&cluster, n, "network.cilium.io/wg-pub-key");
+                let peer = nodes.iter().find(|o| *o != n).unwrap();
+                key.is_some()
+                    && key.as_deref() == wg(&lab, n, "/interface/publicKey").as_str()
+                    && wg(&lab, peer, "/peers/0/publicKey").as_str() == key.as_deref()
+            })
+        },
+    );
+    let record: Value =
+        serde_json::from_str(&node_annotation(&cluster, &nodes[0], "ward.dev/wireguard").unwrap())
+            .unwrap();
     assert_eq!(record["node"], json!(nodes[0]));
-    assert_eq!(record["endpoint"], json!(format!("{}:51871", topology.nodes[0].ip)));
+    assert_eq!(
+        record["endpoint"],
+        json!(format!("{}:51871", topology.nodes[0].ip))
+    );
     for n in &nodes {
         let status = lab.agent_status(n);
-        assert!(status["source"].as_str().unwrap().contains("API server"), "{status}");
+        assert!(
+            status["source"].as_str().unwrap().contains("API server"),
+            "{status}"
+        );
         let key_file = std::fs::read(lab.run_dir(n).join("cilium_wg0.key")).unwrap();
-        let text = std::fs::read_to_string(lab.run_dir(n).join("wireguard.json")).unwrap() + &status.to_string();
+        let text = std::fs::read_to_string(lab.run_dir(n).join("wireguard.json")).unwrap()
+            + &status.to_string();
         let annotations = cluster.kubectl_ok(&["get", "node", n, "-o", "json"]);
-        let private = defguard_wireguard_rs::key::Key::new(key_file.try_into().unwrap()).to_string();
-        assert!(!text.contains(&private) && !annotations.contains(&private), "the private key must never be published");
+        let private =
+            defguard_wireguard_rs::key::Key::new(key_file.try_into().unwrap()).to_string();
+        assert!(
+            !text.contains(&private) && !annotations.contains(&private),
+            "the private key must never be published"
+        );
     }
 
     // The seed's intent, from the API server's objects, across the tunnel.
-    assert!(conn(&lab, frontend, backend, 80, OPEN), "frontend must reach backend:80");
-    assert!(!conn(&lab, admin, backend, 80, SHUT), "admin must not reach backend:80");
-    assert!(!conn(&lab, intruder, backend, 80, SHUT), "frontend's labels in another namespace must not reach backend");
-    assert!(!conn(&lab, frontend, backend, 81, SHUT), "frontend must not reach backend:81");
+    assert!(
+        conn(&lab, frontend, backend, 80, OPEN),
+        "frontend must reach backend:80"
+    );
+    assert!(
+        !conn(&lab, admin, backend, 80, SHUT),
+        "admin must not reach backend:80"
+    );
+    assert!(
+        !conn(&lab, intruder, backend, 80, SHUT),
+        "frontend's labels in another namespace must not reach backend"
+    );
+    assert!(
+        !conn(&lab, frontend, backend, 81, SHUT),
+        "frontend must not reach backend:81"
+    );
 
     // A pod relabelled: admin becomes a frontend and gets in; back, and it is out again.
-    cluster.kubectl_ok(&["label", "pod", "-n", "shop", "admin", "app=frontend", "--overwrite"]);
-    wait_conn(&lab, "a pod label change reaches the kernel (admin -> backend:80 opens)", admin, backend, 80, true);
-    cluster.kubectl_ok(&["label", "pod", "-n", "shop", "admin", "app=admin", "--overwrite"]);
-    wait_conn(&lab, "the label reverted (admin -> backend:80 closes)", admin, backend, 80, false);
+    cluster.kubectl_ok(&[
+        "label",
+        "pod",
+        "-n",
+        "shop",
+        "admin",
+        "app=frontend",
+        "--overwrite",
+    ]);
+    wait_conn(
+        &lab,
+        "a pod label change reaches the kernel (admin -> backend:80 opens)",
+        admin,
+        backend,
+        80,
+        true,
+    );
+    cluster.kubectl_ok(&[
+        "label",
+        "pod",
+        "-n",
+        "shop",
+        "admin",
+        "app=admin",
+        "--overwrite",
+    ]);
+    wait_conn(
+        &lab,
+        "the label reverted (admin -> backend:80 closes)",
+        admin,
+        backend,
+        80,
+        false,
+    );
 
     // A policy edited in the API server: admin added to backend's allowed peers.
     let patch = json!([{"op": "add", "path": "/spec/ingress/0/fromEndpoints/-", "value": {"matchLabels": {"app": "admin"}}}]);
-    cluster.kubectl_ok(&["patch", "cnp", "-n", "shop", "backend-ingress", "--type=json", "-p", &patch.to_string()]);
-    wait_conn(&lab, "a CNP edit reaches the kernel (admin -> backend:80 opens)", admin, backend, 80, true);
-    assert!(!conn(&lab, admin, backend, 81, SHUT), "the edit allowed port 80 only");
+    cluster.kubectl_ok(&[
+        "patch",
+        "cnp",
+        "-n",
+        "shop",
+        "backend-ingress",
+        "--type=json",
+        "-p",
+        &patch.to_string(),
+    ]);
+    wait_conn(
+        &lab,
+        "a CNP edit reaches the kernel (admin -> backend:80 opens)",
+        admin,
+        backend,
+        80,
+        true,
+    );
+    assert!(
+        !conn(&lab, admin, backend, 81, SHUT),
+        "the edit allowed port 80 only"
+    );
 
     // A policy deleted: nothing selects backend's ingress any more, so it is open (Cilium's
     // default without a policy), and intruder gets in.
     cluster.kubectl_ok(&["delete", "cnp", "-n", "shop", "backend-ingress"]);
-    wait_conn(&lab, "a CNP deletion reaches the kernel (intruder -> backend:80 opens)", intruder, backend, 80, true);
+    wait_conn(
+        &lab,
+        "a CNP deletion reaches the kernel (intruder -> backend:80 opens)",
+        intruder,
+        backend,
+        80,
+        true,
+    );
 
     // A ConfigMap that no longer holds a valid CiliumConfig: fail closed, say why, recover.
-    put_config(&cluster, &lab, "apiVersion: cilium.io/v1.12\nkind: CiliumConfig\nmetadata: {name: cilium-config}\nspec:\n  enable-encryption: [\n");
-    wait_for("both agents to report the broken ConfigMap", PROPAGATION, || {
-        nodes.iter().all(|n| wg(&lab, n, "/error").as_str().is_some_and(|e| e.contains("ConfigMap kube-system/cilium-config")))
-    });
-    assert!(!conn(&lab, frontend, backend, 80, SHUT), "with the config unreadable, cross-node traffic must be dropped, not sent in clear");
+    put_config(
+        &cluster,
+        &lab,
+        "apiVersion: cilium.io/v1.12\nkind: CiliumConfig\nmetadata: {name: cilium-config}\nspec:\n  enable-encryption: [\n",
+    );
+    wait_for(
+        "both agents to report the broken ConfigMap",
+        PROPAGATION,
+        || {
+            nodes.iter().all(|n| {
+                wg(&lab, n, "/error")
+                    .as_str()
+                    .is_some_and(|e| e.contains("ConfigMap kube-system/cilium-config"))
+            })
+        },
+    );
+    assert!(
+        !conn(&lab, frontend, backend, 80, SHUT),
+        "with the config unreadable, cross-node traffic must be dropped, not sent in clear"
+    );
     put_config(&cluster, &lab, CONFIG);
-    wait_conn(&lab, "the fixed ConfigMap restores the tunnel", frontend, backend, 80, true);
+    wait_conn(
+        &lab,
+        "the fixed ConfigMap restores the tunnel",
+        frontend,
+        backend,
+        80,
+        true,
+    );
 
     // Encryption turned off in the API server: the keys are withdrawn from the Nodes.
-    put_config(&cluster, &lab, &CONFIG.replace("enable-encryption: true", "enable-encryption: false"));
-    wait_for("the keys withdrawn from the Nodes", PROPAGATION, || nodes.iter().all(|n| node_annotation(&cluster, n, "network.cilium.io/wg-pub-key").is_none()));
-    assert!(conn(&lab, frontend, backend, 80, OPEN), "in clear, frontend still reaches backend");
+    put_config(
+        &cluster,
+        &lab,
+        &CONFIG.replace("enable-encryption: true", "enable-encryption: false"),
+    );
+    wait_for("the keys withdrawn from the Nodes", PROPAGATION, || {
+        nodes
+            .iter()
+            .all(|n| node_annotation(&cluster, n, "network.cilium.io/wg-pub-key").is_none())
+    });
+    assert!(
+        conn(&lab, frontend, backend, 80, OPEN),
+        "in clear, frontend still reaches backend"
+    );
 }

@@ -21,8 +21,16 @@ fn place(s: &Suite, name: &str) -> (Ipv4Addr, Option<(String, u32)>) {
     match s.peer(name) {
         Peer::Endpoint(id) => {
             let ep = s.repo.endpoint(id).unwrap();
-            let IpAddr::V4(ip) = ep.ip.unwrap() else { panic!("IPv4 only") };
-            (ip, Some((ep.node.clone().unwrap(), entries::endpoint_id(&ep.full_name()))))
+            let IpAddr::V4(ip) = ep.ip.unwrap() else {
+                panic!("IPv4 only")
+            };
+            (
+                ip,
+                Some((
+                    ep.node.clone().unwrap(),
+                    entries::endpoint_id(&ep.full_name()),
+                )),
+            )
         }
         Peer::Ip(IpAddr::V4(ip)) => (ip, None),
         other => panic!("unexpected peer {other:?}"),
@@ -30,7 +38,13 @@ fn place(s: &Suite, name: &str) -> (Ipv4Addr, Option<(String, u32)>) {
 }
 
 /// Allowed by the maps: egress at the source's node, ingress at the destination's.
-fn maps_allow(s: &Suite, maps: &BTreeMap<String, NodeEntries>, from: &str, to: &str, l4: &str) -> (bool, Vec<MapVerdict>) {
+fn maps_allow(
+    s: &Suite,
+    maps: &BTreeMap<String, NodeEntries>,
+    from: &str,
+    to: &str,
+    l4: &str,
+) -> (bool, Vec<MapVerdict>) {
     let (proto, port) = l4.split_once('/').unwrap();
     let (proto, port) = (Protocol::parse(proto).unwrap().0, port.parse().unwrap());
     let ((src_ip, src), (dst_ip, dst)) = (place(s, from), place(s, to));
@@ -41,24 +55,40 @@ fn maps_allow(s: &Suite, maps: &BTreeMap<String, NodeEntries>, from: &str, to: &
     if let Some((node, ep)) = dst {
         verdicts.push(maps[&node].verdict(ep, false, src_ip, proto, port));
     }
-    (verdicts.iter().all(|v| matches!(v, MapVerdict::Allow(_))), verdicts)
+    (
+        verdicts.iter().all(|v| matches!(v, MapVerdict::Allow(_))),
+        verdicts,
+    )
 }
 
 fn node_maps(repo: &PolicyRepository) -> BTreeMap<String, NodeEntries> {
-    repo.cluster().nodes.iter().map(|n| (n.name.clone(), entries::compute(repo, &n.name).unwrap())).collect()
+    repo.cluster()
+        .nodes
+        .iter()
+        .map(|n| (n.name.clone(), entries::compute(repo, &n.name).unwrap()))
+        .collect()
 }
 
 #[test]
 fn map_lookups_agree_with_the_engine_on_random_policies_and_flows() {
-    let base: u64 = std::env::var("WARD_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0x5eed);
-    let cases = if std::env::var("WARD_SEED").is_ok() { 1 } else { 400 };
+    let base: u64 = std::env::var("WARD_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0x5eed);
+    let cases = if std::env::var("WARD_SEED").is_ok() {
+        1
+    } else {
+        400
+    };
     let (mut checked, mut allowed_flows) = (0, 0);
     for case in 0..cases {
         let seed = base + case;
         let mut rng = Rng::new(seed);
         let docs = random::policies(&mut rng);
         let set = load(&docs.concat());
-        let s = Suite { repo: PolicyRepository::from_resources(common::cluster(), &set).unwrap() };
+        let s = Suite {
+            repo: PolicyRepository::from_resources(common::cluster(), &set).unwrap(),
+        };
         let maps = node_maps(&s.repo);
         for _ in 0..40 {
             let (from, to, l4) = random::flow(&mut rng);
@@ -76,7 +106,10 @@ fn map_lookups_agree_with_the_engine_on_random_policies_and_flows() {
     }
     eprintln!("{checked} flows agreed, {allowed_flows} of them allowed");
     // Both outcomes must be well represented, or the comparison proves little.
-    assert!(cases == 1 || (allowed_flows > checked / 5 && allowed_flows < checked * 4 / 5), "{allowed_flows} of {checked} allowed");
+    assert!(
+        cases == 1 || (allowed_flows > checked / 5 && allowed_flows < checked * 4 / 5),
+        "{allowed_flows} of {checked} allowed"
+    );
 }
 
 #[test]
@@ -97,5 +130,11 @@ fn the_seed_scenario_maps_allow_frontend_to_backend_only() {
     assert!(!maps_allow(&s, &maps, "echo", "client", "TCP/8080").0);
     // The deciding rule is named for the events.
     let echo = &maps["node-2"];
-    assert!(echo.rules.values().any(|r| r.contains("echo-ingress") && r.contains("ingress[0]")), "{:?}", echo.rules);
+    assert!(
+        echo.rules
+            .values()
+            .any(|r| r.contains("echo-ingress") && r.contains("ingress[0]")),
+        "{:?}",
+        echo.rules
+    );
 }

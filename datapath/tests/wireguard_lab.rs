@@ -7,7 +7,9 @@
 
 mod common;
 
-use common::lab::{AgentLab, Capture, contains_bytes, pcap_lines, privileged, udp_send, udp_server, wait_for};
+use common::lab::{
+    AgentLab, Capture, contains_bytes, pcap_lines, privileged, udp_send, udp_server, wait_for,
+};
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
 use std::net::{Ipv4Addr, UdpSocket};
@@ -37,50 +39,103 @@ spec:
 /// Writes the echo policy and a CiliumConfig with `spec` (JSON, written as the target holds it,
 /// so even specs validation would refuse reach the agents).
 fn write_config(lab: &AgentLab, spec: &str) {
-    let v = assemble(vec![load_file("echo.yaml", POLICY.as_bytes(), &Limits::default())]);
+    let v = assemble(vec![load_file(
+        "echo.yaml",
+        POLICY.as_bytes(),
+        &Limits::default(),
+    )]);
     assert!(v.is_valid(), "{:?}", v.diagnostics);
     lab.write_objects(&v.resources);
     let dir = lab.state.join("objects/CiliumConfig/_cluster");
     std::fs::create_dir_all(&dir).unwrap();
     let object = json!({"apiVersion": "cilium.io/v1.12", "kind": "CiliumConfig", "metadata": {"name": "cilium-config"}, "spec": serde_json::from_str::<Value>(spec).unwrap()});
-    std::fs::write(dir.join("cilium-config.json.tmp"), serde_json::to_vec(&object).unwrap()).unwrap();
-    std::fs::rename(dir.join("cilium-config.json.tmp"), dir.join("cilium-config.json")).unwrap();
+    std::fs::write(
+        dir.join("cilium-config.json.tmp"),
+        serde_json::to_vec(&object).unwrap(),
+    )
+    .unwrap();
+    std::fs::rename(
+        dir.join("cilium-config.json.tmp"),
+        dir.join("cilium-config.json"),
+    )
+    .unwrap();
 }
 
 fn node_ns_name(lab: &AgentLab, node: &str) -> String {
-    lab.lab.node_netns(node).file_name().unwrap().to_string_lossy().into_owned()
+    lab.lab
+        .node_netns(node)
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned()
 }
 
 fn has_interface(lab: &AgentLab, node: &str) -> bool {
-    Command::new("ip").args(["-n", &node_ns_name(lab, node), "link", "show", "cilium_wg0"]).output().unwrap().status.success()
+    Command::new("ip")
+        .args(["-n", &node_ns_name(lab, node), "link", "show", "cilium_wg0"])
+        .output()
+        .unwrap()
+        .status
+        .success()
 }
 
 fn routes(lab: &AgentLab, node: &str) -> String {
-    String::from_utf8(Command::new("ip").args(["-n", &node_ns_name(lab, node), "route"]).output().unwrap().stdout).unwrap()
+    String::from_utf8(
+        Command::new("ip")
+            .args(["-n", &node_ns_name(lab, node), "route"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap()
 }
 
 fn public_key(lab: &AgentLab, node: &str) -> Option<String> {
-    lab.wg_status(node).pointer("/interface/publicKey").and_then(Value::as_str).map(str::to_owned)
+    lab.wg_status(node)
+        .pointer("/interface/publicKey")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
 }
 
 /// The public keys `node` has as peers, by peer node.
 fn peer_keys(lab: &AgentLab, node: &str) -> BTreeSet<(String, String)> {
     let st = lab.wg_status(node);
-    st["peers"].as_array().into_iter().flatten().map(|p| (p["node"].as_str().unwrap_or("").to_owned(), p["publicKey"].as_str().unwrap_or("").to_owned())).collect()
+    st["peers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|p| {
+            (
+                p["node"].as_str().unwrap_or("").to_owned(),
+                p["publicKey"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect()
 }
 
 /// Whether every node has exactly every other node's current key as its only peer.
 fn meshed(lab: &AgentLab, nodes: &[String]) -> bool {
     nodes.iter().all(|n| {
-        let want: Option<BTreeSet<(String, String)>> = nodes.iter().filter(|o| *o != n).map(|o| public_key(lab, o).map(|k| (o.clone(), k))).collect();
-        want.is_some_and(|w| peer_keys(lab, n) == w) && lab.wg_status(n)["interface"]["rotationInProgress"] == json!(false)
+        let want: Option<BTreeSet<(String, String)>> = nodes
+            .iter()
+            .filter(|o| *o != n)
+            .map(|o| public_key(lab, o).map(|k| (o.clone(), k)))
+            .collect();
+        want.is_some_and(|w| peer_keys(lab, n) == w)
+            && lab.wg_status(n)["interface"]["rotationInProgress"] == json!(false)
     })
 }
 
 fn underlay_capture(lab: &AgentLab, a: &str, b: &str, file: &str) -> Capture {
     let t = lab.lab.topology();
     let (ia, ib) = (t.node(a).unwrap().ip, t.node(b).unwrap().ip);
-    let underlay = lab.lab.underlay_netns().file_name().unwrap().to_string_lossy().into_owned();
+    let underlay = lab
+        .lab
+        .underlay_netns()
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
     // Everything node a sends or receives, on its bridge port (the bridge device itself sees
     // only frames for itself); what goes between the two nodes is picked out when reading.
     let _ = (ia, ib);
@@ -94,17 +149,37 @@ fn echo_lab(tag: &str) -> (AgentLab, String, String) {
     let (a, b) = (lab.node_of("shop/frontend"), lab.node_of("shop/backend"));
     lab.start_agent(&a);
     lab.start_agent(&b);
-    wait_for("the two nodes to mesh", Duration::from_secs(20), || meshed(&lab, &[a.clone(), b.clone()]));
-    udp_server(&lab.netns("shop/backend"), lab.ip("shop/backend"), ECHO_PORT);
+    wait_for("the two nodes to mesh", Duration::from_secs(20), || {
+        meshed(&lab, &[a.clone(), b.clone()])
+    });
+    udp_server(
+        &lab.netns("shop/backend"),
+        lab.ip("shop/backend"),
+        ECHO_PORT,
+    );
     (lab, a, b)
 }
 
 fn echo(lab: &AgentLab, payload: &[u8]) -> bool {
-    udp_send(&lab.netns("shop/frontend"), lab.ip("shop/backend"), ECHO_PORT, payload, Duration::from_millis(500))
+    udp_send(
+        &lab.netns("shop/frontend"),
+        lab.ip("shop/backend"),
+        ECHO_PORT,
+        payload,
+        Duration::from_millis(500),
+    )
 }
 
 fn wait_error(lab: &AgentLab, node: &str, text: &str) {
-    wait_for(&format!("{node} to report {text:?}"), Duration::from_secs(15), || lab.wg_status(node)["error"].as_str().is_some_and(|e| e.contains(text)));
+    wait_for(
+        &format!("{node} to report {text:?}"),
+        Duration::from_secs(15),
+        || {
+            lab.wg_status(node)["error"]
+                .as_str()
+                .is_some_and(|e| e.contains(text))
+        },
+    );
 }
 
 /// Sends marker datagrams frontend → backend while capturing the underlay; (echoed, marker
@@ -123,7 +198,13 @@ fn marker_probe(lab: &AgentLab, a: &str, b: &str, name: &str) -> (bool, bool, Ve
     // Pod traffic in clear would carry pod addresses; the tunnel carries only node addresses.
     // (Multicast group reports the kernel sends when an interface comes up are not between
     // the nodes.)
-    let other = pcap_lines(&pcap, &file, &format!("not ip multicast and not (host {ia} and host {ib} and udp src port 51871 and udp dst port 51871)"));
+    let other = pcap_lines(
+        &pcap,
+        &file,
+        &format!(
+            "not ip multicast and not (host {ia} and host {ib} and udp src port 51871 and udp dst port 51871)"
+        ),
+    );
     let all = pcap_lines(&pcap, &file, "").len();
     (echoed, contains_bytes(&pcap, marker.as_bytes()), other, all)
 }
@@ -136,71 +217,155 @@ fn encryption_keeps_pod_traffic_off_the_wire_and_fails_closed() {
     let (mut lab, a, b) = echo_lab("e");
 
     // On: the datagrams arrive, and the underlay carries only WireGuard between the nodes.
-    wait_for("the first echo through the tunnel", Duration::from_secs(10), || echo(&lab, b"hello"));
+    wait_for(
+        "the first echo through the tunnel",
+        Duration::from_secs(10),
+        || echo(&lab, b"hello"),
+    );
     let (echoed, clear, other, all) = marker_probe(&lab, &a, &b, "on");
-    assert!(echoed, "frontend's datagrams must reach backend through the tunnel");
+    assert!(
+        echoed,
+        "frontend's datagrams must reach backend through the tunnel"
+    );
     assert!(!clear, "the marker was seen in clear on the underlay");
     assert!(all > 0, "the capture saw nothing between the nodes");
-    assert!(other.is_empty(), "only UDP 51871 <-> 51871 between nodes, found:\n{}", other.join("\n"));
+    assert!(
+        other.is_empty(),
+        "only UDP 51871 <-> 51871 between nodes, found:\n{}",
+        other.join("\n")
+    );
     let st = lab.wg_status(&a);
     assert_eq!(st["interface"]["listenPort"], json!(51871));
-    assert_eq!(st["interface"]["implementation"], json!("userspace (boringtun)"));
-    wait_for("the handshake in the status", Duration::from_secs(5), || lab.wg_status(&a)["peers"][0]["latestHandshake"].is_f64());
+    assert_eq!(
+        st["interface"]["implementation"],
+        json!("userspace (boringtun)")
+    );
+    wait_for(
+        "the handshake in the status",
+        Duration::from_secs(5),
+        || lab.wg_status(&a)["peers"][0]["latestHandshake"].is_f64(),
+    );
     let key_file = lab.run_dir(&a).join("cilium_wg0.key");
     use std::os::unix::fs::PermissionsExt;
-    assert_eq!(std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(
+        std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
     let private = std::fs::read(&key_file).unwrap();
     assert_eq!(private.len(), 32);
-    let private_b64 = defguard_wireguard_rs::key::Key::new(private.clone().try_into().unwrap()).to_string();
+    let private_b64 =
+        defguard_wireguard_rs::key::Key::new(private.clone().try_into().unwrap()).to_string();
     for f in ["wireguard.json", "status.json"] {
         let text = std::fs::read_to_string(lab.run_dir(&a).join(f)).unwrap();
-        assert!(!text.contains(&private_b64), "the private key leaked into {f}");
+        assert!(
+            !text.contains(&private_b64),
+            "the private key leaked into {f}"
+        );
     }
 
     // An agent that dies takes boringtun's interface with it: traffic to the other node is
     // unreachable, never in clear. The restarted agent keeps its key and the tunnel returns.
     let key_before = public_key(&lab, &a).unwrap();
     lab.kill_agent(&a);
-    wait_for("the interface to go with the agent", Duration::from_secs(5), || !has_interface(&lab, &a));
+    wait_for(
+        "the interface to go with the agent",
+        Duration::from_secs(5),
+        || !has_interface(&lab, &a),
+    );
     let (echoed, clear, _, _) = marker_probe(&lab, &a, &b, "down");
-    assert!(!echoed && !clear, "while the agent is down nothing may pass (echoed {echoed}, in clear {clear})");
-    assert!(routes(&lab, &a).contains("unreachable"), "{}", routes(&lab, &a));
+    assert!(
+        !echoed && !clear,
+        "while the agent is down nothing may pass (echoed {echoed}, in clear {clear})"
+    );
+    assert!(
+        routes(&lab, &a).contains("unreachable"),
+        "{}",
+        routes(&lab, &a)
+    );
     lab.start_agent(&a);
-    wait_for("the restarted agent's interface", Duration::from_secs(10), || public_key(&lab, &a).is_some());
-    assert_eq!(public_key(&lab, &a).unwrap(), key_before, "a restart must not rotate the key");
+    wait_for(
+        "the restarted agent's interface",
+        Duration::from_secs(10),
+        || public_key(&lab, &a).is_some(),
+    );
+    assert_eq!(
+        public_key(&lab, &a).unwrap(),
+        key_before,
+        "a restart must not rotate the key"
+    );
     assert_eq!(std::fs::read(&key_file).unwrap(), private);
     assert_eq!(lab.wg_status(&a)["interface"]["rotations"], json!(0));
-    wait_for("the tunnel after the restart", Duration::from_secs(10), || echo(&lab, b"again"));
+    wait_for(
+        "the tunnel after the restart",
+        Duration::from_secs(10),
+        || echo(&lab, b"again"),
+    );
 
     // Off in Git: the interface and the records go, the routes are clear again, and the
     // marker crosses the underlay in clear (which is what encryption prevents).
     write_config(&lab, r#"{"enable-encryption": false}"#);
-    wait_for("encryption off on both nodes", Duration::from_secs(10), || [&a, &b].iter().all(|n| lab.wg_status(n)["wanted"] == json!("off") && !has_interface(&lab, n)));
-    assert!(!lab.state.join("wireguard").join(format!("{a}.json")).exists());
+    wait_for(
+        "encryption off on both nodes",
+        Duration::from_secs(10),
+        || {
+            [&a, &b]
+                .iter()
+                .all(|n| lab.wg_status(n)["wanted"] == json!("off") && !has_interface(&lab, n))
+        },
+    );
+    assert!(
+        !lab.state
+            .join("wireguard")
+            .join(format!("{a}.json"))
+            .exists()
+    );
     let r = routes(&lab, &a);
-    assert!(!r.contains("unreachable") && !r.contains("cilium_wg0") && r.contains("via 172.30.0.12 dev eth0"), "{r}");
-    wait_for("clear echo", Duration::from_secs(5), || echo(&lab, b"clear"));
+    assert!(
+        !r.contains("unreachable")
+            && !r.contains("cilium_wg0")
+            && r.contains("via 172.30.0.12 dev eth0"),
+        "{r}"
+    );
+    wait_for("clear echo", Duration::from_secs(5), || {
+        echo(&lab, b"clear")
+    });
     let (echoed, clear, _, _) = marker_probe(&lab, &a, &b, "off");
-    assert!(echoed && clear, "with encryption off the marker travels in clear (echoed {echoed}, seen {clear})");
+    assert!(
+        echoed && clear,
+        "with encryption off the marker travels in clear (echoed {echoed}, seen {clear})"
+    );
 
     // Asked for but impossible: an unknown type, a missing underlay interface. Nothing is
     // half-configured and nothing leaves in clear.
     for (spec, error) in [
-        (r#"{"enable-encryption": true, "encryption": {"type": "ipsec"}}"#, "\"ipsec\" is not supported"),
-        (r#"{"enable-encryption": true, "encryption": {"type": "wireguard", "wireguard": {"enabled": true, "interface": "eth9"}}}"#, "underlay interface eth9"),
+        (
+            r#"{"enable-encryption": true, "encryption": {"type": "ipsec"}}"#,
+            "\"ipsec\" is not supported",
+        ),
+        (
+            r#"{"enable-encryption": true, "encryption": {"type": "wireguard", "wireguard": {"enabled": true, "interface": "eth9"}}}"#,
+            "underlay interface eth9",
+        ),
     ] {
         write_config(&lab, spec);
         wait_error(&lab, &a, error);
         wait_error(&lab, &b, error);
         assert!(!has_interface(&lab, &a) && !has_interface(&lab, &b));
         let (echoed, clear, _, _) = marker_probe(&lab, &a, &b, "invalid");
-        assert!(!echoed && !clear, "{error}: nothing may pass (echoed {echoed}, in clear {clear})");
+        assert!(
+            !echoed && !clear,
+            "{error}: nothing may pass (echoed {echoed}, in clear {clear})"
+        );
     }
 
     // Fixed in Git: the mesh comes back by itself.
     write_config(&lab, ON);
-    wait_for("the mesh after the fix", Duration::from_secs(15), || meshed(&lab, &[a.clone(), b.clone()]));
-    wait_for("echo after the fix", Duration::from_secs(10), || echo(&lab, b"fixed"));
+    wait_for("the mesh after the fix", Duration::from_secs(15), || {
+        meshed(&lab, &[a.clone(), b.clone()])
+    });
+    wait_for("echo after the fix", Duration::from_secs(10), || {
+        echo(&lab, b"fixed")
+    });
 }
 
 /// One datagram a millisecond or two from frontend to backend and back, each with a sequence
@@ -214,20 +379,41 @@ fn a_stream_loses_nothing_across_key_rotations() {
         return;
     }
     let (lab, a, b) = echo_lab("r");
-    wait_for("the first echo", Duration::from_secs(10), || echo(&lab, b"warm"));
+    wait_for("the first echo", Duration::from_secs(10), || {
+        echo(&lab, b"warm")
+    });
     let stop = Arc::new(AtomicBool::new(false));
     // Per datagram: when it was sent (since `start`), its round trip once echoed, its bytes.
     let rtts: Arc<Mutex<Vec<(Duration, Option<Duration>, Vec<u8>)>>> = Arc::default();
     // What reaches the backend pod, so a loss can be placed on the way there or back.
-    let backend_ns = lab.netns("shop/backend").file_name().unwrap().to_string_lossy().into_owned();
-    let at_backend = Capture::start(&backend_ns, "eth0", "udp port 7", lab.path("stream-backend.pcap"));
+    let backend_ns = lab
+        .netns("shop/backend")
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    let at_backend = Capture::start(
+        &backend_ns,
+        "eth0",
+        "udp port 7",
+        lab.path("stream-backend.pcap"),
+    );
     let to = (lab.ip("shop/backend"), ECHO_PORT);
-    let sock = in_netns(&lab.netns("shop/frontend"), || UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))).unwrap().unwrap();
-    sock.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+    let sock = in_netns(&lab.netns("shop/frontend"), || {
+        UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))
+    })
+    .unwrap()
+    .unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
     let start = Instant::now();
     let start_wall = std::time::SystemTime::now();
     let receiver = {
-        let (sock, stop, rtts) = (sock.try_clone().unwrap(), Arc::clone(&stop), Arc::clone(&rtts));
+        let (sock, stop, rtts) = (
+            sock.try_clone().unwrap(),
+            Arc::clone(&stop),
+            Arc::clone(&rtts),
+        );
         std::thread::spawn(move || {
             let mut buf = [0u8; 64];
             let mut quiet_since = None;
@@ -235,7 +421,9 @@ fn a_stream_loses_nothing_across_key_rotations() {
                 match sock.recv(&mut buf) {
                     Ok(16) => {
                         let seq = u64::from_be_bytes(buf[..8].try_into().unwrap()) as usize;
-                        let sent = Duration::from_nanos(u64::from_be_bytes(buf[8..16].try_into().unwrap()));
+                        let sent = Duration::from_nanos(u64::from_be_bytes(
+                            buf[8..16].try_into().unwrap(),
+                        ));
                         let mut r = rtts.lock().unwrap();
                         if seq < r.len() {
                             r[seq].1 = Some(start.elapsed().saturating_sub(sent));
@@ -271,18 +459,39 @@ fn a_stream_loses_nothing_across_key_rotations() {
     let agent_bin = env!("CARGO_BIN_EXE_ward-agent");
     let mut rotated = Vec::new();
     let mut windows = Vec::new();
-    let n: usize = std::env::var("WARD_TEST_ROTATIONS").ok().and_then(|v| v.parse().ok()).unwrap_or(10);
+    let n: usize = std::env::var("WARD_TEST_ROTATIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10);
     let order: Vec<&String> = (0..n).map(|i| if i % 2 == 0 { &a } else { &b }).collect();
     for node in order {
         let before = public_key(&lab, node).unwrap();
         let began = start.elapsed();
-        let out = Command::new(agent_bin).args(["rotate-key", "--node", node, "--run-dir"]).arg(lab.run_dir(node)).output().unwrap();
-        assert!(out.status.success(), "rotate-key: {}", String::from_utf8_lossy(&out.stderr));
+        let out = Command::new(agent_bin)
+            .args(["rotate-key", "--node", node, "--run-dir"])
+            .arg(lab.run_dir(node))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "rotate-key: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let after = public_key(&lab, node).unwrap();
         assert_ne!(before, after, "the public key must change");
-        wait_for("every peer to know the new key", Duration::from_secs(5), || meshed(&lab, &[a.clone(), b.clone()]));
+        wait_for(
+            "every peer to know the new key",
+            Duration::from_secs(5),
+            || meshed(&lab, &[a.clone(), b.clone()]),
+        );
         windows.push(format!("{node} {:?}..{:?}", began, start.elapsed()));
-        rotated.push(String::from_utf8_lossy(&out.stdout).lines().next().unwrap_or("").to_owned());
+        rotated.push(
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .next()
+                .unwrap_or("")
+                .to_owned(),
+        );
         std::thread::sleep(Duration::from_millis(700));
     }
     stop.store(true, Ordering::Relaxed);
@@ -294,18 +503,41 @@ fn a_stream_loses_nothing_across_key_rotations() {
         .iter()
         .enumerate()
         .filter(|(_, r)| r.1.is_none())
-        .map(|(i, r)| format!("#{i} sent at {:?}, {}", r.0, if contains_bytes(&at_backend, &r.2) { "lost on the way back" } else { "never reached the backend" }))
+        .map(|(i, r)| {
+            format!(
+                "#{i} sent at {:?}, {}",
+                r.0,
+                if contains_bytes(&at_backend, &r.2) {
+                    "lost on the way back"
+                } else {
+                    "never reached the backend"
+                }
+            )
+        })
         .collect();
     let mut got: Vec<Duration> = rtts.iter().filter_map(|r| r.1).collect();
     got.sort();
     let pct = |p: f64| got[((got.len() - 1) as f64 * p) as usize];
     eprintln!(
         "stream: {} datagrams, {} lost, rtt median {:?} p99 {:?} max {:?}; {}",
-        rtts.len(), lost.len(), pct(0.5), pct(0.99), got.last().unwrap(), rotated.join("; ")
+        rtts.len(),
+        lost.len(),
+        pct(0.5),
+        pct(0.99),
+        got.last().unwrap(),
+        rotated.join("; ")
     );
     assert!(rtts.len() > 1000, "the stream sent only {}", rtts.len());
-    assert!(lost.is_empty(), "{} datagrams lost across the rotations ({:?}); rotations (node, from rotate-key to meshed): {windows:?}; the stream started at {start_wall:?}", lost.len(), &lost[..lost.len().min(20)]);
-    assert_eq!(lab.wg_status(&a)["interface"]["rotations"], json!(n.div_ceil(2)));
+    assert!(
+        lost.is_empty(),
+        "{} datagrams lost across the rotations ({:?}); rotations (node, from rotate-key to meshed): {windows:?}; the stream started at {start_wall:?}",
+        lost.len(),
+        &lost[..lost.len().min(20)]
+    );
+    assert_eq!(
+        lab.wg_status(&a)["interface"]["rotations"],
+        json!(n.div_ceil(2))
+    );
     assert_eq!(lab.wg_status(&b)["interface"]["rotations"], json!(n / 2));
 }
 
@@ -332,26 +564,52 @@ fn nodes_joining_and_leaving_update_every_peer() {
     let prefix = a.trim_end_matches("n0").to_owned();
     let original = std::fs::read_to_string(&lab.topology_path).unwrap();
     let grown = with_third_node(&original, &prefix);
-    let topo = ward_datapath::lab::Topology::parse("lab.yaml", grown.as_bytes()).unwrap_or_else(|d| panic!("{d:?}\n{grown}"));
+    let topo = ward_datapath::lab::Topology::parse("lab.yaml", grown.as_bytes())
+        .unwrap_or_else(|d| panic!("{d:?}\n{grown}"));
     let c = format!("{prefix}n2");
     lab.lab.add_node(&topo, &c).unwrap();
     std::fs::write(&lab.topology_path, &grown).unwrap();
     lab.start_agent(&c);
     let all = [a.clone(), b.clone(), c.clone()];
-    wait_for("the third node to mesh with both others", Duration::from_secs(10), || meshed(&lab, &all));
+    wait_for(
+        "the third node to mesh with both others",
+        Duration::from_secs(10),
+        || meshed(&lab, &all),
+    );
     let probe = lab.netns("shop/probe");
-    wait_for("probe (new node) -> backend through the tunnel", Duration::from_secs(10), || {
-        udp_send(&probe, lab.ip("shop/backend"), ECHO_PORT, b"from the new node", Duration::from_millis(300))
-    });
-    assert!(routes(&lab, &a).contains("10.200.3.0/24 dev cilium_wg0"), "{}", routes(&lab, &a));
+    wait_for(
+        "probe (new node) -> backend through the tunnel",
+        Duration::from_secs(10),
+        || {
+            udp_send(
+                &probe,
+                lab.ip("shop/backend"),
+                ECHO_PORT,
+                b"from the new node",
+                Duration::from_millis(300),
+            )
+        },
+    );
+    assert!(
+        routes(&lab, &a).contains("10.200.3.0/24 dev cilium_wg0"),
+        "{}",
+        routes(&lab, &a)
+    );
 
     // Leaving: the agent stops, the node leaves the topology; every peer drops it at once.
     lab.kill_agent(&c);
     let left = Instant::now();
     std::fs::write(&lab.topology_path, &original).unwrap();
-    wait_for("both peers to drop the third node", Duration::from_secs(1), || {
-        [&a, &b].iter().all(|n| !peer_keys(&lab, n).iter().any(|(node, _)| *node == c) && !routes(&lab, n).contains("10.200.3.0/24"))
-    });
+    wait_for(
+        "both peers to drop the third node",
+        Duration::from_secs(1),
+        || {
+            [&a, &b].iter().all(|n| {
+                !peer_keys(&lab, n).iter().any(|(node, _)| *node == c)
+                    && !routes(&lab, n).contains("10.200.3.0/24")
+            })
+        },
+    );
     eprintln!("leave: every peer updated in {:?}", left.elapsed());
     let shrunk = ward_datapath::lab::Topology::parse("lab.yaml", original.as_bytes()).unwrap();
     lab.lab.remove_node(&shrunk, &c).unwrap();
@@ -367,7 +625,11 @@ fn bad_key_files_fail_closed_and_duplicate_keys_are_refused() {
     let mut lab = AgentLab::up("k", TOPOLOGY);
     write_config(&lab, ON);
     let (a, b) = (lab.node_of("shop/frontend"), lab.node_of("shop/backend"));
-    udp_server(&lab.netns("shop/backend"), lab.ip("shop/backend"), ECHO_PORT);
+    udp_server(
+        &lab.netns("shop/backend"),
+        lab.ip("shop/backend"),
+        ECHO_PORT,
+    );
 
     // A corrupt key file: an error, no interface, no record, the other node has no peer, and
     // nothing crosses. The file is left for the operator.
@@ -377,24 +639,43 @@ fn bad_key_files_fail_closed_and_duplicate_keys_are_refused() {
     lab.start_agent(&a);
     lab.start_agent(&b);
     wait_error(&lab, &a, "is corrupt (7 bytes, a WireGuard key is 32)");
-    wait_for("node b's interface", Duration::from_secs(10), || public_key(&lab, &b).is_some());
+    wait_for("node b's interface", Duration::from_secs(10), || {
+        public_key(&lab, &b).is_some()
+    });
     assert!(!has_interface(&lab, &a));
-    assert!(!lab.state.join("wireguard").join(format!("{a}.json")).exists());
+    assert!(
+        !lab.state
+            .join("wireguard")
+            .join(format!("{a}.json"))
+            .exists()
+    );
     assert!(peer_keys(&lab, &b).is_empty());
     let (echoed, clear, _, _) = marker_probe(&lab, &a, &b, "corrupt");
     assert!(!echoed && !clear);
-    assert_eq!(std::fs::read(run_a.join("cilium_wg0.key")).unwrap(), b"garbage");
+    assert_eq!(
+        std::fs::read(run_a.join("cilium_wg0.key")).unwrap(),
+        b"garbage"
+    );
 
     // Removing the file fixes it without a restart: a new key, and the mesh forms.
     std::fs::remove_file(run_a.join("cilium_wg0.key")).unwrap();
-    wait_for("the mesh after the key file was removed", Duration::from_secs(10), || meshed(&lab, &[a.clone(), b.clone()]));
+    wait_for(
+        "the mesh after the key file was removed",
+        Duration::from_secs(10),
+        || meshed(&lab, &[a.clone(), b.clone()]),
+    );
     wait_for("echo", Duration::from_secs(10), || echo(&lab, b"ok"));
 
     // A key directory that cannot be written (a read-only mount: root ignores modes).
     lab.kill_agent(&a);
     let ro = lab.path("ro-keys");
     std::fs::create_dir_all(&ro).unwrap();
-    let mount = |args: &[&str]| assert!(Command::new("mount").args(args).status().unwrap().success(), "mount {args:?}");
+    let mount = |args: &[&str]| {
+        assert!(
+            Command::new("mount").args(args).status().unwrap().success(),
+            "mount {args:?}"
+        )
+    };
     let ro_s = ro.to_str().unwrap();
     mount(&["--bind", ro_s, ro_s]);
     mount(&["-o", "remount,bind,ro", ro_s]);
@@ -407,7 +688,11 @@ fn bad_key_files_fail_closed_and_duplicate_keys_are_refused() {
     assert!(Command::new("umount").arg(&ro).status().unwrap().success());
 
     // The same key on two nodes (a copied state directory): refused by both, as Cilium does.
-    std::fs::copy(lab.run_dir(&b).join("cilium_wg0.key"), run_a.join("cilium_wg0.key")).unwrap();
+    std::fs::copy(
+        lab.run_dir(&b).join("cilium_wg0.key"),
+        run_a.join("cilium_wg0.key"),
+    )
+    .unwrap();
     lab.start_agent(&a);
     wait_error(&lab, &a, "detected duplicate public key");
     wait_error(&lab, &b, "detected duplicate public key");

@@ -18,11 +18,16 @@
 //! - `no policy changed`: what a reformatting commit costs;
 //! - `widen one CNP, with the dot graph`: plus every allowed flow of the head.
 
-#![allow(clippy::unwrap_used, clippy::print_stdout, missing_docs, reason = "benchmark")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::print_stdout,
+    missing_docs,
+    reason = "benchmark"
+)]
 
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use std::time::{Duration, Instant};
-use ward_reconciler::testing::connectivity::{diff, Options};
+use ward_reconciler::testing::connectivity::{Options, diff};
 use ward_schema::{Kind, Origin, Resource, ResourceKey, ResourceSet};
 
 const NAMESPACES: usize = 50;
@@ -30,7 +35,15 @@ const APPS: usize = 4;
 const REPLICAS: usize = 5;
 
 fn resource(kind: Kind, ns: Option<&str>, name: &str, object: Value) -> Resource {
-    Resource { key: ResourceKey::new(kind, ns, name), object, origin: Origin { file: format!("{name}.yaml"), line: 1, document: 0 } }
+    Resource {
+        key: ResourceKey::new(kind, ns, name),
+        object,
+        origin: Origin {
+            file: format!("{name}.yaml"),
+            line: 1,
+            document: 0,
+        },
+    }
 }
 
 fn test_doc(distinct: bool) -> Resource {
@@ -76,7 +89,9 @@ fn ccnp(name: &str, spec: Value) -> Resource {
 }
 
 fn ingress(app: usize, peers: Value) -> Value {
-    let mut rules = vec![json!({"fromEndpoints": peers, "toPorts": [{"ports": [{"port": "http", "protocol": "TCP"}]}]})];
+    let mut rules = vec![
+        json!({"fromEndpoints": peers, "toPorts": [{"ports": [{"port": "http", "protocol": "TCP"}]}]}),
+    ];
     if app == 0 {
         rules.push(json!({"fromEntities": ["world"], "toPorts": [{"ports": [{"port": "443", "protocol": "TCP"}]}]}));
     }
@@ -89,11 +104,16 @@ fn revision(distinct: bool, widen: bool, ccnp_ports: &[&str]) -> ResourceSet {
     for n in 0..NAMESPACES {
         let ns = format!("ns-{n}");
         for app in 0..APPS {
-            let mut peers = vec![json!({"matchLabels": {"app": format!("app-{}", (app + APPS - 1) % APPS)}})];
+            let mut peers =
+                vec![json!({"matchLabels": {"app": format!("app-{}", (app + APPS - 1) % APPS)}})];
             if widen && n == 7 && app == 2 {
                 peers.push(json!({"matchLabels": {"app": "app-3"}}));
             }
-            set.insert(cnp(&ns, &format!("app-{app}-in"), ingress(app, json!(peers))));
+            set.insert(cnp(
+                &ns,
+                &format!("app-{app}-in"),
+                ingress(app, json!(peers)),
+            ));
         }
         let egress = json!({
             "endpointSelector": {},
@@ -105,7 +125,10 @@ fn revision(distinct: bool, widen: bool, ccnp_ports: &[&str]) -> ResourceSet {
         });
         set.insert(cnp(&ns, "egress", egress));
     }
-    let ports: Vec<Value> = ccnp_ports.iter().map(|p| json!({"port": p, "protocol": "TCP"})).collect();
+    let ports: Vec<Value> = ccnp_ports
+        .iter()
+        .map(|p| json!({"port": p, "protocol": "TCP"}))
+        .collect();
     let mut deny = json!({"toEntities": ["world"]});
     if !ports.is_empty() {
         deny["toPorts"] = json!([{"ports": ports}]);
@@ -134,7 +157,9 @@ fn run(name: &str, base: &ResourceSet, head: &ResourceSet, opts: Options, runs: 
     }
     let c = last.unwrap();
     assert!(c.skipped.is_none(), "{:?}", c.skipped);
-    let flows = |v: &[ward_reconciler::testing::connectivity::FlowChange]| v.iter().map(|f| f.ports.len()).sum::<usize>();
+    let flows = |v: &[ward_reconciler::testing::connectivity::FlowChange]| {
+        v.iter().map(|f| f.ports.len()).sum::<usize>()
+    };
     println!(
         "{name}: median {:.1?} over {runs} runs (slowest {:.1?}); {} endpoints, {} workloads, {} verdicts, {} newly allowed, {} newly denied{}",
         median(times.clone()),
@@ -144,21 +169,57 @@ fn run(name: &str, base: &ResourceSet, head: &ResourceSet, opts: Options, runs: 
         c.verdicts,
         flows(&c.newly_allowed),
         flows(&c.newly_denied),
-        c.graph.as_ref().map(|g| format!(", {} allowed groups in the graph", g.allowed.len())).unwrap_or_default()
+        c.graph
+            .as_ref()
+            .map(|g| format!(", {} allowed groups in the graph", g.allowed.len()))
+            .unwrap_or_default()
     );
 }
 
 fn main() {
     let target = Duration::from_secs(1);
-    println!("connectivity diff, 1,000 endpoints (+ kube-dns), target < {target:?} (threads: {})", rayon::current_num_threads());
+    println!(
+        "connectivity diff, 1,000 endpoints (+ kube-dns), target < {target:?} (threads: {})",
+        rayon::current_num_threads()
+    );
     let (base, head) = (revision(false, false, &[]), revision(false, true, &[]));
     run("widen one CNP", &base, &head, Options::default(), 11);
     let (base_d, head_d) = (revision(true, false, &[]), revision(true, true, &[]));
-    run("widen one CNP, 1,000 identities", &base_d, &head_d, Options::default(), 11);
+    run(
+        "widen one CNP, 1,000 identities",
+        &base_d,
+        &head_d,
+        Options::default(),
+        11,
+    );
     let narrowed = revision(false, false, &["443", "8080"]);
-    run("change the CCNP selecting every pod", &base, &narrowed, Options::default(), 5);
+    run(
+        "change the CCNP selecting every pod",
+        &base,
+        &narrowed,
+        Options::default(),
+        5,
+    );
     let narrowed_d = revision(true, false, &["443", "8080"]);
-    run("change the CCNP selecting every pod, 1,000 identities", &base_d, &narrowed_d, Options::default(), 3);
-    run("no policy changed (a reformatting commit)", &base, &base.clone(), Options::default(), 11);
-    run("widen one CNP, with the dot graph", &base, &head, Options { graph: true }, 5);
+    run(
+        "change the CCNP selecting every pod, 1,000 identities",
+        &base_d,
+        &narrowed_d,
+        Options::default(),
+        3,
+    );
+    run(
+        "no policy changed (a reformatting commit)",
+        &base,
+        &base.clone(),
+        Options::default(),
+        11,
+    );
+    run(
+        "widen one CNP, with the dot graph",
+        &base,
+        &head,
+        Options { graph: true },
+        5,
+    );
 }

@@ -20,7 +20,12 @@
 //! successful reconcile (the apply finished). Reported: p50, p99 (with 20 samples, the
 //! largest) and the controller's memory after them.
 
-#![allow(clippy::unwrap_used, clippy::print_stdout, missing_docs, reason = "benchmark")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::print_stdout,
+    missing_docs,
+    reason = "benchmark"
+)]
 
 #[path = "../tests/testcluster/mod.rs"]
 mod testcluster;
@@ -32,7 +37,12 @@ use testcluster::TestCluster;
 
 /// Policies per run (`WARD_BENCH_POLICIES` sets another number, e.g. 10000 for the
 /// controller's memory; `WARD_BENCH_ONLY=controller` skips the CLI rounds).
-static POLICIES: std::sync::LazyLock<usize> = std::sync::LazyLock::new(|| std::env::var("WARD_BENCH_POLICIES").ok().and_then(|v| v.parse().ok()).unwrap_or(1000));
+static POLICIES: std::sync::LazyLock<usize> = std::sync::LazyLock::new(|| {
+    std::env::var("WARD_BENCH_POLICIES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1000)
+});
 const NAMESPACES: usize = 10;
 const ROUNDS: usize = 3;
 
@@ -49,10 +59,37 @@ fn write_repo(dir: &Path) {
         std::fs::create_dir_all(&d).unwrap();
         std::fs::write(d.join(format!("p{i}.yaml")), policy(ns, i, 80)).unwrap();
     }
-    let git = |args: &[&str]| assert!(Command::new("git").args(args).current_dir(dir).output().unwrap().status.success(), "git {args:?}");
+    let git = |args: &[&str]| {
+        assert!(
+            Command::new("git")
+                .args(args)
+                .current_dir(dir)
+                .output()
+                .unwrap()
+                .status
+                .success(),
+            "git {args:?}"
+        )
+    };
     git(&["init", "-q", "-b", "main"]);
-    git(&["-c", "user.name=b", "-c", "user.email=b@b.invalid", "add", "-A"]);
-    git(&["-c", "user.name=b", "-c", "user.email=b@b.invalid", "commit", "-q", "-m", "bench"]);
+    git(&[
+        "-c",
+        "user.name=b",
+        "-c",
+        "user.email=b@b.invalid",
+        "add",
+        "-A",
+    ]);
+    git(&[
+        "-c",
+        "user.name=b",
+        "-c",
+        "user.email=b@b.invalid",
+        "commit",
+        "-q",
+        "-m",
+        "bench",
+    ]);
 }
 
 /// Runs `ward args`; its wall time and peak memory in KiB (`VmHWM`, read while it runs).
@@ -60,7 +97,13 @@ fn ward(repo: &Path, cluster: &TestCluster, sync: &str, args: &[&str]) -> (Durat
     let start = Instant::now();
     let mut child = Command::new(env!("CARGO_BIN_EXE_ward"))
         .args(args)
-        .args(["--kubeconfig", cluster.kubeconfig.to_str().unwrap(), "--sync", sync, "--repo"])
+        .args([
+            "--kubeconfig",
+            cluster.kubeconfig.to_str().unwrap(),
+            "--sync",
+            sync,
+            "--repo",
+        ])
         .arg(repo)
         .args(["--format", "json"])
         .stdout(Stdio::null())
@@ -73,7 +116,12 @@ fn ward(repo: &Path, cluster: &TestCluster, sync: &str, args: &[&str]) -> (Durat
         if let Some(code) = child.try_wait().unwrap() {
             break code;
         }
-        let hwm = std::fs::read_to_string(&status).ok().and_then(|s| s.lines().find_map(|l| l.strip_prefix("VmHWM:").and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<u64>().ok())));
+        let hwm = std::fs::read_to_string(&status).ok().and_then(|s| {
+            s.lines().find_map(|l| {
+                l.strip_prefix("VmHWM:")
+                    .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<u64>().ok())
+            })
+        });
         peak = peak.max(hwm.unwrap_or(0));
         std::thread::sleep(Duration::from_millis(5));
     };
@@ -85,10 +133,19 @@ fn ward(repo: &Path, cluster: &TestCluster, sync: &str, args: &[&str]) -> (Durat
 }
 
 /// `(status, body)` of a plain HTTP/1.1 request.
-fn http(port: u16, method: &str, path: &str, headers: &[(&str, String)], body: &[u8]) -> (u16, String) {
+fn http(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, String)],
+    body: &[u8],
+) -> (u16, String) {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n", body.len());
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n",
+        body.len()
+    );
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }
@@ -97,17 +154,39 @@ fn http(port: u16, method: &str, path: &str, headers: &[(&str, String)], body: &
     s.write_all(body).unwrap();
     let mut out = String::new();
     s.read_to_string(&mut out).unwrap();
-    let status = out.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    (status, out.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default())
+    let status = out
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (
+        status,
+        out.split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_owned())
+            .unwrap_or_default(),
+    )
 }
 
 fn successes(port: u16) -> u64 {
     let (_, text) = http(port, "GET", "/metrics", &[], b"");
-    text.lines().find_map(|l| l.strip_prefix("ward_reconcile_total{outcome=\"success\"}").and_then(|v| v.trim().parse().ok())).unwrap_or(0)
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix("ward_reconcile_total{outcome=\"success\"}")
+                .and_then(|v| v.trim().parse().ok())
+        })
+        .unwrap_or(0)
 }
 
 fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status")).ok().and_then(|s| s.lines().find_map(|l| l.strip_prefix("VmRSS:").and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok()))).unwrap_or(0)
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines().find_map(|l| {
+                l.strip_prefix("VmRSS:")
+                    .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+            })
+        })
+        .unwrap_or(0)
 }
 
 /// Push-to-applied latencies through the webhook, and the controller's RSS in KiB.
@@ -118,9 +197,21 @@ fn controller(cluster: &TestCluster) -> (Vec<Duration>, u64) {
     std::fs::create_dir_all(&work).unwrap();
     write_repo(&work);
     let bare = dir.path().join("server.git");
-    assert!(Command::new("git").args(["clone", "-q", "--bare"]).arg(&work).arg(&bare).status().unwrap().success());
+    assert!(
+        Command::new("git")
+            .args(["clone", "-q", "--bare"])
+            .arg(&work)
+            .arg(&bare)
+            .status()
+            .unwrap()
+            .success()
+    );
     std::fs::write(dir.path().join("secret"), SECRET).unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     /// Kills the controller also when the bench panics.
     struct Reaper(std::process::Child);
     impl Drop for Reaper {
@@ -130,8 +221,22 @@ fn controller(cluster: &TestCluster) -> (Vec<Duration>, u64) {
         }
     }
     let child = Command::new(env!("CARGO_BIN_EXE_ward"))
-        .args(["reconcile", "--rev", "main", "--interval", "1h", "--identity", "bench", "--sync", "bench-ctl"])
-        .args(["--listen", &format!("127.0.0.1:{port}"), "--webhook-secret-file"])
+        .args([
+            "reconcile",
+            "--rev",
+            "main",
+            "--interval",
+            "1h",
+            "--identity",
+            "bench",
+            "--sync",
+            "bench-ctl",
+        ])
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--webhook-secret-file",
+        ])
         .arg(dir.path().join("secret"))
         .arg("--repo")
         .arg(&bare)
@@ -139,37 +244,81 @@ fn controller(cluster: &TestCluster) -> (Vec<Duration>, u64) {
         .arg(&cluster.kubeconfig)
         .env("WARD_LOG", "info")
         .stdout(Stdio::null())
-        .stderr(Stdio::from(std::fs::File::create(std::env::temp_dir().join("ward-bench-controller.log")).unwrap()))
+        .stderr(Stdio::from(
+            std::fs::File::create(std::env::temp_dir().join("ward-bench-controller.log")).unwrap(),
+        ))
         .spawn()
         .unwrap();
     let child = Reaper(child);
     let start = Instant::now();
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() || successes(port) == 0 {
-        assert!(start.elapsed() < Duration::from_secs(900), "the controller did not apply the first revision");
+        assert!(
+            start.elapsed() < Duration::from_secs(900),
+            "the controller did not apply the first revision"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
-    let git = |args: &[&str]| assert!(Command::new("git").args(["-c", "user.name=b", "-c", "user.email=b@b.invalid"]).args(args).current_dir(&work).output().unwrap().status.success(), "git {args:?}");
+    let git = |args: &[&str]| {
+        assert!(
+            Command::new("git")
+                .args(["-c", "user.name=b", "-c", "user.email=b@b.invalid"])
+                .args(args)
+                .current_dir(&work)
+                .output()
+                .unwrap()
+                .status
+                .success(),
+            "git {args:?}"
+        )
+    };
     let mut lat = Vec::new();
     let pushes: u16 = if *POLICIES > 2000 { 5 } else { 20 };
     for i in 0..pushes {
-        std::fs::write(work.join("policies/bench-5/p5.yaml"), policy(5, 5, 9000 + i)).unwrap();
+        std::fs::write(
+            work.join("policies/bench-5/p5.yaml"),
+            policy(5, 5, 9000 + i),
+        )
+        .unwrap();
         git(&["commit", "-q", "-am", "change"]);
         let before = successes(port);
         let t0 = Instant::now();
         git(&["push", "-q", bare.to_str().unwrap(), "HEAD:main"]);
         let body = br#"{"ref":"refs/heads/main"}"#;
-        let (status, _) = http(port, "POST", "/hook", &[("X-Hub-Signature-256", ward_reconciler::controller::http::sign(SECRET, body))], body);
+        let (status, _) = http(
+            port,
+            "POST",
+            "/hook",
+            &[(
+                "X-Hub-Signature-256",
+                ward_reconciler::controller::http::sign(SECRET, body),
+            )],
+            body,
+        );
         assert_eq!(status, 202);
         while successes(port) <= before {
-            assert!(t0.elapsed() < Duration::from_secs(120), "push {i} was not applied (controller log: {})", std::env::temp_dir().join("ward-bench-controller.log").display());
+            assert!(
+                t0.elapsed() < Duration::from_secs(120),
+                "push {i} was not applied (controller log: {})",
+                std::env::temp_dir()
+                    .join("ward-bench-controller.log")
+                    .display()
+            );
             std::thread::sleep(Duration::from_millis(2));
         }
         lat.push(t0.elapsed());
         std::thread::sleep(Duration::from_millis(200));
     }
     let rss = rss_kib(child.0.id());
-    let peak = std::fs::read_to_string(format!("/proc/{}/status", child.0.id())).ok().and_then(|s| s.lines().find_map(|l| l.strip_prefix("VmHWM:").map(|v| v.trim().to_owned())));
-    println!("  controller peak memory (VmHWM) {}", peak.unwrap_or_default());
+    let peak = std::fs::read_to_string(format!("/proc/{}/status", child.0.id()))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:").map(|v| v.trim().to_owned()))
+        });
+    println!(
+        "  controller peak memory (VmHWM) {}",
+        peak.unwrap_or_default()
+    );
     drop(child);
     (lat, rss)
 }
@@ -184,7 +333,8 @@ fn main() {
     for ns in 0..NAMESPACES {
         cluster.kubectl_ok(&["create", "namespace", &format!("bench-{ns}")]);
     }
-    let (mut first, mut plan, mut again, mut one) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut first, mut plan, mut again, mut one) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut rss = 0;
     let only_controller = std::env::var("WARD_BENCH_ONLY").as_deref() == Ok("controller");
     for round in 0..if only_controller { 0 } else { ROUNDS } {
@@ -199,26 +349,63 @@ fn main() {
             plan.push(ward(dir.path(), &cluster, &sync, &["plan"]).0);
             again.push(ward(dir.path(), &cluster, &sync, &["apply"]).0);
         }
-        std::fs::write(dir.path().join("policies/bench-3/p3.yaml"), policy(3, 3, 8080)).unwrap();
+        std::fs::write(
+            dir.path().join("policies/bench-3/p3.yaml"),
+            policy(3, 3, 8080),
+        )
+        .unwrap();
         one.push(ward(dir.path(), &cluster, &sync, &["apply"]).0);
         // Empty the cluster for the next round.
         for ns in 0..NAMESPACES {
-            cluster.kubectl_ok(&["delete", "cnp", "--all", "-n", &format!("bench-{ns}"), "--wait=false"]);
+            cluster.kubectl_ok(&[
+                "delete",
+                "cnp",
+                "--all",
+                "-n",
+                &format!("bench-{ns}"),
+                "--wait=false",
+            ]);
         }
         cluster.kubectl_ok(&["delete", "wardsync", &sync]);
     }
     let policies = *POLICIES;
     if !only_controller {
-    println!("kube target, {policies} CiliumNetworkPolicies in {NAMESPACES} namespaces, {ROUNDS} rounds (median):");
-    println!("  first apply        {:>8.2} s   (runs: {:?})", median(first.clone()).as_secs_f64(), first.iter().map(|d| format!("{:.2}", d.as_secs_f64())).collect::<Vec<_>>());
-    println!("  no-change plan     {:>8.3} s", median(plan).as_secs_f64());
-    println!("  no-change apply    {:>8.3} s", median(again).as_secs_f64());
-    println!("  one policy changed {:>8.3} s", median(one).as_secs_f64());
-    println!("  ward peak memory   {:>8.1} MiB (max RSS)", rss as f64 / 1024.0);
+        println!(
+            "kube target, {policies} CiliumNetworkPolicies in {NAMESPACES} namespaces, {ROUNDS} rounds (median):"
+        );
+        println!(
+            "  first apply        {:>8.2} s   (runs: {:?})",
+            median(first.clone()).as_secs_f64(),
+            first
+                .iter()
+                .map(|d| format!("{:.2}", d.as_secs_f64()))
+                .collect::<Vec<_>>()
+        );
+        println!("  no-change plan     {:>8.3} s", median(plan).as_secs_f64());
+        println!(
+            "  no-change apply    {:>8.3} s",
+            median(again).as_secs_f64()
+        );
+        println!("  one policy changed {:>8.3} s", median(one).as_secs_f64());
+        println!(
+            "  ward peak memory   {:>8.1} MiB (max RSS)",
+            rss as f64 / 1024.0
+        );
     }
     let (mut lat, rss) = controller(&cluster);
     lat.sort();
-    println!("controller, webhook, {policies} policies, {} pushes of one changed policy:", lat.len());
-    println!("  push-to-applied p50 {:>7.3} s, p99 {:.3} s (max of 20), min {:.3} s", lat[lat.len() / 2].as_secs_f64(), lat[lat.len() - 1].as_secs_f64(), lat[0].as_secs_f64());
-    println!("  controller memory  {:>8.1} MiB (RSS after the pushes)", rss as f64 / 1024.0);
+    println!(
+        "controller, webhook, {policies} policies, {} pushes of one changed policy:",
+        lat.len()
+    );
+    println!(
+        "  push-to-applied p50 {:>7.3} s, p99 {:.3} s (max of 20), min {:.3} s",
+        lat[lat.len() / 2].as_secs_f64(),
+        lat[lat.len() - 1].as_secs_f64(),
+        lat[0].as_secs_f64()
+    );
+    println!(
+        "  controller memory  {:>8.1} MiB (RSS after the pushes)",
+        rss as f64 / 1024.0
+    );
 }

@@ -3,7 +3,7 @@
 use crate::source::{Selection, Snapshot, SourceFile};
 use rayon::prelude::*;
 use ward_datapath::lab::Topology;
-use ward_schema::{assemble, load_file, FileReport, Kind, Validation};
+use ward_schema::{FileReport, Kind, Validation, assemble, load_file};
 
 /// The validated desired state of one revision.
 #[derive(Debug)]
@@ -16,15 +16,24 @@ pub struct Desired {
 
 /// Validates every file of `snapshot` (see [`validate_files`] for `keep_objects`).
 pub fn validate_snapshot(snapshot: Snapshot, selection: &Selection, keep_objects: bool) -> Desired {
-    let Snapshot { files, revision, .. } = snapshot;
-    Desired { validation: validate_files(files, selection, keep_objects), revision }
+    let Snapshot {
+        files, revision, ..
+    } = snapshot;
+    Desired {
+        validation: validate_files(files, selection, keep_objects),
+        revision,
+    }
 }
 
 /// Validates files on all cores and joins the results. With `keep_objects` false the
 /// resources keep only their keys and origins (enough to find duplicates), which is all
 /// `ward validate` needs and keeps its memory flat; the CiliumConfig is kept whole, since
 /// its flags decide which findings apply.
-pub fn validate_files(files: Vec<SourceFile>, selection: &Selection, keep_objects: bool) -> Validation {
+pub fn validate_files(
+    files: Vec<SourceFile>,
+    selection: &Selection,
+    keep_objects: bool,
+) -> Validation {
     let reports: Vec<FileReport> = files
         .into_par_iter()
         .map(|f| {
@@ -35,11 +44,19 @@ pub fn validate_files(files: Vec<SourceFile>, selection: &Selection, keep_object
                     check_lab_topology(&path, &bytes, &mut report);
                     report
                 }
-                Err(d) => FileReport { documents: 0, resources: Vec::new(), findings: vec![(d, None)] },
+                Err(d) => FileReport {
+                    documents: 0,
+                    resources: Vec::new(),
+                    findings: vec![(d, None)],
+                },
             };
             if !keep_objects {
                 // The CiliumConfig stays whole: its flags decide which findings apply.
-                report.resources.iter_mut().filter(|r| r.key.kind != Kind::CiliumConfig).for_each(|r| r.object = serde_json::Value::Null);
+                report
+                    .resources
+                    .iter_mut()
+                    .filter(|r| r.key.kind != Kind::CiliumConfig)
+                    .for_each(|r| r.object = serde_json::Value::Null);
             }
             report
         })
@@ -50,11 +67,17 @@ pub fn validate_files(files: Vec<SourceFile>, selection: &Selection, keep_object
 /// A lab topology that passed the schema gets the lab loader's full checks (addresses,
 /// overlaps, nodes, interface names), so `ward validate` reports what `ward lab up` would.
 fn check_lab_topology(path: &str, bytes: &[u8], report: &mut FileReport) {
-    let has_lab = report.resources.iter().any(|r| r.key.kind == Kind::LabTopology);
-    if has_lab && report.findings.iter().all(|(d, _)| !d.is_error())
+    let has_lab = report
+        .resources
+        .iter()
+        .any(|r| r.key.kind == Kind::LabTopology);
+    if has_lab
+        && report.findings.iter().all(|(d, _)| !d.is_error())
         && let Err(diagnostics) = Topology::parse(path, bytes)
     {
         report.resources.retain(|r| r.key.kind != Kind::LabTopology);
-        report.findings.extend(diagnostics.into_iter().map(|d| (d, None)));
+        report
+            .findings
+            .extend(diagnostics.into_iter().map(|d| (d, None)));
     }
 }

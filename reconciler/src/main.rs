@@ -2,7 +2,7 @@
 //! documented code (0 ok, 1 errors, 2 changes with --detailed-exitcode).
 
 use clap::Parser;
-use ward_reconciler::cli::{self, args::Cli, EXIT_ERROR};
+use ward_reconciler::cli::{self, EXIT_ERROR, args::Cli};
 
 /// mimalloc: validation and planning allocate many small trees on several threads, where
 /// glibc's allocator spent a third of the time (measured with perf on 10,000 documents).
@@ -19,7 +19,10 @@ fn main() {
         }
     };
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("WARD_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("WARD_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
         .with_writer(std::io::stderr)
         .init();
     match cli::run(cli) {
@@ -36,5 +39,8 @@ fn main() {
 }
 
 fn is_broken_pipe(e: &anyhow::Error) -> bool {
-    e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe))
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }

@@ -38,7 +38,10 @@ pub fn normalize_owned(mut v: Value) -> Value {
                 meta.remove(f);
             }
             for f in ["labels", "annotations"] {
-                if meta.get(f).is_some_and(|m| m.as_object().is_some_and(Map::is_empty) || m.is_null()) {
+                if meta
+                    .get(f)
+                    .is_some_and(|m| m.as_object().is_some_and(Map::is_empty) || m.is_null())
+                {
                     meta.remove(f);
                 }
             }
@@ -172,14 +175,30 @@ fn scalar_str(s: &str) -> String {
         && !s.ends_with(':')
         && s.chars().all(|c| !c.is_control())
         && !looks_typed(s);
-    if plain_ok { s.to_owned() } else { serde_json::to_string(s).expect("a string serialises") }
+    if plain_ok {
+        s.to_owned()
+    } else {
+        serde_json::to_string(s).expect("a string serialises")
+    }
 }
 
 /// Whether a plain scalar would resolve to a non-string (YAML 1.1 or 1.2).
 fn looks_typed(s: &str) -> bool {
     matches!(
         s.to_ascii_lowercase().as_str(),
-        "null" | "~" | "true" | "false" | "yes" | "no" | "on" | "off" | "y" | "n" | ".inf" | "-.inf" | ".nan"
+        "null"
+            | "~"
+            | "true"
+            | "false"
+            | "yes"
+            | "no"
+            | "on"
+            | "off"
+            | "y"
+            | "n"
+            | ".inf"
+            | "-.inf"
+            | ".nan"
     ) || s.parse::<f64>().is_ok()
         || s.starts_with("0x")
         || s.starts_with("0o")
@@ -194,7 +213,10 @@ mod tests {
     #[test]
     fn maps_iterate_in_key_order() {
         let v = serde_json::from_str::<Value>(r#"{"b": 1, "a": {"d": 2, "c": 3}}"#).expect("JSON");
-        assert_eq!(canonical_bytes(&normalize(&v)), br#"{"a":{"c":3,"d":2},"b":1}"#);
+        assert_eq!(
+            canonical_bytes(&normalize(&v)),
+            br#"{"a":{"c":3,"d":2},"b":1}"#
+        );
     }
 
     #[test]
@@ -209,7 +231,10 @@ mod tests {
     #[test]
     fn icmp_family_defaults_to_ipv4() {
         let a = normalize(&json!({"icmps": [{"fields": [{"type": 8}]}]}));
-        assert_eq!(a, json!({"icmps": [{"fields": [{"family": "IPv4", "type": 8}]}]}));
+        assert_eq!(
+            a,
+            json!({"icmps": [{"fields": [{"family": "IPv4", "type": 8}]}]})
+        );
     }
 
     #[test]
@@ -224,7 +249,8 @@ mod tests {
             "kind: X\nlist:\n  -\n    - a\n  - \"b: c\"\nspec:\n  empty: []\n  m: {}\n  \"on\": \"yes\"\n  ports:\n    - port: \"80\"\n      protocol: TCP\n"
         );
         // What ward prints reads back as the same object.
-        let parsed = ward_schema::yaml::parse_documents("t.yaml", &y, &ward_schema::yaml::Limits::default());
+        let parsed =
+            ward_schema::yaml::parse_documents("t.yaml", &y, &ward_schema::yaml::Limits::default());
         assert!(parsed.diagnostics.is_empty(), "{:?}", parsed.diagnostics);
         assert_eq!(parsed.docs[0].root.to_json(), v);
     }

@@ -3,10 +3,10 @@
 
 use crate::normalize::{fingerprint, normalize, to_yaml};
 use crate::target::{Inventory, LiveSet};
+use rayon::prelude::*;
 use serde::Serialize;
 use serde_json::Value;
 use similar::TextDiff;
-use rayon::prelude::*;
 use ward_schema::{Resource, ResourceKey, ResourceSet};
 
 /// What happens to one object.
@@ -68,7 +68,9 @@ pub struct Plan {
 impl Plan {
     /// Whether applying would change anything (deletes count only with prune).
     pub fn has_changes(&self) -> bool {
-        !self.creates.is_empty() || !self.updates.is_empty() || (self.prune && !self.deletes.is_empty())
+        !self.creates.is_empty()
+            || !self.updates.is_empty()
+            || (self.prune && !self.deletes.is_empty())
     }
 
     /// Every change that an apply carries out, in order: creates and updates in apply order,
@@ -76,7 +78,11 @@ impl Plan {
     pub fn actions(&self) -> Vec<&Change> {
         let mut writes: Vec<&Change> = self.creates.iter().chain(&self.updates).collect();
         writes.sort_by(|a, b| a.key.cmp(&b.key));
-        let mut deletes: Vec<&Change> = if self.prune { self.deletes.iter().collect() } else { Vec::new() };
+        let mut deletes: Vec<&Change> = if self.prune {
+            self.deletes.iter().collect()
+        } else {
+            Vec::new()
+        };
         deletes.sort_by(|a, b| b.key.cmp(&a.key));
         writes.extend(deletes);
         writes
@@ -84,7 +90,11 @@ impl Plan {
 
     /// One-line summary, Terraform style.
     pub fn summary(&self) -> String {
-        let prune_note = if self.prune || self.deletes.is_empty() { "" } else { " (with --prune)" };
+        let prune_note = if self.prune || self.deletes.is_empty() {
+            ""
+        } else {
+            " (with --prune)"
+        };
         format!(
             "{} to create, {} to change, {} to prune{prune_note}, {} drifted, {} unchanged",
             self.creates.len(),
@@ -99,8 +109,17 @@ impl Plan {
 /// Computes the plan. Objects in the target that ward never applied (not in the inventory)
 /// are left alone: neither updated unless desired, nor pruned. Kinds that are never applied
 /// (PolicyTest) are not part of any plan.
-pub fn compute(desired: &ResourceSet, live: &LiveSet, prune: bool, revision: Option<String>) -> Plan {
-    let mut plan = Plan { revision, prune, ..Plan::default() };
+pub fn compute(
+    desired: &ResourceSet,
+    live: &LiveSet,
+    prune: bool,
+    revision: Option<String>,
+) -> Plan {
+    let mut plan = Plan {
+        revision,
+        prune,
+        ..Plan::default()
+    };
     let inv = &live.inventory;
     // Normalising, hashing and diffing are the bulk of the work: on all cores, in order. An
     // unchanged object's canonical form is dropped at once.
@@ -115,9 +134,25 @@ pub fn compute(desired: &ResourceSet, live: &LiveSet, prune: bool, revision: Opt
             let origin = Some(r.origin.to_string());
             let drifted = is_drifted(&r.key, live, inv);
             let change = match live.objects.get(&r.key) {
-                None => Some(change(&r.key, Action::Create, None, Some(after), Some(after_fp), origin, drifted)),
+                None => Some(change(
+                    &r.key,
+                    Action::Create,
+                    None,
+                    Some(after),
+                    Some(after_fp),
+                    origin,
+                    drifted,
+                )),
                 Some(l) if l.fingerprint == after_fp => None,
-                Some(l) => Some(change(&r.key, Action::Update, Some(l.object().clone()), Some(after), Some(after_fp), origin, drifted)),
+                Some(l) => Some(change(
+                    &r.key,
+                    Action::Update,
+                    Some(l.object().clone()),
+                    Some(after),
+                    Some(after_fp),
+                    origin,
+                    drifted,
+                )),
             };
             (r, drifted, change)
         })
@@ -141,7 +176,15 @@ pub fn compute(desired: &ResourceSet, live: &LiveSet, prune: bool, revision: Opt
             if drifted {
                 plan.drifted.push(entry.key.clone());
             }
-            plan.deletes.push(change(&entry.key, Action::Delete, Some(l.object().clone()), None, None, None, drifted));
+            plan.deletes.push(change(
+                &entry.key,
+                Action::Delete,
+                Some(l.object().clone()),
+                None,
+                None,
+                None,
+                drifted,
+            ));
         }
     }
     plan
@@ -165,7 +208,16 @@ fn change(
     drifted: bool,
 ) -> Change {
     let diff = unified_diff(key, before.as_ref(), after.as_ref());
-    Change { key: key.clone(), action, before, after, after_fingerprint, diff, origin, drifted }
+    Change {
+        key: key.clone(),
+        action,
+        before,
+        after,
+        after_fingerprint,
+        diff,
+        origin,
+        drifted,
+    }
 }
 
 /// A unified diff of two objects rendered as YAML; an absent side is empty.
@@ -179,4 +231,3 @@ pub fn unified_diff(key: &ResourceKey, before: Option<&Value>, after: Option<&Va
         .header(&format!("live/{label}"), &format!("desired/{label}"))
         .to_string()
 }
-

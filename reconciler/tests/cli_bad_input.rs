@@ -8,7 +8,7 @@
 mod util;
 
 use std::time::Duration;
-use util::{snapshot, Env, Repo, Run, EXIT_ERROR, EXIT_OK};
+use util::{EXIT_ERROR, EXIT_OK, Env, Repo, Run, snapshot};
 
 const LIMIT: Duration = Duration::from_secs(2);
 
@@ -27,15 +27,33 @@ fn refused(case: &str, repo: &Repo, file: &str, extra: &[&str]) -> Run {
     let mut args = vec!["apply"];
     args.extend_from_slice(extra);
     let run = repo.ward(&args);
-    eprintln!("timing: {case:<28} {:>6.1} ms", run.elapsed.as_secs_f64() * 1000.0);
-    run.code(EXIT_ERROR)
-        .stderr_has("nothing applied")
-        .check(run.elapsed < LIMIT, format_args!("{case}: refused within {LIMIT:?}"));
-    let errors: Vec<&str> = run.stdout.lines().filter(|l| l.contains("error[")).collect();
-    run.check(errors.len() == 1, format_args!("{case}: exactly one error, got {errors:?}"))
-        .check(errors[0].starts_with(&format!("{file}:")), format_args!("{case}: the error names {file}"))
-        .stdout_has("1 error(s)");
-    assert!(snapshot(&repo.state()) == before, "{case}: the state directory changed\n{}", run.context());
+    eprintln!(
+        "timing: {case:<28} {:>6.1} ms",
+        run.elapsed.as_secs_f64() * 1000.0
+    );
+    run.code(EXIT_ERROR).stderr_has("nothing applied").check(
+        run.elapsed < LIMIT,
+        format_args!("{case}: refused within {LIMIT:?}"),
+    );
+    let errors: Vec<&str> = run
+        .stdout
+        .lines()
+        .filter(|l| l.contains("error["))
+        .collect();
+    run.check(
+        errors.len() == 1,
+        format_args!("{case}: exactly one error, got {errors:?}"),
+    )
+    .check(
+        errors[0].starts_with(&format!("{file}:")),
+        format_args!("{case}: the error names {file}"),
+    )
+    .stdout_has("1 error(s)");
+    assert!(
+        snapshot(&repo.state()) == before,
+        "{case}: the state directory changed\n{}",
+        run.context()
+    );
     run
 }
 
@@ -44,10 +62,17 @@ fn a_yaml_alias_bomb() {
     let env = Env::new();
     let repo = applied(&env);
     // Billion laughs: 9 levels of 9 aliases each, ~387 million nodes when expanded.
-    let mut text = String::from("a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n");
+    let mut text = String::from(
+        "a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n",
+    );
     let names = ["a", "b", "c", "d", "e", "f", "g", "h", "i"];
     for w in names.windows(2) {
-        text.push_str(&format!("{}: &{} [{}]\n", w[1], w[1], vec![format!("*{}", w[0]); 9].join(",")));
+        text.push_str(&format!(
+            "{}: &{} [{}]\n",
+            w[1],
+            w[1],
+            vec![format!("*{}", w[0]); 9].join(",")
+        ));
     }
     repo.write("policies/bomb.yaml", &text);
     refused("alias bomb", &repo, "policies/bomb.yaml", &[]).stdout_has("alias");
@@ -57,8 +82,16 @@ fn a_yaml_alias_bomb() {
 fn ten_thousand_deep_flow_nesting() {
     let env = Env::new();
     let repo = applied(&env);
-    repo.write("policies/deep-flow.yaml", format!("spec: {}{}\n", "[".repeat(10_000), "]".repeat(10_000)));
-    refused("10,000-deep flow nesting", &repo, "policies/deep-flow.yaml", &[]);
+    repo.write(
+        "policies/deep-flow.yaml",
+        format!("spec: {}{}\n", "[".repeat(10_000), "]".repeat(10_000)),
+    );
+    refused(
+        "10,000-deep flow nesting",
+        &repo,
+        "policies/deep-flow.yaml",
+        &[],
+    );
 }
 
 #[test]
@@ -66,14 +99,33 @@ fn ten_thousand_deep_block_nesting() {
     let env = Env::new();
     let repo = applied(&env);
     // Compact block sequences: `- - - ... x`, one level per dash.
-    repo.write("policies/deep-block.yaml", format!("{}x\n", "- ".repeat(10_000)));
-    refused("10,000-deep block nesting", &repo, "policies/deep-block.yaml", &[]).stdout_has("nesting deeper than");
+    repo.write(
+        "policies/deep-block.yaml",
+        format!("{}x\n", "- ".repeat(10_000)),
+    );
+    refused(
+        "10,000-deep block nesting",
+        &repo,
+        "policies/deep-block.yaml",
+        &[],
+    )
+    .stdout_has("nesting deeper than");
     // Block mappings, one level per line (10,000 levels of indentation would exceed the size
     // limit before the depth limit, so 2,000: still far beyond it).
     repo.remove("policies/deep-block.yaml");
-    let nested: String = (0..2_000).map(|i| format!("{}k{i}:\n", " ".repeat(i))).collect::<String>() + &" ".repeat(2_000) + "v\n";
+    let nested: String = (0..2_000)
+        .map(|i| format!("{}k{i}:\n", " ".repeat(i)))
+        .collect::<String>()
+        + &" ".repeat(2_000)
+        + "v\n";
     repo.write("policies/deep-map.yaml", nested);
-    refused("2,000-deep block mappings", &repo, "policies/deep-map.yaml", &[]).stdout_has("nesting deeper than");
+    refused(
+        "2,000-deep block mappings",
+        &repo,
+        "policies/deep-map.yaml",
+        &[],
+    )
+    .stdout_has("nesting deeper than");
 }
 
 #[test]
@@ -95,7 +147,13 @@ fn a_committed_file_over_the_limit_is_refused_from_its_git_header() {
     repo.write("policies/big.yaml", vec![b'#'; 5 << 20]);
     repo.commit("a 5 MiB file");
     repo.remove("policies/big.yaml");
-    refused("5 MiB blob (--rev)", &repo, "policies/big.yaml", &["--rev", "HEAD"]).stdout_has("5242880 bytes, more than the limit of 4194304 bytes");
+    refused(
+        "5 MiB blob (--rev)",
+        &repo,
+        "policies/big.yaml",
+        &["--rev", "HEAD"],
+    )
+    .stdout_has("5242880 bytes, more than the limit of 4194304 bytes");
 }
 
 #[test]
@@ -116,27 +174,54 @@ fn a_symlink_to_a_file_outside_the_repository() {
     let outside = env.path().join("outside.yaml");
     std::fs::write(&outside, util::cnp("shop", "smuggled", 22)).expect("write");
     std::os::unix::fs::symlink(&outside, repo.path.join("policies/link.yaml")).expect("symlink");
-    refused("symlink outside (worktree)", &repo, "policies/link.yaml", &[]).stdout_has("symlink points outside the repository");
+    refused(
+        "symlink outside (worktree)",
+        &repo,
+        "policies/link.yaml",
+        &[],
+    )
+    .stdout_has("symlink points outside the repository");
     let v = repo.ward(&["validate"]);
-    v.code(EXIT_ERROR).stdout_has("policies/link.yaml").stdout_lacks("smuggled");
+    v.code(EXIT_ERROR)
+        .stdout_has("policies/link.yaml")
+        .stdout_lacks("smuggled");
 }
 
 #[test]
 fn a_committed_symlink_leaving_the_repository_read_with_rev() {
     let env = Env::new();
     let mut repo = applied(&env);
-    std::fs::write(env.path().join("outside.yaml"), util::cnp("shop", "smuggled", 22)).expect("write");
+    std::fs::write(
+        env.path().join("outside.yaml"),
+        util::cnp("shop", "smuggled", 22),
+    )
+    .expect("write");
     // Relative, climbing out of the repository: policies/ -> repo/ -> sandbox.
-    std::os::unix::fs::symlink("../../outside.yaml", repo.path.join("policies/link.yaml")).expect("symlink");
+    std::os::unix::fs::symlink("../../outside.yaml", repo.path.join("policies/link.yaml"))
+        .expect("symlink");
     repo.commit("link a file from outside");
-    let tree = repo.git.head().and_then(|h| h.peel_to_tree()).expect("tree");
-    let entry = tree.get_path(std::path::Path::new("policies/link.yaml")).expect("committed");
+    let tree = repo
+        .git
+        .head()
+        .and_then(|h| h.peel_to_tree())
+        .expect("tree");
+    let entry = tree
+        .get_path(std::path::Path::new("policies/link.yaml"))
+        .expect("committed");
     assert_eq!(entry.filemode(), 0o120000, "committed as a symlink");
     // Only Git holds the link from here on: the working tree is valid.
     repo.remove("policies/link.yaml");
     repo.ward(&["validate"]).code(EXIT_OK);
-    refused("symlink outside (--rev)", &repo, "policies/link.yaml", &["--rev", "HEAD"]).stdout_has("symlink points outside the repository");
-    repo.ward(&["validate", "--rev", "HEAD"]).code(EXIT_ERROR).stdout_lacks("smuggled");
+    refused(
+        "symlink outside (--rev)",
+        &repo,
+        "policies/link.yaml",
+        &["--rev", "HEAD"],
+    )
+    .stdout_has("symlink points outside the repository");
+    repo.ward(&["validate", "--rev", "HEAD"])
+        .code(EXIT_ERROR)
+        .stdout_lacks("smuggled");
 }
 
 #[test]
@@ -151,10 +236,15 @@ fn non_utf8_text() {
 fn duplicate_keys() {
     let env = Env::new();
     let repo = applied(&env);
-    let text = util::cnp("shop", "dup", 80).replace("  namespace: shop\n", "  namespace: shop\n  name: dup-again\n");
+    let text = util::cnp("shop", "dup", 80).replace(
+        "  namespace: shop\n",
+        "  namespace: shop\n  name: dup-again\n",
+    );
     repo.write("policies/dup.yaml", text);
     let run = refused("duplicate keys", &repo, "policies/dup.yaml", &[]);
-    run.stdout_has("policies/dup.yaml:6:3:").stdout_has("duplicate key \"name\"").stdout_has("already defined on line 4");
+    run.stdout_has("policies/dup.yaml:6:3:")
+        .stdout_has("duplicate key \"name\"")
+        .stdout_has("already defined on line 4");
 }
 
 #[test]
@@ -164,13 +254,29 @@ fn an_invalid_policy_in_a_commit_keeps_the_applied_state() {
     let good = repo.head();
     let inv_before = std::fs::read(repo.state().join("inventory.json")).expect("inventory");
     let path = "policies/namespaces/shop/backend-ingress.yaml";
-    repo.write(path, repo.read(path).replace("port: \"80\"", "port: \"80000\""));
+    repo.write(
+        path,
+        repo.read(path).replace("port: \"80\"", "port: \"80000\""),
+    );
     repo.commit("break the backend");
     refused("invalid policy (worktree)", &repo, path, &[]);
-    refused("invalid policy (--rev HEAD)", &repo, path, &["--rev", "HEAD"]).stdout_has("80000");
-    assert_eq!(std::fs::read(repo.state().join("inventory.json")).expect("inventory"), inv_before);
+    refused(
+        "invalid policy (--rev HEAD)",
+        &repo,
+        path,
+        &["--rev", "HEAD"],
+    )
+    .stdout_has("80000");
+    assert_eq!(
+        std::fs::read(repo.state().join("inventory.json")).expect("inventory"),
+        inv_before
+    );
     repo.ward(&["plan"]).code(EXIT_ERROR);
-    repo.ward(&["status"]).code(util::EXIT_OK).stdout_has(&format!("applied revision:  {good}\n")).stdout_has("drift:             none");
+    repo.ward(&["status"])
+        .code(util::EXIT_OK)
+        .stdout_has(&format!("applied revision:  {good}\n"))
+        .stdout_has("drift:             none");
     // The last good revision can still be applied by name.
-    repo.ward(&["apply", "--rev", &good, "--detailed-exitcode"]).code(util::EXIT_OK);
+    repo.ward(&["apply", "--rev", &good, "--detailed-exitcode"])
+        .code(util::EXIT_OK);
 }

@@ -3,14 +3,17 @@
 
 mod util;
 
-use util::{Env, Repo, EXIT_CHANGES, EXIT_ERROR, EXIT_OK};
+use util::{EXIT_CHANGES, EXIT_ERROR, EXIT_OK, Env, Repo};
 
 const BACKEND: &str = "policies/namespaces/shop/backend-ingress.yaml";
 
 /// The example repository plus a second commit that moves the backend to port 8080.
 fn two_commits(env: &Env) -> Repo {
     let mut repo = env.fixture_repo();
-    repo.write(BACKEND, repo.read(BACKEND).replace("port: \"80\"", "port: \"8080\""));
+    repo.write(
+        BACKEND,
+        repo.read(BACKEND).replace("port: \"80\"", "port: \"8080\""),
+    );
     repo.commit("backend on 8080");
     repo
 }
@@ -51,26 +54,58 @@ spec:
 fn markdown_is_a_readable_pull_request_comment() {
     let env = Env::new();
     let repo = two_commits(&env);
-    let run = repo.ward(&["diff", "--base", "HEAD~1", "--head", "HEAD", "--format", "markdown"]);
+    let run = repo.ward(&[
+        "diff", "--base", "HEAD~1", "--head", "HEAD", "--format", "markdown",
+    ]);
     run.code(EXIT_OK);
     let md = &run.stdout;
-    run.check(md.starts_with("<!-- ward-report -->\n"), "starts with the marker CI uses to find its comment")
-        .stdout_has("### ward diff `")
-        .stdout_has("✅ **Valid**")
-        .stdout_has("**Changes:** 0 to create, 1 to change, 0 to prune, 0 drifted, 6 unchanged")
-        .stdout_has("<details><summary>✏️ change <code>CiliumNetworkPolicy/shop/backend-ingress</code>");
+    run.check(
+        md.starts_with("<!-- ward-report -->\n"),
+        "starts with the marker CI uses to find its comment",
+    )
+    .stdout_has("### ward diff `")
+    .stdout_has("✅ **Valid**")
+    .stdout_has("**Changes:** 0 to create, 1 to change, 0 to prune, 0 drifted, 6 unchanged")
+    .stdout_has(
+        "<details><summary>✏️ change <code>CiliumNetworkPolicy/shop/backend-ingress</code>",
+    );
     let details = md.matches("<details>").count();
-    run.check(details == 1 && md.matches("</details>").count() == 1, "one collapsible block: only the changed object");
+    run.check(
+        details == 1 && md.matches("</details>").count() == 1,
+        "one collapsible block: only the changed object",
+    );
     let block = &md[md.find("<details>").unwrap_or(0)..];
-    let fence = block.find("```diff\n").map(|i| &block[i + 8..]).unwrap_or("");
+    let fence = block
+        .find("```diff\n")
+        .map(|i| &block[i + 8..])
+        .unwrap_or("");
     let body = &fence[..fence.find("```").unwrap_or(0)];
-    run.check(body.lines().any(|l| l.starts_with("-") && l.contains("port: \"80\"")), "the old line in the diff fence")
-        .check(body.lines().any(|l| l.starts_with("+") && l.contains("port: \"8080\"")), "the new line in the diff fence")
-        .check(body.lines().filter(|l| l.starts_with('+') || l.starts_with('-')).count() == 2, "nothing else changes")
-        .check(!body.contains("+++") && !body.contains("---"), "no file headers in the fence");
+    run.check(
+        body.lines()
+            .any(|l| l.starts_with("-") && l.contains("port: \"80\"")),
+        "the old line in the diff fence",
+    )
+    .check(
+        body.lines()
+            .any(|l| l.starts_with("+") && l.contains("port: \"8080\"")),
+        "the new line in the diff fence",
+    )
+    .check(
+        body.lines()
+            .filter(|l| l.starts_with('+') || l.starts_with('-'))
+            .count()
+            == 2,
+        "nothing else changes",
+    )
+    .check(
+        !body.contains("+++") && !body.contains("---"),
+        "no file headers in the fence",
+    );
 
     // The default head is HEAD.
-    repo.ward(&["diff", "--base", "HEAD~1", "--format", "markdown"]).code(EXIT_OK).stdout_has("1 to change");
+    repo.ward(&["diff", "--base", "HEAD~1", "--format", "markdown"])
+        .code(EXIT_OK)
+        .stdout_has("1 to change");
 }
 
 #[test]
@@ -79,12 +114,20 @@ fn github_annotations_point_at_the_bad_line() {
     let mut repo = two_commits(&env);
     repo.write("policies/namespaces/shop/bad.yaml", BAD);
     repo.commit("add a bad policy");
-    let run = repo.ward(&["diff", "--base", "HEAD~1", "--head", "HEAD", "--format", "github"]);
+    let run = repo.ward(&[
+        "diff", "--base", "HEAD~1", "--head", "HEAD", "--format", "github",
+    ]);
     run.code(EXIT_ERROR);
     let errors = run.lines_starting("::error ");
     run.check(errors.len() == 1, "one annotation")
-        .check(errors[0].starts_with("::error file=policies/namespaces/shop/bad.yaml,line=13,col=21,"), "file, line and column")
-        .check(errors[0].contains("::Invalid CiliumNetworkPolicy spec") && errors[0].contains("65536"), "the message")
+        .check(
+            errors[0].starts_with("::error file=policies/namespaces/shop/bad.yaml,line=13,col=21,"),
+            "file, line and column",
+        )
+        .check(
+            errors[0].contains("::Invalid CiliumNetworkPolicy spec") && errors[0].contains("65536"),
+            "the message",
+        )
         .stdout_has("ward: 1 error(s), 0 warning(s)");
 }
 
@@ -100,13 +143,29 @@ fn sarif_regions_match_the_findings() {
     let run = repo.ward(&["diff", "--base", "HEAD~1", "--format", "sarif"]);
     run.code(EXIT_ERROR);
     let doc = run.json();
-    let results = doc["runs"][0]["results"].as_array().cloned().unwrap_or_default();
-    run.check(doc["version"] == "2.1.0", "SARIF 2.1.0").check(results.len() == 1, "one result");
+    let results = doc["runs"][0]["results"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    run.check(doc["version"] == "2.1.0", "SARIF 2.1.0")
+        .check(results.len() == 1, "one result");
     let loc = &results[0]["locations"][0]["physicalLocation"];
-    run.check(loc["artifactLocation"]["uri"] == finding["file"], "same file")
-        .check(loc["region"]["startLine"] == finding["line"] && finding["line"] == 13, "startLine is the finding's line")
-        .check(loc["region"]["startColumn"] == finding["column"] && finding["column"] == 21, "startColumn is the finding's column")
-        .check(results[0]["ruleId"] == finding["code"] && results[0]["level"] == "error", "rule and level");
+    run.check(
+        loc["artifactLocation"]["uri"] == finding["file"],
+        "same file",
+    )
+    .check(
+        loc["region"]["startLine"] == finding["line"] && finding["line"] == 13,
+        "startLine is the finding's line",
+    )
+    .check(
+        loc["region"]["startColumn"] == finding["column"] && finding["column"] == 21,
+        "startColumn is the finding's column",
+    )
+    .check(
+        results[0]["ruleId"] == finding["code"] && results[0]["level"] == "error",
+        "rule and level",
+    );
 }
 
 #[test]
@@ -118,27 +177,48 @@ fn junit_fails_the_bad_file_only() {
     let run = repo.ward(&["diff", "--base", "HEAD~1", "--format", "junit"]);
     run.code(EXIT_ERROR);
     let xml = &run.stdout;
-    run.check(xml.starts_with("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites "), "an XML document of test suites")
-        .check(xml.trim_end().ends_with("</testsuites>"), "closed")
-        .stdout_has("tests=\"11\" failures=\"1\"");
-    let start = xml.find("<testcase classname=\"ward.validate\" name=\"policies/namespaces/shop/bad.yaml\">");
+    run.check(
+        xml.starts_with("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites "),
+        "an XML document of test suites",
+    )
+    .check(xml.trim_end().ends_with("</testsuites>"), "closed")
+    .stdout_has("tests=\"11\" failures=\"1\"");
+    let start = xml
+        .find("<testcase classname=\"ward.validate\" name=\"policies/namespaces/shop/bad.yaml\">");
     run.check(start.is_some(), "a test case for the bad file");
     let case = &xml[start.unwrap_or(0)..];
     let case = &case[..case.find("</testcase>").unwrap_or(case.len())];
-    run.check(case.contains("<failure message=\"Invalid CiliumNetworkPolicy spec") && case.contains("type=\"WARD-S009\""), "it fails with the finding")
-        .check(xml.matches("<failure").count() == 1, "no other test case fails")
-        .check(xml.matches("<testcase ").count() == 11, "one test case per file")
-        .check(xml.matches("<testcase").count() == xml.matches("/>\n").count() + 1, "the others pass (empty elements)");
+    run.check(
+        case.contains("<failure message=\"Invalid CiliumNetworkPolicy spec")
+            && case.contains("type=\"WARD-S009\""),
+        "it fails with the finding",
+    )
+    .check(
+        xml.matches("<failure").count() == 1,
+        "no other test case fails",
+    )
+    .check(
+        xml.matches("<testcase ").count() == 11,
+        "one test case per file",
+    )
+    .check(
+        xml.matches("<testcase").count() == xml.matches("/>\n").count() + 1,
+        "the others pass (empty elements)",
+    );
 }
 
 #[test]
 fn detailed_exitcode_is_2_for_changes_and_0_for_reformatting() {
     let env = Env::new();
     let repo = two_commits(&env);
-    repo.ward(&["diff", "--base", "HEAD~1", "--detailed-exitcode"]).code(EXIT_CHANGES).stdout_has("1 to change");
+    repo.ward(&["diff", "--base", "HEAD~1", "--detailed-exitcode"])
+        .code(EXIT_CHANGES)
+        .stdout_has("1 to change");
     repo.ward(&["diff", "--base", "HEAD~1"]).code(EXIT_OK);
     // Same revision on both sides.
-    repo.ward(&["diff", "--base", "HEAD", "--detailed-exitcode"]).code(EXIT_OK).stdout_has("0 to create, 0 to change, 0 to prune");
+    repo.ward(&["diff", "--base", "HEAD", "--detailed-exitcode"])
+        .code(EXIT_OK)
+        .stdout_has("0 to create, 0 to change, 0 to prune");
 
     // Back to the fixture's content, written differently.
     let mut base = env.repo("reformat");
@@ -147,19 +227,41 @@ fn detailed_exitcode_is_2_for_changes_and_0_for_reformatting() {
     base.write(BACKEND, BACKEND_REFORMATTED);
     let shop = "policies/namespaces/shop/frontend-egress.yaml";
     let text = base.read(shop);
-    let stripped: String = text.lines().filter(|l| !l.trim_start().starts_with('#')).map(|l| format!("{l}\n")).collect();
-    base.write(shop, format!("# all comments replaced\n{}", stripped.replace("port: \"80\"", "port: '80'")));
+    let stripped: String = text
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    base.write(
+        shop,
+        format!(
+            "# all comments replaced\n{}",
+            stripped.replace("port: \"80\"", "port: '80'")
+        ),
+    );
     base.commit("reformat only");
-    assert_ne!(base.read(BACKEND), util::fixture(BACKEND), "the commit really changes the file");
+    assert_ne!(
+        base.read(BACKEND),
+        util::fixture(BACKEND),
+        "the commit really changes the file"
+    );
 
     let run = base.ward(&["diff", "--base", "HEAD~1", "--detailed-exitcode"]);
-    run.code(EXIT_OK).stdout_has("0 to create, 0 to change, 0 to prune, 0 drifted, 7 unchanged").stdout_lacks("~ ");
+    run.code(EXIT_OK)
+        .stdout_has("0 to create, 0 to change, 0 to prune, 0 drifted, 7 unchanged")
+        .stdout_lacks("~ ");
     let json = base.ward(&["diff", "--base", "HEAD~1", "--format", "json"]);
     let doc = json.code(EXIT_OK).json();
     for list in ["creates", "updates", "deletes"] {
-        json.check(doc["plan"][list].as_array().is_some_and(Vec::is_empty), format_args!("no {list}"));
+        json.check(
+            doc["plan"][list].as_array().is_some_and(Vec::is_empty),
+            format_args!("no {list}"),
+        );
     }
-    base.ward(&["diff", "--base", "HEAD~1", "--format", "markdown"]).code(EXIT_OK).stdout_has("No object changes.").stdout_lacks("<details>");
+    base.ward(&["diff", "--base", "HEAD~1", "--format", "markdown"])
+        .code(EXIT_OK)
+        .stdout_has("No object changes.")
+        .stdout_lacks("<details>");
 }
 
 #[test]
@@ -167,12 +269,17 @@ fn diff_reports_creates_and_prunes_between_commits() {
     let env = Env::new();
     let mut repo = env.fixture_repo();
     repo.remove("policies/namespaces/shop/frontend-egress.yaml");
-    repo.write("policies/namespaces/shop/extra.yaml", util::cnp("shop", "extra", 9090));
+    repo.write(
+        "policies/namespaces/shop/extra.yaml",
+        util::cnp("shop", "extra", 9090),
+    );
     repo.commit("swap a policy");
     let run = repo.ward(&["diff", "--base", "HEAD~1", "--detailed-exitcode"]);
     run.code(EXIT_CHANGES)
         .stdout_has("1 to create, 0 to change, 1 to prune, 0 drifted, 6 unchanged")
-        .stdout_has("+ CiliumNetworkPolicy/shop/extra create (policies/namespaces/shop/extra.yaml:1)")
+        .stdout_has(
+            "+ CiliumNetworkPolicy/shop/extra create (policies/namespaces/shop/extra.yaml:1)",
+        )
         .stdout_has("- CiliumNetworkPolicy/shop/frontend-egress prune");
     // A diff reads Git only: no state directory appears.
     assert!(!repo.state().exists());
@@ -186,14 +293,23 @@ fn without_base_the_head_is_compared_with_the_target() {
     let env = Env::new();
     let mut repo = env.fixture_repo();
     repo.ward(&["apply"]).code(EXIT_OK);
-    repo.ward(&["diff", "--detailed-exitcode"]).code(EXIT_OK).stdout_has("Diff live (").stdout_has("0 to create, 0 to change, 0 to prune");
-    repo.write(BACKEND, repo.read(BACKEND).replace("port: \"80\"", "port: \"8080\""));
+    repo.ward(&["diff", "--detailed-exitcode"])
+        .code(EXIT_OK)
+        .stdout_has("Diff live (")
+        .stdout_has("0 to create, 0 to change, 0 to prune");
+    repo.write(
+        BACKEND,
+        repo.read(BACKEND).replace("port: \"80\"", "port: \"8080\""),
+    );
     repo.remove("policies/namespaces/shop/frontend-egress.yaml");
     repo.commit("backend on 8080, no frontend egress policy");
     let d = repo.ward(&["diff", "--detailed-exitcode"]);
-    d.code(EXIT_CHANGES).stdout_has("0 to create, 1 to change, 1 to prune").stdout_has("CiliumNetworkPolicy/shop/frontend-egress");
+    d.code(EXIT_CHANGES)
+        .stdout_has("0 to create, 1 to change, 1 to prune")
+        .stdout_has("CiliumNetworkPolicy/shop/frontend-egress");
     d.stdout_has("+            - port: \"8080\"");
-    repo.ward(&["plan", "--detailed-exitcode"]).code(EXIT_CHANGES);
+    repo.ward(&["plan", "--detailed-exitcode"])
+        .code(EXIT_CHANGES);
     // Only a preview: nothing was applied.
     repo.ward(&["status"]).code(EXIT_OK);
 }

@@ -4,7 +4,7 @@
 
 mod util;
 
-use util::{Env, EXIT_ERROR, EXIT_OK};
+use util::{EXIT_ERROR, EXIT_OK, Env};
 
 const BACKEND_INGRESS: &str = "policies/namespaces/shop/backend-ingress.yaml:7";
 
@@ -12,7 +12,15 @@ const BACKEND_INGRESS: &str = "policies/namespaces/shop/backend-ingress.yaml:7";
 fn frontend_to_backend_is_allowed_by_backend_ingress() {
     let env = Env::new();
     let repo = env.fixture_repo();
-    let run = repo.ward(&["explain", "--from", "shop/app=frontend", "--to", "shop/app=backend", "--port", "80/TCP"]);
+    let run = repo.ward(&[
+        "explain",
+        "--from",
+        "shop/app=frontend",
+        "--to",
+        "shop/app=backend",
+        "--port",
+        "80/TCP",
+    ]);
     run.code(EXIT_OK)
         .stdout_has("shop/app=frontend → shop/app=backend TCP/80: allow\n")
         .stdout_has(&format!("decided by CiliumNetworkPolicy/shop/backend-ingress spec.ingress[0] ({BACKEND_INGRESS})\n"))
@@ -23,20 +31,42 @@ fn frontend_to_backend_is_allowed_by_backend_ingress() {
         .stdout_has(&format!("  rules:        CiliumNetworkPolicy/shop/backend-ingress spec ({BACKEND_INGRESS})\n"))
         .stdout_has(&format!("  decision:     ✓ allowed by CiliumNetworkPolicy/shop/backend-ingress spec.ingress[0] ({BACKEND_INGRESS})\n"));
     // The egress chain comes before the ingress chain.
-    let (e, i) = (run.stdout.find("\negress of"), run.stdout.find("\ningress of"));
-    run.check(e.is_some() && e < i, "egress of the source, then ingress of the destination");
+    let (e, i) = (
+        run.stdout.find("\negress of"),
+        run.stdout.find("\ningress of"),
+    );
+    run.check(
+        e.is_some() && e < i,
+        "egress of the source, then ingress of the destination",
+    );
 
     // The endpoints the PolicyTests declare can be named directly, with the same verdict.
-    repo.ward(&["explain", "--from", "frontend", "--to", "shop/backend", "--port", "http/TCP"])
-        .code(EXIT_OK)
-        .stdout_has("shop/frontend → shop/backend TCP/80: allow\n");
+    repo.ward(&[
+        "explain",
+        "--from",
+        "frontend",
+        "--to",
+        "shop/backend",
+        "--port",
+        "http/TCP",
+    ])
+    .code(EXIT_OK)
+    .stdout_has("shop/frontend → shop/backend TCP/80: allow\n");
 }
 
 #[test]
 fn admin_to_backend_is_dropped_by_default_deny() {
     let env = Env::new();
     let repo = env.fixture_repo();
-    let run = repo.ward(&["explain", "--from", "shop/app=admin", "--to", "shop/app=backend", "--port", "80/TCP"]);
+    let run = repo.ward(&[
+        "explain",
+        "--from",
+        "shop/app=admin",
+        "--to",
+        "shop/app=backend",
+        "--port",
+        "80/TCP",
+    ]);
     run.code(EXIT_OK)
         .stdout_has("shop/app=admin → shop/app=backend TCP/80: default-deny\n")
         .stdout_has(&format!("decided by CiliumNetworkPolicy/shop/backend-ingress spec ({BACKEND_INGRESS})\n"))
@@ -46,14 +76,42 @@ fn admin_to_backend_is_dropped_by_default_deny() {
             "  decision:     ✗ default deny: no rule allows it (CiliumNetworkPolicy/shop/backend-ingress spec enables ingress default deny) ({BACKEND_INGRESS})\n"
         ));
 
-    let json = repo.ward(&["explain", "--from", "shop/app=admin", "--to", "shop/app=backend", "--port", "80/TCP", "--format", "json"]);
+    let json = repo.ward(&[
+        "explain",
+        "--from",
+        "shop/app=admin",
+        "--to",
+        "shop/app=backend",
+        "--port",
+        "80/TCP",
+        "--format",
+        "json",
+    ]);
     let doc = json.code(EXIT_OK).json();
-    json.check(doc["verdict"] == "default-deny" && doc["allowed"] == false, "the verdict")
-        .check(doc["decidedBy"]["policy"] == "CiliumNetworkPolicy/shop/backend-ingress", "the deciding policy")
-        .check(doc["decidedBy"]["origin"] == BACKEND_INGRESS, "its file and line")
-        .check(doc["ingress"]["reason"] == "no-allow-matches" && doc["egress"]["reason"] == "not-enforced", "the reasons")
-        .check(doc["chain"].as_array().map(Vec::len) == Some(2), "both directions are explained")
-        .check(doc["from"]["kind"] == "endpoint" && doc["from"]["name"] == "shop/app=admin", "the source");
+    json.check(
+        doc["verdict"] == "default-deny" && doc["allowed"] == false,
+        "the verdict",
+    )
+    .check(
+        doc["decidedBy"]["policy"] == "CiliumNetworkPolicy/shop/backend-ingress",
+        "the deciding policy",
+    )
+    .check(
+        doc["decidedBy"]["origin"] == BACKEND_INGRESS,
+        "its file and line",
+    )
+    .check(
+        doc["ingress"]["reason"] == "no-allow-matches" && doc["egress"]["reason"] == "not-enforced",
+        "the reasons",
+    )
+    .check(
+        doc["chain"].as_array().map(Vec::len) == Some(2),
+        "both directions are explained",
+    )
+    .check(
+        doc["from"]["kind"] == "endpoint" && doc["from"]["name"] == "shop/app=admin",
+        "the source",
+    );
 }
 
 #[test]
@@ -65,27 +123,61 @@ fn entities_cidrs_and_l7_notes() {
         .stdout_has("shop/app=frontend → world (203.0.113.10) TCP/443: deny\n")
         .stdout_has("decided by CiliumClusterwideNetworkPolicy/deny-world-egress specs[0].egressDeny[0] (policies/clusterwide/deny-world-egress.yaml:")
         .stdout_has("ingress of world: not evaluated (an entity is not a managed endpoint)");
-    repo.ward(&["explain", "--from", "shop/app=frontend", "--to", "8.8.8.0/24", "--port", "TCP/443"])
-        .code(EXIT_OK)
-        .stdout_has("shop/app=frontend → 8.8.8.1 TCP/443: deny\n");
+    repo.ward(&[
+        "explain",
+        "--from",
+        "shop/app=frontend",
+        "--to",
+        "8.8.8.0/24",
+        "--port",
+        "TCP/443",
+    ])
+    .code(EXIT_OK)
+    .stdout_has("shop/app=frontend → 8.8.8.1 TCP/443: deny\n");
     repo.ward(&["explain", "--from", "shop/app=frontend", "--to", "kube-system/k8s-app=kube-dns", "--port", "53/UDP"])
         .code(EXIT_OK)
         .stdout_has("shop/app=frontend → kube-system/k8s-app=kube-dns UDP/53: allow\n")
         .stdout_has("notes:\n  - CiliumNetworkPolicy/shop/frontend-egress spec.egress[1]: its L7 rules are not enforced by ward; the flow is allowed at L4\n");
-    repo.ward(&["explain", "--from", "host", "--to", "backend", "--port", "80"])
-        .code(EXIT_OK)
-        .stdout_has("host → shop/backend TCP/80: allow\n")
-        .stdout_has("allowed: the local host may always reach its endpoints (allow-localhost)");
+    repo.ward(&[
+        "explain", "--from", "host", "--to", "backend", "--port", "80",
+    ])
+    .code(EXIT_OK)
+    .stdout_has("host → shop/backend TCP/80: allow\n")
+    .stdout_has("allowed: the local host may always reach its endpoints (allow-localhost)");
 }
 
 #[test]
 fn bad_flow_ends_are_errors_that_say_what_to_write() {
     let env = Env::new();
     let repo = env.fixture_repo();
-    let run = repo.ward(&["explain", "--from", "shop/nobody", "--to", "backend", "--port", "80/TCP"]);
+    let run = repo.ward(&[
+        "explain",
+        "--from",
+        "shop/nobody",
+        "--to",
+        "backend",
+        "--port",
+        "80/TCP",
+    ]);
     run.code(EXIT_ERROR).stderr_has("ward: error: --from: no PolicyTest declares an endpoint shop/nobody; give its labels instead (shop/app=nobody)");
-    repo.ward(&["explain", "--from", "frontend", "--to", "backend", "--port", "80/QUIC"]).code(EXIT_ERROR).stderr_has("--port: \"80/QUIC\" is not a port");
-    repo.ward(&["explain", "--from", "cluster", "--to", "backend", "--port", "80"]).code(EXIT_ERROR).stderr_has("stands for many identities");
-    repo.ward(&["explain", "--from", "frontend", "--to", "backend", "--port", "grpc"]).code(EXIT_ERROR).stderr_has("named port \"grpc\" is not declared by the destination");
-    repo.ward(&["explain", "--from", "frontend", "--to", "backend", "--port", "80", "--format", "markdown"]).code(EXIT_ERROR).stderr_has("text or json");
+    repo.ward(&[
+        "explain", "--from", "frontend", "--to", "backend", "--port", "80/QUIC",
+    ])
+    .code(EXIT_ERROR)
+    .stderr_has("--port: \"80/QUIC\" is not a port");
+    repo.ward(&[
+        "explain", "--from", "cluster", "--to", "backend", "--port", "80",
+    ])
+    .code(EXIT_ERROR)
+    .stderr_has("stands for many identities");
+    repo.ward(&[
+        "explain", "--from", "frontend", "--to", "backend", "--port", "grpc",
+    ])
+    .code(EXIT_ERROR)
+    .stderr_has("named port \"grpc\" is not declared by the destination");
+    repo.ward(&[
+        "explain", "--from", "frontend", "--to", "backend", "--port", "80", "--format", "markdown",
+    ])
+    .code(EXIT_ERROR)
+    .stderr_has("text or json");
 }

@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::time::Duration;
-use util::{cnp, objects, wait_for, Env, Repo, EXIT_CHANGES, EXIT_OK};
+use util::{EXIT_CHANGES, EXIT_OK, Env, Repo, cnp, objects, wait_for};
 
 const FILES: usize = 60;
 const PER_FILE: usize = 50;
@@ -19,7 +19,15 @@ const TOTAL: usize = FILES * PER_FILE;
 fn big_repo(env: &Env) -> Repo {
     let mut repo = env.repo("repo");
     for f in 0..FILES {
-        let docs: Vec<String> = (0..PER_FILE).map(|i| cnp(&format!("ns{f:03}"), &format!("p{i:03}"), 1000 + (f * PER_FILE + i) as u32)).collect();
+        let docs: Vec<String> = (0..PER_FILE)
+            .map(|i| {
+                cnp(
+                    &format!("ns{f:03}"),
+                    &format!("p{i:03}"),
+                    1000 + (f * PER_FILE + i) as u32,
+                )
+            })
+            .collect();
         repo.write(&format!("policies/ns{f:03}.yaml"), docs.join("---\n"));
     }
     repo.commit("many policies");
@@ -28,17 +36,28 @@ fn big_repo(env: &Env) -> Repo {
 
 /// How many object files the state directory holds now (temporary files not counted).
 fn count_objects(state: &Path) -> usize {
-    let Ok(namespaces) = std::fs::read_dir(state.join("objects").join("CiliumNetworkPolicy")) else { return 0 };
+    let Ok(namespaces) = std::fs::read_dir(state.join("objects").join("CiliumNetworkPolicy"))
+    else {
+        return 0;
+    };
     namespaces
         .flatten()
         .filter_map(|ns| std::fs::read_dir(ns.path()).ok())
-        .map(|files| files.flatten().filter(|f| f.file_name().to_string_lossy().ends_with(".json")).count())
+        .map(|files| {
+            files
+                .flatten()
+                .filter(|f| f.file_name().to_string_lossy().ends_with(".json"))
+                .count()
+        })
         .sum()
 }
 
 /// Files under `dir` whose name marks them as temporary.
 fn temp_files(dir: &Path) -> Vec<String> {
-    util::snapshot(dir).into_keys().filter(|k| k.contains(".tmp-")).collect()
+    util::snapshot(dir)
+        .into_keys()
+        .filter(|k| k.contains(".tmp-"))
+        .collect()
 }
 
 /// Starts `ward apply`, waits until `ready` holds, and kills it with SIGKILL. Returns whether
@@ -64,12 +83,19 @@ fn kill_apply_when(repo: &Repo, env: &Env, what: &str, mut ready: impl FnMut() -
     // `Child::kill` sends SIGKILL on Unix.
     let _ = child.kill();
     let status = child.wait().expect("wait for ward apply");
-    assert!(reached, "{what}: not reached within 60 s; ward apply exited with {status:?}\n{}", util::list_files(&repo.state(), 20));
+    assert!(
+        reached,
+        "{what}: not reached within 60 s; ward apply exited with {status:?}\n{}",
+        util::list_files(&repo.state(), 20)
+    );
     if status.signal() == Some(9) && repo.state().join("journal.json").exists() {
         return true;
     }
     let stderr = std::fs::read_to_string(&stderr_path).unwrap_or_default();
-    assert!(status.success(), "{what}: ward apply failed on its own ({status:?}):\n{stderr}");
+    assert!(
+        status.success(),
+        "{what}: ward apply failed on its own ({status:?}):\n{stderr}"
+    );
     eprintln!("{what}: the apply finished ({status:?}) before the kill; trying again");
     false
 }
@@ -91,25 +117,65 @@ fn interrupted_apply_is_repaired(what: &str, ready_at: impl Fn(&Path) -> bool) {
     eprintln!("{what}: killed with {written} of {TOTAL} objects on disk");
 
     // status: the interruption is visible, in text and JSON, and in the exit code.
-    repo.ward(&["status"]).code(EXIT_CHANGES).stdout_has("interrupted apply: yes");
+    repo.ward(&["status"])
+        .code(EXIT_CHANGES)
+        .stdout_has("interrupted apply: yes");
     let status = repo.ward(&["status", "--format", "json"]);
-    status.code(EXIT_CHANGES).check(status.json()["interruptedApply"] == true, "interruptedApply is true");
-    assert!(state.join("journal.json").exists(), "status is read-only: it does not repair");
+    status.code(EXIT_CHANGES).check(
+        status.json()["interruptedApply"] == true,
+        "interruptedApply is true",
+    );
+    assert!(
+        state.join("journal.json").exists(),
+        "status is read-only: it does not repair"
+    );
 
     // plan repairs, then plans the rest.
     let plan = repo.ward(&["plan", "--format", "json"]);
-    plan.code(EXIT_OK).stderr_has("repaired an interrupted apply");
+    plan.code(EXIT_OK)
+        .stderr_has("repaired an interrupted apply");
     let doc = plan.json();
-    let creates = doc["plan"]["creates"].as_array().map(Vec::len).unwrap_or(usize::MAX);
-    let unchanged = doc["plan"]["unchanged"].as_array().map(Vec::len).unwrap_or(usize::MAX);
-    plan.check(creates + unchanged == TOTAL, "every desired object is either to create or unchanged")
-        .check(creates == TOTAL - written && unchanged == written, format_args!("{written} on disk are unchanged"))
-        .check(doc["plan"]["updates"].as_array().is_some_and(Vec::is_empty), "nothing half-written to update")
-        .check(doc["plan"]["drifted"].as_array().is_some_and(Vec::is_empty), "nothing drifted");
+    let creates = doc["plan"]["creates"]
+        .as_array()
+        .map(Vec::len)
+        .unwrap_or(usize::MAX);
+    let unchanged = doc["plan"]["unchanged"]
+        .as_array()
+        .map(Vec::len)
+        .unwrap_or(usize::MAX);
+    plan.check(
+        creates + unchanged == TOTAL,
+        "every desired object is either to create or unchanged",
+    )
+    .check(
+        creates == TOTAL - written && unchanged == written,
+        format_args!("{written} on disk are unchanged"),
+    )
+    .check(
+        doc["plan"]["updates"].as_array().is_some_and(Vec::is_empty),
+        "nothing half-written to update",
+    )
+    .check(
+        doc["plan"]["drifted"].as_array().is_some_and(Vec::is_empty),
+        "nothing drifted",
+    );
 
-    assert!(!state.join("journal.json").exists(), "the journal is gone after the repair");
-    repo.ward(&["status"]).code(EXIT_OK).stdout_has(&format!("last attempt:      {} (did not complete)", repo.head())).stdout_lacks("interrupted apply");
-    assert_eq!(temp_files(&state), Vec::<String>::new(), "no temporary files are left");
+    assert!(
+        !state.join("journal.json").exists(),
+        "the journal is gone after the repair"
+    );
+    repo.ward(&["status"])
+        .code(EXIT_OK)
+        .stdout_has(&format!(
+            "last attempt:      {} (did not complete)",
+            repo.head()
+        ))
+        .stdout_lacks("interrupted apply");
+    assert_eq!(
+        temp_files(&state),
+        Vec::<String>::new(),
+        "no temporary files are left"
+    );
     let on_disk = objects(&state);
     for (path, bytes) in &on_disk {
         if let Err(e) = serde_json::from_slice::<serde_json::Value>(bytes) {
@@ -125,24 +191,45 @@ fn interrupted_apply_is_repaired(what: &str, ready_at: impl Fn(&Path) -> bool) {
     assert_eq!(inv_files, disk_files, "inventory and disk agree");
     for (key, entry) in entries {
         let bytes = &on_disk[&util::object_file(key)];
-        let digest: String = Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect();
-        assert_eq!(entry["fingerprint"].as_str(), Some(digest.as_str()), "{key}: the inventory records what is on disk");
+        let digest: String = Sha256::digest(bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(
+            entry["fingerprint"].as_str(),
+            Some(digest.as_str()),
+            "{key}: the inventory records what is on disk"
+        );
     }
     let status = repo.ward(&["status", "--format", "json"]);
     let s = status.code(EXIT_OK).json();
-    status.check(s["interruptedApply"] == false && s["drifted"] == serde_json::json!([]) && s["unmanaged"] == serde_json::json!([]), "clean status after repair");
+    status.check(
+        s["interruptedApply"] == false
+            && s["drifted"] == serde_json::json!([])
+            && s["unmanaged"] == serde_json::json!([]),
+        "clean status after repair",
+    );
 
     // Finishing the job.
     repo.ward(&["apply"]).code(EXIT_OK);
-    repo.ward(&["plan", "--detailed-exitcode"]).code(EXIT_OK).stdout_has(&format!("0 to create, 0 to change, 0 to prune, 0 drifted, {TOTAL} unchanged"));
+    repo.ward(&["plan", "--detailed-exitcode"])
+        .code(EXIT_OK)
+        .stdout_has(&format!(
+            "0 to create, 0 to change, 0 to prune, 0 drifted, {TOTAL} unchanged"
+        ));
     let status = repo.ward(&["status"]);
-    status.code(EXIT_OK).stdout_has(&format!("{TOTAL} in inventory, {TOTAL} live")).stdout_has(&format!("applied revision:  {}\n", repo.head()));
+    status
+        .code(EXIT_OK)
+        .stdout_has(&format!("{TOTAL} in inventory, {TOTAL} live"))
+        .stdout_has(&format!("applied revision:  {}\n", repo.head()));
     assert_eq!(temp_files(&state), Vec::<String>::new());
 }
 
 #[test]
 fn killed_right_after_the_journal_appears() {
-    interrupted_apply_is_repaired("kill at journal", |state| state.join("journal.json").exists());
+    interrupted_apply_is_repaired("kill at journal", |state| {
+        state.join("journal.json").exists()
+    });
 }
 
 #[test]

@@ -10,23 +10,32 @@ mod util;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use util::{Env, EXIT_ERROR, EXIT_OK, WARD};
+use util::{EXIT_ERROR, EXIT_OK, Env, WARD};
 
 fn is_root() -> bool {
-    Command::new("id").arg("-u").output().is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
 }
 
 fn privileged(test: &str) -> bool {
     let reason = if !is_root() {
         Some("not root: the lab needs CAP_NET_ADMIN and CAP_SYS_ADMIN")
-    } else if !Command::new("ip").arg("-V").output().is_ok_and(|o| o.status.success()) {
+    } else if !Command::new("ip")
+        .arg("-V")
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
         Some("iproute2 (`ip`) cannot be run")
     } else {
         None
     };
     match reason {
         None => true,
-        Some(r) if std::env::var("CI").as_deref() == Ok("true") => panic!("{test}: {r} (CI=true: lab tests must run, not skip)"),
+        Some(r) if std::env::var("CI").as_deref() == Ok("true") => {
+            panic!("{test}: {r} (CI=true: lab tests must run, not skip)")
+        }
         Some(r) => {
             eprintln!("skipped: {test}: {r}");
             false
@@ -59,7 +68,9 @@ fn netns_exists(name: &str) -> bool {
 #[test]
 fn a_bad_topology_is_reported_with_file_line_and_code() {
     let env = Env::new();
-    let text = topology("bad").replace("node: n2}", "node: n3}").replace("ip: 10.201.1.10", "ip: 10.201.2.77");
+    let text = topology("bad")
+        .replace("node: n2}", "node: n3}")
+        .replace("ip: 10.201.1.10", "ip: 10.201.2.77");
     std::fs::write(env.path().join("lab.yaml"), text).expect("write");
     let run = env.ward(env.path(), &["lab", "up", "lab.yaml"]);
     run.code(EXIT_ERROR)
@@ -73,9 +84,19 @@ fn a_bad_topology_is_reported_with_file_line_and_code() {
     let json = env.ward(env.path(), &["lab", "down", "lab.yaml", "--format", "json"]);
     json.code(EXIT_ERROR);
     let v = json.json();
-    let codes: Vec<&str> = v["diagnostics"].as_array().expect("diagnostics").iter().filter_map(|d| d["code"].as_str()).collect();
-    json.check(codes == ["WARD-L003", "WARD-L004"], format_args!("codes {codes:?}"));
-    env.ward(env.path(), &["lab", "up", "missing.yaml"]).code(EXIT_ERROR).stdout_has("missing.yaml: error[WARD-Y001]: cannot read the topology");
+    let codes: Vec<&str> = v["diagnostics"]
+        .as_array()
+        .expect("diagnostics")
+        .iter()
+        .filter_map(|d| d["code"].as_str())
+        .collect();
+    json.check(
+        codes == ["WARD-L003", "WARD-L004"],
+        format_args!("codes {codes:?}"),
+    );
+    env.ward(env.path(), &["lab", "up", "missing.yaml"])
+        .code(EXIT_ERROR)
+        .stdout_has("missing.yaml: error[WARD-Y001]: cannot read the topology");
 }
 
 #[test]
@@ -89,16 +110,26 @@ fn without_root_lab_up_says_what_it_needs() {
     let mut cmd = if is_root() {
         let ward = dir.join("ward");
         std::fs::copy(WARD, &ward).expect("copy ward");
-        for (p, mode) in [(&dir, 0o755), (&ward, 0o755), (&dir.join("lab.yaml"), 0o644)] {
+        for (p, mode) in [
+            (&dir, 0o755),
+            (&ward, 0o755),
+            (&dir.join("lab.yaml"), 0o644),
+        ] {
             std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).expect("chmod");
         }
         let mut c = Command::new("setpriv");
-        c.args(["--reuid=65534", "--regid=65534", "--clear-groups"]).arg(&ward);
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(&ward);
         c
     } else {
         Command::new(WARD)
     };
-    let out = cmd.args(["lab", "up", "lab.yaml"]).current_dir(&dir).env("HOME", &dir).env("NO_COLOR", "1").output();
+    let out = cmd
+        .args(["lab", "up", "lab.yaml"])
+        .current_dir(&dir)
+        .env("HOME", &dir)
+        .env("NO_COLOR", "1")
+        .output();
     let out = match out {
         Ok(o) => o,
         Err(e) if std::env::var("CI").as_deref() != Ok("true") => {
@@ -109,7 +140,10 @@ fn without_root_lab_up_says_what_it_needs() {
     };
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(EXIT_ERROR), "{stderr}");
-    assert!(stderr.contains("needs root (CAP_NET_ADMIN, CAP_SYS_ADMIN)"), "{stderr}");
+    assert!(
+        stderr.contains("needs root (CAP_NET_ADMIN, CAP_SYS_ADMIN)"),
+        "{stderr}"
+    );
     assert!(!netns_exists("w-nonroot.underlay"));
 }
 
@@ -126,7 +160,9 @@ struct LabDown(String);
 
 impl Drop for LabDown {
     fn drop(&mut self) {
-        let _ = Command::new(WARD).args(["lab", "down", "--name", &self.0]).output();
+        let _ = Command::new(WARD)
+            .args(["lab", "down", "--name", &self.0])
+            .output();
     }
 }
 
@@ -142,21 +178,45 @@ fn up_status_down_as_root() {
 
     let up = env.ward(env.path(), &["lab", "up", "lab.yaml"]);
     up.code(EXIT_OK)
-        .stdout_has(&format!("lab {lab} is up: 2 node(s), 2 pod(s), world 198.51.100.10"))
+        .stdout_has(&format!(
+            "lab {lab} is up: 2 node(s), 2 pod(s), world 198.51.100.10"
+        ))
         .stdout_has("node n1  172.31.0.1  podCIDR 10.201.1.0/24")
         .stdout_has("pod demo/web  10.201.1.10")
         .stdout_has(&format!("netns w-{lab}.pod.demo.db"))
         .stdout_has("world world  198.51.100.10");
-    up.check(netns_exists(&format!("w-{lab}.node.n2")) && netns_exists(&format!("w-{lab}.world")), "namespaces exist");
+    up.check(
+        netns_exists(&format!("w-{lab}.node.n2")) && netns_exists(&format!("w-{lab}.world")),
+        "namespaces exist",
+    );
 
-    env.ward(env.path(), &["lab", "status"]).code(EXIT_OK).stdout_has(&format!("lab {lab}: up, 6 network namespace(s), 2 node(s), 2 pod(s)"));
-    env.ward(env.path(), &["lab", "up", "lab.yaml"]).code(EXIT_ERROR).stderr_has("already exists");
-    env.ward(env.path(), &["lab", "up", "--replace", "lab.yaml"]).code(EXIT_OK).stdout_has("is up");
+    env.ward(env.path(), &["lab", "status"])
+        .code(EXIT_OK)
+        .stdout_has(&format!(
+            "lab {lab}: up, 6 network namespace(s), 2 node(s), 2 pod(s)"
+        ));
+    env.ward(env.path(), &["lab", "up", "lab.yaml"])
+        .code(EXIT_ERROR)
+        .stderr_has("already exists");
+    env.ward(env.path(), &["lab", "up", "--replace", "lab.yaml"])
+        .code(EXIT_OK)
+        .stdout_has("is up");
 
     // down by topology file, then by name: idempotent.
-    env.ward(env.path(), &["lab", "down", "lab.yaml"]).code(EXIT_OK).stdout_has(&format!("lab {lab}: removed 6 network namespace(s) and its state file"));
+    env.ward(env.path(), &["lab", "down", "lab.yaml"])
+        .code(EXIT_OK)
+        .stdout_has(&format!(
+            "lab {lab}: removed 6 network namespace(s) and its state file"
+        ));
     let again = env.ward(env.path(), &["lab", "down", "--name", &lab]);
-    again.code(EXIT_OK).stdout_has(&format!("lab {lab}: nothing to remove"));
-    again.check(!netns_exists(&format!("w-{lab}.underlay")), "namespaces are gone");
-    env.ward(env.path(), &["lab", "status"]).code(EXIT_OK).stdout_lacks(&format!("lab {lab}:"));
+    again
+        .code(EXIT_OK)
+        .stdout_has(&format!("lab {lab}: nothing to remove"));
+    again.check(
+        !netns_exists(&format!("w-{lab}.underlay")),
+        "namespaces are gone",
+    );
+    env.ward(env.path(), &["lab", "status"])
+        .code(EXIT_OK)
+        .stdout_lacks(&format!("lab {lab}:"));
 }

@@ -4,11 +4,12 @@
 
 mod util;
 
-use util::{objects, object_file, Env, Repo, EXIT_CHANGES, EXIT_OK, FIXTURE_OBJECTS};
+use util::{EXIT_CHANGES, EXIT_OK, Env, FIXTURE_OBJECTS, Repo, object_file, objects};
 
 /// Applies HEAD of `repo` (which must have changes) and checks the state it leaves.
 fn apply_all(repo: &Repo) {
-    repo.ward(&["apply", "--detailed-exitcode"]).code(EXIT_CHANGES);
+    repo.ward(&["apply", "--detailed-exitcode"])
+        .code(EXIT_CHANGES);
     let on_disk: Vec<String> = objects(&repo.state()).into_keys().collect();
     let expected: Vec<String> = {
         let mut v: Vec<String> = FIXTURE_OBJECTS.iter().map(|k| object_file(k)).collect();
@@ -20,7 +21,11 @@ fn apply_all(repo: &Repo) {
 
 /// The diff lines of a text plan (indented by four spaces) that start with `sign`.
 fn diff_lines(stdout: &str, sign: char) -> Vec<&str> {
-    stdout.lines().filter_map(|l| l.strip_prefix("    ")).filter(|l| l.starts_with(sign)).collect()
+    stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("    "))
+        .filter(|l| l.starts_with(sign))
+        .collect()
 }
 
 #[test]
@@ -30,36 +35,62 @@ fn plan_apply_plan_converges_and_status_shows_the_commit() {
     let head = repo.head();
 
     let plan = repo.ward(&["plan", "--detailed-exitcode"]);
-    plan.code(EXIT_CHANGES).stdout_has("7 to create, 0 to change, 0 to prune, 0 drifted, 0 unchanged");
+    plan.code(EXIT_CHANGES)
+        .stdout_has("7 to create, 0 to change, 0 to prune, 0 drifted, 0 unchanged");
     for key in FIXTURE_OBJECTS {
         plan.stdout_has(&format!("+ {key} create ("));
     }
-    plan.check(!repo.state().join("objects").exists(), "plan writes no objects");
+    plan.check(
+        !repo.state().join("objects").exists(),
+        "plan writes no objects",
+    );
 
     // Documented: apply exits 2 with --detailed-exitcode when it changed something, else 0.
-    repo.ward(&["apply", "--detailed-exitcode"]).code(EXIT_CHANGES).stdout_has("7 to create");
+    repo.ward(&["apply", "--detailed-exitcode"])
+        .code(EXIT_CHANGES)
+        .stdout_has("7 to create");
     assert_eq!(objects(&repo.state()).len(), 7);
 
     let again = repo.ward(&["plan", "--detailed-exitcode"]);
-    again.code(EXIT_OK).stdout_has("0 to create, 0 to change, 0 to prune, 0 drifted, 7 unchanged");
-    again.check(again.stdout.contains(&format!("Plan for {}:", &head[..12])), "the plan names the clean commit");
+    again
+        .code(EXIT_OK)
+        .stdout_has("0 to create, 0 to change, 0 to prune, 0 drifted, 7 unchanged");
+    again.check(
+        again.stdout.contains(&format!("Plan for {}:", &head[..12])),
+        "the plan names the clean commit",
+    );
 
     let status = repo.ward(&["status"]);
-    status.code(EXIT_OK).stdout_has(&format!("applied revision:  {head}\n")).stdout_has("7 in inventory, 7 live").stdout_has("drift:             none");
+    status
+        .code(EXIT_OK)
+        .stdout_has(&format!("applied revision:  {head}\n"))
+        .stdout_has("7 in inventory, 7 live")
+        .stdout_has("drift:             none");
     let json = repo.ward(&["status", "--format", "json"]);
     json.code(EXIT_OK);
     let doc = json.json();
-    json.check(doc["appliedRevision"] == head.as_str(), "appliedRevision is the commit id")
-        .check(doc["interruptedApply"] == false, "not interrupted")
-        .check(doc["inventory"] == 7 && doc["live"] == 7, "7 objects");
+    json.check(
+        doc["appliedRevision"] == head.as_str(),
+        "appliedRevision is the commit id",
+    )
+    .check(doc["interruptedApply"] == false, "not interrupted")
+    .check(doc["inventory"] == 7 && doc["live"] == 7, "7 objects");
 
     // Applying again changes nothing and keeps the revision clean (the state directory in the
     // working tree must not make it look modified).
     let before = util::snapshot(&repo.state().join("objects"));
-    repo.ward(&["apply", "--detailed-exitcode"]).code(EXIT_OK).stdout_has("0 to create, 0 to change");
-    assert_eq!(util::snapshot(&repo.state().join("objects")), before, "a no-op apply rewrites nothing");
+    repo.ward(&["apply", "--detailed-exitcode"])
+        .code(EXIT_OK)
+        .stdout_has("0 to create, 0 to change");
+    assert_eq!(
+        util::snapshot(&repo.state().join("objects")),
+        before,
+        "a no-op apply rewrites nothing"
+    );
     assert!(!repo.is_dirty(), "the state directory is ignored by Git");
-    repo.ward(&["status"]).code(EXIT_OK).stdout_has(&format!("applied revision:  {head}\n"));
+    repo.ward(&["status"])
+        .code(EXIT_OK)
+        .stdout_has(&format!("applied revision:  {head}\n"));
 }
 
 #[test]
@@ -75,12 +106,19 @@ fn a_changed_line_in_a_commit_is_exactly_one_change() {
     let second = repo.commit("backend listens on 8080");
 
     let plan = repo.ward(&["plan", "--detailed-exitcode"]);
-    plan.code(EXIT_CHANGES).stdout_has("0 to create, 1 to change, 0 to prune, 0 drifted, 6 unchanged");
+    plan.code(EXIT_CHANGES)
+        .stdout_has("0 to create, 1 to change, 0 to prune, 0 drifted, 6 unchanged");
     plan.stdout_has("~ CiliumNetworkPolicy/shop/backend-ingress change (policies/namespaces/shop/backend-ingress.yaml:");
     let removed = diff_lines(&plan.stdout, '-');
     let added = diff_lines(&plan.stdout, '+');
-    plan.check(removed.len() == 1 && removed[0].contains("port: \"80\""), format_args!("one removed line, the old port: {removed:?}"))
-        .check(added.len() == 1 && added[0].contains("port: \"8080\""), format_args!("one added line, the new port: {added:?}"));
+    plan.check(
+        removed.len() == 1 && removed[0].contains("port: \"80\""),
+        format_args!("one removed line, the old port: {removed:?}"),
+    )
+    .check(
+        added.len() == 1 && added[0].contains("port: \"8080\""),
+        format_args!("one added line, the new port: {added:?}"),
+    );
 
     let json = repo.ward(&["plan", "--format", "json"]);
     json.code(EXIT_OK);
@@ -88,21 +126,52 @@ fn a_changed_line_in_a_commit_is_exactly_one_change() {
     let p = &doc["plan"];
     let updates = p["updates"].as_array().expect("updates");
     json.check(updates.len() == 1, "exactly one update")
-        .check(p["creates"].as_array().is_some_and(Vec::is_empty), "no creates")
-        .check(p["deletes"].as_array().is_some_and(Vec::is_empty), "no deletes")
-        .check(p["unchanged"].as_array().map(Vec::len) == Some(6), "six unchanged")
-        .check(updates[0]["key"]["name"] == "backend-ingress" && updates[0]["key"]["namespace"] == "shop", "the changed object")
+        .check(
+            p["creates"].as_array().is_some_and(Vec::is_empty),
+            "no creates",
+        )
+        .check(
+            p["deletes"].as_array().is_some_and(Vec::is_empty),
+            "no deletes",
+        )
+        .check(
+            p["unchanged"].as_array().map(Vec::len) == Some(6),
+            "six unchanged",
+        )
+        .check(
+            updates[0]["key"]["name"] == "backend-ingress"
+                && updates[0]["key"]["namespace"] == "shop",
+            "the changed object",
+        )
         .check(updates[0]["action"] == "update", "an update")
-        .check(updates[0]["diff"].as_str().is_some_and(|d| d.contains("\n+            - port: \"8080\"\n")), "the diff has the new line")
-        .check(doc["head"] == second.as_str(), "the plan is for the new commit")
+        .check(
+            updates[0]["diff"]
+                .as_str()
+                .is_some_and(|d| d.contains("\n+            - port: \"8080\"\n")),
+            "the diff has the new line",
+        )
+        .check(
+            doc["head"] == second.as_str(),
+            "the plan is for the new commit",
+        )
         .check(doc["summary"]["changes"] == true, "changes");
 
-    repo.ward(&["apply", "--detailed-exitcode"]).code(EXIT_CHANGES);
+    repo.ward(&["apply", "--detailed-exitcode"])
+        .code(EXIT_CHANGES);
     let after = objects(&repo.state());
-    let changed: Vec<&String> = after.keys().filter(|k| before.get(*k) != after.get(*k)).collect();
-    assert_eq!(changed, ["CiliumNetworkPolicy/shop/backend-ingress.json"], "only the changed object was rewritten");
+    let changed: Vec<&String> = after
+        .keys()
+        .filter(|k| before.get(*k) != after.get(*k))
+        .collect();
+    assert_eq!(
+        changed,
+        ["CiliumNetworkPolicy/shop/backend-ingress.json"],
+        "only the changed object was rewritten"
+    );
     repo.ward(&["plan", "--detailed-exitcode"]).code(EXIT_OK);
-    repo.ward(&["status"]).code(EXIT_OK).stdout_has(&format!("applied revision:  {second}\n"));
+    repo.ward(&["status"])
+        .code(EXIT_OK)
+        .stdout_has(&format!("applied revision:  {second}\n"));
 }
 
 #[test]
@@ -119,30 +188,56 @@ fn a_deleted_file_is_pruned_only_with_prune() {
 
     let plan = repo.ward(&["plan", "--detailed-exitcode"]);
     // Deletes without --prune are not changes an apply would make.
-    plan.code(EXIT_OK).stdout_has("0 to create, 0 to change, 1 to prune (with --prune), 0 drifted, 6 unchanged");
+    plan.code(EXIT_OK)
+        .stdout_has("0 to create, 0 to change, 1 to prune (with --prune), 0 drifted, 6 unchanged");
     plan.stdout_has(&format!("- {gone} prune (with --prune)"));
     assert_eq!(objects(&repo.state()), before, "plan deletes nothing");
 
-    repo.ward(&["plan", "--prune", "--detailed-exitcode"]).code(EXIT_CHANGES).stdout_has("1 to prune, 0 drifted");
+    repo.ward(&["plan", "--prune", "--detailed-exitcode"])
+        .code(EXIT_CHANGES)
+        .stdout_has("1 to prune, 0 drifted");
 
-    repo.ward(&["apply"]).code(EXIT_OK).stdout_has("1 to prune (with --prune)");
-    assert_eq!(objects(&repo.state()), before, "apply without --prune keeps the object");
+    repo.ward(&["apply"])
+        .code(EXIT_OK)
+        .stdout_has("1 to prune (with --prune)");
+    assert_eq!(
+        objects(&repo.state()),
+        before,
+        "apply without --prune keeps the object"
+    );
     let inv = util::inventory(&repo.state());
-    assert!(inv["entries"].get(gone).is_some(), "still in the inventory, so a later prune finds it");
+    assert!(
+        inv["entries"].get(gone).is_some(),
+        "still in the inventory, so a later prune finds it"
+    );
 
     let apply = repo.ward(&["apply", "--prune", "--detailed-exitcode"]);
-    apply.code(EXIT_CHANGES).stdout_has("0 to create, 0 to change, 1 to prune, 0 drifted, 6 unchanged");
+    apply
+        .code(EXIT_CHANGES)
+        .stdout_has("0 to create, 0 to change, 1 to prune, 0 drifted, 6 unchanged");
     let after = objects(&repo.state());
     let mut expected = before.clone();
     expected.remove(&gone_file).expect("the object existed");
-    assert_eq!(after, expected, "exactly that object is removed, the others are byte-identical");
+    assert_eq!(
+        after, expected,
+        "exactly that object is removed, the others are byte-identical"
+    );
     let inv = util::inventory(&repo.state());
-    assert!(inv["entries"].get(gone).is_none(), "pruned from the inventory");
+    assert!(
+        inv["entries"].get(gone).is_none(),
+        "pruned from the inventory"
+    );
     assert_eq!(inv["entries"].as_object().map(|m| m.len()), Some(6));
 
     let status = repo.ward(&["status"]);
-    status.code(EXIT_OK).stdout_has("6 in inventory, 6 live").stdout_has(&format!("applied revision:  {second}\n")).stdout_lacks("frontend-egress");
-    repo.ward(&["plan", "--prune", "--detailed-exitcode"]).code(EXIT_OK).stdout_has("0 to prune");
+    status
+        .code(EXIT_OK)
+        .stdout_has("6 in inventory, 6 live")
+        .stdout_has(&format!("applied revision:  {second}\n"))
+        .stdout_lacks("frontend-egress");
+    repo.ward(&["plan", "--prune", "--detailed-exitcode"])
+        .code(EXIT_OK)
+        .stdout_has("0 to prune");
 }
 
 #[test]
@@ -155,7 +250,10 @@ fn drift_is_reported_and_apply_restores_it() {
     let original = std::fs::read(&file).expect("the applied object");
     let text = String::from_utf8(original.clone()).expect("UTF-8");
     let edited = text.replace("\"port\":\"80\"", "\"port\":\"81\"");
-    assert_ne!(edited, text, "the object file holds the port as written: {text}");
+    assert_ne!(
+        edited, text,
+        "the object file holds the port as written: {text}"
+    );
     std::fs::write(&file, &edited).expect("edit by hand");
 
     let plan = repo.ward(&["plan", "--detailed-exitcode"]);
@@ -166,27 +264,53 @@ fn drift_is_reported_and_apply_restores_it() {
         .stdout_has("Drifted (changed outside ward since it was applied):")
         .stdout_has(&format!("\n  {key}\n"));
     let (minus, plus) = (diff_lines(&plan.stdout, '-'), diff_lines(&plan.stdout, '+'));
-    plan.check(minus.len() == 1 && minus[0].contains("port: \"81\""), "the diff removes the live port")
-        .check(plus.len() == 1 && plus[0].contains("port: \"80\""), "and puts the desired one back");
+    plan.check(
+        minus.len() == 1 && minus[0].contains("port: \"81\""),
+        "the diff removes the live port",
+    )
+    .check(
+        plus.len() == 1 && plus[0].contains("port: \"80\""),
+        "and puts the desired one back",
+    );
 
     let status = repo.ward(&["status"]);
-    status.code(EXIT_CHANGES).stdout_has("drift:             1 object(s) changed outside ward").stdout_has(&format!("  {key}\n"));
+    status
+        .code(EXIT_CHANGES)
+        .stdout_has("drift:             1 object(s) changed outside ward")
+        .stdout_has(&format!("  {key}\n"));
     let json = repo.ward(&["status", "--format", "json"]);
     json.code(EXIT_CHANGES);
-    json.check(json.json()["drifted"] == serde_json::json!([key]), "drifted lists the object");
+    json.check(
+        json.json()["drifted"] == serde_json::json!([key]),
+        "drifted lists the object",
+    );
 
-    repo.ward(&["apply", "--detailed-exitcode"]).code(EXIT_CHANGES).stdout_has("1 to change");
-    assert_eq!(std::fs::read(&file).expect("restored object"), original, "apply writes the desired content back");
-    repo.ward(&["status"]).code(EXIT_OK).stdout_has("drift:             none");
-    repo.ward(&["plan", "--detailed-exitcode"]).code(EXIT_OK).stdout_has("0 drifted, 7 unchanged");
+    repo.ward(&["apply", "--detailed-exitcode"])
+        .code(EXIT_CHANGES)
+        .stdout_has("1 to change");
+    assert_eq!(
+        std::fs::read(&file).expect("restored object"),
+        original,
+        "apply writes the desired content back"
+    );
+    repo.ward(&["status"])
+        .code(EXIT_OK)
+        .stdout_has("drift:             none");
+    repo.ward(&["plan", "--detailed-exitcode"])
+        .code(EXIT_OK)
+        .stdout_has("0 drifted, 7 unchanged");
 
     // A deleted object is drift too.
     std::fs::remove_file(&file).expect("delete by hand");
-    repo.ward(&["plan", "--detailed-exitcode"]).code(EXIT_CHANGES).stdout_has("1 to create, 0 to change, 0 to prune, 1 drifted");
+    repo.ward(&["plan", "--detailed-exitcode"])
+        .code(EXIT_CHANGES)
+        .stdout_has("1 to create, 0 to change, 0 to prune, 1 drifted");
     repo.ward(&["status"]).code(EXIT_CHANGES);
     repo.ward(&["apply"]).code(EXIT_OK);
     assert_eq!(std::fs::read(&file).expect("recreated object"), original);
-    repo.ward(&["status"]).code(EXIT_OK).stdout_has("drift:             none");
+    repo.ward(&["status"])
+        .code(EXIT_OK)
+        .stdout_has("drift:             none");
 }
 
 #[test]
@@ -200,7 +324,16 @@ fn a_remote_repository_is_cloned_into_the_cache_and_fetched_again() {
     let elsewhere = env.path().join("elsewhere");
     std::fs::create_dir_all(&elsewhere).expect("mkdir");
     let args = |extra: &[&'static str]| -> Vec<String> {
-        let mut v: Vec<String> = ["--repo", &url, "--cache-dir", &cache.to_string_lossy(), "--state", &state.to_string_lossy()].map(String::from).to_vec();
+        let mut v: Vec<String> = [
+            "--repo",
+            &url,
+            "--cache-dir",
+            &cache.to_string_lossy(),
+            "--state",
+            &state.to_string_lossy(),
+        ]
+        .map(String::from)
+        .to_vec();
         v.extend(extra.iter().map(|s| s.to_string()));
         v
     };
@@ -213,23 +346,46 @@ fn a_remote_repository_is_cloned_into_the_cache_and_fetched_again() {
     let first = repo.head();
     let plan = run(&["plan", "--format", "json"]);
     plan.code(EXIT_OK);
-    plan.check(plan.json()["head"] == first.as_str(), "plans the remote's HEAD").check(plan.json()["plan"]["creates"].as_array().map(Vec::len) == Some(7), "7 creates");
-    let cached: Vec<_> = std::fs::read_dir(cache.join("repos")).map(|d| d.flatten().collect()).unwrap_or_default();
+    plan.check(
+        plan.json()["head"] == first.as_str(),
+        "plans the remote's HEAD",
+    )
+    .check(
+        plan.json()["plan"]["creates"].as_array().map(Vec::len) == Some(7),
+        "7 creates",
+    );
+    let cached: Vec<_> = std::fs::read_dir(cache.join("repos"))
+        .map(|d| d.flatten().collect())
+        .unwrap_or_default();
     plan.check(cached.len() == 1, "one clone in the cache");
     run(&["apply"]).code(EXIT_OK);
-    run(&["plan", "--detailed-exitcode"]).code(EXIT_OK).stdout_has("7 unchanged");
+    run(&["plan", "--detailed-exitcode"])
+        .code(EXIT_OK)
+        .stdout_has("7 unchanged");
 
     // A new commit on the remote is fetched by the next plan.
     let path = "policies/namespaces/shop/backend-ingress.yaml";
-    repo.write(path, repo.read(path).replace("port: \"80\"", "port: \"8080\""));
+    repo.write(
+        path,
+        repo.read(path).replace("port: \"80\"", "port: \"8080\""),
+    );
     let second = repo.commit("backend on 8080");
     repo.push();
     let plan = run(&["plan", "--detailed-exitcode"]);
-    plan.code(EXIT_CHANGES).stdout_has(&format!("Plan for {}:", &second[..12])).stdout_has("0 to create, 1 to change, 0 to prune");
+    plan.code(EXIT_CHANGES)
+        .stdout_has(&format!("Plan for {}:", &second[..12]))
+        .stdout_has("0 to create, 1 to change, 0 to prune");
     run(&["apply"]).code(EXIT_OK);
-    run(&["status"]).code(EXIT_OK).stdout_has(&format!("applied revision:  {second}\n"));
+    run(&["status"])
+        .code(EXIT_OK)
+        .stdout_has(&format!("applied revision:  {second}\n"));
     assert!(!elsewhere.join(".ward").exists(), "--state was honoured");
-    let cached: Vec<_> = std::fs::read_dir(cache.join("repos")).map(|d| d.flatten().collect()).unwrap_or_default();
+    let cached: Vec<_> = std::fs::read_dir(cache.join("repos"))
+        .map(|d| d.flatten().collect())
+        .unwrap_or_default();
     assert_eq!(cached.len(), 1, "fetched into the same clone");
-    assert!(!env.path().join("home").join(".cache").exists(), "--cache-dir was honoured");
+    assert!(
+        !env.path().join("home").join(".cache").exists(),
+        "--cache-dir was honoured"
+    );
 }

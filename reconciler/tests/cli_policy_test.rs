@@ -4,15 +4,22 @@
 
 mod util;
 
-use util::{Env, Repo, EXIT_ERROR, EXIT_OK};
+use util::{EXIT_ERROR, EXIT_OK, Env, Repo};
 
 const SEED: &str = "policies/tests/shop-seed.yaml";
 
 /// The seed's first expectation (frontend → backend:80 allowed), flipped to `deny`.
 fn flip_first_expectation(repo: &Repo) {
     let text = repo.read(SEED);
-    let flipped = text.replacen("port: 80, protocol: TCP, expect: allow,", "port: 80, protocol: TCP, expect: deny,", 1);
-    assert_ne!(text, flipped, "the seed's first expectation is where this test expects it");
+    let flipped = text.replacen(
+        "port: 80, protocol: TCP, expect: allow,",
+        "port: 80, protocol: TCP, expect: deny,",
+        1,
+    );
+    assert_ne!(
+        text, flipped,
+        "the seed's first expectation is where this test expects it"
+    );
     repo.write(SEED, flipped);
 }
 
@@ -29,10 +36,14 @@ fn the_repositorys_own_tests_pass() {
         .stdout_has("ok: 23 expectation(s) in 2 test(s): 23 passed, 0 failed")
         .stdout_lacks("✗");
     // With no paths: the --include folders (the CiliumConfig too).
-    repo.ward(&["test"]).code(EXIT_OK).stdout_has("23 passed, 0 failed");
+    repo.ward(&["test"])
+        .code(EXIT_OK)
+        .stdout_has("23 passed, 0 failed");
     // A Git revision, without a checkout.
     flip_first_expectation(&repo);
-    repo.ward(&["test", "--rev", "HEAD"]).code(EXIT_OK).stdout_has("23 passed, 0 failed");
+    repo.ward(&["test", "--rev", "HEAD"])
+        .code(EXIT_OK)
+        .stdout_has("23 passed, 0 failed");
 }
 
 #[test]
@@ -49,20 +60,46 @@ fn a_flipped_expectation_fails_with_the_deciding_rule() {
         .stdout_has("egress of the source (remote identity ")
         .stdout_has("allowed by CiliumNetworkPolicy/shop/frontend-egress spec.egress[0] (policies/namespaces/shop/frontend-egress.yaml:13)")
         .stdout_has("FAILED: 23 expectation(s) in 2 test(s): 22 passed, 1 failed");
-    let failed = run.stdout.lines().filter(|l| l.trim_start().starts_with('✗')).count();
+    let failed = run
+        .stdout
+        .lines()
+        .filter(|l| l.trim_start().starts_with('✗'))
+        .count();
     run.check(failed == 1, "exactly the flipped expectation fails");
 
     let json = repo.ward(&["test", "policies", "--format", "json"]);
     let doc = json.code(EXIT_ERROR).json();
-    json.check(doc["summary"]["failed"] == 1 && doc["summary"]["passed"] == 22 && doc["summary"]["ok"] == false, "the summary");
+    json.check(
+        doc["summary"]["failed"] == 1
+            && doc["summary"]["passed"] == 22
+            && doc["summary"]["ok"] == false,
+        "the summary",
+    );
     let first = &doc["tests"][1]["expectations"][0];
-    json.check(doc["tests"][1]["name"] == "shop-seed" && first["status"] == "fail", "the seed's first expectation failed")
-        .check(first["outcome"]["decidedBy"]["rule"] == "CiliumNetworkPolicy/shop/backend-ingress spec.ingress[0]", "the deciding rule")
-        .check(first["outcome"]["decidedBy"]["origin"] == "policies/namespaces/shop/backend-ingress.yaml:7", "its file and line")
-        .check(first["outcome"]["egress"]["reason"] == "allowed" && first["outcome"]["ingress"]["reason"] == "allowed", "both directions allow");
+    json.check(
+        doc["tests"][1]["name"] == "shop-seed" && first["status"] == "fail",
+        "the seed's first expectation failed",
+    )
+    .check(
+        first["outcome"]["decidedBy"]["rule"]
+            == "CiliumNetworkPolicy/shop/backend-ingress spec.ingress[0]",
+        "the deciding rule",
+    )
+    .check(
+        first["outcome"]["decidedBy"]["origin"]
+            == "policies/namespaces/shop/backend-ingress.yaml:7",
+        "its file and line",
+    )
+    .check(
+        first["outcome"]["egress"]["reason"] == "allowed"
+            && first["outcome"]["ingress"]["reason"] == "allowed",
+        "both directions allow",
+    );
 
     let junit = repo.ward(&["test", "policies", "--format", "junit"]);
-    junit.code(EXIT_ERROR).stdout_has("<testsuites name=\"ward test\" tests=\"23\" failures=\"1\">");
+    junit
+        .code(EXIT_ERROR)
+        .stdout_has("<testsuites name=\"ward test\" tests=\"23\" failures=\"1\">");
     let xml = &junit.stdout;
     junit
         .check(xml.matches("<testcase ").count() == 23, "one test case per expectation")
@@ -81,17 +118,30 @@ fn a_wrong_decided_by_fails_even_when_the_verdict_is_right() {
     let repo = env.fixture_repo();
     let seed = repo.read(SEED);
     let with = |decided_by: &str| {
-        let text = seed.replace("decidedBy: CiliumNetworkPolicy/shop/backend-ingress}", &format!("decidedBy: \"{decided_by}\"}}"));
+        let text = seed.replace(
+            "decidedBy: CiliumNetworkPolicy/shop/backend-ingress}",
+            &format!("decidedBy: \"{decided_by}\"}}"),
+        );
         assert_ne!(text, seed);
         text
     };
     // An allowed flow needs both directions: either allowing rule may be named.
-    repo.write(SEED, with("CiliumNetworkPolicy/shop/frontend-egress spec.egress[0]"));
-    repo.ward(&["test"]).code(EXIT_OK).stdout_has("23 passed, 0 failed");
+    repo.write(
+        SEED,
+        with("CiliumNetworkPolicy/shop/frontend-egress spec.egress[0]"),
+    );
+    repo.ward(&["test"])
+        .code(EXIT_OK)
+        .stdout_has("23 passed, 0 failed");
     repo.write(SEED, with("cnp/shop/backend-ingress spec.ingress[0]"));
-    repo.ward(&["test"]).code(EXIT_OK).stdout_has("23 passed, 0 failed");
+    repo.ward(&["test"])
+        .code(EXIT_OK)
+        .stdout_has("23 passed, 0 failed");
     // The DNS rule does not decide this flow.
-    repo.write(SEED, with("CiliumNetworkPolicy/shop/frontend-egress spec.egress[1]"));
+    repo.write(
+        SEED,
+        with("CiliumNetworkPolicy/shop/frontend-egress spec.egress[1]"),
+    );
     repo.ward(&["test"])
         .code(EXIT_ERROR)
         .stdout_has("expected decidedBy CiliumNetworkPolicy/shop/frontend-egress spec.egress[1], but decided by CiliumNetworkPolicy/shop/backend-ingress spec.ingress[0]")
@@ -149,8 +199,13 @@ spec:
         .stdout_has("policies/tests/zz-other.yaml:1:1: error[WARD-S014]: endpoint \"frontend\" is declared differently in policies/tests/zz-other.yaml:1 (PolicyTest zz-other) and in policies/tests/shop-seed.yaml:4 (PolicyTest shop-seed): labels differ (at spec.endpoints[0])")
         .stdout_has("hint: a name means the same endpoint in every PolicyTest");
     // The same declaration repeated is fine.
-    repo.write("policies/tests/zz-other.yaml", other.replace(", tier: web", ""));
-    repo.ward(&["test"]).code(EXIT_OK).stdout_has("24 passed, 0 failed");
+    repo.write(
+        "policies/tests/zz-other.yaml",
+        other.replace(", tier: web", ""),
+    );
+    repo.ward(&["test"])
+        .code(EXIT_OK)
+        .stdout_has("24 passed, 0 failed");
 }
 
 #[test]
@@ -160,9 +215,11 @@ fn no_tests_is_not_a_failure_and_unsupported_formats_are_refused() {
     repo.write("policies/p.yaml", util::cnp("shop", "api", 80));
     repo.commit("a policy, no tests");
     let run = repo.ward(&["test"]);
-    run.code(EXIT_OK).stderr_has("no PolicyTest documents in 1 file(s)");
+    run.code(EXIT_OK)
+        .stderr_has("no PolicyTest documents in 1 file(s)");
     let run = repo.ward(&["test", "--format", "sarif"]);
-    run.code(EXIT_ERROR).stderr_has("ward test prints --format text, json or junit");
+    run.code(EXIT_ERROR)
+        .stderr_has("ward test prints --format text, json or junit");
 }
 
 #[test]
@@ -170,5 +227,6 @@ fn tests_without_policies_warn() {
     let env = Env::new();
     let repo = env.fixture_repo();
     let run = repo.ward(&["test", SEED]);
-    run.code(EXIT_ERROR).stderr_has("warning: no CiliumNetworkPolicy or CiliumClusterwideNetworkPolicy was loaded");
+    run.code(EXIT_ERROR)
+        .stderr_has("warning: no CiliumNetworkPolicy or CiliumClusterwideNetworkPolicy was loaded");
 }

@@ -11,34 +11,88 @@ mod util;
 
 use std::path::Path;
 use testcluster::TestCluster;
-use util::{Env, EXIT_OK};
+use util::{EXIT_OK, Env};
 
 fn deploy(file: &str) -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy").join(file).display().to_string()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("deploy")
+        .join(file)
+        .display()
+        .to_string()
 }
 
 #[test]
 fn manifests_apply_and_the_service_account_is_enough_and_no_more() {
-    let Some(cluster) = TestCluster::start() else { return };
-    cluster.kubectl_ok(&["apply", "--server-side", "-f", &deploy("namespace.yaml"), "-f", &deploy("rbac.yaml")]);
-    let dry = cluster.kubectl_ok(&["apply", "--server-side", "--dry-run=server", "-f", &deploy("reconciler.yaml")]);
-    assert!(dry.contains("deployment.apps/ward-reconciler serverside-applied (server dry run)"), "{dry}");
-    assert!(dry.contains("service/ward-reconciler serverside-applied (server dry run)"), "{dry}");
+    let Some(cluster) = TestCluster::start() else {
+        return;
+    };
+    cluster.kubectl_ok(&[
+        "apply",
+        "--server-side",
+        "-f",
+        &deploy("namespace.yaml"),
+        "-f",
+        &deploy("rbac.yaml"),
+    ]);
+    let dry = cluster.kubectl_ok(&[
+        "apply",
+        "--server-side",
+        "--dry-run=server",
+        "-f",
+        &deploy("reconciler.yaml"),
+    ]);
+    assert!(
+        dry.contains("deployment.apps/ward-reconciler serverside-applied (server dry run)"),
+        "{dry}"
+    );
+    assert!(
+        dry.contains("service/ward-reconciler serverside-applied (server dry run)"),
+        "{dry}"
+    );
 
     // A kubeconfig with the ServiceAccount's token only.
     let env = Env::new();
-    let kc = cluster.service_account_kubeconfig("ward-system", "ward-reconciler", &env.path().join("sa-kubeconfig"));
+    let kc = cluster.service_account_kubeconfig(
+        "ward-system",
+        "ward-reconciler",
+        &env.path().join("sa-kubeconfig"),
+    );
 
     cluster.kubectl_ok(&["create", "namespace", "shop"]);
     let repo = env.fixture_repo();
-    let run = env.ward(&repo.path, &["reconcile", "--once", "--prune", "--identity", "sa-test", "--listen", "127.0.0.1:0", "--kubeconfig", kc.to_str().unwrap()]);
+    let run = env.ward(
+        &repo.path,
+        &[
+            "reconcile",
+            "--once",
+            "--prune",
+            "--identity",
+            "sa-test",
+            "--listen",
+            "127.0.0.1:0",
+            "--kubeconfig",
+            kc.to_str().unwrap(),
+        ],
+    );
     run.code(EXIT_OK).stderr_lacks("WARN");
     let cnps = cluster.kubectl_ok(&["get", "cnp", "-n", "shop", "-o", "name"]);
     assert_eq!(cnps.lines().count(), 3, "{cnps}");
-    let ready = cluster.kubectl_ok(&["get", "wardsync", "ward", "-o", "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}"]);
+    let ready = cluster.kubectl_ok(&[
+        "get",
+        "wardsync",
+        "ward",
+        "-o",
+        "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
+    ]);
     assert_eq!(ready, "True");
 
     // And nothing more than that.
-    let denied = [("delete", "pods", "shop"), ("create", "namespaces", ""), ("get", "secrets", "kube-system"), ("create", "clusterroles", ""), ("patch", "deployments", "ward-system")];
+    let denied = [
+        ("delete", "pods", "shop"),
+        ("create", "namespaces", ""),
+        ("get", "secrets", "kube-system"),
+        ("create", "clusterroles", ""),
+        ("patch", "deployments", "ward-system"),
+    ];
     cluster.assert_cannot("ward-system", "ward-reconciler", &denied);
 }

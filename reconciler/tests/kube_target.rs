@@ -11,7 +11,7 @@ mod util;
 
 use serde_json::Value;
 use testcluster::TestCluster;
-use util::{Env, Repo, EXIT_CHANGES, EXIT_ERROR, EXIT_OK};
+use util::{EXIT_CHANGES, EXIT_ERROR, EXIT_OK, Env, Repo};
 
 /// Runs `ward` against the cluster.
 fn ward(repo: &Repo, cluster: &TestCluster, args: &[&str]) -> util::Run {
@@ -39,32 +39,76 @@ fn names(cluster: &TestCluster, kind: &str) -> Vec<String> {
 }
 
 fn backend_port(cluster: &TestCluster) -> String {
-    cluster.kubectl_ok(&["get", "cnp", "-n", "shop", "backend-ingress", "-o", "jsonpath={.spec.ingress[0].toPorts[0].ports[0].port}"])
+    cluster.kubectl_ok(&[
+        "get",
+        "cnp",
+        "-n",
+        "shop",
+        "backend-ingress",
+        "-o",
+        "jsonpath={.spec.ingress[0].toPorts[0].ports[0].port}",
+    ])
 }
 
 #[test]
 fn apply_converges_and_drift_conflicts_and_prune_behave() {
-    let Some(cluster) = TestCluster::start() else { return };
+    let Some(cluster) = TestCluster::start() else {
+        return;
+    };
     cluster.kubectl_ok(&["create", "namespace", "shop"]);
     let env = Env::new();
     let mut repo = env.fixture_repo();
 
     let plan = ward(&repo, &cluster, &["plan", "--detailed-exitcode"]);
-    plan.code(EXIT_CHANGES).stdout_has("7 to create, 0 to change, 0 to prune, 0 drifted, 0 unchanged").stdout_has("+ CiliumNetworkPolicy/shop/backend-ingress create");
-    assert_eq!(names(&cluster, "cnp"), Vec::<String>::new(), "a plan writes nothing");
+    plan.code(EXIT_CHANGES)
+        .stdout_has("7 to create, 0 to change, 0 to prune, 0 drifted, 0 unchanged")
+        .stdout_has("+ CiliumNetworkPolicy/shop/backend-ingress create");
+    assert_eq!(
+        names(&cluster, "cnp"),
+        Vec::<String>::new(),
+        "a plan writes nothing"
+    );
 
     let apply = ward(&repo, &cluster, &["apply", "--detailed-exitcode"]);
     apply.code(EXIT_CHANGES).stdout_has("7 to create");
-    ward(&repo, &cluster, &["plan", "--detailed-exitcode"]).code(EXIT_OK).stdout_has("0 to create, 0 to change, 0 to prune, 0 drifted, 7 unchanged");
+    ward(&repo, &cluster, &["plan", "--detailed-exitcode"])
+        .code(EXIT_OK)
+        .stdout_has("0 to create, 0 to change, 0 to prune, 0 drifted, 7 unchanged");
 
     // Exactly the repository's objects, written by field manager ward.
-    assert_eq!(names(&cluster, "cnp"), ["shop/backend-egress-deny-all", "shop/backend-ingress", "shop/frontend-egress"]);
-    assert_eq!(names(&cluster, "ccnp"), ["allow-kube-dns", "deny-world-egress"]);
+    assert_eq!(
+        names(&cluster, "cnp"),
+        [
+            "shop/backend-egress-deny-all",
+            "shop/backend-ingress",
+            "shop/frontend-egress"
+        ]
+    );
+    assert_eq!(
+        names(&cluster, "ccnp"),
+        ["allow-kube-dns", "deny-world-egress"]
+    );
     assert_eq!(names(&cluster, "cec"), ["shop/envoy-frontend-l7lb"]);
-    let managers = cluster.kubectl_ok(&["get", "cnp", "-n", "shop", "backend-ingress", "-o", "jsonpath={.metadata.managedFields[*].manager}"]);
+    let managers = cluster.kubectl_ok(&[
+        "get",
+        "cnp",
+        "-n",
+        "shop",
+        "backend-ingress",
+        "-o",
+        "jsonpath={.metadata.managedFields[*].manager}",
+    ]);
     assert_eq!(managers.trim(), "ward");
     // The CiliumConfig is a ConfigMap the agents read.
-    let config = cluster.kubectl_ok(&["get", "configmap", "-n", "kube-system", "cilium-config", "-o", "jsonpath={.data.cilium-config\\.yaml}"]);
+    let config = cluster.kubectl_ok(&[
+        "get",
+        "configmap",
+        "-n",
+        "kube-system",
+        "cilium-config",
+        "-o",
+        "jsonpath={.data.cilium-config\\.yaml}",
+    ]);
     assert!(config.contains("enable-encryption: true"), "{config}");
     let status = ward(&repo, &cluster, &["status", "--format", "json"]);
     status.code(EXIT_OK);
@@ -74,54 +118,131 @@ fn apply_converges_and_drift_conflicts_and_prune_behave() {
 
     // Drift: a change made with kubectl is reported and corrected.
     assert_eq!(backend_port(&cluster), "80");
-    cluster.kubectl_ok(&["patch", "cnp", "-n", "shop", "backend-ingress", "--type", "json", "-p", r#"[{"op":"replace","path":"/spec/ingress/0/toPorts/0/ports/0/port","value":"8080"}]"#]);
-    ward(&repo, &cluster, &["status"]).code(EXIT_CHANGES).stdout_has("CiliumNetworkPolicy/shop/backend-ingress");
+    cluster.kubectl_ok(&[
+        "patch",
+        "cnp",
+        "-n",
+        "shop",
+        "backend-ingress",
+        "--type",
+        "json",
+        "-p",
+        r#"[{"op":"replace","path":"/spec/ingress/0/toPorts/0/ports/0/port","value":"8080"}]"#,
+    ]);
+    ward(&repo, &cluster, &["status"])
+        .code(EXIT_CHANGES)
+        .stdout_has("CiliumNetworkPolicy/shop/backend-ingress");
     let drift = ward(&repo, &cluster, &["plan", "--detailed-exitcode"]);
-    drift.code(EXIT_CHANGES).stdout_has("0 to create, 1 to change, 0 to prune, 1 drifted, 6 unchanged");
-    drift.stdout_has("-            - port: \"8080\"").stdout_has("+            - port: \"80\"");
+    drift
+        .code(EXIT_CHANGES)
+        .stdout_has("0 to create, 1 to change, 0 to prune, 1 drifted, 6 unchanged");
+    drift
+        .stdout_has("-            - port: \"8080\"")
+        .stdout_has("+            - port: \"80\"");
     ward(&repo, &cluster, &["apply"]).code(EXIT_OK);
     assert_eq!(backend_port(&cluster), "80", "drift corrected");
-    ward(&repo, &cluster, &["status"]).code(EXIT_OK).stdout_has("drift:             none");
+    ward(&repo, &cluster, &["status"])
+        .code(EXIT_OK)
+        .stdout_has("drift:             none");
 
     // Conflict: another manager takes a field ward set; ward reports it and takes it back only
     // with --force-conflicts.
     let intruder = env.path().join("intruder.yaml");
-    let text = repo.read("policies/namespaces/shop/backend-ingress.yaml").replace("port: \"80\"", "port: \"9090\"");
-    assert!(text.contains("9090"), "the fixture's port is written as \"80\"");
+    let text = repo
+        .read("policies/namespaces/shop/backend-ingress.yaml")
+        .replace("port: \"80\"", "port: \"9090\"");
+    assert!(
+        text.contains("9090"),
+        "the fixture's port is written as \"80\""
+    );
     std::fs::write(&intruder, text).unwrap();
-    cluster.kubectl_ok(&["apply", "--server-side", "--force-conflicts", "--field-manager", "intruder", "-f", intruder.to_str().unwrap()]);
+    cluster.kubectl_ok(&[
+        "apply",
+        "--server-side",
+        "--force-conflicts",
+        "--field-manager",
+        "intruder",
+        "-f",
+        intruder.to_str().unwrap(),
+    ]);
     let conflict = ward(&repo, &cluster, &["apply"]);
-    conflict.code(EXIT_ERROR).stderr_has("conflict").stderr_has("intruder").stderr_has(".spec.ingress").stderr_has("--force-conflicts");
-    assert_eq!(backend_port(&cluster), "9090", "nothing applied on a conflict");
+    conflict
+        .code(EXIT_ERROR)
+        .stderr_has("conflict")
+        .stderr_has("intruder")
+        .stderr_has(".spec.ingress")
+        .stderr_has("--force-conflicts");
+    assert_eq!(
+        backend_port(&cluster),
+        "9090",
+        "nothing applied on a conflict"
+    );
     ward(&repo, &cluster, &["apply", "--force-conflicts"]).code(EXIT_OK);
     assert_eq!(backend_port(&cluster), "80");
 
     // A namespace that does not exist: refused before anything is written.
     repo.write("policies/namespaces/ghost/p.yaml", "apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {name: p, namespace: ghost}\nspec:\n  endpointSelector: {}\n  ingress: [{}]\n");
     repo.write("policies/clusterwide/extra.yaml", "apiVersion: cilium.io/v2\nkind: CiliumClusterwideNetworkPolicy\nmetadata: {name: extra}\nspec:\n  endpointSelector: {}\n  ingress: [{}]\n");
-    ward(&repo, &cluster, &["apply"]).code(EXIT_ERROR).stderr_has("namespace(s) ghost do not exist");
-    assert_eq!(names(&cluster, "ccnp"), ["allow-kube-dns", "deny-world-egress"], "nothing applied");
+    ward(&repo, &cluster, &["apply"])
+        .code(EXIT_ERROR)
+        .stderr_has("namespace(s) ghost do not exist");
+    assert_eq!(
+        names(&cluster, "ccnp"),
+        ["allow-kube-dns", "deny-world-egress"],
+        "nothing applied"
+    );
     repo.remove("policies/namespaces/ghost/p.yaml");
     repo.remove("policies/clusterwide/extra.yaml");
 
     // Prune: exactly the deleted file's object; an opted-out object stays.
-    cluster.kubectl_ok(&["annotate", "cnp", "-n", "shop", "frontend-egress", "ward.dev/prune=disabled"]);
+    cluster.kubectl_ok(&[
+        "annotate",
+        "cnp",
+        "-n",
+        "shop",
+        "frontend-egress",
+        "ward.dev/prune=disabled",
+    ]);
     repo.remove("policies/namespaces/shop/frontend-egress.yaml");
     repo.remove("policies/namespaces/shop/backend-egress-deny-all.yaml");
     repo.commit("drop two policies");
     // `ward diff` without --base compares the commit with the cluster (prunes shown; the
     // opted-out object is kept).
     let diff = ward(&repo, &cluster, &["diff", "--detailed-exitcode"]);
-    diff.code(EXIT_CHANGES).stdout_has("Diff live (cluster of ").stdout_has("0 to create, 0 to change, 1 to prune");
+    diff.code(EXIT_CHANGES)
+        .stdout_has("Diff live (cluster of ")
+        .stdout_has("0 to create, 0 to change, 1 to prune");
     assert_eq!(names(&cluster, "cnp").len(), 3, "a diff writes nothing");
-    ward(&repo, &cluster, &["apply", "--prune", "--max-prune", "0"]).code(EXIT_ERROR).stderr_has("deletion budget");
-    assert_eq!(names(&cluster, "cnp").len(), 3, "over budget: nothing pruned");
+    ward(&repo, &cluster, &["apply", "--prune", "--max-prune", "0"])
+        .code(EXIT_ERROR)
+        .stderr_has("deletion budget");
+    assert_eq!(
+        names(&cluster, "cnp").len(),
+        3,
+        "over budget: nothing pruned"
+    );
     let pruned = ward(&repo, &cluster, &["apply", "--prune"]);
-    pruned.code(EXIT_OK).stdout_has("1 to prune").stderr_has("frontend-egress is no longer desired but annotated ward.dev/prune: disabled");
-    assert_eq!(names(&cluster, "cnp"), ["shop/backend-ingress", "shop/frontend-egress"]);
+    pruned
+        .code(EXIT_OK)
+        .stdout_has("1 to prune")
+        .stderr_has("frontend-egress is no longer desired but annotated ward.dev/prune: disabled");
+    assert_eq!(
+        names(&cluster, "cnp"),
+        ["shop/backend-ingress", "shop/frontend-egress"]
+    );
     let s = ward(&repo, &cluster, &["status", "--format", "json"]).json();
-    assert_eq!(s["inventory"], 5, "the opted-out object left the inventory: {s}");
-    assert!(s["unmanaged"].as_array().unwrap().iter().any(|u| u == "CiliumNetworkPolicy/shop/frontend-egress"), "{s}");
+    assert_eq!(
+        s["inventory"], 5,
+        "the opted-out object left the inventory: {s}"
+    );
+    assert!(
+        s["unmanaged"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|u| u == "CiliumNetworkPolicy/shop/frontend-egress"),
+        "{s}"
+    );
 
     // Health: a policy the agent marked invalid shows in the status.
     cluster.kubectl_ok(&[
@@ -133,7 +254,9 @@ fn apply_converges_and_drift_conflicts_and_prune_behave() {
 
 #[test]
 fn pruning_everything_is_refused_and_an_invalid_revision_changes_nothing() {
-    let Some(cluster) = TestCluster::start() else { return };
+    let Some(cluster) = TestCluster::start() else {
+        return;
+    };
     cluster.kubectl_ok(&["create", "namespace", "shop"]);
     let env = Env::new();
     let mut repo = env.fixture_repo();
@@ -141,15 +264,28 @@ fn pruning_everything_is_refused_and_an_invalid_revision_changes_nothing() {
     let before = names(&cluster, "cnp");
 
     // An invalid commit: nothing applied, the message names the file and line.
-    repo.write("policies/namespaces/shop/backend-ingress.yaml", repo.read("policies/namespaces/shop/backend-ingress.yaml").replace("apiVersion: cilium.io/v2", "apiVersion: cilium.io/v1alpha1"));
+    repo.write(
+        "policies/namespaces/shop/backend-ingress.yaml",
+        repo.read("policies/namespaces/shop/backend-ingress.yaml")
+            .replace("apiVersion: cilium.io/v2", "apiVersion: cilium.io/v1alpha1"),
+    );
     repo.write("policies/namespaces/shop/new.yaml", "apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {name: new, namespace: shop}\nspec:\n  endpointSelector: {}\n  ingress: [{}]\n");
     repo.commit("broken");
     let bad = ward(&repo, &cluster, &["apply", "--prune"]);
-    bad.code(EXIT_ERROR).stdout_has("policies/namespaces/shop/backend-ingress.yaml:").stdout_has("cilium.io/v2").stderr_has("nothing applied");
+    bad.code(EXIT_ERROR)
+        .stdout_has("policies/namespaces/shop/backend-ingress.yaml:")
+        .stdout_has("cilium.io/v2")
+        .stderr_has("nothing applied");
     assert_eq!(names(&cluster, "cnp"), before);
 
     // A checkout with no policies at all would prune everything: refused unless asked for.
-    for f in ["backend-ingress.yaml", "new.yaml", "backend-egress-deny-all.yaml", "frontend-egress.yaml", "envoy-frontend-l7lb.yaml"] {
+    for f in [
+        "backend-ingress.yaml",
+        "new.yaml",
+        "backend-egress-deny-all.yaml",
+        "frontend-egress.yaml",
+        "envoy-frontend-l7lb.yaml",
+    ] {
         repo.remove(&format!("policies/namespaces/shop/{f}"));
     }
     for f in ["allow-kube-dns.yaml", "deny-world-egress.yaml"] {
@@ -157,7 +293,9 @@ fn pruning_everything_is_refused_and_an_invalid_revision_changes_nothing() {
     }
     repo.remove("cluster-config/cilium-config.yaml");
     repo.commit("empty");
-    ward(&repo, &cluster, &["apply", "--prune"]).code(EXIT_ERROR).stderr_has("refusing to prune all 7 objects");
+    ward(&repo, &cluster, &["apply", "--prune"])
+        .code(EXIT_ERROR)
+        .stderr_has("refusing to prune all 7 objects");
     assert_eq!(names(&cluster, "cnp"), before);
     ward(&repo, &cluster, &["apply", "--prune", "--allow-prune-all"]).code(EXIT_OK);
     assert_eq!(names(&cluster, "cnp"), Vec::<String>::new());

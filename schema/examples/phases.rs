@@ -3,7 +3,7 @@
 //! (add `--fast-only` to run only the YAML fast path, 20 times, e.g. under a profiler).
 
 use std::time::{Duration, Instant};
-use ward_schema::{envelope, schemas::Schemas, semantic, yaml, Kind};
+use ward_schema::{Kind, envelope, schemas::Schemas, semantic, yaml};
 
 fn files(dir: &std::path::Path, out: &mut Vec<Vec<u8>>) {
     for e in std::fs::read_dir(dir).expect("readable dir").flatten() {
@@ -30,7 +30,13 @@ fn main() {
         println!("fast path x20: {:?}", t.elapsed());
         return;
     }
-    let (mut t_parse, mut t_json, mut t_env, mut t_schema, mut t_sem) = (Duration::ZERO, Duration::ZERO, Duration::ZERO, Duration::ZERO, Duration::ZERO);
+    let (mut t_parse, mut t_json, mut t_env, mut t_schema, mut t_sem) = (
+        Duration::ZERO,
+        Duration::ZERO,
+        Duration::ZERO,
+        Duration::ZERO,
+        Duration::ZERO,
+    );
     let schemas = Schemas::get();
     let mut docs = 0;
     let whole = Instant::now();
@@ -46,7 +52,11 @@ fn main() {
             let t = Instant::now();
             let _ = envelope::check(&v);
             t_env += t.elapsed();
-            let kind = v.get("kind").and_then(|k| k.as_str()).and_then(Kind::parse).expect("known kind");
+            let kind = v
+                .get("kind")
+                .and_then(|k| k.as_str())
+                .and_then(Kind::parse)
+                .expect("known kind");
             let t = Instant::now();
             let _ = schemas.validate(kind, &v);
             t_schema += t.elapsed();
@@ -57,13 +67,28 @@ fn main() {
     }
     let total = whole.elapsed();
     let (taken, t_fast) = fast_path(&all, &limits);
-    println!("fast path: taken for {taken}/{} files, {t_fast:?} alone", all.len());
+    println!(
+        "fast path: taken for {taken}/{} files, {t_fast:?} alone",
+        all.len()
+    );
     let t = Instant::now();
     let events = raw_events(&all);
     println!("raw saphyr: {events} events in {:?}", t.elapsed());
-    println!("{docs} docs in {total:?} ({:.0} docs/s single-threaded)", docs as f64 / total.as_secs_f64());
-    for (name, t) in [("parse", t_parse), ("to_json", t_json), ("envelope", t_env), ("schema", t_schema), ("semantic", t_sem)] {
-        println!("{name:>9}: {t:?} ({:.1} us/doc)", t.as_secs_f64() * 1e6 / docs as f64);
+    println!(
+        "{docs} docs in {total:?} ({:.0} docs/s single-threaded)",
+        docs as f64 / total.as_secs_f64()
+    );
+    for (name, t) in [
+        ("parse", t_parse),
+        ("to_json", t_json),
+        ("envelope", t_env),
+        ("schema", t_schema),
+        ("semantic", t_sem),
+    ] {
+        println!(
+            "{name:>9}: {t:?} ({:.1} us/doc)",
+            t.as_secs_f64() * 1e6 / docs as f64
+        );
     }
 }
 
@@ -86,7 +111,12 @@ fn fast_path(all: &[Vec<u8>], limits: &yaml::Limits) -> (usize, Duration) {
     let t = Instant::now();
     let taken = all
         .iter()
-        .filter(|b| std::str::from_utf8(b).ok().and_then(|s| yaml::parse_fast(s, limits)).is_some())
+        .filter(|b| {
+            std::str::from_utf8(b)
+                .ok()
+                .and_then(|s| yaml::parse_fast(s, limits))
+                .is_some()
+        })
         .count();
     (taken, t.elapsed())
 }

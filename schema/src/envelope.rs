@@ -1,10 +1,10 @@
 //! The envelope of a document: `apiVersion`, `kind` and `metadata`, checked before anything
 //! else so that a wrong apiVersion (the common `cilium.io/v1alpha1`) gets a precise hint.
 
-use crate::diagnostic::codes;
-use crate::resource::{is_dns1123_label, is_dns1123_subdomain, Kind, ResourceKey};
-use crate::semantic::Finding;
 use crate::diagnostic::Severity;
+use crate::diagnostic::codes;
+use crate::resource::{Kind, ResourceKey, is_dns1123_label, is_dns1123_subdomain};
+use crate::semantic::Finding;
 use crate::yaml::Seg;
 use serde_json::Value;
 
@@ -19,7 +19,13 @@ pub struct Envelope {
     pub findings: Vec<Finding>,
 }
 
-fn finding(code: &'static str, path: &[&str], at_key: bool, message: String, hint: Option<String>) -> Finding {
+fn finding(
+    code: &'static str,
+    path: &[&str],
+    at_key: bool,
+    message: String,
+    hint: Option<String>,
+) -> Finding {
     Finding {
         severity: Severity::Error,
         code,
@@ -35,14 +41,29 @@ fn finding(code: &'static str, path: &[&str], at_key: bool, message: String, hin
 pub fn check(doc: &Value) -> Envelope {
     let mut findings = Vec::new();
     let Some(obj) = doc.as_object() else {
-        findings.push(finding(codes::NOT_AN_OBJECT, &[], false, "a document must be a mapping with apiVersion, kind and metadata".into(), None));
-        return Envelope { key: None, findings };
+        findings.push(finding(
+            codes::NOT_AN_OBJECT,
+            &[],
+            false,
+            "a document must be a mapping with apiVersion, kind and metadata".into(),
+            None,
+        ));
+        return Envelope {
+            key: None,
+            findings,
+        };
     };
     let kind_str = obj.get("kind").and_then(Value::as_str);
     let api = obj.get("apiVersion").and_then(Value::as_str);
     let kind = match kind_str {
         None => {
-            findings.push(finding(codes::MISSING_TYPE, &[], false, "missing field \"kind\"".into(), Some(known_kinds_hint())));
+            findings.push(finding(
+                codes::MISSING_TYPE,
+                &[],
+                false,
+                "missing field \"kind\"".into(),
+                Some(known_kinds_hint()),
+            ));
             None
         }
         Some(k) => match Kind::parse(k) {
@@ -56,7 +77,13 @@ pub fn check(doc: &Value) -> Envelope {
     match (kind, api) {
         (_, None) => {
             let hint = kind.map(|k| format!("add `apiVersion: {}`", k.api_version()));
-            findings.push(finding(codes::MISSING_TYPE, &[], false, "missing field \"apiVersion\"".into(), hint));
+            findings.push(finding(
+                codes::MISSING_TYPE,
+                &[],
+                false,
+                "missing field \"apiVersion\"".into(),
+                hint,
+            ));
         }
         (Some(kind), Some(api)) if api != kind.api_version() => {
             findings.push(finding(
@@ -64,7 +91,11 @@ pub fn check(doc: &Value) -> Envelope {
                 &["apiVersion"],
                 false,
                 format!("no matches for kind \"{kind}\" in version \"{api}\""),
-                Some(format!("use {}: Cilium serves {kind} only at {}", kind.api_version(), kind.api_version())),
+                Some(format!(
+                    "use {}: Cilium serves {kind} only at {}",
+                    kind.api_version(),
+                    kind.api_version()
+                )),
             ));
         }
         _ => {}
@@ -82,16 +113,35 @@ fn unknown_kind(k: &str) -> Finding {
     let names: Vec<&str> = Kind::ALL.iter().map(|k| k.as_str()).collect();
     let hint = match crate::semantic::did_you_mean(k, &names) {
         Some(s) => format!("did you mean \"{s}\"?"),
-        None => format!("{}; move other objects out of the policy folders or list them in .wardignore", known_kinds_hint()),
+        None => format!(
+            "{}; move other objects out of the policy folders or list them in .wardignore",
+            known_kinds_hint()
+        ),
     };
-    finding(codes::UNKNOWN_KIND, &["kind"], false, format!("unknown kind \"{k}\""), Some(hint))
+    finding(
+        codes::UNKNOWN_KIND,
+        &["kind"],
+        false,
+        format!("unknown kind \"{k}\""),
+        Some(hint),
+    )
 }
 
-fn check_metadata(kind: Kind, meta: Option<&Value>, findings: &mut Vec<Finding>) -> Option<ResourceKey> {
+fn check_metadata(
+    kind: Kind,
+    meta: Option<&Value>,
+    findings: &mut Vec<Finding>,
+) -> Option<ResourceKey> {
     let Some(meta) = meta.and_then(Value::as_object) else {
         // metadata of the wrong type (null included) is the JSON Schema's finding.
         if meta.is_none() {
-            findings.push(finding(codes::BAD_NAME, &[], false, format!("{kind} must have name"), Some("add `metadata: {name: ...}`".into())));
+            findings.push(finding(
+                codes::BAD_NAME,
+                &[],
+                false,
+                format!("{kind} must have name"),
+                Some("add `metadata: {name: ...}`".into()),
+            ));
         }
         return None;
     };
@@ -100,7 +150,13 @@ fn check_metadata(kind: Kind, meta: Option<&Value>, findings: &mut Vec<Finding>)
         // A name of the wrong type (null included) is the JSON Schema's finding.
         None if raw_name.is_some() => None,
         None | Some("") => {
-            findings.push(finding(codes::BAD_NAME, &["metadata"], true, format!("{kind} must have name"), Some("add `name:` under metadata".into())));
+            findings.push(finding(
+                codes::BAD_NAME,
+                &["metadata"],
+                true,
+                format!("{kind} must have name"),
+                Some("add `name:` under metadata".into()),
+            ));
             None
         }
         Some(n) if !is_dns1123_subdomain(n) => {
@@ -140,15 +196,24 @@ fn check_metadata(kind: Kind, meta: Option<&Value>, findings: &mut Vec<Finding>)
                 codes::BAD_NAMESPACE,
                 &["metadata"],
                 true,
-                format!("no metadata.namespace; ward puts this {kind} in namespace \"{DEFAULT_NAMESPACE}\""),
-                Some("set metadata.namespace so the policy cannot land in the wrong namespace".into()),
+                format!(
+                    "no metadata.namespace; ward puts this {kind} in namespace \"{DEFAULT_NAMESPACE}\""
+                ),
+                Some(
+                    "set metadata.namespace so the policy cannot land in the wrong namespace"
+                        .into(),
+                ),
             );
             f.severity = Severity::Warning;
             findings.push(f);
         }
         _ => {}
     }
-    let ns = if kind.namespaced() { Some(namespace.unwrap_or(DEFAULT_NAMESPACE)) } else { None };
+    let ns = if kind.namespaced() {
+        Some(namespace.unwrap_or(DEFAULT_NAMESPACE))
+    } else {
+        None
+    };
     name.map(|n| ResourceKey::new(kind, ns, n))
 }
 
@@ -156,7 +221,13 @@ fn suggest_name(n: &str) -> String {
     let s: String = n
         .to_ascii_lowercase()
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
         .collect();
     s.trim_matches(|c| c == '-' || c == '.').to_owned()
 }
@@ -168,36 +239,55 @@ mod tests {
 
     #[test]
     fn v1alpha1_gets_a_hint_naming_v2() {
-        let e = check(&json!({"apiVersion": "cilium.io/v1alpha1", "kind": "CiliumNetworkPolicy", "metadata": {"name": "a", "namespace": "b"}}));
+        let e = check(
+            &json!({"apiVersion": "cilium.io/v1alpha1", "kind": "CiliumNetworkPolicy", "metadata": {"name": "a", "namespace": "b"}}),
+        );
         assert_eq!(e.findings.len(), 1);
         assert_eq!(e.findings[0].code, codes::WRONG_API_VERSION);
-        assert!(e.findings[0].hint.as_deref().unwrap_or("").starts_with("use cilium.io/v2"));
+        assert!(
+            e.findings[0]
+                .hint
+                .as_deref()
+                .unwrap_or("")
+                .starts_with("use cilium.io/v2")
+        );
         assert!(e.key.is_some());
     }
 
     #[test]
     fn unknown_kind_suggests_the_closest() {
-        let e = check(&json!({"apiVersion": "cilium.io/v2", "kind": "CiliumNetworkPolicies", "metadata": {"name": "a"}}));
+        let e = check(
+            &json!({"apiVersion": "cilium.io/v2", "kind": "CiliumNetworkPolicies", "metadata": {"name": "a"}}),
+        );
         assert_eq!(e.findings[0].code, codes::UNKNOWN_KIND);
-        assert_eq!(e.findings[0].hint.as_deref(), Some("did you mean \"CiliumNetworkPolicy\"?"));
+        assert_eq!(
+            e.findings[0].hint.as_deref(),
+            Some("did you mean \"CiliumNetworkPolicy\"?")
+        );
     }
 
     #[test]
     fn cluster_scoped_kinds_refuse_a_namespace() {
-        let e = check(&json!({"apiVersion": "cilium.io/v2", "kind": "CiliumClusterwideNetworkPolicy", "metadata": {"name": "a", "namespace": "x"}}));
+        let e = check(
+            &json!({"apiVersion": "cilium.io/v2", "kind": "CiliumClusterwideNetworkPolicy", "metadata": {"name": "a", "namespace": "x"}}),
+        );
         assert_eq!(e.findings[0].code, codes::BAD_NAMESPACE);
     }
 
     #[test]
     fn missing_namespace_defaults_with_a_warning() {
-        let e = check(&json!({"apiVersion": "cilium.io/v2", "kind": "CiliumNetworkPolicy", "metadata": {"name": "a"}}));
+        let e = check(
+            &json!({"apiVersion": "cilium.io/v2", "kind": "CiliumNetworkPolicy", "metadata": {"name": "a"}}),
+        );
         assert_eq!(e.findings[0].severity, Severity::Warning);
         assert_eq!(e.key.and_then(|k| k.namespace).as_deref(), Some("default"));
     }
 
     #[test]
     fn bad_names() {
-        let e = check(&json!({"apiVersion": "cilium.io/v2", "kind": "CiliumNetworkPolicy", "metadata": {"name": "Allow_All", "namespace": "x"}}));
+        let e = check(
+            &json!({"apiVersion": "cilium.io/v2", "kind": "CiliumNetworkPolicy", "metadata": {"name": "Allow_All", "namespace": "x"}}),
+        );
         assert_eq!(e.findings[0].code, codes::BAD_NAME);
         assert_eq!(e.findings[0].hint.as_deref(), Some("try \"allow-all\""));
         assert!(e.key.is_none());

@@ -22,6 +22,6 @@ pub mod store;
 pub mod yaml;
 
 pub use diagnostic::{Diagnostic, Severity};
-pub use load::{assemble, load_file, FileReport, ResourceSet, Validation};
+pub use load::{FileReport, ResourceSet, Validation, assemble, load_file};
 pub use resource::{Kind, Origin, Resource, ResourceKey};
 pub use yaml::Limits;

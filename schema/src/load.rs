@@ -6,12 +6,12 @@
 //! file: duplicate objects, the CiliumConfig flags that some rules depend on, ordering.
 //! Callers may run [`load_file`] on many threads.
 
-use crate::diagnostic::{self, codes, Diagnostic};
+use crate::diagnostic::{self, Diagnostic, codes};
 use crate::envelope;
 use crate::resource::{Kind, Origin, Resource, ResourceKey};
 use crate::schemas::Schemas;
 use crate::semantic::{self, Finding, Unless};
-use crate::yaml::{self, path_string, Limits, Node};
+use crate::yaml::{self, Limits, Node, path_string};
 use serde_json::Value;
 use std::collections::btree_map::{self, BTreeMap};
 
@@ -41,39 +41,71 @@ pub fn load_file(file: &str, bytes: &[u8], limits: &Limits) -> FileReport {
     report
 }
 
-fn load_document(file: &str, index: usize, mut root: Node, report: &mut FileReport, syntax_ok: bool) {
+fn load_document(
+    file: &str,
+    index: usize,
+    mut root: Node,
+    report: &mut FileReport,
+    syntax_ok: bool,
+) {
     // The tree keeps its keys and positions, enough to locate findings.
     let object = root.take_json();
     let env = envelope::check(&object);
     let mut findings = env.findings;
     let kind = env.key.as_ref().map(|k| k.kind).or_else(|| {
-        object.get("kind").and_then(Value::as_str).and_then(Kind::parse)
+        object
+            .get("kind")
+            .and_then(Value::as_str)
+            .and_then(Kind::parse)
     });
     if let Some(kind) = kind {
         findings.extend(Schemas::get().validate(kind, &object));
         findings.extend(semantic::check(kind, &object));
     }
-    let blocking = findings.iter().any(|f| f.unless.is_none() && f.severity == diagnostic::Severity::Error);
+    let blocking = findings
+        .iter()
+        .any(|f| f.unless.is_none() && f.severity == diagnostic::Severity::Error);
     for f in findings {
         report.findings.push(locate(file, &root, f));
     }
     if let (Some(key), false, true) = (env.key, blocking, syntax_ok) {
         let object = with_namespace(object, &key);
-        report.resources.push(Resource { key, object, origin: Origin { file: file.to_owned(), line: root.pos.line, document: index } });
+        report.resources.push(Resource {
+            key,
+            object,
+            origin: Origin {
+                file: file.to_owned(),
+                line: root.pos.line,
+                document: index,
+            },
+        });
     }
 }
 
 /// Fills in the defaulted namespace so the stored object says where it lives.
 fn with_namespace(mut object: Value, key: &ResourceKey) -> Value {
-    if let (Some(ns), Some(meta)) = (&key.namespace, object.get_mut("metadata").and_then(Value::as_object_mut)) {
-        meta.entry("namespace").or_insert_with(|| Value::String(ns.clone()));
+    if let (Some(ns), Some(meta)) = (
+        &key.namespace,
+        object.get_mut("metadata").and_then(Value::as_object_mut),
+    ) {
+        meta.entry("namespace")
+            .or_insert_with(|| Value::String(ns.clone()));
     }
     object
 }
 
 fn locate(file: &str, root: &Node, f: Finding) -> (Diagnostic, Option<Unless>) {
     let pos = root.locate(&f.path, f.at_key);
-    let mut d = Diagnostic { severity: f.severity, code: f.code, message: f.message, file: file.to_owned(), line: pos.line, column: pos.column, path: path_string(&f.path), hint: f.hint };
+    let mut d = Diagnostic {
+        severity: f.severity,
+        code: f.code,
+        message: f.message,
+        file: file.to_owned(),
+        line: pos.line,
+        column: pos.column,
+        path: path_string(&f.path),
+        hint: f.hint,
+    };
     if d.line == 0 {
         d.line = root.pos.line;
         d.column = root.pos.column;
@@ -175,7 +207,11 @@ struct Flags {
 impl Flags {
     fn from_config(config: Option<&Resource>) -> Flags {
         let spec = config.map(Resource::spec);
-        let flag = |key: &str, default: bool| spec.and_then(|s| s.get(key)).and_then(Value::as_bool).unwrap_or(default);
+        let flag = |key: &str, default: bool| {
+            spec.and_then(|s| s.get(key))
+                .and_then(Value::as_bool)
+                .unwrap_or(default)
+        };
         Flags {
             node_selector_labels: flag("enable-node-selector-labels", false),
             icmp_rules: flag("enable-icmp-rules", true),
@@ -194,7 +230,10 @@ impl Flags {
 
 /// Joins per-file reports: duplicates across files, flag-dependent findings, ordering.
 pub fn assemble(reports: Vec<FileReport>) -> Validation {
-    let mut v = Validation { files: reports.len(), ..Validation::default() };
+    let mut v = Validation {
+        files: reports.len(),
+        ..Validation::default()
+    };
     let mut conditional = Vec::new();
     let mut candidates = Vec::new();
     for report in reports {
@@ -225,7 +264,8 @@ pub fn assemble(reports: Vec<FileReport>) -> Validation {
 /// duplicates. Sorting once and building the set from sorted keys costs a fraction of
 /// inserting 10,000 objects into the map one by one.
 fn first_definitions(candidates: Vec<Resource>) -> (ResourceSet, Vec<Diagnostic>) {
-    let mut order: Vec<(&ResourceKey, usize)> = candidates.iter().map(|r| &r.key).zip(0..).collect();
+    let mut order: Vec<(&ResourceKey, usize)> =
+        candidates.iter().map(|r| &r.key).zip(0..).collect();
     // Stable: among equal keys, the first in file order stays first.
     order.sort_by(|a, b| a.0.cmp(b.0));
     let mut kept: Vec<usize> = Vec::with_capacity(order.len());
@@ -239,25 +279,47 @@ fn first_definitions(candidates: Vec<Resource>) -> (ResourceSet, Vec<Diagnostic>
         }
     }
     let mut slots: Vec<Option<Resource>> = candidates.into_iter().map(Some).collect();
-    let items = kept.into_iter().filter_map(|i| slots[i].take()).map(|r| (r.key.clone(), r)).collect();
+    let items = kept
+        .into_iter()
+        .filter_map(|i| slots[i].take())
+        .map(|r| (r.key.clone(), r))
+        .collect();
     (ResourceSet { items }, duplicates)
 }
 
 fn duplicate(again: &Resource, first: &Resource) -> Diagnostic {
-    Diagnostic::error(codes::DUPLICATE_OBJECT, format!("{} is defined more than once", again.key))
-        .at(&again.origin.file, again.origin.line, 1)
-        .with_path("metadata.name")
-        .with_hint(format!("it is first defined at {}; rename one or delete it", first.origin))
+    Diagnostic::error(
+        codes::DUPLICATE_OBJECT,
+        format!("{} is defined more than once", again.key),
+    )
+    .at(&again.origin.file, again.origin.line, 1)
+    .with_path("metadata.name")
+    .with_hint(format!(
+        "it is first defined at {}; rename one or delete it",
+        first.origin
+    ))
 }
 
 fn check_single_config(set: &ResourceSet, out: &mut Vec<Diagnostic>) {
-    let configs: Vec<&Resource> = set.iter().filter(|r| r.key.kind == Kind::CiliumConfig).collect();
+    let configs: Vec<&Resource> = set
+        .iter()
+        .filter(|r| r.key.kind == Kind::CiliumConfig)
+        .collect();
     if let [first, rest @ ..] = configs.as_slice() {
         for r in rest {
             out.push(
-                Diagnostic::error(codes::CONFIG, format!("more than one CiliumConfig: {} and {}", first.key.name, r.key.name))
-                    .at(&r.origin.file, r.origin.line, 1)
-                    .with_hint(format!("a cluster has one CiliumConfig; keep {}", first.origin)),
+                Diagnostic::error(
+                    codes::CONFIG,
+                    format!(
+                        "more than one CiliumConfig: {} and {}",
+                        first.key.name, r.key.name
+                    ),
+                )
+                .at(&r.origin.file, r.origin.line, 1)
+                .with_hint(format!(
+                    "a cluster has one CiliumConfig; keep {}",
+                    first.origin
+                )),
             );
         }
     }

@@ -82,7 +82,10 @@ impl Kind {
 
     /// Whether this kind holds network-policy rules.
     pub fn is_policy(self) -> bool {
-        matches!(self, Kind::CiliumNetworkPolicy | Kind::CiliumClusterwideNetworkPolicy)
+        matches!(
+            self,
+            Kind::CiliumNetworkPolicy | Kind::CiliumClusterwideNetworkPolicy
+        )
     }
 
     /// The short name kubectl knows (`cnp`, `ccnp`, …), used in compact output.
@@ -188,7 +191,8 @@ pub fn is_dns1123_label(s: &str) -> bool {
 fn is_dns1123_label_unbounded(s: &str) -> bool {
     let b = s.as_bytes();
     !b.is_empty()
-        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
         && b[0] != b'-'
         && b[b.len() - 1] != b'-'
 }

@@ -2,12 +2,12 @@
 //! translation of schema violations into findings with a field path, a message in plain
 //! words and, for unknown fields, a did-you-mean.
 
-use crate::diagnostic::{codes, Severity};
+use crate::diagnostic::{Severity, codes};
 use crate::resource::Kind;
-use crate::semantic::{did_you_mean, Finding};
+use crate::semantic::{Finding, did_you_mean};
 use crate::yaml::Seg;
-use jsonschema::error::{TypeKind, ValidationErrorKind};
 use jsonschema::Validator;
+use jsonschema::error::{TypeKind, ValidationErrorKind};
 use serde_json::Value;
 use std::sync::OnceLock;
 
@@ -27,7 +27,9 @@ impl Schemas {
     /// The process-wide schemas (each kind compiled on first use).
     pub fn get() -> &'static Schemas {
         static SCHEMAS: OnceLock<Schemas> = OnceLock::new();
-        SCHEMAS.get_or_init(|| Schemas::parse(WARD_SCHEMA).expect("the embedded ward.schema.json parses (tested)"))
+        SCHEMAS.get_or_init(|| {
+            Schemas::parse(WARD_SCHEMA).expect("the embedded ward.schema.json parses (tested)")
+        })
     }
 
     /// Compiles `text` for every kind now, reporting the first kind that fails.
@@ -41,13 +43,28 @@ impl Schemas {
 
     /// Parses `text`; validators are compiled later, on first use.
     fn parse(text: &str) -> Result<Schemas, String> {
-        let document: Value = serde_json::from_str(text).map_err(|e| format!("ward.schema.json: {e}"))?;
-        Ok(Schemas { document, validators: Kind::ALL.into_iter().map(|k| (k, OnceLock::new())).collect() })
+        let document: Value =
+            serde_json::from_str(text).map_err(|e| format!("ward.schema.json: {e}"))?;
+        Ok(Schemas {
+            document,
+            validators: Kind::ALL
+                .into_iter()
+                .map(|k| (k, OnceLock::new()))
+                .collect(),
+        })
     }
 
     fn validator(&self, kind: Kind) -> &Validator {
-        let cell = &self.validators.iter().find(|(k, _)| *k == kind).expect("every kind has a slot").1;
-        cell.get_or_init(|| build(&self.document, kind).expect("the embedded ward.schema.json compiles for every kind (tested)"))
+        let cell = &self
+            .validators
+            .iter()
+            .find(|(k, _)| *k == kind)
+            .expect("every kind has a slot")
+            .1;
+        cell.get_or_init(|| {
+            build(&self.document, kind)
+                .expect("the embedded ward.schema.json compiles for every kind (tested)")
+        })
     }
 
     /// Validates one document of `kind`.
@@ -67,8 +84,18 @@ impl Schemas {
 
     /// Turns one violation into findings (an additionalProperties error with several unknown
     /// fields becomes one finding per field).
-    fn describe(&self, kind: &ValidationErrorKind, path: Vec<Seg>, schema_path: &str, doc: &Value) -> Vec<Finding> {
-        let make = |path: Vec<Seg>, at_key: bool, code: &'static str, message: String, hint: Option<String>| Finding {
+    fn describe(
+        &self,
+        kind: &ValidationErrorKind,
+        path: Vec<Seg>,
+        schema_path: &str,
+        doc: &Value,
+    ) -> Vec<Finding> {
+        let make = |path: Vec<Seg>,
+                    at_key: bool,
+                    code: &'static str,
+                    message: String,
+                    hint: Option<String>| Finding {
             severity: Severity::Error,
             code,
             message,
@@ -92,17 +119,32 @@ impl Schemas {
                                 true,
                                 codes::TOP_LEVEL_DESCRIPTION,
                                 "top-level description field is no longer supported".into(),
-                                Some("move `description` inside `spec` (or each item of `specs`)".into()),
+                                Some(
+                                    "move `description` inside `spec` (or each item of `specs`)"
+                                        .into(),
+                                ),
                             );
                         }
                         let refs: Vec<&str> = known.iter().map(String::as_str).collect();
                         let hint = match did_you_mean(name, &refs) {
                             Some(s) => Some(format!("did you mean \"{s}\"?")),
-                            None if !refs.is_empty() => Some(format!("known fields here: {}", refs.join(", "))),
+                            None if !refs.is_empty() => {
+                                Some(format!("known fields here: {}", refs.join(", ")))
+                            }
                             None => None,
                         };
-                        let at = if field.is_empty() { String::new() } else { format!(" in {field}") };
-                        make(p, true, codes::UNKNOWN_FIELD, format!("unknown field \"{name}\"{at}"), hint)
+                        let at = if field.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" in {field}")
+                        };
+                        make(
+                            p,
+                            true,
+                            codes::UNKNOWN_FIELD,
+                            format!("unknown field \"{name}\"{at}"),
+                            hint,
+                        )
                     })
                     .collect()
             }
@@ -112,9 +154,19 @@ impl Schemas {
                     // The envelope reports this in Cilium's words ("<Kind> must have name").
                     return Vec::new();
                 }
-                let target = if field.is_empty() { String::new() } else { format!(" in {field}") };
+                let target = if field.is_empty() {
+                    String::new()
+                } else {
+                    format!(" in {field}")
+                };
                 let at_key = !path.is_empty();
-                vec![make(path, at_key, codes::SCHEMA, format!("missing required field \"{name}\"{target}"), None)]
+                vec![make(
+                    path,
+                    at_key,
+                    codes::SCHEMA,
+                    format!("missing required field \"{name}\"{target}"),
+                    None,
+                )]
             }
             ValidationErrorKind::Type { kind: expected } => {
                 let actual = lookup(doc, &path);
@@ -122,26 +174,57 @@ impl Schemas {
                 let hint = match (actual, want.as_str()) {
                     (Some(Value::Number(n)), "string") => Some(format!("quote it: \"{n}\"")),
                     (Some(Value::Bool(b)), "string") => Some(format!("quote it: \"{b}\"")),
-                    (Some(Value::Null), _) => Some("the value is empty; give one or remove the key".into()),
+                    (Some(Value::Null), _) => {
+                        Some("the value is empty; give one or remove the key".into())
+                    }
                     _ => None,
                 };
                 let got = actual.map_or("nothing", json_type);
-                vec![make(path, false, codes::SCHEMA, format!("{field}: expected {want}, got {got}"), hint)]
+                vec![make(
+                    path,
+                    false,
+                    codes::SCHEMA,
+                    format!("{field}: expected {want}, got {got}"),
+                    hint,
+                )]
             }
             ValidationErrorKind::Enum { options } => {
-                let opts: Vec<String> = options.as_array().map(|a| a.iter().map(|v| v.to_string()).collect()).unwrap_or_default();
+                let opts: Vec<String> = options
+                    .as_array()
+                    .map(|a| a.iter().map(|v| v.to_string()).collect())
+                    .unwrap_or_default();
                 let actual = lookup(doc, &path).map(Value::to_string).unwrap_or_default();
-                vec![make(path, false, codes::SCHEMA, format!("{field}: unsupported value {actual}"), Some(format!("supported values: {}", opts.join(", "))))]
+                vec![make(
+                    path,
+                    false,
+                    codes::SCHEMA,
+                    format!("{field}: unsupported value {actual}"),
+                    Some(format!("supported values: {}", opts.join(", "))),
+                )]
             }
             _ => {
                 let message = match kind {
-                    ValidationErrorKind::MaxItems { limit } => format!("{field}: must have at most {limit} items"),
-                    ValidationErrorKind::MinItems { limit } => format!("{field}: must have at least {limit} item(s)"),
-                    ValidationErrorKind::MaxLength { limit } => format!("{field}: must be at most {limit} characters"),
-                    ValidationErrorKind::MinLength { limit } => format!("{field}: must be at least {limit} character(s)"),
-                    ValidationErrorKind::Maximum { limit } => format!("{field}: must be at most {limit}"),
-                    ValidationErrorKind::Minimum { limit } => format!("{field}: must be at least {limit}"),
-                    ValidationErrorKind::Pattern { pattern } => format!("{field}: does not match {pattern}"),
+                    ValidationErrorKind::MaxItems { limit } => {
+                        format!("{field}: must have at most {limit} items")
+                    }
+                    ValidationErrorKind::MinItems { limit } => {
+                        format!("{field}: must have at least {limit} item(s)")
+                    }
+                    ValidationErrorKind::MaxLength { limit } => {
+                        format!("{field}: must be at most {limit} characters")
+                    }
+                    ValidationErrorKind::MinLength { limit } => {
+                        format!("{field}: must be at least {limit} character(s)")
+                    }
+                    ValidationErrorKind::Maximum { limit } => {
+                        format!("{field}: must be at most {limit}")
+                    }
+                    ValidationErrorKind::Minimum { limit } => {
+                        format!("{field}: must be at least {limit}")
+                    }
+                    ValidationErrorKind::Pattern { pattern } => {
+                        format!("{field}: does not match {pattern}")
+                    }
                     ValidationErrorKind::UniqueItems => format!("{field}: items must be unique"),
                     other => format!("{field}: {}", describe_other(other)),
                 };
@@ -152,7 +235,9 @@ impl Schemas {
 
     /// The property names allowed next to the `additionalProperties` keyword at `schema_path`.
     fn known_properties(&self, schema_path: &str) -> Vec<String> {
-        let parent = schema_path.strip_suffix("/additionalProperties").unwrap_or(schema_path);
+        let parent = schema_path
+            .strip_suffix("/additionalProperties")
+            .unwrap_or(schema_path);
         self.document
             .pointer(parent)
             .and_then(|s| s.get("properties"))
@@ -164,8 +249,12 @@ impl Schemas {
 
 fn describe_other(kind: &ValidationErrorKind) -> String {
     match kind {
-        ValidationErrorKind::OneOfNotValid { .. } => "must match exactly one of the allowed shapes".into(),
-        ValidationErrorKind::OneOfMultipleValid { .. } => "matches more than one of the allowed shapes".into(),
+        ValidationErrorKind::OneOfNotValid { .. } => {
+            "must match exactly one of the allowed shapes".into()
+        }
+        ValidationErrorKind::OneOfMultipleValid { .. } => {
+            "matches more than one of the allowed shapes".into()
+        }
         ValidationErrorKind::AnyOf { .. } => "does not match any of the allowed shapes".into(),
         ValidationErrorKind::FalseSchema => "is not allowed here".into(),
         _ => format!("{kind:?}"),
@@ -230,7 +319,9 @@ fn build(document: &Value, kind: Kind) -> Result<Validator, String> {
     if let Some(obj) = root.as_object_mut() {
         obj.insert("$ref".into(), Value::String(format!("#/$defs/{kind}")));
     }
-    jsonschema::options().build(&root).map_err(|e| format!("ward.schema.json for {kind}: {e}"))
+    jsonschema::options()
+        .build(&root)
+        .map_err(|e| format!("ward.schema.json for {kind}: {e}"))
 }
 
 #[cfg(test)]
@@ -250,6 +341,9 @@ mod tests {
     #[test]
     fn the_embedded_schema_is_a_valid_json_schema() {
         let doc: Value = serde_json::from_str(WARD_SCHEMA).expect("JSON");
-        assert!(jsonschema::meta::is_valid(&doc), "ward.schema.json does not validate against its meta-schema");
+        assert!(
+            jsonschema::meta::is_valid(&doc),
+            "ward.schema.json does not validate against its meta-schema"
+        );
     }
 }

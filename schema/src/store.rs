@@ -32,15 +32,25 @@ pub fn object_files(objects_dir: &Path) -> io::Result<Vec<(ResourceKey, PathBuf)
     };
     for kind_dir in kinds {
         let kind_dir = kind_dir?;
-        let Some(kind) = Kind::parse(&kind_dir.file_name().to_string_lossy()) else { continue };
+        let Some(kind) = Kind::parse(&kind_dir.file_name().to_string_lossy()) else {
+            continue;
+        };
         for ns_dir in fs::read_dir(kind_dir.path())? {
             let ns_dir = ns_dir?;
             let ns_name = ns_dir.file_name().to_string_lossy().into_owned();
             let ns = (ns_name != CLUSTER_DIR).then_some(ns_name.as_str());
             for file in fs::read_dir(ns_dir.path())? {
                 let path = file?.path();
-                let fname = path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
-                let Some(name) = fname.strip_suffix(".json").filter(|_| !fname.contains(TMP_MARK)) else { continue };
+                let fname = path
+                    .file_name()
+                    .map(|f| f.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                let Some(name) = fname
+                    .strip_suffix(".json")
+                    .filter(|_| !fname.contains(TMP_MARK))
+                else {
+                    continue;
+                };
                 out.push((ResourceKey::new(kind, ns, name), path));
             }
         }
@@ -69,7 +79,14 @@ mod tests {
         let mut found: Vec<_> = object_files(&objects)
             .expect("walk")
             .into_iter()
-            .map(|(key, path)| (key, path.strip_prefix(&objects).expect("below objects").to_path_buf()))
+            .map(|(key, path)| {
+                (
+                    key,
+                    path.strip_prefix(&objects)
+                        .expect("below objects")
+                        .to_path_buf(),
+                )
+            })
             .collect();
         found.sort();
         let mut want = vec![
@@ -89,6 +106,10 @@ mod tests {
     #[test]
     fn a_missing_folder_has_no_objects() {
         let dir = tempfile::tempdir().expect("temporary directory");
-        assert!(object_files(&dir.path().join(OBJECTS)).expect("walk").is_empty());
+        assert!(
+            object_files(&dir.path().join(OBJECTS))
+                .expect("walk")
+                .is_empty()
+        );
     }
 }

@@ -11,7 +11,7 @@
 //! the first body line is line 6.
 
 use ward_schema::diagnostic::codes;
-use ward_schema::{assemble, load_file, Diagnostic, Limits, Severity, Validation};
+use ward_schema::{Diagnostic, Limits, Severity, Validation, assemble, load_file};
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -64,7 +64,12 @@ fn ccnp_spec(msg: &str) -> String {
 /// Validates several files as one revision.
 fn validate(files: &[(&str, &str)]) -> Validation {
     let limits = Limits::default();
-    assemble(files.iter().map(|(name, src)| load_file(name, src.as_bytes(), &limits)).collect())
+    assemble(
+        files
+            .iter()
+            .map(|(name, src)| load_file(name, src.as_bytes(), &limits))
+            .collect(),
+    )
 }
 
 /// Validates one file.
@@ -78,25 +83,48 @@ fn listing(v: &Validation) -> String {
 
 /// Asserts the number of errors (warnings are not counted).
 fn expect_errors(v: &Validation, n: usize) {
-    assert_eq!(v.error_count(), n, "expected {n} error(s), got:{}", listing(v));
+    assert_eq!(
+        v.error_count(),
+        n,
+        "expected {n} error(s), got:{}",
+        listing(v)
+    );
 }
 
 /// Asserts that there is no diagnostic at all, not even a warning.
 fn expect_clean(v: &Validation) {
-    assert!(v.diagnostics.is_empty(), "expected no diagnostics, got:{}", listing(v));
+    assert!(
+        v.diagnostics.is_empty(),
+        "expected no diagnostics, got:{}",
+        listing(v)
+    );
 }
 
 /// The one diagnostic with `code`.
 fn find<'a>(v: &'a Validation, code: &str) -> &'a Diagnostic {
     let found: Vec<&Diagnostic> = v.diagnostics.iter().filter(|d| d.code == code).collect();
-    assert_eq!(found.len(), 1, "expected exactly one {code}, got:{}", listing(v));
+    assert_eq!(
+        found.len(),
+        1,
+        "expected exactly one {code}, got:{}",
+        listing(v)
+    );
     found[0]
 }
 
 /// The one diagnostic with `code` and exactly `message`.
 fn find_msg<'a>(v: &'a Validation, code: &str, message: &str) -> &'a Diagnostic {
-    let found: Vec<&Diagnostic> = v.diagnostics.iter().filter(|d| d.code == code && d.message == message).collect();
-    assert_eq!(found.len(), 1, "expected exactly one {code} \"{message}\", got:{}", listing(v));
+    let found: Vec<&Diagnostic> = v
+        .diagnostics
+        .iter()
+        .filter(|d| d.code == code && d.message == message)
+        .collect();
+    assert_eq!(
+        found.len(),
+        1,
+        "expected exactly one {code} \"{message}\", got:{}",
+        listing(v)
+    );
     found[0]
 }
 
@@ -117,7 +145,11 @@ fn rule01_no_direction() {
   ingress: []
 "#));
     expect_errors(&v, 1);
-    let d = find_msg(&v, codes::RULE, &spec("rule must have at least one of Ingress, IngressDeny, Egress, EgressDeny"));
+    let d = find_msg(
+        &v,
+        codes::RULE,
+        &spec("rule must have at least one of Ingress, IngressDeny, Egress, EgressDeny"),
+    );
     assert_eq!(at(d), (7, 3));
     assert_eq!(d.path, "spec");
 }
@@ -131,22 +163,30 @@ fn rule02_no_selector() {
 "#));
     expect_errors(&v, 1);
     let d = find(&v, codes::RULE);
-    assert_eq!(d.message, spec("rule must have one of EndpointSelector or NodeSelector"));
+    assert_eq!(
+        d.message,
+        spec("rule must have one of EndpointSelector or NodeSelector")
+    );
     assert_eq!(at(d), (7, 3));
 }
 
 // Rule 3: both selectors (in a CCNP; a CNP gets rule 5 instead).
 #[test]
 fn rule03_both_selectors() {
-    let v = check(&ccnp(r#"
+    let v = check(&ccnp(
+        r#"
   endpointSelector: {}
   nodeSelector: {}
   ingress:
   - fromEntities: [world]
-"#));
+"#,
+    ));
     expect_errors(&v, 1);
     let d = find(&v, codes::RULE);
-    assert_eq!(d.message, ccnp_spec("rule cannot have both EndpointSelector and NodeSelector"));
+    assert_eq!(
+        d.message,
+        ccnp_spec("rule cannot have both EndpointSelector and NodeSelector")
+    );
     assert_eq!(at(d), (7, 3));
     assert_eq!(d.path, "spec.nodeSelector");
 }
@@ -172,18 +212,31 @@ fn rule04_label_selectors() {
 "#));
     expect_errors(&v, 5);
     let sel = |m: &str| spec(&format!("invalid label selector: {m}"));
-    let key_msg = sel("matchLabels: Invalid value: \"bad key\": name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')");
+    let key_msg = sel(
+        "matchLabels: Invalid value: \"bad key\": name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')",
+    );
     assert_eq!(at(find_msg(&v, codes::SELECTOR, &key_msg)), (9, 7));
-    let value_msg = sel("matchLabels: Invalid value: \"-front\": a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')");
+    let value_msg = sel(
+        "matchLabels: Invalid value: \"-front\": a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')",
+    );
     assert_eq!(at(find_msg(&v, codes::SELECTOR, &value_msg)), (10, 12));
-    let in_msg = sel("matchExpressions[0].values: Required value: must be specified when `operator` is 'In' or 'NotIn'");
+    let in_msg = sel(
+        "matchExpressions[0].values: Required value: must be specified when `operator` is 'In' or 'NotIn'",
+    );
     assert_eq!(at(find_msg(&v, codes::SELECTOR, &in_msg)), (12, 7));
-    let exists_msg = sel("matchExpressions[1].values: Forbidden: may not be specified when `operator` is 'Exists' or 'DoesNotExist'");
+    let exists_msg = sel(
+        "matchExpressions[1].values: Forbidden: may not be specified when `operator` is 'Exists' or 'DoesNotExist'",
+    );
     assert_eq!(at(find_msg(&v, codes::SELECTOR, &exists_msg)), (16, 7));
-    let op_msg = sel("matchExpressions[2].operator: Invalid value: \"exists\": not a valid selector operator");
+    let op_msg = sel(
+        "matchExpressions[2].operator: Invalid value: \"exists\": not a valid selector operator",
+    );
     let d = find_msg(&v, codes::SELECTOR, &op_msg);
     assert_eq!(at(d), (18, 17));
-    assert_eq!(d.hint.as_deref(), Some("did you mean \"Exists\"? (operators are case-sensitive)"));
+    assert_eq!(
+        d.hint.as_deref(),
+        Some("did you mean \"Exists\"? (operators are case-sensitive)")
+    );
 }
 
 // Rule 5: a CNP with nodeSelector, reported once and without the rule-3 message even when
@@ -199,9 +252,17 @@ fn rule05_cnp_node_selector() {
 "#));
     expect_errors(&v, 1);
     let d = find(&v, codes::RULE);
-    assert_eq!(d.message, "Invalid CiliumNetworkPolicy spec: rule cannot have NodeSelector");
+    assert_eq!(
+        d.message,
+        "Invalid CiliumNetworkPolicy spec: rule cannot have NodeSelector"
+    );
     assert_eq!(at(d), (7, 3));
-    assert!(d.hint.as_deref().unwrap_or("").contains("CiliumClusterwideNetworkPolicy"));
+    assert!(
+        d.hint
+            .as_deref()
+            .unwrap_or("")
+            .contains("CiliumClusterwideNetworkPolicy")
+    );
 
     let v = check(&cnp(r#"
   endpointSelector: {}
@@ -211,7 +272,10 @@ fn rule05_cnp_node_selector() {
 "#));
     expect_errors(&v, 1);
     let d = find(&v, codes::RULE);
-    assert_eq!(d.message, "Invalid CiliumNetworkPolicy spec: rule cannot have NodeSelector");
+    assert_eq!(
+        d.message,
+        "Invalid CiliumNetworkPolicy spec: rule cannot have NodeSelector"
+    );
     assert_eq!(at(d), (8, 3));
 }
 
@@ -234,9 +298,17 @@ specs:
 "#;
     let v = check(src);
     expect_errors(&v, 2);
-    let d = find_msg(&v, codes::ENTITY, "Invalid CiliumNetworkPolicy spec: unsupported entity: wrld");
+    let d = find_msg(
+        &v,
+        codes::ENTITY,
+        "Invalid CiliumNetworkPolicy spec: unsupported entity: wrld",
+    );
     assert_eq!(at(d), (9, 18));
-    let d = find_msg(&v, codes::ENTITY, "Invalid CiliumNetworkPolicy specs: unsupported entity: wrld");
+    let d = find_msg(
+        &v,
+        codes::ENTITY,
+        "Invalid CiliumNetworkPolicy specs: unsupported entity: wrld",
+    );
     assert_eq!(at(d), (13, 20));
     assert_eq!(d.path, "specs[0].ingress[0].fromEntities[0]");
 
@@ -252,17 +324,25 @@ specs:
     let v = check(src);
     expect_errors(&v, 1);
     let d = find(&v, codes::ENTITY);
-    assert_eq!(d.message, "Invalid CiliumClusterwideNetworkPolicy specs: unsupported entity: wrld");
+    assert_eq!(
+        d.message,
+        "Invalid CiliumClusterwideNetworkPolicy specs: unsupported entity: wrld"
+    );
     assert_eq!(at(d), (8, 18));
 }
 
 // §1: neither spec nor specs.
 #[test]
 fn empty_policy() {
-    let v = check("apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata:\n  name: test\n  namespace: shop\n");
+    let v = check(
+        "apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata:\n  name: test\n  namespace: shop\n",
+    );
     expect_errors(&v, 1);
     let d = find(&v, codes::EMPTY_POLICY);
-    assert_eq!(d.message, "Invalid CiliumNetworkPolicy spec(s): empty policy");
+    assert_eq!(
+        d.message,
+        "Invalid CiliumNetworkPolicy spec(s): empty policy"
+    );
     assert_eq!(at(d), (1, 1));
 }
 
@@ -288,12 +368,24 @@ fn rule07_peer_combinations() {
     toEndpoints: [{}]
 "#));
     expect_errors(&v, 3);
-    let d = find_msg(&v, codes::PEER_COMBINATION, &spec("combining FromEndpoints and FromCIDR is not supported yet"));
+    let d = find_msg(
+        &v,
+        codes::PEER_COMBINATION,
+        &spec("combining FromEndpoints and FromCIDR is not supported yet"),
+    );
     assert_eq!(at(d), (9, 5));
     assert_eq!(d.path, "spec.ingress[0].fromCIDR");
-    let d = find_msg(&v, codes::PEER_COMBINATION, &spec("combining FromCIDR and FromCIDRSet is not supported yet"));
+    let d = find_msg(
+        &v,
+        codes::PEER_COMBINATION,
+        &spec("combining FromCIDR and FromCIDRSet is not supported yet"),
+    );
     assert_eq!(at(d), (11, 5));
-    let d = find_msg(&v, codes::PEER_COMBINATION, &spec("combining ToEndpoints and ToFQDNs is not supported yet"));
+    let d = find_msg(
+        &v,
+        codes::PEER_COMBINATION,
+        &spec("combining ToEndpoints and ToFQDNs is not supported yet"),
+    );
     assert_eq!(at(d), (15, 5));
 }
 
@@ -310,21 +402,33 @@ const NODES_BODY: &str = r#"
 // Rule 8: fromNodes/toNodes need enable-node-selector-labels (default off).
 #[test]
 fn rule08_node_peers_need_flag() {
-    let msg = spec("FromNodes/ToNodes rules can only be applied when the \"enable-node-selector-labels\" flag is set");
+    let msg = spec(
+        "FromNodes/ToNodes rules can only be applied when the \"enable-node-selector-labels\" flag is set",
+    );
     let v = check(&cnp(NODES_BODY));
     expect_errors(&v, 2);
-    let ds: Vec<&Diagnostic> = v.diagnostics.iter().filter(|d| d.code == codes::NODE_PEERS).collect();
+    let ds: Vec<&Diagnostic> = v
+        .diagnostics
+        .iter()
+        .filter(|d| d.code == codes::NODE_PEERS)
+        .collect();
     assert_eq!(ds.len(), 2);
     assert!(ds.iter().all(|d| d.message == msg));
     assert_eq!(at(ds[0]), (9, 5));
     assert_eq!(at(ds[1]), (13, 5));
 
     // Explicitly off: still reported.
-    let v = validate(&[("policy.yaml", &cnp(NODES_BODY)), ("config.yaml", &config("enable-node-selector-labels", false))]);
+    let v = validate(&[
+        ("policy.yaml", &cnp(NODES_BODY)),
+        ("config.yaml", &config("enable-node-selector-labels", false)),
+    ]);
     expect_errors(&v, 2);
 
     // On in the revision's CiliumConfig: not reported.
-    let v = validate(&[("policy.yaml", &cnp(NODES_BODY)), ("config.yaml", &config("enable-node-selector-labels", true))]);
+    let v = validate(&[
+        ("policy.yaml", &cnp(NODES_BODY)),
+        ("config.yaml", &config("enable-node-selector-labels", true)),
+    ]);
     expect_clean(&v);
 }
 
@@ -357,8 +461,15 @@ fn rule10_cidr() {
     - 2001:db8::/32
 "#));
     expect_errors(&v, 2);
-    assert_eq!(at(find_msg(&v, codes::CIDR, &spec("IP must be specified"))), (10, 7));
-    let d = find_msg(&v, codes::CIDR, &spec("unable to parse CIDR: ParseAddr(\"bogus\"): unable to parse IP"));
+    assert_eq!(
+        at(find_msg(&v, codes::CIDR, &spec("IP must be specified"))),
+        (10, 7)
+    );
+    let d = find_msg(
+        &v,
+        codes::CIDR,
+        &spec("unable to parse CIDR: ParseAddr(\"bogus\"): unable to parse IP"),
+    );
     assert_eq!(at(d), (11, 7));
 }
 
@@ -381,18 +492,36 @@ fn rule11_cidr_rule() {
           operator: NotIn
 "#));
     expect_errors(&v, 5);
-    let d = find_msg(&v, codes::CIDR, &spec("one of cidr, cidrGroupRef, or cidrGroupSelector is required"));
+    let d = find_msg(
+        &v,
+        codes::CIDR,
+        &spec("one of cidr, cidrGroupRef, or cidrGroupSelector is required"),
+    );
     assert_eq!(at(d), (10, 7));
-    let d = find_msg(&v, codes::CIDR, &spec("more than one of cidr, cidrGroupRef, or cidrGroupSelector may not be set"));
+    let d = find_msg(
+        &v,
+        codes::CIDR,
+        &spec("more than one of cidr, cidrGroupRef, or cidrGroupSelector may not be set"),
+    );
     assert_eq!(at(d), (12, 7));
-    let d = find_msg(&v, codes::CIDR, &spec("unable to parse CIDRRule \"10.0.0.1\": netip.ParsePrefix(\"10.0.0.1\"): no '/'"));
+    let d = find_msg(
+        &v,
+        codes::CIDR,
+        &spec("unable to parse CIDRRule \"10.0.0.1\": netip.ParsePrefix(\"10.0.0.1\"): no '/'"),
+    );
     assert_eq!(at(d), (13, 13));
-    let d = find_msg(&v, codes::CIDR, &spec("allow CIDR prefix 10.0.0.0/8 does not contain exclude CIDR prefix 11.0.0.0/16"));
+    let d = find_msg(
+        &v,
+        codes::CIDR,
+        &spec("allow CIDR prefix 10.0.0.0/8 does not contain exclude CIDR prefix 11.0.0.0/16"),
+    );
     assert_eq!(at(d), (15, 16));
     let d = find(&v, codes::SELECTOR);
     assert_eq!(
         d.message,
-        spec("failed to parse cidrGroupSelector: matchExpressions[0].values: Required value: must be specified when `operator` is 'In' or 'NotIn'")
+        spec(
+            "failed to parse cidrGroupSelector: matchExpressions[0].values: Required value: must be specified when `operator` is 'In' or 'NotIn'"
+        )
     );
     assert_eq!(at(d), (18, 11));
 }
@@ -414,21 +543,35 @@ fn rule12_fqdn() {
 "#
     )));
     expect_errors(&v, 4);
-    let d = find_msg(&v, codes::FQDN, &spec("only one of MatchName or MatchPattern is allowed in an FQDNSelector"));
+    let d = find_msg(
+        &v,
+        codes::FQDN,
+        &spec("only one of MatchName or MatchPattern is allowed in an FQDNSelector"),
+    );
     assert_eq!(at(d), (10, 7));
     let d = find_msg(
         &v,
         codes::FQDN,
-        &spec("Invalid characters in MatchName: \"*.example.com\". Only 0-9, a-z, A-Z and ., -, _ characters are allowed"),
+        &spec(
+            "Invalid characters in MatchName: \"*.example.com\". Only 0-9, a-z, A-Z and ., -, _ characters are allowed",
+        ),
     );
     assert_eq!(at(d), (12, 18));
     assert_eq!(d.hint.as_deref(), Some("use matchPattern for wildcards"));
-    let d = find_msg(&v, codes::FQDN, &spec(&format!("Invalid MatchPattern: \"{long}\". Must be <= 255 characters long.")));
+    let d = find_msg(
+        &v,
+        codes::FQDN,
+        &spec(&format!(
+            "Invalid MatchPattern: \"{long}\". Must be <= 255 characters long."
+        )),
+    );
     assert_eq!(at(d), (13, 21));
     let d = find_msg(
         &v,
         codes::FQDN,
-        &spec("Invalid characters in MatchPattern: \"api/v1\". Only 0-9, a-z, A-Z and ., -, _ and * characters are allowed"),
+        &spec(
+            "Invalid characters in MatchPattern: \"api/v1\". Only 0-9, a-z, A-Z and ., -, _ and * characters are allowed",
+        ),
     );
     assert_eq!(at(d), (14, 21));
 }
@@ -440,15 +583,24 @@ fn rule12_fqdn() {
 // Rule 13: more than 40 ports in one list, in allow and in deny rules.
 #[test]
 fn rule13_too_many_ports() {
-    let ports: String = (1..=41).map(|i| format!("      - port: \"{}\"\n", 8000 + i)).collect();
+    let ports: String = (1..=41)
+        .map(|i| format!("      - port: \"{}\"\n", 8000 + i))
+        .collect();
     // ingress: lines 8-51 (toPorts 9, ports 10, 41 ports 11-51); ingressDeny from line 52.
     let v = check(&cnp(&format!(
         "  endpointSelector: {{}}\n  ingress:\n  - toPorts:\n    - ports:\n{ports}  ingressDeny:\n  - toPorts:\n    - ports:\n{ports}"
     )));
     expect_errors(&v, 2);
-    let ds: Vec<&Diagnostic> = v.diagnostics.iter().filter(|d| d.code == codes::PORT).collect();
+    let ds: Vec<&Diagnostic> = v
+        .diagnostics
+        .iter()
+        .filter(|d| d.code == codes::PORT)
+        .collect();
     assert_eq!(ds.len(), 2, "{}", listing(&v));
-    assert!(ds.iter().all(|d| d.message == spec("too many ports, the max is 40")));
+    assert!(
+        ds.iter()
+            .all(|d| d.message == spec("too many ports, the max is 40"))
+    );
     assert_eq!(at(ds[0]), (10, 7));
     assert_eq!(ds[0].path, "spec.ingress[0].toPorts[0].ports");
     assert_eq!(at(ds[1]), (54, 7));
@@ -468,9 +620,16 @@ fn rule14_port_must_be_specified() {
       - protocol: UDP
 "#));
     expect_errors(&v, 2);
-    let ds: Vec<&Diagnostic> = v.diagnostics.iter().filter(|d| d.code == codes::PORT).collect();
+    let ds: Vec<&Diagnostic> = v
+        .diagnostics
+        .iter()
+        .filter(|d| d.code == codes::PORT)
+        .collect();
     assert_eq!(ds.len(), 2);
-    assert!(ds.iter().all(|d| d.message == spec("port must be specified")));
+    assert!(
+        ds.iter()
+            .all(|d| d.message == spec("port must be specified"))
+    );
     assert_eq!(at(ds[0]), (11, 15));
     assert_eq!(at(ds[1]), (13, 9));
 }
@@ -490,10 +649,18 @@ fn rule15_unparsable_port() {
       - port: "http"
 "#));
     expect_errors(&v, 2);
-    let d = find_msg(&v, codes::PORT, &spec("unable to parse port: strconv.ParseUint: parsing \"80abc!\": invalid syntax"));
+    let d = find_msg(
+        &v,
+        codes::PORT,
+        &spec("unable to parse port: strconv.ParseUint: parsing \"80abc!\": invalid syntax"),
+    );
     assert_eq!(at(d), (11, 15));
     assert_eq!(d.path, "spec.ingress[0].toPorts[0].ports[0].port");
-    let d = find_msg(&v, codes::PORT, &spec("unable to parse port: strconv.ParseUint: parsing \"-1\": invalid syntax"));
+    let d = find_msg(
+        &v,
+        codes::PORT,
+        &spec("unable to parse port: strconv.ParseUint: parsing \"-1\": invalid syntax"),
+    );
     assert_eq!(at(d), (12, 15));
 }
 
@@ -511,9 +678,17 @@ fn ports_out_of_range() {
       - port: "65535"
 "#));
     expect_errors(&v, 2);
-    let d = find_msg(&v, codes::PORT, &spec("unable to parse port: strconv.ParseUint: parsing \"65536\": value out of range"));
+    let d = find_msg(
+        &v,
+        codes::PORT,
+        &spec("unable to parse port: strconv.ParseUint: parsing \"65536\": value out of range"),
+    );
     assert_eq!(at(d), (11, 15));
-    let d = find_msg(&v, codes::PORT, &spec("unable to parse port: strconv.ParseUint: parsing \"99999\": value out of range"));
+    let d = find_msg(
+        &v,
+        codes::PORT,
+        &spec("unable to parse port: strconv.ParseUint: parsing \"99999\": value out of range"),
+    );
     assert_eq!(at(d), (13, 15));
 }
 
@@ -529,7 +704,10 @@ fn unquoted_port_is_a_type_error() {
 "#));
     expect_errors(&v, 1);
     let d = find(&v, codes::SCHEMA);
-    assert_eq!(d.message, "spec.ingress[0].toPorts[0].ports[0].port: expected string, got integer");
+    assert_eq!(
+        d.message,
+        "spec.ingress[0].toPorts[0].ports[0].port: expected string, got integer"
+    );
     assert_eq!(at(d), (11, 15));
     assert_eq!(d.hint.as_deref(), Some("quote it: \"80\""));
 }
@@ -568,13 +746,22 @@ fn rule17_bad_protocol() {
         protocol: tcp
 "#));
     expect_errors(&v, 2);
-    let d = find_msg(&v, codes::PORT, &spec("invalid protocol \"ICMP\", must be { tcp | udp | sctp | vrrp | igmp | any }"));
-    assert_eq!(at(d), (12, 19));
-    assert_eq!(d.hint.as_deref(), Some("ICMP is not a port protocol; use an `icmps` block instead"));
     let d = find_msg(
         &v,
         codes::PORT,
-        &spec("protocol \"tcp\" is not in the CRD's enum (TCP, UDP, SCTP, VRRP, IGMP, ANY); the API server rejects it"),
+        &spec("invalid protocol \"ICMP\", must be { tcp | udp | sctp | vrrp | igmp | any }"),
+    );
+    assert_eq!(at(d), (12, 19));
+    assert_eq!(
+        d.hint.as_deref(),
+        Some("ICMP is not a port protocol; use an `icmps` block instead")
+    );
+    let d = find_msg(
+        &v,
+        codes::PORT,
+        &spec(
+            "protocol \"tcp\" is not in the CRD's enum (TCP, UDP, SCTP, VRRP, IGMP, ANY); the API server rejects it",
+        ),
     );
     assert_eq!(at(d), (14, 19));
 }
@@ -596,7 +783,9 @@ fn rule18_icmps_with_ports() {
     let d = find(&v, codes::ICMP);
     assert_eq!(
         d.message,
-        spec("the ICMPs block may only be present without ToPorts. Define a separate rule to use ToPorts")
+        spec(
+            "the ICMPs block may only be present without ToPorts. Define a separate rule to use ToPorts"
+        )
     );
     assert_eq!(at(d), (9, 5));
 }
@@ -615,18 +804,31 @@ const ICMP_BODY: &str = r#"
 fn rule19_icmp_flag() {
     // Default: allowed.
     expect_clean(&check(&cnp(ICMP_BODY)));
-    let v = validate(&[("policy.yaml", &cnp(ICMP_BODY)), ("config.yaml", &config("enable-icmp-rules", true))]);
+    let v = validate(&[
+        ("policy.yaml", &cnp(ICMP_BODY)),
+        ("config.yaml", &config("enable-icmp-rules", true)),
+    ]);
     expect_clean(&v);
 
     // Turned off by the CiliumConfig, in another file or in the same file.
-    let v = validate(&[("policy.yaml", &cnp(ICMP_BODY)), ("config.yaml", &config("enable-icmp-rules", false))]);
+    let v = validate(&[
+        ("policy.yaml", &cnp(ICMP_BODY)),
+        ("config.yaml", &config("enable-icmp-rules", false)),
+    ]);
     expect_errors(&v, 1);
     let d = find(&v, codes::ICMP);
-    assert_eq!(d.message, spec("ICMP rules can only be applied when the \"enable-icmp-rules\" flag is set"));
+    assert_eq!(
+        d.message,
+        spec("ICMP rules can only be applied when the \"enable-icmp-rules\" flag is set")
+    );
     assert_eq!(at(d), (9, 5));
     assert_eq!(d.file, "policy.yaml");
 
-    let same_file = format!("{}---\n{}", config("enable-icmp-rules", false), cnp(ICMP_BODY));
+    let same_file = format!(
+        "{}---\n{}",
+        config("enable-icmp-rules", false),
+        cnp(ICMP_BODY)
+    );
     let v = check(&same_file);
     expect_errors(&v, 1);
     assert_eq!(at(find(&v, codes::ICMP)), (16, 5));
@@ -635,7 +837,9 @@ fn rule19_icmp_flag() {
 // Rule 20: more than 40 ICMP types; a family other than IPv4/IPv6 (case-sensitive).
 #[test]
 fn rule20_icmp_fields() {
-    let fields: String = (0..41).map(|i| format!("      - type: {}\n", i % 16)).collect();
+    let fields: String = (0..41)
+        .map(|i| format!("      - type: {}\n", i % 16))
+        .collect();
     // icmps[0]: fields on line 10, 41 items on lines 11-51; icmps[1] on line 52.
     let v = check(&cnp(&format!(
         "  endpointSelector: {{}}\n  ingress:\n  - icmps:\n    - fields:\n{fields}    - fields:\n      - type: 8\n        family: IPv5\n      - type: 8\n        family: ipv6\n"
@@ -643,8 +847,14 @@ fn rule20_icmp_fields() {
     expect_errors(&v, 3);
     let d = find_msg(&v, codes::ICMP, &spec("too many types, the max is 40"));
     assert_eq!(at(d), (10, 7));
-    assert_eq!(at(find_msg(&v, codes::ICMP, &spec("wrong family: IPv5"))), (54, 17));
-    assert_eq!(at(find_msg(&v, codes::ICMP, &spec("wrong family: ipv6"))), (56, 17));
+    assert_eq!(
+        at(find_msg(&v, codes::ICMP, &spec("wrong family: IPv5"))),
+        (54, 17)
+    );
+    assert_eq!(
+        at(find_msg(&v, codes::ICMP, &spec("wrong family: ipv6"))),
+        (56, 17)
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -654,7 +864,8 @@ fn rule20_icmp_fields() {
 // Rule 21: L7 rules on a host-policy (nodeSelector) ingress rule.
 #[test]
 fn rule21_l7_on_host_ingress() {
-    let v = check(&ccnp(r#"
+    let v = check(&ccnp(
+        r#"
   nodeSelector: {}
   ingress:
   - toPorts:
@@ -664,10 +875,14 @@ fn rule21_l7_on_host_ingress() {
       rules:
         http:
         - method: GET
-"#));
+"#,
+    ));
     expect_errors(&v, 1);
     let d = find(&v, codes::L7);
-    assert_eq!(d.message, ccnp_spec("L7 policy is not supported on host ingress yet"));
+    assert_eq!(
+        d.message,
+        ccnp_spec("L7 policy is not supported on host ingress yet")
+    );
     assert_eq!(at(d), (13, 9));
     assert_eq!(d.path, "spec.ingress[0].toPorts[0].rules");
 }
@@ -689,13 +904,22 @@ const L7_BODY: &str = r#"
 #[test]
 fn rule22_l7_proxy_flag() {
     expect_clean(&check(&cnp(L7_BODY)));
-    let v = validate(&[("policy.yaml", &cnp(L7_BODY)), ("config.yaml", &config("enable-l7-proxy", true))]);
+    let v = validate(&[
+        ("policy.yaml", &cnp(L7_BODY)),
+        ("config.yaml", &config("enable-l7-proxy", true)),
+    ]);
     expect_clean(&v);
 
-    let v = validate(&[("policy.yaml", &cnp(L7_BODY)), ("config.yaml", &config("enable-l7-proxy", false))]);
+    let v = validate(&[
+        ("policy.yaml", &cnp(L7_BODY)),
+        ("config.yaml", &config("enable-l7-proxy", false)),
+    ]);
     expect_errors(&v, 1);
     let d = find(&v, codes::L7);
-    assert_eq!(d.message, spec("L7 policy is not supported since L7 proxy is not enabled"));
+    assert_eq!(
+        d.message,
+        spec("L7 policy is not supported since L7 proxy is not enabled")
+    );
     assert_eq!(at(d), (14, 9));
 }
 
@@ -717,14 +941,18 @@ fn rule23_dns_on_ingress() {
 "#));
     expect_errors(&v, 1);
     let d = find(&v, codes::L7);
-    assert_eq!(d.message, spec("L7 protocol DNS is not supported on ingress yet"));
+    assert_eq!(
+        d.message,
+        spec("L7 protocol DNS is not supported on ingress yet")
+    );
     assert_eq!(at(d), (14, 9));
 }
 
 // Rule 24: HTTP and Kafka rules on host-policy egress; DNS is allowed there.
 #[test]
 fn rule24_l7_on_host_egress() {
-    let v = check(&ccnp(r#"
+    let v = check(&ccnp(
+        r#"
   nodeSelector: {}
   egress:
   - toPorts:
@@ -748,11 +976,20 @@ fn rule24_l7_on_host_egress() {
       rules:
         dns:
         - matchPattern: "*.cluster.local"
-"#));
+"#,
+    ));
     expect_errors(&v, 2);
-    let d = find_msg(&v, codes::L7, &ccnp_spec("L7 protocol HTTP is not supported on host egress yet"));
+    let d = find_msg(
+        &v,
+        codes::L7,
+        &ccnp_spec("L7 protocol HTTP is not supported on host egress yet"),
+    );
     assert_eq!(at(d), (13, 9));
-    let d = find_msg(&v, codes::L7, &ccnp_spec("L7 protocol Kafka is not supported on host egress yet"));
+    let d = find_msg(
+        &v,
+        codes::L7,
+        &ccnp_spec("L7 protocol Kafka is not supported on host egress yet"),
+    );
     assert_eq!(at(d), (20, 9));
 }
 
@@ -780,9 +1017,17 @@ fn rule25_l7_needs_tcp() {
         - matchName: example.com
 "#));
     expect_errors(&v, 2);
-    let d = find_msg(&v, codes::L7, &spec("L7 rules can only apply to TCP (not UDP) except for DNS rules"));
+    let d = find_msg(
+        &v,
+        codes::L7,
+        &spec("L7 rules can only apply to TCP (not UDP) except for DNS rules"),
+    );
     assert_eq!(at(d), (11, 9));
-    let d = find_msg(&v, codes::L7, &spec("L7 rules can only apply to TCP (not ANY) except for DNS rules"));
+    let d = find_msg(
+        &v,
+        codes::L7,
+        &spec("L7 rules can only apply to TCP (not ANY) except for DNS rules"),
+    );
     assert_eq!(at(d), (13, 9));
 }
 
@@ -826,7 +1071,11 @@ fn rule27_dns_ports() {
         - matchPattern: "*"
 "#));
     expect_errors(&v, 2);
-    let d = find_msg(&v, codes::L7, &spec("port 53 must be specified for DNS rules"));
+    let d = find_msg(
+        &v,
+        codes::L7,
+        &spec("port 53 must be specified for DNS rules"),
+    );
     assert_eq!(at(d), (10, 7));
     let d = find_msg(&v, codes::L7, &spec("DNS rules do not support port ranges"));
     assert_eq!(at(d), (16, 18));
@@ -850,7 +1099,10 @@ fn rule28_multiple_l7_families() {
 "#));
     expect_errors(&v, 1);
     let d = find(&v, codes::L7);
-    assert_eq!(d.message, spec("multiple L7 protocol rule types specified in single rule"));
+    assert_eq!(
+        d.message,
+        spec("multiple L7 protocol rule types specified in single rule")
+    );
     assert_eq!(at(d), (14, 9));
 }
 
@@ -877,7 +1129,11 @@ fn rule29_generic_l7() {
         - "": READ
 "#));
     expect_errors(&v, 2);
-    let d = find_msg(&v, codes::L7, &spec("'l7' may only be specified when a 'l7proto' is also specified"));
+    let d = find_msg(
+        &v,
+        codes::L7,
+        &spec("'l7' may only be specified when a 'l7proto' is also specified"),
+    );
     assert_eq!(at(d), (14, 9));
     let d = find_msg(&v, codes::L7, &spec("Empty key not allowed"));
     assert_eq!(at(d), (23, 11));
@@ -912,14 +1168,30 @@ fn rule30_http() {
               namespace: shop
 "#));
     expect_errors(&v, 7);
-    let d = find_msg(&v, codes::L7, &spec("error parsing regexp: missing closing ): `/api/(v1`"));
+    let d = find_msg(
+        &v,
+        codes::L7,
+        &spec("error parsing regexp: missing closing ): `/api/(v1`"),
+    );
     assert_eq!(at(d), (15, 17));
     assert_eq!(d.path, "spec.egress[0].toPorts[0].rules.http[0].path");
-    let d = find_msg(&v, codes::L7, &spec("error parsing regexp: missing closing ]: `[`"));
+    let d = find_msg(
+        &v,
+        codes::L7,
+        &spec("error parsing regexp: missing closing ]: `[`"),
+    );
     assert_eq!(at(d), (16, 19));
-    let d = find_msg(&v, codes::L7, &spec("error parsing regexp: invalid nested repetition operator: `**`"));
+    let d = find_msg(
+        &v,
+        codes::L7,
+        &spec("error parsing regexp: invalid nested repetition operator: `**`"),
+    );
     assert_eq!(at(d), (18, 17));
-    let d = find_msg(&v, codes::L7, &spec("error parsing regexp: invalid repeat count: `{1001}`"));
+    let d = find_msg(
+        &v,
+        codes::L7,
+        &spec("error parsing regexp: invalid repeat count: `{1001}`"),
+    );
     assert_eq!(at(d), (19, 17));
     let d = find_msg(
         &v,
@@ -964,15 +1236,44 @@ fn rule31_kafka() {
         - topic: "bad topic!"
 "#));
     expect_errors(&v, 6);
-    let d = find_msg(&v, codes::L7, &spec("cannot set both Role \"produce\" and APIKey \"fetch\" together"));
+    let d = find_msg(
+        &v,
+        codes::L7,
+        &spec("cannot set both Role \"produce\" and APIKey \"fetch\" together"),
+    );
     assert_eq!(at(d), (15, 11));
     let d = find_msg(&v, codes::L7, &spec("invalid Kafka APIKey \"frobnicate\""));
     assert_eq!(at(d), (17, 19));
-    let d = find_msg(&v, codes::SCHEMA, "spec.ingress[0].toPorts[0].rules.kafka[3].role: unsupported value \"admin\"");
+    let d = find_msg(
+        &v,
+        codes::SCHEMA,
+        "spec.ingress[0].toPorts[0].rules.kafka[3].role: unsupported value \"admin\"",
+    );
     assert_eq!(at(d), (19, 17));
-    assert_eq!(at(find_msg(&v, codes::L7, &spec("invalid Kafka APIVersion \"x\""))), (20, 23));
-    assert_eq!(at(find_msg(&v, codes::L7, &spec("invalid Kafka APIVersion \"-1\""))), (21, 23));
-    assert_eq!(at(find_msg(&v, codes::L7, &spec("invalid Kafka Topic name \"bad topic!\""))), (23, 18));
+    assert_eq!(
+        at(find_msg(
+            &v,
+            codes::L7,
+            &spec("invalid Kafka APIVersion \"x\"")
+        )),
+        (20, 23)
+    );
+    assert_eq!(
+        at(find_msg(
+            &v,
+            codes::L7,
+            &spec("invalid Kafka APIVersion \"-1\"")
+        )),
+        (21, 23)
+    );
+    assert_eq!(
+        at(find_msg(
+            &v,
+            codes::L7,
+            &spec("invalid Kafka Topic name \"bad topic!\"")
+        )),
+        (23, 18)
+    );
 }
 
 // Rule 31: a topic longer than 255 characters is reported once. (Fails while
@@ -994,7 +1295,11 @@ fn rule31_kafka_topic_too_long_reported_once() {
 "#
     )));
     expect_errors(&v, 1);
-    let d = find_msg(&v, codes::L7, &spec("kafka topic exceeds maximum len of 255"));
+    let d = find_msg(
+        &v,
+        codes::L7,
+        &spec("kafka topic exceeds maximum len of 255"),
+    );
     assert_eq!(at(d), (15, 18));
 }
 
@@ -1015,7 +1320,10 @@ fn rule32_server_names_with_l7() {
 "#));
     expect_errors(&v, 1);
     let d = find(&v, codes::L7);
-    assert_eq!(d.message, spec("ServerNames are not allowed with L7 rules without TLS termination"));
+    assert_eq!(
+        d.message,
+        spec("ServerNames are not allowed with L7 rules without TLS termination")
+    );
     assert_eq!(at(d), (13, 7));
 }
 
@@ -1036,7 +1344,12 @@ fn rule32_empty_server_name_reported_once() {
     // could; the schema finding is reported, once.
     expect_errors(&v, 1);
     let d = find(&v, codes::SCHEMA);
-    assert!(d.message.starts_with("spec.egress[0].toPorts[0].serverNames[0]: does not match"), "{}", d.message);
+    assert!(
+        d.message
+            .starts_with("spec.egress[0].toPorts[0].serverNames[0]: does not match"),
+        "{}",
+        d.message
+    );
     assert_eq!(at(d), (13, 21));
 }
 
@@ -1070,12 +1383,21 @@ fn rule33_listeners() {
         - method: GET
 "#));
     expect_errors(&v, 2);
-    let d = find_msg(&v, codes::L7, &spec("Listener is not allowed on ingress (in-listener)"));
+    let d = find_msg(
+        &v,
+        codes::L7,
+        &spec("Listener is not allowed on ingress (in-listener)"),
+    );
     assert_eq!(at(d), (13, 7));
-    let d = find_msg(&v, codes::L7, &spec("Listener is not allowed with L7 rules (out-listener)"));
+    let d = find_msg(
+        &v,
+        codes::L7,
+        &spec("Listener is not allowed with L7 rules (out-listener)"),
+    );
     assert_eq!(at(d), (23, 7));
 
-    let v = check(&ccnp(r#"
+    let v = check(&ccnp(
+        r#"
   endpointSelector: {}
   egress:
   - toPorts:
@@ -1087,10 +1409,14 @@ fn rule33_listeners() {
         envoyConfig:
           kind: CiliumEnvoyConfig
           name: proxy
-"#));
+"#,
+    ));
     expect_errors(&v, 1);
     let d = find(&v, codes::L7);
-    assert_eq!(d.message, ccnp_spec("Listener \"my-listener\" in CCNP can not use Kind CiliumEnvoyConfig"));
+    assert_eq!(
+        d.message,
+        ccnp_spec("Listener \"my-listener\" in CCNP can not use Kind CiliumEnvoyConfig")
+    );
     assert_eq!(at(d), (15, 17));
 }
 
@@ -1114,9 +1440,18 @@ spec:
     let v = check(src);
     expect_errors(&v, 1);
     let d = find(&v, codes::WRONG_API_VERSION);
-    assert_eq!(d.message, "no matches for kind \"CiliumNetworkPolicy\" in version \"cilium.io/v1alpha1\"");
+    assert_eq!(
+        d.message,
+        "no matches for kind \"CiliumNetworkPolicy\" in version \"cilium.io/v1alpha1\""
+    );
     assert_eq!(at(d), (1, 13));
-    assert!(d.hint.as_deref().unwrap_or("").starts_with("use cilium.io/v2"), "{d}");
+    assert!(
+        d.hint
+            .as_deref()
+            .unwrap_or("")
+            .starts_with("use cilium.io/v2"),
+        "{d}"
+    );
 }
 
 // JSON Schema: an unknown field gets a did-you-mean. Without a selector the rule also has
@@ -1133,10 +1468,16 @@ fn unknown_field_did_you_mean() {
     expect_errors(&v, 2);
     let d = find(&v, codes::UNKNOWN_FIELD);
     assert_eq!(d.message, "unknown field \"endpointSelecter\" in spec");
-    assert_eq!(d.hint.as_deref(), Some("did you mean \"endpointSelector\"?"));
+    assert_eq!(
+        d.hint.as_deref(),
+        Some("did you mean \"endpointSelector\"?")
+    );
     assert_eq!(at(d), (7, 3));
     assert_eq!(d.path, "spec.endpointSelecter");
-    assert_eq!(find(&v, codes::RULE).message, spec("rule must have one of EndpointSelector or NodeSelector"));
+    assert_eq!(
+        find(&v, codes::RULE).message,
+        spec("rule must have one of EndpointSelector or NodeSelector")
+    );
 }
 
 // §4.6: a top-level description (it belongs inside spec).
@@ -1156,12 +1497,20 @@ spec:
     let v = check(src);
     expect_errors(&v, 1);
     let d = find(&v, codes::TOP_LEVEL_DESCRIPTION);
-    assert_eq!(d.message, "top-level description field is no longer supported");
+    assert_eq!(
+        d.message,
+        "top-level description field is no longer supported"
+    );
     assert_eq!(at(d), (3, 1));
-    assert!(d.hint.as_deref().unwrap_or("").contains("inside `spec`"), "{d}");
+    assert!(
+        d.hint.as_deref().unwrap_or("").contains("inside `spec`"),
+        "{d}"
+    );
 
     // Inside spec it is fine.
-    let v = check(&cnp("  description: allow the frontend\n  endpointSelector: {}\n  ingress:\n  - fromEntities: [world]\n"));
+    let v = check(&cnp(
+        "  description: allow the frontend\n  endpointSelector: {}\n  ingress:\n  - fromEntities: [world]\n",
+    ));
     expect_clean(&v);
 }
 
@@ -1170,13 +1519,17 @@ spec:
 // metadata is reported once, in Cilium's words.
 #[test]
 fn wrong_types_are_reported_once() {
-    let v = check("apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata:\n  name: 123\n  namespace: shop\nspec:\n  endpointSelector: {}\n  ingress: [{}]\n");
+    let v = check(
+        "apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata:\n  name: 123\n  namespace: shop\nspec:\n  endpointSelector: {}\n  ingress: [{}]\n",
+    );
     expect_errors(&v, 1);
     let d = find(&v, codes::SCHEMA);
     assert_eq!(d.message, "metadata.name: expected string, got integer");
     assert_eq!(at(d), (4, 9));
 
-    let v = check("apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nspec:\n  endpointSelector: {}\n  ingress: [{}]\n");
+    let v = check(
+        "apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nspec:\n  endpointSelector: {}\n  ingress: [{}]\n",
+    );
     expect_errors(&v, 1);
     let d = find(&v, codes::BAD_NAME);
     assert_eq!(d.message, "CiliumNetworkPolicy must have name");
@@ -1192,7 +1545,10 @@ fn wrong_types_are_reported_once() {
     let v = check(&cnp("  endpointSelector:\n  ingress: [{}]\n"));
     expect_errors(&v, 1);
     let d = find(&v, codes::SCHEMA);
-    assert_eq!(d.message, "spec.endpointSelector: expected object, got null");
+    assert_eq!(
+        d.message,
+        "spec.endpointSelector: expected object, got null"
+    );
     assert_eq!(at(d), (7, 19));
 
     let v = check(&cnp(r#"
@@ -1205,7 +1561,10 @@ fn wrong_types_are_reported_once() {
 "#));
     expect_errors(&v, 1);
     let d = find(&v, codes::SCHEMA);
-    assert_eq!(d.message, "spec.endpointSelector.matchExpressions[0].values: expected array, got string");
+    assert_eq!(
+        d.message,
+        "spec.endpointSelector.matchExpressions[0].values: expected array, got string"
+    );
     assert_eq!(at(d), (11, 15));
 }
 
@@ -1223,10 +1582,15 @@ fn entities_outside_the_crd_enum() {
     let d = find_msg(
         &v,
         codes::ENTITY,
-        &spec("entity \"world-ipv4\" is accepted by the agent but not by the CRD's enum, so the API server rejects it"),
+        &spec(
+            "entity \"world-ipv4\" is accepted by the agent but not by the CRD's enum, so the API server rejects it",
+        ),
     );
     assert_eq!(at(d), (10, 7));
-    assert_eq!(d.hint.as_deref(), Some("use \"world\", which covers both IPv4 and IPv6"));
+    assert_eq!(
+        d.hint.as_deref(),
+        Some("use \"world\", which covers both IPv4 and IPv6")
+    );
     let d = find_msg(&v, codes::ENTITY, &spec("unsupported entity: World"));
     assert_eq!(at(d), (11, 7));
     assert_eq!(d.hint.as_deref(), Some("did you mean \"world\"?"));
@@ -1245,7 +1609,10 @@ fn reserved_init_subject() {
     let v = check(&cnp(body));
     expect_errors(&v, 1);
     let d = find(&v, codes::RESERVED_INIT);
-    assert_eq!(d.message, spec("CiliumNetworkPolicy incorrectly matches reserved:init label"));
+    assert_eq!(
+        d.message,
+        spec("CiliumNetworkPolicy incorrectly matches reserved:init label")
+    );
     assert_eq!(at(d), (8, 5));
     assert_eq!(d.path, "spec.endpointSelector");
 
@@ -1269,14 +1636,29 @@ fn reserved_init_subject() {
 fn duplicate_object_across_files() {
     let body = "  endpointSelector: {}\n  ingress:\n  - fromEntities: [world]\n";
     let other_ns = cnp(body).replace("namespace: shop", "namespace: billing");
-    let b = format!("{}---\n{}", cnp(body).replace("name: test", "name: other"), cnp(body));
-    let v = validate(&[("a.yaml", &cnp(body)), ("b.yaml", &b), ("c.yaml", &other_ns), ("d.yaml", &ccnp(body))]);
+    let b = format!(
+        "{}---\n{}",
+        cnp(body).replace("name: test", "name: other"),
+        cnp(body)
+    );
+    let v = validate(&[
+        ("a.yaml", &cnp(body)),
+        ("b.yaml", &b),
+        ("c.yaml", &other_ns),
+        ("d.yaml", &ccnp(body)),
+    ]);
     expect_errors(&v, 1);
     let d = find(&v, codes::DUPLICATE_OBJECT);
-    assert_eq!(d.message, "CiliumNetworkPolicy/shop/test is defined more than once");
+    assert_eq!(
+        d.message,
+        "CiliumNetworkPolicy/shop/test is defined more than once"
+    );
     assert_eq!(d.file, "b.yaml");
     assert_eq!(at(d), (11, 1));
-    assert_eq!(d.hint.as_deref(), Some("it is first defined at a.yaml:1; rename one or delete it"));
+    assert_eq!(
+        d.hint.as_deref(),
+        Some("it is first defined at a.yaml:1; rename one or delete it")
+    );
     assert_eq!(v.resources.len(), 4);
 }
 
@@ -1287,12 +1669,34 @@ fn duplicate_object_keeps_the_first_definition() {
     let body = "  endpointSelector: {}\n  ingress:\n  - fromEntities: [world]\n";
     let named = |n: &str| cnp(body).replace("name: test", &format!("name: {n}"));
     let c = format!("{}---\n{}", named("zz"), cnp(body));
-    let v = validate(&[("a.yaml", &named("aa")), ("b.yaml", &cnp(body)), ("c.yaml", &c), ("d.yaml", &cnp(body))]);
-    let dups: Vec<_> = v.diagnostics.iter().filter(|d| d.code == codes::DUPLICATE_OBJECT).collect();
-    assert_eq!(dups.iter().map(|d| d.file.as_str()).collect::<Vec<_>>(), ["c.yaml", "d.yaml"]);
-    assert!(dups.iter().all(|d| d.hint.as_deref() == Some("it is first defined at b.yaml:1; rename one or delete it")));
-    let kept: Vec<_> = v.resources.iter().map(|r| (r.key.name.as_str(), r.origin.file.as_str())).collect();
-    assert_eq!(kept, [("aa", "a.yaml"), ("test", "b.yaml"), ("zz", "c.yaml")]);
+    let v = validate(&[
+        ("a.yaml", &named("aa")),
+        ("b.yaml", &cnp(body)),
+        ("c.yaml", &c),
+        ("d.yaml", &cnp(body)),
+    ]);
+    let dups: Vec<_> = v
+        .diagnostics
+        .iter()
+        .filter(|d| d.code == codes::DUPLICATE_OBJECT)
+        .collect();
+    assert_eq!(
+        dups.iter().map(|d| d.file.as_str()).collect::<Vec<_>>(),
+        ["c.yaml", "d.yaml"]
+    );
+    assert!(
+        dups.iter().all(|d| d.hint.as_deref()
+            == Some("it is first defined at b.yaml:1; rename one or delete it"))
+    );
+    let kept: Vec<_> = v
+        .resources
+        .iter()
+        .map(|r| (r.key.name.as_str(), r.origin.file.as_str()))
+        .collect();
+    assert_eq!(
+        kept,
+        [("aa", "a.yaml"), ("test", "b.yaml"), ("zz", "c.yaml")]
+    );
 }
 
 // A realistic CNP and CCNP without any finding, not even a warning.
@@ -1468,7 +1872,11 @@ spec:
         - path: /x(
 "#;
     let v = check(src);
-    let got: Vec<(&str, usize, usize)> = v.diagnostics.iter().map(|d| (d.code, d.line, d.column)).collect();
+    let got: Vec<(&str, usize, usize)> = v
+        .diagnostics
+        .iter()
+        .map(|d| (d.code, d.line, d.column))
+        .collect();
     assert_eq!(
         got,
         vec![
@@ -1487,5 +1895,8 @@ spec:
         listing(&v)
     );
     assert!(v.diagnostics.iter().all(|d| d.severity == Severity::Error));
-    assert_eq!(find(&v, codes::UNKNOWN_FIELD).hint.as_deref(), Some("did you mean \"protocol\"?"));
+    assert_eq!(
+        find(&v, codes::UNKNOWN_FIELD).hint.as_deref(),
+        Some("did you mean \"protocol\"?")
+    );
 }

@@ -9,7 +9,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use ward_schema::yaml::{parse_fast, parse_saphyr, Limits, Parsed};
+use ward_schema::yaml::{Limits, Parsed, parse_fast, parse_saphyr};
 
 /// The repository root (the workspace above this crate).
 fn repo() -> PathBuf {
@@ -21,7 +21,9 @@ fn yaml_files(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
-        let Ok(read) = std::fs::read_dir(&d) else { continue };
+        let Ok(read) = std::fs::read_dir(&d) else {
+            continue;
+        };
         for entry in read.flatten() {
             let p = entry.path();
             if p.is_dir() {
@@ -46,7 +48,11 @@ fn generated_corpus(out: &Path) -> Vec<PathBuf> {
         .unwrap_or_else(|e| panic!("running python3 {}: {e}", script.display()));
     assert!(status.success(), "{} failed: {status}", script.display());
     let files = yaml_files(out);
-    assert_eq!(files.len(), 200, "the generator should have written 200 files");
+    assert_eq!(
+        files.len(),
+        200,
+        "the generator should have written 200 files"
+    );
     files
 }
 
@@ -58,10 +64,14 @@ fn read(path: &Path) -> String {
 /// `Some(false)` when it fell back. Panics on disagreement.
 fn compare(label: &str, text: &str) -> bool {
     let limits = Limits::default();
-    let Some(fast) = parse_fast(text, &limits) else { return false };
+    let Some(fast) = parse_fast(text, &limits) else {
+        return false;
+    };
     let slow = parse_saphyr("f.yaml", text, &limits);
     if fast != slow {
-        panic!("fast path disagrees with saphyr on {label}:\n--- text\n{text}\n--- fast\n{fast:#?}\n--- saphyr\n{slow:#?}");
+        panic!(
+            "fast path disagrees with saphyr on {label}:\n--- text\n{text}\n--- fast\n{fast:#?}\n--- saphyr\n{slow:#?}"
+        );
     }
     true
 }
@@ -75,7 +85,10 @@ fn compare_files(files: &[PathBuf]) -> (usize, usize) {
         let label = f.display().to_string();
         let as_written = compare(&label, &text);
         let crlf = compare(&format!("{label} (CRLF)"), &text.replace('\n', "\r\n"));
-        assert_eq!(as_written, crlf, "CRLF line ends should not change whether {label} is taken");
+        assert_eq!(
+            as_written, crlf,
+            "CRLF line ends should not change whether {label} is taken"
+        );
         taken += usize::from(as_written);
     }
     (taken, files.len())
@@ -91,7 +104,10 @@ fn fast_path_agrees_on_the_generated_corpus_and_is_taken() {
         .map(|f| parse_fast(&read(f), &Limits::default()).map_or(0, |p: Parsed| p.docs.len()))
         .sum();
     println!("generated corpus: fast path taken for {taken}/{total} files ({docs} documents)");
-    assert_eq!(taken, total, "the fast path should handle every generated policy file");
+    assert_eq!(
+        taken, total,
+        "the fast path should handle every generated policy file"
+    );
     assert_eq!(docs, 2000);
 }
 
@@ -99,10 +115,17 @@ fn fast_path_agrees_on_the_generated_corpus_and_is_taken() {
 fn fast_path_agrees_on_the_repository_policies_and_is_taken() {
     let mut files = yaml_files(&repo().join("policies"));
     files.extend(yaml_files(&repo().join("cluster-config")));
-    assert!(!files.is_empty(), "no policies found under {}", repo().display());
+    assert!(
+        !files.is_empty(),
+        "no policies found under {}",
+        repo().display()
+    );
     let (taken, total) = compare_files(&files);
     println!("repository policies and cluster config: fast path taken for {taken}/{total} files");
-    assert_eq!(taken, total, "the fast path should handle every policy in the repository");
+    assert_eq!(
+        taken, total,
+        "the fast path should handle every policy in the repository"
+    );
 }
 
 #[test]
@@ -137,9 +160,9 @@ impl Rng {
 
 /// Characters that matter to YAML, and some that do not.
 const ALPHABET: &[&str] = &[
-    " ", " ", " ", "-", "- ", ":", ": ", "#", " #", "'", "\"", "[", "]", "{", "}", ",", "\n", "\t", "&", "*",
-    "!", "|", ">", "?", "%", "@", "\\", "\\n", "\\u00e9", ".", "~", "0", "1", "x", "é", "日", "\r", "\r\n", "---",
-    "...", "null", "true", "0x1", "1e3", "''",
+    " ", " ", " ", "-", "- ", ":", ": ", "#", " #", "'", "\"", "[", "]", "{", "}", ",", "\n", "\t",
+    "&", "*", "!", "|", ">", "?", "%", "@", "\\", "\\n", "\\u00e9", ".", "~", "0", "1", "x", "é",
+    "日", "\r", "\r\n", "---", "...", "null", "true", "0x1", "1e3", "''",
 ];
 
 /// One random edit of `text`: insert or delete characters, swap, duplicate or drop lines,
@@ -152,7 +175,11 @@ fn mutate(rng: &mut Rng, text: &str) -> String {
             // Insert a token at a random character boundary.
             let i = rng.below(n);
             let line = &mut lines[i];
-            let cuts: Vec<usize> = line.char_indices().map(|(c, _)| c).chain([line.len()]).collect();
+            let cuts: Vec<usize> = line
+                .char_indices()
+                .map(|(c, _)| c)
+                .chain([line.len()])
+                .collect();
             let at = cuts[rng.below(cuts.len())];
             line.insert_str(at, ALPHABET[rng.below(ALPHABET.len())]);
         }
@@ -177,7 +204,11 @@ fn mutate(rng: &mut Rng, text: &str) -> String {
             if rng.below(2) == 0 {
                 lines[i].insert_str(0, if rng.below(2) == 0 { " " } else { "  " });
             } else {
-                let drop = lines[i].bytes().take_while(|&b| b == b' ').count().min(1 + rng.below(2));
+                let drop = lines[i]
+                    .bytes()
+                    .take_while(|&b| b == b' ')
+                    .count()
+                    .min(1 + rng.below(2));
                 lines[i].drain(..drop);
             }
         }
@@ -212,12 +243,22 @@ fn fast_path_never_disagrees_on_mutated_input() {
     let mut seeds: Vec<String> = files
         .iter()
         .take(20)
-        .flat_map(|f| read(f).split("\n---\n").map(str::to_owned).collect::<Vec<_>>())
+        .flat_map(|f| {
+            read(f)
+                .split("\n---\n")
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
         .collect();
-    for f in yaml_files(&repo().join("policies")).iter().chain(&yaml_files(&repo().join("cluster-config"))) {
+    for f in yaml_files(&repo().join("policies"))
+        .iter()
+        .chain(&yaml_files(&repo().join("cluster-config")))
+    {
         seeds.push(read(f));
     }
-    seeds.push("a: 1\nb: [x, \"y\", {k: v}]\nc:\n- d\n- e: f\n  g: 'h'\n---\n- - i\n  - j\n".to_owned());
+    seeds.push(
+        "a: 1\nb: [x, \"y\", {k: v}]\nc:\n- d\n- e: f\n  g: 'h'\n---\n- - i\n  - j\n".to_owned(),
+    );
 
     let mut rng = Rng(0x5eed_2024);
     let (mut taken, mut fell_back) = (0usize, 0usize);
@@ -234,11 +275,19 @@ fn fast_path_never_disagrees_on_mutated_input() {
             fell_back += 1;
         }
     }
-    println!("mutated input: fast path answered (and agreed) {taken} times, fell back {fell_back} times");
+    println!(
+        "mutated input: fast path answered (and agreed) {taken} times, fell back {fell_back} times"
+    );
     // Most single edits leave valid YAML within the subset: if the fast path hardly ever
     // answered, this test would prove nothing.
-    assert!(taken > ROUNDS / 5, "fast path answered only {taken} of {ROUNDS} times");
-    assert!(fell_back > ROUNDS / 20, "fast path fell back only {fell_back} of {ROUNDS} times");
+    assert!(
+        taken > ROUNDS / 5,
+        "fast path answered only {taken} of {ROUNDS} times"
+    );
+    assert!(
+        fell_back > ROUNDS / 20,
+        "fast path fell back only {fell_back} of {ROUNDS} times"
+    );
 }
 
 // ------------------------------------------------------------------------- random documents
@@ -246,19 +295,93 @@ fn fast_path_never_disagrees_on_mutated_input() {
 /// Scalars as written in YAML, plain and quoted, including ones that resolve to numbers,
 /// booleans and null, and some with characters that matter to YAML.
 const SCALARS: &[&str] = &[
-    "web", "app.kubernetes.io/name", "k8s:io.kubernetes.pod.namespace", "10.0.0.0/8", "2001:db8::/32",
-    "/api/v[12]/.*", "a#b", "a:b", "x,y", "two words", "é", "日本語", "ключ", "80", "080", "-5", "+1", "1e3",
-    "-.5", ".5", "1.", "0x1F", "0o17", "1_000", ".inf", "-0", "99999999999999999999", "true", "False", "TRUE",
-    "yes", "no", "on", "null", "Null", "~", "\"80\"", "\"\"", "''", "'it''s'", "'a: b'", "\"a: b\"",
-    "\"tab\\there\"", "\"q\\\"q\"", "\"back\\\\slash\"", "\"\\u00e9t\\u00e9\"", "\"\\/\"", "\"# no comment\"",
-    "' padded '", "\"é, ü\"", "'[x]'", "\"{y}\"", "-dash", "(paren)", "$var", "a~b", "x_y",
+    "web",
+    "app.kubernetes.io/name",
+    "k8s:io.kubernetes.pod.namespace",
+    "10.0.0.0/8",
+    "2001:db8::/32",
+    "/api/v[12]/.*",
+    "a#b",
+    "a:b",
+    "x,y",
+    "two words",
+    "é",
+    "日本語",
+    "ключ",
+    "80",
+    "080",
+    "-5",
+    "+1",
+    "1e3",
+    "-.5",
+    ".5",
+    "1.",
+    "0x1F",
+    "0o17",
+    "1_000",
+    ".inf",
+    "-0",
+    "99999999999999999999",
+    "true",
+    "False",
+    "TRUE",
+    "yes",
+    "no",
+    "on",
+    "null",
+    "Null",
+    "~",
+    "\"80\"",
+    "\"\"",
+    "''",
+    "'it''s'",
+    "'a: b'",
+    "\"a: b\"",
+    "\"tab\\there\"",
+    "\"q\\\"q\"",
+    "\"back\\\\slash\"",
+    "\"\\u00e9t\\u00e9\"",
+    "\"\\/\"",
+    "\"# no comment\"",
+    "' padded '",
+    "\"é, ü\"",
+    "'[x]'",
+    "\"{y}\"",
+    "-dash",
+    "(paren)",
+    "$var",
+    "a~b",
+    "x_y",
 ];
 
 /// Mapping keys: a small pool, so that duplicates happen.
 const KEYS: &[&str] = &[
-    "name", "namespace", "labels", "spec", "ingress", "egress", "toPorts", "port", "app", "k8s:app", "1", "080",
-    "true", "~", "\"quoted key\"", "'single'", "\"a b\"", "ключ", "x-y", "a.b/c", "null", "1e3", "-dash", "a#b",
-    "\"k:\"", "'#'",
+    "name",
+    "namespace",
+    "labels",
+    "spec",
+    "ingress",
+    "egress",
+    "toPorts",
+    "port",
+    "app",
+    "k8s:app",
+    "1",
+    "080",
+    "true",
+    "~",
+    "\"quoted key\"",
+    "'single'",
+    "\"a b\"",
+    "ключ",
+    "x-y",
+    "a.b/c",
+    "null",
+    "1e3",
+    "-dash",
+    "a#b",
+    "\"k:\"",
+    "'#'",
 ];
 
 /// A random YAML value, rendered in a random one of the styles the fast path supports.
@@ -271,8 +394,16 @@ enum Gen {
 fn gen_value(rng: &mut Rng, depth: usize) -> Gen {
     match if depth >= 4 { 0 } else { rng.below(5) } {
         0 | 1 => Gen::Scalar(SCALARS[rng.below(SCALARS.len())]),
-        2 | 3 => Gen::Map((0..rng.below(5)).map(|_| (KEYS[rng.below(KEYS.len())], gen_value(rng, depth + 1))).collect()),
-        _ => Gen::Seq((0..rng.below(4)).map(|_| gen_value(rng, depth + 1)).collect()),
+        2 | 3 => Gen::Map(
+            (0..rng.below(5))
+                .map(|_| (KEYS[rng.below(KEYS.len())], gen_value(rng, depth + 1)))
+                .collect(),
+        ),
+        _ => Gen::Seq(
+            (0..rng.below(4))
+                .map(|_| gen_value(rng, depth + 1))
+                .collect(),
+        ),
     }
 }
 
@@ -280,14 +411,21 @@ fn gen_value(rng: &mut Rng, depth: usize) -> Gen {
 fn flow(g: &Gen, rng: &mut Rng) -> Option<String> {
     let sep = if rng.below(4) == 0 { " , " } else { ", " };
     Some(match g {
-        Gen::Scalar(s) if s.starts_with(['"', '\'']) || !s.contains([',', '[', ']', '{', '}', '#', ':']) => (*s).to_owned(),
+        Gen::Scalar(s)
+            if s.starts_with(['"', '\'']) || !s.contains([',', '[', ']', '{', '}', '#', ':']) =>
+        {
+            (*s).to_owned()
+        }
         Gen::Scalar(_) => return None,
         Gen::Seq(items) => {
             let parts: Option<Vec<String>> = items.iter().map(|i| flow(i, rng)).collect();
             format!("[{}]", parts?.join(sep))
         }
         Gen::Map(entries) => {
-            let parts: Option<Vec<String>> = entries.iter().map(|(k, v)| Some(format!("{k}: {}", flow(v, rng)?))).collect();
+            let parts: Option<Vec<String>> = entries
+                .iter()
+                .map(|(k, v)| Some(format!("{k}: {}", flow(v, rng)?)))
+                .collect();
             format!("{{{}}}", parts?.join(sep))
         }
     })
@@ -336,13 +474,23 @@ fn emit_value(g: &Gen, indent: usize, in_seq: bool, rng: &mut Rng, out: &mut Str
             out.push_str(line_end(rng));
             out.push('\n');
             // Under a key, a sequence may sit at the key's own indentation.
-            let nested = if !in_seq && rng.below(2) == 0 { indent } else { indent + 1 + rng.below(3) };
+            let nested = if !in_seq && rng.below(2) == 0 {
+                indent
+            } else {
+                indent + 1 + rng.below(3)
+            };
             emit_seq(items, nested, false, rng, out);
         }
     }
 }
 
-fn emit_map(entries: &[(&str, Gen)], indent: usize, first_inline: bool, rng: &mut Rng, out: &mut String) {
+fn emit_map(
+    entries: &[(&str, Gen)],
+    indent: usize,
+    first_inline: bool,
+    rng: &mut Rng,
+    out: &mut String,
+) {
     for (i, (k, v)) in entries.iter().enumerate() {
         if !(first_inline && i == 0) {
             out.push_str(&" ".repeat(indent));
@@ -351,7 +499,9 @@ fn emit_map(entries: &[(&str, Gen)], indent: usize, first_inline: bool, rng: &mu
         out.push(':');
         emit_value(v, indent, false, rng, out);
         if rng.below(12) == 0 {
-            out.push_str(["\n", "# comment\n", "      # indented comment\n", "   \n"][rng.below(4)]);
+            out.push_str(
+                ["\n", "# comment\n", "      # indented comment\n", "   \n"][rng.below(4)],
+            );
         }
     }
 }
@@ -400,9 +550,17 @@ fn fast_path_never_disagrees_on_random_documents() {
         let text = random_file(&mut rng);
         taken += usize::from(compare(&format!("random document {round}"), &text));
         let mutant = mutate(&mut rng, &text);
-        mutants_taken += usize::from(compare(&format!("mutated random document {round}"), &mutant));
+        mutants_taken += usize::from(compare(
+            &format!("mutated random document {round}"),
+            &mutant,
+        ));
     }
-    println!("random documents: fast path answered {taken}/{ROUNDS} times, {mutants_taken}/{ROUNDS} on mutants");
+    println!(
+        "random documents: fast path answered {taken}/{ROUNDS} times, {mutants_taken}/{ROUNDS} on mutants"
+    );
     // Fallbacks come from duplicate keys (the key pool is small) and rare odd shapes.
-    assert!(taken > ROUNDS / 2, "fast path answered only {taken} of {ROUNDS} random documents");
+    assert!(
+        taken > ROUNDS / 2,
+        "fast path answered only {taken} of {ROUNDS} random documents"
+    );
 }

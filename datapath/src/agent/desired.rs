@@ -27,25 +27,44 @@ pub struct Desired {
 /// or when a file is not JSON (the message names it).
 pub fn read(state_dir: &Path) -> Result<Desired> {
     if state_dir.join(JOURNAL).exists() {
-        bail!("an apply is in progress in {} (journal.json present); waiting for it to finish", state_dir.display());
+        bail!(
+            "an apply is in progress in {} (journal.json present); waiting for it to finish",
+            state_dir.display()
+        );
     }
     let mut resources = ResourceSet::new();
     let root = state_dir.join(OBJECTS);
-    let files = store::object_files(&root).with_context(|| format!("cannot read {}", root.display()))?;
+    let files =
+        store::object_files(&root).with_context(|| format!("cannot read {}", root.display()))?;
     for (key, path) in files {
         if !(key.kind.is_policy() || key.kind == Kind::CiliumConfig) {
             continue;
         }
         let bytes = fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
-        let object = serde_json::from_slice(&bytes).with_context(|| format!("{} is not valid JSON", path.display()))?;
-        let origin = Origin { file: path.display().to_string(), line: 1, document: 0 };
-        resources.insert(Resource { key, object, origin });
+        let object = serde_json::from_slice(&bytes)
+            .with_context(|| format!("{} is not valid JSON", path.display()))?;
+        let origin = Origin {
+            file: path.display().to_string(),
+            line: 1,
+            document: 0,
+        };
+        resources.insert(Resource {
+            key,
+            object,
+            origin,
+        });
     }
-    Ok(Desired { resources, revision: applied_revision(state_dir) })
+    Ok(Desired {
+        resources,
+        revision: applied_revision(state_dir),
+    })
 }
 
 fn applied_revision(state_dir: &Path) -> Option<String> {
     let text = fs::read(state_dir.join(INVENTORY)).ok()?;
     let inv: serde_json::Value = serde_json::from_slice(&text).ok()?;
-    inv.get("applied_revision").or_else(|| inv.get("appliedRevision")).and_then(|v| v.as_str()).map(str::to_owned)
+    inv.get("applied_revision")
+        .or_else(|| inv.get("appliedRevision"))
+        .and_then(|v| v.as_str())
+        .map(str::to_owned)
 }

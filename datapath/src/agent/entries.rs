@@ -46,7 +46,8 @@ pub struct PolicyKey {
 impl PolicyKey {
     /// Whether this key's prefix contains `other`'s (same endpoint, direction, identity).
     fn covers(&self, other: &PolicyKey) -> bool {
-        self.bits <= other.bits && masked(other.proto, other.port, self.bits) == (self.proto, self.port)
+        self.bits <= other.bits
+            && masked(other.proto, other.port, self.bits) == (self.proto, self.port)
     }
 }
 
@@ -96,7 +97,9 @@ pub fn rule_id(rule: &RuleRef) -> u32 {
 }
 
 fn fnv1a(s: &str) -> u32 {
-    s.bytes().fold(0x811c_9dc5_u32, |h, b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193))
+    s.bytes().fold(0x811c_9dc5_u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    })
 }
 
 /// One endpoint of the node with its resolved policy's entries, exported once.
@@ -115,9 +118,18 @@ const DIRECTIONS: [Direction; 2] = [Direction::Ingress, Direction::Egress];
 /// The node's endpoints (IPv4, known to the engine).
 fn locals<'r>(repo: &'r PolicyRepository, node: &str) -> Vec<Local<'r>> {
     let mut out = Vec::new();
-    for ep in repo.cluster().endpoints.iter().filter(|e| e.node.as_deref() == Some(node)) {
-        let (Some(IpAddr::V4(ip)), Some(id)) = (ep.ip, repo.endpoint_id(&ep.full_name())) else { continue };
-        let (Some(identity), Some(policy)) = (repo.identity(id), repo.endpoint_policy(id)) else { continue };
+    for ep in repo
+        .cluster()
+        .endpoints
+        .iter()
+        .filter(|e| e.node.as_deref() == Some(node))
+    {
+        let (Some(IpAddr::V4(ip)), Some(id)) = (ep.ip, repo.endpoint_id(&ep.full_name())) else {
+            continue;
+        };
+        let (Some(identity), Some(policy)) = (repo.identity(id), repo.endpoint_policy(id)) else {
+            continue;
+        };
         out.push(Local {
             name: ep.full_name(),
             ip,
@@ -138,25 +150,51 @@ pub fn compute(repo: &PolicyRepository, node: &str) -> Result<NodeEntries, Strin
     let locals = locals(repo, node);
     let cidrs = cidr_identities(&locals);
     ipcache(repo, node, &cidrs, &mut maps);
-    let allow_all = PolicyValue { deny: false, l7: false, rule: 0 };
+    let allow_all = PolicyValue {
+        deny: false,
+        l7: false,
+        rule: 0,
+    };
     for local in &locals {
         let e = endpoint_id(&local.name);
         if let Some((other, _)) = maps.endpoints.iter().find(|(_, x)| x.ep == e) {
-            return Err(format!("endpoints {other} and {} share map id {e}; rename one", local.name));
+            return Err(format!(
+                "endpoints {other} and {} share map id {e}; rename one",
+                local.name
+            ));
         }
-        maps.endpoints.insert(local.name.clone(), EndpointEntry { ep: e, identity: local.identity.0, ip: local.ip });
+        maps.endpoints.insert(
+            local.name.clone(),
+            EndpointEntry {
+                ep: e,
+                identity: local.identity.0,
+                ip: local.ip,
+            },
+        );
         for (d, dir) in DIRECTIONS.into_iter().enumerate() {
             let mut raw = Vec::new();
             if repo.config().enforcement == Enforcement::Never {
                 raw.push((key(e, dir, 0, 0, 0, 0), allow_all));
             } else {
                 for x in &local.exports[d] {
-                    entry_keys(repo, x, e, dir, local.named_ports, &cidrs, &mut maps.rules, &mut raw);
+                    entry_keys(
+                        repo,
+                        x,
+                        e,
+                        dir,
+                        local.named_ports,
+                        &cidrs,
+                        &mut maps.rules,
+                        &mut raw,
+                    );
                 }
                 if !local.enforced[d] {
                     raw.push((key(e, dir, 0, 0, 0, 0), allow_all));
                 }
-                if dir == Direction::Ingress && repo.config().allow_localhost && local.identity != Identity::HOST {
+                if dir == Direction::Ingress
+                    && repo.config().allow_localhost
+                    && local.identity != Identity::HOST
+                {
                     raw.push((key(e, dir, Identity::HOST.0, 0, 0, 0), allow_all));
                 }
             }
@@ -167,7 +205,14 @@ pub fn compute(repo: &PolicyRepository, node: &str) -> Result<NodeEntries, Strin
 }
 
 fn key(ep: u32, dir: Direction, identity: u32, proto: u8, port: u16, bits: u8) -> PolicyKey {
-    PolicyKey { ep, egress: dir == Direction::Egress, identity, proto, port, bits }
+    PolicyKey {
+        ep,
+        egress: dir == Direction::Egress,
+        identity,
+        proto,
+        port,
+        bits,
+    }
 }
 
 /// World prefixes named by CIDR rules of the node's endpoints, each with its identity.
@@ -191,16 +236,28 @@ fn v4(p: &crate::engine::cidr::Prefix) -> Option<(Ipv4Addr, u8)> {
 }
 
 /// Endpoints and nodes win over a CIDR prefix that happens to be the same /32.
-fn ipcache(repo: &PolicyRepository, node: &str, cidrs: &BTreeMap<(Ipv4Addr, u8), u32>, maps: &mut NodeEntries) {
+fn ipcache(
+    repo: &PolicyRepository,
+    node: &str,
+    cidrs: &BTreeMap<(Ipv4Addr, u8), u32>,
+    maps: &mut NodeEntries,
+) {
     maps.ipcache.extend(cidrs.iter().map(|(k, v)| (*k, *v)));
     for n in &repo.cluster().nodes {
         if let Some(IpAddr::V4(ip)) = n.ip {
-            let id = if n.name == node { Identity::HOST } else { repo.remote_node_identity(&n.name).unwrap_or(Identity::REMOTE_NODE) };
+            let id = if n.name == node {
+                Identity::HOST
+            } else {
+                repo.remote_node_identity(&n.name)
+                    .unwrap_or(Identity::REMOTE_NODE)
+            };
             maps.ipcache.insert((ip, 32), id.0);
         }
     }
     for ep in &repo.cluster().endpoints {
-        let id = repo.endpoint_id(&ep.full_name()).and_then(|id| repo.identity(id));
+        let id = repo
+            .endpoint_id(&ep.full_name())
+            .and_then(|id| repo.identity(id));
         if let (Some(IpAddr::V4(ip)), Some(id)) = (ep.ip, id) {
             maps.ipcache.insert((ip, 32), id.0);
         }
@@ -208,7 +265,10 @@ fn ipcache(repo: &PolicyRepository, node: &str, cidrs: &BTreeMap<(Ipv4Addr, u8),
 }
 
 /// The raw keys of one exported entry.
-#[allow(clippy::too_many_arguments, reason = "one call site; the arguments are the context")]
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one call site; the arguments are the context"
+)]
 fn entry_keys(
     repo: &PolicyRepository,
     x: &ExportedEntry<'_>,
@@ -221,29 +281,57 @@ fn entry_keys(
 ) {
     let rule = rule_id(x.rule);
     rules.entry(rule).or_insert_with(|| x.rule.to_string());
-    let value = PolicyValue { deny: x.deny, l7: x.l7, rule };
+    let value = PolicyValue {
+        deny: x.deny,
+        l7: x.l7,
+        rule,
+    };
     let identities = peer_identities(&x.peers, cidrs);
     for l4 in x.l4 {
         match l4 {
-            L4::All => out.extend(identities.iter().map(|id| (key(ep, dir, *id, 0, 0, 0), value))),
+            L4::All => out.extend(
+                identities
+                    .iter()
+                    .map(|id| (key(ep, dir, *id, 0, 0, 0), value)),
+            ),
             L4::Ports { proto, lo, hi } => {
                 for (port, bits) in port_prefixes(*lo, *hi) {
-                    out.extend(identities.iter().map(|id| (key(ep, dir, *id, proto.0, port, bits), value)));
+                    out.extend(
+                        identities
+                            .iter()
+                            .map(|id| (key(ep, dir, *id, proto.0, port, bits), value)),
+                    );
                 }
             }
             L4::Named { proto, name } => {
-                let resolved = |ports: &BTreeMap<String, NamedPort>| ports.get(name).filter(|np| np.protocol == *proto).map(|np| np.port);
+                let resolved = |ports: &BTreeMap<String, NamedPort>| {
+                    ports
+                        .get(name)
+                        .filter(|np| np.protocol == *proto)
+                        .map(|np| np.port)
+                };
                 if dir == Direction::Ingress {
                     // The destination is the local endpoint: its own declared ports.
                     if let Some(port) = resolved(own_ports) {
-                        out.extend(identities.iter().map(|id| (key(ep, dir, *id, proto.0, port, 24), value)));
+                        out.extend(
+                            identities
+                                .iter()
+                                .map(|id| (key(ep, dir, *id, proto.0, port, 24), value)),
+                        );
                     }
                     continue;
                 }
                 // Egress: the destination's ports, so one key per remote endpoint's identity.
                 for remote in &repo.cluster().endpoints {
-                    let Some(rid) = repo.endpoint_id(&remote.full_name()).and_then(|i| repo.identity(i)) else { continue };
-                    let Some(port) = resolved(&remote.named_ports) else { continue };
+                    let Some(rid) = repo
+                        .endpoint_id(&remote.full_name())
+                        .and_then(|i| repo.identity(i))
+                    else {
+                        continue;
+                    };
+                    let Some(port) = resolved(&remote.named_ports) else {
+                        continue;
+                    };
                     if identities.contains(&0) || identities.contains(&rid.0) {
                         out.push((key(ep, dir, rid.0, proto.0, port, 24), value));
                     }
@@ -254,7 +342,10 @@ fn entry_keys(
 }
 
 /// The identities (0 = any) an entry's peers stand for in the datapath.
-fn peer_identities(peers: &[ExportedPeer<'_>], cidrs: &BTreeMap<(Ipv4Addr, u8), u32>) -> BTreeSet<u32> {
+fn peer_identities(
+    peers: &[ExportedPeer<'_>],
+    cidrs: &BTreeMap<(Ipv4Addr, u8), u32>,
+) -> BTreeSet<u32> {
     let mut out = BTreeSet::new();
     for p in peers {
         match p {
@@ -293,13 +384,20 @@ fn within(inner: (Ipv4Addr, u8), outer: (Ipv4Addr, u8)) -> bool {
 
 fn mask_ip(ip: Ipv4Addr, len: u8) -> u32 {
     let bits = u32::from(ip);
-    if len == 0 { 0 } else { bits & (u32::MAX << (32 - u32::from(len))) }
+    if len == 0 {
+        0
+    } else {
+        bits & (u32::MAX << (32 - u32::from(len)))
+    }
 }
 
 /// (port, bits) prefixes for `lo..=hi`: the protocol alone (bits 8) when the range is every
 /// port, otherwise the fewest aligned blocks that cover the range exactly.
 pub fn port_prefixes(lo: u16, hi: u16) -> Vec<(u16, u8)> {
-    crate::bpf::maps::port_range_prefixes(lo, hi).into_iter().map(|(port, k)| (port, 8 + k)).collect()
+    crate::bpf::maps::port_range_prefixes(lo, hi)
+        .into_iter()
+        .map(|(port, k)| (port, 8 + k))
+        .collect()
 }
 
 fn masked(proto: u8, port: u16, bits: u8) -> (u8, u16) {
@@ -308,7 +406,14 @@ fn masked(proto: u8, port: u16, bits: u8) -> (u8, u16) {
         1..=8 => (proto, 0),
         _ => {
             let k = u32::from(bits - 8);
-            (proto, if k >= 16 { port } else { port & !(u16::MAX >> k) })
+            (
+                proto,
+                if k >= 16 {
+                    port
+                } else {
+                    port & !(u16::MAX >> k)
+                },
+            )
         }
     }
 }
@@ -316,14 +421,26 @@ fn masked(proto: u8, port: u16, bits: u8) -> (u8, u16) {
 /// Keeps one value per key and turns every allow that a deny of the same lookup contains
 /// into that deny, so the longest-prefix match gives the engine's "deny wins".
 fn fold(raw: Vec<(PolicyKey, PolicyValue)>, out: &mut BTreeMap<PolicyKey, PolicyValue>) {
-    let denies: Vec<(PolicyKey, u32)> = raw.iter().filter(|(_, v)| v.deny).map(|(k, v)| (*k, v.rule)).collect();
+    let denies: Vec<(PolicyKey, u32)> = raw
+        .iter()
+        .filter(|(_, v)| v.deny)
+        .map(|(k, v)| (*k, v.rule))
+        .collect();
     let mut local: BTreeMap<PolicyKey, PolicyValue> = BTreeMap::new();
     for (k, v) in raw {
         let v = if v.deny {
             v
         } else {
-            match denies.iter().filter(|(d, _)| d.identity == k.identity && d.covers(&k)).max_by_key(|(d, _)| d.bits) {
-                Some((_, rule)) => PolicyValue { deny: true, l7: false, rule: *rule },
+            match denies
+                .iter()
+                .filter(|(d, _)| d.identity == k.identity && d.covers(&k))
+                .max_by_key(|(d, _)| d.bits)
+            {
+                Some((_, rule)) => PolicyValue {
+                    deny: true,
+                    l7: false,
+                    rule: *rule,
+                },
                 None => v,
             }
         };
@@ -351,23 +468,57 @@ pub enum MapVerdict {
 impl NodeEntries {
     /// The identity of `ip` by longest prefix; `world` when nothing matches.
     pub fn identity_of(&self, ip: Ipv4Addr) -> u32 {
-        (0..=32u8).rev().find_map(|len| self.ipcache.get(&(Ipv4Addr::from(mask_ip(ip, len)), len)).copied()).unwrap_or(Identity::WORLD.0)
+        (0..=32u8)
+            .rev()
+            .find_map(|len| {
+                self.ipcache
+                    .get(&(Ipv4Addr::from(mask_ip(ip, len)), len))
+                    .copied()
+            })
+            .unwrap_or(Identity::WORLD.0)
     }
 
     /// The lookup `ward.c` does: the remote identity, then identity 0, each by longest prefix.
-    pub fn verdict(&self, ep: u32, egress: bool, remote: Ipv4Addr, proto: u8, port: u16) -> MapVerdict {
+    pub fn verdict(
+        &self,
+        ep: u32,
+        egress: bool,
+        remote: Ipv4Addr,
+        proto: u8,
+        port: u16,
+    ) -> MapVerdict {
         let id = self.identity_of(remote);
-        let hits: Vec<PolicyValue> = [id, 0].into_iter().filter_map(|identity| self.longest(ep, egress, identity, proto, port)).collect();
+        let hits: Vec<PolicyValue> = [id, 0]
+            .into_iter()
+            .filter_map(|identity| self.longest(ep, egress, identity, proto, port))
+            .collect();
         if let Some(d) = hits.iter().find(|v| v.deny) {
             return MapVerdict::Deny(d.rule);
         }
-        hits.first().map_or(MapVerdict::DefaultDeny, |a| MapVerdict::Allow(a.rule))
+        hits.first()
+            .map_or(MapVerdict::DefaultDeny, |a| MapVerdict::Allow(a.rule))
     }
 
-    fn longest(&self, ep: u32, egress: bool, identity: u32, proto: u8, port: u16) -> Option<PolicyValue> {
+    fn longest(
+        &self,
+        ep: u32,
+        egress: bool,
+        identity: u32,
+        proto: u8,
+        port: u16,
+    ) -> Option<PolicyValue> {
         (0..=24u8).rev().find_map(|bits| {
             let (p, port) = masked(proto, port, bits);
-            self.policy.get(&PolicyKey { ep, egress, identity, proto: p, port, bits }).copied()
+            self.policy
+                .get(&PolicyKey {
+                    ep,
+                    egress,
+                    identity,
+                    proto: p,
+                    port,
+                    bits,
+                })
+                .copied()
         })
     }
 }
@@ -385,29 +536,74 @@ mod tests {
 
     #[test]
     fn an_allow_inside_a_deny_of_the_same_lookup_becomes_that_deny() {
-        let k = |bits, port| PolicyKey { ep: 1, egress: false, identity: 300, proto: 6, port, bits };
+        let k = |bits, port| PolicyKey {
+            ep: 1,
+            egress: false,
+            identity: 300,
+            proto: 6,
+            port,
+            bits,
+        };
         let raw = vec![
-            (k(24, 80), PolicyValue { deny: false, l7: false, rule: 7 }),
-            (k(8, 0), PolicyValue { deny: true, l7: false, rule: 9 }),
-            (k(24, 81), PolicyValue { deny: true, l7: false, rule: 10 }),
+            (
+                k(24, 80),
+                PolicyValue {
+                    deny: false,
+                    l7: false,
+                    rule: 7,
+                },
+            ),
+            (
+                k(8, 0),
+                PolicyValue {
+                    deny: true,
+                    l7: false,
+                    rule: 9,
+                },
+            ),
+            (
+                k(24, 81),
+                PolicyValue {
+                    deny: true,
+                    l7: false,
+                    rule: 10,
+                },
+            ),
         ];
         let mut maps = NodeEntries::default();
         fold(raw, &mut maps.policy);
         assert!(maps.policy[&k(24, 80)].deny);
         maps.ipcache.insert((Ipv4Addr::new(10, 0, 0, 5), 32), 300);
-        assert!(matches!(maps.verdict(1, false, Ipv4Addr::new(10, 0, 0, 5), 6, 80), MapVerdict::Deny(_)));
-        assert_eq!(maps.verdict(1, false, Ipv4Addr::new(10, 0, 0, 5), 17, 80), MapVerdict::DefaultDeny);
+        assert!(matches!(
+            maps.verdict(1, false, Ipv4Addr::new(10, 0, 0, 5), 6, 80),
+            MapVerdict::Deny(_)
+        ));
+        assert_eq!(
+            maps.verdict(1, false, Ipv4Addr::new(10, 0, 0, 5), 17, 80),
+            MapVerdict::DefaultDeny
+        );
     }
 
     #[test]
     fn identities_come_from_the_longest_prefix_or_are_world() {
         let mut maps = NodeEntries::default();
-        maps.ipcache.insert((Ipv4Addr::new(10, 0, 0, 0), 8), CIDR_IDENTITY_BASE);
-        maps.ipcache.insert((Ipv4Addr::new(10, 1, 0, 0), 16), CIDR_IDENTITY_BASE + 1);
+        maps.ipcache
+            .insert((Ipv4Addr::new(10, 0, 0, 0), 8), CIDR_IDENTITY_BASE);
+        maps.ipcache
+            .insert((Ipv4Addr::new(10, 1, 0, 0), 16), CIDR_IDENTITY_BASE + 1);
         maps.ipcache.insert((Ipv4Addr::new(10, 1, 2, 3), 32), 400);
         assert_eq!(maps.identity_of(Ipv4Addr::new(10, 1, 2, 3)), 400);
-        assert_eq!(maps.identity_of(Ipv4Addr::new(10, 1, 2, 4)), CIDR_IDENTITY_BASE + 1);
-        assert_eq!(maps.identity_of(Ipv4Addr::new(10, 2, 0, 1)), CIDR_IDENTITY_BASE);
-        assert_eq!(maps.identity_of(Ipv4Addr::new(192, 0, 2, 1)), Identity::WORLD.0);
+        assert_eq!(
+            maps.identity_of(Ipv4Addr::new(10, 1, 2, 4)),
+            CIDR_IDENTITY_BASE + 1
+        );
+        assert_eq!(
+            maps.identity_of(Ipv4Addr::new(10, 2, 0, 1)),
+            CIDR_IDENTITY_BASE
+        );
+        assert_eq!(
+            maps.identity_of(Ipv4Addr::new(192, 0, 2, 1)),
+            Identity::WORLD.0
+        );
     }
 }

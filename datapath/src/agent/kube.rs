@@ -18,8 +18,8 @@
 //! Every watch event calls the agent back with what kind of object changed; the agent reads
 //! the caches (never the API) when it syncs, so a sync costs no round trip.
 
-use crate::lab::{Ipv4Net, NodeSpec, PodSpec, PortSpec, Topology, WorldSpec};
 use crate::engine::Protocol;
+use crate::lab::{Ipv4Net, NodeSpec, PodSpec, PortSpec, Topology, WorldSpec};
 use crate::wireguard::registry::{NodeRecord, Records};
 use anyhow::{Context, Result, anyhow};
 use futures::StreamExt;
@@ -110,20 +110,62 @@ pub struct KubeDesired {
 impl KubeSource {
     /// Connects as kubectl would, starts the watches and waits (up to a minute) until each has
     /// listed its objects once. `on_change` is called from the watch tasks on every event.
-    pub fn connect(opts: &KubeOptions, on_change: impl Fn(Watched) + Send + Sync + 'static) -> Result<KubeSource> {
-        let rt = Arc::new(tokio::runtime::Builder::new_multi_thread().worker_threads(1).thread_name("ward-kube").enable_all().build()?);
-        let config = rt.block_on(client_config(opts.kubeconfig.as_deref(), opts.context.as_deref()))?;
+    pub fn connect(
+        opts: &KubeOptions,
+        on_change: impl Fn(Watched) + Send + Sync + 'static,
+    ) -> Result<KubeSource> {
+        let rt = Arc::new(
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .thread_name("ward-kube")
+                .enable_all()
+                .build()?,
+        );
+        let config = rt.block_on(client_config(
+            opts.kubeconfig.as_deref(),
+            opts.context.as_deref(),
+        ))?;
         let server = config.cluster_url.to_string();
-        let client = rt.block_on(async { Client::try_from(config) }).context("cannot build a Kubernetes client")?;
+        let client = rt
+            .block_on(async { Client::try_from(config) })
+            .context("cannot build a Kubernetes client")?;
         let on_change: Arc<dyn Fn(Watched) + Send + Sync> = Arc::new(on_change);
         let caches = {
             let _guard = rt.enter();
             Caches {
-                nodes: watch(Api::all(client.clone()), (), watcher::Config::default(), Watched::Nodes, &on_change),
-                pods: watch(Api::all(client.clone()), (), watcher::Config::default(), Watched::Pods, &on_change),
-                namespaces: watch(Api::all(client.clone()), (), watcher::Config::default(), Watched::Namespaces, &on_change),
-                cnps: watch_policies(&client, "CiliumNetworkPolicy", "ciliumnetworkpolicies", &on_change),
-                ccnps: watch_policies(&client, "CiliumClusterwideNetworkPolicy", "ciliumclusterwidenetworkpolicies", &on_change),
+                nodes: watch(
+                    Api::all(client.clone()),
+                    (),
+                    watcher::Config::default(),
+                    Watched::Nodes,
+                    &on_change,
+                ),
+                pods: watch(
+                    Api::all(client.clone()),
+                    (),
+                    watcher::Config::default(),
+                    Watched::Pods,
+                    &on_change,
+                ),
+                namespaces: watch(
+                    Api::all(client.clone()),
+                    (),
+                    watcher::Config::default(),
+                    Watched::Namespaces,
+                    &on_change,
+                ),
+                cnps: watch_policies(
+                    &client,
+                    "CiliumNetworkPolicy",
+                    "ciliumnetworkpolicies",
+                    &on_change,
+                ),
+                ccnps: watch_policies(
+                    &client,
+                    "CiliumClusterwideNetworkPolicy",
+                    "ciliumclusterwidenetworkpolicies",
+                    &on_change,
+                ),
                 configs: watch(
                     Api::namespaced(client.clone(), &opts.config_namespace),
                     (),
@@ -133,7 +175,12 @@ impl KubeSource {
                 ),
             }
         };
-        let source = KubeSource { rt, client, server, caches };
+        let source = KubeSource {
+            rt,
+            client,
+            server,
+            caches,
+        };
         source.wait_listed()?;
         Ok(source)
     }
@@ -152,7 +199,10 @@ impl KubeSource {
                     ("pods", c.pods.wait_until_ready().await),
                     ("namespaces", c.namespaces.wait_until_ready().await),
                     ("ciliumnetworkpolicies", c.cnps.wait_until_ready().await),
-                    ("ciliumclusterwidenetworkpolicies", c.ccnps.wait_until_ready().await),
+                    (
+                        "ciliumclusterwidenetworkpolicies",
+                        c.ccnps.wait_until_ready().await,
+                    ),
                     ("configmaps", c.configs.wait_until_ready().await),
                 ] {
                     ready.map_err(|_| anyhow!("the watch of {what} stopped"))?;
@@ -172,23 +222,38 @@ impl KubeSource {
 
     /// Nodes, namespaces and pods in the engine's terms (see the module documentation).
     pub fn topology(&self) -> Topology {
-        let mut nodes: Vec<NodeSpec> = self.caches.nodes.state().iter().filter_map(|n| node_spec(n)).collect();
+        let mut nodes: Vec<NodeSpec> = self
+            .caches
+            .nodes
+            .state()
+            .iter()
+            .filter_map(|n| node_spec(n))
+            .collect();
         nodes.sort_by(|a, b| a.name.cmp(&b.name));
         let namespaces = self
             .caches
             .namespaces
             .state()
             .iter()
-            .filter_map(|ns| Some((ns.metadata.name.clone()?, ns.metadata.labels.clone().unwrap_or_default())))
+            .filter_map(|ns| {
+                Some((
+                    ns.metadata.name.clone()?,
+                    ns.metadata.labels.clone().unwrap_or_default(),
+                ))
+            })
             .collect();
         let pods = pod_specs(&self.caches.pods.state(), &nodes);
         Topology {
             name: "kube".into(),
             source: self.server.clone(),
-            underlay: Ipv4Net::new(Ipv4Addr::UNSPECIFIED, 0).unwrap_or_else(|| unreachable!("0.0.0.0/0 is a network")),
+            underlay: Ipv4Net::new(Ipv4Addr::UNSPECIFIED, 0)
+                .unwrap_or_else(|| unreachable!("0.0.0.0/0 is a network")),
             namespaces,
             nodes,
-            world: WorldSpec { name: "world".into(), ip: Ipv4Addr::UNSPECIFIED },
+            world: WorldSpec {
+                name: "world".into(),
+                ip: Ipv4Addr::UNSPECIFIED,
+            },
             pods,
         }
     }
@@ -196,7 +261,10 @@ impl KubeSource {
     /// The CNPs, CCNPs and the CiliumConfig.
     pub fn desired(&self) -> KubeDesired {
         let mut out = KubeDesired::default();
-        for (kind, store) in [(Kind::CiliumNetworkPolicy, &self.caches.cnps), (Kind::CiliumClusterwideNetworkPolicy, &self.caches.ccnps)] {
+        for (kind, store) in [
+            (Kind::CiliumNetworkPolicy, &self.caches.cnps),
+            (Kind::CiliumClusterwideNetworkPolicy, &self.caches.ccnps),
+        ] {
             for o in store.state() {
                 if let Some(r) = policy_resource(kind, &o) {
                     out.resources.insert(r);
@@ -219,44 +287,81 @@ impl KubeSource {
 
     /// The WireGuard records on the Node objects, for the mesh.
     pub fn records(&self) -> NodeAnnotations {
-        NodeAnnotations { rt: Arc::clone(&self.rt), nodes: Api::all(self.client.clone()), cache: self.caches.nodes.clone() }
+        NodeAnnotations {
+            rt: Arc::clone(&self.rt),
+            nodes: Api::all(self.client.clone()),
+            cache: self.caches.nodes.clone(),
+        }
     }
 }
 
 /// The client configuration kubectl would use with `--kubeconfig` and `--context`: neither
 /// given, the pod's service account when there is one, else `KUBECONFIG` or `~/.kube/config`.
 /// (The reconciler's kube target connects the same way.)
-pub async fn client_config(kubeconfig: Option<&std::path::Path>, context: Option<&str>) -> Result<Config> {
-    let kopts = KubeConfigOptions { context: context.map(str::to_owned), ..KubeConfigOptions::default() };
+pub async fn client_config(
+    kubeconfig: Option<&std::path::Path>,
+    context: Option<&str>,
+) -> Result<Config> {
+    let kopts = KubeConfigOptions {
+        context: context.map(str::to_owned),
+        ..KubeConfigOptions::default()
+    };
     match kubeconfig {
-        None if context.is_none() => Config::infer().await.context("no in-cluster service account and no usable kubeconfig; pass --kubeconfig"),
+        None if context.is_none() => Config::infer()
+            .await
+            .context("no in-cluster service account and no usable kubeconfig; pass --kubeconfig"),
         Some(path) => {
-            let kc = Kubeconfig::read_from(path).with_context(|| format!("cannot read kubeconfig {}", path.display()))?;
-            Config::from_custom_kubeconfig(kc, &kopts).await.with_context(|| format!("kubeconfig {}", path.display()))
+            let kc = Kubeconfig::read_from(path)
+                .with_context(|| format!("cannot read kubeconfig {}", path.display()))?;
+            Config::from_custom_kubeconfig(kc, &kopts)
+                .await
+                .with_context(|| format!("kubeconfig {}", path.display()))
         }
-        None => Config::from_kubeconfig(&kopts).await.context("no usable kubeconfig (KUBECONFIG or ~/.kube/config); pass --kubeconfig"),
+        None => Config::from_kubeconfig(&kopts)
+            .await
+            .context("no usable kubeconfig (KUBECONFIG or ~/.kube/config); pass --kubeconfig"),
     }
 }
 
 /// Starts a reflector for `api` on the current runtime and returns its cache; `on_change` is
 /// called on every change and when a (re)listing completes.
-fn watch<K>(api: Api<K>, dyntype: K::DynamicType, cfg: watcher::Config, what: Watched, on_change: &Arc<dyn Fn(Watched) + Send + Sync>) -> Store<K>
+fn watch<K>(
+    api: Api<K>,
+    dyntype: K::DynamicType,
+    cfg: watcher::Config,
+    what: Watched,
+    on_change: &Arc<dyn Fn(Watched) + Send + Sync>,
+) -> Store<K>
 where
-    K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + Sync + 'static,
+    K: kube::Resource
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
     K::DynamicType: Eq + std::hash::Hash + Clone + Send + Sync,
 {
     let writer = reflector::store::Writer::new(dyntype);
     let reader = writer.as_reader();
     let on_change = Arc::clone(on_change);
     let stream = watcher(api, cfg).default_backoff().reflect(writer);
-    let hint = if what == Watched::Policies { " (are the Cilium CRDs installed?)" } else { "" };
+    let hint = if what == Watched::Policies {
+        " (are the Cilium CRDs installed?)"
+    } else {
+        ""
+    };
     tokio::spawn(async move {
         futures::pin_mut!(stream);
         while let Some(event) = stream.next().await {
             match event {
-                Ok(watcher::Event::Apply(_) | watcher::Event::Delete(_) | watcher::Event::InitDone) => on_change(what),
+                Ok(
+                    watcher::Event::Apply(_) | watcher::Event::Delete(_) | watcher::Event::InitDone,
+                ) => on_change(what),
                 Ok(_) => {}
-                Err(e) => tracing::warn!(kind = ?what, "watch failed, retrying with backoff{hint}: {e}"),
+                Err(e) => {
+                    tracing::warn!(kind = ?what, "watch failed, retrying with backoff{hint}: {e}")
+                }
             }
         }
     });
@@ -264,9 +369,21 @@ where
 }
 
 /// A reflector for one Cilium policy CRD (cilium.io/v2).
-fn watch_policies(client: &Client, kind: &str, plural: &str, on_change: &Arc<dyn Fn(Watched) + Send + Sync>) -> Store<DynamicObject> {
-    let ar = ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("cilium.io", "v2", kind), plural);
-    watch(Api::all_with(client.clone(), &ar), ar.clone(), watcher::Config::default(), Watched::Policies, on_change)
+fn watch_policies(
+    client: &Client,
+    kind: &str,
+    plural: &str,
+    on_change: &Arc<dyn Fn(Watched) + Send + Sync>,
+) -> Store<DynamicObject> {
+    let ar =
+        ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("cilium.io", "v2", kind), plural);
+    watch(
+        Api::all_with(client.clone(), &ar),
+        ar.clone(),
+        watcher::Config::default(),
+        Watched::Policies,
+        on_change,
+    )
 }
 
 /// A node with an IPv4 InternalIP and an IPv4 pod CIDR; others cannot take part.
@@ -274,10 +391,20 @@ fn node_spec(n: &Node) -> Option<NodeSpec> {
     let name = n.metadata.name.clone()?;
     let ip = node_ip(n);
     let spec = n.spec.as_ref();
-    let cidr = spec
-        .and_then(|s| s.pod_cidrs.iter().flatten().chain(s.pod_cidr.iter()).find_map(|c| c.parse::<Ipv4Net>().ok()));
+    let cidr = spec.and_then(|s| {
+        s.pod_cidrs
+            .iter()
+            .flatten()
+            .chain(s.pod_cidr.iter())
+            .find_map(|c| c.parse::<Ipv4Net>().ok())
+    });
     match (ip, cidr) {
-        (Some(ip), Some(pod_cidr)) => Some(NodeSpec { name, ip, pod_cidr, labels: n.metadata.labels.clone().unwrap_or_default() }),
+        (Some(ip), Some(pod_cidr)) => Some(NodeSpec {
+            name,
+            ip,
+            pod_cidr,
+            labels: n.metadata.labels.clone().unwrap_or_default(),
+        }),
         _ => {
             tracing::debug!(node = %name, "node left out: it has no IPv4 InternalIP or no IPv4 pod CIDR yet");
             None
@@ -299,9 +426,12 @@ fn node_ip(n: &Node) -> Option<Ipv4Addr> {
 /// The pods that are endpoints: running on a known node, with their own IPv4 address. When
 /// two pods claim one address (a pod that is going away and its replacement), the newer wins.
 fn pod_specs(pods: &[Arc<Pod>], nodes: &[NodeSpec]) -> Vec<PodSpec> {
-    let mut by_ip: BTreeMap<Ipv4Addr, (Option<k8s_openapi::jiff::Timestamp>, PodSpec)> = BTreeMap::new();
+    let mut by_ip: BTreeMap<Ipv4Addr, (Option<k8s_openapi::jiff::Timestamp>, PodSpec)> =
+        BTreeMap::new();
     for p in pods {
-        let Some(spec) = pod_spec(p).filter(|s| nodes.iter().any(|n| n.name == s.node)) else { continue };
+        let Some(spec) = pod_spec(p).filter(|s| nodes.iter().any(|n| n.name == s.node)) else {
+            continue;
+        };
         let created = p.metadata.creation_timestamp.as_ref().map(|t| t.0);
         match by_ip.get(&spec.ip) {
             Some((other, _)) if *other > created => {}
@@ -318,10 +448,18 @@ fn pod_specs(pods: &[Arc<Pod>], nodes: &[NodeSpec]) -> Vec<PodSpec> {
 fn pod_spec(p: &Pod) -> Option<PodSpec> {
     let spec = p.spec.as_ref()?;
     let status = p.status.as_ref()?;
-    if spec.host_network == Some(true) || matches!(status.phase.as_deref(), Some("Succeeded" | "Failed")) {
+    if spec.host_network == Some(true)
+        || matches!(status.phase.as_deref(), Some("Succeeded" | "Failed"))
+    {
         return None;
     }
-    let ip = status.pod_ips.iter().flatten().map(|i| i.ip.as_str()).chain(status.pod_ip.as_deref()).find_map(|i| i.parse::<Ipv4Addr>().ok())?;
+    let ip = status
+        .pod_ips
+        .iter()
+        .flatten()
+        .map(|i| i.ip.as_str())
+        .chain(status.pod_ip.as_deref())
+        .find_map(|i| i.parse::<Ipv4Addr>().ok())?;
     let ports = spec
         .containers
         .iter()
@@ -356,27 +494,64 @@ fn policy_resource(kind: Kind, o: &DynamicObject) -> Option<Resource> {
     if let Some(labels) = &o.metadata.labels {
         metadata["labels"] = json!(labels);
     }
-    let mut object = json!({"apiVersion": "cilium.io/v2", "kind": kind.as_str(), "metadata": metadata});
+    let mut object =
+        json!({"apiVersion": "cilium.io/v2", "kind": kind.as_str(), "metadata": metadata});
     for field in ["spec", "specs"] {
         if let Some(v) = o.data.get(field) {
             object[field] = v.clone();
         }
     }
-    let file = format!("{}/{}", kind.as_str(), namespace.as_deref().map_or(name.clone(), |ns| format!("{ns}/{name}")));
-    Some(Resource { key: ResourceKey::new(kind, namespace.as_deref(), &name), object, origin: Origin { file, line: 1, document: 0 } })
+    let file = format!(
+        "{}/{}",
+        kind.as_str(),
+        namespace
+            .as_deref()
+            .map_or(name.clone(), |ns| format!("{ns}/{name}"))
+    );
+    Some(Resource {
+        key: ResourceKey::new(kind, namespace.as_deref(), &name),
+        object,
+        origin: Origin {
+            file,
+            line: 1,
+            document: 0,
+        },
+    })
 }
 
 /// The CiliumConfig in a ward ConfigMap; `Ok(None)` for a map without the key, `Err` when the
 /// document is not a valid CiliumConfig (the message names the map and the first problem).
 fn config_resource(cm: &ConfigMap) -> Result<Option<Resource>, String> {
-    let where_ = format!("ConfigMap {}/{}", cm.metadata.namespace.as_deref().unwrap_or(""), cm.metadata.name.as_deref().unwrap_or(""));
-    let Some(text) = cm.data.as_ref().and_then(|d| d.get(CONFIG_MAP_KEY)) else { return Ok(None) };
-    let report = load_file(&format!("{where_} key {CONFIG_MAP_KEY}"), text.as_bytes(), &Limits::default());
-    let problem = report.findings.iter().map(|(d, _)| d).find(|d| d.is_error());
-    match (report.resources.into_iter().find(|r| r.key.kind == Kind::CiliumConfig), problem) {
+    let where_ = format!(
+        "ConfigMap {}/{}",
+        cm.metadata.namespace.as_deref().unwrap_or(""),
+        cm.metadata.name.as_deref().unwrap_or("")
+    );
+    let Some(text) = cm.data.as_ref().and_then(|d| d.get(CONFIG_MAP_KEY)) else {
+        return Ok(None);
+    };
+    let report = load_file(
+        &format!("{where_} key {CONFIG_MAP_KEY}"),
+        text.as_bytes(),
+        &Limits::default(),
+    );
+    let problem = report
+        .findings
+        .iter()
+        .map(|(d, _)| d)
+        .find(|d| d.is_error());
+    match (
+        report
+            .resources
+            .into_iter()
+            .find(|r| r.key.kind == Kind::CiliumConfig),
+        problem,
+    ) {
         (Some(r), None) => Ok(Some(r)),
         (_, Some(d)) => Err(format!("{where_} does not hold a valid CiliumConfig: {d}")),
-        (None, None) => Err(format!("{where_}: key {CONFIG_MAP_KEY} holds no CiliumConfig")),
+        (None, None) => Err(format!(
+            "{where_}: key {CONFIG_MAP_KEY} holds no CiliumConfig"
+        )),
     }
 }
 
@@ -411,7 +586,9 @@ pub fn node_record(n: &Node) -> Option<NodeRecord> {
         }
         match serde_json::from_str::<NodeRecord>(text) {
             Ok(r) if r.node == name => return Some(r),
-            Ok(r) => tracing::warn!(node = %name, names = %r.node, "WireGuard record names another node; ignored"),
+            Ok(r) => {
+                tracing::warn!(node = %name, names = %r.node, "WireGuard record names another node; ignored")
+            }
             Err(e) => tracing::warn!(node = %name, "WireGuard record annotation ignored: {e}"),
         }
         return None;
@@ -430,16 +607,27 @@ pub fn node_record(n: &Node) -> Option<NodeRecord> {
 
 impl Records for NodeAnnotations {
     fn read_all(&self) -> BTreeMap<String, NodeRecord> {
-        self.cache.state().iter().filter_map(|n| node_record(n)).map(|r| (r.node.clone(), r)).collect()
+        self.cache
+            .state()
+            .iter()
+            .filter_map(|n| node_record(n))
+            .map(|r| (r.node.clone(), r))
+            .collect()
     }
 
     fn publish(&self, record: &NodeRecord) -> Result<bool> {
-        let current = self.cache.get(&ObjectRef::new(&record.node)).and_then(|n| node_record(&n));
+        let current = self
+            .cache
+            .get(&ObjectRef::new(&record.node))
+            .and_then(|n| node_record(&n));
         if current.as_ref() == Some(record) {
             return Ok(false);
         }
         let text = serde_json::to_string(record)?;
-        self.patch(&record.node, json!({WG_PUB_KEY_ANNOTATION: record.public_key, WG_RECORD_ANNOTATION: text}))?;
+        self.patch(
+            &record.node,
+            json!({WG_PUB_KEY_ANNOTATION: record.public_key, WG_RECORD_ANNOTATION: text}),
+        )?;
         Ok(true)
     }
 
@@ -448,8 +636,17 @@ impl Records for NodeAnnotations {
             .cache
             .get(&ObjectRef::new(node))
             .and_then(|n| n.metadata.annotations.clone())
-            .is_some_and(|a| a.contains_key(WG_PUB_KEY_ANNOTATION) || a.contains_key(WG_RECORD_ANNOTATION));
-        if present { self.patch(node, json!({WG_PUB_KEY_ANNOTATION: null, WG_RECORD_ANNOTATION: null})) } else { Ok(()) }
+            .is_some_and(|a| {
+                a.contains_key(WG_PUB_KEY_ANNOTATION) || a.contains_key(WG_RECORD_ANNOTATION)
+            });
+        if present {
+            self.patch(
+                node,
+                json!({WG_PUB_KEY_ANNOTATION: null, WG_RECORD_ANNOTATION: null}),
+            )
+        } else {
+            Ok(())
+        }
     }
 }
 
@@ -491,22 +688,48 @@ mod tests {
     #[test]
     fn nodes_need_an_internal_ip_and_a_pod_cidr() {
         let n = node_spec(&node("n1", "172.30.0.11", Some("10.0.1.0/24"), json!({}))).unwrap();
-        assert_eq!((n.ip.to_string(), n.pod_cidr.to_string(), n.labels["zone"].as_str()), ("172.30.0.11".into(), "10.0.1.0/24".into(), "a"));
+        assert_eq!(
+            (
+                n.ip.to_string(),
+                n.pod_cidr.to_string(),
+                n.labels["zone"].as_str()
+            ),
+            ("172.30.0.11".into(), "10.0.1.0/24".into(), "a")
+        );
         assert!(node_spec(&node("n2", "172.30.0.12", None, json!({}))).is_none());
         assert!(node_spec(&node("n3", "fd00::1", Some("10.0.3.0/24"), json!({}))).is_none());
     }
 
     #[test]
     fn pods_become_endpoints_with_named_ports() {
-        let nodes = vec![node_spec(&node("n1", "172.30.0.11", Some("10.0.1.0/24"), json!({}))).unwrap()];
+        let nodes =
+            vec![node_spec(&node("n1", "172.30.0.11", Some("10.0.1.0/24"), json!({}))).unwrap()];
         let pods = vec![
             pod("shop", "web", "n1", Some("10.0.1.5"), json!({})),
             pod("shop", "pending", "n1", None, json!({})),
-            pod("shop", "done", "n1", Some("10.0.1.6"), json!({"status": {"phase": "Succeeded"}})),
-            pod("shop", "host", "n1", Some("172.30.0.11"), json!({"spec": {"hostNetwork": true}})),
+            pod(
+                "shop",
+                "done",
+                "n1",
+                Some("10.0.1.6"),
+                json!({"status": {"phase": "Succeeded"}}),
+            ),
+            pod(
+                "shop",
+                "host",
+                "n1",
+                Some("172.30.0.11"),
+                json!({"spec": {"hostNetwork": true}}),
+            ),
             pod("shop", "elsewhere", "n9", Some("10.0.9.5"), json!({})),
             pod("shop", "old", "n1", Some("10.0.1.7"), json!({})),
-            pod("shop", "new", "n1", Some("10.0.1.7"), json!({"metadata": {"creationTimestamp": "2026-01-02T00:00:00Z"}})),
+            pod(
+                "shop",
+                "new",
+                "n1",
+                Some("10.0.1.7"),
+                json!({"metadata": {"creationTimestamp": "2026-01-02T00:00:00Z"}}),
+            ),
         ];
         let specs = pod_specs(&pods, &nodes);
         let names: Vec<&str> = specs.iter().map(|p| p.name.as_str()).collect();
@@ -519,26 +742,71 @@ mod tests {
 
     #[test]
     fn records_come_from_ward_or_cilium_annotations() {
-        let rec = NodeRecord { node: "n1".into(), public_key: "A=".into(), next_public_key: Some("B=".into()), endpoint: "172.30.0.11:51871".parse().unwrap(), prepared: BTreeMap::new(), rotations: 3 };
-        let n = node("n1", "172.30.0.11", Some("10.0.1.0/24"), json!({WG_RECORD_ANNOTATION: serde_json::to_string(&rec).unwrap(), WG_PUB_KEY_ANNOTATION: "A="}));
+        let rec = NodeRecord {
+            node: "n1".into(),
+            public_key: "A=".into(),
+            next_public_key: Some("B=".into()),
+            endpoint: "172.30.0.11:51871".parse().unwrap(),
+            prepared: BTreeMap::new(),
+            rotations: 3,
+        };
+        let n = node(
+            "n1",
+            "172.30.0.11",
+            Some("10.0.1.0/24"),
+            json!({WG_RECORD_ANNOTATION: serde_json::to_string(&rec).unwrap(), WG_PUB_KEY_ANNOTATION: "A="}),
+        );
         assert_eq!(node_record(&n), Some(rec.clone()));
-        let cilium = node("n2", "172.30.0.12", Some("10.0.2.0/24"), json!({WG_PUB_KEY_ANNOTATION: "C="}));
+        let cilium = node(
+            "n2",
+            "172.30.0.12",
+            Some("10.0.2.0/24"),
+            json!({WG_PUB_KEY_ANNOTATION: "C="}),
+        );
         let r = node_record(&cilium).unwrap();
-        assert_eq!((r.public_key.as_str(), r.endpoint.to_string()), ("C=", "172.30.0.12:51871".into()));
-        let liar = node("n3", "172.30.0.13", Some("10.0.3.0/24"), json!({WG_RECORD_ANNOTATION: serde_json::to_string(&rec).unwrap()}));
-        assert_eq!(node_record(&liar), None, "a record naming another node is ignored");
-        let junk = node("n4", "172.30.0.14", Some("10.0.4.0/24"), json!({WG_RECORD_ANNOTATION: "{"}));
+        assert_eq!(
+            (r.public_key.as_str(), r.endpoint.to_string()),
+            ("C=", "172.30.0.12:51871".into())
+        );
+        let liar = node(
+            "n3",
+            "172.30.0.13",
+            Some("10.0.3.0/24"),
+            json!({WG_RECORD_ANNOTATION: serde_json::to_string(&rec).unwrap()}),
+        );
+        assert_eq!(
+            node_record(&liar),
+            None,
+            "a record naming another node is ignored"
+        );
+        let junk = node(
+            "n4",
+            "172.30.0.14",
+            Some("10.0.4.0/24"),
+            json!({WG_RECORD_ANNOTATION: "{"}),
+        );
         assert_eq!(node_record(&junk), None);
     }
 
     #[test]
     fn config_maps_yield_a_config_or_a_problem() {
-        let cm = |text: &str| -> ConfigMap { serde_json::from_value(json!({"metadata": {"name": "cilium-config", "namespace": "kube-system"}, "data": {CONFIG_MAP_KEY: text}})).unwrap() };
+        let cm = |text: &str| -> ConfigMap {
+            serde_json::from_value(json!({"metadata": {"name": "cilium-config", "namespace": "kube-system"}, "data": {CONFIG_MAP_KEY: text}})).unwrap()
+        };
         let good = "apiVersion: cilium.io/v1.12\nkind: CiliumConfig\nmetadata:\n  name: cilium-config\nspec:\n  enable-encryption: true\n  encryption:\n    type: wireguard\n";
-        assert_eq!(config_resource(&cm(good)).unwrap().unwrap().key.kind, Kind::CiliumConfig);
+        assert_eq!(
+            config_resource(&cm(good)).unwrap().unwrap().key.kind,
+            Kind::CiliumConfig
+        );
         let bad = config_resource(&cm("apiVersion: cilium.io/v1.12\nkind: CiliumConfig\nmetadata:\n  name: x\nspec:\n  enable-encryption: [\n")).unwrap_err();
-        assert!(bad.contains("ConfigMap kube-system/cilium-config does not hold a valid CiliumConfig"), "{bad}");
-        let none: ConfigMap = serde_json::from_value(json!({"metadata": {"name": "other", "namespace": "kube-system"}, "data": {"x": "y"}})).unwrap();
+        assert!(
+            bad.contains("ConfigMap kube-system/cilium-config does not hold a valid CiliumConfig"),
+            "{bad}"
+        );
+        let none: ConfigMap = serde_json::from_value(
+            json!({"metadata": {"name": "other", "namespace": "kube-system"}, "data": {"x": "y"}}),
+        )
+        .unwrap();
         assert_eq!(config_resource(&none), Ok(None));
     }
 
@@ -551,7 +819,13 @@ mod tests {
         }))
         .unwrap();
         let r = policy_resource(Kind::CiliumNetworkPolicy, &o).unwrap();
-        assert_eq!(r.object, json!({"apiVersion": "cilium.io/v2", "kind": "CiliumNetworkPolicy", "metadata": {"name": "p", "namespace": "shop"}, "spec": {"endpointSelector": {}}}));
-        assert_eq!(r.key, ResourceKey::new(Kind::CiliumNetworkPolicy, Some("shop"), "p"));
+        assert_eq!(
+            r.object,
+            json!({"apiVersion": "cilium.io/v2", "kind": "CiliumNetworkPolicy", "metadata": {"name": "p", "namespace": "shop"}, "spec": {"endpointSelector": {}}})
+        );
+        assert_eq!(
+            r.key,
+            ResourceKey::new(Kind::CiliumNetworkPolicy, Some("shop"), "p")
+        );
     }
 }

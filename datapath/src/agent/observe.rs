@@ -3,9 +3,9 @@
 //! the rule that decided (from the agent's `rules.json`), or that no rule allowed the flow.
 
 use super::run::AgentConfig;
+use crate::bpf::PIN_ROOT;
 use crate::bpf::events::{EventReader, VerdictEvent};
 use crate::bpf::maps::Verdict;
-use crate::bpf::PIN_ROOT;
 use crate::lab::Topology;
 use anyhow::{Result, bail};
 use std::collections::BTreeMap;
@@ -37,7 +37,11 @@ pub struct ObserveOptions {
 
 /// Follows events until the count or duration is reached (or forever), writing one line each.
 pub fn run(opts: &ObserveOptions, out: &mut dyn Write) -> Result<usize> {
-    let nodes = if opts.nodes.is_empty() { pinned_nodes()? } else { opts.nodes.clone() };
+    let nodes = if opts.nodes.is_empty() {
+        pinned_nodes()?
+    } else {
+        opts.nodes.clone()
+    };
     if nodes.is_empty() {
         bail!("no node datapath is pinned under {PIN_ROOT}; start `ward-agent run` first");
     }
@@ -55,7 +59,9 @@ pub fn run(opts: &ObserveOptions, out: &mut dyn Write) -> Result<usize> {
     let start = Instant::now();
     let mut shown = 0;
     loop {
-        if opts.count.is_some_and(|c| shown >= c) || opts.duration.is_some_and(|d| start.elapsed() >= d) {
+        if opts.count.is_some_and(|c| shown >= c)
+            || opts.duration.is_some_and(|d| start.elapsed() >= d)
+        {
             return Ok(shown);
         }
         let mut idle = true;
@@ -81,7 +87,14 @@ pub fn run(opts: &ObserveOptions, out: &mut dyn Write) -> Result<usize> {
 }
 
 /// Writes `e` when it passes the filters; whether it did.
-fn emit(opts: &ObserveOptions, names: &BTreeMap<Ipv4Addr, String>, node: &str, rules: &BTreeMap<u32, String>, e: &VerdictEvent, out: &mut dyn Write) -> Result<bool> {
+fn emit(
+    opts: &ObserveOptions,
+    names: &BTreeMap<Ipv4Addr, String>,
+    node: &str,
+    rules: &BTreeMap<u32, String>,
+    e: &VerdictEvent,
+    out: &mut dyn Write,
+) -> Result<bool> {
     if !matches(opts, names, e) {
         return Ok(false);
     }
@@ -92,8 +105,14 @@ fn emit(opts: &ObserveOptions, names: &BTreeMap<Ipv4Addr, String>, node: &str, r
 
 /// Nodes with a pinned datapath.
 fn pinned_nodes() -> Result<Vec<String>> {
-    let Ok(dir) = std::fs::read_dir(PIN_ROOT) else { return Ok(Vec::new()) };
-    let mut out: Vec<String> = dir.flatten().filter(|e| e.path().join("ward_events").exists()).map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    let Ok(dir) = std::fs::read_dir(PIN_ROOT) else {
+        return Ok(Vec::new());
+    };
+    let mut out: Vec<String> = dir
+        .flatten()
+        .filter(|e| e.path().join("ward_events").exists())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
     out.sort();
     Ok(out)
 }
@@ -107,7 +126,11 @@ fn read_rules(path: &Path) -> BTreeMap<u32, String> {
     std::fs::read(path)
         .ok()
         .and_then(|b| serde_json::from_slice::<BTreeMap<String, String>>(&b).ok())
-        .map(|m| m.into_iter().filter_map(|(k, v)| Some((k.parse().ok()?, v))).collect())
+        .map(|m| {
+            m.into_iter()
+                .filter_map(|(k, v)| Some((k.parse().ok()?, v)))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -138,7 +161,11 @@ fn matches(opts: &ObserveOptions, names: &BTreeMap<Ipv4Addr, String>, e: &Verdic
         Some(want) => v == want,
     };
     let pod_ok = opts.pod.as_deref().is_none_or(|p| {
-        [e.saddr(), e.daddr()].iter().any(|ip| names.get(ip).is_some_and(|n| n == p || n.rsplit('/').next() == Some(p)))
+        [e.saddr(), e.daddr()].iter().any(|ip| {
+            names
+                .get(ip)
+                .is_some_and(|n| n == p || n.rsplit('/').next() == Some(p))
+        })
     });
     verdict_ok && pod_ok && opts.port.is_none_or(|p| e.dport() == p)
 }
@@ -153,12 +180,21 @@ fn proto_name(p: u8) -> String {
     }
 }
 
-fn render(json: bool, node: &str, names: &BTreeMap<Ipv4Addr, String>, rules: &BTreeMap<u32, String>, e: &VerdictEvent) -> String {
+fn render(
+    json: bool,
+    node: &str,
+    names: &BTreeMap<Ipv4Addr, String>,
+    rules: &BTreeMap<u32, String>,
+    e: &VerdictEvent,
+) -> String {
     let name = |ip: Ipv4Addr| names.get(&ip).cloned().unwrap_or_else(|| ip.to_string());
     let rule = match (e.rule_id(), e.verdict()) {
         (0, Some(Verdict::DefaultDeny)) => "no rule allows it (default deny)".to_owned(),
         (0, _) => "no policy selects the endpoint in this direction".to_owned(),
-        (id, _) => rules.get(&id).cloned().unwrap_or_else(|| format!("rule {id}")),
+        (id, _) => rules
+            .get(&id)
+            .cloned()
+            .unwrap_or_else(|| format!("rule {id}")),
     };
     let direction = e.direction().to_string();
     if json {
@@ -179,6 +215,10 @@ fn render(json: bool, node: &str, names: &BTreeMap<Ipv4Addr, String>, rules: &BT
         e.dport(),
         proto_name(e.proto()),
         e.dst_identity(),
-        if direction == "egress" { "source" } else { "destination" },
+        if direction == "egress" {
+            "source"
+        } else {
+            "destination"
+        },
     )
 }

@@ -17,13 +17,13 @@
 //! belong to the kernel, so enforcement continues while the agent is down (fail closed: an
 //! endpoint with no entries drops everything).
 
-use super::entries::{self, EndpointEntry, NodeEntries, PolicyKey, PolicyValue};
-use super::sync::{self, MapStore, SyncStats};
 use super::desired;
+use super::entries::{self, EndpointEntry, NodeEntries, PolicyKey, PolicyValue};
+use super::kube::{KubeOptions, KubeSource, Watched as KubeWatched};
+use super::sync::{self, MapStore, SyncStats};
 use crate::bpf::maps::{EndpointInfo, NodeMaps};
 use crate::bpf::{self, NodeDatapath};
 use crate::engine::{Direction, PolicyRepository};
-use super::kube::{KubeOptions, KubeSource, Watched as KubeWatched};
 use crate::lab::ip::ip_at;
 use crate::lab::{Topology, names};
 use crate::wireguard::registry::Registry;
@@ -116,7 +116,11 @@ struct Change {
 
 impl Change {
     fn merge(self, o: Change) -> Change {
-        Change { desired: self.desired || o.desired, topology: self.topology || o.topology, mesh: self.mesh || o.mesh }
+        Change {
+            desired: self.desired || o.desired,
+            topology: self.topology || o.topology,
+            mesh: self.mesh || o.mesh,
+        }
     }
 
     fn is_empty(self) -> bool {
@@ -126,9 +130,19 @@ impl Change {
     fn from_kube(w: KubeWatched) -> Change {
         match w {
             // A Node carries both its addresses and its WireGuard record.
-            KubeWatched::Nodes => Change { topology: true, mesh: true, ..Change::default() },
-            KubeWatched::Pods | KubeWatched::Namespaces => Change { topology: true, ..Change::default() },
-            KubeWatched::Policies | KubeWatched::Config => Change { desired: true, ..Change::default() },
+            KubeWatched::Nodes => Change {
+                topology: true,
+                mesh: true,
+                ..Change::default()
+            },
+            KubeWatched::Pods | KubeWatched::Namespaces => Change {
+                topology: true,
+                ..Change::default()
+            },
+            KubeWatched::Policies | KubeWatched::Config => Change {
+                desired: true,
+                ..Change::default()
+            },
         }
     }
 }
@@ -149,7 +163,10 @@ impl FilePaths {
                 c.mesh = true;
             } else if p.starts_with(&self.state) {
                 c.desired = true;
-            } else if p.file_name().is_some_and(|n| Some(n) == self.topology_name.as_deref()) {
+            } else if p
+                .file_name()
+                .is_some_and(|n| Some(n) == self.topology_name.as_deref())
+            {
                 c.topology = true;
             }
         }
@@ -164,8 +181,16 @@ impl Agent {
     pub fn start(cfg: AgentConfig) -> Result<Agent> {
         let (changes_tx, changes) = mpsc::channel();
         let key_dir = cfg.key_dir.clone().unwrap_or_else(|| cfg.run_dir.clone());
-        let (topology, kube, netns, registry): (Topology, Option<KubeSource>, PathBuf, Box<dyn wireguard::registry::Records>) = match &cfg.source {
-            Source::Files { topology, state_dir } => {
+        let (topology, kube, netns, registry): (
+            Topology,
+            Option<KubeSource>,
+            PathBuf,
+            Box<dyn wireguard::registry::Records>,
+        ) = match &cfg.source {
+            Source::Files {
+                topology,
+                state_dir,
+            } => {
                 let t = load_topology(topology)?;
                 let netns = names::netns_path(&names::node_netns(&t.name, &cfg.node));
                 (t, None, netns, Box::new(Registry::new(state_dir)))
@@ -175,14 +200,21 @@ impl Agent {
                 let source = KubeSource::connect(options, move |w| {
                     let _ = tx.send(Change::from_kube(w));
                 })?;
-                let netns = netns.clone().unwrap_or_else(|| PathBuf::from("/proc/self/ns/net"));
+                let netns = netns
+                    .clone()
+                    .unwrap_or_else(|| PathBuf::from("/proc/self/ns/net"));
                 let records = Box::new(source.records());
                 (source.topology(), Some(source), netns, records)
             }
         };
         if topology.node(&cfg.node).is_none() {
             let known: Vec<&str> = topology.nodes.iter().map(|n| n.name.as_str()).collect();
-            bail!("node {:?} is not among the nodes of {} ({}); in kube mode a node needs an IPv4 InternalIP and a pod CIDR", cfg.node, cfg.source.describe(), known.join(", "));
+            bail!(
+                "node {:?} is not among the nodes of {} ({}); in kube mode a node needs an IPv4 InternalIP and a pod CIDR",
+                cfg.node,
+                cfg.source.describe(),
+                known.join(", ")
+            );
         }
         let datapath = NodeDatapath::open(&cfg.node)?;
         let mesh = Mesh::new(&cfg.node, netns.clone(), &key_dir, &cfg.run_dir, registry);
@@ -210,21 +242,40 @@ impl Agent {
     /// With `strict`, a pod whose interface cannot be found is an error (files mode at start:
     /// the lab is not up); otherwise it is left out until its interface appears.
     fn attach_pods(&mut self, strict: bool) -> Result<()> {
-        let local: Vec<(String, std::net::Ipv4Addr, String)> =
-            self.topology.pods_on(&self.cfg.node).map(|p| (p.full_name(), p.ip, p.host_ifname())).collect();
-        self.ifindex.retain(|name, _| local.iter().any(|(n, ..)| n == name));
+        let local: Vec<(String, std::net::Ipv4Addr, String)> = self
+            .topology
+            .pods_on(&self.cfg.node)
+            .map(|p| (p.full_name(), p.ip, p.host_ifname()))
+            .collect();
+        self.ifindex
+            .retain(|name, _| local.iter().any(|(n, ..)| n == name));
         for (name, ip, lab_ifname) in local {
             if self.ifindex.contains_key(&name) {
                 continue;
             }
-            let ifname = if self.kube.is_some() { pod_interface(&self.netns, ip) } else { Some(lab_ifname) };
-            let attached = ifname.ok_or_else(|| anyhow!("no /32 route to {ip} in the node's namespace")).and_then(|i| self.datapath.attach(&self.netns, &i));
+            let ifname = if self.kube.is_some() {
+                pod_interface(&self.netns, ip)
+            } else {
+                Some(lab_ifname)
+            };
+            let attached = ifname
+                .ok_or_else(|| anyhow!("no /32 route to {ip} in the node's namespace"))
+                .and_then(|i| self.datapath.attach(&self.netns, &i));
             match attached {
                 Ok(i) => {
                     self.ifindex.insert(name, i);
                 }
-                Err(e) if strict => return Err(e).with_context(|| format!("pod {name}: is the lab up? (`ward lab up {}`)", self.topology.source)),
-                Err(e) => tracing::debug!(node = %self.cfg.node, pod = %name, "pod not attached yet: {e:#}"),
+                Err(e) if strict => {
+                    return Err(e).with_context(|| {
+                        format!(
+                            "pod {name}: is the lab up? (`ward lab up {}`)",
+                            self.topology.source
+                        )
+                    });
+                }
+                Err(e) => {
+                    tracing::debug!(node = %self.cfg.node, pod = %name, "pod not attached yet: {e:#}")
+                }
             }
         }
         Ok(())
@@ -234,7 +285,8 @@ impl Agent {
     /// whose interface is attached.
     fn effective_topology(&self) -> Topology {
         let mut t = self.topology.clone();
-        t.pods.retain(|p| p.node != self.cfg.node || self.ifindex.contains_key(&p.full_name()));
+        t.pods
+            .retain(|p| p.node != self.cfg.node || self.ifindex.contains_key(&p.full_name()));
         t
     }
 
@@ -253,9 +305,14 @@ impl Agent {
             }
             (Source::Kube { .. }, None) => bail!("kube mode without a connection"),
         };
-        let repo = PolicyRepository::from_resources(self.effective_topology().cluster(), &resources).map_err(|e| anyhow!("{e}"))?;
+        let repo =
+            PolicyRepository::from_resources(self.effective_topology().cluster(), &resources)
+                .map_err(|e| anyhow!("{e}"))?;
         let wanted = entries::compute(&repo, &self.cfg.node).map_err(|e| anyhow!(e))?;
-        let mut store = KernelStore { maps: self.datapath.maps_mut(), ifindex: &self.ifindex };
+        let mut store = KernelStore {
+            maps: self.datapath.maps_mut(),
+            ifindex: &self.ifindex,
+        };
         let stats = sync::apply(&mut store, &self.current, &wanted)?;
         self.current = wanted;
         self.revision = revision;
@@ -275,7 +332,10 @@ impl Agent {
     /// mesh); a full resync runs every `resync` regardless.
     pub fn run(&mut self, stop: &AtomicBool, resync: Duration) -> Result<()> {
         let _watcher = match self.cfg.source.clone() {
-            Source::Files { topology, state_dir } => Some(self.watch_files(&topology, &state_dir)?),
+            Source::Files {
+                topology,
+                state_dir,
+            } => Some(self.watch_files(&topology, &state_dir)?),
             Source::Kube { .. } => None,
         };
         self.sync_logged();
@@ -290,7 +350,13 @@ impl Agent {
                     let mut change = first;
                     let since = Instant::now();
                     while since.elapsed() < DEBOUNCE_MAX
-                        && let Ok(more) = self.changes.recv_timeout(Duration::from_millis(if change.desired || change.topology { 50 } else { 5 }))
+                        && let Ok(more) = self.changes.recv_timeout(Duration::from_millis(
+                            if change.desired || change.topology {
+                                50
+                            } else {
+                                5
+                            },
+                        ))
                     {
                         change = change.merge(more);
                     }
@@ -318,10 +384,16 @@ impl Agent {
     /// topology file alone: other files there (a capture being written, say) must not wake
     /// the agent.
     fn watch_files(&self, topology: &Path, state_dir: &Path) -> Result<notify::RecommendedWatcher> {
-        std::fs::create_dir_all(state_dir).with_context(|| format!("cannot create {}", state_dir.display()))?;
+        std::fs::create_dir_all(state_dir)
+            .with_context(|| format!("cannot create {}", state_dir.display()))?;
         // Events name absolute paths: compare them with absolute ones.
-        let state = std::fs::canonicalize(state_dir).with_context(|| format!("cannot resolve {}", state_dir.display()))?;
-        let paths = FilePaths { registry: state.join(wireguard::registry::DIR), state: state.clone(), topology_name: topology.file_name().map(ToOwned::to_owned) };
+        let state = std::fs::canonicalize(state_dir)
+            .with_context(|| format!("cannot resolve {}", state_dir.display()))?;
+        let paths = FilePaths {
+            registry: state.join(wireguard::registry::DIR),
+            state: state.clone(),
+            topology_name: topology.file_name().map(ToOwned::to_owned),
+        };
         let tx = self.changes_tx.clone();
         let mut watcher = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
             if let Ok(e) = ev
@@ -334,10 +406,20 @@ impl Agent {
             }
         })
         .context("cannot watch the state directory")?;
-        notify::Watcher::watch(&mut watcher, &state, notify::RecursiveMode::Recursive).with_context(|| format!("cannot watch {}", state_dir.display()))?;
-        let topology_dir = topology.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        let topology_dir = std::fs::canonicalize(topology_dir).with_context(|| format!("cannot resolve {}", topology_dir.display()))?;
-        notify::Watcher::watch(&mut watcher, &topology_dir, notify::RecursiveMode::NonRecursive).with_context(|| format!("cannot watch {}", topology_dir.display()))?;
+        notify::Watcher::watch(&mut watcher, &state, notify::RecursiveMode::Recursive)
+            .with_context(|| format!("cannot watch {}", state_dir.display()))?;
+        let topology_dir = topology
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let topology_dir = std::fs::canonicalize(topology_dir)
+            .with_context(|| format!("cannot resolve {}", topology_dir.display()))?;
+        notify::Watcher::watch(
+            &mut watcher,
+            &topology_dir,
+            notify::RecursiveMode::NonRecursive,
+        )
+        .with_context(|| format!("cannot watch {}", topology_dir.display()))?;
         Ok(watcher)
     }
 
@@ -388,8 +470,14 @@ impl Agent {
     /// `status.json` and `rules.json` in the run directory, for `ward-agent status` and
     /// `ward observe`.
     fn write_status(&self) -> Result<()> {
-        std::fs::create_dir_all(&self.cfg.run_dir).with_context(|| format!("cannot create {}", self.cfg.run_dir.display()))?;
-        let rules: BTreeMap<String, &String> = self.current.rules.iter().map(|(k, v)| (k.to_string(), v)).collect();
+        std::fs::create_dir_all(&self.cfg.run_dir)
+            .with_context(|| format!("cannot create {}", self.cfg.run_dir.display()))?;
+        let rules: BTreeMap<String, &String> = self
+            .current
+            .rules
+            .iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
         let endpoints: Vec<serde_json::Value> = self
             .current
             .endpoints
@@ -405,7 +493,10 @@ impl Agent {
             "policyEntries": self.current.policy.len(),
             "pid": std::process::id(),
         });
-        write_json(&self.cfg.run_dir.join("rules.json"), &serde_json::to_value(rules)?)?;
+        write_json(
+            &self.cfg.run_dir.join("rules.json"),
+            &serde_json::to_value(rules)?,
+        )?;
         write_json(&self.cfg.run_dir.join("status.json"), &status)
     }
 }
@@ -414,7 +505,10 @@ impl Agent {
     /// `wireguard.json` in the run directory: the mesh as `ward-agent status` shows it.
     fn write_mesh_status(&self) {
         let doc = self.mesh.status();
-        if let Err(e) = std::fs::create_dir_all(&self.cfg.run_dir).map_err(anyhow::Error::from).and_then(|()| write_json(&self.cfg.run_dir.join("wireguard.json"), &doc)) {
+        if let Err(e) = std::fs::create_dir_all(&self.cfg.run_dir)
+            .map_err(anyhow::Error::from)
+            .and_then(|()| write_json(&self.cfg.run_dir.join("wireguard.json"), &doc))
+        {
             tracing::warn!(node = %self.cfg.node, "cannot write the WireGuard status: {e:#}");
         }
     }
@@ -424,25 +518,57 @@ impl Source {
     /// What the agent follows, for logs and status.
     pub fn describe(&self) -> String {
         match self {
-            Source::Files { topology, state_dir } => format!("topology {} and state {}", topology.display(), state_dir.display()),
-            Source::Kube { options, .. } => format!("the API server ({})", options.kubeconfig.as_ref().map_or_else(|| "in-cluster or default kubeconfig".to_owned(), |p| format!("kubeconfig {}", p.display()))),
+            Source::Files {
+                topology,
+                state_dir,
+            } => format!(
+                "topology {} and state {}",
+                topology.display(),
+                state_dir.display()
+            ),
+            Source::Kube { options, .. } => format!(
+                "the API server ({})",
+                options.kubeconfig.as_ref().map_or_else(
+                    || "in-cluster or default kubeconfig".to_owned(),
+                    |p| format!("kubeconfig {}", p.display())
+                )
+            ),
         }
     }
 }
 
 fn load_topology(path: &Path) -> Result<Topology> {
-    Topology::load(path).map_err(|ds| anyhow!("{} is not a valid topology:\n{}", path.display(), ds.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n")))
+    Topology::load(path).map_err(|ds| {
+        anyhow!(
+            "{} is not a valid topology:\n{}",
+            path.display(),
+            ds.iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n")
+        )
+    })
 }
 
 /// The interface the node routes `ip` to with a `/32` route (the pod's host-side interface).
 fn pod_interface(netns: &Path, ip: std::net::Ipv4Addr) -> Option<String> {
-    let text = ip_at(netns, &["-4", "-o", "route", "show", "exact", &format!("{ip}/32")]).ok()?;
-    text.lines().find_map(|l| l.split_whitespace().skip_while(|w| *w != "dev").nth(1).map(str::to_owned))
+    let text = ip_at(
+        netns,
+        &["-4", "-o", "route", "show", "exact", &format!("{ip}/32")],
+    )
+    .ok()?;
+    text.lines().find_map(|l| {
+        l.split_whitespace()
+            .skip_while(|w| *w != "dev")
+            .nth(1)
+            .map(str::to_owned)
+    })
 }
 
 fn write_json(path: &Path, v: &serde_json::Value) -> Result<()> {
     let tmp = path.with_extension("json.tmp");
-    std::fs::write(&tmp, serde_json::to_vec_pretty(v)?).with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::write(&tmp, serde_json::to_vec_pretty(v)?)
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
 }
 
@@ -453,15 +579,36 @@ fn read_back(maps: &NodeMaps, ifindex: &BTreeMap<String, u32>) -> Result<NodeEnt
     for (i, info) in maps.endpoints()? {
         if let Some(name) = by_index.get(&i) {
             let ip = Ipv4Addr::UNSPECIFIED;
-            out.endpoints.insert((*name).clone(), EndpointEntry { ep: info.ep_id, identity: info.identity, ip });
+            out.endpoints.insert(
+                (*name).clone(),
+                EndpointEntry {
+                    ep: info.ep_id,
+                    identity: info.identity,
+                    ip,
+                },
+            );
         }
     }
     for e in maps.ipcache_entries()? {
         out.ipcache.insert((e.addr, e.prefix_len), e.identity);
     }
     for (k, v) in maps.policy_entries()? {
-        let key = PolicyKey { ep: k.ep_id(), egress: k.direction() == Direction::Egress, identity: k.identity(), proto: k.protocol(), port: k.dport(), bits: k.bits() };
-        out.policy.insert(key, PolicyValue { deny: v.is_deny(), l7: v.carries_l7(), rule: v.rule_id() });
+        let key = PolicyKey {
+            ep: k.ep_id(),
+            egress: k.direction() == Direction::Egress,
+            identity: k.identity(),
+            proto: k.protocol(),
+            port: k.dport(),
+            bits: k.bits(),
+        };
+        out.policy.insert(
+            key,
+            PolicyValue {
+                deny: v.is_deny(),
+                l7: v.carries_l7(),
+                rule: v.rule_id(),
+            },
+        );
     }
     Ok(out)
 }
@@ -474,14 +621,24 @@ struct KernelStore<'a> {
 
 impl KernelStore<'_> {
     fn index(&self, name: &str) -> Result<u32> {
-        self.ifindex.get(name).copied().ok_or_else(|| anyhow!("endpoint {name} has no interface on this node"))
+        self.ifindex
+            .get(name)
+            .copied()
+            .ok_or_else(|| anyhow!("endpoint {name} has no interface on this node"))
     }
 }
 
 impl MapStore for KernelStore<'_> {
     fn set_endpoint(&mut self, name: &str, e: &EndpointEntry) -> Result<()> {
         let i = self.index(name)?;
-        self.maps.set_endpoint(i, EndpointInfo { ep_id: e.ep, identity: e.identity, flags: bpf::maps::ENDPOINT_FLAGS_NONE })
+        self.maps.set_endpoint(
+            i,
+            EndpointInfo {
+                ep_id: e.ep,
+                identity: e.identity,
+                flags: bpf::maps::ENDPOINT_FLAGS_NONE,
+            },
+        )
     }
     fn remove_endpoint(&mut self, name: &str, _: &EndpointEntry) -> Result<()> {
         let i = self.index(name)?;
@@ -494,7 +651,10 @@ impl MapStore for KernelStore<'_> {
         self.maps.ipcache_remove(prefix.0, prefix.1).map(|_| ())
     }
     fn set_policy(&mut self, k: &PolicyKey, v: &PolicyValue) -> Result<()> {
-        self.maps.policy_set(kernel_key(k), bpf::maps::PolicyValue::new(v.deny, v.l7, v.rule))
+        self.maps.policy_set(
+            kernel_key(k),
+            bpf::maps::PolicyValue::new(v.deny, v.l7, v.rule),
+        )
     }
     fn remove_policy(&mut self, k: &PolicyKey) -> Result<()> {
         self.maps.policy_remove(&kernel_key(k)).map(|_| ())
@@ -502,6 +662,10 @@ impl MapStore for KernelStore<'_> {
 }
 
 fn kernel_key(k: &PolicyKey) -> bpf::maps::PolicyKey {
-    let dir = if k.egress { Direction::Egress } else { Direction::Ingress };
+    let dir = if k.egress {
+        Direction::Egress
+    } else {
+        Direction::Ingress
+    };
     bpf::maps::PolicyKey::new(k.ep, dir, k.identity, k.proto, k.port, k.bits)
 }

@@ -39,7 +39,11 @@ pub struct SyncStats {
 }
 
 /// Brings `store` from `current` to `wanted`, touching only the entries that differ.
-pub fn apply(store: &mut dyn MapStore, current: &NodeEntries, wanted: &NodeEntries) -> Result<SyncStats> {
+pub fn apply(
+    store: &mut dyn MapStore,
+    current: &NodeEntries,
+    wanted: &NodeEntries,
+) -> Result<SyncStats> {
     let mut s = SyncStats::default();
     for (name, e) in &wanted.endpoints {
         if current.endpoints.get(name) == Some(e) {
@@ -58,22 +62,38 @@ pub fn apply(store: &mut dyn MapStore, current: &NodeEntries, wanted: &NodeEntri
         }
     }
     let changed = |(k, v): &(&PolicyKey, &PolicyValue)| current.policy.get(k) != Some(v);
-    let (denies, allows): (Vec<_>, Vec<_>) = wanted.policy.iter().filter(changed).partition(|(_, v)| v.deny);
+    let (denies, allows): (Vec<_>, Vec<_>) = wanted
+        .policy
+        .iter()
+        .filter(changed)
+        .partition(|(_, v)| v.deny);
     let policy_written = denies.len() + allows.len();
     for (k, v) in denies.into_iter().chain(allows) {
         store.set_policy(k, v)?;
     }
     s.written += policy_written;
     s.unchanged += wanted.policy.len() - policy_written;
-    for k in current.policy.keys().filter(|k| !wanted.policy.contains_key(k)) {
+    for k in current
+        .policy
+        .keys()
+        .filter(|k| !wanted.policy.contains_key(k))
+    {
         store.remove_policy(k)?;
         s.removed += 1;
     }
-    for prefix in current.ipcache.keys().filter(|p| !wanted.ipcache.contains_key(p)) {
+    for prefix in current
+        .ipcache
+        .keys()
+        .filter(|p| !wanted.ipcache.contains_key(p))
+    {
         store.remove_ipcache(*prefix)?;
         s.removed += 1;
     }
-    for (name, e) in current.endpoints.iter().filter(|(n, _)| !wanted.endpoints.contains_key(*n)) {
+    for (name, e) in current
+        .endpoints
+        .iter()
+        .filter(|(n, _)| !wanted.endpoints.contains_key(*n))
+    {
         store.remove_endpoint(name, e)?;
         s.removed += 1;
     }
@@ -107,7 +127,11 @@ mod tests {
             Ok(())
         }
         fn set_policy(&mut self, k: &PolicyKey, v: &PolicyValue) -> Result<()> {
-            self.0.push(format!("+pol {} {}", k.port, if v.deny { "deny" } else { "allow" }));
+            self.0.push(format!(
+                "+pol {} {}",
+                k.port,
+                if v.deny { "deny" } else { "allow" }
+            ));
             Ok(())
         }
         fn remove_policy(&mut self, k: &PolicyKey) -> Result<()> {
@@ -117,17 +141,34 @@ mod tests {
     }
 
     fn key(port: u16) -> PolicyKey {
-        PolicyKey { ep: 1, egress: false, identity: 300, proto: 6, port, bits: 24 }
+        PolicyKey {
+            ep: 1,
+            egress: false,
+            identity: 300,
+            proto: 6,
+            port,
+            bits: 24,
+        }
     }
 
     #[test]
     fn only_differences_are_written_denies_first_removals_last() {
-        let allow = PolicyValue { deny: false, l7: false, rule: 1 };
-        let deny = PolicyValue { deny: true, l7: false, rule: 2 };
+        let allow = PolicyValue {
+            deny: false,
+            l7: false,
+            rule: 1,
+        };
+        let deny = PolicyValue {
+            deny: true,
+            l7: false,
+            rule: 2,
+        };
         let mut current = NodeEntries::default();
         current.policy.insert(key(80), allow);
         current.policy.insert(key(81), allow);
-        current.ipcache.insert((Ipv4Addr::new(10, 0, 0, 1), 32), 300);
+        current
+            .ipcache
+            .insert((Ipv4Addr::new(10, 0, 0, 1), 32), 300);
         let mut wanted = current.clone();
         wanted.policy.remove(&key(81));
         wanted.policy.insert(key(82), allow);

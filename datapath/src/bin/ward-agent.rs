@@ -91,24 +91,69 @@ enum Command {
 
 fn main() {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("WARD_LOG").unwrap_or_else(|_| "info".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("WARD_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
         .with_writer(std::io::stderr)
         .init();
     let result = match Cli::parse().command {
-        Command::Run { node, topology, state, kube, kubeconfig, context, config_namespace, netns, run_dir, key_dir, once, resync_seconds } => {
+        Command::Run {
+            node,
+            topology,
+            state,
+            kube,
+            kubeconfig,
+            context,
+            config_namespace,
+            netns,
+            run_dir,
+            key_dir,
+            once,
+            resync_seconds,
+        } => {
             let run_dir = run_dir.unwrap_or_else(|| AgentConfig::default_run_dir(&node));
             let source = if kube {
-                Source::Kube { options: KubeOptions { kubeconfig, context, config_namespace }, netns }
+                Source::Kube {
+                    options: KubeOptions {
+                        kubeconfig,
+                        context,
+                        config_namespace,
+                    },
+                    netns,
+                }
             } else {
-                Source::Files { topology, state_dir: state }
+                Source::Files {
+                    topology,
+                    state_dir: state,
+                }
             };
-            isolate_uapi_sockets().and_then(|()| run(AgentConfig { node, source, run_dir, key_dir }, once, Duration::from_secs(resync_seconds)))
+            isolate_uapi_sockets().and_then(|()| {
+                run(
+                    AgentConfig {
+                        node,
+                        source,
+                        run_dir,
+                        key_dir,
+                    },
+                    once,
+                    Duration::from_secs(resync_seconds),
+                )
+            })
         }
-        Command::Status { node, run_dir, json } => {
+        Command::Status {
+            node,
+            run_dir,
+            json,
+        } => {
             let run_dir = run_dir.unwrap_or_else(|| AgentConfig::default_run_dir(&node));
             status::print(&node, &run_dir, json)
         }
-        Command::RotateKey { node, run_dir, timeout_seconds } => {
+        Command::RotateKey {
+            node,
+            run_dir,
+            timeout_seconds,
+        } => {
             let run_dir = run_dir.unwrap_or_else(|| AgentConfig::default_run_dir(&node));
             status::rotate_key(&node, &run_dir, Duration::from_secs(timeout_seconds))
         }
@@ -126,7 +171,10 @@ fn run(cfg: AgentConfig, once: bool, resync: Duration) -> anyhow::Result<()> {
         return Ok(());
     }
     let stop = Arc::new(AtomicBool::new(false));
-    for sig in [nix::sys::signal::Signal::SIGTERM, nix::sys::signal::Signal::SIGINT] {
+    for sig in [
+        nix::sys::signal::Signal::SIGTERM,
+        nix::sys::signal::Signal::SIGINT,
+    ] {
         let stop = Arc::clone(&stop);
         // The handler only sets a flag; the loop notices within 200 ms.
         signal_flag(sig, stop)?;
@@ -148,12 +196,26 @@ fn isolate_uapi_sockets() -> anyhow::Result<()> {
     if !nix::unistd::geteuid().is_root() {
         return Ok(());
     }
-    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).context("cannot create a mount namespace for the WireGuard UAPI socket")?;
-    mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_SLAVE, None::<&str>).context("cannot make / a slave mount")?;
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)
+        .context("cannot create a mount namespace for the WireGuard UAPI socket")?;
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_SLAVE,
+        None::<&str>,
+    )
+    .context("cannot make / a slave mount")?;
     let dir = ward_datapath::wireguard::device::UAPI_DIR;
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {dir}"))?;
-    mount(Some("tmpfs"), dir, Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC, Some("mode=0700,size=1m"))
-        .with_context(|| format!("cannot mount a private tmpfs on {dir}"))?;
+    mount(
+        Some("tmpfs"),
+        dir,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        Some("mode=0700,size=1m"),
+    )
+    .with_context(|| format!("cannot mount a private tmpfs on {dir}"))?;
     Ok(())
 }
 

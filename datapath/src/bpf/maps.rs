@@ -295,7 +295,10 @@ impl PolicyKey {
     }
 
     pub(crate) fn from_exact_key(data: PolicyKeyData) -> PolicyKey {
-        PolicyKey { prefix_len: POLICY_PREFIX_FULL, data }
+        PolicyKey {
+            prefix_len: POLICY_PREFIX_FULL,
+            data,
+        }
     }
 
     /// The trie prefix length (72..=96).

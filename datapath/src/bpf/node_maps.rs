@@ -11,8 +11,8 @@ use aya::maps::{HashMap, Map, MapData, MapError};
 use super::maps::{
     COUNTERS_MAP, CT_MAP, CounterKey, CounterValue, CtKey, CtValue, ENDPOINTS_MAP, EVENTS_BYTES,
     EVENTS_MAP, EndpointInfo, IDENTITY_WORLD, IPCACHE_MAP, IpcacheValue, MAX_COUNTERS, MAX_CT,
-    MAX_ENDPOINTS, MAX_IPCACHE, MAX_POLICY, POLICY_EXACT_MAP, POLICY_MAP, PolicyKey, PolicyKeyData, PolicyValue,
-    Verdict, addr_from_wire, addr_to_wire, direction_from_byte,
+    MAX_ENDPOINTS, MAX_IPCACHE, MAX_POLICY, POLICY_EXACT_MAP, POLICY_MAP, PolicyKey, PolicyKeyData,
+    PolicyValue, Verdict, addr_from_wire, addr_to_wire, direction_from_byte,
 };
 use crate::engine::Direction;
 
@@ -83,7 +83,12 @@ pub(crate) fn check_pinned_layouts(dir: &Path) -> Result<()> {
             MAX_IPCACHE,
         ),
         (POLICY_MAP, 16, size_of::<PolicyValue>() as u32, MAX_POLICY),
-        (POLICY_EXACT_MAP, 12, size_of::<PolicyValue>() as u32, MAX_POLICY),
+        (
+            POLICY_EXACT_MAP,
+            12,
+            size_of::<PolicyValue>() as u32,
+            MAX_POLICY,
+        ),
         (
             CT_MAP,
             size_of::<CtKey>() as u32,
@@ -227,16 +232,24 @@ impl NodeMaps {
     /// prefix to the trie (the program looks in that order).
     pub fn policy_set(&mut self, key: PolicyKey, value: PolicyValue) -> Result<()> {
         match key.exact_key() {
-            Some(exact) => self.policy_exact.insert(exact, value, 0).with_context(|| format!("setting {key:?} in {POLICY_EXACT_MAP}")),
-            None => self.policy.insert(&key.trie_key(), value, 0).with_context(|| format!("setting {key:?} in {POLICY_MAP}")),
+            Some(exact) => self
+                .policy_exact
+                .insert(exact, value, 0)
+                .with_context(|| format!("setting {key:?} in {POLICY_EXACT_MAP}")),
+            None => self
+                .policy
+                .insert(&key.trie_key(), value, 0)
+                .with_context(|| format!("setting {key:?} in {POLICY_MAP}")),
         }
     }
 
     /// Removes one policy entry; false when absent.
     pub fn policy_remove(&mut self, key: &PolicyKey) -> Result<bool> {
         match key.exact_key() {
-            Some(exact) => absent_is_false(self.policy_exact.remove(&exact)).with_context(|| format!("removing {key:?} from {POLICY_EXACT_MAP}")),
-            None => absent_is_false(self.policy.remove(&key.trie_key())).with_context(|| format!("removing {key:?} from {POLICY_MAP}")),
+            Some(exact) => absent_is_false(self.policy_exact.remove(&exact))
+                .with_context(|| format!("removing {key:?} from {POLICY_EXACT_MAP}")),
+            None => absent_is_false(self.policy.remove(&key.trie_key()))
+                .with_context(|| format!("removing {key:?} from {POLICY_MAP}")),
         }
     }
 
@@ -247,7 +260,11 @@ impl NodeMaps {
         Ok(trie
             .into_iter()
             .map(|(key, value)| (PolicyKey::from_trie_key(&key), value))
-            .chain(exact.into_iter().map(|(key, value)| (PolicyKey::from_exact_key(key), value)))
+            .chain(
+                exact
+                    .into_iter()
+                    .map(|(key, value)| (PolicyKey::from_exact_key(key), value)),
+            )
             .collect())
     }
 
@@ -288,7 +305,11 @@ impl NodeMaps {
             (ENDPOINTS_MAP, count(self.endpoints.keys())?, MAX_ENDPOINTS),
             (IPCACHE_MAP, count(self.ipcache.keys())?, MAX_IPCACHE),
             (POLICY_MAP, count(self.policy.keys())?, MAX_POLICY),
-            (POLICY_EXACT_MAP, count(self.policy_exact.keys())?, MAX_POLICY),
+            (
+                POLICY_EXACT_MAP,
+                count(self.policy_exact.keys())?,
+                MAX_POLICY,
+            ),
             (CT_MAP, count(self.ct.keys())?, MAX_CT),
             (COUNTERS_MAP, count(self.counters.keys())?, MAX_COUNTERS),
         ];

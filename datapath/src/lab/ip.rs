@@ -32,7 +32,8 @@ pub(crate) fn ip_in(netns: &str, command: &str) -> Result<String> {
 /// `ip <args>` inside the network namespace at path `netns` (the child is started from a
 /// thread that joined it, so any namespace path works, not only names under /run/netns).
 pub(crate) fn ip_at(netns: &Path, args: &[&str]) -> Result<String> {
-    in_netns(netns, || ip(args))?.with_context(|| format!("in network namespace {}", netns.display()))
+    in_netns(netns, || ip(args))?
+        .with_context(|| format!("in network namespace {}", netns.display()))
 }
 
 /// The namespaces `ip netns list` shows (names only).

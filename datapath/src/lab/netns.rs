@@ -495,9 +495,15 @@ fn build(t: &Topology) -> Result<()> {
     let eth0 = NODE_UNDERLAY_IF;
     ip_in(&world, &format!("addr add {}/32 dev {eth0}", t.world.ip))?;
     ip_in(&world, &format!("link set {eth0} up"))?;
-    ip_in(&world, &format!("route add {} dev {eth0} scope link", t.underlay))?;
+    ip_in(
+        &world,
+        &format!("route add {} dev {eth0} scope link", t.underlay),
+    )?;
     for n in &t.nodes {
-        ip_in(&world, &format!("route add {} via {} dev {eth0}", n.pod_cidr, n.ip))?;
+        ip_in(
+            &world,
+            &format!("route add {} via {} dev {eth0}", n.pod_cidr, n.ip),
+        )?;
     }
     for p in &t.pods {
         build_pod(t, p)?;
@@ -510,7 +516,10 @@ fn attach_underlay(t: &Topology, netns: &str, name: &str) -> Result<()> {
     let underlay = names::underlay_netns(&t.name);
     let (eth0, br) = (NODE_UNDERLAY_IF, UNDERLAY_BRIDGE);
     let port = names::underlay_port(name);
-    ip_in(netns, &format!("link add {eth0} type veth peer name {port} netns {underlay}"))?;
+    ip_in(
+        netns,
+        &format!("link add {eth0} type veth peer name {port} netns {underlay}"),
+    )?;
     ip_in(&underlay, &format!("link set {port} master {br}"))?;
     ip_in(&underlay, &format!("link set {port} up"))?;
     Ok(())
@@ -526,9 +535,15 @@ fn build_node(t: &Topology, n: &NodeSpec) -> Result<()> {
     ip_in(&ns, &format!("link set {eth0} up"))?;
     ip_in(&ns, &format!("addr add {gw}/32 dev lo scope link"))?;
     for other in t.nodes.iter().filter(|o| o.name != n.name) {
-        add_route(&ns, &format!("{} via {} dev {eth0}", other.pod_cidr, other.ip))?;
+        add_route(
+            &ns,
+            &format!("{} via {} dev {eth0}", other.pod_cidr, other.ip),
+        )?;
     }
-    ip_in(&ns, &format!("route add {}/32 dev {eth0} scope link", t.world.ip))?;
+    ip_in(
+        &ns,
+        &format!("route add {}/32 dev {eth0} scope link", t.world.ip),
+    )?;
     Ok(())
 }
 
@@ -547,15 +562,27 @@ fn build_pod(t: &Topology, p: &PodSpec) -> Result<()> {
     let gw = POD_GATEWAY;
     let pod_ns = names::pod_netns(&t.name, &p.namespace, &p.name);
     let node_ns = names::node_netns(&t.name, &p.node);
-    let node_ip = t.node(&p.node).map(|n| n.ip).with_context(|| format!("pod {} is on undeclared node {}", p.full_name(), p.node))?;
+    let node_ip = t
+        .node(&p.node)
+        .map(|n| n.ip)
+        .with_context(|| format!("pod {} is on undeclared node {}", p.full_name(), p.node))?;
     let lxc = p.host_ifname();
-    ip_in(&node_ns, &format!("link add {lxc} type veth peer name {POD_IF} netns {pod_ns}"))?;
+    ip_in(
+        &node_ns,
+        &format!("link add {lxc} type veth peer name {POD_IF} netns {pod_ns}"),
+    )?;
     ip_in(&pod_ns, &format!("addr add {}/32 dev {POD_IF}", p.ip))?;
     ip_in(&pod_ns, &format!("link set {POD_IF} up"))?;
-    ip_in(&pod_ns, &format!("route add {gw}/32 dev {POD_IF} scope link"))?;
+    ip_in(
+        &pod_ns,
+        &format!("route add {gw}/32 dev {POD_IF} scope link"),
+    )?;
     ip_in(&pod_ns, &format!("route add default via {gw} dev {POD_IF}"))?;
     ip_in(&node_ns, &format!("link set {lxc} up"))?;
-    ip_in(&node_ns, &format!("route add {}/32 dev {lxc} scope link src {node_ip}", p.ip))?;
+    ip_in(
+        &node_ns,
+        &format!("route add {}/32 dev {lxc} scope link src {node_ip}", p.ip),
+    )?;
     Ok(())
 }
 
@@ -581,9 +608,15 @@ impl Lab {
         }
         build_node(topology, &n)?;
         for other in topology.nodes.iter().filter(|o| o.name != node) {
-            add_route(&names::node_netns(lab, &other.name), &format!("{} via {} dev {NODE_UNDERLAY_IF}", n.pod_cidr, n.ip))?;
+            add_route(
+                &names::node_netns(lab, &other.name),
+                &format!("{} via {} dev {NODE_UNDERLAY_IF}", n.pod_cidr, n.ip),
+            )?;
         }
-        add_route(&names::world_netns(lab), &format!("{} via {} dev {NODE_UNDERLAY_IF}", n.pod_cidr, n.ip))?;
+        add_route(
+            &names::world_netns(lab),
+            &format!("{} via {} dev {NODE_UNDERLAY_IF}", n.pod_cidr, n.ip),
+        )?;
         for p in topology.pods_on(node) {
             build_pod(topology, p)?;
         }
@@ -596,19 +629,39 @@ impl Lab {
     pub fn remove_node(&mut self, topology: &Topology, node: &str) -> Result<()> {
         require_root()?;
         if topology.name != self.topology.name {
-            bail!("topology {} is not lab {}", topology.name, self.topology.name);
+            bail!(
+                "topology {} is not lab {}",
+                topology.name,
+                self.topology.name
+            );
         }
-        let n = self.topology.node(node).with_context(|| format!("node {node} is not in lab {}", self.topology.name))?.clone();
+        let n = self
+            .topology
+            .node(node)
+            .with_context(|| format!("node {node} is not in lab {}", self.topology.name))?
+            .clone();
         if topology.node(node).is_some() {
             bail!("the new topology still has node {node}");
         }
         let lab = &topology.name;
         for p in self.topology.pods_on(node) {
-            ip(&["netns", "del", &names::pod_netns(lab, &p.namespace, &p.name)])?;
+            ip(&[
+                "netns",
+                "del",
+                &names::pod_netns(lab, &p.namespace, &p.name),
+            ])?;
         }
         ip(&["netns", "del", &names::node_netns(lab, node)])?;
-        let _ = ip_in(&names::underlay_netns(lab), &format!("link del {}", names::underlay_port(node)));
-        for ns in topology.nodes.iter().map(|o| names::node_netns(lab, &o.name)).chain([names::world_netns(lab)]) {
+        let _ = ip_in(
+            &names::underlay_netns(lab),
+            &format!("link del {}", names::underlay_port(node)),
+        );
+        for ns in topology
+            .nodes
+            .iter()
+            .map(|o| names::node_netns(lab, &o.name))
+            .chain([names::world_netns(lab)])
+        {
             // Every route to its pods, whatever its type or metric (an agent's tunnel and
             // unreachable routes too).
             while ip_in(&ns, &format!("route del {}", n.pod_cidr)).is_ok() {}
@@ -623,12 +676,22 @@ impl Lab {
 
     fn check_change(&self, topology: &Topology, node: &str) -> Result<NodeSpec> {
         if topology.name != self.topology.name {
-            bail!("topology {} is not lab {}", topology.name, self.topology.name);
+            bail!(
+                "topology {} is not lab {}",
+                topology.name,
+                self.topology.name
+            );
         }
-        let n = topology.node(node).with_context(|| format!("node {node} is not in the new topology"))?.clone();
+        let n = topology
+            .node(node)
+            .with_context(|| format!("node {node} is not in the new topology"))?
+            .clone();
         for old in &self.topology.nodes {
             if topology.node(&old.name) != Some(old) {
-                bail!("the new topology changes or removes node {}; only adding {node} is supported", old.name);
+                bail!(
+                    "the new topology changes or removes node {}; only adding {node} is supported",
+                    old.name
+                );
             }
         }
         Ok(n)

@@ -21,7 +21,12 @@ pub struct MeshConfig {
 
 impl Default for MeshConfig {
     fn default() -> Self {
-        MeshConfig { underlay: None, listen_port: WIREGUARD_DEFAULT_PORT, rotation_interval: Duration::from_secs(24 * 3600), keepalive: None }
+        MeshConfig {
+            underlay: None,
+            listen_port: WIREGUARD_DEFAULT_PORT,
+            rotation_interval: Duration::from_secs(24 * 3600),
+            keepalive: None,
+        }
     }
 }
 
@@ -49,13 +54,25 @@ pub fn from_resources(resources: &ResourceSet) -> Wanted {
     let Some(r) = resources.iter().find(|r| r.key.kind == Kind::CiliumConfig) else {
         return Wanted::Off;
     };
-    let spec = r.object.get("spec").cloned().unwrap_or_else(|| serde_json::json!({}));
+    let spec = r
+        .object
+        .get("spec")
+        .cloned()
+        .unwrap_or_else(|| serde_json::json!({}));
     match serde_json::from_value::<CiliumConfigSpec>(spec) {
         Ok(spec) => from_spec(&spec),
         Err(e) => {
             // Unreadable is treated as "asked for" only when it says so; otherwise off.
-            let wants = r.object.pointer("/spec/enable-encryption").and_then(serde_json::Value::as_bool).unwrap_or(false);
-            if wants { Wanted::Invalid(format!("CiliumConfig {} does not parse: {e}", r.key.name)) } else { Wanted::Off }
+            let wants = r
+                .object
+                .pointer("/spec/enable-encryption")
+                .and_then(serde_json::Value::as_bool)
+                .unwrap_or(false);
+            if wants {
+                Wanted::Invalid(format!("CiliumConfig {} does not parse: {e}", r.key.name))
+            } else {
+                Wanted::Off
+            }
         }
     }
 }
@@ -78,13 +95,23 @@ pub fn from_spec(spec: &CiliumConfigSpec) -> Wanted {
             ));
         }
     }
-    let wg = enc.wireguard.clone().unwrap_or_else(|| ward_schema::model::WireguardConfig { enabled: true, ..Default::default() });
+    let wg = enc
+        .wireguard
+        .clone()
+        .unwrap_or_else(|| ward_schema::model::WireguardConfig {
+            enabled: true,
+            ..Default::default()
+        });
     if !wg.enabled {
         return Wanted::Off;
     }
     let rotation_interval = match wg.rotation_interval() {
         Ok(d) if d >= Duration::from_secs(1) => d,
-        Ok(d) => return Wanted::Invalid(format!("key-rotation-interval {d:?} is too short (at least 1s)")),
+        Ok(d) => {
+            return Wanted::Invalid(format!(
+                "key-rotation-interval {d:?} is too short (at least 1s)"
+            ));
+        }
         Err(e) => return Wanted::Invalid(e),
     };
     let keepalive = match wg.keepalive_interval() {
@@ -95,7 +122,12 @@ pub fn from_spec(spec: &CiliumConfigSpec) -> Wanted {
     if wg.listen_port == 0 {
         return Wanted::Invalid("encryption.wireguard.listen-port must not be 0".into());
     }
-    Wanted::On(MeshConfig { underlay: wg.interface.clone().filter(|s| !s.is_empty()), listen_port: wg.listen_port, rotation_interval, keepalive })
+    Wanted::On(MeshConfig {
+        underlay: wg.interface.clone().filter(|s| !s.is_empty()),
+        listen_port: wg.listen_port,
+        rotation_interval,
+        keepalive,
+    })
 }
 
 #[cfg(test)]
@@ -110,7 +142,9 @@ mod tests {
 
     #[test]
     fn design_form_is_on_with_defaults() {
-        let w = from_spec(&spec(json!({"enable-encryption": true, "encryption": {"type": "wireguard", "wireguard": {"enabled": true, "interface": "eth0"}}})));
+        let w = from_spec(&spec(
+            json!({"enable-encryption": true, "encryption": {"type": "wireguard", "wireguard": {"enabled": true, "interface": "eth0"}}}),
+        ));
         let Wanted::On(c) = w else { panic!("{w:?}") };
         assert_eq!(c.underlay.as_deref(), Some("eth0"));
         assert_eq!(c.listen_port, 51871);
@@ -121,22 +155,41 @@ mod tests {
     #[test]
     fn off_unless_enabled() {
         assert_eq!(from_spec(&spec(json!({}))), Wanted::Off);
-        assert_eq!(from_spec(&spec(json!({"enable-encryption": false, "encryption": {"type": "wireguard"}}))), Wanted::Off);
-        assert_eq!(from_spec(&spec(json!({"enable-encryption": true, "encryption": {"type": "wireguard", "wireguard": {"enabled": false}}}))), Wanted::Off);
+        assert_eq!(
+            from_spec(&spec(
+                json!({"enable-encryption": false, "encryption": {"type": "wireguard"}})
+            )),
+            Wanted::Off
+        );
+        assert_eq!(
+            from_spec(&spec(
+                json!({"enable-encryption": true, "encryption": {"type": "wireguard", "wireguard": {"enabled": false}}})
+            )),
+            Wanted::Off
+        );
     }
 
     #[test]
     fn unknown_type_is_invalid_and_still_requires_encryption() {
-        let w = from_spec(&spec(json!({"enable-encryption": true, "encryption": {"type": "ipsec"}})));
-        let Wanted::Invalid(m) = &w else { panic!("{w:?}") };
+        let w = from_spec(&spec(
+            json!({"enable-encryption": true, "encryption": {"type": "ipsec"}}),
+        ));
+        let Wanted::Invalid(m) = &w else {
+            panic!("{w:?}")
+        };
         assert!(m.contains("\"ipsec\" is not supported"), "{m}");
         assert!(w.requires_encryption());
     }
 
     #[test]
     fn rotation_and_keepalive_are_read() {
-        let w = from_spec(&spec(json!({"enable-encryption": true, "encryption": {"type": "wireguard", "wireguard": {"enabled": true, "listen-port": 51000, "key-rotation-interval": "90s", "persistent-keepalive": "25s"}}})));
+        let w = from_spec(&spec(
+            json!({"enable-encryption": true, "encryption": {"type": "wireguard", "wireguard": {"enabled": true, "listen-port": 51000, "key-rotation-interval": "90s", "persistent-keepalive": "25s"}}}),
+        ));
         let Wanted::On(c) = w else { panic!("{w:?}") };
-        assert_eq!((c.listen_port, c.rotation_interval, c.keepalive), (51000, Duration::from_secs(90), Some(25)));
+        assert_eq!(
+            (c.listen_port, c.rotation_interval, c.keepalive),
+            (51000, Duration::from_secs(90), Some(25))
+        );
     }
 }

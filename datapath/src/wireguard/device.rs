@@ -86,21 +86,32 @@ pub struct Device {
 
 impl std::fmt::Debug for Device {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Device").field("ifname", &self.ifname).field("implementation", &self.implementation()).field("port", &self.port).finish()
+        f.debug_struct("Device")
+            .field("ifname", &self.ifname)
+            .field("implementation", &self.implementation())
+            .field("port", &self.port)
+            .finish()
     }
 }
 
 impl Device {
     /// Creates interface `ifname` in `netns` with `key`, listening on `port`, with `mtu`, up.
     /// Uses kernel WireGuard when `ip link add type wireguard` works there, else boringtun.
-    pub fn create(netns: &Path, ifname: &str, key: &PrivateKey, port: u16, mtu: u32) -> Result<Device> {
+    pub fn create(
+        netns: &Path,
+        ifname: &str,
+        key: &PrivateKey,
+        port: u16,
+        mtu: u32,
+    ) -> Result<Device> {
         let ns = netns.to_path_buf();
         remove_stale(&ns, ifname);
         let backend = if kernel_available(&ns, ifname) {
             let name = ifname.to_owned();
             in_netns(&ns, move || -> Result<()> {
                 let mut api = WGApi::<Kernel>::new(name.clone()).map_err(|e| anyhow!("{e}"))?;
-                api.create_interface().map_err(|e| anyhow!("cannot create {name}: {e}"))
+                api.create_interface()
+                    .map_err(|e| anyhow!("cannot create {name}: {e}"))
             })??;
             Backend::Kernel
         } else {
@@ -108,13 +119,25 @@ impl Device {
             let handle = in_netns(&ns, move || {
                 // Incoming packets are matched to peers by index, never by a per-peer connected
                 // socket: two peers (a node's old and new key) share one endpoint in a rotation.
-                let config = DeviceConfig { n_threads: 2, use_connected_socket: false, use_multi_queue: false, uapi_fd: -1 };
+                let config = DeviceConfig {
+                    n_threads: 2,
+                    use_connected_socket: false,
+                    use_multi_queue: false,
+                    uapi_fd: -1,
+                };
                 DeviceHandle::new(&name, config)
             })?
-            .map_err(|e| anyhow!("cannot start boringtun for {ifname}: {e:?} (is /dev/net/tun there?)"))?;
+            .map_err(|e| {
+                anyhow!("cannot start boringtun for {ifname}: {e:?} (is /dev/net/tun there?)")
+            })?;
             Backend::Userspace(handle)
         };
-        let dev = Device { ifname: ifname.to_owned(), netns: ns, port, backend };
+        let dev = Device {
+            ifname: ifname.to_owned(),
+            netns: ns,
+            port,
+            backend,
+        };
         dev.ip(&["link", "set", "dev", ifname, "mtu", &mtu.to_string(), "up"])?;
         dev.set_key_and_port(key)?;
         Ok(dev)
@@ -140,7 +163,11 @@ impl Device {
 
     fn set_key_and_port(&self, key: &PrivateKey) -> Result<()> {
         match &self.backend {
-            Backend::Userspace(_) => self.uapi_set(&format!("private_key={}\nlisten_port={}\n", key.secret().to_lower_hex(), self.port)),
+            Backend::Userspace(_) => self.uapi_set(&format!(
+                "private_key={}\nlisten_port={}\n",
+                key.secret().to_lower_hex(),
+                self.port
+            )),
             Backend::Kernel => self.kernel_set_host(key),
         }
     }
@@ -148,7 +175,9 @@ impl Device {
     /// Switches the interface to `key`. Its sessions end; peers are kept.
     pub fn set_private_key(&self, key: &PrivateKey) -> Result<()> {
         match &self.backend {
-            Backend::Userspace(_) => self.uapi_set(&format!("private_key={}\n", key.secret().to_lower_hex())),
+            Backend::Userspace(_) => {
+                self.uapi_set(&format!("private_key={}\n", key.secret().to_lower_hex()))
+            }
             Backend::Kernel => self.kernel_set_host(key),
         }
     }
@@ -157,7 +186,15 @@ impl Device {
     /// peers in place, so their sessions survive everything but the key change itself).
     fn kernel_set_host(&self, key: &PrivateKey) -> Result<()> {
         let peers: Vec<Peer> = self.read()?.peers.into_values().collect();
-        let config = InterfaceConfiguration { name: self.ifname.clone(), prvkey: key.secret().to_string(), addresses: vec![], port: self.port, peers, mtu: None, fwmark: None };
+        let config = InterfaceConfiguration {
+            name: self.ifname.clone(),
+            prvkey: key.secret().to_string(),
+            addresses: vec![],
+            port: self.port,
+            peers,
+            mtu: None,
+            fwmark: None,
+        };
         self.kernel(move |api| api.configure_interface(&config).map_err(|e| anyhow!("{e}")))
     }
 
@@ -166,7 +203,9 @@ impl Device {
         let p = peer.to_peer();
         match &self.backend {
             Backend::Userspace(_) => self.uapi_set(&p.as_uapi_update()),
-            Backend::Kernel => self.kernel(move |api| api.configure_peer(&p).map_err(|e| anyhow!("{e}"))),
+            Backend::Kernel => {
+                self.kernel(move |api| api.configure_peer(&p).map_err(|e| anyhow!("{e}")))
+            }
         }
     }
 
@@ -174,8 +213,12 @@ impl Device {
     pub fn remove_peer(&self, key: &Key) -> Result<()> {
         let k = key.clone();
         match &self.backend {
-            Backend::Userspace(_) => self.uapi_set(&format!("public_key={}\nremove=true\n", key.to_lower_hex())),
-            Backend::Kernel => self.kernel(move |api| api.remove_peer(&k).map_err(|e| anyhow!("{e}"))),
+            Backend::Userspace(_) => {
+                self.uapi_set(&format!("public_key={}\nremove=true\n", key.to_lower_hex()))
+            }
+            Backend::Kernel => {
+                self.kernel(move |api| api.remove_peer(&k).map_err(|e| anyhow!("{e}")))
+            }
         }
     }
 
@@ -188,7 +231,9 @@ impl Device {
                 s.write_all(b"get=1\n\n")?;
                 Host::parse_uapi(s).context("cannot read the WireGuard interface")?
             }
-            Backend::Kernel => self.kernel(|api| api.read_interface_data().map_err(|e| anyhow!("{e}")))?,
+            Backend::Kernel => {
+                self.kernel(|api| api.read_interface_data().map_err(|e| anyhow!("{e}")))?
+            }
         };
         host.private_key = None;
         Ok(host)
@@ -204,7 +249,8 @@ impl Device {
 
     fn uapi(&self) -> Result<UnixStream> {
         let path = Path::new(UAPI_DIR).join(format!("{}.sock", self.ifname));
-        let s = UnixStream::connect(&path).with_context(|| format!("cannot reach boringtun at {}", path.display()))?;
+        let s = UnixStream::connect(&path)
+            .with_context(|| format!("cannot reach boringtun at {}", path.display()))?;
         s.set_read_timeout(Some(Duration::from_secs(3)))?;
         Ok(s)
     }
@@ -220,11 +266,17 @@ impl Device {
             if let Some(errno) = line.strip_prefix("errno=") {
                 return match errno.trim() {
                     "0" => Ok(()),
-                    e => bail!("boringtun refused the configuration of {} (errno {e})", self.ifname),
+                    e => bail!(
+                        "boringtun refused the configuration of {} (errno {e})",
+                        self.ifname
+                    ),
                 };
             }
         }
-        bail!("boringtun closed the UAPI socket of {} without an answer", self.ifname)
+        bail!(
+            "boringtun closed the UAPI socket of {} without an answer",
+            self.ifname
+        )
     }
 
     fn ip(&self, args: &[&str]) -> Result<()> {
@@ -249,7 +301,10 @@ pub(crate) fn run_ip(netns: &Path, args: &[&str]) -> Result<()> {
 /// An interface of that name left by a crashed agent (kernel WireGuard survives its agent).
 fn remove_stale(netns: &Path, ifname: &str) {
     if run_ip(netns, &["link", "show", "dev", ifname]).is_ok() {
-        tracing::info!(interface = ifname, "removing a WireGuard interface left from before");
+        tracing::info!(
+            interface = ifname,
+            "removing a WireGuard interface left from before"
+        );
         let _ = run_ip(netns, &["link", "del", "dev", ifname]);
     }
 }

@@ -52,7 +52,10 @@ impl PrivateKey {
             );
         };
         if raw == [0; KEY_LEN] {
-            bail!("key file {} holds the all-zero key, which WireGuard reserves; remove it to generate a new key", path.display());
+            bail!(
+                "key file {} holds the all-zero key, which WireGuard reserves; remove it to generate a new key",
+                path.display()
+            );
         }
         Ok(PrivateKey(Key::new(raw)))
     }
@@ -109,14 +112,21 @@ impl KeyStore {
 
     /// Makes the next key the current one (an atomic rename).
     pub fn promote_next(&self) -> Result<()> {
-        fs::rename(self.next_path(), self.current_path())
-            .with_context(|| format!("cannot move {} to {}", self.next_path().display(), self.current_path().display()))?;
+        fs::rename(self.next_path(), self.current_path()).with_context(|| {
+            format!(
+                "cannot move {} to {}",
+                self.next_path().display(),
+                self.current_path().display()
+            )
+        })?;
         sync_dir(&self.dir)
     }
 
     /// When the current key was made (its file's modification time).
     pub fn current_since(&self) -> Option<SystemTime> {
-        fs::metadata(self.current_path()).and_then(|m| m.modified()).ok()
+        fs::metadata(self.current_path())
+            .and_then(|m| m.modified())
+            .ok()
     }
 }
 
@@ -126,22 +136,30 @@ fn read_key(path: &Path) -> Result<Option<PrivateKey>> {
     let meta = match fs::symlink_metadata(path) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e).with_context(|| format!("cannot read key file {}", path.display())),
+        Err(e) => {
+            return Err(e).with_context(|| format!("cannot read key file {}", path.display()));
+        }
     };
     if !meta.is_file() {
-        bail!("key file {} is not a regular file; remove it to generate a new key", path.display());
+        bail!(
+            "key file {} is not a regular file; remove it to generate a new key",
+            path.display()
+        );
     }
     if meta.permissions().mode() & 0o077 != 0 {
         tracing::warn!(file = %path.display(), mode = format!("{:o}", meta.permissions().mode() & 0o777), "key file was readable by others; setting mode 0600");
-        fs::set_permissions(path, fs::Permissions::from_mode(0o600)).with_context(|| format!("cannot set mode 0600 on {}", path.display()))?;
+        fs::set_permissions(path, fs::Permissions::from_mode(0o600))
+            .with_context(|| format!("cannot set mode 0600 on {}", path.display()))?;
     }
-    let bytes = fs::read(path).with_context(|| format!("cannot read key file {}", path.display()))?;
+    let bytes =
+        fs::read(path).with_context(|| format!("cannot read key file {}", path.display()))?;
     PrivateKey::from_bytes(&bytes, path).map(Some)
 }
 
 /// Writes `key` to `path` through a 0600 temporary file, fsync and rename.
 fn write_key(dir: &Path, path: &Path, key: &PrivateKey) -> Result<()> {
-    fs::create_dir_all(dir).with_context(|| format!("cannot create {} for the WireGuard key", dir.display()))?;
+    fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create {} for the WireGuard key", dir.display()))?;
     let tmp = path.with_extension("key.tmp");
     let _ = fs::remove_file(&tmp);
     let mut f = OpenOptions::new()
@@ -149,14 +167,24 @@ fn write_key(dir: &Path, path: &Path, key: &PrivateKey) -> Result<()> {
         .create_new(true)
         .mode(0o600)
         .open(&tmp)
-        .with_context(|| format!("cannot write the WireGuard key file {} (is the directory writable?)", tmp.display()))?;
-    f.write_all(key.secret().as_slice()).and_then(|()| f.sync_all()).with_context(|| format!("cannot write {}", tmp.display()))?;
-    fs::rename(&tmp, path).with_context(|| format!("cannot write the WireGuard key file {}", path.display()))?;
+        .with_context(|| {
+            format!(
+                "cannot write the WireGuard key file {} (is the directory writable?)",
+                tmp.display()
+            )
+        })?;
+    f.write_all(key.secret().as_slice())
+        .and_then(|()| f.sync_all())
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
+    fs::rename(&tmp, path)
+        .with_context(|| format!("cannot write the WireGuard key file {}", path.display()))?;
     sync_dir(dir)
 }
 
 fn sync_dir(dir: &Path) -> Result<()> {
-    fs::File::open(dir).and_then(|d| d.sync_all()).with_context(|| format!("cannot sync {}", dir.display()))
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .with_context(|| format!("cannot sync {}", dir.display()))
 }
 
 #[cfg(test)]
@@ -170,7 +198,11 @@ mod tests {
         let store = KeyStore::new(dir.path());
         let (k, created) = store.load_or_create().unwrap();
         assert!(created);
-        let mode = fs::metadata(store.current_path()).unwrap().permissions().mode() & 0o777;
+        let mode = fs::metadata(store.current_path())
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
         assert_eq!(mode, 0o600);
         assert_eq!(fs::read(store.current_path()).unwrap().len(), 32);
         let (again, created) = store.load_or_create().unwrap();
@@ -192,7 +224,10 @@ mod tests {
         let store = KeyStore::new(dir.path());
         fs::write(store.current_path(), b"not a key").unwrap();
         let err = store.load_or_create().unwrap_err().to_string();
-        assert!(err.contains("is corrupt (9 bytes, a WireGuard key is 32)"), "{err}");
+        assert!(
+            err.contains("is corrupt (9 bytes, a WireGuard key is 32)"),
+            "{err}"
+        );
         assert_eq!(fs::read(store.current_path()).unwrap(), b"not a key");
     }
 
@@ -203,7 +238,14 @@ mod tests {
         store.load_or_create().unwrap();
         fs::set_permissions(store.current_path(), fs::Permissions::from_mode(0o644)).unwrap();
         store.load_or_create().unwrap();
-        assert_eq!(fs::metadata(store.current_path()).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            fs::metadata(store.current_path())
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777,
+            0o600
+        );
     }
 
     #[test]

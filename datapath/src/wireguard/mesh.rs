@@ -7,8 +7,8 @@ use super::device::{Device, PeerSpec, run_ip};
 use super::keys::{KeyStore, PrivateKey};
 use super::registry::{NodeRecord, Records};
 use super::{IFNAME, MTU_OVERHEAD, ROTATION_WAIT};
-use crate::lab::names::NODE_UNDERLAY_IF;
 use crate::lab::ip::ip_at;
+use crate::lab::names::NODE_UNDERLAY_IF;
 use crate::lab::{Ipv4Net, Topology, in_netns};
 use anyhow::{Context, Result, anyhow, bail};
 use defguard_wireguard_rs::key::Key;
@@ -92,7 +92,13 @@ const RETRY: Duration = Duration::from_secs(2);
 impl Mesh {
     /// The mesh of `node`, whose namespace is `netns`; keys in `key_dir`, status and rotation
     /// requests in `run_dir`, records published in `registry`. Nothing is created yet.
-    pub fn new(node: &str, netns: PathBuf, key_dir: &Path, run_dir: &Path, registry: Box<dyn Records>) -> Mesh {
+    pub fn new(
+        node: &str,
+        netns: PathBuf,
+        key_dir: &Path,
+        run_dir: &Path,
+        registry: Box<dyn Records>,
+    ) -> Mesh {
         Mesh {
             node: node.to_owned(),
             netns,
@@ -137,7 +143,9 @@ impl Mesh {
     /// finishes one when every peer is ready (or [`ROTATION_WAIT`] has passed).
     /// A mesh that failed is tried again every [`RETRY`].
     pub fn tick(&mut self, topology: &Topology) {
-        let Wanted::On(cfg) = self.wanted.clone() else { return };
+        let Wanted::On(cfg) = self.wanted.clone() else {
+            return;
+        };
         if self.active.is_none() {
             if self.error.is_some() && self.last_attempt.elapsed() >= RETRY {
                 let wanted = self.wanted.clone();
@@ -149,7 +157,11 @@ impl Mesh {
             tracing::warn!(node = %self.node, "cannot start a key rotation: {e:#}");
         }
         let rotating = self.active.as_ref().is_some_and(|a| a.next.is_some());
-        if let Err(e) = if rotating { self.maybe_finish_rotation(topology, &self.registry.read_all()) } else { Ok(()) } {
+        if let Err(e) = if rotating {
+            self.maybe_finish_rotation(topology, &self.registry.read_all())
+        } else {
+            Ok(())
+        } {
             tracing::warn!(node = %self.node, "cannot finish the key rotation: {e:#}");
         }
     }
@@ -182,7 +194,10 @@ impl Mesh {
     /// Sets up or updates everything; returns a warning (e.g. a duplicate key) that leaves the
     /// rest working.
     fn converge(&mut self, cfg: &MeshConfig, topology: &Topology) -> Result<Option<String>> {
-        let me = topology.node(&self.node).with_context(|| format!("node {} is not in the topology", self.node))?.clone();
+        let me = topology
+            .node(&self.node)
+            .with_context(|| format!("node {} is not in the topology", self.node))?
+            .clone();
         if self.active.as_ref().is_some_and(|a| &a.cfg != cfg) {
             tracing::info!(node = %self.node, "WireGuard settings changed; recreating the interface");
             self.active = None;
@@ -196,8 +211,18 @@ impl Mesh {
         apply_peers(active, &wanted_peers)?;
         let prepared = prepared_for(&records, &active.peers);
         self.publish(prepared)?;
-        let tunneled: BTreeSet<String> = self.active.iter().flat_map(|a| a.peers.values().map(|c| c.node.clone())).collect();
-        self.set_routes(topology, |n| if tunneled.contains(n) { Route::Tunnel } else { Route::Blocked })?;
+        let tunneled: BTreeSet<String> = self
+            .active
+            .iter()
+            .flat_map(|a| a.peers.values().map(|c| c.node.clone()))
+            .collect();
+        self.set_routes(topology, |n| {
+            if tunneled.contains(n) {
+                Route::Tunnel
+            } else {
+                Route::Blocked
+            }
+        })?;
         self.maybe_finish_rotation(topology, &records)?;
         Ok(warning)
     }
@@ -206,8 +231,18 @@ impl Mesh {
         let (underlay, ip, mtu) = underlay(&self.netns, cfg.underlay.as_deref(), node_ip)?;
         let (key, created) = self.keys.load_or_create()?;
         let next = self.keys.load_next()?;
-        let device = Device::create(&self.netns, IFNAME, &key, cfg.listen_port, mtu.saturating_sub(MTU_OVERHEAD))?;
-        let rotations = self.registry.read_all().get(&self.node).map_or(0, |r| r.rotations);
+        let device = Device::create(
+            &self.netns,
+            IFNAME,
+            &key,
+            cfg.listen_port,
+            mtu.saturating_sub(MTU_OVERHEAD),
+        )?;
+        let rotations = self
+            .registry
+            .read_all()
+            .get(&self.node)
+            .map_or(0, |r| r.rotations);
         tracing::info!(
             node = %self.node, interface = IFNAME, implementation = device.implementation().as_str(), underlay = %underlay,
             endpoint = %SocketAddr::new(IpAddr::V4(ip), cfg.listen_port), public_key = %key.public(), new_key = created,
@@ -227,10 +262,17 @@ impl Mesh {
 
     /// Every other node's keys as peers, current key before next key (the later-added peer
     /// takes the node's addresses for outgoing traffic; see the module docs).
-    fn wanted_peers(&self, topology: &Topology, records: &BTreeMap<String, NodeRecord>) -> Result<(Vec<Configured>, Option<String>)> {
+    fn wanted_peers(
+        &self,
+        topology: &Topology,
+        records: &BTreeMap<String, NodeRecord>,
+    ) -> Result<(Vec<Configured>, Option<String>)> {
         let active = self.active.as_ref().context("no interface")?;
         let mut owners: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-        let mine = [Some(active.key.public().to_string()), active.next.as_ref().map(|k| k.public().to_string())];
+        let mine = [
+            Some(active.key.public().to_string()),
+            active.next.as_ref().map(|k| k.public().to_string()),
+        ];
         for k in mine.into_iter().flatten() {
             owners.entry(k).or_default().insert(self.node.clone());
         }
@@ -241,7 +283,8 @@ impl Mesh {
                 }
             }
         }
-        let duplicated: BTreeMap<&String, &BTreeSet<String>> = owners.iter().filter(|(_, nodes)| nodes.len() > 1).collect();
+        let duplicated: BTreeMap<&String, &BTreeSet<String>> =
+            owners.iter().filter(|(_, nodes)| nodes.len() > 1).collect();
         let mut warnings = Vec::new();
         for (k, nodes) in &duplicated {
             warnings.push(format!(
@@ -251,21 +294,46 @@ impl Mesh {
         }
         let refused: BTreeSet<&String> = duplicated.values().flat_map(|n| n.iter()).collect();
         let mut out = Vec::new();
-        for n in topology.nodes.iter().filter(|n| n.name != self.node && !refused.contains(&n.name)) {
-            let Some(r) = records.get(&n.name) else { continue };
-            let allowed = vec![IpAddrMask::new(IpAddr::V4(n.ip), 32), IpAddrMask::new(IpAddr::V4(n.pod_cidr.network()), n.pod_cidr.prefix_len())];
-            let keys = std::iter::once(&r.public_key).chain(r.next_public_key.iter().filter(|k| **k != r.public_key));
+        for n in topology
+            .nodes
+            .iter()
+            .filter(|n| n.name != self.node && !refused.contains(&n.name))
+        {
+            let Some(r) = records.get(&n.name) else {
+                continue;
+            };
+            let allowed = vec![
+                IpAddrMask::new(IpAddr::V4(n.ip), 32),
+                IpAddrMask::new(IpAddr::V4(n.pod_cidr.network()), n.pod_cidr.prefix_len()),
+            ];
+            let keys = std::iter::once(&r.public_key)
+                .chain(r.next_public_key.iter().filter(|k| **k != r.public_key));
             for k in keys {
                 match k.parse::<Key>() {
                     Ok(key) => out.push(Configured {
                         node: n.name.clone(),
-                        spec: PeerSpec { key, endpoint: r.endpoint, allowed: allowed.clone(), keepalive: active.cfg.keepalive },
+                        spec: PeerSpec {
+                            key,
+                            endpoint: r.endpoint,
+                            allowed: allowed.clone(),
+                            keepalive: active.cfg.keepalive,
+                        },
                     }),
-                    Err(e) => warnings.push(format!("node {} published an unreadable public key {k:?}: {e}", n.name)),
+                    Err(e) => warnings.push(format!(
+                        "node {} published an unreadable public key {k:?}: {e}",
+                        n.name
+                    )),
                 }
             }
         }
-        Ok((out, if warnings.is_empty() { None } else { Some(warnings.join("; ")) }))
+        Ok((
+            out,
+            if warnings.is_empty() {
+                None
+            } else {
+                Some(warnings.join("; "))
+            },
+        ))
     }
 
     fn publish(&self, prepared: BTreeMap<String, String>) -> Result<()> {
@@ -298,7 +366,11 @@ impl Mesh {
         if a.next.is_some() {
             return Ok(());
         }
-        let age = self.keys.current_since().and_then(|t| t.elapsed().ok()).unwrap_or_default();
+        let age = self
+            .keys
+            .current_since()
+            .and_then(|t| t.elapsed().ok())
+            .unwrap_or_default();
         if !requested && age < cfg.rotation_interval {
             return Ok(());
         }
@@ -313,9 +385,17 @@ impl Mesh {
 
     /// Switches to the next key once every peer node has configured it (make before break),
     /// as `records` (the registry, read by the caller) say.
-    fn maybe_finish_rotation(&mut self, topology: &Topology, records: &BTreeMap<String, NodeRecord>) -> Result<()> {
-        let Some(a) = self.active.as_ref() else { return Ok(()) };
-        let Some(next) = a.next.as_ref() else { return Ok(()) };
+    fn maybe_finish_rotation(
+        &mut self,
+        topology: &Topology,
+        records: &BTreeMap<String, NodeRecord>,
+    ) -> Result<()> {
+        let Some(a) = self.active.as_ref() else {
+            return Ok(());
+        };
+        let Some(next) = a.next.as_ref() else {
+            return Ok(());
+        };
         let next_pub = next.public().to_string();
         let waiting: Vec<&str> = topology
             .nodes
@@ -325,7 +405,9 @@ impl Mesh {
             .filter(|r| r.prepared.get(&self.node) != Some(&next_pub))
             .map(|r| r.node.as_str())
             .collect();
-        let (started, _) = a.rotation_started.unwrap_or((Instant::now(), SystemTime::now()));
+        let (started, _) = a
+            .rotation_started
+            .unwrap_or((Instant::now(), SystemTime::now()));
         let timed_out = started.elapsed() >= ROTATION_WAIT;
         if !waiting.is_empty() && !timed_out {
             return Ok(());
@@ -341,14 +423,25 @@ impl Mesh {
         a.rotations += 1;
         a.rotation_started = None;
         let took = started.elapsed();
-        self.last_rotation = Some(Completed { at: SystemTime::now(), took, confirmed: waiting.is_empty() });
+        self.last_rotation = Some(Completed {
+            at: SystemTime::now(),
+            took,
+            confirmed: waiting.is_empty(),
+        });
         tracing::info!(node = %self.node, public_key = %a.key.public(), took_ms = took.as_millis() as u64, "key rotation: switched to the new key");
         // Start the new handshakes now, rather than with the next packet, so peers' queued
         // packets go out at once.
-        let targets: Vec<Ipv4Addr> = a.peers.values().filter_map(|c| c.spec.allowed.get(1)).filter_map(|m| match m.address {
-            IpAddr::V4(v4) => Some(v4),
-            IpAddr::V6(_) => None,
-        }).collect::<BTreeSet<_>>().into_iter().collect();
+        let targets: Vec<Ipv4Addr> = a
+            .peers
+            .values()
+            .filter_map(|c| c.spec.allowed.get(1))
+            .filter_map(|m| match m.address {
+                IpAddr::V4(v4) => Some(v4),
+                IpAddr::V6(_) => None,
+            })
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
         poke(&self.netns, &targets);
         self.republish(records)
     }
@@ -370,19 +463,35 @@ impl Mesh {
                 Err(e) => errors.push(format!("{e:#}")),
             }
         }
-        let gone: Vec<Ipv4Net> = self.routes.keys().filter(|c| !seen.contains(*c)).copied().collect();
+        let gone: Vec<Ipv4Net> = self
+            .routes
+            .keys()
+            .filter(|c| !seen.contains(*c))
+            .copied()
+            .collect();
         for cidr in gone {
             let c = cidr.to_string();
             let _ = run_ip(&self.netns, &["route", "del", &c]);
-            let _ = run_ip(&self.netns, &["route", "del", "unreachable", &c, "metric", FALLBACK_METRIC]);
+            let _ = run_ip(
+                &self.netns,
+                &["route", "del", "unreachable", &c, "metric", FALLBACK_METRIC],
+            );
             self.routes.remove(&cidr);
         }
-        if errors.is_empty() { Ok(()) } else { bail!("{}", errors.join("; ")) }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            bail!("{}", errors.join("; "))
+        }
     }
 
     /// The mesh as `ward-agent status` shows it (never a private key).
     pub fn status(&self) -> serde_json::Value {
-        let routes: Vec<serde_json::Value> = self.routes.iter().map(|(c, (_, r))| json!({"cidr": c.to_string(), "route": r.as_str()})).collect();
+        let routes: Vec<serde_json::Value> = self
+            .routes
+            .iter()
+            .map(|(c, (_, r))| json!({"cidr": c.to_string(), "route": r.as_str()}))
+            .collect();
         let last = self.last_rotation.as_ref().map(|c| json!({"at": unix(c.at), "tookMs": c.took.as_secs_f64() * 1000.0, "confirmedByAllPeers": c.confirmed}));
         let mut out = json!({
             "wanted": match &self.wanted { Wanted::Off => "off", Wanted::On(_) => "on", Wanted::Invalid(_) => "invalid" },
@@ -437,16 +546,42 @@ fn set_route(netns: &Path, cidr: Ipv4Net, node_ip: Ipv4Addr, route: Route) -> Re
     let ip = node_ip.to_string();
     match route {
         Route::Tunnel => {
-            run_ip(netns, &["route", "replace", "unreachable", &c, "metric", FALLBACK_METRIC])?;
+            run_ip(
+                netns,
+                &[
+                    "route",
+                    "replace",
+                    "unreachable",
+                    &c,
+                    "metric",
+                    FALLBACK_METRIC,
+                ],
+            )?;
             run_ip(netns, &["route", "replace", &c, "dev", IFNAME])
         }
         Route::Blocked => {
-            run_ip(netns, &["route", "replace", "unreachable", &c, "metric", FALLBACK_METRIC])?;
+            run_ip(
+                netns,
+                &[
+                    "route",
+                    "replace",
+                    "unreachable",
+                    &c,
+                    "metric",
+                    FALLBACK_METRIC,
+                ],
+            )?;
             run_ip(netns, &["route", "replace", "unreachable", &c])
         }
         Route::Clear => {
-            run_ip(netns, &["route", "replace", &c, "via", &ip, "dev", NODE_UNDERLAY_IF])?;
-            let _ = run_ip(netns, &["route", "del", "unreachable", &c, "metric", FALLBACK_METRIC]);
+            run_ip(
+                netns,
+                &["route", "replace", &c, "via", &ip, "dev", NODE_UNDERLAY_IF],
+            )?;
+            let _ = run_ip(
+                netns,
+                &["route", "del", "unreachable", &c, "metric", FALLBACK_METRIC],
+            );
             Ok(())
         }
     }
@@ -459,7 +594,12 @@ fn apply_peers(a: &mut Active, wanted: &[Configured]) -> Result<()> {
     let stale: Vec<String> = a
         .peers
         .iter()
-        .filter(|(k, c)| !wanted_keys.contains(*k) || !wanted.iter().any(|w| &w.spec.key.to_string() == *k && w == *c))
+        .filter(|(k, c)| {
+            !wanted_keys.contains(*k)
+                || !wanted
+                    .iter()
+                    .any(|w| &w.spec.key.to_string() == *k && w == *c)
+        })
         .map(|(k, _)| k.clone())
         .collect();
     for k in stale {
@@ -481,7 +621,10 @@ fn apply_peers(a: &mut Active, wanted: &[Configured]) -> Result<()> {
 }
 
 /// For every rotating node whose next key is configured here: node → that key.
-fn prepared_for(records: &BTreeMap<String, NodeRecord>, peers: &BTreeMap<String, Configured>) -> BTreeMap<String, String> {
+fn prepared_for(
+    records: &BTreeMap<String, NodeRecord>,
+    peers: &BTreeMap<String, Configured>,
+) -> BTreeMap<String, String> {
     records
         .values()
         .filter_map(|r| r.next_public_key.as_ref().map(|k| (r, k)))
@@ -492,14 +635,28 @@ fn prepared_for(records: &BTreeMap<String, NodeRecord>, peers: &BTreeMap<String,
 
 /// The underlay interface, its address and MTU. With no interface named, the one that holds
 /// the node's address.
-fn underlay(netns: &Path, name: Option<&str>, node_ip: Ipv4Addr) -> Result<(String, Ipv4Addr, u32)> {
+fn underlay(
+    netns: &Path,
+    name: Option<&str>,
+    node_ip: Ipv4Addr,
+) -> Result<(String, Ipv4Addr, u32)> {
     let text = ip_at(netns, &["-4", "-o", "addr", "show"])?;
     let mut found: Option<(String, Ipv4Addr)> = None;
     let mut names = BTreeSet::new();
     for line in text.lines() {
         let mut f = line.split_whitespace();
-        let (Some(_), Some(dev), Some("inet"), Some(addr)) = (f.next(), f.next(), f.next(), f.next()) else { continue };
-        let Some(ip) = addr.split('/').next().and_then(|a| a.parse::<Ipv4Addr>().ok()) else { continue };
+        let (Some(_), Some(dev), Some("inet"), Some(addr)) =
+            (f.next(), f.next(), f.next(), f.next())
+        else {
+            continue;
+        };
+        let Some(ip) = addr
+            .split('/')
+            .next()
+            .and_then(|a| a.parse::<Ipv4Addr>().ok())
+        else {
+            continue;
+        };
         names.insert(dev.to_owned());
         let matches = match name {
             Some(n) => dev == n,
@@ -516,11 +673,18 @@ fn underlay(netns: &Path, name: Option<&str>, node_ip: Ipv4Addr) -> Result<(Stri
                 names.into_iter().collect::<Vec<_>>().join(", ")
             ),
             Some(n) => bail!("underlay interface {n} has no IPv4 address"),
-            None => bail!("no interface holds the node address {node_ip}; set encryption.wireguard.interface"),
+            None => bail!(
+                "no interface holds the node address {node_ip}; set encryption.wireguard.interface"
+            ),
         }
     };
     let link = ip_at(netns, &["-o", "link", "show", "dev", &dev])?;
-    let mtu = link.split_whitespace().skip_while(|w| *w != "mtu").nth(1).and_then(|m| m.parse().ok()).unwrap_or(1500);
+    let mtu = link
+        .split_whitespace()
+        .skip_while(|w| *w != "mtu")
+        .nth(1)
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(1500);
     Ok((dev, ip, mtu))
 }
 
@@ -541,5 +705,6 @@ fn poke(netns: &Path, targets: &[Ipv4Addr]) {
 }
 
 fn unix(t: SystemTime) -> f64 {
-    t.duration_since(SystemTime::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
 }

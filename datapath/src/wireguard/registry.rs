@@ -60,14 +60,15 @@ pub struct Registry {
 impl Registry {
     /// The registry of state directory `state_dir`.
     pub fn new(state_dir: &Path) -> Registry {
-        Registry { dir: state_dir.join(DIR) }
+        Registry {
+            dir: state_dir.join(DIR),
+        }
     }
 
     /// Its folder.
     pub fn dir(&self) -> &Path {
         &self.dir
     }
-
 }
 
 impl Records for Registry {
@@ -75,10 +76,18 @@ impl Records for Registry {
     /// does not parse, is skipped with a warning.
     fn read_all(&self) -> BTreeMap<String, NodeRecord> {
         let mut out = BTreeMap::new();
-        let Ok(entries) = fs::read_dir(&self.dir) else { return out };
+        let Ok(entries) = fs::read_dir(&self.dir) else {
+            return out;
+        };
         for entry in entries.flatten() {
             let path = entry.path();
-            let Some(node) = path.file_name().and_then(|n| n.to_str()).and_then(|n| n.strip_suffix(".json")) else { continue };
+            let Some(node) = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_suffix(".json"))
+            else {
+                continue;
+            };
             if node.starts_with('.') {
                 continue;
             }
@@ -86,7 +95,9 @@ impl Records for Registry {
                 Ok(r) if r.node == node => {
                     out.insert(r.node.clone(), r);
                 }
-                Ok(r) => tracing::warn!(file = %path.display(), node = %r.node, "WireGuard record names another node; ignored"),
+                Ok(r) => {
+                    tracing::warn!(file = %path.display(), node = %r.node, "WireGuard record names another node; ignored")
+                }
                 Err(e) => tracing::warn!(file = %path.display(), "WireGuard record ignored: {e:#}"),
             }
         }
@@ -99,9 +110,11 @@ impl Records for Registry {
         if read_record(&path).is_ok_and(|r| &r == record) {
             return Ok(false);
         }
-        fs::create_dir_all(&self.dir).with_context(|| format!("cannot create {}", self.dir.display()))?;
+        fs::create_dir_all(&self.dir)
+            .with_context(|| format!("cannot create {}", self.dir.display()))?;
         let tmp = self.dir.join(format!(".{}.json.tmp", record.node));
-        fs::write(&tmp, serde_json::to_vec_pretty(record)?).with_context(|| format!("cannot write {}", tmp.display()))?;
+        fs::write(&tmp, serde_json::to_vec_pretty(record)?)
+            .with_context(|| format!("cannot write {}", tmp.display()))?;
         fs::rename(&tmp, &path).with_context(|| format!("cannot publish {}", path.display()))?;
         Ok(true)
     }
@@ -109,7 +122,9 @@ impl Records for Registry {
     /// Removes `node`'s record (encryption turned off there).
     fn unpublish(&self, node: &str) -> Result<()> {
         match fs::remove_file(self.dir.join(format!("{node}.json"))) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e).with_context(|| format!("cannot remove {node}'s WireGuard record")),
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(e).with_context(|| format!("cannot remove {node}'s WireGuard record"))
+            }
             _ => Ok(()),
         }
     }
@@ -117,7 +132,11 @@ impl Records for Registry {
 
 fn read_record(path: &Path) -> Result<NodeRecord> {
     let meta = fs::metadata(path)?;
-    anyhow::ensure!(meta.len() <= MAX_RECORD, "{} bytes is too large for a record", meta.len());
+    anyhow::ensure!(
+        meta.len() <= MAX_RECORD,
+        "{} bytes is too large for a record",
+        meta.len()
+    );
     Ok(serde_json::from_slice(&fs::read(path)?)?)
 }
 
@@ -127,7 +146,14 @@ mod tests {
     use super::*;
 
     fn rec(node: &str) -> NodeRecord {
-        NodeRecord { node: node.into(), public_key: "k".into(), next_public_key: None, endpoint: "172.30.0.11:51871".parse().unwrap(), prepared: BTreeMap::new(), rotations: 0 }
+        NodeRecord {
+            node: node.into(),
+            public_key: "k".into(),
+            next_public_key: None,
+            endpoint: "172.30.0.11:51871".parse().unwrap(),
+            prepared: BTreeMap::new(),
+            rotations: 0,
+        }
     }
 
     #[test]
@@ -135,8 +161,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let reg = Registry::new(dir.path());
         assert!(reg.publish(&rec("node-1")).unwrap());
-        assert!(!reg.publish(&rec("node-1")).unwrap(), "unchanged records are not rewritten");
-        fs::write(reg.dir().join("node-9.json"), serde_json::to_vec(&rec("node-1")).unwrap()).unwrap();
+        assert!(
+            !reg.publish(&rec("node-1")).unwrap(),
+            "unchanged records are not rewritten"
+        );
+        fs::write(
+            reg.dir().join("node-9.json"),
+            serde_json::to_vec(&rec("node-1")).unwrap(),
+        )
+        .unwrap();
         fs::write(reg.dir().join("junk.json"), b"{").unwrap();
         let all = reg.read_all();
         assert_eq!(all.keys().collect::<Vec<_>>(), ["node-1"]);

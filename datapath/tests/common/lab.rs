@@ -18,14 +18,22 @@ use ward_schema::{Limits, ResourceSet, assemble, load_file};
 pub fn privileged(test: &str) -> bool {
     let reason = if !nix::unistd::geteuid().is_root() {
         Some("not root: the lab and BPF need CAP_NET_ADMIN, CAP_SYS_ADMIN and CAP_BPF".to_owned())
-    } else if !Path::new("/sys/fs/bpf").exists() || Command::new("mountpoint").args(["-q", "/sys/fs/bpf"]).status().map(|s| !s.success()).unwrap_or(true) {
+    } else if !Path::new("/sys/fs/bpf").exists()
+        || Command::new("mountpoint")
+            .args(["-q", "/sys/fs/bpf"])
+            .status()
+            .map(|s| !s.success())
+            .unwrap_or(true)
+    {
         Some("bpffs is not mounted at /sys/fs/bpf (mount -t bpf bpf /sys/fs/bpf)".to_owned())
     } else {
         None
     };
     match reason {
         None => true,
-        Some(r) if std::env::var("CI").as_deref() == Ok("true") => panic!("{test}: {r} (CI=true: datapath tests must run, not skip)"),
+        Some(r) if std::env::var("CI").as_deref() == Ok("true") => {
+            panic!("{test}: {r} (CI=true: datapath tests must run, not skip)")
+        }
         Some(r) => {
             eprintln!("skipped: {test}: {r}");
             false
@@ -52,7 +60,8 @@ impl AgentLab {
     pub fn up(tag: &str, topology: &str) -> AgentLab {
         let lab_name = format!("t{}{tag}", std::process::id() % 100_000);
         let mut text = topology.replacen("name: shop", &format!("name: {lab_name}"), 1);
-        let parsed = Topology::parse("lab.yaml", text.as_bytes()).unwrap_or_else(|d| panic!("{d:?}"));
+        let parsed =
+            Topology::parse("lab.yaml", text.as_bytes()).unwrap_or_else(|d| panic!("{d:?}"));
         // Node names end up in interface names (15 characters at most): short and unique.
         let short = format!("{}{:04}", &tag[..1], std::process::id() % 10_000);
         for (i, n) in parsed.nodes.iter().enumerate() {
@@ -60,7 +69,8 @@ impl AgentLab {
             text = replace_word(&text, &format!("name: {}", n.name), &format!("name: {new}"));
             text = replace_word(&text, &format!("node: {}", n.name), &format!("node: {new}"));
         }
-        let topo = Topology::parse("lab.yaml", text.as_bytes()).unwrap_or_else(|d| panic!("{d:?}\n{text}"));
+        let topo = Topology::parse("lab.yaml", text.as_bytes())
+            .unwrap_or_else(|d| panic!("{d:?}\n{text}"));
         let dir = tempfile::tempdir().unwrap();
         let topology_path = dir.path().join("lab.yaml");
         std::fs::write(&topology_path, &text).unwrap();
@@ -70,17 +80,32 @@ impl AgentLab {
         let lab = Lab::up_replacing(&topo).unwrap();
         let state = dir.path().join(".ward");
         std::fs::create_dir_all(&state).unwrap();
-        AgentLab { lab, topology_path, state, agents: BTreeMap::new(), dir }
+        AgentLab {
+            lab,
+            topology_path,
+            state,
+            agents: BTreeMap::new(),
+            dir,
+        }
     }
 
     /// The node names.
     pub fn nodes(&self) -> Vec<String> {
-        self.lab.topology().nodes.iter().map(|n| n.name.clone()).collect()
+        self.lab
+            .topology()
+            .nodes
+            .iter()
+            .map(|n| n.name.clone())
+            .collect()
     }
 
     /// The node a pod runs on.
     pub fn node_of(&self, pod: &str) -> String {
-        self.lab.pod(pod).unwrap_or_else(|| panic!("no pod {pod}")).node.clone()
+        self.lab
+            .pod(pod)
+            .unwrap_or_else(|| panic!("no pod {pod}"))
+            .node
+            .clone()
     }
 
     /// Writes `set`'s policies and CiliumConfig as the local target does (one JSON file per
@@ -115,7 +140,10 @@ impl AgentLab {
 
     /// `node`'s WireGuard status (`wireguard.json`), `Null` when not written yet.
     pub fn wg_status(&self, node: &str) -> serde_json::Value {
-        std::fs::read(self.run_dir(node).join("wireguard.json")).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or(serde_json::Value::Null)
+        std::fs::read(self.run_dir(node).join("wireguard.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or(serde_json::Value::Null)
     }
 
     /// Starts `ward-agent run` for `node` with `extra` arguments and waits until it synced.
@@ -131,11 +159,18 @@ impl AgentLab {
             .arg("--run-dir")
             .arg(&run_dir)
             .args(extra)
-            .env("WARD_LOG", std::env::var("WARD_TEST_AGENT_LOG").unwrap_or_else(|_| "info".into()))
+            .env(
+                "WARD_LOG",
+                std::env::var("WARD_TEST_AGENT_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .spawn()
             .unwrap();
         self.agents.insert(node.to_owned(), child);
-        wait_for(&format!("agent {node} to sync"), Duration::from_secs(20), || run_dir.join("status.json").exists());
+        wait_for(
+            &format!("agent {node} to sync"),
+            Duration::from_secs(20),
+            || run_dir.join("status.json").exists(),
+        );
     }
 
     /// Starts `ward-agent run --kube` for `node` against the API server of `kubeconfig`, in
@@ -151,16 +186,27 @@ impl AgentLab {
             .arg(self.lab.node_netns(node))
             .arg("--run-dir")
             .arg(&run_dir)
-            .env("WARD_LOG", std::env::var("WARD_TEST_AGENT_LOG").unwrap_or_else(|_| "info".into()))
+            .env(
+                "WARD_LOG",
+                std::env::var("WARD_TEST_AGENT_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .spawn()
             .unwrap();
         self.agents.insert(node.to_owned(), child);
-        wait_for(&format!("agent {node} to sync"), Duration::from_secs(60), || run_dir.join("status.json").exists());
+        wait_for(
+            &format!("agent {node} to sync"),
+            Duration::from_secs(60),
+            || run_dir.join("status.json").exists(),
+        );
     }
 
     /// The agent's last status document.
     pub fn agent_status(&self, node: &str) -> serde_json::Value {
-        let p = self.dir.path().join(format!("run-{node}")).join("status.json");
+        let p = self
+            .dir
+            .path()
+            .join(format!("run-{node}"))
+            .join("status.json");
         serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
     }
 
@@ -174,12 +220,20 @@ impl AgentLab {
 
     /// The namespace path of a pod (`ns/name`) or `world`.
     pub fn netns(&self, who: &str) -> PathBuf {
-        if who == "world" { self.lab.world_netns() } else { self.lab.pod_netns(who) }
+        if who == "world" {
+            self.lab.world_netns()
+        } else {
+            self.lab.pod_netns(who)
+        }
     }
 
     /// The address of a pod or `world`.
     pub fn ip(&self, who: &str) -> Ipv4Addr {
-        if who == "world" { self.lab.topology().world.ip } else { self.lab.pod(who).unwrap().ip }
+        if who == "world" {
+            self.lab.topology().world.ip
+        } else {
+            self.lab.pod(who).unwrap().ip
+        }
     }
 }
 
@@ -207,7 +261,13 @@ fn replace_word(text: &str, from: &str, to: &str) -> String {
     while let Some(at) = rest.find(from) {
         let after = rest[at + from.len()..].chars().next();
         out.push_str(&rest[..at]);
-        out.push_str(if after.is_some_and(|c| c.is_alphanumeric() || c == '-' || c == '.') { from } else { to });
+        out.push_str(
+            if after.is_some_and(|c| c.is_alphanumeric() || c == '-' || c == '.') {
+                from
+            } else {
+                to
+            },
+        );
         rest = &rest[at + from.len()..];
     }
     out.push_str(rest);
@@ -218,7 +278,10 @@ fn replace_word(text: &str, from: &str, to: &str) -> String {
 pub fn wait_for(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
     let start = Instant::now();
     while !cond() {
-        assert!(start.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
+        assert!(
+            start.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -231,7 +294,11 @@ pub fn repo_resources(paths: &[&str]) -> ResourceSet {
         let mut files = Vec::new();
         collect_yaml(&root.join(p), &mut files);
         for f in files {
-            reports.push(load_file(&f.display().to_string(), &std::fs::read(&f).unwrap(), &Limits::default()));
+            reports.push(load_file(
+                &f.display().to_string(),
+                &std::fs::read(&f).unwrap(),
+                &Limits::default(),
+            ));
         }
     }
     let v = assemble(reports);
@@ -241,7 +308,10 @@ pub fn repo_resources(paths: &[&str]) -> ResourceSet {
 
 fn collect_yaml(p: &Path, out: &mut Vec<PathBuf>) {
     if p.is_dir() {
-        let mut entries: Vec<_> = std::fs::read_dir(p).unwrap().map(|e| e.unwrap().path()).collect();
+        let mut entries: Vec<_> = std::fs::read_dir(p)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
         entries.sort();
         for e in entries {
             if e.file_name().is_some_and(|n| n != "tests") {
@@ -256,7 +326,9 @@ fn collect_yaml(p: &Path, out: &mut Vec<PathBuf>) {
 /// Listens on TCP `port` in `netns`; every connection gets `hello` and an echo of what it
 /// sends until it closes.
 pub fn tcp_server(netns: &Path, ip: Ipv4Addr, port: u16) {
-    let listener = in_netns(netns, move || TcpListener::bind((ip, port))).unwrap().unwrap();
+    let listener = in_netns(netns, move || TcpListener::bind((ip, port)))
+        .unwrap()
+        .unwrap();
     std::thread::spawn(move || {
         for mut s in listener.incoming().flatten() {
             std::thread::spawn(move || {
@@ -274,7 +346,9 @@ pub fn tcp_server(netns: &Path, ip: Ipv4Addr, port: u16) {
 
 /// Echoes UDP datagrams on `port` in `netns`.
 pub fn udp_server(netns: &Path, ip: Ipv4Addr, port: u16) {
-    let sock = in_netns(netns, move || UdpSocket::bind((ip, port))).unwrap().unwrap();
+    let sock = in_netns(netns, move || UdpSocket::bind((ip, port)))
+        .unwrap()
+        .unwrap();
     std::thread::spawn(move || {
         let mut buf = [0u8; 256];
         while let Ok((n, from)) = sock.recv_from(&mut buf) {
@@ -299,7 +373,9 @@ pub fn tcp_connect(netns: &Path, to: Ipv4Addr, port: u16, timeout: Duration) -> 
 /// Whether a UDP datagram from `netns` to `to:port` comes back within `timeout`.
 pub fn udp_roundtrip(netns: &Path, to: Ipv4Addr, port: u16, timeout: Duration) -> bool {
     in_netns(netns, move || {
-        let Ok(s) = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)) else { return false };
+        let Ok(s) = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)) else {
+            return false;
+        };
         let _ = s.set_read_timeout(Some(timeout));
         if s.send_to(b"ping", (to, port)).is_err() {
             return false;
@@ -327,7 +403,20 @@ impl Capture {
     /// Starts capturing and waits until tcpdump listens.
     pub fn start(netns: &str, iface: &str, filter: &str, file: PathBuf) -> Capture {
         let child = Command::new("ip")
-            .args(["netns", "exec", netns, "tcpdump", "--immediate-mode", "-i", iface, "-n", "-U", "-s", "0", "-w"])
+            .args([
+                "netns",
+                "exec",
+                netns,
+                "tcpdump",
+                "--immediate-mode",
+                "-i",
+                iface,
+                "-n",
+                "-U",
+                "-s",
+                "0",
+                "-w",
+            ])
             .arg(&file)
             .arg(filter)
             .stdout(std::process::Stdio::null())
@@ -335,14 +424,19 @@ impl Capture {
             .spawn()
             .expect("tcpdump (apt-get install tcpdump)");
         // tcpdump writes the pcap header once it listens.
-        wait_for("tcpdump to start", Duration::from_secs(10), || std::fs::metadata(&file).is_ok_and(|m| m.len() >= 24));
+        wait_for("tcpdump to start", Duration::from_secs(10), || {
+            std::fs::metadata(&file).is_ok_and(|m| m.len() >= 24)
+        });
         Capture { child, file }
     }
 
     /// Stops the capture; the pcap file's bytes.
     pub fn stop(mut self) -> Vec<u8> {
         std::thread::sleep(Duration::from_millis(200));
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), nix::sys::signal::Signal::SIGINT);
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGINT,
+        );
         let _ = self.child.wait();
         std::fs::read(&self.file).unwrap()
     }
@@ -357,8 +451,15 @@ pub fn pcap_lines(pcap: &[u8], file: &Path, filter: &str) -> Vec<String> {
         cmd.arg(filter);
     }
     let out = cmd.output().unwrap();
-    assert!(out.status.success(), "tcpdump -r {filter:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect()
+    assert!(
+        out.status.success(),
+        "tcpdump -r {filter:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
 }
 
 /// Whether `needle` occurs in `hay`.
@@ -370,7 +471,9 @@ pub fn contains_bytes(hay: &[u8], needle: &[u8]) -> bool {
 pub fn udp_send(netns: &Path, to: Ipv4Addr, port: u16, payload: &[u8], timeout: Duration) -> bool {
     let payload = payload.to_vec();
     in_netns(netns, move || {
-        let Ok(s) = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)) else { return false };
+        let Ok(s) = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)) else {
+            return false;
+        };
         let _ = s.set_read_timeout(Some(timeout));
         if s.send_to(&payload, (to, port)).is_err() {
             return false;

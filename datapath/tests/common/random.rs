@@ -41,7 +41,16 @@ impl Rng {
 }
 
 /// The endpoint-side peers of a generated flow (names understood by `Suite::peer`).
-pub const PEERS: [&str; 8] = ["client", "client2", "echo", "echo-other-ns", "world", "world2", "host1", "host2"];
+pub const PEERS: [&str; 8] = [
+    "client",
+    "client2",
+    "echo",
+    "echo-other-ns",
+    "world",
+    "world2",
+    "host1",
+    "host2",
+];
 
 /// Ports the policies and flows draw from.
 pub const PORTS: [u16; 7] = [53, 80, 443, 8000, 8080, 8081, 9090];
@@ -59,7 +68,14 @@ const SELECTORS: [&str; 8] = [
 
 const ENTITIES: [&str; 5] = ["world", "all", "cluster", "host", "remote-node"];
 
-const CIDRS: [&str; 6] = ["203.0.113.0/24", "203.0.113.10/32", "198.51.100.0/24", "0.0.0.0/0", "10.1.0.0/16", "203.0.113.0/28"];
+const CIDRS: [&str; 6] = [
+    "203.0.113.0/24",
+    "203.0.113.10/32",
+    "198.51.100.0/24",
+    "0.0.0.0/0",
+    "10.1.0.0/16",
+    "203.0.113.0/28",
+];
 
 /// One random rule entry's peer part (`fromX`/`toX` chosen by `dir`), possibly empty.
 fn peer(rng: &mut Rng, dir: &str) -> String {
@@ -74,8 +90,15 @@ fn peer(rng: &mut Rng, dir: &str) -> String {
         3 => format!(r#""{ents}": ["{}"]"#, rng.pick(&ENTITIES)),
         4 => format!(r#""{cidr}": ["{}"]"#, rng.pick(&CIDRS)),
         _ => {
-            let except = if rng.chance(1, 2) { r#", "except": ["203.0.113.8/29"]"# } else { "" };
-            format!(r#""{set}": [{{"cidr": "{}"{except}}}]"#, rng.pick(&["203.0.113.0/24", "0.0.0.0/0"]))
+            let except = if rng.chance(1, 2) {
+                r#", "except": ["203.0.113.8/29"]"#
+            } else {
+                ""
+            };
+            format!(
+                r#""{set}": [{{"cidr": "{}"{except}}}]"#,
+                rng.pick(&["203.0.113.0/24", "0.0.0.0/0"])
+            )
         }
     }
 }
@@ -85,12 +108,22 @@ fn ports(rng: &mut Rng, allow: bool) -> String {
     let proto = *rng.pick(&["TCP", "UDP", "ANY"]);
     match rng.below(5) {
         0 => String::new(),
-        1 if allow => format!(r#""toPorts": [{{"ports": [{{"port": "{}", "protocol": "{}"}}]}}]"#, rng.pick(&["http", "dns"]), rng.pick(&["TCP", "UDP"])),
+        1 if allow => format!(
+            r#""toPorts": [{{"ports": [{{"port": "{}", "protocol": "{}"}}]}}]"#,
+            rng.pick(&["http", "dns"]),
+            rng.pick(&["TCP", "UDP"])
+        ),
         2 => {
             let lo = *rng.pick(&PORTS);
-            format!(r#""toPorts": [{{"ports": [{{"port": "{lo}", "endPort": {}, "protocol": "{proto}"}}]}}]"#, lo + *rng.pick(&[1u16, 7, 100]))
+            format!(
+                r#""toPorts": [{{"ports": [{{"port": "{lo}", "endPort": {}, "protocol": "{proto}"}}]}}]"#,
+                lo + *rng.pick(&[1u16, 7, 100])
+            )
         }
-        _ => format!(r#""toPorts": [{{"ports": [{{"port": "{}", "protocol": "{proto}"}}]}}]"#, rng.pick(&PORTS)),
+        _ => format!(
+            r#""toPorts": [{{"ports": [{{"port": "{}", "protocol": "{proto}"}}]}}]"#,
+            rng.pick(&PORTS)
+        ),
     }
 }
 
@@ -98,10 +131,24 @@ fn ports(rng: &mut Rng, allow: bool) -> String {
 fn rule(rng: &mut Rng) -> String {
     let mut lists: Vec<String> = Vec::new();
     for _ in 0..=rng.below(3) {
-        let list = *rng.pick(&["ingress", "egress", "ingressDeny", "egressDeny", "ingress", "egress"]);
-        let dir = if list.starts_with("ingress") { "ingress" } else { "egress" };
+        let list = *rng.pick(&[
+            "ingress",
+            "egress",
+            "ingressDeny",
+            "egressDeny",
+            "ingress",
+            "egress",
+        ]);
+        let dir = if list.starts_with("ingress") {
+            "ingress"
+        } else {
+            "egress"
+        };
         let allow = !list.ends_with("Deny");
-        let parts: Vec<String> = [peer(rng, dir), ports(rng, allow)].into_iter().filter(|p| !p.is_empty()).collect();
+        let parts: Vec<String> = [peer(rng, dir), ports(rng, allow)]
+            .into_iter()
+            .filter(|p| !p.is_empty())
+            .collect();
         if !allow && parts.is_empty() {
             continue;
         }
@@ -112,7 +159,11 @@ fn rule(rng: &mut Rng) -> String {
     }
     let mut fields = vec![format!(r#""endpointSelector": {}"#, rng.pick(&SELECTORS))];
     if rng.chance(1, 8) {
-        fields.push(format!(r#""enableDefaultDeny": {{"ingress": {}, "egress": {}}}"#, rng.chance(1, 2), rng.chance(1, 2)));
+        fields.push(format!(
+            r#""enableDefaultDeny": {{"ingress": {}, "egress": {}}}"#,
+            rng.chance(1, 2),
+            rng.chance(1, 2)
+        ));
     }
     // Merge duplicate list names: keep the first of each.
     let mut seen = Vec::new();
@@ -134,7 +185,11 @@ pub fn policies(rng: &mut Rng) -> Vec<String> {
             if rng.chance(1, 5) {
                 ccnp(&format!("random-{i}"), &spec)
             } else {
-                cnp(&format!("random-{i}"), *rng.pick(&["cilium-test", "cilium-test", "other-ns"]), &spec)
+                cnp(
+                    &format!("random-{i}"),
+                    *rng.pick(&["cilium-test", "cilium-test", "other-ns"]),
+                    &spec,
+                )
             }
         })
         .collect()
@@ -146,7 +201,11 @@ pub fn flow(rng: &mut Rng) -> (&'static str, &'static str, String) {
         let (from, to) = (*rng.pick(&PEERS), *rng.pick(&PEERS));
         let managed = |p: &str| !p.starts_with("world") && !p.starts_with("host");
         if from != to && (managed(from) || managed(to)) {
-            return (from, to, format!("{}/{}", rng.pick(&["TCP", "UDP"]), rng.pick(&PORTS)));
+            return (
+                from,
+                to,
+                format!("{}/{}", rng.pick(&["TCP", "UDP"]), rng.pick(&PORTS)),
+            );
         }
     }
 }

@@ -303,7 +303,9 @@ pub struct ReconcileArgs {
 
 /// Parses `90s`, `5m`, `1h`, `250ms`.
 pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
-    let split = s.find(|c: char| !c.is_ascii_digit()).ok_or_else(|| format!("{s:?}: add a unit (ms, s, m, h)"))?;
+    let split = s
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(|| format!("{s:?}: add a unit (ms, s, m, h)"))?;
     let (n, unit) = s.split_at(split);
     let n: u64 = n.parse().map_err(|_| format!("{s:?}: not a duration"))?;
     let ms = match unit {

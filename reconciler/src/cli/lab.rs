@@ -10,9 +10,15 @@ use ward_datapath::lab::{Lab, Topology, require_root};
 pub(super) fn run(settings: &Settings, command: LabCommand) -> Result<i32> {
     match command {
         LabCommand::Up { topology, replace } => {
-            let Some(t) = load(settings, &topology)? else { return Ok(EXIT_ERROR) };
+            let Some(t) = load(settings, &topology)? else {
+                return Ok(EXIT_ERROR);
+            };
             require_root()?;
-            let lab = if replace { Lab::up_replacing(&t)? } else { Lab::up(&t)? };
+            let lab = if replace {
+                Lab::up_replacing(&t)?
+            } else {
+                Lab::up(&t)?
+            };
             write_stdout(&format!("{lab}\n"))?;
             Ok(EXIT_OK)
         }
@@ -33,7 +39,11 @@ pub(super) fn run(settings: &Settings, command: LabCommand) -> Result<i32> {
                         [one] => one.name.clone(),
                         many => {
                             let names: Vec<&str> = many.iter().map(|l| l.name.as_str()).collect();
-                            bail!("there are {} labs ({}); say which with --name", many.len(), names.join(", "));
+                            bail!(
+                                "there are {} labs ({}); say which with --name",
+                                many.len(),
+                                names.join(", ")
+                            );
                         }
                     }
                 }
@@ -53,7 +63,10 @@ pub(super) fn run(settings: &Settings, command: LabCommand) -> Result<i32> {
                 let pins = ward_datapath::bpf::pin_dir(&node)?;
                 if pins.exists() {
                     ward_datapath::bpf::remove_pins(&node)?;
-                    out.push_str(&format!("removed the pinned datapath of node {node} ({})\n", pins.display()));
+                    out.push_str(&format!(
+                        "removed the pinned datapath of node {node} ({})\n",
+                        pins.display()
+                    ));
                 }
             }
             write_stdout(&out)?;
@@ -66,8 +79,16 @@ pub(super) fn run(settings: &Settings, command: LabCommand) -> Result<i32> {
                 out.push_str("no lab found\n");
             }
             for l in &labs {
-                let health = if l.missing.is_empty() && l.state.is_some() { "up" } else { "incomplete" };
-                out.push_str(&format!("lab {}: {health}, {} network namespace(s)", l.name, l.present.len()));
+                let health = if l.missing.is_empty() && l.state.is_some() {
+                    "up"
+                } else {
+                    "incomplete"
+                };
+                out.push_str(&format!(
+                    "lab {}: {health}, {} network namespace(s)",
+                    l.name,
+                    l.present.len()
+                ));
                 match &l.state {
                     Some(s) => out.push_str(&format!(
                         ", {} node(s), {} pod(s), world {} (from {})\n",

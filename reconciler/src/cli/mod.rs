@@ -5,20 +5,23 @@
 pub mod args;
 mod lab;
 
-use crate::desired::{validate_files, validate_snapshot, Desired};
+use crate::desired::{Desired, validate_files, validate_snapshot};
+use crate::normalize::{fingerprint, normalize};
 use crate::plan::{self, Plan};
 use crate::report::{self, Format, Report};
-use crate::source::{open_repo, read_worktree, GitSource, RemoteCache, Selection, Snapshot};
+use crate::source::{GitSource, RemoteCache, Selection, Snapshot, open_repo, read_worktree};
 use crate::target::kube::{KubeOptions, KubeTarget};
 use crate::target::local::LocalTarget;
-use crate::target::{check_prune, ApplyOptions, Inventory, LiveObject, LiveSet, Target};
-use crate::normalize::{fingerprint, normalize};
-use anyhow::{bail, Context, Result};
-use args::{Cli, ColorChoice, Command, DiffArgs, ExplainArgs, GlobalArgs, ObserveArgs, PlanArgs, TestArgs, ValidateArgs};
+use crate::target::{ApplyOptions, Inventory, LiveObject, LiveSet, Target, check_prune};
+use crate::testing::{self, Suite, connectivity, render as test_render};
+use anyhow::{Context, Result, bail};
+use args::{
+    Cli, ColorChoice, Command, DiffArgs, ExplainArgs, GlobalArgs, ObserveArgs, PlanArgs, TestArgs,
+    ValidateArgs,
+};
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
-use crate::testing::{self, connectivity, render as test_render, Suite};
-use ward_schema::{yaml::Limits, Diagnostic, Origin, Resource, ResourceSet, Validation};
+use ward_schema::{Diagnostic, Origin, Resource, ResourceSet, Validation, yaml::Limits};
 
 /// Exit code: success, nothing to report.
 pub const EXIT_OK: i32 = 0;
@@ -38,8 +41,13 @@ pub enum RepoRef {
 
 impl RepoRef {
     fn parse(s: &str) -> RepoRef {
-        let is_url = s.contains("://") || (s.contains('@') && s.contains(':') && !Path::new(s).exists());
-        if is_url { RepoRef::Remote(s.to_owned()) } else { RepoRef::Local(PathBuf::from(s)) }
+        let is_url =
+            s.contains("://") || (s.contains('@') && s.contains(':') && !Path::new(s).exists());
+        if is_url {
+            RepoRef::Remote(s.to_owned())
+        } else {
+            RepoRef::Local(PathBuf::from(s))
+        }
     }
 }
 
@@ -82,16 +90,34 @@ impl Settings {
         let color = match g.color {
             ColorChoice::Always => true,
             ColorChoice::Never => false,
-            ColorChoice::Auto => std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+            ColorChoice::Auto => {
+                std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none()
+            }
         };
-        let limits = Limits { max_file_bytes: g.max_file_bytes, ..Limits::default() };
+        let limits = Limits {
+            max_file_bytes: g.max_file_bytes,
+            ..Limits::default()
+        };
         let kube = (g.kubeconfig.is_some() || g.context.is_some()).then(|| KubeOptions {
             kubeconfig: g.kubeconfig.clone(),
             context: g.context.clone(),
             sync: g.sync.clone(),
             config_namespace: g.config_namespace.clone(),
         });
-        Ok(Settings { repo, selection: Selection { include: g.include.clone(), limits }, state_dir, cache_dir, format: g.format, color, kube, sync: g.sync.clone(), config_namespace: g.config_namespace.clone() })
+        Ok(Settings {
+            repo,
+            selection: Selection {
+                include: g.include.clone(),
+                limits,
+            },
+            state_dir,
+            cache_dir,
+            format: g.format,
+            color,
+            kube,
+            sync: g.sync.clone(),
+            config_namespace: g.config_namespace.clone(),
+        })
     }
 }
 
@@ -107,8 +133,16 @@ fn home_cache() -> Result<PathBuf> {
 /// TLS library) costs about 50 ms, which a `ward validate` of a few files should not pay.
 fn repo_root(p: &Path) -> PathBuf {
     let start = std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
-    let start = if start.is_file() { start.parent().map(Path::to_path_buf).unwrap_or(start) } else { start };
-    start.ancestors().find(|d| d.join(".git").exists()).map(Path::to_path_buf).unwrap_or_else(|| p.to_path_buf())
+    let start = if start.is_file() {
+        start.parent().map(Path::to_path_buf).unwrap_or(start)
+    } else {
+        start
+    };
+    start
+        .ancestors()
+        .find(|d| d.join(".git").exists())
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| p.to_path_buf())
 }
 
 /// Runs the parsed command line.
@@ -130,10 +164,17 @@ pub fn run(cli: Cli) -> Result<i32> {
 
 /// Reads and validates the desired state of a revision (or the working tree when `rev` is
 /// `None`); `keep_objects` as in [`validate_files`].
-pub fn load_desired(settings: &Settings, rev: Option<&str>, keep_objects: bool) -> Result<(Desired, Vec<String>)> {
+pub fn load_desired(
+    settings: &Settings,
+    rev: Option<&str>,
+    keep_objects: bool,
+) -> Result<(Desired, Vec<String>)> {
     let snapshot = snapshot(settings, rev)?;
     let files = snapshot.files.iter().map(|f| f.path.clone()).collect();
-    Ok((validate_snapshot(snapshot, &settings.selection, keep_objects), files))
+    Ok((
+        validate_snapshot(snapshot, &settings.selection, keep_objects),
+        files,
+    ))
 }
 
 fn snapshot(settings: &Settings, rev: Option<&str>) -> Result<Snapshot> {
@@ -143,18 +184,30 @@ fn snapshot(settings: &Settings, rev: Option<&str>) -> Result<Snapshot> {
             let files = read_worktree(&root, &settings.selection, &[])
                 .with_context(|| format!("cannot read the working tree at {}", root.display()))?;
             let (revision, dirty) = worktree_revision(&root);
-            Ok(Snapshot { files, revision, dirty })
+            Ok(Snapshot {
+                files,
+                revision,
+                dirty,
+            })
         }
         (RepoRef::Local(path), Some(rev)) => {
             let repo = open_repo(path)?;
             let (oid, files) = GitSource::new(&repo).read(rev, &settings.selection)?;
-            Ok(Snapshot { files, revision: Some(oid.to_string()), dirty: Some(false) })
+            Ok(Snapshot {
+                files,
+                revision: Some(oid.to_string()),
+                dirty: Some(false),
+            })
         }
         (RepoRef::Remote(url), rev) => {
             let cache = RemoteCache::new(RemoteCache::default_dir(&settings.cache_dir));
             let (repo, oid) = cache.fetch(url, rev.unwrap_or("HEAD"))?;
             let (oid, files) = GitSource::new(&repo).read(&oid.to_string(), &settings.selection)?;
-            Ok(Snapshot { files, revision: Some(oid.to_string()), dirty: Some(false) })
+            Ok(Snapshot {
+                files,
+                revision: Some(oid.to_string()),
+                dirty: Some(false),
+            })
         }
     }
 }
@@ -164,8 +217,14 @@ fn worktree_revision(root: &Path) -> (Option<String>, Option<bool>) {
     if !root.join(".git").exists() {
         return (None, None); // not a repository: spare libgit2's start-up (it loads every CA certificate)
     }
-    let Ok(repo) = git2::Repository::open(root) else { return (None, None) };
-    let head = repo.head().ok().and_then(|h| h.peel_to_commit().ok()).map(|c| c.id().to_string());
+    let Ok(repo) = git2::Repository::open(root) else {
+        return (None, None);
+    };
+    let head = repo
+        .head()
+        .ok()
+        .and_then(|h| h.peel_to_commit().ok())
+        .map(|c| c.id().to_string());
     let mut opts = git2::StatusOptions::new();
     opts.include_untracked(true).include_ignored(false);
     let dirty = repo.statuses(Some(&mut opts)).ok().map(|s| !s.is_empty());
@@ -186,9 +245,22 @@ fn emit(settings: &Settings, report: &Report<'_>) -> Result<()> {
 
 fn validate(settings: &Settings, a: &ValidateArgs) -> Result<i32> {
     let (validation, files) = load_paths(settings, &a.paths, a.rev.as_deref(), false)?;
-    let report = Report { command: "validate", files: &files, documents: validation.documents, diagnostics: &validation.diagnostics, plan: None, base: None, head: None, connectivity: None };
+    let report = Report {
+        command: "validate",
+        files: &files,
+        documents: validation.documents,
+        diagnostics: &validation.diagnostics,
+        plan: None,
+        base: None,
+        head: None,
+        connectivity: None,
+    };
     emit(settings, &report)?;
-    let code = if validation.is_valid() { EXIT_OK } else { EXIT_ERROR };
+    let code = if validation.is_valid() {
+        EXIT_OK
+    } else {
+        EXIT_ERROR
+    };
     // The process exits next: freeing every finding and key one by one would only delay it.
     std::mem::forget((validation, files));
     Ok(code)
@@ -196,11 +268,19 @@ fn validate(settings: &Settings, a: &ValidateArgs) -> Result<i32> {
 
 /// Loads and validates `paths` (files or folders anywhere), or the --include folders of the
 /// repository when there are none, at `rev` or in the working tree, as `ward validate` does.
-fn load_paths(settings: &Settings, paths: &[PathBuf], rev: Option<&str>, keep_objects: bool) -> Result<(Validation, Vec<String>)> {
+fn load_paths(
+    settings: &Settings,
+    paths: &[PathBuf],
+    rev: Option<&str>,
+    keep_objects: bool,
+) -> Result<(Validation, Vec<String>)> {
     if paths.is_empty() || rev.is_some() {
         let mut settings = settings.clone();
         if !paths.is_empty() {
-            settings.selection.include = paths.iter().map(|p| p.to_string_lossy().trim_end_matches('/').to_owned()).collect();
+            settings.selection.include = paths
+                .iter()
+                .map(|p| p.to_string_lossy().trim_end_matches('/').to_owned())
+                .collect();
         }
         let (d, files) = load_desired(&settings, rev, keep_objects)?;
         return Ok((d.validation, files));
@@ -213,12 +293,30 @@ fn load_paths(settings: &Settings, paths: &[PathBuf], rev: Option<&str>, keep_ob
     }
     let files = read_worktree(&root, &settings.selection, paths)?;
     let names = files.iter().map(|f| f.path.clone()).collect();
-    Ok((validate_files(files, &settings.selection, keep_objects), names))
+    Ok((
+        validate_files(files, &settings.selection, keep_objects),
+        names,
+    ))
 }
 
 /// Prints findings (and nothing else) as `command`'s report.
-fn emit_findings(settings: &Settings, command: &'static str, files: &[String], documents: usize, diagnostics: &[Diagnostic]) -> Result<()> {
-    let report = Report { command, files, documents, diagnostics, plan: None, base: None, head: None, connectivity: None };
+fn emit_findings(
+    settings: &Settings,
+    command: &'static str,
+    files: &[String],
+    documents: usize,
+    diagnostics: &[Diagnostic],
+) -> Result<()> {
+    let report = Report {
+        command,
+        files,
+        documents,
+        diagnostics,
+        plan: None,
+        base: None,
+        head: None,
+        connectivity: None,
+    };
     emit(settings, &report)
 }
 
@@ -238,14 +336,29 @@ struct Loaded {
 
 /// The repository (or `paths`) validated, with the PolicyTest suite; `Err(code)` when the
 /// findings were printed and the command must stop.
-fn load_suite(settings: &Settings, command: &'static str, paths: &[PathBuf], rev: Option<&str>) -> Result<std::result::Result<Loaded, i32>> {
+fn load_suite(
+    settings: &Settings,
+    command: &'static str,
+    paths: &[PathBuf],
+    rev: Option<&str>,
+) -> Result<std::result::Result<Loaded, i32>> {
     let (validation, files) = load_paths(settings, paths, rev, true)?;
     if !validation.is_valid() {
-        emit_findings(settings, command, &files, validation.documents, &validation.diagnostics)?;
+        emit_findings(
+            settings,
+            command,
+            &files,
+            validation.documents,
+            &validation.diagnostics,
+        )?;
         return Ok(Err(EXIT_ERROR));
     }
     match Suite::of(&validation.resources) {
-        Ok(suite) => Ok(Ok(Loaded { validation, files, suite })),
+        Ok(suite) => Ok(Ok(Loaded {
+            validation,
+            files,
+            suite,
+        })),
         Err(problems) => {
             let mut all = validation.diagnostics.clone();
             all.extend(problems);
@@ -260,19 +373,33 @@ fn test(settings: &Settings, a: &TestArgs) -> Result<i32> {
     if !matches!(settings.format, Format::Text | Format::Json | Format::Junit) {
         bail!("ward test prints --format text, json or junit");
     }
-    let Loaded { validation, files, suite } = match load_suite(settings, "test", &a.paths, a.rev.as_deref())? {
+    let Loaded {
+        validation,
+        files,
+        suite,
+    } = match load_suite(settings, "test", &a.paths, a.rev.as_deref())? {
         Ok(loaded) => loaded,
         Err(code) => return Ok(code),
     };
     if suite.tests.is_empty() {
-        eprintln!("ward: no PolicyTest documents in {} file(s); nothing to test", files.len());
+        eprintln!(
+            "ward: no PolicyTest documents in {} file(s); nothing to test",
+            files.len()
+        );
         return Ok(EXIT_OK);
     }
-    let policies = validation.resources.iter().filter(|r| r.key.kind.is_policy()).count();
+    let policies = validation
+        .resources
+        .iter()
+        .filter(|r| r.key.kind.is_policy())
+        .count();
     if policies == 0 {
-        eprintln!("ward: warning: no CiliumNetworkPolicy or CiliumClusterwideNetworkPolicy was loaded, so the tests run against no policy; pass the folders that hold the policies too");
+        eprintln!(
+            "ward: warning: no CiliumNetworkPolicy or CiliumClusterwideNetworkPolicy was loaded, so the tests run against no policy; pass the folders that hold the policies too"
+        );
     }
-    let run = testing::run::run(&suite.tests, &validation.resources, &suite.cluster).context("cannot build the tests' cluster")?;
+    let run = testing::run::run(&suite.tests, &validation.resources, &suite.cluster)
+        .context("cannot build the tests' cluster")?;
     let text = match settings.format {
         Format::Json => {
             let doc = serde_json::json!({
@@ -289,7 +416,16 @@ fn test(settings: &Settings, a: &TestArgs) -> Result<i32> {
         _ => {
             let mut text = String::new();
             if !validation.diagnostics.is_empty() {
-                let report = Report { command: "test", files: &files, documents: validation.documents, diagnostics: &validation.diagnostics, plan: None, base: None, head: None, connectivity: None };
+                let report = Report {
+                    command: "test",
+                    files: &files,
+                    documents: validation.documents,
+                    diagnostics: &validation.diagnostics,
+                    plan: None,
+                    base: None,
+                    head: None,
+                    connectivity: None,
+                };
                 text.push_str(&report::render(Format::Text, &report, settings.color));
                 text.push('\n');
             }
@@ -305,11 +441,20 @@ fn explain(settings: &Settings, a: &ExplainArgs) -> Result<i32> {
     if !matches!(settings.format, Format::Text | Format::Json) {
         bail!("ward explain prints --format text or json");
     }
-    let Loaded { validation, suite, .. } = match load_suite(settings, "explain", &[], a.rev.as_deref())? {
+    let Loaded {
+        validation, suite, ..
+    } = match load_suite(settings, "explain", &[], a.rev.as_deref())? {
         Ok(loaded) => loaded,
         Err(code) => return Ok(code),
     };
-    let x = testing::explain::explain(&validation.resources, &suite.cluster, &a.from, &a.to, &a.port).map_err(anyhow::Error::msg)?;
+    let x = testing::explain::explain(
+        &validation.resources,
+        &suite.cluster,
+        &a.from,
+        &a.to,
+        &a.port,
+    )
+    .map_err(anyhow::Error::msg)?;
     let text = match settings.format {
         Format::Json => serde_json::to_string_pretty(&x)? + "\n",
         _ => test_render::explain_text(&x, settings.color),
@@ -328,10 +473,22 @@ fn plan_against_target(settings: &Settings, a: &PlanArgs, command: &'static str)
     let (desired, files) = load_desired(settings, a.rev.as_deref(), true)?;
     let v = &desired.validation;
     if !v.is_valid() {
-        let report = Report { command, files: &files, documents: v.documents, diagnostics: &v.diagnostics, plan: None, base: None, head: desired.revision.clone(), connectivity: None };
+        let report = Report {
+            command,
+            files: &files,
+            documents: v.documents,
+            diagnostics: &v.diagnostics,
+            plan: None,
+            base: None,
+            head: desired.revision.clone(),
+            connectivity: None,
+        };
         emit(settings, &report)?;
         if apply {
-            eprintln!("ward: nothing applied: the revision has {} error(s); the target keeps its last applied state", v.error_count());
+            eprintln!(
+                "ward: nothing applied: the revision has {} error(s); the target keeps its last applied state",
+                v.error_count()
+            );
         }
         return Ok(EXIT_ERROR);
     }
@@ -346,14 +503,31 @@ fn plan_against_target(settings: &Settings, a: &PlanArgs, command: &'static str)
         Some(k) => kube_plan_or_apply(k, &desired, &options, apply)?,
         None => local_plan_or_apply(settings, &desired, &options, apply)?,
     };
-    let connectivity = connectivity::diff_from_live(|| live_resources(live), &v.resources, connectivity_options(settings));
+    let connectivity = connectivity::diff_from_live(
+        || live_resources(live),
+        &v.resources,
+        connectivity_options(settings),
+    );
     let base = (command == "diff").then(|| match &settings.kube {
         Some(k) => format!("live ({})", k.describe()),
         None => format!("live ({})", settings.state_dir.display()),
     });
-    let report = Report { command, files: &files, documents: v.documents, diagnostics: &v.diagnostics, plan: Some(&plan), base, head: desired.revision.clone(), connectivity: Some(&connectivity) };
+    let report = Report {
+        command,
+        files: &files,
+        documents: v.documents,
+        diagnostics: &v.diagnostics,
+        plan: Some(&plan),
+        base,
+        head: desired.revision.clone(),
+        connectivity: Some(&connectivity),
+    };
     emit(settings, &report)?;
-    let code = if a.detailed_exitcode && plan.has_changes() { EXIT_CHANGES } else { EXIT_OK };
+    let code = if a.detailed_exitcode && plan.has_changes() {
+        EXIT_CHANGES
+    } else {
+        EXIT_OK
+    };
     // The process exits next: freeing every object tree one by one would cost a tenth of a
     // second on 10,000 objects for nothing.
     std::mem::forget((desired, plan));
@@ -361,13 +535,26 @@ fn plan_against_target(settings: &Settings, a: &PlanArgs, command: &'static str)
 }
 
 /// Plans (and applies) against the local state directory; the plan and what was live before.
-fn local_plan_or_apply(settings: &Settings, desired: &Desired, options: &ApplyOptions, apply: bool) -> Result<(Plan, LiveSet)> {
+fn local_plan_or_apply(
+    settings: &Settings,
+    desired: &Desired,
+    options: &ApplyOptions,
+    apply: bool,
+) -> Result<(Plan, LiveSet)> {
     let mut target = LocalTarget::new(&settings.state_dir);
     if target.repair_if_needed()? {
-        eprintln!("ward: repaired an interrupted apply in {}", settings.state_dir.display());
+        eprintln!(
+            "ward: repaired an interrupted apply in {}",
+            settings.state_dir.display()
+        );
     }
     let live = target.live()?;
-    let plan = plan::compute(&desired.validation.resources, &live, options.prune, desired.revision.clone());
+    let plan = plan::compute(
+        &desired.validation.resources,
+        &live,
+        options.prune,
+        desired.revision.clone(),
+    );
     if apply && plan.has_changes() {
         check_prune(&plan, live.inventory.entries.len(), options)?;
         target.apply(&plan, options)?;
@@ -378,11 +565,24 @@ fn local_plan_or_apply(settings: &Settings, desired: &Desired, options: &ApplyOp
 }
 
 /// Plans (and applies) against a cluster; the plan and what was live before.
-fn kube_plan_or_apply(k: &KubeOptions, desired: &Desired, options: &ApplyOptions, apply: bool) -> Result<(Plan, LiveSet)> {
+fn kube_plan_or_apply(
+    k: &KubeOptions,
+    desired: &Desired,
+    options: &ApplyOptions,
+    apply: bool,
+) -> Result<(Plan, LiveSet)> {
     let mut target = KubeTarget::connect(k.clone())?;
-    let (plan, live) = target.plan(&desired.validation.resources, options.prune, desired.revision.clone(), options.force_conflicts)?;
+    let (plan, live) = target.plan(
+        &desired.validation.resources,
+        options.prune,
+        desired.revision.clone(),
+        options.force_conflicts,
+    )?;
     for key in target.kept() {
-        eprintln!("ward: {key} is no longer desired but annotated {}: disabled; left in place", crate::target::kube::PRUNE_ANNOTATION);
+        eprintln!(
+            "ward: {key} is no longer desired but annotated {}: disabled; left in place",
+            crate::target::kube::PRUNE_ANNOTATION
+        );
     }
     let stale = live.inventory.applied_revision != desired.revision;
     if apply && (plan.has_changes() || stale || (options.prune && !target.kept().is_empty())) {
@@ -400,7 +600,14 @@ fn record_unchanged(target: &mut LocalTarget, plan: &Plan, desired: &Desired) ->
     let inv = target.inventory()?;
     let complete = plan.unchanged.iter().all(|k| inv.get(k).is_some());
     if inv.applied_revision != desired.revision || !complete {
-        target.apply(plan, &ApplyOptions { prune: plan.prune, revision: desired.revision.clone(), ..ApplyOptions::default() })?;
+        target.apply(
+            plan,
+            &ApplyOptions {
+                prune: plan.prune,
+                revision: desired.revision.clone(),
+                ..ApplyOptions::default()
+            },
+        )?;
     }
     Ok(())
 }
@@ -417,12 +624,20 @@ fn diff(settings: &Settings, a: &DiffArgs) -> Result<i32> {
         };
         return plan_against_target(settings, &live, "diff");
     };
-    let (base, _) = load_desired(settings, Some(base_rev), true).with_context(|| format!("reading --base {base_rev}"))?;
-    let (head, files) = load_desired(settings, Some(&a.head), true).with_context(|| format!("reading --head {}", a.head))?;
+    let (base, _) = load_desired(settings, Some(base_rev), true)
+        .with_context(|| format!("reading --base {base_rev}"))?;
+    let (head, files) = load_desired(settings, Some(&a.head), true)
+        .with_context(|| format!("reading --head {}", a.head))?;
     let v = &head.validation;
     let live = live_from(&base.validation.resources);
     let plan = plan::compute(&v.resources, &live, true, head.revision.clone());
-    let connectivity = v.is_valid().then(|| connectivity::diff(&base.validation.resources, &v.resources, connectivity_options(settings)));
+    let connectivity = v.is_valid().then(|| {
+        connectivity::diff(
+            &base.validation.resources,
+            &v.resources,
+            connectivity_options(settings),
+        )
+    });
     let report = Report {
         command: "diff",
         files: &files,
@@ -444,14 +659,20 @@ fn diff(settings: &Settings, a: &DiffArgs) -> Result<i32> {
 }
 
 fn connectivity_options(settings: &Settings) -> connectivity::Options {
-    connectivity::Options { graph: settings.format == Format::Dot }
+    connectivity::Options {
+        graph: settings.format == Format::Dot,
+    }
 }
 
 /// The target's objects as a resource set: the policies in force before an apply.
 fn live_resources(live: LiveSet) -> ResourceSet {
     let mut set = ResourceSet::new();
     for (key, l) in live.objects {
-        set.insert(Resource { key, object: l.into_object(), origin: Origin::default() });
+        set.insert(Resource {
+            key,
+            object: l.into_object(),
+            origin: Origin::default(),
+        });
     }
     set
 }
@@ -483,19 +704,29 @@ fn live_from(set: &ResourceSet) -> LiveSet {
         let fp = fingerprint(&object);
         live.inventory.entries.insert(
             Inventory::id(&r.key),
-            crate::target::InventoryEntry { key: r.key.clone(), fingerprint: fp.clone(), origin: r.origin.to_string() },
+            crate::target::InventoryEntry {
+                key: r.key.clone(),
+                fingerprint: fp.clone(),
+                origin: r.origin.to_string(),
+            },
         );
-        live.objects.insert(r.key.clone(), LiveObject::new(object, fp));
+        live.objects
+            .insert(r.key.clone(), LiveObject::new(object, fp));
     }
     live
 }
 
 fn reconcile(settings: &Settings, a: &args::ReconcileArgs) -> Result<i32> {
     release_memory_at_once();
-    let kube = settings.kube.clone().unwrap_or_else(|| KubeOptions { sync: settings.sync.clone(), config_namespace: settings.config_namespace.clone(), ..KubeOptions::default() });
+    let kube = settings.kube.clone().unwrap_or_else(|| KubeOptions {
+        sync: settings.sync.clone(),
+        config_namespace: settings.config_namespace.clone(),
+        ..KubeOptions::default()
+    });
     let webhook_secret = match &a.webhook_secret_file {
         Some(f) => {
-            let s = std::fs::read(f).with_context(|| format!("cannot read the webhook secret {}", f.display()))?;
+            let s = std::fs::read(f)
+                .with_context(|| format!("cannot read the webhook secret {}", f.display()))?;
             let s = s.trim_ascii().to_vec();
             if s.is_empty() {
                 bail!("the webhook secret {} is empty", f.display());
@@ -567,7 +798,13 @@ fn status(settings: &Settings) -> Result<i32> {
         _ => status_text(&facts),
     };
     std::io::stdout().lock().write_all(text.as_bytes())?;
-    Ok(if facts.drifted.is_empty() && !facts.interrupted && facts.invalid.is_empty() { EXIT_OK } else { EXIT_CHANGES })
+    Ok(
+        if facts.drifted.is_empty() && !facts.interrupted && facts.invalid.is_empty() {
+            EXIT_OK
+        } else {
+            EXIT_CHANGES
+        },
+    )
 }
 
 fn local_status_facts(settings: &Settings) -> Result<StatusFacts> {
@@ -578,20 +815,59 @@ fn local_status_facts(settings: &Settings) -> Result<StatusFacts> {
     let drifted: Vec<String> = inv
         .entries
         .values()
-        .filter(|e| live.objects.get(&e.key).is_none_or(|l| l.fingerprint != e.fingerprint))
+        .filter(|e| {
+            live.objects
+                .get(&e.key)
+                .is_none_or(|l| l.fingerprint != e.fingerprint)
+        })
         .map(|e| e.key.to_string())
         .collect();
-    let unmanaged: Vec<String> = live.objects.keys().filter(|k| inv.get(k).is_none()).map(ToString::to_string).collect();
-    Ok(StatusFacts { target: target.describe(), live: live.objects.len(), inventory: live.inventory.clone(), drifted, unmanaged, writer: target.writer(), interrupted, invalid: Vec::new() })
+    let unmanaged: Vec<String> = live
+        .objects
+        .keys()
+        .filter(|k| inv.get(k).is_none())
+        .map(ToString::to_string)
+        .collect();
+    Ok(StatusFacts {
+        target: target.describe(),
+        live: live.objects.len(),
+        inventory: live.inventory.clone(),
+        drifted,
+        unmanaged,
+        writer: target.writer(),
+        interrupted,
+        invalid: Vec::new(),
+    })
 }
 
 /// Drift by revision marker, and health from the objects' `Valid` conditions.
 fn kube_status_facts(k: &KubeOptions) -> Result<StatusFacts> {
     let target = KubeTarget::connect(k.clone())?;
-    let crate::target::kube::KubeStatus { live, drifted, invalid } = target.status()?;
-    let unmanaged: Vec<String> = live.objects.keys().filter(|key| live.inventory.get(key).is_none()).map(ToString::to_string).collect();
-    let invalid = invalid.into_iter().map(|(key, m)| (key.to_string(), m)).collect();
-    Ok(StatusFacts { target: target.describe(), live: live.objects.len(), inventory: live.inventory, drifted, unmanaged, writer: None, interrupted: false, invalid })
+    let crate::target::kube::KubeStatus {
+        live,
+        drifted,
+        invalid,
+    } = target.status()?;
+    let unmanaged: Vec<String> = live
+        .objects
+        .keys()
+        .filter(|key| live.inventory.get(key).is_none())
+        .map(ToString::to_string)
+        .collect();
+    let invalid = invalid
+        .into_iter()
+        .map(|(key, m)| (key.to_string(), m))
+        .collect();
+    Ok(StatusFacts {
+        target: target.describe(),
+        live: live.objects.len(),
+        inventory: live.inventory,
+        drifted,
+        unmanaged,
+        writer: None,
+        interrupted: false,
+        invalid,
+    })
 }
 
 fn status_json(f: &StatusFacts) -> serde_json::Value {
@@ -616,12 +892,29 @@ fn status_text(f: &StatusFacts) -> String {
     let inv = &f.inventory;
     let mut s = String::new();
     let _ = writeln!(s, "target:            {}", f.target);
-    let _ = writeln!(s, "applied revision:  {}", inv.applied_revision.as_deref().unwrap_or("(none)"));
+    let _ = writeln!(
+        s,
+        "applied revision:  {}",
+        inv.applied_revision.as_deref().unwrap_or("(none)")
+    );
     if inv.attempted_revision != inv.applied_revision {
-        let _ = writeln!(s, "last attempt:      {} (did not complete)", inv.attempted_revision.as_deref().unwrap_or("(none)"));
+        let _ = writeln!(
+            s,
+            "last attempt:      {} (did not complete)",
+            inv.attempted_revision.as_deref().unwrap_or("(none)")
+        );
     }
-    let _ = writeln!(s, "applied at:        {}", inv.applied_at.as_deref().unwrap_or("(never)"));
-    let _ = writeln!(s, "objects:           {} in inventory, {} live", inv.entries.len(), f.live);
+    let _ = writeln!(
+        s,
+        "applied at:        {}",
+        inv.applied_at.as_deref().unwrap_or("(never)")
+    );
+    let _ = writeln!(
+        s,
+        "objects:           {} in inventory, {} live",
+        inv.entries.len(),
+        f.live
+    );
     let mut by_kind = std::collections::BTreeMap::new();
     for e in inv.entries.values() {
         *by_kind.entry(e.key.kind.as_str()).or_insert(0usize) += 1;
@@ -632,12 +925,19 @@ fn status_text(f: &StatusFacts) -> String {
     if let Some(pid) = f.writer {
         let _ = writeln!(s, "apply running:     yes (pid {pid})");
     } else if f.interrupted {
-        let _ = writeln!(s, "interrupted apply: yes; the next plan or apply repairs it");
+        let _ = writeln!(
+            s,
+            "interrupted apply: yes; the next plan or apply repairs it"
+        );
     }
     if f.drifted.is_empty() {
         let _ = writeln!(s, "drift:             none");
     } else {
-        let _ = writeln!(s, "drift:             {} object(s) changed outside ward; `ward apply` restores them", f.drifted.len());
+        let _ = writeln!(
+            s,
+            "drift:             {} object(s) changed outside ward; `ward apply` restores them",
+            f.drifted.len()
+        );
         for d in &f.drifted {
             let _ = writeln!(s, "  {d}");
         }
@@ -646,7 +946,11 @@ fn status_text(f: &StatusFacts) -> String {
         let _ = writeln!(s, "invalid:           {object}: {message}");
     }
     if !f.unmanaged.is_empty() {
-        let _ = writeln!(s, "unmanaged:         {} object(s) not applied by ward (never pruned)", f.unmanaged.len());
+        let _ = writeln!(
+            s,
+            "unmanaged:         {} object(s) not applied by ward (never pruned)",
+            f.unmanaged.len()
+        );
     }
     s
 }
@@ -660,6 +964,9 @@ mod allocator_tests {
     fn the_purge_delay_option_is_the_one_set() {
         // SAFETY: mi_option_get only reads mimalloc's option table.
         let default = unsafe { libmimalloc_sys::mi_option_get(super::MI_OPTION_PURGE_DELAY) };
-        assert_eq!(default, 1000, "mimalloc v3's purge_delay default is 1000 ms");
+        assert_eq!(
+            default, 1000,
+            "mimalloc v3's purge_delay default is 1000 ms"
+        );
     }
 }

@@ -15,9 +15,9 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Sender;
-use std::sync::Arc;
 use std::time::Duration;
 
 /// The largest request head (request line and headers) accepted.
@@ -50,7 +50,9 @@ pub fn serve(listener: TcpListener, shared: Arc<Shared>, stop: Arc<AtomicBool>) 
                     let _ = handle(stream, &shared);
                 });
             }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::thread::sleep(Duration::from_millis(20)),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_millis(20))
+            }
             Err(e) => {
                 tracing::warn!("http: accept failed: {e}");
                 std::thread::sleep(Duration::from_millis(100));
@@ -68,7 +70,10 @@ struct Request {
 
 impl Request {
     fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -99,8 +104,16 @@ fn handle(stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
         413 => "Payload Too Large",
         _ => "Service Unavailable",
     };
-    let content_type = if body.starts_with("# HELP") { "text/plain; version=0.0.4" } else { "text/plain; charset=utf-8" };
-    write!(out, "HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len())?;
+    let content_type = if body.starts_with("# HELP") {
+        "text/plain; version=0.0.4"
+    } else {
+        "text/plain; charset=utf-8"
+    };
+    write!(
+        out,
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )?;
     out.flush()?;
     // A refused body may still be arriving: read a bounded amount of it, so closing does not
     // reset the connection before the client has read the answer.
@@ -114,22 +127,32 @@ fn read_request(stream: TcpStream, max_body: usize) -> Result<Request, ReadError
     let mut reader = BufReader::new(stream);
     let mut head = 0usize;
     let mut line = String::new();
-    let mut next_line = |reader: &mut BufReader<TcpStream>, line: &mut String| -> Result<(), ReadError> {
-        line.clear();
-        let n = reader.by_ref().take((MAX_HEADER - head + 1) as u64).read_line(line).map_err(|_| ReadError::Bad)?;
-        head += n;
-        if head > MAX_HEADER {
-            return Err(ReadError::TooLarge);
-        }
-        if n == 0 {
-            return Err(ReadError::Bad);
-        }
-        Ok(())
-    };
+    let mut next_line =
+        |reader: &mut BufReader<TcpStream>, line: &mut String| -> Result<(), ReadError> {
+            line.clear();
+            let n = reader
+                .by_ref()
+                .take((MAX_HEADER - head + 1) as u64)
+                .read_line(line)
+                .map_err(|_| ReadError::Bad)?;
+            head += n;
+            if head > MAX_HEADER {
+                return Err(ReadError::TooLarge);
+            }
+            if n == 0 {
+                return Err(ReadError::Bad);
+            }
+            Ok(())
+        };
     next_line(&mut reader, &mut line)?;
     let mut parts = line.split_whitespace();
-    let (Some(method), Some(path)) = (parts.next(), parts.next()) else { return Err(ReadError::Bad) };
-    let (method, path) = (method.to_owned(), path.split('?').next().unwrap_or("").to_owned());
+    let (Some(method), Some(path)) = (parts.next(), parts.next()) else {
+        return Err(ReadError::Bad);
+    };
+    let (method, path) = (
+        method.to_owned(),
+        path.split('?').next().unwrap_or("").to_owned(),
+    );
     let mut headers = Vec::new();
     loop {
         next_line(&mut reader, &mut line)?;
@@ -140,13 +163,21 @@ fn read_request(stream: TcpStream, max_body: usize) -> Result<Request, ReadError
         let (k, v) = l.split_once(':').ok_or(ReadError::Bad)?;
         headers.push((k.trim().to_owned(), v.trim().to_owned()));
     }
-    let len: usize = headers.iter().find(|(k, _)| k.eq_ignore_ascii_case("content-length")).map_or(Ok(0), |(_, v)| v.parse().map_err(|_| ReadError::Bad))?;
+    let len: usize = headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+        .map_or(Ok(0), |(_, v)| v.parse().map_err(|_| ReadError::Bad))?;
     if len > max_body {
         return Err(ReadError::TooLarge);
     }
     let mut body = vec![0; len];
     reader.read_exact(&mut body).map_err(|_| ReadError::Bad)?;
-    Ok(Request { method, path, headers, body })
+    Ok(Request {
+        method,
+        path,
+        headers,
+        body,
+    })
 }
 
 fn route(req: &Request, shared: &Shared) -> (u16, String) {
@@ -162,7 +193,9 @@ fn route(req: &Request, shared: &Shared) -> (u16, String) {
 }
 
 fn hook(req: &Request, shared: &Shared) -> (u16, String) {
-    let Some(secret) = &shared.secret else { return (404, "no webhook secret configured\n".into()) };
+    let Some(secret) = &shared.secret else {
+        return (404, "no webhook secret configured\n".into());
+    };
     if !authentic(req, secret) {
         count(shared, "unauthorized");
         tracing::warn!("webhook: refused a request without a valid signature or token");
@@ -183,10 +216,19 @@ fn count(shared: &Shared, outcome: &'static str) {
 
 /// Whether the request carries a valid GitHub signature, GitLab token or generic signature.
 pub fn authentic(req_headers_and_body: &impl HookRequest, secret: &[u8]) -> bool {
-    if let Some(sig) = req_headers_and_body.header_value("X-Hub-Signature-256").or_else(|| req_headers_and_body.header_value("X-Ward-Signature")) {
-        let Some(hex) = sig.strip_prefix("sha256=") else { return false };
-        let Some(given) = decode_hex(hex) else { return false };
-        let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret) else { return false };
+    if let Some(sig) = req_headers_and_body
+        .header_value("X-Hub-Signature-256")
+        .or_else(|| req_headers_and_body.header_value("X-Ward-Signature"))
+    {
+        let Some(hex) = sig.strip_prefix("sha256=") else {
+            return false;
+        };
+        let Some(given) = decode_hex(hex) else {
+            return false;
+        };
+        let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret) else {
+            return false;
+        };
         mac.update(req_headers_and_body.body_bytes());
         return mac.verify_slice(&given).is_ok();
     }
@@ -222,15 +264,22 @@ fn decode_hex(s: &str) -> Option<Vec<u8>> {
     if !s.len().is_multiple_of(2) {
         return None;
     }
-    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok()).collect()
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
 }
 
 /// The generic signature header's value for `body` (for clients and tests).
 pub fn sign(secret: &[u8], body: &[u8]) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret).unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret)
+        .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
     mac.update(body);
     let bytes = mac.finalize().into_bytes();
-    format!("sha256={}", bytes.iter().map(|b| format!("{b:02x}")).collect::<String>())
+    format!(
+        "sha256={}",
+        bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    )
 }
 
 #[cfg(test)]
@@ -241,7 +290,10 @@ mod tests {
     struct R(Vec<(String, String)>, Vec<u8>);
     impl HookRequest for R {
         fn header_value(&self, name: &str) -> Option<&str> {
-            self.0.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+            self.0
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.as_str())
         }
         fn body_bytes(&self) -> &[u8] {
             &self.1
@@ -252,13 +304,58 @@ mod tests {
     fn signatures_and_tokens() {
         let body = b"{\"ref\":\"refs/heads/main\"}".to_vec();
         let good = sign(b"s3cret", &body);
-        assert!(authentic(&R(vec![("x-hub-signature-256".into(), good.clone())], body.clone()), b"s3cret"));
-        assert!(authentic(&R(vec![("X-Ward-Signature".into(), good.clone())], body.clone()), b"s3cret"));
-        assert!(!authentic(&R(vec![("X-Hub-Signature-256".into(), good.clone())], b"tampered".to_vec()), b"s3cret"));
-        assert!(!authentic(&R(vec![("X-Hub-Signature-256".into(), good.replace("sha256=", ""))], body.clone()), b"s3cret"));
-        assert!(!authentic(&R(vec![("X-Hub-Signature-256".into(), "sha256=zz".into())], body.clone()), b"s3cret"));
-        assert!(authentic(&R(vec![("X-Gitlab-Token".into(), "s3cret".into())], body.clone()), b"s3cret"));
-        assert!(!authentic(&R(vec![("X-Gitlab-Token".into(), "s3cre".into())], body.clone()), b"s3cret"));
-        assert!(!authentic(&R(vec![], body), b"s3cret"), "no signature, no hook");
+        assert!(authentic(
+            &R(
+                vec![("x-hub-signature-256".into(), good.clone())],
+                body.clone()
+            ),
+            b"s3cret"
+        ));
+        assert!(authentic(
+            &R(
+                vec![("X-Ward-Signature".into(), good.clone())],
+                body.clone()
+            ),
+            b"s3cret"
+        ));
+        assert!(!authentic(
+            &R(
+                vec![("X-Hub-Signature-256".into(), good.clone())],
+                b"tampered".to_vec()
+            ),
+            b"s3cret"
+        ));
+        assert!(!authentic(
+            &R(
+                vec![("X-Hub-Signature-256".into(), good.replace("sha256=", ""))],
+                body.clone()
+            ),
+            b"s3cret"
+        ));
+        assert!(!authentic(
+            &R(
+                vec![("X-Hub-Signature-256".into(), "sha256=zz".into())],
+                body.clone()
+            ),
+            b"s3cret"
+        ));
+        assert!(authentic(
+            &R(
+                vec![("X-Gitlab-Token".into(), "s3cret".into())],
+                body.clone()
+            ),
+            b"s3cret"
+        ));
+        assert!(!authentic(
+            &R(
+                vec![("X-Gitlab-Token".into(), "s3cre".into())],
+                body.clone()
+            ),
+            b"s3cret"
+        ));
+        assert!(
+            !authentic(&R(vec![], body), b"s3cret"),
+            "no signature, no hook"
+        );
     }
 }

@@ -16,10 +16,10 @@
 //! any Lease-based election.
 
 use crate::target::kube::KubeTarget;
-use anyhow::{anyhow, Result};
+use anyhow::{Result, anyhow};
 use k8s_openapi::api::coordination::v1::Lease as KLease;
 use kube::api::{Api, ObjectMeta, PostParams};
-use std::sync::{mpsc, Mutex, PoisonError};
+use std::sync::{Mutex, PoisonError, mpsc};
 use std::time::{Duration, Instant, SystemTime};
 use tokio::runtime::Handle;
 
@@ -80,7 +80,8 @@ impl Lease {
 
     /// Whether this controller holds the Lease (and renewed it within its duration).
     pub fn held(&self) -> bool {
-        self.held_since_renewal.is_some_and(|t| t.elapsed() < DURATION)
+        self.held_since_renewal
+            .is_some_and(|t| t.elapsed() < DURATION)
     }
 
     /// Acquires, renews or takes over the Lease; `Ok(true)` when this controller holds it.
@@ -90,20 +91,38 @@ impl Lease {
         let result = self.rt.block_on(async {
             match api.get_opt(&self.name).await? {
                 None => {
-                    let lease = self.lease(ObjectMeta { name: Some(self.name.clone()), ..ObjectMeta::default() }, now_ms, 0);
-                    api.create(&PostParams::default(), &lease).await.map(|_| true)
+                    let lease = self.lease(
+                        ObjectMeta {
+                            name: Some(self.name.clone()),
+                            ..ObjectMeta::default()
+                        },
+                        now_ms,
+                        0,
+                    );
+                    api.create(&PostParams::default(), &lease)
+                        .await
+                        .map(|_| true)
                 }
                 Some(current) => {
                     let spec = current.spec.clone().unwrap_or_default();
                     let holder = spec.holder_identity.clone().unwrap_or_default();
-                    let renewed: u64 = current.metadata.annotations.as_ref().and_then(|a| a.get(RENEWED)).and_then(|v| v.parse().ok()).unwrap_or(0);
+                    let renewed: u64 = current
+                        .metadata
+                        .annotations
+                        .as_ref()
+                        .and_then(|a| a.get(RENEWED))
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(0);
                     let lapsed = now_ms.saturating_sub(renewed) > DURATION.as_millis() as u64;
                     if holder != self.identity && !holder.is_empty() && !lapsed {
                         return Ok(false);
                     }
-                    let transitions = spec.lease_transitions.unwrap_or(0) + i32::from(holder != self.identity);
+                    let transitions =
+                        spec.lease_transitions.unwrap_or(0) + i32::from(holder != self.identity);
                     let lease = self.lease(current.metadata.clone(), now_ms, transitions);
-                    api.replace(&self.name, &PostParams::default(), &lease).await.map(|_| true)
+                    api.replace(&self.name, &PostParams::default(), &lease)
+                        .await
+                        .map(|_| true)
                 }
             }
         });
@@ -141,15 +160,32 @@ impl Lease {
         }
         let api = self.api.clone();
         let r = self.rt.block_on(async {
-            let Some(current) = api.get_opt(&self.name).await? else { return Ok(()) };
-            if current.spec.as_ref().and_then(|s| s.holder_identity.as_deref()) != Some(self.identity.as_str()) {
+            let Some(current) = api.get_opt(&self.name).await? else {
+                return Ok(());
+            };
+            if current
+                .spec
+                .as_ref()
+                .and_then(|s| s.holder_identity.as_deref())
+                != Some(self.identity.as_str())
+            {
                 return Ok(());
             }
-            let mut lease = self.lease(current.metadata.clone(), 0, current.spec.as_ref().and_then(|s| s.lease_transitions).unwrap_or(0));
+            let mut lease = self.lease(
+                current.metadata.clone(),
+                0,
+                current
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.lease_transitions)
+                    .unwrap_or(0),
+            );
             if let Some(spec) = lease.spec.as_mut() {
                 spec.holder_identity = None;
             }
-            api.replace(&self.name, &PostParams::default(), &lease).await.map(|_| ())
+            api.replace(&self.name, &PostParams::default(), &lease)
+                .await
+                .map(|_| ())
         });
         match r {
             Ok(()) => tracing::info!(lease = %self.name, "released the lease"),
@@ -164,8 +200,12 @@ impl Lease {
     }
 
     fn lease(&self, mut meta: ObjectMeta, now_ms: u64, transitions: i32) -> KLease {
-        meta.annotations.get_or_insert_with(Default::default).insert(RENEWED.into(), now_ms.to_string());
-        let micro = k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(k8s_openapi::jiff::Timestamp::now());
+        meta.annotations
+            .get_or_insert_with(Default::default)
+            .insert(RENEWED.into(), now_ms.to_string());
+        let micro = k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(
+            k8s_openapi::jiff::Timestamp::now(),
+        );
         KLease {
             metadata: meta,
             spec: Some(k8s_openapi::api::coordination::v1::LeaseSpec {
@@ -181,5 +221,6 @@ impl Lease {
 }
 
 fn unix_ms(t: SystemTime) -> u64 {
-    t.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }

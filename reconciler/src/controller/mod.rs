@@ -21,11 +21,11 @@
 pub mod http;
 pub mod lease;
 
-use crate::cli::{load_desired, Settings};
+use crate::cli::{Settings, load_desired};
 use crate::target::kube::{KubeOptions, KubeTarget};
-use crate::target::{check_prune, ApplyOptions, Target};
+use crate::target::{ApplyOptions, Target, check_prune};
 use anyhow::{Context, Result};
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -101,7 +101,8 @@ pub fn run(settings: &Settings, kube: &KubeOptions, opts: &ControllerOptions) ->
         max_body: opts.max_body,
         hooks: Mutex::default(),
     });
-    let listener = TcpListener::bind(opts.listen).with_context(|| format!("cannot listen on {}", opts.listen))?;
+    let listener = TcpListener::bind(opts.listen)
+        .with_context(|| format!("cannot listen on {}", opts.listen))?;
     tracing::info!(listen = %listener.local_addr()?, "serving /healthz, /readyz, /metrics and /hook");
     {
         let (shared, stop) = (Arc::clone(&shared), Arc::clone(&stop));
@@ -125,7 +126,11 @@ pub fn run(settings: &Settings, kube: &KubeOptions, opts: &ControllerOptions) ->
                 lock(&metrics).leader = true;
                 let started = Instant::now();
                 let outcome = lease.hold_during(|| reconcile(settings, &mut target, opts));
-                tracing::info!(took_ms = started.elapsed().as_millis() as u64, ok = outcome.is_ok(), "reconcile finished");
+                tracing::info!(
+                    took_ms = started.elapsed().as_millis() as u64,
+                    ok = outcome.is_ok(),
+                    "reconcile finished"
+                );
                 let mut m = lock(&metrics);
                 m.duration_sum += started.elapsed().as_secs_f64();
                 m.duration_count += 1;
@@ -140,7 +145,13 @@ pub fn run(settings: &Settings, kube: &KubeOptions, opts: &ControllerOptions) ->
                         opts.interval
                     }
                     Ok(Done::Invalid | Done::Suspended) => {
-                        *m.outcomes.entry(if matches!(outcome, Ok(Done::Invalid)) { "invalid" } else { "skipped" }).or_default() += 1;
+                        *m.outcomes
+                            .entry(if matches!(outcome, Ok(Done::Invalid)) {
+                                "invalid"
+                            } else {
+                                "skipped"
+                            })
+                            .or_default() += 1;
                         backoff = None;
                         opts.interval
                     }
@@ -156,7 +167,13 @@ pub fn run(settings: &Settings, kube: &KubeOptions, opts: &ControllerOptions) ->
                 if opts.once {
                     stop.store(true, Ordering::Relaxed);
                     lease.release();
-                    return if applied { Ok(()) } else { Err(anyhow::anyhow!("the revision was not applied (see the WardSync's conditions and the log)")) };
+                    return if applied {
+                        Ok(())
+                    } else {
+                        Err(anyhow::anyhow!(
+                            "the revision was not applied (see the WardSync's conditions and the log)"
+                        ))
+                    };
                 }
                 wait
             }
@@ -181,7 +198,11 @@ pub fn run(settings: &Settings, kube: &KubeOptions, opts: &ControllerOptions) ->
         }
         // The holder renews well before the Lease lapses (also after a reconcile longer than
         // it); a follower looks again soon.
-        let wait = wait.min(if lease.held() { lease::RENEW } else { lease::RETRY });
+        let wait = wait.min(if lease.held() {
+            lease::RENEW
+        } else {
+            lease::RETRY
+        });
         match wait_for_trigger(&rx, wait) {
             Some(Trigger::Stop) => break,
             // Woken by a push: reconcile now.
@@ -219,38 +240,122 @@ enum Done {
     Suspended,
 }
 
-fn reconcile(settings: &Settings, target: &mut KubeTarget, opts: &ControllerOptions) -> Result<Done> {
+fn reconcile(
+    settings: &Settings,
+    target: &mut KubeTarget,
+    opts: &ControllerOptions,
+) -> Result<Done> {
     let (spec, generation) = target.sync_spec()?;
     if spec["suspend"] == json!(true) {
-        set_status(target, generation, None, &[("Ready", "Unknown", "Suspended", "reconciliation is suspended (spec.suspend)")])?;
+        set_status(
+            target,
+            generation,
+            None,
+            &[(
+                "Ready",
+                "Unknown",
+                "Suspended",
+                "reconciliation is suspended (spec.suspend)",
+            )],
+        )?;
         return Ok(Done::Suspended);
     }
     let (mut desired, _) = match load_desired(settings, Some(&opts.rev), true) {
         Ok(d) => d,
         Err(e) => {
             let msg = format!("cannot read revision {}: {e:#}", opts.rev);
-            set_status(target, generation, None, &[("Ready", "False", "SourceFailed", &msg), ("Reconciling", "True", "Retrying", "the source will be read again")])?;
+            set_status(
+                target,
+                generation,
+                None,
+                &[
+                    ("Ready", "False", "SourceFailed", &msg),
+                    (
+                        "Reconciling",
+                        "True",
+                        "Retrying",
+                        "the source will be read again",
+                    ),
+                ],
+            )?;
             return Err(e);
         }
     };
     let revision = desired.revision.clone();
     let v = &desired.validation;
     if !v.is_valid() {
-        let first: Vec<String> = v.diagnostics.iter().filter(|d| d.severity == ward_schema::Severity::Error).take(5).map(|d| format!("{}:{}:{}: {} ({}){}", d.file, d.line, d.column, d.message, d.path, d.hint.as_deref().map(|h| format!("; hint: {h}")).unwrap_or_default())).collect();
-        let msg = format!("revision {} is invalid ({} error(s)); nothing applied, the cluster keeps {}: {}", revision.as_deref().unwrap_or("?"), v.error_count(), target.record()?.last_applied_revision.as_deref().unwrap_or("its current state"), first.join("; "));
-        set_status(target, generation, revision.as_deref(), &[("Ready", "False", "ValidationFailed", &msg), ("Stalled", "True", "ValidationFailed", &msg), ("Reconciling", "False", "ValidationFailed", "waiting for a new revision")])?;
+        let first: Vec<String> = v
+            .diagnostics
+            .iter()
+            .filter(|d| d.severity == ward_schema::Severity::Error)
+            .take(5)
+            .map(|d| {
+                format!(
+                    "{}:{}:{}: {} ({}){}",
+                    d.file,
+                    d.line,
+                    d.column,
+                    d.message,
+                    d.path,
+                    d.hint
+                        .as_deref()
+                        .map(|h| format!("; hint: {h}"))
+                        .unwrap_or_default()
+                )
+            })
+            .collect();
+        let msg = format!(
+            "revision {} is invalid ({} error(s)); nothing applied, the cluster keeps {}: {}",
+            revision.as_deref().unwrap_or("?"),
+            v.error_count(),
+            target
+                .record()?
+                .last_applied_revision
+                .as_deref()
+                .unwrap_or("its current state"),
+            first.join("; ")
+        );
+        set_status(
+            target,
+            generation,
+            revision.as_deref(),
+            &[
+                ("Ready", "False", "ValidationFailed", &msg),
+                ("Stalled", "True", "ValidationFailed", &msg),
+                (
+                    "Reconciling",
+                    "False",
+                    "ValidationFailed",
+                    "waiting for a new revision",
+                ),
+            ],
+        )?;
         target.event(true, "ValidationFailed", &msg);
         return Ok(Done::Invalid);
     }
-    let options = ApplyOptions { prune: opts.prune, revision: revision.clone(), max_prune: opts.max_prune, ..ApplyOptions::default() };
+    let options = ApplyOptions {
+        prune: opts.prune,
+        revision: revision.clone(),
+        max_prune: opts.max_prune,
+        ..ApplyOptions::default()
+    };
     // The plan takes the objects: they become the bodies it sends (one copy in memory).
     let resources = std::mem::take(&mut desired.validation.resources);
     let attempt = (|| -> Result<usize> {
         let (plan, live) = target.plan_owned(resources, opts.prune, revision.clone(), false)?;
-        if plan.has_changes() || live.inventory.applied_revision != revision || (opts.prune && !target.kept().is_empty()) {
+        if plan.has_changes()
+            || live.inventory.applied_revision != revision
+            || (opts.prune && !target.kept().is_empty())
+        {
             check_prune(&plan, live.inventory.entries.len(), &options)?;
             let report = target.apply(&plan, &options)?;
-            let msg = format!("applied revision {}: {} created, {} changed, {} pruned", revision.as_deref().unwrap_or("?"), report.created, report.updated, report.deleted);
+            let msg = format!(
+                "applied revision {}: {} created, {} changed, {} pruned",
+                revision.as_deref().unwrap_or("?"),
+                report.created,
+                report.updated,
+                report.deleted
+            );
             tracing::info!("{msg}");
             if plan.has_changes() {
                 target.event(false, "ReconciliationSucceeded", &msg);
@@ -261,13 +366,30 @@ fn reconcile(settings: &Settings, target: &mut KubeTarget, opts: &ControllerOpti
     match attempt {
         Ok(n) => {
             let msg = format!("Applied revision: {}", revision.as_deref().unwrap_or("?"));
-            set_status(target, generation, revision.as_deref(), &[("Ready", "True", "ReconciliationSucceeded", &msg), ("Reconciling", "False", "ReconciliationSucceeded", &msg), ("Stalled", "False", "ReconciliationSucceeded", &msg)])?;
+            set_status(
+                target,
+                generation,
+                revision.as_deref(),
+                &[
+                    ("Ready", "True", "ReconciliationSucceeded", &msg),
+                    ("Reconciling", "False", "ReconciliationSucceeded", &msg),
+                    ("Stalled", "False", "ReconciliationSucceeded", &msg),
+                ],
+            )?;
             Ok(Done::Applied(n))
         }
         Err(e) => {
             let msg = format!("{e:#}");
             // The API server may be the thing that is gone: recording the failure is best effort.
-            let _ = set_status(target, generation, revision.as_deref(), &[("Ready", "False", "ReconciliationFailed", &msg), ("Reconciling", "True", "Retrying", "retrying with backoff")]);
+            let _ = set_status(
+                target,
+                generation,
+                revision.as_deref(),
+                &[
+                    ("Ready", "False", "ReconciliationFailed", &msg),
+                    ("Reconciling", "True", "Retrying", "retrying with backoff"),
+                ],
+            );
             target.event(true, "ReconciliationFailed", &msg);
             Err(e)
         }
@@ -276,7 +398,12 @@ fn reconcile(settings: &Settings, target: &mut KubeTarget, opts: &ControllerOpti
 
 /// Sets conditions (type, status, reason, message) on the WardSync, keeping each condition's
 /// transition time when its status does not change; records the attempted revision.
-fn set_status(target: &KubeTarget, generation: Option<i64>, attempted: Option<&str>, conditions: &[(&str, &str, &str, &str)]) -> Result<()> {
+fn set_status(
+    target: &KubeTarget,
+    generation: Option<i64>,
+    attempted: Option<&str>,
+    conditions: &[(&str, &str, &str, &str)],
+) -> Result<()> {
     let now = rfc3339_micro(SystemTime::now());
     target.update_record(|rec| {
         for (ty, status, reason, message) in conditions {
@@ -307,23 +434,54 @@ fn render_metrics(m: &Mutex<Metrics>) -> String {
     use std::fmt::Write as _;
     let m = lock(m);
     let mut s = String::new();
-    let _ = writeln!(s, "# HELP ward_reconcile_total Reconciles by outcome.\n# TYPE ward_reconcile_total counter");
+    let _ = writeln!(
+        s,
+        "# HELP ward_reconcile_total Reconciles by outcome.\n# TYPE ward_reconcile_total counter"
+    );
     for outcome in ["success", "invalid", "failure", "skipped"] {
-        let _ = writeln!(s, "ward_reconcile_total{{outcome=\"{outcome}\"}} {}", m.outcomes.get(outcome).copied().unwrap_or(0));
+        let _ = writeln!(
+            s,
+            "ward_reconcile_total{{outcome=\"{outcome}\"}} {}",
+            m.outcomes.get(outcome).copied().unwrap_or(0)
+        );
     }
-    let _ = writeln!(s, "# HELP ward_reconcile_duration_seconds Time spent reconciling.\n# TYPE ward_reconcile_duration_seconds summary");
-    let _ = writeln!(s, "ward_reconcile_duration_seconds_sum {}\nward_reconcile_duration_seconds_count {}", m.duration_sum, m.duration_count);
-    let _ = writeln!(s, "# HELP ward_last_applied_timestamp_seconds When a revision was last applied.\n# TYPE ward_last_applied_timestamp_seconds gauge\nward_last_applied_timestamp_seconds {}", m.last_applied_unix);
-    let _ = writeln!(s, "# HELP ward_inventory_objects Objects in the inventory.\n# TYPE ward_inventory_objects gauge\nward_inventory_objects {}", m.inventory);
-    let _ = writeln!(s, "# HELP ward_leader Whether this controller holds the Lease.\n# TYPE ward_leader gauge\nward_leader {}", u8::from(m.leader));
+    let _ = writeln!(
+        s,
+        "# HELP ward_reconcile_duration_seconds Time spent reconciling.\n# TYPE ward_reconcile_duration_seconds summary"
+    );
+    let _ = writeln!(
+        s,
+        "ward_reconcile_duration_seconds_sum {}\nward_reconcile_duration_seconds_count {}",
+        m.duration_sum, m.duration_count
+    );
+    let _ = writeln!(
+        s,
+        "# HELP ward_last_applied_timestamp_seconds When a revision was last applied.\n# TYPE ward_last_applied_timestamp_seconds gauge\nward_last_applied_timestamp_seconds {}",
+        m.last_applied_unix
+    );
+    let _ = writeln!(
+        s,
+        "# HELP ward_inventory_objects Objects in the inventory.\n# TYPE ward_inventory_objects gauge\nward_inventory_objects {}",
+        m.inventory
+    );
+    let _ = writeln!(
+        s,
+        "# HELP ward_leader Whether this controller holds the Lease.\n# TYPE ward_leader gauge\nward_leader {}",
+        u8::from(m.leader)
+    );
     s
 }
 
 /// Sets `stop` and wakes the loop on SIGTERM or SIGINT.
 fn watch_signals(target: &KubeTarget, tx: Sender<Trigger>, stop: Arc<AtomicBool>) {
     target.spawn(async move {
-        use tokio::signal::unix::{signal, SignalKind};
-        let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else { return };
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            return;
+        };
         tokio::select! {
             _ = term.recv() => {}
             _ = int.recv() => {}
@@ -335,13 +493,26 @@ fn watch_signals(target: &KubeTarget, tx: Sender<Trigger>, stop: Arc<AtomicBool>
 }
 
 /// For a repository on this machine: wakes the loop when its refs change (a push).
-fn watch_local_repo(settings: &Settings, tx: Sender<Trigger>) -> Option<notify::RecommendedWatcher> {
-    let crate::cli::RepoRef::Local(path) = &settings.repo else { return None };
-    let dir: PathBuf = if path.join(".git").is_dir() { path.join(".git") } else { path.clone() };
+fn watch_local_repo(
+    settings: &Settings,
+    tx: Sender<Trigger>,
+) -> Option<notify::RecommendedWatcher> {
+    let crate::cli::RepoRef::Local(path) = &settings.repo else {
+        return None;
+    };
+    let dir: PathBuf = if path.join(".git").is_dir() {
+        path.join(".git")
+    } else {
+        path.clone()
+    };
     let mut w = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
         if let Ok(e) = ev
             && !e.kind.is_access()
-            && e.paths.iter().any(|p| p.components().any(|c| c.as_os_str() == "refs") || p.ends_with("packed-refs") || p.ends_with("HEAD"))
+            && e.paths.iter().any(|p| {
+                p.components().any(|c| c.as_os_str() == "refs")
+                    || p.ends_with("packed-refs")
+                    || p.ends_with("HEAD")
+            })
         {
             let _ = tx.send(Trigger::Notify);
         }
@@ -352,7 +523,8 @@ fn watch_local_repo(settings: &Settings, tx: Sender<Trigger>) -> Option<notify::
 }
 
 fn unix(t: SystemTime) -> f64 {
-    t.duration_since(SystemTime::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 /// RFC 3339 with microseconds, UTC (Kubernetes' MicroTime).

@@ -8,7 +8,12 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 
 fn quote(s: &str) -> String {
-    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', " "))
+    format!(
+        "\"{}\"",
+        s.replace('\\', "\\\\")
+            .replace('"', "\\\"")
+            .replace('\n', " ")
+    )
 }
 
 /// `TCP/80` → (`TCP`, 80), so ports sort by number within a protocol.
@@ -22,14 +27,33 @@ fn comment(s: &str) -> String {
 }
 
 pub(super) fn render(report: &Report<'_>) -> String {
-    let mut out = String::from("digraph ward {\n  rankdir=LR;\n  node [shape=box, fontname=\"Helvetica\"];\n  edge [fontname=\"Helvetica\", fontsize=10];\n");
-    let _ = writeln!(out, "  // ward {}: {} error(s), {} warning(s)", report.command, report.errors(), report.warnings());
+    let mut out = String::from(
+        "digraph ward {\n  rankdir=LR;\n  node [shape=box, fontname=\"Helvetica\"];\n  edge [fontname=\"Helvetica\", fontsize=10];\n",
+    );
+    let _ = writeln!(
+        out,
+        "  // ward {}: {} error(s), {} warning(s)",
+        report.command,
+        report.errors(),
+        report.warnings()
+    );
     for d in report.diagnostics {
-        let _ = writeln!(out, "  // {}: {}: {}", d.location(), d.code, comment(&d.message));
+        let _ = writeln!(
+            out,
+            "  // {}: {}: {}",
+            d.location(),
+            d.code,
+            comment(&d.message)
+        );
     }
-    let graph = report.connectivity.and_then(|c| c.graph.as_ref().map(|g| (c, g)));
+    let graph = report
+        .connectivity
+        .and_then(|c| c.graph.as_ref().map(|g| (c, g)));
     let Some((c, g)) = graph else {
-        let why = report.connectivity.and_then(|c| c.skipped.clone()).unwrap_or_else(|| "no connectivity diff (use ward diff or ward plan)".to_owned());
+        let why = report
+            .connectivity
+            .and_then(|c| c.skipped.clone())
+            .unwrap_or_else(|| "no connectivity diff (use ward diff or ward plan)".to_owned());
         let _ = writeln!(out, "  // connectivity not computed: {}", comment(&why));
         out.push_str("}\n");
         return out;
@@ -45,7 +69,12 @@ pub(super) fn render(report: &Report<'_>) -> String {
         }
     }
     for (ns, names) in by_ns {
-        let _ = writeln!(out, "  subgraph {} {{\n    label={};", quote(&format!("cluster_{ns}")), quote(ns));
+        let _ = writeln!(
+            out,
+            "  subgraph {} {{\n    label={};",
+            quote(&format!("cluster_{ns}")),
+            quote(ns)
+        );
         for n in names {
             let _ = writeln!(out, "    {};", quote(n));
         }
@@ -61,20 +90,46 @@ pub(super) fn render(report: &Report<'_>) -> String {
         }
         m
     };
-    let (allowed, new, gone) = (ports(&g.allowed), ports(&c.newly_allowed), ports(&c.newly_denied));
+    let (allowed, new, gone) = (
+        ports(&g.allowed),
+        ports(&c.newly_allowed),
+        ports(&c.newly_denied),
+    );
     let label = |set: &Vec<String>| quote(&set.join(", "));
     for ((from, to), set) in &allowed {
         let fresh = new.get(&(from.clone(), to.clone()));
-        let old: Vec<String> = set.iter().filter(|p| fresh.is_none_or(|f| !f.contains(*p))).cloned().collect();
+        let old: Vec<String> = set
+            .iter()
+            .filter(|p| fresh.is_none_or(|f| !f.contains(*p)))
+            .cloned()
+            .collect();
         if !old.is_empty() {
-            let _ = writeln!(out, "  {} -> {} [label={}];", quote(from), quote(to), label(&old));
+            let _ = writeln!(
+                out,
+                "  {} -> {} [label={}];",
+                quote(from),
+                quote(to),
+                label(&old)
+            );
         }
         if let Some(f) = fresh {
-            let _ = writeln!(out, "  {} -> {} [label={}, color=green, fontcolor=green, penwidth=2];", quote(from), quote(to), label(f));
+            let _ = writeln!(
+                out,
+                "  {} -> {} [label={}, color=green, fontcolor=green, penwidth=2];",
+                quote(from),
+                quote(to),
+                label(f)
+            );
         }
     }
     for ((from, to), set) in &gone {
-        let _ = writeln!(out, "  {} -> {} [label={}, color=red, fontcolor=red, style=dashed];", quote(from), quote(to), label(set));
+        let _ = writeln!(
+            out,
+            "  {} -> {} [label={}, color=red, fontcolor=red, style=dashed];",
+            quote(from),
+            quote(to),
+            label(set)
+        );
     }
     out.push_str("}\n");
     out

@@ -6,7 +6,9 @@ use std::fmt::Write;
 
 /// Escapes a message (data) as the runner expects.
 fn escape_data(s: &str) -> String {
-    s.replace('%', "%25").replace('\r', "%0D").replace('\n', "%0A")
+    s.replace('%', "%25")
+        .replace('\r', "%0D")
+        .replace('\n', "%0A")
 }
 
 /// Escapes a property value (also `:` and `,`).
@@ -22,7 +24,11 @@ pub(super) fn render(report: &Report<'_>) -> String {
         if d.line > 0 {
             let _ = write!(props, ",line={},col={}", d.line, d.column);
         }
-        let _ = write!(props, ",title={}", escape_property(&format!("ward {}", d.code)));
+        let _ = write!(
+            props,
+            ",title={}",
+            escape_property(&format!("ward {}", d.code))
+        );
         let mut msg = d.message.clone();
         if let Some(h) = &d.hint {
             msg.push_str("\nhint: ");
@@ -31,7 +37,12 @@ pub(super) fn render(report: &Report<'_>) -> String {
         let _ = writeln!(out, "::{level} {props}::{}", escape_data(&msg));
     }
     if let Some(plan) = report.plan {
-        let _ = writeln!(out, "::notice title=ward {}::{}", report.command, escape_data(&plan.summary()));
+        let _ = writeln!(
+            out,
+            "::notice title=ward {}::{}",
+            report.command,
+            escape_data(&plan.summary())
+        );
     }
     if let Some(c) = report.connectivity.filter(|c| c.skipped.is_none()) {
         let mut msg = format!("connectivity: {}", c.summary());
@@ -39,9 +50,18 @@ pub(super) fn render(report: &Report<'_>) -> String {
             msg.push('\n');
             msg.push_str(&line);
         }
-        let _ = writeln!(out, "::notice title=ward connectivity::{}", escape_data(&msg));
+        let _ = writeln!(
+            out,
+            "::notice title=ward connectivity::{}",
+            escape_data(&msg)
+        );
     }
-    let _ = writeln!(out, "ward: {} error(s), {} warning(s)", report.errors(), report.warnings());
+    let _ = writeln!(
+        out,
+        "ward: {} error(s), {} warning(s)",
+        report.errors(),
+        report.warnings()
+    );
     out
 }
 

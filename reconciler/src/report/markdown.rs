@@ -1,7 +1,7 @@
 //! Markdown for a pull-request comment: a verdict line, findings as a table, the plan
 //! summary and one collapsible diff per object.
 
-use super::{short_rev, Report};
+use super::{Report, short_rev};
 use crate::plan::Action;
 use std::fmt::Write;
 
@@ -16,18 +16,33 @@ pub(super) fn render(report: &Report<'_>) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "{COMMENT_MARKER}");
     let title = match &report.base {
-        Some(_) => format!("ward diff `{}` → `{}`", short_rev(&report.base), short_rev(&report.head)),
+        Some(_) => format!(
+            "ward diff `{}` → `{}`",
+            short_rev(&report.base),
+            short_rev(&report.head)
+        ),
         None => format!("ward {}", report.command),
     };
     let _ = writeln!(out, "### {title}\n");
     let (e, w) = (report.errors(), report.warnings());
     if e == 0 {
-        let _ = writeln!(out, "✅ **Valid**: {} file(s), {} document(s), {w} warning(s).\n", report.files.len(), report.documents);
+        let _ = writeln!(
+            out,
+            "✅ **Valid**: {} file(s), {} document(s), {w} warning(s).\n",
+            report.files.len(),
+            report.documents
+        );
     } else {
-        let _ = writeln!(out, "❌ **Invalid**: {e} error(s), {w} warning(s). Nothing will be applied until they are fixed.\n");
+        let _ = writeln!(
+            out,
+            "❌ **Invalid**: {e} error(s), {w} warning(s). Nothing will be applied until they are fixed.\n"
+        );
     }
     if !report.diagnostics.is_empty() {
-        let _ = writeln!(out, "| | Location | Code | Problem | Hint |\n|---|---|---|---|---|");
+        let _ = writeln!(
+            out,
+            "| | Location | Code | Problem | Hint |\n|---|---|---|---|---|"
+        );
         for d in report.diagnostics {
             let icon = if d.is_error() { "❌" } else { "⚠️" };
             let _ = writeln!(
@@ -43,15 +58,36 @@ pub(super) fn render(report: &Report<'_>) -> String {
     }
     if let Some(plan) = report.plan {
         let _ = writeln!(out, "**Changes:** {}\n", plan.summary());
-        for c in plan.creates.iter().chain(&plan.updates).chain(&plan.deletes) {
+        for c in plan
+            .creates
+            .iter()
+            .chain(&plan.updates)
+            .chain(&plan.deletes)
+        {
             let verb = match c.action {
                 Action::Create => "➕ create",
                 Action::Update => "✏️ change",
                 Action::Delete => "🗑️ prune",
             };
-            let origin = c.origin.as_deref().map(|o| format!(" — `{o}`")).unwrap_or_default();
-            let _ = writeln!(out, "<details><summary>{verb} <code>{}</code>{origin}</summary>\n", c.key);
-            let _ = writeln!(out, "```diff\n{}```\n</details>\n", c.diff.lines().skip(2).map(|l| format!("{l}\n")).collect::<String>());
+            let origin = c
+                .origin
+                .as_deref()
+                .map(|o| format!(" — `{o}`"))
+                .unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "<details><summary>{verb} <code>{}</code>{origin}</summary>\n",
+                c.key
+            );
+            let _ = writeln!(
+                out,
+                "```diff\n{}```\n</details>\n",
+                c.diff
+                    .lines()
+                    .skip(2)
+                    .map(|l| format!("{l}\n"))
+                    .collect::<String>()
+            );
         }
         if !plan.has_changes() && plan.deletes.is_empty() {
             let _ = writeln!(out, "No object changes.");

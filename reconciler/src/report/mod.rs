@@ -77,7 +77,9 @@ impl Report<'_> {
 pub fn render(format: Format, report: &Report<'_>, color: bool) -> String {
     match format {
         Format::Text => text::render(report, color),
-        Format::Json => serde_json::to_string_pretty(&json_view(report)).expect("reports serialise") + "\n",
+        Format::Json => {
+            serde_json::to_string_pretty(&json_view(report)).expect("reports serialise") + "\n"
+        }
         Format::Markdown => markdown::render(report),
         Format::Github => github::render(report),
         Format::Sarif => sarif::render(report),
@@ -107,8 +109,15 @@ fn json_view(report: &Report<'_>) -> serde_json::Value {
 
 /// `5 endpoints in 4 workloads, world and host, on TCP/80, UDP/53 and declared ports`.
 pub(crate) fn connectivity_scope(c: &Connectivity) -> String {
-    let ports = if c.ports.is_empty() { "their declared ports".to_owned() } else { format!("{} and declared ports", c.ports.join(", ")) };
-    format!("{} endpoint(s) in {} workload(s), world and host, on {ports}", c.endpoints, c.workloads)
+    let ports = if c.ports.is_empty() {
+        "their declared ports".to_owned()
+    } else {
+        format!("{} and declared ports", c.ports.join(", "))
+    };
+    format!(
+        "{} endpoint(s) in {} workload(s), world and host, on {ports}",
+        c.endpoints, c.workloads
+    )
 }
 
 /// One line per change, newly allowed first: (allowed?, `newly allowed: a → b TCP/80 (rule)`).
@@ -121,10 +130,21 @@ pub(crate) fn connectivity_lines(c: &Connectivity) -> Vec<(bool, String)> {
             (None, "allow") => "no rule restricts it".to_owned(),
             (None, _) => "default deny (policy-enforcement-mode: always)".to_owned(),
         };
-        format!("{what}: {} → {} {} — {why}", f.from, f.to, f.ports.join(", "))
+        format!(
+            "{what}: {} → {} {} — {why}",
+            f.from,
+            f.to,
+            f.ports.join(", ")
+        )
     };
-    let allowed = c.newly_allowed.iter().map(|f| (true, line("newly allowed", f)));
-    let denied = c.newly_denied.iter().map(|f| (false, line("newly denied", f)));
+    let allowed = c
+        .newly_allowed
+        .iter()
+        .map(|f| (true, line("newly allowed", f)));
+    let denied = c
+        .newly_denied
+        .iter()
+        .map(|f| (false, line("newly denied", f)));
     allowed.chain(denied).collect()
 }
 

@@ -1,7 +1,7 @@
 //! SARIF 2.1.0: one run, one rule per diagnostic code used, one result per finding.
 
 use super::Report;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use std::collections::BTreeMap;
 
 const SCHEMA: &str = "https://json.schemastore.org/sarif-2.1.0.json";
@@ -18,27 +18,33 @@ pub(super) fn render(report: &Report<'_>) -> String {
         .iter()
         .map(|(code, _)| json!({"id": code, "name": rule_name(code), "shortDescription": {"text": rule_name(code)}}))
         .collect();
-    let results: Vec<Value> = report.diagnostics.iter().map(|d| {
-        let mut location = json!({"physicalLocation": {"artifactLocation": {"uri": d.file}}});
-        if d.line > 0 {
-            location["physicalLocation"]["region"] = json!({"startLine": d.line, "startColumn": d.column.max(1)});
-        }
-        if !d.path.is_empty() {
-            location["logicalLocations"] = json!([{"fullyQualifiedName": d.path, "kind": "member"}]);
-        }
-        let mut text = d.message.clone();
-        if let Some(h) = &d.hint {
-            text.push_str(" Hint: ");
-            text.push_str(h);
-        }
-        json!({
-            "ruleId": d.code,
-            "ruleIndex": rules[d.code],
-            "level": if d.is_error() { "error" } else { "warning" },
-            "message": {"text": text},
-            "locations": [location],
+    let results: Vec<Value> = report
+        .diagnostics
+        .iter()
+        .map(|d| {
+            let mut location = json!({"physicalLocation": {"artifactLocation": {"uri": d.file}}});
+            if d.line > 0 {
+                location["physicalLocation"]["region"] =
+                    json!({"startLine": d.line, "startColumn": d.column.max(1)});
+            }
+            if !d.path.is_empty() {
+                location["logicalLocations"] =
+                    json!([{"fullyQualifiedName": d.path, "kind": "member"}]);
+            }
+            let mut text = d.message.clone();
+            if let Some(h) = &d.hint {
+                text.push_str(" Hint: ");
+                text.push_str(h);
+            }
+            json!({
+                "ruleId": d.code,
+                "ruleIndex": rules[d.code],
+                "level": if d.is_error() { "error" } else { "warning" },
+                "message": {"text": text},
+                "locations": [location],
+            })
         })
-    }).collect();
+        .collect();
     let doc = json!({
         "$schema": SCHEMA,
         "version": "2.1.0",

@@ -1,6 +1,6 @@
 //! Plain text: findings like a compiler prints them, then the plan with coloured diffs.
 
-use super::{short_rev, Report};
+use super::{Report, short_rev};
 use crate::plan::{Action, Change};
 use crate::testing::Connectivity;
 use std::fmt::Write;
@@ -19,7 +19,11 @@ pub(crate) struct Paint(pub(crate) bool);
 impl Paint {
     /// `s` in `style`, or `s` as it is without colour.
     pub(crate) fn on(&self, style: &str, s: &str) -> String {
-        if self.0 { format!("{style}{s}{RESET}") } else { s.to_owned() }
+        if self.0 {
+            format!("{style}{s}{RESET}")
+        } else {
+            s.to_owned()
+        }
     }
 }
 
@@ -27,8 +31,18 @@ pub(super) fn render(report: &Report<'_>, color: bool) -> String {
     let p = Paint(color);
     let mut out = String::new();
     for d in report.diagnostics {
-        let sev = if d.is_error() { p.on(RED, "error") } else { p.on(YELLOW, "warning") };
-        let _ = write!(out, "{}: {sev}[{}]: {}", p.on(BOLD, &d.location()), d.code, d.message);
+        let sev = if d.is_error() {
+            p.on(RED, "error")
+        } else {
+            p.on(YELLOW, "warning")
+        };
+        let _ = write!(
+            out,
+            "{}: {sev}[{}]: {}",
+            p.on(BOLD, &d.location()),
+            d.code,
+            d.message
+        );
         if !d.path.is_empty() {
             let _ = write!(out, " {}", p.on(DIM, &format!("(at {})", d.path)));
         }
@@ -38,7 +52,11 @@ pub(super) fn render(report: &Report<'_>, color: bool) -> String {
         }
     }
     let (e, w) = (report.errors(), report.warnings());
-    let verdict = if e == 0 { p.on(GREEN, "valid") } else { p.on(RED, "invalid") };
+    let verdict = if e == 0 {
+        p.on(GREEN, "valid")
+    } else {
+        p.on(RED, "invalid")
+    };
     let _ = writeln!(
         out,
         "{verdict}: {} file(s), {} document(s), {e} error(s), {w} warning(s)",
@@ -48,17 +66,32 @@ pub(super) fn render(report: &Report<'_>, color: bool) -> String {
     if let Some(plan) = report.plan {
         out.push('\n');
         let heading = match (&report.base, report.command) {
-            (Some(_), _) => format!("Diff {} -> {}", short_rev(&report.base), short_rev(&report.head)),
+            (Some(_), _) => format!(
+                "Diff {} -> {}",
+                short_rev(&report.base),
+                short_rev(&report.head)
+            ),
             (None, "apply") => format!("Applied {}", short_rev(&report.head)),
             _ => format!("Plan for {}", short_rev(&report.head)),
         };
         let _ = writeln!(out, "{}: {}", p.on(BOLD, &heading), plan.summary());
-        let changes = plan.creates.iter().chain(&plan.updates).chain(&plan.deletes);
+        let changes = plan
+            .creates
+            .iter()
+            .chain(&plan.updates)
+            .chain(&plan.deletes);
         for c in changes {
             render_change(&mut out, c, plan.prune, &p);
         }
         if !plan.drifted.is_empty() {
-            let _ = writeln!(out, "\n{}", p.on(YELLOW, "Drifted (changed outside ward since it was applied):"));
+            let _ = writeln!(
+                out,
+                "\n{}",
+                p.on(
+                    YELLOW,
+                    "Drifted (changed outside ward since it was applied):"
+                )
+            );
             for k in &plan.drifted {
                 let _ = writeln!(out, "  {k}");
             }
@@ -76,8 +109,17 @@ fn render_connectivity(out: &mut String, c: &Connectivity, p: &Paint) {
         let _ = writeln!(out, "{}: not computed: {why}", p.on(BOLD, "Connectivity"));
         return;
     }
-    let verdict = if c.has_changes() { c.summary() } else { "no change".to_owned() };
-    let _ = writeln!(out, "{} ({}): {verdict}", p.on(BOLD, "Connectivity"), super::connectivity_scope(c));
+    let verdict = if c.has_changes() {
+        c.summary()
+    } else {
+        "no change".to_owned()
+    };
+    let _ = writeln!(
+        out,
+        "{} ({}): {verdict}",
+        p.on(BOLD, "Connectivity"),
+        super::connectivity_scope(c)
+    );
     for (allowed, line) in super::connectivity_lines(c) {
         let (mark, style) = if allowed { ("+", GREEN) } else { ("-", RED) };
         let _ = writeln!(out, "  {} {line}", p.on(style, mark));
@@ -91,9 +133,18 @@ fn render_change(out: &mut String, c: &Change, prune: bool, p: &Paint) {
         Action::Delete if prune => ("-", RED, "prune"),
         Action::Delete => ("-", RED, "prune (with --prune)"),
     };
-    let origin = c.origin.as_deref().map(|o| format!(" ({o})")).unwrap_or_default();
+    let origin = c
+        .origin
+        .as_deref()
+        .map(|o| format!(" ({o})"))
+        .unwrap_or_default();
     let drift = if c.drifted { " [drifted]" } else { "" };
-    let _ = writeln!(out, "\n{} {} {what}{origin}{drift}", p.on(style, mark), p.on(BOLD, &c.key.to_string()));
+    let _ = writeln!(
+        out,
+        "\n{} {} {what}{origin}{drift}",
+        p.on(style, mark),
+        p.on(BOLD, &c.key.to_string())
+    );
     for line in c.diff.lines().skip(2) {
         let styled = if line.starts_with('+') {
             p.on(GREEN, line)

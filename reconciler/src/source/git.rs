@@ -1,29 +1,37 @@
 //! Reading the selected files of a Git revision with git2, without a checkout, and keeping
 //! remote repositories in a local cache.
 
-use super::{ignore_matcher, is_manifest, symlink_outside, Content, Selection, SourceFile, IGNORE_FILE};
-use anyhow::{bail, Context, Result};
-use git2::{FetchOptions, ObjectType, Oid, RemoteCallbacks, Repository, Tree, TreeWalkMode, TreeWalkResult};
+use super::{
+    Content, IGNORE_FILE, Selection, SourceFile, ignore_matcher, is_manifest, symlink_outside,
+};
+use anyhow::{Context, Result, bail};
+use git2::{
+    FetchOptions, ObjectType, Oid, RemoteCallbacks, Repository, Tree, TreeWalkMode, TreeWalkResult,
+};
 use sha2::{Digest, Sha256};
 use std::io::IsTerminal;
 use std::path::{Component, Path, PathBuf};
-use ward_schema::diagnostic::codes;
 use ward_schema::Diagnostic;
+use ward_schema::diagnostic::codes;
 
 /// Git's file mode for a symlink.
 const MODE_SYMLINK: i32 = 0o120000;
 
 /// Opens the repository that contains `path` (a working tree or a bare repository).
 pub fn open_repo(path: &Path) -> Result<Repository> {
-    Repository::discover(path).with_context(|| format!("{} is not inside a Git repository", path.display()))
+    Repository::discover(path)
+        .with_context(|| format!("{} is not inside a Git repository", path.display()))
 }
 
 /// Resolves a revision (`HEAD~1`, a branch, a tag, a commit id) to its commit id.
 pub fn resolve_rev(repo: &Repository, rev: &str) -> Result<Oid> {
-    let obj = repo
-        .revparse_single(rev)
-        .with_context(|| format!("unknown revision \"{rev}\"; try a branch, a tag or a commit id"))?;
-    Ok(obj.peel_to_commit().with_context(|| format!("\"{rev}\" does not name a commit"))?.id())
+    let obj = repo.revparse_single(rev).with_context(|| {
+        format!("unknown revision \"{rev}\"; try a branch, a tag or a commit id")
+    })?;
+    Ok(obj
+        .peel_to_commit()
+        .with_context(|| format!("\"{rev}\" does not name a commit"))?
+        .id())
 }
 
 /// The files of one revision of a repository.
@@ -45,23 +53,41 @@ impl<'r> GitSource<'r> {
         let ignore = ignore_matcher(Path::new("/"), ignore_text.as_deref());
         let mut entries: Vec<(String, Oid, i32)> = Vec::new();
         tree.walk(TreeWalkMode::PreOrder, |dir, entry| {
-            let Ok(name) = entry.name() else { return TreeWalkResult::Skip };
+            let Ok(name) = entry.name() else {
+                return TreeWalkResult::Skip;
+            };
             let path = format!("{dir}{name}");
             let is_dir = entry.kind() == Some(ObjectType::Tree);
-            let ignored = ignore.matched_path_or_any_parents(Path::new("/").join(&path), is_dir).is_ignore();
+            let ignored = ignore
+                .matched_path_or_any_parents(Path::new("/").join(&path), is_dir)
+                .is_ignore();
             if ignored || name.starts_with('.') {
                 return TreeWalkResult::Skip;
             }
             if is_dir {
-                let relevant = selection.includes(&path) || selection.include.iter().any(|inc| inc.starts_with(&format!("{path}/")));
-                return if relevant { TreeWalkResult::Ok } else { TreeWalkResult::Skip };
+                let relevant = selection.includes(&path)
+                    || selection
+                        .include
+                        .iter()
+                        .any(|inc| inc.starts_with(&format!("{path}/")));
+                return if relevant {
+                    TreeWalkResult::Ok
+                } else {
+                    TreeWalkResult::Skip
+                };
             }
-            if entry.kind() == Some(ObjectType::Blob) && selection.includes(&path) && is_manifest(name) {
+            if entry.kind() == Some(ObjectType::Blob)
+                && selection.includes(&path)
+                && is_manifest(name)
+            {
                 entries.push((path, entry.id(), entry.filemode()));
             }
             TreeWalkResult::Ok
         })?;
-        let files = entries.into_iter().map(|(path, id, mode)| self.read_entry(&tree, path, id, mode, selection)).collect();
+        let files = entries
+            .into_iter()
+            .map(|(path, id, mode)| self.read_entry(&tree, path, id, mode, selection))
+            .collect();
         Ok((oid, files))
     }
 
@@ -71,7 +97,14 @@ impl<'r> GitSource<'r> {
         String::from_utf8(blob.content().to_vec()).ok()
     }
 
-    fn read_entry(&self, tree: &Tree<'_>, path: String, id: Oid, mode: i32, selection: &Selection) -> SourceFile {
+    fn read_entry(
+        &self,
+        tree: &Tree<'_>,
+        path: String,
+        id: Oid,
+        mode: i32,
+        selection: &Selection,
+    ) -> SourceFile {
         let content = if mode == MODE_SYMLINK {
             self.follow_symlink(tree, &path, id, selection)
         } else {
@@ -86,7 +119,13 @@ impl<'r> GitSource<'r> {
 
     /// Reads a blob after checking its size in the object header.
     fn read_blob(&self, path: &str, id: Oid, selection: &Selection) -> Result<Vec<u8>, Diagnostic> {
-        let err = |e: git2::Error| Diagnostic::error(codes::FILE_UNREADABLE, format!("cannot read {id} from Git: {}", e.message())).at(path, 0, 0);
+        let err = |e: git2::Error| {
+            Diagnostic::error(
+                codes::FILE_UNREADABLE,
+                format!("cannot read {id} from Git: {}", e.message()),
+            )
+            .at(path, 0, 0)
+        };
         let odb = self.repo.odb().map_err(err)?;
         let (size, _) = odb.read_header(id).map_err(err)?;
         if size as u64 > selection.limits.max_file_bytes {
@@ -97,18 +136,32 @@ impl<'r> GitSource<'r> {
 
     /// A symlink in a tree: its blob is the target path. Only targets inside the repository
     /// are followed (one level).
-    fn follow_symlink(&self, tree: &Tree<'_>, path: &str, id: Oid, selection: &Selection) -> Result<Vec<u8>, Diagnostic> {
+    fn follow_symlink(
+        &self,
+        tree: &Tree<'_>,
+        path: &str,
+        id: Oid,
+        selection: &Selection,
+    ) -> Result<Vec<u8>, Diagnostic> {
         let target = self.read_blob(path, id, selection)?;
         let target = String::from_utf8_lossy(&target).into_owned();
         let base = Path::new(path).parent().unwrap_or(Path::new(""));
         let Some(resolved) = normalize_inside(&base.join(&target)) else {
             return Err(symlink_outside(path, &target));
         };
-        let entry = tree
-            .get_path(&resolved)
-            .map_err(|_| Diagnostic::error(codes::FILE_UNREADABLE, format!("symlink target {target} is not in this revision")).at(path, 0, 0))?;
+        let entry = tree.get_path(&resolved).map_err(|_| {
+            Diagnostic::error(
+                codes::FILE_UNREADABLE,
+                format!("symlink target {target} is not in this revision"),
+            )
+            .at(path, 0, 0)
+        })?;
         if entry.filemode() == MODE_SYMLINK || entry.kind() != Some(ObjectType::Blob) {
-            return Err(Diagnostic::error(codes::FILE_UNREADABLE, format!("symlink target {target} is not a regular file")).at(path, 0, 0));
+            return Err(Diagnostic::error(
+                codes::FILE_UNREADABLE,
+                format!("symlink target {target} is not a regular file"),
+            )
+            .at(path, 0, 0));
         }
         self.read_blob(path, entry.id(), selection)
     }
@@ -154,10 +207,12 @@ impl RemoteCache {
         let digest = Sha256::digest(url.as_bytes());
         let name: String = digest.iter().take(12).map(|b| format!("{b:02x}")).collect();
         let path = self.dir.join(name);
-        std::fs::create_dir_all(&self.dir).with_context(|| format!("cannot create cache {}", self.dir.display()))?;
+        std::fs::create_dir_all(&self.dir)
+            .with_context(|| format!("cannot create cache {}", self.dir.display()))?;
         let repo = match Repository::open_bare(&path) {
             Ok(r) => r,
-            Err(_) => Repository::init_bare(&path).with_context(|| format!("cannot create {}", path.display()))?,
+            Err(_) => Repository::init_bare(&path)
+                .with_context(|| format!("cannot create {}", path.display()))?,
         };
         let refspec = format!("+{}:refs/ward/fetched", remote_ref(rev));
         {
@@ -224,8 +279,14 @@ mod tests {
 
     #[test]
     fn symlink_targets_must_stay_inside() {
-        assert_eq!(normalize_inside(Path::new("policies/../cluster-config/a.yaml")), Some(PathBuf::from("cluster-config/a.yaml")));
-        assert_eq!(normalize_inside(Path::new("policies/../../etc/passwd")), None);
+        assert_eq!(
+            normalize_inside(Path::new("policies/../cluster-config/a.yaml")),
+            Some(PathBuf::from("cluster-config/a.yaml"))
+        );
+        assert_eq!(
+            normalize_inside(Path::new("policies/../../etc/passwd")),
+            None
+        );
         assert_eq!(normalize_inside(Path::new("/etc/passwd")), None);
     }
 }

@@ -10,12 +10,12 @@
 mod git;
 mod worktree;
 
-pub use git::{open_repo, resolve_rev, GitSource, RemoteCache};
+pub use git::{GitSource, RemoteCache, open_repo, resolve_rev};
 pub use worktree::read_worktree;
 
 use ignore::gitignore::{Gitignore, GitignoreBuilder};
 use std::path::Path;
-use ward_schema::{yaml::Limits, Diagnostic};
+use ward_schema::{Diagnostic, yaml::Limits};
 
 /// The name of the ignore file at the repository root.
 pub const IGNORE_FILE: &str = ".wardignore";
@@ -31,7 +31,10 @@ pub struct Selection {
 
 impl Default for Selection {
     fn default() -> Self {
-        Selection { include: vec!["policies".into(), "cluster-config".into()], limits: Limits::default() }
+        Selection {
+            include: vec!["policies".into(), "cluster-config".into()],
+            limits: Limits::default(),
+        }
     }
 }
 
@@ -81,7 +84,9 @@ impl SourceFile {
     pub fn bytes(self, selection: &Selection) -> Result<Vec<u8>, Diagnostic> {
         match self.content {
             Content::Bytes(b) => Ok(b),
-            Content::OnDisk { root, path } => worktree::read_guarded(&root, &path, &self.path, selection),
+            Content::OnDisk { root, path } => {
+                worktree::read_guarded(&root, &path, &self.path, selection)
+            }
             Content::Unreadable(d) => Err(d),
         }
     }

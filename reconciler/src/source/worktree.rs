@@ -1,24 +1,38 @@
 //! Reading the selected files from a directory on disk (a working tree, or any folder).
 
-use super::{ignore_matcher, is_manifest, symlink_outside, Content, Selection, SourceFile, IGNORE_FILE};
+use super::{
+    Content, IGNORE_FILE, Selection, SourceFile, ignore_matcher, is_manifest, symlink_outside,
+};
 use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use ward_schema::diagnostic::codes;
 use ward_schema::Diagnostic;
+use ward_schema::diagnostic::codes;
 
 /// Reads every selected manifest under `root`. Paths in the result are relative to `root`.
 /// `extra` are explicit paths (files or folders) to read instead of the selection, as
 /// `ward validate PATHS` passes them; they may lie anywhere.
-pub fn read_worktree(root: &Path, selection: &Selection, extra: &[PathBuf]) -> std::io::Result<Vec<SourceFile>> {
+pub fn read_worktree(
+    root: &Path,
+    selection: &Selection,
+    extra: &[PathBuf],
+) -> std::io::Result<Vec<SourceFile>> {
     let root = root.canonicalize()?;
     let ignore_text = fs::read_to_string(root.join(IGNORE_FILE)).ok();
     let ignore = ignore_matcher(&root, ignore_text.as_deref());
     let mut files = Vec::new();
     let starts: Vec<PathBuf> = if extra.is_empty() {
-        selection.include.iter().map(|inc| root.join(inc)).filter(|p| p.exists()).collect()
+        selection
+            .include
+            .iter()
+            .map(|inc| root.join(inc))
+            .filter(|p| p.exists())
+            .collect()
     } else {
-        extra.iter().map(std::path::absolute).collect::<std::io::Result<_>>()?
+        extra
+            .iter()
+            .map(std::path::absolute)
+            .collect::<std::io::Result<_>>()?
     };
     for start in starts {
         walk(&root, &start, &ignore, &mut files)?;
@@ -51,7 +65,11 @@ fn walk(
             if name.starts_with('.') && name != "." {
                 continue;
             }
-            if path.starts_with(root) && ignore.matched_path_or_any_parents(&path, ty.is_dir()).is_ignore() {
+            if path.starts_with(root)
+                && ignore
+                    .matched_path_or_any_parents(&path, ty.is_dir())
+                    .is_ignore()
+            {
                 continue;
             }
             if ty.is_dir() {
@@ -61,7 +79,13 @@ fn walk(
                 if let Ok(target) = path.canonicalize() {
                     if !target.starts_with(root) {
                         let shown = display_path(root, &path);
-                        out.push(SourceFile { content: Content::Unreadable(symlink_outside(&shown, &target.to_string_lossy())), path: shown });
+                        out.push(SourceFile {
+                            content: Content::Unreadable(symlink_outside(
+                                &shown,
+                                &target.to_string_lossy(),
+                            )),
+                            path: shown,
+                        });
                     }
                 }
             } else if is_manifest(&name) {
@@ -82,12 +106,23 @@ fn display_path(root: &Path, path: &Path) -> String {
 
 /// A file to be read later by [`read_guarded`].
 fn deferred(root: &Path, path: &Path) -> SourceFile {
-    SourceFile { path: display_path(root, path), content: Content::OnDisk { root: root.to_path_buf(), path: path.to_path_buf() } }
+    SourceFile {
+        path: display_path(root, path),
+        content: Content::OnDisk {
+            root: root.to_path_buf(),
+            path: path.to_path_buf(),
+        },
+    }
 }
 
 /// Reads one file with every guard: symlinks must stay inside the root, size is checked
 /// before reading, and at most the limit is ever read (a file growing meanwhile is caught).
-pub(crate) fn read_guarded(root: &Path, path: &Path, shown: &str, selection: &Selection) -> Result<Vec<u8>, Diagnostic> {
+pub(crate) fn read_guarded(
+    root: &Path,
+    path: &Path,
+    shown: &str,
+    selection: &Selection,
+) -> Result<Vec<u8>, Diagnostic> {
     let unreadable = |e: std::io::Error| {
         Diagnostic::error(codes::FILE_UNREADABLE, format!("cannot read file: {e}")).at(shown, 0, 0)
     };
@@ -107,9 +142,13 @@ pub(crate) fn read_guarded(root: &Path, path: &Path, shown: &str, selection: &Se
         return Err(ward_schema::yaml::too_large(meta.len(), &selection.limits).at(shown, 0, 0));
     }
     let mut buf = Vec::with_capacity(meta.len() as usize);
-    fs::File::open(path).and_then(|f| f.take(max + 1).read_to_end(&mut buf)).map_err(unreadable)?;
+    fs::File::open(path)
+        .and_then(|f| f.take(max + 1).read_to_end(&mut buf))
+        .map_err(unreadable)?;
     if buf.len() as u64 > max {
-        return Err(ward_schema::yaml::too_large(buf.len() as u64, &selection.limits).at(shown, 0, 0));
+        return Err(
+            ward_schema::yaml::too_large(buf.len() as u64, &selection.limits).at(shown, 0, 0),
+        );
     }
     Ok(buf)
 }

@@ -36,13 +36,13 @@
 
 use super::{ApplyOptions, ApplyReport, Inventory, InventoryEntry, LiveObject, LiveSet, Target};
 use crate::normalize::{canonical_bytes, hash_bytes, normalize_owned, to_yaml};
-use crate::plan::{unified_diff, Action, Change, Plan};
-use anyhow::{anyhow, bail, Context, Result};
-use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
+use crate::plan::{Action, Change, Plan, unified_diff};
+use anyhow::{Context, Result, anyhow, bail};
 use futures::StreamExt;
 use kube::Client;
+use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use tokio::runtime::Runtime;
@@ -87,7 +87,12 @@ impl KubeOptions {
 
 impl Default for KubeOptions {
     fn default() -> Self {
-        KubeOptions { kubeconfig: None, context: None, sync: "ward".into(), config_namespace: "kube-system".into() }
+        KubeOptions {
+            kubeconfig: None,
+            context: None,
+            sync: "ward".into(),
+            config_namespace: "kube-system".into(),
+        }
     }
 }
 
@@ -172,7 +177,13 @@ impl Live {
         });
         let bytes = canonical_bytes(&normalize_owned(raw));
         let fp = short_hash(&bytes);
-        Live { normalized: LiveObject::from_canonical(bytes, fp), marker, metadata, appliers, invalid }
+        Live {
+            normalized: LiveObject::from_canonical(bytes, fp),
+            marker,
+            metadata,
+            appliers,
+            invalid,
+        }
     }
 
     fn annotation(&self, name: &str) -> Option<&str> {
@@ -183,11 +194,26 @@ impl Live {
 impl KubeTarget {
     /// Connects as kubectl would with `--kubeconfig` and `--context`.
     pub fn connect(opts: KubeOptions) -> Result<KubeTarget> {
-        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-        let config = rt.block_on(ward_datapath::agent::kube::client_config(opts.kubeconfig.as_deref(), opts.context.as_deref()))?;
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?;
+        let config = rt.block_on(ward_datapath::agent::kube::client_config(
+            opts.kubeconfig.as_deref(),
+            opts.context.as_deref(),
+        ))?;
         let server = config.cluster_url.to_string();
-        let client = rt.block_on(async { Client::try_from(config) }).context("cannot build a Kubernetes client")?;
-        Ok(KubeTarget { rt, client, opts, server, extra: Extra::default(), diffs: true })
+        let client = rt
+            .block_on(async { Client::try_from(config) })
+            .context("cannot build a Kubernetes client")?;
+        Ok(KubeTarget {
+            rt,
+            client,
+            opts,
+            server,
+            extra: Extra::default(),
+            diffs: true,
+        })
     }
 
     /// The client, for callers that talk to the cluster themselves (the controller, tests).
@@ -218,8 +244,16 @@ impl KubeTarget {
     pub fn sync_spec(&self) -> Result<(Value, Option<i64>)> {
         self.rt.block_on(async {
             let api: Api<DynamicObject> = Api::all_with(self.client.clone(), &sync_resource());
-            let obj = api.get_opt(&self.opts.sync).await.map_err(|e| api_error(e, "cannot read the WardSync"))?;
-            Ok(obj.map_or((json!({}), None), |o| (o.data.get("spec").cloned().unwrap_or(json!({})), o.metadata.generation)))
+            let obj = api
+                .get_opt(&self.opts.sync)
+                .await
+                .map_err(|e| api_error(e, "cannot read the WardSync"))?;
+            Ok(obj.map_or((json!({}), None), |o| {
+                (
+                    o.data.get("spec").cloned().unwrap_or(json!({})),
+                    o.metadata.generation,
+                )
+            }))
         })
     }
 
@@ -237,10 +271,18 @@ impl KubeTarget {
             "source": {"component": "ward"},
         });
         let r: Result<()> = self.rt.block_on(async {
-            let ar = ApiResource { group: String::new(), version: "v1".into(), api_version: "v1".into(), kind: "Event".into(), plural: "events".into() };
+            let ar = ApiResource {
+                group: String::new(),
+                version: "v1".into(),
+                api_version: "v1".into(),
+                kind: "Event".into(),
+                plural: "events".into(),
+            };
             let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), "default", &ar);
             let obj: DynamicObject = serde_json::from_value(ev)?;
-            api.create(&kube::api::PostParams::default(), &obj).await.map_err(|e| api_error(e, "cannot record an event"))?;
+            api.create(&kube::api::PostParams::default(), &obj)
+                .await
+                .map_err(|e| api_error(e, "cannot record an event"))?;
             Ok(())
         });
         if let Err(e) = r {
@@ -266,15 +308,32 @@ impl KubeTarget {
     /// Computes a plan against the cluster (see the module docs); with `force_conflicts`,
     /// fields other managers own are planned as taken over. Also what was live before, from
     /// the same reading of the cluster.
-    pub fn plan(&mut self, desired: &ResourceSet, prune: bool, revision: Option<String>, force_conflicts: bool) -> Result<(Plan, LiveSet)> {
+    pub fn plan(
+        &mut self,
+        desired: &ResourceSet,
+        prune: bool,
+        revision: Option<String>,
+        force_conflicts: bool,
+    ) -> Result<(Plan, LiveSet)> {
         self.plan_owned(desired.clone(), prune, revision, force_conflicts)
     }
 
     /// [`KubeTarget::plan`], taking the desired objects: each is moved into the body the plan
     /// sends, so a first apply of 10,000 objects does not hold them twice (the controller).
-    pub fn plan_owned(&mut self, desired: ResourceSet, prune: bool, revision: Option<String>, force_conflicts: bool) -> Result<(Plan, LiveSet)> {
+    pub fn plan_owned(
+        &mut self,
+        desired: ResourceSet,
+        prune: bool,
+        revision: Option<String>,
+        force_conflicts: bool,
+    ) -> Result<(Plan, LiveSet)> {
         let (client, opts) = (self.client.clone(), self.opts.clone());
-        let ask = Ask { prune, revision, force_conflicts, diffs: self.diffs };
+        let ask = Ask {
+            prune,
+            revision,
+            force_conflicts,
+            diffs: self.diffs,
+        };
         let (plan, extra, live) = self.rt.block_on(async {
             let snap = snapshot(&client, &opts).await?;
             let (plan, extra) = plan(&client, &opts, &snap, desired, ask).await?;
@@ -295,28 +354,42 @@ impl KubeTarget {
     /// What `ward status` shows, from one reading of the cluster.
     pub fn status(&self) -> Result<KubeStatus> {
         let snap = self.rt.block_on(snapshot(&self.client, &self.opts))?;
-        Ok(KubeStatus { live: snap.live_set(), drifted: snap.drifted(), invalid: snap.invalid() })
+        Ok(KubeStatus {
+            live: snap.live_set(),
+            drifted: snap.drifted(),
+            invalid: snap.invalid(),
+        })
     }
 
     /// Objects whose `status.conditions[type=Valid]` is `False`, with the message (Cilium's
     /// agent sets it on policies it cannot use).
     pub fn unhealthy(&self) -> Result<Vec<(ResourceKey, String)>> {
-        Ok(self.rt.block_on(snapshot(&self.client, &self.opts))?.invalid())
+        Ok(self
+            .rt
+            .block_on(snapshot(&self.client, &self.opts))?
+            .invalid())
     }
 }
 
 impl Target for KubeTarget {
     fn describe(&self) -> String {
-        format!("cluster {} (inventory: WardSync {})", self.server, self.opts.sync)
+        format!(
+            "cluster {} (inventory: WardSync {})",
+            self.server, self.opts.sync
+        )
     }
 
     fn live(&self) -> Result<LiveSet> {
-        Ok(self.rt.block_on(snapshot(&self.client, &self.opts))?.live_set())
+        Ok(self
+            .rt
+            .block_on(snapshot(&self.client, &self.opts))?
+            .live_set())
     }
 
     fn apply(&mut self, plan: &Plan, options: &ApplyOptions) -> Result<ApplyReport> {
         let extra = self.extra.clone();
-        self.rt.block_on(apply(&self.client, &self.opts, plan, options, &extra))
+        self.rt
+            .block_on(apply(&self.client, &self.opts, plan, options, &extra))
     }
 }
 
@@ -324,18 +397,51 @@ impl Target for KubeTarget {
 fn api_resource(kind: Kind) -> ApiResource {
     let (group, version, kind_name, plural) = match kind {
         Kind::CiliumConfig => ("", "v1", "ConfigMap", "configmaps"),
-        Kind::CiliumNetworkPolicy => ("cilium.io", "v2", "CiliumNetworkPolicy", "ciliumnetworkpolicies"),
-        Kind::CiliumClusterwideNetworkPolicy => ("cilium.io", "v2", "CiliumClusterwideNetworkPolicy", "ciliumclusterwidenetworkpolicies"),
+        Kind::CiliumNetworkPolicy => (
+            "cilium.io",
+            "v2",
+            "CiliumNetworkPolicy",
+            "ciliumnetworkpolicies",
+        ),
+        Kind::CiliumClusterwideNetworkPolicy => (
+            "cilium.io",
+            "v2",
+            "CiliumClusterwideNetworkPolicy",
+            "ciliumclusterwidenetworkpolicies",
+        ),
         Kind::CiliumEnvoyConfig => ("cilium.io", "v2", "CiliumEnvoyConfig", "ciliumenvoyconfigs"),
-        Kind::CiliumClusterwideEnvoyConfig => ("cilium.io", "v2", "CiliumClusterwideEnvoyConfig", "ciliumclusterwideenvoyconfigs"),
-        Kind::PolicyTest | Kind::LabTopology => ("ward.dev", "v1alpha1", kind.as_str(), "unapplied"),
+        Kind::CiliumClusterwideEnvoyConfig => (
+            "cilium.io",
+            "v2",
+            "CiliumClusterwideEnvoyConfig",
+            "ciliumclusterwideenvoyconfigs",
+        ),
+        Kind::PolicyTest | Kind::LabTopology => {
+            ("ward.dev", "v1alpha1", kind.as_str(), "unapplied")
+        }
     };
-    let api_version = if group.is_empty() { version.to_owned() } else { format!("{group}/{version}") };
-    ApiResource { group: group.into(), version: version.into(), api_version, kind: kind_name.into(), plural: plural.into() }
+    let api_version = if group.is_empty() {
+        version.to_owned()
+    } else {
+        format!("{group}/{version}")
+    };
+    ApiResource {
+        group: group.into(),
+        version: version.into(),
+        api_version,
+        kind: kind_name.into(),
+        plural: plural.into(),
+    }
 }
 
 fn sync_resource() -> ApiResource {
-    ApiResource { group: "ward.dev".into(), version: "v1alpha1".into(), api_version: "ward.dev/v1alpha1".into(), kind: "WardSync".into(), plural: "wardsyncs".into() }
+    ApiResource {
+        group: "ward.dev".into(),
+        version: "v1alpha1".into(),
+        api_version: "ward.dev/v1alpha1".into(),
+        kind: "WardSync".into(),
+        plural: "wardsyncs".into(),
+    }
 }
 
 /// The namespace an object of `key` lives in on the cluster.
@@ -372,7 +478,10 @@ fn to_kube_owned(r: Resource, opts: &KubeOptions) -> Value {
         })),
         _ => {
             let mut object = object;
-            if let (Some(ns), Some(meta)) = (&r.key.namespace, object.get_mut("metadata").and_then(Value::as_object_mut)) {
+            if let (Some(ns), Some(meta)) = (
+                &r.key.namespace,
+                object.get_mut("metadata").and_then(Value::as_object_mut),
+            ) {
                 meta.insert("namespace".into(), Value::String(ns.clone()));
             }
             object
@@ -407,18 +516,28 @@ async fn list_live(client: &Client, opts: &KubeOptions) -> Result<BTreeMap<Resou
         // memory at a time.
         let mut lp = lp.limit(LIST_PAGE);
         loop {
-            let list = api.list(&lp).await.map_err(|e| api_error(e, &format!("cannot list {}", ar.plural)))?;
+            let list = api
+                .list(&lp)
+                .await
+                .map_err(|e| api_error(e, &format!("cannot list {}", ar.plural)))?;
             let next = list.metadata.continue_.clone().filter(|c| !c.is_empty());
             for item in list.items {
                 let name = item.metadata.name.clone().unwrap_or_default();
-                let ns = if kind.namespaced() { item.metadata.namespace.clone() } else { None };
+                let ns = if kind.namespaced() {
+                    item.metadata.namespace.clone()
+                } else {
+                    None
+                };
                 let mut raw = serde_json::to_value(&item)?;
                 drop(item);
                 if let Some(o) = raw.as_object_mut() {
                     o.insert("apiVersion".into(), json!(ar.api_version));
                     o.insert("kind".into(), json!(ar.kind));
                 }
-                out.insert(ResourceKey::new(kind, ns.as_deref(), &name), Live::from_raw(raw));
+                out.insert(
+                    ResourceKey::new(kind, ns.as_deref(), &name),
+                    Live::from_raw(raw),
+                );
             }
             match next {
                 Some(token) => lp = lp.continue_token(&token),
@@ -432,9 +551,12 @@ async fn list_live(client: &Client, opts: &KubeOptions) -> Result<BTreeMap<Resou
 async fn read_record(client: &Client, sync: &str) -> Result<SyncRecord> {
     let api: Api<DynamicObject> = Api::all_with(client.clone(), &sync_resource());
     let obj = api.get_opt(sync).await.map_err(|e| api_error(e, &format!("cannot read WardSync {sync} (is ward's CRD installed? kubectl apply -f schema/crds/)")))?;
-    let Some(obj) = obj else { return Ok(SyncRecord::default()) };
+    let Some(obj) = obj else {
+        return Ok(SyncRecord::default());
+    };
     match obj.data.get("status") {
-        Some(status) => serde_json::from_value(status.clone()).with_context(|| format!("WardSync {sync}: unreadable status")),
+        Some(status) => serde_json::from_value(status.clone())
+            .with_context(|| format!("WardSync {sync}: unreadable status")),
         None => Ok(SyncRecord::default()),
     }
 }
@@ -446,13 +568,19 @@ struct Snapshot {
 }
 
 async fn snapshot(client: &Client, opts: &KubeOptions) -> Result<Snapshot> {
-    Ok(Snapshot { live: list_live(client, opts).await?, record: read_record(client, &opts.sync).await? })
+    Ok(Snapshot {
+        live: list_live(client, opts).await?,
+        record: read_record(client, &opts.sync).await?,
+    })
 }
 
 impl Snapshot {
     /// The live objects (normalised) and the inventory, as every target reports them.
     fn live_set(&self) -> LiveSet {
-        let mut set = LiveSet { inventory: to_inventory(&self.record), ..LiveSet::default() };
+        let mut set = LiveSet {
+            inventory: to_inventory(&self.record),
+            ..LiveSet::default()
+        };
         for (k, l) in &self.live {
             set.objects.insert(k.clone(), l.normalized.clone());
         }
@@ -465,27 +593,58 @@ impl Snapshot {
         self.record
             .inventory
             .iter()
-            .filter(|e| e.seen.is_empty() || parse_id(&e.id).and_then(|k| self.live.get(&k)).is_none_or(|l| l.marker != e.seen))
+            .filter(|e| {
+                e.seen.is_empty()
+                    || parse_id(&e.id)
+                        .and_then(|k| self.live.get(&k))
+                        .is_none_or(|l| l.marker != e.seen)
+            })
             .map(|e| e.id.clone())
             .collect()
     }
 
     /// Objects whose `Valid` condition is `False`, with its message.
     fn invalid(&self) -> Vec<(ResourceKey, String)> {
-        self.live.iter().filter_map(|(k, l)| l.invalid.clone().map(|m| (k.clone(), m))).collect()
+        self.live
+            .iter()
+            .filter_map(|(k, l)| l.invalid.clone().map(|m| (k.clone(), m)))
+            .collect()
     }
 }
 
 /// Writes the record into the `WardSync` status (creating the object when needed).
 async fn write_record(client: &Client, sync: &str, record: &SyncRecord) -> Result<()> {
     let api: Api<DynamicObject> = Api::all_with(client.clone(), &sync_resource());
-    if api.get_metadata_opt(sync).await.map_err(|e| api_error(e, "cannot read the WardSync"))?.is_none() {
+    if api
+        .get_metadata_opt(sync)
+        .await
+        .map_err(|e| api_error(e, "cannot read the WardSync"))?
+        .is_none()
+    {
         let base = json!({"apiVersion": "ward.dev/v1alpha1", "kind": "WardSync", "metadata": {"name": sync}});
-        api.patch(sync, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&base)).await.map_err(|e| api_error(e, &format!("cannot create WardSync {sync}")))?;
+        api.patch(
+            sync,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&base),
+        )
+        .await
+        .map_err(|e| api_error(e, &format!("cannot create WardSync {sync}")))?;
     }
-    let mut body = json!({"apiVersion": "ward.dev/v1alpha1", "kind": "WardSync", "metadata": {"name": sync}});
+    let mut body =
+        json!({"apiVersion": "ward.dev/v1alpha1", "kind": "WardSync", "metadata": {"name": sync}});
     body["status"] = serde_json::to_value(record)?;
-    api.patch_status(sync, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&body)).await.map_err(|e| api_error(e, &format!("cannot record the inventory in WardSync {sync}")))?;
+    api.patch_status(
+        sync,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&body),
+    )
+    .await
+    .map_err(|e| {
+        api_error(
+            e,
+            &format!("cannot record the inventory in WardSync {sync}"),
+        )
+    })?;
     Ok(())
 }
 
@@ -498,7 +657,14 @@ fn to_inventory(record: &SyncRecord) -> Inventory {
     };
     for e in &record.inventory {
         if let Some(key) = parse_id(&e.id) {
-            inv.entries.insert(e.id.clone(), InventoryEntry { key, fingerprint: e.fp.clone(), origin: e.origin.clone() });
+            inv.entries.insert(
+                e.id.clone(),
+                InventoryEntry {
+                    key,
+                    fingerprint: e.fp.clone(),
+                    origin: e.origin.clone(),
+                },
+            );
         }
     }
     inv
@@ -517,7 +683,11 @@ pub fn parse_id(id: &str) -> Option<ResourceKey> {
 
 /// The message of a `Valid` condition that is `False`.
 fn invalid_condition(raw: &Value) -> Option<String> {
-    raw.pointer("/status/conditions")?.as_array()?.iter().find(|c| c["type"] == "Valid" && c["status"] == "False").map(|c| c["message"].as_str().unwrap_or("(no message)").to_owned())
+    raw.pointer("/status/conditions")?
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == "Valid" && c["status"] == "False")
+        .map(|c| c["message"].as_str().unwrap_or("(no message)").to_owned())
 }
 
 /// What changes whenever an object's content does: `g<metadata.generation>` for kinds that
@@ -525,7 +695,12 @@ fn invalid_condition(raw: &Value) -> Option<String> {
 pub fn marker(raw: &Value) -> String {
     match raw.pointer("/metadata/generation").and_then(Value::as_i64) {
         Some(g) => format!("g{g}"),
-        None => format!("rv{}", raw.pointer("/metadata/resourceVersion").and_then(Value::as_str).unwrap_or("")),
+        None => format!(
+            "rv{}",
+            raw.pointer("/metadata/resourceVersion")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+        ),
     }
 }
 
@@ -533,8 +708,14 @@ pub fn marker(raw: &Value) -> String {
 /// ward sets (other managers may add their own).
 fn metadata_holds(live: &Value, want: &Value) -> bool {
     ["labels", "annotations"].iter().all(|f| {
-        let Some(w) = want.pointer(&format!("/metadata/{f}")).and_then(Value::as_object) else { return true };
-        w.iter().all(|(k, v)| live.get(*f).and_then(|m| m.get(k)) == Some(v))
+        let Some(w) = want
+            .pointer(&format!("/metadata/{f}"))
+            .and_then(Value::as_object)
+        else {
+            return true;
+        };
+        w.iter()
+            .all(|(k, v)| live.get(*f).and_then(|m| m.get(k)) == Some(v))
     })
 }
 
@@ -554,9 +735,15 @@ pub struct KubeStatus {
 fn api_error(e: kube::Error, what: &str) -> anyhow::Error {
     match e {
         kube::Error::Api(s) if s.code == 409 && s.message.contains("conflict") => {
-            anyhow!("{what}: {} (another field manager owns these fields; `--force-conflicts` takes them over)", s.message)
+            anyhow!(
+                "{what}: {} (another field manager owns these fields; `--force-conflicts` takes them over)",
+                s.message
+            )
         }
-        kube::Error::Api(s) if s.code == 403 => anyhow!("{what}: forbidden: {} (check the RBAC of the user in the kubeconfig)", s.message),
+        kube::Error::Api(s) if s.code == 403 => anyhow!(
+            "{what}: forbidden: {} (check the RBAC of the user in the kubeconfig)",
+            s.message
+        ),
         kube::Error::Api(s) => anyhow!("{what}: {} ({})", s.message, s.reason),
         other => anyhow!("{what}: {other} (is the API server reachable?)"),
     }
@@ -576,7 +763,12 @@ struct Dry {
 
 /// The managers other than ward that own fields of `raw` through server-side apply.
 fn appliers(raw: &Value) -> Vec<String> {
-    let Some(fields) = raw.pointer("/metadata/managedFields").and_then(Value::as_array) else { return Vec::new() };
+    let Some(fields) = raw
+        .pointer("/metadata/managedFields")
+        .and_then(Value::as_array)
+    else {
+        return Vec::new();
+    };
     fields
         .iter()
         .filter(|f| f["operation"] == "Apply" && f["manager"] != FIELD_MANAGER)
@@ -606,12 +798,37 @@ struct Ask {
     diffs: bool,
 }
 
-async fn plan(client: &Client, opts: &KubeOptions, snap: &Snapshot, desired: ResourceSet, ask: Ask) -> Result<(Plan, Extra)> {
-    let Ask { prune, revision, force_conflicts, diffs } = ask;
-    let diff_of = |key: &ResourceKey, before: Option<&Value>, after: Option<&Value>| if diffs { unified_diff(key, before, after) } else { String::new() };
+async fn plan(
+    client: &Client,
+    opts: &KubeOptions,
+    snap: &Snapshot,
+    desired: ResourceSet,
+    ask: Ask,
+) -> Result<(Plan, Extra)> {
+    let Ask {
+        prune,
+        revision,
+        force_conflicts,
+        diffs,
+    } = ask;
+    let diff_of = |key: &ResourceKey, before: Option<&Value>, after: Option<&Value>| {
+        if diffs {
+            unified_diff(key, before, after)
+        } else {
+            String::new()
+        }
+    };
     let (live, record) = (&snap.live, &snap.record);
-    let recorded: BTreeMap<&str, &KubeEntry> = record.inventory.iter().map(|e| (e.id.as_str(), e)).collect();
-    let mut plan = Plan { revision, prune, ..Plan::default() };
+    let recorded: BTreeMap<&str, &KubeEntry> = record
+        .inventory
+        .iter()
+        .map(|e| (e.id.as_str(), e))
+        .collect();
+    let mut plan = Plan {
+        revision,
+        prune,
+        ..Plan::default()
+    };
     let mut to_check = Vec::new();
     let desired_keys: BTreeSet<ResourceKey> = desired.keys().cloned().collect();
     for r in desired.into_iter().filter(|r| r.key.kind.is_applied()) {
@@ -624,7 +841,12 @@ async fn plan(client: &Client, opts: &KubeOptions, snap: &Snapshot, desired: Res
         // Unchanged without asking: ward's last write is what is wanted and nobody changed
         // the object since (its marker moves on any change but, for CRDs, metadata).
         let untouched = match (entry, l) {
-            (Some(e), Some(l)) => e.fp == fp && !e.seen.is_empty() && l.marker == e.seen && metadata_holds(&l.metadata, &send),
+            (Some(e), Some(l)) => {
+                e.fp == fp
+                    && !e.seen.is_empty()
+                    && l.marker == e.seen
+                    && metadata_holds(&l.metadata, &send)
+            }
             _ => false,
         };
         if untouched {
@@ -654,26 +876,46 @@ async fn plan(client: &Client, opts: &KubeOptions, snap: &Snapshot, desired: Res
         let entry = recorded.get(Inventory::id(&d.key).as_str());
         let l = live.get(&d.key);
         // Drift: ward applied this content before, and the object is no longer what ward left.
-        let drifted = entry.is_some_and(|e| e.fp == d.fp) && l.is_none_or(|l| &after != l.normalized.object());
+        let drifted = entry.is_some_and(|e| e.fp == d.fp)
+            && l.is_none_or(|l| &after != l.normalized.object());
         if drifted {
             plan.drifted.push(d.key.clone());
         }
         let (action, before) = match l {
             None => (Action::Create, None),
             Some(l) if l.normalized.object() == &after => {
-                extra.refresh.insert(Inventory::id(&d.key), (l.marker.clone(), d.fp.clone()));
+                extra
+                    .refresh
+                    .insert(Inventory::id(&d.key), (l.marker.clone(), d.fp.clone()));
                 plan.unchanged.push(d.key);
                 continue;
             }
             Some(l) => (Action::Update, Some(l.normalized.object().clone())),
         };
         let diff = diff_of(&d.key, before.as_ref(), Some(&after));
-        let change = Change { key: d.key, action, before, after: Some(d.send), after_fingerprint: Some(d.fp), diff, origin: Some(d.origin), drifted };
-        if action == Action::Create { plan.creates.push(change) } else { plan.updates.push(change) }
+        let change = Change {
+            key: d.key,
+            action,
+            before,
+            after: Some(d.send),
+            after_fingerprint: Some(d.fp),
+            diff,
+            origin: Some(d.origin),
+            drifted,
+        };
+        if action == Action::Create {
+            plan.creates.push(change)
+        } else {
+            plan.updates.push(change)
+        }
     }
     if !conflicts.is_empty() {
         conflicts.sort();
-        bail!("the API server refused {} object(s) in a dry run; nothing was applied:\n  {}", conflicts.len(), conflicts.join("\n  "));
+        bail!(
+            "the API server refused {} object(s) in a dry run; nothing was applied:\n  {}",
+            conflicts.len(),
+            conflicts.join("\n  ")
+        );
     }
     for e in &record.inventory {
         let Some(key) = parse_id(&e.id) else { continue };
@@ -691,7 +933,16 @@ async fn plan(client: &Client, opts: &KubeOptions, snap: &Snapshot, desired: Res
         }
         let before = l.normalized.object();
         let diff = diff_of(&key, Some(before), None);
-        plan.deletes.push(Change { key, action: Action::Delete, before: Some(before.clone()), after: None, after_fingerprint: None, diff, origin: None, drifted });
+        plan.deletes.push(Change {
+            key,
+            action: Action::Delete,
+            before: Some(before.clone()),
+            after: None,
+            after_fingerprint: None,
+            diff,
+            origin: None,
+            drifted,
+        });
     }
     for list in [&mut plan.creates, &mut plan.updates, &mut plan.deletes] {
         list.sort_by(|a, b| a.key.cmp(&b.key));
@@ -713,50 +964,114 @@ type DryItem = (ResourceKey, Value, String, String, Vec<String>);
 /// `scale`: operation `Update`) is drift, which ward corrects: the dry run is repeated with
 /// force and the object is marked to be forced. A conflict with a manager that applies the
 /// object itself (operation `Apply`) is a real ownership conflict and fails the plan.
-fn dry_runs<'a>(client: &'a Client, opts: &'a KubeOptions, items: Vec<DryItem>, force_conflicts: bool) -> impl futures::Stream<Item = Dry> + 'a {
-    futures::stream::iter(items).map(move |item| dry_run(client, opts, item, force_conflicts)).buffer_unordered(CONCURRENCY)
+fn dry_runs<'a>(
+    client: &'a Client,
+    opts: &'a KubeOptions,
+    items: Vec<DryItem>,
+    force_conflicts: bool,
+) -> impl futures::Stream<Item = Dry> + 'a {
+    futures::stream::iter(items)
+        .map(move |item| dry_run(client, opts, item, force_conflicts))
+        .buffer_unordered(CONCURRENCY)
 }
 
-async fn dry_run(client: &Client, opts: &KubeOptions, (key, send, fp, origin, appliers): DryItem, force_conflicts: bool) -> Dry {
+async fn dry_run(
+    client: &Client,
+    opts: &KubeOptions,
+    (key, send, fp, origin, appliers): DryItem,
+    force_conflicts: bool,
+) -> Dry {
     let api = api_for(client, &key, opts);
-    let pp = if force_conflicts { PatchParams::apply(FIELD_MANAGER).dry_run().force() } else { PatchParams::apply(FIELD_MANAGER).dry_run() };
+    let pp = if force_conflicts {
+        PatchParams::apply(FIELD_MANAGER).dry_run().force()
+    } else {
+        PatchParams::apply(FIELD_MANAGER).dry_run()
+    };
     let mut forced = false;
     let mut answer = api.patch(&key.name, &pp, &Patch::Apply(&send)).await;
     if let Err(kube::Error::Api(st)) = &answer {
-        let declared = appliers.iter().any(|m| st.message.contains(&format!("conflict with \"{m}\"")));
+        let declared = appliers
+            .iter()
+            .any(|m| st.message.contains(&format!("conflict with \"{m}\"")));
         if st.code == 409 && !declared {
             forced = true;
-            answer = api.patch(&key.name, &pp.clone().force(), &Patch::Apply(&send)).await;
+            answer = api
+                .patch(&key.name, &pp.clone().force(), &Patch::Apply(&send))
+                .await;
         }
     }
-    let result = answer.map_err(|e| api_error(e, "dry run")).and_then(|o| Ok(serde_json::to_value(o)?)).map(|mut v| {
-        if let Some(o) = v.as_object_mut() {
-            o.insert("apiVersion".into(), send["apiVersion"].clone());
-            o.insert("kind".into(), send["kind"].clone());
-        }
-        normalize_owned(v)
-    });
-    Dry { key, send, fp, origin, forced, result }
+    let result = answer
+        .map_err(|e| api_error(e, "dry run"))
+        .and_then(|o| Ok(serde_json::to_value(o)?))
+        .map(|mut v| {
+            if let Some(o) = v.as_object_mut() {
+                o.insert("apiVersion".into(), send["apiVersion"].clone());
+                o.insert("kind".into(), send["kind"].clone());
+            }
+            normalize_owned(v)
+        });
+    Dry {
+        key,
+        send,
+        fp,
+        origin,
+        forced,
+        result,
+    }
 }
 
-async fn apply(client: &Client, opts: &KubeOptions, plan: &Plan, options: &ApplyOptions, extra: &Extra) -> Result<ApplyReport> {
+async fn apply(
+    client: &Client,
+    opts: &KubeOptions,
+    plan: &Plan,
+    options: &ApplyOptions,
+    extra: &Extra,
+) -> Result<ApplyReport> {
     let record = read_record(client, &opts.sync).await?;
-    let writes: Vec<&Change> = plan.actions().into_iter().filter(|c| c.action != Action::Delete).collect();
-    ensure_namespaces(client, opts, &writes.iter().map(|c| &c.key).collect::<Vec<_>>()).await?;
-    let mut entries: BTreeMap<String, KubeEntry> = record.inventory.iter().map(|e| (e.id.clone(), e.clone())).collect();
+    let writes: Vec<&Change> = plan
+        .actions()
+        .into_iter()
+        .filter(|c| c.action != Action::Delete)
+        .collect();
+    ensure_namespaces(
+        client,
+        opts,
+        &writes.iter().map(|c| &c.key).collect::<Vec<_>>(),
+    )
+    .await?;
+    let mut entries: BTreeMap<String, KubeEntry> = record
+        .inventory
+        .iter()
+        .map(|e| (e.id.clone(), e.clone()))
+        .collect();
     // Everything this apply may create is listed before the first write (no marker: not
     // confirmed), so no interruption can orphan an object.
     for c in &writes {
         let id = Inventory::id(&c.key);
         let fp = c.after_fingerprint.clone().unwrap_or_default();
-        entries.entry(id.clone()).and_modify(|e| e.seen.clear()).or_insert(KubeEntry { id, fp, seen: String::new(), origin: c.origin.clone().unwrap_or_default() });
+        entries
+            .entry(id.clone())
+            .and_modify(|e| e.seen.clear())
+            .or_insert(KubeEntry {
+                id,
+                fp,
+                seen: String::new(),
+                origin: c.origin.clone().unwrap_or_default(),
+            });
     }
-    let mut rec = SyncRecord { last_attempted_revision: options.revision.clone(), inventory: entries.values().cloned().collect(), ..record.clone() };
+    let mut rec = SyncRecord {
+        last_attempted_revision: options.revision.clone(),
+        inventory: entries.values().cloned().collect(),
+        ..record.clone()
+    };
     // Only creates can orphan an object; updates and deletes are of listed objects already.
     if writes.iter().any(|c| c.action == Action::Create) {
         write_record(client, &opts.sync, &rec).await?;
     }
-    let mut report = ApplyReport { unchanged: plan.unchanged.len(), ..ApplyReport::default() };
+    let mut report = ApplyReport {
+        unchanged: plan.unchanged.len(),
+        ..ApplyReport::default()
+    };
     let pp = PatchParams::apply(FIELD_MANAGER);
     let mut failure = None;
     for c in &plan.actions() {
@@ -773,13 +1088,33 @@ async fn apply(client: &Client, opts: &KubeOptions, plan: &Plan, options: &Apply
                 entries.remove(&id);
                 report.deleted += 1;
             }),
-            (_, Some(send)) => match api.patch(&c.key.name, &if options.force_conflicts || extra.forced.contains(&c.key) { pp.clone().force() } else { pp.clone() }, &Patch::Apply(send)).await {
+            (_, Some(send)) => match api
+                .patch(
+                    &c.key.name,
+                    &if options.force_conflicts || extra.forced.contains(&c.key) {
+                        pp.clone().force()
+                    } else {
+                        pp.clone()
+                    },
+                    &Patch::Apply(send),
+                )
+                .await
+            {
                 Ok(o) => {
-                    let e = entries.entry(id.clone()).or_insert(KubeEntry { id, fp: String::new(), seen: String::new(), origin: String::new() });
+                    let e = entries.entry(id.clone()).or_insert(KubeEntry {
+                        id,
+                        fp: String::new(),
+                        seen: String::new(),
+                        origin: String::new(),
+                    });
                     e.fp = c.after_fingerprint.clone().unwrap_or_default();
                     e.seen = marker(&serde_json::to_value(&o)?);
                     e.origin = c.origin.clone().unwrap_or_default();
-                    if c.action == Action::Create { report.created += 1 } else { report.updated += 1 }
+                    if c.action == Action::Create {
+                        report.created += 1
+                    } else {
+                        report.updated += 1
+                    }
                     Ok(())
                 }
                 Err(e) => Err(api_error(e, &format!("cannot apply {what}"))),
@@ -820,16 +1155,30 @@ async fn apply(client: &Client, opts: &KubeOptions, plan: &Plan, options: &Apply
 }
 
 /// Fails (before any write) when a namespace an object needs does not exist.
-async fn ensure_namespaces(client: &Client, opts: &KubeOptions, keys: &[&ResourceKey]) -> Result<()> {
+async fn ensure_namespaces(
+    client: &Client,
+    opts: &KubeOptions,
+    keys: &[&ResourceKey],
+) -> Result<()> {
     let wanted: BTreeSet<&str> = keys.iter().filter_map(|k| namespace_of(k, opts)).collect();
     if wanted.is_empty() {
         return Ok(());
     }
     let api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
-    let have: BTreeSet<String> = api.list(&ListParams::default()).await.map_err(|e| api_error(e, "cannot list namespaces"))?.items.into_iter().filter_map(|n| n.metadata.name).collect();
+    let have: BTreeSet<String> = api
+        .list(&ListParams::default())
+        .await
+        .map_err(|e| api_error(e, "cannot list namespaces"))?
+        .items
+        .into_iter()
+        .filter_map(|n| n.metadata.name)
+        .collect();
     let missing: Vec<&str> = wanted.into_iter().filter(|n| !have.contains(*n)).collect();
     if !missing.is_empty() {
-        bail!("namespace(s) {} do not exist; create them first (ward does not create namespaces); nothing was applied", missing.join(", "));
+        bail!(
+            "namespace(s) {} do not exist; create them first (ward does not create namespaces); nothing was applied",
+            missing.join(", ")
+        );
     }
     Ok(())
 }
@@ -841,25 +1190,47 @@ mod tests {
 
     #[test]
     fn ids_parse_back_to_keys() {
-        for key in [ResourceKey::new(Kind::CiliumNetworkPolicy, Some("shop"), "a"), ResourceKey::new(Kind::CiliumConfig, None, "cilium-config")] {
+        for key in [
+            ResourceKey::new(Kind::CiliumNetworkPolicy, Some("shop"), "a"),
+            ResourceKey::new(Kind::CiliumConfig, None, "cilium-config"),
+        ] {
             assert_eq!(parse_id(&Inventory::id(&key)), Some(key));
         }
-        assert_eq!(parse_id("CiliumNetworkPolicy/a"), None, "a namespaced kind needs a namespace");
+        assert_eq!(
+            parse_id("CiliumNetworkPolicy/a"),
+            None,
+            "a namespaced kind needs a namespace"
+        );
         assert_eq!(parse_id("Pod/x/y"), None);
     }
 
     #[test]
     fn markers_follow_generation_or_resource_version() {
-        assert_eq!(marker(&json!({"metadata": {"generation": 3, "resourceVersion": "9"}})), "g3");
-        assert_eq!(marker(&json!({"metadata": {"resourceVersion": "9"}})), "rv9");
+        assert_eq!(
+            marker(&json!({"metadata": {"generation": 3, "resourceVersion": "9"}})),
+            "g3"
+        );
+        assert_eq!(
+            marker(&json!({"metadata": {"resourceVersion": "9"}})),
+            "rv9"
+        );
     }
 
     #[test]
     fn metadata_ward_sets_must_still_be_there() {
         let want = json!({"metadata": {"labels": {"a": "1"}}});
         let live = |raw: Value| Live::from_raw(raw).metadata;
-        assert!(metadata_holds(&live(json!({"metadata": {"labels": {"a": "1", "other": "x"}}})), &want), "others may add labels");
-        assert!(!metadata_holds(&live(json!({"metadata": {"labels": {"a": "2"}}})), &want));
+        assert!(
+            metadata_holds(
+                &live(json!({"metadata": {"labels": {"a": "1", "other": "x"}}})),
+                &want
+            ),
+            "others may add labels"
+        );
+        assert!(!metadata_holds(
+            &live(json!({"metadata": {"labels": {"a": "2"}}})),
+            &want
+        ));
         assert!(!metadata_holds(&live(json!({"metadata": {}})), &want));
     }
 
@@ -874,13 +1245,23 @@ mod tests {
         assert_eq!(cm["kind"], "ConfigMap");
         assert_eq!(cm["metadata"]["namespace"], "kube-system");
         assert_eq!(cm["metadata"]["labels"][MANAGED_BY.0], MANAGED_BY.1);
-        assert!(cm["data"][CONFIG_MAP_KEY].as_str().unwrap().contains("enable-encryption: true"));
+        assert!(
+            cm["data"][CONFIG_MAP_KEY]
+                .as_str()
+                .unwrap()
+                .contains("enable-encryption: true")
+        );
     }
 
     #[test]
     fn invalid_conditions_are_found() {
         let raw = json!({"status": {"conditions": [{"type": "Valid", "status": "False", "message": "bad"}]}});
         assert_eq!(invalid_condition(&raw).as_deref(), Some("bad"));
-        assert_eq!(invalid_condition(&json!({"status": {"conditions": [{"type": "Valid", "status": "True"}]}})), None);
+        assert_eq!(
+            invalid_condition(
+                &json!({"status": {"conditions": [{"type": "Valid", "status": "True"}]}})
+            ),
+            None
+        );
     }
 }

@@ -26,17 +26,17 @@
 
 use super::{ApplyOptions, ApplyReport, Inventory, InventoryEntry, LiveObject, LiveSet, Target};
 use crate::normalize::{canonical_bytes, fingerprint, hash_bytes, normalize, normalize_owned};
-use rayon::prelude::*;
 use crate::plan::{Action, Plan};
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{Context, Result, anyhow, bail};
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
-use ward_schema::store::{self, CLUSTER_DIR, OBJECTS, TMP_MARK};
 use ward_schema::ResourceKey;
+use ward_schema::store::{self, CLUSTER_DIR, OBJECTS, TMP_MARK};
 
 const INVENTORY: &str = "inventory.json";
 const JOURNAL: &str = "journal.json";
@@ -92,16 +92,25 @@ impl LocalTarget {
 
     fn object_path(&self, key: &ResourceKey) -> PathBuf {
         let ns = key.namespace.as_deref().unwrap_or(CLUSTER_DIR);
-        self.dir.join(OBJECTS).join(key.kind.as_str()).join(ns).join(format!("{}.json", key.name))
+        self.dir
+            .join(OBJECTS)
+            .join(key.kind.as_str())
+            .join(ns)
+            .join(format!("{}.json", key.name))
     }
 
     /// Reads the inventory (empty when there is none yet).
     pub fn inventory(&self) -> Result<Inventory> {
         match fs::read(self.dir.join(INVENTORY)) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .with_context(|| format!("{} is corrupt; restore it or delete the state directory to start over", self.dir.join(INVENTORY).display())),
+            Ok(bytes) => serde_json::from_slice(&bytes).with_context(|| {
+                format!(
+                    "{} is corrupt; restore it or delete the state directory to start over",
+                    self.dir.join(INVENTORY).display()
+                )
+            }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Inventory::default()),
-            Err(e) => Err(e).with_context(|| format!("cannot read {}", self.dir.join(INVENTORY).display())),
+            Err(e) => Err(e)
+                .with_context(|| format!("cannot read {}", self.dir.join(INVENTORY).display())),
         }
     }
 
@@ -112,7 +121,8 @@ impl LocalTarget {
         self.object_files()?
             .into_par_iter()
             .map(|(key, path)| {
-                let bytes = fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+                let bytes =
+                    fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
                 let recorded = inventory.get(&key).map(|e| e.fingerprint.as_str());
                 Ok((key.clone(), read_object(&path, bytes, recorded)?))
             })
@@ -122,12 +132,14 @@ impl LocalTarget {
     /// Every object file's key and path (temporary files of an apply in flight excluded).
     fn object_files(&self) -> Result<Vec<(ResourceKey, PathBuf)>> {
         let objects = self.dir.join(OBJECTS);
-        store::object_files(&objects).with_context(|| format!("cannot read the objects in {}", objects.display()))
+        store::object_files(&objects)
+            .with_context(|| format!("cannot read the objects in {}", objects.display()))
     }
 
     /// Takes the writer lock, failing fast when another process holds it.
     fn lock(&self) -> Result<File> {
-        fs::create_dir_all(&self.dir).with_context(|| format!("cannot create state directory {}", self.dir.display()))?;
+        fs::create_dir_all(&self.dir)
+            .with_context(|| format!("cannot create state directory {}", self.dir.display()))?;
         let file = OpenOptions::new()
             .create(true)
             .truncate(false)
@@ -145,7 +157,9 @@ impl LocalTarget {
                 self.dir.display(),
                 self.dir.join(LOCK).display()
             ),
-            Err(fs::TryLockError::Error(e)) => Err(anyhow!(e).context("cannot lock the state directory")),
+            Err(fs::TryLockError::Error(e)) => {
+                Err(anyhow!(e).context("cannot lock the state directory"))
+            }
         }
     }
 
@@ -155,7 +169,10 @@ impl LocalTarget {
     fn ignore_in_git(&self) -> Result<()> {
         let path = self.dir.join(GITIGNORE);
         if !path.exists() {
-            write_atomic(&path, b"# ward's local target state; not part of the desired state\n*\n")?;
+            write_atomic(
+                &path,
+                b"# ward's local target state; not part of the desired state\n*\n",
+            )?;
         }
         Ok(())
     }
@@ -182,9 +199,19 @@ impl LocalTarget {
                 let id = Inventory::id(&op.key);
                 match op.fingerprint {
                     Some(fp) => {
-                        let on_disk = fs::read(&file).ok().and_then(|b| serde_json::from_slice::<Value>(&b).ok()).map(|v| fingerprint(&normalize(&v)));
+                        let on_disk = fs::read(&file)
+                            .ok()
+                            .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+                            .map(|v| fingerprint(&normalize(&v)));
                         if on_disk.as_deref() == Some(fp.as_str()) {
-                            inv.entries.insert(id, InventoryEntry { key: op.key, fingerprint: fp, origin: op.origin });
+                            inv.entries.insert(
+                                id,
+                                InventoryEntry {
+                                    key: op.key,
+                                    fingerprint: fp,
+                                    origin: op.origin,
+                                },
+                            );
                         }
                     }
                     None => {
@@ -205,13 +232,16 @@ impl LocalTarget {
     fn remove_temp_files(&self) -> Result<()> {
         let mut stack = vec![self.dir.clone()];
         while let Some(dir) = stack.pop() {
-            let Ok(entries) = fs::read_dir(&dir) else { continue };
+            let Ok(entries) = fs::read_dir(&dir) else {
+                continue;
+            };
             for e in entries.flatten() {
                 let p = e.path();
                 if p.is_dir() {
                     stack.push(p);
                 } else if e.file_name().to_string_lossy().contains(TMP_MARK) {
-                    fs::remove_file(&p).with_context(|| format!("cannot remove {}", p.display()))?;
+                    fs::remove_file(&p)
+                        .with_context(|| format!("cannot remove {}", p.display()))?;
                 }
             }
         }
@@ -249,13 +279,20 @@ impl Target for LocalTarget {
             revision: options.revision.clone(),
             ops: actions
                 .iter()
-                .map(|c| JournalOp { key: c.key.clone(), fingerprint: c.after_fingerprint.clone(), origin: c.origin.clone().unwrap_or_default() })
+                .map(|c| JournalOp {
+                    key: c.key.clone(),
+                    fingerprint: c.after_fingerprint.clone(),
+                    origin: c.origin.clone().unwrap_or_default(),
+                })
                 .collect(),
         };
         write_atomic(&self.dir.join(JOURNAL), &serde_json::to_vec(&journal)?)?;
         let mut inv = self.inventory()?;
         inv.attempted_revision = options.revision.clone();
-        let mut report = ApplyReport { unchanged: plan.unchanged.len(), ..ApplyReport::default() };
+        let mut report = ApplyReport {
+            unchanged: plan.unchanged.len(),
+            ..ApplyReport::default()
+        };
         for change in actions {
             let path = self.object_path(&change.key);
             let id = Inventory::id(&change.key);
@@ -264,17 +301,34 @@ impl Target for LocalTarget {
                     match fs::remove_file(&path) {
                         Ok(()) => {}
                         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                        Err(e) => return Err(e).with_context(|| format!("cannot delete {}", path.display())),
+                        Err(e) => {
+                            return Err(e)
+                                .with_context(|| format!("cannot delete {}", path.display()));
+                        }
                     }
                     inv.entries.remove(&id);
                     report.deleted += 1;
                 }
                 (action, Some(after), Some(fp)) => {
-                    let parent = path.parent().ok_or_else(|| anyhow!("object path has no parent"))?;
-                    fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+                    let parent = path
+                        .parent()
+                        .ok_or_else(|| anyhow!("object path has no parent"))?;
+                    fs::create_dir_all(parent)
+                        .with_context(|| format!("cannot create {}", parent.display()))?;
                     write_atomic(&path, &canonical_bytes(after))?;
-                    inv.entries.insert(id, InventoryEntry { key: change.key.clone(), fingerprint: fp.clone(), origin: change.origin.clone().unwrap_or_default() });
-                    if action == Action::Create { report.created += 1 } else { report.updated += 1 }
+                    inv.entries.insert(
+                        id,
+                        InventoryEntry {
+                            key: change.key.clone(),
+                            fingerprint: fp.clone(),
+                            origin: change.origin.clone().unwrap_or_default(),
+                        },
+                    );
+                    if action == Action::Create {
+                        report.created += 1
+                    } else {
+                        report.updated += 1
+                    }
                 }
                 _ => bail!("internal error: {} has no desired content", change.key),
             }
@@ -283,7 +337,14 @@ impl Target for LocalTarget {
         // interrupted run) are recorded too, so the inventory covers everything desired.
         for key in &plan.unchanged {
             if let (Some(l), None) = (self.read_one(key)?, inv.get(key)) {
-                inv.entries.insert(Inventory::id(key), InventoryEntry { key: key.clone(), fingerprint: l, origin: String::new() });
+                inv.entries.insert(
+                    Inventory::id(key),
+                    InventoryEntry {
+                        key: key.clone(),
+                        fingerprint: l,
+                        origin: String::new(),
+                    },
+                );
             }
         }
         inv.applied_revision = options.revision.clone();
@@ -299,7 +360,9 @@ impl LocalTarget {
     /// The fingerprint of one live object, if it exists.
     fn read_one(&self, key: &ResourceKey) -> Result<Option<String>> {
         match fs::read(self.object_path(key)) {
-            Ok(b) => Ok(serde_json::from_slice::<Value>(&b).ok().map(|v| fingerprint(&normalize(&v)))),
+            Ok(b) => Ok(serde_json::from_slice::<Value>(&b)
+                .ok()
+                .map(|v| fingerprint(&normalize(&v)))),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e.into()),
         }
@@ -316,7 +379,8 @@ fn read_object(path: &Path, bytes: Vec<u8>, recorded: Option<&str>) -> Result<Li
     if recorded == Some(raw.as_str()) {
         return Ok(LiveObject::from_canonical(bytes, raw));
     }
-    let object: Value = serde_json::from_slice(&bytes).with_context(|| format!("{} is not valid JSON; fix or delete it", path.display()))?;
+    let object: Value = serde_json::from_slice(&bytes)
+        .with_context(|| format!("{} is not valid JSON; fix or delete it", path.display()))?;
     let object = normalize_owned(object);
     let fingerprint = fingerprint(&object);
     Ok(LiveObject::new(object, fingerprint))
@@ -324,31 +388,46 @@ fn read_object(path: &Path, bytes: Vec<u8>, recorded: Option<&str>) -> Result<Li
 
 fn record_pid(mut file: &File) -> Result<()> {
     file.set_len(0).context("cannot write the lock file")?;
-    file.write_all(format!("{}\n", std::process::id()).as_bytes()).context("cannot write the lock file")?;
+    file.write_all(format!("{}\n", std::process::id()).as_bytes())
+        .context("cannot write the lock file")?;
     Ok(())
 }
 
 /// Writes `bytes` to `path` so that readers see the old or the new content, never a mix:
 /// temporary file in the same folder, fsync, rename, fsync the folder.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().ok_or_else(|| anyhow!("{} has no parent folder", path.display()))?;
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let dir = path
+        .parent()
+        .ok_or_else(|| anyhow!("{} has no parent folder", path.display()))?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = dir.join(format!("{name}{TMP_MARK}{}", std::process::id()));
     let mut f = File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
-    f.write_all(bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
-    f.sync_all().with_context(|| format!("cannot sync {}", tmp.display()))?;
+    f.write_all(bytes)
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
+    f.sync_all()
+        .with_context(|| format!("cannot sync {}", tmp.display()))?;
     drop(f);
     fs::rename(&tmp, path).with_context(|| format!("cannot move {} into place", path.display()))?;
     sync_dir(dir)
 }
 
 fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir).and_then(|d| d.sync_all()).with_context(|| format!("cannot sync {}", dir.display()))
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .with_context(|| format!("cannot sync {}", dir.display()))
 }
 
 /// The current time as RFC 3339 UTC, without a date library.
 pub fn now_rfc3339() -> String {
-    rfc3339_of(SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0))
+    rfc3339_of(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
+    )
 }
 
 /// Seconds since the Unix epoch as RFC 3339, UTC (`2026-11-29T12:00:00Z`).
@@ -356,7 +435,12 @@ pub fn rfc3339_of(secs: u64) -> String {
     let days = secs / 86_400;
     let rem = secs % 86_400;
     let (y, m, d) = civil_from_days(days as i64);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, (rem % 3600) / 60, rem % 60)
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
 }
 
 /// Howard Hinnant's days-to-civil algorithm.
@@ -383,4 +467,3 @@ mod tests {
         assert_eq!(civil_from_days(20_000), (2024, 10, 4));
     }
 }
-

@@ -31,18 +31,27 @@ pub struct LiveObject {
 impl LiveObject {
     /// An object already parsed and normalised.
     pub fn new(object: Value, fingerprint: String) -> Self {
-        LiveObject { fingerprint, canonical: None, parsed: OnceLock::from(object) }
+        LiveObject {
+            fingerprint,
+            canonical: None,
+            parsed: OnceLock::from(object),
+        }
     }
 
     /// An object known by canonical bytes whose hash is `fingerprint`: bytes that
     /// [`crate::normalize::canonical_bytes`] produced, so they parse to a normalised object.
     pub fn from_canonical(bytes: Vec<u8>, fingerprint: String) -> Self {
-        LiveObject { fingerprint, canonical: Some(bytes.into_boxed_slice()), parsed: OnceLock::new() }
+        LiveObject {
+            fingerprint,
+            canonical: Some(bytes.into_boxed_slice()),
+            parsed: OnceLock::new(),
+        }
     }
 
     /// The object, normalised.
     pub fn object(&self) -> &Value {
-        self.parsed.get_or_init(|| parse_canonical(self.canonical.as_deref().unwrap_or_default()))
+        self.parsed
+            .get_or_init(|| parse_canonical(self.canonical.as_deref().unwrap_or_default()))
     }
 
     /// The object, normalised, by value.
@@ -138,7 +147,13 @@ pub const DEFAULT_MAX_PRUNE: usize = 100;
 impl Default for ApplyOptions {
     /// No pruning, no forcing, the default deletion budget.
     fn default() -> Self {
-        ApplyOptions { prune: false, revision: None, force_conflicts: false, max_prune: DEFAULT_MAX_PRUNE, allow_prune_all: false }
+        ApplyOptions {
+            prune: false,
+            revision: None,
+            force_conflicts: false,
+            max_prune: DEFAULT_MAX_PRUNE,
+            allow_prune_all: false,
+        }
     }
 }
 
@@ -151,11 +166,16 @@ pub fn check_prune(plan: &Plan, inventory_size: usize, options: &ApplyOptions) -
     }
     let n = plan.deletes.len();
     if n > options.max_prune {
-        anyhow::bail!("refusing to prune {n} objects: more than the deletion budget of {} (raise it with --max-prune {n}); nothing was applied", options.max_prune);
+        anyhow::bail!(
+            "refusing to prune {n} objects: more than the deletion budget of {} (raise it with --max-prune {n}); nothing was applied",
+            options.max_prune
+        );
     }
     let left = plan.creates.len() + plan.updates.len() + plan.unchanged.len();
     if left == 0 && n >= inventory_size && !options.allow_prune_all {
-        anyhow::bail!("refusing to prune all {n} objects ward applied: the revision desires none (a wrong --include or an empty checkout?); pass --allow-prune-all if that is intended; nothing was applied");
+        anyhow::bail!(
+            "refusing to prune all {n} objects ward applied: the revision desires none (a wrong --include or an empty checkout?); pass --allow-prune-all if that is intended; nothing was applied"
+        );
     }
     Ok(())
 }
@@ -202,16 +222,55 @@ mod tests {
             origin: None,
             drifted: false,
         };
-        Plan { deletes: (0..n).map(change).collect(), prune: true, ..Plan::default() }
+        Plan {
+            deletes: (0..n).map(change).collect(),
+            prune: true,
+            ..Plan::default()
+        }
     }
 
     #[test]
     fn prune_guards() {
-        let opts = ApplyOptions { prune: true, max_prune: 2, ..ApplyOptions::default() };
+        let opts = ApplyOptions {
+            prune: true,
+            max_prune: 2,
+            ..ApplyOptions::default()
+        };
         assert!(check_prune(&deletes(2), 5, &opts).is_ok());
-        assert!(check_prune(&deletes(3), 5, &opts).unwrap_err().to_string().contains("deletion budget of 2"));
-        assert!(check_prune(&deletes(2), 2, &opts).unwrap_err().to_string().contains("refusing to prune all 2"));
-        assert!(check_prune(&deletes(2), 2, &ApplyOptions { allow_prune_all: true, ..opts.clone() }).is_ok());
-        assert!(check_prune(&deletes(9), 9, &ApplyOptions { prune: false, ..opts }).is_ok(), "no prune, no guard");
+        assert!(
+            check_prune(&deletes(3), 5, &opts)
+                .unwrap_err()
+                .to_string()
+                .contains("deletion budget of 2")
+        );
+        assert!(
+            check_prune(&deletes(2), 2, &opts)
+                .unwrap_err()
+                .to_string()
+                .contains("refusing to prune all 2")
+        );
+        assert!(
+            check_prune(
+                &deletes(2),
+                2,
+                &ApplyOptions {
+                    allow_prune_all: true,
+                    ..opts.clone()
+                }
+            )
+            .is_ok()
+        );
+        assert!(
+            check_prune(
+                &deletes(9),
+                9,
+                &ApplyOptions {
+                    prune: false,
+                    ..opts
+                }
+            )
+            .is_ok(),
+            "no prune, no guard"
+        );
     }
 }

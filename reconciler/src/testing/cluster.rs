@@ -48,14 +48,20 @@ pub enum OnConflict {
 
 impl TestCluster {
     /// The endpoints of `tests`; every conflict and every cluster problem is reported.
-    pub fn build<'a>(tests: impl IntoIterator<Item = &'a PolicyTest>) -> Result<TestCluster, Vec<Diagnostic>> {
+    pub fn build<'a>(
+        tests: impl IntoIterator<Item = &'a PolicyTest>,
+    ) -> Result<TestCluster, Vec<Diagnostic>> {
         let mut c = TestCluster::default();
         let mut problems = Vec::new();
         for t in tests {
             problems.extend(c.add(t, OnConflict::Report));
         }
         problems.extend(c.check());
-        if problems.is_empty() { Ok(c) } else { Err(problems) }
+        if problems.is_empty() {
+            Ok(c)
+        } else {
+            Err(problems)
+        }
     }
 
     /// Adds a test's endpoints; returns the conflicts found (always empty with
@@ -72,12 +78,25 @@ impl TestCluster {
             }
             match engine_endpoint(ep) {
                 Ok((endpoint, ports)) => {
-                    self.by_name.insert(ep.name.clone(), self.cluster.endpoints.len());
-                    if let Some(node) = endpoint.node.as_ref().filter(|n| !self.cluster.nodes.iter().any(|known| &known.name == *n)) {
-                        self.cluster.nodes.push(Node { name: node.clone(), ..Node::default() });
+                    self.by_name
+                        .insert(ep.name.clone(), self.cluster.endpoints.len());
+                    if let Some(node) = endpoint
+                        .node
+                        .as_ref()
+                        .filter(|n| !self.cluster.nodes.iter().any(|known| &known.name == *n))
+                    {
+                        self.cluster.nodes.push(Node {
+                            name: node.clone(),
+                            ..Node::default()
+                        });
                     }
                     self.cluster.endpoints.push(endpoint);
-                    self.declarations.push(Declaration { test: test.name.clone(), origin: test.origin.clone(), index, ports });
+                    self.declarations.push(Declaration {
+                        test: test.name.clone(),
+                        origin: test.origin.clone(),
+                        index,
+                        ports,
+                    });
                     self.raw.push(ep.clone());
                 }
                 Err(message) => problems.push(at_endpoint(&test.origin, index, message)),
@@ -97,8 +116,17 @@ impl TestCluster {
             node: endpoint.node.clone(),
             ports: Vec::new(),
         };
-        let origin = Origin { file: "(command line)".to_owned(), line: 0, document: 0 };
-        self.declarations.push(Declaration { test: "(command line)".to_owned(), origin, index: 0, ports: Vec::new() });
+        let origin = Origin {
+            file: "(command line)".to_owned(),
+            line: 0,
+            document: 0,
+        };
+        self.declarations.push(Declaration {
+            test: "(command line)".to_owned(),
+            origin,
+            index: 0,
+            ports: Vec::new(),
+        });
         self.raw.push(raw);
         self.cluster.endpoints.push(endpoint);
         self.cluster.endpoints.len() - 1
@@ -107,7 +135,11 @@ impl TestCluster {
     /// The cluster's own checks (addresses used twice, labels the engine cannot parse), as
     /// diagnostics on the declaring documents.
     pub fn check(&self) -> Vec<Diagnostic> {
-        self.cluster.check().into_iter().map(|e| self.locate(&e)).collect()
+        self.cluster
+            .check()
+            .into_iter()
+            .map(|e| self.locate(&e))
+            .collect()
     }
 
     /// The position in `cluster.endpoints` of the endpoint tests call `name`.
@@ -117,7 +149,8 @@ impl TestCluster {
 
     /// The endpoint called `name` in `namespace` (the engine's `namespace/name`).
     pub fn find(&self, namespace: &str, name: &str) -> Option<usize> {
-        self.index(name).filter(|i| self.cluster.endpoints[*i].namespace == namespace)
+        self.index(name)
+            .filter(|i| self.cluster.endpoints[*i].namespace == namespace)
     }
 
     /// How many endpoints.
@@ -130,7 +163,13 @@ impl TestCluster {
         self.cluster.endpoints.is_empty()
     }
 
-    fn conflict(&self, first: usize, test: &PolicyTest, index: usize, differences: &[&str]) -> Diagnostic {
+    fn conflict(
+        &self,
+        first: usize,
+        test: &PolicyTest,
+        index: usize,
+        differences: &[&str],
+    ) -> Diagnostic {
         let d = &self.declarations[first];
         let name = &self.raw[first].name;
         let message = format!(
@@ -148,11 +187,27 @@ impl TestCluster {
     /// A cluster problem on the document that declares the endpoint it names (both, for an
     /// address used twice).
     fn locate(&self, e: &ClusterError) -> Diagnostic {
-        let owner = |full: &str| self.cluster.endpoints.iter().position(|ep| ep.full_name() == full);
+        let owner = |full: &str| {
+            self.cluster
+                .endpoints
+                .iter()
+                .position(|ep| ep.full_name() == full)
+        };
         let (at, message) = match e {
             ClusterError::DuplicateIp { ip, first, second } => {
-                let origin = |full: &str| owner(full).map(|i| self.declarations[i].origin.to_string()).unwrap_or_default();
-                (owner(second), format!("address {ip} is used by both {first} ({}) and {second} ({})", origin(first), origin(second)))
+                let origin = |full: &str| {
+                    owner(full)
+                        .map(|i| self.declarations[i].origin.to_string())
+                        .unwrap_or_default()
+                };
+                (
+                    owner(second),
+                    format!(
+                        "address {ip} is used by both {first} ({}) and {second} ({})",
+                        origin(first),
+                        origin(second)
+                    ),
+                )
             }
             ClusterError::Label { owner: o, .. } => (owner(o), e.to_string()),
             other => (None, other.to_string()),
@@ -169,7 +224,9 @@ impl TestCluster {
 }
 
 fn at_endpoint(origin: &Origin, index: usize, message: String) -> Diagnostic {
-    Diagnostic::error(codes::POLICY_TEST, message).at(origin.file.clone(), origin.line, 1).with_path(format!("spec.endpoints[{index}]"))
+    Diagnostic::error(codes::POLICY_TEST, message)
+        .at(origin.file.clone(), origin.line, 1)
+        .with_path(format!("spec.endpoints[{index}]"))
 }
 
 /// Which fields of two declarations of one name differ.
@@ -179,12 +236,21 @@ fn differences(a: &TestEndpoint, b: &TestEndpoint) -> Vec<&'static str> {
         let mut p: Vec<(Option<String>, i64, String)> = e
             .ports
             .iter()
-            .map(|p| (p.name.as_ref().map(|n| n.to_ascii_lowercase()), p.port, p.protocol.as_deref().unwrap_or("TCP").to_ascii_uppercase()))
+            .map(|p| {
+                (
+                    p.name.as_ref().map(|n| n.to_ascii_lowercase()),
+                    p.port,
+                    p.protocol.as_deref().unwrap_or("TCP").to_ascii_uppercase(),
+                )
+            })
             .collect();
         p.sort();
         p
     };
-    let ip = |e: &TestEndpoint| e.ip.as_deref().map(|s| s.parse::<IpAddr>().map_err(|_| s.to_owned()));
+    let ip = |e: &TestEndpoint| {
+        e.ip.as_deref()
+            .map(|s| s.parse::<IpAddr>().map_err(|_| s.to_owned()))
+    };
     for (field, same) in [
         ("namespaces", a.namespace == b.namespace),
         ("labels", a.labels == b.labels),
@@ -202,17 +268,31 @@ fn differences(a: &TestEndpoint, b: &TestEndpoint) -> Vec<&'static str> {
 /// The engine endpoint for a declaration, and its declared ports.
 fn engine_endpoint(ep: &TestEndpoint) -> Result<(Endpoint, Vec<(Protocol, u16)>), String> {
     let ip = match &ep.ip {
-        Some(s) => Some(s.parse::<IpAddr>().map_err(|_| format!("\"{s}\" is not an IP address"))?),
+        Some(s) => Some(
+            s.parse::<IpAddr>()
+                .map_err(|_| format!("\"{s}\" is not an IP address"))?,
+        ),
         None => None,
     };
     let mut named_ports = BTreeMap::new();
     let mut ports = Vec::new();
     for p in &ep.ports {
-        let number = u16::try_from(p.port).ok().filter(|n| *n > 0).ok_or_else(|| format!("port {} is impossible; ports are 1-65535", p.port))?;
+        let number = u16::try_from(p.port)
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| format!("port {} is impossible; ports are 1-65535", p.port))?;
         let written = p.protocol.as_deref().unwrap_or("TCP");
-        let protocol = Protocol::parse(written).filter(|p| p.has_ports()).ok_or_else(|| format!("unknown protocol \"{written}\""))?;
+        let protocol = Protocol::parse(written)
+            .filter(|p| p.has_ports())
+            .ok_or_else(|| format!("unknown protocol \"{written}\""))?;
         if let Some(name) = &p.name {
-            named_ports.insert(name.clone(), NamedPort { port: number, protocol });
+            named_ports.insert(
+                name.clone(),
+                NamedPort {
+                    port: number,
+                    protocol,
+                },
+            );
         }
         ports.push((protocol, number));
     }
@@ -238,22 +318,41 @@ mod tests {
 
     pub(crate) fn test(name: &str, file: &str, spec: serde_json::Value) -> PolicyTest {
         let spec: PolicyTestSpec = serde_json::from_value(spec).unwrap();
-        PolicyTest { name: name.into(), origin: Origin { file: file.into(), line: 4, document: 0 }, spec }
+        PolicyTest {
+            name: name.into(),
+            origin: Origin {
+                file: file.into(),
+                line: 4,
+                document: 0,
+            },
+            spec,
+        }
     }
 
     #[test]
     fn same_name_same_endpoint_across_tests() {
-        let a = test("a", "a.yaml", json!({"endpoints": [
-            {"name": "web", "namespace": "shop", "labels": {"app": "web"}, "node": "n1", "ports": [{"name": "http", "port": 80}, {"port": 9090, "protocol": "udp"}]},
-            {"name": "db", "namespace": "shop", "labels": {"app": "db"}, "ip": "10.0.0.2"}
-        ]}));
-        let b = test("b", "b.yaml", json!({"endpoints": [
-            {"name": "web", "namespace": "shop", "labels": {"app": "web"}, "node": "n1", "ports": [{"port": 9090, "protocol": "UDP"}, {"name": "http", "port": 80, "protocol": "TCP"}]}
-        ]}));
+        let a = test(
+            "a",
+            "a.yaml",
+            json!({"endpoints": [
+                {"name": "web", "namespace": "shop", "labels": {"app": "web"}, "node": "n1", "ports": [{"name": "http", "port": 80}, {"port": 9090, "protocol": "udp"}]},
+                {"name": "db", "namespace": "shop", "labels": {"app": "db"}, "ip": "10.0.0.2"}
+            ]}),
+        );
+        let b = test(
+            "b",
+            "b.yaml",
+            json!({"endpoints": [
+                {"name": "web", "namespace": "shop", "labels": {"app": "web"}, "node": "n1", "ports": [{"port": 9090, "protocol": "UDP"}, {"name": "http", "port": 80, "protocol": "TCP"}]}
+            ]}),
+        );
         let c = TestCluster::build([&a, &b]).unwrap();
         assert_eq!(c.len(), 2);
         assert_eq!(c.cluster.nodes.len(), 1);
-        assert_eq!(c.declarations[0].ports, [(Protocol::TCP, 80), (Protocol::UDP, 9090)]);
+        assert_eq!(
+            c.declarations[0].ports,
+            [(Protocol::TCP, 80), (Protocol::UDP, 9090)]
+        );
         assert_eq!(c.cluster.endpoints[0].named_ports["http"].port, 80);
         assert_eq!(c.find("shop", "db"), Some(1));
         assert_eq!(c.find("other", "db"), None);
@@ -261,17 +360,37 @@ mod tests {
 
     #[test]
     fn conflicting_declarations_name_both_files() {
-        let a = test("a", "policies/tests/a.yaml", json!({"endpoints": [{"name": "web", "namespace": "shop", "labels": {"app": "web"}}]}));
-        let b = test("b", "policies/tests/b.yaml", json!({"endpoints": [
-            {"name": "x", "namespace": "shop"},
-            {"name": "web", "namespace": "other", "labels": {"app": "web2"}}
-        ]}));
+        let a = test(
+            "a",
+            "policies/tests/a.yaml",
+            json!({"endpoints": [{"name": "web", "namespace": "shop", "labels": {"app": "web"}}]}),
+        );
+        let b = test(
+            "b",
+            "policies/tests/b.yaml",
+            json!({"endpoints": [
+                {"name": "x", "namespace": "shop"},
+                {"name": "web", "namespace": "other", "labels": {"app": "web2"}}
+            ]}),
+        );
         let errors = TestCluster::build([&a, &b]).unwrap_err();
         assert_eq!(errors.len(), 1, "{errors:?}");
         let d = &errors[0];
-        assert_eq!((d.file.as_str(), d.line, d.path.as_str()), ("policies/tests/b.yaml", 4, "spec.endpoints[1]"));
-        assert!(d.message.contains("policies/tests/a.yaml:4") && d.message.contains("policies/tests/b.yaml:4"), "{}", d.message);
-        assert!(d.message.ends_with("namespaces, labels differ"), "{}", d.message);
+        assert_eq!(
+            (d.file.as_str(), d.line, d.path.as_str()),
+            ("policies/tests/b.yaml", 4, "spec.endpoints[1]")
+        );
+        assert!(
+            d.message.contains("policies/tests/a.yaml:4")
+                && d.message.contains("policies/tests/b.yaml:4"),
+            "{}",
+            d.message
+        );
+        assert!(
+            d.message.ends_with("namespaces, labels differ"),
+            "{}",
+            d.message
+        );
 
         let mut c = TestCluster::default();
         assert!(c.add(&a, OnConflict::KeepFirst).is_empty());
@@ -281,11 +400,25 @@ mod tests {
 
     #[test]
     fn an_address_used_twice_names_both_declarations() {
-        let a = test("a", "a.yaml", json!({"endpoints": [{"name": "x", "namespace": "ns", "ip": "10.0.0.1"}]}));
-        let b = test("b", "b.yaml", json!({"endpoints": [{"name": "y", "namespace": "ns", "ip": "10.0.0.1"}]}));
+        let a = test(
+            "a",
+            "a.yaml",
+            json!({"endpoints": [{"name": "x", "namespace": "ns", "ip": "10.0.0.1"}]}),
+        );
+        let b = test(
+            "b",
+            "b.yaml",
+            json!({"endpoints": [{"name": "y", "namespace": "ns", "ip": "10.0.0.1"}]}),
+        );
         let errors = TestCluster::build([&a, &b]).unwrap_err();
         assert_eq!(errors.len(), 1);
         assert_eq!(errors[0].file, "b.yaml");
-        assert!(errors[0].message.contains("ns/x (a.yaml:4) and ns/y (b.yaml:4)"), "{}", errors[0].message);
+        assert!(
+            errors[0]
+                .message
+                .contains("ns/x (a.yaml:4) and ns/y (b.yaml:4)"),
+            "{}",
+            errors[0].message
+        );
     }
 }

@@ -20,14 +20,16 @@
 
 use super::cluster::{OnConflict, TestCluster};
 use super::outcome::{Origins, RuleSite};
-use super::peer::{world_address, PeerRef};
+use super::peer::{PeerRef, world_address};
 use super::run::resolve_port;
 use super::spec::PolicyTest;
 use crate::normalize::normalize;
 use rayon::prelude::*;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
-use ward_datapath::engine::{Direction, EndpointId, EngineConfig, Flow, Identity, Peer, PolicyRepository, Protocol, Verdict};
+use ward_datapath::engine::{
+    Direction, EndpointId, EngineConfig, Flow, Identity, Peer, PolicyRepository, Protocol, Verdict,
+};
 use ward_schema::{ResourceKey, ResourceSet};
 
 /// What to compute besides the changes.
@@ -108,11 +110,18 @@ impl Connectivity {
     /// `2 newly allowed, 1 newly denied`.
     pub fn summary(&self) -> String {
         let flows = |v: &[FlowChange]| v.iter().map(|c| c.ports.len()).sum::<usize>();
-        format!("{} newly allowed, {} newly denied", flows(&self.newly_allowed), flows(&self.newly_denied))
+        format!(
+            "{} newly allowed, {} newly denied",
+            flows(&self.newly_allowed),
+            flows(&self.newly_denied)
+        )
     }
 
     fn skipped(reason: impl Into<String>) -> Connectivity {
-        Connectivity { skipped: Some(reason.into()), ..Connectivity::default() }
+        Connectivity {
+            skipped: Some(reason.into()),
+            ..Connectivity::default()
+        }
     }
 }
 
@@ -141,7 +150,11 @@ impl Node {
 /// The connectivity diff from what a target holds (`live`, built only when needed) to `head`.
 /// Targets never hold PolicyTests (they are not applied), so the endpoints come from `head`
 /// alone, and with none declared there is nothing to compare: the live side is not read.
-pub fn diff_from_live(live: impl FnOnce() -> ResourceSet, head: &ResourceSet, opts: Options) -> Connectivity {
+pub fn diff_from_live(
+    live: impl FnOnce() -> ResourceSet,
+    head: &ResourceSet,
+    opts: Options,
+) -> Connectivity {
     let (head_tests, _) = PolicyTest::all_in(head);
     if cluster_of(&head_tests, &[]).is_ok_and(|c| c.is_empty()) {
         return Connectivity::skipped("no PolicyTest declares endpoints");
@@ -160,7 +173,12 @@ pub fn diff(base: &ResourceSet, head: &ResourceSet, opts: Options) -> Connectivi
     if cluster.is_empty() {
         return Connectivity::skipped("no PolicyTest declares endpoints");
     }
-    let repos = PolicyRepository::from_resources(cluster.cluster.clone(), base).and_then(|b| Ok((b, PolicyRepository::from_resources(cluster.cluster.clone(), head)?)));
+    let repos = PolicyRepository::from_resources(cluster.cluster.clone(), base).and_then(|b| {
+        Ok((
+            b,
+            PolicyRepository::from_resources(cluster.cluster.clone(), head)?,
+        ))
+    });
     let (base_repo, head_repo) = match repos {
         Ok(r) => r,
         Err(e) => return Connectivity::skipped(e.to_string()),
@@ -170,19 +188,55 @@ pub fn diff(base: &ResourceSet, head: &ResourceSet, opts: Options) -> Connectivi
     let mentioned = mentioned_ports(head_tests.iter().chain(&base_tests), &cluster);
     let mut nodes = workloads(&cluster, &head_repo, &mentioned);
     for n in &mut nodes {
-        let affected = |dir: Direction| everything || n.members.first().is_some_and(|m| [&base_repo, &head_repo].iter().any(|r| touches(r, endpoint_id(*m), dir, &changed)));
-        (n.egress_affected, n.ingress_affected) = (affected(Direction::Egress), affected(Direction::Ingress));
+        let affected = |dir: Direction| {
+            everything
+                || n.members.first().is_some_and(|m| {
+                    [&base_repo, &head_repo]
+                        .iter()
+                        .any(|r| touches(r, endpoint_id(*m), dir, &changed))
+                })
+        };
+        (n.egress_affected, n.ingress_affected) =
+            (affected(Direction::Egress), affected(Direction::Ingress));
     }
     let world = Peer::Ip(world_address(&cluster));
-    nodes.push(Node { label: "world".into(), namespace: None, members: Vec::new(), peer: world, ports: mentioned.clone(), egress_affected: false, ingress_affected: false });
-    nodes.push(Node { label: "host".into(), namespace: None, members: Vec::new(), peer: Peer::Reserved(Identity::HOST), ports: mentioned.clone(), egress_affected: false, ingress_affected: false });
+    nodes.push(Node {
+        label: "world".into(),
+        namespace: None,
+        members: Vec::new(),
+        peer: world,
+        ports: mentioned.clone(),
+        egress_affected: false,
+        ingress_affected: false,
+    });
+    nodes.push(Node {
+        label: "host".into(),
+        namespace: None,
+        members: Vec::new(),
+        peer: Peer::Reserved(Identity::HOST),
+        ports: mentioned.clone(),
+        egress_affected: false,
+        ingress_affected: false,
+    });
 
     let origins = Origins::of(head);
     let rows: Vec<(Vec<Cell>, usize)> = (0..nodes.len())
         .into_par_iter()
         .map(|s| {
             let mut cells = Vec::new();
-            let verdicts = (0..nodes.len()).map(|d| evaluate(&nodes, s, d, (&base_repo, &head_repo), &origins, opts.graph, &mut cells)).sum();
+            let verdicts = (0..nodes.len())
+                .map(|d| {
+                    evaluate(
+                        &nodes,
+                        s,
+                        d,
+                        (&base_repo, &head_repo),
+                        &origins,
+                        opts.graph,
+                        &mut cells,
+                    )
+                })
+                .sum();
             (cells, verdicts)
         })
         .collect();
@@ -191,7 +245,13 @@ pub fn diff(base: &ResourceSet, head: &ResourceSet, opts: Options) -> Connectivi
     let newly_allowed = group(&nodes, cells.clone().filter(|c| c.head && !c.base), true);
     let newly_denied = group(&nodes, cells.clone().filter(|c| c.base && !c.head), true);
     let graph = opts.graph.then(|| Graph {
-        nodes: nodes.iter().map(|n| GraphNode { name: n.label.clone(), namespace: n.namespace.clone() }).collect(),
+        nodes: nodes
+            .iter()
+            .map(|n| GraphNode {
+                name: n.label.clone(),
+                namespace: n.namespace.clone(),
+            })
+            .collect(),
         allowed: group(&nodes, cells.filter(|c| c.head), false),
     });
     Connectivity {
@@ -209,9 +269,18 @@ pub fn diff(base: &ResourceSet, head: &ResourceSet, opts: Options) -> Connectivi
 
 /// Whether a changed policy shapes one direction of an endpoint's resolved policy in `repo`:
 /// it contributes entries, or it is the rule that enables the default deny.
-fn touches(repo: &PolicyRepository, id: EndpointId, dir: Direction, changed: &BTreeSet<ResourceKey>) -> bool {
-    let Some(p) = repo.endpoint_policy(id) else { return false };
-    p.default_deny_by(dir).is_some_and(|r| changed.contains(&*r.policy)) || p.entries(dir).any(|(r, ..)| changed.contains(&*r.policy))
+fn touches(
+    repo: &PolicyRepository,
+    id: EndpointId,
+    dir: Direction,
+    changed: &BTreeSet<ResourceKey>,
+) -> bool {
+    let Some(p) = repo.endpoint_policy(id) else {
+        return false;
+    };
+    p.default_deny_by(dir)
+        .is_some_and(|r| changed.contains(&*r.policy))
+        || p.entries(dir).any(|(r, ..)| changed.contains(&*r.policy))
 }
 
 /// The head's test endpoints, plus the base's that the head does not declare. Base
@@ -224,30 +293,50 @@ fn cluster_of(head: &[PolicyTest], base: &[PolicyTest]) -> Result<TestCluster, S
     }
     problems.extend(head_only.check());
     if let Some(p) = problems.first() {
-        return Err(format!("the PolicyTests' endpoints are inconsistent: {}: {}", p.location(), p.message));
+        return Err(format!(
+            "the PolicyTests' endpoints are inconsistent: {}: {}",
+            p.location(),
+            p.message
+        ));
     }
     let mut both = head_only.clone();
     for t in base {
         both.add(t, OnConflict::KeepFirst);
     }
-    Ok(if both.check().is_empty() { both } else { head_only })
+    Ok(if both.check().is_empty() {
+        both
+    } else {
+        head_only
+    })
 }
 
 /// Policies (CNP, CCNP) added, removed or changed (after normalisation: a reformatted
 /// document is unchanged).
 fn changed_policies(base: &ResourceSet, head: &ResourceSet) -> BTreeSet<ResourceKey> {
     let policies = |s: &ResourceSet| -> BTreeMap<ResourceKey, serde_json::Value> {
-        s.iter().filter(|r| r.key.kind.is_policy()).map(|r| (r.key.clone(), normalize(&r.object))).collect()
+        s.iter()
+            .filter(|r| r.key.kind.is_policy())
+            .map(|r| (r.key.clone(), normalize(&r.object)))
+            .collect()
     };
     let (b, h) = (policies(base), policies(head));
-    b.keys().chain(h.keys()).filter(|k| b.get(*k) != h.get(*k)).cloned().collect()
+    b.keys()
+        .chain(h.keys())
+        .filter(|k| b.get(*k) != h.get(*k))
+        .cloned()
+        .collect()
 }
 
 /// Every (protocol, port) an expectation uses, named ports resolved.
-fn mentioned_ports<'a>(tests: impl Iterator<Item = &'a PolicyTest>, cluster: &TestCluster) -> Vec<(Protocol, u16)> {
+fn mentioned_ports<'a>(
+    tests: impl Iterator<Item = &'a PolicyTest>,
+    cluster: &TestCluster,
+) -> Vec<(Protocol, u16)> {
     let mut out = BTreeSet::new();
     for e in tests.flat_map(|t| &t.spec.expectations) {
-        let Ok(dst) = PeerRef::parse(&e.to, cluster) else { continue };
+        let Ok(dst) = PeerRef::parse(&e.to, cluster) else {
+            continue;
+        };
         if let Ok(p) = resolve_port(e.protocol.as_deref(), e.port.as_ref(), dst, cluster) {
             out.insert(p);
         }
@@ -256,30 +345,61 @@ fn mentioned_ports<'a>(tests: impl Iterator<Item = &'a PolicyTest>, cluster: &Te
 }
 
 /// Endpoints grouped by identity and declared ports, in label order.
-fn workloads(cluster: &TestCluster, repo: &PolicyRepository, mentioned: &[(Protocol, u16)]) -> Vec<Node> {
+fn workloads(
+    cluster: &TestCluster,
+    repo: &PolicyRepository,
+    mentioned: &[(Protocol, u16)],
+) -> Vec<Node> {
     type Key = (Identity, Vec<(String, Protocol, u16)>, Vec<(Protocol, u16)>);
     let mut groups: BTreeMap<Key, Vec<usize>> = BTreeMap::new();
     for (i, ep) in cluster.cluster.endpoints.iter().enumerate() {
-        let Some(id) = repo.endpoint_id(&ep.full_name()) else { continue };
+        let Some(id) = repo.endpoint_id(&ep.full_name()) else {
+            continue;
+        };
         let identity = repo.identity(id).unwrap_or(Identity::ANY);
-        let named = ep.named_ports.iter().map(|(k, v)| (k.to_ascii_lowercase(), v.protocol, v.port)).collect();
-        groups.entry((identity, named, cluster.declarations[i].ports.clone())).or_default().push(i);
+        let named = ep
+            .named_ports
+            .iter()
+            .map(|(k, v)| (k.to_ascii_lowercase(), v.protocol, v.port))
+            .collect();
+        groups
+            .entry((identity, named, cluster.declarations[i].ports.clone()))
+            .or_default()
+            .push(i);
     }
     let mut nodes: Vec<Node> = groups
         .into_iter()
         .map(|((_, _, declared), members)| {
-            let eps: Vec<_> = members.iter().map(|m| &cluster.cluster.endpoints[*m]).collect();
+            let eps: Vec<_> = members
+                .iter()
+                .map(|m| &cluster.cluster.endpoints[*m])
+                .collect();
             let namespace = eps[0].namespace.clone();
             let label = if eps.len() == 1 {
                 eps[0].full_name()
             } else {
-                format!("{namespace}/{{{}}}", eps.iter().map(|e| e.name.as_str()).collect::<Vec<_>>().join(","))
+                format!(
+                    "{namespace}/{{{}}}",
+                    eps.iter()
+                        .map(|e| e.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(",")
+                )
             };
             let id = endpoint_id(members[0]);
-            let mut ports: Vec<(Protocol, u16)> = mentioned.iter().chain(&declared).copied().collect();
+            let mut ports: Vec<(Protocol, u16)> =
+                mentioned.iter().chain(&declared).copied().collect();
             ports.sort();
             ports.dedup();
-            Node { label, namespace: Some(namespace), members, peer: Peer::Endpoint(id), ports, egress_affected: false, ingress_affected: false }
+            Node {
+                label,
+                namespace: Some(namespace),
+                members,
+                peer: Peer::Endpoint(id),
+                ports,
+                egress_affected: false,
+                ingress_affected: false,
+            }
         })
         .collect();
     nodes.sort_by(|a, b| a.label.cmp(&b.label));
@@ -301,7 +421,15 @@ struct Cell {
 /// Evaluates one pair on the destination's ports and keeps the cells that matter: changes,
 /// and with `graph` every flow the head allows. A pair whose verdicts cannot differ is
 /// evaluated only for the graph, and only in the head. Returns how many verdicts it took.
-fn evaluate(nodes: &[Node], s: usize, d: usize, (base, head): (&PolicyRepository, &PolicyRepository), origins: &Origins, graph: bool, out: &mut Vec<Cell>) -> usize {
+fn evaluate(
+    nodes: &[Node],
+    s: usize,
+    d: usize,
+    (base, head): (&PolicyRepository, &PolicyRepository),
+    origins: &Origins,
+    graph: bool,
+    out: &mut Vec<Cell>,
+) -> usize {
     let (src, dst) = (&nodes[s], &nodes[d]);
     let may_differ = src.egress_affected || dst.ingress_affected;
     if (!src.is_endpoint() && !dst.is_endpoint()) || (!may_differ && !graph) {
@@ -316,18 +444,38 @@ fn evaluate(nodes: &[Node], s: usize, d: usize, (base, head): (&PolicyRepository
     };
     let mut verdicts = 0;
     for &(protocol, port) in &dst.ports {
-        let flow = Flow { src: src.peer, dst: dst_peer, protocol, port };
+        let flow = Flow {
+            src: src.peer,
+            dst: dst_peer,
+            protocol,
+            port,
+        };
         let h = head.verdict(&flow);
         let head_allows = h.verdict == Verdict::Allow;
         // Dropped by a direction that is the same in the base: dropped there too.
         let settled = !may_differ
             || (!head_allows
-                && (h.egress.is_some_and(|e| e.verdict != Verdict::Allow && !src.egress_affected)
-                    || h.ingress.is_some_and(|i| i.verdict != Verdict::Allow && !dst.ingress_affected)));
-        let base_allows = if settled { head_allows } else { base.verdict(&flow).verdict == Verdict::Allow };
+                && (h
+                    .egress
+                    .is_some_and(|e| e.verdict != Verdict::Allow && !src.egress_affected)
+                    || h.ingress
+                        .is_some_and(|i| i.verdict != Verdict::Allow && !dst.ingress_affected)));
+        let base_allows = if settled {
+            head_allows
+        } else {
+            base.verdict(&flow).verdict == Verdict::Allow
+        };
         verdicts += 1 + usize::from(!settled);
         if base_allows != head_allows || (graph && head_allows) {
-            out.push(Cell { src: s, dst: d, port: (protocol, port), base: base_allows, head: head_allows, verdict: h.verdict, rule: h.rule.map(|r| RuleSite::of(r, origins)) });
+            out.push(Cell {
+                src: s,
+                dst: d,
+                port: (protocol, port),
+                base: base_allows,
+                head: head_allows,
+                verdict: h.verdict,
+                rule: h.rule.map(|r| RuleSite::of(r, origins)),
+            });
         }
     }
     verdicts
@@ -339,14 +487,29 @@ fn endpoint_id(position: usize) -> EndpointId {
 
 /// Groups cells by (source, destination) and, `with_rule`, the head's verdict and deciding
 /// rule; ports in order.
-fn group<'a>(nodes: &[Node], cells: impl Iterator<Item = &'a Cell>, with_rule: bool) -> Vec<FlowChange> {
+fn group<'a>(
+    nodes: &[Node],
+    cells: impl Iterator<Item = &'a Cell>,
+    with_rule: bool,
+) -> Vec<FlowChange> {
     type Key<'k> = (&'k str, &'k str, Option<(String, &'k str)>);
     type Group<'g> = (Option<&'g RuleSite>, Vec<(Protocol, u16)>);
     let mut groups: BTreeMap<Key<'_>, Group<'_>> = BTreeMap::new();
     for c in cells {
-        let decided = with_rule.then(|| (c.verdict.to_string(), c.rule.as_ref().map_or("", |r| r.rule.as_str())));
-        let key = (nodes[c.src].label.as_str(), nodes[c.dst].label.as_str(), decided);
-        let entry = groups.entry(key).or_insert((c.rule.as_ref().filter(|_| with_rule), Vec::new()));
+        let decided = with_rule.then(|| {
+            (
+                c.verdict.to_string(),
+                c.rule.as_ref().map_or("", |r| r.rule.as_str()),
+            )
+        });
+        let key = (
+            nodes[c.src].label.as_str(),
+            nodes[c.dst].label.as_str(),
+            decided,
+        );
+        let entry = groups
+            .entry(key)
+            .or_insert((c.rule.as_ref().filter(|_| with_rule), Vec::new()));
         entry.1.push(c.port);
     }
     groups
@@ -369,7 +532,7 @@ fn group<'a>(nodes: &[Node], cells: impl Iterator<Item = &'a Cell>, with_rule: b
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use ward_schema::{assemble, load_file, Limits};
+    use ward_schema::{Limits, assemble, load_file};
 
     const TEST: &str = "apiVersion: ward.dev/v1alpha1
 kind: PolicyTest
@@ -411,20 +574,29 @@ spec:
     }
 
     fn set(files: &[(&str, String)]) -> ResourceSet {
-        let reports = files.iter().map(|(name, text)| load_file(name, text.as_bytes(), &Limits::default())).collect();
+        let reports = files
+            .iter()
+            .map(|(name, text)| load_file(name, text.as_bytes(), &Limits::default()))
+            .collect();
         let v = assemble(reports);
         assert!(v.is_valid(), "{:?}", v.diagnostics);
         v.resources
     }
 
     fn revision(peers: &str, style: &str) -> ResourceSet {
-        set(&[("t.yaml", TEST.to_owned()), ("api-in.yaml", api_in(peers, style))])
+        set(&[
+            ("t.yaml", TEST.to_owned()),
+            ("api-in.yaml", api_in(peers, style)),
+        ])
     }
 
     #[test]
     fn a_widening_lists_exactly_the_newly_allowed_flows() {
         let base = revision("{matchLabels: {app: web}}", "block");
-        let head = revision("{matchLabels: {app: web}}, {matchLabels: {app: admin}}", "block");
+        let head = revision(
+            "{matchLabels: {app: web}}, {matchLabels: {app: admin}}",
+            "block",
+        );
         let c = diff(&base, &head, Options::default());
         assert_eq!(c.skipped, None);
         assert_eq!((c.endpoints, c.workloads), (4, 3));
@@ -432,17 +604,45 @@ spec:
         assert!(c.newly_denied.is_empty(), "{:?}", c.newly_denied);
         assert_eq!(c.newly_allowed.len(), 1, "{:?}", c.newly_allowed);
         let f = &c.newly_allowed[0];
-        assert_eq!((f.from.as_str(), f.to.as_str(), f.ports.as_slice(), f.verdict.as_str()), ("shop/admin", "shop/{api-1,api-2}", &["TCP/8080".to_owned()][..], "allow"));
-        assert_eq!(f.rule.as_ref().unwrap().rule, "CiliumNetworkPolicy/shop/api-in spec.ingress[0]");
-        assert_eq!(f.rule.as_ref().unwrap().origin.as_deref(), Some("api-in.yaml:1"));
+        assert_eq!(
+            (
+                f.from.as_str(),
+                f.to.as_str(),
+                f.ports.as_slice(),
+                f.verdict.as_str()
+            ),
+            (
+                "shop/admin",
+                "shop/{api-1,api-2}",
+                &["TCP/8080".to_owned()][..],
+                "allow"
+            )
+        );
+        assert_eq!(
+            f.rule.as_ref().unwrap().rule,
+            "CiliumNetworkPolicy/shop/api-in spec.ingress[0]"
+        );
+        assert_eq!(
+            f.rule.as_ref().unwrap().origin.as_deref(),
+            Some("api-in.yaml:1")
+        );
         assert_eq!(c.summary(), "1 newly allowed, 0 newly denied");
 
         // The way back is exactly the same flow, newly denied by default deny.
         let back = diff(&head, &base, Options::default());
         assert!(back.newly_allowed.is_empty());
         assert_eq!(back.newly_denied.len(), 1);
-        assert_eq!((back.newly_denied[0].from.as_str(), back.newly_denied[0].verdict.as_str()), ("shop/admin", "default-deny"));
-        assert_eq!(back.newly_denied[0].rule.as_ref().unwrap().rule, "CiliumNetworkPolicy/shop/api-in spec");
+        assert_eq!(
+            (
+                back.newly_denied[0].from.as_str(),
+                back.newly_denied[0].verdict.as_str()
+            ),
+            ("shop/admin", "default-deny")
+        );
+        assert_eq!(
+            back.newly_denied[0].rule.as_ref().unwrap().rule,
+            "CiliumNetworkPolicy/shop/api-in spec"
+        );
     }
 
     #[test]
@@ -461,12 +661,37 @@ spec:
         let head = revision("{matchLabels: {app: web}}", "block");
         let c = diff(&head, &head, Options { graph: true });
         let g = c.graph.unwrap();
-        assert_eq!(g.nodes.iter().map(|n| n.name.as_str()).collect::<Vec<_>>(), ["shop/admin", "shop/web", "shop/{api-1,api-2}", "world", "host"]);
-        let edge = |from: &str, to: &str| g.allowed.iter().find(|f| f.from == from && f.to == to).map(|f| f.ports.clone());
-        assert_eq!(edge("shop/web", "shop/{api-1,api-2}"), Some(vec!["TCP/8080".to_owned()]));
+        assert_eq!(
+            g.nodes.iter().map(|n| n.name.as_str()).collect::<Vec<_>>(),
+            [
+                "shop/admin",
+                "shop/web",
+                "shop/{api-1,api-2}",
+                "world",
+                "host"
+            ]
+        );
+        let edge = |from: &str, to: &str| {
+            g.allowed
+                .iter()
+                .find(|f| f.from == from && f.to == to)
+                .map(|f| f.ports.clone())
+        };
+        assert_eq!(
+            edge("shop/web", "shop/{api-1,api-2}"),
+            Some(vec!["TCP/8080".to_owned()])
+        );
         assert_eq!(edge("shop/admin", "shop/{api-1,api-2}"), None);
-        assert_eq!(edge("shop/{api-1,api-2}", "shop/{api-1,api-2}"), None, "replicas are denied too: the peer is app=web only");
-        assert_eq!(edge("host", "shop/{api-1,api-2}"), Some(vec!["TCP/8080".to_owned()]), "allow-localhost");
+        assert_eq!(
+            edge("shop/{api-1,api-2}", "shop/{api-1,api-2}"),
+            None,
+            "replicas are denied too: the peer is app=web only"
+        );
+        assert_eq!(
+            edge("host", "shop/{api-1,api-2}"),
+            Some(vec!["TCP/8080".to_owned()]),
+            "allow-localhost"
+        );
         assert_eq!(edge("world", "shop/web"), Some(vec!["TCP/8080".to_owned()]));
         assert!(g.allowed.iter().all(|f| f.rule.is_none()));
     }
@@ -475,41 +700,85 @@ spec:
     fn changed_settings_evaluate_everything() {
         let base = revision("{matchLabels: {app: web}}", "block");
         let config = "apiVersion: cilium.io/v1.12\nkind: CiliumConfig\nmetadata: {name: cilium-config}\nspec: {policy-enforcement-mode: always}\n";
-        let head = set(&[("t.yaml", TEST.to_owned()), ("api-in.yaml", api_in("{matchLabels: {app: web}}", "block")), ("c.yaml", config.to_owned())]);
+        let head = set(&[
+            ("t.yaml", TEST.to_owned()),
+            ("api-in.yaml", api_in("{matchLabels: {app: web}}", "block")),
+            ("c.yaml", config.to_owned()),
+        ]);
         let c = diff(&base, &head, Options::default());
         assert!(c.changed_policies.is_empty());
         assert!(c.newly_allowed.is_empty());
-        let denied: Vec<(&str, &str)> = c.newly_denied.iter().map(|f| (f.from.as_str(), f.to.as_str())).collect();
-        assert!(denied.contains(&("shop/web", "shop/admin")) && denied.contains(&("world", "shop/web")), "{denied:?}");
+        let denied: Vec<(&str, &str)> = c
+            .newly_denied
+            .iter()
+            .map(|f| (f.from.as_str(), f.to.as_str()))
+            .collect();
+        assert!(
+            denied.contains(&("shop/web", "shop/admin")) && denied.contains(&("world", "shop/web")),
+            "{denied:?}"
+        );
         // Allowed by api-in's ingress, but web's egress is now in default deny too.
-        assert!(denied.contains(&("shop/web", "shop/{api-1,api-2}")), "{denied:?}");
+        assert!(
+            denied.contains(&("shop/web", "shop/{api-1,api-2}")),
+            "{denied:?}"
+        );
     }
 
     /// Every allowed (from, to, port) of a revision, from the graph (which evaluates every
     /// flow of the head).
     fn allowed(set: &ResourceSet) -> BTreeSet<(String, String, String)> {
         let g = diff(set, set, Options { graph: true }).graph.unwrap();
-        g.allowed.iter().flat_map(|f| f.ports.iter().map(move |p| (f.from.clone(), f.to.clone(), p.clone()))).collect()
+        g.allowed
+            .iter()
+            .flat_map(|f| {
+                f.ports
+                    .iter()
+                    .map(move |p| (f.from.clone(), f.to.clone(), p.clone()))
+            })
+            .collect()
     }
 
     fn flows(v: &[FlowChange]) -> BTreeSet<(String, String, String)> {
-        v.iter().flat_map(|f| f.ports.iter().map(move |p| (f.from.clone(), f.to.clone(), p.clone()))).collect()
+        v.iter()
+            .flat_map(|f| {
+                f.ports
+                    .iter()
+                    .map(move |p| (f.from.clone(), f.to.clone(), p.clone()))
+            })
+            .collect()
     }
 
     #[test]
     fn evaluating_only_what_can_change_loses_nothing() {
         let egress = |peers: &str, deny: bool| {
             let list = if deny { "egressDeny" } else { "egress" };
-            format!("apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {{name: web-out, namespace: shop}}\nspec:\n  endpointSelector: {{matchLabels: {{app: web}}}}\n  {list}:\n    - toEndpoints: [{peers}]\n")
+            format!(
+                "apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {{name: web-out, namespace: shop}}\nspec:\n  endpointSelector: {{matchLabels: {{app: web}}}}\n  {list}:\n    - toEndpoints: [{peers}]\n"
+            )
         };
         let ccnp = "apiVersion: cilium.io/v2\nkind: CiliumClusterwideNetworkPolicy\nmetadata: {name: no-world}\nspec:\n  endpointSelector: {}\n  enableDefaultDeny: {egress: false, ingress: false}\n  egressDeny:\n    - toEntities: [world]\n";
         let revisions: Vec<ResourceSet> = vec![
             revision("{matchLabels: {app: web}}", "block"),
-            revision("{matchLabels: {app: web}}, {matchLabels: {app: admin}}", "block"),
+            revision(
+                "{matchLabels: {app: web}}, {matchLabels: {app: admin}}",
+                "block",
+            ),
             revision("{}", "block"),
-            set(&[("t.yaml", TEST.to_owned()), ("api-in.yaml", api_in("{matchLabels: {app: web}}", "block")), ("web-out.yaml", egress("{matchLabels: {app: api}}", false))]),
-            set(&[("t.yaml", TEST.to_owned()), ("api-in.yaml", api_in("{matchLabels: {app: web}}", "block")), ("web-out.yaml", egress("{}", true))]),
-            set(&[("t.yaml", TEST.to_owned()), ("web-out.yaml", egress("{matchLabels: {app: admin}}", false)), ("ccnp.yaml", ccnp.to_owned())]),
+            set(&[
+                ("t.yaml", TEST.to_owned()),
+                ("api-in.yaml", api_in("{matchLabels: {app: web}}", "block")),
+                ("web-out.yaml", egress("{matchLabels: {app: api}}", false)),
+            ]),
+            set(&[
+                ("t.yaml", TEST.to_owned()),
+                ("api-in.yaml", api_in("{matchLabels: {app: web}}", "block")),
+                ("web-out.yaml", egress("{}", true)),
+            ]),
+            set(&[
+                ("t.yaml", TEST.to_owned()),
+                ("web-out.yaml", egress("{matchLabels: {app: admin}}", false)),
+                ("ccnp.yaml", ccnp.to_owned()),
+            ]),
             set(&[("t.yaml", TEST.to_owned())]),
         ];
         for (i, base) in revisions.iter().enumerate() {
@@ -518,8 +787,16 @@ spec:
                 let (before, after) = (allowed(base), allowed(head));
                 let want_allowed: BTreeSet<_> = after.difference(&before).cloned().collect();
                 let want_denied: BTreeSet<_> = before.difference(&after).cloned().collect();
-                assert_eq!(flows(&c.newly_allowed), want_allowed, "newly allowed, revision {i} -> {j}");
-                assert_eq!(flows(&c.newly_denied), want_denied, "newly denied, revision {i} -> {j}");
+                assert_eq!(
+                    flows(&c.newly_allowed),
+                    want_allowed,
+                    "newly allowed, revision {i} -> {j}"
+                );
+                assert_eq!(
+                    flows(&c.newly_denied),
+                    want_denied,
+                    "newly denied, revision {i} -> {j}"
+                );
             }
         }
     }
@@ -527,7 +804,10 @@ spec:
     #[test]
     fn an_ingress_change_evaluates_only_its_column() {
         let base = revision("{matchLabels: {app: web}}", "block");
-        let head = revision("{matchLabels: {app: web}}, {matchLabels: {app: admin}}", "block");
+        let head = revision(
+            "{matchLabels: {app: web}}, {matchLabels: {app: admin}}",
+            "block",
+        );
         let c = diff(&base, &head, Options::default());
         // Sources: admin, web, world, host, and the other api replica; one port (http) each;
         // head always, base only when the head's drop is not already settled.
@@ -537,6 +817,9 @@ spec:
     #[test]
     fn without_tests_nothing_is_computed() {
         let only = set(&[("api-in.yaml", api_in("{matchLabels: {app: web}}", "block"))]);
-        assert_eq!(diff(&only, &only, Options::default()).skipped.as_deref(), Some("no PolicyTest declares endpoints"));
+        assert_eq!(
+            diff(&only, &only, Options::default()).skipped.as_deref(),
+            Some("no PolicyTest declares endpoints")
+        );
     }
 }

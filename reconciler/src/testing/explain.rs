@@ -15,7 +15,9 @@ use super::spec::PortSpec;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
-use ward_datapath::engine::{Direction, Endpoint, EndpointPolicy, Flow, Peer, PolicyRepository, Protocol};
+use ward_datapath::engine::{
+    Direction, Endpoint, EndpointPolicy, Flow, Peer, PolicyRepository, Protocol,
+};
 use ward_schema::ResourceSet;
 
 /// A flow end as written on the command line.
@@ -48,29 +50,43 @@ impl EndSpec {
         if s.is_empty() {
             return Err("an empty flow end; write namespace/key=value, an endpoint name, an entity or an address".to_owned());
         }
-        let Some((left, right)) = s.split_once('/') else { return Ok(EndSpec::Bare(s.to_owned())) };
+        let Some((left, right)) = s.split_once('/') else {
+            return Ok(EndSpec::Bare(s.to_owned()));
+        };
         if let Ok(ip) = left.parse::<IpAddr>() {
             let max = if ip.is_ipv4() { 32 } else { 128 };
             return match right.parse::<u8>() {
                 Ok(len) if len <= max => Ok(EndSpec::Cidr(ip, len)),
-                _ => Err(format!("\"{s}\" is not a CIDR: the prefix length must be 0-{max}")),
+                _ => Err(format!(
+                    "\"{s}\" is not a CIDR: the prefix length must be 0-{max}"
+                )),
             };
         }
         if left.is_empty() {
-            return Err(format!("\"{s}\" has no namespace; write namespace/key=value,..."));
+            return Err(format!(
+                "\"{s}\" has no namespace; write namespace/key=value,..."
+            ));
         }
         if right.contains('=') || right.is_empty() {
             let mut labels = BTreeMap::new();
             for pair in right.split(',').map(str::trim).filter(|p| !p.is_empty()) {
                 let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
                 if k.is_empty() {
-                    return Err(format!("\"{pair}\" in \"{s}\" is not a label; write key=value"));
+                    return Err(format!(
+                        "\"{pair}\" in \"{s}\" is not a label; write key=value"
+                    ));
                 }
                 labels.insert(k.to_owned(), v.to_owned());
             }
-            return Ok(EndSpec::Labels { namespace: left.to_owned(), labels });
+            return Ok(EndSpec::Labels {
+                namespace: left.to_owned(),
+                labels,
+            });
         }
-        Ok(EndSpec::Declared { namespace: left.to_owned(), name: right.to_owned() })
+        Ok(EndSpec::Declared {
+            namespace: left.to_owned(),
+            name: right.to_owned(),
+        })
     }
 }
 
@@ -87,7 +103,11 @@ pub fn parse_port(s: &str) -> Result<(Option<String>, PortSpec), String> {
         None => (a, None),
         Some(b) if is_proto(b) => (a, Some(b)),
         Some(b) if is_proto(a) => (b, Some(a)),
-        Some(_) => return Err(format!("\"{s}\" is not a port; write 80/TCP, 53/UDP or http/TCP")),
+        Some(_) => {
+            return Err(format!(
+                "\"{s}\" is not a port; write 80/TCP, 53/UDP or http/TCP"
+            ));
+        }
     };
     if port.is_empty() {
         return Err(format!("\"{s}\" has no port number"));
@@ -163,57 +183,112 @@ pub struct Explanation {
 }
 
 /// Explains the flow `from` → `to` on `port` (`80/TCP`) under the policies of `set`.
-pub fn explain(set: &ResourceSet, tests: &TestCluster, from: &str, to: &str, port: &str) -> Result<Explanation, String> {
-    let (from_spec, to_spec) = (EndSpec::parse(from).map_err(|e| format!("--from: {e}"))?, EndSpec::parse(to).map_err(|e| format!("--to: {e}"))?);
+pub fn explain(
+    set: &ResourceSet,
+    tests: &TestCluster,
+    from: &str,
+    to: &str,
+    port: &str,
+) -> Result<Explanation, String> {
+    let (from_spec, to_spec) = (
+        EndSpec::parse(from).map_err(|e| format!("--from: {e}"))?,
+        EndSpec::parse(to).map_err(|e| format!("--to: {e}"))?,
+    );
     if matches!(from_spec, EndSpec::Cidr(..)) {
         return Err("--from: a CIDR is no source; give an address, an entity or labels".to_owned());
     }
     let (proto, port_spec) = parse_port(port).map_err(|e| format!("--port: {e}"))?;
     let mut cluster = tests.clone();
     let mut labels_of = BTreeMap::new();
-    let src = place(&from_spec, "from", &mut cluster, &mut labels_of).map_err(|e| format!("--from: {e}"))?;
-    let dst = place(&to_spec, "to", &mut cluster, &mut labels_of).map_err(|e| format!("--to: {e}"))?;
-    let repo = PolicyRepository::from_resources(cluster.cluster.clone(), set).map_err(|e| e.to_string())?;
-    let (protocol, port) = resolve_port(proto.as_deref(), Some(&port_spec), dst, &cluster).map_err(|e| format!("--port: {e}"))?;
-    let flow = Flow { src: src.to_peer(&repo, &cluster), dst: dst.to_peer(&repo, &cluster), protocol, port };
+    let src = place(&from_spec, "from", &mut cluster, &mut labels_of)
+        .map_err(|e| format!("--from: {e}"))?;
+    let dst =
+        place(&to_spec, "to", &mut cluster, &mut labels_of).map_err(|e| format!("--to: {e}"))?;
+    let repo = PolicyRepository::from_resources(cluster.cluster.clone(), set)
+        .map_err(|e| e.to_string())?;
+    let (protocol, port) = resolve_port(proto.as_deref(), Some(&port_spec), dst, &cluster)
+        .map_err(|e| format!("--port: {e}"))?;
+    let flow = Flow {
+        src: src.to_peer(&repo, &cluster),
+        dst: dst.to_peer(&repo, &cluster),
+        protocol,
+        port,
+    };
     let origins = Origins::of(set);
     let decision = repo.verdict(&flow);
     let outcome = Outcome::of(&decision, &origins);
     let end = |p: PeerRef, peer: Peer| describe(p, peer, &repo, &cluster, &labels_of);
     let mut chain = Vec::new();
     let mut involved = BTreeSet::new();
-    for (side, peer, dir) in [(&outcome.egress, flow.src, Direction::Egress), (&outcome.ingress, flow.dst, Direction::Ingress)] {
-        let (Some(side), Some((name, policy))) = (side, managed(peer, &repo, &cluster, &labels_of)) else { continue };
+    for (side, peer, dir) in [
+        (&outcome.egress, flow.src, Direction::Egress),
+        (&outcome.ingress, flow.dst, Direction::Ingress),
+    ] {
+        let (Some(side), Some((name, policy))) = (side, managed(peer, &repo, &cluster, &labels_of))
+        else {
+            continue;
+        };
         involved.extend(policy.selected_by().iter().map(|r| r.policy.clone()));
         chain.push(Chain {
             direction: side.direction,
             endpoint: name,
             identity: policy.identity().0,
-            selected_by: policy.selected_by().iter().map(|r| RuleSite::of(r, &origins)).collect(),
+            selected_by: policy
+                .selected_by()
+                .iter()
+                .map(|r| RuleSite::of(r, &origins))
+                .collect(),
             rules: policy
                 .selected_by()
                 .iter()
                 .filter(|r| {
-                    policy.entries(dir).any(|(e, ..)| e.policy == r.policy && e.spec == r.spec) || policy.default_deny_by(dir).is_some_and(|d| d.policy == r.policy && d.spec == r.spec)
+                    policy
+                        .entries(dir)
+                        .any(|(e, ..)| e.policy == r.policy && e.spec == r.spec)
+                        || policy
+                            .default_deny_by(dir)
+                            .is_some_and(|d| d.policy == r.policy && d.spec == r.spec)
                 })
                 .map(|r| RuleSite::of(r, &origins))
                 .collect(),
             default_deny: policy.is_enforced(dir),
-            default_deny_by: policy.default_deny_by(dir).map(|r| RuleSite::of(r, &origins)),
+            default_deny_by: policy
+                .default_deny_by(dir)
+                .map(|r| RuleSite::of(r, &origins)),
             decision: side.clone(),
         });
     }
-    let mut notes: Vec<String> = repo.notes().filter(|n| involved.contains(&n.rule.policy)).map(|n| format!("{}: {}", n.rule, n.message)).collect();
+    let mut notes: Vec<String> = repo
+        .notes()
+        .filter(|n| involved.contains(&n.rule.policy))
+        .map(|n| format!("{}: {}", n.rule, n.message))
+        .collect();
     for c in chain.iter().filter(|c| c.decision.l7_not_enforced) {
         if let Some(r) = &c.decision.rule {
-            notes.push(format!("{}: its L7 rules are not enforced by ward; the flow is allowed at L4", r.rule));
+            notes.push(format!(
+                "{}: its L7 rules are not enforced by ward; the flow is allowed at L4",
+                r.rule
+            ));
         }
     }
-    Ok(Explanation { from: end(src, flow.src), to: end(dst, flow.dst), protocol: protocol.to_string(), port, outcome, chain, notes })
+    Ok(Explanation {
+        from: end(src, flow.src),
+        to: end(dst, flow.dst),
+        protocol: protocol.to_string(),
+        port,
+        outcome,
+        chain,
+        notes,
+    })
 }
 
 /// Adds a command-line endpoint to the one-off cluster, or finds the declared one.
-fn place(spec: &EndSpec, role: &str, cluster: &mut TestCluster, labels_of: &mut BTreeMap<usize, String>) -> Result<PeerRef, String> {
+fn place(
+    spec: &EndSpec,
+    role: &str,
+    cluster: &mut TestCluster,
+    labels_of: &mut BTreeMap<usize, String>,
+) -> Result<PeerRef, String> {
     match spec {
         EndSpec::Bare(s) => PeerRef::parse(s, cluster),
         EndSpec::Declared { namespace, name } => cluster.find(namespace, name).map(PeerRef::Endpoint).ok_or_else(|| {
@@ -234,12 +309,20 @@ fn place(spec: &EndSpec, role: &str, cluster: &mut TestCluster, labels_of: &mut 
 fn first_host(ip: IpAddr, len: u8) -> IpAddr {
     match ip {
         IpAddr::V4(v4) => {
-            let mask = if len == 0 { 0 } else { u32::MAX << (32 - u32::from(len)) };
+            let mask = if len == 0 {
+                0
+            } else {
+                u32::MAX << (32 - u32::from(len))
+            };
             let net = u32::from(v4) & mask;
             IpAddr::from((if len < 31 { net + 1 } else { net }).to_be_bytes())
         }
         IpAddr::V6(v6) => {
-            let mask = if len == 0 { 0 } else { u128::MAX << (128 - u32::from(len)) };
+            let mask = if len == 0 {
+                0
+            } else {
+                u128::MAX << (128 - u32::from(len))
+            };
             let net = u128::from(v6) & mask;
             IpAddr::from((if len < 127 { net + 1 } else { net }).to_be_bytes())
         }
@@ -247,30 +330,63 @@ fn first_host(ip: IpAddr, len: u8) -> IpAddr {
 }
 
 /// The managed endpoint at a flow end, with its resolved policy.
-fn managed<'r>(peer: Peer, repo: &'r PolicyRepository, cluster: &TestCluster, labels_of: &BTreeMap<usize, String>) -> Option<(String, &'r EndpointPolicy)> {
+fn managed<'r>(
+    peer: Peer,
+    repo: &'r PolicyRepository,
+    cluster: &TestCluster,
+    labels_of: &BTreeMap<usize, String>,
+) -> Option<(String, &'r EndpointPolicy)> {
     let id = match peer {
         Peer::Endpoint(id) => id,
-        Peer::Ip(ip) => repo.endpoint_id(&cluster.cluster.endpoints.iter().find(|e| e.ip == Some(ip))?.full_name())?,
+        Peer::Ip(ip) => repo.endpoint_id(
+            &cluster
+                .cluster
+                .endpoints
+                .iter()
+                .find(|e| e.ip == Some(ip))?
+                .full_name(),
+        )?,
         Peer::Reserved(_) => return None,
     };
     let i = id.0 as usize;
-    let name = labels_of.get(&i).cloned().unwrap_or_else(|| cluster.cluster.endpoints[i].full_name());
+    let name = labels_of
+        .get(&i)
+        .cloned()
+        .unwrap_or_else(|| cluster.cluster.endpoints[i].full_name());
     Some((name, repo.endpoint_policy(id)?))
 }
 
-fn describe(p: PeerRef, peer: Peer, repo: &PolicyRepository, cluster: &TestCluster, labels_of: &BTreeMap<usize, String>) -> End {
+fn describe(
+    p: PeerRef,
+    peer: Peer,
+    repo: &PolicyRepository,
+    cluster: &TestCluster,
+    labels_of: &BTreeMap<usize, String>,
+) -> End {
     let address = match peer {
         Peer::Ip(ip) => Some(ip.to_string()),
         _ => None,
     };
     if let Some((name, policy)) = managed(peer, repo, cluster, labels_of) {
-        return End { name, kind: "endpoint", identity: Some(policy.identity().0), labels: Some(policy.labels().to_string()), address };
+        return End {
+            name,
+            kind: "endpoint",
+            identity: Some(policy.identity().0),
+            labels: Some(policy.labels().to_string()),
+            address,
+        };
     }
     let kind = match p {
         PeerRef::Ip(_) => "address",
         _ => "entity",
     };
-    End { name: p.label(cluster), kind, identity: None, labels: None, address }
+    End {
+        name: p.label(cluster),
+        kind,
+        identity: None,
+        labels: None,
+        address,
+    }
 }
 
 #[cfg(test)]
@@ -280,20 +396,47 @@ mod tests {
 
     #[test]
     fn flow_ends_and_ports_parse() {
-        let labels = |ns: &str, kv: &[(&str, &str)]| EndSpec::Labels { namespace: ns.into(), labels: kv.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect() };
-        assert_eq!(EndSpec::parse("shop/app=frontend,tier=web"), Ok(labels("shop", &[("app", "frontend"), ("tier", "web")])));
+        let labels = |ns: &str, kv: &[(&str, &str)]| EndSpec::Labels {
+            namespace: ns.into(),
+            labels: kv.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect(),
+        };
+        assert_eq!(
+            EndSpec::parse("shop/app=frontend,tier=web"),
+            Ok(labels("shop", &[("app", "frontend"), ("tier", "web")]))
+        );
         assert_eq!(EndSpec::parse("shop/"), Ok(labels("shop", &[])));
-        assert_eq!(EndSpec::parse("shop/frontend"), Ok(EndSpec::Declared { namespace: "shop".into(), name: "frontend".into() }));
-        assert_eq!(EndSpec::parse("frontend"), Ok(EndSpec::Bare("frontend".into())));
-        assert_eq!(EndSpec::parse("10.0.0.0/8"), Ok(EndSpec::Cidr("10.0.0.0".parse().unwrap(), 8)));
+        assert_eq!(
+            EndSpec::parse("shop/frontend"),
+            Ok(EndSpec::Declared {
+                namespace: "shop".into(),
+                name: "frontend".into()
+            })
+        );
+        assert_eq!(
+            EndSpec::parse("frontend"),
+            Ok(EndSpec::Bare("frontend".into()))
+        );
+        assert_eq!(
+            EndSpec::parse("10.0.0.0/8"),
+            Ok(EndSpec::Cidr("10.0.0.0".parse().unwrap(), 8))
+        );
         assert!(EndSpec::parse("10.0.0.0/33").is_err());
         assert!(EndSpec::parse("/app=x").is_err());
         assert!(EndSpec::parse("shop/=x").is_err());
 
-        assert_eq!(parse_port("80/TCP"), Ok((Some("TCP".into()), PortSpec::Number(80))));
-        assert_eq!(parse_port("udp/53"), Ok((Some("udp".into()), PortSpec::Number(53))));
+        assert_eq!(
+            parse_port("80/TCP"),
+            Ok((Some("TCP".into()), PortSpec::Number(80)))
+        );
+        assert_eq!(
+            parse_port("udp/53"),
+            Ok((Some("udp".into()), PortSpec::Number(53)))
+        );
         assert_eq!(parse_port("8080"), Ok((None, PortSpec::Number(8080))));
-        assert_eq!(parse_port("http/TCP"), Ok((Some("TCP".into()), PortSpec::Name("http".into()))));
+        assert_eq!(
+            parse_port("http/TCP"),
+            Ok((Some("TCP".into()), PortSpec::Name("http".into())))
+        );
         assert!(parse_port("80/bogus").is_err());
         assert!(parse_port("/TCP").is_err());
     }

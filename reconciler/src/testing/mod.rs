@@ -44,7 +44,10 @@ impl Suite {
     /// declarations, an address used twice) as a diagnostic.
     pub fn of(set: &ResourceSet) -> Result<Suite, Vec<Diagnostic>> {
         let (tests, errors) = PolicyTest::all_in(set);
-        let mut problems: Vec<Diagnostic> = errors.into_iter().map(|e| Diagnostic::error(codes::POLICY_TEST, e)).collect();
+        let mut problems: Vec<Diagnostic> = errors
+            .into_iter()
+            .map(|e| Diagnostic::error(codes::POLICY_TEST, e))
+            .collect();
         let cluster = match TestCluster::build(&tests) {
             Ok(c) => c,
             Err(d) => {
@@ -52,6 +55,10 @@ impl Suite {
                 TestCluster::default()
             }
         };
-        if problems.is_empty() { Ok(Suite { tests, cluster }) } else { Err(problems) }
+        if problems.is_empty() {
+            Ok(Suite { tests, cluster })
+        } else {
+            Err(problems)
+        }
     }
 }

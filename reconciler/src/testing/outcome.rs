@@ -13,12 +13,19 @@ pub struct Origins(BTreeMap<ResourceKey, Origin>);
 impl Origins {
     /// The origins of every resource in `set`.
     pub fn of(set: &ResourceSet) -> Origins {
-        Origins(set.iter().map(|r| (r.key.clone(), r.origin.clone())).collect())
+        Origins(
+            set.iter()
+                .map(|r| (r.key.clone(), r.origin.clone()))
+                .collect(),
+        )
     }
 
     /// `file:line` of a policy, when it came from a file.
     pub fn get(&self, key: &ResourceKey) -> Option<String> {
-        self.0.get(key).filter(|o| !o.file.is_empty()).map(ToString::to_string)
+        self.0
+            .get(key)
+            .filter(|o| !o.file.is_empty())
+            .map(ToString::to_string)
     }
 }
 
@@ -39,7 +46,12 @@ pub struct RuleSite {
 impl RuleSite {
     /// The site of `rule`.
     pub fn of(rule: &RuleRef, origins: &Origins) -> RuleSite {
-        RuleSite { rule: rule.to_string(), policy: rule.policy.to_string(), path: rule.path(), origin: origins.get(&rule.policy) }
+        RuleSite {
+            rule: rule.to_string(),
+            policy: rule.policy.to_string(),
+            path: rule.path(),
+            origin: origins.get(&rule.policy),
+        }
     }
 
     /// `rule (file:line)`.

@@ -45,7 +45,9 @@ impl PeerRef {
         let r = match s {
             "world" | "world-ipv4" => Ok(PeerRef::World),
             "world-ipv6" => Ok(PeerRef::WorldIpv6),
-            "all" | "cluster" | "none" => Err(format!("entity \"{s}\" stands for many identities (or none), not one flow end; name an endpoint, another entity or an address")),
+            "all" | "cluster" | "none" => Err(format!(
+                "entity \"{s}\" stands for many identities (or none), not one flow end; name an endpoint, another entity or an address"
+            )),
             _ => match Identity::reserved(s) {
                 Some(id) => Ok(PeerRef::Reserved(id)),
                 None => return None,
@@ -89,7 +91,11 @@ impl PeerRef {
     pub fn endpoint(self, cluster: &TestCluster) -> Option<usize> {
         match self {
             PeerRef::Endpoint(i) => Some(i),
-            PeerRef::Ip(ip) => cluster.cluster.endpoints.iter().position(|e| e.ip == Some(ip)),
+            PeerRef::Ip(ip) => cluster
+                .cluster
+                .endpoints
+                .iter()
+                .position(|e| e.ip == Some(ip)),
             _ => None,
         }
     }
@@ -98,9 +104,25 @@ impl PeerRef {
 /// The address `world` stands for: 203.0.113.10 (TEST-NET-3), or the next free address of
 /// the documentation ranges when a declared endpoint uses it.
 pub fn world_address(cluster: &TestCluster) -> IpAddr {
-    let used = |ip: &IpAddr| cluster.cluster.endpoints.iter().any(|e| e.ip.as_ref() == Some(ip)) || cluster.cluster.nodes.iter().any(|n| n.ip.as_ref() == Some(ip));
-    let candidates = (10..=254u8).map(|h| IpAddr::from([203, 0, 113, h])).chain((10..=254u8).map(|h| IpAddr::from([198, 51, 100, h])));
-    candidates.into_iter().find(|ip| !used(ip)).unwrap_or(IpAddr::from([192, 0, 2, 10]))
+    let used = |ip: &IpAddr| {
+        cluster
+            .cluster
+            .endpoints
+            .iter()
+            .any(|e| e.ip.as_ref() == Some(ip))
+            || cluster
+                .cluster
+                .nodes
+                .iter()
+                .any(|n| n.ip.as_ref() == Some(ip))
+    };
+    let candidates = (10..=254u8)
+        .map(|h| IpAddr::from([203, 0, 113, h]))
+        .chain((10..=254u8).map(|h| IpAddr::from([198, 51, 100, h])));
+    candidates
+        .into_iter()
+        .find(|ip| !used(ip))
+        .unwrap_or(IpAddr::from([192, 0, 2, 10]))
 }
 
 #[cfg(test)]
@@ -110,8 +132,13 @@ mod tests {
     use crate::testing::cluster::TestCluster;
 
     fn cluster(ip: &str) -> TestCluster {
-        let spec = serde_json::json!({"endpoints": [{"name": "web", "namespace": "shop", "ip": ip}]});
-        let t = crate::testing::spec::PolicyTest { name: "t".into(), origin: Default::default(), spec: serde_json::from_value(spec).unwrap() };
+        let spec =
+            serde_json::json!({"endpoints": [{"name": "web", "namespace": "shop", "ip": ip}]});
+        let t = crate::testing::spec::PolicyTest {
+            name: "t".into(),
+            origin: Default::default(),
+            spec: serde_json::from_value(spec).unwrap(),
+        };
         TestCluster::build([&t]).unwrap()
     }
 
@@ -120,18 +147,47 @@ mod tests {
         let c = cluster("10.0.0.1");
         assert_eq!(PeerRef::parse("web", &c), Ok(PeerRef::Endpoint(0)));
         assert_eq!(PeerRef::parse("world", &c), Ok(PeerRef::World));
-        assert_eq!(PeerRef::parse("host", &c), Ok(PeerRef::Reserved(Identity::HOST)));
-        assert_eq!(PeerRef::parse("kube-apiserver", &c), Ok(PeerRef::Reserved(Identity::KUBE_APISERVER)));
-        assert_eq!(PeerRef::parse("10.0.0.1", &c), Ok(PeerRef::Ip("10.0.0.1".parse().unwrap())));
-        assert!(PeerRef::parse("cluster", &c).unwrap_err().contains("many identities"));
-        assert!(PeerRef::parse("nope", &c).unwrap_err().contains("unknown endpoint \"nope\""));
-        assert_eq!(PeerRef::Ip("10.0.0.1".parse().unwrap()).endpoint(&c), Some(0));
-        assert_eq!(PeerRef::Ip("10.0.0.1".parse().unwrap()).label(&c), "10.0.0.1 (shop/web)");
+        assert_eq!(
+            PeerRef::parse("host", &c),
+            Ok(PeerRef::Reserved(Identity::HOST))
+        );
+        assert_eq!(
+            PeerRef::parse("kube-apiserver", &c),
+            Ok(PeerRef::Reserved(Identity::KUBE_APISERVER))
+        );
+        assert_eq!(
+            PeerRef::parse("10.0.0.1", &c),
+            Ok(PeerRef::Ip("10.0.0.1".parse().unwrap()))
+        );
+        assert!(
+            PeerRef::parse("cluster", &c)
+                .unwrap_err()
+                .contains("many identities")
+        );
+        assert!(
+            PeerRef::parse("nope", &c)
+                .unwrap_err()
+                .contains("unknown endpoint \"nope\"")
+        );
+        assert_eq!(
+            PeerRef::Ip("10.0.0.1".parse().unwrap()).endpoint(&c),
+            Some(0)
+        );
+        assert_eq!(
+            PeerRef::Ip("10.0.0.1".parse().unwrap()).label(&c),
+            "10.0.0.1 (shop/web)"
+        );
     }
 
     #[test]
     fn world_avoids_declared_addresses() {
-        assert_eq!(world_address(&cluster("10.0.0.1")).to_string(), "203.0.113.10");
-        assert_eq!(world_address(&cluster("203.0.113.10")).to_string(), "203.0.113.11");
+        assert_eq!(
+            world_address(&cluster("10.0.0.1")).to_string(),
+            "203.0.113.10"
+        );
+        assert_eq!(
+            world_address(&cluster("203.0.113.10")).to_string(),
+            "203.0.113.11"
+        );
     }
 }

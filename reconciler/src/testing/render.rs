@@ -14,14 +14,27 @@ pub fn test_text(run: &TestRun, color: bool) -> String {
     let p = Paint(color);
     let mut out = String::new();
     for t in &run.tests {
-        let desc = t.description.as_deref().map(|d| format!(": {d}")).unwrap_or_default();
-        let _ = writeln!(out, "{} {}{desc}", p.on(BOLD, &format!("PolicyTest {}", t.name)), p.on(DIM, &format!("({})", t.origin)));
+        let desc = t
+            .description
+            .as_deref()
+            .map(|d| format!(": {d}"))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "{} {}{desc}",
+            p.on(BOLD, &format!("PolicyTest {}", t.name)),
+            p.on(DIM, &format!("({})", t.origin))
+        );
         for e in &t.expectations {
             expectation_text(&mut out, e, &p);
         }
     }
     let (total, failed) = (run.total(), run.failed());
-    let verdict = if failed == 0 { p.on(GREEN, "ok") } else { p.on(RED, "FAILED") };
+    let verdict = if failed == 0 {
+        p.on(GREEN, "ok")
+    } else {
+        p.on(RED, "FAILED")
+    };
     let _ = writeln!(
         out,
         "\n{verdict}: {total} expectation(s) in {} test(s): {} passed, {failed} failed ({} endpoint(s), {} polic{})",
@@ -36,13 +49,40 @@ pub fn test_text(run: &TestRun, color: bool) -> String {
 
 fn expectation_text(out: &mut String, e: &ExpectationResult, p: &Paint) {
     if e.status == Status::Pass {
-        let actual = e.outcome.as_ref().map(|o| o.verdict.as_str()).filter(|v| *v != e.expect.to_string()).map(|v| format!(" ({v})")).unwrap_or_default();
-        let by = e.decided_by.as_deref().map(|d| format!(", decided by {d}")).unwrap_or_default();
-        let _ = writeln!(out, "  {} {}: {}{actual}{by}", p.on(GREEN, "✓"), e.flow, e.expect);
+        let actual = e
+            .outcome
+            .as_ref()
+            .map(|o| o.verdict.as_str())
+            .filter(|v| *v != e.expect.to_string())
+            .map(|v| format!(" ({v})"))
+            .unwrap_or_default();
+        let by = e
+            .decided_by
+            .as_deref()
+            .map(|d| format!(", decided by {d}"))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "  {} {}: {}{actual}{by}",
+            p.on(GREEN, "✓"),
+            e.flow,
+            e.expect
+        );
         return;
     }
-    let by = e.decided_by.as_deref().map(|d| format!(", decidedBy {d}")).unwrap_or_default();
-    let _ = writeln!(out, "  {} {}: expect {}{by}  {}", p.on(RED, "✗"), e.flow, e.expect, p.on(DIM, &format!("(spec.expectations[{}])", e.index)));
+    let by = e
+        .decided_by
+        .as_deref()
+        .map(|d| format!(", decidedBy {d}"))
+        .unwrap_or_default();
+    let _ = writeln!(
+        out,
+        "  {} {}: expect {}{by}  {}",
+        p.on(RED, "✗"),
+        e.flow,
+        e.expect,
+        p.on(DIM, &format!("(spec.expectations[{}])", e.index))
+    );
     if let Some(d) = &e.description {
         let _ = writeln!(out, "      {d}");
     }
@@ -54,7 +94,10 @@ fn expectation_text(out: &mut String, e: &ExpectationResult, p: &Paint) {
             let _ = writeln!(out, "      {}", side_line(s));
         }
         if o.sides().next().is_none() {
-            let _ = writeln!(out, "      neither end is a managed endpoint: nothing restricts the flow");
+            let _ = writeln!(
+                out,
+                "      neither end is a managed endpoint: nothing restricts the flow"
+            );
         }
     }
 }
@@ -68,7 +111,11 @@ fn side_line(s: &Side) -> String {
 }
 
 fn xml(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&apos;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&apos;")
 }
 
 /// `ward test` as JUnit XML: a test suite per PolicyTest, a test case per expectation; a
@@ -76,9 +123,16 @@ fn xml(s: &str) -> String {
 pub fn test_junit(run: &TestRun) -> String {
     let (total, failed) = (run.total(), run.failed());
     let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-    let _ = writeln!(out, "<testsuites name=\"ward test\" tests=\"{total}\" failures=\"{failed}\">");
+    let _ = writeln!(
+        out,
+        "<testsuites name=\"ward test\" tests=\"{total}\" failures=\"{failed}\">"
+    );
     for t in &run.tests {
-        let failures = t.expectations.iter().filter(|e| e.status != Status::Pass).count();
+        let failures = t
+            .expectations
+            .iter()
+            .filter(|e| e.status != Status::Pass)
+            .count();
         let _ = writeln!(
             out,
             "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{failures}\" errors=\"0\" skipped=\"0\" file=\"{}\">",
@@ -88,12 +142,22 @@ pub fn test_junit(run: &TestRun) -> String {
         );
         for e in &t.expectations {
             let name = format!("{}: {}", e.flow, e.expect);
-            let _ = write!(out, "    <testcase classname=\"ward.test.{}\" name=\"{}\" file=\"{}\"", xml(&t.name), xml(&name), xml(&t.file));
+            let _ = write!(
+                out,
+                "    <testcase classname=\"ward.test.{}\" name=\"{}\" file=\"{}\"",
+                xml(&t.name),
+                xml(&name),
+                xml(&t.file)
+            );
             if e.status == Status::Pass {
                 out.push_str("/>\n");
                 continue;
             }
-            let kind = if e.status == Status::Error { "error" } else { "verdict" };
+            let kind = if e.status == Status::Error {
+                "error"
+            } else {
+                "verdict"
+            };
             let mut body: Vec<String> = e.description.iter().cloned().collect();
             if let Some(o) = &e.outcome {
                 body.extend(o.sides().map(side_line));
@@ -117,8 +181,19 @@ pub fn test_junit(run: &TestRun) -> String {
 pub fn explain_text(x: &Explanation, color: bool) -> String {
     let p = Paint(color);
     let mut out = String::new();
-    let verdict = if x.outcome.allowed { p.on(GREEN, &x.outcome.verdict) } else { p.on(RED, &x.outcome.verdict) };
-    let _ = writeln!(out, "{} → {} {}/{}: {verdict}", p.on(BOLD, &x.from.heading()), p.on(BOLD, &x.to.heading()), x.protocol, x.port);
+    let verdict = if x.outcome.allowed {
+        p.on(GREEN, &x.outcome.verdict)
+    } else {
+        p.on(RED, &x.outcome.verdict)
+    };
+    let _ = writeln!(
+        out,
+        "{} → {} {}/{}: {verdict}",
+        p.on(BOLD, &x.from.heading()),
+        p.on(BOLD, &x.to.heading()),
+        x.protocol,
+        x.port
+    );
     match &x.outcome.decided_by {
         Some(r) => {
             let _ = writeln!(out, "decided by {}", r.located());
@@ -127,23 +202,47 @@ pub fn explain_text(x: &Explanation, color: bool) -> String {
             let _ = writeln!(out, "no rule is involved: nothing restricts this flow");
         }
         None => {
-            let _ = writeln!(out, "dropped by default deny (policy-enforcement-mode: always)");
+            let _ = writeln!(
+                out,
+                "dropped by default deny (policy-enforcement-mode: always)"
+            );
         }
     }
     for (dir, end) in [("egress", &x.from), ("ingress", &x.to)] {
         let _ = writeln!(out);
         let Some(c) = x.chain.iter().find(|c| c.direction == dir) else {
-            let _ = writeln!(out, "{dir} of {}: not evaluated ({} is not a managed endpoint)", end.name, end.kind_phrase());
+            let _ = writeln!(
+                out,
+                "{dir} of {}: not evaluated ({} is not a managed endpoint)",
+                end.name,
+                end.kind_phrase()
+            );
             continue;
         };
         let _ = writeln!(out, "{dir} of {} (identity {}):", c.endpoint, c.identity);
         if c.selected_by.is_empty() {
-            let _ = writeln!(out, "  rules:        none (no policy selects this endpoint)");
+            let _ = writeln!(
+                out,
+                "  rules:        none (no policy selects this endpoint)"
+            );
         } else if c.rules.is_empty() {
-            let _ = writeln!(out, "  rules:        none for {dir} ({} selecting rule(s) have no {dir} part)", c.selected_by.len());
+            let _ = writeln!(
+                out,
+                "  rules:        none for {dir} ({} selecting rule(s) have no {dir} part)",
+                c.selected_by.len()
+            );
         }
         for (i, r) in c.rules.iter().enumerate() {
-            let _ = writeln!(out, "  {}{}", if i == 0 { "rules:        " } else { "              " }, r.located());
+            let _ = writeln!(
+                out,
+                "  {}{}",
+                if i == 0 {
+                    "rules:        "
+                } else {
+                    "              "
+                },
+                r.located()
+            );
         }
         let dd = match (&c.default_deny, &c.default_deny_by) {
             (true, Some(r)) => format!("on ({} enables {dir} default deny)", r.rule),
@@ -151,9 +250,23 @@ pub fn explain_text(x: &Explanation, color: bool) -> String {
             (false, _) => "off".to_owned(),
         };
         let _ = writeln!(out, "  default deny: {dd}");
-        let reason = c.decision.explanation.split_once("): ").map_or(c.decision.explanation.as_str(), |(_, r)| r);
-        let at = c.decision.rule.as_ref().and_then(|r| r.origin.as_ref()).map(|o| format!(" ({o})")).unwrap_or_default();
-        let _ = writeln!(out, "  decision:     {} {reason}{at}", verdict_mark(&c.decision, &p));
+        let reason = c
+            .decision
+            .explanation
+            .split_once("): ")
+            .map_or(c.decision.explanation.as_str(), |(_, r)| r);
+        let at = c
+            .decision
+            .rule
+            .as_ref()
+            .and_then(|r| r.origin.as_ref())
+            .map(|o| format!(" ({o})"))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "  decision:     {} {reason}{at}",
+            verdict_mark(&c.decision, &p)
+        );
     }
     if !x.notes.is_empty() {
         let _ = writeln!(out, "\nnotes:");
@@ -165,7 +278,11 @@ pub fn explain_text(x: &Explanation, color: bool) -> String {
 }
 
 fn verdict_mark(s: &Side, p: &Paint) -> String {
-    if s.verdict == "allow" { p.on(GREEN, "✓") } else { p.on(RED, "✗") }
+    if s.verdict == "allow" {
+        p.on(GREEN, "✓")
+    } else {
+        p.on(RED, "✗")
+    }
 }
 
 impl super::explain::End {

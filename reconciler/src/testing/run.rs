@@ -5,7 +5,9 @@ use super::outcome::{Origins, Outcome};
 use super::peer::PeerRef;
 use super::spec::{Expect, PolicyTest, PortSpec, TestExpectation};
 use serde::Serialize;
-use ward_datapath::engine::{Decision, EngineError, Flow, PolicyRepository, Protocol, Reason, Verdict};
+use ward_datapath::engine::{
+    Decision, EngineError, Flow, PolicyRepository, Protocol, Reason, Verdict,
+};
 use ward_schema::{Kind, ResourceSet};
 
 /// Every test's results.
@@ -79,7 +81,9 @@ pub struct ExpectationResult {
 impl TestRun {
     /// Every expectation result with its test.
     pub fn results(&self) -> impl Iterator<Item = (&TestResult, &ExpectationResult)> {
-        self.tests.iter().flat_map(|t| t.expectations.iter().map(move |e| (t, e)))
+        self.tests
+            .iter()
+            .flat_map(|t| t.expectations.iter().map(move |e| (t, e)))
     }
 
     /// How many expectations.
@@ -89,7 +93,9 @@ impl TestRun {
 
     /// How many did not pass.
     pub fn failed(&self) -> usize {
-        self.results().filter(|(_, e)| e.status != Status::Pass).count()
+        self.results()
+            .filter(|(_, e)| e.status != Status::Pass)
+            .count()
     }
 
     /// Whether every expectation passed.
@@ -100,7 +106,11 @@ impl TestRun {
 
 /// Runs every expectation of `tests` against the policies and CiliumConfig of `set`, on the
 /// endpoints of `cluster`.
-pub fn run(tests: &[PolicyTest], set: &ResourceSet, cluster: &TestCluster) -> Result<TestRun, EngineError> {
+pub fn run(
+    tests: &[PolicyTest],
+    set: &ResourceSet,
+    cluster: &TestCluster,
+) -> Result<TestRun, EngineError> {
     let repo = PolicyRepository::from_resources(cluster.cluster.clone(), set)?;
     let origins = Origins::of(set);
     let tests = tests
@@ -110,13 +120,29 @@ pub fn run(tests: &[PolicyTest], set: &ResourceSet, cluster: &TestCluster) -> Re
             origin: t.origin.to_string(),
             file: t.origin.file.clone(),
             description: t.spec.description.clone(),
-            expectations: t.spec.expectations.iter().enumerate().map(|(i, e)| evaluate(i, e, &repo, cluster, &origins)).collect(),
+            expectations: t
+                .spec
+                .expectations
+                .iter()
+                .enumerate()
+                .map(|(i, e)| evaluate(i, e, &repo, cluster, &origins))
+                .collect(),
         })
         .collect();
-    Ok(TestRun { tests, endpoints: cluster.len(), policies: set.iter().filter(|r| r.key.kind.is_policy()).count() })
+    Ok(TestRun {
+        tests,
+        endpoints: cluster.len(),
+        policies: set.iter().filter(|r| r.key.kind.is_policy()).count(),
+    })
 }
 
-fn evaluate(index: usize, e: &TestExpectation, repo: &PolicyRepository, cluster: &TestCluster, origins: &Origins) -> ExpectationResult {
+fn evaluate(
+    index: usize,
+    e: &TestExpectation,
+    repo: &PolicyRepository,
+    cluster: &TestCluster,
+    origins: &Origins,
+) -> ExpectationResult {
     let mut result = ExpectationResult {
         index,
         flow: format!("{} → {} {}", e.from, e.to, written_port(e)),
@@ -137,11 +163,25 @@ fn evaluate(index: usize, e: &TestExpectation, repo: &PolicyRepository, cluster:
     let decision = repo.verdict(&flow);
     let outcome = Outcome::of(&decision, origins);
     let verdict_ok = (e.expect == Expect::Allow) == outcome.allowed;
-    let decided_ok = e.decided_by.as_deref().map_or(Ok(()), |want| check_decided_by(want, &decision));
-    result.status = if verdict_ok && decided_ok.is_ok() { Status::Pass } else { Status::Fail };
+    let decided_ok = e
+        .decided_by
+        .as_deref()
+        .map_or(Ok(()), |want| check_decided_by(want, &decision));
+    result.status = if verdict_ok && decided_ok.is_ok() {
+        Status::Pass
+    } else {
+        Status::Fail
+    };
     if !verdict_ok {
-        let by = outcome.decided_by.as_ref().map(|r| format!(", decided by {}", r.located())).unwrap_or_else(|| ", no rule involved".to_owned());
-        result.message = Some(format!("expected {}, got {}{by}", e.expect, outcome.verdict));
+        let by = outcome
+            .decided_by
+            .as_ref()
+            .map(|r| format!(", decided by {}", r.located()))
+            .unwrap_or_else(|| ", no rule involved".to_owned());
+        result.message = Some(format!(
+            "expected {}, got {}{by}",
+            e.expect, outcome.verdict
+        ));
     } else if let Err(m) = decided_ok {
         result.message = Some(m);
     }
@@ -151,7 +191,12 @@ fn evaluate(index: usize, e: &TestExpectation, repo: &PolicyRepository, cluster:
 
 /// `TCP/80`, `TCP/http`, `ICMP/8` as the expectation wrote it.
 fn written_port(e: &TestExpectation) -> String {
-    let proto = e.protocol.as_deref().unwrap_or("TCP").to_ascii_uppercase().replace("ICMPV6", "ICMPv6");
+    let proto = e
+        .protocol
+        .as_deref()
+        .unwrap_or("TCP")
+        .to_ascii_uppercase()
+        .replace("ICMPV6", "ICMPv6");
     match &e.port {
         Some(PortSpec::Number(n)) => format!("{proto}/{n}"),
         Some(PortSpec::Name(s)) => format!("{proto}/{s}"),
@@ -160,38 +205,70 @@ fn written_port(e: &TestExpectation) -> String {
 }
 
 /// The engine flow of an expectation.
-pub fn flow_of(e: &TestExpectation, repo: &PolicyRepository, cluster: &TestCluster) -> Result<Flow, String> {
+pub fn flow_of(
+    e: &TestExpectation,
+    repo: &PolicyRepository,
+    cluster: &TestCluster,
+) -> Result<Flow, String> {
     let src = PeerRef::parse(&e.from, cluster)?;
     let dst = PeerRef::parse(&e.to, cluster)?;
     let (protocol, port) = resolve_port(e.protocol.as_deref(), e.port.as_ref(), dst, cluster)?;
-    Ok(Flow { src: src.to_peer(repo, cluster), dst: dst.to_peer(repo, cluster), protocol, port })
+    Ok(Flow {
+        src: src.to_peer(repo, cluster),
+        dst: dst.to_peer(repo, cluster),
+        protocol,
+        port,
+    })
 }
 
 /// The protocol and port number of a flow to `dst`: a named port is looked up in the
 /// destination's declared ports (and gives the protocol when none is written); ICMP
 /// without a port is an echo request (type 8, or 128 for ICMPv6).
-pub fn resolve_port(protocol: Option<&str>, port: Option<&PortSpec>, dst: PeerRef, cluster: &TestCluster) -> Result<(Protocol, u16), String> {
+pub fn resolve_port(
+    protocol: Option<&str>,
+    port: Option<&PortSpec>,
+    dst: PeerRef,
+    cluster: &TestCluster,
+) -> Result<(Protocol, u16), String> {
     let written = match protocol {
         Some(p) => Some(Protocol::parse(p).ok_or_else(|| format!("unknown protocol \"{p}\""))?),
         None => None,
     };
     let icmp = matches!(written, Some(Protocol::ICMP | Protocol::ICMPV6));
     let max = if icmp { 255 } else { 65535 };
-    let number = |n: i64| u16::try_from(n).ok().filter(|p| i64::from(*p) <= max).ok_or_else(|| format!("port {n} is impossible; use 0-{max}"));
+    let number = |n: i64| {
+        u16::try_from(n)
+            .ok()
+            .filter(|p| i64::from(*p) <= max)
+            .ok_or_else(|| format!("port {n} is impossible; use 0-{max}"))
+    };
     match port {
-        None if icmp => Ok((written.unwrap_or(Protocol::ICMP), if written == Some(Protocol::ICMPV6) { 128 } else { 8 })),
+        None if icmp => Ok((
+            written.unwrap_or(Protocol::ICMP),
+            if written == Some(Protocol::ICMPV6) {
+                128
+            } else {
+                8
+            },
+        )),
         None => Err("an expectation needs a port".to_owned()),
         Some(PortSpec::Number(n)) => Ok((written.unwrap_or(Protocol::TCP), number(*n)?)),
         Some(PortSpec::Name(s)) => {
             if let Ok(n) = s.parse::<i64>() {
                 return Ok((written.unwrap_or(Protocol::TCP), number(n)?));
             }
-            let declared = dst
-                .endpoint(cluster)
-                .and_then(|i| cluster.cluster.endpoints[i].named_ports.iter().find(|(k, _)| k.eq_ignore_ascii_case(s)).map(|(_, v)| *v));
+            let declared = dst.endpoint(cluster).and_then(|i| {
+                cluster.cluster.endpoints[i]
+                    .named_ports
+                    .iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case(s))
+                    .map(|(_, v)| *v)
+            });
             match declared {
                 Some(np) => Ok((written.unwrap_or(np.protocol), np.port)),
-                None => Err(format!("named port \"{s}\" is not declared by the destination")),
+                None => Err(format!(
+                    "named port \"{s}\" is not declared by the destination"
+                )),
             }
         }
     }
@@ -216,20 +293,33 @@ pub fn check_decided_by(want: &str, d: &Decision<'_>) -> Result<(), String> {
             };
             let policy = canonical_policy(policy);
             let candidates: Vec<_> = if d.verdict == Verdict::Allow {
-                [&d.egress, &d.ingress].into_iter().flatten().filter(|s| s.reason == Reason::Allowed).filter_map(|s| s.rule).collect()
+                [&d.egress, &d.ingress]
+                    .into_iter()
+                    .flatten()
+                    .filter(|s| s.reason == Reason::Allowed)
+                    .filter_map(|s| s.rule)
+                    .collect()
             } else {
                 d.rule.into_iter().collect()
             };
-            candidates.iter().any(|r| r.policy.to_string() == policy && path.is_none_or(|p| r.path() == p))
+            candidates
+                .iter()
+                .any(|r| r.policy.to_string() == policy && path.is_none_or(|p| r.path() == p))
         }
     };
-    if ok { Ok(()) } else { Err(format!("expected decidedBy {want}, but {}", actual())) }
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("expected decidedBy {want}, but {}", actual()))
+    }
 }
 
 /// `cnp/shop/x` → `CiliumNetworkPolicy/shop/x`; full kind names are kept.
 fn canonical_policy(s: &str) -> String {
     let (kind, rest) = s.split_once('/').unwrap_or((s, ""));
-    let full = Kind::ALL.into_iter().find(|k| k.as_str() == kind || k.short_name().eq_ignore_ascii_case(kind));
+    let full = Kind::ALL
+        .into_iter()
+        .find(|k| k.as_str() == kind || k.short_name().eq_ignore_ascii_case(kind));
     match full {
         Some(k) => format!("{}/{rest}", k.as_str()),
         None => s.to_owned(),
@@ -247,7 +337,15 @@ mod tests {
 
     fn policy(ns: &str, name: &str, spec: serde_json::Value) -> Resource {
         let object = json!({"apiVersion": "cilium.io/v2", "kind": "CiliumNetworkPolicy", "metadata": {"name": name, "namespace": ns}, "spec": spec});
-        Resource { key: ResourceKey::new(Kind::CiliumNetworkPolicy, Some(ns), name), object, origin: Origin { file: format!("{name}.yaml"), line: 7, document: 0 } }
+        Resource {
+            key: ResourceKey::new(Kind::CiliumNetworkPolicy, Some(ns), name),
+            object,
+            origin: Origin {
+                file: format!("{name}.yaml"),
+                line: 7,
+                document: 0,
+            },
+        }
     }
 
     fn setup(expectations: serde_json::Value) -> (Vec<PolicyTest>, ResourceSet, TestCluster) {
@@ -260,7 +358,15 @@ mod tests {
             "expectations": expectations
         }))
         .unwrap();
-        let test = PolicyTest { name: "t".into(), origin: Origin { file: "t.yaml".into(), line: 4, document: 0 }, spec };
+        let test = PolicyTest {
+            name: "t".into(),
+            origin: Origin {
+                file: "t.yaml".into(),
+                line: 4,
+                document: 0,
+            },
+            spec,
+        };
         let mut set = ResourceSet::new();
         set.insert(policy("shop", "api-in", json!({
             "endpointSelector": {"matchLabels": {"app": "api"}},
@@ -286,21 +392,34 @@ mod tests {
         let statuses: Vec<Status> = run.results().map(|(_, e)| e.status).collect();
         use Status::*;
         assert_eq!(statuses, [Pass, Pass, Pass, Pass, Fail, Fail, Error, Error]);
-        assert_eq!((run.total(), run.failed(), run.endpoints, run.policies), (8, 4, 3, 1));
+        assert_eq!(
+            (run.total(), run.failed(), run.endpoints, run.policies),
+            (8, 4, 3, 1)
+        );
         let r = &run.tests[0].expectations;
         assert_eq!(r[0].flow, "web → api TCP/http");
         assert_eq!(
             r[4].message.as_deref(),
-            Some("expected allow, got default-deny, decided by CiliumNetworkPolicy/shop/api-in spec (api-in.yaml:7)")
+            Some(
+                "expected allow, got default-deny, decided by CiliumNetworkPolicy/shop/api-in spec (api-in.yaml:7)"
+            )
         );
         assert_eq!(
             r[5].message.as_deref(),
-            Some("expected decidedBy CiliumNetworkPolicy/shop/elsewhere, but decided by CiliumNetworkPolicy/shop/api-in spec.ingress[0]")
+            Some(
+                "expected decidedBy CiliumNetworkPolicy/shop/elsewhere, but decided by CiliumNetworkPolicy/shop/api-in spec.ingress[0]"
+            )
         );
         assert!(r[6].message.as_deref().unwrap().contains("many identities"));
-        assert_eq!(r[7].message.as_deref(), Some("named port \"http\" is not declared by the destination"));
+        assert_eq!(
+            r[7].message.as_deref(),
+            Some("named port \"http\" is not declared by the destination")
+        );
         let outcome = r[0].outcome.as_ref().unwrap();
-        assert_eq!(outcome.decided_by.as_ref().unwrap().origin.as_deref(), Some("api-in.yaml:7"));
+        assert_eq!(
+            outcome.decided_by.as_ref().unwrap().origin.as_deref(),
+            Some("api-in.yaml:7")
+        );
         assert_eq!(outcome.ingress.as_ref().unwrap().reason, "allowed");
         assert_eq!(outcome.egress.as_ref().unwrap().reason, "not-selected");
     }
@@ -310,10 +429,27 @@ mod tests {
         let (_, _, cluster) = setup(json!([]));
         let api = PeerRef::Endpoint(1);
         let name = PortSpec::Name("HTTP".into());
-        assert_eq!(resolve_port(None, Some(&name), api, &cluster), Ok((Protocol::TCP, 8080)));
-        assert_eq!(resolve_port(Some("UDP"), Some(&PortSpec::Name("53".into())), api, &cluster), Ok((Protocol::UDP, 53)));
-        assert_eq!(resolve_port(Some("ICMP"), None, api, &cluster), Ok((Protocol::ICMP, 8)));
-        assert_eq!(resolve_port(Some("ICMPv6"), None, api, &cluster), Ok((Protocol::ICMPV6, 128)));
+        assert_eq!(
+            resolve_port(None, Some(&name), api, &cluster),
+            Ok((Protocol::TCP, 8080))
+        );
+        assert_eq!(
+            resolve_port(
+                Some("UDP"),
+                Some(&PortSpec::Name("53".into())),
+                api,
+                &cluster
+            ),
+            Ok((Protocol::UDP, 53))
+        );
+        assert_eq!(
+            resolve_port(Some("ICMP"), None, api, &cluster),
+            Ok((Protocol::ICMP, 8))
+        );
+        assert_eq!(
+            resolve_port(Some("ICMPv6"), None, api, &cluster),
+            Ok((Protocol::ICMPV6, 128))
+        );
         assert!(resolve_port(Some("ICMP"), Some(&PortSpec::Number(300)), api, &cluster).is_err());
         assert!(resolve_port(None, Some(&PortSpec::Number(70000)), api, &cluster).is_err());
         assert!(resolve_port(None, None, api, &cluster).is_err());

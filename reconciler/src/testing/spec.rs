@@ -127,9 +127,17 @@ impl PolicyTest {
         if r.key.kind != Kind::PolicyTest {
             return None;
         }
-        let spec = serde_json::from_value::<PolicyTestSpec>(r.spec().clone())
-            .map_err(|e| format!("{}: PolicyTest {} does not match its schema: {e}", r.origin, r.key.name));
-        Some(spec.map(|spec| PolicyTest { name: r.key.name.clone(), origin: r.origin.clone(), spec }))
+        let spec = serde_json::from_value::<PolicyTestSpec>(r.spec().clone()).map_err(|e| {
+            format!(
+                "{}: PolicyTest {} does not match its schema: {e}",
+                r.origin, r.key.name
+            )
+        });
+        Some(spec.map(|spec| PolicyTest {
+            name: r.key.name.clone(),
+            origin: r.origin.clone(),
+            spec,
+        }))
     }
 
     /// Every PolicyTest of a set, in file order, and the documents that did not convert.
@@ -143,7 +151,13 @@ impl PolicyTest {
                 None => {}
             }
         }
-        tests.sort_by(|a, b| (&a.origin.file, a.origin.document, &a.name).cmp(&(&b.origin.file, b.origin.document, &b.name)));
+        tests.sort_by(|a, b| {
+            (&a.origin.file, a.origin.document, &a.name).cmp(&(
+                &b.origin.file,
+                b.origin.document,
+                &b.name,
+            ))
+        });
         (tests, errors)
     }
 }
@@ -167,15 +181,32 @@ mod tests {
                 ]
             }
         });
-        let r = Resource { key: ResourceKey::new(Kind::PolicyTest, None, "t"), object, origin: Origin { file: "t.yaml".into(), line: 1, document: 0 } };
+        let r = Resource {
+            key: ResourceKey::new(Kind::PolicyTest, None, "t"),
+            object,
+            origin: Origin {
+                file: "t.yaml".into(),
+                line: 1,
+                document: 0,
+            },
+        };
         let t = PolicyTest::from_resource(&r).unwrap().unwrap();
         assert_eq!(t.spec.endpoints[0].ports[0].port, 80);
-        assert_eq!(t.spec.expectations[0].port, Some(PortSpec::Name("http".into())));
+        assert_eq!(
+            t.spec.expectations[0].port,
+            Some(PortSpec::Name("http".into()))
+        );
         assert_eq!(t.spec.expectations[1].port, Some(PortSpec::Number(80)));
         assert_eq!(t.spec.expectations[1].expect, Expect::Deny);
-        assert_eq!(t.spec.expectations[0].decided_by.as_deref(), Some("no-policy"));
+        assert_eq!(
+            t.spec.expectations[0].decided_by.as_deref(),
+            Some("no-policy")
+        );
 
-        let cnp = Resource { key: ResourceKey::new(Kind::CiliumNetworkPolicy, Some("ns"), "p"), ..r };
+        let cnp = Resource {
+            key: ResourceKey::new(Kind::CiliumNetworkPolicy, Some("ns"), "p"),
+            ..r
+        };
         assert!(PolicyTest::from_resource(&cnp).is_none());
     }
 }

@@ -12,7 +12,10 @@
 
 #![allow(dead_code, clippy::unwrap_used, clippy::panic, reason = "test harness")]
 
-use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType};
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, SanType,
+};
 use std::net::{IpAddr, Ipv4Addr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -39,7 +42,10 @@ fn binaries() -> Result<PathBuf, String> {
         return if dir.join("kube-apiserver").exists() && dir.join("etcd").exists() {
             Ok(dir)
         } else {
-            Err(format!("WARD_KUBE_BIN={} has no kube-apiserver and etcd", dir.display()))
+            Err(format!(
+                "WARD_KUBE_BIN={} has no kube-apiserver and etcd",
+                dir.display()
+            ))
         };
     }
     let home = std::env::var_os("HOME").ok_or("HOME is not set")?;
@@ -51,12 +57,21 @@ fn binaries() -> Result<PathBuf, String> {
         .flatten()
         .map(|e| e.path().join("bin"))
         .find(|b| b.join(".done").exists());
-    found.ok_or_else(|| format!("no test-cluster binaries under {}; build them with ci/kube/build.sh", cache.display()))
+    found.ok_or_else(|| {
+        format!(
+            "no test-cluster binaries under {}; build them with ci/kube/build.sh",
+            cache.display()
+        )
+    })
 }
 
 /// A free TCP port on loopback.
 pub fn free_port() -> u16 {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap().local_addr().unwrap().port()
+    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn write(path: &Path, text: &str) {
@@ -68,28 +83,56 @@ fn certificates(dir: &Path) {
     let ca_key = KeyPair::generate().unwrap();
     let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
-    ca.distinguished_name.push(DnType::CommonName, "ward test cluster CA");
+    ca.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    ca.distinguished_name
+        .push(DnType::CommonName, "ward test cluster CA");
     let ca_cert = ca.self_signed(&ca_key).unwrap();
     write(&dir.join("ca.crt"), &ca_cert.pem());
     let issuer = Issuer::new(ca, ca_key);
 
-    let names = ["localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc"].map(String::from).to_vec();
+    let names = [
+        "localhost",
+        "kubernetes",
+        "kubernetes.default",
+        "kubernetes.default.svc",
+    ]
+    .map(String::from)
+    .to_vec();
     let mut serving = CertificateParams::new(names).unwrap();
-    serving.subject_alt_names.push(SanType::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST)));
-    serving.subject_alt_names.push(SanType::IpAddress(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1))));
-    serving.distinguished_name.push(DnType::CommonName, "kube-apiserver");
+    serving
+        .subject_alt_names
+        .push(SanType::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST)));
+    serving
+        .subject_alt_names
+        .push(SanType::IpAddress(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1))));
+    serving
+        .distinguished_name
+        .push(DnType::CommonName, "kube-apiserver");
     serving.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     let serving_key = KeyPair::generate().unwrap();
-    write(&dir.join("apiserver.crt"), &serving.signed_by(&serving_key, &issuer).unwrap().pem());
+    write(
+        &dir.join("apiserver.crt"),
+        &serving.signed_by(&serving_key, &issuer).unwrap().pem(),
+    );
     write(&dir.join("apiserver.key"), &serving_key.serialize_pem());
 
     let mut admin = CertificateParams::new(Vec::<String>::new()).unwrap();
-    admin.distinguished_name.push(DnType::CommonName, "ward-test-admin");
-    admin.distinguished_name.push(DnType::OrganizationName, "system:masters");
+    admin
+        .distinguished_name
+        .push(DnType::CommonName, "ward-test-admin");
+    admin
+        .distinguished_name
+        .push(DnType::OrganizationName, "system:masters");
     admin.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
     let admin_key = KeyPair::generate().unwrap();
-    write(&dir.join("admin.crt"), &admin.signed_by(&admin_key, &issuer).unwrap().pem());
+    write(
+        &dir.join("admin.crt"),
+        &admin.signed_by(&admin_key, &issuer).unwrap().pem(),
+    );
     write(&dir.join("admin.key"), &admin_key.serialize_pem());
 
     let sa = KeyPair::generate().unwrap();
@@ -99,8 +142,11 @@ fn certificates(dir: &Path) {
 
 fn spawn(cmd: &mut Command, log: &Path) -> Child {
     let out = std::fs::File::create(log).unwrap();
-    cmd.stdout(Stdio::from(out.try_clone().unwrap())).stderr(Stdio::from(out)).stdin(Stdio::null());
-    cmd.spawn().unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"))
+    cmd.stdout(Stdio::from(out.try_clone().unwrap()))
+        .stderr(Stdio::from(out))
+        .stdin(Stdio::null());
+    cmd.spawn()
+        .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"))
 }
 
 impl TestCluster {
@@ -110,7 +156,9 @@ impl TestCluster {
     pub fn start() -> Option<TestCluster> {
         let bin = match binaries() {
             Ok(b) => b,
-            Err(why) if std::env::var("CI").as_deref() == Ok("true") => panic!("test cluster: {why} (CI=true: kube tests must run, not skip)"),
+            Err(why) if std::env::var("CI").as_deref() == Ok("true") => {
+                panic!("test cluster: {why} (CI=true: kube tests must run, not skip)")
+            }
             Err(why) => {
                 eprintln!("skipped: test cluster: {why}");
                 return None;
@@ -128,35 +176,42 @@ impl TestCluster {
                 .arg(format!("--listen-client-urls=http://127.0.0.1:{client}"))
                 .arg(format!("--advertise-client-urls=http://127.0.0.1:{client}"))
                 .arg(format!("--listen-peer-urls=http://127.0.0.1:{peer}"))
-                .arg(format!("--initial-advertise-peer-urls=http://127.0.0.1:{peer}"))
-                .arg(format!("--initial-cluster=ward-test=http://127.0.0.1:{peer}"))
+                .arg(format!(
+                    "--initial-advertise-peer-urls=http://127.0.0.1:{peer}"
+                ))
+                .arg(format!(
+                    "--initial-cluster=ward-test=http://127.0.0.1:{peer}"
+                ))
                 .args(["--unsafe-no-fsync"]),
             &d.join("etcd.log"),
         );
         let path = |f: &str| d.join(f).display().to_string();
         let apiserver_args: Vec<String> = vec![
-                format!("--etcd-servers=http://127.0.0.1:{client}"),
-                "--bind-address=127.0.0.1".into(),
-                "--advertise-address=127.0.0.1".into(),
-                format!("--secure-port={secure}"),
-                format!("--tls-cert-file={}", path("apiserver.crt")),
-                format!("--tls-private-key-file={}", path("apiserver.key")),
-                format!("--client-ca-file={}", path("ca.crt")),
-                format!("--service-account-key-file={}", path("sa.pub")),
-                format!("--service-account-signing-key-file={}", path("sa.key")),
-                "--service-account-issuer=https://kubernetes.default.svc".into(),
-                "--service-cluster-ip-range=10.0.0.0/24".into(),
-                "--authorization-mode=RBAC".into(),
-                format!("--cert-dir={}", path("certs")),
-                "--enable-priority-and-fairness=false".into(),
-                // As kubeadm and every distribution set it: the agent's DaemonSet is privileged.
-                "--allow-privileged=true".into(),
-                // The advertised address is loopback, which the default endpoint reconciler refuses.
-                "--endpoint-reconciler-type=none".into(),
-                "--v=0".into(),
-            ];
+            format!("--etcd-servers=http://127.0.0.1:{client}"),
+            "--bind-address=127.0.0.1".into(),
+            "--advertise-address=127.0.0.1".into(),
+            format!("--secure-port={secure}"),
+            format!("--tls-cert-file={}", path("apiserver.crt")),
+            format!("--tls-private-key-file={}", path("apiserver.key")),
+            format!("--client-ca-file={}", path("ca.crt")),
+            format!("--service-account-key-file={}", path("sa.pub")),
+            format!("--service-account-signing-key-file={}", path("sa.key")),
+            "--service-account-issuer=https://kubernetes.default.svc".into(),
+            "--service-cluster-ip-range=10.0.0.0/24".into(),
+            "--authorization-mode=RBAC".into(),
+            format!("--cert-dir={}", path("certs")),
+            "--enable-priority-and-fairness=false".into(),
+            // As kubeadm and every distribution set it: the agent's DaemonSet is privileged.
+            "--allow-privileged=true".into(),
+            // The advertised address is loopback, which the default endpoint reconciler refuses.
+            "--endpoint-reconciler-type=none".into(),
+            "--v=0".into(),
+        ];
         let apiserver_cmd = (bin.join("kube-apiserver"), apiserver_args);
-        let apiserver = spawn(Command::new(&apiserver_cmd.0).args(&apiserver_cmd.1), &d.join("apiserver.log"));
+        let apiserver = spawn(
+            Command::new(&apiserver_cmd.0).args(&apiserver_cmd.1),
+            &d.join("apiserver.log"),
+        );
         let server = format!("https://127.0.0.1:{secure}");
         let kubeconfig = d.join("kubeconfig");
         write(
@@ -168,13 +223,24 @@ impl TestCluster {
                 path("admin.key")
             ),
         );
-        let mut cluster = TestCluster { dir, etcd, apiserver, apiserver_cmd, kubeconfig, server };
+        let mut cluster = TestCluster {
+            dir,
+            etcd,
+            apiserver,
+            apiserver_cmd,
+            kubeconfig,
+            server,
+        };
         cluster.wait_ready(Duration::from_secs(90));
         // Cilium's CRDs and ward's own (paths that work from every crate that includes this).
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../reconciler");
         let mut apply = vec!["apply".to_owned(), "--server-side".to_owned()];
         for crds in [root.join("../schema/crds"), root.join("deploy/crds")] {
-            for e in std::fs::read_dir(&crds).unwrap().flatten().filter(|e| e.path().extension().is_some_and(|x| x == "yaml")) {
+            for e in std::fs::read_dir(&crds)
+                .unwrap()
+                .flatten()
+                .filter(|e| e.path().extension().is_some_and(|x| x == "yaml"))
+            {
                 apply.push("-f".into());
                 apply.push(e.path().display().to_string());
             }
@@ -191,7 +257,13 @@ impl TestCluster {
     fn wait_crds_established(&self, limit: Duration) {
         let start = Instant::now();
         loop {
-            let out = self.kubectl(&["wait", "--for=condition=Established", "--timeout=30s", "crd", "--all"]);
+            let out = self.kubectl(&[
+                "wait",
+                "--for=condition=Established",
+                "--timeout=30s",
+                "crd",
+                "--all",
+            ]);
             if out.status.success() {
                 return;
             }
@@ -214,9 +286,16 @@ impl TestCluster {
     /// Starts kube-apiserver again on the same port and waits until it is ready.
     pub fn restart_apiserver(&mut self) {
         let log = self.dir.path().join("apiserver.log");
-        let out = std::fs::OpenOptions::new().append(true).create(true).open(&log).unwrap();
+        let out = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(&log)
+            .unwrap();
         let mut cmd = Command::new(&self.apiserver_cmd.0);
-        cmd.args(&self.apiserver_cmd.1).stdout(Stdio::from(out.try_clone().unwrap())).stderr(Stdio::from(out)).stdin(Stdio::null());
+        cmd.args(&self.apiserver_cmd.1)
+            .stdout(Stdio::from(out.try_clone().unwrap()))
+            .stderr(Stdio::from(out))
+            .stdin(Stdio::null());
         self.apiserver = cmd.spawn().unwrap();
         self.wait_ready(Duration::from_secs(90));
     }
@@ -226,13 +305,20 @@ impl TestCluster {
         let start = Instant::now();
         loop {
             if let Ok(Some(status)) = self.apiserver.try_wait() {
-                panic!("kube-apiserver exited ({status}) before it was ready:\n{}", self.logs());
+                panic!(
+                    "kube-apiserver exited ({status}) before it was ready:\n{}",
+                    self.logs()
+                );
             }
             let out = self.kubectl(&["get", "--raw", "/readyz"]);
             if out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == "ok" {
                 return;
             }
-            assert!(start.elapsed() < limit, "kube-apiserver not ready after {limit:?}:\n{}", self.logs());
+            assert!(
+                start.elapsed() < limit,
+                "kube-apiserver not ready after {limit:?}:\n{}",
+                self.logs()
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -242,21 +328,43 @@ impl TestCluster {
         let tail = |f: &str| {
             let text = std::fs::read_to_string(self.dir.path().join(f)).unwrap_or_default();
             let lines: Vec<&str> = text.lines().collect();
-            let important: Vec<&str> = lines.iter().copied().filter(|l| l.starts_with('E') || l.starts_with('F') || l.contains("error")).collect();
-            format!("{}\n(errors:)\n{}", lines[lines.len().saturating_sub(15)..].join("\n"), important[important.len().saturating_sub(15)..].join("\n"))
+            let important: Vec<&str> = lines
+                .iter()
+                .copied()
+                .filter(|l| l.starts_with('E') || l.starts_with('F') || l.contains("error"))
+                .collect();
+            format!(
+                "{}\n(errors:)\n{}",
+                lines[lines.len().saturating_sub(15)..].join("\n"),
+                important[important.len().saturating_sub(15)..].join("\n")
+            )
         };
-        format!("--- etcd.log\n{}\n--- apiserver.log\n{}", tail("etcd.log"), tail("apiserver.log"))
+        format!(
+            "--- etcd.log\n{}\n--- apiserver.log\n{}",
+            tail("etcd.log"),
+            tail("apiserver.log")
+        )
     }
 
     /// Runs kubectl against the cluster.
     pub fn kubectl(&self, args: &[&str]) -> Output {
-        Command::new("kubectl").arg("--kubeconfig").arg(&self.kubeconfig).args(args).output().expect("kubectl")
+        Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .args(args)
+            .output()
+            .expect("kubectl")
     }
 
     /// Runs kubectl and panics unless it succeeds; its stdout.
     pub fn kubectl_ok(&self, args: &[&str]) -> String {
         let out = self.kubectl(args);
-        assert!(out.status.success(), "kubectl {args:?} failed:\n{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "kubectl {args:?} failed:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
@@ -285,7 +393,11 @@ impl TestCluster {
                 args.extend(["-n", ns]);
             }
             let out = self.kubectl(&args);
-            assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "no", "{sa} may {verb} {resource}");
+            assert_eq!(
+                String::from_utf8_lossy(&out.stdout).trim(),
+                "no",
+                "{sa} may {verb} {resource}"
+            );
         }
     }
 

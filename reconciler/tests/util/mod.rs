@@ -33,13 +33,17 @@ pub const EXIT_CHANGES: i32 = 2;
 
 /// The workspace root (fixtures live in `policies/`, `cluster-config/` and `ci/testdata/`).
 pub fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("the crate lives in the workspace").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the crate lives in the workspace")
+        .to_path_buf()
 }
 
 /// The text of a fixture file, relative to the workspace root.
 pub fn fixture(rel: &str) -> String {
     let p = workspace().join(rel);
-    std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("cannot read fixture {}: {e}", p.display()))
+    std::fs::read_to_string(&p)
+        .unwrap_or_else(|e| panic!("cannot read fixture {}: {e}", p.display()))
 }
 
 /// One test's sandbox: a temporary directory with a home folder inside.
@@ -51,10 +55,16 @@ pub struct Env {
 impl Env {
     /// A fresh sandbox.
     pub fn new() -> Env {
-        let tmp = tempfile::Builder::new().prefix("ward-it-").tempdir().expect("cannot create a temp dir");
+        let tmp = tempfile::Builder::new()
+            .prefix("ward-it-")
+            .tempdir()
+            .expect("cannot create a temp dir");
         let home = tmp.path().join("home");
         std::fs::create_dir_all(&home).expect("cannot create the test home");
-        Env { runner: Runner { home }, tmp }
+        Env {
+            runner: Runner { home },
+            tmp,
+        }
     }
 
     /// The sandbox folder.
@@ -105,7 +115,11 @@ impl Runner {
         cmd.args(args).current_dir(cwd);
         for (k, _) in std::env::vars_os() {
             let k = k.to_string_lossy();
-            if k.starts_with("WARD_") || k.starts_with("GIT_") || k == "RUST_LOG" || k.starts_with("XDG_") {
+            if k.starts_with("WARD_")
+                || k.starts_with("GIT_")
+                || k == "RUST_LOG"
+                || k.starts_with("XDG_")
+            {
                 cmd.env_remove(&*k);
             }
         }
@@ -190,30 +204,45 @@ impl Run {
     /// Asserts the exit code.
     #[track_caller]
     pub fn code(&self, expected: i32) -> &Self {
-        self.check(self.code == Some(expected), format_args!("exit code {expected} expected, got {:?}", self.code))
+        self.check(
+            self.code == Some(expected),
+            format_args!("exit code {expected} expected, got {:?}", self.code),
+        )
     }
 
     /// Asserts that stdout contains `needle`.
     #[track_caller]
     pub fn stdout_has(&self, needle: &str) -> &Self {
-        self.check(self.stdout.contains(needle), format_args!("stdout should contain {needle:?}"))
+        self.check(
+            self.stdout.contains(needle),
+            format_args!("stdout should contain {needle:?}"),
+        )
     }
 
     /// Asserts that stdout does not contain `needle`.
     #[track_caller]
     pub fn stdout_lacks(&self, needle: &str) -> &Self {
-        self.check(!self.stdout.contains(needle), format_args!("stdout should not contain {needle:?}"))
+        self.check(
+            !self.stdout.contains(needle),
+            format_args!("stdout should not contain {needle:?}"),
+        )
     }
 
     /// Asserts that stderr contains `needle`.
     #[track_caller]
     /// Asserts stderr does not contain `needle`.
     pub fn stderr_lacks(&self, needle: &str) -> &Self {
-        self.check(!self.stderr.contains(needle), format_args!("stderr should not contain {needle:?}"))
+        self.check(
+            !self.stderr.contains(needle),
+            format_args!("stderr should not contain {needle:?}"),
+        )
     }
 
     pub fn stderr_has(&self, needle: &str) -> &Self {
-        self.check(self.stderr.contains(needle), format_args!("stderr should contain {needle:?}"))
+        self.check(
+            self.stderr.contains(needle),
+            format_args!("stderr should contain {needle:?}"),
+        )
     }
 
     /// Stdout parsed as JSON.
@@ -227,7 +256,10 @@ impl Run {
 
     /// The lines of stdout that start with `prefix`.
     pub fn lines_starting(&self, prefix: &str) -> Vec<&str> {
-        self.stdout.lines().filter(|l| l.starts_with(prefix)).collect()
+        self.stdout
+            .lines()
+            .filter(|l| l.starts_with(prefix))
+            .collect()
     }
 }
 
@@ -258,17 +290,25 @@ pub fn list_files(dir: &Path, max: usize) -> String {
 }
 
 fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, u64)>) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
     for e in entries.flatten() {
         let p = e.path();
         if e.file_name() == ".git" {
             continue;
         }
-        let Ok(meta) = std::fs::symlink_metadata(&p) else { continue };
+        let Ok(meta) = std::fs::symlink_metadata(&p) else {
+            continue;
+        };
         if meta.is_dir() {
             walk(root, &p, out);
         } else {
-            let rel = p.strip_prefix(root).unwrap_or(&p).to_string_lossy().into_owned();
+            let rel = p
+                .strip_prefix(root)
+                .unwrap_or(&p)
+                .to_string_lossy()
+                .into_owned();
             out.push((rel, meta.len()));
         }
     }
@@ -282,7 +322,8 @@ pub fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
         .into_iter()
         .map(|(rel, _)| {
             let p = dir.join(&rel);
-            let bytes = std::fs::read(&p).unwrap_or_else(|e| panic!("cannot read {}: {e}", p.display()));
+            let bytes =
+                std::fs::read(&p).unwrap_or_else(|e| panic!("cannot read {}: {e}", p.display()));
             (rel, bytes)
         })
         .collect()
@@ -296,8 +337,10 @@ pub fn objects(state: &Path) -> BTreeMap<String, Vec<u8>> {
 /// The state directory's inventory, parsed.
 pub fn inventory(state: &Path) -> Value {
     let p = state.join("inventory.json");
-    let text = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("cannot read {}: {e}", p.display()));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{} is not JSON: {e}\n{text}", p.display()))
+    let text =
+        std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("cannot read {}: {e}", p.display()));
+    serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("{} is not JSON: {e}\n{text}", p.display()))
 }
 
 /// The object file path (relative to `objects/`) for an inventory key such as
@@ -341,7 +384,12 @@ impl Repo {
         let mut opts = git2::RepositoryInitOptions::new();
         opts.initial_head("main");
         let git = git2::Repository::init_opts(&path, &opts).expect("git init");
-        Repo { path, git, runner, commits: 0 }
+        Repo {
+            path,
+            git,
+            runner,
+            commits: 0,
+        }
     }
 
     /// Writes a file of the working tree (folders created as needed).
@@ -350,7 +398,8 @@ impl Repo {
         if let Some(parent) = p.parent() {
             std::fs::create_dir_all(parent).expect("cannot create folders");
         }
-        std::fs::write(&p, contents).unwrap_or_else(|e| panic!("cannot write {}: {e}", p.display()));
+        std::fs::write(&p, contents)
+            .unwrap_or_else(|e| panic!("cannot write {}: {e}", p.display()));
         self
     }
 
@@ -380,7 +429,9 @@ impl Repo {
     /// commit id.
     pub fn commit(&mut self, message: &str) -> String {
         let mut index = self.git.index().expect("index");
-        index.add_all(["*"], git2::IndexAddOption::DEFAULT, None).expect("git add");
+        index
+            .add_all(["*"], git2::IndexAddOption::DEFAULT, None)
+            .expect("git add");
         index.update_all(["*"], None).expect("git add -u");
         index.write().expect("write index");
         let tree_id = index.write_tree().expect("write tree");
@@ -390,20 +441,33 @@ impl Repo {
         let sig = git2::Signature::new("Ward Test", "test@ward.invalid", &time).expect("signature");
         let parent = self.git.head().ok().and_then(|h| h.peel_to_commit().ok());
         let parents: Vec<&git2::Commit<'_>> = parent.iter().collect();
-        let id = self.git.commit(Some("HEAD"), &sig, &sig, message, &tree, &parents).expect("git commit");
+        let id = self
+            .git
+            .commit(Some("HEAD"), &sig, &sig, message, &tree, &parents)
+            .expect("git commit");
         id.to_string()
     }
 
     /// The commit HEAD points to.
     pub fn head(&self) -> String {
-        self.git.head().expect("HEAD").peel_to_commit().expect("a commit").id().to_string()
+        self.git
+            .head()
+            .expect("HEAD")
+            .peel_to_commit()
+            .expect("a commit")
+            .id()
+            .to_string()
     }
 
     /// Whether the working tree has changes Git would show (untracked files included).
     pub fn is_dirty(&self) -> bool {
         let mut opts = git2::StatusOptions::new();
         opts.include_untracked(true).include_ignored(false);
-        !self.git.statuses(Some(&mut opts)).expect("git status").is_empty()
+        !self
+            .git
+            .statuses(Some(&mut opts))
+            .expect("git status")
+            .is_empty()
     }
 
     /// The default state directory of the local target.
@@ -431,19 +495,24 @@ impl Repo {
     /// Pushes `main` to `origin`.
     pub fn push(&self) {
         let mut remote = self.git.find_remote("origin").expect("origin");
-        remote.push(&["refs/heads/main:refs/heads/main"], None).expect("git push");
+        remote
+            .push(&["refs/heads/main:refs/heads/main"], None)
+            .expect("git push");
     }
 }
 
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).expect("cannot create folder");
-    for e in std::fs::read_dir(from).unwrap_or_else(|e| panic!("cannot list {}: {e}", from.display())) {
+    for e in
+        std::fs::read_dir(from).unwrap_or_else(|e| panic!("cannot list {}: {e}", from.display()))
+    {
         let e = e.expect("dir entry");
         let dest = to.join(e.file_name());
         if e.file_type().expect("file type").is_dir() {
             copy_dir(&e.path(), &dest);
         } else {
-            std::fs::copy(e.path(), &dest).unwrap_or_else(|err| panic!("cannot copy {}: {err}", e.path().display()));
+            std::fs::copy(e.path(), &dest)
+                .unwrap_or_else(|err| panic!("cannot copy {}: {err}", e.path().display()));
         }
     }
 }

@@ -48,7 +48,10 @@ fn check_uncached(re: &str) -> Option<String> {
     let e = regex_syntax::Parser::new().parse(&rewritten).err()?;
     // Map a span of the rewritten pattern back to the original.
     let orig = |span: &regex_syntax::ast::Span| {
-        let (s, e) = (map[span.start.offset.min(map.len() - 1)], map[span.end.offset.min(map.len() - 1)]);
+        let (s, e) = (
+            map[span.start.offset.min(map.len() - 1)],
+            map[span.end.offset.min(map.len() - 1)],
+        );
         (s, e.max(s))
     };
     let (code, expr) = match &e {
@@ -59,9 +62,9 @@ fn check_uncached(re: &str) -> Option<String> {
                 AstKind::GroupUnclosed => ("missing closing )", re.to_owned()),
                 AstKind::GroupUnopened => ("unexpected )", re.to_owned()),
                 AstKind::ClassUnclosed => ("missing closing ]", re[s..].to_owned()),
-                AstKind::ClassRangeInvalid | AstKind::ClassRangeLiteral | AstKind::UnicodeClassInvalid => {
-                    ("invalid character class range", fragment)
-                }
+                AstKind::ClassRangeInvalid
+                | AstKind::ClassRangeLiteral
+                | AstKind::UnicodeClassInvalid => ("invalid character class range", fragment),
                 AstKind::ClassEscapeInvalid
                 | AstKind::EscapeHexEmpty
                 | AstKind::EscapeHexInvalid
@@ -78,8 +81,15 @@ fn check_uncached(re: &str) -> Option<String> {
                 | AstKind::FlagUnrecognized
                 | AstKind::UnsupportedLookAround => {
                     // Go quotes from the "(?" that opened the group through the bad flag.
-                    let open = if re[s..].starts_with("(?") { s } else { re[..s].rfind("(?").unwrap_or(s) };
-                    ("invalid or unsupported Perl syntax", re[open..end].to_owned())
+                    let open = if re[s..].starts_with("(?") {
+                        s
+                    } else {
+                        re[..s].rfind("(?").unwrap_or(s)
+                    };
+                    (
+                        "invalid or unsupported Perl syntax",
+                        re[open..end].to_owned(),
+                    )
                 }
                 AstKind::GroupNameDuplicate { .. }
                 | AstKind::GroupNameEmpty
@@ -127,9 +137,17 @@ fn rewrite(re: &str) -> Result<(String, Vec<usize>), (&'static str, String)> {
         match c {
             b'\\' if b.get(i + 1) == Some(&b'Q') => {
                 let body_start = i + 2;
-                let body_end = re[body_start..].find("\\E").map_or(re.len(), |n| body_start + n);
+                let body_end = re[body_start..]
+                    .find("\\E")
+                    .map_or(re.len(), |n| body_start + n);
                 for (k, ch) in re[body_start..body_end].char_indices() {
-                    push(&mut out, &mut map, &regex_syntax::escape(&ch.to_string()), body_start + k, ch.len_utf8());
+                    push(
+                        &mut out,
+                        &mut map,
+                        &regex_syntax::escape(&ch.to_string()),
+                        body_start + k,
+                        ch.len_utf8(),
+                    );
                 }
                 has_atom |= body_end > body_start;
                 last_repeat = None;
@@ -171,7 +189,10 @@ fn rewrite(re: &str) -> Result<(String, Vec<usize>), (&'static str, String)> {
                         last_repeat = None;
                         continue;
                     };
-                    if !(0..=MAX_REPEAT).contains(&min) || max > MAX_REPEAT || (max >= 0 && min > max) {
+                    if !(0..=MAX_REPEAT).contains(&min)
+                        || max > MAX_REPEAT
+                        || (max >= 0 && min > max)
+                    {
                         return Err(("invalid repeat count", re[i..i + len].to_owned()));
                     }
                     i + len
@@ -179,12 +200,22 @@ fn rewrite(re: &str) -> Result<(String, Vec<usize>), (&'static str, String)> {
                     i + 1
                 };
                 // A lazy `?` belongs to the operator.
-                let end = if b.get(end) == Some(&b'?') { end + 1 } else { end };
+                let end = if b.get(end) == Some(&b'?') {
+                    end + 1
+                } else {
+                    end
+                };
                 if let Some(prev) = last_repeat {
-                    return Err(("invalid nested repetition operator", re[prev..end].to_owned()));
+                    return Err((
+                        "invalid nested repetition operator",
+                        re[prev..end].to_owned(),
+                    ));
                 }
                 if !has_atom {
-                    return Err(("missing argument to repetition operator", re[i..end].to_owned()));
+                    return Err((
+                        "missing argument to repetition operator",
+                        re[i..end].to_owned(),
+                    ));
                 }
                 push(&mut out, &mut map, &re[i..end], i, end - i);
                 last_repeat = Some(i);
@@ -192,7 +223,13 @@ fn rewrite(re: &str) -> Result<(String, Vec<usize>), (&'static str, String)> {
             }
             _ => {
                 let ch = re[i..].chars().next().unwrap_or_default();
-                push(&mut out, &mut map, &re[i..i + ch.len_utf8()], i, ch.len_utf8());
+                push(
+                    &mut out,
+                    &mut map,
+                    &re[i..i + ch.len_utf8()],
+                    i,
+                    ch.len_utf8(),
+                );
                 i += ch.len_utf8();
                 has_atom = !matches!(c, b'(' | b'|');
                 last_repeat = None;
@@ -339,20 +376,41 @@ mod tests {
         assert_eq!(check("x[a-"), go("missing closing ]", "[a-"));
         assert_eq!(check("[z-a]"), go("invalid character class range", "z-a"));
         assert_eq!(check("a\\q"), go("invalid escape sequence", "\\q"));
-        assert_eq!(check("a\\"), go("trailing backslash at end of expression", ""));
+        assert_eq!(
+            check("a\\"),
+            go("trailing backslash at end of expression", "")
+        );
         assert_eq!(check("a**"), go("invalid nested repetition operator", "**"));
-        assert_eq!(check("a*?+"), go("invalid nested repetition operator", "*?+"));
-        assert_eq!(check("*a"), go("missing argument to repetition operator", "*"));
-        assert_eq!(check("(+)"), go("missing argument to repetition operator", "+"));
+        assert_eq!(
+            check("a*?+"),
+            go("invalid nested repetition operator", "*?+")
+        );
+        assert_eq!(
+            check("*a"),
+            go("missing argument to repetition operator", "*")
+        );
+        assert_eq!(
+            check("(+)"),
+            go("missing argument to repetition operator", "+")
+        );
         assert_eq!(check("a{1001}"), go("invalid repeat count", "{1001}"));
         assert_eq!(check("a{2,1}"), go("invalid repeat count", "{2,1}"));
-        assert_eq!(check("(?=x)"), go("invalid or unsupported Perl syntax", "(?="));
-        assert_eq!(check("\\p{Foo}"), go("invalid character class range", "\\p{Foo}"));
+        assert_eq!(
+            check("(?=x)"),
+            go("invalid or unsupported Perl syntax", "(?=")
+        );
+        assert_eq!(
+            check("\\p{Foo}"),
+            go("invalid character class range", "\\p{Foo}")
+        );
     }
 
     #[test]
     fn never_panics() {
-        let alphabet = ["(", ")", "?", "*", "{", "}", "1", ",", "[", "]", "\\", "Q", "E", "p", ":", "^", "|", "\u{e9}", "a", "-"];
+        let alphabet = [
+            "(", ")", "?", "*", "{", "}", "1", ",", "[", "]", "\\", "Q", "E", "p", ":", "^", "|",
+            "\u{e9}", "a", "-",
+        ];
         for x in alphabet {
             for y in alphabet {
                 for z in alphabet {

@@ -12,10 +12,13 @@ pub(crate) const PROTOCOLS: [&str; 6] = ["TCP", "UDP", "SCTP", "VRRP", "IGMP", "
 
 /// One `toPorts[]` entry (allow or deny): the port list.
 pub(crate) fn check_port_rule(c: &mut Checker, rule: &Value) {
-    let Some(ports) = rule.get("ports").and_then(Value::as_array) else { return };
+    let Some(ports) = rule.get("ports").and_then(Value::as_array) else {
+        return;
+    };
     c.at("ports", |c| {
         if ports.len() > MAX_PORTS {
-            c.error_at_key(codes::PORT, "too many ports, the max is 40").hint("split the list across several toPorts entries, or use endPort ranges");
+            c.error_at_key(codes::PORT, "too many ports, the max is 40")
+                .hint("split the list across several toPorts entries, or use endPort ranges");
         }
         for (i, pp) in ports.iter().enumerate() {
             c.at(i, |c| check_port_protocol(c, pp));
@@ -24,9 +27,16 @@ pub(crate) fn check_port_rule(c: &mut Checker, rule: &Value) {
 }
 
 fn check_port_protocol(c: &mut Checker, pp: &Value) {
-    let protocol = pp.get("protocol").and_then(Value::as_str).unwrap_or("").to_ascii_uppercase();
+    let protocol = pp
+        .get("protocol")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_ascii_uppercase();
     if !protocol.is_empty() && !PROTOCOLS.contains(&protocol.as_str()) {
-        let original = pp.get("protocol").and_then(Value::as_str).unwrap_or_default();
+        let original = pp
+            .get("protocol")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         let hint = if protocol.starts_with("ICMP") {
             "ICMP is not a port protocol; use an `icmps` block instead"
         } else {
@@ -35,7 +45,11 @@ fn check_port_protocol(c: &mut Checker, pp: &Value) {
         c.at("protocol", |c| {
             c.error(codes::PORT, format!("invalid protocol \"{original}\", must be {{ tcp | udp | sctp | vrrp | igmp | any }}")).hint(hint);
         });
-    } else if let Some(original) = pp.get("protocol").and_then(Value::as_str).filter(|p| !p.is_empty() && *p != protocol) {
+    } else if let Some(original) = pp
+        .get("protocol")
+        .and_then(Value::as_str)
+        .filter(|p| !p.is_empty() && *p != protocol)
+    {
         // The agent upper-cases, but the CRD's enum is upper-case only: the API server
         // rejects "tcp" before the agent ever sees it.
         c.at("protocol", |c| {
@@ -44,26 +58,33 @@ fn check_port_protocol(c: &mut Checker, pp: &Value) {
         });
     }
     let Some(port_value) = pp.get("port") else {
-        c.error(codes::PORT, "port must be specified").hint("add `port: \"80\"`; use port \"0\" for every port");
+        c.error(codes::PORT, "port must be specified")
+            .hint("add `port: \"80\"`; use port \"0\" for every port");
         return;
     };
-    let Some(port) = port_value.as_str() else { return };
+    let Some(port) = port_value.as_str() else {
+        return;
+    };
     c.at("port", |c| {
         if port.is_empty() {
-            c.error(codes::PORT, "port must be specified").hint("use port \"0\" for every port");
+            c.error(codes::PORT, "port must be specified")
+                .hint("use port \"0\" for every port");
         } else if is_svc_name(port) {
             // A named port, resolved against the endpoint's declared ports.
         } else if port != "0" && matches!(protocol.as_str(), "VRRP" | "IGMP") {
             c.error(codes::PORT, "port must be empty or 0");
         } else if let Err(e) = parse_go_uint16(port) {
-            c.error(codes::PORT, format!("unable to parse port: {e}")).hint("ports are numbers from 0 to 65535, or a named port such as \"http\"");
+            c.error(codes::PORT, format!("unable to parse port: {e}"))
+                .hint("ports are numbers from 0 to 65535, or a named port such as \"http\"");
         }
     });
 }
 
 /// One `icmps[]` entry.
 pub(crate) fn check_icmp_rule(c: &mut Checker, rule: &Value) {
-    let Some(fields) = rule.get("fields").and_then(Value::as_array) else { return };
+    let Some(fields) = rule.get("fields").and_then(Value::as_array) else {
+        return;
+    };
     c.at("fields", |c| {
         if fields.len() > MAX_PORTS {
             c.error_at_key(codes::ICMP, "too many types, the max is 40");
@@ -81,7 +102,8 @@ fn check_icmp_field(c: &mut Checker, field: &Value) {
         "IPv6" => true,
         other => {
             c.at("family", |c| {
-                c.error(codes::ICMP, format!("wrong family: {other}")).hint("family is IPv4 or IPv6 (case-sensitive)");
+                c.error(codes::ICMP, format!("wrong family: {other}"))
+                    .hint("family is IPv4 or IPv6 (case-sensitive)");
             });
             return;
         }
@@ -91,18 +113,27 @@ fn check_icmp_field(c: &mut Checker, field: &Value) {
     c.at("type", |c| match ty {
         Value::Number(n) => {
             if n.as_u64().is_none_or(|v| v > 255) {
-                c.error(codes::ICMP, format!("ICMP type {n} is out of range; types are 0-255"));
+                c.error(
+                    codes::ICMP,
+                    format!("ICMP type {n} is out of range; types are 0-255"),
+                );
             }
         }
         Value::String(name) => {
             if let Ok(n) = name.parse::<u64>() {
                 if n > 255 {
-                    c.error(codes::ICMP, format!("ICMP type {n} is out of range; types are 0-255"));
+                    c.error(
+                        codes::ICMP,
+                        format!("ICMP type {n} is out of range; types are 0-255"),
+                    );
                 }
             } else if icmp_type(name, v6).is_none() {
                 let table: Vec<&str> = icmp_table(v6).iter().map(|(n, _)| *n).collect();
-                c.error(codes::ICMP, format!("ICMP type {name} not found in {family_name}"))
-                    .hint(format!("{family_name} type names: {}", table.join(", ")));
+                c.error(
+                    codes::ICMP,
+                    format!("ICMP type {name} not found in {family_name}"),
+                )
+                .hint(format!("{family_name} type names: {}", table.join(", ")));
             }
         }
         _ => {}
@@ -174,7 +205,10 @@ fn icmp_table(v6: bool) -> &'static [(&'static str, u8)] {
 
 /// The number of a named ICMP type in its family's table.
 pub fn icmp_type(name: &str, v6: bool) -> Option<u8> {
-    icmp_table(v6).iter().find(|(n, _)| *n == name).map(|(_, v)| *v)
+    icmp_table(v6)
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, v)| *v)
 }
 
 /// Is `s` an IANA service name as Cilium checks it: 1–15 characters of letters, digits and
@@ -194,11 +228,20 @@ pub fn is_svc_name(s: &str) -> bool {
 pub fn parse_go_uint16(s: &str) -> Result<u16, String> {
     let syntax = || format!("strconv.ParseUint: parsing \"{s}\": invalid syntax");
     let digits = s.replace('_', "");
-    let (radix, body) = if let Some(r) = digits.strip_prefix("0x").or_else(|| digits.strip_prefix("0X")) {
+    let (radix, body) = if let Some(r) = digits
+        .strip_prefix("0x")
+        .or_else(|| digits.strip_prefix("0X"))
+    {
         (16, r.to_owned())
-    } else if let Some(r) = digits.strip_prefix("0o").or_else(|| digits.strip_prefix("0O")) {
+    } else if let Some(r) = digits
+        .strip_prefix("0o")
+        .or_else(|| digits.strip_prefix("0O"))
+    {
         (8, r.to_owned())
-    } else if let Some(r) = digits.strip_prefix("0b").or_else(|| digits.strip_prefix("0B")) {
+    } else if let Some(r) = digits
+        .strip_prefix("0b")
+        .or_else(|| digits.strip_prefix("0B"))
+    {
         (2, r.to_owned())
     } else if digits.len() > 1 && digits.starts_with('0') {
         (8, digits[1..].to_owned())
@@ -210,7 +253,9 @@ pub fn parse_go_uint16(s: &str) -> Result<u16, String> {
     }
     match u64::from_str_radix(&body, radix) {
         Ok(v) if v <= u64::from(u16::MAX) => Ok(v as u16),
-        _ => Err(format!("strconv.ParseUint: parsing \"{s}\": value out of range")),
+        _ => Err(format!(
+            "strconv.ParseUint: parsing \"{s}\": value out of range"
+        )),
     }
 }
 
@@ -228,8 +273,16 @@ mod tests {
         assert_eq!(parse_go_uint16("80"), Ok(80));
         assert_eq!(parse_go_uint16("0"), Ok(0));
         assert_eq!(parse_go_uint16("65535"), Ok(65535));
-        assert!(parse_go_uint16("65536").unwrap_err().contains("value out of range"));
-        assert!(parse_go_uint16("-1").unwrap_err().contains("invalid syntax"));
+        assert!(
+            parse_go_uint16("65536")
+                .unwrap_err()
+                .contains("value out of range")
+        );
+        assert!(
+            parse_go_uint16("-1")
+                .unwrap_err()
+                .contains("invalid syntax")
+        );
         assert_eq!(parse_go_uint16("0o120"), Ok(80));
     }
 

@@ -4,7 +4,7 @@
 use super::goregex;
 use super::l4::has_ports;
 use super::peers::check_fqdn_selector;
-use super::{non_empty, Checker, Unless};
+use super::{Checker, Unless, non_empty};
 use crate::diagnostic::codes;
 use crate::resource::Kind;
 use serde_json::Value;
@@ -53,7 +53,13 @@ const KAFKA_API_KEYS: [&str; 34] = [
 pub(crate) fn check_port_rule_l7(c: &mut Checker, rule: &Value, ingress: bool) {
     let l7 = rule.get("rules").filter(|v| v.is_object());
     let families: Vec<&str> = l7
-        .map(|r| FAMILIES.iter().copied().filter(|f| r.get(*f).is_some_and(|v| !v.is_null())).collect())
+        .map(|r| {
+            FAMILIES
+                .iter()
+                .copied()
+                .filter(|f| r.get(*f).is_some_and(|v| !v.is_null()))
+                .collect()
+        })
         .unwrap_or_default();
     let has_l7 = !families.is_empty();
     check_listener(c, rule, ingress, has_l7);
@@ -61,12 +67,18 @@ pub(crate) fn check_port_rule_l7(c: &mut Checker, rule: &Value, ingress: bool) {
     let Some(l7) = l7 else { return };
     c.at("rules", |c| {
         if families.len() > 1 {
-            c.error(codes::L7, "multiple L7 protocol rule types specified in single rule")
-                .hint("one toPorts entry carries one L7 protocol; split it");
+            c.error(
+                codes::L7,
+                "multiple L7 protocol rule types specified in single rule",
+            )
+            .hint("one toPorts entry carries one L7 protocol; split it");
         }
         if l7.get("l7").is_some() && l7.get("l7proto").is_none() {
             c.at("l7", |c| {
-                c.error_at_key(codes::L7, "'l7' may only be specified when a 'l7proto' is also specified");
+                c.error_at_key(
+                    codes::L7,
+                    "'l7' may only be specified when a 'l7proto' is also specified",
+                );
             });
         }
         c.each(l7, "l7", |c, m| {
@@ -78,9 +90,12 @@ pub(crate) fn check_port_rule_l7(c: &mut Checker, rule: &Value, ingress: bool) {
             return;
         }
         let dns = families.contains(&"dns");
-        c.error(codes::L7, "L7 policy is not supported since L7 proxy is not enabled")
-            .unless(Unless::L7Proxy)
-            .hint("set spec.enable-l7-proxy: true in the CiliumConfig");
+        c.error(
+            codes::L7,
+            "L7 policy is not supported since L7 proxy is not enabled",
+        )
+        .unless(Unless::L7Proxy)
+        .hint("set spec.enable-l7-proxy: true in the CiliumConfig");
         if c.host_rule && ingress {
             c.error(codes::L7, "L7 policy is not supported on host ingress yet");
         }
@@ -88,8 +103,15 @@ pub(crate) fn check_port_rule_l7(c: &mut Checker, rule: &Value, ingress: bool) {
             for fam in ["http", "kafka"] {
                 if families.contains(&fam) {
                     let name = fam.to_ascii_uppercase();
-                    let name = if fam == "kafka" { "Kafka".to_owned() } else { name };
-                    c.error(codes::L7, format!("L7 protocol {name} is not supported on host egress yet"));
+                    let name = if fam == "kafka" {
+                        "Kafka".to_owned()
+                    } else {
+                        name
+                    };
+                    c.error(
+                        codes::L7,
+                        format!("L7 protocol {name} is not supported on host egress yet"),
+                    );
                 }
             }
         }
@@ -116,18 +138,33 @@ fn check_l7_ports(c: &mut Checker, rule: &Value, families: &[&str]) {
             .hint("add `ports: [{port: \"53\", protocol: ANY}]`");
     }
     c.each(rule, "ports", |c, pp| {
-        let proto = pp.get("protocol").and_then(Value::as_str).unwrap_or("").to_ascii_uppercase();
-        let proto = if proto.is_empty() { "ANY".to_owned() } else { proto };
+        let proto = pp
+            .get("protocol")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_ascii_uppercase();
+        let proto = if proto.is_empty() {
+            "ANY".to_owned()
+        } else {
+            proto
+        };
         if !dns_only && proto != "TCP" {
-            c.error(codes::L7, format!("L7 rules can only apply to TCP (not {proto}) except for DNS rules"))
-                .hint("set protocol: TCP on this port");
+            c.error(
+                codes::L7,
+                format!("L7 rules can only apply to TCP (not {proto}) except for DNS rules"),
+            )
+            .hint("set protocol: TCP on this port");
         }
         if pp.get("port").and_then(Value::as_str) == Some("0") {
             c.at("port", |c| {
                 c.error(codes::L7, "L7 rules can not be used when a port is 0");
             });
         }
-        let port = pp.get("port").and_then(Value::as_str).and_then(|p| super::l4::parse_go_uint16(p).ok()).unwrap_or(0);
+        let port = pp
+            .get("port")
+            .and_then(Value::as_str)
+            .and_then(|p| super::l4::parse_go_uint16(p).ok())
+            .unwrap_or(0);
         let end = pp.get("endPort").and_then(Value::as_i64).unwrap_or(0);
         if dns && end > i64::from(port) {
             c.at("endPort", |c| {
@@ -143,7 +180,8 @@ fn check_http(c: &mut Checker, rule: &Value) {
             // Parsing (not compiling) is enough to find syntax errors, and cheap.
             if let Some(message) = goregex::check(re) {
                 c.at(key, |c| {
-                    c.error(codes::L7, message).hint("path and method are Go (RE2) regular expressions");
+                    c.error(codes::L7, message)
+                        .hint("path and method are Go (RE2) regular expressions");
                 });
             }
         }
@@ -151,10 +189,19 @@ fn check_http(c: &mut Checker, rule: &Value) {
 }
 
 fn check_kafka(c: &mut Checker, rule: &Value) {
-    let role = rule.get("role").and_then(Value::as_str).filter(|s| !s.is_empty());
-    let api_key = rule.get("apiKey").and_then(Value::as_str).filter(|s| !s.is_empty());
+    let role = rule
+        .get("role")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty());
+    let api_key = rule
+        .get("apiKey")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty());
     if let (Some(r), Some(k)) = (role, api_key) {
-        c.error(codes::L7, format!("cannot set both Role \"{r}\" and APIKey \"{k}\" together"));
+        c.error(
+            codes::L7,
+            format!("cannot set both Role \"{r}\" and APIKey \"{k}\" together"),
+        );
     }
     if let Some(k) = api_key {
         if !KAFKA_API_KEYS.contains(&k.to_ascii_lowercase().as_str()) {
@@ -163,7 +210,11 @@ fn check_kafka(c: &mut Checker, rule: &Value) {
             });
         }
     }
-    if let Some(v) = rule.get("apiVersion").and_then(Value::as_str).filter(|s| !s.is_empty()) {
+    if let Some(v) = rule
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+    {
         // strconv.ParseInt(v, 10, 16), and not negative.
         if v.parse::<i16>().map_or(true, |n| n < 0) {
             c.at("apiVersion", |c| {
@@ -175,7 +226,10 @@ fn check_kafka(c: &mut Checker, rule: &Value) {
         c.at("topic", |c| {
             if topic.len() > 255 {
                 c.error(codes::L7, "kafka topic exceeds maximum len of 255");
-            } else if !topic.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-')) {
+            } else if !topic
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+            {
                 c.error(codes::L7, format!("invalid Kafka Topic name {topic:?}"));
             }
         });
@@ -188,8 +242,11 @@ fn check_server_names(c: &mut Checker, rule: &Value, has_l7: bool) {
     }
     c.at("serverNames", |c| {
         if has_l7 && rule.get("terminatingTLS").is_none() {
-            c.error_at_key(codes::L7, "ServerNames are not allowed with L7 rules without TLS termination")
-                .hint("add terminatingTLS, or drop the L7 rules");
+            c.error_at_key(
+                codes::L7,
+                "ServerNames are not allowed with L7 rules without TLS termination",
+            )
+            .hint("add terminatingTLS, or drop the L7 rules");
         }
         // Cilium's "empty server name is not allowed" cannot be reached through the API
         // server: the CRD's pattern on serverNames[] rejects "" first, and ward's schema keeps
@@ -198,21 +255,38 @@ fn check_server_names(c: &mut Checker, rule: &Value, has_l7: bool) {
 }
 
 fn check_listener(c: &mut Checker, rule: &Value, ingress: bool, has_l7: bool) {
-    let Some(listener) = rule.get("listener").filter(|v| v.is_object()) else { return };
-    let name = listener.get("name").and_then(Value::as_str).unwrap_or_default();
+    let Some(listener) = rule.get("listener").filter(|v| v.is_object()) else {
+        return;
+    };
+    let name = listener
+        .get("name")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     c.at("listener", |c| {
         if ingress {
-            c.error_at_key(codes::L7, format!("Listener is not allowed on ingress ({name})"));
+            c.error_at_key(
+                codes::L7,
+                format!("Listener is not allowed on ingress ({name})"),
+            );
         }
         if has_l7 {
-            c.error_at_key(codes::L7, format!("Listener is not allowed with L7 rules ({name})"));
+            c.error_at_key(
+                codes::L7,
+                format!("Listener is not allowed with L7 rules ({name})"),
+            );
         }
-        let kind = listener.get("envoyConfig").and_then(|e| e.get("kind")).and_then(Value::as_str);
+        let kind = listener
+            .get("envoyConfig")
+            .and_then(|e| e.get("kind"))
+            .and_then(Value::as_str);
         if c.kind == Kind::CiliumClusterwideNetworkPolicy && kind == Some("CiliumEnvoyConfig") {
             c.at("envoyConfig", |c| {
                 c.at("kind", |c| {
-                    c.error(codes::L7, format!("Listener \"{name}\" in CCNP can not use Kind CiliumEnvoyConfig"))
-                        .hint("a cluster-wide policy must use a CiliumClusterwideEnvoyConfig listener");
+                    c.error(
+                        codes::L7,
+                        format!("Listener \"{name}\" in CCNP can not use Kind CiliumEnvoyConfig"),
+                    )
+                    .hint("a cluster-wide policy must use a CiliumClusterwideEnvoyConfig listener");
                 });
             });
         }

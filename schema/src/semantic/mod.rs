@@ -12,14 +12,14 @@ mod peers;
 mod policytest;
 mod selector;
 
-use crate::diagnostic::{codes, Severity};
+use crate::diagnostic::{Severity, codes};
 use crate::resource::Kind;
 use crate::yaml::Seg;
 use serde_json::Value;
 use std::borrow::Cow;
 
-pub(crate) use selector::check_selector;
 pub use l4::icmp_type;
+pub(crate) use selector::check_selector;
 pub use selector::did_you_mean;
 
 /// An agent flag a finding depends on: the finding stands only while the flag is off in the
@@ -94,7 +94,13 @@ pub(crate) struct Checker {
 
 impl Checker {
     fn new(kind: Kind) -> Self {
-        Checker { kind, prefix: String::new(), path: Vec::new(), host_rule: false, out: Vec::new() }
+        Checker {
+            kind,
+            prefix: String::new(),
+            path: Vec::new(),
+            host_rule: false,
+            out: Vec::new(),
+        }
     }
 
     /// Runs `f` with `seg` pushed on the path.
@@ -119,7 +125,11 @@ impl Checker {
     /// Records an error at the current path, wrapped with the policy prefix.
     fn error(&mut self, code: &'static str, message: impl Into<String>) -> &mut Finding {
         let message = message.into();
-        let message = if self.prefix.is_empty() { message } else { format!("{}: {message}", self.prefix) };
+        let message = if self.prefix.is_empty() {
+            message
+        } else {
+            format!("{}: {message}", self.prefix)
+        };
         self.out.push(Finding {
             severity: Severity::Error,
             code,
@@ -169,15 +179,21 @@ impl Finding {
 
 /// Non-empty array under `key`.
 fn non_empty<'v>(obj: &'v Value, key: &str) -> Option<&'v Vec<Value>> {
-    obj.get(key).and_then(Value::as_array).filter(|a| !a.is_empty())
+    obj.get(key)
+        .and_then(Value::as_array)
+        .filter(|a| !a.is_empty())
 }
 
 /// Checks one document of a known kind. `object` is the whole document as JSON.
 pub fn check(kind: Kind, object: &Value) -> Vec<Finding> {
     let mut c = Checker::new(kind);
     match kind {
-        Kind::CiliumNetworkPolicy | Kind::CiliumClusterwideNetworkPolicy => check_policy(&mut c, object),
-        Kind::CiliumEnvoyConfig | Kind::CiliumClusterwideEnvoyConfig => check_envoy_config(&mut c, object),
+        Kind::CiliumNetworkPolicy | Kind::CiliumClusterwideNetworkPolicy => {
+            check_policy(&mut c, object)
+        }
+        Kind::CiliumEnvoyConfig | Kind::CiliumClusterwideEnvoyConfig => {
+            check_envoy_config(&mut c, object)
+        }
         Kind::CiliumConfig => check_config(&mut c, object),
         Kind::PolicyTest => policytest::check(&mut c, object),
         // Checked in full by the lab's own loader (`ward lab up`, and `ward validate`).
@@ -190,8 +206,11 @@ fn check_policy(c: &mut Checker, object: &Value) {
     let spec = object.get("spec").filter(|v| !v.is_null());
     let specs = object.get("specs").filter(|v| !v.is_null());
     if spec.is_none() && specs.is_none() {
-        c.error(codes::EMPTY_POLICY, format!("Invalid {} spec(s): empty policy", c.kind))
-            .hint("add a `spec:` (one rule) or `specs:` (a list of rules)");
+        c.error(
+            codes::EMPTY_POLICY,
+            format!("Invalid {} spec(s): empty policy", c.kind),
+        )
+        .hint("add a `spec:` (one rule) or `specs:` (a list of rules)");
         return;
     }
     if let Some(rule) = spec {
@@ -227,8 +246,11 @@ fn check_rule(c: &mut Checker, rule: &Value) {
         c.prefix = prefix;
     } else if has_nodes && has_endpoints {
         c.at("nodeSelector", |c| {
-            c.error_at_key(codes::RULE, "rule cannot have both EndpointSelector and NodeSelector")
-                .hint("split it into two rules: one for pods, one for nodes");
+            c.error_at_key(
+                codes::RULE,
+                "rule cannot have both EndpointSelector and NodeSelector",
+            )
+            .hint("split it into two rules: one for pods, one for nodes");
         });
     }
     // A selector that is there with the wrong type (null included) is the schema's finding.
@@ -237,9 +259,15 @@ fn check_rule(c: &mut Checker, rule: &Value) {
             .hint("add `endpointSelector: {}` to select every pod the policy may select, or narrow it with matchLabels");
     }
     // Likewise a direction that is not a list: only absent keys and empty lists count as none.
-    if DIRECTIONS.iter().all(|d| rule.get(d).is_none_or(|v| v.as_array().is_some_and(Vec::is_empty))) {
-        c.error(codes::RULE, "rule must have at least one of Ingress, IngressDeny, Egress, EgressDeny")
-            .hint("use `ingress: [{}]` or `egress: [{}]` to deny everything in that direction");
+    if DIRECTIONS.iter().all(|d| {
+        rule.get(d)
+            .is_none_or(|v| v.as_array().is_some_and(Vec::is_empty))
+    }) {
+        c.error(
+            codes::RULE,
+            "rule must have at least one of Ingress, IngressDeny, Egress, EgressDeny",
+        )
+        .hint("use `ingress: [{}]` or `egress: [{}]` to deny everything in that direction");
     }
     for key in ["endpointSelector", "nodeSelector"] {
         if let Some(sel) = rule.get(key).filter(|v| v.is_object()) {
@@ -256,10 +284,15 @@ fn check_rule(c: &mut Checker, rule: &Value) {
             }
         }
     }
-    for (key, ingress, deny) in
-        [("ingress", true, false), ("ingressDeny", true, true), ("egress", false, false), ("egressDeny", false, true)]
-    {
-        c.each(rule, key, |c, item| check_direction_rule(c, item, ingress, deny));
+    for (key, ingress, deny) in [
+        ("ingress", true, false),
+        ("ingressDeny", true, true),
+        ("egress", false, false),
+        ("egressDeny", false, true),
+    ] {
+        c.each(rule, key, |c, item| {
+            check_direction_rule(c, item, ingress, deny)
+        });
     }
 }
 
@@ -339,15 +372,23 @@ fn check_config(c: &mut Checker, object: &Value) {
         return;
     };
     c.at("spec", |c| {
-        let enabled = spec.get("enable-encryption").and_then(Value::as_bool).unwrap_or(false);
+        let enabled = spec
+            .get("enable-encryption")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
         let encryption = spec.get("encryption");
         if enabled && encryption.is_none() {
             c.at("enable-encryption", |c| {
-                c.error_at_key(codes::CONFIG, "enable-encryption is true but no encryption block is given")
-                    .hint("add `encryption: {type: wireguard, wireguard: {enabled: true}}`");
+                c.error_at_key(
+                    codes::CONFIG,
+                    "enable-encryption is true but no encryption block is given",
+                )
+                .hint("add `encryption: {type: wireguard, wireguard: {enabled: true}}`");
             });
         }
-        let Some(enc) = encryption.filter(|v| v.is_object()) else { return };
+        let Some(enc) = encryption.filter(|v| v.is_object()) else {
+            return;
+        };
         c.at("encryption", |c| check_encryption(c, enc, enabled));
     });
 }
@@ -361,23 +402,35 @@ fn check_encryption(c: &mut Checker, enc: &Value, enabled: bool) {
                 "use type: wireguard".to_owned()
             };
             c.at("type", |c| {
-                c.error(codes::CONFIG, format!("unknown encryption type \"{t}\"; ward supports: wireguard")).hint(hint);
+                c.error(
+                    codes::CONFIG,
+                    format!("unknown encryption type \"{t}\"; ward supports: wireguard"),
+                )
+                .hint(hint);
             });
         }
     }
-    let Some(wg) = enc.get("wireguard").filter(|v| v.is_object()) else { return };
+    let Some(wg) = enc.get("wireguard").filter(|v| v.is_object()) else {
+        return;
+    };
     c.at("wireguard", |c| {
         if enabled && wg.get("enabled").and_then(Value::as_bool) == Some(false) {
             c.at("enabled", |c| {
-                c.error(codes::CONFIG, "enable-encryption is true but wireguard.enabled is false")
-                    .hint("set both to true to encrypt, or both to false to turn encryption off");
+                c.error(
+                    codes::CONFIG,
+                    "enable-encryption is true but wireguard.enabled is false",
+                )
+                .hint("set both to true to encrypt, or both to false to turn encryption off");
             });
         }
         if let Some(iface) = wg.get("interface").and_then(Value::as_str) {
             if iface.len() > 15 || iface.contains(['/', ' ']) || iface.is_empty() {
                 c.at("interface", |c| {
-                    c.error(codes::CONFIG, format!("\"{iface}\" is not a valid interface name"))
-                        .hint("Linux interface names are 1-15 characters without '/' or spaces");
+                    c.error(
+                        codes::CONFIG,
+                        format!("\"{iface}\" is not a valid interface name"),
+                    )
+                    .hint("Linux interface names are 1-15 characters without '/' or spaces");
                 });
             }
         }
@@ -400,8 +453,11 @@ fn check_duration(c: &mut Checker, key: &str, s: &str) {
                 .hint("write a Go duration such as 24h, 90m or 1h30m");
         }
         Ok(secs) if key == "key-rotation-interval" && secs < MIN_ROTATION_SECS => {
-            c.error(codes::CONFIG, format!("key-rotation-interval {s} is shorter than the minimum of 1m"))
-                .hint("rotate at most once a minute; the default is 24h");
+            c.error(
+                codes::CONFIG,
+                format!("key-rotation-interval {s} is shorter than the minimum of 1m"),
+            )
+            .hint("rotate at most once a minute; the default is 24h");
         }
         Ok(_) => {}
     }
@@ -418,13 +474,19 @@ pub fn parse_go_duration(s: &str) -> Result<f64, String> {
     let mut total = 0.0;
     let mut rest = s;
     while !rest.is_empty() {
-        let num_len = rest.find(|ch: char| !(ch.is_ascii_digit() || ch == '.')).unwrap_or(rest.len());
+        let num_len = rest
+            .find(|ch: char| !(ch.is_ascii_digit() || ch == '.'))
+            .unwrap_or(rest.len());
         if num_len == 0 {
             return Err(format!("expected a number at \"{rest}\""));
         }
-        let value: f64 = rest[..num_len].parse().map_err(|_| format!("bad number \"{}\"", &rest[..num_len]))?;
+        let value: f64 = rest[..num_len]
+            .parse()
+            .map_err(|_| format!("bad number \"{}\"", &rest[..num_len]))?;
         rest = &rest[num_len..];
-        let unit_len = rest.find(|ch: char| ch.is_ascii_digit() || ch == '.').unwrap_or(rest.len());
+        let unit_len = rest
+            .find(|ch: char| ch.is_ascii_digit() || ch == '.')
+            .unwrap_or(rest.len());
         let scale = match &rest[..unit_len] {
             "ns" => 1e-9,
             "us" | "µs" => 1e-6,

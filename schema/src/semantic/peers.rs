@@ -1,7 +1,7 @@
 //! L3 peers (§3 rules 7–12): peer families, node peers, entities, CIDRs, CIDR sets, FQDNs.
 
 use super::selector::did_you_mean;
-use super::{check_selector, non_empty, Checker, Unless};
+use super::{Checker, Unless, check_selector, non_empty};
 use crate::diagnostic::codes;
 use serde_json::Value;
 use std::net::IpAddr;
@@ -47,7 +47,11 @@ pub const CRD_ENTITIES: [&str; 11] = [
 const AGENT_ONLY_ENTITIES: [&str; 2] = ["world-ipv4", "world-ipv6"];
 
 pub(crate) fn check_peers(c: &mut Checker, item: &Value, ingress: bool, deny: bool) {
-    let families: &[(&str, &str)] = if ingress { &INGRESS_FAMILIES } else { &EGRESS_FAMILIES };
+    let families: &[(&str, &str)] = if ingress {
+        &INGRESS_FAMILIES
+    } else {
+        &EGRESS_FAMILIES
+    };
     let present: Vec<&(&str, &str)> = families
         .iter()
         .filter(|(key, _)| !(deny && *key == "toFQDNs"))
@@ -55,14 +59,34 @@ pub(crate) fn check_peers(c: &mut Checker, item: &Value, ingress: bool, deny: bo
         .collect();
     if let [first, second, ..] = present.as_slice() {
         c.at(second.0, |c| {
-            c.error_at_key(codes::PEER_COMBINATION, format!("combining {} and {} is not supported yet", first.1, second.1))
-                .hint("put each kind of peer in its own rule; rules are ORed");
+            c.error_at_key(
+                codes::PEER_COMBINATION,
+                format!(
+                    "combining {} and {} is not supported yet",
+                    first.1, second.1
+                ),
+            )
+            .hint("put each kind of peer in its own rule; rules are ORed");
         });
     }
     let (p, selectors, nodes, cidr, cidr_set, entities) = if ingress {
-        ("from", "fromEndpoints", "fromNodes", "fromCIDR", "fromCIDRSet", "fromEntities")
+        (
+            "from",
+            "fromEndpoints",
+            "fromNodes",
+            "fromCIDR",
+            "fromCIDRSet",
+            "fromEntities",
+        )
     } else {
-        ("to", "toEndpoints", "toNodes", "toCIDR", "toCIDRSet", "toEntities")
+        (
+            "to",
+            "toEndpoints",
+            "toNodes",
+            "toCIDR",
+            "toCIDRSet",
+            "toEntities",
+        )
     };
     let _ = p;
     c.each(item, selectors, check_selector);
@@ -86,8 +110,14 @@ pub(crate) fn check_peers(c: &mut Checker, item: &Value, ingress: bool, deny: bo
     c.each(item, cidr_set, check_cidr_rule);
     if !ingress {
         c.each(item, "toServices", |c, svc| {
-            if let Some(sel) = svc.get("k8sServiceSelector").and_then(|s| s.get("selector")).filter(|v| v.is_object()) {
-                c.at("k8sServiceSelector", |c| c.at("selector", |c| check_selector(c, sel)));
+            if let Some(sel) = svc
+                .get("k8sServiceSelector")
+                .and_then(|s| s.get("selector"))
+                .filter(|v| v.is_object())
+            {
+                c.at("k8sServiceSelector", |c| {
+                    c.at("selector", |c| check_selector(c, sel))
+                });
             }
         });
         if !deny {
@@ -110,7 +140,8 @@ fn check_entity(c: &mut Checker, v: &Value) {
         || format!("entities are: {}", CRD_ENTITIES.join(", ")),
         |s| format!("did you mean \"{s}\"?"),
     );
-    c.error(codes::ENTITY, format!("unsupported entity: {e}")).hint(hint);
+    c.error(codes::ENTITY, format!("unsupported entity: {e}"))
+        .hint(hint);
 }
 
 /// A parsed prefix.
@@ -123,8 +154,12 @@ pub(crate) struct Prefix {
 impl Prefix {
     /// Parses `addr/len` (netip.ParsePrefix); an error says why in Go's words.
     pub(crate) fn parse(s: &str) -> Result<Prefix, String> {
-        let (a, l) = s.split_once('/').ok_or_else(|| format!("netip.ParsePrefix(\"{s}\"): no '/'"))?;
-        let addr: IpAddr = a.parse().map_err(|_| format!("netip.ParsePrefix(\"{s}\"): ParseAddr(\"{a}\"): unable to parse IP"))?;
+        let (a, l) = s
+            .split_once('/')
+            .ok_or_else(|| format!("netip.ParsePrefix(\"{s}\"): no '/'"))?;
+        let addr: IpAddr = a.parse().map_err(|_| {
+            format!("netip.ParsePrefix(\"{s}\"): ParseAddr(\"{a}\"): unable to parse IP")
+        })?;
         let max = if addr.is_ipv4() { 32 } else { 128 };
         let len: u8 = l
             .parse()
@@ -148,7 +183,11 @@ impl Prefix {
         if fa != fb || other.len < self.len {
             return false;
         }
-        let width = if fa == 32 { u32::from(self.len) } else { u32::from(self.len) };
+        let width = if fa == 32 {
+            u32::from(self.len)
+        } else {
+            u32::from(self.len)
+        };
         if width == 0 {
             return true;
         }
@@ -166,8 +205,11 @@ fn check_cidr(c: &mut Checker, s: &str) {
     if Prefix::parse(s).is_ok() || s.parse::<IpAddr>().is_ok() {
         return;
     }
-    c.error(codes::CIDR, format!("unable to parse CIDR: ParseAddr(\"{s}\"): unable to parse IP"))
-        .hint("write an address (10.0.0.1) or a prefix (10.0.0.0/8)");
+    c.error(
+        codes::CIDR,
+        format!("unable to parse CIDR: ParseAddr(\"{s}\"): unable to parse IP"),
+    )
+    .hint("write an address (10.0.0.1) or a prefix (10.0.0.0/8)");
 }
 
 fn check_cidr_rule(c: &mut Checker, rule: &Value) {
@@ -177,12 +219,18 @@ fn check_cidr_rule(c: &mut Checker, rule: &Value) {
         .collect();
     match set.len() {
         0 => {
-            c.error(codes::CIDR, "one of cidr, cidrGroupRef, or cidrGroupSelector is required");
+            c.error(
+                codes::CIDR,
+                "one of cidr, cidrGroupRef, or cidrGroupSelector is required",
+            );
         }
         1 => {}
         _ => {
             c.at(set[1], |c| {
-                c.error_at_key(codes::CIDR, "more than one of cidr, cidrGroupRef, or cidrGroupSelector may not be set");
+                c.error_at_key(
+                    codes::CIDR,
+                    "more than one of cidr, cidrGroupRef, or cidrGroupSelector may not be set",
+                );
             });
         }
     }
@@ -191,7 +239,11 @@ fn check_cidr_rule(c: &mut Checker, rule: &Value) {
             Ok(p) => Some((cidr, p)),
             Err(e) => {
                 c.at("cidr", |c| {
-                    c.error(codes::CIDR, format!("unable to parse CIDRRule \"{cidr}\": {e}")).hint("cidr needs a prefix length, e.g. 10.0.0.0/8");
+                    c.error(
+                        codes::CIDR,
+                        format!("unable to parse CIDRRule \"{cidr}\": {e}"),
+                    )
+                    .hint("cidr needs a prefix length, e.g. 10.0.0.0/8");
                 });
                 None
             }
@@ -202,13 +254,21 @@ fn check_cidr_rule(c: &mut Checker, rule: &Value) {
         let Some(ex) = v.as_str() else { return };
         match Prefix::parse(ex) {
             Err(e) => {
-                c.error(codes::CIDR, format!("unable to parse CIDRRule \"{ex}\": {e}"));
+                c.error(
+                    codes::CIDR,
+                    format!("unable to parse CIDRRule \"{ex}\": {e}"),
+                );
             }
             Ok(exp) => {
                 if let Some((cidr, p)) = &allow {
                     if !p.contains(&exp) {
-                        c.error(codes::CIDR, format!("allow CIDR prefix {cidr} does not contain exclude CIDR prefix {ex}"))
-                            .hint("each except prefix must lie inside cidr");
+                        c.error(
+                            codes::CIDR,
+                            format!(
+                                "allow CIDR prefix {cidr} does not contain exclude CIDR prefix {ex}"
+                            ),
+                        )
+                        .hint("each except prefix must lie inside cidr");
                     }
                 }
             }
@@ -219,7 +279,11 @@ fn check_cidr_rule(c: &mut Checker, rule: &Value) {
             let before = c.out.len();
             check_selector(c, sel);
             for f in &mut c.out[before..] {
-                f.message = f.message.replacen("invalid label selector", "failed to parse cidrGroupSelector", 1);
+                f.message = f.message.replacen(
+                    "invalid label selector",
+                    "failed to parse cidrGroupSelector",
+                    1,
+                );
             }
         });
     }
@@ -231,10 +295,16 @@ pub(crate) fn check_fqdn_selector(c: &mut Checker, sel: &Value) {
     let pattern = sel.get("matchPattern").and_then(Value::as_str);
     match (name, pattern) {
         (Some(_), Some(_)) => {
-            c.error(codes::FQDN, "only one of MatchName or MatchPattern is allowed in an FQDNSelector");
+            c.error(
+                codes::FQDN,
+                "only one of MatchName or MatchPattern is allowed in an FQDNSelector",
+            );
         }
         (None, None) => {
-            c.error(codes::FQDN, "one of MatchName or MatchPattern is required in an FQDNSelector");
+            c.error(
+                codes::FQDN,
+                "one of MatchName or MatchPattern is required in an FQDNSelector",
+            );
         }
         _ => {}
     }

@@ -2,10 +2,10 @@
 //! (known endpoint names, valid labels, addresses, ports and protocols), so `ward test` only
 //! ever runs well-formed tests.
 
+use super::Checker;
 use super::l4::{is_svc_name, parse_go_uint16};
 use super::peers::CRD_ENTITIES;
 use super::selector::{did_you_mean, validate_key, validate_value};
-use super::Checker;
 use crate::diagnostic::codes;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
@@ -15,10 +15,14 @@ use std::net::IpAddr;
 pub const FLOW_PROTOCOLS: [&str; 5] = ["TCP", "UDP", "SCTP", "ICMP", "ICMPv6"];
 
 pub(super) fn check(c: &mut Checker, object: &Value) {
-    let Some(spec) = object.get("spec").filter(|v| v.is_object()) else { return };
+    let Some(spec) = object.get("spec").filter(|v| v.is_object()) else {
+        return;
+    };
     c.at("spec", |c| {
         let endpoints = check_endpoints(c, spec);
-        c.each(spec, "expectations", |c, e| check_expectation(c, e, &endpoints));
+        c.each(spec, "expectations", |c, e| {
+            check_expectation(c, e, &endpoints)
+        });
     });
 }
 
@@ -28,10 +32,18 @@ type Declared = BTreeMap<String, BTreeSet<String>>;
 fn check_endpoints(c: &mut Checker, spec: &Value) -> Declared {
     let mut declared = Declared::new();
     c.each(spec, "endpoints", |c, ep| {
-        let name = ep.get("name").and_then(Value::as_str).unwrap_or_default().to_owned();
+        let name = ep
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
         if !name.is_empty() && declared.contains_key(&name) {
             c.at("name", |c| {
-                c.error(codes::POLICY_TEST, format!("endpoint \"{name}\" is declared twice")).hint("endpoint names must be unique within a test");
+                c.error(
+                    codes::POLICY_TEST,
+                    format!("endpoint \"{name}\" is declared twice"),
+                )
+                .hint("endpoint names must be unique within a test");
             });
         }
         if let Some(labels) = ep.get("labels").and_then(Value::as_object) {
@@ -39,10 +51,19 @@ fn check_endpoints(c: &mut Checker, spec: &Value) -> Declared {
                 for (k, v) in labels {
                     c.at(k.clone(), |c| {
                         if let Err(e) = validate_key(k) {
-                            c.error_at_key(codes::POLICY_TEST, format!("invalid label key \"{k}\": {e}"));
+                            c.error_at_key(
+                                codes::POLICY_TEST,
+                                format!("invalid label key \"{k}\": {e}"),
+                            );
                         }
                         if let Some(Err(e)) = v.as_str().map(validate_value) {
-                            c.error(codes::POLICY_TEST, format!("invalid label value \"{}\": {e}", v.as_str().unwrap_or_default()));
+                            c.error(
+                                codes::POLICY_TEST,
+                                format!(
+                                    "invalid label value \"{}\": {e}",
+                                    v.as_str().unwrap_or_default()
+                                ),
+                            );
                         }
                     });
                 }
@@ -51,7 +72,8 @@ fn check_endpoints(c: &mut Checker, spec: &Value) -> Declared {
         if let Some(ip) = ep.get("ip").and_then(Value::as_str) {
             if ip.parse::<IpAddr>().is_err() {
                 c.at("ip", |c| {
-                    c.error(codes::POLICY_TEST, format!("\"{ip}\" is not an IP address")).hint("write an address such as 10.0.1.10");
+                    c.error(codes::POLICY_TEST, format!("\"{ip}\" is not an IP address"))
+                        .hint("write an address such as 10.0.1.10");
                 });
             }
         }
@@ -71,7 +93,10 @@ fn check_declared_port(c: &mut Checker, port: &Value) {
     if let Some(n) = port.get("port").and_then(Value::as_i64) {
         if !(1..=65535).contains(&n) {
             c.at("port", |c| {
-                c.error(codes::POLICY_TEST, format!("port {n} is impossible; ports are 1-65535"));
+                c.error(
+                    codes::POLICY_TEST,
+                    format!("port {n} is impossible; ports are 1-65535"),
+                );
             });
         }
     }
@@ -87,27 +112,38 @@ fn check_declared_port(c: &mut Checker, port: &Value) {
 }
 
 fn check_protocol(c: &mut Checker, protocol: Option<&Value>, allowed: &[&str]) {
-    let Some(p) = protocol.and_then(Value::as_str) else { return };
+    let Some(p) = protocol.and_then(Value::as_str) else {
+        return;
+    };
     if !allowed.iter().any(|a| a.eq_ignore_ascii_case(p)) {
         c.at("protocol", |c| {
-            c.error(codes::POLICY_TEST, format!("unknown protocol \"{p}\"")).hint(format!("use one of {}", allowed.join(", ")));
+            c.error(codes::POLICY_TEST, format!("unknown protocol \"{p}\""))
+                .hint(format!("use one of {}", allowed.join(", ")));
         });
     }
 }
 
 /// A peer of an expectation: a declared endpoint, an entity, or an address.
 fn check_peer(c: &mut Checker, field: &'static str, peer: &str, declared: &Declared) {
-    if declared.contains_key(peer) || CRD_ENTITIES.contains(&peer) || peer.parse::<IpAddr>().is_ok() {
+    if declared.contains_key(peer) || CRD_ENTITIES.contains(&peer) || peer.parse::<IpAddr>().is_ok()
+    {
         return;
     }
     let names: Vec<&str> = declared.keys().map(String::as_str).collect();
     let hint = match did_you_mean(peer, &names) {
         Some(s) => format!("did you mean \"{s}\"?"),
-        None if names.is_empty() => "declare it under spec.endpoints, or use an entity (world, host, …) or an IP address".to_owned(),
-        None => format!("declared endpoints: {}; or use an entity (world, host, …) or an IP address", names.join(", ")),
+        None if names.is_empty() => {
+            "declare it under spec.endpoints, or use an entity (world, host, …) or an IP address"
+                .to_owned()
+        }
+        None => format!(
+            "declared endpoints: {}; or use an entity (world, host, …) or an IP address",
+            names.join(", ")
+        ),
     };
     c.at(field, |c| {
-        c.error(codes::POLICY_TEST, format!("unknown endpoint \"{peer}\"")).hint(hint);
+        c.error(codes::POLICY_TEST, format!("unknown endpoint \"{peer}\""))
+            .hint(hint);
     });
 }
 
@@ -118,21 +154,31 @@ fn check_expectation(c: &mut Checker, e: &Value, declared: &Declared) {
         }
     }
     check_protocol(c, e.get("protocol"), &FLOW_PROTOCOLS);
-    let protocol = e.get("protocol").and_then(Value::as_str).unwrap_or("TCP").to_ascii_uppercase();
+    let protocol = e
+        .get("protocol")
+        .and_then(Value::as_str)
+        .unwrap_or("TCP")
+        .to_ascii_uppercase();
     let icmp = protocol.starts_with("ICMP");
     match e.get("port") {
         None if !icmp => {
-            c.error(codes::POLICY_TEST, "an expectation needs a port").hint("add `port: 80` (or a named port of the destination)");
+            c.error(codes::POLICY_TEST, "an expectation needs a port")
+                .hint("add `port: 80` (or a named port of the destination)");
         }
         Some(Value::Number(n)) => {
             let max = if icmp { 255 } else { 65535 };
             if n.as_i64().is_none_or(|p| !(0..=max).contains(&p)) {
                 c.at("port", |c| {
-                    c.error(codes::POLICY_TEST, format!("port {n} is impossible for {protocol}; use 0-{max}"));
+                    c.error(
+                        codes::POLICY_TEST,
+                        format!("port {n} is impossible for {protocol}; use 0-{max}"),
+                    );
                 });
             }
         }
-        Some(Value::String(s)) => check_named_port(c, s, e.get("to").and_then(Value::as_str), declared),
+        Some(Value::String(s)) => {
+            check_named_port(c, s, e.get("to").and_then(Value::as_str), declared)
+        }
         _ => {}
     }
     if let Some(d) = e.get("decidedBy").and_then(Value::as_str) {
@@ -151,11 +197,16 @@ fn check_named_port(c: &mut Checker, s: &str, to: Option<&str>, declared: &Decla
         return;
     }
     let lower = s.to_ascii_lowercase();
-    let declared_by_dst = to.and_then(|t| declared.get(t)).is_some_and(|ports| ports.contains(&lower));
+    let declared_by_dst = to
+        .and_then(|t| declared.get(t))
+        .is_some_and(|ports| ports.contains(&lower));
     if !declared_by_dst {
         c.at("port", |c| {
-            c.error(codes::POLICY_TEST, format!("named port \"{s}\" is not declared by the destination"))
-                .hint("declare it in the destination's ports (name, port, protocol), or use a number");
+            c.error(
+                codes::POLICY_TEST,
+                format!("named port \"{s}\" is not declared by the destination"),
+            )
+            .hint("declare it in the destination's ports (name, port, protocol), or use a number");
         });
     }
 }

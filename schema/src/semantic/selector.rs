@@ -37,7 +37,10 @@ fn check_requirement(c: &mut Checker, req: &Value) {
     if let Some(key) = req.get("key").and_then(Value::as_str) {
         if let Err(e) = validate_key(key) {
             c.at("key", |c| {
-                c.error(codes::SELECTOR, format!("invalid label selector: {field}.key: Invalid value: \"{key}\": {e}"));
+                c.error(
+                    codes::SELECTOR,
+                    format!("invalid label selector: {field}.key: Invalid value: \"{key}\": {e}"),
+                );
             });
         }
     }
@@ -145,7 +148,8 @@ pub(crate) fn validate_key(key: &str) -> Result<(), String> {
             && p.split('.').all(|l| {
                 let b = l.as_bytes();
                 !b.is_empty()
-                    && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+                    && b.iter()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
                     && b[0] != b'-'
                     && b[b.len() - 1] != b'-'
             });
@@ -172,7 +176,8 @@ fn is_label_token(s: &str) -> bool {
     !b.is_empty()
         && b[0].is_ascii_alphanumeric()
         && b[b.len() - 1].is_ascii_alphanumeric()
-        && b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
 }
 
 /// Whether a subject selector selects `reserved:init` endpoints.
@@ -180,14 +185,21 @@ pub(crate) fn selects_reserved_init(sel: &Value) -> bool {
     let by_label = sel
         .get("matchLabels")
         .and_then(Value::as_object)
-        .is_some_and(|m| m.keys().any(|k| k == "reserved:init" || k == "reserved.init"));
-    let by_expr = sel.get("matchExpressions").and_then(Value::as_array).is_some_and(|exprs| {
-        exprs.iter().any(|e| {
-            let key = e.get("key").and_then(Value::as_str);
-            let op = e.get("operator").and_then(Value::as_str);
-            matches!(key, Some("reserved:init" | "reserved.init")) && matches!(op, Some("Exists" | "In"))
-        })
-    });
+        .is_some_and(|m| {
+            m.keys()
+                .any(|k| k == "reserved:init" || k == "reserved.init")
+        });
+    let by_expr = sel
+        .get("matchExpressions")
+        .and_then(Value::as_array)
+        .is_some_and(|exprs| {
+            exprs.iter().any(|e| {
+                let key = e.get("key").and_then(Value::as_str);
+                let op = e.get("operator").and_then(Value::as_str);
+                matches!(key, Some("reserved:init" | "reserved.init"))
+                    && matches!(op, Some("Exists" | "In"))
+            })
+        });
     by_label || by_expr
 }
 

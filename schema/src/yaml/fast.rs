@@ -29,7 +29,7 @@
 //! than its parent collection (otherwise it would continue on that line).
 //! Recursion follows nesting, which is capped by [`MAX_RECURSION`] and [`Limits::max_depth`].
 
-use super::{key_text, resolve_plain, Entry, Limits, Node, NodeValue, Parsed, Pos, YamlDoc};
+use super::{Entry, Limits, Node, NodeValue, Parsed, Pos, YamlDoc, key_text, resolve_plain};
 use std::borrow::Cow;
 use std::cell::Cell;
 use std::collections::HashSet;
@@ -73,7 +73,10 @@ impl Scratch {
 
     /// Empties the buffers, and frees those that grew large.
     fn recycle(&mut self) {
-        if self.lines.capacity() > Self::KEEP || self.entries.capacity() > Self::KEEP || self.items.capacity() > Self::KEEP {
+        if self.lines.capacity() > Self::KEEP
+            || self.entries.capacity() > Self::KEEP
+            || self.items.capacity() > Self::KEEP
+        {
             *self = Scratch::default();
         }
         self.lines.clear();
@@ -103,7 +106,10 @@ fn parse_with(text: &str, limits: &Limits, scratch: &mut Scratch) -> Option<Pars
     scratch.lines = parser.lines;
     scratch.entries = parser.entry_stack;
     scratch.items = parser.item_stack;
-    Some(Parsed { docs: docs?, diagnostics: Vec::new() })
+    Some(Parsed {
+        docs: docs?,
+        diagnostics: Vec::new(),
+    })
 }
 
 /// Refuses characters the fast path leaves to saphyr: control characters other than line
@@ -121,12 +127,21 @@ fn check_characters(text: &str) -> Option<bool> {
     if control != 0 {
         return None;
     }
-    if cr != 0 && bytes.iter().enumerate().any(|(i, &b)| b == b'\r' && bytes.get(i + 1) != Some(&b'\n')) {
+    if cr != 0
+        && bytes
+            .iter()
+            .enumerate()
+            .any(|(i, &b)| b == b'\r' && bytes.get(i + 1) != Some(&b'\n'))
+    {
         return None;
     }
     if high != 0
         && text.chars().any(|c| {
-            matches!(c, '\u{80}'..='\u{9f}' | '\u{feff}' | '\u{2028}' | '\u{2029}' | '\u{fffe}' | '\u{ffff}')
+            matches!(
+                c,
+                '\u{80}'
+                    ..='\u{9f}' | '\u{feff}' | '\u{2028}' | '\u{2029}' | '\u{fffe}' | '\u{ffff}'
+            )
         })
     {
         return None;
@@ -189,7 +204,13 @@ fn split_lines(text: &str, lines: &mut Vec<Line>) -> Option<()> {
             Some(_) => Some(Kind::Content),
         };
         if let Some(kind) = kind {
-            lines.push(Line { no, start, end: start + line.len(), indent, kind });
+            lines.push(Line {
+                no,
+                start,
+                end: start + line.len(),
+                indent,
+                kind,
+            });
         }
         start = next;
     }
@@ -208,7 +229,9 @@ fn find_newline(bytes: &[u8], from: usize) -> Option<usize> {
 fn find_either(bytes: &[u8], from: usize, end: usize, a: u8, b: u8) -> usize {
     let mut i = from;
     while let Some(chunk) = bytes.get(i..i + 8).filter(|_| i + 8 <= end) {
-        let Ok(word) = <[u8; 8]>::try_from(chunk) else { break };
+        let Ok(word) = <[u8; 8]>::try_from(chunk) else {
+            break;
+        };
         let word = u64::from_le_bytes(word);
         let hits = byte_marks(word, a) | byte_marks(word, b);
         if hits != 0 {
@@ -216,7 +239,10 @@ fn find_either(bytes: &[u8], from: usize, end: usize, a: u8, b: u8) -> usize {
         }
         i += 8;
     }
-    bytes.get(i..end).and_then(|rest| rest.iter().position(|&c| c == a || c == b)).map_or(end, |p| i + p)
+    bytes
+        .get(i..end)
+        .and_then(|rest| rest.iter().position(|&c| c == a || c == b))
+        .map_or(end, |p| i + p)
 }
 
 /// Sets the high bit of the bytes of `word` that equal `byte` (the classic zero-byte test on
@@ -232,7 +258,9 @@ fn byte_marks(word: u64, byte: u8) -> u64 {
 /// Whether `line` is the document marker `marker`: `Some(false)` when it is not one,
 /// `None` when it is one followed by more than a comment.
 fn is_marker(line: &[u8], marker: &[u8]) -> Option<bool> {
-    let Some(rest) = line.strip_prefix(marker) else { return Some(false) };
+    let Some(rest) = line.strip_prefix(marker) else {
+        return Some(false);
+    };
     match rest.first() {
         None => Some(true),
         Some(b' ') => {
@@ -269,7 +297,11 @@ struct Scalar<'t> {
 impl Scalar<'_> {
     /// The scalar's value, resolved like the saphyr path resolves untagged scalars.
     fn value(self) -> NodeValue {
-        if self.quoted { NodeValue::String(self.text.into_owned()) } else { resolve_plain(self.text) }
+        if self.quoted {
+            NodeValue::String(self.text.into_owned())
+        } else {
+            resolve_plain(self.text)
+        }
     }
 }
 
@@ -363,7 +395,10 @@ impl<'t> FastParser<'t> {
         let pos = self.pos(&line, scalar.start);
         self.end_of_node_line(scalar.end, parent)?;
         self.count(1)?;
-        Some(Node { pos, value: scalar.value() })
+        Some(Node {
+            pos,
+            value: scalar.value(),
+        })
     }
 
     /// Parses a one-line flow collection that makes up a whole block node.
@@ -406,9 +441,15 @@ impl<'t> FastParser<'t> {
                 return None; // the general path reports duplicates
             }
             let value = self.map_value(colon, indent, depth)?;
-            self.entry_stack.push(Entry { key: text, key_pos, value });
+            self.entry_stack.push(Entry {
+                key: text,
+                key_pos,
+                value,
+            });
 
-            let Some(next) = self.content_line() else { break };
+            let Some(next) = self.content_line() else {
+                break;
+            };
             if next.indent < indent {
                 break;
             }
@@ -421,7 +462,10 @@ impl<'t> FastParser<'t> {
             };
             (key, colon) = (scalar, next_colon?);
         }
-        Some(Node { pos, value: NodeValue::Map(self.entry_stack.split_off(mark)) })
+        Some(Node {
+            pos,
+            value: NodeValue::Map(self.entry_stack.split_off(mark)),
+        })
     }
 
     /// Parses the value of the mapping entry whose `:` is at `colon`, in a mapping indented
@@ -435,7 +479,9 @@ impl<'t> FastParser<'t> {
         let null_pos = self.pos(&line, colon);
         self.li += 1;
         match self.content_line() {
-            Some(next) if next.indent > indent => self.block_node(next.content(), indent as isize, depth + 1),
+            Some(next) if next.indent > indent => {
+                self.block_node(next.content(), indent as isize, depth + 1)
+            }
             Some(next) if next.indent == indent && self.is_entry(next.content(), next.end) => {
                 self.block_seq(next.content(), true, depth + 1)
             }
@@ -454,7 +500,11 @@ impl<'t> FastParser<'t> {
             // Where saphyr's scanner stands after the first `-`: at the entry's content, or at
             // the end of the line (comment included) when the entry starts on the next line.
             let item = skip_spaces(self.bytes, first + 1, line.end);
-            let at = if self.rest_is_blank(item, line.end) { line.end } else { item };
+            let at = if self.rest_is_blank(item, line.end) {
+                line.end
+            } else {
+                item
+            };
             self.pos(&line, at)
         } else {
             self.pos(&line, first)
@@ -464,7 +514,9 @@ impl<'t> FastParser<'t> {
         loop {
             let item = self.seq_entry(dash, indent, depth)?;
             self.item_stack.push(item);
-            let Some(next) = self.content_line() else { break };
+            let Some(next) = self.content_line() else {
+                break;
+            };
             if next.indent < indent {
                 break;
             }
@@ -476,7 +528,10 @@ impl<'t> FastParser<'t> {
             }
             dash = next.content();
         }
-        Some(Node { pos, value: NodeValue::Seq(self.item_stack.split_off(mark)) })
+        Some(Node {
+            pos,
+            value: NodeValue::Seq(self.item_stack.split_off(mark)),
+        })
     }
 
     /// Parses the entry whose `-` is at `dash`, in a sequence indented by `indent`.
@@ -490,7 +545,9 @@ impl<'t> FastParser<'t> {
         let null_pos = self.pos(&line, line.end);
         self.li += 1;
         match self.content_line() {
-            Some(next) if next.indent > indent => self.block_node(next.content(), indent as isize, depth + 1),
+            Some(next) if next.indent > indent => {
+                self.block_node(next.content(), indent as isize, depth + 1)
+            }
             _ => self.null(null_pos),
         }
     }
@@ -505,7 +562,8 @@ impl<'t> FastParser<'t> {
             _ => return self.plain_block(off, end),
         };
         let after = skip_spaces(b, scalar.end, end);
-        let colon = (b.get(after) == Some(&b':') && is_blank_or_end(b, after + 1, end)).then_some(after);
+        let colon =
+            (b.get(after) == Some(&b':') && is_blank_or_end(b, after + 1, end)).then_some(after);
         if colon.is_some() && scalar.end - scalar.start > MAX_KEY_BYTES {
             return None;
         }
@@ -516,7 +574,10 @@ impl<'t> FastParser<'t> {
     /// comment, or the end of the line.
     fn plain_block(&self, off: usize, end: usize) -> Option<(Scalar<'t>, Option<usize>)> {
         let b = self.bytes;
-        if !plain_start(*b.get(off)?, b.get(off + 1).copied().filter(|_| off + 1 < end)) {
+        if !plain_start(
+            *b.get(off)?,
+            b.get(off + 1).copied().filter(|_| off + 1 < end),
+        ) {
             return None;
         }
         let mut i = off + 1;
@@ -541,7 +602,15 @@ impl<'t> FastParser<'t> {
             return None;
         }
         let text = Cow::Borrowed(self.text.get(off..text_end)?);
-        Some((Scalar { start: off, end: text_end, text, quoted: false }, colon))
+        Some((
+            Scalar {
+                start: off,
+                end: text_end,
+                text,
+                quoted: false,
+            },
+            colon,
+        ))
     }
 
     /// Scans a plain scalar in flow context: up to `,`, `]`, `}`, or a `:` followed by a
@@ -550,21 +619,33 @@ impl<'t> FastParser<'t> {
     /// a quote inside, a line end).
     fn plain_flow(&self, off: usize, end: usize) -> Option<Scalar<'t>> {
         let b = self.bytes;
-        if !plain_start(*b.get(off)?, b.get(off + 1).copied().filter(|_| off + 1 < end)) {
+        if !plain_start(
+            *b.get(off)?,
+            b.get(off + 1).copied().filter(|_| off + 1 < end),
+        ) {
             return None;
         }
         let mut i = off + 1;
         loop {
             match *b.get(i).filter(|_| i < end)? {
                 b',' | b']' | b'}' => break,
-                b':' if i + 1 >= end || matches!(b[i + 1], b' ' | b',' | b'[' | b']' | b'{' | b'}') => break,
+                b':' if i + 1 >= end
+                    || matches!(b[i + 1], b' ' | b',' | b'[' | b']' | b'{' | b'}') =>
+                {
+                    break;
+                }
                 b'[' | b'{' | b'#' | b'"' | b'\'' => return None,
                 _ => i += 1,
             }
         }
         let text_end = trim_spaces_end(b, off, i);
         let text = Cow::Borrowed(self.text.get(off..text_end)?);
-        Some(Scalar { start: off, end: text_end, text, quoted: false })
+        Some(Scalar {
+            start: off,
+            end: text_end,
+            text,
+            quoted: false,
+        })
     }
 
     /// Scans a quoted scalar that closes on its line.
@@ -573,7 +654,12 @@ impl<'t> FastParser<'t> {
             b'\'' => self.single_quoted(off + 1, end)?,
             _ => self.double_quoted(off + 1, end)?,
         };
-        Some(Scalar { start: off, end: close + 1, text, quoted: true })
+        Some(Scalar {
+            start: off,
+            end: close + 1,
+            text,
+            quoted: true,
+        })
     }
 
     /// The text of a single-quoted scalar starting at `from`, and where its closing quote is.
@@ -585,7 +671,9 @@ impl<'t> FastParser<'t> {
             if b[i] == b'\'' {
                 if i + 1 < end && b[i + 1] == b'\'' {
                     // `''` is one quote: keep the first, skip the second.
-                    owned.get_or_insert_with(String::new).push_str(self.text.get(run..=i)?);
+                    owned
+                        .get_or_insert_with(String::new)
+                        .push_str(self.text.get(run..=i)?);
                     i += 2;
                     run = i;
                     continue;
@@ -688,7 +776,9 @@ impl<'t> FastParser<'t> {
         let mut off = skip_spaces(self.bytes, off, line.end);
         while off >= line.end || (self.bytes[off] == b'#' && self.bytes[off - 1] == b' ') {
             self.li += 1;
-            line = self.content_line().filter(|next| next.indent as isize > parent)?;
+            line = self
+                .content_line()
+                .filter(|next| next.indent as isize > parent)?;
             off = line.content();
         }
         Some(off)
@@ -718,7 +808,14 @@ impl<'t> FastParser<'t> {
             return None; // an empty value, or one on the next line
         }
         let (value, next) = self.flow_item(value_off, parent, depth)?;
-        Some((Entry { key, key_pos, value }, next))
+        Some((
+            Entry {
+                key,
+                key_pos,
+                value,
+            },
+            next,
+        ))
     }
 
     /// Parses one flow node at `off`: a nested flow collection or a one-line scalar.
@@ -731,7 +828,13 @@ impl<'t> FastParser<'t> {
         };
         self.count(1)?;
         let (pos, end) = (self.pos(&line, scalar.start), scalar.end);
-        Some((Node { pos, value: scalar.value() }, end))
+        Some((
+            Node {
+                pos,
+                value: scalar.value(),
+            },
+            end,
+        ))
     }
 
     // ----------------------------------------------------------------------- helpers
@@ -763,15 +866,23 @@ impl<'t> FastParser<'t> {
         let column = if self.ascii {
             off - line.start
         } else {
-            self.text.get(line.start..off).map_or(0, |s| s.chars().count())
+            self.text
+                .get(line.start..off)
+                .map_or(0, |s| s.chars().count())
         };
-        Pos { line: line.no, column: column + 1 }
+        Pos {
+            line: line.no,
+            column: column + 1,
+        }
     }
 
     /// A null for an empty value at `pos`.
     fn null(&mut self, pos: Pos) -> Option<Node> {
         self.count(1)?;
-        Some(Node { pos, value: NodeValue::Null })
+        Some(Node {
+            pos,
+            value: NodeValue::Null,
+        })
     }
 
     /// Accounts for `n` nodes; `None` near [`Limits::max_nodes`].
@@ -806,7 +917,8 @@ impl KeySet {
         }
         let hasher = BuildHasherDefault::<DefaultHasher>::default();
         if self.hashes.is_empty() {
-            self.hashes.extend(entries.iter().map(|e| hasher.hash_one(e.key.as_str())));
+            self.hashes
+                .extend(entries.iter().map(|e| hasher.hash_one(e.key.as_str())));
         }
         !self.hashes.insert(hasher.hash_one(key))
     }

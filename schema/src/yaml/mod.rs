@@ -23,7 +23,7 @@ mod fast;
 #[cfg(test)]
 mod tests;
 
-use crate::diagnostic::{codes, Diagnostic};
+use crate::diagnostic::{Diagnostic, codes};
 use saphyr_parser::{Event, Parser, ScalarStyle, Tag};
 use serde_json::{Map, Number, Value};
 use std::borrow::Cow;
@@ -40,7 +40,10 @@ pub struct Pos {
 
 impl Pos {
     fn from_marker(m: saphyr_parser::Marker) -> Self {
-        Pos { line: m.line(), column: m.col() + 1 }
+        Pos {
+            line: m.line(),
+            column: m.col() + 1,
+        }
     }
 }
 
@@ -59,7 +62,12 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_file_bytes: 4 << 20, max_depth: 64, max_nodes: 500_000, max_documents: 10_000 }
+        Limits {
+            max_file_bytes: 4 << 20,
+            max_depth: 64,
+            max_nodes: 500_000,
+            max_documents: 10_000,
+        }
     }
 }
 
@@ -177,11 +185,13 @@ impl Node {
         for (i, seg) in path.iter().enumerate() {
             let last = i + 1 == path.len();
             match (seg, &node.value) {
-                (Seg::Key(k), NodeValue::Map(entries)) => match entries.iter().find(|e| &e.key == k) {
-                    Some(e) if last && at_key => return e.key_pos,
-                    Some(e) => node = &e.value,
-                    None => return node.pos,
-                },
+                (Seg::Key(k), NodeValue::Map(entries)) => {
+                    match entries.iter().find(|e| &e.key == k) {
+                        Some(e) if last && at_key => return e.key_pos,
+                        Some(e) => node = &e.value,
+                        None => return node.pos,
+                    }
+                }
                 (Seg::Index(idx), NodeValue::Seq(items)) => match items.get(*idx) {
                     Some(item) => node = item,
                     None => return node.pos,
@@ -263,14 +273,21 @@ pub fn parse_bytes(file: &str, bytes: &[u8], limits: &Limits) -> Parsed {
     if let Some(pos) = memchr::memchr(0, bytes) {
         return fail(
             file,
-            Diagnostic::error(codes::NOT_UTF8, format!("binary file (NUL byte at offset {pos})"))
-                .with_hint("only YAML text files belong in the policy folders; add it to .wardignore"),
+            Diagnostic::error(
+                codes::NOT_UTF8,
+                format!("binary file (NUL byte at offset {pos})"),
+            )
+            .with_hint("only YAML text files belong in the policy folders; add it to .wardignore"),
         );
     }
     match std::str::from_utf8(bytes) {
         Ok(text) => parse_documents(file, text, limits),
         Err(e) => {
-            let line = bytes[..e.valid_up_to()].iter().filter(|&&b| b == b'\n').count() + 1;
+            let line = bytes[..e.valid_up_to()]
+                .iter()
+                .filter(|&&b| b == b'\n')
+                .count()
+                + 1;
             fail(
                 file,
                 Diagnostic::error(codes::NOT_UTF8, format!("not UTF-8 text: {e}"))
@@ -285,16 +302,24 @@ pub fn parse_bytes(file: &str, bytes: &[u8], limits: &Limits) -> Parsed {
 pub fn too_large(size: u64, limits: &Limits) -> Diagnostic {
     Diagnostic::error(
         codes::FILE_UNREADABLE,
-        format!("file is {size} bytes, more than the limit of {} bytes", limits.max_file_bytes),
+        format!(
+            "file is {size} bytes, more than the limit of {} bytes",
+            limits.max_file_bytes
+        ),
     )
-    .with_hint("split it into smaller files; a Kubernetes object cannot exceed about 1.5 MiB anyway")
+    .with_hint(
+        "split it into smaller files; a Kubernetes object cannot exceed about 1.5 MiB anyway",
+    )
 }
 
 fn fail(file: &str, mut d: Diagnostic) -> Parsed {
     if d.file.is_empty() {
         d.file = file.to_owned();
     }
-    Parsed { docs: Vec::new(), diagnostics: vec![d] }
+    Parsed {
+        docs: Vec::new(),
+        diagnostics: vec![d],
+    }
 }
 
 /// Parses every document of `text`: with the fast path when it supports the whole file,
@@ -326,9 +351,12 @@ pub fn parse_saphyr(file: &str, text: &str, limits: &Limits) -> Parsed {
             Err(e) => {
                 let pos = Pos::from_marker(*e.marker());
                 builder.out.diagnostics.push(
-                    Diagnostic::error(codes::YAML_SYNTAX, format!("YAML syntax error: {}", e.info()))
-                        .at(file, pos.line, pos.column)
-                        .with_hint("check indentation and quoting around this position"),
+                    Diagnostic::error(
+                        codes::YAML_SYNTAX,
+                        format!("YAML syntax error: {}", e.info()),
+                    )
+                    .at(file, pos.line, pos.column)
+                    .with_hint("check indentation and quoting around this position"),
                 );
                 break;
             }
@@ -339,8 +367,17 @@ pub fn parse_saphyr(file: &str, text: &str, limits: &Limits) -> Parsed {
 
 /// A collection being built: a sequence, or a mapping with a pending key.
 enum Frame {
-    Seq { pos: Pos, anchor: usize, items: Vec<Node> },
-    Map { pos: Pos, anchor: usize, entries: Vec<Entry>, key: Option<PendingKey> },
+    Seq {
+        pos: Pos,
+        anchor: usize,
+        items: Vec<Node>,
+    },
+    Map {
+        pos: Pos,
+        anchor: usize,
+        entries: Vec<Entry>,
+        key: Option<PendingKey>,
+    },
 }
 
 /// A mapping key waiting for its value; `keep` is false for a duplicate, whose value is
@@ -388,37 +425,77 @@ impl<'a> Builder<'a> {
                     return Err(self.err(
                         codes::YAML_LIMIT,
                         pos,
-                        format!("more than {} documents in one file", self.limits.max_documents),
+                        format!(
+                            "more than {} documents in one file",
+                            self.limits.max_documents
+                        ),
                     ));
                 }
             }
             Event::DocumentEnd => {}
             Event::Scalar(text, style, anchor, tag) => {
-                let node = Node { pos, value: resolve_scalar(text, style, tag.as_deref()) };
+                let node = Node {
+                    pos,
+                    value: resolve_scalar(text, style, tag.as_deref()),
+                };
                 self.count(1, pos)?;
                 self.finish(node, anchor)?;
             }
             Event::SequenceStart(anchor, _) => {
                 self.open(pos)?;
-                self.stack.push(Frame::Seq { pos, anchor, items: Vec::new() });
+                self.stack.push(Frame::Seq {
+                    pos,
+                    anchor,
+                    items: Vec::new(),
+                });
             }
             Event::MappingStart(anchor, _) => {
                 self.open(pos)?;
-                self.stack.push(Frame::Map { pos, anchor, entries: Vec::new(), key: None });
+                self.stack.push(Frame::Map {
+                    pos,
+                    anchor,
+                    entries: Vec::new(),
+                    key: None,
+                });
             }
             Event::SequenceEnd | Event::MappingEnd => {
                 let (node, anchor) = match self.stack.pop() {
-                    Some(Frame::Seq { pos, anchor, items }) => (Node { pos, value: NodeValue::Seq(items) }, anchor),
-                    Some(Frame::Map { pos, anchor, entries, .. }) => {
-                        (Node { pos, value: NodeValue::Map(entries) }, anchor)
+                    Some(Frame::Seq { pos, anchor, items }) => (
+                        Node {
+                            pos,
+                            value: NodeValue::Seq(items),
+                        },
+                        anchor,
+                    ),
+                    Some(Frame::Map {
+                        pos,
+                        anchor,
+                        entries,
+                        ..
+                    }) => (
+                        Node {
+                            pos,
+                            value: NodeValue::Map(entries),
+                        },
+                        anchor,
+                    ),
+                    None => {
+                        return Err(self.err(
+                            codes::YAML_SYNTAX,
+                            pos,
+                            "unbalanced collection end".into(),
+                        ));
                     }
-                    None => return Err(self.err(codes::YAML_SYNTAX, pos, "unbalanced collection end".into())),
                 };
                 self.finish(node, anchor)?;
             }
             Event::Alias(id) => {
                 let Some(size) = self.anchors.get(&id).map(Node::size) else {
-                    return Err(self.err(codes::YAML_SYNTAX, pos, "alias to an unknown anchor".into()));
+                    return Err(self.err(
+                        codes::YAML_SYNTAX,
+                        pos,
+                        "alias to an unknown anchor".into(),
+                    ));
                 };
                 // Count before cloning: the limit must stop the copy, not follow it.
                 self.count(size, pos)?;
@@ -465,7 +542,10 @@ impl<'a> Builder<'a> {
         match self.stack.last_mut() {
             None => {
                 if node.value != NodeValue::Null {
-                    self.out.docs.push(YamlDoc { index: self.doc_index, root: node });
+                    self.out.docs.push(YamlDoc {
+                        index: self.doc_index,
+                        root: node,
+                    });
                 }
                 self.doc_index += 1;
             }
@@ -477,23 +557,43 @@ impl<'a> Builder<'a> {
                             file,
                             codes::NON_STRING_KEY,
                             node.pos,
-                            "a mapping key must be a plain string, not a sequence or mapping".into(),
+                            "a mapping key must be a plain string, not a sequence or mapping"
+                                .into(),
                         ));
                     };
                     if let Some(first) = entries.iter().find(|e| e.key == key_text) {
                         let first_line = first.key_pos.line;
-                        let d = located(file, codes::DUPLICATE_KEY, node.pos, format!("duplicate key \"{key_text}\""))
-                            .with_hint(format!("it is already defined on line {first_line}; keep one"));
+                        let d = located(
+                            file,
+                            codes::DUPLICATE_KEY,
+                            node.pos,
+                            format!("duplicate key \"{key_text}\""),
+                        )
+                        .with_hint(format!(
+                            "it is already defined on line {first_line}; keep one"
+                        ));
                         // Record and keep going: later entries of this mapping still load.
                         self.out.diagnostics.push(d);
-                        *key = Some(PendingKey { text: key_text, pos: node.pos, keep: false });
+                        *key = Some(PendingKey {
+                            text: key_text,
+                            pos: node.pos,
+                            keep: false,
+                        });
                     } else {
-                        *key = Some(PendingKey { text: key_text, pos: node.pos, keep: true });
+                        *key = Some(PendingKey {
+                            text: key_text,
+                            pos: node.pos,
+                            keep: true,
+                        });
                     }
                 }
                 Some(PendingKey { text, pos, keep }) => {
                     if keep {
-                        entries.push(Entry { key: text, key_pos: pos, value: node });
+                        entries.push(Entry {
+                            key: text,
+                            key_pos: pos,
+                            value: node,
+                        });
                     }
                 }
             },
@@ -511,8 +611,10 @@ fn resolve_scalar(text: Cow<'_, str>, style: ScalarStyle, tag: Option<&Tag>) -> 
         return match tag.suffix.as_str() {
             "str" => NodeValue::String(text.into_owned()),
             "null" => NodeValue::Null,
-            "bool" => parse_bool(&text).map_or_else(|| NodeValue::String(text.into_owned()), NodeValue::Bool),
-            "int" | "float" => parse_number(&text).map_or_else(|| NodeValue::String(text.into_owned()), NodeValue::Number),
+            "bool" => parse_bool(&text)
+                .map_or_else(|| NodeValue::String(text.into_owned()), NodeValue::Bool),
+            "int" | "float" => parse_number(&text)
+                .map_or_else(|| NodeValue::String(text.into_owned()), NodeValue::Number),
             _ => NodeValue::String(text.into_owned()),
         };
     }
@@ -538,7 +640,10 @@ fn key_text(value: NodeValue) -> Option<String> {
 fn resolve_plain(text: Cow<'_, str>) -> NodeValue {
     // Most scalars are words: skip the checks below, none of which a word can pass.
     if text.as_bytes().first().is_some_and(|b| {
-        !matches!(b, b'~' | b'n' | b'N' | b't' | b'T' | b'f' | b'F' | b'0'..=b'9' | b'-' | b'+' | b'.')
+        !matches!(
+            b,
+            b'~' | b'n' | b'N' | b't' | b'T' | b'f' | b'F' | b'0'..=b'9' | b'-' | b'+' | b'.'
+        )
     }) {
         return NodeValue::String(text.into_owned());
     }
@@ -572,7 +677,11 @@ fn parse_number(s: &str) -> Option<Number> {
         Some(rest) => (true, rest),
         None => (false, s.strip_prefix('+').unwrap_or(s)),
     };
-    let radix_int = |body: &str, radix| i64::from_str_radix(body, radix).ok().map(|v| if neg { -v } else { v });
+    let radix_int = |body: &str, radix| {
+        i64::from_str_radix(body, radix)
+            .ok()
+            .map(|v| if neg { -v } else { v })
+    };
     if let Some(hex) = digits.strip_prefix("0x") {
         return radix_int(hex, 16).map(Number::from);
     }
@@ -580,13 +689,18 @@ fn parse_number(s: &str) -> Option<Number> {
         return radix_int(oct, 8).map(Number::from);
     }
     if digits.bytes().all(|b| b.is_ascii_digit()) && !digits.is_empty() {
-        return s.parse::<i64>().ok().map(Number::from).or_else(|| s.parse::<f64>().ok().and_then(Number::from_f64));
+        return s
+            .parse::<i64>()
+            .ok()
+            .map(Number::from)
+            .or_else(|| s.parse::<f64>().ok().and_then(Number::from_f64));
     }
-    let is_float = digits.bytes().all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'-' | b'+'))
+    let is_float = digits
+        .bytes()
+        .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'-' | b'+'))
         && digits.bytes().any(|b| b.is_ascii_digit());
     if is_float {
         return s.parse::<f64>().ok().and_then(Number::from_f64);
     }
     None
 }
-

@@ -15,14 +15,20 @@ fn keeps_positions_of_keys_and_values() {
     let path = [Seg::from("b"), Seg::from(0), Seg::from("y")];
     assert_eq!(root.locate(&path, true), Pos { line: 4, column: 5 });
     assert_eq!(root.locate(&path, false), Pos { line: 4, column: 8 });
-    assert_eq!(root.to_json(), serde_json::json!({"a": 1, "b": [{"x": "80", "y": true}]}));
+    assert_eq!(
+        root.to_json(),
+        serde_json::json!({"a": 1, "b": [{"x": "80", "y": true}]})
+    );
 }
 
 #[test]
 fn missing_path_points_at_the_parent() {
     let p = parse("spec:\n  ingress: []\n");
     let root = &p.docs[0].root;
-    assert_eq!(root.locate(&[Seg::from("spec"), Seg::from("egress")], true), Pos { line: 2, column: 3 });
+    assert_eq!(
+        root.locate(&[Seg::from("spec"), Seg::from("egress")], true),
+        Pos { line: 2, column: 3 }
+    );
 }
 
 #[test]
@@ -46,7 +52,10 @@ fn duplicate_keys_are_errors_with_both_lines() {
 fn scalars_resolve_like_the_core_schema() {
     let p = parse("a: '80'\nb: 80\nc: 0x50\nd: yes\ne: ~\nf: 1.5\ng: !!str 7\n");
     let v = p.docs[0].root.to_json();
-    assert_eq!(v, serde_json::json!({"a": "80", "b": 80, "c": 80, "d": "yes", "e": null, "f": 1.5, "g": "7"}));
+    assert_eq!(
+        v,
+        serde_json::json!({"a": "80", "b": 80, "c": 80, "d": "yes", "e": null, "f": 1.5, "g": "7"})
+    );
 }
 
 #[test]
@@ -59,7 +68,12 @@ fn alias_bomb_stops_at_the_node_limit() {
     let started = std::time::Instant::now();
     let p = parse(&text);
     assert!(started.elapsed().as_secs() < 1);
-    assert_eq!(p.diagnostics[0].code, codes::YAML_LIMIT, "{:?}", p.diagnostics);
+    assert_eq!(
+        p.diagnostics[0].code,
+        codes::YAML_LIMIT,
+        "{:?}",
+        p.diagnostics
+    );
 }
 
 #[test]
@@ -81,7 +95,10 @@ fn binary_and_non_utf8_input_is_refused() {
     let p = parse_bytes("b.bin", b"abc\0def", &Limits::default());
     assert_eq!(p.diagnostics[0].code, codes::NOT_UTF8);
     let p = parse_bytes("l.yaml", b"a: 1\nb: \xff\n", &Limits::default());
-    assert_eq!((p.diagnostics[0].code, p.diagnostics[0].line), (codes::NOT_UTF8, 2));
+    assert_eq!(
+        (p.diagnostics[0].code, p.diagnostics[0].line),
+        (codes::NOT_UTF8, 2)
+    );
 }
 
 #[test]
@@ -97,7 +114,8 @@ fn syntax_errors_point_at_the_problem() {
 fn fast_agrees(text: &str) -> Parsed {
     let limits = Limits::default();
     let slow = parse_saphyr("t.yaml", text, &limits);
-    let fast = parse_fast(text, &limits).unwrap_or_else(|| panic!("fast path fell back on {text:?}"));
+    let fast =
+        parse_fast(text, &limits).unwrap_or_else(|| panic!("fast path fell back on {text:?}"));
     assert_eq!(fast, slow, "fast path disagrees with saphyr on {text:?}");
     fast
 }
@@ -109,8 +127,15 @@ fn falls_back(text: &str) {
 }
 
 fn falls_back_with(text: &str, limits: &Limits) {
-    assert_eq!(parse_fast(text, limits), None, "fast path should fall back on {text:?}");
-    assert_eq!(parse_documents("t.yaml", text, limits), parse_saphyr("t.yaml", text, limits));
+    assert_eq!(
+        parse_fast(text, limits),
+        None,
+        "fast path should fall back on {text:?}"
+    );
+    assert_eq!(
+        parse_documents("t.yaml", text, limits),
+        parse_saphyr("t.yaml", text, limits)
+    );
 }
 
 fn json_of(p: &Parsed) -> serde_json::Value {
@@ -120,11 +145,20 @@ fn json_of(p: &Parsed) -> serde_json::Value {
 #[test]
 fn fast_path_quoted_scalars() {
     let p = fast_agrees("key: \"a: b\"\nk2: 'it''s'\nk3: '# not a comment' # a comment\n");
-    assert_eq!(json_of(&p), serde_json::json!({"key": "a: b", "k2": "it's", "k3": "# not a comment"}));
+    assert_eq!(
+        json_of(&p),
+        serde_json::json!({"key": "a: b", "k2": "it's", "k3": "# not a comment"})
+    );
     let p = fast_agrees("k: \"tab\\there \\\"q\\\" \\\\ \\/ \\u00e9 \\n end\"\n");
-    assert_eq!(json_of(&p), serde_json::json!({"k": "tab\there \"q\" \\ / \u{e9} \n end"}));
+    assert_eq!(
+        json_of(&p),
+        serde_json::json!({"k": "tab\there \"q\" \\ / \u{e9} \n end"})
+    );
     let p = fast_agrees("\"quoted key\": 1\n'single': 2\n\"a b\" : 3\n");
-    assert_eq!(json_of(&p), serde_json::json!({"quoted key": 1, "single": 2, "a b": 3}));
+    assert_eq!(
+        json_of(&p),
+        serde_json::json!({"quoted key": 1, "single": 2, "a b": 3})
+    );
     fast_agrees("k: ''\nl: \"\"\nm: '  padded  '\n");
 }
 
@@ -145,7 +179,13 @@ fn fast_path_empty_sequence_entries() {
     // saphyr puts an empty entry's null, and an indentless sequence starting with one, at
     // the end of the `-` line, after any spaces and comment.
     let p = fast_agrees("-\n- \n-   # c  é\n- x\n-");
-    assert_eq!(p.docs[0].root.locate(&[Seg::from(2)], false), Pos { line: 3, column: 11 });
+    assert_eq!(
+        p.docs[0].root.locate(&[Seg::from(2)], false),
+        Pos {
+            line: 3,
+            column: 11
+        }
+    );
     fast_agrees("k:\n-   \n- c\nl:\n-  # x\n  - x\nm:\n-\n  a: 1\n");
     fast_agrees("- k:\n  -\n  - x\n- - \n  - x\n- -\n- y\n");
     fast_agrees("k:\n  -\r\n\r\n  # x\r\n  - c\r\n");
@@ -154,8 +194,13 @@ fn fast_path_empty_sequence_entries() {
 #[test]
 fn fast_path_empty_values_and_comments() {
     let p = fast_agrees("key:   # comment\nother:\nlast:");
-    assert_eq!(json_of(&p), serde_json::json!({"key": null, "other": null, "last": null}));
-    fast_agrees("a: b   \nc:    \nd: e # trailing\n   # indented comment\nf:\n# column-0 comment\n  g: h\n");
+    assert_eq!(
+        json_of(&p),
+        serde_json::json!({"key": null, "other": null, "last": null})
+    );
+    fast_agrees(
+        "a: b   \nc:    \nd: e # trailing\n   # indented comment\nf:\n# column-0 comment\n  g: h\n",
+    );
     fast_agrees("a:\n  b:\n  c: 1\n");
 }
 
@@ -202,8 +247,13 @@ fn fast_path_flow_collections() {
 
 #[test]
 fn fast_path_flow_collections_over_several_lines() {
-    let p = fast_agrees("x:\n  - {from: a, to: b,\n     why: \"c, d\"}\n  - [1, # one\n\n     # more\n     2]\ny: [\n  ]\n");
-    assert_eq!(json_of(&p), serde_json::json!({"x": [{"from": "a", "to": "b", "why": "c, d"}, [1, 2]], "y": []}));
+    let p = fast_agrees(
+        "x:\n  - {from: a, to: b,\n     why: \"c, d\"}\n  - [1, # one\n\n     # more\n     2]\ny: [\n  ]\n",
+    );
+    assert_eq!(
+        json_of(&p),
+        serde_json::json!({"x": [{"from": "a", "to": "b", "why": "c, d"}, [1, 2]], "y": []})
+    );
     fast_agrees("[a,\nb]\n");
     fast_agrees("k: {a: [1,\n    2], b: {c: d,\n    e: f}}\nl: 1\n");
     falls_back("k: [a,\nb]\n"); // a continuation line must be indented more than the key
@@ -217,9 +267,27 @@ fn fast_path_counts_columns_in_characters() {
     let text = "name: \"héllo wörld\"\nlabel: 日本語 # コメント\nafter: {ключ: значение, x: y}\n\"ü\": [ä, b]\n";
     let p = fast_agrees(text);
     let root = &p.docs[0].root;
-    assert_eq!(root.locate(&[Seg::from("after"), Seg::from("x")], true), Pos { line: 3, column: 25 });
-    assert_eq!(root.locate(&[Seg::from("after"), Seg::from("x")], false), Pos { line: 3, column: 28 });
-    assert_eq!(root.locate(&[Seg::from("ü"), Seg::from(1)], false), Pos { line: 4, column: 10 });
+    assert_eq!(
+        root.locate(&[Seg::from("after"), Seg::from("x")], true),
+        Pos {
+            line: 3,
+            column: 25
+        }
+    );
+    assert_eq!(
+        root.locate(&[Seg::from("after"), Seg::from("x")], false),
+        Pos {
+            line: 3,
+            column: 28
+        }
+    );
+    assert_eq!(
+        root.locate(&[Seg::from("ü"), Seg::from(1)], false),
+        Pos {
+            line: 4,
+            column: 10
+        }
+    );
 }
 
 #[test]
@@ -282,11 +350,42 @@ fn fast_path_falls_back_on_what_it_does_not_support() {
 #[test]
 fn fast_path_leaves_limits_to_the_general_path() {
     let deep = "a:\n  b:\n    c:\n      d: 1\n";
-    falls_back_with(deep, &Limits { max_depth: 3, ..Limits::default() });
-    falls_back_with("[[[[1]]]]\n", &Limits { max_depth: 3, ..Limits::default() });
-    falls_back_with("a: 1\nb: 2\nc: 3\n", &Limits { max_nodes: 5, ..Limits::default() });
-    falls_back_with("a: 1\n---\nb: 2\n---\nc: 3\n", &Limits { max_documents: 2, ..Limits::default() });
-    let p = parse_documents("t.yaml", deep, &Limits { max_depth: 3, ..Limits::default() });
+    falls_back_with(
+        deep,
+        &Limits {
+            max_depth: 3,
+            ..Limits::default()
+        },
+    );
+    falls_back_with(
+        "[[[[1]]]]\n",
+        &Limits {
+            max_depth: 3,
+            ..Limits::default()
+        },
+    );
+    falls_back_with(
+        "a: 1\nb: 2\nc: 3\n",
+        &Limits {
+            max_nodes: 5,
+            ..Limits::default()
+        },
+    );
+    falls_back_with(
+        "a: 1\n---\nb: 2\n---\nc: 3\n",
+        &Limits {
+            max_documents: 2,
+            ..Limits::default()
+        },
+    );
+    let p = parse_documents(
+        "t.yaml",
+        deep,
+        &Limits {
+            max_depth: 3,
+            ..Limits::default()
+        },
+    );
     assert_eq!(p.diagnostics[0].code, codes::YAML_LIMIT);
 }
 
