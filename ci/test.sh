@@ -3,6 +3,12 @@
 #
 # Installs what the tests need when it is missing (as root, from Debian's packages), and
 # keeps build output under $HOME/.cache/ward so later runs are incremental.
+#
+# Honest by construction: as root (when everything could be installed) it sets must-run mode
+# itself (WARD_TESTS_MUST_RUN=1), so a root-only or kube test that cannot run fails instead of
+# skipping. Run by someone else, the root-only tests skip, each with a loud `SKIPPED:` line.
+# Either way it checks formatting, clippy and the CLI without the node feature, and ends with
+# one line `N passed, N failed, N skipped` (those checks count as tests).
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -54,5 +60,63 @@ else
   echo "ci/test.sh: Go is missing, so the kube tests have no test cluster (they fail under CI=true)" >&2
 fi
 
+if [[ $(id -u) -eq 0 ]]; then
+  export WARD_TESTS_MUST_RUN=1
+else
+  echo "ci/test.sh: not root: the lab, BPF and WireGuard tests will be SKIPPED (run as root to run them)" >&2
+fi
+logs=$(mktemp -d)
+trap 'rm -rf "$logs"' EXIT
+export WARD_SKIP_LOG=$logs/skipped
+: >"$WARD_SKIP_LOG"
+
+# Checks that are not cargo tests, each counted as one test in the summary.
+passed=0 failed=0
+check() {
+  local name=$1
+  shift
+  if "$@"; then
+    passed=$((passed + 1))
+  else
+    echo "ci/test.sh: FAILED: $name" >&2
+    failed=$((failed + 1))
+  fi
+}
+# The CLI that CI jobs install: no kernel crates and no clang needed.
+slim_cli() {
+  cargo build --locked -p ward-reconciler --no-default-features --bin ward || return 1
+  local kernel
+  kernel=$(cargo tree --locked -p ward-reconciler --no-default-features -e normal --prefix none |
+    grep -E '^(aya|nix|defguard|ward-datapath)[ -]' | sort -u)
+  [[ -z $kernel ]] || { echo "ward without the node feature links: $kernel" >&2; return 1; }
+}
+check "cargo fmt --check" cargo fmt --all --check
+check "cargo clippy -D warnings" cargo clippy --workspace --all-targets --locked -- -D warnings
+check "cargo clippy (no node feature)" cargo clippy -p ward-reconciler --no-default-features --all-targets --locked -- -D warnings
+check "ward without the node feature" slim_cli
+
 cargo build --workspace --locked --all-targets
-cargo test --workspace --locked --no-fail-fast
+set +e
+cargo test --workspace --locked --no-fail-fast 2>&1 | tee "$logs/test"
+status=${PIPESTATUS[0]}
+set -e
+
+# libtest's "test result: ok. 12 passed; 0 failed; 1 ignored; ..." lines, one per binary.
+read -r t_passed t_failed t_ignored < <(
+  sed -nE 's/^test result: [a-zA-Z]+\. ([0-9]+) passed; ([0-9]+) failed; ([0-9]+) ignored.*/\1 \2 \3/p' "$logs/test" |
+    awk '{p += $1; f += $2; i += $3} END {print p + 0, f + 0, i + 0}'
+)
+skipped=$(grep -c '^SKIPPED:' "$WARD_SKIP_LOG" || true)
+if ((skipped > 0)); then
+  echo "ci/test.sh: these tests did not run:" >&2
+  sort "$WARD_SKIP_LOG" >&2
+fi
+# A test that skipped returned early and was counted as passed by libtest.
+passed=$((passed + t_passed - skipped))
+failed=$((failed + t_failed))
+if ((status != 0 && failed == 0)); then
+  echo "ci/test.sh: cargo test failed before running every test (exit $status)" >&2
+  failed=1
+fi
+echo "$passed passed, $failed failed, $((skipped + t_ignored)) skipped"
+((failed == 0))

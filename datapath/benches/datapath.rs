@@ -17,8 +17,8 @@ use std::net::Ipv4Addr;
 use std::process::Command;
 use ward_datapath::bpf::maps::{EndpointInfo, PolicyKey, PolicyValue};
 use ward_datapath::bpf::{self, NodeDatapath};
-use ward_datapath::engine::Direction;
 use ward_datapath::lab::{Lab, Topology};
+use ward_engine::Direction;
 
 const TOPOLOGY: &str = "apiVersion: ward.dev/v1alpha1
 kind: LabTopology

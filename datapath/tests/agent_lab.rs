@@ -2,7 +2,7 @@
 //! `cluster-config/lab.yaml`, with real packets: the seed scenario, a policy change under an
 //! established connection, SIGKILL of the agent, a restart, and the verdict events.
 //!
-//! Needs root and bpffs; without them it prints `skipped: <reason>` (a failure under CI=true).
+//! Needs root and bpffs; without them it prints `SKIPPED: <test>: <reason>` (a failure in must-run mode (`ward_testkit::must_run`)).
 
 #![allow(clippy::unwrap_used, clippy::panic, reason = "tests")]
 
@@ -256,7 +256,7 @@ fn the_kernel_agrees_with_the_engine_on_random_policies_and_flows() {
     use common::random::{self, Rng};
     use ward_datapath::agent::run::{Agent, AgentConfig, Source};
     use ward_datapath::bpf::maps::NodeMaps;
-    use ward_datapath::engine::{Flow, Peer, PolicyRepository, Protocol, Verdict};
+    use ward_engine::{Flow, Peer, PolicyRepository, Protocol, Verdict};
 
     if !privileged("agent_lab property") {
         return;
@@ -292,7 +292,7 @@ fn the_kernel_agrees_with_the_engine_on_random_policies_and_flows() {
             .unwrap()
         })
         .collect();
-    let cluster = lab.lab.topology().cluster();
+    let cluster = ward_engine::Cluster::from_topology(lab.lab.topology());
     let base: u64 = std::env::var("WARD_SEED")
         .ok()
         .and_then(|s| s.parse().ok())

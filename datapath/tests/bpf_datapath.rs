@@ -7,8 +7,8 @@
 //! sockets from threads that entered the pod namespaces. The fixture removes namespaces and
 //! pins on drop, panics included.
 //!
-//! Without root (or `ip`, or bpffs) the tests print `skipped: <reason>`, or fail when
-//! `CI=true`.
+//! Without root (or `ip`, or bpffs) the tests print `SKIPPED: <test>: <reason>`, or fail in must-run
+//! mode (`ward_testkit::must_run`).
 
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream, UdpSocket};
@@ -25,7 +25,7 @@ use ward_datapath::bpf::{
     EndpointInfo, EventReader, NodeDatapath, NodeMaps, PIN_ROOT, PolicyKey, PolicyValue, Verdict,
     VerdictEvent,
 };
-use ward_datapath::engine::Direction::{Egress, Ingress};
+use ward_engine::Direction::{Egress, Ingress};
 
 const A_IP: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 2);
 const B_IP: Ipv4Addr = Ipv4Addr::new(10, 77, 1, 2);
@@ -69,14 +69,10 @@ fn prerequisites() -> Result<(), String> {
     Ok(())
 }
 
-/// The lab, or `None` after printing why the test is skipped (a panic when `CI=true`).
+/// The lab, or `None` after printing why the test is skipped (a panic in must-run mode, see `ward_testkit`).
 fn lab_or_skip(tag: &str) -> Option<Lab> {
     if let Err(reason) = prerequisites() {
-        if env::var("CI").is_ok_and(|v| v == "true") {
-            panic!("bpf_datapath cannot run: {reason}");
-        }
-        // Straight to the stderr descriptor: libtest captures `eprintln!` of passing tests.
-        let _ = writeln!(std::io::stderr(), "skipped: {reason}");
+        ward_testkit::skip(&format!("bpf_datapath {tag}"), &reason);
         return None;
     }
     Some(Lab::new(tag))
@@ -516,7 +512,7 @@ fn first_event(reader: &mut EventReader, verdict: Verdict) -> VerdictEvent {
         .unwrap_or_else(|| panic!("no {verdict} event in {events:#?}"))
 }
 
-fn counter(maps: &NodeMaps, ep: u32, dir: ward_datapath::engine::Direction, v: Verdict) -> u64 {
+fn counter(maps: &NodeMaps, ep: u32, dir: ward_engine::Direction, v: Verdict) -> u64 {
     maps.counters()
         .expect("counters")
         .iter()

@@ -9,7 +9,7 @@
 mod common;
 
 use common::{ccnp, cnp, suite, suite_with};
-use ward_datapath::engine::{Direction, Enforcement, EngineConfig, Reason, Verdict};
+use ward_engine::{Direction, Enforcement, EngineConfig, Reason, Verdict};
 
 const NS: &str = "cilium-test";
 

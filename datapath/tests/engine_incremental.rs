@@ -8,7 +8,7 @@ mod common;
 
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
-use ward_datapath::engine::{
+use ward_engine::{
     Cluster, Endpoint, EngineConfig, Flow, Identity, NamedPort, Node, Peer, PolicyRepository,
     Protocol,
 };

@@ -8,7 +8,7 @@
 //! lab's pods then show what the agents enforce.
 //!
 //! Needs root, bpffs and the test-cluster binaries (`ci/kube/build.sh`); without them it
-//! prints `skipped: <reason>`, and fails under CI=true.
+//! prints `SKIPPED: <test>: <reason>`, and fails in must-run mode (`ward_testkit::must_run`).
 
 #![allow(clippy::unwrap_used, clippy::panic, reason = "tests")]
 
@@ -48,7 +48,8 @@ fn mirror(cluster: &TestCluster, lab: &AgentLab, t: &Topology) {
         docs.push(json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": n.name, "labels": n.labels}, "spec": {"podCIDR": n.pod_cidr.to_string()}}));
     }
     for p in &t.pods {
-        let ports: Vec<Value> = p.ports.iter().map(|pp| json!({"name": pp.name, "containerPort": pp.port, "protocol": pp.protocol.to_string()})).collect();
+        let ports: Vec<Value> =
+            p.ports.iter().map(|pp| json!({"name": pp.name, "containerPort": pp.port, "protocol": pp.protocol.to_string()})).collect();
         docs.push(json!({
             "apiVersion": "v1", "kind": "Pod",
             "metadata": {"name": p.name, "namespace": p.namespace, "labels": p.labels},

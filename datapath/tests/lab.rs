@@ -4,7 +4,7 @@
 //! and the state file, also after a crash.
 //!
 //! Tests that build labs need root (CAP_NET_ADMIN, CAP_SYS_ADMIN) and iproute2. Without them
-//! they print `skipped: <reason>` to stderr and pass, except with `CI=true`, where they fail.
+//! they print `SKIPPED: <test>: <reason>` to stderr and pass, except in must-run mode (`ward_testkit::must_run`), where they fail.
 //! Every test uses its own lab name, so they run in parallel.
 
 #![allow(clippy::unwrap_used, clippy::panic, reason = "tests")]
@@ -14,13 +14,13 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStrea
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
-use ward_datapath::engine::{Flow, Peer, PolicyRepository, Verdict};
 use ward_datapath::lab::{Lab, Topology, in_netns, names, state_file};
+use ward_engine::{Flow, Peer, PolicyRepository, Verdict};
 use ward_schema::{Diagnostic, Limits, assemble, load_file};
 
 const TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Whether lab tests can run here; otherwise says why (and fails under CI=true).
+/// Whether lab tests can run here; otherwise says why (and fails in must-run mode (`ward_testkit::must_run`)).
 fn privileged(test: &str) -> bool {
     let reason = if !nix::unistd::geteuid().is_root() {
         Some("not root: the lab needs CAP_NET_ADMIN and CAP_SYS_ADMIN".to_owned())
@@ -34,16 +34,7 @@ fn privileged(test: &str) -> bool {
             Err(e) => Some(format!("iproute2 (`ip`) cannot be run: {e}")),
         }
     };
-    match reason {
-        None => true,
-        Some(r) if std::env::var("CI").as_deref() == Ok("true") => {
-            panic!("{test}: {r} (CI=true: lab tests must run, not skip)")
-        }
-        Some(r) => {
-            eprintln!("skipped: {test}: {r}");
-            false
-        }
-    }
+    ward_testkit::can_run(test, reason.as_deref())
 }
 
 /// A lab name unique to this test run.
@@ -457,7 +448,7 @@ fn the_error<'a>(diags: &'a [Diagnostic], path: &str, line: usize) -> &'a Diagno
 fn the_base_topology_is_valid() {
     let t = topology(BASE);
     assert_eq!(t.pods.len(), 2);
-    assert_eq!(t.cluster().check(), vec![]);
+    assert_eq!(ward_engine::Cluster::from_topology(&t).check(), vec![]);
 }
 
 #[test]
@@ -702,7 +693,7 @@ fn the_repository_lab_carries_the_policy_tests_workloads_and_the_engine_agrees()
     let t = repository_lab();
     assert_eq!(t.name, "shop");
     assert_eq!(t.nodes.len(), 2);
-    let cluster = t.cluster();
+    let cluster = ward_engine::Cluster::from_topology(&t);
     assert_eq!(cluster.check(), vec![]);
     let backend = t.pod("shop/backend").unwrap();
     assert!(
@@ -736,11 +727,10 @@ fn the_repository_lab_carries_the_policy_tests_workloads_and_the_engine_agrees()
                 .cloned()
                 .unwrap_or_default();
             for ep in endpoints {
-                let declared: ward_datapath::engine::Endpoint =
-                    serde_json::from_value(serde_json::json!({
-                        "name": ep["name"], "namespace": ep["namespace"], "labels": ep["labels"],
-                    }))
-                    .unwrap();
+                let declared: ward_engine::Endpoint = serde_json::from_value(serde_json::json!({
+                    "name": ep["name"], "namespace": ep["namespace"], "labels": ep["labels"],
+                }))
+                .unwrap();
                 let full = declared.full_name();
                 let pod = t.pod(&full).unwrap_or_else(|| {
                     panic!("{}: endpoint {full} is not in the lab", file.display())
@@ -750,7 +740,7 @@ fn the_repository_lab_carries_the_policy_tests_workloads_and_the_engine_agrees()
                     .iter()
                     .find(|e| e.full_name() == full)
                     .unwrap();
-                let solo = ward_datapath::engine::Cluster::default();
+                let solo = ward_engine::Cluster::default();
                 assert_eq!(
                     lab_ep.identity_labels(&cluster, "default").unwrap(),
                     declared.identity_labels(&solo, "default").unwrap(),
@@ -800,7 +790,7 @@ fn the_repository_lab_carries_the_policy_tests_workloads_and_the_engine_agrees()
     assert!(allowed(ep("kube-system/kube-dns"), world, 53));
     let udp53 = |src: &str| {
         let mut f = Flow::tcp(ep(src), ep("kube-system/kube-dns"), 53);
-        f.protocol = ward_datapath::engine::Protocol::UDP;
+        f.protocol = ward_engine::Protocol::UDP;
         repo.verdict(&f).verdict == Verdict::Allow
     };
     assert!(

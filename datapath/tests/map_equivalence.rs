@@ -14,7 +14,7 @@ use common::{Suite, load};
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 use ward_datapath::agent::entries::{self, MapVerdict, NodeEntries};
-use ward_datapath::engine::{Peer, PolicyRepository, Protocol, Verdict};
+use ward_engine::{Peer, PolicyRepository, Protocol, Verdict};
 
 /// The address and node of a flow end, as the datapath sees it.
 fn place(s: &Suite, name: &str) -> (Ipv4Addr, Option<(String, u32)>) {

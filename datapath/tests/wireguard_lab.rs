@@ -1,7 +1,7 @@
 //! The WireGuard mesh on the lab, as root with real tunnels (boringtun over TUN here): pod
 //! traffic between nodes only inside the tunnel, key rotation without loss, nodes joining
-//! and leaving, restarts, and every bad input failing closed. Fails rather than skips under
-//! CI=true when it cannot run.
+//! and leaving, restarts, and every bad input failing closed. Fails rather than skips in
+//! must-run mode (`ward_testkit::must_run`) when it cannot run.
 
 #![allow(clippy::unwrap_used, clippy::panic, reason = "tests")]
 
@@ -384,7 +384,8 @@ fn a_stream_loses_nothing_across_key_rotations() {
     });
     let stop = Arc::new(AtomicBool::new(false));
     // Per datagram: when it was sent (since `start`), its round trip once echoed, its bytes.
-    let rtts: Arc<Mutex<Vec<(Duration, Option<Duration>, Vec<u8>)>>> = Arc::default();
+    type Sent = (Duration, Option<Duration>, Vec<u8>);
+    let rtts: Arc<Mutex<Vec<Sent>>> = Arc::default();
     // What reaches the backend pod, so a loss can be placed on the way there or back.
     let backend_ns = lab
         .netns("shop/backend")
@@ -551,7 +552,9 @@ fn with_third_node(text: &str, prefix: &str) -> String {
             out.push_str(&format!("    - {{name: {prefix}n2, ip: 172.30.0.13, podCIDR: 10.200.3.0/24, labels: {{zone: c}}}}\n"));
         }
     }
-    out.push_str(&format!("    - name: probe\n      namespace: shop\n      labels: {{app: probe}}\n      ip: 10.200.3.30\n      node: {prefix}n2\n"));
+    out.push_str(&format!(
+        "    - name: probe\n      namespace: shop\n      labels: {{app: probe}}\n      ip: 10.200.3.30\n      node: {prefix}n2\n"
+    ));
     out
 }
 

@@ -133,11 +133,14 @@ fn revision(distinct: bool, widen: bool, ccnp_ports: &[&str]) -> ResourceSet {
     if !ports.is_empty() {
         deny["toPorts"] = json!([{"ports": ports}]);
     }
-    set.insert(ccnp("deny-world", json!({
-        "endpointSelector": {"matchExpressions": [{"key": "k8s:io.kubernetes.pod.namespace", "operator": "Exists"}]},
-        "enableDefaultDeny": {"egress": false, "ingress": false},
-        "egressDeny": [deny]
-    })));
+    set.insert(ccnp(
+        "deny-world",
+        json!({
+            "endpointSelector": {"matchExpressions": [{"key": "k8s:io.kubernetes.pod.namespace", "operator": "Exists"}]},
+            "enableDefaultDeny": {"egress": false, "ingress": false},
+            "egressDeny": [deny]
+        }),
+    ));
     set
 }
 

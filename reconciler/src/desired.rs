@@ -2,7 +2,7 @@
 
 use crate::source::{Selection, Snapshot, SourceFile};
 use rayon::prelude::*;
-use ward_datapath::lab::Topology;
+use ward_schema::topology::Topology;
 use ward_schema::{FileReport, Kind, Validation, assemble, load_file};
 
 /// The validated desired state of one revision.

@@ -228,7 +228,10 @@ fn a_committed_symlink_leaving_the_repository_read_with_rev() {
 fn non_utf8_text() {
     let env = Env::new();
     let repo = applied(&env);
-    repo.write("policies/latin1.yaml", b"apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata:\n  name: caf\xe9\n  namespace: shop\n".as_slice());
+    repo.write(
+        "policies/latin1.yaml",
+        b"apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata:\n  name: caf\xe9\n  namespace: shop\n".as_slice(),
+    );
     refused("non-UTF-8 text", &repo, "policies/latin1.yaml", &[]).stdout_has("UTF-8");
 }
 

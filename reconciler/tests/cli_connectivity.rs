@@ -85,7 +85,9 @@ fn a_widening_commit_lists_exactly_the_newly_allowed_flows() {
     // Back again: exactly the same flow, newly denied.
     let back = repo.ward(&["diff", "--base", "HEAD", "--head", "HEAD~1"]);
     back.code(EXIT_OK)
-        .stdout_has("  - newly denied: shop/admin → shop/backend TCP/80 — default deny enabled by CiliumNetworkPolicy/shop/backend-ingress spec (")
+        .stdout_has(
+            "  - newly denied: shop/admin → shop/backend TCP/80 — default deny enabled by CiliumNetworkPolicy/shop/backend-ingress spec (",
+        )
         .stdout_has("): 0 newly allowed, 1 newly denied\n");
 }
 

@@ -159,7 +159,8 @@ fn bad_flow_ends_are_errors_that_say_what_to_write() {
         "--port",
         "80/TCP",
     ]);
-    run.code(EXIT_ERROR).stderr_has("ward: error: --from: no PolicyTest declares an endpoint shop/nobody; give its labels instead (shop/app=nobody)");
+    run.code(EXIT_ERROR)
+        .stderr_has("ward: error: --from: no PolicyTest declares an endpoint shop/nobody; give its labels instead (shop/app=nobody)");
     repo.ward(&[
         "explain", "--from", "frontend", "--to", "backend", "--port", "80/QUIC",
     ])

@@ -258,7 +258,10 @@ fn validate_honours_the_cilium_config_flags() {
     repo.ward(&["validate"])
         .code(EXIT_OK)
         .stdout_has("0 error(s)");
-    repo.write("cluster-config/cilium-config.yaml", "apiVersion: cilium.io/v1.12\nkind: CiliumConfig\nmetadata: {name: cilium-config}\nspec:\n  enable-icmp-rules: false\n");
+    repo.write(
+        "cluster-config/cilium-config.yaml",
+        "apiVersion: cilium.io/v1.12\nkind: CiliumConfig\nmetadata: {name: cilium-config}\nspec:\n  enable-icmp-rules: false\n",
+    );
     let run = repo.ward(&["validate"]);
     run.code(EXIT_ERROR)
         .stdout_has("policies/ping.yaml:8:")

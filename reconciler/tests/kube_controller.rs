@@ -2,7 +2,7 @@
 //! repository is applied when the webhook (or notify) fires; unsigned hooks are refused; an
 //! invalid commit is not applied and the WardSync says which file and line; /healthz,
 //! /readyz and /metrics answer; of two controllers only the Lease holder writes, and the
-//! other takes over when the holder stops. Fails rather than skips under CI=true when the
+//! other takes over when the holder stops. Fails rather than skips in must-run mode (`ward_testkit::must_run`) when the
 //! test cluster is missing.
 
 #![allow(clippy::unwrap_used, reason = "tests")]

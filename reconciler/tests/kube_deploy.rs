@@ -1,8 +1,8 @@
 //! The deployment manifests (`reconciler/deploy/`) on a real API server: the namespace and
 //! RBAC apply, the controller's Deployment and Service pass a server-side dry run, and the
 //! controller runs with nothing but its ServiceAccount's token (least privilege that is still
-//! enough), while that account cannot do what it does not need. Fails rather than skips under
-//! CI=true when the test cluster is missing.
+//! enough), while that account cannot do what it does not need. Fails rather than skips in
+//! must-run mode (`ward_testkit::must_run`) when the test cluster is missing.
 
 #![allow(clippy::unwrap_used, reason = "tests")]
 

@@ -1,8 +1,8 @@
 //! `ward plan`, `apply`, `diff` (without --base) and `status` against a real kube-apiserver (with etcd) started by the
 //! test harness: server-side apply as field manager `ward`, dry-run plans, the inventory in a
 //! WardSync, drift, conflicts with another field manager, prune and its guards, missing
-//! namespaces, health from `status.conditions[type=Valid]`. Fails rather than skips under
-//! CI=true when the test cluster is missing.
+//! namespaces, health from `status.conditions[type=Valid]`. Fails rather than skips in
+//! must-run mode (`ward_testkit::must_run`) when the test cluster is missing.
 
 #![allow(clippy::unwrap_used, reason = "tests")]
 
@@ -246,10 +246,21 @@ fn apply_converges_and_drift_conflicts_and_prune_behave() {
 
     // Health: a policy the agent marked invalid shows in the status.
     cluster.kubectl_ok(&[
-        "patch", "cnp", "-n", "shop", "backend-ingress", "--subresource", "status", "--type", "merge", "-p",
+        "patch",
+        "cnp",
+        "-n",
+        "shop",
+        "backend-ingress",
+        "--subresource",
+        "status",
+        "--type",
+        "merge",
+        "-p",
         r#"{"status":{"conditions":[{"type":"Valid","status":"False","message":"policy cannot be imported"}]}}"#,
     ]);
-    ward(&repo, &cluster, &["status"]).code(EXIT_CHANGES).stdout_has("invalid:           CiliumNetworkPolicy/shop/backend-ingress: policy cannot be imported");
+    ward(&repo, &cluster, &["status"])
+        .code(EXIT_CHANGES)
+        .stdout_has("invalid:           CiliumNetworkPolicy/shop/backend-ingress: policy cannot be imported");
 }
 
 #[test]

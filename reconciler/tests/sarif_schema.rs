@@ -16,12 +16,18 @@ fn schema() -> jsonschema::Validator {
 
 fn diagnostics() -> Vec<Diagnostic> {
     vec![
-        Diagnostic::error("WARD-S009", "Invalid CiliumNetworkPolicy spec: unable to parse port: strconv.ParseUint: parsing \"65536\": value out of range")
-            .at("policies/shop/backend.yaml", 14, 21)
-            .with_path("spec.ingress[0].toPorts[0].ports[0].port")
-            .with_hint("ports are numbers from 0 to 65535"),
-        Diagnostic::warning("WARD-K006", "no metadata.namespace; ward puts this CiliumNetworkPolicy in namespace \"default\"")
-            .at("policies/x.yaml", 3, 1),
+        Diagnostic::error(
+            "WARD-S009",
+            "Invalid CiliumNetworkPolicy spec: unable to parse port: strconv.ParseUint: parsing \"65536\": value out of range",
+        )
+        .at("policies/shop/backend.yaml", 14, 21)
+        .with_path("spec.ingress[0].toPorts[0].ports[0].port")
+        .with_hint("ports are numbers from 0 to 65535"),
+        Diagnostic::warning("WARD-K006", "no metadata.namespace; ward puts this CiliumNetworkPolicy in namespace \"default\"").at(
+            "policies/x.yaml",
+            3,
+            1,
+        ),
         Diagnostic::error("WARD-Y001", "file is 104857600 bytes, more than the limit of 4194304 bytes").at("policies/big.yaml", 0, 0),
     ]
 }

@@ -13,12 +13,15 @@
 
 pub mod diagnostic;
 pub mod envelope;
+pub mod labels;
 pub mod load;
 pub mod model;
+pub mod protocol;
 pub mod resource;
 pub mod schemas;
 pub mod semantic;
 pub mod store;
+pub mod topology;
 pub mod yaml;
 
 pub use diagnostic::{Diagnostic, Severity};

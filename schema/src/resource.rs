@@ -203,7 +203,7 @@ mod tests {
 
     #[test]
     fn keys_order_config_and_clusterwide_first() {
-        let mut keys = vec![
+        let mut keys = [
             ResourceKey::new(Kind::CiliumNetworkPolicy, Some("a"), "x"),
             ResourceKey::new(Kind::CiliumClusterwideNetworkPolicy, None, "y"),
             ResourceKey::new(Kind::CiliumConfig, None, "c"),

@@ -560,11 +560,9 @@ impl<'a> Checker<'a> {
             match (cv, wv) {
                 (None, None) => {}
                 (Some(a), Some(b)) if same_value(kw, a, b) => {}
-                (Some(a), None) => self.error(
-                    kind,
-                    path,
-                    format!("CRD has `{kw}` {a} but ward.schema.json does not (and it is not allow-listed)"),
-                ),
+                (Some(a), None) => {
+                    self.error(kind, path, format!("CRD has `{kw}` {a} but ward.schema.json does not (and it is not allow-listed)"))
+                }
                 _ => self.error(
                     kind,
                     path,

@@ -15,12 +15,12 @@
 //! entry for `world` (identity 2) also gets every CIDR identity, and a CIDR peer gets the
 //! identities of the prefixes inside it and outside its exceptions (plus `world` for `/0`).
 
-use crate::engine::{
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, Ipv4Addr};
+use ward_engine::{
     Direction, Enforcement, ExportedEntry, ExportedPeer, Identity, L4, NamedPort, PolicyRepository,
     RuleRef,
 };
-use std::collections::{BTreeMap, BTreeSet};
-use std::net::{IpAddr, Ipv4Addr};
 
 /// First CIDR identity (Cilium's local scope, 1 << 24).
 pub const CIDR_IDENTITY_BASE: u32 = 1 << 24;
@@ -228,7 +228,7 @@ fn cidr_identities(locals: &[Local<'_>]) -> BTreeMap<(Ipv4Addr, u8), u32> {
     prefixes.into_iter().zip(CIDR_IDENTITY_BASE..).collect()
 }
 
-fn v4(p: &crate::engine::cidr::Prefix) -> Option<(Ipv4Addr, u8)> {
+fn v4(p: &ward_engine::cidr::Prefix) -> Option<(Ipv4Addr, u8)> {
     match p.addr() {
         IpAddr::V4(a) => Some((a, p.prefix_len())),
         IpAddr::V6(_) => None,

@@ -18,7 +18,6 @@
 //! Every watch event calls the agent back with what kind of object changed; the agent reads
 //! the caches (never the API) when it syncs, so a sync costs no round trip.
 
-use crate::engine::Protocol;
 use crate::lab::{Ipv4Net, NodeSpec, PodSpec, PortSpec, Topology, WorldSpec};
 use crate::wireguard::registry::{NodeRecord, Records};
 use anyhow::{Context, Result, anyhow};
@@ -35,6 +34,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
+use ward_engine::Protocol;
 use ward_schema::model::WIREGUARD_DEFAULT_PORT;
 use ward_schema::{Kind, Limits, Origin, Resource, ResourceKey, ResourceSet, load_file};
 
@@ -297,7 +297,8 @@ impl KubeSource {
 
 /// The client configuration kubectl would use with `--kubeconfig` and `--context`: neither
 /// given, the pod's service account when there is one, else `KUBECONFIG` or `~/.kube/config`.
-/// (The reconciler's kube target connects the same way.)
+/// (The reconciler's kube target connects the same way, with its own copy: `ward` without
+/// the node feature does not link this crate.)
 pub async fn client_config(
     kubeconfig: Option<&std::path::Path>,
     context: Option<&str>,
@@ -568,7 +569,9 @@ impl NodeAnnotations {
         let node = node.to_owned();
         let patch = json!({"metadata": {"annotations": annotations}});
         self.rt
-            .block_on(async move { tokio::time::timeout(WRITE_TIMEOUT, api.patch(&node, &PatchParams::default(), &Patch::Merge(&patch))).await })
+            .block_on(
+                async move { tokio::time::timeout(WRITE_TIMEOUT, api.patch(&node, &PatchParams::default(), &Patch::Merge(&patch))).await },
+            )
             .map_err(|_| anyhow!("the API server did not answer within {}s", WRITE_TIMEOUT.as_secs()))?
             .map(|_| ())
             .context("cannot annotate the Node (does the agent's service account have `patch` on nodes?)")
@@ -791,14 +794,19 @@ mod tests {
     #[test]
     fn config_maps_yield_a_config_or_a_problem() {
         let cm = |text: &str| -> ConfigMap {
-            serde_json::from_value(json!({"metadata": {"name": "cilium-config", "namespace": "kube-system"}, "data": {CONFIG_MAP_KEY: text}})).unwrap()
+            serde_json::from_value(
+                json!({"metadata": {"name": "cilium-config", "namespace": "kube-system"}, "data": {CONFIG_MAP_KEY: text}}),
+            )
+            .unwrap()
         };
         let good = "apiVersion: cilium.io/v1.12\nkind: CiliumConfig\nmetadata:\n  name: cilium-config\nspec:\n  enable-encryption: true\n  encryption:\n    type: wireguard\n";
         assert_eq!(
             config_resource(&cm(good)).unwrap().unwrap().key.kind,
             Kind::CiliumConfig
         );
-        let bad = config_resource(&cm("apiVersion: cilium.io/v1.12\nkind: CiliumConfig\nmetadata:\n  name: x\nspec:\n  enable-encryption: [\n")).unwrap_err();
+        let bad =
+            config_resource(&cm("apiVersion: cilium.io/v1.12\nkind: CiliumConfig\nmetadata:\n  name: x\nspec:\n  enable-encryption: [\n"))
+                .unwrap_err();
         assert!(
             bad.contains("ConfigMap kube-system/cilium-config does not hold a valid CiliumConfig"),
             "{bad}"

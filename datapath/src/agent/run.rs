@@ -23,7 +23,6 @@ use super::kube::{KubeOptions, KubeSource, Watched as KubeWatched};
 use super::sync::{self, MapStore, SyncStats};
 use crate::bpf::maps::{EndpointInfo, NodeMaps};
 use crate::bpf::{self, NodeDatapath};
-use crate::engine::{Direction, PolicyRepository};
 use crate::lab::ip::ip_at;
 use crate::lab::{Topology, names};
 use crate::wireguard::registry::Registry;
@@ -35,6 +34,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
+use ward_engine::{Cluster, Direction, PolicyRepository};
 
 /// Where the agent runs and what it follows.
 #[derive(Debug, Clone)]
@@ -305,9 +305,11 @@ impl Agent {
             }
             (Source::Kube { .. }, None) => bail!("kube mode without a connection"),
         };
-        let repo =
-            PolicyRepository::from_resources(self.effective_topology().cluster(), &resources)
-                .map_err(|e| anyhow!("{e}"))?;
+        let repo = PolicyRepository::from_resources(
+            Cluster::from_topology(&self.effective_topology()),
+            &resources,
+        )
+        .map_err(|e| anyhow!("{e}"))?;
         let wanted = entries::compute(&repo, &self.cfg.node).map_err(|e| anyhow!(e))?;
         let mut store = KernelStore {
             maps: self.datapath.maps_mut(),

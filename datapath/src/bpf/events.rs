@@ -15,7 +15,7 @@ use rustix::event::{PollFd, PollFlags, Timespec, poll};
 
 use super::maps::{EVENTS_MAP, Verdict, addr_from_wire, direction_from_byte, port_from_wire};
 use super::pin_dir;
-use crate::engine::Direction;
+use ward_engine::Direction;
 
 /// One `struct verdict_event`: a drop, or the first packet of a newly allowed connection
 /// (per direction). Addresses and ports are kept as the datapath wrote them (network
@@ -202,10 +202,7 @@ impl EventReader {
     /// Opens a pinned ring buffer at `path`.
     pub fn open_path(path: &Path) -> Result<EventReader> {
         let data = MapData::from_pin(path).with_context(|| {
-            format!(
-                "opening the event ring buffer {} (is the node's datapath loaded, and are you root?)",
-                path.display()
-            )
+            format!("opening the event ring buffer {} (is the node's datapath loaded, and are you root?)", path.display())
         })?;
         // Readiness is a property of the ring, not of the descriptor: a second descriptor
         // of the same map can be polled while aya owns the first.

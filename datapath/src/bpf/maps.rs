@@ -10,7 +10,7 @@ use std::net::Ipv4Addr;
 
 use aya::maps::lpm_trie::Key;
 
-use crate::engine::Direction;
+use ward_engine::Direction;
 
 /// The handles, re-exported here too (`bpf::maps::NodeMaps` is a stable path).
 pub use super::node_maps::{Counter, IpcacheEntry, MapSize, NodeMaps};

@@ -22,7 +22,6 @@ use std::path::PathBuf;
 
 use anyhow::{Result, bail};
 
-pub use crate::engine::Direction;
 pub use events::{EventReader, VerdictEvent};
 pub use loader::NodeDatapath;
 pub use maps::{
@@ -30,6 +29,7 @@ pub use maps::{
     port_range_prefixes,
 };
 pub use node_maps::{Counter, IpcacheEntry, MapSize, NodeMaps};
+pub use ward_engine::Direction;
 
 /// Root of ward's pins on bpffs; each node has a directory `<PIN_ROOT>/<node>/`.
 pub const PIN_ROOT: &str = "/sys/fs/bpf/ward";

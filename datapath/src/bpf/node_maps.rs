@@ -14,7 +14,7 @@ use super::maps::{
     MAX_ENDPOINTS, MAX_IPCACHE, MAX_POLICY, POLICY_EXACT_MAP, POLICY_MAP, PolicyKey, PolicyKeyData,
     PolicyValue, Verdict, addr_from_wire, addr_to_wire, direction_from_byte,
 };
-use crate::engine::Direction;
+use ward_engine::Direction;
 
 /// One counter, decoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -1,6 +1,6 @@
 //! The network-namespace lab: nodes, pods and a world host built from a topology file.
 //!
-//! [`Topology::load`] reads a topology file (format in [`topology`]) and checks it, reporting
+//! [`Topology::load`] reads a topology file (format in [`ward_schema::topology`]) and checks it, reporting
 //! every problem as a [`ward_schema::Diagnostic`] with file, line and column;
 //! [`Topology::cluster`] gives the engine the same nodes and pods. [`Lab::up`] builds it with
 //! `ip` commands, [`Lab::down`] removes it (also after a crash), [`Lab::status`] lists labs.
@@ -45,10 +45,9 @@
 pub(crate) mod ip;
 pub mod names;
 mod netns;
-pub mod topology;
 
 pub use netns::{Lab, LabState, LabStatus, Teardown, require_root, state_file};
-pub use topology::{Ipv4Net, NodeSpec, PodSpec, PortSpec, Topology, WorldSpec};
+pub use ward_schema::topology::{Ipv4Net, NodeSpec, PodSpec, PortSpec, Topology, WorldSpec};
 
 use anyhow::{Context, Result};
 use nix::sched::{CloneFlags, setns};

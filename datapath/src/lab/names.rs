@@ -31,8 +31,6 @@ pub const POD_IF: &str = "eth0";
 /// The pods' default gateway: a link-local address every node holds on `lo` (scope link),
 /// reached by an on-link route from the pod's `/32`; the node answers its ARP requests.
 pub const POD_GATEWAY: Ipv4Addr = Ipv4Addr::new(169, 254, 1, 1);
-/// Linux's limit on interface names (`IFNAMSIZ` - 1).
-pub const MAX_IFNAME: usize = 15;
 
 /// `w-<lab>.`: the prefix of every namespace of lab `lab`.
 pub fn netns_prefix(lab: &str) -> String {
@@ -66,26 +64,8 @@ pub fn lab_of_netns(netns: &str) -> Option<&str> {
     (!lab.is_empty() && !tail.is_empty()).then_some(lab)
 }
 
-/// The port of node (or world) `name` on the underlay bridge: `v-<name>`.
-pub fn underlay_port(name: &str) -> String {
-    format!("v-{name}")
-}
-
-/// The host side of a pod's veth pair, in its node's namespace: `lxc` and the first 12 hex
-/// digits of the FNV-1a hash of `namespace/pod`. Stable: the same pod always gets the same
-/// name, in every lab and on every run.
-pub fn host_ifname(namespace: &str, pod: &str) -> String {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in namespace
-        .bytes()
-        .chain(std::iter::once(b'/'))
-        .chain(pod.bytes())
-    {
-        hash ^= u64::from(b);
-        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    format!("lxc{:012x}", hash >> 16)
-}
+/// Interface names a topology implies are defined with the topology, which checks them.
+pub use ward_schema::topology::names::{MAX_IFNAME, host_ifname, underlay_port};
 
 /// The path of namespace `name`: `/run/netns/<name>`.
 pub fn netns_path(name: &str) -> std::path::PathBuf {

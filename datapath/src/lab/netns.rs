@@ -3,12 +3,12 @@
 
 use super::ip::{ip, ip_in, netns_list, sysctls};
 use super::names::{self, NODE_UNDERLAY_IF, POD_GATEWAY, POD_IF, UNDERLAY_BRIDGE};
-use super::topology::{NodeSpec, PodSpec, Topology};
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use ward_schema::topology::{NodeSpec, PodSpec, Topology};
 
 /// A lab that is up. Dropping it leaves the lab in place (the CLI builds a lab and exits);
 /// [`Lab::down`] removes it, with or without this value.

@@ -492,7 +492,10 @@ impl Mesh {
             .iter()
             .map(|(c, (_, r))| json!({"cidr": c.to_string(), "route": r.as_str()}))
             .collect();
-        let last = self.last_rotation.as_ref().map(|c| json!({"at": unix(c.at), "tookMs": c.took.as_secs_f64() * 1000.0, "confirmedByAllPeers": c.confirmed}));
+        let last = self
+            .last_rotation
+            .as_ref()
+            .map(|c| json!({"at": unix(c.at), "tookMs": c.took.as_secs_f64() * 1000.0, "confirmedByAllPeers": c.confirmed}));
         let mut out = json!({
             "wanted": match &self.wanted { Wanted::Off => "off", Wanted::On(_) => "on", Wanted::Invalid(_) => "invalid" },
             "error": self.error,

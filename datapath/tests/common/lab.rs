@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use ward_datapath::lab::{Lab, Topology, in_netns};
 use ward_schema::{Limits, ResourceSet, assemble, load_file};
 
-/// Whether privileged datapath tests can run here; else says why (a failure under CI=true).
+/// Whether privileged datapath tests can run here; else says why (a failure in must-run mode (`ward_testkit::must_run`)).
 pub fn privileged(test: &str) -> bool {
     let reason = if !nix::unistd::geteuid().is_root() {
         Some("not root: the lab and BPF need CAP_NET_ADMIN, CAP_SYS_ADMIN and CAP_BPF".to_owned())
@@ -29,16 +29,7 @@ pub fn privileged(test: &str) -> bool {
     } else {
         None
     };
-    match reason {
-        None => true,
-        Some(r) if std::env::var("CI").as_deref() == Ok("true") => {
-            panic!("{test}: {r} (CI=true: datapath tests must run, not skip)")
-        }
-        Some(r) => {
-            eprintln!("skipped: {test}: {r}");
-            false
-        }
-    }
+    ward_testkit::can_run(test, reason.as_deref())
 }
 
 /// A lab built from a topology text, with agents; everything goes away on drop.

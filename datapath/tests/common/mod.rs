@@ -9,7 +9,7 @@ pub mod lab;
 pub mod random;
 
 use std::net::IpAddr;
-use ward_datapath::engine::{
+use ward_engine::{
     Cluster, Decision, Direction, Endpoint, EngineConfig, Flow, Identity, NamedPort, Node, Peer,
     PolicyRepository, Protocol, Verdict,
 };
@@ -263,7 +263,7 @@ impl Suite {
         to: &str,
         l4: &str,
         dir: Direction,
-    ) -> ward_datapath::engine::DirectionDecision<'_> {
+    ) -> ward_engine::DirectionDecision<'_> {
         let d = self.decide(from, to, l4);
         match dir {
             Direction::Egress => d.egress.unwrap(),

@@ -185,11 +185,8 @@ pub fn policies(rng: &mut Rng) -> Vec<String> {
             if rng.chance(1, 5) {
                 ccnp(&format!("random-{i}"), &spec)
             } else {
-                cnp(
-                    &format!("random-{i}"),
-                    *rng.pick(&["cilium-test", "cilium-test", "other-ns"]),
-                    &spec,
-                )
+                let namespace: &str = rng.pick::<&str>(&["cilium-test", "cilium-test", "other-ns"]);
+                cnp(&format!("random-{i}"), namespace, &spec)
             }
         })
         .collect()

@@ -111,6 +111,7 @@ pub enum Command {
     Status(StatusArgs),
     /// Build, remove or list labs: clusters of network namespaces from a topology file
     /// (root only for up and down).
+    #[cfg(feature = "node")]
     #[command(subcommand)]
     Lab(LabCommand),
     /// Run the controller: keep the cluster (--kubeconfig/--context, or in a pod its service
@@ -119,10 +120,12 @@ pub enum Command {
     Reconcile(ReconcileArgs),
     /// Follow the datapath's verdict events (drops, and each newly allowed connection) with
     /// the pods, port and deciding rule; root, while `ward-agent` runs or after.
+    #[cfg(feature = "node")]
     Observe(ObserveArgs),
 }
 
 /// `ward observe`.
+#[cfg(feature = "node")]
 #[derive(Debug, Args)]
 pub struct ObserveArgs {
     /// Nodes to follow [default: every node with a pinned datapath].
@@ -149,6 +152,7 @@ pub struct ObserveArgs {
 }
 
 /// `ward lab`.
+#[cfg(feature = "node")]
 #[derive(Debug, Subcommand)]
 pub enum LabCommand {
     /// Build the lab a topology file describes (e.g. cluster-config/lab.yaml).

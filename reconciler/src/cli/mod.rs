@@ -3,6 +3,7 @@
 //! that `main` prints on one line.
 
 pub mod args;
+#[cfg(feature = "node")]
 mod lab;
 
 use crate::desired::{Desired, validate_files, validate_snapshot};
@@ -15,9 +16,10 @@ use crate::target::local::LocalTarget;
 use crate::target::{ApplyOptions, Inventory, LiveObject, LiveSet, Target, check_prune};
 use crate::testing::{self, Suite, connectivity, render as test_render};
 use anyhow::{Context, Result, bail};
+#[cfg(feature = "node")]
+use args::ObserveArgs;
 use args::{
-    Cli, ColorChoice, Command, DiffArgs, ExplainArgs, GlobalArgs, ObserveArgs, PlanArgs, TestArgs,
-    ValidateArgs,
+    Cli, ColorChoice, Command, DiffArgs, ExplainArgs, GlobalArgs, PlanArgs, TestArgs, ValidateArgs,
 };
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -156,7 +158,9 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Test(a) => test(&settings, &a),
         Command::Explain(a) => explain(&settings, &a),
         Command::Status(_) => status(&settings),
+        #[cfg(feature = "node")]
         Command::Lab(c) => lab::run(&settings, c),
+        #[cfg(feature = "node")]
         Command::Observe(a) => observe(&settings, &a),
         Command::Reconcile(a) => reconcile(&settings, &a),
     }
@@ -755,6 +759,7 @@ fn reconcile(settings: &Settings, a: &args::ReconcileArgs) -> Result<i32> {
     Ok(EXIT_OK)
 }
 
+#[cfg(feature = "node")]
 fn observe(settings: &Settings, a: &ObserveArgs) -> Result<i32> {
     // Names are a convenience: without a readable topology, events show addresses.
     let topology = ward_datapath::lab::Topology::load(&a.topology).ok();

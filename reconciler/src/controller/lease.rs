@@ -67,7 +67,9 @@ impl Lease {
                     let mut lease = me.lock().unwrap_or_else(PoisonError::into_inner);
                     match lease.try_hold() {
                         Ok(true) => tracing::debug!(lease = %lease.name, "renewed during the reconcile"),
-                        Ok(false) => tracing::error!(lease = %lease.name, "lost the lease during a reconcile: another controller may be writing too"),
+                        Ok(false) => {
+                            tracing::error!(lease = %lease.name, "lost the lease during a reconcile: another controller may be writing too")
+                        }
                         Err(e) => tracing::warn!("cannot renew the lease during the reconcile: {e:#}"),
                     }
                 }

@@ -409,7 +409,9 @@ fn set_status(
         for (ty, status, reason, message) in conditions {
             let message: String = message.chars().take(4096).collect();
             let old = rec.conditions.iter().position(|c| c["type"] == *ty);
-            let since = old.and_then(|i| (rec.conditions[i]["status"] == *status).then(|| rec.conditions[i]["lastTransitionTime"].clone())).unwrap_or(Value::String(now.clone()));
+            let since = old
+                .and_then(|i| (rec.conditions[i]["status"] == *status).then(|| rec.conditions[i]["lastTransitionTime"].clone()))
+                .unwrap_or(Value::String(now.clone()));
             let mut c = json!({"type": ty, "status": status, "reason": reason, "message": message, "lastTransitionTime": since});
             if let Some(g) = generation {
                 c["observedGeneration"] = json!(g);

@@ -118,6 +118,10 @@ impl<'r> GitSource<'r> {
     }
 
     /// Reads a blob after checking its size in the object header.
+    #[allow(
+        clippy::result_large_err,
+        reason = "the finding for one unreadable file: built once per bad file, never on the hot path"
+    )]
     fn read_blob(&self, path: &str, id: Oid, selection: &Selection) -> Result<Vec<u8>, Diagnostic> {
         let err = |e: git2::Error| {
             Diagnostic::error(
@@ -136,6 +140,10 @@ impl<'r> GitSource<'r> {
 
     /// A symlink in a tree: its blob is the target path. Only targets inside the repository
     /// are followed (one level).
+    #[allow(
+        clippy::result_large_err,
+        reason = "the finding for one unreadable file: built once per bad file, never on the hot path"
+    )]
     fn follow_symlink(
         &self,
         tree: &Tree<'_>,
@@ -249,10 +257,10 @@ fn progress_callbacks<'a>() -> RemoteCallbacks<'a> {
         if allowed.contains(git2::CredentialType::SSH_KEY) {
             return git2::Cred::ssh_key_from_agent(username.unwrap_or("git"));
         }
-        if allowed.contains(git2::CredentialType::USER_PASS_PLAINTEXT) {
-            if let Ok(config) = git2::Config::open_default() {
-                return git2::Cred::credential_helper(&config, url, username);
-            }
+        if allowed.contains(git2::CredentialType::USER_PASS_PLAINTEXT)
+            && let Ok(config) = git2::Config::open_default()
+        {
+            return git2::Cred::credential_helper(&config, url, username);
         }
         git2::Cred::default()
     });

@@ -81,6 +81,10 @@ pub enum Content {
 
 impl SourceFile {
     /// The file's bytes, read now if they are on disk.
+    #[allow(
+        clippy::result_large_err,
+        reason = "the finding for one unreadable file: built once per bad file, never on the hot path"
+    )]
     pub fn bytes(self, selection: &Selection) -> Result<Vec<u8>, Diagnostic> {
         match self.content {
             Content::Bytes(b) => Ok(b),

@@ -76,17 +76,17 @@ fn walk(
                 stack.push(path);
             } else if ty.is_symlink() && path.is_dir() {
                 // Linked folders are not followed; one that leaves the repository is reported.
-                if let Ok(target) = path.canonicalize() {
-                    if !target.starts_with(root) {
-                        let shown = display_path(root, &path);
-                        out.push(SourceFile {
-                            content: Content::Unreadable(symlink_outside(
-                                &shown,
-                                &target.to_string_lossy(),
-                            )),
-                            path: shown,
-                        });
-                    }
+                if let Ok(target) = path.canonicalize()
+                    && !target.starts_with(root)
+                {
+                    let shown = display_path(root, &path);
+                    out.push(SourceFile {
+                        content: Content::Unreadable(symlink_outside(
+                            &shown,
+                            &target.to_string_lossy(),
+                        )),
+                        path: shown,
+                    });
                 }
             } else if is_manifest(&name) {
                 out.push(deferred(root, &path));
@@ -117,6 +117,10 @@ fn deferred(root: &Path, path: &Path) -> SourceFile {
 
 /// Reads one file with every guard: symlinks must stay inside the root, size is checked
 /// before reading, and at most the limit is ever read (a file growing meanwhile is caught).
+#[allow(
+    clippy::result_large_err,
+    reason = "the finding for one unreadable file: built once per bad file, never on the hot path"
+)]
 pub(crate) fn read_guarded(
     root: &Path,
     path: &Path,

@@ -191,6 +191,36 @@ impl Live {
     }
 }
 
+/// The client configuration kubectl would use with `--kubeconfig` and `--context`: neither
+/// given, the pod's service account when there is one, else `KUBECONFIG` or `~/.kube/config`.
+/// (`ward-agent` connects the same way; it cannot share this function, because the agent
+/// does not link the reconciler and the `ward` CLI need not link the agent.)
+async fn client_config(
+    kubeconfig: Option<&std::path::Path>,
+    context: Option<&str>,
+) -> Result<kube::Config> {
+    use kube::config::{KubeConfigOptions, Kubeconfig};
+    let kopts = KubeConfigOptions {
+        context: context.map(str::to_owned),
+        ..KubeConfigOptions::default()
+    };
+    match kubeconfig {
+        None if context.is_none() => kube::Config::infer()
+            .await
+            .context("no in-cluster service account and no usable kubeconfig; pass --kubeconfig"),
+        Some(path) => {
+            let kc = Kubeconfig::read_from(path)
+                .with_context(|| format!("cannot read kubeconfig {}", path.display()))?;
+            kube::Config::from_custom_kubeconfig(kc, &kopts)
+                .await
+                .with_context(|| format!("kubeconfig {}", path.display()))
+        }
+        None => kube::Config::from_kubeconfig(&kopts)
+            .await
+            .context("no usable kubeconfig (KUBECONFIG or ~/.kube/config); pass --kubeconfig"),
+    }
+}
+
 impl KubeTarget {
     /// Connects as kubectl would with `--kubeconfig` and `--context`.
     pub fn connect(opts: KubeOptions) -> Result<KubeTarget> {
@@ -198,7 +228,7 @@ impl KubeTarget {
             .worker_threads(2)
             .enable_all()
             .build()?;
-        let config = rt.block_on(ward_datapath::agent::kube::client_config(
+        let config = rt.block_on(client_config(
             opts.kubeconfig.as_deref(),
             opts.context.as_deref(),
         ))?;
@@ -550,7 +580,10 @@ async fn list_live(client: &Client, opts: &KubeOptions) -> Result<BTreeMap<Resou
 
 async fn read_record(client: &Client, sync: &str) -> Result<SyncRecord> {
     let api: Api<DynamicObject> = Api::all_with(client.clone(), &sync_resource());
-    let obj = api.get_opt(sync).await.map_err(|e| api_error(e, &format!("cannot read WardSync {sync} (is ward's CRD installed? kubectl apply -f schema/crds/)")))?;
+    let obj = api
+        .get_opt(sync)
+        .await
+        .map_err(|e| api_error(e, &format!("cannot read WardSync {sync} (is ward's CRD installed? kubectl apply -f schema/crds/)")))?;
     let Some(obj) = obj else {
         return Ok(SyncRecord::default());
     };
@@ -1137,7 +1170,10 @@ async fn apply(
             // Best effort: the inventory written before the first write already covers
             // everything this apply touched.
             let _ = write_record(client, &opts.sync, &rec).await;
-            Err(e.context(format!("apply of {} stopped; the inventory lists every object it may have written; run it again", options.revision.as_deref().unwrap_or("the working tree"))))
+            Err(e.context(format!(
+                "apply of {} stopped; the inventory lists every object it may have written; run it again",
+                options.revision.as_deref().unwrap_or("the working tree")
+            )))
         }
         None => {
             rec.last_applied_revision = options.revision.clone();

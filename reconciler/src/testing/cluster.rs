@@ -7,7 +7,7 @@
 use super::spec::{PolicyTest, TestEndpoint};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
-use ward_datapath::engine::{Cluster, ClusterError, Endpoint, NamedPort, Node, Protocol};
+use ward_engine::{Cluster, ClusterError, Endpoint, NamedPort, Node, Protocol};
 use ward_schema::diagnostic::codes;
 use ward_schema::{Diagnostic, Origin};
 

@@ -27,7 +27,7 @@ use crate::normalize::normalize;
 use rayon::prelude::*;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
-use ward_datapath::engine::{
+use ward_engine::{
     Direction, EndpointId, EngineConfig, Flow, Identity, Peer, PolicyRepository, Protocol, Verdict,
 };
 use ward_schema::{ResourceKey, ResourceSet};

@@ -15,9 +15,7 @@ use super::spec::PortSpec;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
-use ward_datapath::engine::{
-    Direction, Endpoint, EndpointPolicy, Flow, Peer, PolicyRepository, Protocol,
-};
+use ward_engine::{Direction, Endpoint, EndpointPolicy, Flow, Peer, PolicyRepository, Protocol};
 use ward_schema::ResourceSet;
 
 /// A flow end as written on the command line.
@@ -297,7 +295,12 @@ fn place(
         EndSpec::Cidr(ip, len) => Ok(PeerRef::Ip(first_host(*ip, *len))),
         EndSpec::Labels { namespace, labels } => {
             let shown = labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",");
-            let endpoint = Endpoint { name: format!("ward-explain-{role}"), namespace: namespace.clone(), labels: labels.clone(), ..Endpoint::default() };
+            let endpoint = Endpoint {
+                name: format!("ward-explain-{role}"),
+                namespace: namespace.clone(),
+                labels: labels.clone(),
+                ..Endpoint::default()
+            };
             let i = cluster.push_adhoc(endpoint);
             labels_of.insert(i, format!("{namespace}/{shown}"));
             Ok(PeerRef::Endpoint(i))

@@ -1,12 +1,12 @@
 //! Policy tests, `ward explain` and the connectivity diff: the engine
-//! ([`ward_datapath::engine`]) run over the endpoints that the repository's PolicyTest
+//! ([`ward_engine`]) run over the endpoints that the repository's PolicyTest
 //! documents declare.
 //!
 //! - [`spec`]: the PolicyTest document, typed.
 //! - [`cluster`]: every test's endpoints as one engine cluster (a name is the same endpoint in
 //!   every test; conflicting declarations are an error naming both files).
 //! - [`peer`]: flow ends as tests write them (endpoint names, entities, addresses).
-//! - [`run`]: expectations through [`PolicyRepository::verdict`](ward_datapath::engine::PolicyRepository::verdict).
+//! - [`run`]: expectations through [`PolicyRepository::verdict`](ward_engine::PolicyRepository::verdict).
 //! - [`explain`]: one flow's verdict with the chain of reasons per direction.
 //! - [`connectivity`]: what becomes newly allowed or denied between two revisions.
 //! - [`render`]: text and JUnit output of test runs and explanations.

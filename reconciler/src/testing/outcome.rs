@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 use std::collections::BTreeMap;
-use ward_datapath::engine::{Decision, Direction, DirectionDecision, Reason, RuleRef, Verdict};
+use ward_engine::{Decision, Direction, DirectionDecision, Reason, RuleRef, Verdict};
 use ward_schema::{Origin, ResourceKey, ResourceSet};
 
 /// Where each policy of a revision is defined.

@@ -8,7 +8,7 @@
 
 use super::cluster::TestCluster;
 use std::net::{IpAddr, Ipv6Addr};
-use ward_datapath::engine::{Identity, Peer, PolicyRepository};
+use ward_engine::{Identity, Peer, PolicyRepository};
 
 /// One end of a flow, resolved against the declared endpoints.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,7 +37,9 @@ impl PeerRef {
         if let Some(e) = PeerRef::entity(s) {
             return e;
         }
-        s.parse::<IpAddr>().map(PeerRef::Ip).map_err(|_| format!("unknown endpoint \"{s}\": declare it under spec.endpoints, or use an entity (world, host, ...) or an IP address"))
+        s.parse::<IpAddr>().map(PeerRef::Ip).map_err(|_| {
+            format!("unknown endpoint \"{s}\": declare it under spec.endpoints, or use an entity (world, host, ...) or an IP address")
+        })
     }
 
     /// The flow end an entity stands for; `None` when `s` is no entity.

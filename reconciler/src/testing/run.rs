@@ -5,9 +5,7 @@ use super::outcome::{Origins, Outcome};
 use super::peer::PeerRef;
 use super::spec::{Expect, PolicyTest, PortSpec, TestExpectation};
 use serde::Serialize;
-use ward_datapath::engine::{
-    Decision, EngineError, Flow, PolicyRepository, Protocol, Reason, Verdict,
-};
+use ward_engine::{Decision, EngineError, Flow, PolicyRepository, Protocol, Reason, Verdict};
 use ward_schema::{Kind, ResourceSet};
 
 /// Every test's results.

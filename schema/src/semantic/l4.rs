@@ -53,8 +53,11 @@ fn check_port_protocol(c: &mut Checker, pp: &Value) {
         // The agent upper-cases, but the CRD's enum is upper-case only: the API server
         // rejects "tcp" before the agent ever sees it.
         c.at("protocol", |c| {
-            c.error(codes::PORT, format!("protocol \"{original}\" is not in the CRD's enum (TCP, UDP, SCTP, VRRP, IGMP, ANY); the API server rejects it"))
-                .hint(format!("write \"{protocol}\""));
+            c.error(
+                codes::PORT,
+                format!("protocol \"{original}\" is not in the CRD's enum (TCP, UDP, SCTP, VRRP, IGMP, ANY); the API server rejects it"),
+            )
+            .hint(format!("write \"{protocol}\""));
         });
     }
     let Some(port_value) = pp.get("port") else {
@@ -111,13 +114,11 @@ fn check_icmp_field(c: &mut Checker, field: &Value) {
     let Some(ty) = field.get("type") else { return };
     let family_name = if v6 { "IPv6" } else { "IPv4" };
     c.at("type", |c| match ty {
-        Value::Number(n) => {
-            if n.as_u64().is_none_or(|v| v > 255) {
-                c.error(
-                    codes::ICMP,
-                    format!("ICMP type {n} is out of range; types are 0-255"),
-                );
-            }
+        Value::Number(n) if n.as_u64().is_none_or(|v| v > 255) => {
+            c.error(
+                codes::ICMP,
+                format!("ICMP type {n} is out of range; types are 0-255"),
+            );
         }
         Value::String(name) => {
             if let Ok(n) = name.parse::<u64>() {
@@ -266,6 +267,7 @@ pub(crate) fn has_ports(rule: &Value) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
     use super::*;
 
     #[test]

@@ -203,12 +203,12 @@ fn check_kafka(c: &mut Checker, rule: &Value) {
             format!("cannot set both Role \"{r}\" and APIKey \"{k}\" together"),
         );
     }
-    if let Some(k) = api_key {
-        if !KAFKA_API_KEYS.contains(&k.to_ascii_lowercase().as_str()) {
-            c.at("apiKey", |c| {
-                c.error(codes::L7, format!("invalid Kafka APIKey {k:?}"));
-            });
-        }
+    if let Some(k) = api_key
+        && !KAFKA_API_KEYS.contains(&k.to_ascii_lowercase().as_str())
+    {
+        c.at("apiKey", |c| {
+            c.error(codes::L7, format!("invalid Kafka APIKey {k:?}"));
+        });
     }
     if let Some(v) = rule
         .get("apiVersion")

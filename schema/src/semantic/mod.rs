@@ -274,15 +274,17 @@ fn check_rule(c: &mut Checker, rule: &Value) {
             c.at(key, |c| check_selector(c, sel));
         }
     }
-    if c.kind == Kind::CiliumNetworkPolicy {
-        if let Some(sel) = rule.get("endpointSelector") {
-            if selector::selects_reserved_init(sel) {
-                c.at("endpointSelector", |c| {
-                    c.error(codes::RESERVED_INIT, "CiliumNetworkPolicy incorrectly matches reserved:init label")
-                        .hint("policies for initializing endpoints must be CiliumClusterwideNetworkPolicies");
-                });
-            }
-        }
+    if c.kind == Kind::CiliumNetworkPolicy
+        && let Some(sel) = rule.get("endpointSelector")
+        && selector::selects_reserved_init(sel)
+    {
+        c.at("endpointSelector", |c| {
+            c.error(
+                codes::RESERVED_INIT,
+                "CiliumNetworkPolicy incorrectly matches reserved:init label",
+            )
+            .hint("policies for initializing endpoints must be CiliumClusterwideNetworkPolicies");
+        });
     }
     for (key, ingress, deny) in [
         ("ingress", true, false),
@@ -306,10 +308,7 @@ fn check_direction_rule(c: &mut Checker, item: &Value, ingress: bool, deny: bool
     if let Some(icmps) = non_empty(item, "icmps") {
         c.at("icmps", |c| {
             if has_ports {
-                c.error_at_key(
-                    codes::ICMP,
-                    "the ICMPs block may only be present without ToPorts. Define a separate rule to use ToPorts",
-                );
+                c.error_at_key(codes::ICMP, "the ICMPs block may only be present without ToPorts. Define a separate rule to use ToPorts");
             }
             c.error_at_key(codes::ICMP, "ICMP rules can only be applied when the \"enable-icmp-rules\" flag is set")
                 .unless(Unless::IcmpRules)
@@ -394,21 +393,21 @@ fn check_config(c: &mut Checker, object: &Value) {
 }
 
 fn check_encryption(c: &mut Checker, enc: &Value, enabled: bool) {
-    if let Some(t) = enc.get("type").and_then(Value::as_str) {
-        if !ENCRYPTION_TYPES.contains(&t) {
-            let hint = if t == "ipsec" {
-                "ward's agents implement WireGuard only; use type: wireguard".to_owned()
-            } else {
-                "use type: wireguard".to_owned()
-            };
-            c.at("type", |c| {
-                c.error(
-                    codes::CONFIG,
-                    format!("unknown encryption type \"{t}\"; ward supports: wireguard"),
-                )
-                .hint(hint);
-            });
-        }
+    if let Some(t) = enc.get("type").and_then(Value::as_str)
+        && !ENCRYPTION_TYPES.contains(&t)
+    {
+        let hint = if t == "ipsec" {
+            "ward's agents implement WireGuard only; use type: wireguard".to_owned()
+        } else {
+            "use type: wireguard".to_owned()
+        };
+        c.at("type", |c| {
+            c.error(
+                codes::CONFIG,
+                format!("unknown encryption type \"{t}\"; ward supports: wireguard"),
+            )
+            .hint(hint);
+        });
     }
     let Some(wg) = enc.get("wireguard").filter(|v| v.is_object()) else {
         return;
@@ -423,16 +422,16 @@ fn check_encryption(c: &mut Checker, enc: &Value, enabled: bool) {
                 .hint("set both to true to encrypt, or both to false to turn encryption off");
             });
         }
-        if let Some(iface) = wg.get("interface").and_then(Value::as_str) {
-            if iface.len() > 15 || iface.contains(['/', ' ']) || iface.is_empty() {
-                c.at("interface", |c| {
-                    c.error(
-                        codes::CONFIG,
-                        format!("\"{iface}\" is not a valid interface name"),
-                    )
-                    .hint("Linux interface names are 1-15 characters without '/' or spaces");
-                });
-            }
+        if let Some(iface) = wg.get("interface").and_then(Value::as_str)
+            && (iface.len() > 15 || iface.contains(['/', ' ']) || iface.is_empty())
+        {
+            c.at("interface", |c| {
+                c.error(
+                    codes::CONFIG,
+                    format!("\"{iface}\" is not a valid interface name"),
+                )
+                .hint("Linux interface names are 1-15 characters without '/' or spaces");
+            });
         }
         for key in ["key-rotation-interval", "persistent-keepalive"] {
             if let Some(s) = wg.get(key).and_then(Value::as_str) {

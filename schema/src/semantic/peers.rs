@@ -183,11 +183,7 @@ impl Prefix {
         if fa != fb || other.len < self.len {
             return false;
         }
-        let width = if fa == 32 {
-            u32::from(self.len)
-        } else {
-            u32::from(self.len)
-        };
+        let width = u32::from(self.len);
         if width == 0 {
             return true;
         }
@@ -260,16 +256,16 @@ fn check_cidr_rule(c: &mut Checker, rule: &Value) {
                 );
             }
             Ok(exp) => {
-                if let Some((cidr, p)) = &allow {
-                    if !p.contains(&exp) {
-                        c.error(
-                            codes::CIDR,
-                            format!(
-                                "allow CIDR prefix {cidr} does not contain exclude CIDR prefix {ex}"
-                            ),
-                        )
-                        .hint("each except prefix must lie inside cidr");
-                    }
+                if let Some((cidr, p)) = &allow
+                    && !p.contains(&exp)
+                {
+                    c.error(
+                        codes::CIDR,
+                        format!(
+                            "allow CIDR prefix {cidr} does not contain exclude CIDR prefix {ex}"
+                        ),
+                    )
+                    .hint("each except prefix must lie inside cidr");
                 }
             }
         }
@@ -313,8 +309,15 @@ pub(crate) fn check_fqdn_selector(c: &mut Checker, sel: &Value) {
             if n.len() > 255 {
                 c.error(codes::FQDN, format!("Invalid MatchName: \"{n}\". Must be <= 255 characters long."));
             } else if !n.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_')) {
-                c.error(codes::FQDN, format!("Invalid characters in MatchName: \"{n}\". Only 0-9, a-z, A-Z and ., -, _ characters are allowed"))
-                    .hint(if n.contains('*') { "use matchPattern for wildcards" } else { "a DNS name has only letters, digits, '.', '-' and '_'" });
+                c.error(
+                    codes::FQDN,
+                    format!("Invalid characters in MatchName: \"{n}\". Only 0-9, a-z, A-Z and ., -, _ characters are allowed"),
+                )
+                .hint(if n.contains('*') {
+                    "use matchPattern for wildcards"
+                } else {
+                    "a DNS name has only letters, digits, '.', '-' and '_'"
+                });
             }
         });
     }
@@ -323,7 +326,10 @@ pub(crate) fn check_fqdn_selector(c: &mut Checker, sel: &Value) {
             if p.len() > 255 {
                 c.error(codes::FQDN, format!("Invalid MatchPattern: \"{p}\". Must be <= 255 characters long."));
             } else if !p.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b'*')) {
-                c.error(codes::FQDN, format!("Invalid characters in MatchPattern: \"{p}\". Only 0-9, a-z, A-Z and ., -, _ and * characters are allowed"));
+                c.error(
+                    codes::FQDN,
+                    format!("Invalid characters in MatchPattern: \"{p}\". Only 0-9, a-z, A-Z and ., -, _ and * characters are allowed"),
+                );
             }
         });
     }

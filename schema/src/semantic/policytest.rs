@@ -69,13 +69,13 @@ fn check_endpoints(c: &mut Checker, spec: &Value) -> Declared {
                 }
             });
         }
-        if let Some(ip) = ep.get("ip").and_then(Value::as_str) {
-            if ip.parse::<IpAddr>().is_err() {
-                c.at("ip", |c| {
-                    c.error(codes::POLICY_TEST, format!("\"{ip}\" is not an IP address"))
-                        .hint("write an address such as 10.0.1.10");
-                });
-            }
+        if let Some(ip) = ep.get("ip").and_then(Value::as_str)
+            && ip.parse::<IpAddr>().is_err()
+        {
+            c.at("ip", |c| {
+                c.error(codes::POLICY_TEST, format!("\"{ip}\" is not an IP address"))
+                    .hint("write an address such as 10.0.1.10");
+            });
         }
         let mut named = BTreeSet::new();
         c.each(ep, "ports", |c, port| {
@@ -90,23 +90,28 @@ fn check_endpoints(c: &mut Checker, spec: &Value) -> Declared {
 }
 
 fn check_declared_port(c: &mut Checker, port: &Value) {
-    if let Some(n) = port.get("port").and_then(Value::as_i64) {
-        if !(1..=65535).contains(&n) {
-            c.at("port", |c| {
-                c.error(
-                    codes::POLICY_TEST,
-                    format!("port {n} is impossible; ports are 1-65535"),
-                );
-            });
-        }
+    if let Some(n) = port.get("port").and_then(Value::as_i64)
+        && !(1..=65535).contains(&n)
+    {
+        c.at("port", |c| {
+            c.error(
+                codes::POLICY_TEST,
+                format!("port {n} is impossible; ports are 1-65535"),
+            );
+        });
     }
-    if let Some(name) = port.get("name").and_then(Value::as_str) {
-        if !is_svc_name(name) {
-            c.at("name", |c| {
-                c.error(codes::POLICY_TEST, format!("\"{name}\" is not a valid port name"))
-                    .hint("a port name has 1-15 letters, digits and inner hyphens, with at least one letter");
-            });
-        }
+    if let Some(name) = port.get("name").and_then(Value::as_str)
+        && !is_svc_name(name)
+    {
+        c.at("name", |c| {
+            c.error(
+                codes::POLICY_TEST,
+                format!("\"{name}\" is not a valid port name"),
+            )
+            .hint(
+                "a port name has 1-15 letters, digits and inner hyphens, with at least one letter",
+            );
+        });
     }
     check_protocol(c, port.get("protocol"), &["TCP", "UDP", "SCTP"]);
 }

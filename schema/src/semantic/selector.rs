@@ -14,18 +14,28 @@ pub(crate) fn check_selector(c: &mut Checker, sel: &Value) {
             for (key, value) in labels {
                 c.at(key.clone(), |c| {
                     if let Err(e) = validate_key(key) {
-                        c.error_at_key(codes::SELECTOR, format!("invalid label selector: matchLabels: Invalid value: \"{key}\": {e}"));
+                        c.error_at_key(
+                            codes::SELECTOR,
+                            format!(
+                                "invalid label selector: matchLabels: Invalid value: \"{key}\": {e}"
+                            ),
+                        );
                     }
-                    if let Some(v) = value.as_str() {
-                        if let Err(e) = validate_value(v) {
-                            c.error(codes::SELECTOR, format!("invalid label selector: matchLabels: Invalid value: \"{v}\": {e}"));
-                        }
+                    if let Some(v) = value.as_str()
+                        && let Err(e) = validate_value(v)
+                    {
+                        c.error(
+                            codes::SELECTOR,
+                            format!(
+                                "invalid label selector: matchLabels: Invalid value: \"{v}\": {e}"
+                            ),
+                        );
                     }
                 });
             }
         });
     }
-    c.each(sel, "matchExpressions", |c, req| check_requirement(c, req));
+    c.each(sel, "matchExpressions", check_requirement);
 }
 
 fn check_requirement(c: &mut Checker, req: &Value) {
@@ -34,15 +44,15 @@ fn check_requirement(c: &mut Checker, req: &Value) {
         _ => 0,
     };
     let field = format!("matchExpressions[{idx}]");
-    if let Some(key) = req.get("key").and_then(Value::as_str) {
-        if let Err(e) = validate_key(key) {
-            c.at("key", |c| {
-                c.error(
-                    codes::SELECTOR,
-                    format!("invalid label selector: {field}.key: Invalid value: \"{key}\": {e}"),
-                );
-            });
-        }
+    if let Some(key) = req.get("key").and_then(Value::as_str)
+        && let Err(e) = validate_key(key)
+    {
+        c.at("key", |c| {
+            c.error(
+                codes::SELECTOR,
+                format!("invalid label selector: {field}.key: Invalid value: \"{key}\": {e}"),
+            );
+        });
     }
     let values = req.get("values").and_then(Value::as_array);
     // None when `values` has the wrong type (null included): the schema reports that.
@@ -74,8 +84,11 @@ fn check_requirement(c: &mut Checker, req: &Value) {
                 |s| format!("did you mean \"{s}\"? (operators are case-sensitive)"),
             );
             c.at("operator", |c| {
-                c.error(codes::SELECTOR, format!("invalid label selector: {field}.operator: Invalid value: \"{op}\": not a valid selector operator"))
-                    .hint(hint);
+                c.error(
+                    codes::SELECTOR,
+                    format!("invalid label selector: {field}.operator: Invalid value: \"{op}\": not a valid selector operator"),
+                )
+                .hint(hint);
             });
         }
         _ => {}
@@ -83,12 +96,12 @@ fn check_requirement(c: &mut Checker, req: &Value) {
     if let Some(values) = values {
         c.at("values", |c| {
             for (i, v) in values.iter().enumerate() {
-                if let Some(v) = v.as_str() {
-                    if let Err(e) = validate_value(v) {
-                        c.at(i, |c| {
-                            c.error(codes::SELECTOR, format!("invalid label selector: {field}.values[{i}]: Invalid value: \"{v}\": {e}"));
-                        });
-                    }
+                if let Some(v) = v.as_str()
+                    && let Err(e) = validate_value(v)
+                {
+                    c.at(i, |c| {
+                        c.error(codes::SELECTOR, format!("invalid label selector: {field}.values[{i}]: Invalid value: \"{v}\": {e}"));
+                    });
                 }
             }
         });

@@ -223,7 +223,7 @@ fn remote_node_labels(node: &LabelSet, cluster: &str) -> LabelSet {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use crate::engine::cluster::Endpoint;
+    use crate::cluster::Endpoint;
 
     #[test]
     fn replicas_share_a_subject_and_nodes_get_host_subjects() {

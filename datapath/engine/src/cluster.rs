@@ -14,6 +14,7 @@ use super::ports::Protocol;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
+use ward_schema::topology::Topology;
 
 /// Nodes, namespaces and workload endpoints. The cluster's name is an agent setting
 /// ([`super::EngineConfig::cluster_name`]), not part of this declaration.
@@ -199,6 +200,46 @@ impl Node {
 }
 
 impl Cluster {
+    /// The engine's view of a lab topology: nodes (with their underlay address) and the pods as
+    /// endpoints (labels, namespace, named ports, node). World is not part of it: every
+    /// address outside the cluster is `world` to the engine.
+    pub fn from_topology(topology: &Topology) -> Cluster {
+        Cluster {
+            namespaces: topology.namespaces.clone(),
+            nodes: topology
+                .nodes
+                .iter()
+                .map(|n| Node {
+                    name: n.name.clone(),
+                    ip: Some(IpAddr::V4(n.ip)),
+                    labels: n.labels.clone(),
+                })
+                .collect(),
+            endpoints: topology
+                .pods
+                .iter()
+                .map(|p| Endpoint {
+                    name: p.name.clone(),
+                    namespace: p.namespace.clone(),
+                    labels: p.labels.clone(),
+                    ip: Some(IpAddr::V4(p.ip)),
+                    named_ports: p
+                        .ports
+                        .iter()
+                        .filter_map(|port| {
+                            let np = NamedPort {
+                                port: port.port,
+                                protocol: port.protocol,
+                            };
+                            port.name.clone().map(|name| (name, np))
+                        })
+                        .collect(),
+                    node: Some(p.node.clone()),
+                })
+                .collect(),
+        }
+    }
+
     /// Checks names, addresses and labels; every problem is reported, in declaration order.
     pub fn check(&self) -> Vec<ClusterError> {
         let mut errors = Vec::new();

@@ -122,7 +122,9 @@ pub fn entity(name: &str, cluster: &str) -> Option<EntityPeers> {
             v
         }
         "host" | "remote-node" | "init" | "ingress" | "health" | "unmanaged" | "kube-apiserver"
-        | "world-ipv4" | "world-ipv6" => vec![reserved(name)],
+        | "world-ipv4" | "world-ipv6" => {
+            vec![reserved(name)]
+        }
         _ => return None,
     };
     Some(EntityPeers::Selectors(sels))

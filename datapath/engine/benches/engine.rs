@@ -14,9 +14,7 @@
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
-use ward_datapath::engine::{
-    Cluster, Endpoint, Flow, NamedPort, Node, Peer, PolicyRepository, Protocol,
-};
+use ward_engine::{Cluster, Endpoint, Flow, NamedPort, Node, Peer, PolicyRepository, Protocol};
 use ward_schema::{Kind, Origin, Resource, ResourceKey, ResourceSet};
 
 const NAMESPACES: usize = 100;
@@ -218,7 +216,7 @@ fn main() {
             let p = repo
                 .endpoint_policy(repo.endpoint_id(&e.full_name()).unwrap())
                 .unwrap();
-            p.identity_keys(ward_datapath::engine::Direction::Ingress)
+            p.identity_keys(ward_engine::Direction::Ingress)
         })
         .sum();
     println!(
@@ -286,7 +284,7 @@ fn main() {
         for f in chunk {
             allowed += usize::from(
                 std::hint::black_box(repo.verdict(std::hint::black_box(f))).verdict
-                    == ward_datapath::engine::Verdict::Allow,
+                    == ward_engine::Verdict::Allow,
             );
         }
         batches.push(start.elapsed() / 1000);

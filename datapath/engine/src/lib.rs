@@ -12,7 +12,7 @@
 //!   endpoint, updated incrementally; [`PolicyRepository::verdict`] decides a [`Flow`].
 //!
 //! ```
-//! use ward_datapath::engine::{Cluster, Endpoint, EngineConfig, Flow, Peer, PolicyRepository, Verdict};
+//! use ward_engine::{Cluster, Endpoint, EngineConfig, Flow, Peer, PolicyRepository, Verdict};
 //! let mut cluster = Cluster::default();
 //! for name in ["client", "echo"] {
 //!     cluster.endpoints.push(Endpoint {

@@ -338,11 +338,13 @@ impl fmt::Display for DirectionDecision<'_> {
             .unwrap_or_default();
         match self.reason {
             Reason::NotSelected => f.write_str("allowed: no policy selects this endpoint"),
-            Reason::NotEnforced => write!(
-                f,
-                "allowed: no rule selecting this endpoint enables {} default deny, and no deny rule matches",
-                self.direction
-            ),
+            Reason::NotEnforced => {
+                write!(
+                    f,
+                    "allowed: no rule selecting this endpoint enables {} default deny, and no deny rule matches",
+                    self.direction
+                )
+            }
             Reason::EnforcementDisabled => f.write_str("allowed: policy-enforcement-mode is never"),
             Reason::LocalHost => f.write_str(
                 "allowed: the local host may always reach its endpoints (allow-localhost)",
@@ -353,11 +355,13 @@ impl fmt::Display for DirectionDecision<'_> {
             ),
             Reason::Allowed => write!(f, "allowed by {rule}"),
             Reason::Denied => write!(f, "denied by {rule}"),
-            Reason::NoAllowMatches if self.rule.is_some() => write!(
-                f,
-                "default deny: no rule allows it ({rule} enables {} default deny)",
-                self.direction
-            ),
+            Reason::NoAllowMatches if self.rule.is_some() => {
+                write!(
+                    f,
+                    "default deny: no rule allows it ({rule} enables {} default deny)",
+                    self.direction
+                )
+            }
             Reason::NoAllowMatches => {
                 f.write_str("default deny: no rule allows it (policy-enforcement-mode is always)")
             }

@@ -25,20 +25,19 @@
 //!
 //! The lab is IPv4 only. Names of the lab, nodes, world, namespaces and pods are DNS labels;
 //! node and world names are at most 13 characters, because they name an underlay interface
-//! (`v-<name>`, see [`super::names`]).
+//! (`v-<name>`, see [`names`]).
 
-use super::names::{self, MAX_IFNAME};
-use crate::engine::labels::{Label, SOURCE_K8S};
-use crate::engine::{Cluster, Endpoint, NamedPort, Node as EngineNode, Protocol};
+use crate::Diagnostic;
+use crate::diagnostic::codes as schema_codes;
+use crate::labels::{Label, SOURCE_K8S};
+use crate::protocol::Protocol;
+use crate::yaml::{self, Limits, Node as YNode, NodeValue, Seg};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 use std::str::FromStr;
-use ward_schema::Diagnostic;
-use ward_schema::diagnostic::codes as schema_codes;
-use ward_schema::yaml::{self, Limits, Node as YNode, NodeValue, Seg};
 
 /// The diagnostic codes of topology files (`L` = lab).
 pub mod codes {
@@ -54,6 +53,35 @@ pub mod codes {
     /// A pod's labels or ports.
     pub const POD: &str = "WARD-L005";
 }
+
+/// The interface names a topology implies. They are checked here, with the topology, because
+/// Linux limits interface names to 15 characters; the lab creates interfaces by these names.
+pub mod names {
+    /// Linux's limit on interface names (`IFNAMSIZ` - 1).
+    pub const MAX_IFNAME: usize = 15;
+
+    /// A node's (or world's) port on the underlay bridge: `v-<name>`.
+    pub fn underlay_port(name: &str) -> String {
+        format!("v-{name}")
+    }
+
+    /// The host side of a pod's veth pair, in its node's namespace: `lxc` and the first 12
+    /// hex digits of the FNV-1a hash of `namespace/pod`. Stable: the same pod always gets the
+    /// same name, in every lab and on every run.
+    pub fn host_ifname(namespace: &str, pod: &str) -> String {
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in namespace
+            .bytes()
+            .chain(std::iter::once(b'/'))
+            .chain(pod.bytes())
+        {
+            hash ^= u64::from(b);
+            hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        format!("lxc{:012x}", hash >> 16)
+    }
+}
+use names::MAX_IFNAME;
 
 /// The apiVersion of a topology document.
 pub const API_VERSION: &str = "ward.dev/v1alpha1";
@@ -298,50 +326,10 @@ impl Topology {
             diags,
         };
         let topology = cx.topology();
-        ward_schema::diagnostic::sort(&mut cx.diags);
+        crate::diagnostic::sort(&mut cx.diags);
         match topology {
             Some(t) if !cx.diags.iter().any(Diagnostic::is_error) => Ok(t),
             _ => Err(cx.diags),
-        }
-    }
-
-    /// The engine's view of the lab: nodes (with their underlay address) and the pods as
-    /// endpoints (labels, namespace, named ports, node). World is not part of it: every
-    /// address outside the cluster is `world` to the engine.
-    pub fn cluster(&self) -> Cluster {
-        Cluster {
-            namespaces: self.namespaces.clone(),
-            nodes: self
-                .nodes
-                .iter()
-                .map(|n| EngineNode {
-                    name: n.name.clone(),
-                    ip: Some(IpAddr::V4(n.ip)),
-                    labels: n.labels.clone(),
-                })
-                .collect(),
-            endpoints: self
-                .pods
-                .iter()
-                .map(|p| Endpoint {
-                    name: p.name.clone(),
-                    namespace: p.namespace.clone(),
-                    labels: p.labels.clone(),
-                    ip: Some(IpAddr::V4(p.ip)),
-                    named_ports: p
-                        .ports
-                        .iter()
-                        .filter_map(|port| {
-                            let np = NamedPort {
-                                port: port.port,
-                                protocol: port.protocol,
-                            };
-                            port.name.clone().map(|name| (name, np))
-                        })
-                        .collect(),
-                    node: Some(p.node.clone()),
-                })
-                .collect(),
         }
     }
 
@@ -1227,22 +1215,24 @@ impl<'a> Ctx<'a> {
                 Some(YNode {
                     value: NodeValue::Number(n),
                     ..
-                }) => match n
-                    .as_u64()
-                    .and_then(|p| u16::try_from(p).ok())
-                    .filter(|p| *p > 0)
-                {
-                    Some(p) => Some(p),
-                    None => {
-                        self.error_hint(
-                            codes::POD,
-                            &path(&pat, "port"),
-                            format!("{what}: port {n} is out of range"),
-                            "use 1 to 65535",
-                        );
-                        None
+                }) => {
+                    match n
+                        .as_u64()
+                        .and_then(|p| u16::try_from(p).ok())
+                        .filter(|p| *p > 0)
+                    {
+                        Some(p) => Some(p),
+                        None => {
+                            self.error_hint(
+                                codes::POD,
+                                &path(&pat, "port"),
+                                format!("{what}: port {n} is out of range"),
+                                "use 1 to 65535",
+                            );
+                            None
+                        }
                     }
-                },
+                }
                 Some(_) => {
                     self.error(
                         codes::POD,

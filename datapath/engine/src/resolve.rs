@@ -441,8 +441,8 @@ impl EndpointPolicy {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use crate::engine::compile::{Ctx, compile};
-    use crate::engine::select::SelectorCache;
+    use crate::compile::{Ctx, compile};
+    use crate::select::SelectorCache;
     use serde_json::json;
     use ward_schema::{Kind, Origin, Resource, ResourceKey};
 
