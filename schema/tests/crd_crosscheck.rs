@@ -1,5 +1,7 @@
 //! Cross-checks ward's hand-written `json/ward.schema.json` against the vendored Cilium CRDs in
-//! `crds/`, and exercises the schema with the `jsonschema` crate.
+//! `crds/` (Cilium's own files at the release `ci/crds/go.mod` pins; `vendored_crds_are_ciliums`
+//! compares them with what `ci/crds/fetch.sh` takes from Cilium's Go package), and exercises the
+//! schema with the `jsonschema` crate.
 //!
 //! The walk compares, at every level reachable from both roots: property names, `type`,
 //! `required`, `additionalProperties` maps, `items`, enums and every other constraint keyword.
@@ -10,6 +12,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use serde_json::{Map, Value, json};
+
+mod support;
 
 // ---------------------------------------------------------------------------------------------
 // Allow-lists
@@ -51,8 +55,34 @@ const PROPERTY_DIFFS: &[PropertyDiff] = &[
         side: Side::CrdOnly,
         reason: "status is free-form in ward",
     },
-    // Note: `fromRequires` / `toRequires` (removed in Cilium 1.19) are absent from both the CRDs
-    // and ward.schema.json, so they need no entry; `removed_fields_are_absent` pins that down.
+    // `fromRequires` / `toRequires` no longer do anything in Cilium 1.19. The released CRDs keep
+    // them as deprecated `maxItems: 0` string lists (so only an empty list is accepted);
+    // ward.schema.json leaves them out, so any use is reported as an unknown field.
+    // `requires_fields_are_deprecated_and_empty` pins that down.
+    PropertyDiff {
+        path: "*ingress[]",
+        names: &["fromRequires"],
+        side: Side::CrdOnly,
+        reason: "deprecated no-op, `maxItems: 0` in the CRD; ward rejects the field",
+    },
+    PropertyDiff {
+        path: "*ingressDeny[]",
+        names: &["fromRequires"],
+        side: Side::CrdOnly,
+        reason: "deprecated no-op, `maxItems: 0` in the CRD; ward rejects the field",
+    },
+    PropertyDiff {
+        path: "*egress[]",
+        names: &["toRequires"],
+        side: Side::CrdOnly,
+        reason: "deprecated no-op, `maxItems: 0` in the CRD; ward rejects the field",
+    },
+    PropertyDiff {
+        path: "*egressDeny[]",
+        names: &["toRequires"],
+        side: Side::CrdOnly,
+        reason: "deprecated no-op, `maxItems: 0` in the CRD; ward rejects the field",
+    },
 ];
 
 /// A constraint keyword the CRD has at some path that ward.schema.json deliberately leaves out,
@@ -1005,44 +1035,106 @@ fn objectmeta_lists_standard_fields() {
     }
 }
 
-/// `fromRequires` / `toRequires` were removed in Cilium 1.19: neither ward nor the CRDs have them.
+/// `fromRequires` / `toRequires` do nothing in Cilium 1.19: ward has neither, and the CRDs have
+/// them only as deprecated lists that must stay empty (`maxItems: 0`).
 #[test]
-fn removed_fields_are_absent() {
-    let removed = ["fromRequires", "toRequires"];
-    let mut found = Vec::new();
-    let mut look = |label: String, v: &Value| {
-        visit_schema(v, "", &mut |path, m| {
+fn requires_fields_are_deprecated_and_empty() {
+    let deprecated = ["fromRequires", "toRequires"];
+    let expected = json!({
+        "description": "Deprecated.",
+        "items": { "type": "string" },
+        "maxItems": 0,
+        "type": "array",
+    });
+    let mut in_ward = Vec::new();
+    visit_schema(&load_ward(), "", &mut |path, m| {
+        if let Some(props) = m.get("properties").and_then(Value::as_object) {
+            for r in deprecated {
+                if props.contains_key(r) {
+                    in_ward.push(format!("{path}: {r}"));
+                }
+            }
+        }
+    });
+    assert!(in_ward.is_empty(), "ward.schema.json has {in_ward:?}");
+    let mut seen = 0;
+    for (_, file) in CRD_KINDS {
+        visit_schema(&load_crd(file), "", &mut |path, m| {
             if let Some(props) = m.get("properties").and_then(Value::as_object) {
-                for r in removed {
-                    if props.contains_key(r) {
-                        found.push(format!("{label}{path}: {r}"));
+                for r in deprecated {
+                    if let Some(node) = props.get(r) {
+                        seen += 1;
+                        assert_eq!(node, &expected, "crds/{file}{path}: {r}");
                     }
                 }
             }
         });
-    };
-    look("ward.schema.json".into(), &load_ward());
-    for (_, file) in CRD_KINDS {
-        look(format!("crds/{file}"), &load_crd(file));
     }
-    assert!(found.is_empty(), "removed fields still present: {found:?}");
+    // ingress, ingressDeny, egress and egressDeny under spec and specs[], in CNP and CCNP.
+    assert_eq!(seen, 16, "deprecated fields in the CRDs");
 }
 
-/// The vendored CRDs must stay identical copies of the reference files (when those are present).
+/// `crds/` holds exactly the CRDs that `ci/crds/fetch.sh` takes from Cilium's Go package at the
+/// pinned release, byte for byte (regenerate them with `ci/crds/fetch.sh --update`).
 #[test]
-fn vendored_crds_are_unmodified() {
-    let reference = crate_dir().join("../../shared/reference/cilium-crds");
-    if !reference.is_dir() {
+fn vendored_crds_are_ciliums() {
+    let Some(fetched) = support::cilium_crds("vendored_crds_are_ciliums") else {
         return;
-    }
-    for (_, file) in CRD_KINDS {
-        let ours = std::fs::read(crate_dir().join("crds").join(file)).expect("vendored CRD");
-        let theirs = std::fs::read(reference.join(file)).expect("reference CRD");
+    };
+    let yaml_names = |dir: &std::path::Path| -> BTreeSet<String> {
+        std::fs::read_dir(dir)
+            .unwrap_or_else(|e| panic!("read {}: {e}", dir.display()))
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("cilium") && n.ends_with(".yaml"))
+            .collect()
+    };
+    let ours = yaml_names(&crate_dir().join("crds"));
+    let theirs = yaml_names(&fetched);
+    assert_eq!(
+        ours,
+        theirs,
+        "crds/ and {} hold different CRDs; run ci/crds/fetch.sh --update",
+        fetched.display()
+    );
+    for file in &ours {
+        let a = std::fs::read(crate_dir().join("crds").join(file)).expect("vendored CRD");
+        let b = std::fs::read(fetched.join(file)).expect("fetched CRD");
         assert!(
-            ours == theirs,
-            "crds/{file} differs from the reference copy"
+            a == b,
+            "crds/{file} differs from {}; run ci/crds/fetch.sh --update",
+            fetched.join(file).display()
         );
     }
+}
+
+/// `crds/README.md` names the Cilium release that `ci/crds/go.mod` pins.
+#[test]
+fn crds_readme_names_the_pinned_release() {
+    let gomod =
+        std::fs::read_to_string(crate_dir().join("../ci/crds/go.mod")).expect("ci/crds/go.mod");
+    let version = gomod
+        .lines()
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            let first = w.next()?;
+            let first = if first == "require" { w.next()? } else { first };
+            (first == "github.com/cilium/cilium")
+                .then(|| w.next())
+                .flatten()
+        })
+        .next()
+        .expect("ci/crds/go.mod requires github.com/cilium/cilium");
+    let readme =
+        std::fs::read_to_string(crate_dir().join("crds/README.md")).expect("crds/README.md");
+    assert!(
+        readme.contains(&format!("`{version}`")),
+        "crds/README.md does not name Cilium `{version}`, the release ci/crds/go.mod pins"
+    );
+    assert!(
+        CRD_KINDS.iter().all(|(_, f)| readme.contains(f)),
+        "crds/README.md must list every CRD file"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
