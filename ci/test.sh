@@ -57,7 +57,13 @@ if command -v go >/dev/null; then
   WARD_KUBE_BIN=$(ci/kube/build.sh)
   export WARD_KUBE_BIN
 else
-  echo "ci/test.sh: Go is missing, so the kube tests have no test cluster (they fail under CI=true)" >&2
+  echo "ci/test.sh: Go is missing, so the kube tests have no test cluster (they fail in must-run mode)" >&2
+fi
+# Cilium's CRDs from its Go module at the release ci/crds/go.mod pins, cached under
+# $HOME/.cache/ward/crds; the schema tests compare schema/crds with them (WARD_CILIUM_CRDS).
+if command -v go >/dev/null; then
+  WARD_CILIUM_CRDS=$(ci/crds/fetch.sh)
+  export WARD_CILIUM_CRDS
 fi
 
 if [[ $(id -u) -eq 0 ]]; then

@@ -13,8 +13,8 @@
 #      runs; print the median wall time, documents/second and peak RSS.
 #
 # Environment
-#   CILIUM_CRDS          CRD directory (default: <repo>/../shared/reference/cilium-crds,
-#                        falling back to <repo>/schema/crds)
+#   CILIUM_CRDS          CRD directory (default: $WARD_CILIUM_CRDS, the output of
+#                        ci/crds/fetch.sh, when set; else <repo>/schema/crds, the same files)
 #   KUBECONFORM_VERSION  module version to build (default v0.7.0; `latest` allowed)
 #   WARD_BIN_DIR         where built tools are cached (default ~/.cache/ward/bin)
 #   KUBECONFORM_SCHEMAS  keep the converted schemas in this directory (default: temp dir)
@@ -79,8 +79,9 @@ has_crds() { [ -d "$1" ] && ls "$1"/*.yaml >/dev/null 2>&1; }
 if [ -n "${CILIUM_CRDS:-}" ]; then
   crds=$CILIUM_CRDS
   has_crds "$crds" || { echo "kubeconform.sh: no *.yaml CRDs in CILIUM_CRDS=$crds" >&2; exit 2; }
-elif has_crds "$root/../shared/reference/cilium-crds"; then
-  crds=$root/../shared/reference/cilium-crds
+elif [ -n "${WARD_CILIUM_CRDS:-}" ]; then
+  crds=$WARD_CILIUM_CRDS
+  has_crds "$crds" || { echo "kubeconform.sh: no *.yaml CRDs in WARD_CILIUM_CRDS=$crds" >&2; exit 2; }
 elif has_crds "$root/schema/crds"; then
   crds=$root/schema/crds
 else

@@ -1,7 +1,7 @@
 //! The typed model of ward's kinds: Cilium policy rules (CNP/CCNP, `pkg/policy/api`), Envoy
 //! configs (CEC/CCEC) and ward's own CiliumConfig component config.
 //!
-//! JSON names follow the Cilium 1.19 CRDs exactly (`reference/cilium-crds/`).
+//! JSON names follow the Cilium 1.19 CRDs exactly (`schema/crds/`).
 //!
 //! # Absent versus empty
 //! Cilium gives a nil list and an empty list different meanings: `fromEndpoints` absent allows

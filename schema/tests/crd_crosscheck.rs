@@ -1,5 +1,8 @@
-//! Cross-checks ward's hand-written `json/ward.schema.json` against the vendored Cilium CRDs in
-//! `crds/`, and exercises the schema with the `jsonschema` crate.
+//! Generates ward's `json/ward.schema.json` (from `json/ward.overlay.json` and the CRDs, see the
+//! last section) and cross-checks it against the vendored Cilium CRDs in
+//! `crds/` (Cilium's own files at the release `ci/crds/go.mod` pins; `vendored_crds_are_ciliums`
+//! compares them with what `ci/crds/fetch.sh` takes from Cilium's Go package), and exercises the
+//! schema with the `jsonschema` crate.
 //!
 //! The walk compares, at every level reachable from both roots: property names, `type`,
 //! `required`, `additionalProperties` maps, `items`, enums and every other constraint keyword.
@@ -10,6 +13,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use serde_json::{Map, Value, json};
+
+mod support;
 
 // ---------------------------------------------------------------------------------------------
 // Allow-lists
@@ -51,8 +56,34 @@ const PROPERTY_DIFFS: &[PropertyDiff] = &[
         side: Side::CrdOnly,
         reason: "status is free-form in ward",
     },
-    // Note: `fromRequires` / `toRequires` (removed in Cilium 1.19) are absent from both the CRDs
-    // and ward.schema.json, so they need no entry; `removed_fields_are_absent` pins that down.
+    // `fromRequires` / `toRequires` no longer do anything in Cilium 1.19. The released CRDs keep
+    // them as deprecated `maxItems: 0` string lists (so only an empty list is accepted);
+    // ward.schema.json leaves them out, so any use is reported as an unknown field.
+    // `requires_fields_are_deprecated_and_empty` pins that down.
+    PropertyDiff {
+        path: "*ingress[]",
+        names: &["fromRequires"],
+        side: Side::CrdOnly,
+        reason: "deprecated no-op, `maxItems: 0` in the CRD; ward rejects the field",
+    },
+    PropertyDiff {
+        path: "*ingressDeny[]",
+        names: &["fromRequires"],
+        side: Side::CrdOnly,
+        reason: "deprecated no-op, `maxItems: 0` in the CRD; ward rejects the field",
+    },
+    PropertyDiff {
+        path: "*egress[]",
+        names: &["toRequires"],
+        side: Side::CrdOnly,
+        reason: "deprecated no-op, `maxItems: 0` in the CRD; ward rejects the field",
+    },
+    PropertyDiff {
+        path: "*egressDeny[]",
+        names: &["toRequires"],
+        side: Side::CrdOnly,
+        reason: "deprecated no-op, `maxItems: 0` in the CRD; ward rejects the field",
+    },
 ];
 
 /// A constraint keyword the CRD has at some path that ward.schema.json deliberately leaves out,
@@ -328,6 +359,25 @@ fn load_crd(file: &str) -> Value {
         .pointer("/schema/openAPIV3Schema")
         .cloned()
         .expect("CRD has spec.versions[0].schema.openAPIV3Schema")
+}
+
+/// The Cilium release `ci/crds/go.mod` pins, which `crds/` holds the CRDs of.
+fn pinned_cilium_version() -> String {
+    let gomod =
+        std::fs::read_to_string(crate_dir().join("../ci/crds/go.mod")).expect("ci/crds/go.mod");
+    gomod
+        .lines()
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            let first = w.next()?;
+            let first = if first == "require" { w.next()? } else { first };
+            (first == "github.com/cilium/cilium")
+                .then(|| w.next())
+                .flatten()
+        })
+        .next()
+        .expect("ci/crds/go.mod requires github.com/cilium/cilium")
+        .to_owned()
 }
 
 fn defs(ward: &Value) -> &Map<String, Value> {
@@ -1003,44 +1053,93 @@ fn objectmeta_lists_standard_fields() {
     }
 }
 
-/// `fromRequires` / `toRequires` were removed in Cilium 1.19: neither ward nor the CRDs have them.
+/// `fromRequires` / `toRequires` do nothing in Cilium 1.19: ward has neither, and the CRDs have
+/// them only as deprecated lists that must stay empty (`maxItems: 0`).
 #[test]
-fn removed_fields_are_absent() {
-    let removed = ["fromRequires", "toRequires"];
-    let mut found = Vec::new();
-    let mut look = |label: String, v: &Value| {
-        visit_schema(v, "", &mut |path, m| {
+fn requires_fields_are_deprecated_and_empty() {
+    let deprecated = ["fromRequires", "toRequires"];
+    let expected = json!({
+        "description": "Deprecated.",
+        "items": { "type": "string" },
+        "maxItems": 0,
+        "type": "array",
+    });
+    let mut in_ward = Vec::new();
+    visit_schema(&load_ward(), "", &mut |path, m| {
+        if let Some(props) = m.get("properties").and_then(Value::as_object) {
+            for r in deprecated {
+                if props.contains_key(r) {
+                    in_ward.push(format!("{path}: {r}"));
+                }
+            }
+        }
+    });
+    assert!(in_ward.is_empty(), "ward.schema.json has {in_ward:?}");
+    let mut seen = 0;
+    for (_, file) in CRD_KINDS {
+        visit_schema(&load_crd(file), "", &mut |path, m| {
             if let Some(props) = m.get("properties").and_then(Value::as_object) {
-                for r in removed {
-                    if props.contains_key(r) {
-                        found.push(format!("{label}{path}: {r}"));
+                for r in deprecated {
+                    if let Some(node) = props.get(r) {
+                        seen += 1;
+                        assert_eq!(node, &expected, "crds/{file}{path}: {r}");
                     }
                 }
             }
         });
-    };
-    look("ward.schema.json".into(), &load_ward());
-    for (_, file) in CRD_KINDS {
-        look(format!("crds/{file}"), &load_crd(file));
     }
-    assert!(found.is_empty(), "removed fields still present: {found:?}");
+    // ingress, ingressDeny, egress and egressDeny under spec and specs[], in CNP and CCNP.
+    assert_eq!(seen, 16, "deprecated fields in the CRDs");
 }
 
-/// The vendored CRDs must stay identical copies of the reference files (when those are present).
+/// `crds/` holds exactly the CRDs that `ci/crds/fetch.sh` takes from Cilium's Go package at the
+/// pinned release, byte for byte (regenerate them with `ci/crds/fetch.sh --update`).
 #[test]
-fn vendored_crds_are_unmodified() {
-    let reference = crate_dir().join("../../shared/reference/cilium-crds");
-    if !reference.is_dir() {
+fn vendored_crds_are_ciliums() {
+    let Some(fetched) = support::cilium_crds("vendored_crds_are_ciliums") else {
         return;
-    }
-    for (_, file) in CRD_KINDS {
-        let ours = std::fs::read(crate_dir().join("crds").join(file)).expect("vendored CRD");
-        let theirs = std::fs::read(reference.join(file)).expect("reference CRD");
+    };
+    let yaml_names = |dir: &std::path::Path| -> BTreeSet<String> {
+        std::fs::read_dir(dir)
+            .unwrap_or_else(|e| panic!("read {}: {e}", dir.display()))
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("cilium") && n.ends_with(".yaml"))
+            .collect()
+    };
+    let ours = yaml_names(&crate_dir().join("crds"));
+    let theirs = yaml_names(&fetched);
+    assert_eq!(
+        ours,
+        theirs,
+        "crds/ and {} hold different CRDs; run ci/crds/fetch.sh --update",
+        fetched.display()
+    );
+    for file in &ours {
+        let a = std::fs::read(crate_dir().join("crds").join(file)).expect("vendored CRD");
+        let b = std::fs::read(fetched.join(file)).expect("fetched CRD");
         assert!(
-            ours == theirs,
-            "crds/{file} differs from the reference copy"
+            a == b,
+            "crds/{file} differs from {}; run ci/crds/fetch.sh --update",
+            fetched.join(file).display()
         );
     }
+}
+
+/// `crds/README.md` names the Cilium release that `ci/crds/go.mod` pins.
+#[test]
+fn crds_readme_names_the_pinned_release() {
+    let version = pinned_cilium_version();
+    let readme =
+        std::fs::read_to_string(crate_dir().join("crds/README.md")).expect("crds/README.md");
+    assert!(
+        readme.contains(&format!("`{version}`")),
+        "crds/README.md does not name Cilium `{version}`, the release ci/crds/go.mod pins"
+    );
+    assert!(
+        CRD_KINDS.iter().all(|(_, f)| readme.contains(f)),
+        "crds/README.md must list every CRD file"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1819,4 +1918,380 @@ fn every_kind_compiles() {
     for kind in ALL_KINDS {
         let _ = validator(kind);
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Generating json/ward.schema.json from the CRDs and json/ward.overlay.json
+// ---------------------------------------------------------------------------------------------
+//
+// The overlay is ward.schema.json without what the CRDs already say: it keeps every `$defs`
+// entry, every property ward accepts (in ward's order), ward's descriptions, its closedness
+// (`additionalProperties: false`), its own kinds (CiliumConfig, LabTopology, PolicyTest) and
+// every keyword value ward states differently from the CRD. The generator walks the overlay
+// and the CRDs side by side as the cross-check does and fills each keyword of
+// `CONSTRAINT_KEYWORDS`, `type` and `required` that the overlay leaves out from the CRD node,
+// except where `OMITTED` says ward leaves it out on purpose. A `$defs` entry is filled from
+// the first CRD node that reaches it (crds in `CRD_KINDS` order, properties in overlay order);
+// the cross-check then holds it against every other one.
+
+use serde_yaml_ng::Value as Y;
+
+const OVERLAY: &str = "json/ward.overlay.json";
+const SCHEMA: &str = "json/ward.schema.json";
+
+/// Keywords the generator takes from the CRDs.
+fn filled_keywords() -> impl Iterator<Item = &'static str> {
+    ["type", "required"]
+        .into_iter()
+        .chain(CONSTRAINT_KEYWORDS.iter().copied())
+}
+
+/// A keyword's value as the CRD node gives it to ward (`x-kubernetes-int-or-string` is ward's
+/// `type: [integer, string]`).
+fn crd_keyword(c: &Y, kw: &str) -> Option<Y> {
+    if kw == "type" && c.get("x-kubernetes-int-or-string") == Some(&Y::Bool(true)) {
+        return Some(Y::Sequence(vec![
+            Y::String("integer".into()),
+            Y::String("string".into()),
+        ]));
+    }
+    c.get(kw).cloned()
+}
+
+/// One change to the overlay: at `ptr` (keys from the root), set or remove `kw`.
+struct Edit {
+    ptr: Vec<String>,
+    kw: &'static str,
+    value: Option<Y>,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Mode {
+    /// Add the CRD's keywords the overlay leaves out (generating the schema).
+    Fill,
+    /// Remove the keywords whose value is the CRD's (what `Fill` would add back).
+    Strip,
+}
+
+fn lookup<'a>(root: &'a Y, ptr: &[String]) -> &'a Y {
+    ptr.iter().fold(root, |v, k| {
+        v.get(k.as_str())
+            .unwrap_or_else(|| panic!("overlay: no {ptr:?}"))
+    })
+}
+
+fn plan(
+    mode: Mode,
+    root: &Y,
+    ptr: Vec<String>,
+    path: &str,
+    c: &Y,
+    seen: &mut BTreeSet<String>,
+    edits: &mut Vec<Edit>,
+) {
+    let w = lookup(root, &ptr);
+    if let Some(r) = w.get("$ref").and_then(Y::as_str) {
+        let name = r
+            .strip_prefix("#/$defs/")
+            .unwrap_or_else(|| panic!("overlay: non-local $ref {r}"))
+            .to_owned();
+        if seen.insert(name.clone()) {
+            plan(mode, root, vec!["$defs".into(), name], path, c, seen, edits);
+        }
+        return;
+    }
+    let int_or_string = c.get("x-kubernetes-int-or-string") == Some(&Y::Bool(true));
+    for kw in filled_keywords() {
+        // An int-or-string's anyOf (integer | string) is ward's `type: [integer, string]`.
+        if kw == "anyOf" && int_or_string {
+            continue;
+        }
+        if OMITTED
+            .iter()
+            .any(|o| o.keyword == kw && glob(o.path, path))
+        {
+            continue;
+        }
+        let from_crd = crd_keyword(c, kw);
+        match (mode, w.get(kw), from_crd) {
+            (Mode::Fill, None, Some(v)) => edits.push(Edit {
+                ptr: ptr.clone(),
+                kw,
+                value: Some(v),
+            }),
+            (Mode::Strip, Some(ours), Some(v)) if *ours == v => edits.push(Edit {
+                ptr: ptr.clone(),
+                kw,
+                value: None,
+            }),
+            _ => {}
+        }
+    }
+    if let (Some(Y::Mapping(wp)), Some(cp)) = (w.get("properties"), c.get("properties")) {
+        for name in wp.keys().filter_map(Y::as_str) {
+            if let Some(cc) = cp.get(name) {
+                let mut p = ptr.clone();
+                p.extend(["properties".to_owned(), name.to_owned()]);
+                plan(mode, root, p, &child(path, name), cc, seen, edits);
+            }
+        }
+    }
+    if let (Some(_), Some(ci)) = (w.get("items"), c.get("items")) {
+        let mut p = ptr.clone();
+        p.push("items".into());
+        plan(mode, root, p, &format!("{path}[]"), ci, seen, edits);
+    }
+    if let (Some(Y::Mapping(_)), Some(ca @ Y::Mapping(_))) =
+        (w.get("additionalProperties"), c.get("additionalProperties"))
+    {
+        let mut p = ptr.clone();
+        p.push("additionalProperties".into());
+        plan(mode, root, p, &format!("{path}{{}}"), ca, seen, edits);
+    }
+}
+
+fn load_crd_y(file: &str) -> Y {
+    let text = std::fs::read_to_string(crate_dir().join("crds").join(file)).expect("read CRD");
+    let doc: Y = serde_yaml_ng::from_str(&text).expect("CRD is valid YAML");
+    doc["spec"]["versions"][0]["schema"]["openAPIV3Schema"].clone()
+}
+
+fn load_overlay() -> Y {
+    let text = std::fs::read_to_string(crate_dir().join(OVERLAY)).expect("read the overlay");
+    serde_json::from_str(&text).expect("the overlay is valid JSON")
+}
+
+/// Applies `mode` to `overlay` against the CRDs; returns the result and how many keywords it
+/// changed.
+fn apply(mode: Mode, mut overlay: Y) -> (Y, usize) {
+    let mut edits = Vec::new();
+    let mut seen = BTreeSet::new();
+    for (kind, file) in CRD_KINDS {
+        seen.insert((*kind).to_owned());
+        let ptr = vec!["$defs".to_owned(), (*kind).to_owned()];
+        plan(
+            mode,
+            &overlay,
+            ptr,
+            "",
+            &load_crd_y(file),
+            &mut seen,
+            &mut edits,
+        );
+    }
+    let n = edits.len();
+    for e in edits {
+        let node = e.ptr.iter().fold(&mut overlay, |v, k| {
+            v.get_mut(k.as_str()).expect("planned node")
+        });
+        let map = node.as_mapping_mut().expect("schema node is an object");
+        match e.value {
+            Some(v) => {
+                map.insert(Y::String(e.kw.into()), v);
+            }
+            None => {
+                map.remove(e.kw);
+            }
+        }
+    }
+    (overlay, n)
+}
+
+/// The text of json/ward.schema.json: the overlay filled from the CRDs, with the Cilium release
+/// in `$comment`.
+fn generate_ward_schema() -> String {
+    let (mut schema, _) = apply(Mode::Fill, load_overlay());
+    schema.as_mapping_mut().expect("root object").insert(
+        Y::String("$comment".into()),
+        Y::String(format!(
+            "Generated from the CRDs of Cilium {} (schema/crds) and json/ward.overlay.json by \
+             schema/tests/crd_crosscheck.rs; do not edit: edit the overlay and run \
+             WARD_WRITE_SCHEMA=1 cargo test -p ward-schema --test crd_crosscheck ward_schema_is_generated",
+            pinned_cilium_version()
+        )),
+    );
+    let mut out = Vec::new();
+    emit(&schema, Node::Schema, 0, "", "", &mut out);
+    out.join("\n") + "\n"
+}
+
+// The layout of the generated file: two-space indents, a value on one line when it fits in
+// 100 columns, schema keywords in one fixed order, property and $defs names in overlay order.
+
+const WIDTH: usize = 100;
+
+/// Schema keywords in the order they are written.
+const KEYWORD_ORDER: &[&str] = &[
+    "$schema",
+    "$comment",
+    "title",
+    "description",
+    "$ref",
+    "type",
+    "format",
+    "enum",
+    "pattern",
+    "minLength",
+    "maxLength",
+    "minimum",
+    "exclusiveMinimum",
+    "maximum",
+    "exclusiveMaximum",
+    "multipleOf",
+    "minItems",
+    "maxItems",
+    "uniqueItems",
+    "minProperties",
+    "maxProperties",
+    "nullable",
+    "default",
+    "x-kubernetes-preserve-unknown-fields",
+    "additionalProperties",
+    "required",
+    "properties",
+    "items",
+    "oneOf",
+    "anyOf",
+    "allOf",
+    "not",
+    "$defs",
+];
+
+#[derive(Clone, Copy, PartialEq)]
+enum Node {
+    /// A schema object: keywords in `KEYWORD_ORDER`.
+    Schema,
+    /// `properties` / `$defs`: names in overlay order, each a schema.
+    Names,
+    /// Any other value (enum lists, defaults): as it is.
+    Data,
+}
+
+fn entries(v: &Y, node: Node) -> Vec<(String, &Y, Node)> {
+    let map = v.as_mapping().expect("mapping");
+    let mut out: Vec<(String, &Y, Node)> = map
+        .iter()
+        .map(|(k, x)| {
+            let k = k.as_str().expect("string keys").to_owned();
+            let child = match (node, k.as_str()) {
+                (Node::Names, _) => Node::Schema,
+                (Node::Schema, "properties" | "$defs") => Node::Names,
+                (Node::Schema, "items" | "additionalProperties" | "not") => Node::Schema,
+                _ => Node::Data,
+            };
+            (k, x, child)
+        })
+        .collect();
+    if node == Node::Schema {
+        out.sort_by_key(|(k, _, _)| {
+            KEYWORD_ORDER
+                .iter()
+                .position(|o| o == k)
+                .unwrap_or_else(|| panic!("keyword `{k}` has no place in KEYWORD_ORDER"))
+        });
+    }
+    out
+}
+
+fn scalar(v: &Y) -> String {
+    match v {
+        Y::Null => "null".into(),
+        Y::Bool(b) => b.to_string(),
+        Y::Number(n) => n.to_string(),
+        Y::String(s) => serde_json::to_string(s).expect("string"),
+        other => panic!("not a JSON scalar: {other:?}"),
+    }
+}
+
+fn inline(v: &Y, node: Node) -> String {
+    match v {
+        Y::Mapping(m) if m.is_empty() => "{}".into(),
+        Y::Mapping(_) => {
+            let parts: Vec<String> = entries(v, node)
+                .into_iter()
+                .map(|(k, x, n)| format!("{}: {}", scalar(&Y::String(k)), inline(x, n)))
+                .collect();
+            format!("{{ {} }}", parts.join(", "))
+        }
+        Y::Sequence(s) => {
+            let parts: Vec<String> = s.iter().map(|x| inline(x, node)).collect();
+            format!("[{}]", parts.join(", "))
+        }
+        other => scalar(other),
+    }
+}
+
+fn emit(v: &Y, node: Node, indent: usize, prefix: &str, suffix: &str, out: &mut Vec<String>) {
+    let pad = " ".repeat(indent);
+    let one = inline(v, node);
+    let expandable = match v {
+        Y::Mapping(m) => !m.is_empty(),
+        Y::Sequence(s) => !s.is_empty(),
+        _ => false,
+    };
+    if !expandable || pad.len() + prefix.len() + one.chars().count() + suffix.len() <= WIDTH {
+        out.push(format!("{pad}{prefix}{one}{suffix}"));
+        return;
+    }
+    match v {
+        Y::Mapping(_) => {
+            out.push(format!("{pad}{prefix}{{"));
+            let items = entries(v, node);
+            let last = items.len() - 1;
+            for (i, (k, x, n)) in items.into_iter().enumerate() {
+                let key = format!("{}: ", scalar(&Y::String(k)));
+                emit(x, n, indent + 2, &key, if i < last { "," } else { "" }, out);
+            }
+            out.push(format!("{pad}}}{suffix}"));
+        }
+        Y::Sequence(s) => {
+            out.push(format!("{pad}{prefix}["));
+            for (i, x) in s.iter().enumerate() {
+                let sep = if i + 1 < s.len() { "," } else { "" };
+                emit(x, node, indent + 2, "", sep, out);
+            }
+            out.push(format!("{pad}]{suffix}"));
+        }
+        _ => unreachable!(),
+    }
+}
+
+/// json/ward.schema.json is exactly what the generator makes of the overlay and the CRDs.
+#[test]
+fn ward_schema_is_generated() {
+    let generated = generate_ward_schema();
+    let path = crate_dir().join(SCHEMA);
+    if std::env::var("WARD_WRITE_SCHEMA").as_deref() == Ok("1") {
+        std::fs::write(&path, &generated).expect("write json/ward.schema.json");
+        return;
+    }
+    let current = std::fs::read_to_string(&path).expect("read json/ward.schema.json");
+    if current != generated {
+        let line = current
+            .lines()
+            .zip(generated.lines())
+            .position(|(a, b)| a != b)
+            .unwrap_or_else(|| current.lines().count().min(generated.lines().count()));
+        panic!(
+            "json/ward.schema.json is not the generator's output (first difference at line {}: \
+             {:?} vs generated {:?}); edit json/ward.overlay.json, not the schema, and run \
+             WARD_WRITE_SCHEMA=1 cargo test -p ward-schema --test crd_crosscheck ward_schema_is_generated",
+            line + 1,
+            current.lines().nth(line).unwrap_or(""),
+            generated.lines().nth(line).unwrap_or("")
+        );
+    }
+}
+
+/// The overlay states nothing the CRDs already say (so a CRD update reaches the schema), and
+/// it is a file of its own, not a copy of the schema.
+#[test]
+fn overlay_is_minimal() {
+    let (_, n) = apply(Mode::Strip, load_overlay());
+    assert_eq!(
+        n, 0,
+        "json/ward.overlay.json repeats {n} keyword(s) the CRDs give; remove them"
+    );
+    let (_, filled) = apply(Mode::Fill, load_overlay());
+    assert!(filled >= 200, "only {filled} keywords come from the CRDs");
 }
