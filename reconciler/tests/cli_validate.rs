@@ -267,3 +267,41 @@ fn validate_honours_the_cilium_config_flags() {
         .stdout_has("policies/ping.yaml:8:")
         .stdout_has("1 error(s)");
 }
+
+/// Colour is anstream's decision: CLICOLOR_FORCE turns it on even into a pipe; NO_COLOR turns
+/// it off only when it is not empty (no-color.org), and wins over CLICOLOR_FORCE.
+#[test]
+fn colour_follows_clicolor_force_and_a_non_empty_no_color() {
+    let env = Env::new();
+    let repo = env.repo("repo");
+    let rel = "ci/testdata/seed-v1alpha1.yaml";
+    repo.write(rel, fixture(rel));
+    let run = |vars: &[(&str, &str)]| {
+        let mut cmd = env.runner().command(&repo.path, &["validate", rel]);
+        cmd.env_remove("NO_COLOR");
+        for (k, v) in vars {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().expect("ward runs");
+        assert_eq!(
+            out.status.code(),
+            Some(EXIT_ERROR),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).contains('\x1b')
+    };
+    assert!(!run(&[]), "a pipe gets no colour");
+    assert!(
+        run(&[("CLICOLOR_FORCE", "1")]),
+        "CLICOLOR_FORCE=1 forces colour"
+    );
+    assert!(
+        run(&[("CLICOLOR_FORCE", "1"), ("NO_COLOR", "")]),
+        "an empty NO_COLOR does not turn colour off"
+    );
+    assert!(
+        !run(&[("CLICOLOR_FORCE", "1"), ("NO_COLOR", "1")]),
+        "NO_COLOR=1 turns colour off"
+    );
+}

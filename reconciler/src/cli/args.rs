@@ -80,7 +80,7 @@ pub struct GlobalArgs {
 /// When to colour output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ColorChoice {
-    /// On a terminal, unless NO_COLOR is set.
+    /// On a terminal, unless NO_COLOR is set (and not empty); CLICOLOR_FORCE forces it.
     Auto,
     /// Always.
     Always,

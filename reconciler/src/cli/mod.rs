@@ -21,7 +21,7 @@ use args::ObserveArgs;
 use args::{
     Cli, ColorChoice, Command, DiffArgs, ExplainArgs, GlobalArgs, PlanArgs, TestArgs, ValidateArgs,
 };
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use ward_schema::{Diagnostic, Origin, Resource, ResourceSet, Validation, yaml::Limits};
 
@@ -92,8 +92,10 @@ impl Settings {
         let color = match g.color {
             ColorChoice::Always => true,
             ColorChoice::Never => false,
+            // anstream's decision: NO_COLOR (when not empty) and CLICOLOR=0 turn colour off,
+            // CLICOLOR_FORCE turns it on, else a terminal that is not TERM=dumb.
             ColorChoice::Auto => {
-                std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none()
+                anstream::AutoStream::choice(&std::io::stdout()) != anstream::ColorChoice::Never
             }
         };
         let limits = Limits {

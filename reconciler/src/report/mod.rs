@@ -19,7 +19,7 @@ use ward_schema::Diagnostic;
 /// The output formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
-    /// Human-readable text; colour on a terminal unless NO_COLOR is set.
+    /// Human-readable text; colour on a terminal unless NO_COLOR is set (and not empty).
     Text,
     /// One JSON document.
     Json,

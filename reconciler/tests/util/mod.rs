@@ -118,6 +118,7 @@ impl Runner {
             if k.starts_with("WARD_")
                 || k.starts_with("GIT_")
                 || k == "RUST_LOG"
+                || k.starts_with("CLICOLOR")
                 || k.starts_with("XDG_")
             {
                 cmd.env_remove(&*k);
