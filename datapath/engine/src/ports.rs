@@ -17,6 +17,7 @@ pub use ward_schema::protocol::Protocol;
 /// The number of a named ICMP type (Cilium's names): the validator's own table, so every
 /// name `ward validate` accepts resolves here.
 pub use ward_schema::semantic::icmp_type;
+use ward_schema::semantic::{is_svc_name, parse_go_uint16};
 
 /// A compiled layer-4 match of one entry.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -109,7 +110,7 @@ pub fn port_protocol(pp: &model::PortProtocol) -> Result<Vec<L4>, String> {
             .map(|proto| L4::Ports { proto, lo, hi })
             .collect());
     }
-    if is_port_name(port) {
+    if is_svc_name(port) {
         let name = port.to_ascii_lowercase();
         return Ok(protos
             .into_iter()
@@ -122,40 +123,14 @@ pub fn port_protocol(pp: &model::PortProtocol) -> Result<Vec<L4>, String> {
     Err(format!("unable to parse port {port:?}"))
 }
 
-/// A port number as Cilium reads it (Go base prefixes allowed, `_` separators); empty is 0.
+/// A port number as Cilium reads it: the validator's parser (Go's `ParseUint(s, 0, 16)`, base
+/// prefixes and `_` allowed), so every port `ward validate` accepts means the same here; empty
+/// is 0 (every port).
 fn parse_number(s: &str) -> Option<u16> {
     if s.is_empty() {
         return Some(0);
     }
-    let digits = s.replace('_', "");
-    let lower = digits.to_ascii_lowercase();
-    let (radix, body) = if let Some(r) = lower.strip_prefix("0x") {
-        (16, r)
-    } else if let Some(r) = lower.strip_prefix("0o") {
-        (8, r)
-    } else if let Some(r) = lower.strip_prefix("0b") {
-        (2, r)
-    } else if lower.len() > 1 && lower.starts_with('0') {
-        (8, &lower[1..])
-    } else {
-        (10, lower.as_str())
-    };
-    if body.is_empty() || !body.chars().all(|c| c.is_digit(radix)) {
-        return None;
-    }
-    u16::from_str_radix(body, radix).ok()
-}
-
-/// An IANA service name: 1–15 letters, digits and single inner hyphens, at least one letter.
-fn is_port_name(s: &str) -> bool {
-    let b = s.as_bytes();
-    !b.is_empty()
-        && b.len() <= 15
-        && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'-')
-        && b.iter().any(u8::is_ascii_alphabetic)
-        && b[0] != b'-'
-        && b[b.len() - 1] != b'-'
-        && !s.contains("--")
+    parse_go_uint16(s).ok()
 }
 
 /// Compiles one `icmps[].fields[]` entry to ICMP or ICMPv6 with the type as the port.

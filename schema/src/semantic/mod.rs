@@ -18,7 +18,7 @@ use crate::yaml::Seg;
 use serde_json::Value;
 use std::borrow::Cow;
 
-pub use l4::icmp_type;
+pub use l4::{icmp_type, is_svc_name, parse_go_uint16};
 pub(crate) use selector::check_selector;
 pub use selector::did_you_mean;
 
