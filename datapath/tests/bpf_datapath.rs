@@ -48,30 +48,9 @@ static NETNS_LOCK: Mutex<()> = Mutex::new(());
 // ---------------------------------------------------------------------------------------
 // Fixture
 
-fn prerequisites() -> Result<(), String> {
-    if !nix::unistd::geteuid().is_root() {
-        return Err("needs root (BPF programs, network namespaces)".into());
-    }
-    match Command::new("ip").arg("-V").output() {
-        Ok(o) if o.status.success() => {}
-        _ => return Err("`ip` (iproute2) is not installed".into()),
-    }
-    match Command::new("tc").arg("-V").output() {
-        Ok(o) if o.status.success() => {}
-        _ => return Err("`tc` (iproute2) is not installed".into()),
-    }
-    let bpffs = nix::sys::statfs::statfs("/sys/fs/bpf")
-        .map(|s| s.filesystem_type() == nix::sys::statfs::BPF_FS_MAGIC)
-        .unwrap_or(false);
-    if !bpffs {
-        return Err("/sys/fs/bpf is not a mounted bpf filesystem".into());
-    }
-    Ok(())
-}
-
 /// The lab, or `None` after printing why the test is skipped (a panic in must-run mode, see `ward_testkit`).
 fn lab_or_skip(tag: &str) -> Option<Lab> {
-    if let Err(reason) = prerequisites() {
+    if let Some(reason) = ward_testkit::bpf_missing() {
         ward_testkit::skip(&format!("bpf_datapath {tag}"), &reason);
         return None;
     }

@@ -20,21 +20,9 @@ use ward_schema::{Diagnostic, Limits, assemble, load_file};
 
 const TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Whether lab tests can run here; otherwise says why (and fails in must-run mode (`ward_testkit::must_run`)).
+/// Whether lab tests can run here; otherwise says why (and fails in must-run mode).
 fn privileged(test: &str) -> bool {
-    let reason = if !nix::unistd::geteuid().is_root() {
-        Some("not root: the lab needs CAP_NET_ADMIN and CAP_SYS_ADMIN".to_owned())
-    } else {
-        match Command::new("ip").arg("-V").output() {
-            Ok(o) if o.status.success() => None,
-            Ok(o) => Some(format!(
-                "`ip -V` failed: {}",
-                String::from_utf8_lossy(&o.stderr)
-            )),
-            Err(e) => Some(format!("iproute2 (`ip`) cannot be run: {e}")),
-        }
-    };
-    ward_testkit::can_run(test, reason.as_deref())
+    ward_testkit::can_run(test, ward_testkit::lab_missing().as_deref())
 }
 
 /// A lab name unique to this test run.

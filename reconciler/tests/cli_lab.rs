@@ -12,26 +12,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use util::{EXIT_ERROR, EXIT_OK, Env, WARD};
 
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-}
-
 fn privileged(test: &str) -> bool {
-    let reason = if !is_root() {
-        Some("not root: the lab needs CAP_NET_ADMIN and CAP_SYS_ADMIN")
-    } else if !Command::new("ip")
-        .arg("-V")
-        .output()
-        .is_ok_and(|o| o.status.success())
-    {
-        Some("iproute2 (`ip`) cannot be run")
-    } else {
-        None
-    };
-    ward_testkit::can_run(test, reason)
+    ward_testkit::can_run(test, ward_testkit::lab_missing().as_deref())
 }
 
 fn topology(lab: &str) -> String {
@@ -98,7 +80,7 @@ fn without_root_lab_up_says_what_it_needs() {
     std::fs::create_dir_all(&dir).expect("mkdir");
     let _cleanup = RemoveDir(dir.clone());
     std::fs::write(dir.join("lab.yaml"), topology("nonroot")).expect("write");
-    let mut cmd = if is_root() {
+    let mut cmd = if ward_testkit::is_root() {
         let ward = dir.join("ward");
         std::fs::copy(WARD, &ward).expect("copy ward");
         for (p, mode) in [

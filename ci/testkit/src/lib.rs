@@ -13,6 +13,8 @@
 //!   (as root), so the README's test command never passes on a test that did not run.
 
 use std::io::Write;
+use std::os::unix::fs::MetadataExt;
+use std::process::Command;
 
 /// The variable that turns on must-run mode (`1`); `CI=true` does too.
 pub const MUST_RUN_VAR: &str = "WARD_TESTS_MUST_RUN";
@@ -63,6 +65,50 @@ pub fn can_run(test: &str, reason: Option<&str>) -> bool {
             false
         }
     }
+}
+
+/// Whether this process runs as root (the owner of `/proc/self` is the effective user).
+pub fn is_root() -> bool {
+    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+}
+
+/// Why the network-namespace lab cannot run here (`None`: it can): it needs root and
+/// iproute2's `ip` and `tc`.
+pub fn lab_missing() -> Option<String> {
+    if !is_root() {
+        return Some("not root: the lab needs CAP_NET_ADMIN and CAP_SYS_ADMIN".into());
+    }
+    for tool in ["ip", "tc"] {
+        match Command::new(tool).arg("-V").output() {
+            Ok(o) if o.status.success() => {}
+            Ok(o) => {
+                return Some(format!(
+                    "`{tool} -V` failed: {}",
+                    String::from_utf8_lossy(&o.stderr).trim()
+                ));
+            }
+            Err(e) => {
+                return Some(format!(
+                    "iproute2's `{tool}` cannot be run ({e}): apt-get install iproute2"
+                ));
+            }
+        }
+    }
+    None
+}
+
+/// Why BPF programs cannot run in the lab here: [`lab_missing`], or no bpf filesystem mounted
+/// at `/sys/fs/bpf`.
+pub fn bpf_missing() -> Option<String> {
+    lab_missing().or_else(|| {
+        let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
+        let bpffs = mounts.lines().any(|l| {
+            let mut f = l.split_whitespace().skip(1);
+            f.next() == Some("/sys/fs/bpf") && f.next() == Some("bpf")
+        });
+        (!bpffs)
+            .then(|| "bpffs is not mounted at /sys/fs/bpf (mount -t bpf bpf /sys/fs/bpf)".into())
+    })
 }
 
 #[cfg(test)]

@@ -14,22 +14,9 @@ use std::time::{Duration, Instant};
 use ward_datapath::lab::{Lab, Topology, in_netns};
 use ward_schema::{Limits, ResourceSet, assemble, load_file};
 
-/// Whether privileged datapath tests can run here; else says why (a failure in must-run mode (`ward_testkit::must_run`)).
+/// Whether privileged datapath tests can run here; else says why (a failure in must-run mode).
 pub fn privileged(test: &str) -> bool {
-    let reason = if !nix::unistd::geteuid().is_root() {
-        Some("not root: the lab and BPF need CAP_NET_ADMIN, CAP_SYS_ADMIN and CAP_BPF".to_owned())
-    } else if !Path::new("/sys/fs/bpf").exists()
-        || Command::new("mountpoint")
-            .args(["-q", "/sys/fs/bpf"])
-            .status()
-            .map(|s| !s.success())
-            .unwrap_or(true)
-    {
-        Some("bpffs is not mounted at /sys/fs/bpf (mount -t bpf bpf /sys/fs/bpf)".to_owned())
-    } else {
-        None
-    };
-    ward_testkit::can_run(test, reason.as_deref())
+    ward_testkit::can_run(test, ward_testkit::bpf_missing().as_deref())
 }
 
 /// A lab built from a topology text, with agents; everything goes away on drop.
