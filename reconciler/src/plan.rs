@@ -1,12 +1,17 @@
 //! Plan = diff(desired, live): what an apply would create, change and prune, what is
 //! unchanged, and what drifted (changed outside ward since ward applied it).
+//!
+//! One implementation, the [`Planner`], for every target: a target turns each desired object
+//! into a [`Proposal`] (what it would become there), the planner compares it with the live
+//! object and renders the diff.
 
 use crate::normalize::{fingerprint, normalize, to_yaml};
-use crate::target::{Inventory, LiveSet};
+use crate::target::{Inventory, LiveObject, LiveSet};
 use rayon::prelude::*;
 use serde::Serialize;
 use serde_json::Value;
 use similar::TextDiff;
+use std::collections::BTreeMap;
 use ward_schema::{Resource, ResourceKey, ResourceSet};
 
 /// What happens to one object.
@@ -106,88 +111,214 @@ impl Plan {
     }
 }
 
-/// Computes the plan. Objects in the target that ward never applied (not in the inventory)
-/// are left alone: neither updated unless desired, nor pruned. Kinds that are never applied
-/// (PolicyTest) are not part of any plan.
+/// What a target expects one desired object to become; the [`Planner`] compares it with the
+/// live object. Targets differ only in how they know what an object will become: the local
+/// target normalises it, the kube target asks the API server (a server-side dry run).
+#[derive(Debug)]
+pub struct Proposal {
+    /// The object.
+    pub key: ResourceKey,
+    /// Where it is defined (`file:line`).
+    pub origin: Option<String>,
+    /// What an apply sends.
+    pub send: Value,
+    /// Fingerprint of `send` (what the inventory records).
+    pub send_fingerprint: String,
+    /// What the target would hold after the apply, normalised, when that differs from `send`
+    /// (the API server's dry-run answer: defaults, other managers' fields); `None`: `send`.
+    pub expected: Option<Value>,
+    /// Fingerprint of what the target would hold, computed the way the target fingerprints
+    /// its live objects ([`LiveObject::fingerprint`]).
+    pub expected_fingerprint: String,
+    /// Whether the live object was changed outside ward since ward applied it.
+    pub drifted: bool,
+}
+
+/// A proposal compared with the live object.
+#[derive(Debug)]
+pub enum Judged {
+    /// The live object is already what the proposal would make it.
+    Unchanged {
+        /// The object.
+        key: ResourceKey,
+        /// Whether it drifted (and drifted back, or the drift made no difference).
+        drifted: bool,
+    },
+    /// A create or an update.
+    Changed(Change),
+}
+
+/// Builds the one kind of plan every target and `ward diff` produce: it compares proposals
+/// with the live objects, renders diffs, lists drift and sorts everything into apply order.
+pub struct Planner<'a> {
+    live: &'a BTreeMap<ResourceKey, LiveObject>,
+    diffs: bool,
+    plan: Plan,
+}
+
+impl<'a> Planner<'a> {
+    /// A planner against `live`; `diffs` false leaves every [`Change::diff`] empty (the
+    /// controller: nobody reads them, and a first apply would hold every object again as YAML).
+    pub fn new(
+        live: &'a BTreeMap<ResourceKey, LiveObject>,
+        prune: bool,
+        revision: Option<String>,
+        diffs: bool,
+    ) -> Self {
+        Planner {
+            live,
+            diffs,
+            plan: Plan {
+                revision,
+                prune,
+                ..Plan::default()
+            },
+        }
+    }
+
+    /// Compares one proposal with the live object. Pure, so callers may judge on all cores.
+    pub fn judge(&self, p: Proposal) -> Judged {
+        let live = self.live.get(&p.key);
+        if live.is_some_and(|l| l.fingerprint == p.expected_fingerprint) {
+            return Judged::Unchanged {
+                key: p.key,
+                drifted: p.drifted,
+            };
+        }
+        let action = if live.is_some() {
+            Action::Update
+        } else {
+            Action::Create
+        };
+        let before = live.map(|l| l.object().clone());
+        let diff = if self.diffs {
+            let expected = p.expected.as_ref().unwrap_or(&p.send);
+            unified_diff(&p.key, before.as_ref(), Some(expected))
+        } else {
+            String::new()
+        };
+        Judged::Changed(Change {
+            key: p.key,
+            action,
+            before,
+            after: Some(p.send),
+            after_fingerprint: Some(p.send_fingerprint),
+            diff,
+            origin: p.origin,
+            drifted: p.drifted,
+        })
+    }
+
+    /// Adds a judged proposal to the plan.
+    pub fn add(&mut self, judged: Judged) {
+        match judged {
+            Judged::Unchanged { key, drifted } => {
+                if drifted {
+                    self.plan.drifted.push(key.clone());
+                }
+                self.plan.unchanged.push(key);
+            }
+            Judged::Changed(c) => {
+                if c.drifted {
+                    self.plan.drifted.push(c.key.clone());
+                }
+                match c.action {
+                    Action::Create => self.plan.creates.push(c),
+                    _ => self.plan.updates.push(c),
+                }
+            }
+        }
+    }
+
+    /// An object the target knows to be unchanged without a proposal (the kube target's
+    /// objects that nobody touched since ward applied this very content).
+    pub fn unchanged(&mut self, key: ResourceKey) {
+        self.plan.unchanged.push(key);
+    }
+
+    /// An object ward applied that is no longer desired and is still live: pruned with
+    /// `prune`. `drifted`: changed outside ward since ward applied it.
+    pub fn prune(&mut self, key: ResourceKey, drifted: bool) {
+        let Some(l) = self.live.get(&key) else {
+            return;
+        };
+        if drifted {
+            self.plan.drifted.push(key.clone());
+        }
+        let before = l.object().clone();
+        let diff = if self.diffs {
+            unified_diff(&key, Some(&before), None)
+        } else {
+            String::new()
+        };
+        self.plan.deletes.push(Change {
+            key,
+            action: Action::Delete,
+            before: Some(before),
+            after: None,
+            after_fingerprint: None,
+            diff,
+            origin: None,
+            drifted,
+        });
+    }
+
+    /// The plan, every list in apply order.
+    pub fn finish(mut self) -> Plan {
+        let plan = &mut self.plan;
+        for list in [&mut plan.creates, &mut plan.updates, &mut plan.deletes] {
+            list.sort_by(|a, b| a.key.cmp(&b.key));
+        }
+        plan.unchanged.sort();
+        plan.drifted.sort();
+        self.plan
+    }
+}
+
+/// Plans a desired state against live objects whose fingerprints are ward's own
+/// ([`fingerprint`] of the normalised object): the local target, and a revision taken as
+/// live (`ward diff --base`). Objects in the target that ward never applied (not in the
+/// inventory) are left alone: neither updated unless desired, nor pruned. Kinds that are
+/// never applied (PolicyTest) are not part of any plan.
 pub fn compute(
     desired: &ResourceSet,
     live: &LiveSet,
     prune: bool,
     revision: Option<String>,
 ) -> Plan {
-    let mut plan = Plan {
-        revision,
-        prune,
-        ..Plan::default()
-    };
     let inv = &live.inventory;
+    let mut planner = Planner::new(&live.objects, prune, revision, true);
     // Normalising, hashing and diffing are the bulk of the work: on all cores, in order. An
     // unchanged object's canonical form is dropped at once.
-    let outcomes: Vec<(&Resource, bool, Option<Change>)> = desired
+    let judged: Vec<Judged> = desired
         .iter()
         .filter(|r| r.key.kind.is_applied())
         .collect::<Vec<_>>()
         .into_par_iter()
-        .map(|r| {
-            let after = normalize(&r.object);
-            let after_fp = fingerprint(&after);
-            let origin = Some(r.origin.to_string());
-            let drifted = is_drifted(&r.key, live, inv);
-            let change = match live.objects.get(&r.key) {
-                None => Some(change(
-                    &r.key,
-                    Action::Create,
-                    None,
-                    Some(after),
-                    Some(after_fp),
-                    origin,
-                    drifted,
-                )),
-                Some(l) if l.fingerprint == after_fp => None,
-                Some(l) => Some(change(
-                    &r.key,
-                    Action::Update,
-                    Some(l.object().clone()),
-                    Some(after),
-                    Some(after_fp),
-                    origin,
-                    drifted,
-                )),
-            };
-            (r, drifted, change)
+        .map(|r: &Resource| {
+            let send = normalize(&r.object);
+            let fp = fingerprint(&send);
+            planner.judge(Proposal {
+                key: r.key.clone(),
+                origin: Some(r.origin.to_string()),
+                send,
+                send_fingerprint: fp.clone(),
+                expected: None,
+                expected_fingerprint: fp,
+                drifted: is_drifted(&r.key, live, inv),
+            })
         })
         .collect();
-    for (r, drifted, change) in outcomes {
-        if drifted {
-            plan.drifted.push(r.key.clone());
-        }
-        match change {
-            None => plan.unchanged.push(r.key.clone()),
-            Some(c) if c.action == Action::Create => plan.creates.push(c),
-            Some(c) => plan.updates.push(c),
-        }
-    }
+    judged.into_iter().for_each(|j| planner.add(j));
     for entry in inv.entries.values() {
         if desired.get(&entry.key).is_some() {
             continue;
         }
         if let Some(l) = live.objects.get(&entry.key) {
-            let drifted = l.fingerprint != entry.fingerprint;
-            if drifted {
-                plan.drifted.push(entry.key.clone());
-            }
-            plan.deletes.push(change(
-                &entry.key,
-                Action::Delete,
-                Some(l.object().clone()),
-                None,
-                None,
-                None,
-                drifted,
-            ));
+            planner.prune(entry.key.clone(), l.fingerprint != entry.fingerprint);
         }
     }
-    plan
+    planner.finish()
 }
 
 fn is_drifted(key: &ResourceKey, live: &LiveSet, inv: &Inventory) -> bool {
@@ -195,28 +326,6 @@ fn is_drifted(key: &ResourceKey, live: &LiveSet, inv: &Inventory) -> bool {
         (Some(entry), Some(l)) => entry.fingerprint != l.fingerprint,
         (Some(_), None) => true,
         _ => false,
-    }
-}
-
-fn change(
-    key: &ResourceKey,
-    action: Action,
-    before: Option<Value>,
-    after: Option<Value>,
-    after_fingerprint: Option<String>,
-    origin: Option<String>,
-    drifted: bool,
-) -> Change {
-    let diff = unified_diff(key, before.as_ref(), after.as_ref());
-    Change {
-        key: key.clone(),
-        action,
-        before,
-        after,
-        after_fingerprint,
-        diff,
-        origin,
-        drifted,
     }
 }
 

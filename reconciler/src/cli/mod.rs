@@ -6,14 +6,14 @@ pub mod args;
 #[cfg(feature = "node")]
 mod lab;
 
-use crate::desired::{Desired, validate_files, validate_snapshot};
-use crate::normalize::{fingerprint, normalize};
-use crate::plan::{self, Plan};
+use crate::desired::validate_files;
 use crate::report::{self, Format, Report};
-use crate::source::{GitSource, RemoteCache, Selection, Snapshot, open_repo, read_worktree};
+use crate::source::{RepoRef, Selection, Source, read_worktree, repo_root};
+use crate::sync::{self, Loaded as LoadedRevision, Outcome, Request};
 use crate::target::kube::{KubeOptions, KubeTarget};
 use crate::target::local::LocalTarget;
-use crate::target::{ApplyOptions, Inventory, LiveObject, LiveSet, Target, check_prune};
+use crate::target::memory::MemoryTarget;
+use crate::target::{ApplyOptions, LiveSet, Status, Target};
 use crate::testing::{self, Suite, connectivity, render as test_render};
 use anyhow::{Context, Result, bail};
 #[cfg(feature = "node")]
@@ -22,7 +22,7 @@ use args::{
     Cli, ColorChoice, Command, DiffArgs, ExplainArgs, GlobalArgs, PlanArgs, TestArgs, ValidateArgs,
 };
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use ward_schema::{Diagnostic, Origin, Resource, ResourceSet, Validation, yaml::Limits};
 
 /// Exit code: success, nothing to report.
@@ -32,38 +32,13 @@ pub const EXIT_ERROR: i32 = 1;
 /// Exit code: success with changes present (with --detailed-exitcode).
 pub const EXIT_CHANGES: i32 = 2;
 
-/// Where the desired state comes from.
-#[derive(Debug, Clone)]
-pub enum RepoRef {
-    /// A folder on disk (a Git working tree, a bare repository, or any folder).
-    Local(PathBuf),
-    /// A URL cloned into the cache.
-    Remote(String),
-}
-
-impl RepoRef {
-    fn parse(s: &str) -> RepoRef {
-        let is_url =
-            s.contains("://") || (s.contains('@') && s.contains(':') && !Path::new(s).exists());
-        if is_url {
-            RepoRef::Remote(s.to_owned())
-        } else {
-            RepoRef::Local(PathBuf::from(s))
-        }
-    }
-}
-
 /// Resolved settings (phase two).
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// The repository.
-    pub repo: RepoRef,
-    /// Which files count.
-    pub selection: Selection,
+    /// The repository, the files that count, the clone cache.
+    pub source: Source,
     /// The local target's state directory.
     pub state_dir: PathBuf,
-    /// Cache root (remote clones go under `repos/`).
-    pub cache_dir: PathBuf,
     /// Output format.
     pub format: Format,
     /// Whether text output is coloured.
@@ -109,13 +84,15 @@ impl Settings {
             config_namespace: g.config_namespace.clone(),
         });
         Ok(Settings {
-            repo,
-            selection: Selection {
-                include: g.include.clone(),
-                limits,
+            source: Source {
+                repo,
+                selection: Selection {
+                    include: g.include.clone(),
+                    limits,
+                },
+                cache_dir,
             },
             state_dir,
-            cache_dir,
             format: g.format,
             color,
             kube,
@@ -128,25 +105,6 @@ impl Settings {
 fn home_cache() -> Result<PathBuf> {
     let home = std::env::var_os("HOME").context("HOME is not set; pass --cache-dir")?;
     Ok(PathBuf::from(home).join(".cache").join("ward"))
-}
-
-/// The top of the working tree that contains `p` (the nearest folder with a `.git` entry,
-/// a folder or a worktree's file), or `p` itself outside Git.
-///
-/// A plain walk up rather than `git2::Repository::discover`: initialising libgit2 (and its
-/// TLS library) costs about 50 ms, which a `ward validate` of a few files should not pay.
-fn repo_root(p: &Path) -> PathBuf {
-    let start = std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
-    let start = if start.is_file() {
-        start.parent().map(Path::to_path_buf).unwrap_or(start)
-    } else {
-        start
-    };
-    start
-        .ancestors()
-        .find(|d| d.join(".git").exists())
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| p.to_path_buf())
 }
 
 /// Runs the parsed command line.
@@ -170,75 +128,12 @@ pub fn run(cli: Cli) -> Result<i32> {
 
 /// Reads and validates the desired state of a revision (or the working tree when `rev` is
 /// `None`); `keep_objects` as in [`validate_files`].
-pub fn load_desired(
+fn load_desired(
     settings: &Settings,
     rev: Option<&str>,
     keep_objects: bool,
-) -> Result<(Desired, Vec<String>)> {
-    let snapshot = snapshot(settings, rev)?;
-    let files = snapshot.files.iter().map(|f| f.path.clone()).collect();
-    Ok((
-        validate_snapshot(snapshot, &settings.selection, keep_objects),
-        files,
-    ))
-}
-
-fn snapshot(settings: &Settings, rev: Option<&str>) -> Result<Snapshot> {
-    match (&settings.repo, rev) {
-        (RepoRef::Local(path), None) => {
-            let root = repo_root(path);
-            let files = read_worktree(&root, &settings.selection, &[])
-                .with_context(|| format!("cannot read the working tree at {}", root.display()))?;
-            let (revision, dirty) = worktree_revision(&root);
-            Ok(Snapshot {
-                files,
-                revision,
-                dirty,
-            })
-        }
-        (RepoRef::Local(path), Some(rev)) => {
-            let repo = open_repo(path)?;
-            let (oid, files) = GitSource::new(&repo).read(rev, &settings.selection)?;
-            Ok(Snapshot {
-                files,
-                revision: Some(oid.to_string()),
-                dirty: Some(false),
-            })
-        }
-        (RepoRef::Remote(url), rev) => {
-            let cache = RemoteCache::new(RemoteCache::default_dir(&settings.cache_dir));
-            let (repo, oid) = cache.fetch(url, rev.unwrap_or("HEAD"))?;
-            let (oid, files) = GitSource::new(&repo).read(&oid.to_string(), &settings.selection)?;
-            Ok(Snapshot {
-                files,
-                revision: Some(oid.to_string()),
-                dirty: Some(false),
-            })
-        }
-    }
-}
-
-/// HEAD's commit and whether the working tree differs from it; `(None, None)` outside Git.
-fn worktree_revision(root: &Path) -> (Option<String>, Option<bool>) {
-    if !root.join(".git").exists() {
-        return (None, None); // not a repository: spare libgit2's start-up (it loads every CA certificate)
-    }
-    let Ok(repo) = git2::Repository::open(root) else {
-        return (None, None);
-    };
-    let head = repo
-        .head()
-        .ok()
-        .and_then(|h| h.peel_to_commit().ok())
-        .map(|c| c.id().to_string());
-    let mut opts = git2::StatusOptions::new();
-    opts.include_untracked(true).include_ignored(false);
-    let dirty = repo.statuses(Some(&mut opts)).ok().map(|s| !s.is_empty());
-    let revision = match (head, dirty) {
-        (Some(h), Some(true)) => Some(format!("{h}-dirty")),
-        (h, _) => h,
-    };
-    (revision, dirty)
+) -> Result<LoadedRevision> {
+    sync::load_validated(&settings.source, rev, keep_objects)
 }
 
 fn emit(settings: &Settings, report: &Report<'_>) -> Result<()> {
@@ -283,13 +178,13 @@ fn load_paths(
     if paths.is_empty() || rev.is_some() {
         let mut settings = settings.clone();
         if !paths.is_empty() {
-            settings.selection.include = paths
+            settings.source.selection.include = paths
                 .iter()
                 .map(|p| p.to_string_lossy().trim_end_matches('/').to_owned())
                 .collect();
         }
-        let (d, files) = load_desired(&settings, rev, keep_objects)?;
-        return Ok((d.validation, files));
+        let loaded = load_desired(&settings, rev, keep_objects)?;
+        return Ok((loaded.desired.validation, loaded.files));
     }
     let root = std::env::current_dir()?;
     for p in paths {
@@ -297,12 +192,10 @@ fn load_paths(
             bail!("{} does not exist", p.display());
         }
     }
-    let files = read_worktree(&root, &settings.selection, paths)?;
+    let selection = &settings.source.selection;
+    let files = read_worktree(&root, selection, paths)?;
     let names = files.iter().map(|f| f.path.clone()).collect();
-    Ok((
-        validate_files(files, &settings.selection, keep_objects),
-        names,
-    ))
+    Ok((validate_files(files, selection, keep_objects), names))
 }
 
 /// Prints findings (and nothing else) as `command`'s report.
@@ -473,51 +366,63 @@ fn plan_or_apply(settings: &Settings, a: &PlanArgs, apply: bool) -> Result<i32> 
     plan_against_target(settings, a, if apply { "apply" } else { "plan" })
 }
 
+/// The target the settings name: the cluster of `--kubeconfig`/`--context`, else the local
+/// state directory.
+fn open_target(settings: &Settings) -> Result<Box<dyn Target>> {
+    Ok(match &settings.kube {
+        Some(k) => Box::new(KubeTarget::connect(k.clone())?),
+        None => Box::new(LocalTarget::new(&settings.state_dir)),
+    })
+}
+
 /// `plan`, `apply`, or `diff` without `--base`: the revision against what the target holds.
 fn plan_against_target(settings: &Settings, a: &PlanArgs, command: &'static str) -> Result<i32> {
     let apply = command == "apply";
-    let (desired, files) = load_desired(settings, a.rev.as_deref(), true)?;
-    let v = &desired.validation;
-    if !v.is_valid() {
-        let report = Report {
-            command,
-            files: &files,
-            documents: v.documents,
-            diagnostics: &v.diagnostics,
-            plan: None,
-            base: None,
-            head: desired.revision.clone(),
-            connectivity: None,
-        };
-        emit(settings, &report)?;
-        if apply {
-            eprintln!(
-                "ward: nothing applied: the revision has {} error(s); the target keeps its last applied state",
-                v.error_count()
-            );
-        }
-        return Ok(EXIT_ERROR);
-    }
-    let options = ApplyOptions {
-        prune: a.prune,
-        revision: desired.revision.clone(),
-        force_conflicts: a.force_conflicts,
-        max_prune: a.max_prune,
-        allow_prune_all: a.allow_prune_all,
+    let request = Request {
+        rev: a.rev.clone(),
+        apply,
+        options: ApplyOptions {
+            prune: a.prune,
+            revision: None,
+            force_conflicts: a.force_conflicts,
+            max_prune: a.max_prune,
+            allow_prune_all: a.allow_prune_all,
+        },
+        diffs: true,
+        keep_desired: true,
+        check_health: true,
     };
-    let (plan, live) = match &settings.kube {
-        Some(k) => kube_plan_or_apply(k, &desired, &options, apply)?,
-        None => local_plan_or_apply(settings, &desired, &options, apply)?,
-    };
-    let connectivity = connectivity::diff_from_live(
-        || live_resources(live),
-        &v.resources,
-        connectivity_options(settings),
-    );
+    let loaded = load_desired(settings, a.rev.as_deref(), true)?;
     let base = (command == "diff").then(|| match &settings.kube {
         Some(k) => format!("live ({})", k.describe()),
         None => format!("live ({})", settings.state_dir.display()),
     });
+    if !loaded.desired.validation.is_valid() {
+        return report_invalid(settings, command, &loaded);
+    }
+    let mut target = open_target(settings)?;
+    let synced = match sync::sync(loaded, target.as_mut(), &request)? {
+        Outcome::Synced(s) => s,
+        Outcome::Invalid(loaded) => return report_invalid(settings, command, &loaded),
+    };
+    for note in &synced.planned.notes {
+        eprintln!("ward: {note}");
+    }
+    for (key, message) in &synced.unhealthy {
+        eprintln!("ward: warning: {key} is not valid on the cluster: {message}");
+    }
+    let sync::Synced {
+        loaded: LoadedRevision { desired, files },
+        planned,
+        ..
+    } = *synced;
+    let v = &desired.validation;
+    let plan = planned.plan;
+    let connectivity = connectivity::diff_from_live(
+        || live_resources(planned.live),
+        &v.resources,
+        connectivity_options(settings),
+    );
     let report = Report {
         command,
         files: &files,
@@ -540,82 +445,31 @@ fn plan_against_target(settings: &Settings, a: &PlanArgs, command: &'static str)
     Ok(code)
 }
 
-/// Plans (and applies) against the local state directory; the plan and what was live before.
-fn local_plan_or_apply(
+/// Prints an invalid revision's findings; an apply says that nothing was applied.
+fn report_invalid(
     settings: &Settings,
-    desired: &Desired,
-    options: &ApplyOptions,
-    apply: bool,
-) -> Result<(Plan, LiveSet)> {
-    let mut target = LocalTarget::new(&settings.state_dir);
-    if target.repair_if_needed()? {
+    command: &'static str,
+    loaded: &LoadedRevision,
+) -> Result<i32> {
+    let v = &loaded.desired.validation;
+    let report = Report {
+        command,
+        files: &loaded.files,
+        documents: v.documents,
+        diagnostics: &v.diagnostics,
+        plan: None,
+        base: None,
+        head: loaded.desired.revision.clone(),
+        connectivity: None,
+    };
+    emit(settings, &report)?;
+    if command == "apply" {
         eprintln!(
-            "ward: repaired an interrupted apply in {}",
-            settings.state_dir.display()
+            "ward: nothing applied: the revision has {} error(s); the target keeps its last applied state",
+            v.error_count()
         );
     }
-    let live = target.live()?;
-    let plan = plan::compute(
-        &desired.validation.resources,
-        &live,
-        options.prune,
-        desired.revision.clone(),
-    );
-    if apply && plan.has_changes() {
-        check_prune(&plan, live.inventory.entries.len(), options)?;
-        target.apply(&plan, options)?;
-    } else if apply {
-        record_unchanged(&mut target, &plan, desired)?;
-    }
-    Ok((plan, live))
-}
-
-/// Plans (and applies) against a cluster; the plan and what was live before.
-fn kube_plan_or_apply(
-    k: &KubeOptions,
-    desired: &Desired,
-    options: &ApplyOptions,
-    apply: bool,
-) -> Result<(Plan, LiveSet)> {
-    let mut target = KubeTarget::connect(k.clone())?;
-    let (plan, live) = target.plan(
-        &desired.validation.resources,
-        options.prune,
-        desired.revision.clone(),
-        options.force_conflicts,
-    )?;
-    for key in target.kept() {
-        eprintln!(
-            "ward: {key} is no longer desired but annotated {}: disabled; left in place",
-            crate::target::kube::PRUNE_ANNOTATION
-        );
-    }
-    let stale = live.inventory.applied_revision != desired.revision;
-    if apply && (plan.has_changes() || stale || (options.prune && !target.kept().is_empty())) {
-        check_prune(&plan, live.inventory.entries.len(), options)?;
-        target.apply(&plan, options)?;
-        for (key, message) in target.unhealthy()? {
-            eprintln!("ward: warning: {key} is not valid on the cluster: {message}");
-        }
-    }
-    Ok((plan, live))
-}
-
-/// An apply with nothing to change still records the revision as applied.
-fn record_unchanged(target: &mut LocalTarget, plan: &Plan, desired: &Desired) -> Result<()> {
-    let inv = target.inventory()?;
-    let complete = plan.unchanged.iter().all(|k| inv.get(k).is_some());
-    if inv.applied_revision != desired.revision || !complete {
-        target.apply(
-            plan,
-            &ApplyOptions {
-                prune: plan.prune,
-                revision: desired.revision.clone(),
-                ..ApplyOptions::default()
-            },
-        )?;
-    }
-    Ok(())
+    Ok(EXIT_ERROR)
 }
 
 fn diff(settings: &Settings, a: &DiffArgs) -> Result<i32> {
@@ -630,13 +484,22 @@ fn diff(settings: &Settings, a: &DiffArgs) -> Result<i32> {
         };
         return plan_against_target(settings, &live, "diff");
     };
-    let (base, _) = load_desired(settings, Some(base_rev), true)
+    let LoadedRevision { desired: base, .. } = load_desired(settings, Some(base_rev), true)
         .with_context(|| format!("reading --base {base_rev}"))?;
-    let (head, files) = load_desired(settings, Some(&a.head), true)
+    let LoadedRevision {
+        desired: head,
+        files,
+    } = load_desired(settings, Some(&a.head), true)
         .with_context(|| format!("reading --head {}", a.head))?;
     let v = &head.validation;
-    let live = live_from(&base.validation.resources);
-    let plan = plan::compute(&v.resources, &live, true, head.revision.clone());
+    // The head planned against the base taken as live, with pruning: what merging would do.
+    let mut target = MemoryTarget::of_revision(base_rev, &base.validation.resources);
+    let options = ApplyOptions {
+        prune: true,
+        revision: head.revision.clone(),
+        ..ApplyOptions::default()
+    };
+    let plan = sync::plan(&mut target, v.resources.clone(), &options, true)?.plan;
     let connectivity = v.is_valid().then(|| {
         connectivity::diff(
             &base.validation.resources,
@@ -701,27 +564,6 @@ fn release_memory_at_once() {
     }
 }
 
-/// A revision's objects as if they were live and applied by ward, so a diff between two
-/// revisions is a plan with pruning.
-fn live_from(set: &ResourceSet) -> LiveSet {
-    let mut live = LiveSet::default();
-    for r in set.iter().filter(|r| r.key.kind.is_applied()) {
-        let object = normalize(&r.object);
-        let fp = fingerprint(&object);
-        live.inventory.entries.insert(
-            Inventory::id(&r.key),
-            crate::target::InventoryEntry {
-                key: r.key.clone(),
-                fingerprint: fp.clone(),
-                origin: r.origin.to_string(),
-            },
-        );
-        live.objects
-            .insert(r.key.clone(), LiveObject::new(object, fp));
-    }
-    live
-}
-
 fn reconcile(settings: &Settings, a: &args::ReconcileArgs) -> Result<i32> {
     release_memory_at_once();
     let kube = settings.kube.clone().unwrap_or_else(|| KubeOptions {
@@ -757,7 +599,7 @@ fn reconcile(settings: &Settings, a: &args::ReconcileArgs) -> Result<i32> {
         lease_namespace: a.lease_namespace.clone(),
         once: a.once,
     };
-    crate::controller::run(settings, &kube, &opts)?;
+    crate::controller::run(&settings.source, &kube, &opts)?;
     Ok(EXIT_OK)
 }
 
@@ -779,27 +621,8 @@ fn observe(settings: &Settings, a: &ObserveArgs) -> Result<i32> {
     Ok(EXIT_OK)
 }
 
-/// What `ward status` reports, from either target.
-struct StatusFacts {
-    target: String,
-    inventory: Inventory,
-    live: usize,
-    /// Inventory objects changed or deleted outside ward.
-    drifted: Vec<String>,
-    /// Live objects ward never applied.
-    unmanaged: Vec<String>,
-    /// Local target: the pid of a running apply, and whether one was interrupted.
-    writer: Option<u32>,
-    interrupted: bool,
-    /// Kube target: objects whose `Valid` condition is False, with the message.
-    invalid: Vec<(String, String)>,
-}
-
 fn status(settings: &Settings) -> Result<i32> {
-    let facts = match &settings.kube {
-        Some(k) => kube_status_facts(k)?,
-        None => local_status_facts(settings)?,
-    };
+    let facts = open_target(settings)?.status()?;
     let text = match settings.format {
         Format::Json => serde_json::to_string_pretty(&status_json(&facts))? + "\n",
         _ => status_text(&facts),
@@ -814,70 +637,7 @@ fn status(settings: &Settings) -> Result<i32> {
     )
 }
 
-fn local_status_facts(settings: &Settings) -> Result<StatusFacts> {
-    let target = LocalTarget::new(&settings.state_dir);
-    let interrupted = target.interrupted();
-    let live = target.live()?;
-    let inv = &live.inventory;
-    let drifted: Vec<String> = inv
-        .entries
-        .values()
-        .filter(|e| {
-            live.objects
-                .get(&e.key)
-                .is_none_or(|l| l.fingerprint != e.fingerprint)
-        })
-        .map(|e| e.key.to_string())
-        .collect();
-    let unmanaged: Vec<String> = live
-        .objects
-        .keys()
-        .filter(|k| inv.get(k).is_none())
-        .map(ToString::to_string)
-        .collect();
-    Ok(StatusFacts {
-        target: target.describe(),
-        live: live.objects.len(),
-        inventory: live.inventory.clone(),
-        drifted,
-        unmanaged,
-        writer: target.writer(),
-        interrupted,
-        invalid: Vec::new(),
-    })
-}
-
-/// Drift by revision marker, and health from the objects' `Valid` conditions.
-fn kube_status_facts(k: &KubeOptions) -> Result<StatusFacts> {
-    let target = KubeTarget::connect(k.clone())?;
-    let crate::target::kube::KubeStatus {
-        live,
-        drifted,
-        invalid,
-    } = target.status()?;
-    let unmanaged: Vec<String> = live
-        .objects
-        .keys()
-        .filter(|key| live.inventory.get(key).is_none())
-        .map(ToString::to_string)
-        .collect();
-    let invalid = invalid
-        .into_iter()
-        .map(|(key, m)| (key.to_string(), m))
-        .collect();
-    Ok(StatusFacts {
-        target: target.describe(),
-        live: live.objects.len(),
-        inventory: live.inventory,
-        drifted,
-        unmanaged,
-        writer: None,
-        interrupted: false,
-        invalid,
-    })
-}
-
-fn status_json(f: &StatusFacts) -> serde_json::Value {
+fn status_json(f: &Status) -> serde_json::Value {
     let inv = &f.inventory;
     serde_json::json!({
         "target": f.target,
@@ -894,7 +654,7 @@ fn status_json(f: &StatusFacts) -> serde_json::Value {
     })
 }
 
-fn status_text(f: &StatusFacts) -> String {
+fn status_text(f: &Status) -> String {
     use std::fmt::Write as _;
     let inv = &f.inventory;
     let mut s = String::new();

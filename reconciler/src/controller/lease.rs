@@ -15,7 +15,7 @@
 //! is needed; clocks of the controllers' machines are assumed to agree within seconds, as for
 //! any Lease-based election.
 
-use crate::target::kube::KubeTarget;
+use crate::target::kube::Cluster;
 use anyhow::{Result, anyhow};
 use k8s_openapi::api::coordination::v1::Lease as KLease;
 use kube::api::{Api, ObjectMeta, PostParams};
@@ -43,11 +43,11 @@ pub struct Lease {
 }
 
 impl Lease {
-    /// The Lease for WardSync `sync` in the cluster of `target`, as `identity`.
-    pub fn new(target: &KubeTarget, namespace: &str, sync: &str, identity: &str) -> Lease {
+    /// The Lease for WardSync `sync` in `cluster`, as `identity`.
+    pub fn new(cluster: &Cluster, namespace: &str, sync: &str, identity: &str) -> Lease {
         Lease {
-            api: Api::namespaced(target.client().clone(), namespace),
-            rt: target.handle(),
+            api: Api::namespaced(cluster.client().clone(), namespace),
+            rt: cluster.handle(),
             namespace: namespace.into(),
             name: format!("ward-{sync}"),
             identity: identity.into(),

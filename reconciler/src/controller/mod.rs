@@ -21,13 +21,14 @@
 pub mod http;
 pub mod lease;
 
-use crate::cli::{Settings, load_desired};
-use crate::target::kube::{KubeOptions, KubeTarget};
-use crate::target::{ApplyOptions, Target, check_prune};
+use crate::source::Source;
+use crate::sync::{self, Outcome, Request, Step};
+use crate::target::ApplyOptions;
+use crate::target::kube::record::{ConditionStatus, ConditionType, SetCondition};
+use crate::target::kube::{Cluster, KubeOptions, KubeTarget, Recorder};
 use anyhow::{Context, Result};
-use serde_json::{Value, json};
+use serde_json::json;
 use std::net::{SocketAddr, TcpListener};
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
@@ -85,8 +86,13 @@ struct Metrics {
 const BACKOFF: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(300));
 
 /// Runs the controller until SIGTERM/SIGINT (or after one reconcile with `once`).
-pub fn run(settings: &Settings, kube: &KubeOptions, opts: &ControllerOptions) -> Result<()> {
-    let mut target = KubeTarget::connect(kube.clone())?.without_diffs();
+pub fn run(source: &Source, kube: &KubeOptions, opts: &ControllerOptions) -> Result<()> {
+    let cluster = Arc::new(Cluster::connect(
+        kube.kubeconfig.as_deref(),
+        kube.context.as_deref(),
+    )?);
+    let mut target = KubeTarget::new(Arc::clone(&cluster), kube.clone());
+    let recorder = Recorder::new(Arc::clone(&cluster), &kube.sync);
     let (tx, rx) = mpsc::channel();
     let stop = Arc::new(AtomicBool::new(false));
     let metrics = Arc::new(Mutex::new(Metrics::default()));
@@ -108,9 +114,9 @@ pub fn run(settings: &Settings, kube: &KubeOptions, opts: &ControllerOptions) ->
         let (shared, stop) = (Arc::clone(&shared), Arc::clone(&stop));
         std::thread::spawn(move || http::serve(listener, shared, stop));
     }
-    watch_signals(&target, tx.clone(), Arc::clone(&stop));
-    let _watcher = watch_local_repo(settings, tx);
-    let mut lease = lease::Lease::new(&target, &opts.lease_namespace, &kube.sync, &opts.identity);
+    watch_signals(&cluster, tx.clone(), Arc::clone(&stop));
+    let _watcher = watch_local_repo(source, tx);
+    let mut lease = lease::Lease::new(&cluster, &opts.lease_namespace, &kube.sync, &opts.identity);
     let mut backoff: Option<Duration> = None;
     // When the next reconcile is due; a wake-up only to renew the Lease does not reconcile.
     let mut due = Instant::now();
@@ -125,7 +131,7 @@ pub fn run(settings: &Settings, kube: &KubeOptions, opts: &ControllerOptions) ->
             Ok(true) => {
                 lock(&metrics).leader = true;
                 let started = Instant::now();
-                let outcome = lease.hold_during(|| reconcile(settings, &mut target, opts));
+                let outcome = lease.hold_during(|| reconcile(source, &mut target, &recorder, opts));
                 tracing::info!(
                     took_ms = started.elapsed().as_millis() as u64,
                     ok = outcome.is_ok(),
@@ -241,191 +247,145 @@ enum Done {
 }
 
 fn reconcile(
-    settings: &Settings,
+    source: &Source,
     target: &mut KubeTarget,
+    recorder: &Recorder,
     opts: &ControllerOptions,
 ) -> Result<Done> {
-    let (spec, generation) = target.sync_spec()?;
+    use ConditionStatus::{False, True, Unknown};
+    use ConditionType::{Ready, Reconciling, Stalled};
+    let (spec, generation) = recorder.spec()?;
     if spec["suspend"] == json!(true) {
-        set_status(
-            target,
+        recorder.set_conditions(
             generation,
             None,
             &[(
-                "Ready",
-                "Unknown",
+                Ready,
+                Unknown,
                 "Suspended",
                 "reconciliation is suspended (spec.suspend)",
             )],
         )?;
         return Ok(Done::Suspended);
     }
-    let (mut desired, _) = match load_desired(settings, Some(&opts.rev), true) {
-        Ok(d) => d,
-        Err(e) => {
-            let msg = format!("cannot read revision {}: {e:#}", opts.rev);
-            set_status(
-                target,
+    let request = Request {
+        rev: Some(opts.rev.clone()),
+        apply: true,
+        options: ApplyOptions {
+            prune: opts.prune,
+            max_prune: opts.max_prune,
+            ..ApplyOptions::default()
+        },
+        // Nobody reads diffs here, and a first apply would hold every object again as YAML.
+        diffs: false,
+        keep_desired: false,
+        check_health: false,
+    };
+    let synced = match sync::run(source, target, &request) {
+        Ok(Outcome::Synced(s)) => s,
+        Ok(Outcome::Invalid(loaded)) => {
+            let desired = &loaded.desired;
+            let revision = desired.revision.as_deref();
+            let msg = invalid_message(desired, recorder)?;
+            let conditions: [SetCondition<'_>; 3] = [
+                (Ready, False, "ValidationFailed", &msg),
+                (Stalled, True, "ValidationFailed", &msg),
+                (
+                    Reconciling,
+                    False,
+                    "ValidationFailed",
+                    "waiting for a new revision",
+                ),
+            ];
+            recorder.set_conditions(generation, revision, &conditions)?;
+            recorder.event(true, "ValidationFailed", &msg);
+            return Ok(Done::Invalid);
+        }
+        Err(failed) if failed.step == Step::Load => {
+            let msg = format!("cannot read revision {}: {failed}", opts.rev);
+            recorder.set_conditions(
                 generation,
                 None,
                 &[
-                    ("Ready", "False", "SourceFailed", &msg),
+                    (Ready, False, "SourceFailed", &msg),
                     (
-                        "Reconciling",
-                        "True",
+                        Reconciling,
+                        True,
                         "Retrying",
                         "the source will be read again",
                     ),
                 ],
             )?;
-            return Err(e);
+            return Err(failed.error);
         }
-    };
-    let revision = desired.revision.clone();
-    let v = &desired.validation;
-    if !v.is_valid() {
-        let first: Vec<String> = v
-            .diagnostics
-            .iter()
-            .filter(|d| d.severity == ward_schema::Severity::Error)
-            .take(5)
-            .map(|d| {
-                format!(
-                    "{}:{}:{}: {} ({}){}",
-                    d.file,
-                    d.line,
-                    d.column,
-                    d.message,
-                    d.path,
-                    d.hint
-                        .as_deref()
-                        .map(|h| format!("; hint: {h}"))
-                        .unwrap_or_default()
-                )
-            })
-            .collect();
-        let msg = format!(
-            "revision {} is invalid ({} error(s)); nothing applied, the cluster keeps {}: {}",
-            revision.as_deref().unwrap_or("?"),
-            v.error_count(),
-            target
-                .record()?
-                .last_applied_revision
-                .as_deref()
-                .unwrap_or("its current state"),
-            first.join("; ")
-        );
-        set_status(
-            target,
-            generation,
-            revision.as_deref(),
-            &[
-                ("Ready", "False", "ValidationFailed", &msg),
-                ("Stalled", "True", "ValidationFailed", &msg),
-                (
-                    "Reconciling",
-                    "False",
-                    "ValidationFailed",
-                    "waiting for a new revision",
-                ),
-            ],
-        )?;
-        target.event(true, "ValidationFailed", &msg);
-        return Ok(Done::Invalid);
-    }
-    let options = ApplyOptions {
-        prune: opts.prune,
-        revision: revision.clone(),
-        max_prune: opts.max_prune,
-        ..ApplyOptions::default()
-    };
-    // The plan takes the objects: they become the bodies it sends (one copy in memory).
-    let resources = std::mem::take(&mut desired.validation.resources);
-    let attempt = (|| -> Result<usize> {
-        let (plan, live) = target.plan_owned(resources, opts.prune, revision.clone(), false)?;
-        if plan.has_changes()
-            || live.inventory.applied_revision != revision
-            || (opts.prune && !target.kept().is_empty())
-        {
-            check_prune(&plan, live.inventory.entries.len(), &options)?;
-            let report = target.apply(&plan, &options)?;
-            let msg = format!(
-                "applied revision {}: {} created, {} changed, {} pruned",
-                revision.as_deref().unwrap_or("?"),
-                report.created,
-                report.updated,
-                report.deleted
-            );
-            tracing::info!("{msg}");
-            if plan.has_changes() {
-                target.event(false, "ReconciliationSucceeded", &msg);
-            }
-        }
-        Ok(target.record()?.inventory.len())
-    })();
-    match attempt {
-        Ok(n) => {
-            let msg = format!("Applied revision: {}", revision.as_deref().unwrap_or("?"));
-            set_status(
-                target,
-                generation,
-                revision.as_deref(),
-                &[
-                    ("Ready", "True", "ReconciliationSucceeded", &msg),
-                    ("Reconciling", "False", "ReconciliationSucceeded", &msg),
-                    ("Stalled", "False", "ReconciliationSucceeded", &msg),
-                ],
-            )?;
-            Ok(Done::Applied(n))
-        }
-        Err(e) => {
-            let msg = format!("{e:#}");
+        Err(failed) => {
+            let msg = failed.to_string();
             // The API server may be the thing that is gone: recording the failure is best effort.
-            let _ = set_status(
-                target,
+            let _ = recorder.set_conditions(
                 generation,
-                revision.as_deref(),
+                failed.revision.as_deref(),
                 &[
-                    ("Ready", "False", "ReconciliationFailed", &msg),
-                    ("Reconciling", "True", "Retrying", "retrying with backoff"),
+                    (Ready, False, "ReconciliationFailed", &msg),
+                    (Reconciling, True, "Retrying", "retrying with backoff"),
                 ],
             );
-            target.event(true, "ReconciliationFailed", &msg);
-            Err(e)
+            recorder.event(true, "ReconciliationFailed", &msg);
+            return Err(failed.error);
+        }
+    };
+    let revision = synced.loaded.desired.revision.as_deref();
+    if let Some(report) = &synced.applied {
+        let msg = format!(
+            "applied revision {}: {} created, {} changed, {} pruned",
+            revision.unwrap_or("?"),
+            report.created,
+            report.updated,
+            report.deleted
+        );
+        tracing::info!("{msg}");
+        if synced.planned.plan.has_changes() {
+            recorder.event(false, "ReconciliationSucceeded", &msg);
         }
     }
+    let inventory = synced
+        .applied
+        .as_ref()
+        .map_or(synced.planned.live.inventory.entries.len(), |r| r.inventory);
+    let msg = format!("Applied revision: {}", revision.unwrap_or("?"));
+    recorder.set_conditions(
+        generation,
+        revision,
+        &[
+            (Ready, True, "ReconciliationSucceeded", &msg),
+            (Reconciling, False, "ReconciliationSucceeded", &msg),
+            (Stalled, False, "ReconciliationSucceeded", &msg),
+        ],
+    )?;
+    Ok(Done::Applied(inventory))
 }
 
-/// Sets conditions (type, status, reason, message) on the WardSync, keeping each condition's
-/// transition time when its status does not change; records the attempted revision.
-fn set_status(
-    target: &KubeTarget,
-    generation: Option<i64>,
-    attempted: Option<&str>,
-    conditions: &[(&str, &str, &str, &str)],
-) -> Result<()> {
-    let now = rfc3339_micro(SystemTime::now());
-    target.update_record(|rec| {
-        for (ty, status, reason, message) in conditions {
-            let message: String = message.chars().take(4096).collect();
-            let old = rec.conditions.iter().position(|c| c["type"] == *ty);
-            let since = old
-                .and_then(|i| (rec.conditions[i]["status"] == *status).then(|| rec.conditions[i]["lastTransitionTime"].clone()))
-                .unwrap_or(Value::String(now.clone()));
-            let mut c = json!({"type": ty, "status": status, "reason": reason, "message": message, "lastTransitionTime": since});
-            if let Some(g) = generation {
-                c["observedGeneration"] = json!(g);
-            }
-            match old {
-                Some(i) => rec.conditions[i] = c,
-                None => rec.conditions.push(c),
-            }
-        }
-        rec.observed_generation = generation;
-        if let Some(r) = attempted {
-            rec.last_attempted_revision = Some(r.to_owned());
-        }
-    })
+/// The condition message of an invalid revision: how many errors, what the cluster keeps,
+/// and the first five findings as `ward validate` prints them.
+fn invalid_message(desired: &crate::desired::Desired, recorder: &Recorder) -> Result<String> {
+    let v = &desired.validation;
+    let first: Vec<String> = v
+        .diagnostics
+        .iter()
+        .filter(|d| d.is_error())
+        .take(5)
+        .map(ToString::to_string)
+        .collect();
+    Ok(format!(
+        "revision {} is invalid ({} error(s)); nothing applied, the cluster keeps {}: {}",
+        desired.revision.as_deref().unwrap_or("?"),
+        v.error_count(),
+        recorder
+            .record()?
+            .last_applied_revision
+            .as_deref()
+            .unwrap_or("its current state"),
+        first.join("; ")
+    ))
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -475,8 +435,8 @@ fn render_metrics(m: &Mutex<Metrics>) -> String {
 }
 
 /// Sets `stop` and wakes the loop on SIGTERM or SIGINT.
-fn watch_signals(target: &KubeTarget, tx: Sender<Trigger>, stop: Arc<AtomicBool>) {
-    target.spawn(async move {
+fn watch_signals(cluster: &Cluster, tx: Sender<Trigger>, stop: Arc<AtomicBool>) {
+    cluster.spawn(async move {
         use tokio::signal::unix::{SignalKind, signal};
         let (Ok(mut term), Ok(mut int)) = (
             signal(SignalKind::terminate()),
@@ -495,18 +455,8 @@ fn watch_signals(target: &KubeTarget, tx: Sender<Trigger>, stop: Arc<AtomicBool>
 }
 
 /// For a repository on this machine: wakes the loop when its refs change (a push).
-fn watch_local_repo(
-    settings: &Settings,
-    tx: Sender<Trigger>,
-) -> Option<notify::RecommendedWatcher> {
-    let crate::cli::RepoRef::Local(path) = &settings.repo else {
-        return None;
-    };
-    let dir: PathBuf = if path.join(".git").is_dir() {
-        path.join(".git")
-    } else {
-        path.clone()
-    };
+fn watch_local_repo(source: &Source, tx: Sender<Trigger>) -> Option<notify::RecommendedWatcher> {
+    let dir = source.local_git_dir()?;
     let mut w = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
         if let Ok(e) = ev
             && !e.kind.is_access()
@@ -527,11 +477,4 @@ fn watch_local_repo(
 fn unix(t: SystemTime) -> f64 {
     t.duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64())
-}
-
-/// RFC 3339 with microseconds, UTC (Kubernetes' MicroTime).
-pub fn rfc3339_micro(t: SystemTime) -> String {
-    let d = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
-    let secs = crate::target::local::rfc3339_of(d.as_secs());
-    format!("{}.{:06}Z", secs.trim_end_matches('Z'), d.subsec_micros())
 }

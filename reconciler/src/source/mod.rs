@@ -1,5 +1,6 @@
 //! Where the desired state comes from: a working tree, a local Git repository at any
-//! revision, or a remote repository cloned into a cache.
+//! revision, or a remote repository cloned into a cache. A [`Source`] names the repository
+//! and the files that count; both the CLI and the controller read revisions through it.
 //!
 //! Every source yields a [`Snapshot`]: the selected files' bytes (or a finding saying why a
 //! file could not be read) and the revision they came from. Only the folders in
@@ -8,9 +9,11 @@
 //! target lies outside the repository is refused.
 
 mod git;
+mod repo;
 mod worktree;
 
 pub use git::{GitSource, RemoteCache, open_repo, resolve_rev};
+pub use repo::{RepoRef, Source, repo_root};
 pub use worktree::read_worktree;
 
 use ignore::gitignore::{Gitignore, GitignoreBuilder};

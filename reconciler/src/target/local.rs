@@ -24,9 +24,12 @@
 //! A file whose content no longer matches the fingerprint in the inventory was changed
 //! outside ward; the plan reports it as drifted and an apply writes the desired content back.
 
-use super::{ApplyOptions, ApplyReport, Inventory, InventoryEntry, LiveObject, LiveSet, Target};
+use super::{
+    ApplyOptions, ApplyReport, Inventory, InventoryEntry, LiveObject, LiveSet, PlanOptions,
+    Planned, Status, Target, status_of,
+};
 use crate::normalize::{canonical_bytes, fingerprint, hash_bytes, normalize, normalize_owned};
-use crate::plan::{Action, Plan};
+use crate::plan::{self, Action, Plan};
 use anyhow::{Context, Result, anyhow, bail};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -34,9 +37,8 @@ use serde_json::Value;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
-use ward_schema::ResourceKey;
 use ward_schema::store::{self, CLUSTER_DIR, OBJECTS, TMP_MARK};
+use ward_schema::{ResourceKey, ResourceSet};
 
 const INVENTORY: &str = "inventory.json";
 const JOURNAL: &str = "journal.json";
@@ -263,10 +265,37 @@ impl Target for LocalTarget {
         format!("local state {}", self.dir.display())
     }
 
-    fn live(&self) -> Result<LiveSet> {
-        let inventory = self.inventory()?;
-        let objects = self.read_objects(&inventory)?.into_iter().collect();
-        Ok(LiveSet { objects, inventory })
+    fn snapshot(&mut self) -> Result<LiveSet> {
+        self.live()
+    }
+
+    /// Repairs an interrupted apply first, then plans as every ward-fingerprinted target does.
+    fn plan(&mut self, desired: ResourceSet, options: &PlanOptions) -> Result<Planned> {
+        let mut notes = Vec::new();
+        if self.repair_if_needed()? {
+            notes.push(format!(
+                "repaired an interrupted apply in {}",
+                self.dir.display()
+            ));
+        }
+        let live = self.live()?;
+        let plan = plan::compute(&desired, &live, options.prune, options.revision.clone());
+        Ok(Planned { plan, live, notes })
+    }
+
+    /// Unchanged objects missing from the inventory (applied by an older, interrupted run)
+    /// are recorded by an apply even when nothing changes.
+    fn pending(&self, planned: &Planned, _options: &ApplyOptions) -> bool {
+        let inv = &planned.live.inventory;
+        !planned.plan.unchanged.iter().all(|k| inv.get(k).is_some())
+    }
+
+    fn status(&mut self) -> Result<Status> {
+        let interrupted = self.interrupted();
+        let mut status = status_of(self.describe(), self.live()?);
+        status.writer = self.writer();
+        status.interrupted = interrupted;
+        Ok(status)
     }
 
     fn apply(&mut self, plan: &Plan, options: &ApplyOptions) -> Result<ApplyReport> {
@@ -348,7 +377,8 @@ impl Target for LocalTarget {
             }
         }
         inv.applied_revision = options.revision.clone();
-        inv.applied_at = Some(now_rfc3339());
+        inv.applied_at = Some(crate::time::now_rfc3339());
+        report.inventory = inv.entries.len();
         write_atomic(&self.dir.join(INVENTORY), &serde_json::to_vec_pretty(&inv)?)?;
         fs::remove_file(self.dir.join(JOURNAL)).context("cannot remove the apply journal")?;
         sync_dir(&self.dir)?;
@@ -357,6 +387,13 @@ impl Target for LocalTarget {
 }
 
 impl LocalTarget {
+    /// What is live and the inventory.
+    pub fn live(&self) -> Result<LiveSet> {
+        let inventory = self.inventory()?;
+        let objects = self.read_objects(&inventory)?.into_iter().collect();
+        Ok(LiveSet { objects, inventory })
+    }
+
     /// The fingerprint of one live object, if it exists.
     fn read_one(&self, key: &ResourceKey) -> Result<Option<String>> {
         match fs::read(self.object_path(key)) {
@@ -418,52 +455,4 @@ fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .with_context(|| format!("cannot sync {}", dir.display()))
-}
-
-/// The current time as RFC 3339 UTC, without a date library.
-pub fn now_rfc3339() -> String {
-    rfc3339_of(
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0),
-    )
-}
-
-/// Seconds since the Unix epoch as RFC 3339, UTC (`2026-11-29T12:00:00Z`).
-pub fn rfc3339_of(secs: u64) -> String {
-    let days = secs / 86_400;
-    let rem = secs % 86_400;
-    let (y, m, d) = civil_from_days(days as i64);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60
-    )
-}
-
-/// Howard Hinnant's days-to-civil algorithm.
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn dates() {
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(civil_from_days(20_000), (2024, 10, 4));
-    }
 }

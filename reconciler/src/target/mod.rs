@@ -1,18 +1,22 @@
-//! Where the desired state is applied. A [`Target`] lists what is live, applies a plan and
-//! says what ward applied last (its inventory).
+//! Where the desired state is applied. A [`Target`] reads what is live, plans a desired
+//! state against it, applies a plan, and says what ward applied last (its inventory) and how
+//! things stand. Callers hold a `dyn Target` and never ask which one it is.
 //!
 //! [`local::LocalTarget`] is the embedded default: a state directory, no cluster needed.
+//! [`kube::KubeTarget`] is a cluster. [`memory::MemoryTarget`] is a revision taken as live,
+//! which `ward diff --base` plans the head revision against.
 
 pub mod kube;
 pub mod local;
+pub mod memory;
 
-use crate::plan::Plan;
+use crate::plan::{self, Plan};
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
-use ward_schema::ResourceKey;
+use ward_schema::{ResourceKey, ResourceSet};
 
 /// One object as the target holds it.
 ///
@@ -191,17 +195,124 @@ pub struct ApplyReport {
     pub deleted: usize,
     /// Objects left as they were.
     pub unchanged: usize,
+    /// Objects in the inventory after the apply.
+    pub inventory: usize,
+}
+
+/// What a plan is asked for besides the desired objects.
+#[derive(Debug, Clone, Default)]
+pub struct PlanOptions {
+    /// Plan deletes of inventory objects that are no longer desired.
+    pub prune: bool,
+    /// The revision planned.
+    pub revision: Option<String>,
+    /// Plan taking over fields other field managers own (kube target).
+    pub force_conflicts: bool,
+    /// Render each change's diff (reports do; the controller does not).
+    pub diffs: bool,
+}
+
+/// A plan with what was live when it was made.
+#[derive(Debug)]
+pub struct Planned {
+    /// The plan.
+    pub plan: Plan,
+    /// What the target held (and its inventory) when it was planned.
+    pub live: LiveSet,
+    /// Things the user should know that are not part of the plan (an interrupted apply
+    /// repaired, objects kept by their prune annotation).
+    pub notes: Vec<String>,
+}
+
+/// How a target stands, for `ward status`.
+#[derive(Debug, Clone, Default)]
+pub struct Status {
+    /// The target's description.
+    pub target: String,
+    /// ward's inventory there.
+    pub inventory: Inventory,
+    /// How many objects are live.
+    pub live: usize,
+    /// Inventory objects changed or deleted outside ward.
+    pub drifted: Vec<String>,
+    /// Live objects ward never applied.
+    pub unmanaged: Vec<String>,
+    /// The pid of an apply running right now (local target).
+    pub writer: Option<u32>,
+    /// Whether an apply was interrupted and is not yet repaired (local target).
+    pub interrupted: bool,
+    /// Objects the target reports unusable, with the message (kube target).
+    pub invalid: Vec<(String, String)>,
 }
 
 /// A place ward applies to.
 pub trait Target {
     /// A short description for messages (`local state .ward`).
     fn describe(&self) -> String;
+
     /// Reads what is live and the inventory.
-    fn live(&self) -> Result<LiveSet>;
+    fn snapshot(&mut self) -> Result<LiveSet>;
+
+    /// Plans `desired` against what is live now. The default compares ward's normalised
+    /// objects ([`plan::compute`]); a target that knows better what an object becomes (the
+    /// API server's defaults) overrides it.
+    fn plan(&mut self, desired: ResourceSet, options: &PlanOptions) -> Result<Planned> {
+        let live = self.snapshot()?;
+        let plan = plan::compute(&desired, &live, options.prune, options.revision.clone());
+        Ok(Planned {
+            plan,
+            live,
+            notes: Vec::new(),
+        })
+    }
+
+    /// Whether an apply has bookkeeping to do although the plan changes nothing (beyond
+    /// recording a new revision, which every target does).
+    fn pending(&self, _planned: &Planned, _options: &ApplyOptions) -> bool {
+        false
+    }
+
     /// Applies `plan` (its creates, updates and, with `prune`, deletes) all-or-nothing as far
     /// as the target allows, and records the inventory.
     fn apply(&mut self, plan: &Plan, options: &ApplyOptions) -> Result<ApplyReport>;
+
+    /// Objects the target holds that it reports as unusable, with why.
+    fn unhealthy(&mut self) -> Result<Vec<(ResourceKey, String)>> {
+        Ok(Vec::new())
+    }
+
+    /// How the target stands.
+    fn status(&mut self) -> Result<Status>;
+}
+
+/// Drift and unmanaged objects of a target whose fingerprints are ward's own, from its live
+/// set alone (the local and memory targets).
+pub fn status_of(target: String, live: LiveSet) -> Status {
+    let inv = &live.inventory;
+    let drifted = inv
+        .entries
+        .values()
+        .filter(|e| {
+            live.objects
+                .get(&e.key)
+                .is_none_or(|l| l.fingerprint != e.fingerprint)
+        })
+        .map(|e| e.key.to_string())
+        .collect();
+    let unmanaged = live
+        .objects
+        .keys()
+        .filter(|k| inv.get(k).is_none())
+        .map(ToString::to_string)
+        .collect();
+    Status {
+        target,
+        live: live.objects.len(),
+        inventory: live.inventory,
+        drifted,
+        unmanaged,
+        ..Status::default()
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,133 @@
+//! A repository as the user names it (`--repo`), and reading one revision of it.
+
+use super::{GitSource, RemoteCache, Selection, Snapshot, open_repo, read_worktree};
+use anyhow::{Context, Result};
+use std::path::{Path, PathBuf};
+
+/// Where the desired state comes from.
+#[derive(Debug, Clone)]
+pub enum RepoRef {
+    /// A folder on disk (a Git working tree, a bare repository, or any folder).
+    Local(PathBuf),
+    /// A URL cloned into the cache.
+    Remote(String),
+}
+
+impl RepoRef {
+    /// A URL (`scheme://…`, or scp-like `user@host:path` that is not a local path) or a folder.
+    pub fn parse(s: &str) -> RepoRef {
+        let is_url =
+            s.contains("://") || (s.contains('@') && s.contains(':') && !Path::new(s).exists());
+        if is_url {
+            RepoRef::Remote(s.to_owned())
+        } else {
+            RepoRef::Local(PathBuf::from(s))
+        }
+    }
+}
+
+/// A repository, the files of it that count, and where remote clones are cached: everything
+/// needed to read a revision's files.
+#[derive(Debug, Clone)]
+pub struct Source {
+    /// The repository.
+    pub repo: RepoRef,
+    /// Which files count.
+    pub selection: Selection,
+    /// Cache root (remote clones go under `repos/`).
+    pub cache_dir: PathBuf,
+}
+
+impl Source {
+    /// The selected files of revision `rev`, or of the working tree when `rev` is `None`
+    /// (a remote repository then reads its `HEAD`).
+    pub fn snapshot(&self, rev: Option<&str>) -> Result<Snapshot> {
+        match (&self.repo, rev) {
+            (RepoRef::Local(path), None) => {
+                let root = repo_root(path);
+                let files = read_worktree(&root, &self.selection, &[]).with_context(|| {
+                    format!("cannot read the working tree at {}", root.display())
+                })?;
+                let (revision, dirty) = worktree_revision(&root);
+                Ok(Snapshot {
+                    files,
+                    revision,
+                    dirty,
+                })
+            }
+            (RepoRef::Local(path), Some(rev)) => {
+                let repo = open_repo(path)?;
+                let (oid, files) = GitSource::new(&repo).read(rev, &self.selection)?;
+                Ok(Snapshot {
+                    files,
+                    revision: Some(oid.to_string()),
+                    dirty: Some(false),
+                })
+            }
+            (RepoRef::Remote(url), rev) => {
+                let cache = RemoteCache::new(RemoteCache::default_dir(&self.cache_dir));
+                let (repo, oid) = cache.fetch(url, rev.unwrap_or("HEAD"))?;
+                let (oid, files) = GitSource::new(&repo).read(&oid.to_string(), &self.selection)?;
+                Ok(Snapshot {
+                    files,
+                    revision: Some(oid.to_string()),
+                    dirty: Some(false),
+                })
+            }
+        }
+    }
+
+    /// The Git directory whose refs change on a push, for a repository on this machine.
+    pub fn local_git_dir(&self) -> Option<PathBuf> {
+        let RepoRef::Local(path) = &self.repo else {
+            return None;
+        };
+        Some(if path.join(".git").is_dir() {
+            path.join(".git")
+        } else {
+            path.clone()
+        })
+    }
+}
+
+/// The top of the working tree that contains `p` (the nearest folder with a `.git` entry,
+/// a folder or a worktree's file), or `p` itself outside Git.
+///
+/// A plain walk up rather than `git2::Repository::discover`: initialising libgit2 (and its
+/// TLS library) costs about 50 ms, which a `ward validate` of a few files should not pay.
+pub fn repo_root(p: &Path) -> PathBuf {
+    let start = std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    let start = if start.is_file() {
+        start.parent().map(Path::to_path_buf).unwrap_or(start)
+    } else {
+        start
+    };
+    start
+        .ancestors()
+        .find(|d| d.join(".git").exists())
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| p.to_path_buf())
+}
+
+/// HEAD's commit and whether the working tree differs from it; `(None, None)` outside Git.
+fn worktree_revision(root: &Path) -> (Option<String>, Option<bool>) {
+    if !root.join(".git").exists() {
+        return (None, None); // not a repository: spare libgit2's start-up (it loads every CA certificate)
+    }
+    let Ok(repo) = git2::Repository::open(root) else {
+        return (None, None);
+    };
+    let head = repo
+        .head()
+        .ok()
+        .and_then(|h| h.peel_to_commit().ok())
+        .map(|c| c.id().to_string());
+    let mut opts = git2::StatusOptions::new();
+    opts.include_untracked(true).include_ignored(false);
+    let dirty = repo.statuses(Some(&mut opts)).ok().map(|s| !s.is_empty());
+    let revision = match (head, dirty) {
+        (Some(h), Some(true)) => Some(format!("{h}-dirty")),
+        (h, _) => h,
+    };
+    (revision, dirty)
+}

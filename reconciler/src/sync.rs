@@ -1,0 +1,223 @@
+//! The sync pipeline, the one path from a Git revision to a target, which `ward plan`,
+//! `ward apply`, `ward diff` and the controller (`ward reconcile`) all take:
+//!
+//! 1. [`load`]: the revision's selected files from the [`Source`];
+//! 2. [`validate`]: schema and Cilium's semantic rules, file by file on all cores; an invalid
+//!    revision stops here ([`Outcome::Invalid`]) and nothing is planned or applied;
+//! 3. [`plan`]: the target compares the desired objects with what it holds;
+//! 4. [`guard`]: the prune guards, before anything is written;
+//! 5. [`apply`]: the target carries out the plan and records its inventory;
+//! 6. [`record`]: a revision that changes nothing is still recorded as applied (and an
+//!    incomplete inventory completed), so the target says which commit it is at.
+//!
+//! The pipeline knows targets only as `dyn Target`. What callers do with the outcome (print
+//! a report, write a WardSync's conditions) is theirs.
+
+use crate::desired::{Desired, validate_snapshot};
+use crate::plan::Plan;
+use crate::source::{Snapshot, Source};
+use crate::target::{ApplyOptions, ApplyReport, PlanOptions, Planned, Target, check_prune};
+use anyhow::Result;
+use std::fmt;
+use ward_schema::ResourceSet;
+
+/// What to sync.
+#[derive(Debug, Clone, Default)]
+pub struct Request {
+    /// The revision (`None`: the working tree).
+    pub rev: Option<String>,
+    /// Apply, or only plan.
+    pub apply: bool,
+    /// How to apply (its `revision` is set by the pipeline to the commit loaded).
+    pub options: ApplyOptions,
+    /// Render each change's diff.
+    pub diffs: bool,
+    /// Keep the desired objects in the outcome (the CLI's connectivity diff reads them); else
+    /// they move into the plan, so a first apply of 10,000 objects holds them once.
+    pub keep_desired: bool,
+    /// After an apply, ask the target which objects it finds unusable.
+    pub check_health: bool,
+}
+
+/// A validated revision and the files it was read from.
+#[derive(Debug)]
+pub struct Loaded {
+    /// Resources, findings and the commit.
+    pub desired: Desired,
+    /// The files read, in path order.
+    pub files: Vec<String>,
+}
+
+/// A step of the pipeline, named in failures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Reading the revision.
+    Load,
+    /// Planning against the target.
+    Plan,
+    /// The prune guards.
+    Guard,
+    /// Applying, or recording an unchanged revision.
+    Apply,
+}
+
+/// A step that failed, and why.
+#[derive(Debug)]
+pub struct Failed {
+    /// The step.
+    pub step: Step,
+    /// The error.
+    pub error: anyhow::Error,
+    /// The commit being synced, once it was loaded.
+    pub revision: Option<String>,
+}
+
+impl fmt::Display for Failed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:#}", self.error)
+    }
+}
+
+impl From<Failed> for anyhow::Error {
+    fn from(f: Failed) -> anyhow::Error {
+        f.error
+    }
+}
+
+/// How a sync ended.
+#[derive(Debug)]
+pub enum Outcome {
+    /// The revision has errors: nothing was planned or applied.
+    Invalid(Loaded),
+    /// Planned, and applied when asked and needed.
+    Synced(Box<Synced>),
+}
+
+/// A valid revision planned (and perhaps applied).
+#[derive(Debug)]
+pub struct Synced {
+    /// The revision (its resources moved out unless [`Request::keep_desired`]).
+    pub loaded: Loaded,
+    /// The plan and what was live before it.
+    pub planned: Planned,
+    /// What the apply did, when one ran.
+    pub applied: Option<ApplyReport>,
+    /// Objects the target finds unusable after the apply ([`Request::check_health`]).
+    pub unhealthy: Vec<(ward_schema::ResourceKey, String)>,
+}
+
+/// Runs every step for `req`.
+pub fn run(source: &Source, target: &mut dyn Target, req: &Request) -> Result<Outcome, Failed> {
+    let snapshot = load(source, req.rev.as_deref()).map_err(at(Step::Load, None))?;
+    sync(validate(snapshot, source, true), target, req)
+}
+
+/// Steps 3 to 6 for a revision already loaded and validated.
+pub fn sync(mut loaded: Loaded, target: &mut dyn Target, req: &Request) -> Result<Outcome, Failed> {
+    if !loaded.desired.validation.is_valid() {
+        return Ok(Outcome::Invalid(loaded));
+    }
+    let options = ApplyOptions {
+        revision: loaded.desired.revision.clone(),
+        ..req.options.clone()
+    };
+    let desired = if req.keep_desired {
+        loaded.desired.validation.resources.clone()
+    } else {
+        std::mem::take(&mut loaded.desired.validation.resources)
+    };
+    let rev = options.revision.as_ref();
+    let planned = plan(target, desired, &options, req.diffs).map_err(at(Step::Plan, rev))?;
+    let mut applied = None;
+    if req.apply {
+        if planned.plan.has_changes() {
+            guard(&planned, &options).map_err(at(Step::Guard, rev))?;
+            applied = Some(apply(target, &planned.plan, &options).map_err(at(Step::Apply, rev))?);
+        } else {
+            applied = record(target, &planned, &options).map_err(at(Step::Apply, rev))?;
+        }
+    }
+    let unhealthy = if req.check_health && applied.is_some() {
+        target.unhealthy().map_err(at(Step::Apply, rev))?
+    } else {
+        Vec::new()
+    };
+    Ok(Outcome::Synced(Box::new(Synced {
+        loaded,
+        planned,
+        applied,
+        unhealthy,
+    })))
+}
+
+/// Step 1: the selected files of `rev` (the working tree when `None`).
+pub fn load(source: &Source, rev: Option<&str>) -> Result<Snapshot> {
+    source.snapshot(rev)
+}
+
+/// Step 2: validates a snapshot. With `keep_objects` false the resources keep only their
+/// keys and origins ([`crate::desired::validate_files`]).
+pub fn validate(snapshot: Snapshot, source: &Source, keep_objects: bool) -> Loaded {
+    let files = snapshot.files.iter().map(|f| f.path.clone()).collect();
+    Loaded {
+        desired: validate_snapshot(snapshot, &source.selection, keep_objects),
+        files,
+    }
+}
+
+/// Steps 1 and 2 together: what `validate`, `test` and `explain` need.
+pub fn load_validated(source: &Source, rev: Option<&str>, keep_objects: bool) -> Result<Loaded> {
+    Ok(validate(load(source, rev)?, source, keep_objects))
+}
+
+/// Step 3: the target's plan of `desired`.
+pub fn plan(
+    target: &mut dyn Target,
+    desired: ResourceSet,
+    options: &ApplyOptions,
+    diffs: bool,
+) -> Result<Planned> {
+    target.plan(
+        desired,
+        &PlanOptions {
+            prune: options.prune,
+            revision: options.revision.clone(),
+            force_conflicts: options.force_conflicts,
+            diffs,
+        },
+    )
+}
+
+/// Step 4: the prune guards ([`check_prune`]).
+pub fn guard(planned: &Planned, options: &ApplyOptions) -> Result<()> {
+    check_prune(&planned.plan, planned.live.inventory.entries.len(), options)
+}
+
+/// Step 5: the target applies the plan.
+pub fn apply(target: &mut dyn Target, plan: &Plan, options: &ApplyOptions) -> Result<ApplyReport> {
+    target.apply(plan, options)
+}
+
+/// Step 6: a plan without changes still records its revision as applied, and whatever
+/// bookkeeping the target has pending; nothing is written when the target is already there.
+pub fn record(
+    target: &mut dyn Target,
+    planned: &Planned,
+    options: &ApplyOptions,
+) -> Result<Option<ApplyReport>> {
+    let stale = planned.live.inventory.applied_revision != options.revision;
+    if stale || target.pending(planned, options) {
+        guard(planned, options)?;
+        return target.apply(&planned.plan, options).map(Some);
+    }
+    Ok(None)
+}
+
+fn at(step: Step, revision: Option<&String>) -> impl FnOnce(anyhow::Error) -> Failed {
+    let revision = revision.cloned();
+    move |error| Failed {
+        step,
+        error,
+        revision,
+    }
+}

@@ -1,0 +1,102 @@
+//! The connection to a cluster: a kube-rs client and the tokio runtime it runs on, shared by
+//! the kube target, the WardSync recorder and the controller's Lease.
+
+use anyhow::{Context, Result, anyhow};
+use kube::Client;
+use tokio::runtime::Runtime;
+
+/// A cluster reached through kube-rs, with the runtime its calls run on.
+pub struct Cluster {
+    rt: Runtime,
+    client: Client,
+    server: String,
+}
+
+impl Cluster {
+    /// Connects as kubectl would with `--kubeconfig` and `--context`.
+    pub fn connect(kubeconfig: Option<&std::path::Path>, context: Option<&str>) -> Result<Cluster> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?;
+        let config = rt.block_on(client_config(kubeconfig, context))?;
+        let server = config.cluster_url.to_string();
+        let client = rt
+            .block_on(async { Client::try_from(config) })
+            .context("cannot build a Kubernetes client")?;
+        Ok(Cluster { rt, client, server })
+    }
+
+    /// The client.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// The API server's URL.
+    pub fn server(&self) -> &str {
+        &self.server
+    }
+
+    /// Runs `f` in the background on the runtime.
+    pub fn spawn(&self, f: impl std::future::Future<Output = ()> + Send + 'static) {
+        drop(self.rt.spawn(f));
+    }
+
+    /// Runs `f` on the runtime and waits for it.
+    pub fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
+        self.rt.block_on(f)
+    }
+
+    /// The runtime, for work on other threads (the Lease renewed during a reconcile).
+    pub fn handle(&self) -> tokio::runtime::Handle {
+        self.rt.handle().clone()
+    }
+}
+
+/// The client configuration kubectl would use with `--kubeconfig` and `--context`: neither
+/// given, the pod's service account when there is one, else `KUBECONFIG` or `~/.kube/config`.
+/// (`ward-agent` connects the same way; it cannot share this function, because the agent
+/// does not link the reconciler and the `ward` CLI need not link the agent.)
+pub(crate) async fn client_config(
+    kubeconfig: Option<&std::path::Path>,
+    context: Option<&str>,
+) -> Result<kube::Config> {
+    use kube::config::{KubeConfigOptions, Kubeconfig};
+    let kopts = KubeConfigOptions {
+        context: context.map(str::to_owned),
+        ..KubeConfigOptions::default()
+    };
+    match kubeconfig {
+        None if context.is_none() => kube::Config::infer()
+            .await
+            .context("no in-cluster service account and no usable kubeconfig; pass --kubeconfig"),
+        Some(path) => {
+            let kc = Kubeconfig::read_from(path)
+                .with_context(|| format!("cannot read kubeconfig {}", path.display()))?;
+            kube::Config::from_custom_kubeconfig(kc, &kopts)
+                .await
+                .with_context(|| format!("kubeconfig {}", path.display()))
+        }
+        None => kube::Config::from_kubeconfig(&kopts)
+            .await
+            .context("no usable kubeconfig (KUBECONFIG or ~/.kube/config); pass --kubeconfig"),
+    }
+}
+
+/// A kube-rs error as a message a user can act on.
+pub(crate) fn api_error(e: kube::Error, what: &str) -> anyhow::Error {
+    match e {
+        kube::Error::Api(s) if s.code == 409 && s.message.contains("conflict") => {
+            anyhow!(
+                "{what}: {} (another field manager owns these fields; `--force-conflicts` takes them over)",
+                s.message
+            )
+        }
+        kube::Error::Api(s) if s.code == 403 => anyhow!(
+            "{what}: forbidden: {} (check the RBAC of the user in the kubeconfig)",
+            s.message
+        ),
+        kube::Error::Api(s) => anyhow!("{what}: {} ({})", s.message, s.reason),
+        other => anyhow!("{what}: {other} (is the API server reachable?)"),
+    }
+}
