@@ -9,13 +9,16 @@
 //! - [`semantic`]: Cilium 1.19's own validation rules, with its messages.
 //! - [`load`]: one file to resources and findings; many files to a [`load::Validation`].
 //! - [`model`]: typed structs for the policy engine and the agents.
-//! - [`store`]: the local target's on-disk layout (`objects/<Kind>/<ns>/<name>.json`).
+//! - [`policytest`]: the PolicyTest document, typed; [`topology`]: the lab topology.
+//! - [`store`]: where ward's records live: the local target's state directory (objects,
+//!   inventory, journal) and the ConfigMap key of the CiliumConfig.
 
 pub mod diagnostic;
 pub mod envelope;
 pub mod labels;
 pub mod load;
 pub mod model;
+pub mod policytest;
 pub mod protocol;
 pub mod resource;
 pub mod schemas;

@@ -1,8 +1,12 @@
-//! The on-disk layout of the local target's objects, shared by the writer (the reconciler's
-//! `target::local`) and its readers (the agent).
+//! Where ward's records live, defined once for the writers (the reconciler's targets) and the
+//! readers (the agent, `ward status`).
 //!
+//! The local target's state directory:
 //! ```text
+//! lock                                                 held (flock) by the one writer
 //! objects/<Kind>/<namespace or _cluster>/<name>.json   one file per live object
+//! inventory.json                                       what ward applied, and the revision
+//! journal.json                                         only while an apply runs (or was killed)
 //! ```
 //! A cluster-scoped object lives under [`CLUSTER_DIR`]. A file whose name contains
 //! [`TMP_MARK`] is a temporary file of a write in flight and is not an object.
@@ -15,6 +19,14 @@ use crate::resource::{Kind, ResourceKey};
 
 /// Name of the objects folder inside a state directory.
 pub const OBJECTS: &str = "objects";
+/// The inventory file of a state directory.
+pub const INVENTORY: &str = "inventory.json";
+/// The journal of an apply in flight.
+pub const JOURNAL: &str = "journal.json";
+/// The writer's lock file (it holds the writer's pid).
+pub const LOCK: &str = "lock";
+/// On a cluster, the key of the ConfigMap entry that holds the CiliumConfig document.
+pub const CONFIG_MAP_KEY: &str = "cilium-config.yaml";
 /// The namespace folder of cluster-scoped objects.
 pub const CLUSTER_DIR: &str = "_cluster";
 /// What the name of a temporary file contains (`<name>.json.tmp-<pid>`).

@@ -1,14 +1,8 @@
 //! The local target: a state directory that stands in for a cluster.
 //!
-//! Layout of the directory (default `.ward/` in the repository):
-//! ```text
-//! lock                      held (flock) by the one writer
-//! objects/<Kind>/<ns>/<name>.json   one file per live object (`_cluster` for cluster-scoped)
-//! inventory.json            what ward applied, with fingerprints, and the revision
-//! journal.json              present only while an apply is running (or was killed)
-//! .gitignore                `*`: the state directory is never part of the repository
-//! ```
-//! The layout of `objects/` and its walk are shared with the agent: [`ward_schema::store`].
+//! The directory (default `.ward/` in the repository) is laid out as [`ward_schema::store`]
+//! defines (the agent reads `objects/` through the same module), plus a `.gitignore` of `*`:
+//! the state directory is never part of the repository.
 //!
 //! # Guarantees
 //! - One writer at a time: [`LocalTarget::apply`] takes an exclusive lock and fails fast with
@@ -37,12 +31,9 @@ use serde_json::Value;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use ward_schema::store::{self, CLUSTER_DIR, OBJECTS, TMP_MARK};
+use ward_schema::store::{self, CLUSTER_DIR, INVENTORY, JOURNAL, LOCK, OBJECTS, TMP_MARK};
 use ward_schema::{ResourceKey, ResourceSet};
 
-const INVENTORY: &str = "inventory.json";
-const JOURNAL: &str = "journal.json";
-const LOCK: &str = "lock";
 const GITIGNORE: &str = ".gitignore";
 
 /// The embedded default target.

@@ -4,11 +4,11 @@
 //! declarations of one name that differ (namespace, labels, address, node or ports) are an
 //! error naming both files. Nodes are implied by the names endpoints use.
 
-use super::spec::{PolicyTest, TestEndpoint};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use ward_engine::{Cluster, ClusterError, Endpoint, NamedPort, Node, Protocol};
 use ward_schema::diagnostic::codes;
+use ward_schema::policytest::{PolicyTest, TestEndpoint};
 use ward_schema::{Diagnostic, Origin};
 
 /// Where an endpoint was first declared, and the ports it declares.
@@ -313,8 +313,8 @@ fn engine_endpoint(ep: &TestEndpoint) -> Result<(Endpoint, Vec<(Protocol, u16)>)
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use crate::testing::spec::PolicyTestSpec;
     use serde_json::json;
+    use ward_schema::policytest::PolicyTestSpec;
 
     pub(crate) fn test(name: &str, file: &str, spec: serde_json::Value) -> PolicyTest {
         let spec: PolicyTestSpec = serde_json::from_value(spec).unwrap();

@@ -22,7 +22,6 @@ use super::cluster::{OnConflict, TestCluster};
 use super::outcome::{Origins, RuleSite};
 use super::peer::{PeerRef, world_address};
 use super::run::resolve_port;
-use super::spec::PolicyTest;
 use crate::normalize::normalize;
 use rayon::prelude::*;
 use serde::Serialize;
@@ -30,6 +29,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use ward_engine::{
     Direction, EndpointId, EngineConfig, Flow, Identity, Peer, PolicyRepository, Protocol, Verdict,
 };
+use ward_schema::policytest::PolicyTest;
 use ward_schema::{ResourceKey, ResourceSet};
 
 /// What to compute besides the changes.

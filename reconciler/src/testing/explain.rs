@@ -11,12 +11,12 @@ use super::cluster::TestCluster;
 use super::outcome::{Origins, Outcome, RuleSite, Side};
 use super::peer::PeerRef;
 use super::run::resolve_port;
-use super::spec::PortSpec;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use ward_engine::{Direction, Endpoint, EndpointPolicy, Flow, Peer, PolicyRepository, Protocol};
 use ward_schema::ResourceSet;
+use ward_schema::policytest::PortSpec;
 
 /// A flow end as written on the command line.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -2,7 +2,6 @@
 //! ([`ward_engine`]) run over the endpoints that the repository's PolicyTest
 //! documents declare.
 //!
-//! - [`spec`]: the PolicyTest document, typed.
 //! - [`cluster`]: every test's endpoints as one engine cluster (a name is the same endpoint in
 //!   every test; conflicting declarations are an error naming both files).
 //! - [`peer`]: flow ends as tests write them (endpoint names, entities, addresses).
@@ -20,12 +19,11 @@ pub mod outcome;
 pub mod peer;
 pub mod render;
 pub mod run;
-pub mod spec;
 
 pub use cluster::{OnConflict, TestCluster};
 pub use connectivity::Connectivity;
 pub use run::{Status, TestRun};
-pub use spec::PolicyTest;
+pub use ward_schema::policytest::PolicyTest;
 
 use ward_schema::diagnostic::codes;
 use ward_schema::{Diagnostic, ResourceSet};

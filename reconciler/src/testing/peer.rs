@@ -136,7 +136,7 @@ mod tests {
     fn cluster(ip: &str) -> TestCluster {
         let spec =
             serde_json::json!({"endpoints": [{"name": "web", "namespace": "shop", "ip": ip}]});
-        let t = crate::testing::spec::PolicyTest {
+        let t = ward_schema::policytest::PolicyTest {
             name: "t".into(),
             origin: Default::default(),
             spec: serde_json::from_value(spec).unwrap(),

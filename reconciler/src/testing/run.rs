@@ -3,9 +3,9 @@
 use super::cluster::TestCluster;
 use super::outcome::{Origins, Outcome};
 use super::peer::PeerRef;
-use super::spec::{Expect, PolicyTest, PortSpec, TestExpectation};
 use serde::Serialize;
 use ward_engine::{Decision, EngineError, Flow, PolicyRepository, Protocol, Reason, Verdict};
+use ward_schema::policytest::{Expect, PolicyTest, PortSpec, TestExpectation};
 use ward_schema::{Kind, ResourceSet};
 
 /// Every test's results.
@@ -329,8 +329,8 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use crate::testing::cluster::TestCluster;
-    use crate::testing::spec::PolicyTestSpec;
     use serde_json::json;
+    use ward_schema::policytest::PolicyTestSpec;
     use ward_schema::{Origin, Resource, ResourceKey};
 
     fn policy(ns: &str, name: &str, spec: serde_json::Value) -> Resource {

@@ -64,8 +64,7 @@ use ward_schema::{Kind, Resource, ResourceKey, ResourceSet};
 pub const FIELD_MANAGER: &str = "ward";
 /// The annotation that keeps an object from being pruned (value `disabled`).
 pub const PRUNE_ANNOTATION: &str = "ward.dev/prune";
-/// The ConfigMap key that holds the CiliumConfig document.
-pub const CONFIG_MAP_KEY: &str = "cilium-config.yaml";
+pub use ward_schema::store::CONFIG_MAP_KEY;
 /// The label on ConfigMaps that hold a CiliumConfig.
 pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "ward");
 /// Objects per LIST request (the rest follows with the continue token).

@@ -1,10 +1,11 @@
 //! The PolicyTest document, typed (`ward.dev/v1alpha1`, `$defs/PolicyTest` in
-//! `schema/json/ward.schema.json`). Documents reach this module only after ward-schema has
-//! validated them, so a parse error here means the schema and these types disagree.
+//! `schema/json/ward.schema.json`). Documents reach this module only after they were
+//! validated against that schema, so a parse error here means the schema and these types
+//! disagree.
 
+use crate::{Kind, Origin, Resource, ResourceSet};
 use serde::Deserialize;
 use std::collections::BTreeMap;
-use ward_schema::{Kind, Origin, Resource, ResourceSet};
 
 /// One PolicyTest document.
 #[derive(Debug, Clone, PartialEq)]
@@ -166,8 +167,8 @@ impl PolicyTest {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use crate::ResourceKey;
     use serde_json::json;
-    use ward_schema::ResourceKey;
 
     #[test]
     fn reads_a_policy_test_resource() {
