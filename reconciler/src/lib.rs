@@ -10,7 +10,9 @@
 pub mod cli;
 pub mod controller;
 pub mod desired;
+pub mod live;
 pub mod normalize;
+pub mod paint;
 pub mod plan;
 pub mod report;
 pub mod source;

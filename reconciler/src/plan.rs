@@ -5,8 +5,8 @@
 //! into a [`Proposal`] (what it would become there), the planner compares it with the live
 //! object and renders the diff.
 
+use crate::live::{Inventory, LiveObject, LiveSet};
 use crate::normalize::{fingerprint, normalize, to_yaml};
-use crate::target::{Inventory, LiveObject, LiveSet};
 use rayon::prelude::*;
 use serde::Serialize;
 use serde_json::Value;

@@ -38,6 +38,7 @@
 pub mod cidr;
 pub mod cluster;
 mod compile;
+mod config;
 pub mod identity;
 mod index;
 pub mod labels;
@@ -53,9 +54,10 @@ mod verdict;
 mod world;
 
 pub use cluster::{Cluster, ClusterError, Endpoint, NamedPort, Node};
+pub use config::{Enforcement, EngineConfig};
 pub use identity::{Identity, IdentityAllocator};
 pub use labels::{Label, LabelSet};
-pub use policy::{Enforcement, EngineConfig, EngineError, PolicyRepository, Update};
+pub use policy::{EngineError, PolicyRepository, Update};
 pub use ports::{L4, Protocol};
 pub use resolve::{EndpointPolicy, ExportedEntry, ExportedPeer};
 pub use rule::{Direction, Note, RuleList, RuleRef, SpecRef};

@@ -13,8 +13,9 @@
 //! see [`super::EngineConfig::allow_localhost`]).
 //! Replies of allowed connections are not flows here: conntrack lets them pass (§6).
 
+use super::config::Enforcement;
 use super::identity::Identity;
-use super::policy::{Enforcement, PolicyRepository};
+use super::policy::PolicyRepository;
 use super::ports::Protocol;
 use super::resolve::{EndpointPolicy, NamedPorts, Remote};
 use super::rule::{Direction, RuleRef};

@@ -8,10 +8,10 @@
 //! selected only by `nodeSelector` rules), and `reserved:init` (selectable by CCNPs).
 
 use super::cluster::{Cluster, ClusterError, Node};
+use super::config::EngineConfig;
 use super::identity::{Identity, IdentityAllocator, RESERVED, reserved_labels};
 use super::index::{FxMap, LabelIndex};
 use super::labels::{CLUSTER_KEY, Label, LabelSet, SOURCE_K8S};
-use super::policy::EngineConfig;
 use super::resolve::NamedPorts;
 use std::net::IpAddr;
 

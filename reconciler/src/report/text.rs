@@ -1,31 +1,10 @@
 //! Plain text: findings like a compiler prints them, then the plan with coloured diffs.
 
 use super::{Report, short_rev};
+use crate::paint::{BOLD, CYAN, DIM, GREEN, Paint, RED, YELLOW};
 use crate::plan::{Action, Change};
 use crate::testing::Connectivity;
 use std::fmt::Write;
-
-pub(crate) const RED: &str = "\x1b[31m";
-pub(crate) const GREEN: &str = "\x1b[32m";
-const YELLOW: &str = "\x1b[33m";
-const CYAN: &str = "\x1b[36m";
-pub(crate) const BOLD: &str = "\x1b[1m";
-pub(crate) const DIM: &str = "\x1b[2m";
-const RESET: &str = "\x1b[0m";
-
-/// ANSI styling that is a no-op when colour is off (shared by every text renderer).
-pub(crate) struct Paint(pub(crate) bool);
-
-impl Paint {
-    /// `s` in `style`, or `s` as it is without colour.
-    pub(crate) fn on(&self, style: &str, s: &str) -> String {
-        if self.0 {
-            format!("{style}{s}{RESET}")
-        } else {
-            s.to_owned()
-        }
-    }
-}
 
 pub(super) fn render(report: &Report<'_>, color: bool) -> String {
     let p = Paint(color);

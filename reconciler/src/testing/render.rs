@@ -6,7 +6,7 @@ use super::outcome::Side;
 use super::run::{ExpectationResult, Status, TestRun};
 use std::fmt::Write;
 
-use crate::report::text::{BOLD, DIM, GREEN, Paint, RED};
+use crate::paint::{BOLD, DIM, GREEN, Paint, RED};
 
 /// `ward test` as text: each test, then ✓ or ✗ per expectation; a failure shows what
 /// decided and each direction's reason.
