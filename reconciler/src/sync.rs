@@ -221,3 +221,177 @@ fn at(step: Step, revision: Option<&String>) -> impl FnOnce(anyhow::Error) -> Fa
         revision,
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests")]
+mod tests {
+    use super::*;
+    use crate::target::memory::MemoryTarget;
+    use ward_schema::{Limits, assemble, load_file};
+
+    /// A revision of cluster-wide policies `names`, each allowing port `port`.
+    fn revision(commit: &str, names: &[&str], port: u16) -> Loaded {
+        let yaml: String = names
+            .iter()
+            .map(|n| {
+                format!(
+                    "apiVersion: cilium.io/v2\nkind: CiliumClusterwideNetworkPolicy\nmetadata:\n  name: {n}\nspec:\n  endpointSelector: {{}}\n  ingress:\n  - toPorts:\n    - ports:\n      - port: \"{port}\"\n---\n"
+                )
+            })
+            .collect();
+        let validation = assemble(vec![load_file(
+            "policies/p.yaml",
+            yaml.as_bytes(),
+            &Limits::default(),
+        )]);
+        assert!(validation.is_valid(), "{:?}", validation.diagnostics);
+        Loaded {
+            desired: Desired {
+                validation,
+                revision: Some(commit.to_owned()),
+            },
+            files: vec!["policies/p.yaml".into()],
+        }
+    }
+
+    fn applying(prune: bool, max_prune: usize) -> Request {
+        Request {
+            apply: true,
+            options: ApplyOptions {
+                prune,
+                max_prune,
+                ..ApplyOptions::default()
+            },
+            ..Request::default()
+        }
+    }
+
+    fn synced(outcome: Outcome) -> Synced {
+        match outcome {
+            Outcome::Synced(s) => *s,
+            Outcome::Invalid(_) => panic!("the revision is valid"),
+        }
+    }
+
+    fn at(target: &mut MemoryTarget) -> Option<String> {
+        target.snapshot().unwrap().inventory.applied_revision
+    }
+
+    #[test]
+    fn a_plan_changes_nothing() {
+        let mut target = MemoryTarget::of_revision("base", &ResourceSet::new());
+        let request = Request {
+            apply: false,
+            ..applying(false, 100)
+        };
+        let s = synced(sync(revision("c1", &["a"], 80), &mut target, &request).unwrap());
+        assert_eq!(s.planned.plan.creates.len(), 1);
+        assert!(s.applied.is_none());
+        assert!(target.snapshot().unwrap().objects.is_empty());
+    }
+
+    #[test]
+    fn an_apply_records_the_commit_and_a_second_one_writes_nothing() {
+        let mut target = MemoryTarget::of_revision("base", &ResourceSet::new());
+        let first = synced(
+            sync(
+                revision("c1", &["a", "b"], 80),
+                &mut target,
+                &applying(false, 100),
+            )
+            .unwrap(),
+        );
+        assert_eq!(first.applied.unwrap().created, 2);
+        assert_eq!(at(&mut target).as_deref(), Some("c1"));
+        let again = synced(
+            sync(
+                revision("c1", &["a", "b"], 80),
+                &mut target,
+                &applying(false, 100),
+            )
+            .unwrap(),
+        );
+        assert!(again.applied.is_none(), "the target is already at c1");
+    }
+
+    #[test]
+    fn a_commit_that_changes_nothing_is_still_recorded() {
+        let mut target = MemoryTarget::of_revision("base", &ResourceSet::new());
+        sync(
+            revision("c1", &["a"], 80),
+            &mut target,
+            &applying(false, 100),
+        )
+        .unwrap();
+        let s = synced(
+            sync(
+                revision("c2", &["a"], 80),
+                &mut target,
+                &applying(false, 100),
+            )
+            .unwrap(),
+        );
+        assert!(!s.planned.plan.has_changes());
+        let report = s.applied.expect("step 6 records c2");
+        assert_eq!(
+            (report.created, report.updated, report.unchanged),
+            (0, 0, 1)
+        );
+        assert_eq!(at(&mut target).as_deref(), Some("c2"));
+    }
+
+    #[test]
+    fn the_guard_stops_a_prune_over_budget_before_anything_is_written() {
+        let mut target = MemoryTarget::of_revision("base", &ResourceSet::new());
+        sync(
+            revision("c1", &["a", "b", "c"], 80),
+            &mut target,
+            &applying(false, 100),
+        )
+        .unwrap();
+        let failed =
+            sync(revision("c2", &["a"], 443), &mut target, &applying(true, 1)).unwrap_err();
+        assert_eq!(failed.step, Step::Guard);
+        assert_eq!(failed.revision.as_deref(), Some("c2"));
+        assert!(
+            failed.to_string().contains("deletion budget of 1"),
+            "{failed}"
+        );
+        let live = target.snapshot().unwrap();
+        assert_eq!(live.objects.len(), 3, "nothing pruned");
+        assert_eq!(live.inventory.applied_revision.as_deref(), Some("c1"));
+        let plan = &synced(
+            sync(
+                revision("c1", &["a", "b", "c"], 80),
+                &mut target,
+                &applying(false, 100),
+            )
+            .unwrap(),
+        )
+        .planned
+        .plan;
+        assert!(
+            !plan.has_changes(),
+            "the update of a to 443 was not applied either"
+        );
+    }
+
+    #[test]
+    fn an_invalid_revision_is_neither_planned_nor_applied() {
+        let mut target = MemoryTarget::of_revision("base", &ResourceSet::new());
+        let mut bad = revision("c1", &["a"], 80);
+        bad.desired
+            .validation
+            .diagnostics
+            .push(ward_schema::Diagnostic::error(
+                ward_schema::diagnostic::codes::POLICY_TEST,
+                "broken",
+            ));
+        assert!(matches!(
+            sync(bad, &mut target, &applying(true, 100)).unwrap(),
+            Outcome::Invalid(_)
+        ));
+        assert!(target.snapshot().unwrap().objects.is_empty());
+        assert_eq!(at(&mut target), None);
+    }
+}
