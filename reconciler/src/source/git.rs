@@ -4,7 +4,7 @@
 use super::{
     Content, IGNORE_FILE, Selection, SourceFile, ignore_matcher, is_manifest, symlink_outside,
 };
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, anyhow, bail};
 use git2::{
     FetchOptions, ObjectType, Oid, RemoteCallbacks, Repository, Tree, TreeWalkMode, TreeWalkResult,
 };
@@ -25,12 +25,12 @@ pub fn open_repo(path: &Path) -> Result<Repository> {
 
 /// Resolves a revision (`HEAD~1`, a branch, a tag, a commit id) to its commit id.
 pub fn resolve_rev(repo: &Repository, rev: &str) -> Result<Oid> {
-    let obj = repo.revparse_single(rev).with_context(|| {
-        format!("unknown revision \"{rev}\"; try a branch, a tag or a commit id")
-    })?;
+    let obj = repo
+        .revparse_single(rev)
+        .map_err(|_| anyhow!("unknown revision \"{rev}\"; try a branch, a tag or a commit id"))?;
     Ok(obj
         .peel_to_commit()
-        .with_context(|| format!("\"{rev}\" does not name a commit"))?
+        .map_err(|_| anyhow!("\"{rev}\" does not name a commit"))?
         .id())
 }
 
@@ -209,8 +209,14 @@ impl RemoteCache {
         cache_root.join("repos")
     }
 
-    /// Clones `url` on first use, fetches it afterwards, and returns the repository with the
-    /// fetched commit of `rev` (a branch or tag name on the remote, or `HEAD`).
+    /// Mirrors `url` (every branch and tag, and the remote's `HEAD`) into the cache, cloning
+    /// on first use and fetching afterwards, then resolves `rev` there as Git would: a branch,
+    /// a tag (annotated or not), a full or abbreviated commit id, `HEAD`, any expression such
+    /// as `main~1`, or a full ref name (`refs/pull/7/head`), fetched on its own when the
+    /// mirror does not hold it. Returns the repository and the commit.
+    ///
+    /// Every call fetches before resolving, so a warm cache never answers with what an
+    /// earlier fetch left behind; branches deleted on the remote are pruned.
     pub fn fetch(&self, url: &str, rev: &str) -> Result<(Repository, Oid)> {
         let digest = Sha256::digest(url.as_bytes());
         let name: String = digest.iter().take(12).map(|b| format!("{b:02x}")).collect();
@@ -222,31 +228,78 @@ impl RemoteCache {
             Err(_) => Repository::init_bare(&path)
                 .with_context(|| format!("cannot create {}", path.display()))?,
         };
-        let refspec = format!("+{}:refs/ward/fetched", remote_ref(rev));
+        let mut refspecs = vec![
+            "+refs/heads/*:refs/heads/*".to_owned(),
+            "+refs/tags/*:refs/tags/*".to_owned(),
+        ];
+        // A ref outside branches and tags (a pull request's head) is fetched by name.
+        if rev.starts_with("refs/")
+            && !rev.starts_with("refs/heads/")
+            && !rev.starts_with("refs/tags/")
         {
-            let mut remote = repo.remote_anonymous(url)?;
-            let mut opts = FetchOptions::new();
-            opts.remote_callbacks(progress_callbacks());
-            opts.download_tags(git2::AutotagOption::None);
-            remote
-                .fetch(&[refspec.as_str()], Some(&mut opts), None)
-                .with_context(|| format!("cannot fetch {rev} from {url}"))?;
+            refspecs.push(format!("+{rev}:{rev}"));
         }
-        let oid = match repo.refname_to_id("refs/ward/fetched") {
-            Ok(oid) => oid,
-            Err(_) => bail!("{url} has no {rev}"),
-        };
-        Ok((repo, oid))
+        let default_branch = self.fetch_refs(&repo, url, &refspecs)?;
+        if let Some(branch) = default_branch {
+            // The mirror's HEAD follows the remote's, so `HEAD` means what it means there.
+            repo.set_head(&branch).map_err(|e| {
+                anyhow!(
+                    "cannot record {url}'s default branch {branch}: {}",
+                    e.message()
+                )
+            })?;
+        }
+        if let Some(oid) = resolve_quietly(&repo, rev) {
+            return Ok((repo, oid));
+        }
+        // A commit no branch or tag reaches: ask for it by id (servers that allow it).
+        if let Ok(oid) = Oid::from_str(rev)
+            && rev.len() == 40
+            && self
+                .fetch_refs(&repo, url, &[format!("+{oid}:refs/ward/commits/{oid}")])
+                .is_ok()
+            && let Some(oid) = resolve_quietly(&repo, rev)
+        {
+            return Ok((repo, oid));
+        }
+        bail!(
+            "{url} has no revision \"{rev}\" (no branch, tag or commit of that name); check the spelling, or push it first"
+        )
+    }
+
+    /// Fetches `refspecs` from `url` into `repo`, pruning what the remote deleted; returns the
+    /// remote's default branch when it names one.
+    fn fetch_refs(
+        &self,
+        repo: &Repository,
+        url: &str,
+        refspecs: &[String],
+    ) -> Result<Option<String>> {
+        let mut remote = repo.remote_anonymous(url).map_err(|e| {
+            anyhow!(
+                "{url} is not a repository URL ward can fetch: {}",
+                e.message()
+            )
+        })?;
+        let mut opts = FetchOptions::new();
+        opts.remote_callbacks(progress_callbacks());
+        opts.download_tags(git2::AutotagOption::None);
+        opts.prune(git2::FetchPrune::On);
+        let specs: Vec<&str> = refspecs.iter().map(String::as_str).collect();
+        remote
+            .fetch(&specs, Some(&mut opts), None)
+            .map_err(|e| anyhow!("cannot fetch from {url}: {}", e.message()))?;
+        Ok(remote
+            .default_branch()
+            .ok()
+            .and_then(|b| b.as_str().ok().map(str::to_owned)))
     }
 }
 
-/// Full ref name on the remote for a short revision name.
-fn remote_ref(rev: &str) -> String {
-    if rev == "HEAD" || rev.starts_with("refs/") {
-        rev.to_owned()
-    } else {
-        format!("refs/heads/{rev}")
-    }
+/// `rev` resolved to a commit, or `None` (whatever libgit2's reason).
+fn resolve_quietly(repo: &Repository, rev: &str) -> Option<Oid> {
+    let obj = repo.revparse_single(rev).ok()?;
+    obj.peel_to_commit().ok().map(|c| c.id())
 }
 
 /// Progress on a terminal (stderr), silence otherwise.
