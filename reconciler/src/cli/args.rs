@@ -34,9 +34,20 @@ pub struct GlobalArgs {
     #[arg(long, global = true, env = "WARD_REPO", default_value = ".")]
     pub repo: String,
 
-    /// Folders of the repository that hold the desired state (repeatable).
-    #[arg(long = "include", global = true, env = "WARD_INCLUDE", value_delimiter = ',', default_values_t = vec!["policies".to_string(), "cluster-config".to_string()])]
+    /// Folders of the repository that hold the desired state (repeatable; WARD_INCLUDE takes
+    /// them separated by commas or spaces) [default: policies, cluster-config]. A folder
+    /// named here that does not exist is an error.
+    #[arg(
+        long = "include",
+        global = true,
+        env = "WARD_INCLUDE",
+        value_delimiter = ','
+    )]
     pub include: Vec<String>,
+
+    /// Succeed when no file is read (an empty repository, include folders not there yet).
+    #[arg(long, global = true, env = "WARD_ALLOW_EMPTY")]
+    pub allow_empty: bool,
 
     /// The local target's state directory [default: <repo>/.ward].
     #[arg(long, global = true, env = "WARD_STATE")]

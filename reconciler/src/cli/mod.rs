@@ -86,10 +86,7 @@ impl Settings {
         Ok(Settings {
             source: Source {
                 repo,
-                selection: Selection {
-                    include: g.include.clone(),
-                    limits,
-                },
+                selection: Selection::new(&g.include, g.allow_empty, limits),
                 cache_dir,
             },
             state_dir,
@@ -182,6 +179,7 @@ fn load_paths(
                 .iter()
                 .map(|p| p.to_string_lossy().trim_end_matches('/').to_owned())
                 .collect();
+            settings.source.selection.named = true;
         }
         let loaded = load_desired(&settings, rev, keep_objects)?;
         return Ok((loaded.desired.validation, loaded.files));
@@ -194,6 +192,7 @@ fn load_paths(
     }
     let selection = &settings.source.selection;
     let files = read_worktree(&root, selection, paths)?;
+    selection.check_found(&files, |_| true, "the paths given")?;
     let names = files.iter().map(|f| f.path.clone()).collect();
     Ok((validate_files(files, selection, keep_objects), names))
 }

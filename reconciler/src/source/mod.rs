@@ -23,6 +23,9 @@ use ward_schema::{Diagnostic, yaml::Limits};
 /// The name of the ignore file at the repository root.
 pub const IGNORE_FILE: &str = ".wardignore";
 
+/// The include folders when none are named.
+pub const DEFAULT_INCLUDE: [&str; 2] = ["policies", "cluster-config"];
+
 /// Which files of a repository make up the desired state.
 #[derive(Debug, Clone)]
 pub struct Selection {
@@ -30,18 +33,75 @@ pub struct Selection {
     pub include: Vec<String>,
     /// Bounds on each file.
     pub limits: Limits,
+    /// Whether the include folders were named by the user: each must then exist. (Of the
+    /// defaults, a repository may have either.)
+    pub named: bool,
+    /// Whether reading no file at all is fine.
+    pub allow_empty: bool,
 }
 
 impl Default for Selection {
     fn default() -> Self {
-        Selection {
-            include: vec!["policies".into(), "cluster-config".into()],
-            limits: Limits::default(),
-        }
+        Selection::new(&[], false, Limits::default())
     }
 }
 
 impl Selection {
+    /// The folders `include` names (each value may hold several, separated by commas or
+    /// spaces, as `WARD_INCLUDE="policies cluster-config"` does), or the defaults.
+    pub fn new(include: &[String], allow_empty: bool, limits: Limits) -> Selection {
+        let named: Vec<String> = include
+            .iter()
+            .flat_map(|v| v.split(|c: char| c == ',' || c.is_whitespace()))
+            .filter(|s| !s.is_empty())
+            .map(|s| s.trim_end_matches('/').to_owned())
+            .collect();
+        Selection {
+            named: !named.is_empty(),
+            include: if named.is_empty() {
+                DEFAULT_INCLUDE.map(String::from).to_vec()
+            } else {
+                named
+            },
+            limits,
+            allow_empty,
+        }
+    }
+
+    /// Checks what a read found against the selection: a named include folder that `exists`
+    /// says is not there, or no file at all (unless [`Selection::allow_empty`]), is an
+    /// error naming the folders and `where_` (the working tree, or a revision).
+    pub fn check_found(
+        &self,
+        files: &[SourceFile],
+        exists: impl Fn(&str) -> bool,
+        where_: &str,
+    ) -> anyhow::Result<()> {
+        if self.allow_empty {
+            return Ok(());
+        }
+        let missing: Vec<&str> = self
+            .include
+            .iter()
+            .map(String::as_str)
+            .filter(|inc| !matches!(*inc, "" | "."))
+            .filter(|inc| !exists(inc))
+            .collect();
+        if self.named && !missing.is_empty() {
+            anyhow::bail!(
+                "include folder(s) {} do not exist in {where_}; check --include (WARD_INCLUDE), or pass --allow-empty if that is expected",
+                quoted(&missing)
+            );
+        }
+        if files.is_empty() {
+            anyhow::bail!(
+                "no manifest (.yaml, .yml, .json) found in {} of {where_}; check --repo and --include (WARD_INCLUDE), or pass --allow-empty if that is expected",
+                quoted(&self.include.iter().map(String::as_str).collect::<Vec<_>>())
+            );
+        }
+        Ok(())
+    }
+
     /// Whether `rel` (a path relative to the root, `/`-separated) lies in an included folder.
     pub fn includes(&self, rel: &str) -> bool {
         self.include.iter().any(|inc| {
@@ -49,6 +109,14 @@ impl Selection {
             inc.is_empty() || inc == "." || rel == inc || rel.starts_with(&format!("{inc}/"))
         })
     }
+}
+
+fn quoted(names: &[&str]) -> String {
+    names
+        .iter()
+        .map(|n| format!("\"{n}\""))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Whether a file name is one ward reads.

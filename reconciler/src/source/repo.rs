@@ -48,6 +48,11 @@ impl Source {
                 let files = read_worktree(&root, &self.selection, &[]).with_context(|| {
                     format!("cannot read the working tree at {}", root.display())
                 })?;
+                self.selection.check_found(
+                    &files,
+                    |inc| root.join(inc).exists(),
+                    &format!("the working tree {}", root.display()),
+                )?;
                 let (revision, dirty) = worktree_revision(&root);
                 Ok(Snapshot {
                     files,
@@ -58,6 +63,7 @@ impl Source {
             (RepoRef::Local(path), Some(rev)) => {
                 let repo = open_repo(path)?;
                 let (oid, files) = GitSource::new(&repo).read(rev, &self.selection)?;
+                self.check_revision(&repo, oid, &files)?;
                 Ok(Snapshot {
                     files,
                     revision: Some(oid.to_string()),
@@ -68,6 +74,7 @@ impl Source {
                 let cache = RemoteCache::new(RemoteCache::default_dir(&self.cache_dir));
                 let (repo, oid) = cache.fetch(url, rev.unwrap_or("HEAD"))?;
                 let (oid, files) = GitSource::new(&repo).read(&oid.to_string(), &self.selection)?;
+                self.check_revision(&repo, oid, &files)?;
                 Ok(Snapshot {
                     files,
                     revision: Some(oid.to_string()),
@@ -75,6 +82,21 @@ impl Source {
                 })
             }
         }
+    }
+
+    /// [`Selection::check_found`] against commit `oid`'s tree.
+    fn check_revision(
+        &self,
+        repo: &git2::Repository,
+        oid: git2::Oid,
+        files: &[super::SourceFile],
+    ) -> Result<()> {
+        let tree = repo.find_commit(oid)?.tree()?;
+        self.selection.check_found(
+            files,
+            |inc| tree.get_path(Path::new(inc)).is_ok(),
+            &format!("revision {oid}"),
+        )
     }
 
     /// The Git directory whose refs change on a push, for a repository on this machine.
