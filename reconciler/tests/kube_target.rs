@@ -21,6 +21,55 @@ fn ward(repo: &Repo, cluster: &TestCluster, args: &[&str]) -> util::Run {
     repo.ward(&all)
 }
 
+/// Cilium's own ConfigMap, as a cluster running Cilium has it.
+fn cilium_own_config(cluster: &TestCluster) {
+    cluster.kubectl_ok(&[
+        "create",
+        "configmap",
+        "cilium-config",
+        "-n",
+        "kube-system",
+        "--from-literal=enable-policy=default",
+    ]);
+}
+
+/// Cilium's ConfigMap is as Cilium left it: ward never wrote, adopted or pruned it.
+fn assert_cilium_own_config_untouched(cluster: &TestCluster) {
+    let cm: Value = serde_json::from_str(&cluster.kubectl_ok(&[
+        "get",
+        "configmap",
+        "-n",
+        "kube-system",
+        "cilium-config",
+        "-o",
+        "json",
+        "--show-managed-fields",
+    ]))
+    .unwrap();
+    assert_eq!(
+        cm["data"],
+        serde_json::json!({"enable-policy": "default"}),
+        "{cm}"
+    );
+    let managers: Vec<&str> = cm["metadata"]["managedFields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|f| f["manager"].as_str())
+        .collect();
+    assert!(!managers.contains(&"ward"), "{managers:?}");
+}
+
+/// The ConfigMaps of the cluster, checked to hold no ConfigMap of ward's.
+fn cluster_config_maps_besides_ward(cluster: &TestCluster) -> Vec<String> {
+    let all = names(cluster, "configmap");
+    assert!(
+        !all.iter().any(|n| n.ends_with("/ward-cilium-config")),
+        "ward's config pruned: {all:?}"
+    );
+    all
+}
+
 /// `kind` objects in the cluster as `namespace/name` (or `name`), sorted.
 fn names(cluster: &TestCluster, kind: &str) -> Vec<String> {
     let out = cluster.kubectl_ok(&["get", kind, "-A", "-o", "json"]);
@@ -56,6 +105,7 @@ fn apply_converges_and_drift_conflicts_and_prune_behave() {
         return;
     };
     cluster.kubectl_ok(&["create", "namespace", "shop"]);
+    cilium_own_config(&cluster);
     let env = Env::new();
     let mut repo = env.fixture_repo();
 
@@ -99,13 +149,14 @@ fn apply_converges_and_drift_conflicts_and_prune_behave() {
         "jsonpath={.metadata.managedFields[*].manager}",
     ]);
     assert_eq!(managers.trim(), "ward");
-    // The CiliumConfig is a ConfigMap the agents read.
+    // The CiliumConfig is a ConfigMap the agents read, not Cilium's own.
+    assert_cilium_own_config_untouched(&cluster);
     let config = cluster.kubectl_ok(&[
         "get",
         "configmap",
         "-n",
         "kube-system",
-        "cilium-config",
+        "ward-cilium-config",
         "-o",
         "jsonpath={.data.cilium-config\\.yaml}",
     ]);
@@ -269,6 +320,7 @@ fn pruning_everything_is_refused_and_an_invalid_revision_changes_nothing() {
         return;
     };
     cluster.kubectl_ok(&["create", "namespace", "shop"]);
+    cilium_own_config(&cluster);
     let env = Env::new();
     let mut repo = env.fixture_repo();
     ward(&repo, &cluster, &["apply"]).code(EXIT_OK);
@@ -311,4 +363,10 @@ fn pruning_everything_is_refused_and_an_invalid_revision_changes_nothing() {
     ward(&repo, &cluster, &["apply", "--prune", "--allow-prune-all"]).code(EXIT_OK);
     assert_eq!(names(&cluster, "cnp"), Vec::<String>::new());
     assert_eq!(names(&cluster, "ccnp"), Vec::<String>::new());
+    // ward's ConfigMap was pruned with the rest; Cilium's was never ward's to prune.
+    assert_eq!(
+        names(&cluster, "configmap"),
+        cluster_config_maps_besides_ward(&cluster)
+    );
+    assert_cilium_own_config_untouched(&cluster);
 }

@@ -4,7 +4,7 @@
 use super::client::api_error;
 use super::plan::{Extra, ensure_namespaces};
 use super::record::{KubeEntry, SyncRecord, read_record, write_record};
-use super::{FIELD_MANAGER, KubeOptions, api_for, marker};
+use super::{FIELD_MANAGER, KubeOptions, api_for, marker, object_name};
 use crate::plan::{Action, Change, Plan};
 use crate::target::{ApplyOptions, ApplyReport, Inventory};
 use anyhow::Result;
@@ -71,7 +71,10 @@ pub(super) async fn apply(
         let api = api_for(client, &c.key, opts);
         let what = format!("{} ({})", c.key, c.origin.as_deref().unwrap_or("inventory"));
         let step: Result<()> = match (&c.action, &c.after) {
-            (Action::Delete, _) => match api.delete(&c.key.name, &DeleteParams::default()).await {
+            (Action::Delete, _) => match api
+                .delete(&object_name(&c.key), &DeleteParams::default())
+                .await
+            {
                 Ok(_) => Ok(()),
                 Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
                 Err(e) => Err(api_error(e, &format!("cannot delete {what}"))),
@@ -82,7 +85,7 @@ pub(super) async fn apply(
             }),
             (_, Some(send)) => match api
                 .patch(
-                    &c.key.name,
+                    &object_name(&c.key),
                     &if options.force_conflicts || extra.forced.contains(&c.key) {
                         pp.clone().force()
                     } else {

@@ -3,8 +3,10 @@
 //! # How it maps ward's objects
 //! - CiliumNetworkPolicy, CiliumClusterwideNetworkPolicy, CiliumEnvoyConfig and
 //!   CiliumClusterwideEnvoyConfig are applied as they are (cilium.io/v2).
-//! - The CiliumConfig is not a CRD: it is stored where agents read it, a ConfigMap of the same
-//!   name in the config namespace (default `kube-system`), the document under the key
+//! - The CiliumConfig is not a CRD: it is stored where agents read it, a ConfigMap named
+//!   [`CONFIG_MAP_PREFIX`] + its name (`ward-cilium-config`: never Cilium's own
+//!   `cilium-config`, which ward must not touch) in the config namespace (default
+//!   `kube-system`), the document under the key
 //!   [`CONFIG_MAP_KEY`], labelled `app.kubernetes.io/managed-by: ward`.
 //!
 //! # Writes
@@ -65,6 +67,9 @@ pub const FIELD_MANAGER: &str = "ward";
 /// The annotation that keeps an object from being pruned (value `disabled`).
 pub const PRUNE_ANNOTATION: &str = "ward.dev/prune";
 pub use ward_schema::store::CONFIG_MAP_KEY;
+/// What the name of a CiliumConfig's ConfigMap starts with, so that ward's configuration never
+/// lands in (or prunes) a ConfigMap of Cilium's.
+pub const CONFIG_MAP_PREFIX: &str = "ward-";
 /// The label on ConfigMaps that hold a CiliumConfig.
 pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "ward");
 /// Objects per LIST request (the rest follows with the continue token).
@@ -352,7 +357,7 @@ pub(crate) fn to_kube_owned(r: Resource, opts: &KubeOptions) -> Value {
         Kind::CiliumConfig => normalize_owned(json!({
             "apiVersion": "v1",
             "kind": "ConfigMap",
-            "metadata": {"name": r.key.name, "namespace": opts.config_namespace, "labels": {MANAGED_BY.0: MANAGED_BY.1}},
+            "metadata": {"name": object_name(&r.key), "namespace": opts.config_namespace, "labels": {MANAGED_BY.0: MANAGED_BY.1}},
             "data": {CONFIG_MAP_KEY: to_yaml(&object)},
         })),
         _ => {
@@ -379,7 +384,27 @@ fn short_hash(canonical: &[u8]) -> String {
     hash_bytes(canonical).chars().take(16).collect()
 }
 
-/// Every live object of the kinds ward applies (ConfigMaps: only those labelled as ward's).
+/// The name of `key`'s object on the cluster.
+pub fn object_name(key: &ResourceKey) -> String {
+    match key.kind {
+        Kind::CiliumConfig => format!("{CONFIG_MAP_PREFIX}{}", key.name),
+        _ => key.name.clone(),
+    }
+}
+
+/// The key of a live object of `kind` named `name`; `None` for a ConfigMap whose name is not
+/// one ward gives ([`object_name`]).
+fn key_of(kind: Kind, namespace: Option<&str>, name: &str) -> Option<ResourceKey> {
+    match kind {
+        Kind::CiliumConfig => name
+            .strip_prefix(CONFIG_MAP_PREFIX)
+            .map(|n| ResourceKey::new(kind, None, n)),
+        _ => Some(ResourceKey::new(kind, namespace, name)),
+    }
+}
+
+/// Every live object of the kinds ward applies (ConfigMaps: only those labelled as ward's and
+/// named as ward names them).
 async fn list_live(client: &Client, opts: &KubeOptions) -> Result<BTreeMap<ResourceKey, Live>> {
     let mut out = BTreeMap::new();
     for kind in Kind::ALL.into_iter().filter(|k| k.is_applied()) {
@@ -407,16 +432,16 @@ async fn list_live(client: &Client, opts: &KubeOptions) -> Result<BTreeMap<Resou
                 } else {
                     None
                 };
+                let Some(key) = key_of(kind, ns.as_deref(), &name) else {
+                    continue;
+                };
                 let mut raw = serde_json::to_value(&item)?;
                 drop(item);
                 if let Some(o) = raw.as_object_mut() {
                     o.insert("apiVersion".into(), json!(ar.api_version));
                     o.insert("kind".into(), json!(ar.kind));
                 }
-                out.insert(
-                    ResourceKey::new(kind, ns.as_deref(), &name),
-                    Live::from_raw(raw),
-                );
+                out.insert(key, Live::from_raw(raw));
             }
             match next {
                 Some(token) => lp = lp.continue_token(&token),
@@ -545,6 +570,15 @@ mod tests {
         };
         let cm = to_kube(&r, &KubeOptions::default());
         assert_eq!(cm["kind"], "ConfigMap");
+        assert_eq!(
+            cm["metadata"]["name"], "ward-cilium-config",
+            "never Cilium's own ConfigMap"
+        );
+        assert_eq!(
+            key_of(Kind::CiliumConfig, None, "ward-cilium-config"),
+            Some(r.key.clone())
+        );
+        assert_eq!(key_of(Kind::CiliumConfig, None, "cilium-config"), None);
         assert_eq!(cm["metadata"]["namespace"], "kube-system");
         assert_eq!(cm["metadata"]["labels"][MANAGED_BY.0], MANAGED_BY.1);
         assert!(

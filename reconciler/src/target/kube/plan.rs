@@ -6,7 +6,7 @@ use super::client::api_error;
 use super::record::{KubeEntry, parse_id};
 use super::{
     CONCURRENCY, FIELD_MANAGER, KubeOptions, PRUNE_ANNOTATION, Snapshot, api_for, namespace_of,
-    short_fp, to_kube_owned,
+    object_name, short_fp, to_kube_owned,
 };
 use crate::normalize::normalize_owned;
 use crate::plan::{Judged, Plan, Planner, Proposal};
@@ -222,7 +222,8 @@ async fn dry_run(
         PatchParams::apply(FIELD_MANAGER).dry_run()
     };
     let mut forced = false;
-    let mut answer = api.patch(&key.name, &pp, &Patch::Apply(&send)).await;
+    let name = object_name(&key);
+    let mut answer = api.patch(&name, &pp, &Patch::Apply(&send)).await;
     if let Err(kube::Error::Api(st)) = &answer {
         let declared = appliers
             .iter()
@@ -230,7 +231,7 @@ async fn dry_run(
         if st.code == 409 && !declared {
             forced = true;
             answer = api
-                .patch(&key.name, &pp.clone().force(), &Patch::Apply(&send))
+                .patch(&name, &pp.clone().force(), &Patch::Apply(&send))
                 .await;
         }
     }
