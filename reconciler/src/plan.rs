@@ -14,6 +14,21 @@ use similar::TextDiff;
 use std::collections::BTreeMap;
 use ward_schema::{Resource, ResourceKey, ResourceSet};
 
+/// What a plan is asked for besides the desired objects.
+#[derive(Debug, Clone, Default)]
+pub struct PlanOptions {
+    /// Plan deletes of inventory objects that are no longer desired.
+    pub prune: bool,
+    /// The revision planned.
+    pub revision: Option<String>,
+    /// Plan taking over fields other field managers own (kube target).
+    pub force_conflicts: bool,
+    /// Render each change's diff (reports do; the controller does not).
+    pub diffs: bool,
+    /// Take over desired objects that exist but were not applied by ward.
+    pub adopt: bool,
+}
+
 /// What happens to one object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -49,6 +64,10 @@ pub struct Change {
     pub origin: Option<String>,
     /// Whether the live object was changed outside ward.
     pub drifted: bool,
+    /// Whether the object exists but ward did not apply it, and this change takes it over
+    /// (`--adopt`): field manager ward, into the inventory.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub adopt: bool,
 }
 
 /// The whole plan. Lists are in apply order (config and cluster-wide objects first).
@@ -66,6 +85,10 @@ pub struct Plan {
     pub unchanged: Vec<ResourceKey>,
     /// Objects changed or deleted outside ward since ward applied them.
     pub drifted: Vec<ResourceKey>,
+    /// Desired objects that exist in the target but were not applied by ward: left alone
+    /// unless `--adopt` takes them over.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unmanaged: Vec<ResourceKey>,
     /// Whether deletes will be carried out.
     pub prune: bool,
 }
@@ -100,8 +123,16 @@ impl Plan {
         } else {
             " (with --prune)"
         };
+        let unmanaged = if self.unmanaged.is_empty() {
+            String::new()
+        } else {
+            format!(
+                ", {} exist(s) not managed by ward (--adopt takes them over)",
+                self.unmanaged.len()
+            )
+        };
         format!(
-            "{} to create, {} to change, {} to prune{prune_note}, {} drifted, {} unchanged",
+            "{} to create, {} to change, {} to prune{prune_note}, {} drifted, {} unchanged{unmanaged}",
             self.creates.len(),
             self.updates.len(),
             self.deletes.len(),
@@ -137,6 +168,9 @@ pub struct Proposal {
 /// A proposal compared with the live object.
 #[derive(Debug)]
 pub enum Judged {
+    /// The object exists but ward did not apply it (not in the inventory), and adopting was
+    /// not asked for: left alone.
+    Unmanaged(ResourceKey),
     /// The live object is already what the proposal would make it.
     Unchanged {
         /// The object.
@@ -152,25 +186,30 @@ pub enum Judged {
 /// with the live objects, renders diffs, lists drift and sorts everything into apply order.
 pub struct Planner<'a> {
     live: &'a BTreeMap<ResourceKey, LiveObject>,
+    inventory: &'a Inventory,
     diffs: bool,
+    adopt: bool,
     plan: Plan,
 }
 
 impl<'a> Planner<'a> {
-    /// A planner against `live`; `diffs` false leaves every [`Change::diff`] empty (the
-    /// controller: nobody reads them, and a first apply would hold every object again as YAML).
+    /// A planner against `live` and ward's `inventory` there. `diffs` false leaves every
+    /// [`Change::diff`] empty (the controller: nobody reads them, and a first apply would hold
+    /// every object again as YAML); `adopt` takes over desired objects that exist but were not
+    /// applied by ward, which are otherwise left alone.
     pub fn new(
         live: &'a BTreeMap<ResourceKey, LiveObject>,
-        prune: bool,
-        revision: Option<String>,
-        diffs: bool,
+        inventory: &'a Inventory,
+        options: &PlanOptions,
     ) -> Self {
         Planner {
             live,
-            diffs,
+            inventory,
+            diffs: options.diffs,
+            adopt: options.adopt,
             plan: Plan {
-                revision,
-                prune,
+                revision: options.revision.clone(),
+                prune: options.prune,
                 ..Plan::default()
             },
         }
@@ -179,7 +218,11 @@ impl<'a> Planner<'a> {
     /// Compares one proposal with the live object. Pure, so callers may judge on all cores.
     pub fn judge(&self, p: Proposal) -> Judged {
         let live = self.live.get(&p.key);
-        if live.is_some_and(|l| l.fingerprint == p.expected_fingerprint) {
+        let adopt = live.is_some() && self.inventory.get(&p.key).is_none();
+        if adopt && !self.adopt {
+            return Judged::Unmanaged(p.key);
+        }
+        if !adopt && live.is_some_and(|l| l.fingerprint == p.expected_fingerprint) {
             return Judged::Unchanged {
                 key: p.key,
                 drifted: p.drifted,
@@ -206,12 +249,14 @@ impl<'a> Planner<'a> {
             diff,
             origin: p.origin,
             drifted: p.drifted,
+            adopt,
         })
     }
 
     /// Adds a judged proposal to the plan.
     pub fn add(&mut self, judged: Judged) {
         match judged {
+            Judged::Unmanaged(key) => self.plan.unmanaged.push(key),
             Judged::Unchanged { key, drifted } => {
                 if drifted {
                     self.plan.drifted.push(key.clone());
@@ -260,6 +305,7 @@ impl<'a> Planner<'a> {
             diff,
             origin: None,
             drifted,
+            adopt: false,
         });
     }
 
@@ -271,6 +317,7 @@ impl<'a> Planner<'a> {
         }
         plan.unchanged.sort();
         plan.drifted.sort();
+        plan.unmanaged.sort();
         self.plan
     }
 }
@@ -280,14 +327,9 @@ impl<'a> Planner<'a> {
 /// live (`ward diff --base`). Objects in the target that ward never applied (not in the
 /// inventory) are left alone: neither updated unless desired, nor pruned. Kinds that are
 /// never applied (PolicyTest) are not part of any plan.
-pub fn compute(
-    desired: &ResourceSet,
-    live: &LiveSet,
-    prune: bool,
-    revision: Option<String>,
-) -> Plan {
+pub fn compute(desired: &ResourceSet, live: &LiveSet, options: &PlanOptions) -> Plan {
     let inv = &live.inventory;
-    let mut planner = Planner::new(&live.objects, prune, revision, true);
+    let mut planner = Planner::new(&live.objects, inv, options);
     // Normalising, hashing and diffing are the bulk of the work: on all cores, in order. An
     // unchanged object's canonical form is dropped at once.
     let judged: Vec<Judged> = desired

@@ -184,6 +184,7 @@ pub fn plan(
             revision: options.revision.clone(),
             force_conflicts: options.force_conflicts,
             diffs,
+            adopt: options.adopt,
         },
     )
 }

@@ -389,3 +389,37 @@ fn a_remote_repository_is_cloned_into_the_cache_and_fetched_again() {
         "--cache-dir was honoured"
     );
 }
+
+#[test]
+fn an_object_ward_did_not_apply_is_left_alone_until_adopted() {
+    let env = Env::new();
+    let repo = env.fixture_repo();
+    // Written by hand into the state directory, as ward would have written it.
+    let key = FIXTURE_OBJECTS[0];
+    repo.ward(&["apply"]).code(EXIT_OK);
+    let file = repo.state().join("objects").join(object_file(key));
+    let bytes = std::fs::read(&file).expect("applied object");
+    let inventory = util::inventory(&repo.state());
+    std::fs::remove_dir_all(repo.state()).expect("fresh state");
+    std::fs::create_dir_all(file.parent().expect("parent")).expect("mkdir");
+    std::fs::write(&file, &bytes).expect("write by hand");
+    assert!(inventory["entries"].get(key).is_some(), "{inventory}");
+
+    let plan = repo.ward(&["plan"]);
+    plan.code(EXIT_OK)
+        .stdout_has("6 to create, 0 to change, 0 to prune, 0 drifted, 0 unchanged, 1 exist(s) not managed by ward")
+        .stdout_has(&format!("Exist, not managed by ward (left alone; --adopt takes them over):\n  {key}"));
+    repo.ward(&["apply"]).code(EXIT_OK);
+    let inv = util::inventory(&repo.state());
+    assert!(inv["entries"].get(key).is_none(), "not adopted: {inv}");
+    assert_eq!(inv["entries"].as_object().map(|e| e.len()), Some(6));
+
+    repo.ward(&["apply", "--adopt"])
+        .code(EXIT_OK)
+        .stdout_has(&format!("~ {key} adopt"));
+    let inv = util::inventory(&repo.state());
+    assert!(inv["entries"].get(key).is_some(), "adopted: {inv}");
+    repo.ward(&["plan", "--detailed-exitcode"])
+        .code(EXIT_OK)
+        .stdout_has("7 unchanged");
+}

@@ -370,3 +370,74 @@ fn pruning_everything_is_refused_and_an_invalid_revision_changes_nothing() {
     );
     assert_cilium_own_config_untouched(&cluster);
 }
+
+#[test]
+fn objects_ward_did_not_apply_are_left_alone_until_adopted() {
+    let Some(cluster) = TestCluster::start() else {
+        return;
+    };
+    cluster.kubectl_ok(&["create", "namespace", "shop"]);
+    let env = Env::new();
+    let mut repo = env.fixture_repo();
+    // Applied earlier with kubectl, same content as the repository's.
+    let file = repo
+        .path
+        .join("policies/namespaces/shop/backend-ingress.yaml");
+    cluster.kubectl_ok(&["apply", "-f", file.to_str().unwrap()]);
+    let managers = || {
+        cluster.kubectl_ok(&[
+            "get",
+            "cnp",
+            "-n",
+            "shop",
+            "backend-ingress",
+            "-o",
+            "jsonpath={.metadata.managedFields[*].manager}",
+        ])
+    };
+    // What `ward status` lists as live but not applied by ward.
+    let unmanaged = |repo: &Repo| -> Vec<Value> {
+        ward(repo, &cluster, &["status", "--format", "json"]).json()["unmanaged"]
+            .as_array()
+            .unwrap()
+            .clone()
+    };
+
+    let plan = ward(&repo, &cluster, &["plan"]);
+    plan.code(EXIT_OK)
+        .stdout_has("6 to create, 0 to change, 0 to prune, 0 drifted, 0 unchanged, 1 exist(s) not managed by ward (--adopt takes them over)")
+        .stdout_has("Exist, not managed by ward (left alone; --adopt takes them over):\n  CiliumNetworkPolicy/shop/backend-ingress");
+    ward(&repo, &cluster, &["apply"]).code(EXIT_OK);
+    assert!(
+        !managers().contains("ward"),
+        "not taken over: {}",
+        managers()
+    );
+    assert!(
+        unmanaged(&repo).contains(&Value::from("CiliumNetworkPolicy/shop/backend-ingress")),
+        "still unmanaged"
+    );
+
+    // --adopt takes it over: field manager ward, into the inventory.
+    let adopt = ward(&repo, &cluster, &["apply", "--adopt"]);
+    adopt
+        .code(EXIT_OK)
+        .stdout_has("0 to create, 1 to change, 0 to prune, 0 drifted, 6 unchanged")
+        .stdout_has("~ CiliumNetworkPolicy/shop/backend-ingress adopt");
+    assert!(managers().contains("ward"), "{}", managers());
+    assert!(unmanaged(&repo).is_empty(), "everything is ward's now");
+    ward(&repo, &cluster, &["plan", "--detailed-exitcode"])
+        .code(EXIT_OK)
+        .stdout_has("0 to create, 0 to change, 0 to prune, 0 drifted, 7 unchanged");
+
+    // Once adopted, deleting its file prunes it.
+    repo.remove("policies/namespaces/shop/backend-ingress.yaml");
+    repo.commit("drop backend-ingress");
+    ward(&repo, &cluster, &["apply", "--prune"])
+        .code(EXIT_OK)
+        .stdout_has("1 to prune");
+    assert!(
+        !names(&cluster, "cnp").contains(&"shop/backend-ingress".to_owned()),
+        "pruned"
+    );
+}

@@ -201,7 +201,8 @@ pub struct ValidateArgs {
 /// `ward plan` and `ward apply`.
 #[derive(Debug, Args)]
 pub struct PlanArgs {
-    /// Use this Git revision instead of the working tree (for a URL: a branch or tag).
+    /// Use this Git revision instead of the working tree (any revision Git understands:
+    /// branch, tag, commit, `main~1`).
     #[arg(long)]
     pub rev: Option<String>,
     /// Delete objects ward applied earlier that are no longer desired.
@@ -216,6 +217,10 @@ pub struct PlanArgs {
     /// Take over fields that another field manager owns (kube target; like kubectl).
     #[arg(long)]
     pub force_conflicts: bool,
+    /// Take over desired objects that exist but ward did not apply (created with kubectl, or
+    /// by hand): field manager ward, into the inventory. Without it they are left alone.
+    #[arg(long)]
+    pub adopt: bool,
     /// Exit 2 when there are changes (0: none, 1: errors).
     #[arg(long)]
     pub detailed_exitcode: bool,

@@ -384,6 +384,7 @@ fn plan_against_target(settings: &Settings, a: &PlanArgs, command: &'static str)
             prune: a.prune,
             revision: None,
             force_conflicts: a.force_conflicts,
+            adopt: a.adopt,
             max_prune: a.max_prune,
             allow_prune_all: a.allow_prune_all,
         },
@@ -479,6 +480,7 @@ fn diff(settings: &Settings, a: &DiffArgs) -> Result<i32> {
             max_prune: usize::MAX,
             allow_prune_all: true,
             force_conflicts: false,
+            adopt: false,
             detailed_exitcode: a.detailed_exitcode,
         };
         return plan_against_target(settings, &live, "diff");

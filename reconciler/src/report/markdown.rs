@@ -66,6 +66,7 @@ pub(super) fn render(report: &Report<'_>) -> String {
         {
             let verb = match c.action {
                 Action::Create => "➕ create",
+                Action::Update if c.adopt => "🤝 adopt",
                 Action::Update => "✏️ change",
                 Action::Delete => "🗑️ prune",
             };
@@ -91,6 +92,17 @@ pub(super) fn render(report: &Report<'_>) -> String {
         }
         if !plan.has_changes() && plan.deletes.is_empty() {
             let _ = writeln!(out, "No object changes.");
+        }
+        if !plan.unmanaged.is_empty() {
+            let _ = writeln!(
+                out,
+                "\n**Exist, not managed by ward** (left alone; `--adopt` takes them over): {}\n",
+                plan.unmanaged
+                    .iter()
+                    .map(|k| format!("`{k}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
         }
     }
     if let Some(c) = report.connectivity {

@@ -75,6 +75,19 @@ pub(super) fn render(report: &Report<'_>, color: bool) -> String {
                 let _ = writeln!(out, "  {k}");
             }
         }
+        if !plan.unmanaged.is_empty() {
+            let _ = writeln!(
+                out,
+                "\n{}",
+                p.on(
+                    YELLOW,
+                    "Exist, not managed by ward (left alone; --adopt takes them over):"
+                )
+            );
+            for k in &plan.unmanaged {
+                let _ = writeln!(out, "  {k}");
+            }
+        }
     }
     if let Some(c) = report.connectivity {
         render_connectivity(&mut out, c, &p);
@@ -108,6 +121,7 @@ fn render_connectivity(out: &mut String, c: &Connectivity, p: &Paint) {
 fn render_change(out: &mut String, c: &Change, prune: bool, p: &Paint) {
     let (mark, style, what) = match c.action {
         Action::Create => ("+", GREEN, "create"),
+        Action::Update if c.adopt => ("~", YELLOW, "adopt"),
         Action::Update => ("~", YELLOW, "change"),
         Action::Delete if prune => ("-", RED, "prune"),
         Action::Delete => ("-", RED, "prune (with --prune)"),

@@ -270,15 +270,8 @@ impl Target for LocalTarget {
             ));
         }
         let live = self.live()?;
-        let plan = plan::compute(&desired, &live, options.prune, options.revision.clone());
+        let plan = plan::compute(&desired, &live, options);
         Ok(Planned { plan, live, notes })
-    }
-
-    /// Unchanged objects missing from the inventory (applied by an older, interrupted run)
-    /// are recorded by an apply even when nothing changes.
-    fn pending(&self, planned: &Planned, _options: &ApplyOptions) -> bool {
-        let inv = &planned.live.inventory;
-        !planned.plan.unchanged.iter().all(|k| inv.get(k).is_some())
     }
 
     fn status(&mut self) -> Result<Status> {
@@ -353,20 +346,6 @@ impl Target for LocalTarget {
                 _ => bail!("internal error: {} has no desired content", change.key),
             }
         }
-        // Unchanged objects whose inventory entry is missing (e.g. applied by an older,
-        // interrupted run) are recorded too, so the inventory covers everything desired.
-        for key in &plan.unchanged {
-            if let (Some(l), None) = (self.read_one(key)?, inv.get(key)) {
-                inv.entries.insert(
-                    Inventory::id(key),
-                    InventoryEntry {
-                        key: key.clone(),
-                        fingerprint: l,
-                        origin: String::new(),
-                    },
-                );
-            }
-        }
         inv.applied_revision = options.revision.clone();
         inv.applied_at = Some(crate::time::now_rfc3339());
         report.inventory = inv.entries.len();
@@ -384,20 +363,8 @@ impl LocalTarget {
         let objects = self.read_objects(&inventory)?.into_iter().collect();
         Ok(LiveSet { objects, inventory })
     }
-
-    /// The fingerprint of one live object, if it exists.
-    fn read_one(&self, key: &ResourceKey) -> Result<Option<String>> {
-        match fs::read(self.object_path(key)) {
-            Ok(b) => Ok(serde_json::from_slice::<Value>(&b)
-                .ok()
-                .map(|v| fingerprint(&normalize(&v)))),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e.into()),
-        }
-    }
 }
 
-/// Writes this process's id into the held lock file, for `ward status`.
 /// One live object from its file. ward writes canonical bytes, so a file whose hash is the
 /// inventory's fingerprint is exactly what ward wrote: it is kept unparsed. Any other file
 /// (changed by hand, or not ward's) is parsed, normalised and fingerprinted in full, so that
@@ -414,6 +381,7 @@ fn read_object(path: &Path, bytes: Vec<u8>, recorded: Option<&str>) -> Result<Li
     Ok(LiveObject::new(object, fingerprint))
 }
 
+/// Writes this process's id into the held lock file, for `ward status`.
 fn record_pid(mut file: &File) -> Result<()> {
     file.set_len(0).context("cannot write the lock file")?;
     file.write_all(format!("{}\n", std::process::id()).as_bytes())

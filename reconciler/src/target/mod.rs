@@ -11,6 +11,7 @@ pub mod local;
 pub mod memory;
 
 pub use crate::live::{Inventory, InventoryEntry, LiveObject, LiveSet};
+pub use crate::plan::PlanOptions;
 
 use crate::plan::{self, Plan};
 use anyhow::Result;
@@ -26,6 +27,8 @@ pub struct ApplyOptions {
     pub revision: Option<String>,
     /// Take over fields other field managers own (kube target).
     pub force_conflicts: bool,
+    /// Take over desired objects that exist but were not applied by ward.
+    pub adopt: bool,
     /// The most objects one apply may prune ([`check_prune`]).
     pub max_prune: usize,
     /// Allow an apply to prune every object ward applied.
@@ -42,6 +45,7 @@ impl Default for ApplyOptions {
             prune: false,
             revision: None,
             force_conflicts: false,
+            adopt: false,
             max_prune: DEFAULT_MAX_PRUNE,
             allow_prune_all: false,
         }
@@ -84,19 +88,6 @@ pub struct ApplyReport {
     pub unchanged: usize,
     /// Objects in the inventory after the apply.
     pub inventory: usize,
-}
-
-/// What a plan is asked for besides the desired objects.
-#[derive(Debug, Clone, Default)]
-pub struct PlanOptions {
-    /// Plan deletes of inventory objects that are no longer desired.
-    pub prune: bool,
-    /// The revision planned.
-    pub revision: Option<String>,
-    /// Plan taking over fields other field managers own (kube target).
-    pub force_conflicts: bool,
-    /// Render each change's diff (reports do; the controller does not).
-    pub diffs: bool,
 }
 
 /// A plan with what was live when it was made.
@@ -145,7 +136,7 @@ pub trait Target {
     /// API server's defaults) overrides it.
     fn plan(&mut self, desired: ResourceSet, options: &PlanOptions) -> Result<Planned> {
         let live = self.snapshot()?;
-        let plan = plan::compute(&desired, &live, options.prune, options.revision.clone());
+        let plan = plan::compute(&desired, &live, options);
         Ok(Planned {
             plan,
             live,
@@ -219,6 +210,7 @@ mod tests {
             diff: String::new(),
             origin: None,
             drifted: false,
+            adopt: false,
         };
         Plan {
             deletes: (0..n).map(change).collect(),

@@ -82,12 +82,7 @@ pub(super) async fn plan(
     ask: &PlanOptions,
 ) -> Result<(Plan, Extra, LiveSet)> {
     let live_set = snap.live_set();
-    let mut planner = Planner::new(
-        &live_set.objects,
-        ask.prune,
-        ask.revision.clone(),
-        ask.diffs,
-    );
+    let mut planner = Planner::new(&live_set.objects, &live_set.inventory, ask);
     let (live, record) = (&snap.live, &snap.record);
     let recorded: BTreeMap<&str, &KubeEntry> = record
         .inventory
