@@ -23,7 +23,7 @@ fn diagnostics() -> Vec<Diagnostic> {
         .at("policies/shop/backend.yaml", 14, 21)
         .with_path("spec.ingress[0].toPorts[0].ports[0].port")
         .with_hint("ports are numbers from 0 to 65535"),
-        Diagnostic::warning("WARD-K006", "no metadata.namespace; ward puts this CiliumNetworkPolicy in namespace \"default\"").at(
+        Diagnostic::warning("WARD-K007", "no metadata.namespace; ward puts this CiliumNetworkPolicy in namespace \"default\"").at(
             "policies/x.yaml",
             3,
             1,

@@ -166,6 +166,8 @@ pub mod codes {
     pub const BAD_NAME: &str = "WARD-K005";
     /// Namespace on a cluster-scoped kind, or an invalid namespace.
     pub const BAD_NAMESPACE: &str = "WARD-K006";
+    /// A namespaced kind without `metadata.namespace` (a warning: it lands in `default`).
+    pub const NO_NAMESPACE: &str = "WARD-K007";
     /// A field the schema does not know.
     pub const UNKNOWN_FIELD: &str = "WARD-J001";
     /// Any other JSON Schema violation (type, enum, pattern, required, bounds).

@@ -193,7 +193,7 @@ fn check_metadata(
         }
         None if kind.namespaced() => {
             let mut f = finding(
-                codes::BAD_NAMESPACE,
+                codes::NO_NAMESPACE,
                 &["metadata"],
                 true,
                 format!(
@@ -280,6 +280,7 @@ mod tests {
             &json!({"apiVersion": "cilium.io/v2", "kind": "CiliumNetworkPolicy", "metadata": {"name": "a"}}),
         );
         assert_eq!(e.findings[0].severity, Severity::Warning);
+        assert_eq!(e.findings[0].code, codes::NO_NAMESPACE, "its own code");
         assert_eq!(e.key.and_then(|k| k.namespace).as_deref(), Some("default"));
     }
 
