@@ -4,9 +4,11 @@
 use super::Report;
 use std::fmt::Write;
 
-/// Escapes a message (data) as the runner expects.
+/// Escapes a message (data) as the runner expects; other control characters are written
+/// as `\u{…}`.
 fn escape_data(s: &str) -> String {
-    s.replace('%', "%25")
+    super::printable(s, &['\r', '\n'])
+        .replace('%', "%25")
         .replace('\r', "%0D")
         .replace('\n', "%0A")
 }

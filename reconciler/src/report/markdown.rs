@@ -9,7 +9,9 @@ use std::fmt::Write;
 pub const COMMENT_MARKER: &str = "<!-- ward-report -->";
 
 fn cell(s: &str) -> String {
-    s.replace('|', "\\|").replace('\n', " ")
+    super::printable(s, &['\n'])
+        .replace('|', "\\|")
+        .replace('\n', " ")
 }
 
 pub(super) fn render(report: &Report<'_>) -> String {

@@ -148,6 +148,26 @@ pub(crate) fn connectivity_lines(c: &Connectivity) -> Vec<(bool, String)> {
     allowed.chain(denied).collect()
 }
 
+/// `s` with every control character but those in `keep` written as `\u{…}`: a name, path
+/// or message read from a repository can then neither break a line-based format nor send
+/// escape sequences to a terminal. `keep` lists the controls a format escapes its own way.
+pub(crate) fn printable<'a>(s: &'a str, keep: &[char]) -> std::borrow::Cow<'a, str> {
+    if !s.chars().any(|c| c.is_control() && !keep.contains(&c)) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    std::borrow::Cow::Owned(
+        s.chars()
+            .map(|c| {
+                if c.is_control() && !keep.contains(&c) {
+                    format!("\\u{{{:x}}}", u32::from(c))
+                } else {
+                    c.to_string()
+                }
+            })
+            .collect(),
+    )
+}
+
 /// Short form of a revision for headings.
 pub(crate) fn short_rev(rev: &Option<String>) -> String {
     match rev {

@@ -1,6 +1,6 @@
 //! Plain text: findings like a compiler prints them, then the plan with coloured diffs.
 
-use super::{Report, short_rev};
+use super::{Report, printable, short_rev};
 use crate::paint::{BOLD, CYAN, DIM, GREEN, Paint, RED, YELLOW};
 use crate::plan::{Action, Change};
 use crate::testing::Connectivity;
@@ -18,16 +18,17 @@ pub(super) fn render(report: &Report<'_>, color: bool) -> String {
         let _ = write!(
             out,
             "{}: {sev}[{}]: {}",
-            p.on(BOLD, &d.location()),
+            p.on(BOLD, &printable(&d.location(), &[])),
             d.code,
-            d.message
+            printable(&d.message, &[])
         );
         if !d.path.is_empty() {
-            let _ = write!(out, " {}", p.on(DIM, &format!("(at {})", d.path)));
+            let at = format!("(at {})", printable(&d.path, &[]));
+            let _ = write!(out, " {}", p.on(DIM, &at));
         }
         out.push('\n');
         if let Some(h) = &d.hint {
-            let _ = writeln!(out, "  {} {h}", p.on(CYAN, "hint:"));
+            let _ = writeln!(out, "  {} {}", p.on(CYAN, "hint:"), printable(h, &[]));
         }
     }
     let (e, w) = (report.errors(), report.warnings());
