@@ -3,7 +3,7 @@
 use crate::source::{Selection, Snapshot, SourceFile};
 use rayon::prelude::*;
 use ward_schema::topology::Topology;
-use ward_schema::{FileReport, Kind, Validation, assemble, load_file};
+use ward_schema::{FileReport, Kind, LoadOptions, Validation, assemble, load_file_with};
 
 /// The validated desired state of one revision.
 #[derive(Debug)]
@@ -38,16 +38,25 @@ pub fn validate_files(
         .into_par_iter()
         .map(|f| {
             let path = f.path.clone();
+            if let Some(what) = f.skipped() {
+                return FileReport {
+                    skipped: vec![what.to_owned()],
+                    ..FileReport::default()
+                };
+            }
             let mut report = match f.bytes(selection) {
                 Ok(bytes) => {
-                    let mut report = load_file(&path, &bytes, &selection.limits);
+                    let options = LoadOptions {
+                        limits: selection.limits,
+                        strict_kinds: selection.strict_kinds,
+                    };
+                    let mut report = load_file_with(&path, &bytes, &options);
                     check_lab_topology(&path, &bytes, &mut report);
                     report
                 }
                 Err(d) => FileReport {
-                    documents: 0,
-                    resources: Vec::new(),
                     findings: vec![(d, None)],
+                    ..FileReport::default()
                 },
             };
             if !keep_objects {

@@ -158,7 +158,12 @@ pub fn load(source: &Source, rev: Option<&str>) -> Result<Snapshot> {
 /// Step 2: validates a snapshot. With `keep_objects` false the resources keep only their
 /// keys and origins ([`crate::desired::validate_files`]).
 pub fn validate(snapshot: Snapshot, source: &Source, keep_objects: bool) -> Loaded {
-    let files = snapshot.files.iter().map(|f| f.path.clone()).collect();
+    let files = snapshot
+        .files
+        .iter()
+        .filter(|f| f.skipped().is_none())
+        .map(|f| f.path.clone())
+        .collect();
     Loaded {
         desired: validate_snapshot(snapshot, &source.selection, keep_objects),
         files,

@@ -17,6 +17,11 @@ pub struct Envelope {
     pub key: Option<ResourceKey>,
     /// Problems found.
     pub findings: Vec<Finding>,
+    /// The kind of an object of another API that ward does not manage (a Deployment, a
+    /// Service, a Kustomization): skipped and counted, or an error in strict mode. Kinds of
+    /// Cilium's and ward's own groups, and near misses of ward's kinds, are never foreign:
+    /// they are typos, reported as [`codes::UNKNOWN_KIND`].
+    pub foreign: Option<String>,
 }
 
 fn finding(
@@ -51,6 +56,7 @@ pub fn check(doc: &Value) -> Envelope {
         return Envelope {
             key: None,
             findings,
+            foreign: None,
         };
     };
     let kind_str = obj.get("kind").and_then(Value::as_str);
@@ -68,6 +74,13 @@ pub fn check(doc: &Value) -> Envelope {
         }
         Some(k) => match Kind::parse(k) {
             Some(kind) => Some(kind),
+            None if is_foreign(k, api) => {
+                return Envelope {
+                    key: None,
+                    findings,
+                    foreign: Some(k.to_owned()),
+                };
+            }
             None => {
                 findings.push(unknown_kind(k));
                 None
@@ -101,7 +114,37 @@ pub fn check(doc: &Value) -> Envelope {
         _ => {}
     }
     let key = kind.and_then(|kind| check_metadata(kind, obj.get("metadata"), &mut findings));
-    Envelope { key, findings }
+    Envelope {
+        key,
+        findings,
+        foreign: None,
+    }
+}
+
+/// Whether `kind` at `api` belongs to an API ward does not manage: it has an apiVersion
+/// outside Cilium's and ward's groups, and is not a near miss of one of ward's kinds.
+fn is_foreign(kind: &str, api: Option<&str>) -> bool {
+    let Some(api) = api else {
+        return false;
+    };
+    let group = api.split_once('/').map_or("", |(g, _)| g);
+    let ours = group == "cilium.io" || group == "ward.dev";
+    let names: Vec<&str> = Kind::ALL.iter().map(|k| k.as_str()).collect();
+    !ours && crate::semantic::did_you_mean(kind, &names).is_none()
+}
+
+/// The finding for a foreign kind when `--strict-kinds` asks for one.
+pub fn strict_kind(kind: &str) -> Finding {
+    finding(
+        codes::UNKNOWN_KIND,
+        &["kind"],
+        false,
+        format!("kind \"{kind}\" is not one ward manages (--strict-kinds)"),
+        Some(format!(
+            "{}; move other objects out of the policy folders, list them in .wardignore, or drop --strict-kinds to skip them",
+            known_kinds_hint()
+        )),
+    )
 }
 
 fn known_kinds_hint() -> String {
@@ -264,6 +307,30 @@ mod tests {
             e.findings[0].hint.as_deref(),
             Some("did you mean \"CiliumNetworkPolicy\"?")
         );
+    }
+
+    #[test]
+    fn other_apis_are_foreign_and_typos_of_ours_are_not() {
+        for (api, kind) in [
+            ("apps/v1", "Deployment"),
+            ("v1", "Service"),
+            ("kustomize.config.k8s.io/v1beta1", "Kustomization"),
+            ("networking.k8s.io/v1", "NetworkPolicy"),
+        ] {
+            let e = check(&json!({"apiVersion": api, "kind": kind, "metadata": {"name": "a"}}));
+            assert_eq!(e.foreign.as_deref(), Some(kind), "{api} {kind}");
+            assert!(e.findings.is_empty());
+        }
+        for (api, kind) in [
+            ("cilium.io/v2", "CiliumNetworkPolicies"),
+            ("cilium.io/v2alpha1", "CiliumCIDRGroup"),
+            ("ward.dev/v1alpha1", "WardThing"),
+            ("apps/v1", "CiliumNetworkPolicys"),
+        ] {
+            let e = check(&json!({"apiVersion": api, "kind": kind, "metadata": {"name": "a"}}));
+            assert_eq!(e.foreign, None, "{api} {kind}");
+            assert_eq!(e.findings[0].code, codes::UNKNOWN_KIND, "{api} {kind}");
+        }
     }
 
     #[test]

@@ -28,6 +28,8 @@ pub mod topology;
 pub mod yaml;
 
 pub use diagnostic::{Diagnostic, Severity};
-pub use load::{FileReport, ResourceSet, Validation, assemble, load_file};
+pub use load::{
+    FileReport, LoadOptions, ResourceSet, Validation, assemble, load_file, load_file_with,
+};
 pub use resource::{Kind, Origin, Resource, ResourceKey};
 pub use yaml::Limits;

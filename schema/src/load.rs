@@ -15,11 +15,22 @@ use crate::yaml::{self, Limits, Node, path_string};
 use serde_json::Value;
 use std::collections::btree_map::{self, BTreeMap};
 
+/// How files are loaded.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LoadOptions {
+    /// Bounds on the file.
+    pub limits: Limits,
+    /// Objects of kinds ward does not manage are errors instead of skipped.
+    pub strict_kinds: bool,
+}
+
 /// What one file yielded.
 #[derive(Debug, Default)]
 pub struct FileReport {
     /// How many non-empty YAML documents the file holds.
     pub documents: usize,
+    /// Objects of kinds ward does not manage, skipped: their kinds, one entry per object.
+    pub skipped: Vec<String>,
     /// Documents that are valid apart from findings that depend on agent flags.
     pub resources: Vec<Resource>,
     /// Findings, each with the flag it depends on, if any.
@@ -27,16 +38,39 @@ pub struct FileReport {
 }
 
 /// Loads one file. `file` labels findings and origins (a path relative to the repository).
+/// Objects of kinds ward does not manage are skipped ([`load_file_with`] to be strict).
 pub fn load_file(file: &str, bytes: &[u8], limits: &Limits) -> FileReport {
-    let parsed = yaml::parse_bytes(file, bytes, limits);
+    load_file_with(
+        file,
+        bytes,
+        &LoadOptions {
+            limits: *limits,
+            strict_kinds: false,
+        },
+    )
+}
+
+/// [`load_file`] with options.
+pub fn load_file_with(file: &str, bytes: &[u8], options: &LoadOptions) -> FileReport {
+    let parsed = yaml::parse_bytes(file, bytes, &options.limits);
     let mut report = FileReport {
         documents: parsed.docs.len(),
-        resources: Vec::new(),
         findings: parsed.diagnostics.into_iter().map(|d| (d, None)).collect(),
+        ..FileReport::default()
     };
     let syntax_ok = report.findings.is_empty();
+    if !syntax_ok && bytes.windows(2).any(|w| w == b"{{") {
+        for (d, _) in &mut report.findings {
+            let parse_error = d.code == codes::YAML_SYNTAX || d.code == codes::NON_STRING_KEY;
+            if parse_error && d.hint.is_none() {
+                d.hint = Some(
+                    "this looks like a Helm or Go template: render it first (`helm template`) and check the output, or list it in .wardignore".into(),
+                );
+            }
+        }
+    }
     for doc in parsed.docs {
-        load_document(file, doc.index, doc.root, &mut report, syntax_ok);
+        load_document(file, doc.index, doc.root, &mut report, syntax_ok, options);
     }
     report
 }
@@ -47,10 +81,21 @@ fn load_document(
     mut root: Node,
     report: &mut FileReport,
     syntax_ok: bool,
+    options: &LoadOptions,
 ) {
     // The tree keeps its keys and positions, enough to locate findings.
     let object = root.take_json();
     let env = envelope::check(&object);
+    if let Some(kind) = env.foreign {
+        if options.strict_kinds {
+            report
+                .findings
+                .push(locate(file, &root, envelope::strict_kind(&kind)));
+        } else {
+            report.skipped.push(kind);
+        }
+        return;
+    }
     let mut findings = env.findings;
     let kind = env.key.as_ref().map(|k| k.kind).or_else(|| {
         object
@@ -182,9 +227,16 @@ pub struct Validation {
     pub files: usize,
     /// How many documents were read.
     pub documents: usize,
+    /// Objects of kinds ward does not manage, skipped: how many of each kind.
+    pub skipped: BTreeMap<String, usize>,
 }
 
 impl Validation {
+    /// How many objects were skipped.
+    pub fn skipped_count(&self) -> usize {
+        self.skipped.values().sum()
+    }
+
     /// No errors (warnings allowed).
     pub fn is_valid(&self) -> bool {
         !self.diagnostics.iter().any(Diagnostic::is_error)
@@ -238,6 +290,9 @@ pub fn assemble(reports: Vec<FileReport>) -> Validation {
     let mut candidates = Vec::new();
     for report in reports {
         v.documents += report.documents;
+        for kind in report.skipped {
+            *v.skipped.entry(kind).or_default() += 1;
+        }
         for (d, unless) in report.findings {
             match unless {
                 Some(flag) => conditional.push((d, flag)),

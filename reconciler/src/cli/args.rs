@@ -49,6 +49,11 @@ pub struct GlobalArgs {
     #[arg(long, global = true, env = "WARD_ALLOW_EMPTY")]
     pub allow_empty: bool,
 
+    /// Objects of kinds ward does not manage (Deployments, Services, Kustomizations) are
+    /// errors, like kubeconform's -strict; without it they are skipped and counted.
+    #[arg(long, global = true, env = "WARD_STRICT_KINDS")]
+    pub strict_kinds: bool,
+
     /// The local target's state directory [default: <repo>/.ward].
     #[arg(long, global = true, env = "WARD_STATE")]
     pub state: Option<PathBuf>,

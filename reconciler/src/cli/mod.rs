@@ -86,7 +86,10 @@ impl Settings {
         Ok(Settings {
             source: Source {
                 repo,
-                selection: Selection::new(&g.include, g.allow_empty, limits),
+                selection: Selection {
+                    strict_kinds: g.strict_kinds,
+                    ..Selection::new(&g.include, g.allow_empty, limits)
+                },
                 cache_dir,
             },
             state_dir,
@@ -147,6 +150,7 @@ fn validate(settings: &Settings, a: &ValidateArgs) -> Result<i32> {
         command: "validate",
         files: &files,
         documents: validation.documents,
+        skipped: &validation.skipped,
         diagnostics: &validation.diagnostics,
         plan: None,
         base: None,
@@ -193,7 +197,11 @@ fn load_paths(
     let selection = &settings.source.selection;
     let files = read_worktree(&root, selection, paths)?;
     selection.check_found(&files, |_| true, "the paths given")?;
-    let names = files.iter().map(|f| f.path.clone()).collect();
+    let names = files
+        .iter()
+        .filter(|f| f.skipped().is_none())
+        .map(|f| f.path.clone())
+        .collect();
     Ok((validate_files(files, selection, keep_objects), names))
 }
 
@@ -205,10 +213,12 @@ fn emit_findings(
     documents: usize,
     diagnostics: &[Diagnostic],
 ) -> Result<()> {
+    let none = std::collections::BTreeMap::new();
     let report = Report {
         command,
         files,
         documents,
+        skipped: &none,
         diagnostics,
         plan: None,
         base: None,
@@ -318,6 +328,7 @@ fn test(settings: &Settings, a: &TestArgs) -> Result<i32> {
                     command: "test",
                     files: &files,
                     documents: validation.documents,
+                    skipped: &validation.skipped,
                     diagnostics: &validation.diagnostics,
                     plan: None,
                     base: None,
@@ -427,6 +438,7 @@ fn plan_against_target(settings: &Settings, a: &PlanArgs, command: &'static str)
         command,
         files: &files,
         documents: v.documents,
+        skipped: &v.skipped,
         diagnostics: &v.diagnostics,
         plan: Some(&plan),
         base,
@@ -456,6 +468,7 @@ fn report_invalid(
         command,
         files: &loaded.files,
         documents: v.documents,
+        skipped: &v.skipped,
         diagnostics: &v.diagnostics,
         plan: None,
         base: None,
@@ -512,6 +525,7 @@ fn diff(settings: &Settings, a: &DiffArgs) -> Result<i32> {
         command: "diff",
         files: &files,
         documents: v.documents,
+        skipped: &v.skipped,
         diagnostics: &v.diagnostics,
         plan: Some(&plan),
         base: base.revision.clone(),

@@ -30,9 +30,10 @@ pub(super) fn render(report: &Report<'_>) -> String {
     if e == 0 {
         let _ = writeln!(
             out,
-            "✅ **Valid**: {} file(s), {} document(s), {w} warning(s).\n",
+            "✅ **Valid**: {} file(s), {} document(s), {w} warning(s){}.\n",
             report.files.len(),
-            report.documents
+            report.documents,
+            super::skipped_note(report.skipped)
         );
     } else {
         let _ = writeln!(

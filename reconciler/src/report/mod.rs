@@ -44,6 +44,9 @@ pub struct Report<'a> {
     pub files: &'a [String],
     /// How many YAML documents were read.
     pub documents: usize,
+    /// Objects of kinds ward does not manage, skipped: how many of each kind.
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub skipped: &'a std::collections::BTreeMap<String, usize>,
     /// All findings, sorted.
     pub diagnostics: &'a [Diagnostic],
     /// The plan, when the command computes one.
@@ -165,6 +168,19 @@ pub(crate) fn printable<'a>(s: &'a str, keep: &[char]) -> std::borrow::Cow<'a, s
                 }
             })
             .collect(),
+    )
+}
+
+/// `, 3 object(s) of other kinds skipped (Deployment: 2, Service: 1)`, or nothing.
+pub(crate) fn skipped_note(skipped: &std::collections::BTreeMap<String, usize>) -> String {
+    if skipped.is_empty() {
+        return String::new();
+    }
+    let kinds: Vec<String> = skipped.iter().map(|(k, n)| format!("{k}: {n}")).collect();
+    format!(
+        ", {} object(s) of other kinds skipped ({})",
+        skipped.values().sum::<usize>(),
+        kinds.join(", ")
     )
 }
 

@@ -39,9 +39,10 @@ pub(super) fn render(report: &Report<'_>, color: bool) -> String {
     };
     let _ = writeln!(
         out,
-        "{verdict}: {} file(s), {} document(s), {e} error(s), {w} warning(s)",
+        "{verdict}: {} file(s), {} document(s), {e} error(s), {w} warning(s){}",
         report.files.len(),
-        report.documents
+        report.documents,
+        super::skipped_note(report.skipped)
     );
     if let Some(plan) = report.plan {
         out.push('\n');

@@ -2,7 +2,8 @@
 //! remote repositories in a local cache.
 
 use super::{
-    Content, IGNORE_FILE, Selection, SourceFile, ignore_matcher, is_manifest, symlink_outside,
+    CHART_FILE, Content, HELM_CHART, IGNORE_FILE, Ignores, Selection, SourceFile, is_manifest,
+    symlink_outside,
 };
 use anyhow::{Context, Result, anyhow, bail};
 use git2::{
@@ -49,19 +50,34 @@ impl<'r> GitSource<'r> {
     pub fn read(&self, rev: &str, selection: &Selection) -> Result<(Oid, Vec<SourceFile>)> {
         let oid = resolve_rev(self.repo, rev)?;
         let tree = self.repo.find_commit(oid)?.tree()?;
-        let ignore_text = self.blob_text(&tree, Path::new(IGNORE_FILE));
-        let ignore = ignore_matcher(Path::new("/"), ignore_text.as_deref());
+        // Each folder's `.wardignore` on top of its parent's; the walk is pre-order, so a
+        // folder's entry is made before its contents are visited.
+        let root_text = self.blob_text(&tree, Path::new(IGNORE_FILE));
+        let mut ignores: std::collections::HashMap<String, Ignores> =
+            std::collections::HashMap::new();
+        ignores.insert(
+            String::new(),
+            Ignores::default().with(Path::new("/"), root_text.as_deref()),
+        );
         let mut entries: Vec<(String, Oid, i32)> = Vec::new();
+        let mut charts: Vec<String> = Vec::new();
         tree.walk(TreeWalkMode::PreOrder, |dir, entry| {
             let Ok(name) = entry.name() else {
                 return TreeWalkResult::Skip;
             };
             let path = format!("{dir}{name}");
             let is_dir = entry.kind() == Some(ObjectType::Tree);
-            let ignored = ignore
-                .matched_path_or_any_parents(Path::new("/").join(&path), is_dir)
-                .is_ignore();
-            if ignored || name.starts_with('.') {
+            let Some(ignore) = ignores.get(dir).cloned() else {
+                return TreeWalkResult::Skip;
+            };
+            if ignore.ignored(&Path::new("/").join(&path), is_dir) || name.starts_with('.') {
+                return TreeWalkResult::Skip;
+            }
+            if is_dir
+                && selection.includes(&path)
+                && tree.get_path(&Path::new(&path).join(CHART_FILE)).is_ok()
+            {
+                charts.push(path);
                 return TreeWalkResult::Skip;
             }
             if is_dir {
@@ -70,11 +86,15 @@ impl<'r> GitSource<'r> {
                         .include
                         .iter()
                         .any(|inc| inc.starts_with(&format!("{path}/")));
-                return if relevant {
-                    TreeWalkResult::Ok
-                } else {
-                    TreeWalkResult::Skip
-                };
+                if !relevant {
+                    return TreeWalkResult::Skip;
+                }
+                let text = self.blob_text(&tree, &Path::new(&path).join(IGNORE_FILE));
+                ignores.insert(
+                    format!("{path}/"),
+                    ignore.with(&Path::new("/").join(&path), text.as_deref()),
+                );
+                return TreeWalkResult::Ok;
             }
             if entry.kind() == Some(ObjectType::Blob)
                 && selection.includes(&path)
@@ -84,10 +104,15 @@ impl<'r> GitSource<'r> {
             }
             TreeWalkResult::Ok
         })?;
-        let files = entries
+        let mut files: Vec<SourceFile> = entries
             .into_iter()
             .map(|(path, id, mode)| self.read_entry(&tree, path, id, mode, selection))
             .collect();
+        files.extend(charts.into_iter().map(|path| SourceFile {
+            path,
+            content: Content::Skipped(HELM_CHART),
+        }));
+        files.sort_by(|a, b| a.path.cmp(&b.path));
         Ok((oid, files))
     }
 

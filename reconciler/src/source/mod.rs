@@ -4,8 +4,9 @@
 //!
 //! Every source yields a [`Snapshot`]: the selected files' bytes (or a finding saying why a
 //! file could not be read) and the revision they came from. Only the folders in
-//! [`Selection::include`] count, minus what `.wardignore` (gitignore syntax, at the
-//! repository root) excludes. Files are size-checked before they are read; a symlink whose
+//! [`Selection::include`] count, minus what `.wardignore` files (gitignore syntax, at the
+//! repository root and in any folder) exclude, and minus Helm charts (folders with a
+//! `Chart.yaml`), which are skipped and counted. Files are size-checked before they are read; a symlink whose
 //! target lies outside the repository is refused.
 
 mod git;
@@ -18,6 +19,7 @@ pub use worktree::read_worktree;
 
 use ignore::gitignore::{Gitignore, GitignoreBuilder};
 use std::path::Path;
+use ward_schema::diagnostic::codes;
 use ward_schema::{Diagnostic, yaml::Limits};
 
 /// The name of the ignore file at the repository root.
@@ -38,6 +40,8 @@ pub struct Selection {
     pub named: bool,
     /// Whether reading no file at all is fine.
     pub allow_empty: bool,
+    /// Whether objects of kinds ward does not manage are errors (else skipped and counted).
+    pub strict_kinds: bool,
 }
 
 impl Default for Selection {
@@ -65,6 +69,7 @@ impl Selection {
             },
             limits,
             allow_empty,
+            strict_kinds: false,
         }
     }
 
@@ -148,7 +153,16 @@ pub enum Content {
     },
     /// Cannot be read.
     Unreadable(Diagnostic),
+    /// Not read on purpose: a Helm chart's folder (its templates are not YAML until
+    /// rendered). The path names the folder; the string says what it is.
+    Skipped(&'static str),
 }
+
+/// What a folder holding a `Chart.yaml` is skipped as.
+pub const HELM_CHART: &str = "Helm chart";
+
+/// The file whose presence makes a folder a Helm chart.
+pub const CHART_FILE: &str = "Chart.yaml";
 
 impl SourceFile {
     /// The file's bytes, read now if they are on disk.
@@ -163,6 +177,18 @@ impl SourceFile {
                 worktree::read_guarded(&root, &path, &self.path, selection)
             }
             Content::Unreadable(d) => Err(d),
+            Content::Skipped(what) => Err(Diagnostic::warning(
+                codes::FILE_UNREADABLE,
+                format!("{what} {} was skipped, not read", self.path),
+            )),
+        }
+    }
+
+    /// Whether the entry stands for a folder skipped on purpose ([`Content::Skipped`]).
+    pub fn skipped(&self) -> Option<&'static str> {
+        match self.content {
+            Content::Skipped(what) => Some(what),
+            _ => None,
         }
     }
 }
@@ -178,8 +204,8 @@ pub struct Snapshot {
     pub dirty: Option<bool>,
 }
 
-/// Builds the `.wardignore` matcher from its text (empty when there is none).
-pub(crate) fn ignore_matcher(root: &Path, text: Option<&str>) -> Gitignore {
+/// Builds the `.wardignore` matcher of folder `root` from its text (empty when there is none).
+fn ignore_matcher(root: &Path, text: Option<&str>) -> Gitignore {
     let mut b = GitignoreBuilder::new(root);
     if let Some(text) = text {
         for line in text.lines() {
@@ -188,6 +214,44 @@ pub(crate) fn ignore_matcher(root: &Path, text: Option<&str>) -> Gitignore {
         }
     }
     b.build().unwrap_or_else(|_| Gitignore::empty())
+}
+
+/// The `.wardignore` files that apply at one place of a tree: the root's and those of every
+/// folder on the way down. As with `.gitignore`, a deeper file's patterns (negations
+/// included) win over a shallower one's.
+#[derive(Clone, Default)]
+pub(crate) struct Ignores {
+    layers: Vec<std::rc::Rc<Gitignore>>,
+}
+
+impl Ignores {
+    /// These ignores and, when `text` is a `.wardignore`'s content, the one of folder `dir`.
+    pub(crate) fn with(&self, dir: &Path, text: Option<&str>) -> Ignores {
+        let mut next = self.clone();
+        if text.is_some() {
+            next.layers
+                .push(std::rc::Rc::new(ignore_matcher(dir, text)));
+        }
+        next
+    }
+
+    /// Whether `path` (absolute, or under the same virtual root as the folders given) is
+    /// ignored.
+    pub(crate) fn ignored(&self, path: &Path, is_dir: bool) -> bool {
+        for gi in self.layers.iter().rev() {
+            if !path.starts_with(gi.path()) {
+                continue;
+            }
+            let m = gi.matched_path_or_any_parents(path, is_dir);
+            if m.is_ignore() {
+                return true;
+            }
+            if m.is_whitelist() {
+                return false;
+            }
+        }
+        false
+    }
 }
 
 /// The finding for a symlink that leaves the repository.

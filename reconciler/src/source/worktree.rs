@@ -1,7 +1,8 @@
 //! Reading the selected files from a directory on disk (a working tree, or any folder).
 
 use super::{
-    Content, IGNORE_FILE, Selection, SourceFile, ignore_matcher, is_manifest, symlink_outside,
+    CHART_FILE, Content, HELM_CHART, IGNORE_FILE, Ignores, Selection, SourceFile, is_manifest,
+    symlink_outside,
 };
 use std::fs;
 use std::io::Read;
@@ -18,8 +19,6 @@ pub fn read_worktree(
     extra: &[PathBuf],
 ) -> std::io::Result<Vec<SourceFile>> {
     let root = root.canonicalize()?;
-    let ignore_text = fs::read_to_string(root.join(IGNORE_FILE)).ok();
-    let ignore = ignore_matcher(&root, ignore_text.as_deref());
     let mut files = Vec::new();
     let starts: Vec<PathBuf> = if extra.is_empty() {
         selection
@@ -35,7 +34,7 @@ pub fn read_worktree(
             .collect::<std::io::Result<_>>()?
     };
     for start in starts {
-        walk(&root, &start, &ignore, &mut files)?;
+        walk(&root, &start, &mut files)?;
     }
     files.sort_by(|a, b| a.path.cmp(&b.path));
     files.dedup_by(|a, b| a.path == b.path);
@@ -43,20 +42,17 @@ pub fn read_worktree(
 }
 
 /// Walks `start` without recursion on the call stack (deep trees cannot overflow it).
-fn walk(
-    root: &Path,
-    start: &Path,
-    ignore: &ignore::gitignore::Gitignore,
-    out: &mut Vec<SourceFile>,
-) -> std::io::Result<()> {
+fn walk(root: &Path, start: &Path, out: &mut Vec<SourceFile>) -> std::io::Result<()> {
     let meta = fs::symlink_metadata(start)?;
     if meta.is_file() || meta.file_type().is_symlink() {
         // A file named explicitly is read whatever its extension.
         out.push(deferred(root, start));
         return Ok(());
     }
-    let mut stack = vec![start.to_path_buf()];
-    while let Some(dir) = stack.pop() {
+    let mut stack = vec![(start.to_path_buf(), ignores_above(root, start))];
+    while let Some((dir, above)) = stack.pop() {
+        let text = fs::read_to_string(dir.join(IGNORE_FILE)).ok();
+        let ignore = above.with(&dir, text.as_deref());
         for entry in fs::read_dir(&dir)? {
             let entry = entry?;
             let path = entry.path();
@@ -65,15 +61,16 @@ fn walk(
             if name.starts_with('.') && name != "." {
                 continue;
             }
-            if path.starts_with(root)
-                && ignore
-                    .matched_path_or_any_parents(&path, ty.is_dir())
-                    .is_ignore()
-            {
+            if ignore.ignored(&path, ty.is_dir()) {
                 continue;
             }
-            if ty.is_dir() {
-                stack.push(path);
+            if ty.is_dir() && path.join(CHART_FILE).is_file() {
+                out.push(SourceFile {
+                    path: display_path(root, &path),
+                    content: Content::Skipped(HELM_CHART),
+                });
+            } else if ty.is_dir() {
+                stack.push((path, ignore.clone()));
             } else if ty.is_symlink() && path.is_dir() {
                 // Linked folders are not followed; one that leaves the repository is reported.
                 if let Ok(target) = path.canonicalize()
@@ -94,6 +91,22 @@ fn walk(
         }
     }
     Ok(())
+}
+
+/// The `.wardignore` files of the folders from `root` down to `start`'s parent (`start`'s own
+/// is read when it is walked); none for a `start` outside the root.
+fn ignores_above(root: &Path, start: &Path) -> Ignores {
+    let mut ignores = Ignores::default();
+    let Ok(rel) = start.strip_prefix(root) else {
+        return ignores;
+    };
+    let mut dir = root.to_path_buf();
+    for part in rel.components() {
+        let text = fs::read_to_string(dir.join(IGNORE_FILE)).ok();
+        ignores = ignores.with(&dir, text.as_deref());
+        dir.push(part);
+    }
+    ignores
 }
 
 /// The path as shown to users: relative to the root when inside it.
