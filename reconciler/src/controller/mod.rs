@@ -11,7 +11,7 @@
 //! 4. a valid one is planned against the cluster and applied (with `--prune`, pruning through
 //!    the inventory and its guards); `Ready=True` with the revision;
 //! 5. a failure that may pass (API server gone, network) is retried with exponential backoff
-//!    (1 s doubling to 5 min), `Ready=False` with the error.
+//!    and jitter ([`retry`]: from 1 s, doubling, at most 5 min), `Ready=False` with the error.
 //!
 //! `/healthz` answers while the process runs, `/readyz` once the controller has reached the
 //! API server, `/metrics` in Prometheus text with labels of bounded cardinality (outcomes
@@ -20,6 +20,7 @@
 
 pub mod http;
 pub mod lease;
+pub mod retry;
 
 use crate::source::Source;
 use crate::sync::{self, Outcome, Request, Step};
@@ -82,9 +83,6 @@ struct Metrics {
     leader: bool,
 }
 
-/// The first backoff after a failure, and the longest.
-const BACKOFF: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(300));
-
 /// Runs the controller until SIGTERM/SIGINT (or after one reconcile with `once`).
 pub fn run(source: &Source, kube: &KubeOptions, opts: &ControllerOptions) -> Result<()> {
     let cluster = Arc::new(Cluster::connect(
@@ -117,7 +115,7 @@ pub fn run(source: &Source, kube: &KubeOptions, opts: &ControllerOptions) -> Res
     watch_signals(&cluster, tx.clone(), Arc::clone(&stop));
     let _watcher = watch_local_repo(source, tx);
     let mut lease = lease::Lease::new(&cluster, &opts.lease_namespace, &kube.sync, &opts.identity);
-    let mut backoff: Option<Duration> = None;
+    let mut backoff = retry::Backoff::default();
     // When the next reconcile is due; a wake-up only to renew the Lease does not reconcile.
     let mut due = Instant::now();
     loop {
@@ -147,7 +145,7 @@ pub fn run(source: &Source, kube: &KubeOptions, opts: &ControllerOptions) -> Res
                         *m.outcomes.entry("success").or_default() += 1;
                         m.last_applied_unix = unix(SystemTime::now());
                         m.inventory = n;
-                        backoff = None;
+                        backoff.reset();
                         opts.interval
                     }
                     Ok(Done::Invalid | Done::Suspended) => {
@@ -158,13 +156,12 @@ pub fn run(source: &Source, kube: &KubeOptions, opts: &ControllerOptions) -> Res
                                 "skipped"
                             })
                             .or_default() += 1;
-                        backoff = None;
+                        backoff.reset();
                         opts.interval
                     }
                     Err(e) => {
                         *m.outcomes.entry("failure").or_default() += 1;
-                        let next = backoff.map_or(BACKOFF.0, |b| (b * 2).min(BACKOFF.1));
-                        backoff = Some(next);
+                        let next = backoff.failed();
                         tracing::warn!(retry_in = ?next, "reconcile failed: {e:#}");
                         next
                     }
@@ -189,8 +186,7 @@ pub fn run(source: &Source, kube: &KubeOptions, opts: &ControllerOptions) -> Res
             }
             Err(e) => {
                 // Without the API server there is no reconcile either: a failure, backed off.
-                let next = backoff.map_or(BACKOFF.0, |b| (b * 2).min(BACKOFF.1));
-                backoff = Some(next);
+                let next = backoff.failed();
                 tracing::warn!(retry_in = ?next, "cannot reach the API server for the Lease: {e:#}");
                 let mut m = lock(&metrics);
                 m.leader = lease.held();
