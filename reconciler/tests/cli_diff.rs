@@ -182,9 +182,9 @@ fn junit_fails_the_bad_file_only() {
         "an XML document of test suites",
     )
     .check(xml.trim_end().ends_with("</testsuites>"), "closed")
-    .stdout_has("tests=\"11\" failures=\"1\"");
+    .stdout_has("tests=\"11\" skipped=\"0\" failures=\"1\"");
     let start = xml
-        .find("<testcase classname=\"ward.validate\" name=\"policies/namespaces/shop/bad.yaml\">");
+        .find("<testcase name=\"policies/namespaces/shop/bad.yaml\" classname=\"ward.validate\">");
     run.check(start.is_some(), "a test case for the bad file");
     let case = &xml[start.unwrap_or(0)..];
     let case = &case[..case.find("</testcase>").unwrap_or(case.len())];

@@ -97,9 +97,9 @@ fn a_flipped_expectation_fails_with_the_deciding_rule() {
     );
 
     let junit = repo.ward(&["test", "policies", "--format", "junit"]);
-    junit
-        .code(EXIT_ERROR)
-        .stdout_has("<testsuites name=\"ward test\" tests=\"23\" failures=\"1\">");
+    junit.code(EXIT_ERROR).stdout_has(
+        "<testsuites name=\"ward test\" tests=\"23\" skipped=\"0\" failures=\"1\" errors=\"0\">",
+    );
     let xml = &junit.stdout;
     junit
         .check(xml.matches("<testcase ").count() == 23, "one test case per expectation")

@@ -14,6 +14,7 @@
 //!   inventory, journal) and the ConfigMap key of the CiliumConfig.
 
 pub mod diagnostic;
+pub mod duration;
 pub mod envelope;
 pub mod labels;
 pub mod load;

@@ -326,21 +326,9 @@ pub struct ReconcileArgs {
     pub once: bool,
 }
 
-/// Parses `90s`, `5m`, `1h`, `250ms`.
+/// Parses a Go duration (`90s`, `1m30s`, `1.5h`, `250ms`), as Flux's `interval` does.
 pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
-    let split = s
-        .find(|c: char| !c.is_ascii_digit())
-        .ok_or_else(|| format!("{s:?}: add a unit (ms, s, m, h)"))?;
-    let (n, unit) = s.split_at(split);
-    let n: u64 = n.parse().map_err(|_| format!("{s:?}: not a duration"))?;
-    let ms = match unit {
-        "ms" => n,
-        "s" => n * 1000,
-        "m" => n * 60_000,
-        "h" => n * 3_600_000,
-        _ => return Err(format!("{s:?}: unknown unit {unit:?} (ms, s, m, h)")),
-    };
-    Ok(std::time::Duration::from_millis(ms))
+    ward_schema::duration::parse(s)
 }
 
 #[cfg(test)]
@@ -354,6 +342,8 @@ mod tests {
         assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
         assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
         assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("1.5h"), Ok(Duration::from_secs(5400)));
         assert!(parse_duration("5").is_err());
         assert!(parse_duration("5d").is_err());
         assert!(parse_duration("m").is_err());

@@ -11,15 +11,17 @@
 //! 4. a valid one is planned against the cluster and applied (with `--prune`, pruning through
 //!    the inventory and its guards); `Ready=True` with the revision;
 //! 5. a failure that may pass (API server gone, network) is retried with exponential backoff
-//!    (1 s doubling to 5 min), `Ready=False` with the error.
+//!    and jitter ([`retry`]: from 1 s, doubling, at most 5 min), `Ready=False` with the error.
 //!
 //! `/healthz` answers while the process runs, `/readyz` once the controller has reached the
-//! API server, `/metrics` in Prometheus text with labels of bounded cardinality (outcomes
-//! only, never revisions or object names). SIGTERM or SIGINT ends the loop after the current
-//! reconcile and releases the Lease.
+//! API server, `/metrics` ([`metrics`]) with labels of bounded cardinality (outcomes only,
+//! never revisions or object names). SIGTERM or SIGINT ends the loop after the current
+//! reconcile, releases the Lease and shuts the HTTP server down gracefully.
 
 pub mod http;
 pub mod lease;
+pub mod metrics;
+pub mod retry;
 
 use crate::source::Source;
 use crate::sync::{self, Outcome, Request, Step};
@@ -29,9 +31,9 @@ use crate::target::kube::{Cluster, KubeOptions, KubeTarget, Recorder};
 use anyhow::{Context, Result};
 use serde_json::json;
 use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 /// What woke the controller.
@@ -70,21 +72,6 @@ pub struct ControllerOptions {
     pub once: bool,
 }
 
-/// The counters `/metrics` shows.
-#[derive(Debug, Default)]
-struct Metrics {
-    /// Reconciles by outcome: success, invalid, failure, skipped.
-    outcomes: std::collections::BTreeMap<&'static str, u64>,
-    duration_sum: f64,
-    duration_count: u64,
-    last_applied_unix: f64,
-    inventory: usize,
-    leader: bool,
-}
-
-/// The first backoff after a failure, and the longest.
-const BACKOFF: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(300));
-
 /// Runs the controller until SIGTERM/SIGINT (or after one reconcile with `once`).
 pub fn run(source: &Source, kube: &KubeOptions, opts: &ControllerOptions) -> Result<()> {
     let cluster = Arc::new(Cluster::connect(
@@ -95,29 +82,24 @@ pub fn run(source: &Source, kube: &KubeOptions, opts: &ControllerOptions) -> Res
     let recorder = Recorder::new(Arc::clone(&cluster), &kube.sync);
     let (tx, rx) = mpsc::channel();
     let stop = Arc::new(AtomicBool::new(false));
-    let metrics = Arc::new(Mutex::new(Metrics::default()));
+    let metrics = Arc::new(metrics::Metrics::new());
     let shared = Arc::new(http::Shared {
         ready: AtomicBool::new(false),
-        metrics: {
-            let m = Arc::clone(&metrics);
-            Box::new(move || render_metrics(&m))
-        },
-        wake: Mutex::new(tx.clone()),
+        metrics: Arc::clone(&metrics),
+        wake: tx.clone(),
         secret: opts.webhook_secret.clone(),
         max_body: opts.max_body,
-        hooks: Mutex::default(),
     });
     let listener = TcpListener::bind(opts.listen)
         .with_context(|| format!("cannot listen on {}", opts.listen))?;
-    tracing::info!(listen = %listener.local_addr()?, "serving /healthz, /readyz, /metrics and /hook");
-    {
-        let (shared, stop) = (Arc::clone(&shared), Arc::clone(&stop));
-        std::thread::spawn(move || http::serve(listener, shared, stop));
-    }
+    // Shut down gracefully when `run` returns (dropped before the cluster and its runtime).
+    let server = http::Server::start(&cluster.handle(), listener, Arc::clone(&shared))
+        .with_context(|| format!("cannot serve on {}", opts.listen))?;
+    tracing::info!(listen = %server.local_addr(), "serving /healthz, /readyz, /metrics and /hook");
     watch_signals(&cluster, tx.clone(), Arc::clone(&stop));
     let _watcher = watch_local_repo(source, tx);
     let mut lease = lease::Lease::new(&cluster, &opts.lease_namespace, &kube.sync, &opts.identity);
-    let mut backoff: Option<Duration> = None;
+    let mut backoff = retry::Backoff::default();
     // When the next reconcile is due; a wake-up only to renew the Lease does not reconcile.
     let mut due = Instant::now();
     loop {
@@ -125,11 +107,11 @@ pub fn run(source: &Source, kube: &KubeOptions, opts: &ControllerOptions) -> Res
         shared.ready.store(leader.is_ok(), Ordering::Relaxed);
         let wait = match leader {
             Ok(true) if Instant::now() < due => {
-                lock(&metrics).leader = true;
+                metrics.leader(true);
                 due.saturating_duration_since(Instant::now())
             }
             Ok(true) => {
-                lock(&metrics).leader = true;
+                metrics.leader(true);
                 let started = Instant::now();
                 let outcome = lease.hold_during(|| reconcile(source, &mut target, &recorder, opts));
                 tracing::info!(
@@ -137,39 +119,32 @@ pub fn run(source: &Source, kube: &KubeOptions, opts: &ControllerOptions) -> Res
                     ok = outcome.is_ok(),
                     "reconcile finished"
                 );
-                let mut m = lock(&metrics);
-                m.duration_sum += started.elapsed().as_secs_f64();
-                m.duration_count += 1;
+                metrics.took(started.elapsed());
                 // Whether this reconcile applied its revision (for `--once`'s exit status).
                 let applied = matches!(outcome, Ok(Done::Applied(_)));
                 let wait = match outcome {
                     Ok(Done::Applied(n)) => {
-                        *m.outcomes.entry("success").or_default() += 1;
-                        m.last_applied_unix = unix(SystemTime::now());
-                        m.inventory = n;
-                        backoff = None;
+                        metrics.reconciled("success");
+                        metrics.applied(SystemTime::now(), n);
+                        backoff.reset();
                         opts.interval
                     }
                     Ok(Done::Invalid | Done::Suspended) => {
-                        *m.outcomes
-                            .entry(if matches!(outcome, Ok(Done::Invalid)) {
-                                "invalid"
-                            } else {
-                                "skipped"
-                            })
-                            .or_default() += 1;
-                        backoff = None;
+                        metrics.reconciled(if matches!(outcome, Ok(Done::Invalid)) {
+                            "invalid"
+                        } else {
+                            "skipped"
+                        });
+                        backoff.reset();
                         opts.interval
                     }
                     Err(e) => {
-                        *m.outcomes.entry("failure").or_default() += 1;
-                        let next = backoff.map_or(BACKOFF.0, |b| (b * 2).min(BACKOFF.1));
-                        backoff = Some(next);
+                        metrics.reconciled("failure");
+                        let next = backoff.failed();
                         tracing::warn!(retry_in = ?next, "reconcile failed: {e:#}");
                         next
                     }
                 };
-                drop(m);
                 if opts.once {
                     stop.store(true, Ordering::Relaxed);
                     lease.release();
@@ -184,17 +159,15 @@ pub fn run(source: &Source, kube: &KubeOptions, opts: &ControllerOptions) -> Res
                 wait
             }
             Ok(false) => {
-                lock(&metrics).leader = false;
+                metrics.leader(false);
                 lease::RETRY
             }
             Err(e) => {
                 // Without the API server there is no reconcile either: a failure, backed off.
-                let next = backoff.map_or(BACKOFF.0, |b| (b * 2).min(BACKOFF.1));
-                backoff = Some(next);
+                let next = backoff.failed();
                 tracing::warn!(retry_in = ?next, "cannot reach the API server for the Lease: {e:#}");
-                let mut m = lock(&metrics);
-                m.leader = lease.held();
-                *m.outcomes.entry("failure").or_default() += 1;
+                metrics.leader(lease.held());
+                metrics.reconciled("failure");
                 next
             }
         };
@@ -388,52 +361,6 @@ fn invalid_message(desired: &crate::desired::Desired, recorder: &Recorder) -> Re
     ))
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-fn render_metrics(m: &Mutex<Metrics>) -> String {
-    use std::fmt::Write as _;
-    let m = lock(m);
-    let mut s = String::new();
-    let _ = writeln!(
-        s,
-        "# HELP ward_reconcile_total Reconciles by outcome.\n# TYPE ward_reconcile_total counter"
-    );
-    for outcome in ["success", "invalid", "failure", "skipped"] {
-        let _ = writeln!(
-            s,
-            "ward_reconcile_total{{outcome=\"{outcome}\"}} {}",
-            m.outcomes.get(outcome).copied().unwrap_or(0)
-        );
-    }
-    let _ = writeln!(
-        s,
-        "# HELP ward_reconcile_duration_seconds Time spent reconciling.\n# TYPE ward_reconcile_duration_seconds summary"
-    );
-    let _ = writeln!(
-        s,
-        "ward_reconcile_duration_seconds_sum {}\nward_reconcile_duration_seconds_count {}",
-        m.duration_sum, m.duration_count
-    );
-    let _ = writeln!(
-        s,
-        "# HELP ward_last_applied_timestamp_seconds When a revision was last applied.\n# TYPE ward_last_applied_timestamp_seconds gauge\nward_last_applied_timestamp_seconds {}",
-        m.last_applied_unix
-    );
-    let _ = writeln!(
-        s,
-        "# HELP ward_inventory_objects Objects in the inventory.\n# TYPE ward_inventory_objects gauge\nward_inventory_objects {}",
-        m.inventory
-    );
-    let _ = writeln!(
-        s,
-        "# HELP ward_leader Whether this controller holds the Lease.\n# TYPE ward_leader gauge\nward_leader {}",
-        u8::from(m.leader)
-    );
-    s
-}
-
 /// Sets `stop` and wakes the loop on SIGTERM or SIGINT.
 fn watch_signals(cluster: &Cluster, tx: Sender<Trigger>, stop: Arc<AtomicBool>) {
     cluster.spawn(async move {
@@ -472,9 +399,4 @@ fn watch_local_repo(source: &Source, tx: Sender<Trigger>) -> Option<notify::Reco
     .ok()?;
     notify::Watcher::watch(&mut w, &dir, notify::RecursiveMode::Recursive).ok()?;
     Some(w)
-}
-
-fn unix(t: SystemTime) -> f64 {
-    t.duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
 }

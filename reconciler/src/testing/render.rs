@@ -4,6 +4,7 @@
 use super::explain::Explanation;
 use super::outcome::Side;
 use super::run::{ExpectationResult, Status, TestRun};
+use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
 use std::fmt::Write;
 
 use crate::paint::{BOLD, DIM, GREEN, Paint, RED};
@@ -110,70 +111,44 @@ fn side_line(s: &Side) -> String {
     }
 }
 
-fn xml(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-        .replace('\'', "&apos;")
-}
-
 /// `ward test` as JUnit XML: a test suite per PolicyTest, a test case per expectation; a
 /// failure's message says what was expected, what happened and which rule decided.
 pub fn test_junit(run: &TestRun) -> String {
-    let (total, failed) = (run.total(), run.failed());
-    let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-    let _ = writeln!(
-        out,
-        "<testsuites name=\"ward test\" tests=\"{total}\" failures=\"{failed}\">"
-    );
+    let mut report = Report::new("ward test");
     for t in &run.tests {
-        let failures = t
-            .expectations
-            .iter()
-            .filter(|e| e.status != Status::Pass)
-            .count();
-        let _ = writeln!(
-            out,
-            "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{failures}\" errors=\"0\" skipped=\"0\" file=\"{}\">",
-            xml(&t.name),
-            t.expectations.len(),
-            xml(&t.file)
-        );
+        let mut suite = TestSuite::new(t.name.as_str());
+        suite.extra.insert("file".into(), t.file.as_str().into());
         for e in &t.expectations {
-            let name = format!("{}: {}", e.flow, e.expect);
-            let _ = write!(
-                out,
-                "    <testcase classname=\"ward.test.{}\" name=\"{}\" file=\"{}\"",
-                xml(&t.name),
-                xml(&name),
-                xml(&t.file)
-            );
-            if e.status == Status::Pass {
-                out.push_str("/>\n");
-                continue;
-            }
-            let kind = if e.status == Status::Error {
-                "error"
+            let status = if e.status == Status::Pass {
+                TestCaseStatus::success()
             } else {
-                "verdict"
+                let kind = if e.status == Status::Error {
+                    "error"
+                } else {
+                    "verdict"
+                };
+                let mut body: Vec<String> = e.description.iter().cloned().collect();
+                if let Some(o) = &e.outcome {
+                    body.extend(o.sides().map(side_line));
+                }
+                body.push(format!("at {} spec.expectations[{}]", t.origin, e.index));
+                let mut status = TestCaseStatus::non_success(NonSuccessKind::Failure);
+                status
+                    .set_message(e.message.as_deref().unwrap_or("failed"))
+                    .set_type(kind)
+                    .set_description(body.join("\n"));
+                status
             };
-            let mut body: Vec<String> = e.description.iter().cloned().collect();
-            if let Some(o) = &e.outcome {
-                body.extend(o.sides().map(side_line));
-            }
-            body.push(format!("at {} spec.expectations[{}]", t.origin, e.index));
-            let _ = writeln!(
-                out,
-                ">\n      <failure message=\"{}\" type=\"{kind}\">{}</failure>\n    </testcase>",
-                xml(e.message.as_deref().unwrap_or("failed")),
-                xml(&body.join("\n"))
-            );
+            let mut case = TestCase::new(format!("{}: {}", e.flow, e.expect), status);
+            case.set_classname(format!("ward.test.{}", t.name));
+            case.extra.insert("file".into(), t.file.as_str().into());
+            suite.add_test_case(case);
         }
-        out.push_str("  </testsuite>\n");
+        report.add_test_suite(suite);
     }
-    out.push_str("</testsuites>\n");
-    out
+    report
+        .to_string()
+        .unwrap_or_else(|e| unreachable!("writing XML into memory cannot fail: {e}"))
 }
 
 /// `ward explain` as text: the verdict and deciding rule, then per direction the rules that

@@ -443,15 +443,15 @@ fn check_encryption(c: &mut Checker, enc: &Value, enabled: bool) {
 
 /// Smallest rotation interval ward accepts: rotating faster than handshakes settle would
 /// keep tunnels permanently in transition.
-const MIN_ROTATION_SECS: f64 = 60.0;
+const MIN_ROTATION: std::time::Duration = std::time::Duration::from_secs(60);
 
 fn check_duration(c: &mut Checker, key: &str, s: &str) {
-    match parse_go_duration(s) {
+    match crate::duration::parse(s) {
         Err(e) => {
-            c.error(codes::CONFIG, format!("invalid duration \"{s}\": {e}"))
+            c.error(codes::CONFIG, e)
                 .hint("write a Go duration such as 24h, 90m or 1h30m");
         }
-        Ok(secs) if key == "key-rotation-interval" && secs < MIN_ROTATION_SECS => {
+        Ok(d) if key == "key-rotation-interval" && d < MIN_ROTATION => {
             c.error(
                 codes::CONFIG,
                 format!("key-rotation-interval {s} is shorter than the minimum of 1m"),
@@ -460,46 +460,6 @@ fn check_duration(c: &mut Checker, key: &str, s: &str) {
         }
         Ok(_) => {}
     }
-}
-
-/// Parses a Go-style duration ("1h30m", "90s", "1.5h") into seconds.
-pub fn parse_go_duration(s: &str) -> Result<f64, String> {
-    if s == "0" {
-        return Ok(0.0);
-    }
-    if s.is_empty() {
-        return Err("empty duration".into());
-    }
-    let mut total = 0.0;
-    let mut rest = s;
-    while !rest.is_empty() {
-        let num_len = rest
-            .find(|ch: char| !(ch.is_ascii_digit() || ch == '.'))
-            .unwrap_or(rest.len());
-        if num_len == 0 {
-            return Err(format!("expected a number at \"{rest}\""));
-        }
-        let value: f64 = rest[..num_len]
-            .parse()
-            .map_err(|_| format!("bad number \"{}\"", &rest[..num_len]))?;
-        rest = &rest[num_len..];
-        let unit_len = rest
-            .find(|ch: char| ch.is_ascii_digit() || ch == '.')
-            .unwrap_or(rest.len());
-        let scale = match &rest[..unit_len] {
-            "ns" => 1e-9,
-            "us" | "µs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            "" => return Err("missing unit (ns, us, ms, s, m or h)".into()),
-            u => return Err(format!("unknown unit \"{u}\"")),
-        };
-        total += value * scale;
-        rest = &rest[unit_len..];
-    }
-    Ok(total)
 }
 
 #[cfg(test)]
