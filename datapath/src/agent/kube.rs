@@ -18,7 +18,6 @@
 //! Every watch event calls the agent back with what kind of object changed; the agent reads
 //! the caches (never the API) when it syncs, so a sync costs no round trip.
 
-use crate::lab::{Ipv4Net, NodeSpec, PodSpec, PortSpec, Topology, WorldSpec};
 use crate::wireguard::registry::{NodeRecord, Records};
 use anyhow::{Context, Result, anyhow};
 use futures::StreamExt;
@@ -36,6 +35,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use ward_engine::Protocol;
 use ward_schema::model::WIREGUARD_DEFAULT_PORT;
+use ward_schema::topology::{Ipv4Net, NodeSpec, PodSpec, PortSpec, Topology, WorldSpec};
 use ward_schema::{Kind, Limits, Origin, Resource, ResourceKey, ResourceSet, load_file};
 
 /// The Node annotation with the node's WireGuard public key (Cilium's name).

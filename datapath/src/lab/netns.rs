@@ -1,8 +1,11 @@
 //! Building and removing a lab: namespaces, veth pairs, the underlay bridge, addresses and
-//! routes, with `ip` commands. See the [module documentation](super) for the layout.
+//! routes, with `ip` commands run through [`crate::sys`]. See the
+//! [module documentation](super) for the layout.
 
-use super::ip::{ip, ip_in, netns_list, sysctls};
-use super::names::{self, NODE_UNDERLAY_IF, POD_GATEWAY, POD_IF, UNDERLAY_BRIDGE};
+use crate::names::{self, NODE_UNDERLAY_IF, POD_GATEWAY, POD_IF, UNDERLAY_BRIDGE};
+use crate::sys::ip::ip_in;
+use crate::sys::netns::{self as sysns, list as netns_list};
+use crate::sys::{NetnsSysctls, Sysctls};
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
@@ -85,7 +88,7 @@ impl fmt::Display for Teardown {
 /// Fails unless the process runs as root: namespaces, veths and routes need CAP_NET_ADMIN and
 /// CAP_SYS_ADMIN.
 pub fn require_root() -> Result<()> {
-    if nix::unistd::geteuid().is_root() {
+    if crate::sys::is_root() {
         Ok(())
     } else {
         bail!(
@@ -242,8 +245,8 @@ impl Lab {
         let mut ordered: Vec<String> = all.into_iter().collect();
         ordered.sort_by_key(|n| (!n.contains(".pod."), n.ends_with(".underlay"), n.clone()));
         for ns in ordered {
-            match ip(&["netns", "del", &ns]) {
-                Ok(_) => removed.push(ns),
+            match sysns::delete(&ns) {
+                Ok(()) => removed.push(ns),
                 Err(e) if !names::netns_path(&ns).exists() => {
                     tracing::debug!(netns = %ns, error = %e, "already gone");
                 }
@@ -446,21 +449,18 @@ impl fmt::Display for Lab {
 /// Creates namespace `name` with the lab's sysctls: IPv6 off (no ND or RA noise), no reverse
 /// path filter, forwarding only on nodes; loopback up.
 fn add_netns(name: &str, forwarding: bool) -> Result<()> {
-    ip(&["netns", "add", name])?;
+    sysns::add(name)?;
     let path = names::netns_path(name);
-    sysctls(
-        &path,
-        &[
-            ("net.ipv6.conf.all.disable_ipv6", "1"),
-            ("net.ipv6.conf.default.disable_ipv6", "1"),
-            ("net.ipv6.conf.lo.disable_ipv6", "1"),
-            ("net.ipv4.conf.all.rp_filter", "0"),
-            ("net.ipv4.conf.default.rp_filter", "0"),
-            ("net.ipv4.conf.all.arp_ignore", "0"),
-            ("net.ipv4.conf.default.arp_ignore", "0"),
-            ("net.ipv4.ip_forward", if forwarding { "1" } else { "0" }),
-        ],
-    )?;
+    NetnsSysctls::new(&path).set(&[
+        ("net.ipv6.conf.all.disable_ipv6", "1"),
+        ("net.ipv6.conf.default.disable_ipv6", "1"),
+        ("net.ipv6.conf.lo.disable_ipv6", "1"),
+        ("net.ipv4.conf.all.rp_filter", "0"),
+        ("net.ipv4.conf.default.rp_filter", "0"),
+        ("net.ipv4.conf.all.arp_ignore", "0"),
+        ("net.ipv4.conf.default.arp_ignore", "0"),
+        ("net.ipv4.ip_forward", if forwarding { "1" } else { "0" }),
+    ])?;
     ip_in(name, "link set lo up")?;
     Ok(())
 }
@@ -645,13 +645,9 @@ impl Lab {
         }
         let lab = &topology.name;
         for p in self.topology.pods_on(node) {
-            ip(&[
-                "netns",
-                "del",
-                &names::pod_netns(lab, &p.namespace, &p.name),
-            ])?;
+            sysns::delete(&names::pod_netns(lab, &p.namespace, &p.name))?;
         }
-        ip(&["netns", "del", &names::node_netns(lab, node)])?;
+        sysns::delete(&names::node_netns(lab, node))?;
         let _ = ip_in(
             &names::underlay_netns(lab),
             &format!("link del {}", names::underlay_port(node)),
