@@ -689,3 +689,5 @@ fn kernel_key(k: &PolicyKey) -> bpf::maps::PolicyKey {
     bpf::maps::PolicyKey::new(k.ep, dir, k.identity, k.proto, k.port, k.bits)
 }
 
+#[cfg(test)]
+mod tests;

@@ -35,6 +35,8 @@
 //! tc (the `clsact` qdisc and the filters) is done by aya over netlink in [`crate::bpf`]; only
 //! the namespace it runs in comes from here.
 
+#[cfg(test)]
+pub(crate) mod fake;
 pub(crate) mod ip;
 pub mod mount;
 pub mod net;

@@ -665,3 +665,5 @@ fn unix(t: SystemTime) -> f64 {
         .map_or(0.0, |d| d.as_secs_f64())
 }
 
+#[cfg(test)]
+mod tests;
