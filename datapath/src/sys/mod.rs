@@ -13,7 +13,8 @@
 //!   boringtun's UAPI sockets.
 //! - [`wireguard`]: the [`WireGuard`] trait (makes interfaces in one namespace) and
 //!   [`WgDevice`] (one interface: key, peers, counters), kernel WireGuard or boringtun.
-//! - `ip` (private): the iproute2 runner for what is kept as commands (see below).
+//! - [`iproute`]: the lab's topology operations, kept as `ip` commands (see below); `ip`
+//!   (private) runs them.
 //!
 //! [`NodeSys`] bundles what a node's agent and mesh need, bound to the node's namespace;
 //! [`NodeSys::kernel`] is the real one.
@@ -25,12 +26,10 @@
 //!   debugging a lab see. rtnetlink's `NetworkNamespace::add` does the same by forking,
 //!   which is unsafe in a multi-threaded process.
 //! - The lab's topology (veth pairs whose peer goes into another namespace, the bridge and
-//!   its ports, its addresses and routes) is built by [`crate::lab`] with `ip` commands run
-//!   through this module: the lab is test and demo infrastructure, its error messages name
-//!   the `ip` command a person can rerun by hand, and `ward lab`'s output is part of the CLI's
-//!   contract. Production code (agent, mesh) uses [`Net`] only.
-//! - Probing whether the kernel has WireGuard (`ip link add type wireguard`) uses the same
-//!   runner.
+//!   its ports, its addresses and routes), [`iproute::IpNetns`]: `ward lab` promises that a
+//!   failed step names the `ip` command and carries its stderr, so a person can rerun it by
+//!   hand (a test holds it to that); the lab is test and demo infrastructure. Production code
+//!   (agent, mesh) uses [`Net`] only.
 //!
 //! tc (the `clsact` qdisc and the filters) is done by aya over netlink in [`crate::bpf`]; only
 //! the namespace it runs in comes from here.
@@ -38,6 +37,7 @@
 #[cfg(test)]
 pub(crate) mod fake;
 pub(crate) mod ip;
+pub mod iproute;
 pub mod mount;
 pub mod net;
 pub mod netns;
