@@ -64,23 +64,7 @@ impl<'a> IpNetns<'a> {
     /// `route add <route>` (`src <src>` when given). [`is_exists`] tells a route already there
     /// from other errors.
     pub fn add_route(&self, route: &Route, src: Option<Ipv4Addr>) -> Result<()> {
-        let dst = if route.dst.prefix_len() == 0 {
-            "default".to_owned()
-        } else {
-            route.dst.to_string()
-        };
-        let mut command = match &route.target {
-            RouteTarget::Dev(d) => format!("route add {dst} dev {d} scope link"),
-            RouteTarget::Via(gw, d) => format!("route add {dst} via {gw} dev {d}"),
-            RouteTarget::Unreachable => format!("route add unreachable {dst}"),
-        };
-        if let Some(src) = src {
-            command.push_str(&format!(" src {src}"));
-        }
-        if route.metric != 0 {
-            command.push_str(&format!(" metric {}", route.metric));
-        }
-        self.run(&command)
+        self.run(&route_add(route, src))
     }
 
     /// `route del <dst>`: one route to `dst`, whatever its kind or metric.
@@ -89,7 +73,76 @@ impl<'a> IpNetns<'a> {
     }
 }
 
+/// `route add ...` as the lab has always written it: `default` for 0.0.0.0/0, `scope link`
+/// spelled out on a route out of an interface.
+fn route_add(route: &Route, src: Option<Ipv4Addr>) -> String {
+    let dst = if route.dst.prefix_len() == 0 {
+        "default".to_owned()
+    } else {
+        route.dst.to_string()
+    };
+    let mut command = match &route.target {
+        RouteTarget::Dev(d) => format!("route add {dst} dev {d} scope link"),
+        RouteTarget::Via(gw, d) => format!("route add {dst} via {gw} dev {d}"),
+        RouteTarget::Unreachable => format!("route add unreachable {dst}"),
+    };
+    if let Some(src) = src {
+        command.push_str(&format!(" src {src}"));
+    }
+    if route.metric != 0 {
+        command.push_str(&format!(" metric {}", route.metric));
+    }
+    command
+}
+
 /// Whether `e` (from [`IpNetns`]) says the object was already there.
 pub fn is_exists(e: &anyhow::Error) -> bool {
     format!("{e:#}").contains("File exists")
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn net(s: &str) -> Ipv4Net {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn routes_are_written_as_the_lab_always_wrote_them() {
+        let r = |dst: &str, target| Route {
+            dst: net(dst),
+            target,
+            metric: 0,
+        };
+        let gw = Ipv4Addr::new(169, 254, 1, 1);
+        assert_eq!(
+            route_add(
+                &r("10.200.1.10/32", RouteTarget::Dev("lxc1".into())),
+                Some(Ipv4Addr::new(172, 30, 0, 11))
+            ),
+            "route add 10.200.1.10/32 dev lxc1 scope link src 172.30.0.11"
+        );
+        assert_eq!(
+            route_add(&r("0.0.0.0/0", RouteTarget::Via(gw, "eth0".into())), None),
+            "route add default via 169.254.1.1 dev eth0"
+        );
+        assert_eq!(
+            route_add(
+                &r(
+                    "10.200.2.0/24",
+                    RouteTarget::Via(Ipv4Addr::new(172, 30, 0, 12), "eth0".into())
+                ),
+                None
+            ),
+            "route add 10.200.2.0/24 via 172.30.0.12 dev eth0"
+        );
+        let mut u = r("10.200.2.0/24", RouteTarget::Unreachable);
+        u.metric = 4096;
+        assert_eq!(
+            route_add(&u, None),
+            "route add unreachable 10.200.2.0/24 metric 4096"
+        );
+    }
 }
