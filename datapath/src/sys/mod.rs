@@ -20,11 +20,12 @@
 //! [`NodeSys::kernel`] is the real one.
 //!
 //! # What still runs a command, and why
-//! - `ip netns add|del|list`: a named namespace is an `unshare` plus a bind mount under
-//!   `/run/netns` that iproute2 owns the conventions of (mount propagation, the directory's
-//!   own shared mount); the lab's namespaces must be the ones `ip netns` and every person
-//!   debugging a lab see. rtnetlink's `NetworkNamespace::add` does the same by forking,
-//!   which is unsafe in a multi-threaded process.
+//! - `ip netns add`: a named namespace is an `unshare` plus a bind mount under `/run/netns`
+//!   whose propagation iproute2 sets up (it makes `/run/netns` a shared mount of itself, on
+//!   which the agent's slave mount namespace relies to see namespaces made later); the lab's
+//!   namespaces must be the ones `ip netns` and every person debugging a lab see.
+//!   rtnetlink's `NetworkNamespace::add` does the same by forking, which is unsafe in a
+//!   multi-threaded process. Listing and deleting are done here directly.
 //! - The lab's topology (veth pairs whose peer goes into another namespace, the bridge and
 //!   its ports, its addresses and routes), [`iproute::IpNetns`]: `ward lab` promises that a
 //!   failed step names the `ip` command and carries its stderr, so a person can rerun it by

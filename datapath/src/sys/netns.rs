@@ -1,5 +1,6 @@
 //! Network namespaces: running code inside one without moving the process, and the named
-//! namespaces under `/run/netns` (with `ip netns`, see the [module documentation](super)).
+//! namespaces under `/run/netns` (made with `ip netns add`, see the
+//! [module documentation](super)).
 
 use super::ip::ip;
 use anyhow::{Context, Result};
@@ -54,16 +55,28 @@ pub fn add(name: &str) -> Result<()> {
     ip(&["netns", "add", name]).map(drop)
 }
 
-/// Deletes the named namespace `name` (`ip netns del`).
+/// Deletes the named namespace `name` as `ip netns del` does: detaches its bind mount (an
+/// error there is ignored, as `ip` ignores it) and removes `/run/netns/<name>`. The namespace
+/// itself lives on while a process or a mount still holds it.
 pub fn delete(name: &str) -> Result<()> {
-    ip(&["netns", "del", name]).map(drop)
+    let p = path(name);
+    let _ = nix::mount::umount2(&p, nix::mount::MntFlags::MNT_DETACH);
+    std::fs::remove_file(&p)
+        .with_context(|| format!("cannot remove network namespace {}", p.display()))
 }
 
-/// The named namespaces (`ip netns list`, names only).
+/// The named namespaces: the entries of `/run/netns` (what `ip netns list` shows, names
+/// only). No directory means none.
 pub fn list() -> Result<Vec<String>> {
-    Ok(ip(&["netns", "list"])?
-        .lines()
-        .filter_map(|l| l.split_whitespace().next())
-        .map(str::to_owned)
-        .collect())
+    let entries = match std::fs::read_dir(NETNS_DIR) {
+        Ok(d) => d,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e).with_context(|| format!("cannot list {NETNS_DIR}")),
+    };
+    let mut out = Vec::new();
+    for entry in entries {
+        let entry = entry.with_context(|| format!("cannot list {NETNS_DIR}"))?;
+        out.push(entry.file_name().to_string_lossy().into_owned());
+    }
+    Ok(out)
 }
