@@ -65,7 +65,7 @@ fn main() {
         .stdout(std::process::Stdio::null())
         .spawn()
         .expect("iperf3 (apt-get install iperf3)");
-    std::thread::sleep(std::time::Duration::from_millis(500));
+    wait_listening(&server_ns, 5201);
     println!(
         "machine: {} cores; TCP client -> server across two lab nodes (veth + bridge), iperf3",
         std::thread::available_parallelism().map_or(0, usize::from)
@@ -211,6 +211,33 @@ fn netns_name(path: &std::path::Path) -> String {
 }
 
 /// One iperf3 run from the client namespace: the receiver's Gbit/s.
+/// Waits until a TCP socket listens on `port` in namespace `ns` (iperf3 gives no other
+/// readiness signal). `/proc/thread-self/net/tcp` is the calling thread's namespace's table.
+fn wait_listening(ns: &std::path::Path, port: u16) {
+    let want = format!(":{port:04X} ");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let table = ward_datapath::lab::in_netns(ns, || {
+            std::fs::read_to_string("/proc/thread-self/net/tcp").unwrap_or_default()
+        })
+        .unwrap();
+        // Columns: sl, local_address, rem_address, st (0A: LISTEN).
+        let listening = table.lines().skip(1).any(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f.len() > 3 && format!("{} ", f[1]).ends_with(&want) && f[3] == "0A"
+        });
+        if listening {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "nothing listens on port {port} in {} after 10 s",
+            ns.display()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
 fn iperf(client_ns: &std::path::Path, seconds: u32) -> f64 {
     let out = Command::new("ip")
         .arg("netns")

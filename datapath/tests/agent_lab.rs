@@ -135,8 +135,11 @@ fn the_seed_scenario_is_enforced_in_the_kernel_and_survives_changes_and_sigkill(
         observe::run(&opts, &mut out).unwrap();
         String::from_utf8(out).unwrap()
     });
-    std::thread::sleep(Duration::from_millis(200));
-    assert!(conn(&lab, admin, backend, 80, SHUT).is_none());
+    // The watcher is ready when it has opened the ring buffer, which it does not announce:
+    // knock until it has seen a drop (it stops after one) or its own duration ends.
+    while !watcher.is_finished() {
+        assert!(conn(&lab, admin, backend, 80, SHUT).is_none());
+    }
     let line = watcher.join().unwrap();
     for want in [
         "DEFAULT-DENY",
@@ -393,24 +396,37 @@ fn an_unprivileged_agent_says_what_it_needs() {
     ] {
         std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
     }
-    let out = std::process::Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-        .arg(&agent)
-        .args([
-            "run",
-            "--once",
-            "--node",
-            "node-1",
-            "--topology",
-            "lab.yaml",
-            "--state",
-            "state",
-            "--run-dir",
-            "run",
-        ])
-        .current_dir(dir.path())
-        .output()
-        .expect("setpriv (util-linux) runs");
+    let run = || {
+        std::process::Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(&agent)
+            .args([
+                "run",
+                "--once",
+                "--node",
+                "node-1",
+                "--topology",
+                "lab.yaml",
+                "--state",
+                "state",
+                "--run-dir",
+                "run",
+            ])
+            .current_dir(dir.path())
+            .output()
+            .expect("setpriv (util-linux) runs")
+    };
+    // The copy was written by this process: a child another test forks at that moment holds
+    // the written file open until it execs, and executing the copy then fails with ETXTBSY.
+    // Wait for that child to let go.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut out = run();
+    while String::from_utf8_lossy(&out.stderr).contains("Text file busy")
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(20));
+        out = run();
+    }
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(

@@ -171,6 +171,8 @@ impl Lab {
             ])
             .env(CHILD_NODE_ENV, &self.node)
             .env(CHILD_NETNS_ENV, self.node_netns())
+            // The child waits for this pipe to close: when the parent dies, so does it.
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
             .unwrap_or_else(|e| panic!("spawning the child agent: {e}"));
@@ -569,7 +571,11 @@ fn fails_closed_without_entries() {
         let s = UdpSocket::bind("[::]:0").expect("bind v6");
         let _ = s.send_to(b"v6", "[fd77::1]:9");
     });
-    thread::sleep(Duration::from_millis(200));
+    // The counter is bumped as the packet leaves the pod: wait for it, not for a fixed time.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while counter(&dp, EP_A, Egress, Verdict::Unsupported) <= before && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(5));
+    }
     assert!(
         counter(&dp, EP_A, Egress, Verdict::Unsupported) > before,
         "IPv6 must be dropped: {:?}",
@@ -911,6 +917,7 @@ fn child_agent_helper() {
     standard_policy(&mut dp, ifa, ifb);
     println!("{CHILD_READY}");
     let _ = std::io::stdout().flush();
-    // Killed by the parent; exits on its own if the parent died first.
-    thread::sleep(Duration::from_secs(30));
+    // Killed by the parent; exits on its own when the parent dies first (its end of stdin
+    // closes).
+    let _ = std::io::stdin().read_to_end(&mut Vec::new());
 }

@@ -456,7 +456,19 @@ fn a_stream_loses_nothing_across_key_rotations() {
             }
         })
     };
-    std::thread::sleep(Duration::from_millis(700));
+    // Between rotations the stream runs on an established session: this many datagrams
+    // sent after a rotation completed must have come back before the next one starts.
+    const STEADY: usize = 300;
+    let replies_since = |since: Duration| {
+        rtts.lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r.0 >= since && r.1.is_some())
+            .count()
+    };
+    wait_for("the stream to flow", Duration::from_secs(10), || {
+        replies_since(Duration::ZERO) >= STEADY
+    });
     let agent_bin = env!("CARGO_BIN_EXE_ward-agent");
     let mut rotated = Vec::new();
     let mut windows = Vec::new();
@@ -493,7 +505,12 @@ fn a_stream_loses_nothing_across_key_rotations() {
                 .unwrap_or("")
                 .to_owned(),
         );
-        std::thread::sleep(Duration::from_millis(700));
+        let meshed_at = start.elapsed();
+        wait_for(
+            "the stream to flow on the new key",
+            Duration::from_secs(10),
+            || replies_since(meshed_at) >= STEADY,
+        );
     }
     stop.store(true, Ordering::Relaxed);
     sender.join().unwrap();

@@ -18,7 +18,6 @@
 //! Every watch event calls the agent back with what kind of object changed; the agent reads
 //! the caches (never the API) when it syncs, so a sync costs no round trip.
 
-use crate::lab::{Ipv4Net, NodeSpec, PodSpec, PortSpec, Topology, WorldSpec};
 use crate::wireguard::registry::{NodeRecord, Records};
 use anyhow::{Context, Result, anyhow};
 use futures::StreamExt;
@@ -36,14 +35,14 @@ use std::sync::Arc;
 use std::time::Duration;
 use ward_engine::Protocol;
 use ward_schema::model::WIREGUARD_DEFAULT_PORT;
+use ward_schema::topology::{Ipv4Net, NodeSpec, PodSpec, PortSpec, Topology, WorldSpec};
 use ward_schema::{Kind, Limits, Origin, Resource, ResourceKey, ResourceSet, load_file};
 
 /// The Node annotation with the node's WireGuard public key (Cilium's name).
 pub const WG_PUB_KEY_ANNOTATION: &str = "network.cilium.io/wg-pub-key";
 /// The Node annotation with ward's whole WireGuard record (JSON).
 pub const WG_RECORD_ANNOTATION: &str = "ward.dev/wireguard";
-/// The ConfigMap key that holds the CiliumConfig (as the reconciler's kube target writes it).
-pub const CONFIG_MAP_KEY: &str = "cilium-config.yaml";
+pub use ward_schema::store::CONFIG_MAP_KEY;
 /// The label selecting the ConfigMaps that hold a CiliumConfig.
 pub const CONFIG_MAP_SELECTOR: &str = "app.kubernetes.io/managed-by=ward";
 /// How long the agent waits for the first complete listing of every watched kind.

@@ -6,13 +6,13 @@ use super::run::AgentConfig;
 use crate::bpf::PIN_ROOT;
 use crate::bpf::events::{EventReader, VerdictEvent};
 use crate::bpf::maps::Verdict;
-use crate::lab::Topology;
 use anyhow::{Result, bail};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::net::Ipv4Addr;
 use std::path::Path;
 use std::time::{Duration, Instant};
+use ward_schema::topology::Topology;
 
 /// What to show and for how long.
 #[derive(Debug, Clone, Default)]

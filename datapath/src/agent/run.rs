@@ -20,11 +20,11 @@
 use super::desired;
 use super::entries::{self, EndpointEntry, NodeEntries, PolicyKey, PolicyValue};
 use super::kube::{KubeOptions, KubeSource, Watched as KubeWatched};
-use super::sync::{self, MapStore, SyncStats};
+use super::sync::{self, Datapath, MapStore, SyncStats};
 use crate::bpf::maps::{EndpointInfo, NodeMaps};
 use crate::bpf::{self, NodeDatapath};
-use crate::lab::ip::ip_at;
-use crate::lab::{Topology, names};
+use crate::names;
+use crate::sys::NodeSys;
 use crate::wireguard::registry::Registry;
 use crate::wireguard::{self, Mesh, Wanted};
 use anyhow::{Context, Result, anyhow, bail};
@@ -35,6 +35,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 use ward_engine::{Cluster, Direction, PolicyRepository};
+use ward_schema::topology::Topology;
 
 /// Where the agent runs and what it follows.
 #[derive(Debug, Clone)]
@@ -90,7 +91,10 @@ pub struct Agent {
     kube: Option<KubeSource>,
     /// The node's network namespace.
     netns: PathBuf,
-    datapath: NodeDatapath,
+    /// The BPF programs and maps (the kernel's, or a fake).
+    datapath: Box<dyn Datapath + Send>,
+    /// Links, routes and WireGuard in the node's namespace.
+    sys: NodeSys,
     /// Local pods' host interfaces.
     ifindex: BTreeMap<String, u32>,
     /// What the maps hold now.
@@ -179,6 +183,18 @@ impl Agent {
     /// node's datapath (reusing pinned maps), attaches the programs to every local pod and
     /// reads the maps back.
     pub fn start(cfg: AgentConfig) -> Result<Agent> {
+        Agent::start_with(cfg, |node, netns| {
+            let datapath: Box<dyn Datapath + Send> = Box::new(NodeDatapath::open(node)?);
+            Ok((datapath, NodeSys::kernel(netns)))
+        })
+    }
+
+    /// [`Agent::start`] on the datapath and kernel seam `open` returns for the node's name
+    /// and network namespace (the kernel's in [`Agent::start`], fakes in unit tests).
+    pub fn start_with(
+        cfg: AgentConfig,
+        open: impl FnOnce(&str, &Path) -> Result<(Box<dyn Datapath + Send>, NodeSys)>,
+    ) -> Result<Agent> {
         let (changes_tx, changes) = mpsc::channel();
         let key_dir = cfg.key_dir.clone().unwrap_or_else(|| cfg.run_dir.clone());
         let (topology, kube, netns, registry): (
@@ -216,14 +232,15 @@ impl Agent {
                 known.join(", ")
             );
         }
-        let datapath = NodeDatapath::open(&cfg.node)?;
-        let mesh = Mesh::new(&cfg.node, netns.clone(), &key_dir, &cfg.run_dir, registry);
+        let (datapath, sys) = open(&cfg.node, &netns)?;
+        let mesh = Mesh::new(&cfg.node, sys.clone(), &key_dir, &cfg.run_dir, registry);
         let mut agent = Agent {
             cfg,
             topology,
             kube,
             netns,
             datapath,
+            sys,
             ifindex: BTreeMap::new(),
             current: NodeEntries::default(),
             revision: None,
@@ -233,7 +250,7 @@ impl Agent {
             changes_tx,
         };
         agent.attach_pods(agent.kube.is_none())?;
-        agent.current = read_back(agent.datapath.maps(), &agent.ifindex)?;
+        agent.current = agent.datapath.read_back(&agent.ifindex)?;
         tracing::info!(node = %agent.cfg.node, source = %agent.cfg.source.describe(), endpoints = agent.ifindex.len(), policy_entries = agent.current.policy.len(), "agent started; programs attached");
         Ok(agent)
     }
@@ -254,7 +271,8 @@ impl Agent {
                 continue;
             }
             let ifname = if self.kube.is_some() {
-                pod_interface(&self.netns, ip)
+                // The interface the node routes the pod's /32 to (its host-side interface).
+                self.sys.net.route_interface(ip).ok().flatten()
             } else {
                 Some(lab_ifname)
             };
@@ -311,11 +329,10 @@ impl Agent {
         )
         .map_err(|e| anyhow!("{e}"))?;
         let wanted = entries::compute(&repo, &self.cfg.node).map_err(|e| anyhow!(e))?;
-        let mut store = KernelStore {
-            maps: self.datapath.maps_mut(),
-            ifindex: &self.ifindex,
+        let stats = {
+            let mut store = self.datapath.store(&self.ifindex);
+            sync::apply(&mut *store, &self.current, &wanted)?
         };
-        let stats = sync::apply(&mut store, &self.current, &wanted)?;
         self.current = wanted;
         self.revision = revision;
         self.wanted = match config_problem {
@@ -552,26 +569,26 @@ fn load_topology(path: &Path) -> Result<Topology> {
     })
 }
 
-/// The interface the node routes `ip` to with a `/32` route (the pod's host-side interface).
-fn pod_interface(netns: &Path, ip: std::net::Ipv4Addr) -> Option<String> {
-    let text = ip_at(
-        netns,
-        &["-4", "-o", "route", "show", "exact", &format!("{ip}/32")],
-    )
-    .ok()?;
-    text.lines().find_map(|l| {
-        l.split_whitespace()
-            .skip_while(|w| *w != "dev")
-            .nth(1)
-            .map(str::to_owned)
-    })
-}
-
 fn write_json(path: &Path, v: &serde_json::Value) -> Result<()> {
     let tmp = path.with_extension("json.tmp");
     std::fs::write(&tmp, serde_json::to_vec_pretty(v)?)
         .with_context(|| format!("cannot write {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
+}
+
+impl Datapath for NodeDatapath {
+    fn attach(&mut self, netns: &Path, ifname: &str) -> Result<u32> {
+        NodeDatapath::attach(self, netns, ifname)
+    }
+    fn read_back(&self, ifindex: &BTreeMap<String, u32>) -> Result<NodeEntries> {
+        read_back(self.maps(), ifindex)
+    }
+    fn store<'a>(&'a mut self, ifindex: &'a BTreeMap<String, u32>) -> Box<dyn MapStore + 'a> {
+        Box::new(KernelStore {
+            maps: self.maps_mut(),
+            ifindex,
+        })
+    }
 }
 
 /// The kernel's entries as [`NodeEntries`], so a restarted agent writes only differences.
@@ -671,3 +688,6 @@ fn kernel_key(k: &PolicyKey) -> bpf::maps::PolicyKey {
     };
     bpf::maps::PolicyKey::new(k.ep, dir, k.identity, k.proto, k.port, k.bits)
 }
+
+#[cfg(test)]
+mod tests;

@@ -9,7 +9,22 @@
 
 use super::entries::{EndpointEntry, NodeEntries, PolicyKey, PolicyValue};
 use anyhow::Result;
+use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
+use std::path::Path;
+
+/// The node's enforcement datapath as the agent drives it: the BPF programs attached to pod
+/// interfaces and the maps they read. [`crate::bpf::NodeDatapath`] is the kernel's; unit
+/// tests use a fake.
+pub trait Datapath {
+    /// Attaches the programs to interface `ifname` in the network namespace at `netns`;
+    /// returns its index (the endpoint map's key).
+    fn attach(&mut self, netns: &Path, ifname: &str) -> Result<u32>;
+    /// What the maps hold, endpoints named by `ifindex` (pod name → interface index).
+    fn read_back(&self, ifindex: &BTreeMap<String, u32>) -> Result<NodeEntries>;
+    /// The maps as a [`MapStore`], endpoints keyed by their index in `ifindex`.
+    fn store<'a>(&'a mut self, ifindex: &'a BTreeMap<String, u32>) -> Box<dyn MapStore + 'a>;
+}
 
 /// Where map entries go: the node's pinned BPF maps, or a fake in unit tests.
 pub trait MapStore {

@@ -194,31 +194,14 @@ fn run(cfg: AgentConfig, once: bool, resync: Duration) -> anyhow::Result<()> {
 /// will fail later with a clearer message).
 fn isolate_uapi_sockets() -> anyhow::Result<()> {
     use anyhow::Context;
-    use nix::mount::{MsFlags, mount};
-    if !nix::unistd::geteuid().is_root() {
+    use ward_datapath::sys::{self, HostMounts, Mounts};
+    if !sys::is_root() {
         return Ok(());
     }
-    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)
-        .context("cannot create a mount namespace for the WireGuard UAPI socket")?;
-    mount(
-        None::<&str>,
-        "/",
-        None::<&str>,
-        MsFlags::MS_REC | MsFlags::MS_SLAVE,
-        None::<&str>,
-    )
-    .context("cannot make / a slave mount")?;
-    let dir = ward_datapath::wireguard::device::UAPI_DIR;
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {dir}"))?;
-    mount(
-        Some("tmpfs"),
-        dir,
-        Some("tmpfs"),
-        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
-        Some("mode=0700,size=1m"),
-    )
-    .with_context(|| format!("cannot mount a private tmpfs on {dir}"))?;
-    Ok(())
+    let dir = sys::wireguard::UAPI_DIR;
+    HostMounts
+        .private_tmpfs(std::path::Path::new(dir))
+        .with_context(|| format!("cannot give the WireGuard UAPI sockets a private {dir}"))
 }
 
 /// Sets `flag` when `sig` arrives, from a thread that waits for it (no unsafe handler).

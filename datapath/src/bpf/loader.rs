@@ -12,7 +12,9 @@ use aya::{Ebpf, EbpfLoader};
 use nix::errno::Errno;
 
 use super::node_maps::{NodeMaps, check_pinned_layouts, os_error};
-use super::{PIN_ROOT, netns, pin_dir};
+use super::{PIN_ROOT, pin_dir};
+use crate::sys::netns;
+use crate::sys::{HostMounts, Mounts};
 
 /// The compiled object (`datapath/bpf/ward.c`, built by build.rs).
 fn object() -> &'static [u8] {
@@ -259,12 +261,7 @@ fn check_privileges() -> Result<()> {
     const CAP_NET_ADMIN: u32 = 12;
     const CAP_SYS_ADMIN: u32 = 21;
     const CAP_BPF: u32 = 39;
-    let status = fs::read_to_string("/proc/self/status").context("reading /proc/self/status")?;
-    let cap_eff = status
-        .lines()
-        .find_map(|l| l.strip_prefix("CapEff:"))
-        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
-        .unwrap_or(0);
+    let cap_eff = crate::sys::effective_capabilities()?;
     let has = |cap: u32| cap_eff & (1u64 << cap) != 0;
     if has(CAP_SYS_ADMIN) || (has(CAP_BPF) && has(CAP_NET_ADMIN)) {
         return Ok(());
@@ -278,10 +275,7 @@ fn check_privileges() -> Result<()> {
 fn check_bpffs() -> Result<()> {
     let root = Path::new(PIN_ROOT);
     let bpffs = root.parent().unwrap_or(root);
-    let ok = nix::sys::statfs::statfs(bpffs)
-        .map(|s| s.filesystem_type() == nix::sys::statfs::BPF_FS_MAGIC)
-        .unwrap_or(false);
-    if !ok {
+    if !HostMounts.is_bpffs(bpffs) {
         bail!(
             "{} is not a bpf filesystem; mount it first: mount -t bpf bpf {}",
             bpffs.display(),

@@ -15,7 +15,6 @@
 pub mod events;
 pub mod loader;
 pub mod maps;
-mod netns;
 pub mod node_maps;
 
 use std::path::PathBuf;

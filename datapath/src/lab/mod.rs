@@ -3,7 +3,7 @@
 //! [`Topology::load`] reads a topology file (format in [`ward_schema::topology`]) and checks it, reporting
 //! every problem as a [`ward_schema::Diagnostic`] with file, line and column;
 //! [`Topology::cluster`] gives the engine the same nodes and pods. [`Lab::up`] builds it with
-//! `ip` commands, [`Lab::down`] removes it (also after a crash), [`Lab::status`] lists labs.
+//! `ip` commands run through [`crate::sys`], [`Lab::down`] removes it (also after a crash), [`Lab::status`] lists labs.
 //!
 //! # Layout
 //! ```text
@@ -42,34 +42,9 @@
 //! [`Lab::up`] refuses to build over an existing lab of the same name;
 //! [`Lab::up_replacing`] removes it first.
 
-pub(crate) mod ip;
-pub mod names;
 mod netns;
 
+pub use crate::names;
+pub use crate::sys::netns::in_netns;
 pub use netns::{Lab, LabState, LabStatus, Teardown, require_root, state_file};
 pub use ward_schema::topology::{Ipv4Net, NodeSpec, PodSpec, PortSpec, Topology, WorldSpec};
-
-use anyhow::{Context, Result};
-use nix::sched::{CloneFlags, setns};
-use std::path::Path;
-
-/// Runs `f` on a new thread that has joined network namespace `netns` (a path such as
-/// [`Lab::pod_netns`] returns), and returns its result. Sockets made inside `f` stay in that
-/// namespace wherever they are used afterwards, so a test can create a listener or connect
-/// inside a pod and do the I/O on its own thread. A panic in `f` is resumed on the caller's
-/// thread.
-pub fn in_netns<T: Send>(netns: &Path, f: impl FnOnce() -> T + Send) -> Result<T> {
-    let file = std::fs::File::open(netns)
-        .with_context(|| format!("cannot open network namespace {}", netns.display()))?;
-    std::thread::scope(|scope| {
-        let handle = scope.spawn(move || -> Result<T> {
-            setns(&file, CloneFlags::CLONE_NEWNET)
-                .with_context(|| format!("cannot enter network namespace {}", netns.display()))?;
-            Ok(f())
-        });
-        match handle.join() {
-            Ok(r) => r,
-            Err(panic) => std::panic::resume_unwind(panic),
-        }
-    })
-}

@@ -1,14 +1,19 @@
 //! Building and removing a lab: namespaces, veth pairs, the underlay bridge, addresses and
-//! routes, with `ip` commands. See the [module documentation](super) for the layout.
+//! routes, with `ip` commands run through [`crate::sys`]. See the
+//! [module documentation](super) for the layout.
 
-use super::ip::{ip, ip_in, netns_list, sysctls};
-use super::names::{self, NODE_UNDERLAY_IF, POD_GATEWAY, POD_IF, UNDERLAY_BRIDGE};
+use crate::names::{self, NODE_UNDERLAY_IF, POD_GATEWAY, POD_IF, UNDERLAY_BRIDGE};
+use crate::sys::iproute::{IpNetns, is_exists};
+use crate::sys::netns::{self as sysns, list as netns_list};
+use crate::sys::{NetnsSysctls, Sysctls};
+use crate::sys::{Route, RouteTarget};
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use std::fmt;
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
-use ward_schema::topology::{NodeSpec, PodSpec, Topology};
+use ward_schema::topology::{Ipv4Net, NodeSpec, PodSpec, Topology};
 
 /// A lab that is up. Dropping it leaves the lab in place (the CLI builds a lab and exits);
 /// [`Lab::down`] removes it, with or without this value.
@@ -85,7 +90,7 @@ impl fmt::Display for Teardown {
 /// Fails unless the process runs as root: namespaces, veths and routes need CAP_NET_ADMIN and
 /// CAP_SYS_ADMIN.
 pub fn require_root() -> Result<()> {
-    if nix::unistd::geteuid().is_root() {
+    if crate::sys::is_root() {
         Ok(())
     } else {
         bail!(
@@ -242,8 +247,8 @@ impl Lab {
         let mut ordered: Vec<String> = all.into_iter().collect();
         ordered.sort_by_key(|n| (!n.contains(".pod."), n.ends_with(".underlay"), n.clone()));
         for ns in ordered {
-            match ip(&["netns", "del", &ns]) {
-                Ok(_) => removed.push(ns),
+            match sysns::delete(&ns) {
+                Ok(()) => removed.push(ns),
                 Err(e) if !names::netns_path(&ns).exists() => {
                     tracing::debug!(netns = %ns, error = %e, "already gone");
                 }
@@ -446,22 +451,19 @@ impl fmt::Display for Lab {
 /// Creates namespace `name` with the lab's sysctls: IPv6 off (no ND or RA noise), no reverse
 /// path filter, forwarding only on nodes; loopback up.
 fn add_netns(name: &str, forwarding: bool) -> Result<()> {
-    ip(&["netns", "add", name])?;
+    sysns::add(name)?;
     let path = names::netns_path(name);
-    sysctls(
-        &path,
-        &[
-            ("net.ipv6.conf.all.disable_ipv6", "1"),
-            ("net.ipv6.conf.default.disable_ipv6", "1"),
-            ("net.ipv6.conf.lo.disable_ipv6", "1"),
-            ("net.ipv4.conf.all.rp_filter", "0"),
-            ("net.ipv4.conf.default.rp_filter", "0"),
-            ("net.ipv4.conf.all.arp_ignore", "0"),
-            ("net.ipv4.conf.default.arp_ignore", "0"),
-            ("net.ipv4.ip_forward", if forwarding { "1" } else { "0" }),
-        ],
-    )?;
-    ip_in(name, "link set lo up")?;
+    NetnsSysctls::new(&path).set(&[
+        ("net.ipv6.conf.all.disable_ipv6", "1"),
+        ("net.ipv6.conf.default.disable_ipv6", "1"),
+        ("net.ipv6.conf.lo.disable_ipv6", "1"),
+        ("net.ipv4.conf.all.rp_filter", "0"),
+        ("net.ipv4.conf.default.rp_filter", "0"),
+        ("net.ipv4.conf.all.arp_ignore", "0"),
+        ("net.ipv4.conf.default.arp_ignore", "0"),
+        ("net.ipv4.ip_forward", if forwarding { "1" } else { "0" }),
+    ])?;
+    IpNetns::new(name).link_up("lo")?;
     Ok(())
 }
 
@@ -482,8 +484,8 @@ fn build(t: &Topology) -> Result<()> {
     }
 
     // The underlay: a bridge, one port per node and one for world.
-    ip_in(&underlay, &format!("link add {br} type bridge"))?;
-    ip_in(&underlay, &format!("link set {br} up"))?;
+    IpNetns::new(&underlay).add_bridge(br)?;
+    IpNetns::new(&underlay).link_up(br)?;
 
     for n in &t.nodes {
         build_node(t, n)?;
@@ -493,16 +495,14 @@ fn build(t: &Topology) -> Result<()> {
     // that node.
     attach_underlay(t, &world, &t.world.name)?;
     let eth0 = NODE_UNDERLAY_IF;
-    ip_in(&world, &format!("addr add {}/32 dev {eth0}", t.world.ip))?;
-    ip_in(&world, &format!("link set {eth0} up"))?;
-    ip_in(
-        &world,
-        &format!("route add {} dev {eth0} scope link", t.underlay),
-    )?;
+    let w = IpNetns::new(&world);
+    w.add_address(t.world.ip, 32, eth0, false)?;
+    w.link_up(eth0)?;
+    w.add_route(&route(t.underlay, RouteTarget::Dev(eth0.to_owned())), None)?;
     for n in &t.nodes {
-        ip_in(
-            &world,
-            &format!("route add {} via {} dev {eth0}", n.pod_cidr, n.ip),
+        w.add_route(
+            &route(n.pod_cidr, RouteTarget::Via(n.ip, eth0.to_owned())),
+            None,
         )?;
     }
     for p in &t.pods {
@@ -516,12 +516,9 @@ fn attach_underlay(t: &Topology, netns: &str, name: &str) -> Result<()> {
     let underlay = names::underlay_netns(&t.name);
     let (eth0, br) = (NODE_UNDERLAY_IF, UNDERLAY_BRIDGE);
     let port = names::underlay_port(name);
-    ip_in(
-        netns,
-        &format!("link add {eth0} type veth peer name {port} netns {underlay}"),
-    )?;
-    ip_in(&underlay, &format!("link set {port} master {br}"))?;
-    ip_in(&underlay, &format!("link set {port} up"))?;
+    IpNetns::new(netns).add_veth(eth0, &port, &underlay)?;
+    IpNetns::new(&underlay).set_master(&port, br)?;
+    IpNetns::new(&underlay).link_up(&port)?;
     Ok(())
 }
 
@@ -531,29 +528,44 @@ fn build_node(t: &Topology, n: &NodeSpec) -> Result<()> {
     let ns = names::node_netns(&t.name, &n.name);
     let (gw, eth0, len) = (POD_GATEWAY, NODE_UNDERLAY_IF, t.underlay.prefix_len());
     attach_underlay(t, &ns, &n.name)?;
-    ip_in(&ns, &format!("addr add {}/{len} dev {eth0}", n.ip))?;
-    ip_in(&ns, &format!("link set {eth0} up"))?;
-    ip_in(&ns, &format!("addr add {gw}/32 dev lo scope link"))?;
+    let node = IpNetns::new(&ns);
+    node.add_address(n.ip, len, eth0, false)?;
+    node.link_up(eth0)?;
+    node.add_address(gw, 32, "lo", true)?;
     for other in t.nodes.iter().filter(|o| o.name != n.name) {
         add_route(
             &ns,
-            &format!("{} via {} dev {eth0}", other.pod_cidr, other.ip),
+            &route(other.pod_cidr, RouteTarget::Via(other.ip, eth0.to_owned())),
         )?;
     }
-    ip_in(
-        &ns,
-        &format!("route add {}/32 dev {eth0} scope link", t.world.ip),
+    node.add_route(
+        &route(host(t.world.ip), RouteTarget::Dev(eth0.to_owned())),
+        None,
     )?;
     Ok(())
 }
 
 /// `ip route add`, where a route already there (an agent's, e.g. into a WireGuard tunnel) is
 /// left as it is.
-fn add_route(netns: &str, route: &str) -> Result<()> {
-    match ip_in(netns, &format!("route add {route}")) {
-        Err(e) if format!("{e:#}").contains("File exists") => Ok(()),
-        r => r.map(|_| ()),
+fn add_route(netns: &str, r: &Route) -> Result<()> {
+    match IpNetns::new(netns).add_route(r, None) {
+        Err(e) if is_exists(&e) => Ok(()),
+        r => r,
     }
+}
+
+/// A route of metric 0.
+fn route(dst: Ipv4Net, target: RouteTarget) -> Route {
+    Route {
+        dst,
+        target,
+        metric: 0,
+    }
+}
+
+/// `ip`/32.
+fn host(ip: Ipv4Addr) -> Ipv4Net {
+    Ipv4Net::new(ip, 32).unwrap_or_else(|| unreachable!("a /32 is always a network"))
 }
 
 /// A pod (its namespace exists): a veth into the node, a /32 on eth0, the default route via
@@ -567,23 +579,19 @@ fn build_pod(t: &Topology, p: &PodSpec) -> Result<()> {
         .map(|n| n.ip)
         .with_context(|| format!("pod {} is on undeclared node {}", p.full_name(), p.node))?;
     let lxc = p.host_ifname();
-    ip_in(
-        &node_ns,
-        &format!("link add {lxc} type veth peer name {POD_IF} netns {pod_ns}"),
+    let (node, pod) = (IpNetns::new(&node_ns), IpNetns::new(&pod_ns));
+    node.add_veth(&lxc, POD_IF, &pod_ns)?;
+    pod.add_address(p.ip, 32, POD_IF, false)?;
+    pod.link_up(POD_IF)?;
+    pod.add_route(&route(host(gw), RouteTarget::Dev(POD_IF.to_owned())), None)?;
+    let default = Ipv4Net::new(Ipv4Addr::UNSPECIFIED, 0)
+        .unwrap_or_else(|| unreachable!("0.0.0.0/0 is a network"));
+    pod.add_route(
+        &route(default, RouteTarget::Via(gw, POD_IF.to_owned())),
+        None,
     )?;
-    ip_in(&pod_ns, &format!("addr add {}/32 dev {POD_IF}", p.ip))?;
-    ip_in(&pod_ns, &format!("link set {POD_IF} up"))?;
-    ip_in(
-        &pod_ns,
-        &format!("route add {gw}/32 dev {POD_IF} scope link"),
-    )?;
-    ip_in(&pod_ns, &format!("route add default via {gw} dev {POD_IF}"))?;
-    ip_in(&node_ns, &format!("link set {lxc} up"))?;
-    ip_in(
-        &node_ns,
-        &format!("route add {}/32 dev {lxc} scope link src {node_ip}", p.ip),
-    )?;
-    Ok(())
+    node.link_up(&lxc)?;
+    node.add_route(&route(host(p.ip), RouteTarget::Dev(lxc)), Some(node_ip))
 }
 
 impl Lab {
@@ -610,12 +618,18 @@ impl Lab {
         for other in topology.nodes.iter().filter(|o| o.name != node) {
             add_route(
                 &names::node_netns(lab, &other.name),
-                &format!("{} via {} dev {NODE_UNDERLAY_IF}", n.pod_cidr, n.ip),
+                &route(
+                    n.pod_cidr,
+                    RouteTarget::Via(n.ip, NODE_UNDERLAY_IF.to_owned()),
+                ),
             )?;
         }
         add_route(
             &names::world_netns(lab),
-            &format!("{} via {} dev {NODE_UNDERLAY_IF}", n.pod_cidr, n.ip),
+            &route(
+                n.pod_cidr,
+                RouteTarget::Via(n.ip, NODE_UNDERLAY_IF.to_owned()),
+            ),
         )?;
         for p in topology.pods_on(node) {
             build_pod(topology, p)?;
@@ -645,17 +659,10 @@ impl Lab {
         }
         let lab = &topology.name;
         for p in self.topology.pods_on(node) {
-            ip(&[
-                "netns",
-                "del",
-                &names::pod_netns(lab, &p.namespace, &p.name),
-            ])?;
+            sysns::delete(&names::pod_netns(lab, &p.namespace, &p.name))?;
         }
-        ip(&["netns", "del", &names::node_netns(lab, node)])?;
-        let _ = ip_in(
-            &names::underlay_netns(lab),
-            &format!("link del {}", names::underlay_port(node)),
-        );
+        sysns::delete(&names::node_netns(lab, node))?;
+        let _ = IpNetns::new(&names::underlay_netns(lab)).delete_link(&names::underlay_port(node));
         for ns in topology
             .nodes
             .iter()
@@ -664,7 +671,7 @@ impl Lab {
         {
             // Every route to its pods, whatever its type or metric (an agent's tunnel and
             // unreachable routes too).
-            while ip_in(&ns, &format!("route del {}", n.pod_cidr)).is_ok() {}
+            while IpNetns::new(&ns).delete_route(n.pod_cidr).is_ok() {}
         }
         let mut state = read_state(lab).with_context(|| format!("lab {lab} has no state file"))?;
         state.topology = topology.clone();

@@ -3,21 +3,21 @@
 //! [module documentation](super) for the design.
 
 use super::config::{MeshConfig, Wanted};
-use super::device::{Device, PeerSpec, run_ip};
 use super::keys::{KeyStore, PrivateKey};
 use super::registry::{NodeRecord, Records};
 use super::{IFNAME, MTU_OVERHEAD, ROTATION_WAIT};
-use crate::lab::ip::ip_at;
-use crate::lab::names::NODE_UNDERLAY_IF;
-use crate::lab::{Ipv4Net, Topology, in_netns};
+use crate::names::NODE_UNDERLAY_IF;
+use crate::sys::wireguard::PeerSpec;
+use crate::sys::{Net, NodeSys, Route as SysRoute, RouteTarget, WgDevice};
 use anyhow::{Context, Result, anyhow, bail};
 use defguard_wireguard_rs::key::Key;
 use defguard_wireguard_rs::net::IpAddrMask;
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
+use ward_schema::topology::{Ipv4Net, Topology};
 
 /// The file `ward-agent rotate-key` creates in the run directory to ask for a rotation.
 pub const ROTATE_REQUEST: &str = "rotate-key";
@@ -52,7 +52,7 @@ struct Configured {
 
 struct Active {
     cfg: MeshConfig,
-    device: Device,
+    device: Box<dyn WgDevice>,
     endpoint: SocketAddr,
     key: PrivateKey,
     next: Option<PrivateKey>,
@@ -73,7 +73,7 @@ struct Completed {
 /// One node's WireGuard mesh.
 pub struct Mesh {
     node: String,
-    netns: PathBuf,
+    sys: NodeSys,
     run_dir: PathBuf,
     keys: KeyStore,
     registry: Box<dyn Records>,
@@ -83,6 +83,8 @@ pub struct Mesh {
     routes: BTreeMap<Ipv4Net, (Ipv4Addr, Route)>,
     last_rotation: Option<Completed>,
     last_attempt: Instant,
+    /// How long a rotation waits for its peers ([`ROTATION_WAIT`]).
+    rotation_wait: Duration,
 }
 
 /// How often a mesh that could not be set up tries again (a key file fixed, an interface
@@ -90,18 +92,19 @@ pub struct Mesh {
 const RETRY: Duration = Duration::from_secs(2);
 
 impl Mesh {
-    /// The mesh of `node`, whose namespace is `netns`; keys in `key_dir`, status and rotation
-    /// requests in `run_dir`, records published in `registry`. Nothing is created yet.
+    /// The mesh of `node`, whose namespace `sys` is bound to; keys in `key_dir`, status and
+    /// rotation requests in `run_dir`, records published in `registry`. Nothing is created
+    /// yet.
     pub fn new(
         node: &str,
-        netns: PathBuf,
+        sys: NodeSys,
         key_dir: &Path,
         run_dir: &Path,
         registry: Box<dyn Records>,
     ) -> Mesh {
         Mesh {
             node: node.to_owned(),
-            netns,
+            sys,
             run_dir: run_dir.to_path_buf(),
             keys: KeyStore::new(key_dir),
             registry,
@@ -111,7 +114,13 @@ impl Mesh {
             routes: BTreeMap::new(),
             last_rotation: None,
             last_attempt: Instant::now(),
+            rotation_wait: ROTATION_WAIT,
         }
+    }
+
+    /// Sets how long a rotation waits for its peers to prepare (default [`ROTATION_WAIT`]).
+    pub fn set_rotation_wait(&mut self, wait: Duration) {
+        self.rotation_wait = wait;
     }
 
     /// The last error, when the mesh is not as wanted.
@@ -228,11 +237,10 @@ impl Mesh {
     }
 
     fn create(&self, cfg: &MeshConfig, node_ip: Ipv4Addr) -> Result<Active> {
-        let (underlay, ip, mtu) = underlay(&self.netns, cfg.underlay.as_deref(), node_ip)?;
+        let (underlay, ip, mtu) = underlay(&*self.sys.net, cfg.underlay.as_deref(), node_ip)?;
         let (key, created) = self.keys.load_or_create()?;
         let next = self.keys.load_next()?;
-        let device = Device::create(
-            &self.netns,
+        let device = self.sys.wireguard.create(
             IFNAME,
             &key,
             cfg.listen_port,
@@ -408,7 +416,7 @@ impl Mesh {
         let (started, _) = a
             .rotation_started
             .unwrap_or((Instant::now(), SystemTime::now()));
-        let timed_out = started.elapsed() >= ROTATION_WAIT;
+        let timed_out = started.elapsed() >= self.rotation_wait;
         if !waiting.is_empty() && !timed_out {
             return Ok(());
         }
@@ -442,7 +450,7 @@ impl Mesh {
             .collect::<BTreeSet<_>>()
             .into_iter()
             .collect();
-        poke(&self.netns, &targets);
+        a.device.start_handshakes(&targets);
         self.republish(records)
     }
 
@@ -455,7 +463,7 @@ impl Mesh {
             if self.routes.get(&n.pod_cidr) == Some(&(n.ip, route)) {
                 continue;
             }
-            match set_route(&self.netns, n.pod_cidr, n.ip, route) {
+            match set_route(&*self.sys.net, n.pod_cidr, n.ip, route) {
                 Ok(()) => {
                     tracing::info!(node = %self.node, peer = %n.name, cidr = %n.pod_cidr, route = route.as_str(), "route set");
                     self.routes.insert(n.pod_cidr, (n.ip, route));
@@ -470,12 +478,11 @@ impl Mesh {
             .copied()
             .collect();
         for cidr in gone {
-            let c = cidr.to_string();
-            let _ = run_ip(&self.netns, &["route", "del", &c]);
-            let _ = run_ip(
-                &self.netns,
-                &["route", "del", "unreachable", &c, "metric", FALLBACK_METRIC],
-            );
+            let _ = self.sys.net.delete_route(cidr, None);
+            let _ = self
+                .sys
+                .net
+                .delete_route(cidr, Some((&RouteTarget::Unreachable, FALLBACK_METRIC)));
             self.routes.remove(&cidr);
         }
         if errors.is_empty() {
@@ -542,49 +549,34 @@ impl Mesh {
 }
 
 /// The metric of the unreachable route behind each tunnel route.
-const FALLBACK_METRIC: &str = "4096";
+const FALLBACK_METRIC: u32 = 4096;
 
-fn set_route(netns: &Path, cidr: Ipv4Net, node_ip: Ipv4Addr, route: Route) -> Result<()> {
-    let c = cidr.to_string();
-    let ip = node_ip.to_string();
+fn set_route(net: &dyn Net, cidr: Ipv4Net, node_ip: Ipv4Addr, route: Route) -> Result<()> {
+    let fallback = SysRoute {
+        dst: cidr,
+        target: RouteTarget::Unreachable,
+        metric: FALLBACK_METRIC,
+    };
+    let main = |target| SysRoute {
+        dst: cidr,
+        target,
+        metric: 0,
+    };
     match route {
         Route::Tunnel => {
-            run_ip(
-                netns,
-                &[
-                    "route",
-                    "replace",
-                    "unreachable",
-                    &c,
-                    "metric",
-                    FALLBACK_METRIC,
-                ],
-            )?;
-            run_ip(netns, &["route", "replace", &c, "dev", IFNAME])
+            net.replace_route(&fallback)?;
+            net.replace_route(&main(RouteTarget::Dev(IFNAME.to_owned())))
         }
         Route::Blocked => {
-            run_ip(
-                netns,
-                &[
-                    "route",
-                    "replace",
-                    "unreachable",
-                    &c,
-                    "metric",
-                    FALLBACK_METRIC,
-                ],
-            )?;
-            run_ip(netns, &["route", "replace", "unreachable", &c])
+            net.replace_route(&fallback)?;
+            net.replace_route(&main(RouteTarget::Unreachable))
         }
         Route::Clear => {
-            run_ip(
-                netns,
-                &["route", "replace", &c, "via", &ip, "dev", NODE_UNDERLAY_IF],
-            )?;
-            let _ = run_ip(
-                netns,
-                &["route", "del", "unreachable", &c, "metric", FALLBACK_METRIC],
-            );
+            net.replace_route(&main(RouteTarget::Via(
+                node_ip,
+                NODE_UNDERLAY_IF.to_owned(),
+            )))?;
+            let _ = net.delete_route(cidr, Some((&RouteTarget::Unreachable, FALLBACK_METRIC)));
             Ok(())
         }
     }
@@ -639,37 +631,20 @@ fn prepared_for(
 /// The underlay interface, its address and MTU. With no interface named, the one that holds
 /// the node's address.
 fn underlay(
-    netns: &Path,
+    net: &dyn Net,
     name: Option<&str>,
     node_ip: Ipv4Addr,
 ) -> Result<(String, Ipv4Addr, u32)> {
-    let text = ip_at(netns, &["-4", "-o", "addr", "show"])?;
-    let mut found: Option<(String, Ipv4Addr)> = None;
-    let mut names = BTreeSet::new();
-    for line in text.lines() {
-        let mut f = line.split_whitespace();
-        let (Some(_), Some(dev), Some("inet"), Some(addr)) =
-            (f.next(), f.next(), f.next(), f.next())
-        else {
-            continue;
-        };
-        let Some(ip) = addr
-            .split('/')
-            .next()
-            .and_then(|a| a.parse::<Ipv4Addr>().ok())
-        else {
-            continue;
-        };
-        names.insert(dev.to_owned());
-        let matches = match name {
+    let addresses = net.ipv4_addresses()?;
+    let found = addresses
+        .iter()
+        .find(|(dev, ip)| match name {
             Some(n) => dev == n,
-            None => ip == node_ip,
-        };
-        if matches && found.is_none() {
-            found = Some((dev.to_owned(), ip));
-        }
-    }
+            None => *ip == node_ip,
+        })
+        .cloned();
     let Some((dev, ip)) = found else {
+        let names: BTreeSet<&str> = addresses.iter().map(|(d, _)| d.as_str()).collect();
         match name {
             Some(n) if !names.contains(n) => bail!(
                 "underlay interface {n} (encryption.wireguard.interface) has no IPv4 address on this node or does not exist; interfaces with addresses: {}",
@@ -681,33 +656,14 @@ fn underlay(
             ),
         }
     };
-    let link = ip_at(netns, &["-o", "link", "show", "dev", &dev])?;
-    let mtu = link
-        .split_whitespace()
-        .skip_while(|w| *w != "mtu")
-        .nth(1)
-        .and_then(|m| m.parse().ok())
-        .unwrap_or(1500);
+    let mtu = net.link_mtu(&dev)?;
     Ok((dev, ip, mtu))
-}
-
-/// Sends one empty UDP datagram into the tunnel towards each of `targets` (another node's pod
-/// network address, port 9 "discard"), which makes the interface start its handshakes now.
-fn poke(netns: &Path, targets: &[Ipv4Addr]) {
-    let targets = targets.to_vec();
-    let r = in_netns(netns, move || -> std::io::Result<()> {
-        let s = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))?;
-        for t in targets {
-            let _ = s.send_to(&[], (t, 9));
-        }
-        Ok(())
-    });
-    if let Err(e) = r {
-        tracing::debug!("poke: {e:#}");
-    }
 }
 
 fn unix(t: SystemTime) -> f64 {
     t.duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64())
 }
+
+#[cfg(test)]
+mod tests;

@@ -5,7 +5,7 @@
 //!    mode 0600, Cilium's format), or generates one; the private key is written nowhere else
 //!    and never logged ([`keys::PrivateKey`] prints as `<redacted>`);
 //! 2. creates `cilium_wg0` in the node's namespace: kernel WireGuard where the module exists,
-//!    else boringtun over TUN ([`device`]); listen port 51871 unless configured; MTU of the
+//!    else boringtun over TUN ([`crate::sys::wireguard`]); listen port 51871 unless configured; MTU of the
 //!    underlay minus 80;
 //! 3. publishes its public key and endpoint (the underlay interface's address) in the
 //!    registry ([`registry`]: the local target's state directory; in kube mode the Node
@@ -50,7 +50,6 @@
 //! the next key file survives, and the announce step is repeated.
 
 pub mod config;
-pub mod device;
 pub mod keys;
 mod mesh;
 pub mod registry;

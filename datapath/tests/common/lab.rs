@@ -410,6 +410,9 @@ impl Capture {
 
     /// Stops the capture; the pcap file's bytes.
     pub fn stop(mut self) -> Vec<u8> {
+        // A grace period, not a wait for a condition: tcpdump says nothing when it has
+        // written a packet, and the capture does not know which packets are still in flight
+        // (it is stopped after the stream, whose last datagrams may be on their way).
         std::thread::sleep(Duration::from_millis(200));
         let _ = nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(self.child.id() as i32),

@@ -1,5 +1,7 @@
 //! Every name the lab gives to a network namespace or an interface, derived from the topology
-//! alone so that a lab can be found and removed with no other state.
+//! alone so that a lab can be found and removed with no other state. The lab makes them; the
+//! agent (files mode) and the WireGuard mesh find a lab node's namespace and underlay
+//! interface by them, without depending on the lab.
 //!
 //! Network namespaces (under `/run/netns/`) carry the lab's name: `w-<lab>.` followed by
 //! `underlay`, `world`, `node.<node>` or `pod.<namespace>.<pod>`. The separator is a dot
@@ -17,7 +19,7 @@
 use std::net::Ipv4Addr;
 
 /// The directory `ip netns` keeps its namespaces in.
-pub const NETNS_DIR: &str = "/run/netns";
+pub const NETNS_DIR: &str = crate::sys::netns::NETNS_DIR;
 /// Where a lab's state file (`<lab>.json`) is kept.
 pub const STATE_DIR: &str = "/run/ward/lab";
 /// What every lab namespace name starts with (then the lab name and a dot).
@@ -69,7 +71,7 @@ pub use ward_schema::topology::names::{MAX_IFNAME, host_ifname, underlay_port};
 
 /// The path of namespace `name`: `/run/netns/<name>`.
 pub fn netns_path(name: &str) -> std::path::PathBuf {
-    std::path::Path::new(NETNS_DIR).join(name)
+    crate::sys::netns::path(name)
 }
 
 #[cfg(test)]

@@ -8,9 +8,9 @@
 //! Peers are only ever added or removed, never changed in place: boringtun refuses (panics on)
 //! a second configuration of an existing peer, and a removed-and-added peer loses its session.
 
-use super::keys::PrivateKey;
-use crate::lab::in_netns;
-use crate::lab::ip::ip_at;
+use super::net::{Net, NetnsNet};
+use super::netns::in_netns;
+use crate::wireguard::keys::PrivateKey;
 use anyhow::{Context, Result, anyhow, bail};
 use defguard_boringtun::device::{DeviceConfig, DeviceHandle};
 use defguard_wireguard_rs::host::Host;
@@ -19,10 +19,83 @@ use defguard_wireguard_rs::net::IpAddrMask;
 use defguard_wireguard_rs::peer::Peer;
 use defguard_wireguard_rs::{InterfaceConfiguration, Kernel, WGApi, WireguardInterfaceApi};
 use std::io::{BufRead, BufReader, Write};
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+/// Makes WireGuard interfaces in one network namespace.
+pub trait WireGuard: Send + Sync {
+    /// Creates interface `ifname` with `key`, listening on `port`, with `mtu`, up. An
+    /// interface of that name left from before is removed first.
+    fn create(
+        &self,
+        ifname: &str,
+        key: &PrivateKey,
+        port: u16,
+        mtu: u32,
+    ) -> Result<Box<dyn WgDevice>>;
+}
+
+/// One WireGuard interface. Dropping it removes the interface.
+///
+/// Peers are only ever added or removed, never changed in place: boringtun refuses (panics
+/// on) a second configuration of an existing peer, and a removed-and-added peer loses its
+/// session.
+pub trait WgDevice: Send {
+    /// The interface name.
+    fn ifname(&self) -> &str;
+    /// The listen port.
+    fn port(&self) -> u16;
+    /// Kernel or userspace.
+    fn implementation(&self) -> Implementation;
+    /// Switches the interface to `key`. Its sessions end; peers are kept.
+    fn set_private_key(&self, key: &PrivateKey) -> Result<()>;
+    /// Adds a peer that the interface does not have yet.
+    fn add_peer(&self, peer: &PeerSpec) -> Result<()>;
+    /// Removes the peer with `key` (no error when it is not there).
+    fn remove_peer(&self, key: &Key) -> Result<()>;
+    /// The interface as the implementation reports it: peers with handshakes and byte
+    /// counts, never the private key.
+    fn read(&self) -> Result<Host>;
+    /// Sends one empty UDP datagram into the tunnel towards each of `targets` (port 9,
+    /// "discard"), which makes the interface start its handshakes now. Best effort.
+    fn start_handshakes(&self, targets: &[Ipv4Addr]);
+}
+
+/// The kernel's WireGuard (or boringtun where the kernel has none) in the network namespace
+/// at a path.
+#[derive(Debug, Clone)]
+pub struct KernelWireGuard {
+    netns: PathBuf,
+}
+
+impl KernelWireGuard {
+    /// WireGuard interfaces in the namespace at `netns`.
+    pub fn new(netns: &Path) -> KernelWireGuard {
+        KernelWireGuard {
+            netns: netns.to_path_buf(),
+        }
+    }
+}
+
+impl WireGuard for KernelWireGuard {
+    fn create(
+        &self,
+        ifname: &str,
+        key: &PrivateKey,
+        port: u16,
+        mtu: u32,
+    ) -> Result<Box<dyn WgDevice>> {
+        Ok(Box::new(Device::create(
+            &self.netns,
+            ifname,
+            key,
+            port,
+            mtu,
+        )?))
+    }
+}
 
 /// Where boringtun puts its UAPI sockets.
 pub const UAPI_DIR: &str = "/run/wireguard";
@@ -80,6 +153,7 @@ enum Backend {
 pub struct Device {
     ifname: String,
     netns: PathBuf,
+    net: NetnsNet,
     port: u16,
     backend: Backend,
 }
@@ -105,8 +179,9 @@ impl Device {
         mtu: u32,
     ) -> Result<Device> {
         let ns = netns.to_path_buf();
-        remove_stale(&ns, ifname);
-        let backend = if kernel_available(&ns, ifname) {
+        let net = NetnsNet::new(netns);
+        remove_stale(&net, ifname);
+        let backend = if kernel_available(&net, ifname) {
             let name = ifname.to_owned();
             in_netns(&ns, move || -> Result<()> {
                 let mut api = WGApi::<Kernel>::new(name.clone()).map_err(|e| anyhow!("{e}"))?;
@@ -135,10 +210,11 @@ impl Device {
         let dev = Device {
             ifname: ifname.to_owned(),
             netns: ns,
+            net,
             port,
             backend,
         };
-        dev.ip(&["link", "set", "dev", ifname, "mtu", &mtu.to_string(), "up"])?;
+        dev.net.set_link_up(ifname, Some(mtu))?;
         dev.set_key_and_port(key)?;
         Ok(dev)
     }
@@ -278,46 +354,70 @@ impl Device {
             self.ifname
         )
     }
+}
 
-    fn ip(&self, args: &[&str]) -> Result<()> {
-        run_ip(&self.netns, args)
+impl WgDevice for Device {
+    fn ifname(&self) -> &str {
+        Device::ifname(self)
+    }
+    fn port(&self) -> u16 {
+        Device::port(self)
+    }
+    fn implementation(&self) -> Implementation {
+        Device::implementation(self)
+    }
+    fn set_private_key(&self, key: &PrivateKey) -> Result<()> {
+        Device::set_private_key(self, key)
+    }
+    fn add_peer(&self, peer: &PeerSpec) -> Result<()> {
+        Device::add_peer(self, peer)
+    }
+    fn remove_peer(&self, key: &Key) -> Result<()> {
+        Device::remove_peer(self, key)
+    }
+    fn read(&self) -> Result<Host> {
+        Device::read(self)
+    }
+    fn start_handshakes(&self, targets: &[Ipv4Addr]) {
+        let targets = targets.to_vec();
+        let r = in_netns(&self.netns, move || -> std::io::Result<()> {
+            let s = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))?;
+            for t in targets {
+                let _ = s.send_to(&[], (t, 9));
+            }
+            Ok(())
+        });
+        if let Err(e) = r {
+            tracing::debug!("start_handshakes: {e:#}");
+        }
     }
 }
 
 impl Drop for Device {
     fn drop(&mut self) {
         if let Backend::Kernel = self.backend {
-            let _ = run_ip(&self.netns, &["link", "del", "dev", &self.ifname]);
+            let _ = self.net.delete_link(&self.ifname);
         }
         // boringtun: dropping the handle stops its threads; the TUN interface goes with its fd.
     }
 }
 
-/// `ip <args>` in `netns` (the lab's runner), without its output.
-pub(crate) fn run_ip(netns: &Path, args: &[&str]) -> Result<()> {
-    ip_at(netns, args).map(|_| ())
-}
-
 /// An interface of that name left by a crashed agent (kernel WireGuard survives its agent).
-fn remove_stale(netns: &Path, ifname: &str) {
-    if run_ip(netns, &["link", "show", "dev", ifname]).is_ok() {
+fn remove_stale(net: &NetnsNet, ifname: &str) {
+    if net.link_exists(ifname).unwrap_or(false) {
         tracing::info!(
             interface = ifname,
             "removing a WireGuard interface left from before"
         );
-        let _ = run_ip(netns, &["link", "del", "dev", ifname]);
+        let _ = net.delete_link(ifname);
     }
 }
 
 /// Whether the kernel can make WireGuard interfaces (tries a throw-away one).
-fn kernel_available(netns: &Path, ifname: &str) -> bool {
+fn kernel_available(net: &NetnsNet, ifname: &str) -> bool {
     if std::env::var_os("WARD_WIREGUARD_USERSPACE").is_some() {
         return false;
     }
     let probe = format!("{}p", &ifname[..ifname.len().min(14)]);
-    let ok = run_ip(netns, &["link", "add", "dev", &probe, "type", "wireguard"]).is_ok();
-    if ok {
-        let _ = run_ip(netns, &["link", "del", "dev", &probe]);
-    }
-    ok
+    net.can_add_wireguard(&probe)
 }
