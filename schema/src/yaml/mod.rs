@@ -4,7 +4,8 @@
 //! in which every value and every mapping key remembers its line and column. It is built on
 //! saphyr-parser's event stream and never recurses on input structure, so hostile input meets
 //! a limit and an error instead of a stack overflow:
-//! - nesting deeper than [`Limits::max_depth`] is an error;
+//! - nesting deeper than [`Limits::max_depth`] is an error, also where an alias copies a
+//!   deep anchor into a deep place;
 //! - every alias expansion counts the nodes it copies against [`Limits::max_nodes`], so an
 //!   alias bomb ("billion laughs") stops after a bounded amount of work and memory;
 //! - a key defined twice in one mapping is an error (Kubernetes' strict decoding agrees);
@@ -230,19 +231,28 @@ impl Node {
         }
     }
 
-    /// How many nodes this tree holds (for alias accounting).
-    fn size(&self) -> usize {
+    /// How many nodes this tree holds, and how many collections deep it nests (a scalar: 0),
+    /// for alias accounting. A loop, not recursion: it measures trees before they are known
+    /// to be shallow.
+    fn shape(&self) -> (usize, usize) {
         let mut total = 0;
-        let mut stack = vec![self];
-        while let Some(n) = stack.pop() {
+        let mut height = 0;
+        let mut stack = vec![(self, 0)];
+        while let Some((n, depth)) = stack.pop() {
             total += 1;
             match &n.value {
-                NodeValue::Seq(items) => stack.extend(items.iter()),
-                NodeValue::Map(entries) => stack.extend(entries.iter().map(|e| &e.value)),
+                NodeValue::Seq(items) => {
+                    height = height.max(depth + 1);
+                    stack.extend(items.iter().map(|i| (i, depth + 1)));
+                }
+                NodeValue::Map(entries) => {
+                    height = height.max(depth + 1);
+                    stack.extend(entries.iter().map(|e| (&e.value, depth + 1)));
+                }
                 _ => {}
             }
         }
-        total
+        (total, height)
     }
 }
 
@@ -490,13 +500,26 @@ impl<'a> Builder<'a> {
                 self.finish(node, anchor)?;
             }
             Event::Alias(id) => {
-                let Some(size) = self.anchors.get(&id).map(Node::size) else {
+                let Some((size, height)) = self.anchors.get(&id).map(Node::shape) else {
                     return Err(self.err(
                         codes::YAML_SYNTAX,
                         pos,
                         "alias to an unknown anchor".into(),
                     ));
                 };
+                // The copy nests where the alias stands: aliases of deep anchors inside deep
+                // collections would otherwise build trees far deeper than the limit, and every
+                // recursive walk of them (clone, drop, JSON, schema) overflows the stack.
+                if self.stack.len() + height > self.limits.max_depth {
+                    return Err(self.err(
+                        codes::YAML_LIMIT,
+                        pos,
+                        format!(
+                            "nesting deeper than {} levels (alias expansion included)",
+                            self.limits.max_depth
+                        ),
+                    ));
+                }
                 // Count before cloning: the limit must stop the copy, not follow it.
                 self.count(size, pos)?;
                 let mut node = self.anchors[&id].clone();

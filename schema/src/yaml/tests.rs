@@ -91,6 +91,38 @@ fn deep_nesting_is_an_error_not_a_crash() {
 }
 
 #[test]
+fn aliases_do_not_nest_past_the_depth_limit() {
+    // Each anchor nests the one before 60 levels deeper: 120 aliases made a tree 7,000
+    // levels deep in 17 KB, and `ward validate` overflowed its stack on it.
+    let limits = Limits::default();
+    let nest = |inner: &str| format!("{}{inner}{}", "[".repeat(60), "]".repeat(60));
+    let mut text = format!("a0: &a0 {}\n", nest("x"));
+    for i in 1..120 {
+        text.push_str(&format!("a{i}: &a{i} {}\n", nest(&format!("*a{}", i - 1))));
+    }
+    let p = parse(&text);
+    assert_eq!(p.diagnostics.len(), 1, "{:?}", p.diagnostics);
+    let d = &p.diagnostics[0];
+    assert_eq!(d.code, codes::YAML_LIMIT);
+    assert_eq!(
+        d.message,
+        format!(
+            "nesting deeper than {} levels (alias expansion included)",
+            limits.max_depth
+        )
+    );
+    // At the alias: line 2, after `a1: &a1 ` and 60 brackets.
+    assert_eq!((d.line, d.column), (2, 69));
+
+    // An alias whose copy fits stays an alias: 1 (the top mapping) + 3 + 60 levels.
+    let p = parse(&format!("a: &a {}\nb: [[[*a]]]\n", nest("x")));
+    assert!(p.diagnostics.is_empty(), "{:?}", p.diagnostics);
+    // One level more does not.
+    let p = parse(&format!("a: &a {}\nb: [[[[*a]]]]\n", nest("x")));
+    assert_eq!(p.diagnostics[0].code, codes::YAML_LIMIT);
+}
+
+#[test]
 fn binary_and_non_utf8_input_is_refused() {
     let p = parse_bytes("b.bin", b"abc\0def", &Limits::default());
     assert_eq!(p.diagnostics[0].code, codes::NOT_UTF8);
