@@ -359,7 +359,7 @@ pub fn parse_saphyr(file: &str, text: &str, limits: &Limits) -> Parsed {
                 }
             }
             Err(e) => {
-                let pos = Pos::from_marker(*e.marker());
+                let pos = within(text, Pos::from_marker(*e.marker()));
                 builder.out.diagnostics.push(
                     Diagnostic::error(
                         codes::YAML_SYNTAX,
@@ -373,6 +373,24 @@ pub fn parse_saphyr(file: &str, text: &str, limits: &Limits) -> Parsed {
         }
     }
     builder.out
+}
+
+/// `pos`, or the end of `text` when `pos` lies past it: at the end of a file without a final
+/// line break, saphyr reports errors on the line after the last one, which no editor or
+/// annotation can show.
+fn within(text: &str, pos: Pos) -> Pos {
+    let bytes = text.as_bytes();
+    // Line breaks as YAML counts them: `\n`, `\r` and `\r\n`.
+    let breaks = memchr::memchr2_iter(b'\n', b'\r', bytes).count()
+        - memchr::memmem::find_iter(bytes, b"\r\n").count();
+    if pos.line <= breaks + 1 {
+        return pos;
+    }
+    let last = text.rsplit(['\n', '\r']).next().unwrap_or("");
+    Pos {
+        line: breaks + 1,
+        column: last.chars().count() + 1,
+    }
 }
 
 /// A collection being built: a sequence, or a mapping with a pending key.

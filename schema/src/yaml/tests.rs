@@ -91,6 +91,22 @@ fn deep_nesting_is_an_error_not_a_crash() {
 }
 
 #[test]
+fn syntax_errors_at_the_end_point_into_the_file() {
+    // No final line break: saphyr places the error on line 2, which does not exist.
+    let p = parse("a: &a [x, x, # frontend");
+    assert_eq!(p.diagnostics.len(), 1, "{:?}", p.diagnostics);
+    let d = &p.diagnostics[0];
+    assert_eq!(d.code, codes::YAML_SYNTAX);
+    assert_eq!((d.line, d.column), (1, 24));
+    // With the line break, line 2 exists (empty) and stays.
+    let p = parse("a: &a [x, x, # frontend\n");
+    assert_eq!((p.diagnostics[0].line, p.diagnostics[0].column), (2, 1));
+    // CR line ends count as lines too.
+    let p = parse("b: 1\r\na: [x,\r\n  y");
+    assert_eq!((p.diagnostics[0].line, p.diagnostics[0].column), (3, 4));
+}
+
+#[test]
 fn aliases_do_not_nest_past_the_depth_limit() {
     // Each anchor nests the one before 60 levels deeper: 120 aliases made a tree 7,000
     // levels deep in 17 KB, and `ward validate` overflowed its stack on it.
