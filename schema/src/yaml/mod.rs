@@ -360,19 +360,31 @@ pub fn parse_saphyr(file: &str, text: &str, limits: &Limits) -> Parsed {
             }
             Err(e) => {
                 let pos = within(text, Pos::from_marker(*e.marker()));
-                builder.out.diagnostics.push(
+                // saphyr's scanner runs ahead of the events and stops at 255 open flow
+                // collections, before the builder meets its own depth limit: the same limit.
+                let d = if e.info() == SAPHYR_FLOW_LIMIT {
+                    located(file, codes::YAML_LIMIT, pos, depth_message(limits))
+                } else {
                     Diagnostic::error(
                         codes::YAML_SYNTAX,
                         format!("YAML syntax error: {}", e.info()),
                     )
                     .at(file, pos.line, pos.column)
-                    .with_hint("check indentation and quoting around this position"),
-                );
+                    .with_hint("check indentation and quoting around this position")
+                };
+                builder.out.diagnostics.push(d);
                 break;
             }
         }
     }
     builder.out
+}
+
+/// What saphyr's scanner says past 255 nested flow collections.
+const SAPHYR_FLOW_LIMIT: &str = "recursion limit exceeded";
+
+fn depth_message(limits: &Limits) -> String {
+    format!("nesting deeper than {} levels", limits.max_depth)
 }
 
 /// `pos`, or the end of `text` when `pos` lies past it: at the end of a file without a final
@@ -551,11 +563,7 @@ impl<'a> Builder<'a> {
 
     fn open(&mut self, pos: Pos) -> Result<(), Diagnostic> {
         if self.stack.len() >= self.limits.max_depth {
-            return Err(self.err(
-                codes::YAML_LIMIT,
-                pos,
-                format!("nesting deeper than {} levels", self.limits.max_depth),
-            ));
+            return Err(self.err(codes::YAML_LIMIT, pos, depth_message(self.limits)));
         }
         self.count(1, pos)
     }

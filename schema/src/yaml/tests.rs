@@ -81,6 +81,13 @@ fn deep_nesting_is_an_error_not_a_crash() {
     let flow = "[".repeat(10_000);
     let p = parse(&format!("a: {flow}"));
     assert_eq!(p.diagnostics.len(), 1);
+    // saphyr's scanner stops at 256 open flow collections, ahead of the builder's limit: the
+    // same finding as at 65.
+    assert_eq!(p.diagnostics[0].code, codes::YAML_LIMIT);
+    assert_eq!(p.diagnostics[0].message, "nesting deeper than 64 levels");
+    let p = parse(&format!("a: {}1{}", "[".repeat(65), "]".repeat(65)));
+    assert_eq!(p.diagnostics[0].code, codes::YAML_LIMIT);
+    assert_eq!(p.diagnostics[0].message, "nesting deeper than 64 levels");
     let mut block = String::new();
     for depth in 0..200 {
         block.push_str(&" ".repeat(depth));
