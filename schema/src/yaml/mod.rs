@@ -726,10 +726,14 @@ fn parse_number(s: &str) -> Option<Number> {
         Some(rest) => (true, rest),
         None => (false, s.strip_prefix('+').unwrap_or(s)),
     };
+    // Digits only after `0x` and `0o` (from_str_radix would take another sign), and the
+    // range of Go's strconv.ParseInt: -0x8000000000000000 is a number, its negation is not.
     let radix_int = |body: &str, radix| {
-        i64::from_str_radix(body, radix)
-            .ok()
-            .map(|v| if neg { -v } else { v })
+        if body.is_empty() || !body.chars().all(|c| c.is_digit(radix)) {
+            return None;
+        }
+        let v = i128::from_str_radix(body, radix).ok()?;
+        i64::try_from(if neg { -v } else { v }).ok()
     };
     if let Some(hex) = digits.strip_prefix("0x") {
         return radix_int(hex, 16).map(Number::from);

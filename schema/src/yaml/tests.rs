@@ -59,6 +59,24 @@ fn scalars_resolve_like_the_core_schema() {
 }
 
 #[test]
+fn signs_inside_hex_and_octal_numbers_are_strings() {
+    // `-0x-8000000000000000` negated i64::MIN (a panic with overflow checks, i64::MIN
+    // without); Go's strconv.ParseInt, which Kubernetes' YAML uses, reads it as no number.
+    let p = parse(
+        "a: -0x-8000000000000000\nb: 0x+1F\nc: -0o-7\nd: -0x1F\ne: +0o17\nf: 0x\ng: -0x8000000000000000\n",
+    );
+    assert!(p.diagnostics.is_empty(), "{:?}", p.diagnostics);
+    assert_eq!(
+        p.docs[0].root.to_json(),
+        serde_json::json!({
+            "a": "-0x-8000000000000000", "b": "0x+1F", "c": "-0o-7", "d": -31, "e": 15,
+            "f": "0x", "g": i64::MIN,
+        })
+    );
+    assert_eq!(fast_agrees("a: -0x-8000000000000000\n").docs.len(), 1);
+}
+
+#[test]
 fn alias_bomb_stops_at_the_node_limit() {
     let mut text = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
     for i in 1..12 {
