@@ -189,7 +189,7 @@ fn emit_block(y: &Y, indent: usize, style: &mut u64, out: &mut String) {
 
 fn emit_child(v: &Y, indent: usize, style: &mut u64, out: &mut String) {
     let nested = matches!(v, Y::Map(e) if !e.is_empty()) || matches!(v, Y::Seq(i) if !i.is_empty());
-    if nested && next(style) % 3 != 0 {
+    if nested && !next(style).is_multiple_of(3) {
         out.push('\n');
         emit_block(v, indent + 2, style, out);
     } else {
