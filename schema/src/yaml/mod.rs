@@ -387,22 +387,22 @@ fn depth_message(limits: &Limits) -> String {
     format!("nesting deeper than {} levels", limits.max_depth)
 }
 
-/// `pos`, or the end of `text` when `pos` lies past it: at the end of a file without a final
-/// line break, saphyr reports errors on the line after the last one, which no editor or
-/// annotation can show.
+/// `pos`, or the nearest place in `text` when `pos` lies past the end of its line or of the
+/// text: saphyr reports some errors past the end (on the line after the last one when the
+/// final line break is missing, two columns past a byte order mark at the end of a line),
+/// where no editor or annotation can show them.
 fn within(text: &str, pos: Pos) -> Pos {
-    let bytes = text.as_bytes();
-    // Line breaks as YAML counts them: `\n`, `\r` and `\r\n`.
-    let breaks = memchr::memchr2_iter(b'\n', b'\r', bytes).count()
-        - memchr::memmem::find_iter(bytes, b"\r\n").count();
-    if pos.line <= breaks + 1 {
-        return pos;
-    }
-    let last = text.rsplit(['\n', '\r']).next().unwrap_or("");
-    Pos {
-        line: breaks + 1,
-        column: last.chars().count() + 1,
-    }
+    // Lines as YAML counts them: ended by `\n`, `\r` or `\r\n`.
+    let normalized = text.replace("\r\n", "\n");
+    let lines: Vec<&str> = normalized.split(['\n', '\r']).collect();
+    let line = pos.line.clamp(1, lines.len());
+    let end = lines[line - 1].chars().count() + 1;
+    let column = if line < pos.line {
+        end
+    } else {
+        pos.column.clamp(1, end)
+    };
+    Pos { line, column }
 }
 
 /// A collection being built: a sequence, or a mapping with a pending key.

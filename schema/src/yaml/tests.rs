@@ -129,6 +129,13 @@ fn syntax_errors_at_the_end_point_into_the_file() {
     // CR line ends count as lines too.
     let p = parse("b: 1\r\na: [x,\r\n  y");
     assert_eq!((p.diagnostics[0].line, p.diagnostics[0].column), (3, 4));
+    // A byte order mark ending a line of 36 characters, found by the fuzzer: saphyr says
+    // column 38.
+    let bytes = include_bytes!("../../tests/data/fuzz/syntax-error-past-a-byte-order-mark.yaml");
+    let p = parse_bytes("t.yaml", bytes, &Limits::default());
+    assert_eq!(p.diagnostics.len(), 1, "{:?}", p.diagnostics);
+    assert!(p.diagnostics[0].message.contains("byte order mark"));
+    assert_eq!((p.diagnostics[0].line, p.diagnostics[0].column), (1, 37));
 }
 
 #[test]
