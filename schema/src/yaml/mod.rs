@@ -377,7 +377,51 @@ pub fn parse_saphyr(file: &str, text: &str, limits: &Limits) -> Parsed {
             }
         }
     }
-    builder.out
+    let mut out = builder.out;
+    if !text.ends_with(['\n', '\r']) {
+        keep_within(text, &mut out);
+    }
+    out
+}
+
+/// Without a final line break, saphyr places what it meets at the end of the text (an empty
+/// explicit key `? `, an error) on the line after the last one; those positions move to the
+/// end of the last line.
+fn keep_within(text: &str, parsed: &mut Parsed) {
+    let end = within(
+        text,
+        Pos {
+            line: usize::MAX,
+            column: 1,
+        },
+    );
+    let clamp = |pos: &mut Pos| {
+        if pos.line > end.line {
+            *pos = end;
+        }
+    };
+    for d in &mut parsed.diagnostics {
+        let mut pos = Pos {
+            line: d.line,
+            column: d.column,
+        };
+        clamp(&mut pos);
+        (d.line, d.column) = (pos.line, pos.column);
+    }
+    let mut stack: Vec<&mut Node> = parsed.docs.iter_mut().map(|d| &mut d.root).collect();
+    while let Some(node) = stack.pop() {
+        clamp(&mut node.pos);
+        match &mut node.value {
+            NodeValue::Seq(items) => stack.extend(items.iter_mut()),
+            NodeValue::Map(entries) => {
+                for e in entries {
+                    clamp(&mut e.key_pos);
+                    stack.push(&mut e.value);
+                }
+            }
+            _ => {}
+        }
+    }
 }
 
 /// What saphyr's scanner says past 255 nested flow collections.

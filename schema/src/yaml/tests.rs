@@ -129,6 +129,19 @@ fn syntax_errors_at_the_end_point_into_the_file() {
     // CR line ends count as lines too.
     let p = parse("b: 1\r\na: [x,\r\n  y");
     assert_eq!((p.diagnostics[0].line, p.diagnostics[0].column), (3, 4));
+    // An empty explicit key at the very end: saphyr places it on line 6 of 5.
+    let p = parse("2\n---\n? expl\n?      \n?   ");
+    assert_eq!(p.diagnostics.len(), 1, "{:?}", p.diagnostics);
+    assert_eq!(p.diagnostics[0].code, codes::DUPLICATE_KEY);
+    assert_eq!((p.diagnostics[0].line, p.diagnostics[0].column), (5, 5));
+    let keys: Vec<Pos> = p.docs[1]
+        .root
+        .as_map()
+        .unwrap_or_default()
+        .iter()
+        .map(|e| e.key_pos)
+        .collect();
+    assert!(keys.iter().all(|k| k.line <= 5), "{keys:?}");
     // A byte order mark ending a line of 36 characters, found by the fuzzer: saphyr says
     // column 38.
     let bytes = include_bytes!("../../tests/data/fuzz/syntax-error-past-a-byte-order-mark.yaml");
