@@ -208,6 +208,38 @@ fn port_of(cluster: &TestCluster) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// When the holder last renewed the Lease (its `ward.dev/renewed-unix-ms` annotation), if the
+/// Lease exists and says so.
+fn lease_renewed_ms(cluster: &TestCluster) -> Option<u64> {
+    let out = cluster.kubectl(&[
+        "get",
+        "lease",
+        "-n",
+        "kube-system",
+        "ward-ward",
+        "-o",
+        "jsonpath={.metadata.annotations.ward\\.dev/renewed-unix-ms}",
+    ]);
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .ok()
+        .filter(|v| *v > 0)
+}
+
+/// Waits until the Lease holder has renewed the Lease `times` more times.
+fn wait_for_renewals(cluster: &TestCluster, times: usize) {
+    let mut seen = std::collections::BTreeSet::new();
+    seen.extend(lease_renewed_ms(cluster));
+    let first = seen.len();
+    // Renewals come every 3 s (controller::lease::RENEW).
+    let limit = Duration::from_secs(5 * times as u64 + 10);
+    wait_for(&format!("{times} renewal(s) of the Lease"), limit, || {
+        seen.extend(lease_renewed_ms(cluster));
+        seen.len() >= first + times
+    });
+}
+
 fn sync_status(cluster: &TestCluster) -> Value {
     let out = cluster.kubectl(&["get", "wardsync", "ward", "-o", "json"]);
     serde_json::from_slice::<Value>(&out.stdout)
@@ -373,7 +405,7 @@ fn pushes_are_applied_invalid_commits_are_not_and_the_status_says_why() {
     assert_eq!(c.metric("ward_leader"), Some(1.0));
     // Renewing the Lease (every 3 s) is not a reason to reconcile; the interval (1 h) is.
     let before = c.metric("ward_reconcile_total{outcome=\"success\"}");
-    std::thread::sleep(Duration::from_secs(7));
+    wait_for_renewals(&cluster, 2);
     assert_eq!(
         c.metric("ward_reconcile_total{outcome=\"success\"}"),
         before,
@@ -396,7 +428,9 @@ fn only_the_lease_holder_writes_and_a_follower_takes_over() {
     wait_for("b to serve", Duration::from_secs(20), || {
         b.up() && b.http("GET", "/healthz", &[], b"").0 == 200
     });
-    std::thread::sleep(Duration::from_secs(1));
+    // b asks for the Lease as soon as it serves and again every 2 s; a renews every 3 s.
+    // Two renewals by a after b is up: b has asked at least once in between and lost.
+    wait_for_renewals(&cluster, 2);
     assert_eq!(a.metric("ward_leader"), Some(1.0));
     assert_eq!(b.metric("ward_leader"), Some(0.0), "b follows");
     let holder = cluster.kubectl_ok(&[
@@ -554,22 +588,7 @@ fn a_long_reconcile_keeps_renewing_the_lease() {
     repo.write("policies/namespaces/shop/bulk.yaml", many);
     repo.commit("800 policies");
     push(&repo, &bare);
-    let renewed = || -> Option<u64> {
-        let out = cluster.kubectl(&[
-            "get",
-            "lease",
-            "-n",
-            "kube-system",
-            "ward-ward",
-            "-o",
-            "jsonpath={.metadata.annotations.ward\\.dev/renewed-unix-ms}",
-        ]);
-        String::from_utf8_lossy(&out.stdout)
-            .trim()
-            .parse()
-            .ok()
-            .filter(|v| *v > 0)
-    };
+    let renewed = || lease_renewed_ms(&cluster);
     let _a = Controller::start(&env, &cluster, &bare, "controller-a");
     let start = std::time::Instant::now();
     let mut seen = std::collections::BTreeSet::new();

@@ -425,6 +425,12 @@ impl Repo {
         self
     }
 
+    /// Copies every file under `from` into the working tree at `to` (relative; "" for the top).
+    pub fn copy_tree(&self, from: &Path, to: &str) -> &Self {
+        copy_dir(from, &self.path.join(to));
+        self
+    }
+
     /// Stages everything (additions, changes, deletions, symlinks) and commits it with a fixed
     /// author and a timestamp that only depends on how many commits came before. Returns the
     /// commit id.

@@ -4,7 +4,8 @@
 //! in which every value and every mapping key remembers its line and column. It is built on
 //! saphyr-parser's event stream and never recurses on input structure, so hostile input meets
 //! a limit and an error instead of a stack overflow:
-//! - nesting deeper than [`Limits::max_depth`] is an error;
+//! - nesting deeper than [`Limits::max_depth`] is an error, also where an alias copies a
+//!   deep anchor into a deep place;
 //! - every alias expansion counts the nodes it copies against [`Limits::max_nodes`], so an
 //!   alias bomb ("billion laughs") stops after a bounded amount of work and memory;
 //! - a key defined twice in one mapping is an error (Kubernetes' strict decoding agrees);
@@ -230,19 +231,28 @@ impl Node {
         }
     }
 
-    /// How many nodes this tree holds (for alias accounting).
-    fn size(&self) -> usize {
+    /// How many nodes this tree holds, and how many collections deep it nests (a scalar: 0),
+    /// for alias accounting. A loop, not recursion: it measures trees before they are known
+    /// to be shallow.
+    fn shape(&self) -> (usize, usize) {
         let mut total = 0;
-        let mut stack = vec![self];
-        while let Some(n) = stack.pop() {
+        let mut height = 0;
+        let mut stack = vec![(self, 0)];
+        while let Some((n, depth)) = stack.pop() {
             total += 1;
             match &n.value {
-                NodeValue::Seq(items) => stack.extend(items.iter()),
-                NodeValue::Map(entries) => stack.extend(entries.iter().map(|e| &e.value)),
+                NodeValue::Seq(items) => {
+                    height = height.max(depth + 1);
+                    stack.extend(items.iter().map(|i| (i, depth + 1)));
+                }
+                NodeValue::Map(entries) => {
+                    height = height.max(depth + 1);
+                    stack.extend(entries.iter().map(|e| (&e.value, depth + 1)));
+                }
                 _ => {}
             }
         }
-        total
+        (total, height)
     }
 }
 
@@ -349,20 +359,94 @@ pub fn parse_saphyr(file: &str, text: &str, limits: &Limits) -> Parsed {
                 }
             }
             Err(e) => {
-                let pos = Pos::from_marker(*e.marker());
-                builder.out.diagnostics.push(
+                let pos = within(text, Pos::from_marker(*e.marker()));
+                // saphyr's scanner runs ahead of the events and stops at 255 open flow
+                // collections, before the builder meets its own depth limit: the same limit.
+                let d = if e.info() == SAPHYR_FLOW_LIMIT {
+                    located(file, codes::YAML_LIMIT, pos, depth_message(limits))
+                } else {
                     Diagnostic::error(
                         codes::YAML_SYNTAX,
                         format!("YAML syntax error: {}", e.info()),
                     )
                     .at(file, pos.line, pos.column)
-                    .with_hint("check indentation and quoting around this position"),
-                );
+                    .with_hint("check indentation and quoting around this position")
+                };
+                builder.out.diagnostics.push(d);
                 break;
             }
         }
     }
-    builder.out
+    let mut out = builder.out;
+    if !text.ends_with(['\n', '\r']) {
+        keep_within(text, &mut out);
+    }
+    out
+}
+
+/// Without a final line break, saphyr places what it meets at the end of the text (an empty
+/// explicit key `? `, an error) on the line after the last one; those positions move to the
+/// end of the last line.
+fn keep_within(text: &str, parsed: &mut Parsed) {
+    let end = within(
+        text,
+        Pos {
+            line: usize::MAX,
+            column: 1,
+        },
+    );
+    let clamp = |pos: &mut Pos| {
+        if pos.line > end.line {
+            *pos = end;
+        }
+    };
+    for d in &mut parsed.diagnostics {
+        let mut pos = Pos {
+            line: d.line,
+            column: d.column,
+        };
+        clamp(&mut pos);
+        (d.line, d.column) = (pos.line, pos.column);
+    }
+    let mut stack: Vec<&mut Node> = parsed.docs.iter_mut().map(|d| &mut d.root).collect();
+    while let Some(node) = stack.pop() {
+        clamp(&mut node.pos);
+        match &mut node.value {
+            NodeValue::Seq(items) => stack.extend(items.iter_mut()),
+            NodeValue::Map(entries) => {
+                for e in entries {
+                    clamp(&mut e.key_pos);
+                    stack.push(&mut e.value);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// What saphyr's scanner says past 255 nested flow collections.
+const SAPHYR_FLOW_LIMIT: &str = "recursion limit exceeded";
+
+fn depth_message(limits: &Limits) -> String {
+    format!("nesting deeper than {} levels", limits.max_depth)
+}
+
+/// `pos`, or the nearest place in `text` when `pos` lies past the end of its line or of the
+/// text: saphyr reports some errors past the end (on the line after the last one when the
+/// final line break is missing, two columns past a byte order mark at the end of a line),
+/// where no editor or annotation can show them.
+fn within(text: &str, pos: Pos) -> Pos {
+    // Lines as YAML counts them: ended by `\n`, `\r` or `\r\n`.
+    let normalized = text.replace("\r\n", "\n");
+    let lines: Vec<&str> = normalized.split(['\n', '\r']).collect();
+    let line = pos.line.clamp(1, lines.len());
+    let end = lines[line - 1].chars().count() + 1;
+    let column = if line < pos.line {
+        end
+    } else {
+        pos.column.clamp(1, end)
+    };
+    Pos { line, column }
 }
 
 /// A collection being built: a sequence, or a mapping with a pending key.
@@ -490,13 +574,26 @@ impl<'a> Builder<'a> {
                 self.finish(node, anchor)?;
             }
             Event::Alias(id) => {
-                let Some(size) = self.anchors.get(&id).map(Node::size) else {
+                let Some((size, height)) = self.anchors.get(&id).map(Node::shape) else {
                     return Err(self.err(
                         codes::YAML_SYNTAX,
                         pos,
                         "alias to an unknown anchor".into(),
                     ));
                 };
+                // The copy nests where the alias stands: aliases of deep anchors inside deep
+                // collections would otherwise build trees far deeper than the limit, and every
+                // recursive walk of them (clone, drop, JSON, schema) overflows the stack.
+                if self.stack.len() + height > self.limits.max_depth {
+                    return Err(self.err(
+                        codes::YAML_LIMIT,
+                        pos,
+                        format!(
+                            "nesting deeper than {} levels (alias expansion included)",
+                            self.limits.max_depth
+                        ),
+                    ));
+                }
                 // Count before cloning: the limit must stop the copy, not follow it.
                 self.count(size, pos)?;
                 let mut node = self.anchors[&id].clone();
@@ -510,11 +607,7 @@ impl<'a> Builder<'a> {
 
     fn open(&mut self, pos: Pos) -> Result<(), Diagnostic> {
         if self.stack.len() >= self.limits.max_depth {
-            return Err(self.err(
-                codes::YAML_LIMIT,
-                pos,
-                format!("nesting deeper than {} levels", self.limits.max_depth),
-            ));
+            return Err(self.err(codes::YAML_LIMIT, pos, depth_message(self.limits)));
         }
         self.count(1, pos)
     }
@@ -677,10 +770,14 @@ fn parse_number(s: &str) -> Option<Number> {
         Some(rest) => (true, rest),
         None => (false, s.strip_prefix('+').unwrap_or(s)),
     };
+    // Digits only after `0x` and `0o` (from_str_radix would take another sign), and the
+    // range of Go's strconv.ParseInt: -0x8000000000000000 is a number, its negation is not.
     let radix_int = |body: &str, radix| {
-        i64::from_str_radix(body, radix)
-            .ok()
-            .map(|v| if neg { -v } else { v })
+        if body.is_empty() || !body.chars().all(|c| c.is_digit(radix)) {
+            return None;
+        }
+        let v = i128::from_str_radix(body, radix).ok()?;
+        i64::try_from(if neg { -v } else { v }).ok()
     };
     if let Some(hex) = digits.strip_prefix("0x") {
         return radix_int(hex, 16).map(Number::from);

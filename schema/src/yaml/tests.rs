@@ -59,6 +59,24 @@ fn scalars_resolve_like_the_core_schema() {
 }
 
 #[test]
+fn signs_inside_hex_and_octal_numbers_are_strings() {
+    // `-0x-8000000000000000` negated i64::MIN (a panic with overflow checks, i64::MIN
+    // without); Go's strconv.ParseInt, which Kubernetes' YAML uses, reads it as no number.
+    let p = parse(
+        "a: -0x-8000000000000000\nb: 0x+1F\nc: -0o-7\nd: -0x1F\ne: +0o17\nf: 0x\ng: -0x8000000000000000\n",
+    );
+    assert!(p.diagnostics.is_empty(), "{:?}", p.diagnostics);
+    assert_eq!(
+        p.docs[0].root.to_json(),
+        serde_json::json!({
+            "a": "-0x-8000000000000000", "b": "0x+1F", "c": "-0o-7", "d": -31, "e": 15,
+            "f": "0x", "g": i64::MIN,
+        })
+    );
+    assert_eq!(fast_agrees("a: -0x-8000000000000000\n").docs.len(), 1);
+}
+
+#[test]
 fn alias_bomb_stops_at_the_node_limit() {
     let mut text = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
     for i in 1..12 {
@@ -81,12 +99,87 @@ fn deep_nesting_is_an_error_not_a_crash() {
     let flow = "[".repeat(10_000);
     let p = parse(&format!("a: {flow}"));
     assert_eq!(p.diagnostics.len(), 1);
+    // saphyr's scanner stops at 256 open flow collections, ahead of the builder's limit: the
+    // same finding as at 65.
+    assert_eq!(p.diagnostics[0].code, codes::YAML_LIMIT);
+    assert_eq!(p.diagnostics[0].message, "nesting deeper than 64 levels");
+    let p = parse(&format!("a: {}1{}", "[".repeat(65), "]".repeat(65)));
+    assert_eq!(p.diagnostics[0].code, codes::YAML_LIMIT);
+    assert_eq!(p.diagnostics[0].message, "nesting deeper than 64 levels");
     let mut block = String::new();
     for depth in 0..200 {
         block.push_str(&" ".repeat(depth));
         block.push_str("k:\n");
     }
     let p = parse(&block);
+    assert_eq!(p.diagnostics[0].code, codes::YAML_LIMIT);
+}
+
+#[test]
+fn syntax_errors_at_the_end_point_into_the_file() {
+    // No final line break: saphyr places the error on line 2, which does not exist.
+    let p = parse("a: &a [x, x, # frontend");
+    assert_eq!(p.diagnostics.len(), 1, "{:?}", p.diagnostics);
+    let d = &p.diagnostics[0];
+    assert_eq!(d.code, codes::YAML_SYNTAX);
+    assert_eq!((d.line, d.column), (1, 24));
+    // With the line break, line 2 exists (empty) and stays.
+    let p = parse("a: &a [x, x, # frontend\n");
+    assert_eq!((p.diagnostics[0].line, p.diagnostics[0].column), (2, 1));
+    // CR line ends count as lines too.
+    let p = parse("b: 1\r\na: [x,\r\n  y");
+    assert_eq!((p.diagnostics[0].line, p.diagnostics[0].column), (3, 4));
+    // An empty explicit key at the very end: saphyr places it on line 6 of 5.
+    let p = parse("2\n---\n? expl\n?      \n?   ");
+    assert_eq!(p.diagnostics.len(), 1, "{:?}", p.diagnostics);
+    assert_eq!(p.diagnostics[0].code, codes::DUPLICATE_KEY);
+    assert_eq!((p.diagnostics[0].line, p.diagnostics[0].column), (5, 5));
+    let keys: Vec<Pos> = p.docs[1]
+        .root
+        .as_map()
+        .unwrap_or_default()
+        .iter()
+        .map(|e| e.key_pos)
+        .collect();
+    assert!(keys.iter().all(|k| k.line <= 5), "{keys:?}");
+    // A byte order mark ending a line of 36 characters, found by the fuzzer: saphyr says
+    // column 38.
+    let bytes = include_bytes!("../../tests/data/fuzz/syntax-error-past-a-byte-order-mark.yaml");
+    let p = parse_bytes("t.yaml", bytes, &Limits::default());
+    assert_eq!(p.diagnostics.len(), 1, "{:?}", p.diagnostics);
+    assert!(p.diagnostics[0].message.contains("byte order mark"));
+    assert_eq!((p.diagnostics[0].line, p.diagnostics[0].column), (1, 37));
+}
+
+#[test]
+fn aliases_do_not_nest_past_the_depth_limit() {
+    // Each anchor nests the one before 60 levels deeper: 120 aliases made a tree 7,000
+    // levels deep in 17 KB, and `ward validate` overflowed its stack on it.
+    let limits = Limits::default();
+    let nest = |inner: &str| format!("{}{inner}{}", "[".repeat(60), "]".repeat(60));
+    let mut text = format!("a0: &a0 {}\n", nest("x"));
+    for i in 1..120 {
+        text.push_str(&format!("a{i}: &a{i} {}\n", nest(&format!("*a{}", i - 1))));
+    }
+    let p = parse(&text);
+    assert_eq!(p.diagnostics.len(), 1, "{:?}", p.diagnostics);
+    let d = &p.diagnostics[0];
+    assert_eq!(d.code, codes::YAML_LIMIT);
+    assert_eq!(
+        d.message,
+        format!(
+            "nesting deeper than {} levels (alias expansion included)",
+            limits.max_depth
+        )
+    );
+    // At the alias: line 2, after `a1: &a1 ` and 60 brackets.
+    assert_eq!((d.line, d.column), (2, 69));
+
+    // An alias whose copy fits stays an alias: 1 (the top mapping) + 3 + 60 levels.
+    let p = parse(&format!("a: &a {}\nb: [[[*a]]]\n", nest("x")));
+    assert!(p.diagnostics.is_empty(), "{:?}", p.diagnostics);
+    // One level more does not.
+    let p = parse(&format!("a: &a {}\nb: [[[[*a]]]]\n", nest("x")));
     assert_eq!(p.diagnostics[0].code, codes::YAML_LIMIT);
 }
 

@@ -37,3 +37,5 @@ pub fn cilium_crds(test: &str) -> Option<PathBuf> {
     );
     Some(dir)
 }
+
+pub mod invariants;
