@@ -112,7 +112,28 @@ impl Runner {
     /// A `ward` command in `cwd` with a scrubbed environment; not started.
     pub fn command(&self, cwd: &Path, args: &[&str]) -> Command {
         let mut cmd = Command::new(WARD);
-        cmd.args(args).current_dir(cwd);
+        cmd.args(args);
+        self.scrub(&mut cmd, cwd);
+        cmd
+    }
+
+    /// Runs `script` with bash in `cwd`, in the same scrubbed environment as `ward`, with
+    /// the binary under test first on `PATH` (so the script says `ward ...` as a user would).
+    pub fn shell(&self, cwd: &Path, script: &str) -> Run {
+        let bin = Path::new(WARD).parent().expect("the binary has a folder");
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        let mut paths = vec![bin.to_path_buf()];
+        paths.extend(std::env::split_paths(&path));
+        let mut cmd = Command::new("bash");
+        cmd.arg("-c").arg(script);
+        self.scrub(&mut cmd, cwd);
+        cmd.env("PATH", std::env::join_paths(paths).expect("a PATH"));
+        finish(cmd, format!("bash -c {script:?}"), cwd)
+    }
+
+    /// `cwd`, and an environment without the developer's WARD_*, GIT_* and colour settings.
+    fn scrub(&self, cmd: &mut Command, cwd: &Path) {
+        cmd.current_dir(cwd);
         for (k, _) in std::env::vars_os() {
             let k = k.to_string_lossy();
             if k.starts_with("WARD_")
@@ -130,25 +151,27 @@ impl Runner {
             .env("NO_COLOR", "1")
             .env("TERM", "dumb");
         cmd.stdin(Stdio::null());
-        cmd
     }
 
     /// Runs `ward args` in `cwd` to completion and captures everything.
     pub fn run(&self, cwd: &Path, args: &[&str]) -> Run {
-        let cmdline = cmdline(args);
-        let start = Instant::now();
-        let out = self
-            .command(cwd, args)
-            .output()
-            .unwrap_or_else(|e| panic!("cannot start `{cmdline}` in {}: {e}", cwd.display()));
-        Run {
-            code: out.status.code(),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-            elapsed: start.elapsed(),
-            cmdline,
-            cwd: cwd.to_path_buf(),
-        }
+        finish(self.command(cwd, args), cmdline(args), cwd)
+    }
+}
+
+/// Runs `cmd` to completion and captures everything.
+fn finish(mut cmd: Command, cmdline: String, cwd: &Path) -> Run {
+    let start = Instant::now();
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot start `{cmdline}` in {}: {e}", cwd.display()));
+    Run {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        elapsed: start.elapsed(),
+        cmdline,
+        cwd: cwd.to_path_buf(),
     }
 }
 
