@@ -65,6 +65,7 @@ fn markdown_is_a_readable_pull_request_comment() {
     )
     .stdout_has("### ward diff `")
     .stdout_has("✅ **Valid**")
+    .stdout_lacks("left out")
     .stdout_has("**Changes:** 0 to create, 1 to change, 0 to prune, 0 drifted, 6 unchanged")
     .stdout_has(
         "<details><summary>✏️ change <code>CiliumNetworkPolicy/shop/backend-ingress</code>",
@@ -459,13 +460,29 @@ fn markdown_for_400_new_policies_fits_a_pull_request_comment() {
 
     // A smaller limit.
     let small = limited("10000");
-    small.check(
-        small.stdout.chars().count() <= 10_000,
-        "--markdown-limit 10000",
-    );
+    small
+        .check(
+            small.stdout.chars().count() <= 10_000,
+            "--markdown-limit 10000",
+        )
+        .stdout_has("| CiliumNetworkPolicy | 400 | 0 | 0 |")
+        .stdout_has("to keep this under 10,000 characters");
     if let Err(e) = balanced(&small.stdout) {
         small.check(false, e);
     }
+
+    // WARD_MARKDOWN_LIMIT sets it too.
+    let out = env
+        .runner()
+        .command(&repo.path, &["diff", "--base", "HEAD~1", "-o", "markdown"])
+        .env("WARD_MARKDOWN_LIMIT", "0")
+        .output()
+        .expect("ward runs");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        full.stdout,
+        "WARD_MARKDOWN_LIMIT=0 gives the whole report"
+    );
 }
 
 #[test]

@@ -67,8 +67,8 @@ pub struct GlobalArgs {
     pub format: Format,
 
     /// The most characters markdown output may have, so that it fits a pull-request
-    /// comment: past it, whole rows and diffs are left out, with a line saying how much.
-    /// 0: no limit.
+    /// comment: past it, whole rows and diffs are left out, with a line saying how much
+    /// (the summary is always kept whole). 0: no limit.
     #[arg(long, global = true, env = "WARD_MARKDOWN_LIMIT", default_value_t = crate::report::MARKDOWN_LIMIT)]
     pub markdown_limit: usize,
 
