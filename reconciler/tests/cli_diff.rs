@@ -414,7 +414,7 @@ fn markdown_for_400_new_policies_fits_a_pull_request_comment() {
         .stdout_has("**Changes:** 400 to create, 0 to change, 0 to prune")
         .stdout_has("**Connectivity:** 0 newly allowed,")
         .stdout_has(
-            "<details><summary>➕ create <code>CiliumNetworkPolicy/bulk/p-000</code> — `policies/bulk/p-000.yaml:1`</summary>",
+            "<details><summary>➕ create <code>CiliumNetworkPolicy/bulk/p-000</code> — <code>policies/bulk/p-000.yaml:1</code></summary>",
         )
         .check(
             md.find("| kind |") < md.find("<details>"),

@@ -191,7 +191,8 @@ fn objects(plan: &Plan) -> Section {
     }
 }
 
-/// `<details>` with the object's diff in a fence that no line of the diff can close.
+/// `<details>` with the object's diff in a fence that no line of the diff can close. The
+/// summary line is HTML (markdown is not rendered there).
 fn object(c: &Change) -> String {
     let verb = match c.action {
         Action::Create => "➕ create",
@@ -202,7 +203,7 @@ fn object(c: &Change) -> String {
     let origin = c
         .origin
         .as_deref()
-        .map(|o| format!(" — {}", code(o)))
+        .map(|o| format!(" — <code>{}</code>", html(o)))
         .unwrap_or_default();
     let body: String = c.diff.lines().skip(2).map(|l| format!("{l}\n")).collect();
     let fence = "`".repeat(longest_run(&body, '`').max(2) + 1);
