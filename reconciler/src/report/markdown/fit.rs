@@ -3,8 +3,8 @@
 //! A comment is a head (never cut) and sections. A section is an intro, items and an outro;
 //! it is cut only between items, and each item is whole markdown (a table row, a closed
 //! `<details>` block with its closed code fence), so whatever is cut, the rest renders.
-//! Sections are given room in priority order, each at most its share of the limit, and
-//! shown in display order; a cut section ends with a line that says how much was left out
+//! Sections are given room in priority order, each at most its share of the limit, then
+//! what is left goes to the cut ones in the same order; they are shown in display order; a cut section ends with a line that says how much was left out
 //! and where the whole report is.
 
 use std::fmt::Write;
@@ -63,7 +63,7 @@ pub(super) fn fit(head: String, sections: Vec<Section>, limit: usize, command: &
     let mut order: Vec<usize> = (0..sections.len()).collect();
     order.sort_by_key(|&i| sections[i].priority);
     let mut fitted: Vec<Fitted> = sections.iter().map(|_| Fitted::default()).collect();
-    for i in order {
+    for &i in &order {
         let share = if sections[i].thirds >= 3 {
             room
         } else {
@@ -71,6 +71,14 @@ pub(super) fn fit(head: String, sections: Vec<Section>, limit: usize, command: &
         };
         fitted[i] = fit_section(&sections[i], share);
         room -= chars(&fitted[i].text);
+    }
+    // Room the others did not need goes to the cut sections, in the same order.
+    for &i in &order {
+        if fitted[i].left_out > 0 && room > 0 {
+            let used = chars(&fitted[i].text);
+            fitted[i] = fit_section(&sections[i], used + room);
+            room -= chars(&fitted[i].text) - used;
+        }
     }
     let mut out = head;
     for (s, f) in sections.iter().zip(fitted) {
@@ -229,6 +237,18 @@ mod tests {
             out.find("## findings") < out.find("## object diffs"),
             "display order kept"
         );
+    }
+
+    #[test]
+    fn room_the_others_leave_goes_to_a_cut_section() {
+        let findings = section("findings", 1000, 99, 0, 1);
+        let diffs = section("object diffs", 2, 99, 1, 3);
+        let out = fit(String::new(), vec![findings, diffs], 30_000, "validate");
+        let len = chars(&out);
+        assert!((29_000..=30_000).contains(&len), "{len}");
+        assert!(out.contains("## object diffs\n"), "the small section whole");
+        let kept = out.lines().filter(|l| l.len() == 99).count();
+        assert!(kept > 280, "{kept} rows: more than a third of the limit");
     }
 
     #[test]
