@@ -491,3 +491,31 @@ fn the_balance_check_can_fail() {
     assert!(balanced("<details>\n\n```diff\n</details>\n```\n").is_err());
     assert!(balanced("<details>\n\n````diff\n```\n````\n</details>\n").is_ok());
 }
+
+#[test]
+fn markdown_with_400_findings_is_cut_between_table_rows() {
+    let env = Env::new();
+    let mut repo = env.fixture_repo();
+    for i in 0..400 {
+        // No namespace: a WARD-K007 warning each.
+        let policy = util::cnp("x", &format!("p-{i:03}"), 80).replace("  namespace: x\n", "");
+        repo.write(&format!("policies/bulk/p-{i:03}.yaml"), policy);
+    }
+    repo.commit("400 policies without a namespace");
+    let run = repo.ward(&["validate", "-o", "markdown"]);
+    run.code(EXIT_OK);
+    let md = &run.stdout;
+    let rows = md.lines().filter(|l| l.starts_with("| ⚠️ |")).count();
+    run.check(
+        md.chars().count() <= 60_000,
+        format_args!("{} characters", md.chars().count()),
+    )
+    .stdout_has("✅ **Valid**: 410 file(s), 410 document(s), 400 warning(s).")
+    .stdout_has("| ⚠️ | `policies/bulk/p-000.yaml:3:1` | WARD-K007 |")
+    .check(
+        (150..400).contains(&rows),
+        format_args!("{rows} rows: more than a third of the room, not all"),
+    )
+    .stdout_has(&format!("\n\n> ✂️ **{} findings left out** (", 400 - rows))
+    .stdout_has("`ward validate` again with `--markdown-limit 0`");
+}
