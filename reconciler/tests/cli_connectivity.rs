@@ -44,9 +44,10 @@ fn a_widening_commit_lists_exactly_the_newly_allowed_flows() {
 
     let md = repo.ward(&["diff", "--base", "HEAD~1", "--format", "markdown"]);
     md.code(EXIT_OK)
+        .stdout_has("**Connectivity:** 1 newly allowed, 0 newly denied flow(s) between 1 workload pair(s).\n")
         .stdout_has("\n#### Connectivity\n\n")
-        .stdout_has(&format!("- 🟢 {WIDENED_LINE}\n"))
-        .stdout_lacks("newly denied");
+        .stdout_has("\n| 🟢 newly allowed | shop/admin | shop/backend | TCP/80 | allowed by CiliumNetworkPolicy/shop/backend-ingress spec.ingress[0] (policies/namespaces/shop/backend-ingress.yaml:7) |\n")
+        .stdout_lacks("| 🔴");
 
     let json = repo.ward(&["diff", "--base", "HEAD~1", "--format", "json"]);
     let doc = json.code(EXIT_OK).json();
@@ -117,6 +118,7 @@ fn a_reformatting_commit_lists_no_connectivity_change() {
         .stdout_lacks("newly");
     repo.ward(&["diff", "--base", "HEAD~1", "--format", "markdown"])
         .code(EXIT_OK)
+        .stdout_has("**Connectivity:** no change.")
         .stdout_has("No connectivity change.")
         .stdout_lacks("newly");
     let json = repo.ward(&["diff", "--base", "HEAD~1", "--format", "json"]);

@@ -65,6 +65,7 @@ fn markdown_is_a_readable_pull_request_comment() {
     )
     .stdout_has("### ward diff `")
     .stdout_has("✅ **Valid**")
+    .stdout_lacks("left out")
     .stdout_has("**Changes:** 0 to create, 1 to change, 0 to prune, 0 drifted, 6 unchanged")
     .stdout_has(
         "<details><summary>✏️ change <code>CiliumNetworkPolicy/shop/backend-ingress</code>",
@@ -312,4 +313,209 @@ fn without_base_the_head_is_compared_with_the_target() {
         .code(EXIT_CHANGES);
     // Only a preview: nothing was applied.
     repo.ward(&["status"]).code(EXIT_OK);
+}
+
+/// A PolicyTest declaring `client` and the first `n` of the bulk workloads in namespace
+/// `bulk`, so that the bulk policies change connectivity.
+fn bulk_policy_test(n: usize) -> String {
+    let mut s = String::from(
+        "apiVersion: ward.dev/v1alpha1
+kind: PolicyTest
+metadata: {name: bulk}
+spec:
+  endpoints:
+    - {name: client, namespace: bulk, labels: {app: client}, ip: 10.9.0.1}
+",
+    );
+    for i in 0..n {
+        s.push_str(&format!(
+            "    - {{name: p-{i:03}, namespace: bulk, labels: {{app: p-{i:03}}}, ip: 10.9.1.{}, ports: [{{port: {}, protocol: TCP}}]}}\n",
+            i + 1,
+            8000 + i
+        ));
+    }
+    s.push_str("  expectations:\n    - {from: client, to: p-000, port: 8000, protocol: TCP, expect: allow}\n");
+    s
+}
+
+/// Every code fence and `<details>` block of `md` is closed, and no `<details>` is open
+/// across a fence or the other way round.
+fn balanced(md: &str) -> Result<(), String> {
+    let (mut fence, mut details) = (None::<usize>, 0i32);
+    for (n, line) in md.lines().enumerate() {
+        let ticks = line.chars().take_while(|c| *c == '`').count();
+        match fence {
+            Some(open) if ticks >= open && line.trim_end().len() == ticks => fence = None,
+            Some(_) => {}
+            None if ticks >= 3 => fence = Some(ticks),
+            None => {
+                details += line.matches("<details>").count() as i32;
+                details -= line.matches("</details>").count() as i32;
+                if !(0..=1).contains(&details) {
+                    return Err(format!("line {}: <details> nesting {details}", n + 1));
+                }
+            }
+        }
+    }
+    match (fence, details) {
+        (None, 0) => Ok(()),
+        _ => Err(format!(
+            "unclosed at the end: fence {fence:?}, details {details}"
+        )),
+    }
+}
+
+#[test]
+fn markdown_for_400_new_policies_fits_a_pull_request_comment() {
+    let env = Env::new();
+    let mut repo = env.fixture_repo();
+    for i in 0..400 {
+        repo.write(
+            &format!("policies/bulk/p-{i:03}.yaml"),
+            util::cnp("bulk", &format!("p-{i:03}"), 8000 + i),
+        );
+    }
+    repo.write("policies/tests/bulk.yaml", bulk_policy_test(20));
+    repo.commit("400 new policies");
+
+    let limited = |limit: &str| {
+        repo.ward(&[
+            "diff",
+            "--base",
+            "HEAD~1",
+            "-o",
+            "markdown",
+            "--markdown-limit",
+            limit,
+        ])
+    };
+    let full = limited("0");
+    full.code(EXIT_OK);
+    full.check(
+        full.stdout.chars().count() > 150_000,
+        "the whole report is large",
+    )
+    .check(
+        full.stdout.matches("<details>").count() == 400,
+        "every object diff",
+    )
+    .stdout_lacks("left out");
+
+    let run = repo.ward(&["diff", "--base", "HEAD~1", "-o", "markdown"]);
+    run.code(EXIT_OK);
+    let md = &run.stdout;
+    let chars = md.chars().count();
+    run.check(chars <= 60_000, format_args!("{chars} characters"))
+        .check(chars > 50_000, format_args!("the room is used: {chars} characters"))
+        .check(md.starts_with("<!-- ward-report -->\n"), "the marker first")
+        .stdout_has("| kind | ➕ create | ✏️ change | 🗑️ prune |")
+        .stdout_has("| CiliumNetworkPolicy | 400 | 0 | 0 |")
+        .stdout_has("| **all** | **400** | **0** | **0** |")
+        .stdout_has("**Changes:** 400 to create, 0 to change, 0 to prune")
+        .stdout_has("**Connectivity:** 0 newly allowed,")
+        .stdout_has(
+            "<details><summary>➕ create <code>CiliumNetworkPolicy/bulk/p-000</code> — <code>policies/bulk/p-000.yaml:1</code></summary>",
+        )
+        .check(
+            md.find("| kind |") < md.find("<details>"),
+            "the summary before the first diff",
+        );
+    if let Err(e) = balanced(md) {
+        run.check(false, e);
+    }
+    let kept = md.matches("<details>").count();
+    run.check((50..400).contains(&kept), format_args!("{kept} diffs kept"))
+        .check(md.matches("</details>").count() == kept, "each closed")
+        .stdout_has(&format!(
+            "> ✂️ **{} object diffs left out** (",
+            400 - kept
+        ))
+        .stdout_has("to keep this under 60,000 characters. The whole report: the CI job log, or `ward diff` again with `--markdown-limit 0`.");
+    // The connectivity diff is grouped: per bulk workload, one row for the client (allowed
+    // on the workload's own port) and one for every other source.
+    let rows: Vec<&str> = md
+        .lines()
+        .filter(|l| l.starts_with("| 🔴 newly denied |"))
+        .collect();
+    run.check(
+        rows.len() == 40,
+        format_args!("{} connectivity rows", rows.len()),
+    );
+    let others = rows
+        .iter()
+        .find(|r| r.contains("| bulk/p-000 | TCP/53, TCP/80, TCP/443, TCP/8000, TCP/8080,"))
+        .copied()
+        .unwrap_or("");
+    run.check(
+        others.starts_with("| 🔴 newly denied | batch/batch-job, batch/fake-dns, bulk/p-001, bulk/p-002, ")
+            && others.contains(", shop/admin, world | bulk/p-000 |"),
+        format_args!("every source in one cell: {others}"),
+    )
+    .check(
+        rows.iter().any(|r| r.starts_with(
+            "| 🔴 newly denied | bulk/client | bulk/p-001 | TCP/53, TCP/80, TCP/443, TCP/8000, TCP/8080, TCP/9090, UDP/53, UDP/80 |"
+        )),
+        "the client, allowed on TCP/8001, on a row of its own",
+    );
+
+    // A smaller limit.
+    let small = limited("10000");
+    small
+        .check(
+            small.stdout.chars().count() <= 10_000,
+            "--markdown-limit 10000",
+        )
+        .stdout_has("| CiliumNetworkPolicy | 400 | 0 | 0 |")
+        .stdout_has("to keep this under 10,000 characters");
+    if let Err(e) = balanced(&small.stdout) {
+        small.check(false, e);
+    }
+
+    // WARD_MARKDOWN_LIMIT sets it too.
+    let out = env
+        .runner()
+        .command(&repo.path, &["diff", "--base", "HEAD~1", "-o", "markdown"])
+        .env("WARD_MARKDOWN_LIMIT", "0")
+        .output()
+        .expect("ward runs");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        full.stdout,
+        "WARD_MARKDOWN_LIMIT=0 gives the whole report"
+    );
+}
+
+#[test]
+fn the_balance_check_can_fail() {
+    assert!(balanced("```diff\n+a\n").is_err());
+    assert!(balanced("<details>\n\n```diff\n</details>\n```\n").is_err());
+    assert!(balanced("<details>\n\n````diff\n```\n````\n</details>\n").is_ok());
+}
+
+#[test]
+fn markdown_with_400_findings_is_cut_between_table_rows() {
+    let env = Env::new();
+    let mut repo = env.fixture_repo();
+    for i in 0..400 {
+        // No namespace: a WARD-K007 warning each.
+        let policy = util::cnp("x", &format!("p-{i:03}"), 80).replace("  namespace: x\n", "");
+        repo.write(&format!("policies/bulk/p-{i:03}.yaml"), policy);
+    }
+    repo.commit("400 policies without a namespace");
+    let run = repo.ward(&["validate", "-o", "markdown"]);
+    run.code(EXIT_OK);
+    let md = &run.stdout;
+    let rows = md.lines().filter(|l| l.starts_with("| ⚠️ |")).count();
+    run.check(
+        md.chars().count() <= 60_000,
+        format_args!("{} characters", md.chars().count()),
+    )
+    .stdout_has("✅ **Valid**: 410 file(s), 410 document(s), 400 warning(s).")
+    .stdout_has("| ⚠️ | `policies/bulk/p-000.yaml:3:1` | WARD-K007 |")
+    .check(
+        (150..400).contains(&rows),
+        format_args!("{rows} rows: more than a third of the room, not all"),
+    )
+    .stdout_has(&format!("\n\n> ✂️ **{} findings left out** (", 400 - rows))
+    .stdout_has("`ward validate` again with `--markdown-limit 0`");
 }

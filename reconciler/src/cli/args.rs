@@ -66,6 +66,12 @@ pub struct GlobalArgs {
     #[arg(long, short = 'o', global = true, value_enum, default_value_t = Format::Text)]
     pub format: Format,
 
+    /// The most characters markdown output may have, so that it fits a pull-request
+    /// comment: past it, whole rows and diffs are left out, with a line saying how much
+    /// (the summary is always kept whole). 0: no limit.
+    #[arg(long, global = true, env = "WARD_MARKDOWN_LIMIT", default_value_t = crate::report::MARKDOWN_LIMIT)]
+    pub markdown_limit: usize,
+
     /// When to colour text output.
     #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
     pub color: ColorChoice,

@@ -43,6 +43,8 @@ pub struct Settings {
     pub format: Format,
     /// Whether text output is coloured.
     pub color: bool,
+    /// The most characters of markdown output (0: no limit).
+    pub markdown_limit: usize,
     /// The cluster to use instead of the local target (`--kubeconfig`, `--context`).
     pub kube: Option<KubeOptions>,
     /// `--sync` and `--config-namespace`, for the controller without a kubeconfig.
@@ -95,6 +97,7 @@ impl Settings {
             state_dir,
             format: g.format,
             color,
+            markdown_limit: g.markdown_limit,
             kube,
             sync: g.sync.clone(),
             config_namespace: g.config_namespace.clone(),
@@ -137,7 +140,11 @@ fn load_desired(
 }
 
 fn emit(settings: &Settings, report: &Report<'_>) -> Result<()> {
-    let text = report::render(settings.format, report, settings.color);
+    let options = report::Options {
+        color: settings.color,
+        markdown_limit: settings.markdown_limit,
+    };
+    let text = report::render_with(settings.format, report, options);
     let mut out = std::io::stdout().lock();
     out.write_all(text.as_bytes())?;
     out.flush()?;

@@ -3,6 +3,8 @@
 //! (a Graphviz graph of the allowed flows).
 //!
 //! Every renderer takes a [`Report`] and returns a `String`, so each is tested into memory.
+//! Markdown is capped (see [`MARKDOWN_LIMIT`]): it is cut between whole parts, never inside
+//! a code fence or a `<details>` block.
 
 mod dot;
 mod github;
@@ -13,6 +15,7 @@ pub(crate) mod text;
 
 use crate::plan::Plan;
 use crate::testing::Connectivity;
+use crate::testing::connectivity::FlowChange;
 use serde::Serialize;
 use ward_schema::Diagnostic;
 
@@ -76,14 +79,40 @@ impl Report<'_> {
     }
 }
 
-/// Renders `report` in `format`. `color` only affects text.
+/// How to render, besides the format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Options {
+    /// Colour text output.
+    pub color: bool,
+    /// The most characters markdown may have (0: no limit); see [`MARKDOWN_LIMIT`].
+    pub markdown_limit: usize,
+}
+
+/// The default cap of markdown output: a pull-request comment must fit GitHub's 65,536
+/// characters, with room for what CI adds around it.
+pub const MARKDOWN_LIMIT: usize = 60_000;
+
+/// Renders `report` in `format`. `color` only affects text; markdown is capped at
+/// [`MARKDOWN_LIMIT`] characters.
 pub fn render(format: Format, report: &Report<'_>, color: bool) -> String {
+    render_with(
+        format,
+        report,
+        Options {
+            color,
+            markdown_limit: MARKDOWN_LIMIT,
+        },
+    )
+}
+
+/// Renders `report` in `format` with `options`.
+pub fn render_with(format: Format, report: &Report<'_>, options: Options) -> String {
     match format {
-        Format::Text => text::render(report, color),
+        Format::Text => text::render(report, options.color),
         Format::Json => {
             serde_json::to_string_pretty(&json_view(report)).expect("reports serialise") + "\n"
         }
-        Format::Markdown => markdown::render(report),
+        Format::Markdown => markdown::render(report, options.markdown_limit),
         Format::Github => github::render(report),
         Format::Sarif => sarif::render(report),
         Format::Junit => junit::render(report),
@@ -123,21 +152,27 @@ pub(crate) fn connectivity_scope(c: &Connectivity) -> String {
     )
 }
 
+/// Why the head decides a changed flow as it does: `allowed by <rule> (file:line)`, `no rule
+/// restricts it`, ...
+pub(crate) fn flow_reason(f: &FlowChange) -> String {
+    match (&f.rule, f.verdict.as_str()) {
+        (Some(r), "allow") => format!("allowed by {}", r.located()),
+        (Some(r), "deny") => format!("denied by {}", r.located()),
+        (Some(r), _) => format!("default deny enabled by {}", r.located()),
+        (None, "allow") => "no rule restricts it".to_owned(),
+        (None, _) => "default deny (policy-enforcement-mode: always)".to_owned(),
+    }
+}
+
 /// One line per change, newly allowed first: (allowed?, `newly allowed: a → b TCP/80 (rule)`).
 pub(crate) fn connectivity_lines(c: &Connectivity) -> Vec<(bool, String)> {
-    let line = |what: &str, f: &crate::testing::connectivity::FlowChange| {
-        let why = match (&f.rule, f.verdict.as_str()) {
-            (Some(r), "allow") => format!("allowed by {}", r.located()),
-            (Some(r), "deny") => format!("denied by {}", r.located()),
-            (Some(r), _) => format!("default deny enabled by {}", r.located()),
-            (None, "allow") => "no rule restricts it".to_owned(),
-            (None, _) => "default deny (policy-enforcement-mode: always)".to_owned(),
-        };
+    let line = |what: &str, f: &FlowChange| {
         format!(
-            "{what}: {} → {} {} — {why}",
+            "{what}: {} → {} {} — {}",
             f.from,
             f.to,
-            f.ports.join(", ")
+            f.ports.join(", "),
+            flow_reason(f)
         )
     };
     let allowed = c
