@@ -288,8 +288,8 @@ fn pushes_are_applied_invalid_commits_are_not_and_the_status_says_why() {
         condition(&st, "Ready")["message"]
             .as_str()
             .unwrap()
-            .contains(&repo.head()),
-        "{st}"
+            .contains(&format!("main@sha1:{}", repo.head())),
+        "the condition names the ref and the full commit: {st}"
     );
 
     // Unsigned, wrongly signed and oversized hooks are refused.
@@ -363,6 +363,10 @@ fn pushes_are_applied_invalid_commits_are_not_and_the_status_says_why() {
     assert_eq!(ready["status"], "False", "{st}");
     assert_eq!(ready["reason"], "ValidationFailed", "{st}");
     let msg = ready["message"].as_str().unwrap();
+    assert!(
+        msg.contains(&format!("revision main@sha1:{bad} is invalid")),
+        "the condition names the full commit: {msg}"
+    );
     assert!(
         msg.contains("policies/namespaces/shop/backend-ingress.yaml:")
             && msg.contains("cilium.io/v2"),

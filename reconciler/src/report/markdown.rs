@@ -1,7 +1,7 @@
 //! Markdown for a pull-request comment: a verdict line, findings as a table, the plan
 //! summary and one collapsible diff per object.
 
-use super::{Report, short_rev};
+use super::{Report, rev_label};
 use crate::plan::Action;
 use std::fmt::Write;
 
@@ -20,8 +20,8 @@ pub(super) fn render(report: &Report<'_>) -> String {
     let title = match &report.base {
         Some(_) => format!(
             "ward diff `{}` → `{}`",
-            short_rev(&report.base),
-            short_rev(&report.head)
+            rev_label(&report.base),
+            rev_label(&report.head)
         ),
         None => format!("ward {}", report.command),
     };
