@@ -447,15 +447,7 @@ fn only_the_lease_holder_writes_and_a_follower_takes_over() {
         "jsonpath={.spec.holderIdentity}",
     ]);
     assert_eq!(holder, "controller-a");
-    let writers = cluster.kubectl_ok(&[
-        "get",
-        "cnp",
-        "-n",
-        "shop",
-        "backend-ingress",
-        "-o",
-        "jsonpath={.metadata.managedFields[*].manager}",
-    ]);
+    let writers = cluster.field_managers("cnp", "shop", "backend-ingress");
     assert_eq!(writers.trim(), "ward");
 
     // The holder stops; the follower takes over and applies the next push.

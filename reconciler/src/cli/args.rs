@@ -110,9 +110,10 @@ pub enum Command {
     /// Check files against the schemas and Cilium's rules; exit 1 on any error.
     Validate(ValidateArgs),
     /// Show what `apply` would change in the target.
-    Plan(PlanArgs),
-    /// Validate, then apply to the target; refuses on any error.
-    Apply(PlanArgs),
+    Plan(PlanCommandArgs),
+    /// Validate, then apply to the target; refuses on any error. With PLANFILE, apply a plan
+    /// saved by `ward plan --out`.
+    Apply(ApplyArgs),
     /// Compare two Git revisions (no live state): findings of the head, the object diff and
     /// the connectivity diff.
     Diff(DiffArgs),
@@ -229,6 +230,34 @@ pub struct PlanArgs {
     /// Exit 2 when there are changes (0: none, 1: errors).
     #[arg(long)]
     pub detailed_exitcode: bool,
+}
+
+/// `ward plan`.
+#[derive(Debug, Args)]
+pub struct PlanCommandArgs {
+    /// What to plan.
+    #[command(flatten)]
+    pub plan: PlanArgs,
+    /// Also save the plan to FILE (JSON): `ward apply FILE` then applies exactly it, or
+    /// refuses when the revision or the target changed since.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+}
+
+/// `ward apply`.
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// A plan saved by `ward plan --out`: applies exactly its objects (not read from Git
+    /// again) with the options it was made with, or refuses, changing nothing, when the
+    /// revision moved or the target changed since.
+    #[arg(
+        value_name = "PLANFILE",
+        conflicts_with_all = ["rev", "prune", "max_prune", "allow_prune_all", "force_conflicts", "adopt"]
+    )]
+    pub planfile: Option<PathBuf>,
+    /// What to apply.
+    #[command(flatten)]
+    pub plan: PlanArgs,
 }
 
 /// `ward diff`.

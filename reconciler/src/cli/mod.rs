@@ -5,6 +5,7 @@
 pub mod args;
 #[cfg(feature = "node")]
 mod lab;
+mod saved;
 
 use crate::desired::validate_files;
 use crate::report::{self, Format, Report};
@@ -112,8 +113,11 @@ pub fn run(cli: Cli) -> Result<i32> {
     let settings = Settings::resolve(&cli.global)?;
     match cli.command {
         Command::Validate(a) => validate(&settings, &a),
-        Command::Plan(a) => plan_or_apply(&settings, &a, false),
-        Command::Apply(a) => plan_or_apply(&settings, &a, true),
+        Command::Plan(a) => plan_against_target(&settings, &a.plan, "plan", a.out.as_deref()),
+        Command::Apply(a) => match &a.planfile {
+            Some(file) => saved::apply(&settings, file, a.plan.detailed_exitcode),
+            None => plan_against_target(&settings, &a.plan, "apply", None),
+        },
         Command::Diff(a) => diff(&settings, &a),
         Command::Test(a) => test(&settings, &a),
         Command::Explain(a) => explain(&settings, &a),
@@ -372,10 +376,6 @@ fn explain(settings: &Settings, a: &ExplainArgs) -> Result<i32> {
     Ok(EXIT_OK)
 }
 
-fn plan_or_apply(settings: &Settings, a: &PlanArgs, apply: bool) -> Result<i32> {
-    plan_against_target(settings, a, if apply { "apply" } else { "plan" })
-}
-
 /// The target the settings name: the cluster of `--kubeconfig`/`--context`, else the local
 /// state directory.
 fn open_target(settings: &Settings) -> Result<Box<dyn Target>> {
@@ -385,8 +385,14 @@ fn open_target(settings: &Settings) -> Result<Box<dyn Target>> {
     })
 }
 
-/// `plan`, `apply`, or `diff` without `--base`: the revision against what the target holds.
-fn plan_against_target(settings: &Settings, a: &PlanArgs, command: &'static str) -> Result<i32> {
+/// `plan`, `apply`, or `diff` without `--base`: the revision against what the target holds;
+/// with `out`, the plan is saved there too.
+fn plan_against_target(
+    settings: &Settings,
+    a: &PlanArgs,
+    command: &'static str,
+    out: Option<&std::path::Path>,
+) -> Result<i32> {
     let apply = command == "apply";
     let request = Request {
         rev: a.rev.clone(),
@@ -416,6 +422,9 @@ fn plan_against_target(settings: &Settings, a: &PlanArgs, command: &'static str)
         Outcome::Synced(s) => s,
         Outcome::Invalid(loaded) => return report_invalid(settings, command, &loaded),
     };
+    if let Some(out) = out {
+        saved::save(settings, a, &request.options, target.as_ref(), &synced, out)?;
+    }
     for note in &synced.planned.notes {
         eprintln!("ward: {note}");
     }
@@ -496,7 +505,7 @@ fn diff(settings: &Settings, a: &DiffArgs) -> Result<i32> {
             adopt: false,
             detailed_exitcode: a.detailed_exitcode,
         };
-        return plan_against_target(settings, &live, "diff");
+        return plan_against_target(settings, &live, "diff", None);
     };
     let LoadedRevision { desired: base, .. } = load_desired(settings, Some(base_rev), true)
         .with_context(|| format!("reading --base {base_rev}"))?;

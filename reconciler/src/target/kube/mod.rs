@@ -48,7 +48,9 @@ pub mod record;
 pub use client::Cluster;
 pub use record::{Recorder, SyncRecord, parse_id};
 
-use super::{ApplyOptions, ApplyReport, LiveObject, LiveSet, PlanOptions, Planned, Status, Target};
+use super::{
+    ApplyOptions, ApplyReport, LiveObject, LiveSet, PlanOptions, Planned, Status, Target, TargetId,
+};
 use crate::normalize::{canonical_bytes, hash_bytes, normalize_owned, to_yaml};
 use crate::plan::Plan;
 use anyhow::Result;
@@ -198,6 +200,26 @@ impl Target for KubeTarget {
             self.cluster.server(),
             self.opts.sync
         )
+    }
+
+    fn identity(&self) -> Option<TargetId> {
+        Some(TargetId::Kube {
+            server: self.cluster.server().to_owned(),
+            sync: self.opts.sync.clone(),
+            config_namespace: self.opts.config_namespace.clone(),
+        })
+    }
+
+    /// The objects whose imperative changes the apply takes back, those kept by their prune
+    /// annotation, and the records to refresh: what the last plan found besides the plan.
+    fn plan_extra(&self) -> Value {
+        serde_json::to_value(&self.extra).unwrap_or(Value::Null)
+    }
+
+    fn set_plan_extra(&mut self, extra: &Value) -> Result<()> {
+        self.extra = serde_json::from_value(extra.clone())
+            .map_err(|e| anyhow::anyhow!("the plan's cluster details are unreadable: {e}"))?;
+        Ok(())
     }
 
     fn snapshot(&mut self) -> Result<LiveSet> {
