@@ -2,7 +2,7 @@
 //! test harness: server-side apply as field manager `ward`, dry-run plans, the inventory in a
 //! WardSync, drift, conflicts with another field manager, prune and its guards, missing
 //! namespaces, health from `status.conditions[type=Valid]`, saved plans (`plan --out`,
-//! `apply FILE`). Fails rather than skips in
+//! `apply FILE`) and impersonation (`--as`, `--as-group`). Fails rather than skips in
 //! must-run mode (`ward_testkit::must_run`) when the test cluster is missing.
 
 #![allow(clippy::unwrap_used, reason = "tests")]
@@ -492,4 +492,76 @@ fn a_saved_plan_is_applied_as_made_or_refused_when_the_cluster_changed() {
         .stderr_has("object CiliumNetworkPolicy/shop/other added");
     assert_eq!(names(&cluster, "cnp"), before, "nothing was written");
     assert!(!before.contains(&"shop/extra".to_owned()));
+}
+
+#[test]
+fn as_acts_with_the_rbac_of_the_user_it_names() {
+    let Some(cluster) = cluster_with_shop() else {
+        return;
+    };
+    // ward's own RBAC (the controller's ClusterRole and its kube-system Role), bound to the
+    // user alice and to the group ward-operators; bob has no binding at all.
+    let deploy = util::workspace().join("reconciler/deploy");
+    for f in ["namespace.yaml", "rbac.yaml"] {
+        cluster.kubectl_ok(&["apply", "-f", deploy.join(f).to_str().unwrap()]);
+    }
+    for (name, subject) in [
+        ("alice", "--user=alice"),
+        ("operators", "--group=ward-operators"),
+    ] {
+        let binding = format!("ward-{name}");
+        cluster.kubectl_ok(&[
+            "create",
+            "clusterrolebinding",
+            &binding,
+            "--clusterrole=ward-reconciler",
+            subject,
+        ]);
+        cluster.kubectl_ok(&[
+            "create",
+            "rolebinding",
+            &binding,
+            "-n",
+            "kube-system",
+            "--role=ward-reconciler",
+            subject,
+        ]);
+    }
+    let env = Env::new();
+    let repo = env.fixture_repo();
+
+    let bob = ward(&repo, &cluster, &["apply", "--as", "bob"]);
+    bob.code(EXIT_ERROR)
+        .stderr_has("forbidden")
+        .stderr_has("User \"bob\" cannot list resource")
+        .stderr_has("RBAC");
+    assert_eq!(
+        names(&cluster, "cnp"),
+        Vec::<String>::new(),
+        "bob wrote nothing"
+    );
+    ward(&repo, &cluster, &["plan", "--as-group", "ward-operators"])
+        .code(EXIT_ERROR)
+        .stderr_has("--as-group needs --as");
+
+    ward(&repo, &cluster, &["apply", "--as", "alice"])
+        .code(EXIT_OK)
+        .stdout_has("7 to create");
+    assert_eq!(names(&cluster, "cnp").len(), 3);
+    let managers = cluster.field_managers("cnp", "shop", "backend-ingress");
+    assert!(managers.contains("ward"), "{managers}");
+    ward(
+        &repo,
+        &cluster,
+        &[
+            "plan",
+            "--detailed-exitcode",
+            "--as",
+            "carol",
+            "--as-group",
+            "ward-operators",
+        ],
+    )
+    .code(EXIT_OK)
+    .stdout_has("7 unchanged");
 }

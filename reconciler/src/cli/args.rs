@@ -91,6 +91,15 @@ pub struct GlobalArgs {
     /// Largest policy file accepted, in bytes.
     #[arg(long, global = true, env = "WARD_MAX_FILE_BYTES", default_value_t = 4 << 20)]
     pub max_file_bytes: u64,
+
+    /// Act as this user on the cluster (kube target), like kubectl's --as: the cluster's RBAC
+    /// for that user decides; the kubeconfig's user needs the `impersonate` verb.
+    #[arg(long = "as", global = true, value_name = "USER")]
+    pub as_user: Option<String>,
+
+    /// Act as a member of this group too (repeatable; needs --as), like kubectl's --as-group.
+    #[arg(long = "as-group", global = true, value_name = "GROUP")]
+    pub as_groups: Vec<String>,
 }
 
 /// When to colour output.
@@ -135,6 +144,13 @@ pub enum Command {
     /// account) at a Git ref, woken by a poll interval, webhooks and, for a local repository,
     /// pushes; leader election, status on the WardSync, /healthz, /readyz, /metrics.
     Reconcile(ReconcileArgs),
+    /// Print ward's version, the commit it was built from and the Cilium release its schemas
+    /// come from.
+    Version,
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(CompletionsArgs),
+    /// Write ward's man pages (ward.1 and one per command).
+    Man(ManArgs),
     /// Follow the datapath's verdict events (drops, and each newly allowed connection) with
     /// the pods, port and deciding rule; root, while `ward-agent` runs or after.
     #[cfg(feature = "node")]
@@ -258,6 +274,32 @@ pub struct ApplyArgs {
     /// What to apply.
     #[command(flatten)]
     pub plan: PlanArgs,
+}
+
+/// `ward completions`.
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Install:
+  bash:  ward completions bash > ~/.local/share/bash-completion/completions/ward
+  zsh:   ward completions zsh > \"${fpath[1]}/_ward\"
+  fish:  ward completions fish > ~/.config/fish/completions/ward.fish")]
+pub struct CompletionsArgs {
+    /// The shell.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+/// `ward man`.
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Install:
+  ward man --out-dir ~/.local/share/man/man1    # then: man ward, man ward-plan
+  sudo ward man --out-dir /usr/local/share/man/man1")]
+pub struct ManArgs {
+    /// Write ward.1 and ward-<command>.1 into this folder; without it, ward.1 goes to standard
+    /// output.
+    #[arg(long, value_name = "DIR")]
+    pub out_dir: Option<PathBuf>,
 }
 
 /// `ward diff`.

@@ -5,6 +5,7 @@
 pub mod args;
 #[cfg(feature = "node")]
 mod lab;
+mod meta;
 mod saved;
 
 use crate::desired::validate_files;
@@ -50,6 +51,10 @@ pub struct Settings {
     pub sync: String,
     /// See `sync`.
     pub config_namespace: String,
+    /// `--as`: the user to act as on a cluster.
+    pub impersonate: Option<String>,
+    /// `--as-group`: the groups to act as.
+    pub impersonate_groups: Vec<String>,
 }
 
 impl Settings {
@@ -83,6 +88,8 @@ impl Settings {
             context: g.context.clone(),
             sync: g.sync.clone(),
             config_namespace: g.config_namespace.clone(),
+            impersonate: g.as_user.clone(),
+            impersonate_groups: g.as_groups.clone(),
         });
         Ok(Settings {
             source: Source {
@@ -99,6 +106,8 @@ impl Settings {
             kube,
             sync: g.sync.clone(),
             config_namespace: g.config_namespace.clone(),
+            impersonate: g.as_user.clone(),
+            impersonate_groups: g.as_groups.clone(),
         })
     }
 }
@@ -111,6 +120,10 @@ fn home_cache() -> Result<PathBuf> {
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> Result<i32> {
     let settings = Settings::resolve(&cli.global)?;
+    // Clone and fetch progress only for a person: text on a terminal.
+    crate::source::show_progress(
+        settings.format == Format::Text && std::io::IsTerminal::is_terminal(&std::io::stderr()),
+    );
     match cli.command {
         Command::Validate(a) => validate(&settings, &a),
         Command::Plan(a) => plan_against_target(&settings, &a.plan, "plan", a.out.as_deref()),
@@ -118,6 +131,9 @@ pub fn run(cli: Cli) -> Result<i32> {
             Some(file) => saved::apply(&settings, file, a.plan.detailed_exitcode),
             None => plan_against_target(&settings, &a.plan, "apply", None),
         },
+        Command::Version => meta::version(&settings),
+        Command::Completions(a) => meta::completions(&a),
+        Command::Man(a) => meta::man(&a),
         Command::Diff(a) => diff(&settings, &a),
         Command::Test(a) => test(&settings, &a),
         Command::Explain(a) => explain(&settings, &a),
@@ -381,6 +397,9 @@ fn explain(settings: &Settings, a: &ExplainArgs) -> Result<i32> {
 fn open_target(settings: &Settings) -> Result<Box<dyn Target>> {
     Ok(match &settings.kube {
         Some(k) => Box::new(KubeTarget::connect(k.clone())?),
+        None if settings.impersonate.is_some() || !settings.impersonate_groups.is_empty() => {
+            bail!("--as and --as-group act on a cluster: pass --kubeconfig or --context too")
+        }
         None => Box::new(LocalTarget::new(&settings.state_dir)),
     })
 }
@@ -593,6 +612,8 @@ fn reconcile(settings: &Settings, a: &args::ReconcileArgs) -> Result<i32> {
     let kube = settings.kube.clone().unwrap_or_else(|| KubeOptions {
         sync: settings.sync.clone(),
         config_namespace: settings.config_namespace.clone(),
+        impersonate: settings.impersonate.clone(),
+        impersonate_groups: settings.impersonate_groups.clone(),
         ..KubeOptions::default()
     });
     let webhook_secret = match &a.webhook_secret_file {

@@ -74,10 +74,7 @@ pub struct ControllerOptions {
 
 /// Runs the controller until SIGTERM/SIGINT (or after one reconcile with `once`).
 pub fn run(source: &Source, kube: &KubeOptions, opts: &ControllerOptions) -> Result<()> {
-    let cluster = Arc::new(Cluster::connect(
-        kube.kubeconfig.as_deref(),
-        kube.context.as_deref(),
-    )?);
+    let cluster = Arc::new(Cluster::connect(kube)?);
     let mut target = KubeTarget::new(Arc::clone(&cluster), kube.clone());
     let recorder = Recorder::new(Arc::clone(&cluster), &kube.sync);
     let (tx, rx) = mpsc::channel();

@@ -90,6 +90,11 @@ pub struct KubeOptions {
     pub sync: String,
     /// The namespace of the CiliumConfig's ConfigMap.
     pub config_namespace: String,
+    /// The user to act as (`--as`, like kubectl's): every request carries
+    /// `Impersonate-User`, so the cluster's RBAC for that user decides.
+    pub impersonate: Option<String>,
+    /// The groups to act as (`--as-group`, repeatable).
+    pub impersonate_groups: Vec<String>,
 }
 
 impl KubeOptions {
@@ -110,6 +115,8 @@ impl Default for KubeOptions {
             context: None,
             sync: "ward".into(),
             config_namespace: "kube-system".into(),
+            impersonate: None,
+            impersonate_groups: Vec::new(),
         }
     }
 }
@@ -168,7 +175,7 @@ impl Live {
 impl KubeTarget {
     /// Connects as kubectl would with `--kubeconfig` and `--context`.
     pub fn connect(opts: KubeOptions) -> Result<KubeTarget> {
-        let cluster = Cluster::connect(opts.kubeconfig.as_deref(), opts.context.as_deref())?;
+        let cluster = Cluster::connect(&opts)?;
         Ok(KubeTarget::new(Arc::new(cluster), opts))
     }
 
