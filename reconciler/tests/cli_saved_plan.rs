@@ -173,3 +173,27 @@ fn an_edited_or_foreign_plan_file_is_refused() {
         .stderr_has("cannot be used with");
     repo.ward(&["apply", &file]).code(EXIT_OK);
 }
+
+#[test]
+fn a_saved_prune_deletes_what_it_planned_to() {
+    let env = Env::new();
+    let mut repo = env.fixture_repo();
+    repo.write("policies/extra.yaml", cnp("shop", "extra", 80));
+    repo.commit("extra");
+    repo.ward(&["apply"]).code(EXIT_OK);
+    repo.remove("policies/extra.yaml");
+    let without = repo.commit("no extra");
+    let (file, doc) = plan_out(&repo, "prune.json", &["--rev", &without, "--prune"]);
+    assert_eq!(doc["options"]["prune"], true);
+    assert_eq!(doc["changes"][0]["action"], "delete");
+    repo.ward(&["apply", &file])
+        .code(EXIT_OK)
+        .stdout_has(&format!(
+            "Applied {without}: 0 to create, 0 to change, 1 to prune"
+        ));
+    assert!(
+        !objects(&repo.state()).contains_key("CiliumNetworkPolicy/shop/extra.json"),
+        "pruned as planned"
+    );
+    assert_eq!(objects(&repo.state()).len(), 7);
+}
