@@ -14,6 +14,7 @@ pub mod live;
 pub mod normalize;
 pub mod paint;
 pub mod plan;
+pub mod planfile;
 pub mod report;
 pub mod source;
 pub mod sync;

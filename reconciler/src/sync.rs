@@ -219,6 +219,21 @@ pub fn record(
     Ok(None)
 }
 
+/// Steps 4 to 6 for a plan made earlier (a saved plan): the guards and the apply, or, when
+/// the plan changes nothing, the record of its revision.
+pub fn apply_planned(
+    target: &mut dyn Target,
+    planned: &Planned,
+    options: &ApplyOptions,
+) -> Result<Option<ApplyReport>> {
+    if planned.plan.has_changes() {
+        guard(planned, options)?;
+        apply(target, &planned.plan, options).map(Some)
+    } else {
+        record(target, planned, options)
+    }
+}
+
 fn at(step: Step, revision: Option<&String>) -> impl FnOnce(anyhow::Error) -> Failed {
     let revision = revision.cloned();
     move |error| Failed {

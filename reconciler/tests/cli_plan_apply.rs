@@ -56,7 +56,7 @@ fn plan_apply_plan_converges_and_status_shows_the_commit() {
         .code(EXIT_OK)
         .stdout_has("0 to create, 0 to change, 0 to prune, 0 drifted, 7 unchanged");
     again.check(
-        again.stdout.contains(&format!("Plan for {}:", &head[..12])),
+        again.stdout.contains(&format!("Plan for {head}:")),
         "the plan names the clean commit",
     );
 
@@ -373,7 +373,7 @@ fn a_remote_repository_is_cloned_into_the_cache_and_fetched_again() {
     repo.push();
     let plan = run(&["plan", "--detailed-exitcode"]);
     plan.code(EXIT_CHANGES)
-        .stdout_has(&format!("Plan for {}:", &second[..12]))
+        .stdout_has(&format!("Plan for {second}:"))
         .stdout_has("0 to create, 1 to change, 0 to prune");
     run(&["apply"]).code(EXIT_OK);
     run(&["status"])

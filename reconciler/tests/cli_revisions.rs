@@ -180,3 +180,35 @@ fn an_unknown_revision_names_itself_and_changes_nothing() {
         }
     }
 }
+
+/// Plan, apply and status name the full commit they used, in text, json and markdown: an
+/// abbreviated id can become ambiguous, and a GitOps record must say exactly what ran.
+#[test]
+fn plan_apply_and_status_name_the_full_commit() {
+    let env = Env::new();
+    let mut repo = env.repo("work");
+    let (c1, c2, _) = history(&mut repo);
+    let with_rev = |cmd: &str, rev: &str, format: &str| {
+        let run = repo.ward(&[cmd, "--rev", rev, "--format", format]);
+        run.code(EXIT_OK);
+        run
+    };
+    with_rev("plan", "v2", "text").stdout_has(&format!("Plan for {c2}:"));
+    let json = with_rev("plan", "v2", "json").json();
+    assert_eq!(json["head"], c2.as_str());
+    assert_eq!(json["plan"]["revision"], c2.as_str());
+    with_rev("apply", "main~2", "text").stdout_has(&format!("Applied {c1}:"));
+    let status = repo.ward(&["status"]);
+    status
+        .code(EXIT_OK)
+        .stdout_has(&format!("applied revision:  {c1}\n"));
+    assert_eq!(
+        repo.ward(&["status", "--format", "json"]).json()["appliedRevision"],
+        c1.as_str()
+    );
+    repo.ward(&[
+        "diff", "--base", "v1", "--head", "v2", "--format", "markdown",
+    ])
+    .code(EXIT_OK)
+    .stdout_has(&format!("`{c1}` → `{c2}`"));
+}

@@ -288,8 +288,8 @@ fn pushes_are_applied_invalid_commits_are_not_and_the_status_says_why() {
         condition(&st, "Ready")["message"]
             .as_str()
             .unwrap()
-            .contains(&repo.head()),
-        "{st}"
+            .contains(&format!("main@sha1:{}", repo.head())),
+        "the condition names the ref and the full commit: {st}"
     );
 
     // Unsigned, wrongly signed and oversized hooks are refused.
@@ -363,6 +363,10 @@ fn pushes_are_applied_invalid_commits_are_not_and_the_status_says_why() {
     assert_eq!(ready["status"], "False", "{st}");
     assert_eq!(ready["reason"], "ValidationFailed", "{st}");
     let msg = ready["message"].as_str().unwrap();
+    assert!(
+        msg.contains(&format!("revision main@sha1:{bad} is invalid")),
+        "the condition names the full commit: {msg}"
+    );
     assert!(
         msg.contains("policies/namespaces/shop/backend-ingress.yaml:")
             && msg.contains("cilium.io/v2"),
@@ -443,15 +447,7 @@ fn only_the_lease_holder_writes_and_a_follower_takes_over() {
         "jsonpath={.spec.holderIdentity}",
     ]);
     assert_eq!(holder, "controller-a");
-    let writers = cluster.kubectl_ok(&[
-        "get",
-        "cnp",
-        "-n",
-        "shop",
-        "backend-ingress",
-        "-o",
-        "jsonpath={.metadata.managedFields[*].manager}",
-    ]);
+    let writers = cluster.field_managers("cnp", "shop", "backend-ingress");
     assert_eq!(writers.trim(), "ward");
 
     // The holder stops; the follower takes over and applies the next push.

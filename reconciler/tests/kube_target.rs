@@ -1,7 +1,8 @@
 //! `ward plan`, `apply`, `diff` (without --base) and `status` against a real kube-apiserver (with etcd) started by the
 //! test harness: server-side apply as field manager `ward`, dry-run plans, the inventory in a
 //! WardSync, drift, conflicts with another field manager, prune and its guards, missing
-//! namespaces, health from `status.conditions[type=Valid]`. Fails rather than skips in
+//! namespaces, health from `status.conditions[type=Valid]`, saved plans (`plan --out`,
+//! `apply FILE`) and impersonation (`--as`, `--as-group`). Fails rather than skips in
 //! must-run mode (`ward_testkit::must_run`) when the test cluster is missing.
 
 #![allow(clippy::unwrap_used, reason = "tests")]
@@ -19,6 +20,13 @@ fn ward(repo: &Repo, cluster: &TestCluster, args: &[&str]) -> util::Run {
     let mut all: Vec<&str> = args.to_vec();
     all.extend(["--kubeconfig", &kc]);
     repo.ward(&all)
+}
+
+/// A test cluster with the namespace `shop` the fixtures use; `None` when it cannot run.
+fn cluster_with_shop() -> Option<TestCluster> {
+    let cluster = TestCluster::start()?;
+    cluster.kubectl_ok(&["create", "namespace", "shop"]);
+    Some(cluster)
 }
 
 /// Cilium's own ConfigMap, as a cluster running Cilium has it.
@@ -101,10 +109,9 @@ fn backend_port(cluster: &TestCluster) -> String {
 
 #[test]
 fn apply_converges_and_drift_conflicts_and_prune_behave() {
-    let Some(cluster) = TestCluster::start() else {
+    let Some(cluster) = cluster_with_shop() else {
         return;
     };
-    cluster.kubectl_ok(&["create", "namespace", "shop"]);
     cilium_own_config(&cluster);
     let env = Env::new();
     let mut repo = env.fixture_repo();
@@ -139,15 +146,7 @@ fn apply_converges_and_drift_conflicts_and_prune_behave() {
         ["allow-kube-dns", "deny-world-egress"]
     );
     assert_eq!(names(&cluster, "cec"), ["shop/envoy-frontend-l7lb"]);
-    let managers = cluster.kubectl_ok(&[
-        "get",
-        "cnp",
-        "-n",
-        "shop",
-        "backend-ingress",
-        "-o",
-        "jsonpath={.metadata.managedFields[*].manager}",
-    ]);
+    let managers = cluster.field_managers("cnp", "shop", "backend-ingress");
     assert_eq!(managers.trim(), "ward");
     // The CiliumConfig is a ConfigMap the agents read, not Cilium's own.
     assert_cilium_own_config_untouched(&cluster);
@@ -316,10 +315,9 @@ fn apply_converges_and_drift_conflicts_and_prune_behave() {
 
 #[test]
 fn pruning_everything_is_refused_and_an_invalid_revision_changes_nothing() {
-    let Some(cluster) = TestCluster::start() else {
+    let Some(cluster) = cluster_with_shop() else {
         return;
     };
-    cluster.kubectl_ok(&["create", "namespace", "shop"]);
     cilium_own_config(&cluster);
     let env = Env::new();
     let mut repo = env.fixture_repo();
@@ -373,10 +371,9 @@ fn pruning_everything_is_refused_and_an_invalid_revision_changes_nothing() {
 
 #[test]
 fn objects_ward_did_not_apply_are_left_alone_until_adopted() {
-    let Some(cluster) = TestCluster::start() else {
+    let Some(cluster) = cluster_with_shop() else {
         return;
     };
-    cluster.kubectl_ok(&["create", "namespace", "shop"]);
     let env = Env::new();
     let mut repo = env.fixture_repo();
     // Applied earlier with kubectl, same content as the repository's.
@@ -384,17 +381,7 @@ fn objects_ward_did_not_apply_are_left_alone_until_adopted() {
         .path
         .join("policies/namespaces/shop/backend-ingress.yaml");
     cluster.kubectl_ok(&["apply", "-f", file.to_str().unwrap()]);
-    let managers = || {
-        cluster.kubectl_ok(&[
-            "get",
-            "cnp",
-            "-n",
-            "shop",
-            "backend-ingress",
-            "-o",
-            "jsonpath={.metadata.managedFields[*].manager}",
-        ])
-    };
+    let managers = || cluster.field_managers("cnp", "shop", "backend-ingress");
     // What `ward status` lists as live but not applied by ward.
     let unmanaged = |repo: &Repo| -> Vec<Value> {
         ward(repo, &cluster, &["status", "--format", "json"]).json()["unmanaged"]
@@ -440,4 +427,141 @@ fn objects_ward_did_not_apply_are_left_alone_until_adopted() {
         !names(&cluster, "cnp").contains(&"shop/backend-ingress".to_owned()),
         "pruned"
     );
+}
+
+#[test]
+fn a_saved_plan_is_applied_as_made_or_refused_when_the_cluster_changed() {
+    let Some(cluster) = cluster_with_shop() else {
+        return;
+    };
+    let env = Env::new();
+    let mut repo = env.fixture_repo();
+    let head = repo.head();
+    let file = env.path().join("plan.json").display().to_string();
+    ward(&repo, &cluster, &["plan", "--out", &file]).code(EXIT_OK);
+    let doc: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    let id = &doc["target"]["identity"];
+    assert_eq!(
+        (
+            id["type"].as_str(),
+            id["server"].as_str().map(|s| s.trim_end_matches('/')),
+            id["sync"].as_str()
+        ),
+        (Some("kube"), Some(cluster.server.as_str()), Some("ward")),
+        "{id}"
+    );
+    assert!(doc["target"]["fingerprint"].as_str().unwrap().len() == 64);
+
+    // The plan names its cluster: without one, it is not applied to the local state.
+    repo.ward(&["apply", &file])
+        .code(EXIT_ERROR)
+        .stderr_has(&format!("the plan was made for cluster {}", cluster.server));
+    assert_eq!(names(&cluster, "cnp"), Vec::<String>::new());
+    ward(&repo, &cluster, &["apply", &file])
+        .code(EXIT_OK)
+        .stdout_has(&format!("Applied {head}: 7 to create"));
+    assert_eq!(names(&cluster, "cnp").len(), 3);
+    ward(&repo, &cluster, &["plan", "--detailed-exitcode"])
+        .code(EXIT_OK)
+        .stdout_has("7 unchanged");
+
+    // Planned with a new policy; meanwhile another apply lands a different commit.
+    repo.write(
+        "policies/namespaces/shop/extra.yaml",
+        util::cnp("shop", "extra", 80),
+    );
+    let with_extra = repo.commit("extra");
+    ward(
+        &repo,
+        &cluster,
+        &["plan", "--rev", &with_extra, "--out", &file],
+    )
+    .code(EXIT_OK);
+    repo.remove("policies/namespaces/shop/extra.yaml");
+    repo.write(
+        "policies/namespaces/shop/other.yaml",
+        util::cnp("shop", "other", 80),
+    );
+    let other = repo.commit("other instead");
+    ward(&repo, &cluster, &["apply", "--rev", &other]).code(EXIT_OK);
+    let before = names(&cluster, "cnp");
+    ward(&repo, &cluster, &["apply", &file])
+        .code(EXIT_ERROR)
+        .stderr_has("changed since the plan was made; nothing was applied")
+        .stderr_has(&format!("applied revision was {head}, is now {other}"))
+        .stderr_has("object CiliumNetworkPolicy/shop/other added");
+    assert_eq!(names(&cluster, "cnp"), before, "nothing was written");
+    assert!(!before.contains(&"shop/extra".to_owned()));
+}
+
+#[test]
+fn as_acts_with_the_rbac_of_the_user_it_names() {
+    let Some(cluster) = cluster_with_shop() else {
+        return;
+    };
+    // ward's own RBAC (the controller's ClusterRole and its kube-system Role), bound to the
+    // user alice and to the group ward-operators; bob has no binding at all.
+    let deploy = util::workspace().join("reconciler/deploy");
+    for f in ["namespace.yaml", "rbac.yaml"] {
+        cluster.kubectl_ok(&["apply", "-f", deploy.join(f).to_str().unwrap()]);
+    }
+    for (name, subject) in [
+        ("alice", "--user=alice"),
+        ("operators", "--group=ward-operators"),
+    ] {
+        let binding = format!("ward-{name}");
+        cluster.kubectl_ok(&[
+            "create",
+            "clusterrolebinding",
+            &binding,
+            "--clusterrole=ward-reconciler",
+            subject,
+        ]);
+        cluster.kubectl_ok(&[
+            "create",
+            "rolebinding",
+            &binding,
+            "-n",
+            "kube-system",
+            "--role=ward-reconciler",
+            subject,
+        ]);
+    }
+    let env = Env::new();
+    let repo = env.fixture_repo();
+
+    let bob = ward(&repo, &cluster, &["apply", "--as", "bob"]);
+    bob.code(EXIT_ERROR)
+        .stderr_has("forbidden")
+        .stderr_has("User \"bob\" cannot list resource")
+        .stderr_has("RBAC");
+    assert_eq!(
+        names(&cluster, "cnp"),
+        Vec::<String>::new(),
+        "bob wrote nothing"
+    );
+    ward(&repo, &cluster, &["plan", "--as-group", "ward-operators"])
+        .code(EXIT_ERROR)
+        .stderr_has("--as-group needs --as");
+
+    ward(&repo, &cluster, &["apply", "--as", "alice"])
+        .code(EXIT_OK)
+        .stdout_has("7 to create");
+    assert_eq!(names(&cluster, "cnp").len(), 3);
+    let managers = cluster.field_managers("cnp", "shop", "backend-ingress");
+    assert!(managers.contains("ward"), "{managers}");
+    ward(
+        &repo,
+        &cluster,
+        &[
+            "plan",
+            "--detailed-exitcode",
+            "--as",
+            "carol",
+            "--as-group",
+            "ward-operators",
+        ],
+    )
+    .code(EXIT_OK)
+    .stdout_has("7 unchanged");
 }

@@ -97,6 +97,15 @@ pub struct GlobalArgs {
     /// Largest policy file accepted, in bytes.
     #[arg(long, global = true, env = "WARD_MAX_FILE_BYTES", default_value_t = 4 << 20)]
     pub max_file_bytes: u64,
+
+    /// Act as this user on the cluster (kube target), like kubectl's --as: the cluster's RBAC
+    /// for that user decides; the kubeconfig's user needs the `impersonate` verb.
+    #[arg(long = "as", global = true, value_name = "USER")]
+    pub as_user: Option<String>,
+
+    /// Act as a member of this group too (repeatable; needs --as), like kubectl's --as-group.
+    #[arg(long = "as-group", global = true, value_name = "GROUP")]
+    pub as_groups: Vec<String>,
 }
 
 /// When to colour output.
@@ -116,9 +125,10 @@ pub enum Command {
     /// Check files against the schemas and Cilium's rules; exit 1 on any error.
     Validate(ValidateArgs),
     /// Show what `apply` would change in the target.
-    Plan(PlanArgs),
-    /// Validate, then apply to the target; refuses on any error.
-    Apply(PlanArgs),
+    Plan(PlanCommandArgs),
+    /// Validate, then apply to the target; refuses on any error. With PLANFILE, apply a plan
+    /// saved by `ward plan --out`.
+    Apply(ApplyArgs),
     /// Compare two Git revisions (no live state): findings of the head, the object diff and
     /// the connectivity diff.
     Diff(DiffArgs),
@@ -140,6 +150,13 @@ pub enum Command {
     /// account) at a Git ref, woken by a poll interval, webhooks and, for a local repository,
     /// pushes; leader election, status on the WardSync, /healthz, /readyz, /metrics.
     Reconcile(ReconcileArgs),
+    /// Print ward's version, the commit it was built from and the Cilium release its schemas
+    /// come from.
+    Version,
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(CompletionsArgs),
+    /// Write ward's man pages (ward.1 and one per command).
+    Man(ManArgs),
     /// Follow the datapath's verdict events (drops, and each newly allowed connection) with
     /// the pods, port and deciding rule; root, while `ward-agent` runs or after.
     #[cfg(feature = "node")]
@@ -235,6 +252,60 @@ pub struct PlanArgs {
     /// Exit 2 when there are changes (0: none, 1: errors).
     #[arg(long)]
     pub detailed_exitcode: bool,
+}
+
+/// `ward plan`.
+#[derive(Debug, Args)]
+pub struct PlanCommandArgs {
+    /// What to plan.
+    #[command(flatten)]
+    pub plan: PlanArgs,
+    /// Also save the plan to FILE (JSON): `ward apply FILE` then applies exactly it, or
+    /// refuses when the revision or the target changed since.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+}
+
+/// `ward apply`.
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// A plan saved by `ward plan --out`: applies exactly its objects (not read from Git
+    /// again) with the options it was made with, or refuses, changing nothing, when the
+    /// revision moved or the target changed since.
+    #[arg(
+        value_name = "PLANFILE",
+        conflicts_with_all = ["rev", "prune", "max_prune", "allow_prune_all", "force_conflicts", "adopt"]
+    )]
+    pub planfile: Option<PathBuf>,
+    /// What to apply.
+    #[command(flatten)]
+    pub plan: PlanArgs,
+}
+
+/// `ward completions`.
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Install:
+  bash:  ward completions bash > ~/.local/share/bash-completion/completions/ward
+  zsh:   ward completions zsh > \"${fpath[1]}/_ward\"
+  fish:  ward completions fish > ~/.config/fish/completions/ward.fish")]
+pub struct CompletionsArgs {
+    /// The shell.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+/// `ward man`.
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Install:
+  ward man --out-dir ~/.local/share/man/man1    # then: man ward, man ward-plan
+  sudo ward man --out-dir /usr/local/share/man/man1")]
+pub struct ManArgs {
+    /// Write ward.1 and ward-<command>.1 into this folder; without it, ward.1 goes to standard
+    /// output.
+    #[arg(long, value_name = "DIR")]
+    pub out_dir: Option<PathBuf>,
 }
 
 /// `ward diff`.

@@ -5,6 +5,8 @@
 pub mod args;
 #[cfg(feature = "node")]
 mod lab;
+mod meta;
+mod saved;
 
 use crate::desired::validate_files;
 use crate::report::{self, Format, Report};
@@ -51,6 +53,10 @@ pub struct Settings {
     pub sync: String,
     /// See `sync`.
     pub config_namespace: String,
+    /// `--as`: the user to act as on a cluster.
+    pub impersonate: Option<String>,
+    /// `--as-group`: the groups to act as.
+    pub impersonate_groups: Vec<String>,
 }
 
 impl Settings {
@@ -84,6 +90,8 @@ impl Settings {
             context: g.context.clone(),
             sync: g.sync.clone(),
             config_namespace: g.config_namespace.clone(),
+            impersonate: g.as_user.clone(),
+            impersonate_groups: g.as_groups.clone(),
         });
         Ok(Settings {
             source: Source {
@@ -101,6 +109,8 @@ impl Settings {
             kube,
             sync: g.sync.clone(),
             config_namespace: g.config_namespace.clone(),
+            impersonate: g.as_user.clone(),
+            impersonate_groups: g.as_groups.clone(),
         })
     }
 }
@@ -113,10 +123,20 @@ fn home_cache() -> Result<PathBuf> {
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> Result<i32> {
     let settings = Settings::resolve(&cli.global)?;
+    // Clone and fetch progress only for a person: text on a terminal.
+    crate::source::show_progress(
+        settings.format == Format::Text && std::io::IsTerminal::is_terminal(&std::io::stderr()),
+    );
     match cli.command {
         Command::Validate(a) => validate(&settings, &a),
-        Command::Plan(a) => plan_or_apply(&settings, &a, false),
-        Command::Apply(a) => plan_or_apply(&settings, &a, true),
+        Command::Plan(a) => plan_against_target(&settings, &a.plan, "plan", a.out.as_deref()),
+        Command::Apply(a) => match &a.planfile {
+            Some(file) => saved::apply(&settings, file, a.plan.detailed_exitcode),
+            None => plan_against_target(&settings, &a.plan, "apply", None),
+        },
+        Command::Version => meta::version(&settings),
+        Command::Completions(a) => meta::completions(&a),
+        Command::Man(a) => meta::man(&a),
         Command::Diff(a) => diff(&settings, &a),
         Command::Test(a) => test(&settings, &a),
         Command::Explain(a) => explain(&settings, &a),
@@ -379,21 +399,26 @@ fn explain(settings: &Settings, a: &ExplainArgs) -> Result<i32> {
     Ok(EXIT_OK)
 }
 
-fn plan_or_apply(settings: &Settings, a: &PlanArgs, apply: bool) -> Result<i32> {
-    plan_against_target(settings, a, if apply { "apply" } else { "plan" })
-}
-
 /// The target the settings name: the cluster of `--kubeconfig`/`--context`, else the local
 /// state directory.
 fn open_target(settings: &Settings) -> Result<Box<dyn Target>> {
     Ok(match &settings.kube {
         Some(k) => Box::new(KubeTarget::connect(k.clone())?),
+        None if settings.impersonate.is_some() || !settings.impersonate_groups.is_empty() => {
+            bail!("--as and --as-group act on a cluster: pass --kubeconfig or --context too")
+        }
         None => Box::new(LocalTarget::new(&settings.state_dir)),
     })
 }
 
-/// `plan`, `apply`, or `diff` without `--base`: the revision against what the target holds.
-fn plan_against_target(settings: &Settings, a: &PlanArgs, command: &'static str) -> Result<i32> {
+/// `plan`, `apply`, or `diff` without `--base`: the revision against what the target holds;
+/// with `out`, the plan is saved there too.
+fn plan_against_target(
+    settings: &Settings,
+    a: &PlanArgs,
+    command: &'static str,
+    out: Option<&std::path::Path>,
+) -> Result<i32> {
     let apply = command == "apply";
     let request = Request {
         rev: a.rev.clone(),
@@ -423,6 +448,9 @@ fn plan_against_target(settings: &Settings, a: &PlanArgs, command: &'static str)
         Outcome::Synced(s) => s,
         Outcome::Invalid(loaded) => return report_invalid(settings, command, &loaded),
     };
+    if let Some(out) = out {
+        saved::save(settings, a, &request.options, target.as_ref(), &synced, out)?;
+    }
     for note in &synced.planned.notes {
         eprintln!("ward: {note}");
     }
@@ -503,7 +531,7 @@ fn diff(settings: &Settings, a: &DiffArgs) -> Result<i32> {
             adopt: false,
             detailed_exitcode: a.detailed_exitcode,
         };
-        return plan_against_target(settings, &live, "diff");
+        return plan_against_target(settings, &live, "diff", None);
     };
     let LoadedRevision { desired: base, .. } = load_desired(settings, Some(base_rev), true)
         .with_context(|| format!("reading --base {base_rev}"))?;
@@ -591,6 +619,8 @@ fn reconcile(settings: &Settings, a: &args::ReconcileArgs) -> Result<i32> {
     let kube = settings.kube.clone().unwrap_or_else(|| KubeOptions {
         sync: settings.sync.clone(),
         config_namespace: settings.config_namespace.clone(),
+        impersonate: settings.impersonate.clone(),
+        impersonate_groups: settings.impersonate_groups.clone(),
         ..KubeOptions::default()
     });
     let webhook_secret = match &a.webhook_secret_file {

@@ -74,10 +74,7 @@ pub struct ControllerOptions {
 
 /// Runs the controller until SIGTERM/SIGINT (or after one reconcile with `once`).
 pub fn run(source: &Source, kube: &KubeOptions, opts: &ControllerOptions) -> Result<()> {
-    let cluster = Arc::new(Cluster::connect(
-        kube.kubeconfig.as_deref(),
-        kube.context.as_deref(),
-    )?);
+    let cluster = Arc::new(Cluster::connect(kube)?);
     let mut target = KubeTarget::new(Arc::clone(&cluster), kube.clone());
     let recorder = Recorder::new(Arc::clone(&cluster), &kube.sync);
     let (tx, rx) = mpsc::channel();
@@ -259,7 +256,7 @@ fn reconcile(
         Ok(Outcome::Invalid(loaded)) => {
             let desired = &loaded.desired;
             let revision = desired.revision.as_deref();
-            let msg = invalid_message(desired, recorder)?;
+            let msg = invalid_message(&opts.rev, desired, recorder)?;
             let conditions: [SetCondition<'_>; 3] = [
                 (Ready, False, "ValidationFailed", &msg),
                 (Stalled, True, "ValidationFailed", &msg),
@@ -307,13 +304,11 @@ fn reconcile(
         }
     };
     let revision = synced.loaded.desired.revision.as_deref();
+    let named = named_revision(&opts.rev, revision);
     if let Some(report) = &synced.applied {
         let msg = format!(
-            "applied revision {}: {} created, {} changed, {} pruned",
-            revision.unwrap_or("?"),
-            report.created,
-            report.updated,
-            report.deleted
+            "applied revision {named}: {} created, {} changed, {} pruned",
+            report.created, report.updated, report.deleted
         );
         tracing::info!("{msg}");
         if synced.planned.plan.has_changes() {
@@ -324,7 +319,7 @@ fn reconcile(
         .applied
         .as_ref()
         .map_or(synced.planned.live.inventory.entries.len(), |r| r.inventory);
-    let msg = format!("Applied revision: {}", revision.unwrap_or("?"));
+    let msg = format!("Applied revision: {named}");
     recorder.set_conditions(
         generation,
         revision,
@@ -339,7 +334,11 @@ fn reconcile(
 
 /// The condition message of an invalid revision: how many errors, what the cluster keeps,
 /// and the first five findings as `ward validate` prints them.
-fn invalid_message(desired: &crate::desired::Desired, recorder: &Recorder) -> Result<String> {
+fn invalid_message(
+    rev: &str,
+    desired: &crate::desired::Desired,
+    recorder: &Recorder,
+) -> Result<String> {
     let v = &desired.validation;
     let first: Vec<String> = v
         .diagnostics
@@ -350,7 +349,7 @@ fn invalid_message(desired: &crate::desired::Desired, recorder: &Recorder) -> Re
         .collect();
     Ok(format!(
         "revision {} is invalid ({} error(s)); nothing applied, the cluster keeps {}: {}",
-        desired.revision.as_deref().unwrap_or("?"),
+        named_revision(rev, desired.revision.as_deref()),
         v.error_count(),
         recorder
             .record()?
@@ -359,6 +358,16 @@ fn invalid_message(desired: &crate::desired::Desired, recorder: &Recorder) -> Re
             .unwrap_or("its current state"),
         first.join("; ")
     ))
+}
+
+/// The revision as conditions and events name it, as Flux does: `main@sha1:<full commit>`
+/// (just the commit when that is what was asked for); the commit is never abbreviated.
+pub fn named_revision(rev: &str, commit: Option<&str>) -> String {
+    match commit {
+        Some(c) if c.starts_with(rev) => c.to_owned(),
+        Some(c) => format!("{rev}@sha1:{c}"),
+        None => format!("{rev} (commit not known)"),
+    }
 }
 
 /// Sets `stop` and wakes the loop on SIGTERM or SIGINT.
@@ -399,4 +408,18 @@ fn watch_local_repo(source: &Source, tx: Sender<Trigger>) -> Option<notify::Reco
     .ok()?;
     notify::Watcher::watch(&mut w, &dir, notify::RecursiveMode::Recursive).ok()?;
     Some(w)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::named_revision;
+
+    #[test]
+    fn conditions_name_the_ref_and_the_full_commit() {
+        let c = "3f2a0c1d9e8b7a6f5e4d3c2b1a0f9e8d7c6b5a49";
+        assert_eq!(named_revision("main", Some(c)), format!("main@sha1:{c}"));
+        assert_eq!(named_revision(c, Some(c)), c);
+        assert_eq!(named_revision(&c[..7], Some(c)), c);
+        assert_eq!(named_revision("v1", None), "v1 (commit not known)");
+    }
 }

@@ -219,10 +219,11 @@ pub(crate) fn skipped_note(skipped: &std::collections::BTreeMap<String, usize>) 
     )
 }
 
-/// Short form of a revision for headings.
-pub(crate) fn short_rev(rev: &Option<String>) -> String {
+/// A revision as headings name it: the full commit id (never abbreviated: a reader must be
+/// able to tell exactly which commit was planned or applied), `<commit>-dirty` for a
+/// working tree with changes, or `working tree` outside Git.
+pub(crate) fn rev_label(rev: &Option<String>) -> String {
     match rev {
-        Some(r) if r.len() >= 12 && r.chars().all(|c| c.is_ascii_hexdigit()) => r[..12].to_owned(),
         Some(r) => r.clone(),
         None => "working tree".into(),
     }

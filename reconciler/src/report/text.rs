@@ -1,6 +1,6 @@
 //! Plain text: findings like a compiler prints them, then the plan with coloured diffs.
 
-use super::{Report, printable, short_rev};
+use super::{Report, printable, rev_label};
 use crate::paint::{BOLD, CYAN, DIM, GREEN, Paint, RED, YELLOW};
 use crate::plan::{Action, Change};
 use crate::testing::Connectivity;
@@ -49,11 +49,11 @@ pub(super) fn render(report: &Report<'_>, color: bool) -> String {
         let heading = match (&report.base, report.command) {
             (Some(_), _) => format!(
                 "Diff {} -> {}",
-                short_rev(&report.base),
-                short_rev(&report.head)
+                rev_label(&report.base),
+                rev_label(&report.head)
             ),
-            (None, "apply") => format!("Applied {}", short_rev(&report.head)),
-            _ => format!("Plan for {}", short_rev(&report.head)),
+            (None, "apply") => format!("Applied {}", rev_label(&report.head)),
+            _ => format!("Plan for {}", rev_label(&report.head)),
         };
         let _ = writeln!(out, "{}: {}", p.on(BOLD, &heading), plan.summary());
         let changes = plan

@@ -9,11 +9,22 @@ use anyhow::{Context, Result, anyhow, bail};
 use git2::{
     FetchOptions, ObjectType, Oid, RemoteCallbacks, Repository, Tree, TreeWalkMode, TreeWalkResult,
 };
+use indicatif::{ProgressBar, ProgressStyle};
 use sha2::{Digest, Sha256};
-use std::io::IsTerminal;
 use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use ward_schema::Diagnostic;
 use ward_schema::diagnostic::codes;
+
+/// Whether clones and fetches draw a progress bar ([`show_progress`]).
+static PROGRESS: AtomicBool = AtomicBool::new(false);
+
+/// Turns the clone and fetch progress bar on standard error on or off (off by default). The
+/// CLI turns it on for text output on a terminal only: never into a pipe, a log or beside
+/// `-o json`.
+pub fn show_progress(on: bool) {
+    PROGRESS.store(on, Ordering::Relaxed);
+}
 
 /// Git's file mode for a symlink.
 const MODE_SYMLINK: i32 = 0o120000;
@@ -248,10 +259,13 @@ impl RemoteCache {
         let path = self.dir.join(name);
         std::fs::create_dir_all(&self.dir)
             .with_context(|| format!("cannot create cache {}", self.dir.display()))?;
-        let repo = match Repository::open_bare(&path) {
-            Ok(r) => r,
-            Err(_) => Repository::init_bare(&path)
-                .with_context(|| format!("cannot create {}", path.display()))?,
+        let (repo, verb) = match Repository::open_bare(&path) {
+            Ok(r) => (r, "fetching"),
+            Err(_) => (
+                Repository::init_bare(&path)
+                    .with_context(|| format!("cannot create {}", path.display()))?,
+                "cloning",
+            ),
         };
         let mut refspecs = vec![
             "+refs/heads/*:refs/heads/*".to_owned(),
@@ -264,7 +278,7 @@ impl RemoteCache {
         {
             refspecs.push(format!("+{rev}:{rev}"));
         }
-        let default_branch = self.fetch_refs(&repo, url, &refspecs)?;
+        let default_branch = self.fetch_refs(&repo, url, &refspecs, verb)?;
         if let Some(branch) = default_branch {
             // The mirror's HEAD follows the remote's, so `HEAD` means what it means there.
             repo.set_head(&branch).map_err(|e| {
@@ -281,7 +295,12 @@ impl RemoteCache {
         if let Ok(oid) = Oid::from_str(rev)
             && rev.len() == 40
             && self
-                .fetch_refs(&repo, url, &[format!("+{oid}:refs/ward/commits/{oid}")])
+                .fetch_refs(
+                    &repo,
+                    url,
+                    &[format!("+{oid}:refs/ward/commits/{oid}")],
+                    "fetching",
+                )
                 .is_ok()
             && let Some(oid) = resolve_quietly(&repo, rev)
         {
@@ -293,12 +312,14 @@ impl RemoteCache {
     }
 
     /// Fetches `refspecs` from `url` into `repo`, pruning what the remote deleted; returns the
-    /// remote's default branch when it names one.
+    /// remote's default branch when it names one. `verb` (`cloning`, `fetching`) labels the
+    /// progress bar.
     fn fetch_refs(
         &self,
         repo: &Repository,
         url: &str,
         refspecs: &[String],
+        verb: &str,
     ) -> Result<Option<String>> {
         let mut remote = repo.remote_anonymous(url).map_err(|e| {
             anyhow!(
@@ -306,14 +327,19 @@ impl RemoteCache {
                 e.message()
             )
         })?;
+        let bar = PROGRESS
+            .load(Ordering::Relaxed)
+            .then(|| progress_bar(&format!("{verb} {url}")));
         let mut opts = FetchOptions::new();
-        opts.remote_callbacks(progress_callbacks());
+        opts.remote_callbacks(callbacks(bar.as_ref()));
         opts.download_tags(git2::AutotagOption::None);
         opts.prune(git2::FetchPrune::On);
         let specs: Vec<&str> = refspecs.iter().map(String::as_str).collect();
-        remote
-            .fetch(&specs, Some(&mut opts), None)
-            .map_err(|e| anyhow!("cannot fetch from {url}: {}", e.message()))?;
+        let fetched = remote.fetch(&specs, Some(&mut opts), None);
+        if let Some(bar) = &bar {
+            bar.finish_and_clear();
+        }
+        fetched.map_err(|e| anyhow!("cannot fetch from {url}: {}", e.message()))?;
         Ok(remote
             .default_branch()
             .ok()
@@ -327,8 +353,18 @@ fn resolve_quietly(repo: &Repository, rev: &str) -> Option<Oid> {
     obj.peel_to_commit().ok().map(|c| c.id())
 }
 
-/// Progress on a terminal (stderr), silence otherwise.
-fn progress_callbacks<'a>() -> RemoteCallbacks<'a> {
+/// A progress bar on standard error labelled `what`, for received Git objects.
+fn progress_bar(what: &str) -> ProgressBar {
+    let style = ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} objects")
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> ");
+    ProgressBar::new(0)
+        .with_style(style)
+        .with_message(what.to_owned())
+}
+
+/// Credentials as `git fetch` finds them, and the progress bar's updates when there is one.
+fn callbacks(bar: Option<&ProgressBar>) -> RemoteCallbacks<'_> {
     let mut cb = RemoteCallbacks::new();
     // ssh: the agent; https: git's credential helpers (as `git fetch` would use them).
     cb.credentials(|url, username, allowed| {
@@ -342,17 +378,10 @@ fn progress_callbacks<'a>() -> RemoteCallbacks<'a> {
         }
         git2::Cred::default()
     });
-    if std::io::stderr().is_terminal() {
-        cb.transfer_progress(|p| {
-            eprint!(
-                "\rfetching: {}/{} objects, {} KiB",
-                p.received_objects(),
-                p.total_objects(),
-                p.received_bytes() / 1024
-            );
-            if p.received_objects() == p.total_objects() {
-                eprintln!();
-            }
+    if let Some(bar) = bar {
+        cb.transfer_progress(move |p| {
+            bar.set_length(p.total_objects() as u64);
+            bar.set_position(p.received_objects() as u64);
             true
         });
     }

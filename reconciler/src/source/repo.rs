@@ -84,6 +84,22 @@ impl Source {
         }
     }
 
+    /// The commit `rev` names now (the working tree's `HEAD`, with `-dirty` when it has
+    /// changes, when `rev` is `None`), without reading any file: what a saved plan compares
+    /// with the commit it was made from. A remote repository is fetched first.
+    pub fn resolve(&self, rev: Option<&str>) -> Result<Option<String>> {
+        match (&self.repo, rev) {
+            (RepoRef::Local(path), None) => Ok(worktree_revision(&repo_root(path)).0),
+            (RepoRef::Local(path), Some(rev)) => Ok(Some(
+                super::resolve_rev(&open_repo(path)?, rev)?.to_string(),
+            )),
+            (RepoRef::Remote(url), rev) => {
+                let cache = RemoteCache::new(RemoteCache::default_dir(&self.cache_dir));
+                Ok(Some(cache.fetch(url, rev.unwrap_or("HEAD"))?.1.to_string()))
+            }
+        }
+    }
+
     /// [`Selection::check_found`] against commit `oid`'s tree.
     fn check_revision(
         &self,

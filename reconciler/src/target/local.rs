@@ -20,7 +20,7 @@
 
 use super::{
     ApplyOptions, ApplyReport, Inventory, InventoryEntry, LiveObject, LiveSet, PlanOptions,
-    Planned, Status, Target, status_of,
+    Planned, Status, Target, TargetId, status_of,
 };
 use crate::normalize::{canonical_bytes, fingerprint, hash_bytes, normalize, normalize_owned};
 use crate::plan::{self, Action, Plan};
@@ -254,6 +254,12 @@ impl LocalTarget {
 impl Target for LocalTarget {
     fn describe(&self) -> String {
         format!("local state {}", self.dir.display())
+    }
+
+    fn identity(&self) -> Option<TargetId> {
+        Some(TargetId::Local {
+            state_dir: std::path::absolute(&self.dir).unwrap_or_else(|_| self.dir.clone()),
+        })
     }
 
     fn snapshot(&mut self) -> Result<LiveSet> {

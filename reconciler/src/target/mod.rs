@@ -15,8 +15,48 @@ pub use crate::plan::PlanOptions;
 
 use crate::plan::{self, Plan};
 use anyhow::Result;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use ward_schema::{ResourceKey, ResourceSet};
+
+/// Which target a saved plan was made against.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(
+    tag = "type",
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase"
+)]
+pub enum TargetId {
+    /// A local state directory (absolute).
+    Local {
+        /// The state directory.
+        state_dir: std::path::PathBuf,
+    },
+    /// A cluster and the WardSync that holds ward's inventory there.
+    Kube {
+        /// The API server's URL.
+        server: String,
+        /// The WardSync's name.
+        sync: String,
+        /// The CiliumConfig's ConfigMap namespace.
+        config_namespace: String,
+    },
+}
+
+impl std::fmt::Display for TargetId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TargetId::Local { state_dir } => write!(f, "local state {}", state_dir.display()),
+            TargetId::Kube {
+                server,
+                sync,
+                config_namespace,
+            } => write!(
+                f,
+                "cluster {server}, WardSync {sync}, config namespace {config_namespace}"
+            ),
+        }
+    }
+}
 
 /// Options for applying a plan.
 #[derive(Debug, Clone)]
@@ -161,6 +201,22 @@ pub trait Target {
 
     /// How the target stands.
     fn status(&mut self) -> Result<Status>;
+
+    /// Which target this is, for a saved plan; `None` when plans against it cannot be saved.
+    fn identity(&self) -> Option<TargetId> {
+        None
+    }
+
+    /// What this target needs, besides the plan, to apply the plan it made last at a later
+    /// time (a saved plan); `null` when nothing.
+    fn plan_extra(&self) -> serde_json::Value {
+        serde_json::Value::Null
+    }
+
+    /// Restores [`Target::plan_extra`] from a saved plan, before it is applied.
+    fn set_plan_extra(&mut self, _extra: &serde_json::Value) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// Drift and unmanaged objects of a target whose fingerprints are ward's own, from its live

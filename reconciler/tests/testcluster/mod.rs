@@ -365,6 +365,19 @@ impl TestCluster {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// The field managers of the `kind` object `namespace/name`, separated by spaces.
+    pub fn field_managers(&self, kind: &str, namespace: &str, name: &str) -> String {
+        self.kubectl_ok(&[
+            "get",
+            kind,
+            "-n",
+            namespace,
+            name,
+            "-o",
+            "jsonpath={.metadata.managedFields[*].manager}",
+        ])
+    }
+
     /// A kubeconfig at `path` holding nothing but a token of ServiceAccount `namespace/name`,
     /// for running a component with exactly its RBAC.
     pub fn service_account_kubeconfig(&self, namespace: &str, name: &str, path: &Path) -> PathBuf {

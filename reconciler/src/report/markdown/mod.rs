@@ -7,7 +7,7 @@
 mod fit;
 mod flows;
 
-use super::{Report, printable, short_rev};
+use super::{Report, printable, rev_label};
 use crate::plan::{Action, Change, Plan};
 use crate::testing::Connectivity;
 use fit::Section;
@@ -63,8 +63,8 @@ fn head(report: &Report<'_>) -> String {
     let title = match &report.base {
         Some(_) => format!(
             "ward diff `{}` → `{}`",
-            short_rev(&report.base),
-            short_rev(&report.head)
+            rev_label(&report.base),
+            rev_label(&report.head)
         ),
         None => format!("ward {}", report.command),
     };

@@ -13,13 +13,17 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// Connects as kubectl would with `--kubeconfig` and `--context`.
-    pub fn connect(kubeconfig: Option<&std::path::Path>, context: Option<&str>) -> Result<Cluster> {
+    /// Connects as kubectl would with `--kubeconfig`, `--context`, `--as` and `--as-group`.
+    pub fn connect(opts: &super::KubeOptions) -> Result<Cluster> {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .build()?;
-        let config = rt.block_on(client_config(kubeconfig, context))?;
+        let mut config = rt.block_on(client_config(
+            opts.kubeconfig.as_deref(),
+            opts.context.as_deref(),
+        ))?;
+        impersonate(&mut config, opts)?;
         let server = config.cluster_url.to_string();
         let client = rt
             .block_on(async { Client::try_from(config) })
@@ -50,6 +54,25 @@ impl Cluster {
     /// The runtime, for work on other threads (the Lease renewed during a reconcile).
     pub fn handle(&self) -> tokio::runtime::Handle {
         self.rt.handle().clone()
+    }
+}
+
+/// Acts as `--as` and `--as-group` say, as kubectl does: the requests carry the
+/// `Impersonate-User` and `Impersonate-Group` headers, and the cluster's RBAC for that user
+/// decides (the kubeconfig's own user needs the `impersonate` verb).
+fn impersonate(config: &mut kube::Config, opts: &super::KubeOptions) -> Result<()> {
+    match &opts.impersonate {
+        Some(user) => {
+            config.auth_info.impersonate = Some(user.clone());
+            if !opts.impersonate_groups.is_empty() {
+                config.auth_info.impersonate_groups = Some(opts.impersonate_groups.clone());
+            }
+            Ok(())
+        }
+        None if !opts.impersonate_groups.is_empty() => Err(anyhow!(
+            "--as-group needs --as (the user to act as), as with kubectl"
+        )),
+        None => Ok(()),
     }
 }
 
@@ -93,7 +116,7 @@ pub(crate) fn api_error(e: kube::Error, what: &str) -> anyhow::Error {
             )
         }
         kube::Error::Api(s) if s.code == 403 => anyhow!(
-            "{what}: forbidden: {} (check the RBAC of the user in the kubeconfig)",
+            "{what}: forbidden: {} (the cluster's RBAC does not allow it for this user: the kubeconfig's, or the one --as names; ask for a Role that allows it)",
             s.message
         ),
         kube::Error::Api(s) => anyhow!("{what}: {} ({})", s.message, s.reason),

@@ -48,7 +48,9 @@ pub mod record;
 pub use client::Cluster;
 pub use record::{Recorder, SyncRecord, parse_id};
 
-use super::{ApplyOptions, ApplyReport, LiveObject, LiveSet, PlanOptions, Planned, Status, Target};
+use super::{
+    ApplyOptions, ApplyReport, LiveObject, LiveSet, PlanOptions, Planned, Status, Target, TargetId,
+};
 use crate::normalize::{canonical_bytes, hash_bytes, normalize_owned, to_yaml};
 use crate::plan::Plan;
 use anyhow::Result;
@@ -88,6 +90,11 @@ pub struct KubeOptions {
     pub sync: String,
     /// The namespace of the CiliumConfig's ConfigMap.
     pub config_namespace: String,
+    /// The user to act as (`--as`, like kubectl's): every request carries
+    /// `Impersonate-User`, so the cluster's RBAC for that user decides.
+    pub impersonate: Option<String>,
+    /// The groups to act as (`--as-group`, repeatable).
+    pub impersonate_groups: Vec<String>,
 }
 
 impl KubeOptions {
@@ -108,6 +115,8 @@ impl Default for KubeOptions {
             context: None,
             sync: "ward".into(),
             config_namespace: "kube-system".into(),
+            impersonate: None,
+            impersonate_groups: Vec::new(),
         }
     }
 }
@@ -166,7 +175,7 @@ impl Live {
 impl KubeTarget {
     /// Connects as kubectl would with `--kubeconfig` and `--context`.
     pub fn connect(opts: KubeOptions) -> Result<KubeTarget> {
-        let cluster = Cluster::connect(opts.kubeconfig.as_deref(), opts.context.as_deref())?;
+        let cluster = Cluster::connect(&opts)?;
         Ok(KubeTarget::new(Arc::new(cluster), opts))
     }
 
@@ -198,6 +207,26 @@ impl Target for KubeTarget {
             self.cluster.server(),
             self.opts.sync
         )
+    }
+
+    fn identity(&self) -> Option<TargetId> {
+        Some(TargetId::Kube {
+            server: self.cluster.server().to_owned(),
+            sync: self.opts.sync.clone(),
+            config_namespace: self.opts.config_namespace.clone(),
+        })
+    }
+
+    /// The objects whose imperative changes the apply takes back, those kept by their prune
+    /// annotation, and the records to refresh: what the last plan found besides the plan.
+    fn plan_extra(&self) -> Value {
+        serde_json::to_value(&self.extra).unwrap_or(Value::Null)
+    }
+
+    fn set_plan_extra(&mut self, extra: &Value) -> Result<()> {
+        self.extra = serde_json::from_value(extra.clone())
+            .map_err(|e| anyhow::anyhow!("the plan's cluster details are unreadable: {e}"))?;
+        Ok(())
     }
 
     fn snapshot(&mut self) -> Result<LiveSet> {

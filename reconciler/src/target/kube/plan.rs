@@ -61,8 +61,9 @@ pub(super) fn appliers(raw: &Value) -> Vec<String> {
         .collect()
 }
 
-/// What a plan found besides the plan itself.
-#[derive(Debug, Default, Clone)]
+/// What a plan found besides the plan itself (kept in a saved plan, so it is applied as made).
+#[derive(Debug, Default, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(super) struct Extra {
     /// Objects left in place because of [`PRUNE_ANNOTATION`].
     pub(super) kept: Vec<ResourceKey>,

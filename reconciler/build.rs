@@ -1,0 +1,48 @@
+//! Records the Git commit ward is built from, for `ward version`: `WARD_BUILD_COMMIT` when
+//! set (a build from a source archive or in a container without `.git`), else
+//! `git rev-parse HEAD`, else `unknown`. It reruns only when `HEAD` or the branch it points
+//! to moves, so an ordinary build does not pay for it; the value depends on the commit
+//! alone, so two builds of one commit agree.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn main() {
+    println!("cargo:rerun-if-env-changed=WARD_BUILD_COMMIT");
+    let commit = std::env::var("WARD_BUILD_COMMIT")
+        .ok()
+        .filter(|c| !c.trim().is_empty())
+        .or_else(|| git(&["rev-parse", "HEAD"]))
+        .unwrap_or_else(|| "unknown".to_owned());
+    println!("cargo:rustc-env=WARD_GIT_COMMIT={}", commit.trim());
+    for file in watched() {
+        println!("cargo:rerun-if-changed={}", file.display());
+    }
+}
+
+/// `git args` in the crate's folder, trimmed; `None` when git is missing or fails.
+fn git(args: &[&str]) -> Option<String> {
+    let out = Command::new("git")
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .ok()?;
+    let text = String::from_utf8(out.stdout).ok()?;
+    (out.status.success() && !text.trim().is_empty()).then(|| text.trim().to_owned())
+}
+
+/// The files whose change means another commit: `HEAD`, the branch it names, `packed-refs`.
+fn watched() -> Vec<PathBuf> {
+    let (Some(git_dir), Some(common)) = (
+        git(&["rev-parse", "--absolute-git-dir"]),
+        git(&["rev-parse", "--path-format=absolute", "--git-common-dir"]),
+    ) else {
+        return Vec::new();
+    };
+    let (git_dir, common) = (PathBuf::from(git_dir), PathBuf::from(common));
+    let mut files = vec![git_dir.join("HEAD"), common.join("packed-refs")];
+    if let Some(branch) = git(&["symbolic-ref", "-q", "HEAD"]) {
+        files.push(common.join(Path::new(&branch)));
+    }
+    files.into_iter().filter(|f| f.exists()).collect()
+}
