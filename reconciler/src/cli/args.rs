@@ -171,10 +171,7 @@ impl Command {
             Command::Status(a) => a.format,
             #[cfg(feature = "node")]
             Command::Observe(a) => a.format,
-            #[allow(
-                unreachable_patterns,
-                reason = "with the node feature, lab is the only one"
-            )]
+            // lab and reconcile write no report.
             _ => Format::Text,
         }
     }
