@@ -131,7 +131,7 @@ fn paths_git_knows_as_deleted_are_counted_not_errors() {
     index.write().expect("write index");
     repo.remove("policies/new.yaml");
 
-    let names = git_diff_name_only(&repo.path);
+    let names = git_diff_name_only(&repo.path, "HEAD");
     assert!(
         names.contains(&"policies/gone.yaml".to_owned())
             && names.contains(&"policies/old/x.yaml".to_owned()),
@@ -158,6 +158,25 @@ fn paths_git_knows_as_deleted_are_counted_not_errors() {
     );
     run.code(EXIT_OK)
         .stdout_has("1 deleted file(s) not checked");
+    // Deleted in a commit, as in a pull request: `git diff --name-only <base>` lists them,
+    // and they are in neither HEAD nor the index any more.
+    repo.remove("policies/keep.yaml");
+    repo.commit("every policy deleted");
+    let names = git_diff_name_only(&repo.path, "HEAD~1");
+    assert_eq!(
+        names,
+        [
+            "policies/gone.yaml",
+            "policies/keep.yaml",
+            "policies/old/x.yaml"
+        ],
+        "git lists the files the commit deleted"
+    );
+    let mut args = vec!["validate"];
+    args.extend(names.iter().map(String::as_str));
+    repo.ward(&args).code(EXIT_OK).stdout_has(
+        "valid: 0 file(s), 0 document(s), 0 error(s), 0 warning(s), 3 deleted file(s) not checked",
+    );
     // A path Git never knew stays an error, beside the deleted one.
     repo.ward(&["validate", "policies/gone.yaml", "policies/never.yaml"])
         .code(EXIT_ERROR)
@@ -180,10 +199,10 @@ fn paths_git_knows_as_deleted_are_counted_not_errors() {
         .stdout_has("WARD-Y007");
 }
 
-/// `git diff --name-only` of the working tree against HEAD, as a user's shell runs it.
-fn git_diff_name_only(dir: &std::path::Path) -> Vec<String> {
+/// `git diff --name-only REV` (the working tree against REV), as a user's shell runs it.
+fn git_diff_name_only(dir: &std::path::Path, rev: &str) -> Vec<String> {
     let out = std::process::Command::new("git")
-        .args(["diff", "--name-only", "HEAD"])
+        .args(["diff", "--name-only", rev])
         .current_dir(dir)
         .env("GIT_CONFIG_NOSYSTEM", "1")
         .output()

@@ -237,8 +237,8 @@ pub enum LabCommand {
 pub struct ValidateArgs {
     /// Files or folders to check [default: the --include folders of --repo]; `-` reads
     /// standard input. A path that does not exist is an error, unless Git knows it as
-    /// deleted (in HEAD or the index of --repo): then it is counted as deleted. With --rev,
-    /// folders of the repository at that revision.
+    /// deleted (in the index, HEAD or HEAD's history of --repo): then it is counted as
+    /// deleted. With --rev, folders of the repository at that revision.
     pub paths: Vec<PathBuf>,
     /// A file to check, as kubectl takes it (repeatable; `-` reads standard input).
     #[arg(short = 'f', long = "filename", value_name = "FILE")]

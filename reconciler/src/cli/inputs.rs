@@ -3,9 +3,9 @@
 //! the working tree.
 //!
 //! A named path that does not exist is a finding for that path ([`codes::PATH_NOT_FOUND`])
-//! while every other path is still read, unless Git knows it as deleted: then it is only
-//! counted, so that `ward validate $(git diff --name-only)` works on a change that deletes
-//! files.
+//! while every other path is still read, unless Git knows it as deleted (see
+//! [`known_deleted`]): then it is only counted, so that `ward validate $(git diff
+//! --name-only)` works on a change that deletes files.
 
 use super::Settings;
 use crate::desired::validate_files;

@@ -24,19 +24,31 @@ pub fn open_repo(path: &Path) -> Result<Repository> {
         .with_context(|| format!("{} is not inside a Git repository", path.display()))
 }
 
+/// How many commits of HEAD's history [`known_deleted`] looks through.
+const DELETED_HISTORY: usize = 10_000;
+
 /// Whether `path`, which does not exist, is a file or folder Git knows in the working tree
-/// of `repo`: in HEAD's tree or in the index, so deleted in the working tree (as a path that
-/// `git diff --name-only` lists can be). A path outside the working tree, or in a bare
-/// repository, is not known.
+/// of `repo`: in the index, in HEAD's tree, or in a commit of HEAD's history (the last
+/// [`DELETED_HISTORY`] commits), so deleted in the working tree, the index or a commit (as
+/// a path that `git diff --name-only [origin/main]` lists can be). A path outside the
+/// working tree, or in a bare repository, is not known.
 pub fn known_deleted(repo: &Repository, path: &Path) -> bool {
     let Some(rel) = repo.workdir().and_then(|w| relative_to(w, path)) else {
         return false;
     };
-    let in_head = repo
-        .head()
-        .and_then(|h| h.peel_to_tree())
-        .is_ok_and(|t| t.get_path(&rel).is_ok());
-    in_head || repo.index().is_ok_and(|i| i.get_path(&rel, 0).is_some())
+    if repo.index().is_ok_and(|i| i.get_path(&rel, 0).is_some()) {
+        return true;
+    }
+    let Ok(mut walk) = repo.revwalk() else {
+        return false;
+    };
+    if walk.push_head().is_err() {
+        return false;
+    }
+    walk.take(DELETED_HISTORY)
+        .filter_map(Result::ok)
+        .filter_map(|id| repo.find_commit(id).ok()?.tree().ok())
+        .any(|tree| tree.get_path(&rel).is_ok())
 }
 
 /// `path` (which may not exist) relative to the folder `base`, both resolved through
