@@ -42,6 +42,7 @@ fn resource(kind: Kind, ns: Option<&str>, name: &str, object: Value) -> Resource
             file: format!("{name}.yaml"),
             line: 1,
             document: 0,
+            item_lines: Vec::new(),
         },
     }
 }

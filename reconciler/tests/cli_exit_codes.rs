@@ -57,7 +57,7 @@ fn the_documented_codes_are_the_ones_returned() {
     // 0 again once there is nothing to do.
     repo.ward(&["plan", "--detailed-exitcode"]).code(EXIT_OK);
     repo.ward(&["apply", "--detailed-exitcode"]).code(EXIT_OK);
-    repo.ward(&["status"]).code(EXIT_OK);
+    repo.ward(&["status", "--detailed-exitcode"]).code(EXIT_OK);
     // 1: errors win over changes.
     repo.write(
         "policies/bad.yaml",
@@ -78,9 +78,10 @@ fn the_documented_codes_are_the_ones_returned() {
         run.stderr.lines().count() == 1,
         "the error chain on one line",
     );
-    let run = repo.ward(&["validate", "does/not/exist.yaml"]);
-    run.code(EXIT_ERROR)
-        .stderr_has("does/not/exist.yaml does not exist");
+    // 1: a path that does not exist is a finding.
+    repo.ward(&["validate", "does/not/exist.yaml"])
+        .code(EXIT_ERROR)
+        .stdout_has("does/not/exist.yaml: error[WARD-Y007]: no such file or folder");
 }
 
 #[test]

@@ -180,5 +180,5 @@ fn bad_flow_ends_are_errors_that_say_what_to_write() {
         "explain", "--from", "frontend", "--to", "backend", "--port", "80", "--format", "markdown",
     ])
     .code(EXIT_ERROR)
-    .stderr_has("text or json");
+    .stderr_has("[possible values: text, json]");
 }

@@ -116,11 +116,11 @@ fn interrupted_apply_is_repaired(what: &str, ready_at: impl Fn(&Path) -> bool) {
     let written = count_objects(&state);
     eprintln!("{what}: killed with {written} of {TOTAL} objects on disk");
 
-    // status: the interruption is visible, in text and JSON, and in the exit code.
+    // status: the interruption is visible, in text and JSON, and in the detailed exit code.
     repo.ward(&["status"])
-        .code(EXIT_CHANGES)
+        .code(EXIT_OK)
         .stdout_has("interrupted apply: yes");
-    let status = repo.ward(&["status", "--format", "json"]);
+    let status = repo.ward(&["status", "--format", "json", "--detailed-exitcode"]);
     status.code(EXIT_CHANGES).check(
         status.json()["interruptedApply"] == true,
         "interruptedApply is true",

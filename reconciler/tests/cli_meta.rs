@@ -42,7 +42,9 @@ fn version_names_the_release_the_commit_and_the_cilium_schemas() {
     let json = env.ward(env.path(), &["version", "-o", "json"]);
     json.code(EXIT_OK);
     let doc = json.json();
-    assert_eq!(doc["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(doc["version"], 1, "the output format's version");
+    assert_eq!(doc["command"], "version");
+    assert_eq!(doc["ward"], env!("CARGO_PKG_VERSION"));
     assert_eq!(doc["commit"], built_from().as_str());
     assert_eq!(doc["ciliumSchemas"], schema_cilium().as_str());
 }

@@ -4,24 +4,7 @@
 
 mod util;
 
-use util::{EXIT_ERROR, EXIT_OK, Env, Repo};
-
-const SEED: &str = "policies/tests/shop-seed.yaml";
-
-/// The seed's first expectation (frontend → backend:80 allowed), flipped to `deny`.
-fn flip_first_expectation(repo: &Repo) {
-    let text = repo.read(SEED);
-    let flipped = text.replacen(
-        "port: 80, protocol: TCP, expect: allow,",
-        "port: 80, protocol: TCP, expect: deny,",
-        1,
-    );
-    assert_ne!(
-        text, flipped,
-        "the seed's first expectation is where this test expects it"
-    );
-    repo.write(SEED, flipped);
-}
+use util::{EXIT_ERROR, EXIT_OK, Env, SEED, flip_first_expectation};
 
 #[test]
 fn the_repositorys_own_tests_pass() {
@@ -219,7 +202,7 @@ fn no_tests_is_not_a_failure_and_unsupported_formats_are_refused() {
         .stderr_has("no PolicyTest documents in 1 file(s)");
     let run = repo.ward(&["test", "--format", "sarif"]);
     run.code(EXIT_ERROR)
-        .stderr_has("ward test prints --format text, json or junit");
+        .stderr_has("[possible values: text, json, github, junit]");
 }
 
 #[test]

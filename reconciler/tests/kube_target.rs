@@ -180,8 +180,9 @@ fn apply_converges_and_drift_conflicts_and_prune_behave() {
         r#"[{"op":"replace","path":"/spec/ingress/0/toPorts/0/ports/0/port","value":"8080"}]"#,
     ]);
     ward(&repo, &cluster, &["status"])
-        .code(EXIT_CHANGES)
+        .code(EXIT_OK)
         .stdout_has("CiliumNetworkPolicy/shop/backend-ingress");
+    ward(&repo, &cluster, &["status", "--detailed-exitcode"]).code(EXIT_CHANGES);
     let drift = ward(&repo, &cluster, &["plan", "--detailed-exitcode"]);
     drift
         .code(EXIT_CHANGES)
@@ -308,9 +309,10 @@ fn apply_converges_and_drift_conflicts_and_prune_behave() {
         "-p",
         r#"{"status":{"conditions":[{"type":"Valid","status":"False","message":"policy cannot be imported"}]}}"#,
     ]);
-    ward(&repo, &cluster, &["status"])
+    ward(&repo, &cluster, &["status", "--detailed-exitcode"])
         .code(EXIT_CHANGES)
         .stdout_has("invalid:           CiliumNetworkPolicy/shop/backend-ingress: policy cannot be imported");
+    ward(&repo, &cluster, &["status"]).code(EXIT_OK);
 }
 
 #[test]

@@ -154,6 +154,8 @@ pub mod codes {
     pub const DUPLICATE_KEY: &str = "WARD-Y005";
     /// A mapping key that is not a plain string.
     pub const NON_STRING_KEY: &str = "WARD-Y006";
+    /// A path named on the command line does not exist (and Git does not know it as deleted).
+    pub const PATH_NOT_FOUND: &str = "WARD-Y007";
     /// A document is not a mapping.
     pub const NOT_AN_OBJECT: &str = "WARD-K001";
     /// `apiVersion` or `kind` missing.

@@ -11,7 +11,7 @@ use crate::envelope;
 use crate::resource::{Kind, Origin, Resource, ResourceKey};
 use crate::schemas::Schemas;
 use crate::semantic::{self, Finding, Unless};
-use crate::yaml::{self, Limits, Node, path_string};
+use crate::yaml::{self, Limits, Node, NodeValue, Seg, path_string};
 use serde_json::Value;
 use std::collections::btree_map::{self, BTreeMap};
 
@@ -122,8 +122,31 @@ fn load_document(
                 file: file.to_owned(),
                 line: root.pos.line,
                 document: index,
+                item_lines: item_lines(&root, kind),
             },
         });
+    }
+}
+
+/// The lines of a PolicyTest's expectations (see [`Origin::item_lines`]).
+fn item_lines(root: &Node, kind: Option<Kind>) -> Vec<usize> {
+    if kind != Some(Kind::PolicyTest) {
+        return Vec::new();
+    }
+    let path = [Seg::Key("spec".into()), Seg::Key("expectations".into())];
+    let mut node = root;
+    for seg in &path {
+        let (Seg::Key(k), NodeValue::Map(entries)) = (seg, &node.value) else {
+            return Vec::new();
+        };
+        match entries.iter().find(|e| &e.key == k) {
+            Some(e) => node = &e.value,
+            None => return Vec::new(),
+        }
+    }
+    match &node.value {
+        NodeValue::Seq(items) => items.iter().map(|i| i.pos.line).collect(),
+        _ => Vec::new(),
     }
 }
 

@@ -189,6 +189,7 @@ mod tests {
                 file: "t.yaml".into(),
                 line: 1,
                 document: 0,
+                item_lines: Vec::new(),
             },
         };
         let t = PolicyTest::from_resource(&r).unwrap().unwrap();

@@ -151,6 +151,10 @@ pub struct Origin {
     pub line: usize,
     /// 0-based index of the document in its file.
     pub document: usize,
+    /// 1-based lines of the items of a PolicyTest's `spec.expectations`, so that a failed
+    /// expectation can be pointed at; empty for other kinds.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub item_lines: Vec<usize>,
 }
 
 impl fmt::Display for Origin {

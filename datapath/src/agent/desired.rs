@@ -47,6 +47,7 @@ pub fn read(state_dir: &Path) -> Result<Desired> {
             file: path.display().to_string(),
             line: 1,
             document: 0,
+            item_lines: Vec::new(),
         };
         resources.insert(Resource {
             key,

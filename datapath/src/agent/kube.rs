@@ -515,6 +515,7 @@ fn policy_resource(kind: Kind, o: &DynamicObject) -> Option<Resource> {
             file,
             line: 1,
             document: 0,
+            item_lines: Vec::new(),
         },
     })
 }

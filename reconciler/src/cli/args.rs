@@ -1,6 +1,7 @@
 //! Command-line arguments (phase one: parse). [`super::settings`] resolves them.
 
 use crate::report::Format;
+use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
@@ -23,8 +24,8 @@ pub const EXIT_CODES: &str = "\
 Exit codes:
   0  success (with --detailed-exitcode: and no changes)
   1  errors: invalid input or a failed command
-  2  success with changes present (plan, apply, diff with --detailed-exitcode);
-     for status: drift or an interrupted apply";
+  2  success with changes present (only with --detailed-exitcode): for plan, apply
+     and diff, changes; for status, drift, an interrupted apply or an invalid object";
 
 /// Options every command takes.
 #[derive(Debug, Args)]
@@ -61,10 +62,6 @@ pub struct GlobalArgs {
     /// Where remote repositories are cached [default: $HOME/.cache/ward].
     #[arg(long, global = true, env = "WARD_CACHE_DIR")]
     pub cache_dir: Option<PathBuf>,
-
-    /// Output format.
-    #[arg(long, short = 'o', global = true, value_enum, default_value_t = Format::Text)]
-    pub format: Format,
 
     /// The most characters markdown output may have, so that it fits a pull-request
     /// comment: past it, whole rows and diffs are left out, with a line saying how much
@@ -119,6 +116,28 @@ pub enum ColorChoice {
     Never,
 }
 
+/// The formats `ward validate` writes (`plan`, `apply` and `diff` write every format; dot
+/// is the graph of the allowed flows, which only they compute).
+pub const VALIDATE_FORMATS: &[Format] = &[
+    Format::Text,
+    Format::Json,
+    Format::Markdown,
+    Format::Github,
+    Format::Sarif,
+    Format::Junit,
+];
+/// The formats `ward test` writes.
+pub const TEST_FORMATS: &[Format] = &[Format::Text, Format::Json, Format::Github, Format::Junit];
+/// The formats of `ward explain`, `status` and `observe`.
+pub const TEXT_JSON: &[Format] = &[Format::Text, Format::Json];
+
+/// A parser for `--format` that accepts exactly `allowed`, so that clap refuses any other
+/// value with a usage error listing the possible ones.
+fn formats(allowed: &'static [Format]) -> impl TypedValueParser<Value = Format> {
+    PossibleValuesParser::new(allowed.iter().filter_map(ValueEnum::to_possible_value))
+        .map(|s| Format::from_str(&s, false).expect("clap passes only the possible values"))
+}
+
 /// The commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -138,8 +157,8 @@ pub enum Command {
     /// Explain one flow's verdict: the rules that decided it in each direction (egress of the
     /// source, ingress of the destination), with their files and lines.
     Explain(ExplainArgs),
-    /// Show the target's applied revision, inventory and drift; exit 2 on drift or an
-    /// interrupted apply.
+    /// Show the target's applied revision, inventory, drift and interrupted applies (with
+    /// --detailed-exitcode, the exit code says whether there are any).
     Status(StatusArgs),
     /// Build, remove or list labs: clusters of network namespaces from a topology file
     /// (root only for up and down).
@@ -152,7 +171,7 @@ pub enum Command {
     Reconcile(ReconcileArgs),
     /// Print ward's version, the commit it was built from and the Cilium release its schemas
     /// come from.
-    Version,
+    Version(VersionArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions(CompletionsArgs),
     /// Write ward's man pages (ward.1 and one per command).
@@ -161,6 +180,26 @@ pub enum Command {
     /// the pods, port and deciding rule; root, while `ward-agent` runs or after.
     #[cfg(feature = "node")]
     Observe(ObserveArgs),
+}
+
+impl Command {
+    /// The output format the command was given; text for a command without `--format`.
+    pub fn format(&self) -> Format {
+        match self {
+            Command::Validate(a) => a.format,
+            Command::Plan(a) => a.plan.format,
+            Command::Apply(a) => a.plan.format,
+            Command::Diff(a) => a.format,
+            Command::Test(a) => a.format,
+            Command::Explain(a) => a.format,
+            Command::Status(a) => a.format,
+            Command::Version(a) => a.format,
+            #[cfg(feature = "node")]
+            Command::Observe(a) => a.format,
+            // lab and reconcile write no report.
+            _ => Format::Text,
+        }
+    }
 }
 
 /// `ward observe`.
@@ -188,6 +227,9 @@ pub struct ObserveArgs {
     /// Stop after this many seconds.
     #[arg(long)]
     pub seconds: Option<u64>,
+    /// Output format: text, or JSON Lines (one event per line).
+    #[arg(long, short = 'o', default_value = "text", value_parser = formats(TEXT_JSON))]
+    pub format: Format,
 }
 
 /// `ward lab`.
@@ -218,12 +260,23 @@ pub enum LabCommand {
 /// `ward validate`.
 #[derive(Debug, Args)]
 pub struct ValidateArgs {
-    /// Files or folders to check [default: the --include folders of --repo]. With --rev,
-    /// folders of the repository at that revision.
+    /// Files or folders to check [default: the --include folders of --repo]; `-` reads
+    /// standard input. A path that does not exist is an error, unless Git knows it as
+    /// deleted (in the index, HEAD or HEAD's history of --repo): then it is counted as
+    /// deleted. With --rev, folders of the repository at that revision.
     pub paths: Vec<PathBuf>,
+    /// A file to check, as kubectl takes it (repeatable; `-` reads standard input).
+    #[arg(short = 'f', long = "filename", value_name = "FILE")]
+    pub filenames: Vec<PathBuf>,
     /// Check a Git revision of --repo instead of the working tree (no checkout needed).
     #[arg(long)]
     pub rev: Option<String>,
+    /// Exit 1 when there are warnings, as when there are errors.
+    #[arg(long)]
+    pub fail_on_warn: bool,
+    /// Output format.
+    #[arg(long, short = 'o', default_value = "text", value_parser = formats(VALIDATE_FORMATS))]
+    pub format: Format,
 }
 
 /// `ward plan` and `ward apply`.
@@ -252,6 +305,12 @@ pub struct PlanArgs {
     /// Exit 2 when there are changes (0: none, 1: errors).
     #[arg(long)]
     pub detailed_exitcode: bool,
+    /// Treat warnings like errors: exit 1, and `apply` applies nothing.
+    #[arg(long)]
+    pub fail_on_warn: bool,
+    /// Output format.
+    #[arg(long, short = 'o', default_value = "text", value_parser = formats(Format::value_variants()))]
+    pub format: Format,
 }
 
 /// `ward plan`.
@@ -280,6 +339,14 @@ pub struct ApplyArgs {
     /// What to apply.
     #[command(flatten)]
     pub plan: PlanArgs,
+}
+
+/// `ward version`.
+#[derive(Debug, Args)]
+pub struct VersionArgs {
+    /// Output format.
+    #[arg(long, short = 'o', default_value = "text", value_parser = formats(TEXT_JSON))]
+    pub format: Format,
 }
 
 /// `ward completions`.
@@ -322,18 +389,31 @@ pub struct DiffArgs {
     /// Exit 2 when there are changes (0: none, 1: errors).
     #[arg(long)]
     pub detailed_exitcode: bool,
+    /// Exit 1 when the head has warnings, as when it has errors.
+    #[arg(long)]
+    pub fail_on_warn: bool,
+    /// Output format.
+    #[arg(long, short = 'o', default_value = "text", value_parser = formats(Format::value_variants()))]
+    pub format: Format,
 }
 
 /// `ward test`.
 #[derive(Debug, Args)]
 pub struct TestArgs {
     /// Files or folders to load, policies and tests alike [default: the --include folders
-    /// of --repo]. The tests run against the policies loaded with them.
+    /// of --repo]; `-` reads standard input. The tests run against the policies loaded with
+    /// them.
     pub paths: Vec<PathBuf>,
+    /// A file to load, as kubectl takes it (repeatable; `-` reads standard input).
+    #[arg(short = 'f', long = "filename", value_name = "FILE")]
+    pub filenames: Vec<PathBuf>,
     /// Test a Git revision of --repo instead of the working tree (PATHS are then folders of
     /// the repository at that revision).
     #[arg(long)]
     pub rev: Option<String>,
+    /// Output format (github: an annotation at each failed expectation).
+    #[arg(long, short = 'o', default_value = "text", value_parser = formats(TEST_FORMATS))]
+    pub format: Format,
 }
 
 /// `ward explain`.
@@ -360,11 +440,22 @@ pub struct ExplainArgs {
     /// Use the policies of a Git revision of --repo instead of the working tree.
     #[arg(long)]
     pub rev: Option<String>,
+    /// Output format.
+    #[arg(long, short = 'o', default_value = "text", value_parser = formats(TEXT_JSON))]
+    pub format: Format,
 }
 
 /// `ward status`.
 #[derive(Debug, Args)]
-pub struct StatusArgs {}
+pub struct StatusArgs {
+    /// Exit 2 on drift, an interrupted apply or an object the cluster marked invalid (0
+    /// otherwise, 1 when the target cannot be read).
+    #[arg(long)]
+    pub detailed_exitcode: bool,
+    /// Output format.
+    #[arg(long, short = 'o', default_value = "text", value_parser = formats(TEXT_JSON))]
+    pub format: Format,
+}
 
 /// `ward reconcile`.
 #[derive(Debug, Args)]

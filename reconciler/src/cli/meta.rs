@@ -30,14 +30,14 @@ fn schema_cilium_version(schema: &str) -> Option<&str> {
 pub(super) fn version(settings: &Settings) -> Result<i32> {
     let version = env!("CARGO_PKG_VERSION");
     let text = match settings.format {
-        Format::Json => {
-            let doc = serde_json::json!({
-                "version": version,
+        Format::Json => crate::report::json_text(
+            "version",
+            &serde_json::json!({
+                "ward": version,
                 "commit": BUILD_COMMIT,
                 "ciliumSchemas": cilium_version(),
-            });
-            serde_json::to_string_pretty(&doc)? + "\n"
-        }
+            }),
+        ),
         _ => format!(
             "ward {version}\ncommit:         {BUILD_COMMIT}\ncilium schemas: {}\n",
             cilium_version()

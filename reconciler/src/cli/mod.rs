@@ -3,14 +3,14 @@
 //! that `main` prints on one line.
 
 pub mod args;
+mod inputs;
 #[cfg(feature = "node")]
 mod lab;
 mod meta;
 mod saved;
 
-use crate::desired::validate_files;
 use crate::report::{self, Format, Report};
-use crate::source::{RepoRef, Selection, Source, read_worktree, repo_root};
+use crate::source::{RepoRef, Selection, Source, repo_root};
 use crate::sync::{self, Loaded as LoadedRevision, Outcome, Request};
 use crate::target::kube::{KubeOptions, KubeTarget};
 use crate::target::local::LocalTarget;
@@ -21,8 +21,10 @@ use anyhow::{Context, Result, bail};
 #[cfg(feature = "node")]
 use args::ObserveArgs;
 use args::{
-    Cli, ColorChoice, Command, DiffArgs, ExplainArgs, GlobalArgs, PlanArgs, TestArgs, ValidateArgs,
+    Cli, ColorChoice, Command, DiffArgs, ExplainArgs, GlobalArgs, PlanArgs, StatusArgs, TestArgs,
+    ValidateArgs,
 };
+use inputs::{Inputs, Named, load_paths};
 use std::io::Write;
 use std::path::PathBuf;
 use ward_schema::{Diagnostic, Origin, Resource, ResourceSet, Validation, yaml::Limits};
@@ -41,7 +43,7 @@ pub struct Settings {
     pub source: Source,
     /// The local target's state directory.
     pub state_dir: PathBuf,
-    /// Output format.
+    /// Output format (the command's `--format`).
     pub format: Format,
     /// Whether text output is coloured.
     pub color: bool,
@@ -103,7 +105,7 @@ impl Settings {
                 cache_dir,
             },
             state_dir,
-            format: g.format,
+            format: Format::Text,
             color,
             markdown_limit: g.markdown_limit,
             kube,
@@ -122,7 +124,8 @@ fn home_cache() -> Result<PathBuf> {
 
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> Result<i32> {
-    let settings = Settings::resolve(&cli.global)?;
+    let mut settings = Settings::resolve(&cli.global)?;
+    settings.format = cli.command.format();
     // Clone and fetch progress only for a person: text on a terminal.
     crate::source::show_progress(
         settings.format == Format::Text && std::io::IsTerminal::is_terminal(&std::io::stderr()),
@@ -134,13 +137,13 @@ pub fn run(cli: Cli) -> Result<i32> {
             Some(file) => saved::apply(&settings, file, a.plan.detailed_exitcode),
             None => plan_against_target(&settings, &a.plan, "apply", None),
         },
-        Command::Version => meta::version(&settings),
+        Command::Version(_) => meta::version(&settings),
         Command::Completions(a) => meta::completions(&a),
         Command::Man(a) => meta::man(&a),
         Command::Diff(a) => diff(&settings, &a),
         Command::Test(a) => test(&settings, &a),
         Command::Explain(a) => explain(&settings, &a),
-        Command::Status(_) => status(&settings),
+        Command::Status(a) => status(&settings, &a),
         #[cfg(feature = "node")]
         Command::Lab(c) => lab::run(&settings, c),
         #[cfg(feature = "node")]
@@ -150,7 +153,7 @@ pub fn run(cli: Cli) -> Result<i32> {
 }
 
 /// Reads and validates the desired state of a revision (or the working tree when `rev` is
-/// `None`); `keep_objects` as in [`validate_files`].
+/// `None`); `keep_objects` as in [`crate::desired::validate_files`].
 fn load_desired(
     settings: &Settings,
     rev: Option<&str>,
@@ -172,12 +175,19 @@ fn emit(settings: &Settings, report: &Report<'_>) -> Result<()> {
 }
 
 fn validate(settings: &Settings, a: &ValidateArgs) -> Result<i32> {
-    let (validation, files) = load_paths(settings, &a.paths, a.rev.as_deref(), false)?;
+    let named = Named::new(&a.paths, &a.filenames);
+    let read = load_paths(settings, &named, a.rev.as_deref(), false)?;
+    let Inputs {
+        validation,
+        files,
+        deleted,
+    } = &read;
     let report = Report {
         command: "validate",
-        files: &files,
+        files,
         documents: validation.documents,
         skipped: &validation.skipped,
+        deleted,
         diagnostics: &validation.diagnostics,
         plan: None,
         base: None,
@@ -185,51 +195,19 @@ fn validate(settings: &Settings, a: &ValidateArgs) -> Result<i32> {
         connectivity: None,
     };
     emit(settings, &report)?;
-    let code = if validation.is_valid() {
+    let code = if passes(validation, a.fail_on_warn) {
         EXIT_OK
     } else {
         EXIT_ERROR
     };
     // The process exits next: freeing every finding and key one by one would only delay it.
-    std::mem::forget((validation, files));
+    std::mem::forget(read);
     Ok(code)
 }
 
-/// Loads and validates `paths` (files or folders anywhere), or the --include folders of the
-/// repository when there are none, at `rev` or in the working tree, as `ward validate` does.
-fn load_paths(
-    settings: &Settings,
-    paths: &[PathBuf],
-    rev: Option<&str>,
-    keep_objects: bool,
-) -> Result<(Validation, Vec<String>)> {
-    if paths.is_empty() || rev.is_some() {
-        let mut settings = settings.clone();
-        if !paths.is_empty() {
-            settings.source.selection.include = paths
-                .iter()
-                .map(|p| p.to_string_lossy().trim_end_matches('/').to_owned())
-                .collect();
-            settings.source.selection.named = true;
-        }
-        let loaded = load_desired(&settings, rev, keep_objects)?;
-        return Ok((loaded.desired.validation, loaded.files));
-    }
-    let root = std::env::current_dir()?;
-    for p in paths {
-        if std::fs::symlink_metadata(p).is_err() {
-            bail!("{} does not exist", p.display());
-        }
-    }
-    let selection = &settings.source.selection;
-    let files = read_worktree(&root, selection, paths)?;
-    selection.check_found(&files, |_| true, "the paths given")?;
-    let names = files
-        .iter()
-        .filter(|f| f.skipped().is_none())
-        .map(|f| f.path.clone())
-        .collect();
-    Ok((validate_files(files, selection, keep_objects), names))
+/// Whether findings let a command succeed: no error, and with `--fail-on-warn` no warning.
+fn passes(v: &Validation, fail_on_warn: bool) -> bool {
+    v.is_valid() && (!fail_on_warn || v.diagnostics.is_empty())
 }
 
 /// Prints findings (and nothing else) as `command`'s report.
@@ -246,6 +224,7 @@ fn emit_findings(
         files,
         documents,
         skipped: &none,
+        deleted: &[],
         diagnostics,
         plan: None,
         base: None,
@@ -274,10 +253,12 @@ struct Loaded {
 fn load_suite(
     settings: &Settings,
     command: &'static str,
-    paths: &[PathBuf],
+    named: &Named<'_>,
     rev: Option<&str>,
 ) -> Result<std::result::Result<Loaded, i32>> {
-    let (validation, files) = load_paths(settings, paths, rev, true)?;
+    let Inputs {
+        validation, files, ..
+    } = load_paths(settings, named, rev, true)?;
     if !validation.is_valid() {
         emit_findings(
             settings,
@@ -305,30 +286,30 @@ fn load_suite(
 }
 
 fn test(settings: &Settings, a: &TestArgs) -> Result<i32> {
-    if !matches!(settings.format, Format::Text | Format::Json | Format::Junit) {
-        bail!("ward test prints --format text, json or junit");
-    }
+    let named = Named::new(&a.paths, &a.filenames);
     let Loaded {
         validation,
         files,
         suite,
-    } = match load_suite(settings, "test", &a.paths, a.rev.as_deref())? {
+    } = match load_suite(settings, "test", &named, a.rev.as_deref())? {
         Ok(loaded) => loaded,
         Err(code) => return Ok(code),
     };
-    if suite.tests.is_empty() {
-        eprintln!(
-            "ward: no PolicyTest documents in {} file(s); nothing to test",
-            files.len()
-        );
-        return Ok(EXIT_OK);
-    }
     let policies = validation
         .resources
         .iter()
         .filter(|r| r.key.kind.is_policy())
         .count();
-    if policies == 0 {
+    if suite.tests.is_empty() {
+        eprintln!(
+            "ward: no PolicyTest documents in {} file(s); nothing to test",
+            files.len()
+        );
+        // The other formats still write their (empty) document for the tools that read it.
+        if settings.format == Format::Text {
+            return Ok(EXIT_OK);
+        }
+    } else if policies == 0 {
         eprintln!(
             "ward: warning: no CiliumNetworkPolicy or CiliumClusterwideNetworkPolicy was loaded, so the tests run against no policy; pass the folders that hold the policies too"
         );
@@ -338,16 +319,20 @@ fn test(settings: &Settings, a: &TestArgs) -> Result<i32> {
     let text = match settings.format {
         Format::Json => {
             let doc = serde_json::json!({
-                "command": "test",
                 "summary": {"expectations": run.total(), "passed": run.total() - run.failed(), "failed": run.failed(), "tests": run.tests.len(), "ok": run.passed()},
                 "diagnostics": validation.diagnostics,
                 "endpoints": run.endpoints,
                 "policies": run.policies,
                 "tests": run.tests,
             });
-            serde_json::to_string_pretty(&doc)? + "\n"
+            report::json_text("test", &doc)
         }
         Format::Junit => test_render::test_junit(&run),
+        Format::Github => {
+            let mut text = report::github::annotations(&validation.diagnostics);
+            text.push_str(&test_render::test_github(&run));
+            text
+        }
         _ => {
             let mut text = String::new();
             if !validation.diagnostics.is_empty() {
@@ -356,6 +341,7 @@ fn test(settings: &Settings, a: &TestArgs) -> Result<i32> {
                     files: &files,
                     documents: validation.documents,
                     skipped: &validation.skipped,
+                    deleted: &[],
                     diagnostics: &validation.diagnostics,
                     plan: None,
                     base: None,
@@ -374,12 +360,9 @@ fn test(settings: &Settings, a: &TestArgs) -> Result<i32> {
 }
 
 fn explain(settings: &Settings, a: &ExplainArgs) -> Result<i32> {
-    if !matches!(settings.format, Format::Text | Format::Json) {
-        bail!("ward explain prints --format text or json");
-    }
     let Loaded {
         validation, suite, ..
-    } = match load_suite(settings, "explain", &[], a.rev.as_deref())? {
+    } = match load_suite(settings, "explain", &Named::default(), a.rev.as_deref())? {
         Ok(loaded) => loaded,
         Err(code) => return Ok(code),
     };
@@ -392,7 +375,7 @@ fn explain(settings: &Settings, a: &ExplainArgs) -> Result<i32> {
     )
     .map_err(anyhow::Error::msg)?;
     let text = match settings.format {
-        Format::Json => serde_json::to_string_pretty(&x)? + "\n",
+        Format::Json => report::json_text("explain", &x),
         _ => test_render::explain_text(&x, settings.color),
     };
     write_stdout(&text)?;
@@ -440,7 +423,8 @@ fn plan_against_target(
         Some(k) => format!("live ({})", k.describe()),
         None => format!("live ({})", settings.state_dir.display()),
     });
-    if !loaded.desired.validation.is_valid() {
+    let v = &loaded.desired.validation;
+    if !v.is_valid() || (apply && !passes(v, a.fail_on_warn)) {
         return report_invalid(settings, command, &loaded);
     }
     let mut target = open_target(settings)?;
@@ -474,6 +458,7 @@ fn plan_against_target(
         files: &files,
         documents: v.documents,
         skipped: &v.skipped,
+        deleted: &[],
         diagnostics: &v.diagnostics,
         plan: Some(&plan),
         base,
@@ -481,7 +466,9 @@ fn plan_against_target(
         connectivity: Some(&connectivity),
     };
     emit(settings, &report)?;
-    let code = if a.detailed_exitcode && plan.has_changes() {
+    let code = if !passes(v, a.fail_on_warn) {
+        EXIT_ERROR
+    } else if a.detailed_exitcode && plan.has_changes() {
         EXIT_CHANGES
     } else {
         EXIT_OK
@@ -504,6 +491,7 @@ fn report_invalid(
         files: &loaded.files,
         documents: v.documents,
         skipped: &v.skipped,
+        deleted: &[],
         diagnostics: &v.diagnostics,
         plan: None,
         base: None,
@@ -512,9 +500,12 @@ fn report_invalid(
     };
     emit(settings, &report)?;
     if command == "apply" {
+        let why = match v.error_count() {
+            0 => format!("{} warning(s) and --fail-on-warn", v.diagnostics.len()),
+            n => format!("{n} error(s)"),
+        };
         eprintln!(
-            "ward: nothing applied: the revision has {} error(s); the target keeps its last applied state",
-            v.error_count()
+            "ward: nothing applied: the revision has {why}; the target keeps its last applied state"
         );
     }
     Ok(EXIT_ERROR)
@@ -530,6 +521,8 @@ fn diff(settings: &Settings, a: &DiffArgs) -> Result<i32> {
             force_conflicts: false,
             adopt: false,
             detailed_exitcode: a.detailed_exitcode,
+            fail_on_warn: a.fail_on_warn,
+            format: a.format,
         };
         return plan_against_target(settings, &live, "diff", None);
     };
@@ -561,6 +554,7 @@ fn diff(settings: &Settings, a: &DiffArgs) -> Result<i32> {
         files: &files,
         documents: v.documents,
         skipped: &v.skipped,
+        deleted: &[],
         diagnostics: &v.diagnostics,
         plan: Some(&plan),
         base: base.revision.clone(),
@@ -568,7 +562,7 @@ fn diff(settings: &Settings, a: &DiffArgs) -> Result<i32> {
         connectivity: connectivity.as_ref(),
     };
     emit(settings, &report)?;
-    Ok(if !v.is_valid() {
+    Ok(if !passes(v, a.fail_on_warn) {
         EXIT_ERROR
     } else if a.detailed_exitcode && plan.has_changes() {
         EXIT_CHANGES
@@ -673,20 +667,19 @@ fn observe(settings: &Settings, a: &ObserveArgs) -> Result<i32> {
     Ok(EXIT_OK)
 }
 
-fn status(settings: &Settings) -> Result<i32> {
+fn status(settings: &Settings, a: &StatusArgs) -> Result<i32> {
     let facts = open_target(settings)?.status()?;
     let text = match settings.format {
-        Format::Json => serde_json::to_string_pretty(&status_json(&facts))? + "\n",
+        Format::Json => report::json_text("status", &status_json(&facts)),
         _ => status_text(&facts),
     };
-    std::io::stdout().lock().write_all(text.as_bytes())?;
-    Ok(
-        if facts.drifted.is_empty() && !facts.interrupted && facts.invalid.is_empty() {
-            EXIT_OK
-        } else {
-            EXIT_CHANGES
-        },
-    )
+    write_stdout(&text)?;
+    let clean = facts.drifted.is_empty() && !facts.interrupted && facts.invalid.is_empty();
+    Ok(if a.detailed_exitcode && !clean {
+        EXIT_CHANGES
+    } else {
+        EXIT_OK
+    })
 }
 
 fn status_json(f: &Status) -> serde_json::Value {

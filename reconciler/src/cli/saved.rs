@@ -65,6 +65,7 @@ pub(super) fn apply(settings: &Settings, file: &Path, detailed_exitcode: bool) -
         files: &saved.source.files,
         documents: saved.source.documents,
         skipped: &none,
+        deleted: &[],
         diagnostics: &[],
         plan: Some(&planned.plan),
         base: None,

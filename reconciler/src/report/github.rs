@@ -3,10 +3,11 @@
 
 use super::Report;
 use std::fmt::Write;
+use ward_schema::Diagnostic;
 
 /// Escapes a message (data) as the runner expects; other control characters are written
 /// as `\u{…}`.
-fn escape_data(s: &str) -> String {
+pub(crate) fn escape_data(s: &str) -> String {
     super::printable(s, &['\r', '\n'])
         .replace('%', "%25")
         .replace('\r', "%0D")
@@ -14,13 +15,14 @@ fn escape_data(s: &str) -> String {
 }
 
 /// Escapes a property value (also `:` and `,`).
-fn escape_property(s: &str) -> String {
+pub(crate) fn escape_property(s: &str) -> String {
     escape_data(s).replace(':', "%3A").replace(',', "%2C")
 }
 
-pub(super) fn render(report: &Report<'_>) -> String {
+/// One `::error` or `::warning` line per finding, at its file, line and column.
+pub(crate) fn annotations(diagnostics: &[Diagnostic]) -> String {
     let mut out = String::new();
-    for d in report.diagnostics {
+    for d in diagnostics {
         let level = if d.is_error() { "error" } else { "warning" };
         let mut props = format!("file={}", escape_property(&d.file));
         if d.line > 0 {
@@ -38,6 +40,11 @@ pub(super) fn render(report: &Report<'_>) -> String {
         }
         let _ = writeln!(out, "::{level} {props}::{}", escape_data(&msg));
     }
+    out
+}
+
+pub(super) fn render(report: &Report<'_>) -> String {
+    let mut out = annotations(report.diagnostics);
     if let Some(plan) = report.plan {
         let _ = writeln!(
             out,
@@ -60,9 +67,10 @@ pub(super) fn render(report: &Report<'_>) -> String {
     }
     let _ = writeln!(
         out,
-        "ward: {} error(s), {} warning(s)",
+        "ward: {} error(s), {} warning(s){}",
         report.errors(),
-        report.warnings()
+        report.warnings(),
+        super::deleted_note(report.deleted)
     );
     out
 }

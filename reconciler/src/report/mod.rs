@@ -7,7 +7,7 @@
 //! a code fence or a `<details>` block.
 
 mod dot;
-mod github;
+pub(crate) mod github;
 mod junit;
 mod markdown;
 mod sarif;
@@ -24,7 +24,7 @@ use ward_schema::Diagnostic;
 pub enum Format {
     /// Human-readable text; colour on a terminal unless NO_COLOR is set (and not empty).
     Text,
-    /// One JSON document.
+    /// One JSON document with `"version": 1` (schema/json/output/v1.schema.json).
     Json,
     /// Markdown for a pull-request comment.
     Markdown,
@@ -50,6 +50,9 @@ pub struct Report<'a> {
     /// Objects of kinds ward does not manage, skipped: how many of each kind.
     #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub skipped: &'a std::collections::BTreeMap<String, usize>,
+    /// Paths named on the command line that Git knows as deleted: not checked.
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    pub deleted: &'a [String],
     /// All findings, sorted.
     pub diagnostics: &'a [Diagnostic],
     /// The plan, when the command computes one.
@@ -109,9 +112,7 @@ pub fn render(format: Format, report: &Report<'_>, color: bool) -> String {
 pub fn render_with(format: Format, report: &Report<'_>, options: Options) -> String {
     match format {
         Format::Text => text::render(report, options.color),
-        Format::Json => {
-            serde_json::to_string_pretty(&json_view(report)).expect("reports serialise") + "\n"
-        }
+        Format::Json => json_text(report.command, &json_view(report)),
         Format::Markdown => markdown::render(report, options.markdown_limit),
         Format::Github => github::render(report),
         Format::Sarif => sarif::render(report),
@@ -120,9 +121,36 @@ pub fn render_with(format: Format, report: &Report<'_>, options: Options) -> Str
     }
 }
 
+/// The version of every command's `--format json` document, its top-level `"version"`. It
+/// changes only when a field changes meaning or goes away (new fields may appear at any
+/// time); `schema/json/output/` holds the JSON Schema of each version.
+pub const JSON_VERSION: u32 = 1;
+
+/// A JSON document as every command writes it: `version` and `command` first, then the
+/// command's own fields.
+#[derive(Serialize)]
+struct Versioned<'a, T: Serialize> {
+    version: u32,
+    command: &'a str,
+    #[serde(flatten)]
+    body: &'a T,
+}
+
+/// `body` (which serialises as an object without `version` and `command`) as `command`'s
+/// JSON document, pretty-printed with a final newline.
+pub fn json_text<T: Serialize>(command: &str, body: &T) -> String {
+    let doc = Versioned {
+        version: JSON_VERSION,
+        command,
+        body,
+    };
+    serde_json::to_string_pretty(&doc).expect("JSON documents serialise") + "\n"
+}
+
 fn json_view(report: &Report<'_>) -> serde_json::Value {
     let mut v = serde_json::to_value(report).expect("reports serialise");
     if let Some(obj) = v.as_object_mut() {
+        obj.remove("command");
         obj.remove("files");
         obj.insert("files".into(), report.files.len().into());
         obj.insert(
@@ -217,6 +245,14 @@ pub(crate) fn skipped_note(skipped: &std::collections::BTreeMap<String, usize>) 
         skipped.values().sum::<usize>(),
         kinds.join(", ")
     )
+}
+
+/// `, 2 deleted file(s) not checked`, or nothing.
+pub(crate) fn deleted_note(deleted: &[String]) -> String {
+    if deleted.is_empty() {
+        return String::new();
+    }
+    format!(", {} deleted file(s) not checked", deleted.len())
 }
 
 /// A revision as headings name it: the full commit id (never abbreviated: a reader must be

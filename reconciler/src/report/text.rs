@@ -39,10 +39,11 @@ pub(super) fn render(report: &Report<'_>, color: bool) -> String {
     };
     let _ = writeln!(
         out,
-        "{verdict}: {} file(s), {} document(s), {e} error(s), {w} warning(s){}",
+        "{verdict}: {} file(s), {} document(s), {e} error(s), {w} warning(s){}{}",
         report.files.len(),
         report.documents,
-        super::skipped_note(report.skipped)
+        super::skipped_note(report.skipped),
+        super::deleted_note(report.deleted)
     );
     if let Some(plan) = report.plan {
         out.push('\n');

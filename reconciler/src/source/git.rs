@@ -35,6 +35,52 @@ pub fn open_repo(path: &Path) -> Result<Repository> {
         .with_context(|| format!("{} is not inside a Git repository", path.display()))
 }
 
+/// How many commits of HEAD's history [`known_deleted`] looks through.
+const DELETED_HISTORY: usize = 10_000;
+
+/// Whether `path`, which does not exist, is a file or folder Git knows in the working tree
+/// of `repo`: in the index, in HEAD's tree, or in a commit of HEAD's history (the last
+/// [`DELETED_HISTORY`] commits), so deleted in the working tree, the index or a commit (as
+/// a path that `git diff --name-only [origin/main]` lists can be). A path outside the
+/// working tree, or in a bare repository, is not known.
+pub fn known_deleted(repo: &Repository, path: &Path) -> bool {
+    let Some(rel) = repo.workdir().and_then(|w| relative_to(w, path)) else {
+        return false;
+    };
+    if repo.index().is_ok_and(|i| i.get_path(&rel, 0).is_some()) {
+        return true;
+    }
+    let Ok(mut walk) = repo.revwalk() else {
+        return false;
+    };
+    if walk.push_head().is_err() {
+        return false;
+    }
+    walk.take(DELETED_HISTORY)
+        .filter_map(Result::ok)
+        .filter_map(|id| repo.find_commit(id).ok()?.tree().ok())
+        .any(|tree| tree.get_path(&rel).is_ok())
+}
+
+/// `path` (which may not exist) relative to the folder `base`, both resolved through
+/// symlinks as far as they exist.
+fn relative_to(base: &Path, path: &Path) -> Option<PathBuf> {
+    let base = base.canonicalize().ok()?;
+    let path = std::path::absolute(path).ok()?;
+    // The longest part of the path that exists, canonicalized, with the rest appended.
+    let mut existing = path.as_path();
+    let mut rest = Vec::new();
+    let real = loop {
+        if let Ok(real) = existing.canonicalize() {
+            break real;
+        }
+        rest.push(existing.file_name()?);
+        existing = existing.parent()?;
+    };
+    let full = rest.iter().rev().fold(real, |p, part| p.join(part));
+    full.strip_prefix(&base).ok().map(Path::to_path_buf)
+}
+
 /// Resolves a revision (`HEAD~1`, a branch, a tag, a commit id) to its commit id.
 pub fn resolve_rev(repo: &Repository, rev: &str) -> Result<Oid> {
     let obj = repo

@@ -13,7 +13,7 @@ mod git;
 mod repo;
 mod worktree;
 
-pub use git::{GitSource, RemoteCache, open_repo, resolve_rev, show_progress};
+pub use git::{GitSource, RemoteCache, known_deleted, open_repo, resolve_rev, show_progress};
 pub use repo::{RepoRef, Source, repo_root};
 pub use worktree::read_worktree;
 

@@ -120,6 +120,7 @@ impl TestCluster {
             file: "(command line)".to_owned(),
             line: 0,
             document: 0,
+            item_lines: Vec::new(),
         };
         self.declarations.push(Declaration {
             test: "(command line)".to_owned(),
@@ -324,6 +325,7 @@ mod tests {
                 file: file.into(),
                 line: 4,
                 document: 0,
+                item_lines: Vec::new(),
             },
             spec,
         }

@@ -151,6 +151,43 @@ pub fn test_junit(run: &TestRun) -> String {
         .unwrap_or_else(|e| unreachable!("writing XML into memory cannot fail: {e}"))
 }
 
+/// `ward test` as GitHub Actions workflow commands: an `::error` at the file and line of
+/// each expectation that did not pass, then a summary line.
+pub fn test_github(run: &TestRun) -> String {
+    use crate::report::github::{escape_data, escape_property};
+    let mut out = String::new();
+    for (t, e) in run.results().filter(|(_, e)| e.status != Status::Pass) {
+        let mut props = format!("file={}", escape_property(&t.file));
+        let line = e.line.unwrap_or_else(|| t.origin_line());
+        if line > 0 {
+            let _ = write!(props, ",line={line}");
+        }
+        let title = format!("ward test {}", t.name);
+        let mut msg = format!("{}: {}", e.flow, e.message.as_deref().unwrap_or("failed"));
+        if let Some(o) = &e.outcome {
+            for side in o.sides() {
+                msg.push('\n');
+                msg.push_str(&side_line(side));
+            }
+        }
+        let _ = writeln!(
+            out,
+            "::error {props},title={}::{}",
+            escape_property(&title),
+            escape_data(&msg)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "ward test: {} expectation(s) in {} test(s): {} passed, {} failed",
+        run.total(),
+        run.tests.len(),
+        run.total() - run.failed(),
+        run.failed()
+    );
+    out
+}
+
 /// `ward explain` as text: the verdict and deciding rule, then per direction the rules that
 /// select the endpoint, whether default deny is on and why, and the decision.
 pub fn explain_text(x: &Explanation, color: bool) -> String {

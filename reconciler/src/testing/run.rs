@@ -56,6 +56,9 @@ pub enum Status {
 pub struct ExpectationResult {
     /// Its position in `spec.expectations`.
     pub index: usize,
+    /// The 1-based line where it is written, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<usize>,
     /// The flow in one line: `frontend → backend TCP/80`.
     pub flow: String,
     /// What was expected.
@@ -74,6 +77,16 @@ pub struct ExpectationResult {
     /// What the engine decided.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub outcome: Option<Outcome>,
+}
+
+impl TestResult {
+    /// The line of the document (from [`TestResult::origin`]), 0 when unknown.
+    pub fn origin_line(&self) -> usize {
+        self.origin
+            .rsplit_once(':')
+            .and_then(|(_, l)| l.parse().ok())
+            .unwrap_or(0)
+    }
 }
 
 impl TestRun {
@@ -123,7 +136,10 @@ pub fn run(
                 .expectations
                 .iter()
                 .enumerate()
-                .map(|(i, e)| evaluate(i, e, &repo, cluster, &origins))
+                .map(|(i, e)| ExpectationResult {
+                    line: t.origin.item_lines.get(i).copied(),
+                    ..evaluate(i, e, &repo, cluster, &origins)
+                })
                 .collect(),
         })
         .collect();
@@ -143,6 +159,7 @@ fn evaluate(
 ) -> ExpectationResult {
     let mut result = ExpectationResult {
         index,
+        line: None,
         flow: format!("{} → {} {}", e.from, e.to, written_port(e)),
         expect: e.expect,
         decided_by: e.decided_by.clone(),
@@ -342,6 +359,7 @@ mod tests {
                 file: format!("{name}.yaml"),
                 line: 7,
                 document: 0,
+                item_lines: Vec::new(),
             },
         }
     }
@@ -362,6 +380,7 @@ mod tests {
                 file: "t.yaml".into(),
                 line: 4,
                 document: 0,
+                item_lines: Vec::new(),
             },
             spec,
         };

@@ -128,7 +128,12 @@ impl Runner {
         cmd.arg("-c").arg(script);
         self.scrub(&mut cmd, cwd);
         cmd.env("PATH", std::env::join_paths(paths).expect("a PATH"));
-        finish(cmd, format!("bash -c {script:?}"), cwd)
+        let cmdline = format!("bash -c {script:?}");
+        let start = Instant::now();
+        let out = cmd
+            .output()
+            .unwrap_or_else(|e| panic!("cannot start `{cmdline}` in {}: {e}", cwd.display()));
+        Run::of(out, start, cmdline, cwd)
     }
 
     /// `cwd`, and an environment without the developer's WARD_*, GIT_* and colour settings.
@@ -155,23 +160,38 @@ impl Runner {
 
     /// Runs `ward args` in `cwd` to completion and captures everything.
     pub fn run(&self, cwd: &Path, args: &[&str]) -> Run {
-        finish(self.command(cwd, args), cmdline(args), cwd)
+        let cmdline = cmdline(args);
+        let start = Instant::now();
+        let out = self
+            .command(cwd, args)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot start `{cmdline}` in {}: {e}", cwd.display()));
+        Run::of(out, start, cmdline, cwd)
     }
 }
 
-/// Runs `cmd` to completion and captures everything.
-fn finish(mut cmd: Command, cmdline: String, cwd: &Path) -> Run {
-    let start = Instant::now();
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot start `{cmdline}` in {}: {e}", cwd.display()));
-    Run {
-        code: out.status.code(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        elapsed: start.elapsed(),
-        cmdline,
-        cwd: cwd.to_path_buf(),
+impl Runner {
+    /// Runs `ward args` in `cwd` with `input` on standard input, to completion.
+    pub fn run_with_stdin(&self, cwd: &Path, args: &[&str], input: &[u8]) -> Run {
+        use std::io::Write as _;
+        let cmdline = format!("{} < ({} bytes)", cmdline(args), input.len());
+        let start = Instant::now();
+        let mut child = self
+            .command(cwd, args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start `{cmdline}` in {}: {e}", cwd.display()));
+        let mut stdin = child.stdin.take().expect("a piped stdin");
+        let input = input.to_vec();
+        // Written from a thread, so a child that does not read cannot block the test.
+        let writer = std::thread::spawn(move || {
+            let _ = stdin.write_all(&input);
+        });
+        let out = child.wait_with_output().expect("wait for ward");
+        writer.join().expect("the stdin writer");
+        Run::of(out, start, cmdline, cwd)
     }
 }
 
@@ -204,6 +224,18 @@ pub struct Run {
 }
 
 impl Run {
+    /// The run that ended with `out`, started at `start`.
+    fn of(out: std::process::Output, start: Instant, cmdline: String, cwd: &Path) -> Run {
+        Run {
+            code: out.status.code(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            elapsed: start.elapsed(),
+            cmdline,
+            cwd: cwd.to_path_buf(),
+        }
+    }
+
     /// Everything needed to debug a failure without rerunning it.
     pub fn context(&self) -> String {
         let mut s = String::new();
@@ -510,6 +542,12 @@ impl Repo {
         self.runner.run(&self.path, args)
     }
 
+    /// Runs `ward args` in the working tree with `input` on standard input.
+    pub fn ward_stdin(&self, args: &[&str], input: &str) -> Run {
+        self.runner
+            .run_with_stdin(&self.path, args, input.as_bytes())
+    }
+
     /// Creates a bare clone of this repository in `dest` (HEAD on `main`) and adds it as the
     /// remote `origin`. Returns the bare repository's `file://` URL.
     pub fn bare_clone(&self, dest: &Path) -> String {
@@ -546,6 +584,36 @@ fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+/// The PolicyTest of the example policies.
+pub const SEED: &str = "policies/tests/shop-seed.yaml";
+
+/// Flips the seed's first expectation (frontend → backend:80 allowed) to `deny`, so that
+/// exactly one expectation fails.
+pub fn flip_first_expectation(repo: &Repo) {
+    let text = repo.read(SEED);
+    let flipped = text.replacen(
+        "port: 80, protocol: TCP, expect: allow,",
+        "port: 80, protocol: TCP, expect: deny,",
+        1,
+    );
+    assert_ne!(
+        text, flipped,
+        "the seed's first expectation is where this test expects it"
+    );
+    repo.write(SEED, flipped);
+}
+
+/// A valid CiliumNetworkPolicy without a namespace: one warning (WARD-K007).
+pub const NO_NAMESPACE: &str = "apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata:
+  name: no-namespace
+spec:
+  endpointSelector: {}
+  ingress:
+    - fromEntities: [cluster]
+";
 
 /// A small valid CiliumNetworkPolicy allowing ingress to `app: <name>` on `port`.
 pub fn cnp(namespace: &str, name: &str, port: u32) -> String {
