@@ -8,6 +8,7 @@ mod lab;
 
 use crate::desired::validate_files;
 use crate::report::{self, Format, Report};
+use crate::source::verify::Trust;
 use crate::source::{RepoRef, Selection, Source, read_worktree, repo_root};
 use crate::sync::{self, Loaded as LoadedRevision, Outcome, Request};
 use crate::target::kube::{KubeOptions, KubeTarget};
@@ -91,6 +92,10 @@ impl Settings {
                     ..Selection::new(&g.include, g.allow_empty, limits)
                 },
                 cache_dir,
+                verify: g
+                    .verify_signatures
+                    .then(|| Trust::load(g.allowed_signers.as_deref(), g.trusted_keys.as_deref()))
+                    .transpose()?,
             },
             state_dir,
             format: g.format,
@@ -187,6 +192,9 @@ fn load_paths(
         }
         let loaded = load_desired(&settings, rev, keep_objects)?;
         return Ok((loaded.desired.validation, loaded.files));
+    }
+    if settings.source.verify.is_some() {
+        bail!(crate::source::NO_REVISION);
     }
     let root = std::env::current_dir()?;
     for p in paths {
@@ -498,7 +506,10 @@ fn diff(settings: &Settings, a: &DiffArgs) -> Result<i32> {
         };
         return plan_against_target(settings, &live, "diff");
     };
-    let LoadedRevision { desired: base, .. } = load_desired(settings, Some(base_rev), true)
+    // Signatures are the head's to carry: the base is only what the head is compared with.
+    let mut unverified = settings.clone();
+    unverified.source.verify = None;
+    let LoadedRevision { desired: base, .. } = load_desired(&unverified, Some(base_rev), true)
         .with_context(|| format!("reading --base {base_rev}"))?;
     let LoadedRevision {
         desired: head,
