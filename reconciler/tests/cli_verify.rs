@@ -114,9 +114,33 @@ fn ssh_signed_commits_by_listed_keys_apply_and_others_are_refused() {
         "the state directory changed"
     );
 
+    // A copy of the signed commit with another message keeps the signature, which no longer
+    // matches: a bad signature by a listed key.
+    let tampered = tamper(&s.repo, &signed, "policies, signed", "policies, altered");
+    ward_verified(&s, &["plan"], &tampered, &trust)
+        .code(EXIT_ERROR)
+        .stderr_has(&format!(
+            "commit {tampered} has a bad SSH signature by key {}",
+            s.keys.ssh_fingerprint(&alice)
+        ));
+
     // The signed commit still applies by id; without the flag nothing is checked.
     ward_verified(&s, &["plan"], &signed, &trust).code(EXIT_OK);
     s.repo.ward(&["plan", "--rev", "HEAD"]).code(EXIT_OK);
+}
+
+/// Writes a copy of commit `id` whose text has `from` replaced by `to` (its signature header
+/// kept as it was); returns the new commit's id.
+fn tamper(repo: &Repo, id: &str, from: &str, to: &str) -> String {
+    let odb = repo.git.odb().unwrap();
+    let raw = odb.read(git2::Oid::from_str(id).unwrap()).unwrap();
+    let text = String::from_utf8(raw.data().to_vec()).unwrap();
+    assert!(text.contains("gpgsig"), "the commit is signed: {text}");
+    let altered = text.replace(from, to);
+    assert_ne!(altered, text, "{from:?} is in the commit");
+    odb.write(git2::ObjectType::Commit, altered.as_bytes())
+        .unwrap()
+        .to_string()
 }
 
 #[test]
@@ -196,6 +220,16 @@ fn openpgp_signed_commits_by_trusted_keys_plan_and_others_are_refused() {
         applied,
         "the state directory changed"
     );
+
+    let tampered = tamper(&s.repo, &signed, "signed by gina", "signed by gina!");
+    let Signer::Pgp(gina_fpr) = &gina else {
+        unreachable!()
+    };
+    ward_verified(&s, &["plan"], &tampered, &trust)
+        .code(EXIT_ERROR)
+        .stderr_has(&format!(
+            "commit {tampered} has a bad OpenPGP signature by key {gina_fpr}"
+        ));
 
     // An SSH signature with only OpenPGP keys trusted says which flag is missing.
     let alice = s.keys.ssh("alice");
