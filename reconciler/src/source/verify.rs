@@ -16,7 +16,8 @@
 //!   UTC) are compared with the commit's (or tag's) time, as git passes it to ssh-keygen.
 //!   `cert-authority` lines (SSH certificates) are refused when the file is read.
 //! - OpenPGP: the signature's issuer must be a trusted primary key or one of its subkeys whose
-//!   binding signatures verify; a key with a revocation signature is not trusted.
+//!   binding signatures verify; a key with a revocation signature is not trusted. Key expiry
+//!   is not checked (rPGP leaves that policy to its users): the file says who is trusted.
 
 use anyhow::{Context, Result, anyhow, bail};
 use git2::{ObjectType, Oid, Repository};
