@@ -20,7 +20,7 @@
 //!   is not checked (rPGP leaves that policy to its users): the file says who is trusted.
 
 use anyhow::{Context, Result, anyhow, bail};
-use git2::{ObjectType, Oid, Repository};
+use git2::{Oid, Repository};
 use pgp::composed::{Deserializable, DetachedSignature, SignedPublicKey};
 use pgp::types::KeyDetails;
 use ssh_key::{HashAlg, PublicKey, SshSig};
@@ -87,7 +87,7 @@ impl Trust {
     /// (inside the `anyhow` chain) when the object is unsigned, badly signed or signed by an
     /// untrusted key.
     pub fn verify(&self, repo: &Repository, rev: &str, commit: Oid) -> Result<String> {
-        let object = Signed::of(repo, rev, commit)?;
+        let object = Signed::of(repo, rev, commit);
         let Some((signature, data)) = object.signature(repo)? else {
             return Err(object
                 .refuse(
@@ -269,25 +269,20 @@ enum Signed {
 
 impl Signed {
     /// What `rev` names: an annotated tag that peels to `commit`, else the commit.
-    fn of(repo: &Repository, rev: &str, commit: Oid) -> Result<Signed> {
+    fn of(repo: &Repository, rev: &str, commit: Oid) -> Signed {
         let named = repo.revparse_single(rev).ok();
-        Ok(match named {
-            Some(obj) if obj.kind() == Some(ObjectType::Tag) => {
-                let tag = obj
-                    .peel(ObjectType::Tag)?
-                    .into_tag()
-                    .map_err(|_| anyhow!("{rev} is not a tag"))?;
-                if obj.peel_to_commit().map(|c| c.id()).ok() != Some(commit) {
-                    return Ok(Signed::Commit(commit));
-                }
-                Signed::Tag {
-                    name: tag.name().unwrap_or(rev).to_owned(),
-                    id: tag.id(),
-                    commit,
-                }
-            }
-            _ => Signed::Commit(commit),
-        })
+        let tag = named
+            .as_ref()
+            .and_then(|o| o.as_tag())
+            .filter(|t| t.as_object().peel_to_commit().map(|c| c.id()).ok() == Some(commit));
+        match tag {
+            Some(t) => Signed::Tag {
+                name: t.name().unwrap_or(rev).to_owned(),
+                id: t.id(),
+                commit,
+            },
+            None => Signed::Commit(commit),
+        }
     }
 
     fn subject(&self) -> String {
