@@ -254,6 +254,51 @@ fn openpgp_signed_commits_by_trusted_keys_plan_and_others_are_refused() {
 }
 
 #[test]
+fn a_signing_subkey_of_a_trusted_key_counts_and_blocks_of_keys_may_follow_each_other() {
+    let Some(s) =
+        setup("a_signing_subkey_of_a_trusted_key_counts_and_blocks_of_keys_may_follow_each_other")
+    else {
+        return;
+    };
+    let gina = s.keys.pgp("Gina <gina@ward.invalid>");
+    let sam = s.keys.pgp("Sam <sam@ward.invalid>");
+    s.keys.pgp_signing_subkey(&sam);
+    // Two exports one after the other, as `cat gina.asc sam.asc` makes them.
+    let mut both = std::fs::read(s.keys.trusted_keys("gina.asc", &[&gina])).unwrap();
+    both.extend(std::fs::read(s.keys.trusted_keys("sam.asc", &[&sam])).unwrap());
+    let trusted = s.env.path().join("both.asc");
+    std::fs::write(&trusted, both).unwrap();
+    let trust = [("--trusted-keys", trusted.as_path())];
+
+    let commit = s.keys.commit(&s.repo.path, &sam, "signed by sam's subkey");
+    let issuer = s.keys.git(
+        &s.repo.path,
+        &Signer::None,
+        &["log", "-1", "--format=%GF %GP"],
+    );
+    let issuer = String::from_utf8_lossy(&issuer.stdout).into_owned();
+    let Signer::Pgp(sam_primary) = &sam else {
+        unreachable!()
+    };
+    let (signing, primary) = issuer.trim().split_once(' ').unwrap();
+    assert_eq!(primary, sam_primary.as_str(), "git names sam's primary key");
+    assert_ne!(signing, primary, "gpg signed with the subkey");
+    ward_verified(&s, &["validate"], &commit, &trust).code(EXIT_OK);
+    // Without Sam's key the subkey is nobody's.
+    let gina_only = s.keys.trusted_keys("gina-only.asc", &[&gina]);
+    ward_verified(
+        &s,
+        &["validate"],
+        &commit,
+        &[("--trusted-keys", &gina_only)],
+    )
+    .code(EXIT_ERROR)
+    .stderr_has(&format!(
+        "commit {commit} is signed by OpenPGP key {signing} which is not among the trusted keys"
+    ));
+}
+
+#[test]
 fn an_annotated_tag_is_verified_by_its_own_signature() {
     let Some(s) = setup("an_annotated_tag_is_verified_by_its_own_signature") else {
         return;

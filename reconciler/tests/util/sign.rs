@@ -99,6 +99,22 @@ impl Keys {
         Signer::Pgp(fpr)
     }
 
+    /// Adds a signing subkey to OpenPGP signer `s` (gpg then signs with it, not the primary).
+    pub fn pgp_signing_subkey(&self, s: &Signer) {
+        let Signer::Pgp(fpr) = s else {
+            panic!("not an OpenPGP signer")
+        };
+        run(self.gpg().args([
+            "--passphrase",
+            "",
+            "--quick-add-key",
+            fpr,
+            "ed25519",
+            "sign",
+            "never",
+        ]));
+    }
+
     /// The armored public keys of `signers` in one file; its path.
     pub fn trusted_keys(&self, file: &str, signers: &[&Signer]) -> PathBuf {
         let mut cmd = self.gpg();
