@@ -20,6 +20,9 @@ mkdir -p "$HOME/.cache/ward"
 
 need_apt=()
 command -v git >/dev/null || need_apt+=(git)
+# --verify-signatures tests sign real commits with SSH and OpenPGP keys.
+command -v ssh-keygen >/dev/null || need_apt+=(openssh-client)
+command -v gpg >/dev/null || need_apt+=(gnupg)
 command -v pkg-config >/dev/null || need_apt+=(pkg-config)
 dpkg -s libssl-dev >/dev/null 2>&1 || need_apt+=(libssl-dev)
 command -v cc >/dev/null || need_apt+=(build-essential)

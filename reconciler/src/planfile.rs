@@ -394,6 +394,8 @@ impl SavedPlan {
                 ward_schema::yaml::Limits::default(),
             ),
             cache_dir: cache_dir.to_path_buf(),
+            // Only resolved here, never read: the plan holds the objects.
+            verify: None,
         }
     }
 

@@ -1,7 +1,8 @@
 //! The sync pipeline, the one path from a Git revision to a target, which `ward plan`,
 //! `ward apply`, `ward diff` and the controller (`ward reconcile`) all take:
 //!
-//! 1. [`load`]: the revision's selected files from the [`Source`];
+//! 1. [`load`]: the revision's selected files from the [`Source`] (with `--verify-signatures`,
+//!    only once the revision's signature is checked: an untrusted one is not read);
 //! 2. [`validate`]: schema and Cilium's semantic rules, file by file on all cores; an invalid
 //!    revision stops here ([`Outcome::Invalid`]) and nothing is planned or applied;
 //! 3. [`plan`]: the target compares the desired objects with what it holds;

@@ -55,6 +55,34 @@ pub struct GlobalArgs {
     #[arg(long, global = true, env = "WARD_STRICT_KINDS")]
     pub strict_kinds: bool,
 
+    /// Refuse a revision unless its commit (or the annotated tag named) is signed by a key of
+    /// --allowed-signers or --trusted-keys: plan, apply, diff (the head), validate/test/explain
+    /// --rev and reconcile. The working tree has no signature and is refused.
+    #[arg(long, global = true, env = "WARD_VERIFY_SIGNATURES")]
+    pub verify_signatures: bool,
+
+    /// SSH keys trusted to sign (--verify-signatures): an allowed-signers file, as for git's
+    /// gpg.ssh.allowedSignersFile (`principals [namespaces="git"] ssh-ed25519 AAAA…`).
+    #[arg(
+        long,
+        global = true,
+        env = "WARD_ALLOWED_SIGNERS",
+        value_name = "FILE",
+        requires = "verify_signatures"
+    )]
+    pub allowed_signers: Option<PathBuf>,
+
+    /// OpenPGP keys trusted to sign (--verify-signatures): armored public keys, one or more
+    /// (`gpg --armor --export KEYID…`).
+    #[arg(
+        long,
+        global = true,
+        env = "WARD_TRUSTED_KEYS",
+        value_name = "FILE",
+        requires = "verify_signatures"
+    )]
+    pub trusted_keys: Option<PathBuf>,
+
     /// The local target's state directory [default: <repo>/.ward].
     #[arg(long, global = true, env = "WARD_STATE")]
     pub state: Option<PathBuf>,

@@ -89,6 +89,10 @@ pub fn load_paths(
             deleted: Vec::new(),
         });
     }
+    // Files named in the working tree (or standard input) carry no signature.
+    if settings.source.verify.is_some() {
+        bail!(crate::source::NO_REVISION);
+    }
     load_worktree_paths(settings, named, keep_objects)
 }
 

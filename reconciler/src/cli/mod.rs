@@ -10,6 +10,7 @@ mod meta;
 mod saved;
 
 use crate::report::{self, Format, Report};
+use crate::source::verify::Trust;
 use crate::source::{RepoRef, Selection, Source, repo_root};
 use crate::sync::{self, Loaded as LoadedRevision, Outcome, Request};
 use crate::target::kube::{KubeOptions, KubeTarget};
@@ -103,6 +104,10 @@ impl Settings {
                     ..Selection::new(&g.include, g.allow_empty, limits)
                 },
                 cache_dir,
+                verify: g
+                    .verify_signatures
+                    .then(|| Trust::load(g.allowed_signers.as_deref(), g.trusted_keys.as_deref()))
+                    .transpose()?,
             },
             state_dir,
             format: Format::Text,
@@ -526,7 +531,10 @@ fn diff(settings: &Settings, a: &DiffArgs) -> Result<i32> {
         };
         return plan_against_target(settings, &live, "diff", None);
     };
-    let LoadedRevision { desired: base, .. } = load_desired(settings, Some(base_rev), true)
+    // Signatures are the head's to carry: the base is only what the head is compared with.
+    let mut unverified = settings.clone();
+    unverified.source.verify = None;
+    let LoadedRevision { desired: base, .. } = load_desired(&unverified, Some(base_rev), true)
         .with_context(|| format!("reading --base {base_rev}"))?;
     let LoadedRevision {
         desired: head,

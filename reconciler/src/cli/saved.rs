@@ -47,6 +47,14 @@ pub(super) fn save(
 /// Applies the plan saved in `file`, or refuses (changing nothing) when its source revision
 /// moved or its target changed since it was made.
 pub(super) fn apply(settings: &Settings, file: &Path, detailed_exitcode: bool) -> Result<i32> {
+    if settings.source.verify.is_some() {
+        anyhow::bail!(
+            "--verify-signatures with a saved plan: a plan file holds objects, not a signed \
+             revision; verify when planning (`ward plan --verify-signatures --out {}`), then \
+             apply the file without the flag",
+            file.display()
+        );
+    }
     let saved = SavedPlan::read(file)?;
     saved.check_source(&settings.source.cache_dir)?;
     let mut target = open_saved_target(settings, &saved.target.identity)?;

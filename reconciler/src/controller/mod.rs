@@ -24,6 +24,7 @@ pub mod metrics;
 pub mod retry;
 
 use crate::source::Source;
+use crate::source::verify::Unverified;
 use crate::sync::{self, Outcome, Request, Step};
 use crate::target::ApplyOptions;
 use crate::target::kube::record::{ConditionStatus, ConditionType, SetCondition};
@@ -257,21 +258,17 @@ fn reconcile(
             let desired = &loaded.desired;
             let revision = desired.revision.as_deref();
             let msg = invalid_message(&opts.rev, desired, recorder)?;
-            let conditions: [SetCondition<'_>; 3] = [
-                (Ready, False, "ValidationFailed", &msg),
-                (Stalled, True, "ValidationFailed", &msg),
-                (
-                    Reconciling,
-                    False,
-                    "ValidationFailed",
-                    "waiting for a new revision",
-                ),
-            ];
-            recorder.set_conditions(generation, revision, &conditions)?;
-            recorder.event(true, "ValidationFailed", &msg);
-            return Ok(Done::Invalid);
+            let why = (
+                "ValidationFailed",
+                msg.as_str(),
+                "waiting for a new revision",
+            );
+            return stall(recorder, generation, revision, why);
         }
         Err(failed) if failed.step == Step::Load => {
+            if let Some(unverified) = failed.error.downcast_ref::<Unverified>() {
+                return refuse_unverified(unverified, generation, recorder);
+            }
             let msg = format!("cannot read revision {}: {failed}", opts.rev);
             recorder.set_conditions(
                 generation,
@@ -330,6 +327,47 @@ fn reconcile(
         ],
     )?;
     Ok(Done::Applied(inventory))
+}
+
+/// A revision refused by `--verify-signatures`: like an invalid one, nothing is applied and
+/// nothing is retried until the ref moves; the conditions name the commit and the reason.
+fn refuse_unverified(u: &Unverified, generation: Option<i64>, recorder: &Recorder) -> Result<Done> {
+    let keeps = recorder.record()?.last_applied_revision;
+    let msg = format!(
+        "{} {}; nothing applied, the cluster keeps {} ({})",
+        u.subject,
+        u.reason,
+        keeps.as_deref().unwrap_or("its current state"),
+        u.hint
+    );
+    tracing::warn!("{msg}");
+    let why = (
+        "VerificationFailed",
+        msg.as_str(),
+        "waiting for a signed revision",
+    );
+    stall(recorder, generation, Some(&u.commit), why)
+}
+
+/// Records a revision that is not applied and not retried until the ref moves: `Ready=False`
+/// and `Stalled=True` with the reason and message of `why`, `Reconciling=False` saying what it
+/// waits for, and a Warning event.
+fn stall(
+    recorder: &Recorder,
+    generation: Option<i64>,
+    revision: Option<&str>,
+    (reason, msg, waiting): (&str, &str, &str),
+) -> Result<Done> {
+    use ConditionStatus::{False, True};
+    use ConditionType::{Ready, Reconciling, Stalled};
+    let conditions: [SetCondition<'_>; 3] = [
+        (Ready, False, reason, msg),
+        (Stalled, True, reason, msg),
+        (Reconciling, False, reason, waiting),
+    ];
+    recorder.set_conditions(generation, revision, &conditions)?;
+    recorder.event(true, reason, msg);
+    Ok(Done::Invalid)
 }
 
 /// The condition message of an invalid revision: how many errors, what the cluster keeps,

@@ -7,14 +7,16 @@
 //! [`Selection::include`] count, minus what `.wardignore` files (gitignore syntax, at the
 //! repository root and in any folder) exclude, and minus Helm charts (folders with a
 //! `Chart.yaml`), which are skipped and counted. Files are size-checked before they are read; a symlink whose
-//! target lies outside the repository is refused.
+//! target lies outside the repository is refused. With [`Source::verify`] set, a revision's
+//! signature is checked ([`verify`]) before any of its files is read.
 
 mod git;
 mod repo;
+pub mod verify;
 mod worktree;
 
 pub use git::{GitSource, RemoteCache, known_deleted, open_repo, resolve_rev, show_progress};
-pub use repo::{RepoRef, Source, repo_root};
+pub use repo::{NO_REVISION, RepoRef, Source, repo_root};
 pub use worktree::read_worktree;
 
 use ignore::gitignore::{Gitignore, GitignoreBuilder};

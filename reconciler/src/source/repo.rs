@@ -1,7 +1,8 @@
 //! A repository as the user names it (`--repo`), and reading one revision of it.
 
-use super::{GitSource, RemoteCache, Selection, Snapshot, open_repo, read_worktree};
-use anyhow::{Context, Result};
+use super::verify::Trust;
+use super::{GitSource, RemoteCache, Selection, Snapshot, open_repo, read_worktree, resolve_rev};
+use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
 
 /// Where the desired state comes from.
@@ -36,6 +37,8 @@ pub struct Source {
     pub selection: Selection,
     /// Cache root (remote clones go under `repos/`).
     pub cache_dir: PathBuf,
+    /// The keys a revision must be signed with (`--verify-signatures`); `None`: no check.
+    pub verify: Option<Trust>,
 }
 
 impl Source {
@@ -44,6 +47,9 @@ impl Source {
     pub fn snapshot(&self, rev: Option<&str>) -> Result<Snapshot> {
         match (&self.repo, rev) {
             (RepoRef::Local(path), None) => {
+                if self.verify.is_some() {
+                    bail!(NO_REVISION);
+                }
                 let root = repo_root(path);
                 let files = read_worktree(&root, &self.selection, &[]).with_context(|| {
                     format!("cannot read the working tree at {}", root.display())
@@ -62,6 +68,7 @@ impl Source {
             }
             (RepoRef::Local(path), Some(rev)) => {
                 let repo = open_repo(path)?;
+                self.check_signature(&repo, rev, resolve_rev(&repo, rev)?)?;
                 let (oid, files) = GitSource::new(&repo).read(rev, &self.selection)?;
                 self.check_revision(&repo, oid, &files)?;
                 Ok(Snapshot {
@@ -73,6 +80,7 @@ impl Source {
             (RepoRef::Remote(url), rev) => {
                 let cache = RemoteCache::new(RemoteCache::default_dir(&self.cache_dir));
                 let (repo, oid) = cache.fetch(url, rev.unwrap_or("HEAD"))?;
+                self.check_signature(&repo, rev.unwrap_or("HEAD"), oid)?;
                 let (oid, files) = GitSource::new(&repo).read(&oid.to_string(), &self.selection)?;
                 self.check_revision(&repo, oid, &files)?;
                 Ok(Snapshot {
@@ -98,6 +106,16 @@ impl Source {
                 Ok(Some(cache.fetch(url, rev.unwrap_or("HEAD"))?.1.to_string()))
             }
         }
+    }
+
+    /// With `--verify-signatures`: refuses `rev` (resolved to `commit`) unless what it names
+    /// is signed by a trusted key.
+    fn check_signature(&self, repo: &git2::Repository, rev: &str, commit: git2::Oid) -> Result<()> {
+        if let Some(trust) = &self.verify {
+            let signed = trust.verify(repo, rev, commit)?;
+            tracing::info!("verified: {signed}");
+        }
+        Ok(())
     }
 
     /// [`Selection::check_found`] against commit `oid`'s tree.
@@ -127,6 +145,9 @@ impl Source {
         })
     }
 }
+
+/// Why `--verify-signatures` refuses the working tree.
+pub const NO_REVISION: &str = "--verify-signatures checks a Git revision, and the working tree has no signature; pass --rev (e.g. --rev HEAD) to verify and read a commit";
 
 /// The top of the working tree that contains `p` (the nearest folder with a `.git` entry,
 /// a folder or a worktree's file), or `p` itself outside Git.

@@ -14,6 +14,8 @@
 
 #![allow(dead_code)] // Each test binary uses a different part of the harness.
 
+pub mod sign;
+
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -160,10 +162,16 @@ impl Runner {
 
     /// Runs `ward args` in `cwd` to completion and captures everything.
     pub fn run(&self, cwd: &Path, args: &[&str]) -> Run {
+        self.run_with(cwd, args, &[])
+    }
+
+    /// [`Runner::run`] with environment variables `vars` set.
+    pub fn run_with(&self, cwd: &Path, args: &[&str], vars: &[(&str, &Path)]) -> Run {
         let cmdline = cmdline(args);
         let start = Instant::now();
         let out = self
             .command(cwd, args)
+            .envs(vars.iter().copied())
             .output()
             .unwrap_or_else(|e| panic!("cannot start `{cmdline}` in {}: {e}", cwd.display()));
         Run::of(out, start, cmdline, cwd)
