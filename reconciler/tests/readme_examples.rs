@@ -2,8 +2,8 @@
 //! output compared with what the README shows.
 //!
 //! A block is a series of `$ command` lines, each followed by what it prints (stdout and
-//! stderr as a terminal shows them). A line `...` in the README stands for any number of
-//! lines, so an example may show the beginning and the end of a long output. Commit ids (12
+//! stderr as a terminal shows them). A line `...` (indented or not) in the README stands for
+//! any number of lines, and blank lines at the end of an output do not count, so an example may show the beginning and the end of a long output. Commit ids (12
 //! to 40 hex digits) compare equal whatever their value, so the README need not change when
 //! the example policies do; everything else must match line for line (trailing blanks aside).
 //!
@@ -42,7 +42,10 @@ fn examples(readme: &str) -> Vec<Example> {
             } else if let Some((_, expected)) = b.steps.last_mut() {
                 expected.push(line.to_owned());
             } else {
-                panic!("README.md:{}: a console block starts with `$ command`", i + 1);
+                panic!(
+                    "README.md:{}: a console block starts with `$ command`",
+                    i + 1
+                );
             }
             continue;
         }
@@ -102,8 +105,11 @@ fn setup(name: &str, repo: &mut Repo) {
             let path = "policies/namespaces/shop/backend-ingress.yaml";
             let policy = repo.read(path);
             let peer = "        - matchLabels:\n            app: frontend\n";
-            let opened =
-                policy.replacen(peer, &format!("{peer}{}", peer.replace("frontend", "admin")), 1);
+            let opened = policy.replacen(
+                peer,
+                &format!("{peer}{}", peer.replace("frontend", "admin")),
+                1,
+            );
             assert_ne!(opened, policy, "{path} no longer allows app: frontend");
             repo.write(path, opened);
             repo.commit("let the admin pod reach the backend");
@@ -116,7 +122,10 @@ fn setup(name: &str, repo: &mut Repo) {
             assert_ne!(flipped, test, "{path} has no `expect: allow`");
             repo.write(path, flipped);
         }
-        other => panic!("README.md: no setup for the example `{other}`; add one to {}", file!()),
+        other => panic!(
+            "README.md: no setup for the example `{other}`; add one to {}",
+            file!()
+        ),
     }
 }
 
@@ -142,12 +151,14 @@ fn normal(line: &str) -> String {
     out
 }
 
-/// Whether `actual` matches `expected`, where an expected line `...` matches any number of
-/// lines.
+/// Whether `actual` matches `expected`, where an expected line `...` (indented or not)
+/// matches any number of lines.
 fn matches(expected: &[String], actual: &[String]) -> bool {
     match expected.split_first() {
         None => actual.is_empty(),
-        Some((e, rest)) if e == "..." => (0..=actual.len()).any(|i| matches(rest, &actual[i..])),
+        Some((e, rest)) if e.trim() == "..." => {
+            (0..=actual.len()).any(|i| matches(rest, &actual[i..]))
+        }
         Some((e, rest)) => actual
             .split_first()
             .is_some_and(|(a, more)| a == e && matches(rest, more)),
@@ -193,8 +204,14 @@ fn run(example: &Example) -> Result<(), String> {
             out.stdout
         ));
     }
-    for ((cmd, expected), actual) in example.steps.iter().zip(&outputs) {
-        let expected: Vec<String> = expected.iter().map(|l| normal(l)).collect();
+    for ((cmd, expected), actual) in example.steps.iter().zip(&mut outputs) {
+        let mut expected: Vec<String> = expected.iter().map(|l| normal(l)).collect();
+        // Blank lines at the end are layout, not output.
+        for lines in [&mut expected, actual] {
+            while lines.last().is_some_and(|l| l.is_empty()) {
+                lines.pop();
+            }
+        }
         if !matches(&expected, actual) {
             return Err(format!(
                 "README.md:{} ({name}): `$ {cmd}` printed something else.\n\
@@ -240,5 +257,8 @@ fn the_matcher_takes_ellipses_and_commit_ids() {
     ));
     // Short hex words and words without digits stay as they are.
     assert!(!matches(&lines("deadbeef"), &lines("deadbeaf")));
-    assert!(!matches(&lines("decaffeebeadcafe"), &lines("effacedbeadcafee")));
+    assert!(!matches(
+        &lines("decaffeebeadcafe"),
+        &lines("effacedbeadcafee")
+    ));
 }
