@@ -83,5 +83,8 @@ fn an_unsigned_head_is_not_applied_and_the_wardsync_says_why() {
     assert_eq!(cnps(&cluster), 3);
     let ready = condition(&cluster, "Ready");
     assert_eq!(ready["status"], "True", "{ready}");
-    assert_eq!(ready["message"], format!("Applied revision: {signed}"));
+    assert_eq!(
+        ready["message"],
+        format!("Applied revision: main@sha1:{signed}")
+    );
 }

@@ -224,7 +224,11 @@ impl Command {
             Command::Version(a) => a.format,
             #[cfg(feature = "node")]
             Command::Observe(a) => a.format,
-            // lab and reconcile write no report.
+            #[cfg(feature = "node")]
+            Command::Lab(LabCommand::Up { format, .. } | LabCommand::Down { format, .. }) => {
+                *format
+            }
+            // lab status, reconcile, completions and man write no report.
             _ => Format::Text,
         }
     }
@@ -271,6 +275,9 @@ pub enum LabCommand {
         /// Remove a lab of the same name first instead of refusing.
         #[arg(long)]
         replace: bool,
+        /// Output format of the topology's findings, as `ward validate` writes them.
+        #[arg(long, short = 'o', default_value = "text", value_parser = formats(VALIDATE_FORMATS))]
+        format: Format,
     },
     /// Remove a lab: the one TOPOLOGY names, the one called --name, or the only lab there is.
     Down {
@@ -280,6 +287,9 @@ pub enum LabCommand {
         /// The lab's name.
         #[arg(long)]
         name: Option<String>,
+        /// Output format of the topology's findings, as `ward validate` writes them.
+        #[arg(long, short = 'o', default_value = "text", value_parser = formats(VALIDATE_FORMATS))]
+        format: Format,
     },
     /// List the labs found (state files and network namespaces).
     Status,

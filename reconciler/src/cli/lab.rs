@@ -9,7 +9,9 @@ use ward_datapath::lab::{Lab, Topology, require_root};
 /// Runs one `ward lab` command.
 pub(super) fn run(settings: &Settings, command: LabCommand) -> Result<i32> {
     match command {
-        LabCommand::Up { topology, replace } => {
+        LabCommand::Up {
+            topology, replace, ..
+        } => {
             let Some(t) = load(settings, &topology)? else {
                 return Ok(EXIT_ERROR);
             };
@@ -22,7 +24,7 @@ pub(super) fn run(settings: &Settings, command: LabCommand) -> Result<i32> {
             write_stdout(&format!("{lab}\n"))?;
             Ok(EXIT_OK)
         }
-        LabCommand::Down { topology, name } => {
+        LabCommand::Down { topology, name, .. } => {
             let name = match (topology, name) {
                 (_, Some(name)) => name,
                 (Some(file), None) => match load(settings, &file)? {
