@@ -1,0 +1,213 @@
+#!/usr/bin/env bash
+# Runs the CI templates' scripts the way the GitHub action, the GitLab template, pre-commit
+# and the hook installer run them, against a scratch policy repository (a real git
+# repository: a base commit with this repository's policies/ and cluster-config/, a head
+# commit that changes a policy, a broken commit). No GitHub or GitLab: the comment API is
+# ci/testdata/forge-api-stub.py on loopback, which records the requests.
+#
+#   ci/test-templates.sh          one check of ci/test.sh; prints `ok: ...` per assertion
+#
+# Needs cargo, git, curl, jq and python3. Installs pre-commit and PyYAML into
+# $HOME/.cache/ward/venv-templates the first time. Builds ward with `--debug` into
+# CARGO_TARGET_DIR (the GitLab job builds from a fresh fetch of this repository's HEAD, so
+# what it tests is the committed state).
+set -euo pipefail
+
+repo=$(cd "$(dirname "$0")/.." && pwd)
+tmp=$(mktemp -d)
+stub_pid=""
+cleanup() {
+  [[ -n $stub_pid ]] && kill "$stub_pid" 2>/dev/null
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+export WARD_INSTALL_ARGS=--debug
+venv=$HOME/.cache/ward/venv-templates
+
+fail() {
+  echo "test-templates: FAILED: $*" >&2
+  exit 1
+}
+ok() { echo "ok: $*"; }
+
+tools() {
+  if [[ ! -x $venv/bin/pre-commit ]] || ! "$venv/bin/python" -c 'import yaml' 2>/dev/null; then
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q pre-commit==4.7.0 PyYAML==6.0.3
+  fi
+}
+
+# The scratch policy repository: base (the example policies), head (a port added),
+# broken (head plus a policy with a misspelt field). A bare `origin` holds main = base.
+scratch() {
+  local r=$tmp/policy-repo
+  git init -q -b main "$r"
+  git -C "$r" config user.email ci@example.invalid
+  git -C "$r" config user.name ci
+  cp -r "$repo/policies" "$repo/cluster-config" "$r/"
+  git -C "$r" add -A && git -C "$r" commit -qm base
+  git clone -q --bare "$r" "$tmp/origin.git"
+  git -C "$r" remote add origin "$tmp/origin.git"
+  git -C "$r" switch -qc feature
+  sed -i 's/port: "80"/port: "8080"/' "$r/policies/namespaces/shop/backend-ingress.yaml"
+  git -C "$r" diff --quiet && fail "the head commit changes nothing (backend-ingress.yaml has no port 80?)"
+  git -C "$r" commit -qam "backend: port 8080"
+  git -C "$r" tag head
+  cat >"$r/policies/namespaces/shop/broken.yaml" <<'EOF'
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata:
+  name: broken
+  namespace: shop
+spec:
+  endpointSelecter:
+    matchLabels:
+      app: backend
+EOF
+  git -C "$r" add -A && git -C "$r" commit -qm "a broken policy"
+  git -C "$r" tag broken
+}
+
+start_stub() {
+  : >"$tmp/requests.log"
+  python3 "$repo/ci/testdata/forge-api-stub.py" "$tmp/port" "$tmp/requests.log" &
+  stub_pid=$!
+  for _ in $(seq 50); do [[ -s $tmp/port ]] && break; sleep 0.1; done
+  [[ -s $tmp/port ]] || fail "the API stub did not start"
+  api=http://127.0.0.1:$(<"$tmp/port")
+}
+
+# requests METHOD: the paths of the recorded requests with that method.
+requests() { jq -r --arg m "$1" 'select(.method == $m) | .path' "$tmp/requests.log"; }
+
+test_install() {
+  local root=$tmp/gh-root out
+  "$repo/ci/install.sh" install "$repo" "$root" 2>"$tmp/install.log" || { cat "$tmp/install.log"; fail "install"; }
+  ward=$root/bin/ward
+  "$ward" --version >/dev/null || fail "the installed ward does not run"
+  if "$ward" lab --help >/dev/null 2>&1; then fail "the installed ward has the node commands"; fi
+  ok "install.sh builds the slim CLI (no lab command)"
+  out=$("$repo/ci/install.sh" install "$repo" "$root" 2>&1)
+  [[ $out == *"up to date"* ]] || fail "a second install rebuilt: $out"
+  ok "install.sh skips the build when the cached root holds the same sources"
+}
+
+test_github() {
+  local r=$tmp/policy-repo out=$tmp/gh-out rc=0
+  export WARD_BIN=$ward
+  (cd "$r" && git checkout -q broken && WARD_SARIF=true "$repo/ci/report.sh" validate "$out" >"$tmp/annotations") || rc=$?
+  [[ $rc == 1 ]] || fail "validate of the broken head exited $rc, not 1"
+  grep -q '^::error file=policies/namespaces/shop/broken.yaml,line=7' "$tmp/annotations" ||
+    fail "no annotation for broken.yaml:7: $(cat "$tmp/annotations")"
+  ok "validate: an ::error annotation on policies/namespaces/shop/broken.yaml line 7, exit 1"
+  jq -e '[.runs[0].results[] | select(.ruleId == "WARD-J001")] | length > 0' "$out/ward.sarif" >/dev/null ||
+    fail "the SARIF has no WARD-J001 result"
+  ok "validate: SARIF with the finding"
+
+  rc=0
+  (cd "$r" && git checkout -q head && "$repo/ci/report.sh" diff origin/main HEAD "$out" >/dev/null) || rc=$?
+  [[ $rc == 2 ]] || fail "diff base..head exited $rc, not 2 (changes)"
+  grep -q 'backend-ingress' "$out/ward-diff.md" || fail "the diff does not name backend-ingress"
+  git -C "$r" rev-parse --verify -q refs/remotes/origin/main >/dev/null || fail "origin/main was not fetched"
+  ok "diff: origin/main fetched, exit 2, ward-diff.md names the changed policy"
+
+  start_stub
+  local env=(GITHUB_API_URL="$api" GITHUB_REPOSITORY=o/policies WARD_PR=7 GITHUB_TOKEN=t0ken
+    GITHUB_RUN_ID=99 GITHUB_SHA=0123456789abcdef)
+  out=$(env "${env[@]}" "$repo/ci/comment.sh" github "$tmp/gh-out/ward-diff.md")
+  [[ $out == "created comment 2" ]] || fail "first comment: $out"
+  [[ $(requests POST) == /repos/o/policies/issues/7/comments ]] || fail "POST: $(requests POST)"
+  out=$(env "${env[@]}" "$repo/ci/comment.sh" github "$tmp/gh-out/ward-diff.md")
+  [[ $out == "updated comment 2" ]] || fail "second comment: $out"
+  [[ $(requests PATCH) == /repos/o/policies/issues/comments/2 ]] || fail "PATCH: $(requests PATCH)"
+  [[ $(requests POST | wc -l) == 1 ]] || fail "a second comment was created"
+  jq -e 'select(.method == "PATCH") | (.body.body | startswith("<!-- ward-diff -->\n"))
+    and (.body.body | contains("backend-ingress")) and (.auth == "Bearer t0ken")' \
+    "$tmp/requests.log" >/dev/null || fail "the PATCH body or token is wrong"
+  ok "comment: created the first time (POST), the same comment updated the second time (PATCH)"
+}
+
+# gitlab_job JOB: the job's before_script and script from the template, run by bash as a
+# GitLab runner would, in the scratch repository, with GitLab's variables.
+gitlab_job() {
+  local job=$1
+  "$venv/bin/python" - "$repo/ci/gitlab/ward.gitlab-ci.yml" "$job" >"$tmp/job.sh" <<'EOF'
+import sys, yaml
+t = yaml.safe_load(open(sys.argv[1]))
+job = t[sys.argv[2]]
+base = t[job["extends"]]
+print("\n".join(base["before_script"] + job["script"]))
+EOF
+  (
+    cd "$tmp/policy-repo"
+    unset WARD_BIN
+    export CI_PROJECT_DIR=$PWD WARD_GIT_URL=file://$repo WARD_REF=HEAD WARD_PATHS="policies cluster-config"
+    export CI_MERGE_REQUEST_TARGET_BRANCH_NAME=main CI_API_V4_URL=$api/api/v4 CI_PROJECT_ID=42
+    export CI_MERGE_REQUEST_IID=3 WARD_GITLAB_TOKEN=gl-t0ken CI_COMMIT_SHORT_SHA=abc1234
+    export CI_PIPELINE_URL=https://gitlab.example.invalid/p/1 CARGO_HOME=${CARGO_HOME:-$HOME/.cargo}
+    bash -eo pipefail "$tmp/job.sh"
+  )
+}
+
+test_gitlab() {
+  local r=$tmp/policy-repo rc=0 out
+  git -C "$r" update-ref -d refs/remotes/origin/main
+  git -C "$r" checkout -q head
+  : >"$tmp/requests.log"
+  gitlab_job ward:diff >"$tmp/gl-diff.log" 2>&1 || { cat "$tmp/gl-diff.log"; fail "ward:diff failed"; }
+  [[ -x $r/.ward-ci/root/bin/ward ]] || fail "the GitLab job did not install ward into .ward-ci/root"
+  [[ $(requests POST) == /api/v4/projects/42/merge_requests/3/notes ]] || fail "POST: $(requests POST)"
+  ok "GitLab ward:diff: fetched ward from its git URL, built it, posted the MR note"
+  gitlab_job ward:diff >"$tmp/gl-diff.log" 2>&1 || { cat "$tmp/gl-diff.log"; fail "ward:diff failed (2nd)"; }
+  grep -q "up to date" "$tmp/gl-diff.log" || fail "the second job rebuilt ward despite the cache"
+  [[ $(requests PUT) == /api/v4/projects/42/merge_requests/3/notes/2 ]] || fail "PUT: $(requests PUT)"
+  [[ $(requests POST | wc -l) == 1 ]] || fail "a second note was created"
+  jq -e 'select(.method == "PUT") | .auth == "gl-t0ken"' "$tmp/requests.log" >/dev/null || fail "token"
+  ok "GitLab ward:diff: the cached ward reused, the same note updated (PUT)"
+
+  git -C "$r" checkout -q broken
+  gitlab_job ward:validate >"$tmp/gl-validate.log" 2>&1 || rc=$?
+  [[ $rc == 1 ]] || { cat "$tmp/gl-validate.log"; fail "ward:validate on the broken head exited $rc, not 1"; }
+  grep -q 'broken.yaml:7:3: error\[WARD-J001\]' "$tmp/gl-validate.log" || fail "no finding in the job log"
+  out=$(grep -c '<failure' "$r/ward-junit.xml" || true)
+  ((out > 0)) || fail "ward-junit.xml has no failure"
+  ok "GitLab ward:validate: exit 1, the finding in the log, a JUnit failure"
+}
+
+test_pre_commit() {
+  local r=$tmp/policy-repo rc=0
+  git -C "$r" checkout -q broken
+  export PRE_COMMIT_HOME=$tmp/pre-commit WARD_BIN=$ward
+  (cd "$r" && "$venv/bin/pre-commit" try-repo "$repo" ward-validate --all-files) >"$tmp/pc.log" 2>&1 || rc=$?
+  [[ $rc == 1 ]] || { cat "$tmp/pc.log"; fail "pre-commit on the broken head exited $rc, not 1"; }
+  grep -q 'WARD-J001' "$tmp/pc.log" || { cat "$tmp/pc.log"; fail "pre-commit did not show the finding"; }
+  git -C "$r" checkout -q head
+  (cd "$r" && "$venv/bin/pre-commit" try-repo "$repo" ward-validate --all-files) >"$tmp/pc.log" 2>&1 ||
+    { cat "$tmp/pc.log"; fail "pre-commit on the valid head failed"; }
+  ok "pre-commit ward-validate: fails on the broken policy, passes on the valid one"
+}
+
+test_hook_install() {
+  local r=$tmp/policy-repo own_before own_after link
+  own_before=$(ls -la "$(git -C "$repo" rev-parse --path-format=absolute --git-path hooks)" 2>/dev/null || true)
+  (cd "$r/policies" && "$repo/ci/hooks/install.sh") >/dev/null
+  link=$(readlink "$r/.git/hooks/pre-push") || fail "no pre-push hook in the policy repository"
+  [[ $link == "$repo/ci/hooks/pre-push" ]] || fail "pre-push links to $link"
+  git -C "$r" worktree add -q "$tmp/wt" head
+  git -C "$tmp/wt" config core.hooksPath .githooks
+  (cd "$tmp/wt" && "$repo/ci/hooks/install.sh") >/dev/null
+  [[ -L $tmp/wt/.githooks/pre-push ]] || fail "core.hooksPath in a worktree was not honoured"
+  own_after=$(ls -la "$(git -C "$repo" rev-parse --path-format=absolute --git-path hooks)" 2>/dev/null || true)
+  [[ $own_before == "$own_after" ]] || fail "install.sh changed ward's own hooks"
+  git -C "$r" config --unset core.hooksPath
+  ok "hooks/install.sh installs into the repository it runs in (core.hooksPath, worktrees), not ward's"
+}
+
+tools
+scratch
+test_install
+test_github
+test_gitlab
+test_pre_commit
+test_hook_install
+echo "test-templates: all passed"
