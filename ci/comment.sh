@@ -70,7 +70,7 @@ find_comment() {
 
 main() {
   forge=${1:-}
-  local file=${2:-} list item_url update id link payload
+  local file=${2:-} list item_url update id link
   [[ -f $file ]] || die "usage: $0 github|gitlab FILE (FILE: the markdown to post)"
   command -v jq >/dev/null || die "jq is missing"
   command -v curl >/dev/null || die "curl is missing"
