@@ -68,7 +68,10 @@ EOF
   git -C "$r" tag broken
 }
 
+# start_stub: a fresh API stub (no comment of ward's yet); sets api.
 start_stub() {
+  [[ -n $stub_pid ]] && kill "$stub_pid" && wait "$stub_pid" 2>/dev/null
+  rm -f "$tmp/port"
   : >"$tmp/requests.log"
   python3 "$repo/ci/testdata/forge-api-stub.py" "$tmp/port" "$tmp/requests.log" &
   stub_pid=$!
@@ -153,7 +156,7 @@ test_gitlab() {
   local r=$tmp/policy-repo rc=0 out
   git -C "$r" update-ref -d refs/remotes/origin/main
   git -C "$r" checkout -q head
-  : >"$tmp/requests.log"
+  start_stub
   gitlab_job ward:diff >"$tmp/gl-diff.log" 2>&1 || { cat "$tmp/gl-diff.log"; fail "ward:diff failed"; }
   [[ -x $r/.ward-ci/root/bin/ward ]] || fail "the GitLab job did not install ward into .ward-ci/root"
   [[ $(requests POST) == /api/v4/projects/42/merge_requests/3/notes ]] || fail "POST: $(requests POST)"
