@@ -70,7 +70,7 @@ EOF
 
 # start_stub: a fresh API stub (no comment of ward's yet); sets api.
 start_stub() {
-  [[ -n $stub_pid ]] && kill "$stub_pid" && wait "$stub_pid" 2>/dev/null
+  if [[ -n $stub_pid ]]; then kill "$stub_pid"; wait "$stub_pid" 2>/dev/null || true; fi
   rm -f "$tmp/port"
   : >"$tmp/requests.log"
   python3 "$repo/ci/testdata/forge-api-stub.py" "$tmp/port" "$tmp/requests.log" &
