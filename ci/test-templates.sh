@@ -93,6 +93,13 @@ test_install() {
   out=$("$repo/ci/install.sh" install "$repo" "$root" 2>&1)
   [[ $out == *"up to date"* ]] || fail "a second install rebuilt: $out"
   ok "install.sh skips the build when the cached root holds the same sources"
+  out=$("$repo/ci/install.sh" fetch "file://$repo" HEAD "$tmp/fetched")
+  [[ -f $out/reconciler/Cargo.toml ]] || fail "fetch did not check ward out into $out"
+  if out=$("$repo/ci/install.sh" fetch "file://$repo" no-such-ref "$tmp/fetched" 2>&1); then
+    fail "fetching an unknown ref succeeded"
+  fi
+  [[ $out == *"cannot fetch no-such-ref from file://$repo"* ]] || fail "unknown ref: $out"
+  ok "install.sh fetch: a ref of ward's repository by URL; an unknown ref is named"
 }
 
 test_github() {
