@@ -23,6 +23,7 @@ cleanup() {
 trap cleanup EXIT
 export WARD_INSTALL_ARGS=--debug
 venv=$HOME/.cache/ward/venv-templates
+act_version=v0.2.89
 
 fail() {
   echo "test-templates: FAILED: $*" >&2
@@ -137,6 +138,90 @@ test_github() {
   ok "comment: created the first time (POST), the same comment updated the second time (PATCH)"
 }
 
+# act_tool: nektos/act from its Go module into $HOME/.cache/ward/bin (cached).
+act_tool() {
+  act=$HOME/.cache/ward/bin/act
+  if [[ ! -x $act ]] || [[ $("$act" --version) != "act version ${act_version#v}" ]]; then
+    command -v go >/dev/null || fail "act needs Go to build"
+    GOBIN=$HOME/.cache/ward/bin go install "github.com/nektos/act@$act_version" || fail "go install act"
+  fi
+}
+
+# act_stand_ins: local actions that stand in for the external ones (no GitHub here):
+# checkout clones the scratch repository at $WARD_TEST_REF; cache, upload-sarif and
+# upload-artifact do nothing. And the directory act runs in: act takes github.repository
+# from its origin.
+act_stand_ins() {
+  local dir=$tmp/act-actions
+  mkdir -p "$dir/noop/upload-sarif" "$dir/checkout" "$tmp/act-home"
+  cat >"$dir/noop/action.yml" <<'EOF'
+name: stand-in
+description: does nothing (no GitHub here)
+inputs: {path: {required: false}, key: {required: false}, name: {required: false}, sarif_file: {required: false}, category: {required: false}}
+runs:
+  using: composite
+  steps:
+    - {shell: bash, run: echo stand-in}
+EOF
+  cp "$dir/noop/action.yml" "$dir/noop/upload-sarif/"
+  cat >"$dir/checkout/action.yml" <<'EOF'
+name: checkout stand-in
+description: clones the scratch repository at the PR head, as actions/checkout would
+inputs: {fetch-depth: {required: false}, persist-credentials: {required: false}}
+runs:
+  using: composite
+  steps:
+    - {shell: bash, run: 'git clone -q "$WARD_TEST_REPO" . && git checkout -q "$WARD_TEST_REF"'}
+EOF
+  git init -q "$tmp/act-cwd"
+  git -C "$tmp/act-cwd" remote add origin https://github.com/o/policies.git
+  echo '{"pull_request": {"number": 7, "base": {"ref": "main"}, "head": {"repo": {"full_name": "o/policies"}}}}' \
+    >"$tmp/event.json"
+}
+
+# act_run REF: the example workflow ci/github/ward.yml, as it is, run by act on this
+# machine (no container: `-P ubuntu-latest=-self-hosted`) for a pull request whose head is
+# REF of the scratch repository; `OWNER/ward/ci/github@<commit>` is this repository.
+act_run() {
+  local ref=$1 uses stand_ins=$tmp/act-actions
+  [[ -d $stand_ins ]] || act_stand_ins
+  local args=(pull_request --no-skip-checkout -W "$repo/ci/github/ward.yml" -e "$tmp/event.json"
+    -P ubuntu-latest=-self-hosted -s GITHUB_TOKEN=t0ken
+    --env HOME="$tmp/act-home" --env CARGO_HOME="${CARGO_HOME:-$HOME/.cargo}"
+    --env RUSTUP_HOME="${RUSTUP_HOME:-$HOME/.rustup}" --env WARD_INSTALL_ARGS=--debug
+    --env GITHUB_API_URL="$api" --env WARD_TEST_REPO="$tmp/policy-repo" --env WARD_TEST_REF="$ref")
+  while read -r uses; do
+    case $uses in
+      */ward/ci/github@*) args+=(--local-repository "${uses%%/ci/github@*}@${uses##*@}=$repo") ;;
+      actions/checkout@*) args+=(--local-repository "$uses=$stand_ins/checkout") ;;
+      github/codeql-action/upload-sarif@*)
+        args+=(--local-repository "github/codeql-action@${uses##*@}=$stand_ins/noop") ;;
+      *) args+=(--local-repository "$uses=$stand_ins/noop") ;;
+    esac
+  done < <(sed -nE 's/^ *(- )?uses: ([^ ]+).*/\2/p' "$repo/ci/github/ward.yml" "$repo/ci/github/action.yml")
+  (cd "$tmp/act-cwd" && "$act" "${args[@]}")
+}
+
+test_github_act() {
+  local rc=0
+  act_tool
+  start_stub
+  act_run head >"$tmp/act.log" 2>&1 || { cat "$tmp/act.log"; fail "act: the workflow failed on a valid head"; }
+  grep -q 'building ward' "$tmp/act.log" || fail "act: the action did not build ward"
+  [[ $(requests POST) == /repos/o/policies/issues/7/comments ]] ||
+    { cat "$tmp/act.log"; fail "act: POST: $(requests POST)"; }
+  ok "act runs ci/github/ward.yml: the action builds ward, validates, posts the diff comment"
+  act_run head >"$tmp/act.log" 2>&1 || { cat "$tmp/act.log"; fail "act: the second run failed"; }
+  grep -q 'ward is up to date' "$tmp/act.log" || fail "act: the second run rebuilt ward"
+  [[ $(requests PATCH) == /repos/o/policies/issues/comments/2 ]] || fail "act: PATCH: $(requests PATCH)"
+  ok "act, second run: ward from the cache, the same comment updated (PATCH)"
+  act_run broken >"$tmp/act.log" 2>&1 || rc=$?
+  ((rc != 0)) || fail "act: the workflow passed with a broken policy"
+  grep -q '::error file=policies/namespaces/shop/broken.yaml,line=7' "$tmp/act.log" ||
+    { cat "$tmp/act.log"; fail "act: no annotation for broken.yaml"; }
+  ok "act, broken policy: an annotation on broken.yaml line 7 and a failed job"
+}
+
 # gitlab_job JOB: the job's before_script and script from the template, run by bash as a
 # GitLab runner would, in the scratch repository, with GitLab's variables.
 gitlab_job() {
@@ -217,6 +302,7 @@ tools
 scratch
 test_install
 test_github
+test_github_act
 test_gitlab
 test_pre_commit
 test_hook_install
