@@ -7,10 +7,13 @@
 #
 #   ci/test-templates.sh          one check of ci/test.sh; prints `ok: ...` per assertion
 #
-# Needs cargo, git, curl, jq and python3. Installs pre-commit and PyYAML into
-# $HOME/.cache/ward/venv-templates the first time. Builds ward with `--debug` into
-# CARGO_TARGET_DIR (the GitLab job builds from a fresh fetch of this repository's HEAD, so
-# what it tests is the committed state).
+# The example workflow ci/github/ward.yml runs in act (nektos/act) on this machine itself,
+# without a container engine; the actions it uses from elsewhere get local stand-ins.
+#
+# Needs cargo, git, curl, jq, python3 and Go. Installs pre-commit and PyYAML into
+# $HOME/.cache/ward/venv-templates and act into $HOME/.cache/ward/bin the first time. Builds
+# ward with `--debug` into CARGO_TARGET_DIR (the GitLab job builds from a fresh fetch of
+# this repository's HEAD, so what it tests is the committed state).
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -199,7 +202,8 @@ act_run() {
       *) args+=(--local-repository "$uses=$stand_ins/noop") ;;
     esac
   done < <(sed -nE 's/^ *(- )?uses: ([^ ]+).*/\2/p' "$repo/ci/github/ward.yml" "$repo/ci/github/action.yml")
-  (cd "$tmp/act-cwd" && "$act" "${args[@]}")
+  # act keeps its own files under XDG_CACHE_HOME: in the scratch folder.
+  (cd "$tmp/act-cwd" && XDG_CACHE_HOME=$tmp/act-cache "$act" "${args[@]}")
 }
 
 test_github_act() {
