@@ -284,6 +284,15 @@ test_pre_commit() {
   (cd "$r" && "$venv/bin/pre-commit" try-repo "$repo" ward-validate --all-files) >"$tmp/pc.log" 2>&1 ||
     { cat "$tmp/pc.log"; fail "pre-commit on the valid head failed"; }
   ok "pre-commit ward-validate: fails on the broken policy, passes on the valid one"
+  git -C "$r" checkout -q broken
+  rc=0
+  (cd "$r" && unset WARD_BIN && PATH=$(dirname "$ward"):$PATH \
+    "$venv/bin/pre-commit" try-repo "$repo" ward-validate-system --all-files) >"$tmp/pc.log" 2>&1 || rc=$?
+  if [[ $rc != 1 ]] || ! grep -q 'WARD-J001' "$tmp/pc.log"; then
+    cat "$tmp/pc.log"
+    fail "pre-commit ward-validate-system on the broken head exited $rc"
+  fi
+  ok "pre-commit ward-validate-system (ward on PATH): fails on the broken policy"
 }
 
 test_hook_install() {
