@@ -4,7 +4,8 @@
 #   ci/lint-actions.sh actionlint   actionlint on ci/github/ward.yml, wired to the action in
 #                                   this repository (so the `with:` inputs are checked
 #                                   against ci/github/action.yml)
-#   ci/lint-actions.sh zizmor       zizmor --offline on ci/github/ward.yml and action.yml:
+#   ci/lint-actions.sh zizmor       zizmor --offline --persona pedantic on ci/github/ward.yml
+#                                   and action.yml:
 #                                   actions pinned by commit, no persisted checkout
 #                                   credentials, no template injection, minimal permissions
 #
@@ -43,7 +44,7 @@ zizmor() {
     python3 -m venv "$venv"
     "$venv/bin/pip" install -q "zizmor==$zizmor_version"
   fi
-  "$venv/bin/zizmor" --offline --no-progress "$repo/ci/github/ward.yml" "$repo/ci/github/action.yml"
+  "$venv/bin/zizmor" --offline --no-progress --persona pedantic "$repo/ci/github/ward.yml" "$repo/ci/github/action.yml"
 }
 
 case ${1:-} in
