@@ -7,7 +7,8 @@
 # Honest by construction: as root (when everything could be installed) it sets must-run mode
 # itself (WARD_TESTS_MUST_RUN=1), so a root-only or kube test that cannot run fails instead of
 # skipping. Run by someone else, the root-only tests skip, each with a loud `SKIPPED:` line.
-# Either way it checks formatting, clippy and the CLI without the node feature, and ends with
+# Either way it checks formatting, clippy, the CLI without the node feature and the CI templates
+# (actionlint, zizmor, ci/test-templates.sh), and ends with
 # one line `N passed, N failed, N skipped` (those checks count as tests).
 set -euo pipefail
 
@@ -35,6 +36,11 @@ command -v iperf3 >/dev/null || need_apt+=(iperf3)
 command -v tcpdump >/dev/null || need_apt+=(tcpdump)
 # The kube tests drive the test cluster with kubectl (machines of this kind have it).
 command -v kubectl >/dev/null || need_apt+=(kubernetes-client)
+# The CI templates' tests: curl and jq post comments, python3 runs the API stub and the venvs
+# of pre-commit and zizmor.
+command -v curl >/dev/null || need_apt+=(curl)
+command -v jq >/dev/null || need_apt+=(jq)
+command -v python3 >/dev/null || need_apt+=(python3 python3-venv)
 if ((${#need_apt[@]})); then
   if [[ $(id -u) -ne 0 ]]; then
     echo "ci/test.sh: missing ${need_apt[*]}; install them (as root: apt-get install ${need_apt[*]})" >&2
@@ -103,6 +109,11 @@ check "cargo fmt --check" cargo fmt --all --check
 check "cargo clippy -D warnings" cargo clippy --workspace --all-targets --locked -- -D warnings
 check "cargo clippy (no node feature)" cargo clippy -p ward-reconciler --no-default-features --all-targets --locked -- -D warnings
 check "ward without the node feature" slim_cli
+# The CI templates: the GitHub workflow and action linted, and every template's scripts run
+# against a scratch policy repository (ci/test-templates.sh).
+check "actionlint (ci/github)" ci/lint-actions.sh actionlint
+check "zizmor (ci/github)" ci/lint-actions.sh zizmor
+check "CI templates against a scratch policy repository" ci/test-templates.sh
 
 cargo build --workspace --locked --all-targets
 set +e

@@ -1,11 +1,14 @@
 #!/bin/sh
-# Install ward's git hooks into this repository by symlinking them, so that updates to
+# Install ward's pre-push hook into the git repository of the current directory (your
+# policy repository, not ward's own) by symlinking it, so that updates to this copy of
 # ci/hooks/ take effect without reinstalling.
 #
-#   ci/hooks/install.sh [-f]     -f: replace an existing, different pre-push hook
+#   cd my-policies && /path/to/ward/ci/hooks/install.sh [-f]
+#                                -f: replace an existing, different pre-push hook
 #                                    (it is kept as pre-push.backup)
 #
-# Honours core.hooksPath and worktrees (asks git where the hooks directory is).
+# Honours core.hooksPath (relative to the work tree's top) and worktrees (asks git where the
+# hooks directory is).
 set -eu
 
 force=0
@@ -13,7 +16,10 @@ force=0
 
 here=$(cd "$(dirname "$0")" && pwd)
 src=$here/pre-push
-top=$(git -C "$here" rev-parse --show-toplevel)
+top=$(git rev-parse --show-toplevel 2>/dev/null) || {
+  echo "not in a git work tree: run this from the repository the hook is for" >&2
+  exit 1
+}
 
 hooks=$(git -C "$top" config --get core.hooksPath || true)
 if [ -z "$hooks" ]; then
@@ -41,5 +47,5 @@ if [ -e "$dest" ] || [ -L "$dest" ]; then
 fi
 ln -s "$src" "$dest"
 echo "installed: $dest -> $src"
-echo "the hook runs \${WARD_BIN:-ward} validate --rev <sha>; build ward with:"
-echo "  cargo install --locked --path reconciler"
+echo "the hook runs \${WARD_BIN:-ward} validate --rev <sha>; install ward with:"
+echo "  cargo install --locked --path $(cd "$here/../.." && pwd)/reconciler --no-default-features"
