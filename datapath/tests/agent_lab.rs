@@ -258,7 +258,7 @@ spec:
 fn the_kernel_agrees_with_the_engine_on_random_policies_and_flows() {
     use common::random::{self, Rng};
     use ward_datapath::agent::run::{Agent, AgentConfig, Source};
-    use ward_datapath::bpf::maps::NodeMaps;
+    use ward_datapath::bpf::NodeMaps;
     use ward_engine::{Flow, Peer, PolicyRepository, Protocol, Verdict};
 
     if !privileged("agent_lab property") {

@@ -2,7 +2,7 @@
 //! counters), what the agent last synced (its run directory) and its WireGuard mesh. Works
 //! while the agent is down: the maps are pinned. Also `ward-agent rotate-key`.
 
-use crate::bpf::maps::NodeMaps;
+use crate::bpf::NodeMaps;
 use crate::wireguard::ROTATE_REQUEST;
 use anyhow::{Context, Result, bail};
 use std::collections::BTreeMap;

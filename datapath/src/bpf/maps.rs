@@ -12,9 +12,6 @@ use aya::maps::lpm_trie::Key;
 
 use ward_engine::Direction;
 
-/// The handles, re-exported here too (`bpf::maps::NodeMaps` is a stable path).
-pub use super::node_maps::{Counter, IpcacheEntry, MapSize, NodeMaps};
-
 /// Name of the endpoint map (host-veth ifindex → [`EndpointInfo`]).
 pub const ENDPOINTS_MAP: &str = "ward_endpoints";
 /// Name of the ipcache map (IPv4 prefix → identity).
