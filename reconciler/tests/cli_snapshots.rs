@@ -14,8 +14,8 @@ mod util;
 
 use std::path::Path;
 use util::{
-    EXIT_CHANGES, EXIT_ERROR, EXIT_OK, Env, NO_NAMESPACE, Repo, Run, cnp, flip_first_expectation,
-    workspace,
+    BAD, EXIT_CHANGES, EXIT_ERROR, EXIT_OK, Env, NO_NAMESPACE, Repo, Run, cnp,
+    flip_first_expectation, workspace,
 };
 
 /// Every value of `--format` (plan, apply and diff write them all).
@@ -28,28 +28,6 @@ const VALIDATE_FORMATS: [&str; 6] = ["text", "json", "markdown", "github", "sari
 
 const BACKEND: &str = "policies/namespaces/shop/backend-ingress.yaml";
 const EGRESS_DENY_ALL: &str = "policies/namespaces/shop/backend-egress-deny-all.yaml";
-
-/// Three problems in one CiliumNetworkPolicy: a misspelt field (did-you-mean), two peer kinds
-/// in one rule, and a port out of range.
-const BAD: &str = "apiVersion: cilium.io/v2
-kind: CiliumNetworkPolicy
-metadata:
-  name: bad
-  namespace: shop
-spec:
-  endpointSelecter:
-    matchLabels:
-      app: x
-  ingress:
-    - fromEndpoints:
-        - matchLabels:
-            app: y
-      fromEntities: [world]
-      toPorts:
-        - ports:
-            - port: \"65536\"
-              protocol: TCP
-";
 
 /// YAML that does not parse.
 const BROKEN: &str = "apiVersion: cilium.io/v2

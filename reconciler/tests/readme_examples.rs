@@ -15,7 +15,7 @@
 
 mod util;
 
-use util::{Env, Repo, workspace};
+use util::{BAD, Env, Repo, flip_first_expectation, workspace};
 
 /// One ```` ```console ```` block of the README.
 #[derive(Debug)]
@@ -69,27 +69,6 @@ fn examples(readme: &str) -> Vec<Example> {
     out
 }
 
-/// A file with three problems in one policy and the seed as commonly published.
-const BAD: &str = "apiVersion: cilium.io/v2
-kind: CiliumNetworkPolicy
-metadata:
-  name: bad
-  namespace: shop
-spec:
-  endpointSelecter:
-    matchLabels:
-      app: x
-  ingress:
-    - fromEndpoints:
-        - matchLabels:
-            app: y
-      fromEntities: [world]
-      toPorts:
-        - ports:
-            - port: \"65536\"
-              protocol: TCP
-";
-
 /// Prepares the repository for the example `name`: files and commits on top of the copy of
 /// the examples. Panics on a name it does not know, so a new example gets a setup.
 fn setup(name: &str, repo: &mut Repo) {
@@ -115,13 +94,7 @@ fn setup(name: &str, repo: &mut Repo) {
             repo.commit("let the admin pod reach the backend");
         }
         // The first expectation of the shop's PolicyTest flipped to deny.
-        "flipped-expectation" => {
-            let path = "policies/tests/shop-seed.yaml";
-            let test = repo.read(path);
-            let flipped = test.replacen("expect: allow", "expect: deny", 1);
-            assert_ne!(flipped, test, "{path} has no `expect: allow`");
-            repo.write(path, flipped);
-        }
+        "flipped-expectation" => flip_first_expectation(repo),
         other => panic!(
             "README.md: no setup for the example `{other}`; add one to {}",
             file!()

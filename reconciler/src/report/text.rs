@@ -5,6 +5,7 @@ use crate::paint::{BOLD, CYAN, DIM, GREEN, Paint, RED, YELLOW};
 use crate::plan::{Action, Change};
 use crate::testing::Connectivity;
 use std::fmt::Write;
+use ward_schema::ResourceKey;
 
 pub(super) fn render(report: &Report<'_>, color: bool) -> String {
     let p = Paint(color);
@@ -65,37 +66,26 @@ pub(super) fn render(report: &Report<'_>, color: bool) -> String {
         for c in changes {
             render_change(&mut out, c, plan.prune, &p);
         }
-        if !plan.drifted.is_empty() {
-            let _ = writeln!(
-                out,
-                "\n{}",
-                p.on(
-                    YELLOW,
-                    "Drifted (changed outside ward since it was applied):"
-                )
-            );
-            for k in &plan.drifted {
-                let _ = writeln!(out, "  {k}");
-            }
-        }
-        if !plan.unmanaged.is_empty() {
-            let _ = writeln!(
-                out,
-                "\n{}",
-                p.on(
-                    YELLOW,
-                    "Exist, not managed by ward (left alone; --adopt takes them over):"
-                )
-            );
-            for k in &plan.unmanaged {
-                let _ = writeln!(out, "  {k}");
-            }
-        }
+        let drifted = "Drifted (changed outside ward since it was applied):";
+        render_keys(&mut out, drifted, &plan.drifted, &p);
+        let unmanaged = "Exist, not managed by ward (left alone; --adopt takes them over):";
+        render_keys(&mut out, unmanaged, &plan.unmanaged, &p);
     }
     if let Some(c) = report.connectivity {
         render_connectivity(&mut out, c, &p);
     }
     out
+}
+
+/// A highlighted heading and one object per line under it; nothing when `keys` is empty.
+fn render_keys(out: &mut String, heading: &str, keys: &[ResourceKey], p: &Paint) {
+    if keys.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "\n{}", p.on(YELLOW, heading));
+    for k in keys {
+        let _ = writeln!(out, "  {k}");
+    }
 }
 
 fn render_connectivity(out: &mut String, c: &Connectivity, p: &Paint) {

@@ -623,6 +623,28 @@ spec:
     - fromEntities: [cluster]
 ";
 
+/// Three problems in one CiliumNetworkPolicy: a misspelt field (did-you-mean), two peer kinds
+/// in one rule, and a port out of range. The README shows it as `bad.yaml`.
+pub const BAD: &str = "apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata:
+  name: bad
+  namespace: shop
+spec:
+  endpointSelecter:
+    matchLabels:
+      app: x
+  ingress:
+    - fromEndpoints:
+        - matchLabels:
+            app: y
+      fromEntities: [world]
+      toPorts:
+        - ports:
+            - port: \"65536\"
+              protocol: TCP
+";
+
 /// A small valid CiliumNetworkPolicy allowing ingress to `app: <name>` on `port`.
 pub fn cnp(namespace: &str, name: &str, port: u32) -> String {
     format!(
