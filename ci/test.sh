@@ -68,7 +68,7 @@ if command -v go >/dev/null; then
 else
   echo "ci/test.sh: Go is missing, so the kube tests have no test cluster (they fail in must-run mode)" >&2
 fi
-# Cilium's CRDs from its Go module at the release ci/crds/go.mod pins, cached under
+# Cilium's CRDs from its Go module at each release ci/crds/releases pins, cached under
 # $HOME/.cache/ward/crds; the schema tests compare schema/crds with them (WARD_CILIUM_CRDS).
 if command -v go >/dev/null; then
   WARD_CILIUM_CRDS=$(ci/crds/fetch.sh)

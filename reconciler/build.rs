@@ -15,8 +15,14 @@ fn main() {
         .or_else(|| git(&["rev-parse", "HEAD"]))
         .unwrap_or_else(|| "unknown".to_owned());
     println!("cargo:rustc-env=WARD_GIT_COMMIT={}", commit.trim());
-    for file in watched() {
+    let watched = watched();
+    for file in &watched {
         println!("cargo:rerun-if-changed={}", file.display());
+    }
+    if watched.is_empty() {
+        // No Git here (yet): name a file that does not exist, so that cargo runs this again
+        // on the next build instead of keeping `unknown` for good.
+        println!("cargo:rerun-if-changed=.git-commit-unknown");
     }
 }
 

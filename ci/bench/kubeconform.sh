@@ -76,14 +76,16 @@ kc_version=${kc_version:-unknown}
 
 # --- 2. CRDs -> JSON Schema ----------------------------------------------------------------
 has_crds() { [ -d "$1" ] && ls "$1"/*.yaml >/dev/null 2>&1; }
+# The newest Cilium release ci/crds/releases pins (its last line), ward's default.
+newest=$(awk '!/^#/ && NF { m = $1 } END { print m }' "$root/ci/crds/releases")
 if [ -n "${CILIUM_CRDS:-}" ]; then
   crds=$CILIUM_CRDS
   has_crds "$crds" || { echo "kubeconform.sh: no *.yaml CRDs in CILIUM_CRDS=$crds" >&2; exit 2; }
 elif [ -n "${WARD_CILIUM_CRDS:-}" ]; then
-  crds=$WARD_CILIUM_CRDS
+  crds=$WARD_CILIUM_CRDS/$newest
   has_crds "$crds" || { echo "kubeconform.sh: no *.yaml CRDs in WARD_CILIUM_CRDS=$crds" >&2; exit 2; }
-elif has_crds "$root/schema/crds"; then
-  crds=$root/schema/crds
+elif has_crds "$root/schema/crds/$newest"; then
+  crds=$root/schema/crds/$newest
 else
   echo "kubeconform.sh: no Cilium CRDs found (set CILIUM_CRDS)" >&2
   exit 2

@@ -1,17 +1,17 @@
 #!/usr/bin/env bash
 # Writes Cilium's CRDs for the kinds ward uses (CiliumNetworkPolicy, CiliumClusterwideNetworkPolicy,
-# CiliumEnvoyConfig, CiliumClusterwideEnvoyConfig, CiliumCIDRGroup), taken from Cilium itself:
-# the Go program beside this script imports github.com/cilium/cilium/pkg/k8s/apis/cilium.io/client
-# at the version its go.mod requires (the one place the Cilium version is pinned) and writes the
-# CRDs that package embeds, one `<plural>.yaml` per CRD. The files are then checked to be
-# byte-for-byte the package's own crds/v2/*.yaml.
-# Output: $WARD_CILIUM_CRDS_DIR (default $HOME/.cache/ward/crds/<cilium-version>); prints that
-# directory. Cached: a second run with the same program and version does nothing (and needs no Go).
-# Needs Go and the Go module proxy the first time; Go's own module and build caches are used.
-# The first run takes about 3 minutes on 2 cores (building Cilium's package and its dependencies).
+# CiliumEnvoyConfig, CiliumClusterwideEnvoyConfig, CiliumCIDRGroup) for every Cilium release that
+# ci/crds/releases pins, taken from Cilium itself: `go mod download` fetches Cilium's Go module
+# at that release from the Go module proxy (checked against Go's checksum database and against
+# the hash in ci/crds/releases), and the files are copied unchanged from the CRDs its package
+# github.com/cilium/cilium/pkg/k8s/apis/cilium.io/client embeds (the ones the agent installs).
+# Output: one folder per minor version (`1.17/`, `1.18/`, ...) under $WARD_CILIUM_CRDS_DIR
+# (default $HOME/.cache/ward/crds/cilium); prints that directory. Cached: a release already
+# fetched with the same hash is not fetched again (and needs no Go).
+# Needs Go and the Go module proxy the first time (about 10 seconds per release).
 #
 #   export WARD_CILIUM_CRDS=$(ci/crds/fetch.sh)    # what the schema tests read
-#   ci/crds/fetch.sh --update                      # also copies them into schema/crds/
+#   ci/crds/fetch.sh --update                      # also copies them into schema/crds/<minor>/
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -23,37 +23,48 @@ case "${1:-}" in
   *) echo "usage: ci/crds/fetch.sh [--update]" >&2; exit 2 ;;
 esac
 
-version=$(awk '$1 == "github.com/cilium/cilium" { print $2 } $1 == "require" && $2 == "github.com/cilium/cilium" { print $3 }' "$here/go.mod")
-[[ -n $version ]] || { echo "ci/crds/fetch.sh: no github.com/cilium/cilium version in $here/go.mod" >&2; exit 1; }
-out=${WARD_CILIUM_CRDS_DIR:-${WARD_CRDS_CACHE:-$HOME/.cache/ward/crds}/$version}
-# The program's inputs: a change to any of them makes a cached output stale.
-stamp=$(cd "$here" && cat go.mod go.sum main.go | sha256sum | cut -d' ' -f1)
+out=${WARD_CILIUM_CRDS_DIR:-${WARD_CRDS_CACHE:-$HOME/.cache/ward/crds}/cilium}
+module=github.com/cilium/cilium
+files="ciliumnetworkpolicies ciliumclusterwidenetworkpolicies ciliumenvoyconfigs ciliumclusterwideenvoyconfigs ciliumcidrgroups"
 
-if ! [[ -f $out/.done && $(cat "$out/.done") == "$stamp" ]]; then
+# fetch MINOR RELEASE SUM: fills $out/MINOR unless it already holds RELEASE with SUM.
+fetch() {
+  local minor=$1 release=$2 sum=$3 dest=$out/$1
+  [[ -f $dest/.done && $(cat "$dest/.done") == "$release $sum" ]] && return 0
   command -v go >/dev/null || { echo "ci/crds/fetch.sh: Go is missing" >&2; exit 1; }
-  mkdir -p "$(dirname "$out")"
-  tmp=$(mktemp -d "${out%/}.tmp.XXXXXX")
-  trap 'rm -rf "$tmp"' EXIT
-  cd "$here"
-  echo "ci/crds/fetch.sh: building the CRD writer against github.com/cilium/cilium $version" >&2
-  go build -trimpath -o "$tmp/crds" .
-  "$tmp/crds" -out "$tmp/out"
-  # The program writes the CRDs as Cilium's package parses them; check they are the very files.
-  pkg=$(go list -f '{{.Dir}}' github.com/cilium/cilium/pkg/k8s/apis/cilium.io/client)
-  for f in "$tmp"/out/*.yaml; do
-    cmp -s "$f" "$pkg/crds/v2/$(basename "$f")" || {
-      echo "ci/crds/fetch.sh: $(basename "$f") differs from $pkg/crds/v2/$(basename "$f")" >&2
-      exit 1
-    }
+  echo "ci/crds/fetch.sh: downloading $module $release" >&2
+  local info dir got
+  info=$(cd /tmp && GOFLAGS=-mod=mod go mod download -json "$module@$release")
+  dir=$(python3 -c 'import json, sys; print(json.load(sys.stdin)["Dir"])' <<<"$info")
+  got=$(python3 -c 'import json, sys; print(json.load(sys.stdin)["Sum"])' <<<"$info")
+  [[ $got == "$sum" ]] || {
+    echo "ci/crds/fetch.sh: $module $release has hash $got, ci/crds/releases pins $sum" >&2
+    exit 1
+  }
+  local tmp
+  tmp=$(mktemp -d "$out/.$minor.XXXXXX")
+  for f in $files; do
+    # The CIDR group CRD was v2alpha1 only until 1.18.
+    local src=$dir/pkg/k8s/apis/cilium.io/client/crds/v2/$f.yaml
+    [[ -f $src ]] || src=$dir/pkg/k8s/apis/cilium.io/client/crds/v2alpha1/$f.yaml
+    [[ -f $src ]] || { echo "ci/crds/fetch.sh: $release has no CRD $f" >&2; rm -rf "$tmp"; exit 1; }
+    cp "$src" "$tmp/$f.yaml"
+    chmod 0644 "$tmp/$f.yaml"
   done
-  echo "$stamp" > "$tmp/out/.done"
-  rm -rf "$out"
-  mv "$tmp/out" "$out"
-fi
+  echo "$release $sum" > "$tmp/.done"
+  rm -rf "$dest"
+  mv "$tmp" "$dest"
+}
 
-if [[ -n $update ]]; then
-  rm -f "$repo"/schema/crds/cilium*.yaml
-  cp "$out"/*.yaml "$repo/schema/crds/"
-  echo "ci/crds/fetch.sh: copied the CRDs of Cilium $version into schema/crds/; record $version in schema/crds/README.md" >&2
-fi
+mkdir -p "$out"
+while read -r minor release sum; do
+  [[ -z $minor || $minor == \#* ]] && continue
+  fetch "$minor" "$release" "$sum"
+  if [[ -n $update ]]; then
+    mkdir -p "$repo/schema/crds/$minor"
+    rm -f "$repo/schema/crds/$minor"/cilium*.yaml
+    cp "$out/$minor"/*.yaml "$repo/schema/crds/$minor/"
+    echo "ci/crds/fetch.sh: copied the CRDs of Cilium $release into schema/crds/$minor/" >&2
+  fi
+done < "$here/releases"
 echo "$out"

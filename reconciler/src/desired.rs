@@ -49,6 +49,7 @@ pub fn validate_files(
                     let options = LoadOptions {
                         limits: selection.limits,
                         strict_kinds: selection.strict_kinds,
+                        cilium: selection.cilium,
                     };
                     let mut report = load_file_with(&path, &bytes, &options);
                     check_lab_topology(&path, &bytes, &mut report);

@@ -38,7 +38,11 @@ fn version_names_the_release_the_commit_and_the_cilium_schemas() {
     text.code(EXIT_OK)
         .stdout_has(&format!("ward {}\n", env!("CARGO_PKG_VERSION")))
         .stdout_has(&format!("commit:         {}\n", built_from()))
-        .stdout_has(&format!("cilium schemas: {}\n", schema_cilium()));
+        .stdout_has(&format!(
+            "cilium schemas: {} (default; --cilium-version also takes v1.18.",
+            schema_cilium()
+        ))
+        .stdout_has(", v1.17.");
     let json = env.ward(env.path(), &["version", "-o", "json"]);
     json.code(EXIT_OK);
     let doc = json.json();
@@ -47,6 +51,9 @@ fn version_names_the_release_the_commit_and_the_cilium_schemas() {
     assert_eq!(doc["ward"], env!("CARGO_PKG_VERSION"));
     assert_eq!(doc["commit"], built_from().as_str());
     assert_eq!(doc["ciliumSchemas"], schema_cilium().as_str());
+    assert_eq!(doc["ciliumReleases"]["1.19"], schema_cilium().as_str());
+    let older = doc["ciliumReleases"]["1.17"].as_str().unwrap();
+    assert!(older.starts_with("v1.17."), "{older}");
 }
 
 #[test]

@@ -204,6 +204,8 @@ pub mod codes {
     pub const CONFIG: &str = "WARD-S013";
     /// PolicyTest problems (unknown endpoints, impossible ports, bad labels).
     pub const POLICY_TEST: &str = "WARD-S014";
+    /// A field the selected Cilium release deprecates (`fromRequires`/`toRequires` before 1.19).
+    pub const DEPRECATED: &str = "WARD-S015";
     /// The same object defined twice across files.
     pub const DUPLICATE_OBJECT: &str = "WARD-D001";
 }

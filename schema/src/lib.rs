@@ -5,8 +5,9 @@
 //!
 //! - [`yaml`]: bounded YAML loading with line and column for every value and key.
 //! - [`envelope`]: apiVersion, kind and metadata.
-//! - [`schemas`]: ward's JSON Schemas (`schema/json/`), compiled once.
-//! - [`semantic`]: Cilium 1.19's own validation rules, with its messages.
+//! - [`schemas`]: ward's JSON Schemas (`schema/json/`), one per Cilium release, compiled once.
+//! - [`semantic`]: Cilium's own validation rules, with its messages.
+//! - [`release`]: the Cilium releases ward validates for, and what differs between them.
 //! - [`load`]: one file to resources and findings; many files to a [`load::Validation`].
 //! - [`model`]: typed structs for the policy engine and the agents.
 //! - [`policytest`]: the PolicyTest document, typed; [`topology`]: the lab topology.
@@ -21,6 +22,7 @@ pub mod load;
 pub mod model;
 pub mod policytest;
 pub mod protocol;
+pub mod release;
 pub mod resource;
 pub mod schemas;
 pub mod semantic;
@@ -32,5 +34,6 @@ pub use diagnostic::{Diagnostic, Severity};
 pub use load::{
     FileReport, LoadOptions, ResourceSet, Validation, assemble, load_file, load_file_with,
 };
+pub use release::CiliumVersion;
 pub use resource::{Kind, Origin, Resource, ResourceKey};
 pub use yaml::Limits;

@@ -8,6 +8,7 @@
 
 use crate::diagnostic::{self, Diagnostic, codes};
 use crate::envelope;
+use crate::release::CiliumVersion;
 use crate::resource::{Kind, Origin, Resource, ResourceKey};
 use crate::schemas::Schemas;
 use crate::semantic::{self, Finding, Unless};
@@ -22,6 +23,8 @@ pub struct LoadOptions {
     pub limits: Limits,
     /// Objects of kinds ward does not manage are errors instead of skipped.
     pub strict_kinds: bool,
+    /// The Cilium release whose schemas and rules apply.
+    pub cilium: CiliumVersion,
 }
 
 /// What one file yielded.
@@ -45,7 +48,7 @@ pub fn load_file(file: &str, bytes: &[u8], limits: &Limits) -> FileReport {
         bytes,
         &LoadOptions {
             limits: *limits,
-            strict_kinds: false,
+            ..LoadOptions::default()
         },
     )
 }
@@ -104,8 +107,8 @@ fn load_document(
             .and_then(Kind::parse)
     });
     if let Some(kind) = kind {
-        findings.extend(Schemas::get().validate(kind, &object));
-        findings.extend(semantic::check(kind, &object));
+        findings.extend(Schemas::for_version(options.cilium).validate(kind, &object));
+        findings.extend(semantic::check_for(kind, &object, options.cilium));
     }
     let blocking = findings
         .iter()

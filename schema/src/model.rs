@@ -202,6 +202,10 @@ pub struct IngressCommon {
     /// `fromNodes`: peer nodes by label (needs `enable-node-selector-labels`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from_nodes: Option<Vec<EndpointSelector>>,
+    /// `fromRequires` (Cilium before 1.19): label requirements every `fromEndpoints` peer of
+    /// every rule selecting the same endpoint must also meet; grants nothing by itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_requires: Option<Vec<EndpointSelector>>,
 }
 
 /// An `ingress[]` allow entry: (any listed peer) AND (any listed port or ICMP type).
@@ -264,6 +268,10 @@ pub struct EgressCommon {
     /// `toNodes`: destination nodes by label (needs `enable-node-selector-labels`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub to_nodes: Option<Vec<EndpointSelector>>,
+    /// `toRequires` (Cilium before 1.19): label requirements every `toEndpoints` peer of every
+    /// rule selecting the same endpoint must also meet; grants nothing by itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to_requires: Option<Vec<EndpointSelector>>,
 }
 
 /// An `egress[]` allow entry: (any listed destination) AND (any listed port or ICMP type).
@@ -1248,7 +1256,7 @@ mod tests {
         let policy: NetworkPolicy = serde_json::from_value(doc).unwrap();
         assert_eq!(
             serde_json::to_value(&policy).unwrap(),
-            json!({"spec": {"endpointSelector": {"matchLabels": {"app": "x"}}, "ingress": [{"fromEndpoints": [{}]}]}})
+            json!({"spec": {"endpointSelector": {"matchLabels": {"app": "x"}}, "ingress": [{"fromEndpoints": [{}], "fromRequires": [{}]}]}})
         );
     }
 

@@ -3,6 +3,7 @@
 //! words and, for unknown fields, a did-you-mean.
 
 use crate::diagnostic::{Severity, codes};
+use crate::release::CiliumVersion;
 use crate::resource::Kind;
 use crate::semantic::{Finding, did_you_mean};
 use crate::yaml::Seg;
@@ -11,8 +12,34 @@ use jsonschema::error::{TypeKind, ValidationErrorKind};
 use serde_json::Value;
 use std::sync::OnceLock;
 
-/// The schema document, as shipped in the repository.
+/// The schema document of the newest Cilium release (the default), as shipped in the repository.
 pub const WARD_SCHEMA: &str = include_str!("../json/ward.schema.json");
+
+/// The schema document generated from `version`'s CRDs.
+pub fn schema_text(version: CiliumVersion) -> &'static str {
+    match version {
+        CiliumVersion::V1_17 => include_str!("../json/ward-1.17.schema.json"),
+        CiliumVersion::V1_18 => include_str!("../json/ward-1.18.schema.json"),
+        CiliumVersion::V1_19 => WARD_SCHEMA,
+    }
+}
+
+/// The Cilium release (`v1.19.7`) whose CRDs `version`'s schema was generated from, as the
+/// schema's own header records it; `unknown` if the header says none.
+pub fn cilium_release(version: CiliumVersion) -> &'static str {
+    header_release(schema_text(version)).unwrap_or("unknown")
+}
+
+/// The `v1.2.3` after the first "Cilium v" of a generated schema (its header).
+fn header_release(schema: &str) -> Option<&str> {
+    let at = schema.find("Cilium v")? + "Cilium ".len();
+    let rest = &schema[at..];
+    let end = rest[1..]
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .map_or(rest.len(), |i| i + 1);
+    let v = rest[..end].trim_end_matches('.');
+    (v.len() > 1).then_some(v)
+}
 
 /// Compiled validators, one per kind, and the schema document they were built from.
 ///
@@ -20,21 +47,34 @@ pub const WARD_SCHEMA: &str = include_str!("../json/ward.schema.json");
 /// compiling all six costs more than validating a small repository.
 pub struct Schemas {
     document: Value,
+    /// The Cilium release the document was generated for.
+    version: CiliumVersion,
     validators: Vec<(Kind, OnceLock<Validator>)>,
 }
 
 impl Schemas {
-    /// The process-wide schemas (each kind compiled on first use).
+    /// The process-wide schemas of the default Cilium release (each kind compiled on first use).
     pub fn get() -> &'static Schemas {
-        static SCHEMAS: OnceLock<Schemas> = OnceLock::new();
-        SCHEMAS.get_or_init(|| {
-            Schemas::parse(WARD_SCHEMA).expect("the embedded ward.schema.json parses (tested)")
+        Schemas::for_version(CiliumVersion::default())
+    }
+
+    /// The process-wide schemas of `version` (each kind compiled on first use).
+    pub fn for_version(version: CiliumVersion) -> &'static Schemas {
+        static SCHEMAS: [OnceLock<Schemas>; 3] =
+            [OnceLock::new(), OnceLock::new(), OnceLock::new()];
+        let slot = CiliumVersion::ALL
+            .iter()
+            .position(|v| *v == version)
+            .expect("every version has a slot");
+        SCHEMAS[slot].get_or_init(|| {
+            Schemas::parse(schema_text(version), version)
+                .expect("the embedded schemas parse (tested)")
         })
     }
 
     /// Compiles `text` for every kind now, reporting the first kind that fails.
-    pub fn compile(text: &str) -> Result<Schemas, String> {
-        let schemas = Schemas::parse(text)?;
+    pub fn compile(text: &str, version: CiliumVersion) -> Result<Schemas, String> {
+        let schemas = Schemas::parse(text, version)?;
         for (kind, cell) in &schemas.validators {
             let _ = cell.set(build(&schemas.document, *kind)?);
         }
@@ -42,11 +82,12 @@ impl Schemas {
     }
 
     /// Parses `text`; validators are compiled later, on first use.
-    fn parse(text: &str) -> Result<Schemas, String> {
+    fn parse(text: &str, version: CiliumVersion) -> Result<Schemas, String> {
         let document: Value =
             serde_json::from_str(text).map_err(|e| format!("ward.schema.json: {e}"))?;
         Ok(Schemas {
             document,
+            version,
             validators: Kind::ALL
                 .into_iter()
                 .map(|k| (k, OnceLock::new()))
@@ -126,7 +167,11 @@ impl Schemas {
                             );
                         }
                         let refs: Vec<&str> = known.iter().map(String::as_str).collect();
+                        let other = self.releases_knowing(name, schema_path);
                         let hint = match did_you_mean(name, &refs) {
+                            _ if !other.is_empty() => {
+                                Some(release_hint(name, &other, self.version))
+                            }
                             Some(s) => Some(format!("did you mean \"{s}\"?")),
                             None if !refs.is_empty() => {
                                 Some(format!("known fields here: {}", refs.join(", ")))
@@ -233,6 +278,20 @@ impl Schemas {
         }
     }
 
+    /// The other Cilium releases whose schema allows the property `name` at `schema_path`.
+    fn releases_knowing(&self, name: &str, schema_path: &str) -> Vec<CiliumVersion> {
+        CiliumVersion::ALL
+            .into_iter()
+            .filter(|v| *v != self.version)
+            .filter(|v| {
+                Schemas::for_version(*v)
+                    .known_properties(schema_path)
+                    .iter()
+                    .any(|k| k == name)
+            })
+            .collect()
+    }
+
     /// The property names allowed next to the `additionalProperties` keyword at `schema_path`.
     fn known_properties(&self, schema_path: &str) -> Vec<String> {
         let parent = schema_path
@@ -245,6 +304,19 @@ impl Schemas {
             .map(|m| m.keys().cloned().collect())
             .unwrap_or_default()
     }
+}
+
+/// The hint for a field that another Cilium release has here.
+fn release_hint(name: &str, releases: &[CiliumVersion], current: CiliumVersion) -> String {
+    let list: Vec<&str> = releases.iter().map(|v| v.minor()).collect();
+    let nearest = releases
+        .iter()
+        .min_by_key(|v| (**v as i32 - current as i32).abs())
+        .map_or("", |v| v.minor());
+    format!(
+        "\"{name}\" is a field of Cilium {} but not of {current} (--cilium-version); if the cluster runs {nearest}, pass --cilium-version {nearest}",
+        list.join(" and ")
+    )
 }
 
 fn describe_other(kind: &ValidationErrorKind) -> String {
@@ -330,20 +402,59 @@ mod tests {
 
     /// `Schemas::get` compiles lazily and panics on failure; this is the test it relies on.
     #[test]
-    fn the_embedded_schema_compiles_for_every_kind() {
-        let schemas = Schemas::compile(WARD_SCHEMA).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(schemas.validators.len(), Kind::ALL.len());
-        assert!(schemas.validators.iter().all(|(_, v)| v.get().is_some()));
+    fn the_embedded_schemas_compile_for_every_kind() {
+        for version in CiliumVersion::ALL {
+            let schemas = Schemas::compile(schema_text(version), version)
+                .unwrap_or_else(|e| panic!("Cilium {version}: {e}"));
+            assert_eq!(schemas.validators.len(), Kind::ALL.len());
+            assert!(schemas.validators.iter().all(|(_, v)| v.get().is_some()));
+        }
+    }
+
+    #[test]
+    fn the_release_comes_from_the_schema_header() {
+        assert_eq!(
+            header_release(
+                r#"{"$comment": "Generated from the CRDs of Cilium v1.19.7 (schema/crds)"}"#
+            ),
+            Some("v1.19.7")
+        );
+        assert_eq!(
+            header_release(r#"{"$comment": "of Cilium v1.18."}"#),
+            Some("v1.18")
+        );
+        assert_eq!(header_release("{}"), None);
+        for version in CiliumVersion::ALL {
+            let release = cilium_release(version);
+            assert!(
+                release.starts_with(&format!("v{}.", version.minor())),
+                "{version}: {release}"
+            );
+        }
+    }
+
+    /// Each embedded schema is the one generated from its release's CRDs.
+    #[test]
+    fn each_version_has_its_own_schema() {
+        for version in CiliumVersion::ALL {
+            let text = schema_text(version);
+            assert!(
+                text.contains(&format!("(schema/crds/{})", version.minor())),
+                "the schema for Cilium {version} names other CRDs"
+            );
+        }
     }
 
     /// The schema document is itself a valid JSON Schema (the validators skip no check, but
     /// this names the problem plainly when someone breaks it).
     #[test]
-    fn the_embedded_schema_is_a_valid_json_schema() {
-        let doc: Value = serde_json::from_str(WARD_SCHEMA).expect("JSON");
-        assert!(
-            jsonschema::meta::is_valid(&doc),
-            "ward.schema.json does not validate against its meta-schema"
-        );
+    fn the_embedded_schemas_are_valid_json_schemas() {
+        for version in CiliumVersion::ALL {
+            let doc: Value = serde_json::from_str(schema_text(version)).expect("JSON");
+            assert!(
+                jsonschema::meta::is_valid(&doc),
+                "the schema for Cilium {version} does not validate against its meta-schema"
+            );
+        }
     }
 }

@@ -1,6 +1,6 @@
 //! Generates ward's `json/ward.schema.json` (from `json/ward.overlay.json` and the CRDs, see the
 //! last section) and cross-checks it against the vendored Cilium CRDs in
-//! `crds/` (Cilium's own files at the release `ci/crds/go.mod` pins; `vendored_crds_are_ciliums`
+//! `crds/<minor>/` (Cilium's own files at each release `ci/crds/releases` pins; `vendored_crds_are_ciliums`
 //! compares them with what `ci/crds/fetch.sh` takes from Cilium's Go package), and exercises the
 //! schema with the `jsonschema` crate.
 //!
@@ -56,6 +56,26 @@ const PROPERTY_DIFFS: &[PropertyDiff] = &[
         side: Side::CrdOnly,
         reason: "status is free-form in ward",
     },
+];
+
+/// Keywords ward leaves out before Cilium 1.19 (the CRDs of 1.19 no longer have them).
+const OMITTED_BEFORE_1_19: &[Omitted] = &[Omitted {
+    path: "*.toPorts[].ports[]",
+    keyword: "required",
+    reason: "port: 'port must be specified' (ward says it once, for every release)",
+}];
+
+/// The omitted-keyword allow-list that applies to `release`.
+fn omitted(release: &Release) -> Vec<&'static Omitted> {
+    let mut out: Vec<&Omitted> = OMITTED.iter().collect();
+    if !release.at_least("1.19") {
+        out.extend(OMITTED_BEFORE_1_19);
+    }
+    out
+}
+
+/// Differences that exist from Cilium 1.19 on.
+const PROPERTY_DIFFS_SINCE_1_19: &[PropertyDiff] = &[
     // `fromRequires` / `toRequires` no longer do anything in Cilium 1.19. The released CRDs keep
     // them as deprecated `maxItems: 0` string lists (so only an empty list is accepted);
     // ward.schema.json leaves them out, so any use is reported as an unknown field.
@@ -85,6 +105,15 @@ const PROPERTY_DIFFS: &[PropertyDiff] = &[
         reason: "deprecated no-op, `maxItems: 0` in the CRD; ward rejects the field",
     },
 ];
+
+/// The property allow-list that applies to `release`.
+fn property_diffs(release: &Release) -> Vec<&'static PropertyDiff> {
+    let mut out: Vec<&PropertyDiff> = PROPERTY_DIFFS.iter().collect();
+    if release.at_least("1.19") {
+        out.extend(PROPERTY_DIFFS_SINCE_1_19);
+    }
+    out
+}
 
 /// A constraint keyword the CRD has at some path that ward.schema.json deliberately leaves out,
 /// because ward reports the problem itself with Cilium's exact message (so each problem is
@@ -339,14 +368,85 @@ fn crate_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn load_ward() -> Value {
-    let path = crate_dir().join("json/ward.schema.json");
-    let text = std::fs::read_to_string(&path).expect("read json/ward.schema.json");
-    serde_json::from_str(&text).expect("json/ward.schema.json is valid JSON")
+/// A Cilium release ward has schemas for: a line of `ci/crds/releases`.
+#[derive(Debug, Clone)]
+struct Release {
+    /// The minor version as users name it (`1.19`); also the folder under `crds/`.
+    minor: String,
+    /// The release (`v1.19.7`).
+    version: String,
+    /// Whether it is the newest (the default, whose schema is `json/ward.schema.json`).
+    newest: bool,
 }
 
-fn load_crd(file: &str) -> Value {
-    let path = crate_dir().join("crds").join(file);
+impl Release {
+    /// Whether this release is `minor` or newer.
+    fn at_least(&self, minor: &str) -> bool {
+        minor_key(&self.minor) >= minor_key(minor)
+    }
+
+    /// Where its CRDs are.
+    fn crds(&self) -> PathBuf {
+        crate_dir().join("crds").join(&self.minor)
+    }
+
+    /// Its generated schema, relative to the crate.
+    fn schema_file(&self) -> String {
+        if self.newest {
+            SCHEMA.to_owned()
+        } else {
+            format!("json/ward-{}.schema.json", self.minor)
+        }
+    }
+}
+
+/// `1.19` as a comparable pair.
+fn minor_key(minor: &str) -> (u32, u32) {
+    let (a, b) = minor.split_once('.').expect("a minor version like 1.19");
+    (a.parse().expect("major"), b.parse().expect("minor"))
+}
+
+/// The releases `ci/crds/releases` pins, oldest first.
+fn releases() -> Vec<Release> {
+    let text = std::fs::read_to_string(crate_dir().join("../ci/crds/releases"))
+        .expect("read ci/crds/releases");
+    let mut out: Vec<Release> = text
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        .map(|l| {
+            let mut w = l.split_whitespace();
+            Release {
+                minor: w.next().expect("minor").to_owned(),
+                version: w.next().expect("release").to_owned(),
+                newest: false,
+            }
+        })
+        .collect();
+    out.last_mut()
+        .expect("ci/crds/releases pins a release")
+        .newest = true;
+    out
+}
+
+/// The newest release (the default).
+fn newest() -> Release {
+    releases().pop().expect("a release")
+}
+
+/// The newest release's schema.
+fn load_ward() -> Value {
+    load_ward_for(&newest())
+}
+
+fn load_ward_for(release: &Release) -> Value {
+    let path = crate_dir().join(release.schema_file());
+    let text =
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    serde_json::from_str(&text).expect("the schema is valid JSON")
+}
+
+fn load_crd(release: &Release, file: &str) -> Value {
+    let path = release.crds().join(file);
     let text = std::fs::read_to_string(&path).expect("read vendored CRD");
     let doc: Value = serde_yaml_ng::from_str(&text).expect("CRD is valid YAML");
     let versions = doc
@@ -359,25 +459,6 @@ fn load_crd(file: &str) -> Value {
         .pointer("/schema/openAPIV3Schema")
         .cloned()
         .expect("CRD has spec.versions[0].schema.openAPIV3Schema")
-}
-
-/// The Cilium release `ci/crds/go.mod` pins, which `crds/` holds the CRDs of.
-fn pinned_cilium_version() -> String {
-    let gomod =
-        std::fs::read_to_string(crate_dir().join("../ci/crds/go.mod")).expect("ci/crds/go.mod");
-    gomod
-        .lines()
-        .filter_map(|l| {
-            let mut w = l.split_whitespace();
-            let first = w.next()?;
-            let first = if first == "require" { w.next()? } else { first };
-            (first == "github.com/cilium/cilium")
-                .then(|| w.next())
-                .flatten()
-        })
-        .next()
-        .expect("ci/crds/go.mod requires github.com/cilium/cilium")
-        .to_owned()
 }
 
 fn defs(ward: &Value) -> &Map<String, Value> {
@@ -453,8 +534,8 @@ fn same_value(keyword: &str, a: &Value, b: &Value) -> bool {
 
 struct Checker<'a> {
     defs: &'a Map<String, Value>,
-    property_diffs: &'a [PropertyDiff],
-    omitted: &'a [Omitted],
+    property_diffs: &'a [&'a PropertyDiff],
+    omitted: &'a [&'a Omitted],
     errors: Vec<String>,
     /// Number of (ward, CRD) node pairs compared, per kind, to prove the walk went deep.
     visited: BTreeMap<String, usize>,
@@ -465,8 +546,8 @@ struct Checker<'a> {
 impl<'a> Checker<'a> {
     fn new(
         defs: &'a Map<String, Value>,
-        property_diffs: &'a [PropertyDiff],
-        omitted: &'a [Omitted],
+        property_diffs: &'a [&'a PropertyDiff],
+        omitted: &'a [&'a Omitted],
     ) -> Self {
         Checker {
             defs,
@@ -573,9 +654,23 @@ impl<'a> Checker<'a> {
             );
         }
 
-        // required
+        // required (unless ward leaves the CRD's out on purpose)
         let (cr, wr) = (string_set(c.get("required")), string_set(w.get("required")));
-        if cr != wr {
+        let required_omitted = self
+            .omitted
+            .iter()
+            .position(|o| o.keyword == "required" && glob(o.path, path));
+        if let (Some(i), false) = (required_omitted, cr.is_empty()) {
+            self.used_omitted.insert(i);
+            if !wr.is_empty() {
+                let reason = self.omitted[i].reason;
+                self.error(
+                    kind,
+                    path,
+                    format!("ward.schema.json must not have `required` here: {reason}"),
+                );
+            }
+        } else if cr != wr {
             self.error(
                 kind,
                 path,
@@ -744,15 +839,17 @@ impl<'a> Checker<'a> {
 
 /// Runs the whole cross-check of `ward` against the four vendored CRDs; returns the problems
 /// and how many node pairs were compared per kind.
-fn crosscheck_counted(ward: &Value) -> (Vec<String>, BTreeMap<String, usize>) {
+fn crosscheck_counted(ward: &Value, release: &Release) -> (Vec<String>, BTreeMap<String, usize>) {
     let defs = defs(ward);
-    let mut checker = Checker::new(defs, PROPERTY_DIFFS, OMITTED);
+    let diffs = property_diffs(release);
+    let omitted = omitted(release);
+    let mut checker = Checker::new(defs, &diffs, &omitted);
     for (kind, file) in CRD_KINDS {
         let Some(root) = defs.get(*kind) else {
             checker.errors.push(format!("$defs/{kind} is missing"));
             continue;
         };
-        let crd = load_crd(file);
+        let crd = load_crd(release, file);
         checker.walk(kind, "", root, &crd);
     }
     checker.check_all_allow_list_entries_used();
@@ -760,7 +857,7 @@ fn crosscheck_counted(ward: &Value) -> (Vec<String>, BTreeMap<String, usize>) {
 }
 
 fn crosscheck(ward: &Value) -> Vec<String> {
-    crosscheck_counted(ward).0
+    crosscheck_counted(ward, &newest()).0
 }
 
 fn assert_no_problems(problems: &[String]) {
@@ -778,8 +875,21 @@ fn assert_no_problems(problems: &[String]) {
 
 #[test]
 fn ward_schema_matches_crds() {
-    let (problems, visited) = crosscheck_counted(&load_ward());
-    assert_no_problems(&problems);
+    for release in releases() {
+        ward_schema_matches_crds_of(&release);
+    }
+}
+
+fn ward_schema_matches_crds_of(release: &Release) {
+    let (problems, visited) = crosscheck_counted(&load_ward_for(release), release);
+    assert!(
+        problems.is_empty(),
+        "{} disagrees with the CRDs of Cilium {} ({} problems):\n  {}",
+        release.schema_file(),
+        release.version,
+        problems.len(),
+        problems.join("\n  ")
+    );
     // The walk must really descend into both trees: the CNP/CCNP CRDs have a few hundred
     // schema nodes under spec and again under specs[]; the CEC/CCEC ones a couple of dozen.
     for (kind, minimum) in [
@@ -1054,9 +1164,59 @@ fn objectmeta_lists_standard_fields() {
 }
 
 /// `fromRequires` / `toRequires` do nothing in Cilium 1.19: ward has neither, and the CRDs have
-/// them only as deprecated lists that must stay empty (`maxItems: 0`).
+/// them only as deprecated lists that must stay empty (`maxItems: 0`). Before 1.19 they are
+/// lists of endpoint selectors, in the CRDs and in ward's schemas for those releases.
 #[test]
-fn requires_fields_are_deprecated_and_empty() {
+fn requires_fields_follow_the_release() {
+    for release in releases() {
+        if release.at_least("1.19") {
+            requires_fields_are_deprecated_and_empty(&release);
+        } else {
+            requires_fields_are_selectors(&release);
+        }
+    }
+}
+
+fn requires_fields_are_selectors(release: &Release) {
+    let mut in_ward = 0;
+    visit_schema(&load_ward_for(release), "", &mut |_, m| {
+        if let Some(props) = m.get("properties").and_then(Value::as_object) {
+            for r in ["fromRequires", "toRequires"] {
+                if let Some(node) = props.get(r) {
+                    in_ward += 1;
+                    assert_eq!(
+                        node["items"]["$ref"],
+                        "#/$defs/EndpointSelector",
+                        "{}: {r}",
+                        release.schema_file()
+                    );
+                }
+            }
+        }
+    });
+    // ingress, ingressDeny, egress and egressDeny rules.
+    assert_eq!(in_ward, 4, "{}: requires fields", release.schema_file());
+    let mut in_crds = 0;
+    for (_, file) in CRD_KINDS {
+        visit_schema(&load_crd(release, file), "", &mut |path, m| {
+            if let Some(props) = m.get("properties").and_then(Value::as_object) {
+                for r in ["fromRequires", "toRequires"] {
+                    if let Some(node) = props.get(r) {
+                        in_crds += 1;
+                        assert!(
+                            node["items"]["properties"].get("matchLabels").is_some(),
+                            "crds/{}/{file}{path}: {r} is not a selector list",
+                            release.minor
+                        );
+                    }
+                }
+            }
+        });
+    }
+    assert_eq!(in_crds, 16, "Cilium {}: requires fields", release.version);
+}
+
+fn requires_fields_are_deprecated_and_empty(release: &Release) {
     let deprecated = ["fromRequires", "toRequires"];
     let expected = json!({
         "description": "Deprecated.",
@@ -1065,7 +1225,7 @@ fn requires_fields_are_deprecated_and_empty() {
         "type": "array",
     });
     let mut in_ward = Vec::new();
-    visit_schema(&load_ward(), "", &mut |path, m| {
+    visit_schema(&load_ward_for(release), "", &mut |path, m| {
         if let Some(props) = m.get("properties").and_then(Value::as_object) {
             for r in deprecated {
                 if props.contains_key(r) {
@@ -1077,12 +1237,12 @@ fn requires_fields_are_deprecated_and_empty() {
     assert!(in_ward.is_empty(), "ward.schema.json has {in_ward:?}");
     let mut seen = 0;
     for (_, file) in CRD_KINDS {
-        visit_schema(&load_crd(file), "", &mut |path, m| {
+        visit_schema(&load_crd(release, file), "", &mut |path, m| {
             if let Some(props) = m.get("properties").and_then(Value::as_object) {
                 for r in deprecated {
                     if let Some(node) = props.get(r) {
                         seen += 1;
-                        assert_eq!(node, &expected, "crds/{file}{path}: {r}");
+                        assert_eq!(node, &expected, "crds/{}/{file}{path}: {r}", release.minor);
                     }
                 }
             }
@@ -1092,13 +1252,40 @@ fn requires_fields_are_deprecated_and_empty() {
     assert_eq!(seen, 16, "deprecated fields in the CRDs");
 }
 
-/// `crds/` holds exactly the CRDs that `ci/crds/fetch.sh` takes from Cilium's Go package at the
-/// pinned release, byte for byte (regenerate them with `ci/crds/fetch.sh --update`).
+/// `crds/<minor>/` holds exactly the CRDs that `ci/crds/fetch.sh` takes from Cilium's Go module
+/// at each pinned release, byte for byte (regenerate them with `ci/crds/fetch.sh --update`).
 #[test]
 fn vendored_crds_are_ciliums() {
-    let Some(fetched) = support::cilium_crds("vendored_crds_are_ciliums") else {
+    let Some(root) = support::cilium_crd_root("vendored_crds_are_ciliums") else {
         return;
     };
+    let dirs = |dir: &std::path::Path| -> BTreeSet<String> {
+        std::fs::read_dir(dir)
+            .unwrap_or_else(|e| panic!("read {}: {e}", dir.display()))
+            .flatten()
+            .filter(|e| e.path().is_dir())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| !n.starts_with('.'))
+            .collect()
+    };
+    let minors: BTreeSet<String> = releases().into_iter().map(|r| r.minor).collect();
+    assert_eq!(
+        dirs(&crate_dir().join("crds")),
+        minors,
+        "crds/ has one folder per release"
+    );
+    assert_eq!(
+        dirs(&root),
+        minors,
+        "{} has one folder per release",
+        root.display()
+    );
+    for release in releases() {
+        vendored_crds_are_those_of(&release, &root.join(&release.minor));
+    }
+}
+
+fn vendored_crds_are_those_of(release: &Release, fetched: &std::path::Path) {
     let yaml_names = |dir: &std::path::Path| -> BTreeSet<String> {
         std::fs::read_dir(dir)
             .unwrap_or_else(|e| panic!("read {}: {e}", dir.display()))
@@ -1107,8 +1294,8 @@ fn vendored_crds_are_ciliums() {
             .filter(|n| n.starts_with("cilium") && n.ends_with(".yaml"))
             .collect()
     };
-    let ours = yaml_names(&crate_dir().join("crds"));
-    let theirs = yaml_names(&fetched);
+    let ours = yaml_names(&release.crds());
+    let theirs = yaml_names(fetched);
     assert_eq!(
         ours,
         theirs,
@@ -1116,26 +1303,29 @@ fn vendored_crds_are_ciliums() {
         fetched.display()
     );
     for file in &ours {
-        let a = std::fs::read(crate_dir().join("crds").join(file)).expect("vendored CRD");
+        let a = std::fs::read(release.crds().join(file)).expect("vendored CRD");
         let b = std::fs::read(fetched.join(file)).expect("fetched CRD");
         assert!(
             a == b,
-            "crds/{file} differs from {}; run ci/crds/fetch.sh --update",
+            "crds/{}/{file} differs from {}; run ci/crds/fetch.sh --update",
+            release.minor,
             fetched.join(file).display()
         );
     }
 }
 
-/// `crds/README.md` names the Cilium release that `ci/crds/go.mod` pins.
+/// `crds/README.md` names every Cilium release that `ci/crds/releases` pins.
 #[test]
-fn crds_readme_names_the_pinned_release() {
-    let version = pinned_cilium_version();
+fn crds_readme_names_the_pinned_releases() {
     let readme =
         std::fs::read_to_string(crate_dir().join("crds/README.md")).expect("crds/README.md");
-    assert!(
-        readme.contains(&format!("`{version}`")),
-        "crds/README.md does not name Cilium `{version}`, the release ci/crds/go.mod pins"
-    );
+    for release in releases() {
+        let version = &release.version;
+        assert!(
+            readme.contains(&format!("`{version}`")),
+            "crds/README.md does not name Cilium `{version}`, a release ci/crds/releases pins"
+        );
+    }
     assert!(
         CRD_KINDS.iter().all(|(_, f)| readme.contains(f)),
         "crds/README.md must list every CRD file"
@@ -1980,8 +2170,14 @@ fn lookup<'a>(root: &'a Y, ptr: &[String]) -> &'a Y {
     })
 }
 
-fn plan(
+/// How [`plan`] edits the overlay, and which keywords it leaves out.
+struct How {
     mode: Mode,
+    omitted: Vec<&'static Omitted>,
+}
+
+fn plan(
+    how: &How,
     root: &Y,
     ptr: Vec<String>,
     path: &str,
@@ -1996,7 +2192,7 @@ fn plan(
             .unwrap_or_else(|| panic!("overlay: non-local $ref {r}"))
             .to_owned();
         if seen.insert(name.clone()) {
-            plan(mode, root, vec!["$defs".into(), name], path, c, seen, edits);
+            plan(how, root, vec!["$defs".into(), name], path, c, seen, edits);
         }
         return;
     }
@@ -2006,14 +2202,15 @@ fn plan(
         if kw == "anyOf" && int_or_string {
             continue;
         }
-        if OMITTED
+        if how
+            .omitted
             .iter()
             .any(|o| o.keyword == kw && glob(o.path, path))
         {
             continue;
         }
         let from_crd = crd_keyword(c, kw);
-        match (mode, w.get(kw), from_crd) {
+        match (how.mode, w.get(kw), from_crd) {
             (Mode::Fill, None, Some(v)) => edits.push(Edit {
                 ptr: ptr.clone(),
                 kw,
@@ -2032,26 +2229,26 @@ fn plan(
             if let Some(cc) = cp.get(name) {
                 let mut p = ptr.clone();
                 p.extend(["properties".to_owned(), name.to_owned()]);
-                plan(mode, root, p, &child(path, name), cc, seen, edits);
+                plan(how, root, p, &child(path, name), cc, seen, edits);
             }
         }
     }
     if let (Some(_), Some(ci)) = (w.get("items"), c.get("items")) {
         let mut p = ptr.clone();
         p.push("items".into());
-        plan(mode, root, p, &format!("{path}[]"), ci, seen, edits);
+        plan(how, root, p, &format!("{path}[]"), ci, seen, edits);
     }
     if let (Some(Y::Mapping(_)), Some(ca @ Y::Mapping(_))) =
         (w.get("additionalProperties"), c.get("additionalProperties"))
     {
         let mut p = ptr.clone();
         p.push("additionalProperties".into());
-        plan(mode, root, p, &format!("{path}{{}}"), ca, seen, edits);
+        plan(how, root, p, &format!("{path}{{}}"), ca, seen, edits);
     }
 }
 
-fn load_crd_y(file: &str) -> Y {
-    let text = std::fs::read_to_string(crate_dir().join("crds").join(file)).expect("read CRD");
+fn load_crd_y(release: &Release, file: &str) -> Y {
+    let text = std::fs::read_to_string(release.crds().join(file)).expect("read CRD");
     let doc: Y = serde_yaml_ng::from_str(&text).expect("CRD is valid YAML");
     doc["spec"]["versions"][0]["schema"]["openAPIV3Schema"].clone()
 }
@@ -2061,20 +2258,62 @@ fn load_overlay() -> Y {
     serde_json::from_str(&text).expect("the overlay is valid JSON")
 }
 
+/// The overlay for `release`: [`OVERLAY`] with, for each newer release, the JSON merge patch
+/// (RFC 7386: `null` removes) `json/ward.overlay.before-<minor>.json` saying what ward states
+/// differently before that release, newest first.
+fn load_overlay_for(release: &Release) -> Y {
+    let mut overlay = load_overlay();
+    for newer in releases()
+        .iter()
+        .rev()
+        .filter(|r| !release.at_least(&r.minor))
+    {
+        let file = format!("json/ward.overlay.before-{}.json", newer.minor);
+        let text = std::fs::read_to_string(crate_dir().join(&file))
+            .unwrap_or_else(|e| panic!("read {file}: {e}"));
+        let patch: Y = serde_json::from_str(&text).expect("the patch is valid JSON");
+        merge_patch(&mut overlay, patch);
+    }
+    overlay
+}
+
+/// RFC 7386 JSON merge patch: objects merge key by key, `null` removes, anything else replaces.
+fn merge_patch(target: &mut Y, patch: Y) {
+    let Y::Mapping(patch) = patch else {
+        *target = patch;
+        return;
+    };
+    if !target.is_mapping() {
+        *target = Y::Mapping(Default::default());
+    }
+    let map = target.as_mapping_mut().expect("just made a mapping");
+    for (k, v) in patch {
+        if v.is_null() {
+            map.shift_remove(&k);
+        } else {
+            merge_patch(map.entry(k).or_insert(Y::Null), v);
+        }
+    }
+}
+
 /// Applies `mode` to `overlay` against the CRDs; returns the result and how many keywords it
 /// changed.
-fn apply(mode: Mode, mut overlay: Y) -> (Y, usize) {
+fn apply(mode: Mode, mut overlay: Y, release: &Release) -> (Y, usize) {
     let mut edits = Vec::new();
     let mut seen = BTreeSet::new();
+    let how = How {
+        mode,
+        omitted: omitted(release),
+    };
     for (kind, file) in CRD_KINDS {
         seen.insert((*kind).to_owned());
         let ptr = vec!["$defs".to_owned(), (*kind).to_owned()];
         plan(
-            mode,
+            &how,
             &overlay,
             ptr,
             "",
-            &load_crd_y(file),
+            &load_crd_y(release, file),
             &mut seen,
             &mut edits,
         );
@@ -2097,17 +2336,18 @@ fn apply(mode: Mode, mut overlay: Y) -> (Y, usize) {
     (overlay, n)
 }
 
-/// The text of json/ward.schema.json: the overlay filled from the CRDs, with the Cilium release
-/// in `$comment`.
-fn generate_ward_schema() -> String {
-    let (mut schema, _) = apply(Mode::Fill, load_overlay());
+/// The text of `release`'s schema: the overlay filled from its CRDs, with the Cilium release in
+/// `$comment`.
+fn generate_ward_schema(release: &Release) -> String {
+    let (mut schema, _) = apply(Mode::Fill, load_overlay_for(release), release);
     schema.as_mapping_mut().expect("root object").insert(
         Y::String("$comment".into()),
         Y::String(format!(
-            "Generated from the CRDs of Cilium {} (schema/crds) and json/ward.overlay.json by \
+            "Generated from the CRDs of Cilium {} (schema/crds/{}) and json/ward.overlay*.json by \
              schema/tests/crd_crosscheck.rs; do not edit: edit the overlay and run \
              WARD_WRITE_SCHEMA=1 cargo test -p ward-schema --test crd_crosscheck ward_schema_is_generated",
-            pinned_cilium_version()
+            release.version,
+            release.minor
         )),
     );
     let mut out = Vec::new();
@@ -2256,16 +2496,24 @@ fn emit(v: &Y, node: Node, indent: usize, prefix: &str, suffix: &str, out: &mut 
     }
 }
 
-/// json/ward.schema.json is exactly what the generator makes of the overlay and the CRDs.
+/// Each release's schema (json/ward.schema.json for the newest) is exactly what the generator
+/// makes of the overlay and that release's CRDs.
 #[test]
 fn ward_schema_is_generated() {
-    let generated = generate_ward_schema();
-    let path = crate_dir().join(SCHEMA);
+    for release in releases() {
+        schema_is_generated(&release);
+    }
+}
+
+fn schema_is_generated(release: &Release) {
+    let generated = generate_ward_schema(release);
+    let name = release.schema_file();
+    let path = crate_dir().join(&name);
     if std::env::var("WARD_WRITE_SCHEMA").as_deref() == Ok("1") {
-        std::fs::write(&path, &generated).expect("write json/ward.schema.json");
+        std::fs::write(&path, &generated).unwrap_or_else(|e| panic!("write {name}: {e}"));
         return;
     }
-    let current = std::fs::read_to_string(&path).expect("read json/ward.schema.json");
+    let current = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {name}: {e}"));
     if current != generated {
         let line = current
             .lines()
@@ -2273,8 +2521,8 @@ fn ward_schema_is_generated() {
             .position(|(a, b)| a != b)
             .unwrap_or_else(|| current.lines().count().min(generated.lines().count()));
         panic!(
-            "json/ward.schema.json is not the generator's output (first difference at line {}: \
-             {:?} vs generated {:?}); edit json/ward.overlay.json, not the schema, and run \
+            "{name} is not the generator's output (first difference at line {}: \
+             {:?} vs generated {:?}); edit json/ward.overlay*.json, not the schema, and run \
              WARD_WRITE_SCHEMA=1 cargo test -p ward-schema --test crd_crosscheck ward_schema_is_generated",
             line + 1,
             current.lines().nth(line).unwrap_or(""),
@@ -2287,11 +2535,11 @@ fn ward_schema_is_generated() {
 /// it is a file of its own, not a copy of the schema.
 #[test]
 fn overlay_is_minimal() {
-    let (_, n) = apply(Mode::Strip, load_overlay());
+    let (_, n) = apply(Mode::Strip, load_overlay(), &newest());
     assert_eq!(
         n, 0,
         "json/ward.overlay.json repeats {n} keyword(s) the CRDs give; remove them"
     );
-    let (_, filled) = apply(Mode::Fill, load_overlay());
+    let (_, filled) = apply(Mode::Fill, load_overlay(), &newest());
     assert!(filled >= 200, "only {filled} keywords come from the CRDs");
 }

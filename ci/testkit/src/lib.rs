@@ -111,6 +111,20 @@ pub fn bpf_missing() -> Option<String> {
     })
 }
 
+/// The newest Cilium minor version `ci/crds/releases` pins (its last line): ward's default
+/// `--cilium-version`, whose CRDs the test cluster installs.
+pub fn newest_cilium_minor() -> String {
+    let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../crds/releases");
+    let text =
+        std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("read {}: {e}", file.display()));
+    text.lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        .filter_map(|l| l.split_whitespace().next())
+        .next_back()
+        .expect("ci/crds/releases pins a release")
+        .to_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -33,6 +33,9 @@ pub(crate) enum PeerMatch {
     Any,
     /// The identities a selector matches.
     Selector(Arc<CachedSelector>),
+    /// The identities a `fromEndpoints`/`toEndpoints` selector matches: the `fromRequires` /
+    /// `toRequires` of the rules selecting a subject narrow these (Cilium before 1.19).
+    Endpoints(Arc<CachedSelector>),
     /// World addresses inside a prefix.
     Cidr(CidrPeer),
 }
@@ -70,6 +73,10 @@ pub(crate) struct CompiledRule {
     pub entries: [Vec<Arc<Entry>>; 2],
     /// Positions of the subjects the rule selects (filled in by the repository).
     pub subjects: Vec<u32>,
+    /// `fromRequires` / `toRequires` selectors, scoped, per [`Direction::index`], for allow
+    /// (`[0]`) and deny (`[1]`) entries: every endpoint peer of every rule selecting the same
+    /// subject must match them all (reference §2; Cilium before 1.19).
+    pub requires: [[Vec<Arc<CachedSelector>>; 2]; 2],
 }
 
 /// A compiled policy.
@@ -213,13 +220,48 @@ impl RuleCompiler<'_, '_> {
         }
         let origin = self.origin.clone();
         let default_deny = self.default_deny(rule);
+        let requires = self.requires(rule, &scope);
         CompiledRule {
             origin,
             subject,
             default_deny,
             entries: [ingress, egress],
             subjects: Vec::new(),
+            requires,
         }
+    }
+
+    /// The rule's `fromRequires` / `toRequires`, scoped like endpoint peers and evaluated.
+    fn requires(
+        &mut self,
+        rule: &model::Rule,
+        scope: &Scope<'_>,
+    ) -> [[Vec<Arc<CachedSelector>>; 2]; 2] {
+        type Sels = Option<Vec<model::EndpointSelector>>;
+        /// Every selector `field` holds across the entries of `list`.
+        fn all<T>(list: &Option<Vec<T>>, field: fn(&T) -> &Sels) -> Vec<&model::EndpointSelector> {
+            list.iter()
+                .flatten()
+                .flat_map(|r| field(r).iter().flatten())
+                .collect()
+        }
+        let lists = [
+            [
+                all(&rule.ingress, |r| &r.common.from_requires),
+                all(&rule.ingress_deny, |r| &r.common.from_requires),
+            ],
+            [
+                all(&rule.egress, |r| &r.common.to_requires),
+                all(&rule.egress_deny, |r| &r.common.to_requires),
+            ],
+        ];
+        lists.map(|dir| {
+            dir.map(|sels| {
+                sels.into_iter()
+                    .map(|s| self.ctx.selectors.intern(scope.peer(s)))
+                    .collect()
+            })
+        })
     }
 
     /// The subject: `endpointSelector` (scoped for CNPs) or, in a CCNP, `nodeSelector`.
@@ -385,7 +427,7 @@ mod tests {
         assert_eq!(summary(&ingress[2]), (1, vec![]));
         assert_eq!(summary(&ingress[3]), (0, vec!["TCP/80".into()]));
         // [{}] in a CNP is scoped to the namespace, so it is a selector, not "any".
-        assert!(matches!(ingress[4].peers[..], [PeerMatch::Selector(_)]));
+        assert!(matches!(ingress[4].peers[..], [PeerMatch::Endpoints(_)]));
         assert_eq!(ingress[4].l4, vec![L4::All]);
         assert!(matches!(ingress[5].peers[..], [PeerMatch::Any]));
         assert_eq!(p.rules[0].default_deny, [true, false]);

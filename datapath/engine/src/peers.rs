@@ -24,7 +24,7 @@ impl RuleCompiler<'_, '_> {
             || c.from_nodes.is_some();
         let mut peers = Self::common_peers(any_field, has_l4);
         for s in c.from_endpoints.iter().flatten() {
-            peers.push(self.selector(scope.peer(s)));
+            peers.push(self.endpoints(scope.peer(s)));
         }
         for s in c.from_nodes.iter().flatten() {
             peers.push(self.selector(scope.node_peer(s)));
@@ -60,7 +60,7 @@ impl RuleCompiler<'_, '_> {
             || fqdns;
         let mut peers = Self::common_peers(any_field, has_l4);
         for s in c.to_endpoints.iter().flatten() {
-            peers.push(self.selector(scope.peer(s)));
+            peers.push(self.endpoints(scope.peer(s)));
         }
         for s in c.to_nodes.iter().flatten() {
             peers.push(self.selector(scope.node_peer(s)));
@@ -99,6 +99,14 @@ impl RuleCompiler<'_, '_> {
             return PeerMatch::Any;
         }
         PeerMatch::Selector(self.ctx.selectors.intern(sel))
+    }
+
+    /// An endpoint peer (`fromEndpoints`/`toEndpoints`), which requirements may narrow.
+    fn endpoints(&mut self, sel: Selector) -> PeerMatch {
+        match self.selector(sel) {
+            PeerMatch::Selector(s) => PeerMatch::Endpoints(s),
+            other => other,
+        }
     }
 
     fn cidrs(

@@ -15,6 +15,7 @@ use super::index::FxMap;
 use super::labels::LabelSet;
 use super::ports::{L4, Protocol};
 use super::rule::{Direction, RuleRef};
+use super::select::CachedSelector;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -108,6 +109,49 @@ pub(crate) struct DirectionPolicy {
     cidr: Vec<(CidrPeer, Item)>,
 }
 
+/// `e` as a subject sees it whose rules require `requires` of endpoint peers (Cilium appends
+/// them to every `fromEndpoints`/`toEndpoints` selector of the direction; deny entries take
+/// the deny rules' requirements). Other peers are left alone.
+fn narrow(e: &Arc<Entry>, requires: &[&CachedSelector]) -> Arc<Entry> {
+    let endpoint_peers = e.peers.iter().any(|p| matches!(p, PeerMatch::Endpoints(_)));
+    if requires.is_empty() || !endpoint_peers {
+        return e.clone();
+    }
+    let peers = e
+        .peers
+        .iter()
+        .map(|p| match p {
+            PeerMatch::Endpoints(s) => {
+                let mut selector = s.selector.clone();
+                for r in requires {
+                    for req in r.selector.requirements() {
+                        selector.push(req.clone());
+                    }
+                }
+                let identities = s
+                    .identities
+                    .iter()
+                    .filter(|id| {
+                        requires
+                            .iter()
+                            .all(|r| r.identities.binary_search(id).is_ok())
+                    })
+                    .copied()
+                    .collect();
+                PeerMatch::Endpoints(Arc::new(CachedSelector {
+                    selector,
+                    identities,
+                }))
+            }
+            other => other.clone(),
+        })
+        .collect();
+    Arc::new(Entry {
+        peers,
+        ..(**e).clone()
+    })
+}
+
 impl DirectionPolicy {
     /// Resolves one direction from the rules selecting the subject, in order.
     pub fn build(rules: &[&CompiledRule], dir: Direction, always: bool) -> DirectionPolicy {
@@ -116,9 +160,16 @@ impl DirectionPolicy {
             .iter()
             .find(|r| r.default_deny[d])
             .map(|r| r.origin.clone());
+        let requires: [Vec<&CachedSelector>; 2] = [0, 1].map(|k| {
+            rules
+                .iter()
+                .flat_map(|r| r.requires[d][k].iter().map(|s| &**s))
+                .collect()
+        });
         let entries: Vec<Arc<Entry>> = rules
             .iter()
-            .flat_map(|r| r.entries[d].iter().cloned())
+            .flat_map(|r| r.entries[d].iter())
+            .map(|e| narrow(e, &requires[usize::from(e.deny)]))
             .collect();
         let mut policy = DirectionPolicy {
             enforced: always || default_deny_by.is_some(),
@@ -133,7 +184,7 @@ impl DirectionPolicy {
             for p in &e.peers {
                 match p {
                     PeerMatch::Any => wildcard.push(eid),
-                    PeerMatch::Selector(s) => {
+                    PeerMatch::Selector(s) | PeerMatch::Endpoints(s) => {
                         pairs.extend(s.identities.iter().map(|id| (*id, eid)))
                     }
                     PeerMatch::Cidr(c) => policy.cidr.push((c.clone(), policy.item(eid, &entries))),
@@ -424,7 +475,9 @@ impl EndpointPolicy {
                     .iter()
                     .map(|p| match p {
                         PeerMatch::Any => ExportedPeer::Any,
-                        PeerMatch::Selector(s) => ExportedPeer::Identities(&s.identities),
+                        PeerMatch::Selector(s) | PeerMatch::Endpoints(s) => {
+                            ExportedPeer::Identities(&s.identities)
+                        }
                         PeerMatch::Cidr(c) => ExportedPeer::Cidr(c),
                     })
                     .collect(),
@@ -502,5 +555,104 @@ mod tests {
         assert_eq!((hit.deny, hit.allow), (None, Some(0)));
         let hit = dp.lookup(&remote(258), Protocol::TCP, 80, None);
         assert_eq!((hit.deny, hit.allow), (None, None));
+    }
+
+    fn policy(name: &str, spec: serde_json::Value) -> Resource {
+        Resource {
+            key: ResourceKey::new(Kind::CiliumNetworkPolicy, Some("ns"), name),
+            object: json!({"kind": "CiliumNetworkPolicy", "metadata": {"name": name, "namespace": "ns"}, "spec": spec}),
+            origin: Origin::default(),
+        }
+    }
+
+    /// Cilium before 1.19: the `fromRequires` of every rule selecting a subject are appended to
+    /// every `fromEndpoints` selector of every rule selecting it (deny requirements to deny
+    /// entries); L4-only wildcards and subjects the requiring rule does not select are untouched.
+    #[test]
+    fn from_requires_narrow_every_endpoint_peer_of_the_subject() {
+        let set = |s: &str| LabelSet::parse(s.split(','), "k8s").unwrap();
+        let ns = "io.kubernetes.pod.namespace=ns,io.cilium.k8s.policy.cluster=default";
+        let mut cache = SelectorCache::new(vec![
+            (Identity(256), set(&format!("role=frontend,env=prod,{ns}"))),
+            (Identity(257), set(&format!("role=frontend,env=dev,{ns}"))),
+            (Identity(258), set(&format!("env=prod,{ns}"))),
+        ]);
+        let requiring = policy(
+            "prod-only",
+            json!({
+                "endpointSelector": {"matchLabels": {"env": "prod"}},
+                "ingress": [{"fromRequires": [{"matchLabels": {"env": "prod"}}]}],
+                "ingressDeny": [{"fromRequires": [{"matchLabels": {"env": "dev"}}]}]
+            }),
+        );
+        let allowing = policy(
+            "frontend",
+            json!({
+                "endpointSelector": {"matchLabels": {"app": "backend"}},
+                "ingress": [
+                    {"fromEndpoints": [{"matchLabels": {"role": "frontend"}}], "toPorts": [{"ports": [{"port": "80", "protocol": "TCP"}]}]},
+                    {"toPorts": [{"ports": [{"port": "82", "protocol": "TCP"}]}]}
+                ],
+                "ingressDeny": [{"fromEndpoints": [{}], "toPorts": [{"ports": [{"port": "81", "protocol": "TCP"}]}]}]
+            }),
+        );
+        let mut ctx = Ctx {
+            cluster: "default",
+            non_default_deny_policies: true,
+            selectors: &mut cache,
+        };
+        let requiring = compile(&requiring, &mut ctx).unwrap();
+        let allowing = compile(&allowing, &mut ctx).unwrap();
+        let remote = |id| Remote {
+            id: Identity(id),
+            ip: None,
+            world: false,
+        };
+        let verdict = |dp: &DirectionPolicy, id: u32, port: u16| {
+            let hit = dp.lookup(&remote(id), Protocol::TCP, port, None);
+            match (hit.deny, hit.allow) {
+                (Some(_), _) => "deny",
+                (None, Some(_)) => "allow",
+                (None, None) => "none",
+            }
+        };
+        // A prod backend: both policies select it.
+        let both: Vec<&CompiledRule> = requiring.rules.iter().chain(&allowing.rules).collect();
+        let dp = DirectionPolicy::build(&both, Direction::Ingress, false);
+        assert_eq!(verdict(&dp, 256, 80), "allow", "frontend in prod");
+        assert_eq!(
+            verdict(&dp, 257, 80),
+            "none",
+            "frontend in dev lacks env=prod"
+        );
+        assert_eq!(verdict(&dp, 258, 80), "none", "not a frontend");
+        assert_eq!(verdict(&dp, 257, 81), "deny", "deny narrowed to env=dev");
+        assert_eq!(
+            verdict(&dp, 256, 81),
+            "none",
+            "prod is outside the narrowed deny"
+        );
+        assert_eq!(
+            verdict(&dp, 257, 82),
+            "allow",
+            "the L4-only wildcard is not narrowed"
+        );
+        let narrowed = dp
+            .entries
+            .iter()
+            .find_map(|e| match &e.peers[..] {
+                [PeerMatch::Endpoints(s)] if !e.deny => Some(s.selector.to_string()),
+                _ => None,
+            })
+            .unwrap();
+        assert!(
+            narrowed.contains("role = frontend") && narrowed.contains("env = prod"),
+            "{narrowed}"
+        );
+        // A dev backend: only the allowing policy selects it, nothing is narrowed.
+        let one: Vec<&CompiledRule> = allowing.rules.iter().collect();
+        let dp = DirectionPolicy::build(&one, Direction::Ingress, false);
+        assert_eq!(verdict(&dp, 257, 80), "allow");
+        assert_eq!(verdict(&dp, 256, 81), "deny");
     }
 }

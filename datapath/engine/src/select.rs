@@ -10,7 +10,6 @@ use std::sync::{Arc, Weak};
 /// A selector with the peer identities it matches, ascending.
 #[derive(Debug)]
 pub(crate) struct CachedSelector {
-    #[allow(dead_code, reason = "kept for explanations and debugging output")]
     pub selector: Selector,
     pub identities: Box<[Identity]>,
 }

@@ -199,6 +199,7 @@ fn render(
     let direction = e.direction().to_string();
     if json {
         return serde_json::json!({
+            "version": 1, "command": "observe",
             "node": node, "verdict": verdict_name(e), "direction": direction,
             "source": {"name": name(e.saddr()), "ip": e.saddr().to_string(), "port": e.sport(), "identity": e.src_identity()},
             "destination": {"name": name(e.daddr()), "ip": e.daddr().to_string(), "port": e.dport(), "identity": e.dst_identity()},
@@ -221,4 +222,33 @@ fn render(
             "destination"
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// Each JSON line carries the output format's version and the command, as every other
+    /// command's JSON does (`schema/json/output/v1.schema.json`, `$defs/observe`).
+    #[test]
+    fn json_lines_carry_the_format_version() {
+        let mut raw = [0u8; VerdictEvent::SIZE];
+        raw[12..16].copy_from_slice(&300u32.to_ne_bytes());
+        raw[30..32].copy_from_slice(&80u16.to_be_bytes()); // ports in network order
+        raw[32] = 6;
+        raw[36..40].copy_from_slice(&7u32.to_ne_bytes());
+        let e = VerdictEvent::from_bytes(&raw).unwrap();
+        let rules = BTreeMap::from([(7, "CiliumNetworkPolicy/shop/x spec.ingress[0]".to_owned())]);
+        let line = render(true, "node-a", &BTreeMap::new(), &rules, &e);
+        let doc: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(doc["version"], 1);
+        assert_eq!(doc["command"], "observe");
+        assert_eq!(doc["node"], "node-a");
+        assert_eq!(doc["source"]["identity"], 300);
+        assert_eq!(doc["destination"]["port"], 80);
+        assert_eq!(doc["protocol"], "TCP");
+        assert_eq!(doc["rule"], "CiliumNetworkPolicy/shop/x spec.ingress[0]");
+        assert!(!line.contains('\n'), "one event per line");
+    }
 }

@@ -4,6 +4,7 @@ use crate::report::Format;
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
+use ward_schema::CiliumVersion;
 
 /// ward: Cilium network policy from Git to the kernel.
 ///
@@ -54,6 +55,20 @@ pub struct GlobalArgs {
     /// errors, like kubeconform's -strict; without it they are skipped and counted.
     #[arg(long, global = true, env = "WARD_STRICT_KINDS")]
     pub strict_kinds: bool,
+
+    /// The Cilium release the cluster runs (1.17, 1.18 or 1.19; a patch release such as
+    /// 1.18.4 is read as its minor version): files are validated with the schemas generated
+    /// from that release's CRDs and its rules (fromRequires/toRequires before 1.19, the
+    /// protocols it knows).
+    #[arg(
+        long,
+        global = true,
+        env = "WARD_CILIUM_VERSION",
+        value_name = "VERSION",
+        default_value_t = CiliumVersion::default(),
+        value_parser = parse_cilium_version
+    )]
+    pub cilium_version: CiliumVersion,
 
     /// Refuse a revision unless its commit (or the annotated tag named) is signed by a key of
     /// --allowed-signers or --trusted-keys: plan, apply, diff (the head), validate/test/explain
@@ -530,6 +545,11 @@ pub struct ReconcileArgs {
     /// revision was applied, 1 when it was invalid, suspended or failed.
     #[arg(long)]
     pub once: bool,
+}
+
+/// `--cilium-version`: a minor version ward has schemas for.
+fn parse_cilium_version(s: &str) -> Result<CiliumVersion, String> {
+    s.parse()
 }
 
 /// Parses a Go duration (`90s`, `1m30s`, `1.5h`, `250ms`), as Flux's `interval` does.

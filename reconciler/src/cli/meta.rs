@@ -5,25 +5,15 @@ use super::{EXIT_OK, Settings, write_stdout};
 use crate::report::Format;
 use anyhow::{Context, Result};
 use clap::CommandFactory;
+use ward_schema::CiliumVersion;
+use ward_schema::schemas::cilium_release;
 
 /// The Git commit ward was built from (`unknown` outside a checkout; see `build.rs`).
 pub const BUILD_COMMIT: &str = env!("WARD_GIT_COMMIT");
 
-/// The Cilium release whose CRDs the embedded schemas were generated from (`v1.19.7`), as
-/// the schema's own header records it; `unknown` if the header says none.
+/// The Cilium release whose CRDs the default schemas were generated from (`v1.19.7`).
 pub fn cilium_version() -> &'static str {
-    schema_cilium_version(ward_schema::schemas::WARD_SCHEMA).unwrap_or("unknown")
-}
-
-/// The `v1.2.3` after the first "Cilium v" of a generated schema (its header).
-fn schema_cilium_version(schema: &str) -> Option<&str> {
-    let at = schema.find("Cilium v")? + "Cilium ".len();
-    let rest = &schema[at..];
-    let end = rest[1..]
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .map_or(rest.len(), |i| i + 1);
-    let v = rest[..end].trim_end_matches('.');
-    (v.len() > 1).then_some(v)
+    ward_schema::schemas::cilium_release(CiliumVersion::default())
 }
 
 /// `ward version`: the crate version, the commit and the Cilium release of the schemas.
@@ -36,12 +26,25 @@ pub(super) fn version(settings: &Settings) -> Result<i32> {
                 "ward": version,
                 "commit": BUILD_COMMIT,
                 "ciliumSchemas": cilium_version(),
+                "ciliumReleases": CiliumVersion::ALL
+                    .iter()
+                    .map(|v| (v.minor(), cilium_release(*v)))
+                    .collect::<std::collections::BTreeMap<_, _>>(),
             }),
         ),
-        _ => format!(
-            "ward {version}\ncommit:         {BUILD_COMMIT}\ncilium schemas: {}\n",
-            cilium_version()
-        ),
+        _ => {
+            let others: Vec<&str> = CiliumVersion::ALL
+                .iter()
+                .rev()
+                .filter(|v| **v != CiliumVersion::default())
+                .map(|v| cilium_release(*v))
+                .collect();
+            format!(
+                "ward {version}\ncommit:         {BUILD_COMMIT}\ncilium schemas: {} (default; --cilium-version also takes {})\n",
+                cilium_version(),
+                others.join(", ")
+            )
+        }
     };
     write_stdout(&text)?;
     Ok(EXIT_OK)
@@ -77,25 +80,4 @@ pub(super) fn man(a: &ManArgs) -> Result<i32> {
         }
     }
     Ok(EXIT_OK)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_cilium_version_comes_from_the_schema_header() {
-        assert_eq!(
-            schema_cilium_version(
-                r#"{"$comment": "Generated from the CRDs of Cilium v1.19.7 (schema/crds)"}"#
-            ),
-            Some("v1.19.7")
-        );
-        assert_eq!(
-            schema_cilium_version(r#"{"$comment": "of Cilium v1.18."}"#),
-            Some("v1.18")
-        );
-        assert_eq!(schema_cilium_version("{}"), None);
-        assert!(cilium_version().starts_with("v1."), "{}", cilium_version());
-    }
 }

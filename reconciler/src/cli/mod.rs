@@ -101,6 +101,7 @@ impl Settings {
                 repo,
                 selection: Selection {
                     strict_kinds: g.strict_kinds,
+                    cilium: g.cilium_version,
                     ..Selection::new(&g.include, g.allow_empty, limits)
                 },
                 cache_dir,

@@ -22,7 +22,7 @@ pub use worktree::read_worktree;
 use ignore::gitignore::{Gitignore, GitignoreBuilder};
 use std::path::Path;
 use ward_schema::diagnostic::codes;
-use ward_schema::{Diagnostic, yaml::Limits};
+use ward_schema::{CiliumVersion, Diagnostic, yaml::Limits};
 
 /// The name of the ignore file at the repository root.
 pub const IGNORE_FILE: &str = ".wardignore";
@@ -44,6 +44,8 @@ pub struct Selection {
     pub allow_empty: bool,
     /// Whether objects of kinds ward does not manage are errors (else skipped and counted).
     pub strict_kinds: bool,
+    /// The Cilium release whose schemas and rules validate the files.
+    pub cilium: CiliumVersion,
 }
 
 impl Default for Selection {
@@ -72,6 +74,7 @@ impl Selection {
             limits,
             allow_empty,
             strict_kinds: false,
+            cilium: CiliumVersion::default(),
         }
     }
 

@@ -232,7 +232,10 @@ impl TestCluster {
         // Cilium's CRDs and ward's own (paths that work from every crate that includes this).
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../reconciler");
         let mut apply = vec!["apply".to_owned(), "--server-side".to_owned()];
-        for crds in [root.join("../schema/crds"), root.join("deploy/crds")] {
+        let cilium = root
+            .join("../schema/crds")
+            .join(ward_testkit::newest_cilium_minor());
+        for crds in [cilium, root.join("deploy/crds")] {
             for e in std::fs::read_dir(&crds)
                 .unwrap()
                 .flatten()

@@ -7,9 +7,6 @@ use serde_json::Value;
 /// Most entries in one `ports` list or one `icmps[].fields` list.
 const MAX_PORTS: usize = 40;
 
-/// The protocols Cilium accepts in `ports[].protocol` (upper-cased by the agent).
-pub(crate) const PROTOCOLS: [&str; 6] = ["TCP", "UDP", "SCTP", "VRRP", "IGMP", "ANY"];
-
 /// One `toPorts[]` entry (allow or deny): the port list.
 pub(crate) fn check_port_rule(c: &mut Checker, rule: &Value) {
     let Some(ports) = rule.get("ports").and_then(Value::as_array) else {
@@ -32,7 +29,9 @@ fn check_port_protocol(c: &mut Checker, pp: &Value) {
         .and_then(Value::as_str)
         .unwrap_or("")
         .to_ascii_uppercase();
-    if !protocol.is_empty() && !PROTOCOLS.contains(&protocol.as_str()) {
+    // The protocols Cilium accepts in `ports[].protocol` (upper-cased by the agent).
+    let protocols = c.cilium.port_protocols();
+    if !protocol.is_empty() && !protocols.contains(&protocol.as_str()) {
         let original = pp
             .get("protocol")
             .and_then(Value::as_str)
@@ -42,8 +41,13 @@ fn check_port_protocol(c: &mut Checker, pp: &Value) {
         } else {
             "leave protocol out (ANY) or use one of TCP, UDP, SCTP"
         };
+        let choices = protocols.join(" | ").to_ascii_lowercase();
         c.at("protocol", |c| {
-            c.error(codes::PORT, format!("invalid protocol \"{original}\", must be {{ tcp | udp | sctp | vrrp | igmp | any }}")).hint(hint);
+            c.error(
+                codes::PORT,
+                format!("invalid protocol \"{original}\", must be {{ {choices} }}"),
+            )
+            .hint(hint);
         });
     } else if let Some(original) = pp
         .get("protocol")
@@ -55,7 +59,10 @@ fn check_port_protocol(c: &mut Checker, pp: &Value) {
         c.at("protocol", |c| {
             c.error(
                 codes::PORT,
-                format!("protocol \"{original}\" is not in the CRD's enum (TCP, UDP, SCTP, VRRP, IGMP, ANY); the API server rejects it"),
+                format!(
+                    "protocol \"{original}\" is not in the CRD's enum ({}); the API server rejects it",
+                    protocols.join(", ")
+                ),
             )
             .hint(format!("write \"{protocol}\""));
         });

@@ -13,6 +13,7 @@ mod policytest;
 mod selector;
 
 use crate::diagnostic::{Severity, codes};
+use crate::release::CiliumVersion;
 use crate::resource::Kind;
 use crate::yaml::Seg;
 use serde_json::Value;
@@ -89,16 +90,19 @@ pub(crate) struct Checker {
     path: Vec<PathSeg>,
     /// Whether the rule being checked selects nodes (a host policy).
     host_rule: bool,
+    /// The Cilium release whose rules apply.
+    cilium: CiliumVersion,
     out: Vec<Finding>,
 }
 
 impl Checker {
-    fn new(kind: Kind) -> Self {
+    fn new(kind: Kind, cilium: CiliumVersion) -> Self {
         Checker {
             kind,
             prefix: String::new(),
             path: Vec::new(),
             host_rule: false,
+            cilium,
             out: Vec::new(),
         }
     }
@@ -184,9 +188,15 @@ fn non_empty<'v>(obj: &'v Value, key: &str) -> Option<&'v Vec<Value>> {
         .filter(|a| !a.is_empty())
 }
 
-/// Checks one document of a known kind. `object` is the whole document as JSON.
+/// Checks one document of a known kind with the default Cilium release's rules. `object` is
+/// the whole document as JSON.
 pub fn check(kind: Kind, object: &Value) -> Vec<Finding> {
-    let mut c = Checker::new(kind);
+    check_for(kind, object, CiliumVersion::default())
+}
+
+/// Checks one document of a known kind with `cilium`'s rules.
+pub fn check_for(kind: Kind, object: &Value, cilium: CiliumVersion) -> Vec<Finding> {
+    let mut c = Checker::new(kind, cilium);
     match kind {
         Kind::CiliumNetworkPolicy | Kind::CiliumClusterwideNetworkPolicy => {
             check_policy(&mut c, object)

@@ -90,6 +90,25 @@ pub(crate) fn check_peers(c: &mut Checker, item: &Value, ingress: bool, deny: bo
     };
     let _ = p;
     c.each(item, selectors, check_selector);
+    let requires = if ingress {
+        "fromRequires"
+    } else {
+        "toRequires"
+    };
+    if c.cilium.has_requires() && item.get(requires).is_some() {
+        c.at(requires, |c| {
+            // ward's own notice, not a message of Cilium's: no "Invalid ... spec" prefix.
+            let prefix = std::mem::take(&mut c.prefix);
+            c.error_at_key(
+                codes::DEPRECATED,
+                format!("{requires} is deprecated in Cilium {} and removed in 1.19", c.cilium),
+            )
+            .downgrade()
+            .hint("before upgrading to 1.19, express the requirement in each fromEndpoints/toEndpoints selector (or with a deny rule)");
+            c.prefix = prefix;
+        });
+        c.each(item, requires, check_selector);
+    }
     if non_empty(item, nodes).is_some() {
         c.at(nodes, |c| {
             c.error_at_key(

@@ -9,10 +9,10 @@ pub const CRDS_ENV: &str = "WARD_CILIUM_CRDS";
 /// Skips `test` loudly, or fails in must-run mode: the one rule of `ward_testkit`.
 pub use ward_testkit::skip;
 
-/// The CRDs of the pinned Cilium release, as written by `ci/crds/fetch.sh` into the directory
+/// The directory `ci/crds/fetch.sh` writes, one folder of CRDs per pinned Cilium release,
 /// named by `WARD_CILIUM_CRDS`. `None` (after [`skip`]) when that is not set; a panic when it
-/// names no directory of CRDs, since that is a broken setup rather than a missing one.
-pub fn cilium_crds(test: &str) -> Option<PathBuf> {
+/// holds no folder of CRDs, since that is a broken setup rather than a missing one.
+pub fn cilium_crd_root(test: &str) -> Option<PathBuf> {
     let Some(dir) = std::env::var_os(CRDS_ENV).filter(|d| !d.is_empty()) else {
         skip(
             test,
@@ -23,7 +23,8 @@ pub fn cilium_crds(test: &str) -> Option<PathBuf> {
         return None;
     };
     let dir = PathBuf::from(dir);
-    let has_yaml = std::fs::read_dir(&dir)
+    let newest = dir.join(newest_minor());
+    let has_yaml = std::fs::read_dir(&newest)
         .map(|entries| {
             entries
                 .flatten()
@@ -32,10 +33,18 @@ pub fn cilium_crds(test: &str) -> Option<PathBuf> {
         .unwrap_or(false);
     assert!(
         has_yaml,
-        "{CRDS_ENV}={} holds no *.yaml CRDs; run ci/crds/fetch.sh and export what it prints",
-        dir.display()
+        "{} holds no *.yaml CRDs; run ci/crds/fetch.sh and export what it prints as {CRDS_ENV}",
+        newest.display()
     );
     Some(dir)
 }
+
+/// The CRDs of the newest pinned Cilium release, as `ci/crds/fetch.sh` wrote them.
+pub fn cilium_crds(test: &str) -> Option<PathBuf> {
+    cilium_crd_root(test).map(|root| root.join(newest_minor()))
+}
+
+/// The newest minor version `ci/crds/releases` pins (its last line).
+pub use ward_testkit::newest_cilium_minor as newest_minor;
 
 pub mod invariants;
