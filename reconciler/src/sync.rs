@@ -19,6 +19,7 @@ use crate::plan::Plan;
 use crate::source::{Snapshot, Source};
 use crate::target::{ApplyOptions, ApplyReport, PlanOptions, Planned, Target, check_prune};
 use anyhow::Result;
+use std::borrow::Cow;
 use std::fmt;
 use ward_schema::ResourceSet;
 
@@ -123,9 +124,9 @@ pub fn sync(mut loaded: Loaded, target: &mut dyn Target, req: &Request) -> Resul
         ..req.options.clone()
     };
     let desired = if req.keep_desired {
-        loaded.desired.validation.resources.clone()
+        Cow::Borrowed(&loaded.desired.validation.resources)
     } else {
-        std::mem::take(&mut loaded.desired.validation.resources)
+        Cow::Owned(std::mem::take(&mut loaded.desired.validation.resources))
     };
     let rev = options.revision.as_ref();
     let planned = plan(target, desired, &options, req.diffs).map_err(at(Step::Plan, rev))?;
@@ -179,7 +180,7 @@ pub fn load_validated(source: &Source, rev: Option<&str>, keep_objects: bool) ->
 /// Step 3: the target's plan of `desired`.
 pub fn plan(
     target: &mut dyn Target,
-    desired: ResourceSet,
+    desired: Cow<'_, ResourceSet>,
     options: &ApplyOptions,
     diffs: bool,
 ) -> Result<Planned> {

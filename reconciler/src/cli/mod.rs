@@ -550,7 +550,13 @@ fn diff(settings: &Settings, a: &DiffArgs) -> Result<i32> {
         revision: head.revision.clone(),
         ..ApplyOptions::default()
     };
-    let plan = sync::plan(&mut target, v.resources.clone(), &options, true)?.plan;
+    let plan = sync::plan(
+        &mut target,
+        std::borrow::Cow::Borrowed(&v.resources),
+        &options,
+        true,
+    )?
+    .plan;
     let connectivity = v.is_valid().then(|| {
         connectivity::diff(
             &base.validation.resources,

@@ -28,6 +28,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use std::borrow::Cow;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -267,7 +268,7 @@ impl Target for LocalTarget {
     }
 
     /// Repairs an interrupted apply first, then plans as every ward-fingerprinted target does.
-    fn plan(&mut self, desired: ResourceSet, options: &PlanOptions) -> Result<Planned> {
+    fn plan(&mut self, desired: Cow<'_, ResourceSet>, options: &PlanOptions) -> Result<Planned> {
         let mut notes = Vec::new();
         if self.repair_if_needed()? {
             notes.push(format!(

@@ -101,6 +101,7 @@ impl Target for MemoryTarget {
 #[allow(clippy::unwrap_used, reason = "tests")]
 mod tests {
     use super::*;
+    use std::borrow::Cow;
     use crate::target::PlanOptions;
     use serde_json::json;
     use ward_schema::{Kind, Origin, Resource, ResourceKey};
@@ -128,7 +129,7 @@ mod tests {
             prune: true,
             ..PlanOptions::default()
         };
-        let planned = target.plan(head.clone(), &opts).unwrap();
+        let planned = target.plan(Cow::Borrowed(&head), &opts).unwrap();
         assert_eq!(
             planned.plan.summary(),
             "1 to create, 1 to change, 1 to prune, 0 drifted, 0 unchanged"
@@ -151,7 +152,7 @@ mod tests {
             ),
             (1, 1, 1, 2)
         );
-        let again = target.plan(head, &opts).unwrap();
+        let again = target.plan(Cow::Owned(head), &opts).unwrap();
         assert!(!again.plan.has_changes(), "{}", again.plan.summary());
         assert!(target.status().unwrap().drifted.is_empty());
     }

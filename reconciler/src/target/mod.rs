@@ -16,6 +16,7 @@ pub use crate::plan::PlanOptions;
 use crate::plan::{self, Plan};
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 use ward_schema::{ResourceKey, ResourceSet};
 
 /// Which target a saved plan was made against.
@@ -173,8 +174,10 @@ pub trait Target {
 
     /// Plans `desired` against what is live now. The default compares ward's normalised
     /// objects ([`plan::compute`]); a target that knows better what an object becomes (the
-    /// API server's defaults) overrides it.
-    fn plan(&mut self, desired: ResourceSet, options: &PlanOptions) -> Result<Planned> {
+    /// API server's defaults) overrides it. `desired` is borrowed when the caller still needs
+    /// it afterwards (the CLI's connectivity diff): a target that only reads it then copies
+    /// nothing.
+    fn plan(&mut self, desired: Cow<'_, ResourceSet>, options: &PlanOptions) -> Result<Planned> {
         let live = self.snapshot()?;
         let plan = plan::compute(&desired, &live, options);
         Ok(Planned {

@@ -59,6 +59,7 @@ use kube::Client;
 use kube::api::{Api, ApiResource, DynamicObject, ListParams};
 use record::{read_record, to_inventory};
 use serde_json::{Value, json};
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -237,9 +238,11 @@ impl Target for KubeTarget {
     }
 
     /// Plans against the cluster (see the module docs); with `force_conflicts`, fields other
-    /// managers own are planned as taken over. The desired objects are moved into the bodies
-    /// the plan sends, so a first apply of 10,000 objects does not hold them twice.
-    fn plan(&mut self, desired: ResourceSet, options: &PlanOptions) -> Result<Planned> {
+    /// managers own are planned as taken over. Owned desired objects are moved into the bodies
+    /// the plan sends, so a first apply of 10,000 objects does not hold them twice (borrowed
+    /// ones are copied).
+    fn plan(&mut self, desired: Cow<'_, ResourceSet>, options: &PlanOptions) -> Result<Planned> {
+        let desired = desired.into_owned();
         let (client, opts) = (self.cluster.client(), &self.opts);
         let (plan, extra, live) = self.cluster.block_on(async {
             let snap = snapshot(client, opts).await?;
