@@ -806,6 +806,116 @@ fn events_are_read_from_the_pinned_ring_buffer() {
     assert!(denied.to_string().contains("denied rule 42"), "{denied}");
 }
 
+/// Datagrams from pod a to `ports` of pod b (default deny there), without waiting for replies.
+fn udp_burst(ns: &str, ports: std::ops::Range<u16>) {
+    in_ns(ns, || {
+        let sock = UdpSocket::bind("0.0.0.0:0").expect("bind");
+        for p in ports {
+            sock.send_to(b"x", (B_IP, p)).expect("send");
+        }
+    });
+}
+
+/// The UDP events whose destination port is in `range`, by port.
+fn udp_ports(events: &[VerdictEvent], range: std::ops::Range<u16>) -> Vec<u16> {
+    let mut ports: Vec<u16> = events
+        .iter()
+        .filter(|e| e.proto() == UDP && range.contains(&e.dport()))
+        .map(VerdictEvent::dport)
+        .collect();
+    ports.sort_unstable();
+    ports
+}
+
+/// `ward observe` twice on one node: each observer sees exactly the events that happened
+/// while it was open, nothing an earlier observer left unread or that happened while nobody
+/// read (aya 0.13's ring reader replayed stale records forever once an earlier reader had
+/// consumed some), and `--seconds` holds under a flood that never lets the ring run dry.
+#[test]
+fn observers_one_after_another_see_only_their_own_events() {
+    let Some(mut lab) = lab_or_skip("observers") else {
+        return;
+    };
+    lab.spawn_agent();
+    let all = 7000..7300;
+
+    let mut first = EventReader::open(&lab.node).unwrap_or_else(|e| panic!("{e:#}"));
+    udp_burst(&lab.ns_a, 7000..7005);
+    let seen = collect_events(&mut first, Duration::from_millis(700), |_| false);
+    let mine = udp_ports(&seen, all.clone());
+    assert!(!mine.is_empty(), "the first observer sees its events");
+    let per_datagram = mine.len() / 5;
+    let expected = |ports: std::ops::Range<u16>| -> Vec<u16> {
+        ports
+            .flat_map(|p| std::iter::repeat_n(p, per_datagram))
+            .collect()
+    };
+    assert_eq!(mine, expected(7000..7005), "first observer: {seen:#?}");
+    // Left unread by the first observer, then sent while nobody reads.
+    udp_burst(&lab.ns_a, 7100..7105);
+    thread::sleep(Duration::from_millis(100));
+    drop(first);
+    udp_burst(&lab.ns_a, 7150..7155);
+    thread::sleep(Duration::from_millis(100));
+
+    let mut second = EventReader::open(&lab.node).unwrap_or_else(|e| panic!("{e:#}"));
+    udp_burst(&lab.ns_a, 7200..7205);
+    let seen = collect_events(&mut second, Duration::from_millis(700), |_| false);
+    assert_eq!(
+        udp_ports(&seen, all.clone()),
+        expected(7200..7205),
+        "the second observer sees its own events, each once, and nothing older: {seen:#?}"
+    );
+    drop(second);
+
+    // A flood from a thread in pod a while `ward observe --seconds 1` runs.
+    let stop = Arc::new(AtomicBool::new(false));
+    let flood = {
+        let (stop, ns) = (stop.clone(), lab.ns_a.clone());
+        thread::spawn(move || {
+            in_ns(&ns, || {
+                let sock = UdpSocket::bind("0.0.0.0:0").expect("bind");
+                let mut sent = 0u64;
+                while !stop.load(Ordering::SeqCst) {
+                    for p in 9000..9100 {
+                        let _ = sock.send_to(b"x", (B_IP, p));
+                        sent += 1;
+                    }
+                }
+                sent
+            })
+        })
+    };
+    thread::sleep(Duration::from_millis(200));
+    let opts = ward_datapath::agent::observe::ObserveOptions {
+        nodes: vec![lab.node.clone()],
+        duration: Some(Duration::from_secs(1)),
+        ..Default::default()
+    };
+    let started = Instant::now();
+    let mut out = Vec::new();
+    let shown =
+        ward_datapath::agent::observe::run(&opts, &mut out).unwrap_or_else(|e| panic!("{e:#}"));
+    let took = started.elapsed();
+    stop.store(true, Ordering::SeqCst);
+    let sent = flood.join().expect("flood thread");
+    assert!(
+        took < Duration::from_secs(3),
+        "--seconds 1 took {took:?} under a flood ({sent} datagrams sent, {shown} events shown)"
+    );
+    assert!(
+        shown > 50,
+        "the flood was observed: {shown} events of {sent} datagrams"
+    );
+    let text = String::from_utf8(out).expect("UTF-8");
+    assert!(
+        text.lines()
+            .all(|l| !l.contains(":70") && !l.contains(":71") && !l.contains(":72")),
+        "events from before the observer started: {}",
+        text.lines().find(|l| l.contains(":7")).unwrap_or_default()
+    );
+}
+
 /// (g) Enforcement outlives the agent: after the loading process is SIGKILLed the filters
 /// and pinned maps keep enforcing; a restarted agent finds its maps filled, re-attaches
 /// with exactly one filter per hook, and dropping its handles changes nothing.

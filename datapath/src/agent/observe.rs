@@ -57,19 +57,23 @@ pub fn run(opts: &ObserveOptions, out: &mut dyn Write) -> Result<usize> {
     }
     let names = pod_names(opts.topology.as_ref());
     let start = Instant::now();
+    let done = |shown: usize| {
+        opts.count.is_some_and(|c| shown >= c)
+            || opts.duration.is_some_and(|d| start.elapsed() >= d)
+    };
     let mut shown = 0;
     loop {
-        if opts.count.is_some_and(|c| shown >= c)
-            || opts.duration.is_some_and(|d| start.elapsed() >= d)
-        {
+        if done(shown) {
             return Ok(shown);
         }
         let mut idle = true;
         for (node, reader, rules) in &mut readers {
+            // Under a flood the ring never empties: the count and the duration are checked
+            // after every event, not only when the ring runs dry.
             while let Some(e) = reader.try_next() {
                 idle = false;
                 shown += usize::from(emit(opts, &names, node, rules, &e, out)?);
-                if opts.count.is_some_and(|c| shown >= c) {
+                if done(shown) {
                     return Ok(shown);
                 }
             }

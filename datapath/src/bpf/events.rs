@@ -179,10 +179,16 @@ impl fmt::Display for VerdictEvent {
 }
 
 /// Reads verdict events from a node's pinned `ward_events` ring buffer.
+///
+/// A reader sees the events that happen while it is open, and none from before: the ring is
+/// shared by every reader the node ever had, and what an earlier reader left unread (or what
+/// happened while nobody read) belongs to no one watching now.
 pub struct EventReader {
     ring: RingBuf<MapData>,
     poll_fd: OwnedFd,
     path: PathBuf,
+    /// `CLOCK_MONOTONIC` (the programs' `bpf_ktime_get_ns`) when the reader was opened.
+    opened_ns: u64,
 }
 
 impl fmt::Debug for EventReader {
@@ -217,15 +223,18 @@ impl EventReader {
             ring,
             poll_fd,
             path: path.to_owned(),
+            opened_ns: monotonic_ns(),
         })
     }
 
-    /// The next event already in the ring, without waiting. Records that do not decode are
-    /// skipped.
+    /// The next event already in the ring, without waiting. Records that do not decode, and
+    /// events from before the reader was opened, are skipped.
     pub fn try_next(&mut self) -> Option<VerdictEvent> {
         loop {
             let item = self.ring.next()?;
-            if let Some(event) = VerdictEvent::from_bytes(&item) {
+            if let Some(event) = VerdictEvent::from_bytes(&item)
+                && event.ts_ns() >= self.opened_ns
+            {
                 return Some(event);
             }
         }
@@ -261,6 +270,12 @@ impl EventReader {
     pub fn drain(&mut self) -> Vec<VerdictEvent> {
         std::iter::from_fn(|| self.try_next()).collect()
     }
+}
+
+/// `CLOCK_MONOTONIC` in nanoseconds, the clock of the programs' `bpf_ktime_get_ns`.
+fn monotonic_ns() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    u64::try_from(t.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(t.tv_nsec).unwrap_or(0)
 }
 
 #[cfg(test)]

@@ -1,7 +1,6 @@
 //! Loading the programs with the node's pinned maps, and attaching them to pod veths.
 
 use std::fs;
-use std::io;
 use std::ops::{Deref, DerefMut};
 use std::path::{Path, PathBuf};
 
@@ -79,7 +78,7 @@ impl NodeDatapath {
         check_pinned_layouts(&dir)?;
 
         let mut ebpf = EbpfLoader::new()
-            .map_pin_path(&dir)
+            .default_map_pin_directory(&dir)
             .load(object())
             .map_err(|e| privilege_hint(anyhow::Error::new(e)))
             .with_context(|| {
@@ -149,7 +148,9 @@ impl NodeDatapath {
             let ifindex = netns::ifindex(ifname)?;
             match qdisc_add_clsact(ifname) {
                 Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(TcError::AlreadyAttached) => {}
+                Err(TcError::NetlinkError(e)) if e.raw_os_error() == Some(Errno::EEXIST as i32) => {
+                }
                 Err(e) => {
                     return Err(e).with_context(|| format!("adding a clsact qdisc to {ifname}"));
                 }
@@ -172,9 +173,14 @@ impl NodeDatapath {
     pub fn detach(netns: &Path, ifname: &str) -> Result<()> {
         netns::run_in_netns(netns, move || {
             for attach_type in [TcAttachType::Ingress, TcAttachType::Egress] {
-                let link =
-                    SchedClassifierLink::attached(ifname, attach_type, TC_PRIORITY, TC_HANDLE)
-                        .with_context(|| format!("no interface {ifname:?}"))?;
+                let link = SchedClassifierLink::attached(
+                    ifname,
+                    attach_type,
+                    TC_PRIORITY,
+                    TC_HANDLE.into(),
+                    None,
+                )
+                .with_context(|| format!("no interface {ifname:?}"))?;
                 match link.detach() {
                     Ok(()) => {}
                     Err(e) if is_errno(&e, Errno::ENOENT) => {}
@@ -214,9 +220,7 @@ fn classifier<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut SchedClassif
 
 fn is_errno(err: &ProgramError, errno: Errno) -> bool {
     match err {
-        ProgramError::TcError(TcError::NetlinkError { io_error }) => {
-            io_error.raw_os_error() == Some(errno as i32)
-        }
+        ProgramError::TcError(TcError::NetlinkError(e)) => e.raw_os_error() == Some(errno as i32),
         other => os_error(other) == Some(errno as i32),
     }
 }
@@ -225,8 +229,9 @@ fn is_errno(err: &ProgramError, errno: Errno) -> bool {
 /// existing ward filter in place, or creating the filter.
 fn attach_one(ebpf: &mut Ebpf, name: &str, ifname: &str, attach_type: TcAttachType) -> Result<()> {
     let prog = classifier(ebpf, name)?;
-    let existing = SchedClassifierLink::attached(ifname, attach_type, TC_PRIORITY, TC_HANDLE)
-        .with_context(|| format!("no interface {ifname:?}"))?;
+    let existing =
+        SchedClassifierLink::attached(ifname, attach_type, TC_PRIORITY, TC_HANDLE.into(), None)
+            .with_context(|| format!("no interface {ifname:?}"))?;
     // A netlink change without NLM_F_CREATE: the kernel swaps the program of the existing
     // filter atomically, or answers ENOENT when there is no such filter yet.
     let link_id = match prog.attach_to_link(existing) {
@@ -237,7 +242,8 @@ fn attach_one(ebpf: &mut Ebpf, name: &str, ifname: &str, attach_type: TcAttachTy
                 attach_type,
                 TcAttachOptions::Netlink(NlOptions {
                     priority: TC_PRIORITY,
-                    handle: TC_HANDLE,
+                    handle: TC_HANDLE.into(),
+                    ..NlOptions::default()
                 }),
             )
             .with_context(|| format!("attaching {name} to {ifname} ({attach_type:?})"))?,

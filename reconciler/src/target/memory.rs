@@ -101,9 +101,9 @@ impl Target for MemoryTarget {
 #[allow(clippy::unwrap_used, reason = "tests")]
 mod tests {
     use super::*;
-    use std::borrow::Cow;
     use crate::target::PlanOptions;
     use serde_json::json;
+    use std::borrow::Cow;
     use ward_schema::{Kind, Origin, Resource, ResourceKey};
 
     fn set(names: &[(&str, i64)]) -> ResourceSet {
