@@ -99,6 +99,25 @@ fn the_seed_scenario_is_enforced_in_the_kernel_and_survives_changes_and_sigkill(
     // The drop of admin -> backend:80 is an event on backend's node, default deny, with the
     // identities of both ends.
     let backend_node = lab.node_of(backend);
+    // `ward-agent status` finds the agent, started with --run-dir, without being told where.
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_ward-agent"))
+        .args(["status", "--node", &backend_node, "--json"])
+        .output()
+        .unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&status.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&status.stderr)));
+    assert_eq!(
+        doc["agentRunning"], true,
+        "status without --run-dir: {doc:#}"
+    );
+    assert!(
+        doc["endpoints"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["name"] == backend),
+        "endpoints named from the agent's run directory: {doc:#}"
+    );
     let mut events = EventReader::open(&backend_node).unwrap();
     assert!(conn(&lab, admin, backend, 80, SHUT).is_none());
     let admin_ip = lab.ip(admin);

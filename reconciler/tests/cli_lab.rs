@@ -172,9 +172,16 @@ fn up_status_down_as_root() {
     env.ward(env.path(), &["lab", "up", "lab.yaml"])
         .code(EXIT_ERROR)
         .stderr_has("already exists");
-    env.ward(env.path(), &["lab", "up", "--replace", "lab.yaml"])
+    // Replacing starts clean: a node's pins from the old lab (an agent's conntrack and
+    // events) are removed. (bpffs holds directories, not files: a directory stands in.)
+    let pins = std::path::Path::new("/sys/fs/bpf/ward/n1");
+    std::fs::create_dir_all(pins).expect("a pin directory for node n1");
+    let replaced = env.ward(env.path(), &["lab", "up", "--replace", "lab.yaml"]);
+    replaced
         .code(EXIT_OK)
-        .stdout_has("is up");
+        .stdout_has("is up")
+        .stdout_has("removed the pinned datapath of node n1 (/sys/fs/bpf/ward/n1)");
+    replaced.check(!pins.exists(), "the old pins are gone");
 
     // down by topology file, then by name: idempotent.
     env.ward(env.path(), &["lab", "down", "lab.yaml"])

@@ -33,6 +33,9 @@ pub struct ObserveOptions {
     pub duration: Option<Duration>,
     /// Names pods by address.
     pub topology: Option<Topology>,
+    /// The agent's run directory, for rule names (default: where the node's agent recorded
+    /// it, see [`AgentConfig::locate_run_dir`]); only with a single node.
+    pub run_dir: Option<std::path::PathBuf>,
 }
 
 /// Follows events until the count or duration is reached (or forever), writing one line each.
@@ -50,10 +53,17 @@ pub fn run(opts: &ObserveOptions, out: &mut dyn Write) -> Result<usize> {
     {
         bail!("unknown verdict {v:?}: use allowed, denied, default-deny or dropped");
     }
+    if opts.run_dir.is_some() && nodes.len() != 1 {
+        bail!("--run-dir names one agent's run directory: follow a single node (--node)");
+    }
     let mut readers: Vec<(String, EventReader, BTreeMap<u32, String>)> = Vec::new();
     for n in nodes {
         let reader = EventReader::open(&n)?;
-        readers.push((n.clone(), reader, rule_names(&n)));
+        let run_dir = opts
+            .run_dir
+            .clone()
+            .unwrap_or_else(|| AgentConfig::locate_run_dir(&n));
+        readers.push((n.clone(), reader, read_rules(&run_dir.join("rules.json"))));
     }
     let names = pod_names(opts.topology.as_ref());
     let start = Instant::now();
@@ -119,11 +129,6 @@ fn pinned_nodes() -> Result<Vec<String>> {
         .collect();
     out.sort();
     Ok(out)
-}
-
-fn rule_names(node: &str) -> BTreeMap<u32, String> {
-    let path = AgentConfig::default_run_dir(node).join("rules.json");
-    read_rules(&path)
 }
 
 fn read_rules(path: &Path) -> BTreeMap<u32, String> {

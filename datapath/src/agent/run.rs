@@ -81,7 +81,41 @@ impl AgentConfig {
     pub fn default_run_dir(node: &str) -> PathBuf {
         PathBuf::from("/run/ward/agent").join(node)
     }
+
+    /// Where `node`'s agent keeps its status: the run directory it was started with, which an
+    /// agent started with another `--run-dir` records in the default one (the file
+    /// [`RUN_DIR_POINTER`]), so that `ward-agent status` and `ward observe` find it without
+    /// being told.
+    pub fn locate_run_dir(node: &str) -> PathBuf {
+        let default = AgentConfig::default_run_dir(node);
+        std::fs::read_to_string(default.join(RUN_DIR_POINTER))
+            .ok()
+            .map(|p| PathBuf::from(p.trim_end()))
+            .filter(|p| p.is_absolute())
+            .unwrap_or(default)
+    }
+
+    /// Records the run directory in the default one when it is elsewhere (and clears an old
+    /// record when it is not).
+    fn record_run_dir(&self) -> Result<()> {
+        let default = AgentConfig::default_run_dir(&self.node);
+        let pointer = default.join(RUN_DIR_POINTER);
+        let run_dir = std::path::absolute(&self.run_dir)?;
+        if run_dir == default {
+            return match std::fs::remove_file(&pointer) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
+                _ => Ok(()),
+            };
+        }
+        std::fs::create_dir_all(&default)
+            .with_context(|| format!("cannot create {}", default.display()))?;
+        std::fs::write(&pointer, format!("{}\n", run_dir.display()))
+            .with_context(|| format!("cannot write {}", pointer.display()))
+    }
 }
+
+/// The file in a node's default run directory that names the run directory its agent uses.
+pub const RUN_DIR_POINTER: &str = "run-dir";
 
 /// A running agent.
 pub struct Agent {
@@ -492,6 +526,10 @@ impl Agent {
     fn write_status(&self) -> Result<()> {
         std::fs::create_dir_all(&self.cfg.run_dir)
             .with_context(|| format!("cannot create {}", self.cfg.run_dir.display()))?;
+        if let Err(e) = self.cfg.record_run_dir() {
+            // Only a convenience for `ward-agent status` and `ward observe` without --run-dir.
+            tracing::warn!(node = %self.cfg.node, "cannot record the run directory: {e:#}");
+        }
         let rules: BTreeMap<String, &String> = self
             .current
             .rules

@@ -148,7 +148,7 @@ fn main() {
             run_dir,
             json,
         } => {
-            let run_dir = run_dir.unwrap_or_else(|| AgentConfig::default_run_dir(&node));
+            let run_dir = run_dir.unwrap_or_else(|| AgentConfig::locate_run_dir(&node));
             status::print(&node, &run_dir, json)
         }
         Command::RotateKey {
@@ -156,7 +156,7 @@ fn main() {
             run_dir,
             timeout_seconds,
         } => {
-            let run_dir = run_dir.unwrap_or_else(|| AgentConfig::default_run_dir(&node));
+            let run_dir = run_dir.unwrap_or_else(|| AgentConfig::locate_run_dir(&node));
             status::rotate_key(&node, &run_dir, Duration::from_secs(timeout_seconds))
         }
     };

@@ -274,6 +274,10 @@ pub struct ObserveArgs {
     /// Stop after this many seconds.
     #[arg(long)]
     pub seconds: Option<u64>,
+    /// The agent's run directory, for rule names (as given to `ward-agent run --run-dir`;
+    /// by default where the node's agent recorded it). Only with one --node.
+    #[arg(long)]
+    pub run_dir: Option<PathBuf>,
     /// Output format: text, or JSON Lines (one event per line).
     #[arg(long, short = 'o', default_value = "text", value_parser = formats(TEXT_JSON))]
     pub format: Format,

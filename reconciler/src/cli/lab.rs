@@ -16,12 +16,20 @@ pub(super) fn run(settings: &Settings, command: LabCommand) -> Result<i32> {
                 return Ok(EXIT_ERROR);
             };
             require_root()?;
+            let mut out = String::new();
             let lab = if replace {
+                // A replaced lab starts clean: the old nodes' pinned datapaths (conntrack,
+                // events, policy) go with it, and so do pins left under the new nodes' names.
+                let mut nodes = lab_nodes(&t.name)?;
+                nodes.extend(t.nodes.iter().map(|n| n.name.clone()));
+                nodes.sort();
+                nodes.dedup();
+                out.push_str(&remove_node_pins(&nodes)?);
                 Lab::up_replacing(&t)?
             } else {
                 Lab::up(&t)?
             };
-            write_stdout(&format!("{lab}\n"))?;
+            write_stdout(&format!("{out}{lab}\n"))?;
             Ok(EXIT_OK)
         }
         LabCommand::Down { topology, name, .. } => {
@@ -53,24 +61,9 @@ pub(super) fn run(settings: &Settings, command: LabCommand) -> Result<i32> {
             require_root()?;
             // The nodes' pinned datapaths (ward-agent's) go with the lab: without its
             // interfaces they enforce nothing and only hold memory.
-            let nodes: Vec<String> = Lab::status()?
-                .into_iter()
-                .filter(|l| l.name == name)
-                .filter_map(|l| l.state)
-                .flat_map(|s| s.topology.nodes.into_iter().map(|n| n.name))
-                .collect();
+            let nodes = lab_nodes(&name)?;
             let teardown = Lab::down(&name)?;
-            let mut out = format!("{teardown}\n");
-            for node in nodes {
-                let pins = ward_datapath::bpf::pin_dir(&node)?;
-                if pins.exists() {
-                    ward_datapath::bpf::remove_pins(&node)?;
-                    out.push_str(&format!(
-                        "removed the pinned datapath of node {node} ({})\n",
-                        pins.display()
-                    ));
-                }
-            }
+            let out = format!("{teardown}\n{}", remove_node_pins(&nodes)?);
             write_stdout(&out)?;
             Ok(EXIT_OK)
         }
@@ -121,4 +114,30 @@ fn load(settings: &Settings, file: &Path) -> Result<Option<Topology>> {
             Ok(None)
         }
     }
+}
+
+/// The nodes of the lab `name` as its state file records them (none when it is not up).
+fn lab_nodes(name: &str) -> Result<Vec<String>> {
+    Ok(Lab::status()?
+        .into_iter()
+        .filter(|l| l.name == name)
+        .filter_map(|l| l.state)
+        .flat_map(|s| s.topology.nodes.into_iter().map(|n| n.name))
+        .collect())
+}
+
+/// Removes the pinned datapaths of `nodes`; one line per node that had one.
+fn remove_node_pins(nodes: &[String]) -> Result<String> {
+    let mut out = String::new();
+    for node in nodes {
+        let pins = ward_datapath::bpf::pin_dir(node)?;
+        if pins.exists() {
+            ward_datapath::bpf::remove_pins(node)?;
+            out.push_str(&format!(
+                "removed the pinned datapath of node {node} ({})\n",
+                pins.display()
+            ));
+        }
+    }
+    Ok(out)
 }

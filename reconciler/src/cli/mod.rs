@@ -677,6 +677,7 @@ fn observe(settings: &Settings, a: &ObserveArgs) -> Result<i32> {
         count: a.count,
         duration: a.seconds.map(std::time::Duration::from_secs),
         topology,
+        run_dir: a.run_dir.clone(),
     };
     ward_datapath::agent::observe::run(&opts, &mut std::io::stdout().lock())?;
     Ok(EXIT_OK)
