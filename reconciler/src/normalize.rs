@@ -79,6 +79,22 @@ pub fn fingerprint(normalized: &Value) -> String {
     hex(&Sha256::digest(canonical_bytes(normalized)))
 }
 
+/// What identifies a revision that has no commit (a folder outside Git): `sha256:` and the
+/// first 16 hex digits of the SHA-256 over every applied object's key and content, in key
+/// order. The same files give the same digest on every machine; any change to an object
+/// changes it.
+pub fn content_digest(resources: &ward_schema::ResourceSet) -> String {
+    let mut hasher = Sha256::new();
+    for r in resources.iter().filter(|r| r.key.kind.is_applied()) {
+        hasher.update(r.key.to_string().as_bytes());
+        hasher.update([0]);
+        // serde_json's maps are sorted: the bytes depend on the content only.
+        serde_json::to_writer(&mut hasher, &r.object).expect("a JSON value serialises");
+        hasher.update([0]);
+    }
+    format!("sha256:{}", &hex(&hasher.finalize())[..16])
+}
+
 /// SHA-256 of arbitrary bytes, hex-encoded.
 pub fn hash_bytes(bytes: &[u8]) -> String {
     hex(&Sha256::digest(bytes))

@@ -123,6 +123,16 @@ pub fn sync(mut loaded: Loaded, target: &mut dyn Target, req: &Request) -> Resul
         revision: loaded.desired.revision.clone(),
         ..req.options.clone()
     };
+    // A folder outside Git has no commit: what an apply records instead is a digest of the
+    // content, so a reader (an agent, `ward status`, a test) can tell one apply from another.
+    // (Plans and saved plans keep `None`: they name commits.)
+    let recorded = ApplyOptions {
+        revision: options.revision.clone().or_else(|| {
+            req.apply
+                .then(|| crate::normalize::content_digest(&loaded.desired.validation.resources))
+        }),
+        ..options.clone()
+    };
     let desired = if req.keep_desired {
         Cow::Borrowed(&loaded.desired.validation.resources)
     } else {
@@ -133,10 +143,10 @@ pub fn sync(mut loaded: Loaded, target: &mut dyn Target, req: &Request) -> Resul
     let mut applied = None;
     if req.apply {
         if planned.plan.has_changes() {
-            guard(&planned, &options).map_err(at(Step::Guard, rev))?;
-            applied = Some(apply(target, &planned.plan, &options).map_err(at(Step::Apply, rev))?);
+            guard(&planned, &recorded).map_err(at(Step::Guard, rev))?;
+            applied = Some(apply(target, &planned.plan, &recorded).map_err(at(Step::Apply, rev))?);
         } else {
-            applied = record(target, &planned, &options).map_err(at(Step::Apply, rev))?;
+            applied = record(target, &planned, &recorded).map_err(at(Step::Apply, rev))?;
         }
     }
     let unhealthy = if req.check_health && applied.is_some() {

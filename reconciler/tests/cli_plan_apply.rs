@@ -425,3 +425,48 @@ fn an_object_ward_did_not_apply_is_left_alone_until_adopted() {
         .code(EXIT_OK)
         .stdout_has("7 unchanged");
 }
+
+/// Outside Git there is no commit: an apply records a digest of the content as the applied
+/// revision, the same for the same files, another one after a change, so agents and
+/// `ward status` can tell one apply from the next.
+#[test]
+fn an_apply_outside_git_records_a_content_digest() {
+    let env = Env::new();
+    let dir = env.path().join("plain");
+    std::fs::create_dir_all(dir.join("policies")).expect("mkdir");
+    std::fs::write(dir.join("policies/web.yaml"), util::cnp("shop", "web", 80)).expect("write");
+    let applied = |expect_changes: bool| -> String {
+        let run = env.ward(&dir, &["apply", "--detailed-exitcode"]);
+        run.code(if expect_changes {
+            EXIT_CHANGES
+        } else {
+            EXIT_OK
+        });
+        let status = env.ward(&dir, &["status", "-o", "json"]);
+        let doc = status.code(EXIT_OK).json();
+        doc["appliedRevision"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let first = applied(true);
+    assert!(
+        first.starts_with("sha256:") && first.len() == "sha256:".len() + 16,
+        "applied revision {first:?}"
+    );
+    assert_eq!(applied(false), first, "the same files: the same digest");
+    std::fs::write(
+        dir.join("policies/web.yaml"),
+        util::cnp("shop", "web", 8080),
+    )
+    .expect("write");
+    let second = applied(true);
+    assert!(
+        second.starts_with("sha256:") && second != first,
+        "{first} then {second}"
+    );
+    // A plan names commits only: none here.
+    env.ward(&dir, &["plan", "-o", "json"])
+        .code(EXIT_OK)
+        .stdout_lacks("sha256:");
+}
