@@ -468,10 +468,12 @@ mod tests {
             object,
             origin: Origin::default(),
         };
+        let groups = crate::groups::CidrGroups::default();
         let mut ctx = Ctx {
             cluster: "default",
             non_default_deny_policies: true,
             selectors: &mut cache,
+            groups: &groups,
         };
         let policy = compile(&res, &mut ctx).unwrap();
         let rules: Vec<&CompiledRule> = policy.rules.iter().collect();

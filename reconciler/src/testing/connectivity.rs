@@ -310,12 +310,12 @@ fn cluster_of(head: &[PolicyTest], base: &[PolicyTest]) -> Result<TestCluster, S
     })
 }
 
-/// Policies (CNP, CCNP) added, removed or changed (after normalisation: a reformatted
-/// document is unchanged).
+/// Policies (CNP, CCNP, NetworkPolicy) and CIDR groups added, removed or changed (after
+/// normalisation: a reformatted document is unchanged).
 fn changed_policies(base: &ResourceSet, head: &ResourceSet) -> BTreeSet<ResourceKey> {
     let policies = |s: &ResourceSet| -> BTreeMap<ResourceKey, serde_json::Value> {
         s.iter()
-            .filter(|r| r.key.kind.is_policy())
+            .filter(|r| r.key.kind.is_engine_input())
             .map(|r| (r.key.clone(), normalize(&r.object)))
             .collect()
     };
