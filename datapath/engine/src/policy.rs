@@ -273,6 +273,14 @@ impl PolicyRepository {
         self.world.endpoint_names.get(full_name).copied()
     }
 
+    /// The endpoint that has address `ip`, if one has.
+    pub fn endpoint_by_ip(&self, ip: std::net::IpAddr) -> Option<EndpointId> {
+        match self.world.ips.get(&ip) {
+            Some(world::Owner::Endpoint(i)) => Some(EndpointId(*i)),
+            _ => None,
+        }
+    }
+
     /// An endpoint's declaration.
     pub fn endpoint(&self, id: EndpointId) -> Option<&Endpoint> {
         self.cluster.endpoints.get(id.0 as usize)

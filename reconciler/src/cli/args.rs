@@ -452,6 +452,10 @@ pub struct TestArgs {
     /// Output format (github: an annotation at each failed expectation).
     #[arg(long, short = 'o', default_value = "text", value_parser = formats(TEST_FORMATS))]
     pub format: Format,
+    /// Fail an expectation whose flow meets a rule that names something the revision does
+    /// not define (a CiliumCIDRGroup), instead of only noting it beside the verdict.
+    #[arg(long)]
+    pub strict: bool,
 }
 
 /// `ward explain`.

@@ -316,10 +316,11 @@ fn test(settings: &Settings, a: &TestArgs) -> Result<i32> {
         }
     } else if policies == 0 {
         eprintln!(
-            "ward: warning: no CiliumNetworkPolicy or CiliumClusterwideNetworkPolicy was loaded, so the tests run against no policy; pass the folders that hold the policies too"
+            "ward: warning: no CiliumNetworkPolicy, CiliumClusterwideNetworkPolicy or NetworkPolicy was loaded, so the tests run against no policy; pass the folders that hold the policies too"
         );
     }
-    let run = testing::run::run(&suite.tests, &validation.resources, &suite.cluster)
+    let options = testing::run::RunOptions { strict: a.strict };
+    let run = testing::run::run(&suite.tests, &validation.resources, &suite.cluster, options)
         .context("cannot build the tests' cluster")?;
     let text = match settings.format {
         Format::Json => {
