@@ -118,7 +118,7 @@ fn apply_converges_and_drift_conflicts_and_prune_behave() {
 
     let plan = ward(&repo, &cluster, &["plan", "--detailed-exitcode"]);
     plan.code(EXIT_CHANGES)
-        .stdout_has("7 to create, 0 to change, 0 to prune, 0 drifted, 0 unchanged")
+        .stdout_has("10 to create, 0 to change, 0 to prune, 0 drifted, 0 unchanged")
         .stdout_has("+ CiliumNetworkPolicy/shop/backend-ingress create");
     assert_eq!(
         names(&cluster, "cnp"),
@@ -127,10 +127,10 @@ fn apply_converges_and_drift_conflicts_and_prune_behave() {
     );
 
     let apply = ward(&repo, &cluster, &["apply", "--detailed-exitcode"]);
-    apply.code(EXIT_CHANGES).stdout_has("7 to create");
+    apply.code(EXIT_CHANGES).stdout_has("10 to create");
     ward(&repo, &cluster, &["plan", "--detailed-exitcode"])
         .code(EXIT_OK)
-        .stdout_has("0 to create, 0 to change, 0 to prune, 0 drifted, 7 unchanged");
+        .stdout_has("0 to create, 0 to change, 0 to prune, 0 drifted, 10 unchanged");
 
     // Exactly the repository's objects, written by field manager ward.
     assert_eq!(
@@ -164,7 +164,7 @@ fn apply_converges_and_drift_conflicts_and_prune_behave() {
     status.code(EXIT_OK);
     let s = status.json();
     assert_eq!(s["appliedRevision"], Value::String(repo.head()));
-    assert_eq!(s["inventory"], 7);
+    assert_eq!(s["inventory"], 10);
 
     // Drift: a change made with kubectl is reported and corrected.
     assert_eq!(backend_port(&cluster), "80");
@@ -186,7 +186,7 @@ fn apply_converges_and_drift_conflicts_and_prune_behave() {
     let drift = ward(&repo, &cluster, &["plan", "--detailed-exitcode"]);
     drift
         .code(EXIT_CHANGES)
-        .stdout_has("0 to create, 1 to change, 0 to prune, 1 drifted, 6 unchanged");
+        .stdout_has("0 to create, 1 to change, 0 to prune, 1 drifted, 9 unchanged");
     drift
         .stdout_has("-            - port: \"8080\"")
         .stdout_has("+            - port: \"80\"");
@@ -358,7 +358,7 @@ fn pruning_everything_is_refused_and_an_invalid_revision_changes_nothing() {
     repo.commit("empty");
     ward(&repo, &cluster, &["apply", "--prune"])
         .code(EXIT_ERROR)
-        .stderr_has("refusing to prune all 7 objects");
+        .stderr_has("refusing to prune all 10 objects");
     assert_eq!(names(&cluster, "cnp"), before);
     ward(&repo, &cluster, &["apply", "--prune", "--allow-prune-all"]).code(EXIT_OK);
     assert_eq!(names(&cluster, "cnp"), Vec::<String>::new());
@@ -394,7 +394,7 @@ fn objects_ward_did_not_apply_are_left_alone_until_adopted() {
 
     let plan = ward(&repo, &cluster, &["plan"]);
     plan.code(EXIT_OK)
-        .stdout_has("6 to create, 0 to change, 0 to prune, 0 drifted, 0 unchanged, 1 exist(s) not managed by ward (--adopt takes them over)")
+        .stdout_has("9 to create, 0 to change, 0 to prune, 0 drifted, 0 unchanged, 1 exist(s) not managed by ward (--adopt takes them over)")
         .stdout_has("Exist, not managed by ward (left alone; --adopt takes them over):\n  CiliumNetworkPolicy/shop/backend-ingress");
     ward(&repo, &cluster, &["apply"]).code(EXIT_OK);
     assert!(
@@ -411,13 +411,13 @@ fn objects_ward_did_not_apply_are_left_alone_until_adopted() {
     let adopt = ward(&repo, &cluster, &["apply", "--adopt"]);
     adopt
         .code(EXIT_OK)
-        .stdout_has("0 to create, 1 to change, 0 to prune, 0 drifted, 6 unchanged")
+        .stdout_has("0 to create, 1 to change, 0 to prune, 0 drifted, 9 unchanged")
         .stdout_has("~ CiliumNetworkPolicy/shop/backend-ingress adopt");
     assert!(managers().contains("ward"), "{}", managers());
     assert!(unmanaged(&repo).is_empty(), "everything is ward's now");
     ward(&repo, &cluster, &["plan", "--detailed-exitcode"])
         .code(EXIT_OK)
-        .stdout_has("0 to create, 0 to change, 0 to prune, 0 drifted, 7 unchanged");
+        .stdout_has("0 to create, 0 to change, 0 to prune, 0 drifted, 10 unchanged");
 
     // Once adopted, deleting its file prunes it.
     repo.remove("policies/namespaces/shop/backend-ingress.yaml");
@@ -461,11 +461,11 @@ fn a_saved_plan_is_applied_as_made_or_refused_when_the_cluster_changed() {
     assert_eq!(names(&cluster, "cnp"), Vec::<String>::new());
     ward(&repo, &cluster, &["apply", &file])
         .code(EXIT_OK)
-        .stdout_has(&format!("Applied {head}: 7 to create"));
+        .stdout_has(&format!("Applied {head}: 10 to create"));
     assert_eq!(names(&cluster, "cnp").len(), 3);
     ward(&repo, &cluster, &["plan", "--detailed-exitcode"])
         .code(EXIT_OK)
-        .stdout_has("7 unchanged");
+        .stdout_has("10 unchanged");
 
     // Planned with a new policy; meanwhile another apply lands a different commit.
     repo.write(
@@ -548,7 +548,7 @@ fn as_acts_with_the_rbac_of_the_user_it_names() {
 
     ward(&repo, &cluster, &["apply", "--as", "alice"])
         .code(EXIT_OK)
-        .stdout_has("7 to create");
+        .stdout_has("10 to create");
     assert_eq!(names(&cluster, "cnp").len(), 3);
     let managers = cluster.field_managers("cnp", "shop", "backend-ingress");
     assert!(managers.contains("ward"), "{managers}");
@@ -565,5 +565,5 @@ fn as_acts_with_the_rbac_of_the_user_it_names() {
         ],
     )
     .code(EXIT_OK)
-    .stdout_has("7 unchanged");
+    .stdout_has("10 unchanged");
 }
