@@ -21,7 +21,7 @@
 use super::cluster::{OnConflict, TestCluster};
 use super::outcome::{Origins, RuleSite};
 use super::peer::{PeerRef, world_address};
-use super::run::{resolve_port, unresolved_notes};
+use super::run::{Unresolved, resolve_port};
 use crate::normalize::normalize;
 use rayon::prelude::*;
 use serde::Serialize;
@@ -81,7 +81,7 @@ pub struct FlowChange {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rule: Option<RuleSite>,
     /// The head's rules on this path that name something the revision does not define (a
-    /// CiliumCIDRGroup): `<rule>: <what>` (see [`super::run::unresolved_notes`]).
+    /// CiliumCIDRGroup): `<rule>: <what>` (see [`super::run::Unresolved`]).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub unresolved: Vec<String>,
 }
@@ -250,8 +250,13 @@ pub fn diff(base: &ResourceSet, head: &ResourceSet, opts: Options) -> Connectivi
     let cells = rows.iter().flat_map(|r| &r.0);
     let mut newly_allowed = group(&nodes, cells.clone().filter(|c| c.head && !c.base), true);
     let mut newly_denied = group(&nodes, cells.clone().filter(|c| c.base && !c.head), true);
-    for c in newly_allowed.iter_mut().chain(&mut newly_denied) {
-        c.unresolved = unresolved_between(&nodes, c, &head_repo);
+    let unresolved = Unresolved::of(&head_repo);
+    if !unresolved.is_empty() {
+        let peers: BTreeMap<&str, Peer> =
+            nodes.iter().map(|n| (n.label.as_str(), n.peer)).collect();
+        for c in newly_allowed.iter_mut().chain(&mut newly_denied) {
+            c.unresolved = unresolved_between(&peers, c, &unresolved);
+        }
     }
     let graph = opts.graph.then(|| Graph {
         nodes: nodes
@@ -276,14 +281,15 @@ pub fn diff(base: &ResourceSet, head: &ResourceSet, opts: Options) -> Connectivi
     }
 }
 
-/// The head's unresolved rules on the path of a flow change (its workloads' representatives).
-fn unresolved_between(nodes: &[Node], c: &FlowChange, head: &PolicyRepository) -> Vec<String> {
-    let peer = |label: &str| nodes.iter().find(|n| n.label == label).map(|n| n.peer);
-    match (peer(&c.from), peer(&c.to)) {
-        (Some(src), Some(dst)) => {
-            let flow = Flow::tcp(src, dst, 0);
-            unresolved_notes(head, &flow)
-        }
+/// The head's unresolved rules on the path of a flow change (its workloads' representatives,
+/// by label).
+fn unresolved_between(
+    peers: &BTreeMap<&str, Peer>,
+    c: &FlowChange,
+    unresolved: &Unresolved<'_>,
+) -> Vec<String> {
+    match (peers.get(c.from.as_str()), peers.get(c.to.as_str())) {
+        (Some(src), Some(dst)) => unresolved.on_path(&Flow::tcp(*src, *dst, 0)),
         _ => Vec::new(),
     }
 }

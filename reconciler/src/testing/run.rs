@@ -140,6 +140,7 @@ pub fn run(
     options: RunOptions,
 ) -> Result<TestRun, EngineError> {
     let repo = PolicyRepository::from_resources(cluster.cluster.clone(), set)?;
+    let unresolved = Unresolved::of(&repo);
     let origins = Origins::of(set);
     let tests = tests
         .iter()
@@ -155,7 +156,7 @@ pub fn run(
                 .enumerate()
                 .map(|(i, e)| ExpectationResult {
                     line: t.origin.item_lines.get(i).copied(),
-                    ..evaluate(i, e, &repo, cluster, &origins, options)
+                    ..evaluate(i, e, (&repo, &unresolved), cluster, &origins, options)
                 })
                 .collect(),
         })
@@ -170,7 +171,7 @@ pub fn run(
 fn evaluate(
     index: usize,
     e: &TestExpectation,
-    repo: &PolicyRepository,
+    (repo, unresolved): (&PolicyRepository, &Unresolved<'_>),
     cluster: &TestCluster,
     origins: &Origins,
     options: RunOptions,
@@ -219,7 +220,7 @@ fn evaluate(
     } else if let Err(m) = decided_ok {
         result.message = Some(m);
     }
-    result.unresolved = unresolved_notes(repo, &flow);
+    result.unresolved = unresolved.on_path(&flow);
     if options.strict && !result.unresolved.is_empty() && result.status == Status::Pass {
         result.status = Status::Fail;
         result.message = Some(
@@ -231,30 +232,55 @@ fn evaluate(
     result
 }
 
-/// The unresolved notes (see [`ward_engine::Note::unresolved`]) of the rules that select the
-/// flow's source (its egress) or destination (its ingress): `<rule>: <what>`.
-pub fn unresolved_notes(repo: &PolicyRepository, flow: &Flow) -> Vec<String> {
-    let mut out = Vec::new();
-    for (end, dir) in [
-        (flow.src, Direction::Egress),
-        (flow.dst, Direction::Ingress),
-    ] {
-        let Some(policy) = end_id(repo, end).and_then(|id| repo.endpoint_policy(id)) else {
-            continue;
-        };
-        let on_path = |n: &&Note| {
-            n.unresolved
-                && n.rule.direction() == Some(dir)
-                && policy
-                    .selected_by()
-                    .iter()
-                    .any(|r| r.policy == n.rule.policy && r.spec == n.rule.spec)
-        };
-        for n in repo.notes().filter(on_path) {
-            out.push(format!("{}: {}", n.rule, n.message));
+/// A repository's unresolved notes (see [`ward_engine::Note::unresolved`]), gathered once
+/// for the many flows they are looked up for.
+pub struct Unresolved<'r> {
+    repo: &'r PolicyRepository,
+    notes: Vec<&'r Note>,
+}
+
+impl<'r> Unresolved<'r> {
+    /// The unresolved notes of `repo`.
+    pub fn of(repo: &'r PolicyRepository) -> Self {
+        Unresolved {
+            repo,
+            notes: repo.notes().filter(|n| n.unresolved).collect(),
         }
     }
-    out
+
+    /// Whether the repository has none (then no flow has any).
+    pub fn is_empty(&self) -> bool {
+        self.notes.is_empty()
+    }
+
+    /// The notes of the rules that select the flow's source (its egress) or destination
+    /// (its ingress): `<rule>: <what>`.
+    pub fn on_path(&self, flow: &Flow) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.notes.is_empty() {
+            return out;
+        }
+        for (end, dir) in [
+            (flow.src, Direction::Egress),
+            (flow.dst, Direction::Ingress),
+        ] {
+            let Some(policy) = end_id(self.repo, end).and_then(|id| self.repo.endpoint_policy(id))
+            else {
+                continue;
+            };
+            let on_path = |n: &&&Note| {
+                n.rule.direction() == Some(dir)
+                    && policy
+                        .selected_by()
+                        .iter()
+                        .any(|r| r.policy == n.rule.policy && r.spec == n.rule.spec)
+            };
+            for n in self.notes.iter().filter(on_path) {
+                out.push(format!("{}: {}", n.rule, n.message));
+            }
+        }
+        out
+    }
 }
 
 /// The endpoint at one end of a flow: declared, or found by its address.
