@@ -1,5 +1,10 @@
-//! Each point of Cilium's NetworkPolicy translation (reference: knp-and-cidrgroup-semantics §1
-//! and the tricky cases of §4, numbered as there), checked through the repository's verdicts.
+//! Each point of Cilium's NetworkPolicy translation, checked through the repository's
+//! verdicts against the verdicts Cilium gives (reference: knp-and-cidrgroup-semantics §1, §3 and
+//! the tricky cases of §4, numbered as there). Upstream sources: cilium/cilium
+//! pkg/k8s/network_policy.go (`ParseNetworkPolicy`, `parseNetworkPolicyPeer`, `parsePorts`),
+//! pkg/policy/types/selector.go (CIDR and CIDR-group selectors), pkg/policy/api/cidr.go,
+//! pkg/policy/k8s/cilium_cidr_group.go, and kubernetes/kubernetes
+//! pkg/apis/networking/v1/defaults.go (policyTypes and protocol defaults).
 #![allow(clippy::unwrap_used)]
 
 use crate::cluster::{Cluster, Endpoint, NamedPort, Node};
@@ -133,7 +138,8 @@ fn tcp(r: &PolicyRepository, from: &str, to: &str, port: u16) -> Verdict {
 
 use Verdict::{Allow, DefaultDeny};
 
-/// Case 1: no policyTypes and no rules defaults to [Ingress]: ingress isolated, egress open.
+/// Case 1: no policyTypes and no rules defaults to [Ingress] (`SetDefaults_NetworkPolicy`);
+/// Cilium adds one ingress entry with no peer: ingress isolated, egress open.
 #[test]
 fn no_policy_types_and_no_rules_isolates_ingress_only() {
     let r = repo(vec![knp(
@@ -166,7 +172,8 @@ fn egress_type_without_rules_isolates_egress_only() {
     assert_eq!(tcp(&r, "db/pg", "shop/web", 80), Allow);
 }
 
-/// Case 3: `ingress: [{}]` allows everything, world and host included.
+/// Case 3: `ingress: [{}]` allows everything, world and host included: the wildcard peer has
+/// no requirement (`WildcardSelector`).
 #[test]
 fn an_empty_ingress_rule_allows_every_peer() {
     let r = repo(vec![knp(
@@ -232,8 +239,9 @@ fn selectors_in_one_peer_and_vs_two_peers_or() {
     );
 }
 
-/// Cases 7 and 8: an ipBlock never admits pods, even one covering the pod CIDR, nor the
-/// policy namespace's pods; `except` carves out a prefix.
+/// Cases 7 and 8: an ipBlock never admits pods, even one covering the pod CIDR (cilium/cilium
+/// #9209), nor the policy namespace's pods (the regression fixed by #46305); `except` carves
+/// out a prefix (`cidr:<except> DoesNotExist`).
 #[test]
 fn ip_blocks_match_world_addresses_with_exceptions() {
     let r = repo(vec![knp(
@@ -376,9 +384,11 @@ fn egress_to_everything_outside_is_world_only() {
     assert_eq!(tcp(&r, "shop/web", "node", 10250), DefaultDeny);
 }
 
-/// CIDR groups (§3, cases 18 and 19): a reference resolves to the group's prefixes, a
-/// selector to every group with those labels, `except` applies to every member; a missing
-/// group matches nothing and is an unresolved note; adding the group later resolves it.
+/// CIDR groups (§3, cases 18 and 19): a reference resolves to the group's prefixes
+/// (`cidrgroup:io.cilium.policy.cidrgroupname/<name>`), a selector to every group with those
+/// labels, `except` applies to every member (selector_test.go "cidr group with exception");
+/// a missing group matches nothing, with toPorts too (#33396), and is an unresolved note;
+/// adding the group later resolves it.
 #[test]
 fn cidr_groups_resolve_in_the_same_revision() {
     let policy = cnp(
