@@ -439,3 +439,17 @@ fn network_policies_never_select_hosts() {
             .is_some_and(|p| !p.is_enforced(crate::Direction::Ingress))
     );
 }
+
+/// The common way to name one namespace: the `kubernetes.io/metadata.name` label Kubernetes
+/// sets on every namespace, which Cilium gives its pods as a namespace label.
+#[test]
+fn a_namespace_is_selected_by_its_metadata_name_label() {
+    let r = repo(vec![knp(
+        "shop",
+        "to-db",
+        json!({"podSelector": {"matchLabels": {"app": "web"}}, "policyTypes": ["Egress"],
+               "egress": [{"to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "db"}}}]}]}),
+    )]);
+    assert_eq!(tcp(&r, "shop/web", "db/pg", 5432), Allow);
+    assert_eq!(tcp(&r, "shop/web", "shop/api", 8080), DefaultDeny);
+}
