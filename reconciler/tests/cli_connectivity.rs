@@ -4,7 +4,7 @@
 
 mod util;
 
-use util::{EXIT_CHANGES, EXIT_OK, Env, Repo};
+use util::{EXIT_CHANGES, EXIT_ERROR, EXIT_OK, Env, Repo};
 
 const BACKEND: &str = "policies/namespaces/shop/backend-ingress.yaml";
 
@@ -257,4 +257,13 @@ fn a_missing_cidr_group_is_reported_beside_the_changed_verdicts() {
             == unresolved.trim_start_matches("unresolved: "),
         "JSON lists it",
     );
+    // --strict makes it an error, against the base revision and against the live state.
+    repo.ward(&["diff", "--base", "HEAD~1", "--strict"])
+        .code(EXIT_ERROR)
+        .stderr_has("ward: --strict: 1 changed flow(s) pass a rule that names a CiliumCIDRGroup the revision does not define");
+    repo.ward(&["diff", "--strict"])
+        .code(EXIT_ERROR)
+        .stderr_has("--strict: ");
+    repo.ward(&["diff", "--base", "HEAD~1", "--head", "HEAD~1", "--strict"])
+        .code(EXIT_OK);
 }
