@@ -277,4 +277,11 @@ fn a_missing_cidr_group_is_reported_beside_the_verdict_and_fails_with_strict() {
             == note.trim_start_matches("unresolved: "),
         "JSON lists it",
     );
+    // The CI formats carry it with each failure.
+    repo.ward(&["test", "policies", "--strict", "--format", "github"])
+        .code(EXIT_ERROR)
+        .stdout_has("%0Aunresolved: CiliumNetworkPolicy/shop/admin-from-office spec.ingress[0]: CiliumCIDRGroup \"office-networks\"");
+    repo.ward(&["test", "policies", "--strict", "--format", "junit"])
+        .code(EXIT_ERROR)
+        .stdout_has("unresolved: CiliumNetworkPolicy/shop/admin-from-office spec.ingress[0]: CiliumCIDRGroup &quot;office-networks&quot;");
 }

@@ -137,6 +137,7 @@ pub fn test_junit(run: &TestRun) -> String {
                     "verdict"
                 };
                 let mut body: Vec<String> = e.description.iter().cloned().collect();
+                body.extend(e.unresolved.iter().map(|u| format!("unresolved: {u}")));
                 if let Some(o) = &e.outcome {
                     body.extend(o.sides().map(side_line));
                 }
@@ -173,6 +174,10 @@ pub fn test_github(run: &TestRun) -> String {
         }
         let title = format!("ward test {}", t.name);
         let mut msg = format!("{}: {}", e.flow, e.message.as_deref().unwrap_or("failed"));
+        for u in &e.unresolved {
+            msg.push_str("\nunresolved: ");
+            msg.push_str(u);
+        }
         if let Some(o) = &e.outcome {
             for side in o.sides() {
                 msg.push('\n');
