@@ -206,7 +206,8 @@ pub mod codes {
     pub const POLICY_TEST: &str = "WARD-S014";
     /// A Kubernetes NetworkPolicy peer the API server refuses (empty, or ipBlock beside a selector).
     pub const KNP_PEER: &str = "WARD-S015";
-    /// A Kubernetes NetworkPolicy's policyTypes the API server refuses.
+    /// A Kubernetes NetworkPolicy's policyTypes the API server refuses; rules of a direction
+    /// policyTypes leaves out (a warning).
     pub const KNP_POLICY_TYPES: &str = "WARD-S016";
     /// The same object defined twice across files.
     pub const DUPLICATE_OBJECT: &str = "WARD-D001";

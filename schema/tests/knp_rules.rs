@@ -300,3 +300,30 @@ fn cidr_groups_at_both_versions_and_their_invalid_cidrs() {
     assert_eq!(v.error_count(), 1, "{:#?}", v.diagnostics);
     assert_eq!(v.diagnostics[0].message, "missing required field \"spec\"");
 }
+
+/// Case 14: `[Egress]` with ingress rules: upstream ignores them, Cilium isolates ingress and
+/// applies them; ward warns at the key.
+#[test]
+fn rules_outside_policy_types_are_a_warning() {
+    let v = check(&knp(
+        "  podSelector: {}\n  policyTypes: [Egress]\n  ingress:\n    - {}\n",
+    ));
+    assert_eq!(v.error_count(), 0, "{:#?}", v.diagnostics);
+    let d = &v.diagnostics[0];
+    assert_eq!(
+        (d.severity, d.code, d.line, d.column, d.message.as_str()),
+        (
+            Severity::Warning,
+            codes::KNP_POLICY_TYPES,
+            9,
+            3,
+            "spec.ingress has rules but spec.policyTypes does not list Ingress: Kubernetes ignores them, Cilium enforces them and isolates ingress (cilium/cilium#48703)"
+        )
+    );
+    assert!(
+        check(&knp("  podSelector: {}\n  egress: [{}]\n"))
+            .diagnostics
+            .is_empty(),
+        "no policyTypes: defaulted"
+    );
+}

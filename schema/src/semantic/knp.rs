@@ -300,6 +300,28 @@ fn check_policy_types(c: &mut Checker, spec: &Value) {
             );
         }
     });
+    rules_outside_policy_types(c, spec, types);
+}
+
+/// Rules of a direction policyTypes leaves out: Kubernetes ignores them, Cilium enforces them
+/// (cilium/cilium#48703), so the policy means different things on different CNIs; a warning.
+fn rules_outside_policy_types(c: &mut Checker, spec: &Value, types: &[Value]) {
+    for (key, kind) in [("ingress", "Ingress"), ("egress", "Egress")] {
+        let has_rules = spec
+            .get(key)
+            .and_then(Value::as_array)
+            .is_some_and(|r| !r.is_empty());
+        if has_rules && !types.iter().any(|t| t.as_str() == Some(kind)) {
+            c.at(key, |c| {
+                c.error_at_key(
+                    codes::KNP_POLICY_TYPES,
+                    format!("spec.{key} has rules but spec.policyTypes does not list {kind}: Kubernetes ignores them, Cilium enforces them and isolates {key} (cilium/cilium#48703)"),
+                )
+                .downgrade()
+                .hint(format!("add {kind} to policyTypes, or remove the {key} rules"));
+            });
+        }
+    }
 }
 
 /// Checks a CiliumCIDRGroup: Cilium skips an entry of `externalCIDRs` that does not parse
