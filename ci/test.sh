@@ -70,9 +70,13 @@ else
 fi
 # Cilium's CRDs from its Go module at each release ci/crds/releases pins, cached under
 # $HOME/.cache/ward/crds; the schema tests compare schema/crds with them (WARD_CILIUM_CRDS).
+# NetworkPolicy's schema from the Kubernetes OpenAPI spec of the test cluster's release
+# (ci/crds/k8s-openapi.sh); compared with schema/openapi (WARD_K8S_OPENAPI).
 if command -v go >/dev/null; then
   WARD_CILIUM_CRDS=$(ci/crds/fetch.sh)
   export WARD_CILIUM_CRDS
+  WARD_K8S_OPENAPI=$(ci/crds/k8s-openapi.sh)
+  export WARD_K8S_OPENAPI
 fi
 
 if [[ $(id -u) -eq 0 ]]; then

@@ -96,6 +96,21 @@ fn the_seed_scenario_is_enforced_in_the_kernel_and_survives_changes_and_sigkill(
         "frontend resolves names through kube-dns"
     );
 
+    // The admin console (a Kubernetes NetworkPolicy) across nodes: the on-call pod of an ops
+    // namespace gets in on 8443; another ops pod and an on-call pod elsewhere do not (the
+    // namespace and pod selectors of one peer are ANDed).
+    tcp_server(&lab.netns(admin), lab.ip(admin), 8443);
+    assert!(
+        conn(&lab, "ops/oncall", admin, 8443, OPEN).is_some(),
+        "ops/oncall must reach admin:8443 (admin-ingress)"
+    );
+    for other in ["ops/ops-dashboard", "batch/stray-oncall"] {
+        assert!(
+            conn(&lab, other, admin, 8443, SHUT).is_none(),
+            "{other} must not reach admin:8443"
+        );
+    }
+
     // The drop of admin -> backend:80 is an event on backend's node, default deny, with the
     // identities of both ends.
     let backend_node = lab.node_of(backend);

@@ -2,7 +2,7 @@
 //! `reconciler/tests/testcluster`) and the lab of `cluster-config/lab.yaml`: the lab's nodes
 //! and pods are mirrored into the API server as Node and Pod objects (there is no kubelet, so
 //! the test writes their status as a kubelet would), the repository's policies are applied
-//! with kubectl, and the CiliumConfig sits in the ConfigMap where `ward apply --kubeconfig`
+//! with kubectl (a Kubernetes NetworkPolicy and a CiliumCIDRGroup among them), and the CiliumConfig sits in the ConfigMap where `ward apply --kubeconfig`
 //! puts it. The agents run with the token of the ServiceAccount of `reconciler/deploy/agent.yaml`
 //! (so its RBAC is shown to be enough, and checked to be no more). Real packets between the
 //! lab's pods then show what the agents enforce.
@@ -348,6 +348,34 @@ fn kube_mode_enforces_the_api_servers_policies_and_publishes_keys_on_nodes() {
         intruder,
         backend,
         80,
+        true,
+    );
+
+    // A Kubernetes NetworkPolicy (admin-ingress) is enforced in the kernel as well: it isolates
+    // the admin pods, so intruder (no on-call pod of an ops namespace) is dropped on 8443;
+    // once the NetworkPolicy admits every namespace's pods, intruder gets in.
+    tcp_server(&lab.netns(admin), lab.ip(admin), 8443);
+    assert!(
+        !conn(&lab, intruder, admin, 8443, SHUT),
+        "admin-ingress (a NetworkPolicy) must keep intruder out of admin:8443"
+    );
+    let patch = json!([{"op": "add", "path": "/spec/ingress/0/from/-", "value": {"namespaceSelector": {}}}]);
+    cluster.kubectl_ok(&[
+        "patch",
+        "networkpolicy",
+        "-n",
+        "shop",
+        "admin-ingress",
+        "--type=json",
+        "-p",
+        &patch.to_string(),
+    ]);
+    wait_conn(
+        &lab,
+        "a NetworkPolicy edit reaches the kernel (intruder -> admin:8443 opens)",
+        intruder,
+        admin,
+        8443,
         true,
     );
 

@@ -43,12 +43,12 @@ fn each_release_validates_with_its_own_schema_and_rules() {
         .code(EXIT_ERROR)
         .stdout_has("policies/prod-only.yaml:10:3: error[WARD-J001]: unknown field \"log\" in spec")
         .stdout_has("hint: \"log\" is a field of Cilium 1.18 and 1.19 but not of 1.17 (--cilium-version); if the cluster runs 1.18, pass --cilium-version 1.18")
-        .stdout_has("policies/prod-only.yaml:13:7: warning[WARD-S015]: fromRequires is deprecated in Cilium 1.17 and removed in 1.19")
+        .stdout_has("policies/prod-only.yaml:13:7: warning[WARD-S017]: fromRequires is deprecated in Cilium 1.17 and removed in 1.19")
         .stdout_has("invalid protocol \"VRRP\", must be { tcp | udp | sctp | any }");
     run("1.18")
         .code(EXIT_ERROR)
         .stdout_lacks("\"log\"")
-        .stdout_has("warning[WARD-S015]: fromRequires is deprecated in Cilium 1.18")
+        .stdout_has("warning[WARD-S017]: fromRequires is deprecated in Cilium 1.18")
         .stdout_has("invalid protocol \"VRRP\"")
         .stdout_has("1 error(s), 1 warning(s)");
     // The default is 1.19; a patch release and a leading v are read as the minor version.
@@ -151,4 +151,26 @@ fn from_requires_narrows_every_peer_of_the_selected_endpoints() {
     repo.ward(&["test"])
         .code(EXIT_ERROR)
         .stdout_has("unknown field \"fromRequires\"");
+}
+
+/// CiliumCIDRGroup is served at cilium.io/v2 from Cilium 1.18 on; 1.17 has v2alpha1 only.
+#[test]
+fn cidr_groups_are_served_at_v2_from_1_18() {
+    let env = Env::new();
+    let repo = env.repo("groups");
+    let group = |api: &str| {
+        format!(
+            "apiVersion: {api}\nkind: CiliumCIDRGroup\nmetadata:\n  name: partners\nspec:\n  externalCIDRs:\n    - 192.0.2.0/24\n"
+        )
+    };
+    repo.write("policies/partners.yaml", group("cilium.io/v2"));
+    repo.ward(&["validate", "--cilium-version", "1.17"])
+        .code(EXIT_ERROR)
+        .stdout_has("policies/partners.yaml:1:13: error[WARD-K003]: Cilium 1.17 does not serve CiliumCIDRGroup at cilium.io/v2")
+        .stdout_has("hint: use cilium.io/v2alpha1");
+    repo.ward(&["validate", "--cilium-version", "1.18"])
+        .code(EXIT_OK);
+    repo.write("policies/partners.yaml", group("cilium.io/v2alpha1"));
+    repo.ward(&["validate", "--cilium-version", "1.17"])
+        .code(EXIT_OK);
 }

@@ -4,21 +4,29 @@
 
 mod util;
 
-use util::{EXIT_CHANGES, EXIT_OK, Env, Repo};
+use util::{EXIT_CHANGES, EXIT_ERROR, EXIT_OK, Env, Repo};
 
 const BACKEND: &str = "policies/namespaces/shop/backend-ingress.yaml";
+
+/// Replaces `from` with `to` in the file at `path` (which must hold it) and commits.
+fn edit_and_commit(repo: &mut Repo, path: &str, from: &str, to: &str, message: &str) {
+    let text = repo.read(path);
+    let edited = text.replace(from, to);
+    assert_ne!(text, edited, "{path} holds {from:?}");
+    repo.write(path, edited);
+    repo.commit(message);
+}
 
 /// The fixture repository plus a commit that also lets shop/admin reach the backend on 80.
 fn widened(env: &Env) -> Repo {
     let mut repo = env.fixture_repo();
-    let text = repo.read(BACKEND);
-    let wider = text.replace(
+    edit_and_commit(
+        &mut repo,
+        BACKEND,
         "            app: frontend\n",
         "            app: frontend\n        - matchLabels:\n            app: admin\n",
+        "let admin reach the backend",
     );
-    assert_ne!(text, wider, "backend-ingress has the peer this test widens");
-    repo.write(BACKEND, wider);
-    repo.commit("let admin reach the backend");
     repo
 }
 
@@ -112,7 +120,7 @@ fn a_reformatting_commit_lists_no_connectivity_change() {
     repo.commit("reformat only");
     let run = repo.ward(&["diff", "--base", "HEAD~1", "--detailed-exitcode"]);
     run.code(EXIT_OK)
-        .stdout_has("7 unchanged")
+        .stdout_has("10 unchanged")
         .stdout_has("Connectivity (")
         .stdout_has("): no change\n")
         .stdout_lacks("newly");
@@ -199,4 +207,63 @@ fn plan_shows_the_connectivity_change_of_desired_against_live() {
     plan.code(EXIT_CHANGES)
         .stdout_has(&format!("  + {WIDENED_LINE}\n"))
         .stdout_has("): 1 newly allowed, 0 newly denied\n");
+}
+
+const GROUP: &str = "policies/clusterwide/office-networks.yaml";
+const ADMIN_INGRESS: &str = "policies/namespaces/shop/admin-ingress.yaml";
+
+/// A CiliumCIDRGroup is part of the policy: a commit that only adds the world address to the
+/// office group (which admin-from-office names) newly allows world → admin on 8443.
+#[test]
+fn a_changed_cidr_group_changes_connectivity() {
+    let env = Env::new();
+    let mut repo = env.fixture_repo();
+    edit_and_commit(
+        &mut repo,
+        GROUP,
+        "    - 198.51.100.0/24\n",
+        "    - 198.51.100.0/24\n    - 203.0.113.0/24\n",
+        "the new office",
+    );
+    let run = repo.ward(&["diff", "--base", "HEAD~1"]);
+    run.code(EXIT_OK)
+        .stdout_has("  + newly allowed: world → shop/admin TCP/8443 — allowed by CiliumNetworkPolicy/shop/admin-from-office spec.ingress[0] (policies/namespaces/shop/admin-from-office.yaml:9)\n")
+        .stdout_has("): 1 newly allowed, 0 newly denied\n");
+}
+
+/// A group that is not in the revision matches nothing, as in Cilium; the connectivity diff
+/// says so beside each changed verdict on that rule's path.
+#[test]
+fn a_missing_cidr_group_is_reported_beside_the_changed_verdicts() {
+    let env = Env::new();
+    let mut repo = env.fixture_repo();
+    std::fs::remove_file(repo.path.join(GROUP)).expect("remove the group");
+    edit_and_commit(
+        &mut repo,
+        ADMIN_INGRESS,
+        "              app: oncall\n",
+        "              app: oncall\n        - namespaceSelector:\n            matchLabels:\n              team: ops\n",
+        "every ops pod reaches the admin console; the office group is gone",
+    );
+    let unresolved = "unresolved: CiliumNetworkPolicy/shop/admin-from-office spec.ingress[0]: CiliumCIDRGroup \"office-networks\" is not in this revision: cidrGroupRef matches nothing";
+    let run = repo.ward(&["diff", "--base", "HEAD~1"]);
+    run.code(EXIT_OK).stdout_has(&format!(
+        "  + newly allowed: ops/ops-dashboard → shop/admin TCP/8443 — allowed by NetworkPolicy/shop/admin-ingress spec.ingress[0] (policies/namespaces/shop/admin-ingress.yaml:14); {unresolved}\n"
+    ));
+    let json = repo.ward(&["diff", "--base", "HEAD~1", "--format", "json"]);
+    let doc = json.code(EXIT_OK).json();
+    json.check(
+        doc["connectivity"]["newlyAllowed"][0]["unresolved"][0]
+            == unresolved.trim_start_matches("unresolved: "),
+        "JSON lists it",
+    );
+    // --strict makes it an error, against the base revision and against the live state.
+    repo.ward(&["diff", "--base", "HEAD~1", "--strict"])
+        .code(EXIT_ERROR)
+        .stderr_has("ward: --strict: 1 changed flow(s) pass a rule that names a CiliumCIDRGroup the revision does not define");
+    repo.ward(&["diff", "--strict"])
+        .code(EXIT_ERROR)
+        .stderr_has("--strict: ");
+    repo.ward(&["diff", "--base", "HEAD~1", "--head", "HEAD~1", "--strict"])
+        .code(EXIT_OK);
 }

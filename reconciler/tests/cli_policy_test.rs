@@ -16,17 +16,17 @@ fn the_repositorys_own_tests_pass() {
         .stdout_has("PolicyTest clusterwide (policies/tests/clusterwide.yaml:")
         .stdout_has("  ✓ frontend → backend TCP/80: allow, decided by CiliumNetworkPolicy/shop/backend-ingress\n")
         .stdout_has("  ✓ admin → backend TCP/80: deny (default-deny)\n")
-        .stdout_has("ok: 23 expectation(s) in 2 test(s): 23 passed, 0 failed")
+        .stdout_has("ok: 36 expectation(s) in 3 test(s): 36 passed, 0 failed")
         .stdout_lacks("✗");
     // With no paths: the --include folders (the CiliumConfig too).
     repo.ward(&["test"])
         .code(EXIT_OK)
-        .stdout_has("23 passed, 0 failed");
+        .stdout_has("36 passed, 0 failed");
     // A Git revision, without a checkout.
     flip_first_expectation(&repo);
     repo.ward(&["test", "--rev", "HEAD"])
         .code(EXIT_OK)
-        .stdout_has("23 passed, 0 failed");
+        .stdout_has("36 passed, 0 failed");
 }
 
 #[test]
@@ -42,7 +42,7 @@ fn a_flipped_expectation_fails_with_the_deciding_rule() {
         )
         .stdout_has("egress of the source (remote identity ")
         .stdout_has("allowed by CiliumNetworkPolicy/shop/frontend-egress spec.egress[0] (policies/namespaces/shop/frontend-egress.yaml:13)")
-        .stdout_has("FAILED: 23 expectation(s) in 2 test(s): 22 passed, 1 failed");
+        .stdout_has("FAILED: 36 expectation(s) in 3 test(s): 35 passed, 1 failed");
     let failed = run
         .stdout
         .lines()
@@ -54,13 +54,13 @@ fn a_flipped_expectation_fails_with_the_deciding_rule() {
     let doc = json.code(EXIT_ERROR).json();
     json.check(
         doc["summary"]["failed"] == 1
-            && doc["summary"]["passed"] == 22
+            && doc["summary"]["passed"] == 35
             && doc["summary"]["ok"] == false,
         "the summary",
     );
-    let first = &doc["tests"][1]["expectations"][0];
+    let first = &doc["tests"][2]["expectations"][0];
     json.check(
-        doc["tests"][1]["name"] == "shop-seed" && first["status"] == "fail",
+        doc["tests"][2]["name"] == "shop-seed" && first["status"] == "fail",
         "the seed's first expectation failed",
     )
     .check(
@@ -81,11 +81,11 @@ fn a_flipped_expectation_fails_with_the_deciding_rule() {
 
     let junit = repo.ward(&["test", "policies", "--format", "junit"]);
     junit.code(EXIT_ERROR).stdout_has(
-        "<testsuites name=\"ward test\" tests=\"23\" skipped=\"0\" failures=\"1\" errors=\"0\">",
+        "<testsuites name=\"ward test\" tests=\"36\" skipped=\"0\" failures=\"1\" errors=\"0\">",
     );
     let xml = &junit.stdout;
     junit
-        .check(xml.matches("<testcase ").count() == 23, "one test case per expectation")
+        .check(xml.matches("<testcase ").count() == 36, "one test case per expectation")
         .check(xml.matches("<failure ").count() == 1, "one failure")
         .check(xml.contains("name=\"frontend → backend TCP/80: deny\""), "the case is named after the flow")
         .check(
@@ -115,11 +115,11 @@ fn a_wrong_decided_by_fails_even_when_the_verdict_is_right() {
     );
     repo.ward(&["test"])
         .code(EXIT_OK)
-        .stdout_has("23 passed, 0 failed");
+        .stdout_has("36 passed, 0 failed");
     repo.write(SEED, with("cnp/shop/backend-ingress spec.ingress[0]"));
     repo.ward(&["test"])
         .code(EXIT_OK)
-        .stdout_has("23 passed, 0 failed");
+        .stdout_has("36 passed, 0 failed");
     // The DNS rule does not decide this flow.
     repo.write(
         SEED,
@@ -179,7 +179,7 @@ spec:
     repo.write("policies/tests/zz-other.yaml", other);
     let run = repo.ward(&["test"]);
     run.code(EXIT_ERROR)
-        .stdout_has("policies/tests/zz-other.yaml:1:1: error[WARD-S014]: endpoint \"frontend\" is declared differently in policies/tests/zz-other.yaml:1 (PolicyTest zz-other) and in policies/tests/shop-seed.yaml:4 (PolicyTest shop-seed): labels differ (at spec.endpoints[0])")
+        .stdout_has("policies/tests/zz-other.yaml:1:1: error[WARD-S014]: endpoint \"frontend\" is declared differently in policies/tests/zz-other.yaml:1 (PolicyTest zz-other) and in policies/tests/shop-admin.yaml:6 (PolicyTest shop-admin): labels differ (at spec.endpoints[0])")
         .stdout_has("hint: a name means the same endpoint in every PolicyTest");
     // The same declaration repeated is fine.
     repo.write(
@@ -188,7 +188,7 @@ spec:
     );
     repo.ward(&["test"])
         .code(EXIT_OK)
-        .stdout_has("24 passed, 0 failed");
+        .stdout_has("37 passed, 0 failed");
 }
 
 #[test]
@@ -211,5 +211,77 @@ fn tests_without_policies_warn() {
     let repo = env.fixture_repo();
     let run = repo.ward(&["test", SEED]);
     run.code(EXIT_ERROR)
-        .stderr_has("warning: no CiliumNetworkPolicy or CiliumClusterwideNetworkPolicy was loaded");
+        .stderr_has("warning: no CiliumNetworkPolicy, CiliumClusterwideNetworkPolicy or NetworkPolicy was loaded");
+}
+
+/// The PolicyTest of the NetworkPolicy and the CIDR group (`policies/tests/shop-admin.yaml`)
+/// tests something: flipping any one of its expectations makes exactly that one fail.
+#[test]
+fn each_flipped_expectation_of_the_admin_test_fails() {
+    const ADMIN: &str = "policies/tests/shop-admin.yaml";
+    let env = Env::new();
+    let repo = env.fixture_repo();
+    let text = repo.read(ADMIN);
+    let items: Vec<usize> = text
+        .match_indices("expect: ")
+        .map(|(i, _)| i + "expect: ".len())
+        .collect();
+    assert_eq!(items.len(), 13, "the admin test's expectations");
+    for (n, at) in items.into_iter().enumerate() {
+        let (word, flipped) = if text[at..].starts_with("allow") {
+            ("allow", "deny")
+        } else {
+            ("deny", "allow")
+        };
+        let changed = format!("{}{flipped}{}", &text[..at], &text[at + word.len()..]);
+        repo.write(ADMIN, &changed);
+        let run = repo.ward(&["test", "policies"]);
+        run.code(EXIT_ERROR)
+            .stdout_has("35 passed, 1 failed")
+            .stdout_has(&format!("(spec.expectations[{n}])"));
+    }
+}
+
+/// A cidrGroupRef to a group the revision lacks matches nothing, as in Cilium; `ward test`
+/// says so beside each verdict on that rule's path, and `--strict` fails those expectations.
+#[test]
+fn a_missing_cidr_group_is_reported_beside_the_verdict_and_fails_with_strict() {
+    let env = Env::new();
+    let repo = env.fixture_repo();
+    std::fs::remove_file(repo.path.join("policies/clusterwide/office-networks.yaml"))
+        .expect("remove the group");
+    let note = "unresolved: CiliumNetworkPolicy/shop/admin-from-office spec.ingress[0]: CiliumCIDRGroup \"office-networks\" is not in this revision: cidrGroupRef matches nothing";
+    let run = repo.ward(&["test", "policies"]);
+    run.code(EXIT_ERROR)
+        .stdout_has("  ✓ oncall → admin TCP/8443: allow, decided by NetworkPolicy/shop/admin-ingress spec.ingress[0]\n")
+        .stdout_has(&format!("      {note}\n"))
+        .stdout_has("expected allow, got default-deny")
+        .stdout_has("35 passed, 1 failed");
+    let strict = repo.ward(&["test", "policies", "--strict"]);
+    strict.code(EXIT_ERROR).stdout_has(
+        "a rule on this flow's path names something this revision does not define (--strict)",
+    );
+    let failed = strict
+        .stdout
+        .lines()
+        .filter(|l| l.trim_start().starts_with('✗'))
+        .count();
+    strict.check(
+        failed == 12,
+        "every expectation into the admin pods fails, not the one out",
+    );
+    let json = repo.ward(&["test", "policies", "--format", "json"]);
+    let doc = json.code(EXIT_ERROR).json();
+    json.check(
+        doc["tests"][1]["expectations"][0]["unresolved"][0]
+            == note.trim_start_matches("unresolved: "),
+        "JSON lists it",
+    );
+    // The CI formats carry it with each failure.
+    repo.ward(&["test", "policies", "--strict", "--format", "github"])
+        .code(EXIT_ERROR)
+        .stdout_has("%0Aunresolved: CiliumNetworkPolicy/shop/admin-from-office spec.ingress[0]: CiliumCIDRGroup \"office-networks\"");
+    repo.ward(&["test", "policies", "--strict", "--format", "junit"])
+        .code(EXIT_ERROR)
+        .stdout_has("unresolved: CiliumNetworkPolicy/shop/admin-from-office spec.ingress[0]: CiliumCIDRGroup &quot;office-networks&quot;");
 }

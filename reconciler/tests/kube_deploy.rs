@@ -76,7 +76,11 @@ fn manifests_apply_and_the_service_account_is_enough_and_no_more() {
     );
     run.code(EXIT_OK).stderr_lacks("WARN");
     let cnps = cluster.kubectl_ok(&["get", "cnp", "-n", "shop", "-o", "name"]);
-    assert_eq!(cnps.lines().count(), 3, "{cnps}");
+    assert_eq!(cnps.lines().count(), 4, "{cnps}");
+    let knps = cluster.kubectl_ok(&["get", "networkpolicy", "-n", "shop", "-o", "name"]);
+    assert_eq!(knps.trim(), "networkpolicy.networking.k8s.io/admin-ingress");
+    let groups = cluster.kubectl_ok(&["get", "ciliumcidrgroups", "-o", "name"]);
+    assert_eq!(groups.trim(), "ciliumcidrgroup.cilium.io/office-networks");
     let ready = cluster.kubectl_ok(&[
         "get",
         "wardsync",

@@ -118,8 +118,10 @@ fn apply_converges_and_drift_conflicts_and_prune_behave() {
 
     let plan = ward(&repo, &cluster, &["plan", "--detailed-exitcode"]);
     plan.code(EXIT_CHANGES)
-        .stdout_has("7 to create, 0 to change, 0 to prune, 0 drifted, 0 unchanged")
-        .stdout_has("+ CiliumNetworkPolicy/shop/backend-ingress create");
+        .stdout_has("10 to create, 0 to change, 0 to prune, 0 drifted, 0 unchanged")
+        .stdout_has("+ CiliumNetworkPolicy/shop/backend-ingress create")
+        .stdout_has("+ NetworkPolicy/shop/admin-ingress create")
+        .stdout_has("+ CiliumCIDRGroup/office-networks create");
     assert_eq!(
         names(&cluster, "cnp"),
         Vec::<String>::new(),
@@ -127,19 +129,40 @@ fn apply_converges_and_drift_conflicts_and_prune_behave() {
     );
 
     let apply = ward(&repo, &cluster, &["apply", "--detailed-exitcode"]);
-    apply.code(EXIT_CHANGES).stdout_has("7 to create");
+    apply.code(EXIT_CHANGES).stdout_has("10 to create");
     ward(&repo, &cluster, &["plan", "--detailed-exitcode"])
         .code(EXIT_OK)
-        .stdout_has("0 to create, 0 to change, 0 to prune, 0 drifted, 7 unchanged");
+        .stdout_has("0 to create, 0 to change, 0 to prune, 0 drifted, 10 unchanged");
 
     // Exactly the repository's objects, written by field manager ward.
     assert_eq!(
         names(&cluster, "cnp"),
         [
+            "shop/admin-from-office",
             "shop/backend-egress-deny-all",
             "shop/backend-ingress",
             "shop/frontend-egress"
         ]
+    );
+    // A NetworkPolicy (networking.k8s.io is built into the API server) and a CiliumCIDRGroup
+    // (Cilium's CRD), applied as the Cilium policies are.
+    assert_eq!(names(&cluster, "networkpolicies"), ["shop/admin-ingress"]);
+    assert_eq!(names(&cluster, "ciliumcidrgroups"), ["office-networks"]);
+    let knp = cluster.kubectl_ok(&[
+        "get",
+        "networkpolicy",
+        "-n",
+        "shop",
+        "admin-ingress",
+        "-o",
+        "jsonpath={.spec.ingress[1].ports[0].endPort}",
+    ]);
+    assert_eq!(knp, "9102");
+    assert_eq!(
+        cluster
+            .field_managers("networkpolicy", "shop", "admin-ingress")
+            .trim(),
+        "ward"
     );
     assert_eq!(
         names(&cluster, "ccnp"),
@@ -164,7 +187,20 @@ fn apply_converges_and_drift_conflicts_and_prune_behave() {
     status.code(EXIT_OK);
     let s = status.json();
     assert_eq!(s["appliedRevision"], Value::String(repo.head()));
-    assert_eq!(s["inventory"], 7);
+    assert_eq!(s["inventory"], 10);
+    // The group written at the deprecated v2alpha1 is the same object: nothing to change.
+    repo.write(
+        "policies/clusterwide/office-networks.yaml",
+        repo.read("policies/clusterwide/office-networks.yaml")
+            .replace(
+                "apiVersion: cilium.io/v2\n",
+                "apiVersion: cilium.io/v2alpha1\n",
+            ),
+    );
+    repo.commit("the group at v2alpha1");
+    ward(&repo, &cluster, &["plan", "--detailed-exitcode"])
+        .code(EXIT_OK)
+        .stdout_has("0 to create, 0 to change, 0 to prune, 0 drifted, 10 unchanged");
 
     // Drift: a change made with kubectl is reported and corrected.
     assert_eq!(backend_port(&cluster), "80");
@@ -186,7 +222,7 @@ fn apply_converges_and_drift_conflicts_and_prune_behave() {
     let drift = ward(&repo, &cluster, &["plan", "--detailed-exitcode"]);
     drift
         .code(EXIT_CHANGES)
-        .stdout_has("0 to create, 1 to change, 0 to prune, 1 drifted, 6 unchanged");
+        .stdout_has("0 to create, 1 to change, 0 to prune, 1 drifted, 9 unchanged");
     drift
         .stdout_has("-            - port: \"8080\"")
         .stdout_has("+            - port: \"80\"");
@@ -263,13 +299,13 @@ fn apply_converges_and_drift_conflicts_and_prune_behave() {
     diff.code(EXIT_CHANGES)
         .stdout_has("Diff live (cluster of ")
         .stdout_has("0 to create, 0 to change, 1 to prune");
-    assert_eq!(names(&cluster, "cnp").len(), 3, "a diff writes nothing");
+    assert_eq!(names(&cluster, "cnp").len(), 4, "a diff writes nothing");
     ward(&repo, &cluster, &["apply", "--prune", "--max-prune", "0"])
         .code(EXIT_ERROR)
         .stderr_has("deletion budget");
     assert_eq!(
         names(&cluster, "cnp").len(),
-        3,
+        4,
         "over budget: nothing pruned"
     );
     let pruned = ward(&repo, &cluster, &["apply", "--prune"]);
@@ -279,11 +315,15 @@ fn apply_converges_and_drift_conflicts_and_prune_behave() {
         .stderr_has("frontend-egress is no longer desired but annotated ward.dev/prune: disabled");
     assert_eq!(
         names(&cluster, "cnp"),
-        ["shop/backend-ingress", "shop/frontend-egress"]
+        [
+            "shop/admin-from-office",
+            "shop/backend-ingress",
+            "shop/frontend-egress"
+        ]
     );
     let s = ward(&repo, &cluster, &["status", "--format", "json"]).json();
     assert_eq!(
-        s["inventory"], 5,
+        s["inventory"], 8,
         "the opted-out object left the inventory: {s}"
     );
     assert!(
@@ -294,6 +334,16 @@ fn apply_converges_and_drift_conflicts_and_prune_behave() {
             .any(|u| u == "CiliumNetworkPolicy/shop/frontend-egress"),
         "{s}"
     );
+
+    // The NetworkPolicy and the CIDR group are pruned like the rest.
+    repo.remove("policies/namespaces/shop/admin-ingress.yaml");
+    repo.remove("policies/clusterwide/office-networks.yaml");
+    repo.commit("drop the admin console's NetworkPolicy and the office group");
+    ward(&repo, &cluster, &["apply", "--prune"])
+        .code(EXIT_OK)
+        .stdout_has("2 to prune");
+    assert_eq!(names(&cluster, "networkpolicies"), Vec::<String>::new());
+    assert_eq!(names(&cluster, "ciliumcidrgroups"), Vec::<String>::new());
 
     // Health: a policy the agent marked invalid shows in the status.
     cluster.kubectl_ok(&[
@@ -348,17 +398,23 @@ fn pruning_everything_is_refused_and_an_invalid_revision_changes_nothing() {
         "backend-egress-deny-all.yaml",
         "frontend-egress.yaml",
         "envoy-frontend-l7lb.yaml",
+        "admin-ingress.yaml",
+        "admin-from-office.yaml",
     ] {
         repo.remove(&format!("policies/namespaces/shop/{f}"));
     }
-    for f in ["allow-kube-dns.yaml", "deny-world-egress.yaml"] {
+    for f in [
+        "allow-kube-dns.yaml",
+        "deny-world-egress.yaml",
+        "office-networks.yaml",
+    ] {
         repo.remove(&format!("policies/clusterwide/{f}"));
     }
     repo.remove("cluster-config/cilium-config.yaml");
     repo.commit("empty");
     ward(&repo, &cluster, &["apply", "--prune"])
         .code(EXIT_ERROR)
-        .stderr_has("refusing to prune all 7 objects");
+        .stderr_has("refusing to prune all 10 objects");
     assert_eq!(names(&cluster, "cnp"), before);
     ward(&repo, &cluster, &["apply", "--prune", "--allow-prune-all"]).code(EXIT_OK);
     assert_eq!(names(&cluster, "cnp"), Vec::<String>::new());
@@ -394,7 +450,7 @@ fn objects_ward_did_not_apply_are_left_alone_until_adopted() {
 
     let plan = ward(&repo, &cluster, &["plan"]);
     plan.code(EXIT_OK)
-        .stdout_has("6 to create, 0 to change, 0 to prune, 0 drifted, 0 unchanged, 1 exist(s) not managed by ward (--adopt takes them over)")
+        .stdout_has("9 to create, 0 to change, 0 to prune, 0 drifted, 0 unchanged, 1 exist(s) not managed by ward (--adopt takes them over)")
         .stdout_has("Exist, not managed by ward (left alone; --adopt takes them over):\n  CiliumNetworkPolicy/shop/backend-ingress");
     ward(&repo, &cluster, &["apply"]).code(EXIT_OK);
     assert!(
@@ -411,13 +467,13 @@ fn objects_ward_did_not_apply_are_left_alone_until_adopted() {
     let adopt = ward(&repo, &cluster, &["apply", "--adopt"]);
     adopt
         .code(EXIT_OK)
-        .stdout_has("0 to create, 1 to change, 0 to prune, 0 drifted, 6 unchanged")
+        .stdout_has("0 to create, 1 to change, 0 to prune, 0 drifted, 9 unchanged")
         .stdout_has("~ CiliumNetworkPolicy/shop/backend-ingress adopt");
     assert!(managers().contains("ward"), "{}", managers());
     assert!(unmanaged(&repo).is_empty(), "everything is ward's now");
     ward(&repo, &cluster, &["plan", "--detailed-exitcode"])
         .code(EXIT_OK)
-        .stdout_has("0 to create, 0 to change, 0 to prune, 0 drifted, 7 unchanged");
+        .stdout_has("0 to create, 0 to change, 0 to prune, 0 drifted, 10 unchanged");
 
     // Once adopted, deleting its file prunes it.
     repo.remove("policies/namespaces/shop/backend-ingress.yaml");
@@ -461,11 +517,11 @@ fn a_saved_plan_is_applied_as_made_or_refused_when_the_cluster_changed() {
     assert_eq!(names(&cluster, "cnp"), Vec::<String>::new());
     ward(&repo, &cluster, &["apply", &file])
         .code(EXIT_OK)
-        .stdout_has(&format!("Applied {head}: 7 to create"));
-    assert_eq!(names(&cluster, "cnp").len(), 3);
+        .stdout_has(&format!("Applied {head}: 10 to create"));
+    assert_eq!(names(&cluster, "cnp").len(), 4);
     ward(&repo, &cluster, &["plan", "--detailed-exitcode"])
         .code(EXIT_OK)
-        .stdout_has("7 unchanged");
+        .stdout_has("10 unchanged");
 
     // Planned with a new policy; meanwhile another apply lands a different commit.
     repo.write(
@@ -548,8 +604,9 @@ fn as_acts_with_the_rbac_of_the_user_it_names() {
 
     ward(&repo, &cluster, &["apply", "--as", "alice"])
         .code(EXIT_OK)
-        .stdout_has("7 to create");
-    assert_eq!(names(&cluster, "cnp").len(), 3);
+        .stdout_has("10 to create");
+    assert_eq!(names(&cluster, "cnp").len(), 4);
+    assert_eq!(names(&cluster, "networkpolicies"), ["shop/admin-ingress"]);
     let managers = cluster.field_managers("cnp", "shop", "backend-ingress");
     assert!(managers.contains("ward"), "{managers}");
     ward(
@@ -565,5 +622,5 @@ fn as_acts_with_the_rbac_of_the_user_it_names() {
         ],
     )
     .code(EXIT_OK)
-    .stdout_has("7 unchanged");
+    .stdout_has("10 unchanged");
 }

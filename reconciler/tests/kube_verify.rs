@@ -80,7 +80,7 @@ fn an_unsigned_head_is_not_applied_and_the_wardsync_says_why() {
 
     let signed = keys.commit(&repo.path, &alice, "signed");
     reconcile_once(&env, &cluster, &repo.path, &allowed).code(EXIT_OK);
-    assert_eq!(cnps(&cluster), 3);
+    assert_eq!(cnps(&cluster), 4);
     let ready = condition(&cluster, "Ready");
     assert_eq!(ready["status"], "True", "{ready}");
     assert_eq!(

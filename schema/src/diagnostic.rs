@@ -204,8 +204,13 @@ pub mod codes {
     pub const CONFIG: &str = "WARD-S013";
     /// PolicyTest problems (unknown endpoints, impossible ports, bad labels).
     pub const POLICY_TEST: &str = "WARD-S014";
+    /// A Kubernetes NetworkPolicy peer the API server refuses (empty, or ipBlock beside a selector).
+    pub const KNP_PEER: &str = "WARD-S015";
+    /// A Kubernetes NetworkPolicy's policyTypes the API server refuses; rules of a direction
+    /// policyTypes leaves out (a warning).
+    pub const KNP_POLICY_TYPES: &str = "WARD-S016";
     /// A field the selected Cilium release deprecates (`fromRequires`/`toRequires` before 1.19).
-    pub const DEPRECATED: &str = "WARD-S015";
+    pub const DEPRECATED: &str = "WARD-S017";
     /// The same object defined twice across files.
     pub const DUPLICATE_OBJECT: &str = "WARD-D001";
 }

@@ -3,6 +3,7 @@
 
 use crate::diagnostic::Severity;
 use crate::diagnostic::codes;
+use crate::release::CiliumVersion;
 use crate::resource::{Kind, ResourceKey, is_dns1123_label, is_dns1123_subdomain};
 use crate::semantic::Finding;
 use crate::yaml::Seg;
@@ -73,6 +74,13 @@ pub fn check(doc: &Value) -> Envelope {
             None
         }
         Some(k) => match Kind::parse(k) {
+            Some(Kind::NetworkPolicy) if is_other_network_policy(api) => {
+                return Envelope {
+                    key: None,
+                    findings,
+                    foreign: Some(k.to_owned()),
+                };
+            }
             Some(kind) => Some(kind),
             None if is_foreign(k, api) => {
                 return Envelope {
@@ -98,14 +106,19 @@ pub fn check(doc: &Value) -> Envelope {
                 hint,
             ));
         }
-        (Some(kind), Some(api)) if api != kind.api_version() => {
+        (Some(kind), Some(api)) if !kind.serves(api) => {
+            let server = if kind == Kind::NetworkPolicy {
+                "Kubernetes"
+            } else {
+                "Cilium"
+            };
             findings.push(finding(
                 codes::WRONG_API_VERSION,
                 &["apiVersion"],
                 false,
                 format!("no matches for kind \"{kind}\" in version \"{api}\""),
                 Some(format!(
-                    "use {}: Cilium serves {kind} only at {}",
+                    "use {}: {server} serves {kind} only at {}",
                     kind.api_version(),
                     kind.api_version()
                 )),
@@ -131,6 +144,33 @@ fn is_foreign(kind: &str, api: Option<&str>) -> bool {
     let ours = group == "cilium.io" || group == "ward.dev";
     let names: Vec<&str> = Kind::ALL.iter().map(|k| k.as_str()).collect();
     !ours && crate::semantic::did_you_mean(kind, &names).is_none()
+}
+
+/// Whether a `NetworkPolicy` at `api` is another project's kind of that name (Calico's
+/// `crd.projectcalico.org`, the admin network policy group): Kubernetes' own is served by
+/// `networking.k8s.io` (`extensions/v1beta1` before 1.16, reported as a wrong apiVersion).
+fn is_other_network_policy(api: Option<&str>) -> bool {
+    let group = api.and_then(|a| a.split_once('/')).map_or("", |(g, _)| g);
+    !matches!(group, "" | "networking.k8s.io" | "extensions")
+}
+
+/// Release-dependent envelope rules: Cilium 1.17 serves CiliumCIDRGroup at
+/// `cilium.io/v2alpha1` only (`cilium.io/v2` came with 1.18).
+pub fn check_release(kind: Kind, object: &Value, cilium: CiliumVersion) -> Option<Finding> {
+    let api = object.get("apiVersion").and_then(Value::as_str)?;
+    (kind == Kind::CiliumCIDRGroup && api == crate::resource::CILIUM_V2 && cilium < CiliumVersion::V1_18)
+        .then(|| {
+            finding(
+                codes::WRONG_API_VERSION,
+                &["apiVersion"],
+                false,
+                format!("Cilium {cilium} does not serve CiliumCIDRGroup at {api}"),
+                Some(format!(
+                    "use {} (cilium.io/v2 came with Cilium 1.18), or pass --cilium-version 1.18 if the cluster runs it",
+                    crate::resource::CILIUM_V2ALPHA1
+                )),
+            )
+        })
 }
 
 /// The finding for a foreign kind when `--strict-kinds` asks for one.
@@ -315,7 +355,7 @@ mod tests {
             ("apps/v1", "Deployment"),
             ("v1", "Service"),
             ("kustomize.config.k8s.io/v1beta1", "Kustomization"),
-            ("networking.k8s.io/v1", "NetworkPolicy"),
+            ("crd.projectcalico.org/v1", "NetworkPolicy"),
         ] {
             let e = check(&json!({"apiVersion": api, "kind": kind, "metadata": {"name": "a"}}));
             assert_eq!(e.foreign.as_deref(), Some(kind), "{api} {kind}");
@@ -323,7 +363,7 @@ mod tests {
         }
         for (api, kind) in [
             ("cilium.io/v2", "CiliumNetworkPolicies"),
-            ("cilium.io/v2alpha1", "CiliumCIDRGroup"),
+            ("cilium.io/v2alpha1", "CiliumCIDRGroups"),
             ("ward.dev/v1alpha1", "WardThing"),
             ("apps/v1", "CiliumNetworkPolicys"),
         ] {
@@ -331,6 +371,34 @@ mod tests {
             assert_eq!(e.foreign, None, "{api} {kind}");
             assert_eq!(e.findings[0].code, codes::UNKNOWN_KIND, "{api} {kind}");
         }
+    }
+
+    /// Kubernetes NetworkPolicy and CiliumCIDRGroup (at both versions Cilium 1.19 serves) are
+    /// managed kinds now, not skipped ones.
+    #[test]
+    fn network_policies_and_cidr_groups_are_managed() {
+        for (api, kind, ns) in [
+            ("networking.k8s.io/v1", "NetworkPolicy", Some("shop")),
+            ("cilium.io/v2", "CiliumCIDRGroup", None),
+            ("cilium.io/v2alpha1", "CiliumCIDRGroup", None),
+        ] {
+            let e = check(
+                &json!({"apiVersion": api, "kind": kind, "metadata": {"name": "a", "namespace": ns}}),
+            );
+            assert_eq!(e.foreign, None, "{api} {kind}");
+            assert!(e.findings.is_empty(), "{api} {kind}: {:?}", e.findings);
+            assert_eq!(e.key.map(|k| k.kind.as_str()), Some(kind));
+        }
+        let e = check(
+            &json!({"apiVersion": "extensions/v1beta1", "kind": "NetworkPolicy", "metadata": {"name": "a", "namespace": "x"}}),
+        );
+        assert_eq!(e.findings[0].code, codes::WRONG_API_VERSION);
+        assert_eq!(
+            e.findings[0].hint.as_deref(),
+            Some(
+                "use networking.k8s.io/v1: Kubernetes serves NetworkPolicy only at networking.k8s.io/v1"
+            )
+        );
     }
 
     #[test]

@@ -107,6 +107,7 @@ fn load_document(
             .and_then(Kind::parse)
     });
     if let Some(kind) = kind {
+        findings.extend(envelope::check_release(kind, &object, options.cilium));
         findings.extend(Schemas::for_version(options.cilium).validate(kind, &object));
         findings.extend(semantic::check_for(kind, &object, options.cilium));
     }

@@ -9,12 +9,17 @@ use std::fmt;
 pub enum Kind {
     /// ward's component config (WireGuard encryption and agent flags). Applied first.
     CiliumConfig,
+    /// A named set of external CIDRs (cilium.io/v2, also served as v2alpha1), referenced by
+    /// `fromCIDRSet`/`toCIDRSet`; cluster-scoped and applied before the policies naming it.
+    CiliumCIDRGroup,
     /// Cluster-wide network policy (cilium.io/v2).
     CiliumClusterwideNetworkPolicy,
     /// Cluster-wide Envoy config (cilium.io/v2).
     CiliumClusterwideEnvoyConfig,
     /// Namespaced network policy (cilium.io/v2).
     CiliumNetworkPolicy,
+    /// Kubernetes NetworkPolicy (networking.k8s.io/v1), which Cilium enforces beside CNPs.
+    NetworkPolicy,
     /// Namespaced Envoy config (cilium.io/v2).
     CiliumEnvoyConfig,
     /// ward's policy unit test: validated and run by `ward test`, never applied.
@@ -25,6 +30,10 @@ pub enum Kind {
 
 /// The apiVersion of every Cilium CRD kind ward manages.
 pub const CILIUM_V2: &str = "cilium.io/v2";
+/// The deprecated apiVersion CiliumCIDRGroup is still served at (Cilium 1.18, 1.19).
+pub const CILIUM_V2ALPHA1: &str = "cilium.io/v2alpha1";
+/// The apiVersion of Kubernetes NetworkPolicy.
+pub const NETWORKING_V1: &str = "networking.k8s.io/v1";
 /// The apiVersion of ward's CiliumConfig document.
 pub const CILIUM_CONFIG_VERSION: &str = "cilium.io/v1.12";
 /// The apiVersion of ward's own kinds (PolicyTest, LabTopology).
@@ -32,11 +41,13 @@ pub const WARD_V1ALPHA1: &str = "ward.dev/v1alpha1";
 
 impl Kind {
     /// Every kind, in apply order: config and cluster-wide objects before namespaced ones.
-    pub const ALL: [Kind; 7] = [
+    pub const ALL: [Kind; 9] = [
         Kind::CiliumConfig,
+        Kind::CiliumCIDRGroup,
         Kind::CiliumClusterwideNetworkPolicy,
         Kind::CiliumClusterwideEnvoyConfig,
         Kind::CiliumNetworkPolicy,
+        Kind::NetworkPolicy,
         Kind::CiliumEnvoyConfig,
         Kind::PolicyTest,
         Kind::LabTopology,
@@ -46,6 +57,8 @@ impl Kind {
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::CiliumConfig => "CiliumConfig",
+            Kind::CiliumCIDRGroup => "CiliumCIDRGroup",
+            Kind::NetworkPolicy => "NetworkPolicy",
             Kind::CiliumClusterwideNetworkPolicy => "CiliumClusterwideNetworkPolicy",
             Kind::CiliumClusterwideEnvoyConfig => "CiliumClusterwideEnvoyConfig",
             Kind::CiliumNetworkPolicy => "CiliumNetworkPolicy",
@@ -60,18 +73,28 @@ impl Kind {
         Kind::ALL.into_iter().find(|k| k.as_str() == s)
     }
 
-    /// The one apiVersion that serves this kind.
+    /// The apiVersion ward writes for this kind (the storage version).
     pub fn api_version(self) -> &'static str {
         match self {
             Kind::CiliumConfig => CILIUM_CONFIG_VERSION,
             Kind::PolicyTest | Kind::LabTopology => WARD_V1ALPHA1,
+            Kind::NetworkPolicy => NETWORKING_V1,
             _ => CILIUM_V2,
         }
     }
 
+    /// Whether `api` serves this kind: its [`Kind::api_version`], and for CiliumCIDRGroup also
+    /// the deprecated `cilium.io/v2alpha1`.
+    pub fn serves(self, api: &str) -> bool {
+        api == self.api_version() || (self == Kind::CiliumCIDRGroup && api == CILIUM_V2ALPHA1)
+    }
+
     /// Whether objects of this kind live in a namespace.
     pub fn namespaced(self) -> bool {
-        matches!(self, Kind::CiliumNetworkPolicy | Kind::CiliumEnvoyConfig)
+        matches!(
+            self,
+            Kind::CiliumNetworkPolicy | Kind::NetworkPolicy | Kind::CiliumEnvoyConfig
+        )
     }
 
     /// Whether objects of this kind are applied to targets (everything but ward's own
@@ -80,18 +103,26 @@ impl Kind {
         !matches!(self, Kind::PolicyTest | Kind::LabTopology)
     }
 
-    /// Whether this kind holds network-policy rules.
+    /// Whether this kind holds network-policy rules (CNP, CCNP, Kubernetes NetworkPolicy).
     pub fn is_policy(self) -> bool {
         matches!(
             self,
-            Kind::CiliumNetworkPolicy | Kind::CiliumClusterwideNetworkPolicy
+            Kind::CiliumNetworkPolicy | Kind::CiliumClusterwideNetworkPolicy | Kind::NetworkPolicy
         )
+    }
+
+    /// Whether the policy engine reads this kind: the policies and the CIDR groups they refer
+    /// to.
+    pub fn is_engine_input(self) -> bool {
+        self.is_policy() || self == Kind::CiliumCIDRGroup
     }
 
     /// The short name kubectl knows (`cnp`, `ccnp`, …), used in compact output.
     pub fn short_name(self) -> &'static str {
         match self {
             Kind::CiliumConfig => "config",
+            Kind::CiliumCIDRGroup => "ccg",
+            Kind::NetworkPolicy => "netpol",
             Kind::CiliumClusterwideNetworkPolicy => "ccnp",
             Kind::CiliumClusterwideEnvoyConfig => "ccec",
             Kind::CiliumNetworkPolicy => "cnp",

@@ -290,8 +290,11 @@ const OBJECT_META_FIELDS: &[&str] = &[
     "uid",
 ];
 
-/// The four Cilium kinds that have a CRD, with the CRD file name.
+/// The kinds whose schema comes from elsewhere, with the file it is read from: Cilium's CRDs
+/// (`crds/*.yaml`) and, for Kubernetes NetworkPolicy, the API server's OpenAPI spec
+/// (`openapi/*.json`, see [`load_openapi`]).
 const CRD_KINDS: &[(&str, &str)] = &[
+    ("CiliumCIDRGroup", "ciliumcidrgroups.yaml"),
     ("CiliumNetworkPolicy", "ciliumnetworkpolicies.yaml"),
     (
         "CiliumClusterwideNetworkPolicy",
@@ -302,10 +305,16 @@ const CRD_KINDS: &[(&str, &str)] = &[
         "CiliumClusterwideEnvoyConfig",
         "ciliumclusterwideenvoyconfigs.yaml",
     ),
+    ("NetworkPolicy", OPENAPI_NETWORK_POLICY),
 ];
+
+/// NetworkPolicy's OpenAPI schema as `ci/crds/k8s-openapi.sh` takes it from Kubernetes.
+const OPENAPI_NETWORK_POLICY: &str = "networking.k8s.io_v1.networkpolicy.json";
 
 /// All top-level kinds of ward.schema.json.
 const ALL_KINDS: &[&str] = &[
+    "CiliumCIDRGroup",
+    "NetworkPolicy",
     "CiliumNetworkPolicy",
     "CiliumClusterwideNetworkPolicy",
     "CiliumEnvoyConfig",
@@ -445,7 +454,13 @@ fn load_ward_for(release: &Release) -> Value {
     serde_json::from_str(&text).expect("the schema is valid JSON")
 }
 
+/// The schema of a kind's source file for `release`: the `v2` version of a CRD
+/// (CiliumCIDRGroup also serves v2alpha1, with the same schema; 1.17 serves only v2alpha1), or
+/// NetworkPolicy's OpenAPI schema.
 fn load_crd(release: &Release, file: &str) -> Value {
+    if file.ends_with(".json") {
+        return load_openapi(file);
+    }
     let path = release.crds().join(file);
     let text = std::fs::read_to_string(&path).expect("read vendored CRD");
     let doc: Value = serde_yaml_ng::from_str(&text).expect("CRD is valid YAML");
@@ -453,12 +468,90 @@ fn load_crd(release: &Release, file: &str) -> Value {
         .pointer("/spec/versions")
         .and_then(Value::as_array)
         .expect("CRD has spec.versions");
-    assert_eq!(versions.len(), 1, "{file}: expected exactly one version");
-    assert_eq!(versions[0]["name"], "v2", "{file}: expected version v2");
-    versions[0]
+    let v2: Vec<&Value> = versions.iter().filter(|v| v["name"] == "v2").collect();
+    let chosen = match v2.as_slice() {
+        [one] => *one,
+        [] if versions.len() == 1 => &versions[0],
+        _ => panic!("{file}: expected exactly one version v2, or a single version"),
+    };
+    for other in versions.iter().filter(|v| v["name"] != chosen["name"]) {
+        assert_eq!(
+            other.pointer("/schema/openAPIV3Schema"),
+            chosen.pointer("/schema/openAPIV3Schema"),
+            "{file}: version {} has another schema than {}",
+            other["name"],
+            chosen["name"]
+        );
+    }
+    chosen
         .pointer("/schema/openAPIV3Schema")
         .cloned()
-        .expect("CRD has spec.versions[0].schema.openAPIV3Schema")
+        .expect("CRD has spec.versions[v2].schema.openAPIV3Schema")
+}
+
+/// NetworkPolicy's schema from the API server's OpenAPI v3 spec (`openapi/`), shaped like a
+/// CRD's `openAPIV3Schema`: references (`$ref`, and `allOf: [{$ref}]` beside a description)
+/// inlined, `IntOrString` as `x-kubernetes-int-or-string`, and `metadata` a bare object (the
+/// API server validates ObjectMeta itself, as for the CRDs).
+fn load_openapi(file: &str) -> Value {
+    let path = crate_dir().join("openapi").join(file);
+    let text = std::fs::read_to_string(&path).expect("read vendored OpenAPI spec");
+    let doc: Value = serde_json::from_str(&text).expect("OpenAPI spec is valid JSON");
+    let schemas = doc
+        .pointer("/components/schemas")
+        .and_then(Value::as_object)
+        .expect("OpenAPI spec has components.schemas");
+    let mut root = inline_openapi(schemas, &schemas["io.k8s.api.networking.v1.NetworkPolicy"]);
+    root["properties"]["metadata"] = json!({"type": "object"});
+    root.as_object_mut()
+        .expect("schema object")
+        .remove("x-kubernetes-group-version-kind");
+    root
+}
+
+fn inline_openapi(schemas: &Map<String, Value>, node: &Value) -> Value {
+    const PREFIX: &str = "#/components/schemas/";
+    let target = |r: &str| -> Value {
+        let name = r
+            .strip_prefix(PREFIX)
+            .unwrap_or_else(|| panic!("OpenAPI: non-local $ref {r}"));
+        if name == "io.k8s.apimachinery.pkg.util.intstr.IntOrString" {
+            return json!({"x-kubernetes-int-or-string": true});
+        }
+        inline_openapi(schemas, &schemas[name])
+    };
+    match node {
+        Value::Object(map) => {
+            let reference = map.get("$ref").and_then(Value::as_str).or_else(|| {
+                match map
+                    .get("allOf")
+                    .and_then(Value::as_array)
+                    .map(Vec::as_slice)
+                {
+                    Some([one]) => one.get("$ref").and_then(Value::as_str),
+                    _ => None,
+                }
+            });
+            let mut out = match reference {
+                Some(r) => target(r),
+                None => Value::Object(Map::new()),
+            };
+            let obj = out.as_object_mut().expect("schema object");
+            for (k, v) in map {
+                // `default` is the API server's defaulting, not validation (ward applies
+                // NetworkPolicy's defaults where it reads the policy).
+                if k == "$ref" || k == "default" || (k == "allOf" && reference.is_some()) {
+                    continue;
+                }
+                obj.insert(k.clone(), inline_openapi(schemas, v));
+            }
+            out
+        }
+        Value::Array(items) => {
+            Value::Array(items.iter().map(|v| inline_openapi(schemas, v)).collect())
+        }
+        other => other.clone(),
+    }
 }
 
 fn defs(ward: &Value) -> &Map<String, Value> {
@@ -472,6 +565,13 @@ fn defs(ward: &Value) -> &Map<String, Value> {
 // ---------------------------------------------------------------------------------------------
 
 /// Full-string match where `*` stands for any run of characters (including none).
+/// Whether an allow-listed property difference is about this node: its path matches, and a
+/// `*`-pattern (a place inside Cilium's rules, such as `*ingress[]`) is never about a
+/// NetworkPolicy, whose `spec.ingress[]` is another schema.
+fn diff_applies(d: &PropertyDiff, kind: &str, path: &str) -> bool {
+    glob(d.path, path) && !(kind == "NetworkPolicy" && d.path.starts_with('*'))
+}
+
 fn glob(pattern: &str, text: &str) -> bool {
     let (p, t) = (pattern.as_bytes(), text.as_bytes());
     let (mut pi, mut ti) = (0, 0);
@@ -734,7 +834,9 @@ impl<'a> Checker<'a> {
         ] {
             for name in names {
                 let hit = self.property_diffs.iter().position(|d| {
-                    d.side == side && glob(d.path, path) && d.names.contains(&name.as_str())
+                    d.side == side
+                        && diff_applies(d, kind, path)
+                        && d.names.contains(&name.as_str())
                 });
                 match hit {
                     Some(i) => {
@@ -756,7 +858,7 @@ impl<'a> Checker<'a> {
         }
         // Also make sure every allow-listed name at this level really differs (no stale names).
         for (i, d) in self.property_diffs.iter().enumerate() {
-            if !glob(d.path, path) {
+            if !diff_applies(d, kind, path) {
                 continue;
             }
             for name in d.names {
@@ -897,6 +999,8 @@ fn ward_schema_matches_crds_of(release: &Release) {
         ("CiliumClusterwideNetworkPolicy", 600),
         ("CiliumEnvoyConfig", 20),
         ("CiliumClusterwideEnvoyConfig", 20),
+        ("NetworkPolicy", 25),
+        ("CiliumCIDRGroup", 4),
     ] {
         let n = visited.get(kind).copied().unwrap_or(0);
         assert!(
@@ -1084,7 +1188,12 @@ fn ward_schema_conventions() {
             ));
         }
     }
-    for kind in ALL_KINDS {
+    // CiliumCIDRGroup's CRD requires `spec` and NetworkPolicy's OpenAPI nothing at the top;
+    // the envelope reports a missing metadata or name for them as for every kind.
+    for kind in ALL_KINDS
+        .iter()
+        .filter(|k| !["CiliumCIDRGroup", "NetworkPolicy"].contains(k))
+    {
         let def = &defs[*kind];
         if def["required"] != json!(["metadata"]) {
             problems.push(format!(
@@ -1327,8 +1436,49 @@ fn crds_readme_names_the_pinned_releases() {
         );
     }
     assert!(
-        CRD_KINDS.iter().all(|(_, f)| readme.contains(f)),
+        CRD_KINDS
+            .iter()
+            .filter(|(_, f)| f.ends_with(".yaml"))
+            .all(|(_, f)| readme.contains(f)),
         "crds/README.md must list every CRD file"
+    );
+}
+
+/// `openapi/README.md` names the Kubernetes release `ci/kube/build.sh` pins, whose OpenAPI
+/// spec `openapi/` holds NetworkPolicy's schema from.
+#[test]
+fn openapi_readme_names_the_pinned_release() {
+    let build = std::fs::read_to_string(crate_dir().join("../ci/kube/build.sh")).expect("build.sh");
+    let version = build
+        .lines()
+        .find_map(|l| l.strip_prefix("K8S_VERSION=${K8S_VERSION:-"))
+        .and_then(|v| v.strip_suffix('}'))
+        .expect("ci/kube/build.sh pins K8S_VERSION");
+    let readme =
+        std::fs::read_to_string(crate_dir().join("openapi/README.md")).expect("openapi/README.md");
+    assert!(
+        readme.contains(&format!("`{version}`")) && readme.contains(OPENAPI_NETWORK_POLICY),
+        "openapi/README.md must name Kubernetes `{version}` and {OPENAPI_NETWORK_POLICY}"
+    );
+}
+
+/// `openapi/` holds what `ci/crds/k8s-openapi.sh` takes from Kubernetes, byte for byte.
+#[test]
+fn vendored_openapi_is_kubernetes() {
+    let Ok(dir) = std::env::var("WARD_K8S_OPENAPI") else {
+        ward_testkit::skip(
+            "vendored_openapi_is_kubernetes",
+            "WARD_K8S_OPENAPI is not set (export WARD_K8S_OPENAPI=$(ci/crds/k8s-openapi.sh))",
+        );
+        return;
+    };
+    let fetched = std::fs::read(std::path::Path::new(&dir).join(OPENAPI_NETWORK_POLICY))
+        .expect("the fetched OpenAPI schema");
+    let ours = std::fs::read(crate_dir().join("openapi").join(OPENAPI_NETWORK_POLICY))
+        .expect("the vendored OpenAPI schema");
+    assert!(
+        ours == fetched,
+        "openapi/{OPENAPI_NETWORK_POLICY} differs from {dir}; run ci/crds/k8s-openapi.sh --update"
     );
 }
 
@@ -2248,9 +2398,7 @@ fn plan(
 }
 
 fn load_crd_y(release: &Release, file: &str) -> Y {
-    let text = std::fs::read_to_string(release.crds().join(file)).expect("read CRD");
-    let doc: Y = serde_yaml_ng::from_str(&text).expect("CRD is valid YAML");
-    doc["spec"]["versions"][0]["schema"]["openAPIV3Schema"].clone()
+    serde_yaml_ng::to_value(load_crd(release, file)).expect("a schema converts to YAML")
 }
 
 fn load_overlay() -> Y {

@@ -4,10 +4,13 @@
 //! - replace one policy that selects 1% of the endpoints (target < 50 ms);
 //! - `verdict(flow)` on the resolved policy (target < 1 µs median).
 //!
-//! Run: `cargo bench -p ward-datapath --bench engine`. The workload: 100 namespaces of 20
-//! apps × 5 replicas (2,000 identities), 50 nodes, 4,900 CNPs (49 per namespace, mixing
-//! ingress/egress allows, denies, CIDR sets, entities, DNS to kube-system, namespace-wide
-//! allows) and 100 CCNPs (monitoring, cluster-wide denies, `cluster` entity allows).
+//! Run: `cargo bench -p ward-engine --bench engine`. The workload: 100 namespaces of 20
+//! apps × 5 replicas (2,000 identities), 50 nodes, 4,900 namespaced policies (49 per
+//! namespace: a fifth of them Kubernetes NetworkPolicies with pod, namespace and combined
+//! selectors, ipBlocks and port ranges; a tenth CNPs whose peers are CIDR groups, by name and
+//! by label; the rest CNPs mixing ingress/egress allows, denies, CIDR sets, entities, DNS to
+//! kube-system, namespace-wide allows), 100 CCNPs (monitoring, cluster-wide denies, `cluster`
+//! entity allows) and 50 CiliumCIDRGroups of 4 prefixes each.
 
 #![allow(clippy::unwrap_used, clippy::print_stdout, reason = "benchmark")]
 
@@ -118,6 +121,50 @@ fn cnp_spec(j: usize, salt: usize) -> Value {
     }
 }
 
+/// A Kubernetes NetworkPolicy (every fifth namespaced policy).
+fn knp_spec(j: usize, salt: usize) -> Value {
+    let app = |k: usize| json!({"matchLabels": {"app": format!("app-{}", k % APPS)}});
+    match j % 3 {
+        0 => json!({"podSelector": app(j), "ingress": [{"from": [
+            {"podSelector": app(j + 1)},
+            {"namespaceSelector": {"matchLabels": {"team": format!("t{}", salt % 10)}}}],
+            "ports": [{"port": 8080}]}]}),
+        1 => json!({"podSelector": app(j), "policyTypes": ["Egress"], "egress": [
+            {"to": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": ["10.0.0.0/8"]}}], "ports": [{"port": 443}]},
+            {"to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
+                     "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}],
+             "ports": [{"port": 53, "protocol": "UDP"}]}]}),
+        _ => json!({"podSelector": {"matchLabels": {"tier": TIERS[j % 4]}}, "ingress": [{"from": [
+            {"namespaceSelector": {}, "podSelector": {"matchLabels": {"tier": "web"}}}],
+            "ports": [{"port": 9000, "endPort": 9100}]}]}),
+    }
+}
+
+/// A CNP whose peers are CIDR groups (every tenth namespaced policy).
+fn group_spec(j: usize, salt: usize) -> Value {
+    json!({"endpointSelector": {"matchLabels": {"app": format!("app-{}", j % APPS)}},
+        "ingress": [{"fromCIDRSet": [{"cidrGroupRef": format!("g{}", salt % GROUPS)}], "toPorts": port("443", "TCP")}],
+        "egress": [{"toCIDRSet": [{"cidrGroupSelector": {"matchLabels": {"site": format!("s{}", salt % 5)}},
+            "except": [format!("198.51.{}.7/32", salt % 256)]}], "toPorts": port("443", "TCP")}]})
+}
+
+/// How many CiliumCIDRGroups.
+const GROUPS: usize = 50;
+
+fn cidr_group(k: usize) -> Resource {
+    let name = format!("g{k}");
+    let cidrs: Vec<String> = (0..4)
+        .map(|i| format!("198.51.{}.0/24", (k * 4 + i) % 256))
+        .collect();
+    Resource {
+        key: ResourceKey::new(Kind::CiliumCIDRGroup, None, &name),
+        object: json!({"apiVersion": "cilium.io/v2", "kind": "CiliumCIDRGroup",
+            "metadata": {"name": name, "labels": {"site": format!("s{}", k % 5)}},
+            "spec": {"externalCIDRs": cidrs}}),
+        origin: Origin::default(),
+    }
+}
+
 fn ccnp_spec(k: usize) -> Value {
     match k % 4 {
         0 => {
@@ -144,12 +191,12 @@ fn policies() -> ResourceSet {
     for ns in 0..NAMESPACES {
         let nsn = format!("ns-{ns}");
         for j in 0..49 {
-            set.insert(resource(
-                Kind::CiliumNetworkPolicy,
-                Some(&nsn),
-                &format!("p{j}"),
-                cnp_spec(j, ns),
-            ));
+            let (kind, spec) = match (j % 5, j % 10) {
+                (4, _) => (Kind::NetworkPolicy, knp_spec(j, ns)),
+                (_, 3) => (Kind::CiliumNetworkPolicy, group_spec(j, ns)),
+                _ => (Kind::CiliumNetworkPolicy, cnp_spec(j, ns)),
+            };
+            set.insert(resource(kind, Some(&nsn), &format!("p{j}"), spec));
         }
     }
     for k in 0..100 {
@@ -159,6 +206,9 @@ fn policies() -> ResourceSet {
             &format!("cc{k}"),
             ccnp_spec(k),
         ));
+    }
+    for k in 0..GROUPS {
+        set.insert(cidr_group(k));
     }
     set
 }
@@ -193,11 +243,14 @@ fn main() {
     let quick = !std::env::args().any(|a| a == "--bench");
     let cluster = cluster();
     let set = policies();
-    let rules: usize = set.len();
+    let rules: usize = set.iter().filter(|r| r.key.kind.is_policy()).count();
+    let count = |kind: Kind| set.iter().filter(|r| r.key.kind == kind).count();
     println!(
-        "workload: {} endpoints, {} nodes, {rules} policies (1 rule each)",
+        "workload: {} endpoints, {} nodes, {rules} policies (1 rule each; {} NetworkPolicies), {} CIDR groups",
         cluster.endpoints.len(),
-        cluster.nodes.len()
+        cluster.nodes.len(),
+        count(Kind::NetworkPolicy),
+        count(Kind::CiliumCIDRGroup)
     );
     println!(
         "peak RSS after generating the input: {:.0} MiB",

@@ -15,6 +15,7 @@
 //! is flagged: the datapath does not enforce anything above L4.
 
 use super::cidr::CidrPeer;
+use super::groups::CidrGroups;
 use super::ports::{L4, icmp_field, port_protocol};
 use super::rule::{Note, RuleList, RuleRef, SpecRef};
 use super::scope::Scope;
@@ -91,13 +92,16 @@ pub(crate) struct Ctx<'a> {
     pub cluster: &'a str,
     pub non_default_deny_policies: bool,
     pub selectors: &'a mut SelectorCache,
+    /// The revision's CiliumCIDRGroups, which `cidrGroupRef`/`cidrGroupSelector` resolve against.
+    pub groups: &'a CidrGroups,
 }
 
-/// Compiles a CNP or CCNP; `None` for other kinds.
+/// Compiles a CNP, CCNP or Kubernetes NetworkPolicy; `None` for other kinds.
 pub(crate) fn compile(res: &Resource, ctx: &mut Ctx<'_>) -> Option<CompiledPolicy> {
     let namespace = match res.key.kind {
         Kind::CiliumNetworkPolicy => Some(res.key.namespace.clone().unwrap_or_default()),
         Kind::CiliumClusterwideNetworkPolicy => None,
+        Kind::NetworkPolicy => return Some(super::knp::compile(res, ctx)),
         _ => return None,
     };
     let key = Arc::new(res.key.clone());
@@ -116,6 +120,7 @@ pub(crate) fn compile(res: &Resource, ctx: &mut Ctx<'_>) -> Option<CompiledPolic
             out.notes.push(Note {
                 rule,
                 message: format!("the policy does not parse ({e}); it is ignored"),
+                unresolved: false,
             });
             return Some(out);
         }
@@ -126,12 +131,7 @@ pub(crate) fn compile(res: &Resource, ctx: &mut Ctx<'_>) -> Option<CompiledPolic
             spec,
             entry: None,
         };
-        let mut c = RuleCompiler {
-            ctx,
-            notes: &mut out.notes,
-            origin: origin.clone(),
-            namespace: namespace.as_deref(),
-        };
+        let mut c = RuleCompiler::new(ctx, &mut out.notes, origin, namespace.as_deref());
         let compiled = c.rule(rule);
         out.rules.push(compiled);
     }
@@ -145,6 +145,23 @@ pub(crate) struct RuleCompiler<'a, 'b> {
     namespace: Option<&'a str>,
 }
 
+impl<'a, 'b> RuleCompiler<'a, 'b> {
+    /// A compiler for the rule at `origin` of a policy in `namespace` (`None`: cluster-wide).
+    pub(crate) fn new(
+        ctx: &'a mut Ctx<'b>,
+        notes: &'a mut Vec<Note>,
+        origin: RuleRef,
+        namespace: Option<&'a str>,
+    ) -> Self {
+        RuleCompiler {
+            ctx,
+            notes,
+            origin,
+            namespace,
+        }
+    }
+}
+
 fn len<T>(v: &Option<Vec<T>>) -> usize {
     v.as_ref().map_or(0, Vec::len)
 }
@@ -154,6 +171,16 @@ impl RuleCompiler<'_, '_> {
         self.notes.push(Note {
             rule: rule.clone(),
             message: message.into(),
+            unresolved: false,
+        });
+    }
+
+    /// A note that the rule names something the revision lacks (see [`Note::unresolved`]).
+    pub(crate) fn unresolved(&mut self, rule: &RuleRef, message: impl Into<String>) {
+        self.notes.push(Note {
+            rule: rule.clone(),
+            message: message.into(),
+            unresolved: true,
         });
     }
 
@@ -300,7 +327,7 @@ impl RuleCompiler<'_, '_> {
         }
     }
 
-    fn entry_ref(&self, list: RuleList, i: usize) -> RuleRef {
+    pub(crate) fn entry_ref(&self, list: RuleList, i: usize) -> RuleRef {
         RuleRef {
             entry: Some((list, i)),
             ..self.origin.clone()
@@ -344,7 +371,7 @@ impl RuleCompiler<'_, '_> {
         self.l4(at, lists.collect(), icmps)
     }
 
-    fn l4(
+    pub(crate) fn l4(
         &mut self,
         at: &RuleRef,
         port_lists: Vec<&[model::PortProtocol]>,
@@ -387,10 +414,12 @@ mod tests {
             origin: Origin::default(),
         };
         let mut selectors = SelectorCache::default();
+        let groups = CidrGroups::default();
         let mut ctx = Ctx {
             cluster: "default",
             non_default_deny_policies: true,
             selectors: &mut selectors,
+            groups: &groups,
         };
         compile(&res, &mut ctx).unwrap()
     }

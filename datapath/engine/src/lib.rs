@@ -8,6 +8,9 @@
 //! - [`identity`]: reserved identities (§4.5), entities (§2), deterministic allocation.
 //! - [`cidr`], [`ports`]: CIDR peers and layer 4 (ports, ranges, ANY, named ports, ICMP).
 //! - [`cluster`]: the input world (nodes, namespaces, endpoints).
+//! - [`groups`]: CiliumCIDRGroups, which `cidrGroupRef`/`cidrGroupSelector` resolve against.
+//! - Kubernetes NetworkPolicies are translated into the same rules as Cilium does
+//!   (`knp`), so the datapath gets them without knowing the kind.
 //! - [`PolicyRepository`]: compiled policies and the resolved [`EndpointPolicy`] of every
 //!   endpoint, updated incrementally; [`PolicyRepository::verdict`] decides a [`Flow`].
 //!
@@ -30,8 +33,11 @@
 //! ```
 //!
 //! # What is not evaluated
-//! `toServices`, `toFQDNs`, `fromGroups`/`toGroups` and CIDR groups need a live cluster, DNS or
-//! a cloud provider: they match nothing, and [`PolicyRepository::notes`] says so for each rule.
+//! `toServices`, `toFQDNs` and `fromGroups`/`toGroups` need a live cluster, DNS or a cloud
+//! provider: they match nothing, and [`PolicyRepository::notes`] says so for each rule. CIDR
+//! groups resolve against the CiliumCIDRGroups given with the policies ([`groups`]); a
+//! reference to a group that is not there matches nothing and its note is
+//! [`Note::unresolved`].
 //! L7 rules are not enforced: they count as their L4 allow and the decision is flagged
 //! ([`DirectionDecision::l7_not_enforced`]). Mutual authentication is not evaluated either.
 
@@ -39,8 +45,10 @@ pub mod cidr;
 pub mod cluster;
 mod compile;
 mod config;
+pub mod groups;
 pub mod identity;
 mod index;
+mod knp;
 pub mod labels;
 mod peers;
 mod policy;
@@ -55,6 +63,7 @@ mod world;
 
 pub use cluster::{Cluster, ClusterError, Endpoint, NamedPort, Node};
 pub use config::{Enforcement, EngineConfig};
+pub use groups::{CidrGroup, CidrGroups};
 pub use identity::{Identity, IdentityAllocator};
 pub use labels::{Label, LabelSet};
 pub use policy::{EngineError, PolicyRepository, Update};

@@ -94,7 +94,7 @@ impl RuleCompiler<'_, '_> {
         }
     }
 
-    fn selector(&mut self, sel: Selector) -> PeerMatch {
+    pub(crate) fn selector(&mut self, sel: Selector) -> PeerMatch {
         if sel.is_wildcard() {
             return PeerMatch::Any;
         }
@@ -102,7 +102,7 @@ impl RuleCompiler<'_, '_> {
     }
 
     /// An endpoint peer (`fromEndpoints`/`toEndpoints`), which requirements may narrow.
-    fn endpoints(&mut self, sel: Selector) -> PeerMatch {
+    pub(crate) fn endpoints(&mut self, sel: Selector) -> PeerMatch {
         match self.selector(sel) {
             PeerMatch::Selector(s) => PeerMatch::Endpoints(s),
             other => other,
@@ -126,25 +126,64 @@ impl RuleCompiler<'_, '_> {
             }
         }
         for set in sets.unwrap_or_default() {
-            let Some(cidr) = &set.cidr else {
-                self.note(at, "cidrGroupRef/cidrGroupSelector need the cluster's CiliumCIDRGroups: they match nothing");
-                continue;
-            };
-            let prefix = match Prefix::parse(cidr) {
-                Ok(p) => p,
-                Err(e) => {
-                    self.note(at, format!("{e}: this CIDR matches nothing"));
-                    continue;
+            let except = self.excepts(at, set.except.as_deref());
+            if let Some(cidr) = &set.cidr {
+                match Prefix::parse(cidr) {
+                    Ok(prefix) => peers.push(PeerMatch::Cidr(CidrPeer { prefix, except })),
+                    Err(e) => self.note(at, format!("{e}: this CIDR matches nothing")),
                 }
-            };
-            let mut except = Vec::new();
-            for e in set.except.iter().flatten() {
-                match Prefix::parse(e) {
-                    Ok(p) => except.push(p),
-                    Err(err) => self.note(at, format!("{err}: this exception is ignored")),
-                }
+            } else {
+                self.group_peers(at, peers, set, &except);
             }
-            peers.push(PeerMatch::Cidr(CidrPeer { prefix, except }));
+        }
+    }
+
+    pub(crate) fn excepts(&mut self, at: &RuleRef, except: Option<&[String]>) -> Vec<Prefix> {
+        let mut out = Vec::new();
+        for e in except.unwrap_or_default() {
+            match Prefix::parse(e) {
+                Ok(p) => out.push(p),
+                Err(err) => self.note(at, format!("{err}: this exception is ignored")),
+            }
+        }
+        out
+    }
+
+    /// `cidrGroupRef` / `cidrGroupSelector`: every prefix of the groups named or selected,
+    /// each minus the rule's `except` (Cilium adds `cidr:<except> DoesNotExist` to the group
+    /// selector). Nothing found is an unresolved note: upstream it silently matches nothing.
+    fn group_peers(
+        &mut self,
+        at: &RuleRef,
+        peers: &mut Vec<PeerMatch>,
+        set: &model::CidrRule,
+        except: &[Prefix],
+    ) {
+        let groups = self.ctx.groups;
+        let found = match (&set.cidr_group_ref, &set.cidr_group_selector) {
+            (Some(name), _) => match groups.get(name) {
+                Some(g) => vec![g],
+                None => {
+                    self.unresolved(at, format!("CiliumCIDRGroup \"{name}\" is not in this revision: cidrGroupRef matches nothing"));
+                    return;
+                }
+            },
+            (None, Some(sel)) => {
+                let found: Vec<_> = groups.select(sel).into_iter().map(|(_, g)| g).collect();
+                if found.is_empty() {
+                    self.unresolved(at, "cidrGroupSelector selects no CiliumCIDRGroup in this revision: it matches nothing");
+                }
+                found
+            }
+            (None, None) => return,
+        };
+        for g in found {
+            for prefix in &g.prefixes {
+                peers.push(PeerMatch::Cidr(CidrPeer {
+                    prefix: *prefix,
+                    except: except.to_vec(),
+                }));
+            }
         }
     }
 

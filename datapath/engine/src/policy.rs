@@ -13,6 +13,7 @@
 use super::cluster::{Cluster, ClusterError, Endpoint};
 use super::compile::{self, CompiledPolicy, CompiledRule, Subject};
 use super::config::{Enforcement, EngineConfig};
+use super::groups::CidrGroups;
 use super::identity::{Identity, IdentityAllocator};
 use super::labels::LabelSet;
 use super::resolve::EndpointPolicy;
@@ -21,7 +22,7 @@ use super::select::SelectorCache;
 use super::world::{self, EndpointId, SubjectKind, World};
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use ward_schema::{Resource, ResourceKey, ResourceSet};
+use ward_schema::{Kind, Resource, ResourceKey, ResourceSet};
 
 /// The cluster given to the engine is not usable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -43,6 +44,8 @@ pub struct PolicyRepository {
     pub(crate) ids: IdentityAllocator,
     pub(crate) world: World,
     selectors: SelectorCache,
+    /// The CiliumCIDRGroups the policies' CIDR group references resolve against.
+    groups: CidrGroups,
     resources: BTreeMap<ResourceKey, Resource>,
     compiled: BTreeMap<ResourceKey, CompiledPolicy>,
     /// Per subject, the rules selecting it: (policy, rule position), sorted.
@@ -62,6 +65,7 @@ impl PolicyRepository {
             cluster,
             ids,
             world,
+            groups: CidrGroups::default(),
             resources: BTreeMap::new(),
             compiled: BTreeMap::new(),
             rules_of: Vec::new(),
@@ -71,12 +75,16 @@ impl PolicyRepository {
         Ok(repo)
     }
 
-    /// A repository with the set's CNPs and CCNPs and the settings of its CiliumConfig.
+    /// A repository with the set's policies (CNP, CCNP, Kubernetes NetworkPolicy), its
+    /// CiliumCIDRGroups and the settings of its CiliumConfig.
     pub fn from_resources(
         cluster: Cluster,
         set: &ResourceSet,
     ) -> Result<PolicyRepository, EngineError> {
         let mut repo = PolicyRepository::new(cluster, EngineConfig::from_resources(set))?;
+        for r in set.iter() {
+            repo.groups.upsert(r);
+        }
         repo.resources = set
             .iter()
             .filter(|r| r.key.kind.is_policy())
@@ -86,9 +94,13 @@ impl PolicyRepository {
         Ok(repo)
     }
 
-    /// Adds or replaces a CNP/CCNP and re-resolves the subjects it selects before or after.
-    /// Other kinds are ignored.
+    /// Adds or replaces a policy and re-resolves the subjects it selects before or after; a
+    /// CiliumCIDRGroup recompiles every policy (any of them may refer to it). Other kinds are
+    /// ignored.
     pub fn upsert(&mut self, res: &Resource) -> Update {
+        if self.groups.upsert(res) {
+            return self.rebuild();
+        }
         if !res.key.kind.is_policy() {
             return Update::default();
         }
@@ -97,8 +109,16 @@ impl PolicyRepository {
         self.swap_policy(&res.key, new)
     }
 
-    /// Removes a policy; returns what was recomputed (nothing if it was not there).
+    /// Removes a policy or a CIDR group; returns what was recomputed (nothing if it was not
+    /// there).
     pub fn remove(&mut self, key: &ResourceKey) -> Update {
+        if key.kind == Kind::CiliumCIDRGroup {
+            return if self.groups.remove(&key.name) {
+                self.rebuild()
+            } else {
+                Update::default()
+            };
+        }
         if self.resources.remove(key).is_none() {
             return Update::default();
         }
@@ -163,6 +183,7 @@ impl PolicyRepository {
             cluster: &self.config.cluster_name,
             non_default_deny_policies: self.config.non_default_deny_policies,
             selectors: &mut self.selectors,
+            groups: &self.groups,
         };
         let mut c = compile::compile(res, &mut ctx)?;
         for rule in &mut c.rules {
@@ -250,6 +271,14 @@ impl PolicyRepository {
     /// The endpoint called `namespace/name`.
     pub fn endpoint_id(&self, full_name: &str) -> Option<EndpointId> {
         self.world.endpoint_names.get(full_name).copied()
+    }
+
+    /// The endpoint that has address `ip`, if one has.
+    pub fn endpoint_by_ip(&self, ip: std::net::IpAddr) -> Option<EndpointId> {
+        match self.world.ips.get(&ip) {
+            Some(world::Owner::Endpoint(i)) => Some(EndpointId(*i)),
+            _ => None,
+        }
     }
 
     /// An endpoint's declaration.

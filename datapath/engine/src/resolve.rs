@@ -521,10 +521,12 @@ mod tests {
             object,
             origin: Origin::default(),
         };
+        let groups = crate::groups::CidrGroups::default();
         let mut ctx = Ctx {
             cluster: "default",
             non_default_deny_policies: true,
             selectors: &mut cache,
+            groups: &groups,
         };
         let policy = compile(&res, &mut ctx).unwrap();
         let rules: Vec<&CompiledRule> = policy.rules.iter().collect();
@@ -596,10 +598,12 @@ mod tests {
                 "ingressDeny": [{"fromEndpoints": [{}], "toPorts": [{"ports": [{"port": "81", "protocol": "TCP"}]}]}]
             }),
         );
+        let groups = crate::groups::CidrGroups::default();
         let mut ctx = Ctx {
             cluster: "default",
             non_default_deny_policies: true,
             selectors: &mut cache,
+            groups: &groups,
         };
         let requiring = compile(&requiring, &mut ctx).unwrap();
         let allowing = compile(&allowing, &mut ctx).unwrap();

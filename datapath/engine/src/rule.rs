@@ -111,4 +111,8 @@ pub struct Note {
     pub rule: RuleRef,
     /// What, in one sentence.
     pub message: String,
+    /// The rule names something the revision does not define (a CiliumCIDRGroup), so that
+    /// part matches nothing; `ward test --strict` and the connectivity diff treat it as an
+    /// error.
+    pub unresolved: bool,
 }

@@ -37,7 +37,7 @@ pub fn read(state_dir: &Path) -> Result<Desired> {
     let files =
         store::object_files(&root).with_context(|| format!("cannot read {}", root.display()))?;
     for (key, path) in files {
-        if !(key.kind.is_policy() || key.kind == Kind::CiliumConfig) {
+        if !(key.kind.is_engine_input() || key.kind == Kind::CiliumConfig) {
             continue;
         }
         let bytes = fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;

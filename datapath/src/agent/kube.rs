@@ -1,14 +1,16 @@
 //! Kube mode: the agent's view of the cluster from the API server instead of a topology file
 //! and a state directory.
 //!
-//! Watches (kube-runtime reflectors, relisting with backoff after errors) keep six caches:
-//! Nodes, Pods, Namespaces, CiliumNetworkPolicies, CiliumClusterwideNetworkPolicies and the
-//! ConfigMaps ward stores the CiliumConfig in (label `app.kubernetes.io/managed-by: ward`, key
+//! Watches (kube-runtime reflectors, relisting with backoff after errors) keep eight caches:
+//! Nodes, Pods, Namespaces, CiliumNetworkPolicies, CiliumClusterwideNetworkPolicies,
+//! Kubernetes NetworkPolicies, CiliumCIDRGroups and the ConfigMaps ward stores the
+//! CiliumConfig in (label `app.kubernetes.io/managed-by: ward`, key
 //! `cilium-config.yaml`, in the config namespace). From them:
 //! - [`KubeSource::topology`]: nodes (InternalIP, podCIDR, labels), namespaces (labels) and pods
 //!   (labels, IPv4 address, node, named container ports) in the engine's terms; pods that have
 //!   finished, share their node's network or have no address yet are left out.
-//! - [`KubeSource::desired`]: the policies and the CiliumConfig as a [`ResourceSet`]. A config
+//! - [`KubeSource::desired`]: the policies, the CIDR groups and the CiliumConfig as a
+//!   [`ResourceSet`]. A config
 //!   map that does not yield a valid CiliumConfig is reported, never read as "encryption off".
 //! - [`NodeAnnotations`]: the WireGuard records of every node, published on the node's own
 //!   Node object: `network.cilium.io/wg-pub-key` (the public key, as Cilium publishes it) and
@@ -94,6 +96,8 @@ struct Caches {
     namespaces: Store<Namespace>,
     cnps: Store<DynamicObject>,
     ccnps: Store<DynamicObject>,
+    knps: Store<DynamicObject>,
+    cidr_groups: Store<DynamicObject>,
     configs: Store<ConfigMap>,
 }
 
@@ -153,18 +157,10 @@ impl KubeSource {
                     Watched::Namespaces,
                     &on_change,
                 ),
-                cnps: watch_policies(
-                    &client,
-                    "CiliumNetworkPolicy",
-                    "ciliumnetworkpolicies",
-                    &on_change,
-                ),
-                ccnps: watch_policies(
-                    &client,
-                    "CiliumClusterwideNetworkPolicy",
-                    "ciliumclusterwidenetworkpolicies",
-                    &on_change,
-                ),
+                cnps: watch_policies(&client, Kind::CiliumNetworkPolicy, &on_change),
+                ccnps: watch_policies(&client, Kind::CiliumClusterwideNetworkPolicy, &on_change),
+                knps: watch_policies(&client, Kind::NetworkPolicy, &on_change),
+                cidr_groups: watch_policies(&client, Kind::CiliumCIDRGroup, &on_change),
                 configs: watch(
                     Api::namespaced(client.clone(), &opts.config_namespace),
                     (),
@@ -202,6 +198,8 @@ impl KubeSource {
                         "ciliumclusterwidenetworkpolicies",
                         c.ccnps.wait_until_ready().await,
                     ),
+                    ("networkpolicies", c.knps.wait_until_ready().await),
+                    ("ciliumcidrgroups", c.cidr_groups.wait_until_ready().await),
                     ("configmaps", c.configs.wait_until_ready().await),
                 ] {
                     ready.map_err(|_| anyhow!("the watch of {what} stopped"))?;
@@ -212,7 +210,7 @@ impl KubeSource {
         });
         waited.map_err(|_| {
             anyhow!(
-                "the API server at {} did not list nodes, pods, namespaces, CNPs, CCNPs and ConfigMaps within {}s; check the address, the credentials, the agent's RBAC (reconciler/deploy/agent.yaml) and that the Cilium CRDs are installed",
+                "the API server at {} did not list nodes, pods, namespaces, CNPs, CCNPs, NetworkPolicies, CiliumCIDRGroups and ConfigMaps within {}s; check the address, the credentials, the agent's RBAC (reconciler/deploy/agent.yaml) and that the Cilium CRDs are installed",
                 self.server,
                 INITIAL_SYNC.as_secs()
             )
@@ -257,12 +255,14 @@ impl KubeSource {
         }
     }
 
-    /// The CNPs, CCNPs and the CiliumConfig.
+    /// The CNPs, CCNPs, NetworkPolicies, CIDR groups and the CiliumConfig.
     pub fn desired(&self) -> KubeDesired {
         let mut out = KubeDesired::default();
         for (kind, store) in [
             (Kind::CiliumNetworkPolicy, &self.caches.cnps),
             (Kind::CiliumClusterwideNetworkPolicy, &self.caches.ccnps),
+            (Kind::NetworkPolicy, &self.caches.knps),
+            (Kind::CiliumCIDRGroup, &self.caches.cidr_groups),
         ] {
             for o in store.state() {
                 if let Some(r) = policy_resource(kind, &o) {
@@ -368,15 +368,26 @@ where
     reader
 }
 
-/// A reflector for one Cilium policy CRD (cilium.io/v2).
+/// A reflector for one kind the policy engine reads, at the version ward writes it.
 fn watch_policies(
     client: &Client,
-    kind: &str,
-    plural: &str,
+    kind: Kind,
     on_change: &Arc<dyn Fn(Watched) + Send + Sync>,
 ) -> Store<DynamicObject> {
-    let ar =
-        ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("cilium.io", "v2", kind), plural);
+    let (group, version) = kind
+        .api_version()
+        .split_once('/')
+        .unwrap_or(("", kind.api_version()));
+    let plural = match kind {
+        Kind::CiliumNetworkPolicy => "ciliumnetworkpolicies",
+        Kind::CiliumClusterwideNetworkPolicy => "ciliumclusterwidenetworkpolicies",
+        Kind::NetworkPolicy => "networkpolicies",
+        _ => "ciliumcidrgroups",
+    };
+    let ar = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk(group, version, kind.as_str()),
+        plural,
+    );
     watch(
         Api::all_with(client.clone(), &ar),
         ar.clone(),
@@ -482,8 +493,8 @@ fn pod_spec(p: &Pod) -> Option<PodSpec> {
     })
 }
 
-/// A CNP or CCNP as the engine reads it: apiVersion, kind, name, namespace, labels and spec(s);
-/// server-side fields (managedFields, status, resourceVersion...) are left out.
+/// A policy or CIDR group as the engine reads it: apiVersion, kind, name, namespace, labels
+/// and spec(s); server-side fields (managedFields, status, resourceVersion...) are left out.
 fn policy_resource(kind: Kind, o: &DynamicObject) -> Option<Resource> {
     let name = o.metadata.name.clone()?;
     let namespace = o.metadata.namespace.clone();
@@ -495,7 +506,7 @@ fn policy_resource(kind: Kind, o: &DynamicObject) -> Option<Resource> {
         metadata["labels"] = json!(labels);
     }
     let mut object =
-        json!({"apiVersion": "cilium.io/v2", "kind": kind.as_str(), "metadata": metadata});
+        json!({"apiVersion": kind.api_version(), "kind": kind.as_str(), "metadata": metadata});
     for field in ["spec", "specs"] {
         if let Some(v) = o.data.get(field) {
             object[field] = v.clone();
@@ -835,5 +846,28 @@ mod tests {
             r.key,
             ResourceKey::new(Kind::CiliumNetworkPolicy, Some("shop"), "p")
         );
+        let knp: DynamicObject = serde_json::from_value(json!({
+            "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+            "metadata": {"name": "n", "namespace": "shop", "generation": 2},
+            "spec": {"podSelector": {}}
+        }))
+        .unwrap();
+        let r = policy_resource(Kind::NetworkPolicy, &knp).unwrap();
+        assert_eq!(
+            r.object,
+            json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": {"name": "n", "namespace": "shop"}, "spec": {"podSelector": {}}})
+        );
+        let group: DynamicObject = serde_json::from_value(json!({
+            "apiVersion": "cilium.io/v2", "kind": "CiliumCIDRGroup",
+            "metadata": {"name": "office", "labels": {"site": "hq"}},
+            "spec": {"externalCIDRs": ["192.0.2.0/24"]}
+        }))
+        .unwrap();
+        let r = policy_resource(Kind::CiliumCIDRGroup, &group).unwrap();
+        assert_eq!(
+            r.key,
+            ResourceKey::new(Kind::CiliumCIDRGroup, None, "office")
+        );
+        assert_eq!(r.object["metadata"]["labels"], json!({"site": "hq"}));
     }
 }

@@ -449,6 +449,10 @@ pub struct DiffArgs {
     /// Exit 1 when the head has warnings, as when it has errors.
     #[arg(long)]
     pub fail_on_warn: bool,
+    /// Exit 1 when a changed flow of the connectivity diff passes a rule that names something
+    /// the head does not define (a CiliumCIDRGroup), instead of only noting it.
+    #[arg(long)]
+    pub strict: bool,
     /// Output format.
     #[arg(long, short = 'o', default_value = "text", value_parser = formats(Format::value_variants()))]
     pub format: Format,
@@ -471,6 +475,10 @@ pub struct TestArgs {
     /// Output format (github: an annotation at each failed expectation).
     #[arg(long, short = 'o', default_value = "text", value_parser = formats(TEST_FORMATS))]
     pub format: Format,
+    /// Fail an expectation whose flow meets a rule that names something the revision does
+    /// not define (a CiliumCIDRGroup), instead of only noting it beside the verdict.
+    #[arg(long)]
+    pub strict: bool,
 }
 
 /// `ward explain`.

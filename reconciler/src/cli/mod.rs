@@ -138,10 +138,12 @@ pub fn run(cli: Cli) -> Result<i32> {
     );
     match cli.command {
         Command::Validate(a) => validate(&settings, &a),
-        Command::Plan(a) => plan_against_target(&settings, &a.plan, "plan", a.out.as_deref()),
+        Command::Plan(a) => {
+            plan_against_target(&settings, &a.plan, "plan", a.out.as_deref(), false)
+        }
         Command::Apply(a) => match &a.planfile {
             Some(file) => saved::apply(&settings, file, a.plan.detailed_exitcode),
-            None => plan_against_target(&settings, &a.plan, "apply", None),
+            None => plan_against_target(&settings, &a.plan, "apply", None, false),
         },
         Command::Version(_) => meta::version(&settings),
         Command::Completions(a) => meta::completions(&a),
@@ -317,10 +319,11 @@ fn test(settings: &Settings, a: &TestArgs) -> Result<i32> {
         }
     } else if policies == 0 {
         eprintln!(
-            "ward: warning: no CiliumNetworkPolicy or CiliumClusterwideNetworkPolicy was loaded, so the tests run against no policy; pass the folders that hold the policies too"
+            "ward: warning: no CiliumNetworkPolicy, CiliumClusterwideNetworkPolicy or NetworkPolicy was loaded, so the tests run against no policy; pass the folders that hold the policies too"
         );
     }
-    let run = testing::run::run(&suite.tests, &validation.resources, &suite.cluster)
+    let options = testing::run::RunOptions { strict: a.strict };
+    let run = testing::run::run(&suite.tests, &validation.resources, &suite.cluster, options)
         .context("cannot build the tests' cluster")?;
     let text = match settings.format {
         Format::Json => {
@@ -402,11 +405,13 @@ fn open_target(settings: &Settings) -> Result<Box<dyn Target>> {
 
 /// `plan`, `apply`, or `diff` without `--base`: the revision against what the target holds;
 /// with `out`, the plan is saved there too.
+/// `strict`: a changed flow past an unresolved rule is an error (`ward diff --strict`).
 fn plan_against_target(
     settings: &Settings,
     a: &PlanArgs,
     command: &'static str,
     out: Option<&std::path::Path>,
+    strict: bool,
 ) -> Result<i32> {
     let apply = command == "apply";
     let request = Request {
@@ -472,7 +477,7 @@ fn plan_against_target(
         connectivity: Some(&connectivity),
     };
     emit(settings, &report)?;
-    let code = if !passes(v, a.fail_on_warn) {
+    let code = if !passes(v, a.fail_on_warn) || (strict && unresolved_changes(&connectivity)) {
         EXIT_ERROR
     } else if a.detailed_exitcode && plan.has_changes() {
         EXIT_CHANGES
@@ -530,7 +535,7 @@ fn diff(settings: &Settings, a: &DiffArgs) -> Result<i32> {
             fail_on_warn: a.fail_on_warn,
             format: a.format,
         };
-        return plan_against_target(settings, &live, "diff", None);
+        return plan_against_target(settings, &live, "diff", None, a.strict);
     };
     // Signatures are the head's to carry: the base is only what the head is compared with.
     let mut unverified = settings.clone();
@@ -577,13 +582,30 @@ fn diff(settings: &Settings, a: &DiffArgs) -> Result<i32> {
         connectivity: connectivity.as_ref(),
     };
     emit(settings, &report)?;
-    Ok(if !passes(v, a.fail_on_warn) {
+    let unresolved = a.strict && connectivity.as_ref().is_some_and(unresolved_changes);
+    Ok(if !passes(v, a.fail_on_warn) || unresolved {
         EXIT_ERROR
     } else if a.detailed_exitcode && plan.has_changes() {
         EXIT_CHANGES
     } else {
         EXIT_OK
     })
+}
+
+/// Whether a changed flow passes a rule that names something the head lacks; says so.
+fn unresolved_changes(c: &connectivity::Connectivity) -> bool {
+    let n = c
+        .newly_allowed
+        .iter()
+        .chain(&c.newly_denied)
+        .filter(|f| !f.unresolved.is_empty())
+        .count();
+    if n > 0 {
+        eprintln!(
+            "ward: --strict: {n} changed flow(s) pass a rule that names a CiliumCIDRGroup the revision does not define (the \"unresolved\" notes); add the group or fix the reference"
+        );
+    }
+    n > 0
 }
 
 fn connectivity_options(settings: &Settings) -> connectivity::Options {

@@ -183,13 +183,18 @@ pub(crate) fn connectivity_scope(c: &Connectivity) -> String {
 /// Why the head decides a changed flow as it does: `allowed by <rule> (file:line)`, `no rule
 /// restricts it`, ...
 pub(crate) fn flow_reason(f: &FlowChange) -> String {
-    match (&f.rule, f.verdict.as_str()) {
+    let reason = match (&f.rule, f.verdict.as_str()) {
         (Some(r), "allow") => format!("allowed by {}", r.located()),
         (Some(r), "deny") => format!("denied by {}", r.located()),
         (Some(r), _) => format!("default deny enabled by {}", r.located()),
         (None, "allow") => "no rule restricts it".to_owned(),
         (None, _) => "default deny (policy-enforcement-mode: always)".to_owned(),
+    };
+    if f.unresolved.is_empty() {
+        return reason;
     }
+    // A rule on the path that matches nothing because the revision lacks what it names.
+    format!("{reason}; unresolved: {}", f.unresolved.join("; "))
 }
 
 /// One line per change, newly allowed first: (allowed?, `newly allowed: a → b TCP/80 (rule)`).

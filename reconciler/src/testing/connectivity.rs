@@ -21,7 +21,7 @@
 use super::cluster::{OnConflict, TestCluster};
 use super::outcome::{Origins, RuleSite};
 use super::peer::{PeerRef, world_address};
-use super::run::resolve_port;
+use super::run::{Unresolved, resolve_port};
 use crate::normalize::normalize;
 use rayon::prelude::*;
 use serde::Serialize;
@@ -30,7 +30,7 @@ use ward_engine::{
     Direction, EndpointId, EngineConfig, Flow, Identity, Peer, PolicyRepository, Protocol, Verdict,
 };
 use ward_schema::policytest::PolicyTest;
-use ward_schema::{ResourceKey, ResourceSet};
+use ward_schema::{Kind, ResourceKey, ResourceSet};
 
 /// What to compute besides the changes.
 #[derive(Debug, Clone, Copy, Default)]
@@ -80,6 +80,10 @@ pub struct FlowChange {
     /// the default deny (none: no rule involved).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rule: Option<RuleSite>,
+    /// The head's rules on this path that name something the revision does not define (a
+    /// CiliumCIDRGroup): `<rule>: <what>` (see [`super::run::Unresolved`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unresolved: Vec<String>,
 }
 
 /// The head's allowed flows.
@@ -184,7 +188,9 @@ pub fn diff(base: &ResourceSet, head: &ResourceSet, opts: Options) -> Connectivi
         Err(e) => return Connectivity::skipped(e.to_string()),
     };
     let changed = changed_policies(base, head);
-    let everything = EngineConfig::from_resources(base) != EngineConfig::from_resources(head);
+    // A changed CIDR group changes what every policy naming it matches.
+    let everything = EngineConfig::from_resources(base) != EngineConfig::from_resources(head)
+        || changed.iter().any(|k| k.kind == Kind::CiliumCIDRGroup);
     let mentioned = mentioned_ports(head_tests.iter().chain(&base_tests), &cluster);
     let mut nodes = workloads(&cluster, &head_repo, &mentioned);
     for n in &mut nodes {
@@ -242,8 +248,16 @@ pub fn diff(base: &ResourceSet, head: &ResourceSet, opts: Options) -> Connectivi
         .collect();
     let verdicts = rows.iter().map(|r| r.1).sum();
     let cells = rows.iter().flat_map(|r| &r.0);
-    let newly_allowed = group(&nodes, cells.clone().filter(|c| c.head && !c.base), true);
-    let newly_denied = group(&nodes, cells.clone().filter(|c| c.base && !c.head), true);
+    let mut newly_allowed = group(&nodes, cells.clone().filter(|c| c.head && !c.base), true);
+    let mut newly_denied = group(&nodes, cells.clone().filter(|c| c.base && !c.head), true);
+    let unresolved = Unresolved::of(&head_repo);
+    if !unresolved.is_empty() {
+        let peers: BTreeMap<&str, Peer> =
+            nodes.iter().map(|n| (n.label.as_str(), n.peer)).collect();
+        for c in newly_allowed.iter_mut().chain(&mut newly_denied) {
+            c.unresolved = unresolved_between(&peers, c, &unresolved);
+        }
+    }
     let graph = opts.graph.then(|| Graph {
         nodes: nodes
             .iter()
@@ -264,6 +278,19 @@ pub fn diff(base: &ResourceSet, head: &ResourceSet, opts: Options) -> Connectivi
         verdicts,
         graph,
         skipped: None,
+    }
+}
+
+/// The head's unresolved rules on the path of a flow change (its workloads' representatives,
+/// by label).
+fn unresolved_between(
+    peers: &BTreeMap<&str, Peer>,
+    c: &FlowChange,
+    unresolved: &Unresolved<'_>,
+) -> Vec<String> {
+    match (peers.get(c.from.as_str()), peers.get(c.to.as_str())) {
+        (Some(src), Some(dst)) => unresolved.on_path(&Flow::tcp(*src, *dst, 0)),
+        _ => Vec::new(),
     }
 }
 
@@ -310,12 +337,12 @@ fn cluster_of(head: &[PolicyTest], base: &[PolicyTest]) -> Result<TestCluster, S
     })
 }
 
-/// Policies (CNP, CCNP) added, removed or changed (after normalisation: a reformatted
-/// document is unchanged).
+/// Policies (CNP, CCNP, NetworkPolicy) and CIDR groups added, removed or changed (after
+/// normalisation: a reformatted document is unchanged).
 fn changed_policies(base: &ResourceSet, head: &ResourceSet) -> BTreeSet<ResourceKey> {
     let policies = |s: &ResourceSet| -> BTreeMap<ResourceKey, serde_json::Value> {
         s.iter()
-            .filter(|r| r.key.kind.is_policy())
+            .filter(|r| r.key.kind.is_engine_input())
             .map(|r| (r.key.clone(), normalize(&r.object)))
             .collect()
     };
@@ -523,6 +550,7 @@ fn group<'a>(
                 ports: ports.iter().map(|(p, n)| format!("{p}/{n}")).collect(),
                 verdict: decided.map_or_else(|| Verdict::Allow.to_string(), |(v, _)| v),
                 rule: rule.cloned(),
+                unresolved: Vec::new(),
             }
         })
         .collect()

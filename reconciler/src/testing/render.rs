@@ -7,7 +7,7 @@ use super::run::{ExpectationResult, Status, TestRun};
 use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
 use std::fmt::Write;
 
-use crate::paint::{BOLD, DIM, GREEN, Paint, RED};
+use crate::paint::{BOLD, DIM, GREEN, Paint, RED, YELLOW};
 
 /// `ward test` as text: each test, then ✓ or ✗ per expectation; a failure shows what
 /// decided and each direction's reason.
@@ -69,6 +69,7 @@ fn expectation_text(out: &mut String, e: &ExpectationResult, p: &Paint) {
             e.flow,
             e.expect
         );
+        unresolved_text(out, e, p);
         return;
     }
     let by = e
@@ -90,6 +91,7 @@ fn expectation_text(out: &mut String, e: &ExpectationResult, p: &Paint) {
     if let Some(m) = &e.message {
         let _ = writeln!(out, "      {}", p.on(RED, m));
     }
+    unresolved_text(out, e, p);
     if let Some(o) = &e.outcome {
         for s in o.sides() {
             let _ = writeln!(out, "      {}", side_line(s));
@@ -100,6 +102,13 @@ fn expectation_text(out: &mut String, e: &ExpectationResult, p: &Paint) {
                 "      neither end is a managed endpoint: nothing restricts the flow"
             );
         }
+    }
+}
+
+/// One line per unresolved rule on the flow's path, beside its verdict.
+fn unresolved_text(out: &mut String, e: &ExpectationResult, p: &Paint) {
+    for u in &e.unresolved {
+        let _ = writeln!(out, "      {} {u}", p.on(YELLOW, "unresolved:"));
     }
 }
 
@@ -128,6 +137,7 @@ pub fn test_junit(run: &TestRun) -> String {
                     "verdict"
                 };
                 let mut body: Vec<String> = e.description.iter().cloned().collect();
+                body.extend(e.unresolved.iter().map(|u| format!("unresolved: {u}")));
                 if let Some(o) = &e.outcome {
                     body.extend(o.sides().map(side_line));
                 }
@@ -164,6 +174,10 @@ pub fn test_github(run: &TestRun) -> String {
         }
         let title = format!("ward test {}", t.name);
         let mut msg = format!("{}: {}", e.flow, e.message.as_deref().unwrap_or("failed"));
+        for u in &e.unresolved {
+            msg.push_str("\nunresolved: ");
+            msg.push_str(u);
+        }
         if let Some(o) = &e.outcome {
             for side in o.sides() {
                 msg.push('\n');

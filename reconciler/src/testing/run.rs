@@ -4,7 +4,10 @@ use super::cluster::TestCluster;
 use super::outcome::{Origins, Outcome};
 use super::peer::PeerRef;
 use serde::Serialize;
-use ward_engine::{Decision, EngineError, Flow, PolicyRepository, Protocol, Reason, Verdict};
+use ward_engine::{
+    Decision, Direction, EndpointId, EngineError, Flow, Note, Peer, PolicyRepository, Protocol,
+    Reason, Verdict,
+};
 use ward_schema::policytest::{Expect, PolicyTest, PortSpec, TestExpectation};
 use ward_schema::{Kind, ResourceSet};
 
@@ -77,6 +80,11 @@ pub struct ExpectationResult {
     /// What the engine decided.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub outcome: Option<Outcome>,
+    /// Rules on the flow's path (the source's egress, the destination's ingress) that name
+    /// something the revision does not define, such as a CiliumCIDRGroup, so that part of
+    /// them matches nothing: `<rule>: <what>`. With `--strict` such an expectation fails.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unresolved: Vec<String>,
 }
 
 impl TestResult {
@@ -115,14 +123,24 @@ impl TestRun {
     }
 }
 
-/// Runs every expectation of `tests` against the policies and CiliumConfig of `set`, on the
-/// endpoints of `cluster`.
+/// How expectations are judged.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunOptions {
+    /// An expectation whose flow meets an unresolved rule (see
+    /// [`ExpectationResult::unresolved`]) fails, whatever the verdict.
+    pub strict: bool,
+}
+
+/// Runs every expectation of `tests` against the policies, CIDR groups and CiliumConfig of
+/// `set`, on the endpoints of `cluster`.
 pub fn run(
     tests: &[PolicyTest],
     set: &ResourceSet,
     cluster: &TestCluster,
+    options: RunOptions,
 ) -> Result<TestRun, EngineError> {
     let repo = PolicyRepository::from_resources(cluster.cluster.clone(), set)?;
+    let unresolved = Unresolved::of(&repo);
     let origins = Origins::of(set);
     let tests = tests
         .iter()
@@ -138,7 +156,7 @@ pub fn run(
                 .enumerate()
                 .map(|(i, e)| ExpectationResult {
                     line: t.origin.item_lines.get(i).copied(),
-                    ..evaluate(i, e, &repo, cluster, &origins)
+                    ..evaluate(i, e, (&repo, &unresolved), cluster, &origins, options)
                 })
                 .collect(),
         })
@@ -153,9 +171,10 @@ pub fn run(
 fn evaluate(
     index: usize,
     e: &TestExpectation,
-    repo: &PolicyRepository,
+    (repo, unresolved): (&PolicyRepository, &Unresolved<'_>),
     cluster: &TestCluster,
     origins: &Origins,
+    options: RunOptions,
 ) -> ExpectationResult {
     let mut result = ExpectationResult {
         index,
@@ -167,6 +186,7 @@ fn evaluate(
         status: Status::Error,
         message: None,
         outcome: None,
+        unresolved: Vec::new(),
     };
     let flow = match flow_of(e, repo, cluster) {
         Ok(f) => f,
@@ -200,8 +220,76 @@ fn evaluate(
     } else if let Err(m) = decided_ok {
         result.message = Some(m);
     }
+    result.unresolved = unresolved.on_path(&flow);
+    if options.strict && !result.unresolved.is_empty() && result.status == Status::Pass {
+        result.status = Status::Fail;
+        result.message = Some(
+            "a rule on this flow's path names something this revision does not define (--strict)"
+                .into(),
+        );
+    }
     result.outcome = Some(outcome);
     result
+}
+
+/// A repository's unresolved notes (see [`ward_engine::Note::unresolved`]), gathered once
+/// for the many flows they are looked up for.
+pub struct Unresolved<'r> {
+    repo: &'r PolicyRepository,
+    notes: Vec<&'r Note>,
+}
+
+impl<'r> Unresolved<'r> {
+    /// The unresolved notes of `repo`.
+    pub fn of(repo: &'r PolicyRepository) -> Self {
+        Unresolved {
+            repo,
+            notes: repo.notes().filter(|n| n.unresolved).collect(),
+        }
+    }
+
+    /// Whether the repository has none (then no flow has any).
+    pub fn is_empty(&self) -> bool {
+        self.notes.is_empty()
+    }
+
+    /// The notes of the rules that select the flow's source (its egress) or destination
+    /// (its ingress): `<rule>: <what>`.
+    pub fn on_path(&self, flow: &Flow) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.notes.is_empty() {
+            return out;
+        }
+        for (end, dir) in [
+            (flow.src, Direction::Egress),
+            (flow.dst, Direction::Ingress),
+        ] {
+            let Some(policy) = end_id(self.repo, end).and_then(|id| self.repo.endpoint_policy(id))
+            else {
+                continue;
+            };
+            let on_path = |n: &&&Note| {
+                n.rule.direction() == Some(dir)
+                    && policy
+                        .selected_by()
+                        .iter()
+                        .any(|r| r.policy == n.rule.policy && r.spec == n.rule.spec)
+            };
+            for n in self.notes.iter().filter(on_path) {
+                out.push(format!("{}: {}", n.rule, n.message));
+            }
+        }
+        out
+    }
+}
+
+/// The endpoint at one end of a flow: declared, or found by its address.
+fn end_id(repo: &PolicyRepository, end: Peer) -> Option<EndpointId> {
+    match end {
+        Peer::Endpoint(id) => Some(id),
+        Peer::Ip(ip) => repo.endpoint_by_ip(ip),
+        Peer::Reserved(_) => None,
+    }
 }
 
 /// `TCP/80`, `TCP/http`, `ICMP/8` as the expectation wrote it.
@@ -393,6 +481,44 @@ mod tests {
         (vec![test], set, cluster)
     }
 
+    /// A cidrGroupRef to a group the revision lacks matches nothing (Cilium reports no
+    /// error): the expectation says so beside its verdict, and fails with --strict.
+    #[test]
+    fn an_unknown_cidr_group_is_reported_and_fails_with_strict() {
+        let (tests, mut set, cluster) = setup(json!([
+            {"from": "web", "to": "api", "port": 8080, "expect": "allow"},
+            {"from": "other", "to": "api", "port": 8080, "expect": "deny"},
+            {"from": "api", "to": "web", "port": 80, "expect": "allow"}
+        ]));
+        set.insert(policy(
+            "shop",
+            "api-from-partners",
+            json!({
+                "endpointSelector": {"matchLabels": {"app": "api"}},
+                "ingress": [{"fromCIDRSet": [{"cidrGroupRef": "partners"}]}]
+            }),
+        ));
+        let lenient = run(&tests, &set, &cluster, RunOptions::default()).unwrap();
+        assert!(lenient.passed());
+        let r = &lenient.tests[0].expectations;
+        let note = "CiliumNetworkPolicy/shop/api-from-partners spec.ingress[0]: CiliumCIDRGroup \"partners\" is not in this revision: cidrGroupRef matches nothing";
+        assert_eq!(r[0].unresolved, [note]);
+        assert_eq!(r[1].unresolved, [note]);
+        assert!(
+            r[2].unresolved.is_empty(),
+            "the api's egress is not on that path"
+        );
+        let strict = run(&tests, &set, &cluster, RunOptions { strict: true }).unwrap();
+        let statuses: Vec<Status> = strict.results().map(|(_, e)| e.status).collect();
+        assert_eq!(statuses, [Status::Fail, Status::Fail, Status::Pass]);
+        assert_eq!(
+            strict.tests[0].expectations[0].message.as_deref(),
+            Some(
+                "a rule on this flow's path names something this revision does not define (--strict)"
+            )
+        );
+    }
+
     #[test]
     fn expectations_pass_and_fail_with_the_deciding_rule() {
         let (tests, set, cluster) = setup(json!([
@@ -405,7 +531,7 @@ mod tests {
             {"from": "cluster", "to": "api", "port": 80, "expect": "deny"},
             {"from": "web", "to": "other", "port": "http", "expect": "deny"}
         ]));
-        let run = run(&tests, &set, &cluster).unwrap();
+        let run = run(&tests, &set, &cluster, RunOptions::default()).unwrap();
         let statuses: Vec<Status> = run.results().map(|(_, e)| e.status).collect();
         use Status::*;
         assert_eq!(statuses, [Pass, Pass, Pass, Pass, Fail, Fail, Error, Error]);

@@ -670,12 +670,15 @@ spec:
 }
 
 /// The example objects ward applies from the fixtures (the PolicyTest is never applied).
-pub const FIXTURE_OBJECTS: [&str; 7] = [
+pub const FIXTURE_OBJECTS: [&str; 10] = [
+    "CiliumCIDRGroup/office-networks",
     "CiliumClusterwideNetworkPolicy/allow-kube-dns",
     "CiliumClusterwideNetworkPolicy/deny-world-egress",
     "CiliumConfig/cilium-config",
     "CiliumEnvoyConfig/shop/envoy-frontend-l7lb",
+    "CiliumNetworkPolicy/shop/admin-from-office",
     "CiliumNetworkPolicy/shop/backend-egress-deny-all",
     "CiliumNetworkPolicy/shop/backend-ingress",
     "CiliumNetworkPolicy/shop/frontend-egress",
+    "NetworkPolicy/shop/admin-ingress",
 ];

@@ -6,6 +6,7 @@
 //! the first error of a rule, ward reports each one.
 
 mod goregex;
+mod knp;
 mod l4;
 mod l7;
 mod peers;
@@ -205,6 +206,8 @@ pub fn check_for(kind: Kind, object: &Value, cilium: CiliumVersion) -> Vec<Findi
             check_envoy_config(&mut c, object)
         }
         Kind::CiliumConfig => check_config(&mut c, object),
+        Kind::NetworkPolicy => knp::check(&mut c, object),
+        Kind::CiliumCIDRGroup => knp::check_cidr_group(&mut c, object),
         Kind::PolicyTest => policytest::check(&mut c, object),
         // Checked in full by the lab's own loader (`ward lab up`, and `ward validate`).
         Kind::LabTopology => {}

@@ -188,6 +188,11 @@ impl Prefix {
         Ok(Prefix { addr, len })
     }
 
+    /// The prefix length.
+    pub(crate) fn prefix_len(&self) -> u8 {
+        self.len
+    }
+
     fn bits(&self) -> (u128, u32) {
         match self.addr {
             IpAddr::V4(a) => (u128::from(u32::from(a)) << 96, 32),

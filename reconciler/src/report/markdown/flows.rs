@@ -118,6 +118,7 @@ mod tests {
             ports: ports.iter().map(|p| (*p).to_owned()).collect(),
             verdict: verdict.into(),
             rule: None,
+            unresolved: Vec::new(),
         }
     }
 

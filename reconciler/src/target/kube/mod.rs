@@ -332,6 +332,13 @@ fn api_resource(kind: Kind) -> ApiResource {
             "ciliumclusterwidenetworkpolicies",
         ),
         Kind::CiliumEnvoyConfig => ("cilium.io", "v2", "CiliumEnvoyConfig", "ciliumenvoyconfigs"),
+        Kind::CiliumCIDRGroup => ("cilium.io", "v2", "CiliumCIDRGroup", "ciliumcidrgroups"),
+        Kind::NetworkPolicy => (
+            "networking.k8s.io",
+            "v1",
+            "NetworkPolicy",
+            "networkpolicies",
+        ),
         Kind::CiliumClusterwideEnvoyConfig => (
             "cilium.io",
             "v2",
@@ -394,6 +401,11 @@ pub(crate) fn to_kube_owned(r: Resource, opts: &KubeOptions) -> Value {
         })),
         _ => {
             let mut object = object;
+            // A CiliumCIDRGroup written at the deprecated v2alpha1 (same schema) is applied
+            // at v2, the version ward reads back, so plans compare like with like.
+            if let Some(o) = object.as_object_mut() {
+                o.insert("apiVersion".into(), json!(r.key.kind.api_version()));
+            }
             if let (Some(ns), Some(meta)) = (
                 &r.key.namespace,
                 object.get_mut("metadata").and_then(Value::as_object_mut),
