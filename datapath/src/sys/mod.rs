@@ -9,10 +9,10 @@
 //! - [`net`]: the [`Net`] trait (links, addresses and routes of one namespace) and
 //!   [`NetnsNet`], the kernel's, over rtnetlink.
 //! - [`sysctl`]: the [`Sysctls`] trait and [`NetnsSysctls`], `/proc/sys` of one namespace.
-//! - [`mount`]: the [`Mounts`] trait and [`HostMounts`]: bpffs, the private tmpfs for
-//!   boringtun's UAPI sockets.
+//! - [`mount`]: the [`Mounts`] trait and [`HostMounts`]: is a directory on bpffs.
 //! - [`wireguard`]: the [`WireGuard`] trait (makes interfaces in one namespace) and
-//!   [`WgDevice`] (one interface: key, peers, counters), kernel WireGuard or boringtun.
+//!   [`WgDevice`] (one interface: key, peers, counters), kernel WireGuard or ward's userspace
+//!   device ([`wireguard::userspace`]: TUN, UDP, gotatun's protocol).
 //! - [`iproute`]: the lab's topology operations, kept as `ip` commands (see below); `ip`
 //!   (private) runs them.
 //!
