@@ -1,44 +1,49 @@
 //! ward's userspace WireGuard device, for kernels without the WireGuard module: a TUN
 //! interface and a UDP socket, with the protocol from gotatun ([`peers`]).
 //!
-//! Three threads, so each direction keeps its packets in order:
+//! Three threads: one per direction, which keeps every peer's packets in order (and on this
+//! project's two-core machines is one worker per core), and the timers:
 //! - **TUN → network**: reads the TUN with `IFF_VNET_HDR` and TSO on, so one read returns up
 //!   to 64 KB of one TCP flow, split into segments (tun-rs, as wireguard-go does); encrypts
-//!   each for its peer and sends them.
-//! - **network → TUN**: receives datagrams, answers handshakes, decrypts data and writes it
-//!   to the TUN, coalescing TCP segments of one flow into one write (GRO).
+//!   each for its peer and sends them with UDP segmentation offload: one system call for
+//!   the 64 KB ([`udp`]).
+//! - **network → TUN**: receives up to 32 batches of datagrams per `recvmmsg`, each batch
+//!   coalesced by the kernel (UDP GRO); answers handshakes, decrypts data and writes it to
+//!   the TUN, TCP segments of one flow coalesced into one write (tun-rs's GRO).
 //! - **timers**: the protocol's retries, rekeying and keepalives, every 250 ms.
 //!
 //! The device installs no signal handlers and starts a handshake only as [`peers`] decides.
 //! Dropping it stops the threads and closes the TUN, which removes the interface.
 
 mod peers;
+mod udp;
 
 use anyhow::{Context, Result};
 use bytes::BytesMut;
 use defguard_wireguard_rs::host::Host;
 use defguard_wireguard_rs::key::Key;
 use peers::{NetOut, Peers};
-use rustix::event::{PollFd, PollFlags, Timespec, poll};
+use rustix::event::PollFlags;
 use std::io::ErrorKind;
-use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+use std::net::{Ipv4Addr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
 use tun_rs::{DeviceBuilder, GROTable, IDEAL_BATCH_SIZE, SyncDevice, VIRTIO_NET_HDR_LEN};
+use udp::{RECV_BATCH, Udp};
 
 use super::PeerSpec;
 
 /// How often the loops look at the stop flag, and the timers run.
 const TICK: Duration = Duration::from_millis(250);
-/// The largest datagram the device receives.
-const MAX_DATAGRAM: usize = 65536;
+/// A receive buffer: up to 64 datagrams coalesced by UDP GRO.
+const RECV_BUFFER: usize = 65536;
 
 /// The TUN interface and UDP socket of a device, opened in its network namespace.
 pub struct Sockets {
     tun: SyncDevice,
-    udp: UdpSocket,
+    udp: Udp,
 }
 
 impl Sockets {
@@ -54,7 +59,7 @@ impl Sockets {
             })?;
         let udp = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, port))
             .with_context(|| format!("cannot listen on UDP port {port} for {ifname}"))?;
-        udp.set_read_timeout(Some(TICK))?;
+        let udp = Udp::new(udp).context("cannot set up the WireGuard UDP socket")?;
         Ok(Sockets { tun, udp })
     }
 }
@@ -62,7 +67,7 @@ impl Sockets {
 struct Shared {
     peers: RwLock<Peers>,
     tun: SyncDevice,
-    udp: UdpSocket,
+    udp: Udp,
     mtu: usize,
     stop: AtomicBool,
 }
@@ -81,12 +86,8 @@ impl Shared {
     fn stopped(&self) -> bool {
         self.stop.load(Ordering::Relaxed)
     }
-    fn send(&self, out: &mut NetOut) {
-        for (to, msg) in out.drain(..) {
-            if let Err(e) = self.udp.send_to(msg.as_ref(), to) {
-                tracing::trace!("WireGuard send to {to}: {e}");
-            }
-        }
+    fn send(&self, out: &mut NetOut, scratch: &mut Vec<u8>) {
+        self.udp.send(out, scratch);
     }
 }
 
@@ -156,7 +157,7 @@ impl Userspace {
     pub fn initiate(&self, targets: &[Ipv4Addr]) {
         let mut out = NetOut::new();
         self.shared.peers().initiate(targets, &mut out);
-        self.shared.send(&mut out);
+        self.shared.send(&mut out, &mut Vec::new());
     }
 }
 
@@ -169,20 +170,14 @@ impl Drop for Userspace {
     }
 }
 
-/// Whether the TUN has something to read within [`TICK`].
-fn tun_readable(tun: &SyncDevice) -> bool {
-    let mut fds = [PollFd::new(tun, PollFlags::IN)];
-    let timeout = Timespec::try_from(TICK).ok();
-    matches!(poll(&mut fds, timeout.as_ref()), Ok(n) if n > 0)
-}
-
 fn tun_loop(s: &Shared) {
     let mut original = vec![0u8; VIRTIO_NET_HDR_LEN + 65535];
     let mut bufs = vec![vec![0u8; s.mtu + 64]; IDEAL_BATCH_SIZE];
     let mut sizes = vec![0usize; IDEAL_BATCH_SIZE];
     let mut out = NetOut::new();
+    let mut scratch = Vec::new();
     while !s.stopped() {
-        if !tun_readable(&s.tun) {
+        if !udp::wait(&s.tun, PollFlags::IN, TICK) {
             continue;
         }
         let n = match s.tun.recv_multiple(&mut original, &mut bufs, &mut sizes, 0) {
@@ -201,25 +196,25 @@ fn tun_loop(s: &Shared) {
                 peers.outgoing(&buf[..*size], &mut out);
             }
         }
-        s.send(&mut out);
+        s.send(&mut out, &mut scratch);
     }
 }
 
 fn udp_loop(s: &Shared) {
-    let mut buf = vec![0u8; MAX_DATAGRAM];
+    let mut bufs = vec![vec![0u8; RECV_BUFFER]; RECV_BATCH];
+    let mut meta = vec![quinn_udp::RecvMeta::default(); RECV_BATCH];
     let mut out = NetOut::new();
+    let mut scratch = Vec::new();
     let mut decrypted = Vec::new();
     let mut writes: Vec<BytesMut> = Vec::new();
     let mut gro = GROTable::default();
     while !s.stopped() {
-        let (n, from): (usize, SocketAddr) = match s.udp.recv_from(&mut buf) {
-            Ok(r) => r,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
-                ) =>
-            {
+        if !s.udp.readable(TICK) {
+            continue;
+        }
+        let n = match s.udp.recv(&mut bufs, &mut meta) {
+            Ok(n) => n,
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted) => {
                 continue;
             }
             Err(e) => {
@@ -227,9 +222,16 @@ fn udp_loop(s: &Shared) {
                 continue;
             }
         };
-        s.peers()
-            .incoming(from, &buf[..n], &mut out, &mut decrypted);
-        s.send(&mut out);
+        {
+            let peers = s.peers();
+            for (buf, m) in bufs.iter().zip(&meta).take(n) {
+                let stride = m.stride.max(1);
+                for datagram in buf[..m.len].chunks(stride) {
+                    peers.incoming(m.addr, datagram, &mut out, &mut decrypted);
+                }
+            }
+        }
+        s.send(&mut out, &mut scratch);
         write_tun(s, &mut decrypted, &mut writes, &mut gro);
     }
 }
@@ -258,10 +260,10 @@ fn write_tun(
 }
 
 fn timer_loop(s: &Shared) {
-    let mut out = NetOut::new();
+    let (mut out, mut scratch) = (NetOut::new(), Vec::new());
     while !s.stopped() {
         std::thread::sleep(TICK);
         s.peers().tick(&mut out);
-        s.send(&mut out);
+        s.send(&mut out, &mut scratch);
     }
 }
