@@ -244,19 +244,10 @@ impl Device {
         }
     }
 
-    /// Kernel: private key and port with the current peers (kernel WireGuard updates existing
-    /// peers in place, so their sessions survive everything but the key change itself).
+    /// Kernel: private key and port with the current peers ([`kernel_host_config`]).
     fn kernel_set_host(&self, key: &PrivateKey) -> Result<()> {
         let peers: Vec<Peer> = self.read()?.peers.into_values().collect();
-        let config = InterfaceConfiguration {
-            name: self.ifname.clone(),
-            prvkey: key.secret().to_string(),
-            addresses: vec![],
-            port: self.port,
-            peers,
-            mtu: None,
-            fwmark: None,
-        };
+        let config = kernel_host_config(&self.ifname, key, self.port, peers);
         self.kernel(move |api| api.configure_interface(&config).map_err(|e| anyhow!("{e}")))
     }
 
@@ -362,6 +353,29 @@ impl Drop for Device {
     }
 }
 
+/// What kernel WireGuard is given on creation and on a key switch: the key, the port and the
+/// peers it has (read back first), no addresses, MTU and fwmark left alone.
+/// defguard_wireguard_rs sends it as one `WG_CMD_SET_DEVICE` with `WGDEVICE_F_REPLACE_PEERS`
+/// and then one per peer, after flushing the interface's addresses (none here); so a switch
+/// re-adds every peer, in the order of that map, and sessions restart (as they must with a
+/// new key).
+fn kernel_host_config(
+    ifname: &str,
+    key: &PrivateKey,
+    port: u16,
+    peers: Vec<Peer>,
+) -> InterfaceConfiguration {
+    InterfaceConfiguration {
+        name: ifname.to_owned(),
+        prvkey: key.secret().to_string(),
+        addresses: vec![],
+        port,
+        peers,
+        mtu: None,
+        fwmark: None,
+    }
+}
+
 /// An interface of that name left by a crashed agent (kernel WireGuard survives its agent).
 fn remove_stale(net: &NetnsNet, ifname: &str) {
     if net.link_exists(ifname).unwrap_or(false) {
@@ -381,3 +395,6 @@ fn kernel_available(net: &NetnsNet, ifname: &str) -> bool {
     let probe = format!("{}p", &ifname[..ifname.len().min(14)]);
     net.can_add_wireguard(&probe)
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,57 @@
+//! What ward hands defguard_wireguard_rs for kernel WireGuard, checked without the module.
+//! Not covered here (this machine's kernel has no WireGuard module, and defguard builds its
+//! netlink messages in private functions): the encoding of these values as generic-netlink
+//! attributes, the kernel's answers, `read` parsing a real dump, and interface creation.
+
+use super::*;
+use std::net::IpAddr;
+
+fn spec(n: u8, keepalive: Option<u16>) -> PeerSpec {
+    PeerSpec {
+        key: PrivateKey::generate().public(),
+        endpoint: SocketAddr::from(([172, 30, 0, n], 51871)),
+        allowed: vec![
+            IpAddrMask::new(IpAddr::V4(Ipv4Addr::new(172, 30, 0, n)), 32),
+            IpAddrMask::new(IpAddr::V4(Ipv4Addr::new(10, 200, n, 0)), 24),
+        ],
+        keepalive,
+    }
+}
+
+#[test]
+fn a_peer_carries_its_key_endpoint_allowed_ips_and_keepalive() {
+    let s = spec(2, Some(25));
+    let p = s.to_peer();
+    assert_eq!(p.public_key, s.key);
+    assert_eq!(p.endpoint, Some(s.endpoint));
+    assert_eq!(p.allowed_ips, s.allowed);
+    assert_eq!(p.persistent_keepalive_interval, Some(25));
+    assert_eq!(p.preshared_key, None, "ward uses no preshared keys");
+    assert_eq!(spec(3, None).to_peer().persistent_keepalive_interval, None);
+}
+
+#[test]
+fn a_key_switch_keeps_the_port_and_every_peer_and_sets_nothing_else() {
+    let peers: Vec<Peer> = [spec(2, None), spec(3, Some(25))]
+        .iter()
+        .map(PeerSpec::to_peer)
+        .collect();
+    let next = PrivateKey::generate();
+    let c = kernel_host_config("cilium_wg0", &next, 51871, peers.clone());
+    assert_eq!(c.name, "cilium_wg0");
+    assert_eq!(c.prvkey, next.secret().to_string());
+    assert_eq!(c.port, 51871);
+    assert_eq!(
+        c.peers, peers,
+        "both peers, as read back from the interface"
+    );
+    assert!(
+        c.addresses.is_empty(),
+        "the tunnel interface has no addresses"
+    );
+    assert_eq!(
+        (c.mtu, c.fwmark),
+        (None, None),
+        "MTU and fwmark are left alone"
+    );
+}
