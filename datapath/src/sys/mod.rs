@@ -21,8 +21,8 @@
 //!
 //! # What still runs a command, and why
 //! - `ip netns add`: a named namespace is an `unshare` plus a bind mount under `/run/netns`
-//!   whose propagation iproute2 sets up (it makes `/run/netns` a shared mount of itself, on
-//!   which the agent's slave mount namespace relies to see namespaces made later); the lab's
+//!   whose propagation iproute2 sets up (it makes `/run/netns` a shared mount of itself, so
+//!   processes in other mount namespaces see namespaces made later); the lab's
 //!   namespaces must be the ones `ip netns` and every person debugging a lab see.
 //!   rtnetlink's `NetworkNamespace::add` does the same by forking, which is unsafe in a
 //!   multi-threaded process. Listing and deleting are done here directly.
