@@ -152,6 +152,8 @@ pub struct Device {
     net: NetnsNet,
     port: u16,
     backend: Backend,
+    /// Peers in the order they were added (kernel: a key switch adds them again in it).
+    order: std::sync::Mutex<Vec<Key>>,
 }
 
 impl std::fmt::Debug for Device {
@@ -202,6 +204,7 @@ impl Device {
             net,
             port,
             backend,
+            order: std::sync::Mutex::default(),
         };
         dev.net.set_link_up(ifname, Some(mtu))?;
         dev.set_key_and_port(key)?;
@@ -244,36 +247,53 @@ impl Device {
         }
     }
 
-    /// Kernel: private key and port with the current peers ([`kernel_host_config`]).
+    /// Kernel: private key and port ([`kernel_host_config`]), then the peers it had, read
+    /// back and added again one by one in the order ward added them: of two peers with the
+    /// same allowed IPs (a node's current and next key) the later takes them, as before.
+    /// (defguard_wireguard_rs would add them in the order of a hash map.)
     fn kernel_set_host(&self, key: &PrivateKey) -> Result<()> {
-        let peers: Vec<Peer> = self.read()?.peers.into_values().collect();
-        let config = kernel_host_config(&self.ifname, key, self.port, peers);
-        self.kernel(move |api| api.configure_interface(&config).map_err(|e| anyhow!("{e}")))
+        let peers = self.read()?.peers.into_values().collect();
+        let peers = in_added_order(peers, &self.added());
+        let config = kernel_host_config(&self.ifname, key, self.port);
+        self.kernel(move |api| {
+            api.configure_interface(&config)
+                .map_err(|e| anyhow!("{e}"))?;
+            peers
+                .iter()
+                .try_for_each(|p| api.configure_peer(p).map_err(|e| anyhow!("{e}")))
+        })
+    }
+
+    fn added(&self) -> std::sync::MutexGuard<'_, Vec<Key>> {
+        self.order
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Adds a peer that the interface does not have yet.
     pub fn add_peer(&self, peer: &PeerSpec) -> Result<()> {
         let p = peer.to_peer();
         match &self.backend {
-            Backend::Userspace(u) => u.add_peer(peer),
+            Backend::Userspace(u) => u.add_peer(peer)?,
             Backend::Kernel => {
-                self.kernel(move |api| api.configure_peer(&p).map_err(|e| anyhow!("{e}")))
+                self.kernel(move |api| api.configure_peer(&p).map_err(|e| anyhow!("{e}")))?;
             }
         }
+        self.added().push(peer.key.clone());
+        Ok(())
     }
 
     /// Removes the peer with `key` (no error when it is not there).
     pub fn remove_peer(&self, key: &Key) -> Result<()> {
         let k = key.clone();
         match &self.backend {
-            Backend::Userspace(u) => {
-                u.remove_peer(key);
-                Ok(())
-            }
+            Backend::Userspace(u) => u.remove_peer(key),
             Backend::Kernel => {
-                self.kernel(move |api| api.remove_peer(&k).map_err(|e| anyhow!("{e}")))
+                self.kernel(move |api| api.remove_peer(&k).map_err(|e| anyhow!("{e}")))?;
             }
         }
+        self.added().retain(|a| a != key);
+        Ok(())
     }
 
     /// The interface as the implementation reports it: peers with handshakes and byte counts.
@@ -353,27 +373,32 @@ impl Drop for Device {
     }
 }
 
-/// What kernel WireGuard is given on creation and on a key switch: the key, the port and the
-/// peers it has (read back first), no addresses, MTU and fwmark left alone.
-/// defguard_wireguard_rs sends it as one `WG_CMD_SET_DEVICE` with `WGDEVICE_F_REPLACE_PEERS`
-/// and then one per peer, after flushing the interface's addresses (none here); so a switch
-/// re-adds every peer, in the order of that map, and sessions restart (as they must with a
-/// new key).
-fn kernel_host_config(
-    ifname: &str,
-    key: &PrivateKey,
-    port: u16,
-    peers: Vec<Peer>,
-) -> InterfaceConfiguration {
+/// What kernel WireGuard is given on creation and on a key switch: the key and the port, no
+/// peers, no addresses, MTU and fwmark left alone. defguard_wireguard_rs sends it as one
+/// `WG_CMD_SET_DEVICE` with `WGDEVICE_F_REPLACE_PEERS`, after flushing the interface's
+/// addresses (none here): every peer goes, and [`Device::kernel_set_host`] adds them again
+/// (sessions restart, as they must with a new key).
+fn kernel_host_config(ifname: &str, key: &PrivateKey, port: u16) -> InterfaceConfiguration {
     InterfaceConfiguration {
         name: ifname.to_owned(),
         prvkey: key.secret().to_string(),
         addresses: vec![],
         port,
-        peers,
+        peers: vec![],
         mtu: None,
         fwmark: None,
     }
+}
+
+/// `peers` (as read back) in the order of `order`; any it does not name last.
+fn in_added_order(mut peers: Vec<Peer>, order: &[Key]) -> Vec<Peer> {
+    peers.sort_by_key(|p| {
+        order
+            .iter()
+            .position(|k| *k == p.public_key)
+            .unwrap_or(usize::MAX)
+    });
+    peers
 }
 
 /// An interface of that name left by a crashed agent (kernel WireGuard survives its agent).

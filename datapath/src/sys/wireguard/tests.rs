@@ -1,7 +1,9 @@
 //! What ward hands defguard_wireguard_rs for kernel WireGuard, checked without the module.
 //! Not covered here (this machine's kernel has no WireGuard module, and defguard builds its
 //! netlink messages in private functions): the encoding of these values as generic-netlink
-//! attributes, the kernel's answers, `read` parsing a real dump, and interface creation.
+//! attributes, the kernel's answers, `read` parsing a real dump, interface creation, and the
+//! calls of a key switch themselves (configure the device, then each peer in the order
+//! checked here) against a kernel.
 
 use super::*;
 use std::net::IpAddr;
@@ -31,19 +33,15 @@ fn a_peer_carries_its_key_endpoint_allowed_ips_and_keepalive() {
 }
 
 #[test]
-fn a_key_switch_keeps_the_port_and_every_peer_and_sets_nothing_else() {
-    let peers: Vec<Peer> = [spec(2, None), spec(3, Some(25))]
-        .iter()
-        .map(PeerSpec::to_peer)
-        .collect();
+fn a_key_switch_sets_the_key_and_port_and_nothing_else() {
     let next = PrivateKey::generate();
-    let c = kernel_host_config("cilium_wg0", &next, 51871, peers.clone());
+    let c = kernel_host_config("cilium_wg0", &next, 51871);
     assert_eq!(c.name, "cilium_wg0");
     assert_eq!(c.prvkey, next.secret().to_string());
     assert_eq!(c.port, 51871);
-    assert_eq!(
-        c.peers, peers,
-        "both peers, as read back from the interface"
+    assert!(
+        c.peers.is_empty(),
+        "the peers are added again one by one, in order"
     );
     assert!(
         c.addresses.is_empty(),
@@ -53,5 +51,30 @@ fn a_key_switch_keeps_the_port_and_every_peer_and_sets_nothing_else() {
         (c.mtu, c.fwmark),
         (None, None),
         "MTU and fwmark are left alone"
+    );
+}
+
+#[test]
+fn after_a_key_switch_a_nodes_next_key_is_added_after_its_current_one() {
+    // Node 2 is rotating: its current key, then its next key, which must end up holding its
+    // addresses again; node 3 was added in between.
+    let (current, other, next) = (spec(2, None), spec(3, None), spec(2, None));
+    let order = [current.key.clone(), other.key.clone(), next.key.clone()];
+    for read_back in [
+        vec![next.to_peer(), current.to_peer(), other.to_peer()],
+        vec![other.to_peer(), next.to_peer(), current.to_peer()],
+    ] {
+        let keys: Vec<Key> = in_added_order(read_back, &order)
+            .into_iter()
+            .map(|p| p.public_key)
+            .collect();
+        assert_eq!(keys, order);
+    }
+    let stranger = spec(4, None).to_peer();
+    let sorted = in_added_order(vec![stranger.clone(), next.to_peer()], &order);
+    assert_eq!(
+        sorted.last(),
+        Some(&stranger),
+        "a peer ward did not add goes last"
     );
 }
