@@ -186,7 +186,9 @@ fn tun_loop(s: &Shared) {
                 continue;
             }
             Err(e) => {
+                // No busy loop when the TUN keeps failing (its interface deleted under the device).
                 tracing::debug!("WireGuard TUN read: {e}");
+                std::thread::sleep(TICK);
                 continue;
             }
         };
@@ -219,6 +221,7 @@ fn udp_loop(s: &Shared) {
             }
             Err(e) => {
                 tracing::debug!("WireGuard UDP receive: {e}");
+                std::thread::sleep(TICK);
                 continue;
             }
         };
