@@ -106,7 +106,7 @@ slim_cli() {
   cargo build --locked -p ward-reconciler --no-default-features --bin ward || return 1
   local kernel
   kernel=$(cargo tree --locked -p ward-reconciler --no-default-features -e normal --prefix none |
-    grep -E '^(aya|nix|defguard|ward-datapath)[ -]' | sort -u)
+    grep -E '^(aya|nix|defguard|gotatun|tun-rs|ward-datapath)[ -]' | sort -u)
   [[ -z $kernel ]] || { echo "ward without the node feature links: $kernel" >&2; return 1; }
 }
 check "cargo fmt --check" cargo fmt --all --check

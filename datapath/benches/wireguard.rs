@@ -1,6 +1,6 @@
 //! The WireGuard mesh (issue 5's figures), on the lab with real `ward-agent` processes:
 //! 1. TCP throughput between two pods on different nodes (iperf3), through the tunnel
-//!    (boringtun here: the kernel has no WireGuard) and in clear, in alternating rounds, with
+//!    (ward's userspace device here: the kernel has no WireGuard) and in clear, in alternating rounds, with
 //!    the CPU the whole machine and the agents used during each run;
 //! 2. the time from the start of a key rotation (the new key file written) until every peer
 //!    has switched to the new key, with 2, 5 and 10 nodes.
@@ -291,7 +291,7 @@ fn throughput(seconds: u32, runs: usize) {
         );
         gm
     };
-    let w = show("through WireGuard (boringtun)", &wg);
+    let w = show("through WireGuard (userspace)", &wg);
     let p = show("in clear (same pods, agents)", &clear);
     println!("ratio WireGuard / clear: {:.1}%", 100.0 * w / p);
     let _ = server.kill();
@@ -374,7 +374,7 @@ fn main() {
     let runs = env("WARD_BENCH_RUNS", 5);
     let rotations = env("WARD_BENCH_ROTATIONS", 7);
     println!(
-        "machine: {} cores; lab nodes joined by a veth bridge; WireGuard in userspace (boringtun, patched) since the kernel has no module",
+        "machine: {} cores; lab nodes joined by a veth bridge; WireGuard in userspace (ward's device, gotatun's protocol) since the kernel has no module",
         std::thread::available_parallelism().map_or(0, usize::from)
     );
     throughput(seconds, runs);

@@ -1,4 +1,4 @@
-//! The WireGuard mesh on the lab, as root with real tunnels (boringtun over TUN here): pod
+//! The WireGuard mesh on the lab, as root with real tunnels (ward's userspace device over TUN here): pod
 //! traffic between nodes only inside the tunnel, key rotation without loss, nodes joining
 //! and leaving, restarts, and every bad input failing closed. Fails rather than skips in
 //! must-run mode (`ward_testkit::must_run`) when it cannot run.
@@ -236,10 +236,7 @@ fn encryption_keeps_pod_traffic_off_the_wire_and_fails_closed() {
     );
     let st = lab.wg_status(&a);
     assert_eq!(st["interface"]["listenPort"], json!(51871));
-    assert_eq!(
-        st["interface"]["implementation"],
-        json!("userspace (boringtun)")
-    );
+    assert_eq!(st["interface"]["implementation"], json!("userspace"));
     wait_for(
         "the handshake in the status",
         Duration::from_secs(5),
@@ -263,7 +260,7 @@ fn encryption_keeps_pod_traffic_off_the_wire_and_fails_closed() {
         );
     }
 
-    // An agent that dies takes boringtun's interface with it: traffic to the other node is
+    // An agent that dies takes its userspace device's interface with it: traffic to the other node is
     // unreachable, never in clear. The restarted agent keeps its key and the tunnel returns.
     let key_before = public_key(&lab, &a).unwrap();
     lab.kill_agent(&a);
@@ -370,8 +367,8 @@ fn encryption_keeps_pod_traffic_off_the_wire_and_fails_closed() {
 
 /// One datagram a millisecond or two from frontend to backend and back, each with a sequence
 /// number, across rotations of node a, node b, node a, … (10 by default; `WARD_TEST_ROTATIONS`
-/// sets another number, `WARD_TEST_AGENT_LOG=info,defguard_boringtun=debug` shows the
-/// handshakes). A lost datagram is placed on the way there or back by a capture in the
+/// sets another number, `WARD_TEST_AGENT_LOG=info,ward_datapath::sys=debug` shows the
+/// datagrams the device drops). A lost datagram is placed on the way there or back by a capture in the
 /// backend pod.
 #[test]
 fn a_stream_loses_nothing_across_key_rotations() {

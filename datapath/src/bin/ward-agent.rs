@@ -130,18 +130,16 @@ fn main() {
                     state_dir: state,
                 }
             };
-            isolate_uapi_sockets().and_then(|()| {
-                run(
-                    AgentConfig {
-                        node,
-                        source,
-                        run_dir,
-                        key_dir,
-                    },
-                    once,
-                    Duration::from_secs(resync_seconds),
-                )
-            })
+            run(
+                AgentConfig {
+                    node,
+                    source,
+                    run_dir,
+                    key_dir,
+                },
+                once,
+                Duration::from_secs(resync_seconds),
+            )
         }
         Command::Status {
             node,
@@ -184,24 +182,6 @@ fn run(cfg: AgentConfig, once: bool, resync: Duration) -> anyhow::Result<()> {
     agent.run(&stop, resync)?;
     tracing::info!("stopping; the programs and maps stay pinned and keep enforcing");
     Ok(())
-}
-
-/// Gives this agent its own `/run/wireguard`, where boringtun puts its UAPI socket
-/// (`<interface>.sock`): every lab node's agent runs on one host and names its interface
-/// `cilium_wg0`, so the sockets would collide. A private mount namespace (a slave of the
-/// host's, so new network namespaces still appear in `/run/netns`) with a tmpfs there keeps
-/// them apart. Must run before any thread starts. Without root it does nothing (the agent
-/// will fail later with a clearer message).
-fn isolate_uapi_sockets() -> anyhow::Result<()> {
-    use anyhow::Context;
-    use ward_datapath::sys::{self, HostMounts, Mounts};
-    if !sys::is_root() {
-        return Ok(());
-    }
-    let dir = sys::wireguard::UAPI_DIR;
-    HostMounts
-        .private_tmpfs(std::path::Path::new(dir))
-        .with_context(|| format!("cannot give the WireGuard UAPI sockets a private {dir}"))
 }
 
 /// Sets `flag` when `sig` arrives, from a thread that waits for it (no unsafe handler).

@@ -276,7 +276,7 @@ impl WgDevice for FakeDevice {
             if let Some(msg) = &s.fail_add_peer {
                 bail!("{msg}");
             }
-            // boringtun panics on a second configuration of a peer: the mesh never does it.
+            // The userspace device refuses a second configuration of a peer: the mesh never does it.
             assert!(
                 d.peers.iter().all(|p| p.key != peer.key),
                 "peer {} added twice",

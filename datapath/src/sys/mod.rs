@@ -9,10 +9,10 @@
 //! - [`net`]: the [`Net`] trait (links, addresses and routes of one namespace) and
 //!   [`NetnsNet`], the kernel's, over rtnetlink.
 //! - [`sysctl`]: the [`Sysctls`] trait and [`NetnsSysctls`], `/proc/sys` of one namespace.
-//! - [`mount`]: the [`Mounts`] trait and [`HostMounts`]: bpffs, the private tmpfs for
-//!   boringtun's UAPI sockets.
+//! - [`mount`]: the [`Mounts`] trait and [`HostMounts`]: is a directory on bpffs.
 //! - [`wireguard`]: the [`WireGuard`] trait (makes interfaces in one namespace) and
-//!   [`WgDevice`] (one interface: key, peers, counters), kernel WireGuard or boringtun.
+//!   [`WgDevice`] (one interface: key, peers, counters), kernel WireGuard or ward's userspace
+//!   device ([`wireguard::userspace`]: TUN, UDP, gotatun's protocol).
 //! - [`iproute`]: the lab's topology operations, kept as `ip` commands (see below); `ip`
 //!   (private) runs them.
 //!
@@ -21,8 +21,8 @@
 //!
 //! # What still runs a command, and why
 //! - `ip netns add`: a named namespace is an `unshare` plus a bind mount under `/run/netns`
-//!   whose propagation iproute2 sets up (it makes `/run/netns` a shared mount of itself, on
-//!   which the agent's slave mount namespace relies to see namespaces made later); the lab's
+//!   whose propagation iproute2 sets up (it makes `/run/netns` a shared mount of itself, so
+//!   processes in other mount namespaces see namespaces made later); the lab's
 //!   namespaces must be the ones `ip netns` and every person debugging a lab see.
 //!   rtnetlink's `NetworkNamespace::add` does the same by forking, which is unsafe in a
 //!   multi-threaded process. Listing and deleting are done here directly.

@@ -5,7 +5,8 @@
 //!    mode 0600, Cilium's format), or generates one; the private key is written nowhere else
 //!    and never logged ([`keys::PrivateKey`] prints as `<redacted>`);
 //! 2. creates `cilium_wg0` in the node's namespace: kernel WireGuard where the module exists,
-//!    else boringtun over TUN ([`crate::sys::wireguard`]); listen port 51871 unless configured; MTU of the
+//!    else ward's userspace device over TUN ([`crate::sys::wireguard::userspace`]); listen
+//!    port 51871 unless configured; MTU of the
 //!    underlay minus 80;
 //! 3. publishes its public key and endpoint (the underlay interface's address) in the
 //!    registry ([`registry`]: the local target's state directory; in kube mode the Node
@@ -18,7 +19,7 @@
 //! # Failing closed
 //! While encryption is required, pod traffic to another node is never sent in clear: each
 //! remote pod CIDR has an `unreachable` route (metric 4096) behind its tunnel route, so when
-//! the interface is missing (agent stopped or crashed: boringtun's TUN goes with the process)
+//! the interface is missing (agent stopped or crashed: the userspace device's TUN goes with the process)
 //! or a node has no key yet, that traffic is dropped with ICMP unreachable. When encryption is
 //! asked for but cannot be set up (an unknown encryption type, a missing underlay interface, an
 //! unreadable, unwritable or corrupt key file), the interface is removed, the node's record is
@@ -34,15 +35,16 @@
 //! 1. **Announce.** A writes the new key to `cilium_wg0.next.key` and publishes its public half
 //!    as `nextPublicKey`, still using the old key.
 //! 2. **Prepare.** Every peer B adds a second peer for A's next key, with A's addresses, after
-//!    the one for A's current key, and publishes `prepared: {A: <next key>}`. In boringtun
-//!    the peer added last takes A's addresses for B's outgoing packets, which wait in that
-//!    peer's queue (up to 256) until its session exists; packets A sends with the old key are
+//!    the one for A's current key, and publishes `prepared: {A: <next key>}`. In the userspace
+//!    device the peer added last takes A's addresses for B's outgoing packets, which wait in
+//!    that peer's queue (up to 1024) until its session exists; packets A sends with the old key are
 //!    still accepted from the old peer, which keeps its own allowed IPs.
 //! 3. **Switch.** When every peer has prepared (or after [`ROTATION_WAIT`]), A sets the new key
 //!    on its interface, renames the key file, publishes the new key as `publicKey`, and sends
 //!    one datagram into the tunnel towards each peer so the new handshakes start at once. B,
 //!    the responder, sends its queued packets as soon as A's first packet confirms the session
-//!    (a patch to boringtun: `datapath/vendor/defguard_boringtun/PATCHES.md`). Seeing A's new
+//!    (the device's rules for when it sends and when it initiates are in
+//!    [`crate::sys::wireguard::userspace`]'s `peers` module). Seeing A's new
 //!    record, B removes the peer for the old key.
 //!
 //! Traffic pauses for B→A only between steps 2 and 3 (milliseconds, queued, not dropped) and

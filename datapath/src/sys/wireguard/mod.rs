@@ -1,28 +1,28 @@
-//! The WireGuard interface of a node: kernel WireGuard when the kernel has it, else boringtun
-//! in userspace over TUN (this machine's case). Both are driven through defguard_wireguard_rs
-//! types; the kernel through its netlink API, boringtun through the WireGuard UAPI socket.
+//! The WireGuard interface of a node: kernel WireGuard when the kernel has it, else ward's
+//! own userspace device over TUN ([`userspace`], this machine's case). Both speak
+//! defguard_wireguard_rs types; the kernel through its netlink API, the userspace device by
+//! direct calls.
 //!
-//! Everything is created inside the node's network namespace: the interface, boringtun's
-//! threads (which inherit the namespace of the thread that starts them) and so its UDP socket.
+//! The interface and the device's UDP socket are created inside the node's network
+//! namespace; the device's threads only use their file descriptors.
 //!
-//! Peers are only ever added or removed, never changed in place: boringtun refuses (panics on)
-//! a second configuration of an existing peer, and a removed-and-added peer loses its session.
+//! Peers are only ever added or removed, never changed in place: a removed-and-added peer
+//! loses its session.
+
+pub mod userspace;
 
 use super::net::{Net, NetnsNet};
 use super::netns::in_netns;
 use crate::wireguard::keys::PrivateKey;
-use anyhow::{Context, Result, anyhow, bail};
-use defguard_boringtun::device::{DeviceConfig, DeviceHandle};
+use anyhow::{Result, anyhow};
 use defguard_wireguard_rs::host::Host;
 use defguard_wireguard_rs::key::Key;
 use defguard_wireguard_rs::net::IpAddrMask;
 use defguard_wireguard_rs::peer::Peer;
 use defguard_wireguard_rs::{InterfaceConfiguration, Kernel, WGApi, WireguardInterfaceApi};
-use std::io::{BufRead, BufReader, Write};
-use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
-use std::os::unix::net::UnixStream;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use userspace::{Sockets, Userspace};
 
 /// Makes WireGuard interfaces in one network namespace.
 pub trait WireGuard: Send + Sync {
@@ -39,9 +39,8 @@ pub trait WireGuard: Send + Sync {
 
 /// One WireGuard interface. Dropping it removes the interface.
 ///
-/// Peers are only ever added or removed, never changed in place: boringtun refuses (panics
-/// on) a second configuration of an existing peer, and a removed-and-added peer loses its
-/// session.
+/// Peers are only ever added or removed, never changed in place: a removed-and-added peer
+/// loses its session.
 pub trait WgDevice: Send {
     /// The interface name.
     fn ifname(&self) -> &str;
@@ -58,12 +57,12 @@ pub trait WgDevice: Send {
     /// The interface as the implementation reports it: peers with handshakes and byte
     /// counts, never the private key.
     fn read(&self) -> Result<Host>;
-    /// Sends one empty UDP datagram into the tunnel towards each of `targets` (port 9,
-    /// "discard"), which makes the interface start its handshakes now. Best effort.
+    /// Starts the handshakes towards the peers of `targets` now rather than with their next
+    /// packet. Best effort.
     fn start_handshakes(&self, targets: &[Ipv4Addr]);
 }
 
-/// The kernel's WireGuard (or boringtun where the kernel has none) in the network namespace
+/// The kernel's WireGuard (or ward's userspace device where the kernel has none) in the network namespace
 /// at a path.
 #[derive(Debug, Clone)]
 pub struct KernelWireGuard {
@@ -97,24 +96,21 @@ impl WireGuard for KernelWireGuard {
     }
 }
 
-/// Where boringtun puts its UAPI sockets.
-pub const UAPI_DIR: &str = "/run/wireguard";
-
 /// Which WireGuard implementation runs the interface.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Implementation {
     /// The kernel module (netlink).
     Kernel,
-    /// boringtun in this process, over TUN.
+    /// ward's device in this process, over TUN.
     Userspace,
 }
 
 impl Implementation {
-    /// `kernel` or `userspace (boringtun)`.
+    /// `kernel` or `userspace`.
     pub fn as_str(self) -> &'static str {
         match self {
             Implementation::Kernel => "kernel",
-            Implementation::Userspace => "userspace (boringtun)",
+            Implementation::Userspace => "userspace",
         }
     }
 }
@@ -143,8 +139,8 @@ impl PeerSpec {
 }
 
 enum Backend {
-    /// Dropping the handle stops boringtun's threads and removes the TUN interface.
-    Userspace(#[allow(dead_code)] DeviceHandle),
+    /// Dropping it stops the device's threads and removes the TUN interface.
+    Userspace(Userspace),
     /// The interface lives in the kernel; each call opens a netlink socket in the namespace.
     Kernel,
 }
@@ -156,6 +152,8 @@ pub struct Device {
     net: NetnsNet,
     port: u16,
     backend: Backend,
+    /// Peers in the order they were added (kernel: a key switch adds them again in it).
+    order: std::sync::Mutex<Vec<Key>>,
 }
 
 impl std::fmt::Debug for Device {
@@ -170,7 +168,8 @@ impl std::fmt::Debug for Device {
 
 impl Device {
     /// Creates interface `ifname` in `netns` with `key`, listening on `port`, with `mtu`, up.
-    /// Uses kernel WireGuard when `ip link add type wireguard` works there, else boringtun.
+    /// Uses kernel WireGuard when `ip link add type wireguard` works there, else ward's
+    /// userspace device.
     pub fn create(
         netns: &Path,
         ifname: &str,
@@ -191,21 +190,13 @@ impl Device {
             Backend::Kernel
         } else {
             let name = ifname.to_owned();
-            let handle = in_netns(&ns, move || {
-                // Incoming packets are matched to peers by index, never by a per-peer connected
-                // socket: two peers (a node's old and new key) share one endpoint in a rotation.
-                let config = DeviceConfig {
-                    n_threads: 2,
-                    use_connected_socket: false,
-                    use_multi_queue: false,
-                    uapi_fd: -1,
-                };
-                DeviceHandle::new(&name, config)
-            })?
-            .map_err(|e| {
-                anyhow!("cannot start boringtun for {ifname}: {e:?} (is /dev/net/tun there?)")
-            })?;
-            Backend::Userspace(handle)
+            let sockets = in_netns(&ns, move || Sockets::open(&name, port))??;
+            Backend::Userspace(Userspace::start(
+                sockets,
+                port,
+                key.secret().as_array(),
+                mtu,
+            )?)
         };
         let dev = Device {
             ifname: ifname.to_owned(),
@@ -213,6 +204,7 @@ impl Device {
             net,
             port,
             backend,
+            order: std::sync::Mutex::default(),
         };
         dev.net.set_link_up(ifname, Some(mtu))?;
         dev.set_key_and_port(key)?;
@@ -239,11 +231,7 @@ impl Device {
 
     fn set_key_and_port(&self, key: &PrivateKey) -> Result<()> {
         match &self.backend {
-            Backend::Userspace(_) => self.uapi_set(&format!(
-                "private_key={}\nlisten_port={}\n",
-                key.secret().to_lower_hex(),
-                self.port
-            )),
+            Backend::Userspace(_) => Ok(()),
             Backend::Kernel => self.kernel_set_host(key),
         }
     }
@@ -251,62 +239,68 @@ impl Device {
     /// Switches the interface to `key`. Its sessions end; peers are kept.
     pub fn set_private_key(&self, key: &PrivateKey) -> Result<()> {
         match &self.backend {
-            Backend::Userspace(_) => {
-                self.uapi_set(&format!("private_key={}\n", key.secret().to_lower_hex()))
+            Backend::Userspace(u) => {
+                u.set_private_key(key.secret().as_array());
+                Ok(())
             }
             Backend::Kernel => self.kernel_set_host(key),
         }
     }
 
-    /// Kernel: private key and port with the current peers (kernel WireGuard updates existing
-    /// peers in place, so their sessions survive everything but the key change itself).
+    /// Kernel: private key and port ([`kernel_host_config`]), then the peers it had, read
+    /// back and added again one by one in the order ward added them: of two peers with the
+    /// same allowed IPs (a node's current and next key) the later takes them, as before.
+    /// (defguard_wireguard_rs would add them in the order of a hash map.)
     fn kernel_set_host(&self, key: &PrivateKey) -> Result<()> {
-        let peers: Vec<Peer> = self.read()?.peers.into_values().collect();
-        let config = InterfaceConfiguration {
-            name: self.ifname.clone(),
-            prvkey: key.secret().to_string(),
-            addresses: vec![],
-            port: self.port,
-            peers,
-            mtu: None,
-            fwmark: None,
-        };
-        self.kernel(move |api| api.configure_interface(&config).map_err(|e| anyhow!("{e}")))
+        let peers = self.read()?.peers.into_values().collect();
+        let peers = in_added_order(peers, &self.added());
+        let config = kernel_host_config(&self.ifname, key, self.port);
+        self.kernel(move |api| {
+            api.configure_interface(&config)
+                .map_err(|e| anyhow!("{e}"))?;
+            peers
+                .iter()
+                .try_for_each(|p| api.configure_peer(p).map_err(|e| anyhow!("{e}")))
+        })
+    }
+
+    fn added(&self) -> std::sync::MutexGuard<'_, Vec<Key>> {
+        self.order
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Adds a peer that the interface does not have yet.
     pub fn add_peer(&self, peer: &PeerSpec) -> Result<()> {
         let p = peer.to_peer();
         match &self.backend {
-            Backend::Userspace(_) => self.uapi_set(&p.as_uapi_update()),
+            Backend::Userspace(u) => u.add_peer(peer)?,
             Backend::Kernel => {
-                self.kernel(move |api| api.configure_peer(&p).map_err(|e| anyhow!("{e}")))
+                self.kernel(move |api| api.configure_peer(&p).map_err(|e| anyhow!("{e}")))?;
             }
         }
+        self.added().push(peer.key.clone());
+        Ok(())
     }
 
     /// Removes the peer with `key` (no error when it is not there).
     pub fn remove_peer(&self, key: &Key) -> Result<()> {
         let k = key.clone();
         match &self.backend {
-            Backend::Userspace(_) => {
-                self.uapi_set(&format!("public_key={}\nremove=true\n", key.to_lower_hex()))
-            }
+            Backend::Userspace(u) => u.remove_peer(key),
             Backend::Kernel => {
-                self.kernel(move |api| api.remove_peer(&k).map_err(|e| anyhow!("{e}")))
+                self.kernel(move |api| api.remove_peer(&k).map_err(|e| anyhow!("{e}")))?;
             }
         }
+        self.added().retain(|a| a != key);
+        Ok(())
     }
 
     /// The interface as the implementation reports it: peers with handshakes and byte counts.
     /// (The private key in the answer is dropped here.)
     pub fn read(&self) -> Result<Host> {
         let mut host = match &self.backend {
-            Backend::Userspace(_) => {
-                let mut s = self.uapi()?;
-                s.write_all(b"get=1\n\n")?;
-                Host::parse_uapi(s).context("cannot read the WireGuard interface")?
-            }
+            Backend::Userspace(u) => u.read(),
             Backend::Kernel => {
                 self.kernel(|api| api.read_interface_data().map_err(|e| anyhow!("{e}")))?
             }
@@ -321,38 +315,6 @@ impl Device {
             let api = WGApi::<Kernel>::new(name).map_err(|e| anyhow!("{e}"))?;
             f(&api)
         })?
-    }
-
-    fn uapi(&self) -> Result<UnixStream> {
-        let path = Path::new(UAPI_DIR).join(format!("{}.sock", self.ifname));
-        let s = UnixStream::connect(&path)
-            .with_context(|| format!("cannot reach boringtun at {}", path.display()))?;
-        s.set_read_timeout(Some(Duration::from_secs(3)))?;
-        Ok(s)
-    }
-
-    /// One UAPI `set` transaction (applied by boringtun under one lock).
-    fn uapi_set(&self, body: &str) -> Result<()> {
-        let mut s = self.uapi()?;
-        s.write_all(b"set=1\n")?;
-        s.write_all(body.as_bytes())?;
-        s.write_all(b"\n")?;
-        for line in BufReader::new(s).lines() {
-            let line = line.context("no answer from boringtun")?;
-            if let Some(errno) = line.strip_prefix("errno=") {
-                return match errno.trim() {
-                    "0" => Ok(()),
-                    e => bail!(
-                        "boringtun refused the configuration of {} (errno {e})",
-                        self.ifname
-                    ),
-                };
-            }
-        }
-        bail!(
-            "boringtun closed the UAPI socket of {} without an answer",
-            self.ifname
-        )
     }
 }
 
@@ -379,17 +341,26 @@ impl WgDevice for Device {
         Device::read(self)
     }
     fn start_handshakes(&self, targets: &[Ipv4Addr]) {
-        let targets = targets.to_vec();
-        let r = in_netns(&self.netns, move || -> std::io::Result<()> {
-            let s = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))?;
-            for t in targets {
-                let _ = s.send_to(&[], (t, 9));
-            }
-            Ok(())
-        });
-        if let Err(e) = r {
-            tracing::debug!("start_handshakes: {e:#}");
+        match &self.backend {
+            Backend::Userspace(u) => u.initiate(targets),
+            Backend::Kernel => kernel_start_handshakes(&self.netns, targets),
         }
+    }
+}
+
+/// Kernel WireGuard: one empty UDP datagram into the tunnel towards each of `targets` (port
+/// 9, "discard") makes the interface start its handshakes now. Best effort.
+fn kernel_start_handshakes(netns: &Path, targets: &[Ipv4Addr]) {
+    let targets = targets.to_vec();
+    let r = in_netns(netns, move || -> std::io::Result<()> {
+        let s = std::net::UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))?;
+        for t in targets {
+            let _ = s.send_to(&[], (t, 9));
+        }
+        Ok(())
+    });
+    if let Err(e) = r {
+        tracing::debug!("start_handshakes: {e:#}");
     }
 }
 
@@ -398,8 +369,36 @@ impl Drop for Device {
         if let Backend::Kernel = self.backend {
             let _ = self.net.delete_link(&self.ifname);
         }
-        // boringtun: dropping the handle stops its threads; the TUN interface goes with its fd.
+        // Userspace: dropping the device stops its threads; the TUN interface goes with its fd.
     }
+}
+
+/// What kernel WireGuard is given on creation and on a key switch: the key and the port, no
+/// peers, no addresses, MTU and fwmark left alone. defguard_wireguard_rs sends it as one
+/// `WG_CMD_SET_DEVICE` with `WGDEVICE_F_REPLACE_PEERS`, after flushing the interface's
+/// addresses (none here): every peer goes, and [`Device::kernel_set_host`] adds them again
+/// (sessions restart, as they must with a new key).
+fn kernel_host_config(ifname: &str, key: &PrivateKey, port: u16) -> InterfaceConfiguration {
+    InterfaceConfiguration {
+        name: ifname.to_owned(),
+        prvkey: key.secret().to_string(),
+        addresses: vec![],
+        port,
+        peers: vec![],
+        mtu: None,
+        fwmark: None,
+    }
+}
+
+/// `peers` (as read back) in the order of `order`; any it does not name last.
+fn in_added_order(mut peers: Vec<Peer>, order: &[Key]) -> Vec<Peer> {
+    peers.sort_by_key(|p| {
+        order
+            .iter()
+            .position(|k| *k == p.public_key)
+            .unwrap_or(usize::MAX)
+    });
+    peers
 }
 
 /// An interface of that name left by a crashed agent (kernel WireGuard survives its agent).
@@ -421,3 +420,6 @@ fn kernel_available(net: &NetnsNet, ifname: &str) -> bool {
     let probe = format!("{}p", &ifname[..ifname.len().min(14)]);
     net.can_add_wireguard(&probe)
 }
+
+#[cfg(test)]
+mod tests;

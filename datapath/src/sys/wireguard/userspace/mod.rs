@@ -1,0 +1,272 @@
+//! ward's userspace WireGuard device, for kernels without the WireGuard module: a TUN
+//! interface and a UDP socket, with the protocol from gotatun ([`peers`]).
+//!
+//! Three threads: one per direction, which keeps every peer's packets in order (and on this
+//! project's two-core machines is one worker per core), and the timers:
+//! - **TUN → network**: reads the TUN with `IFF_VNET_HDR` and TSO on, so one read returns up
+//!   to 64 KB of one TCP flow, split into segments (tun-rs, as wireguard-go does); encrypts
+//!   each for its peer and sends them with UDP segmentation offload: one system call for
+//!   the 64 KB ([`udp`]).
+//! - **network → TUN**: receives up to 32 batches of datagrams per `recvmmsg`, each batch
+//!   coalesced by the kernel (UDP GRO); answers handshakes, decrypts data and writes it to
+//!   the TUN, TCP segments of one flow coalesced into one write (tun-rs's GRO).
+//! - **timers**: the protocol's retries, rekeying and keepalives, every 250 ms.
+//!
+//! The device installs no signal handlers and starts a handshake only as [`peers`] decides.
+//! Dropping it stops the threads and closes the TUN, which removes the interface.
+
+mod peers;
+mod udp;
+
+use anyhow::{Context, Result};
+use bytes::BytesMut;
+use defguard_wireguard_rs::host::Host;
+use defguard_wireguard_rs::key::Key;
+use peers::{NetOut, Peers};
+use rustix::event::PollFlags;
+use std::io::ErrorKind;
+use std::net::{Ipv4Addr, UdpSocket};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::thread::JoinHandle;
+use std::time::Duration;
+use tun_rs::{DeviceBuilder, GROTable, IDEAL_BATCH_SIZE, SyncDevice, VIRTIO_NET_HDR_LEN};
+use udp::{RECV_BATCH, Udp};
+
+use super::PeerSpec;
+
+/// How often the loops look at the stop flag, and the timers run.
+const TICK: Duration = Duration::from_millis(250);
+/// A receive buffer: up to 64 datagrams coalesced by UDP GRO.
+const RECV_BUFFER: usize = 65536;
+
+/// The TUN interface and UDP socket of a device, opened in its network namespace.
+pub struct Sockets {
+    tun: SyncDevice,
+    udp: Udp,
+}
+
+impl Sockets {
+    /// Opens TUN `ifname` (vnet header, TCP segmentation offload) and a UDP socket on `port`,
+    /// in the calling thread's network namespace.
+    pub fn open(ifname: &str, port: u16) -> Result<Sockets> {
+        let tun = DeviceBuilder::new()
+            .name(ifname)
+            .offload(true)
+            .build_sync()
+            .with_context(|| {
+                format!("cannot create TUN interface {ifname} (is /dev/net/tun there?)")
+            })?;
+        let udp = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, port))
+            .with_context(|| format!("cannot listen on UDP port {port} for {ifname}"))?;
+        let udp = Udp::new(udp).context("cannot set up the WireGuard UDP socket")?;
+        Ok(Sockets { tun, udp })
+    }
+}
+
+struct Shared {
+    peers: RwLock<Peers>,
+    tun: SyncDevice,
+    udp: Udp,
+    mtu: usize,
+    stop: AtomicBool,
+}
+
+impl Shared {
+    fn peers(&self) -> RwLockReadGuard<'_, Peers> {
+        self.peers
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+    fn peers_mut(&self) -> RwLockWriteGuard<'_, Peers> {
+        self.peers
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+    fn stopped(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+    fn send(&self, out: &mut NetOut, scratch: &mut Vec<u8>) {
+        self.udp.send(out, scratch);
+    }
+}
+
+/// One of the device's threads.
+type Loop = fn(&Shared);
+
+/// A running userspace WireGuard device.
+pub struct Userspace {
+    shared: Arc<Shared>,
+    port: u16,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Userspace {
+    /// Starts the device on `sockets` with private key `secret`, for packets up to `mtu`.
+    pub fn start(sockets: Sockets, port: u16, secret: [u8; 32], mtu: u32) -> Result<Userspace> {
+        let shared = Arc::new(Shared {
+            peers: RwLock::new(Peers::new(secret)),
+            tun: sockets.tun,
+            udp: sockets.udp,
+            mtu: usize::try_from(mtu).unwrap_or(1500).max(1280),
+            stop: AtomicBool::new(false),
+        });
+        let loops: [(&str, Loop); 3] = [
+            ("wg-tun", tun_loop),
+            ("wg-udp", udp_loop),
+            ("wg-timers", timer_loop),
+        ];
+        let mut threads = Vec::new();
+        for (name, f) in loops {
+            let s = Arc::clone(&shared);
+            threads.push(
+                std::thread::Builder::new()
+                    .name(name.to_owned())
+                    .spawn(move || f(&s))
+                    .context("cannot start the WireGuard device's threads")?,
+            );
+        }
+        Ok(Userspace {
+            shared,
+            port,
+            threads,
+        })
+    }
+
+    /// Switches to `secret`; sessions and handshakes in progress end, peers stay.
+    pub fn set_private_key(&self, secret: [u8; 32]) {
+        self.shared.peers_mut().set_private_key(secret);
+    }
+
+    /// Adds a peer the device does not have.
+    pub fn add_peer(&self, spec: &PeerSpec) -> Result<()> {
+        self.shared.peers_mut().add(spec)
+    }
+
+    /// Removes a peer (nothing when it is not there).
+    pub fn remove_peer(&self, key: &Key) {
+        self.shared.peers_mut().remove(key);
+    }
+
+    /// Peers with handshakes and byte counts.
+    pub fn read(&self) -> Host {
+        self.shared.peers().host(self.port)
+    }
+
+    /// Starts handshakes now towards the peers of `targets` that have no session.
+    pub fn initiate(&self, targets: &[Ipv4Addr]) {
+        let mut out = NetOut::new();
+        self.shared.peers().initiate(targets, &mut out);
+        self.shared.send(&mut out, &mut Vec::new());
+    }
+}
+
+impl Drop for Userspace {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+fn tun_loop(s: &Shared) {
+    let mut original = vec![0u8; VIRTIO_NET_HDR_LEN + 65535];
+    let mut bufs = vec![vec![0u8; s.mtu + 64]; IDEAL_BATCH_SIZE];
+    let mut sizes = vec![0usize; IDEAL_BATCH_SIZE];
+    let mut out = NetOut::new();
+    let mut scratch = Vec::new();
+    while !s.stopped() {
+        if !udp::wait(&s.tun, PollFlags::IN, TICK) {
+            continue;
+        }
+        let n = match s.tun.recv_multiple(&mut original, &mut bufs, &mut sizes, 0) {
+            Ok(n) => n,
+            Err(e) if e.kind() == ErrorKind::WouldBlock || e.kind() == ErrorKind::Interrupted => {
+                continue;
+            }
+            Err(e) => {
+                // No busy loop when the TUN keeps failing (its interface deleted under the device).
+                tracing::debug!("WireGuard TUN read: {e}");
+                std::thread::sleep(TICK);
+                continue;
+            }
+        };
+        {
+            let peers = s.peers();
+            for (buf, size) in bufs.iter().zip(&sizes).take(n) {
+                peers.outgoing(&buf[..*size], &mut out);
+            }
+        }
+        s.send(&mut out, &mut scratch);
+    }
+}
+
+fn udp_loop(s: &Shared) {
+    let mut bufs = vec![vec![0u8; RECV_BUFFER]; RECV_BATCH];
+    let mut meta = vec![quinn_udp::RecvMeta::default(); RECV_BATCH];
+    let mut out = NetOut::new();
+    let mut scratch = Vec::new();
+    let mut decrypted = Vec::new();
+    let mut writes: Vec<BytesMut> = Vec::new();
+    let mut gro = GROTable::default();
+    while !s.stopped() {
+        if !s.udp.readable(TICK) {
+            continue;
+        }
+        let n = match s.udp.recv(&mut bufs, &mut meta) {
+            Ok(n) => n,
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted) => {
+                continue;
+            }
+            Err(e) => {
+                tracing::debug!("WireGuard UDP receive: {e}");
+                std::thread::sleep(TICK);
+                continue;
+            }
+        };
+        {
+            let peers = s.peers();
+            for (buf, m) in bufs.iter().zip(&meta).take(n) {
+                let stride = m.stride.max(1);
+                for datagram in buf[..m.len].chunks(stride) {
+                    peers.incoming(m.addr, datagram, &mut out, &mut decrypted);
+                }
+            }
+        }
+        s.send(&mut out, &mut scratch);
+        write_tun(s, &mut decrypted, &mut writes, &mut gro);
+    }
+}
+
+/// Writes decrypted packets to the TUN, each behind room for the vnet header, coalescing
+/// what can be coalesced.
+fn write_tun(
+    s: &Shared,
+    decrypted: &mut Vec<gotatun::packet::Packet>,
+    writes: &mut Vec<BytesMut>,
+    gro: &mut GROTable,
+) {
+    if decrypted.is_empty() {
+        return;
+    }
+    writes.clear();
+    for p in decrypted.drain(..) {
+        let mut b = BytesMut::with_capacity(VIRTIO_NET_HDR_LEN + p.as_ref().len() + 64);
+        b.resize(VIRTIO_NET_HDR_LEN, 0);
+        b.extend_from_slice(p.as_ref());
+        writes.push(b);
+    }
+    if let Err(e) = s.tun.send_multiple(gro, writes, VIRTIO_NET_HDR_LEN) {
+        tracing::debug!("WireGuard TUN write: {e}");
+    }
+}
+
+fn timer_loop(s: &Shared) {
+    let (mut out, mut scratch) = (NetOut::new(), Vec::new());
+    while !s.stopped() {
+        std::thread::sleep(TICK);
+        s.peers().tick(&mut out);
+        s.send(&mut out, &mut scratch);
+    }
+}
