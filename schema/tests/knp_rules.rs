@@ -47,6 +47,17 @@ fn one(v: &Validation, code: &str, line: usize, column: usize, message: &str) {
     );
 }
 
+/// No error, and exactly one warning: `code` at `(line, column)` saying `message`.
+fn one_warning(v: &Validation, code: &str, at: (usize, usize), message: &str) {
+    assert_eq!(v.error_count(), 0, "{:#?}", v.diagnostics);
+    let warnings: Vec<_> = v
+        .diagnostics
+        .iter()
+        .map(|d| (d.severity, d.code, (d.line, d.column), d.message.as_str()))
+        .collect();
+    assert_eq!(warnings, [(Severity::Warning, code, at, message)]);
+}
+
 #[test]
 fn a_valid_network_policy_is_clean_and_loaded() {
     let v = check(&knp(r#"
@@ -282,18 +293,12 @@ fn cidr_groups_at_both_versions_and_their_invalid_cidrs() {
         let v = check(&format!(
             "apiVersion: {api}\nkind: CiliumCIDRGroup\nmetadata:\n  name: office\nspec:\n  externalCIDRs:\n    - 192.0.2.0/24\n    - 192.0.2.300/32\n"
         ));
-        assert_eq!(v.error_count(), 0, "{api}: {:#?}", v.diagnostics);
         assert_eq!(v.resources.len(), 1);
-        let d = &v.diagnostics[0];
-        assert_eq!(
-            (d.severity, d.code, d.line, d.column, d.message.as_str()),
-            (
-                Severity::Warning,
-                codes::CIDR,
-                8,
-                7,
-                "CIDRGroup has invalid CIDR \"192.0.2.300/32\"; Cilium skips it"
-            )
+        one_warning(
+            &v,
+            codes::CIDR,
+            (8, 7),
+            "CIDRGroup has invalid CIDR \"192.0.2.300/32\"; Cilium skips it",
         );
     }
     let v = check("apiVersion: cilium.io/v2\nkind: CiliumCIDRGroup\nmetadata:\n  name: office\n");
@@ -308,17 +313,11 @@ fn rules_outside_policy_types_are_a_warning() {
     let v = check(&knp(
         "  podSelector: {}\n  policyTypes: [Egress]\n  ingress:\n    - {}\n",
     ));
-    assert_eq!(v.error_count(), 0, "{:#?}", v.diagnostics);
-    let d = &v.diagnostics[0];
-    assert_eq!(
-        (d.severity, d.code, d.line, d.column, d.message.as_str()),
-        (
-            Severity::Warning,
-            codes::KNP_POLICY_TYPES,
-            9,
-            3,
-            "spec.ingress has rules but spec.policyTypes does not list Ingress: Kubernetes ignores them, Cilium enforces them and isolates ingress (cilium/cilium#48703)"
-        )
+    one_warning(
+        &v,
+        codes::KNP_POLICY_TYPES,
+        (9, 3),
+        "spec.ingress has rules but spec.policyTypes does not list Ingress: Kubernetes ignores them, Cilium enforces them and isolates ingress (cilium/cilium#48703)",
     );
     assert!(
         check(&knp("  podSelector: {}\n  egress: [{}]\n"))
