@@ -259,7 +259,7 @@ fn a_missing_cidr_group_is_reported_beside_the_verdict_and_fails_with_strict() {
         .stdout_has("35 passed, 1 failed");
     let strict = repo.ward(&["test", "policies", "--strict"]);
     strict.code(EXIT_ERROR).stdout_has(
-        "a rule on this flow's path names something this revision does not define (--strict)",
+        "a rule on this flow's path matches nothing here: it names something this revision does not define, or that only the cluster knows (--strict)",
     );
     let failed = strict
         .stdout
@@ -284,4 +284,25 @@ fn a_missing_cidr_group_is_reported_beside_the_verdict_and_fails_with_strict() {
     repo.ward(&["test", "policies", "--strict", "--format", "junit"])
         .code(EXIT_ERROR)
         .stdout_has("unresolved: CiliumNetworkPolicy/shop/admin-from-office spec.ingress[0]: CiliumCIDRGroup &quot;office-networks&quot;");
+}
+
+/// toFQDNs needs DNS answers and toServices a cluster's backends: here they match nothing,
+/// which `ward test` says beside every verdict on the rule's path, and `--strict` fails.
+#[test]
+fn rules_only_the_cluster_can_resolve_are_shown_and_fail_with_strict() {
+    let env = Env::new();
+    let repo = env.fixture_repo();
+    repo.write(
+        "policies/namespaces/shop/backend-to-api.yaml",
+        "apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {name: backend-to-api, namespace: shop}\nspec:\n  endpointSelector: {matchLabels: {app: backend}}\n  egress:\n    - toFQDNs: [{matchName: api.example.com}]\n      toPorts: [{ports: [{port: \"443\", protocol: TCP}]}]\n    - toServices: [{k8sService: {serviceName: api, namespace: shop}}]\n",
+    );
+    let run = repo.ward(&["test", "policies"]);
+    run.code(EXIT_OK)
+        .stdout_has("      unresolved: CiliumNetworkPolicy/shop/backend-to-api spec.egress[0]: toFQDNs needs DNS answers: ward cannot evaluate it, so it matches no destination\n")
+        .stdout_has("      unresolved: CiliumNetworkPolicy/shop/backend-to-api spec.egress[1]: toServices needs the cluster's services and their backends: it matches no destination\n");
+    let strict = repo.ward(&["test", "policies", "--strict"]);
+    strict
+        .code(EXIT_ERROR)
+        .stdout_has("  ✗ backend → 203.0.113.10 TCP/443: expect deny")
+        .stdout_has("matches nothing here: it names something this revision does not define, or that only the cluster knows (--strict)");
 }

@@ -222,7 +222,7 @@ impl RuleCompiler<'_, '_> {
             let at = self.entry_ref(RuleList::Egress, i);
             let (l4, l7, has_l4) = self.allow_l4(&at, r.to_ports.as_ref(), r.icmps.as_ref());
             if r.to_fqdns.is_some() {
-                self.note(&at, "toFQDNs needs DNS answers: ward cannot evaluate it, so it matches no destination");
+                self.unresolved(&at, "toFQDNs needs DNS answers: ward cannot evaluate it, so it matches no destination");
             }
             let peers = self.egress_peers(&at, &r.common, has_l4, r.to_fqdns.is_some(), &scope);
             egress.push(Arc::new(Entry {

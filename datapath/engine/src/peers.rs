@@ -37,7 +37,7 @@ impl RuleCompiler<'_, '_> {
         );
         self.entities(at, &mut peers, c.from_entities.as_deref());
         if c.from_groups.as_ref().is_some_and(|g| !g.is_empty()) {
-            self.note(at, "fromGroups needs a cloud provider: it matches no peer");
+            self.unresolved(at, "fromGroups needs a cloud provider: it matches no peer");
         }
         peers
     }
@@ -73,10 +73,10 @@ impl RuleCompiler<'_, '_> {
         );
         self.entities(at, &mut peers, c.to_entities.as_deref());
         if c.to_services.as_ref().is_some_and(|s| !s.is_empty()) {
-            self.note(at, "toServices needs the cluster's services and their backends: it matches no destination");
+            self.unresolved(at, "toServices needs the cluster's services and their backends: it matches no destination");
         }
         if c.to_groups.as_ref().is_some_and(|g| !g.is_empty()) {
-            self.note(
+            self.unresolved(
                 at,
                 "toGroups needs a cloud provider: it matches no destination",
             );

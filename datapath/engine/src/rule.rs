@@ -111,8 +111,9 @@ pub struct Note {
     pub rule: RuleRef,
     /// What, in one sentence.
     pub message: String,
-    /// The rule names something the revision does not define (a CiliumCIDRGroup), so that
-    /// part matches nothing; `ward test --strict` and the connectivity diff treat it as an
-    /// error.
+    /// The rule names something the revision does not define (a CiliumCIDRGroup), or that
+    /// only the cluster knows (the backends of `toServices`, the answers for `toFQDNs`, a
+    /// cloud provider's groups), so that part matches nothing here: `ward test` and the
+    /// connectivity diff show it beside the verdict, and `--strict` makes it an error.
     pub unresolved: bool,
 }

@@ -224,7 +224,7 @@ fn evaluate(
     if options.strict && !result.unresolved.is_empty() && result.status == Status::Pass {
         result.status = Status::Fail;
         result.message = Some(
-            "a rule on this flow's path names something this revision does not define (--strict)"
+            "a rule on this flow's path matches nothing here: it names something this revision does not define, or that only the cluster knows (--strict)"
                 .into(),
         );
     }
@@ -514,7 +514,7 @@ mod tests {
         assert_eq!(
             strict.tests[0].expectations[0].message.as_deref(),
             Some(
-                "a rule on this flow's path names something this revision does not define (--strict)"
+                "a rule on this flow's path matches nothing here: it names something this revision does not define, or that only the cluster knows (--strict)"
             )
         );
     }
