@@ -298,11 +298,47 @@ fn rules_only_the_cluster_can_resolve_are_shown_and_fail_with_strict() {
     );
     let run = repo.ward(&["test", "policies"]);
     run.code(EXIT_OK)
-        .stdout_has("      unresolved: CiliumNetworkPolicy/shop/backend-to-api spec.egress[0]: toFQDNs needs DNS answers: ward cannot evaluate it, so it matches no destination\n")
+        .stdout_has("      unresolved: CiliumNetworkPolicy/shop/backend-to-api spec.egress[0]: toFQDNs (api.example.com) has no DNS answer here (declare them under a PolicyTest's spec.dns): it matches no destination\n")
         .stdout_has("      unresolved: CiliumNetworkPolicy/shop/backend-to-api spec.egress[1]: toServices needs the cluster's services and their backends: it matches no destination\n");
     let strict = repo.ward(&["test", "policies", "--strict"]);
     strict
         .code(EXIT_ERROR)
         .stdout_has("  ✗ backend → 203.0.113.10 TCP/443: expect deny")
         .stdout_has("matches nothing here: it names something this revision does not define, or that only the cluster knows (--strict)");
+}
+
+/// toFQDNs resolves against the DNS answers a PolicyTest declares: the answered addresses,
+/// and only those, are allowed; a pattern matches as Cilium's does.
+#[test]
+fn to_fqdns_allows_exactly_the_declared_answers() {
+    let env = Env::new();
+    let repo = env.fixture_repo();
+    repo.write(
+        "policies/namespaces/shop/backend-to-api.yaml",
+        "apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {name: backend-to-api, namespace: shop}\nspec:\n  endpointSelector: {matchLabels: {app: backend}}\n  egress:\n    - toFQDNs: [{matchName: api.example.com}, {matchPattern: \"*.cdn.example.net\"}]\n      toPorts: [{ports: [{port: \"443\", protocol: TCP}]}]\n",
+    );
+    repo.write(
+        "policies/tests/fqdn.yaml",
+        "apiVersion: ward.dev/v1alpha1\nkind: PolicyTest\nmetadata: {name: fqdn}\nspec:\n  dns:\n    - {name: api.example.com, addresses: [192.0.2.10]}\n    - {name: eu.cdn.example.net, addresses: [192.0.2.20, \"2001:db8::20\"]}\n    - {name: cdn.example.net, addresses: [192.0.2.30]}\n  endpoints:\n    - {name: backend, namespace: shop, labels: {app: backend}, ip: 10.0.1.20}\n  expectations:\n    - {from: backend, to: 192.0.2.10, port: 443, protocol: TCP, expect: allow, decidedBy: CiliumNetworkPolicy/shop/backend-to-api}\n    - {from: backend, to: 192.0.2.20, port: 443, protocol: TCP, expect: allow}\n    - {from: backend, to: \"2001:db8::20\", port: 443, protocol: TCP, expect: allow}\n    - {from: backend, to: 192.0.2.30, port: 443, protocol: TCP, expect: deny, description: \"*. needs a label before cdn.example.net\"}\n    - {from: backend, to: 192.0.2.10, port: 80, protocol: TCP, expect: deny}\n    - {from: backend, to: 192.0.2.99, port: 443, protocol: TCP, expect: deny}\n",
+    );
+    let run = repo.ward(&[
+        "test",
+        "policies/tests/fqdn.yaml",
+        "policies/namespaces",
+        "--strict",
+    ]);
+    run.code(EXIT_OK)
+        .stdout_has("  ✓ backend → 192.0.2.10 TCP/443: allow, decided by CiliumNetworkPolicy/shop/backend-to-api\n")
+        .stdout_has("6 passed, 0 failed")
+        .stdout_lacks("unresolved");
+    // A bad answer is a finding with its place.
+    repo.write(
+        "policies/tests/fqdn.yaml",
+        "apiVersion: ward.dev/v1alpha1\nkind: PolicyTest\nmetadata: {name: fqdn}\nspec:\n  dns:\n    - {name: api.example.com, addresses: [192.0.2.300]}\n  endpoints:\n    - {name: backend, namespace: shop, labels: {app: backend}}\n  expectations:\n    - {from: backend, to: 192.0.2.10, port: 443, protocol: TCP, expect: allow}\n",
+    );
+    repo.ward(&["validate", "policies/tests/fqdn.yaml"])
+        .code(EXIT_ERROR)
+        .stdout_has(
+            "policies/tests/fqdn.yaml:6:43: error[WARD-S014]: \"192.0.2.300\" is not an IP address",
+        );
 }

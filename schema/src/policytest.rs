@@ -28,9 +28,22 @@ pub struct PolicyTestSpec {
     /// The workloads it declares. A name means the same endpoint in every test.
     #[serde(default)]
     pub endpoints: Vec<TestEndpoint>,
+    /// DNS answers `toFQDNs` rules resolve against (a name means the same answer in every
+    /// test).
+    #[serde(default)]
+    pub dns: Vec<TestDnsAnswer>,
     /// The verdicts it expects.
     #[serde(default)]
     pub expectations: Vec<TestExpectation>,
+}
+
+/// A DNS name and its addresses, as a test declares them.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct TestDnsAnswer {
+    /// The name.
+    pub name: String,
+    /// Its addresses (checked to parse).
+    pub addresses: Vec<String>,
 }
 
 /// A workload of a test.

@@ -27,6 +27,19 @@ pub struct Cluster {
     pub nodes: Vec<Node>,
     /// The workload endpoints (pods).
     pub endpoints: Vec<Endpoint>,
+    /// DNS answers `toFQDNs` rules resolve against (a PolicyTest's `spec.dns`): where Cilium
+    /// learns them from its DNS proxy, ward takes them as declared.
+    pub dns: Vec<DnsAnswer>,
+}
+
+/// One DNS name and the addresses it resolves to.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct DnsAnswer {
+    /// The name (`api.example.com`).
+    pub name: String,
+    /// Its addresses (A and AAAA records).
+    pub addresses: Vec<IpAddr>,
 }
 
 /// A node: its host endpoint is `reserved:host` to pods on it and `reserved:remote-node` to
@@ -205,6 +218,7 @@ impl Cluster {
     /// address outside the cluster is `world` to the engine.
     pub fn from_topology(topology: &Topology) -> Cluster {
         Cluster {
+            dns: Vec::new(),
             namespaces: topology.namespaces.clone(),
             nodes: topology
                 .nodes

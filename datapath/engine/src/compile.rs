@@ -94,6 +94,8 @@ pub(crate) struct Ctx<'a> {
     pub selectors: &'a mut SelectorCache,
     /// The revision's CiliumCIDRGroups, which `cidrGroupRef`/`cidrGroupSelector` resolve against.
     pub groups: &'a CidrGroups,
+    /// The DNS answers `toFQDNs` resolves against.
+    pub dns: &'a [crate::cluster::DnsAnswer],
 }
 
 /// Compiles a CNP, CCNP or Kubernetes NetworkPolicy; `None` for other kinds.
@@ -221,10 +223,8 @@ impl RuleCompiler<'_, '_> {
         for (i, r) in rule.egress.iter().flatten().enumerate() {
             let at = self.entry_ref(RuleList::Egress, i);
             let (l4, l7, has_l4) = self.allow_l4(&at, r.to_ports.as_ref(), r.icmps.as_ref());
-            if r.to_fqdns.is_some() {
-                self.unresolved(&at, "toFQDNs needs DNS answers: ward cannot evaluate it, so it matches no destination");
-            }
-            let peers = self.egress_peers(&at, &r.common, has_l4, r.to_fqdns.is_some(), &scope);
+            let mut peers = self.egress_peers(&at, &r.common, has_l4, r.to_fqdns.is_some(), &scope);
+            peers.extend(self.fqdn_peers(&at, r.to_fqdns.as_deref()));
             egress.push(Arc::new(Entry {
                 rule: at,
                 deny: false,
@@ -420,6 +420,7 @@ mod tests {
             non_default_deny_policies: true,
             selectors: &mut selectors,
             groups: &groups,
+            dns: &[],
         };
         compile(&res, &mut ctx).unwrap()
     }

@@ -45,6 +45,7 @@ pub mod cidr;
 pub mod cluster;
 mod compile;
 mod config;
+mod fqdn;
 pub mod groups;
 pub mod identity;
 mod index;
@@ -61,7 +62,7 @@ pub mod selector;
 mod verdict;
 mod world;
 
-pub use cluster::{Cluster, ClusterError, Endpoint, NamedPort, Node};
+pub use cluster::{Cluster, ClusterError, DnsAnswer, Endpoint, NamedPort, Node};
 pub use config::{Enforcement, EngineConfig};
 pub use groups::{CidrGroup, CidrGroups};
 pub use identity::{Identity, IdentityAllocator};

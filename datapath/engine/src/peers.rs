@@ -2,6 +2,7 @@
 
 use super::cidr::{CidrPeer, Prefix};
 use super::compile::{PeerMatch, RuleCompiler};
+use super::fqdn;
 use super::identity::{EntityPeers, entity};
 use super::rule::RuleRef;
 use super::scope::Scope;
@@ -79,6 +80,47 @@ impl RuleCompiler<'_, '_> {
             self.unresolved(
                 at,
                 "toGroups needs a cloud provider: it matches no destination",
+            );
+        }
+        peers
+    }
+
+    /// `toFQDNs`: every address of a declared DNS answer whose name a selector matches, as a
+    /// host prefix. Without such an answer the rule matches nothing, which is said (unresolved).
+    pub(crate) fn fqdn_peers(
+        &mut self,
+        at: &RuleRef,
+        selectors: Option<&[model::FqdnSelector]>,
+    ) -> Vec<PeerMatch> {
+        let Some(selectors) = selectors.filter(|s| !s.is_empty()) else {
+            return Vec::new();
+        };
+        let mut peers = Vec::new();
+        for answer in self.ctx.dns {
+            if !selectors.iter().any(|s| fqdn::matches(s, &answer.name)) {
+                continue;
+            }
+            for ip in &answer.addresses {
+                let len = if ip.is_ipv4() { 32 } else { 128 };
+                if let Ok(prefix) = Prefix::parse(&format!("{ip}/{len}")) {
+                    peers.push(PeerMatch::Cidr(CidrPeer {
+                        prefix,
+                        except: Vec::new(),
+                    }));
+                }
+            }
+        }
+        if peers.is_empty() {
+            let names: Vec<&str> = selectors
+                .iter()
+                .filter_map(|s| s.match_name.as_deref().or(s.match_pattern.as_deref()))
+                .collect();
+            self.unresolved(
+                at,
+                format!(
+                    "toFQDNs ({}) has no DNS answer here (declare them under a PolicyTest's spec.dns): it matches no destination",
+                    names.join(", ")
+                ),
             );
         }
         peers

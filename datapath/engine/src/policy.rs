@@ -184,6 +184,7 @@ impl PolicyRepository {
             non_default_deny_policies: self.config.non_default_deny_policies,
             selectors: &mut self.selectors,
             groups: &self.groups,
+            dns: &self.cluster.dns,
         };
         let mut c = compile::compile(res, &mut ctx)?;
         for rule in &mut c.rules {

@@ -527,6 +527,7 @@ mod tests {
             non_default_deny_policies: true,
             selectors: &mut cache,
             groups: &groups,
+            dns: &[],
         };
         let policy = compile(&res, &mut ctx).unwrap();
         let rules: Vec<&CompiledRule> = policy.rules.iter().collect();
@@ -604,6 +605,7 @@ mod tests {
             non_default_deny_policies: true,
             selectors: &mut cache,
             groups: &groups,
+            dns: &[],
         };
         let requiring = compile(&requiring, &mut ctx).unwrap();
         let allowing = compile(&allowing, &mut ctx).unwrap();

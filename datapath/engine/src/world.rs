@@ -236,6 +236,7 @@ mod tests {
             ..Endpoint::default()
         };
         let cluster = Cluster {
+            dns: Vec::new(),
             nodes: vec![Node {
                 name: "n1".into(),
                 ip: Some("10.0.0.1".parse().unwrap()),

@@ -68,6 +68,7 @@ impl TestCluster {
     /// [`OnConflict::KeepFirst`]).
     pub fn add(&mut self, test: &PolicyTest, on_conflict: OnConflict) -> Vec<Diagnostic> {
         let mut problems = Vec::new();
+        self.add_dns(test);
         for (index, ep) in test.spec.endpoints.iter().enumerate() {
             if let Some(&at) = self.by_name.get(&ep.name) {
                 let differences = differences(&self.raw[at], ep);
@@ -103,6 +104,28 @@ impl TestCluster {
             }
         }
         problems
+    }
+
+    /// Adds a test's DNS answers (`spec.dns`; the checks made sure the addresses parse); a
+    /// name another test answered already gets the union of the addresses.
+    fn add_dns(&mut self, test: &PolicyTest) {
+        for answer in &test.spec.dns {
+            let addresses = answer.addresses.iter().filter_map(|a| a.parse().ok());
+            let name = answer.name.trim_end_matches('.').to_ascii_lowercase();
+            match self.cluster.dns.iter_mut().find(|d| d.name == name) {
+                Some(known) => {
+                    for a in addresses {
+                        if !known.addresses.contains(&a) {
+                            known.addresses.push(a);
+                        }
+                    }
+                }
+                None => self.cluster.dns.push(ward_engine::DnsAnswer {
+                    name,
+                    addresses: addresses.collect(),
+                }),
+            }
+        }
     }
 
     /// Adds an endpoint no test declares (one named on the command line); it is found by

@@ -19,10 +19,36 @@ pub(super) fn check(c: &mut Checker, object: &Value) {
         return;
     };
     c.at("spec", |c| {
+        c.each(spec, "dns", check_dns_answer);
         let endpoints = check_endpoints(c, spec);
         c.each(spec, "expectations", |c, e| {
             check_expectation(c, e, &endpoints)
         });
+    });
+}
+
+/// A `spec.dns` answer: a DNS name and addresses that parse.
+fn check_dns_answer(c: &mut Checker, answer: &Value) {
+    if let Some(name) = answer.get("name").and_then(Value::as_str) {
+        let ok = name.trim_end_matches('.').split('.').all(|l| {
+            !l.is_empty()
+                && l.chars()
+                    .all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_')
+        });
+        if !ok {
+            c.at("name", |c| {
+                c.error(codes::POLICY_TEST, format!("\"{name}\" is not a DNS name"))
+                    .hint("a name such as api.example.com (letters, digits, - and _, labels separated by dots)");
+            });
+        }
+    }
+    c.each(answer, "addresses", |c, a| {
+        if let Some(a) = a.as_str()
+            && a.parse::<std::net::IpAddr>().is_err()
+        {
+            c.error(codes::POLICY_TEST, format!("\"{a}\" is not an IP address"))
+                .hint("an IPv4 or IPv6 address such as 192.0.2.10");
+        }
     });
 }
 

@@ -47,6 +47,7 @@ fn cluster() -> Cluster {
         node: Some("n1".into()),
     };
     Cluster {
+        dns: Vec::new(),
         namespaces: [
             ("shop".to_owned(), labels(&[("team", "shop")])),
             ("db".to_owned(), labels(&[("team", "data")])),
