@@ -60,13 +60,10 @@ impl Schemas {
 
     /// The process-wide schemas of `version` (each kind compiled on first use).
     pub fn for_version(version: CiliumVersion) -> &'static Schemas {
-        static SCHEMAS: [OnceLock<Schemas>; 3] =
-            [OnceLock::new(), OnceLock::new(), OnceLock::new()];
-        let slot = CiliumVersion::ALL
-            .iter()
-            .position(|v| *v == version)
-            .expect("every version has a slot");
-        SCHEMAS[slot].get_or_init(|| {
+        // One slot per version, in declaration order (the enum's discriminants).
+        static SCHEMAS: [OnceLock<Schemas>; CiliumVersion::ALL.len()] =
+            [const { OnceLock::new() }; CiliumVersion::ALL.len()];
+        SCHEMAS[version as usize].get_or_init(|| {
             Schemas::parse(schema_text(version), version)
                 .expect("the embedded schemas parse (tested)")
         })

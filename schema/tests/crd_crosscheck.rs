@@ -417,23 +417,15 @@ fn minor_key(minor: &str) -> (u32, u32) {
 
 /// The releases `ci/crds/releases` pins, oldest first.
 fn releases() -> Vec<Release> {
-    let text = std::fs::read_to_string(crate_dir().join("../ci/crds/releases"))
-        .expect("read ci/crds/releases");
-    let mut out: Vec<Release> = text
-        .lines()
-        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
-        .map(|l| {
-            let mut w = l.split_whitespace();
-            Release {
-                minor: w.next().expect("minor").to_owned(),
-                version: w.next().expect("release").to_owned(),
-                newest: false,
-            }
+    let mut out: Vec<Release> = ward_testkit::cilium_releases()
+        .into_iter()
+        .map(|(minor, version)| Release {
+            minor,
+            version,
+            newest: false,
         })
         .collect();
-    out.last_mut()
-        .expect("ci/crds/releases pins a release")
-        .newest = true;
+    out.last_mut().expect("a release").newest = true;
     out
 }
 

@@ -111,18 +111,32 @@ pub fn bpf_missing() -> Option<String> {
     })
 }
 
-/// The newest Cilium minor version `ci/crds/releases` pins (its last line): ward's default
-/// `--cilium-version`, whose CRDs the test cluster installs.
-pub fn newest_cilium_minor() -> String {
+/// The Cilium releases `ci/crds/releases` pins, oldest first: (minor version, release), such
+/// as `("1.19", "v1.19.7")`.
+pub fn cilium_releases() -> Vec<(String, String)> {
     let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../crds/releases");
     let text =
         std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("read {}: {e}", file.display()));
-    text.lines()
+    let releases: Vec<(String, String)> = text
+        .lines()
         .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
-        .filter_map(|l| l.split_whitespace().next())
-        .next_back()
-        .expect("ci/crds/releases pins a release")
-        .to_owned()
+        .map(|l| {
+            let mut w = l.split_whitespace().map(str::to_owned);
+            let minor = w.next().expect("a minor version");
+            (minor, w.next().expect("a release after the minor version"))
+        })
+        .collect();
+    assert!(!releases.is_empty(), "ci/crds/releases pins no release");
+    releases
+}
+
+/// The newest Cilium minor version `ci/crds/releases` pins (its last line): ward's default
+/// `--cilium-version`, whose CRDs the test cluster installs.
+pub fn newest_cilium_minor() -> String {
+    cilium_releases()
+        .pop()
+        .map(|(minor, _)| minor)
+        .expect("a release")
 }
 
 #[cfg(test)]

@@ -514,22 +514,7 @@ mod tests {
             "ingress": [{"fromEndpoints": [{"matchLabels": {"app": "a"}}], "toPorts": [{"ports": [{"port": "80", "protocol": "TCP"}]}]}],
             "ingressDeny": [{"fromEndpoints": [{}], "toPorts": [{"ports": [{"port": "81", "protocol": "TCP"}]}]}]
         });
-        let key = ResourceKey::new(Kind::CiliumNetworkPolicy, Some("ns"), "p");
-        let object = json!({"kind": "CiliumNetworkPolicy", "metadata": {"name": "p", "namespace": "ns"}, "spec": spec});
-        let res = Resource {
-            key,
-            object,
-            origin: Origin::default(),
-        };
-        let groups = crate::groups::CidrGroups::default();
-        let mut ctx = Ctx {
-            cluster: "default",
-            non_default_deny_policies: true,
-            selectors: &mut cache,
-            groups: &groups,
-            dns: &[],
-        };
-        let policy = compile(&res, &mut ctx).unwrap();
+        let [policy] = compile_all(&mut cache, [policy("p", spec)]);
         let rules: Vec<&CompiledRule> = policy.rules.iter().collect();
         let dp = DirectionPolicy::build(&rules, Direction::Ingress, false);
         assert!(dp.enforced);
@@ -558,6 +543,22 @@ mod tests {
         assert_eq!((hit.deny, hit.allow), (None, Some(0)));
         let hit = dp.lookup(&remote(258), Protocol::TCP, 80, None);
         assert_eq!((hit.deny, hit.allow), (None, None));
+    }
+
+    /// Compiles CNPs in namespace `ns` of cluster `default` (no CIDR groups, no DNS answers).
+    fn compile_all<const N: usize>(
+        cache: &mut SelectorCache,
+        resources: [Resource; N],
+    ) -> [crate::compile::CompiledPolicy; N] {
+        let groups = crate::groups::CidrGroups::default();
+        let mut ctx = Ctx {
+            cluster: "default",
+            non_default_deny_policies: true,
+            selectors: cache,
+            groups: &groups,
+            dns: &[],
+        };
+        resources.map(|r| compile(&r, &mut ctx).unwrap())
     }
 
     fn policy(name: &str, spec: serde_json::Value) -> Resource {
@@ -599,16 +600,7 @@ mod tests {
                 "ingressDeny": [{"fromEndpoints": [{}], "toPorts": [{"ports": [{"port": "81", "protocol": "TCP"}]}]}]
             }),
         );
-        let groups = crate::groups::CidrGroups::default();
-        let mut ctx = Ctx {
-            cluster: "default",
-            non_default_deny_policies: true,
-            selectors: &mut cache,
-            groups: &groups,
-            dns: &[],
-        };
-        let requiring = compile(&requiring, &mut ctx).unwrap();
-        let allowing = compile(&allowing, &mut ctx).unwrap();
+        let [requiring, allowing] = compile_all(&mut cache, [requiring, allowing]);
         let remote = |id| Remote {
             id: Identity(id),
             ip: None,
