@@ -25,6 +25,10 @@ pub struct PolicyTestSpec {
     /// What the test is about.
     #[serde(default)]
     pub description: Option<String>,
+    /// The nodes it declares (a name means the same node in every test); endpoints may also
+    /// name nodes that are not declared.
+    #[serde(default)]
+    pub nodes: Vec<TestNode>,
     /// The workloads it declares. A name means the same endpoint in every test.
     #[serde(default)]
     pub endpoints: Vec<TestEndpoint>,
@@ -44,6 +48,44 @@ pub struct TestDnsAnswer {
     pub name: String,
     /// Its addresses (checked to parse).
     pub addresses: Vec<String>,
+}
+
+/// A node of a test: its host endpoint is `node:<name>` in expectations, and what the `host`
+/// and `remote-node` entities stand for next to its pods.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct TestNode {
+    /// The node name.
+    pub name: String,
+    /// The node's address (optional).
+    #[serde(default)]
+    pub ip: Option<String>,
+    /// Node labels (`nodeSelector`, `fromNodes`/`toNodes`).
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// An HTTP request an expectation carries.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+pub struct TestHttpRequest {
+    /// The method (`GET` when absent).
+    #[serde(default)]
+    pub method: Option<String>,
+    /// The path with its query (`/` when absent).
+    #[serde(default)]
+    pub path: Option<String>,
+    /// The Host header.
+    #[serde(default)]
+    pub host: Option<String>,
+    /// Other headers.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+}
+
+/// A DNS query an expectation carries.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct TestDnsQuery {
+    /// The queried name.
+    pub query: String,
 }
 
 /// A workload of a test.
@@ -104,6 +146,12 @@ pub struct TestExpectation {
     /// Why this expectation exists.
     #[serde(default)]
     pub description: Option<String>,
+    /// An HTTP request the flow carries: the verdict then includes the L7 rules' decision.
+    #[serde(default)]
+    pub http: Option<TestHttpRequest>,
+    /// A DNS query the flow carries: the verdict then includes the DNS rules' decision.
+    #[serde(default)]
+    pub dns: Option<TestDnsQuery>,
 }
 
 /// A port as an expectation writes it.

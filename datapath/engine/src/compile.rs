@@ -16,6 +16,7 @@
 
 use super::cidr::CidrPeer;
 use super::groups::CidrGroups;
+use super::l7::PortL7;
 use super::ports::{L4, icmp_field, port_protocol};
 use super::rule::{Note, RuleList, RuleRef, SpecRef};
 use super::scope::Scope;
@@ -50,6 +51,9 @@ pub(crate) struct Entry {
     pub l4: Vec<L4>,
     /// The entry carries L7 rules (or a listener, SNI or TLS) that are not enforced.
     pub l7: bool,
+    /// With `l7`, each `toPorts` item's ports and L7 rules (empty otherwise: every port of
+    /// the entry is an L7 wildcard).
+    pub l7_ports: Vec<PortL7>,
 }
 
 /// What a rule applies to.
@@ -205,6 +209,7 @@ impl RuleCompiler<'_, '_> {
                 peers,
                 l4,
                 l7,
+                l7_ports: l7_items(l7, r.to_ports.as_deref()),
             }));
         }
         for (i, r) in rule.ingress_deny.iter().flatten().enumerate() {
@@ -217,6 +222,7 @@ impl RuleCompiler<'_, '_> {
                 peers,
                 l4,
                 l7: false,
+                l7_ports: Vec::new(),
             }));
         }
         let mut egress = Vec::new();
@@ -231,6 +237,7 @@ impl RuleCompiler<'_, '_> {
                 peers,
                 l4,
                 l7,
+                l7_ports: l7_items(l7, r.to_ports.as_deref()),
             }));
         }
         for (i, r) in rule.egress_deny.iter().flatten().enumerate() {
@@ -243,6 +250,7 @@ impl RuleCompiler<'_, '_> {
                 peers,
                 l4,
                 l7: false,
+                l7_ports: Vec::new(),
             }));
         }
         let origin = self.origin.clone();
@@ -395,6 +403,14 @@ impl RuleCompiler<'_, '_> {
             }
         }
         (out, true)
+    }
+}
+
+/// The `toPorts` items of an allow entry with L7 rules (none without).
+fn l7_items(l7: bool, ports: Option<&[model::PortRule]>) -> Vec<PortL7> {
+    match ports {
+        Some(p) if l7 => PortL7::of(p),
+        _ => Vec::new(),
     }
 }
 

@@ -161,6 +161,7 @@ impl RuleCompiler<'_, '_> {
             peers,
             l4,
             l7: false,
+            l7_ports: Vec::new(),
         })
     }
 

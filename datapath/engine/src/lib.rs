@@ -38,8 +38,10 @@
 //! groups resolve against the CiliumCIDRGroups given with the policies ([`groups`]); a
 //! reference to a group that is not there matches nothing and its note is
 //! [`Note::unresolved`].
-//! L7 rules are not enforced: they count as their L4 allow and the decision is flagged
-//! ([`DirectionDecision::l7_not_enforced`]). Mutual authentication is not evaluated either.
+//! L7 rules count as their L4 allow in [`PolicyRepository::verdict`] (the decision is
+//! flagged, [`DirectionDecision::l7_not_enforced`]), as the datapath sees them;
+//! [`PolicyRepository::l7_verdict`] then decides an HTTP request or DNS query as Cilium's
+//! proxies would (`l7`). Mutual authentication is not evaluated.
 
 pub mod cidr;
 pub mod cluster;
@@ -50,6 +52,7 @@ pub mod groups;
 pub mod identity;
 mod index;
 mod knp;
+mod l7;
 pub mod labels;
 mod peers;
 mod policy;
@@ -66,6 +69,7 @@ pub use cluster::{Cluster, ClusterError, DnsAnswer, Endpoint, NamedPort, Node};
 pub use config::{Enforcement, EngineConfig};
 pub use groups::{CidrGroup, CidrGroups};
 pub use identity::{Identity, IdentityAllocator};
+pub use l7::{HttpRequest, L7Decision, L7Request, L7Verdict};
 pub use labels::{Label, LabelSet};
 pub use policy::{EngineError, PolicyRepository, Update};
 pub use ports::{L4, Protocol};
@@ -73,4 +77,4 @@ pub use resolve::{EndpointPolicy, ExportedEntry, ExportedPeer};
 pub use rule::{Direction, Note, RuleList, RuleRef, SpecRef};
 pub use selector::Selector;
 pub use verdict::{Decision, DirectionDecision, Flow, Peer, Reason, Verdict};
-pub use world::EndpointId;
+pub use world::{EndpointId, NodeId};

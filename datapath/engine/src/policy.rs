@@ -19,7 +19,7 @@ use super::labels::LabelSet;
 use super::resolve::EndpointPolicy;
 use super::rule::Note;
 use super::select::SelectorCache;
-use super::world::{self, EndpointId, SubjectKind, World};
+use super::world::{self, EndpointId, NodeId, SubjectKind, World};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use ward_schema::{Kind, Resource, ResourceKey, ResourceSet};
@@ -298,6 +298,34 @@ impl PolicyRepository {
             .endpoints
             .get(id.0 as usize)
             .map(|e| &self.resolved[e.subject as usize])
+    }
+
+    /// A node by name.
+    pub fn node_id(&self, name: &str) -> Option<NodeId> {
+        self.world.node_names.get(name).map(|n| NodeId(*n))
+    }
+
+    /// The node an endpoint runs on, when it names a node.
+    pub fn node_of(&self, id: EndpointId) -> Option<NodeId> {
+        self.world
+            .endpoints
+            .get(id.0 as usize)
+            .and_then(|e| e.node)
+            .map(NodeId)
+    }
+
+    /// The resolved policy of a node's host endpoint, by id.
+    pub fn node_policy(&self, id: NodeId) -> Option<&EndpointPolicy> {
+        let n = self.world.nodes.get(id.0 as usize)?;
+        Some(&self.resolved[n.host_subject as usize])
+    }
+
+    /// The node that has address `ip`, if one has.
+    pub fn node_by_ip(&self, ip: std::net::IpAddr) -> Option<NodeId> {
+        match self.world.ips.get(&ip) {
+            Some(world::Owner::Node(n)) => Some(NodeId(*n)),
+            _ => None,
+        }
     }
 
     /// The resolved policy of a node's host endpoint.

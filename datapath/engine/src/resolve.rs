@@ -299,18 +299,48 @@ impl DirectionPolicy {
         if let Some(span) = self.by_identity.get(&remote.id) {
             hit.merge(self.scan(*span, proto, port, named));
         }
-        if remote.world {
-            for (c, item) in &self.cidr {
-                let inside = match remote.ip {
-                    Some(ip) => c.contains(ip),
-                    None => c.prefix.is_default_route(),
-                };
-                if inside && self.l4_matches(item.ports, proto, port, named) {
-                    hit.merge(hit_of(item));
-                }
+        for item in self.cidr_items(remote) {
+            if self.l4_matches(item.ports, proto, port, named) {
+                hit.merge(hit_of(item));
             }
         }
         hit
+    }
+
+    /// Every allow entry that matches a flow with this remote end (not only the first), in
+    /// entry order: the L7 rules of all of them apply together.
+    pub fn allows(
+        &self,
+        remote: &Remote,
+        proto: Protocol,
+        port: u16,
+        named: Option<&NamedPorts>,
+    ) -> Vec<u32> {
+        let tables =
+            std::iter::once(self.wildcard).chain(self.by_identity.get(&remote.id).copied());
+        let mut out: Vec<u32> = tables
+            .flat_map(|span| self.items[span.range()].iter())
+            .chain(self.cidr_items(remote))
+            .filter(|it| !it.deny && self.l4_matches(it.ports, proto, port, named))
+            .map(|it| it.entry)
+            .collect();
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
+    /// The CIDR entries whose prefix holds a world remote end.
+    fn cidr_items<'s>(&'s self, remote: &'s Remote) -> impl Iterator<Item = &'s Item> + 's {
+        self.cidr
+            .iter()
+            .filter(move |(c, _)| {
+                remote.world
+                    && match remote.ip {
+                        Some(ip) => c.contains(ip),
+                        None => c.prefix.is_default_route(),
+                    }
+            })
+            .map(|(_, item)| item)
     }
 
     fn scan(&self, table: Span, proto: Protocol, port: u16, named: Option<&NamedPorts>) -> Hit {

@@ -15,11 +15,12 @@
 
 use super::config::Enforcement;
 use super::identity::Identity;
+use super::l7::{Applicable, L7Decision, L7Request};
 use super::policy::PolicyRepository;
 use super::ports::Protocol;
 use super::resolve::{EndpointPolicy, NamedPorts, Remote};
 use super::rule::{Direction, RuleRef};
-use super::world::{EndpointId, Owner};
+use super::world::{EndpointId, NodeId, Owner};
 use std::fmt;
 use std::net::IpAddr;
 
@@ -30,6 +31,8 @@ pub enum Peer {
     Endpoint(EndpointId),
     /// An address: an endpoint's, a node's (its host endpoint), or else `world`.
     Ip(IpAddr),
+    /// A node's host endpoint (addressed by name, for nodes without an address).
+    Node(NodeId),
     /// A reserved identity without an address (`health`, `init`, `kube-apiserver`, ...).
     /// `init` is a managed endpoint (CCNPs can select `reserved:init`); `host` is the local
     /// host of whichever endpoint evaluates the flow (address a node's host endpoint by its
@@ -184,6 +187,7 @@ impl PolicyRepository {
         match peer {
             Peer::Endpoint(id) => Place::Endpoint(id.0),
             Peer::Reserved(id) => Place::Reserved(id),
+            Peer::Node(n) => Place::Node(n.0),
             Peer::Ip(ip) => match self.world.ips.get(&ip) {
                 Some(Owner::Endpoint(e)) => Place::Endpoint(*e),
                 Some(Owner::Node(n)) => Place::Node(*n),
@@ -309,6 +313,46 @@ impl PolicyRepository {
 }
 
 impl PolicyRepository {
+    /// What the L7 proxies decide about `request` carried by `flow`, per direction whose
+    /// layer-3/4 policy allows the flow through allow rules with L7 rules on its port (a
+    /// direction that drops the flow, or whose allowing rules have none, sends nothing to a
+    /// proxy and is left out). See [`crate::l7`].
+    pub fn l7_verdict(&self, flow: &Flow, request: &L7Request) -> Vec<(Direction, L7Decision)> {
+        if self.config.enforcement == Enforcement::Never {
+            return Vec::new();
+        }
+        let (src, dst) = (self.place(flow.src), self.place(flow.dst));
+        let named = self.named_ports(dst);
+        let mut out = Vec::new();
+        for (end, other, dir) in [
+            (src, dst, Direction::Egress),
+            (dst, src, Direction::Ingress),
+        ] {
+            let Some((policy, node)) = self.subject_of(end) else {
+                continue;
+            };
+            let dp = policy.direction(dir);
+            let remote = self.remote(other, node);
+            let hit = dp.lookup(&remote, flow.protocol, flow.port, named);
+            if hit.deny.is_some() || hit.allow.is_none() {
+                continue;
+            }
+            let mut applicable = Applicable::default();
+            for e in dp.allows(&remote, flow.protocol, flow.port, named) {
+                let entry = &dp.entries[e as usize];
+                applicable.add(
+                    &entry.rule,
+                    &entry.l7_ports,
+                    (flow.protocol, flow.port, named),
+                );
+            }
+            if let Some(d) = applicable.decide(request, dp.enforced) {
+                out.push((dir, d));
+            }
+        }
+        out
+    }
+
     fn localhost_allowed(&self, policy: &EndpointPolicy) -> bool {
         self.config.allow_localhost && policy.identity != Identity::HOST
     }

@@ -502,6 +502,19 @@ pub struct ExplainArgs {
     /// Port and protocol: 80/TCP, 53/UDP, http/TCP (a named port of the destination), ICMP/8.
     #[arg(long)]
     pub port: String,
+    /// An HTTP request the flow carries, "METHOD PATH" ("GET /api/v1/items"): the HTTP rules
+    /// on its path decide it too.
+    #[arg(long, conflicts_with = "dns")]
+    pub http: Option<String>,
+    /// The Host header of --http.
+    #[arg(long, requires = "http")]
+    pub http_host: Option<String>,
+    /// A header of --http, "Name: value" (repeat for more).
+    #[arg(long = "header", requires = "http")]
+    pub headers: Vec<String>,
+    /// A DNS query the flow carries (its name): the DNS rules on its path decide it too.
+    #[arg(long)]
+    pub dns: Option<String>,
     /// Use the policies of a Git revision of --repo instead of the working tree.
     #[arg(long)]
     pub rev: Option<String>,

@@ -375,12 +375,14 @@ fn explain(settings: &Settings, a: &ExplainArgs) -> Result<i32> {
         Ok(loaded) => loaded,
         Err(code) => return Ok(code),
     };
+    let request = explain_request(a)?;
     let x = testing::explain::explain(
         &validation.resources,
         &suite.cluster,
         &a.from,
         &a.to,
         &a.port,
+        request.as_ref(),
     )
     .map_err(anyhow::Error::msg)?;
     let text = match settings.format {
@@ -389,6 +391,34 @@ fn explain(settings: &Settings, a: &ExplainArgs) -> Result<i32> {
     };
     write_stdout(&text)?;
     Ok(EXIT_OK)
+}
+
+/// The request `ward explain --http/--dns` describes.
+fn explain_request(a: &ExplainArgs) -> Result<Option<ward_engine::L7Request>> {
+    if let Some(name) = &a.dns {
+        return Ok(Some(ward_engine::L7Request::Dns { name: name.clone() }));
+    }
+    let Some(line) = &a.http else {
+        return Ok(None);
+    };
+    let Some((method, path)) = line.trim().split_once(' ') else {
+        bail!("--http: give the method and the path, \"GET /api/v1/items\" (got {line:?})");
+    };
+    let mut headers = std::collections::BTreeMap::new();
+    for h in &a.headers {
+        let Some((name, value)) = h.split_once(':') else {
+            bail!("--header: write it as \"Name: value\" (got {h:?})");
+        };
+        headers.insert(name.trim().to_owned(), value.trim().to_owned());
+    }
+    Ok(Some(ward_engine::L7Request::Http(
+        ward_engine::HttpRequest {
+            method: method.to_owned(),
+            path: path.trim().to_owned(),
+            host: a.http_host.clone(),
+            headers,
+        },
+    )))
 }
 
 /// The target the settings name: the cluster of `--kubeconfig`/`--context`, else the local
@@ -598,11 +628,11 @@ fn unresolved_changes(c: &connectivity::Connectivity) -> bool {
         .newly_allowed
         .iter()
         .chain(&c.newly_denied)
-        .filter(|f| !f.unresolved.is_empty())
+        .filter(|f| !f.unresolved.is_empty() || !f.not_evaluated.is_empty())
         .count();
     if n > 0 {
         eprintln!(
-            "ward: --strict: {n} changed flow(s) pass a rule that names a CiliumCIDRGroup the revision does not define (the \"unresolved\" notes); add the group or fix the reference"
+            "ward: --strict: {n} changed flow(s) pass a rule that matches nothing here (the \"unresolved\" notes: a CiliumCIDRGroup the revision does not define, toFQDNs without answers, ...) or have a side ward cannot evaluate (the \"not evaluated\" notes); fix the reference, or declare what is missing in a PolicyTest"
         );
     }
     n > 0

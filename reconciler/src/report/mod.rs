@@ -167,15 +167,20 @@ fn json_view(report: &Report<'_>) -> serde_json::Value {
     v
 }
 
-/// `5 endpoints in 4 workloads, world and host, on TCP/80, UDP/53 and declared ports`.
+/// `5 endpoints in 4 workloads, world and host, on TCP/80, UDP/53 and declared ports` (with
+/// `world, host and 2 node(s)` when PolicyTests declare nodes).
 pub(crate) fn connectivity_scope(c: &Connectivity) -> String {
     let ports = if c.ports.is_empty() {
         "their declared ports".to_owned()
     } else {
         format!("{} and declared ports", c.ports.join(", "))
     };
+    let ends = match c.nodes {
+        0 => "world and host".to_owned(),
+        n => format!("world, host and {n} node(s)"),
+    };
     format!(
-        "{} endpoint(s) in {} workload(s), world and host, on {ports}",
+        "{} endpoint(s) in {} workload(s), {ends}, on {ports}",
         c.endpoints, c.workloads
     )
 }
@@ -190,11 +195,16 @@ pub(crate) fn flow_reason(f: &FlowChange) -> String {
         (None, "allow") => "no rule restricts it".to_owned(),
         (None, _) => "default deny (policy-enforcement-mode: always)".to_owned(),
     };
-    if f.unresolved.is_empty() {
-        return reason;
+    // A rule on the path that matches nothing because the revision lacks what it names,
+    // and a side whose own policy is not evaluated.
+    let mut out = reason;
+    if !f.unresolved.is_empty() {
+        out = format!("{out}; unresolved: {}", f.unresolved.join("; "));
     }
-    // A rule on the path that matches nothing because the revision lacks what it names.
-    format!("{reason}; unresolved: {}", f.unresolved.join("; "))
+    if !f.not_evaluated.is_empty() {
+        out = format!("{out}; not evaluated: {}", f.not_evaluated.join("; "));
+    }
+    out
 }
 
 /// One line per change, newly allowed first: (allowed?, `newly allowed: a → b TCP/80 (rule)`).

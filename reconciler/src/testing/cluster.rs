@@ -2,13 +2,14 @@
 //!
 //! A name means the same endpoint in every test: tests may repeat a declaration, but two
 //! declarations of one name that differ (namespace, labels, address, node or ports) are an
-//! error naming both files. Nodes are implied by the names endpoints use.
+//! error naming both files. Nodes are declared (`spec.nodes`, with addresses and labels) or
+//! implied by the names endpoints use; the same rule holds for declared nodes.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use ward_engine::{Cluster, ClusterError, Endpoint, NamedPort, Node, Protocol};
 use ward_schema::diagnostic::codes;
-use ward_schema::policytest::{PolicyTest, TestEndpoint};
+use ward_schema::policytest::{PolicyTest, TestEndpoint, TestNode};
 use ward_schema::{Diagnostic, Origin};
 
 /// Where an endpoint was first declared, and the ports it declares.
@@ -34,6 +35,8 @@ pub struct TestCluster {
     pub declarations: Vec<Declaration>,
     by_name: BTreeMap<String, usize>,
     raw: Vec<TestEndpoint>,
+    /// Where each declared (not only implied) node was first declared.
+    node_origins: BTreeMap<String, String>,
 }
 
 /// What to do when a name is declared again, differently.
@@ -69,6 +72,13 @@ impl TestCluster {
     pub fn add(&mut self, test: &PolicyTest, on_conflict: OnConflict) -> Vec<Diagnostic> {
         let mut problems = Vec::new();
         self.add_dns(test);
+        for (index, node) in test.spec.nodes.iter().enumerate() {
+            if let Err(message) = self.add_node(test, node)
+                && on_conflict == OnConflict::Report
+            {
+                problems.push(at_item(&test.origin, "nodes", index, message));
+            }
+        }
         for (index, ep) in test.spec.endpoints.iter().enumerate() {
             if let Some(&at) = self.by_name.get(&ep.name) {
                 let differences = differences(&self.raw[at], ep);
@@ -104,6 +114,39 @@ impl TestCluster {
             }
         }
         problems
+    }
+
+    /// Adds a declared node (`spec.nodes[index]`); a node only implied by an endpoint so far
+    /// takes the declaration. Two declarations of one name that differ are an error.
+    fn add_node(&mut self, test: &PolicyTest, node: &TestNode) -> Result<(), String> {
+        let ip = match &node.ip {
+            Some(s) => Some(
+                s.parse::<IpAddr>()
+                    .map_err(|_| format!("\"{s}\" is not an IP address"))?,
+            ),
+            None => None,
+        };
+        let declared = Node {
+            name: node.name.clone(),
+            ip,
+            labels: node.labels.clone(),
+        };
+        let at = format!("{} (PolicyTest {})", test.origin, test.name);
+        match self.cluster.nodes.iter().position(|n| n.name == node.name) {
+            None => self.cluster.nodes.push(declared),
+            Some(i) => match self.node_origins.get(&node.name) {
+                None => self.cluster.nodes[i] = declared,
+                Some(first) if self.cluster.nodes[i] != declared => {
+                    return Err(format!(
+                        "node \"{}\" is declared differently in {at} and in {first}: a name means the same node in every PolicyTest",
+                        node.name
+                    ));
+                }
+                Some(_) => return Ok(()),
+            },
+        }
+        self.node_origins.insert(node.name.clone(), at);
+        Ok(())
     }
 
     /// Adds a test's DNS answers (`spec.dns`; the checks made sure the addresses parse); a
@@ -177,6 +220,11 @@ impl TestCluster {
             .filter(|i| self.cluster.endpoints[*i].namespace == namespace)
     }
 
+    /// The nodes PolicyTests declare (`spec.nodes`), not those only implied by endpoints.
+    pub fn declared_nodes(&self) -> impl Iterator<Item = &str> {
+        self.node_origins.keys().map(String::as_str)
+    }
+
     /// How many endpoints.
     pub fn len(&self) -> usize {
         self.cluster.endpoints.len()
@@ -248,9 +296,13 @@ impl TestCluster {
 }
 
 fn at_endpoint(origin: &Origin, index: usize, message: String) -> Diagnostic {
+    at_item(origin, "endpoints", index, message)
+}
+
+fn at_item(origin: &Origin, list: &str, index: usize, message: String) -> Diagnostic {
     Diagnostic::error(codes::POLICY_TEST, message)
         .at(origin.file.clone(), origin.line, 1)
-        .with_path(format!("spec.endpoints[{index}]"))
+        .with_path(format!("spec.{list}[{index}]"))
 }
 
 /// Which fields of two declarations of one name differ.

@@ -47,6 +47,8 @@ pub struct Connectivity {
     pub endpoints: usize,
     /// Workloads: endpoints grouped by identity and declared ports.
     pub workloads: usize,
+    /// Host endpoints of the nodes the PolicyTests declare (`node:<name>`).
+    pub nodes: usize,
     /// The ports every destination is evaluated on (each also on its declared ports).
     pub ports: Vec<String>,
     /// Policies whose content differs between the revisions.
@@ -84,7 +86,14 @@ pub struct FlowChange {
     /// CiliumCIDRGroup): `<rule>: <what>` (see [`super::run::Unresolved`]).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub unresolved: Vec<String>,
+    /// Sides of the flow whose own policy is not part of the verdict (`host`, whose host
+    /// policy is not evaluated when the head has host policies), and why.
+    #[serde(rename = "notEvaluated", skip_serializing_if = "Vec::is_empty")]
+    pub not_evaluated: Vec<String>,
 }
+
+/// Why a change with `host` at one end leaves out a host policy.
+pub const HOST_NOT_EVALUATED: &str = "host stands for each pod's own node here, so host policies (nodeSelector) are not part of this verdict; declare nodes in a PolicyTest (spec.nodes) to see node:<name>";
 
 /// The head's allowed flows.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -134,8 +143,10 @@ impl Connectivity {
 struct Node {
     label: String,
     namespace: Option<String>,
-    /// Endpoint members (engine positions); empty for world and host.
+    /// Endpoint members (engine positions); empty for world, host and nodes.
     members: Vec<usize>,
+    /// A workload or a declared node's host endpoint: its own policy is evaluated.
+    policed: bool,
     peer: Peer,
     /// Ports to evaluate with this node as the destination.
     ports: Vec<(Protocol, u16)>,
@@ -210,6 +221,7 @@ pub fn diff(base: &ResourceSet, head: &ResourceSet, opts: Options) -> Connectivi
         label: "world".into(),
         namespace: None,
         members: Vec::new(),
+        policed: false,
         peer: world,
         ports: mentioned.clone(),
         egress_affected: false,
@@ -219,11 +231,32 @@ pub fn diff(base: &ResourceSet, head: &ResourceSet, opts: Options) -> Connectivi
         label: "host".into(),
         namespace: None,
         members: Vec::new(),
+        policed: false,
         peer: Peer::Reserved(Identity::HOST),
         ports: mentioned.clone(),
         egress_affected: false,
         ingress_affected: false,
     });
+    // Declared nodes' host endpoints: only CCNPs (nodeSelector) select them.
+    let hosts_affected = everything
+        || changed
+            .iter()
+            .any(|k| k.kind == Kind::CiliumClusterwideNetworkPolicy);
+    for name in cluster.declared_nodes() {
+        let Some(id) = head_repo.node_id(name) else {
+            continue;
+        };
+        nodes.push(Node {
+            label: format!("node:{name}"),
+            namespace: None,
+            members: Vec::new(),
+            policed: true,
+            peer: Peer::Node(id),
+            ports: mentioned.clone(),
+            egress_affected: hosts_affected,
+            ingress_affected: hosts_affected,
+        });
+    }
 
     let origins = Origins::of(head);
     let rows: Vec<(Vec<Cell>, usize)> = (0..nodes.len())
@@ -258,6 +291,13 @@ pub fn diff(base: &ResourceSet, head: &ResourceSet, opts: Options) -> Connectivi
             c.unresolved = unresolved_between(&peers, c, &unresolved);
         }
     }
+    if has_host_policies(head) {
+        for c in newly_allowed.iter_mut().chain(&mut newly_denied) {
+            if c.from == "host" || c.to == "host" {
+                c.not_evaluated.push(HOST_NOT_EVALUATED.to_owned());
+            }
+        }
+    }
     let graph = opts.graph.then(|| Graph {
         nodes: nodes
             .iter()
@@ -271,6 +311,10 @@ pub fn diff(base: &ResourceSet, head: &ResourceSet, opts: Options) -> Connectivi
     Connectivity {
         endpoints: cluster.len(),
         workloads: nodes.iter().filter(|n| n.is_endpoint()).count(),
+        nodes: nodes
+            .iter()
+            .filter(|n| n.policed && !n.is_endpoint())
+            .count(),
         ports: mentioned.iter().map(|(p, n)| format!("{p}/{n}")).collect(),
         changed_policies: changed.iter().map(ToString::to_string).collect(),
         newly_allowed,
@@ -279,6 +323,22 @@ pub fn diff(base: &ResourceSet, head: &ResourceSet, opts: Options) -> Connectivi
         graph,
         skipped: None,
     }
+}
+
+/// Whether a CCNP of `set` has a rule with a `nodeSelector` (a host policy).
+fn has_host_policies(set: &ResourceSet) -> bool {
+    set.iter()
+        .filter(|r| r.key.kind == Kind::CiliumClusterwideNetworkPolicy)
+        .any(|r| {
+            let spec = r.object.get("spec").into_iter();
+            let specs = r
+                .object
+                .get("specs")
+                .and_then(|v| v.as_array())
+                .into_iter()
+                .flatten();
+            spec.chain(specs).any(|s| s.get("nodeSelector").is_some())
+        })
 }
 
 /// The head's unresolved rules on the path of a flow change (its workloads' representatives,
@@ -377,7 +437,15 @@ fn workloads(
     repo: &PolicyRepository,
     mentioned: &[(Protocol, u16)],
 ) -> Vec<Node> {
-    type Key = (Identity, Vec<(String, Protocol, u16)>, Vec<(Protocol, u16)>);
+    // With declared nodes, a node's host endpoint is `host` to its own pods and
+    // `remote-node` to the others: pods on different nodes are different workloads then.
+    type Key = (
+        Identity,
+        Option<String>,
+        Vec<(String, Protocol, u16)>,
+        Vec<(Protocol, u16)>,
+    );
+    let by_node = cluster.declared_nodes().next().is_some();
     let mut groups: BTreeMap<Key, Vec<usize>> = BTreeMap::new();
     for (i, ep) in cluster.cluster.endpoints.iter().enumerate() {
         let Some(id) = repo.endpoint_id(&ep.full_name()) else {
@@ -390,13 +458,18 @@ fn workloads(
             .map(|(k, v)| (k.to_ascii_lowercase(), v.protocol, v.port))
             .collect();
         groups
-            .entry((identity, named, cluster.declarations[i].ports.clone()))
+            .entry((
+                identity,
+                ep.node.clone().filter(|_| by_node),
+                named,
+                cluster.declarations[i].ports.clone(),
+            ))
             .or_default()
             .push(i);
     }
     let mut nodes: Vec<Node> = groups
         .into_iter()
-        .map(|((_, _, declared), members)| {
+        .map(|((_, _, _, declared), members)| {
             let eps: Vec<_> = members
                 .iter()
                 .map(|m| &cluster.cluster.endpoints[*m])
@@ -422,6 +495,7 @@ fn workloads(
                 label,
                 namespace: Some(namespace),
                 members,
+                policed: true,
                 peer: Peer::Endpoint(id),
                 ports,
                 egress_affected: false,
@@ -459,7 +533,7 @@ fn evaluate(
 ) -> usize {
     let (src, dst) = (&nodes[s], &nodes[d]);
     let may_differ = src.egress_affected || dst.ingress_affected;
-    if (!src.is_endpoint() && !dst.is_endpoint()) || (!may_differ && !graph) {
+    if (!src.policed && !dst.policed) || (!may_differ && !graph) {
         return 0;
     }
     // A workload to itself: one member to another (an endpoint's flows to itself are not
@@ -551,6 +625,7 @@ fn group<'a>(
                 verdict: decided.map_or_else(|| Verdict::Allow.to_string(), |(v, _)| v),
                 rule: rule.cloned(),
                 unresolved: Vec::new(),
+                not_evaluated: Vec::new(),
             }
         })
         .collect()

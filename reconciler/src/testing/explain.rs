@@ -8,13 +8,15 @@
 //! address.
 
 use super::cluster::TestCluster;
-use super::outcome::{Origins, Outcome, RuleSite, Side};
-use super::peer::PeerRef;
+use super::outcome::{L7Outcome, Origins, Outcome, RuleSite, Side};
+use super::peer::{PeerRef, ends};
 use super::run::resolve_port;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
-use ward_engine::{Direction, Endpoint, EndpointPolicy, Flow, Peer, PolicyRepository, Protocol};
+use ward_engine::{
+    Direction, Endpoint, EndpointPolicy, Flow, L7Request, Peer, PolicyRepository, Protocol,
+};
 use ward_schema::ResourceSet;
 use ward_schema::policytest::PortSpec;
 
@@ -176,6 +178,9 @@ pub struct Explanation {
     pub outcome: Outcome,
     /// Egress of the source, then ingress of the destination (managed endpoints only).
     pub chain: Vec<Chain>,
+    /// What the L7 proxies decide about the request given (`--http`, `--dns`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub l7: Option<L7Outcome>,
     /// What the engine does not evaluate in the rules involved (L7, FQDNs, ...).
     pub notes: Vec<String>,
 }
@@ -187,6 +192,7 @@ pub fn explain(
     from: &str,
     to: &str,
     port: &str,
+    request: Option<&L7Request>,
 ) -> Result<Explanation, String> {
     let (from_spec, to_spec) = (
         EndSpec::parse(from).map_err(|e| format!("--from: {e}"))?,
@@ -206,15 +212,20 @@ pub fn explain(
         .map_err(|e| e.to_string())?;
     let (protocol, port) = resolve_port(proto.as_deref(), Some(&port_spec), dst, &cluster)
         .map_err(|e| format!("--port: {e}"))?;
+    let tied = ends(src, dst, &repo, &cluster);
+    let first = tied.first().cloned().ok_or("no flow to explain")?;
     let flow = Flow {
-        src: src.to_peer(&repo, &cluster),
-        dst: dst.to_peer(&repo, &cluster),
+        src: first.src,
+        dst: first.dst,
         protocol,
         port,
     };
     let origins = Origins::of(set);
     let decision = repo.verdict(&flow);
     let outcome = Outcome::of(&decision, &origins);
+    let l7 = request
+        .filter(|_| outcome.allowed)
+        .map(|r| L7Outcome::of(r.to_string(), &repo.l7_verdict(&flow, r), &origins));
     let end = |p: PeerRef, peer: Peer| describe(p, peer, &repo, &cluster, &labels_of);
     let mut chain = Vec::new();
     let mut involved = BTreeSet::new();
@@ -261,7 +272,17 @@ pub fn explain(
         .filter(|n| involved.contains(&n.rule.policy))
         .map(|n| format!("{}: {}", n.rule, n.message))
         .collect();
-    for c in chain.iter().filter(|c| c.decision.l7_not_enforced) {
+    if let Some(via) = first.via.as_ref().filter(|_| tied.len() > 1) {
+        notes.push(format!(
+            "remote-node stands for {} nodes here; this explains {via} (a PolicyTest expectation checks every one)",
+            tied.len()
+        ));
+    }
+    notes.extend(first.not_evaluated.iter().cloned());
+    for c in chain
+        .iter()
+        .filter(|c| c.decision.l7_not_enforced && l7.is_none())
+    {
         if let Some(r) = &c.decision.rule {
             notes.push(format!(
                 "{}: its L7 rules are not enforced by ward; the flow is allowed at L4",
@@ -276,6 +297,7 @@ pub fn explain(
         port,
         outcome,
         chain,
+        l7,
         notes,
     })
 }
@@ -349,6 +371,10 @@ fn managed<'r>(
                 .find(|e| e.ip == Some(ip))?
                 .full_name(),
         )?,
+        Peer::Node(n) => {
+            let name = format!("node:{}", cluster.cluster.nodes.get(n.0 as usize)?.name);
+            return Some((name, repo.node_policy(n)?));
+        }
         Peer::Reserved(_) => return None,
     };
     let i = id.0 as usize;

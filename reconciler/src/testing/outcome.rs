@@ -3,7 +3,9 @@
 
 use serde::Serialize;
 use std::collections::BTreeMap;
-use ward_engine::{Decision, Direction, DirectionDecision, Reason, RuleRef, Verdict};
+use ward_engine::{
+    Decision, Direction, DirectionDecision, L7Decision, L7Verdict, Reason, RuleRef, Verdict,
+};
 use ward_schema::{Origin, ResourceKey, ResourceSet};
 
 /// Where each policy of a revision is defined.
@@ -138,6 +140,68 @@ impl Outcome {
     /// Whether any allowing entry carries unenforced L7 rules.
     pub fn l7_not_enforced(&self) -> bool {
         self.sides().any(|s| s.l7_not_enforced)
+    }
+}
+
+/// What the L7 proxies decide about the request an expectation carries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct L7Outcome {
+    /// The request: `HTTP GET /api (Host shop)`, `DNS query api.example.com`.
+    pub request: String,
+    /// Whether no proxy refuses it (a side ward cannot evaluate does not refuse).
+    pub allowed: bool,
+    /// One per direction that sends the flow to a proxy (its layer 3/4 allows it).
+    pub sides: Vec<L7Side>,
+}
+
+/// One direction's L7 decision.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct L7Side {
+    /// `egress` (of the source) or `ingress` (of the destination).
+    pub direction: &'static str,
+    /// `allowed`, `denied`, `wildcard`, `not-enforced` or `not-evaluated`.
+    pub verdict: &'static str,
+    /// The engine's sentence for it.
+    pub explanation: String,
+    /// The allowing entry, or every entry whose L7 rules refused the request.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<RuleSite>,
+}
+
+impl L7Outcome {
+    /// The owned form of the per-direction decisions for `request`.
+    pub fn of(request: String, sides: &[(Direction, L7Decision)], origins: &Origins) -> L7Outcome {
+        let sides: Vec<L7Side> = sides
+            .iter()
+            .map(|(dir, d)| L7Side {
+                direction: direction_name(*dir),
+                verdict: l7_verdict_name(&d.verdict),
+                explanation: d.explanation.clone(),
+                rules: d.rules.iter().map(|r| RuleSite::of(r, origins)).collect(),
+            })
+            .collect();
+        L7Outcome {
+            request,
+            allowed: sides.iter().all(|s| s.verdict != "denied"),
+            sides,
+        }
+    }
+
+    /// The side that refused the request, if one did.
+    pub fn denied_by(&self) -> Option<&L7Side> {
+        self.sides.iter().find(|s| s.verdict == "denied")
+    }
+}
+
+fn l7_verdict_name(v: &L7Verdict) -> &'static str {
+    match v {
+        L7Verdict::Wildcard => "wildcard",
+        L7Verdict::NotEnforced => "not-enforced",
+        L7Verdict::Allowed => "allowed",
+        L7Verdict::Denied => "denied",
+        L7Verdict::NotEvaluated => "not-evaluated",
     }
 }
 

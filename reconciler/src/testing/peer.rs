@@ -23,6 +23,22 @@ pub enum PeerRef {
     WorldIpv6,
     /// A reserved identity without an address (`host`, `remote-node`, `kube-apiserver`, ...).
     Reserved(Identity),
+    /// A node's host endpoint, written `node:<name>` (its position in the cluster's nodes).
+    Node(usize),
+}
+
+/// The engine's flow ends for two written ends, once `host` and `remote-node` are tied to
+/// nodes, with what could not be evaluated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ends {
+    /// The source.
+    pub src: Peer,
+    /// The destination.
+    pub dst: Peer,
+    /// The node an entity became (`remote-node` → `node:worker-2`), for messages.
+    pub via: Option<String>,
+    /// Sides of the flow whose own policy is not part of the verdict, and why.
+    pub not_evaluated: Vec<String>,
 }
 
 /// The IPv6 address `world-ipv6` stands for.
@@ -36,6 +52,15 @@ impl PeerRef {
         }
         if let Some(e) = PeerRef::entity(s) {
             return e;
+        }
+        if let Some(node) = s.strip_prefix("node:") {
+            return cluster
+                .cluster
+                .nodes
+                .iter()
+                .position(|n| n.name == node)
+                .map(PeerRef::Node)
+                .ok_or_else(|| format!("unknown node \"{node}\": declare it under spec.nodes (or give an endpoint that node)"));
         }
         s.parse::<IpAddr>().map(PeerRef::Ip).map_err(|_| {
             format!("unknown endpoint \"{s}\": declare it under spec.endpoints, or use an entity (world, host, ...) or an IP address")
@@ -72,7 +97,19 @@ impl PeerRef {
             PeerRef::World => Peer::Ip(world_address(cluster)),
             PeerRef::WorldIpv6 => Peer::Ip(WORLD_IPV6),
             PeerRef::Reserved(id) => Peer::Reserved(id),
+            PeerRef::Node(n) => node_peer(&cluster.cluster.nodes[n].name, repo),
         }
+    }
+
+    /// The node this end runs on: an endpoint's node, or the node itself.
+    pub fn node(self, cluster: &TestCluster) -> Option<usize> {
+        let name = match self {
+            PeerRef::Node(n) => return Some(n),
+            other => cluster.cluster.endpoints[other.endpoint(cluster)?]
+                .node
+                .as_deref()?,
+        };
+        cluster.cluster.nodes.iter().position(|n| n.name == name)
     }
 
     /// How output names it: `shop/frontend`, `world`, `host`, `10.0.0.1`.
@@ -86,6 +123,7 @@ impl PeerRef {
             PeerRef::World => "world".to_owned(),
             PeerRef::WorldIpv6 => "world-ipv6".to_owned(),
             PeerRef::Reserved(id) => id.reserved_name().unwrap_or("reserved").to_owned(),
+            PeerRef::Node(n) => format!("node:{}", cluster.cluster.nodes[n].name),
         }
     }
 
@@ -101,6 +139,95 @@ impl PeerRef {
             _ => None,
         }
     }
+}
+
+fn node_peer(name: &str, repo: &PolicyRepository) -> Peer {
+    repo.node_id(name)
+        .map_or(Peer::Reserved(Identity::REMOTE_NODE), Peer::Node)
+}
+
+/// The engine's flow ends for `src` → `dst`: one pair, or one per node when `remote-node`
+/// stands for every node other than the other end's (Cilium gives them all the same
+/// identity, but each has its own host policy). `host` is the other end's node (the only
+/// declared node when the other end has none). An entity left without a node, and
+/// `kube-apiserver`, keep their reserved identity, and their own side is said to be not
+/// evaluated.
+pub fn ends(
+    src: PeerRef,
+    dst: PeerRef,
+    repo: &PolicyRepository,
+    cluster: &TestCluster,
+) -> Vec<Ends> {
+    let srcs = tie(src, dst, repo, cluster);
+    let dsts = tie(dst, src, repo, cluster);
+    let mut out = Vec::new();
+    for (s, s_via) in &srcs {
+        for (d, d_via) in &dsts {
+            let mut not_evaluated = Vec::new();
+            not_evaluated.extend(untied(*s, "egress of the source"));
+            not_evaluated.extend(untied(*d, "ingress of the destination"));
+            out.push(Ends {
+                src: *s,
+                dst: *d,
+                via: s_via.clone().or_else(|| d_via.clone()),
+                not_evaluated,
+            });
+        }
+    }
+    out
+}
+
+/// What an entity end stands for next to `other`, with the node it became.
+fn tie(
+    end: PeerRef,
+    other: PeerRef,
+    repo: &PolicyRepository,
+    cluster: &TestCluster,
+) -> Vec<(Peer, Option<String>)> {
+    let nodes = &cluster.cluster.nodes;
+    let anchor = other
+        .node(cluster)
+        .or_else(|| (nodes.len() == 1 && !matches!(other, PeerRef::Node(_))).then_some(0));
+    let named = |i: usize| {
+        let name = &nodes[i].name;
+        (node_peer(name, repo), Some(format!("node:{name}")))
+    };
+    match end {
+        PeerRef::Reserved(Identity::HOST) => match anchor {
+            Some(n) if !matches!(other, PeerRef::Node(_)) => vec![named(n)],
+            _ => vec![(end.to_peer(repo, cluster), None)],
+        },
+        PeerRef::Reserved(Identity::REMOTE_NODE) => {
+            let home = other.node(cluster);
+            let others: Vec<_> = (0..nodes.len())
+                .filter(|i| home.is_some_and(|h| h != *i))
+                .map(named)
+                .collect();
+            if others.is_empty() {
+                vec![(end.to_peer(repo, cluster), None)]
+            } else {
+                others
+            }
+        }
+        _ => vec![(end.to_peer(repo, cluster), None)],
+    }
+}
+
+/// Why an end's own policy is not part of the verdict, when it is an entity that has one.
+fn untied(peer: Peer, side: &str) -> Option<String> {
+    let why = match peer {
+        Peer::Reserved(Identity::HOST) => {
+            "host is tied to no node here, so no host policy applies to it (give the other end a node, or write node:<name>)"
+        }
+        Peer::Reserved(Identity::REMOTE_NODE) => {
+            "remote-node is tied to no node here, so no node's host policy applies to it (give the other end a node and declare another under spec.nodes, or write node:<name>)"
+        }
+        Peer::Reserved(Identity::KUBE_APISERVER) => {
+            "kube-apiserver's own policy (a host policy of the node it runs on, or its pod's) is not part of this verdict"
+        }
+        _ => return None,
+    };
+    Some(format!("{side} not evaluated: {why}"))
 }
 
 /// The address `world` stands for: 203.0.113.10 (TEST-NET-3), or the next free address of

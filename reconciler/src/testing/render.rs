@@ -50,12 +50,14 @@ pub fn test_text(run: &TestRun, color: bool) -> String {
 
 fn expectation_text(out: &mut String, e: &ExpectationResult, p: &Paint) {
     if e.status == Status::Pass {
-        let actual = e
-            .outcome
-            .as_ref()
-            .map(|o| o.verdict.as_str())
-            .filter(|v| *v != e.expect.to_string())
-            .map(|v| format!(" ({v})"))
+        let actual = l7_refusal(e)
+            .or_else(|| {
+                e.outcome
+                    .as_ref()
+                    .map(|o| o.verdict.as_str())
+                    .filter(|v| *v != e.expect.to_string())
+                    .map(|v| format!(" ({v})"))
+            })
             .unwrap_or_default();
         let by = e
             .decided_by
@@ -103,12 +105,38 @@ fn expectation_text(out: &mut String, e: &ExpectationResult, p: &Paint) {
             );
         }
     }
+    for s in e.l7.iter().flat_map(|o| o.sides.iter()) {
+        let side = if s.direction == "egress" {
+            "egress of the source"
+        } else {
+            "ingress of the destination"
+        };
+        let _ = writeln!(out, "      L7 {side}: {}", s.explanation);
+    }
 }
 
-/// One line per unresolved rule on the flow's path, beside its verdict.
+/// ` (L7: 403 Forbidden)` when a proxy refused the request.
+fn l7_refusal(e: &ExpectationResult) -> Option<String> {
+    let o = e.l7.as_ref()?;
+    o.denied_by()?;
+    Some(
+        if o.request.starts_with("DNS") {
+            " (L7: REFUSED)"
+        } else {
+            " (L7: 403 Forbidden)"
+        }
+        .to_owned(),
+    )
+}
+
+/// One line per unresolved rule on the flow's path, and per side not evaluated, beside
+/// its verdict.
 fn unresolved_text(out: &mut String, e: &ExpectationResult, p: &Paint) {
     for u in &e.unresolved {
         let _ = writeln!(out, "      {} {u}", p.on(YELLOW, "unresolved:"));
+    }
+    for u in &e.not_evaluated {
+        let _ = writeln!(out, "      {} {u}", p.on(YELLOW, "not evaluated:"));
     }
 }
 
@@ -293,6 +321,20 @@ pub fn explain_text(x: &Explanation, color: bool) -> String {
             "  decision:     {} {reason}{at}",
             verdict_mark(&c.decision, &p)
         );
+    }
+    if let Some(l7) = &x.l7 {
+        let mark = if l7.allowed {
+            p.on(GREEN, "passes")
+        } else {
+            p.on(RED, "refused")
+        };
+        let _ = writeln!(out, "\nL7 {}: {mark}", l7.request);
+        for s in &l7.sides {
+            let _ = writeln!(out, "  {} proxy: {}", s.direction, s.explanation);
+        }
+        if l7.sides.is_empty() {
+            let _ = writeln!(out, "  no direction sends the flow to a proxy");
+        }
     }
     if !x.notes.is_empty() {
         let _ = writeln!(out, "\nnotes:");

@@ -1,12 +1,12 @@
 //! Running PolicyTest expectations through the engine.
 
 use super::cluster::TestCluster;
-use super::outcome::{Origins, Outcome};
-use super::peer::PeerRef;
+use super::outcome::{L7Outcome, Origins, Outcome};
+use super::peer::{Ends, PeerRef, ends};
 use serde::Serialize;
 use ward_engine::{
-    Decision, Direction, EndpointId, EngineError, Flow, Note, Peer, PolicyRepository, Protocol,
-    Reason, Verdict,
+    Decision, Direction, EndpointPolicy, EngineError, Flow, HttpRequest, L7Request, Note, Peer,
+    PolicyRepository, Protocol, Reason, Verdict,
 };
 use ward_schema::policytest::{Expect, PolicyTest, PortSpec, TestExpectation};
 use ward_schema::{Kind, ResourceSet};
@@ -80,11 +80,20 @@ pub struct ExpectationResult {
     /// What the engine decided.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub outcome: Option<Outcome>,
+    /// What the L7 proxies decide about the request the expectation carries (when it
+    /// carries one and layer 3/4 allows the flow).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub l7: Option<L7Outcome>,
     /// Rules on the flow's path (the source's egress, the destination's ingress) that name
     /// something the revision does not define, such as a CiliumCIDRGroup, so that part of
     /// them matches nothing: `<rule>: <what>`. With `--strict` such an expectation fails.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub unresolved: Vec<String>,
+    /// Sides of the flow whose own policy is not part of the verdict (an entity tied to no
+    /// node, an L7 rule ward cannot evaluate), and why. With `--strict` such an expectation
+    /// fails.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub not_evaluated: Vec<String>,
 }
 
 impl TestResult {
@@ -176,60 +185,170 @@ fn evaluate(
     origins: &Origins,
     options: RunOptions,
 ) -> ExpectationResult {
+    let request = l7_request(e);
     let mut result = ExpectationResult {
         index,
         line: None,
-        flow: format!("{} → {} {}", e.from, e.to, written_port(e)),
+        flow: format!(
+            "{} → {} {}{}",
+            e.from,
+            e.to,
+            written_port(e),
+            request
+                .as_ref()
+                .map(|r| format!(" {r}"))
+                .unwrap_or_default()
+        ),
         expect: e.expect,
         decided_by: e.decided_by.clone(),
         description: e.description.clone(),
         status: Status::Error,
         message: None,
         outcome: None,
+        l7: None,
         unresolved: Vec::new(),
+        not_evaluated: Vec::new(),
     };
-    let flow = match flow_of(e, repo, cluster) {
+    let flows = match flows_of(e, repo, cluster) {
         Ok(f) => f,
         Err(message) => {
             result.message = Some(message);
             return result;
         }
     };
-    let decision = repo.verdict(&flow);
+    // `remote-node` may stand for several nodes: every one must meet the expectation, and
+    // the first that does not is the one reported.
+    for (i, (flow, ends)) in flows.iter().enumerate() {
+        let judged = judge(e, flow, request.as_ref(), repo, origins);
+        let last = i + 1 == flows.len();
+        if judged.status == Status::Pass && !last {
+            continue;
+        }
+        result.status = judged.status;
+        result.message = judged.message.map(|m| match &ends.via {
+            Some(via) if flows.len() > 1 || judged.status != Status::Pass => {
+                format!("with {} as {via}: {m}", written_entity(e, ends))
+            }
+            _ => m,
+        });
+        result.outcome = Some(judged.outcome);
+        result.not_evaluated = ends.not_evaluated.clone();
+        result.not_evaluated.extend(judged.l7_not_evaluated);
+        result.l7 = judged.l7;
+        result.unresolved = unresolved.on_path(flow);
+        break;
+    }
+    let silent = !result.unresolved.is_empty() || !result.not_evaluated.is_empty();
+    if options.strict && silent && result.status == Status::Pass {
+        result.status = Status::Fail;
+        result.message = Some(if result.unresolved.is_empty() {
+            "a side of this flow is not evaluated (--strict)".into()
+        } else {
+            "a rule on this flow's path matches nothing here: it names something this revision does not define, or that only the cluster knows (--strict)".into()
+        });
+    }
+    result
+}
+
+/// Which entity of an expectation became a node (`remote-node`).
+fn written_entity<'e>(e: &'e TestExpectation, ends: &Ends) -> &'e str {
+    if matches!(ends.src, Peer::Node(_)) && !matches!(ends.dst, Peer::Node(_)) {
+        &e.from
+    } else {
+        &e.to
+    }
+}
+
+/// One flow's verdict measured against the expectation.
+struct Judged {
+    status: Status,
+    message: Option<String>,
+    outcome: Outcome,
+    l7: Option<L7Outcome>,
+    l7_not_evaluated: Vec<String>,
+}
+
+fn judge(
+    e: &TestExpectation,
+    flow: &Flow,
+    request: Option<&L7Request>,
+    repo: &PolicyRepository,
+    origins: &Origins,
+) -> Judged {
+    let decision = repo.verdict(flow);
     let outcome = Outcome::of(&decision, origins);
-    let verdict_ok = (e.expect == Expect::Allow) == outcome.allowed;
+    let l7 = request
+        .filter(|_| outcome.allowed)
+        .map(|r| L7Outcome::of(r.to_string(), &repo.l7_verdict(flow, r), origins));
+    let l7_not_evaluated = l7
+        .iter()
+        .flat_map(|o| o.sides.iter())
+        .filter(|s| s.verdict == "not-evaluated")
+        .map(|s| format!("L7 of the {} not evaluated: {}", s.direction, s.explanation))
+        .collect();
+    let allowed = outcome.allowed && l7.as_ref().is_none_or(|o| o.allowed);
+    let verdict_ok = (e.expect == Expect::Allow) == allowed;
     let decided_ok = e
         .decided_by
         .as_deref()
         .map_or(Ok(()), |want| check_decided_by(want, &decision));
-    result.status = if verdict_ok && decided_ok.is_ok() {
+    let status = if verdict_ok && decided_ok.is_ok() {
         Status::Pass
     } else {
         Status::Fail
     };
-    if !verdict_ok {
-        let by = outcome
-            .decided_by
-            .as_ref()
-            .map(|r| format!(", decided by {}", r.located()))
-            .unwrap_or_else(|| ", no rule involved".to_owned());
-        result.message = Some(format!(
-            "expected {}, got {}{by}",
-            e.expect, outcome.verdict
-        ));
-    } else if let Err(m) = decided_ok {
-        result.message = Some(m);
+    let message = if !verdict_ok {
+        Some(verdict_message(e.expect, &outcome, l7.as_ref()))
+    } else {
+        decided_ok.err()
+    };
+    Judged {
+        status,
+        message,
+        outcome,
+        l7,
+        l7_not_evaluated,
     }
-    result.unresolved = unresolved.on_path(&flow);
-    if options.strict && !result.unresolved.is_empty() && result.status == Status::Pass {
-        result.status = Status::Fail;
-        result.message = Some(
-            "a rule on this flow's path matches nothing here: it names something this revision does not define, or that only the cluster knows (--strict)"
-                .into(),
+}
+
+/// `expected allow, got default-deny, decided by …`, or the proxy's refusal.
+fn verdict_message(expect: Expect, outcome: &Outcome, l7: Option<&L7Outcome>) -> String {
+    if let Some(side) = l7.and_then(L7Outcome::denied_by) {
+        return format!(
+            "expected {expect}, got deny at L7 ({} of the {}): {}",
+            l7.map(|o| o.request.as_str()).unwrap_or_default(),
+            if side.direction == "egress" {
+                "source"
+            } else {
+                "destination"
+            },
+            side.explanation
         );
     }
-    result.outcome = Some(outcome);
-    result
+    let by = outcome
+        .decided_by
+        .as_ref()
+        .map(|r| format!(", decided by {}", r.located()))
+        .unwrap_or_else(|| ", no rule involved".to_owned());
+    let l7 = l7
+        .map(|o| format!(" (L7: {} passes)", o.request))
+        .unwrap_or_default();
+    format!("expected {expect}, got {}{by}{l7}", outcome.verdict)
+}
+
+/// The request an expectation carries, if any.
+pub fn l7_request(e: &TestExpectation) -> Option<L7Request> {
+    if let Some(h) = &e.http {
+        return Some(L7Request::Http(HttpRequest {
+            method: h.method.clone().unwrap_or_else(|| "GET".to_owned()),
+            path: h.path.clone().unwrap_or_else(|| "/".to_owned()),
+            host: h.host.clone(),
+            headers: h.headers.clone(),
+        }));
+    }
+    e.dns.as_ref().map(|d| L7Request::Dns {
+        name: d.query.clone(),
+    })
 }
 
 /// A repository's unresolved notes (see [`ward_engine::Note::unresolved`]), gathered once
@@ -264,8 +383,7 @@ impl<'r> Unresolved<'r> {
             (flow.src, Direction::Egress),
             (flow.dst, Direction::Ingress),
         ] {
-            let Some(policy) = end_id(self.repo, end).and_then(|id| self.repo.endpoint_policy(id))
-            else {
+            let Some(policy) = policy_of(self.repo, end) else {
                 continue;
             };
             let on_path = |n: &&&Note| {
@@ -283,11 +401,16 @@ impl<'r> Unresolved<'r> {
     }
 }
 
-/// The endpoint at one end of a flow: declared, or found by its address.
-fn end_id(repo: &PolicyRepository, end: Peer) -> Option<EndpointId> {
+/// The resolved policy at one end of a flow: a declared endpoint's or a node's host
+/// endpoint's, directly or by address.
+fn policy_of(repo: &PolicyRepository, end: Peer) -> Option<&EndpointPolicy> {
     match end {
-        Peer::Endpoint(id) => Some(id),
-        Peer::Ip(ip) => repo.endpoint_by_ip(ip),
+        Peer::Endpoint(id) => repo.endpoint_policy(id),
+        Peer::Node(n) => repo.node_policy(n),
+        Peer::Ip(ip) => match repo.endpoint_by_ip(ip) {
+            Some(id) => repo.endpoint_policy(id),
+            None => repo.node_by_ip(ip).and_then(|n| repo.node_policy(n)),
+        },
         Peer::Reserved(_) => None,
     }
 }
@@ -307,21 +430,28 @@ fn written_port(e: &TestExpectation) -> String {
     }
 }
 
-/// The engine flow of an expectation.
-pub fn flow_of(
+/// The engine flows of an expectation (one per node `remote-node` stands for), each with
+/// its ends.
+pub fn flows_of(
     e: &TestExpectation,
     repo: &PolicyRepository,
     cluster: &TestCluster,
-) -> Result<Flow, String> {
+) -> Result<Vec<(Flow, Ends)>, String> {
     let src = PeerRef::parse(&e.from, cluster)?;
     let dst = PeerRef::parse(&e.to, cluster)?;
     let (protocol, port) = resolve_port(e.protocol.as_deref(), e.port.as_ref(), dst, cluster)?;
-    Ok(Flow {
-        src: src.to_peer(repo, cluster),
-        dst: dst.to_peer(repo, cluster),
-        protocol,
-        port,
-    })
+    Ok(ends(src, dst, repo, cluster)
+        .into_iter()
+        .map(|ends| {
+            let flow = Flow {
+                src: ends.src,
+                dst: ends.dst,
+                protocol,
+                port,
+            };
+            (flow, ends)
+        })
+        .collect())
 }
 
 /// The protocol and port number of a flow to `dst`: a named port is looked up in the
@@ -435,7 +565,6 @@ mod tests {
     use super::*;
     use crate::testing::cluster::TestCluster;
     use serde_json::json;
-    use ward_schema::policytest::PolicyTestSpec;
     use ward_schema::{Origin, Resource, ResourceKey};
 
     fn policy(ns: &str, name: &str, spec: serde_json::Value) -> Resource {
@@ -453,32 +582,23 @@ mod tests {
     }
 
     fn setup(expectations: serde_json::Value) -> (Vec<PolicyTest>, ResourceSet, TestCluster) {
-        let spec: PolicyTestSpec = serde_json::from_value(json!({
+        let spec = json!({
             "endpoints": [
                 {"name": "web", "namespace": "shop", "labels": {"app": "web"}},
                 {"name": "api", "namespace": "shop", "labels": {"app": "api"}, "ports": [{"name": "http", "port": 8080}]},
                 {"name": "other", "namespace": "shop", "labels": {"app": "other"}}
             ],
             "expectations": expectations
-        }))
-        .unwrap();
-        let test = PolicyTest {
-            name: "t".into(),
-            origin: Origin {
-                file: "t.yaml".into(),
-                line: 4,
-                document: 0,
-                item_lines: Vec::new(),
-            },
-            spec,
-        };
-        let mut set = ResourceSet::new();
-        set.insert(policy("shop", "api-in", json!({
-            "endpointSelector": {"matchLabels": {"app": "api"}},
-            "ingress": [{"fromEndpoints": [{"matchLabels": {"app": "web"}}], "toPorts": [{"ports": [{"port": "http", "protocol": "TCP"}]}]}]
-        })));
-        let cluster = TestCluster::build([&test]).unwrap();
-        (vec![test], set, cluster)
+        });
+        let api_in = policy(
+            "shop",
+            "api-in",
+            json!({
+                "endpointSelector": {"matchLabels": {"app": "api"}},
+                "ingress": [{"fromEndpoints": [{"matchLabels": {"app": "web"}}], "toPorts": [{"ports": [{"port": "http", "protocol": "TCP"}]}]}]
+            }),
+        );
+        suite(spec, vec![api_in])
     }
 
     /// A cidrGroupRef to a group the revision lacks matches nothing (Cilium reports no
@@ -565,6 +685,149 @@ mod tests {
         );
         assert_eq!(outcome.ingress.as_ref().unwrap().reason, "allowed");
         assert_eq!(outcome.egress.as_ref().unwrap().reason, "not-selected");
+    }
+
+    fn suite(
+        spec: serde_json::Value,
+        policies: Vec<Resource>,
+    ) -> (Vec<PolicyTest>, ResourceSet, TestCluster) {
+        let test = PolicyTest {
+            name: "t".into(),
+            origin: Origin {
+                file: "t.yaml".into(),
+                line: 4,
+                document: 0,
+                item_lines: Vec::new(),
+            },
+            spec: serde_json::from_value(spec).unwrap(),
+        };
+        let mut set = ResourceSet::new();
+        for p in policies {
+            set.insert(p);
+        }
+        let cluster = TestCluster::build([&test]).unwrap();
+        (vec![test], set, cluster)
+    }
+
+    fn ccnp(name: &str, spec: serde_json::Value) -> Resource {
+        let object = json!({"apiVersion": "cilium.io/v2", "kind": "CiliumClusterwideNetworkPolicy", "metadata": {"name": name}, "spec": spec});
+        Resource {
+            key: ResourceKey::new(Kind::CiliumClusterwideNetworkPolicy, None, name),
+            object,
+            origin: Origin::default(),
+        }
+    }
+
+    /// An HTTP request is decided by the HTTP rules after layer 4 allowed the flow: a
+    /// request no rule matches fails an `allow` expectation with the proxy's answer, and
+    /// passes a `deny` one.
+    #[test]
+    fn http_expectations_are_decided_by_the_l7_rules() {
+        let (tests, set, cluster) = suite(
+            json!({
+                "endpoints": [
+                    {"name": "web", "namespace": "shop", "labels": {"app": "web"}},
+                    {"name": "api", "namespace": "shop", "labels": {"app": "api"}}
+                ],
+                "expectations": [
+                    {"from": "web", "to": "api", "port": 80, "expect": "allow", "http": {"method": "GET", "path": "/items/7"}},
+                    {"from": "web", "to": "api", "port": 80, "expect": "deny", "http": {"method": "DELETE", "path": "/items/7"}},
+                    {"from": "web", "to": "api", "port": 80, "expect": "allow", "http": {"path": "/admin"}},
+                    {"from": "web", "to": "api", "port": 80, "expect": "allow"}
+                ]
+            }),
+            vec![policy(
+                "shop",
+                "api-http",
+                json!({
+                    "endpointSelector": {"matchLabels": {"app": "api"}},
+                    "ingress": [{"fromEndpoints": [{"matchLabels": {"app": "web"}}],
+                                 "toPorts": [{"ports": [{"port": "80", "protocol": "TCP"}],
+                                              "rules": {"http": [{"method": "GET", "path": "/items/[0-9]+"}]}}]}]
+                }),
+            )],
+        );
+        let run = run(&tests, &set, &cluster, RunOptions::default()).unwrap();
+        let r = &run.tests[0].expectations;
+        let statuses: Vec<Status> = r.iter().map(|e| e.status).collect();
+        assert_eq!(
+            statuses,
+            [Status::Pass, Status::Pass, Status::Fail, Status::Pass]
+        );
+        assert_eq!(r[0].flow, "web → api TCP/80 HTTP GET /items/7");
+        assert_eq!(
+            r[2].message.as_deref(),
+            Some(
+                "expected allow, got deny at L7 (HTTP GET /admin of the destination): no HTTP rule of CiliumNetworkPolicy/shop/api-http spec.ingress[0] allows it: the proxy answers 403 Forbidden"
+            )
+        );
+        assert!(r[3].l7.is_none(), "no request, no L7 verdict");
+        assert!(r[1].l7.as_ref().is_some_and(|o| !o.allowed));
+    }
+
+    /// `host` is the node of the pod at the other end and `remote-node` every other node,
+    /// each with its own host policy; an entity tied to no node is said to be not
+    /// evaluated, and fails with --strict.
+    #[test]
+    fn host_entities_are_tied_to_nodes_and_untied_ones_are_said() {
+        let (tests, set, cluster) = suite(
+            json!({
+                "nodes": [
+                    {"name": "w1", "ip": "192.168.0.1", "labels": {"role": "worker"}},
+                    {"name": "w2", "ip": "192.168.0.2", "labels": {"role": "worker"}},
+                    {"name": "cp", "ip": "192.168.0.3", "labels": {"role": "control-plane"}}
+                ],
+                "endpoints": [
+                    {"name": "job", "namespace": "jobs", "labels": {"app": "job"}, "node": "w1"},
+                    {"name": "loose", "namespace": "jobs", "labels": {"app": "loose"}}
+                ],
+                "expectations": [
+                    {"from": "job", "to": "host", "port": 10250, "expect": "deny"},
+                    {"from": "job", "to": "node:cp", "port": 10250, "expect": "allow"},
+                    {"from": "remote-node", "to": "node:w1", "port": 10250, "expect": "allow"},
+                    {"from": "remote-node", "to": "job", "port": 8080, "expect": "allow"},
+                    {"from": "loose", "to": "host", "port": 10250, "expect": "allow"}
+                ]
+            }),
+            vec![
+                ccnp(
+                    "workers",
+                    json!({
+                        "nodeSelector": {"matchLabels": {"role": "worker"}},
+                        "ingress": [{"fromEntities": ["remote-node"]}]
+                    }),
+                ),
+                ccnp(
+                    "control-plane-egress",
+                    json!({
+                        "nodeSelector": {"matchLabels": {"role": "control-plane"}},
+                        "egress": [{"toEntities": ["world", "remote-node"]}]
+                    }),
+                ),
+            ],
+        );
+        let lenient = run(&tests, &set, &cluster, RunOptions::default()).unwrap();
+        let r = &lenient.tests[0].expectations;
+        let statuses: Vec<Status> = r.iter().map(|e| e.status).collect();
+        use Status::*;
+        assert_eq!(statuses, [Pass, Pass, Pass, Fail, Pass]);
+        // remote-node → job stands for w2 (allowed) and cp, whose own egress is in default
+        // deny: the expectation fails there, and says so.
+        assert_eq!(
+            r[3].message.as_deref(),
+            Some(
+                "with remote-node as node:cp: expected allow, got default-deny, decided by CiliumClusterwideNetworkPolicy/control-plane-egress spec"
+            )
+        );
+        assert_eq!(
+            r[4].not_evaluated,
+            [
+                "ingress of the destination not evaluated: host is tied to no node here, so no host policy applies to it (give the other end a node, or write node:<name>)"
+            ]
+        );
+        let strict = run(&tests, &set, &cluster, RunOptions { strict: true }).unwrap();
+        assert_eq!(strict.tests[0].expectations[4].status, Fail);
+        assert_eq!(strict.tests[0].expectations[0].status, Pass);
     }
 
     #[test]

@@ -20,28 +20,26 @@ pub(super) fn check(c: &mut Checker, object: &Value) {
     };
     c.at("spec", |c| {
         c.each(spec, "dns", check_dns_answer);
-        let endpoints = check_endpoints(c, spec);
-        c.each(spec, "expectations", |c, e| {
-            check_expectation(c, e, &endpoints)
-        });
+        let mut known = Known {
+            endpoints: check_endpoints(c, spec),
+            nodes: check_nodes(c, spec),
+        };
+        for node in spec
+            .get("endpoints")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|ep| ep.get("node").and_then(Value::as_str))
+        {
+            known.nodes.insert(node.to_owned());
+        }
+        c.each(spec, "expectations", |c, e| check_expectation(c, e, &known));
     });
 }
 
 /// A `spec.dns` answer: a DNS name and addresses that parse.
 fn check_dns_answer(c: &mut Checker, answer: &Value) {
-    if let Some(name) = answer.get("name").and_then(Value::as_str) {
-        let ok = name.trim_end_matches('.').split('.').all(|l| {
-            !l.is_empty()
-                && l.chars()
-                    .all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_')
-        });
-        if !ok {
-            c.at("name", |c| {
-                c.error(codes::POLICY_TEST, format!("\"{name}\" is not a DNS name"))
-                    .hint("a name such as api.example.com (letters, digits, - and _, labels separated by dots)");
-            });
-        }
-    }
+    check_dns_name(c, answer, "name");
     c.each(answer, "addresses", |c, a| {
         if let Some(a) = a.as_str()
             && a.parse::<std::net::IpAddr>().is_err()
@@ -52,8 +50,92 @@ fn check_dns_answer(c: &mut Checker, answer: &Value) {
     });
 }
 
+/// `field` of `v`, when it is a string, must be a DNS name.
+fn check_dns_name(c: &mut Checker, v: &Value, field: &'static str) {
+    let Some(name) = v.get(field).and_then(Value::as_str) else {
+        return;
+    };
+    let ok = name.trim_end_matches('.').split('.').all(|l| {
+        !l.is_empty()
+            && l.chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_')
+    });
+    if !ok {
+        c.at(field, |c| {
+            c.error(codes::POLICY_TEST, format!("\"{name}\" is not a DNS name"))
+                .hint("a name such as api.example.com (letters, digits, - and _, labels separated by dots)");
+        });
+    }
+}
+
 /// Declared endpoints by name, with their named ports.
 type Declared = BTreeMap<String, BTreeSet<String>>;
+
+/// What a test's expectations may name: its endpoints and its nodes (declared or named by
+/// an endpoint).
+struct Known {
+    endpoints: Declared,
+    nodes: BTreeSet<String>,
+}
+
+/// `spec.nodes`: unique names, addresses that parse, valid labels.
+fn check_nodes(c: &mut Checker, spec: &Value) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    c.each(spec, "nodes", |c, node| {
+        if let Some(name) = node.get("name").and_then(Value::as_str)
+            && !names.insert(name.to_owned())
+        {
+            c.at("name", |c| {
+                c.error(
+                    codes::POLICY_TEST,
+                    format!("node \"{name}\" is declared twice"),
+                )
+                .hint("node names must be unique within a test");
+            });
+        }
+        check_labels(c, node);
+        check_ip(c, node);
+    });
+    names
+}
+
+fn check_ip(c: &mut Checker, v: &Value) {
+    if let Some(ip) = v.get("ip").and_then(Value::as_str)
+        && ip.parse::<IpAddr>().is_err()
+    {
+        c.at("ip", |c| {
+            c.error(codes::POLICY_TEST, format!("\"{ip}\" is not an IP address"))
+                .hint("write an address such as 10.0.1.10");
+        });
+    }
+}
+
+fn check_labels(c: &mut Checker, v: &Value) {
+    let Some(labels) = v.get("labels").and_then(Value::as_object) else {
+        return;
+    };
+    c.at("labels", |c| {
+        for (k, v) in labels {
+            c.at(k.clone(), |c| {
+                if let Err(e) = validate_key(k) {
+                    c.error_at_key(
+                        codes::POLICY_TEST,
+                        format!("invalid label key \"{k}\": {e}"),
+                    );
+                }
+                if let Some(Err(e)) = v.as_str().map(validate_value) {
+                    c.error(
+                        codes::POLICY_TEST,
+                        format!(
+                            "invalid label value \"{}\": {e}",
+                            v.as_str().unwrap_or_default()
+                        ),
+                    );
+                }
+            });
+        }
+    });
+}
 
 fn check_endpoints(c: &mut Checker, spec: &Value) -> Declared {
     let mut declared = Declared::new();
@@ -72,37 +154,8 @@ fn check_endpoints(c: &mut Checker, spec: &Value) -> Declared {
                 .hint("endpoint names must be unique within a test");
             });
         }
-        if let Some(labels) = ep.get("labels").and_then(Value::as_object) {
-            c.at("labels", |c| {
-                for (k, v) in labels {
-                    c.at(k.clone(), |c| {
-                        if let Err(e) = validate_key(k) {
-                            c.error_at_key(
-                                codes::POLICY_TEST,
-                                format!("invalid label key \"{k}\": {e}"),
-                            );
-                        }
-                        if let Some(Err(e)) = v.as_str().map(validate_value) {
-                            c.error(
-                                codes::POLICY_TEST,
-                                format!(
-                                    "invalid label value \"{}\": {e}",
-                                    v.as_str().unwrap_or_default()
-                                ),
-                            );
-                        }
-                    });
-                }
-            });
-        }
-        if let Some(ip) = ep.get("ip").and_then(Value::as_str)
-            && ip.parse::<IpAddr>().is_err()
-        {
-            c.at("ip", |c| {
-                c.error(codes::POLICY_TEST, format!("\"{ip}\" is not an IP address"))
-                    .hint("write an address such as 10.0.1.10");
-            });
-        }
+        check_labels(c, ep);
+        check_ip(c, ep);
         let mut named = BTreeSet::new();
         c.each(ep, "ports", |c, port| {
             check_declared_port(c, port);
@@ -154,10 +207,29 @@ fn check_protocol(c: &mut Checker, protocol: Option<&Value>, allowed: &[&str]) {
     }
 }
 
-/// A peer of an expectation: a declared endpoint, an entity, or an address.
-fn check_peer(c: &mut Checker, field: &'static str, peer: &str, declared: &Declared) {
+/// A peer of an expectation: a declared endpoint, an entity, a node's host endpoint
+/// (`node:<name>`) or an address.
+fn check_peer(c: &mut Checker, field: &'static str, peer: &str, known: &Known) {
+    let declared = &known.endpoints;
     if declared.contains_key(peer) || CRD_ENTITIES.contains(&peer) || peer.parse::<IpAddr>().is_ok()
     {
+        return;
+    }
+    if let Some(node) = peer.strip_prefix("node:") {
+        if !known.nodes.contains(node) {
+            let nodes: Vec<&str> = known.nodes.iter().map(String::as_str).collect();
+            c.at(field, |c| {
+                c.error(codes::POLICY_TEST, format!("unknown node \"{node}\""))
+                    .hint(if nodes.is_empty() {
+                        "declare it under spec.nodes (name, ip, labels)".to_owned()
+                    } else {
+                        format!(
+                            "nodes of this test: {}; or declare it under spec.nodes",
+                            nodes.join(", ")
+                        )
+                    });
+            });
+        }
         return;
     }
     let names: Vec<&str> = declared.keys().map(String::as_str).collect();
@@ -178,12 +250,14 @@ fn check_peer(c: &mut Checker, field: &'static str, peer: &str, declared: &Decla
     });
 }
 
-fn check_expectation(c: &mut Checker, e: &Value, declared: &Declared) {
+fn check_expectation(c: &mut Checker, e: &Value, known: &Known) {
+    let declared = &known.endpoints;
     for field in ["from", "to"] {
         if let Some(peer) = e.get(field).and_then(Value::as_str) {
-            check_peer(c, field, peer, declared);
+            check_peer(c, field, peer, known);
         }
     }
+    check_l7_request(c, e);
     check_protocol(c, e.get("protocol"), &FLOW_PROTOCOLS);
     let protocol = e
         .get("protocol")
@@ -220,6 +294,58 @@ fn check_expectation(c: &mut Checker, e: &Value, declared: &Declared) {
                     .hint("write Kind/namespace/name (CiliumNetworkPolicy/shop/backend-ingress), Kind/name for cluster-wide kinds, or default-deny");
             });
         }
+    }
+}
+
+/// `http` needs TCP and a path that starts with `/`; `dns` needs UDP or TCP and a name.
+fn check_l7_request(c: &mut Checker, e: &Value) {
+    let protocol = e
+        .get("protocol")
+        .and_then(Value::as_str)
+        .unwrap_or("TCP")
+        .to_ascii_uppercase();
+    if e.get("http").is_some() && e.get("dns").is_some() {
+        c.at("dns", |c| {
+            c.error(
+                codes::POLICY_TEST,
+                "an expectation carries one request: http or dns, not both",
+            )
+            .hint("split it into two expectations");
+        });
+    }
+    if let Some(http) = e.get("http") {
+        c.at("http", |c| {
+            if protocol != "TCP" {
+                c.error(
+                    codes::POLICY_TEST,
+                    format!("an HTTP request needs TCP, not {protocol}"),
+                )
+                .hint("drop `protocol`, or write protocol: TCP");
+            }
+            if let Some(path) = http.get("path").and_then(Value::as_str)
+                && !path.starts_with('/')
+            {
+                c.at("path", |c| {
+                    c.error(
+                        codes::POLICY_TEST,
+                        format!("\"{path}\" is not a request path"),
+                    )
+                    .hint("a path starts with /, as in /api/v1/items?limit=5");
+                });
+            }
+        });
+    }
+    if let Some(dns) = e.get("dns") {
+        c.at("dns", |c| {
+            if protocol != "UDP" && protocol != "TCP" {
+                c.error(
+                    codes::POLICY_TEST,
+                    format!("a DNS query needs UDP or TCP, not {protocol}"),
+                )
+                .hint("write protocol: UDP (and port: 53)");
+            }
+            check_dns_name(c, dns, "query");
+        });
     }
 }
 

@@ -119,6 +119,7 @@ mod tests {
             verdict: verdict.into(),
             rule: None,
             unresolved: Vec::new(),
+            not_evaluated: Vec::new(),
         }
     }
 
