@@ -182,3 +182,93 @@ fn bad_flow_ends_are_errors_that_say_what_to_write() {
     .code(EXIT_ERROR)
     .stderr_has("[possible values: text, json]");
 }
+
+/// A request on the flow adds the L7 proxies' verdict: the payments API takes a POST to
+/// /v1/charges with X-Request-Id (api-ingress's HTTP rules), refuses a DELETE with 403, and
+/// the DNS proxy refuses names the namespace's egress does not list.
+#[test]
+fn a_request_gets_the_l7_verdict() {
+    let env = Env::new();
+    let repo = env.fixture_repo();
+    let explain = |extra: &[&str]| {
+        let mut args = vec![
+            "explain",
+            "--from",
+            "payments-worker",
+            "--to",
+            "payments-api",
+            "--port",
+            "8080/TCP",
+        ];
+        args.extend_from_slice(extra);
+        repo.ward(&args)
+    };
+    explain(&[
+        "--http",
+        "POST /v1/charges",
+        "--header",
+        "X-Request-Id: r-1",
+    ])
+    .code(EXIT_OK)
+    .stdout_has("\nL7 HTTP POST /v1/charges: passes\n")
+    .stdout_has(
+        "  ingress proxy: allowed by CiliumNetworkPolicy/payments/api-ingress spec.ingress[0]\n",
+    )
+    .stdout_lacks("its L7 rules are not enforced by ward");
+    let refused = explain(&[
+        "--http",
+        "DELETE /v1/charges/ch42",
+        "--header",
+        "X-Request-Id: r-1",
+    ]);
+    refused
+        .code(EXIT_OK)
+        .stdout_has("\nL7 HTTP DELETE /v1/charges/ch42: refused\n")
+        .stdout_has("the proxy answers 403 Forbidden");
+    let json = explain(&["--http", "DELETE /v1/charges/ch42", "-o", "json"]).json();
+    assert_eq!(json["l7"]["allowed"], false, "{json}");
+    assert_eq!(json["l7"]["sides"][0]["verdict"], "denied", "{json}");
+    repo.ward(&[
+        "explain",
+        "--from",
+        "payments-worker",
+        "--to",
+        "kube-dns",
+        "--port",
+        "53/UDP",
+        "--dns",
+        "tracker.example.net",
+    ])
+    .code(EXIT_OK)
+    .stdout_has("\nL7 DNS query tracker.example.net: refused\n")
+    .stdout_has("the proxy answers REFUSED");
+    explain(&["--http", "POST"])
+        .code(EXIT_ERROR)
+        .stderr_has("--http: give the method and the path, \"GET /api/v1/items\"");
+}
+
+/// A node's host endpoint is a flow end; `host` next to a pod is the pod's own node.
+#[test]
+fn host_endpoints_are_explained_with_their_host_policy() {
+    let env = Env::new();
+    let repo = env.fixture_repo();
+    repo.ward(&[
+        "explain", "--from", "world", "--to", "node:worker-1", "--port", "22/TCP",
+    ])
+    .code(EXIT_OK)
+    .stdout_has(" → node:worker-1 TCP/22: default-deny\n")
+    .stdout_has("decided by CiliumClusterwideNetworkPolicy/host-firewall spec (policies/clusterwide/host-firewall.yaml:")
+    .stdout_has("\ningress of node:worker-1 (identity 1):\n");
+    repo.ward(&[
+        "explain",
+        "--from",
+        "batch-runner",
+        "--to",
+        "host",
+        "--port",
+        "10250/TCP",
+    ])
+    .code(EXIT_OK)
+    .stdout_has("batch/batch-runner → node:worker-1 TCP/10250: default-deny\n")
+    .stdout_has("\ningress of node:worker-1 (identity 1):\n");
+}

@@ -127,10 +127,10 @@ fn test_github_annotates_failed_expectations_at_their_line() {
         )),
         "the annotation is at the expectation's line",
     )
-    .stdout_has("ward test: 36 expectation(s) in 3 test(s): 35 passed, 1 failed");
+    .stdout_has("ward test: 60 expectation(s) in 5 test(s): 59 passed, 1 failed");
     // The JSON gives the same line.
     let json = repo.ward(&["test", "--format", "json"]).json();
-    let first = &json["tests"][2]["expectations"][0];
+    let first = &json["tests"][4]["expectations"][0];
     assert_eq!(first["status"], "fail", "{first}");
     assert_eq!(first["line"], line, "{first}");
     // Passing tests: no annotation, exit 0.
@@ -139,7 +139,7 @@ fn test_github_annotates_failed_expectations_at_their_line() {
     let run = repo.ward(&["test", "-o", "github"]);
     run.code(EXIT_OK)
         .stdout_lacks("::error")
-        .stdout_has("36 passed, 0 failed");
+        .stdout_has("60 passed, 0 failed");
 }
 
 #[test]

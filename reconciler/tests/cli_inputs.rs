@@ -237,7 +237,7 @@ fn fail_on_warn_makes_warnings_fail() {
     repo.ward(&["plan"]).code(EXIT_OK);
     repo.ward(&["plan", "--fail-on-warn", "--detailed-exitcode"])
         .code(EXIT_ERROR)
-        .stdout_has("11 to create");
+        .stdout_has("14 to create");
     // apply: nothing is applied.
     repo.ward(&["apply", "--fail-on-warn"])
         .code(EXIT_ERROR)

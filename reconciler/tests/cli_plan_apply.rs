@@ -36,7 +36,7 @@ fn plan_apply_plan_converges_and_status_shows_the_commit() {
 
     let plan = repo.ward(&["plan", "--detailed-exitcode"]);
     plan.code(EXIT_CHANGES)
-        .stdout_has("10 to create, 0 to change, 0 to prune, 0 drifted, 0 unchanged");
+        .stdout_has("13 to create, 0 to change, 0 to prune, 0 drifted, 0 unchanged");
     for key in FIXTURE_OBJECTS {
         plan.stdout_has(&format!("+ {key} create ("));
     }
@@ -48,13 +48,13 @@ fn plan_apply_plan_converges_and_status_shows_the_commit() {
     // Documented: apply exits 2 with --detailed-exitcode when it changed something, else 0.
     repo.ward(&["apply", "--detailed-exitcode"])
         .code(EXIT_CHANGES)
-        .stdout_has("10 to create");
-    assert_eq!(objects(&repo.state()).len(), 10);
+        .stdout_has("13 to create");
+    assert_eq!(objects(&repo.state()).len(), 13);
 
     let again = repo.ward(&["plan", "--detailed-exitcode"]);
     again
         .code(EXIT_OK)
-        .stdout_has("0 to create, 0 to change, 0 to prune, 0 drifted, 10 unchanged");
+        .stdout_has("0 to create, 0 to change, 0 to prune, 0 drifted, 13 unchanged");
     again.check(
         again.stdout.contains(&format!("Plan for {head}:")),
         "the plan names the clean commit",
@@ -64,7 +64,7 @@ fn plan_apply_plan_converges_and_status_shows_the_commit() {
     status
         .code(EXIT_OK)
         .stdout_has(&format!("applied revision:  {head}\n"))
-        .stdout_has("10 in inventory, 10 live")
+        .stdout_has("13 in inventory, 13 live")
         .stdout_has("drift:             none");
     let json = repo.ward(&["status", "--format", "json"]);
     json.code(EXIT_OK);
@@ -74,7 +74,7 @@ fn plan_apply_plan_converges_and_status_shows_the_commit() {
         "appliedRevision is the commit id",
     )
     .check(doc["interruptedApply"] == false, "not interrupted")
-    .check(doc["inventory"] == 10 && doc["live"] == 10, "10 objects");
+    .check(doc["inventory"] == 13 && doc["live"] == 13, "13 objects");
 
     // Applying again changes nothing and keeps the revision clean (the state directory in the
     // working tree must not make it look modified).
@@ -107,7 +107,7 @@ fn a_changed_line_in_a_commit_is_exactly_one_change() {
 
     let plan = repo.ward(&["plan", "--detailed-exitcode"]);
     plan.code(EXIT_CHANGES)
-        .stdout_has("0 to create, 1 to change, 0 to prune, 0 drifted, 9 unchanged");
+        .stdout_has("0 to create, 1 to change, 0 to prune, 0 drifted, 12 unchanged");
     plan.stdout_has("~ CiliumNetworkPolicy/shop/backend-ingress change (policies/namespaces/shop/backend-ingress.yaml:");
     let removed = diff_lines(&plan.stdout, '-');
     let added = diff_lines(&plan.stdout, '+');
@@ -135,8 +135,8 @@ fn a_changed_line_in_a_commit_is_exactly_one_change() {
             "no deletes",
         )
         .check(
-            p["unchanged"].as_array().map(Vec::len) == Some(9),
-            "six unchanged",
+            p["unchanged"].as_array().map(Vec::len) == Some(12),
+            "twelve unchanged",
         )
         .check(
             updates[0]["key"]["name"] == "backend-ingress"
@@ -189,7 +189,7 @@ fn a_deleted_file_is_pruned_only_with_prune() {
     let plan = repo.ward(&["plan", "--detailed-exitcode"]);
     // Deletes without --prune are not changes an apply would make.
     plan.code(EXIT_OK)
-        .stdout_has("0 to create, 0 to change, 1 to prune (with --prune), 0 drifted, 9 unchanged");
+        .stdout_has("0 to create, 0 to change, 1 to prune (with --prune), 0 drifted, 12 unchanged");
     plan.stdout_has(&format!("- {gone} prune (with --prune)"));
     assert_eq!(objects(&repo.state()), before, "plan deletes nothing");
 
@@ -214,7 +214,7 @@ fn a_deleted_file_is_pruned_only_with_prune() {
     let apply = repo.ward(&["apply", "--prune", "--detailed-exitcode"]);
     apply
         .code(EXIT_CHANGES)
-        .stdout_has("0 to create, 0 to change, 1 to prune, 0 drifted, 9 unchanged");
+        .stdout_has("0 to create, 0 to change, 1 to prune, 0 drifted, 12 unchanged");
     let after = objects(&repo.state());
     let mut expected = before.clone();
     expected.remove(&gone_file).expect("the object existed");
@@ -227,12 +227,12 @@ fn a_deleted_file_is_pruned_only_with_prune() {
         inv["entries"].get(gone).is_none(),
         "pruned from the inventory"
     );
-    assert_eq!(inv["entries"].as_object().map(|m| m.len()), Some(9));
+    assert_eq!(inv["entries"].as_object().map(|m| m.len()), Some(12));
 
     let status = repo.ward(&["status"]);
     status
         .code(EXIT_OK)
-        .stdout_has("9 in inventory, 9 live")
+        .stdout_has("12 in inventory, 12 live")
         .stdout_has(&format!("applied revision:  {second}\n"))
         .stdout_lacks("frontend-egress");
     repo.ward(&["plan", "--prune", "--detailed-exitcode"])
@@ -258,7 +258,7 @@ fn drift_is_reported_and_apply_restores_it() {
 
     let plan = repo.ward(&["plan", "--detailed-exitcode"]);
     plan.code(EXIT_CHANGES)
-        .stdout_has("0 to create, 1 to change, 0 to prune, 1 drifted, 9 unchanged")
+        .stdout_has("0 to create, 1 to change, 0 to prune, 1 drifted, 12 unchanged")
         .stdout_has(&format!("~ {key} change ("))
         .stdout_has("[drifted]")
         .stdout_has("Drifted (changed outside ward since it was applied):")
@@ -298,7 +298,7 @@ fn drift_is_reported_and_apply_restores_it() {
         .stdout_has("drift:             none");
     repo.ward(&["plan", "--detailed-exitcode"])
         .code(EXIT_OK)
-        .stdout_has("0 drifted, 10 unchanged");
+        .stdout_has("0 drifted, 13 unchanged");
 
     // A deleted object is drift too.
     std::fs::remove_file(&file).expect("delete by hand");
@@ -353,8 +353,8 @@ fn a_remote_repository_is_cloned_into_the_cache_and_fetched_again() {
         "plans the remote's HEAD",
     )
     .check(
-        plan.json()["plan"]["creates"].as_array().map(Vec::len) == Some(10),
-        "10 creates",
+        plan.json()["plan"]["creates"].as_array().map(Vec::len) == Some(13),
+        "13 creates",
     );
     let cached: Vec<_> = std::fs::read_dir(cache.join("repos"))
         .map(|d| d.flatten().collect())
@@ -363,7 +363,7 @@ fn a_remote_repository_is_cloned_into_the_cache_and_fetched_again() {
     run(&["apply"]).code(EXIT_OK);
     run(&["plan", "--detailed-exitcode"])
         .code(EXIT_OK)
-        .stdout_has("10 unchanged");
+        .stdout_has("13 unchanged");
 
     // A new commit on the remote is fetched by the next plan.
     let path = "policies/namespaces/shop/backend-ingress.yaml";
@@ -409,12 +409,12 @@ fn an_object_ward_did_not_apply_is_left_alone_until_adopted() {
 
     let plan = repo.ward(&["plan"]);
     plan.code(EXIT_OK)
-        .stdout_has("9 to create, 0 to change, 0 to prune, 0 drifted, 0 unchanged, 1 exist(s) not managed by ward")
+        .stdout_has("12 to create, 0 to change, 0 to prune, 0 drifted, 0 unchanged, 1 exist(s) not managed by ward")
         .stdout_has(&format!("Exist, not managed by ward (left alone; --adopt takes them over):\n  {key}"));
     repo.ward(&["apply"]).code(EXIT_OK);
     let inv = util::inventory(&repo.state());
     assert!(inv["entries"].get(key).is_none(), "not adopted: {inv}");
-    assert_eq!(inv["entries"].as_object().map(|e| e.len()), Some(9));
+    assert_eq!(inv["entries"].as_object().map(|e| e.len()), Some(12));
 
     repo.ward(&["apply", "--adopt"])
         .code(EXIT_OK)
@@ -423,7 +423,7 @@ fn an_object_ward_did_not_apply_is_left_alone_until_adopted() {
     assert!(inv["entries"].get(key).is_some(), "adopted: {inv}");
     repo.ward(&["plan", "--detailed-exitcode"])
         .code(EXIT_OK)
-        .stdout_has("10 unchanged");
+        .stdout_has("13 unchanged");
 }
 
 /// Outside Git there is no commit: an apply records a digest of the content as the applied

@@ -16,17 +16,17 @@ fn the_repositorys_own_tests_pass() {
         .stdout_has("PolicyTest clusterwide (policies/tests/clusterwide.yaml:")
         .stdout_has("  ✓ frontend → backend TCP/80: allow, decided by CiliumNetworkPolicy/shop/backend-ingress\n")
         .stdout_has("  ✓ admin → backend TCP/80: deny (default-deny)\n")
-        .stdout_has("ok: 36 expectation(s) in 3 test(s): 36 passed, 0 failed")
+        .stdout_has("ok: 60 expectation(s) in 5 test(s): 60 passed, 0 failed")
         .stdout_lacks("✗");
     // With no paths: the --include folders (the CiliumConfig too).
     repo.ward(&["test"])
         .code(EXIT_OK)
-        .stdout_has("36 passed, 0 failed");
+        .stdout_has("60 passed, 0 failed");
     // A Git revision, without a checkout.
     flip_first_expectation(&repo);
     repo.ward(&["test", "--rev", "HEAD"])
         .code(EXIT_OK)
-        .stdout_has("36 passed, 0 failed");
+        .stdout_has("60 passed, 0 failed");
 }
 
 #[test]
@@ -42,7 +42,7 @@ fn a_flipped_expectation_fails_with_the_deciding_rule() {
         )
         .stdout_has("egress of the source (remote identity ")
         .stdout_has("allowed by CiliumNetworkPolicy/shop/frontend-egress spec.egress[0] (policies/namespaces/shop/frontend-egress.yaml:13)")
-        .stdout_has("FAILED: 36 expectation(s) in 3 test(s): 35 passed, 1 failed");
+        .stdout_has("FAILED: 60 expectation(s) in 5 test(s): 59 passed, 1 failed");
     let failed = run
         .stdout
         .lines()
@@ -54,13 +54,13 @@ fn a_flipped_expectation_fails_with_the_deciding_rule() {
     let doc = json.code(EXIT_ERROR).json();
     json.check(
         doc["summary"]["failed"] == 1
-            && doc["summary"]["passed"] == 35
+            && doc["summary"]["passed"] == 59
             && doc["summary"]["ok"] == false,
         "the summary",
     );
-    let first = &doc["tests"][2]["expectations"][0];
+    let first = &doc["tests"][4]["expectations"][0];
     json.check(
-        doc["tests"][2]["name"] == "shop-seed" && first["status"] == "fail",
+        doc["tests"][4]["name"] == "shop-seed" && first["status"] == "fail",
         "the seed's first expectation failed",
     )
     .check(
@@ -81,11 +81,11 @@ fn a_flipped_expectation_fails_with_the_deciding_rule() {
 
     let junit = repo.ward(&["test", "policies", "--format", "junit"]);
     junit.code(EXIT_ERROR).stdout_has(
-        "<testsuites name=\"ward test\" tests=\"36\" skipped=\"0\" failures=\"1\" errors=\"0\">",
+        "<testsuites name=\"ward test\" tests=\"60\" skipped=\"0\" failures=\"1\" errors=\"0\">",
     );
     let xml = &junit.stdout;
     junit
-        .check(xml.matches("<testcase ").count() == 36, "one test case per expectation")
+        .check(xml.matches("<testcase ").count() == 60, "one test case per expectation")
         .check(xml.matches("<failure ").count() == 1, "one failure")
         .check(xml.contains("name=\"frontend → backend TCP/80: deny\""), "the case is named after the flow")
         .check(
@@ -115,11 +115,11 @@ fn a_wrong_decided_by_fails_even_when_the_verdict_is_right() {
     );
     repo.ward(&["test"])
         .code(EXIT_OK)
-        .stdout_has("36 passed, 0 failed");
+        .stdout_has("60 passed, 0 failed");
     repo.write(SEED, with("cnp/shop/backend-ingress spec.ingress[0]"));
     repo.ward(&["test"])
         .code(EXIT_OK)
-        .stdout_has("36 passed, 0 failed");
+        .stdout_has("60 passed, 0 failed");
     // The DNS rule does not decide this flow.
     repo.write(
         SEED,
@@ -188,7 +188,7 @@ spec:
     );
     repo.ward(&["test"])
         .code(EXIT_OK)
-        .stdout_has("37 passed, 0 failed");
+        .stdout_has("61 passed, 0 failed");
 }
 
 #[test]
@@ -214,31 +214,38 @@ fn tests_without_policies_warn() {
         .stderr_has("warning: no CiliumNetworkPolicy, CiliumClusterwideNetworkPolicy or NetworkPolicy was loaded");
 }
 
-/// The PolicyTest of the NetworkPolicy and the CIDR group (`policies/tests/shop-admin.yaml`)
-/// tests something: flipping any one of its expectations makes exactly that one fail.
+/// The PolicyTests of the NetworkPolicy and the CIDR group (`shop-admin.yaml`), the FQDN,
+/// DNS and HTTP rules (`payments.yaml`) and the host firewall (`host-firewall.yaml`) test
+/// something: flipping any one of their expectations makes exactly that one fail.
 #[test]
-fn each_flipped_expectation_of_the_admin_test_fails() {
-    const ADMIN: &str = "policies/tests/shop-admin.yaml";
+fn each_flipped_expectation_of_the_newer_tests_fails() {
     let env = Env::new();
     let repo = env.fixture_repo();
-    let text = repo.read(ADMIN);
-    let items: Vec<usize> = text
-        .match_indices("expect: ")
-        .map(|(i, _)| i + "expect: ".len())
-        .collect();
-    assert_eq!(items.len(), 13, "the admin test's expectations");
-    for (n, at) in items.into_iter().enumerate() {
-        let (word, flipped) = if text[at..].starts_with("allow") {
-            ("allow", "deny")
-        } else {
-            ("deny", "allow")
-        };
-        let changed = format!("{}{flipped}{}", &text[..at], &text[at + word.len()..]);
-        repo.write(ADMIN, &changed);
-        let run = repo.ward(&["test", "policies"]);
-        run.code(EXIT_ERROR)
-            .stdout_has("35 passed, 1 failed")
-            .stdout_has(&format!("(spec.expectations[{n}])"));
+    for (file, count) in [
+        ("policies/tests/shop-admin.yaml", 13),
+        ("policies/tests/payments.yaml", 15),
+        ("policies/tests/host-firewall.yaml", 9),
+    ] {
+        let text = repo.read(file);
+        let items: Vec<usize> = text
+            .match_indices("expect: ")
+            .map(|(i, _)| i + "expect: ".len())
+            .collect();
+        assert_eq!(items.len(), count, "the expectations of {file}");
+        for (n, at) in items.into_iter().enumerate() {
+            let (word, flipped) = if text[at..].starts_with("allow") {
+                ("allow", "deny")
+            } else {
+                ("deny", "allow")
+            };
+            let changed = format!("{}{flipped}{}", &text[..at], &text[at + word.len()..]);
+            repo.write(file, &changed);
+            let run = repo.ward(&["test", "policies"]);
+            run.code(EXIT_ERROR)
+                .stdout_has("59 passed, 1 failed")
+                .stdout_has(&format!("(spec.expectations[{n}])"));
+        }
+        repo.write(file, &text);
     }
 }
 
@@ -256,7 +263,7 @@ fn a_missing_cidr_group_is_reported_beside_the_verdict_and_fails_with_strict() {
         .stdout_has("  ✓ oncall → admin TCP/8443: allow, decided by NetworkPolicy/shop/admin-ingress spec.ingress[0]\n")
         .stdout_has(&format!("      {note}\n"))
         .stdout_has("expected allow, got default-deny")
-        .stdout_has("35 passed, 1 failed");
+        .stdout_has("59 passed, 1 failed");
     let strict = repo.ward(&["test", "policies", "--strict"]);
     strict.code(EXIT_ERROR).stdout_has(
         "a rule on this flow's path matches nothing here: it names something this revision does not define, or that only the cluster knows (--strict)",
@@ -273,7 +280,7 @@ fn a_missing_cidr_group_is_reported_beside_the_verdict_and_fails_with_strict() {
     let json = repo.ward(&["test", "policies", "--format", "json"]);
     let doc = json.code(EXIT_ERROR).json();
     json.check(
-        doc["tests"][1]["expectations"][0]["unresolved"][0]
+        doc["tests"][3]["expectations"][0]["unresolved"][0]
             == note.trim_start_matches("unresolved: "),
         "JSON lists it",
     );
@@ -341,4 +348,67 @@ fn to_fqdns_allows_exactly_the_declared_answers() {
         .stdout_has(
             "policies/tests/fqdn.yaml:6:43: error[WARD-S014]: \"192.0.2.300\" is not an IP address",
         );
+}
+
+/// `host` next to a pod on no node stands for no node, so no host policy is evaluated: the
+/// verdict says so, and `--strict` fails the expectation.
+#[test]
+fn a_side_not_evaluated_is_said_and_fails_with_strict() {
+    let env = Env::new();
+    let repo = env.fixture_repo();
+    repo.write(
+        "policies/tests/zz-loose.yaml",
+        "apiVersion: ward.dev/v1alpha1\nkind: PolicyTest\nmetadata: {name: zz-loose}\nspec:\n  endpoints:\n    - {name: loose, namespace: batch, labels: {app: loose}, ip: 10.0.9.10}\n  expectations:\n    - {from: loose, to: host, port: 10250, expect: allow}\n",
+    );
+    let note = "not evaluated: ingress of the destination not evaluated: host is tied to no node here, so no host policy applies to it (give the other end a node, or write node:<name>)";
+    repo.ward(&["test", "policies"])
+        .code(EXIT_OK)
+        .stdout_has("  ✓ loose → host TCP/10250: allow\n")
+        .stdout_has(&format!("      {note}\n"));
+    repo.ward(&["test", "policies", "--strict"])
+        .code(EXIT_ERROR)
+        .stdout_has("  ✗ loose → host TCP/10250: expect allow")
+        .stdout_has("a side of this flow is not evaluated (--strict)");
+}
+
+/// Nodes and requests are checked like endpoints and ports: each problem with its place.
+#[test]
+fn bad_nodes_and_requests_get_diagnostics() {
+    let env = Env::new();
+    let repo = env.fixture_repo();
+    repo.write(
+        "policies/tests/zz-bad.yaml",
+        "apiVersion: ward.dev/v1alpha1
+kind: PolicyTest
+metadata: {name: zz-bad}
+spec:
+  nodes:
+    - {name: n1, ip: 10.300.0.1}
+    - {name: n1}
+  endpoints:
+    - {name: web, namespace: shop, node: n2}
+  expectations:
+    - {from: web, to: \"node:n3\", port: 22, expect: deny}
+    - {from: web, to: \"node:n2\", port: 53, protocol: UDP, expect: deny, http: {path: /x}}
+    - {from: web, to: world, port: 80, expect: deny, http: {path: x}}
+    - {from: web, to: world, port: 53, protocol: UDP, expect: deny, dns: {query: \"bad name\"}}
+    - {from: web, to: world, port: 80, expect: deny, http: {}, dns: {query: a.example}}
+",
+    );
+    let f = "policies/tests/zz-bad.yaml";
+    repo.ward(&["validate", f])
+        .code(EXIT_ERROR)
+        .stdout_has(&format!(
+            "{f}:6:22: error[WARD-S014]: \"10.300.0.1\" is not an IP address"
+        ))
+        .stdout_has(&format!(
+            "{f}:7:14: error[WARD-S014]: node \"n1\" is declared twice"
+        ))
+        .stdout_has(&format!("{f}:11:23: error[WARD-S014]: unknown node \"n3\""))
+        .stdout_has("hint: nodes of this test: n1, n2; or declare it under spec.nodes")
+        .stdout_has("error[WARD-S014]: an HTTP request needs TCP, not UDP")
+        .stdout_has("error[WARD-S014]: \"x\" is not a request path")
+        .stdout_has("error[WARD-S014]: \"bad name\" is not a DNS name")
+        .stdout_has("error[WARD-S014]: an expectation carries one request: http or dns, not both")
+        .stdout_lacks("unknown node \"n2\"");
 }

@@ -44,7 +44,7 @@ fn a_saved_plan_applies_exactly_its_objects() {
     assert_eq!(doc["source"]["commit"], c1.as_str(), "the full commit");
     assert_eq!(doc["source"]["rev"], c1.as_str());
     assert_eq!(doc["target"]["identity"]["type"], "local");
-    assert_eq!(doc["changes"].as_array().unwrap().len(), 11);
+    assert_eq!(doc["changes"].as_array().unwrap().len(), 14);
     assert!(
         !repo.state().join("objects").exists(),
         "a plan writes nothing"
@@ -56,8 +56,8 @@ fn a_saved_plan_applies_exactly_its_objects() {
     let apply = repo.ward(&["apply", &file, "--detailed-exitcode"]);
     apply
         .code(util::EXIT_CHANGES)
-        .stdout_has(&format!("Applied {c1}: 11 to create"));
-    assert_eq!(objects(&repo.state()).len(), 11);
+        .stdout_has(&format!("Applied {c1}: 14 to create"));
+    assert_eq!(objects(&repo.state()).len(), 14);
     assert_eq!(
         extra_port(&repo),
         "80",
@@ -195,5 +195,5 @@ fn a_saved_prune_deletes_what_it_planned_to() {
         !objects(&repo.state()).contains_key("CiliumNetworkPolicy/shop/extra.json"),
         "pruned as planned"
     );
-    assert_eq!(objects(&repo.state()).len(), 10);
+    assert_eq!(objects(&repo.state()).len(), 13);
 }

@@ -12,12 +12,12 @@ fn the_example_policies_and_cluster_config_are_valid() {
     let repo = env.fixture_repo();
     let run = repo.ward(&["validate", "policies", "cluster-config"]);
     run.code(EXIT_OK)
-        .stdout_has("valid: 14 file(s), 14 document(s), 0 error(s), 0 warning(s)")
+        .stdout_has("valid: 19 file(s), 19 document(s), 0 error(s), 0 warning(s)")
         .stdout_lacks("error[");
     // With no paths, the default --include folders are the same files.
     repo.ward(&["validate"])
         .code(EXIT_OK)
-        .stdout_has("valid: 14 file(s), 14 document(s), 0 error(s)");
+        .stdout_has("valid: 19 file(s), 19 document(s), 0 error(s)");
 }
 
 #[test]
@@ -175,7 +175,7 @@ fn validate_rev_reads_the_commit_and_leaves_the_working_tree_alone() {
     repo.ward(&["validate", "--rev", &good]).code(EXIT_OK);
     repo.ward(&["validate", "--rev", "HEAD", "policies/namespaces"])
         .code(EXIT_OK)
-        .stdout_has("valid: 6 file(s)");
+        .stdout_has("valid: 8 file(s)");
     assert_eq!(
         repo.read(path),
         broken,
@@ -242,8 +242,8 @@ fn the_example_content_is_what_these_tests_expect() {
         format_args!("the example objects changed: {keys:?}"),
     )
     .check(
-        doc["files"] == 14 && doc["documents"] == 14,
-        "14 files, 14 documents (three PolicyTests, the lab topology)",
+        doc["files"] == 19 && doc["documents"] == 19,
+        "19 files, 19 documents (five PolicyTests, the lab topology)",
     );
 }
 

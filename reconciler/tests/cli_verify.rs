@@ -75,7 +75,7 @@ fn ssh_signed_commits_by_listed_keys_apply_and_others_are_refused() {
 
     let signed = s.keys.commit(&s.repo.path, &alice, "policies, signed");
     let run = ward_verified(&s, &["apply"], "HEAD", &trust);
-    run.code(EXIT_OK).stdout_has("10 to create");
+    run.code(EXIT_OK).stdout_has("13 to create");
     let applied = snapshot(&s.repo.state());
     assert_eq!(
         util::inventory(&s.repo.state())["applied_revision"],

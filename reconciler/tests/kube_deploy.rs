@@ -58,7 +58,7 @@ fn manifests_apply_and_the_service_account_is_enough_and_no_more() {
         &env.path().join("sa-kubeconfig"),
     );
 
-    cluster.kubectl_ok(&["create", "namespace", "shop"]);
+    cluster.create_fixture_namespaces();
     let repo = env.fixture_repo();
     let run = env.ward(
         &repo.path,

@@ -25,7 +25,7 @@ fn ward(repo: &Repo, cluster: &TestCluster, args: &[&str]) -> util::Run {
 /// A test cluster with the namespace `shop` the fixtures use; `None` when it cannot run.
 fn cluster_with_shop() -> Option<TestCluster> {
     let cluster = TestCluster::start()?;
-    cluster.kubectl_ok(&["create", "namespace", "shop"]);
+    cluster.create_fixture_namespaces();
     Some(cluster)
 }
 
@@ -118,7 +118,7 @@ fn apply_converges_and_drift_conflicts_and_prune_behave() {
 
     let plan = ward(&repo, &cluster, &["plan", "--detailed-exitcode"]);
     plan.code(EXIT_CHANGES)
-        .stdout_has("10 to create, 0 to change, 0 to prune, 0 drifted, 0 unchanged")
+        .stdout_has("13 to create, 0 to change, 0 to prune, 0 drifted, 0 unchanged")
         .stdout_has("+ CiliumNetworkPolicy/shop/backend-ingress create")
         .stdout_has("+ NetworkPolicy/shop/admin-ingress create")
         .stdout_has("+ CiliumCIDRGroup/office-networks create");
@@ -129,15 +129,17 @@ fn apply_converges_and_drift_conflicts_and_prune_behave() {
     );
 
     let apply = ward(&repo, &cluster, &["apply", "--detailed-exitcode"]);
-    apply.code(EXIT_CHANGES).stdout_has("10 to create");
+    apply.code(EXIT_CHANGES).stdout_has("13 to create");
     ward(&repo, &cluster, &["plan", "--detailed-exitcode"])
         .code(EXIT_OK)
-        .stdout_has("0 to create, 0 to change, 0 to prune, 0 drifted, 10 unchanged");
+        .stdout_has("0 to create, 0 to change, 0 to prune, 0 drifted, 13 unchanged");
 
     // Exactly the repository's objects, written by field manager ward.
     assert_eq!(
         names(&cluster, "cnp"),
         [
+            "payments/api-ingress",
+            "payments/egress",
             "shop/admin-from-office",
             "shop/backend-egress-deny-all",
             "shop/backend-ingress",
@@ -166,7 +168,7 @@ fn apply_converges_and_drift_conflicts_and_prune_behave() {
     );
     assert_eq!(
         names(&cluster, "ccnp"),
-        ["allow-kube-dns", "deny-world-egress"]
+        ["allow-kube-dns", "deny-world-egress", "host-firewall"]
     );
     assert_eq!(names(&cluster, "cec"), ["shop/envoy-frontend-l7lb"]);
     let managers = cluster.field_managers("cnp", "shop", "backend-ingress");
@@ -187,7 +189,7 @@ fn apply_converges_and_drift_conflicts_and_prune_behave() {
     status.code(EXIT_OK);
     let s = status.json();
     assert_eq!(s["appliedRevision"], Value::String(repo.head()));
-    assert_eq!(s["inventory"], 10);
+    assert_eq!(s["inventory"], 13);
     // The group written at the deprecated v2alpha1 is the same object: nothing to change.
     repo.write(
         "policies/clusterwide/office-networks.yaml",
@@ -200,7 +202,7 @@ fn apply_converges_and_drift_conflicts_and_prune_behave() {
     repo.commit("the group at v2alpha1");
     ward(&repo, &cluster, &["plan", "--detailed-exitcode"])
         .code(EXIT_OK)
-        .stdout_has("0 to create, 0 to change, 0 to prune, 0 drifted, 10 unchanged");
+        .stdout_has("0 to create, 0 to change, 0 to prune, 0 drifted, 13 unchanged");
 
     // Drift: a change made with kubectl is reported and corrected.
     assert_eq!(backend_port(&cluster), "80");
@@ -222,7 +224,7 @@ fn apply_converges_and_drift_conflicts_and_prune_behave() {
     let drift = ward(&repo, &cluster, &["plan", "--detailed-exitcode"]);
     drift
         .code(EXIT_CHANGES)
-        .stdout_has("0 to create, 1 to change, 0 to prune, 1 drifted, 9 unchanged");
+        .stdout_has("0 to create, 1 to change, 0 to prune, 1 drifted, 12 unchanged");
     drift
         .stdout_has("-            - port: \"8080\"")
         .stdout_has("+            - port: \"80\"");
@@ -275,7 +277,7 @@ fn apply_converges_and_drift_conflicts_and_prune_behave() {
         .stderr_has("namespace(s) ghost do not exist");
     assert_eq!(
         names(&cluster, "ccnp"),
-        ["allow-kube-dns", "deny-world-egress"],
+        ["allow-kube-dns", "deny-world-egress", "host-firewall"],
         "nothing applied"
     );
     repo.remove("policies/namespaces/ghost/p.yaml");
@@ -299,13 +301,13 @@ fn apply_converges_and_drift_conflicts_and_prune_behave() {
     diff.code(EXIT_CHANGES)
         .stdout_has("Diff live (cluster of ")
         .stdout_has("0 to create, 0 to change, 1 to prune");
-    assert_eq!(names(&cluster, "cnp").len(), 4, "a diff writes nothing");
+    assert_eq!(names(&cluster, "cnp").len(), 6, "a diff writes nothing");
     ward(&repo, &cluster, &["apply", "--prune", "--max-prune", "0"])
         .code(EXIT_ERROR)
         .stderr_has("deletion budget");
     assert_eq!(
         names(&cluster, "cnp").len(),
-        4,
+        6,
         "over budget: nothing pruned"
     );
     let pruned = ward(&repo, &cluster, &["apply", "--prune"]);
@@ -316,6 +318,8 @@ fn apply_converges_and_drift_conflicts_and_prune_behave() {
     assert_eq!(
         names(&cluster, "cnp"),
         [
+            "payments/api-ingress",
+            "payments/egress",
             "shop/admin-from-office",
             "shop/backend-ingress",
             "shop/frontend-egress"
@@ -323,7 +327,7 @@ fn apply_converges_and_drift_conflicts_and_prune_behave() {
     );
     let s = ward(&repo, &cluster, &["status", "--format", "json"]).json();
     assert_eq!(
-        s["inventory"], 8,
+        s["inventory"], 11,
         "the opted-out object left the inventory: {s}"
     );
     assert!(
@@ -406,15 +410,19 @@ fn pruning_everything_is_refused_and_an_invalid_revision_changes_nothing() {
     for f in [
         "allow-kube-dns.yaml",
         "deny-world-egress.yaml",
+        "host-firewall.yaml",
         "office-networks.yaml",
     ] {
         repo.remove(&format!("policies/clusterwide/{f}"));
+    }
+    for f in ["api-ingress.yaml", "egress.yaml"] {
+        repo.remove(&format!("policies/namespaces/payments/{f}"));
     }
     repo.remove("cluster-config/cilium-config.yaml");
     repo.commit("empty");
     ward(&repo, &cluster, &["apply", "--prune"])
         .code(EXIT_ERROR)
-        .stderr_has("refusing to prune all 10 objects");
+        .stderr_has("refusing to prune all 13 objects");
     assert_eq!(names(&cluster, "cnp"), before);
     ward(&repo, &cluster, &["apply", "--prune", "--allow-prune-all"]).code(EXIT_OK);
     assert_eq!(names(&cluster, "cnp"), Vec::<String>::new());
@@ -450,7 +458,7 @@ fn objects_ward_did_not_apply_are_left_alone_until_adopted() {
 
     let plan = ward(&repo, &cluster, &["plan"]);
     plan.code(EXIT_OK)
-        .stdout_has("9 to create, 0 to change, 0 to prune, 0 drifted, 0 unchanged, 1 exist(s) not managed by ward (--adopt takes them over)")
+        .stdout_has("12 to create, 0 to change, 0 to prune, 0 drifted, 0 unchanged, 1 exist(s) not managed by ward (--adopt takes them over)")
         .stdout_has("Exist, not managed by ward (left alone; --adopt takes them over):\n  CiliumNetworkPolicy/shop/backend-ingress");
     ward(&repo, &cluster, &["apply"]).code(EXIT_OK);
     assert!(
@@ -467,13 +475,13 @@ fn objects_ward_did_not_apply_are_left_alone_until_adopted() {
     let adopt = ward(&repo, &cluster, &["apply", "--adopt"]);
     adopt
         .code(EXIT_OK)
-        .stdout_has("0 to create, 1 to change, 0 to prune, 0 drifted, 9 unchanged")
+        .stdout_has("0 to create, 1 to change, 0 to prune, 0 drifted, 12 unchanged")
         .stdout_has("~ CiliumNetworkPolicy/shop/backend-ingress adopt");
     assert!(managers().contains("ward"), "{}", managers());
     assert!(unmanaged(&repo).is_empty(), "everything is ward's now");
     ward(&repo, &cluster, &["plan", "--detailed-exitcode"])
         .code(EXIT_OK)
-        .stdout_has("0 to create, 0 to change, 0 to prune, 0 drifted, 10 unchanged");
+        .stdout_has("0 to create, 0 to change, 0 to prune, 0 drifted, 13 unchanged");
 
     // Once adopted, deleting its file prunes it.
     repo.remove("policies/namespaces/shop/backend-ingress.yaml");
@@ -517,11 +525,11 @@ fn a_saved_plan_is_applied_as_made_or_refused_when_the_cluster_changed() {
     assert_eq!(names(&cluster, "cnp"), Vec::<String>::new());
     ward(&repo, &cluster, &["apply", &file])
         .code(EXIT_OK)
-        .stdout_has(&format!("Applied {head}: 10 to create"));
-    assert_eq!(names(&cluster, "cnp").len(), 4);
+        .stdout_has(&format!("Applied {head}: 13 to create"));
+    assert_eq!(names(&cluster, "cnp").len(), 6);
     ward(&repo, &cluster, &["plan", "--detailed-exitcode"])
         .code(EXIT_OK)
-        .stdout_has("10 unchanged");
+        .stdout_has("13 unchanged");
 
     // Planned with a new policy; meanwhile another apply lands a different commit.
     repo.write(
@@ -604,8 +612,8 @@ fn as_acts_with_the_rbac_of_the_user_it_names() {
 
     ward(&repo, &cluster, &["apply", "--as", "alice"])
         .code(EXIT_OK)
-        .stdout_has("10 to create");
-    assert_eq!(names(&cluster, "cnp").len(), 4);
+        .stdout_has("13 to create");
+    assert_eq!(names(&cluster, "cnp").len(), 6);
     assert_eq!(names(&cluster, "networkpolicies"), ["shop/admin-ingress"]);
     let managers = cluster.field_managers("cnp", "shop", "backend-ingress");
     assert!(managers.contains("ward"), "{managers}");
@@ -622,5 +630,5 @@ fn as_acts_with_the_rbac_of_the_user_it_names() {
         ],
     )
     .code(EXIT_OK)
-    .stdout_has("10 unchanged");
+    .stdout_has("13 unchanged");
 }

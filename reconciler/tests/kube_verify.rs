@@ -55,7 +55,7 @@ fn an_unsigned_head_is_not_applied_and_the_wardsync_says_why() {
     let Some(cluster) = TestCluster::start() else {
         return;
     };
-    cluster.kubectl_ok(&["create", "namespace", "shop"]);
+    cluster.create_fixture_namespaces();
     let env = Env::new();
     let keys = Keys::new(&env.path().join("keys"));
     let alice = keys.ssh("alice");

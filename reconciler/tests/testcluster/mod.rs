@@ -414,6 +414,22 @@ impl TestCluster {
         }
     }
 
+    /// Creates the namespaces of the example policies (one per folder under
+    /// `policies/namespaces/`), which ward expects to exist before it applies into them.
+    pub fn create_fixture_namespaces(&self) {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies/namespaces");
+        let mut names: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap_or_else(|e| panic!("read {}: {e}", dir.display()))
+            .flatten()
+            .filter(|e| e.path().is_dir())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        for name in names {
+            self.kubectl_ok(&["create", "namespace", &name]);
+        }
+    }
+
     /// A new namespace of this test's own (`<prefix>-<n>`).
     pub fn namespace(&self, prefix: &str) -> String {
         static N: AtomicUsize = AtomicUsize::new(0);

@@ -670,12 +670,15 @@ spec:
 }
 
 /// The example objects ward applies from the fixtures (the PolicyTest is never applied).
-pub const FIXTURE_OBJECTS: [&str; 10] = [
+pub const FIXTURE_OBJECTS: [&str; 13] = [
     "CiliumCIDRGroup/office-networks",
     "CiliumClusterwideNetworkPolicy/allow-kube-dns",
     "CiliumClusterwideNetworkPolicy/deny-world-egress",
+    "CiliumClusterwideNetworkPolicy/host-firewall",
     "CiliumConfig/cilium-config",
     "CiliumEnvoyConfig/shop/envoy-frontend-l7lb",
+    "CiliumNetworkPolicy/payments/api-ingress",
+    "CiliumNetworkPolicy/payments/egress",
     "CiliumNetworkPolicy/shop/admin-from-office",
     "CiliumNetworkPolicy/shop/backend-egress-deny-all",
     "CiliumNetworkPolicy/shop/backend-ingress",
