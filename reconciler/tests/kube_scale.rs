@@ -153,7 +153,7 @@ fn refusals_are_reported_per_object_and_stop_before_the_next_kind() {
         .stderr_has("CiliumClusterwideNetworkPolicy/refused-a (policies/cluster.yaml:")
         .stderr_has("CiliumClusterwideNetworkPolicy/refused-b (policies/cluster.yaml:")
         .stderr_has("refused by the test's admission policy")
-        .stderr_has("20 change(s) not sent")
+        .stderr_has("20 change(s) not sent or not answered")
         .stderr_has("the inventory lists every object it may have written; run it again");
     let ccnps = cluster.kubectl_ok(&["get", "ccnp", "-o", "name"]);
     assert_eq!(ccnps.lines().count(), 40, "the rest of the wave went on");

@@ -81,7 +81,7 @@ pub(super) async fn apply(
         entries: &mut entries,
         failures: Vec::new(),
         unreachable: None,
-        not_attempted: 0,
+        unanswered: 0,
     };
     let waves: Vec<&[&Change]> = actions
         .chunk_by(|a, b| {
@@ -95,15 +95,15 @@ pub(super) async fn apply(
             break;
         }
     }
-    run.not_attempted += waves.map(<[_]>::len).sum::<usize>();
+    run.unanswered += waves.map(<[_]>::len).sum::<usize>();
     let Run {
         mut report,
         failures,
         unreachable,
-        not_attempted,
+        unanswered,
         ..
     } = run;
-    if let Some(error) = stop_error(failures, unreachable, not_attempted) {
+    if let Some(error) = stop_error(failures, unreachable, unanswered) {
         rec.inventory = entries.into_values().collect();
         // Best effort: the inventory written before the first write already covers
         // everything this apply touched.
@@ -165,8 +165,9 @@ struct Run<'a> {
     failures: Vec<String>,
     /// The first request that got no answer.
     unreachable: Option<anyhow::Error>,
-    /// Actions never sent (a wave stopped, or waves not started).
-    not_attempted: usize,
+    /// Actions never answered: in flight or not yet sent when a wave stopped, or in waves
+    /// never started.
+    unanswered: usize,
 }
 
 impl Run<'_> {
@@ -202,7 +203,7 @@ impl Run<'_> {
                 }
             }
         }
-        self.not_attempted += wave.len() - answered;
+        self.unanswered += wave.len() - answered;
     }
 
     /// Records a request that succeeded.
@@ -283,10 +284,10 @@ async fn send(
 fn stop_error(
     mut failures: Vec<String>,
     unreachable: Option<anyhow::Error>,
-    not_attempted: usize,
+    unanswered: usize,
 ) -> Option<anyhow::Error> {
-    let untouched = if not_attempted > 0 {
-        format!("; {not_attempted} change(s) not sent")
+    let untouched = if unanswered > 0 {
+        format!("; {unanswered} change(s) not sent or not answered")
     } else {
         String::new()
     };
@@ -333,7 +334,7 @@ mod tests {
         .unwrap();
         assert_eq!(
             format!("{e:#}"),
-            "the API server refused 2 object(s):\n  cannot apply A (a.yaml:1): no\n  cannot apply B (b.yaml:1): no; 7 change(s) not sent"
+            "the API server refused 2 object(s):\n  cannot apply A (a.yaml:1): no\n  cannot apply B (b.yaml:1): no; 7 change(s) not sent or not answered"
         );
     }
 
@@ -347,7 +348,7 @@ mod tests {
         .unwrap();
         let text = format!("{e:#}");
         assert!(
-            text.starts_with("the API server stopped answering; 3 change(s) not sent; before that the API server refused 1 object(s)"),
+            text.starts_with("the API server stopped answering; 3 change(s) not sent or not answered; before that the API server refused 1 object(s)"),
             "{text}"
         );
         assert!(
