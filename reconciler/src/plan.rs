@@ -5,8 +5,8 @@
 //! into a [`Proposal`] (what it would become there), the planner compares it with the live
 //! object and renders the diff.
 
-use crate::live::{Inventory, LiveObject, LiveSet};
-use crate::normalize::{fingerprint, normalize, to_yaml};
+use crate::live::{Body, Inventory, LiveObject, LiveSet};
+use crate::normalize::{hash_bytes, normalize, to_yaml};
 use rayon::prelude::*;
 use serde::Serialize;
 use serde_json::Value;
@@ -51,9 +51,10 @@ pub struct Change {
     /// The live object (normalised), for updates and deletes.
     #[serde(skip)]
     pub before: Option<Value>,
-    /// The desired object (normalised), for creates and updates.
+    /// The desired object (normalised), for creates and updates, as bytes: a plan of
+    /// thousands of creates holds no parsed objects.
     #[serde(skip)]
-    pub after: Option<Value>,
+    pub after: Option<Body>,
     /// Fingerprint of `after`.
     #[serde(skip)]
     pub after_fingerprint: Option<String>,
@@ -151,8 +152,8 @@ pub struct Proposal {
     pub key: ResourceKey,
     /// Where it is defined (`file:line`).
     pub origin: Option<String>,
-    /// What an apply sends.
-    pub send: Value,
+    /// What an apply sends (normalised).
+    pub send: Body,
     /// Fingerprint of `send` (what the inventory records).
     pub send_fingerprint: String,
     /// What the target would hold after the apply, normalised, when that differs from `send`
@@ -235,8 +236,8 @@ impl<'a> Planner<'a> {
         };
         let before = live.map(|l| l.object().clone());
         let diff = if self.diffs {
-            let expected = p.expected.as_ref().unwrap_or(&p.send);
-            unified_diff(&p.key, before.as_ref(), Some(expected))
+            let expected = p.expected.unwrap_or_else(|| p.send.value());
+            unified_diff(&p.key, before.as_ref(), Some(&expected))
         } else {
             String::new()
         };
@@ -338,8 +339,8 @@ pub fn compute(desired: &ResourceSet, live: &LiveSet, options: &PlanOptions) -> 
         .collect::<Vec<_>>()
         .into_par_iter()
         .map(|r: &Resource| {
-            let send = normalize(&r.object);
-            let fp = fingerprint(&send);
+            let send = Body::new(&normalize(&r.object));
+            let fp = hash_bytes(send.bytes());
             planner.judge(Proposal {
                 key: r.key.clone(),
                 origin: Some(r.origin.to_string()),

@@ -14,14 +14,15 @@
 //! The pipeline knows targets only as `dyn Target`. What callers do with the outcome (print
 //! a report, write a WardSync's conditions) is theirs.
 
-use crate::desired::{Desired, validate_snapshot};
+use crate::desired::{Desired, Keep, validate_snapshot_keeping};
 use crate::plan::Plan;
 use crate::source::{Snapshot, Source};
-use crate::target::{ApplyOptions, ApplyReport, PlanOptions, Planned, Target, check_prune};
+use crate::target::{
+    ApplyOptions, ApplyReport, DesiredObjects, PlanOptions, Planned, Target, check_prune,
+};
 use anyhow::Result;
 use std::borrow::Cow;
 use std::fmt;
-use ward_schema::ResourceSet;
 
 /// What to sync.
 #[derive(Debug, Clone, Default)]
@@ -111,7 +112,15 @@ pub struct Synced {
 /// Runs every step for `req`.
 pub fn run(source: &Source, target: &mut dyn Target, req: &Request) -> Result<Outcome, Failed> {
     let snapshot = load(source, req.rev.as_deref()).map_err(at(Step::Load, None))?;
-    sync(validate(snapshot, source, true), target, req)
+    // A working tree's apply records a digest of the parsed objects, so only a revision's
+    // bodies may stay bytes.
+    let keep = if req.keep_desired || req.rev.is_none() {
+        Keep::Objects
+    } else {
+        Keep::Bodies
+    };
+    let v = validate_keeping(snapshot, source, keep);
+    sync(v, target, req)
 }
 
 /// Steps 3 to 6 for a revision already loaded and validated.
@@ -133,11 +142,13 @@ pub fn sync(mut loaded: Loaded, target: &mut dyn Target, req: &Request) -> Resul
         }),
         ..options.clone()
     };
+    let bodies = std::mem::take(&mut loaded.desired.bodies);
     let desired = if req.keep_desired {
         Cow::Borrowed(&loaded.desired.validation.resources)
     } else {
         Cow::Owned(std::mem::take(&mut loaded.desired.validation.resources))
     };
+    let desired = DesiredObjects::new(desired, bodies);
     let rev = options.revision.as_ref();
     let planned = plan(target, desired, &options, req.diffs).map_err(at(Step::Plan, rev))?;
     let mut applied = None;
@@ -170,6 +181,12 @@ pub fn load(source: &Source, rev: Option<&str>) -> Result<Snapshot> {
 /// Step 2: validates a snapshot. With `keep_objects` false the resources keep only their
 /// keys and origins ([`crate::desired::validate_files`]).
 pub fn validate(snapshot: Snapshot, source: &Source, keep_objects: bool) -> Loaded {
+    validate_keeping(snapshot, source, Keep::objects_or_keys(keep_objects))
+}
+
+/// Step 2, keeping of each object what `keep` says (the pipeline's own run keeps bodies as
+/// bytes unless [`Request::keep_desired`]).
+pub fn validate_keeping(snapshot: Snapshot, source: &Source, keep: Keep) -> Loaded {
     let files = snapshot
         .files
         .iter()
@@ -177,7 +194,7 @@ pub fn validate(snapshot: Snapshot, source: &Source, keep_objects: bool) -> Load
         .map(|f| f.path.clone())
         .collect();
     Loaded {
-        desired: validate_snapshot(snapshot, &source.selection, keep_objects),
+        desired: validate_snapshot_keeping(snapshot, &source.selection, keep),
         files,
     }
 }
@@ -190,7 +207,7 @@ pub fn load_validated(source: &Source, rev: Option<&str>, keep_objects: bool) ->
 /// Step 3: the target's plan of `desired`.
 pub fn plan(
     target: &mut dyn Target,
-    desired: Cow<'_, ResourceSet>,
+    desired: DesiredObjects<'_>,
     options: &ApplyOptions,
     diffs: bool,
 ) -> Result<Planned> {
@@ -260,7 +277,7 @@ fn at(step: Step, revision: Option<&String>) -> impl FnOnce(anyhow::Error) -> Fa
 mod tests {
     use super::*;
     use crate::target::memory::MemoryTarget;
-    use ward_schema::{Limits, assemble, load_file};
+    use ward_schema::{Limits, ResourceSet, assemble, load_file};
 
     /// A revision of cluster-wide policies `names`, each allowing port `port`.
     fn revision(commit: &str, names: &[&str], port: u16) -> Loaded {
@@ -282,6 +299,7 @@ mod tests {
             desired: Desired {
                 validation,
                 revision: Some(commit.to_owned()),
+                bodies: Default::default(),
             },
             files: vec!["policies/p.yaml".into()],
         }
@@ -308,6 +326,35 @@ mod tests {
 
     fn at(target: &mut MemoryTarget) -> Option<String> {
         target.snapshot().unwrap().inventory.applied_revision
+    }
+
+    /// A revision whose objects are kept as bytes (what the controller validates) plans and
+    /// applies exactly as the same revision parsed.
+    #[test]
+    fn bodies_kept_as_bytes_apply_like_parsed_objects() {
+        let parsed = revision("c1", &["a", "b"], 80);
+        let mut compact = revision("c1", &["a", "b"], 80);
+        for r in compact.desired.validation.resources.iter() {
+            compact
+                .desired
+                .bodies
+                .insert(r.key.clone(), crate::live::Body::new(&r.object));
+        }
+        let mut nulled = ResourceSet::new();
+        for mut r in std::mem::take(&mut compact.desired.validation.resources) {
+            r.object = serde_json::Value::Null;
+            nulled.insert(r);
+        }
+        compact.desired.validation.resources = nulled;
+        let mut one = MemoryTarget::of_revision("base", &ResourceSet::new());
+        let mut two = MemoryTarget::of_revision("base", &ResourceSet::new());
+        sync(parsed, &mut one, &applying(false, 100)).unwrap();
+        sync(compact, &mut two, &applying(false, 100)).unwrap();
+        let (one, two) = (one.snapshot().unwrap(), two.snapshot().unwrap());
+        assert_eq!(one.objects.len(), 2);
+        for (key, object) in &one.objects {
+            assert_eq!(two.objects[key].object(), object.object(), "{key}");
+        }
     }
 
     #[test]

@@ -16,10 +16,7 @@ use util::{EXIT_CHANGES, EXIT_ERROR, EXIT_OK, Env, Repo};
 
 /// Runs `ward` against the cluster.
 fn ward(repo: &Repo, cluster: &TestCluster, args: &[&str]) -> util::Run {
-    let kc = cluster.kubeconfig.display().to_string();
-    let mut all: Vec<&str> = args.to_vec();
-    all.extend(["--kubeconfig", &kc]);
-    repo.ward(&all)
+    repo.ward_on(&cluster.kubeconfig, args)
 }
 
 /// A test cluster with the namespace `shop` the fixtures use; `None` when it cannot run.

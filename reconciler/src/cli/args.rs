@@ -146,6 +146,18 @@ pub struct GlobalArgs {
     /// Act as a member of this group too (repeatable; needs --as), like kubectl's --as-group.
     #[arg(long = "as-group", global = true, value_name = "GROUP")]
     pub as_groups: Vec<String>,
+
+    /// Requests to the cluster in flight at once (kube target): dry runs while planning,
+    /// writes and deletes while applying, kind by kind in apply order.
+    #[arg(
+        long,
+        global = true,
+        env = "WARD_CONCURRENCY",
+        value_name = "N",
+        default_value_t = crate::target::kube::DEFAULT_CONCURRENCY as u64,
+        value_parser = clap::value_parser!(u64).range(1..=1024)
+    )]
+    pub concurrency: u64,
 }
 
 /// When to colour output.

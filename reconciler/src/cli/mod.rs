@@ -60,6 +60,8 @@ pub struct Settings {
     pub impersonate: Option<String>,
     /// `--as-group`: the groups to act as.
     pub impersonate_groups: Vec<String>,
+    /// `--concurrency`: requests to a cluster in flight at once.
+    pub concurrency: usize,
 }
 
 impl Settings {
@@ -95,6 +97,7 @@ impl Settings {
             config_namespace: g.config_namespace.clone(),
             impersonate: g.as_user.clone(),
             impersonate_groups: g.as_groups.clone(),
+            concurrency: concurrency(g),
         });
         Ok(Settings {
             source: Source {
@@ -119,8 +122,14 @@ impl Settings {
             config_namespace: g.config_namespace.clone(),
             impersonate: g.as_user.clone(),
             impersonate_groups: g.as_groups.clone(),
+            concurrency: concurrency(g),
         })
     }
+}
+
+/// `--concurrency` as a count (clap keeps it within 1..=1024).
+fn concurrency(g: &GlobalArgs) -> usize {
+    usize::try_from(g.concurrency).unwrap_or(crate::target::kube::DEFAULT_CONCURRENCY)
 }
 
 fn home_cache() -> Result<PathBuf> {
@@ -585,13 +594,7 @@ fn diff(settings: &Settings, a: &DiffArgs) -> Result<i32> {
         revision: head.revision.clone(),
         ..ApplyOptions::default()
     };
-    let plan = sync::plan(
-        &mut target,
-        std::borrow::Cow::Borrowed(&v.resources),
-        &options,
-        true,
-    )?
-    .plan;
+    let plan = sync::plan(&mut target, (&v.resources).into(), &options, true)?.plan;
     let connectivity = v.is_valid().then(|| {
         connectivity::diff(
             &base.validation.resources,
@@ -682,6 +685,7 @@ fn reconcile(settings: &Settings, a: &args::ReconcileArgs) -> Result<i32> {
         config_namespace: settings.config_namespace.clone(),
         impersonate: settings.impersonate.clone(),
         impersonate_groups: settings.impersonate_groups.clone(),
+        concurrency: settings.concurrency,
         ..KubeOptions::default()
     });
     let webhook_secret = match &a.webhook_secret_file {

@@ -19,21 +19,20 @@
 //! outside ward; the plan reports it as drifted and an apply writes the desired content back.
 
 use super::{
-    ApplyOptions, ApplyReport, Inventory, InventoryEntry, LiveObject, LiveSet, PlanOptions,
-    Planned, Status, Target, TargetId, status_of,
+    ApplyOptions, ApplyReport, DesiredObjects, Inventory, InventoryEntry, LiveObject, LiveSet,
+    PlanOptions, Planned, Status, Target, TargetId, status_of,
 };
-use crate::normalize::{canonical_bytes, fingerprint, hash_bytes, normalize, normalize_owned};
+use crate::normalize::{fingerprint, hash_bytes, normalize, normalize_owned};
 use crate::plan::{self, Action, Plan};
 use anyhow::{Context, Result, anyhow, bail};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use std::borrow::Cow;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use ward_schema::ResourceKey;
 use ward_schema::store::{self, CLUSTER_DIR, INVENTORY, JOURNAL, LOCK, OBJECTS, TMP_MARK};
-use ward_schema::{ResourceKey, ResourceSet};
 
 const GITIGNORE: &str = ".gitignore";
 
@@ -268,7 +267,8 @@ impl Target for LocalTarget {
     }
 
     /// Repairs an interrupted apply first, then plans as every ward-fingerprinted target does.
-    fn plan(&mut self, desired: Cow<'_, ResourceSet>, options: &PlanOptions) -> Result<Planned> {
+    fn plan(&mut self, desired: DesiredObjects<'_>, options: &PlanOptions) -> Result<Planned> {
+        let desired = desired.into_set();
         let mut notes = Vec::new();
         if self.repair_if_needed()? {
             notes.push(format!(
@@ -335,7 +335,7 @@ impl Target for LocalTarget {
                         .ok_or_else(|| anyhow!("object path has no parent"))?;
                     fs::create_dir_all(parent)
                         .with_context(|| format!("cannot create {}", parent.display()))?;
-                    write_atomic(&path, &canonical_bytes(after))?;
+                    write_atomic(&path, after.bytes())?;
                     inv.entries.insert(
                         id,
                         InventoryEntry {

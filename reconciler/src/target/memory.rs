@@ -68,7 +68,7 @@ impl Target for MemoryTarget {
                 (action, Some(after), Some(fp)) => {
                     self.live.objects.insert(
                         change.key.clone(),
-                        LiveObject::new(after.clone(), fp.clone()),
+                        LiveObject::from_canonical(after.bytes().to_vec(), fp.clone()),
                     );
                     self.live.inventory.entries.insert(
                         id,
@@ -103,7 +103,6 @@ mod tests {
     use super::*;
     use crate::target::PlanOptions;
     use serde_json::json;
-    use std::borrow::Cow;
     use ward_schema::{Kind, Origin, Resource, ResourceKey};
 
     fn set(names: &[(&str, i64)]) -> ResourceSet {
@@ -129,7 +128,7 @@ mod tests {
             prune: true,
             ..PlanOptions::default()
         };
-        let planned = target.plan(Cow::Borrowed(&head), &opts).unwrap();
+        let planned = target.plan((&head).into(), &opts).unwrap();
         assert_eq!(
             planned.plan.summary(),
             "1 to create, 1 to change, 1 to prune, 0 drifted, 0 unchanged"
@@ -152,7 +151,7 @@ mod tests {
             ),
             (1, 1, 1, 2)
         );
-        let again = target.plan(Cow::Owned(head), &opts).unwrap();
+        let again = target.plan(head.into(), &opts).unwrap();
         assert!(!again.plan.has_changes(), "{}", again.plan.summary());
         assert!(target.status().unwrap().drifted.is_empty());
     }

@@ -13,11 +13,75 @@ pub mod memory;
 pub use crate::live::{Inventory, InventoryEntry, LiveObject, LiveSet};
 pub use crate::plan::PlanOptions;
 
+use crate::desired::Bodies;
 use crate::plan::{self, Plan};
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
-use ward_schema::{ResourceKey, ResourceSet};
+use ward_schema::{Resource, ResourceKey, ResourceSet};
+
+/// The desired objects a target plans: a set of resources, borrowed when the caller still
+/// needs it afterwards (the CLI's connectivity diff) or owned, and, when validated with
+/// [`crate::desired::Keep::Bodies`], their bodies as bytes beside them. A target that
+/// consumes the objects one by one ([`DesiredObjects::into_resources`]) then parses each body
+/// only when it takes it, so the revision is never held parsed whole.
+#[derive(Debug)]
+pub struct DesiredObjects<'a> {
+    set: Cow<'a, ResourceSet>,
+    bodies: Bodies,
+}
+
+impl<'a> DesiredObjects<'a> {
+    /// `set`, whose objects are `null` where `bodies` holds them.
+    pub fn new(set: Cow<'a, ResourceSet>, bodies: Bodies) -> Self {
+        DesiredObjects { set, bodies }
+    }
+
+    /// The keys, in apply order.
+    pub fn keys(&self) -> impl Iterator<Item = &ResourceKey> {
+        self.set.keys()
+    }
+
+    /// Every object parsed, in one set (what targets that compare whole sets read).
+    pub fn into_set(self) -> Cow<'a, ResourceSet> {
+        if self.bodies.is_empty() {
+            return self.set;
+        }
+        let mut set = ResourceSet::new();
+        for r in self.into_resources() {
+            set.insert(r);
+        }
+        Cow::Owned(set)
+    }
+
+    /// The resources in apply order, moved out (copied when borrowed), each body parsed as
+    /// its resource is taken.
+    pub fn into_resources(self) -> impl Iterator<Item = Resource> + 'a {
+        let mut bodies = self.bodies;
+        let resources: Box<dyn Iterator<Item = Resource> + 'a> = match self.set {
+            Cow::Borrowed(set) => Box::new(set.iter().cloned()),
+            Cow::Owned(set) => Box::new(set.into_iter()),
+        };
+        resources.map(move |mut r| {
+            if let Some(body) = bodies.remove(&r.key) {
+                r.object = body.value();
+            }
+            r
+        })
+    }
+}
+
+impl<'a> From<&'a ResourceSet> for DesiredObjects<'a> {
+    fn from(set: &'a ResourceSet) -> Self {
+        DesiredObjects::new(Cow::Borrowed(set), Bodies::new())
+    }
+}
+
+impl From<ResourceSet> for DesiredObjects<'_> {
+    fn from(set: ResourceSet) -> Self {
+        DesiredObjects::new(Cow::Owned(set), Bodies::new())
+    }
+}
 
 /// Which target a saved plan was made against.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -177,7 +241,8 @@ pub trait Target {
     /// API server's defaults) overrides it. `desired` is borrowed when the caller still needs
     /// it afterwards (the CLI's connectivity diff): a target that only reads it then copies
     /// nothing.
-    fn plan(&mut self, desired: Cow<'_, ResourceSet>, options: &PlanOptions) -> Result<Planned> {
+    fn plan(&mut self, desired: DesiredObjects<'_>, options: &PlanOptions) -> Result<Planned> {
+        let desired = desired.into_set();
         let live = self.snapshot()?;
         let plan = plan::compute(&desired, &live, options);
         Ok(Planned {

@@ -550,6 +550,14 @@ impl Repo {
         self.runner.run(&self.path, args)
     }
 
+    /// Runs `ward args --kubeconfig KUBECONFIG` in the working tree (the kube target).
+    pub fn ward_on(&self, kubeconfig: &Path, args: &[&str]) -> Run {
+        let kc = kubeconfig.display().to_string();
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend(["--kubeconfig", &kc]);
+        self.ward(&all)
+    }
+
     /// Runs `ward args` in the working tree with `input` on standard input.
     pub fn ward_stdin(&self, args: &[&str], input: &str) -> Run {
         self.runner

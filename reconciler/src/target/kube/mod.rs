@@ -12,8 +12,10 @@
 //! # Writes
 //! Server-side apply with field manager [`FIELD_MANAGER`]. Another manager owning a field ward
 //! sets is a conflict, reported with the manager and the field, and taken over only with
-//! `--force-conflicts`. Cluster-wide objects and the config go before namespaced ones; the
-//! namespaces must exist (ward does not create them).
+//! `--force-conflicts`. An apply runs kind by kind in dependency order (the config, CIDR
+//! groups, cluster-wide objects, then namespaced ones; deletes last, in reverse), with up to
+//! [`KubeOptions::concurrency`] requests in flight within a kind; the namespaces must exist
+//! (ward does not create them). How refusals are reported is in `apply`'s docs.
 //!
 //! # Plans
 //! A plan asks the API server: every object whose content may differ is applied with
@@ -49,21 +51,22 @@ pub use client::Cluster;
 pub use record::{Recorder, SyncRecord, parse_id};
 
 use super::{
-    ApplyOptions, ApplyReport, LiveObject, LiveSet, PlanOptions, Planned, Status, Target, TargetId,
+    ApplyOptions, ApplyReport, DesiredObjects, LiveObject, LiveSet, PlanOptions, Planned, Status,
+    Target, TargetId,
 };
 use crate::normalize::{canonical_bytes, hash_bytes, normalize_owned, to_yaml};
 use crate::plan::Plan;
 use anyhow::Result;
 use client::api_error;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Client;
 use kube::api::{Api, ApiResource, DynamicObject, ListParams};
 use record::{read_record, to_inventory};
 use serde_json::{Value, json};
-use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use ward_schema::{Kind, Resource, ResourceKey, ResourceSet};
+use ward_schema::{Kind, Resource, ResourceKey};
 
 /// The field manager of every write.
 pub const FIELD_MANAGER: &str = "ward";
@@ -77,8 +80,9 @@ pub const CONFIG_MAP_PREFIX: &str = "ward-";
 pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "ward");
 /// Objects per LIST request (the rest follows with the continue token).
 const LIST_PAGE: u32 = 500;
-/// Dry runs in flight at once during a plan.
-pub(crate) const CONCURRENCY: usize = 16;
+/// Requests in flight at once by default (`--concurrency`): dry runs while planning, writes
+/// and deletes while applying.
+pub const DEFAULT_CONCURRENCY: usize = 16;
 
 /// How to reach the cluster and where ward keeps its records there.
 #[derive(Debug, Clone)]
@@ -96,6 +100,9 @@ pub struct KubeOptions {
     pub impersonate: Option<String>,
     /// The groups to act as (`--as-group`, repeatable).
     pub impersonate_groups: Vec<String>,
+    /// Requests in flight at once (`--concurrency`, at least 1): dry runs while planning,
+    /// writes and deletes while applying, one kind after the other.
+    pub concurrency: usize,
 }
 
 impl KubeOptions {
@@ -118,6 +125,7 @@ impl Default for KubeOptions {
             config_namespace: "kube-system".into(),
             impersonate: None,
             impersonate_groups: Vec::new(),
+            concurrency: DEFAULT_CONCURRENCY,
         }
     }
 }
@@ -140,7 +148,8 @@ pub(crate) struct Live {
     pub(crate) normalized: LiveObject,
     /// Its [`marker`].
     pub(crate) marker: String,
-    /// Its labels and annotations (`{"labels": .., "annotations": ..}`).
+    /// Its labels and annotations (`{"labels": .., "annotations": ..}`; `null` when it has
+    /// neither).
     pub(crate) metadata: Value,
     /// The managers other than ward that own fields through server-side apply.
     pub(crate) appliers: Vec<String>,
@@ -153,10 +162,18 @@ impl Live {
         let marker = marker(&raw);
         let appliers = plan::appliers(&raw);
         let invalid = invalid_condition(&raw);
-        let metadata = json!({
-            "labels": raw.pointer("/metadata/labels").cloned().unwrap_or(Value::Null),
-            "annotations": raw.pointer("/metadata/annotations").cloned().unwrap_or(Value::Null),
-        });
+        let labels = raw.pointer("/metadata/labels").cloned();
+        let annotations = raw.pointer("/metadata/annotations").cloned();
+        // Most objects have neither: `null` then costs no allocation (a JSON object is a
+        // B-tree node, 10,000 of them megabytes).
+        let metadata = if labels.is_none() && annotations.is_none() {
+            Value::Null
+        } else {
+            json!({
+                "labels": labels.unwrap_or(Value::Null),
+                "annotations": annotations.unwrap_or(Value::Null),
+            })
+        };
         let bytes = canonical_bytes(&normalize_owned(raw));
         let fp = short_hash(&bytes);
         Live {
@@ -238,11 +255,10 @@ impl Target for KubeTarget {
     }
 
     /// Plans against the cluster (see the module docs); with `force_conflicts`, fields other
-    /// managers own are planned as taken over. Owned desired objects are moved into the bodies
-    /// the plan sends, so a first apply of 10,000 objects does not hold them twice (borrowed
-    /// ones are copied).
-    fn plan(&mut self, desired: Cow<'_, ResourceSet>, options: &PlanOptions) -> Result<Planned> {
-        let desired = desired.into_owned();
+    /// managers own are planned as taken over. The desired objects are taken one by one and
+    /// each turned into the bytes the plan sends (borrowed ones are copied first), so a first
+    /// apply of 10,000 objects never holds them parsed all at once.
+    fn plan(&mut self, desired: DesiredObjects<'_>, options: &PlanOptions) -> Result<Planned> {
         let (client, opts) = (self.cluster.client(), &self.opts);
         let (plan, extra, live) = self.cluster.block_on(async {
             let snap = snapshot(client, opts).await?;
@@ -424,7 +440,7 @@ pub(crate) fn short_fp(normalized: &Value) -> String {
 }
 
 /// [`short_fp`] of an object already held as canonical bytes.
-fn short_hash(canonical: &[u8]) -> String {
+pub(crate) fn short_hash(canonical: &[u8]) -> String {
     hash_bytes(canonical).chars().take(16).collect()
 }
 
@@ -559,14 +575,22 @@ fn invalid_condition(raw: &Value) -> Option<String> {
 /// What changes whenever an object's content does: `g<metadata.generation>` for kinds that
 /// have one (CRDs: spec changes), else `rv<resourceVersion>` (ConfigMaps).
 pub fn marker(raw: &Value) -> String {
-    match raw.pointer("/metadata/generation").and_then(Value::as_i64) {
+    marker_from(
+        raw.pointer("/metadata/generation").and_then(Value::as_i64),
+        raw.pointer("/metadata/resourceVersion")
+            .and_then(Value::as_str),
+    )
+}
+
+/// [`marker`] of an object's metadata as kube-rs reads it.
+pub(crate) fn marker_of(meta: &ObjectMeta) -> String {
+    marker_from(meta.generation, meta.resource_version.as_deref())
+}
+
+fn marker_from(generation: Option<i64>, resource_version: Option<&str>) -> String {
+    match generation {
         Some(g) => format!("g{g}"),
-        None => format!(
-            "rv{}",
-            raw.pointer("/metadata/resourceVersion")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-        ),
+        None => format!("rv{}", resource_version.unwrap_or("")),
     }
 }
 

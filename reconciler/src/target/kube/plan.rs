@@ -5,19 +5,20 @@
 use super::client::api_error;
 use super::record::{KubeEntry, parse_id};
 use super::{
-    CONCURRENCY, FIELD_MANAGER, KubeOptions, PRUNE_ANNOTATION, Snapshot, api_for, namespace_of,
-    object_name, short_fp, to_kube_owned,
+    FIELD_MANAGER, KubeOptions, PRUNE_ANNOTATION, Snapshot, api_for, namespace_of, object_name,
+    short_fp, short_hash, to_kube_owned,
 };
-use crate::normalize::normalize_owned;
+use crate::live::Body;
+use crate::normalize::{canonical_bytes, normalize_owned};
 use crate::plan::{Judged, Plan, Planner, Proposal};
-use crate::target::{Inventory, LiveSet, PlanOptions};
+use crate::target::{DesiredObjects, Inventory, LiveSet, PlanOptions};
 use anyhow::{Result, bail};
 use futures::StreamExt;
 use kube::Client;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
-use ward_schema::{ResourceKey, ResourceSet};
+use ward_schema::ResourceKey;
 
 /// Whether the live object (its [`Live::metadata`]) still holds every label and annotation
 /// ward sets (other managers may add their own).
@@ -37,7 +38,7 @@ pub(super) fn metadata_holds(live: &Value, want: &Value) -> bool {
 /// The result of one dry run.
 struct Dry {
     key: ResourceKey,
-    send: Value,
+    send: Body,
     fp: String,
     origin: String,
     /// Whether taking fields back from an imperative change was needed.
@@ -79,7 +80,7 @@ pub(super) async fn plan(
     client: &Client,
     opts: &KubeOptions,
     snap: &Snapshot,
-    desired: ResourceSet,
+    desired: DesiredObjects<'_>,
     ask: &PlanOptions,
 ) -> Result<(Plan, Extra, LiveSet)> {
     let live_set = snap.live_set();
@@ -90,12 +91,13 @@ pub(super) async fn plan(
         .iter()
         .map(|e| (e.id.as_str(), e))
         .collect();
-    let mut to_check = Vec::new();
+    let mut to_check: Vec<DryItem> = Vec::new();
     let desired_keys: BTreeSet<ResourceKey> = desired.keys().cloned().collect();
-    for r in desired.into_iter().filter(|r| r.key.kind.is_applied()) {
+    for r in desired.into_resources().filter(|r| r.key.kind.is_applied()) {
         let (key, origin) = (r.key.clone(), r.origin.to_string());
         let send = to_kube_owned(r, opts);
-        let fp = short_fp(&send);
+        let bytes = canonical_bytes(&send);
+        let fp = short_hash(&bytes);
         let id = Inventory::id(&key);
         let entry = recorded.get(id.as_str());
         let l = live.get(&key);
@@ -114,7 +116,8 @@ pub(super) async fn plan(
             planner.unchanged(key);
         } else {
             let appliers = l.map(|l| l.appliers.clone()).unwrap_or_default();
-            to_check.push((key, send, fp, origin, appliers));
+            // Kept as bytes until it is sent: a first apply of 10,000 objects holds no trees.
+            to_check.push((key, Body::from_bytes(bytes), fp, origin, appliers));
         }
     }
     let keys: Vec<&ResourceKey> = to_check.iter().map(|i| &i.0).collect();
@@ -184,9 +187,9 @@ pub(super) async fn plan(
 
 /// One object to dry-run: key, body, fingerprint, origin, and the other managers that own
 /// fields of the live object through their own server-side apply.
-type DryItem = (ResourceKey, Value, String, String, Vec<String>);
+type DryItem = (ResourceKey, Body, String, String, Vec<String>);
 
-/// Server-side dry runs of `items`, [`CONCURRENCY`] at a time, yielded as they complete
+/// Server-side dry runs of `items`, [`KubeOptions::concurrency`] at a time, yielded as they complete
 /// (each answer already normalised), so the caller digests them one by one instead of
 /// holding every answer of a first apply at once.
 ///
@@ -202,7 +205,7 @@ fn dry_runs<'a>(
 ) -> impl futures::Stream<Item = Dry> + 'a {
     futures::stream::iter(items)
         .map(move |item| dry_run(client, opts, item, force_conflicts))
-        .buffer_unordered(CONCURRENCY)
+        .buffer_unordered(opts.concurrency.max(1))
 }
 
 async fn dry_run(
@@ -219,7 +222,8 @@ async fn dry_run(
     };
     let mut forced = false;
     let name = object_name(&key);
-    let mut answer = api.patch(&name, &pp, &Patch::Apply(&send)).await;
+    let sent = send.value();
+    let mut answer = api.patch(&name, &pp, &Patch::Apply(&sent)).await;
     if let Err(kube::Error::Api(st)) = &answer {
         let declared = appliers
             .iter()
@@ -227,7 +231,7 @@ async fn dry_run(
         if st.code == 409 && !declared {
             forced = true;
             answer = api
-                .patch(&name, &pp.clone().force(), &Patch::Apply(&send))
+                .patch(&name, &pp.clone().force(), &Patch::Apply(&sent))
                 .await;
         }
     }
@@ -236,8 +240,8 @@ async fn dry_run(
         .and_then(|o| Ok(serde_json::to_value(o)?))
         .map(|mut v| {
             if let Some(o) = v.as_object_mut() {
-                o.insert("apiVersion".into(), send["apiVersion"].clone());
-                o.insert("kind".into(), send["kind"].clone());
+                o.insert("apiVersion".into(), sent["apiVersion"].clone());
+                o.insert("kind".into(), sent["kind"].clone());
             }
             normalize_owned(v)
         });
