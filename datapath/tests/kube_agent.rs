@@ -379,6 +379,31 @@ fn kube_mode_enforces_the_api_servers_policies_and_publishes_keys_on_nodes() {
         true,
     );
 
+    // A CiliumCIDRGroup is enforced through the rules that name it: admin-from-office admits
+    // the office networks on 8443, and the world host is not in them; once the group holds
+    // its prefix, world gets in.
+    assert!(
+        !conn(&lab, "world", admin, 8443, SHUT),
+        "world is not in office-networks: admin:8443 stays closed to it"
+    );
+    let patch = json!([{"op": "add", "path": "/spec/externalCIDRs/-", "value": "203.0.113.0/24"}]);
+    cluster.kubectl_ok(&[
+        "patch",
+        "ciliumcidrgroup",
+        "office-networks",
+        "--type=json",
+        "-p",
+        &patch.to_string(),
+    ]);
+    wait_conn(
+        &lab,
+        "a CiliumCIDRGroup edit reaches the kernel (world -> admin:8443 opens)",
+        "world",
+        admin,
+        8443,
+        true,
+    );
+
     // A ConfigMap that no longer holds a valid CiliumConfig: fail closed, say why, recover.
     put_config(
         &cluster,
