@@ -14,9 +14,19 @@
 //!
 //! The device installs no signal handlers and starts a handshake only as [`peers`] decides.
 //! Dropping it stops the threads and closes the TUN, which removes the interface.
+//!
+//! It runs in a process of its own, so that it outlives the agent ([`process`], the device
+//! side of the [`control`] socket; [`Remote`], the agent's): an agent that restarts attaches to
+//! the running device and its sessions.
 
+pub mod control;
 mod peers;
+pub mod process;
+mod remote;
 mod udp;
+
+pub use process::serve;
+pub use remote::Remote;
 
 use anyhow::{Context, Result};
 use bytes::BytesMut;
