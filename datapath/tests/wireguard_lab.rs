@@ -295,11 +295,26 @@ fn encryption_keeps_pod_traffic_off_the_wire_and_fails_closed() {
     assert_eq!(private.len(), 32);
     let private_b64 =
         defguard_wireguard_rs::key::Key::new(private.clone().try_into().unwrap()).to_string();
-    for f in ["wireguard.json", "status.json"] {
+    for f in ["wireguard.json", "status.json", "wireguard-device.log"] {
         let text = std::fs::read_to_string(lab.run_dir(&a).join(f)).unwrap();
         assert!(
             !text.contains(&private_b64),
             "the private key leaked into {f}"
+        );
+    }
+    // The device got its key over its control socket (0600), not its command line or
+    // environment.
+    let socket = lab.run_dir(&a).join("wireguard.sock");
+    assert_eq!(
+        std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let pid = device_pid(&lab, &a);
+    for f in ["cmdline", "environ"] {
+        let bytes = std::fs::read(format!("/proc/{pid}/{f}")).unwrap();
+        assert!(
+            !contains_bytes(&bytes, &private) && !contains_bytes(&bytes, private_b64.as_bytes()),
+            "the private key is in the device's {f}"
         );
     }
 
@@ -758,16 +773,10 @@ fn bad_key_files_fail_closed_and_duplicate_keys_are_refused() {
 }
 
 /// The echo policy, and iperf3's TCP port on the backend.
-const IPERF_POLICY: &str = r#"
-apiVersion: cilium.io/v2
-kind: CiliumNetworkPolicy
-metadata: {name: echo, namespace: shop}
-spec:
-  endpointSelector: {matchLabels: {app: backend}}
-  ingress:
-    - fromEntities: [cluster]
-      toPorts: [{ports: [{port: "7", protocol: UDP}, {port: "5201", protocol: TCP}]}]
-"#;
+fn iperf_policy() -> String {
+    let udp = r#"{port: "7", protocol: UDP}"#;
+    POLICY.replace(udp, &format!(r#"{udp}, {{port: "5201", protocol: TCP}}"#))
+}
 
 /// `iperf3` inside a pod's namespace.
 fn iperf3(lab: &AgentLab, pod: &str) -> Command {
@@ -791,7 +800,7 @@ fn agent_restarts_under_an_iperf3_stream_keep_it_flowing() {
     if !privileged("wireguard agent restart") {
         return;
     }
-    let (mut lab, a, b) = echo_lab_with("i", IPERF_POLICY);
+    let (mut lab, a, b) = echo_lab_with("i", &iperf_policy());
     wait_for("the first echo", Duration::from_secs(10), || {
         echo(&lab, b"warm")
     });
