@@ -47,6 +47,11 @@ use super::PeerSpec;
 
 /// How often the loops look at the stop flag, and the timers run.
 const TICK: Duration = Duration::from_millis(250);
+/// The TUN interface's queue, in packets (the kernel's default is 500). With TSO each may be
+/// a 64 KB segment, and the queue never pushes back on the sender (the TUN driver detaches
+/// packets from their socket), so a long one is a standing delay for everything behind a bulk
+/// stream; a short one drops instead, and the stream's TCP backs off.
+const TUN_QUEUE: u32 = 64;
 /// A receive buffer: up to 64 datagrams coalesced by UDP GRO.
 const RECV_BUFFER: usize = 65536;
 
@@ -63,6 +68,7 @@ impl Sockets {
         let tun = DeviceBuilder::new()
             .name(ifname)
             .offload(true)
+            .tx_queue_len(TUN_QUEUE)
             .build_sync()
             .with_context(|| {
                 format!("cannot create TUN interface {ifname} (is /dev/net/tun there?)")
