@@ -225,3 +225,6 @@ fn setup(running: &mut Option<Running>, s: Setup) -> Result<bool> {
     *running = Some(Running { setup: s, device });
     Ok(false)
 }
+
+#[cfg(test)]
+mod tests;
