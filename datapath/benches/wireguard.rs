@@ -1,13 +1,17 @@
 //! The WireGuard mesh (issue 5's figures), on the lab with real `ward-agent` processes:
 //! 1. TCP throughput between two pods on different nodes (iperf3), through the tunnel
 //!    (ward's userspace device here: the kernel has no WireGuard) and in clear, in alternating rounds, with
-//!    the CPU the whole machine and the agents used during each run;
-//! 2. the time from the start of a key rotation (the new key file written) until every peer
+//!    the CPU the whole machine and the agents with their device processes used during each run;
+//! 2. latency under load, in the same rounds: a UDP ping-pong between the same two pods (one
+//!    request outstanding, 1 ms apart) while an iperf3 stream runs between them; p50, p99,
+//!    max and the requests without an answer (100 ms);
+//! 3. the time from the start of a key rotation (the new key file written) until every peer
 //!    has switched to the new key, with 2, 5 and 10 nodes.
 //!
 //! Run (root, iperf3 installed): `cargo bench -p ward-datapath --bench wireguard`.
-//! `WARD_BENCH_SECONDS` (default 5) and `WARD_BENCH_RUNS` (default 5) set the iperf3 runs;
-//! `WARD_BENCH_ROTATIONS` (default 7) the rotations per cluster size.
+//! `WARD_BENCH_SECONDS` (default 5) and `WARD_BENCH_RUNS` (default 5) set the iperf3 runs
+//! and the ping-pongs; `WARD_BENCH_ROTATIONS` (default 7) the rotations per cluster size
+//! (0 skips that part).
 
 #![allow(
     clippy::unwrap_used,
@@ -18,10 +22,11 @@
 
 use serde_json::Value;
 use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
-use ward_datapath::lab::{Lab, Topology};
+use ward_datapath::lab::{Lab, Topology, in_netns};
 
 const ON: &str = r#"{"apiVersion":"cilium.io/v1.12","kind":"CiliumConfig","metadata":{"name":"cilium-config"},"spec":{"enable-encryption":true,"encryption":{"type":"wireguard","wireguard":{"enabled":true,"interface":"eth0"}}}}"#;
 const OFF: &str = r#"{"apiVersion":"cilium.io/v1.12","kind":"CiliumConfig","metadata":{"name":"cilium-config"},"spec":{"enable-encryption":false}}"#;
@@ -160,8 +165,20 @@ impl Cluster {
         }
     }
 
+    /// CPU seconds of the agents and their userspace WireGuard devices (their own processes).
     fn agent_cpu(&self) -> f64 {
-        self.agents.values().map(|c| process_cpu(c.id())).sum()
+        let devices: f64 = self
+            .nodes()
+            .iter()
+            .filter_map(|n| self.status(n)["interface"]["devicePid"].as_u64())
+            .map(|pid| process_cpu(pid as u32))
+            .sum();
+        devices
+            + self
+                .agents
+                .values()
+                .map(|c| process_cpu(c.id()))
+                .sum::<f64>()
     }
 }
 
@@ -214,23 +231,33 @@ fn netns_name(p: &Path) -> String {
     p.file_name().unwrap().to_string_lossy().into_owned()
 }
 
-/// One iperf3 run: (Gbit/s received, machine CPU % of all cores, agents' CPU % of one core).
+/// iperf3 from the client pod to the server pod for `seconds`, JSON output.
+fn iperf_client(c: &Cluster, seconds: u32) -> Command {
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", &netns_name(&c.lab.pod_netns("b/client"))])
+        .args([
+            "iperf3",
+            "-c",
+            &SERVER.to_string(),
+            "-J",
+            "-t",
+            &seconds.to_string(),
+        ]);
+    cmd
+}
+
+/// The server pod's address.
+const SERVER: Ipv4Addr = Ipv4Addr::new(10, 220, 2, 10);
+/// The ping-pong's UDP port on the server pod.
+const ECHO_PORT: u16 = 7;
+
+/// One iperf3 run: (Gbit/s received, machine CPU % of all cores, agents' and devices' CPU %
+/// of one core).
 fn iperf(c: &Cluster, seconds: u32) -> (f64, f64, f64) {
     let (b0, t0) = machine_cpu();
     let a0 = c.agent_cpu();
     let start = Instant::now();
-    let out = Command::new("ip")
-        .args(["netns", "exec", &netns_name(&c.lab.pod_netns("b/client"))])
-        .args([
-            "iperf3",
-            "-c",
-            "10.220.2.10",
-            "-J",
-            "-t",
-            &seconds.to_string(),
-        ])
-        .output()
-        .unwrap();
+    let out = iperf_client(c, seconds).output().unwrap();
     let wall = start.elapsed().as_secs_f64();
     let (b1, t1) = machine_cpu();
     let a1 = c.agent_cpu();
@@ -247,6 +274,73 @@ fn iperf(c: &Cluster, seconds: u32) -> (f64, f64, f64) {
     )
 }
 
+/// A UDP echo server in the server pod, answering every datagram (a thread, for the bench's
+/// life).
+fn echo_server(c: &Cluster) {
+    let sock = in_netns(&c.lab.pod_netns("b/server"), || {
+        UdpSocket::bind((SERVER, ECHO_PORT))
+    })
+    .unwrap()
+    .unwrap();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 64];
+        while let Ok((n, from)) = sock.recv_from(&mut buf) {
+            let _ = sock.send_to(&buf[..n], from);
+        }
+    });
+}
+
+/// Round trips of a ping-pong from the client pod to the echo server for `seconds`, with an
+/// iperf3 stream running between the same pods: (round trips, requests without an answer).
+fn ping_pong_under_load(c: &Cluster, seconds: u32) -> (Vec<Duration>, usize) {
+    let sock = in_netns(&c.lab.pod_netns("b/client"), || {
+        UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))
+    })
+    .unwrap()
+    .unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let to = SocketAddr::from((SERVER, ECHO_PORT));
+    let mut load = iperf_client(c, seconds + 1)
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let (mut rtts, mut lost) = (Vec::new(), 0);
+    let start = Instant::now();
+    let mut buf = [0u8; 64];
+    for seq in 0u64.. {
+        if start.elapsed() >= Duration::from_secs(u64::from(seconds)) {
+            break;
+        }
+        let sent = Instant::now();
+        sock.send_to(&seq.to_be_bytes(), to).unwrap();
+        loop {
+            match sock.recv(&mut buf) {
+                Ok(8) if buf[..8] == seq.to_be_bytes() => {
+                    rtts.push(sent.elapsed());
+                    break;
+                }
+                Ok(_) => {} // a late answer to an earlier request
+                Err(_) => {
+                    lost += 1;
+                    break;
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let _ = load.wait();
+    (rtts, lost)
+}
+
+/// p50, p99 and max of `rtts` in milliseconds.
+fn percentiles(rtts: &mut [Duration]) -> (f64, f64, f64) {
+    rtts.sort();
+    let at = |p: f64| rtts[((rtts.len() - 1) as f64 * p) as usize].as_secs_f64() * 1000.0;
+    (at(0.5), at(0.99), at(1.0))
+}
+
 fn median(v: &mut [f64]) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
@@ -261,12 +355,15 @@ fn throughput(seconds: u32, runs: usize) {
         .spawn()
         .expect("iperf3 (apt-get install iperf3)");
     c.wait("the mesh", Duration::from_secs(30), Cluster::meshed);
+    echo_server(&c);
     let (mut wg, mut clear) = (Vec::new(), Vec::new());
+    let (mut wg_rtt, mut clear_rtt) = (Vec::new(), Vec::new());
     for _ in 0..runs {
         c.set_config(ON);
         c.wait("the mesh", Duration::from_secs(30), Cluster::meshed);
         std::thread::sleep(Duration::from_millis(300));
         wg.push(iperf(&c, seconds));
+        wg_rtt.push(ping_pong_under_load(&c, seconds));
         c.set_config(OFF);
         c.wait("encryption off", Duration::from_secs(30), |c| {
             c.nodes()
@@ -275,6 +372,7 @@ fn throughput(seconds: u32, runs: usize) {
         });
         std::thread::sleep(Duration::from_millis(300));
         clear.push(iperf(&c, seconds));
+        clear_rtt.push(ping_pong_under_load(&c, seconds));
     }
     let show = |label: &str, runs: &[(f64, f64, f64)]| -> f64 {
         let mut g: Vec<f64> = runs.iter().map(|r| r.0).collect();
@@ -294,6 +392,31 @@ fn throughput(seconds: u32, runs: usize) {
     let w = show("through WireGuard (userspace)", &wg);
     let p = show("in clear (same pods, agents)", &clear);
     println!("ratio WireGuard / clear: {:.1}%", 100.0 * w / p);
+    let show_rtt = |label: &str, runs: &[(Vec<Duration>, usize)]| -> f64 {
+        let mut p50s = Vec::new();
+        let mut p99s = Vec::new();
+        let mut maxs = Vec::new();
+        for (rtts, _) in runs {
+            let (a, b, m) = percentiles(&mut rtts.clone());
+            p50s.push(a);
+            p99s.push(b);
+            maxs.push(m);
+        }
+        let p99 = median(&mut p99s);
+        println!(
+            "{label:<28} ping-pong under iperf3 load: p50 {:.3} ms, p99 {p99:.3} ms (runs {:.3}..{:.3}), max {:.3} ms; {} round trips, {} unanswered",
+            median(&mut p50s),
+            p99s[0],
+            p99s[p99s.len() - 1],
+            median(&mut maxs),
+            runs.iter().map(|r| r.0.len()).sum::<usize>(),
+            runs.iter().map(|r| r.1).sum::<usize>()
+        );
+        p99
+    };
+    let wp = show_rtt("through WireGuard (userspace)", &wg_rtt);
+    let cp = show_rtt("in clear (same pods, agents)", &clear_rtt);
+    println!("p99 added by the tunnel under load: {:.3} ms", wp - cp);
     let _ = server.kill();
     let _ = server.wait();
 }
@@ -377,8 +500,10 @@ fn main() {
         "machine: {} cores; lab nodes joined by a veth bridge; WireGuard in userspace (ward's device, gotatun's protocol) since the kernel has no module",
         std::thread::available_parallelism().map_or(0, usize::from)
     );
-    throughput(seconds, runs);
-    for n in [2, 5, 10] {
+    if runs > 0 {
+        throughput(seconds, runs);
+    }
+    for n in [2, 5, 10].into_iter().filter(|_| rotations > 0) {
         rotation(n, rotations);
     }
 }

@@ -28,8 +28,8 @@ fn the_seed_scenario_is_enforced_in_the_kernel_and_survives_changes_and_sigkill(
     }
     let mut lab = AgentLab::up("seed", LAB);
     // The repository's CiliumConfig with encryption off: this test is about the BPF
-    // enforcement, which must outlive the agents; the userspace tunnel dies with its agent (and
-    // fails closed), which wireguard_lab.rs tests.
+    // enforcement, which must outlive the agents; the userspace tunnel outlives them too (and
+    // fails closed when its device dies), which wireguard_lab.rs tests.
     let mut policies = repo_resources(&["policies", "cluster-config/cilium-config.yaml"]);
     let mut config = policies
         .iter()

@@ -39,9 +39,14 @@ spec:
 /// Writes the echo policy and a CiliumConfig with `spec` (JSON, written as the target holds it,
 /// so even specs validation would refuse reach the agents).
 fn write_config(lab: &AgentLab, spec: &str) {
+    write_policy_and_config(lab, POLICY, spec);
+}
+
+/// [`write_config`] with another policy.
+fn write_policy_and_config(lab: &AgentLab, policy: &str, spec: &str) {
     let v = assemble(vec![load_file(
         "echo.yaml",
-        POLICY.as_bytes(),
+        policy.as_bytes(),
         &Limits::default(),
     )]);
     assert!(v.is_valid(), "{:?}", v.diagnostics);
@@ -126,6 +131,39 @@ fn meshed(lab: &AgentLab, nodes: &[String]) -> bool {
     })
 }
 
+/// The process of `node`'s userspace WireGuard device, from its agent's status.
+fn device_pid(lab: &AgentLab, node: &str) -> u32 {
+    let st = lab.wg_status(node);
+    let pid = st["interface"]["devicePid"].as_u64();
+    u32::try_from(pid.unwrap_or_else(|| panic!("no device pid in {st}"))).unwrap()
+}
+
+/// Kills node `a`'s device (SIGKILL, process `pid`): its interface goes with it, and
+/// nothing passes to node `b`, never in clear: the routes into the tunnel went with the
+/// interface and the unreachable routes behind them remain.
+fn kill_device_and_check_blocked(lab: &AgentLab, a: &str, b: &str, pid: u32) {
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    wait_for(
+        "the interface to go with the device",
+        Duration::from_secs(5),
+        || !has_interface(lab, a),
+    );
+    let (echoed, clear, _, _) = marker_probe(lab, a, b, "nodevice");
+    assert!(
+        !echoed && !clear,
+        "without the device nothing may pass (echoed {echoed}, in clear {clear})"
+    );
+    let r = routes(lab, a);
+    assert!(
+        r.contains("unreachable") && !r.contains("cilium_wg0"),
+        "{r}"
+    );
+}
+
 fn underlay_capture(lab: &AgentLab, a: &str, b: &str, file: &str) -> Capture {
     let t = lab.lab.topology();
     let (ia, ib) = (t.node(a).unwrap().ip, t.node(b).unwrap().ip);
@@ -144,8 +182,13 @@ fn underlay_capture(lab: &AgentLab, a: &str, b: &str, file: &str) -> Capture {
 }
 
 fn echo_lab(tag: &str) -> (AgentLab, String, String) {
+    echo_lab_with(tag, POLICY)
+}
+
+/// [`echo_lab`] with another policy.
+fn echo_lab_with(tag: &str, policy: &str) -> (AgentLab, String, String) {
     let mut lab = AgentLab::up(tag, TOPOLOGY);
-    write_config(&lab, ON);
+    write_policy_and_config(&lab, policy, ON);
     let (a, b) = (lab.node_of("shop/frontend"), lab.node_of("shop/backend"));
     lab.start_agent(&a);
     lab.start_agent(&b);
@@ -252,33 +295,43 @@ fn encryption_keeps_pod_traffic_off_the_wire_and_fails_closed() {
     assert_eq!(private.len(), 32);
     let private_b64 =
         defguard_wireguard_rs::key::Key::new(private.clone().try_into().unwrap()).to_string();
-    for f in ["wireguard.json", "status.json"] {
+    for f in ["wireguard.json", "status.json", "wireguard-device.log"] {
         let text = std::fs::read_to_string(lab.run_dir(&a).join(f)).unwrap();
         assert!(
             !text.contains(&private_b64),
             "the private key leaked into {f}"
         );
     }
+    // The device got its key over its control socket (0600), not its command line or
+    // environment.
+    let socket = lab.run_dir(&a).join("wireguard.sock");
+    assert_eq!(
+        std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let pid = device_pid(&lab, &a);
+    for f in ["cmdline", "environ"] {
+        let bytes = std::fs::read(format!("/proc/{pid}/{f}")).unwrap();
+        assert!(
+            !contains_bytes(&bytes, &private) && !contains_bytes(&bytes, private_b64.as_bytes()),
+            "the private key is in the device's {f}"
+        );
+    }
 
-    // An agent that dies takes its userspace device's interface with it: traffic to the other node is
-    // unreachable, never in clear. The restarted agent keeps its key and the tunnel returns.
+    // An agent that dies leaves its device running: the tunnel carries on without it. When
+    // the device dies too, its interface goes with it: traffic to the other node is
+    // unreachable, never in clear. The restarted agent keeps its key, starts a new device and
+    // the tunnel returns.
     let key_before = public_key(&lab, &a).unwrap();
+    let device = device_pid(&lab, &a);
     lab.kill_agent(&a);
-    wait_for(
-        "the interface to go with the agent",
-        Duration::from_secs(5),
-        || !has_interface(&lab, &a),
-    );
-    let (echoed, clear, _, _) = marker_probe(&lab, &a, &b, "down");
+    assert!(has_interface(&lab, &a), "the device outlives its agent");
+    let (echoed, clear, _, _) = marker_probe(&lab, &a, &b, "agentdown");
     assert!(
-        !echoed && !clear,
-        "while the agent is down nothing may pass (echoed {echoed}, in clear {clear})"
+        echoed && !clear,
+        "with the agent down the tunnel carries on (echoed {echoed}, in clear {clear})"
     );
-    assert!(
-        routes(&lab, &a).contains("unreachable"),
-        "{}",
-        routes(&lab, &a)
-    );
+    kill_device_and_check_blocked(&lab, &a, &b, device);
     lab.start_agent(&a);
     wait_for(
         "the restarted agent's interface",
@@ -292,6 +345,7 @@ fn encryption_keeps_pod_traffic_off_the_wire_and_fails_closed() {
     );
     assert_eq!(std::fs::read(&key_file).unwrap(), private);
     assert_eq!(lab.wg_status(&a)["interface"]["rotations"], json!(0));
+    assert_ne!(device_pid(&lab, &a), device, "a new device");
     wait_for(
         "the tunnel after the restart",
         Duration::from_secs(10),
@@ -716,4 +770,131 @@ fn bad_key_files_fail_closed_and_duplicate_keys_are_refused() {
     assert!(peer_keys(&lab, &a).is_empty() && peer_keys(&lab, &b).is_empty());
     let (echoed, clear, _, _) = marker_probe(&lab, &a, &b, "duplicate");
     assert!(!echoed && !clear);
+}
+
+/// The echo policy, and iperf3's TCP port on the backend.
+fn iperf_policy() -> String {
+    let udp = r#"{port: "7", protocol: UDP}"#;
+    POLICY.replace(udp, &format!(r#"{udp}, {{port: "5201", protocol: TCP}}"#))
+}
+
+/// `iperf3` inside a pod's namespace.
+fn iperf3(lab: &AgentLab, pod: &str) -> Command {
+    let ns = lab.netns(pod);
+    let mut c = Command::new("ip");
+    c.args([
+        "netns",
+        "exec",
+        &ns.file_name().unwrap().to_string_lossy(),
+        "iperf3",
+    ]);
+    c
+}
+
+/// One iperf3 TCP connection frontend → backend for 8 s, reported every 0.5 s, while node
+/// a's agent is stopped with SIGTERM and started again, then node b's killed with SIGKILL and
+/// started again. The devices run on: the connection is never reset and data flows in every
+/// interval, the restart windows included.
+#[test]
+fn agent_restarts_under_an_iperf3_stream_keep_it_flowing() {
+    if !privileged("wireguard agent restart") {
+        return;
+    }
+    let (mut lab, a, b) = echo_lab_with("i", &iperf_policy());
+    wait_for("the first echo", Duration::from_secs(10), || {
+        echo(&lab, b"warm")
+    });
+    let devices = [device_pid(&lab, &a), device_pid(&lab, &b)];
+    let backend = lab.ip("shop/backend").to_string();
+    let mut server = iperf3(&lab, "shop/backend")
+        .args(["-s", "-1", "-B", &backend])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("iperf3 (apt-get install iperf3)");
+    std::thread::sleep(Duration::from_millis(300));
+    let start = Instant::now();
+    let client = iperf3(&lab, "shop/frontend")
+        .args(["-c", &backend, "-t", "8", "-i", "0.5", "-J"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let mut windows = Vec::new();
+    let began = start.elapsed();
+    lab.terminate_agent(&a);
+    lab.start_agent(&a);
+    windows.push(format!("{a} SIGTERM {began:?}..{:?}", start.elapsed()));
+    std::thread::sleep(Duration::from_millis(1000));
+    let began = start.elapsed();
+    lab.kill_agent(&b);
+    lab.start_agent(&b);
+    windows.push(format!("{b} SIGKILL {began:?}..{:?}", start.elapsed()));
+    assert!(
+        start.elapsed() < Duration::from_secs(7),
+        "the restarts must fall inside the stream: {windows:?}"
+    );
+    let out = client.wait_with_output().unwrap();
+    let _ = server.kill();
+    let _ = server.wait();
+    let doc: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("iperf3: {e}: {}", String::from_utf8_lossy(&out.stderr)));
+    assert!(out.status.success(), "iperf3 failed: {}", doc["error"]);
+    assert_eq!(
+        doc["start"]["connected"].as_array().map(Vec::len),
+        Some(1),
+        "one connection"
+    );
+    let intervals: Vec<f64> = doc["intervals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["sum"]["bytes"].as_f64().unwrap())
+        .collect();
+    eprintln!(
+        "restarts {windows:?}; bytes per 0.5 s: {intervals:?}; received {} Mbit/s",
+        doc["end"]["sum_received"]["bits_per_second"]
+            .as_f64()
+            .unwrap_or(0.0)
+            / 1e6
+    );
+    assert!(intervals.len() >= 15, "{intervals:?}");
+    assert!(
+        intervals.iter().all(|b| *b > 0.0),
+        "an interval without data: {intervals:?} (restarts {windows:?})"
+    );
+    assert_eq!(
+        [device_pid(&lab, &a), device_pid(&lab, &b)],
+        devices,
+        "the restarted agents attach to the devices they left"
+    );
+}
+
+/// A device killed under a running agent: its interface goes at once and nothing crosses in
+/// clear; the agent notices, starts a new device, and the tunnel is back.
+#[test]
+fn a_killed_device_blocks_traffic_until_its_agent_restarts_it() {
+    if !privileged("wireguard device restart") {
+        return;
+    }
+    let (lab, a, b) = echo_lab("d");
+    wait_for("the first echo", Duration::from_secs(10), || {
+        echo(&lab, b"warm")
+    });
+    let device = device_pid(&lab, &a);
+    // Freeze the agent, so the gap can be looked at before it restarts the device.
+    let agent = nix::unistd::Pid::from_raw(lab.agents[&a].id() as i32);
+    nix::sys::signal::kill(agent, nix::sys::signal::Signal::SIGSTOP).unwrap();
+    kill_device_and_check_blocked(&lab, &a, &b, device);
+    nix::sys::signal::kill(agent, nix::sys::signal::Signal::SIGCONT).unwrap();
+    let back = Instant::now();
+    wait_for(
+        "the tunnel with a new device",
+        Duration::from_secs(10),
+        || echo(&lab, b"back"),
+    );
+    eprintln!("tunnel back {:?} after the agent resumed", back.elapsed());
+    assert_ne!(device_pid(&lab, &a), device, "a new device");
+    let (echoed, clear, other, _) = marker_probe(&lab, &a, &b, "newdevice");
+    assert!(echoed && !clear && other.is_empty(), "{other:?}");
 }

@@ -218,9 +218,10 @@ impl Agent {
     /// node's datapath (reusing pinned maps), attaches the programs to every local pod and
     /// reads the maps back.
     pub fn start(cfg: AgentConfig) -> Result<Agent> {
-        Agent::start_with(cfg, |node, netns| {
+        let run_dir = cfg.run_dir.clone();
+        Agent::start_with(cfg, move |node, netns| {
             let datapath: Box<dyn Datapath + Send> = Box::new(NodeDatapath::open(node)?);
-            Ok((datapath, NodeSys::kernel(netns)))
+            Ok((datapath, NodeSys::kernel(netns, &run_dir)))
         })
     }
 

@@ -1,6 +1,7 @@
 //! `ward-agent`: the node agent. `run` enforces the desired state on one node's pods;
 //! `status` shows what the node's maps hold and its WireGuard mesh; `rotate-key` asks the
-//! running agent to rotate the node's WireGuard key now.
+//! running agent to rotate the node's WireGuard key now; `device` is the userspace WireGuard
+//! device, which `run` starts and configures itself and which outlives it.
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -87,6 +88,15 @@ enum Command {
         #[arg(long, default_value_t = 30)]
         timeout_seconds: u64,
     },
+    /// The userspace WireGuard device (TUN and UDP socket), for kernels without WireGuard.
+    /// `run` starts it when it finds none and hands it its configuration, private key
+    /// included, over the control socket only; it keeps the tunnel up while the agent
+    /// restarts, and exits on the agent's request, on a signal, or when its socket is removed.
+    Device {
+        /// The control socket (`<run dir>/wireguard.sock`).
+        #[arg(long)]
+        socket: PathBuf,
+    },
 }
 
 fn main() {
@@ -157,6 +167,7 @@ fn main() {
             let run_dir = run_dir.unwrap_or_else(|| AgentConfig::locate_run_dir(&node));
             status::rotate_key(&node, &run_dir, Duration::from_secs(timeout_seconds))
         }
+        Command::Device { socket } => ward_datapath::sys::wireguard::userspace::serve(&socket),
     };
     if let Err(e) = result {
         eprintln!("ward-agent: error: {e:#}");
@@ -180,7 +191,9 @@ fn run(cfg: AgentConfig, once: bool, resync: Duration) -> anyhow::Result<()> {
         signal_flag(sig, stop)?;
     }
     agent.run(&stop, resync)?;
-    tracing::info!("stopping; the programs and maps stay pinned and keep enforcing");
+    tracing::info!(
+        "stopping; the programs and maps stay pinned and keep enforcing, a userspace WireGuard device keeps running"
+    );
     Ok(())
 }
 

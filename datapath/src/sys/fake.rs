@@ -213,6 +213,22 @@ impl WireGuard for FakeWireGuard {
         if let Some(msg) = &s.fail_create {
             bail!("{msg}");
         }
+        // A device left running by an earlier agent with this interface is attached to, like
+        // ward's userspace device (its key switched if it differs).
+        if let Some(d) = s
+            .device
+            .as_mut()
+            .filter(|d| (d.ifname.as_str(), d.port, d.mtu) == (ifname, port, mtu))
+        {
+            d.public_key = key.public();
+            s.log
+                .push(format!("attach {ifname} {} {port} {mtu}", key.public()));
+            return Ok(Box::new(FakeDevice {
+                ifname: ifname.to_owned(),
+                port,
+                state: Arc::clone(&self.state),
+            }));
+        }
         s.log
             .push(format!("create {ifname} {} {port} {mtu}", key.public()));
         s.created += 1;
@@ -229,6 +245,14 @@ impl WireGuard for FakeWireGuard {
             port,
             state: Arc::clone(&self.state),
         }))
+    }
+
+    fn stop_left(&self) -> Result<()> {
+        let mut s = self.state();
+        if s.device.take().is_some() {
+            s.log.push("stop left".to_owned());
+        }
+        Ok(())
     }
 }
 
@@ -299,10 +323,7 @@ impl WgDevice for FakeDevice {
             let mut host = Host::new(d.port, d.public_key.clone());
             host.private_key = None;
             for p in &d.peers {
-                host.peers.insert(
-                    p.key.clone(),
-                    defguard_wireguard_rs::peer::Peer::new(p.key.clone()),
-                );
+                host.peers.insert(p.key.clone(), p.to_peer());
             }
             Ok(host)
         })
@@ -313,15 +334,29 @@ impl WgDevice for FakeDevice {
             Ok(())
         });
     }
-}
-
-impl Drop for FakeDevice {
-    fn drop(&mut self) {
+    fn remove(&self) -> Result<()> {
         let mut s = self
             .state
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        s.log.push(format!("drop {}", self.ifname));
+        s.log.push(format!("remove {}", self.ifname));
+        s.device = None;
+        Ok(())
+    }
+    fn alive(&self) -> bool {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .device
+            .is_some()
+    }
+}
+
+impl FakeWireGuard {
+    /// The device's process dies: the interface goes, the handles stay.
+    pub fn kill_device(&self) {
+        let mut s = self.state();
+        s.log.push("killed".to_owned());
         s.device = None;
     }
 }

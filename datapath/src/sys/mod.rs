@@ -12,7 +12,8 @@
 //! - [`mount`]: the [`Mounts`] trait and [`HostMounts`]: is a directory on bpffs.
 //! - [`wireguard`]: the [`WireGuard`] trait (makes interfaces in one namespace) and
 //!   [`WgDevice`] (one interface: key, peers, counters), kernel WireGuard or ward's userspace
-//!   device ([`wireguard::userspace`]: TUN, UDP, gotatun's protocol).
+//!   device ([`wireguard::userspace`]: TUN, UDP, gotatun's protocol, in a process of its own
+//!   that the agent configures over a Unix socket).
 //! - [`iproute`]: the lab's topology operations, kept as `ip` commands (see below); `ip`
 //!   (private) runs them.
 //!
@@ -65,11 +66,12 @@ pub struct NodeSys {
 }
 
 impl NodeSys {
-    /// The kernel's, inside the network namespace at `netns`.
-    pub fn kernel(netns: &Path) -> NodeSys {
+    /// The kernel's, inside the network namespace at `netns`; a userspace WireGuard device is
+    /// reached through a socket in `run_dir`.
+    pub fn kernel(netns: &Path, run_dir: &Path) -> NodeSys {
         NodeSys {
             net: Arc::new(NetnsNet::new(netns)),
-            wireguard: Arc::new(KernelWireGuard::new(netns)),
+            wireguard: Arc::new(KernelWireGuard::new(netns, run_dir)),
         }
     }
 }

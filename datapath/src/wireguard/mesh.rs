@@ -60,6 +60,9 @@ struct Active {
     rotations: u64,
     /// By public key (base64).
     peers: BTreeMap<String, Configured>,
+    /// Peers a running device had when this agent attached to it, not yet matched with the
+    /// wanted ones: kept as they are when wanted unchanged, else removed.
+    inherited: Vec<PeerSpec>,
 }
 
 /// The last completed rotation, for status and benchmarks.
@@ -155,6 +158,7 @@ impl Mesh {
         let Wanted::On(cfg) = self.wanted.clone() else {
             return;
         };
+        self.restart_dead_device(topology);
         if self.active.is_none() {
             if self.error.is_some() && self.last_attempt.elapsed() >= RETRY {
                 let wanted = self.wanted.clone();
@@ -175,8 +179,36 @@ impl Mesh {
         }
     }
 
+    /// Removes the interface (a userspace device's process ends): this agent's, else one an
+    /// earlier agent left running. Whether this agent had one.
+    fn remove_device(&mut self) -> bool {
+        let had = self.active.is_some();
+        let result = match self.active.take() {
+            Some(a) => a.device.remove(),
+            None => self.sys.wireguard.stop_left(),
+        };
+        if let Err(e) = result {
+            tracing::warn!(node = %self.node, "removing the WireGuard interface: {e:#}");
+        }
+        had
+    }
+
+    /// A device whose process ended took its interface, and the kernel the routes into it,
+    /// with it: the unreachable routes behind them block cross-node pod traffic. Starts a
+    /// new device at once; its routes are set again.
+    fn restart_dead_device(&mut self, topology: &Topology) {
+        if self.active.as_ref().is_none_or(|a| a.device.alive()) {
+            return;
+        }
+        tracing::error!(node = %self.node, "the WireGuard device stopped; cross-node pod traffic is blocked until it is back; starting it again");
+        self.active = None;
+        self.routes.clear();
+        let wanted = self.wanted.clone();
+        self.reconcile(&wanted, topology);
+    }
+
     fn turn_off(&mut self, topology: &Topology) -> Result<Option<String>> {
-        if self.active.take().is_some() {
+        if self.remove_device() {
             tracing::info!(node = %self.node, "encryption turned off: WireGuard interface removed");
         }
         self.registry.unpublish(&self.node)?;
@@ -190,7 +222,7 @@ impl Mesh {
         } else {
             tracing::error!(node = %self.node, "encryption required but not established; cross-node pod traffic is blocked: {msg}");
         }
-        self.active = None;
+        self.remove_device();
         if let Err(e) = self.registry.unpublish(&self.node) {
             tracing::warn!(node = %self.node, "{e:#}");
         }
@@ -209,7 +241,7 @@ impl Mesh {
             .clone();
         if self.active.as_ref().is_some_and(|a| &a.cfg != cfg) {
             tracing::info!(node = %self.node, "WireGuard settings changed; recreating the interface");
-            self.active = None;
+            self.remove_device();
         }
         if self.active.is_none() {
             self.active = Some(self.create(cfg, me.ip)?);
@@ -251,6 +283,7 @@ impl Mesh {
             .read_all()
             .get(&self.node)
             .map_or(0, |r| r.rotations);
+        let inherited = inherited_peers(&*device)?;
         tracing::info!(
             node = %self.node, interface = IFNAME, implementation = device.implementation().as_str(), underlay = %underlay,
             endpoint = %SocketAddr::new(IpAddr::V4(ip), cfg.listen_port), public_key = %key.public(), new_key = created,
@@ -265,6 +298,7 @@ impl Mesh {
             next,
             rotations,
             peers: BTreeMap::new(),
+            inherited,
         })
     }
 
@@ -539,6 +573,7 @@ impl Mesh {
             "rotationIntervalSeconds": interval.as_secs(),
             "nextRotation": next_rotation,
             "rotationInProgress": a.next.is_some(),
+            "devicePid": a.device.pid(),
         });
         out["peers"] = json!(peers);
         if let Err(e) = host {
@@ -582,9 +617,44 @@ fn set_route(net: &dyn Net, cidr: Ipv4Net, node_ip: Ipv4Addr, route: Route) -> R
     }
 }
 
+/// The peers a device has already (one this agent attached to), as ward configured them.
+fn inherited_peers(device: &dyn WgDevice) -> Result<Vec<PeerSpec>> {
+    let host = device.read()?;
+    Ok(host
+        .peers
+        .into_values()
+        .filter_map(|p| {
+            Some(PeerSpec {
+                endpoint: p.endpoint?,
+                key: p.public_key,
+                allowed: p.allowed_ips,
+                keepalive: p.persistent_keepalive_interval,
+            })
+        })
+        .collect())
+}
+
+/// Takes over the peers a running device had: those wanted as they are join the configured
+/// peers untouched (their sessions go on), the others are removed.
+fn adopt_inherited(a: &mut Active, wanted: &[Configured]) -> Result<()> {
+    for spec in std::mem::take(&mut a.inherited) {
+        match wanted.iter().find(|w| w.spec == spec) {
+            Some(w) => {
+                a.peers.insert(spec.key.to_string(), w.clone());
+            }
+            None => {
+                a.device.remove_peer(&spec.key)?;
+                tracing::info!(public_key = %spec.key, "WireGuard peer left from before removed");
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Adds and removes peers so the interface has exactly `wanted`, in its order. A peer whose
 /// settings changed is removed and added again (its session restarts).
 fn apply_peers(a: &mut Active, wanted: &[Configured]) -> Result<()> {
+    adopt_inherited(a, wanted)?;
     let wanted_keys: BTreeSet<String> = wanted.iter().map(|c| c.spec.key.to_string()).collect();
     let stale: Vec<String> = a
         .peers

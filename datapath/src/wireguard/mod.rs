@@ -5,9 +5,10 @@
 //!    mode 0600, Cilium's format), or generates one; the private key is written nowhere else
 //!    and never logged ([`keys::PrivateKey`] prints as `<redacted>`);
 //! 2. creates `cilium_wg0` in the node's namespace: kernel WireGuard where the module exists,
-//!    else ward's userspace device over TUN ([`crate::sys::wireguard::userspace`]); listen
-//!    port 51871 unless configured; MTU of the
-//!    underlay minus 80;
+//!    else ward's userspace device over TUN ([`crate::sys::wireguard::userspace`]), which
+//!    runs in a process of its own and outlives the agent: a restarted agent attaches to it
+//!    and keeps the peers (and sessions) it still wants; listen port 51871 unless
+//!    configured; MTU of the underlay minus 80;
 //! 3. publishes its public key and endpoint (the underlay interface's address) in the
 //!    registry ([`registry`]: the local target's state directory; in kube mode the Node
 //!    annotation `network.cilium.io/wg-pub-key`);
@@ -19,8 +20,8 @@
 //! # Failing closed
 //! While encryption is required, pod traffic to another node is never sent in clear: each
 //! remote pod CIDR has an `unreachable` route (metric 4096) behind its tunnel route, so when
-//! the interface is missing (agent stopped or crashed: the userspace device's TUN goes with the process)
-//! or a node has no key yet, that traffic is dropped with ICMP unreachable. When encryption is
+//! the interface is missing (the userspace device's process died, and its TUN with it; the
+//! agent notices on its next tick and starts a new device) or a node has no key yet, that traffic is dropped with ICMP unreachable. When encryption is
 //! asked for but cannot be set up (an unknown encryption type, a missing underlay interface, an
 //! unreadable, unwritable or corrupt key file), the interface is removed, the node's record is
 //! withdrawn (so peers stop sending to it) and every remote pod CIDR is unreachable; the reason

@@ -188,6 +188,16 @@ impl AgentLab {
         serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
     }
 
+    /// Stops `node`'s agent with SIGTERM and waits until it has exited (successfully).
+    pub fn terminate_agent(&mut self, node: &str) {
+        if let Some(mut c) = self.agents.remove(node) {
+            let pid = nix::unistd::Pid::from_raw(c.id() as i32);
+            nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+            let status = c.wait().unwrap();
+            assert!(status.success(), "agent {node} after SIGTERM: {status}");
+        }
+    }
+
     /// Kills `node`'s agent with SIGKILL.
     pub fn kill_agent(&mut self, node: &str) {
         if let Some(mut c) = self.agents.remove(node) {

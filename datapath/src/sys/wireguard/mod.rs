@@ -4,7 +4,10 @@
 //! direct calls.
 //!
 //! The interface and the device's UDP socket are created inside the node's network
-//! namespace; the device's threads only use their file descriptors.
+//! namespace; the device's threads only use their file descriptors. The userspace device runs
+//! in a process of its own (`ward-agent device`), which the agent configures over a Unix
+//! socket in its run directory ([`userspace::control`]), so that the tunnel outlives an agent
+//! restart: [`WireGuard::create`] attaches to a running device before it makes a new one.
 //!
 //! Peers are only ever added or removed, never changed in place: a removed-and-added peer
 //! loses its session.
@@ -22,12 +25,15 @@ use defguard_wireguard_rs::peer::Peer;
 use defguard_wireguard_rs::{InterfaceConfiguration, Kernel, WGApi, WireguardInterfaceApi};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
-use userspace::{Sockets, Userspace};
+use userspace::Remote;
+use userspace::control::{SOCKET, Secret, Setup};
 
 /// Makes WireGuard interfaces in one network namespace.
 pub trait WireGuard: Send + Sync {
-    /// Creates interface `ifname` with `key`, listening on `port`, with `mtu`, up. An
-    /// interface of that name left from before is removed first.
+    /// Creates interface `ifname` with `key`, listening on `port`, with `mtu`, up. A running
+    /// userspace device (left by the agent before) is attached to and kept when it has that
+    /// name, port and MTU (its key switched to `key` if needed); any other interface of that
+    /// name left from before is removed first.
     fn create(
         &self,
         ifname: &str,
@@ -35,9 +41,13 @@ pub trait WireGuard: Send + Sync {
         port: u16,
         mtu: u32,
     ) -> Result<Box<dyn WgDevice>>;
+    /// Stops a userspace device an earlier agent left running (its interface goes), if
+    /// there is one: for when this agent does not want it (encryption off or failed).
+    fn stop_left(&self) -> Result<()>;
 }
 
-/// One WireGuard interface. Dropping it removes the interface.
+/// One WireGuard interface. Dropping it removes a kernel interface; ward's userspace device
+/// keeps running for the next agent to attach to ([`WgDevice::remove`] stops it).
 ///
 /// Peers are only ever added or removed, never changed in place: a removed-and-added peer
 /// loses its session.
@@ -60,20 +70,37 @@ pub trait WgDevice: Send {
     /// Starts the handshakes towards the peers of `targets` now rather than with their next
     /// packet. Best effort.
     fn start_handshakes(&self, targets: &[Ipv4Addr]);
+    /// Removes the interface now (the userspace device's process exits).
+    fn remove(&self) -> Result<()>;
+    /// Whether the device still runs: false once the userspace device's process has ended
+    /// (its interface went with it).
+    fn alive(&self) -> bool {
+        true
+    }
+    /// The process that runs the device, when it is ward's userspace device.
+    fn pid(&self) -> Option<u32> {
+        None
+    }
 }
 
-/// The kernel's WireGuard (or ward's userspace device where the kernel has none) in the network namespace
-/// at a path.
+/// The kernel's WireGuard (or ward's userspace device where the kernel has none) in the
+/// network namespace at a path.
 #[derive(Debug, Clone)]
 pub struct KernelWireGuard {
     netns: PathBuf,
+    /// The userspace device's control socket.
+    socket: PathBuf,
 }
 
 impl KernelWireGuard {
-    /// WireGuard interfaces in the namespace at `netns`.
-    pub fn new(netns: &Path) -> KernelWireGuard {
+    /// WireGuard interfaces in the namespace at `netns`; a userspace device is reached at
+    /// `<run_dir>/wireguard.sock` (and started from this executable, `device` subcommand).
+    pub fn new(netns: &Path, run_dir: &Path) -> KernelWireGuard {
         KernelWireGuard {
             netns: netns.to_path_buf(),
+            socket: std::path::absolute(run_dir)
+                .unwrap_or_else(|_| run_dir.to_path_buf())
+                .join(SOCKET),
         }
     }
 }
@@ -86,13 +113,25 @@ impl WireGuard for KernelWireGuard {
         port: u16,
         mtu: u32,
     ) -> Result<Box<dyn WgDevice>> {
-        Ok(Box::new(Device::create(
-            &self.netns,
-            ifname,
-            key,
+        let setup = Setup {
+            netns: self.netns.clone(),
+            ifname: ifname.to_owned(),
             port,
             mtu,
-        )?))
+            key: Secret(key.secret().as_array()),
+        };
+        Ok(Box::new(Device::create(&self.socket, setup, key)?))
+    }
+
+    fn stop_left(&self) -> Result<()> {
+        if let Some(remote) = Remote::attach(&self.socket)? {
+            tracing::info!(
+                pid = remote.pid(),
+                "stopping the WireGuard device left running"
+            );
+            remote.shutdown()?;
+        }
+        Ok(())
     }
 }
 
@@ -101,7 +140,7 @@ impl WireGuard for KernelWireGuard {
 pub enum Implementation {
     /// The kernel module (netlink).
     Kernel,
-    /// ward's device in this process, over TUN.
+    /// ward's device, over TUN, in its own process.
     Userspace,
 }
 
@@ -116,7 +155,7 @@ impl Implementation {
 }
 
 /// A peer as ward configures it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PeerSpec {
     /// Its public key.
     pub key: Key,
@@ -129,7 +168,8 @@ pub struct PeerSpec {
 }
 
 impl PeerSpec {
-    fn to_peer(&self) -> Peer {
+    /// The peer as defguard_wireguard_rs describes it.
+    pub(crate) fn to_peer(&self) -> Peer {
         let mut p = Peer::new(self.key.clone());
         p.endpoint = Some(self.endpoint);
         p.allowed_ips.clone_from(&self.allowed);
@@ -139,8 +179,8 @@ impl PeerSpec {
 }
 
 enum Backend {
-    /// Dropping it stops the device's threads and removes the TUN interface.
-    Userspace(Userspace),
+    /// The device process; dropping the connection leaves it running.
+    Userspace(Remote),
     /// The interface lives in the kernel; each call opens a netlink socket in the namespace.
     Kernel,
 }
@@ -167,46 +207,38 @@ impl std::fmt::Debug for Device {
 }
 
 impl Device {
-    /// Creates interface `ifname` in `netns` with `key`, listening on `port`, with `mtu`, up.
-    /// Uses kernel WireGuard when `ip link add type wireguard` works there, else ward's
-    /// userspace device.
-    pub fn create(
-        netns: &Path,
-        ifname: &str,
-        key: &PrivateKey,
-        port: u16,
-        mtu: u32,
-    ) -> Result<Device> {
-        let ns = netns.to_path_buf();
-        let net = NetnsNet::new(netns);
-        remove_stale(&net, ifname);
-        let backend = if kernel_available(&net, ifname) {
-            let name = ifname.to_owned();
-            in_netns(&ns, move || -> Result<()> {
-                let mut api = WGApi::<Kernel>::new(name.clone()).map_err(|e| anyhow!("{e}"))?;
-                api.create_interface()
-                    .map_err(|e| anyhow!("cannot create {name}: {e}"))
-            })??;
+    /// Creates the interface `setup` describes, up: kernel WireGuard when `ip link add type
+    /// wireguard` works in the namespace; else ward's userspace device: the one serving
+    /// `socket` if one runs (attached to), or a new one.
+    pub fn create(socket: &Path, setup: Setup, key: &PrivateKey) -> Result<Device> {
+        let net = NetnsNet::new(&setup.netns);
+        let (netns, ifname, port, mtu) = (
+            setup.netns.clone(),
+            setup.ifname.clone(),
+            setup.port,
+            setup.mtu,
+        );
+        let backend = if kernel_available(&net, &ifname) {
+            remove_stale(&net, &ifname);
+            create_kernel(&netns, &ifname)?;
             Backend::Kernel
+        } else if let Some(remote) = Remote::attach(socket)? {
+            let kept = remote.setup(setup)?;
+            tracing::info!(interface = %ifname, pid = remote.pid(), kept, "attached to the running WireGuard device");
+            Backend::Userspace(remote)
         } else {
-            let name = ifname.to_owned();
-            let sockets = in_netns(&ns, move || Sockets::open(&name, port))??;
-            Backend::Userspace(Userspace::start(
-                sockets,
-                port,
-                key.secret().as_array(),
-                mtu,
-            )?)
+            remove_stale(&net, &ifname);
+            Backend::Userspace(spawn_userspace(socket, setup)?)
         };
         let dev = Device {
-            ifname: ifname.to_owned(),
-            netns: ns,
+            ifname,
+            netns,
             net,
             port,
             backend,
             order: std::sync::Mutex::default(),
         };
-        dev.net.set_link_up(ifname, Some(mtu))?;
+        dev.net.set_link_up(&dev.ifname, Some(mtu))?;
         dev.set_key_and_port(key)?;
         Ok(dev)
     }
@@ -239,10 +271,7 @@ impl Device {
     /// Switches the interface to `key`. Its sessions end; peers are kept.
     pub fn set_private_key(&self, key: &PrivateKey) -> Result<()> {
         match &self.backend {
-            Backend::Userspace(u) => {
-                u.set_private_key(key.secret().as_array());
-                Ok(())
-            }
+            Backend::Userspace(u) => u.set_private_key(key.secret().as_array()),
             Backend::Kernel => self.kernel_set_host(key),
         }
     }
@@ -287,7 +316,7 @@ impl Device {
     pub fn remove_peer(&self, key: &Key) -> Result<()> {
         let k = key.clone();
         match &self.backend {
-            Backend::Userspace(u) => u.remove_peer(key),
+            Backend::Userspace(u) => u.remove_peer(key)?,
             Backend::Kernel => {
                 self.kernel(move |api| api.remove_peer(&k).map_err(|e| anyhow!("{e}")))?;
             }
@@ -300,7 +329,7 @@ impl Device {
     /// (The private key in the answer is dropped here.)
     pub fn read(&self) -> Result<Host> {
         let mut host = match &self.backend {
-            Backend::Userspace(u) => u.read(),
+            Backend::Userspace(u) => u.read()?,
             Backend::Kernel => {
                 self.kernel(|api| api.read_interface_data().map_err(|e| anyhow!("{e}")))?
             }
@@ -346,6 +375,42 @@ impl WgDevice for Device {
             Backend::Kernel => kernel_start_handshakes(&self.netns, targets),
         }
     }
+    fn remove(&self) -> Result<()> {
+        match &self.backend {
+            Backend::Userspace(u) => u.shutdown(),
+            Backend::Kernel => self.net.delete_link(&self.ifname),
+        }
+    }
+    fn alive(&self) -> bool {
+        match &self.backend {
+            Backend::Userspace(u) => u.alive(),
+            Backend::Kernel => true,
+        }
+    }
+    fn pid(&self) -> Option<u32> {
+        match &self.backend {
+            Backend::Userspace(u) => Some(u.pid()),
+            Backend::Kernel => None,
+        }
+    }
+}
+
+fn create_kernel(netns: &Path, ifname: &str) -> Result<()> {
+    let name = ifname.to_owned();
+    in_netns(netns, move || -> Result<()> {
+        let mut api = WGApi::<Kernel>::new(name.clone()).map_err(|e| anyhow!("{e}"))?;
+        api.create_interface()
+            .map_err(|e| anyhow!("cannot create {name}: {e}"))
+    })?
+}
+
+/// Starts a device process from this executable and sets it up.
+fn spawn_userspace(socket: &Path, setup: Setup) -> Result<Remote> {
+    let exe = std::env::current_exe()
+        .map_err(|e| anyhow!("cannot find the agent's executable to start the device: {e}"))?;
+    let remote = Remote::spawn(socket, &exe)?;
+    remote.setup(setup)?;
+    Ok(remote)
 }
 
 /// Kernel WireGuard: one empty UDP datagram into the tunnel towards each of `targets` (port
@@ -369,7 +434,7 @@ impl Drop for Device {
         if let Backend::Kernel = self.backend {
             let _ = self.net.delete_link(&self.ifname);
         }
-        // Userspace: dropping the device stops its threads; the TUN interface goes with its fd.
+        // Userspace: the device process keeps running for the next agent.
     }
 }
 

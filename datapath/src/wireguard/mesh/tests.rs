@@ -131,6 +131,25 @@ impl Cluster {
         self.node(n).mesh.tick(&t);
     }
 
+    /// Node `n`'s agent restarts: a new mesh on the same seam, where its device still runs.
+    fn restart_agent(&mut self, n: u8) {
+        let registry = Box::new(self.registry());
+        let node = self.node(n);
+        let sys = NodeSys {
+            net: node.net.clone(),
+            wireguard: Arc::new(node.wg.clone()),
+        };
+        let home = node.run_dir.parent().unwrap().to_path_buf();
+        node.wg.state().log.clear();
+        node.mesh = Mesh::new(
+            &format!("node-{n}"),
+            sys,
+            &home.join("keys"),
+            &node.run_dir,
+            registry,
+        );
+    }
+
     fn request_rotation(&mut self, n: u8) {
         let node = self.node(n);
         std::fs::write(node.run_dir.join(ROTATE_REQUEST), b"").unwrap();
@@ -362,4 +381,69 @@ fn turning_encryption_off_restores_clear_routes_and_withdraws_the_record() {
     n1.net.take_log();
     c.node(1).mesh.reconcile(&Wanted::Off, &t);
     assert!(c.nodes[&1].net.take_log().is_empty());
+}
+
+#[test]
+fn a_restarted_agent_attaches_to_the_running_device_and_keeps_its_sessions() {
+    let mut c = Cluster::up(&[1, 2, 3]);
+    let (key2, key3) = (c.key(2), c.key(3));
+    assert_eq!(c.nodes[&1].wg.peer_keys(), [key2.clone(), key3]);
+    // Node 1's agent stops (its device keeps running) and node 3 leaves meanwhile.
+    c.topology = topology(&[1, 2]);
+    c.restart_agent(1);
+    let t = c.topology.clone();
+    c.node(1).mesh.reconcile(&on(), &t);
+    let n1 = &c.nodes[&1];
+    assert_eq!(n1.mesh.error(), None);
+    assert_eq!(n1.wg.state().created, 1, "no second interface");
+    let log = n1.wg.state().log.clone();
+    assert!(log[0].starts_with("attach cilium_wg0"), "{log:?}");
+    // The peer still wanted is neither removed nor added again (its session goes on); the
+    // one that left is removed.
+    assert_eq!(log.len(), 2, "{log:?}");
+    assert!(log[1].starts_with("remove peer"), "{log:?}");
+    assert_eq!(n1.wg.peer_keys(), [key2]);
+    assert_eq!(
+        n1.net.routes_to(pod_cidr(2))[0],
+        (0, RouteTarget::Dev(IFNAME.to_owned()))
+    );
+}
+
+#[test]
+fn a_device_that_dies_is_started_again_with_its_peers_and_routes() {
+    let mut c = Cluster::up(&[1, 2]);
+    c.node(1).wg.kill_device();
+    c.node(1).net.take_log();
+    c.tick(1);
+    let n1 = &c.nodes[&1];
+    assert_eq!(n1.mesh.error(), None);
+    assert_eq!(n1.wg.state().created, 2, "a new device");
+    assert_eq!(n1.wg.peer_keys(), [c.key(2)]);
+    // The kernel removed the routes into the dead interface: they are set again.
+    let log = n1.net.take_log();
+    assert!(
+        log.iter()
+            .any(|l| l.starts_with("route replace 10.200.2.0/24") && l.contains(IFNAME)),
+        "{log:?}"
+    );
+    // A tick with the device alive leaves everything alone.
+    c.tick(1);
+    assert_eq!(c.nodes[&1].wg.state().created, 2);
+}
+
+#[test]
+fn a_restarted_agent_that_does_not_want_the_device_stops_it() {
+    let mut c = Cluster::up(&[1, 2]);
+    c.restart_agent(1);
+    let t = c.topology.clone();
+    c.node(1).mesh.reconcile(&Wanted::Off, &t);
+    assert!(c.nodes[&1].wg.device().is_none(), "encryption off: stopped");
+    assert_eq!(c.nodes[&1].wg.state().log, ["stop left"]);
+
+    let mut c = Cluster::up(&[1, 2]);
+    c.restart_agent(1);
+    c.node(1)
+        .mesh
+        .reconcile(&Wanted::Invalid("bad".to_owned()), &t);
+    assert!(c.nodes[&1].wg.device().is_none(), "failed closed: stopped");
 }

@@ -14,9 +14,19 @@
 //!
 //! The device installs no signal handlers and starts a handshake only as [`peers`] decides.
 //! Dropping it stops the threads and closes the TUN, which removes the interface.
+//!
+//! It runs in a process of its own, so that it outlives the agent ([`process`], the device
+//! side of the [`control`] socket; [`Remote`], the agent's): an agent that restarts attaches to
+//! the running device and its sessions.
 
+pub mod control;
 mod peers;
+pub mod process;
+mod remote;
 mod udp;
+
+pub use process::serve;
+pub use remote::Remote;
 
 use anyhow::{Context, Result};
 use bytes::BytesMut;
@@ -37,6 +47,11 @@ use super::PeerSpec;
 
 /// How often the loops look at the stop flag, and the timers run.
 const TICK: Duration = Duration::from_millis(250);
+/// The TUN interface's queue, in packets (the kernel's default is 500). With TSO each may be
+/// a 64 KB segment, and the queue never pushes back on the sender (the TUN driver detaches
+/// packets from their socket), so a long one is a standing delay for everything behind a bulk
+/// stream; a short one drops instead, and the stream's TCP backs off.
+const TUN_QUEUE: u32 = 64;
 /// A receive buffer: up to 64 datagrams coalesced by UDP GRO.
 const RECV_BUFFER: usize = 65536;
 
@@ -53,6 +68,7 @@ impl Sockets {
         let tun = DeviceBuilder::new()
             .name(ifname)
             .offload(true)
+            .tx_queue_len(TUN_QUEUE)
             .build_sync()
             .with_context(|| {
                 format!("cannot create TUN interface {ifname} (is /dev/net/tun there?)")
