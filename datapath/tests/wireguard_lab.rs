@@ -333,10 +333,18 @@ fn encryption_keeps_pod_traffic_off_the_wire_and_fails_closed() {
     );
     kill_device_and_check_blocked(&lab, &a, &b, device);
     lab.start_agent(&a);
+    // The killed agent's status record is still there until the new one writes its own: wait
+    // for the record of a new device, not merely for a key.
     wait_for(
-        "the restarted agent's interface",
+        "the restarted agent's interface on a new device",
         Duration::from_secs(10),
-        || public_key(&lab, &a).is_some(),
+        || {
+            let st = lab.wg_status(&a);
+            public_key(&lab, &a).is_some()
+                && st["interface"]["devicePid"]
+                    .as_u64()
+                    .is_some_and(|p| p != u64::from(device))
+        },
     );
     assert_eq!(
         public_key(&lab, &a).unwrap(),
@@ -345,7 +353,6 @@ fn encryption_keeps_pod_traffic_off_the_wire_and_fails_closed() {
     );
     assert_eq!(std::fs::read(&key_file).unwrap(), private);
     assert_eq!(lab.wg_status(&a)["interface"]["rotations"], json!(0));
-    assert_ne!(device_pid(&lab, &a), device, "a new device");
     wait_for(
         "the tunnel after the restart",
         Duration::from_secs(10),
@@ -894,7 +901,9 @@ fn a_killed_device_blocks_traffic_until_its_agent_restarts_it() {
         || echo(&lab, b"back"),
     );
     eprintln!("tunnel back {:?} after the agent resumed", back.elapsed());
-    assert_ne!(device_pid(&lab, &a), device, "a new device");
+    wait_for("the status of a new device", Duration::from_secs(5), || {
+        device_pid(&lab, &a) != device
+    });
     let (echoed, clear, other, _) = marker_probe(&lab, &a, &b, "newdevice");
     assert!(echoed && !clear && other.is_empty(), "{other:?}");
 }
