@@ -267,3 +267,28 @@ fn a_missing_cidr_group_is_reported_beside_the_changed_verdicts() {
     repo.ward(&["diff", "--base", "HEAD~1", "--head", "HEAD~1", "--strict"])
         .code(EXIT_OK);
 }
+
+/// With host policies in the head, a change with `host` at one end says that they are not
+/// part of its verdict (`host` stands for each pod's own node), while the declared nodes'
+/// host endpoints are evaluated with theirs; `--strict` makes the former an error.
+#[test]
+fn host_flows_say_host_policies_are_not_evaluated_and_nodes_are() {
+    let env = Env::new();
+    let mut repo = env.fixture_repo();
+    edit_and_commit(
+        &mut repo,
+        "policies/namespaces/shop/frontend-egress.yaml",
+        "  egress:\n",
+        "  egress:\n    - toEntities: [host, remote-node]\n      toPorts: [{ports: [{port: \"10250\", protocol: TCP}]}]\n",
+        "let the frontend reach the kubelets",
+    );
+    let run = repo.ward(&["diff", "--base", "HEAD~1"]);
+    run.code(EXIT_OK)
+        .stdout_has("newly allowed: shop/frontend → host TCP/10250 — allowed by CiliumNetworkPolicy/shop/frontend-egress spec.egress[0]")
+        .stdout_has("not evaluated: host stands for each pod's own node here, so host policies (nodeSelector) are not part of this verdict")
+        .stdout_has("newly allowed: shop/frontend → node:control-plane-1 TCP/10250")
+        .stdout_lacks("shop/frontend → node:worker-1 TCP/10250");
+    repo.ward(&["diff", "--base", "HEAD~1", "--strict"])
+        .code(EXIT_ERROR)
+        .stderr_has("or have a side ward cannot evaluate (the \"not evaluated\" notes)");
+}

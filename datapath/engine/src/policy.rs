@@ -314,6 +314,14 @@ impl PolicyRepository {
             .map(NodeId)
     }
 
+    /// Whether a rule of the repository selects host endpoints (`nodeSelector`).
+    pub fn has_host_policies(&self) -> bool {
+        self.compiled
+            .values()
+            .flat_map(|c| &c.rules)
+            .any(|r| matches!(r.subject, Subject::Nodes(_)))
+    }
+
     /// The resolved policy of a node's host endpoint, by id.
     pub fn node_policy(&self, id: NodeId) -> Option<&EndpointPolicy> {
         let n = self.world.nodes.get(id.0 as usize)?;

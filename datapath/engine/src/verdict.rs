@@ -146,24 +146,12 @@ impl PolicyRepository {
     pub fn verdict(&self, flow: &Flow) -> Decision<'_> {
         let (src, dst) = (self.place(flow.src), self.place(flow.dst));
         let named = self.named_ports(dst);
-        let egress = self.subject_of(src).map(|(policy, node)| {
-            self.decide(
-                policy,
-                Direction::Egress,
-                self.remote(dst, node),
-                flow,
-                named,
-            )
-        });
-        let ingress = self.subject_of(dst).map(|(policy, node)| {
-            self.decide(
-                policy,
-                Direction::Ingress,
-                self.remote(src, node),
-                flow,
-                named,
-            )
-        });
+        let egress = self
+            .side(src, dst)
+            .map(|(policy, remote)| self.decide(policy, Direction::Egress, remote, flow, named));
+        let ingress = self
+            .side(dst, src)
+            .map(|(policy, remote)| self.decide(policy, Direction::Ingress, remote, flow, named));
         let dropped = [&egress, &ingress]
             .into_iter()
             .flatten()
@@ -194,6 +182,13 @@ impl PolicyRepository {
                 None => Place::World(Some(ip)),
             },
         }
+    }
+
+    /// The resolved policy at `end` (when it is managed) and the remote end `other` as that
+    /// policy sees it.
+    fn side(&self, end: Place, other: Place) -> Option<(&EndpointPolicy, Remote)> {
+        let (policy, node) = self.subject_of(end)?;
+        Some((policy, self.remote(other, node)))
     }
 
     /// The resolved policy of a managed place, with the node it runs on.
@@ -328,11 +323,10 @@ impl PolicyRepository {
             (src, dst, Direction::Egress),
             (dst, src, Direction::Ingress),
         ] {
-            let Some((policy, node)) = self.subject_of(end) else {
+            let Some((policy, remote)) = self.side(end, other) else {
                 continue;
             };
             let dp = policy.direction(dir);
-            let remote = self.remote(other, node);
             let hit = dp.lookup(&remote, flow.protocol, flow.port, named);
             if hit.deny.is_some() || hit.allow.is_none() {
                 continue;

@@ -291,7 +291,7 @@ pub fn diff(base: &ResourceSet, head: &ResourceSet, opts: Options) -> Connectivi
             c.unresolved = unresolved_between(&peers, c, &unresolved);
         }
     }
-    if has_host_policies(head) {
+    if head_repo.has_host_policies() {
         for c in newly_allowed.iter_mut().chain(&mut newly_denied) {
             if c.from == "host" || c.to == "host" {
                 c.not_evaluated.push(HOST_NOT_EVALUATED.to_owned());
@@ -323,22 +323,6 @@ pub fn diff(base: &ResourceSet, head: &ResourceSet, opts: Options) -> Connectivi
         graph,
         skipped: None,
     }
-}
-
-/// Whether a CCNP of `set` has a rule with a `nodeSelector` (a host policy).
-fn has_host_policies(set: &ResourceSet) -> bool {
-    set.iter()
-        .filter(|r| r.key.kind == Kind::CiliumClusterwideNetworkPolicy)
-        .any(|r| {
-            let spec = r.object.get("spec").into_iter();
-            let specs = r
-                .object
-                .get("specs")
-                .and_then(|v| v.as_array())
-                .into_iter()
-                .flatten();
-            spec.chain(specs).any(|s| s.get("nodeSelector").is_some())
-        })
 }
 
 /// The head's unresolved rules on the path of a flow change (its workloads' representatives,

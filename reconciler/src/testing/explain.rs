@@ -223,9 +223,7 @@ pub fn explain(
     let origins = Origins::of(set);
     let decision = repo.verdict(&flow);
     let outcome = Outcome::of(&decision, &origins);
-    let l7 = request
-        .filter(|_| outcome.allowed)
-        .map(|r| L7Outcome::of(r.to_string(), &repo.l7_verdict(&flow, r), &origins));
+    let l7 = L7Outcome::decide(&repo, &flow, &outcome, request, &origins);
     let end = |p: PeerRef, peer: Peer| describe(p, peer, &repo, &cluster, &labels_of);
     let mut chain = Vec::new();
     let mut involved = BTreeSet::new();

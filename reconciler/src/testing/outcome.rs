@@ -4,7 +4,8 @@
 use serde::Serialize;
 use std::collections::BTreeMap;
 use ward_engine::{
-    Decision, Direction, DirectionDecision, L7Decision, L7Verdict, Reason, RuleRef, Verdict,
+    Decision, Direction, DirectionDecision, Flow, L7Decision, L7Request, L7Verdict,
+    PolicyRepository, Reason, RuleRef, Verdict,
 };
 use ward_schema::{Origin, ResourceKey, ResourceSet};
 
@@ -171,6 +172,24 @@ pub struct L7Side {
 }
 
 impl L7Outcome {
+    /// What the proxies decide about `request` on `flow`, whose layer 3/4 decision is
+    /// `outcome`; `None` without a request, or when layer 3/4 drops the flow (no proxy sees
+    /// it).
+    pub fn decide(
+        repo: &PolicyRepository,
+        flow: &Flow,
+        outcome: &Outcome,
+        request: Option<&L7Request>,
+        origins: &Origins,
+    ) -> Option<L7Outcome> {
+        let request = request.filter(|_| outcome.allowed)?;
+        Some(L7Outcome::of(
+            request.to_string(),
+            &repo.l7_verdict(flow, request),
+            origins,
+        ))
+    }
+
     /// The owned form of the per-direction decisions for `request`.
     pub fn of(request: String, sides: &[(Direction, L7Decision)], origins: &Origins) -> L7Outcome {
         let sides: Vec<L7Side> = sides

@@ -35,7 +35,7 @@ pub struct Ends {
     pub src: Peer,
     /// The destination.
     pub dst: Peer,
-    /// The node an entity became (`remote-node` → `node:worker-2`), for messages.
+    /// The node an entity became (`remote-node as node:worker-2`), for messages.
     pub via: Option<String>,
     /// Sides of the flow whose own policy is not part of the verdict, and why.
     pub not_evaluated: Vec<String>,
@@ -177,7 +177,8 @@ pub fn ends(
     out
 }
 
-/// What an entity end stands for next to `other`, with the node it became.
+/// What an entity end stands for next to `other`, with what it became (`remote-node as
+/// node:cp`) when it became a node.
 fn tie(
     end: PeerRef,
     other: PeerRef,
@@ -185,31 +186,36 @@ fn tie(
     cluster: &TestCluster,
 ) -> Vec<(Peer, Option<String>)> {
     let nodes = &cluster.cluster.nodes;
-    let anchor = other
-        .node(cluster)
-        .or_else(|| (nodes.len() == 1 && !matches!(other, PeerRef::Node(_))).then_some(0));
-    let named = |i: usize| {
+    let became = |i: usize| {
         let name = &nodes[i].name;
-        (node_peer(name, repo), Some(format!("node:{name}")))
+        let entity = end.label(cluster);
+        (
+            node_peer(name, repo),
+            Some(format!("{entity} as node:{name}")),
+        )
     };
-    match end {
-        PeerRef::Reserved(Identity::HOST) => match anchor {
-            Some(n) if !matches!(other, PeerRef::Node(_)) => vec![named(n)],
-            _ => vec![(end.to_peer(repo, cluster), None)],
+    let tied: Vec<_> = match (end, other) {
+        // A node's own host is itself: nothing to tie.
+        (PeerRef::Reserved(Identity::HOST), PeerRef::Node(_)) => Vec::new(),
+        (PeerRef::Reserved(Identity::HOST), _) => other
+            .node(cluster)
+            .or((nodes.len() == 1).then_some(0))
+            .map(became)
+            .into_iter()
+            .collect(),
+        (PeerRef::Reserved(Identity::REMOTE_NODE), _) => match other.node(cluster) {
+            Some(home) => (0..nodes.len())
+                .filter(|i| *i != home)
+                .map(became)
+                .collect(),
+            None => Vec::new(),
         },
-        PeerRef::Reserved(Identity::REMOTE_NODE) => {
-            let home = other.node(cluster);
-            let others: Vec<_> = (0..nodes.len())
-                .filter(|i| home.is_some_and(|h| h != *i))
-                .map(named)
-                .collect();
-            if others.is_empty() {
-                vec![(end.to_peer(repo, cluster), None)]
-            } else {
-                others
-            }
-        }
-        _ => vec![(end.to_peer(repo, cluster), None)],
+        _ => Vec::new(),
+    };
+    if tied.is_empty() {
+        vec![(end.to_peer(repo, cluster), None)]
+    } else {
+        tied
     }
 }
 

@@ -227,7 +227,7 @@ fn evaluate(
         result.status = judged.status;
         result.message = judged.message.map(|m| match &ends.via {
             Some(via) if flows.len() > 1 || judged.status != Status::Pass => {
-                format!("with {} as {via}: {m}", written_entity(e, ends))
+                format!("with {via}: {m}")
             }
             _ => m,
         });
@@ -250,15 +250,6 @@ fn evaluate(
     result
 }
 
-/// Which entity of an expectation became a node (`remote-node`).
-fn written_entity<'e>(e: &'e TestExpectation, ends: &Ends) -> &'e str {
-    if matches!(ends.src, Peer::Node(_)) && !matches!(ends.dst, Peer::Node(_)) {
-        &e.from
-    } else {
-        &e.to
-    }
-}
-
 /// One flow's verdict measured against the expectation.
 struct Judged {
     status: Status,
@@ -277,9 +268,7 @@ fn judge(
 ) -> Judged {
     let decision = repo.verdict(flow);
     let outcome = Outcome::of(&decision, origins);
-    let l7 = request
-        .filter(|_| outcome.allowed)
-        .map(|r| L7Outcome::of(r.to_string(), &repo.l7_verdict(flow, r), origins));
+    let l7 = L7Outcome::decide(repo, flow, &outcome, request, origins);
     let l7_not_evaluated = l7
         .iter()
         .flat_map(|o| o.sides.iter())
