@@ -271,4 +271,17 @@ fn host_endpoints_are_explained_with_their_host_policy() {
     .code(EXIT_OK)
     .stdout_has("batch/batch-runner → node:worker-1 TCP/10250: default-deny\n")
     .stdout_has("\ningress of node:worker-1 (identity 1):\n");
+    // By its address, a node is the same host endpoint.
+    repo.ward(&[
+        "explain",
+        "--from",
+        "world",
+        "--to",
+        "192.168.10.11",
+        "--port",
+        "22/TCP",
+    ])
+    .code(EXIT_OK)
+    .stdout_has(" → node:worker-1 TCP/22: default-deny\n")
+    .stdout_has("\ningress of node:worker-1 (identity 1):\n");
 }

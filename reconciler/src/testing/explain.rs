@@ -15,7 +15,7 @@ use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use ward_engine::{
-    Direction, Endpoint, EndpointPolicy, Flow, L7Request, Peer, PolicyRepository, Protocol,
+    Direction, Endpoint, EndpointPolicy, Flow, L7Request, NodeId, Peer, PolicyRepository, Protocol,
 };
 use ward_schema::ResourceSet;
 use ward_schema::policytest::PortSpec;
@@ -352,27 +352,25 @@ fn first_host(ip: IpAddr, len: u8) -> IpAddr {
     }
 }
 
-/// The managed endpoint at a flow end, with its resolved policy.
+/// The managed endpoint at a flow end (a workload, or a node's host endpoint, directly or by
+/// address), with its resolved policy.
 fn managed<'r>(
     peer: Peer,
     repo: &'r PolicyRepository,
     cluster: &TestCluster,
     labels_of: &BTreeMap<usize, String>,
 ) -> Option<(String, &'r EndpointPolicy)> {
+    let host = |n: NodeId| {
+        let name = format!("node:{}", cluster.cluster.nodes.get(n.0 as usize)?.name);
+        Some((name, repo.node_policy(n)?))
+    };
     let id = match peer {
         Peer::Endpoint(id) => id,
-        Peer::Ip(ip) => repo.endpoint_id(
-            &cluster
-                .cluster
-                .endpoints
-                .iter()
-                .find(|e| e.ip == Some(ip))?
-                .full_name(),
-        )?,
-        Peer::Node(n) => {
-            let name = format!("node:{}", cluster.cluster.nodes.get(n.0 as usize)?.name);
-            return Some((name, repo.node_policy(n)?));
-        }
+        Peer::Ip(ip) => match repo.endpoint_by_ip(ip) {
+            Some(id) => id,
+            None => return host(repo.node_by_ip(ip)?),
+        },
+        Peer::Node(n) => return host(n),
         Peer::Reserved(_) => return None,
     };
     let i = id.0 as usize;
