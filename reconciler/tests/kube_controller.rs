@@ -29,6 +29,17 @@ struct Controller {
 
 impl Controller {
     fn start(env: &Env, cluster: &TestCluster, bare: &Path, identity: &str) -> Controller {
+        Controller::start_with(env, cluster, bare, identity, &[])
+    }
+
+    /// [`Controller::start`] with extra environment variables.
+    fn start_with(
+        env: &Env,
+        cluster: &TestCluster,
+        bare: &Path,
+        identity: &str,
+        vars: &[(&str, &str)],
+    ) -> Controller {
         let port = testcluster::free_port();
         let secret = env.path().join("secret");
         std::fs::write(&secret, SECRET).unwrap();
@@ -56,6 +67,7 @@ impl Controller {
             .arg("--kubeconfig")
             .arg(&cluster.kubeconfig)
             .env("WARD_LOG", "info")
+            .envs(vars.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
@@ -590,7 +602,15 @@ fn a_long_reconcile_keeps_renewing_the_lease() {
     repo.commit("800 policies");
     push(&repo, &bare);
     let renewed = || lease_renewed_ms(&cluster);
-    let _a = Controller::start(&env, &cluster, &bare, "controller-a");
+    // One write at a time, so that the first apply outlasts several renewals
+    // whatever the API server's speed (with the default concurrency it takes ~4 s).
+    let _a = Controller::start_with(
+        &env,
+        &cluster,
+        &bare,
+        "controller-a",
+        &[("WARD_CONCURRENCY", "1")],
+    );
     let start = std::time::Instant::now();
     let mut seen = std::collections::BTreeSet::new();
     // Renewals seen while the first reconcile is still applying (the WardSync not yet Ready).
