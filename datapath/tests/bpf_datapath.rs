@@ -427,36 +427,16 @@ fn tcp_probe(ns: &str, dst: Ipv4Addr, port: u16) -> bool {
 }
 
 fn udp_probe(ns: &str, dst: Ipv4Addr, port: u16) -> bool {
-    in_ns(ns, || {
-        let Ok(s) = UdpSocket::bind(("0.0.0.0", 0)) else {
-            return false;
-        };
-        let _ = s.set_read_timeout(Some(PROBE_TIMEOUT));
-        let msg = format!("ward-udp-{port}");
-        if s.send_to(msg.as_bytes(), (dst, port)).is_err() {
-            return false;
-        }
-        let mut buf = [0u8; 64];
-        matches!(s.recv_from(&mut buf), Ok((n, _)) if &buf[..n] == msg.as_bytes())
-    })
+    let netns = Path::new("/run/netns").join(ns);
+    ward_datapath::lab::probe::udp(&netns, None, dst, port, PROBE_TIMEOUT)
+        .expect("entering the namespace")
 }
 
 /// An ICMP echo from `ns` (a kernel "ping" socket: it sets the identifier and checksum).
 fn icmp_probe(ns: &str, dst: Ipv4Addr) -> bool {
-    in_ns(ns, || {
-        use rustix::net::{AddressFamily, SocketType, ipproto, socket};
-        let Ok(fd) = socket(AddressFamily::INET, SocketType::DGRAM, Some(ipproto::ICMP)) else {
-            return false;
-        };
-        let sock = UdpSocket::from(fd);
-        let _ = sock.set_read_timeout(Some(PROBE_TIMEOUT));
-        let request = [8u8, 0, 0, 0, 0, 0, 0, 1, b'w', b'a', b'r', b'd'];
-        if sock.send_to(&request, (dst, 0)).is_err() {
-            return false;
-        }
-        let mut buf = [0u8; 128];
-        matches!(sock.recv_from(&mut buf), Ok((n, _)) if n >= 8 && buf[0] == 0)
-    })
+    let netns = Path::new("/run/netns").join(ns);
+    ward_datapath::lab::probe::icmp_echo(&netns, None, dst, PROBE_TIMEOUT)
+        .expect("entering the namespace")
 }
 
 /// Events read within `wait` until `done` says enough.

@@ -641,6 +641,60 @@ fn every_problem_is_reported_in_one_pass() {
     );
 }
 
+/// The world host's further addresses: any unicast IPv4 outside the cluster's prefixes, each
+/// used once in the topology.
+#[test]
+fn world_addresses_are_checked() {
+    let with = |addresses: &str| {
+        BASE.replace(
+            "world: {name: world, ip: 198.51.100.10}",
+            &format!("world: {{name: world, ip: 198.51.100.10, addresses: [{addresses}]}}"),
+        )
+    };
+    let t = topology(&with("10.20.1.5, 192.0.2.7"));
+    assert_eq!(
+        t.world
+            .all_addresses()
+            .map(|a| a.to_string())
+            .collect::<Vec<_>>(),
+        ["198.51.100.10", "10.20.1.5", "192.0.2.7"]
+    );
+    let d = errors_of(&with(
+        "10.201.1.99, 127.0.0.1, nope, 198.51.100.10, 10.201.1.10",
+    ));
+    let messages: Vec<(&str, &str)> = d
+        .iter()
+        .map(|d| (d.path.as_str(), d.message.as_str()))
+        .collect();
+    assert_eq!(
+        messages,
+        [
+            (
+                "spec.world.addresses[0]",
+                "world: address 10.201.1.99 lies inside the cluster's prefixes"
+            ),
+            (
+                "spec.world.addresses[1]",
+                "world: address 127.0.0.1 is no host's address (loopback, link-local, multicast or broadcast)"
+            ),
+            (
+                "spec.world.addresses[2]",
+                "world: addresses[2] is not an IPv4 address"
+            ),
+            (
+                "spec.world.addresses[3]",
+                "world: address 198.51.100.10 is already used by world (line 9)"
+            ),
+            (
+                "spec.world.addresses[4]",
+                "world: address 10.201.1.10 lies inside the cluster's prefixes"
+            ),
+        ],
+        "{}",
+        show(&d)
+    );
+}
+
 #[test]
 fn load_reads_a_file_and_names_it() {
     let dir = std::env::temp_dir().join(format!("ward-lab-test-{}", std::process::id()));

@@ -13,6 +13,8 @@
 //!   nodes:
 //!     - {name: node-1, ip: 172.30.0.11, podCIDR: 10.200.1.0/24, labels: {zone: a}}
 //!   world: {name: world, ip: 203.0.113.10}   # a documentation address (RFC 5737)
+//!   # optional: more addresses world answers on (outside the underlay and pod prefixes)
+//!   #   world: {name: world, ip: 203.0.113.10, addresses: [198.51.100.7, 10.20.1.5]}
 //!   pods:
 //!     - name: backend
 //!       namespace: shop
@@ -224,6 +226,17 @@ pub struct WorldSpec {
     pub name: String,
     /// Its address, from a documentation range.
     pub ip: Ipv4Addr,
+    /// More addresses it answers on, outside the underlay and the pod prefixes (any IPv4
+    /// unicast address: the lab has no route out, so none of them leaves it).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub addresses: Vec<Ipv4Addr>,
+}
+
+impl WorldSpec {
+    /// Every address of the world host, [`WorldSpec::ip`] first.
+    pub fn all_addresses(&self) -> impl Iterator<Item = Ipv4Addr> + '_ {
+        std::iter::once(self.ip).chain(self.addresses.iter().copied())
+    }
 }
 
 /// A pod of the lab.
@@ -966,7 +979,7 @@ impl<'a> Ctx<'a> {
             );
             return None;
         };
-        let m = self.mapping(node, &at, "world", &["name", "ip"])?;
+        let m = self.mapping(node, &at, "world", &["name", "ip", "addresses"])?;
         let name = self.name(m, &at, "name", "world");
         let mut ok = name.is_some();
         if let Some(n) = &name {
@@ -1008,10 +1021,77 @@ impl<'a> Ctx<'a> {
                 ok = false;
             }
         }
-        match (ok, name, ip) {
-            (true, Some(name), Some(ip)) => Some(WorldSpec { name, ip }),
+        let addresses = self.world_addresses(m, &at, underlay, nodes, claims);
+        match (ok, name, ip, addresses) {
+            (true, Some(name), Some(ip), Some(addresses)) => Some(WorldSpec {
+                name,
+                ip,
+                addresses,
+            }),
             _ => None,
         }
+    }
+
+    /// `world.addresses`: unicast IPv4 addresses outside the underlay and the pod prefixes,
+    /// each used once in the whole topology.
+    fn world_addresses(
+        &mut self,
+        m: &'a YNode,
+        at: &[Seg],
+        underlay: Option<Ipv4Net>,
+        nodes: &[(NodeSpec, Vec<Seg>)],
+        claims: &mut BTreeMap<Ipv4Addr, Claim>,
+    ) -> Option<Vec<Ipv4Addr>> {
+        let here = path(at, "addresses");
+        let items = match field(m, "addresses") {
+            None => return Some(Vec::new()),
+            Some(YNode {
+                value: NodeValue::Seq(items),
+                ..
+            }) => items,
+            Some(_) => {
+                self.error(codes::SHAPE, &here, "world: addresses must be a list");
+                return None;
+            }
+        };
+        let mut out = Vec::new();
+        let mut ok = true;
+        for (j, item) in items.iter().enumerate() {
+            let pat = path(&here, j);
+            let Some(ip) = item.as_str().and_then(|s| s.parse::<Ipv4Addr>().ok()) else {
+                self.error(
+                    codes::ADDRESS,
+                    &pat,
+                    format!("world: addresses[{j}] is not an IPv4 address"),
+                );
+                ok = false;
+                continue;
+            };
+            let special = ip.is_loopback()
+                || ip.is_multicast()
+                || ip.is_unspecified()
+                || ip.is_broadcast()
+                || ip.is_link_local();
+            let inside = underlay.is_some_and(|u| u.contains(ip))
+                || nodes.iter().any(|(n, _)| n.pod_cidr.contains(ip));
+            if special || inside {
+                self.error_hint(
+                    codes::ADDRESS,
+                    &pat,
+                    if special {
+                        format!("world: address {ip} is no host's address (loopback, link-local, multicast or broadcast)")
+                    } else {
+                        format!("world: address {ip} lies inside the cluster's prefixes")
+                    },
+                    "the world host stands for hosts outside the cluster: use an address outside the underlay and the pod prefixes",
+                );
+                ok = false;
+                continue;
+            }
+            ok &= self.claim(claims, ip, "world".into(), &pat);
+            out.push(ip);
+        }
+        ok.then_some(out)
     }
 
     fn pods(

@@ -250,6 +250,7 @@ impl KubeSource {
             world: WorldSpec {
                 name: "world".into(),
                 ip: Ipv4Addr::UNSPECIFIED,
+                addresses: Vec::new(),
             },
             pods,
         }

@@ -147,7 +147,9 @@ fn pod_names(t: Option<&Topology>) -> BTreeMap<Ipv4Addr, String> {
     let mut m = BTreeMap::new();
     if let Some(t) = t {
         m.extend(t.pods.iter().map(|p| (p.ip, p.full_name())));
-        m.insert(t.world.ip, t.world.name.clone());
+        for ip in t.world.all_addresses() {
+            m.insert(ip, t.world.name.clone());
+        }
         m.extend(t.nodes.iter().map(|n| (n.ip, format!("node/{}", n.name))));
     }
     m

@@ -27,12 +27,14 @@
 //! - **Nodes**: the underlay address on `eth0`; `169.254.1.1/32` on `lo` (scope link), so the
 //!   node answers the pods' ARP requests for their gateway on every `lxc…` interface;
 //!   `ip_forward=1`; per local pod `<pod>/32 dev lxc… src <node ip>`; per other node
-//!   `<its podCIDR> via <its underlay ip>`; `<world>/32 dev eth0` (on-link).
-//! - **World**: its documentation address as a `/32` on `eth0`; the underlay on-link; per node
+//!   `<its podCIDR> via <its underlay ip>`; `<world>/32 dev eth0` (on-link) for each of
+//!   world's addresses.
+//! - **World**: its documentation address (and its further `addresses`) as `/32`s on `eth0`; the underlay on-link; per node
 //!   `<podCIDR> via <node ip>`. World has no underlay address of its own: it answers ARP for
 //!   its `/32` on the bridge.
 //! - Every lab namespace: IPv6 disabled (`disable_ipv6=1` before any interface exists, so no
-//!   link-local addresses, ND or RA), `rp_filter=0`, loopback up.
+//!   link-local addresses, ND or RA), `rp_filter=0`, ICMP echo sockets for every group
+//!   (`ping_group_range`, used by [`probe`]), loopback up.
 //!
 //! # Names and state
 //! Namespaces are named by [`names`] (`w-<lab>.node.<node>`, ...); the state file
@@ -43,6 +45,7 @@
 //! [`Lab::up_replacing`] removes it first.
 
 mod netns;
+pub mod probe;
 
 pub use crate::names;
 pub use crate::sys::netns::in_netns;

@@ -433,11 +433,17 @@ impl fmt::Display for Lab {
                 )?;
             }
         }
+        let more: Vec<String> = t.world.addresses.iter().map(|a| a.to_string()).collect();
         writeln!(
             f,
-            "  world {}  {}  netns {}",
+            "  world {}  {}{}  netns {}",
             t.world.name,
             t.world.ip,
+            if more.is_empty() {
+                String::new()
+            } else {
+                format!(" (also {})", more.join(", "))
+            },
             names::world_netns(&t.name)
         )?;
         write!(
@@ -449,7 +455,8 @@ impl fmt::Display for Lab {
 }
 
 /// Creates namespace `name` with the lab's sysctls: IPv6 off (no ND or RA noise), no reverse
-/// path filter, forwarding only on nodes; loopback up.
+/// path filter, forwarding only on nodes, ICMP echo ("ping") sockets for every group, so
+/// probes need no raw sockets; loopback up.
 fn add_netns(name: &str, forwarding: bool) -> Result<()> {
     sysns::add(name)?;
     let path = names::netns_path(name);
@@ -462,6 +469,7 @@ fn add_netns(name: &str, forwarding: bool) -> Result<()> {
         ("net.ipv4.conf.all.arp_ignore", "0"),
         ("net.ipv4.conf.default.arp_ignore", "0"),
         ("net.ipv4.ip_forward", if forwarding { "1" } else { "0" }),
+        ("net.ipv4.ping_group_range", "0 2147483647"),
     ])?;
     IpNetns::new(name).link_up("lo")?;
     Ok(())
@@ -496,7 +504,9 @@ fn build(t: &Topology) -> Result<()> {
     attach_underlay(t, &world, &t.world.name)?;
     let eth0 = NODE_UNDERLAY_IF;
     let w = IpNetns::new(&world);
-    w.add_address(t.world.ip, 32, eth0, false)?;
+    for ip in t.world.all_addresses() {
+        w.add_address(ip, 32, eth0, false)?;
+    }
     w.link_up(eth0)?;
     w.add_route(&route(t.underlay, RouteTarget::Dev(eth0.to_owned())), None)?;
     for n in &t.nodes {
@@ -538,10 +548,9 @@ fn build_node(t: &Topology, n: &NodeSpec) -> Result<()> {
             &route(other.pod_cidr, RouteTarget::Via(other.ip, eth0.to_owned())),
         )?;
     }
-    node.add_route(
-        &route(host(t.world.ip), RouteTarget::Dev(eth0.to_owned())),
-        None,
-    )?;
+    for ip in t.world.all_addresses() {
+        node.add_route(&route(host(ip), RouteTarget::Dev(eth0.to_owned())), None)?;
+    }
     Ok(())
 }
 

@@ -29,6 +29,8 @@ pub struct AgentLab {
     pub state: PathBuf,
     /// Running agents by node.
     pub agents: BTreeMap<String, Child>,
+    /// What every node name of this lab starts with, nodes added later included.
+    node_prefix: String,
     dir: tempfile::TempDir,
 }
 
@@ -63,6 +65,7 @@ impl AgentLab {
             topology_path,
             state,
             agents: BTreeMap::new(),
+            node_prefix: format!("{short}n"),
             dir,
         }
     }
@@ -231,12 +234,21 @@ impl Drop for AgentLab {
             let _ = c.kill();
             let _ = c.wait();
         }
-        let nodes = self.nodes();
         if let Err(e) = Lab::down(self.lab.name()) {
             eprintln!("lab cleanup failed: {e:#}");
         }
-        for n in nodes {
-            let _ = std::fs::remove_dir_all(Path::new("/sys/fs/bpf/ward").join(n));
+        // Pinned maps and the agents' run-dir pointers of every node this lab had, also
+        // those a test added and removed again.
+        for root in ["/sys/fs/bpf/ward", "/run/ward/agent"] {
+            for entry in std::fs::read_dir(root).into_iter().flatten().flatten() {
+                if entry
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with(&self.node_prefix)
+                {
+                    let _ = std::fs::remove_dir_all(entry.path());
+                }
+            }
         }
     }
 }

@@ -1,0 +1,179 @@
+//! Real packets between the lab's namespaces: echo servers and the probes that tell whether
+//! a flow gets through.
+//!
+//! A probe says only whether the exchange completed within its timeout: a TCP connection
+//! that was accepted and carried the server's greeting back, a UDP datagram that came back
+//! echoed, an ICMP echo that got its reply. A drop anywhere (either direction, replies
+//! included) is a failed probe; so is a missing server, which is why callers check the lab
+//! carries a flow before they trust a failed probe as a verdict.
+
+use super::in_netns;
+use anyhow::{Context, Result};
+use std::io::{ErrorKind, Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// What a TCP server says first on every connection it accepts.
+pub const GREETING: &[u8] = b"ward";
+
+/// How often an idle server looks at its stop flag.
+const POLL: Duration = Duration::from_millis(20);
+
+/// Echo servers in the lab's namespaces; stopped (and their sockets closed) on drop.
+#[derive(Default)]
+pub struct Servers {
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Servers {
+    /// No servers yet.
+    pub fn new() -> Servers {
+        Servers::default()
+    }
+
+    /// A TCP server on `ip:port` in `netns`: it greets every connection with [`GREETING`]
+    /// and echoes what it reads until the peer closes.
+    pub fn tcp(&mut self, netns: &Path, ip: Ipv4Addr, port: u16) -> Result<()> {
+        let listener = in_netns(netns, move || TcpListener::bind((ip, port)))?
+            .with_context(|| format!("cannot listen on {ip}:{port}/TCP"))?;
+        listener.set_nonblocking(true)?;
+        let stop = Arc::clone(&self.stop);
+        self.threads.push(std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((s, _)) => {
+                        std::thread::spawn(move || greet_and_echo(s));
+                    }
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => std::thread::sleep(POLL),
+                    Err(_) => std::thread::sleep(POLL),
+                }
+            }
+        }));
+        Ok(())
+    }
+
+    /// A UDP server on `ip:port` in `netns` that sends every datagram back to its sender.
+    pub fn udp(&mut self, netns: &Path, ip: Ipv4Addr, port: u16) -> Result<()> {
+        let sock = in_netns(netns, move || UdpSocket::bind((ip, port)))?
+            .with_context(|| format!("cannot listen on {ip}:{port}/UDP"))?;
+        sock.set_read_timeout(Some(POLL))?;
+        let stop = Arc::clone(&self.stop);
+        self.threads.push(std::thread::spawn(move || {
+            let mut buf = [0u8; 2048];
+            while !stop.load(Ordering::Relaxed) {
+                if let Ok((n, from)) = sock.recv_from(&mut buf) {
+                    let _ = sock.send_to(&buf[..n], from);
+                }
+            }
+        }));
+        Ok(())
+    }
+}
+
+impl Drop for Servers {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+fn greet_and_echo(mut s: TcpStream) {
+    let _ = s.set_nonblocking(false);
+    let _ = s.set_read_timeout(Some(Duration::from_secs(30)));
+    if s.write_all(GREETING).is_err() {
+        return;
+    }
+    let mut buf = [0u8; 1024];
+    while let Ok(n) = s.read(&mut buf) {
+        if n == 0 || s.write_all(&buf[..n]).is_err() {
+            break;
+        }
+    }
+}
+
+/// Whether a TCP connection from `netns` (from address `from`, else the one the route
+/// gives) to `to:port` opens and carries the server's greeting back within `timeout`.
+pub fn tcp(
+    netns: &Path,
+    from: Option<Ipv4Addr>,
+    to: Ipv4Addr,
+    port: u16,
+    timeout: Duration,
+) -> Result<bool> {
+    in_netns(netns, move || {
+        let connect = || -> std::io::Result<TcpStream> {
+            let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+            if let Some(from) = from {
+                sock.bind(&SocketAddr::from((from, 0)).into())?;
+            }
+            sock.connect_timeout(&SocketAddr::from((to, port)).into(), timeout)?;
+            Ok(sock.into())
+        };
+        let Ok(mut s) = connect() else {
+            return false;
+        };
+        let _ = s.set_read_timeout(Some(timeout));
+        let mut greeting = [0u8; GREETING.len()];
+        s.read_exact(&mut greeting).is_ok() && greeting == GREETING
+    })
+}
+
+/// Whether a UDP datagram from `netns` (from address `from`, else the one the route gives)
+/// to `to:port` comes back echoed within `timeout`.
+pub fn udp(
+    netns: &Path,
+    from: Option<Ipv4Addr>,
+    to: Ipv4Addr,
+    port: u16,
+    timeout: Duration,
+) -> Result<bool> {
+    in_netns(netns, move || {
+        let Ok(s) = UdpSocket::bind((from.unwrap_or(Ipv4Addr::UNSPECIFIED), 0)) else {
+            return false;
+        };
+        let _ = s.set_read_timeout(Some(timeout));
+        let msg = format!("ward-probe-{port}");
+        if s.send_to(msg.as_bytes(), (to, port)).is_err() {
+            return false;
+        }
+        let mut buf = [0u8; 64];
+        matches!(s.recv_from(&mut buf), Ok((n, _)) if &buf[..n] == msg.as_bytes())
+    })
+}
+
+/// Whether an ICMP echo request from `netns` (from address `from`, else the one the route
+/// gives) to `to` gets its reply within `timeout`: a kernel "ping" socket, which sets the
+/// identifier and checksum (the lab's namespaces admit every group to them).
+pub fn icmp_echo(
+    netns: &Path,
+    from: Option<Ipv4Addr>,
+    to: Ipv4Addr,
+    timeout: Duration,
+) -> Result<bool> {
+    in_netns(netns, move || {
+        use rustix::net::{AddressFamily, SocketType, ipproto, socket};
+        let Ok(fd) = socket(AddressFamily::INET, SocketType::DGRAM, Some(ipproto::ICMP)) else {
+            return false;
+        };
+        if let Some(from) = from
+            && rustix::net::bind(&fd, &SocketAddr::from((from, 0))).is_err()
+        {
+            return false;
+        }
+        let sock = UdpSocket::from(fd);
+        let _ = sock.set_read_timeout(Some(timeout));
+        let request = [8u8, 0, 0, 0, 0, 0, 0, 1, b'w', b'a', b'r', b'd'];
+        if sock.send_to(&request, (to, 0)).is_err() {
+            return false;
+        }
+        let mut buf = [0u8; 128];
+        matches!(sock.recv_from(&mut buf), Ok((n, _)) if n >= 8 && buf[0] == 0)
+    })
+}
