@@ -9,7 +9,8 @@ mod util;
 
 use serde_json::Value;
 use util::{
-    EXIT_CHANGES, EXIT_ERROR, EXIT_OK, Env, Repo, Run, SEED, flip_first_expectation, workspace,
+    EXIT_CHANGES, EXIT_ERROR, EXIT_OK, Env, Repo, Run, SEED, check_json, flip_first_expectation,
+    output_schema,
 };
 
 /// Every format and the commands that write it.
@@ -174,35 +175,6 @@ fn status_obeys_format_and_exits_2_only_when_asked() {
     env.ward(env.path(), &["status", "--help"])
         .code(EXIT_OK)
         .stdout_has("--detailed-exitcode");
-}
-
-/// The output schema, compiled.
-fn output_schema() -> jsonschema::Validator {
-    let path = workspace().join("schema/json/output/v1.schema.json");
-    let text = std::fs::read_to_string(&path).expect("the output schema");
-    let schema: Value = serde_json::from_str(&text).expect("the schema is JSON");
-    jsonschema::options()
-        .build(&schema)
-        .expect("the output schema compiles")
-}
-
-/// Checks one run's JSON against the schema and its version and command.
-#[track_caller]
-fn check_json(schema: &jsonschema::Validator, run: &Run, command: &str) {
-    let doc = run.json();
-    let errors: Vec<String> = schema
-        .iter_errors(&doc)
-        .map(|e| format!("{e} at {}", e.instance_path().as_str()))
-        .collect();
-    run.check(
-        errors.is_empty(),
-        format_args!("the JSON of {command} violates the schema: {errors:?}"),
-    );
-    run.check(doc["version"] == 1, "\"version\": 1");
-    run.check(
-        doc["command"] == command,
-        format_args!("\"command\": {command}"),
-    );
 }
 
 #[test]

@@ -491,6 +491,12 @@ pub struct TestArgs {
     /// not define (a CiliumCIDRGroup), instead of only noting it beside the verdict.
     #[arg(long)]
     pub strict: bool,
+    /// Also send every expectation as real packets through ward's eBPF programs, in a lab
+    /// built from the tests' endpoints with an agent per node, and report each flow where
+    /// the kernel and the engine disagree (root; text and json output).
+    #[cfg(feature = "node")]
+    #[arg(long)]
+    pub datapath: bool,
 }
 
 /// `ward explain`.

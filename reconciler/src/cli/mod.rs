@@ -334,15 +334,38 @@ fn test(settings: &Settings, a: &TestArgs) -> Result<i32> {
     let options = testing::run::RunOptions { strict: a.strict };
     let run = testing::run::run(&suite.tests, &validation.resources, &suite.cluster, options)
         .context("cannot build the tests' cluster")?;
+    #[cfg(feature = "node")]
+    let datapath = if a.datapath {
+        if !matches!(settings.format, Format::Text | Format::Json) {
+            bail!("--datapath writes text or json; drop --format or use --format json");
+        }
+        Some(testing::datapath::check(
+            &suite,
+            &validation.resources,
+            &run,
+            &mut |_| Ok(()),
+        )?)
+    } else {
+        None
+    };
     let text = match settings.format {
         Format::Json => {
-            let doc = serde_json::json!({
+            #[allow(unused_mut, reason = "the datapath part needs the node feature")]
+            let mut doc = serde_json::json!({
                 "summary": {"expectations": run.total(), "passed": run.total() - run.failed(), "failed": run.failed(), "tests": run.tests.len(), "ok": run.passed()},
                 "diagnostics": validation.diagnostics,
                 "endpoints": run.endpoints,
                 "policies": run.policies,
                 "tests": run.tests,
             });
+            #[cfg(feature = "node")]
+            if let Some(d) = &datapath {
+                doc["datapath"] = serde_json::json!({
+                    "summary": {"agree": d.count(testing::datapath::Agreement::Agree), "disagree": d.count(testing::datapath::Agreement::Disagree), "notProbed": d.count(testing::datapath::Agreement::NotProbed)},
+                    "lab": d.lab,
+                    "checks": d.checks,
+                });
+            }
             report::json_text("test", &doc)
         }
         Format::Junit => test_render::test_junit(&run),
@@ -370,11 +393,25 @@ fn test(settings: &Settings, a: &TestArgs) -> Result<i32> {
                 text.push('\n');
             }
             text.push_str(&test_render::test_text(&run, settings.color));
+            #[cfg(feature = "node")]
+            if let Some(d) = &datapath {
+                text.push_str(&d.text(settings.color));
+            }
             text
         }
     };
     write_stdout(&text)?;
-    Ok(if run.passed() { EXIT_OK } else { EXIT_ERROR })
+    #[cfg(feature = "node")]
+    let agree = datapath
+        .as_ref()
+        .is_none_or(|d| d.count(testing::datapath::Agreement::Disagree) == 0);
+    #[cfg(not(feature = "node"))]
+    let agree = true;
+    Ok(if run.passed() && agree {
+        EXIT_OK
+    } else {
+        EXIT_ERROR
+    })
 }
 
 fn explain(settings: &Settings, a: &ExplainArgs) -> Result<i32> {

@@ -386,7 +386,7 @@ fn engine_endpoint(ep: &TestEndpoint) -> Result<(Endpoint, Vec<(Protocol, u16)>)
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use serde_json::json;

@@ -9,11 +9,15 @@
 //! - [`explain`]: one flow's verdict with the chain of reasons per direction.
 //! - [`connectivity`]: what becomes newly allowed or denied between two revisions.
 //! - [`render`]: text and JUnit output of test runs and explanations.
+//! - `datapath` (with the `node` feature): the expectations as real packets through ward's
+//!   eBPF programs in a lab built from the same endpoints (`ward test --datapath`).
 //!
-//! Everything here is pure: resource sets in, results out.
+//! Everything here but `datapath` is pure: resource sets in, results out.
 
 pub mod cluster;
 pub mod connectivity;
+#[cfg(feature = "node")]
+pub mod datapath;
 pub mod explain;
 pub mod outcome;
 pub mod peer;

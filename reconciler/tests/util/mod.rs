@@ -693,3 +693,32 @@ pub const FIXTURE_OBJECTS: [&str; 13] = [
     "CiliumNetworkPolicy/shop/frontend-egress",
     "NetworkPolicy/shop/admin-ingress",
 ];
+
+/// The output schema, compiled.
+pub fn output_schema() -> jsonschema::Validator {
+    let path = workspace().join("schema/json/output/v1.schema.json");
+    let text = std::fs::read_to_string(&path).expect("the output schema");
+    let schema: Value = serde_json::from_str(&text).expect("the schema is JSON");
+    jsonschema::options()
+        .build(&schema)
+        .expect("the output schema compiles")
+}
+
+/// Checks one run's JSON against the schema and its version and command.
+#[track_caller]
+pub fn check_json(schema: &jsonschema::Validator, run: &Run, command: &str) {
+    let doc = run.json();
+    let errors: Vec<String> = schema
+        .iter_errors(&doc)
+        .map(|e| format!("{e} at {}", e.instance_path().as_str()))
+        .collect();
+    run.check(
+        errors.is_empty(),
+        format_args!("the JSON of {command} violates the schema: {errors:?}"),
+    );
+    run.check(doc["version"] == 1, "\"version\": 1");
+    run.check(
+        doc["command"] == command,
+        format_args!("\"command\": {command}"),
+    );
+}

@@ -1,0 +1,641 @@
+//! `ward test --datapath`: every expectation of a suite sent as real packets through ward's
+//! eBPF programs, and compared with the engine.
+//!
+//! 1. [`placement`] turns the tests' endpoints into a lab topology (addresses, labels,
+//!    namespaces, ports and nodes as declared); the lab comes up ([`ward_datapath::lab`]).
+//! 2. A `ward-agent` per node (in this process) follows a local target in a temporary
+//!    folder. First it holds no policy, and every flow is probed once: a flow the lab does
+//!    not carry even then is not trusted as a verdict later. Then the revision's policies
+//!    and CIDR groups are applied, the agents sync, conntrack is cleared and every flow is
+//!    probed again: a TCP connection and its greeting, a UDP echo, an ICMP echo.
+//! 3. The kernel's answer is compared with the engine's verdict over the lab's cluster (the
+//!    same objects the agents resolved). Where the lab's cluster gives a flow another verdict
+//!    than the tests' cluster (for example toFQDNs answers a test declares, which no DNS
+//!    proxy feeds to the kernel yet), the flow is not probed, and says why.
+//!
+//! The datapath enforces layer 3/4: an expectation that carries an HTTP request or a DNS
+//! query is compared on its layer 3/4 verdict. Flows with an end the lab cannot hold (a
+//! node's host endpoint, `host`, `remote-node`, `kube-apiserver`, an address that is neither
+//! an endpoint's nor the world host's, IPv6) are listed as not probed, with the reason.
+//!
+//! Unlike the rest of [`crate::testing`], this needs root and builds real namespaces; the lab,
+//! the agents' pinned maps and run folders are removed when the run ends, also on an error.
+
+pub mod placement;
+
+use super::Suite;
+use super::peer::PeerRef;
+use super::run::{Status, TestRun, l7_request, resolve_port};
+use crate::target::local::LocalTarget;
+use crate::target::{ApplyOptions, DesiredObjects, Target};
+use anyhow::{Context, Result, anyhow};
+use placement::Placement;
+use serde::Serialize;
+use std::collections::BTreeSet;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+use ward_datapath::agent::run::{Agent, AgentConfig, Source};
+use ward_datapath::bpf::NodeMaps;
+use ward_datapath::lab::{Lab, Topology, probe};
+use ward_engine::{Cluster, Flow, Peer, PolicyRepository, Protocol, Verdict};
+use ward_schema::policytest::TestExpectation;
+use ward_schema::{Kind, ResourceSet};
+
+/// How long a probe waits for its answer before it counts as dropped.
+const PROBE_TIMEOUT: Duration = Duration::from_millis(800);
+/// A dropped probe that the engine allows is tried once more with this much patience, so
+/// that a slow machine is not reported as a disagreement.
+const RETRY_TIMEOUT: Duration = Duration::from_secs(3);
+/// How many probes run at once.
+const PARALLEL: usize = 32;
+
+/// What `ward test --datapath` found.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DatapathRun {
+    /// The lab, in one line.
+    pub lab: String,
+    /// One per expectation, in the order of the test run.
+    pub checks: Vec<Check>,
+}
+
+/// One expectation on the real datapath.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Check {
+    /// The PolicyTest.
+    pub test: String,
+    /// `file:line` of the expectation.
+    pub origin: String,
+    /// The flow as the test run names it.
+    pub flow: String,
+    /// Agree, disagree or not probed.
+    pub result: Agreement,
+    /// The engine's layer 3/4 verdict over the lab's cluster: `allow` or `deny`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub engine: Option<&'static str>,
+    /// What the kernel did: `passed` or `dropped`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kernel: Option<&'static str>,
+    /// Why it was not probed, or what was compared.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// How the kernel's answer compares with the engine's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Agreement {
+    /// The kernel did what the engine says.
+    Agree,
+    /// It did not.
+    Disagree,
+    /// The flow was not sent (see the note).
+    NotProbed,
+}
+
+impl DatapathRun {
+    /// How many checks have `result`.
+    pub fn count(&self, result: Agreement) -> usize {
+        self.checks.iter().filter(|c| c.result == result).count()
+    }
+}
+
+/// The lab as the tests see it, for a caller that wants to act between the sync and the
+/// probes (a test corrupting a map entry).
+pub struct LabView<'a> {
+    /// Where the endpoints run.
+    pub placement: &'a Placement,
+    /// The lab's topology.
+    pub topology: &'a Topology,
+}
+
+impl LabView<'_> {
+    /// The lab address and node of the endpoint a test names `name` (`name` or `ns/name`).
+    pub fn endpoint(&self, name: &str) -> Option<(Ipv4Addr, String)> {
+        let full = self
+            .placement
+            .pods
+            .iter()
+            .filter_map(|p| p.as_ref().ok())
+            .find(|(full, _)| {
+                full == name || full.rsplit_once('/').is_some_and(|(_, n)| n == name)
+            })?;
+        let pod = self.topology.pod(&full.0)?;
+        Some((pod.ip, pod.node.clone()))
+    }
+}
+
+/// A flow end in the lab.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Host {
+    /// A pod, by `namespace/name`.
+    Pod(String, Ipv4Addr),
+    /// The world host.
+    World(Ipv4Addr),
+}
+
+impl Host {
+    fn ip(&self) -> Ipv4Addr {
+        match self {
+            Host::Pod(_, ip) | Host::World(ip) => *ip,
+        }
+    }
+
+    fn netns(&self, lab: &Lab) -> PathBuf {
+        match self {
+            Host::Pod(name, _) => lab.pod_netns(name),
+            Host::World(_) => lab.world_netns(),
+        }
+    }
+}
+
+/// A flow to send.
+#[derive(Debug, Clone)]
+struct Probe {
+    src: Host,
+    dst: Host,
+    protocol: Protocol,
+    port: u16,
+    /// The tests' engine verdict (layer 3/4).
+    test_allows: bool,
+}
+
+/// Runs every expectation of `run` (the engine's results for `suite` over `set`) through the
+/// kernel. `tamper` runs after the agents synced the revision and before the probes.
+pub fn check(
+    suite: &Suite,
+    set: &ResourceSet,
+    run: &TestRun,
+    tamper: &mut dyn FnMut(&LabView<'_>) -> Result<()>,
+) -> Result<DatapathRun> {
+    ward_datapath::lab::require_root()?;
+    let (lab_name, tag) = names();
+    let placement = placement::place(&suite.cluster, &outside(suite), &lab_name, &tag)
+        .context("cannot build a lab for the tests' endpoints")?;
+    let topology =
+        Topology::parse("ward test --datapath", placement.topology.as_bytes()).map_err(|d| {
+            let messages: Vec<String> = d.iter().map(|d| d.message.clone()).collect();
+            anyhow!(
+                "cannot build a lab for the tests' endpoints: {}",
+                messages.join("; ")
+            )
+        })?;
+    let planned = plan(suite, run, &placement);
+    let policies = policy_objects(set);
+    let lab_repo = PolicyRepository::from_resources(Cluster::from_topology(&topology), &policies)
+        .context("the engine cannot resolve the revision over the lab's cluster")?;
+    let mut session = Session::up(&topology, &placement.topology)?;
+    let probes: Vec<Probe> = planned
+        .iter()
+        .filter_map(|(_, p)| p.as_ref().ok().cloned())
+        .collect();
+    let probes: Vec<&Probe> = probes.iter().collect();
+    let _servers = servers(&session.lab, &probes)?;
+    let baseline = send_all(&session.lab, &probes, PROBE_TIMEOUT)?;
+    session.apply(&policies)?;
+    session.sync()?;
+    tamper(&LabView {
+        placement: &placement,
+        topology: &topology,
+    })?;
+    let mut kernel = send_all(&session.lab, &probes, PROBE_TIMEOUT)?;
+    for (i, p) in probes.iter().enumerate() {
+        if !kernel[i] && baseline[i] && lab_allows(&lab_repo, p) {
+            kernel[i] = send(&session.lab, p, RETRY_TIMEOUT)?;
+        }
+    }
+    let mut answers = probes.iter().zip(baseline.iter().zip(kernel));
+    let checks = planned
+        .into_iter()
+        .map(|(mut c, p)| {
+            match p {
+                Err(reason) => {
+                    c.result = Agreement::NotProbed;
+                    c.note = Some(reason);
+                }
+                Ok(_) => {
+                    let (p, (carried, passed)) = answers.next().unwrap_or_else(|| unreachable!());
+                    judge(
+                        &mut c,
+                        p,
+                        *carried,
+                        passed,
+                        &lab_repo,
+                        &suite.cluster.cluster,
+                    );
+                }
+            }
+            c
+        })
+        .collect();
+    Ok(DatapathRun {
+        lab: format!(
+            "lab {lab_name}: {} node(s), {} pod(s), world {}",
+            topology.nodes.len(),
+            topology.pods.len(),
+            topology.world.ip
+        ),
+        checks,
+    })
+}
+
+/// A lab name and a node-name prefix no other run uses at the same time: the process id and
+/// a count of runs in this process (node names also name pinned maps, and are short).
+fn names() -> (String, String) {
+    static RUNS: AtomicU32 = AtomicU32::new(0);
+    let run = RUNS.fetch_add(1, Ordering::Relaxed);
+    let id = format!("{}{}", base36(std::process::id()), base36(run));
+    (format!("wt{id}"), format!("d{id}"))
+}
+
+fn base36(mut n: u32) -> String {
+    let mut digits = Vec::new();
+    loop {
+        digits.push(char::from_digit(n % 36, 36).unwrap_or('0'));
+        n /= 36;
+        if n == 0 {
+            break;
+        }
+    }
+    digits.iter().rev().collect()
+}
+
+/// The IPv4 addresses the expectations name that no endpoint or node has.
+fn outside(suite: &Suite) -> BTreeSet<Ipv4Addr> {
+    let cluster = &suite.cluster;
+    let taken: BTreeSet<IpAddr> = cluster
+        .cluster
+        .endpoints
+        .iter()
+        .filter_map(|e| e.ip)
+        .chain(cluster.cluster.nodes.iter().filter_map(|n| n.ip))
+        .collect();
+    suite
+        .tests
+        .iter()
+        .flat_map(|t| &t.spec.expectations)
+        .flat_map(|e| [&e.from, &e.to])
+        .filter_map(|end| match PeerRef::parse(end, cluster) {
+            Ok(PeerRef::Ip(ip @ IpAddr::V4(v4))) if !taken.contains(&ip) => Some(v4),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The objects the agents enforce: policies and CIDR groups (the CiliumConfig stays out: its
+/// encryption is the mesh's business, not the policy's).
+fn policy_objects(set: &ResourceSet) -> ResourceSet {
+    let mut out = ResourceSet::default();
+    for r in set.iter().filter(|r| r.key.kind != Kind::CiliumConfig) {
+        out.insert(r.clone());
+    }
+    out
+}
+
+/// Every expectation with its probe, or why it is not probed.
+fn plan(
+    suite: &Suite,
+    run: &TestRun,
+    placement: &Placement,
+) -> Vec<(Check, Result<Probe, String>)> {
+    let mut out = Vec::new();
+    for (test, result) in suite.tests.iter().zip(&run.tests) {
+        for (e, r) in test.spec.expectations.iter().zip(&result.expectations) {
+            let check = Check {
+                test: test.name.clone(),
+                origin: format!(
+                    "{}:{}",
+                    test.origin.file,
+                    r.line.unwrap_or(test.origin.line)
+                ),
+                flow: r.flow.clone(),
+                result: Agreement::NotProbed,
+                engine: None,
+                kernel: None,
+                note: l7_request(e)
+                    .map(|_| "layer 3/4 compared: the kernel does not enforce L7 rules".to_owned()),
+            };
+            let probe = match (r.status, &r.outcome) {
+                (Status::Error, _) | (_, None) => Err(format!(
+                    "the expectation could not be evaluated: {}",
+                    r.message.as_deref().unwrap_or("no verdict")
+                )),
+                (_, Some(o)) => probe_of(e, o.allowed, suite, placement),
+            };
+            out.push((check, probe));
+        }
+    }
+    out
+}
+
+/// The probe for an expectation, or why the lab cannot send it.
+fn probe_of(
+    e: &TestExpectation,
+    test_allows: bool,
+    suite: &Suite,
+    placement: &Placement,
+) -> Result<Probe, String> {
+    let cluster = &suite.cluster;
+    let src = PeerRef::parse(&e.from, cluster)?;
+    let dst = PeerRef::parse(&e.to, cluster)?;
+    let (protocol, port) = resolve_port(e.protocol.as_deref(), e.port.as_ref(), dst, cluster)?;
+    let (src, dst) = (host(src, suite, placement)?, host(dst, suite, placement)?);
+    if src == dst {
+        return Err("a pod's traffic to itself never leaves the pod".into());
+    }
+    if matches!((&src, &dst), (Host::World(_), Host::World(_))) {
+        return Err("both ends are outside the cluster".into());
+    }
+    let probed = matches!(protocol, Protocol::TCP | Protocol::UDP)
+        || (protocol == Protocol::ICMP && port == 8);
+    if !probed {
+        return Err(format!(
+            "the lab sends TCP, UDP and ICMP echo requests; {protocol}/{port} is not sent"
+        ));
+    }
+    Ok(Probe {
+        src,
+        dst,
+        protocol,
+        port,
+        test_allows,
+    })
+}
+
+/// Where a flow end is in the lab.
+fn host(end: PeerRef, suite: &Suite, placement: &Placement) -> Result<Host, String> {
+    let cluster = &suite.cluster;
+    if let Some(i) = end.endpoint(cluster) {
+        return placement.pods[i]
+            .clone()
+            .map(|(name, ip)| Host::Pod(name, ip));
+    }
+    let world = placement.world;
+    match end {
+        PeerRef::World => Ok(Host::World(world)),
+        PeerRef::Ip(IpAddr::V4(ip)) if ip == world || placement.world_addresses.contains(&ip) => {
+            Ok(Host::World(ip))
+        }
+        PeerRef::Ip(IpAddr::V6(ip)) => Err(format!("{ip}: the lab is IPv4 only")),
+        PeerRef::Ip(ip) if cluster.cluster.nodes.iter().any(|n| n.ip == Some(ip)) => Err(format!(
+            "{ip} is a node's address: the kernel does not enforce host endpoints yet"
+        )),
+        PeerRef::Ip(ip) => Err(format!(
+            "{ip} lies inside the lab's own ranges (a node's address, or a pod range or the underlay without a pod there)"
+        )),
+        PeerRef::WorldIpv6 => Err("world-ipv6: the lab is IPv4 only".into()),
+        PeerRef::Node(_) | PeerRef::Reserved(_) => Err(format!(
+            "{}: the kernel does not enforce host endpoints yet, and the lab has no such host",
+            end.label(cluster)
+        )),
+        PeerRef::Endpoint(_) => unreachable!("endpoints are handled above"),
+    }
+}
+
+/// Whether the engine allows `p` over the lab's cluster (layer 3/4).
+fn lab_allows(repo: &PolicyRepository, p: &Probe) -> bool {
+    let flow = Flow {
+        src: Peer::Ip(p.src.ip().into()),
+        dst: Peer::Ip(p.dst.ip().into()),
+        protocol: p.protocol,
+        port: p.port,
+    };
+    repo.verdict(&flow).verdict == Verdict::Allow
+}
+
+/// Fills in a probed check.
+fn judge(
+    c: &mut Check,
+    p: &Probe,
+    carried: bool,
+    passed: bool,
+    repo: &PolicyRepository,
+    tests: &Cluster,
+) {
+    let engine = lab_allows(repo, p);
+    let word = |allow: bool| if allow { "allow" } else { "deny" };
+    c.engine = Some(word(engine));
+    c.kernel = Some(if passed { "passed" } else { "dropped" });
+    if !carried {
+        c.result = Agreement::NotProbed;
+        c.note = Some("the lab does not carry this flow even without policies".into());
+    } else if engine != p.test_allows {
+        c.result = Agreement::NotProbed;
+        let why = if tests.dns.is_empty() {
+            ""
+        } else {
+            " (the tests declare DNS answers, which reach the engine but not yet the kernel: there is no DNS proxy)"
+        };
+        c.note = Some(format!(
+            "the lab's cluster gives this flow another verdict ({}) than the tests' ({}){why}",
+            word(engine),
+            word(p.test_allows)
+        ));
+    } else {
+        c.result = if engine == passed {
+            Agreement::Agree
+        } else {
+            Agreement::Disagree
+        };
+    }
+}
+
+/// Echo servers for every TCP and UDP destination.
+fn servers(lab: &Lab, probes: &[&Probe]) -> Result<probe::Servers> {
+    let mut servers = probe::Servers::new();
+    let mut seen = std::collections::BTreeSet::new();
+    for p in probes {
+        if !seen.insert((p.dst.ip(), p.protocol, p.port)) {
+            continue;
+        }
+        let netns = p.dst.netns(lab);
+        match p.protocol {
+            Protocol::TCP => servers.tcp(&netns, p.dst.ip(), p.port)?,
+            Protocol::UDP => servers.udp(&netns, p.dst.ip(), p.port)?,
+            _ => {}
+        }
+    }
+    Ok(servers)
+}
+
+/// Sends every probe, [`PARALLEL`] at a time; whether each got through.
+fn send_all(lab: &Lab, probes: &[&Probe], timeout: Duration) -> Result<Vec<bool>> {
+    let mut out = Vec::with_capacity(probes.len());
+    for chunk in probes.chunks(PARALLEL) {
+        let results: Vec<Result<bool>> = std::thread::scope(|s| {
+            let handles: Vec<_> = chunk
+                .iter()
+                .map(|p| s.spawn(move || send(lab, p, timeout)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                .collect()
+        });
+        for r in results {
+            out.push(r?);
+        }
+    }
+    Ok(out)
+}
+
+fn send(lab: &Lab, p: &Probe, timeout: Duration) -> Result<bool> {
+    let netns = p.src.netns(lab);
+    // The world host has several addresses: a probe from it leaves from the one it stands for.
+    let from = match &p.src {
+        Host::World(ip) => Some(*ip),
+        Host::Pod(..) => None,
+    };
+    let to = p.dst.ip();
+    match p.protocol {
+        Protocol::TCP => probe::tcp(&netns, from, to, p.port, timeout),
+        Protocol::UDP => probe::udp(&netns, from, to, p.port, timeout),
+        _ => probe::icmp_echo(&netns, from, to, timeout),
+    }
+}
+
+/// The lab, its agents and their local target; all of it removed on drop.
+struct Session {
+    lab: Lab,
+    agents: Vec<Agent>,
+    target: LocalTarget,
+    nodes: Vec<String>,
+    _dir: tempfile::TempDir,
+}
+
+impl Session {
+    /// Builds the lab and starts an agent per node on a target without policies.
+    fn up(topology: &Topology, text: &str) -> Result<Session> {
+        let nodes: Vec<String> = topology.nodes.iter().map(|n| n.name.clone()).collect();
+        for n in &nodes {
+            ward_datapath::bpf::remove_pins(n)?;
+        }
+        let dir = tempfile::tempdir().context("cannot make a temporary folder")?;
+        let topology_path = dir.path().join("lab.yaml");
+        std::fs::write(&topology_path, text)?;
+        let lab = Lab::up(topology)?;
+        let mut session = Session {
+            lab,
+            agents: Vec::new(),
+            target: LocalTarget::new(dir.path().join("state")),
+            nodes,
+            _dir: dir,
+        };
+        session.apply(&ResourceSet::default())?;
+        for node in session.nodes.clone() {
+            let agent = Agent::start(AgentConfig {
+                node: node.clone(),
+                source: Source::Files {
+                    topology: topology_path.clone(),
+                    state_dir: session.target.dir().to_owned(),
+                },
+                run_dir: session._dir.path().join(format!("run-{node}")),
+                key_dir: None,
+            })
+            .with_context(|| format!("cannot start the agent of lab node {node}"))?;
+            session.agents.push(agent);
+        }
+        session.sync()?;
+        Ok(session)
+    }
+
+    /// Applies `set` to the agents' target, syncs every agent and clears conntrack, so
+    /// that no earlier probe's connection answers for a later one.
+    fn apply(&self, set: &ResourceSet) -> Result<()> {
+        let mut target = LocalTarget::new(self.target.dir());
+        let planned = target.plan(DesiredObjects::from(set), &Default::default())?;
+        let options = ApplyOptions {
+            prune: true,
+            allow_prune_all: true,
+            max_prune: usize::MAX,
+            ..ApplyOptions::default()
+        };
+        target.apply(&planned.plan, &options)?;
+        Ok(())
+    }
+
+    fn sync(&mut self) -> Result<()> {
+        for a in &mut self.agents {
+            a.sync()?;
+        }
+        for n in &self.nodes {
+            NodeMaps::open_pinned(n)?.ct_clear()?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.agents.clear();
+        if let Err(e) = Lab::down(self.lab.name()) {
+            eprintln!("ward: removing lab {}: {e:#}", self.lab.name());
+        }
+        for n in &self.nodes {
+            let _ = ward_datapath::bpf::remove_pins(n);
+            let _ = std::fs::remove_dir_all(AgentConfig::default_run_dir(n));
+        }
+    }
+}
+
+impl DatapathRun {
+    /// The text report: every disagreement, every flow not probed with its reason, and a
+    /// closing line with the counts.
+    pub fn text(&self, color: bool) -> String {
+        use crate::paint::{BOLD, DIM, GREEN, Paint, RED, YELLOW};
+        use std::fmt::Write;
+        let p = Paint(color);
+        let mut out = format!(
+            "\n{} {}\n",
+            p.on(BOLD, "Datapath"),
+            p.on(DIM, &format!("({})", self.lab))
+        );
+        for c in &self.checks {
+            let (mark, what) = match c.result {
+                Agreement::Agree => (
+                    p.on(GREEN, "✓"),
+                    format!(
+                        "the kernel {} it, as the engine says ({})",
+                        c.kernel.unwrap_or_default(),
+                        c.engine.unwrap_or_default()
+                    ),
+                ),
+                Agreement::Disagree => (
+                    p.on(RED, "✗"),
+                    format!(
+                        "DISAGREE: the engine says {}, the kernel {} it",
+                        c.engine.unwrap_or_default(),
+                        c.kernel.unwrap_or_default()
+                    ),
+                ),
+                Agreement::NotProbed => (p.on(YELLOW, "-"), "not probed".to_owned()),
+            };
+            let _ = writeln!(
+                out,
+                "  {mark} {} {}: {what}",
+                c.flow,
+                p.on(DIM, &format!("({})", c.origin))
+            );
+            if let Some(note) = &c.note {
+                let _ = writeln!(out, "      {}", p.on(DIM, note));
+            }
+        }
+        let disagree = self.count(Agreement::Disagree);
+        let verdict = if disagree == 0 {
+            p.on(GREEN, "ok")
+        } else {
+            p.on(RED, "FAILED")
+        };
+        let _ = writeln!(
+            out,
+            "\n{verdict}: {} expectation(s) on the datapath: {} agree, {disagree} disagree, {} not probed",
+            self.checks.len(),
+            self.count(Agreement::Agree),
+            self.count(Agreement::NotProbed)
+        );
+        out
+    }
+}

@@ -1,0 +1,493 @@
+//! The lab a suite's endpoints make: every declared endpoint becomes a pod with its
+//! namespace, labels, ports and address, on its node; the world host takes the address
+//! `world` stands for in the tests.
+//!
+//! Addresses are kept as declared, because policies (CIDR rules, ipBlocks) see them. A node's
+//! pod range is the smallest private prefix that holds its pods' declared addresses strictly
+//! inside (not as its network or broadcast address), widened until the pods without an
+//! address fit too; a node whose pods declare none gets a free /24 of 10.250.0.0/15.
+//! Endpoints without a node run on a node of their own (`pods`), which no PolicyTest names.
+//! Declared node addresses become the underlay when they share a private /24, else the
+//! nodes are numbered in 172.30.0.0/24.
+//!
+//! What the lab cannot hold is left out with the reason (an IPv6 address: the lab is IPv4
+//! only; a public pod address: pod ranges are private), and flows to or from it are not
+//! probed.
+
+use crate::testing::TestCluster;
+use crate::testing::peer::world_address;
+use anyhow::{Result, bail};
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, Ipv4Addr};
+use ward_schema::topology::{API_VERSION, Ipv4Net, KIND};
+
+/// Where each endpoint of a suite runs in the generated lab.
+#[derive(Debug, Clone)]
+pub struct Placement {
+    /// The topology document (JSON, which is YAML) for [`ward_datapath::lab::Topology::parse`].
+    pub topology: String,
+    /// Per endpoint of the cluster, in order: its pod in the lab (`namespace/name`) and
+    /// address, or why it is not in the lab.
+    pub pods: Vec<Result<(String, Ipv4Addr), String>>,
+    /// The world host's address.
+    pub world: Ipv4Addr,
+    /// The further addresses the world host answers on: those the expectations use outside
+    /// the cluster.
+    pub world_addresses: Vec<Ipv4Addr>,
+    /// The lab's node names, each with the test's node it stands for (`None` for the node
+    /// of endpoints that name none).
+    pub nodes: Vec<(String, Option<String>)>,
+}
+
+/// One node being planned.
+struct Planned {
+    lab_name: String,
+    test_name: Option<String>,
+    ip: Option<Ipv4Addr>,
+    labels: BTreeMap<String, String>,
+    /// Endpoint indexes.
+    pods: Vec<usize>,
+    range: Option<Ipv4Net>,
+}
+
+/// Plans the lab `lab` for `cluster`'s endpoints, its world host answering on `outside` too
+/// (addresses the flows use that no endpoint or node has; those the lab's own ranges hold are
+/// left out); node names start with `tag` (short: they name interfaces and pinned maps).
+pub fn place(
+    cluster: &TestCluster,
+    outside: &BTreeSet<Ipv4Addr>,
+    lab: &str,
+    tag: &str,
+) -> Result<Placement> {
+    let IpAddr::V4(world) = world_address(cluster) else {
+        bail!("the world address is not IPv4");
+    };
+    let endpoints = &cluster.cluster.endpoints;
+    let mut pods: Vec<Result<(String, Ipv4Addr), String>> = endpoints
+        .iter()
+        .map(|e| match e.ip {
+            Some(IpAddr::V6(ip)) => Err(format!(
+                "{} has the IPv6 address {ip}; the lab is IPv4 only",
+                e.full_name()
+            )),
+            Some(IpAddr::V4(ip)) if !private(ip) => Err(format!(
+                "{} has the public address {ip}; the lab's pod ranges are private (RFC 1918)",
+                e.full_name()
+            )),
+            Some(IpAddr::V4(ip)) => Ok((e.full_name(), ip)),
+            None => Ok((e.full_name(), Ipv4Addr::UNSPECIFIED)),
+        })
+        .collect();
+    let mut nodes = plan_nodes(cluster, tag, &pods);
+    let declared: BTreeSet<Ipv4Addr> = pods
+        .iter()
+        .filter_map(|p| p.as_ref().ok().map(|(_, ip)| *ip))
+        .filter(|ip| !ip.is_unspecified())
+        .collect();
+    size_ranges(&mut nodes, &pods)?;
+    free_ranges(&mut nodes, &declared, world)?;
+    check_overlaps(&nodes)?;
+    for n in &nodes {
+        allocate(n, &mut pods, &declared);
+    }
+    let underlay = underlay(&mut nodes, world);
+    let world_addresses: Vec<Ipv4Addr> = outside
+        .iter()
+        .copied()
+        .filter(|ip| {
+            let in_lab = *ip == world
+                || underlay.contains(*ip)
+                || nodes
+                    .iter()
+                    .any(|n| n.range.is_some_and(|r| r.contains(*ip)));
+            let special = ip.is_loopback()
+                || ip.is_multicast()
+                || ip.is_link_local()
+                || ip.is_unspecified()
+                || ip.is_broadcast();
+            !in_lab && !special
+        })
+        .collect();
+    let doc = document(
+        lab,
+        cluster,
+        &nodes,
+        &pods,
+        underlay,
+        (world, &world_addresses),
+    );
+    Ok(Placement {
+        topology: doc.to_string(),
+        pods,
+        world,
+        world_addresses,
+        nodes: nodes
+            .into_iter()
+            .map(|n| (n.lab_name, n.test_name))
+            .collect(),
+    })
+}
+
+/// The test's nodes (declared or implied), then the node of endpoints without one.
+fn plan_nodes(
+    cluster: &TestCluster,
+    tag: &str,
+    pods: &[Result<(String, Ipv4Addr), String>],
+) -> Vec<Planned> {
+    let endpoints = &cluster.cluster.endpoints;
+    let mut nodes: Vec<Planned> = cluster
+        .cluster
+        .nodes
+        .iter()
+        .map(|n| Planned {
+            lab_name: String::new(),
+            test_name: Some(n.name.clone()),
+            ip: match n.ip {
+                Some(IpAddr::V4(ip)) => Some(ip),
+                _ => None,
+            },
+            labels: n.labels.clone(),
+            pods: Vec::new(),
+            range: None,
+        })
+        .collect();
+    let mut homeless = Vec::new();
+    for (i, e) in endpoints.iter().enumerate() {
+        if pods[i].is_err() {
+            continue;
+        }
+        match nodes
+            .iter_mut()
+            .find(|n| n.test_name.is_some() && n.test_name == e.node)
+        {
+            Some(n) => n.pods.push(i),
+            None => homeless.push(i),
+        }
+    }
+    if !homeless.is_empty() {
+        nodes.push(Planned {
+            lab_name: String::new(),
+            test_name: None,
+            ip: None,
+            labels: BTreeMap::new(),
+            pods: homeless,
+            range: None,
+        });
+    }
+    for (i, n) in nodes.iter_mut().enumerate() {
+        n.lab_name = format!("{tag}n{i}");
+    }
+    nodes
+}
+
+/// The pod range of every node whose pods declare addresses.
+fn size_ranges(nodes: &mut [Planned], pods: &[Result<(String, Ipv4Addr), String>]) -> Result<()> {
+    for n in nodes.iter_mut() {
+        let ips: Vec<Ipv4Addr> = n
+            .pods
+            .iter()
+            .filter_map(|&i| pods[i].as_ref().ok().map(|(_, ip)| *ip))
+            .filter(|ip| !ip.is_unspecified())
+            .collect();
+        let (Some(lo), Some(hi)) = (ips.iter().min(), ips.iter().max()) else {
+            continue;
+        };
+        let wanted = n.pods.len() - ips.len();
+        let mut len = (u32::from(*lo) ^ u32::from(*hi)).leading_zeros().min(32) as u8;
+        loop {
+            let net = prefix(*lo, len);
+            let strictly_inside = ips
+                .iter()
+                .all(|ip| *ip != net.network() && *ip != net.broadcast());
+            let room = (1u64 << (32 - len)).saturating_sub(2) >= (ips.len() + wanted) as u64;
+            if strictly_inside && room && private_net(&net) {
+                n.range = Some(net);
+                break;
+            }
+            if len <= 8 {
+                bail!(
+                    "the pods of {} ({}) fit in no private prefix",
+                    node_label(n),
+                    ips.iter()
+                        .map(Ipv4Addr::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            }
+            len -= 1;
+        }
+    }
+    Ok(())
+}
+
+/// A free /24 for every node whose pods declare no address.
+fn free_ranges(
+    nodes: &mut [Planned],
+    declared: &BTreeSet<Ipv4Addr>,
+    world: Ipv4Addr,
+) -> Result<()> {
+    let mut taken: Vec<Ipv4Net> = nodes.iter().filter_map(|n| n.range).collect();
+    let mut candidates = (0..512u32).map(|i| prefix(Ipv4Addr::from(0x0afa_0000 + (i << 8)), 24));
+    for n in nodes.iter_mut().filter(|n| n.range.is_none()) {
+        let free = candidates.find(|c| {
+            !taken.iter().any(|t| t.overlaps(c))
+                && !declared.iter().any(|ip| c.contains(*ip))
+                && !c.contains(world)
+                && n.ip.is_none_or(|ip| !c.contains(ip))
+        });
+        let Some(free) = free else {
+            bail!(
+                "no free /24 in 10.250.0.0/15 for the pods of {}",
+                node_label(n)
+            );
+        };
+        taken.push(free);
+        n.range = Some(free);
+    }
+    Ok(())
+}
+
+fn check_overlaps(nodes: &[Planned]) -> Result<()> {
+    for (i, a) in nodes.iter().enumerate() {
+        for b in &nodes[i + 1..] {
+            if let (Some(ra), Some(rb)) = (a.range, b.range)
+                && ra.overlaps(&rb)
+            {
+                bail!(
+                    "the pods of {} need {ra} and those of {} need {rb}, which overlap: the lab routes each node's pod range to that node; give the pods of different nodes addresses in separate ranges",
+                    node_label(a),
+                    node_label(b)
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Addresses for the node's pods that declare none: the first free hosts of its range.
+fn allocate(
+    n: &Planned,
+    pods: &mut [Result<(String, Ipv4Addr), String>],
+    declared: &BTreeSet<Ipv4Addr>,
+) {
+    let Some(range) = n.range else { return };
+    let mut next = u32::from(range.network()) + 1;
+    for &i in &n.pods {
+        if let Ok((_, ip)) = &mut pods[i]
+            && ip.is_unspecified()
+        {
+            while declared.contains(&Ipv4Addr::from(next)) {
+                next += 1;
+            }
+            *ip = Ipv4Addr::from(next);
+            next += 1;
+        }
+    }
+}
+
+/// The underlay: the declared node addresses' /24 when they share a private one outside
+/// every pod range (the other nodes take free hosts of it), else 172.30.0.0/24.
+fn underlay(nodes: &mut [Planned], world: Ipv4Addr) -> Ipv4Net {
+    let ranges: Vec<Ipv4Net> = nodes.iter().filter_map(|n| n.range).collect();
+    let declared: Vec<Ipv4Addr> = nodes.iter().filter_map(|n| n.ip).collect();
+    let shared = declared.first().map(|ip| prefix(*ip, 24)).filter(|net| {
+        private_net(net)
+            && declared
+                .iter()
+                .all(|ip| net.contains(*ip) && *ip != net.network() && *ip != net.broadcast())
+            && !ranges.iter().any(|r| r.overlaps(net))
+            && !net.contains(world)
+    });
+    let net = shared.unwrap_or_else(|| prefix(Ipv4Addr::new(172, 30, 0, 0), 24));
+    if shared.is_none() {
+        for n in nodes.iter_mut() {
+            n.ip = None;
+        }
+    }
+    let mut used: BTreeSet<Ipv4Addr> = nodes.iter().filter_map(|n| n.ip).collect();
+    let mut host = u32::from(net.network()) + 11;
+    for n in nodes.iter_mut().filter(|n| n.ip.is_none()) {
+        while used.contains(&Ipv4Addr::from(host)) {
+            host += 1;
+        }
+        n.ip = Some(Ipv4Addr::from(host));
+        used.insert(Ipv4Addr::from(host));
+    }
+    net
+}
+
+fn document(
+    lab: &str,
+    cluster: &TestCluster,
+    nodes: &[Planned],
+    pods: &[Result<(String, Ipv4Addr), String>],
+    underlay: Ipv4Net,
+    (world, more): (Ipv4Addr, &[Ipv4Addr]),
+) -> Value {
+    let endpoints = &cluster.cluster.endpoints;
+    let pod_docs: Vec<Value> = nodes
+        .iter()
+        .flat_map(|n| n.pods.iter().map(move |&i| (n, i)))
+        .filter_map(|(n, i)| {
+            let (_, ip) = pods[i].as_ref().ok()?;
+            let e = &endpoints[i];
+            let ports: Vec<Value> = cluster.declarations[i]
+                .ports
+                .iter()
+                .map(|(proto, port)| {
+                    let name = e
+                        .named_ports
+                        .iter()
+                        .find(|(_, np)| np.port == *port && np.protocol == *proto)
+                        .map(|(name, _)| name.clone());
+                    json!({"name": name, "port": port, "protocol": proto.to_string()})
+                })
+                .map(|mut p| {
+                    if p["name"].is_null() {
+                        p.as_object_mut().map(|o| o.remove("name"));
+                    }
+                    p
+                })
+                .collect();
+            Some(json!({
+                "name": e.name, "namespace": e.namespace, "labels": e.labels,
+                "ip": ip.to_string(), "node": n.lab_name, "ports": ports,
+            }))
+        })
+        .collect();
+    let node_docs: Vec<Value> = nodes
+        .iter()
+        .map(|n| {
+            json!({
+                "name": n.lab_name,
+                "ip": n.ip.map(|ip| ip.to_string()),
+                "podCIDR": n.range.map(|r| r.to_string()),
+                "labels": n.labels,
+            })
+        })
+        .collect();
+    json!({
+        "apiVersion": API_VERSION,
+        "kind": KIND,
+        "metadata": {"name": lab},
+        "spec": {
+            "underlay": underlay.to_string(),
+            "namespaces": cluster.cluster.namespaces,
+            "nodes": node_docs,
+            "world": {"name": "world", "ip": world.to_string(), "addresses": more},
+            "pods": pod_docs,
+        },
+    })
+}
+
+fn node_label(n: &Planned) -> String {
+    match &n.test_name {
+        Some(name) => format!("node {name}"),
+        None => "the endpoints without a node".to_owned(),
+    }
+}
+
+fn prefix(ip: Ipv4Addr, len: u8) -> Ipv4Net {
+    let mask = if len == 0 {
+        0
+    } else {
+        u32::MAX << (32 - u32::from(len))
+    };
+    Ipv4Net::new(Ipv4Addr::from(u32::from(ip) & mask), len)
+        .unwrap_or_else(|| unreachable!("a masked address has no host bits"))
+}
+
+fn private(ip: Ipv4Addr) -> bool {
+    ip.is_private()
+}
+
+fn private_net(net: &Ipv4Net) -> bool {
+    private(net.network()) && private(net.broadcast()) && net.prefix_len() >= 8
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::testing::cluster::tests::test;
+    use serde_json::json;
+
+    fn cluster(spec: Value) -> TestCluster {
+        TestCluster::build([&test("t", "t.yaml", spec)]).unwrap()
+    }
+
+    fn topology(p: &Placement) -> ward_schema::topology::Topology {
+        ward_schema::topology::Topology::parse("generated", p.topology.as_bytes())
+            .unwrap_or_else(|d| panic!("{d:?}\n{}", p.topology))
+    }
+
+    #[test]
+    fn declared_addresses_are_kept_and_the_others_allocated_inside_the_range() {
+        let c = cluster(json!({"endpoints": [
+            {"name": "a", "namespace": "shop", "labels": {"app": "a"}, "ip": "10.0.1.10", "ports": [{"name": "http", "port": 80}]},
+            {"name": "b", "namespace": "shop", "ip": "10.0.2.20"},
+            {"name": "c", "namespace": "shop"},
+            {"name": "v6", "namespace": "shop", "ip": "2001:db8::1"},
+        ]}));
+        let p = place(&c, &BTreeSet::new(), "wtd1", "d1").unwrap();
+        let t = topology(&p);
+        assert_eq!(t.nodes.len(), 1);
+        assert_eq!(t.nodes[0].pod_cidr.to_string(), "10.0.0.0/22");
+        assert_eq!(p.pods[0].as_ref().unwrap().1.to_string(), "10.0.1.10");
+        assert_eq!(p.pods[2].as_ref().unwrap().1.to_string(), "10.0.0.1");
+        assert!(p.pods[3].as_ref().unwrap_err().contains("IPv4 only"));
+        assert_eq!(t.pods.len(), 3);
+        assert_eq!(t.pods[0].ports[0].name.as_deref(), Some("http"));
+        assert_eq!(t.world.ip.to_string(), "203.0.113.10");
+    }
+
+    #[test]
+    fn declared_nodes_keep_their_labels_and_addresses() {
+        let c = cluster(json!({
+            "nodes": [
+                {"name": "worker-1", "ip": "192.168.10.11", "labels": {"role": "worker"}},
+                {"name": "cp", "ip": "192.168.10.2"},
+            ],
+            "endpoints": [
+                {"name": "a", "namespace": "shop", "ip": "10.0.8.10", "node": "worker-1"},
+                {"name": "b", "namespace": "shop", "ip": "10.0.1.10"},
+            ]
+        }));
+        let outside = ["10.20.1.5", "10.0.8.9", "192.168.10.12"]
+            .iter()
+            .map(|s| s.parse().unwrap())
+            .collect();
+        let p = place(&c, &outside, "wtd2", "d2").unwrap();
+        let t = topology(&p);
+        assert_eq!(t.underlay.to_string(), "192.168.10.0/24");
+        assert_eq!(t.nodes[0].ip.to_string(), "192.168.10.11");
+        assert_eq!(t.nodes[0].labels["role"], "worker");
+        assert_eq!(t.nodes.len(), 3, "the node of endpoints without one");
+        assert_eq!(t.pods[0].node, "d2n0");
+        assert_eq!(p.nodes[0], ("d2n0".to_owned(), Some("worker-1".to_owned())));
+        assert_eq!(p.nodes[2], ("d2n2".to_owned(), None));
+        // Outside addresses inside a pod range or the underlay stay out of the world host.
+        assert_eq!(
+            t.world.addresses,
+            ["10.20.1.5".parse::<Ipv4Addr>().unwrap()]
+        );
+    }
+
+    #[test]
+    fn overlapping_ranges_are_an_error_that_says_what_to_do() {
+        let c = cluster(json!({"endpoints": [
+            {"name": "a", "namespace": "shop", "ip": "10.0.1.10", "node": "n1"},
+            {"name": "b", "namespace": "shop", "ip": "10.0.1.200", "node": "n2"},
+            {"name": "c", "namespace": "shop", "ip": "10.0.1.20", "node": "n1"},
+            {"name": "d", "namespace": "shop", "ip": "10.0.1.100", "node": "n2"},
+        ]}));
+        let e = place(&c, &BTreeSet::new(), "wtd3", "d3")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("overlap") && e.contains("separate ranges"),
+            "{e}"
+        );
+    }
+}

@@ -1,0 +1,207 @@
+//! `ward test --datapath`: the PolicyTests' expectations as real packets through ward's eBPF
+//! programs, in a lab built from the tests' endpoints, compared with the engine.
+//!
+//! - The repository's own policies/ agree in the kernel, flow for flow; what the lab cannot
+//!   send (host endpoints, L7 verdicts beyond layer 3/4) is listed as not probed, with why.
+//! - TCP, UDP and ICMP echo, pods without a declared address, a world address the test names.
+//! - A map entry corrupted between the agents' sync and the probes is reported as a
+//!   disagreement: the check would catch a datapath that does not do what the engine says.
+//!
+//! Root, bpffs and iproute2 are needed: without them each test prints `SKIPPED: <test>:
+//! <reason>` and passes, except in must-run mode (`ward_testkit::must_run`), where it fails.
+
+#![allow(clippy::unwrap_used, clippy::panic, reason = "tests")]
+
+mod util;
+
+use std::path::{Path, PathBuf};
+use util::{EXIT_ERROR, EXIT_OK, Env, check_json, output_schema};
+use ward_reconciler::testing::Suite;
+use ward_reconciler::testing::datapath::{self, Agreement, DatapathRun};
+use ward_reconciler::testing::run::{RunOptions, run};
+use ward_schema::{Limits, ResourceSet, assemble, load_file};
+
+fn privileged(test: &str) -> bool {
+    ward_testkit::can_run(test, ward_testkit::bpf_missing().as_deref())
+}
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The check of the flow written `flow` (as the test run names it).
+fn check<'a>(run: &'a DatapathRun, flow: &str) -> &'a datapath::Check {
+    run.checks
+        .iter()
+        .find(|c| c.flow == flow)
+        .unwrap_or_else(|| panic!("no check of {flow}: {:#?}", run.checks))
+}
+
+#[test]
+fn the_repository_policies_agree_in_the_kernel() {
+    if !privileged("test --datapath policies") {
+        return;
+    }
+    let env = Env::new();
+    let out = env.ward(&workspace(), &["test", "--datapath", "policies"]);
+    out.code(EXIT_OK)
+        .stdout_has("Datapath (lab ")
+        .stdout_has(
+            "✓ frontend → backend TCP/80 (policies/tests/shop-seed.yaml:34): the kernel passed it, as the engine says (allow)",
+        )
+        .stdout_has(
+            "✓ admin → backend TCP/80 (policies/tests/shop-seed.yaml:39): the kernel dropped it, as the engine says (deny)",
+        )
+        .stdout_has("layer 3/4 compared: the kernel does not enforce L7 rules")
+        .stdout_has("node:worker-1: the kernel does not enforce host endpoints yet")
+        .stdout_has(" 0 disagree, ");
+    let json = env.ward(
+        &workspace(),
+        &["test", "--datapath", "policies", "--format", "json"],
+    );
+    json.code(EXIT_OK);
+    check_json(&output_schema(), &json, "test");
+    let doc = json.json();
+    let summary = &doc["datapath"]["summary"];
+    assert_eq!(summary["disagree"], 0, "{summary}");
+    let agree = summary["agree"].as_u64().unwrap();
+    let total = doc["summary"]["expectations"].as_u64().unwrap();
+    assert!(
+        agree >= 45 && agree + summary["notProbed"].as_u64().unwrap() == total,
+        "most of the repository's {total} expectations are sent: {summary}"
+    );
+    // A flow from an address outside the cluster leaves from the world host's extra address.
+    let checks = doc["datapath"]["checks"].as_array().unwrap();
+    let from_outside = checks
+        .iter()
+        .find(|c| c["flow"] == "10.20.1.5 → admin TCP/9102")
+        .unwrap();
+    assert_eq!(from_outside["result"], "agree", "{from_outside}");
+}
+
+const SUITE: &str = "\
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: b-ingress, namespace: demo}
+spec:
+  endpointSelector: {matchLabels: {app: b}}
+  ingress:
+    - fromEndpoints: [{matchLabels: {app: a}}]
+      toPorts: [{ports: [{port: \"53\", protocol: UDP}, {port: \"80\", protocol: TCP}]}]
+    - fromEndpoints: [{matchLabels: {app: a}}]
+      icmps: [{fields: [{type: 8, family: IPv4}]}]
+    - fromCIDR: [198.51.100.0/24]
+      toPorts: [{ports: [{port: \"443\", protocol: TCP}]}]
+---
+apiVersion: ward.dev/v1alpha1
+kind: PolicyTest
+metadata: {name: demo}
+spec:
+  endpoints:
+    - {name: a, namespace: demo, labels: {app: a}}
+    - {name: b, namespace: demo, labels: {app: b}, ip: 10.9.0.20}
+    - {name: c, namespace: demo, labels: {app: c}}
+  expectations:
+    - {from: a, to: b, port: 80, expect: allow}
+    - {from: a, to: b, port: 53, protocol: UDP, expect: allow}
+    - {from: a, to: b, protocol: ICMP, expect: allow}
+    - {from: c, to: b, protocol: ICMP, expect: deny}
+    - {from: c, to: b, port: 53, protocol: UDP, expect: deny}
+    - {from: 198.51.100.7, to: b, port: 443, expect: allow}
+    - {from: 192.0.2.7, to: b, port: 443, expect: deny}
+    - {from: b, to: a, port: 80, expect: allow}
+";
+
+/// Loads YAML documents as `ward test` does.
+fn load(text: &str) -> ResourceSet {
+    let v = assemble(vec![load_file(
+        "suite.yaml",
+        text.as_bytes(),
+        &Limits::default(),
+    )]);
+    assert!(v.is_valid(), "{:?}", v.diagnostics);
+    v.resources
+}
+
+/// Runs the suite of `set` on the datapath, with `tamper` between the sync and the probes.
+fn on_datapath(
+    set: &ResourceSet,
+    tamper: &mut dyn FnMut(&datapath::LabView<'_>) -> anyhow::Result<()>,
+) -> DatapathRun {
+    let suite = Suite::of(set).unwrap();
+    let engine = run(&suite.tests, set, &suite.cluster, RunOptions::default()).unwrap();
+    assert!(engine.passed(), "{engine:#?}");
+    datapath::check(&suite, set, &engine, tamper).unwrap()
+}
+
+#[test]
+fn tcp_udp_icmp_and_outside_addresses_agree() {
+    if !privileged("test --datapath protocols") {
+        return;
+    }
+    let run = on_datapath(&load(SUITE), &mut |_| Ok(()));
+    for c in &run.checks {
+        assert_eq!(c.result, Agreement::Agree, "{c:#?}");
+    }
+    assert_eq!(check(&run, "a → b ICMP").kernel, Some("passed"));
+    assert_eq!(check(&run, "c → b ICMP").kernel, Some("dropped"));
+    assert_eq!(
+        check(&run, "198.51.100.7 → b TCP/443").kernel,
+        Some("passed")
+    );
+    assert_eq!(check(&run, "192.0.2.7 → b TCP/443").kernel, Some("dropped"));
+    assert!(run.lab.contains("3 pod(s)"), "{}", run.lab);
+}
+
+#[test]
+fn a_corrupted_map_entry_is_reported_as_a_disagreement() {
+    if !privileged("test --datapath corrupted") {
+        return;
+    }
+    // a's address on b's node becomes the world's identity: b's ingress from a, which the
+    // engine allows, is dropped by the kernel.
+    let run = on_datapath(&load(SUITE), &mut |lab| {
+        let (a_ip, _) = lab.endpoint("a").unwrap();
+        let (_, b_node) = lab.endpoint("b").unwrap();
+        let mut maps = ward_datapath::bpf::NodeMaps::open_pinned(&b_node)?;
+        maps.ipcache_set(a_ip, 32, ward_engine::Identity::WORLD.0)?;
+        Ok(())
+    });
+    let tcp = check(&run, "a → b TCP/80");
+    assert_eq!(
+        (tcp.result, tcp.engine, tcp.kernel),
+        (Agreement::Disagree, Some("allow"), Some("dropped")),
+        "{tcp:#?}"
+    );
+    assert_eq!(check(&run, "a → b ICMP").result, Agreement::Disagree);
+    // What the corruption does not touch still agrees.
+    assert_eq!(check(&run, "c → b ICMP").result, Agreement::Agree);
+    assert_eq!(
+        check(&run, "198.51.100.7 → b TCP/443").result,
+        Agreement::Agree
+    );
+    assert!(
+        run.text(false).contains(
+            "✗ a → b TCP/80 (suite.yaml:23): DISAGREE: the engine says allow, the kernel dropped it"
+        ),
+        "{}",
+        run.text(false)
+    );
+    assert!(
+        run.text(false)
+            .contains("FAILED: 8 expectation(s) on the datapath")
+    );
+}
+
+#[test]
+fn without_root_it_says_what_it_needs() {
+    // The check itself refuses to build anything without root; as root this is the
+    // non-text format refusal, which needs no lab.
+    let env = Env::new();
+    let out = env.ward(
+        &workspace(),
+        &["test", "--datapath", "policies", "--format", "junit"],
+    );
+    out.code(EXIT_ERROR)
+        .stderr_has("--datapath writes text or json");
+}
