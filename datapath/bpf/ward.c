@@ -241,6 +241,62 @@ static __always_inline int parse_ipv4(struct __sk_buff *skb, struct flow *f)
 	return 0;
 }
 
+/*
+ * The policy verdict of endpoint `ep_id` for a packet in `direction` with the remote
+ * `identity`: the identity-specific entry (A), then the any-identity entry (B); a deny of
+ * either wins, then an allow of either; nothing is the default deny.
+ */
+static __always_inline __u8 decide(__u32 ep_id, __u8 direction, __u32 identity,
+				   const struct flow *f, __u32 *rule_id)
+{
+	struct policy_key pk = {
+		.prefixlen = 96,
+		.ep_id = bpf_htonl(ep_id),
+		.direction = direction,
+		.identity = bpf_htonl(identity),
+		.proto = f->proto,
+		.dport = f->pol_dport,
+	};
+	struct policy_value *a = policy_lookup(&pk);
+	__u8 a_deny = 0, b_deny = 0, have_a = 0, have_b = 0;
+	__u32 a_rule = 0, b_rule = 0;
+
+	if (a) {
+		have_a = 1;
+		a_deny = a->deny;
+		a_rule = a->rule_id;
+	}
+	pk.identity = 0;
+	{
+		struct policy_value *b = policy_lookup(&pk);
+
+		if (b) {
+			have_b = 1;
+			b_deny = b->deny;
+			b_rule = b->rule_id;
+		}
+	}
+
+	if (have_a && a_deny) {
+		*rule_id = a_rule;
+		return WARD_VERDICT_DENIED;
+	}
+	if (have_b && b_deny) {
+		*rule_id = b_rule;
+		return WARD_VERDICT_DENIED;
+	}
+	if (have_a) {
+		*rule_id = a_rule;
+		return WARD_VERDICT_ALLOWED;
+	}
+	if (have_b) {
+		*rule_id = b_rule;
+		return WARD_VERDICT_ALLOWED;
+	}
+	*rule_id = 0;
+	return WARD_VERDICT_DEFAULT_DENY;
+}
+
 static __always_inline int enforce(struct __sk_buff *skb, __u8 direction)
 {
 	struct endpoint_info *ep;
@@ -302,53 +358,32 @@ static __always_inline int enforce(struct __sk_buff *skb, __u8 direction)
 		}
 	}
 
-	/* Policy: identity-specific entry (A), then the any-identity entry (B). */
-	struct policy_key pk = {
-		.prefixlen = 96,
-		.ep_id = bpf_htonl(ep->ep_id),
-		.direction = direction,
-		.identity = bpf_htonl(remote_identity),
-		.proto = f.proto,
-		.dport = f.pol_dport,
-	};
-	struct policy_value *a = policy_lookup(&pk);
-	__u8 a_deny = 0, b_deny = 0, have_a = 0, have_b = 0;
-	__u32 a_rule = 0, b_rule = 0;
-
-	if (a) {
-		have_a = 1;
-		a_deny = a->deny;
-		a_rule = a->rule_id;
-	}
-	pk.identity = 0;
-	{
-		struct policy_value *b = policy_lookup(&pk);
-
-		if (b) {
-			have_b = 1;
-			b_deny = b->deny;
-			b_rule = b->rule_id;
-		}
-	}
-
-	__u8 verdict;
 	__u32 rule_id;
+	__u8 verdict = decide(ep->ep_id, direction, remote_identity, &f, &rule_id);
 
-	if (have_a && a_deny) {
-		verdict = WARD_VERDICT_DENIED;
-		rule_id = a_rule;
-	} else if (have_b && b_deny) {
-		verdict = WARD_VERDICT_DENIED;
-		rule_id = b_rule;
-	} else if (have_a) {
-		verdict = WARD_VERDICT_ALLOWED;
-		rule_id = a_rule;
-	} else if (have_b) {
-		verdict = WARD_VERDICT_ALLOWED;
-		rule_id = b_rule;
-	} else {
-		verdict = WARD_VERDICT_DEFAULT_DENY;
-		rule_id = 0;
+	/*
+	 * Between a pod and its own node the packet never crosses the underlay interface, so the
+	 * host endpoint's policy is checked here too: the host's ingress for a pod's packet to
+	 * the node, its egress for the node's packet to the pod. Without a host endpoint (key 0:
+	 * none attached on this node) there is no host policy to apply.
+	 */
+	if (verdict == WARD_VERDICT_ALLOWED && remote_identity == WARD_IDENTITY_HOST &&
+	    !(ep->flags & WARD_EP_F_HOST)) {
+		__u32 host_key = 0;
+		struct endpoint_info *host = bpf_map_lookup_elem(&ward_endpoints, &host_key);
+
+		if (host) {
+			__u8 host_dir = direction == WARD_DIR_EGRESS ? WARD_DIR_INGRESS : WARD_DIR_EGRESS;
+			__u32 host_rule;
+			__u8 host_verdict = decide(host->ep_id, host_dir, ep->identity, &f, &host_rule);
+
+			if (host_verdict != WARD_VERDICT_ALLOWED) {
+				count(host->ep_id, host_dir, host_verdict, len);
+				emit(host, host->identity, ep->identity, &f, host_dir, host_verdict,
+				     host_rule);
+				return TC_ACT_SHOT;
+			}
+		}
 	}
 
 	count(ep->ep_id, direction, verdict, len);
@@ -391,6 +426,51 @@ static __always_inline int enforce(struct __sk_buff *skb, __u8 direction)
 	}
 	emit(ep, ep->identity, remote_identity, &f, direction, WARD_VERDICT_ALLOWED, rule_id);
 	return TC_ACT_OK;
+}
+
+/*
+ * The node's own endpoint, on its underlay interface. Only packets from or to one of the
+ * node's addresses (identity host in the ipcache) are the host's: everything else crossing
+ * the interface is forwarded pod traffic, which the pods' own programs decide. The mesh's
+ * WireGuard UDP passes first. Otherwise the host endpoint is enforced like a pod: replies
+ * through conntrack, then its policy, and an interface without an endpoint entry drops the
+ * host's traffic (fail closed).
+ */
+static __always_inline int enforce_host(struct __sk_buff *skb, __u8 direction)
+{
+	struct flow f = {};
+	__u32 local_addr;
+
+	if (skb->protocol == bpf_htons(ETH_P_ARP))
+		return TC_ACT_OK;
+	if (skb->protocol != bpf_htons(ETH_P_IP) || parse_ipv4(skb, &f) < 0)
+		return enforce(skb, direction); /* counted and dropped there */
+
+	local_addr = direction == WARD_DIR_EGRESS ? f.saddr : f.daddr;
+	{
+		struct ipcache_key ik = { .prefixlen = 32, .addr = local_addr };
+		struct ipcache_value *iv = bpf_map_lookup_elem(&ward_ipcache, &ik);
+
+		if (!iv || iv->identity != WARD_IDENTITY_HOST)
+			return TC_ACT_OK;
+	}
+	if (f.proto == IPPROTO_UDP &&
+	    (direction == WARD_DIR_EGRESS ? f.ct_sport : f.ct_dport) ==
+		    bpf_htons(WARD_WIREGUARD_PORT))
+		return TC_ACT_OK;
+	return enforce(skb, direction);
+}
+
+SEC("classifier/to_host")
+int to_host(struct __sk_buff *skb)
+{
+	return enforce_host(skb, WARD_DIR_INGRESS);
+}
+
+SEC("classifier/from_host")
+int from_host(struct __sk_buff *skb)
+{
+	return enforce_host(skb, WARD_DIR_EGRESS);
 }
 
 SEC("classifier/from_pod")

@@ -15,8 +15,15 @@
 #define WARD_MAX_COUNTERS 16384
 #define WARD_EVENTS_BYTES (256 * 1024)
 
+/* Reserved identity of this node's own addresses (the ipcache maps them to it). */
+#define WARD_IDENTITY_HOST 1
 /* Reserved identity of addresses the ipcache does not know. */
 #define WARD_IDENTITY_WORLD 2
+
+/* The WireGuard mesh's UDP port: the host programs pass it before the host policy, so that a
+ * host policy never cuts the tunnels between nodes (Cilium passes its own tunnel traffic
+ * the same way). */
+#define WARD_WIREGUARD_PORT 51871
 
 #define WARD_DIR_INGRESS 0
 #define WARD_DIR_EGRESS 1
@@ -39,7 +46,12 @@
 /* policy_value.flags */
 #define WARD_POLICY_F_L7 (1U << 0)
 
-/* ward_endpoints value; key: __u32 ifindex of the host-side veth. */
+/* endpoint_info.flags: the node's host endpoint, attached to its underlay interface. */
+#define WARD_EP_F_HOST (1U << 0)
+
+/* ward_endpoints value; key: __u32 ifindex of the host-side veth (for the host endpoint,
+ * of the node's underlay interface; the host endpoint is also under key 0, where the pods'
+ * programs find it for traffic between a pod and its own node). */
 struct endpoint_info {
 	__u32 ep_id;
 	__u32 identity;

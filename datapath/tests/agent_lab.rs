@@ -263,6 +263,106 @@ fn conn(
     tcp_connect(&lab.netns(from), lab.ip(to), port, timeout)
 }
 
+/// A host policy (a CCNP with a `nodeSelector`) is enforced on the node's underlay interface:
+/// only packets to or from the node's own address are the host's, so traffic forwarded to and
+/// from its pods is untouched (between a pod and its own node, the pod's programs apply the
+/// host's policy); replies of the host's own connections pass through conntrack;
+/// a node no host policy selects stays open; and without its endpoint entry the host's
+/// traffic is dropped (fail closed) while forwarded traffic still passes.
+#[test]
+fn a_host_policy_is_enforced_on_the_nodes_own_traffic_only() {
+    if !privileged("agent_lab host firewall") {
+        return;
+    }
+    let mut lab = AgentLab::up("host", LAB);
+    let nodes = lab.nodes();
+    let (n1, n2) = (format!("node:{}", nodes[0]), format!("node:{}", nodes[1]));
+    // node-1 has zone a: world may reach its port 22 and nothing else.
+    let policy = "apiVersion: cilium.io/v2
+kind: CiliumClusterwideNetworkPolicy
+metadata: {name: zone-a-ssh}
+spec:
+  nodeSelector: {matchLabels: {zone: a}}
+  ingress:
+    - fromEntities: [world]
+      toPorts: [{ports: [{port: \"22\", protocol: TCP}]}]
+";
+    lab.write_objects(&common::load(policy));
+    for n in lab.nodes() {
+        lab.start_agent(&n);
+    }
+    for node in [&n1, &n2] {
+        for port in [22, 23] {
+            tcp_server(&lab.netns(node), lab.ip(node), port);
+        }
+    }
+    tcp_server(&lab.netns("world"), lab.ip("world"), 80);
+    tcp_server(&lab.netns("shop/backend"), lab.ip("shop/backend"), 80);
+    assert!(
+        conn(&lab, "world", &n1, 22, OPEN).is_some(),
+        "world -> node-1:22 is allowed"
+    );
+    assert!(
+        conn(&lab, "world", &n1, 23, SHUT).is_none(),
+        "world -> node-1:23 is dropped"
+    );
+    assert!(
+        conn(&lab, &n2, &n1, 22, SHUT).is_none(),
+        "remote-node -> node-1:22 is dropped (only world is allowed)"
+    );
+    assert!(
+        conn(&lab, "world", &n2, 23, OPEN).is_some(),
+        "node-2 has no host policy"
+    );
+    assert!(
+        conn(&lab, &n1, "world", 80, OPEN).is_some(),
+        "node-1's own connection out: its egress is open and the replies pass through conntrack"
+    );
+    let mut forwarded = conn(&lab, "shop/frontend", "shop/backend", 80, OPEN)
+        .expect("pod traffic forwarded across node-1's underlay is not the host's");
+    // Between a pod and its own node (frontend runs on node-1) the pod's programs apply the
+    // host's policy: the host's ingress from frontend is not allowed; its egress is open.
+    assert!(
+        conn(&lab, "shop/frontend", &n1, 22, SHUT).is_none(),
+        "frontend -> its own node-1:22 is dropped by node-1's host policy"
+    );
+    assert!(
+        conn(&lab, "shop/frontend", &n2, 22, OPEN).is_some(),
+        "and node-2:22 is open"
+    );
+    tcp_server(&lab.netns("shop/frontend"), lab.ip("shop/frontend"), 8080);
+    assert!(
+        conn(&lab, &n1, "shop/frontend", 8080, OPEN).is_some(),
+        "node-1 -> its own pod: the host's egress is open"
+    );
+    // Fail closed: without the host endpoint's entry the host's traffic is dropped, forwarded
+    // pod traffic still passes.
+    let mut maps = ward_datapath::bpf::NodeMaps::open_pinned(&nodes[0]).unwrap();
+    let host: Vec<(u32, _)> = maps
+        .endpoints()
+        .unwrap()
+        .into_iter()
+        .filter(|(_, e)| e.flags == ward_datapath::bpf::maps::ENDPOINT_FLAG_HOST)
+        .collect();
+    // Under the underlay interface's index, and under key 0 for the pods' programs.
+    assert_eq!(host.len(), 2, "{host:?}");
+    assert!(
+        host.iter()
+            .all(|(_, e)| e.identity == ward_engine::Identity::HOST.0)
+    );
+    let ifindex = host
+        .iter()
+        .map(|(i, _)| *i)
+        .find(|i| *i != ward_datapath::bpf::maps::HOST_ENDPOINT_KEY)
+        .expect("the underlay interface's entry");
+    lab.kill_agent(&nodes[0]);
+    maps.remove_endpoint(ifindex).unwrap();
+    maps.ct_clear().unwrap();
+    assert!(conn(&lab, "world", &n1, 22, SHUT).is_none(), "fails closed");
+    assert!(still_works(&mut forwarded), "forwarded traffic passes");
+    assert!(conn(&lab, "shop/frontend", "shop/backend", 80, OPEN).is_some());
+}
+
 /// The connectivity-test cluster as a lab: the same namespaces, labels and named ports the
 /// random policies of `common::random` select.
 const CONN_LAB: &str = "apiVersion: ward.dev/v1alpha1
@@ -275,8 +375,8 @@ spec:
     cilium-test: {team: conn}
     other-ns: {team: other}
   nodes:
-    - {name: node-1, ip: 172.30.0.11, podCIDR: 10.1.0.0/24}
-    - {name: node-2, ip: 172.30.0.12, podCIDR: 10.1.1.0/24}
+    - {name: node-1, ip: 172.30.0.11, podCIDR: 10.1.0.0/24, labels: {zone: a}}
+    - {name: node-2, ip: 172.30.0.12, podCIDR: 10.1.1.0/24, labels: {zone: b}}
   world: {name: world, ip: 203.0.113.10}
   pods:
     - {name: client, namespace: cilium-test, labels: {name: client, kind: client}, ip: 10.1.0.10, node: node-1}
@@ -285,8 +385,9 @@ spec:
     - {name: echo-other-ns, namespace: other-ns, labels: {name: echo-other-ns, kind: echo}, ip: 10.1.1.30, node: node-2, ports: [{name: http, port: 9090, protocol: TCP}]}
 ";
 
-/// The kernel decides every random flow as the engine does: random policies (seeded), the
-/// agent's map entries, real TCP and UDP packets between lab pods and the world host.
+/// The kernel decides every random flow as the engine does: random policies (seeded: CNPs,
+/// CCNPs, host policies, Kubernetes NetworkPolicies, a CIDR group), the agent's map entries,
+/// real TCP and UDP packets between lab pods, the nodes' host endpoints and the world host.
 /// A failure names the seed; replay with `WARD_SEED=<seed>`.
 #[test]
 fn the_kernel_agrees_with_the_engine_on_random_policies_and_flows() {
@@ -299,14 +400,18 @@ fn the_kernel_agrees_with_the_engine_on_random_policies_and_flows() {
         return;
     }
     let lab = AgentLab::up("prop", CONN_LAB);
-    let hosts = [
+    // Pods, world and the nodes' host endpoints (host policies, KNPs and CIDR groups are
+    // among the random policies).
+    let node_hosts: Vec<String> = lab.nodes().iter().map(|n| format!("node:{n}")).collect();
+    let mut hosts = vec![
         "cilium-test/client",
         "cilium-test/client2",
         "cilium-test/echo",
         "other-ns/echo-other-ns",
         "world",
     ];
-    for h in hosts {
+    hosts.extend(node_hosts.iter().map(String::as_str));
+    for &h in &hosts {
         for port in random::PORTS {
             tcp_server(&lab.netns(h), lab.ip(h), port);
             udp_server(&lab.netns(h), lab.ip(h), port);

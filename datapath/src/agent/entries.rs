@@ -86,6 +86,16 @@ pub struct NodeEntries {
     pub rules: BTreeMap<u32, String>,
 }
 
+impl NodeEntries {
+    /// Drops the endpoint `name` and its policy entries (the host endpoint, when its
+    /// interface is not attached).
+    pub fn remove_endpoint(&mut self, name: &str) {
+        if let Some(e) = self.endpoints.remove(name) {
+            self.policy.retain(|k, _| k.ep != e.ep);
+        }
+    }
+}
+
 /// A stable 32-bit id for an endpoint (FNV-1a of `namespace/name`, never 0).
 pub fn endpoint_id(full_name: &str) -> u32 {
     fnv1a(full_name).max(1)
@@ -115,9 +125,30 @@ struct Local<'r> {
 
 const DIRECTIONS: [Direction; 2] = [Direction::Ingress, Direction::Egress];
 
-/// The node's endpoints (IPv4, known to the engine).
+/// The name of the node's own (host) endpoint among [`NodeEntries::endpoints`]; pods are
+/// named `namespace/name`, so it never collides with one.
+pub const HOST_ENDPOINT: &str = "host";
+
+static NO_PORTS: BTreeMap<String, NamedPort> = BTreeMap::new();
+
+/// The node's endpoints (IPv4, known to the engine): its pods, and its host endpoint when
+/// the node has an IPv4 address (policed by host policies, CCNPs with a `nodeSelector`).
 fn locals<'r>(repo: &'r PolicyRepository, node: &str) -> Vec<Local<'r>> {
     let mut out = Vec::new();
+    let host = repo.node_id(node).and_then(|id| {
+        let n = repo.cluster().nodes.iter().find(|n| n.name == node)?;
+        Some((n.ip?, repo.node_policy(id)?))
+    });
+    if let Some((IpAddr::V4(ip), policy)) = host {
+        out.push(Local {
+            name: HOST_ENDPOINT.to_owned(),
+            ip,
+            identity: Identity::HOST,
+            named_ports: &NO_PORTS,
+            enforced: DIRECTIONS.map(|d| policy.is_enforced(d)),
+            exports: DIRECTIONS.map(|d| policy.export(d)),
+        });
+    }
     for ep in repo
         .cluster()
         .endpoints

@@ -295,13 +295,15 @@ impl Agent {
     /// With `strict`, a pod whose interface cannot be found is an error (files mode at start:
     /// the lab is not up); otherwise it is left out until its interface appears.
     fn attach_pods(&mut self, strict: bool) -> Result<()> {
+        self.attach_host(strict)?;
         let local: Vec<(String, std::net::Ipv4Addr, String)> = self
             .topology
             .pods_on(&self.cfg.node)
             .map(|p| (p.full_name(), p.ip, p.host_ifname()))
             .collect();
-        self.ifindex
-            .retain(|name, _| local.iter().any(|(n, ..)| n == name));
+        self.ifindex.retain(|name, _| {
+            name == entries::HOST_ENDPOINT || local.iter().any(|(n, ..)| n == name)
+        });
         for (name, ip, lab_ifname) in local {
             if self.ifindex.contains_key(&name) {
                 continue;
@@ -335,6 +337,29 @@ impl Agent {
         Ok(())
     }
 
+    /// Attaches the host programs to the node's underlay interface (files mode: the lab's
+    /// [`names::NODE_UNDERLAY_IF`]), once. In kube mode the host endpoint is not enforced
+    /// yet: which of a real node's interfaces carry its traffic is not known here.
+    fn attach_host(&mut self, strict: bool) -> Result<()> {
+        if self.kube.is_some() || self.ifindex.contains_key(entries::HOST_ENDPOINT) {
+            return Ok(());
+        }
+        match self
+            .datapath
+            .attach_host(&self.netns, names::NODE_UNDERLAY_IF)
+        {
+            Ok(i) => {
+                self.ifindex.insert(entries::HOST_ENDPOINT.to_owned(), i);
+                Ok(())
+            }
+            Err(e) if strict => Err(e).context("the node's underlay interface (is the lab up?)"),
+            Err(e) => {
+                tracing::debug!(node = %self.cfg.node, "host endpoint not attached yet: {e:#}");
+                Ok(())
+            }
+        }
+    }
+
     /// The cluster as the engine sees it here: every pod, but of this node's pods only those
     /// whose interface is attached.
     fn effective_topology(&self) -> Topology {
@@ -364,7 +389,10 @@ impl Agent {
             &resources,
         )
         .map_err(|e| anyhow!("{e}"))?;
-        let wanted = entries::compute(&repo, &self.cfg.node).map_err(|e| anyhow!(e))?;
+        let mut wanted = entries::compute(&repo, &self.cfg.node).map_err(|e| anyhow!(e))?;
+        if !self.ifindex.contains_key(entries::HOST_ENDPOINT) {
+            wanted.remove_endpoint(entries::HOST_ENDPOINT);
+        }
         let stats = {
             let mut store = self.datapath.store(&self.ifindex);
             sync::apply(&mut *store, &self.current, &wanted)?
@@ -620,6 +648,9 @@ impl Datapath for NodeDatapath {
     fn attach(&mut self, netns: &Path, ifname: &str) -> Result<u32> {
         NodeDatapath::attach(self, netns, ifname)
     }
+    fn attach_host(&mut self, netns: &Path, ifname: &str) -> Result<u32> {
+        NodeDatapath::attach_host(self, netns, ifname)
+    }
     fn read_back(&self, ifindex: &BTreeMap<String, u32>) -> Result<NodeEntries> {
         read_back(self.maps(), ifindex)
     }
@@ -688,18 +719,30 @@ impl KernelStore<'_> {
 }
 
 impl MapStore for KernelStore<'_> {
+    /// The host endpoint goes under its interface's index and under
+    /// [`bpf::maps::HOST_ENDPOINT_KEY`], where the pods' programs find it.
     fn set_endpoint(&mut self, name: &str, e: &EndpointEntry) -> Result<()> {
         let i = self.index(name)?;
-        self.maps.set_endpoint(
-            i,
-            EndpointInfo {
-                ep_id: e.ep,
-                identity: e.identity,
-                flags: bpf::maps::ENDPOINT_FLAGS_NONE,
+        let host = name == entries::HOST_ENDPOINT;
+        let info = EndpointInfo {
+            ep_id: e.ep,
+            identity: e.identity,
+            flags: if host {
+                bpf::maps::ENDPOINT_FLAG_HOST
+            } else {
+                bpf::maps::ENDPOINT_FLAGS_NONE
             },
-        )
+        };
+        self.maps.set_endpoint(i, info)?;
+        if host {
+            self.maps.set_endpoint(bpf::maps::HOST_ENDPOINT_KEY, info)?;
+        }
+        Ok(())
     }
     fn remove_endpoint(&mut self, name: &str, _: &EndpointEntry) -> Result<()> {
+        if name == entries::HOST_ENDPOINT {
+            self.maps.remove_endpoint(bpf::maps::HOST_ENDPOINT_KEY)?;
+        }
         let i = self.index(name)?;
         self.maps.remove_endpoint(i).map(|_| ())
     }

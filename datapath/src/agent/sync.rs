@@ -20,6 +20,9 @@ pub trait Datapath {
     /// Attaches the programs to interface `ifname` in the network namespace at `netns`;
     /// returns its index (the endpoint map's key).
     fn attach(&mut self, netns: &Path, ifname: &str) -> Result<u32>;
+    /// Attaches the host programs to the node's underlay interface `ifname` (the host
+    /// endpoint's packets only; forwarded traffic passes); returns its index.
+    fn attach_host(&mut self, netns: &Path, ifname: &str) -> Result<u32>;
     /// What the maps hold, endpoints named by `ifindex` (pod name → interface index).
     fn read_back(&self, ifindex: &BTreeMap<String, u32>) -> Result<NodeEntries>;
     /// The maps as a [`MapStore`], endpoints keyed by their index in `ifindex`.

@@ -24,6 +24,11 @@ fn object() -> &'static [u8] {
 pub const FROM_POD_PROGRAM: &str = "from_pod";
 /// Program run on TC egress of the host veth: the pod's ingress.
 pub const TO_POD_PROGRAM: &str = "to_pod";
+/// Program run on TC ingress of the node's underlay interface: the host's ingress (packets
+/// to one of the node's own addresses; forwarded traffic passes).
+pub const TO_HOST_PROGRAM: &str = "to_host";
+/// Program run on TC egress of the node's underlay interface: the host's egress.
+pub const FROM_HOST_PROGRAM: &str = "from_host";
 
 /// Priority of ward's TC filters: 1, the first to run, so no other direct-action filter on
 /// the same hook can pass a packet before ward sees it.
@@ -87,7 +92,12 @@ impl NodeDatapath {
                     dir.display()
                 )
             })?;
-        for name in [FROM_POD_PROGRAM, TO_POD_PROGRAM] {
+        for name in [
+            FROM_POD_PROGRAM,
+            TO_POD_PROGRAM,
+            TO_HOST_PROGRAM,
+            FROM_HOST_PROGRAM,
+        ] {
             let prog = classifier(&mut ebpf, name)?;
             // ProgramError::LoadError's message carries the verifier log.
             prog.load()
@@ -143,6 +153,25 @@ impl NodeDatapath {
     ///
     /// Only a dedicated thread enters `netns`; the calling thread keeps its namespace.
     pub fn attach(&mut self, netns: &Path, ifname: &str) -> Result<u32> {
+        self.attach_pair(netns, ifname, [FROM_POD_PROGRAM, TO_POD_PROGRAM])
+    }
+
+    /// Attaches the host programs to the node's underlay interface `ifname` in `netns`:
+    /// [`TO_HOST_PROGRAM`] on its ingress hook, [`FROM_HOST_PROGRAM`] on its egress hook,
+    /// as [`NodeDatapath::attach`] does for a pod. They enforce the host endpoint (the
+    /// endpoint-map entry of the returned index) on packets from or to the node's own
+    /// addresses, and pass forwarded traffic and the mesh's WireGuard port untouched.
+    pub fn attach_host(&mut self, netns: &Path, ifname: &str) -> Result<u32> {
+        self.attach_pair(netns, ifname, [TO_HOST_PROGRAM, FROM_HOST_PROGRAM])
+    }
+
+    /// Attaches `ingress` and `egress` (program names) to `ifname`'s TC hooks in `netns`.
+    fn attach_pair(
+        &mut self,
+        netns: &Path,
+        ifname: &str,
+        [ingress, egress]: [&str; 2],
+    ) -> Result<u32> {
         let ebpf = &mut self.ebpf;
         netns::run_in_netns(netns, move || {
             let ifindex = netns::ifindex(ifname)?;
@@ -155,8 +184,8 @@ impl NodeDatapath {
                     return Err(e).with_context(|| format!("adding a clsact qdisc to {ifname}"));
                 }
             }
-            attach_one(ebpf, FROM_POD_PROGRAM, ifname, TcAttachType::Ingress)?;
-            attach_one(ebpf, TO_POD_PROGRAM, ifname, TcAttachType::Egress)?;
+            attach_one(ebpf, ingress, ifname, TcAttachType::Ingress)?;
+            attach_one(ebpf, egress, ifname, TcAttachType::Egress)?;
             Ok(ifindex)
         })
         .with_context(|| {

@@ -48,8 +48,15 @@ pub const POLICY_PREFIX_ANY: u32 = 72;
 /// Policy-key prefix length of a full key (protocol and the whole port).
 pub const POLICY_PREFIX_FULL: u32 = 96;
 
-/// `EndpointInfo::flags`: reserved, no bit is defined yet.
+/// `EndpointInfo::flags`: a pod's endpoint.
 pub const ENDPOINT_FLAGS_NONE: u32 = 0;
+/// `EndpointInfo::flags` bit 0 (`WARD_EP_F_HOST`): the node's host endpoint, on its underlay
+/// interface.
+pub const ENDPOINT_FLAG_HOST: u32 = 1;
+/// The endpoint-map key (no interface has index 0) under which the host endpoint is also
+/// kept, for the pods' programs: traffic between a pod and its own node never crosses the
+/// underlay interface, so they check the host's policy themselves.
+pub const HOST_ENDPOINT_KEY: u32 = 0;
 /// `PolicyValue` flag bit 0: the allow carries L7 rules that are only enforced at L4 here.
 pub const POLICY_FLAG_L7: u8 = 1;
 /// `CtValue::flags` bit: the ingress policy of the destination allowed this tuple.
@@ -156,7 +163,7 @@ pub struct EndpointInfo {
     pub ep_id: u32,
     /// The endpoint's own security identity.
     pub identity: u32,
-    /// Reserved ([`ENDPOINT_FLAGS_NONE`]).
+    /// [`ENDPOINT_FLAGS_NONE`] for a pod, [`ENDPOINT_FLAG_HOST`] for the host endpoint.
     pub flags: u32,
 }
 

@@ -209,19 +209,23 @@ impl AgentLab {
         }
     }
 
-    /// The namespace path of a pod (`ns/name`) or `world`.
+    /// The namespace path of a pod (`ns/name`), a node (`node:<name>`) or `world`.
     pub fn netns(&self, who: &str) -> PathBuf {
         if who == "world" {
             self.lab.world_netns()
+        } else if let Some(node) = who.strip_prefix("node:") {
+            self.lab.node_netns(node)
         } else {
             self.lab.pod_netns(who)
         }
     }
 
-    /// The address of a pod or `world`.
+    /// The address of a pod, a node (`node:<name>`, its underlay address) or `world`.
     pub fn ip(&self, who: &str) -> Ipv4Addr {
         if who == "world" {
             self.lab.topology().world.ip
+        } else if let Some(node) = who.strip_prefix("node:") {
+            self.lab.topology().node(node).unwrap().ip
         } else {
             self.lab.pod(who).unwrap().ip
         }

@@ -77,6 +77,9 @@ impl Datapath for FakeDatapath {
         let next = 100 + u32::try_from(s.attached.len()).unwrap();
         Ok(*s.attached.entry(ifname.to_owned()).or_insert(next))
     }
+    fn attach_host(&mut self, netns: &Path, ifname: &str) -> Result<u32> {
+        self.attach(netns, ifname)
+    }
     fn read_back(&self, ifindex: &BTreeMap<String, u32>) -> Result<NodeEntries> {
         let mut e = self.state().maps.clone();
         e.endpoints.retain(|name, _| ifindex.contains_key(name));
@@ -241,16 +244,17 @@ fn cidr(a: u8, b: u8, c: u8, len: u8) -> Ipv4Net {
 }
 
 #[test]
-fn start_attaches_the_nodes_pods_only() {
+fn start_attaches_the_nodes_pods_and_its_host_only() {
     let h = Harness::new();
     let agent = h.start().unwrap();
     let attached: Vec<String> = h.datapath.state().attached.keys().cloned().collect();
     let frontend = names::host_ifname("shop", "frontend");
     let admin = names::host_ifname("shop", "admin");
-    let mut want = vec![frontend, admin];
+    let mut want = vec![frontend, admin, names::NODE_UNDERLAY_IF.to_owned()];
     want.sort();
     assert_eq!(attached, want);
-    assert_eq!(agent.ifindex.len(), 2);
+    assert_eq!(agent.ifindex.len(), 3);
+    assert!(agent.ifindex.contains_key(entries::HOST_ENDPOINT));
     assert!(
         h.datapath.take_log().is_empty(),
         "nothing is written before a sync"
