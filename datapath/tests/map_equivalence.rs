@@ -16,7 +16,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use ward_datapath::agent::entries::{self, MapVerdict, NodeEntries};
 use ward_engine::{Peer, PolicyRepository, Protocol, Verdict};
 
-/// The address and node of a flow end, as the datapath sees it.
+/// The address and node of a flow end (with its endpoint id), as the datapath sees it.
 fn place(s: &Suite, name: &str) -> (Ipv4Addr, Option<(String, u32)>) {
     match s.peer(name) {
         Peer::Endpoint(id) => {
@@ -32,7 +32,17 @@ fn place(s: &Suite, name: &str) -> (Ipv4Addr, Option<(String, u32)>) {
                 )),
             )
         }
-        Peer::Ip(IpAddr::V4(ip)) => (ip, None),
+        // A node's address is its host endpoint (a host policy may select it).
+        Peer::Ip(IpAddr::V4(ip)) => {
+            let node = s
+                .repo
+                .cluster()
+                .nodes
+                .iter()
+                .find(|n| n.ip == Some(IpAddr::V4(ip)));
+            let host = node.map(|n| (n.name.clone(), entries::endpoint_id(entries::HOST_ENDPOINT)));
+            (ip, host)
+        }
         other => panic!("unexpected peer {other:?}"),
     }
 }

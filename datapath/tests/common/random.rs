@@ -89,6 +89,7 @@ fn peer(rng: &mut Rng, dir: &str) -> String {
         1 | 2 => format!(r#""{eps}": [{}]"#, rng.pick(&SELECTORS)),
         3 => format!(r#""{ents}": ["{}"]"#, rng.pick(&ENTITIES)),
         4 => format!(r#""{cidr}": ["{}"]"#, rng.pick(&CIDRS)),
+        5 if rng.chance(1, 3) => format!(r#""{set}": [{{"cidrGroupRef": "{GROUP}"}}]"#),
         _ => {
             let except = if rng.chance(1, 2) {
                 r#", "except": ["203.0.113.8/29"]"#
@@ -127,8 +128,15 @@ fn ports(rng: &mut Rng, allow: bool) -> String {
     }
 }
 
-/// One random rule: a subject and one to three entries in random lists.
+/// One random rule: an endpoint selector and one to three entries in random lists.
 fn rule(rng: &mut Rng) -> String {
+    rule_of(rng, |rng| {
+        format!(r#""endpointSelector": {}"#, rng.pick(&SELECTORS))
+    })
+}
+
+/// One random rule whose subject `subject` draws.
+fn rule_of(rng: &mut Rng, subject: impl FnOnce(&mut Rng) -> String) -> String {
     let mut lists: Vec<String> = Vec::new();
     for _ in 0..=rng.below(3) {
         let list = *rng.pick(&[
@@ -157,7 +165,7 @@ fn rule(rng: &mut Rng) -> String {
     if lists.is_empty() {
         lists.push(r#""ingress": [{}]"#.to_owned());
     }
-    let mut fields = vec![format!(r#""endpointSelector": {}"#, rng.pick(&SELECTORS))];
+    let mut fields = vec![subject(rng)];
     if rng.chance(1, 8) {
         fields.push(format!(
             r#""enableDefaultDeny": {{"ingress": {}, "egress": {}}}"#,
@@ -177,19 +185,90 @@ fn rule(rng: &mut Rng) -> String {
     format!("{{{}}}", fields.join(", "))
 }
 
-/// One to four random policies (CNPs in `cilium-test` or `other-ns`, sometimes a CCNP).
+/// The CiliumCIDRGroup every generated policy set holds, which `cidrGroupRef` peers name.
+pub const GROUP: &str = "random-group";
+
+const CIDR_GROUP: &str = "---
+apiVersion: cilium.io/v2alpha1
+kind: CiliumCIDRGroup
+metadata:
+  name: random-group
+spec:
+  externalCIDRs: [203.0.113.0/28, 198.51.100.0/24]
+";
+
+/// Node selectors of host policies (the clusters' nodes have `zone: a` and `zone: b`).
+const NODE_SELECTORS: [&str; 3] = [
+    "{}",
+    r#"{"matchLabels": {"zone": "a"}}"#,
+    r#"{"matchExpressions": [{"key": "zone", "operator": "In", "values": ["b"]}]}"#,
+];
+
+/// One to four random policies: CNPs in `cilium-test` or `other-ns`, sometimes a CCNP, a
+/// host policy (a CCNP with a `nodeSelector`) or a Kubernetes NetworkPolicy; always with
+/// the CIDR group [`GROUP`].
 pub fn policies(rng: &mut Rng) -> Vec<String> {
-    (0..=rng.below(4))
+    let mut out: Vec<String> = (0..=rng.below(4))
         .map(|i| {
-            let spec = rule(rng);
-            if rng.chance(1, 5) {
-                ccnp(&format!("random-{i}"), &spec)
-            } else {
-                let namespace: &str = rng.pick::<&str>(&["cilium-test", "cilium-test", "other-ns"]);
-                cnp(&format!("random-{i}"), namespace, &spec)
+            let name = format!("random-{i}");
+            match rng.below(10) {
+                0 | 1 => ccnp(&name, &rule(rng)),
+                2 => ccnp(&name, &host_rule(rng)),
+                3 => knp(rng, &name),
+                _ => {
+                    let namespace: &str =
+                        rng.pick::<&str>(&["cilium-test", "cilium-test", "other-ns"]);
+                    cnp(&name, namespace, &rule(rng))
+                }
             }
         })
-        .collect()
+        .collect();
+    out.push(CIDR_GROUP.to_owned());
+    out
+}
+
+/// A random host policy: a rule whose subject is a node selector.
+fn host_rule(rng: &mut Rng) -> String {
+    rule_of(rng, |rng| {
+        format!(r#""nodeSelector": {}"#, rng.pick(&NODE_SELECTORS))
+    })
+}
+
+/// A random Kubernetes NetworkPolicy in `cilium-test`.
+fn knp(rng: &mut Rng, name: &str) -> String {
+    let pods = rng.pick(&[
+        "{}",
+        r#"{"matchLabels": {"kind": "echo"}}"#,
+        r#"{"matchLabels": {"name": "client"}}"#,
+    ]);
+    let peer = *rng.pick(&[
+        r#"{"podSelector": {"matchLabels": {"kind": "client"}}}"#,
+        r#"{"namespaceSelector": {"matchLabels": {"team": "other"}}}"#,
+        r#"{"namespaceSelector": {}, "podSelector": {"matchLabels": {"name": "echo"}}}"#,
+        r#"{"ipBlock": {"cidr": "203.0.113.0/24", "except": ["203.0.113.8/29"]}}"#,
+        r#"{"ipBlock": {"cidr": "0.0.0.0/0"}}"#,
+    ]);
+    let port = format!(
+        r#"{{"protocol": "{}", "port": {}}}"#,
+        rng.pick(&["TCP", "UDP"]),
+        rng.pick(&PORTS)
+    );
+    let ports = if rng.chance(1, 2) {
+        format!(r#", "ports": [{port}]"#)
+    } else {
+        String::new()
+    };
+    let (types, list, side) = match rng.below(3) {
+        0 => (r#"["Ingress"]"#, "ingress", "from"),
+        1 => (r#"["Egress"]"#, "egress", "to"),
+        _ => (r#"["Ingress", "Egress"]"#, "ingress", "from"),
+    };
+    let spec = format!(
+        r#"{{"podSelector": {pods}, "policyTypes": {types}, "{list}": [{{"{side}": [{peer}]{ports}}}]}}"#
+    );
+    format!(
+        "---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata:\n  name: {name}\n  namespace: cilium-test\nspec: {spec}\n"
+    )
 }
 
 /// A random flow: (from, to, "PROTO/port") with at least one managed end.

@@ -14,9 +14,11 @@
 //!    proxy feeds to the kernel yet), the flow is not probed, and says why.
 //!
 //! The datapath enforces layer 3/4: an expectation that carries an HTTP request or a DNS
-//! query is compared on its layer 3/4 verdict. Flows with an end the lab cannot hold (a
-//! node's host endpoint, `host`, `remote-node`, `kube-apiserver`, an address that is neither
-//! an endpoint's nor the world host's, IPv6) are listed as not probed, with the reason.
+//! query is compared on its layer 3/4 verdict. A node (`node:<name>`, its address, or `host`
+//! as the other end's node) is sent from or to its own namespace, where its host policy is
+//! enforced. Flows with an end the lab cannot hold (`remote-node`, which stands for several
+//! nodes, `kube-apiserver`, an address inside the lab's ranges that nothing has, IPv6) are
+//! listed as not probed, with the reason.
 //!
 //! Unlike the rest of [`crate::testing`], this needs root and builds real namespaces; the lab,
 //! the agents' pinned maps and run folders are removed when the run ends, also on an error.
@@ -39,7 +41,7 @@ use std::time::Duration;
 use ward_datapath::agent::run::{Agent, AgentConfig, Source};
 use ward_datapath::bpf::NodeMaps;
 use ward_datapath::lab::{Lab, Topology, probe};
-use ward_engine::{Cluster, Flow, Peer, PolicyRepository, Protocol, Verdict};
+use ward_engine::{Cluster, Flow, Identity, Peer, PolicyRepository, Protocol, Verdict};
 use ward_schema::policytest::TestExpectation;
 use ward_schema::{Kind, ResourceSet};
 
@@ -133,6 +135,8 @@ impl LabView<'_> {
 enum Host {
     /// A pod, by `namespace/name`.
     Pod(String, Ipv4Addr),
+    /// A node's host endpoint, by its name in the lab.
+    Node(String, Ipv4Addr),
     /// The world host.
     World(Ipv4Addr),
 }
@@ -140,13 +144,14 @@ enum Host {
 impl Host {
     fn ip(&self) -> Ipv4Addr {
         match self {
-            Host::Pod(_, ip) | Host::World(ip) => *ip,
+            Host::Pod(_, ip) | Host::Node(_, ip) | Host::World(ip) => *ip,
         }
     }
 
     fn netns(&self, lab: &Lab) -> PathBuf {
         match self {
             Host::Pod(name, _) => lab.pod_netns(name),
+            Host::Node(name, _) => lab.node_netns(name),
             Host::World(_) => lab.world_netns(),
         }
     }
@@ -342,9 +347,12 @@ fn probe_of(
     let src = PeerRef::parse(&e.from, cluster)?;
     let dst = PeerRef::parse(&e.to, cluster)?;
     let (protocol, port) = resolve_port(e.protocol.as_deref(), e.port.as_ref(), dst, cluster)?;
-    let (src, dst) = (host(src, suite, placement)?, host(dst, suite, placement)?);
+    let (src, dst) = (
+        host(src, dst, suite, placement)?,
+        host(dst, src, suite, placement)?,
+    );
     if src == dst {
-        return Err("a pod's traffic to itself never leaves the pod".into());
+        return Err("both ends are the same host: its traffic to itself never leaves it".into());
     }
     if matches!((&src, &dst), (Host::World(_), Host::World(_))) {
         return Err("both ends are outside the cluster".into());
@@ -365,14 +373,20 @@ fn probe_of(
     })
 }
 
-/// Where a flow end is in the lab.
-fn host(end: PeerRef, suite: &Suite, placement: &Placement) -> Result<Host, String> {
+/// Where a flow end is in the lab; `other` is the other end (the node `host` stands for).
+fn host(
+    end: PeerRef,
+    other: PeerRef,
+    suite: &Suite,
+    placement: &Placement,
+) -> Result<Host, String> {
     let cluster = &suite.cluster;
     if let Some(i) = end.endpoint(cluster) {
         return placement.pods[i]
             .clone()
             .map(|(name, ip)| Host::Pod(name, ip));
     }
+    let nodes = &cluster.cluster.nodes;
     let world = placement.world;
     match end {
         PeerRef::World => Ok(Host::World(world)),
@@ -380,19 +394,38 @@ fn host(end: PeerRef, suite: &Suite, placement: &Placement) -> Result<Host, Stri
             Ok(Host::World(ip))
         }
         PeerRef::Ip(IpAddr::V6(ip)) => Err(format!("{ip}: the lab is IPv4 only")),
-        PeerRef::Ip(ip) if cluster.cluster.nodes.iter().any(|n| n.ip == Some(ip)) => Err(format!(
-            "{ip} is a node's address: the kernel does not enforce host endpoints yet"
-        )),
-        PeerRef::Ip(ip) => Err(format!(
-            "{ip} lies inside the lab's own ranges (a node's address, or a pod range or the underlay without a pod there)"
-        )),
+        PeerRef::Ip(ip) => match nodes.iter().find(|n| n.ip == Some(ip)) {
+            Some(n) => node_host(&n.name, placement),
+            None => Err(format!(
+                "{ip} lies inside the lab's own ranges (a pod range or the underlay, without a pod or node there)"
+            )),
+        },
         PeerRef::WorldIpv6 => Err("world-ipv6: the lab is IPv4 only".into()),
-        PeerRef::Node(_) | PeerRef::Reserved(_) => Err(format!(
-            "{}: the kernel does not enforce host endpoints yet, and the lab has no such host",
-            end.label(cluster)
-        )),
+        PeerRef::Node(n) => node_host(&nodes[n].name, placement),
+        PeerRef::Reserved(Identity::HOST) => {
+            let n = other
+                .node(cluster)
+                .or((nodes.len() == 1).then_some(0))
+                .ok_or("host is tied to no node here (give the other end a node)")?;
+            node_host(&nodes[n].name, placement)
+        }
+        PeerRef::Reserved(Identity::REMOTE_NODE) => Err(
+            "remote-node stands for every other node: write node:<name> to send from or to one"
+                .into(),
+        ),
+        PeerRef::Reserved(_) => Err(format!("{}: the lab has no such host", end.label(cluster))),
         PeerRef::Endpoint(_) => unreachable!("endpoints are handled above"),
     }
+}
+
+/// The host endpoint of the tests' node `name` in the lab.
+fn node_host(name: &str, placement: &Placement) -> Result<Host, String> {
+    placement
+        .nodes
+        .iter()
+        .find(|n| n.test.as_deref() == Some(name))
+        .map(|n| Host::Node(n.lab.clone(), n.ip))
+        .ok_or_else(|| format!("node {name} is not in the lab"))
 }
 
 /// Whether the engine allows `p` over the lab's cluster (layer 3/4).
@@ -487,7 +520,7 @@ fn send(lab: &Lab, p: &Probe, timeout: Duration) -> Result<bool> {
     // The world host has several addresses: a probe from it leaves from the one it stands for.
     let from = match &p.src {
         Host::World(ip) => Some(*ip),
-        Host::Pod(..) => None,
+        Host::Pod(..) | Host::Node(..) => None,
     };
     let to = p.dst.ip();
     match p.protocol {

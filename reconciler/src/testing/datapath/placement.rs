@@ -35,9 +35,21 @@ pub struct Placement {
     /// The further addresses the world host answers on: those the expectations use outside
     /// the cluster.
     pub world_addresses: Vec<Ipv4Addr>,
-    /// The lab's node names, each with the test's node it stands for (`None` for the node
-    /// of endpoints that name none).
-    pub nodes: Vec<(String, Option<String>)>,
+    /// The lab's nodes.
+    pub nodes: Vec<PlacedNode>,
+    /// Per endpoint, in order: the lab node its pod runs on (`None` when it is left out).
+    pub pod_nodes: Vec<Option<String>>,
+}
+
+/// A node of the lab.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlacedNode {
+    /// Its name in the lab.
+    pub lab: String,
+    /// The tests' node it stands for (`None` for the node of endpoints that name none).
+    pub test: Option<String>,
+    /// Its underlay address.
+    pub ip: Ipv4Addr,
 }
 
 /// One node being planned.
@@ -122,9 +134,21 @@ pub fn place(
         pods,
         world,
         world_addresses,
+        pod_nodes: (0..cluster.cluster.endpoints.len())
+            .map(|i| {
+                nodes
+                    .iter()
+                    .find(|n| n.pods.contains(&i))
+                    .map(|n| n.lab_name.clone())
+            })
+            .collect(),
         nodes: nodes
             .into_iter()
-            .map(|n| (n.lab_name, n.test_name))
+            .map(|n| PlacedNode {
+                lab: n.lab_name,
+                test: n.test_name,
+                ip: n.ip.unwrap_or(Ipv4Addr::UNSPECIFIED),
+            })
             .collect(),
     })
 }
@@ -465,8 +489,19 @@ mod tests {
         assert_eq!(t.nodes[0].labels["role"], "worker");
         assert_eq!(t.nodes.len(), 3, "the node of endpoints without one");
         assert_eq!(t.pods[0].node, "d2n0");
-        assert_eq!(p.nodes[0], ("d2n0".to_owned(), Some("worker-1".to_owned())));
-        assert_eq!(p.nodes[2], ("d2n2".to_owned(), None));
+        assert_eq!(
+            p.nodes[0],
+            PlacedNode {
+                lab: "d2n0".to_owned(),
+                test: Some("worker-1".to_owned()),
+                ip: "192.168.10.11".parse().unwrap()
+            }
+        );
+        assert_eq!((p.nodes[2].lab.as_str(), &p.nodes[2].test), ("d2n2", &None));
+        assert_eq!(
+            p.pod_nodes,
+            [Some("d2n0".to_owned()), Some("d2n2".to_owned())]
+        );
         // Outside addresses inside a pod range or the underlay stay out of the world host.
         assert_eq!(
             t.world.addresses,
