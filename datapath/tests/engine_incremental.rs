@@ -73,6 +73,7 @@ fn random_cluster(rng: &mut Rng) -> Cluster {
             ip: Some(format!("10.1.0.{}", i + 10).parse().unwrap()),
             named_ports,
             node: Some((*rng.pick(&["n0", "n1"])).to_owned()),
+            service_account: None,
         });
     }
     c

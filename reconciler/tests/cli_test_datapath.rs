@@ -4,7 +4,8 @@
 //! - The repository's own policies/ agree in the kernel, flow for flow, host policies
 //!   included; what the lab cannot send (`remote-node`, DNS answers only the tests declare)
 //!   is listed as not probed, with why.
-//! - TCP, UDP and ICMP echo, pods without a declared address, a world address the test names.
+//! - TCP, UDP and ICMP echo, pods without a declared address, a world address the test names,
+//!   a ServiceAccount a policy selects.
 //! - A map entry corrupted between the agents' sync and the probes is reported as a
 //!   disagreement: the check would catch a datapath that does not do what the engine says.
 //!
@@ -100,6 +101,8 @@ spec:
       icmps: [{fields: [{type: 8, family: IPv4}]}]
     - fromCIDR: [198.51.100.0/24]
       toPorts: [{ports: [{port: \"443\", protocol: TCP}]}]
+    - fromEndpoints: [{matchLabels: {io.cilium.k8s.policy.serviceaccount: deployer}}]
+      toPorts: [{ports: [{port: \"8080\", protocol: TCP}]}]
 ---
 apiVersion: ward.dev/v1alpha1
 kind: PolicyTest
@@ -108,7 +111,7 @@ spec:
   endpoints:
     - {name: a, namespace: demo, labels: {app: a}}
     - {name: b, namespace: demo, labels: {app: b}, ip: 10.9.0.20}
-    - {name: c, namespace: demo, labels: {app: c}}
+    - {name: c, namespace: demo, labels: {app: c}, serviceAccount: deployer}
   expectations:
     - {from: a, to: b, port: 80, expect: allow}
     - {from: a, to: b, port: 53, protocol: UDP, expect: allow}
@@ -118,6 +121,8 @@ spec:
     - {from: 198.51.100.7, to: b, port: 443, expect: allow}
     - {from: 192.0.2.7, to: b, port: 443, expect: deny}
     - {from: b, to: a, port: 80, expect: allow}
+    - {from: c, to: b, port: 8080, expect: allow}
+    - {from: a, to: b, port: 8080, expect: deny}
 ";
 
 /// Loads YAML documents as `ward test` does.
@@ -158,6 +163,9 @@ fn tcp_udp_icmp_and_outside_addresses_agree() {
         Some("passed")
     );
     assert_eq!(check(&run, "192.0.2.7 → b TCP/443").kernel, Some("dropped"));
+    // A ServiceAccount selects: c runs as `deployer`, a as `default`.
+    assert_eq!(check(&run, "c → b TCP/8080").kernel, Some("passed"));
+    assert_eq!(check(&run, "a → b TCP/8080").kernel, Some("dropped"));
     assert!(run.lab.contains("3 pod(s)"), "{}", run.lab);
 }
 
@@ -190,14 +198,14 @@ fn a_corrupted_map_entry_is_reported_as_a_disagreement() {
     );
     assert!(
         run.text(false).contains(
-            "✗ a → b TCP/80 (suite.yaml:23): DISAGREE: the engine says allow, the kernel dropped it"
+            "✗ a → b TCP/80 (suite.yaml:25): DISAGREE: the engine says allow, the kernel dropped it"
         ),
         "{}",
         run.text(false)
     );
     assert!(
         run.text(false)
-            .contains("FAILED: 8 expectation(s) on the datapath")
+            .contains("FAILED: 10 expectation(s) on the datapath")
     );
 }
 

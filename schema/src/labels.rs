@@ -18,6 +18,9 @@ pub const SOURCE_ANY: &str = "any";
 
 /// `io.kubernetes.pod.namespace`: the namespace of a pod.
 pub const NAMESPACE_KEY: &str = "io.kubernetes.pod.namespace";
+/// `io.cilium.k8s.policy.serviceaccount`: the pod's ServiceAccount (`spec.serviceAccountName`,
+/// which the API server sets to `default` when a pod names none).
+pub const SERVICE_ACCOUNT_KEY: &str = "io.cilium.k8s.policy.serviceaccount";
 /// `io.cilium.k8s.policy.cluster`: the cluster a pod belongs to.
 pub const CLUSTER_KEY: &str = "io.cilium.k8s.policy.cluster";
 /// `io.cilium.k8s.namespace.labels.`: prefix of the namespace's labels copied onto its pods.

@@ -108,6 +108,10 @@ pub struct TestEndpoint {
     /// Declared container ports; a named one can be used by named-port rules.
     #[serde(default)]
     pub ports: Vec<TestPort>,
+    /// The pod's ServiceAccount (`default` when absent, as the API server sets it), which
+    /// policies select as `io.cilium.k8s.policy.serviceaccount`.
+    #[serde(default, rename = "serviceAccount")]
+    pub service_account: Option<String>,
 }
 
 /// A declared container port.

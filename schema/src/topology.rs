@@ -23,6 +23,7 @@
 //!       node: node-1
 //!       ports:                       # optional; name optional, protocol TCP (default), UDP, SCTP
 //!         - {name: http, port: 80, protocol: TCP}
+//!       serviceAccount: backend      # optional; `default` when absent
 //! ```
 //!
 //! The lab is IPv4 only. Names of the lab, nodes, world, namespaces and pods are DNS labels;
@@ -254,6 +255,13 @@ pub struct PodSpec {
     pub node: String,
     /// Its declared container ports.
     pub ports: Vec<PortSpec>,
+    /// Its ServiceAccount (`default` when absent).
+    #[serde(
+        default,
+        rename = "serviceAccount",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub service_account: Option<String>,
 }
 
 /// A declared container port.
@@ -1111,7 +1119,15 @@ impl<'a> Ctx<'a> {
                 item,
                 &at,
                 &format!("pods[{i}]"),
-                &["name", "namespace", "labels", "ip", "node", "ports"],
+                &[
+                    "name",
+                    "namespace",
+                    "labels",
+                    "ip",
+                    "node",
+                    "ports",
+                    "serviceAccount",
+                ],
             ) else {
                 continue;
             };
@@ -1205,6 +1221,7 @@ impl<'a> Ctx<'a> {
             }
             let labels = self.labels(m, &at, "labels", &what);
             let ports = self.ports(m, &at, &what);
+            let service_account = self.string(m, &at, "serviceAccount", &what, false);
             if let (true, Some(name), Some(namespace), Some(nd), Some(ip), Some(ports)) =
                 (ok, name, namespace, node, ip, ports)
             {
@@ -1215,6 +1232,7 @@ impl<'a> Ctx<'a> {
                     ip,
                     node: nd.name.clone(),
                     ports,
+                    service_account,
                 });
             }
         }

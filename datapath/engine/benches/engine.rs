@@ -71,6 +71,7 @@ fn cluster() -> Cluster {
                     ),
                     named_ports,
                     node: Some(format!("node-{}", i % NODES)),
+                    service_account: None,
                 });
                 i += 1;
             }

@@ -2,13 +2,16 @@
 //! document or the lab topology declares them.
 //!
 //! Every endpoint gets the labels Cilium adds to a pod: `k8s:io.kubernetes.pod.namespace`,
-//! `k8s:io.cilium.k8s.policy.cluster` and its namespace's labels as
+//! `k8s:io.cilium.k8s.policy.cluster`, `k8s:io.cilium.k8s.policy.serviceaccount` (its
+//! ServiceAccount, `default` when it names none, as the API server sets it) and its
+//! namespace's labels as
 //! `k8s:io.cilium.k8s.namespace.labels.<key>` (including
 //! `kubernetes.io/metadata.name=<namespace>`, which Kubernetes sets on every namespace).
 //! Addresses that belong to no endpoint and no node are `world`.
 
 use super::labels::{
-    CLUSTER_KEY, Label, LabelError, LabelSet, NAMESPACE_KEY, NAMESPACE_LABELS_PREFIX, SOURCE_K8S,
+    CLUSTER_KEY, Label, LabelError, LabelSet, NAMESPACE_KEY, NAMESPACE_LABELS_PREFIX,
+    SERVICE_ACCOUNT_KEY, SOURCE_K8S,
 };
 use super::ports::Protocol;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -71,6 +74,10 @@ pub struct Endpoint {
     pub named_ports: BTreeMap<String, NamedPort>,
     /// The node the pod runs on.
     pub node: Option<String>,
+    /// Its ServiceAccount (`None`: `default`, which the API server gives a pod that names
+    /// none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_account: Option<String>,
 }
 
 /// A declared container port.
@@ -183,6 +190,11 @@ impl Endpoint {
         }
         set.insert(Label::new(SOURCE_K8S, NAMESPACE_KEY, &self.namespace));
         set.insert(Label::new(SOURCE_K8S, CLUSTER_KEY, cluster_name));
+        set.insert(Label::new(
+            SOURCE_K8S,
+            SERVICE_ACCOUNT_KEY,
+            self.service_account.as_deref().unwrap_or("default"),
+        ));
         Ok(set)
     }
 
@@ -249,6 +261,7 @@ impl Cluster {
                         })
                         .collect(),
                     node: Some(p.node.clone()),
+                    service_account: p.service_account.clone(),
                 })
                 .collect(),
         }
@@ -328,7 +341,17 @@ mod tests {
             labels.to_string(),
             "k8s:app=web,k8s:io.cilium.k8s.namespace.labels.kubernetes.io/metadata.name=shop,\
              k8s:io.cilium.k8s.namespace.labels.team=payments,k8s:io.cilium.k8s.policy.cluster=default,\
-             k8s:io.kubernetes.pod.namespace=shop"
+             k8s:io.cilium.k8s.policy.serviceaccount=default,k8s:io.kubernetes.pod.namespace=shop"
+        );
+        // A pod's ServiceAccount is part of its identity (`default` when it names none).
+        let mut with_sa = c.clone();
+        with_sa.endpoints[0].service_account = Some("web-sa".into());
+        let labels = with_sa.endpoints[0].identity_labels(&c, "default").unwrap();
+        assert!(
+            labels
+                .to_string()
+                .contains("k8s:io.cilium.k8s.policy.serviceaccount=web-sa,"),
+            "{labels}"
         );
         assert_eq!(c.endpoints[0].named_ports["dns"].protocol, Protocol::UDP);
         assert_eq!(c.endpoints[0].named_ports["http"].protocol, Protocol::TCP);

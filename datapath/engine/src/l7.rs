@@ -559,6 +559,7 @@ mod tests {
                     namespace: "shop".into(),
                     labels: [("app".to_owned(), name.to_owned())].into(),
                     node: Some(node.into()),
+                    service_account: None,
                     ..Endpoint::default()
                 });
                 cluster.nodes.push(Node {

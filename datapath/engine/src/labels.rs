@@ -14,8 +14,8 @@
 use std::fmt;
 
 pub use ward_schema::labels::{
-    CLUSTER_KEY, Label, LabelError, NAMESPACE_KEY, NAMESPACE_LABELS_PREFIX, SOURCE_ANY, SOURCE_K8S,
-    SOURCE_RESERVED, split_source,
+    CLUSTER_KEY, Label, LabelError, NAMESPACE_KEY, NAMESPACE_LABELS_PREFIX, SERVICE_ACCOUNT_KEY,
+    SOURCE_ANY, SOURCE_K8S, SOURCE_RESERVED, split_source,
 };
 
 /// Whether a label takes part in identities, following Cilium's default label filter:

@@ -237,6 +237,7 @@ mod tests {
             labels: [("app".to_owned(), app.to_owned())].into(),
             ip: Some(ip.parse().unwrap()),
             node: Some("n1".into()),
+            service_account: None,
             ..Endpoint::default()
         };
         let cluster = Cluster {

@@ -491,6 +491,7 @@ fn pod_spec(p: &Pod) -> Option<PodSpec> {
         ip,
         node: spec.node_name.clone()?,
         ports,
+        service_account: spec.service_account_name.clone(),
     })
 }
 

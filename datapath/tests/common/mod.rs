@@ -49,6 +49,7 @@ fn endpoint(
             })
             .collect(),
         node: Some(node.into()),
+        service_account: None,
     }
 }
 

@@ -181,6 +181,7 @@ impl TestCluster {
             ip: endpoint.ip.map(|ip| ip.to_string()),
             node: endpoint.node.clone(),
             ports: Vec::new(),
+            service_account: endpoint.service_account.clone(),
         };
         let origin = Origin {
             file: "(command line)".to_owned(),
@@ -333,6 +334,7 @@ fn differences(a: &TestEndpoint, b: &TestEndpoint) -> Vec<&'static str> {
         ("addresses", ip(a) == ip(b)),
         ("nodes", a.node == b.node),
         ("ports", ports(a) == ports(b)),
+        ("service accounts", a.service_account == b.service_account),
     ] {
         if !same {
             out.push(field);
@@ -381,6 +383,7 @@ fn engine_endpoint(ep: &TestEndpoint) -> Result<(Endpoint, Vec<(Protocol, u16)>)
         ip,
         named_ports,
         node: ep.node.clone(),
+        service_account: ep.service_account.clone(),
     };
     Ok((endpoint, ports))
 }

@@ -45,6 +45,7 @@ fn cluster() -> Cluster {
             })
             .collect(),
         node: Some("n1".into()),
+        service_account: None,
     };
     Cluster {
         dns: Vec::new(),

@@ -1,5 +1,5 @@
 //! The lab a suite's endpoints make: every declared endpoint becomes a pod with its
-//! namespace, labels, ports and address, on its node; the world host takes the address
+//! namespace, labels, ports, ServiceAccount and address, on its node; the world host takes the address
 //! `world` stands for in the tests.
 //!
 //! Addresses are kept as declared, because policies (CIDR rules, ipBlocks) see them. A node's
@@ -374,10 +374,14 @@ fn document(
                     p
                 })
                 .collect();
-            Some(json!({
+            let mut pod = json!({
                 "name": e.name, "namespace": e.namespace, "labels": e.labels,
                 "ip": ip.to_string(), "node": n.lab_name, "ports": ports,
-            }))
+            });
+            if let Some(sa) = &e.service_account {
+                pod["serviceAccount"] = json!(sa);
+            }
+            Some(pod)
         })
         .collect();
     let node_docs: Vec<Value> = nodes
