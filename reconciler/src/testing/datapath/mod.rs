@@ -192,27 +192,16 @@ pub fn check(
     let policies = policy_objects(set);
     let lab_repo = PolicyRepository::from_resources(Cluster::from_topology(&topology), &policies)
         .context("the engine cannot resolve the revision over the lab's cluster")?;
-    let mut session = Session::up(&topology, &placement.topology)?;
     let probes: Vec<Probe> = planned
         .iter()
         .filter_map(|(_, p)| p.as_ref().ok().cloned())
         .collect();
-    let probes: Vec<&Probe> = probes.iter().collect();
-    let _servers = servers(&session.lab, &probes)?;
-    let baseline = send_all(&session.lab, &probes, PROBE_TIMEOUT)?;
-    session.apply(&policies)?;
-    session.sync()?;
-    tamper(&LabView {
+    let view = LabView {
         placement: &placement,
         topology: &topology,
-    })?;
-    let mut kernel = send_all(&session.lab, &probes, PROBE_TIMEOUT)?;
-    for (i, p) in probes.iter().enumerate() {
-        if !kernel[i] && baseline[i] && lab_allows(&lab_repo, p) {
-            kernel[i] = send(&session.lab, p, RETRY_TIMEOUT)?;
-        }
-    }
-    let mut answers = probes.iter().zip(baseline.iter().zip(kernel));
+    };
+    let answers = send_through_the_kernel(&view, &policies, &probes, &lab_repo, tamper)?;
+    let mut answers = probes.iter().zip(answers);
     let checks = planned
         .into_iter()
         .map(|(mut c, p)| {
@@ -222,15 +211,8 @@ pub fn check(
                     c.note = Some(reason);
                 }
                 Ok(_) => {
-                    let (p, (carried, passed)) = answers.next().unwrap_or_else(|| unreachable!());
-                    judge(
-                        &mut c,
-                        p,
-                        *carried,
-                        passed,
-                        &lab_repo,
-                        &suite.cluster.cluster,
-                    );
+                    let (p, answer) = answers.next().unwrap_or_else(|| unreachable!());
+                    judge(&mut c, p, answer, &lab_repo, &suite.cluster.cluster);
                 }
             }
             c
@@ -245,6 +227,44 @@ pub fn check(
         ),
         checks,
     })
+}
+
+/// What the kernel did with one probe.
+#[derive(Debug, Clone, Copy)]
+struct Answer {
+    /// It got through with no policy loaded: the lab carries the flow.
+    carried: bool,
+    /// It got through with the revision loaded.
+    passed: bool,
+}
+
+/// Brings the lab up, sends every probe with no policy and then with `policies` synced
+/// (`tamper` in between), and takes the lab down again.
+fn send_through_the_kernel(
+    view: &LabView<'_>,
+    policies: &ResourceSet,
+    probes: &[Probe],
+    lab_repo: &PolicyRepository,
+    tamper: &mut dyn FnMut(&LabView<'_>) -> Result<()>,
+) -> Result<Vec<Answer>> {
+    let mut session = Session::up(view.topology, &view.placement.topology)?;
+    let probes: Vec<&Probe> = probes.iter().collect();
+    let _servers = servers(&session.lab, &probes)?;
+    let baseline = send_all(&session.lab, &probes, PROBE_TIMEOUT)?;
+    session.apply(policies)?;
+    session.sync()?;
+    tamper(view)?;
+    let mut passed = send_all(&session.lab, &probes, PROBE_TIMEOUT)?;
+    for (i, p) in probes.iter().enumerate() {
+        if !passed[i] && baseline[i] && lab_allows(lab_repo, p) {
+            passed[i] = send(&session.lab, p, RETRY_TIMEOUT)?;
+        }
+    }
+    Ok(baseline
+        .into_iter()
+        .zip(passed)
+        .map(|(carried, passed)| Answer { carried, passed })
+        .collect())
 }
 
 /// A lab name and a node-name prefix no other run uses at the same time: the process id and
@@ -290,12 +310,16 @@ fn outside(suite: &Suite) -> BTreeSet<Ipv4Addr> {
         .collect()
 }
 
-/// The objects the agents enforce: policies and CIDR groups (the CiliumConfig stays out: its
-/// encryption is the mesh's business, not the policy's).
+/// The objects the agents enforce: the revision's, with the CiliumConfig's encryption off (its
+/// policy settings, such as the enforcement mode, stay; the mesh is not what is tested here).
 fn policy_objects(set: &ResourceSet) -> ResourceSet {
     let mut out = ResourceSet::default();
-    for r in set.iter().filter(|r| r.key.kind != Kind::CiliumConfig) {
-        out.insert(r.clone());
+    for r in set.iter() {
+        let mut r = r.clone();
+        if r.key.kind == Kind::CiliumConfig {
+            r.object["spec"]["enable-encryption"] = serde_json::json!(false);
+        }
+        out.insert(r);
     }
     out
 }
@@ -440,14 +464,8 @@ fn lab_allows(repo: &PolicyRepository, p: &Probe) -> bool {
 }
 
 /// Fills in a probed check.
-fn judge(
-    c: &mut Check,
-    p: &Probe,
-    carried: bool,
-    passed: bool,
-    repo: &PolicyRepository,
-    tests: &Cluster,
-) {
+fn judge(c: &mut Check, p: &Probe, answer: Answer, repo: &PolicyRepository, tests: &Cluster) {
+    let Answer { carried, passed } = answer;
     let engine = lab_allows(repo, p);
     let word = |allow: bool| if allow { "allow" } else { "deny" };
     c.engine = Some(word(engine));
