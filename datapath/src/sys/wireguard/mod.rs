@@ -12,6 +12,7 @@
 //! Peers are only ever added or removed, never changed in place: a removed-and-added peer
 //! loses its session.
 
+mod kernel;
 pub mod userspace;
 
 use super::net::{Net, NetnsNet};
@@ -22,7 +23,7 @@ use defguard_wireguard_rs::host::Host;
 use defguard_wireguard_rs::key::Key;
 use defguard_wireguard_rs::net::IpAddrMask;
 use defguard_wireguard_rs::peer::Peer;
-use defguard_wireguard_rs::{InterfaceConfiguration, Kernel, WGApi, WireguardInterfaceApi};
+use defguard_wireguard_rs::{Kernel, WGApi, WireguardInterfaceApi};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use userspace::Remote;
@@ -192,8 +193,8 @@ pub struct Device {
     net: NetnsNet,
     port: u16,
     backend: Backend,
-    /// Peers in the order they were added (kernel: a key switch adds them again in it).
-    order: std::sync::Mutex<Vec<Key>>,
+    /// Kernel: the peers in the order they were added, and the calls each change makes.
+    plan: std::sync::Mutex<kernel::Plan>,
 }
 
 impl std::fmt::Debug for Device {
@@ -236,7 +237,7 @@ impl Device {
             net,
             port,
             backend,
-            order: std::sync::Mutex::default(),
+            plan: std::sync::Mutex::default(),
         };
         dev.net.set_link_up(&dev.ifname, Some(mtu))?;
         dev.set_key_and_port(key)?;
@@ -276,53 +277,40 @@ impl Device {
         }
     }
 
-    /// Kernel: private key and port ([`kernel_host_config`]), then the peers it had, read
-    /// back and added again one by one in the order ward added them: of two peers with the
-    /// same allowed IPs (a node's current and next key) the later takes them, as before.
-    /// (defguard_wireguard_rs would add them in the order of a hash map.)
+    /// Kernel: private key and port, then the peers it had, read back and added again in
+    /// the order ward added them ([`kernel::Plan::set_key`]).
     fn kernel_set_host(&self, key: &PrivateKey) -> Result<()> {
         let peers = self.read()?.peers.into_values().collect();
-        let peers = in_added_order(peers, &self.added());
-        let config = kernel_host_config(&self.ifname, key, self.port);
-        self.kernel(move |api| {
-            api.configure_interface(&config)
-                .map_err(|e| anyhow!("{e}"))?;
-            peers
-                .iter()
-                .try_for_each(|p| api.configure_peer(p).map_err(|e| anyhow!("{e}")))
-        })
+        let calls = self.plan().set_key(&self.ifname, key, self.port, peers);
+        self.kernel_run(calls)
     }
 
-    fn added(&self) -> std::sync::MutexGuard<'_, Vec<Key>> {
-        self.order
+    fn plan(&self) -> std::sync::MutexGuard<'_, kernel::Plan> {
+        self.plan
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Adds a peer that the interface does not have yet.
     pub fn add_peer(&self, peer: &PeerSpec) -> Result<()> {
-        let p = peer.to_peer();
         match &self.backend {
-            Backend::Userspace(u) => u.add_peer(peer)?,
+            Backend::Userspace(u) => u.add_peer(peer),
             Backend::Kernel => {
-                self.kernel(move |api| api.configure_peer(&p).map_err(|e| anyhow!("{e}")))?;
+                let calls = self.plan().add(peer);
+                self.kernel_run(calls)
             }
         }
-        self.added().push(peer.key.clone());
-        Ok(())
     }
 
     /// Removes the peer with `key` (no error when it is not there).
     pub fn remove_peer(&self, key: &Key) -> Result<()> {
-        let k = key.clone();
         match &self.backend {
-            Backend::Userspace(u) => u.remove_peer(key)?,
+            Backend::Userspace(u) => u.remove_peer(key),
             Backend::Kernel => {
-                self.kernel(move |api| api.remove_peer(&k).map_err(|e| anyhow!("{e}")))?;
+                let calls = self.plan().remove(key);
+                self.kernel_run(calls)
             }
         }
-        self.added().retain(|a| a != key);
-        Ok(())
     }
 
     /// The interface as the implementation reports it: peers with handshakes and byte counts.
@@ -336,6 +324,11 @@ impl Device {
         };
         host.private_key = None;
         Ok(host)
+    }
+
+    /// Makes `calls` on the kernel interface, in order, up to the first that fails.
+    fn kernel_run(&self, calls: Vec<kernel::Call>) -> Result<()> {
+        self.kernel(move |api| calls.iter().try_for_each(|c| c.run(api)))
     }
 
     fn kernel<T: Send>(&self, f: impl FnOnce(&WGApi<Kernel>) -> Result<T> + Send) -> Result<T> {
@@ -438,34 +431,6 @@ impl Drop for Device {
     }
 }
 
-/// What kernel WireGuard is given on creation and on a key switch: the key and the port, no
-/// peers, no addresses, MTU and fwmark left alone. defguard_wireguard_rs sends it as one
-/// `WG_CMD_SET_DEVICE` with `WGDEVICE_F_REPLACE_PEERS`, after flushing the interface's
-/// addresses (none here): every peer goes, and [`Device::kernel_set_host`] adds them again
-/// (sessions restart, as they must with a new key).
-fn kernel_host_config(ifname: &str, key: &PrivateKey, port: u16) -> InterfaceConfiguration {
-    InterfaceConfiguration {
-        name: ifname.to_owned(),
-        prvkey: key.secret().to_string(),
-        addresses: vec![],
-        port,
-        peers: vec![],
-        mtu: None,
-        fwmark: None,
-    }
-}
-
-/// `peers` (as read back) in the order of `order`; any it does not name last.
-fn in_added_order(mut peers: Vec<Peer>, order: &[Key]) -> Vec<Peer> {
-    peers.sort_by_key(|p| {
-        order
-            .iter()
-            .position(|k| *k == p.public_key)
-            .unwrap_or(usize::MAX)
-    });
-    peers
-}
-
 /// An interface of that name left by a crashed agent (kernel WireGuard survives its agent).
 fn remove_stale(net: &NetnsNet, ifname: &str) {
     if net.link_exists(ifname).unwrap_or(false) {
@@ -485,6 +450,3 @@ fn kernel_available(net: &NetnsNet, ifname: &str) -> bool {
     let probe = format!("{}p", &ifname[..ifname.len().min(14)]);
     net.can_add_wireguard(&probe)
 }
-
-#[cfg(test)]
-mod tests;
