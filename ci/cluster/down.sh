@@ -4,7 +4,8 @@
 # its processes (DIR/pids), containerd's shims and every process in the cluster's cgroups,
 # the mounts under DIR (the pods' volumes, rootfs and network namespaces), the cgroups,
 # the pods' veth pairs and routes (they go with their namespaces), the CNI cache files, the
-# node's address on lo, ward-agent's pinned maps of the node, and DIR itself.
+# node's address on lo, ward-agent's pinned maps of the node and its WireGuard interface,
+# the Git repository the deploy overlay mounts (/run/ward-cluster/git), and DIR itself.
 # Safe to run twice; refuses a DIR that up.sh did not make (no DIR/pids).
 set -euo pipefail
 
@@ -59,7 +60,11 @@ done
 rm -f /var/lib/cni/results/ward-ptp-*
 ip addr del "$node_ip/32" dev lo 2>/dev/null || true
 rm -rf "/sys/fs/bpf/ward/$node"
+# ward-agent's userspace WireGuard interface goes with its device process; a kernel one would not.
+ip link del cilium_wg0 2>/dev/null || true
 
+# The repository ci/cluster/deploy mounts into the controller.
+rm -rf /run/ward-cluster/git
 if [[ -n $dir && -f $dir/pids ]]; then
   rm -rf --one-file-system "$dir"
 fi

@@ -106,6 +106,14 @@ mkdir -p "$dir"/{logs,pki,etcd,cni/net.d,cni/ipam,containerd/root,containerd/sta
 
 # The node's address.
 ip addr replace "$node_ip/32" dev lo
+# Mount propagation as systemd sets it up on a usual node: ward-agent's DaemonSet mounts
+# /sys/fs/bpf Bidirectional (the mount must be shared) and /run/netns HostToContainer (shared
+# or slave); here every mount is private, and containerd refuses both. /run/netns becomes a
+# shared bind mount of itself, as `ip netns add` makes it.
+mount --make-shared /sys/fs/bpf
+mkdir -p /run/netns
+mountpoint -q /run/netns || mount --bind /run/netns /run/netns
+mount --make-shared /run/netns
 
 # Certificates: a CA, the API server's (the node's address and the service names), an admin
 # (system:masters) and the kubelet's client certificate (system:node:NODE, so the Node

@@ -2,17 +2,18 @@
 // the pod sandbox's pause process and the echo server the end-to-end tests talk to. Static
 // (CGO_ENABLED=0), so each image is this binary alone on an empty root.
 //
-//	testpod pause                 sleep until SIGTERM or SIGINT (the pause image)
-//	testpod serve [-http :80] [-echo :7]
-//	                              HTTP: every path answers "<hostname>\n"; echo: lines back
+//	testpod pause                 sleep until SIGTERM or SIGINT, reaping orphans (the pause image)
+//	testpod serve [-http :80]     HTTP: every path answers "<hostname>\n"
 //	testpod get [-timeout 2s] URL
 //	                              GET once; prints the body, exit 1 on any error
 //	testpod hold [-every 200ms] [-for 30s] ADDR
-//	                              one TCP connection to an echo server, a line every tick;
-//	                              prints "ok N" at the end, exit 1 on the first failed round
+//	                              one TCP connection to an HTTP server, a request every tick
+//	                              (keep-alive); prints "ok N" at the end, exit 1 on the first
+//	                              failed request
 //	testpod watch [-every 20ms] [-timeout 100ms] ADDR
 //	                              a TCP connect to ADDR every tick, forever; prints
-//	                              "<unix ms> ok|fail" at the start and at every change
+//	                              "<unix ms> ok|fail" at the first attempt and at every change,
+//	                              the time being when that attempt's SYN left
 package main
 
 import (
@@ -64,33 +65,31 @@ func only(fs *flag.FlagSet, args []string, what string) (string, error) {
 	return fs.Arg(0), nil
 }
 
+// pause waits for SIGTERM or SIGINT and, as the PID 1 of a pod that shares its process
+// namespace, reaps the orphans that are handed to it.
 func pause() {
 	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
-	<-sig
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT, syscall.SIGCHLD)
+	for s := range sig {
+		if s != syscall.SIGCHLD {
+			return
+		}
+		for {
+			pid, err := syscall.Wait4(-1, nil, syscall.WNOHANG, nil)
+			if pid <= 0 || err != nil {
+				break
+			}
+		}
+	}
 }
 
 func serve(args []string) error {
 	fs := flag.NewFlagSet("serve", flag.ExitOnError)
-	httpAddr := fs.String("http", ":80", "HTTP address")
-	echoAddr := fs.String("echo", ":7", "line echo address")
+	addr := fs.String("http", ":80", "HTTP address")
 	fs.Parse(args)
 	host, _ := os.Hostname()
-	ln, err := net.Listen("tcp", *echoAddr)
-	if err != nil {
-		return err
-	}
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() { defer c.Close(); io.Copy(c, c) }()
-		}
-	}()
 	h := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, host) })
-	return http.ListenAndServe(*httpAddr, h)
+	return http.ListenAndServe(*addr, h)
 }
 
 func get(args []string) error {
@@ -116,7 +115,7 @@ func get(args []string) error {
 
 func hold(args []string) error {
 	fs := flag.NewFlagSet("hold", flag.ExitOnError)
-	every := fs.Duration("every", 200*time.Millisecond, "time between rounds")
+	every := fs.Duration("every", 200*time.Millisecond, "time between requests")
 	total := fs.Duration("for", 30*time.Second, "how long to hold the connection")
 	addr, err := only(fs, args, "address")
 	if err != nil {
@@ -132,13 +131,17 @@ func hold(args []string) error {
 	n := 0
 	for ; time.Now().Before(end); n++ {
 		c.SetDeadline(time.Now().Add(2 * time.Second))
-		line := fmt.Sprintf("round %d\n", n)
-		if _, err := io.WriteString(c, line); err != nil {
-			return fmt.Errorf("round %d: %w", n, err)
+		if _, err := fmt.Fprintf(c, "GET /%d HTTP/1.1\r\nHost: %s\r\n\r\n", n, addr); err != nil {
+			return fmt.Errorf("request %d: %w", n, err)
 		}
-		got, err := r.ReadString('\n')
-		if err != nil || got != line {
-			return fmt.Errorf("round %d: got %q, %v", n, got, err)
+		resp, err := http.ReadResponse(r, nil)
+		if err != nil {
+			return fmt.Errorf("request %d: %w", n, err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("request %d: %s", n, resp.Status)
 		}
 		time.Sleep(*every)
 	}
@@ -156,7 +159,7 @@ func watch(args []string) error {
 	}
 	last := ""
 	for {
-		state := "ok"
+		state, start := "ok", time.Now()
 		c, err := net.DialTimeout("tcp", addr, *timeout)
 		if err != nil {
 			state = "fail"
@@ -164,7 +167,7 @@ func watch(args []string) error {
 			c.Close()
 		}
 		if state != last {
-			fmt.Printf("%d %s\n", time.Now().UnixMilli(), state)
+			fmt.Printf("%d %s\n", start.UnixMilli(), state)
 			last = state
 		}
 		time.Sleep(*every)

@@ -17,7 +17,7 @@ mod kubectl;
 use std::io::Write;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 /// The node's name (`NODE_NAME` of `ci/cluster/up.sh`).
@@ -188,6 +188,19 @@ impl NodeCluster {
         let mut args = vec!["exec", "-n", namespace, name, "--"];
         args.extend_from_slice(command);
         self.kubectl(&args)
+    }
+
+    /// Starts `command` in pod `namespace/name` (`kubectl exec`), its output piped.
+    pub fn exec_spawn(&self, namespace: &str, name: &str, command: &[&str]) -> Child {
+        Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .args(["exec", "-n", namespace, name, "--"])
+            .args(command)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
     }
 
     /// The folder the cluster lives in (removed on drop).
