@@ -56,7 +56,16 @@ for h in /sys/fs/cgroup/*/; do
   [[ ! -d $h${cgroup_root#/} ]] || log "cgroup $h${cgroup_root#/} is still there"
 done
 
-# What the network namespaces' removal did not take with it.
+# What the network namespaces' removal did not take with it: the CNI results libcni caches
+# per network and pod sandbox (ward-ptp and containerd's own cni-loopback), found by the
+# sandboxes containerd recorded under DIR.
+if [[ -n $dir && -d $dir/containerd/state/io.containerd.grpc.v1.cri/sandboxes ]]; then
+  for sandbox in "$dir"/containerd/state/io.containerd.grpc.v1.cri/sandboxes/*/; do
+    [[ -d $sandbox ]] || continue # no sandbox: the pattern itself
+    id=$(basename "$sandbox")
+    rm -f /var/lib/cni/results/*-"$id"-*
+  done
+fi
 rm -f /var/lib/cni/results/ward-ptp-*
 ip addr del "$node_ip/32" dev lo 2>/dev/null || true
 rm -rf "/sys/fs/bpf/ward/$node"

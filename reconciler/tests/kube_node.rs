@@ -1,8 +1,9 @@
 //! The single-node cluster of `ci/cluster/` (see `tests/nodecluster`): a real kubelet runs
 //! real pods from our own image in containerd, the CNI (`ptp`) gives each a /32 route on the
 //! node (what ward-agent's kube mode attaches to), pods reach each other and the node reaches
-//! them over their pod IPs, and `ci/cluster/down.sh` leaves nothing behind. Root and the
-//! cluster's binaries; fails rather than skips in must-run mode.
+//! them over their pod IPs, and after a crash (every process up.sh started killed at once)
+//! `ci/cluster/down.sh` leaves nothing behind. Root and the cluster's binaries; fails rather
+//! than skips in must-run mode.
 
 #![allow(clippy::unwrap_used, reason = "tests")]
 
@@ -74,6 +75,36 @@ fn leftovers(dir: &std::path::Path) -> Vec<String> {
     left
 }
 
+/// The pod sandboxes containerd recorded for the cluster in `dir`.
+fn sandboxes(dir: &std::path::Path) -> Vec<String> {
+    let state = dir.join("containerd/state/io.containerd.grpc.v1.cri/sandboxes");
+    std::fs::read_dir(state)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+/// SIGKILL to every process `ci/cluster/up.sh` started (`dir/pids`), as a crash would.
+fn crash(dir: &std::path::Path) {
+    let pids = std::fs::read_to_string(dir.join("pids")).unwrap();
+    let ok = Command::new("kill")
+        .arg("-KILL")
+        .args(pids.split_whitespace())
+        .status()
+        .unwrap();
+    assert!(ok.success(), "kill -KILL {pids}");
+    let shims = Command::new("pgrep")
+        .arg("-f")
+        .arg(format!("containerd-shim.*{}/containerd", dir.display()))
+        .output()
+        .unwrap();
+    assert!(
+        !shims.stdout.is_empty(),
+        "the pods' shims went with containerd"
+    );
+}
+
 #[test]
 fn our_pods_run_on_a_real_kubelet_and_answer_over_their_pod_ips() {
     let Some(cluster) = NodeCluster::start("kube_node") else {
@@ -109,10 +140,26 @@ fn our_pods_run_on_a_real_kubelet_and_answer_over_their_pod_ips() {
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout), "echo\n");
 
+    // A crash: every process up.sh started killed at once, the pods' shims and containers,
+    // mounts and network namespaces left running. down.sh (on drop) still removes it all.
     let dir = cluster.dir().to_path_buf();
+    let sandboxes = sandboxes(&dir);
+    assert_eq!(sandboxes.len(), 2, "{sandboxes:?}");
+    crash(&dir);
     drop(cluster);
     let left = leftovers(&dir);
     assert!(left.is_empty(), "ci/cluster/down.sh left {left:#?}");
+    let cached: Vec<String> = std::fs::read_dir("/var/lib/cni/results")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|f| sandboxes.iter().any(|id| f.contains(id.as_str())))
+        .collect();
+    assert!(
+        cached.is_empty(),
+        "CNI results of our pods are left: {cached:?}"
+    );
     let route = Command::new("ip")
         .args(["route", "show", &format!("{ip}/32")])
         .output()
