@@ -9,7 +9,9 @@
 //! - a CNP deleted by hand is put back by the controller (drift);
 //! - the agent's pod deleted: the DaemonSet makes a new one, enforcement and an established
 //!   connection carry on;
-//! - the agent's WireGuard public key is on the Node.
+//! - the agent's WireGuard public key is on the Node;
+//! - a rolling update of the controller (`kubectl rollout restart`) never has two leaders: the
+//!   new pod leads only after the old one released the Lease.
 //!
 //! Root and the cluster's binaries; fails rather than skips in must-run mode.
 
@@ -229,15 +231,15 @@ impl Drop for Watch {
     }
 }
 
-/// `jsonpath` of the agent's pods.
-fn agent_pods(c: &NodeCluster, jsonpath: &str) -> String {
+/// `jsonpath` of ward's pods named `name` (ward-agent, ward-reconciler).
+fn ward_pods(c: &NodeCluster, name: &str, jsonpath: &str) -> String {
     c.kubectl_ok(&[
         "get",
         "pods",
         "-n",
         "ward-system",
         "-l",
-        "app.kubernetes.io/name=ward-agent",
+        &format!("app.kubernetes.io/name={name}"),
         "-o",
         &format!("jsonpath={jsonpath}"),
     ])
@@ -407,7 +409,7 @@ fn ward_deployed_with_kubectl_enforces_what_is_pushed_on_real_pods() {
 
     // The agent's pod deleted: enforcement and an established connection carry on while the
     // DaemonSet makes a new one.
-    let old = agent_pods(&c, "{.items[0].metadata.name}");
+    let old = ward_pods(&c, "ward-agent", "{.items[0].metadata.name}");
     let hold = c.exec_spawn(
         "shop",
         "frontend",
@@ -420,8 +422,9 @@ fn ward_deployed_with_kubectl_enforces_what_is_pushed_on_real_pods() {
             !reaches(&c, ("shop", "admin"), backend),
             "admin reaches the backend while the agent is replaced"
         );
-        let now = agent_pods(
+        let now = ward_pods(
             &c,
+            "ward-agent",
             "{.items[*].metadata.name} {.items[*].status.containerStatuses[*].ready}",
         );
         !now.contains(&old) && !now.contains("false") && now.contains("true")
@@ -434,4 +437,70 @@ fn ward_deployed_with_kubectl_enforces_what_is_pushed_on_real_pods() {
         String::from_utf8_lossy(&held.stderr)
     );
     seed_flows("after the agent's restart");
+
+    rolling_update_hands_the_lease_over(&c);
+}
+
+/// The time stamp (RFC 3339, UTC: ordered as text) of the first line of `log` with `what`.
+fn logged_at<'a>(log: &'a str, what: &str) -> Option<&'a str> {
+    log.lines()
+        .find(|l| l.contains(what))
+        .and_then(|l| l.split_whitespace().next())
+}
+
+/// A rolling update of the controller never has two leaders: the new pod becomes the leader
+/// only after the old one released the Lease (both logs, the old one followed until its end).
+fn rolling_update_hands_the_lease_over(c: &NodeCluster) {
+    let pod = |c: &NodeCluster| {
+        ward_pods(
+            c,
+            "ward-reconciler",
+            "{.items[?(@.status.phase==\"Running\")].metadata.name}",
+        )
+    };
+    let old = pod(c);
+    assert!(
+        !old.is_empty() && !old.contains(' '),
+        "one controller pod: {old:?}"
+    );
+    let follow = Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(&c.kubeconfig)
+        .args(["logs", "-f", "-n", "ward-system", &old])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deployment = "deployment/ward-reconciler";
+    c.kubectl_ok(&["rollout", "restart", "-n", "ward-system", deployment]);
+    c.kubectl_ok(&[
+        "rollout",
+        "status",
+        "-n",
+        "ward-system",
+        deployment,
+        "--timeout=180s",
+    ]);
+    let old_log = String::from_utf8(follow.wait_with_output().unwrap().stdout).unwrap();
+    let mut new = pod(c);
+    wait_for(
+        "the new controller to lead",
+        Duration::from_secs(60),
+        || {
+            new = pod(c);
+            let log = c.kubectl(&["logs", "-n", "ward-system", &new]);
+            logged_at(&String::from_utf8_lossy(&log.stdout), "became the leader").is_some()
+        },
+    );
+    assert_ne!(new, old);
+    let new_log = c.kubectl_ok(&["logs", "-n", "ward-system", &new]);
+    let released = logged_at(&old_log, "released the lease")
+        .unwrap_or_else(|| panic!("the old controller never released the Lease:\n{old_log}"));
+    let became = logged_at(&new_log, "became the leader").unwrap();
+    eprintln!(
+        "rolling update: the old controller released the Lease at {released}, the new one led from {became}"
+    );
+    assert!(
+        released <= became,
+        "the new controller led from {became}, the old one until {released}"
+    );
 }
