@@ -403,8 +403,9 @@ fn ward_deployed_with_kubectl_enforces_what_is_pushed_on_real_pods() {
         "jsonpath={.items[*].message}",
     ]);
     assert!(
-        events.contains("1 created"),
-        "no event says the CNP was created again: {events}"
+        events.contains("1 created")
+            && events.contains("restored after drift: CiliumNetworkPolicy/shop/backend-ingress"),
+        "no event reports the drift and its repair: {events}"
     );
 
     // The agent's pod deleted: enforcement and an established connection carry on while the
