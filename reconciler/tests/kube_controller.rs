@@ -170,13 +170,7 @@ fn wait_for(what: &str, limit: Duration, cond: impl FnMut() -> bool) {
 /// A bare clone of `repo` (what a Git server holds) and a push helper.
 fn bare_of(env: &Env, repo: &Repo) -> PathBuf {
     let bare = env.path().join("server.git");
-    let ok = Command::new("git")
-        .args(["clone", "-q", "--bare"])
-        .arg(&repo.path)
-        .arg(&bare)
-        .status()
-        .unwrap();
-    assert!(ok.success());
+    repo.clone_bare(&bare);
     bare
 }
 
@@ -192,19 +186,7 @@ fn setup() -> Option<(TestCluster, Env, Repo, PathBuf)> {
 }
 
 fn push(repo: &Repo, bare: &Path) {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(&repo.path)
-        .args(["push", "-q"])
-        .arg(bare)
-        .arg("HEAD:main")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "git push: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    repo.push_to(bare, &[]);
 }
 
 fn port_of(cluster: &TestCluster) -> String {

@@ -37,6 +37,27 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::time::{Duration, Instant, SystemTime};
 
+/// "; restored after drift: <objects>" (the first few) when something ward applied was
+/// changed or deleted outside ward; empty otherwise.
+fn drift_note(drifted: &[ward_schema::ResourceKey]) -> String {
+    const SHOWN: usize = 5;
+    if drifted.is_empty() {
+        return String::new();
+    }
+    let names: Vec<String> = drifted
+        .iter()
+        .take(SHOWN)
+        .map(ToString::to_string)
+        .collect();
+    let more = drifted.len().saturating_sub(SHOWN);
+    let more = if more > 0 {
+        format!(" and {more} more")
+    } else {
+        String::new()
+    };
+    format!("; restored after drift: {}{more}", names.join(", "))
+}
+
 /// What woke the controller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Trigger {
@@ -304,8 +325,11 @@ fn reconcile(
     let named = named_revision(&opts.rev, revision);
     if let Some(report) = &synced.applied {
         let msg = format!(
-            "applied revision {named}: {} created, {} changed, {} pruned",
-            report.created, report.updated, report.deleted
+            "applied revision {named}: {} created, {} changed, {} pruned{}",
+            report.created,
+            report.updated,
+            report.deleted,
+            drift_note(&synced.planned.plan.drifted)
         );
         tracing::info!("{msg}");
         if synced.planned.plan.has_changes() {
@@ -450,7 +474,24 @@ fn watch_local_repo(source: &Source, tx: Sender<Trigger>) -> Option<notify::Reco
 
 #[cfg(test)]
 mod tests {
-    use super::named_revision;
+    use super::{drift_note, named_revision};
+    use ward_schema::{Kind, ResourceKey};
+
+    #[test]
+    fn drift_is_named_the_first_few_then_counted() {
+        assert_eq!(drift_note(&[]), "");
+        let cnp =
+            |n: usize| ResourceKey::new(Kind::CiliumNetworkPolicy, Some("shop"), &format!("p{n}"));
+        let one = drift_note(&[cnp(0)]);
+        assert_eq!(one, format!("; restored after drift: {}", cnp(0)));
+        let seven: Vec<ResourceKey> = (0..7).map(cnp).collect();
+        let note = drift_note(&seven);
+        assert!(
+            note.contains(&cnp(4).to_string()) && !note.contains(&cnp(5).to_string()),
+            "{note}"
+        );
+        assert!(note.ends_with(" and 2 more"), "{note}");
+    }
 
     #[test]
     fn conditions_name_the_ref_and_the_full_commit() {

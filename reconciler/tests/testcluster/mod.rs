@@ -12,6 +12,8 @@
 
 #![allow(dead_code, clippy::unwrap_used, clippy::panic, reason = "test harness")]
 
+pub mod kubectl;
+
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose, SanType,
@@ -348,24 +350,12 @@ impl TestCluster {
 
     /// Runs kubectl against the cluster.
     pub fn kubectl(&self, args: &[&str]) -> Output {
-        Command::new("kubectl")
-            .arg("--kubeconfig")
-            .arg(&self.kubeconfig)
-            .args(args)
-            .output()
-            .expect("kubectl")
+        kubectl::run(&self.kubeconfig, args)
     }
 
     /// Runs kubectl and panics unless it succeeds; its stdout.
     pub fn kubectl_ok(&self, args: &[&str]) -> String {
-        let out = self.kubectl(args);
-        assert!(
-            out.status.success(),
-            "kubectl {args:?} failed:\n{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        kubectl::ok(&self.kubeconfig, args)
     }
 
     /// The field managers of the `kind` object `namespace/name`, separated by spaces.

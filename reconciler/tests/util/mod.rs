@@ -518,6 +518,35 @@ impl Repo {
         id.to_string()
     }
 
+    /// A bare clone at `to` (what a Git server holds).
+    pub fn clone_bare(&self, to: &Path) {
+        let ok = Command::new("git")
+            .args(["clone", "-q", "--bare"])
+            .arg(&self.path)
+            .arg(to)
+            .status()
+            .expect("git clone --bare");
+        assert!(ok.success(), "git clone --bare {}", to.display());
+    }
+
+    /// `git push` of HEAD to branch main of `bare`, with `vars` in git's environment.
+    pub fn push_to(&self, bare: &Path, vars: &[(&str, &Path)]) {
+        let out = Command::new("git")
+            .envs(vars.iter().copied())
+            .arg("-C")
+            .arg(&self.path)
+            .args(["push", "-q"])
+            .arg(bare)
+            .arg("HEAD:main")
+            .output()
+            .expect("git push");
+        assert!(
+            out.status.success(),
+            "git push: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     /// The commit HEAD points to.
     pub fn head(&self) -> String {
         self.git

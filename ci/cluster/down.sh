@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# Stops the cluster ci/cluster/up.sh started in DIR (default: the one /run/ward-cluster/current
+# names) and removes everything it left, whether it is running or crashed long ago:
+# its processes (DIR/pids), containerd's shims and every process in the cluster's cgroups,
+# the mounts under DIR (the pods' volumes, rootfs and network namespaces), the cgroups,
+# the pods' veth pairs and routes (they go with their namespaces), the CNI cache files, the
+# node's address on lo, ward-agent's pinned maps of the node and its WireGuard interface,
+# the Git repository the deploy overlay mounts (/run/ward-cluster/git), and DIR itself.
+# Safe to run twice; refuses a DIR that up.sh did not make (no DIR/pids).
+set -euo pipefail
+
+dir=${1:-$(cat /run/ward-cluster/current 2>/dev/null || true)}
+node=${NODE_NAME:-ward-node0}
+node_ip=${NODE_IP:-10.250.0.1}
+cgroup_root=/ward-cluster
+log() { echo "ci/cluster/down.sh: $*" >&2; }
+[[ $(id -u) -eq 0 ]] || { log "needs root"; exit 1; }
+
+# Processes: the ones up.sh started (the kubelet first, so it restarts nothing), then
+# anything that names DIR (containerd's shims: -address DIR/containerd/...), then every
+# process left in the cluster's cgroups (the containers).
+stop() { # pids...: TERM, then KILL after 5 s
+  (($#)) || return 0
+  kill -TERM "$@" 2>/dev/null || true
+  local i
+  for ((i = 0; i < 50; i++)); do
+    kill -0 "$@" 2>/dev/null || return 0
+    sleep 0.1
+  done
+  kill -KILL "$@" 2>/dev/null || true
+}
+if [[ -n $dir && -f $dir/pids ]]; then
+  mapfile -t pids < <(tac "$dir/pids")
+  stop "${pids[@]}"
+  mapfile -t pids < <(pgrep -f -- "$dir/" || true)
+  stop "${pids[@]}"
+fi
+for ((round = 0; round < 20; round++)); do
+  mapfile -t pids < <(find /sys/fs/cgroup/pids"$cgroup_root" -name cgroup.procs -exec cat {} + 2>/dev/null | sort -u)
+  ((${#pids[@]})) || break
+  kill -KILL "${pids[@]}" 2>/dev/null || true
+  sleep 0.2
+done
+
+# Mounts under DIR, deepest first (lazily if busy).
+if [[ -n $dir && -f $dir/pids ]]; then
+  awk -v d="$dir/" 'index($5, d) == 1 {print $5}' /proc/self/mountinfo | sort -r | while read -r m; do
+    umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || log "cannot unmount $m"
+  done
+fi
+
+# Cgroups, leaves first, in every hierarchy.
+for h in /sys/fs/cgroup/*/; do
+  [[ -d $h${cgroup_root#/} ]] || continue
+  find "$h${cgroup_root#/}" -depth -type d -exec rmdir {} + 2>/dev/null || true
+  [[ ! -d $h${cgroup_root#/} ]] || log "cgroup $h${cgroup_root#/} is still there"
+done
+
+# What the network namespaces' removal did not take with it: the CNI results libcni caches
+# per network and pod sandbox (ward-ptp and containerd's own cni-loopback), found by the
+# sandboxes containerd recorded under DIR.
+if [[ -n $dir && -d $dir/containerd/state/io.containerd.grpc.v1.cri/sandboxes ]]; then
+  for sandbox in "$dir"/containerd/state/io.containerd.grpc.v1.cri/sandboxes/*/; do
+    [[ -d $sandbox ]] || continue # no sandbox: the pattern itself
+    id=$(basename "$sandbox")
+    rm -f /var/lib/cni/results/*-"$id"-*
+  done
+fi
+rm -f /var/lib/cni/results/ward-ptp-*
+ip addr del "$node_ip/32" dev lo 2>/dev/null || true
+rm -rf "/sys/fs/bpf/ward/$node"
+# ward-agent's userspace WireGuard interface goes with its device process; a kernel one would not.
+ip link del cilium_wg0 2>/dev/null || true
+
+# The repository ci/cluster/deploy mounts into the controller.
+rm -rf /run/ward-cluster/git
+if [[ -n $dir && -f $dir/pids ]]; then
+  rm -rf --one-file-system "$dir"
+fi
+if [[ -f /run/ward-cluster/current && $(cat /run/ward-cluster/current) == "$dir" ]]; then
+  rm -f /run/ward-cluster/current
+fi

@@ -1,0 +1,3 @@
+module ward.dev/testpod
+
+go 1.26.0
