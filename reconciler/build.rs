@@ -20,9 +20,15 @@ fn main() {
         println!("cargo:rerun-if-changed={}", file.display());
     }
     if watched.is_empty() {
-        // No Git here (yet): name a file that does not exist, so that cargo runs this again
-        // on the next build instead of keeping `unknown` for good.
-        println!("cargo:rerun-if-changed=.git-commit-unknown");
+        // Git answered nothing (missing, or failing for a moment): watch the workspace's
+        // `.git/HEAD` if there is one, so that the next commit or checkout runs this again
+        // instead of keeping `unknown` for good, and a file that does not exist otherwise.
+        let head = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.git/HEAD");
+        if head.is_file() {
+            println!("cargo:rerun-if-changed={}", head.display());
+        } else {
+            println!("cargo:rerun-if-changed=.git-commit-unknown");
+        }
     }
 }
 
