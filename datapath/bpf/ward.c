@@ -297,29 +297,28 @@ static __always_inline __u8 decide(__u32 ep_id, __u8 direction, __u32 identity,
 	return WARD_VERDICT_DEFAULT_DENY;
 }
 
-static __always_inline int enforce(struct __sk_buff *skb, __u8 direction)
+/* A frame the programs cannot read as IPv4 (IPv6 included): counted and dropped. */
+static __always_inline int drop_unsupported(struct __sk_buff *skb, __u8 direction)
+{
+	__u32 ifindex = skb->ifindex;
+	struct endpoint_info *ep = bpf_map_lookup_elem(&ward_endpoints, &ifindex);
+
+	count(ep ? ep->ep_id : 0, direction, WARD_VERDICT_UNSUPPORTED, skb->len);
+	return TC_ACT_SHOT;
+}
+
+/* The verdict on a parsed IPv4 packet of the interface's endpoint. */
+static __always_inline int enforce_flow(struct __sk_buff *skb, __u8 direction,
+					const struct flow *parsed)
 {
 	struct endpoint_info *ep;
-	struct flow f = {};
+	struct flow f = *parsed;
 	__u32 ifindex = skb->ifindex;
 	__u32 len = skb->len;
 	__u32 remote_addr, remote_identity = WARD_IDENTITY_WORLD;
 	__u64 now;
 
-	if (skb->protocol == bpf_htons(ETH_P_ARP))
-		return TC_ACT_OK;
-
 	ep = bpf_map_lookup_elem(&ward_endpoints, &ifindex);
-
-	if (skb->protocol != bpf_htons(ETH_P_IP)) {
-		count(ep ? ep->ep_id : 0, direction, WARD_VERDICT_UNSUPPORTED, len);
-		return TC_ACT_SHOT;
-	}
-	if (parse_ipv4(skb, &f) < 0) {
-		count(ep ? ep->ep_id : 0, direction, WARD_VERDICT_UNSUPPORTED, len);
-		return TC_ACT_SHOT;
-	}
-
 	remote_addr = direction == WARD_DIR_EGRESS ? f.daddr : f.saddr;
 	{
 		struct ipcache_key ik = { .prefixlen = 32, .addr = remote_addr };
@@ -428,6 +427,18 @@ static __always_inline int enforce(struct __sk_buff *skb, __u8 direction)
 	return TC_ACT_OK;
 }
 
+/* A pod's packet: ARP passes, anything but IPv4 is dropped, IPv4 meets the policy. */
+static __always_inline int enforce(struct __sk_buff *skb, __u8 direction)
+{
+	struct flow f = {};
+
+	if (skb->protocol == bpf_htons(ETH_P_ARP))
+		return TC_ACT_OK;
+	if (skb->protocol != bpf_htons(ETH_P_IP) || parse_ipv4(skb, &f) < 0)
+		return drop_unsupported(skb, direction);
+	return enforce_flow(skb, direction, &f);
+}
+
 /*
  * The node's own endpoint, on its underlay interface. Only packets from or to one of the
  * node's addresses (identity host in the ipcache) are the host's: everything else crossing
@@ -444,7 +455,7 @@ static __always_inline int enforce_host(struct __sk_buff *skb, __u8 direction)
 	if (skb->protocol == bpf_htons(ETH_P_ARP))
 		return TC_ACT_OK;
 	if (skb->protocol != bpf_htons(ETH_P_IP) || parse_ipv4(skb, &f) < 0)
-		return enforce(skb, direction); /* counted and dropped there */
+		return drop_unsupported(skb, direction);
 
 	local_addr = direction == WARD_DIR_EGRESS ? f.saddr : f.daddr;
 	{
@@ -458,7 +469,7 @@ static __always_inline int enforce_host(struct __sk_buff *skb, __u8 direction)
 	    (direction == WARD_DIR_EGRESS ? f.ct_sport : f.ct_dport) ==
 		    bpf_htons(WARD_WIREGUARD_PORT))
 		return TC_ACT_OK;
-	return enforce(skb, direction);
+	return enforce_flow(skb, direction, &f);
 }
 
 SEC("classifier/to_host")
