@@ -22,6 +22,9 @@ pub const GREETING: &[u8] = b"ward";
 
 /// How often an idle server looks at its stop flag.
 const POLL: Duration = Duration::from_millis(20);
+/// How long a [`Servers`] connection may stay silent before the server closes it, so that a
+/// probe whose close was dropped does not keep a thread.
+const IDLE: Duration = Duration::from_secs(30);
 
 /// Echo servers in the lab's namespaces; stopped (and their sockets closed) on drop.
 #[derive(Default)]
@@ -47,7 +50,7 @@ impl Servers {
             while !stop.load(Ordering::Relaxed) {
                 match listener.accept() {
                     Ok((s, _)) => {
-                        std::thread::spawn(move || greet_and_echo(s));
+                        std::thread::spawn(move || greet_and_echo(s, Some(IDLE)));
                     }
                     Err(e) if e.kind() == ErrorKind::WouldBlock => std::thread::sleep(POLL),
                     Err(_) => std::thread::sleep(POLL),
@@ -84,9 +87,11 @@ impl Drop for Servers {
     }
 }
 
-fn greet_and_echo(mut s: TcpStream) {
+/// Greets with [`GREETING`], then echoes until the peer closes (or stays silent for
+/// `idle`, when given).
+pub fn greet_and_echo(mut s: TcpStream, idle: Option<Duration>) {
     let _ = s.set_nonblocking(false);
-    let _ = s.set_read_timeout(Some(Duration::from_secs(30)));
+    let _ = s.set_read_timeout(idle);
     if s.write_all(GREETING).is_err() {
         return;
     }
@@ -107,8 +112,20 @@ pub fn tcp(
     port: u16,
     timeout: Duration,
 ) -> Result<bool> {
+    Ok(connect(netns, from, to, port, timeout)?.is_some())
+}
+
+/// [`tcp`]'s connection, kept open (its read timeout is `timeout`): `None` when it did not
+/// open or carry the greeting.
+pub fn connect(
+    netns: &Path,
+    from: Option<Ipv4Addr>,
+    to: Ipv4Addr,
+    port: u16,
+    timeout: Duration,
+) -> Result<Option<TcpStream>> {
     in_netns(netns, move || {
-        let connect = || -> std::io::Result<TcpStream> {
+        let open = || -> std::io::Result<TcpStream> {
             let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
             if let Some(from) = from {
                 sock.bind(&SocketAddr::from((from, 0)).into())?;
@@ -116,12 +133,11 @@ pub fn tcp(
             sock.connect_timeout(&SocketAddr::from((to, port)).into(), timeout)?;
             Ok(sock.into())
         };
-        let Ok(mut s) = connect() else {
-            return false;
-        };
-        let _ = s.set_read_timeout(Some(timeout));
+        let mut s = open().ok()?;
+        s.set_read_timeout(Some(timeout)).ok()?;
         let mut greeting = [0u8; GREETING.len()];
-        s.read_exact(&mut greeting).is_ok() && greeting == GREETING
+        s.read_exact(&mut greeting).ok()?;
+        (greeting == GREETING).then_some(s)
     })
 }
 

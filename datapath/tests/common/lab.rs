@@ -7,11 +7,11 @@
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::net::{Ipv4Addr, TcpListener, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
-use ward_datapath::lab::{Lab, Topology, in_netns};
+use ward_datapath::lab::{Lab, Topology, in_netns, probe};
 use ward_schema::{Limits, ResourceSet, assemble, load_file};
 
 /// Whether privileged datapath tests can run here; else says why (a failure in must-run mode).
@@ -327,23 +327,15 @@ fn collect_yaml(p: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-/// Listens on TCP `port` in `netns`; every connection gets `hello` and an echo of what it
-/// sends until it closes.
+/// Listens on TCP `port` in `netns` for the rest of the test; every connection gets the
+/// probes' greeting and an echo of what it sends until it closes.
 pub fn tcp_server(netns: &Path, ip: Ipv4Addr, port: u16) {
     let listener = in_netns(netns, move || TcpListener::bind((ip, port)))
         .unwrap()
         .unwrap();
     std::thread::spawn(move || {
-        for mut s in listener.incoming().flatten() {
-            std::thread::spawn(move || {
-                let _ = s.write_all(b"hello");
-                let mut buf = [0u8; 256];
-                while let Ok(n) = s.read(&mut buf) {
-                    if n == 0 || s.write_all(&buf[..n]).is_err() {
-                        break;
-                    }
-                }
-            });
+        for s in listener.incoming().flatten() {
+            std::thread::spawn(move || probe::greet_and_echo(s, None));
         }
     });
 }
@@ -361,33 +353,15 @@ pub fn udp_server(netns: &Path, ip: Ipv4Addr, port: u16) {
     });
 }
 
-/// A TCP connection from `netns` to `to:port` that said hello, or `None` when it could not
-/// be made within `timeout`.
+/// A TCP connection from `netns` to `to:port` that carried the greeting, or `None` when it
+/// could not be made within `timeout`.
 pub fn tcp_connect(netns: &Path, to: Ipv4Addr, port: u16, timeout: Duration) -> Option<TcpStream> {
-    in_netns(netns, move || {
-        let mut s = TcpStream::connect_timeout(&SocketAddr::from((to, port)), timeout).ok()?;
-        s.set_read_timeout(Some(timeout)).ok()?;
-        let mut hello = [0u8; 5];
-        s.read_exact(&mut hello).ok()?;
-        (&hello == b"hello").then_some(s)
-    })
-    .unwrap()
+    probe::connect(netns, None, to, port, timeout).unwrap()
 }
 
 /// Whether a UDP datagram from `netns` to `to:port` comes back within `timeout`.
 pub fn udp_roundtrip(netns: &Path, to: Ipv4Addr, port: u16, timeout: Duration) -> bool {
-    in_netns(netns, move || {
-        let Ok(s) = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)) else {
-            return false;
-        };
-        let _ = s.set_read_timeout(Some(timeout));
-        if s.send_to(b"ping", (to, port)).is_err() {
-            return false;
-        }
-        let mut buf = [0u8; 16];
-        matches!(s.recv_from(&mut buf), Ok((4, _)))
-    })
-    .unwrap()
+    probe::udp(netns, None, to, port, timeout).unwrap()
 }
 
 /// Whether an open connection still carries data both ways.

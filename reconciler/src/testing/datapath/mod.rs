@@ -554,7 +554,7 @@ struct Session {
     agents: Vec<Agent>,
     target: LocalTarget,
     nodes: Vec<String>,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Session {
@@ -573,7 +573,7 @@ impl Session {
             agents: Vec::new(),
             target: LocalTarget::new(dir.path().join("state")),
             nodes,
-            _dir: dir,
+            dir,
         };
         session.apply(&ResourceSet::default())?;
         for node in session.nodes.clone() {
@@ -583,7 +583,7 @@ impl Session {
                     topology: topology_path.clone(),
                     state_dir: session.target.dir().to_owned(),
                 },
-                run_dir: session._dir.path().join(format!("run-{node}")),
+                run_dir: session.dir.path().join(format!("run-{node}")),
                 key_dir: None,
             })
             .with_context(|| format!("cannot start the agent of lab node {node}"))?;

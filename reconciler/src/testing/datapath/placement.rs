@@ -37,8 +37,6 @@ pub struct Placement {
     pub world_addresses: Vec<Ipv4Addr>,
     /// The lab's nodes.
     pub nodes: Vec<PlacedNode>,
-    /// Per endpoint, in order: the lab node its pod runs on (`None` when it is left out).
-    pub pod_nodes: Vec<Option<String>>,
 }
 
 /// A node of the lab.
@@ -134,14 +132,6 @@ pub fn place(
         pods,
         world,
         world_addresses,
-        pod_nodes: (0..cluster.cluster.endpoints.len())
-            .map(|i| {
-                nodes
-                    .iter()
-                    .find(|n| n.pods.contains(&i))
-                    .map(|n| n.lab_name.clone())
-            })
-            .collect(),
         nodes: nodes
             .into_iter()
             .map(|n| PlacedNode {
@@ -502,10 +492,8 @@ mod tests {
             }
         );
         assert_eq!((p.nodes[2].lab.as_str(), &p.nodes[2].test), ("d2n2", &None));
-        assert_eq!(
-            p.pod_nodes,
-            [Some("d2n0".to_owned()), Some("d2n2".to_owned())]
-        );
+        let pod_nodes: Vec<&str> = t.pods.iter().map(|p| p.node.as_str()).collect();
+        assert_eq!(pod_nodes, ["d2n0", "d2n2"]);
         // Outside addresses inside a pod range or the underlay stay out of the world host.
         assert_eq!(
             t.world.addresses,
