@@ -629,3 +629,47 @@ fn as_acts_with_the_rbac_of_the_user_it_names() {
     .code(EXIT_OK)
     .stdout_has("13 unchanged");
 }
+
+/// The controller keeps the WardSync it last read or wrote and reads it again in full only
+/// when its resourceVersion moved: every change by another writer (status, spec, deletion)
+/// is still what the next read returns.
+#[test]
+fn the_kept_wardsync_follows_every_other_writer() {
+    use std::sync::Arc;
+    use ward_reconciler::target::kube::{Cluster, KubeOptions, Recorder};
+    let Some(cluster) = TestCluster::start() else {
+        return;
+    };
+    let opts = KubeOptions {
+        kubeconfig: Some(cluster.kubeconfig.clone()),
+        ..KubeOptions::default()
+    };
+    let recorder = Recorder::new(Arc::new(Cluster::connect(&opts).unwrap()), "kept");
+    let attempted = |r: &Recorder| r.record().unwrap().last_attempted_revision;
+    assert_eq!(recorder.spec().unwrap(), (serde_json::json!({}), None));
+    recorder.set_conditions(None, Some("a"), &[]).unwrap();
+    assert_eq!(attempted(&recorder).as_deref(), Some("a"));
+    assert_eq!(attempted(&recorder).as_deref(), Some("a"), "read again");
+
+    let status = r#"{"status":{"lastAttemptedRevision":"b"}}"#;
+    let patch = ["patch", "wardsync", "kept", "--type=merge"];
+    cluster.kubectl_ok(&[&patch[..], &["--subresource=status", "-p", status]].concat());
+    assert_eq!(
+        attempted(&recorder).as_deref(),
+        Some("b"),
+        "another writer's status"
+    );
+
+    cluster.kubectl_ok(&[&patch[..], &["-p", r#"{"spec":{"suspend":true}}"#]].concat());
+    let (spec, generation) = recorder.spec().unwrap();
+    assert_eq!(spec["suspend"], serde_json::json!(true), "{spec}");
+    assert_eq!(generation, Some(2), "the spec change is a new generation");
+
+    cluster.kubectl_ok(&["delete", "wardsync", "kept"]);
+    assert_eq!(
+        attempted(&recorder),
+        None,
+        "a deleted WardSync records nothing"
+    );
+    assert_eq!(recorder.spec().unwrap(), (serde_json::json!({}), None));
+}

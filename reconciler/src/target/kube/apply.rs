@@ -15,7 +15,7 @@
 //! since every other request would fail the same way. Either way the inventory written
 //! before the first write lists every object the apply may have created.
 
-use super::client::api_error;
+use super::client::{Cluster, api_error};
 use super::plan::{Extra, ensure_namespaces};
 use super::record::{KubeEntry, SyncRecord, read_record, write_record};
 use super::{FIELD_MANAGER, KubeOptions, api_for, marker_of, object_name};
@@ -44,13 +44,14 @@ enum Refused {
 }
 
 pub(super) async fn apply(
-    client: &Client,
+    cluster: &Cluster,
     opts: &KubeOptions,
     plan: &Plan,
     options: &ApplyOptions,
     extra: &Extra,
 ) -> Result<ApplyReport> {
-    let record = read_record(client, &opts.sync).await?;
+    let (client, cache) = (cluster.client(), cluster.sync_cache());
+    let record = read_record(client, cache, &opts.sync).await?;
     let actions = plan.actions();
     let writes: Vec<&Change> = actions
         .iter()
@@ -71,7 +72,7 @@ pub(super) async fn apply(
     };
     // Only creates can orphan an object; updates and deletes are of listed objects already.
     if writes.iter().any(|c| c.action == Action::Create) {
-        write_record(client, &opts.sync, &rec).await?;
+        write_record(client, cache, &opts.sync, &rec).await?;
     }
     let mut run = Run {
         report: ApplyReport {
@@ -107,7 +108,7 @@ pub(super) async fn apply(
         rec.inventory = entries.into_values().collect();
         // Best effort: the inventory written before the first write already covers
         // everything this apply touched.
-        let _ = write_record(client, &opts.sync, &rec).await;
+        let _ = write_record(client, cache, &opts.sync, &rec).await;
         return Err(error.context(format!(
             "apply of {} stopped; the inventory lists every object it may have written; run it again",
             options.revision.as_deref().unwrap_or("the working tree")
@@ -127,7 +128,7 @@ pub(super) async fn apply(
             e.fp = fp.clone();
         }
     }
-    write_record(client, &opts.sync, &rec).await?;
+    write_record(client, cache, &opts.sync, &rec).await?;
     report.inventory = rec.inventory.len();
     Ok(report)
 }

@@ -10,6 +10,7 @@ pub struct Cluster {
     rt: Runtime,
     client: Client,
     server: String,
+    sync_cache: super::record::SyncCache,
 }
 
 impl Cluster {
@@ -28,12 +29,22 @@ impl Cluster {
         let client = rt
             .block_on(async { Client::try_from(config) })
             .context("cannot build a Kubernetes client")?;
-        Ok(Cluster { rt, client, server })
+        Ok(Cluster {
+            rt,
+            client,
+            server,
+            sync_cache: super::record::SyncCache::default(),
+        })
     }
 
     /// The client.
     pub fn client(&self) -> &Client {
         &self.client
+    }
+
+    /// The `WardSync` last read or written through this connection.
+    pub(super) fn sync_cache(&self) -> &super::record::SyncCache {
+        &self.sync_cache
     }
 
     /// The API server's URL.

@@ -250,7 +250,7 @@ impl Target for KubeTarget {
     fn snapshot(&mut self) -> Result<LiveSet> {
         Ok(self
             .cluster
-            .block_on(snapshot(self.cluster.client(), &self.opts))?
+            .block_on(snapshot(&self.cluster, &self.opts))?
             .live_set())
     }
 
@@ -259,9 +259,10 @@ impl Target for KubeTarget {
     /// each turned into the bytes the plan sends (borrowed ones are copied first), so a first
     /// apply of 10,000 objects never holds them parsed all at once.
     fn plan(&mut self, desired: DesiredObjects<'_>, options: &PlanOptions) -> Result<Planned> {
-        let (client, opts) = (self.cluster.client(), &self.opts);
+        let (cluster, opts) = (&self.cluster, &self.opts);
+        let client = cluster.client();
         let (plan, extra, live) = self.cluster.block_on(async {
-            let snap = snapshot(client, opts).await?;
+            let snap = snapshot(cluster, opts).await?;
             plan::plan(client, opts, &snap, desired, options).await
         })?;
         self.extra = extra;
@@ -284,7 +285,7 @@ impl Target for KubeTarget {
     fn apply(&mut self, plan: &Plan, options: &ApplyOptions) -> Result<ApplyReport> {
         let extra = self.extra.clone();
         self.cluster.block_on(apply::apply(
-            self.cluster.client(),
+            &self.cluster,
             &self.opts,
             plan,
             options,
@@ -297,16 +298,14 @@ impl Target for KubeTarget {
     fn unhealthy(&mut self) -> Result<Vec<(ResourceKey, String)>> {
         Ok(self
             .cluster
-            .block_on(snapshot(self.cluster.client(), &self.opts))?
+            .block_on(snapshot(&self.cluster, &self.opts))?
             .invalid())
     }
 
     /// Drift by revision marker, and health from the objects' `Valid` conditions, from one
     /// reading of the cluster.
     fn status(&mut self) -> Result<Status> {
-        let snap = self
-            .cluster
-            .block_on(snapshot(self.cluster.client(), &self.opts))?;
+        let snap = self.cluster.block_on(snapshot(&self.cluster, &self.opts))?;
         let live = snap.live_set();
         let unmanaged = live
             .objects
@@ -518,10 +517,11 @@ pub(crate) struct Snapshot {
     pub(crate) record: SyncRecord,
 }
 
-async fn snapshot(client: &Client, opts: &KubeOptions) -> Result<Snapshot> {
+async fn snapshot(cluster: &Cluster, opts: &KubeOptions) -> Result<Snapshot> {
+    let client = cluster.client();
     Ok(Snapshot {
         live: list_live(client, opts).await?,
-        record: read_record(client, &opts.sync).await?,
+        record: read_record(client, cluster.sync_cache(), &opts.sync).await?,
     })
 }
 

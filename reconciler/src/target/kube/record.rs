@@ -11,7 +11,7 @@ use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use ward_schema::{Kind, ResourceKey};
 
 /// A condition's type, in kstatus' vocabulary.
@@ -110,24 +110,116 @@ pub(super) fn sync_resource() -> ApiResource {
     }
 }
 
-pub(super) async fn read_record(client: &Client, sync: &str) -> Result<SyncRecord> {
-    let api: Api<DynamicObject> = Api::all_with(client.clone(), &sync_resource());
-    let obj = api
-        .get_opt(sync)
-        .await
-        .map_err(|e| api_error(e, &format!("cannot read WardSync {sync} (is ward's CRD installed? kubectl apply -f schema/crds/)")))?;
-    let Some(obj) = obj else {
-        return Ok(SyncRecord::default());
-    };
-    match obj.data.get("status") {
-        Some(status) => serde_json::from_value(status.clone())
-            .with_context(|| format!("WardSync {sync}: unreadable status")),
-        None => Ok(SyncRecord::default()),
+/// The `WardSync` as last read or written, kept by resourceVersion. At 10,000 objects its
+/// status is a megabyte, and a reconcile needs it up to three times (the spec, the plan's
+/// inventory, the conditions): when the object's resourceVersion is still the one kept (a
+/// metadata-only GET tells), the copy kept is the object.
+#[derive(Default)]
+pub struct SyncCache(Mutex<Option<Arc<Seen>>>);
+
+/// One `WardSync` as the API server returned it.
+struct Seen {
+    name: String,
+    resource_version: String,
+    spec: Value,
+    generation: Option<i64>,
+    record: SyncRecord,
+}
+
+impl Seen {
+    /// The parts of `obj` a reconcile reads; its status is moved, not copied (a megabyte of
+    /// JSON at 10,000 objects).
+    fn from_object(sync: &str, mut obj: DynamicObject) -> Result<Seen> {
+        let record = match obj.data.get_mut("status").map(Value::take) {
+            Some(status) => serde_json::from_value(status)
+                .with_context(|| format!("WardSync {sync}: unreadable status"))?,
+            None => SyncRecord::default(),
+        };
+        Ok(Seen {
+            name: sync.to_owned(),
+            resource_version: obj.metadata.resource_version.unwrap_or_default(),
+            spec: obj
+                .data
+                .get_mut("spec")
+                .map_or_else(|| json!({}), Value::take),
+            generation: obj.metadata.generation,
+            record,
+        })
     }
 }
 
+impl SyncCache {
+    fn kept(&self, sync: &str) -> Option<Arc<Seen>> {
+        let kept = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        kept.as_ref().filter(|s| s.name == sync).cloned()
+    }
+
+    fn keep(&self, seen: Option<Arc<Seen>>) {
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = seen;
+    }
+}
+
+/// The `WardSync` `sync` as the API server has it now (`None` when it does not exist), read
+/// in full only when its resourceVersion is not the one `cache` keeps.
+async fn fetch(client: &Client, cache: &SyncCache, sync: &str) -> Result<Option<Arc<Seen>>> {
+    let api: Api<DynamicObject> = Api::all_with(client.clone(), &sync_resource());
+    let unreadable = || {
+        format!(
+            "cannot read WardSync {sync} (is ward's CRD installed? kubectl apply -f schema/crds/)"
+        )
+    };
+    if let Some(kept) = cache.kept(sync) {
+        let meta = api
+            .get_metadata_opt(sync)
+            .await
+            .map_err(|e| api_error(e, &unreadable()))?;
+        match meta {
+            None => {
+                cache.keep(None);
+                return Ok(None);
+            }
+            Some(m) if m.metadata.resource_version.as_deref() == Some(&kept.resource_version) => {
+                return Ok(Some(kept));
+            }
+            Some(_) => {}
+        }
+    }
+    let obj = api
+        .get_opt(sync)
+        .await
+        .map_err(|e| api_error(e, &unreadable()))?;
+    let seen = obj
+        .map(|o| Seen::from_object(sync, o).map(Arc::new))
+        .transpose()?;
+    cache.keep(seen.clone());
+    Ok(seen)
+}
+
+/// The record in the `WardSync` status (empty when there is none yet).
+pub(super) async fn read_record(
+    client: &Client,
+    cache: &SyncCache,
+    sync: &str,
+) -> Result<SyncRecord> {
+    Ok(fetch(client, cache, sync)
+        .await?
+        .map(|s| s.record.clone())
+        .unwrap_or_default())
+}
+
 /// Writes the record into the `WardSync` status (creating the object when needed).
-pub(super) async fn write_record(client: &Client, sync: &str, record: &SyncRecord) -> Result<()> {
+pub(super) async fn write_record(
+    client: &Client,
+    cache: &SyncCache,
+    sync: &str,
+    record: &SyncRecord,
+) -> Result<()> {
     let api: Api<DynamicObject> = Api::all_with(client.clone(), &sync_resource());
     if api
         .get_metadata_opt(sync)
@@ -147,18 +239,26 @@ pub(super) async fn write_record(client: &Client, sync: &str, record: &SyncRecor
     let mut body =
         json!({"apiVersion": "ward.dev/v1alpha1", "kind": "WardSync", "metadata": {"name": sync}});
     body["status"] = serde_json::to_value(record)?;
-    api.patch_status(
-        sync,
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&body),
-    )
-    .await
-    .map_err(|e| {
-        api_error(
-            e,
-            &format!("cannot record the inventory in WardSync {sync}"),
+    let written = api
+        .patch_status(
+            sync,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&body),
         )
-    })?;
+        .await
+        .map_err(|e| {
+            api_error(
+                e,
+                &format!("cannot record the inventory in WardSync {sync}"),
+            )
+        });
+    match written {
+        Ok(obj) => cache.keep(Seen::from_object(sync, obj).ok().map(Arc::new)),
+        Err(e) => {
+            cache.keep(None);
+            return Err(e);
+        }
+    }
     Ok(())
 }
 
@@ -212,42 +312,34 @@ impl Recorder {
 
     /// The record (empty when there is none yet).
     pub fn record(&self) -> Result<SyncRecord> {
-        self.cluster
-            .block_on(read_record(self.cluster.client(), &self.sync))
+        self.cluster.block_on(read_record(
+            self.cluster.client(),
+            self.cluster.sync_cache(),
+            &self.sync,
+        ))
     }
 
     /// Changes the record with `f` and writes it back, unless `f` changed nothing (a
     /// reconcile that finds the cluster as it was writes nothing: at 10,000 objects the
     /// record is a megabyte).
     pub fn update(&self, f: impl FnOnce(&mut SyncRecord)) -> Result<()> {
-        let client = self.cluster.client();
+        let (client, cache) = (self.cluster.client(), self.cluster.sync_cache());
         self.cluster.block_on(async {
-            let read = read_record(client, &self.sync).await?;
+            let read = read_record(client, cache, &self.sync).await?;
             let mut rec = read.clone();
             f(&mut rec);
             if rec == read {
                 return Ok(());
             }
-            write_record(client, &self.sync, &rec).await
+            write_record(client, cache, &self.sync, &rec).await
         })
     }
 
     /// The `WardSync`'s spec and generation (`{}` and `None` when it does not exist yet).
     pub fn spec(&self) -> Result<(Value, Option<i64>)> {
-        self.cluster.block_on(async {
-            let api: Api<DynamicObject> =
-                Api::all_with(self.cluster.client().clone(), &sync_resource());
-            let obj = api
-                .get_opt(&self.sync)
-                .await
-                .map_err(|e| api_error(e, "cannot read the WardSync"))?;
-            Ok(obj.map_or((json!({}), None), |o| {
-                (
-                    o.data.get("spec").cloned().unwrap_or(json!({})),
-                    o.metadata.generation,
-                )
-            }))
-        })
+        let (client, cache) = (self.cluster.client(), self.cluster.sync_cache());
+        let seen = self.cluster.block_on(fetch(client, cache, &self.sync))?;
+        Ok(seen.map_or((json!({}), None), |s| (s.spec.clone(), s.generation)))
     }
 
     /// Sets conditions, keeping each one's transition time when its status does not change,
