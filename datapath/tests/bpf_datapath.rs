@@ -629,6 +629,15 @@ fn deny_wins_over_allow() {
         "identity-0 deny beats the identity-specific allow"
     );
     assert!(counter(&dp, EP_B, Ingress, Verdict::Denied) > 0);
+    let exact = PolicyKey::port(EP_B, Ingress, ID_A, TCP, 80);
+    assert_eq!(
+        dp.policy_get(&exact).expect("read"),
+        Some(PolicyValue::allow(21))
+    );
+    assert_eq!(
+        dp.policy_get(&deny_any).expect("read"),
+        Some(PolicyValue::deny(31))
+    );
 
     assert!(
         dp.policy_remove(&deny_any).expect("remove"),
@@ -637,6 +646,11 @@ fn deny_wins_over_allow() {
     assert!(
         !dp.policy_remove(&deny_any).expect("remove"),
         "removing twice reports absence"
+    );
+    assert_eq!(
+        dp.policy_get(&deny_any).expect("read"),
+        None,
+        "read after removal"
     );
     allow(&mut dp, PolicyKey::any(EP_B, Ingress, 0), 41);
     deny(&mut dp, PolicyKey::port(EP_B, Ingress, ID_A, TCP, 81), 51);

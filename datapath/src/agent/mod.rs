@@ -3,6 +3,8 @@
 //!
 //! - [`desired`]: complete revisions read from the local target's state directory.
 //! - [`kube`]: kube mode, the cluster and the desired state from the API server.
+//! - [`repository`]: the engine's policy repository, kept between syncs and updated by the
+//!   policies that changed.
 //! - [`entries`]: the pure translation from resolved policy to map entries.
 //! - [`sync`]: the difference between the maps and the wanted entries, applied in a safe order.
 //! - [`run`]: attaching, reading the maps back after a restart, following the state directory.
@@ -13,6 +15,7 @@ pub mod desired;
 pub mod entries;
 pub mod kube;
 pub mod observe;
+pub mod repository;
 pub mod run;
 pub mod status;
 pub mod sync;

@@ -20,6 +20,7 @@
 use super::desired;
 use super::entries::{self, EndpointEntry, NodeEntries, PolicyKey, PolicyValue};
 use super::kube::{KubeOptions, KubeSource, Watched as KubeWatched};
+use super::repository::{KeptRepository, Rebuild};
 use super::sync::{self, Datapath, MapStore, SyncStats};
 use crate::bpf::NodeMaps;
 use crate::bpf::maps::EndpointInfo;
@@ -35,7 +36,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
-use ward_engine::{Cluster, Direction, PolicyRepository};
+use ward_engine::Direction;
 use ward_schema::topology::Topology;
 
 /// Where the agent runs and what it follows.
@@ -134,6 +135,8 @@ pub struct Agent {
     ifindex: BTreeMap<String, u32>,
     /// What the maps hold now.
     current: NodeEntries,
+    /// The engine's repository of the last sync.
+    repository: KeptRepository,
     revision: Option<String>,
     mesh: Mesh,
     wanted: Wanted,
@@ -279,6 +282,7 @@ impl Agent {
             sys,
             ifindex: BTreeMap::new(),
             current: NodeEntries::default(),
+            repository: KeptRepository::default(),
             revision: None,
             mesh,
             wanted: Wanted::Off,
@@ -372,6 +376,12 @@ impl Agent {
     /// Attaches pods whose interface appeared since, reads the desired state and brings the
     /// maps to it. On an error the maps are left as they are (the last good revision).
     pub fn sync(&mut self) -> Result<SyncStats> {
+        self.sync_with(Rebuild::IfNeeded)
+    }
+
+    /// [`Agent::sync`], with the policy repository built from scratch when `rebuild` says
+    /// so (the periodic resync) or when more than policies changed.
+    fn sync_with(&mut self, rebuild: Rebuild) -> Result<SyncStats> {
         self.attach_pods(false)?;
         let (resources, revision, config_problem) = match (&self.cfg.source, &self.kube) {
             (_, Some(k)) => {
@@ -384,12 +394,9 @@ impl Agent {
             }
             (Source::Kube { .. }, None) => bail!("kube mode without a connection"),
         };
-        let repo = PolicyRepository::from_resources(
-            Cluster::from_topology(&self.effective_topology()),
-            &resources,
-        )
-        .map_err(|e| anyhow!("{e}"))?;
-        let mut wanted = entries::compute(&repo, &self.cfg.node).map_err(|e| anyhow!(e))?;
+        let topology = self.effective_topology();
+        let repo = self.repository.update(topology, &resources, rebuild)?;
+        let mut wanted = entries::compute(repo, &self.cfg.node).map_err(|e| anyhow!(e))?;
         if !self.ifindex.contains_key(entries::HOST_ENDPOINT) {
             wanted.remove_endpoint(entries::HOST_ENDPOINT);
         }
@@ -447,7 +454,7 @@ impl Agent {
                     last = Instant::now();
                 }
                 Err(mpsc::RecvTimeoutError::Timeout) if last.elapsed() >= resync => {
-                    self.sync_logged();
+                    self.sync_logged_with(Rebuild::Always);
                     last = Instant::now();
                 }
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
@@ -545,7 +552,11 @@ impl Agent {
     }
 
     fn sync_logged(&mut self) {
-        if let Err(e) = self.sync() {
+        self.sync_logged_with(Rebuild::IfNeeded);
+    }
+
+    fn sync_logged_with(&mut self, rebuild: Rebuild) {
+        if let Err(e) = self.sync_with(rebuild) {
             tracing::warn!(node = %self.cfg.node, "not synced, the maps keep the last good revision: {e:#}");
         }
     }
@@ -773,4 +784,4 @@ fn kernel_key(k: &PolicyKey) -> bpf::maps::PolicyKey {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

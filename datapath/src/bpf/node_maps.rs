@@ -253,6 +253,20 @@ impl NodeMaps {
         }
     }
 
+    /// The value of one policy entry (from the map [`NodeMaps::policy_set`] puts it in);
+    /// `None` when absent.
+    pub fn policy_get(&self, key: &PolicyKey) -> Result<Option<PolicyValue>> {
+        let got = match key.exact_key() {
+            Some(exact) => self.policy_exact.get(&exact, 0),
+            None => self.policy.get(&key.trie_key(), 0),
+        };
+        match got {
+            Ok(v) => Ok(Some(v)),
+            Err(MapError::KeyNotFound) => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("reading {key:?}")),
+        }
+    }
+
     /// Every policy entry (both maps).
     pub fn policy_entries(&self) -> Result<Vec<(PolicyKey, PolicyValue)>> {
         let trie = collect(self.policy.iter()).context(POLICY_MAP)?;

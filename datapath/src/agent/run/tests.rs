@@ -13,7 +13,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use ward_schema::topology::Ipv4Net;
 use ward_schema::{Limits, assemble, load_file};
 
-const TOPOLOGY: &str = "apiVersion: ward.dev/v1alpha1
+/// Two nodes, three pods (the agent's and the kept repository's unit tests).
+pub(crate) const TOPOLOGY: &str = "apiVersion: ward.dev/v1alpha1
 kind: LabTopology
 metadata: {name: unit}
 spec:
