@@ -89,6 +89,11 @@ rm -rf "/var/run/ward/$node" "/var/run/ward/$node1"
 # ward-agent's userspace WireGuard interface goes with its device process; a kernel one would not.
 ip link del cilium_wg0 2>/dev/null || true
 
+# The kubelets' links to their containers' logs (the logs themselves are under DIR).
+if [[ -n $dir && -f $dir/pids && -d /var/log/containers ]]; then
+  find /var/log/containers -maxdepth 1 -lname "$dir/*" -delete
+fi
+
 # The repository ci/cluster/deploy mounts into the controller.
 rm -rf /run/ward-cluster/git
 if [[ -n $dir && -f $dir/pids ]]; then

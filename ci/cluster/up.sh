@@ -20,7 +20,7 @@
 #   /var/lib/cni/results/ward-ptp-*, the agent's pinned maps /sys/fs/bpf/ward/NODE and its
 #   run folder /var/run/ward/NODE (ci/cluster/deploy).
 # - with NODES=2, the second node ward-node1 (its own containerd, kubelet, kubelet
-#   certificate, CNI configuration and pod CIDR .1.0/24, cgroup root /ward-cluster-node1,
+#   certificate, CNI configuration and pod CIDR, cgroup root /ward-cluster-node1,
 #   everything else under DIR/node1): both run with `nsenter --net` in the network namespace
 #   ward-node1 (/run/netns/ward-node1), so its pods' veth pairs and /32 routes are there, and
 #   so are the agent's hostNetwork pod and its WireGuard interface (containerd's shims, and so
@@ -55,7 +55,8 @@
 #   the API server get KUBERNETES_SERVICE_HOST/PORT (the node's address) from the test overlay.
 #
 # Environment: WARD_KUBE_BIN (the binaries, default: ci/kube/build.sh's output), NODE_NAME
-# (ward-node0), NODE_IP (10.250.0.1), POD_CIDR (10.244.0.0/16; the node gets .0.0/24), NODES
+# (ward-node0), NODE_IP (10.250.0.1), POD_CIDR (10.244.0.0/16; each node gets a /24 of it and
+# its CNI configuration is written from its Node's spec.podCIDR), NODES
 # (1; 2 adds ward-node1), NODE1_IP (10.250.1.1).
 set -euo pipefail
 
@@ -64,17 +65,16 @@ here=$(cd "$(dirname "$0")" && pwd)
 node=${NODE_NAME:-ward-node0}
 node_ip=${NODE_IP:-10.250.0.1}
 pod_cidr=${POD_CIDR:-10.244.0.0/16}
-node_cidr=${pod_cidr%.*.*}.0.0/24
 cgroup_root=/ward-cluster
 nodes=${NODES:-1}
-node1='' node1_ip='' node1_cidr=''
+node1='' node1_ip=''
 log() { echo "ci/cluster/up.sh: $(date +%T) $*" >&2; }
 fail() { log "$*"; exit 1; }
 
 [[ $(id -u) -eq 0 ]] || fail "needs root (cgroups, network namespaces, mounts)"
 case $nodes in
   1) ;;
-  2) node1=ward-node1 node1_ip=${NODE1_IP:-10.250.1.1} node1_cidr=${pod_cidr%.*.*}.1.0/24 ;;
+  2) node1=ward-node1 node1_ip=${NODE1_IP:-10.250.1.1} ;;
   *) fail "NODES=$nodes: one or two nodes" ;;
 esac
 mkdir -p "$dir"
@@ -211,14 +211,13 @@ start kube-scheduler "$bin/kube-scheduler" --kubeconfig "$dir/kubeconfig" \
 
 # One node: containerd and the kubelet, each with its own root, state, socket, CNI
 # configuration and cgroup root; the second node's run in its network namespace.
-node_up() { # name, address, pod CIDR (/24), folder, cgroup root, log prefix, command prefix...
-  local name=$1 ip=$2 cidr=$3 root=$4 cgroup=$5 tag=$6
-  shift 6
+node_up() { # name, address, folder, cgroup root, log prefix, command prefix...
+  local name=$1 ip=$2 root=$3 cgroup=$4 tag=$5
+  shift 5
   mkdir -p "$root"/{cni/net.d,cni/ipam,containerd/root,containerd/state,kubelet}
   cert "kubelet-$name" "/O=system:nodes/CN=system:node:$name" "extendedKeyUsage=clientAuth"
   kubeconfig "$root/kubelet.kubeconfig" "kubelet-$name"
   containerd_config "$root" >"$root/containerd/config.toml"
-  cni_config "$root" "$cidr" >"$root/cni/net.d/10-ward-ptp.conflist"
   log "starting containerd of $name"
   start "${tag}containerd" "$@" containerd --config "$root/containerd/config.toml"
   wait_for "containerd of $name" 30 ctr --address "$root/containerd/containerd.sock" version
@@ -303,7 +302,10 @@ cgroup_root_up() { # cgroup root
   done
 }
 
-# The kubelet: cgroupfs, cgroup v1 allowed, no swap check, its own cgroup root.
+# The kubelet: cgroupfs, cgroup v1 allowed, no swap check, its own cgroup root, and its own
+# folder for the containers' logs: a kubelet removes the folders of /var/log/pods whose pod it
+# does not run, so two kubelets sharing it delete each other's logs (and the containers that
+# then cannot write theirs fail).
 kubelet_config() { # folder, address, cgroup root
   cat <<EOF
 apiVersion: kubelet.config.k8s.io/v1beta1
@@ -311,6 +313,7 @@ kind: KubeletConfiguration
 containerRuntimeEndpoint: unix://$1/containerd/containerd.sock
 cgroupDriver: cgroupfs
 cgroupRoot: $3
+podLogsDir: $1/pod-logs
 failCgroupV1: false
 failSwapOn: false
 address: $2
@@ -345,7 +348,6 @@ netns_up() {
   ip addr add "$host_side/24" dev "$node1"
   ip link set "$node1" up
   ip route replace "$node1_ip/32" dev "$node1" src "$node_ip"
-  ip route replace "$node1_cidr" via "$node1_ip" dev "$node1"
   ip -n "$node1" link set lo up
   ip -n "$node1" addr add "$node1_ip/24" dev eth0
   ip -n "$node1" link set eth0 up
@@ -353,23 +355,29 @@ netns_up() {
   ip netns exec "$node1" sysctl -qw net.ipv4.ip_forward=1
 }
 
-pod_cidr_of() { kubectl get node "$1" -o jsonpath='{.spec.podCIDR}'; }
-
-node_up "$node" "$node_ip" "$node_cidr" "$dir" "$cgroup_root" ""
-if ((nodes == 2)); then
-  # The controller-manager gives the next free /24 to the next node that registers: the
-  # second node starts once the first has its CIDR, so it gets the one its CNI names.
+# A node's pod network, once the controller-manager gave it its /24 (which one is not fixed:
+# with two nodes the second got .1.0/24 or .2.0/24): the CNI configuration that containerd
+# picks up (the node turns Ready then), and on the second node the host's route to its pods.
+pod_network_up() { # name, folder
+  local cidr
   # shellcheck disable=SC2016 # expanded by sh
-  wait_for "the pod CIDR of $node" 60 sh -c '[ -n "$(kubectl get node "$0" -o jsonpath={.spec.podCIDR})" ]' "$node"
+  wait_for "the pod CIDR of $1" 60 sh -c '[ -n "$(kubectl get node "$0" -o jsonpath={.spec.podCIDR})" ]' "$1"
+  cidr=$(kubectl get node "$1" -o jsonpath='{.spec.podCIDR}')
+  cni_config "$2" "$cidr" >"$2/cni/net.d/10-ward-ptp.conflist"
+  [[ $1 != "$node1" ]] || ip route replace "$cidr" via "$node1_ip" dev "$node1"
+  log "node $1 has the pod CIDR $cidr"
+}
+
+node_up "$node" "$node_ip" "$dir" "$cgroup_root" ""
+if ((nodes == 2)); then
   netns_up
-  node_up "$node1" "$node1_ip" "$node1_cidr" "$dir/node1" "$cgroup_root-node1" "node1-" \
+  node_up "$node1" "$node1_ip" "$dir/node1" "$cgroup_root-node1" "node1-" \
     nsenter "--net=/run/netns/$node1" --
 fi
+pod_network_up "$node" "$dir"
+[[ -z $node1 ]] || pod_network_up "$node1" "$dir/node1"
 for n in "$node" ${node1:+"$node1"}; do
   wait_for "node $n" 120 kubectl wait --for=condition=Ready --timeout=5s "node/$n"
-  log "node $n is Ready (pod CIDR $(pod_cidr_of "$n"))"
+  log "node $n is Ready"
 done
-if ((nodes == 2)) && [[ $(pod_cidr_of "$node1") != "$node1_cidr" ]]; then
-  fail "node $node1 got the pod CIDR $(pod_cidr_of "$node1"), not $node1_cidr"
-fi
 echo "$dir/kubeconfig"

@@ -451,10 +451,10 @@ fn ward_deployed_with_kubectl_enforces_what_is_pushed_on_real_pods() {
     deploy(&c);
 
     // The seed policies, applied by the controller and enforced by the agent.
-    wait_for(
-        "the controller to apply backend-ingress",
-        Duration::from_secs(120),
-        || has_backend_ingress(&c),
+    assert!(
+        util::wait_for(Duration::from_secs(120), || has_backend_ingress(&c)),
+        "the controller did not apply backend-ingress within 120 s:\n{}",
+        ward_logs(&c)
     );
     let enforced = util::wait_for(Duration::from_secs(60), || {
         !reaches(&c, ("shop", "admin"), backend)
