@@ -13,7 +13,13 @@ archive=$(mktemp "$dir/import.XXXXXX.tar")
 trap 'rm -f "$archive"' EXIT
 rm -f "$archive"
 podman save --quiet --format docker-archive -m -o "$archive" "$@"
+# Into each node's containerd at once (a failed import fails the script).
+pids=()
 for sock in "$dir"/containerd/containerd.sock "$dir"/node1/containerd/containerd.sock; do
   [[ -S $sock ]] || continue # one node only
-  ctr --address "$sock" -n k8s.io images import "$archive" >&2
+  ctr --address "$sock" -n k8s.io images import "$archive" >&2 &
+  pids+=($!)
+done
+for pid in "${pids[@]}"; do
+  wait "$pid"
 done
