@@ -36,7 +36,7 @@ command -v iperf3 >/dev/null || need_apt+=(iperf3)
 command -v tcpdump >/dev/null || need_apt+=(tcpdump)
 # The kube tests drive the test cluster with kubectl (machines of this kind have it).
 command -v kubectl >/dev/null || need_apt+=(kubernetes-client)
-# The single-node cluster of the end-to-end tests (ci/cluster/up.sh): containerd, runc and the
+# The two-node cluster of the end-to-end tests (ci/cluster/up.sh): containerd, runc and the
 # CNI plugins run the pods; podman builds the images they run (ours, offline).
 command -v containerd >/dev/null || need_apt+=(containerd)
 command -v runc >/dev/null || need_apt+=(runc)
@@ -67,7 +67,7 @@ if [[ $(id -u) -eq 0 ]] && ! mountpoint -q /sys/fs/bpf; then
   mount -t bpf bpf /sys/fs/bpf
 fi
 
-# The test cluster (etcd, kube-apiserver and, for the single-node cluster of ci/cluster/, the
+# The test cluster (etcd, kube-apiserver and, for the two-node cluster of ci/cluster/, the
 # kubelet, kube-scheduler and kube-controller-manager, from their Go modules), built once and
 # cached under $HOME/.cache/ward/kube; the kube tests find it through WARD_KUBE_BIN.
 if command -v go >/dev/null; then

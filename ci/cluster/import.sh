@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Imports podman images into the running test cluster's containerd (namespace k8s.io, where
-# the kubelet looks), as a node that cannot pull needs them:
+# the kubelet looks; each node's when there are two), as a node that cannot pull needs them:
 #
 #   ci/cluster/import.sh $(ci/images/build.sh)     # ward's controller and agent images
 #
@@ -13,4 +13,13 @@ archive=$(mktemp "$dir/import.XXXXXX.tar")
 trap 'rm -f "$archive"' EXIT
 rm -f "$archive"
 podman save --quiet --format docker-archive -m -o "$archive" "$@"
-ctr --address "$dir/containerd/containerd.sock" -n k8s.io images import "$archive" >&2
+# Into each node's containerd at once (a failed import fails the script).
+pids=()
+for sock in "$dir"/containerd/containerd.sock "$dir"/node1/containerd/containerd.sock; do
+  [[ -S $sock ]] || continue # one node only
+  ctr --address "$sock" -n k8s.io images import "$archive" >&2 &
+  pids+=($!)
+done
+for pid in "${pids[@]}"; do
+  wait "$pid"
+done

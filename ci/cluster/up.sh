@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Starts a real single-node Kubernetes cluster on this machine, for the end-to-end tests:
+# Starts a real Kubernetes cluster of one node (or two) on this machine, for the end-to-end
+# tests:
 #
 #   ci/cluster/up.sh DIR       # DIR: an empty folder of yours; prints DIR/kubeconfig
+#   NODES=2 ci/cluster/up.sh DIR   # and a second node, ward-node1, in a network namespace
 #   ci/cluster/down.sh [DIR]   # stops it and removes every trace (also after a crash)
 #
 # etcd, kube-apiserver, kube-controller-manager and kube-scheduler (ci/kube/build.sh builds
@@ -15,7 +17,22 @@
 #   has no dummy-link module here). The API server and the kubelet listen on it only.
 # - the pods' network namespaces (under DIR, containerd's netns_mounts_under_state_dir), their
 #   veth pairs and /32 routes, the cgroups under /ward-cluster, the CNI cache files
-#   /var/lib/cni/results/ward-ptp-*, the agent's pinned maps /sys/fs/bpf/ward/NODE.
+#   /var/lib/cni/results/ward-ptp-*, the agent's pinned maps /sys/fs/bpf/ward/NODE and its
+#   run folder /var/run/ward/NODE (ci/cluster/deploy).
+# - with NODES=2, the second node ward-node1 (its own containerd, kubelet, kubelet
+#   certificate, CNI configuration and pod CIDR, cgroup root /ward-cluster-node1,
+#   everything else under DIR/node1): both run with `nsenter --net` in the network namespace
+#   ward-node1 (/run/netns/ward-node1), so its pods' veth pairs and /32 routes are there, and
+#   so are the agent's hostNetwork pod and its WireGuard interface (containerd's shims, and so
+#   runc and the containers without a network namespace of their own, inherit it). Only the
+#   network namespace is its own: `nsenter --net`, not `ip netns exec`, which would also mount
+#   a new /sys over the host's and hide /sys/fs/cgroup and /sys/fs/bpf from the kubelet and
+#   the agent. A veth pair `ward-node1` (host, NODE1_IP's .254/24) -- `eth0` (netns,
+#   NODE1_IP/24, default 10.250.1.1) is the underlay between the nodes: the host routes
+#   NODE1_IP/32 (from NODE_IP, as one node speaks to another) and the second pod CIDR through
+#   it, the namespace everything through the host (default route), which reaches the API
+#   server at NODE_IP:6443 unchanged. Forwarding is on in both. When ward's agents run, each
+#   replaces the route to the other node's pod CIDR with its WireGuard interface.
 # One cluster at a time per machine: /run/ward-cluster/current names the running one's DIR.
 #
 # Settings this machine needs (cgroup v1 in a hybrid layout; root without CAP_SYS_RESOURCE,
@@ -38,7 +55,9 @@
 #   the API server get KUBERNETES_SERVICE_HOST/PORT (the node's address) from the test overlay.
 #
 # Environment: WARD_KUBE_BIN (the binaries, default: ci/kube/build.sh's output), NODE_NAME
-# (ward-node0), NODE_IP (10.250.0.1), POD_CIDR (10.244.0.0/16; the node gets .0.0/24).
+# (ward-node0), NODE_IP (10.250.0.1), POD_CIDR (10.244.0.0/16; each node gets a /24 of it and
+# its CNI configuration is written from its Node's spec.podCIDR), NODES
+# (1; 2 adds ward-node1), NODE1_IP (10.250.1.1).
 set -euo pipefail
 
 dir=${1:?usage: ci/cluster/up.sh DIR}
@@ -46,12 +65,18 @@ here=$(cd "$(dirname "$0")" && pwd)
 node=${NODE_NAME:-ward-node0}
 node_ip=${NODE_IP:-10.250.0.1}
 pod_cidr=${POD_CIDR:-10.244.0.0/16}
-node_cidr=${pod_cidr%.*.*}.0.0/24
 cgroup_root=/ward-cluster
+nodes=${NODES:-1}
+node1='' node1_ip=''
 log() { echo "ci/cluster/up.sh: $(date +%T) $*" >&2; }
 fail() { log "$*"; exit 1; }
 
 [[ $(id -u) -eq 0 ]] || fail "needs root (cgroups, network namespaces, mounts)"
+case $nodes in
+  1) ;;
+  2) node1=ward-node1 node1_ip=${NODE1_IP:-10.250.1.1} ;;
+  *) fail "NODES=$nodes: one or two nodes" ;;
+esac
 mkdir -p "$dir"
 dir=$(cd "$dir" && pwd)
 
@@ -130,7 +155,6 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 
 cert apiserver "/CN=kube-apiserver" "subjectAltName=IP:$node_ip,IP:10.96.0.1,IP:127.0.0.1,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:localhost
 extendedKeyUsage=serverAuth"
 cert admin "/O=system:masters/CN=ward-admin" "extendedKeyUsage=clientAuth"
-cert kubelet "/O=system:nodes/CN=system:node:$node" "extendedKeyUsage=clientAuth"
 openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$pki/sa.key" 2>/dev/null
 openssl pkey -in "$pki/sa.key" -pubout -out "$pki/sa.pub"
 
@@ -155,7 +179,6 @@ current-context: ward
 EOF
 }
 kubeconfig "$dir/kubeconfig" admin
-kubeconfig "$dir/kubelet.kubeconfig" kubelet
 export KUBECONFIG=$dir/kubeconfig
 
 log "starting etcd and kube-apiserver on $server"
@@ -186,21 +209,42 @@ start kube-scheduler "$bin/kube-scheduler" --kubeconfig "$dir/kubeconfig" \
   --authentication-kubeconfig "$dir/kubeconfig" --authorization-kubeconfig "$dir/kubeconfig" \
   --bind-address 127.0.0.1 --secure-port "$(port)" --leader-elect=false --v=0
 
+# One node: containerd and the kubelet, each with its own root, state, socket, CNI
+# configuration and cgroup root; the second node's run in its network namespace.
+node_up() { # name, address, folder, cgroup root, log prefix, command prefix...
+  local name=$1 ip=$2 root=$3 cgroup=$4 tag=$5
+  shift 5
+  mkdir -p "$root"/{cni/net.d,cni/ipam,containerd/root,containerd/state,kubelet}
+  cert "kubelet-$name" "/O=system:nodes/CN=system:node:$name" "extendedKeyUsage=clientAuth"
+  kubeconfig "$root/kubelet.kubeconfig" "kubelet-$name"
+  containerd_config "$root" >"$root/containerd/config.toml"
+  log "starting containerd of $name"
+  start "${tag}containerd" "$@" containerd --config "$root/containerd/config.toml"
+  wait_for "containerd of $name" 30 ctr --address "$root/containerd/containerd.sock" version
+  ctr --address "$root/containerd/containerd.sock" -n k8s.io images import --no-unpack "$images" >"$dir/logs/${tag}import.log"
+  cgroup_root_up "$cgroup"
+  kubelet_config "$root" "$ip" "$cgroup" >"$root/kubelet/config.yaml"
+  log "starting the kubelet (node $name, $ip)"
+  start "${tag}kubelet" "$@" "$bin/kubelet" --config "$root/kubelet/config.yaml" \
+    --kubeconfig "$root/kubelet.kubeconfig" --root-dir "$root/kubelet/root" \
+    --hostname-override "$name" --node-ip "$ip" --v=1
+}
+
 # containerd: its own root, state and socket; runc with cgroupfs; the pod networks' namespaces
-# under its state folder (so down.sh finds ours after a crash); CNI from DIR/cni.
-sock=$dir/containerd/containerd.sock
-cat >"$dir/containerd/config.toml" <<EOF
+# under its state folder (so down.sh finds ours after a crash); CNI from the node's folder.
+containerd_config() { # folder
+  cat <<EOF
 version = 2
-root = "$dir/containerd/root"
-state = "$dir/containerd/state"
+root = "$1/containerd/root"
+state = "$1/containerd/state"
 [grpc]
-  address = "$sock"
+  address = "$1/containerd/containerd.sock"
 [ttrpc]
-  address = "$dir/containerd/ttrpc.sock"
+  address = "$1/containerd/ttrpc.sock"
 [debug]
-  address = "$dir/containerd/debug.sock"
+  address = "$1/containerd/debug.sock"
 [plugins."io.containerd.internal.v1.opt"]
-  path = "$dir/containerd/opt"
+  path = "$1/containerd/opt"
 [plugins."io.containerd.grpc.v1.cri"]
   sandbox_image = "localhost/ward/pause:1"
   restrict_oom_score_adj = true
@@ -217,9 +261,12 @@ state = "$dir/containerd/state"
         SystemdCgroup = false
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "/usr/lib/cni"
-    conf_dir = "$dir/cni/net.d"
+    conf_dir = "$1/cni/net.d"
 EOF
-cat >"$dir/cni/net.d/10-ward-ptp.conflist" <<EOF
+}
+
+cni_config() { # folder, the node's pod CIDR
+  cat <<EOF
 {
   "cniVersion": "1.0.0",
   "name": "ward-ptp",
@@ -230,8 +277,8 @@ cat >"$dir/cni/net.d/10-ward-ptp.conflist" <<EOF
       "mtu": 1500,
       "ipam": {
         "type": "host-local",
-        "dataDir": "$dir/cni/ipam",
-        "ranges": [[{"subnet": "$node_cidr"}]],
+        "dataDir": "$1/cni/ipam",
+        "ranges": [[{"subnet": "$2"}]],
         "routes": [{"dst": "0.0.0.0/0"}]
       }
     },
@@ -239,36 +286,41 @@ cat >"$dir/cni/net.d/10-ward-ptp.conflist" <<EOF
   ]
 }
 EOF
-log "starting containerd"
-start containerd containerd --config "$dir/containerd/config.toml"
-wait_for containerd 30 ctr --address "$sock" version
-ctr --address "$sock" -n k8s.io images import --no-unpack "$images" >"$dir/logs/import.log"
+}
 
-# The kubelet: cgroupfs, cgroup v1 allowed, no swap check, its own cgroup root.
-kubelet_port=10250 healthz_port=$(port)
 # The kubelet checks that its cgroup root exists in every hierarchy; a new cpuset starts
 # with no CPUs and no memory nodes, so it gets its parent's.
-for h in /sys/fs/cgroup/*/; do
-  mountpoint -q "$h" || continue
-  mkdir -p "$h${cgroup_root#/}"
-  if [[ -f $h/cpuset.cpus ]]; then
-    cat "$h/cpuset.cpus" >"$h${cgroup_root#/}/cpuset.cpus"
-    cat "$h/cpuset.mems" >"$h${cgroup_root#/}/cpuset.mems"
-  fi
-done
-cat >"$dir/kubelet/config.yaml" <<EOF
+cgroup_root_up() { # cgroup root
+  local h
+  for h in /sys/fs/cgroup/*/; do
+    mountpoint -q "$h" || continue
+    mkdir -p "$h${1#/}"
+    if [[ -f $h/cpuset.cpus ]]; then
+      cat "$h/cpuset.cpus" >"$h${1#/}/cpuset.cpus"
+      cat "$h/cpuset.mems" >"$h${1#/}/cpuset.mems"
+    fi
+  done
+}
+
+# The kubelet: cgroupfs, cgroup v1 allowed, no swap check, its own cgroup root, and its own
+# folder for the containers' logs: a kubelet removes the folders of /var/log/pods whose pod it
+# does not run, so two kubelets sharing it delete each other's logs (and the containers that
+# then cannot write theirs fail).
+kubelet_config() { # folder, address, cgroup root
+  cat <<EOF
 apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
-containerRuntimeEndpoint: unix://$sock
+containerRuntimeEndpoint: unix://$1/containerd/containerd.sock
 cgroupDriver: cgroupfs
-cgroupRoot: $cgroup_root
+cgroupRoot: $3
+podLogsDir: $1/pod-logs
 failCgroupV1: false
 failSwapOn: false
-address: $node_ip
-port: $kubelet_port
+address: $2
+port: 10250
 readOnlyPort: 0
 healthzBindAddress: 127.0.0.1
-healthzPort: $healthz_port
+healthzPort: $(port)
 authentication:
   anonymous: {enabled: false}
   webhook: {enabled: true}
@@ -283,9 +335,49 @@ serializeImagePulls: false
 syncFrequency: 10s
 nodeStatusUpdateFrequency: 5s
 EOF
-log "starting the kubelet (node $node, $node_ip)"
-start kubelet "$bin/kubelet" --config "$dir/kubelet/config.yaml" --kubeconfig "$dir/kubelet.kubeconfig" \
-  --root-dir "$dir/kubelet/root" --hostname-override "$node" --node-ip "$node_ip" --v=1
-wait_for "node $node" 120 kubectl wait --for=condition=Ready --timeout=5s "node/$node"
-log "node $node is Ready (pod CIDR $(kubectl get node "$node" -o jsonpath='{.spec.podCIDR}'))"
+}
+
+# The second node's network namespace, wired to the host (the underlay between the nodes):
+# a veth pair, NODE1_IP/24 inside, .254 on the host side; the host reaches the node's pods
+# through it, the node everything else through its default route via the host. The host
+# speaks to the node from its own address (NODE_IP), as one node does to another.
+netns_up() {
+  local host_side=${node1_ip%.*}.254
+  ip netns add "$node1"
+  ip link add "$node1" type veth peer name eth0 netns "$node1"
+  ip addr add "$host_side/24" dev "$node1"
+  ip link set "$node1" up
+  ip route replace "$node1_ip/32" dev "$node1" src "$node_ip"
+  ip -n "$node1" link set lo up
+  ip -n "$node1" addr add "$node1_ip/24" dev eth0
+  ip -n "$node1" link set eth0 up
+  ip -n "$node1" route add default via "$host_side"
+  ip netns exec "$node1" sysctl -qw net.ipv4.ip_forward=1
+}
+
+# A node's pod network, once the controller-manager gave it its /24 (which one is not fixed:
+# with two nodes the second got .1.0/24 or .2.0/24): the CNI configuration that containerd
+# picks up (the node turns Ready then), and on the second node the host's route to its pods.
+pod_network_up() { # name, folder
+  local cidr
+  # shellcheck disable=SC2016 # expanded by sh
+  wait_for "the pod CIDR of $1" 60 sh -c '[ -n "$(kubectl get node "$0" -o jsonpath={.spec.podCIDR})" ]' "$1"
+  cidr=$(kubectl get node "$1" -o jsonpath='{.spec.podCIDR}')
+  cni_config "$2" "$cidr" >"$2/cni/net.d/10-ward-ptp.conflist"
+  [[ $1 != "$node1" ]] || ip route replace "$cidr" via "$node1_ip" dev "$node1"
+  log "node $1 has the pod CIDR $cidr"
+}
+
+node_up "$node" "$node_ip" "$dir" "$cgroup_root" ""
+if ((nodes == 2)); then
+  netns_up
+  node_up "$node1" "$node1_ip" "$dir/node1" "$cgroup_root-node1" "node1-" \
+    nsenter "--net=/run/netns/$node1" --
+fi
+pod_network_up "$node" "$dir"
+[[ -z $node1 ]] || pod_network_up "$node1" "$dir/node1"
+for n in "$node" ${node1:+"$node1"}; do
+  wait_for "node $n" 120 kubectl wait --for=condition=Ready --timeout=5s "node/$n"
+  log "node $n is Ready"
+done
 echo "$dir/kubeconfig"

@@ -7,9 +7,7 @@
 
 mod common;
 
-use common::lab::{
-    AgentLab, Capture, contains_bytes, pcap_lines, privileged, udp_send, udp_server, wait_for,
-};
+use common::lab::{AgentLab, pcap_lines, privileged, udp_send, udp_server, wait_for};
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
 use std::net::{Ipv4Addr, UdpSocket};
@@ -19,6 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use ward_datapath::lab::in_netns;
 use ward_schema::{Limits, assemble, load_file};
+use ward_testkit::capture::{Capture, contains_bytes};
 
 const TOPOLOGY: &str = include_str!("../../cluster-config/lab.yaml");
 const ECHO_PORT: u16 = 7;
@@ -178,7 +177,7 @@ fn underlay_capture(lab: &AgentLab, a: &str, b: &str, file: &str) -> Capture {
     // only frames for itself); what goes between the two nodes is picked out when reading.
     let _ = (ia, ib);
     let port = ward_datapath::lab::names::underlay_port(a);
-    Capture::start(&underlay, &port, "ip", lab.path(file))
+    Capture::start(Some(&underlay), &port, "ip", lab.path(file))
 }
 
 fn echo_lab(tag: &str) -> (AgentLab, String, String) {
@@ -452,7 +451,7 @@ fn a_stream_loses_nothing_across_key_rotations() {
         .to_string_lossy()
         .into_owned();
     let at_backend = Capture::start(
-        &backend_ns,
+        Some(&backend_ns),
         "eth0",
         "udp port 7",
         lab.path("stream-backend.pcap"),

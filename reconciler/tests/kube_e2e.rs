@@ -1,10 +1,15 @@
-//! ward end to end on the single-node cluster of `ci/cluster/` (`tests/nodecluster`), deployed
+//! ward end to end on the two-node cluster of `ci/cluster/` (`tests/nodecluster`, `NODES=2`:
+//! the second node's containerd and kubelet in a network namespace of their own), deployed
 //! as a user deploys it: the images of `ci/images/build.sh` imported into the node's
 //! containerd, `kubectl apply -k ci/cluster/deploy` (reconciler/deploy with the test node's
 //! API address and a bare repository on the node), the example policies pushed to that
 //! repository. Then real pod-to-pod traffic, between pods of our echo-server image:
 //! - the seed policies reach the kernel: shop/frontend → shop/backend:80 passes, shop/admin
 //!   and a frontend in another namespace are dropped, the backend opens nothing;
+//! - across the nodes too (a frontend and a backend on the second node), through the agents'
+//!   WireGuard mesh: the underlay between the nodes carries pod traffic only as UDP to port
+//!   51871 (a capture on it never shows a request's marker), and each Node carries its
+//!   agent's public key;
 //! - a pushed change flips a running flow (push to first packet decided, p50 and p99 printed);
 //! - a CNP deleted by hand is put back by the controller (drift);
 //! - the agent's pod deleted: the DaemonSet makes a new one, enforcement and an established
@@ -20,12 +25,14 @@
 mod nodecluster;
 mod util;
 
-use nodecluster::{NODE, NodeCluster, TESTPOD_IMAGE, repo};
+use nodecluster::{NODE, NODE1, NodeCluster, TESTPOD_IMAGE, repo};
 use std::io::{BufRead, BufReader};
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use util::{Env, Repo};
+use ward_testkit::capture::{Capture, contains_bytes, pcap_lines};
 
 /// Where the deploy overlay mounts the repository from (a hostPath).
 const GIT: &str = "/run/ward-cluster/git";
@@ -39,20 +46,22 @@ fn wait_for(what: &str, limit: Duration, cond: impl FnMut() -> bool) {
     );
 }
 
-/// Pods of the echo-server image: (namespace, name, app label).
-const PODS: [(&str, &str, &str); 4] = [
-    ("shop", "frontend", "frontend"),
-    ("shop", "backend", "backend"),
-    ("shop", "admin", "admin"),
-    ("intruder", "frontend", "frontend"),
+/// Pods of the echo-server image: (namespace, name, app label, node).
+const PODS: [(&str, &str, &str, &str); 6] = [
+    ("shop", "frontend", "frontend", NODE),
+    ("shop", "backend", "backend", NODE),
+    ("shop", "admin", "admin", NODE),
+    ("intruder", "frontend", "frontend", NODE),
+    ("shop", "frontend-1", "frontend", NODE1),
+    ("shop", "backend-1", "backend", NODE1),
 ];
 
-/// The namespaces and pods, as the README's commands make them (`kubectl run`).
+/// The namespaces and pods, as the README's commands make them (`kubectl run`, each on its node).
 fn run_pods(c: &NodeCluster) {
     for ns in ["shop", "intruder"] {
         c.kubectl_ok(&["create", "namespace", ns]);
     }
-    for (ns, name, app) in PODS {
+    for (ns, name, app, node) in PODS {
         c.kubectl_ok(&[
             "run",
             "-n",
@@ -60,6 +69,7 @@ fn run_pods(c: &NodeCluster) {
             name,
             &format!("--image={TESTPOD_IMAGE}"),
             &format!("--labels=app={app}"),
+            &format!(r#"--overrides={{"spec":{{"nodeName":"{node}"}}}}"#),
             "--restart=Never",
             "--",
             "serve",
@@ -68,8 +78,13 @@ fn run_pods(c: &NodeCluster) {
 }
 
 /// Whether `from` (namespace, pod) gets an answer from `to_ip`:80 within a second.
-fn reaches(c: &NodeCluster, from: (&str, &str), to_ip: std::net::Ipv4Addr) -> bool {
-    let url = format!("http://{to_ip}/");
+fn reaches(c: &NodeCluster, from: (&str, &str), to_ip: Ipv4Addr) -> bool {
+    reaches_at(c, from, to_ip, "")
+}
+
+/// [`reaches`], with `path` in the request.
+fn reaches_at(c: &NodeCluster, from: (&str, &str), to_ip: Ipv4Addr, path: &str) -> bool {
+    let url = format!("http://{to_ip}/{path}");
     c.exec(from.0, from.1, &["/testpod", "get", "-timeout", "1s", &url])
         .status
         .success()
@@ -286,13 +301,130 @@ fn flip(repo: &mut Repo, bare: &Path, watch: &Watch, port: u16) -> u64 {
     decided - pushed
 }
 
+/// The WireGuard port of ward's agents (Cilium's).
+const WG_PORT: u16 = 51871;
+
+/// `jsonpath` of Node `node`.
+fn node_field(c: &NodeCluster, node: &str, jsonpath: &str) -> String {
+    c.kubectl_ok(&["get", "node", node, "-o", &format!("jsonpath={jsonpath}")])
+}
+
+/// The public key Node `node` carries (Cilium's annotation).
+fn node_key(c: &NodeCluster, node: &str) -> String {
+    node_field(
+        c,
+        node,
+        "{.metadata.annotations.network\\.cilium\\.io/wg-pub-key}",
+    )
+}
+
+/// The WireGuard mesh as `node`'s agent records it in its run folder (`ward-agent status`;
+/// ci/cluster/deploy puts that folder at /var/run/ward/NODE/agent on this machine).
+fn wireguard_status(node: &str) -> serde_json::Value {
+    std::fs::read(format!("/var/run/ward/{node}/agent/wireguard.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
+}
+
+/// Each Node carries its own agent's public key, and each agent has the other node as its
+/// peer (under the key that Node carries) and routes the other node's pod CIDR into the tunnel.
+fn wireguard_mesh_is_up(c: &NodeCluster) {
+    for (node, peer) in [(NODE, NODE1), (NODE1, NODE)] {
+        let peer_cidr = node_field(c, peer, "{.spec.podCIDR}");
+        let mut last = serde_json::Value::Null;
+        let up = util::wait_for(Duration::from_secs(90), || {
+            last = wireguard_status(node);
+            let (key, peer_key) = (node_key(c, node), node_key(c, peer));
+            let has = |list: &str, f: &dyn Fn(&serde_json::Value) -> bool| {
+                last[list].as_array().is_some_and(|l| l.iter().any(f))
+            };
+            key.len() == 44
+                && last["interface"]["publicKey"] == key.as_str()
+                && has("peers", &|p| {
+                    p["node"] == peer && p["publicKey"] == peer_key.as_str()
+                })
+                && has("routes", &|r| {
+                    r["cidr"] == peer_cidr.as_str() && r["route"] == "tunnel"
+                })
+        });
+        assert!(
+            up,
+            "{node}'s agent has no tunnel to {peer} ({peer_cidr}) under the keys the Nodes carry:\n{last:#}\n{}",
+            ward_logs(c)
+        );
+    }
+    assert_ne!(
+        node_key(c, NODE),
+        node_key(c, NODE1),
+        "both Nodes carry one key"
+    );
+}
+
+/// The seed policies across the nodes: what they allow passes and what they deny is dropped,
+/// and the underlay between the nodes (the host's side of the veth pair to the second node's
+/// network namespace) carries pod-to-pod packets only inside WireGuard: no packet between two
+/// pod addresses in clear, never the requests' marker, and UDP to port 51871.
+fn cross_node_flows(c: &NodeCluster) {
+    let ip = |ns: &str, name: &str| c.pod_ip(ns, name);
+    let (backend, backend1, frontend) = (
+        ip("shop", "backend"),
+        ip("shop", "backend-1"),
+        ip("shop", "frontend"),
+    );
+    let marker = format!("ward-cleartext-marker-{}", std::process::id());
+    let pcap = c.dir().join("underlay.pcap");
+    let capture = Capture::start(None, NODE1, "", pcap.clone());
+    for (from, to) in [
+        (("shop", "frontend"), backend1),
+        (("shop", "frontend-1"), backend),
+    ] {
+        assert!(
+            reaches_at(c, from, to, &marker),
+            "across the nodes, {from:?} → {to}:80 is dropped:\n{}",
+            ward_logs(c)
+        );
+    }
+    for (from, to) in [
+        (("shop", "admin"), backend1),
+        (("intruder", "frontend"), backend1),
+        (("shop", "backend-1"), frontend),
+    ] {
+        assert!(
+            !reaches_at(c, from, to, &marker),
+            "across the nodes, {from:?} reaches {to}:80"
+        );
+    }
+    let bytes = capture.stop();
+    assert!(
+        !contains_bytes(&bytes, marker.as_bytes()),
+        "a request's marker crossed the underlay in clear"
+    );
+    let clear = pcap_lines(&pcap, "src net 10.244.0.0/16 and dst net 10.244.0.0/16");
+    assert!(
+        clear.is_empty(),
+        "pod-to-pod packets in clear on the underlay:\n{}",
+        clear.join("\n")
+    );
+    let tunnel = pcap_lines(&pcap, &format!("udp port {WG_PORT}"));
+    assert!(
+        tunnel.len() >= 10,
+        "the underlay carried {} WireGuard packets for five cross-node flows",
+        tunnel.len()
+    );
+    eprintln!(
+        "cross-node flows: {} WireGuard packets on the underlay, none in clear",
+        tunnel.len()
+    );
+}
+
 fn percentile(sorted: &[u64], p: usize) -> u64 {
     sorted[(sorted.len() * p).div_ceil(100).saturating_sub(1)]
 }
 
 #[test]
 fn ward_deployed_with_kubectl_enforces_what_is_pushed_on_real_pods() {
-    let Some(c) = NodeCluster::start("kube_e2e") else {
+    let Some(c) = NodeCluster::start_nodes("kube_e2e", 2) else {
         return;
     };
     run_pods(&c);
@@ -305,6 +437,10 @@ fn ward_deployed_with_kubectl_enforces_what_is_pushed_on_real_pods() {
         reaches(&c, ("shop", "admin"), backend),
         "admin cannot reach the backend before any policy"
     );
+    assert!(
+        reaches(&c, ("shop", "admin"), ip("shop", "backend-1")),
+        "admin cannot reach the backend on {NODE1} before any policy (the route between the nodes)"
+    );
 
     // ward as a user deploys it; the example repository's namespaces exist first.
     build_and_import_images();
@@ -315,10 +451,10 @@ fn ward_deployed_with_kubectl_enforces_what_is_pushed_on_real_pods() {
     deploy(&c);
 
     // The seed policies, applied by the controller and enforced by the agent.
-    wait_for(
-        "the controller to apply backend-ingress",
-        Duration::from_secs(120),
-        || has_backend_ingress(&c),
+    assert!(
+        util::wait_for(Duration::from_secs(120), || has_backend_ingress(&c)),
+        "the controller did not apply backend-ingress within 120 s:\n{}",
+        ward_logs(&c)
     );
     let enforced = util::wait_for(Duration::from_secs(60), || {
         !reaches(&c, ("shop", "admin"), backend)
@@ -349,21 +485,9 @@ fn ward_deployed_with_kubectl_enforces_what_is_pushed_on_real_pods() {
     };
     seed_flows("seed policies");
 
-    // The agent's WireGuard key on the Node (Cilium's annotation and ward's record).
-    wait_for(
-        "the WireGuard key on the Node",
-        Duration::from_secs(60),
-        || {
-            let out = c.kubectl(&[
-                "get",
-                "node",
-                NODE,
-                "-o",
-                "jsonpath={.metadata.annotations.network\\.cilium\\.io/wg-pub-key}",
-            ]);
-            out.stdout.len() == 44
-        },
-    );
+    // Each agent's WireGuard key on its Node, then the same flows across the nodes, in the tunnel.
+    wireguard_mesh_is_up(&c);
+    cross_node_flows(&c);
 
     // Pushes flip a running flow: push to the first connection the new policy decides.
     let watch = Watch::start(&c, ("shop", "frontend"), &format!("{backend}:80"));

@@ -1,15 +1,15 @@
-//! The single-node cluster of `ci/cluster/` (see `tests/nodecluster`): a real kubelet runs
+//! The two-node cluster of `ci/cluster/` (see `tests/nodecluster`): a real kubelet runs
 //! real pods from our own image in containerd, the CNI (`ptp`) gives each a /32 route on the
 //! node (what ward-agent's kube mode attaches to), pods reach each other and the node reaches
-//! them over their pod IPs, and after a crash (every process up.sh started killed at once)
-//! `ci/cluster/down.sh` leaves nothing behind. Root and the cluster's binaries; fails rather
+//! them over their pod IPs, on one node and across the two, and after a crash (every process
+//! up.sh started killed at once) `ci/cluster/down.sh` leaves nothing behind, of either node. Root and the cluster's binaries; fails rather
 //! than skips in must-run mode.
 
 #![allow(clippy::unwrap_used, reason = "tests")]
 
 mod nodecluster;
 
-use nodecluster::{NodeCluster, TESTPOD_IMAGE};
+use nodecluster::{NODE, NODE1, NodeCluster, TESTPOD_IMAGE};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::Command;
@@ -17,16 +17,18 @@ use std::time::Duration;
 
 const NS: &str = "node-test";
 
+/// The namespace and three pods: `echo` and `client` on the first node, `far` on the second.
 fn pods() -> String {
-    let pod = |name: &str| {
+    let pod = |name: &str, node: &str| {
         format!(
-            "---\napiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: {NS}, labels: {{app: {name}}}}}\nspec:\n  terminationGracePeriodSeconds: 0\n  containers:\n  - {{name: main, image: \"{TESTPOD_IMAGE}\", args: [serve], readinessProbe: {{httpGet: {{path: /, port: 80}}, periodSeconds: 1}}}}\n"
+            "---\napiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: {NS}, labels: {{app: {name}}}}}\nspec:\n  nodeName: {node}\n  terminationGracePeriodSeconds: 0\n  containers:\n  - {{name: main, image: \"{TESTPOD_IMAGE}\", args: [serve], readinessProbe: {{httpGet: {{path: /, port: 80}}, periodSeconds: 1}}}}\n"
         )
     };
     format!(
-        "apiVersion: v1\nkind: Namespace\nmetadata: {{name: {NS}}}\n{}{}",
-        pod("echo"),
-        pod("client")
+        "apiVersion: v1\nkind: Namespace\nmetadata: {{name: {NS}}}\n{}{}{}",
+        pod("echo", NODE),
+        pod("client", NODE),
+        pod("far", NODE1)
     )
 }
 
@@ -42,7 +44,7 @@ fn get_from_node(ip: std::net::Ipv4Addr) -> String {
 }
 
 /// What the machine still holds of a cluster in `dir`: the node's address, mounts, cgroups,
-/// processes, the folder.
+/// processes, the folder, the second node's network namespace and veth pair.
 fn leftovers(dir: &std::path::Path) -> Vec<String> {
     let mut left = Vec::new();
     let lo = Command::new("ip")
@@ -60,8 +62,15 @@ fn leftovers(dir: &std::path::Path) -> Vec<String> {
             .filter(|l| l.contains(&d))
             .map(|l| format!("mount {l}")),
     );
-    if std::path::Path::new("/sys/fs/cgroup/pids/ward-cluster").exists() {
-        left.push("cgroup /sys/fs/cgroup/pids/ward-cluster".to_owned());
+    for path in [
+        "/sys/fs/cgroup/pids/ward-cluster",
+        "/sys/fs/cgroup/pids/ward-cluster-node1",
+        "/run/netns/ward-node1",
+        "/sys/class/net/ward-node1",
+    ] {
+        if std::path::Path::new(path).exists() {
+            left.push(path.to_owned());
+        }
     }
     if dir.exists() {
         left.push(format!("folder {d}"));
@@ -75,12 +84,12 @@ fn leftovers(dir: &std::path::Path) -> Vec<String> {
     left
 }
 
-/// The pod sandboxes containerd recorded for the cluster in `dir`.
+/// The pod sandboxes the nodes' containerd recorded for the cluster in `dir`.
 fn sandboxes(dir: &std::path::Path) -> Vec<String> {
-    let state = dir.join("containerd/state/io.containerd.grpc.v1.cri/sandboxes");
-    std::fs::read_dir(state)
-        .unwrap()
-        .flatten()
+    let state = "containerd/state/io.containerd.grpc.v1.cri/sandboxes";
+    [dir.join(state), dir.join("node1").join(state)]
+        .iter()
+        .flat_map(|d| std::fs::read_dir(d).unwrap().flatten())
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect()
 }
@@ -107,7 +116,7 @@ fn crash(dir: &std::path::Path) {
 
 #[test]
 fn our_pods_run_on_a_real_kubelet_and_answer_over_their_pod_ips() {
-    let Some(cluster) = NodeCluster::start("kube_node") else {
+    let Some(cluster) = NodeCluster::start_nodes("kube_node", 2) else {
         return;
     };
     cluster.apply(&pods());
@@ -140,11 +149,24 @@ fn our_pods_run_on_a_real_kubelet_and_answer_over_their_pod_ips() {
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout), "echo\n");
 
+    // Across the nodes: the host reaches the second node's pod through the veth pair, and
+    // that pod the first node's (no policy and no WireGuard yet: in clear).
+    let far = cluster.pod_ip(NS, "far");
+    let answer = get_from_node(far);
+    assert!(answer.ends_with("\nfar\n"), "{answer}");
+    let out = cluster.exec(NS, "far", &["/testpod", "get", &format!("http://{ip}/")]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "echo\n",
+        "{NODE1} → {NODE}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
     // A crash: every process up.sh started killed at once, the pods' shims and containers,
     // mounts and network namespaces left running. down.sh (on drop) still removes it all.
     let dir = cluster.dir().to_path_buf();
     let sandboxes = sandboxes(&dir);
-    assert_eq!(sandboxes.len(), 2, "{sandboxes:?}");
+    assert_eq!(sandboxes.len(), 3, "{sandboxes:?}");
     crash(&dir);
     drop(cluster);
     let left = leftovers(&dir);

@@ -12,6 +12,8 @@
 //!   `ci/test.sh` sets that mode itself whenever it could install everything the tests need
 //!   (as root), so the README's test command never passes on a test that did not run.
 
+pub mod capture;
+
 use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::process::Command;

@@ -370,82 +370,10 @@ pub fn still_works(s: &mut TcpStream) -> bool {
     s.write_all(b"ping").is_ok() && s.read_exact(&mut buf).is_ok() && &buf == b"ping"
 }
 
-/// A packet capture with tcpdump on `iface` in namespace `netns` (a name), with a BPF
-/// `filter`; [`Capture::stop`] returns the pcap bytes.
-pub struct Capture {
-    child: Child,
-    file: PathBuf,
-}
-
-impl Capture {
-    /// Starts capturing and waits until tcpdump listens.
-    pub fn start(netns: &str, iface: &str, filter: &str, file: PathBuf) -> Capture {
-        let child = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                netns,
-                "tcpdump",
-                "--immediate-mode",
-                "-i",
-                iface,
-                "-n",
-                "-U",
-                "-s",
-                "0",
-                "-w",
-            ])
-            .arg(&file)
-            .arg(filter)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("tcpdump (apt-get install tcpdump)");
-        // tcpdump writes the pcap header once it listens.
-        wait_for("tcpdump to start", Duration::from_secs(10), || {
-            std::fs::metadata(&file).is_ok_and(|m| m.len() >= 24)
-        });
-        Capture { child, file }
-    }
-
-    /// Stops the capture; the pcap file's bytes.
-    pub fn stop(mut self) -> Vec<u8> {
-        // A grace period, not a wait for a condition: tcpdump says nothing when it has
-        // written a packet, and the capture does not know which packets are still in flight
-        // (it is stopped after the stream, whose last datagrams may be on their way).
-        std::thread::sleep(Duration::from_millis(200));
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.child.id() as i32),
-            nix::sys::signal::Signal::SIGINT,
-        );
-        let _ = self.child.wait();
-        std::fs::read(&self.file).unwrap()
-    }
-}
-
-/// `tcpdump -r` of a pcap file with `filter`: one line per packet.
+/// `tcpdump -r` of pcap bytes (written to `file`) with `filter`: one line per packet.
 pub fn pcap_lines(pcap: &[u8], file: &Path, filter: &str) -> Vec<String> {
     std::fs::write(file, pcap).unwrap();
-    let mut cmd = Command::new("tcpdump");
-    cmd.args(["-n", "-r"]).arg(file);
-    if !filter.is_empty() {
-        cmd.arg(filter);
-    }
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "tcpdump -r {filter:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(str::to_owned)
-        .collect()
-}
-
-/// Whether `needle` occurs in `hay`.
-pub fn contains_bytes(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle)
+    ward_testkit::capture::pcap_lines(file, filter)
 }
 
 /// Sends `payload` by UDP from `netns` to `to:port`; whether the echo came back.

@@ -1,6 +1,7 @@
-//! A real single-node Kubernetes cluster for end-to-end tests: `ci/cluster/up.sh` (etcd,
-//! kube-apiserver, kube-controller-manager, kube-scheduler, containerd with runc, the kubelet,
-//! CNI `ptp`) in a folder of its own, and `ci/cluster/down.sh` in `Drop`, which removes every
+//! A real Kubernetes cluster of one or two nodes for end-to-end tests: `ci/cluster/up.sh`
+//! (etcd, kube-apiserver, kube-controller-manager, kube-scheduler, containerd with runc, the
+//! kubelet, CNI `ptp`; with `NODES=2` a second containerd and kubelet in a network namespace of
+//! their own) in a folder of its own, and `ci/cluster/down.sh` in `Drop`, which removes every
 //! process, mount, cgroup, network namespace and link it made (also on panic; the logs are
 //! kept and named first).
 //!
@@ -22,6 +23,9 @@ use std::time::{Duration, Instant};
 
 /// The node's name (`NODE_NAME` of `ci/cluster/up.sh`).
 pub const NODE: &str = "ward-node0";
+/// The second node (`NODES=2`): its name, and the name of its network namespace and of the
+/// host's side of the veth pair between the two (the underlay).
+pub const NODE1: &str = "ward-node1";
 /// The image of our echo server (`ci/cluster/images.sh`).
 pub const TESTPOD_IMAGE: &str = "localhost/ward/testpod:1";
 
@@ -62,6 +66,12 @@ impl NodeCluster {
     /// Starts the cluster and waits until the node is Ready, or returns `None` (skipped with
     /// the reason) when it cannot run here. Panics with the scripts' output when it fails.
     pub fn start(test: &str) -> Option<NodeCluster> {
+        NodeCluster::start_nodes(test, 1)
+    }
+
+    /// [`NodeCluster::start`] with `nodes` nodes (1 or 2): the second, [`NODE1`], runs its
+    /// containerd and kubelet in a network namespace of its own.
+    pub fn start_nodes(test: &str, nodes: u8) -> Option<NodeCluster> {
         if let Some(why) = missing() {
             ward_testkit::skip(test, &why);
             return None;
@@ -70,6 +80,7 @@ impl NodeCluster {
         let started = Instant::now();
         let out = Command::new(repo().join("ci/cluster/up.sh"))
             .arg(&dir)
+            .env("NODES", nodes.to_string())
             .stdin(Stdio::null())
             .output()
             .unwrap();
