@@ -20,7 +20,7 @@
 use super::desired;
 use super::entries::{self, EndpointEntry, NodeEntries, PolicyKey, PolicyValue};
 use super::kube::{KubeOptions, KubeSource, Watched as KubeWatched};
-use super::repository::{KeptRepository, Rebuild};
+use super::repository::{ClusterVersion, KeptRepository, Rebuild};
 use super::sync::{self, Datapath, MapStore, SyncStats};
 use crate::bpf::NodeMaps;
 use crate::bpf::maps::EndpointInfo;
@@ -28,7 +28,7 @@ use crate::bpf::{self, NodeDatapath};
 use crate::names;
 use crate::sys::NodeSys;
 use crate::wireguard::registry::Registry;
-use crate::wireguard::{self, Mesh, Wanted};
+use crate::wireguard::{self, ClearRouting, Mesh, Wanted};
 use anyhow::{Context, Result, anyhow, bail};
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -137,6 +137,8 @@ pub struct Agent {
     current: NodeEntries,
     /// The engine's repository of the last sync.
     repository: KeptRepository,
+    /// How many times `topology` changed (the repository's [`ClusterVersion`]).
+    topology_changes: u64,
     revision: Option<String>,
     mesh: Mesh,
     wanted: Wanted,
@@ -272,7 +274,13 @@ impl Agent {
             );
         }
         let (datapath, sys) = open(&cfg.node, &netns)?;
-        let mesh = Mesh::new(&cfg.node, sys.clone(), &key_dir, &cfg.run_dir, registry);
+        let clear = if kube.is_some() {
+            ClearRouting::Cluster
+        } else {
+            ClearRouting::LabUnderlay
+        };
+        let mesh = Mesh::new(&cfg.node, sys.clone(), &key_dir, &cfg.run_dir, registry)
+            .with_clear_routing(clear);
         let mut agent = Agent {
             cfg,
             topology,
@@ -283,6 +291,7 @@ impl Agent {
             ifindex: BTreeMap::new(),
             current: NodeEntries::default(),
             repository: KeptRepository::default(),
+            topology_changes: 0,
             revision: None,
             mesh,
             wanted: Wanted::Off,
@@ -364,15 +373,6 @@ impl Agent {
         }
     }
 
-    /// The cluster as the engine sees it here: every pod, but of this node's pods only those
-    /// whose interface is attached.
-    fn effective_topology(&self) -> Topology {
-        let mut t = self.topology.clone();
-        t.pods
-            .retain(|p| p.node != self.cfg.node || self.ifindex.contains_key(&p.full_name()));
-        t
-    }
-
     /// Attaches pods whose interface appeared since, reads the desired state and brings the
     /// maps to it. On an error the maps are left as they are (the last good revision).
     pub fn sync(&mut self) -> Result<SyncStats> {
@@ -382,6 +382,7 @@ impl Agent {
     /// [`Agent::sync`], with the policy repository built from scratch when `rebuild` says
     /// so (the periodic resync) or when more than policies changed.
     fn sync_with(&mut self, rebuild: Rebuild) -> Result<SyncStats> {
+        let started = Instant::now();
         self.attach_pods(false)?;
         let (resources, revision, config_problem) = match (&self.cfg.source, &self.kube) {
             (_, Some(k)) => {
@@ -394,9 +395,18 @@ impl Agent {
             }
             (Source::Kube { .. }, None) => bail!("kube mode without a connection"),
         };
-        let topology = self.effective_topology();
-        let repo = self.repository.update(topology, &resources, rebuild)?;
+        let version = ClusterVersion {
+            changes: self.topology_changes,
+            attached: self.ifindex.clone(),
+        };
+        let read = started.elapsed();
+        let topology = || effective_topology(&self.topology, &self.cfg.node, &self.ifindex);
+        let repo = self
+            .repository
+            .update(&version, topology, &resources, rebuild)?;
+        let engine = started.elapsed();
         let mut wanted = entries::compute(repo, &self.cfg.node).map_err(|e| anyhow!(e))?;
+        let computed = started.elapsed();
         if !self.ifindex.contains_key(entries::HOST_ENDPOINT) {
             wanted.remove_endpoint(entries::HOST_ENDPOINT);
         }
@@ -404,6 +414,7 @@ impl Agent {
             let mut store = self.datapath.store(&self.ifindex);
             sync::apply(&mut *store, &self.current, &wanted)?
         };
+        let written = started.elapsed();
         self.current = wanted;
         self.revision = revision;
         self.wanted = match config_problem {
@@ -413,7 +424,16 @@ impl Agent {
         self.mesh.reconcile(&self.wanted, &self.topology);
         self.write_status()?;
         self.write_mesh_status();
-        tracing::info!(node = %self.cfg.node, revision = self.revision.as_deref().unwrap_or("-"), written = stats.written, removed = stats.removed, unchanged = stats.unchanged, "maps in sync");
+        let ms = |d: Duration| format!("{:.1}", d.as_secs_f64() * 1000.0);
+        let took = format!(
+            "read {} engine {} entries {} maps {} total {}",
+            ms(read),
+            ms(engine - read),
+            ms(computed - engine),
+            ms(written - computed),
+            ms(started.elapsed())
+        );
+        tracing::info!(node = %self.cfg.node, revision = self.revision.as_deref().unwrap_or("-"), written = stats.written, removed = stats.removed, unchanged = stats.unchanged, took_ms = %took, "maps in sync");
         Ok(stats)
     }
 
@@ -434,19 +454,13 @@ impl Agent {
         while !stop.load(Ordering::Relaxed) {
             match self.changes.recv_timeout(TICK) {
                 Ok(first) => {
-                    // Let an apply finish writing: wait until 50 ms pass without events, but
-                    // never longer than DEBOUNCE_MAX, so a steady stream of writes cannot
-                    // starve the ticks (key rotation) and the sync.
+                    // Let an apply finish writing: wait until a quiet period passes without
+                    // events, but never longer than DEBOUNCE_MAX, so a steady stream of writes
+                    // cannot starve the ticks (key rotation) and the sync.
                     let mut change = first;
                     let since = Instant::now();
                     while since.elapsed() < DEBOUNCE_MAX
-                        && let Ok(more) = self.changes.recv_timeout(Duration::from_millis(
-                            if change.desired || change.topology {
-                                50
-                            } else {
-                                5
-                            },
-                        ))
+                        && let Ok(more) = self.changes.recv_timeout(self.quiet(change))
                     {
                         change = change.merge(more);
                     }
@@ -467,6 +481,19 @@ impl Agent {
             }
         }
         Ok(())
+    }
+
+    /// How long the loop waits for more events after `change` before it acts. Files mode:
+    /// 50 ms, as `ward apply` writes a revision file by file. Kube mode: 10 ms, since each
+    /// watch event is a whole object and the API server delivers a burst of writes within
+    /// milliseconds of each other (a policy change reaches the maps within 100 ms of its
+    /// event). WireGuard records alone: 5 ms.
+    fn quiet(&self, change: Change) -> Duration {
+        match (change.desired || change.topology, self.kube.is_some()) {
+            (false, _) => Duration::from_millis(5),
+            (true, true) => Duration::from_millis(10),
+            (true, false) => Duration::from_millis(50),
+        }
     }
 
     /// Files mode: follows the state directory and the topology file. Reads (the agent's own,
@@ -548,6 +575,7 @@ impl Agent {
         tracing::info!(node = %self.cfg.node, nodes = next.nodes.len(), pods = next.pods.len(), "cluster changed");
         // New pods are attached by the sync that follows.
         self.topology = next;
+        self.topology_changes += 1;
         true
     }
 
@@ -633,6 +661,19 @@ impl Source {
             ),
         }
     }
+}
+
+/// The cluster as the engine sees it on `node`: every pod, but of the node's pods only those
+/// whose interface is attached (in `ifindex`).
+fn effective_topology(
+    topology: &Topology,
+    node: &str,
+    ifindex: &BTreeMap<String, u32>,
+) -> Topology {
+    let mut t = topology.clone();
+    t.pods
+        .retain(|p| p.node != node || ifindex.contains_key(&p.full_name()));
+    t
 }
 
 fn load_topology(path: &Path) -> Result<Topology> {

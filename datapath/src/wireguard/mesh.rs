@@ -43,6 +43,21 @@ impl Route {
     }
 }
 
+/// How another node's pods are reached in clear, while encryption is off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ClearRouting {
+    /// Through the node's address on the lab's underlay interface ([`NODE_UNDERLAY_IF`]):
+    /// ward's lab has no routing but the mesh's.
+    #[default]
+    LabUnderlay,
+    /// As the cluster routes them (its CNI, its cloud routes): the mesh removes the routes it
+    /// set and writes none. A real node's interfaces are not the lab's, and a route ward
+    /// cannot write there must never leave another node's pods blocked while encryption is
+    /// off (a blocked pod CIDR cuts that node's pods from the API server that would turn
+    /// encryption on).
+    Cluster,
+}
+
 /// A configured peer: which node's key it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Configured {
@@ -84,6 +99,7 @@ pub struct Mesh {
     active: Option<Active>,
     error: Option<String>,
     routes: BTreeMap<Ipv4Net, (Ipv4Addr, Route)>,
+    clear: ClearRouting,
     last_rotation: Option<Completed>,
     last_attempt: Instant,
     /// How long a rotation waits for its peers ([`ROTATION_WAIT`]).
@@ -115,10 +131,19 @@ impl Mesh {
             active: None,
             error: None,
             routes: BTreeMap::new(),
+            clear: ClearRouting::default(),
             last_rotation: None,
             last_attempt: Instant::now(),
             rotation_wait: ROTATION_WAIT,
         }
+    }
+
+    /// The mesh with `clear` as its routing while encryption is off (the lab's underlay by
+    /// default).
+    #[must_use]
+    pub fn with_clear_routing(mut self, clear: ClearRouting) -> Mesh {
+        self.clear = clear;
+        self
     }
 
     /// Sets how long a rotation waits for its peers to prepare (default [`ROTATION_WAIT`]).
@@ -497,7 +522,7 @@ impl Mesh {
             if self.routes.get(&n.pod_cidr) == Some(&(n.ip, route)) {
                 continue;
             }
-            match set_route(&*self.sys.net, n.pod_cidr, n.ip, route) {
+            match set_route(&*self.sys.net, n.pod_cidr, n.ip, route, self.clear) {
                 Ok(()) => {
                     tracing::info!(node = %self.node, peer = %n.name, cidr = %n.pod_cidr, route = route.as_str(), "route set");
                     self.routes.insert(n.pod_cidr, (n.ip, route));
@@ -586,7 +611,13 @@ impl Mesh {
 /// The metric of the unreachable route behind each tunnel route.
 const FALLBACK_METRIC: u32 = 4096;
 
-fn set_route(net: &dyn Net, cidr: Ipv4Net, node_ip: Ipv4Addr, route: Route) -> Result<()> {
+fn set_route(
+    net: &dyn Net,
+    cidr: Ipv4Net,
+    node_ip: Ipv4Addr,
+    route: Route,
+    clear: ClearRouting,
+) -> Result<()> {
     let fallback = SysRoute {
         dst: cidr,
         target: RouteTarget::Unreachable,
@@ -607,10 +638,20 @@ fn set_route(net: &dyn Net, cidr: Ipv4Net, node_ip: Ipv4Addr, route: Route) -> R
             net.replace_route(&main(RouteTarget::Unreachable))
         }
         Route::Clear => {
-            net.replace_route(&main(RouteTarget::Via(
-                node_ip,
-                NODE_UNDERLAY_IF.to_owned(),
-            )))?;
+            match clear {
+                ClearRouting::LabUnderlay => net.replace_route(&main(RouteTarget::Via(
+                    node_ip,
+                    NODE_UNDERLAY_IF.to_owned(),
+                )))?,
+                ClearRouting::Cluster => {
+                    for ours in [
+                        RouteTarget::Dev(IFNAME.to_owned()),
+                        RouteTarget::Unreachable,
+                    ] {
+                        let _ = net.delete_route(cidr, Some((&ours, 0)));
+                    }
+                }
+            }
             let _ = net.delete_route(cidr, Some((&RouteTarget::Unreachable, FALLBACK_METRIC)));
             Ok(())
         }

@@ -58,7 +58,7 @@ mod mesh;
 pub mod registry;
 
 pub use config::{MeshConfig, Wanted};
-pub use mesh::{Mesh, ROTATE_REQUEST};
+pub use mesh::{ClearRouting, Mesh, ROTATE_REQUEST};
 
 use std::time::Duration;
 

@@ -383,6 +383,44 @@ fn turning_encryption_off_restores_clear_routes_and_withdraws_the_record() {
     assert!(c.nodes[&1].net.take_log().is_empty());
 }
 
+/// In a cluster, pods of other nodes are the cluster's to route while encryption is off:
+/// the mesh writes no route of its own (none over the lab's `eth0`, which a real node may
+/// not have) and removes those it set, leaving the cluster's own route in place.
+#[test]
+fn in_a_cluster_encryption_off_leaves_routing_to_the_cluster() {
+    let (sys, net, _wg) = fake::node(UNDERLAY, Ipv4Addr::new(172, 30, 0, 11));
+    let dir = tempfile::tempdir().unwrap();
+    let registry = Box::new(Registry::new(&dir.path().join("state")));
+    let mut mesh = Mesh::new(
+        "node-1",
+        sys,
+        &dir.path().join("keys"),
+        dir.path(),
+        registry,
+    )
+    .with_clear_routing(ClearRouting::Cluster);
+    let cni = SysRoute {
+        dst: pod_cidr(2),
+        target: RouteTarget::Via(Ipv4Addr::new(172, 30, 0, 12), "veth-cni".into()),
+        metric: 100,
+    };
+    net.replace_route(&cni).unwrap();
+    let t = topology(&[1, 2]);
+    mesh.reconcile(&Wanted::Off, &t);
+    assert_eq!(mesh.error(), None);
+    assert_eq!(net.routes_to(pod_cidr(2)), [(100, cni.target.clone())]);
+
+    // Encryption on (node-2 has no key yet: its pods are blocked) and off again: the
+    // mesh's routes go, the cluster's stays.
+    mesh.reconcile(&on(), &t);
+    assert!(
+        net.routes_to(pod_cidr(2)).iter().any(|(m, _)| *m == 0),
+        "blocked or tunnelled while on"
+    );
+    mesh.reconcile(&Wanted::Off, &t);
+    assert_eq!(net.routes_to(pod_cidr(2)), [(100, cni.target)]);
+}
+
 #[test]
 fn a_restarted_agent_attaches_to_the_running_device_and_keeps_its_sessions() {
     let mut c = Cluster::up(&[1, 2, 3]);
