@@ -7,6 +7,7 @@
 //! resync, builds the repository again from scratch.
 
 use anyhow::{Result, anyhow};
+use std::collections::BTreeMap;
 use ward_engine::{Cluster, PolicyRepository};
 use ward_schema::ResourceSet;
 use ward_schema::topology::Topology;
@@ -20,19 +21,34 @@ pub enum Rebuild {
     Always,
 }
 
+/// Which cluster a repository was built from, without comparing 10,000 pods: the agent's
+/// count of topology changes, and the local pods attached (the engine sees only those of the
+/// node's pods).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClusterVersion {
+    /// How many times the agent's topology changed.
+    pub changes: u64,
+    /// The local pods attached, with their interface index.
+    pub attached: BTreeMap<String, u32>,
+}
+
 /// The repository of the last sync and what it was built from.
 struct Kept {
-    topology: Topology,
+    version: ClusterVersion,
     resources: ResourceSet,
     repo: PolicyRepository,
 }
 
 impl Kept {
-    fn build(topology: Topology, resources: &ResourceSet) -> Result<Kept> {
-        let repo = PolicyRepository::from_resources(Cluster::from_topology(&topology), resources)
+    fn build(
+        version: ClusterVersion,
+        topology: &Topology,
+        resources: &ResourceSet,
+    ) -> Result<Kept> {
+        let repo = PolicyRepository::from_resources(Cluster::from_topology(topology), resources)
             .map_err(|e| anyhow!("{e}"))?;
         Ok(Kept {
-            topology,
+            version,
             resources: resources.clone(),
             repo,
         })
@@ -63,18 +79,19 @@ impl Kept {
 pub struct KeptRepository(Option<Kept>);
 
 impl KeptRepository {
-    /// The repository for `topology` and `resources`: the kept one updated in place when
-    /// `rebuild` allows it and only policies changed, else a new one. On an error nothing is
-    /// kept (the next sync builds from scratch).
+    /// The repository for the cluster `topology` gives (at `version`) and `resources`: the
+    /// kept one updated in place when `rebuild` allows it and only policies changed, else a
+    /// new one. On an error nothing is kept (the next sync builds from scratch).
     pub fn update(
         &mut self,
-        topology: Topology,
+        version: &ClusterVersion,
+        topology: impl FnOnce() -> Topology,
         resources: &ResourceSet,
         rebuild: Rebuild,
     ) -> Result<&PolicyRepository> {
         let reusable = |k: &Kept| {
             rebuild == Rebuild::IfNeeded
-                && k.topology == topology
+                && k.version == *version
                 && k.resources.config() == resources.config()
         };
         let kept = match self.0.take() {
@@ -83,7 +100,7 @@ impl KeptRepository {
                 tracing::debug!(changed, "policies updated in place");
                 k
             }
-            _ => Kept::build(topology, resources)?,
+            _ => Kept::build(version.clone(), &topology(), resources)?,
         };
         Ok(&self.0.insert(kept).repo)
     }
@@ -138,12 +155,13 @@ mod tests {
             let resources = set(docs);
             let mut fresh = KeptRepository::default();
             for node in ["node-1", "node-2"] {
+                let same = ClusterVersion::default();
                 let inc = kept
-                    .update(topology.clone(), &resources, Rebuild::IfNeeded)
+                    .update(&same, || topology.clone(), &resources, Rebuild::IfNeeded)
                     .map(|r| entries::compute(r, node).unwrap())
                     .unwrap();
                 let full = fresh
-                    .update(topology.clone(), &resources, Rebuild::Always)
+                    .update(&same, || topology.clone(), &resources, Rebuild::Always)
                     .map(|r| entries::compute(r, node).unwrap())
                     .unwrap();
                 assert_eq!(inc, full, "step {i}, {node}");
