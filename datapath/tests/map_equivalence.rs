@@ -12,18 +12,16 @@ mod common;
 use common::random::{self, Rng};
 use common::{Suite, load};
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use ward_datapath::agent::entries::{self, MapVerdict, NodeEntries};
 use ward_engine::{Peer, PolicyRepository, Protocol, Verdict};
 
 /// The address and node of a flow end (with its endpoint id), as the datapath sees it.
-fn place(s: &Suite, name: &str) -> (Ipv4Addr, Option<(String, u32)>) {
+fn place(s: &Suite, name: &str) -> (IpAddr, Option<(String, u32)>) {
     match s.peer(name) {
         Peer::Endpoint(id) => {
             let ep = s.repo.endpoint(id).unwrap();
-            let IpAddr::V4(ip) = ep.ip.unwrap() else {
-                panic!("IPv4 only")
-            };
+            let ip = ep.ip.unwrap();
             (
                 ip,
                 Some((
@@ -33,13 +31,8 @@ fn place(s: &Suite, name: &str) -> (Ipv4Addr, Option<(String, u32)>) {
             )
         }
         // A node's address is its host endpoint (a host policy may select it).
-        Peer::Ip(IpAddr::V4(ip)) => {
-            let node = s
-                .repo
-                .cluster()
-                .nodes
-                .iter()
-                .find(|n| n.ip == Some(IpAddr::V4(ip)));
+        Peer::Ip(ip) => {
+            let node = s.repo.cluster().nodes.iter().find(|n| n.ip == Some(ip));
             let host = node.map(|n| (n.name.clone(), entries::endpoint_id(entries::HOST_ENDPOINT)));
             (ip, host)
         }

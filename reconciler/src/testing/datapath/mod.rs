@@ -537,7 +537,7 @@ fn send(lab: &Lab, p: &Probe, timeout: Duration) -> Result<bool> {
     let netns = p.src.netns(lab);
     // The world host has several addresses: a probe from it leaves from the one it stands for.
     let from = match &p.src {
-        Host::World(ip) => Some(*ip),
+        Host::World(ip) => Some(std::net::IpAddr::V4(*ip)),
         Host::Pod(..) | Host::Node(..) => None,
     };
     let to = p.dst.ip();
