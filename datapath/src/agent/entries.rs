@@ -14,7 +14,9 @@
 //!
 //! World peers: a world address inside a policy prefix has that prefix's CIDR identity, so an
 //! entry for `world` (identity 2) also gets every CIDR identity, and a CIDR peer gets the
-//! identities of the prefixes inside it and outside its exceptions (plus `world` for `/0`).
+//! identities of the prefixes inside it and outside its exceptions. A `/0` is a prefix like
+//! any other (its ipcache entry catches every otherwise unknown address of its family), so
+//! `0.0.0.0/0` and `::/0` stay apart although both families' world is identity 2.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -70,7 +72,7 @@ pub struct EndpointEntry {
     pub ep: u32,
     /// Its security identity.
     pub identity: u32,
-    /// Its address.
+    /// Its first address (a dual-stack pod's other one is in the ipcache only).
     pub ip: IpAddr,
 }
 
@@ -142,7 +144,7 @@ fn locals<'r>(repo: &'r PolicyRepository, node: &str) -> Vec<Local<'r>> {
     let mut out = Vec::new();
     let host = repo.node_id(node).and_then(|id| {
         let n = repo.cluster().nodes.iter().find(|n| n.name == node)?;
-        Some((n.ip?, repo.node_policy(id)?))
+        Some((n.ip()?, repo.node_policy(id)?))
     });
     if let Some((ip, policy)) = host {
         out.push(Local {
@@ -160,7 +162,7 @@ fn locals<'r>(repo: &'r PolicyRepository, node: &str) -> Vec<Local<'r>> {
         .iter()
         .filter(|e| e.node.as_deref() == Some(node))
     {
-        let (Some(ip), Some(id)) = (ep.ip, repo.endpoint_id(&ep.full_name())) else {
+        let (Some(ip), Some(id)) = (ep.ip(), repo.endpoint_id(&ep.full_name())) else {
             continue;
         };
         let (Some(identity), Some(policy)) = (repo.identity(id), repo.endpoint_policy(id)) else {
@@ -290,13 +292,13 @@ fn ipcache(
 ) {
     maps.ipcache.extend(cidrs.iter().map(|(k, v)| (*k, *v)));
     for n in &repo.cluster().nodes {
-        if let Some(ip) = n.ip {
-            let id = if n.name == node {
-                Identity::HOST
-            } else {
-                repo.remote_node_identity(&n.name)
-                    .unwrap_or(Identity::REMOTE_NODE)
-            };
+        let id = if n.name == node {
+            Identity::HOST
+        } else {
+            repo.remote_node_identity(&n.name)
+                .unwrap_or(Identity::REMOTE_NODE)
+        };
+        for &ip in &n.ips {
             maps.ipcache.insert(host_prefix(ip), id.0);
         }
     }
@@ -304,7 +306,8 @@ fn ipcache(
         let id = repo
             .endpoint_id(&ep.full_name())
             .and_then(|id| repo.identity(id));
-        if let (Some(ip), Some(id)) = (ep.ip, id) {
+        let Some(id) = id else { continue };
+        for &ip in &ep.ips {
             maps.ipcache.insert(host_prefix(ip), id.0);
         }
     }
@@ -410,9 +413,6 @@ fn peer_identities(peers: &[ExportedPeer<'_>], cidrs: &BTreeMap<Prefix, u32>) ->
                     if within(*p, q) && !excepts.iter().any(|x| within(*p, *x)) {
                         out.insert(*id);
                     }
-                }
-                if q.1 == 0 {
-                    out.insert(Identity::WORLD.0);
                 }
             }
         }
