@@ -258,8 +258,8 @@ impl Node {
 }
 
 impl Cluster {
-    /// The engine's view of a lab topology: nodes (with their underlay address) and the pods as
-    /// endpoints (labels, namespace, named ports, node). World is not part of it: every
+    /// The engine's view of a lab topology: nodes (with their underlay addresses) and the pods
+    /// as endpoints (labels, namespace, addresses of both families, named ports, node). World is not part of it: every
     /// address outside the cluster is `world` to the engine.
     pub fn from_topology(topology: &Topology) -> Cluster {
         Cluster {
@@ -270,7 +270,9 @@ impl Cluster {
                 .iter()
                 .map(|n| Node {
                     name: n.name.clone(),
-                    ips: vec![IpAddr::V4(n.ip)],
+                    ips: std::iter::once(IpAddr::V4(n.ip))
+                        .chain(n.ipv6.map(IpAddr::V6))
+                        .collect(),
                     labels: n.labels.clone(),
                 })
                 .collect(),
@@ -281,7 +283,9 @@ impl Cluster {
                     name: p.name.clone(),
                     namespace: p.namespace.clone(),
                     labels: p.labels.clone(),
-                    ips: vec![IpAddr::V4(p.ip)],
+                    ips: std::iter::once(IpAddr::V4(p.ip))
+                        .chain(p.ipv6.map(IpAddr::V6))
+                        .collect(),
                     named_ports: p
                         .ports
                         .iter()

@@ -251,8 +251,10 @@ impl KubeSource {
                 name: "world".into(),
                 ip: Ipv4Addr::UNSPECIFIED,
                 addresses: Vec::new(),
+                ipv6: Vec::new(),
             },
             pods,
+            ipv6: None,
         }
     }
 
@@ -398,7 +400,8 @@ fn watch_policies(
     )
 }
 
-/// A node with an IPv4 InternalIP and an IPv4 pod CIDR; others cannot take part.
+/// A node with an IPv4 InternalIP and an IPv4 pod CIDR; others cannot take part. A
+/// dual-stack node's IPv6 InternalIP comes along.
 fn node_spec(n: &Node) -> Option<NodeSpec> {
     let name = n.metadata.name.clone()?;
     let ip = node_ip(n);
@@ -415,6 +418,7 @@ fn node_spec(n: &Node) -> Option<NodeSpec> {
             name,
             ip,
             pod_cidr,
+            ipv6: node_address(n),
             labels: n.metadata.labels.clone().unwrap_or_default(),
         }),
         _ => {
@@ -426,6 +430,11 @@ fn node_spec(n: &Node) -> Option<NodeSpec> {
 
 /// The node's first IPv4 InternalIP.
 fn node_ip(n: &Node) -> Option<Ipv4Addr> {
+    node_address(n)
+}
+
+/// The node's first InternalIP of the family asked for.
+fn node_address<A: std::str::FromStr>(n: &Node) -> Option<A> {
     n.status
         .as_ref()?
         .addresses
@@ -465,13 +474,16 @@ fn pod_spec(p: &Pod) -> Option<PodSpec> {
     {
         return None;
     }
-    let ip = status
-        .pod_ips
-        .iter()
-        .flatten()
-        .map(|i| i.ip.as_str())
-        .chain(status.pod_ip.as_deref())
-        .find_map(|i| i.parse::<Ipv4Addr>().ok())?;
+    let addresses = || {
+        status
+            .pod_ips
+            .iter()
+            .flatten()
+            .map(|i| i.ip.as_str())
+            .chain(status.pod_ip.as_deref())
+    };
+    let ip = addresses().find_map(|i| i.parse::<Ipv4Addr>().ok())?;
+    let ipv6 = addresses().find_map(|i| i.parse::<std::net::Ipv6Addr>().ok());
     let ports = spec
         .containers
         .iter()
@@ -489,6 +501,7 @@ fn pod_spec(p: &Pod) -> Option<PodSpec> {
         namespace: p.metadata.namespace.clone()?,
         labels: p.metadata.labels.clone().unwrap_or_default(),
         ip,
+        ipv6,
         node: spec.node_name.clone()?,
         ports,
         service_account: spec.service_account_name.clone(),
