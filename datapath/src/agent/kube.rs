@@ -729,6 +729,43 @@ mod tests {
         assert!(node_spec(&node("n3", "fd00::1", Some("10.0.3.0/24"), json!({}))).is_none());
     }
 
+    /// A dual-stack pod's IPv6 `podIPs` entry and a dual-stack node's IPv6 InternalIP come
+    /// along with the IPv4 ones; a single-stack pod has none.
+    #[test]
+    fn dual_stack_pods_and_nodes_keep_their_ipv6_address() {
+        let mut n = node("n1", "172.30.0.11", Some("10.0.1.0/24"), json!({}));
+        if let Some(status) = n.status.as_mut() {
+            status.addresses.get_or_insert_with(Vec::new).push(
+                serde_json::from_value(json!({"type": "InternalIP", "address": "fd00::11"}))
+                    .unwrap(),
+            );
+        }
+        let nodes = vec![node_spec(&n).unwrap()];
+        assert_eq!(nodes[0].ipv6, Some("fd00::11".parse().unwrap()));
+        let pods = vec![
+            pod(
+                "shop",
+                "web",
+                "n1",
+                Some("10.0.1.5"),
+                json!({"status": {"podIPs": [{"ip": "10.0.1.5"}, {"ip": "fd00:1::5"}]}}),
+            ),
+            pod("shop", "v4", "n1", Some("10.0.1.6"), json!({})),
+        ];
+        let specs = pod_specs(&pods, &nodes);
+        let web = specs.iter().find(|p| p.name == "web").unwrap();
+        assert_eq!(web.ip.to_string(), "10.0.1.5");
+        assert_eq!(web.ipv6, Some("fd00:1::5".parse().unwrap()));
+        assert!(
+            specs
+                .iter()
+                .find(|p| p.name == "v4")
+                .unwrap()
+                .ipv6
+                .is_none()
+        );
+    }
+
     #[test]
     fn pods_become_endpoints_with_named_ports() {
         let nodes =
