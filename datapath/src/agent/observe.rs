@@ -146,15 +146,22 @@ fn read_rules(path: &Path) -> BTreeMap<u32, String> {
 fn pod_names(t: Option<&Topology>) -> BTreeMap<IpAddr, String> {
     let mut m = BTreeMap::new();
     if let Some(t) = t {
-        m.extend(t.pods.iter().map(|p| (p.ip.into(), p.full_name())));
+        for p in &t.pods {
+            for ip in std::iter::once(IpAddr::V4(p.ip)).chain(p.ipv6.map(IpAddr::V6)) {
+                m.insert(ip, p.full_name());
+            }
+        }
         for ip in t.world.all_addresses() {
             m.insert(ip.into(), t.world.name.clone());
         }
-        m.extend(
-            t.nodes
-                .iter()
-                .map(|n| (n.ip.into(), format!("node/{}", n.name))),
-        );
+        for ip in &t.world.ipv6 {
+            m.insert((*ip).into(), t.world.name.clone());
+        }
+        for n in &t.nodes {
+            for ip in std::iter::once(IpAddr::V4(n.ip)).chain(n.ipv6.map(IpAddr::V6)) {
+                m.insert(ip, format!("node/{}", n.name));
+            }
+        }
     }
     m
 }

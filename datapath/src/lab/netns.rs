@@ -418,7 +418,7 @@ impl fmt::Display for Lab {
                 f,
                 "  node {}  {}  podCIDR {}  netns {}",
                 n.name,
-                n.ip,
+                dual(n.ip, n.ipv6),
                 n.pod_cidr,
                 names::node_netns(&t.name, &n.name)
             )?;
@@ -427,7 +427,7 @@ impl fmt::Display for Lab {
                     f,
                     "    pod {:width$}  {:15}  {POD_IF} <-> {}  netns {}",
                     p.full_name(),
-                    p.ip.to_string(),
+                    dual(p.ip, p.ipv6),
                     p.host_ifname(),
                     names::pod_netns(&t.name, &p.namespace, &p.name)
                 )?;
@@ -451,6 +451,14 @@ impl fmt::Display for Lab {
             "  pods route via {POD_GATEWAY} (their node); state {}",
             state_file(&t.name).display()
         )
+    }
+}
+
+/// An address, and its IPv6 counterpart in a dual-stack lab.
+fn dual(ip: Ipv4Addr, ipv6: Option<Ipv6Addr>) -> String {
+    match ipv6 {
+        Some(v6) => format!("{ip} {v6}"),
+        None => ip.to_string(),
     }
 }
 
@@ -749,6 +757,12 @@ impl Lab {
             // Every route to its pods, whatever its type or metric (an agent's tunnel and
             // unreachable routes too).
             while IpNetns::new(&ns).delete_route(n.pod_cidr).is_ok() {}
+            if let Some(plan) = self.topology.ipv6 {
+                while IpNetns::new(&ns)
+                    .delete_route6(plan.cluster_net(n.pod_cidr))
+                    .is_ok()
+                {}
+            }
         }
         let mut state = read_state(lab).with_context(|| format!("lab {lab} has no state file"))?;
         state.topology = topology.clone();

@@ -80,6 +80,11 @@ impl<'a> IpNetns<'a> {
         self.run(&route_add(route, src))
     }
 
+    /// `-6 route del <dst>/<len>`: one IPv6 route to that prefix.
+    pub fn delete_route6(&self, dst: (Ipv6Addr, u8)) -> Result<()> {
+        self.run(&format!("-6 route del {}/{}", dst.0, dst.1))
+    }
+
     /// `route del <dst>`: one route to `dst`, whatever its kind or metric.
     pub fn delete_route(&self, dst: Ipv4Net) -> Result<()> {
         self.run(&format!("route del {dst}"))
