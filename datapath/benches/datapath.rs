@@ -1,7 +1,8 @@
 //! Datapath throughput (issue 4's target): TCP between two lab pods on different nodes with
 //! iperf3, without ward's programs, and with them attached holding 10 and 10,000 policy
 //! entries. Target: at least 90% of the bare throughput, and 10 vs 10,000 entries within 5%
-//! (the LPM lookup must not grow with the number of rules).
+//! (the LPM lookup must not grow with the number of rules). The lab is dual stack, and the
+//! same flow over IPv6 through ward's programs (10 entries) must be within 10% of IPv4's.
 //!
 //! Run (root, iperf3 installed): `cargo bench -p ward-datapath --bench datapath`.
 //! `WARD_BENCH_SECONDS` (default 5) and `WARD_BENCH_RUNS` (default 5) set each measurement.
@@ -13,7 +14,7 @@
     reason = "benchmark"
 )]
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::process::Command;
 use ward_datapath::bpf::maps::{EndpointInfo, PolicyKey, PolicyValue};
 use ward_datapath::bpf::{self, NodeDatapath};
@@ -32,7 +33,12 @@ spec:
   pods:
     - {name: client, namespace: b, labels: {app: client}, ip: 10.210.1.10, node: bench-n1}
     - {name: server, namespace: b, labels: {app: server}, ip: 10.210.2.10, node: bench-n2, ports: [{port: 5201}]}
+  ipv6: {}
 ";
+
+/// The pods' IPv6 addresses (the lab's default cluster /96 around their IPv4 ones).
+const CLIENT_V6: &str = "fd00::10.210.1.10";
+const SERVER_V6: &str = "fd00::10.210.2.10";
 
 const CLIENT_ID: u32 = 1000;
 const SERVER_ID: u32 = 1001;
@@ -61,7 +67,8 @@ fn main() {
         .arg("netns")
         .arg("exec")
         .arg(netns_name(&server_ns))
-        .args(["iperf3", "-s", "-B", "10.210.2.10"])
+        // Unbound: the server listens on both families.
+        .args(["iperf3", "-s"])
         .stdout(std::process::Stdio::null())
         .spawn()
         .expect("iperf3 (apt-get install iperf3)");
@@ -100,6 +107,10 @@ fn main() {
                 .unwrap();
             maps.ipcache_set(Ipv4Addr::new(10, 210, 2, 10), 32, SERVER_ID)
                 .unwrap();
+            maps.ipcache_set(CLIENT_V6.parse::<Ipv6Addr>().unwrap(), 128, CLIENT_ID)
+                .unwrap();
+            maps.ipcache_set(SERVER_V6.parse::<Ipv6Addr>().unwrap(), 128, SERVER_ID)
+                .unwrap();
         }
         // The flow's own entries: client egress to server:5201, server ingress from client.
         dps[0]
@@ -118,18 +129,19 @@ fn main() {
             .unwrap();
     };
     // The three configurations take turns in every round, so the VM's drift hits all alike.
-    let (mut bare, mut ten, mut many) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut bare, mut ten, mut ten6, mut many) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for round in 0..runs {
         // Nothing is attached before the first round; later rounds remove ward's filters.
         for (node, pod, ..) in places.iter().filter(|_| round > 0) {
             NodeDatapath::detach(&lab.node_netns(node), &lab.host_ifname(pod)).unwrap();
         }
-        bare.push(iperf(&client_ns, seconds));
+        bare.push(iperf(&client_ns, "10.210.2.10", seconds));
         attach(&mut dps);
         set_filler(&mut dps, 8);
-        ten.push(iperf(&client_ns, seconds));
+        ten.push(iperf(&client_ns, "10.210.2.10", seconds));
+        ten6.push(iperf(&client_ns, SERVER_V6, seconds));
         set_filler(&mut dps, 9_998);
-        many.push(iperf(&client_ns, seconds));
+        many.push(iperf(&client_ns, "10.210.2.10", seconds));
     }
     let count: usize = dps
         .iter()
@@ -138,6 +150,7 @@ fn main() {
         / 2;
     let bare = report("no ward programs", &mut bare, seconds);
     let ten = report("ward, 10 policy entries per node", &mut ten, seconds);
+    let ten6 = report("ward, 10 entries, IPv6", &mut ten6, seconds);
     let many = report(
         &format!("ward, {count} policy entries per node"),
         &mut many,
@@ -150,6 +163,10 @@ fn main() {
     println!(
         "10,000 vs 10 entries: {:+.1}% (target within 5%)",
         100.0 * (many - ten) / ten
+    );
+    println!(
+        "IPv6 / IPv4 through ward (10 entries): {:.1}% (target >= 90%)",
+        100.0 * ten6 / ten
     );
 
     let _ = server.kill();
@@ -210,7 +227,6 @@ fn netns_name(path: &std::path::Path) -> String {
     path.file_name().unwrap().to_string_lossy().into_owned()
 }
 
-/// One iperf3 run from the client namespace: the receiver's Gbit/s.
 /// Waits until a TCP socket listens on `port` in namespace `ns` (iperf3 gives no other
 /// readiness signal). `/proc/thread-self/net/tcp` is the calling thread's namespace's table.
 fn wait_listening(ns: &std::path::Path, port: u16) {
@@ -218,7 +234,12 @@ fn wait_listening(ns: &std::path::Path, port: u16) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
         let table = ward_datapath::lab::in_netns(ns, || {
-            std::fs::read_to_string("/proc/thread-self/net/tcp").unwrap_or_default()
+            ["tcp", "tcp6"]
+                .map(|t| {
+                    std::fs::read_to_string(format!("/proc/thread-self/net/{t}"))
+                        .unwrap_or_default()
+                })
+                .concat()
         })
         .unwrap();
         // Columns: sl, local_address, rem_address, st (0A: LISTEN).
@@ -238,19 +259,13 @@ fn wait_listening(ns: &std::path::Path, port: u16) {
     }
 }
 
-fn iperf(client_ns: &std::path::Path, seconds: u32) -> f64 {
+/// One iperf3 run from the client namespace to `server`: the receiver's Gbit/s.
+fn iperf(client_ns: &std::path::Path, server: &str, seconds: u32) -> f64 {
     let out = Command::new("ip")
         .arg("netns")
         .arg("exec")
         .arg(netns_name(client_ns))
-        .args([
-            "iperf3",
-            "-c",
-            "10.210.2.10",
-            "-J",
-            "-t",
-            &seconds.to_string(),
-        ])
+        .args(["iperf3", "-c", server, "-J", "-t", &seconds.to_string()])
         .output()
         .unwrap();
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout)

@@ -1,20 +1,25 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * ward: network-policy enforcement for one node, IPv4.
+ * ward: network-policy enforcement for one node, IPv4 and IPv6.
  *
  * Two TC programs on the host side of every pod's veth (in the node's network namespace):
  *   from_pod  TC ingress of the host veth = the pod's EGRESS
  *   to_pod    TC egress of the host veth  = the pod's INGRESS
  *
- * Per IPv4 packet: replies of tracked connections pass (ward_ct, reversed tuple); everything
- * else is checked against ward_policy (identity-specific entry, then identity 0); deny wins,
- * then allow, else default deny. Unknown interfaces (no ward_endpoints entry) fail closed.
- * ARP passes; every other non-IPv4 frame (IPv6 included) is dropped.
+ * Per IPv4 or IPv6 packet: replies of tracked connections pass (ward_ct, reversed tuple);
+ * everything else is checked against ward_policy (identity-specific entry, then identity 0);
+ * deny wins, then allow, else default deny. Unknown interfaces (no ward_endpoints entry)
+ * fail closed. The remote identity comes from ward_ipcache (IPv4) or ward_ipcache6 (IPv6);
+ * the policy itself is keyed by identity, so it is the same for both families.
+ * ARP and ICMPv6 neighbour discovery (types 133-137) pass without policy, as in Cilium.
+ * Every other frame is dropped as unsupported: other ethertypes, IPv6 fragments, more than
+ * WARD_IPV6_MAX_EXT extension headers, truncated headers (fail closed).
  */
 #include <linux/bpf.h>
 #include <linux/pkt_cls.h>
 #include <linux/if_ether.h>
 #include <linux/ip.h>
+#include <linux/ipv6.h>
 #include <linux/in.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
@@ -39,6 +44,15 @@ struct {
 	__type(value, struct ipcache_value);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } ward_ipcache SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, WARD_MAX_IPCACHE6);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct ipcache6_key);
+	__type(value, struct ipcache_value);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ward_ipcache6 SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
@@ -116,19 +130,68 @@ struct icmp_head {
 	__u16 seq;
 };
 
+/* An IPv6 extension header's first two bytes. */
+struct ipv6_ext_head {
+	__u8 nexthdr;
+	__u8 hdrlen; /* in 8-byte units, not counting the first 8 bytes */
+};
+
 #define ICMP_ECHOREPLY_T 0
 #define ICMP_ECHO_T 8
+#define ICMPV6_ECHO_REQUEST_T 128
+#define ICMPV6_ECHO_REPLY_T 129
+/* Neighbour discovery: router solicitation .. redirect (133-137). */
+#define ICMPV6_NDP_FIRST_T 133
+#define ICMPV6_NDP_LAST_T 137
 
 /* What one packet looks like to the policy. */
 struct flow {
-	__u32 saddr;
-	__u32 daddr;
+	__u32 saddr[4];   /* network order; IPv4: the first word, the rest 0 */
+	__u32 daddr[4];
 	__u16 ct_sport;   /* conntrack ports (ICMP echo: the id on both sides) */
 	__u16 ct_dport;
 	__u16 ev_sport;   /* event ports */
-	__u16 pol_dport;  /* policy port (ICMP: the type), network order */
+	__u16 pol_dport;  /* policy port (ICMP/ICMPv6: the type), network order */
 	__u8 proto;
+	__u8 family;      /* WARD_FAMILY_* */
 };
+
+/* The identity of `addr` (a flow's address of `family`) by longest prefix; world if none. */
+static __always_inline __u32 ipcache_identity(__u8 family, const __u32 *addr)
+{
+	struct ipcache_value *iv;
+
+	if (family == WARD_FAMILY_IPV6) {
+		struct ipcache6_key k = { .prefixlen = 128 };
+
+		__builtin_memcpy(k.addr, addr, sizeof(k.addr));
+		iv = bpf_map_lookup_elem(&ward_ipcache6, &k);
+	} else {
+		struct ipcache_key k = { .prefixlen = 32, .addr = addr[0] };
+
+		iv = bpf_map_lookup_elem(&ward_ipcache, &k);
+	}
+	return iv ? iv->identity : WARD_IDENTITY_WORLD;
+}
+
+/* The conntrack key of a flow, as seen (reverse = 0) or of its reply (reverse = 1). */
+static __always_inline void ct_tuple(const struct flow *f, int reverse, struct ct_key *k)
+{
+	__builtin_memset(k, 0, sizeof(*k));
+	if (reverse) {
+		__builtin_memcpy(k->saddr, f->daddr, sizeof(k->saddr));
+		__builtin_memcpy(k->daddr, f->saddr, sizeof(k->daddr));
+		k->sport = f->ct_dport;
+		k->dport = f->ct_sport;
+	} else {
+		__builtin_memcpy(k->saddr, f->saddr, sizeof(k->saddr));
+		__builtin_memcpy(k->daddr, f->daddr, sizeof(k->daddr));
+		k->sport = f->ct_sport;
+		k->dport = f->ct_dport;
+	}
+	k->proto = f->proto;
+	k->family = f->family;
+}
 
 static __always_inline void count(__u32 ep_id, __u8 direction, __u8 verdict, __u32 len)
 {
@@ -170,14 +233,14 @@ static __always_inline void emit(const struct endpoint_info *ep, __u32 local_ide
 		e->src_identity = remote_identity;
 		e->dst_identity = local_identity;
 	}
-	e->saddr = f->saddr;
-	e->daddr = f->daddr;
+	__builtin_memcpy(e->saddr, f->saddr, sizeof(e->saddr));
+	__builtin_memcpy(e->daddr, f->daddr, sizeof(e->daddr));
 	e->sport = f->ev_sport;
 	e->dport = f->pol_dport;
 	e->proto = f->proto;
 	e->direction = direction;
 	e->verdict = verdict;
-	e->pad = 0;
+	e->family = f->family;
 	e->rule_id = rule_id;
 	bpf_ringbuf_submit(e, 0);
 }
@@ -193,31 +256,13 @@ static __always_inline int ct_live(const struct ct_value *v, __u64 now, __u8 pro
 	return now < v->last_seen_ns || now - v->last_seen_ns <= ct_lifetime(proto);
 }
 
-/* Parse the IPv4 packet at the L3 offset. Returns 0 on success, -1 for malformed packets. */
-static __always_inline int parse_ipv4(struct __sk_buff *skb, struct flow *f)
+/*
+ * The ports (or ICMP/ICMPv6 type and echo id) of the upper-layer header at `l4_off`, for
+ * f->proto. Other protocols keep ports 0. Returns 0, or -1 for a truncated header.
+ */
+static __always_inline int parse_l4(struct __sk_buff *skb, __u32 l4_off, struct flow *f)
 {
-	struct iphdr iph;
-	__u32 l4_off;
-
-	if (bpf_skb_load_bytes(skb, ETH_HLEN, &iph, sizeof(iph)) < 0)
-		return -1;
-	if (iph.version != 4 || iph.ihl < 5)
-		return -1;
-
-	f->saddr = iph.saddr;
-	f->daddr = iph.daddr;
-	f->proto = iph.protocol;
-	f->ct_sport = 0;
-	f->ct_dport = 0;
-	f->ev_sport = 0;
-	f->pol_dport = 0;
-
-	/* Non-first fragments carry no L4 header: they are seen with ports 0. */
-	if (iph.frag_off & bpf_htons(0x1fff))
-		return 0;
-
-	l4_off = ETH_HLEN + iph.ihl * 4;
-	if (iph.protocol == IPPROTO_TCP || iph.protocol == IPPROTO_UDP) {
+	if (f->proto == IPPROTO_TCP || f->proto == IPPROTO_UDP) {
 		struct l4_ports ports;
 
 		if (bpf_skb_load_bytes(skb, l4_off, &ports, sizeof(ports)) < 0)
@@ -226,19 +271,109 @@ static __always_inline int parse_ipv4(struct __sk_buff *skb, struct flow *f)
 		f->ct_dport = ports.dport;
 		f->ev_sport = ports.sport;
 		f->pol_dport = ports.dport;
-	} else if (iph.protocol == IPPROTO_ICMP) {
+	} else if (f->proto == IPPROTO_ICMP || f->proto == IPPROTO_ICMPV6) {
 		struct icmp_head icmp;
+		int echo;
 
 		if (bpf_skb_load_bytes(skb, l4_off, &icmp, sizeof(icmp)) < 0)
 			return -1;
 		f->pol_dport = bpf_htons((__u16)icmp.type);
-		if (icmp.type == ICMP_ECHO_T || icmp.type == ICMP_ECHOREPLY_T) {
+		if (f->proto == IPPROTO_ICMP)
+			echo = icmp.type == ICMP_ECHO_T || icmp.type == ICMP_ECHOREPLY_T;
+		else
+			echo = icmp.type == ICMPV6_ECHO_REQUEST_T || icmp.type == ICMPV6_ECHO_REPLY_T;
+		if (echo) {
 			f->ct_sport = icmp.id;
 			f->ct_dport = icmp.id;
 			f->ev_sport = icmp.id;
 		}
 	}
 	return 0;
+}
+
+/* Parse the IPv4 packet at the L3 offset. Returns 0 on success, -1 for malformed packets. */
+static __always_inline int parse_ipv4(struct __sk_buff *skb, struct flow *f)
+{
+	struct iphdr iph;
+
+	if (bpf_skb_load_bytes(skb, ETH_HLEN, &iph, sizeof(iph)) < 0)
+		return -1;
+	if (iph.version != 4 || iph.ihl < 5)
+		return -1;
+
+	f->family = WARD_FAMILY_IPV4;
+	f->saddr[0] = iph.saddr;
+	f->daddr[0] = iph.daddr;
+	f->proto = iph.protocol;
+
+	/* Non-first fragments carry no L4 header: they are seen with ports 0. */
+	if (iph.frag_off & bpf_htons(0x1fff))
+		return 0;
+	return parse_l4(skb, ETH_HLEN + iph.ihl * 4, f);
+}
+
+static __always_inline int ipv6_skippable(__u8 nexthdr)
+{
+	return nexthdr == IPPROTO_HOPOPTS || nexthdr == IPPROTO_ROUTING ||
+	       nexthdr == IPPROTO_DSTOPTS;
+}
+
+/*
+ * Parse the IPv6 packet at the L3 offset, skipping up to WARD_IPV6_MAX_EXT hop-by-hop,
+ * routing and destination-options headers. Returns 0 on success, -1 for what the policy
+ * cannot judge: a fragment (its ports may be in another packet), more extension headers,
+ * a truncated header.
+ */
+static __always_inline int parse_ipv6(struct __sk_buff *skb, struct flow *f)
+{
+	struct ipv6hdr ip6;
+	__u32 off = ETH_HLEN + sizeof(ip6);
+	__u8 nexthdr;
+	int i;
+
+	if (bpf_skb_load_bytes(skb, ETH_HLEN, &ip6, sizeof(ip6)) < 0)
+		return -1;
+	if (ip6.version != 6)
+		return -1;
+
+	f->family = WARD_FAMILY_IPV6;
+	__builtin_memcpy(f->saddr, &ip6.saddr, sizeof(f->saddr));
+	__builtin_memcpy(f->daddr, &ip6.daddr, sizeof(f->daddr));
+	nexthdr = ip6.nexthdr;
+#pragma unroll
+	for (i = 0; i < WARD_IPV6_MAX_EXT; i++) {
+		struct ipv6_ext_head ext;
+
+		if (!ipv6_skippable(nexthdr))
+			break;
+		if (bpf_skb_load_bytes(skb, off, &ext, sizeof(ext)) < 0)
+			return -1;
+		nexthdr = ext.nexthdr;
+		off += ((__u32)ext.hdrlen + 1) * 8;
+	}
+	if (ipv6_skippable(nexthdr) || nexthdr == IPPROTO_FRAGMENT)
+		return -1;
+	f->proto = nexthdr;
+	return parse_l4(skb, off, f);
+}
+
+/* Parse an IPv4 or IPv6 frame; -1 for anything else or a packet the policy cannot judge. */
+static __always_inline int parse(struct __sk_buff *skb, struct flow *f)
+{
+	if (skb->protocol == bpf_htons(ETH_P_IP))
+		return parse_ipv4(skb, f);
+	if (skb->protocol == bpf_htons(ETH_P_IPV6))
+		return parse_ipv6(skb, f);
+	return -1;
+}
+
+/* ICMPv6 neighbour discovery, which passes without policy (IPv6's ARP). */
+static __always_inline int is_ndp(const struct flow *f)
+{
+	__u16 type = bpf_ntohs(f->pol_dport);
+
+	return f->family == WARD_FAMILY_IPV6 && f->proto == IPPROTO_ICMPV6 &&
+	       type >= ICMPV6_NDP_FIRST_T && type <= ICMPV6_NDP_LAST_T;
 }
 
 /*
@@ -297,7 +432,7 @@ static __always_inline __u8 decide(__u32 ep_id, __u8 direction, __u32 identity,
 	return WARD_VERDICT_DEFAULT_DENY;
 }
 
-/* A frame the programs cannot read as IPv4 (IPv6 included): counted and dropped. */
+/* A frame the programs cannot read as IPv4 or IPv6: counted and dropped. */
 static __always_inline int drop_unsupported(struct __sk_buff *skb, __u8 direction)
 {
 	__u32 ifindex = skb->ifindex;
@@ -307,7 +442,7 @@ static __always_inline int drop_unsupported(struct __sk_buff *skb, __u8 directio
 	return TC_ACT_SHOT;
 }
 
-/* The verdict on a parsed IPv4 packet of the interface's endpoint. */
+/* The verdict on a parsed packet of the interface's endpoint. */
 static __always_inline int enforce_flow(struct __sk_buff *skb, __u8 direction,
 					const struct flow *parsed)
 {
@@ -315,18 +450,11 @@ static __always_inline int enforce_flow(struct __sk_buff *skb, __u8 direction,
 	struct flow f = *parsed;
 	__u32 ifindex = skb->ifindex;
 	__u32 len = skb->len;
-	__u32 remote_addr, remote_identity = WARD_IDENTITY_WORLD;
+	__u32 remote_identity;
 	__u64 now;
 
 	ep = bpf_map_lookup_elem(&ward_endpoints, &ifindex);
-	remote_addr = direction == WARD_DIR_EGRESS ? f.daddr : f.saddr;
-	{
-		struct ipcache_key ik = { .prefixlen = 32, .addr = remote_addr };
-		struct ipcache_value *iv = bpf_map_lookup_elem(&ward_ipcache, &ik);
-
-		if (iv)
-			remote_identity = iv->identity;
-	}
+	remote_identity = ipcache_identity(f.family, direction == WARD_DIR_EGRESS ? f.daddr : f.saddr);
 
 	if (!ep) {
 		/* Fail closed: an interface we were attached to but know nothing about. */
@@ -339,14 +467,11 @@ static __always_inline int enforce_flow(struct __sk_buff *skb, __u8 direction,
 
 	/* A reply of a tracked connection passes without policy. */
 	{
-		struct ct_key rk = {
-			.saddr = f.daddr,
-			.daddr = f.saddr,
-			.sport = f.ct_dport,
-			.dport = f.ct_sport,
-			.proto = f.proto,
-		};
-		struct ct_value *rv = bpf_map_lookup_elem(&ward_ct, &rk);
+		struct ct_key rk;
+		struct ct_value *rv;
+
+		ct_tuple(&f, 1, &rk);
+		rv = bpf_map_lookup_elem(&ward_ct, &rk);
 
 		if (rv && ct_live(rv, now, f.proto)) {
 			rv->last_seen_ns = now;
@@ -395,14 +520,11 @@ static __always_inline int enforce_flow(struct __sk_buff *skb, __u8 direction,
 	{
 		__u32 seen = direction == WARD_DIR_EGRESS ? WARD_CT_F_EGRESS_SEEN
 							  : WARD_CT_F_INGRESS_SEEN;
-		struct ct_key fk = {
-			.saddr = f.saddr,
-			.daddr = f.daddr,
-			.sport = f.ct_sport,
-			.dport = f.ct_dport,
-			.proto = f.proto,
-		};
-		struct ct_value *fv = bpf_map_lookup_elem(&ward_ct, &fk);
+		struct ct_key fk;
+		struct ct_value *fv;
+
+		ct_tuple(&f, 0, &fk);
+		fv = bpf_map_lookup_elem(&ward_ct, &fk);
 
 		if (fv && ct_live(fv, now, f.proto)) {
 			fv->last_seen_ns = now;
@@ -427,21 +549,27 @@ static __always_inline int enforce_flow(struct __sk_buff *skb, __u8 direction,
 	return TC_ACT_OK;
 }
 
-/* A pod's packet: ARP passes, anything but IPv4 is dropped, IPv4 meets the policy. */
+/*
+ * A pod's packet: ARP and neighbour discovery pass, what cannot be parsed is dropped, IPv4
+ * and IPv6 meet the policy.
+ */
 static __always_inline int enforce(struct __sk_buff *skb, __u8 direction)
 {
 	struct flow f = {};
 
 	if (skb->protocol == bpf_htons(ETH_P_ARP))
 		return TC_ACT_OK;
-	if (skb->protocol != bpf_htons(ETH_P_IP) || parse_ipv4(skb, &f) < 0)
+	if (parse(skb, &f) < 0)
 		return drop_unsupported(skb, direction);
+	if (is_ndp(&f))
+		return TC_ACT_OK;
 	return enforce_flow(skb, direction, &f);
 }
 
 /*
- * The node's own endpoint, on its underlay interface. Only packets from or to one of the
- * node's addresses (identity host in the ipcache) are the host's: everything else crossing
+ * The node's own endpoint, on its underlay interface. ARP and neighbour discovery pass.
+ * Only packets from or to one of the node's addresses (identity host in the ipcache) are the
+ * host's: everything else crossing
  * the interface is forwarded pod traffic, which the pods' own programs decide. The mesh's
  * WireGuard UDP passes first. Otherwise the host endpoint is enforced like a pod: replies
  * through conntrack, then its policy, and an interface without an endpoint entry drops the
@@ -450,21 +578,16 @@ static __always_inline int enforce(struct __sk_buff *skb, __u8 direction)
 static __always_inline int enforce_host(struct __sk_buff *skb, __u8 direction)
 {
 	struct flow f = {};
-	__u32 local_addr;
 
 	if (skb->protocol == bpf_htons(ETH_P_ARP))
 		return TC_ACT_OK;
-	if (skb->protocol != bpf_htons(ETH_P_IP) || parse_ipv4(skb, &f) < 0)
+	if (parse(skb, &f) < 0)
 		return drop_unsupported(skb, direction);
-
-	local_addr = direction == WARD_DIR_EGRESS ? f.saddr : f.daddr;
-	{
-		struct ipcache_key ik = { .prefixlen = 32, .addr = local_addr };
-		struct ipcache_value *iv = bpf_map_lookup_elem(&ward_ipcache, &ik);
-
-		if (!iv || iv->identity != WARD_IDENTITY_HOST)
-			return TC_ACT_OK;
-	}
+	if (is_ndp(&f))
+		return TC_ACT_OK;
+	if (ipcache_identity(f.family, direction == WARD_DIR_EGRESS ? f.saddr : f.daddr) !=
+	    WARD_IDENTITY_HOST)
+		return TC_ACT_OK;
 	if (f.proto == IPPROTO_UDP &&
 	    (direction == WARD_DIR_EGRESS ? f.ct_sport : f.ct_dport) ==
 		    bpf_htons(WARD_WIREGUARD_PORT))

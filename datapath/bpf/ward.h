@@ -10,6 +10,7 @@
 
 #define WARD_MAX_ENDPOINTS 4096
 #define WARD_MAX_IPCACHE 65536
+#define WARD_MAX_IPCACHE6 65536
 #define WARD_MAX_POLICY 65536
 #define WARD_MAX_CT 65536
 #define WARD_MAX_COUNTERS 16384
@@ -32,8 +33,18 @@
 #define WARD_VERDICT_ALLOWED 0
 #define WARD_VERDICT_DENIED 1
 #define WARD_VERDICT_DEFAULT_DENY 2
-/* Counters only: a non-IPv4, non-ARP frame (IPv6 included), dropped without an event. */
+/* Counters only: a frame that is neither ARP nor an IPv4/IPv6 packet the programs can read
+ * (an IPv6 fragment, too many extension headers, a truncated header), dropped without an
+ * event. */
 #define WARD_VERDICT_UNSUPPORTED 3
+
+/* Address families (flow, conntrack key, event). */
+#define WARD_FAMILY_IPV4 4
+#define WARD_FAMILY_IPV6 6
+
+/* IPv6 extension headers skipped before the upper-layer header (hop-by-hop, routing,
+ * destination options); a packet with more is dropped as unsupported. */
+#define WARD_IPV6_MAX_EXT 4
 
 /* Conntrack lifetimes since the last packet. */
 #define WARD_CT_TCP_LIFETIME_NS (21600ULL * 1000000000ULL)
@@ -64,6 +75,13 @@ struct ipcache_key {
 	__u32 addr;
 };
 
+/* ward_ipcache6 key (LPM): prefixlen 0..128, addr in network order. */
+struct ipcache6_key {
+	__u32 prefixlen;
+	__u32 addr[4];
+};
+
+/* Value of both ipcaches. */
 struct ipcache_value {
 	__u32 identity;
 };
@@ -97,14 +115,16 @@ struct policy_value {
 	__u32 rule_id;
 };
 
-/* ward_ct key: the tuple as seen on the wire (addresses and ports in network order). */
+/* ward_ct key: the tuple as seen on the wire (addresses and ports in network order), for
+ * both families: an IPv4 address fills the first word, the other three are 0. */
 struct ct_key {
-	__u32 saddr;
-	__u32 daddr;
+	__u32 saddr[4];
+	__u32 daddr[4];
 	__u16 sport;
 	__u16 dport;
 	__u8 proto;
-	__u8 pad[3];
+	__u8 family;     /* WARD_FAMILY_* */
+	__u8 pad[2];
 };
 
 struct ct_value {
@@ -121,14 +141,14 @@ struct verdict_event {
 	__u32 ep_id;
 	__u32 src_identity;
 	__u32 dst_identity;
-	__u32 saddr;     /* network order */
-	__u32 daddr;     /* network order */
-	__u16 sport;     /* network order; ICMP: echo id or 0 */
-	__u16 dport;     /* network order; ICMP: the type */
+	__u32 saddr[4];  /* network order; IPv4: the first word */
+	__u32 daddr[4];  /* network order; IPv4: the first word */
+	__u16 sport;     /* network order; ICMP/ICMPv6: echo id or 0 */
+	__u16 dport;     /* network order; ICMP/ICMPv6: the type */
 	__u8 proto;
 	__u8 direction;
 	__u8 verdict;
-	__u8 pad;
+	__u8 family;     /* WARD_FAMILY_* */
 	__u32 rule_id;
 };
 

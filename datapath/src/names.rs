@@ -33,6 +33,9 @@ pub const POD_IF: &str = "eth0";
 /// The pods' default gateway: a link-local address every node holds on `lo` (scope link),
 /// reached by an on-link route from the pod's `/32`; the node answers its ARP requests.
 pub const POD_GATEWAY: Ipv4Addr = Ipv4Addr::new(169, 254, 1, 1);
+/// The pods' IPv6 gateway in a dual-stack lab: a link-local address on the node's side of
+/// every pod veth, the same on every node (link-local addresses are per link).
+pub const POD_GATEWAY6: std::net::Ipv6Addr = std::net::Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 1);
 
 /// `w-<lab>.`: the prefix of every namespace of lab `lab`.
 pub fn netns_prefix(lab: &str) -> String {

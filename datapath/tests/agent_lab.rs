@@ -12,10 +12,12 @@ use common::lab::{
     AgentLab, privileged, repo_resources, still_works, tcp_connect, tcp_server, udp_roundtrip,
     udp_server, wait_for,
 };
+use std::net::IpAddr;
 use std::time::Duration;
 use ward_datapath::agent::observe::{self, ObserveOptions};
 use ward_datapath::bpf::events::EventReader;
 use ward_datapath::bpf::maps::Verdict as MapVerdict;
+use ward_datapath::lab::probe;
 
 const LAB: &str = include_str!("../../cluster-config/lab.yaml");
 const OPEN: Duration = Duration::from_secs(2);
@@ -385,40 +387,10 @@ spec:
     - {name: echo-other-ns, namespace: other-ns, labels: {name: echo-other-ns, kind: echo}, ip: 10.1.1.30, node: node-2, ports: [{name: http, port: 9090, protocol: TCP}]}
 ";
 
-/// The kernel decides every random flow as the engine does: random policies (seeded: CNPs,
-/// CCNPs, host policies, Kubernetes NetworkPolicies, a CIDR group), the agent's map entries,
-/// real TCP and UDP packets between lab pods, the nodes' host endpoints and the world host.
-/// A failure names the seed; replay with `WARD_SEED=<seed>`.
-#[test]
-fn the_kernel_agrees_with_the_engine_on_random_policies_and_flows() {
-    use common::random::{self, Rng};
+/// An agent per node of `lab`, in this process (files mode), each synced by the test.
+fn in_process_agents(lab: &AgentLab) -> Vec<ward_datapath::agent::run::Agent> {
     use ward_datapath::agent::run::{Agent, AgentConfig, Source};
-    use ward_datapath::bpf::NodeMaps;
-    use ward_engine::{Flow, Peer, PolicyRepository, Protocol, Verdict};
-
-    if !privileged("agent_lab property") {
-        return;
-    }
-    let lab = AgentLab::up("prop", CONN_LAB);
-    // Pods, world and the nodes' host endpoints (host policies, KNPs and CIDR groups are
-    // among the random policies).
-    let node_hosts: Vec<String> = lab.nodes().iter().map(|n| format!("node:{n}")).collect();
-    let mut hosts = vec![
-        "cilium-test/client",
-        "cilium-test/client2",
-        "cilium-test/echo",
-        "other-ns/echo-other-ns",
-        "world",
-    ];
-    hosts.extend(node_hosts.iter().map(String::as_str));
-    for &h in &hosts {
-        for port in random::PORTS {
-            tcp_server(&lab.netns(h), lab.ip(h), port);
-            udp_server(&lab.netns(h), lab.ip(h), port);
-        }
-    }
-    let mut agents: Vec<Agent> = lab
-        .nodes()
+    lab.nodes()
         .into_iter()
         .map(|node| {
             let run_dir = lab.state.with_file_name(format!("run-{node}"));
@@ -433,7 +405,52 @@ fn the_kernel_agrees_with_the_engine_on_random_policies_and_flows() {
             })
             .unwrap()
         })
-        .collect();
+        .collect()
+}
+
+/// The kernel decides every random flow as the engine does: random policies (seeded: CNPs,
+/// CCNPs, host policies, Kubernetes NetworkPolicies, a CIDR group, IPv4 and IPv6 CIDRs), the
+/// agent's map entries, real TCP, UDP and ICMP/ICMPv6 echo packets over IPv4 or IPv6 between
+/// the pods, the nodes' host endpoints and the world host of a dual-stack lab (so neighbour
+/// discovery has to pass for any IPv6 flow to pass). A failure names the seed; replay with
+/// `WARD_SEED=<seed>`.
+#[test]
+fn the_kernel_agrees_with_the_engine_on_random_policies_and_flows() {
+    use common::random::{self, Rng};
+    use ward_datapath::bpf::NodeMaps;
+    use ward_engine::{Flow, Peer, PolicyRepository, Protocol, Verdict};
+
+    if !privileged("agent_lab property") {
+        return;
+    }
+    let lab = AgentLab::up("prop", &format!("{CONN_LAB}  ipv6: {{}}\n"));
+    // Pods, world and the nodes' host endpoints (host policies, KNPs and CIDR groups are
+    // among the random policies).
+    let node_hosts: Vec<String> = lab.nodes().iter().map(|n| format!("node:{n}")).collect();
+    let mut hosts = vec![
+        "cilium-test/client",
+        "cilium-test/client2",
+        "cilium-test/echo",
+        "other-ns/echo-other-ns",
+        "world",
+    ];
+    hosts.extend(node_hosts.iter().map(String::as_str));
+    for &h in &hosts {
+        for port in random::PORTS {
+            for ip in [IpAddr::from(lab.ip(h)), IpAddr::from(lab.ip6(h))] {
+                tcp_server(&lab.netns(h), ip, port);
+                udp_server(&lab.netns(h), ip, port);
+            }
+        }
+    }
+    let addr = |who: &str, v6: bool| -> IpAddr {
+        if v6 {
+            lab.ip6(who).into()
+        } else {
+            lab.ip(who).into()
+        }
+    };
+    let mut agents = in_process_agents(&lab);
     let cluster = ward_engine::Cluster::from_topology(lab.lab.topology());
     let base: u64 = std::env::var("WARD_SEED")
         .ok()
@@ -445,6 +462,8 @@ fn the_kernel_agrees_with_the_engine_on_random_policies_and_flows() {
         30
     };
     let (mut flows, mut allowed) = (0, 0);
+    // IPv6 flows and how many of them passed; echo flows (ICMP, ICMPv6) that passed.
+    let (mut v6_flows, mut v6_allowed, mut echo_allowed) = (0, 0, 0);
     for case in 0..cases {
         let seed = base + case;
         let mut rng = Rng::new(seed);
@@ -458,17 +477,19 @@ fn the_kernel_agrees_with_the_engine_on_random_policies_and_flows() {
             NodeMaps::open_pinned(&n).unwrap().ct_clear().unwrap();
         }
         let repo = PolicyRepository::from_resources(cluster.clone(), &set).unwrap();
-        let picks: Vec<(&str, &str, Protocol, u16)> = (0..20)
+        let picks: Vec<(&str, &str, Protocol, u16, bool)> = (0..20)
             .map(|_| {
                 loop {
                     let (a, b) = (*rng.pick(&hosts), *rng.pick(&hosts));
                     if a != b {
-                        break (
-                            a,
-                            b,
-                            *rng.pick(&[Protocol::TCP, Protocol::UDP]),
-                            *rng.pick(&random::PORTS),
-                        );
+                        let v6 = rng.chance(1, 2);
+                        let (proto, port) = match rng.below(5) {
+                            0 if v6 => (Protocol::ICMPV6, 128),
+                            0 => (Protocol::ICMP, 8),
+                            1 | 2 => (Protocol::TCP, *rng.pick(&random::PORTS)),
+                            _ => (Protocol::UDP, *rng.pick(&random::PORTS)),
+                        };
+                        break (a, b, proto, port, v6);
                     }
                 }
             })
@@ -476,23 +497,21 @@ fn the_kernel_agrees_with_the_engine_on_random_policies_and_flows() {
         let results: Vec<bool> = std::thread::scope(|s| {
             let handles: Vec<_> = picks
                 .iter()
-                .map(|(a, b, proto, port)| {
-                    let lab = &lab;
-                    s.spawn(move || {
-                        if *proto == Protocol::TCP {
-                            tcp_connect(&lab.netns(a), lab.ip(b), *port, SHUT).is_some()
-                        } else {
-                            udp_roundtrip(&lab.netns(a), lab.ip(b), *port, SHUT)
-                        }
+                .map(|(a, b, proto, port, v6)| {
+                    let (lab, to) = (&lab, addr(b, *v6));
+                    s.spawn(move || match *proto {
+                        Protocol::TCP => tcp_connect(&lab.netns(a), to, *port, SHUT).is_some(),
+                        Protocol::UDP => udp_roundtrip(&lab.netns(a), to, *port, SHUT),
+                        _ => probe::icmp_echo(&lab.netns(a), None, to, SHUT).unwrap(),
                     })
                 })
                 .collect();
             handles.into_iter().map(|h| h.join().unwrap()).collect()
         });
-        for ((a, b, proto, port), kernel) in picks.iter().zip(results) {
+        for ((a, b, proto, port, v6), kernel) in picks.iter().zip(results) {
             let flow = Flow {
-                src: Peer::Ip(lab.ip(a).into()),
-                dst: Peer::Ip(lab.ip(b).into()),
+                src: Peer::Ip(addr(a, *v6)),
+                dst: Peer::Ip(addr(b, *v6)),
                 protocol: *proto,
                 port: *port,
             };
@@ -500,19 +519,158 @@ fn the_kernel_agrees_with_the_engine_on_random_policies_and_flows() {
             assert_eq!(
                 engine.verdict == Verdict::Allow,
                 kernel,
-                "seed {seed}: {a} -> {b} {proto}/{port}: engine says {engine}, the kernel {}\npolicies:\n{docs}",
+                "seed {seed}: {a} -> {b} {proto}/{port} over {}: engine says {engine}, the kernel {}\npolicies:\n{docs}",
+                if *v6 { "IPv6" } else { "IPv4" },
                 if kernel { "passed it" } else { "dropped it" }
             );
             flows += 1;
             allowed += usize::from(kernel);
+            v6_flows += usize::from(*v6);
+            v6_allowed += usize::from(*v6 && kernel);
+            echo_allowed += usize::from(
+                kernel
+                    && (*port == 8 || *port == 128)
+                    && !matches!(*proto, Protocol::TCP | Protocol::UDP),
+            );
         }
     }
     eprintln!(
-        "{flows} flows over {cases} random policy sets: kernel and engine agree ({allowed} allowed)"
+        "{flows} flows over {cases} random policy sets: kernel and engine agree ({allowed} allowed; {v6_flows} over IPv6, {v6_allowed} of them allowed; {echo_allowed} echo replies)"
     );
     assert!(
         cases == 1 || (allowed > flows / 10 && allowed < flows * 9 / 10),
         "{allowed} of {flows} allowed: too one-sided to prove much"
+    );
+    assert!(
+        cases == 1
+            || (v6_allowed > v6_flows / 10 && v6_allowed < v6_flows * 9 / 10 && echo_allowed > 0),
+        "{v6_allowed} of {v6_flows} IPv6 flows allowed, {echo_allowed} echoes: too one-sided to prove much"
+    );
+}
+
+/// A dual-stack lab: the same flows over IPv4 and IPv6 (TCP, UDP, ICMP and ICMPv6 echo, to
+/// pods on both nodes, a node and world) get the same verdict from the kernel as from the
+/// engine, and the policy's answer does not depend on the family except where a rule names
+/// one (an ICMPv6 rule opens ICMPv6 echo only, an IPv6 CIDR IPv6 world only). Neighbour
+/// discovery passes, or no IPv6 flow would.
+#[test]
+fn ipv6_flows_get_the_verdicts_of_ipv4_flows_in_the_kernel_and_the_engine() {
+    use ward_engine::{Flow, Peer, PolicyRepository, Protocol, Verdict};
+
+    if !privileged("agent_lab ipv6") {
+        return;
+    }
+    let lab = AgentLab::up("six", &format!("{CONN_LAB}  ipv6: {{}}\n"));
+    let policy = "apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: echo-in, namespace: cilium-test}
+spec:
+  endpointSelector: {matchLabels: {kind: echo}}
+  ingress:
+    - fromEndpoints: [{matchLabels: {kind: client}}]
+      toPorts: [{ports: [{port: \"8080\", protocol: TCP}, {port: \"53\", protocol: UDP}]}]
+    - fromEndpoints: [{matchLabels: {name: client}}]
+      icmps: [{fields: [{type: EchoRequest, family: IPv6}]}]
+    - fromEndpoints: [{matchLabels: {name: client2}}]
+      icmps: [{fields: [{type: 8}]}]
+---
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: client-out, namespace: cilium-test}
+spec:
+  endpointSelector: {matchLabels: {name: client}}
+  egress:
+    - toEndpoints: [{}]
+    - toCIDR: [\"2001:db8::/32\"]
+      toPorts: [{ports: [{port: \"80\", protocol: TCP}]}]
+";
+    let set = common::load(policy);
+    let (echo, client) = ("cilium-test/echo", "cilium-test/client");
+    let hosts = [echo, client, "other-ns/echo-other-ns", "world"];
+    for h in hosts {
+        for ip in [IpAddr::from(lab.ip(h)), IpAddr::from(lab.ip6(h))] {
+            for port in [80, 8080, 8081] {
+                tcp_server(&lab.netns(h), ip, port);
+            }
+            udp_server(&lab.netns(h), ip, 53);
+        }
+    }
+    let mut agents = in_process_agents(&lab);
+    // Written once the agents run, as the property test does: each sync sees the change.
+    lab.write_objects(&set);
+    for a in &mut agents {
+        a.sync().unwrap();
+    }
+    let repo = PolicyRepository::from_resources(
+        ward_engine::Cluster::from_topology(lab.lab.topology()),
+        &set,
+    )
+    .unwrap();
+    let flows = [
+        (client, echo, Protocol::TCP, 8080, true),
+        (client, echo, Protocol::TCP, 8081, false),
+        ("cilium-test/client2", echo, Protocol::TCP, 8080, true),
+        (client, echo, Protocol::UDP, 53, true),
+        // `toEndpoints: [{}]` of a namespaced policy stays in its namespace.
+        (client, "other-ns/echo-other-ns", Protocol::TCP, 8080, false),
+        (echo, client, Protocol::TCP, 80, true),
+    ];
+    for (from, to, proto, port, both) in flows {
+        let mut kernel = Vec::new();
+        for v6 in [false, true] {
+            let dst: IpAddr = if v6 {
+                lab.ip6(to).into()
+            } else {
+                lab.ip(to).into()
+            };
+            let src: IpAddr = if v6 {
+                lab.ip6(from).into()
+            } else {
+                lab.ip(from).into()
+            };
+            let passed = if proto == Protocol::TCP {
+                tcp_connect(&lab.netns(from), dst, port, OPEN).is_some()
+            } else {
+                udp_roundtrip(&lab.netns(from), dst, port, OPEN)
+            };
+            let engine = repo.verdict(&Flow {
+                src: Peer::Ip(src),
+                dst: Peer::Ip(dst),
+                protocol: proto,
+                port,
+            });
+            assert_eq!(
+                engine.verdict == Verdict::Allow,
+                passed,
+                "{from} -> {to} {proto}/{port} over {}: engine says {engine}",
+                if v6 { "IPv6" } else { "IPv4" }
+            );
+            kernel.push(passed);
+        }
+        assert_eq!(
+            kernel[0], kernel[1],
+            "{from} -> {to} {proto}/{port}: the families differ"
+        );
+        assert_eq!(kernel[0], both, "{from} -> {to} {proto}/{port}");
+    }
+    // The IPv6 CIDR opens IPv6 world only.
+    assert!(tcp_connect(&lab.netns(client), lab.ip6("world"), 80, OPEN).is_some());
+    assert!(tcp_connect(&lab.netns(client), lab.ip("world"), 80, SHUT).is_none());
+    // Echo: ICMPv6 for client (an IPv6 rule), ICMP for client2 (IPv4's); each the other not.
+    let echo_ok = |from: &str, v6: bool| {
+        let to: IpAddr = if v6 {
+            lab.ip6(echo).into()
+        } else {
+            lab.ip(echo).into()
+        };
+        probe::icmp_echo(&lab.netns(from), None, to, OPEN).unwrap()
+    };
+    assert!(echo_ok(client, true), "client: ICMPv6 echo");
+    assert!(!echo_ok(client, false), "client: no ICMP echo");
+    assert!(echo_ok("cilium-test/client2", false), "client2: ICMP echo");
+    assert!(
+        !echo_ok("cilium-test/client2", true),
+        "client2: no ICMPv6 echo"
     );
 }
 

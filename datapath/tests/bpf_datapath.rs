@@ -11,7 +11,7 @@
 //! mode (`ward_testkit::must_run`).
 
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -29,6 +29,10 @@ use ward_engine::Direction::{Egress, Ingress};
 
 const A_IP: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 2);
 const B_IP: Ipv4Addr = Ipv4Addr::new(10, 77, 1, 2);
+/// The pods' IPv6 addresses, once [`v6_addresses`] gave them.
+const A_IP6: Ipv6Addr = Ipv6Addr::new(0xfd77, 0, 0, 0, 0, 0, 0, 2);
+const B_IP6: Ipv6Addr = Ipv6Addr::new(0xfd77, 1, 0, 0, 0, 0, 0, 2);
+const ICMPV6: u8 = 58;
 const EP_A: u32 = 1;
 const EP_B: u32 = 2;
 const ID_A: u32 = 1001;
@@ -357,7 +361,7 @@ fn tcp_echo(ns: &str, ports: &[u16]) -> Servers {
     serve(
         ns,
         ports,
-        |p| TcpListener::bind(("0.0.0.0", p)),
+        |p| TcpListener::bind(("::", p)),
         |listener, stop| {
             listener.set_nonblocking(true).expect("nonblocking");
             while !stop.load(Ordering::SeqCst) {
@@ -385,7 +389,7 @@ fn udp_echo(ns: &str, ports: &[u16]) -> Servers {
     serve(
         ns,
         ports,
-        |p| UdpSocket::bind(("0.0.0.0", p)),
+        |p| UdpSocket::bind(("::", p)),
         |sock, stop| {
             sock.set_read_timeout(Some(Duration::from_millis(20)))
                 .expect("timeout");
@@ -400,9 +404,9 @@ fn udp_echo(ns: &str, ports: &[u16]) -> Servers {
 }
 
 /// Connects from `ns` and echoes `len` bytes: true when the connection works both ways.
-fn tcp_exchange(ns: &str, dst: Ipv4Addr, port: u16, len: usize) -> bool {
+fn tcp_exchange(ns: &str, dst: impl Into<IpAddr>, port: u16, len: usize) -> bool {
+    let addr = SocketAddr::new(dst.into(), port);
     in_ns(ns, || {
-        let addr = SocketAddr::V4(SocketAddrV4::new(dst, port));
         let Ok(mut s) = TcpStream::connect_timeout(&addr, PROBE_TIMEOUT) else {
             return false;
         };
@@ -422,18 +426,19 @@ fn tcp_exchange(ns: &str, dst: Ipv4Addr, port: u16, len: usize) -> bool {
     })
 }
 
-fn tcp_probe(ns: &str, dst: Ipv4Addr, port: u16) -> bool {
+fn tcp_probe(ns: &str, dst: impl Into<IpAddr>, port: u16) -> bool {
     tcp_exchange(ns, dst, port, 16)
 }
 
-fn udp_probe(ns: &str, dst: Ipv4Addr, port: u16) -> bool {
+fn udp_probe(ns: &str, dst: impl Into<IpAddr>, port: u16) -> bool {
     let netns = Path::new("/run/netns").join(ns);
     ward_datapath::lab::probe::udp(&netns, None, dst, port, PROBE_TIMEOUT)
         .expect("entering the namespace")
 }
 
-/// An ICMP echo from `ns` (a kernel "ping" socket: it sets the identifier and checksum).
-fn icmp_probe(ns: &str, dst: Ipv4Addr) -> bool {
+/// An ICMP (ICMPv6 to an IPv6 address) echo from `ns` (a kernel "ping" socket: it sets the
+/// identifier and checksum).
+fn icmp_probe(ns: &str, dst: impl Into<IpAddr>) -> bool {
     let netns = Path::new("/run/netns").join(ns);
     ward_datapath::lab::probe::icmp_echo(&netns, None, dst, PROBE_TIMEOUT)
         .expect("entering the namespace")
@@ -523,43 +528,145 @@ fn fails_closed_without_entries() {
     );
     assert!(counter(&dp, EP_A, Egress, Verdict::DefaultDeny) > 0);
 
-    // IPv6 (here: the neighbour solicitation for the first datagram) never passes.
-    run(&[
-        "ip",
-        "-n",
-        &lab.ns_node,
-        "addr",
-        "add",
-        "fd77::1/64",
-        "dev",
-        "ha",
-        "nodad",
-    ]);
-    run(&[
-        "ip",
-        "-n",
-        &lab.ns_a,
-        "addr",
-        "add",
-        "fd77::2/64",
-        "dev",
-        "eth0",
-        "nodad",
-    ]);
-    let before = counter(&dp, EP_A, Egress, Verdict::Unsupported);
+    // IPv6 without policy: neighbour discovery passes (the datagram leaves the pod at all
+    // only once its neighbour solicitation was answered), the datagram is default-denied.
+    v6_addresses(&lab);
+    let before = counter(&dp, EP_A, Egress, Verdict::DefaultDeny);
     in_ns(&lab.ns_a, || {
         let s = UdpSocket::bind("[::]:0").expect("bind v6");
         let _ = s.send_to(b"v6", "[fd77::1]:9");
     });
-    // The counter is bumped as the packet leaves the pod: wait for it, not for a fixed time.
+    wait_for_counter(&dp, EP_A, Egress, Verdict::DefaultDeny, before);
+
+    // A fragment cannot be judged (its ports may be in another packet): unsupported.
+    let before = counter(&dp, EP_A, Egress, Verdict::Unsupported);
+    in_ns(&lab.ns_a, || {
+        let s = UdpSocket::bind("[::]:0").expect("bind v6");
+        let _ = s.send_to(&[0u8; 3000], "[fd77::1]:9");
+    });
+    wait_for_counter(&dp, EP_A, Egress, Verdict::Unsupported, before);
+}
+
+/// Waits until the counter of `ep`, `dir`, `v` is above `before` (it is bumped as the packet
+/// passes the program: wait for it, not for a fixed time), failing after 5 s.
+fn wait_for_counter(dp: &NodeMaps, ep: u32, dir: ward_engine::Direction, v: Verdict, before: u64) {
     let deadline = Instant::now() + Duration::from_secs(5);
-    while counter(&dp, EP_A, Egress, Verdict::Unsupported) <= before && Instant::now() < deadline {
+    while counter(dp, ep, dir, v) <= before && Instant::now() < deadline {
         thread::sleep(Duration::from_millis(5));
     }
     assert!(
-        counter(&dp, EP_A, Egress, Verdict::Unsupported) > before,
-        "IPv6 must be dropped: {:?}",
+        counter(dp, ep, dir, v) > before,
+        "no {v} packet of endpoint {ep} {dir}: {:?}",
         dp.counters()
+    );
+}
+
+/// IPv6 addresses on the node's and pods' veths (fd77::/64 towards a, fd77:1::/64 towards
+/// b), the pods' default routes over them, and IPv6 forwarding on the node.
+fn v6_addresses(lab: &Lab) {
+    // Before the addresses: switching forwarding on restarts the interfaces' IPv6 setup.
+    run(&[
+        "ip",
+        "netns",
+        "exec",
+        &lab.ns_node,
+        "sysctl",
+        "-qw",
+        "net.ipv6.conf.all.forwarding=1",
+    ]);
+    for (ns, dev, addr) in [
+        (&lab.ns_node, "ha", "fd77::1/64"),
+        (&lab.ns_node, "hb", "fd77:1::1/64"),
+        (&lab.ns_a, "eth0", "fd77::2/64"),
+        (&lab.ns_b, "eth0", "fd77:1::2/64"),
+    ] {
+        run(&["ip", "-n", ns, "addr", "add", addr, "dev", dev, "nodad"]);
+    }
+    for (ns, gw) in [(&lab.ns_a, "fd77::1"), (&lab.ns_b, "fd77:1::1")] {
+        run(&["ip", "-n", ns, "-6", "route", "add", "default", "via", gw]);
+    }
+    // The link-local addresses' duplicate address detection: until it ends, the node
+    // cannot resolve its neighbours and the first packets are lost.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    for ns in [&lab.ns_node, &lab.ns_a, &lab.ns_b] {
+        while !output(&["ip", "-n", ns, "-6", "addr", "show", "tentative"]).is_empty()
+            && Instant::now() < deadline
+        {
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// (b6) IPv6 meets the same policy as IPv4: the identities come from the IPv6 ipcache, the
+/// policy entries are the family-free ones, replies pass through conntrack (IPv6 tuples),
+/// ICMPv6 echo needs an ICMPv6 entry (an ICMP one is IPv4's), and events carry the IPv6
+/// addresses.
+#[test]
+fn ipv6_flows_meet_the_same_policy() {
+    let Some(lab) = lab_or_skip("v6") else {
+        return;
+    };
+    v6_addresses(&lab);
+    let _tcp = tcp_echo(&lab.ns_b, &[80, 81]);
+    let _udp = udp_echo(&lab.ns_b, &[53, 54]);
+    let _a = tcp_echo(&lab.ns_a, &[80]);
+    let (mut dp, ifa, ifb) = lab.datapath();
+    endpoints(&mut dp, ifa, ifb);
+    dp.ipcache_set(A_IP6, 128, ID_A).expect("ipcache a6");
+    dp.ipcache_set(B_IP6, 128, ID_B).expect("ipcache b6");
+    let mut reader = EventReader::open(&lab.node).unwrap_or_else(|e| panic!("{e:#}"));
+    allow(&mut dp, PolicyKey::any(EP_A, Egress, 0), 11);
+    allow(&mut dp, PolicyKey::port(EP_B, Ingress, ID_A, TCP, 80), 21);
+    allow(&mut dp, PolicyKey::port(EP_B, Ingress, ID_A, UDP, 53), 22);
+    allow(&mut dp, PolicyKey::port(EP_B, Ingress, ID_A, ICMP, 8), 23);
+    let echo6 = PolicyKey::port(EP_B, Ingress, ID_A, ICMPV6, 128);
+    allow(&mut dp, echo6, 24);
+
+    assert!(
+        tcp_exchange(&lab.ns_a, B_IP6, 80, 64 * 1024),
+        "TCP/80 carries data both ways"
+    );
+    assert!(!tcp_probe(&lab.ns_a, B_IP6, 81), "TCP/81 is not allowed");
+    assert!(!tcp_probe(&lab.ns_b, A_IP6, 80), "b -> a is not allowed");
+    assert!(udp_probe(&lab.ns_a, B_IP6, 53), "UDP/53 and its reply");
+    assert!(!udp_probe(&lab.ns_a, B_IP6, 54), "UDP/54 is not allowed");
+    assert!(icmp_probe(&lab.ns_a, B_IP6), "ICMPv6 echo and its reply");
+    assert!(icmp_probe(&lab.ns_a, B_IP), "ICMP echo over IPv4");
+    let ct = dp.ct_entries().expect("ct");
+    assert!(
+        ct.iter().any(|(k, _)| k.saddr() == A_IP6
+            && k.daddr() == B_IP6
+            && k.dport() == 53
+            && k.proto() == UDP),
+        "an IPv6 conntrack tuple: {ct:?}"
+    );
+    assert!(dp.policy_remove(&echo6).expect("remove"));
+    dp.ct_clear().expect("ct clear");
+    assert!(
+        !icmp_probe(&lab.ns_a, B_IP6),
+        "an ICMP rule does not open ICMPv6"
+    );
+    assert!(icmp_probe(&lab.ns_a, B_IP), "ICMP still open");
+
+    let events = collect_events(&mut reader, Duration::from_millis(500), |_| false);
+    let drop = events
+        .iter()
+        .find(|e| e.dport() == 81 && e.verdict() == Some(Verdict::DefaultDeny))
+        .unwrap_or_else(|| panic!("no drop of TCP/81 in {events:#?}"));
+    assert_eq!(
+        (
+            drop.saddr(),
+            drop.daddr(),
+            drop.ep_id(),
+            drop.src_identity()
+        ),
+        (A_IP6.into(), B_IP6.into(), EP_B, ID_A)
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| e.proto() == ICMPV6 && e.dport() == 128 && e.rule_id() == 24),
+        "the allowed ICMPv6 echo's event: {events:#?}"
     );
 }
 
@@ -749,7 +856,7 @@ fn events_are_read_from_the_pinned_ring_buffer() {
         assert_eq!(e.verdict(), Some(Verdict::Allowed));
         assert_eq!(
             (e.saddr(), e.daddr(), e.dport(), e.proto()),
-            (A_IP, B_IP, 80, TCP)
+            (A_IP.into(), B_IP.into(), 80, TCP)
         );
         assert_eq!((e.src_identity(), e.dst_identity()), (ID_A, ID_B));
     }
@@ -781,7 +888,7 @@ fn events_are_read_from_the_pinned_ring_buffer() {
     );
     assert_eq!(
         (drop.saddr(), drop.daddr(), drop.dport(), drop.proto()),
-        (A_IP, B_IP, 81, TCP)
+        (A_IP.into(), B_IP.into(), 81, TCP)
     );
 
     // A deny added through the pinned maps (a third handle, no programs loaded).

@@ -47,7 +47,7 @@ fn random_cluster(rng: &mut Rng) -> Cluster {
     for (i, name) in ["n0", "n1"].iter().enumerate() {
         c.nodes.push(Node {
             name: (*name).into(),
-            ip: Some(format!("10.0.0.{}", i + 1).parse().unwrap()),
+            ips: vec![format!("10.0.0.{}", i + 1).parse().unwrap()],
             labels: BTreeMap::new(),
         });
     }
@@ -70,7 +70,7 @@ fn random_cluster(rng: &mut Rng) -> Cluster {
             name: format!("pod{i}"),
             namespace: (*rng.pick(&NAMESPACES)).to_owned(),
             labels,
-            ip: Some(format!("10.1.0.{}", i + 10).parse().unwrap()),
+            ips: vec![format!("10.1.0.{}", i + 10).parse().unwrap()],
             named_ports,
             node: Some((*rng.pick(&["n0", "n1"])).to_owned()),
             service_account: None,
@@ -330,7 +330,7 @@ fn replicas_share_an_identity_and_noisy_labels_do_not_split_it() {
     let mut cluster = common::cluster();
     let mut replica = cluster.endpoints[0].clone();
     replica.name = "client-2".into();
-    replica.ip = Some("10.1.0.99".parse().unwrap());
+    replica.ips = vec!["10.1.0.99".parse().unwrap()];
     replica
         .labels
         .insert("pod-template-hash".into(), "abcde".into());
@@ -351,7 +351,7 @@ fn identities_are_stable_when_endpoints_come_and_go() {
     // A label set that sorts before every other one still gets the next number.
     let mut first = repo.cluster().endpoints[0].clone();
     first.name = "aaa".into();
-    first.ip = Some("10.1.0.98".parse().unwrap());
+    first.ips = vec!["10.1.0.98".parse().unwrap()];
     first.labels = [("a".to_owned(), "a".to_owned())].into();
     repo.upsert_endpoint(first.clone()).unwrap();
     let after = identities_by_endpoint(&repo);

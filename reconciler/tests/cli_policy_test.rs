@@ -350,6 +350,38 @@ fn to_fqdns_allows_exactly_the_declared_answers() {
         );
 }
 
+/// A dual-stack endpoint (`ips`, as Kubernetes' podIPs): its IPv6 address is the endpoint
+/// too, an IPv6 CIDR rule opens IPv6 world only, and a second address of one family is a
+/// finding.
+#[test]
+fn dual_stack_endpoints_meet_ipv6_cidr_rules() {
+    let env = Env::new();
+    let repo = env.fixture_repo();
+    repo.write(
+        "policies/namespaces/shop/backend-to-v6.yaml",
+        "apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {name: backend-to-v6, namespace: shop}\nspec:\n  endpointSelector: {matchLabels: {app: backend}}\n  egress:\n    - toCIDR: [\"2001:db8::/32\"]\n      toPorts: [{ports: [{port: \"443\", protocol: TCP}]}]\n",
+    );
+    repo.write(
+        "policies/tests/dual-stack.yaml",
+        "apiVersion: ward.dev/v1alpha1\nkind: PolicyTest\nmetadata: {name: dual-stack}\nspec:\n  endpoints:\n    - {name: backend, namespace: shop, labels: {app: backend}, ips: [10.0.1.20, \"fd00::1:20\"]}\n  expectations:\n    - {from: backend, to: \"2001:db8::5\", port: 443, protocol: TCP, expect: allow, decidedBy: CiliumNetworkPolicy/shop/backend-to-v6}\n    - {from: \"fd00::1:20\", to: \"2001:db8::5\", port: 443, protocol: TCP, expect: allow}\n    - {from: backend, to: 192.0.2.5, port: 443, protocol: TCP, expect: deny}\n    - {from: backend, to: \"2001:db9::5\", port: 443, protocol: TCP, expect: deny}\n",
+    );
+    repo.ward(&[
+        "test",
+        "policies/tests/dual-stack.yaml",
+        "policies/namespaces",
+    ])
+    .code(EXIT_OK)
+    .stdout_has("  ✓ backend → 2001:db8::5 TCP/443: allow, decided by CiliumNetworkPolicy/shop/backend-to-v6\n")
+    .stdout_has("4 passed, 0 failed");
+    repo.write(
+        "policies/tests/dual-stack.yaml",
+        "apiVersion: ward.dev/v1alpha1\nkind: PolicyTest\nmetadata: {name: dual-stack}\nspec:\n  endpoints:\n    - {name: backend, namespace: shop, ips: [\"fd00::1\", \"fd00::2\"]}\n  expectations:\n    - {from: backend, to: world, port: 443, expect: deny}\n",
+    );
+    repo.ward(&["validate", "policies/tests/dual-stack.yaml"])
+        .code(EXIT_ERROR)
+        .stdout_has("error[WARD-S014]: \"fd00::2\" is a second address of its family");
+}
+
 /// `host` next to a pod on no node stands for no node, so no host policy is evaluated: the
 /// verdict says so, and `--strict` fails the expectation.
 #[test]

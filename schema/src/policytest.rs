@@ -59,6 +59,10 @@ pub struct TestNode {
     /// The node's address (optional).
     #[serde(default)]
     pub ip: Option<String>,
+    /// The node's addresses (one per family for a dual-stack node; after `ip` when both are
+    /// given).
+    #[serde(default)]
+    pub ips: Vec<String>,
     /// Node labels (`nodeSelector`, `fromNodes`/`toNodes`).
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
@@ -102,6 +106,10 @@ pub struct TestEndpoint {
     /// The pod's address (optional).
     #[serde(default)]
     pub ip: Option<String>,
+    /// The pod's addresses, as Kubernetes' `podIPs` (one per family for a dual-stack pod;
+    /// after `ip` when both are given).
+    #[serde(default)]
+    pub ips: Vec<String>,
     /// The node it runs on (optional; nodes are implied by the names used).
     #[serde(default)]
     pub node: Option<String>,

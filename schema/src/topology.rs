@@ -24,9 +24,14 @@
 //!       ports:                       # optional; name optional, protocol TCP (default), UDP, SCTP
 //!         - {name: http, port: 80, protocol: TCP}
 //!       serviceAccount: backend      # optional; `default` when absent
+//!   ipv6: {}                         # optional: dual stack (the defaults below)
+//!   #   ipv6: {cluster: "fd00::/96", world: "2001:db8::/96"}
 //! ```
 //!
-//! The lab is IPv4 only. Names of the lab, nodes, world, namespaces and pods are DNS labels;
+//! Without `ipv6` the lab is IPv4 only. With it every node, pod and world address also has an
+//! IPv6 address: its IPv4 address in the last 32 bits of a /96, the `cluster` prefix (a
+//! unique-local one, fc00::/7) for nodes and pods (and the underlay and pod prefixes), the
+//! `world` prefix (in the documentation range 2001:db8::/32) for world. Names of the lab, nodes, world, namespaces and pods are DNS labels;
 //! node and world names are at most 13 characters, because they name an underlay interface
 //! (`v-<name>`, see [`names`]).
 
@@ -38,7 +43,7 @@ use crate::yaml::{self, Limits, Node as YNode, NodeValue, Seg};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 use std::str::FromStr;
 
@@ -204,6 +209,57 @@ pub struct Topology {
     pub world: WorldSpec,
     /// The pods, in declaration order.
     pub pods: Vec<PodSpec>,
+    /// Dual stack: how IPv4 addresses map to IPv6 ones (`None`: IPv4 only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv6: Option<Ipv6Plan>,
+}
+
+/// A dual-stack lab's IPv6 prefixes (`spec.ipv6`): each address is an IPv4 address of the
+/// lab embedded in the last 32 bits of one of these /96 prefixes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ipv6Plan {
+    /// The /96 of nodes, pods, the underlay and the pod prefixes (unique-local).
+    pub cluster: Ipv6Addr,
+    /// The /96 of the world host's addresses (documentation range).
+    pub world: Ipv6Addr,
+}
+
+impl Default for Ipv6Plan {
+    /// `fd00::/96` for the cluster, `2001:db8::/96` for world.
+    fn default() -> Ipv6Plan {
+        Ipv6Plan {
+            cluster: Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 0),
+            world: Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0),
+        }
+    }
+}
+
+/// The length of [`Ipv6Plan`]'s prefixes: what is left holds an IPv4 address.
+pub const IPV6_PLAN_PREFIX: u8 = 96;
+
+impl Ipv6Plan {
+    /// The IPv6 address of cluster address `v4` (a node's or a pod's).
+    pub fn cluster_addr(&self, v4: Ipv4Addr) -> Ipv6Addr {
+        embed(self.cluster, v4)
+    }
+
+    /// The IPv6 address of world address `v4`.
+    pub fn world_addr(&self, v4: Ipv4Addr) -> Ipv6Addr {
+        embed(self.world, v4)
+    }
+
+    /// The IPv6 prefix of cluster prefix `net` (the underlay, a pod prefix): its network
+    /// address and length.
+    pub fn cluster_net(&self, net: Ipv4Net) -> (Ipv6Addr, u8) {
+        (
+            embed(self.cluster, net.network()),
+            IPV6_PLAN_PREFIX + net.prefix_len(),
+        )
+    }
+}
+
+fn embed(prefix: Ipv6Addr, v4: Ipv4Addr) -> Ipv6Addr {
+    Ipv6Addr::from_bits(prefix.to_bits() | u128::from(v4.to_bits()))
 }
 
 /// A node of the lab.
@@ -216,6 +272,9 @@ pub struct NodeSpec {
     pub ip: Ipv4Addr,
     /// The prefix its pods' addresses come from.
     pub pod_cidr: Ipv4Net,
+    /// Its IPv6 address (a dual-stack lab, a dual-stack Kubernetes node).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv6: Option<Ipv6Addr>,
     /// Node labels.
     pub labels: BTreeMap<String, String>,
 }
@@ -231,6 +290,9 @@ pub struct WorldSpec {
     /// unicast address: the lab has no route out, so none of them leaves it).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub addresses: Vec<Ipv4Addr>,
+    /// Its IPv6 addresses in a dual-stack lab, one for each IPv4 one, in the same order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ipv6: Vec<Ipv6Addr>,
 }
 
 impl WorldSpec {
@@ -251,6 +313,9 @@ pub struct PodSpec {
     pub labels: BTreeMap<String, String>,
     /// Its address (a `/32` on its `eth0`).
     pub ip: Ipv4Addr,
+    /// Its IPv6 address (a `/128`; a dual-stack lab, or a Kubernetes pod's IPv6 `podIPs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv6: Option<Ipv6Addr>,
     /// The node it runs on.
     pub node: String,
     /// Its declared container ports.
@@ -381,6 +446,38 @@ impl Topology {
     pub fn pods_on<'a>(&'a self, node: &'a str) -> impl Iterator<Item = &'a PodSpec> + 'a {
         self.pods.iter().filter(move |p| p.node == node)
     }
+}
+
+impl Topology {
+    /// Gives every node, pod and world address its IPv6 counterpart when the lab is dual
+    /// stack ([`Topology::ipv6`]).
+    pub fn derive_ipv6(&mut self) {
+        let Some(plan) = self.ipv6 else { return };
+        for n in &mut self.nodes {
+            n.ipv6 = Some(plan.cluster_addr(n.ip));
+        }
+        for p in &mut self.pods {
+            p.ipv6 = Some(plan.cluster_addr(p.ip));
+        }
+        self.world.ipv6 = self
+            .world
+            .all_addresses()
+            .map(|a| plan.world_addr(a))
+            .collect();
+    }
+}
+
+/// `addr/96` with no host bits.
+fn parse_plan_prefix(s: &str) -> Option<Ipv6Addr> {
+    let (a, l) = s.split_once('/')?;
+    let addr: Ipv6Addr = a.parse().ok()?;
+    (l == "96" && addr.to_bits() & u128::from(u32::MAX) == 0).then_some(addr)
+}
+
+/// Whether `addr` lies in `range/len`.
+fn within6(addr: Ipv6Addr, range: Ipv6Addr, len: u32) -> bool {
+    let mask = u128::MAX << (128 - len);
+    addr.to_bits() & mask == range.to_bits() & mask
 }
 
 fn unreadable(file: &str, e: &std::io::Error) -> Diagnostic {
@@ -756,15 +853,16 @@ impl<'a> Ctx<'a> {
             spec,
             &spec_at,
             "spec",
-            &["underlay", "namespaces", "nodes", "world", "pods"],
+            &["underlay", "namespaces", "nodes", "world", "pods", "ipv6"],
         )?;
+        let ipv6 = self.ipv6_plan(spec);
         let underlay = self.private_net(spec, &spec_at, "underlay", "spec");
         let namespaces = self.namespaces(spec);
         let mut claims: BTreeMap<Ipv4Addr, Claim> = BTreeMap::new();
         let nodes = self.nodes(spec, underlay, &mut claims);
         let world = self.world(spec, underlay, &nodes, &mut claims);
         let pods = self.pods(spec, &nodes, &mut claims);
-        Some(Topology {
+        let mut t = Topology {
             name: name?,
             source: self.file.to_owned(),
             underlay: underlay?,
@@ -772,7 +870,67 @@ impl<'a> Ctx<'a> {
             nodes: nodes.into_iter().map(|(n, _)| n).collect(),
             world: world?,
             pods,
-        })
+            ipv6: ipv6?,
+        };
+        t.derive_ipv6();
+        Some(t)
+    }
+
+    /// `spec.ipv6`: `Some(None)` when absent, `Some(Some(plan))` when valid, `None` (reported)
+    /// otherwise.
+    fn ipv6_plan(&mut self, spec: &'a YNode) -> Option<Option<Ipv6Plan>> {
+        let at = vec![Seg::from("spec"), Seg::from("ipv6")];
+        let Some(node) = spec.get("ipv6") else {
+            return Some(None);
+        };
+        let mut plan = Ipv6Plan::default();
+        if matches!(node.value, NodeValue::Null) {
+            return Some(Some(plan));
+        }
+        let m = self.mapping(node, &at, "ipv6", &["cluster", "world"])?;
+        let mut ok = true;
+        for (key, slot, range, range_len, what) in [
+            (
+                "cluster",
+                &mut plan.cluster,
+                Ipv6Addr::new(0xfc00, 0, 0, 0, 0, 0, 0, 0),
+                7,
+                "a unique-local prefix in fc00::/7",
+            ),
+            (
+                "world",
+                &mut plan.world,
+                Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0),
+                32,
+                "a documentation prefix in 2001:db8::/32 (RFC 3849)",
+            ),
+        ] {
+            let Some(text) = self.string(m, &at, key, "ipv6", false) else {
+                continue;
+            };
+            match parse_plan_prefix(&text) {
+                Some(addr) if within6(addr, range, range_len) => *slot = addr,
+                Some(_) => {
+                    self.error_hint(
+                        codes::ADDRESS,
+                        &path(&at, key),
+                        format!("ipv6.{key}: {text} is outside its range"),
+                        format!("use {what}"),
+                    );
+                    ok = false;
+                }
+                None => {
+                    self.error_hint(
+                        codes::ADDRESS,
+                        &path(&at, key),
+                        format!("ipv6.{key}: {text:?} is not an IPv6 /96 prefix"),
+                        "write a /96 without host bits, such as fd00::/96: the last 32 bits hold the IPv4 address",
+                    );
+                    ok = false;
+                }
+            }
+        }
+        ok.then_some(Some(plan))
     }
 
     fn namespaces(&mut self, spec: &'a YNode) -> BTreeMap<String, BTreeMap<String, String>> {
@@ -961,6 +1119,7 @@ impl<'a> Ctx<'a> {
                         name,
                         ip,
                         pod_cidr,
+                        ipv6: None,
                         labels,
                     },
                     at,
@@ -1035,6 +1194,7 @@ impl<'a> Ctx<'a> {
                 name,
                 ip,
                 addresses,
+                ipv6: Vec::new(),
             }),
             _ => None,
         }
@@ -1230,6 +1390,7 @@ impl<'a> Ctx<'a> {
                     namespace,
                     labels,
                     ip,
+                    ipv6: None,
                     node: nd.name.clone(),
                     ports,
                     service_account,
@@ -1427,5 +1588,73 @@ mod tests {
         assert!(!is_dns_label("-a"));
         assert!(!is_dns_label("a.b"));
         assert!(!is_dns_label(""));
+    }
+
+    const LAB: &str = "apiVersion: ward.dev/v1alpha1
+kind: LabTopology
+metadata: {name: six}
+spec:
+  underlay: 172.30.0.0/24
+  nodes:
+    - {name: node-1, ip: 172.30.0.11, podCIDR: 10.200.1.0/24}
+  world: {name: world, ip: 203.0.113.10, addresses: [198.51.100.7]}
+  pods:
+    - {name: web, namespace: shop, ip: 10.200.1.20, node: node-1}
+";
+
+    /// `ipv6: {}` makes the lab dual stack with the default prefixes: every address has its
+    /// IPv4 one embedded in the last 32 bits.
+    #[test]
+    fn ipv6_derives_every_address_from_its_ipv4_one() {
+        let t = Topology::parse("lab.yaml", format!("{LAB}  ipv6: {{}}\n").as_bytes()).unwrap();
+        let ip = |s: &str| s.parse::<Ipv6Addr>().unwrap();
+        assert_eq!(t.ipv6, Some(Ipv6Plan::default()));
+        assert_eq!(t.nodes[0].ipv6, Some(ip("fd00::ac1e:b")));
+        assert_eq!(t.pods[0].ipv6, Some(ip("fd00::10.200.1.20")));
+        assert_eq!(
+            t.world.ipv6,
+            vec![ip("2001:db8::203.0.113.10"), ip("2001:db8::198.51.100.7")]
+        );
+        let plan = t.ipv6.unwrap();
+        assert_eq!(
+            plan.cluster_net(t.nodes[0].pod_cidr),
+            (ip("fd00::10.200.1.0"), 120)
+        );
+        // Without it: IPv4 only.
+        let v4 = Topology::parse("lab.yaml", LAB.as_bytes()).unwrap();
+        assert!(v4.ipv6.is_none() && v4.pods[0].ipv6.is_none() && v4.world.ipv6.is_empty());
+        // Chosen prefixes.
+        let custom =
+            format!("{LAB}  ipv6: {{cluster: \"fd12:3456::/96\", world: \"2001:db8:77::/96\"}}\n");
+        let t = Topology::parse("lab.yaml", custom.as_bytes()).unwrap();
+        assert_eq!(t.pods[0].ipv6, Some(ip("fd12:3456::10.200.1.20")));
+        assert_eq!(t.world.ipv6[0], ip("2001:db8:77::203.0.113.10"));
+    }
+
+    /// Prefixes that are not /96, have host bits, or lie outside their range are findings.
+    #[test]
+    fn ipv6_prefixes_are_checked() {
+        for (plan, wanted) in [
+            ("{cluster: \"fd00::/64\"}", "is not an IPv6 /96 prefix"),
+            ("{cluster: \"fd00::1/96\"}", "is not an IPv6 /96 prefix"),
+            (
+                "{cluster: \"2001:db8::/96\"}",
+                "ipv6.cluster: 2001:db8::/96 is outside its range",
+            ),
+            (
+                "{world: \"fd00::/96\"}",
+                "ipv6.world: fd00::/96 is outside its range",
+            ),
+            ("{site: \"fd00::/96\"}", "unknown field \"site\" in ipv6"),
+        ] {
+            let text = format!("{LAB}  ipv6: {plan}\n");
+            let diags = Topology::parse("lab.yaml", text.as_bytes()).unwrap_err();
+            assert!(
+                diags
+                    .iter()
+                    .any(|d| d.message.contains(wanted) && d.line == 11),
+                "{plan}: {diags:?}"
+            );
+        }
     }
 }

@@ -31,7 +31,7 @@ fn cluster() -> Cluster {
     for n in 0..NODES {
         c.nodes.push(Node {
             name: format!("node-{n}"),
-            ip: Some(format!("10.0.{}.{}", n / 200, n % 200 + 1).parse().unwrap()),
+            ips: vec![format!("10.0.{}.{}", n / 200, n % 200 + 1).parse().unwrap()],
             labels: BTreeMap::new(),
         });
     }
@@ -64,11 +64,11 @@ fn cluster() -> Cluster {
                     name: format!("app-{app}-{r}"),
                     namespace: format!("ns-{ns}"),
                     labels,
-                    ip: Some(
+                    ips: vec![
                         format!("10.{}.{}.{}", 100 + i / 65536, (i / 256) % 256, i % 256)
                             .parse()
                             .unwrap(),
-                    ),
+                    ],
                     named_ports,
                     node: Some(format!("node-{}", i % NODES)),
                     service_account: None,

@@ -52,8 +52,10 @@ pub struct DnsAnswer {
 pub struct Node {
     /// The node name.
     pub name: String,
-    /// The node's address, if it has one the flows use.
-    pub ip: Option<IpAddr>,
+    /// The node's addresses the flows use (at most one per family, as a Kubernetes node's
+    /// `InternalIP`s; none when unknown). Read from `ips` or a single `ip`.
+    #[serde(alias = "ip", deserialize_with = "one_or_many")]
+    pub ips: Vec<IpAddr>,
     /// Node labels (source `k8s`), used by `nodeSelector` and `fromNodes`/`toNodes`.
     pub labels: BTreeMap<String, String>,
 }
@@ -68,8 +70,10 @@ pub struct Endpoint {
     pub namespace: String,
     /// Pod labels; a key may carry a `source:` prefix, otherwise the source is `k8s`.
     pub labels: BTreeMap<String, String>,
-    /// The pod's address.
-    pub ip: Option<IpAddr>,
+    /// The pod's addresses (Kubernetes' `podIPs`: a dual-stack pod has one per family, the
+    /// first is its `podIP`). Read from `ips` or a single `ip`.
+    #[serde(alias = "ip", deserialize_with = "one_or_many")]
+    pub ips: Vec<IpAddr>,
     /// Declared container ports by name (`containerPort` names), for named-port rules.
     pub named_ports: BTreeMap<String, NamedPort>,
     /// The node the pod runs on.
@@ -78,6 +82,35 @@ pub struct Endpoint {
     /// none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_account: Option<String>,
+}
+
+impl Node {
+    /// The node's first address (its primary), if any.
+    pub fn ip(&self) -> Option<IpAddr> {
+        self.ips.first().copied()
+    }
+}
+
+impl Endpoint {
+    /// The pod's first address (Kubernetes' `podIP`), if any.
+    pub fn ip(&self) -> Option<IpAddr> {
+        self.ips.first().copied()
+    }
+}
+
+/// One address (`"10.0.0.1"`) or a list of them, as a list; `null` is none.
+fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<IpAddr>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(IpAddr),
+        Many(Vec<IpAddr>),
+    }
+    Ok(match Option::<OneOrMany>::deserialize(d)? {
+        None => Vec::new(),
+        Some(OneOrMany::One(ip)) => vec![ip],
+        Some(OneOrMany::Many(ips)) => ips,
+    })
 }
 
 /// A declared container port.
@@ -225,8 +258,8 @@ impl Node {
 }
 
 impl Cluster {
-    /// The engine's view of a lab topology: nodes (with their underlay address) and the pods as
-    /// endpoints (labels, namespace, named ports, node). World is not part of it: every
+    /// The engine's view of a lab topology: nodes (with their underlay addresses) and the pods
+    /// as endpoints (labels, namespace, addresses of both families, named ports, node). World is not part of it: every
     /// address outside the cluster is `world` to the engine.
     pub fn from_topology(topology: &Topology) -> Cluster {
         Cluster {
@@ -237,7 +270,9 @@ impl Cluster {
                 .iter()
                 .map(|n| Node {
                     name: n.name.clone(),
-                    ip: Some(IpAddr::V4(n.ip)),
+                    ips: std::iter::once(IpAddr::V4(n.ip))
+                        .chain(n.ipv6.map(IpAddr::V6))
+                        .collect(),
                     labels: n.labels.clone(),
                 })
                 .collect(),
@@ -248,7 +283,9 @@ impl Cluster {
                     name: p.name.clone(),
                     namespace: p.namespace.clone(),
                     labels: p.labels.clone(),
-                    ip: Some(IpAddr::V4(p.ip)),
+                    ips: std::iter::once(IpAddr::V4(p.ip))
+                        .chain(p.ipv6.map(IpAddr::V6))
+                        .collect(),
                     named_ports: p
                         .ports
                         .iter()
@@ -272,16 +309,16 @@ impl Cluster {
         let mut errors = Vec::new();
         let mut names = BTreeSet::new();
         let mut ips: BTreeMap<IpAddr, String> = BTreeMap::new();
-        let mut claim = |ip: Option<IpAddr>, who: String, errors: &mut Vec<ClusterError>| {
-            if let Some(ip) = ip {
+        let mut claim = |addrs: &[IpAddr], who: String, errors: &mut Vec<ClusterError>| {
+            for &ip in addrs {
                 if let Some(first) = ips.get(&ip) {
                     errors.push(ClusterError::DuplicateIp {
                         ip,
                         first: first.clone(),
-                        second: who,
+                        second: who.clone(),
                     });
                 } else {
-                    ips.insert(ip, who);
+                    ips.insert(ip, who.clone());
                 }
             }
         };
@@ -290,7 +327,7 @@ impl Cluster {
             if !nodes.insert(n.name.as_str()) {
                 errors.push(ClusterError::DuplicateNode(n.name.clone()));
             }
-            claim(n.ip, format!("node/{}", n.name), &mut errors);
+            claim(&n.ips, format!("node/{}", n.name), &mut errors);
             errors.extend(n.label_set().err());
         }
         for e in &self.endpoints {
@@ -307,7 +344,7 @@ impl Cluster {
                     node: node.clone(),
                 });
             }
-            claim(e.ip, full, &mut errors);
+            claim(&e.ips, full, &mut errors);
             errors.extend(e.all_labels(self, "default").err());
         }
         errors
@@ -371,5 +408,34 @@ mod tests {
         assert!(errors[1].contains("n9"));
         assert!(errors[2].contains("10.1.0.1"));
         assert!(errors[3].contains("bad key"));
+    }
+
+    /// `ips` holds a dual-stack pod's addresses; a single `ip` is read as one; each address
+    /// is claimed once, whichever family.
+    #[test]
+    fn dual_stack_addresses_are_read_and_claimed() {
+        let c: Cluster = serde_json::from_value(json!({
+            "nodes": [{"name": "n1", "ips": ["10.0.0.1", "fd00::1"]}],
+            "endpoints": [
+                {"name": "a", "namespace": "shop", "ips": ["10.1.0.1", "fd00:1::1"], "node": "n1"},
+                {"name": "b", "namespace": "shop", "ip": "fd00:1::2", "node": "n1"},
+                {"name": "c", "namespace": "shop", "ips": ["fd00:1::1"]},
+                {"name": "d", "namespace": "shop", "ip": null}
+            ]
+        }))
+        .unwrap();
+        assert_eq!(c.nodes[0].ips.len(), 2);
+        assert_eq!(c.endpoints[0].ip(), Some("10.1.0.1".parse().unwrap()));
+        assert_eq!(
+            c.endpoints[1].ips,
+            vec!["fd00:1::2".parse::<IpAddr>().unwrap()]
+        );
+        assert!(c.endpoints[3].ips.is_empty() && c.endpoints[3].ip().is_none());
+        let errors: Vec<String> = c.check().iter().map(ToString::to_string).collect();
+        assert_eq!(
+            errors,
+            ["address fd00:1::1 is used by both shop/a and shop/c"],
+            "the IPv6 address is claimed like the IPv4 one"
+        );
     }
 }

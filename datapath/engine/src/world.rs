@@ -145,11 +145,11 @@ pub(crate) fn build(
             w.peers.push((remote_identity, remote_sets[i].clone()));
         }
         w.node_names.insert(node.name.clone(), index(i));
-        if let Some(ip) = node.ip {
+        for &ip in &node.ips {
             w.ips.insert(ip, Owner::Node(index(i)));
         }
         w.nodes.push(NodeState {
-            ip: node.ip,
+            ip: node.ip(),
             host_subject,
             remote_identity,
         });
@@ -175,11 +175,11 @@ pub(crate) fn build(
             .map(|(k, v)| (k.to_ascii_lowercase(), *v))
             .collect();
         w.endpoint_names.insert(e.full_name(), EndpointId(index(i)));
-        if let Some(ip) = e.ip {
+        for &ip in &e.ips {
             w.ips.insert(ip, Owner::Endpoint(index(i)));
         }
         w.endpoints.push(EndpointState {
-            ip: e.ip,
+            ip: e.ip(),
             identity,
             subject,
             node,
@@ -235,7 +235,7 @@ mod tests {
             name: name.into(),
             namespace: "ns".into(),
             labels: [("app".to_owned(), app.to_owned())].into(),
-            ip: Some(ip.parse().unwrap()),
+            ips: vec![ip.parse().unwrap()],
             node: Some("n1".into()),
             service_account: None,
             ..Endpoint::default()
@@ -244,7 +244,7 @@ mod tests {
             dns: Vec::new(),
             nodes: vec![Node {
                 name: "n1".into(),
-                ip: Some("10.0.0.1".parse().unwrap()),
+                ips: vec!["10.0.0.1".parse().unwrap()],
                 ..Node::default()
             }],
             endpoints: vec![

@@ -2,9 +2,10 @@
 //! no I/O, so the translation is tested against the engine's own verdicts without root.
 //!
 //! The maps mirror the datapath of reference §6 (see `datapath/bpf/ward.c`):
-//! - **ipcache** (LPM, IPv4 prefix → identity; no entry means `world`): every endpoint of
-//!   the cluster (/32), every node (`host` for this node, `remote-node` for the others), and
-//!   every world prefix a CIDR rule of a local endpoint mentions, with a *CIDR identity* from
+//! - **ipcache** (LPM, IPv4 or IPv6 prefix → identity; no entry means `world`; the kernel
+//!   keeps one trie per family): every address of every endpoint of the cluster (/32, /128),
+//!   every node (`host` for this node, `remote-node` for the others), and every world prefix
+//!   a CIDR rule of a local endpoint mentions, with a *CIDR identity* from
 //!   [`CIDR_IDENTITY_BASE`] on (Cilium's local identity scope).
 //! - **policy** (LPM over endpoint, direction, remote identity, protocol, port): two lookups
 //!   per packet, the remote identity and identity 0 (any). Within one lookup the longest
@@ -13,10 +14,12 @@
 //!
 //! World peers: a world address inside a policy prefix has that prefix's CIDR identity, so an
 //! entry for `world` (identity 2) also gets every CIDR identity, and a CIDR peer gets the
-//! identities of the prefixes inside it and outside its exceptions (plus `world` for `/0`).
+//! identities of the prefixes inside it and outside its exceptions. A `/0` is a prefix like
+//! any other (its ipcache entry catches every otherwise unknown address of its family), so
+//! `0.0.0.0/0` and `::/0` stay apart although both families' world is identity 2.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use ward_engine::{
     Direction, Enforcement, ExportedEntry, ExportedPeer, Identity, L4, NamedPort, PolicyRepository,
     RuleRef,
@@ -69,8 +72,8 @@ pub struct EndpointEntry {
     pub ep: u32,
     /// Its security identity.
     pub identity: u32,
-    /// Its address.
-    pub ip: Ipv4Addr,
+    /// Its first address (a dual-stack pod's other one is in the ipcache only).
+    pub ip: IpAddr,
 }
 
 /// Everything one node's maps hold.
@@ -78,8 +81,8 @@ pub struct EndpointEntry {
 pub struct NodeEntries {
     /// Local endpoints by `namespace/name`.
     pub endpoints: BTreeMap<String, EndpointEntry>,
-    /// Prefix → identity.
-    pub ipcache: BTreeMap<(Ipv4Addr, u8), u32>,
+    /// Prefix (either family) → identity.
+    pub ipcache: BTreeMap<Prefix, u32>,
     /// The policy entries.
     pub policy: BTreeMap<PolicyKey, PolicyValue>,
     /// Rule id → `Kind/ns/name spec.ingress[0]`, for events and status.
@@ -95,6 +98,9 @@ impl NodeEntries {
         }
     }
 }
+
+/// An ipcache prefix: the network address (host bits clear) and its length.
+pub type Prefix = (IpAddr, u8);
 
 /// A stable 32-bit id for an endpoint (FNV-1a of `namespace/name`, never 0).
 pub fn endpoint_id(full_name: &str) -> u32 {
@@ -115,7 +121,7 @@ fn fnv1a(s: &str) -> u32 {
 /// One endpoint of the node with its resolved policy's entries, exported once.
 struct Local<'r> {
     name: String,
-    ip: Ipv4Addr,
+    ip: IpAddr,
     identity: Identity,
     named_ports: &'r BTreeMap<String, NamedPort>,
     enforced: [bool; 2],
@@ -131,15 +137,16 @@ pub const HOST_ENDPOINT: &str = "host";
 
 static NO_PORTS: BTreeMap<String, NamedPort> = BTreeMap::new();
 
-/// The node's endpoints (IPv4, known to the engine): its pods, and its host endpoint when
-/// the node has an IPv4 address (policed by host policies, CCNPs with a `nodeSelector`).
+/// The node's endpoints (with an address, known to the engine): its pods, and its host
+/// endpoint when the node has an address (policed by host policies, CCNPs with a
+/// `nodeSelector`).
 fn locals<'r>(repo: &'r PolicyRepository, node: &str) -> Vec<Local<'r>> {
     let mut out = Vec::new();
     let host = repo.node_id(node).and_then(|id| {
         let n = repo.cluster().nodes.iter().find(|n| n.name == node)?;
-        Some((n.ip?, repo.node_policy(id)?))
+        Some((n.ip()?, repo.node_policy(id)?))
     });
-    if let Some((IpAddr::V4(ip), policy)) = host {
+    if let Some((ip, policy)) = host {
         out.push(Local {
             name: HOST_ENDPOINT.to_owned(),
             ip,
@@ -155,7 +162,7 @@ fn locals<'r>(repo: &'r PolicyRepository, node: &str) -> Vec<Local<'r>> {
         .iter()
         .filter(|e| e.node.as_deref() == Some(node))
     {
-        let (Some(IpAddr::V4(ip)), Some(id)) = (ep.ip, repo.endpoint_id(&ep.full_name())) else {
+        let (Some(ip), Some(id)) = (ep.ip(), repo.endpoint_id(&ep.full_name())) else {
             continue;
         };
         let (Some(identity), Some(policy)) = (repo.identity(id), repo.endpoint_policy(id)) else {
@@ -247,22 +254,32 @@ fn key(ep: u32, dir: Direction, identity: u32, proto: u8, port: u16, bits: u8) -
 }
 
 /// World prefixes named by CIDR rules of the node's endpoints, each with its identity.
-fn cidr_identities(locals: &[Local<'_>]) -> BTreeMap<(Ipv4Addr, u8), u32> {
+fn cidr_identities(locals: &[Local<'_>]) -> BTreeMap<Prefix, u32> {
     let mut prefixes = BTreeSet::new();
     for x in locals.iter().flat_map(|l| l.exports.iter().flatten()) {
         for p in &x.peers {
             if let ExportedPeer::Cidr(c) = p {
-                prefixes.extend(std::iter::once(&c.prefix).chain(&c.except).filter_map(v4));
+                prefixes.extend(std::iter::once(&c.prefix).chain(&c.except).map(prefix));
             }
         }
     }
     prefixes.into_iter().zip(CIDR_IDENTITY_BASE..).collect()
 }
 
-fn v4(p: &ward_engine::cidr::Prefix) -> Option<(Ipv4Addr, u8)> {
-    match p.addr() {
-        IpAddr::V4(a) => Some((a, p.prefix_len())),
-        IpAddr::V6(_) => None,
+fn prefix(p: &ward_engine::cidr::Prefix) -> Prefix {
+    (p.addr(), p.prefix_len())
+}
+
+/// The host prefix of one address: /32 or /128.
+fn host_prefix(ip: IpAddr) -> Prefix {
+    (ip, width(ip))
+}
+
+/// The address family's width in bits.
+fn width(ip: IpAddr) -> u8 {
+    match ip {
+        IpAddr::V4(_) => 32,
+        IpAddr::V6(_) => 128,
     }
 }
 
@@ -270,27 +287,28 @@ fn v4(p: &ward_engine::cidr::Prefix) -> Option<(Ipv4Addr, u8)> {
 fn ipcache(
     repo: &PolicyRepository,
     node: &str,
-    cidrs: &BTreeMap<(Ipv4Addr, u8), u32>,
+    cidrs: &BTreeMap<Prefix, u32>,
     maps: &mut NodeEntries,
 ) {
     maps.ipcache.extend(cidrs.iter().map(|(k, v)| (*k, *v)));
     for n in &repo.cluster().nodes {
-        if let Some(IpAddr::V4(ip)) = n.ip {
-            let id = if n.name == node {
-                Identity::HOST
-            } else {
-                repo.remote_node_identity(&n.name)
-                    .unwrap_or(Identity::REMOTE_NODE)
-            };
-            maps.ipcache.insert((ip, 32), id.0);
+        let id = if n.name == node {
+            Identity::HOST
+        } else {
+            repo.remote_node_identity(&n.name)
+                .unwrap_or(Identity::REMOTE_NODE)
+        };
+        for &ip in &n.ips {
+            maps.ipcache.insert(host_prefix(ip), id.0);
         }
     }
     for ep in &repo.cluster().endpoints {
         let id = repo
             .endpoint_id(&ep.full_name())
             .and_then(|id| repo.identity(id));
-        if let (Some(IpAddr::V4(ip)), Some(id)) = (ep.ip, id) {
-            maps.ipcache.insert((ip, 32), id.0);
+        let Some(id) = id else { continue };
+        for &ip in &ep.ips {
+            maps.ipcache.insert(host_prefix(ip), id.0);
         }
     }
 }
@@ -306,7 +324,7 @@ fn entry_keys(
     ep: u32,
     dir: Direction,
     own_ports: &BTreeMap<String, NamedPort>,
-    cidrs: &BTreeMap<(Ipv4Addr, u8), u32>,
+    cidrs: &BTreeMap<Prefix, u32>,
     rules: &mut BTreeMap<u32, String>,
     out: &mut Vec<(PolicyKey, PolicyValue)>,
 ) {
@@ -373,10 +391,7 @@ fn entry_keys(
 }
 
 /// The identities (0 = any) an entry's peers stand for in the datapath.
-fn peer_identities(
-    peers: &[ExportedPeer<'_>],
-    cidrs: &BTreeMap<(Ipv4Addr, u8), u32>,
-) -> BTreeSet<u32> {
+fn peer_identities(peers: &[ExportedPeer<'_>], cidrs: &BTreeMap<Prefix, u32>) -> BTreeSet<u32> {
     let mut out = BTreeSet::new();
     for p in peers {
         match p {
@@ -392,15 +407,12 @@ fn peer_identities(
                 }
             }
             ExportedPeer::Cidr(c) => {
-                let Some(q) = v4(&c.prefix) else { continue };
-                let excepts: Vec<(Ipv4Addr, u8)> = c.except.iter().filter_map(v4).collect();
+                let q = prefix(&c.prefix);
+                let excepts: Vec<Prefix> = c.except.iter().map(prefix).collect();
                 for (p, id) in cidrs {
                     if within(*p, q) && !excepts.iter().any(|x| within(*p, *x)) {
                         out.insert(*id);
                     }
-                }
-                if q.1 == 0 {
-                    out.insert(Identity::WORLD.0);
                 }
             }
         }
@@ -408,17 +420,28 @@ fn peer_identities(
     out
 }
 
-/// Whether prefix `inner` lies inside prefix `outer`.
-fn within(inner: (Ipv4Addr, u8), outer: (Ipv4Addr, u8)) -> bool {
-    inner.1 >= outer.1 && mask_ip(inner.0, outer.1) == mask_ip(outer.0, outer.1)
+/// Whether prefix `inner` lies inside prefix `outer` (of the same family).
+fn within(inner: Prefix, outer: Prefix) -> bool {
+    inner.0.is_ipv4() == outer.0.is_ipv4()
+        && inner.1 >= outer.1
+        && mask_ip(inner.0, outer.1) == mask_ip(outer.0, outer.1)
 }
 
-fn mask_ip(ip: Ipv4Addr, len: u8) -> u32 {
-    let bits = u32::from(ip);
-    if len == 0 {
-        0
-    } else {
-        bits & (u32::MAX << (32 - u32::from(len)))
+/// `ip` with every bit after the first `len` cleared.
+fn mask_ip(ip: IpAddr, len: u8) -> IpAddr {
+    match ip {
+        IpAddr::V4(a) => {
+            let mask = u32::MAX
+                .checked_shl(32 - u32::from(len.min(32)))
+                .unwrap_or(0);
+            IpAddr::V4((a.to_bits() & mask).into())
+        }
+        IpAddr::V6(a) => {
+            let mask = u128::MAX
+                .checked_shl(128 - u32::from(len.min(128)))
+                .unwrap_or(0);
+            IpAddr::V6((a.to_bits() & mask).into())
+        }
     }
 }
 
@@ -498,14 +521,10 @@ pub enum MapVerdict {
 
 impl NodeEntries {
     /// The identity of `ip` by longest prefix; `world` when nothing matches.
-    pub fn identity_of(&self, ip: Ipv4Addr) -> u32 {
-        (0..=32u8)
+    pub fn identity_of(&self, ip: IpAddr) -> u32 {
+        (0..=width(ip))
             .rev()
-            .find_map(|len| {
-                self.ipcache
-                    .get(&(Ipv4Addr::from(mask_ip(ip, len)), len))
-                    .copied()
-            })
+            .find_map(|len| self.ipcache.get(&(mask_ip(ip, len), len)).copied())
             .unwrap_or(Identity::WORLD.0)
     }
 
@@ -514,7 +533,7 @@ impl NodeEntries {
         &self,
         ep: u32,
         egress: bool,
-        remote: Ipv4Addr,
+        remote: IpAddr,
         proto: u8,
         port: u16,
     ) -> MapVerdict {
@@ -557,6 +576,15 @@ impl NodeEntries {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::Ipv4Addr;
+
+    fn ip4(a: u8, b: u8, c: u8, d: u8) -> IpAddr {
+        IpAddr::V4(Ipv4Addr::new(a, b, c, d))
+    }
+
+    fn ip6(s: &str) -> IpAddr {
+        s.parse().expect("an IPv6 address")
+    }
 
     #[test]
     fn every_port_is_the_protocol_alone_and_ranges_are_blocks() {
@@ -604,13 +632,13 @@ mod tests {
         let mut maps = NodeEntries::default();
         fold(raw, &mut maps.policy);
         assert!(maps.policy[&k(24, 80)].deny);
-        maps.ipcache.insert((Ipv4Addr::new(10, 0, 0, 5), 32), 300);
+        maps.ipcache.insert((ip4(10, 0, 0, 5), 32), 300);
         assert!(matches!(
-            maps.verdict(1, false, Ipv4Addr::new(10, 0, 0, 5), 6, 80),
+            maps.verdict(1, false, ip4(10, 0, 0, 5), 6, 80),
             MapVerdict::Deny(_)
         ));
         assert_eq!(
-            maps.verdict(1, false, Ipv4Addr::new(10, 0, 0, 5), 17, 80),
+            maps.verdict(1, false, ip4(10, 0, 0, 5), 17, 80),
             MapVerdict::DefaultDeny
         );
     }
@@ -619,22 +647,41 @@ mod tests {
     fn identities_come_from_the_longest_prefix_or_are_world() {
         let mut maps = NodeEntries::default();
         maps.ipcache
-            .insert((Ipv4Addr::new(10, 0, 0, 0), 8), CIDR_IDENTITY_BASE);
+            .insert((ip4(10, 0, 0, 0), 8), CIDR_IDENTITY_BASE);
         maps.ipcache
-            .insert((Ipv4Addr::new(10, 1, 0, 0), 16), CIDR_IDENTITY_BASE + 1);
-        maps.ipcache.insert((Ipv4Addr::new(10, 1, 2, 3), 32), 400);
-        assert_eq!(maps.identity_of(Ipv4Addr::new(10, 1, 2, 3)), 400);
+            .insert((ip4(10, 1, 0, 0), 16), CIDR_IDENTITY_BASE + 1);
+        maps.ipcache.insert((ip4(10, 1, 2, 3), 32), 400);
+        assert_eq!(maps.identity_of(ip4(10, 1, 2, 3)), 400);
+        assert_eq!(maps.identity_of(ip4(10, 1, 2, 4)), CIDR_IDENTITY_BASE + 1);
+        assert_eq!(maps.identity_of(ip4(10, 2, 0, 1)), CIDR_IDENTITY_BASE);
+        assert_eq!(maps.identity_of(ip4(192, 0, 2, 1)), Identity::WORLD.0);
+    }
+
+    #[test]
+    fn ipv6_identities_come_from_the_longest_prefix_of_their_family() {
+        let mut maps = NodeEntries::default();
+        maps.ipcache
+            .insert((ip6("2001:db8::"), 32), CIDR_IDENTITY_BASE);
+        maps.ipcache.insert((ip6("fd00:10::5"), 128), 300);
+        maps.ipcache
+            .insert((ip4(0, 0, 0, 0), 0), CIDR_IDENTITY_BASE + 1);
+        assert_eq!(maps.identity_of(ip6("fd00:10::5")), 300);
+        assert_eq!(maps.identity_of(ip6("2001:db8:1::9")), CIDR_IDENTITY_BASE);
         assert_eq!(
-            maps.identity_of(Ipv4Addr::new(10, 1, 2, 4)),
-            CIDR_IDENTITY_BASE + 1
+            maps.identity_of(ip6("2001:db9::1")),
+            Identity::WORLD.0,
+            "an IPv4 /0 says nothing about IPv6"
         );
-        assert_eq!(
-            maps.identity_of(Ipv4Addr::new(10, 2, 0, 1)),
-            CIDR_IDENTITY_BASE
-        );
-        assert_eq!(
-            maps.identity_of(Ipv4Addr::new(192, 0, 2, 1)),
-            Identity::WORLD.0
-        );
+        assert_eq!(maps.identity_of(ip4(1, 2, 3, 4)), CIDR_IDENTITY_BASE + 1);
+    }
+
+    #[test]
+    fn prefixes_contain_only_their_own_family() {
+        assert!(within((ip6("2001:db8:1::"), 48), (ip6("2001:db8::"), 32)));
+        assert!(!within((ip6("2001:db9::"), 32), (ip6("2001:db8::"), 32)));
+        assert!(!within((ip6("::"), 0), (ip4(0, 0, 0, 0), 0)));
+        assert!(!within((ip4(10, 0, 0, 0), 8), (ip6("::"), 0)));
+        assert_eq!(mask_ip(ip6("fd00:1:2:3::4"), 48), ip6("fd00:1:2::"));
+        assert_eq!(mask_ip(ip4(10, 1, 2, 3), 0), ip4(0, 0, 0, 0));
     }
 }

@@ -251,8 +251,10 @@ impl KubeSource {
                 name: "world".into(),
                 ip: Ipv4Addr::UNSPECIFIED,
                 addresses: Vec::new(),
+                ipv6: Vec::new(),
             },
             pods,
+            ipv6: None,
         }
     }
 
@@ -398,7 +400,8 @@ fn watch_policies(
     )
 }
 
-/// A node with an IPv4 InternalIP and an IPv4 pod CIDR; others cannot take part.
+/// A node with an IPv4 InternalIP and an IPv4 pod CIDR; others cannot take part. A
+/// dual-stack node's IPv6 InternalIP comes along.
 fn node_spec(n: &Node) -> Option<NodeSpec> {
     let name = n.metadata.name.clone()?;
     let ip = node_ip(n);
@@ -415,6 +418,7 @@ fn node_spec(n: &Node) -> Option<NodeSpec> {
             name,
             ip,
             pod_cidr,
+            ipv6: node_address(n),
             labels: n.metadata.labels.clone().unwrap_or_default(),
         }),
         _ => {
@@ -426,6 +430,11 @@ fn node_spec(n: &Node) -> Option<NodeSpec> {
 
 /// The node's first IPv4 InternalIP.
 fn node_ip(n: &Node) -> Option<Ipv4Addr> {
+    node_address(n)
+}
+
+/// The node's first InternalIP of the family asked for.
+fn node_address<A: std::str::FromStr>(n: &Node) -> Option<A> {
     n.status
         .as_ref()?
         .addresses
@@ -465,13 +474,16 @@ fn pod_spec(p: &Pod) -> Option<PodSpec> {
     {
         return None;
     }
-    let ip = status
-        .pod_ips
-        .iter()
-        .flatten()
-        .map(|i| i.ip.as_str())
-        .chain(status.pod_ip.as_deref())
-        .find_map(|i| i.parse::<Ipv4Addr>().ok())?;
+    let addresses = || {
+        status
+            .pod_ips
+            .iter()
+            .flatten()
+            .map(|i| i.ip.as_str())
+            .chain(status.pod_ip.as_deref())
+    };
+    let ip = addresses().find_map(|i| i.parse::<Ipv4Addr>().ok())?;
+    let ipv6 = addresses().find_map(|i| i.parse::<std::net::Ipv6Addr>().ok());
     let ports = spec
         .containers
         .iter()
@@ -489,6 +501,7 @@ fn pod_spec(p: &Pod) -> Option<PodSpec> {
         namespace: p.metadata.namespace.clone()?,
         labels: p.metadata.labels.clone().unwrap_or_default(),
         ip,
+        ipv6,
         node: spec.node_name.clone()?,
         ports,
         service_account: spec.service_account_name.clone(),
@@ -714,6 +727,43 @@ mod tests {
         );
         assert!(node_spec(&node("n2", "172.30.0.12", None, json!({}))).is_none());
         assert!(node_spec(&node("n3", "fd00::1", Some("10.0.3.0/24"), json!({}))).is_none());
+    }
+
+    /// A dual-stack pod's IPv6 `podIPs` entry and a dual-stack node's IPv6 InternalIP come
+    /// along with the IPv4 ones; a single-stack pod has none.
+    #[test]
+    fn dual_stack_pods_and_nodes_keep_their_ipv6_address() {
+        let mut n = node("n1", "172.30.0.11", Some("10.0.1.0/24"), json!({}));
+        if let Some(status) = n.status.as_mut() {
+            status.addresses.get_or_insert_with(Vec::new).push(
+                serde_json::from_value(json!({"type": "InternalIP", "address": "fd00::11"}))
+                    .unwrap(),
+            );
+        }
+        let nodes = vec![node_spec(&n).unwrap()];
+        assert_eq!(nodes[0].ipv6, Some("fd00::11".parse().unwrap()));
+        let pods = vec![
+            pod(
+                "shop",
+                "web",
+                "n1",
+                Some("10.0.1.5"),
+                json!({"status": {"podIPs": [{"ip": "10.0.1.5"}, {"ip": "fd00:1::5"}]}}),
+            ),
+            pod("shop", "v4", "n1", Some("10.0.1.6"), json!({})),
+        ];
+        let specs = pod_specs(&pods, &nodes);
+        let web = specs.iter().find(|p| p.name == "web").unwrap();
+        assert_eq!(web.ip.to_string(), "10.0.1.5");
+        assert_eq!(web.ipv6, Some("fd00:1::5".parse().unwrap()));
+        assert!(
+            specs
+                .iter()
+                .find(|p| p.name == "v4")
+                .unwrap()
+                .ipv6
+                .is_none()
+        );
     }
 
     #[test]

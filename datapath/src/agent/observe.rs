@@ -9,7 +9,7 @@ use crate::bpf::maps::Verdict;
 use anyhow::{Result, bail};
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 use ward_schema::topology::Topology;
@@ -103,7 +103,7 @@ pub fn run(opts: &ObserveOptions, out: &mut dyn Write) -> Result<usize> {
 /// Writes `e` when it passes the filters; whether it did.
 fn emit(
     opts: &ObserveOptions,
-    names: &BTreeMap<Ipv4Addr, String>,
+    names: &BTreeMap<IpAddr, String>,
     node: &str,
     rules: &BTreeMap<u32, String>,
     e: &VerdictEvent,
@@ -143,14 +143,25 @@ fn read_rules(path: &Path) -> BTreeMap<u32, String> {
         .unwrap_or_default()
 }
 
-fn pod_names(t: Option<&Topology>) -> BTreeMap<Ipv4Addr, String> {
+fn pod_names(t: Option<&Topology>) -> BTreeMap<IpAddr, String> {
     let mut m = BTreeMap::new();
     if let Some(t) = t {
-        m.extend(t.pods.iter().map(|p| (p.ip, p.full_name())));
-        for ip in t.world.all_addresses() {
-            m.insert(ip, t.world.name.clone());
+        for p in &t.pods {
+            for ip in std::iter::once(IpAddr::V4(p.ip)).chain(p.ipv6.map(IpAddr::V6)) {
+                m.insert(ip, p.full_name());
+            }
         }
-        m.extend(t.nodes.iter().map(|n| (n.ip, format!("node/{}", n.name))));
+        for ip in t.world.all_addresses() {
+            m.insert(ip.into(), t.world.name.clone());
+        }
+        for ip in &t.world.ipv6 {
+            m.insert((*ip).into(), t.world.name.clone());
+        }
+        for n in &t.nodes {
+            for ip in std::iter::once(IpAddr::V4(n.ip)).chain(n.ipv6.map(IpAddr::V6)) {
+                m.insert(ip, format!("node/{}", n.name));
+            }
+        }
     }
     m
 }
@@ -164,7 +175,7 @@ fn verdict_name(e: &VerdictEvent) -> &'static str {
     }
 }
 
-fn matches(opts: &ObserveOptions, names: &BTreeMap<Ipv4Addr, String>, e: &VerdictEvent) -> bool {
+fn matches(opts: &ObserveOptions, names: &BTreeMap<IpAddr, String>, e: &VerdictEvent) -> bool {
     let v = verdict_name(e);
     let verdict_ok = match opts.verdict.as_deref() {
         None => true,
@@ -186,6 +197,7 @@ fn proto_name(p: u8) -> String {
         1 => "ICMP".into(),
         6 => "TCP".into(),
         17 => "UDP".into(),
+        58 => "ICMPv6".into(),
         132 => "SCTP".into(),
         n => n.to_string(),
     }
@@ -194,11 +206,16 @@ fn proto_name(p: u8) -> String {
 fn render(
     json: bool,
     node: &str,
-    names: &BTreeMap<Ipv4Addr, String>,
+    names: &BTreeMap<IpAddr, String>,
     rules: &BTreeMap<u32, String>,
     e: &VerdictEvent,
 ) -> String {
-    let name = |ip: Ipv4Addr| names.get(&ip).cloned().unwrap_or_else(|| ip.to_string());
+    let name = |ip: IpAddr| names.get(&ip).cloned().unwrap_or_else(|| ip.to_string());
+    // An unnamed IPv6 destination in brackets, so its port stays apart from the address.
+    let dst_name = match (names.get(&e.daddr()), e.daddr()) {
+        (None, IpAddr::V6(a)) => format!("[{a}]"),
+        _ => name(e.daddr()),
+    };
     let rule = match (e.rule_id(), e.verdict()) {
         (0, Some(Verdict::DefaultDeny)) => "no rule allows it (default deny)".to_owned(),
         (0, _) => "no policy selects the endpoint in this direction".to_owned(),
@@ -223,7 +240,7 @@ fn render(
         verdict_name(e).to_uppercase(),
         name(e.saddr()),
         e.src_identity(),
-        name(e.daddr()),
+        dst_name,
         e.dport(),
         proto_name(e.proto()),
         e.dst_identity(),
@@ -246,9 +263,9 @@ mod tests {
     fn json_lines_carry_the_format_version() {
         let mut raw = [0u8; VerdictEvent::SIZE];
         raw[12..16].copy_from_slice(&300u32.to_ne_bytes());
-        raw[30..32].copy_from_slice(&80u16.to_be_bytes()); // ports in network order
-        raw[32] = 6;
-        raw[36..40].copy_from_slice(&7u32.to_ne_bytes());
+        raw[54..56].copy_from_slice(&80u16.to_be_bytes()); // ports in network order
+        raw[56] = 6;
+        raw[60..64].copy_from_slice(&7u32.to_ne_bytes());
         let e = VerdictEvent::from_bytes(&raw).unwrap();
         let rules = BTreeMap::from([(7, "CiliumNetworkPolicy/shop/x spec.ingress[0]".to_owned())]);
         let line = render(true, "node-a", &BTreeMap::new(), &rules, &e);
@@ -261,5 +278,39 @@ mod tests {
         assert_eq!(doc["protocol"], "TCP");
         assert_eq!(doc["rule"], "CiliumNetworkPolicy/shop/x spec.ingress[0]");
         assert!(!line.contains('\n'), "one event per line");
+    }
+
+    /// IPv6 addresses: a named one by its name, an unnamed destination in brackets so the
+    /// port stays apart; JSON carries the address as written.
+    #[test]
+    fn ipv6_events_name_pods_and_bracket_unnamed_addresses() {
+        let (pod, world): (IpAddr, IpAddr) = (
+            "fd00:10::2".parse().unwrap(),
+            "2001:db8::1".parse().unwrap(),
+        );
+        let mut raw = [0u8; VerdictEvent::SIZE];
+        let IpAddr::V6(p6) = pod else { unreachable!() };
+        let IpAddr::V6(w6) = world else {
+            unreachable!()
+        };
+        raw[20..36].copy_from_slice(&p6.octets());
+        raw[36..52].copy_from_slice(&w6.octets());
+        raw[54..56].copy_from_slice(&128u16.to_be_bytes());
+        raw[56] = 58;
+        raw[57] = 1; // egress
+        raw[58] = 2; // default deny
+        raw[59] = 6; // IPv6
+        let e = VerdictEvent::from_bytes(&raw).unwrap();
+        let names = BTreeMap::from([(pod, "shop/web".to_owned())]);
+        let text = render(false, "node-a", &names, &BTreeMap::new(), &e);
+        assert!(
+            text.contains("shop/web (id 0) -> [2001:db8::1]:128/ICMPv6"),
+            "{text}"
+        );
+        let doc: serde_json::Value =
+            serde_json::from_str(&render(true, "node-a", &names, &BTreeMap::new(), &e)).unwrap();
+        assert_eq!(doc["destination"]["ip"], "2001:db8::1");
+        assert_eq!(doc["source"]["name"], "shop/web");
+        assert_eq!(doc["protocol"], "ICMPv6");
     }
 }

@@ -720,7 +720,7 @@ fn read_back(maps: &NodeMaps, ifindex: &BTreeMap<String, u32>) -> Result<NodeEnt
     let by_index: BTreeMap<u32, &String> = ifindex.iter().map(|(n, i)| (*i, n)).collect();
     for (i, info) in maps.endpoints()? {
         if let Some(name) = by_index.get(&i) {
-            let ip = Ipv4Addr::UNSPECIFIED;
+            let ip = Ipv4Addr::UNSPECIFIED.into();
             out.endpoints.insert(
                 (*name).clone(),
                 EndpointEntry {
@@ -798,10 +798,10 @@ impl MapStore for KernelStore<'_> {
         let i = self.index(name)?;
         self.maps.remove_endpoint(i).map(|_| ())
     }
-    fn set_ipcache(&mut self, prefix: (Ipv4Addr, u8), identity: u32) -> Result<()> {
+    fn set_ipcache(&mut self, prefix: entries::Prefix, identity: u32) -> Result<()> {
         self.maps.ipcache_set(prefix.0, prefix.1, identity)
     }
-    fn remove_ipcache(&mut self, prefix: (Ipv4Addr, u8)) -> Result<()> {
+    fn remove_ipcache(&mut self, prefix: entries::Prefix) -> Result<()> {
         self.maps.ipcache_remove(prefix.0, prefix.1).map(|_| ())
     }
     fn set_policy(&mut self, k: &PolicyKey, v: &PolicyValue) -> Result<()> {

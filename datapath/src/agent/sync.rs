@@ -7,10 +7,9 @@
 //! deny still wins; so nothing is ever allowed that neither revision allows, and an endpoint
 //! never has no entry at all (which would drop its traffic, as it should while it is unknown).
 
-use super::entries::{EndpointEntry, NodeEntries, PolicyKey, PolicyValue};
+use super::entries::{EndpointEntry, NodeEntries, PolicyKey, PolicyValue, Prefix};
 use anyhow::Result;
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
 use std::path::Path;
 
 /// The node's enforcement datapath as the agent drives it: the BPF programs attached to pod
@@ -36,9 +35,9 @@ pub trait MapStore {
     /// Removes an endpoint.
     fn remove_endpoint(&mut self, name: &str, e: &EndpointEntry) -> Result<()>;
     /// Adds or replaces an ipcache entry.
-    fn set_ipcache(&mut self, prefix: (Ipv4Addr, u8), identity: u32) -> Result<()>;
+    fn set_ipcache(&mut self, prefix: Prefix, identity: u32) -> Result<()>;
     /// Removes an ipcache entry.
-    fn remove_ipcache(&mut self, prefix: (Ipv4Addr, u8)) -> Result<()>;
+    fn remove_ipcache(&mut self, prefix: Prefix) -> Result<()>;
     /// Adds or replaces a policy entry.
     fn set_policy(&mut self, key: &PolicyKey, value: &PolicyValue) -> Result<()>;
     /// Removes a policy entry.
@@ -136,11 +135,11 @@ mod tests {
             self.0.push(format!("-ep {name}"));
             Ok(())
         }
-        fn set_ipcache(&mut self, p: (Ipv4Addr, u8), id: u32) -> Result<()> {
+        fn set_ipcache(&mut self, p: Prefix, id: u32) -> Result<()> {
             self.0.push(format!("+ip {}/{} {id}", p.0, p.1));
             Ok(())
         }
-        fn remove_ipcache(&mut self, p: (Ipv4Addr, u8)) -> Result<()> {
+        fn remove_ipcache(&mut self, p: Prefix) -> Result<()> {
             self.0.push(format!("-ip {}/{}", p.0, p.1));
             Ok(())
         }
@@ -186,7 +185,7 @@ mod tests {
         current.policy.insert(key(81), allow);
         current
             .ipcache
-            .insert((Ipv4Addr::new(10, 0, 0, 1), 32), 300);
+            .insert((std::net::Ipv4Addr::new(10, 0, 0, 1).into(), 32), 300);
         let mut wanted = current.clone();
         wanted.policy.remove(&key(81));
         wanted.policy.insert(key(82), allow);

@@ -4,7 +4,7 @@
 //! A BPF ring buffer has one consumer position: run one reader per node at a time.
 
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{AsFd as _, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -13,7 +13,7 @@ use anyhow::{Context as _, Result};
 use aya::maps::{Map, MapData, RingBuf};
 use rustix::event::{PollFd, PollFlags, Timespec, poll};
 
-use super::maps::{EVENTS_MAP, Verdict, addr_from_wire, direction_from_byte, port_from_wire};
+use super::maps::{EVENTS_MAP, Verdict, addr16_from_wire, direction_from_byte, port_from_wire};
 use super::pin_dir;
 use ward_engine::Direction;
 
@@ -27,20 +27,20 @@ pub struct VerdictEvent {
     ep_id: u32,
     src_identity: u32,
     dst_identity: u32,
-    saddr: u32,
-    daddr: u32,
+    saddr: [u8; 16],
+    daddr: [u8; 16],
     sport: u16,
     dport: u16,
     proto: u8,
     direction: u8,
     verdict: u8,
-    pad: u8,
+    family: u8,
     rule_id: u32,
 }
 
 impl VerdictEvent {
     /// Size of the record in the ring buffer.
-    pub const SIZE: usize = 40;
+    pub const SIZE: usize = 64;
 
     /// Decodes one ring-buffer record; `None` when it is too short.
     pub fn from_bytes(b: &[u8]) -> Option<VerdictEvent> {
@@ -57,6 +57,7 @@ impl VerdictEvent {
                 .and_then(|s| s.try_into().ok())
                 .map(u32::from_ne_bytes)
         };
+        let addr_at = |o: usize| b.get(o..o + 16).and_then(|s| s.try_into().ok());
         let u16_at = |o: usize| {
             b.get(o..o + 2)
                 .and_then(|s| s.try_into().ok())
@@ -67,15 +68,15 @@ impl VerdictEvent {
             ep_id: u32_at(8)?,
             src_identity: u32_at(12)?,
             dst_identity: u32_at(16)?,
-            saddr: u32_at(20)?,
-            daddr: u32_at(24)?,
-            sport: u16_at(28)?,
-            dport: u16_at(30)?,
-            proto: *b.get(32)?,
-            direction: *b.get(33)?,
-            verdict: *b.get(34)?,
-            pad: 0,
-            rule_id: u32_at(36)?,
+            saddr: addr_at(20)?,
+            daddr: addr_at(36)?,
+            sport: u16_at(52)?,
+            dport: u16_at(54)?,
+            proto: *b.get(56)?,
+            direction: *b.get(57)?,
+            verdict: *b.get(58)?,
+            family: *b.get(59)?,
+            rule_id: u32_at(60)?,
         })
     }
 
@@ -108,21 +109,21 @@ impl VerdictEvent {
     }
 
     /// Source address.
-    pub fn saddr(&self) -> Ipv4Addr {
-        addr_from_wire(self.saddr)
+    pub fn saddr(&self) -> IpAddr {
+        addr16_from_wire(self.saddr, self.family)
     }
 
     /// Destination address.
-    pub fn daddr(&self) -> Ipv4Addr {
-        addr_from_wire(self.daddr)
+    pub fn daddr(&self) -> IpAddr {
+        addr16_from_wire(self.daddr, self.family)
     }
 
-    /// Source port (ICMP: the echo identifier, or 0).
+    /// Source port (ICMP and ICMPv6: the echo identifier, or 0).
     pub fn sport(&self) -> u16 {
         port_from_wire(self.sport)
     }
 
-    /// Destination port (ICMP: the type), what the policy was looked up with.
+    /// Destination port (ICMP and ICMPv6: the type), what the policy was looked up with.
     pub fn dport(&self) -> u16 {
         port_from_wire(self.dport)
     }
@@ -154,6 +155,7 @@ impl fmt::Display for VerdictEvent {
             1 => "ICMP".to_owned(),
             6 => "TCP".to_owned(),
             17 => "UDP".to_owned(),
+            58 => "ICMPv6".to_owned(),
             p => format!("proto {p}"),
         };
         let verdict = self
@@ -161,14 +163,12 @@ impl fmt::Display for VerdictEvent {
             .map_or_else(|| format!("verdict {}", self.verdict), |v| v.to_string());
         write!(
             f,
-            "ep {} {} {}:{} (id {}) -> {}:{} (id {}) {proto} {verdict}",
+            "ep {} {} {} (id {}) -> {} (id {}) {proto} {verdict}",
             self.ep_id,
             self.direction(),
-            self.saddr(),
-            self.sport(),
+            SocketAddr::new(self.saddr(), self.sport()),
             self.src_identity,
-            self.daddr(),
-            self.dport(),
+            SocketAddr::new(self.daddr(), self.dport()),
             self.dst_identity,
         )?;
         if self.rule_id != 0 {
@@ -281,6 +281,7 @@ fn monotonic_ns() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::{Ipv4Addr, Ipv6Addr};
 
     #[test]
     fn decodes_a_record() {
@@ -290,22 +291,23 @@ mod tests {
         b[12..16].copy_from_slice(&256u32.to_ne_bytes());
         b[16..20].copy_from_slice(&257u32.to_ne_bytes());
         b[20..24].copy_from_slice(&[10, 0, 0, 1]);
-        b[24..28].copy_from_slice(&[10, 0, 0, 2]);
-        b[28..30].copy_from_slice(&40000u16.to_be_bytes());
-        b[30..32].copy_from_slice(&80u16.to_be_bytes());
-        b[32] = 6;
-        b[33] = 1;
-        b[34] = 1;
-        b[36..40].copy_from_slice(&99u32.to_ne_bytes());
-        let e = VerdictEvent::from_bytes(&b).expect("40 bytes decode");
+        b[36..40].copy_from_slice(&[10, 0, 0, 2]);
+        b[52..54].copy_from_slice(&40000u16.to_be_bytes());
+        b[54..56].copy_from_slice(&80u16.to_be_bytes());
+        b[56] = 6;
+        b[57] = 1;
+        b[58] = 1;
+        b[59] = 4;
+        b[60..64].copy_from_slice(&99u32.to_ne_bytes());
+        let e = VerdictEvent::from_bytes(&b).expect("64 bytes decode");
         assert_eq!(e.ts_ns(), 123);
         assert_eq!(e.ep_id(), 7);
         assert_eq!(
             (e.src_identity(), e.dst_identity(), e.remote_identity()),
             (256, 257, 257)
         );
-        assert_eq!(e.saddr(), Ipv4Addr::new(10, 0, 0, 1));
-        assert_eq!(e.daddr(), Ipv4Addr::new(10, 0, 0, 2));
+        assert_eq!(e.saddr(), IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)));
+        assert_eq!(e.daddr(), IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)));
         assert_eq!((e.sport(), e.dport(), e.proto()), (40000, 80, 6));
         assert_eq!(e.direction(), Direction::Egress);
         assert_eq!(e.verdict(), Some(Verdict::Denied));
@@ -314,7 +316,30 @@ mod tests {
             e.to_string(),
             "ep 7 egress 10.0.0.1:40000 (id 256) -> 10.0.0.2:80 (id 257) TCP denied rule 99"
         );
-        assert!(VerdictEvent::from_bytes(&b[..39]).is_none());
+        assert!(VerdictEvent::from_bytes(&b[..63]).is_none());
         assert_eq!(size_of::<VerdictEvent>(), VerdictEvent::SIZE);
+    }
+
+    #[test]
+    fn decodes_an_ipv6_record() {
+        let (src, dst): (Ipv6Addr, Ipv6Addr) = (
+            "fd00:10::2".parse().expect("an address"),
+            "2001:db8::1".parse().expect("an address"),
+        );
+        let mut b = vec![0u8; VerdictEvent::SIZE];
+        b[20..36].copy_from_slice(&src.octets());
+        b[36..52].copy_from_slice(&dst.octets());
+        b[52..54].copy_from_slice(&7u16.to_be_bytes());
+        b[54..56].copy_from_slice(&128u16.to_be_bytes());
+        b[56] = 58;
+        b[57] = 1;
+        b[58] = 2;
+        b[59] = 6;
+        let e = VerdictEvent::from_bytes(&b).expect("64 bytes decode");
+        assert_eq!((e.saddr(), e.daddr()), (IpAddr::V6(src), IpAddr::V6(dst)));
+        assert_eq!(
+            e.to_string(),
+            "ep 0 egress [fd00:10::2]:7 (id 0) -> [2001:db8::1]:128 (id 0) ICMPv6 default-deny"
+        );
     }
 }

@@ -6,7 +6,7 @@
 //! network order inside the maps (the trie compares bytes from the first one); every other
 //! integer is in host order. The constructors and accessors here do the conversions.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use aya::maps::lpm_trie::Key;
 
@@ -16,6 +16,8 @@ use ward_engine::Direction;
 pub const ENDPOINTS_MAP: &str = "ward_endpoints";
 /// Name of the ipcache map (IPv4 prefix → identity).
 pub const IPCACHE_MAP: &str = "ward_ipcache";
+/// Name of the IPv6 ipcache map (IPv6 prefix → identity).
+pub const IPCACHE6_MAP: &str = "ward_ipcache6";
 /// Name of the policy map ([`PolicyKey`] → [`PolicyValue`]).
 pub const POLICY_MAP: &str = "ward_policy";
 /// Port-exact policy entries (prefix 96), looked up before the trie.
@@ -31,6 +33,8 @@ pub const COUNTERS_MAP: &str = "ward_counters";
 pub const MAX_ENDPOINTS: u32 = 4096;
 /// Capacity of `ward_ipcache`.
 pub const MAX_IPCACHE: u32 = 65536;
+/// Capacity of `ward_ipcache6`.
+pub const MAX_IPCACHE6: u32 = 65536;
 /// Capacity of `ward_policy`.
 pub const MAX_POLICY: u32 = 65536;
 /// Capacity of `ward_ct`.
@@ -91,6 +95,34 @@ pub(crate) fn addr_from_wire(raw: u32) -> Ipv4Addr {
     Ipv4Addr::from(raw.to_ne_bytes())
 }
 
+/// `WARD_FAMILY_IPV4`: the family byte of conntrack keys and events.
+pub const FAMILY_IPV4: u8 = 4;
+/// `WARD_FAMILY_IPV6`.
+pub const FAMILY_IPV6: u8 = 6;
+
+/// An address as conntrack keys and events hold it: 16 bytes in network order (an IPv4
+/// address in the first four, the rest 0) and the family byte.
+pub(crate) fn addr16_to_wire(addr: IpAddr) -> ([u8; 16], u8) {
+    match addr {
+        IpAddr::V4(a) => {
+            let mut raw = [0u8; 16];
+            raw[..4].copy_from_slice(&a.octets());
+            (raw, FAMILY_IPV4)
+        }
+        IpAddr::V6(a) => (a.octets(), FAMILY_IPV6),
+    }
+}
+
+/// The address of 16 wire bytes and a family byte (the inverse of [`addr16_to_wire`]);
+/// anything but [`FAMILY_IPV6`] reads the first four bytes as IPv4.
+pub(crate) fn addr16_from_wire(raw: [u8; 16], family: u8) -> IpAddr {
+    if family == FAMILY_IPV6 {
+        IpAddr::V6(Ipv6Addr::from(raw))
+    } else {
+        IpAddr::V4(Ipv4Addr::new(raw[0], raw[1], raw[2], raw[3]))
+    }
+}
+
 /// A host-order port as the maps hold it (network order).
 pub(crate) fn port_to_wire(port: u16) -> u16 {
     port.to_be()
@@ -111,8 +143,9 @@ pub enum Verdict {
     Denied,
     /// Dropped because no entry allowed it (or the interface has no endpoint).
     DefaultDeny,
-    /// Counters only: a frame that is neither IPv4 nor ARP (IPv6 included), or a malformed
-    /// IPv4 header, dropped without an event.
+    /// Counters only: a frame that is neither ARP nor an IPv4 or IPv6 packet the programs
+    /// can read (an IPv6 fragment, too many IPv6 extension headers, a truncated header),
+    /// dropped without an event.
     Unsupported,
 }
 
@@ -171,7 +204,7 @@ pub struct EndpointInfo {
 // SAFETY: `repr(C)`, three `u32`s, no padding; every bit pattern is a valid value.
 unsafe impl aya::Pod for EndpointInfo {}
 
-/// `ward_ipcache` value.
+/// `ward_ipcache` and `ward_ipcache6` value.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub struct IpcacheValue {
@@ -431,44 +464,50 @@ impl PolicyValue {
     }
 }
 
-/// A `ward_ct` key: the tuple as it was seen on the wire (network order). ICMP echo uses
-/// the echo identifier as both ports; other ICMP and non-TCP/UDP protocols use 0.
+/// A `ward_ct` key: the tuple as it was seen on the wire (network order), of either family.
+/// ICMP and ICMPv6 echo use the echo identifier as both ports; other ICMP and
+/// non-TCP/UDP protocols use 0.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub struct CtKey {
-    saddr: u32,
-    daddr: u32,
+    saddr: [u8; 16],
+    daddr: [u8; 16],
     sport: u16,
     dport: u16,
     proto: u8,
-    pad: [u8; 3],
+    family: u8,
+    pad: [u8; 2],
 }
 
 #[allow(unsafe_code)]
-// SAFETY: `repr(C)`: 4+4+2+2+1+3 = 16 bytes, explicit padding; every bit pattern is valid.
+// SAFETY: `repr(C)`: 16+16+2+2+1+1+2 = 40 bytes, explicit padding; every bit pattern is valid.
 unsafe impl aya::Pod for CtKey {}
 
 impl CtKey {
-    /// A tuple (ports in host order).
-    pub fn new(saddr: Ipv4Addr, daddr: Ipv4Addr, sport: u16, dport: u16, proto: u8) -> CtKey {
+    /// A tuple (ports in host order). Both addresses should be of one family; the source's
+    /// decides the key's family.
+    pub fn new(saddr: IpAddr, daddr: IpAddr, sport: u16, dport: u16, proto: u8) -> CtKey {
+        let (saddr, family) = addr16_to_wire(saddr);
+        let (daddr, _) = addr16_to_wire(daddr);
         CtKey {
-            saddr: addr_to_wire(saddr),
-            daddr: addr_to_wire(daddr),
+            saddr,
+            daddr,
             sport: port_to_wire(sport),
             dport: port_to_wire(dport),
             proto,
-            pad: [0; 3],
+            family,
+            pad: [0; 2],
         }
     }
 
     /// Source address.
-    pub fn saddr(&self) -> Ipv4Addr {
-        addr_from_wire(self.saddr)
+    pub fn saddr(&self) -> IpAddr {
+        addr16_from_wire(self.saddr, self.family)
     }
 
     /// Destination address.
-    pub fn daddr(&self) -> Ipv4Addr {
-        addr_from_wire(self.daddr)
+    pub fn daddr(&self) -> IpAddr {
+        addr16_from_wire(self.daddr, self.family)
     }
 
     /// Source port (host order).
@@ -615,7 +654,8 @@ mod tests {
         assert_eq!(size_of::<PolicyKeyData>(), 12);
         assert_eq!(size_of::<Key<PolicyKeyData>>(), 16);
         assert_eq!(size_of::<PolicyValue>(), 8);
-        assert_eq!(size_of::<CtKey>(), 16);
+        assert_eq!(size_of::<Key<[u8; 16]>>(), 20, "struct ipcache6_key");
+        assert_eq!(size_of::<CtKey>(), 40);
         assert_eq!(size_of::<CtValue>(), 32);
         assert_eq!(size_of::<CounterKey>(), 8);
         assert_eq!(size_of::<CounterValue>(), 16);
@@ -692,16 +732,65 @@ mod tests {
 
     #[test]
     fn ct_key_round_trip() {
+        let (a, b) = (Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 2));
+        let k = CtKey::new(a.into(), b.into(), 40000, 80, 6);
+        assert_eq!(k.saddr(), IpAddr::V4(a));
+        assert_eq!(k.daddr(), IpAddr::V4(b));
+        assert_eq!((k.sport(), k.dport(), k.proto()), (40000, 80, 6));
+        let (a6, b6): (Ipv6Addr, Ipv6Addr) = (
+            "fd00::1".parse().expect("an address"),
+            "fd00::2".parse().expect("an address"),
+        );
+        let k6 = CtKey::new(a6.into(), b6.into(), 1, 2, 58);
+        assert_eq!((k6.saddr(), k6.daddr()), (IpAddr::V6(a6), IpAddr::V6(b6)));
+        assert_ne!(
+            CtKey::new(
+                Ipv6Addr::from_bits(0x0a00_0001 << 96).into(),
+                b6.into(),
+                1,
+                2,
+                6
+            ),
+            CtKey::new(a.into(), b6.into(), 1, 2, 6),
+            "the family keeps 10.0.0.1 and 0a00:0001:: apart"
+        );
+    }
+
+    /// The bytes of a key as `struct ct_key` lays them out (ward.h).
+    #[test]
+    fn ct_key_bytes() {
         let k = CtKey::new(
-            Ipv4Addr::new(10, 0, 0, 1),
-            Ipv4Addr::new(10, 0, 0, 2),
-            40000,
+            "2001:db8::1".parse().expect("an address"),
+            "2001:db8::2".parse().expect("an address"),
+            0x1234,
             80,
             6,
         );
-        assert_eq!(k.saddr(), Ipv4Addr::new(10, 0, 0, 1));
-        assert_eq!(k.daddr(), Ipv4Addr::new(10, 0, 0, 2));
-        assert_eq!((k.sport(), k.dport(), k.proto()), (40000, 80, 6));
+        // The fields in declaration order are the C layout (repr(C), no implicit padding).
+        let mut b = Vec::new();
+        b.extend_from_slice(&k.saddr);
+        b.extend_from_slice(&k.daddr);
+        b.extend_from_slice(&k.sport.to_ne_bytes());
+        b.extend_from_slice(&k.dport.to_ne_bytes());
+        b.extend_from_slice(&[k.proto, k.family, 0, 0]);
+        assert_eq!(b.len(), size_of::<CtKey>());
+        assert_eq!(&b[..4], &[0x20, 0x01, 0x0d, 0xb8]);
+        assert_eq!(b[31], 2);
+        assert_eq!(&b[32..36], &[0x12, 0x34, 0, 80], "ports in network order");
+        assert_eq!(&b[36..38], &[6, FAMILY_IPV6]);
+        let v4 = CtKey::new(
+            Ipv4Addr::new(10, 0, 0, 1).into(),
+            Ipv4Addr::new(10, 0, 0, 2).into(),
+            1,
+            2,
+            17,
+        );
+        assert_eq!(
+            &v4.saddr[..5],
+            &[10, 0, 0, 1, 0],
+            "IPv4 fills the first word"
+        );
+        assert_eq!(v4.family, FAMILY_IPV4);
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! [`NodeMaps`]: typed handles on one node's pinned maps, with the byte-order work done.
 
 use std::io;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 
 use anyhow::{Context as _, Result, bail};
@@ -10,9 +10,10 @@ use aya::maps::{HashMap, Map, MapData, MapError};
 
 use super::maps::{
     COUNTERS_MAP, CT_MAP, CounterKey, CounterValue, CtKey, CtValue, ENDPOINTS_MAP, EVENTS_BYTES,
-    EVENTS_MAP, EndpointInfo, IDENTITY_WORLD, IPCACHE_MAP, IpcacheValue, MAX_COUNTERS, MAX_CT,
-    MAX_ENDPOINTS, MAX_IPCACHE, MAX_POLICY, POLICY_EXACT_MAP, POLICY_MAP, PolicyKey, PolicyKeyData,
-    PolicyValue, Verdict, addr_from_wire, addr_to_wire, direction_from_byte,
+    EVENTS_MAP, EndpointInfo, IDENTITY_WORLD, IPCACHE_MAP, IPCACHE6_MAP, IpcacheValue,
+    MAX_COUNTERS, MAX_CT, MAX_ENDPOINTS, MAX_IPCACHE, MAX_IPCACHE6, MAX_POLICY, POLICY_EXACT_MAP,
+    POLICY_MAP, PolicyKey, PolicyKeyData, PolicyValue, Verdict, addr_from_wire, addr_to_wire,
+    direction_from_byte,
 };
 use ward_engine::Direction;
 
@@ -35,8 +36,8 @@ pub struct Counter {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct IpcacheEntry {
     /// Network address of the prefix.
-    pub addr: Ipv4Addr,
-    /// Prefix length, 0..=32.
+    pub addr: IpAddr,
+    /// Prefix length, 0..=32 (IPv4) or 0..=128 (IPv6).
     pub prefix_len: u8,
     /// Security identity.
     pub identity: u32,
@@ -59,6 +60,7 @@ pub struct MapSize {
 pub struct NodeMaps {
     endpoints: HashMap<MapData, u32, EndpointInfo>,
     ipcache: LpmTrie<MapData, u32, IpcacheValue>,
+    ipcache6: LpmTrie<MapData, [u8; 16], IpcacheValue>,
     policy: LpmTrie<MapData, PolicyKeyData, PolicyValue>,
     /// Port-exact entries (prefix 96): a hash lookup whatever the number of rules.
     policy_exact: HashMap<MapData, PolicyKeyData, PolicyValue>,
@@ -69,7 +71,7 @@ pub struct NodeMaps {
 /// Checks the pins under `dir` that already exist have the layout this build expects, so a
 /// restart after an upgrade fails with a clear message instead of misreading old maps.
 pub(crate) fn check_pinned_layouts(dir: &Path) -> Result<()> {
-    let expected: [(&str, u32, u32, u32); 7] = [
+    let expected: [(&str, u32, u32, u32); 8] = [
         (
             ENDPOINTS_MAP,
             4,
@@ -81,6 +83,12 @@ pub(crate) fn check_pinned_layouts(dir: &Path) -> Result<()> {
             8,
             size_of::<IpcacheValue>() as u32,
             MAX_IPCACHE,
+        ),
+        (
+            IPCACHE6_MAP,
+            20,
+            size_of::<IpcacheValue>() as u32,
+            MAX_IPCACHE6,
         ),
         (POLICY_MAP, 16, size_of::<PolicyValue>() as u32, MAX_POLICY),
         (
@@ -141,6 +149,8 @@ impl NodeMaps {
                 .context(ENDPOINTS_MAP)?,
             ipcache: LpmTrie::try_from(map_of(IPCACHE_MAP, take(IPCACHE_MAP))?)
                 .context(IPCACHE_MAP)?,
+            ipcache6: LpmTrie::try_from(map_of(IPCACHE6_MAP, take(IPCACHE6_MAP))?)
+                .context(IPCACHE6_MAP)?,
             policy: LpmTrie::try_from(map_of(POLICY_MAP, take(POLICY_MAP))?).context(POLICY_MAP)?,
             policy_exact: HashMap::try_from(map_of(POLICY_EXACT_MAP, take(POLICY_EXACT_MAP))?)
                 .context(POLICY_EXACT_MAP)?,
@@ -159,7 +169,7 @@ impl NodeMaps {
             let path = dir.join(name);
             let data = MapData::from_pin(&path).ok()?;
             Some(match name {
-                IPCACHE_MAP | POLICY_MAP => Map::LpmTrie(data),
+                IPCACHE_MAP | IPCACHE6_MAP | POLICY_MAP => Map::LpmTrie(data),
                 CT_MAP => Map::LruHashMap(data),
                 _ => Map::HashMap(data),
             })
@@ -190,41 +200,65 @@ impl NodeMaps {
         collect(self.endpoints.iter()).context(ENDPOINTS_MAP)
     }
 
-    /// Maps `addr/prefix_len` (host bits are cleared) to `identity`.
-    pub fn ipcache_set(&mut self, addr: Ipv4Addr, prefix_len: u8, identity: u32) -> Result<()> {
-        let key = ipcache_key(addr, prefix_len)?;
-        self.ipcache
-            .insert(&key, IpcacheValue { identity }, 0)
-            .with_context(|| format!("setting {addr}/{prefix_len} in {IPCACHE_MAP}"))
+    /// Maps `addr/prefix_len` (host bits are cleared) to `identity`, in the ipcache of
+    /// the address's family.
+    pub fn ipcache_set(
+        &mut self,
+        addr: impl Into<IpAddr>,
+        prefix_len: u8,
+        identity: u32,
+    ) -> Result<()> {
+        let addr = addr.into();
+        let value = IpcacheValue { identity };
+        match addr {
+            IpAddr::V4(a) => self.ipcache.insert(&ipcache_key(a, prefix_len)?, value, 0),
+            IpAddr::V6(a) => self
+                .ipcache6
+                .insert(&ipcache6_key(a, prefix_len)?, value, 0),
+        }
+        .with_context(|| format!("setting {addr}/{prefix_len} in {}", ipcache_name(addr)))
     }
 
     /// Removes `addr/prefix_len`; false when absent.
-    pub fn ipcache_remove(&mut self, addr: Ipv4Addr, prefix_len: u8) -> Result<bool> {
-        let key = ipcache_key(addr, prefix_len)?;
-        absent_is_false(self.ipcache.remove(&key))
-            .with_context(|| format!("removing {addr}/{prefix_len} from {IPCACHE_MAP}"))
+    pub fn ipcache_remove(&mut self, addr: impl Into<IpAddr>, prefix_len: u8) -> Result<bool> {
+        let addr = addr.into();
+        absent_is_false(match addr {
+            IpAddr::V4(a) => self.ipcache.remove(&ipcache_key(a, prefix_len)?),
+            IpAddr::V6(a) => self.ipcache6.remove(&ipcache6_key(a, prefix_len)?),
+        })
+        .with_context(|| format!("removing {addr}/{prefix_len} from {}", ipcache_name(addr)))
     }
 
-    /// Every ipcache entry.
+    /// Every ipcache entry, IPv4 then IPv6.
     pub fn ipcache_entries(&self) -> Result<Vec<IpcacheEntry>> {
-        let raw = collect(self.ipcache.iter()).context(IPCACHE_MAP)?;
-        Ok(raw
+        let entry = |addr: IpAddr, prefix_len: u32, value: IpcacheValue| IpcacheEntry {
+            addr,
+            prefix_len: u8::try_from(prefix_len).unwrap_or(u8::MAX),
+            identity: value.identity,
+        };
+        let v4 = collect(self.ipcache.iter()).context(IPCACHE_MAP)?;
+        let v6 = collect(self.ipcache6.iter()).context(IPCACHE6_MAP)?;
+        Ok(v4
             .into_iter()
-            .map(|(key, value)| IpcacheEntry {
-                addr: addr_from_wire(key.data()),
-                prefix_len: u8::try_from(key.prefix_len()).unwrap_or(u8::MAX),
-                identity: value.identity,
-            })
+            .map(|(k, v)| entry(addr_from_wire(k.data()).into(), k.prefix_len(), v))
+            .chain(
+                v6.into_iter()
+                    .map(|(k, v)| entry(Ipv6Addr::from(k.data()).into(), k.prefix_len(), v)),
+            )
             .collect())
     }
 
     /// The identity the datapath resolves for `addr` (longest prefix; `world` when none).
-    pub fn ipcache_lookup(&self, addr: Ipv4Addr) -> Result<u32> {
-        let key = Key::new(32, addr_to_wire(addr));
-        match self.ipcache.get(&key, 0) {
+    pub fn ipcache_lookup(&self, addr: impl Into<IpAddr>) -> Result<u32> {
+        let addr = addr.into();
+        let found = match addr {
+            IpAddr::V4(a) => self.ipcache.get(&Key::new(32, addr_to_wire(a)), 0),
+            IpAddr::V6(a) => self.ipcache6.get(&Key::new(128, a.octets()), 0),
+        };
+        match found {
             Ok(value) => Ok(value.identity),
             Err(MapError::KeyNotFound) => Ok(IDENTITY_WORLD),
-            Err(e) => Err(e).context(IPCACHE_MAP),
+            Err(e) => Err(e).context(ipcache_name(addr)),
         }
     }
 
@@ -318,6 +352,7 @@ impl NodeMaps {
         let sizes = [
             (ENDPOINTS_MAP, count(self.endpoints.keys())?, MAX_ENDPOINTS),
             (IPCACHE_MAP, count(self.ipcache.keys())?, MAX_IPCACHE),
+            (IPCACHE6_MAP, count(self.ipcache6.keys())?, MAX_IPCACHE6),
             (POLICY_MAP, count(self.policy.keys())?, MAX_POLICY),
             (
                 POLICY_EXACT_MAP,
@@ -349,6 +384,25 @@ fn ipcache_key(addr: Ipv4Addr, prefix_len: u8) -> Result<Key<u32>> {
     };
     let net = Ipv4Addr::from(u32::from(addr) & mask);
     Ok(Key::new(u32::from(prefix_len), addr_to_wire(net)))
+}
+
+fn ipcache6_key(addr: Ipv6Addr, prefix_len: u8) -> Result<Key<[u8; 16]>> {
+    if prefix_len > 128 {
+        bail!("IPv6 prefix length {prefix_len} is larger than 128");
+    }
+    let mask = u128::MAX
+        .checked_shl(128 - u32::from(prefix_len))
+        .unwrap_or(0);
+    let net = Ipv6Addr::from_bits(addr.to_bits() & mask);
+    Ok(Key::new(u32::from(prefix_len), net.octets()))
+}
+
+/// The ipcache map of `addr`'s family.
+fn ipcache_name(addr: IpAddr) -> &'static str {
+    match addr {
+        IpAddr::V4(_) => IPCACHE_MAP,
+        IpAddr::V6(_) => IPCACHE6_MAP,
+    }
 }
 
 /// The errno under a map error, if any.
@@ -413,5 +467,22 @@ mod tests {
 
     fn key_data(key: &Key<u32>) -> u32 {
         key.data()
+    }
+
+    #[test]
+    fn ipcache6_key_masks_host_bits() {
+        let addr: Ipv6Addr = "fd00:10:1:2::3".parse().expect("an address");
+        let key = ipcache6_key(addr, 48).expect("valid prefix");
+        assert_eq!(key.prefix_len(), 48);
+        assert_eq!(
+            Ipv6Addr::from(key.data()),
+            "fd00:10:1::".parse::<Ipv6Addr>().expect("an address")
+        );
+        assert_eq!(
+            ipcache6_key(addr, 128).expect("valid").data(),
+            addr.octets()
+        );
+        assert_eq!(ipcache6_key(addr, 0).expect("valid").data(), [0; 16]);
+        assert!(ipcache6_key(addr, 129).is_err());
     }
 }

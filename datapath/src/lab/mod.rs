@@ -33,8 +33,16 @@
 //!   `<podCIDR> via <node ip>`. World has no underlay address of its own: it answers ARP for
 //!   its `/32` on the bridge.
 //! - Every lab namespace: IPv6 disabled (`disable_ipv6=1` before any interface exists, so no
-//!   link-local addresses, ND or RA), `rp_filter=0`, ICMP echo sockets for every group
-//!   (`ping_group_range`, used by [`probe`]), loopback up.
+//!   link-local addresses, ND or RA) unless the topology is dual stack, `rp_filter=0`, ICMP
+//!   echo sockets for every group (`ping_group_range`, used by [`probe`]), loopback up.
+//! - **Dual stack** (`spec.ipv6`): every address also has its IPv6 one (the IPv4 address in
+//!   the last 32 bits of the cluster or world /96, [`ward_schema::topology::Ipv6Plan`]),
+//!   added without duplicate address detection (`accept_dad=0`: the addresses are unique by
+//!   construction); nodes forward IPv6 too. Pods: the address as a `/128` and
+//!   `default via fe80::1 dev eth0` ([`names::POD_GATEWAY6`], on the node side of every
+//!   `lxc…`); nodes: the underlay /96+n on `eth0`, `<pod>/128 dev lxc…`, the other nodes'
+//!   pod prefixes via their IPv6 address, world's addresses on-link; world: its `/128`s, the
+//!   underlay on-link, each node's pod prefix via that node.
 //!
 //! # Names and state
 //! Namespaces are named by [`names`] (`w-<lab>.node.<node>`, ...); the state file

@@ -2,7 +2,7 @@
 //! routes, with `ip` commands run through [`crate::sys`]. See the
 //! [module documentation](super) for the layout.
 
-use crate::names::{self, NODE_UNDERLAY_IF, POD_GATEWAY, POD_IF, UNDERLAY_BRIDGE};
+use crate::names::{self, NODE_UNDERLAY_IF, POD_GATEWAY, POD_GATEWAY6, POD_IF, UNDERLAY_BRIDGE};
 use crate::sys::iproute::{IpNetns, is_exists};
 use crate::sys::netns::{self as sysns, list as netns_list};
 use crate::sys::{NetnsSysctls, Sysctls};
@@ -11,7 +11,7 @@ use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use ward_schema::topology::{Ipv4Net, NodeSpec, PodSpec, Topology};
 
@@ -418,7 +418,7 @@ impl fmt::Display for Lab {
                 f,
                 "  node {}  {}  podCIDR {}  netns {}",
                 n.name,
-                n.ip,
+                dual(n.ip, n.ipv6),
                 n.pod_cidr,
                 names::node_netns(&t.name, &n.name)
             )?;
@@ -427,7 +427,7 @@ impl fmt::Display for Lab {
                     f,
                     "    pod {:width$}  {:15}  {POD_IF} <-> {}  netns {}",
                     p.full_name(),
-                    p.ip.to_string(),
+                    dual(p.ip, p.ipv6),
                     p.host_ifname(),
                     names::pod_netns(&t.name, &p.namespace, &p.name)
                 )?;
@@ -454,21 +454,45 @@ impl fmt::Display for Lab {
     }
 }
 
-/// Creates namespace `name` with the lab's sysctls: IPv6 off (no ND or RA noise), no reverse
-/// path filter, forwarding only on nodes, ICMP echo ("ping") sockets for every group, so
-/// probes need no raw sockets; loopback up.
-fn add_netns(name: &str, forwarding: bool) -> Result<()> {
+/// An address, and its IPv6 counterpart in a dual-stack lab.
+fn dual(ip: Ipv4Addr, ipv6: Option<Ipv6Addr>) -> String {
+    match ipv6 {
+        Some(v6) => format!("{ip} {v6}"),
+        None => ip.to_string(),
+    }
+}
+
+/// Creates namespace `name` with the lab's sysctls: IPv6 off unless the lab is dual stack
+/// (`ipv6`: then forwarding like IPv4, and no duplicate address detection, whose wait only
+/// delays the lab's unique addresses), no reverse path filter, forwarding only on nodes,
+/// ICMP echo ("ping") sockets for every group (both families), so probes need no raw
+/// sockets; loopback up.
+fn add_netns(name: &str, forwarding: bool, ipv6: bool) -> Result<()> {
     sysns::add(name)?;
     let path = names::netns_path(name);
-    NetnsSysctls::new(&path).set(&[
-        ("net.ipv6.conf.all.disable_ipv6", "1"),
-        ("net.ipv6.conf.default.disable_ipv6", "1"),
-        ("net.ipv6.conf.lo.disable_ipv6", "1"),
+    let sysctls = NetnsSysctls::new(&path);
+    let fwd = if forwarding { "1" } else { "0" };
+    if ipv6 {
+        sysctls.set(&[
+            ("net.ipv6.conf.all.forwarding", fwd),
+            ("net.ipv6.conf.default.forwarding", fwd),
+            ("net.ipv6.conf.all.accept_dad", "0"),
+            ("net.ipv6.conf.default.accept_dad", "0"),
+            ("net.ipv6.conf.default.accept_ra", "0"),
+        ])?;
+    } else {
+        sysctls.set(&[
+            ("net.ipv6.conf.all.disable_ipv6", "1"),
+            ("net.ipv6.conf.default.disable_ipv6", "1"),
+            ("net.ipv6.conf.lo.disable_ipv6", "1"),
+        ])?;
+    }
+    sysctls.set(&[
         ("net.ipv4.conf.all.rp_filter", "0"),
         ("net.ipv4.conf.default.rp_filter", "0"),
         ("net.ipv4.conf.all.arp_ignore", "0"),
         ("net.ipv4.conf.default.arp_ignore", "0"),
-        ("net.ipv4.ip_forward", if forwarding { "1" } else { "0" }),
+        ("net.ipv4.ip_forward", fwd),
         ("net.ipv4.ping_group_range", "0 2147483647"),
     ])?;
     IpNetns::new(name).link_up("lo")?;
@@ -482,13 +506,14 @@ fn build(t: &Topology) -> Result<()> {
     let world = names::world_netns(lab);
     let br = UNDERLAY_BRIDGE;
 
-    add_netns(&underlay, false)?;
+    let v6 = t.ipv6.is_some();
+    add_netns(&underlay, false, v6)?;
     for n in &t.nodes {
-        add_netns(&names::node_netns(lab, &n.name), true)?;
+        add_netns(&names::node_netns(lab, &n.name), true, v6)?;
     }
-    add_netns(&world, false)?;
+    add_netns(&world, false, v6)?;
     for p in &t.pods {
-        add_netns(&names::pod_netns(lab, &p.namespace, &p.name), false)?;
+        add_netns(&names::pod_netns(lab, &p.namespace, &p.name), false, v6)?;
     }
 
     // The underlay: a bridge, one port per node and one for world.
@@ -515,10 +540,32 @@ fn build(t: &Topology) -> Result<()> {
             None,
         )?;
     }
+    if let Some(plan) = t.ipv6 {
+        for ip in &t.world.ipv6 {
+            w.add_address6(*ip, 128, eth0)?;
+        }
+        w.add_route6(plan.cluster_net(t.underlay), None, eth0)?;
+        for n in &t.nodes {
+            pod_route6(&world, t, n)?;
+        }
+    }
     for p in &t.pods {
         build_pod(t, p)?;
     }
     Ok(())
+}
+
+/// In a dual-stack lab, namespace `netns`'s route to node `n`'s IPv6 pod prefix through
+/// that node (a route already there is kept).
+fn pod_route6(netns: &str, t: &Topology, n: &NodeSpec) -> Result<()> {
+    let (Some(plan), Some(via)) = (t.ipv6, n.ipv6) else {
+        return Ok(());
+    };
+    match IpNetns::new(netns).add_route6(plan.cluster_net(n.pod_cidr), Some(via), NODE_UNDERLAY_IF)
+    {
+        Err(e) if is_exists(&e) => Ok(()),
+        r => r,
+    }
 }
 
 /// A veth from `netns` into the underlay bridge, named after `name` on the bridge side.
@@ -550,6 +597,15 @@ fn build_node(t: &Topology, n: &NodeSpec) -> Result<()> {
     }
     for ip in t.world.all_addresses() {
         node.add_route(&route(host(ip), RouteTarget::Dev(eth0.to_owned())), None)?;
+    }
+    if let (Some(plan), Some(ip6)) = (t.ipv6, n.ipv6) {
+        node.add_address6(ip6, plan.cluster_net(t.underlay).1, eth0)?;
+        for other in t.nodes.iter().filter(|o| o.name != n.name) {
+            pod_route6(&ns, t, other)?;
+        }
+        for ip in &t.world.ipv6 {
+            node.add_route6((*ip, 128), None, eth0)?;
+        }
     }
     Ok(())
 }
@@ -600,7 +656,17 @@ fn build_pod(t: &Topology, p: &PodSpec) -> Result<()> {
         None,
     )?;
     node.link_up(&lxc)?;
-    node.add_route(&route(host(p.ip), RouteTarget::Dev(lxc)), Some(node_ip))
+    node.add_route(
+        &route(host(p.ip), RouteTarget::Dev(lxc.clone())),
+        Some(node_ip),
+    )?;
+    if let Some(ip6) = p.ipv6 {
+        pod.add_address6(ip6, 128, POD_IF)?;
+        node.add_address6(POD_GATEWAY6, 64, &lxc)?;
+        pod.add_route6((Ipv6Addr::UNSPECIFIED, 0), Some(POD_GATEWAY6), POD_IF)?;
+        node.add_route6((ip6, 128), None, &lxc)?;
+    }
+    Ok(())
 }
 
 impl Lab {
@@ -619,9 +685,10 @@ impl Lab {
         state.topology = topology.clone();
         state.netns = planned_netns(topology);
         write_state(&state)?;
-        add_netns(&names::node_netns(lab, node), true)?;
+        let v6 = topology.ipv6.is_some();
+        add_netns(&names::node_netns(lab, node), true, v6)?;
         for p in topology.pods_on(node) {
-            add_netns(&names::pod_netns(lab, &p.namespace, &p.name), false)?;
+            add_netns(&names::pod_netns(lab, &p.namespace, &p.name), false, v6)?;
         }
         build_node(topology, &n)?;
         for other in topology.nodes.iter().filter(|o| o.name != node) {
@@ -640,6 +707,15 @@ impl Lab {
                 RouteTarget::Via(n.ip, NODE_UNDERLAY_IF.to_owned()),
             ),
         )?;
+        for ns in topology
+            .nodes
+            .iter()
+            .filter(|o| o.name != node)
+            .map(|o| names::node_netns(lab, &o.name))
+            .chain([names::world_netns(lab)])
+        {
+            pod_route6(&ns, topology, &n)?;
+        }
         for p in topology.pods_on(node) {
             build_pod(topology, p)?;
         }
@@ -681,6 +757,12 @@ impl Lab {
             // Every route to its pods, whatever its type or metric (an agent's tunnel and
             // unreachable routes too).
             while IpNetns::new(&ns).delete_route(n.pod_cidr).is_ok() {}
+            if let Some(plan) = self.topology.ipv6 {
+                while IpNetns::new(&ns)
+                    .delete_route6(plan.cluster_net(n.pod_cidr))
+                    .is_ok()
+                {}
+            }
         }
         let mut state = read_state(lab).with_context(|| format!("lab {lab} has no state file"))?;
         state.topology = topology.clone();

@@ -3,14 +3,16 @@
 //!
 //! A probe says only whether the exchange completed within its timeout: a TCP connection
 //! that was accepted and carried the server's greeting back, a UDP datagram that came back
-//! echoed, an ICMP echo that got its reply. A drop anywhere (either direction, replies
+//! echoed, an ICMP (or, to an IPv6 address, ICMPv6) echo that got its reply. Every probe
+//! and server takes addresses of either family. A drop anywhere (either direction, replies
 //! included) is a failed probe; so is a missing server, which is why callers check the lab
 //! carries a flow before they trust a failed probe as a verdict.
 
 use super::in_netns;
 use anyhow::{Context, Result};
+use rustix::net::{AddressFamily, SocketType, ipproto, socket};
 use std::io::{ErrorKind, Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -41,9 +43,10 @@ impl Servers {
 
     /// A TCP server on `ip:port` in `netns`: it greets every connection with [`GREETING`]
     /// and echoes what it reads until the peer closes.
-    pub fn tcp(&mut self, netns: &Path, ip: Ipv4Addr, port: u16) -> Result<()> {
+    pub fn tcp(&mut self, netns: &Path, ip: impl Into<IpAddr>, port: u16) -> Result<()> {
+        let ip = ip.into();
         let listener = in_netns(netns, move || TcpListener::bind((ip, port)))?
-            .with_context(|| format!("cannot listen on {ip}:{port}/TCP"))?;
+            .with_context(|| format!("cannot listen on {}/TCP", SocketAddr::new(ip, port)))?;
         listener.set_nonblocking(true)?;
         let stop = Arc::clone(&self.stop);
         self.threads.push(std::thread::spawn(move || {
@@ -61,9 +64,10 @@ impl Servers {
     }
 
     /// A UDP server on `ip:port` in `netns` that sends every datagram back to its sender.
-    pub fn udp(&mut self, netns: &Path, ip: Ipv4Addr, port: u16) -> Result<()> {
+    pub fn udp(&mut self, netns: &Path, ip: impl Into<IpAddr>, port: u16) -> Result<()> {
+        let ip = ip.into();
         let sock = in_netns(netns, move || UdpSocket::bind((ip, port)))?
-            .with_context(|| format!("cannot listen on {ip}:{port}/UDP"))?;
+            .with_context(|| format!("cannot listen on {}/UDP", SocketAddr::new(ip, port)))?;
         sock.set_read_timeout(Some(POLL))?;
         let stop = Arc::clone(&self.stop);
         self.threads.push(std::thread::spawn(move || {
@@ -107,26 +111,28 @@ pub fn greet_and_echo(mut s: TcpStream, idle: Option<Duration>) {
 /// gives) to `to:port` opens and carries the server's greeting back within `timeout`.
 pub fn tcp(
     netns: &Path,
-    from: Option<Ipv4Addr>,
-    to: Ipv4Addr,
+    from: Option<IpAddr>,
+    to: impl Into<IpAddr>,
     port: u16,
     timeout: Duration,
 ) -> Result<bool> {
-    Ok(connect(netns, from, to, port, timeout)?.is_some())
+    Ok(connect(netns, from, to.into(), port, timeout)?.is_some())
 }
 
 /// [`tcp`]'s connection, kept open (its read timeout is `timeout`): `None` when it did not
 /// open or carry the greeting.
 pub fn connect(
     netns: &Path,
-    from: Option<Ipv4Addr>,
-    to: Ipv4Addr,
+    from: Option<IpAddr>,
+    to: impl Into<IpAddr>,
     port: u16,
     timeout: Duration,
 ) -> Result<Option<TcpStream>> {
+    let to = to.into();
     in_netns(netns, move || {
         let open = || -> std::io::Result<TcpStream> {
-            let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+            let domain = socket2::Domain::for_address(SocketAddr::new(to, port));
+            let sock = socket2::Socket::new(domain, socket2::Type::STREAM, None)?;
             if let Some(from) = from {
                 sock.bind(&SocketAddr::from((from, 0)).into())?;
             }
@@ -145,13 +151,14 @@ pub fn connect(
 /// to `to:port` comes back echoed within `timeout`.
 pub fn udp(
     netns: &Path,
-    from: Option<Ipv4Addr>,
-    to: Ipv4Addr,
+    from: Option<IpAddr>,
+    to: impl Into<IpAddr>,
     port: u16,
     timeout: Duration,
 ) -> Result<bool> {
+    let to = to.into();
     in_netns(netns, move || {
-        let Ok(s) = UdpSocket::bind((from.unwrap_or(Ipv4Addr::UNSPECIFIED), 0)) else {
+        let Ok(s) = UdpSocket::bind((from.unwrap_or_else(|| unspecified(to)), 0)) else {
             return false;
         };
         let _ = s.set_read_timeout(Some(timeout));
@@ -164,18 +171,33 @@ pub fn udp(
     })
 }
 
-/// Whether an ICMP echo request from `netns` (from address `from`, else the one the route
-/// gives) to `to` gets its reply within `timeout`: a kernel "ping" socket, which sets the
-/// identifier and checksum (the lab's namespaces admit every group to them).
+/// The unspecified address of `to`'s family (what a socket binds to when the route picks
+/// the source).
+fn unspecified(to: IpAddr) -> IpAddr {
+    match to {
+        IpAddr::V4(_) => Ipv4Addr::UNSPECIFIED.into(),
+        IpAddr::V6(_) => Ipv6Addr::UNSPECIFIED.into(),
+    }
+}
+
+/// Whether an ICMP echo request (ICMPv6 to an IPv6 address) from `netns` (from address
+/// `from`, else the one the route gives) to `to` gets its reply within `timeout`: a kernel
+/// "ping" socket, which sets the identifier and checksum (the lab's namespaces admit every
+/// group to them).
 pub fn icmp_echo(
     netns: &Path,
-    from: Option<Ipv4Addr>,
-    to: Ipv4Addr,
+    from: Option<IpAddr>,
+    to: impl Into<IpAddr>,
     timeout: Duration,
 ) -> Result<bool> {
+    let to = to.into();
+    // Echo request and reply types: ICMP 8 and 0, ICMPv6 128 and 129.
+    let (family, proto, request_type, reply_type) = match to {
+        IpAddr::V4(_) => (AddressFamily::INET, ipproto::ICMP, 8, 0),
+        IpAddr::V6(_) => (AddressFamily::INET6, ipproto::ICMPV6, 128, 129),
+    };
     in_netns(netns, move || {
-        use rustix::net::{AddressFamily, SocketType, ipproto, socket};
-        let Ok(fd) = socket(AddressFamily::INET, SocketType::DGRAM, Some(ipproto::ICMP)) else {
+        let Ok(fd) = socket(family, SocketType::DGRAM, Some(proto)) else {
             return false;
         };
         if let Some(from) = from
@@ -185,11 +207,11 @@ pub fn icmp_echo(
         }
         let sock = UdpSocket::from(fd);
         let _ = sock.set_read_timeout(Some(timeout));
-        let request = [8u8, 0, 0, 0, 0, 0, 0, 1, b'w', b'a', b'r', b'd'];
+        let request = [request_type, 0, 0, 0, 0, 0, 0, 1, b'w', b'a', b'r', b'd'];
         if sock.send_to(&request, (to, 0)).is_err() {
             return false;
         }
         let mut buf = [0u8; 128];
-        matches!(sock.recv_from(&mut buf), Ok((n, _)) if n >= 8 && buf[0] == 0)
+        matches!(sock.recv_from(&mut buf), Ok((n, _)) if n >= 8 && buf[0] == reply_type)
     })
 }

@@ -8,7 +8,7 @@
 use super::ip::ip_in;
 use super::net::{Route, RouteTarget};
 use anyhow::Result;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use ward_schema::topology::Ipv4Net;
 
 /// `ip -n <name>`: one named network namespace (under `/run/netns`).
@@ -61,10 +61,28 @@ impl<'a> IpNetns<'a> {
         self.run(&format!("addr add {ip}/{len} dev {dev}{scope}"))
     }
 
+    /// `addr add <ip>/<len> dev <dev> nodad`: an IPv6 address, usable at once (the lab's
+    /// addresses are unique by construction, so duplicate address detection only delays).
+    pub fn add_address6(&self, ip: Ipv6Addr, len: u8, dev: &str) -> Result<()> {
+        self.run(&format!("addr add {ip}/{len} dev {dev} nodad"))
+    }
+
+    /// `-6 route add <dst>/<len> [via <gw>] dev <dev>`: an IPv6 route, through a gateway or
+    /// on-link.
+    pub fn add_route6(&self, dst: (Ipv6Addr, u8), via: Option<Ipv6Addr>, dev: &str) -> Result<()> {
+        let via = via.map(|gw| format!(" via {gw}")).unwrap_or_default();
+        self.run(&format!("-6 route add {}/{}{via} dev {dev}", dst.0, dst.1))
+    }
+
     /// `route add <route>` (`src <src>` when given). [`is_exists`] tells a route already there
     /// from other errors.
     pub fn add_route(&self, route: &Route, src: Option<Ipv4Addr>) -> Result<()> {
         self.run(&route_add(route, src))
+    }
+
+    /// `-6 route del <dst>/<len>`: one IPv6 route to that prefix.
+    pub fn delete_route6(&self, dst: (Ipv6Addr, u8)) -> Result<()> {
+        self.run(&format!("-6 route del {}/{}", dst.0, dst.1))
     }
 
     /// `route del <dst>`: one route to `dst`, whatever its kind or metric.

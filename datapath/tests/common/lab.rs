@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, TcpListener, TcpStream, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, TcpListener, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
@@ -220,6 +220,18 @@ impl AgentLab {
         }
     }
 
+    /// The IPv6 address of a pod, a node or `world` in a dual-stack lab (see [`AgentLab::ip`]).
+    pub fn ip6(&self, who: &str) -> std::net::Ipv6Addr {
+        let t = self.lab.topology();
+        if who == "world" {
+            t.world.ipv6[0]
+        } else if let Some(node) = who.strip_prefix("node:") {
+            t.node(node).unwrap().ipv6.unwrap()
+        } else {
+            self.lab.pod(who).unwrap().ipv6.unwrap()
+        }
+    }
+
     /// The address of a pod, a node (`node:<name>`, its underlay address) or `world`.
     pub fn ip(&self, who: &str) -> Ipv4Addr {
         if who == "world" {
@@ -329,7 +341,8 @@ fn collect_yaml(p: &Path, out: &mut Vec<PathBuf>) {
 
 /// Listens on TCP `port` in `netns` for the rest of the test; every connection gets the
 /// probes' greeting and an echo of what it sends until it closes.
-pub fn tcp_server(netns: &Path, ip: Ipv4Addr, port: u16) {
+pub fn tcp_server(netns: &Path, ip: impl Into<IpAddr>, port: u16) {
+    let ip = ip.into();
     let listener = in_netns(netns, move || TcpListener::bind((ip, port)))
         .unwrap()
         .unwrap();
@@ -341,7 +354,8 @@ pub fn tcp_server(netns: &Path, ip: Ipv4Addr, port: u16) {
 }
 
 /// Echoes UDP datagrams on `port` in `netns`.
-pub fn udp_server(netns: &Path, ip: Ipv4Addr, port: u16) {
+pub fn udp_server(netns: &Path, ip: impl Into<IpAddr>, port: u16) {
+    let ip = ip.into();
     let sock = in_netns(netns, move || UdpSocket::bind((ip, port)))
         .unwrap()
         .unwrap();
@@ -355,12 +369,17 @@ pub fn udp_server(netns: &Path, ip: Ipv4Addr, port: u16) {
 
 /// A TCP connection from `netns` to `to:port` that carried the greeting, or `None` when it
 /// could not be made within `timeout`.
-pub fn tcp_connect(netns: &Path, to: Ipv4Addr, port: u16, timeout: Duration) -> Option<TcpStream> {
+pub fn tcp_connect(
+    netns: &Path,
+    to: impl Into<IpAddr>,
+    port: u16,
+    timeout: Duration,
+) -> Option<TcpStream> {
     probe::connect(netns, None, to, port, timeout).unwrap()
 }
 
 /// Whether a UDP datagram from `netns` to `to:port` comes back within `timeout`.
-pub fn udp_roundtrip(netns: &Path, to: Ipv4Addr, port: u16, timeout: Duration) -> bool {
+pub fn udp_roundtrip(netns: &Path, to: impl Into<IpAddr>, port: u16, timeout: Duration) -> bool {
     probe::udp(netns, None, to, port, timeout).unwrap()
 }
 

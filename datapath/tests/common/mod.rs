@@ -19,6 +19,28 @@ use ward_schema::{Limits, ResourceSet, assemble, load_file};
 pub const WORLD: &str = "203.0.113.10";
 /// A second world address, in another documentation range.
 pub const WORLD2: &str = "198.51.100.5";
+/// The world addresses of IPv6 flows (documentation range 2001:db8::/32).
+pub const WORLD6: &str = "2001:db8::10";
+/// A second IPv6 world address.
+pub const WORLD2_6: &str = "2001:db8:1::5";
+
+/// The IPv6 address the dual-stack test cluster gives the owner of IPv4 address `v4`: the
+/// IPv4 address embedded in the ULA prefix fd00::/96.
+pub fn v6_of(v4: &str) -> IpAddr {
+    format!("fd00::{v4}").parse().unwrap()
+}
+
+/// The IPv6 counterpart of a flow end `Suite::peer` knows: world and node addresses have
+/// their own names, endpoints are both families already.
+pub fn v6_peer(name: &str) -> &str {
+    match name {
+        "world" => "world6",
+        "world2" => "world2-6",
+        "host1" => "host1-6",
+        "host2" => "host2-6",
+        other => other,
+    }
+}
 
 fn endpoint(
     ns: &str,
@@ -35,7 +57,7 @@ fn endpoint(
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect(),
-        ip: Some(ip.parse().unwrap()),
+        ips: vec![ip.parse().unwrap(), v6_of(ip)],
         named_ports: ports
             .iter()
             .map(|(n, port, protocol)| {
@@ -54,7 +76,8 @@ fn endpoint(
 }
 
 /// Cilium's connectivity-test layout: `client`, `client2` and `echo` in `cilium-test`,
-/// `echo-other-ns` in `other-ns`, two nodes, and world addresses outside the cluster.
+/// `echo-other-ns` in `other-ns`, two nodes, and world addresses outside the cluster. Pods
+/// and nodes are dual-stack: each IPv4 address has its [`v6_of`].
 pub fn cluster() -> Cluster {
     let mut c = Cluster::default();
     c.namespaces.insert(
@@ -68,7 +91,7 @@ pub fn cluster() -> Cluster {
     for (name, ip, zone) in [("node-1", "10.0.0.1", "a"), ("node-2", "10.0.0.2", "b")] {
         c.nodes.push(Node {
             name: name.into(),
-            ip: Some(ip.parse().unwrap()),
+            ips: vec![ip.parse().unwrap(), v6_of(ip)],
             labels: [("zone".to_owned(), zone.to_owned())].into(),
         });
     }
@@ -178,7 +201,7 @@ pub struct Suite {
 
 impl Suite {
     /// `client`, `echo`, ... (endpoints), `world`/`world2`, `host1`/`host2` (node addresses),
-    /// `reserved:<name>`, or an address.
+    /// their IPv6 counterparts ([`v6_peer`]), `reserved:<name>`, or an address.
     pub fn peer(&self, name: &str) -> Peer {
         let ip = |s: &str| Peer::Ip(s.parse::<IpAddr>().unwrap());
         match name {
@@ -192,8 +215,12 @@ impl Suite {
             }
             "world" => ip(WORLD),
             "world2" => ip(WORLD2),
+            "world6" => ip(WORLD6),
+            "world2-6" => ip(WORLD2_6),
             "host1" => ip("10.0.0.1"),
             "host2" => ip("10.0.0.2"),
+            "host1-6" => Peer::Ip(v6_of("10.0.0.1")),
+            "host2-6" => Peer::Ip(v6_of("10.0.0.2")),
             other => match other.strip_prefix("reserved:") {
                 Some(r) => Peer::Reserved(Identity::reserved(r).unwrap()),
                 None => ip(other),

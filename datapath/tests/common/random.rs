@@ -68,13 +68,17 @@ const SELECTORS: [&str; 8] = [
 
 const ENTITIES: [&str; 5] = ["world", "all", "cluster", "host", "remote-node"];
 
-const CIDRS: [&str; 6] = [
+const CIDRS: [&str; 10] = [
     "203.0.113.0/24",
     "203.0.113.10/32",
     "198.51.100.0/24",
     "0.0.0.0/0",
     "10.1.0.0/16",
     "203.0.113.0/28",
+    "2001:db8::/32",
+    "2001:db8::10/128",
+    "::/0",
+    "fd00::a01:0/112",
 ];
 
 /// One random rule entry's peer part (`fromX`/`toX` chosen by `dir`), possibly empty.

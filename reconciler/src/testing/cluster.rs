@@ -119,16 +119,9 @@ impl TestCluster {
     /// Adds a declared node (`spec.nodes[index]`); a node only implied by an endpoint so far
     /// takes the declaration. Two declarations of one name that differ are an error.
     fn add_node(&mut self, test: &PolicyTest, node: &TestNode) -> Result<(), String> {
-        let ip = match &node.ip {
-            Some(s) => Some(
-                s.parse::<IpAddr>()
-                    .map_err(|_| format!("\"{s}\" is not an IP address"))?,
-            ),
-            None => None,
-        };
         let declared = Node {
             name: node.name.clone(),
-            ip,
+            ips: addresses(node.ip.as_ref(), &node.ips)?,
             labels: node.labels.clone(),
         };
         let at = format!("{} (PolicyTest {})", test.origin, test.name);
@@ -178,7 +171,8 @@ impl TestCluster {
             name: endpoint.name.clone(),
             namespace: endpoint.namespace.clone(),
             labels: endpoint.labels.clone(),
-            ip: endpoint.ip.map(|ip| ip.to_string()),
+            ip: None,
+            ips: endpoint.ips.iter().map(ToString::to_string).collect(),
             node: endpoint.node.clone(),
             ports: Vec::new(),
             service_account: endpoint.service_account.clone(),
@@ -324,10 +318,7 @@ fn differences(a: &TestEndpoint, b: &TestEndpoint) -> Vec<&'static str> {
         p.sort();
         p
     };
-    let ip = |e: &TestEndpoint| {
-        e.ip.as_deref()
-            .map(|s| s.parse::<IpAddr>().map_err(|_| s.to_owned()))
-    };
+    let ip = |e: &TestEndpoint| addresses(e.ip.as_ref(), &e.ips);
     for (field, same) in [
         ("namespaces", a.namespace == b.namespace),
         ("labels", a.labels == b.labels),
@@ -343,15 +334,23 @@ fn differences(a: &TestEndpoint, b: &TestEndpoint) -> Vec<&'static str> {
     out
 }
 
+/// A declaration's addresses: `ip` first, then those of `ips` it does not repeat.
+fn addresses(ip: Option<&String>, ips: &[String]) -> Result<Vec<IpAddr>, String> {
+    let mut out = Vec::new();
+    for s in ip.into_iter().chain(ips) {
+        let addr = s
+            .parse::<IpAddr>()
+            .map_err(|_| format!("\"{s}\" is not an IP address"))?;
+        if !out.contains(&addr) {
+            out.push(addr);
+        }
+    }
+    Ok(out)
+}
+
 /// The engine endpoint for a declaration, and its declared ports.
 fn engine_endpoint(ep: &TestEndpoint) -> Result<(Endpoint, Vec<(Protocol, u16)>), String> {
-    let ip = match &ep.ip {
-        Some(s) => Some(
-            s.parse::<IpAddr>()
-                .map_err(|_| format!("\"{s}\" is not an IP address"))?,
-        ),
-        None => None,
-    };
+    let ips = addresses(ep.ip.as_ref(), &ep.ips)?;
     let mut named_ports = BTreeMap::new();
     let mut ports = Vec::new();
     for p in &ep.ports {
@@ -380,7 +379,7 @@ fn engine_endpoint(ep: &TestEndpoint) -> Result<(Endpoint, Vec<(Protocol, u16)>)
         name: ep.name.clone(),
         namespace: ep.namespace.clone(),
         labels: ep.labels.clone(),
-        ip,
+        ips,
         named_ports,
         node: ep.node.clone(),
         service_account: ep.service_account.clone(),

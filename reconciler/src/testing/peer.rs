@@ -116,7 +116,12 @@ impl PeerRef {
     pub fn label(self, cluster: &TestCluster) -> String {
         match self {
             PeerRef::Endpoint(i) => cluster.cluster.endpoints[i].full_name(),
-            PeerRef::Ip(ip) => match cluster.cluster.endpoints.iter().find(|e| e.ip == Some(ip)) {
+            PeerRef::Ip(ip) => match cluster
+                .cluster
+                .endpoints
+                .iter()
+                .find(|e| e.ips.contains(&ip))
+            {
                 Some(e) => format!("{ip} ({})", e.full_name()),
                 None => ip.to_string(),
             },
@@ -135,7 +140,7 @@ impl PeerRef {
                 .cluster
                 .endpoints
                 .iter()
-                .position(|e| e.ip == Some(ip)),
+                .position(|e| e.ips.contains(&ip)),
             _ => None,
         }
     }
@@ -240,16 +245,8 @@ fn untied(peer: Peer, side: &str) -> Option<String> {
 /// the documentation ranges when a declared endpoint uses it.
 pub fn world_address(cluster: &TestCluster) -> IpAddr {
     let used = |ip: &IpAddr| {
-        cluster
-            .cluster
-            .endpoints
-            .iter()
-            .any(|e| e.ip.as_ref() == Some(ip))
-            || cluster
-                .cluster
-                .nodes
-                .iter()
-                .any(|n| n.ip.as_ref() == Some(ip))
+        cluster.cluster.endpoints.iter().any(|e| e.ips.contains(ip))
+            || cluster.cluster.nodes.iter().any(|n| n.ips.contains(ip))
     };
     let candidates = (10..=254u8)
         .map(|h| IpAddr::from([203, 0, 113, h]))

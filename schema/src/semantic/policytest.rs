@@ -99,14 +99,32 @@ fn check_nodes(c: &mut Checker, spec: &Value) -> BTreeSet<String> {
     names
 }
 
+/// `ip` and every address of `ips` parse; `ips` holds at most one address per family (a
+/// dual-stack pod or node, as Kubernetes' `podIPs`).
 fn check_ip(c: &mut Checker, v: &Value) {
-    if let Some(ip) = v.get("ip").and_then(Value::as_str)
-        && ip.parse::<IpAddr>().is_err()
-    {
-        c.at("ip", |c| {
-            c.error(codes::POLICY_TEST, format!("\"{ip}\" is not an IP address"))
-                .hint("write an address such as 10.0.1.10");
-        });
+    if let Some(ip) = v.get("ip").and_then(Value::as_str) {
+        c.at("ip", |c| check_address(c, ip));
+    }
+    let mut families = BTreeSet::new();
+    c.each(v, "ips", |c, ip| {
+        let Some(ip) = ip.as_str() else { return };
+        check_address(c, ip);
+        if let Ok(addr) = ip.parse::<IpAddr>()
+            && !families.insert(addr.is_ipv6())
+        {
+            c.error(
+                codes::POLICY_TEST,
+                format!("\"{ip}\" is a second address of its family"),
+            )
+            .hint("ips holds one IPv4 and one IPv6 address at most, as Kubernetes' podIPs");
+        }
+    });
+}
+
+fn check_address(c: &mut Checker, ip: &str) {
+    if ip.parse::<IpAddr>().is_err() {
+        c.error(codes::POLICY_TEST, format!("\"{ip}\" is not an IP address"))
+            .hint("write an address such as 10.0.1.10 or fd00::10");
     }
 }
 

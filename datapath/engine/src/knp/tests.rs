@@ -31,7 +31,7 @@ fn cluster() -> Cluster {
         name: name.into(),
         namespace: ns.into(),
         labels: labels(&[("app", app)]),
-        ip: Some(ip.parse().unwrap()),
+        ips: vec![ip.parse().unwrap()],
         named_ports: ports
             .iter()
             .map(|(n, p)| {
@@ -56,7 +56,7 @@ fn cluster() -> Cluster {
         .into(),
         nodes: vec![Node {
             name: "n1".into(),
-            ip: Some(NODE_IP.parse().unwrap()),
+            ips: vec![NODE_IP.parse().unwrap()],
             labels: BTreeMap::new(),
         }],
         endpoints: vec![

@@ -105,13 +105,13 @@ impl MapStore for FakeDatapath {
         s.maps.endpoints.remove(name);
         Ok(())
     }
-    fn set_ipcache(&mut self, prefix: (Ipv4Addr, u8), identity: u32) -> Result<()> {
+    fn set_ipcache(&mut self, prefix: entries::Prefix, identity: u32) -> Result<()> {
         let mut s = self.state();
         s.log.push(format!("+ip {}/{}", prefix.0, prefix.1));
         s.maps.ipcache.insert(prefix, identity);
         Ok(())
     }
-    fn remove_ipcache(&mut self, prefix: (Ipv4Addr, u8)) -> Result<()> {
+    fn remove_ipcache(&mut self, prefix: entries::Prefix) -> Result<()> {
         let mut s = self.state();
         s.log.push(format!("-ip {}/{}", prefix.0, prefix.1));
         s.maps.ipcache.remove(&prefix);

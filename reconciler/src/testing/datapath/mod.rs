@@ -295,8 +295,14 @@ fn outside(suite: &Suite) -> BTreeSet<Ipv4Addr> {
         .cluster
         .endpoints
         .iter()
-        .filter_map(|e| e.ip)
-        .chain(cluster.cluster.nodes.iter().filter_map(|n| n.ip))
+        .flat_map(|e| e.ips.iter().copied())
+        .chain(
+            cluster
+                .cluster
+                .nodes
+                .iter()
+                .flat_map(|n| n.ips.iter().copied()),
+        )
         .collect();
     suite
         .tests
@@ -418,7 +424,7 @@ fn host(
             Ok(Host::World(ip))
         }
         PeerRef::Ip(IpAddr::V6(ip)) => Err(format!("{ip}: the lab is IPv4 only")),
-        PeerRef::Ip(ip) => match nodes.iter().find(|n| n.ip == Some(ip)) {
+        PeerRef::Ip(ip) => match nodes.iter().find(|n| n.ips.contains(&ip)) {
             Some(n) => node_host(&n.name, placement),
             None => Err(format!(
                 "{ip} lies inside the lab's own ranges (a pod range or the underlay, without a pod or node there)"
@@ -537,7 +543,7 @@ fn send(lab: &Lab, p: &Probe, timeout: Duration) -> Result<bool> {
     let netns = p.src.netns(lab);
     // The world host has several addresses: a probe from it leaves from the one it stands for.
     let from = match &p.src {
-        Host::World(ip) => Some(*ip),
+        Host::World(ip) => Some(std::net::IpAddr::V4(*ip)),
         Host::Pod(..) | Host::Node(..) => None,
     };
     let to = p.dst.ip();

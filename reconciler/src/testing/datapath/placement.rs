@@ -76,7 +76,7 @@ pub fn place(
     let endpoints = &cluster.cluster.endpoints;
     let mut pods: Vec<Result<(String, Ipv4Addr), String>> = endpoints
         .iter()
-        .map(|e| match e.ip {
+        .map(|e| match e.ip() {
             Some(IpAddr::V6(ip)) => Err(format!(
                 "{} has the IPv6 address {ip}; the lab is IPv4 only",
                 e.full_name()
@@ -157,7 +157,7 @@ fn plan_nodes(
         .map(|n| Planned {
             lab_name: String::new(),
             test_name: Some(n.name.clone()),
-            ip: match n.ip {
+            ip: match n.ip() {
                 Some(IpAddr::V4(ip)) => Some(ip),
                 _ => None,
             },
