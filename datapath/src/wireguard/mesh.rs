@@ -50,11 +50,12 @@ pub enum ClearRouting {
     /// ward's lab has no routing but the mesh's.
     #[default]
     LabUnderlay,
-    /// As the cluster routes them (its CNI, its cloud routes): the mesh removes the routes it
-    /// set and writes none. A real node's interfaces are not the lab's, and a route ward
-    /// cannot write there must never leave another node's pods blocked while encryption is
-    /// off (a blocked pod CIDR cuts that node's pods from the API server that would turn
-    /// encryption on).
+    /// In a cluster (kube mode): through the node's address on the underlay where that
+    /// address is reachable there directly (native routing between nodes on one link, as
+    /// Cilium's auto-direct-node-routes), else as the cluster routes them (its CNI, its cloud
+    /// routes): the mesh then only removes the routes it set. Never blocked: while encryption
+    /// is off nothing requires it, and a blocked pod CIDR cuts that node's pods off from the
+    /// API server, which is where the setting that turns encryption on comes from.
     Cluster,
 }
 
@@ -644,11 +645,14 @@ fn set_route(
                     NODE_UNDERLAY_IF.to_owned(),
                 )))?,
                 ClearRouting::Cluster => {
-                    for ours in [
-                        RouteTarget::Dev(IFNAME.to_owned()),
-                        RouteTarget::Unreachable,
-                    ] {
-                        let _ = net.delete_route(cidr, Some((&ours, 0)));
+                    let direct = RouteTarget::Via(node_ip, NODE_UNDERLAY_IF.to_owned());
+                    if net.replace_route(&main(direct)).is_err() {
+                        for ours in [
+                            RouteTarget::Dev(IFNAME.to_owned()),
+                            RouteTarget::Unreachable,
+                        ] {
+                            let _ = net.delete_route(cidr, Some((&ours, 0)));
+                        }
                     }
                 }
             }

@@ -383,42 +383,64 @@ fn turning_encryption_off_restores_clear_routes_and_withdraws_the_record() {
     assert!(c.nodes[&1].net.take_log().is_empty());
 }
 
-/// In a cluster, pods of other nodes are the cluster's to route while encryption is off:
-/// the mesh writes no route of its own (none over the lab's `eth0`, which a real node may
-/// not have) and removes those it set, leaving the cluster's own route in place.
+/// In a cluster, with encryption off, pods of other nodes are reached through the node's
+/// address on the underlay when it is reachable there (the lab's layout), else the cluster
+/// routes them: the mesh then writes no route (it once blocked the CIDR instead) and removes
+/// those it set, leaving the cluster's own in place.
 #[test]
-fn in_a_cluster_encryption_off_leaves_routing_to_the_cluster() {
-    let (sys, net, _wg) = fake::node(UNDERLAY, Ipv4Addr::new(172, 30, 0, 11));
+fn in_a_cluster_encryption_off_never_blocks_and_leaves_routing_to_the_cluster() {
     let dir = tempfile::tempdir().unwrap();
-    let registry = Box::new(Registry::new(&dir.path().join("state")));
-    let mut mesh = Mesh::new(
-        "node-1",
-        sys,
-        &dir.path().join("keys"),
-        dir.path(),
-        registry,
-    )
-    .with_clear_routing(ClearRouting::Cluster);
+    let mesh_on = |sys| {
+        let registry = Box::new(Registry::new(&dir.path().join("state")));
+        Mesh::new(
+            "node-1",
+            sys,
+            &dir.path().join("keys"),
+            dir.path(),
+            registry,
+        )
+        .with_clear_routing(ClearRouting::Cluster)
+    };
+    let t = topology(&[1, 2]);
+    let (sys, net, _wg) = fake::node(UNDERLAY, Ipv4Addr::new(172, 30, 0, 11));
+    let mut mesh = mesh_on(sys);
+    mesh.reconcile(&Wanted::Off, &t);
+    assert_eq!(mesh.error(), None);
+    let direct = RouteTarget::Via(Ipv4Addr::new(172, 30, 0, 12), NODE_UNDERLAY_IF.to_owned());
+    assert_eq!(
+        net.routes_to(pod_cidr(2)),
+        [(0, direct)],
+        "the lab's layout"
+    );
+
+    // A node whose underlay does not reach the other node's address directly.
+    let (sys, net, _wg) = fake::node(UNDERLAY, Ipv4Addr::new(172, 30, 0, 11));
     let cni = SysRoute {
         dst: pod_cidr(2),
         target: RouteTarget::Via(Ipv4Addr::new(172, 30, 0, 12), "veth-cni".into()),
         metric: 100,
     };
     net.replace_route(&cni).unwrap();
-    let t = topology(&[1, 2]);
+    let unreachable = || net.state().fail_routes = Some("Network is unreachable".into());
+    unreachable();
+    let mut mesh = mesh_on(sys);
     mesh.reconcile(&Wanted::Off, &t);
-    assert_eq!(mesh.error(), None);
+    assert_eq!(mesh.error(), None, "not an error: the cluster routes them");
     assert_eq!(net.routes_to(pod_cidr(2)), [(100, cni.target.clone())]);
 
-    // Encryption on (node-2 has no key yet: its pods are blocked) and off again: the
-    // mesh's routes go, the cluster's stays.
+    // Encryption on (node-2 has no key yet: its pods are blocked) and off again: no block
+    // stays behind.
+    net.state().fail_routes = None;
     mesh.reconcile(&on(), &t);
-    assert!(
-        net.routes_to(pod_cidr(2)).iter().any(|(m, _)| *m == 0),
-        "blocked or tunnelled while on"
-    );
+    let blocked = |net: &FakeNet| {
+        net.routes_to(pod_cidr(2))
+            .iter()
+            .any(|(_, r)| *r == RouteTarget::Unreachable)
+    };
+    assert!(blocked(&net), "blocked while on, without the peer's key");
     mesh.reconcile(&Wanted::Off, &t);
-    assert_eq!(net.routes_to(pod_cidr(2)), [(100, cni.target)]);
+    assert_eq!(mesh.error(), None);
+    assert!(!blocked(&net), "{:?}", net.routes_to(pod_cidr(2)));
 }
 
 #[test]
