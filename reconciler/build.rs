@@ -21,12 +21,19 @@ fn main() {
     }
     if watched.is_empty() {
         // Git answered nothing (missing, or failing for a moment): watch the workspace's
-        // `.git/HEAD` if there is one, so that the next commit or checkout runs this again
-        // instead of keeping `unknown` for good, and a file that does not exist otherwise.
-        let head = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.git/HEAD");
-        if head.is_file() {
-            println!("cargo:rerun-if-changed={}", head.display());
-        } else {
+        // `.git/HEAD` and its branches (a commit moves a branch, not `HEAD`) if there are
+        // any, so that the next commit or checkout runs this again instead of keeping
+        // `unknown` for good, and a file that does not exist otherwise.
+        let git_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.git");
+        let found: Vec<PathBuf> = ["HEAD", "refs/heads", "packed-refs"]
+            .iter()
+            .map(|f| git_dir.join(f))
+            .filter(|f| f.exists())
+            .collect();
+        for f in &found {
+            println!("cargo:rerun-if-changed={}", f.display());
+        }
+        if found.is_empty() {
             println!("cargo:rerun-if-changed=.git-commit-unknown");
         }
     }
