@@ -550,32 +550,29 @@ static __always_inline int enforce_flow(struct __sk_buff *skb, __u8 direction,
 }
 
 /*
- * A pod's packet: ARP and neighbour discovery pass, what cannot be parsed is dropped, IPv4
- * and IPv6 meet the policy.
+ * Whether a packet on the node's underlay interface is the host's own: from or to one of the
+ * node's addresses (identity host in the ipcache). Everything else crossing the interface is
+ * forwarded pod traffic, which the pods' own programs decide; the mesh's WireGuard UDP is not
+ * the host's either, so that a host policy never cuts the tunnels.
  */
-static __always_inline int enforce(struct __sk_buff *skb, __u8 direction)
+static __always_inline int is_host_traffic(const struct flow *f, __u8 direction)
 {
-	struct flow f = {};
-
-	if (skb->protocol == bpf_htons(ETH_P_ARP))
-		return TC_ACT_OK;
-	if (parse(skb, &f) < 0)
-		return drop_unsupported(skb, direction);
-	if (is_ndp(&f))
-		return TC_ACT_OK;
-	return enforce_flow(skb, direction, &f);
+	if (ipcache_identity(f->family, direction == WARD_DIR_EGRESS ? f->saddr : f->daddr) !=
+	    WARD_IDENTITY_HOST)
+		return 0;
+	return !(f->proto == IPPROTO_UDP &&
+		 (direction == WARD_DIR_EGRESS ? f->ct_sport : f->ct_dport) ==
+			 bpf_htons(WARD_WIREGUARD_PORT));
 }
 
 /*
- * The node's own endpoint, on its underlay interface. ARP and neighbour discovery pass.
- * Only packets from or to one of the node's addresses (identity host in the ipcache) are the
- * host's: everything else crossing
- * the interface is forwarded pod traffic, which the pods' own programs decide. The mesh's
- * WireGuard UDP passes first. Otherwise the host endpoint is enforced like a pod: replies
- * through conntrack, then its policy, and an interface without an endpoint entry drops the
- * host's traffic (fail closed).
+ * An endpoint's packet: ARP and neighbour discovery pass, what cannot be parsed is dropped,
+ * IPv4 and IPv6 meet the policy. On the node's underlay interface (`host`, a constant of each
+ * program) only the host's own traffic does; it is then enforced like a pod's: replies
+ * through conntrack, then the host endpoint's policy, and an interface without an endpoint
+ * entry drops the host's traffic (fail closed).
  */
-static __always_inline int enforce_host(struct __sk_buff *skb, __u8 direction)
+static __always_inline int enforce(struct __sk_buff *skb, __u8 direction, int host)
 {
 	struct flow f = {};
 
@@ -585,12 +582,7 @@ static __always_inline int enforce_host(struct __sk_buff *skb, __u8 direction)
 		return drop_unsupported(skb, direction);
 	if (is_ndp(&f))
 		return TC_ACT_OK;
-	if (ipcache_identity(f.family, direction == WARD_DIR_EGRESS ? f.saddr : f.daddr) !=
-	    WARD_IDENTITY_HOST)
-		return TC_ACT_OK;
-	if (f.proto == IPPROTO_UDP &&
-	    (direction == WARD_DIR_EGRESS ? f.ct_sport : f.ct_dport) ==
-		    bpf_htons(WARD_WIREGUARD_PORT))
+	if (host && !is_host_traffic(&f, direction))
 		return TC_ACT_OK;
 	return enforce_flow(skb, direction, &f);
 }
@@ -598,23 +590,23 @@ static __always_inline int enforce_host(struct __sk_buff *skb, __u8 direction)
 SEC("classifier/to_host")
 int to_host(struct __sk_buff *skb)
 {
-	return enforce_host(skb, WARD_DIR_INGRESS);
+	return enforce(skb, WARD_DIR_INGRESS, 1);
 }
 
 SEC("classifier/from_host")
 int from_host(struct __sk_buff *skb)
 {
-	return enforce_host(skb, WARD_DIR_EGRESS);
+	return enforce(skb, WARD_DIR_EGRESS, 1);
 }
 
 SEC("classifier/from_pod")
 int from_pod(struct __sk_buff *skb)
 {
-	return enforce(skb, WARD_DIR_EGRESS);
+	return enforce(skb, WARD_DIR_EGRESS, 0);
 }
 
 SEC("classifier/to_pod")
 int to_pod(struct __sk_buff *skb)
 {
-	return enforce(skb, WARD_DIR_INGRESS);
+	return enforce(skb, WARD_DIR_INGRESS, 0);
 }
