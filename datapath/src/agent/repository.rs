@@ -40,22 +40,18 @@ struct Kept {
 }
 
 impl Kept {
-    fn build(
-        version: ClusterVersion,
-        topology: &Topology,
-        resources: &ResourceSet,
-    ) -> Result<Kept> {
-        let repo = PolicyRepository::from_resources(Cluster::from_topology(topology), resources)
+    fn build(version: ClusterVersion, topology: &Topology, resources: ResourceSet) -> Result<Kept> {
+        let repo = PolicyRepository::from_resources(Cluster::from_topology(topology), &resources)
             .map_err(|e| anyhow!("{e}"))?;
         Ok(Kept {
             version,
-            resources: resources.clone(),
+            resources,
             repo,
         })
     }
 
     /// Brings the repository to `resources` by the policies that differ; how many those were.
-    fn update(&mut self, resources: &ResourceSet) -> usize {
+    fn update(&mut self, resources: ResourceSet) -> usize {
         let mut changed = 0;
         for key in self.resources.keys() {
             if resources.get(key).is_none() {
@@ -69,7 +65,7 @@ impl Kept {
                 changed += 1;
             }
         }
-        self.resources = resources.clone();
+        self.resources = resources;
         changed
     }
 }
@@ -81,12 +77,13 @@ pub struct KeptRepository(Option<Kept>);
 impl KeptRepository {
     /// The repository for the cluster `topology` gives (at `version`) and `resources`: the
     /// kept one updated in place when `rebuild` allows it and only policies changed, else a
-    /// new one. On an error nothing is kept (the next sync builds from scratch).
+    /// new one; it keeps `resources` to compare the next sync's with. On an error nothing is
+    /// kept (the next sync builds from scratch).
     pub fn update(
         &mut self,
         version: &ClusterVersion,
         topology: impl FnOnce() -> Topology,
-        resources: &ResourceSet,
+        resources: ResourceSet,
         rebuild: Rebuild,
     ) -> Result<&PolicyRepository> {
         let reusable = |k: &Kept| {
@@ -112,24 +109,12 @@ mod tests {
 
     use super::*;
     use crate::agent::entries;
-    use crate::agent::run::tests::TOPOLOGY;
-    use ward_schema::{Limits, assemble, load_file};
+    use crate::agent::run::tests::{TOPOLOGY, valid_resources};
 
     fn policy(name: &str, from: &str, to: &str, port: u16) -> String {
         format!(
             "apiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {{name: {name}, namespace: shop}}\nspec:\n  endpointSelector: {{matchLabels: {{app: {to}}}}}\n  ingress:\n    - fromEndpoints: [{{matchLabels: {{app: {from}}}}}]\n      toPorts: [{{ports: [{{port: \"{port}\", protocol: TCP}}]}}]\n"
         )
-    }
-
-    fn set(docs: &[String]) -> ResourceSet {
-        let files = docs
-            .iter()
-            .enumerate()
-            .map(|(i, d)| load_file(&format!("{i}.yaml"), d.as_bytes(), &Limits::default()))
-            .collect();
-        let v = assemble(files);
-        assert!(v.is_valid(), "{:?}", v.diagnostics);
-        v.resources
     }
 
     /// Every step's entries, for both nodes, from the kept repository and from a new one.
@@ -152,16 +137,27 @@ mod tests {
         let mut kept = KeptRepository::default();
         let mut previous = None;
         for (i, docs) in steps.iter().enumerate() {
-            let resources = set(docs);
+            let docs: Vec<&str> = docs.iter().map(String::as_str).collect();
+            let resources = valid_resources(&docs);
             let mut fresh = KeptRepository::default();
             for node in ["node-1", "node-2"] {
                 let same = ClusterVersion::default();
                 let inc = kept
-                    .update(&same, || topology.clone(), &resources, Rebuild::IfNeeded)
+                    .update(
+                        &same,
+                        || topology.clone(),
+                        resources.clone(),
+                        Rebuild::IfNeeded,
+                    )
                     .map(|r| entries::compute(r, node).unwrap())
                     .unwrap();
                 let full = fresh
-                    .update(&same, || topology.clone(), &resources, Rebuild::Always)
+                    .update(
+                        &same,
+                        || topology.clone(),
+                        resources.clone(),
+                        Rebuild::Always,
+                    )
                     .map(|r| entries::compute(r, node).unwrap())
                     .unwrap();
                 assert_eq!(inc, full, "step {i}, {node}");

@@ -399,11 +399,15 @@ impl Agent {
             changes: self.topology_changes,
             attached: self.ifindex.clone(),
         };
+        let mesh_wanted = match config_problem {
+            Some(p) => Wanted::Invalid(p),
+            None => wireguard::config::from_resources(&resources),
+        };
         let read = started.elapsed();
         let topology = || effective_topology(&self.topology, &self.cfg.node, &self.ifindex);
         let repo = self
             .repository
-            .update(&version, topology, &resources, rebuild)?;
+            .update(&version, topology, resources, rebuild)?;
         let engine = started.elapsed();
         let mut wanted = entries::compute(repo, &self.cfg.node).map_err(|e| anyhow!(e))?;
         let computed = started.elapsed();
@@ -417,10 +421,7 @@ impl Agent {
         let written = started.elapsed();
         self.current = wanted;
         self.revision = revision;
-        self.wanted = match config_problem {
-            Some(p) => Wanted::Invalid(p),
-            None => wireguard::config::from_resources(&resources),
-        };
+        self.wanted = mesh_wanted;
         self.mesh.reconcile(&self.wanted, &self.topology);
         self.write_status()?;
         self.write_mesh_status();

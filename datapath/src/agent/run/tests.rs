@@ -40,6 +40,18 @@ spec:
       toPorts: [{ports: [{port: \"80\", protocol: TCP}]}]
 ";
 
+/// The resources of `docs` (YAML documents, one file each), which must be valid.
+pub(crate) fn valid_resources(docs: &[&str]) -> ward_schema::ResourceSet {
+    let files = docs
+        .iter()
+        .enumerate()
+        .map(|(i, d)| load_file(&format!("{i}.yaml"), d.as_bytes(), &Limits::default()))
+        .collect();
+    let v = assemble(files);
+    assert!(v.is_valid(), "{:?}", v.diagnostics);
+    v.resources
+}
+
 /// What the fake maps hold and what was done to them.
 #[derive(Debug, Default)]
 struct DpState {
@@ -202,16 +214,10 @@ impl Harness {
     /// Writes the objects of `docs` (YAML documents) as the local target holds them,
     /// replacing what was there.
     fn write_desired(&self, docs: &[&str]) {
-        let files = docs
-            .iter()
-            .enumerate()
-            .map(|(i, d)| load_file(&format!("{i}.yaml"), d.as_bytes(), &Limits::default()))
-            .collect();
-        let v = assemble(files);
-        assert!(v.is_valid(), "{:?}", v.diagnostics);
+        let resources = valid_resources(docs);
         let root = self.state_dir().join("objects");
         let _ = std::fs::remove_dir_all(&root);
-        for r in v.resources.iter().filter(|r| r.key.kind.is_applied()) {
+        for r in resources.iter().filter(|r| r.key.kind.is_applied()) {
             let ns = r.key.namespace.as_deref().unwrap_or("_cluster");
             let dir = root.join(r.key.kind.as_str()).join(ns);
             std::fs::create_dir_all(&dir).unwrap();
