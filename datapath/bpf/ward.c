@@ -103,6 +103,14 @@ struct {
 } ward_ct SEC(".maps");
 
 struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct node_config);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ward_config SEC(".maps");
+
+struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, WARD_EVENTS_BYTES);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
@@ -154,7 +162,11 @@ struct flow {
 	__u16 pol_dport;  /* policy port (ICMP/ICMPv6: the type), network order */
 	__u8 proto;
 	__u8 family;      /* WARD_FAMILY_* */
+	__u8 tcp_flags;   /* TCP: the header's flags byte (FIN 0x01, RST 0x04) */
 };
+
+#define TCP_FLAG_FIN 0x01
+#define TCP_FLAG_RST 0x04
 
 /* The identity of `addr` (a flow's address of `family`) by longest prefix; world if none. */
 static __always_inline __u32 ipcache_identity(__u8 family, const __u32 *addr)
@@ -250,10 +262,34 @@ static __always_inline __u64 ct_lifetime(__u8 proto)
 	return proto == IPPROTO_TCP ? WARD_CT_TCP_LIFETIME_NS : WARD_CT_ANY_LIFETIME_NS;
 }
 
+static __always_inline int ct_closing(__u32 flags)
+{
+	return (flags & WARD_CT_F_RST) ||
+	       ((flags & WARD_CT_F_FIN_FWD) && (flags & WARD_CT_F_FIN_REPLY));
+}
+
 static __always_inline int ct_live(const struct ct_value *v, __u64 now, __u8 proto)
 {
+	__u64 lifetime = ct_closing(v->flags) ? WARD_CT_CLOSE_LIFETIME_NS : ct_lifetime(proto);
+
 	/* last_seen may be a hair in the future (another CPU wrote it after we read now). */
-	return now < v->last_seen_ns || now - v->last_seen_ns <= ct_lifetime(proto);
+	return now < v->last_seen_ns || now - v->last_seen_ns <= lifetime;
+}
+
+/* Notes a TCP FIN or RST of a tracked connection (`reply`: from the tuple's destination). */
+static __always_inline void ct_note_close(struct ct_value *v, const struct flow *f, int reply)
+{
+	__u32 add = 0;
+
+	if (f->proto != IPPROTO_TCP)
+		return;
+	if (f->tcp_flags & TCP_FLAG_RST)
+		add |= WARD_CT_F_RST;
+	if (f->tcp_flags & TCP_FLAG_FIN)
+		add |= reply ? WARD_CT_F_FIN_REPLY : WARD_CT_F_FIN_FWD;
+	/* Not atomic (32-bit atomics need a newer BPF ISA): a lost race keeps the long lifetime. */
+	if (add && (v->flags & add) != add)
+		v->flags |= add;
 }
 
 /*
@@ -271,6 +307,9 @@ static __always_inline int parse_l4(struct __sk_buff *skb, __u32 l4_off, struct 
 		f->ct_dport = ports.dport;
 		f->ev_sport = ports.sport;
 		f->pol_dport = ports.dport;
+		if (f->proto == IPPROTO_TCP &&
+		    bpf_skb_load_bytes(skb, l4_off + 13, &f->tcp_flags, 1) < 0)
+			return -1;
 	} else if (f->proto == IPPROTO_ICMP || f->proto == IPPROTO_ICMPV6) {
 		struct icmp_head icmp;
 		int echo;
@@ -382,7 +421,7 @@ static __always_inline int is_ndp(const struct flow *f)
  * either wins, then an allow of either; nothing is the default deny.
  */
 static __always_inline __u8 decide(__u32 ep_id, __u8 direction, __u32 identity,
-				   const struct flow *f, __u32 *rule_id)
+				   const struct flow *f, __u32 *rule_id, __u8 *flags)
 {
 	struct policy_key pk = {
 		.prefixlen = 96,
@@ -393,13 +432,14 @@ static __always_inline __u8 decide(__u32 ep_id, __u8 direction, __u32 identity,
 		.dport = f->pol_dport,
 	};
 	struct policy_value *a = policy_lookup(&pk);
-	__u8 a_deny = 0, b_deny = 0, have_a = 0, have_b = 0;
+	__u8 a_deny = 0, b_deny = 0, have_a = 0, have_b = 0, a_flags = 0, b_flags = 0;
 	__u32 a_rule = 0, b_rule = 0;
 
 	if (a) {
 		have_a = 1;
 		a_deny = a->deny;
 		a_rule = a->rule_id;
+		a_flags = a->flags;
 	}
 	pk.identity = 0;
 	{
@@ -409,8 +449,12 @@ static __always_inline __u8 decide(__u32 ep_id, __u8 direction, __u32 identity,
 			have_b = 1;
 			b_deny = b->deny;
 			b_rule = b->rule_id;
+			b_flags = b->flags;
 		}
 	}
+
+	/* An allow's flags are those of every allowing entry (a DNS rule on either redirects). */
+	*flags = (have_a ? a_flags : 0) | (have_b ? b_flags : 0);
 
 	if (have_a && a_deny) {
 		*rule_id = a_rule;
@@ -440,6 +484,61 @@ static __always_inline int drop_unsupported(struct __sk_buff *skb, __u8 directio
 
 	count(ep ? ep->ep_id : 0, direction, WARD_VERDICT_UNSUPPORTED, skb->len);
 	return TC_ACT_SHOT;
+}
+
+/*
+ * Hands an allowed UDP packet to the agent's DNS proxy: its socket (found by the port in
+ * ward_config, and accepted only with the cookie recorded there, so that no other socket
+ * that took the port after the proxy died gets the queries) becomes the packet's socket,
+ * and the mark routes the packet to the node itself, which delivers it to that socket with
+ * its original addresses (the proxy reads the destination as IP_ORIGDSTADDR). Without the
+ * proxy the packet is dropped: `rules.dns` cannot be enforced, so nothing passes (fail
+ * closed, as Cilium drops when its proxy is missing).
+ */
+static __always_inline int to_dns_proxy(struct __sk_buff *skb, const struct flow *f)
+{
+	__u32 zero = 0;
+	struct node_config *cfg = bpf_map_lookup_elem(&ward_config, &zero);
+	struct bpf_sock_tuple t = {};
+	struct bpf_sock *sk;
+	__u32 tlen;
+	long err;
+
+	if (!cfg || !cfg->dns_proxy_cookie || !cfg->dns_proxy_port)
+		return TC_ACT_SHOT;
+	if (f->family == WARD_FAMILY_IPV4) {
+		t.ipv4.saddr = f->saddr[0];
+		t.ipv4.daddr = f->daddr[0];
+		t.ipv4.sport = f->ct_sport;
+		t.ipv4.dport = bpf_htons(cfg->dns_proxy_port);
+		tlen = sizeof(t.ipv4);
+	} else {
+		__builtin_memcpy(t.ipv6.saddr, f->saddr, 16);
+		__builtin_memcpy(t.ipv6.daddr, f->daddr, 16);
+		t.ipv6.sport = f->ct_sport;
+		t.ipv6.dport = bpf_htons(cfg->dns_proxy_port);
+		tlen = sizeof(t.ipv6);
+	}
+	sk = bpf_sk_lookup_udp(skb, &t, tlen, BPF_F_CURRENT_NETNS, 0);
+	if (!sk)
+		return TC_ACT_SHOT;
+	err = bpf_sk_assign(skb, sk, 0);
+	bpf_sk_release(sk);
+	if (err || bpf_get_socket_cookie(skb) != cfg->dns_proxy_cookie)
+		return TC_ACT_SHOT;
+	skb->mark = (skb->mark & ~WARD_MARK_MASK) | WARD_MARK_TO_PROXY;
+	return TC_ACT_OK;
+}
+
+/* An allowed packet: to the DNS proxy when a pod's egress allow has DNS rules, else on. */
+static __always_inline int to_dns_proxy_if(struct __sk_buff *skb, const struct flow *f,
+					   __u8 direction, const struct endpoint_info *ep,
+					   __u8 flags)
+{
+	if (direction == WARD_DIR_EGRESS && f->proto == IPPROTO_UDP &&
+	    (flags & WARD_POLICY_F_DNS) && !(ep->flags & WARD_EP_F_HOST))
+		return to_dns_proxy(skb, f);
+	return TC_ACT_OK;
 }
 
 /* The verdict on a parsed packet of the interface's endpoint. */
@@ -475,6 +574,7 @@ static __always_inline int enforce_flow(struct __sk_buff *skb, __u8 direction,
 
 		if (rv && ct_live(rv, now, f.proto)) {
 			rv->last_seen_ns = now;
+			ct_note_close(rv, &f, 1);
 			__sync_fetch_and_add(&rv->packets, 1);
 			__sync_fetch_and_add(&rv->bytes, len);
 			count(ep->ep_id, direction, WARD_VERDICT_ALLOWED, len);
@@ -483,7 +583,8 @@ static __always_inline int enforce_flow(struct __sk_buff *skb, __u8 direction,
 	}
 
 	__u32 rule_id;
-	__u8 verdict = decide(ep->ep_id, direction, remote_identity, &f, &rule_id);
+	__u8 flags;
+	__u8 verdict = decide(ep->ep_id, direction, remote_identity, &f, &rule_id, &flags);
 
 	/*
 	 * Between a pod and its own node the packet never crosses the underlay interface, so the
@@ -499,7 +600,9 @@ static __always_inline int enforce_flow(struct __sk_buff *skb, __u8 direction,
 		if (host) {
 			__u8 host_dir = direction == WARD_DIR_EGRESS ? WARD_DIR_INGRESS : WARD_DIR_EGRESS;
 			__u32 host_rule;
-			__u8 host_verdict = decide(host->ep_id, host_dir, ep->identity, &f, &host_rule);
+			__u8 host_flags;
+			__u8 host_verdict = decide(host->ep_id, host_dir, ep->identity, &f, &host_rule,
+						   &host_flags);
 
 			if (host_verdict != WARD_VERDICT_ALLOWED) {
 				count(host->ep_id, host_dir, host_verdict, len);
@@ -528,10 +631,11 @@ static __always_inline int enforce_flow(struct __sk_buff *skb, __u8 direction,
 
 		if (fv && ct_live(fv, now, f.proto)) {
 			fv->last_seen_ns = now;
+			ct_note_close(fv, &f, 0);
 			__sync_fetch_and_add(&fv->packets, 1);
 			__sync_fetch_and_add(&fv->bytes, len);
 			if (fv->flags & seen)
-				return TC_ACT_OK;
+				return to_dns_proxy_if(skb, &f, direction, ep, flags);
 			/* The other end's direction created it (both pods on this node). */
 			fv->flags |= seen; /* a lost race only repeats one event */
 		} else {
@@ -546,7 +650,7 @@ static __always_inline int enforce_flow(struct __sk_buff *skb, __u8 direction,
 		}
 	}
 	emit(ep, ep->identity, remote_identity, &f, direction, WARD_VERDICT_ALLOWED, rule_id);
-	return TC_ACT_OK;
+	return to_dns_proxy_if(skb, &f, direction, ep, flags);
 }
 
 /*

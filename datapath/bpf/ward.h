@@ -53,9 +53,33 @@
 /* ct_value.flags: the directions whose policy allowed this tuple (one allowed event each). */
 #define WARD_CT_F_INGRESS_SEEN (1U << 0)
 #define WARD_CT_F_EGRESS_SEEN (1U << 1)
+/* ct_value.flags: a TCP FIN seen in the tuple's direction, in the reply direction, a RST.
+ * After a RST, or a FIN each way, the entry lives WARD_CT_CLOSE_LIFETIME_NS since the last
+ * packet (Cilium's CT_CLOSE_TIMEOUT), so that the agent sees closed connections end (the
+ * DNS proxy's expired addresses stay while a live connection uses them). */
+#define WARD_CT_F_FIN_FWD (1U << 2)
+#define WARD_CT_F_FIN_REPLY (1U << 3)
+#define WARD_CT_F_RST (1U << 4)
+#define WARD_CT_CLOSE_LIFETIME_NS (10ULL * 1000000000ULL)
 
 /* policy_value.flags */
 #define WARD_POLICY_F_L7 (1U << 0)
+/* The allow carries `rules.dns`: the endpoint's UDP packets it allows go to the agent's DNS
+ * proxy (egress only), which answers a query the rules refuse with REFUSED. */
+#define WARD_POLICY_F_DNS (1U << 1)
+
+/* skb->mark of a packet handed to the DNS proxy's socket: the node routes it to itself
+ * (`ip rule fwmark WARD_MARK_TO_PROXY/WARD_MARK_MASK lookup WARD_PROXY_TABLE`, whose table
+ * delivers everything locally), as Cilium does with its own mark for its proxies. */
+#define WARD_MARK_TO_PROXY 0x0a00
+#define WARD_MARK_MASK 0x0f00
+
+/* ward_config value (one entry, key 0): what the agent tells the programs. */
+struct node_config {
+	__u64 dns_proxy_cookie; /* SO_COOKIE of the proxy's UDP socket; 0: no proxy */
+	__u16 dns_proxy_port;   /* the port it is bound to, host order */
+	__u16 pad[3];
+};
 
 /* endpoint_info.flags: the node's host endpoint, attached to its underlay interface. */
 #define WARD_EP_F_HOST (1U << 0)

@@ -402,6 +402,7 @@ fn in_process_agents(lab: &AgentLab) -> Vec<ward_datapath::agent::run::Agent> {
                 },
                 run_dir,
                 key_dir: None,
+                dns_ttl: Default::default(),
             })
             .unwrap()
         })

@@ -10,8 +10,8 @@
 
 use ward_schema::model::FqdnSelector;
 
-/// Whether `sel` matches the DNS name `name`.
-pub(crate) fn matches(sel: &FqdnSelector, name: &str) -> bool {
+/// Whether the `toFQDNs` selector `sel` matches the DNS name `name`.
+pub fn matches(sel: &FqdnSelector, name: &str) -> bool {
     let name = normalize(name);
     if let Some(n) = &sel.match_name {
         return normalize(n) == name;

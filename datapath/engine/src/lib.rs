@@ -67,6 +67,7 @@ mod world;
 
 pub use cluster::{Cluster, ClusterError, DnsAnswer, Endpoint, NamedPort, Node};
 pub use config::{Enforcement, EngineConfig};
+pub use fqdn::matches as fqdn_matches;
 pub use groups::{CidrGroup, CidrGroups};
 pub use identity::{Identity, IdentityAllocator};
 pub use l7::{HttpRequest, L7Decision, L7Request, L7Verdict};

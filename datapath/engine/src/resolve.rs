@@ -419,6 +419,22 @@ pub struct ExportedEntry<'a> {
     pub peers: Vec<ExportedPeer<'a>>,
     /// The ports (named ports resolve against the destination endpoint).
     pub l4: &'a [L4],
+    /// The entry's `toPorts` items with their L7 rules (empty without L7 rules).
+    l7_ports: &'a [crate::l7::PortL7],
+}
+
+impl ExportedEntry<'_> {
+    /// Whether the allow carries `rules.dns` for the ports `l4` (one of [`Self::l4`]): Cilium
+    /// sends such traffic through its DNS proxy, which enforces the rules on each query.
+    pub fn dns_rules_on(&self, l4: &L4) -> bool {
+        !self.deny
+            && self.l7_ports.iter().any(|p| {
+                p.rules
+                    .as_ref()
+                    .is_some_and(|r| r.dns.as_ref().is_some_and(|d| !d.is_empty()))
+                    && (p.l4.is_empty() || p.l4.contains(l4))
+            })
+    }
 }
 
 /// The resolved policy of every endpoint with one security identity (and, for hosts, one
@@ -500,6 +516,7 @@ impl EndpointPolicy {
                 deny: e.deny,
                 l7: e.l7 && !e.deny,
                 l4: &e.l4,
+                l7_ports: &e.l7_ports,
                 peers: e
                     .peers
                     .iter()

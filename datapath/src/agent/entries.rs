@@ -61,6 +61,8 @@ pub struct PolicyValue {
     pub deny: bool,
     /// An allow whose L7 rules are enforced here only at layer 4.
     pub l7: bool,
+    /// An allow with `rules.dns`: the UDP packets it allows from a pod go to the DNS proxy.
+    pub dns: bool,
     /// The deciding rule ([`rule_id`]; 0 for the agent's own entries).
     pub rule: u32,
 }
@@ -191,6 +193,7 @@ pub fn compute(repo: &PolicyRepository, node: &str) -> Result<NodeEntries, Strin
     let allow_all = PolicyValue {
         deny: false,
         l7: false,
+        dns: false,
         rule: 0,
     };
     for local in &locals {
@@ -333,10 +336,16 @@ fn entry_keys(
     let value = PolicyValue {
         deny: x.deny,
         l7: x.l7,
+        dns: false,
         rule,
     };
     let identities = peer_identities(&x.peers, cidrs);
     for l4 in x.l4 {
+        // Only a pod's egress goes through the DNS proxy (Cilium's DNS rules are egress rules).
+        let value = PolicyValue {
+            dns: dir == Direction::Egress && x.dns_rules_on(l4),
+            ..value
+        };
         match l4 {
             L4::All => out.extend(
                 identities
@@ -493,12 +502,22 @@ fn fold(raw: Vec<(PolicyKey, PolicyValue)>, out: &mut BTreeMap<PolicyKey, Policy
                 Some((_, rule)) => PolicyValue {
                     deny: true,
                     l7: false,
+                    dns: false,
                     rule: *rule,
                 },
                 None => v,
             }
         };
         match local.get(&k) {
+            // Two allows of one key: the traffic goes to the DNS proxy when either says so.
+            Some(old) if !old.deny && !v.deny => {
+                let merged = PolicyValue {
+                    l7: old.l7 || v.l7,
+                    dns: old.dns || v.dns,
+                    ..*old
+                };
+                local.insert(k, merged);
+            }
             Some(old) if old.deny || !v.deny => {}
             _ => {
                 local.insert(k, v);
@@ -609,6 +628,7 @@ mod tests {
                 PolicyValue {
                     deny: false,
                     l7: false,
+                    dns: false,
                     rule: 7,
                 },
             ),
@@ -617,6 +637,7 @@ mod tests {
                 PolicyValue {
                     deny: true,
                     l7: false,
+                    dns: false,
                     rule: 9,
                 },
             ),
@@ -625,6 +646,7 @@ mod tests {
                 PolicyValue {
                     deny: true,
                     l7: false,
+                    dns: false,
                     rule: 10,
                 },
             ),

@@ -12,6 +12,7 @@
 //! - [`observe`]: the verdict events, named and filtered (`ward observe`).
 
 pub mod desired;
+pub mod dns;
 pub mod entries;
 pub mod kube;
 pub mod observe;

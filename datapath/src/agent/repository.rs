@@ -10,7 +10,6 @@ use anyhow::{Result, anyhow};
 use std::collections::BTreeMap;
 use ward_engine::{Cluster, PolicyRepository};
 use ward_schema::ResourceSet;
-use ward_schema::topology::Topology;
 
 /// Whether a sync may update the kept repository in place.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,6 +29,8 @@ pub struct ClusterVersion {
     pub changes: u64,
     /// The local pods attached, with their interface index.
     pub attached: BTreeMap<String, u32>,
+    /// The generation of the DNS proxy's answers (`toFQDNs` resolves against them).
+    pub dns: u64,
 }
 
 /// The repository of the last sync and what it was built from.
@@ -40,9 +41,9 @@ struct Kept {
 }
 
 impl Kept {
-    fn build(version: ClusterVersion, topology: &Topology, resources: ResourceSet) -> Result<Kept> {
-        let repo = PolicyRepository::from_resources(Cluster::from_topology(topology), &resources)
-            .map_err(|e| anyhow!("{e}"))?;
+    fn build(version: ClusterVersion, cluster: Cluster, resources: ResourceSet) -> Result<Kept> {
+        let repo =
+            PolicyRepository::from_resources(cluster, &resources).map_err(|e| anyhow!("{e}"))?;
         Ok(Kept {
             version,
             resources,
@@ -75,14 +76,19 @@ impl Kept {
 pub struct KeptRepository(Option<Kept>);
 
 impl KeptRepository {
-    /// The repository for the cluster `topology` gives (at `version`) and `resources`: the
+    /// The repository of the last sync, if it succeeded.
+    pub fn current(&self) -> Option<&PolicyRepository> {
+        self.0.as_ref().map(|k| &k.repo)
+    }
+
+    /// The repository for the cluster `cluster` gives (at `version`) and `resources`: the
     /// kept one updated in place when `rebuild` allows it and only policies changed, else a
     /// new one; it keeps `resources` to compare the next sync's with. On an error nothing is
     /// kept (the next sync builds from scratch).
     pub fn update(
         &mut self,
         version: &ClusterVersion,
-        topology: impl FnOnce() -> Topology,
+        cluster: impl FnOnce() -> Cluster,
         resources: ResourceSet,
         rebuild: Rebuild,
     ) -> Result<&PolicyRepository> {
@@ -97,7 +103,7 @@ impl KeptRepository {
                 tracing::debug!(changed, "policies updated in place");
                 k
             }
-            _ => Kept::build(version.clone(), &topology(), resources)?,
+            _ => Kept::build(version.clone(), cluster(), resources)?,
         };
         Ok(&self.0.insert(kept).repo)
     }
@@ -110,6 +116,7 @@ mod tests {
     use super::*;
     use crate::agent::entries;
     use crate::agent::run::tests::{TOPOLOGY, valid_resources};
+    use ward_schema::topology::Topology;
 
     fn policy(name: &str, from: &str, to: &str, port: u16) -> String {
         format!(
@@ -145,7 +152,7 @@ mod tests {
                 let inc = kept
                     .update(
                         &same,
-                        || topology.clone(),
+                        || Cluster::from_topology(&topology),
                         resources.clone(),
                         Rebuild::IfNeeded,
                     )
@@ -154,7 +161,7 @@ mod tests {
                 let full = fresh
                     .update(
                         &same,
-                        || topology.clone(),
+                        || Cluster::from_topology(&topology),
                         resources.clone(),
                         Rebuild::Always,
                     )

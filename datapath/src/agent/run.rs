@@ -18,6 +18,9 @@
 //! endpoint with no entries drops everything).
 
 use super::desired;
+use super::dns::DnsState;
+use super::dns::cache::TtlBounds;
+use super::dns::proxy::DnsProxy;
 use super::entries::{self, EndpointEntry, NodeEntries, PolicyKey, PolicyValue};
 use super::kube::{KubeOptions, KubeSource, Watched as KubeWatched};
 use super::repository::{ClusterVersion, KeptRepository, Rebuild};
@@ -34,7 +37,7 @@ use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc;
+use std::sync::{Arc, PoisonError, RwLock, mpsc};
 use std::time::{Duration, Instant};
 use ward_engine::Direction;
 use ward_schema::topology::Topology;
@@ -50,6 +53,8 @@ pub struct AgentConfig {
     pub run_dir: PathBuf,
     /// Where the node's WireGuard private key is kept (default: the run directory).
     pub key_dir: Option<PathBuf>,
+    /// How long the DNS proxy's answers are kept for `toFQDNs` rules.
+    pub dns_ttl: TtlBounds,
 }
 
 /// Where the agent learns the cluster and the desired state.
@@ -71,6 +76,11 @@ pub enum Source {
         netns: Option<PathBuf>,
     },
 }
+
+/// The routing table that delivers the packets handed to the DNS proxy locally.
+pub const PROXY_TABLE: u32 = 2005;
+/// The priority of the rule that sends them there (Cilium's proxy rules use 9 and 10).
+pub const PROXY_RULE_PRIORITY: u32 = 11;
 
 /// How often the agent's loop wakes up without events (rotation timers, WireGuard status).
 pub const TICK: Duration = Duration::from_millis(100);
@@ -135,8 +145,12 @@ pub struct Agent {
     ifindex: BTreeMap<String, u32>,
     /// What the maps hold now.
     current: NodeEntries,
-    /// The engine's repository of the last sync.
-    repository: KeptRepository,
+    /// The engine's repository of the last sync (the DNS proxy reads it too).
+    repository: Arc<RwLock<KeptRepository>>,
+    /// What the agent shares with its DNS proxy.
+    dns: Arc<DnsState>,
+    /// The DNS proxy (the kernel's datapath only).
+    dns_proxy: Option<DnsProxy>,
     /// How many times `topology` changed (the repository's [`ClusterVersion`]).
     topology_changes: u64,
     revision: Option<String>,
@@ -156,6 +170,8 @@ struct Change {
     topology: bool,
     /// WireGuard records.
     mesh: bool,
+    /// Addresses the DNS proxy learned or forgot.
+    dns: bool,
 }
 
 impl Change {
@@ -164,6 +180,7 @@ impl Change {
             desired: self.desired || o.desired,
             topology: self.topology || o.topology,
             mesh: self.mesh || o.mesh,
+            dns: self.dns || o.dns,
         }
     }
 
@@ -228,6 +245,60 @@ impl Agent {
             let datapath: Box<dyn Datapath + Send> = Box::new(NodeDatapath::open(node)?);
             Ok((datapath, NodeSys::kernel(netns, &run_dir)))
         })
+        .map(Agent::with_dns_proxy)
+    }
+
+    /// Starts the DNS proxy in the node's namespace and tells the programs its socket; the
+    /// node then routes the packets handed to it to itself. Without it (an error is logged),
+    /// the traffic of egress rules with `rules.dns` is dropped: fail closed.
+    fn with_dns_proxy(mut self) -> Agent {
+        let started = DnsProxy::start(&self.netns, self.dns.clone()).and_then(|proxy| {
+            self.sys
+                .net
+                .ensure_local_delivery(&crate::sys::LocalDelivery {
+                    mark: bpf::maps::MARK_TO_PROXY,
+                    mask: bpf::maps::MARK_MASK,
+                    table: PROXY_TABLE,
+                    priority: PROXY_RULE_PRIORITY,
+                })?;
+            self.datapath
+                .set_config(bpf::maps::NodeConfig::with_dns_proxy(
+                    proxy.port(),
+                    proxy.cookie(),
+                ))?;
+            Ok(proxy)
+        });
+        match started {
+            Ok(proxy) => self.dns_proxy = Some(proxy),
+            Err(e) => {
+                tracing::error!(node = %self.cfg.node, "no DNS proxy: queries under rules.dns are dropped: {e:#}")
+            }
+        }
+        self
+    }
+
+    /// Forgets the DNS answers whose time ran out, except the addresses a live connection
+    /// still uses (Cilium keeps those as "zombies" until the connection ends); whether any
+    /// went (the maps then need a sync).
+    fn expire_dns_answers(&self) -> bool {
+        let now = Instant::now();
+        if !self.dns.expiry_due(now) {
+            return false;
+        }
+        let live = match self.datapath.live_destinations() {
+            Ok(l) => l,
+            Err(e) => {
+                // Without conntrack's view, keep everything (never cut a connection).
+                tracing::warn!(node = %self.cfg.node, "cannot read conntrack: DNS answers kept: {e:#}");
+                return false;
+            }
+        };
+        self.dns.expire(now, |ip| live.contains(&ip))
+    }
+
+    /// The DNS proxy's counters, when it runs.
+    pub fn dns_proxy(&self) -> Option<&DnsProxy> {
+        self.dns_proxy.as_ref()
     }
 
     /// [`Agent::start`] on the datapath and kernel seam `open` returns for the node's name
@@ -237,6 +308,17 @@ impl Agent {
         open: impl FnOnce(&str, &Path) -> Result<(Box<dyn Datapath + Send>, NodeSys)>,
     ) -> Result<Agent> {
         let (changes_tx, changes) = mpsc::channel();
+        let repository = Arc::new(RwLock::new(KeptRepository::default()));
+        let wake = std::sync::Mutex::new(changes_tx.clone());
+        let dns = Arc::new(DnsState::new(repository.clone(), cfg.dns_ttl, move || {
+            let _ = wake
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .send(Change {
+                    dns: true,
+                    ..Change::default()
+                });
+        }));
         let key_dir = cfg.key_dir.clone().unwrap_or_else(|| cfg.run_dir.clone());
         let (topology, kube, netns, registry): (
             Topology,
@@ -290,7 +372,9 @@ impl Agent {
             sys,
             ifindex: BTreeMap::new(),
             current: NodeEntries::default(),
-            repository: KeptRepository::default(),
+            repository,
+            dns,
+            dns_proxy: None,
             topology_changes: 0,
             revision: None,
             mesh,
@@ -382,6 +466,21 @@ impl Agent {
     /// [`Agent::sync`], with the policy repository built from scratch when `rebuild` says
     /// so (the periodic resync) or when more than policies changed.
     fn sync_with(&mut self, rebuild: Rebuild) -> Result<SyncStats> {
+        let (answers, generation) = self.dns.answers();
+        let synced = self.sync_answers(rebuild, answers, generation);
+        // Answers waiting for these addresses go out either way (on an error the maps keep
+        // the last good revision, which a retry will not change).
+        self.dns.synced(generation);
+        synced
+    }
+
+    /// [`Agent::sync_with`] with the DNS proxy's `answers` (at `generation`).
+    fn sync_answers(
+        &mut self,
+        rebuild: Rebuild,
+        answers: Vec<ward_engine::DnsAnswer>,
+        generation: u64,
+    ) -> Result<SyncStats> {
         let started = Instant::now();
         self.attach_pods(false)?;
         let (resources, revision, config_problem) = match (&self.cfg.source, &self.kube) {
@@ -398,18 +497,29 @@ impl Agent {
         let version = ClusterVersion {
             changes: self.topology_changes,
             attached: self.ifindex.clone(),
+            dns: generation,
         };
         let mesh_wanted = match config_problem {
             Some(p) => Wanted::Invalid(p),
             None => wireguard::config::from_resources(&resources),
         };
         let read = started.elapsed();
-        let topology = || effective_topology(&self.topology, &self.cfg.node, &self.ifindex);
-        let repo = self
+        self.dns.set_selectors(&resources);
+        let cluster = || {
+            let topology = effective_topology(&self.topology, &self.cfg.node, &self.ifindex);
+            let mut cluster = ward_engine::Cluster::from_topology(&topology);
+            cluster.dns = answers;
+            cluster
+        };
+        let mut kept = self
             .repository
-            .update(&version, topology, resources, rebuild)?;
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        let repo = kept.update(&version, cluster, resources, rebuild)?;
         let engine = started.elapsed();
-        let mut wanted = entries::compute(repo, &self.cfg.node).map_err(|e| anyhow!(e))?;
+        let wanted = entries::compute(repo, &self.cfg.node).map_err(|e| anyhow!(e));
+        drop(kept);
+        let mut wanted = wanted?;
         let computed = started.elapsed();
         if !self.ifindex.contains_key(entries::HOST_ENDPOINT) {
             wanted.remove_endpoint(entries::HOST_ENDPOINT);
@@ -475,6 +585,9 @@ impl Agent {
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
                 Err(mpsc::RecvTimeoutError::Disconnected) => bail!("the watches stopped"),
             }
+            if self.expire_dns_answers() {
+                self.sync_logged();
+            }
             self.mesh.tick(&self.topology);
             if status_written.elapsed() >= Duration::from_secs(1) {
                 self.write_mesh_status();
@@ -491,6 +604,8 @@ impl Agent {
     /// event). WireGuard records alone: 5 ms.
     fn quiet(&self, change: Change) -> Duration {
         match (change.desired || change.topology, self.kube.is_some()) {
+            // The DNS proxy holds an answer until its addresses are in the maps.
+            (false, _) if change.dns => Duration::ZERO,
             (false, _) => Duration::from_millis(5),
             (true, true) => Duration::from_millis(10),
             (true, false) => Duration::from_millis(50),
@@ -543,7 +658,7 @@ impl Agent {
 
     fn on_change(&mut self, change: Change) {
         let topology_changed = change.topology && self.reload_topology();
-        if change.desired || topology_changed {
+        if change.desired || topology_changed || change.dns {
             self.sync_logged();
         } else if change.mesh {
             self.mesh.reconcile(&self.wanted, &self.topology);
@@ -698,6 +813,21 @@ fn write_json(path: &Path, v: &serde_json::Value) -> Result<()> {
 }
 
 impl Datapath for NodeDatapath {
+    fn set_config(&mut self, config: bpf::maps::NodeConfig) -> Result<()> {
+        self.maps_mut().set_config(config)
+    }
+    fn live_destinations(&self) -> Result<std::collections::BTreeSet<std::net::IpAddr>> {
+        let now = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+        let now_ns = u64::try_from(now.tv_sec).unwrap_or(0) * 1_000_000_000
+            + u64::try_from(now.tv_nsec).unwrap_or(0);
+        Ok(self
+            .maps()
+            .ct_entries()?
+            .into_iter()
+            .filter(|(k, v)| v.is_live(k.proto(), now_ns))
+            .flat_map(|(k, _)| [k.daddr(), k.saddr()])
+            .collect())
+    }
     fn attach(&mut self, netns: &Path, ifname: &str) -> Result<u32> {
         NodeDatapath::attach(self, netns, ifname)
     }
@@ -749,6 +879,7 @@ fn read_back(maps: &NodeMaps, ifindex: &BTreeMap<String, u32>) -> Result<NodeEnt
             PolicyValue {
                 deny: v.is_deny(),
                 l7: v.carries_l7(),
+                dns: v.redirects_dns(),
                 rule: v.rule_id(),
             },
         );
@@ -808,7 +939,7 @@ impl MapStore for KernelStore<'_> {
     fn set_policy(&mut self, k: &PolicyKey, v: &PolicyValue) -> Result<()> {
         self.maps.policy_set(
             kernel_key(k),
-            bpf::maps::PolicyValue::new(v.deny, v.l7, v.rule),
+            bpf::maps::PolicyValue::new(v.deny, v.l7, v.rule).with_dns(v.dns),
         )
     }
     fn remove_policy(&mut self, k: &PolicyKey) -> Result<()> {

@@ -26,6 +26,16 @@ pub trait Datapath {
     fn read_back(&self, ifindex: &BTreeMap<String, u32>) -> Result<NodeEntries>;
     /// The maps as a [`MapStore`], endpoints keyed by their index in `ifindex`.
     fn store<'a>(&'a mut self, ifindex: &'a BTreeMap<String, u32>) -> Box<dyn MapStore + 'a>;
+    /// Writes the node's configuration for the programs (the DNS proxy's socket); a fake
+    /// datapath has none.
+    fn set_config(&mut self, _config: crate::bpf::maps::NodeConfig) -> Result<()> {
+        Ok(())
+    }
+    /// The remote addresses of the connections conntrack still tracks (a fake datapath has
+    /// none).
+    fn live_destinations(&self) -> Result<std::collections::BTreeSet<std::net::IpAddr>> {
+        Ok(std::collections::BTreeSet::new())
+    }
 }
 
 /// Where map entries go: the node's pinned BPF maps, or a fake in unit tests.
@@ -173,11 +183,13 @@ mod tests {
         let allow = PolicyValue {
             deny: false,
             l7: false,
+            dns: false,
             rule: 1,
         };
         let deny = PolicyValue {
             deny: true,
             l7: false,
+            dns: false,
             rule: 2,
         };
         let mut current = NodeEntries::default();

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+use ward_datapath::agent::dns::cache::TtlBounds;
 use ward_datapath::agent::kube::KubeOptions;
 use ward_datapath::agent::run::{Agent, AgentConfig, Source};
 use ward_datapath::agent::status;
@@ -62,6 +63,13 @@ enum Command {
         /// Full resync interval in seconds.
         #[arg(long, default_value_t = 30)]
         resync_seconds: u64,
+        /// The shortest time, in seconds, the DNS proxy keeps an answer's addresses for
+        /// `toFQDNs` rules, whatever its TTL (Cilium's --tofqdns-min-ttl; 0: the answer's own).
+        #[arg(long, default_value_t = 0)]
+        dns_min_ttl: u64,
+        /// The longest time, in seconds, it keeps them.
+        #[arg(long, default_value_t = 86_400)]
+        dns_max_ttl: u64,
     },
     /// Endpoints, identities, map sizes and counters of a node (from the pinned maps), and its
     /// WireGuard interface, public key, peers and next rotation.
@@ -123,6 +131,8 @@ fn main() {
             key_dir,
             once,
             resync_seconds,
+            dns_min_ttl,
+            dns_max_ttl,
         } => {
             let run_dir = run_dir.unwrap_or_else(|| AgentConfig::default_run_dir(&node));
             let source = if kube {
@@ -146,6 +156,10 @@ fn main() {
                     source,
                     run_dir,
                     key_dir,
+                    dns_ttl: TtlBounds {
+                        min: Duration::from_secs(dns_min_ttl),
+                        max: Duration::from_secs(dns_max_ttl),
+                    },
                 },
                 once,
                 Duration::from_secs(resync_seconds),

@@ -28,6 +28,8 @@ pub const CT_MAP: &str = "ward_ct";
 pub const EVENTS_MAP: &str = "ward_events";
 /// Name of the counter map ([`CounterKey`] → [`CounterValue`]).
 pub const COUNTERS_MAP: &str = "ward_counters";
+/// Name of the node's configuration map (one [`NodeConfig`], key 0).
+pub const CONFIG_MAP: &str = "ward_config";
 
 /// Capacity of `ward_endpoints`.
 pub const MAX_ENDPOINTS: u32 = 4096;
@@ -63,10 +65,30 @@ pub const ENDPOINT_FLAG_HOST: u32 = 1;
 pub const HOST_ENDPOINT_KEY: u32 = 0;
 /// `PolicyValue` flag bit 0: the allow carries L7 rules that are only enforced at L4 here.
 pub const POLICY_FLAG_L7: u8 = 1;
+/// `PolicyValue` flag bit 1 (`WARD_POLICY_F_DNS`): the allow carries `rules.dns`, so the UDP
+/// packets it allows from a pod go to the agent's DNS proxy.
+pub const POLICY_FLAG_DNS: u8 = 1 << 1;
+/// The `skb->mark` bits of a packet handed to the DNS proxy (`WARD_MARK_TO_PROXY`), and the
+/// mask they sit under (`WARD_MARK_MASK`): the node's routing delivers such packets locally.
+pub const MARK_TO_PROXY: u32 = 0x0a00;
+/// See [`MARK_TO_PROXY`].
+pub const MARK_MASK: u32 = 0x0f00;
 /// `CtValue::flags` bit: the ingress policy of the destination allowed this tuple.
 pub const CT_FLAG_INGRESS_SEEN: u32 = 1 << 0;
 /// `CtValue::flags` bit: the egress policy of the source allowed this tuple.
 pub const CT_FLAG_EGRESS_SEEN: u32 = 1 << 1;
+/// `CtValue::flags` bit: a TCP FIN in the tuple's direction.
+pub const CT_FLAG_FIN_FWD: u32 = 1 << 2;
+/// `CtValue::flags` bit: a TCP FIN in the reply direction.
+pub const CT_FLAG_FIN_REPLY: u32 = 1 << 3;
+/// `CtValue::flags` bit: a TCP RST.
+pub const CT_FLAG_RST: u32 = 1 << 4;
+/// Lifetime of a TCP entry since its last packet (`WARD_CT_TCP_LIFETIME_NS`).
+pub const CT_TCP_LIFETIME: std::time::Duration = std::time::Duration::from_secs(21_600);
+/// Lifetime of any other entry (`WARD_CT_ANY_LIFETIME_NS`).
+pub const CT_ANY_LIFETIME: std::time::Duration = std::time::Duration::from_secs(60);
+/// Lifetime of a closed TCP entry: a RST, or a FIN each way (`WARD_CT_CLOSE_LIFETIME_NS`).
+pub const CT_CLOSE_LIFETIME: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The direction byte used in the maps (0 ingress, 1 egress).
 pub fn direction_byte(direction: Direction) -> u8 {
@@ -412,6 +434,32 @@ pub fn port_range_prefixes(lo: u16, hi: u16) -> Vec<(u16, u8)> {
     out
 }
 
+/// The `ward_config` value: what the agent tells the programs.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct NodeConfig {
+    /// `SO_COOKIE` of the DNS proxy's UDP socket (0: no proxy; its packets are dropped).
+    pub dns_proxy_cookie: u64,
+    /// The port the DNS proxy's socket is bound to (host order).
+    pub dns_proxy_port: u16,
+    pad: [u16; 3],
+}
+
+#[allow(unsafe_code)]
+// SAFETY: `repr(C)`: u64, u16, [u16; 3] — 16 bytes without padding; every bit pattern is valid.
+unsafe impl aya::Pod for NodeConfig {}
+
+impl NodeConfig {
+    /// The configuration naming the DNS proxy's socket.
+    pub fn with_dns_proxy(port: u16, cookie: u64) -> NodeConfig {
+        NodeConfig {
+            dns_proxy_cookie: cookie,
+            dns_proxy_port: port,
+            pad: [0; 3],
+        }
+    }
+}
+
 /// A `ward_policy` value.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
@@ -436,6 +484,21 @@ impl PolicyValue {
             pad: 0,
             rule_id,
         }
+    }
+
+    /// The same entry, with `rules.dns` on it (`dns`): its UDP packets go to the DNS proxy.
+    pub fn with_dns(mut self, dns: bool) -> PolicyValue {
+        if dns {
+            self.flags |= POLICY_FLAG_DNS;
+        } else {
+            self.flags &= !POLICY_FLAG_DNS;
+        }
+        self
+    }
+
+    /// Whether the allow sends the UDP packets it allows to the DNS proxy.
+    pub fn redirects_dns(&self) -> bool {
+        self.flags & POLICY_FLAG_DNS != 0
     }
 
     /// An allow entry.
@@ -545,6 +608,24 @@ pub struct CtValue {
 #[allow(unsafe_code)]
 // SAFETY: `repr(C)`: three u64 and two u32, 32 bytes without padding; all bit patterns valid.
 unsafe impl aya::Pod for CtValue {}
+
+impl CtValue {
+    /// Whether the entry still tracks its connection at `now_ns` (CLOCK_MONOTONIC, as
+    /// `bpf_ktime_get_ns`), as the programs' `ct_live` decides for protocol `proto`.
+    pub fn is_live(&self, proto: u8, now_ns: u64) -> bool {
+        let closing = self.flags & CT_FLAG_RST != 0
+            || self.flags & (CT_FLAG_FIN_FWD | CT_FLAG_FIN_REPLY)
+                == (CT_FLAG_FIN_FWD | CT_FLAG_FIN_REPLY);
+        let lifetime = if closing {
+            CT_CLOSE_LIFETIME
+        } else if proto == 6 {
+            CT_TCP_LIFETIME
+        } else {
+            CT_ANY_LIFETIME
+        };
+        now_ns < self.last_seen_ns || now_ns - self.last_seen_ns <= lifetime.as_nanos() as u64
+    }
+}
 
 /// A `ward_counters` key.
 #[repr(C)]
@@ -724,7 +805,10 @@ mod tests {
     #[test]
     fn policy_value_flags() {
         let v = PolicyValue::new(false, true, 42);
-        assert!(!v.is_deny() && v.carries_l7());
+        assert!(!v.is_deny() && v.carries_l7() && !v.redirects_dns());
+        let v = v.with_dns(true);
+        assert!(v.carries_l7() && v.redirects_dns());
+        assert!(!v.with_dns(false).redirects_dns());
         assert_eq!(v.rule_id(), 42);
         assert!(PolicyValue::deny(1).is_deny());
         assert!(!PolicyValue::allow(1).is_deny());

@@ -6,14 +6,14 @@ use std::path::Path;
 
 use anyhow::{Context as _, Result, bail};
 use aya::maps::lpm_trie::{Key, LpmTrie};
-use aya::maps::{HashMap, Map, MapData, MapError};
+use aya::maps::{Array, HashMap, Map, MapData, MapError};
 
 use super::maps::{
-    COUNTERS_MAP, CT_MAP, CounterKey, CounterValue, CtKey, CtValue, ENDPOINTS_MAP, EVENTS_BYTES,
-    EVENTS_MAP, EndpointInfo, IDENTITY_WORLD, IPCACHE_MAP, IPCACHE6_MAP, IpcacheValue,
-    MAX_COUNTERS, MAX_CT, MAX_ENDPOINTS, MAX_IPCACHE, MAX_IPCACHE6, MAX_POLICY, POLICY_EXACT_MAP,
-    POLICY_MAP, PolicyKey, PolicyKeyData, PolicyValue, Verdict, addr_from_wire, addr_to_wire,
-    direction_from_byte,
+    CONFIG_MAP, COUNTERS_MAP, CT_MAP, CounterKey, CounterValue, CtKey, CtValue, ENDPOINTS_MAP,
+    EVENTS_BYTES, EVENTS_MAP, EndpointInfo, IDENTITY_WORLD, IPCACHE_MAP, IPCACHE6_MAP,
+    IpcacheValue, MAX_COUNTERS, MAX_CT, MAX_ENDPOINTS, MAX_IPCACHE, MAX_IPCACHE6, MAX_POLICY,
+    NodeConfig, POLICY_EXACT_MAP, POLICY_MAP, PolicyKey, PolicyKeyData, PolicyValue, Verdict,
+    addr_from_wire, addr_to_wire, direction_from_byte,
 };
 use ward_engine::Direction;
 
@@ -66,12 +66,22 @@ pub struct NodeMaps {
     policy_exact: HashMap<MapData, PolicyKeyData, PolicyValue>,
     ct: HashMap<MapData, CtKey, CtValue>,
     counters: HashMap<MapData, CounterKey, CounterValue>,
+    config: ConfigMap,
+}
+
+/// `ward_config` (aya's array handle has no `Debug`).
+struct ConfigMap(Array<MapData, NodeConfig>);
+
+impl std::fmt::Debug for ConfigMap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(CONFIG_MAP)
+    }
 }
 
 /// Checks the pins under `dir` that already exist have the layout this build expects, so a
 /// restart after an upgrade fails with a clear message instead of misreading old maps.
 pub(crate) fn check_pinned_layouts(dir: &Path) -> Result<()> {
-    let expected: [(&str, u32, u32, u32); 8] = [
+    let expected: [(&str, u32, u32, u32); 9] = [
         (
             ENDPOINTS_MAP,
             4,
@@ -110,6 +120,7 @@ pub(crate) fn check_pinned_layouts(dir: &Path) -> Result<()> {
             size_of::<CounterValue>() as u32,
             MAX_COUNTERS,
         ),
+        (CONFIG_MAP, 4, size_of::<NodeConfig>() as u32, 1),
     ];
     for (name, key, value, max) in expected {
         let path = dir.join(name);
@@ -157,6 +168,9 @@ impl NodeMaps {
             ct: HashMap::try_from(map_of(CT_MAP, take(CT_MAP))?).context(CT_MAP)?,
             counters: HashMap::try_from(map_of(COUNTERS_MAP, take(COUNTERS_MAP))?)
                 .context(COUNTERS_MAP)?,
+            config: ConfigMap(
+                Array::try_from(map_of(CONFIG_MAP, take(CONFIG_MAP))?).context(CONFIG_MAP)?,
+            ),
         })
     }
 
@@ -171,6 +185,7 @@ impl NodeMaps {
             Some(match name {
                 IPCACHE_MAP | IPCACHE6_MAP | POLICY_MAP => Map::LpmTrie(data),
                 CT_MAP => Map::LruHashMap(data),
+                CONFIG_MAP => Map::Array(data),
                 _ => Map::HashMap(data),
             })
         })
@@ -180,6 +195,22 @@ impl NodeMaps {
                 dir.display()
             )
         })
+    }
+
+    /// Writes the node's configuration (the DNS proxy's socket).
+    pub fn set_config(&mut self, config: NodeConfig) -> Result<()> {
+        self.config
+            .0
+            .set(0, config, 0)
+            .with_context(|| format!("writing {CONFIG_MAP}"))
+    }
+
+    /// The node's configuration.
+    pub fn config(&self) -> Result<NodeConfig> {
+        self.config
+            .0
+            .get(&0, 0)
+            .with_context(|| format!("reading {CONFIG_MAP}"))
     }
 
     /// Sets the endpoint of host veth `ifindex`.

@@ -52,6 +52,7 @@
 //! [`Lab::up`] refuses to build over an existing lab of the same name;
 //! [`Lab::up_replacing`] removes it first.
 
+pub mod dns;
 mod netns;
 pub mod probe;
 

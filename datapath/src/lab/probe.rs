@@ -63,7 +63,8 @@ impl Servers {
         Ok(())
     }
 
-    /// A UDP server on `ip:port` in `netns` that sends every datagram back to its sender.
+    /// A UDP server on `ip:port` in `netns` that sends every datagram back to its sender (a
+    /// DNS query gets an empty DNS answer: [`super::dns::respond_or_echo`]).
     pub fn udp(&mut self, netns: &Path, ip: impl Into<IpAddr>, port: u16) -> Result<()> {
         let ip = ip.into();
         let sock = in_netns(netns, move || UdpSocket::bind((ip, port)))?
@@ -74,7 +75,7 @@ impl Servers {
             let mut buf = [0u8; 2048];
             while !stop.load(Ordering::Relaxed) {
                 if let Ok((n, from)) = sock.recv_from(&mut buf) {
-                    let _ = sock.send_to(&buf[..n], from);
+                    let _ = sock.send_to(&super::dns::respond_or_echo(&buf[..n]), from);
                 }
             }
         }));
@@ -147,8 +148,12 @@ pub fn connect(
     })
 }
 
+/// The name a UDP probe asks for (its payload is a DNS query: [`super::dns::probe_query`]).
+pub const PROBE_NAME: &str = "probe.ward.test";
+
 /// Whether a UDP datagram from `netns` (from address `from`, else the one the route gives)
-/// to `to:port` comes back echoed within `timeout`.
+/// to `to:port` is answered within `timeout`: echoed, or (the datagram is a DNS query) a DNS
+/// response to it, which the agent's DNS proxy gives too, REFUSED included.
 pub fn udp(
     netns: &Path,
     from: Option<IpAddr>,
@@ -162,12 +167,12 @@ pub fn udp(
             return false;
         };
         let _ = s.set_read_timeout(Some(timeout));
-        let msg = format!("ward-probe-{port}");
-        if s.send_to(msg.as_bytes(), (to, port)).is_err() {
+        let msg = super::dns::probe_query(port, PROBE_NAME);
+        if s.send_to(&msg, (to, port)).is_err() {
             return false;
         }
-        let mut buf = [0u8; 64];
-        matches!(s.recv_from(&mut buf), Ok((n, _)) if &buf[..n] == msg.as_bytes())
+        let mut buf = [0u8; 512];
+        matches!(s.recv_from(&mut buf), Ok((n, _)) if super::dns::answers_probe(&msg, &buf[..n]))
     })
 }
 

@@ -65,6 +65,11 @@ impl FakeNet {
 }
 
 impl Net for FakeNet {
+    fn ensure_local_delivery(&self, rule: &super::net::LocalDelivery) -> Result<()> {
+        self.state().log.push(format!("ip rule add {rule}"));
+        Ok(())
+    }
+
     fn ipv4_addresses(&self) -> Result<Vec<(String, Ipv4Addr)>> {
         Ok(self
             .state()

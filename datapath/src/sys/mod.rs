@@ -44,10 +44,11 @@ pub mod mount;
 pub mod net;
 pub mod netns;
 pub mod sysctl;
+pub mod transparent;
 pub mod wireguard;
 
 pub use mount::{HostMounts, Mounts};
-pub use net::{Net, NetnsNet, Route, RouteTarget};
+pub use net::{LocalDelivery, Net, NetnsNet, Route, RouteTarget};
 pub use netns::in_netns;
 pub use sysctl::{NetnsSysctls, Sysctls};
 pub use wireguard::{KernelWireGuard, WgDevice, WireGuard};

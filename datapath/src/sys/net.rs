@@ -76,6 +76,35 @@ pub trait Net: Send + Sync {
     fn delete_route(&self, dst: Ipv4Net, kind: Option<(&RouteTarget, u32)>) -> Result<()>;
     /// The interface of the route whose destination is exactly `ip/32`, if there is one.
     fn route_interface(&self, ip: Ipv4Addr) -> Result<Option<String>>;
+    /// Makes the namespace deliver packets carrying `rule.mark` (under `rule.mask`) to
+    /// itself, whatever their destination (`ip rule add fwmark M/K lookup T` and `ip route
+    /// replace local default dev lo table T`, for IPv4 and, where the kernel has it, IPv6).
+    /// Adds only what is missing.
+    fn ensure_local_delivery(&self, rule: &LocalDelivery) -> Result<()>;
+}
+
+/// A routing rule that delivers marked packets locally (to a transparent proxy's socket).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LocalDelivery {
+    /// The mark's bits.
+    pub mark: u32,
+    /// The mask they sit under.
+    pub mask: u32,
+    /// The routing table holding the local default routes.
+    pub table: u32,
+    /// The rule's priority (before the main table's 32766).
+    pub priority: u32,
+}
+
+impl fmt::Display for LocalDelivery {
+    /// As `ip rule` writes it.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}: from all fwmark {:#x}/{:#x} lookup {}",
+            self.priority, self.mark, self.mask, self.table
+        )
+    }
 }
 
 /// The kernel's links, addresses and routes in the network namespace at a path. Each call
@@ -147,6 +176,61 @@ async fn link_names(handle: &Handle) -> Result<BTreeMap<u32, String>> {
         }
     }
     Ok(out)
+}
+
+/// One family's half of [`Net::ensure_local_delivery`].
+async fn local_delivery(h: &Handle, rule: &LocalDelivery, lo: u32, v6: bool) -> Result<()> {
+    use rtnetlink::IpVersion;
+    use rtnetlink::packet_route::rule::{RuleAction, RuleAttribute};
+    let version = if v6 { IpVersion::V6 } else { IpVersion::V4 };
+    let rules: Vec<_> = h.rule().get(version).execute().try_collect().await?;
+    let present = rules.iter().any(|m| {
+        let has = |a: RuleAttribute| m.attributes.contains(&a);
+        has(RuleAttribute::FwMark(rule.mark))
+            && has(RuleAttribute::FwMask(rule.mask))
+            && (has(RuleAttribute::Table(rule.table)) || u32::from(m.header.table) == rule.table)
+    });
+    if !present {
+        let add = h
+            .rule()
+            .add()
+            .table_id(rule.table)
+            .priority(rule.priority)
+            .fw_mark(rule.mark)
+            .action(RuleAction::ToTable);
+        if v6 {
+            let mut add = add.v6();
+            add.message_mut()
+                .attributes
+                .push(RuleAttribute::FwMask(rule.mask));
+            add.execute().await?;
+        } else {
+            let mut add = add.v4();
+            add.message_mut()
+                .attributes
+                .push(RuleAttribute::FwMask(rule.mask));
+            add.execute().await?;
+        }
+    }
+    let route = if v6 {
+        RouteMessageBuilder::<std::net::Ipv6Addr>::new()
+            .destination_prefix(std::net::Ipv6Addr::UNSPECIFIED, 0)
+            .output_interface(lo)
+            .table_id(rule.table)
+            .kind(RouteType::Local)
+            .scope(RouteScope::Host)
+            .build()
+    } else {
+        RouteMessageBuilder::<Ipv4Addr>::new()
+            .destination_prefix(Ipv4Addr::UNSPECIFIED, 0)
+            .output_interface(lo)
+            .table_id(rule.table)
+            .kind(RouteType::Local)
+            .scope(RouteScope::Host)
+            .build()
+    };
+    h.route().add(route).replace().execute().await?;
+    Ok(())
 }
 
 /// The (positive) errno of a netlink error answer.
@@ -316,6 +400,27 @@ impl Net for NetnsNet {
             h.route().del(m).execute().await?;
             Ok(())
         })
+    }
+
+    fn ensure_local_delivery(&self, rule: &LocalDelivery) -> Result<()> {
+        let rule = *rule;
+        self.with(
+            &format!("cannot add the rule {rule}"),
+            move |h| async move {
+                let lo = require_index(&h, "lo").await?;
+                for v6 in [false, true] {
+                    let added = local_delivery(&h, &rule, lo, v6).await;
+                    match added {
+                        // A kernel without IPv6 (or with it disabled) has no IPv6 rules.
+                        Err(e) if v6 => {
+                            tracing::debug!("no IPv6 local delivery for the DNS proxy: {e:#}")
+                        }
+                        other => other?,
+                    }
+                }
+                Ok(())
+            },
+        )
     }
 
     fn route_interface(&self, ip: Ipv4Addr) -> Result<Option<String>> {

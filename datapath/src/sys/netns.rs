@@ -36,6 +36,35 @@ pub fn in_netns<T: Send>(netns: &Path, f: impl FnOnce() -> T + Send) -> Result<T
     })
 }
 
+/// Starts a long-lived thread named `name` inside network namespace `netns` (a server whose
+/// sockets must live there, like the agent's DNS proxy). An error entering the namespace is
+/// returned before `f` runs.
+pub fn spawn_in_netns(
+    netns: &Path,
+    name: &str,
+    f: impl FnOnce() + Send + 'static,
+) -> Result<std::thread::JoinHandle<()>> {
+    let file = std::fs::File::open(netns)
+        .with_context(|| format!("cannot open network namespace {}", netns.display()))?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    let shown = netns.display().to_string();
+    let handle = std::thread::Builder::new()
+        .name(name.to_owned())
+        .spawn(move || {
+            let entered = setns(&file, CloneFlags::CLONE_NEWNET)
+                .with_context(|| format!("cannot enter network namespace {shown}"));
+            let ok = entered.is_ok();
+            let _ = tx.send(entered);
+            if ok {
+                f();
+            }
+        })
+        .context("cannot start a thread")?;
+    rx.recv()
+        .context("the thread ended before it entered the namespace")??;
+    Ok(handle)
+}
+
 /// [`in_netns`] for a fallible `f`: one error for both.
 pub fn run_in_netns<T: Send>(netns: &Path, f: impl FnOnce() -> Result<T> + Send) -> Result<T> {
     in_netns(netns, f)?

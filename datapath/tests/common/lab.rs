@@ -232,6 +232,17 @@ impl AgentLab {
         }
     }
 
+    /// The IPv6 address of the world host's IPv4 address `v4` (one of its `addresses`) in a
+    /// dual-stack lab.
+    pub fn ip6_of(&self, v4: IpAddr) -> IpAddr {
+        let w = &self.lab.topology().world;
+        let i = w
+            .all_addresses()
+            .position(|a| IpAddr::V4(a) == v4)
+            .unwrap_or_else(|| panic!("{v4} is not an address of world"));
+        IpAddr::V6(w.ipv6[i])
+    }
+
     /// The address of a pod, a node (`node:<name>`, its underlay address) or `world`.
     pub fn ip(&self, who: &str) -> Ipv4Addr {
         if who == "world" {
@@ -353,16 +364,16 @@ pub fn tcp_server(netns: &Path, ip: impl Into<IpAddr>, port: u16) {
     });
 }
 
-/// Echoes UDP datagrams on `port` in `netns`.
+/// Echoes UDP datagrams on `port` in `netns` (answers DNS queries, as the lab's servers do).
 pub fn udp_server(netns: &Path, ip: impl Into<IpAddr>, port: u16) {
     let ip = ip.into();
     let sock = in_netns(netns, move || UdpSocket::bind((ip, port)))
         .unwrap()
         .unwrap();
     std::thread::spawn(move || {
-        let mut buf = [0u8; 256];
+        let mut buf = [0u8; 512];
         while let Ok((n, from)) = sock.recv_from(&mut buf) {
-            let _ = sock.send_to(&buf[..n], from);
+            let _ = sock.send_to(&ward_datapath::lab::dns::respond_or_echo(&buf[..n]), from);
         }
     });
 }

@@ -195,6 +195,7 @@ impl Harness {
             },
             run_dir: self.dir.path().join("run"),
             key_dir: None,
+            dns_ttl: Default::default(),
         }
     }
 

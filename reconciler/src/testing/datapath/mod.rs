@@ -591,6 +591,7 @@ impl Session {
                 },
                 run_dir: session.dir.path().join(format!("run-{node}")),
                 key_dir: None,
+                dns_ttl: Default::default(),
             })
             .with_context(|| format!("cannot start the agent of lab node {node}"))?;
             session.agents.push(agent);

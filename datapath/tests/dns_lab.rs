@@ -1,0 +1,192 @@
+//! FQDN policy in the kernel: `ward-agent`'s DNS proxy between a pod and a DNS server in the
+//! lab's world namespace, with real packets.
+//!
+//! The client pod may ask the world's DNS server for names under `example.com` only
+//! (`rules.dns`) and connect on port 80 to what those names resolve to (`toFQDNs`). Checked:
+//! nothing is reachable before a query; an allowed query is answered and its addresses are
+//! reachable on the very first connect (the proxy holds the answer until the maps have them);
+//! a name the rules do not allow gets REFUSED without reaching the server; an address nobody
+//! answered stays unreachable; when an answer's TTL runs out an established connection keeps
+//! working, and once it has closed new connections are dropped; all of it over IPv4 and IPv6
+//! (AAAA answers, and a query to the server's IPv6 address); a pod without DNS rules asks the
+//! server directly.
+//!
+//! Needs root and bpffs; without them it prints `SKIPPED: <test>: <reason>` (a failure in
+//! must-run mode).
+
+#![allow(clippy::unwrap_used, clippy::panic, reason = "tests")]
+
+mod common;
+
+use common::lab::{AgentLab, privileged, still_works, tcp_connect, tcp_server};
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::RecordType;
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+use ward_datapath::lab::dns::{self, DnsServer, Zone};
+
+const LAB: &str = "apiVersion: ward.dev/v1alpha1
+kind: LabTopology
+metadata:
+  name: shop
+spec:
+  underlay: 172.30.0.0/24
+  ipv6: {}
+  nodes:
+    - {name: node-1, ip: 172.30.0.11, podCIDR: 10.1.0.0/24}
+  world: {name: world, ip: 203.0.113.10, addresses: [203.0.113.20, 203.0.113.30, 198.51.100.5]}
+  pods:
+    - {name: client, namespace: shop, labels: {app: client}, ip: 10.1.0.10, node: node-1}
+    - {name: other, namespace: shop, labels: {app: other}, ip: 10.1.0.11, node: node-1}
+";
+
+const POLICY: &str = include_str!("data/fqdn-policy.yaml");
+
+const OPEN: Duration = Duration::from_secs(2);
+const SHUT: Duration = Duration::from_millis(400);
+/// The TTL of `short.example.com`.
+const SHORT_TTL: u32 = 2;
+
+#[test]
+fn a_pod_reaches_exactly_what_its_allowed_names_resolved_to_until_they_expire() {
+    if !privileged("dns_lab") {
+        return;
+    }
+    let mut lab = AgentLab::up("dns", LAB);
+    let world = lab.netns("world");
+    let ip = |s: &str| -> IpAddr { s.parse().unwrap() };
+    let (api, short, other) = (ip("203.0.113.20"), ip("203.0.113.30"), ip("198.51.100.5"));
+    let (api6, short6) = (lab.ip6_of(api), lab.ip6_of(short));
+    for a in [api, short, other, api6, short6] {
+        tcp_server(&world, a, 80);
+    }
+    let zone = |addrs: &[IpAddr], ttl| Zone {
+        addresses: addrs.to_vec(),
+        ttl,
+    };
+    let names = BTreeMap::from([
+        ("api.example.com".to_owned(), zone(&[api, api6], 300)),
+        (
+            "short.example.com".to_owned(),
+            zone(&[short, short6], SHORT_TTL),
+        ),
+        ("other.example.org".to_owned(), zone(&[other], 300)),
+    ]);
+    let server: SocketAddr = (lab.ip("world"), 53).into();
+    let server6: SocketAddr = (lab.ip6("world"), 53).into();
+    let dns4 = DnsServer::start(&world, server, names.clone()).unwrap();
+    let dns6 = DnsServer::start(&world, server6, names).unwrap();
+
+    lab.write_objects(&common::load(POLICY));
+    let node = lab.nodes().remove(0);
+    lab.start_agent(&node);
+    let client = lab.netns("shop/client");
+    let ask = |server: SocketAddr, name: &str, t: RecordType| {
+        dns::query(&client, server, name, t, OPEN)
+            .unwrap()
+            .unwrap_or_else(|| panic!("no answer to {name} from {server}"))
+    };
+
+    // Nothing is reachable before a query.
+    assert!(
+        tcp_connect(&client, api, 80, SHUT).is_none(),
+        "api before any query"
+    );
+
+    // An allowed name: answered, and its address reachable on the first connect.
+    let reply = ask(server, "api.example.com", RecordType::A);
+    assert_eq!(reply.code, ResponseCode::NoError);
+    assert_eq!(reply.addresses, [api]);
+    let asked = Instant::now();
+    let mut held = tcp_connect(&client, api, 80, OPEN)
+        .expect("the first connect after the answer must pass (the proxy waits for the maps)");
+    eprintln!(
+        "answer took {:?}; first connect {:?} after it",
+        reply.took,
+        asked.elapsed()
+    );
+    assert!(still_works(&mut held));
+    // Other ports, and addresses nobody answered, stay closed.
+    assert!(
+        tcp_connect(&client, short, 80, SHUT).is_none(),
+        "unanswered address"
+    );
+    assert!(
+        tcp_connect(&client, other, 80, SHUT).is_none(),
+        "unanswered address"
+    );
+
+    // A name the rules do not allow: REFUSED by the proxy, the server never asked.
+    let before = dns4.queries();
+    let refused = ask(server, "other.example.org", RecordType::A);
+    assert_eq!(refused.code, ResponseCode::Refused);
+    assert!(refused.addresses.is_empty());
+    assert_eq!(
+        dns4.queries(),
+        before,
+        "a refused query must not reach the server"
+    );
+    assert!(tcp_connect(&client, other, 80, SHUT).is_none());
+
+    // IPv6: an AAAA answer over IPv4, then a query to the server's IPv6 address.
+    let reply6 = ask(server, "api.example.com", RecordType::AAAA);
+    assert_eq!(reply6.addresses, [api6]);
+    assert!(
+        tcp_connect(&client, api6, 80, OPEN).is_some(),
+        "api over IPv6"
+    );
+    let refused6 = ask(server6, "other.example.org", RecordType::AAAA);
+    assert_eq!(refused6.code, ResponseCode::Refused);
+    assert_eq!(dns6.queries(), 0);
+
+    // A short TTL. As in Cilium, an address whose TTL ran out stays while a connection to it
+    // lives (a "zombie"): the established connection keeps working, and the address goes once
+    // the connection has closed and its conntrack entry ended (10 s after a FIN each way).
+    let s = ask(server6, "short.example.com", RecordType::AAAA);
+    assert_eq!(
+        (s.addresses.as_slice(), s.ttl),
+        ([short6].as_slice(), Some(SHORT_TTL))
+    );
+    let s = ask(server, "short.example.com", RecordType::A);
+    assert_eq!(s.addresses, [short]);
+    let mut established = tcp_connect(&client, short, 80, OPEN).expect("short before its TTL");
+    assert!(
+        tcp_connect(&client, short6, 80, OPEN).is_some(),
+        "short over IPv6"
+    );
+    std::thread::sleep(Duration::from_millis(u64::from(SHORT_TTL) * 1000 + 1500));
+    assert!(
+        still_works(&mut established),
+        "an established connection keeps working after its name's TTL"
+    );
+    drop(established);
+    // The close's conntrack lifetime, the agent's recheck, and a margin.
+    std::thread::sleep(Duration::from_millis(12_500));
+    assert!(
+        tcp_connect(&client, short, 80, SHUT).is_none(),
+        "short after its TTL, once no connection uses it"
+    );
+    assert!(
+        tcp_connect(&client, short6, 80, SHUT).is_none(),
+        "short over IPv6 after its TTL"
+    );
+    assert!(
+        tcp_connect(&client, api, 80, OPEN).is_some(),
+        "api's longer TTL still holds"
+    );
+
+    // A pod without DNS rules is not proxied: it asks the server directly, which its
+    // (default-allow) policy lets through.
+    let direct = dns::query(
+        &lab.netns("shop/other"),
+        server,
+        "other.example.org",
+        RecordType::A,
+        OPEN,
+    )
+    .unwrap()
+    .expect("shop/other asks the server directly");
+    assert_eq!(direct.addresses, [other]);
+    drop(held);
+}
