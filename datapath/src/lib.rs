@@ -17,3 +17,6 @@ pub mod lab;
 pub mod names;
 pub mod sys;
 pub mod wireguard;
+
+/// The DNS message types the lab's probes and the DNS proxy speak (response codes).
+pub use hickory_proto;

@@ -54,7 +54,18 @@ fn the_repository_policies_agree_in_the_kernel() {
         .stdout_has(
             "✓ admin → backend TCP/80 (policies/tests/shop-seed.yaml:39): the kernel dropped it, as the engine says (deny)",
         )
-        .stdout_has("layer 3/4 compared: the kernel does not enforce L7 rules")
+        .stdout_has("layer 3/4 compared: the kernel does not enforce HTTP rules")
+        // DNS through the agents' proxies: a refused name, and an FQDN flow to an address the
+        // proxy learned from an allowed query.
+        .stdout_has(
+            "DNS query tracker.example.net compared too: REFUSED by the agent, as the engine says",
+        )
+        .stdout_has(
+            "DNS query api.gateway.example.com compared too: answered by the agent, as the engine says",
+        )
+        .stdout_has(
+            "✓ payments-worker → 203.0.113.40 TCP/443 (policies/tests/payments.yaml:66): the kernel passed it, as the engine says (allow)",
+        )
         // Host policies in the kernel: a node's own endpoint, from outside and from its pod.
         .stdout_has(
             "✓ world → node:worker-1 TCP/22 (policies/tests/host-firewall.yaml:34): the kernel dropped it, as the engine says (deny)",
@@ -76,7 +87,7 @@ fn the_repository_policies_agree_in_the_kernel() {
     let agree = summary["agree"].as_u64().unwrap();
     let total = doc["summary"]["expectations"].as_u64().unwrap();
     assert!(
-        agree >= 55 && agree + summary["notProbed"].as_u64().unwrap() == total,
+        agree >= 59 && agree + summary["notProbed"].as_u64().unwrap() == total,
         "most of the repository's {total} expectations are sent: {summary}"
     );
     // A flow from an address outside the cluster leaves from the world host's extra address.
@@ -206,6 +217,92 @@ fn a_corrupted_map_entry_is_reported_as_a_disagreement() {
     assert!(
         run.text(false)
             .contains("FAILED: 10 expectation(s) on the datapath")
+    );
+}
+
+const DNS_SUITE: &str = "\
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: a-egress, namespace: demo}
+spec:
+  endpointSelector: {matchLabels: {app: a}}
+  egress:
+    - toEndpoints: [{matchLabels: {app: dns}}]
+      toPorts:
+        - ports: [{port: \"53\", protocol: UDP}]
+          rules: {dns: [{matchName: api.example.com}]}
+    - toFQDNs: [{matchName: api.example.com}]
+      toPorts: [{ports: [{port: \"443\", protocol: TCP}]}]
+---
+apiVersion: ward.dev/v1alpha1
+kind: PolicyTest
+metadata: {name: dns}
+spec:
+  endpoints:
+    - {name: a, namespace: demo, labels: {app: a}}
+    - {name: dns, namespace: demo, labels: {app: dns}}
+  dns:
+    - {name: api.example.com, addresses: [203.0.113.44]}
+    - {name: ads.example.com, addresses: [203.0.113.45]}
+  expectations:
+    - {from: a, to: dns, port: 53, protocol: UDP, expect: allow, dns: {query: api.example.com}}
+    - {from: a, to: dns, port: 53, protocol: UDP, expect: deny, dns: {query: ads.example.com}}
+    - {from: a, to: 203.0.113.44, port: 443, expect: allow}
+    - {from: a, to: 203.0.113.45, port: 443, expect: deny}
+";
+
+/// DNS through the agent's proxy: an allowed query teaches the address its FQDN rule then
+/// allows, a refused one is REFUSED; and when the proxy is bypassed (the policy entry's DNS
+/// flag cleared between the sync and the probes), the refused name is answered, which is
+/// reported as a disagreement.
+#[test]
+fn dns_queries_go_through_the_agents_proxy_and_a_bypass_is_a_disagreement() {
+    if !privileged("test --datapath dns") {
+        return;
+    }
+    let set = load(DNS_SUITE);
+    let run = on_datapath(&set, &mut |_| Ok(()));
+    for c in &run.checks {
+        assert_eq!(c.result, Agreement::Agree, "{c:#?}");
+    }
+    let refused = check(&run, "a → dns UDP/53 DNS query ads.example.com");
+    assert_eq!(
+        refused.note.as_deref(),
+        Some("DNS query ads.example.com compared too: REFUSED by the agent, as the engine says")
+    );
+    assert_eq!(
+        check(&run, "a → 203.0.113.44 TCP/443").kernel,
+        Some("passed")
+    );
+    assert_eq!(
+        check(&run, "a → 203.0.113.45 TCP/443").kernel,
+        Some("dropped")
+    );
+
+    let bypassed = on_datapath(&set, &mut |lab| {
+        let (_, node) = lab.endpoint("a").unwrap();
+        let mut maps = ward_datapath::bpf::NodeMaps::open_pinned(&node)?;
+        for (k, v) in maps.policy_entries()? {
+            if v.redirects_dns() {
+                maps.policy_set(k, v.with_dns(false))?;
+            }
+        }
+        Ok(())
+    });
+    let c = check(&bypassed, "a → dns UDP/53 DNS query ads.example.com");
+    assert_eq!(c.result, Agreement::Disagree, "{c:#?}");
+    assert_eq!(
+        c.note.as_deref(),
+        Some(
+            "DISAGREE on DNS query ads.example.com: the engine says REFUSED, the query was answered"
+        )
+    );
+    assert!(
+        bypassed
+            .text(false)
+            .contains("✗ a → dns UDP/53 DNS query ads.example.com (suite.yaml:"),
+        "{}",
+        bypassed.text(false)
     );
 }
 

@@ -296,6 +296,22 @@ impl Agent {
         self.dns.expire(now, |ip| live.contains(&ip))
     }
 
+    /// Syncs when the DNS proxy learned or forgot addresses since the last sync; whether it
+    /// did. For a caller that syncs the agent itself instead of running its loop (`ward test
+    /// --datapath`): the proxy holds an answer until then.
+    pub fn sync_dns(&mut self) -> Result<bool> {
+        if !self.dns.pending() {
+            return Ok(false);
+        }
+        self.sync()?;
+        Ok(true)
+    }
+
+    /// The DNS answers the agent's `toFQDNs` rules resolve against now.
+    pub fn dns_answers(&self) -> Vec<ward_engine::DnsAnswer> {
+        self.dns.answers().0
+    }
+
     /// The DNS proxy's counters, when it runs.
     pub fn dns_proxy(&self) -> Option<&DnsProxy> {
         self.dns_proxy.as_ref()

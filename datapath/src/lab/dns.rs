@@ -19,6 +19,9 @@ use std::time::{Duration, Instant};
 /// How often the idle server looks at its stop flag.
 const POLL: Duration = Duration::from_millis(20);
 
+/// Names and what they resolve to.
+pub type Names = BTreeMap<String, Zone>;
+
 /// One name the server answers for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Zone {
@@ -38,12 +41,8 @@ pub struct DnsServer {
 impl DnsServer {
     /// Serves `names` (lower case, trailing dot optional) on `addr` (UDP) in `netns`: the
     /// records of the type asked, NXDOMAIN for a name it does not have.
-    pub fn start(
-        netns: &Path,
-        addr: SocketAddr,
-        names: BTreeMap<String, Zone>,
-    ) -> Result<DnsServer> {
-        let names: BTreeMap<String, Zone> = names.into_iter().map(|(n, z)| (fqdn(&n), z)).collect();
+    pub fn start(netns: &Path, addr: SocketAddr, names: Names) -> Result<DnsServer> {
+        let names = normalize(names);
         let sock = in_netns(netns, move || UdpSocket::bind(addr))?
             .with_context(|| format!("cannot serve DNS on {addr}/UDP"))?;
         sock.set_read_timeout(Some(POLL))?;
@@ -57,7 +56,7 @@ impl DnsServer {
                     continue;
                 };
                 q.fetch_add(1, Ordering::Relaxed);
-                if let Some(answer) = answer(&names, &buf[..n]) {
+                if let Some(answer) = answer(&names, &buf[..n], ResponseCode::NXDomain) {
                     let _ = sock.send_to(&answer, from);
                 }
             }
@@ -84,6 +83,11 @@ impl Drop for DnsServer {
     }
 }
 
+/// `names` keyed as the servers look them up.
+pub fn normalize(names: Names) -> Names {
+    names.into_iter().map(|(n, z)| (fqdn(&n), z)).collect()
+}
+
 fn fqdn(name: &str) -> String {
     let mut n = name.trim().to_ascii_lowercase();
     if !n.ends_with('.') {
@@ -92,8 +96,9 @@ fn fqdn(name: &str) -> String {
     n
 }
 
-/// The server's answer to the message in `bytes` (None for anything but a query).
-fn answer(names: &BTreeMap<String, Zone>, bytes: &[u8]) -> Option<Vec<u8>> {
+/// The answer to the message in `bytes` from a server holding `names` (keys normalized),
+/// which answers `unknown` for any other name; None for anything but a query.
+fn answer(names: &Names, bytes: &[u8], unknown: ResponseCode) -> Option<Vec<u8>> {
     let q = Message::from_vec(bytes).ok()?;
     if q.metadata.message_type != MessageType::Query {
         return None;
@@ -107,7 +112,7 @@ fn answer(names: &BTreeMap<String, Zone>, bytes: &[u8]) -> Option<Vec<u8>> {
         return r.to_vec().ok();
     };
     match names.get(&fqdn(&question.name().to_ascii())) {
-        None => r.metadata.response_code = ResponseCode::NXDomain,
+        None => r.metadata.response_code = unknown,
         Some(zone) => {
             for ip in &zone.addresses {
                 let data = match (ip, question.query_type()) {
@@ -136,15 +141,12 @@ pub fn probe_query(id: u16, name: &str) -> Vec<u8> {
 /// What the lab's UDP echo servers send back: a DNS query gets an empty answer (NOERROR, no
 /// records, as a server that has the name but no address for it), anything else is echoed.
 pub fn respond_or_echo(bytes: &[u8]) -> Vec<u8> {
-    match Message::from_vec(bytes) {
-        Ok(q) if q.metadata.message_type == MessageType::Query => {
-            let mut r = Message::response(q.metadata.id, q.metadata.op_code);
-            r.metadata.recursion_desired = q.metadata.recursion_desired;
-            r.add_queries(q.queries.iter().cloned());
-            r.to_vec().unwrap_or_else(|_| bytes.to_vec())
-        }
-        _ => bytes.to_vec(),
-    }
+    respond(&Names::new(), bytes)
+}
+
+/// [`respond_or_echo`] from a server that also holds `names` (keys normalized: [`normalize`]).
+pub fn respond(names: &Names, bytes: &[u8]) -> Vec<u8> {
+    answer(names, bytes, ResponseCode::NoError).unwrap_or_else(|| bytes.to_vec())
 }
 
 /// Whether `got` answers the probe `sent`: its echo, or a DNS response to it (of any code:
@@ -298,7 +300,8 @@ mod tests {
         let ask = |name: &str, t: RecordType| {
             let mut m = Message::new(9, MessageType::Query, OpCode::Query);
             m.add_query(Query::query(Name::from_str(name).unwrap(), t));
-            Message::from_vec(&answer(&names, &m.to_vec().unwrap()).unwrap()).unwrap()
+            let a = answer(&names, &m.to_vec().unwrap(), ResponseCode::NXDomain);
+            Message::from_vec(&a.unwrap()).unwrap()
         };
         let r = ask("API.example.com.", RecordType::A);
         assert_eq!(r.metadata.id, 9);

@@ -66,6 +66,18 @@ impl Servers {
     /// A UDP server on `ip:port` in `netns` that sends every datagram back to its sender (a
     /// DNS query gets an empty DNS answer: [`super::dns::respond_or_echo`]).
     pub fn udp(&mut self, netns: &Path, ip: impl Into<IpAddr>, port: u16) -> Result<()> {
+        self.udp_with_names(netns, ip, port, Arc::default())
+    }
+
+    /// [`Servers::udp`], answering the DNS queries for `names` (normalized:
+    /// [`super::dns::normalize`]) with their addresses.
+    pub fn udp_with_names(
+        &mut self,
+        netns: &Path,
+        ip: impl Into<IpAddr>,
+        port: u16,
+        names: Arc<super::dns::Names>,
+    ) -> Result<()> {
         let ip = ip.into();
         let sock = in_netns(netns, move || UdpSocket::bind((ip, port)))?
             .with_context(|| format!("cannot listen on {}/UDP", SocketAddr::new(ip, port)))?;
@@ -75,7 +87,7 @@ impl Servers {
             let mut buf = [0u8; 2048];
             while !stop.load(Ordering::Relaxed) {
                 if let Ok((n, from)) = sock.recv_from(&mut buf) {
-                    let _ = sock.send_to(&super::dns::respond_or_echo(&buf[..n]), from);
+                    let _ = sock.send_to(&super::dns::respond(&names, &buf[..n]), from);
                 }
             }
         }));
@@ -161,18 +173,49 @@ pub fn udp(
     port: u16,
     timeout: Duration,
 ) -> Result<bool> {
+    Ok(udp_query(netns, from, to, port, PROBE_NAME, timeout)? != UdpAnswer::None)
+}
+
+/// How a UDP probe was answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UdpAnswer {
+    /// Not within the timeout.
+    None,
+    /// Its datagram came back as it was.
+    Echo,
+    /// A DNS response to its query, with this code.
+    Dns(hickory_proto::op::ResponseCode),
+}
+
+/// [`udp`] with a DNS query for `name` as the datagram, saying how it was answered.
+pub fn udp_query(
+    netns: &Path,
+    from: Option<IpAddr>,
+    to: impl Into<IpAddr>,
+    port: u16,
+    name: &str,
+    timeout: Duration,
+) -> Result<UdpAnswer> {
     let to = to.into();
+    let msg = super::dns::probe_query(port, name);
     in_netns(netns, move || {
         let Ok(s) = UdpSocket::bind((from.unwrap_or_else(|| unspecified(to)), 0)) else {
-            return false;
+            return UdpAnswer::None;
         };
         let _ = s.set_read_timeout(Some(timeout));
-        let msg = super::dns::probe_query(port, PROBE_NAME);
         if s.send_to(&msg, (to, port)).is_err() {
-            return false;
+            return UdpAnswer::None;
         }
-        let mut buf = [0u8; 512];
-        matches!(s.recv_from(&mut buf), Ok((n, _)) if super::dns::answers_probe(&msg, &buf[..n]))
+        let mut buf = [0u8; 1500];
+        let Ok((n, _)) = s.recv_from(&mut buf) else {
+            return UdpAnswer::None;
+        };
+        let got = &buf[..n];
+        if got == msg.as_slice() {
+            UdpAnswer::Echo
+        } else {
+            super::dns::response_code(&msg, got).map_or(UdpAnswer::None, UdpAnswer::Dns)
+        }
     })
 }
 

@@ -158,6 +158,12 @@ impl DnsState {
         (cache.answers(), cache.generation())
     }
 
+    /// Whether answers wait for a sync (the cache moved past what the maps hold).
+    pub fn pending(&self) -> bool {
+        let generation = lock(&self.cache).generation();
+        generation > *lock(&self.synced)
+    }
+
     /// Records that the maps hold `generation` (the agent, after a sync) and releases the
     /// answers waiting for it.
     pub fn synced(&self, generation: u64) {

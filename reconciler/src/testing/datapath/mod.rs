@@ -8,13 +8,19 @@
 //!    not carry even then is not trusted as a verdict later. Then the revision's policies
 //!    and CIDR groups are applied, the agents sync, conntrack is cleared and every flow is
 //!    probed again: a TCP connection and its greeting, a UDP echo, an ICMP echo.
+//!    Before that, the expectations that carry a DNS query are sent as that query, while the
+//!    agents sync: where a pod's egress has `rules.dns`, its agent's DNS proxy answers it
+//!    (REFUSED, or the answer of the lab's server, which knows the tests' declared `dns`
+//!    answers) and learns the addresses `toFQDNs` rules then allow, as in a cluster.
 //! 3. The kernel's answer is compared with the engine's verdict over the lab's cluster (the
-//!    same objects the agents resolved). Where the lab's cluster gives a flow another verdict
-//!    than the tests' cluster (for example toFQDNs answers a test declares, which no DNS
-//!    proxy feeds to the kernel yet), the flow is not probed, and says why.
+//!    same objects the agents resolved, and the DNS answers their proxies learned). Where the
+//!    lab's cluster gives a flow another verdict than the tests' cluster (toFQDNs answers a
+//!    test declares that no expectation's query taught the proxy, say), the flow is not
+//!    probed, and says why.
 //!
-//! The datapath enforces layer 3/4: an expectation that carries an HTTP request or a DNS
-//! query is compared on its layer 3/4 verdict. A node (`node:<name>`, its address, or `host`
+//! The datapath enforces layer 3/4 and DNS rules: an expectation that carries a DNS query is
+//! also compared on it (REFUSED by the agent's proxy, or answered); one that carries an HTTP
+//! request is compared on its layer 3/4 verdict. A node (`node:<name>`, its address, or `host`
 //! as the other end's node) is sent from or to its own namespace, where its host policy is
 //! enforced. Flows with an end the lab cannot hold (`remote-node`, which stands for several
 //! nodes, `kube-apiserver`, an address inside the lab's ranges that nothing has, IPv6) are
@@ -36,12 +42,19 @@ use serde::Serialize;
 use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 use ward_datapath::agent::run::{Agent, AgentConfig, Source};
 use ward_datapath::bpf::NodeMaps;
+use ward_datapath::hickory_proto::op::ResponseCode;
+use ward_datapath::lab::dns::{Names, Zone};
+use ward_datapath::lab::probe::UdpAnswer;
 use ward_datapath::lab::{Lab, Topology, probe};
-use ward_engine::{Cluster, Flow, Identity, Peer, PolicyRepository, Protocol, Verdict};
+use ward_engine::{
+    Cluster, DnsAnswer, Flow, Identity, L7Request, L7Verdict, Peer, PolicyRepository, Protocol,
+    Verdict,
+};
 use ward_schema::policytest::TestExpectation;
 use ward_schema::{Kind, ResourceSet};
 
@@ -166,6 +179,8 @@ struct Probe {
     port: u16,
     /// The tests' engine verdict (layer 3/4).
     test_allows: bool,
+    /// The DNS query the expectation carries (UDP only): the probe asks it.
+    dns: Option<String>,
 }
 
 /// Runs every expectation of `run` (the engine's results for `suite` over `set`) through the
@@ -190,8 +205,8 @@ pub fn check(
         })?;
     let planned = plan(suite, run, &placement);
     let policies = policy_objects(set);
-    let lab_repo = PolicyRepository::from_resources(Cluster::from_topology(&topology), &policies)
-        .context("the engine cannot resolve the revision over the lab's cluster")?;
+    // Resolved once before the lab is built, so that a revision it cannot take fails early.
+    lab_repository(&topology, &policies, Vec::new())?;
     let probes: Vec<Probe> = planned
         .iter()
         .filter_map(|(_, p)| p.as_ref().ok().cloned())
@@ -200,7 +215,8 @@ pub fn check(
         placement: &placement,
         topology: &topology,
     };
-    let answers = send_through_the_kernel(&view, &policies, &probes, &lab_repo, tamper)?;
+    let names = declared_names(&suite.cluster.cluster);
+    let (answers, lab_repo) = send_through_the_kernel(&view, &policies, &probes, names, tamper)?;
     let mut answers = probes.iter().zip(answers);
     let checks = planned
         .into_iter()
@@ -236,35 +252,83 @@ struct Answer {
     carried: bool,
     /// It got through with the revision loaded.
     passed: bool,
+    /// The response code of its DNS query, when it was answered as one.
+    dns: Option<ResponseCode>,
 }
 
-/// Brings the lab up, sends every probe with no policy and then with `policies` synced
-/// (`tamper` in between), and takes the lab down again.
+/// What one probe got.
+#[derive(Debug, Clone, Copy)]
+struct Sent {
+    passed: bool,
+    dns: Option<ResponseCode>,
+}
+
+/// The engine's repository over the lab's cluster with the DNS `answers` its proxies learned.
+fn lab_repository(
+    topology: &Topology,
+    policies: &ResourceSet,
+    answers: Vec<DnsAnswer>,
+) -> Result<PolicyRepository> {
+    let mut cluster = Cluster::from_topology(topology);
+    cluster.dns = answers;
+    PolicyRepository::from_resources(cluster, policies)
+        .context("the engine cannot resolve the revision over the lab's cluster")
+}
+
+/// The tests' declared DNS answers, as the lab's UDP servers answer them.
+fn declared_names(tests: &Cluster) -> Arc<Names> {
+    let names = tests
+        .dns
+        .iter()
+        .map(|a| {
+            let zone = Zone {
+                addresses: a.addresses.clone(),
+                ttl: 3600,
+            };
+            (a.name.clone(), zone)
+        })
+        .collect();
+    Arc::new(ward_datapath::lab::dns::normalize(names))
+}
+
+/// Brings the lab up, sends every probe with no policy and then with `policies` synced (the
+/// expectations' DNS queries first, so that the agents' proxies learn their answers; `tamper`
+/// before the rest), and takes the lab down again. Also the engine's repository over the
+/// lab's cluster and the answers the proxies learned.
 fn send_through_the_kernel(
     view: &LabView<'_>,
     policies: &ResourceSet,
     probes: &[Probe],
-    lab_repo: &PolicyRepository,
+    names: Arc<Names>,
     tamper: &mut dyn FnMut(&LabView<'_>) -> Result<()>,
-) -> Result<Vec<Answer>> {
+) -> Result<(Vec<Answer>, PolicyRepository)> {
     let mut session = Session::up(view.topology, &view.placement.topology)?;
     let probes: Vec<&Probe> = probes.iter().collect();
-    let _servers = servers(&session.lab, &probes)?;
+    let _servers = servers(&session.lab, &probes, names)?;
     let baseline = send_all(&session.lab, &probes, PROBE_TIMEOUT)?;
     session.apply(policies)?;
     session.sync()?;
+    let queries: Vec<&Probe> = probes.iter().copied().filter(|p| p.dns.is_some()).collect();
+    session.learn(&queries)?;
+    let lab_repo = lab_repository(view.topology, policies, session.dns_answers())?;
+    session.clear_conntrack()?;
     tamper(view)?;
     let mut passed = send_all(&session.lab, &probes, PROBE_TIMEOUT)?;
     for (i, p) in probes.iter().enumerate() {
-        if !passed[i] && baseline[i] && lab_allows(lab_repo, p) {
+        if !passed[i].passed && baseline[i].passed && lab_allows(&lab_repo, p) {
             passed[i] = send(&session.lab, p, RETRY_TIMEOUT)?;
         }
     }
-    Ok(baseline
+    let answers = baseline
         .into_iter()
         .zip(passed)
-        .map(|(carried, passed)| Answer { carried, passed })
-        .collect())
+        .map(|(carried, sent)| Answer {
+            carried: carried.passed,
+            passed: sent.passed,
+            dns: sent.dns,
+        })
+        .collect();
+    Ok((answers, lab_repo))
 }
 
 /// A lab name and a node-name prefix no other run uses at the same time: the process id and
@@ -350,8 +414,9 @@ fn plan(
                 result: Agreement::NotProbed,
                 engine: None,
                 kernel: None,
-                note: l7_request(e)
-                    .map(|_| "layer 3/4 compared: the kernel does not enforce L7 rules".to_owned()),
+                note: l7_request(e).filter(|_| e.dns.is_none()).map(|_| {
+                    "layer 3/4 compared: the kernel does not enforce HTTP rules".to_owned()
+                }),
             };
             let probe = match (r.status, &r.outcome) {
                 (Status::Error, _) | (_, None) => Err(format!(
@@ -394,12 +459,18 @@ fn probe_of(
             "the lab sends TCP, UDP and ICMP echo requests; {protocol}/{port} is not sent"
         ));
     }
+    let dns = e
+        .dns
+        .as_ref()
+        .filter(|_| protocol == Protocol::UDP)
+        .map(|d| d.query.clone());
     Ok(Probe {
         src,
         dst,
         protocol,
         port,
         test_allows,
+        dns,
     })
 }
 
@@ -471,7 +542,9 @@ fn lab_allows(repo: &PolicyRepository, p: &Probe) -> bool {
 
 /// Fills in a probed check.
 fn judge(c: &mut Check, p: &Probe, answer: Answer, repo: &PolicyRepository, tests: &Cluster) {
-    let Answer { carried, passed } = answer;
+    let Answer {
+        carried, passed, ..
+    } = answer;
     let engine = lab_allows(repo, p);
     let word = |allow: bool| if allow { "allow" } else { "deny" };
     c.engine = Some(word(engine));
@@ -484,7 +557,7 @@ fn judge(c: &mut Check, p: &Probe, answer: Answer, repo: &PolicyRepository, test
         let why = if tests.dns.is_empty() {
             ""
         } else {
-            " (the tests declare DNS answers, which reach the engine but not yet the kernel: there is no DNS proxy)"
+            " (the tests declare DNS answers: the agents' proxies learn only those an expectation's DNS query asks for, through a rule with rules.dns)"
         };
         c.note = Some(format!(
             "the lab's cluster gives this flow another verdict ({}) than the tests' ({}){why}",
@@ -497,11 +570,49 @@ fn judge(c: &mut Check, p: &Probe, answer: Answer, repo: &PolicyRepository, test
         } else {
             Agreement::Disagree
         };
+        if c.result == Agreement::Agree && passed {
+            judge_dns(c, p, answer.dns, repo);
+        }
     }
 }
 
-/// Echo servers for every TCP and UDP destination.
-fn servers(lab: &Lab, probes: &[&Probe]) -> Result<probe::Servers> {
+/// Compares the answer of a DNS query that passed at layer 3/4 with the engine's DNS
+/// verdict: REFUSED from the agent's proxy where the rules do not allow the name.
+fn judge_dns(c: &mut Check, p: &Probe, code: Option<ResponseCode>, repo: &PolicyRepository) {
+    let (Some(name), Some(code)) = (&p.dns, code) else {
+        return;
+    };
+    let flow = Flow {
+        src: Peer::Ip(p.src.ip().into()),
+        dst: Peer::Ip(p.dst.ip().into()),
+        protocol: p.protocol,
+        port: p.port,
+    };
+    let request = L7Request::Dns { name: name.clone() };
+    let engine_refuses = repo
+        .l7_verdict(&flow, &request)
+        .iter()
+        .any(|(_, d)| d.verdict == L7Verdict::Denied);
+    let kernel_refused = code == ResponseCode::Refused;
+    let word = |refused: bool| if refused { "REFUSED" } else { "answered" };
+    if engine_refuses == kernel_refused {
+        c.note = Some(format!(
+            "DNS query {name} compared too: {} by the agent, as the engine says",
+            word(kernel_refused)
+        ));
+    } else {
+        c.result = Agreement::Disagree;
+        c.note = Some(format!(
+            "DISAGREE on DNS query {name}: the engine says {}, the query was {}",
+            word(engine_refuses),
+            word(kernel_refused)
+        ));
+    }
+}
+
+/// Echo servers for every TCP and UDP destination; the UDP ones answer DNS queries for the
+/// tests' declared `names`.
+fn servers(lab: &Lab, probes: &[&Probe], names: Arc<Names>) -> Result<probe::Servers> {
     let mut servers = probe::Servers::new();
     let mut seen = std::collections::BTreeSet::new();
     for p in probes {
@@ -511,18 +622,18 @@ fn servers(lab: &Lab, probes: &[&Probe]) -> Result<probe::Servers> {
         let netns = p.dst.netns(lab);
         match p.protocol {
             Protocol::TCP => servers.tcp(&netns, p.dst.ip(), p.port)?,
-            Protocol::UDP => servers.udp(&netns, p.dst.ip(), p.port)?,
+            Protocol::UDP => servers.udp_with_names(&netns, p.dst.ip(), p.port, names.clone())?,
             _ => {}
         }
     }
     Ok(servers)
 }
 
-/// Sends every probe, [`PARALLEL`] at a time; whether each got through.
-fn send_all(lab: &Lab, probes: &[&Probe], timeout: Duration) -> Result<Vec<bool>> {
+/// Sends every probe, [`PARALLEL`] at a time; what each got.
+fn send_all(lab: &Lab, probes: &[&Probe], timeout: Duration) -> Result<Vec<Sent>> {
     let mut out = Vec::with_capacity(probes.len());
     for chunk in probes.chunks(PARALLEL) {
-        let results: Vec<Result<bool>> = std::thread::scope(|s| {
+        let results: Vec<Result<Sent>> = std::thread::scope(|s| {
             let handles: Vec<_> = chunk
                 .iter()
                 .map(|p| s.spawn(move || send(lab, p, timeout)))
@@ -539,7 +650,7 @@ fn send_all(lab: &Lab, probes: &[&Probe], timeout: Duration) -> Result<Vec<bool>
     Ok(out)
 }
 
-fn send(lab: &Lab, p: &Probe, timeout: Duration) -> Result<bool> {
+fn send(lab: &Lab, p: &Probe, timeout: Duration) -> Result<Sent> {
     let netns = p.src.netns(lab);
     // The world host has several addresses: a probe from it leaves from the one it stands for.
     let from = match &p.src {
@@ -547,11 +658,30 @@ fn send(lab: &Lab, p: &Probe, timeout: Duration) -> Result<bool> {
         Host::Pod(..) | Host::Node(..) => None,
     };
     let to = p.dst.ip();
-    match p.protocol {
-        Protocol::TCP => probe::tcp(&netns, from, to, p.port, timeout),
-        Protocol::UDP => probe::udp(&netns, from, to, p.port, timeout),
-        _ => probe::icmp_echo(&netns, from, to, timeout),
-    }
+    let passed = match p.protocol {
+        Protocol::TCP => probe::tcp(&netns, from, to, p.port, timeout)?,
+        Protocol::UDP => {
+            let name = p.dns.as_deref().unwrap_or(probe::PROBE_NAME);
+            return Ok(
+                match probe::udp_query(&netns, from, to, p.port, name, timeout)? {
+                    UdpAnswer::None => Sent {
+                        passed: false,
+                        dns: None,
+                    },
+                    UdpAnswer::Echo => Sent {
+                        passed: true,
+                        dns: None,
+                    },
+                    UdpAnswer::Dns(code) => Sent {
+                        passed: true,
+                        dns: Some(code),
+                    },
+                },
+            );
+        }
+        _ => probe::icmp_echo(&netns, from, to, timeout)?,
+    };
+    Ok(Sent { passed, dns: None })
 }
 
 /// The lab, its agents and their local target; all of it removed on drop.
@@ -619,10 +749,65 @@ impl Session {
         for a in &mut self.agents {
             a.sync()?;
         }
+        self.clear_conntrack()
+    }
+
+    /// Forgets every tracked connection, so that no earlier probe's answers a later one.
+    fn clear_conntrack(&self) -> Result<()> {
         for n in &self.nodes {
             NodeMaps::open_pinned(n)?.ct_clear()?;
         }
         Ok(())
+    }
+
+    /// Sends the DNS queries of `probes` while the agents sync whatever their proxies learn
+    /// (each proxy holds its answer until then, as it would for a running agent).
+    fn learn(&mut self, probes: &[&Probe]) -> Result<()> {
+        let (lab, agents) = (&self.lab, &mut self.agents);
+        for chunk in probes.chunks(PARALLEL) {
+            std::thread::scope(|s| -> Result<()> {
+                let handles: Vec<_> = chunk
+                    .iter()
+                    .map(|p| s.spawn(move || send(lab, p, PROBE_TIMEOUT)))
+                    .collect();
+                loop {
+                    let done = handles.iter().all(|h| h.is_finished());
+                    for a in agents.iter_mut() {
+                        a.sync_dns()?;
+                    }
+                    if done {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                for h in handles {
+                    h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))?;
+                }
+                Ok(())
+            })?;
+        }
+        Ok(())
+    }
+
+    /// The DNS answers every agent's proxy learned, together.
+    fn dns_answers(&self) -> Vec<DnsAnswer> {
+        let mut by_name: std::collections::BTreeMap<String, BTreeSet<IpAddr>> =
+            std::collections::BTreeMap::new();
+        for a in &self.agents {
+            for answer in a.dns_answers() {
+                by_name
+                    .entry(answer.name)
+                    .or_default()
+                    .extend(answer.addresses);
+            }
+        }
+        by_name
+            .into_iter()
+            .map(|(name, addresses)| DnsAnswer {
+                name,
+                addresses: addresses.into_iter().collect(),
+            })
+            .collect()
     }
 }
 
@@ -660,6 +845,11 @@ impl DatapathRun {
                         c.kernel.unwrap_or_default(),
                         c.engine.unwrap_or_default()
                     ),
+                ),
+                // Both passed at layer 3/4: the DNS answer differs (the note says how).
+                Agreement::Disagree if c.engine == Some("allow") && c.kernel == Some("passed") => (
+                    p.on(RED, "✗"),
+                    "DISAGREE on the DNS answer: the kernel passed it at layer 3/4".to_owned(),
                 ),
                 Agreement::Disagree => (
                     p.on(RED, "✗"),
