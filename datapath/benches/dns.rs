@@ -224,18 +224,25 @@ fn main() {
         assert_eq!(maps.ipcache_lookup(addr).unwrap(), IDENTITY_WORLD);
         let seen = Arc::new(std::sync::Mutex::new(None::<Instant>));
         let done = Arc::new(AtomicBool::new(false));
+        let (started_tx, started) = std::sync::mpsc::channel();
         let poller = {
             let (maps, seen, done) = (maps.clone(), seen.clone(), done.clone());
             std::thread::spawn(move || {
-                while !done.load(Ordering::Relaxed) {
+                started_tx.send(()).unwrap();
+                loop {
                     if maps.ipcache_lookup(addr).unwrap() != IDENTITY_WORLD {
                         *seen.lock().unwrap() = Some(Instant::now());
+                        return;
+                    }
+                    if done.load(Ordering::Relaxed) {
                         return;
                     }
                     std::thread::sleep(Duration::from_micros(20));
                 }
             })
         };
+        // The query goes out only once the poller is looking.
+        started.recv().unwrap();
         let r = proxied
             .ask(&format!("n{i}.example.com"), RecordType::A)
             .unwrap()

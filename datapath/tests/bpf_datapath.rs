@@ -701,9 +701,19 @@ fn allowed_tcp_flows_both_ways_and_nothing_else() {
             k.saddr() == A_IP && k.daddr() == B_IP && k.dport() == 80 && k.proto() == TCP
         })
         .unwrap_or_else(|| panic!("no conntrack entry for a -> b:80 in {ct:?}"));
+    use ward_datapath::bpf::maps::{
+        CT_FLAG_EGRESS_SEEN, CT_FLAG_FIN_FWD, CT_FLAG_FIN_REPLY, CT_FLAG_INGRESS_SEEN, CT_FLAG_RST,
+    };
     assert_eq!(
-        conn.1.flags, 0b11,
+        conn.1.flags & (CT_FLAG_INGRESS_SEEN | CT_FLAG_EGRESS_SEEN),
+        CT_FLAG_INGRESS_SEEN | CT_FLAG_EGRESS_SEEN,
         "both directions' policies saw the connection"
+    );
+    // The exchange ended with a FIN each way: the entry now lives only the close lifetime.
+    assert_eq!(
+        conn.1.flags & (CT_FLAG_FIN_FWD | CT_FLAG_FIN_REPLY | CT_FLAG_RST),
+        CT_FLAG_FIN_FWD | CT_FLAG_FIN_REPLY,
+        "the close was seen both ways: {conn:?}"
     );
     assert!(
         conn.1.packets > 10,

@@ -8,8 +8,8 @@
 //! a name the rules do not allow gets REFUSED without reaching the server; an address nobody
 //! answered stays unreachable; when an answer's TTL runs out an established connection keeps
 //! working, and once it has closed new connections are dropped; all of it over IPv4 and IPv6
-//! (AAAA answers, and a query to the server's IPv6 address); a pod without DNS rules asks the
-//! server directly.
+//! (AAAA answers, and a query to the server's IPv6 address); a restarted agent keeps what its
+//! predecessor learned; a pod without DNS rules asks the server directly.
 //!
 //! Needs root and bpffs; without them it prints `SKIPPED: <test>: <reason>` (a failure in
 //! must-run mode).
@@ -174,6 +174,19 @@ fn a_pod_reaches_exactly_what_its_allowed_names_resolved_to_until_they_expire() 
     assert!(
         tcp_connect(&client, api, 80, OPEN).is_some(),
         "api's longer TTL still holds"
+    );
+
+    // A restarted agent takes back what its predecessor learned: api's address stays open
+    // to new connections without a new query (the answers are kept in the run directory).
+    lab.terminate_agent(&node);
+    lab.start_agent(&node);
+    assert!(
+        tcp_connect(&client, api, 80, OPEN).is_some(),
+        "api after an agent restart, without a new query"
+    );
+    assert!(
+        tcp_connect(&client, short, 80, SHUT).is_none(),
+        "short stays gone"
     );
 
     // A pod without DNS rules is not proxied: it asks the server directly, which its

@@ -5,8 +5,11 @@
 //! - **ipcache** (LPM, IPv4 or IPv6 prefix → identity; no entry means `world`; the kernel
 //!   keeps one trie per family): every address of every endpoint of the cluster (/32, /128),
 //!   every node (`host` for this node, `remote-node` for the others), and every world prefix
-//!   a CIDR rule of a local endpoint mentions, with a *CIDR identity* from
-//!   [`CIDR_IDENTITY_BASE`] on (Cilium's local identity scope).
+//!   a CIDR rule of a local endpoint mentions (`toFQDNs` answers included), with a *CIDR
+//!   identity* in Cilium's local identity scope ([`CIDR_IDENTITY_BASE`] on), derived from the
+//!   prefix itself ([`cidr_identity`]): a prefix keeps its identity when others come and go
+//!   (a DNS answer adds one without renumbering the rest), and a restarted agent computes the
+//!   same ones.
 //! - **policy** (LPM over endpoint, direction, remote identity, protocol, port): two lookups
 //!   per packet, the remote identity and identity 0 (any). Within one lookup the longest
 //!   prefix wins, so an allow nested inside a deny of the same lookup is stored as a deny:
@@ -27,6 +30,24 @@ use ward_engine::{
 
 /// First CIDR identity (Cilium's local scope, 1 << 24).
 pub const CIDR_IDENTITY_BASE: u32 = 1 << 24;
+/// How many CIDR identities there are (half of the local scope).
+pub const CIDR_IDENTITY_SPACE: u32 = 1 << 23;
+
+/// The CIDR identity a prefix asks for: [`CIDR_IDENTITY_BASE`] plus the FNV-1a hash of its
+/// address bytes and length, within [`CIDR_IDENTITY_SPACE`]. Two prefixes asking for the
+/// same one are told apart in [`cidr_identities`].
+pub fn cidr_identity(prefix: Prefix) -> u32 {
+    let bytes: Vec<u8> = match prefix.0 {
+        IpAddr::V4(a) => a.octets().to_vec(),
+        IpAddr::V6(a) => a.octets().to_vec(),
+    };
+    let mut h: u32 = 0x811c_9dc5;
+    for b in bytes.into_iter().chain([prefix.1]) {
+        h ^= u32::from(b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    CIDR_IDENTITY_BASE + h % CIDR_IDENTITY_SPACE
+}
 
 /// One policy-map key. `bits` is how many leading bits of (protocol, port) count: 0 any
 /// protocol and port, 8 the protocol only, 8 + k the protocol and the top k port bits.
@@ -266,7 +287,23 @@ fn cidr_identities(locals: &[Local<'_>]) -> BTreeMap<Prefix, u32> {
             }
         }
     }
-    prefixes.into_iter().zip(CIDR_IDENTITY_BASE..).collect()
+    assign_cidr_identities(prefixes)
+}
+
+/// Each prefix's [`cidr_identity`]; in prefix order, one whose identity is taken takes the
+/// next free one.
+fn assign_cidr_identities(prefixes: BTreeSet<Prefix>) -> BTreeMap<Prefix, u32> {
+    let mut taken = BTreeSet::new();
+    prefixes
+        .into_iter()
+        .map(|p| {
+            let mut id = cidr_identity(p);
+            while !taken.insert(id) {
+                id = CIDR_IDENTITY_BASE + (id - CIDR_IDENTITY_BASE + 1) % CIDR_IDENTITY_SPACE;
+            }
+            (p, id)
+        })
+        .collect()
 }
 
 fn prefix(p: &ward_engine::cidr::Prefix) -> Prefix {
@@ -594,7 +631,40 @@ impl NodeEntries {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
     use super::*;
+
+    /// A prefix keeps its CIDR identity when others come and go; two prefixes never share one.
+    #[test]
+    fn cidr_identities_are_stable_and_distinct() {
+        let p = |s: &str, len| -> Prefix { (s.parse().unwrap(), len) };
+        let a = p("192.0.2.7", 32);
+        let id = cidr_identity(a);
+        assert!((CIDR_IDENTITY_BASE..CIDR_IDENTITY_BASE + CIDR_IDENTITY_SPACE).contains(&id));
+        assert_eq!(id, cidr_identity(a), "deterministic");
+        assert_ne!(id, cidr_identity(p("192.0.2.7", 31)));
+        assert_ne!(
+            cidr_identity(p("10.0.0.0", 8)),
+            cidr_identity(p("10.0.0.0", 16))
+        );
+        // Many prefixes: all distinct; one more changes no other's identity.
+        let many: BTreeSet<Prefix> = (0..2000u32)
+            .map(|i| {
+                (
+                    IpAddr::V4(std::net::Ipv4Addr::from(0xc612_0000 + 2 * i)),
+                    32,
+                )
+            })
+            .collect();
+        let before = assign_cidr_identities(many.clone());
+        let distinct: BTreeSet<u32> = before.values().copied().collect();
+        assert_eq!(distinct.len(), many.len());
+        let mut more = many;
+        more.insert(p("198.18.0.1", 32));
+        let after = assign_cidr_identities(more);
+        let moved = before.iter().filter(|(k, v)| after[*k] != **v).count();
+        assert_eq!(moved, 0);
+    }
     use std::net::Ipv4Addr;
 
     fn ip4(a: u8, b: u8, c: u8, d: u8) -> IpAddr {

@@ -77,6 +77,9 @@ pub enum Source {
     },
 }
 
+/// The file in the run directory holding the DNS proxy's learned answers.
+pub const DNS_CACHE_FILE: &str = "dns-cache.json";
+
 /// The routing table that delivers the packets handed to the DNS proxy locally.
 pub const PROXY_TABLE: u32 = 2005;
 /// The priority of the rule that sends them there (Cilium's proxy rules use 9 and 10).
@@ -151,6 +154,8 @@ pub struct Agent {
     dns: Arc<DnsState>,
     /// The DNS proxy (the kernel's datapath only).
     dns_proxy: Option<DnsProxy>,
+    /// The generation of the DNS answers last saved to the run directory.
+    dns_saved: u64,
     /// How many times `topology` changed (the repository's [`ClusterVersion`]).
     topology_changes: u64,
     revision: Option<String>,
@@ -391,6 +396,7 @@ impl Agent {
             repository,
             dns,
             dns_proxy: None,
+            dns_saved: 0,
             topology_changes: 0,
             revision: None,
             mesh,
@@ -400,6 +406,13 @@ impl Agent {
         };
         agent.attach_pods(agent.kube.is_none())?;
         agent.current = agent.datapath.read_back(&agent.ifindex)?;
+        // The answers an earlier agent learned, so that its FQDN entries stay in the maps.
+        match agent.dns.load(&agent.dns_cache_path()) {
+            Ok(0) => {}
+            Ok(names) => tracing::info!(node = %agent.cfg.node, names, "DNS answers restored"),
+            Err(e) => tracing::warn!(node = %agent.cfg.node, "DNS answers not restored: {e:#}"),
+        }
+        agent.dns_saved = agent.dns.generation();
         tracing::info!(node = %agent.cfg.node, source = %agent.cfg.source.describe(), endpoints = agent.ifindex.len(), policy_entries = agent.current.policy.len(), "agent started; programs attached");
         Ok(agent)
     }
@@ -487,7 +500,18 @@ impl Agent {
         // Answers waiting for these addresses go out either way (on an error the maps keep
         // the last good revision, which a retry will not change).
         self.dns.synced(generation);
+        if generation != self.dns_saved {
+            match self.dns.save(&self.dns_cache_path()) {
+                Ok(()) => self.dns_saved = generation,
+                Err(e) => tracing::warn!(node = %self.cfg.node, "DNS answers not saved: {e:#}"),
+            }
+        }
         synced
+    }
+
+    /// Where the learned DNS answers are kept across restarts.
+    fn dns_cache_path(&self) -> PathBuf {
+        self.cfg.run_dir.join(DNS_CACHE_FILE)
     }
 
     /// [`Agent::sync_with`] with the DNS proxy's `answers` (at `generation`).

@@ -1,9 +1,10 @@
 //! Writing only what changed: the difference between the entries in the kernel and the
 //! entries wanted, applied in an order that never opens a window.
 //!
-//! Order: endpoints and ipcache additions first, then every new or changed policy entry
-//! (denies before allows), then removals of stale policy entries, stale ipcache entries and
-//! departed endpoints. In between, the maps hold the union of old and new entries, in which a
+//! Order: endpoints first, then every new or changed policy entry (denies before allows),
+//! then the ipcache's additions and changes (an address moving to a new identity finds that
+//! identity's entries in place), then removals of stale policy entries, stale ipcache
+//! entries and departed endpoints. In between, the maps hold the union of old and new entries, in which a
 //! deny still wins; so nothing is ever allowed that neither revision allows, and an endpoint
 //! never has no entry at all (which would drop its traffic, as it should while it is unknown).
 
@@ -80,14 +81,6 @@ pub fn apply(
             s.written += 1;
         }
     }
-    for (prefix, id) in &wanted.ipcache {
-        if current.ipcache.get(prefix) == Some(id) {
-            s.unchanged += 1;
-        } else {
-            store.set_ipcache(*prefix, *id)?;
-            s.written += 1;
-        }
-    }
     let changed = |(k, v): &(&PolicyKey, &PolicyValue)| current.policy.get(k) != Some(v);
     let (denies, allows): (Vec<_>, Vec<_>) = wanted
         .policy
@@ -100,6 +93,16 @@ pub fn apply(
     }
     s.written += policy_written;
     s.unchanged += wanted.policy.len() - policy_written;
+    // The ipcache after the policy: an address that gets a new identity finds that
+    // identity's entries already there.
+    for (prefix, id) in &wanted.ipcache {
+        if current.ipcache.get(prefix) == Some(id) {
+            s.unchanged += 1;
+        } else {
+            store.set_ipcache(*prefix, *id)?;
+            s.written += 1;
+        }
+    }
     for k in current
         .policy
         .keys()
@@ -176,6 +179,35 @@ mod tests {
             port,
             bits: 24,
         }
+    }
+
+    /// An address whose identity changes (a CIDR identity of a new prefix) points at it only
+    /// once the new identity's entries are in, and the old ones go last.
+    #[test]
+    fn an_address_moves_to_a_new_identity_after_its_entries() {
+        let allow = PolicyValue {
+            deny: false,
+            l7: false,
+            dns: false,
+            rule: 1,
+        };
+        let with_identity = |identity| PolicyKey {
+            identity,
+            ..key(443)
+        };
+        let prefix: Prefix = ("192.0.2.7".parse().unwrap(), 32);
+        let mut current = NodeEntries::default();
+        current.ipcache.insert(prefix, 2);
+        current.policy.insert(with_identity(2), allow);
+        let mut wanted = NodeEntries::default();
+        wanted.ipcache.insert(prefix, 16_777_300);
+        wanted.policy.insert(with_identity(16_777_300), allow);
+        let mut log = Log::default();
+        apply(&mut log, &current, &wanted).unwrap();
+        assert_eq!(
+            log.0,
+            ["+pol 443 allow", "+ip 192.0.2.7/32 16777300", "-pol 443"]
+        );
     }
 
     #[test]

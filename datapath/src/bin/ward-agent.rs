@@ -190,19 +190,21 @@ fn main() {
 }
 
 fn run(cfg: AgentConfig, once: bool, resync: Duration) -> anyhow::Result<()> {
+    // Blocked before the agent starts any thread (its DNS proxy's), which inherit the mask:
+    // a signal must reach the waiting thread, not end the process from another one.
+    let stop = Arc::new(AtomicBool::new(false));
+    // The handler only sets a flag; the loop notices within 200 ms.
+    signal_flag(
+        &[
+            nix::sys::signal::Signal::SIGTERM,
+            nix::sys::signal::Signal::SIGINT,
+        ],
+        Arc::clone(&stop),
+    )?;
     let mut agent = Agent::start(cfg)?;
     if once {
         agent.sync()?;
         return Ok(());
-    }
-    let stop = Arc::new(AtomicBool::new(false));
-    for sig in [
-        nix::sys::signal::Signal::SIGTERM,
-        nix::sys::signal::Signal::SIGINT,
-    ] {
-        let stop = Arc::clone(&stop);
-        // The handler only sets a flag; the loop notices within 200 ms.
-        signal_flag(sig, stop)?;
     }
     agent.run(&stop, resync)?;
     tracing::info!(
@@ -211,10 +213,14 @@ fn run(cfg: AgentConfig, once: bool, resync: Duration) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Sets `flag` when `sig` arrives, from a thread that waits for it (no unsafe handler).
-fn signal_flag(sig: nix::sys::signal::Signal, flag: Arc<AtomicBool>) -> anyhow::Result<()> {
+/// Sets `flag` when one of `signals` arrives, from a thread that waits for them (no unsafe
+/// handler). They are blocked in the calling thread first, so every thread started after
+/// this (the waiter included) leaves them to the waiter.
+fn signal_flag(signals: &[nix::sys::signal::Signal], flag: Arc<AtomicBool>) -> anyhow::Result<()> {
     let mut set = nix::sys::signal::SigSet::empty();
-    set.add(sig);
+    for sig in signals {
+        set.add(*sig);
+    }
     set.thread_block()?;
     std::thread::spawn(move || {
         if set.wait().is_ok() {

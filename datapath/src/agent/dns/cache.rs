@@ -2,10 +2,23 @@
 //! what `toFQDNs` rules resolve against on this node (Cilium's FQDN cache). Pure: the caller
 //! passes the time.
 
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 use ward_engine::DnsAnswer;
+
+/// One learned address as the agent keeps it on disk across restarts (Cilium restores its
+/// DNS cache the same way): the expiry as wall-clock seconds since the Unix epoch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Saved {
+    /// The name (lower case, trailing dot).
+    pub name: String,
+    /// The address.
+    pub address: IpAddr,
+    /// When it runs out, in seconds since the Unix epoch.
+    pub expires: u64,
+}
 
 /// How long answers are kept, whatever TTL they carry (Cilium's `--tofqdns-min-ttl`, and a
 /// ceiling of ward's own).
@@ -161,6 +174,50 @@ impl DnsCache {
             .collect()
     }
 
+    /// What to keep on disk: every address with its expiry on the wall clock (`wall` is the
+    /// wall-clock time of `now`).
+    pub fn save(&self, now: Instant, wall: SystemTime) -> Vec<Saved> {
+        let epoch = wall
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default();
+        self.names
+            .iter()
+            .flat_map(|(name, addrs)| {
+                addrs.iter().map(move |(ip, until)| Saved {
+                    name: name.clone(),
+                    address: *ip,
+                    expires: (epoch + until.saturating_duration_since(now)).as_secs(),
+                })
+            })
+            .collect()
+    }
+
+    /// Takes back what [`DnsCache::save`] kept, but for what has run out by `wall` (the
+    /// wall-clock time of `now`) and beyond the cache's limits; whether anything was taken.
+    pub fn restore(&mut self, saved: &[Saved], now: Instant, wall: SystemTime) -> bool {
+        let epoch = wall
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
+        let mut taken = false;
+        for s in saved.iter().filter(|s| s.expires > epoch) {
+            let name = DnsCache::normalize(&s.name);
+            if !self.names.contains_key(&name) && self.names.len() >= MAX_NAMES {
+                continue;
+            }
+            let addrs = self.names.entry(name).or_default();
+            if addrs.len() < MAX_ADDRESSES_PER_NAME {
+                let left = Duration::from_secs(s.expires - epoch).min(self.bounds.max);
+                addrs.insert(s.address, now + left);
+                taken = true;
+            }
+        }
+        if taken {
+            self.generation += 1;
+        }
+        taken
+    }
+
     /// How many names are held.
     pub fn len(&self) -> usize {
         self.names.len()
@@ -233,6 +290,29 @@ mod tests {
         assert!(!c.expire_unused(t1 + recheck, recheck, |_| true));
         assert!(c.expire_unused(t1 + recheck * 2, recheck, |_| false));
         assert!(c.is_empty());
+    }
+
+    #[test]
+    fn what_is_saved_comes_back_without_what_ran_out() {
+        let mut c = DnsCache::new(TtlBounds::default());
+        let (t0, wall) = (Instant::now(), SystemTime::now());
+        c.learn("a.example.", &[(ip("192.0.2.1"), 30)], t0);
+        c.learn("b.example.", &[(ip("192.0.2.2"), 2)], t0);
+        let saved = c.save(t0, wall);
+        assert_eq!(saved.len(), 2);
+        // Restored 10 s later: b ran out meanwhile.
+        let mut d = DnsCache::new(TtlBounds::default());
+        let later = wall + Duration::from_secs(10);
+        assert!(d.restore(&saved, t0, later));
+        let names: Vec<String> = d.answers().into_iter().map(|a| a.name).collect();
+        assert_eq!(names, ["a.example."]);
+        let left = d.next_expiry().unwrap() - t0;
+        assert!(left <= Duration::from_secs(20) && left >= Duration::from_secs(19));
+        assert!(!DnsCache::new(TtlBounds::default()).restore(
+            &saved,
+            t0,
+            wall + Duration::from_secs(60)
+        ));
     }
 
     #[test]

@@ -33,6 +33,9 @@ use ward_schema::model::FqdnSelector;
 /// again.
 pub const ZOMBIE_RECHECK: Duration = Duration::from_secs(1);
 
+/// The largest saved DNS cache the agent reads back (a full cache is about 2 MB).
+pub const MAX_SAVED_BYTES: usize = 16 << 20;
+
 /// How long the proxy holds an answer while the agent syncs the addresses it taught.
 pub const SYNC_WAIT: Duration = Duration::from_secs(2);
 
@@ -182,6 +185,40 @@ impl DnsState {
     /// syncs).
     pub fn expire(&self, now: Instant, in_use: impl Fn(IpAddr) -> bool) -> bool {
         lock(&self.cache).expire_unused(now, ZOMBIE_RECHECK, in_use)
+    }
+
+    /// Writes the learned answers to `path` (the agent, when they changed), atomically.
+    pub fn save(&self, path: &std::path::Path) -> anyhow::Result<()> {
+        use anyhow::Context as _;
+        let saved = lock(&self.cache).save(Instant::now(), std::time::SystemTime::now());
+        let tmp = path.with_extension("json.tmp");
+        std::fs::write(&tmp, serde_json::to_vec(&saved)?)
+            .with_context(|| format!("cannot write {}", tmp.display()))?;
+        std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
+    }
+
+    /// Takes back the answers a previous agent saved at `path` (none when there is no file;
+    /// an unreadable one is an error, and nothing is taken).
+    pub fn load(&self, path: &std::path::Path) -> anyhow::Result<usize> {
+        use anyhow::Context as _;
+        let bytes = match std::fs::read(path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+        };
+        if bytes.len() > MAX_SAVED_BYTES {
+            anyhow::bail!("{} is larger than {MAX_SAVED_BYTES} bytes", path.display());
+        }
+        let saved: Vec<cache::Saved> = serde_json::from_slice(&bytes)
+            .with_context(|| format!("{} is not a saved DNS cache", path.display()))?;
+        let mut cache = lock(&self.cache);
+        cache.restore(&saved, Instant::now(), std::time::SystemTime::now());
+        Ok(cache.len())
+    }
+
+    /// The generation of the learned answers.
+    pub fn generation(&self) -> u64 {
+        lock(&self.cache).generation()
     }
 
     /// Takes the `toFQDNs` selectors of `resources` (the agent, on each sync).

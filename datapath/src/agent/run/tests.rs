@@ -294,10 +294,18 @@ fn sync_writes_the_desired_state_then_only_what_changed() {
         log.iter().any(|l| l.contains("egress port 80 allow")),
         "{log:?}"
     );
-    // Endpoints and the ipcache go in before any policy entry.
+    // Endpoints go in before any policy entry, the ipcache after them all.
     let first_policy = log.iter().position(|l| l.starts_with("+pol")).unwrap();
+    let first_ip = log.iter().position(|l| l.starts_with("+ip")).unwrap();
     assert!(
-        log[first_policy..].iter().all(|l| l.starts_with("+pol")),
+        log[..first_policy].iter().all(|l| l.starts_with("+ep")),
+        "{log:?}"
+    );
+    assert!(
+        log[first_policy..first_ip]
+            .iter()
+            .all(|l| l.starts_with("+pol"))
+            && log[first_ip..].iter().all(|l| l.starts_with("+ip")),
         "{log:?}"
     );
     assert_eq!(first.removed, 0);
