@@ -12,6 +12,8 @@
  * fail closed. The remote identity comes from ward_ipcache (IPv4) or ward_ipcache6 (IPv6);
  * the policy itself is keyed by identity, so it is the same for both families.
  * ARP and ICMPv6 neighbour discovery (types 133-137) pass without policy, as in Cilium.
+ * A pod's packets that an egress allow with DNS rules lets through go to the agent's DNS
+ * proxy (to_dns_proxy), which answers or refuses each query.
  * Every other frame is dropped as unsupported: other ethertypes, IPv6 fragments, more than
  * WARD_IPV6_MAX_EXT extension headers, truncated headers (fail closed).
  */
@@ -486,48 +488,109 @@ static __always_inline int drop_unsupported(struct __sk_buff *skb, __u8 directio
 	return TC_ACT_SHOT;
 }
 
-/*
- * Hands an allowed UDP packet to the agent's DNS proxy: its socket (found by the port in
- * ward_config, and accepted only with the cookie recorded there, so that no other socket
- * that took the port after the proxy died gets the queries) becomes the packet's socket,
- * and the mark routes the packet to the node itself, which delivers it to that socket with
- * its original addresses (the proxy reads the destination as IP_ORIGDSTADDR). Without the
- * proxy the packet is dropped: `rules.dns` cannot be enforced, so nothing passes (fail
- * closed, as Cilium drops when its proxy is missing).
- */
-static __always_inline int to_dns_proxy(struct __sk_buff *skb, const struct flow *f)
+/* The socket tuple of a flow, with destination port `dport` (network order); its length. */
+static __always_inline __u32 sock_tuple(const struct flow *f, __u16 dport,
+					struct bpf_sock_tuple *t)
 {
-	__u32 zero = 0;
-	struct node_config *cfg = bpf_map_lookup_elem(&ward_config, &zero);
+	if (f->family == WARD_FAMILY_IPV4) {
+		t->ipv4.saddr = f->saddr[0];
+		t->ipv4.daddr = f->daddr[0];
+		t->ipv4.sport = f->ct_sport;
+		t->ipv4.dport = dport;
+		return sizeof(t->ipv4);
+	}
+	__builtin_memcpy(t->ipv6.saddr, f->saddr, 16);
+	__builtin_memcpy(t->ipv6.daddr, f->daddr, 16);
+	t->ipv6.sport = f->ct_sport;
+	t->ipv6.dport = dport;
+	return sizeof(t->ipv6);
+}
+
+/* Marks a packet assigned to a proxy socket, so that the node delivers it to itself. */
+static __always_inline int to_proxy_marked(struct __sk_buff *skb)
+{
+	skb->mark = (skb->mark & ~WARD_MARK_MASK) | WARD_MARK_TO_PROXY;
+	return TC_ACT_OK;
+}
+
+/*
+ * A UDP query for the proxy: its socket (found by the port in ward_config, and accepted only
+ * with the cookie recorded there, so that no other socket that took the port after the
+ * proxy died gets the queries) becomes the packet's socket.
+ */
+static __always_inline int to_dns_proxy_udp(struct __sk_buff *skb, const struct flow *f,
+					    const struct node_config *cfg)
+{
 	struct bpf_sock_tuple t = {};
-	struct bpf_sock *sk;
-	__u32 tlen;
+	__u32 tlen = sock_tuple(f, bpf_htons(cfg->dns_proxy_port), &t);
+	struct bpf_sock *sk = bpf_sk_lookup_udp(skb, &t, tlen, BPF_F_CURRENT_NETNS, 0);
 	long err;
 
-	if (!cfg || !cfg->dns_proxy_cookie || !cfg->dns_proxy_port)
-		return TC_ACT_SHOT;
-	if (f->family == WARD_FAMILY_IPV4) {
-		t.ipv4.saddr = f->saddr[0];
-		t.ipv4.daddr = f->daddr[0];
-		t.ipv4.sport = f->ct_sport;
-		t.ipv4.dport = bpf_htons(cfg->dns_proxy_port);
-		tlen = sizeof(t.ipv4);
-	} else {
-		__builtin_memcpy(t.ipv6.saddr, f->saddr, 16);
-		__builtin_memcpy(t.ipv6.daddr, f->daddr, 16);
-		t.ipv6.sport = f->ct_sport;
-		t.ipv6.dport = bpf_htons(cfg->dns_proxy_port);
-		tlen = sizeof(t.ipv6);
-	}
-	sk = bpf_sk_lookup_udp(skb, &t, tlen, BPF_F_CURRENT_NETNS, 0);
 	if (!sk)
 		return TC_ACT_SHOT;
 	err = bpf_sk_assign(skb, sk, 0);
 	bpf_sk_release(sk);
 	if (err || bpf_get_socket_cookie(skb) != cfg->dns_proxy_cookie)
 		return TC_ACT_SHOT;
-	skb->mark = (skb->mark & ~WARD_MARK_MASK) | WARD_MARK_TO_PROXY;
-	return TC_ACT_OK;
+	return to_proxy_marked(skb);
+}
+
+/*
+ * A TCP segment for the proxy (DNS over TCP): the connection's own socket when the proxy
+ * has one (accepted or being accepted, its local address the server's, which only a
+ * transparent socket can hold), else, for a new connection, the proxy's listener, accepted
+ * only with its cookie (as Cilium assigns its proxies' sockets).
+ */
+static __always_inline int to_dns_proxy_tcp(struct __sk_buff *skb, const struct flow *f,
+					    const struct node_config *cfg)
+{
+	struct bpf_sock_tuple t = {};
+	__u32 tlen = sock_tuple(f, f->ct_dport, &t);
+	struct bpf_sock *sk = bpf_skc_lookup_tcp(skb, &t, tlen, BPF_F_CURRENT_NETNS, 0);
+	long err;
+
+	if (sk) {
+		if (sk->state != BPF_TCP_LISTEN && sk->state != BPF_TCP_TIME_WAIT) {
+			err = bpf_sk_assign(skb, sk, 0);
+			bpf_sk_release(sk);
+			return err ? TC_ACT_SHOT : to_proxy_marked(skb);
+		}
+		bpf_sk_release(sk);
+	}
+	if (!cfg->dns_proxy_tcp_cookie)
+		return TC_ACT_SHOT;
+	tlen = sock_tuple(f, bpf_htons(cfg->dns_proxy_port), &t);
+	sk = bpf_skc_lookup_tcp(skb, &t, tlen, BPF_F_CURRENT_NETNS, 0);
+	if (!sk)
+		return TC_ACT_SHOT;
+	if (sk->state != BPF_TCP_LISTEN) {
+		bpf_sk_release(sk);
+		return TC_ACT_SHOT;
+	}
+	err = bpf_sk_assign(skb, sk, 0);
+	bpf_sk_release(sk);
+	if (err || bpf_get_socket_cookie(skb) != cfg->dns_proxy_tcp_cookie)
+		return TC_ACT_SHOT;
+	return to_proxy_marked(skb);
+}
+
+/*
+ * Hands an allowed packet to the agent's DNS proxy; the mark routes it to the node itself,
+ * which delivers it to the assigned socket with its original addresses (the proxy reads the
+ * destination as IP_ORIGDSTADDR, or as the accepted connection's local address). Without
+ * the proxy the packet is dropped: `rules.dns` cannot be enforced, so nothing passes (fail
+ * closed, as Cilium drops when its proxy is missing).
+ */
+static __always_inline int to_dns_proxy(struct __sk_buff *skb, const struct flow *f)
+{
+	__u32 zero = 0;
+	struct node_config *cfg = bpf_map_lookup_elem(&ward_config, &zero);
+
+	if (!cfg || !cfg->dns_proxy_cookie || !cfg->dns_proxy_port)
+		return TC_ACT_SHOT;
+	if (f->proto == IPPROTO_TCP)
+		return to_dns_proxy_tcp(skb, f, cfg);
+	return to_dns_proxy_udp(skb, f, cfg);
 }
 
 /* An allowed packet: to the DNS proxy when a pod's egress allow has DNS rules, else on. */
@@ -535,7 +598,8 @@ static __always_inline int to_dns_proxy_if(struct __sk_buff *skb, const struct f
 					   __u8 direction, const struct endpoint_info *ep,
 					   __u8 flags)
 {
-	if (direction == WARD_DIR_EGRESS && f->proto == IPPROTO_UDP &&
+	if (direction == WARD_DIR_EGRESS &&
+	    (f->proto == IPPROTO_UDP || f->proto == IPPROTO_TCP) &&
 	    (flags & WARD_POLICY_F_DNS) && !(ep->flags & WARD_EP_F_HOST))
 		return to_dns_proxy(skb, f);
 	return TC_ACT_OK;

@@ -64,8 +64,8 @@
 
 /* policy_value.flags */
 #define WARD_POLICY_F_L7 (1U << 0)
-/* The allow carries `rules.dns`: the endpoint's UDP packets it allows go to the agent's DNS
- * proxy (egress only), which answers a query the rules refuse with REFUSED. */
+/* The allow carries `rules.dns`: the endpoint's UDP and TCP packets it allows go to the
+ * agent's DNS proxy (egress only), which answers a query the rules refuse with REFUSED. */
 #define WARD_POLICY_F_DNS (1U << 1)
 
 /* skb->mark of a packet handed to the DNS proxy's socket: the node routes it to itself
@@ -76,8 +76,9 @@
 
 /* ward_config value (one entry, key 0): what the agent tells the programs. */
 struct node_config {
-	__u64 dns_proxy_cookie; /* SO_COOKIE of the proxy's UDP socket; 0: no proxy */
-	__u16 dns_proxy_port;   /* the port it is bound to, host order */
+	__u64 dns_proxy_cookie;     /* SO_COOKIE of the proxy's UDP socket; 0: no proxy */
+	__u64 dns_proxy_tcp_cookie; /* SO_COOKIE of its TCP listener; 0: none */
+	__u16 dns_proxy_port;       /* the port both are bound to, host order */
 	__u16 pad[3];
 };
 

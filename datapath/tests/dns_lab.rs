@@ -5,7 +5,8 @@
 //! (`rules.dns`) and connect on port 80 to what those names resolve to (`toFQDNs`). Checked:
 //! nothing is reachable before a query; an allowed query is answered and its addresses are
 //! reachable on the very first connect (the proxy holds the answer until the maps have them);
-//! a name the rules do not allow gets REFUSED without reaching the server; an address nobody
+//! a name the rules do not allow gets REFUSED without reaching the server (over UDP and over
+//! TCP); an address nobody
 //! answered stays unreachable; when an answer's TTL runs out an established connection keeps
 //! working, and once it has closed new connections are dropped; all of it over IPv4 and IPv6
 //! (AAAA answers, and a query to the server's IPv6 address); a restarted agent keeps what its
@@ -35,7 +36,7 @@ spec:
   ipv6: {}
   nodes:
     - {name: node-1, ip: 172.30.0.11, podCIDR: 10.1.0.0/24}
-  world: {name: world, ip: 203.0.113.10, addresses: [203.0.113.20, 203.0.113.30, 198.51.100.5]}
+  world: {name: world, ip: 203.0.113.10, addresses: [203.0.113.20, 203.0.113.30, 203.0.113.40, 198.51.100.5]}
   pods:
     - {name: client, namespace: shop, labels: {app: client}, ip: 10.1.0.10, node: node-1}
     - {name: other, namespace: shop, labels: {app: other}, ip: 10.1.0.11, node: node-1}
@@ -57,8 +58,9 @@ fn a_pod_reaches_exactly_what_its_allowed_names_resolved_to_until_they_expire() 
     let world = lab.netns("world");
     let ip = |s: &str| -> IpAddr { s.parse().unwrap() };
     let (api, short, other) = (ip("203.0.113.20"), ip("203.0.113.30"), ip("198.51.100.5"));
+    let tcp = ip("203.0.113.40");
     let (api6, short6) = (lab.ip6_of(api), lab.ip6_of(short));
-    for a in [api, short, other, api6, short6] {
+    for a in [api, short, other, tcp, api6, short6] {
         tcp_server(&world, a, 80);
     }
     let zone = |addrs: &[IpAddr], ttl| Zone {
@@ -72,6 +74,7 @@ fn a_pod_reaches_exactly_what_its_allowed_names_resolved_to_until_they_expire() 
             zone(&[short, short6], SHORT_TTL),
         ),
         ("other.example.org".to_owned(), zone(&[other], 300)),
+        ("tcp.example.com".to_owned(), zone(&[tcp], 300)),
     ]);
     let server: SocketAddr = (lab.ip("world"), 53).into();
     let server6: SocketAddr = (lab.ip6("world"), 53).into();
@@ -139,6 +142,30 @@ fn a_pod_reaches_exactly_what_its_allowed_names_resolved_to_until_they_expire() 
     let refused6 = ask(server6, "other.example.org", RecordType::AAAA);
     assert_eq!(refused6.code, ResponseCode::Refused);
     assert_eq!(dns6.queries(), 0);
+
+    // DNS over TCP goes through the proxy too: refused, and answered and learned.
+    let before = dns4.queries();
+    let refused = dns::query_tcp(&client, server, "other.example.org", RecordType::A, OPEN)
+        .unwrap()
+        .expect("an answer over TCP");
+    assert_eq!(refused.code, ResponseCode::Refused);
+    assert_eq!(
+        dns4.queries(),
+        before,
+        "a refused query must not reach the server"
+    );
+    assert!(
+        tcp_connect(&client, tcp, 80, SHUT).is_none(),
+        "tcp before its query"
+    );
+    let answered = dns::query_tcp(&client, server, "tcp.example.com", RecordType::A, OPEN)
+        .unwrap()
+        .expect("an answer over TCP");
+    assert_eq!(answered.addresses, [tcp]);
+    assert!(
+        tcp_connect(&client, tcp, 80, OPEN).is_some(),
+        "an address learned over TCP"
+    );
 
     // A short TTL. As in Cilium, an address whose TTL ran out stays while a connection to it
     // lives (a "zombie"): the established connection keeps working, and the address goes once

@@ -270,6 +270,7 @@ impl Agent {
                 .set_config(bpf::maps::NodeConfig::with_dns_proxy(
                     proxy.port(),
                     proxy.cookie(),
+                    proxy.tcp_cookie(),
                 ))?;
             Ok(proxy)
         });

@@ -440,20 +440,25 @@ pub fn port_range_prefixes(lo: u16, hi: u16) -> Vec<(u16, u8)> {
 pub struct NodeConfig {
     /// `SO_COOKIE` of the DNS proxy's UDP socket (0: no proxy; its packets are dropped).
     pub dns_proxy_cookie: u64,
-    /// The port the DNS proxy's socket is bound to (host order).
+    /// `SO_COOKIE` of the DNS proxy's TCP listener (0: none; DNS over TCP is dropped).
+    pub dns_proxy_tcp_cookie: u64,
+    /// The port the DNS proxy's sockets are bound to (host order).
     pub dns_proxy_port: u16,
     pad: [u16; 3],
 }
 
 #[allow(unsafe_code)]
-// SAFETY: `repr(C)`: u64, u16, [u16; 3] — 16 bytes without padding; every bit pattern is valid.
+// SAFETY: `repr(C)`: u64, u64, u16, [u16; 3] — 24 bytes without padding; every bit pattern
+// is valid.
 unsafe impl aya::Pod for NodeConfig {}
 
 impl NodeConfig {
-    /// The configuration naming the DNS proxy's socket.
-    pub fn with_dns_proxy(port: u16, cookie: u64) -> NodeConfig {
+    /// The configuration naming the DNS proxy's sockets: both on `port`, the UDP one with
+    /// cookie `udp`, the TCP listener with cookie `tcp`.
+    pub fn with_dns_proxy(port: u16, udp: u64, tcp: u64) -> NodeConfig {
         NodeConfig {
-            dns_proxy_cookie: cookie,
+            dns_proxy_cookie: udp,
+            dns_proxy_tcp_cookie: tcp,
             dns_proxy_port: port,
             pad: [0; 3],
         }

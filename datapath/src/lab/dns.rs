@@ -8,7 +8,8 @@ use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::rdata::{A, AAAA};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use std::collections::BTreeMap;
-use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::io::{Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -31,25 +32,41 @@ pub struct Zone {
     pub ttl: u32,
 }
 
-/// An authoritative DNS server on one address; stopped on drop.
+/// An authoritative DNS server on one address, over UDP and TCP; stopped on drop.
 pub struct DnsServer {
     stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    threads: Vec<JoinHandle<()>>,
     queries: Arc<AtomicU64>,
 }
 
 impl DnsServer {
-    /// Serves `names` (lower case, trailing dot optional) on `addr` (UDP) in `netns`: the
-    /// records of the type asked, NXDOMAIN for a name it does not have.
+    /// Serves `names` (lower case, trailing dot optional) on `addr` (UDP and TCP) in
+    /// `netns`: the records of the type asked, NXDOMAIN for a name it does not have.
     pub fn start(netns: &Path, addr: SocketAddr, names: Names) -> Result<DnsServer> {
         let names = normalize(names);
         let sock = in_netns(netns, move || UdpSocket::bind(addr))?
             .with_context(|| format!("cannot serve DNS on {addr}/UDP"))?;
         sock.set_read_timeout(Some(POLL))?;
+        let listener = in_netns(netns, move || TcpListener::bind(addr))?
+            .with_context(|| format!("cannot serve DNS on {addr}/TCP"))?;
+        listener.set_nonblocking(true)?;
+        let names = Arc::new(names);
         let stop = Arc::new(AtomicBool::new(false));
         let queries = Arc::new(AtomicU64::new(0));
+        let (st, q, n) = (stop.clone(), queries.clone(), names.clone());
+        let tcp = std::thread::spawn(move || {
+            while !st.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((conn, _)) => {
+                        let (q, n) = (q.clone(), n.clone());
+                        std::thread::spawn(move || serve_tcp(conn, &n, &q));
+                    }
+                    Err(_) => std::thread::sleep(POLL),
+                }
+            }
+        });
         let (st, q) = (stop.clone(), queries.clone());
-        let thread = std::thread::spawn(move || {
+        let udp = std::thread::spawn(move || {
             let mut buf = [0u8; 4096];
             while !st.load(Ordering::Relaxed) {
                 let Ok((n, from)) = sock.recv_from(&mut buf) else {
@@ -63,7 +80,7 @@ impl DnsServer {
         });
         Ok(DnsServer {
             stop,
-            thread: Some(thread),
+            threads: vec![udp, tcp],
             queries,
         })
     }
@@ -77,7 +94,7 @@ impl DnsServer {
 impl Drop for DnsServer {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
+        for t in self.threads.drain(..) {
             let _ = t.join();
         }
     }
@@ -86,6 +103,75 @@ impl Drop for DnsServer {
 /// `names` keyed as the servers look them up.
 pub fn normalize(names: Names) -> Names {
     names.into_iter().map(|(n, z)| (fqdn(&n), z)).collect()
+}
+
+/// One DNS-over-TCP connection to the lab's server: length-prefixed queries until it closes.
+fn serve_tcp(mut conn: TcpStream, names: &Names, queries: &AtomicU64) {
+    let _ = conn.set_nonblocking(false);
+    let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
+    while let Ok(Some(q)) = read_framed(&mut conn) {
+        queries.fetch_add(1, Ordering::Relaxed);
+        let Some(a) = answer(names, &q, ResponseCode::NXDomain) else {
+            return;
+        };
+        if write_framed(&mut conn, &a).is_err() {
+            return;
+        }
+    }
+}
+
+/// Whether `bytes` begin with a whole DNS query framed as over TCP.
+pub(crate) fn is_framed_query(bytes: &[u8]) -> bool {
+    let Some(len) = bytes
+        .get(..2)
+        .map(|h| usize::from(u16::from_be_bytes([h[0], h[1]])))
+    else {
+        return false;
+    };
+    bytes.get(2..2 + len).is_some_and(is_query)
+}
+
+/// Answers framed DNS queries on `conn` (the first already read: `first`) from `names`
+/// (NOERROR without records for other names), until the client closes.
+pub(crate) fn serve_framed(mut conn: TcpStream, first: &[u8], names: &Names) {
+    let mut pending = first.to_vec();
+    loop {
+        while pending.len() >= 2 {
+            let len = usize::from(u16::from_be_bytes([pending[0], pending[1]]));
+            if pending.len() < 2 + len {
+                break;
+            }
+            let query: Vec<u8> = pending.drain(..2 + len).skip(2).collect();
+            if write_framed(&mut conn, &respond(names, &query)).is_err() {
+                return;
+            }
+        }
+        let mut buf = [0u8; 1024];
+        match conn.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => pending.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+/// One length-prefixed DNS message (RFC 1035 §4.2.2); None at the end of the stream.
+fn read_framed(s: &mut TcpStream) -> std::io::Result<Option<Vec<u8>>> {
+    let mut len = [0u8; 2];
+    match s.read_exact(&mut len) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    let mut msg = vec![0u8; usize::from(u16::from_be_bytes(len))];
+    s.read_exact(&mut msg)?;
+    Ok(Some(msg))
+}
+
+pub(crate) fn write_framed(s: &mut TcpStream, msg: &[u8]) -> std::io::Result<()> {
+    let len = u16::try_from(msg.len()).map_err(std::io::Error::other)?;
+    let mut framed = len.to_be_bytes().to_vec();
+    framed.extend_from_slice(msg);
+    s.write_all(&framed)
 }
 
 fn fqdn(name: &str) -> String {
@@ -145,8 +231,22 @@ pub fn respond_or_echo(bytes: &[u8]) -> Vec<u8> {
 }
 
 /// [`respond_or_echo`] from a server that also holds `names` (keys normalized: [`normalize`]).
+/// Only a standard query with one question counts as DNS: other datagrams (a stream's
+/// sequence number 0 parses as a header without questions) are echoed.
 pub fn respond(names: &Names, bytes: &[u8]) -> Vec<u8> {
+    if !is_query(bytes) {
+        return bytes.to_vec();
+    }
     answer(names, bytes, ResponseCode::NoError).unwrap_or_else(|| bytes.to_vec())
+}
+
+/// Whether `bytes` are a standard DNS query with exactly one question.
+fn is_query(bytes: &[u8]) -> bool {
+    Message::from_vec(bytes).is_ok_and(|q| {
+        q.metadata.message_type == MessageType::Query
+            && q.metadata.op_code == OpCode::Query
+            && q.queries.len() == 1
+    })
 }
 
 /// Whether `got` answers the probe `sent`: its echo, or a DNS response to it (of any code:
@@ -200,6 +300,65 @@ pub fn query(
     Client::new(sock, server, timeout)?.ask(name, record_type)
 }
 
+/// [`query`] over TCP (a connection of its own); None when no answer came within `timeout`.
+pub fn query_tcp(
+    netns: &Path,
+    server: SocketAddr,
+    name: &str,
+    record_type: RecordType,
+    timeout: Duration,
+) -> Result<Option<Reply>> {
+    let conn = in_netns(netns, move || TcpStream::connect_timeout(&server, timeout))?;
+    let Ok(mut conn) = conn else {
+        return Ok(None);
+    };
+    conn.set_read_timeout(Some(timeout))?;
+    let msg = query_message(1, name, record_type)?;
+    let started = Instant::now();
+    write_framed(&mut conn, &msg)?;
+    match read_framed(&mut conn) {
+        Ok(Some(r)) => Ok(Some(reply(&Message::from_vec(&r)?, started.elapsed()))),
+        Ok(None) => Ok(None),
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ) =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn query_message(id: u16, name: &str, record_type: RecordType) -> Result<Vec<u8>> {
+    let mut m = Message::new(id, MessageType::Query, OpCode::Query);
+    m.metadata.recursion_desired = true;
+    m.add_query(Query::query(
+        Name::from_str(&fqdn(name)).with_context(|| format!("{name:?} is not a DNS name"))?,
+        record_type,
+    ));
+    Ok(m.to_vec()?)
+}
+
+fn reply(r: &Message, took: Duration) -> Reply {
+    let addresses = r
+        .answers
+        .iter()
+        .filter_map(|rec| match &rec.data {
+            RData::A(a) => Some(IpAddr::V4(a.0)),
+            RData::AAAA(a) => Some(IpAddr::V6(a.0)),
+            _ => None,
+        })
+        .collect();
+    Reply {
+        code: r.metadata.response_code,
+        addresses,
+        ttl: r.answers.iter().map(|rec| rec.ttl).min(),
+        took,
+    }
+}
+
 /// A pod's resolver socket, for many queries (benchmarks).
 pub struct Client {
     sock: UdpSocket,
@@ -218,14 +377,9 @@ impl Client {
     pub fn ask(&mut self, name: &str, record_type: RecordType) -> Result<Option<Reply>> {
         let id = self.next_id;
         self.next_id = self.next_id.wrapping_add(1);
-        let mut m = Message::new(id, MessageType::Query, OpCode::Query);
-        m.metadata.recursion_desired = true;
-        m.add_query(Query::query(
-            Name::from_str(&fqdn(name)).with_context(|| format!("{name:?} is not a DNS name"))?,
-            record_type,
-        ));
+        let msg = query_message(id, name, record_type)?;
         let started = Instant::now();
-        self.sock.send(&m.to_vec()?)?;
+        self.sock.send(&msg)?;
         let mut buf = [0u8; 4096];
         loop {
             let n = match self.sock.recv(&mut buf) {
@@ -249,21 +403,7 @@ impl Client {
             if r.metadata.message_type != MessageType::Response {
                 bail!("the server answered with a query");
             }
-            let addresses = r
-                .answers
-                .iter()
-                .filter_map(|rec| match &rec.data {
-                    RData::A(a) => Some(IpAddr::V4(a.0)),
-                    RData::AAAA(a) => Some(IpAddr::V6(a.0)),
-                    _ => None,
-                })
-                .collect();
-            return Ok(Some(Reply {
-                code: r.metadata.response_code,
-                addresses,
-                ttl: r.answers.iter().map(|rec| rec.ttl).min(),
-                took: started.elapsed(),
-            }));
+            return Ok(Some(reply(&r, started.elapsed())));
         }
     }
 }
@@ -282,6 +422,8 @@ mod tests {
         assert_eq!(response_code(&q, &r), Some(ResponseCode::NoError));
         assert!(answers_probe(&q, &q), "a plain echo answers too");
         assert_eq!(respond_or_echo(b"not dns"), b"not dns");
+        // A header without questions (a stream's sequence number 0) is echoed.
+        assert_eq!(respond_or_echo(&[0u8; 24]), [0u8; 24]);
         assert!(!answers_probe(&q, &probe_query(78, "probe.ward.test")));
     }
 

@@ -44,6 +44,18 @@ impl Servers {
     /// A TCP server on `ip:port` in `netns`: it greets every connection with [`GREETING`]
     /// and echoes what it reads until the peer closes.
     pub fn tcp(&mut self, netns: &Path, ip: impl Into<IpAddr>, port: u16) -> Result<()> {
+        self.tcp_with_names(netns, ip, port, Arc::default())
+    }
+
+    /// [`Servers::tcp`], answering DNS queries over TCP for `names` (normalized:
+    /// [`super::dns::normalize`]) with their addresses.
+    pub fn tcp_with_names(
+        &mut self,
+        netns: &Path,
+        ip: impl Into<IpAddr>,
+        port: u16,
+        names: Arc<super::dns::Names>,
+    ) -> Result<()> {
         let ip = ip.into();
         let listener = in_netns(netns, move || TcpListener::bind((ip, port)))?
             .with_context(|| format!("cannot listen on {}/TCP", SocketAddr::new(ip, port)))?;
@@ -53,7 +65,8 @@ impl Servers {
             while !stop.load(Ordering::Relaxed) {
                 match listener.accept() {
                     Ok((s, _)) => {
-                        std::thread::spawn(move || greet_and_echo(s, Some(IDLE)));
+                        let names = names.clone();
+                        std::thread::spawn(move || serve_tcp(s, Some(IDLE), &names));
                     }
                     Err(e) if e.kind() == ErrorKind::WouldBlock => std::thread::sleep(POLL),
                     Err(_) => std::thread::sleep(POLL),
@@ -104,12 +117,32 @@ impl Drop for Servers {
     }
 }
 
+/// How long a TCP server waits for a client to speak first (a DNS query) before it greets.
+const SPEAK_FIRST: Duration = Duration::from_millis(30);
+
 /// Greets with [`GREETING`], then echoes until the peer closes (or stays silent for
-/// `idle`, when given).
-pub fn greet_and_echo(mut s: TcpStream, idle: Option<Duration>) {
+/// `idle`, when given). A client that speaks first with a DNS query (the probes do: over a
+/// port where the agent's DNS proxy takes the connection, only DNS gets an answer) gets DNS
+/// answers instead, NOERROR without records, until it closes.
+pub fn greet_and_echo(s: TcpStream, idle: Option<Duration>) {
+    serve_tcp(s, idle, &super::dns::Names::new());
+}
+
+fn serve_tcp(mut s: TcpStream, idle: Option<Duration>, names: &super::dns::Names) {
     let _ = s.set_nonblocking(false);
+    let _ = s.set_read_timeout(Some(SPEAK_FIRST));
+    let mut first = [0u8; 1024];
+    let n = match s.read(&mut first) {
+        Ok(0) => return,
+        Ok(n) => n,
+        Err(_) => 0,
+    };
     let _ = s.set_read_timeout(idle);
-    if s.write_all(GREETING).is_err() {
+    if n > 0 && super::dns::is_framed_query(&first[..n]) {
+        super::dns::serve_framed(s, &first[..n], names);
+        return;
+    }
+    if s.write_all(GREETING).is_err() || s.write_all(&first[..n]).is_err() {
         return;
     }
     let mut buf = [0u8; 1024];
@@ -121,7 +154,10 @@ pub fn greet_and_echo(mut s: TcpStream, idle: Option<Duration>) {
 }
 
 /// Whether a TCP connection from `netns` (from address `from`, else the one the route
-/// gives) to `to:port` opens and carries the server's greeting back within `timeout`.
+/// gives) to `to:port` opens and is answered within `timeout`: the probe sends a DNS query
+/// (framed as over TCP) and takes the server's greeting, or a DNS answer (from the server,
+/// or REFUSED from the agent's DNS proxy, which takes connections to DNS ports), as the
+/// sign that it got through.
 pub fn tcp(
     netns: &Path,
     from: Option<IpAddr>,
@@ -129,7 +165,45 @@ pub fn tcp(
     port: u16,
     timeout: Duration,
 ) -> Result<bool> {
-    Ok(connect(netns, from, to.into(), port, timeout)?.is_some())
+    let to = to.into();
+    let query = super::dns::probe_query(port, PROBE_NAME);
+    in_netns(netns, move || {
+        let Ok(mut s) = open(from, to, port, timeout) else {
+            return false;
+        };
+        if s.set_read_timeout(Some(timeout)).is_err()
+            || super::dns::write_framed(&mut s, &query).is_err()
+        {
+            return false;
+        }
+        let mut head = [0u8; 2];
+        if s.read_exact(&mut head).is_err() {
+            return false;
+        }
+        if head == GREETING[..2] {
+            let mut rest = [0u8; 2];
+            return s.read_exact(&mut rest).is_ok() && rest == GREETING[2..];
+        }
+        let mut msg = vec![0u8; usize::from(u16::from_be_bytes(head))];
+        s.read_exact(&mut msg).is_ok() && super::dns::response_code(&query, &msg).is_some()
+    })
+}
+
+/// A TCP connection from `from` (else the address the route gives) to `to:port` within
+/// `timeout`.
+fn open(
+    from: Option<IpAddr>,
+    to: IpAddr,
+    port: u16,
+    timeout: Duration,
+) -> std::io::Result<TcpStream> {
+    let domain = socket2::Domain::for_address(SocketAddr::new(to, port));
+    let sock = socket2::Socket::new(domain, socket2::Type::STREAM, None)?;
+    if let Some(from) = from {
+        sock.bind(&SocketAddr::from((from, 0)).into())?;
+    }
+    sock.connect_timeout(&SocketAddr::from((to, port)).into(), timeout)?;
+    Ok(sock.into())
 }
 
 /// [`tcp`]'s connection, kept open (its read timeout is `timeout`): `None` when it did not
@@ -143,16 +217,7 @@ pub fn connect(
 ) -> Result<Option<TcpStream>> {
     let to = to.into();
     in_netns(netns, move || {
-        let open = || -> std::io::Result<TcpStream> {
-            let domain = socket2::Domain::for_address(SocketAddr::new(to, port));
-            let sock = socket2::Socket::new(domain, socket2::Type::STREAM, None)?;
-            if let Some(from) = from {
-                sock.bind(&SocketAddr::from((from, 0)).into())?;
-            }
-            sock.connect_timeout(&SocketAddr::from((to, port)).into(), timeout)?;
-            Ok(sock.into())
-        };
-        let mut s = open().ok()?;
+        let mut s = open(from, to, port, timeout).ok()?;
         s.set_read_timeout(Some(timeout)).ok()?;
         let mut greeting = [0u8; GREETING.len()];
         s.read_exact(&mut greeting).ok()?;

@@ -13,7 +13,9 @@ use nix::sys::socket::{
 };
 use socket2::{Domain, Protocol, Socket, Type};
 use std::io::IoSliceMut;
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6, UdpSocket};
+use std::net::{
+    Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6, TcpListener, TcpStream, UdpSocket,
+};
 use std::os::fd::AsRawFd;
 use std::time::Duration;
 
@@ -35,6 +37,76 @@ pub struct ProxySocket {
     sock: UdpSocket,
     port: u16,
     cookie: u64,
+}
+
+/// The proxy's sockets: UDP and a TCP listener on the same port.
+#[derive(Debug)]
+pub struct ProxySockets {
+    /// The UDP socket.
+    pub udp: ProxySocket,
+    /// The TCP listener: each connection it accepts has the server's address as its local
+    /// address.
+    pub tcp: TcpListener,
+    /// The TCP listener's `SO_COOKIE`.
+    pub tcp_cookie: u64,
+}
+
+impl ProxySockets {
+    /// Both sockets on one port the kernel picks (a few tries, should another socket hold
+    /// the TCP port the UDP socket got).
+    pub fn bind() -> Result<ProxySockets> {
+        let mut last = None;
+        for _ in 0..16 {
+            let udp = ProxySocket::bind()?;
+            match transparent_listener(udp.port) {
+                Ok((tcp, tcp_cookie)) => {
+                    return Ok(ProxySockets {
+                        udp,
+                        tcp,
+                        tcp_cookie,
+                    });
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| anyhow::anyhow!("no port")))
+            .context("binding the DNS proxy's TCP listener")
+    }
+}
+
+/// A transparent TCP listener on `port` (dual stack where the kernel has IPv6), with its
+/// cookie.
+fn transparent_listener(port: u16) -> Result<(TcpListener, u64)> {
+    let sock = match Socket::new(Domain::IPV6, Type::STREAM, Some(Protocol::TCP)) {
+        Ok(s) => {
+            s.set_only_v6(false)?;
+            s.set_ip_transparent_v6(true)?;
+            s.set_reuse_address(true)?;
+            s.bind(&SocketAddr::from((Ipv6Addr::UNSPECIFIED, port)).into())?;
+            s
+        }
+        Err(_) => {
+            let s = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
+            s.set_ip_transparent_v4(true)?;
+            s.set_reuse_address(true)?;
+            s.bind(&SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)).into())?;
+            s
+        }
+    };
+    sock.listen(128)?;
+    let cookie = sock.cookie()?;
+    Ok((sock.into(), cookie))
+}
+
+/// The local address of a connection the proxy's listener accepted: the server the client
+/// asked (IPv4-mapped addresses turned back).
+pub fn original_destination(conn: &TcpStream) -> Result<SocketAddr> {
+    Ok(unmapped(conn.local_addr()?))
+}
+
+/// The peer of an accepted connection (IPv4-mapped addresses turned back).
+pub fn client_of(conn: &TcpStream) -> Result<SocketAddr> {
+    Ok(unmapped(conn.peer_addr()?))
 }
 
 impl ProxySocket {

@@ -1,5 +1,8 @@
 //! The DNS proxy's threads, inside the node's network namespace: one reads the queries the
-//! BPF programs hand to its socket, a pool of workers forwards the allowed ones and answers.
+//! BPF programs hand to its UDP socket, a pool of workers forwards the allowed ones and
+//! answers; another accepts the DNS-over-TCP connections handed to its listener, each served
+//! by a thread of its own (queries framed by their length, RFC 1035 §4.2.2), forwarded over
+//! one upstream connection per client connection.
 //!
 //! Each forwarded query gets a socket of its own, connected to the server the client asked:
 //! its answer can only come from there, to a random port, so no ID bookkeeping between
@@ -10,13 +13,16 @@
 use super::message::{self, Query};
 use super::{DnsState, QueryVerdict};
 use crate::sys::netns::spawn_in_netns;
-use crate::sys::transparent::{ProxySocket, Received, reply_socket};
+use crate::sys::transparent::{
+    ProxySocket, ProxySockets, Received, client_of, original_destination, reply_socket,
+};
 use anyhow::{Context, Result};
 use hickory_proto::op::ResponseCode;
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
+use std::io::{Read, Write};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
@@ -34,6 +40,10 @@ const MAX_MESSAGE: usize = 65_535;
 const MAX_REPLY_SOCKETS: usize = 256;
 /// How often the listener looks at the stop flag.
 const POLL: Duration = Duration::from_millis(200);
+/// DNS-over-TCP connections served at once; more are closed (the client retries).
+const MAX_TCP_CONNECTIONS: usize = 256;
+/// How long a DNS-over-TCP connection may stay silent.
+const TCP_IDLE: Duration = Duration::from_secs(10);
 
 /// What the proxy has done since it started.
 #[derive(Debug, Default)]
@@ -52,6 +62,7 @@ pub struct ProxyCounters {
 pub struct DnsProxy {
     port: u16,
     cookie: u64,
+    tcp_cookie: u64,
     stop: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
     counters: Arc<ProxyCounters>,
@@ -69,12 +80,18 @@ struct Shared {
     state: Arc<DnsState>,
     replies: Mutex<HashMap<SocketAddr, Arc<UdpSocket>>>,
     counters: Arc<ProxyCounters>,
+    /// DNS-over-TCP connections being served.
+    tcp_connections: AtomicUsize,
 }
 
 impl DnsProxy {
     /// Opens the proxy's socket in network namespace `netns` and starts its threads.
     pub fn start(netns: &Path, state: Arc<DnsState>) -> Result<DnsProxy> {
-        let socket = crate::sys::in_netns(netns, ProxySocket::bind)??;
+        let ProxySockets {
+            udp: socket,
+            tcp: listener,
+            tcp_cookie,
+        } = crate::sys::in_netns(netns, ProxySockets::bind)??;
         socket.set_timeout(POLL)?;
         let (port, cookie) = (socket.port(), socket.cookie());
         let stop = Arc::new(AtomicBool::new(false));
@@ -83,6 +100,7 @@ impl DnsProxy {
             state,
             replies: Mutex::new(HashMap::new()),
             counters: counters.clone(),
+            tcp_connections: AtomicUsize::new(0),
         });
         let (tx, rx) = sync_channel::<Job>(QUEUE);
         let rx = Arc::new(Mutex::new(rx));
@@ -99,10 +117,15 @@ impl DnsProxy {
         threads.push(spawn_in_netns(netns, "dns-proxy", move || {
             listen(&socket, &tx, &s, &st)
         })?);
+        let (s, st) = (shared.clone(), stop.clone());
+        threads.push(spawn_in_netns(netns, "dns-proxy-tcp", move || {
+            accept(&listener, &s, &st)
+        })?);
         tracing::info!(port, "DNS proxy listening");
         Ok(DnsProxy {
             port,
             cookie,
+            tcp_cookie,
             stop,
             threads,
             counters,
@@ -114,9 +137,14 @@ impl DnsProxy {
         self.port
     }
 
-    /// Its socket's `SO_COOKIE`.
+    /// Its UDP socket's `SO_COOKIE`.
     pub fn cookie(&self) -> u64 {
         self.cookie
+    }
+
+    /// Its TCP listener's `SO_COOKIE`.
+    pub fn tcp_cookie(&self) -> u64 {
+        self.tcp_cookie
     }
 
     /// What it has done so far.
@@ -225,16 +253,124 @@ fn forward(job: &Job, buf: &mut [u8]) -> Result<usize> {
     }
 }
 
+/// The TCP acceptor: a thread per connection (they inherit the node's namespace).
+fn accept(listener: &TcpListener, shared: &Arc<Shared>, stop: &AtomicBool) {
+    use rustix::event::{PollFd, PollFlags, Timespec, poll};
+    let timeout = Timespec {
+        tv_sec: 0,
+        tv_nsec: POLL.as_nanos() as i64,
+    };
+    while !stop.load(Ordering::Relaxed) {
+        let mut fds = [PollFd::new(listener, PollFlags::IN)];
+        if !matches!(poll(&mut fds, Some(&timeout)), Ok(n) if n > 0) {
+            continue;
+        }
+        let Ok((conn, _)) = listener.accept() else {
+            continue;
+        };
+        if shared.tcp_connections.fetch_add(1, Ordering::Relaxed) >= MAX_TCP_CONNECTIONS {
+            shared.tcp_connections.fetch_sub(1, Ordering::Relaxed);
+            shared.counters.dropped.fetch_add(1, Ordering::Relaxed);
+            continue;
+        }
+        let mine = shared.clone();
+        let spawned = std::thread::Builder::new()
+            .name("dns-proxy-conn".into())
+            .spawn(move || {
+                if let Err(e) = serve_tcp(conn, &mine) {
+                    tracing::debug!("DNS proxy (TCP): {e:#}");
+                }
+                mine.tcp_connections.fetch_sub(1, Ordering::Relaxed);
+            });
+        if spawned.is_err() {
+            shared.tcp_connections.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// One DNS-over-TCP connection: each query decided, refused or forwarded over one upstream
+/// connection to the server the client asked, until the client closes or stays silent.
+fn serve_tcp(mut conn: TcpStream, shared: &Shared) -> Result<()> {
+    let (server, client) = (original_destination(&conn)?, client_of(&conn)?);
+    conn.set_read_timeout(Some(TCP_IDLE))?;
+    let mut upstream: Option<TcpStream> = None;
+    while let Some(bytes) = read_framed(&mut conn)? {
+        shared.counters.queries.fetch_add(1, Ordering::Relaxed);
+        let Some(query) = message::parse_query(&bytes) else {
+            shared.counters.dropped.fetch_add(1, Ordering::Relaxed);
+            return Ok(());
+        };
+        let answer = match shared.state.verdict(client.ip(), server, &query.name) {
+            QueryVerdict::Refuse => {
+                shared.counters.refused.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(client = %client, server = %server, name = %query.name, "DNS query refused by policy (TCP)");
+                message::error_response(&query.message, ResponseCode::Refused)
+                    .context("encoding REFUSED")?
+            }
+            QueryVerdict::Allow => {
+                let up = match &mut upstream {
+                    Some(u) => u,
+                    None => {
+                        let u = TcpStream::connect_timeout(&server, UPSTREAM_TIMEOUT)
+                            .with_context(|| format!("connecting to {server}"))?;
+                        u.set_read_timeout(Some(UPSTREAM_TIMEOUT))?;
+                        upstream.insert(u)
+                    }
+                };
+                write_framed(up, &bytes)?;
+                let response =
+                    read_framed(up)?.with_context(|| format!("{server} closed the connection"))?;
+                shared.learn_and_wait(&query.name, &response);
+                shared.counters.forwarded.fetch_add(1, Ordering::Relaxed);
+                response
+            }
+        };
+        write_framed(&mut conn, &answer)?;
+    }
+    Ok(())
+}
+
+/// One length-prefixed DNS message; None at the end of the stream.
+fn read_framed(s: &mut TcpStream) -> Result<Option<Vec<u8>>> {
+    let mut len = [0u8; 2];
+    match s.read_exact(&mut len) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e.into()),
+    }
+    let mut msg = vec![0u8; usize::from(u16::from_be_bytes(len))];
+    s.read_exact(&mut msg)?;
+    Ok(Some(msg))
+}
+
+fn write_framed(s: &mut TcpStream, msg: &[u8]) -> Result<()> {
+    let len = u16::try_from(msg.len()).context("a DNS message over 65,535 bytes")?;
+    let mut framed = Vec::with_capacity(msg.len() + 2);
+    framed.extend_from_slice(&len.to_be_bytes());
+    framed.extend_from_slice(msg);
+    s.write_all(&framed)?;
+    Ok(())
+}
+
 impl Shared {
-    /// Learns from a server's answer, waits for the maps when it taught new addresses, and
-    /// passes it on to the client.
-    fn answer(&self, job: &Job, response: &[u8]) {
+    /// Learns from a server's `response` to a query for `name`, and waits for the maps when
+    /// it taught new addresses.
+    fn learn_and_wait(&self, name: &str, response: &[u8]) {
         let answered = message::answered(response);
         if let Some(generation) = self.state.learn(&answered, Instant::now())
             && !self.state.wait_synced(generation)
         {
-            tracing::warn!(name = %job.query.name, "the maps did not take the answer's addresses in time; answering anyway");
+            tracing::warn!(
+                name,
+                "the maps did not take the answer's addresses in time; answering anyway"
+            );
         }
+    }
+
+    /// Learns from a server's answer (see [`Shared::learn_and_wait`]) and passes it on to
+    /// the client.
+    fn answer(&self, job: &Job, response: &[u8]) {
+        self.learn_and_wait(&job.query.name, response);
         self.counters.forwarded.fetch_add(1, Ordering::Relaxed);
         self.reply(&job.received, Some(response));
         tracing::debug!(client = %job.received.from, name = %job.query.name, took_us = job.at.elapsed().as_micros() as u64, "DNS query answered");

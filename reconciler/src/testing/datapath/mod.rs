@@ -621,7 +621,7 @@ fn servers(lab: &Lab, probes: &[&Probe], names: Arc<Names>) -> Result<probe::Ser
         }
         let netns = p.dst.netns(lab);
         match p.protocol {
-            Protocol::TCP => servers.tcp(&netns, p.dst.ip(), p.port)?,
+            Protocol::TCP => servers.tcp_with_names(&netns, p.dst.ip(), p.port, names.clone())?,
             Protocol::UDP => servers.udp_with_names(&netns, p.dst.ip(), p.port, names.clone())?,
             _ => {}
         }
