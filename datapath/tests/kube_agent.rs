@@ -278,6 +278,51 @@ fn kube_mode_enforces_the_api_servers_policies_and_publishes_keys_on_nodes() {
         "frontend must not reach backend:81"
     );
 
+    // FQDN policy through the kube-mode agent's DNS proxy: payments may ask kube-dns for the
+    // card gateway's name only (REFUSED otherwise) and then reach what it resolved to.
+    let world = lab.netns("world");
+    let gateway = std::net::IpAddr::from(lab.ip("world"));
+    tcp_server(&world, gateway, 443);
+    let kube_dns = std::net::SocketAddr::from((lab.ip("kube-system/kube-dns"), 53));
+    let names = ward_datapath::lab::dns::Names::from([(
+        "api.gateway.example.com".to_owned(),
+        ward_datapath::lab::dns::Zone {
+            addresses: vec![gateway],
+            ttl: 300,
+        },
+    )]);
+    let _dns = ward_datapath::lab::dns::DnsServer::start(
+        &lab.netns("kube-system/kube-dns"),
+        kube_dns,
+        names,
+    )
+    .unwrap();
+    let worker = "payments/payments-worker";
+    assert!(
+        !conn(&lab, worker, "world", 443, SHUT),
+        "payments reaches nothing outside before a DNS answer"
+    );
+    let ask = |name: &str| {
+        ward_datapath::lab::dns::query(
+            &lab.netns(worker),
+            kube_dns,
+            name,
+            hickory_proto::rr::RecordType::A,
+            OPEN,
+        )
+        .unwrap()
+        .unwrap_or_else(|| panic!("no answer to {name}"))
+    };
+    assert_eq!(
+        ask("tracker.example.net").code,
+        hickory_proto::op::ResponseCode::Refused
+    );
+    assert_eq!(ask("api.gateway.example.com").addresses, [gateway]);
+    assert!(
+        conn(&lab, worker, "world", 443, OPEN),
+        "payments reaches the address its allowed name resolved to"
+    );
+
     // A pod relabelled: admin becomes a frontend and gets in; back, and it is out again.
     cluster.kubectl_ok(&[
         "label",
