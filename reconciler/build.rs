@@ -24,7 +24,7 @@ fn main() {
         // `.git/HEAD` and its branches (a commit moves a branch, not `HEAD`) if there are
         // any, so that the next commit or checkout runs this again instead of keeping
         // `unknown` for good, and a file that does not exist otherwise.
-        let git_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.git");
+        let git_dir = manifest_dir().join("../.git");
         let found: Vec<PathBuf> = ["HEAD", "refs/heads", "packed-refs"]
             .iter()
             .map(|f| git_dir.join(f))
@@ -39,11 +39,20 @@ fn main() {
     }
 }
 
+/// The crate's folder, as cargo tells this run of the script (not as it was when the script
+/// was compiled: a build cache shared between checkouts would otherwise ask git in a folder
+/// that is not there and record `unknown`).
+fn manifest_dir() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
 /// `git args` in the crate's folder, trimmed; `None` when git is missing or fails.
 fn git(args: &[&str]) -> Option<String> {
     let out = Command::new("git")
         .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .current_dir(manifest_dir())
         .output()
         .ok()?;
     let text = String::from_utf8(out.stdout).ok()?;

@@ -605,6 +605,36 @@ static __always_inline int to_dns_proxy_if(struct __sk_buff *skb, const struct f
 	return TC_ACT_OK;
 }
 
+/*
+ * The DNS proxy's upstream packet leaving the node (its socket's mark): tracked, so that the
+ * server's answer passes as a reply, and passed without the host policy.
+ */
+static __always_inline int track_from_proxy(struct __sk_buff *skb, const struct flow *f)
+{
+	__u64 now = bpf_ktime_get_ns();
+	struct ct_key fk;
+	struct ct_value *fv;
+
+	ct_tuple(f, 0, &fk);
+	fv = bpf_map_lookup_elem(&ward_ct, &fk);
+	if (fv && ct_live(fv, now, f->proto)) {
+		fv->last_seen_ns = now;
+		__sync_fetch_and_add(&fv->packets, 1);
+		__sync_fetch_and_add(&fv->bytes, skb->len);
+		ct_note_close(fv, f, 0);
+	} else {
+		struct ct_value nv = {
+			.last_seen_ns = now,
+			.packets = 1,
+			.bytes = skb->len,
+			.flags = WARD_CT_F_EGRESS_SEEN,
+		};
+
+		bpf_map_update_elem(&ward_ct, &fk, &nv, BPF_ANY);
+	}
+	return TC_ACT_OK;
+}
+
 /* The verdict on a parsed packet of the interface's endpoint. */
 static __always_inline int enforce_flow(struct __sk_buff *skb, __u8 direction,
 					const struct flow *parsed)
@@ -752,6 +782,9 @@ static __always_inline int enforce(struct __sk_buff *skb, __u8 direction, int ho
 		return TC_ACT_OK;
 	if (host && !is_host_traffic(&f, direction))
 		return TC_ACT_OK;
+	if (host && direction == WARD_DIR_EGRESS &&
+	    (skb->mark & WARD_MARK_MASK) == WARD_MARK_FROM_PROXY)
+		return track_from_proxy(skb, &f);
 	return enforce_flow(skb, direction, &f);
 }
 

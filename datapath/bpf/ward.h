@@ -73,6 +73,10 @@
  * delivers everything locally), as Cilium does with its own mark for its proxies. */
 #define WARD_MARK_TO_PROXY 0x0a00
 #define WARD_MARK_MASK 0x0f00
+/* skb->mark of the DNS proxy's own upstream packets (SO_MARK): each carries a pod's query
+ * that the pod's policy allowed, so the host programs track them without the host policy
+ * (Cilium's proxy traffic keeps the pod's identity and never meets the host firewall). */
+#define WARD_MARK_FROM_PROXY 0x0b00
 
 /* ward_config value (one entry, key 0): what the agent tells the programs. */
 struct node_config {

@@ -44,6 +44,18 @@ spec:
 
 const POLICY: &str = include_str!("data/fqdn-policy.yaml");
 
+/// The node's own egress in default deny (only to an address nobody uses): the DNS proxy's
+/// upstream queries leave the node all the same, as Cilium's proxy traffic never meets the
+/// host firewall.
+const HOST_POLICY: &str = "apiVersion: cilium.io/v2
+kind: CiliumClusterwideNetworkPolicy
+metadata: {name: node-egress}
+spec:
+  nodeSelector: {}
+  egress:
+    - toCIDR: [192.0.2.99/32]
+";
+
 const OPEN: Duration = Duration::from_secs(2);
 const SHUT: Duration = Duration::from_millis(400);
 /// The TTL of `short.example.com`.
@@ -81,7 +93,7 @@ fn a_pod_reaches_exactly_what_its_allowed_names_resolved_to_until_they_expire() 
     let dns4 = DnsServer::start(&world, server, names.clone()).unwrap();
     let dns6 = DnsServer::start(&world, server6, names).unwrap();
 
-    lab.write_objects(&common::load(POLICY));
+    lab.write_objects(&common::load(&format!("{POLICY}---\n{HOST_POLICY}")));
     let node = lab.nodes().remove(0);
     lab.start_agent(&node);
     let client = lab.netns("shop/client");
@@ -90,6 +102,15 @@ fn a_pod_reaches_exactly_what_its_allowed_names_resolved_to_until_they_expire() 
             .unwrap()
             .unwrap_or_else(|| panic!("no answer to {name} from {server}"))
     };
+
+    // The host policy holds for the node's own traffic, a DNS query of its own included.
+    let node_ns = lab.netns(&format!("node:{node}"));
+    assert!(
+        dns::query(&node_ns, server, "api.example.com", RecordType::A, SHUT)
+            .unwrap()
+            .is_none(),
+        "the node's own query meets its host policy"
+    );
 
     // Nothing is reachable before a query.
     assert!(
@@ -202,6 +223,26 @@ fn a_pod_reaches_exactly_what_its_allowed_names_resolved_to_until_they_expire() 
         tcp_connect(&client, api, 80, OPEN).is_some(),
         "api's longer TTL still holds"
     );
+
+    // `ward-agent status` shows the proxy's counters and what it learned.
+    let dns_status = lab.run_dir(&node).join("dns.json");
+    common::lab::wait_for("the DNS status", Duration::from_secs(5), || {
+        let doc: serde_json::Value = std::fs::read(&dns_status)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        doc["proxy"]["refused"].as_u64() >= Some(3) && doc["proxy"]["forwarded"].as_u64() >= Some(5)
+    });
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_ward-agent"))
+        .args(["status", "--node", &node, "--run-dir"])
+        .arg(lab.run_dir(&node))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(status.status.success(), "{text}");
+    assert!(text.contains("dns proxy: port "), "{text}");
+    assert!(text.contains("api.example.com."), "{text}");
+    assert!(text.contains("203.0.113.20"), "{text}");
 
     // A restarted agent takes back what its predecessor learned: api's address stays open
     // to new connections without a new query (the answers are kept in the run directory).

@@ -77,6 +77,11 @@ pub enum Source {
     },
 }
 
+/// The file in the run directory with the DNS proxy's counters and learned names.
+pub const DNS_STATUS_FILE: &str = "dns.json";
+/// The most learned names `dns.json` lists (all of them are in [`DNS_CACHE_FILE`]).
+const DNS_STATUS_NAMES: usize = 100;
+
 /// The file in the run directory holding the DNS proxy's learned answers.
 pub const DNS_CACHE_FILE: &str = "dns-cache.json";
 
@@ -632,6 +637,7 @@ impl Agent {
             self.mesh.tick(&self.topology);
             if status_written.elapsed() >= Duration::from_secs(1) {
                 self.write_mesh_status();
+                self.write_dns_status();
                 status_written = Instant::now();
             }
         }
@@ -786,6 +792,27 @@ impl Agent {
 
 impl Agent {
     /// `wireguard.json` in the run directory: the mesh as `ward-agent status` shows it.
+    /// `dns.json` in the run directory: the DNS proxy's counters and the answers it learned,
+    /// for `ward-agent status`.
+    fn write_dns_status(&self) {
+        let (learned, names) = self.dns.summary(DNS_STATUS_NAMES);
+        let proxy = self.dns_proxy.as_ref().map(|p| {
+            let c = p.counters();
+            let n = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+            serde_json::json!({
+                "port": p.port(),
+                "queries": n(&c.queries),
+                "refused": n(&c.refused),
+                "forwarded": n(&c.forwarded),
+                "dropped": n(&c.dropped),
+            })
+        });
+        let doc = serde_json::json!({"proxy": proxy, "learnedNames": learned, "names": names});
+        if let Err(e) = write_json(&self.cfg.run_dir.join(DNS_STATUS_FILE), &doc) {
+            tracing::warn!(node = %self.cfg.node, "cannot write the DNS status: {e:#}");
+        }
+    }
+
     fn write_mesh_status(&self) {
         let doc = self.mesh.status();
         if let Err(e) = std::fs::create_dir_all(&self.cfg.run_dir)

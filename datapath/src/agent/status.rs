@@ -36,6 +36,7 @@ pub fn collect(node: &str, run_dir: &Path) -> Result<serde_json::Value> {
     })?;
     let agent = read_json(&run_dir.join("status.json"));
     let wireguard = read_json(&run_dir.join("wireguard.json"));
+    let dns = read_json(&run_dir.join(crate::agent::run::DNS_STATUS_FILE));
     let names: BTreeMap<u64, String> = agent
         .get("endpoints")
         .and_then(|e| e.as_array())
@@ -45,9 +46,11 @@ pub fn collect(node: &str, run_dir: &Path) -> Result<serde_json::Value> {
                 .collect()
         })
         .unwrap_or_default();
+    // The host endpoint is also kept under key 0, for the pods' programs: listed once.
     let endpoints: Vec<serde_json::Value> = maps
         .endpoints()?
         .into_iter()
+        .filter(|(ifindex, _)| *ifindex != crate::bpf::maps::HOST_ENDPOINT_KEY)
         .map(|(ifindex, info)| {
             serde_json::json!({
                 "name": names.get(&u64::from(info.ep_id)),
@@ -84,6 +87,7 @@ pub fn collect(node: &str, run_dir: &Path) -> Result<serde_json::Value> {
         "maps": sizes,
         "counters": counters,
         "wireguard": wireguard,
+        "dns": dns,
     }))
 }
 
@@ -163,6 +167,7 @@ fn render(doc: &serde_json::Value) -> String {
         );
     }
     render_wireguard(&mut out, &doc["wireguard"]);
+    render_dns(&mut out, &doc["dns"]);
     let _ = writeln!(out, "counters:");
     for c in doc["counters"].as_array().into_iter().flatten() {
         let _ = writeln!(
@@ -176,6 +181,40 @@ fn render(doc: &serde_json::Value) -> String {
         );
     }
     out
+}
+
+fn render_dns(out: &mut String, dns: &serde_json::Value) {
+    let p = &dns["proxy"];
+    if p.is_null() {
+        let _ = writeln!(
+            out,
+            "dns proxy: not running (queries under rules.dns are dropped)"
+        );
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "dns proxy: port {}, {} queries: {} refused, {} forwarded, {} dropped; {} names learned",
+        p["port"], p["queries"], p["refused"], p["forwarded"], p["dropped"], dns["learnedNames"]
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    for n in dns["names"].as_array().into_iter().flatten() {
+        let addresses: Vec<&str> = n["addresses"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|a| a.as_str())
+            .collect();
+        let left = n["expires"].as_u64().map_or(0, |e| e.saturating_sub(now));
+        let _ = writeln!(
+            out,
+            "  {:<40} {}  (expires in {left}s)",
+            n["name"].as_str().unwrap_or_default(),
+            addresses.join(", ")
+        );
+    }
 }
 
 fn render_wireguard(out: &mut String, wg: &serde_json::Value) {

@@ -73,6 +73,10 @@ pub const POLICY_FLAG_DNS: u8 = 1 << 1;
 pub const MARK_TO_PROXY: u32 = 0x0a00;
 /// See [`MARK_TO_PROXY`].
 pub const MARK_MASK: u32 = 0x0f00;
+/// The mark of the DNS proxy's upstream sockets (`WARD_MARK_FROM_PROXY`): the host programs
+/// track their packets and pass them without the host policy, as Cilium's proxy traffic
+/// never meets the host firewall (it carries a pod's query the pod's policy allowed).
+pub const MARK_FROM_PROXY: u32 = 0x0b00;
 /// `CtValue::flags` bit: the ingress policy of the destination allowed this tuple.
 pub const CT_FLAG_INGRESS_SEEN: u32 = 1 << 0;
 /// `CtValue::flags` bit: the egress policy of the source allowed this tuple.

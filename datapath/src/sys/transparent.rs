@@ -228,6 +228,39 @@ fn unmapped(a: SocketAddr) -> SocketAddr {
     }
 }
 
+/// A UDP socket for forwarding a query to `server`, marked `mark` (`SO_MARK`) so that the
+/// node's programs know the proxy's own traffic.
+pub fn upstream_udp(server: SocketAddr, mark: u32) -> Result<UdpSocket> {
+    let s = Socket::new(
+        Domain::for_address(server),
+        Type::DGRAM,
+        Some(Protocol::UDP),
+    )
+    .context("opening an upstream socket")?;
+    s.set_mark(mark).context("SO_MARK")?;
+    s.connect(&server.into())
+        .with_context(|| format!("connecting to {server}"))?;
+    Ok(s.into())
+}
+
+/// A TCP connection to `server` within `timeout`, marked `mark` (see [`upstream_udp`]).
+pub fn upstream_tcp(
+    server: SocketAddr,
+    mark: u32,
+    timeout: std::time::Duration,
+) -> Result<TcpStream> {
+    let s = Socket::new(
+        Domain::for_address(server),
+        Type::STREAM,
+        Some(Protocol::TCP),
+    )
+    .context("opening an upstream connection")?;
+    s.set_mark(mark).context("SO_MARK")?;
+    s.connect_timeout(&server.into(), timeout)
+        .with_context(|| format!("connecting to {server}"))?;
+    Ok(s.into())
+}
+
 /// A UDP socket bound to `addr`, an address of another host (the server a client asked),
 /// from which the proxy answers that client.
 pub fn reply_socket(addr: SocketAddr) -> Result<UdpSocket> {

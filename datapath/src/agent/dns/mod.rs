@@ -216,6 +216,27 @@ impl DnsState {
         Ok(cache.len())
     }
 
+    /// The learned answers for `ward-agent status`: each name with its addresses and when
+    /// the first of them runs out (seconds since the Unix epoch), at most `limit` names.
+    pub fn summary(&self, limit: usize) -> (usize, Vec<serde_json::Value>) {
+        let cache = lock(&self.cache);
+        let mut by_name: std::collections::BTreeMap<String, (Vec<String>, u64)> =
+            std::collections::BTreeMap::new();
+        for s in cache.save(Instant::now(), std::time::SystemTime::now()) {
+            let e = by_name.entry(s.name).or_insert((Vec::new(), u64::MAX));
+            e.0.push(s.address.to_string());
+            e.1 = e.1.min(s.expires);
+        }
+        let names = by_name
+            .into_iter()
+            .take(limit)
+            .map(|(name, (addresses, expires))| {
+                serde_json::json!({"name": name, "addresses": addresses, "expires": expires})
+            })
+            .collect();
+        (cache.len(), names)
+    }
+
     /// The generation of the learned answers.
     pub fn generation(&self) -> u64 {
         lock(&self.cache).generation()

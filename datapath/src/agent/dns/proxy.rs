@@ -12,15 +12,17 @@
 
 use super::message::{self, Query};
 use super::{DnsState, QueryVerdict};
+use crate::bpf::maps::MARK_FROM_PROXY;
 use crate::sys::netns::spawn_in_netns;
 use crate::sys::transparent::{
     ProxySocket, ProxySockets, Received, client_of, original_destination, reply_socket,
+    upstream_tcp, upstream_udp,
 };
 use anyhow::{Context, Result};
 use hickory_proto::op::ResponseCode;
 use std::collections::HashMap;
 use std::io::{Read, Write};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
@@ -231,13 +233,7 @@ fn work(rx: &Mutex<Receiver<Job>>, shared: &Shared) {
 /// Sends the query to the server the client asked and waits for its answer (same ID).
 fn forward(job: &Job, buf: &mut [u8]) -> Result<usize> {
     let server = job.received.to;
-    let any: IpAddr = match server {
-        SocketAddr::V4(_) => Ipv4Addr::UNSPECIFIED.into(),
-        SocketAddr::V6(_) => Ipv6Addr::UNSPECIFIED.into(),
-    };
-    let sock = UdpSocket::bind((any, 0)).context("binding an upstream socket")?;
-    sock.connect(server)
-        .with_context(|| format!("connecting to {server}"))?;
+    let sock = upstream_udp(server, MARK_FROM_PROXY)?;
     sock.set_read_timeout(Some(UPSTREAM_TIMEOUT))?;
     let bytes = job.query.message.to_vec().context("encoding the query")?;
     sock.send(&bytes)
@@ -311,8 +307,7 @@ fn serve_tcp(mut conn: TcpStream, shared: &Shared) -> Result<()> {
                 let up = match &mut upstream {
                     Some(u) => u,
                     None => {
-                        let u = TcpStream::connect_timeout(&server, UPSTREAM_TIMEOUT)
-                            .with_context(|| format!("connecting to {server}"))?;
+                        let u = upstream_tcp(server, MARK_FROM_PROXY, UPSTREAM_TIMEOUT)?;
                         u.set_read_timeout(Some(UPSTREAM_TIMEOUT))?;
                         upstream.insert(u)
                     }
