@@ -9,8 +9,10 @@
 //! TCP); an address nobody
 //! answered stays unreachable; when an answer's TTL runs out an established connection keeps
 //! working, and once it has closed new connections are dropped; all of it over IPv4 and IPv6
-//! (AAAA answers, and a query to the server's IPv6 address); a restarted agent keeps what its
-//! predecessor learned; a pod without DNS rules asks the server directly.
+//! (AAAA answers, and a query to the server's IPv6 address); the engine, given the answers
+//! the agent learned, decides every one of these flows and queries as the kernel did; a
+//! restarted agent keeps what its predecessor learned; a pod without DNS rules asks the
+//! server directly.
 //!
 //! Needs root and bpffs; without them it prints `SKIPPED: <test>: <reason>` (a failure in
 //! must-run mode).
@@ -93,7 +95,8 @@ fn a_pod_reaches_exactly_what_its_allowed_names_resolved_to_until_they_expire() 
     let dns4 = DnsServer::start(&world, server, names.clone()).unwrap();
     let dns6 = DnsServer::start(&world, server6, names).unwrap();
 
-    lab.write_objects(&common::load(&format!("{POLICY}---\n{HOST_POLICY}")));
+    let set = common::load(&format!("{POLICY}---\n{HOST_POLICY}"));
+    lab.write_objects(&set);
     let node = lab.nodes().remove(0);
     lab.start_agent(&node);
     let client = lab.netns("shop/client");
@@ -243,6 +246,63 @@ fn a_pod_reaches_exactly_what_its_allowed_names_resolved_to_until_they_expire() 
     assert!(text.contains("dns proxy: port "), "{text}");
     assert!(text.contains("api.example.com."), "{text}");
     assert!(text.contains("203.0.113.20"), "{text}");
+
+    // The engine over the answers the agent learned (its saved cache) decides every flow
+    // above as the kernel did: what `ward test` says of these policies with those answers.
+    let saved: Vec<serde_json::Value> =
+        serde_json::from_slice(&std::fs::read(lab.run_dir(&node).join("dns-cache.json")).unwrap())
+            .unwrap();
+    let mut answers: std::collections::BTreeMap<String, Vec<IpAddr>> = Default::default();
+    for s in &saved {
+        answers
+            .entry(s["name"].as_str().unwrap().to_owned())
+            .or_default()
+            .push(s["address"].as_str().unwrap().parse().unwrap());
+    }
+    let learned: Vec<&str> = answers.keys().map(String::as_str).collect();
+    assert_eq!(learned, ["api.example.com.", "tcp.example.com."]);
+    let mut cluster = ward_engine::Cluster::from_topology(lab.lab.topology());
+    cluster.dns = answers
+        .into_iter()
+        .map(|(name, addresses)| ward_engine::DnsAnswer { name, addresses })
+        .collect();
+    let repo = ward_engine::PolicyRepository::from_resources(cluster, &set).unwrap();
+    let from = ward_engine::Peer::Ip(lab.ip("shop/client").into());
+    let tcp80 = |to: IpAddr| {
+        repo.verdict(&ward_engine::Flow::tcp(from, ward_engine::Peer::Ip(to), 80))
+            .verdict
+    };
+    for (to, kernel_passed) in [
+        (api, true),
+        (api6, true),
+        (tcp, true),
+        (short, false),
+        (short6, false),
+        (other, false),
+    ] {
+        let engine_allows = tcp80(to) == ward_engine::Verdict::Allow;
+        assert_eq!(
+            engine_allows, kernel_passed,
+            "the engine and the kernel on client -> {to}:80"
+        );
+    }
+    let dns53 = ward_engine::Flow {
+        src: from,
+        dst: ward_engine::Peer::Ip(server.ip()),
+        protocol: ward_engine::Protocol::UDP,
+        port: 53,
+    };
+    for (name, refused) in [("api.example.com", false), ("other.example.org", true)] {
+        let request = ward_engine::L7Request::Dns { name: name.into() };
+        let denied = repo
+            .l7_verdict(&dns53, &request)
+            .iter()
+            .any(|(_, d)| d.verdict == ward_engine::L7Verdict::Denied);
+        assert_eq!(
+            denied, refused,
+            "the engine and the proxy on a query for {name}"
+        );
+    }
 
     // A restarted agent takes back what its predecessor learned: api's address stays open
     // to new connections without a new query (the answers are kept in the run directory).

@@ -84,7 +84,8 @@ impl DnsState {
     }
 
     /// Whether `client` may ask `server` for `name` (egress `rules.dns` of the client's
-    /// policy, decided by the engine). Without a resolved policy yet, nothing is allowed.
+    /// policy, decided by the engine). Without a resolved policy yet, or when the engine does
+    /// not allow the flow at layer 3/4, nothing is allowed.
     pub fn verdict(&self, client: IpAddr, server: SocketAddr, name: &str) -> QueryVerdict {
         let kept = self
             .repository
@@ -107,8 +108,15 @@ impl DnsState {
             .into_iter()
             .find(|(d, _)| *d == Direction::Egress);
         match egress.map(|(_, d)| d.verdict) {
-            Some(L7Verdict::Denied) => QueryVerdict::Refuse,
-            _ => QueryVerdict::Allow,
+            // No egress decision: the engine does not allow this flow at all (the maps were
+            // behind it for a moment); refuse rather than pass.
+            None | Some(L7Verdict::Denied) => QueryVerdict::Refuse,
+            Some(
+                L7Verdict::Allowed
+                | L7Verdict::Wildcard
+                | L7Verdict::NotEnforced
+                | L7Verdict::NotEvaluated,
+            ) => QueryVerdict::Allow,
         }
     }
 
