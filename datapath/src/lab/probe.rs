@@ -165,27 +165,47 @@ pub fn tcp(
     port: u16,
     timeout: Duration,
 ) -> Result<bool> {
+    Ok(tcp_query(netns, from, to, port, PROBE_NAME, timeout)? != Answered::None)
+}
+
+/// [`tcp`] with a DNS query for `name`, saying how it was answered.
+pub fn tcp_query(
+    netns: &Path,
+    from: Option<IpAddr>,
+    to: impl Into<IpAddr>,
+    port: u16,
+    name: &str,
+    timeout: Duration,
+) -> Result<Answered> {
     let to = to.into();
-    let query = super::dns::probe_query(port, PROBE_NAME);
+    let query = super::dns::probe_query(port, name);
     in_netns(netns, move || {
         let Ok(mut s) = open(from, to, port, timeout) else {
-            return false;
+            return Answered::None;
         };
         if s.set_read_timeout(Some(timeout)).is_err()
             || super::dns::write_framed(&mut s, &query).is_err()
         {
-            return false;
+            return Answered::None;
         }
         let mut head = [0u8; 2];
         if s.read_exact(&mut head).is_err() {
-            return false;
+            return Answered::None;
         }
         if head == GREETING[..2] {
             let mut rest = [0u8; 2];
-            return s.read_exact(&mut rest).is_ok() && rest == GREETING[2..];
+            let greeted = s.read_exact(&mut rest).is_ok() && rest == GREETING[2..];
+            return if greeted {
+                Answered::Plain
+            } else {
+                Answered::None
+            };
         }
         let mut msg = vec![0u8; usize::from(u16::from_be_bytes(head))];
-        s.read_exact(&mut msg).is_ok() && super::dns::response_code(&query, &msg).is_some()
+        if s.read_exact(&mut msg).is_err() {
+            return Answered::None;
+        }
+        super::dns::response_code(&query, &msg).map_or(Answered::None, Answered::Dns)
     })
 }
 
@@ -238,16 +258,16 @@ pub fn udp(
     port: u16,
     timeout: Duration,
 ) -> Result<bool> {
-    Ok(udp_query(netns, from, to, port, PROBE_NAME, timeout)? != UdpAnswer::None)
+    Ok(udp_query(netns, from, to, port, PROBE_NAME, timeout)? != Answered::None)
 }
 
-/// How a UDP probe was answered.
+/// How a probe was answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum UdpAnswer {
-    /// Not within the timeout.
+pub enum Answered {
+    /// Not at all within the timeout (or, TCP, no connection).
     None,
-    /// Its datagram came back as it was.
-    Echo,
+    /// Plainly: the TCP server's greeting, the UDP datagram echoed, the ICMP echo reply.
+    Plain,
     /// A DNS response to its query, with this code.
     Dns(hickory_proto::op::ResponseCode),
 }
@@ -260,26 +280,26 @@ pub fn udp_query(
     port: u16,
     name: &str,
     timeout: Duration,
-) -> Result<UdpAnswer> {
+) -> Result<Answered> {
     let to = to.into();
     let msg = super::dns::probe_query(port, name);
     in_netns(netns, move || {
         let Ok(s) = UdpSocket::bind((from.unwrap_or_else(|| unspecified(to)), 0)) else {
-            return UdpAnswer::None;
+            return Answered::None;
         };
         let _ = s.set_read_timeout(Some(timeout));
         if s.send_to(&msg, (to, port)).is_err() {
-            return UdpAnswer::None;
+            return Answered::None;
         }
         let mut buf = [0u8; 1500];
         let Ok((n, _)) = s.recv_from(&mut buf) else {
-            return UdpAnswer::None;
+            return Answered::None;
         };
         let got = &buf[..n];
         if got == msg.as_slice() {
-            UdpAnswer::Echo
+            Answered::Plain
         } else {
-            super::dns::response_code(&msg, got).map_or(UdpAnswer::None, UdpAnswer::Dns)
+            super::dns::response_code(&msg, got).map_or(Answered::None, Answered::Dns)
         }
     })
 }

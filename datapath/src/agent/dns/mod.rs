@@ -144,7 +144,7 @@ impl DnsState {
                 Learned::Changed => changed = true,
                 Learned::Refreshed => {}
                 Learned::Full => {
-                    tracing::warn!(name, "the DNS cache is full: answer not learned")
+                    tracing::debug!(name, "the DNS cache is full: answer not learned")
                 }
             }
         }

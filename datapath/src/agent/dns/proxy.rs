@@ -191,7 +191,9 @@ fn listen(socket: &ProxySocket, tx: &SyncSender<Job>, shared: &Shared, stop: &At
         {
             QueryVerdict::Refuse => {
                 shared.counters.refused.fetch_add(1, Ordering::Relaxed);
-                tracing::info!(client = %received.from, server = %received.to, name = %query.name, "DNS query refused by policy");
+                // Debug only: a pod asking again and again must not flood the agent's log (the
+                // count is in `ward-agent status`).
+                tracing::debug!(client = %received.from, server = %received.to, name = %query.name, "DNS query refused by policy");
                 let answer = message::error_response(&query.message, ResponseCode::Refused);
                 shared.reply(&received, answer.as_deref());
             }
@@ -299,7 +301,7 @@ fn serve_tcp(mut conn: TcpStream, shared: &Shared) -> Result<()> {
         let answer = match shared.state.verdict(client.ip(), server, &query.name) {
             QueryVerdict::Refuse => {
                 shared.counters.refused.fetch_add(1, Ordering::Relaxed);
-                tracing::info!(client = %client, server = %server, name = %query.name, "DNS query refused by policy (TCP)");
+                tracing::debug!(client = %client, server = %server, name = %query.name, "DNS query refused by policy (TCP)");
                 message::error_response(&query.message, ResponseCode::Refused)
                     .context("encoding REFUSED")?
             }

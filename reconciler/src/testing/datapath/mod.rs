@@ -49,7 +49,7 @@ use ward_datapath::agent::run::{Agent, AgentConfig, Source};
 use ward_datapath::bpf::NodeMaps;
 use ward_datapath::hickory_proto::op::ResponseCode;
 use ward_datapath::lab::dns::{Names, Zone};
-use ward_datapath::lab::probe::UdpAnswer;
+use ward_datapath::lab::probe::Answered;
 use ward_datapath::lab::{Lab, Topology, probe};
 use ward_engine::{
     Cluster, DnsAnswer, Flow, Identity, L7Request, L7Verdict, Peer, PolicyRepository, Protocol,
@@ -179,7 +179,7 @@ struct Probe {
     port: u16,
     /// The tests' engine verdict (layer 3/4).
     test_allows: bool,
-    /// The DNS query the expectation carries (UDP only): the probe asks it.
+    /// The DNS query the expectation carries (UDP or TCP): the probe asks it.
     dns: Option<String>,
 }
 
@@ -462,7 +462,7 @@ fn probe_of(
     let dns = e
         .dns
         .as_ref()
-        .filter(|_| protocol == Protocol::UDP)
+        .filter(|_| matches!(protocol, Protocol::UDP | Protocol::TCP))
         .map(|d| d.query.clone());
     Ok(Probe {
         src,
@@ -658,30 +658,20 @@ fn send(lab: &Lab, p: &Probe, timeout: Duration) -> Result<Sent> {
         Host::Pod(..) | Host::Node(..) => None,
     };
     let to = p.dst.ip();
-    let passed = match p.protocol {
-        Protocol::TCP => probe::tcp(&netns, from, to, p.port, timeout)?,
-        Protocol::UDP => {
-            let name = p.dns.as_deref().unwrap_or(probe::PROBE_NAME);
-            return Ok(
-                match probe::udp_query(&netns, from, to, p.port, name, timeout)? {
-                    UdpAnswer::None => Sent {
-                        passed: false,
-                        dns: None,
-                    },
-                    UdpAnswer::Echo => Sent {
-                        passed: true,
-                        dns: None,
-                    },
-                    UdpAnswer::Dns(code) => Sent {
-                        passed: true,
-                        dns: Some(code),
-                    },
-                },
-            );
-        }
-        _ => probe::icmp_echo(&netns, from, to, timeout)?,
+    let name = p.dns.as_deref().unwrap_or(probe::PROBE_NAME);
+    let answered = match p.protocol {
+        Protocol::TCP => probe::tcp_query(&netns, from, to, p.port, name, timeout)?,
+        Protocol::UDP => probe::udp_query(&netns, from, to, p.port, name, timeout)?,
+        _ if probe::icmp_echo(&netns, from, to, timeout)? => Answered::Plain,
+        _ => Answered::None,
     };
-    Ok(Sent { passed, dns: None })
+    Ok(Sent {
+        passed: answered != Answered::None,
+        dns: match answered {
+            Answered::Dns(code) => Some(code),
+            Answered::None | Answered::Plain => None,
+        },
+    })
 }
 
 /// The lab, its agents and their local target; all of it removed on drop.
