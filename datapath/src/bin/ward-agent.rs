@@ -57,7 +57,8 @@ enum Command {
         /// Where the WireGuard private key is kept (default: the run directory).
         #[arg(long)]
         key_dir: Option<PathBuf>,
-        /// Sync once and exit (the maps stay pinned and enforced).
+        /// Sync once and exit (the maps stay pinned and enforced; the DNS proxy runs only
+        /// while the agent does, so queries under rules.dns are then dropped).
         #[arg(long)]
         once: bool,
         /// Full resync interval in seconds.
