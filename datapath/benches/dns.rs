@@ -2,7 +2,7 @@
 //! lab and handles at least 5,000 queries/s; a DNS answer reaches the ipcache before the
 //! client's first connect (measure the gap)").
 //!
-//! The lab of `datapath/tests/dns_lab.rs`: one node running this build's `ward-agent`, a DNS
+//! The lab of `datapath/tests/dns_lab.rs` (`tests/data/dns-lab.yaml`): one node running this build's `ward-agent`, a DNS
 //! server in the world namespace, pod `shop/client` whose egress policy has `rules.dns`
 //! (`*.example.com`) and `toFQDNs` (its queries go through the agent's proxy) and pod
 //! `shop/other` without policy (its queries go straight to the server: the baseline).
@@ -43,19 +43,7 @@ use ward_datapath::bpf::node_maps::NodeMaps;
 use ward_datapath::lab::dns::{Client, DnsServer, Zone};
 use ward_datapath::lab::in_netns;
 
-const LAB: &str = "apiVersion: ward.dev/v1alpha1
-kind: LabTopology
-metadata:
-  name: shop
-spec:
-  underlay: 172.30.0.0/24
-  nodes:
-    - {name: node-1, ip: 172.30.0.11, podCIDR: 10.1.0.0/24}
-  world: {name: world, ip: 203.0.113.10, addresses: [203.0.113.20]}
-  pods:
-    - {name: client, namespace: shop, labels: {app: client}, ip: 10.1.0.10, node: node-1}
-    - {name: other, namespace: shop, labels: {app: other}, ip: 10.1.0.11, node: node-1}
-";
+const LAB: &str = include_str!("../tests/data/dns-lab.yaml");
 
 const POLICY: &str = include_str!("../tests/data/fqdn-policy.yaml");
 

@@ -29,20 +29,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 use ward_datapath::lab::dns::{self, DnsServer, Zone};
 
-const LAB: &str = "apiVersion: ward.dev/v1alpha1
-kind: LabTopology
-metadata:
-  name: shop
-spec:
-  underlay: 172.30.0.0/24
-  ipv6: {}
-  nodes:
-    - {name: node-1, ip: 172.30.0.11, podCIDR: 10.1.0.0/24}
-  world: {name: world, ip: 203.0.113.10, addresses: [203.0.113.20, 203.0.113.30, 203.0.113.40, 198.51.100.5]}
-  pods:
-    - {name: client, namespace: shop, labels: {app: client}, ip: 10.1.0.10, node: node-1}
-    - {name: other, namespace: shop, labels: {app: other}, ip: 10.1.0.11, node: node-1}
-";
+const LAB: &str = include_str!("data/dns-lab.yaml");
 
 const POLICY: &str = include_str!("data/fqdn-policy.yaml");
 

@@ -3,12 +3,14 @@
 //! sends, both over UDP.
 
 use super::in_netns;
+use crate::agent::dns::cache::DnsCache;
+use crate::agent::dns::message::{read_framed, write_framed};
 use anyhow::{Context, Result, bail};
 use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::rdata::{A, AAAA};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::Path;
 use std::str::FromStr;
@@ -100,9 +102,13 @@ impl Drop for DnsServer {
     }
 }
 
-/// `names` keyed as the servers look them up.
+/// `names` keyed as the servers look them up (as the agent's DNS cache keys names: lower
+/// case, trailing dot).
 pub fn normalize(names: Names) -> Names {
-    names.into_iter().map(|(n, z)| (fqdn(&n), z)).collect()
+    names
+        .into_iter()
+        .map(|(n, z)| (DnsCache::normalize(&n), z))
+        .collect()
 }
 
 /// One DNS-over-TCP connection to the lab's server: length-prefixed queries until it closes.
@@ -154,34 +160,6 @@ pub(crate) fn serve_framed(mut conn: TcpStream, first: &[u8], names: &Names) {
     }
 }
 
-/// One length-prefixed DNS message (RFC 1035 §4.2.2); None at the end of the stream.
-fn read_framed(s: &mut TcpStream) -> std::io::Result<Option<Vec<u8>>> {
-    let mut len = [0u8; 2];
-    match s.read_exact(&mut len) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
-        Err(e) => return Err(e),
-    }
-    let mut msg = vec![0u8; usize::from(u16::from_be_bytes(len))];
-    s.read_exact(&mut msg)?;
-    Ok(Some(msg))
-}
-
-pub(crate) fn write_framed(s: &mut TcpStream, msg: &[u8]) -> std::io::Result<()> {
-    let len = u16::try_from(msg.len()).map_err(std::io::Error::other)?;
-    let mut framed = len.to_be_bytes().to_vec();
-    framed.extend_from_slice(msg);
-    s.write_all(&framed)
-}
-
-fn fqdn(name: &str) -> String {
-    let mut n = name.trim().to_ascii_lowercase();
-    if !n.ends_with('.') {
-        n.push('.');
-    }
-    n
-}
-
 /// The answer to the message in `bytes` from a server holding `names` (keys normalized),
 /// which answers `unknown` for any other name; None for anything but a query.
 fn answer(names: &Names, bytes: &[u8], unknown: ResponseCode) -> Option<Vec<u8>> {
@@ -197,7 +175,7 @@ fn answer(names: &Names, bytes: &[u8], unknown: ResponseCode) -> Option<Vec<u8>>
         r.metadata.response_code = ResponseCode::FormErr;
         return r.to_vec().ok();
     };
-    match names.get(&fqdn(&question.name().to_ascii())) {
+    match names.get(&DnsCache::normalize(&question.name().to_ascii())) {
         None => r.metadata.response_code = unknown,
         Some(zone) => {
             for ip in &zone.addresses {
@@ -219,7 +197,7 @@ fn answer(names: &Names, bytes: &[u8], unknown: ResponseCode) -> Option<Vec<u8>>
 pub fn probe_query(id: u16, name: &str) -> Vec<u8> {
     let mut m = Message::new(id, MessageType::Query, OpCode::Query);
     m.metadata.recursion_desired = true;
-    let name = Name::from_str(&fqdn(name)).unwrap_or_else(|_| Name::root());
+    let name = Name::from_str(&DnsCache::normalize(name)).unwrap_or_else(|_| Name::root());
     m.add_query(Query::query(name, RecordType::A));
     m.to_vec().unwrap_or_default()
 }
@@ -335,7 +313,8 @@ fn query_message(id: u16, name: &str, record_type: RecordType) -> Result<Vec<u8>
     let mut m = Message::new(id, MessageType::Query, OpCode::Query);
     m.metadata.recursion_desired = true;
     m.add_query(Query::query(
-        Name::from_str(&fqdn(name)).with_context(|| format!("{name:?} is not a DNS name"))?,
+        Name::from_str(&DnsCache::normalize(name))
+            .with_context(|| format!("{name:?} is not a DNS name"))?,
         record_type,
     ));
     Ok(m.to_vec()?)

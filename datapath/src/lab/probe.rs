@@ -184,7 +184,7 @@ pub fn tcp_query(
             return Answered::None;
         };
         if s.set_read_timeout(Some(timeout)).is_err()
-            || super::dns::write_framed(&mut s, &query).is_err()
+            || crate::agent::dns::message::write_framed(&mut s, &query).is_err()
         {
             return Answered::None;
         }

@@ -3,6 +3,7 @@
 
 use hickory_proto::op::{Message, MessageType, OpCode, ResponseCode};
 use hickory_proto::rr::RData;
+use std::io::{self, Read, Write};
 use std::net::IpAddr;
 
 /// A query as a client sent it.
@@ -71,6 +72,30 @@ pub fn answered(bytes: &[u8]) -> Vec<(String, IpAddr, u32)> {
         out.push((owner, ip, r.ttl));
     }
     out
+}
+
+/// One DNS message framed as over TCP (a two-byte length first, RFC 1035 §4.2.2); None at
+/// the end of the stream.
+pub fn read_framed(r: &mut impl Read) -> io::Result<Option<Vec<u8>>> {
+    let mut len = [0u8; 2];
+    match r.read_exact(&mut len) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    let mut msg = vec![0u8; usize::from(u16::from_be_bytes(len))];
+    r.read_exact(&mut msg)?;
+    Ok(Some(msg))
+}
+
+/// Writes `msg` framed as over TCP, in one write.
+pub fn write_framed(w: &mut impl Write, msg: &[u8]) -> io::Result<()> {
+    let len = u16::try_from(msg.len())
+        .map_err(|_| io::Error::other("a DNS message over 65,535 bytes"))?;
+    let mut framed = Vec::with_capacity(msg.len() + 2);
+    framed.extend_from_slice(&len.to_be_bytes());
+    framed.extend_from_slice(msg);
+    w.write_all(&framed)
 }
 
 /// The message ID of `bytes` (its first two bytes).

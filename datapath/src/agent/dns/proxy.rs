@@ -10,7 +10,7 @@
 //! address and port, as if the server had sent it; the pod's conntrack entry (made when its
 //! query was allowed) lets it in.
 
-use super::message::{self, Query};
+use super::message::{self, Query, read_framed, write_framed};
 use super::{DnsState, QueryVerdict};
 use crate::bpf::maps::MARK_FROM_PROXY;
 use crate::sys::netns::spawn_in_netns;
@@ -21,7 +21,6 @@ use crate::sys::transparent::{
 use anyhow::{Context, Result};
 use hickory_proto::op::ResponseCode;
 use std::collections::HashMap;
-use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -324,28 +323,6 @@ fn serve_tcp(mut conn: TcpStream, shared: &Shared) -> Result<()> {
         };
         write_framed(&mut conn, &answer)?;
     }
-    Ok(())
-}
-
-/// One length-prefixed DNS message; None at the end of the stream.
-fn read_framed(s: &mut TcpStream) -> Result<Option<Vec<u8>>> {
-    let mut len = [0u8; 2];
-    match s.read_exact(&mut len) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
-        Err(e) => return Err(e.into()),
-    }
-    let mut msg = vec![0u8; usize::from(u16::from_be_bytes(len))];
-    s.read_exact(&mut msg)?;
-    Ok(Some(msg))
-}
-
-fn write_framed(s: &mut TcpStream, msg: &[u8]) -> Result<()> {
-    let len = u16::try_from(msg.len()).context("a DNS message over 65,535 bytes")?;
-    let mut framed = Vec::with_capacity(msg.len() + 2);
-    framed.extend_from_slice(&len.to_be_bytes());
-    framed.extend_from_slice(msg);
-    s.write_all(&framed)?;
     Ok(())
 }
 
