@@ -28,6 +28,10 @@
 
 #include "ward.h"
 
+#ifndef offsetof
+#define offsetof(type, member) __builtin_offsetof(type, member)
+#endif
+
 char LICENSE[] SEC("license") = "GPL";
 
 struct {
@@ -105,6 +109,31 @@ struct {
 } ward_ct SEC(".maps");
 
 struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, WARD_MAX_LB);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct lb_key);
+	__type(value, struct lb_value);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ward_lb SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, WARD_MAX_NAT);
+	__type(key, struct ct_key);
+	__type(value, struct nat_value);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ward_nat_fwd SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, WARD_MAX_NAT);
+	__type(key, struct ct_key);
+	__type(value, struct nat_value);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ward_nat_rev SEC(".maps");
+
+struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
@@ -165,6 +194,7 @@ struct flow {
 	__u8 proto;
 	__u8 family;      /* WARD_FAMILY_* */
 	__u8 tcp_flags;   /* TCP: the header's flags byte (FIN 0x01, RST 0x04) */
+	__u16 l4_off;     /* TCP/UDP: where the upper-layer header starts */
 };
 
 #define TCP_FLAG_FIN 0x01
@@ -309,6 +339,7 @@ static __always_inline int parse_l4(struct __sk_buff *skb, __u32 l4_off, struct 
 		f->ct_dport = ports.dport;
 		f->ev_sport = ports.sport;
 		f->pol_dport = ports.dport;
+		f->l4_off = (__u16)l4_off;
 		if (f->proto == IPPROTO_TCP &&
 		    bpf_skb_load_bytes(skb, l4_off + 13, &f->tcp_flags, 1) < 0)
 			return -1;
@@ -747,6 +778,158 @@ static __always_inline int enforce_flow(struct __sk_buff *skb, __u8 direction,
 	return to_dns_proxy_if(skb, &f, direction, ep, flags);
 }
 
+/* Where the TCP or UDP checksum is, and the flags its updates need. */
+static __always_inline __u32 l4_csum(const struct flow *f, __u64 *flags)
+{
+	if (f->proto == IPPROTO_TCP) {
+		*flags = 0;
+		return (__u32)f->l4_off + 16;
+	}
+	/* A UDP checksum of 0 (IPv4: none) stays 0. */
+	*flags = BPF_F_MARK_MANGLED_0;
+	return (__u32)f->l4_off + 6;
+}
+
+/*
+ * Rewrites the destination (`dst`) or the source of a TCP or UDP packet to addr:port
+ * (network order), with the IPv4 header checksum and the L4 checksum (its pseudo header
+ * included) updated. Returns 0, or -1 when a helper failed.
+ */
+static __always_inline int rewrite(struct __sk_buff *skb, const struct flow *f, int dst,
+				   const __u32 *addr, __u16 port)
+{
+	__u64 mflags;
+	__u32 csum_off = l4_csum(f, &mflags);
+	__u32 port_off = (__u32)f->l4_off + (dst ? 2 : 0);
+	__u16 old_port = dst ? f->ct_dport : f->ct_sport;
+	__u32 old[4];
+
+	__builtin_memcpy(old, dst ? f->daddr : f->saddr, sizeof(old));
+	if (f->family == WARD_FAMILY_IPV4) {
+		__u32 addr_off = ETH_HLEN + (dst ? offsetof(struct iphdr, daddr)
+						  : offsetof(struct iphdr, saddr));
+
+		if (bpf_l4_csum_replace(skb, csum_off, old[0], addr[0],
+					BPF_F_PSEUDO_HDR | mflags | sizeof(__u32)) < 0)
+			return -1;
+		if (bpf_l3_csum_replace(skb, ETH_HLEN + offsetof(struct iphdr, check), old[0],
+					addr[0], sizeof(__u32)) < 0)
+			return -1;
+		if (bpf_skb_store_bytes(skb, addr_off, addr, sizeof(__u32), 0) < 0)
+			return -1;
+	} else {
+		__u32 addr_off = ETH_HLEN + (dst ? offsetof(struct ipv6hdr, daddr)
+						  : offsetof(struct ipv6hdr, saddr));
+		__u32 new[4];
+		__s64 diff;
+
+		__builtin_memcpy(new, addr, sizeof(new));
+		diff = bpf_csum_diff(old, sizeof(old), new, sizeof(new), 0);
+		if (diff < 0)
+			return -1;
+		if (bpf_l4_csum_replace(skb, csum_off, 0, diff, BPF_F_PSEUDO_HDR | mflags) < 0)
+			return -1;
+		if (bpf_skb_store_bytes(skb, addr_off, new, sizeof(new), 0) < 0)
+			return -1;
+	}
+	if (port != old_port) {
+		if (bpf_l4_csum_replace(skb, csum_off, old_port, port, mflags | sizeof(__u16)) < 0)
+			return -1;
+		if (bpf_skb_store_bytes(skb, port_off, &port, sizeof(port), 0) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+/*
+ * A pod's TCP or UDP packet to a service (ward_lb): its destination becomes one of the
+ * service's backends before the policy sees it, as Cilium's load balancer does in the pod's
+ * program, so the policy judges the backend (its address and target port) and never the
+ * service's address. A connection keeps the backend it was first given (ward_nat_fwd); the
+ * reply's way back is recorded (ward_nat_rev). Returns 0 (translated, or not a service) or
+ * -1 (a service without backends, or a failed rewrite: the packet is dropped).
+ */
+static __always_inline int lb_translate(struct __sk_buff *skb, struct flow *f)
+{
+	struct nat_value backend = {};
+	struct nat_value *known;
+	struct ct_key fk;
+
+	if (f->proto != IPPROTO_TCP && f->proto != IPPROTO_UDP)
+		return 0;
+	ct_tuple(f, 0, &fk);
+	known = bpf_map_lookup_elem(&ward_nat_fwd, &fk);
+	if (known) {
+		backend = *known;
+	} else {
+		struct lb_key k = {
+			.port = f->ct_dport,
+			.proto = f->proto,
+			.family = f->family,
+		};
+		struct nat_value service = {};
+		struct lb_value *svc, *be;
+		struct ct_key rk = {};
+
+		__builtin_memcpy(k.addr, f->daddr, sizeof(k.addr));
+		svc = bpf_map_lookup_elem(&ward_lb, &k);
+		if (!svc)
+			return 0;
+		if (!svc->count)
+			return -1;
+		k.slot = (__u16)(bpf_get_prandom_u32() % svc->count) + 1;
+		be = bpf_map_lookup_elem(&ward_lb, &k);
+		if (!be)
+			return -1;
+		__builtin_memcpy(backend.addr, be->addr, sizeof(backend.addr));
+		backend.port = be->port;
+		__builtin_memcpy(service.addr, f->daddr, sizeof(service.addr));
+		service.port = f->ct_dport;
+		__builtin_memcpy(rk.saddr, backend.addr, sizeof(rk.saddr));
+		__builtin_memcpy(rk.daddr, f->saddr, sizeof(rk.daddr));
+		rk.sport = backend.port;
+		rk.dport = f->ct_sport;
+		rk.proto = f->proto;
+		rk.family = f->family;
+		if (bpf_map_update_elem(&ward_nat_rev, &rk, &service, BPF_ANY) < 0 ||
+		    bpf_map_update_elem(&ward_nat_fwd, &fk, &backend, BPF_ANY) < 0)
+			return -1;
+	}
+	if (rewrite(skb, f, 1, backend.addr, backend.port) < 0)
+		return -1;
+	__builtin_memcpy(f->daddr, backend.addr, sizeof(f->daddr));
+	f->ct_dport = backend.port;
+	f->pol_dport = backend.port;
+	return 0;
+}
+
+/* A backend's reply on its way into the pod: its source becomes the service again. */
+static __always_inline int lb_reverse(struct __sk_buff *skb, const struct flow *f)
+{
+	struct nat_value service;
+	struct nat_value *nv;
+	struct ct_key k;
+
+	if (f->proto != IPPROTO_TCP && f->proto != IPPROTO_UDP)
+		return TC_ACT_OK;
+	ct_tuple(f, 0, &k);
+	nv = bpf_map_lookup_elem(&ward_nat_rev, &k);
+	if (!nv)
+		return TC_ACT_OK;
+	service = *nv;
+	return rewrite(skb, f, 0, service.addr, service.port) < 0 ? TC_ACT_SHOT : TC_ACT_OK;
+}
+
+/* A pod's packet to a service without backends: counted and dropped. */
+static __always_inline int drop_no_backend(struct __sk_buff *skb)
+{
+	__u32 ifindex = skb->ifindex;
+	struct endpoint_info *ep = bpf_map_lookup_elem(&ward_endpoints, &ifindex);
+
+	count(ep ? ep->ep_id : 0, WARD_DIR_EGRESS, WARD_VERDICT_NO_BACKEND, skb->len);
+	return TC_ACT_SHOT;
+}
+
 /*
  * Whether a packet on the node's underlay interface is the host's own: from or to one of the
  * node's addresses (identity host in the ipcache). Everything else crossing the interface is
@@ -785,7 +968,16 @@ static __always_inline int enforce(struct __sk_buff *skb, __u8 direction, int ho
 	if (host && direction == WARD_DIR_EGRESS &&
 	    (skb->mark & WARD_MARK_MASK) == WARD_MARK_FROM_PROXY)
 		return track_from_proxy(skb, &f);
-	return enforce_flow(skb, direction, &f);
+	if (host)
+		return enforce_flow(skb, direction, &f);
+	if (direction == WARD_DIR_EGRESS) {
+		if (lb_translate(skb, &f) < 0)
+			return drop_no_backend(skb);
+		return enforce_flow(skb, direction, &f);
+	}
+	if (enforce_flow(skb, direction, &f) != TC_ACT_OK)
+		return TC_ACT_SHOT;
+	return lb_reverse(skb, &f);
 }
 
 SEC("classifier/to_host")

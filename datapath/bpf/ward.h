@@ -14,6 +14,8 @@
 #define WARD_MAX_POLICY 65536
 #define WARD_MAX_CT 65536
 #define WARD_MAX_COUNTERS 16384
+#define WARD_MAX_LB 65536
+#define WARD_MAX_NAT WARD_MAX_CT
 #define WARD_EVENTS_BYTES (256 * 1024)
 
 /* Reserved identity of this node's own addresses (the ipcache maps them to it). */
@@ -37,6 +39,9 @@
  * (an IPv6 fragment, too many extension headers, a truncated header), dropped without an
  * event. */
 #define WARD_VERDICT_UNSUPPORTED 3
+/* Counters only: a pod's packet to a service port without backends (Cilium's "no service
+ * backend"), dropped without an event. */
+#define WARD_VERDICT_NO_BACKEND 4
 
 /* Address families (flow, conntrack key, event). */
 #define WARD_FAMILY_IPV4 4
@@ -162,6 +167,39 @@ struct ct_value {
 	__u64 bytes;
 	__u32 flags;
 	__u32 pad;
+};
+
+/*
+ * ward_lb key: a service's address, port and protocol, and a slot: slot 0 is the service
+ * itself (its value counts the backends), slots 1..count its backends (Cilium's lb4_services
+ * layout). The agent writes a service's backends before its slot 0, and lowers the count
+ * before it removes a backend, so a packet never picks a slot that is not there.
+ */
+struct lb_key {
+	__u32 addr[4];   /* network order; IPv4: the first word */
+	__u16 port;      /* network order */
+	__u8 proto;
+	__u8 family;     /* WARD_FAMILY_* */
+	__u16 slot;
+	__u16 pad;
+};
+
+struct lb_value {
+	__u32 addr[4];   /* slot >= 1: the backend's address, network order */
+	__u16 port;      /* slot >= 1: the backend's port, network order */
+	__u16 count;     /* slot 0: how many backends */
+};
+
+/*
+ * ward_nat_fwd and ward_nat_rev value, per translated connection: ward_nat_fwd maps the pod's
+ * tuple to the service (as a ct_key) to the backend it was given; ward_nat_rev maps the
+ * backend's reply tuple (backend to pod) to the service's address and port, which the reply
+ * gets back as its source before the pod sees it.
+ */
+struct nat_value {
+	__u32 addr[4];   /* network order; IPv4: the first word */
+	__u16 port;      /* network order */
+	__u16 pad;
 };
 
 /* ward_events record. */

@@ -293,7 +293,7 @@ fn a_missing_cidr_group_is_reported_beside_the_verdict_and_fails_with_strict() {
         .stdout_has("unresolved: CiliumNetworkPolicy/shop/admin-from-office spec.ingress[0]: CiliumCIDRGroup &quot;office-networks&quot;");
 }
 
-/// toFQDNs needs DNS answers and toServices a cluster's backends: here they match nothing,
+/// toFQDNs needs DNS answers and toServices a declared service: here they match nothing,
 /// which `ward test` says beside every verdict on the rule's path, and `--strict` fails.
 #[test]
 fn rules_only_the_cluster_can_resolve_are_shown_and_fail_with_strict() {
@@ -306,7 +306,7 @@ fn rules_only_the_cluster_can_resolve_are_shown_and_fail_with_strict() {
     let run = repo.ward(&["test", "policies"]);
     run.code(EXIT_OK)
         .stdout_has("      unresolved: CiliumNetworkPolicy/shop/backend-to-api spec.egress[0]: toFQDNs (api.example.com) has no DNS answer here (declare them under a PolicyTest's spec.dns): it matches no destination\n")
-        .stdout_has("      unresolved: CiliumNetworkPolicy/shop/backend-to-api spec.egress[1]: toServices needs the cluster's services and their backends: it matches no destination\n");
+        .stdout_has("      unresolved: CiliumNetworkPolicy/shop/backend-to-api spec.egress[1]: toServices (k8sService shop/api) selects no service here (declare services under a PolicyTest's spec.services or the lab's): it matches no destination\n");
     let strict = repo.ward(&["test", "policies", "--strict"]);
     strict
         .code(EXIT_ERROR)

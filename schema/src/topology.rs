@@ -24,14 +24,32 @@
 //!       ports:                       # optional; name optional, protocol TCP (default), UDP, SCTP
 //!         - {name: http, port: 80, protocol: TCP}
 //!       serviceAccount: backend      # optional; `default` when absent
+//!   services:                        # optional: ClusterIP services
+//!     - name: backend
+//!       namespace: shop
+//!       labels: {tier: api}          # optional; what k8sServiceSelector selects
+//!       ip: 10.96.0.10               # the cluster IP: outside the underlay and the pod
+//!                                    # prefixes, used by nothing else in the lab
+//!       selector: {app: backend}     # backends: the pods of its namespace with these labels
+//!       ports:                       # every port named when there are several; protocol
+//!         - {name: web, port: 8080, targetPort: http}   # TCP (default) or UDP; a named
+//!                                    # targetPort is a port of the selected pods
+//!     - name: legacy                 # no selector: the backends are listed
+//!       namespace: shop
+//!       ip: 10.96.0.11
+//!       backends: [10.200.1.20, 203.0.113.10]   # any IPv4 addresses, pods' or outside ones
+//!       ports:
+//!         - {port: 5432}             # targetPort: the same number when absent
 //!   ipv6: {}                         # optional: dual stack (the defaults below)
 //!   #   ipv6: {cluster: "fd00::/96", world: "2001:db8::/96"}
 //! ```
 //!
-//! Without `ipv6` the lab is IPv4 only. With it every node, pod and world address also has an
-//! IPv6 address: its IPv4 address in the last 32 bits of a /96, the `cluster` prefix (a
-//! unique-local one, fc00::/7) for nodes and pods (and the underlay and pod prefixes), the
-//! `world` prefix (in the documentation range 2001:db8::/32) for world. Names of the lab, nodes, world, namespaces and pods are DNS labels;
+//! Without `ipv6` the lab is IPv4 only. With it every node, pod, service and world address
+//! also has an IPv6 address: its IPv4 address in the last 32 bits of a /96, the `cluster`
+//! prefix (a unique-local one, fc00::/7) for nodes, pods and cluster IPs (and the underlay
+//! and pod prefixes), the `world` prefix (in the documentation range 2001:db8::/32) for
+//! world; a service backend has the IPv6 address of the pod, node or world address it is, or
+//! none. Names of the lab, nodes, world, namespaces, pods and services are DNS labels;
 //! node and world names are at most 13 characters, because they name an underlay interface
 //! (`v-<name>`, see [`names`]).
 
@@ -60,6 +78,9 @@ pub mod codes {
     pub const REFERENCE: &str = "WARD-L004";
     /// A pod's labels or ports.
     pub const POD: &str = "WARD-L005";
+    /// A service: its ports (unnamed among several, repeated, SCTP), a named targetPort
+    /// without a selector, both a selector and backends, a backend listed twice.
+    pub const SERVICE: &str = "WARD-L006";
 }
 
 /// The interface names a topology implies. They are checked here, with the topology, because
@@ -212,6 +233,69 @@ pub struct Topology {
     /// Dual stack: how IPv4 addresses map to IPv6 ones (`None`: IPv4 only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ipv6: Option<Ipv6Plan>,
+    /// ClusterIP services, in declaration order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub services: Vec<ServiceSpec>,
+}
+
+/// A ClusterIP service of the lab: a virtual address that the pods' programs translate to
+/// one of its backends (as Cilium's per-packet load balancing does), and what `toServices`
+/// rules select.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceSpec {
+    /// The service name (a DNS label).
+    pub name: String,
+    /// Its Kubernetes namespace.
+    pub namespace: String,
+    /// Service labels (what `k8sServiceSelector` selects).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// Its cluster IP: outside the underlay, the pod prefixes and world's addresses.
+    pub ip: Ipv4Addr,
+    /// Its IPv6 cluster IP in a dual-stack lab (derived, as every IPv6 address of the lab).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv6: Option<Ipv6Addr>,
+    /// Its ports.
+    pub ports: Vec<ServicePortSpec>,
+    /// The pod selector (`spec.selector`): its backends are the pods of its namespace with
+    /// these labels. `None` for a service without a selector, whose backends are listed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<BTreeMap<String, String>>,
+    /// The backend addresses of a service without a selector (what its EndpointSlices would
+    /// list); any address, a pod's or one outside the cluster.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub backends: Vec<Ipv4Addr>,
+    /// Their IPv6 addresses in a dual-stack lab (derived: a pod's or world's IPv6 address for
+    /// each backend that has one).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub backends6: Vec<Ipv6Addr>,
+}
+
+/// One port of a service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServicePortSpec {
+    /// The port's name (required when the service has more than one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The port on the cluster IP.
+    pub port: u16,
+    /// The backends' port: a number, or the name of a container port of the selected pods.
+    pub target_port: TargetPort,
+    /// TCP or UDP.
+    #[serde(serialize_with = "ser_proto", deserialize_with = "de_proto")]
+    pub protocol: Protocol,
+}
+
+/// A service port's `targetPort`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum TargetPort {
+    /// A port number.
+    Number(u16),
+    /// A named container port of the backend pods.
+    Name(String),
 }
 
 /// A dual-stack lab's IPv6 prefixes (`spec.ipv6`): each address is an IPv4 address of the
@@ -449,8 +533,9 @@ impl Topology {
 }
 
 impl Topology {
-    /// Gives every node, pod and world address its IPv6 counterpart when the lab is dual
-    /// stack ([`Topology::ipv6`]).
+    /// Gives every node, pod, service and world address its IPv6 counterpart when the lab is
+    /// dual stack ([`Topology::ipv6`]). A service's backends get the IPv6 address of the pod,
+    /// node or world address they are; a backend that is none of these has none.
     pub fn derive_ipv6(&mut self) {
         let Some(plan) = self.ipv6 else { return };
         for n in &mut self.nodes {
@@ -464,6 +549,29 @@ impl Topology {
             .all_addresses()
             .map(|a| plan.world_addr(a))
             .collect();
+        let cluster: BTreeSet<Ipv4Addr> = self
+            .nodes
+            .iter()
+            .map(|n| n.ip)
+            .chain(self.pods.iter().map(|p| p.ip))
+            .collect();
+        let world: BTreeSet<Ipv4Addr> = self.world.all_addresses().collect();
+        for s in &mut self.services {
+            s.ipv6 = Some(plan.cluster_addr(s.ip));
+            s.backends6 = s
+                .backends
+                .iter()
+                .filter_map(|b| {
+                    if cluster.contains(b) {
+                        Some(plan.cluster_addr(*b))
+                    } else if world.contains(b) {
+                        Some(plan.world_addr(*b))
+                    } else {
+                        None
+                    }
+                })
+                .collect();
+        }
     }
 }
 
@@ -853,7 +961,15 @@ impl<'a> Ctx<'a> {
             spec,
             &spec_at,
             "spec",
-            &["underlay", "namespaces", "nodes", "world", "pods", "ipv6"],
+            &[
+                "underlay",
+                "namespaces",
+                "nodes",
+                "world",
+                "pods",
+                "services",
+                "ipv6",
+            ],
         )?;
         let ipv6 = self.ipv6_plan(spec);
         let underlay = self.private_net(spec, &spec_at, "underlay", "spec");
@@ -862,6 +978,7 @@ impl<'a> Ctx<'a> {
         let nodes = self.nodes(spec, underlay, &mut claims);
         let world = self.world(spec, underlay, &nodes, &mut claims);
         let pods = self.pods(spec, &nodes, &mut claims);
+        let services = self.services(spec, underlay, &nodes, &mut claims);
         let mut t = Topology {
             name: name?,
             source: self.file.to_owned(),
@@ -871,6 +988,7 @@ impl<'a> Ctx<'a> {
             world: world?,
             pods,
             ipv6: ipv6?,
+            services,
         };
         t.derive_ipv6();
         Some(t)
@@ -1004,7 +1122,7 @@ impl<'a> Ctx<'a> {
                 format!(
                     "{owner}: address {ip} is already used by {first_owner} (line {first_line})"
                 ),
-                "every pod, node and the world host needs its own address",
+                "every pod, node, service and the world host needs its own address",
             );
             false
         } else {
@@ -1235,11 +1353,7 @@ impl<'a> Ctx<'a> {
                 ok = false;
                 continue;
             };
-            let special = ip.is_loopback()
-                || ip.is_multicast()
-                || ip.is_unspecified()
-                || ip.is_broadcast()
-                || ip.is_link_local();
+            let special = !is_unicast(ip);
             let inside = underlay.is_some_and(|u| u.contains(ip))
                 || nodes.iter().any(|(n, _)| n.pod_cidr.contains(ip));
             if special || inside {
@@ -1291,12 +1405,7 @@ impl<'a> Ctx<'a> {
             ) else {
                 continue;
             };
-            let name = self.name(m, &at, "name", &format!("pods[{i}]"));
-            let namespace = self.name(m, &at, "namespace", &format!("pods[{i}]"));
-            let what = match (&namespace, &name) {
-                (Some(ns), Some(n)) => format!("pod {ns}/{n}"),
-                _ => format!("pods[{i}]"),
-            };
+            let (name, namespace, what) = self.namespaced(m, &at, "pods", i, "pod");
             let mut ok = name.is_some() && namespace.is_some();
             let mut duplicate = false;
             if let (Some(ns), Some(n)) = (&namespace, &name) {
@@ -1445,15 +1554,7 @@ impl<'a> Ctx<'a> {
             };
             let name = self.string(m, &pat, "name", what, false);
             if let Some(n) = &name {
-                let valid = !n.is_empty()
-                    && n.len() <= 15
-                    && n.bytes()
-                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
-                    && n.bytes().any(|c| c.is_ascii_lowercase())
-                    && !n.starts_with('-')
-                    && !n.ends_with('-')
-                    && !n.contains("--");
-                if !valid {
+                if !is_port_name(n) {
                     self.error_hint(
                         codes::POD,
                         &path(&pat, "name"),
@@ -1544,6 +1645,473 @@ impl<'a> Ctx<'a> {
         }
         ok.then_some(out)
     }
+
+    /// The `name` and `namespace` of entry `i` of list `list` (a `kind`), and how findings
+    /// name it (`pod shop/web`, or `pods[3]` when either is missing).
+    fn namespaced(
+        &mut self,
+        m: &'a YNode,
+        at: &[Seg],
+        list: &str,
+        i: usize,
+        kind: &str,
+    ) -> (Option<String>, Option<String>, String) {
+        let name = self.name(m, at, "name", &format!("{list}[{i}]"));
+        let namespace = self.name(m, at, "namespace", &format!("{list}[{i}]"));
+        let what = match (&namespace, &name) {
+            (Some(ns), Some(n)) => format!("{kind} {ns}/{n}"),
+            _ => format!("{list}[{i}]"),
+        };
+        (name, namespace, what)
+    }
+
+    /// `spec.services`: ClusterIP services, each with its own cluster IP outside the
+    /// cluster's prefixes and every other address of the lab.
+    fn services(
+        &mut self,
+        spec: &'a YNode,
+        underlay: Option<Ipv4Net>,
+        nodes: &[(NodeSpec, Vec<Seg>)],
+        claims: &mut BTreeMap<Ipv4Addr, Claim>,
+    ) -> Vec<ServiceSpec> {
+        let items = self.list(spec, "services", false);
+        let mut out = Vec::new();
+        let mut names: BTreeMap<String, usize> = BTreeMap::new();
+        for (i, item) in items.iter().enumerate() {
+            let at = vec![Seg::from("spec"), Seg::from("services"), Seg::Index(i)];
+            let Some(m) = self.mapping(
+                item,
+                &at,
+                &format!("services[{i}]"),
+                &[
+                    "name",
+                    "namespace",
+                    "labels",
+                    "ip",
+                    "ports",
+                    "selector",
+                    "backends",
+                ],
+            ) else {
+                continue;
+            };
+            let (name, namespace, what) = self.namespaced(m, &at, "services", i, "service");
+            let mut ok = name.is_some() && namespace.is_some();
+            if let (Some(ns), Some(n)) = (&namespace, &name) {
+                ok &= self.declare(
+                    &mut names,
+                    format!("{ns}/{n}"),
+                    &path(&at, "name"),
+                    &what,
+                    "service names must be unique within their namespace",
+                );
+            }
+            let labels = self.labels(m, &at, "labels", &what);
+            let ip = self.ip(m, &at, "ip", &what);
+            if let Some(ip) = ip {
+                ok &= self.cluster_ip(ip, &path(&at, "ip"), &what, underlay, nodes, claims);
+            } else {
+                ok = false;
+            }
+            let selector = match field(m, "selector") {
+                None => None,
+                Some(node) => {
+                    let here = path(&at, "selector");
+                    match node.as_map() {
+                        None => {
+                            self.error(
+                                codes::SHAPE,
+                                &here,
+                                format!("selector of {what} must be a mapping of labels"),
+                            );
+                            ok = false;
+                            None
+                        }
+                        Some([]) => {
+                            self.error_hint(
+                                codes::SERVICE,
+                                &here,
+                                format!("{what}: the selector is empty"),
+                                "Kubernetes treats an empty selector as none: give it labels, or drop it and list backends",
+                            );
+                            ok = false;
+                            None
+                        }
+                        Some(_) => Some(self.labels(m, &at, "selector", &what)),
+                    }
+                }
+            };
+            let has_selector = field(m, "selector").is_some();
+            let backends = self.backends(m, &at, &what);
+            if has_selector && field(m, "backends").is_some() {
+                self.error_hint(
+                    codes::SERVICE,
+                    &path(&at, "backends"),
+                    format!("{what} has both a selector and backends"),
+                    "a service with a selector gets its backends from the pods it selects; drop one",
+                );
+                ok = false;
+            }
+            let ports = self.service_ports(m, &at, &what, has_selector);
+            if let (true, Some(name), Some(namespace), Some(ip), Some(ports), Some(backends)) =
+                (ok, name, namespace, ip, ports, backends)
+            {
+                out.push(ServiceSpec {
+                    name,
+                    namespace,
+                    labels,
+                    ip,
+                    ipv6: None,
+                    ports,
+                    selector,
+                    backends,
+                    backends6: Vec::new(),
+                });
+            }
+        }
+        out
+    }
+
+    /// Checks a service's cluster IP: a unicast address outside the underlay and the pod
+    /// prefixes, used by nothing else in the lab (claimed for `what`).
+    fn cluster_ip(
+        &mut self,
+        ip: Ipv4Addr,
+        at: &[Seg],
+        what: &str,
+        underlay: Option<Ipv4Net>,
+        nodes: &[(NodeSpec, Vec<Seg>)],
+        claims: &mut BTreeMap<Ipv4Addr, Claim>,
+    ) -> bool {
+        let hint = "a cluster IP is virtual: pick an address outside the underlay and the pod prefixes, such as one in 10.96.0.0/12";
+        let mut ok = true;
+        if !is_unicast(ip) {
+            self.error_hint(
+                codes::ADDRESS,
+                at,
+                format!("{what}: ip {ip} is no host's address (loopback, link-local, multicast or broadcast)"),
+                hint,
+            );
+            ok = false;
+        } else if let Some(u) = underlay.filter(|u| u.contains(ip)) {
+            self.error_hint(
+                codes::ADDRESS,
+                at,
+                format!("{what}: ip {ip} lies inside the underlay {u}"),
+                hint,
+            );
+            ok = false;
+        } else if let Some((n, _)) = nodes.iter().find(|(n, _)| n.pod_cidr.contains(ip)) {
+            self.error_hint(
+                codes::ADDRESS,
+                at,
+                format!(
+                    "{what}: ip {ip} lies inside podCIDR {} of node {}",
+                    n.pod_cidr, n.name
+                ),
+                hint,
+            );
+            ok = false;
+        }
+        ok & self.claim(claims, ip, what.to_owned(), at)
+    }
+
+    /// A service's `backends`: unicast IPv4 addresses, each listed once. `Some(empty)` when
+    /// absent, `None` (reported) when any is wrong.
+    fn backends(&mut self, m: &'a YNode, at: &[Seg], what: &str) -> Option<Vec<Ipv4Addr>> {
+        let here = path(at, "backends");
+        let items = match field(m, "backends") {
+            None => return Some(Vec::new()),
+            Some(YNode {
+                value: NodeValue::Seq(items),
+                ..
+            }) => items,
+            Some(_) => {
+                self.error_hint(
+                    codes::SHAPE,
+                    &here,
+                    format!("{what}: backends must be a list"),
+                    "list IPv4 addresses: backends: [10.200.1.20, 203.0.113.10]",
+                );
+                return None;
+            }
+        };
+        let mut out: Vec<Ipv4Addr> = Vec::new();
+        let mut seen: BTreeMap<Ipv4Addr, usize> = BTreeMap::new();
+        let mut ok = true;
+        for (j, item) in items.iter().enumerate() {
+            let pat = path(&here, j);
+            let Some(ip) = item.as_str().and_then(|s| s.parse::<Ipv4Addr>().ok()) else {
+                self.error(
+                    codes::ADDRESS,
+                    &pat,
+                    format!("{what}: backends[{j}] is not an IPv4 address"),
+                );
+                ok = false;
+                continue;
+            };
+            if !is_unicast(ip) {
+                self.error(
+                    codes::ADDRESS,
+                    &pat,
+                    format!("{what}: backend {ip} is no host's address (loopback, link-local, multicast or broadcast)"),
+                );
+                ok = false;
+                continue;
+            }
+            if let Some(first) = seen.get(&ip) {
+                self.error_hint(
+                    codes::SERVICE,
+                    &pat,
+                    format!(
+                        "{what}: backend {ip} is listed more than once (first on line {first})"
+                    ),
+                    "list each backend once",
+                );
+                ok = false;
+                continue;
+            }
+            seen.insert(ip, self.line(&pat));
+            out.push(ip);
+        }
+        ok.then_some(out)
+    }
+
+    /// A service's `ports`: at least one; named when more than one, names and
+    /// `port/protocol` unique; TCP or UDP. A named `targetPort` needs `has_selector`.
+    fn service_ports(
+        &mut self,
+        svc: &'a YNode,
+        at: &[Seg],
+        what: &str,
+        has_selector: bool,
+    ) -> Option<Vec<ServicePortSpec>> {
+        let here = path(at, "ports");
+        let items = match field(svc, "ports") {
+            None => {
+                self.error_hint(
+                    codes::SHAPE,
+                    &here,
+                    format!("{what} has no \"ports\""),
+                    "add `ports:` with at least one port, such as `- {port: 80}`",
+                );
+                return None;
+            }
+            Some(YNode {
+                value: NodeValue::Seq(items),
+                ..
+            }) => items,
+            Some(_) => {
+                self.error(codes::SHAPE, &here, format!("{what}: ports must be a list"));
+                return None;
+            }
+        };
+        if items.is_empty() {
+            self.error_hint(
+                codes::SERVICE,
+                &here,
+                format!("{what} has no ports"),
+                "a service needs at least one port, such as `- {port: 80}`",
+            );
+            return None;
+        }
+        let several = items.len() > 1;
+        let mut out = Vec::new();
+        let mut ok = true;
+        let mut seen_names: BTreeMap<String, usize> = BTreeMap::new();
+        let mut seen_ports: BTreeMap<(u16, Protocol), usize> = BTreeMap::new();
+        for (j, item) in items.iter().enumerate() {
+            let pat = path(&here, j);
+            let Some(m) = self.mapping(
+                item,
+                &pat,
+                &format!("{what}: ports[{j}]"),
+                &["name", "port", "targetPort", "protocol"],
+            ) else {
+                ok = false;
+                continue;
+            };
+            let name = self.string(m, &pat, "name", what, false);
+            match &name {
+                Some(n) if !is_dns_label(n) => {
+                    self.error_hint(
+                        codes::NAME,
+                        &path(&pat, "name"),
+                        format!("{what}: port name {n:?} is not a valid name"),
+                        "use lower-case letters, digits and '-', starting and ending with a letter or digit, at most 63 characters (a DNS-1123 label)",
+                    );
+                    ok = false;
+                }
+                Some(n) => {
+                    if let Some(first) = seen_names.get(n) {
+                        self.error_hint(
+                            codes::NAME,
+                            &path(&pat, "name"),
+                            format!("{what}: port name {n:?} is declared more than once (first on line {first})"),
+                            "port names must be unique within their service",
+                        );
+                        ok = false;
+                    } else {
+                        seen_names.insert(n.clone(), self.line(&path(&pat, "name")));
+                    }
+                }
+                None if several && field(m, "name").is_none() => {
+                    self.error_hint(
+                        codes::SERVICE,
+                        &path(&pat, "name"),
+                        format!("{what}: ports[{j}] has no name; a service with more than one port must name every port, as Kubernetes requires"),
+                        "add `name:` to each of its ports",
+                    );
+                    ok = false;
+                }
+                None => {}
+            }
+            let port = self.port_number(m, &pat, "port", what, true);
+            let target_port = match field(m, "targetPort") {
+                None => port.map(TargetPort::Number),
+                Some(YNode {
+                    value: NodeValue::Number(_),
+                    ..
+                }) => self
+                    .port_number(m, &pat, "targetPort", what, false)
+                    .map(TargetPort::Number),
+                Some(YNode {
+                    value: NodeValue::String(s),
+                    ..
+                }) => {
+                    let tp = path(&pat, "targetPort");
+                    if !is_port_name(s) {
+                        self.error_hint(
+                            codes::SERVICE,
+                            &tp,
+                            format!("{what}: targetPort {s:?} is neither a port number nor a valid port name"),
+                            if !s.is_empty() && s.bytes().all(|c| c.is_ascii_digit()) {
+                                "write a port number without quotes".to_owned()
+                            } else {
+                                "a port name is an IANA service name: at most 15 lower-case letters, digits and '-', with at least one letter".to_owned()
+                            },
+                        );
+                        None
+                    } else if !has_selector {
+                        self.error_hint(
+                            codes::SERVICE,
+                            &tp,
+                            format!("{what}: targetPort {s:?} is a port name, but the service has no selector"),
+                            "a named port is looked up on the selected pods: give the service a selector, or use a port number",
+                        );
+                        None
+                    } else {
+                        Some(TargetPort::Name(s.clone()))
+                    }
+                }
+                Some(_) => {
+                    self.error_hint(
+                        codes::SHAPE,
+                        &path(&pat, "targetPort"),
+                        format!("{what}: targetPort must be a port number or a port name"),
+                        "write a number such as 8080, or the name of a container port such as http",
+                    );
+                    None
+                }
+            };
+            let protocol = match self.string(m, &pat, "protocol", what, false).as_deref() {
+                None | Some("TCP") => Some(Protocol::TCP),
+                Some("UDP") => Some(Protocol::UDP),
+                Some("SCTP") => {
+                    self.error_hint(
+                        codes::SERVICE,
+                        &path(&pat, "protocol"),
+                        format!("{what}: protocol SCTP is not supported: the lab's service translation handles TCP and UDP only"),
+                        "use TCP or UDP",
+                    );
+                    None
+                }
+                Some(other) => {
+                    self.error_hint(
+                        codes::SERVICE,
+                        &path(&pat, "protocol"),
+                        format!("{what}: protocol {other:?} is not TCP or UDP"),
+                        "use TCP (the default) or UDP",
+                    );
+                    None
+                }
+            };
+            match (port, target_port, protocol) {
+                (Some(port), Some(target_port), Some(protocol)) => {
+                    if let Some(first) = seen_ports.get(&(port, protocol)) {
+                        self.error_hint(
+                            codes::SERVICE,
+                            &path(&pat, "port"),
+                            format!("{what}: port {port}/{protocol} is declared more than once (first on line {first})"),
+                            "each port and protocol may appear once in a service",
+                        );
+                        ok = false;
+                    } else {
+                        seen_ports.insert((port, protocol), self.line(&path(&pat, "port")));
+                    }
+                    out.push(ServicePortSpec {
+                        name,
+                        port,
+                        target_port,
+                        protocol,
+                    });
+                }
+                _ => ok = false,
+            }
+        }
+        ok.then_some(out)
+    }
+
+    /// A port number (1 to 65535) under `key` of a service port.
+    fn port_number(
+        &mut self,
+        map: &'a YNode,
+        at: &[Seg],
+        key: &str,
+        what: &str,
+        required: bool,
+    ) -> Option<u16> {
+        let here = path(at, key);
+        match field(map, key) {
+            Some(YNode {
+                value: NodeValue::Number(n),
+                ..
+            }) => {
+                let p = n
+                    .as_u64()
+                    .and_then(|p| u16::try_from(p).ok())
+                    .filter(|p| *p > 0);
+                if p.is_none() {
+                    self.error_hint(
+                        codes::SERVICE,
+                        &here,
+                        format!("{what}: {key} {n} is out of range"),
+                        "use 1 to 65535",
+                    );
+                }
+                p
+            }
+            Some(_) => {
+                self.error(
+                    codes::SHAPE,
+                    &here,
+                    format!("{what}: {key} must be a number"),
+                );
+                None
+            }
+            None => {
+                if required {
+                    self.error_hint(
+                        codes::SHAPE,
+                        &here,
+                        format!("{what}: a port has no \"{key}\""),
+                        format!("add `{key}:`"),
+                    );
+                }
+                None
+            }
+        }
+    }
 }
 
 fn scalar_text(n: &YNode) -> String {
@@ -1552,6 +2120,29 @@ fn scalar_text(n: &YNode) -> String {
         NodeValue::Number(x) => x.to_string(),
         _ => "...".into(),
     }
+}
+
+/// Whether `ip` can be a host's address: not loopback, link-local, multicast, broadcast or
+/// unspecified.
+fn is_unicast(ip: Ipv4Addr) -> bool {
+    !(ip.is_loopback()
+        || ip.is_multicast()
+        || ip.is_unspecified()
+        || ip.is_broadcast()
+        || ip.is_link_local())
+}
+
+/// Whether `s` is a container port name: an IANA service name (at most 15 lower-case
+/// letters, digits and '-', with at least one letter, no '-' at either end or twice in a row).
+fn is_port_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 15
+        && s.bytes()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
+        && s.bytes().any(|c| c.is_ascii_lowercase())
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+        && !s.contains("--")
 }
 
 #[cfg(test)]
@@ -1654,6 +2245,254 @@ spec:
                     .iter()
                     .any(|d| d.message.contains(wanted) && d.line == 11),
                 "{plan}: {diags:?}"
+            );
+        }
+    }
+
+    /// Two services appended to [`LAB`]: one selecting pods with a named targetPort, one
+    /// without a selector listing a pod's, a node's, a world and an outside address.
+    const SERVICES: &str = "  services:
+    - name: web
+      namespace: shop
+      labels: {tier: front}
+      ip: 10.96.0.10
+      selector: {app: web}
+      ports:
+        - {name: http, port: 80, targetPort: web-http}
+        - {name: dns, port: 53, targetPort: 5353, protocol: UDP}
+    - name: ext
+      namespace: shop
+      ip: 10.96.0.11
+      backends: [10.200.1.20, 172.30.0.11, 198.51.100.7, 192.0.2.99]
+      ports:
+        - {port: 443}
+";
+
+    #[test]
+    fn services_parse() {
+        let t = Topology::parse("lab.yaml", format!("{LAB}{SERVICES}").as_bytes()).unwrap();
+        let v4 = |s: &str| s.parse::<Ipv4Addr>().unwrap();
+        let map = |k: &str, v: &str| BTreeMap::from([(k.to_owned(), v.to_owned())]);
+        assert_eq!(
+            t.services,
+            vec![
+                ServiceSpec {
+                    name: "web".into(),
+                    namespace: "shop".into(),
+                    labels: map("tier", "front"),
+                    ip: v4("10.96.0.10"),
+                    ipv6: None,
+                    ports: vec![
+                        ServicePortSpec {
+                            name: Some("http".into()),
+                            port: 80,
+                            target_port: TargetPort::Name("web-http".into()),
+                            protocol: Protocol::TCP,
+                        },
+                        ServicePortSpec {
+                            name: Some("dns".into()),
+                            port: 53,
+                            target_port: TargetPort::Number(5353),
+                            protocol: Protocol::UDP,
+                        },
+                    ],
+                    selector: Some(map("app", "web")),
+                    backends: Vec::new(),
+                    backends6: Vec::new(),
+                },
+                ServiceSpec {
+                    name: "ext".into(),
+                    namespace: "shop".into(),
+                    labels: BTreeMap::new(),
+                    ip: v4("10.96.0.11"),
+                    ipv6: None,
+                    // The defaults: targetPort is the port, the protocol TCP.
+                    ports: vec![ServicePortSpec {
+                        name: None,
+                        port: 443,
+                        target_port: TargetPort::Number(443),
+                        protocol: Protocol::TCP,
+                    }],
+                    selector: None,
+                    backends: ["10.200.1.20", "172.30.0.11", "198.51.100.7", "192.0.2.99"]
+                        .map(v4)
+                        .to_vec(),
+                    backends6: Vec::new(),
+                },
+            ]
+        );
+        // Without services: none.
+        assert!(
+            Topology::parse("lab.yaml", LAB.as_bytes())
+                .unwrap()
+                .services
+                .is_empty()
+        );
+    }
+
+    /// In a dual-stack lab a cluster IP is a cluster address; a backend has the IPv6 address
+    /// of the pod, node or world address it is, and an unknown one has none.
+    #[test]
+    fn services_ipv6() {
+        let text = format!("{LAB}{SERVICES}  ipv6: {{}}\n");
+        let t = Topology::parse("lab.yaml", text.as_bytes()).unwrap();
+        let ip = |s: &str| s.parse::<Ipv6Addr>().unwrap();
+        assert_eq!(t.services[0].ipv6, Some(ip("fd00::10.96.0.10")));
+        assert!(t.services[0].backends6.is_empty());
+        assert_eq!(t.services[1].ipv6, Some(ip("fd00::10.96.0.11")));
+        assert_eq!(
+            t.services[1].backends6,
+            vec![
+                ip("fd00::10.200.1.20"),
+                ip("fd00::172.30.0.11"),
+                ip("2001:db8::198.51.100.7"),
+            ]
+        );
+        // IPv4 only: no IPv6 addresses.
+        let t = Topology::parse("lab.yaml", format!("{LAB}{SERVICES}").as_bytes()).unwrap();
+        assert!(
+            t.services
+                .iter()
+                .all(|s| s.ipv6.is_none() && s.backends6.is_empty())
+        );
+    }
+
+    /// Every wrong service is reported, each with its code and line.
+    #[test]
+    fn services_are_checked() {
+        let bad = "  services:
+    - {name: a, namespace: shop, ip: 10.200.1.30, ports: [{port: 80}]}
+    - {name: b, namespace: shop, ip: 10.96.0.2, ports: [{port: 80}]}
+    - {name: b, namespace: shop, ip: 10.96.0.3, ports: [{port: 80}]}
+    - name: c
+      namespace: shop
+      ip: 10.96.0.4
+      selector: {app: web}
+      ports:
+        - {port: 80}
+        - {port: 81}
+    - {name: d, namespace: shop, ip: 10.96.0.5, selector: {app: web}, ports: [{port: 80, protocol: SCTP}]}
+    - {name: e, namespace: shop, ip: 10.96.0.6, selector: {app: web}, backends: [10.200.1.20], ports: [{port: 80}]}
+    - {name: f, namespace: shop, ip: 10.96.0.7, backends: [10.200.1.20], ports: [{port: 80, targetPort: http}]}
+    - {name: g, namespace: shop, ip: 10.96.0.8, selector: {app: web}, ports: [{port: 80, targetPort: HTTP}]}
+    - {name: h, namespace: shop, ip: 198.51.100.7, ports: [{port: 80}]}
+    - {name: i, namespace: shop, ip: 10.96.0.9, backends: [192.0.2.1, 192.0.2.1], ports: [{port: 80, targetPort: \"8080\"}]}
+";
+        let diags = Topology::parse("lab.yaml", format!("{LAB}{bad}").as_bytes()).unwrap_err();
+        let got: Vec<(&str, usize)> = diags.iter().map(|d| (d.code, d.line)).collect();
+        let wanted = [
+            (
+                codes::ADDRESS,
+                12,
+                "lies inside podCIDR 10.200.1.0/24 of node node-1",
+            ),
+            (
+                codes::NAME,
+                14,
+                "service shop/b is declared more than once (first on line 13)",
+            ),
+            (
+                codes::SERVICE,
+                20,
+                "ports[0] has no name; a service with more than one port must name every port",
+            ),
+            (codes::SERVICE, 21, "ports[1] has no name"),
+            (codes::SERVICE, 22, "handles TCP and UDP only"),
+            (codes::SERVICE, 23, "has both a selector and backends"),
+            (
+                codes::SERVICE,
+                24,
+                "targetPort \"http\" is a port name, but the service has no selector",
+            ),
+            (
+                codes::SERVICE,
+                25,
+                "targetPort \"HTTP\" is neither a port number nor a valid port name",
+            ),
+            (
+                codes::ADDRESS,
+                26,
+                "address 198.51.100.7 is already used by world (line 8)",
+            ),
+            (
+                codes::SERVICE,
+                27,
+                "backend 192.0.2.1 is listed more than once",
+            ),
+            (codes::SERVICE, 27, "targetPort \"8080\" is neither"),
+        ];
+        assert_eq!(
+            got,
+            wanted.iter().map(|(c, l, _)| (*c, *l)).collect::<Vec<_>>(),
+            "{diags:#?}"
+        );
+        for (d, (_, _, m)) in diags.iter().zip(wanted) {
+            assert!(d.message.contains(m), "{m:?} in {d:?}");
+            assert_eq!(d.file, "lab.yaml");
+        }
+        // The findings that need one carry a hint.
+        let hint = |i: usize| diags[i].hint.as_deref().unwrap_or_default();
+        assert!(hint(0).contains("outside the underlay and the pod prefixes"));
+        assert!(hint(5).contains("gets its backends from the pods it selects; drop one"));
+        assert!(hint(6).contains("a named port is looked up on the selected pods"));
+    }
+
+    /// `services` must be a list of mappings with known fields and at least one port.
+    #[test]
+    fn services_shape() {
+        for (text, code, wanted) in [
+            (
+                "  services: {web: 1}\n",
+                codes::SHAPE,
+                "services must be a list",
+            ),
+            (
+                "  services:\n    - {name: a, namespace: shop, ip: 10.96.0.1, ports: [], port: 1}\n",
+                codes::SHAPE,
+                "unknown field \"port\" in services[0]",
+            ),
+            (
+                "  services:\n    - {name: a, namespace: shop, ip: 10.96.0.1, ports: []}\n",
+                codes::SERVICE,
+                "service shop/a has no ports",
+            ),
+            (
+                "  services:\n    - {name: a, namespace: shop, ip: 10.96.0.1}\n",
+                codes::SHAPE,
+                "service shop/a has no \"ports\"",
+            ),
+            (
+                "  services:\n    - {name: a, namespace: shop, ports: [{port: 80}]}\n",
+                codes::SHAPE,
+                "has no \"ip\"",
+            ),
+            (
+                "  services:\n    - {name: a, namespace: shop, ip: 172.30.0.9, ports: [{port: 80}]}\n",
+                codes::ADDRESS,
+                "lies inside the underlay 172.30.0.0/24",
+            ),
+            (
+                "  services:\n    - {name: a, namespace: shop, ip: 10.96.0.1, ports: [{port: 0}]}\n",
+                codes::SERVICE,
+                "port 0 is out of range",
+            ),
+            (
+                "  services:\n    - {name: a, namespace: shop, ip: 10.96.0.1, selector: {app: a}, ports: [{name: x, port: 53}, {name: y, port: 53, protocol: UDP}, {name: x, port: 53, protocol: UDP}]}\n",
+                codes::NAME,
+                "port name \"x\" is declared more than once",
+            ),
+            (
+                "  services:\n    - {name: a, namespace: shop, ip: 10.96.0.1, ports: [{name: x, port: 53}, {name: y, port: 53}]}\n",
+                codes::SERVICE,
+                "port 53/TCP is declared more than once",
+            ),
+        ] {
+            let diags = Topology::parse("lab.yaml", format!("{LAB}{text}").as_bytes()).unwrap_err();
+            assert!(
+                diags
+                    .iter()
+                    .any(|d| d.code == code && d.message.contains(wanted) && d.line >= 11),
+                "{text}: {diags:?}"
             );
         }
     }

@@ -14,6 +14,7 @@ use super::labels::{
     SERVICE_ACCOUNT_KEY, SOURCE_K8S,
 };
 use super::ports::Protocol;
+use super::service::{Service, ServicePort};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -33,6 +34,8 @@ pub struct Cluster {
     /// DNS answers `toFQDNs` rules resolve against (a PolicyTest's `spec.dns`): where Cilium
     /// learns them from its DNS proxy, ward takes them as declared.
     pub dns: Vec<DnsAnswer>,
+    /// ClusterIP services: what `toServices` selects, and where flows to a cluster IP land.
+    pub services: Vec<Service>,
 }
 
 /// One DNS name and the addresses it resolves to.
@@ -99,7 +102,7 @@ impl Endpoint {
 }
 
 /// One address (`"10.0.0.1"`) or a list of them, as a list; `null` is none.
-fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<IpAddr>, D::Error> {
+pub(crate) fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<IpAddr>, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
     enum OneOrMany {
@@ -127,15 +130,15 @@ pub struct NamedPort {
     pub protocol: Protocol,
 }
 
-fn tcp() -> Protocol {
+pub(crate) fn tcp() -> Protocol {
     Protocol::TCP
 }
 
-fn ser_proto<S: Serializer>(p: &Protocol, s: S) -> Result<S::Ok, S::Error> {
+pub(crate) fn ser_proto<S: Serializer>(p: &Protocol, s: S) -> Result<S::Ok, S::Error> {
     s.collect_str(p)
 }
 
-fn de_proto<'de, D: Deserializer<'de>>(d: D) -> Result<Protocol, D::Error> {
+pub(crate) fn de_proto<'de, D: Deserializer<'de>>(d: D) -> Result<Protocol, D::Error> {
     let s = String::deserialize(d)?;
     Protocol::parse(&s).ok_or_else(|| serde::de::Error::custom(format!("unknown protocol {s:?}")))
 }
@@ -175,6 +178,9 @@ pub enum ClusterError {
         /// The node it names.
         node: String,
     },
+    /// Two services with the same namespace and name.
+    #[error("service {0} is declared more than once")]
+    DuplicateService(String),
     /// An endpoint without a name or namespace.
     #[error("an endpoint needs a name and a namespace (got {0:?})")]
     Unnamed(String),
@@ -264,6 +270,35 @@ impl Cluster {
     pub fn from_topology(topology: &Topology) -> Cluster {
         Cluster {
             dns: Vec::new(),
+            services: topology
+                .services
+                .iter()
+                .map(|s| Service {
+                    name: s.name.clone(),
+                    namespace: s.namespace.clone(),
+                    labels: s.labels.clone(),
+                    ips: std::iter::once(IpAddr::V4(s.ip))
+                        .chain(s.ipv6.map(IpAddr::V6))
+                        .collect(),
+                    ports: s
+                        .ports
+                        .iter()
+                        .map(|p| ServicePort {
+                            name: p.name.clone(),
+                            port: p.port,
+                            target_port: Some(p.target_port.clone()),
+                            protocol: p.protocol,
+                        })
+                        .collect(),
+                    selector: s.selector.clone(),
+                    backends: s
+                        .backends
+                        .iter()
+                        .map(|b| IpAddr::V4(*b))
+                        .chain(s.backends6.iter().map(|b| IpAddr::V6(*b)))
+                        .collect(),
+                })
+                .collect(),
             namespaces: topology.namespaces.clone(),
             nodes: topology
                 .nodes
@@ -346,6 +381,17 @@ impl Cluster {
             }
             claim(&e.ips, full, &mut errors);
             errors.extend(e.all_labels(self, "default").err());
+        }
+        let mut services = BTreeSet::new();
+        for s in &self.services {
+            let full = s.full_name();
+            if s.name.is_empty() || s.namespace.is_empty() {
+                errors.push(ClusterError::Unnamed(full.clone()));
+            }
+            if !services.insert(full.clone()) {
+                errors.push(ClusterError::DuplicateService(full.clone()));
+            }
+            claim(&s.ips, format!("service/{full}"), &mut errors);
         }
         errors
     }

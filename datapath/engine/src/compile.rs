@@ -100,6 +100,8 @@ pub(crate) struct Ctx<'a> {
     pub groups: &'a CidrGroups,
     /// The DNS answers `toFQDNs` resolves against.
     pub dns: &'a [crate::cluster::DnsAnswer],
+    /// The services `toServices` resolves against.
+    pub services: &'a [crate::service::Service],
 }
 
 /// Compiles a CNP, CCNP or Kubernetes NetworkPolicy; `None` for other kinds.
@@ -437,6 +439,7 @@ mod tests {
             selectors: &mut selectors,
             groups: &groups,
             dns: &[],
+            services: &[],
         };
         compile(&res, &mut ctx).unwrap()
     }

@@ -62,6 +62,7 @@ mod rule;
 pub mod scope;
 mod select;
 pub mod selector;
+pub mod service;
 mod verdict;
 mod world;
 
@@ -77,5 +78,6 @@ pub use ports::{L4, Protocol};
 pub use resolve::{EndpointPolicy, ExportedEntry, ExportedPeer};
 pub use rule::{Direction, Note, RuleList, RuleRef, SpecRef};
 pub use selector::Selector;
+pub use service::{Backend, Service, ServicePort, TargetPort};
 pub use verdict::{Decision, DirectionDecision, Flow, Peer, Reason, Verdict};
 pub use world::{EndpointId, NodeId};

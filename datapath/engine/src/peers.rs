@@ -73,9 +73,7 @@ impl RuleCompiler<'_, '_> {
             c.to_cidr_set.as_deref(),
         );
         self.entities(at, &mut peers, c.to_entities.as_deref());
-        if c.to_services.as_ref().is_some_and(|s| !s.is_empty()) {
-            self.unresolved(at, "toServices needs the cluster's services and their backends: it matches no destination");
-        }
+        self.service_peers(at, &mut peers, c.to_services.as_deref(), scope);
         if c.to_groups.as_ref().is_some_and(|g| !g.is_empty()) {
             self.unresolved(
                 at,
@@ -100,15 +98,7 @@ impl RuleCompiler<'_, '_> {
             if !selectors.iter().any(|s| fqdn::matches(s, &answer.name)) {
                 continue;
             }
-            for ip in &answer.addresses {
-                let len = if ip.is_ipv4() { 32 } else { 128 };
-                if let Ok(prefix) = Prefix::parse(&format!("{ip}/{len}")) {
-                    peers.push(PeerMatch::Cidr(CidrPeer {
-                        prefix,
-                        except: Vec::new(),
-                    }));
-                }
-            }
+            peers.extend(answer.addresses.iter().filter_map(|ip| host_peer(*ip)));
         }
         if peers.is_empty() {
             let names: Vec<&str> = selectors
@@ -124,6 +114,47 @@ impl RuleCompiler<'_, '_> {
             );
         }
         peers
+    }
+
+    /// `toServices` as Cilium translates it (see [`crate::service`]): a service without a
+    /// selector is its backends' addresses, one with a selector the pods it selects. An
+    /// entry that selects no service here matches nothing, which is said (unresolved).
+    fn service_peers(
+        &mut self,
+        at: &RuleRef,
+        peers: &mut Vec<PeerMatch>,
+        entries: Option<&[model::Service]>,
+        scope: &Scope<'_>,
+    ) {
+        let services = self.ctx.services;
+        for entry in entries.unwrap_or_default() {
+            let mut found = false;
+            for svc in services.iter().filter(|s| s.selected_by(entry)) {
+                found = true;
+                if svc.has_selector() {
+                    peers.push(self.endpoints(scope.peer(&svc.endpoint_selector())));
+                    continue;
+                }
+                peers.extend(svc.backends.iter().filter_map(|ip| host_peer(*ip)));
+            }
+            if !found {
+                let what = match (&entry.k8s_service, &entry.k8s_service_selector) {
+                    (Some(r), _) => format!(
+                        "k8sService {}/{}",
+                        r.namespace
+                            .as_deref()
+                            .filter(|n| !n.is_empty())
+                            .unwrap_or("*"),
+                        r.service_name.as_deref().unwrap_or("")
+                    ),
+                    _ => "k8sServiceSelector".to_owned(),
+                };
+                self.unresolved(
+                    at,
+                    format!("toServices ({what}) selects no service here (declare services under a PolicyTest's spec.services or the lab's): it matches no destination"),
+                );
+            }
+        }
     }
 
     /// The L4-only wildcard: no peer field at all, but ports. Without ports either, the
@@ -245,4 +276,15 @@ impl RuleCompiler<'_, '_> {
             }
         }
     }
+}
+
+/// A CIDR peer of one address (a `/32` or `/128`).
+fn host_peer(ip: std::net::IpAddr) -> Option<PeerMatch> {
+    let len = if ip.is_ipv4() { 32 } else { 128 };
+    Prefix::parse(&format!("{ip}/{len}")).ok().map(|prefix| {
+        PeerMatch::Cidr(CidrPeer {
+            prefix,
+            except: Vec::new(),
+        })
+    })
 }

@@ -185,6 +185,7 @@ impl PolicyRepository {
             selectors: &mut self.selectors,
             groups: &self.groups,
             dns: &self.cluster.dns,
+            services: &self.cluster.services,
         };
         let mut c = compile::compile(res, &mut ctx)?;
         for rule in &mut c.rules {

@@ -604,6 +604,7 @@ mod tests {
             selectors: cache,
             groups: &groups,
             dns: &[],
+            services: &[],
         };
         resources.map(|r| compile(&r, &mut ctx).unwrap())
     }

@@ -242,6 +242,7 @@ mod tests {
         };
         let cluster = Cluster {
             dns: Vec::new(),
+            services: Vec::new(),
             nodes: vec![Node {
                 name: "n1".into(),
                 ips: vec!["10.0.0.1".parse().unwrap()],

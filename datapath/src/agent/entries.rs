@@ -110,6 +110,43 @@ pub struct NodeEntries {
     pub policy: BTreeMap<PolicyKey, PolicyValue>,
     /// Rule id → `Kind/ns/name spec.ingress[0]`, for events and status.
     pub rules: BTreeMap<u32, String>,
+    /// The service map: every slot of every service address, port and protocol.
+    pub services: BTreeMap<ServiceSlot, SlotValue>,
+}
+
+/// A service-map key: a service address, port, IP protocol and slot (0: the service itself,
+/// 1..=n: its backends).
+pub type ServiceSlot = (IpAddr, u16, u8, u16);
+
+/// What a service-map slot holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SlotValue {
+    /// Slot 0: how many backends the service has.
+    Count(u16),
+    /// A backend's address and port.
+    Backend(IpAddr, u16),
+}
+
+/// The service map for `cluster`: per cluster IP and port, slot 0 with the backend count and
+/// one slot per backend of the same family (none: packets to it are dropped, as Cilium drops
+/// them without a backend). Backends past 65,535 are left out.
+pub fn service_slots(cluster: &ward_engine::Cluster) -> BTreeMap<ServiceSlot, SlotValue> {
+    let mut out = BTreeMap::new();
+    for svc in &cluster.services {
+        for &ip in &svc.ips {
+            for (i, port) in svc.ports.iter().enumerate() {
+                let backends = cluster.backends(svc, i, ip);
+                let proto = port.protocol.0;
+                let mut n: u16 = 0;
+                for b in backends.iter().take(usize::from(u16::MAX)) {
+                    n += 1;
+                    out.insert((ip, port.port, proto, n), SlotValue::Backend(b.ip, b.port));
+                }
+                out.insert((ip, port.port, proto, 0), SlotValue::Count(n));
+            }
+        }
+    }
+    out
 }
 
 impl NodeEntries {
@@ -211,6 +248,7 @@ pub fn compute(repo: &PolicyRepository, node: &str) -> Result<NodeEntries, Strin
     let locals = locals(repo, node);
     let cidrs = cidr_identities(&locals);
     ipcache(repo, node, &cidrs, &mut maps);
+    maps.services = service_slots(repo.cluster());
     let allow_all = PolicyValue {
         deny: false,
         l7: false,

@@ -255,6 +255,7 @@ impl KubeSource {
             },
             pods,
             ipv6: None,
+            services: Vec::new(),
         }
     }
 

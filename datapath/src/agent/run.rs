@@ -21,7 +21,9 @@ use super::desired;
 use super::dns::DnsState;
 use super::dns::cache::TtlBounds;
 use super::dns::proxy::DnsProxy;
-use super::entries::{self, EndpointEntry, NodeEntries, PolicyKey, PolicyValue};
+use super::entries::{
+    self, EndpointEntry, NodeEntries, PolicyKey, PolicyValue, ServiceSlot, SlotValue,
+};
 use super::kube::{KubeOptions, KubeSource, Watched as KubeWatched};
 use super::repository::{ClusterVersion, KeptRepository, Rebuild};
 use super::sync::{self, Datapath, MapStore, SyncStats};
@@ -952,6 +954,15 @@ fn read_back(maps: &NodeMaps, ifindex: &BTreeMap<String, u32>) -> Result<NodeEnt
             },
         );
     }
+    for (k, v) in maps.lb_entries()? {
+        let value = if k.slot() == 0 {
+            SlotValue::Count(v.count())
+        } else {
+            SlotValue::Backend(v.addr(k.addr()), v.port())
+        };
+        out.services
+            .insert((k.addr(), k.port(), k.proto(), k.slot()), value);
+    }
     Ok(out)
 }
 
@@ -1012,6 +1023,19 @@ impl MapStore for KernelStore<'_> {
     }
     fn remove_policy(&mut self, k: &PolicyKey) -> Result<()> {
         self.maps.policy_remove(&kernel_key(k)).map(|_| ())
+    }
+    fn set_service(&mut self, k: ServiceSlot, v: SlotValue) -> Result<()> {
+        let value = match v {
+            SlotValue::Count(n) => bpf::maps::LbValue::service(n),
+            SlotValue::Backend(ip, port) => bpf::maps::LbValue::backend(ip, port),
+        };
+        self.maps
+            .lb_set(bpf::maps::LbKey::new(k.0, k.1, k.2, k.3), value)
+    }
+    fn remove_service(&mut self, k: ServiceSlot) -> Result<()> {
+        self.maps
+            .lb_remove(&bpf::maps::LbKey::new(k.0, k.1, k.2, k.3))
+            .map(|_| ())
     }
 }
 

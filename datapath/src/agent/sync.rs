@@ -8,7 +8,9 @@
 //! deny still wins; so nothing is ever allowed that neither revision allows, and an endpoint
 //! never has no entry at all (which would drop its traffic, as it should while it is unknown).
 
-use super::entries::{EndpointEntry, NodeEntries, PolicyKey, PolicyValue, Prefix};
+use super::entries::{
+    EndpointEntry, NodeEntries, PolicyKey, PolicyValue, Prefix, ServiceSlot, SlotValue,
+};
 use anyhow::Result;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -53,6 +55,10 @@ pub trait MapStore {
     fn set_policy(&mut self, key: &PolicyKey, value: &PolicyValue) -> Result<()>;
     /// Removes a policy entry.
     fn remove_policy(&mut self, key: &PolicyKey) -> Result<()>;
+    /// Adds or replaces a service-map slot.
+    fn set_service(&mut self, slot: ServiceSlot, value: SlotValue) -> Result<()>;
+    /// Removes a service-map slot.
+    fn remove_service(&mut self, slot: ServiceSlot) -> Result<()>;
 }
 
 /// How many entries a sync wrote and removed.
@@ -102,6 +108,29 @@ pub fn apply(
             store.set_ipcache(*prefix, *id)?;
             s.written += 1;
         }
+    }
+    // Services after the ipcache and the policy (their backends are judged as soon as a
+    // packet is translated): backends before the count that makes them reachable.
+    let service_changed = |(k, v): &(&ServiceSlot, &SlotValue)| current.services.get(k) != Some(v);
+    let (counts, backends): (Vec<_>, Vec<_>) = wanted
+        .services
+        .iter()
+        .filter(service_changed)
+        .partition(|(k, _)| k.3 == 0);
+    s.unchanged += wanted.services.len() - counts.len() - backends.len();
+    for (k, v) in backends.into_iter().chain(counts) {
+        store.set_service(*k, *v)?;
+        s.written += 1;
+    }
+    // A departed service's count first, so that no packet picks a slot about to go.
+    let (gone_counts, gone_backends): (Vec<&ServiceSlot>, Vec<&ServiceSlot>) = current
+        .services
+        .keys()
+        .filter(|k| !wanted.services.contains_key(k))
+        .partition(|k| k.3 == 0);
+    for k in gone_counts.into_iter().chain(gone_backends) {
+        store.remove_service(*k)?;
+        s.removed += 1;
     }
     for k in current
         .policy
@@ -168,6 +197,64 @@ mod tests {
             self.0.push(format!("-pol {}", k.port));
             Ok(())
         }
+        fn set_service(&mut self, k: ServiceSlot, v: SlotValue) -> Result<()> {
+            self.0.push(format!("+svc {}:{} {} {v:?}", k.0, k.1, k.3));
+            Ok(())
+        }
+        fn remove_service(&mut self, k: ServiceSlot) -> Result<()> {
+            self.0.push(format!("-svc {}:{} {}", k.0, k.1, k.3));
+            Ok(())
+        }
+    }
+
+    /// A service grows: its new backend before the count that reaches it; it shrinks: the
+    /// lower count before the backend goes; it departs: its count before its backends.
+    #[test]
+    fn service_slots_are_never_reachable_before_they_exist() {
+        let vip: std::net::IpAddr = "10.96.0.10".parse().unwrap();
+        let be = |n: u8| SlotValue::Backend(std::net::Ipv4Addr::new(10, 1, 0, n).into(), 80);
+        let one = NodeEntries {
+            services: [
+                ((vip, 80, 6, 0), SlotValue::Count(1)),
+                ((vip, 80, 6, 1), be(1)),
+            ]
+            .into(),
+            ..NodeEntries::default()
+        };
+        let two = NodeEntries {
+            services: [
+                ((vip, 80, 6, 0), SlotValue::Count(2)),
+                ((vip, 80, 6, 1), be(1)),
+                ((vip, 80, 6, 2), be(2)),
+            ]
+            .into(),
+            ..NodeEntries::default()
+        };
+        let mut log = Log::default();
+        apply(&mut log, &one, &two).unwrap();
+        assert_eq!(
+            log.0,
+            [
+                "+svc 10.96.0.10:80 2 Backend(10.1.0.2, 80)",
+                "+svc 10.96.0.10:80 0 Count(2)"
+            ]
+        );
+        let mut log = Log::default();
+        apply(&mut log, &two, &one).unwrap();
+        assert_eq!(
+            log.0,
+            ["+svc 10.96.0.10:80 0 Count(1)", "-svc 10.96.0.10:80 2"]
+        );
+        let mut log = Log::default();
+        apply(&mut log, &two, &NodeEntries::default()).unwrap();
+        assert_eq!(
+            log.0,
+            [
+                "-svc 10.96.0.10:80 0",
+                "-svc 10.96.0.10:80 1",
+                "-svc 10.96.0.10:80 2"
+            ]
+        );
     }
 
     fn key(port: u16) -> PolicyKey {

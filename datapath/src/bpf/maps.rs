@@ -30,6 +30,12 @@ pub const EVENTS_MAP: &str = "ward_events";
 pub const COUNTERS_MAP: &str = "ward_counters";
 /// Name of the node's configuration map (one [`NodeConfig`], key 0).
 pub const CONFIG_MAP: &str = "ward_config";
+/// Name of the service map ([`LbKey`] → [`LbValue`]).
+pub const LB_MAP: &str = "ward_lb";
+/// Translated connections: the pod's tuple to a service → its backend ([`NatValue`]).
+pub const NAT_FWD_MAP: &str = "ward_nat_fwd";
+/// Translated connections: the backend's reply tuple → the service ([`NatValue`]).
+pub const NAT_REV_MAP: &str = "ward_nat_rev";
 
 /// Capacity of `ward_endpoints`.
 pub const MAX_ENDPOINTS: u32 = 4096;
@@ -43,6 +49,10 @@ pub const MAX_POLICY: u32 = 65536;
 pub const MAX_CT: u32 = 65536;
 /// Capacity of `ward_counters`.
 pub const MAX_COUNTERS: u32 = 16384;
+/// Capacity of `ward_lb` (services' slots and backends).
+pub const MAX_LB: u32 = 65536;
+/// Capacity of `ward_nat_fwd` and `ward_nat_rev` (each).
+pub const MAX_NAT: u32 = MAX_CT;
 /// Size of the `ward_events` ring buffer in bytes.
 pub const EVENTS_BYTES: u32 = 256 * 1024;
 
@@ -173,6 +183,9 @@ pub enum Verdict {
     /// can read (an IPv6 fragment, too many IPv6 extension headers, a truncated header),
     /// dropped without an event.
     Unsupported,
+    /// Counters only: a pod's packet to a service port without backends, dropped without
+    /// an event.
+    NoBackend,
 }
 
 impl Verdict {
@@ -183,6 +196,7 @@ impl Verdict {
             Verdict::Denied => 1,
             Verdict::DefaultDeny => 2,
             Verdict::Unsupported => 3,
+            Verdict::NoBackend => 4,
         }
     }
 
@@ -193,6 +207,7 @@ impl Verdict {
             1 => Verdict::Denied,
             2 => Verdict::DefaultDeny,
             3 => Verdict::Unsupported,
+            4 => Verdict::NoBackend,
             _ => return None,
         })
     }
@@ -210,6 +225,7 @@ impl std::fmt::Display for Verdict {
             Verdict::Denied => "denied",
             Verdict::DefaultDeny => "default-deny",
             Verdict::Unsupported => "unsupported",
+            Verdict::NoBackend => "no-backend",
         })
     }
 }
@@ -533,6 +549,139 @@ impl PolicyValue {
     /// The rule id reported in events.
     pub fn rule_id(&self) -> u32 {
         self.rule_id
+    }
+}
+
+/// A `ward_lb` key: a service's address, port and protocol, and a slot (0: the service,
+/// whose value counts its backends; 1..=count: its backends).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct LbKey {
+    addr: [u8; 16],
+    port: u16,
+    proto: u8,
+    family: u8,
+    slot: u16,
+    pad: u16,
+}
+
+#[allow(unsafe_code)]
+// SAFETY: `repr(C)`: 16+2+1+1+2+2 = 24 bytes, explicit padding; every bit pattern is valid.
+unsafe impl aya::Pod for LbKey {}
+
+impl LbKey {
+    /// The key of slot `slot` of service `addr`:`port` (host order) over `proto`.
+    pub fn new(addr: IpAddr, port: u16, proto: u8, slot: u16) -> LbKey {
+        let (addr, family) = addr16_to_wire(addr);
+        LbKey {
+            addr,
+            port: port_to_wire(port),
+            proto,
+            family,
+            slot,
+            pad: 0,
+        }
+    }
+
+    /// The service's address.
+    pub fn addr(&self) -> IpAddr {
+        addr16_from_wire(self.addr, self.family)
+    }
+
+    /// The service's port (host order).
+    pub fn port(&self) -> u16 {
+        port_from_wire(self.port)
+    }
+
+    /// IP protocol.
+    pub fn proto(&self) -> u8 {
+        self.proto
+    }
+
+    /// The slot: 0 for the service itself.
+    pub fn slot(&self) -> u16 {
+        self.slot
+    }
+}
+
+/// A `ward_lb` value: a backend (slot ≥ 1), or the backend count (slot 0).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct LbValue {
+    addr: [u8; 16],
+    port: u16,
+    count: u16,
+}
+
+#[allow(unsafe_code)]
+// SAFETY: `repr(C)`: 16+2+2 = 20 bytes, no padding; every bit pattern is valid.
+unsafe impl aya::Pod for LbValue {}
+
+impl LbValue {
+    /// Slot 0: the service has `count` backends.
+    pub fn service(count: u16) -> LbValue {
+        LbValue {
+            count,
+            ..LbValue::default()
+        }
+    }
+
+    /// A backend at `addr`:`port` (host order).
+    pub fn backend(addr: IpAddr, port: u16) -> LbValue {
+        LbValue {
+            addr: addr16_to_wire(addr).0,
+            port: port_to_wire(port),
+            count: 0,
+        }
+    }
+
+    /// The backend's address (of `family_of`'s family).
+    pub fn addr(&self, family_of: IpAddr) -> IpAddr {
+        addr16_from_wire(self.addr, family_byte(family_of))
+    }
+
+    /// The backend's port (host order).
+    pub fn port(&self) -> u16 {
+        port_from_wire(self.port)
+    }
+
+    /// Slot 0: how many backends.
+    pub fn count(&self) -> u16 {
+        self.count
+    }
+}
+
+/// A `ward_nat_fwd` / `ward_nat_rev` value: an address and port (network order).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct NatValue {
+    addr: [u8; 16],
+    port: u16,
+    pad: u16,
+}
+
+#[allow(unsafe_code)]
+// SAFETY: `repr(C)`: 16+2+2 = 20 bytes, explicit padding; every bit pattern is valid.
+unsafe impl aya::Pod for NatValue {}
+
+impl NatValue {
+    /// The port (host order).
+    pub fn port(&self) -> u16 {
+        port_from_wire(self.port)
+    }
+
+    /// The address, of `family_of`'s family.
+    pub fn addr(&self, family_of: IpAddr) -> IpAddr {
+        addr16_from_wire(self.addr, family_byte(family_of))
+    }
+}
+
+/// The family byte of `addr`'s family.
+fn family_byte(addr: IpAddr) -> u8 {
+    if addr.is_ipv4() {
+        FAMILY_IPV4
+    } else {
+        FAMILY_IPV6
     }
 }
 
@@ -893,6 +1042,7 @@ mod tests {
             Verdict::Denied,
             Verdict::DefaultDeny,
             Verdict::Unsupported,
+            Verdict::NoBackend,
         ] {
             assert_eq!(Verdict::from_u8(v.as_u8()), Some(v));
         }

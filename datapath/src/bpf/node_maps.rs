@@ -11,9 +11,10 @@ use aya::maps::{Array, HashMap, Map, MapData, MapError};
 use super::maps::{
     CONFIG_MAP, COUNTERS_MAP, CT_MAP, CounterKey, CounterValue, CtKey, CtValue, ENDPOINTS_MAP,
     EVENTS_BYTES, EVENTS_MAP, EndpointInfo, IDENTITY_WORLD, IPCACHE_MAP, IPCACHE6_MAP,
-    IpcacheValue, MAX_COUNTERS, MAX_CT, MAX_ENDPOINTS, MAX_IPCACHE, MAX_IPCACHE6, MAX_POLICY,
-    NodeConfig, POLICY_EXACT_MAP, POLICY_MAP, PolicyKey, PolicyKeyData, PolicyValue, Verdict,
-    addr_from_wire, addr_to_wire, direction_from_byte,
+    IpcacheValue, LB_MAP, LbKey, LbValue, MAX_COUNTERS, MAX_CT, MAX_ENDPOINTS, MAX_IPCACHE,
+    MAX_IPCACHE6, MAX_LB, MAX_NAT, MAX_POLICY, NAT_FWD_MAP, NAT_REV_MAP, NatValue, NodeConfig,
+    POLICY_EXACT_MAP, POLICY_MAP, PolicyKey, PolicyKeyData, PolicyValue, Verdict, addr_from_wire,
+    addr_to_wire, direction_from_byte,
 };
 use ward_engine::Direction;
 
@@ -67,6 +68,9 @@ pub struct NodeMaps {
     ct: HashMap<MapData, CtKey, CtValue>,
     counters: HashMap<MapData, CounterKey, CounterValue>,
     config: ConfigMap,
+    lb: HashMap<MapData, LbKey, LbValue>,
+    nat_fwd: HashMap<MapData, CtKey, NatValue>,
+    nat_rev: HashMap<MapData, CtKey, NatValue>,
 }
 
 /// `ward_config` (aya's array handle has no `Debug`).
@@ -81,7 +85,7 @@ impl std::fmt::Debug for ConfigMap {
 /// Checks the pins under `dir` that already exist have the layout this build expects, so a
 /// restart after an upgrade fails with a clear message instead of misreading old maps.
 pub(crate) fn check_pinned_layouts(dir: &Path) -> Result<()> {
-    let expected: [(&str, u32, u32, u32); 9] = [
+    let expected: [(&str, u32, u32, u32); 12] = [
         (
             ENDPOINTS_MAP,
             4,
@@ -121,6 +125,24 @@ pub(crate) fn check_pinned_layouts(dir: &Path) -> Result<()> {
             MAX_COUNTERS,
         ),
         (CONFIG_MAP, 4, size_of::<NodeConfig>() as u32, 1),
+        (
+            LB_MAP,
+            size_of::<LbKey>() as u32,
+            size_of::<LbValue>() as u32,
+            MAX_LB,
+        ),
+        (
+            NAT_FWD_MAP,
+            size_of::<CtKey>() as u32,
+            size_of::<NatValue>() as u32,
+            MAX_NAT,
+        ),
+        (
+            NAT_REV_MAP,
+            size_of::<CtKey>() as u32,
+            size_of::<NatValue>() as u32,
+            MAX_NAT,
+        ),
     ];
     for (name, key, value, max) in expected {
         let path = dir.join(name);
@@ -171,6 +193,11 @@ impl NodeMaps {
             config: ConfigMap(
                 Array::try_from(map_of(CONFIG_MAP, take(CONFIG_MAP))?).context(CONFIG_MAP)?,
             ),
+            lb: HashMap::try_from(map_of(LB_MAP, take(LB_MAP))?).context(LB_MAP)?,
+            nat_fwd: HashMap::try_from(map_of(NAT_FWD_MAP, take(NAT_FWD_MAP))?)
+                .context(NAT_FWD_MAP)?,
+            nat_rev: HashMap::try_from(map_of(NAT_REV_MAP, take(NAT_REV_MAP))?)
+                .context(NAT_REV_MAP)?,
         })
     }
 
@@ -361,6 +388,29 @@ impl NodeMaps {
         Ok(())
     }
 
+    /// Sets one service-map entry (a service's slot 0 or one of its backends).
+    pub fn lb_set(&mut self, key: LbKey, value: LbValue) -> Result<()> {
+        self.lb
+            .insert(key, value, 0)
+            .with_context(|| format!("setting {key:?} in {LB_MAP}"))
+    }
+
+    /// Removes one service-map entry; false when absent.
+    pub fn lb_remove(&mut self, key: &LbKey) -> Result<bool> {
+        absent_is_false(self.lb.remove(key))
+            .with_context(|| format!("removing {key:?} from {LB_MAP}"))
+    }
+
+    /// Every service-map entry.
+    pub fn lb_entries(&self) -> Result<Vec<(LbKey, LbValue)>> {
+        collect(self.lb.iter()).context(LB_MAP)
+    }
+
+    /// Every translated connection: (the pod's tuple to the service, the backend it got).
+    pub fn nat_entries(&self) -> Result<Vec<(CtKey, NatValue)>> {
+        collect(self.nat_fwd.iter()).context(NAT_FWD_MAP)
+    }
+
     /// Every counter.
     pub fn counters(&self) -> Result<Vec<Counter>> {
         let raw = collect(self.counters.iter()).context(COUNTERS_MAP)?;
@@ -391,6 +441,9 @@ impl NodeMaps {
                 MAX_POLICY,
             ),
             (CT_MAP, count(self.ct.keys())?, MAX_CT),
+            (LB_MAP, count(self.lb.keys())?, MAX_LB),
+            (NAT_FWD_MAP, count(self.nat_fwd.keys())?, MAX_NAT),
+            (NAT_REV_MAP, count(self.nat_rev.keys())?, MAX_NAT),
             (COUNTERS_MAP, count(self.counters.keys())?, MAX_COUNTERS),
         ];
         Ok(sizes

@@ -49,6 +49,7 @@ fn cluster() -> Cluster {
     };
     Cluster {
         dns: Vec::new(),
+        services: Vec::new(),
         namespaces: [
             ("shop".to_owned(), labels(&[("team", "shop")])),
             ("db".to_owned(), labels(&[("team", "data")])),

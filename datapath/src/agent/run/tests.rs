@@ -150,6 +150,18 @@ impl MapStore for FakeDatapath {
         s.maps.policy.remove(key);
         Ok(())
     }
+    fn set_service(&mut self, slot: entries::ServiceSlot, value: entries::SlotValue) -> Result<()> {
+        let mut s = self.state();
+        s.log.push(format!("+svc {}:{} {}", slot.0, slot.1, slot.3));
+        s.maps.services.insert(slot, value);
+        Ok(())
+    }
+    fn remove_service(&mut self, slot: entries::ServiceSlot) -> Result<()> {
+        let mut s = self.state();
+        s.log.push(format!("-svc {}:{} {}", slot.0, slot.1, slot.3));
+        s.maps.services.remove(&slot);
+        Ok(())
+    }
 }
 
 fn policy_text(k: &PolicyKey, v: &PolicyValue) -> String {
