@@ -3,6 +3,8 @@
 //! entries. Target: at least 90% of the bare throughput, and 10 vs 10,000 entries within 5%
 //! (the LPM lookup must not grow with the number of rules). The lab is dual stack, and the
 //! same flow over IPv6 through ward's programs (10 entries) must be within 10% of IPv4's.
+//! The same flow to a ClusterIP service in front of the server (translated by the client's
+//! program, and back for the replies) is measured too.
 //!
 //! Run (root, iperf3 installed): `cargo bench -p ward-datapath --bench datapath`.
 //! `WARD_BENCH_SECONDS` (default 5) and `WARD_BENCH_RUNS` (default 5) set each measurement.
@@ -16,7 +18,7 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::process::Command;
-use ward_datapath::bpf::maps::{EndpointInfo, PolicyKey, PolicyValue};
+use ward_datapath::bpf::maps::{EndpointInfo, LbKey, LbValue, PolicyKey, PolicyValue};
 use ward_datapath::bpf::{self, NodeDatapath};
 use ward_datapath::lab::{Lab, Topology};
 use ward_engine::Direction;
@@ -112,6 +114,16 @@ fn main() {
             maps.ipcache_set(SERVER_V6.parse::<Ipv6Addr>().unwrap(), 128, SERVER_ID)
                 .unwrap();
         }
+        // A service 10.96.0.10:80 in front of the server (client's node translates).
+        let vip = std::net::IpAddr::from([10, 96, 0, 10]);
+        let maps = dps[0].maps_mut();
+        maps.lb_set(
+            LbKey::new(vip, 80, 6, 1),
+            LbValue::backend([10, 210, 2, 10].into(), 5201),
+        )
+        .unwrap();
+        maps.lb_set(LbKey::new(vip, 80, 6, 0), LbValue::service(1))
+            .unwrap();
         // The flow's own entries: client egress to server:5201, server ingress from client.
         dps[0]
             .maps_mut()
@@ -130,6 +142,7 @@ fn main() {
     };
     // The three configurations take turns in every round, so the VM's drift hits all alike.
     let (mut bare, mut ten, mut ten6, mut many) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut service = Vec::new();
     for round in 0..runs {
         // Nothing is attached before the first round; later rounds remove ward's filters.
         for (node, pod, ..) in places.iter().filter(|_| round > 0) {
@@ -140,6 +153,7 @@ fn main() {
         set_filler(&mut dps, 8);
         ten.push(iperf(&client_ns, "10.210.2.10", seconds));
         ten6.push(iperf(&client_ns, SERVER_V6, seconds));
+        service.push(iperf_port(&client_ns, "10.96.0.10", 80, seconds));
         set_filler(&mut dps, 9_998);
         many.push(iperf(&client_ns, "10.210.2.10", seconds));
     }
@@ -151,6 +165,7 @@ fn main() {
     let bare = report("no ward programs", &mut bare, seconds);
     let ten = report("ward, 10 policy entries per node", &mut ten, seconds);
     let ten6 = report("ward, 10 entries, IPv6", &mut ten6, seconds);
+    let service = report("ward, 10 entries, through a service", &mut service, seconds);
     let many = report(
         &format!("ward, {count} policy entries per node"),
         &mut many,
@@ -167,6 +182,10 @@ fn main() {
     println!(
         "IPv6 / IPv4 through ward (10 entries): {:.1}% (target >= 90%)",
         100.0 * ten6 / ten
+    );
+    println!(
+        "through a service / direct (10 entries): {:.1}%",
+        100.0 * service / ten
     );
 
     let _ = server.kill();
@@ -261,11 +280,17 @@ fn wait_listening(ns: &std::path::Path, port: u16) {
 
 /// One iperf3 run from the client namespace to `server`: the receiver's Gbit/s.
 fn iperf(client_ns: &std::path::Path, server: &str, seconds: u32) -> f64 {
+    iperf_port(client_ns, server, 5201, seconds)
+}
+
+/// iperf3 from `client_ns` to `server`:`port` for `seconds`; Gbit/s received.
+fn iperf_port(client_ns: &std::path::Path, server: &str, port: u16, seconds: u32) -> f64 {
     let out = Command::new("ip")
         .arg("netns")
         .arg("exec")
         .arg(netns_name(client_ns))
-        .args(["iperf3", "-c", server, "-J", "-t", &seconds.to_string()])
+        .args(["iperf3", "-c", server, "-p", &port.to_string(), "-J", "-t"])
+        .arg(seconds.to_string())
         .output()
         .unwrap();
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout)

@@ -5,7 +5,8 @@
 //! with kubectl (a Kubernetes NetworkPolicy and a CiliumCIDRGroup among them), and the CiliumConfig sits in the ConfigMap where `ward apply --kubeconfig`
 //! puts it. The agents run with the token of the ServiceAccount of `reconciler/deploy/agent.yaml`
 //! (so its RBAC is shown to be enough, and checked to be no more). Real packets between the
-//! lab's pods then show what the agents enforce.
+//! lab's pods then show what the agents enforce, Services (a selector, and EndpointSlices
+//! for one without) included.
 //!
 //! Needs root, bpffs and the test-cluster binaries (`ci/kube/build.sh`); without them it
 //! prints `SKIPPED: <test>: <reason>`, and fails in must-run mode (`ward_testkit::must_run`).
@@ -321,6 +322,64 @@ fn kube_mode_enforces_the_api_servers_policies_and_publishes_keys_on_nodes() {
     assert!(
         conn(&lab, worker, "world", 443, OPEN),
         "payments reaches the address its allowed name resolved to"
+    );
+
+    // Services from the API server. kube-dns's Service (a selector): queries to its cluster IP
+    // reach the kube-dns pod through the pod's program, and meet the same DNS rules there.
+    // ledger-db (no selector, allowed by payments' toServices): nothing until its
+    // EndpointSlice lists a backend, then that backend through the cluster IP.
+    let services = json!({"apiVersion": "v1", "kind": "List", "items": [
+        {"apiVersion": "v1", "kind": "Service",
+         "metadata": {"name": "kube-dns", "namespace": "kube-system"},
+         "spec": {"clusterIP": "10.0.0.10", "selector": {"k8s-app": "kube-dns"},
+                  "ports": [{"name": "dns", "port": 53, "protocol": "UDP"},
+                            {"name": "dns-tcp", "port": 53, "protocol": "TCP"}]}},
+        {"apiVersion": "v1", "kind": "Service",
+         "metadata": {"name": "ledger-db", "namespace": "payments"},
+         "spec": {"clusterIP": "10.0.0.40", "ports": [{"port": 5432, "protocol": "TCP"}]}}
+    ]});
+    let file = lab.path("services.json");
+    std::fs::write(&file, serde_json::to_vec(&services).unwrap()).unwrap();
+    cluster.kubectl_ok(&["apply", "--server-side", "-f", file.to_str().unwrap()]);
+    let dns_service = std::net::SocketAddr::from(([10, 0, 0, 10], 53));
+    let ledger: std::net::IpAddr = [10, 0, 0, 40].into();
+    tcp_server(&world, gateway, 5432);
+    let answered = |name: &str| {
+        ward_datapath::lab::dns::query(
+            &lab.netns(worker),
+            dns_service,
+            name,
+            hickory_proto::rr::RecordType::A,
+            SHUT,
+        )
+        .unwrap()
+    };
+    wait_for(
+        "kube-dns's Service in the kernel (a query to its cluster IP is answered)",
+        PROPAGATION,
+        || answered("api.gateway.example.com").is_some_and(|a| a.addresses == [gateway]),
+    );
+    assert_eq!(
+        answered("tracker.example.net").map(|a| a.code),
+        Some(hickory_proto::op::ResponseCode::Refused),
+        "the DNS rules hold through the Service"
+    );
+    assert!(
+        tcp_connect(&lab.netns(worker), ledger, 5432, SHUT).is_none(),
+        "ledger-db has no backend yet"
+    );
+    let slice = json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+        "metadata": {"name": "ledger-db-1", "namespace": "payments",
+                     "labels": {"kubernetes.io/service-name": "ledger-db"}},
+        "addressType": "IPv4",
+        "endpoints": [{"addresses": [gateway.to_string()], "conditions": {"ready": true}}],
+        "ports": [{"port": 5432, "protocol": "TCP"}]});
+    std::fs::write(&file, serde_json::to_vec(&slice).unwrap()).unwrap();
+    cluster.kubectl_ok(&["apply", "--server-side", "-f", file.to_str().unwrap()]);
+    wait_for(
+        "ledger-db's EndpointSlice in the kernel (its cluster IP reaches the backend)",
+        PROPAGATION,
+        || tcp_connect(&lab.netns(worker), ledger, 5432, SHUT).is_some(),
     );
 
     // A pod relabelled: admin becomes a frontend and gets in; back, and it is out again.

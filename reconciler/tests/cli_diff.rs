@@ -446,7 +446,7 @@ fn markdown_for_400_new_policies_fits_a_pull_request_comment() {
         .iter()
         .find(|r| {
             r.contains(
-                "| bulk/p-000 | TCP/22, TCP/53, TCP/80, TCP/443, TCP/6443, TCP/8000, TCP/8080,",
+                "| bulk/p-000 | TCP/22, TCP/53, TCP/80, TCP/443, TCP/5432, TCP/6443, TCP/8000, TCP/8080,",
             )
         })
         .copied()
@@ -458,7 +458,7 @@ fn markdown_for_400_new_policies_fits_a_pull_request_comment() {
     )
     .check(
         rows.iter().any(|r| r.starts_with(
-            "| 🔴 newly denied | bulk/client | bulk/p-001 | TCP/22, TCP/53, TCP/80, TCP/443, TCP/6443, TCP/8000, TCP/8080, TCP/8443, TCP/9090, TCP/9100, TCP/9102-9103, TCP/10250, UDP/53, UDP/80, UDP/9100 |"
+            "| 🔴 newly denied | bulk/client | bulk/p-001 | TCP/22, TCP/53, TCP/80, TCP/443, TCP/5432, TCP/6443, TCP/8000, TCP/8080, TCP/8443, TCP/9090, TCP/9100, TCP/9102-9103, TCP/10250, UDP/53, UDP/80, UDP/9100 |"
         )),
         "the client, allowed on TCP/8001, on a row of its own",
     );

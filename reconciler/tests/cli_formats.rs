@@ -128,7 +128,7 @@ fn test_github_annotates_failed_expectations_at_their_line() {
         )),
         "the annotation is at the expectation's line",
     )
-    .stdout_has("ward test: 62 expectation(s) in 5 test(s): 61 passed, 1 failed");
+    .stdout_has("ward test: 67 expectation(s) in 5 test(s): 66 passed, 1 failed");
     // The JSON gives the same line.
     let json = repo.ward(&["test", "--format", "json"]).json();
     let first = &json["tests"][4]["expectations"][0];
@@ -140,7 +140,7 @@ fn test_github_annotates_failed_expectations_at_their_line() {
     let run = repo.ward(&["test", "-o", "github"]);
     run.code(EXIT_OK)
         .stdout_lacks("::error")
-        .stdout_has("62 passed, 0 failed");
+        .stdout_has("67 passed, 0 failed");
 }
 
 #[test]

@@ -16,17 +16,17 @@ fn the_repositorys_own_tests_pass() {
         .stdout_has("PolicyTest clusterwide (policies/tests/clusterwide.yaml:")
         .stdout_has("  ✓ frontend → backend TCP/80: allow, decided by CiliumNetworkPolicy/shop/backend-ingress\n")
         .stdout_has("  ✓ admin → backend TCP/80: deny (default-deny)\n")
-        .stdout_has("ok: 62 expectation(s) in 5 test(s): 62 passed, 0 failed")
+        .stdout_has("ok: 67 expectation(s) in 5 test(s): 67 passed, 0 failed")
         .stdout_lacks("✗");
     // With no paths: the --include folders (the CiliumConfig too).
     repo.ward(&["test"])
         .code(EXIT_OK)
-        .stdout_has("62 passed, 0 failed");
+        .stdout_has("67 passed, 0 failed");
     // A Git revision, without a checkout.
     flip_first_expectation(&repo);
     repo.ward(&["test", "--rev", "HEAD"])
         .code(EXIT_OK)
-        .stdout_has("62 passed, 0 failed");
+        .stdout_has("67 passed, 0 failed");
 }
 
 #[test]
@@ -42,7 +42,7 @@ fn a_flipped_expectation_fails_with_the_deciding_rule() {
         )
         .stdout_has("egress of the source (remote identity ")
         .stdout_has("allowed by CiliumNetworkPolicy/shop/frontend-egress spec.egress[0] (policies/namespaces/shop/frontend-egress.yaml:13)")
-        .stdout_has("FAILED: 62 expectation(s) in 5 test(s): 61 passed, 1 failed");
+        .stdout_has("FAILED: 67 expectation(s) in 5 test(s): 66 passed, 1 failed");
     let failed = run
         .stdout
         .lines()
@@ -54,7 +54,7 @@ fn a_flipped_expectation_fails_with_the_deciding_rule() {
     let doc = json.code(EXIT_ERROR).json();
     json.check(
         doc["summary"]["failed"] == 1
-            && doc["summary"]["passed"] == 61
+            && doc["summary"]["passed"] == 66
             && doc["summary"]["ok"] == false,
         "the summary",
     );
@@ -81,11 +81,11 @@ fn a_flipped_expectation_fails_with_the_deciding_rule() {
 
     let junit = repo.ward(&["test", "policies", "--format", "junit"]);
     junit.code(EXIT_ERROR).stdout_has(
-        "<testsuites name=\"ward test\" tests=\"62\" skipped=\"0\" failures=\"1\" errors=\"0\">",
+        "<testsuites name=\"ward test\" tests=\"67\" skipped=\"0\" failures=\"1\" errors=\"0\">",
     );
     let xml = &junit.stdout;
     junit
-        .check(xml.matches("<testcase ").count() == 62, "one test case per expectation")
+        .check(xml.matches("<testcase ").count() == 67, "one test case per expectation")
         .check(xml.matches("<failure ").count() == 1, "one failure")
         .check(xml.contains("name=\"frontend → backend TCP/80: deny\""), "the case is named after the flow")
         .check(
@@ -115,11 +115,11 @@ fn a_wrong_decided_by_fails_even_when_the_verdict_is_right() {
     );
     repo.ward(&["test"])
         .code(EXIT_OK)
-        .stdout_has("62 passed, 0 failed");
+        .stdout_has("67 passed, 0 failed");
     repo.write(SEED, with("cnp/shop/backend-ingress spec.ingress[0]"));
     repo.ward(&["test"])
         .code(EXIT_OK)
-        .stdout_has("62 passed, 0 failed");
+        .stdout_has("67 passed, 0 failed");
     // The DNS rule does not decide this flow.
     repo.write(
         SEED,
@@ -188,7 +188,7 @@ spec:
     );
     repo.ward(&["test"])
         .code(EXIT_OK)
-        .stdout_has("63 passed, 0 failed");
+        .stdout_has("68 passed, 0 failed");
 }
 
 #[test]
@@ -223,7 +223,7 @@ fn each_flipped_expectation_of_the_newer_tests_fails() {
     let repo = env.fixture_repo();
     for (file, count) in [
         ("policies/tests/shop-admin.yaml", 13),
-        ("policies/tests/payments.yaml", 17),
+        ("policies/tests/payments.yaml", 22),
         ("policies/tests/host-firewall.yaml", 9),
     ] {
         let text = repo.read(file);
@@ -242,7 +242,7 @@ fn each_flipped_expectation_of_the_newer_tests_fails() {
             repo.write(file, &changed);
             let run = repo.ward(&["test", "policies"]);
             run.code(EXIT_ERROR)
-                .stdout_has("61 passed, 1 failed")
+                .stdout_has("66 passed, 1 failed")
                 .stdout_has(&format!("(spec.expectations[{n}])"));
         }
         repo.write(file, &text);
@@ -263,7 +263,7 @@ fn a_missing_cidr_group_is_reported_beside_the_verdict_and_fails_with_strict() {
         .stdout_has("  ✓ oncall → admin TCP/8443: allow, decided by NetworkPolicy/shop/admin-ingress spec.ingress[0]\n")
         .stdout_has(&format!("      {note}\n"))
         .stdout_has("expected allow, got default-deny")
-        .stdout_has("61 passed, 1 failed");
+        .stdout_has("66 passed, 1 failed");
     let strict = repo.ward(&["test", "policies", "--strict"]);
     strict.code(EXIT_ERROR).stdout_has(
         "a rule on this flow's path matches nothing here: it names something this revision does not define, or that only the cluster knows (--strict)",

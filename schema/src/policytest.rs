@@ -36,9 +36,56 @@ pub struct PolicyTestSpec {
     /// test).
     #[serde(default)]
     pub dns: Vec<TestDnsAnswer>,
+    /// ClusterIP services (a name means the same service in every test).
+    #[serde(default)]
+    pub services: Vec<TestService>,
     /// The verdicts it expects.
     #[serde(default)]
     pub expectations: Vec<TestExpectation>,
+}
+
+/// A ClusterIP service of a test.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct TestService {
+    /// The service name.
+    pub name: String,
+    /// Its namespace.
+    pub namespace: String,
+    /// Service labels (what `k8sServiceSelector` selects).
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Its cluster IP (optional).
+    #[serde(default)]
+    pub ip: Option<String>,
+    /// Its cluster IPs (after `ip` when both are given).
+    #[serde(default)]
+    pub ips: Vec<String>,
+    /// Its pod selector; absent for a service whose backends are listed.
+    #[serde(default)]
+    pub selector: Option<BTreeMap<String, String>>,
+    /// The backend addresses of a service without a selector.
+    #[serde(default)]
+    pub backends: Vec<String>,
+    /// Its ports.
+    pub ports: Vec<TestServicePort>,
+}
+
+/// A port of a test's service.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TestServicePort {
+    /// The port name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// The port on the cluster IP.
+    pub port: i64,
+    /// The backends' port: a number or a named container port (the same as `port` when
+    /// absent).
+    #[serde(default)]
+    pub target_port: Option<PortSpec>,
+    /// TCP (default) or UDP.
+    #[serde(default)]
+    pub protocol: Option<String>,
 }
 
 /// A DNS name and its addresses, as a test declares them.

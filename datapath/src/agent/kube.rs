@@ -1,14 +1,16 @@
 //! Kube mode: the agent's view of the cluster from the API server instead of a topology file
 //! and a state directory.
 //!
-//! Watches (kube-runtime reflectors, relisting with backoff after errors) keep eight caches:
+//! Watches (kube-runtime reflectors, relisting with backoff after errors) keep ten caches:
 //! Nodes, Pods, Namespaces, CiliumNetworkPolicies, CiliumClusterwideNetworkPolicies,
-//! Kubernetes NetworkPolicies, CiliumCIDRGroups and the ConfigMaps ward stores the
+//! Kubernetes NetworkPolicies, CiliumCIDRGroups, the ConfigMaps ward stores the
 //! CiliumConfig in (label `app.kubernetes.io/managed-by: ward`, key
-//! `cilium-config.yaml`, in the config namespace). From them:
-//! - [`KubeSource::topology`]: nodes (InternalIP, podCIDR, labels), namespaces (labels) and pods
-//!   (labels, IPv4 address, node, named container ports) in the engine's terms; pods that have
-//!   finished, share their node's network or have no address yet are left out.
+//! `cilium-config.yaml`, in the config namespace), Services and EndpointSlices. From them:
+//! - [`KubeSource::topology`]: nodes (InternalIP, podCIDR, labels), namespaces (labels), pods
+//!   (labels, IPv4 address, node, named container ports) and ClusterIP services (cluster IPs,
+//!   TCP and UDP ports, selector, or the ready addresses of their EndpointSlices) in the
+//!   engine's terms; pods that have finished, share their node's network or have no address
+//!   yet are left out.
 //! - [`KubeSource::desired`]: the policies, the CIDR groups and the CiliumConfig as a
 //!   [`ResourceSet`]. A config
 //!   map that does not yield a valid CiliumConfig is reported, never read as "encryption off".
@@ -23,7 +25,9 @@
 use crate::wireguard::registry::{NodeRecord, Records};
 use anyhow::{Context, Result, anyhow};
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Node, Pod};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Node, Pod, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::reflector::{self, ObjectRef, Store};
@@ -37,7 +41,10 @@ use std::sync::Arc;
 use std::time::Duration;
 use ward_engine::Protocol;
 use ward_schema::model::WIREGUARD_DEFAULT_PORT;
-use ward_schema::topology::{Ipv4Net, NodeSpec, PodSpec, PortSpec, Topology, WorldSpec};
+use ward_schema::topology::{
+    Ipv4Net, NodeSpec, PodSpec, PortSpec, ServicePortSpec, ServiceSpec, TargetPort, Topology,
+    WorldSpec,
+};
 use ward_schema::{Kind, Limits, Origin, Resource, ResourceKey, ResourceSet, load_file};
 
 /// The Node annotation with the node's WireGuard public key (Cilium's name).
@@ -75,6 +82,8 @@ pub enum Watched {
     Pods,
     /// A Namespace (labels).
     Namespaces,
+    /// A Service or an EndpointSlice.
+    Services,
     /// A CNP or CCNP.
     Policies,
     /// The CiliumConfig's ConfigMap.
@@ -99,6 +108,8 @@ struct Caches {
     knps: Store<DynamicObject>,
     cidr_groups: Store<DynamicObject>,
     configs: Store<ConfigMap>,
+    services: Store<Service>,
+    slices: Store<EndpointSlice>,
 }
 
 /// The desired state read from the caches.
@@ -168,6 +179,20 @@ impl KubeSource {
                     Watched::Config,
                     &on_change,
                 ),
+                services: watch(
+                    Api::all(client.clone()),
+                    (),
+                    watcher::Config::default(),
+                    Watched::Services,
+                    &on_change,
+                ),
+                slices: watch(
+                    Api::all(client.clone()),
+                    (),
+                    watcher::Config::default(),
+                    Watched::Services,
+                    &on_change,
+                ),
             }
         };
         let source = KubeSource {
@@ -201,6 +226,8 @@ impl KubeSource {
                     ("networkpolicies", c.knps.wait_until_ready().await),
                     ("ciliumcidrgroups", c.cidr_groups.wait_until_ready().await),
                     ("configmaps", c.configs.wait_until_ready().await),
+                    ("services", c.services.wait_until_ready().await),
+                    ("endpointslices", c.slices.wait_until_ready().await),
                 ] {
                     ready.map_err(|_| anyhow!("the watch of {what} stopped"))?;
                 }
@@ -210,7 +237,7 @@ impl KubeSource {
         });
         waited.map_err(|_| {
             anyhow!(
-                "the API server at {} did not list nodes, pods, namespaces, CNPs, CCNPs, NetworkPolicies, CiliumCIDRGroups and ConfigMaps within {}s; check the address, the credentials, the agent's RBAC (reconciler/deploy/agent.yaml) and that the Cilium CRDs are installed",
+                "the API server at {} did not list nodes, pods, namespaces, CNPs, CCNPs, NetworkPolicies, CiliumCIDRGroups, ConfigMaps, Services and EndpointSlices within {}s; check the address, the credentials, the agent's RBAC (reconciler/deploy/agent.yaml) and that the Cilium CRDs are installed",
                 self.server,
                 INITIAL_SYNC.as_secs()
             )
@@ -255,7 +282,7 @@ impl KubeSource {
             },
             pods,
             ipv6: None,
-            services: Vec::new(),
+            services: service_specs(&self.caches.services.state(), &self.caches.slices.state()),
         }
     }
 
@@ -465,6 +492,100 @@ fn pod_specs(pods: &[Arc<Pod>], nodes: &[NodeSpec]) -> Vec<PodSpec> {
     let mut out: Vec<PodSpec> = by_ip.into_values().map(|(_, s)| s).collect();
     out.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
     out
+}
+
+/// The services with an IPv4 cluster IP (headless ones and IPv6-only ones are left out), with
+/// their TCP and UDP ports. A service with a selector finds its backends among the pods (as
+/// its EndpointSlices would list them); one without takes the ready addresses of the
+/// EndpointSlices labelled with its name (`kubernetes.io/service-name`).
+fn service_specs(services: &[Arc<Service>], slices: &[Arc<EndpointSlice>]) -> Vec<ServiceSpec> {
+    let mut out: Vec<ServiceSpec> = services
+        .iter()
+        .filter_map(|s| service_spec(s, slices))
+        .collect();
+    out.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+    out
+}
+
+fn service_spec(s: &Service, slices: &[Arc<EndpointSlice>]) -> Option<ServiceSpec> {
+    let name = s.metadata.name.clone()?;
+    let namespace = s.metadata.namespace.clone()?;
+    let spec = s.spec.as_ref()?;
+    let ips: Vec<&str> = spec
+        .cluster_ips
+        .iter()
+        .flatten()
+        .map(String::as_str)
+        .chain(spec.cluster_ip.as_deref())
+        .collect();
+    let ip = ips.iter().find_map(|i| i.parse::<Ipv4Addr>().ok())?;
+    let ipv6 = ips
+        .iter()
+        .find_map(|i| i.parse::<std::net::Ipv6Addr>().ok());
+    let ports = spec
+        .ports
+        .iter()
+        .flatten()
+        .filter_map(|p| {
+            let protocol = Protocol::parse(p.protocol.as_deref().unwrap_or("TCP"))
+                .filter(|p| *p == Protocol::TCP || *p == Protocol::UDP)?;
+            let port = u16::try_from(p.port).ok()?;
+            let target_port = match &p.target_port {
+                None => TargetPort::Number(port),
+                Some(IntOrString::Int(n)) => TargetPort::Number(u16::try_from(*n).ok()?),
+                Some(IntOrString::String(n)) => TargetPort::Name(n.clone()),
+            };
+            Some(ServicePortSpec {
+                name: p.name.clone(),
+                port,
+                target_port,
+                protocol,
+            })
+        })
+        .collect();
+    let selector = spec.selector.clone().filter(|s| !s.is_empty());
+    let (mut backends, mut backends6) = (Vec::new(), Vec::new());
+    if selector.is_none() {
+        for slice in slices.iter().filter(|sl| {
+            sl.metadata.namespace.as_deref() == Some(namespace.as_str())
+                && sl
+                    .metadata
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get("kubernetes.io/service-name"))
+                    == Some(&name)
+        }) {
+            for e in slice
+                .endpoints
+                .iter()
+                .flatten()
+                .filter(|e| e.conditions.as_ref().and_then(|c| c.ready) != Some(false))
+            {
+                for a in &e.addresses {
+                    match a.parse::<std::net::IpAddr>() {
+                        Ok(std::net::IpAddr::V4(v4)) if !backends.contains(&v4) => {
+                            backends.push(v4)
+                        }
+                        Ok(std::net::IpAddr::V6(v6)) if !backends6.contains(&v6) => {
+                            backends6.push(v6)
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+    }
+    Some(ServiceSpec {
+        name,
+        namespace,
+        labels: s.metadata.labels.clone().unwrap_or_default(),
+        ip,
+        ipv6,
+        ports,
+        selector,
+        backends,
+        backends6,
+    })
 }
 
 fn pod_spec(p: &Pod) -> Option<PodSpec> {

@@ -208,7 +208,7 @@ impl Change {
                 mesh: true,
                 ..Change::default()
             },
-            KubeWatched::Pods | KubeWatched::Namespaces => Change {
+            KubeWatched::Pods | KubeWatched::Namespaces | KubeWatched::Services => Change {
                 topology: true,
                 ..Change::default()
             },

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use ward_engine::{Cluster, ClusterError, Endpoint, NamedPort, Node, Protocol};
 use ward_schema::diagnostic::codes;
-use ward_schema::policytest::{PolicyTest, TestEndpoint, TestNode};
+use ward_schema::policytest::{PolicyTest, PortSpec, TestEndpoint, TestNode, TestService};
 use ward_schema::{Diagnostic, Origin};
 
 /// Where an endpoint was first declared, and the ports it declares.
@@ -37,6 +37,8 @@ pub struct TestCluster {
     raw: Vec<TestEndpoint>,
     /// Where each declared (not only implied) node was first declared.
     node_origins: BTreeMap<String, String>,
+    /// Each service's declaration as first written, and where (`file:line (PolicyTest t)`).
+    service_decls: BTreeMap<String, (TestService, String)>,
 }
 
 /// What to do when a name is declared again, differently.
@@ -77,6 +79,13 @@ impl TestCluster {
                 && on_conflict == OnConflict::Report
             {
                 problems.push(at_item(&test.origin, "nodes", index, message));
+            }
+        }
+        for (index, svc) in test.spec.services.iter().enumerate() {
+            if let Err(message) = self.add_service(test, svc)
+                && on_conflict == OnConflict::Report
+            {
+                problems.push(at_item(&test.origin, "services", index, message));
             }
         }
         for (index, ep) in test.spec.endpoints.iter().enumerate() {
@@ -140,6 +149,45 @@ impl TestCluster {
         }
         self.node_origins.insert(node.name.clone(), at);
         Ok(())
+    }
+
+    /// Adds a declared service (`spec.services[index]`). A name means the same service in
+    /// every test: two declarations that differ are an error. A service without an address
+    /// gets the next free one of 10.96.0.0/16 (as Kubernetes would give it one).
+    fn add_service(&mut self, test: &PolicyTest, svc: &TestService) -> Result<(), String> {
+        let full = format!("{}/{}", svc.namespace, svc.name);
+        let at = format!("{} (PolicyTest {})", test.origin, test.name);
+        if let Some((first, first_at)) = self.service_decls.get(&full) {
+            return if first == svc {
+                Ok(())
+            } else {
+                Err(format!(
+                    "service \"{full}\" is declared differently in {at} and in {first_at}: a name means the same service in every PolicyTest"
+                ))
+            };
+        }
+        let mut service = engine_service(svc)?;
+        if service.ips.is_empty() {
+            let used = |ip: &IpAddr| {
+                self.cluster.services.iter().any(|s| s.ips.contains(ip))
+                    || self.cluster.endpoints.iter().any(|e| e.ips.contains(ip))
+            };
+            let free = (10..=u16::MAX)
+                .map(|n| IpAddr::from([10, 96, (n >> 8) as u8, (n & 0xff) as u8]))
+                .find(|ip| !used(ip));
+            service.ips.extend(free);
+        }
+        self.cluster.services.push(service);
+        self.service_decls.insert(full, (svc.clone(), at));
+        Ok(())
+    }
+
+    /// The service tests call `namespace/name`, by its position in `cluster.services`.
+    pub fn service(&self, full_name: &str) -> Option<usize> {
+        self.cluster
+            .services
+            .iter()
+            .position(|s| s.full_name() == full_name)
     }
 
     /// Adds a test's DNS answers (`spec.dns`; the checks made sure the addresses parse); a
@@ -346,6 +394,53 @@ fn addresses(ip: Option<&String>, ips: &[String]) -> Result<Vec<IpAddr>, String>
         }
     }
     Ok(out)
+}
+
+/// The engine service for a declaration.
+fn engine_service(svc: &TestService) -> Result<ward_engine::Service, String> {
+    let mut ports = Vec::new();
+    for p in &svc.ports {
+        let number = |n: i64| {
+            u16::try_from(n)
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| format!("port {n} is impossible; ports are 1-65535"))
+        };
+        let written = p.protocol.as_deref().unwrap_or("TCP");
+        let protocol = Protocol::parse(written)
+            .filter(|p| *p == Protocol::TCP || *p == Protocol::UDP)
+            .ok_or_else(|| format!("protocol \"{written}\": a service port here is TCP or UDP"))?;
+        let target_port = match &p.target_port {
+            None => None,
+            Some(PortSpec::Number(n)) => Some(ward_engine::TargetPort::Number(number(*n)?)),
+            Some(PortSpec::Name(s)) => Some(match s.parse::<i64>() {
+                Ok(n) => ward_engine::TargetPort::Number(number(n)?),
+                Err(_) => ward_engine::TargetPort::Name(s.clone()),
+            }),
+        };
+        ports.push(ward_engine::ServicePort {
+            name: p.name.clone(),
+            port: number(p.port)?,
+            target_port,
+            protocol,
+        });
+    }
+    let has_selector = svc.selector.as_ref().is_some_and(|s| !s.is_empty());
+    if has_selector && !svc.backends.is_empty() {
+        return Err(format!(
+            "service {}/{} has both a selector and backends: a service with a selector gets its backends from the pods it selects; drop one",
+            svc.namespace, svc.name
+        ));
+    }
+    Ok(ward_engine::Service {
+        name: svc.name.clone(),
+        namespace: svc.namespace.clone(),
+        labels: svc.labels.clone(),
+        ips: addresses(svc.ip.as_ref(), &svc.ips)?,
+        ports,
+        selector: svc.selector.clone(),
+        backends: addresses(None, &svc.backends)?,
+    })
 }
 
 /// The engine endpoint for a declaration, and its declared ports.

@@ -25,6 +25,10 @@ pub enum PeerRef {
     Reserved(Identity),
     /// A node's host endpoint, written `node:<name>` (its position in the cluster's nodes).
     Node(usize),
+    /// A ClusterIP service, written `service:<namespace>/<name>` (its position in the
+    /// cluster's services): the flow goes to its first cluster IP, and from there to each
+    /// of its backends.
+    Service(usize),
 }
 
 /// The engine's flow ends for two written ends, once `host` and `remote-node` are tied to
@@ -62,6 +66,11 @@ impl PeerRef {
                 .map(PeerRef::Node)
                 .ok_or_else(|| format!("unknown node \"{node}\": declare it under spec.nodes (or give an endpoint that node)"));
         }
+        if let Some(svc) = s.strip_prefix("service:") {
+            return cluster.service(svc).map(PeerRef::Service).ok_or_else(|| {
+                format!("unknown service \"{svc}\": declare it under spec.services, as <namespace>/<name>")
+            });
+        }
         s.parse::<IpAddr>().map(PeerRef::Ip).map_err(|_| {
             format!("unknown endpoint \"{s}\": declare it under spec.endpoints, or use an entity (world, host, ...) or an IP address")
         })
@@ -98,6 +107,10 @@ impl PeerRef {
             PeerRef::WorldIpv6 => Peer::Ip(WORLD_IPV6),
             PeerRef::Reserved(id) => Peer::Reserved(id),
             PeerRef::Node(n) => node_peer(&cluster.cluster.nodes[n].name, repo),
+            PeerRef::Service(i) => match cluster.cluster.services[i].ips.first() {
+                Some(ip) => Peer::Ip(*ip),
+                None => Peer::Reserved(Identity::WORLD),
+            },
         }
     }
 
@@ -129,6 +142,7 @@ impl PeerRef {
             PeerRef::WorldIpv6 => "world-ipv6".to_owned(),
             PeerRef::Reserved(id) => id.reserved_name().unwrap_or("reserved").to_owned(),
             PeerRef::Node(n) => format!("node:{}", cluster.cluster.nodes[n].name),
+            PeerRef::Service(i) => format!("service:{}", cluster.cluster.services[i].full_name()),
         }
     }
 

@@ -429,16 +429,57 @@ pub fn flows_of(
     let src = PeerRef::parse(&e.from, cluster)?;
     let dst = PeerRef::parse(&e.to, cluster)?;
     let (protocol, port) = resolve_port(e.protocol.as_deref(), e.port.as_ref(), dst, cluster)?;
-    Ok(ends(src, dst, repo, cluster)
+    let mut out = Vec::new();
+    for ends in ends(src, dst, repo, cluster) {
+        let flow = Flow {
+            src: ends.src,
+            dst: ends.dst,
+            protocol,
+            port,
+        };
+        out.extend(through_service(flow, ends, repo)?);
+    }
+    Ok(out)
+}
+
+/// A flow to a service's address and port becomes one flow per backend (as the datapath
+/// translates it before the policy), each saying which backend it reached; any other flow
+/// stays as it is. A service port without backends is an error: its packets are dropped
+/// before any policy, so no verdict applies.
+fn through_service(
+    flow: Flow,
+    ends: Ends,
+    repo: &PolicyRepository,
+) -> Result<Vec<(Flow, Ends)>, String> {
+    let Some((svc, flows)) = repo.service_flows(&flow) else {
+        return Ok(vec![(flow, ends)]);
+    };
+    if flows.is_empty() {
+        return Err(format!(
+            "service {} has no backend for {}/{} (no declared endpoint matches its selector, or it lists none): the datapath drops its packets before any policy",
+            svc.full_name(),
+            flow.protocol,
+            flow.port
+        ));
+    }
+    Ok(flows
         .into_iter()
-        .map(|ends| {
-            let flow = Flow {
-                src: ends.src,
-                dst: ends.dst,
-                protocol,
-                port,
+        .map(|f| {
+            let backend = match f.dst {
+                Peer::Ip(ip) => ip.to_string(),
+                _ => String::new(),
             };
-            (flow, ends)
+            let via = format!("service {} backend {backend}:{}", svc.full_name(), f.port);
+            let ends = Ends {
+                dst: f.dst,
+                via: Some(
+                    ends.via
+                        .as_ref()
+                        .map_or(via.clone(), |v| format!("{v}, {via}")),
+                ),
+                ..ends.clone()
+            };
+            (f, ends)
         })
         .collect())
 }
@@ -478,6 +519,20 @@ pub fn resolve_port(
         Some(PortSpec::Name(s)) => {
             if let Ok(n) = s.parse::<i64>() {
                 return Ok((written.unwrap_or(Protocol::TCP), number(n)?));
+            }
+            if let PeerRef::Service(i) = dst {
+                let svc = &cluster.cluster.services[i];
+                return match svc
+                    .ports
+                    .iter()
+                    .find(|p| p.name.as_deref().is_some_and(|n| n.eq_ignore_ascii_case(s)))
+                {
+                    Some(p) => Ok((written.unwrap_or(p.protocol), p.port)),
+                    None => Err(format!(
+                        "service {} has no port named \"{s}\"",
+                        svc.full_name()
+                    )),
+                };
             }
             let declared = dst.endpoint(cluster).and_then(|i| {
                 cluster.cluster.endpoints[i]

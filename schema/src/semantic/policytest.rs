@@ -23,6 +23,7 @@ pub(super) fn check(c: &mut Checker, object: &Value) {
         let mut known = Known {
             endpoints: check_endpoints(c, spec),
             nodes: check_nodes(c, spec),
+            services: check_services(c, spec),
         };
         for node in spec
             .get("endpoints")
@@ -76,6 +77,90 @@ type Declared = BTreeMap<String, BTreeSet<String>>;
 struct Known {
     endpoints: Declared,
     nodes: BTreeSet<String>,
+    /// Services by `namespace/name`, with their named ports.
+    services: Declared,
+}
+
+/// `spec.services`: unique names, addresses that parse, valid labels and selector, ports
+/// with a TCP or UDP protocol and a possible target port, a selector or listed backends.
+fn check_services(c: &mut Checker, spec: &Value) -> Declared {
+    let mut declared = Declared::new();
+    c.each(spec, "services", |c, svc| {
+        let text = |k: &str| svc.get(k).and_then(Value::as_str).unwrap_or_default();
+        let full = format!("{}/{}", text("namespace"), text("name"));
+        if declared.contains_key(&full) {
+            c.at("name", |c| {
+                c.error(
+                    codes::POLICY_TEST,
+                    format!("service \"{full}\" is declared twice"),
+                )
+                .hint("service names must be unique within a namespace");
+            });
+        }
+        check_labels(c, svc);
+        if let Some(sel) = svc.get("selector") {
+            let as_labels = serde_json::json!({ "labels": sel });
+            c.at("selector", |c| check_labels(c, &as_labels));
+        }
+        check_ip(c, svc);
+        c.each(svc, "backends", |c, b| {
+            if let Some(b) = b.as_str() {
+                check_address(c, b);
+            }
+        });
+        let has_selector = svc
+            .get("selector")
+            .and_then(Value::as_object)
+            .is_some_and(|m| !m.is_empty());
+        if has_selector && svc.get("backends").and_then(Value::as_array).is_some_and(|b| !b.is_empty()) {
+            c.at("backends", |c| {
+                c.error(
+                    codes::POLICY_TEST,
+                    format!("service \"{full}\" has both a selector and backends"),
+                )
+                .hint("a service with a selector gets its backends from the pods it selects; drop one");
+            });
+        }
+        let mut named = BTreeSet::new();
+        c.each(svc, "ports", |c, port| {
+            check_declared_port(c, port);
+            check_protocol(c, port.get("protocol"), &["TCP", "UDP"]);
+            if let Some(n) = port.get("name").and_then(Value::as_str) {
+                named.insert(n.to_ascii_lowercase());
+            }
+            match port.get("targetPort") {
+                Some(Value::Number(n)) if n.as_i64().is_none_or(|p| !(1..=65535).contains(&p)) => {
+                    c.at("targetPort", |c| {
+                        c.error(
+                            codes::POLICY_TEST,
+                            format!("targetPort {n} is impossible; ports are 1-65535"),
+                        );
+                    });
+                }
+                Some(Value::String(name)) if !is_svc_name(name) => {
+                    c.at("targetPort", |c| {
+                        c.error(
+                            codes::POLICY_TEST,
+                            format!("\"{name}\" is not a valid port name"),
+                        )
+                        .hint("a named targetPort is a container port name of the selected pods");
+                    });
+                }
+                Some(Value::String(_)) if !has_selector => {
+                    c.at("targetPort", |c| {
+                        c.error(
+                            codes::POLICY_TEST,
+                            "a named targetPort needs a selector",
+                        )
+                        .hint("a named port is looked up on the selected pods; give the backends' port number");
+                    });
+                }
+                _ => {}
+            }
+        });
+        declared.insert(full, named);
+    });
+    declared
 }
 
 /// `spec.nodes`: unique names, addresses that parse, valid labels.
@@ -233,6 +318,25 @@ fn check_peer(c: &mut Checker, field: &'static str, peer: &str, known: &Known) {
     {
         return;
     }
+    if let Some(svc) = peer.strip_prefix("service:") {
+        if field == "from" {
+            c.at(field, |c| {
+                c.error(codes::POLICY_TEST, "a service is only a destination")
+                    .hint("send from one of its backends, or from the endpoint that calls it");
+            });
+        } else if !known.services.contains_key(svc) {
+            let names: Vec<&str> = known.services.keys().map(String::as_str).collect();
+            c.at(field, |c| {
+                c.error(codes::POLICY_TEST, format!("unknown service \"{svc}\""))
+                    .hint(if names.is_empty() {
+                        "declare it under spec.services (name, namespace, ports, a selector or backends); write service:<namespace>/<name>".to_owned()
+                    } else {
+                        format!("services of this test: {}", names.join(", "))
+                    });
+            });
+        }
+        return;
+    }
     if let Some(node) = peer.strip_prefix("node:") {
         if !known.nodes.contains(node) {
             let nodes: Vec<&str> = known.nodes.iter().map(String::as_str).collect();
@@ -300,7 +404,11 @@ fn check_expectation(c: &mut Checker, e: &Value, known: &Known) {
             }
         }
         Some(Value::String(s)) => {
-            check_named_port(c, s, e.get("to").and_then(Value::as_str), declared)
+            let to = e.get("to").and_then(Value::as_str);
+            match to.and_then(|t| t.strip_prefix("service:")) {
+                Some(svc) => check_named_port(c, s, Some(svc), &known.services),
+                None => check_named_port(c, s, to, declared),
+            }
         }
         _ => {}
     }

@@ -22,7 +22,10 @@
 //! also compared on it (REFUSED by the agent's proxy, or answered); one that carries an HTTP
 //! request is compared on its layer 3/4 verdict. A node (`node:<name>`, its address, or `host`
 //! as the other end's node) is sent from or to its own namespace, where its host policy is
-//! enforced. Flows with an end the lab cannot hold (`remote-node`, which stands for several
+//! enforced. A service (`service:<namespace>/<name>`, or its cluster IP) is in the lab too:
+//! the probe goes to its cluster IP, the source's program sends it to one backend, and the
+//! kernel is compared with the engine's verdict at the backends (not probed when they differ,
+//! since the kernel picks one at random). Flows with an end the lab cannot hold (`remote-node`, which stands for several
 //! nodes, `kube-apiserver`, an address inside the lab's ranges that nothing has, IPv6) are
 //! listed as not probed, with the reason.
 //!
@@ -152,22 +155,56 @@ enum Host {
     Node(String, Ipv4Addr),
     /// The world host.
     World(Ipv4Addr),
+    /// A service, by `namespace/name`, at its cluster IP: only a destination, whose packets
+    /// the source's program sends to one of its backends.
+    Service(String, Ipv4Addr),
 }
 
 impl Host {
     fn ip(&self) -> Ipv4Addr {
         match self {
-            Host::Pod(_, ip) | Host::Node(_, ip) | Host::World(ip) => *ip,
+            Host::Pod(_, ip) | Host::Node(_, ip) | Host::World(ip) | Host::Service(_, ip) => *ip,
         }
     }
 
+    /// Where the end's sockets live; a service has none of its own (its backends'
+    /// addresses are where they listen: [`backend_hosts`]).
     fn netns(&self, lab: &Lab) -> PathBuf {
         match self {
             Host::Pod(name, _) => lab.pod_netns(name),
             Host::Node(name, _) => lab.node_netns(name),
-            Host::World(_) => lab.world_netns(),
+            Host::World(_) | Host::Service(..) => lab.world_netns(),
         }
     }
+}
+
+/// Where a probe to `dst` on `protocol`/`port` is answered: the end itself, or for a
+/// service every backend the lab gives it (its namespace, address and target port).
+fn backend_hosts(
+    lab: &Lab,
+    dst: &Host,
+    protocol: Protocol,
+    port: u16,
+) -> Vec<(PathBuf, IpAddr, u16)> {
+    let Host::Service(..) = dst else {
+        return vec![(dst.netns(lab), dst.ip().into(), port)];
+    };
+    let topology = lab.topology();
+    let cluster = Cluster::from_topology(topology);
+    let Some((svc, i)) = cluster.service_at(dst.ip().into(), port, protocol) else {
+        return Vec::new();
+    };
+    cluster
+        .backends(svc, i, dst.ip().into())
+        .into_iter()
+        .map(|b| {
+            let netns = match topology.pods.iter().find(|p| IpAddr::V4(p.ip) == b.ip) {
+                Some(pod) => lab.pod_netns(&pod.full_name()),
+                None => lab.world_netns(),
+            };
+            (netns, b.ip, b.port)
+        })
+        .collect()
 }
 
 /// A flow to send.
@@ -352,7 +389,8 @@ fn base36(mut n: u32) -> String {
     digits.iter().rev().collect()
 }
 
-/// The IPv4 addresses the expectations name that no endpoint or node has.
+/// The IPv4 addresses the expectations name that no endpoint or node has, and the listed
+/// backends of services that none has (world answers for them).
 fn outside(suite: &Suite) -> BTreeSet<Ipv4Addr> {
     let cluster = &suite.cluster;
     let taken: BTreeSet<IpAddr> = cluster
@@ -360,6 +398,13 @@ fn outside(suite: &Suite) -> BTreeSet<Ipv4Addr> {
         .endpoints
         .iter()
         .flat_map(|e| e.ips.iter().copied())
+        .chain(
+            cluster
+                .cluster
+                .services
+                .iter()
+                .flat_map(|s| s.ips.iter().copied()),
+        )
         .chain(
             cluster
                 .cluster
@@ -374,7 +419,18 @@ fn outside(suite: &Suite) -> BTreeSet<Ipv4Addr> {
         .flat_map(|t| &t.spec.expectations)
         .flat_map(|e| [&e.from, &e.to])
         .filter_map(|end| match PeerRef::parse(end, cluster) {
-            Ok(PeerRef::Ip(ip @ IpAddr::V4(v4))) if !taken.contains(&ip) => Some(v4),
+            Ok(PeerRef::Ip(ip)) => Some(ip),
+            _ => None,
+        })
+        .chain(
+            cluster
+                .cluster
+                .services
+                .iter()
+                .flat_map(|s| s.backends.iter().copied()),
+        )
+        .filter_map(|ip| match ip {
+            IpAddr::V4(v4) if !taken.contains(&ip) => Some(v4),
             _ => None,
         })
         .collect()
@@ -442,6 +498,9 @@ fn probe_of(
     let src = PeerRef::parse(&e.from, cluster)?;
     let dst = PeerRef::parse(&e.to, cluster)?;
     let (protocol, port) = resolve_port(e.protocol.as_deref(), e.port.as_ref(), dst, cluster)?;
+    if matches!(src, PeerRef::Service(_)) {
+        return Err("a service is only a destination: its backends answer for it".into());
+    }
     let (src, dst) = (
         host(src, dst, suite, placement)?,
         host(dst, src, suite, placement)?,
@@ -482,6 +541,16 @@ fn host(
     placement: &Placement,
 ) -> Result<Host, String> {
     let cluster = &suite.cluster;
+    // A service's cluster IP written as an address is that service.
+    let end = match end {
+        PeerRef::Ip(ip) => cluster
+            .cluster
+            .services
+            .iter()
+            .position(|s| s.ips.contains(&ip))
+            .map_or(end, PeerRef::Service),
+        other => other,
+    };
     if let Some(i) = end.endpoint(cluster) {
         return placement.pods[i]
             .clone()
@@ -515,6 +584,12 @@ fn host(
                 .into(),
         ),
         PeerRef::Reserved(_) => Err(format!("{}: the lab has no such host", end.label(cluster))),
+        PeerRef::Service(i) => {
+            let svc = &cluster.cluster.services[i];
+            placement.services[i]
+                .clone()
+                .map(|ip| Host::Service(svc.full_name(), ip))
+        }
         PeerRef::Endpoint(_) => unreachable!("endpoints are handled above"),
     }
 }
@@ -529,15 +604,39 @@ fn node_host(name: &str, placement: &Placement) -> Result<Host, String> {
         .ok_or_else(|| format!("node {name} is not in the lab"))
 }
 
-/// Whether the engine allows `p` over the lab's cluster (layer 3/4).
-fn lab_allows(repo: &PolicyRepository, p: &Probe) -> bool {
+/// The engine's flows of `p` over the lab's cluster: the flow itself, or one per backend of
+/// the service it goes to.
+fn lab_flows(repo: &PolicyRepository, p: &Probe) -> Vec<Flow> {
     let flow = Flow {
         src: Peer::Ip(p.src.ip().into()),
         dst: Peer::Ip(p.dst.ip().into()),
         protocol: p.protocol,
         port: p.port,
     };
-    repo.verdict(&flow).verdict == Verdict::Allow
+    match repo.service_flows(&flow) {
+        Some((_, flows)) => flows,
+        None => vec![flow],
+    }
+}
+
+/// Whether the engine allows `p` over the lab's cluster (layer 3/4); `None` when it goes to
+/// a service whose backends get different verdicts (the kernel picks one at random), or
+/// that has none.
+fn lab_verdict(repo: &PolicyRepository, p: &Probe) -> Option<bool> {
+    let verdicts: BTreeSet<bool> = lab_flows(repo, p)
+        .iter()
+        .map(|f| repo.verdict(f).verdict == Verdict::Allow)
+        .collect();
+    let mut it = verdicts.into_iter();
+    match (it.next(), it.next()) {
+        (Some(v), None) => Some(v),
+        _ => None,
+    }
+}
+
+/// Whether the engine allows `p` over the lab's cluster (layer 3/4).
+fn lab_allows(repo: &PolicyRepository, p: &Probe) -> bool {
+    lab_verdict(repo, p) == Some(true)
 }
 
 /// Fills in a probed check.
@@ -545,7 +644,13 @@ fn judge(c: &mut Check, p: &Probe, answer: Answer, repo: &PolicyRepository, test
     let Answer {
         carried, passed, ..
     } = answer;
-    let engine = lab_allows(repo, p);
+    let Some(engine) = lab_verdict(repo, p) else {
+        c.result = Agreement::NotProbed;
+        c.note = Some(
+            "the service's backends get different verdicts (or it has none in the lab): the kernel sends each connection to one of them at random".into(),
+        );
+        return;
+    };
     let word = |allow: bool| if allow { "allow" } else { "deny" };
     c.engine = Some(word(engine));
     c.kernel = Some(if passed { "passed" } else { "dropped" });
@@ -582,17 +687,23 @@ fn judge_dns(c: &mut Check, p: &Probe, code: Option<ResponseCode>, repo: &Policy
     let (Some(name), Some(code)) = (&p.dns, code) else {
         return;
     };
-    let flow = Flow {
-        src: Peer::Ip(p.src.ip().into()),
-        dst: Peer::Ip(p.dst.ip().into()),
-        protocol: p.protocol,
-        port: p.port,
-    };
     let request = L7Request::Dns { name: name.clone() };
-    let engine_refuses = repo
-        .l7_verdict(&flow, &request)
+    // Through a service every backend must refuse (or answer) alike: the kernel picks one.
+    let refusals: BTreeSet<bool> = lab_flows(repo, p)
         .iter()
-        .any(|(_, d)| d.verdict == L7Verdict::Denied);
+        .map(|flow| {
+            repo.l7_verdict(flow, &request)
+                .iter()
+                .any(|(_, d)| d.verdict == L7Verdict::Denied)
+        })
+        .collect();
+    let engine_refuses = refusals.contains(&true);
+    if refusals.len() > 1 {
+        c.note = Some(format!(
+            "DNS query {name} not compared: the service's backends refuse it differently"
+        ));
+        return;
+    }
     let kernel_refused = code == ResponseCode::Refused;
     let word = |refused: bool| if refused { "REFUSED" } else { "answered" };
     if engine_refuses == kernel_refused {
@@ -616,14 +727,16 @@ fn servers(lab: &Lab, probes: &[&Probe], names: Arc<Names>) -> Result<probe::Ser
     let mut servers = probe::Servers::new();
     let mut seen = std::collections::BTreeSet::new();
     for p in probes {
-        if !seen.insert((p.dst.ip(), p.protocol, p.port)) {
-            continue;
-        }
-        let netns = p.dst.netns(lab);
-        match p.protocol {
-            Protocol::TCP => servers.tcp_with_names(&netns, p.dst.ip(), p.port, names.clone())?,
-            Protocol::UDP => servers.udp_with_names(&netns, p.dst.ip(), p.port, names.clone())?,
-            _ => {}
+        for (netns, ip, port) in backend_hosts(lab, &p.dst, p.protocol, p.port) {
+            let IpAddr::V4(ip) = ip else { continue };
+            if !seen.insert((ip, p.protocol, port)) {
+                continue;
+            }
+            match p.protocol {
+                Protocol::TCP => servers.tcp_with_names(&netns, ip, port, names.clone())?,
+                Protocol::UDP => servers.udp_with_names(&netns, ip, port, names.clone())?,
+                _ => {}
+            }
         }
     }
     Ok(servers)
@@ -655,7 +768,7 @@ fn send(lab: &Lab, p: &Probe, timeout: Duration) -> Result<Sent> {
     // The world host has several addresses: a probe from it leaves from the one it stands for.
     let from = match &p.src {
         Host::World(ip) => Some(std::net::IpAddr::V4(*ip)),
-        Host::Pod(..) | Host::Node(..) => None,
+        Host::Pod(..) | Host::Node(..) | Host::Service(..) => None,
     };
     let to = p.dst.ip();
     let name = p.dns.as_deref().unwrap_or(probe::PROBE_NAME);

@@ -10,6 +10,10 @@
 //! Declared node addresses become the underlay when they share a private /24, else the
 //! nodes are numbered in 172.30.0.0/24.
 //!
+//! Services keep their first IPv4 cluster IP (unless the lab's own ranges hold it), their
+//! ports and selector; a service without a selector keeps the listed backends the lab holds
+//! (a pod's address, or one of world's: the world host answers for the others).
+//!
 //! What the lab cannot hold is left out with the reason (an IPv6 address: the lab is IPv4
 //! only; a public pod address: pod ranges are private), and flows to or from it are not
 //! probed.
@@ -37,6 +41,9 @@ pub struct Placement {
     pub world_addresses: Vec<Ipv4Addr>,
     /// The lab's nodes.
     pub nodes: Vec<PlacedNode>,
+    /// Per service of the cluster, in order: its cluster IP in the lab, or why it is not in
+    /// the lab.
+    pub services: Vec<Result<Ipv4Addr, String>>,
 }
 
 /// A node of the lab.
@@ -119,7 +126,16 @@ pub fn place(
             !in_lab && !special
         })
         .collect();
-    let doc = document(
+    let in_lab = |ip: Ipv4Addr| {
+        ip == world
+            || world_addresses.contains(&ip)
+            || underlay.contains(ip)
+            || nodes
+                .iter()
+                .any(|n| n.range.is_some_and(|r| r.contains(ip)))
+    };
+    let services = place_services(cluster, in_lab);
+    let mut doc = document(
         lab,
         cluster,
         &nodes,
@@ -127,11 +143,16 @@ pub fn place(
         underlay,
         (world, &world_addresses),
     );
+    let world_all: Vec<Ipv4Addr> = std::iter::once(world)
+        .chain(world_addresses.iter().copied())
+        .collect();
+    doc["spec"]["services"] = service_docs(cluster, &services, &pods, &world_all);
     Ok(Placement {
         topology: doc.to_string(),
         pods,
         world,
         world_addresses,
+        services,
         nodes: nodes
             .into_iter()
             .map(|n| PlacedNode {
@@ -399,6 +420,108 @@ fn document(
     })
 }
 
+/// Each service's cluster IP in the lab: its first IPv4 one, unless the lab's own ranges
+/// hold it.
+fn place_services(
+    cluster: &TestCluster,
+    in_lab: impl Fn(Ipv4Addr) -> bool,
+) -> Vec<Result<Ipv4Addr, String>> {
+    cluster
+        .cluster
+        .services
+        .iter()
+        .map(|svc| {
+            let ip = svc
+                .ips
+                .iter()
+                .find_map(|ip| match ip {
+                    IpAddr::V4(v4) => Some(*v4),
+                    IpAddr::V6(_) => None,
+                })
+                .ok_or_else(|| {
+                    format!(
+                        "service {} has no IPv4 cluster IP; the lab is IPv4 only",
+                        svc.full_name()
+                    )
+                })?;
+            if in_lab(ip) {
+                return Err(format!(
+                    "service {}'s cluster IP {ip} lies inside the lab's own ranges",
+                    svc.full_name()
+                ));
+            }
+            Ok(ip)
+        })
+        .collect()
+}
+
+/// The placed services as the topology declares them: a selector as written, or the
+/// listed backends the lab holds (a pod's address or one of world's).
+fn service_docs(
+    cluster: &TestCluster,
+    placed: &[Result<Ipv4Addr, String>],
+    pods: &[Result<(String, Ipv4Addr), String>],
+    world_addresses: &[Ipv4Addr],
+) -> Value {
+    let held = |ip: &IpAddr| match ip {
+        IpAddr::V4(v4) => {
+            world_addresses.contains(v4)
+                || pods
+                    .iter()
+                    .any(|p| p.as_ref().is_ok_and(|(_, pod)| pod == v4))
+        }
+        IpAddr::V6(_) => false,
+    };
+    let docs: Vec<Value> = cluster
+        .cluster
+        .services
+        .iter()
+        .zip(placed)
+        .filter_map(|(svc, ip)| {
+            let ip = ip.as_ref().ok()?;
+            let several = svc.ports.len() > 1;
+            let ports: Vec<Value> = svc
+                .ports
+                .iter()
+                .enumerate()
+                .map(|(i, p)| {
+                    let mut port = json!({"port": p.port, "protocol": p.protocol.to_string()});
+                    // The lab wants every port of a service with several named (Kubernetes'
+                    // rule); the name only matters to the tests, which resolved it already.
+                    match (&p.name, several) {
+                        (Some(n), _) => port["name"] = json!(n),
+                        (None, true) => port["name"] = json!(format!("port-{i}")),
+                        (None, false) => {}
+                    }
+                    match &p.target_port {
+                        Some(ward_engine::TargetPort::Number(n)) => port["targetPort"] = json!(n),
+                        Some(ward_engine::TargetPort::Name(n)) => port["targetPort"] = json!(n),
+                        None => {}
+                    }
+                    port
+                })
+                .collect();
+            let mut doc = json!({
+                "name": svc.name, "namespace": svc.namespace, "labels": svc.labels,
+                "ip": ip.to_string(), "ports": ports,
+            });
+            if svc.has_selector() {
+                doc["selector"] = json!(svc.selector);
+            } else {
+                let backends: Vec<String> = svc
+                    .backends
+                    .iter()
+                    .filter(|b| held(b))
+                    .map(ToString::to_string)
+                    .collect();
+                doc["backends"] = json!(backends);
+            }
+            Some(doc)
+        })
+        .collect();
+    json!(docs)
+}
+
 fn node_label(n: &Planned) -> String {
     match &n.test_name {
         Some(name) => format!("node {name}"),
@@ -499,6 +622,49 @@ mod tests {
             t.world.addresses,
             ["10.20.1.5".parse::<Ipv4Addr>().unwrap()]
         );
+    }
+
+    /// Services keep their cluster IP, ports and selector; a listed backend outside the
+    /// cluster is answered by world; a cluster IP inside the lab's ranges is left out.
+    #[test]
+    fn services_are_placed_with_their_backends() {
+        let c = cluster(json!({
+            "endpoints": [{"name": "web", "namespace": "shop", "labels": {"app": "web"}, "ip": "10.0.1.10",
+                           "ports": [{"name": "http", "port": 8080}]}],
+            "services": [
+                {"name": "web", "namespace": "shop", "ip": "10.96.0.10", "selector": {"app": "web"},
+                 "ports": [{"port": 80, "targetPort": "http"}, {"port": 81, "protocol": "UDP"}]},
+                {"name": "db", "namespace": "shop", "ip": "10.96.0.20", "backends": ["198.51.100.20"],
+                 "ports": [{"port": 5432}]},
+                {"name": "inside", "namespace": "shop", "ip": "10.0.1.9", "selector": {"app": "web"},
+                 "ports": [{"port": 80}]}
+            ]
+        }));
+        let outside: BTreeSet<Ipv4Addr> = ["198.51.100.20".parse().unwrap()].into();
+        let p = place(&c, &outside, "wtd4", "d4").unwrap();
+        let t = topology(&p);
+        assert_eq!(t.services.len(), 2, "{}", p.topology);
+        let web = &t.services[0];
+        assert_eq!(web.ip.to_string(), "10.96.0.10");
+        assert_eq!(web.ports.len(), 2);
+        assert!(
+            web.ports.iter().all(|p| p.name.is_some()),
+            "several ports are all named"
+        );
+        assert_eq!(
+            web.ports[0].target_port,
+            ward_schema::topology::TargetPort::Name("http".into())
+        );
+        assert_eq!(
+            t.services[1].backends,
+            ["198.51.100.20".parse::<Ipv4Addr>().unwrap()]
+        );
+        assert!(
+            p.world_addresses
+                .contains(&"198.51.100.20".parse().unwrap())
+        );
+        let inside = p.services[2].as_ref().unwrap_err();
+        assert!(inside.contains("inside the lab's own ranges"), "{inside}");
     }
 
     #[test]
