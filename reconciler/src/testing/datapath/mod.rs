@@ -25,9 +25,10 @@
 //! enforced. A service (`service:<namespace>/<name>`, or its cluster IP) is in the lab too:
 //! the probe goes to its cluster IP, the source's program sends it to one backend, and the
 //! kernel is compared with the engine's verdict at the backends (not probed when they differ,
-//! since the kernel picks one at random). Flows with an end the lab cannot hold (`remote-node`, which stands for several
-//! nodes, `kube-apiserver`, an address inside the lab's ranges that nothing has, IPv6) are
-//! listed as not probed, with the reason.
+//! since the kernel picks one at random). `remote-node` stands for every node but the other
+//! end's: the flow is sent from (or to) each of them, and each must agree. Flows with an end
+//! the lab cannot hold (`kube-apiserver`, an address inside the lab's ranges that nothing
+//! has, IPv6) are listed as not probed, with the reason.
 //!
 //! Unlike the rest of [`crate::testing`], this needs root and builds real namespaces; the lab,
 //! the agents' pinned maps and run folders are removed when the run ends, also on an error.
@@ -247,6 +248,7 @@ pub fn check(
     let probes: Vec<Probe> = planned
         .iter()
         .filter_map(|(_, p)| p.as_ref().ok().cloned())
+        .flatten()
         .collect();
     let view = LabView {
         placement: &placement,
@@ -263,9 +265,38 @@ pub fn check(
                     c.result = Agreement::NotProbed;
                     c.note = Some(reason);
                 }
-                Ok(_) => {
-                    let (p, answer) = answers.next().unwrap_or_else(|| unreachable!());
-                    judge(&mut c, p, answer, &lab_repo, &suite.cluster.cluster);
+                Ok(ps) => {
+                    let judged: Vec<Check> = ps
+                        .iter()
+                        .map(|_| {
+                            let (p, answer) = answers.next().unwrap_or_else(|| unreachable!());
+                            let mut one = c.clone();
+                            judge(&mut one, p, answer, &lab_repo, &suite.cluster.cluster);
+                            (one, p)
+                        })
+                        .map(|(mut one, p)| {
+                            let node = |h: &Host| match h {
+                                Host::Node(lab, _) => placement
+                                    .nodes
+                                    .iter()
+                                    .find(|n| &n.lab == lab)
+                                    .and_then(|n| n.test.clone()),
+                                _ => None,
+                            };
+                            if ps.len() > 1
+                                && let Some(name) = node(&p.src).or_else(|| node(&p.dst))
+                            {
+                                let note = one
+                                    .note
+                                    .take()
+                                    .map(|n| format!(": {n}"))
+                                    .unwrap_or_default();
+                                one.note = Some(format!("remote-node as node:{name}{note}"));
+                            }
+                            one
+                        })
+                        .collect();
+                    c = combine(c, judged);
                 }
             }
             c
@@ -450,12 +481,30 @@ fn policy_objects(set: &ResourceSet) -> ResourceSet {
     out
 }
 
-/// Every expectation with its probe, or why it is not probed.
+/// One check from the checks of its probes (several when `remote-node` stands for every
+/// other node): a disagreement on any of them is the check's, else a probe not sent, else
+/// agreement; the notes of the probes that decided it are kept.
+fn combine(mut c: Check, judged: Vec<Check>) -> Check {
+    let pick = [Agreement::Disagree, Agreement::NotProbed, Agreement::Agree]
+        .into_iter()
+        .find(|want| judged.iter().any(|j| j.result == *want));
+    let Some(result) = pick else { return c };
+    let decided: Vec<&Check> = judged.iter().filter(|j| j.result == result).collect();
+    c.result = result;
+    c.engine = decided[0].engine;
+    c.kernel = decided[0].kernel;
+    let notes: Vec<&str> = decided.iter().filter_map(|j| j.note.as_deref()).collect();
+    c.note = (!notes.is_empty()).then(|| notes.join("; "));
+    c
+}
+
+/// Every expectation with its probes (one, or one per node `remote-node` stands for), or why
+/// it is not probed.
 fn plan(
     suite: &Suite,
     run: &TestRun,
     placement: &Placement,
-) -> Vec<(Check, Result<Probe, String>)> {
+) -> Vec<(Check, Result<Vec<Probe>, String>)> {
     let mut out = Vec::new();
     for (test, result) in suite.tests.iter().zip(&run.tests) {
         for (e, r) in test.spec.expectations.iter().zip(&result.expectations) {
@@ -487,16 +536,54 @@ fn plan(
     out
 }
 
-/// The probe for an expectation, or why the lab cannot send it.
+/// The probes for an expectation, or why the lab cannot send it: one, or one per node that
+/// `remote-node` stands for (every node but the other end's, as `ward test` evaluates it).
 fn probe_of(
     e: &TestExpectation,
     test_allows: bool,
     suite: &Suite,
     placement: &Placement,
-) -> Result<Probe, String> {
+) -> Result<Vec<Probe>, String> {
     let cluster = &suite.cluster;
     let src = PeerRef::parse(&e.from, cluster)?;
     let dst = PeerRef::parse(&e.to, cluster)?;
+    let remote = PeerRef::Reserved(Identity::REMOTE_NODE);
+    let others = |other: PeerRef| -> Result<Vec<PeerRef>, String> {
+        let home = other.node(cluster).ok_or(
+            "remote-node stands for every node but the other end's, and the other end has no node here",
+        )?;
+        let nodes: Vec<PeerRef> = (0..cluster.cluster.nodes.len())
+            .filter(|n| *n != home)
+            .map(PeerRef::Node)
+            .collect();
+        if nodes.is_empty() {
+            return Err("remote-node stands for no node here: the tests declare one node".into());
+        }
+        Ok(nodes)
+    };
+    let pairs: Vec<(PeerRef, PeerRef)> = if src == remote {
+        others(dst)?.into_iter().map(|s| (s, dst)).collect()
+    } else if dst == remote {
+        others(src)?.into_iter().map(|d| (src, d)).collect()
+    } else {
+        vec![(src, dst)]
+    };
+    pairs
+        .into_iter()
+        .map(|(src, dst)| probe_between(e, test_allows, src, dst, suite, placement))
+        .collect()
+}
+
+/// The probe from `src` to `dst` for an expectation, or why the lab cannot send it.
+fn probe_between(
+    e: &TestExpectation,
+    test_allows: bool,
+    src: PeerRef,
+    dst: PeerRef,
+    suite: &Suite,
+    placement: &Placement,
+) -> Result<Probe, String> {
+    let cluster = &suite.cluster;
     let (protocol, port) = resolve_port(e.protocol.as_deref(), e.port.as_ref(), dst, cluster)?;
     if matches!(src, PeerRef::Service(_)) {
         return Err("a service is only a destination: its backends answer for it".into());
@@ -579,10 +666,6 @@ fn host(
                 .ok_or("host is tied to no node here (give the other end a node)")?;
             node_host(&nodes[n].name, placement)
         }
-        PeerRef::Reserved(Identity::REMOTE_NODE) => Err(
-            "remote-node stands for every other node: write node:<name> to send from or to one"
-                .into(),
-        ),
         PeerRef::Reserved(_) => Err(format!("{}: the lab has no such host", end.label(cluster))),
         PeerRef::Service(i) => {
             let svc = &cluster.cluster.services[i];
@@ -988,5 +1071,55 @@ impl DatapathRun {
             self.count(Agreement::NotProbed)
         );
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(result: Agreement, note: &str) -> Check {
+        Check {
+            test: "t".into(),
+            origin: "t.yaml:1".into(),
+            flow: "remote-node → node:a TCP/22".into(),
+            result,
+            engine: Some("allow"),
+            kernel: Some(if result == Agreement::Disagree {
+                "dropped"
+            } else {
+                "passed"
+            }),
+            note: Some(note.into()),
+        }
+    }
+
+    /// The probes of one expectation (remote-node from each other node): one disagreement
+    /// makes the check a disagreement, named by its node; all agreeing, it agrees.
+    #[test]
+    fn a_check_of_several_probes_disagrees_when_any_does() {
+        let base = check(Agreement::NotProbed, "");
+        let c = combine(
+            base.clone(),
+            vec![
+                check(Agreement::Agree, "remote-node as node:b"),
+                check(Agreement::Disagree, "remote-node as node:c"),
+            ],
+        );
+        assert_eq!(c.result, Agreement::Disagree);
+        assert_eq!(c.kernel, Some("dropped"));
+        assert_eq!(c.note.as_deref(), Some("remote-node as node:c"));
+        let c = combine(
+            base,
+            vec![
+                check(Agreement::Agree, "remote-node as node:b"),
+                check(Agreement::Agree, "remote-node as node:c"),
+            ],
+        );
+        assert_eq!(c.result, Agreement::Agree);
+        assert_eq!(
+            c.note.as_deref(),
+            Some("remote-node as node:b; remote-node as node:c")
+        );
     }
 }
