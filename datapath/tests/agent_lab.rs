@@ -409,11 +409,32 @@ fn in_process_agents(lab: &AgentLab) -> Vec<ward_datapath::agent::run::Agent> {
         .collect()
 }
 
+/// Services of the property lab: one with a selector (echo, a named target port), one
+/// without (world's address), as `toServices` rules and random flows use them.
+const PROPERTY_SERVICES: &str = "  services:
+    - name: echo-svc
+      namespace: cilium-test
+      ip: 10.96.0.10
+      selector: {name: echo}
+      ports:
+        - {name: http, port: 80, targetPort: http}
+        - {name: dns, port: 53, targetPort: dns, protocol: UDP}
+    - name: world-svc
+      namespace: cilium-test
+      labels: {tier: external}
+      ip: 10.96.0.20
+      backends: [203.0.113.10]
+      ports: [{port: 443}]
+";
+
 /// The kernel decides every random flow as the engine does: random policies (seeded: CNPs,
-/// CCNPs, host policies, Kubernetes NetworkPolicies, a CIDR group, IPv4 and IPv6 CIDRs), the
-/// agent's map entries, real TCP, UDP and ICMP/ICMPv6 echo packets over IPv4 or IPv6 between
-/// the pods, the nodes' host endpoints and the world host of a dual-stack lab (so neighbour
-/// discovery has to pass for any IPv6 flow to pass). A failure names the seed; replay with
+/// CCNPs, host policies, Kubernetes NetworkPolicies, a CIDR group, IPv4 and IPv6 CIDRs,
+/// `toServices`, `toFQDNs`), the agent's map entries, real TCP, UDP and ICMP/ICMPv6 echo
+/// packets over IPv4 or IPv6 between the pods, the nodes' host endpoints and the world host of
+/// a dual-stack lab (so neighbour discovery has to pass for any IPv6 flow to pass), and from
+/// the pods to the lab's services' cluster IPs (translated by the pods' programs). The
+/// agents' DNS caches hold an answer for `api.example.com` (world's addresses), as if a pod
+/// had asked, and the engine gets the same answer. A failure names the seed; replay with
 /// `WARD_SEED=<seed>`.
 #[test]
 fn the_kernel_agrees_with_the_engine_on_random_policies_and_flows() {
@@ -424,7 +445,10 @@ fn the_kernel_agrees_with_the_engine_on_random_policies_and_flows() {
     if !privileged("agent_lab property") {
         return;
     }
-    let lab = AgentLab::up("prop", &format!("{CONN_LAB}  ipv6: {{}}\n"));
+    let lab = AgentLab::up(
+        "prop",
+        &format!("{CONN_LAB}{PROPERTY_SERVICES}  ipv6: {{}}\n"),
+    );
     // Pods, world and the nodes' host endpoints (host policies, KNPs and CIDR groups are
     // among the random policies).
     let node_hosts: Vec<String> = lab.nodes().iter().map(|n| format!("node:{n}")).collect();
@@ -451,8 +475,48 @@ fn the_kernel_agrees_with_the_engine_on_random_policies_and_flows() {
             lab.ip(who).into()
         }
     };
+    // What a pod's query for api.example.com would have taught every agent's DNS proxy.
+    let world = [addr("world", false), addr("world", true)];
+    let expires = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 3600;
+    let saved: Vec<serde_json::Value> = world
+        .iter()
+        .map(|a| serde_json::json!({"name": "api.example.com.", "address": a, "expires": expires}))
+        .collect();
+    for node in lab.nodes() {
+        let run_dir = lab.state.with_file_name(format!("run-{node}"));
+        std::fs::create_dir_all(&run_dir).unwrap();
+        std::fs::write(
+            run_dir.join("dns-cache.json"),
+            serde_json::to_vec(&saved).unwrap(),
+        )
+        .unwrap();
+    }
     let mut agents = in_process_agents(&lab);
-    let cluster = ward_engine::Cluster::from_topology(lab.lab.topology());
+    let mut cluster = ward_engine::Cluster::from_topology(lab.lab.topology());
+    cluster.dns = vec![ward_engine::DnsAnswer {
+        name: "api.example.com.".into(),
+        addresses: world.to_vec(),
+    }];
+    let services = [
+        ("10.96.0.10", Protocol::TCP, 80),
+        ("10.96.0.10", Protocol::UDP, 53),
+        ("10.96.0.20", Protocol::TCP, 443),
+    ];
+    let topology = lab.lab.topology().clone();
+    let service_ip = |ip: &str, v6: bool| -> IpAddr {
+        let v4: std::net::Ipv4Addr = ip.parse().unwrap();
+        let svc = topology.services.iter().find(|s| s.ip == v4).unwrap();
+        if v6 {
+            svc.ipv6.unwrap().into()
+        } else {
+            v4.into()
+        }
+    };
+    let pods = &hosts[..4];
     let base: u64 = std::env::var("WARD_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -463,6 +527,10 @@ fn the_kernel_agrees_with_the_engine_on_random_policies_and_flows() {
         30
     };
     let (mut flows, mut allowed) = (0, 0);
+    // Flows through a service, and how many of them passed.
+    let (mut svc_flows, mut svc_allowed) = (0, 0);
+    // Flows whose verdict the DNS answer decides (toFQDNs).
+    let mut fqdn_decisive = 0;
     // IPv6 flows and how many of them passed; echo flows (ICMP, ICMPv6) that passed.
     let (mut v6_flows, mut v6_allowed, mut echo_allowed) = (0, 0, 0);
     for case in 0..cases {
@@ -478,9 +546,31 @@ fn the_kernel_agrees_with_the_engine_on_random_policies_and_flows() {
             NodeMaps::open_pinned(&n).unwrap().ct_clear().unwrap();
         }
         let repo = PolicyRepository::from_resources(cluster.clone(), &set).unwrap();
-        let picks: Vec<(&str, &str, Protocol, u16, bool)> = (0..20)
-            .map(|_| {
+        let repo_without_dns = PolicyRepository::from_resources(
+            ward_engine::Cluster {
+                dns: Vec::new(),
+                ..cluster.clone()
+            },
+            &set,
+        )
+        .unwrap();
+        // Twenty flows, and eight from a pod to world (which toFQDNs rules are about).
+        let picks: Vec<(&str, &str, Protocol, u16, bool)> = (0..28)
+            .map(|i| {
                 loop {
+                    if i >= 20 {
+                        let port = *rng.pick(&random::PORTS);
+                        let proto = *rng.pick(&[Protocol::TCP, Protocol::UDP]);
+                        break (*rng.pick(pods), "world", proto, port, rng.chance(1, 2));
+                    }
+                    // A pod to a service (never the service's own backend: no hairpin).
+                    if rng.chance(1, 5) {
+                        let (a, &(svc, proto, port)) = (*rng.pick(pods), rng.pick(&services));
+                        if !(a == "cilium-test/echo" && svc == "10.96.0.10") {
+                            break (a, svc, proto, port, rng.chance(1, 2));
+                        }
+                        continue;
+                    }
                     let (a, b) = (*rng.pick(&hosts), *rng.pick(&hosts));
                     if a != b {
                         let v6 = rng.chance(1, 2);
@@ -499,7 +589,12 @@ fn the_kernel_agrees_with_the_engine_on_random_policies_and_flows() {
             let handles: Vec<_> = picks
                 .iter()
                 .map(|(a, b, proto, port, v6)| {
-                    let (lab, to) = (&lab, addr(b, *v6));
+                    let to = if b.starts_with("10.96.") {
+                        service_ip(b, *v6)
+                    } else {
+                        addr(b, *v6)
+                    };
+                    let lab = &lab;
                     s.spawn(move || match *proto {
                         Protocol::TCP => tcp_connect(&lab.netns(a), to, *port, SHUT).is_some(),
                         Protocol::UDP => udp_roundtrip(&lab.netns(a), to, *port, SHUT),
@@ -510,13 +605,29 @@ fn the_kernel_agrees_with_the_engine_on_random_policies_and_flows() {
             handles.into_iter().map(|h| h.join().unwrap()).collect()
         });
         for ((a, b, proto, port, v6), kernel) in picks.iter().zip(results) {
+            let to_service = b.starts_with("10.96.");
             let flow = Flow {
                 src: Peer::Ip(addr(a, *v6)),
-                dst: Peer::Ip(addr(b, *v6)),
+                dst: Peer::Ip(if to_service {
+                    service_ip(b, *v6)
+                } else {
+                    addr(b, *v6)
+                }),
                 protocol: *proto,
                 port: *port,
             };
+            // Through a service: the flow to its one backend, as the pod's program sends it.
+            let flow = match repo.service_flows(&flow) {
+                Some((_, backends)) => {
+                    assert_eq!(backends.len(), 1, "each lab service has one backend");
+                    backends[0]
+                }
+                None => flow,
+            };
+            svc_flows += usize::from(to_service);
+            svc_allowed += usize::from(to_service && kernel);
             let engine = repo.verdict(&flow);
+            fqdn_decisive += usize::from(repo_without_dns.verdict(&flow).verdict != engine.verdict);
             assert_eq!(
                 engine.verdict == Verdict::Allow,
                 kernel,
@@ -536,7 +647,15 @@ fn the_kernel_agrees_with_the_engine_on_random_policies_and_flows() {
         }
     }
     eprintln!(
-        "{flows} flows over {cases} random policy sets: kernel and engine agree ({allowed} allowed; {v6_flows} over IPv6, {v6_allowed} of them allowed; {echo_allowed} echo replies)"
+        "{flows} flows over {cases} random policy sets: kernel and engine agree ({allowed} allowed; {v6_flows} over IPv6, {v6_allowed} of them allowed; {echo_allowed} echo replies; {svc_flows} through a service, {svc_allowed} of them allowed; {fqdn_decisive} decided by a DNS answer)"
+    );
+    assert!(
+        cases == 1 || fqdn_decisive > 0,
+        "no flow was decided by the DNS answer: toFQDNs is not exercised"
+    );
+    assert!(
+        cases == 1 || (svc_allowed > 0 && svc_allowed < svc_flows),
+        "{svc_allowed} of {svc_flows} flows through a service allowed: too one-sided to prove much"
     );
     assert!(
         cases == 1 || (allowed > flows / 10 && allowed < flows * 9 / 10),

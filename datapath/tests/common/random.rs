@@ -81,13 +81,34 @@ const CIDRS: [&str; 10] = [
     "fd00::a01:0/112",
 ];
 
-/// One random rule entry's peer part (`fromX`/`toX` chosen by `dir`), possibly empty.
-fn peer(rng: &mut Rng, dir: &str) -> String {
+/// `toServices` entries: the property lab's services (by name, by label, one it lacks).
+const TO_SERVICES: [&str; 3] = [
+    r#"{"k8sService": {"serviceName": "echo-svc", "namespace": "cilium-test"}}"#,
+    r#"{"k8sServiceSelector": {"selector": {"matchLabels": {"tier": "external"}}}}"#,
+    r#"{"k8sService": {"serviceName": "absent"}}"#,
+];
+
+/// `toFQDNs` selectors (the property lab's DNS cache answers `api.example.com`).
+const TO_FQDNS: [&str; 3] = [
+    r#"{"matchName": "api.example.com"}"#,
+    r#"{"matchPattern": "*.example.com"}"#,
+    r#"{"matchName": "other.example.org"}"#,
+];
+
+/// One random rule entry's peer part (`fromX`/`toX` chosen by `dir`), possibly empty;
+/// egress also draws `toServices`, and egress allows `toFQDNs`.
+fn peer(rng: &mut Rng, dir: &str, allow: bool) -> String {
     let (eps, ents, cidr, set) = if dir == "ingress" {
         ("fromEndpoints", "fromEntities", "fromCIDR", "fromCIDRSet")
     } else {
         ("toEndpoints", "toEntities", "toCIDR", "toCIDRSet")
     };
+    if dir == "egress" && rng.chance(1, 6) {
+        return format!(r#""toServices": [{}]"#, rng.pick(&TO_SERVICES));
+    }
+    if dir == "egress" && allow && rng.chance(1, 3) {
+        return format!(r#""toFQDNs": [{}]"#, rng.pick(&TO_FQDNS));
+    }
     match rng.below(6) {
         0 => String::new(),
         1 | 2 => format!(r#""{eps}": [{}]"#, rng.pick(&SELECTORS)),
@@ -157,7 +178,7 @@ fn rule_of(rng: &mut Rng, subject: impl FnOnce(&mut Rng) -> String) -> String {
             "egress"
         };
         let allow = !list.ends_with("Deny");
-        let parts: Vec<String> = [peer(rng, dir), ports(rng, allow)]
+        let parts: Vec<String> = [peer(rng, dir, allow), ports(rng, allow)]
             .into_iter()
             .filter(|p| !p.is_empty())
             .collect();
