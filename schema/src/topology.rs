@@ -12,6 +12,7 @@
 //!     jobs: {ward.dev/allow-kube-dns: "true"}
 //!   nodes:
 //!     - {name: node-1, ip: 172.30.0.11, podCIDR: 10.200.1.0/24, labels: {zone: a}}
+//!     # optional: agent: false (a node without an agent, Cilium's "node without Cilium")
 //!   world: {name: world, ip: 203.0.113.10}   # a documentation address (RFC 5737)
 //!   # optional: more addresses world answers on (outside the underlay and pod prefixes)
 //!   #   world: {name: world, ip: 203.0.113.10, addresses: [198.51.100.7, 10.20.1.5]}
@@ -361,6 +362,18 @@ pub struct NodeSpec {
     pub ipv6: Option<Ipv6Addr>,
     /// Node labels.
     pub labels: BTreeMap<String, String>,
+    /// Whether an agent runs on it (`agent: false`: Cilium's "node without Cilium": nothing
+    /// enforces policy there, and the other nodes know neither its address nor its pods').
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub agent: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
 }
 
 /// The world host: an address outside the cluster, reached through the underlay.
@@ -524,6 +537,22 @@ impl Topology {
                 }
             }
         }
+    }
+
+    /// The lab as the agents see it: without the nodes that run none (`agent: false`) and
+    /// their pods, whose addresses are then `world` to the others, as a node without Cilium
+    /// and its pods are to Cilium (no CiliumNode, no CiliumEndpoints).
+    pub fn managed(&self) -> Topology {
+        let mut t = self.clone();
+        let unmanaged: BTreeSet<String> = t
+            .nodes
+            .iter()
+            .filter(|n| !n.agent)
+            .map(|n| n.name.clone())
+            .collect();
+        t.nodes.retain(|n| n.agent);
+        t.pods.retain(|p| !unmanaged.contains(&p.node));
+        t
     }
 
     /// The pods running on node `node`.
@@ -1162,7 +1191,7 @@ impl<'a> Ctx<'a> {
                 item,
                 &at,
                 &format!("nodes[{i}]"),
-                &["name", "ip", "podCIDR", "labels"],
+                &["name", "ip", "podCIDR", "labels", "agent"],
             ) else {
                 continue;
             };
@@ -1231,6 +1260,23 @@ impl<'a> Ctx<'a> {
                 }
             }
             let labels = self.labels(m, &at, "labels", &what);
+            let agent = match field(m, "agent") {
+                None => true,
+                Some(YNode {
+                    value: NodeValue::Bool(b),
+                    ..
+                }) => *b,
+                Some(_) => {
+                    self.error_hint(
+                        codes::SHAPE,
+                        &path(&at, "agent"),
+                        format!("\"agent\" of {what} must be true or false"),
+                        "write agent: false for a node without an agent (unquoted)",
+                    );
+                    ok = false;
+                    true
+                }
+            };
             if let (true, Some(name), Some(ip), Some(pod_cidr)) = (ok, name, ip, pod_cidr) {
                 out.push((
                     NodeSpec {
@@ -1239,6 +1285,7 @@ impl<'a> Ctx<'a> {
                         pod_cidr,
                         ipv6: None,
                         labels,
+                        agent,
                     },
                     at,
                 ));
@@ -2192,6 +2239,31 @@ spec:
   pods:
     - {name: web, namespace: shop, ip: 10.200.1.20, node: node-1}
 ";
+
+    /// `agent: false` marks a node without an agent: the managed view leaves it and its pods
+    /// out; anything but a boolean is refused at its line.
+    #[test]
+    fn nodes_without_an_agent_are_left_out_of_the_managed_view() {
+        let two = LAB.replace(
+            "  world:",
+            "    - {name: node-2, ip: 172.30.0.12, podCIDR: 10.200.2.0/24, agent: false}\n  world:",
+        ) + "    - {name: db, namespace: shop, ip: 10.200.2.20, node: node-2}\n";
+        let t = Topology::parse("lab.yaml", two.as_bytes()).unwrap();
+        assert!(t.nodes[0].agent && !t.nodes[1].agent);
+        let m = t.managed();
+        assert_eq!(m.nodes.len(), 1);
+        assert_eq!(m.pods.len(), 1);
+        assert_eq!(m.pods[0].name, "web");
+        let bad = two.replace("agent: false", "agent: \"no\"");
+        let d = Topology::parse("lab.yaml", bad.as_bytes()).unwrap_err();
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert_eq!((d[0].code, d[0].line), (codes::SHAPE, 8));
+        assert!(
+            d[0].message.contains("must be true or false"),
+            "{}",
+            d[0].message
+        );
+    }
 
     /// `ipv6: {}` makes the lab dual stack with the default prefixes: every address has its
     /// IPv4 one embedded in the last 32 bits.

@@ -266,8 +266,10 @@ impl Node {
 impl Cluster {
     /// The engine's view of a lab topology: nodes (with their underlay addresses) and the pods
     /// as endpoints (labels, namespace, addresses of both families, named ports, node). World is not part of it: every
-    /// address outside the cluster is `world` to the engine.
+    /// address outside the cluster is `world` to the engine. Nodes without an agent and their
+    /// pods are left out too ([`Topology::managed`]): their addresses are `world`.
     pub fn from_topology(topology: &Topology) -> Cluster {
+        let topology = &topology.managed();
         Cluster {
             dns: Vec::new(),
             services: topology

@@ -448,6 +448,8 @@ fn node_spec(n: &Node) -> Option<NodeSpec> {
             pod_cidr,
             ipv6: node_address(n),
             labels: n.metadata.labels.clone().unwrap_or_default(),
+            // The API server does not say which nodes run an agent: every node counts.
+            agent: true,
         }),
         _ => {
             tracing::debug!(node = %name, "node left out: it has no IPv4 InternalIP or no IPv4 pod CIDR yet");

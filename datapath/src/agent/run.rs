@@ -359,7 +359,16 @@ impl Agent {
                 topology,
                 state_dir,
             } => {
-                let t = load_topology(topology)?;
+                let full = load_topology(topology)?;
+                if full.node(&cfg.node).is_some_and(|n| !n.agent) {
+                    bail!(
+                        "node {} has `agent: false` in {}: no agent runs there (remove the line to run one)",
+                        cfg.node,
+                        topology.display()
+                    );
+                }
+                // Nodes without an agent, and their pods, are addresses outside to this one.
+                let t = full.managed();
                 let netns = names::netns_path(&names::node_netns(&t.name, &cfg.node));
                 (t, None, netns, Box::new(Registry::new(state_dir)))
             }
@@ -722,7 +731,7 @@ impl Agent {
         let next = match (&self.cfg.source, &self.kube) {
             (_, Some(k)) => k.topology(),
             (Source::Files { topology, .. }, None) => match Topology::load(topology) {
-                Ok(t) => t,
+                Ok(t) => t.managed(),
                 Err(ds) => {
                     tracing::warn!(node = %self.cfg.node, problems = ds.len(), "the new topology is not valid; keeping the old one");
                     return false;
