@@ -49,6 +49,7 @@ fn random_cluster(rng: &mut Rng) -> Cluster {
             name: (*name).into(),
             ips: vec![format!("10.0.0.{}", i + 1).parse().unwrap()],
             labels: BTreeMap::new(),
+            agent: true,
         });
     }
     for i in 0..30 {

@@ -38,27 +38,7 @@ spec:
     - {name: outsider, namespace: shop, labels: {app: client}, ip: 10.1.1.10, node: node-2}
 ";
 
-const POLICY: &str = "apiVersion: cilium.io/v2
-kind: CiliumNetworkPolicy
-metadata: {name: echo-ingress, namespace: shop}
-spec:
-  endpointSelector: {matchLabels: {app: echo}}
-  ingress:
-    - fromEndpoints: [{matchLabels: {app: client}}]
-      toPorts: [{ports: [{port: '80', protocol: TCP}]}]
-    - fromEntities: [world]
-      toPorts: [{ports: [{port: '9090', protocol: TCP}]}]
----
-apiVersion: cilium.io/v2
-kind: CiliumNetworkPolicy
-metadata: {name: client-egress, namespace: shop}
-spec:
-  endpointSelector: {matchLabels: {app: client}}
-  egress:
-    - toEntities: [cluster]
-    - toEntities: [world]
-      toPorts: [{ports: [{port: '443', protocol: TCP}]}]
-";
+const POLICY: &str = include_str!("data/unmanaged-policy.yaml");
 
 const OPEN: Duration = Duration::from_secs(2);
 const SHUT: Duration = Duration::from_millis(400);

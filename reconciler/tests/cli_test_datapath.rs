@@ -333,3 +333,65 @@ fn without_root_it_says_what_it_needs() {
     out.code(EXIT_ERROR)
         .stderr_has("--datapath writes text or json");
 }
+
+/// A node without an agent in a PolicyTest (`agent: false`): its pod, whatever its labels, is
+/// world to the others, and its own egress is not enforced; `ward test` and the kernel agree
+/// on every flow (an agent runs on the other node only).
+const UNMANAGED_POLICY: &str = include_str!("../../datapath/tests/data/unmanaged-policy.yaml");
+
+const UNMANAGED_TEST: &str = "\
+apiVersion: ward.dev/v1alpha1
+kind: PolicyTest
+metadata: {name: unmanaged}
+spec:
+  nodes:
+    - {name: worker, ip: 172.31.0.11}
+    - {name: edge, ip: 172.31.0.12, agent: false}
+  endpoints:
+    - {name: client, namespace: shop, labels: {app: client}, ip: 10.7.1.10, node: worker}
+    - {name: echo, namespace: shop, labels: {app: echo}, ip: 10.7.1.20, node: worker}
+    - {name: outsider, namespace: shop, labels: {app: client}, ip: 10.7.2.10, node: edge}
+  expectations:
+    - {from: client, to: echo, port: 80, expect: allow}
+    - {from: outsider, to: echo, port: 80, expect: deny, description: its client label counts for nothing}
+    - {from: outsider, to: echo, port: 9090, expect: allow, description: it is world}
+    - {from: client, to: outsider, port: 80, expect: deny, description: not in the cluster}
+    - {from: outsider, to: world, port: 81, expect: allow, description: no agent enforces its egress}
+    - {from: remote-node, to: echo, port: 9090, expect: deny, description: the edge node is no remote-node}
+";
+
+#[test]
+fn a_node_without_an_agent_is_world_in_ward_test_and_in_the_kernel() {
+    if !privileged("test --datapath unmanaged") {
+        return;
+    }
+    let run = on_datapath(
+        &load(&format!("{UNMANAGED_POLICY}---\n{UNMANAGED_TEST}")),
+        &mut |_| Ok(()),
+    );
+    for c in run
+        .checks
+        .iter()
+        .filter(|c| !c.flow.starts_with("remote-node"))
+    {
+        assert_eq!(c.result, Agreement::Agree, "{c:#?}");
+    }
+    let remote = check(&run, "remote-node → echo TCP/9090");
+    assert_eq!(remote.result, Agreement::NotProbed);
+    assert_eq!(
+        remote.note.as_deref(),
+        Some("remote-node stands for no node here: no other node runs an agent")
+    );
+    assert_eq!(
+        check(&run, "outsider → echo TCP/80").kernel,
+        Some("dropped")
+    );
+    assert_eq!(
+        check(&run, "outsider → echo TCP/9090").kernel,
+        Some("passed")
+    );
+    assert_eq!(
+        check(&run, "outsider → world TCP/81").kernel,
+        Some("passed")
+    );
+}

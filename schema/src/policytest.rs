@@ -113,6 +113,10 @@ pub struct TestNode {
     /// Node labels (`nodeSelector`, `fromNodes`/`toNodes`).
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    /// `false`: no agent runs there (Cilium's "node without Cilium"): the node and its pods
+    /// are `world` to the others, and nothing enforces policy on them.
+    #[serde(default)]
+    pub agent: Option<bool>,
 }
 
 /// An HTTP request an expectation carries.

@@ -33,6 +33,7 @@ fn cluster() -> Cluster {
             name: format!("node-{n}"),
             ips: vec![format!("10.0.{}.{}", n / 200, n % 200 + 1).parse().unwrap()],
             labels: BTreeMap::new(),
+            agent: true,
         });
     }
     c.namespaces.insert("kube-system".into(), BTreeMap::new());

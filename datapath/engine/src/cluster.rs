@@ -50,7 +50,7 @@ pub struct DnsAnswer {
 
 /// A node: its host endpoint is `reserved:host` to pods on it and `reserved:remote-node` to
 /// pods elsewhere.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
 pub struct Node {
     /// The node name.
@@ -61,6 +61,31 @@ pub struct Node {
     pub ips: Vec<IpAddr>,
     /// Node labels (source `k8s`), used by `nodeSelector` and `fromNodes`/`toNodes`.
     pub labels: BTreeMap<String, String>,
+    /// Whether an agent runs on it. A node without one (Cilium's "node without Cilium") is
+    /// not in the ipcache, nor are its pods: to the other nodes their addresses are `world`,
+    /// and nothing enforces policy on them.
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub agent: bool,
+}
+
+impl Default for Node {
+    /// A node with an agent, no address and no labels.
+    fn default() -> Node {
+        Node {
+            name: String::new(),
+            ips: Vec::new(),
+            labels: BTreeMap::new(),
+            agent: true,
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
 }
 
 /// A workload endpoint (a pod).
@@ -311,6 +336,7 @@ impl Cluster {
                         .chain(n.ipv6.map(IpAddr::V6))
                         .collect(),
                     labels: n.labels.clone(),
+                    agent: true,
                 })
                 .collect(),
             endpoints: topology

@@ -171,11 +171,20 @@ impl PolicyRepository {
         }
     }
 
+    /// Where a flow end is. An endpoint or node without an agent is an address outside the
+    /// cluster (`world`), as Cilium sees a node without Cilium and its pods.
     fn place(&self, peer: Peer) -> Place {
+        let w = &self.world;
         match peer {
-            Peer::Endpoint(id) => Place::Endpoint(id.0),
+            Peer::Endpoint(id) => match w.endpoints.get(id.0 as usize) {
+                Some(e) if !e.managed => Place::World(e.ip),
+                _ => Place::Endpoint(id.0),
+            },
             Peer::Reserved(id) => Place::Reserved(id),
-            Peer::Node(n) => Place::Node(n.0),
+            Peer::Node(n) => match w.nodes.get(n.0 as usize) {
+                Some(node) if !node.managed => Place::World(node.ip),
+                _ => Place::Node(n.0),
+            },
             Peer::Ip(ip) => match self.world.ips.get(&ip) {
                 Some(Owner::Endpoint(e)) => Place::Endpoint(*e),
                 Some(Owner::Node(n)) => Place::Node(*n),

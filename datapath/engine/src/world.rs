@@ -45,6 +45,8 @@ pub(crate) struct EndpointState {
     pub subject: u32,
     pub node: Option<u32>,
     pub named: NamedPorts,
+    /// False on a node without an agent: the endpoint is an address outside (`world`).
+    pub managed: bool,
 }
 
 #[derive(Debug)]
@@ -53,6 +55,8 @@ pub(crate) struct NodeState {
     pub host_subject: u32,
     /// What this node is to pods on other nodes.
     pub remote_identity: Identity,
+    /// False without an agent: the node is an address outside (`world`).
+    pub managed: bool,
 }
 
 /// Who owns an address.
@@ -145,13 +149,15 @@ pub(crate) fn build(
             w.peers.push((remote_identity, remote_sets[i].clone()));
         }
         w.node_names.insert(node.name.clone(), index(i));
-        for &ip in &node.ips {
+        // A node without an agent is not in the ipcache: its addresses are world.
+        for &ip in node.ips.iter().filter(|_| node.agent) {
             w.ips.insert(ip, Owner::Node(index(i)));
         }
         w.nodes.push(NodeState {
             ip: node.ip(),
             host_subject,
             remote_identity,
+            managed: node.agent,
         });
     }
     let init = reserved_labels(Identity::INIT).unwrap_or_default();
@@ -169,13 +175,15 @@ pub(crate) fn build(
         let identity = ids.allocate(&labels);
         let subject = subject_ids.get(&labels).copied().unwrap_or(0);
         let node = e.node.as_ref().and_then(|n| w.node_names.get(n)).copied();
+        let managed = node.is_none_or(|n| w.nodes[n as usize].managed);
         let named = e
             .named_ports
             .iter()
             .map(|(k, v)| (k.to_ascii_lowercase(), *v))
             .collect();
         w.endpoint_names.insert(e.full_name(), EndpointId(index(i)));
-        for &ip in &e.ips {
+        // Nor are the pods of a node without an agent (no CiliumEndpoints).
+        for &ip in e.ips.iter().filter(|_| managed) {
             w.ips.insert(ip, Owner::Endpoint(index(i)));
         }
         w.endpoints.push(EndpointState {
@@ -184,6 +192,7 @@ pub(crate) fn build(
             subject,
             node,
             named,
+            managed,
         });
     }
     w.subject_index = LabelIndex::new(w.subjects.iter().map(|s| s.labels.clone()).collect());
@@ -283,5 +292,52 @@ mod tests {
         };
         let w = build(&cluster, &mut ids, &with_node_labels).unwrap();
         assert_eq!(w.nodes[0].remote_identity, Identity(258));
+    }
+
+    /// A node without an agent and its pods are not in the ipcache: their addresses, and the
+    /// endpoints and node themselves as flow ends, are world (no policy of theirs applies).
+    #[test]
+    fn a_node_without_an_agent_and_its_pods_are_world() {
+        use crate::{Flow, Peer, PolicyRepository, Verdict};
+        use ward_schema::{Kind, Origin, Resource, ResourceKey, ResourceSet};
+        let cluster: Cluster = serde_json::from_value(serde_json::json!({
+            "nodes": [{"name": "n1", "ip": "10.0.0.1"}, {"name": "edge", "ip": "10.0.0.2", "agent": false}],
+            "endpoints": [
+                {"name": "web", "namespace": "ns", "labels": {"app": "web"}, "ip": "10.1.0.1", "node": "n1"},
+                {"name": "out", "namespace": "ns", "labels": {"app": "client"}, "ip": "10.2.0.1", "node": "edge"}
+            ]
+        }))
+        .unwrap();
+        let spec = serde_json::json!({"endpointSelector": {"matchLabels": {"app": "web"}},
+            "ingress": [{"fromEndpoints": [{"matchLabels": {"app": "client"}}]}, {"fromEntities": ["world"], "toPorts": [{"ports": [{"port": "9090"}]}]}]});
+        let mut set = ResourceSet::new();
+        set.insert(Resource {
+            key: ResourceKey::new(Kind::CiliumNetworkPolicy, Some("ns"), "web"),
+            object: serde_json::json!({"apiVersion": "cilium.io/v2", "kind": "CiliumNetworkPolicy",
+                "metadata": {"name": "web", "namespace": "ns"}, "spec": spec}),
+            origin: Origin::default(),
+        });
+        let repo = PolicyRepository::from_resources(cluster, &set).unwrap();
+        let web = Peer::Endpoint(repo.endpoint_id("ns/web").unwrap());
+        let out = Peer::Endpoint(repo.endpoint_id("ns/out").unwrap());
+        let to_web = |from: Peer, port| repo.verdict(&Flow::tcp(from, web, port)).verdict;
+        assert_eq!(
+            to_web(out, 80),
+            Verdict::DefaultDeny,
+            "its client label is not seen"
+        );
+        assert_eq!(to_web(out, 9090), Verdict::Allow, "it is world");
+        assert_eq!(
+            to_web(Peer::Ip("10.2.0.1".parse().unwrap()), 9090),
+            Verdict::Allow
+        );
+        assert_eq!(
+            to_web(Peer::Ip("10.0.0.2".parse().unwrap()), 9090),
+            Verdict::Allow
+        );
+        assert!(repo.endpoint_by_ip("10.2.0.1".parse().unwrap()).is_none());
+        // Its own egress is not enforced: nothing selects it, whatever it is.
+        let d = repo.verdict(&Flow::tcp(out, Peer::Ip("192.0.2.1".parse().unwrap()), 81));
+        assert!(d.egress.is_none() && d.verdict == Verdict::Allow);
     }
 }

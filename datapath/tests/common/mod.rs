@@ -93,6 +93,7 @@ pub fn cluster() -> Cluster {
             name: name.into(),
             ips: vec![ip.parse().unwrap(), v6_of(ip)],
             labels: [("zone".to_owned(), zone.to_owned())].into(),
+            agent: true,
         });
     }
     c.endpoints = vec![

@@ -132,6 +132,7 @@ impl TestCluster {
             name: node.name.clone(),
             ips: addresses(node.ip.as_ref(), &node.ips)?,
             labels: node.labels.clone(),
+            agent: node.agent.unwrap_or(true),
         };
         let at = format!("{} (PolicyTest {})", test.origin, test.name);
         match self.cluster.nodes.iter().position(|n| n.name == node.name) {

@@ -222,9 +222,10 @@ fn tie(
             .map(became)
             .into_iter()
             .collect(),
+        // Every other node that runs an agent (one without is not a node to Cilium).
         (PeerRef::Reserved(Identity::REMOTE_NODE), _) => match other.node(cluster) {
             Some(home) => (0..nodes.len())
-                .filter(|i| *i != home)
+                .filter(|i| *i != home && nodes[*i].agent)
                 .map(became)
                 .collect(),
             None => Vec::new(),

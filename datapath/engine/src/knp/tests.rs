@@ -59,6 +59,7 @@ fn cluster() -> Cluster {
             name: "n1".into(),
             ips: vec![NODE_IP.parse().unwrap()],
             labels: BTreeMap::new(),
+            agent: true,
         }],
         endpoints: vec![
             ep("shop", "web", "web", "10.1.0.1", &[]),

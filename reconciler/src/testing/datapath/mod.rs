@@ -553,11 +553,11 @@ fn probe_of(
             "remote-node stands for every node but the other end's, and the other end has no node here",
         )?;
         let nodes: Vec<PeerRef> = (0..cluster.cluster.nodes.len())
-            .filter(|n| *n != home)
+            .filter(|n| *n != home && cluster.cluster.nodes[*n].agent)
             .map(PeerRef::Node)
             .collect();
         if nodes.is_empty() {
-            return Err("remote-node stands for no node here: the tests declare one node".into());
+            return Err("remote-node stands for no node here: no other node runs an agent".into());
         }
         Ok(nodes)
     };
@@ -882,7 +882,13 @@ struct Session {
 impl Session {
     /// Builds the lab and starts an agent per node on a target without policies.
     fn up(topology: &Topology, text: &str) -> Result<Session> {
-        let nodes: Vec<String> = topology.nodes.iter().map(|n| n.name.clone()).collect();
+        // An agent on every node that runs one (`agent: false`: a node without Cilium).
+        let nodes: Vec<String> = topology
+            .nodes
+            .iter()
+            .filter(|n| n.agent)
+            .map(|n| n.name.clone())
+            .collect();
         for n in &nodes {
             ward_datapath::bpf::remove_pins(n)?;
         }

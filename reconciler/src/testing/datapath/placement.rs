@@ -66,6 +66,8 @@ struct Planned {
     /// Endpoint indexes.
     pods: Vec<usize>,
     range: Option<Ipv4Net>,
+    /// Whether an agent runs there.
+    agent: bool,
 }
 
 /// Plans the lab `lab` for `cluster`'s endpoints, its world host answering on `outside` too
@@ -185,6 +187,7 @@ fn plan_nodes(
             labels: n.labels.clone(),
             pods: Vec::new(),
             range: None,
+            agent: n.agent,
         })
         .collect();
     let mut homeless = Vec::new();
@@ -208,6 +211,7 @@ fn plan_nodes(
             labels: BTreeMap::new(),
             pods: homeless,
             range: None,
+            agent: true,
         });
     }
     for (i, n) in nodes.iter_mut().enumerate() {
@@ -398,12 +402,16 @@ fn document(
     let node_docs: Vec<Value> = nodes
         .iter()
         .map(|n| {
-            json!({
+            let mut doc = json!({
                 "name": n.lab_name,
                 "ip": n.ip.map(|ip| ip.to_string()),
                 "podCIDR": n.range.map(|r| r.to_string()),
                 "labels": n.labels,
-            })
+            });
+            if !n.agent {
+                doc["agent"] = json!(false);
+            }
+            doc
         })
         .collect();
     json!({
