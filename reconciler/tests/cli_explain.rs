@@ -146,6 +146,33 @@ fn entities_cidrs_and_l7_notes() {
     .stdout_has("allowed: the local host may always reach its endpoints (allow-localhost)");
 }
 
+/// A flow to a Service (by name or cluster IP) is explained at its backend, as the datapath
+/// sends it there before the policy sees it.
+#[test]
+fn a_flow_to_a_service_is_explained_at_its_backend() {
+    let env = Env::new();
+    let repo = env.fixture_repo();
+    repo.ward(&["explain", "--from", "payments-worker", "--to", "service:payments/ledger-db", "--port", "5432"])
+        .code(EXIT_OK)
+        .stdout_has("payments/payments-worker → service:payments/ledger-db TCP/5432: allow
+")
+        .stdout_has("decided by CiliumNetworkPolicy/payments/egress spec.egress[3]")
+        .stdout_has("ingress of service:payments/ledger-db: not evaluated (an address outside the declared endpoints is not a managed endpoint)")
+        .stdout_has("  - service payments/ledger-db sends this flow to its backend at 198.51.100.20:5432\n");
+    repo.ward(&[
+        "explain",
+        "--from",
+        "payments-worker",
+        "--to",
+        "10.96.0.10",
+        "--port",
+        "53/UDP",
+    ])
+    .code(EXIT_OK)
+    .stdout_has("payments/payments-worker → kube-system/kube-dns UDP/53: allow\n")
+    .stdout_has("service kube-system/kube-dns sends this flow to its backend at 10.0.0.10:53");
+}
+
 #[test]
 fn bad_flow_ends_are_errors_that_say_what_to_write() {
     let env = Env::new();

@@ -50,6 +50,10 @@ impl EndSpec {
         if s.is_empty() {
             return Err("an empty flow end; write namespace/key=value, an endpoint name, an entity or an address".to_owned());
         }
+        // A service (`service:namespace/name`) is read by the tests' own rules.
+        if s.starts_with("service:") {
+            return Ok(EndSpec::Bare(s.to_owned()));
+        }
         let Some((left, right)) = s.split_once('/') else {
             return Ok(EndSpec::Bare(s.to_owned()));
         };
@@ -220,6 +224,36 @@ pub fn explain(
         protocol,
         port,
     };
+    // A flow to a service is judged at a backend, as the datapath sends it there first.
+    let mut service_note = None;
+    let flow = match repo.service_flows(&flow) {
+        None => flow,
+        Some((svc, backends)) => {
+            let Some(backend) = backends.first().copied() else {
+                return Err(format!(
+                    "service {} has no backend for {protocol}/{port}: the datapath drops its packets before any policy",
+                    svc.full_name()
+                ));
+            };
+            let at = match backend.dst {
+                Peer::Ip(ip) => format!("{ip}:{}", backend.port),
+                _ => backend.port.to_string(),
+            };
+            service_note = Some(if backends.len() > 1 {
+                format!(
+                    "service {} has {} backends; this explains the one at {at} (a PolicyTest expectation checks every one)",
+                    svc.full_name(),
+                    backends.len()
+                )
+            } else {
+                format!(
+                    "service {} sends this flow to its backend at {at}",
+                    svc.full_name()
+                )
+            });
+            backend
+        }
+    };
     let origins = Origins::of(set);
     let decision = repo.verdict(&flow);
     let outcome = Outcome::of(&decision, &origins);
@@ -276,6 +310,7 @@ pub fn explain(
             tied.len()
         ));
     }
+    notes.extend(service_note);
     notes.extend(first.not_evaluated.iter().cloned());
     for c in chain
         .iter()
@@ -401,8 +436,9 @@ fn describe(
             address,
         };
     }
+    // A service here is its backend outside the declared endpoints: an address.
     let kind = match p {
-        PeerRef::Ip(_) => "address",
+        PeerRef::Ip(_) | PeerRef::Service(_) => "address",
         _ => "entity",
     };
     End {
