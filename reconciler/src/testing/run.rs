@@ -216,6 +216,17 @@ fn evaluate(
             return result;
         }
     };
+    // A named port without a written protocol is shown with the protocol it resolved to.
+    if let (None, Some(PortSpec::Name(_)), Some((flow, _))) = (&e.protocol, &e.port, flows.first())
+    {
+        let written = written_port(e);
+        let resolved = format!(
+            "{}/{}",
+            flow.protocol,
+            written.split_once('/').map_or("", |(_, p)| p)
+        );
+        result.flow = result.flow.replacen(&written, &resolved, 1);
+    }
     // `remote-node` may stand for several nodes: every one must meet the expectation, and
     // the first that does not is the one reported.
     for (i, (flow, ends)) in flows.iter().enumerate() {
