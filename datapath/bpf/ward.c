@@ -845,56 +845,64 @@ static __always_inline int rewrite(struct __sk_buff *skb, const struct flow *f, 
  * A pod's TCP or UDP packet to a service (ward_lb): its destination becomes one of the
  * service's backends before the policy sees it, as Cilium's load balancer does in the pod's
  * program, so the policy judges the backend (its address and target port) and never the
- * service's address. A connection keeps the backend it was first given (ward_nat_fwd); the
- * reply's way back is recorded (ward_nat_rev). Returns 0 (translated, or not a service) or
- * -1 (a service without backends, or a failed rewrite: the packet is dropped).
+ * service's address. A connection keeps the backend it was given (ward_nat_fwd, with its
+ * slot) while that slot still holds it; a backend that left, or moved, gets the connection a
+ * new one, and a service that is gone translates nothing any more (as Cilium checks its
+ * backends). The reply's way back is recorded (ward_nat_rev). Returns 0 (translated, or not a
+ * service) or -1 (a service without backends, or a failed rewrite: the packet is dropped).
  */
 static __always_inline int lb_translate(struct __sk_buff *skb, struct flow *f)
 {
+	struct lb_key k = {
+		.port = f->ct_dport,
+		.proto = f->proto,
+		.family = f->family,
+	};
 	struct nat_value backend = {};
+	struct nat_value service = {};
 	struct nat_value *known;
-	struct ct_key fk;
+	struct lb_value *svc, *be;
+	struct ct_key fk, rk = {};
 
 	if (f->proto != IPPROTO_TCP && f->proto != IPPROTO_UDP)
 		return 0;
+	__builtin_memcpy(k.addr, f->daddr, sizeof(k.addr));
+	svc = bpf_map_lookup_elem(&ward_lb, &k);
+	if (!svc)
+		return 0;
+	if (!svc->count)
+		return -1;
 	ct_tuple(f, 0, &fk);
 	known = bpf_map_lookup_elem(&ward_nat_fwd, &fk);
-	if (known) {
-		backend = *known;
-	} else {
-		struct lb_key k = {
-			.port = f->ct_dport,
-			.proto = f->proto,
-			.family = f->family,
-		};
-		struct nat_value service = {};
-		struct lb_value *svc, *be;
-		struct ct_key rk = {};
-
-		__builtin_memcpy(k.addr, f->daddr, sizeof(k.addr));
-		svc = bpf_map_lookup_elem(&ward_lb, &k);
-		if (!svc)
-			return 0;
-		if (!svc->count)
-			return -1;
-		k.slot = (__u16)(bpf_get_prandom_u32() % svc->count) + 1;
+	if (known && known->slot && known->slot <= svc->count) {
+		k.slot = known->slot;
 		be = bpf_map_lookup_elem(&ward_lb, &k);
-		if (!be)
-			return -1;
-		__builtin_memcpy(backend.addr, be->addr, sizeof(backend.addr));
-		backend.port = be->port;
-		__builtin_memcpy(service.addr, f->daddr, sizeof(service.addr));
-		service.port = f->ct_dport;
-		__builtin_memcpy(rk.saddr, backend.addr, sizeof(rk.saddr));
-		__builtin_memcpy(rk.daddr, f->saddr, sizeof(rk.daddr));
-		rk.sport = backend.port;
-		rk.dport = f->ct_sport;
-		rk.proto = f->proto;
-		rk.family = f->family;
-		if (bpf_map_update_elem(&ward_nat_rev, &rk, &service, BPF_ANY) < 0 ||
-		    bpf_map_update_elem(&ward_nat_fwd, &fk, &backend, BPF_ANY) < 0)
-			return -1;
+		if (be && be->port == known->port && be->addr[0] == known->addr[0] &&
+		    be->addr[1] == known->addr[1] && be->addr[2] == known->addr[2] &&
+		    be->addr[3] == known->addr[3]) {
+			backend = *known;
+			goto rewrite;
+		}
 	}
+	k.slot = (__u16)(bpf_get_prandom_u32() % svc->count) + 1;
+	be = bpf_map_lookup_elem(&ward_lb, &k);
+	if (!be)
+		return -1;
+	__builtin_memcpy(backend.addr, be->addr, sizeof(backend.addr));
+	backend.port = be->port;
+	backend.slot = k.slot;
+	__builtin_memcpy(service.addr, f->daddr, sizeof(service.addr));
+	service.port = f->ct_dport;
+	__builtin_memcpy(rk.saddr, backend.addr, sizeof(rk.saddr));
+	__builtin_memcpy(rk.daddr, f->saddr, sizeof(rk.daddr));
+	rk.sport = backend.port;
+	rk.dport = f->ct_sport;
+	rk.proto = f->proto;
+	rk.family = f->family;
+	if (bpf_map_update_elem(&ward_nat_rev, &rk, &service, BPF_ANY) < 0 ||
+	    bpf_map_update_elem(&ward_nat_fwd, &fk, &backend, BPF_ANY) < 0)
+		return -1;
+rewrite:
 	if (rewrite(skb, f, 1, backend.addr, backend.port) < 0)
 		return -1;
 	__builtin_memcpy(f->daddr, backend.addr, sizeof(f->daddr));

@@ -192,14 +192,15 @@ struct lb_value {
 
 /*
  * ward_nat_fwd and ward_nat_rev value, per translated connection: ward_nat_fwd maps the pod's
- * tuple to the service (as a ct_key) to the backend it was given; ward_nat_rev maps the
- * backend's reply tuple (backend to pod) to the service's address and port, which the reply
- * gets back as its source before the pod sees it.
+ * tuple to the service (as a ct_key) to the backend it was given, with the backend's slot
+ * (the connection keeps it while that slot still holds it); ward_nat_rev maps the backend's
+ * reply tuple (backend to pod) to the service's address and port, which the reply gets back
+ * as its source before the pod sees it.
  */
 struct nat_value {
 	__u32 addr[4];   /* network order; IPv4: the first word */
 	__u16 port;      /* network order */
-	__u16 pad;
+	__u16 slot;      /* ward_nat_fwd: the backend's slot in ward_lb; ward_nat_rev: 0 */
 };
 
 /* ward_events record. */

@@ -98,6 +98,32 @@ fn udp_ask(netns: &Path, to: SocketAddr, timeout: Duration) -> Option<String> {
     .unwrap()
 }
 
+/// What a UDP datagram from `netns`, source port `sport`, to `to` was answered with (the
+/// same 5-tuple every time it is called with the same port).
+fn udp_ask_from(netns: &Path, sport: u16, to: SocketAddr, timeout: Duration) -> Option<String> {
+    in_netns(netns, move || {
+        let s = UdpSocket::bind(("0.0.0.0", sport)).ok()?;
+        s.connect(to).ok()?;
+        s.set_read_timeout(Some(timeout)).ok()?;
+        s.send(b"hi").ok()?;
+        let mut buf = [0u8; 64];
+        let n = s.recv(&mut buf).ok()?;
+        Some(String::from_utf8_lossy(&buf[..n]).into_owned())
+    })
+    .unwrap()
+}
+
+/// The number of `ward_lb` slots of cluster IP `vip` in `node`'s maps.
+fn lb_slots(node: &str, vip: IpAddr) -> usize {
+    NodeMaps::open_pinned(node)
+        .unwrap()
+        .lb_entries()
+        .unwrap()
+        .iter()
+        .filter(|(k, _)| k.addr() == vip)
+        .count()
+}
+
 #[test]
 fn pods_reach_services_through_their_backends_and_policy_judges_the_backend() {
     if !privileged("services_lab") {
@@ -314,4 +340,49 @@ fn pods_reach_services_through_their_backends_and_policy_judges_the_backend() {
         .find(|m| m.name == "ward_lb")
         .unwrap();
     assert_eq!(lb.entries, 2 * (2 * 3 + 2 + 1));
+
+    // A connection keeps its backend only while the backend is the service's: a UDP flow
+    // (one 5-tuple) that web-2 answers moves to web-1 once web-2 leaves the service (its
+    // label changed in the topology the agents follow), and once the service is gone its
+    // address translates nothing any more.
+    let web = svc("web", false);
+    let to = SocketAddr::from((web, 7));
+    let sport = (40_000..40_100)
+        .find(|p| udp_ask_from(&client, *p, to, OPEN).as_deref() == Some("web-2"))
+        .expect("some source port lands on web-2");
+    let text = std::fs::read_to_string(&lab.topology_path).unwrap();
+    let moved = text.replacen(
+        "name: web-2\n      namespace: shop\n      labels: {app: web}",
+        "name: web-2\n      namespace: shop\n      labels: {app: web-retired}",
+        1,
+    );
+    assert_ne!(moved, text, "web-2's labels are in the topology");
+    std::fs::write(&lab.topology_path, &moved).unwrap();
+    common::lab::wait_for(
+        "web-2 out of the service on the client's node",
+        Duration::from_secs(10),
+        || lb_slots(&node, web) == 2 * 2,
+    );
+    assert_eq!(
+        udp_ask_from(&client, sport, to, OPEN).as_deref(),
+        Some("web-1"),
+        "the flow web-2 had moves to the backend that is left"
+    );
+    let without = moved.replacen(
+        "    - name: web\n      namespace: shop\n      ip: 10.96.0.10\n",
+        "    - name: web-gone\n      namespace: shop\n      ip: 10.96.0.11\n",
+        1,
+    );
+    assert_ne!(without, moved, "the web service is in the topology");
+    std::fs::write(&lab.topology_path, &without).unwrap();
+    common::lab::wait_for(
+        "the web service gone from the client's node",
+        Duration::from_secs(10),
+        || lb_slots(&node, web) == 0,
+    );
+    assert_eq!(
+        udp_ask_from(&client, sport, to, SHUT),
+        None,
+        "a service that is gone translates nothing, also for a flow it had"
+    );
 }

@@ -657,14 +657,20 @@ impl LbValue {
 pub struct NatValue {
     addr: [u8; 16],
     port: u16,
-    pad: u16,
+    /// `ward_nat_fwd`: the backend's slot in `ward_lb`; `ward_nat_rev`: 0.
+    slot: u16,
 }
 
 #[allow(unsafe_code)]
-// SAFETY: `repr(C)`: 16+2+2 = 20 bytes, explicit padding; every bit pattern is valid.
+// SAFETY: `repr(C)`: 16+2+2 = 20 bytes, no padding; every bit pattern is valid.
 unsafe impl aya::Pod for NatValue {}
 
 impl NatValue {
+    /// The backend's slot in `ward_lb` (`ward_nat_fwd`; 0 in `ward_nat_rev`).
+    pub fn slot(&self) -> u16 {
+        self.slot
+    }
+
     /// The port (host order).
     pub fn port(&self) -> u16 {
         port_from_wire(self.port)
