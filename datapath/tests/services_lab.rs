@@ -350,35 +350,33 @@ fn pods_reach_services_through_their_backends_and_policy_judges_the_backend() {
     let sport = (40_000..40_100)
         .find(|p| udp_ask_from(&client, *p, to, OPEN).as_deref() == Some("web-2"))
         .expect("some source port lands on web-2");
-    let text = std::fs::read_to_string(&lab.topology_path).unwrap();
-    let moved = text.replacen(
+    // Edits the topology the agents follow (`from` → `to`) and waits until the client's
+    // node holds `slots` slots of web's address.
+    let edit = |from: &str, to: &str, slots: usize, what: &str| {
+        let text = std::fs::read_to_string(&lab.topology_path).unwrap();
+        let edited = text.replacen(from, to, 1);
+        assert_ne!(edited, text, "{what}: {from:?} is in the topology");
+        std::fs::write(&lab.topology_path, &edited).unwrap();
+        common::lab::wait_for(what, Duration::from_secs(10), || {
+            lb_slots(&node, web) == slots
+        });
+    };
+    edit(
         "name: web-2\n      namespace: shop\n      labels: {app: web}",
         "name: web-2\n      namespace: shop\n      labels: {app: web-retired}",
-        1,
-    );
-    assert_ne!(moved, text, "web-2's labels are in the topology");
-    std::fs::write(&lab.topology_path, &moved).unwrap();
-    common::lab::wait_for(
+        2 * 2,
         "web-2 out of the service on the client's node",
-        Duration::from_secs(10),
-        || lb_slots(&node, web) == 2 * 2,
     );
     assert_eq!(
         udp_ask_from(&client, sport, to, OPEN).as_deref(),
         Some("web-1"),
         "the flow web-2 had moves to the backend that is left"
     );
-    let without = moved.replacen(
+    edit(
         "    - name: web\n      namespace: shop\n      ip: 10.96.0.10\n",
         "    - name: web-gone\n      namespace: shop\n      ip: 10.96.0.11\n",
-        1,
-    );
-    assert_ne!(without, moved, "the web service is in the topology");
-    std::fs::write(&lab.topology_path, &without).unwrap();
-    common::lab::wait_for(
+        0,
         "the web service gone from the client's node",
-        Duration::from_secs(10),
-        || lb_slots(&node, web) == 0,
     );
     assert_eq!(
         udp_ask_from(&client, sport, to, SHUT),
