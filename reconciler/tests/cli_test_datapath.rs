@@ -39,6 +39,16 @@ fn check<'a>(run: &'a DatapathRun, flow: &str) -> &'a datapath::Check {
         .unwrap_or_else(|| panic!("no check of {flow}: {:#?}", run.checks))
 }
 
+/// `flow` is a disagreement: the engine allows it and the kernel dropped it.
+fn assert_dropped_against_the_engine(run: &DatapathRun, flow: &str) {
+    let c = check(run, flow);
+    assert_eq!(
+        (c.result, c.engine, c.kernel),
+        (Agreement::Disagree, Some("allow"), Some("dropped")),
+        "{c:#?}"
+    );
+}
+
 #[test]
 fn the_repository_policies_agree_in_the_kernel() {
     if !privileged("test --datapath policies") {
@@ -209,12 +219,7 @@ fn a_corrupted_map_entry_is_reported_as_a_disagreement() {
         maps.ipcache_set(a_ip, 32, ward_engine::Identity::WORLD.0)?;
         Ok(())
     });
-    let tcp = check(&run, "a → b TCP/80");
-    assert_eq!(
-        (tcp.result, tcp.engine, tcp.kernel),
-        (Agreement::Disagree, Some("allow"), Some("dropped")),
-        "{tcp:#?}"
-    );
+    assert_dropped_against_the_engine(&run, "a → b TCP/80");
     assert_eq!(check(&run, "a → b ICMP").result, Agreement::Disagree);
     // What the corruption does not touch still agrees.
     assert_eq!(check(&run, "c → b ICMP").result, Agreement::Agree);
@@ -394,4 +399,57 @@ fn a_node_without_an_agent_is_world_in_ward_test_and_in_the_kernel() {
         check(&run, "outsider → world TCP/81").kernel,
         Some("passed")
     );
+}
+
+/// A service in front of b: a reaches it, c does not (b's ingress admits a only).
+const SERVICE_SUITE: &str = "\
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: b-ingress, namespace: demo}
+spec:
+  endpointSelector: {matchLabels: {app: b}}
+  ingress:
+    - fromEndpoints: [{matchLabels: {app: a}}]
+      toPorts: [{ports: [{port: \"8080\", protocol: TCP}]}]
+---
+apiVersion: ward.dev/v1alpha1
+kind: PolicyTest
+metadata: {name: service}
+spec:
+  endpoints:
+    - {name: a, namespace: demo, labels: {app: a}}
+    - {name: b, namespace: demo, labels: {app: b}, ip: 10.9.0.20, ports: [{name: http, port: 8080}]}
+    - {name: c, namespace: demo, labels: {app: c}}
+  services:
+    - {name: web, namespace: demo, ip: 10.96.7.7, selector: {app: b}, ports: [{port: 80, targetPort: http}]}
+  expectations:
+    - {from: a, to: \"service:demo/web\", port: 80, expect: allow}
+    - {from: c, to: 10.96.7.7, port: 80, expect: deny}
+    - {from: a, to: b, port: 8080, expect: allow}
+";
+
+/// A corrupted service entry (the backend's port) is a disagreement on the flow through the
+/// service, and only there.
+#[test]
+fn a_corrupted_service_entry_is_reported_as_a_disagreement() {
+    if !privileged("test --datapath corrupted service") {
+        return;
+    }
+    let clean = on_datapath(&load(SERVICE_SUITE), &mut |_| Ok(()));
+    for c in &clean.checks {
+        assert_eq!(c.result, Agreement::Agree, "{c:#?}");
+    }
+    let run = on_datapath(&load(SERVICE_SUITE), &mut |lab| {
+        let (b_ip, _) = lab.endpoint("b").unwrap();
+        let (_, a_node) = lab.endpoint("a").unwrap();
+        let mut maps = ward_datapath::bpf::NodeMaps::open_pinned(&a_node)?;
+        let vip = std::net::IpAddr::from([10, 96, 7, 7]);
+        maps.lb_set(
+            ward_datapath::bpf::maps::LbKey::new(vip, 80, 6, 1),
+            ward_datapath::bpf::maps::LbValue::backend(b_ip.into(), 9999),
+        )?;
+        Ok(())
+    });
+    assert_dropped_against_the_engine(&run, "a → service:demo/web TCP/80");
+    assert_eq!(check(&run, "a → b TCP/8080").result, Agreement::Agree);
 }

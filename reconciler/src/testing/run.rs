@@ -467,7 +467,7 @@ fn through_service(
     };
     if flows.is_empty() {
         return Err(format!(
-            "service {} has no backend for {}/{} (no declared endpoint matches its selector, or it lists none): the datapath drops its packets before any policy",
+            "service {} has no backend for {}/{} (no declared endpoint with an address matches its selector and has the target port, or it lists none): the datapath drops its packets before any policy",
             svc.full_name(),
             flow.protocol,
             flow.port
