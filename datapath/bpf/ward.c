@@ -194,6 +194,7 @@ struct flow {
 	__u8 proto;
 	__u8 family;      /* WARD_FAMILY_* */
 	__u8 tcp_flags;   /* TCP: the header's flags byte (FIN 0x01, RST 0x04) */
+	__u8 service;     /* translated from a service's address (lb_translate) */
 	__u16 l4_off;     /* TCP/UDP: where the upper-layer header starts */
 };
 
@@ -759,6 +760,8 @@ static __always_inline int enforce_flow(struct __sk_buff *skb, __u8 direction,
 			ct_note_close(fv, &f, 0);
 			__sync_fetch_and_add(&fv->packets, 1);
 			__sync_fetch_and_add(&fv->bytes, len);
+			if (f.service && !(fv->flags & WARD_CT_F_SERVICE))
+				fv->flags |= WARD_CT_F_SERVICE;
 			if (fv->flags & seen)
 				return to_dns_proxy_if(skb, &f, direction, ep, flags);
 			/* The other end's direction created it (both pods on this node). */
@@ -768,7 +771,7 @@ static __always_inline int enforce_flow(struct __sk_buff *skb, __u8 direction,
 				.last_seen_ns = now,
 				.packets = 1,
 				.bytes = len,
-				.flags = seen,
+				.flags = seen | (f.service ? WARD_CT_F_SERVICE : 0),
 			};
 
 			bpf_map_update_elem(&ward_ct, &fk, &nv, BPF_ANY);
@@ -860,9 +863,11 @@ static __always_inline int lb_translate(struct __sk_buff *skb, struct flow *f)
 	};
 	struct nat_value backend = {};
 	struct nat_value service = {};
-	struct nat_value *known;
+	struct nat_value *known, *rev;
 	struct lb_value *svc, *be;
 	struct ct_key fk, rk = {};
+	__u16 count, slot = 0;
+	int i;
 
 	if (f->proto != IPPROTO_TCP && f->proto != IPPROTO_UDP)
 		return 0;
@@ -870,27 +875,37 @@ static __always_inline int lb_translate(struct __sk_buff *skb, struct flow *f)
 	svc = bpf_map_lookup_elem(&ward_lb, &k);
 	if (!svc)
 		return 0;
-	if (!svc->count)
+	count = svc->count;
+	if (!count)
 		return -1;
 	ct_tuple(f, 0, &fk);
 	known = bpf_map_lookup_elem(&ward_nat_fwd, &fk);
-	if (known && known->slot && known->slot <= svc->count) {
-		k.slot = known->slot;
-		be = bpf_map_lookup_elem(&ward_lb, &k);
-		if (be && be->port == known->port && be->addr[0] == known->addr[0] &&
-		    be->addr[1] == known->addr[1] && be->addr[2] == known->addr[2] &&
-		    be->addr[3] == known->addr[3]) {
-			backend = *known;
-			goto rewrite;
+	if (known) {
+		backend = *known;
+		/* Its own slot first, then the others (the backends may have been renumbered). */
+		for (i = 0; i <= WARD_LB_SCAN; i++) {
+			k.slot = i == 0 ? backend.slot : (__u16)i;
+			if (!k.slot || k.slot > count)
+				continue;
+			be = bpf_map_lookup_elem(&ward_lb, &k);
+			if (be && be->port == backend.port && be->addr[0] == backend.addr[0] &&
+			    be->addr[1] == backend.addr[1] && be->addr[2] == backend.addr[2] &&
+			    be->addr[3] == backend.addr[3]) {
+				slot = k.slot;
+				break;
+			}
 		}
 	}
-	k.slot = (__u16)(bpf_get_prandom_u32() % svc->count) + 1;
-	be = bpf_map_lookup_elem(&ward_lb, &k);
-	if (!be)
-		return -1;
-	__builtin_memcpy(backend.addr, be->addr, sizeof(backend.addr));
-	backend.port = be->port;
-	backend.slot = k.slot;
+	if (!slot) {
+		/* New, or its backend left the service: one at random. */
+		k.slot = (__u16)(bpf_get_prandom_u32() % count) + 1;
+		be = bpf_map_lookup_elem(&ward_lb, &k);
+		if (!be)
+			return -1;
+		__builtin_memcpy(backend.addr, be->addr, sizeof(backend.addr));
+		backend.port = be->port;
+		slot = k.slot;
+	}
 	__builtin_memcpy(service.addr, f->daddr, sizeof(service.addr));
 	service.port = f->ct_dport;
 	__builtin_memcpy(rk.saddr, backend.addr, sizeof(rk.saddr));
@@ -899,15 +914,25 @@ static __always_inline int lb_translate(struct __sk_buff *skb, struct flow *f)
 	rk.dport = f->ct_sport;
 	rk.proto = f->proto;
 	rk.family = f->family;
-	if (bpf_map_update_elem(&ward_nat_rev, &rk, &service, BPF_ANY) < 0 ||
-	    bpf_map_update_elem(&ward_nat_fwd, &fk, &backend, BPF_ANY) < 0)
-		return -1;
-rewrite:
+	/* The way back, written again whenever it is not (or no longer) this service's. */
+	rev = bpf_map_lookup_elem(&ward_nat_rev, &rk);
+	if (!rev || rev->port != service.port || rev->addr[0] != service.addr[0] ||
+	    rev->addr[1] != service.addr[1] || rev->addr[2] != service.addr[2] ||
+	    rev->addr[3] != service.addr[3]) {
+		if (bpf_map_update_elem(&ward_nat_rev, &rk, &service, BPF_ANY) < 0)
+			return -1;
+	}
+	if (!known || known->slot != slot) {
+		backend.slot = slot;
+		if (bpf_map_update_elem(&ward_nat_fwd, &fk, &backend, BPF_ANY) < 0)
+			return -1;
+	}
 	if (rewrite(skb, f, 1, backend.addr, backend.port) < 0)
 		return -1;
 	__builtin_memcpy(f->daddr, backend.addr, sizeof(f->daddr));
 	f->ct_dport = backend.port;
 	f->pol_dport = backend.port;
+	f->service = 1;
 	return 0;
 }
 
@@ -916,9 +941,15 @@ static __always_inline int lb_reverse(struct __sk_buff *skb, const struct flow *
 {
 	struct nat_value service;
 	struct nat_value *nv;
+	struct ct_value *conn;
 	struct ct_key k;
 
 	if (f->proto != IPPROTO_TCP && f->proto != IPPROTO_UDP)
+		return TC_ACT_OK;
+	/* Only a reply of a connection made to a service (its conntrack entry says so). */
+	ct_tuple(f, 1, &k);
+	conn = bpf_map_lookup_elem(&ward_ct, &k);
+	if (!conn || !(conn->flags & WARD_CT_F_SERVICE))
 		return TC_ACT_OK;
 	ct_tuple(f, 0, &k);
 	nv = bpf_map_lookup_elem(&ward_nat_rev, &k);

@@ -16,6 +16,9 @@
 #define WARD_MAX_COUNTERS 16384
 #define WARD_MAX_LB 65536
 #define WARD_MAX_NAT WARD_MAX_CT
+/* How many of a service's slots a connection's backend is looked for in when its own slot no
+ * longer holds it (the backends were renumbered); past that it gets a new backend. */
+#define WARD_LB_SCAN 32
 #define WARD_EVENTS_BYTES (256 * 1024)
 
 /* Reserved identity of this node's own addresses (the ipcache maps them to it). */
@@ -65,6 +68,10 @@
 #define WARD_CT_F_FIN_FWD (1U << 2)
 #define WARD_CT_F_FIN_REPLY (1U << 3)
 #define WARD_CT_F_RST (1U << 4)
+/* ct_value.flags: the tuple is a connection to a service, translated by the pod's program
+ * (Cilium's rev_nat_index): only its replies get the service's address back, not those of a
+ * direct connection on the same tuple once this one has ended. */
+#define WARD_CT_F_SERVICE (1U << 5)
 #define WARD_CT_CLOSE_LIFETIME_NS (10ULL * 1000000000ULL)
 
 /* policy_value.flags */

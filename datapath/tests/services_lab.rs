@@ -132,6 +132,7 @@ fn pods_reach_services_through_their_backends_and_policy_judges_the_backend() {
     let mut lab = AgentLab::up("svc", LAB);
     let web1 = lab.netns("shop/web-1");
     let web2 = lab.netns("shop/web-2");
+    let web3 = lab.netns("shop/web-3");
     let world = lab.netns("world");
     let db: IpAddr = "203.0.113.50".parse().unwrap();
     for v6 in [false, true] {
@@ -146,6 +147,8 @@ fn pods_reach_services_through_their_backends_and_policy_judges_the_backend() {
         named_tcp_server(&web2, at("shop/web-2"), 8080, "web-2");
         named_udp_server(&web1, at("shop/web-1"), 7007, "web-1");
         named_udp_server(&web2, at("shop/web-2"), 7007, "web-2");
+        named_tcp_server(&web3, at("shop/web-3"), 8080, "web-3");
+        named_udp_server(&web3, at("shop/web-3"), 7007, "web-3");
         tcp_server(&world, if v6 { lab.ip6_of(db) } else { db }, 5432);
     }
     let set = common::load(POLICY);
@@ -203,7 +206,7 @@ fn pods_reach_services_through_their_backends_and_policy_judges_the_backend() {
             lab.ip("shop/client").into()
         };
 
-        // TCP to web:80 lands on both backends (port 8080, named `http`), from the
+        // TCP to web:80 lands on every backend (port 8080, named `http`), from the
         // service's own address as the client sees it, and the backend sees the client.
         let mut seen = BTreeSet::new();
         for _ in 0..40 {
@@ -221,14 +224,14 @@ fn pods_reach_services_through_their_backends_and_policy_judges_the_backend() {
                 "{family}: the backend sees the client"
             );
             seen.insert(backend.to_owned());
-            if seen.len() == 2 {
+            if seen.len() == 3 {
                 break;
             }
         }
-        assert_eq!(seen.len(), 2, "{family}: both backends answer: {seen:?}");
+        assert_eq!(seen.len(), 3, "{family}: every backend answers: {seen:?}");
         assert_eq!(
             engine_allows("shop/client", web, 80, Protocol::TCP),
-            [true, true]
+            [true, true, true]
         );
 
         // UDP to web:7 (target 7007): the answer comes back from web:7 (a connected socket
@@ -238,18 +241,18 @@ fn pods_reach_services_through_their_backends_and_policy_judges_the_backend() {
             let name = udp_ask(&client, (web, 7).into(), OPEN)
                 .unwrap_or_else(|| panic!("{family}: client -> web:7/UDP must be answered"));
             seen.insert(name);
-            if seen.len() == 2 {
+            if seen.len() == 3 {
                 break;
             }
         }
         assert_eq!(
             seen.len(),
-            2,
-            "{family}: both backends answer UDP: {seen:?}"
+            3,
+            "{family}: every backend answers UDP: {seen:?}"
         );
         assert_eq!(
             engine_allows("shop/client", web, 7, Protocol::UDP),
-            [true, true]
+            [true, true, true]
         );
 
         // other may go to web's pods, but their ingress admits client only: the policy
@@ -260,7 +263,7 @@ fn pods_reach_services_through_their_backends_and_policy_judges_the_backend() {
         );
         assert_eq!(
             engine_allows("shop/other", web, 80, Protocol::TCP),
-            [false, false]
+            [false, false, false]
         );
 
         // db has no selector: toServices by its labels allows its backend, outside the
@@ -339,17 +342,37 @@ fn pods_reach_services_through_their_backends_and_policy_judges_the_backend() {
         .into_iter()
         .find(|m| m.name == "ward_lb")
         .unwrap();
-    assert_eq!(lb.entries, 2 * (2 * 3 + 2 + 1));
+    assert_eq!(lb.entries, 2 * (2 * 4 + 2 + 1));
 
-    // A connection keeps its backend only while the backend is the service's: a UDP flow
-    // (one 5-tuple) that web-2 answers moves to web-1 once web-2 leaves the service (its
-    // label changed in the topology the agents follow), and once the service is gone its
-    // address translates nothing any more.
+    // A connection keeps its backend while the backend is the service's, also when the
+    // backends are renumbered: UDP flows (one 5-tuple each) that web-3 answers stay with
+    // web-3 when web-2 leaves the service (its label changed in the topology the agents
+    // follow; web-3 moves from slot 3 to slot 2), a flow web-2 had moves to a backend that
+    // is left, and once the service is gone its address translates nothing any more.
     let web = svc("web", false);
     let to = SocketAddr::from((web, 7));
-    let sport = (40_000..40_100)
-        .find(|p| udp_ask_from(&client, *p, to, OPEN).as_deref() == Some("web-2"))
-        .expect("some source port lands on web-2");
+    let landing = |backend: &str, n: usize| -> Vec<u16> {
+        (40_000..40_400)
+            .filter(|p| udp_ask_from(&client, *p, to, OPEN).as_deref() == Some(backend))
+            .take(n)
+            .collect()
+    };
+    let sport = landing("web-2", 1)[0];
+    let on_web3 = landing("web-3", 4);
+    assert_eq!(on_web3.len(), 4, "flows land on web-3");
+    // The way back belongs to the connection to the service, not to the tuple: once that
+    // connection is forgotten (conntrack cleared), the same source port straight to the
+    // backend gets the backend's own answer, from the backend's address.
+    let other_port = sport + 1000;
+    let first = udp_ask_from(&client, other_port, to, OPEN).expect("answered through web");
+    NodeMaps::open_pinned(&node).unwrap().ct_clear().unwrap();
+    let direct = SocketAddr::from((IpAddr::from(lab.ip(&format!("shop/{first}"))), 7007));
+    assert_eq!(
+        udp_ask_from(&client, other_port, direct, OPEN).as_deref(),
+        Some(first.as_str()),
+        "a direct flow on the tuple a service flow used is not translated back"
+    );
+
     // Edits the topology the agents follow (`from` → `to`) and waits until the client's
     // node holds `slots` slots of web's address.
     let edit = |from: &str, to: &str, slots: usize, what: &str| {
@@ -364,13 +387,20 @@ fn pods_reach_services_through_their_backends_and_policy_judges_the_backend() {
     edit(
         "name: web-2\n      namespace: shop\n      labels: {app: web}",
         "name: web-2\n      namespace: shop\n      labels: {app: web-retired}",
-        2 * 2,
+        2 * 3,
         "web-2 out of the service on the client's node",
     );
-    assert_eq!(
-        udp_ask_from(&client, sport, to, OPEN).as_deref(),
-        Some("web-1"),
-        "the flow web-2 had moves to the backend that is left"
+    for p in &on_web3 {
+        assert_eq!(
+            udp_ask_from(&client, *p, to, OPEN).as_deref(),
+            Some("web-3"),
+            "a flow stays with its backend when the backends are renumbered"
+        );
+    }
+    let moved = udp_ask_from(&client, sport, to, OPEN);
+    assert!(
+        matches!(moved.as_deref(), Some("web-1" | "web-3")),
+        "the flow web-2 had moves to a backend that is left: {moved:?}"
     );
     edit(
         "    - name: web\n      namespace: shop\n      ip: 10.96.0.10\n",

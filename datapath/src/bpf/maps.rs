@@ -97,6 +97,9 @@ pub const CT_FLAG_FIN_FWD: u32 = 1 << 2;
 pub const CT_FLAG_FIN_REPLY: u32 = 1 << 3;
 /// `CtValue::flags` bit: a TCP RST.
 pub const CT_FLAG_RST: u32 = 1 << 4;
+/// `CtValue::flags` bit (`WARD_CT_F_SERVICE`): a connection to a service, translated by the
+/// pod's program; only its replies get the service's address back.
+pub const CT_FLAG_SERVICE: u32 = 1 << 5;
 /// Lifetime of a TCP entry since its last packet (`WARD_CT_TCP_LIFETIME_NS`).
 pub const CT_TCP_LIFETIME: std::time::Duration = std::time::Duration::from_secs(21_600);
 /// Lifetime of any other entry (`WARD_CT_ANY_LIFETIME_NS`).
