@@ -844,6 +844,12 @@ static __always_inline int rewrite(struct __sk_buff *skb, const struct flow *f, 
 	return 0;
 }
 
+/* Whether two addresses (four words, either family) are the same. */
+static __always_inline int addr_eq(const __u32 *a, const __u32 *b)
+{
+	return a[0] == b[0] && a[1] == b[1] && a[2] == b[2] && a[3] == b[3];
+}
+
 /*
  * A pod's TCP or UDP packet to a service (ward_lb): its destination becomes one of the
  * service's backends before the policy sees it, as Cilium's load balancer does in the pod's
@@ -888,9 +894,7 @@ static __always_inline int lb_translate(struct __sk_buff *skb, struct flow *f)
 			if (!k.slot || k.slot > count)
 				continue;
 			be = bpf_map_lookup_elem(&ward_lb, &k);
-			if (be && be->port == backend.port && be->addr[0] == backend.addr[0] &&
-			    be->addr[1] == backend.addr[1] && be->addr[2] == backend.addr[2] &&
-			    be->addr[3] == backend.addr[3]) {
+			if (be && be->port == backend.port && addr_eq(be->addr, backend.addr)) {
 				slot = k.slot;
 				break;
 			}
@@ -916,9 +920,7 @@ static __always_inline int lb_translate(struct __sk_buff *skb, struct flow *f)
 	rk.family = f->family;
 	/* The way back, written again whenever it is not (or no longer) this service's. */
 	rev = bpf_map_lookup_elem(&ward_nat_rev, &rk);
-	if (!rev || rev->port != service.port || rev->addr[0] != service.addr[0] ||
-	    rev->addr[1] != service.addr[1] || rev->addr[2] != service.addr[2] ||
-	    rev->addr[3] != service.addr[3]) {
+	if (!rev || rev->port != service.port || !addr_eq(rev->addr, service.addr)) {
 		if (bpf_map_update_elem(&ward_nat_rev, &rk, &service, BPF_ANY) < 0)
 			return -1;
 	}

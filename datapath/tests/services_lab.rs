@@ -21,7 +21,7 @@ mod common;
 use common::lab::{AgentLab, privileged, tcp_connect, tcp_server};
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
-use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::Path;
 use std::time::Duration;
 use ward_datapath::bpf::NodeMaps;
@@ -81,28 +81,19 @@ fn tcp_ask(netns: &Path, to: SocketAddr, timeout: Duration) -> Option<(String, S
 /// What a UDP datagram from `netns` to `to` was answered with, on a socket connected to
 /// `to` (the kernel delivers only datagrams from `to` itself).
 fn udp_ask(netns: &Path, to: SocketAddr, timeout: Duration) -> Option<String> {
-    in_netns(netns, move || {
-        let any: SocketAddr = if to.is_ipv4() {
-            "0.0.0.0:0".parse().unwrap()
-        } else {
-            "[::]:0".parse().unwrap()
-        };
-        let s = UdpSocket::bind(any).ok()?;
-        s.connect(to).ok()?;
-        s.set_read_timeout(Some(timeout)).ok()?;
-        s.send(b"hi").ok()?;
-        let mut buf = [0u8; 64];
-        let n = s.recv(&mut buf).ok()?;
-        Some(String::from_utf8_lossy(&buf[..n]).into_owned())
-    })
-    .unwrap()
+    udp_ask_from(netns, 0, to, timeout)
 }
 
-/// What a UDP datagram from `netns`, source port `sport`, to `to` was answered with (the
-/// same 5-tuple every time it is called with the same port).
+/// [`udp_ask`] from source port `sport` (the same 5-tuple every time it is called with the
+/// same port; 0: any).
 fn udp_ask_from(netns: &Path, sport: u16, to: SocketAddr, timeout: Duration) -> Option<String> {
     in_netns(netns, move || {
-        let s = UdpSocket::bind(("0.0.0.0", sport)).ok()?;
+        let any: IpAddr = if to.is_ipv4() {
+            Ipv4Addr::UNSPECIFIED.into()
+        } else {
+            Ipv6Addr::UNSPECIFIED.into()
+        };
+        let s = UdpSocket::bind((any, sport)).ok()?;
         s.connect(to).ok()?;
         s.set_read_timeout(Some(timeout)).ok()?;
         s.send(b"hi").ok()?;

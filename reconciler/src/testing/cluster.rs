@@ -397,31 +397,33 @@ fn addresses(ip: Option<&String>, ips: &[String]) -> Result<Vec<IpAddr>, String>
     Ok(out)
 }
 
+/// A declared port number, 1-65535.
+fn port_number(n: i64) -> Result<u16, String> {
+    u16::try_from(n)
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| format!("port {n} is impossible; ports are 1-65535"))
+}
+
 /// The engine service for a declaration.
 fn engine_service(svc: &TestService) -> Result<ward_engine::Service, String> {
     let mut ports = Vec::new();
     for p in &svc.ports {
-        let number = |n: i64| {
-            u16::try_from(n)
-                .ok()
-                .filter(|n| *n > 0)
-                .ok_or_else(|| format!("port {n} is impossible; ports are 1-65535"))
-        };
         let written = p.protocol.as_deref().unwrap_or("TCP");
         let protocol = Protocol::parse(written)
             .filter(|p| *p == Protocol::TCP || *p == Protocol::UDP)
             .ok_or_else(|| format!("protocol \"{written}\": a service port here is TCP or UDP"))?;
         let target_port = match &p.target_port {
             None => None,
-            Some(PortSpec::Number(n)) => Some(ward_engine::TargetPort::Number(number(*n)?)),
+            Some(PortSpec::Number(n)) => Some(ward_engine::TargetPort::Number(port_number(*n)?)),
             Some(PortSpec::Name(s)) => Some(match s.parse::<i64>() {
-                Ok(n) => ward_engine::TargetPort::Number(number(n)?),
+                Ok(n) => ward_engine::TargetPort::Number(port_number(n)?),
                 Err(_) => ward_engine::TargetPort::Name(s.clone()),
             }),
         };
         ports.push(ward_engine::ServicePort {
             name: p.name.clone(),
-            port: number(p.port)?,
+            port: port_number(p.port)?,
             target_port,
             protocol,
         });
@@ -450,10 +452,7 @@ fn engine_endpoint(ep: &TestEndpoint) -> Result<(Endpoint, Vec<(Protocol, u16)>)
     let mut named_ports = BTreeMap::new();
     let mut ports = Vec::new();
     for p in &ep.ports {
-        let number = u16::try_from(p.port)
-            .ok()
-            .filter(|n| *n > 0)
-            .ok_or_else(|| format!("port {} is impossible; ports are 1-65535", p.port))?;
+        let number = port_number(p.port)?;
         let written = p.protocol.as_deref().unwrap_or("TCP");
         let protocol = Protocol::parse(written)
             .filter(|p| p.has_ports())

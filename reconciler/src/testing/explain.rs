@@ -10,7 +10,7 @@
 use super::cluster::TestCluster;
 use super::outcome::{L7Outcome, Origins, Outcome, RuleSite, Side};
 use super::peer::{PeerRef, ends};
-use super::run::resolve_port;
+use super::run::{backend_at, resolve_port, service_backends};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -225,33 +225,19 @@ pub fn explain(
         port,
     };
     // A flow to a service is judged at a backend, as the datapath sends it there first.
-    let mut service_note = None;
-    let flow = match repo.service_flows(&flow) {
-        None => flow,
-        Some((svc, backends)) => {
-            let Some(backend) = backends.first().copied() else {
-                return Err(format!(
-                    "service {} has no backend for {protocol}/{port}: the datapath drops its packets before any policy",
-                    svc.full_name()
-                ));
-            };
-            let at = match backend.dst {
-                Peer::Ip(ip) => format!("{ip}:{}", backend.port),
-                _ => backend.port.to_string(),
-            };
-            service_note = Some(if backends.len() > 1 {
+    let (flow, service_note) = match service_backends(&flow, &repo)? {
+        None => (flow, None),
+        Some((service, backends)) => {
+            let at = backend_at(&backends[0]);
+            let note = if backends.len() > 1 {
                 format!(
-                    "service {} has {} backends; this explains the one at {at} (a PolicyTest expectation checks every one)",
-                    svc.full_name(),
+                    "service {service} has {} backends; this explains the one at {at} (a PolicyTest expectation checks every one)",
                     backends.len()
                 )
             } else {
-                format!(
-                    "service {} sends this flow to its backend at {at}",
-                    svc.full_name()
-                )
-            });
-            backend
+                format!("service {service} sends this flow to its backend at {at}")
+            };
+            (backends[0], Some(note))
         }
     };
     let origins = Origins::of(set);

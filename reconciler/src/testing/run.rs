@@ -455,32 +455,19 @@ pub fn flows_of(
 
 /// A flow to a service's address and port becomes one flow per backend (as the datapath
 /// translates it before the policy), each saying which backend it reached; any other flow
-/// stays as it is. A service port without backends is an error: its packets are dropped
-/// before any policy, so no verdict applies.
+/// stays as it is.
 fn through_service(
     flow: Flow,
     ends: Ends,
     repo: &PolicyRepository,
 ) -> Result<Vec<(Flow, Ends)>, String> {
-    let Some((svc, flows)) = repo.service_flows(&flow) else {
+    let Some((service, flows)) = service_backends(&flow, repo)? else {
         return Ok(vec![(flow, ends)]);
     };
-    if flows.is_empty() {
-        return Err(format!(
-            "service {} has no backend for {}/{} (no declared endpoint with an address matches its selector and has the target port, or it lists none): the datapath drops its packets before any policy",
-            svc.full_name(),
-            flow.protocol,
-            flow.port
-        ));
-    }
     Ok(flows
         .into_iter()
         .map(|f| {
-            let backend = match f.dst {
-                Peer::Ip(ip) => ip.to_string(),
-                _ => String::new(),
-            };
-            let via = format!("service {} backend {backend}:{}", svc.full_name(), f.port);
+            let via = format!("service {service} backend {}", backend_at(&f));
             let ends = Ends {
                 dst: f.dst,
                 via: Some(
@@ -493,6 +480,36 @@ fn through_service(
             (f, ends)
         })
         .collect())
+}
+
+/// Where a flow to a service's address and port lands: the service (`namespace/name`) and
+/// one flow per backend, with its target port; `None` for a flow to anything else. A service
+/// port without backends is an error: its packets are dropped before any policy, so no
+/// verdict applies.
+pub(crate) fn service_backends(
+    flow: &Flow,
+    repo: &PolicyRepository,
+) -> Result<Option<(String, Vec<Flow>)>, String> {
+    let Some((svc, flows)) = repo.service_flows(flow) else {
+        return Ok(None);
+    };
+    if flows.is_empty() {
+        return Err(format!(
+            "service {} has no backend for {}/{} (no declared endpoint with an address matches its selector and has the target port, or it lists none): the datapath drops its packets before any policy",
+            svc.full_name(),
+            flow.protocol,
+            flow.port
+        ));
+    }
+    Ok(Some((svc.full_name(), flows)))
+}
+
+/// `address:port` of a flow to a service's backend.
+pub(crate) fn backend_at(f: &Flow) -> String {
+    match f.dst {
+        Peer::Ip(ip) => format!("{ip}:{}", f.port),
+        _ => f.port.to_string(),
+    }
 }
 
 /// The protocol and port number of a flow to `dst`: a named port is looked up in the

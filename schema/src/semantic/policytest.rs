@@ -123,20 +123,12 @@ fn check_services(c: &mut Checker, spec: &Value) -> Declared {
         }
         let mut named = BTreeSet::new();
         c.each(svc, "ports", |c, port| {
-            check_declared_port(c, port);
-            check_protocol(c, port.get("protocol"), &["TCP", "UDP"]);
+            check_declared_port(c, port, &["TCP", "UDP"]);
             if let Some(n) = port.get("name").and_then(Value::as_str) {
                 named.insert(n.to_ascii_lowercase());
             }
             match port.get("targetPort") {
-                Some(Value::Number(n)) if n.as_i64().is_none_or(|p| !(1..=65535).contains(&p)) => {
-                    c.at("targetPort", |c| {
-                        c.error(
-                            codes::POLICY_TEST,
-                            format!("targetPort {n} is impossible; ports are 1-65535"),
-                        );
-                    });
-                }
+                Some(Value::Number(_)) => check_port_number(c, port, "targetPort"),
                 Some(Value::String(name)) if !is_svc_name(name) => {
                     c.at("targetPort", |c| {
                         c.error(
@@ -261,7 +253,7 @@ fn check_endpoints(c: &mut Checker, spec: &Value) -> Declared {
         check_ip(c, ep);
         let mut named = BTreeSet::new();
         c.each(ep, "ports", |c, port| {
-            check_declared_port(c, port);
+            check_declared_port(c, port, &["TCP", "UDP", "SCTP"]);
             if let Some(n) = port.get("name").and_then(Value::as_str) {
                 named.insert(n.to_ascii_lowercase());
             }
@@ -271,17 +263,10 @@ fn check_endpoints(c: &mut Checker, spec: &Value) -> Declared {
     declared
 }
 
-fn check_declared_port(c: &mut Checker, port: &Value) {
-    if let Some(n) = port.get("port").and_then(Value::as_i64)
-        && !(1..=65535).contains(&n)
-    {
-        c.at("port", |c| {
-            c.error(
-                codes::POLICY_TEST,
-                format!("port {n} is impossible; ports are 1-65535"),
-            );
-        });
-    }
+/// A declared port (of an endpoint or a service): a possible number, a valid name and one
+/// of `protocols`.
+fn check_declared_port(c: &mut Checker, port: &Value, protocols: &[&str]) {
+    check_port_number(c, port, "port");
     if let Some(name) = port.get("name").and_then(Value::as_str)
         && !is_svc_name(name)
     {
@@ -295,7 +280,22 @@ fn check_declared_port(c: &mut Checker, port: &Value) {
             );
         });
     }
-    check_protocol(c, port.get("protocol"), &["TCP", "UDP", "SCTP"]);
+    check_protocol(c, port.get("protocol"), protocols);
+}
+
+/// The number under `field` of `port`, when it is one, is 1-65535.
+fn check_port_number(c: &mut Checker, port: &Value, field: &'static str) {
+    let Some(n) = port.get(field).and_then(Value::as_number) else {
+        return;
+    };
+    if n.as_i64().is_none_or(|p| !(1..=65535).contains(&p)) {
+        c.at(field, |c| {
+            c.error(
+                codes::POLICY_TEST,
+                format!("{field} {n} is impossible; ports are 1-65535"),
+            );
+        });
+    }
 }
 
 fn check_protocol(c: &mut Checker, protocol: Option<&Value>, allowed: &[&str]) {

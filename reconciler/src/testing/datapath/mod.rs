@@ -180,9 +180,11 @@ impl Host {
 }
 
 /// Where a probe to `dst` on `protocol`/`port` is answered: the end itself, or for a
-/// service every backend the lab gives it (its namespace, address and target port).
+/// service every backend the lab's `cluster` gives it (its namespace, address and target
+/// port).
 fn backend_hosts(
     lab: &Lab,
+    cluster: &Cluster,
     dst: &Host,
     protocol: Protocol,
     port: u16,
@@ -191,7 +193,6 @@ fn backend_hosts(
         return vec![(dst.netns(lab), dst.ip().into(), port)];
     };
     let topology = lab.topology();
-    let cluster = Cluster::from_topology(topology);
     let Some((svc, i)) = cluster.service_at(dst.ip().into(), port, protocol) else {
         return Vec::new();
     };
@@ -809,8 +810,9 @@ fn judge_dns(c: &mut Check, p: &Probe, code: Option<ResponseCode>, repo: &Policy
 fn servers(lab: &Lab, probes: &[&Probe], names: Arc<Names>) -> Result<probe::Servers> {
     let mut servers = probe::Servers::new();
     let mut seen = std::collections::BTreeSet::new();
+    let cluster = Cluster::from_topology(lab.topology());
     for p in probes {
-        for (netns, ip, port) in backend_hosts(lab, &p.dst, p.protocol, p.port) {
+        for (netns, ip, port) in backend_hosts(lab, &cluster, &p.dst, p.protocol, p.port) {
             let IpAddr::V4(ip) = ip else { continue };
             if !seen.insert((ip, p.protocol, port)) {
                 continue;

@@ -111,32 +111,27 @@ pub fn place(
         allocate(n, &mut pods, &declared);
     }
     let underlay = underlay(&mut nodes, world);
-    let world_addresses: Vec<Ipv4Addr> = outside
-        .iter()
-        .copied()
-        .filter(|ip| {
-            let in_lab = *ip == world
-                || underlay.contains(*ip)
-                || nodes
-                    .iter()
-                    .any(|n| n.range.is_some_and(|r| r.contains(*ip)));
-            let special = ip.is_loopback()
-                || ip.is_multicast()
-                || ip.is_link_local()
-                || ip.is_unspecified()
-                || ip.is_broadcast();
-            !in_lab && !special
-        })
-        .collect();
+    // World's own address, the underlay and the pod ranges.
     let in_lab = |ip: Ipv4Addr| {
         ip == world
-            || world_addresses.contains(&ip)
             || underlay.contains(ip)
             || nodes
                 .iter()
                 .any(|n| n.range.is_some_and(|r| r.contains(ip)))
     };
-    let services = place_services(cluster, in_lab);
+    let world_addresses: Vec<Ipv4Addr> = outside
+        .iter()
+        .copied()
+        .filter(|ip| {
+            let special = ip.is_loopback()
+                || ip.is_multicast()
+                || ip.is_link_local()
+                || ip.is_unspecified()
+                || ip.is_broadcast();
+            !in_lab(*ip) && !special
+        })
+        .collect();
+    let services = place_services(cluster, |ip| in_lab(ip) || world_addresses.contains(&ip));
     let mut doc = document(
         lab,
         cluster,
