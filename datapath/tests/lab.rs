@@ -679,7 +679,7 @@ fn world_addresses_are_checked() {
             ),
             (
                 "spec.world.addresses[2]",
-                "world: addresses[2] is not an IPv4 address"
+                "world: addresses[2] is not an IP address"
             ),
             (
                 "spec.world.addresses[3]",

@@ -3,7 +3,9 @@
 //!
 //! - The repository's own policies/ agree in the kernel, flow for flow, host policies
 //!   (`remote-node` from every other node) and services included; what the lab cannot send
-//!   (DNS answers only the tests declare, IPv6) is listed as not probed, with why.
+//!   (DNS answers only the tests declare) is listed as not probed, with why.
+//! - IPv6: a dual-stack lab keeps the tests' IPv6 addresses and sends each flow in every
+//!   family both ends have; a corrupted IPv6 entry is a disagreement over IPv6 only.
 //! - TCP, UDP and ICMP echo, pods without a declared address, a world address the test names,
 //!   a ServiceAccount a policy selects.
 //! - A map entry corrupted between the agents' sync and the probes is reported as a
@@ -452,4 +454,117 @@ fn a_corrupted_service_entry_is_reported_as_a_disagreement() {
     });
     assert_dropped_against_the_engine(&run, "a → service:demo/web TCP/80");
     assert_eq!(check(&run, "a → b TCP/8080").result, Agreement::Agree);
+}
+
+/// A dual-stack suite: a and b have both families, c only IPv6, d none (so both); b takes
+/// what a sends, and HTTPS from an IPv6 prefix of the outside.
+const DUAL_STACK_SUITE: &str = "\
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: b-ingress, namespace: demo}
+spec:
+  endpointSelector: {matchLabels: {app: b}}
+  ingress:
+    - fromEndpoints: [{matchLabels: {app: a}}]
+    - fromCIDR: [\"2001:db8:5::/48\"]
+      toPorts: [{ports: [{port: \"443\", protocol: TCP}]}]
+---
+apiVersion: ward.dev/v1alpha1
+kind: PolicyTest
+metadata: {name: dual-stack}
+spec:
+  endpoints:
+    - {name: a, namespace: demo, labels: {app: a}, ips: [10.9.1.10, \"fd10:1::a\"], node: n1}
+    - {name: c, namespace: demo, labels: {app: c}, ip: \"fd10:1::c\", node: n1}
+    - {name: d, namespace: demo, labels: {app: d}, node: n1}
+    - {name: b, namespace: demo, labels: {app: b}, ips: [10.9.2.20, \"fd10:2::b\"], node: n2, ports: [{name: http, port: 80}]}
+  services:
+    - {name: web, namespace: demo, ips: [10.96.7.7, \"fd96::7\"], selector: {app: b}, ports: [{port: 8080, targetPort: http}]}
+  expectations:
+    - {from: a, to: b, port: 80, expect: allow}
+    - {from: c, to: b, port: 80, expect: deny}
+    - {from: d, to: b, port: 80, expect: deny}
+    - {from: a, to: b, protocol: ICMPv6, expect: allow}
+    - {from: c, to: b, protocol: ICMPv6, expect: deny}
+    - {from: a, to: b, protocol: ICMP, expect: allow}
+    - {from: c, to: b, protocol: ICMP, expect: deny}
+    - {from: \"2001:db8:5::7\", to: b, port: 443, expect: allow}
+    - {from: \"2001:db8:6::7\", to: b, port: 443, expect: deny}
+    - {from: world-ipv6, to: b, port: 443, expect: deny}
+    - {from: a, to: \"service:demo/web\", port: 8080, expect: allow}
+    - {from: c, to: \"fd96::7\", port: 8080, expect: deny}
+";
+
+/// Every probe of `flow` in order: (kernel, note).
+fn probed<'a>(run: &'a DatapathRun, flow: &str) -> (Agreement, Option<&'a str>, &'a str) {
+    let c = check(run, flow);
+    (c.result, c.kernel, c.note.as_deref().unwrap_or_default())
+}
+
+/// IPv6 through `ward test --datapath`: the lab is dual stack, keeps the tests' own IPv6
+/// addresses (pods on two nodes, an outside prefix, world-ipv6, a service's IPv6 cluster IP),
+/// and sends each flow in every family both ends have: the kernel and the engine agree on
+/// each, ICMPv6 included; a flow no family fits is not probed, and says why.
+#[test]
+fn ipv6_flows_are_sent_in_every_family_both_ends_have() {
+    if !privileged("test --datapath ipv6") {
+        return;
+    }
+    let run = on_datapath(&load(DUAL_STACK_SUITE), &mut |_| Ok(()));
+    assert!(run.lab.ends_with(", dual stack"), "{}", run.lab);
+    let unfit = check(&run, "c → b ICMP");
+    assert_eq!(unfit.result, Agreement::NotProbed, "{unfit:#?}");
+    assert!(
+        unfit
+            .note
+            .as_deref()
+            .unwrap()
+            .contains("no address family fits both ends and the protocol"),
+        "{unfit:#?}"
+    );
+    for c in run.checks.iter().filter(|c| c.flow != "c → b ICMP") {
+        assert_eq!(c.result, Agreement::Agree, "{c:#?}");
+    }
+    // a and b have both families: one probe each, both reported.
+    let (_, kernel, note) = probed(&run, "a → b TCP/80");
+    assert_eq!(kernel, Some("passed"));
+    assert!(
+        note.contains("over IPv4") && note.contains("over IPv6"),
+        "{note}"
+    );
+    assert_eq!(probed(&run, "c → b TCP/80").1, Some("dropped"));
+    assert_eq!(probed(&run, "a → b ICMPv6").1, Some("passed"));
+    assert_eq!(probed(&run, "c → b ICMPv6").1, Some("dropped"));
+    assert_eq!(probed(&run, "2001:db8:5::7 → b TCP/443").1, Some("passed"));
+    assert_eq!(probed(&run, "2001:db8:6::7 → b TCP/443").1, Some("dropped"));
+    assert_eq!(probed(&run, "world-ipv6 → b TCP/443").1, Some("dropped"));
+    let (_, kernel, note) = probed(&run, "a → service:demo/web TCP/8080");
+    assert_eq!(kernel, Some("passed"));
+    assert!(note.contains("over IPv6"), "{note}");
+    assert_eq!(probed(&run, "c → fd96::7 TCP/8080").1, Some("dropped"));
+}
+
+/// a's IPv6 address on b's node made world's: b's ingress from a over IPv6 is dropped, a
+/// disagreement the check names with its family, while IPv4 still agrees.
+#[test]
+fn a_corrupted_ipv6_entry_is_reported_as_a_disagreement() {
+    if !privileged("test --datapath corrupted ipv6") {
+        return;
+    }
+    let run = on_datapath(&load(DUAL_STACK_SUITE), &mut |lab| {
+        let a = lab.pod("a").unwrap();
+        let b = lab.pod("b").unwrap();
+        let mut maps = ward_datapath::bpf::NodeMaps::open_pinned(&b.node)?;
+        maps.ipcache_set(a.ipv6.unwrap(), 128, ward_engine::Identity::WORLD.0)?;
+        Ok(())
+    });
+    assert_dropped_against_the_engine(&run, "a → b TCP/80");
+    let (_, _, note) = probed(&run, "a → b TCP/80");
+    assert!(note.starts_with("over IPv6"), "{note}");
+    assert_eq!(check(&run, "a → b ICMPv6").result, Agreement::Disagree);
+    assert_eq!(check(&run, "a → b ICMP").result, Agreement::Agree);
+    assert_eq!(
+        check(&run, "2001:db8:5::7 → b TCP/443").result,
+        Agreement::Agree
+    );
 }

@@ -25,6 +25,7 @@
 //!       ports:                       # optional; name optional, protocol TCP (default), UDP, SCTP
 //!         - {name: http, port: 80, protocol: TCP}
 //!       serviceAccount: backend      # optional; `default` when absent
+//!       # ipv6: fd00:10::20            # optional, dual stack: its own IPv6 address
 //!   services:                        # optional: ClusterIP services
 //!     - name: backend
 //!       namespace: shop
@@ -50,7 +51,9 @@
 //! prefix (a unique-local one, fc00::/7) for nodes, pods and cluster IPs (and the underlay
 //! and pod prefixes), the `world` prefix (in the documentation range 2001:db8::/32) for
 //! world; a service backend has the IPv6 address of the pod, node or world address it is, or
-//! none. Names of the lab, nodes, world, namespaces, pods and services are DNS labels;
+//! none. A pod may have its own IPv6 address instead (`ipv6`), and world further ones
+//! (IPv6 entries of `addresses`, outside the cluster's /96); each is used once in the lab.
+//! Names of the lab, nodes, world, namespaces, pods and services are DNS labels;
 //! node and world names are at most 13 characters, because they name an underlay interface
 //! (`v-<name>`, see [`names`]).
 
@@ -387,7 +390,12 @@ pub struct WorldSpec {
     /// unicast address: the lab has no route out, so none of them leaves it).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub addresses: Vec<Ipv4Addr>,
-    /// Its IPv6 addresses in a dual-stack lab, one for each IPv4 one, in the same order.
+    /// The IPv6 addresses of `addresses` in a dual-stack lab (any unicast address outside
+    /// the cluster's IPv6 prefix).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub addresses6: Vec<Ipv6Addr>,
+    /// Its IPv6 addresses in a dual-stack lab: one derived from each IPv4 one, in the same
+    /// order, then `addresses6`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ipv6: Vec<Ipv6Addr>,
 }
@@ -507,6 +515,8 @@ impl Topology {
             file,
             root: &doc.root,
             diags,
+            plan: None,
+            explicit6: Vec::new(),
         };
         let topology = cx.topology();
         crate::diagnostic::sort(&mut cx.diags);
@@ -555,6 +565,22 @@ impl Topology {
         t
     }
 
+    /// In a dual-stack lab, the IPv6 destinations that lead to node `n`'s pods: its IPv6 pod
+    /// prefix (derived from its podCIDR) and the `/128` of each of its pods whose own address
+    /// lies outside it. Empty in an IPv4 lab.
+    pub fn pod_routes6(&self, n: &NodeSpec) -> Vec<(Ipv6Addr, u8)> {
+        let Some(plan) = self.ipv6 else {
+            return Vec::new();
+        };
+        let (net, len) = plan.cluster_net(n.pod_cidr);
+        let own = self
+            .pods_on(&n.name)
+            .filter_map(|p| p.ipv6)
+            .filter(|ip| !within6(*ip, net, u32::from(len)))
+            .map(|ip| (ip, 128));
+        std::iter::once((net, len)).chain(own).collect()
+    }
+
     /// The pods running on node `node`.
     pub fn pods_on<'a>(&'a self, node: &'a str) -> impl Iterator<Item = &'a PodSpec> + 'a {
         self.pods.iter().filter(move |p| p.node == node)
@@ -563,7 +589,7 @@ impl Topology {
 
 impl Topology {
     /// Gives every node, pod, service and world address its IPv6 counterpart when the lab is
-    /// dual stack ([`Topology::ipv6`]). A service's backends get the IPv6 address of the pod,
+    /// dual stack ([`Topology::ipv6`]); a pod that has its own (`ipv6`) keeps it. A service's backends get the IPv6 address of the pod,
     /// node or world address they are; a backend that is none of these has none.
     pub fn derive_ipv6(&mut self) {
         let Some(plan) = self.ipv6 else { return };
@@ -571,34 +597,32 @@ impl Topology {
             n.ipv6 = Some(plan.cluster_addr(n.ip));
         }
         for p in &mut self.pods {
-            p.ipv6 = Some(plan.cluster_addr(p.ip));
+            p.ipv6.get_or_insert(plan.cluster_addr(p.ip));
         }
         self.world.ipv6 = self
             .world
             .all_addresses()
             .map(|a| plan.world_addr(a))
+            .chain(self.world.addresses6.iter().copied())
             .collect();
-        let cluster: BTreeSet<Ipv4Addr> = self
+        // Each address of the lab's hosts and its IPv6 counterpart.
+        let v6_of: BTreeMap<Ipv4Addr, Option<Ipv6Addr>> = self
             .nodes
             .iter()
-            .map(|n| n.ip)
-            .chain(self.pods.iter().map(|p| p.ip))
+            .map(|n| (n.ip, n.ipv6))
+            .chain(self.pods.iter().map(|p| (p.ip, p.ipv6)))
+            .chain(
+                self.world
+                    .all_addresses()
+                    .map(|a| (a, Some(plan.world_addr(a)))),
+            )
             .collect();
-        let world: BTreeSet<Ipv4Addr> = self.world.all_addresses().collect();
         for s in &mut self.services {
             s.ipv6 = Some(plan.cluster_addr(s.ip));
             s.backends6 = s
                 .backends
                 .iter()
-                .filter_map(|b| {
-                    if cluster.contains(b) {
-                        Some(plan.cluster_addr(*b))
-                    } else if world.contains(b) {
-                        Some(plan.world_addr(*b))
-                    } else {
-                        None
-                    }
-                })
+                .filter_map(|b| v6_of.get(b).copied().flatten())
                 .collect();
         }
     }
@@ -674,6 +698,11 @@ struct Ctx<'a> {
     file: &'a str,
     root: &'a YNode,
     diags: Vec<Diagnostic>,
+    /// `spec.ipv6`, once read (explicit IPv6 addresses need it).
+    plan: Option<Ipv6Plan>,
+    /// IPv6 addresses written in the file (not derived), where, and whose: checked against
+    /// every other address once all are known.
+    explicit6: Vec<(Ipv6Addr, Vec<Seg>, String)>,
 }
 
 /// Who holds an address, for overlap findings.
@@ -1001,6 +1030,7 @@ impl<'a> Ctx<'a> {
             ],
         )?;
         let ipv6 = self.ipv6_plan(spec);
+        self.plan = ipv6.flatten();
         let underlay = self.private_net(spec, &spec_at, "underlay", "spec");
         let namespaces = self.namespaces(spec);
         let mut claims: BTreeMap<Ipv4Addr, Claim> = BTreeMap::new();
@@ -1020,7 +1050,82 @@ impl<'a> Ctx<'a> {
             services,
         };
         t.derive_ipv6();
+        self.unique6(&t);
         Some(t)
+    }
+
+    /// An IPv6 address written in the file (a pod's `ipv6`, one of world's `addresses`):
+    /// the lab must be dual stack and the address a host's. Recorded for [`Ctx::unique6`].
+    fn explicit_ip6(&mut self, ip: Ipv6Addr, at: &[Seg], what: &str) -> Option<Ipv6Addr> {
+        if self.plan.is_none() {
+            self.error_hint(
+                codes::ADDRESS,
+                at,
+                format!("{what}: {ip} is IPv6 and the lab is IPv4 only"),
+                "add `ipv6: {}` to spec to make the lab dual stack",
+            );
+            return None;
+        }
+        let special = ip.is_loopback()
+            || ip.is_unspecified()
+            || ip.is_multicast()
+            || within6(ip, Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0), 10);
+        if special {
+            self.error(
+                codes::ADDRESS,
+                at,
+                format!("{what}: {ip} is no host's address (loopback, link-local or multicast)"),
+            );
+            return None;
+        }
+        self.explicit6.push((ip, at.to_vec(), what.to_owned()));
+        Some(ip)
+    }
+
+    /// Every IPv6 address written in the file is used once in the dual-stack lab, derived
+    /// addresses included.
+    fn unique6(&mut self, t: &Topology) {
+        let mut owners: BTreeMap<Ipv6Addr, Vec<String>> = BTreeMap::new();
+        let mut own = |ip: Option<Ipv6Addr>, who: String| {
+            if let Some(ip) = ip {
+                owners.entry(ip).or_default().push(who);
+            }
+        };
+        for n in &t.nodes {
+            own(n.ipv6, format!("node {}", n.name));
+        }
+        for p in &t.pods {
+            own(p.ipv6, format!("pod {}", p.full_name()));
+        }
+        for ip in &t.world.ipv6 {
+            own(Some(*ip), "world".to_owned());
+        }
+        for s in &t.services {
+            own(s.ipv6, format!("service {}/{}", s.namespace, s.name));
+        }
+        for (ip, at, what) in std::mem::take(&mut self.explicit6) {
+            let all = owners.get(&ip).map(Vec::as_slice).unwrap_or_default();
+            if all.len() > 1 {
+                let others: Vec<&str> = all
+                    .iter()
+                    .map(String::as_str)
+                    .filter(|o| **o != what)
+                    .collect();
+                let message = if others.is_empty() {
+                    format!(
+                        "{what}: address {ip} is given twice (or is derived from its IPv4 address)"
+                    )
+                } else {
+                    format!("{what}: address {ip} is also that of {}", others.join(", "))
+                };
+                self.error_hint(
+                    codes::ADDRESS,
+                    &at,
+                    message,
+                    "every pod, node, service and the world host needs its own address (derived IPv6 addresses hold the IPv4 one in the last 32 bits of spec.ipv6's prefixes)",
+                );
+            }
+        }
     }
 
     /// `spec.ipv6`: `Some(None)` when absent, `Some(Some(plan))` when valid, `None` (reported)
@@ -1355,10 +1460,11 @@ impl<'a> Ctx<'a> {
         }
         let addresses = self.world_addresses(m, &at, underlay, nodes, claims);
         match (ok, name, ip, addresses) {
-            (true, Some(name), Some(ip), Some(addresses)) => Some(WorldSpec {
+            (true, Some(name), Some(ip), Some((addresses, addresses6))) => Some(WorldSpec {
                 name,
                 ip,
                 addresses,
+                addresses6,
                 ipv6: Vec::new(),
             }),
             _ => None,
@@ -1366,7 +1472,8 @@ impl<'a> Ctx<'a> {
     }
 
     /// `world.addresses`: unicast IPv4 addresses outside the underlay and the pod prefixes,
-    /// each used once in the whole topology.
+    /// each used once in the whole topology, and (in a dual-stack lab) IPv6 ones outside the
+    /// cluster's IPv6 prefix.
     fn world_addresses(
         &mut self,
         m: &'a YNode,
@@ -1374,10 +1481,10 @@ impl<'a> Ctx<'a> {
         underlay: Option<Ipv4Net>,
         nodes: &[(NodeSpec, Vec<Seg>)],
         claims: &mut BTreeMap<Ipv4Addr, Claim>,
-    ) -> Option<Vec<Ipv4Addr>> {
+    ) -> Option<(Vec<Ipv4Addr>, Vec<Ipv6Addr>)> {
         let here = path(at, "addresses");
         let items = match field(m, "addresses") {
-            None => return Some(Vec::new()),
+            None => return Some((Vec::new(), Vec::new())),
             Some(YNode {
                 value: NodeValue::Seq(items),
                 ..
@@ -1388,17 +1495,28 @@ impl<'a> Ctx<'a> {
             }
         };
         let mut out = Vec::new();
+        let mut out6 = Vec::new();
         let mut ok = true;
         for (j, item) in items.iter().enumerate() {
             let pat = path(&here, j);
-            let Some(ip) = item.as_str().and_then(|s| s.parse::<Ipv4Addr>().ok()) else {
-                self.error(
-                    codes::ADDRESS,
-                    &pat,
-                    format!("world: addresses[{j}] is not an IPv4 address"),
-                );
-                ok = false;
-                continue;
+            let ip = match item.as_str().and_then(|s| s.parse::<IpAddr>().ok()) {
+                Some(IpAddr::V4(ip)) => ip,
+                Some(IpAddr::V6(ip)) => {
+                    match self.world_ip6(ip, &pat) {
+                        Some(ip) => out6.push(ip),
+                        None => ok = false,
+                    }
+                    continue;
+                }
+                None => {
+                    self.error(
+                        codes::ADDRESS,
+                        &pat,
+                        format!("world: addresses[{j}] is not an IP address"),
+                    );
+                    ok = false;
+                    continue;
+                }
             };
             let special = !is_unicast(ip);
             let inside = underlay.is_some_and(|u| u.contains(ip))
@@ -1420,7 +1538,24 @@ impl<'a> Ctx<'a> {
             ok &= self.claim(claims, ip, "world".into(), &pat);
             out.push(ip);
         }
-        ok.then_some(out)
+        ok.then_some((out, out6))
+    }
+
+    /// One of world's own IPv6 addresses: outside the cluster's IPv6 prefix.
+    fn world_ip6(&mut self, ip: Ipv6Addr, at: &[Seg]) -> Option<Ipv6Addr> {
+        let ip = self.explicit_ip6(ip, at, "world")?;
+        let cluster = self.plan.map(|p| p.cluster)?;
+        if within6(ip, cluster, u32::from(IPV6_PLAN_PREFIX)) {
+            self.explicit6.pop();
+            self.error_hint(
+                codes::ADDRESS,
+                at,
+                format!("world: address {ip} lies inside the cluster's IPv6 prefix {cluster}/{IPV6_PLAN_PREFIX}"),
+                "the world host stands for hosts outside the cluster: use an address outside spec.ipv6.cluster",
+            );
+            return None;
+        }
+        Some(ip)
     }
 
     fn pods(
@@ -1445,6 +1580,7 @@ impl<'a> Ctx<'a> {
                     "namespace",
                     "labels",
                     "ip",
+                    "ipv6",
                     "node",
                     "ports",
                     "serviceAccount",
@@ -1535,6 +1671,8 @@ impl<'a> Ctx<'a> {
                     ifnames.insert(key, format!("{ns}/{n}"));
                 }
             }
+            let ipv6 = self.pod_ip6(m, &at, &what);
+            ok &= ipv6.is_some();
             let labels = self.labels(m, &at, "labels", &what);
             let ports = self.ports(m, &at, &what);
             let service_account = self.string(m, &at, "serviceAccount", &what, false);
@@ -1546,7 +1684,7 @@ impl<'a> Ctx<'a> {
                     namespace,
                     labels,
                     ip,
-                    ipv6: None,
+                    ipv6: ipv6.flatten(),
                     node: nd.name.clone(),
                     ports,
                     service_account,
@@ -1554,6 +1692,24 @@ impl<'a> Ctx<'a> {
             }
         }
         out
+    }
+
+    /// A pod's own IPv6 address (`ipv6`): `Some(None)` when absent, `None` (reported) when
+    /// invalid.
+    fn pod_ip6(&mut self, m: &'a YNode, at: &[Seg], what: &str) -> Option<Option<Ipv6Addr>> {
+        let Some(text) = self.string(m, at, "ipv6", what, false) else {
+            return Some(None);
+        };
+        let here = path(at, "ipv6");
+        let Ok(ip) = text.parse::<Ipv6Addr>() else {
+            self.error(
+                codes::ADDRESS,
+                &here,
+                format!("{what}: ipv6 {text:?} is not an IPv6 address"),
+            );
+            return None;
+        };
+        self.explicit_ip6(ip, &here, what).map(Some)
     }
 
     /// Every node name written in the file, valid or not (so a pod on an invalid node is not
@@ -2317,6 +2473,90 @@ spec:
                     .iter()
                     .any(|d| d.message.contains(wanted) && d.line == 11),
                 "{plan}: {diags:?}"
+            );
+        }
+    }
+
+    /// In a dual-stack lab a pod may have its own IPv6 address and world further IPv6 ones
+    /// (as `ward test --datapath` keeps the tests' addresses); the lab routes a pod's own
+    /// address outside its node's prefix as a `/128`.
+    #[test]
+    fn pods_and_world_may_have_their_own_ipv6_addresses() {
+        let text = LAB
+            .replace("node: node-1}", "node: node-1, ipv6: \"fd12::5\"}")
+            .replace("[198.51.100.7]", "[198.51.100.7, \"2001:db8:1::7\"]")
+            + "    - {name: db, namespace: shop, ip: 10.200.1.21, node: node-1}\n  ipv6: {}\n";
+        let t = Topology::parse("lab.yaml", text.as_bytes()).unwrap();
+        let ip = |s: &str| s.parse::<Ipv6Addr>().unwrap();
+        assert_eq!(t.pods[0].ipv6, Some(ip("fd12::5")));
+        assert_eq!(t.pods[1].ipv6, Some(ip("fd00::10.200.1.21")), "derived");
+        assert_eq!(t.world.addresses6, [ip("2001:db8:1::7")]);
+        assert_eq!(
+            t.world.ipv6,
+            [
+                ip("2001:db8::203.0.113.10"),
+                ip("2001:db8::198.51.100.7"),
+                ip("2001:db8:1::7")
+            ]
+        );
+        assert_eq!(
+            t.pod_routes6(&t.nodes[0]),
+            [(ip("fd00::10.200.1.0"), 120), (ip("fd12::5"), 128)]
+        );
+        let v4 = Topology::parse("lab.yaml", LAB.as_bytes()).unwrap();
+        assert!(v4.pod_routes6(&v4.nodes[0]).is_empty());
+    }
+
+    #[test]
+    fn own_ipv6_addresses_are_checked() {
+        let dual = |pod: &str, world: &str| {
+            LAB.replace("node: node-1}", &format!("node: node-1{pod}}}"))
+                .replace("[198.51.100.7]", &format!("[198.51.100.7{world}]"))
+                + "  ipv6: {}\n"
+        };
+        for (text, line, wanted) in [
+            (
+                LAB.replace("node: node-1}", "node: node-1, ipv6: \"fd12::5\"}"),
+                10,
+                "pod shop/web: fd12::5 is IPv6 and the lab is IPv4 only",
+            ),
+            (
+                dual(", ipv6: \"fd12::x\"", ""),
+                10,
+                "ipv6 \"fd12::x\" is not an IPv6 address",
+            ),
+            (
+                dual(", ipv6: \"fe80::1\"", ""),
+                10,
+                "fe80::1 is no host's address",
+            ),
+            (
+                dual("", ", \"fd00::9\""),
+                8,
+                "world: address fd00::9 lies inside the cluster's IPv6 prefix fd00::/96",
+            ),
+            (
+                dual(", ipv6: \"2001:db8::7\"", ", \"2001:db8::7\""),
+                10,
+                "pod shop/web: address 2001:db8::7 is also that of world",
+            ),
+            (
+                dual(", ipv6: \"fd00::ac1e:b\"", ""),
+                10,
+                "address fd00::ac1e:b is also that of node node-1",
+            ),
+            (
+                dual("", ", \"2001:db8::cb00:710a\""),
+                8,
+                "world: address 2001:db8::cb00:710a is given twice",
+            ),
+        ] {
+            let diags = Topology::parse("lab.yaml", text.as_bytes()).unwrap_err();
+            assert!(
+                diags
+                    .iter()
+                    .any(|d| d.message.contains(wanted) && d.line == line),
+                "{wanted}: {diags:?}"
             );
         }
     }

@@ -278,6 +278,7 @@ impl KubeSource {
                 name: "world".into(),
                 ip: Ipv4Addr::UNSPECIFIED,
                 addresses: Vec::new(),
+                addresses6: Vec::new(),
                 ipv6: Vec::new(),
             },
             pods,

@@ -555,17 +555,20 @@ fn build(t: &Topology) -> Result<()> {
     Ok(())
 }
 
-/// In a dual-stack lab, namespace `netns`'s route to node `n`'s IPv6 pod prefix through
-/// that node (a route already there is kept).
+/// In a dual-stack lab, namespace `netns`'s routes to node `n`'s pods through that node:
+/// its IPv6 pod prefix, and the pods with their own address outside it
+/// ([`Topology::pod_routes6`]); a route already there is kept.
 fn pod_route6(netns: &str, t: &Topology, n: &NodeSpec) -> Result<()> {
-    let (Some(plan), Some(via)) = (t.ipv6, n.ipv6) else {
+    let Some(via) = n.ipv6 else {
         return Ok(());
     };
-    match IpNetns::new(netns).add_route6(plan.cluster_net(n.pod_cidr), Some(via), NODE_UNDERLAY_IF)
-    {
-        Err(e) if is_exists(&e) => Ok(()),
-        r => r,
+    for dst in t.pod_routes6(n) {
+        match IpNetns::new(netns).add_route6(dst, Some(via), NODE_UNDERLAY_IF) {
+            Err(e) if is_exists(&e) => {}
+            r => r?,
+        }
     }
+    Ok(())
 }
 
 /// A veth from `netns` into the underlay bridge, named after `name` on the bridge side.
@@ -757,11 +760,8 @@ impl Lab {
             // Every route to its pods, whatever its type or metric (an agent's tunnel and
             // unreachable routes too).
             while IpNetns::new(&ns).delete_route(n.pod_cidr).is_ok() {}
-            if let Some(plan) = self.topology.ipv6 {
-                while IpNetns::new(&ns)
-                    .delete_route6(plan.cluster_net(n.pod_cidr))
-                    .is_ok()
-                {}
+            for dst in self.topology.pod_routes6(&n) {
+                while IpNetns::new(&ns).delete_route6(dst).is_ok() {}
             }
         }
         let mut state = read_state(lab).with_context(|| format!("lab {lab} has no state file"))?;

@@ -43,8 +43,9 @@ pub const CRD_ENTITIES: [&str; 11] = [
     "kube-apiserver",
 ];
 
-/// Entities the agent accepts but the CRD rejects.
-const AGENT_ONLY_ENTITIES: [&str; 2] = ["world-ipv4", "world-ipv6"];
+/// Entities the agent accepts but the CRD rejects (a PolicyTest may name them as a flow's
+/// end: an IPv4 or an IPv6 address outside the cluster).
+pub(crate) const AGENT_ONLY_ENTITIES: [&str; 2] = ["world-ipv4", "world-ipv6"];
 
 pub(crate) fn check_peers(c: &mut Checker, item: &Value, ingress: bool, deny: bool) {
     let families: &[(&str, &str)] = if ingress {

@@ -4,7 +4,7 @@
 
 use super::Checker;
 use super::l4::{is_svc_name, parse_go_uint16};
-use super::peers::CRD_ENTITIES;
+use super::peers::{AGENT_ONLY_ENTITIES, CRD_ENTITIES};
 use super::selector::{did_you_mean, validate_key, validate_value};
 use crate::diagnostic::codes;
 use serde_json::Value;
@@ -310,11 +310,14 @@ fn check_protocol(c: &mut Checker, protocol: Option<&Value>, allowed: &[&str]) {
     }
 }
 
-/// A peer of an expectation: a declared endpoint, an entity, a node's host endpoint
-/// (`node:<name>`) or an address.
+/// A peer of an expectation: a declared endpoint, an entity (`world-ipv4` and `world-ipv6`
+/// too), a node's host endpoint (`node:<name>`) or an address.
 fn check_peer(c: &mut Checker, field: &'static str, peer: &str, known: &Known) {
     let declared = &known.endpoints;
-    if declared.contains_key(peer) || CRD_ENTITIES.contains(&peer) || peer.parse::<IpAddr>().is_ok()
+    if declared.contains_key(peer)
+        || CRD_ENTITIES.contains(&peer)
+        || AGENT_ONLY_ENTITIES.contains(&peer)
+        || peer.parse::<IpAddr>().is_ok()
     {
         return;
     }

@@ -7,7 +7,7 @@
 //!    folder. First it holds no policy, and every flow is probed once: a flow the lab does
 //!    not carry even then is not trusted as a verdict later. Then the revision's policies
 //!    and CIDR groups are applied, the agents sync, conntrack is cleared and every flow is
-//!    probed again: a TCP connection and its greeting, a UDP echo, an ICMP echo.
+//!    probed again: a TCP connection and its greeting, a UDP echo, an ICMP or ICMPv6 echo.
 //!    Before that, the expectations that carry a DNS query are sent as that query, while the
 //!    agents sync: where a pod's egress has `rules.dns`, its agent's DNS proxy answers it
 //!    (REFUSED, or the answer of the lab's server, which knows the tests' declared `dns`
@@ -28,7 +28,12 @@
 //! since the kernel picks one at random). `remote-node` stands for every node but the other
 //! end's: the flow is sent from (or to) each of them, and each must agree. Flows with an end
 //! the lab cannot hold (`kube-apiserver`, an address inside the lab's ranges that nothing
-//! has, IPv6) are listed as not probed, with the reason.
+//! has) are listed as not probed, with the reason.
+//!
+//! When the tests use IPv6, the lab is dual stack ([`placement`]) and each flow is sent in
+//! every address family both ends have (an end's declared addresses decide; an end without
+//! any has both; ICMP is IPv4 and ICMPv6 IPv6): each probe must agree, and a flow no family
+//! fits is not probed.
 //!
 //! Unlike the rest of [`crate::testing`], this needs root and builds real namespaces; the lab,
 //! the agents' pinned maps and run folders are removed when the run ends, also on an error.
@@ -36,7 +41,7 @@
 pub mod placement;
 
 use super::Suite;
-use super::peer::PeerRef;
+use super::peer::{PeerRef, WORLD_IPV6};
 use super::run::{Status, TestRun, l7_request, resolve_port};
 use crate::target::local::LocalTarget;
 use crate::target::{ApplyOptions, DesiredObjects, Target};
@@ -44,7 +49,7 @@ use anyhow::{Context, Result, anyhow};
 use placement::Placement;
 use serde::Serialize;
 use std::collections::BTreeSet;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -60,6 +65,7 @@ use ward_engine::{
     Verdict,
 };
 use ward_schema::policytest::TestExpectation;
+use ward_schema::topology::PodSpec;
 use ward_schema::{Kind, ResourceSet};
 
 /// How long a probe waits for its answer before it counts as dropped.
@@ -134,6 +140,12 @@ pub struct LabView<'a> {
 impl LabView<'_> {
     /// The lab address and node of the endpoint a test names `name` (`name` or `ns/name`).
     pub fn endpoint(&self, name: &str) -> Option<(Ipv4Addr, String)> {
+        self.pod(name).map(|pod| (pod.ip, pod.node.clone()))
+    }
+
+    /// The lab's pod of the endpoint a test names `name` (`name` or `ns/name`): its
+    /// addresses (IPv6 too in a dual-stack lab) and node.
+    pub fn pod(&self, name: &str) -> Option<&PodSpec> {
         let full = self
             .placement
             .pods
@@ -142,27 +154,59 @@ impl LabView<'_> {
             .find(|(full, _)| {
                 full == name || full.rsplit_once('/').is_some_and(|(_, n)| n == name)
             })?;
-        let pod = self.topology.pod(&full.0)?;
-        Some((pod.ip, pod.node.clone()))
+        self.topology.pod(&full.0)
     }
 }
 
-/// A flow end in the lab.
+/// A flow end in the lab, at its address of the probe's family.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Host {
     /// A pod, by `namespace/name`.
-    Pod(String, Ipv4Addr),
+    Pod(String, IpAddr),
     /// A node's host endpoint, by its name in the lab.
-    Node(String, Ipv4Addr),
+    Node(String, IpAddr),
     /// The world host.
-    World(Ipv4Addr),
+    World(IpAddr),
     /// A service, by `namespace/name`, at its cluster IP: only a destination, whose packets
     /// the source's program sends to one of its backends.
-    Service(String, Ipv4Addr),
+    Service(String, IpAddr),
+}
+
+/// An address family a probe is sent in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Family {
+    V4,
+    V6,
+}
+
+impl Family {
+    const BOTH: [Family; 2] = [Family::V4, Family::V6];
+
+    fn of(ip: &IpAddr) -> Family {
+        match ip {
+            IpAddr::V4(_) => Family::V4,
+            IpAddr::V6(_) => Family::V6,
+        }
+    }
+
+    /// The address of this family among `ips` (an IPv4 one first).
+    fn pick(self, v4: Ipv4Addr, v6: Option<Ipv6Addr>) -> Option<IpAddr> {
+        match self {
+            Family::V4 => Some(v4.into()),
+            Family::V6 => v6.map(IpAddr::V6),
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Family::V4 => "IPv4",
+            Family::V6 => "IPv6",
+        }
+    }
 }
 
 impl Host {
-    fn ip(&self) -> Ipv4Addr {
+    fn ip(&self) -> IpAddr {
         match self {
             Host::Pod(_, ip) | Host::Node(_, ip) | Host::World(ip) | Host::Service(_, ip) => *ip,
         }
@@ -190,17 +234,21 @@ fn backend_hosts(
     port: u16,
 ) -> Vec<(PathBuf, IpAddr, u16)> {
     let Host::Service(..) = dst else {
-        return vec![(dst.netns(lab), dst.ip().into(), port)];
+        return vec![(dst.netns(lab), dst.ip(), port)];
     };
     let topology = lab.topology();
-    let Some((svc, i)) = cluster.service_at(dst.ip().into(), port, protocol) else {
+    let Some((svc, i)) = cluster.service_at(dst.ip(), port, protocol) else {
         return Vec::new();
     };
     cluster
-        .backends(svc, i, dst.ip().into())
+        .backends(svc, i, dst.ip())
         .into_iter()
         .map(|b| {
-            let netns = match topology.pods.iter().find(|p| IpAddr::V4(p.ip) == b.ip) {
+            let pod = topology
+                .pods
+                .iter()
+                .find(|p| IpAddr::V4(p.ip) == b.ip || p.ipv6.map(IpAddr::V6) == Some(b.ip));
+            let netns = match pod {
                 Some(pod) => lab.pod_netns(&pod.full_name()),
                 None => lab.world_netns(),
             };
@@ -212,6 +260,9 @@ fn backend_hosts(
 /// A flow to send.
 #[derive(Debug, Clone)]
 struct Probe {
+    /// Which of an expectation's probes this is, when it has several (`over IPv6`,
+    /// `remote-node as node:b`).
+    label: Option<String>,
     src: Host,
     dst: Host,
     protocol: Protocol,
@@ -232,8 +283,14 @@ pub fn check(
 ) -> Result<DatapathRun> {
     ward_datapath::lab::require_root()?;
     let (lab_name, tag) = names();
-    let placement = placement::place(&suite.cluster, &outside(suite), &lab_name, &tag)
-        .context("cannot build a lab for the tests' endpoints")?;
+    let placement = placement::place(
+        &suite.cluster,
+        &outside(suite),
+        asks_icmpv6(suite),
+        &lab_name,
+        &tag,
+    )
+    .context("cannot build a lab for the tests' endpoints")?;
     let topology =
         Topology::parse("ward test --datapath", placement.topology.as_bytes()).map_err(|d| {
             let messages: Vec<String> = d.iter().map(|d| d.message.clone()).collect();
@@ -242,7 +299,11 @@ pub fn check(
                 messages.join("; ")
             )
         })?;
-    let planned = plan(suite, run, &placement);
+    let view = LabView {
+        placement: &placement,
+        topology: &topology,
+    };
+    let planned = plan(suite, run, &view);
     let policies = policy_objects(set);
     // Resolved once before the lab is built, so that a revision it cannot take fails early.
     lab_repository(&topology, &policies, Vec::new())?;
@@ -251,10 +312,6 @@ pub fn check(
         .filter_map(|(_, p)| p.as_ref().ok().cloned())
         .flatten()
         .collect();
-    let view = LabView {
-        placement: &placement,
-        topology: &topology,
-    };
     let names = declared_names(&suite.cluster.cluster);
     let (answers, lab_repo) = send_through_the_kernel(&view, &policies, &probes, names, tamper)?;
     let mut answers = probes.iter().zip(answers);
@@ -276,23 +333,13 @@ pub fn check(
                             (one, p)
                         })
                         .map(|(mut one, p)| {
-                            let node = |h: &Host| match h {
-                                Host::Node(lab, _) => placement
-                                    .nodes
-                                    .iter()
-                                    .find(|n| &n.lab == lab)
-                                    .and_then(|n| n.test.clone()),
-                                _ => None,
-                            };
-                            if ps.len() > 1
-                                && let Some(name) = node(&p.src).or_else(|| node(&p.dst))
-                            {
+                            if let Some(label) = &p.label {
                                 let note = one
                                     .note
                                     .take()
                                     .map(|n| format!(": {n}"))
                                     .unwrap_or_default();
-                                one.note = Some(format!("remote-node as node:{name}{note}"));
+                                one.note = Some(format!("{label}{note}"));
                             }
                             one
                         })
@@ -305,10 +352,15 @@ pub fn check(
         .collect();
     Ok(DatapathRun {
         lab: format!(
-            "lab {lab_name}: {} node(s), {} pod(s), world {}",
+            "lab {lab_name}: {} node(s), {} pod(s), world {}{}",
             topology.nodes.len(),
             topology.pods.len(),
-            topology.world.ip
+            topology.world.ip,
+            if topology.ipv6.is_some() {
+                ", dual stack"
+            } else {
+                ""
+            }
         ),
         checks,
     })
@@ -421,9 +473,9 @@ fn base36(mut n: u32) -> String {
     digits.iter().rev().collect()
 }
 
-/// The IPv4 addresses the expectations name that no endpoint or node has, and the listed
-/// backends of services that none has (world answers for them).
-fn outside(suite: &Suite) -> BTreeSet<Ipv4Addr> {
+/// The addresses the expectations name that no endpoint or node has (`world-ipv6`'s too),
+/// and the listed backends of services that none has (world answers for them).
+fn outside(suite: &Suite) -> BTreeSet<IpAddr> {
     let cluster = &suite.cluster;
     let taken: BTreeSet<IpAddr> = cluster
         .cluster
@@ -452,6 +504,7 @@ fn outside(suite: &Suite) -> BTreeSet<Ipv4Addr> {
         .flat_map(|e| [&e.from, &e.to])
         .filter_map(|end| match PeerRef::parse(end, cluster) {
             Ok(PeerRef::Ip(ip)) => Some(ip),
+            Ok(PeerRef::WorldIpv6) => Some(WORLD_IPV6),
             _ => None,
         })
         .chain(
@@ -461,11 +514,22 @@ fn outside(suite: &Suite) -> BTreeSet<Ipv4Addr> {
                 .iter()
                 .flat_map(|s| s.backends.iter().copied()),
         )
-        .filter_map(|ip| match ip {
-            IpAddr::V4(v4) if !taken.contains(&ip) => Some(v4),
-            _ => None,
-        })
+        .filter(|ip| !taken.contains(ip))
         .collect()
+}
+
+/// Whether an expectation is ICMPv6: the lab is then dual stack even if the tests declare
+/// no IPv6 address ([`placement::place`] sees to the addresses).
+fn asks_icmpv6(suite: &Suite) -> bool {
+    suite
+        .tests
+        .iter()
+        .flat_map(|t| &t.spec.expectations)
+        .any(|e| {
+            e.protocol
+                .as_deref()
+                .is_some_and(|p| p.eq_ignore_ascii_case("icmpv6"))
+        })
 }
 
 /// The objects the agents enforce: the revision's, with the CiliumConfig's encryption off (its
@@ -499,12 +563,12 @@ fn combine(mut c: Check, judged: Vec<Check>) -> Check {
     c
 }
 
-/// Every expectation with its probes (one, or one per node `remote-node` stands for), or why
-/// it is not probed.
+/// Every expectation with its probes (one per address family both ends have, for each
+/// node `remote-node` stands for), or why it is not probed.
 fn plan(
     suite: &Suite,
     run: &TestRun,
-    placement: &Placement,
+    lab: &LabView<'_>,
 ) -> Vec<(Check, Result<Vec<Probe>, String>)> {
     let mut out = Vec::new();
     for (test, result) in suite.tests.iter().zip(&run.tests) {
@@ -529,7 +593,7 @@ fn plan(
                     "the expectation could not be evaluated: {}",
                     r.message.as_deref().unwrap_or("no verdict")
                 )),
-                (_, Some(o)) => probe_of(e, o.allowed, suite, placement),
+                (_, Some(o)) => probe_of(e, o.allowed, suite, lab),
             };
             out.push((check, probe));
         }
@@ -537,13 +601,14 @@ fn plan(
     out
 }
 
-/// The probes for an expectation, or why the lab cannot send it: one, or one per node that
-/// `remote-node` stands for (every node but the other end's, as `ward test` evaluates it).
+/// The probes for an expectation, or why the lab cannot send it: one per address family
+/// both ends have, for each pair of ends (one, or one per node that `remote-node` stands
+/// for: every node but the other end's, as `ward test` evaluates it).
 fn probe_of(
     e: &TestExpectation,
     test_allows: bool,
     suite: &Suite,
-    placement: &Placement,
+    lab: &LabView<'_>,
 ) -> Result<Vec<Probe>, String> {
     let cluster = &suite.cluster;
     let src = PeerRef::parse(&e.from, cluster)?;
@@ -569,20 +634,107 @@ fn probe_of(
     } else {
         vec![(src, dst)]
     };
-    pairs
-        .into_iter()
-        .map(|(src, dst)| probe_between(e, test_allows, src, dst, suite, placement))
-        .collect()
+    let several = pairs.len() > 1;
+    let mut probes = Vec::new();
+    for (s, d) in pairs {
+        let families = families(e, s, d, suite, lab)?;
+        for &family in &families {
+            let mut p = probe_between(e, test_allows, (s, d), family, suite, lab)?;
+            let mut label = Vec::new();
+            if several {
+                let node = if src == remote { s } else { d };
+                if let PeerRef::Node(n) = node {
+                    label.push(format!(
+                        "remote-node as node:{}",
+                        cluster.cluster.nodes[n].name
+                    ));
+                }
+            }
+            if families.len() > 1 {
+                label.push(format!("over {}", family.name()));
+            }
+            p.label = (!label.is_empty()).then(|| label.join(" "));
+            probes.push(p);
+        }
+    }
+    Ok(probes)
 }
 
-/// The probe from `src` to `dst` for an expectation, or why the lab cannot send it.
-fn probe_between(
+/// The address families a flow from `src` to `dst` is sent in: those of the lab (IPv6 only
+/// when it is dual stack), of the protocol (ICMP or ICMPv6) and of both ends (the families of
+/// their declared addresses; an end without any has both).
+fn families(
     e: &TestExpectation,
-    test_allows: bool,
     src: PeerRef,
     dst: PeerRef,
     suite: &Suite,
-    placement: &Placement,
+    lab: &LabView<'_>,
+) -> Result<Vec<Family>, String> {
+    let c = &suite.cluster.cluster;
+    let world = super::peer::world_address(&suite.cluster);
+    let declared = |end: PeerRef| -> Vec<IpAddr> {
+        match end {
+            PeerRef::Endpoint(i) => c.endpoints[i].ips.clone(),
+            PeerRef::Node(n) => c.nodes[n].ips.clone(),
+            PeerRef::Service(i) => c.services[i].ips.clone(),
+            PeerRef::Ip(ip) => vec![ip],
+            PeerRef::World => vec![world],
+            PeerRef::WorldIpv6 => vec![WORLD_IPV6],
+            PeerRef::Reserved(_) => Vec::new(),
+        }
+    };
+    let mut limits: Vec<(String, Vec<Family>)> = Vec::new();
+    if lab.topology.ipv6.is_none() {
+        limits.push(("the lab".into(), vec![Family::V4]));
+    }
+    match e
+        .protocol
+        .as_deref()
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
+        Some("icmp") => limits.push(("ICMP".into(), vec![Family::V4])),
+        Some("icmpv6") => limits.push(("ICMPv6".into(), vec![Family::V6])),
+        _ => {}
+    }
+    for end in [src, dst] {
+        let ips = declared(end);
+        if !ips.is_empty() {
+            let mut fams: Vec<Family> = ips.iter().map(Family::of).collect();
+            fams.sort();
+            fams.dedup();
+            limits.push((end.label(&suite.cluster), fams));
+        }
+    }
+    let fit: Vec<Family> = Family::BOTH
+        .into_iter()
+        .filter(|f| limits.iter().all(|(_, fams)| fams.contains(f)))
+        .collect();
+    if fit.is_empty() {
+        let why: Vec<String> = limits
+            .iter()
+            .map(|(who, fams)| {
+                let names: Vec<&str> = fams.iter().map(|f| f.name()).collect();
+                format!("{who}: {}", names.join(" and "))
+            })
+            .collect();
+        return Err(format!(
+            "no address family fits both ends and the protocol ({})",
+            why.join("; ")
+        ));
+    }
+    Ok(fit)
+}
+
+/// The probe from `src` to `dst` in `family` for an expectation, or why the lab cannot send
+/// it.
+fn probe_between(
+    e: &TestExpectation,
+    test_allows: bool,
+    (src, dst): (PeerRef, PeerRef),
+    family: Family,
+    suite: &Suite,
+    lab: &LabView<'_>,
 ) -> Result<Probe, String> {
     let cluster = &suite.cluster;
     let (protocol, port) = resolve_port(e.protocol.as_deref(), e.port.as_ref(), dst, cluster)?;
@@ -590,8 +742,8 @@ fn probe_between(
         return Err("a service is only a destination: its backends answer for it".into());
     }
     let (src, dst) = (
-        host(src, dst, suite, placement)?,
-        host(dst, src, suite, placement)?,
+        host(src, dst, family, suite, lab)?,
+        host(dst, src, family, suite, lab)?,
     );
     if src == dst {
         return Err("both ends are the same host: its traffic to itself never leaves it".into());
@@ -600,10 +752,11 @@ fn probe_between(
         return Err("both ends are outside the cluster".into());
     }
     let probed = matches!(protocol, Protocol::TCP | Protocol::UDP)
-        || (protocol == Protocol::ICMP && port == 8);
+        || (protocol == Protocol::ICMP && port == 8)
+        || (protocol == Protocol::ICMPV6 && port == 128);
     if !probed {
         return Err(format!(
-            "the lab sends TCP, UDP and ICMP echo requests; {protocol}/{port} is not sent"
+            "the lab sends TCP, UDP and ICMP and ICMPv6 echo requests; {protocol}/{port} is not sent"
         ));
     }
     let dns = e
@@ -612,6 +765,7 @@ fn probe_between(
         .filter(|_| matches!(protocol, Protocol::UDP | Protocol::TCP))
         .map(|d| d.query.clone());
     Ok(Probe {
+        label: None,
         src,
         dst,
         protocol,
@@ -621,14 +775,16 @@ fn probe_between(
     })
 }
 
-/// Where a flow end is in the lab; `other` is the other end (the node `host` stands for).
+/// Where a flow end is in the lab, at its `family` address; `other` is the other end (the
+/// node `host` stands for).
 fn host(
     end: PeerRef,
     other: PeerRef,
+    family: Family,
     suite: &Suite,
-    placement: &Placement,
+    lab: &LabView<'_>,
 ) -> Result<Host, String> {
-    let cluster = &suite.cluster;
+    let (cluster, placement, topology) = (&suite.cluster, lab.placement, lab.topology);
     // A service's cluster IP written as an address is that service.
     let end = match end {
         PeerRef::Ip(ip) => cluster
@@ -639,61 +795,87 @@ fn host(
             .map_or(end, PeerRef::Service),
         other => other,
     };
+    let missing = |what: String| format!("{what} has no {} address in the lab", family.name());
     if let Some(i) = end.endpoint(cluster) {
-        return placement.pods[i]
-            .clone()
-            .map(|(name, ip)| Host::Pod(name, ip));
+        let (name, _) = placement.pods[i].clone()?;
+        let pod = topology
+            .pod(&name)
+            .ok_or_else(|| format!("{name} is not in the lab"))?;
+        return family
+            .pick(pod.ip, pod.ipv6)
+            .map(|ip| Host::Pod(name.clone(), ip))
+            .ok_or_else(|| missing(name));
     }
     let nodes = &cluster.cluster.nodes;
-    let world = placement.world;
+    let world = IpAddr::V4(placement.world);
     match end {
         PeerRef::World => Ok(Host::World(world)),
-        PeerRef::Ip(IpAddr::V4(ip)) if ip == world || placement.world_addresses.contains(&ip) => {
+        PeerRef::Ip(ip) if ip == world || placement.world_addresses.contains(&ip) => {
             Ok(Host::World(ip))
         }
-        PeerRef::Ip(IpAddr::V6(ip)) => Err(format!("{ip}: the lab is IPv4 only")),
         PeerRef::Ip(ip) => match nodes.iter().find(|n| n.ips.contains(&ip)) {
-            Some(n) => node_host(&n.name, placement),
+            Some(n) => node_host(&n.name, family, lab),
+            None if ip.is_ipv6() => Err(format!(
+                "{ip} is no host's address (loopback, link-local or multicast)"
+            )),
             None => Err(format!(
                 "{ip} lies inside the lab's own ranges (a pod range or the underlay, without a pod or node there)"
             )),
         },
-        PeerRef::WorldIpv6 => Err("world-ipv6: the lab is IPv4 only".into()),
-        PeerRef::Node(n) => node_host(&nodes[n].name, placement),
+        PeerRef::WorldIpv6 if placement.world_addresses.contains(&WORLD_IPV6) => {
+            Ok(Host::World(WORLD_IPV6))
+        }
+        PeerRef::WorldIpv6 => Err("world-ipv6: the lab has no IPv6 world address".into()),
+        PeerRef::Node(n) => node_host(&nodes[n].name, family, lab),
         PeerRef::Reserved(Identity::HOST) => {
             let n = other
                 .node(cluster)
                 .or((nodes.len() == 1).then_some(0))
                 .ok_or("host is tied to no node here (give the other end a node)")?;
-            node_host(&nodes[n].name, placement)
+            node_host(&nodes[n].name, family, lab)
         }
         PeerRef::Reserved(_) => Err(format!("{}: the lab has no such host", end.label(cluster))),
         PeerRef::Service(i) => {
             let svc = &cluster.cluster.services[i];
-            placement.services[i]
-                .clone()
+            placement.services[i].clone()?;
+            let placed = topology
+                .services
+                .iter()
+                .find(|s| s.namespace == svc.namespace && s.name == svc.name)
+                .ok_or_else(|| format!("service {} is not in the lab", svc.full_name()))?;
+            family
+                .pick(placed.ip, placed.ipv6)
                 .map(|ip| Host::Service(svc.full_name(), ip))
+                .ok_or_else(|| missing(format!("service {}", svc.full_name())))
         }
         PeerRef::Endpoint(_) => unreachable!("endpoints are handled above"),
     }
 }
 
-/// The host endpoint of the tests' node `name` in the lab.
-fn node_host(name: &str, placement: &Placement) -> Result<Host, String> {
-    placement
+/// The host endpoint of the tests' node `name` in the lab, at its `family` address.
+fn node_host(name: &str, family: Family, lab: &LabView<'_>) -> Result<Host, String> {
+    let placed = lab
+        .placement
         .nodes
         .iter()
         .find(|n| n.test.as_deref() == Some(name))
-        .map(|n| Host::Node(n.lab.clone(), n.ip))
-        .ok_or_else(|| format!("node {name} is not in the lab"))
+        .ok_or_else(|| format!("node {name} is not in the lab"))?;
+    let node = lab
+        .topology
+        .node(&placed.lab)
+        .ok_or_else(|| format!("node {name} is not in the lab"))?;
+    family
+        .pick(node.ip, node.ipv6)
+        .map(|ip| Host::Node(placed.lab.clone(), ip))
+        .ok_or_else(|| format!("node {name} has no {} address in the lab", family.name()))
 }
 
 /// The engine's flows of `p` over the lab's cluster: the flow itself, or one per backend of
 /// the service it goes to.
 fn lab_flows(repo: &PolicyRepository, p: &Probe) -> Vec<Flow> {
     let flow = Flow {
-        src: Peer::Ip(p.src.ip().into()),
-        dst: Peer::Ip(p.dst.ip().into()),
+        src: Peer::Ip(p.src.ip()),
+        dst: Peer::Ip(p.dst.ip()),
         protocol: p.protocol,
         port: p.port,
     };
@@ -813,7 +995,6 @@ fn servers(lab: &Lab, probes: &[&Probe], names: Arc<Names>) -> Result<probe::Ser
     let cluster = Cluster::from_topology(lab.topology());
     for p in probes {
         for (netns, ip, port) in backend_hosts(lab, &cluster, &p.dst, p.protocol, p.port) {
-            let IpAddr::V4(ip) = ip else { continue };
             if !seen.insert((ip, p.protocol, port)) {
                 continue;
             }
@@ -852,7 +1033,7 @@ fn send(lab: &Lab, p: &Probe, timeout: Duration) -> Result<Sent> {
     let netns = p.src.netns(lab);
     // The world host has several addresses: a probe from it leaves from the one it stands for.
     let from = match &p.src {
-        Host::World(ip) => Some(std::net::IpAddr::V4(*ip)),
+        Host::World(ip) => Some(*ip),
         Host::Pod(..) | Host::Node(..) | Host::Service(..) => None,
     };
     let to = p.dst.ip();

@@ -10,20 +10,26 @@
 //! Declared node addresses become the underlay when they share a private /24, else the
 //! nodes are numbered in 172.30.0.0/24.
 //!
-//! Services keep their first IPv4 cluster IP (unless the lab's own ranges hold it), their
-//! ports and selector; a service without a selector keeps the listed backends the lab holds
-//! (a pod's address, or one of world's: the world host answers for the others).
+//! Services keep their first IPv4 cluster IP (unless the lab's own ranges hold it; a
+//! service with only IPv6 ones gets a free one), their ports and selector; a service without
+//! a selector keeps the listed backends the lab holds (a pod's address, or one of world's
+//! IPv4 addresses: the world host answers for the others).
 //!
-//! What the lab cannot hold is left out with the reason (an IPv6 address: the lab is IPv4
-//! only; a public pod address: pod ranges are private), and flows to or from it are not
-//! probed.
+//! The lab is dual stack when the tests use IPv6 anywhere (an address, `world-ipv6`,
+//! ICMPv6). Every host then has an IPv6 address too: a pod keeps its declared one (a pod
+//! with only an IPv6 address gets an IPv4 one of its node's range, which the tests never
+//! use), world answers on the IPv6 addresses the expectations use, and nodes, services and
+//! the other pods take theirs from a cluster /96 that holds none of the tests' addresses.
+//!
+//! What the lab cannot hold is left out with the reason (a public IPv4 pod address: pod
+//! ranges are private), and flows to or from it are not probed.
 
 use crate::testing::TestCluster;
 use crate::testing::peer::world_address;
 use anyhow::{Result, bail};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use ward_schema::topology::{API_VERSION, Ipv4Net, KIND};
 
 /// Where each endpoint of a suite runs in the generated lab.
@@ -37,8 +43,8 @@ pub struct Placement {
     /// The world host's address.
     pub world: Ipv4Addr,
     /// The further addresses the world host answers on: those the expectations use outside
-    /// the cluster.
-    pub world_addresses: Vec<Ipv4Addr>,
+    /// the cluster (IPv6 ones in a dual-stack lab).
+    pub world_addresses: Vec<IpAddr>,
     /// The lab's nodes.
     pub nodes: Vec<PlacedNode>,
     /// Per service of the cluster, in order: its cluster IP in the lab, or why it is not in
@@ -72,10 +78,12 @@ struct Planned {
 
 /// Plans the lab `lab` for `cluster`'s endpoints, its world host answering on `outside` too
 /// (addresses the flows use that no endpoint or node has; those the lab's own ranges hold are
-/// left out); node names start with `tag` (short: they name interfaces and pinned maps).
+/// left out); dual stack when `ipv6` or the tests have an IPv6 address; node names start
+/// with `tag` (short: they name interfaces and pinned maps).
 pub fn place(
     cluster: &TestCluster,
-    outside: &BTreeSet<Ipv4Addr>,
+    outside: &BTreeSet<IpAddr>,
+    ipv6: bool,
     lab: &str,
     tag: &str,
 ) -> Result<Placement> {
@@ -85,19 +93,17 @@ pub fn place(
     let endpoints = &cluster.cluster.endpoints;
     let mut pods: Vec<Result<(String, Ipv4Addr), String>> = endpoints
         .iter()
-        .map(|e| match e.ip() {
-            Some(IpAddr::V6(ip)) => Err(format!(
-                "{} has the IPv6 address {ip}; the lab is IPv4 only",
-                e.full_name()
-            )),
-            Some(IpAddr::V4(ip)) if !private(ip) => Err(format!(
+        .map(|e| match e.ips.iter().find_map(v4) {
+            Some(ip) if !private(ip) => Err(format!(
                 "{} has the public address {ip}; the lab's pod ranges are private (RFC 1918)",
                 e.full_name()
             )),
-            Some(IpAddr::V4(ip)) => Ok((e.full_name(), ip)),
+            Some(ip) => Ok((e.full_name(), ip)),
             None => Ok((e.full_name(), Ipv4Addr::UNSPECIFIED)),
         })
         .collect();
+    let declared6 = declared_ipv6(cluster, outside);
+    let dual = ipv6 || !declared6.is_empty();
     let mut nodes = plan_nodes(cluster, tag, &pods);
     let declared: BTreeSet<Ipv4Addr> = pods
         .iter()
@@ -119,19 +125,17 @@ pub fn place(
                 .iter()
                 .any(|n| n.range.is_some_and(|r| r.contains(ip)))
     };
-    let world_addresses: Vec<Ipv4Addr> = outside
+    let world_addresses: Vec<IpAddr> = outside
         .iter()
         .copied()
-        .filter(|ip| {
-            let special = ip.is_loopback()
-                || ip.is_multicast()
-                || ip.is_link_local()
-                || ip.is_unspecified()
-                || ip.is_broadcast();
-            !in_lab(*ip) && !special
+        .filter(|ip| match ip {
+            IpAddr::V4(v4) => !in_lab(*v4) && !special4(*v4),
+            IpAddr::V6(v6) => dual && !special6(*v6),
         })
         .collect();
-    let services = place_services(cluster, |ip| in_lab(ip) || world_addresses.contains(&ip));
+    let services = place_services(cluster, |ip| {
+        in_lab(ip) || world_addresses.contains(&IpAddr::V4(ip))
+    });
     let mut doc = document(
         lab,
         cluster,
@@ -140,8 +144,12 @@ pub fn place(
         underlay,
         (world, &world_addresses),
     );
+    if dual {
+        doc["spec"]["ipv6"] = ipv6_plan(&declared6);
+        add_pod_ipv6(&mut doc, cluster, &pods);
+    }
     let world_all: Vec<Ipv4Addr> = std::iter::once(world)
-        .chain(world_addresses.iter().copied())
+        .chain(world_addresses.iter().filter_map(v4))
         .collect();
     doc["spec"]["services"] = service_docs(cluster, &services, &pods, &world_all);
     Ok(Placement {
@@ -357,7 +365,7 @@ fn document(
     nodes: &[Planned],
     pods: &[Result<(String, Ipv4Addr), String>],
     underlay: Ipv4Net,
-    (world, more): (Ipv4Addr, &[Ipv4Addr]),
+    (world, more): (Ipv4Addr, &[IpAddr]),
 ) -> Value {
     let endpoints = &cluster.cluster.endpoints;
     let pod_docs: Vec<Value> = nodes
@@ -424,29 +432,35 @@ fn document(
 }
 
 /// Each service's cluster IP in the lab: its first IPv4 one, unless the lab's own ranges
-/// hold it.
+/// hold it; a service with only IPv6 cluster IPs gets a free one of 10.96.0.0/16 (its IPv6
+/// one in the lab is derived from it: policy never sees a cluster IP).
 fn place_services(
     cluster: &TestCluster,
     in_lab: impl Fn(Ipv4Addr) -> bool,
 ) -> Vec<Result<Ipv4Addr, String>> {
-    cluster
-        .cluster
-        .services
+    let services = &cluster.cluster.services;
+    let declared: BTreeSet<Ipv4Addr> = services
+        .iter()
+        .flat_map(|s| s.ips.iter().filter_map(v4))
+        .collect();
+    let mut free = (1..u32::from(u16::MAX))
+        .map(|i| Ipv4Addr::from(0x0a60_0000 + i))
+        .filter(|ip| !declared.contains(ip) && !in_lab(*ip));
+    services
         .iter()
         .map(|svc| {
-            let ip = svc
-                .ips
-                .iter()
-                .find_map(|ip| match ip {
-                    IpAddr::V4(v4) => Some(*v4),
-                    IpAddr::V6(_) => None,
-                })
-                .ok_or_else(|| {
+            let ip = match svc.ips.iter().find_map(v4) {
+                Some(ip) => ip,
+                None if !svc.ips.is_empty() => free.next().ok_or_else(|| {
                     format!(
-                        "service {} has no IPv4 cluster IP; the lab is IPv4 only",
+                        "no free IPv4 cluster IP in 10.96.0.0/16 for service {}",
                         svc.full_name()
                     )
-                })?;
+                })?,
+                None => {
+                    return Err(format!("service {} has no cluster IP", svc.full_name()));
+                }
+            };
             if in_lab(ip) {
                 return Err(format!(
                     "service {}'s cluster IP {ip} lies inside the lab's own ranges",
@@ -466,14 +480,21 @@ fn service_docs(
     pods: &[Result<(String, Ipv4Addr), String>],
     world_addresses: &[Ipv4Addr],
 ) -> Value {
+    // A listed backend as the lab lists it: an IPv4 address of world or a pod (a pod's
+    // IPv6 address becomes its IPv4 one: the lab derives the way back).
     let held = |ip: &IpAddr| match ip {
-        IpAddr::V4(v4) => {
-            world_addresses.contains(v4)
-                || pods
-                    .iter()
-                    .any(|p| p.as_ref().is_ok_and(|(_, pod)| pod == v4))
-        }
-        IpAddr::V6(_) => false,
+        IpAddr::V4(v4) => (world_addresses.contains(v4)
+            || pods
+                .iter()
+                .any(|p| p.as_ref().is_ok_and(|(_, pod)| pod == v4)))
+        .then_some(*v4),
+        IpAddr::V6(_) => cluster
+            .cluster
+            .endpoints
+            .iter()
+            .zip(pods)
+            .find(|(e, _)| e.ips.contains(ip))
+            .and_then(|(_, p)| p.as_ref().ok().map(|(_, v4)| *v4)),
     };
     let docs: Vec<Value> = cluster
         .cluster
@@ -511,18 +532,107 @@ fn service_docs(
             if svc.has_selector() {
                 doc["selector"] = json!(svc.selector);
             } else {
-                let backends: Vec<String> = svc
-                    .backends
-                    .iter()
-                    .filter(|b| held(b))
-                    .map(ToString::to_string)
-                    .collect();
+                let mut backends: Vec<String> = Vec::new();
+                for b in svc.backends.iter().filter_map(held) {
+                    if !backends.contains(&b.to_string()) {
+                        backends.push(b.to_string());
+                    }
+                }
                 doc["backends"] = json!(backends);
             }
             Some(doc)
         })
         .collect();
     json!(docs)
+}
+
+/// Every IPv6 address the tests use: their endpoints', nodes' and services' (cluster IPs and
+/// backends), and the `outside` ones the flows name.
+fn declared_ipv6(cluster: &TestCluster, outside: &BTreeSet<IpAddr>) -> BTreeSet<Ipv6Addr> {
+    let c = &cluster.cluster;
+    c.endpoints
+        .iter()
+        .flat_map(|e| &e.ips)
+        .chain(c.nodes.iter().flat_map(|n| &n.ips))
+        .chain(
+            c.services
+                .iter()
+                .flat_map(|s| s.ips.iter().chain(&s.backends)),
+        )
+        .chain(outside)
+        .filter_map(|ip| match ip {
+            IpAddr::V6(v6) => Some(*v6),
+            IpAddr::V4(_) => None,
+        })
+        .collect()
+}
+
+/// The dual-stack lab's prefixes: the first cluster and world /96s that hold none of the
+/// tests' IPv6 addresses (so that no derived address is one of them).
+fn ipv6_plan(declared: &BTreeSet<Ipv6Addr>) -> Value {
+    let free = |base: u128| {
+        (0..=u128::from(u16::MAX))
+            .map(|i| Ipv6Addr::from_bits(base | (i << 64)))
+            .find(|net| {
+                !declared
+                    .iter()
+                    .any(|ip| ip.to_bits() >> 32 == net.to_bits() >> 32)
+            })
+            .unwrap_or_else(|| unreachable!("the tests hold fewer addresses than /96s"))
+    };
+    // fd77:ad00:0:<n>::/96 and 2001:db8:ad00:<n>::/96.
+    let cluster = free(0xfd77_ad00_u128 << 96);
+    let world = free(0x2001_0db8_ad00_u128 << 80);
+    json!({"cluster": format!("{cluster}/96"), "world": format!("{world}/96")})
+}
+
+/// Each placed pod's declared IPv6 address, as its own `ipv6` in the topology.
+fn add_pod_ipv6(
+    doc: &mut Value,
+    cluster: &TestCluster,
+    pods: &[Result<(String, Ipv4Addr), String>],
+) {
+    let Some(docs) = doc["spec"]["pods"].as_array_mut() else {
+        return;
+    };
+    for pod in docs {
+        let full = format!(
+            "{}/{}",
+            pod["namespace"].as_str().unwrap_or_default(),
+            pod["name"].as_str().unwrap_or_default()
+        );
+        let declared = cluster
+            .cluster
+            .endpoints
+            .iter()
+            .zip(pods)
+            .find(|(_, p)| p.as_ref().is_ok_and(|(name, _)| *name == full))
+            .and_then(|(e, _)| e.ips.iter().find(|ip| ip.is_ipv6()));
+        if let Some(ip) = declared {
+            pod["ipv6"] = json!(ip.to_string());
+        }
+    }
+}
+
+fn v4(ip: &IpAddr) -> Option<Ipv4Addr> {
+    match ip {
+        IpAddr::V4(v4) => Some(*v4),
+        IpAddr::V6(_) => None,
+    }
+}
+
+/// No host's address: loopback, multicast, link-local, unspecified or broadcast.
+fn special4(ip: Ipv4Addr) -> bool {
+    ip.is_loopback()
+        || ip.is_multicast()
+        || ip.is_link_local()
+        || ip.is_unspecified()
+        || ip.is_broadcast()
+}
+
+/// No host's address: loopback, multicast, link-local or unspecified.
+fn special6(ip: Ipv6Addr) -> bool {
+    ip.is_loopback() || ip.is_multicast() || ip.is_unspecified() || ip.is_unicast_link_local()
 }
 
 fn node_label(n: &Planned) -> String {
@@ -572,16 +682,17 @@ mod tests {
             {"name": "a", "namespace": "shop", "labels": {"app": "a"}, "ip": "10.0.1.10", "ports": [{"name": "http", "port": 80}]},
             {"name": "b", "namespace": "shop", "ip": "10.0.2.20"},
             {"name": "c", "namespace": "shop"},
-            {"name": "v6", "namespace": "shop", "ip": "2001:db8::1"},
+            {"name": "pub", "namespace": "shop", "ip": "192.0.2.1"},
         ]}));
-        let p = place(&c, &BTreeSet::new(), "wtd1", "d1").unwrap();
+        let p = place(&c, &BTreeSet::new(), false, "wtd1", "d1").unwrap();
         let t = topology(&p);
         assert_eq!(t.nodes.len(), 1);
         assert_eq!(t.nodes[0].pod_cidr.to_string(), "10.0.0.0/22");
         assert_eq!(p.pods[0].as_ref().unwrap().1.to_string(), "10.0.1.10");
         assert_eq!(p.pods[2].as_ref().unwrap().1.to_string(), "10.0.0.1");
-        assert!(p.pods[3].as_ref().unwrap_err().contains("IPv4 only"));
+        assert!(p.pods[3].as_ref().unwrap_err().contains("public address"));
         assert_eq!(t.pods.len(), 3);
+        assert!(t.ipv6.is_none(), "IPv4 tests make an IPv4 lab");
         assert_eq!(t.pods[0].ports[0].name.as_deref(), Some("http"));
         assert_eq!(t.world.ip.to_string(), "203.0.113.10");
     }
@@ -602,7 +713,7 @@ mod tests {
             .iter()
             .map(|s| s.parse().unwrap())
             .collect();
-        let p = place(&c, &outside, "wtd2", "d2").unwrap();
+        let p = place(&c, &outside, false, "wtd2", "d2").unwrap();
         let t = topology(&p);
         assert_eq!(t.underlay.to_string(), "192.168.10.0/24");
         assert_eq!(t.nodes[0].ip.to_string(), "192.168.10.11");
@@ -643,8 +754,8 @@ mod tests {
                  "ports": [{"port": 80}]}
             ]
         }));
-        let outside: BTreeSet<Ipv4Addr> = ["198.51.100.20".parse().unwrap()].into();
-        let p = place(&c, &outside, "wtd4", "d4").unwrap();
+        let outside: BTreeSet<IpAddr> = ["198.51.100.20".parse().unwrap()].into();
+        let p = place(&c, &outside, false, "wtd4", "d4").unwrap();
         let t = topology(&p);
         assert_eq!(t.services.len(), 2, "{}", p.topology);
         let web = &t.services[0];
@@ -670,6 +781,62 @@ mod tests {
         assert!(inside.contains("inside the lab's own ranges"), "{inside}");
     }
 
+    /// IPv6 anywhere makes the lab dual stack: pods keep their declared IPv6 addresses (one
+    /// with only an IPv6 address gets an IPv4 one too), world answers on the IPv6 addresses
+    /// the flows use, the derived addresses come from /96s that hold none of the tests', and
+    /// a service with only an IPv6 cluster IP gets an IPv4 one.
+    #[test]
+    fn ipv6_addresses_make_a_dual_stack_lab() {
+        let c = cluster(json!({
+            "endpoints": [
+                {"name": "a", "namespace": "shop", "ips": ["10.0.1.10", "fd77:ad00::10"]},
+                {"name": "b", "namespace": "shop", "ip": "fd00:1::20", "labels": {"app": "b"}},
+                {"name": "c", "namespace": "shop"},
+            ],
+            "services": [{"name": "b", "namespace": "shop", "ip": "fd00:96::1",
+                          "selector": {"app": "b"}, "ports": [{"port": 80}]}],
+        }));
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let outside: BTreeSet<IpAddr> = [ip("2001:db8:5::7"), ip("fe80::1")].into();
+        let p = place(&c, &outside, false, "wtd5", "d5").unwrap();
+        let t = topology(&p);
+        let plan = t.ipv6.unwrap();
+        assert_eq!(
+            plan.cluster.to_string(),
+            "fd77:ad00:0:1::",
+            "fd77:ad00::/96 holds a's"
+        );
+        assert_eq!(plan.world.to_string(), "2001:db8:ad00::");
+        assert_eq!(t.pods[0].ipv6, Some("fd77:ad00::10".parse().unwrap()));
+        assert_eq!(t.pods[1].ipv6, Some("fd00:1::20".parse().unwrap()));
+        assert!(
+            t.nodes[0].pod_cidr.contains(t.pods[1].ip) && t.pods[1].ip != t.pods[0].ip,
+            "b gets an IPv4 address too"
+        );
+        assert_eq!(t.pods[2].ipv6, Some(plan.cluster_addr(t.pods[2].ip)));
+        assert_eq!(
+            p.world_addresses,
+            [ip("2001:db8:5::7")],
+            "not a link-local one"
+        );
+        assert_eq!(
+            t.world.addresses6,
+            ["2001:db8:5::7".parse::<std::net::Ipv6Addr>().unwrap()]
+        );
+        assert_eq!(p.services[0].as_ref().unwrap().to_string(), "10.96.0.1");
+        assert_eq!(
+            t.services[0].ipv6,
+            Some(plan.cluster_addr(t.services[0].ip))
+        );
+        // ICMPv6 alone (no address) asks for a dual-stack lab too.
+        let v4 = cluster(json!({"endpoints": [{"name": "a", "namespace": "shop"}]}));
+        assert!(
+            topology(&place(&v4, &BTreeSet::new(), true, "wtd6", "d6").unwrap())
+                .ipv6
+                .is_some()
+        );
+    }
+
     #[test]
     fn overlapping_ranges_are_an_error_that_says_what_to_do() {
         let c = cluster(json!({"endpoints": [
@@ -678,7 +845,7 @@ mod tests {
             {"name": "c", "namespace": "shop", "ip": "10.0.1.20", "node": "n1"},
             {"name": "d", "namespace": "shop", "ip": "10.0.1.100", "node": "n2"},
         ]}));
-        let e = place(&c, &BTreeSet::new(), "wtd3", "d3")
+        let e = place(&c, &BTreeSet::new(), false, "wtd3", "d3")
             .unwrap_err()
             .to_string();
         assert!(
