@@ -906,3 +906,79 @@ fn a_killed_device_blocks_traffic_until_its_agent_restarts_it() {
     let (echoed, clear, other, _) = marker_probe(&lab, &a, &b, "newdevice");
     assert!(echoed && !clear && other.is_empty(), "{other:?}");
 }
+
+/// Bytes and packets the kernel took in on `node`'s tunnel interface: what the device wrote
+/// into its TUN.
+fn tunnel_rx(lab: &AgentLab, node: &str) -> (u64, u64) {
+    let out = Command::new("ip")
+        .args([
+            "-n",
+            &node_ns_name(lab, node),
+            "-s",
+            "-j",
+            "link",
+            "show",
+            "cilium_wg0",
+        ])
+        .output()
+        .unwrap();
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rx = &doc[0]["stats64"]["rx"];
+    (
+        rx["bytes"].as_u64().unwrap(),
+        rx["packets"].as_u64().unwrap(),
+    )
+}
+
+/// A bulk TCP transfer is written into the receiving node's TUN coalesced (TCP segments of one
+/// flow as one write of up to 64 KB, as wireguard-go does), not a write per segment: the
+/// kernel then handles a few large packets instead of a packet per 1.4 KB. The TUN's receive
+/// counters tell: coalesced writes average several kilobytes, one per segment at most the
+/// tunnel's MTU (a device that cannot coalesce, as ward's did while its write buffers had no
+/// room to grow, fails here).
+#[test]
+fn a_bulk_stream_reaches_the_pod_through_coalesced_tun_writes() {
+    if !privileged("wireguard coalesced writes") {
+        return;
+    }
+    let (lab, _a, b) = echo_lab_with("g", &iperf_policy());
+    wait_for("the first echo", Duration::from_secs(10), || {
+        echo(&lab, b"warm")
+    });
+    let backend = lab.ip("shop/backend").to_string();
+    let mut server = iperf3(&lab, "shop/backend")
+        .args(["-s", "-1", "-B", &backend])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("iperf3 (apt-get install iperf3)");
+    std::thread::sleep(Duration::from_millis(300));
+    let before = tunnel_rx(&lab, &b);
+    let out = iperf3(&lab, "shop/frontend")
+        .args(["-c", &backend, "-n", "64M", "-J"])
+        .output()
+        .unwrap();
+    let _ = server.kill();
+    let _ = server.wait();
+    assert!(
+        out.status.success(),
+        "iperf3: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let after = tunnel_rx(&lab, &b);
+    let (bytes, packets) = (after.0 - before.0, after.1 - before.1);
+    let average = bytes / packets.max(1);
+    eprintln!("{b}'s tunnel took in {bytes} bytes in {packets} writes: {average} bytes each");
+    let received =
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()["end"]["sum_received"]["bytes"]
+            .as_u64()
+            .unwrap();
+    eprintln!("iperf3 received {received} bytes");
+    assert!(
+        bytes >= received,
+        "the transfer crossed the tunnel: {bytes} bytes for {received}"
+    );
+    assert!(
+        average > 8 * 1420,
+        "{average} bytes per TUN write: the device does not coalesce ({packets} writes for {bytes} bytes)"
+    );
+}

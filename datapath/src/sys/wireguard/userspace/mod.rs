@@ -54,6 +54,12 @@ const TICK: Duration = Duration::from_millis(250);
 const TUN_QUEUE: u32 = 64;
 /// A receive buffer: up to 64 datagrams coalesced by UDP GRO.
 const RECV_BUFFER: usize = 65536;
+/// How many decrypted packets one coalescing pass over the TUN takes (wireguard-go's batch):
+/// enough for a 64 KB segment of one flow twice over.
+const TUN_WRITE_BATCH: usize = 128;
+/// A TUN write buffer's capacity: the vnet header and a packet coalesced up to 64 KB. The GRO
+/// table only coalesces into a buffer with room for the result (tun-rs, as wireguard-go).
+const TUN_WRITE_CAPACITY: usize = 2 * VIRTIO_NET_HDR_LEN + 65535;
 
 /// The TUN interface and UDP socket of a device, opened in its network namespace.
 pub struct Sockets {
@@ -244,9 +250,13 @@ fn udp_loop(s: &Shared) {
         {
             let peers = s.peers();
             for (buf, m) in bufs.iter().zip(&meta).take(n) {
-                let stride = m.stride.max(1);
-                for datagram in buf[..m.len].chunks(stride) {
+                for datagram in buf[..m.len].chunks(m.stride.max(1)) {
                     peers.incoming(m.addr, datagram, &mut out, &mut decrypted);
+                    // Written as each pass fills, not after the whole receive: a packet
+                    // waits for at most one pass's decryption, not for megabytes of it.
+                    if decrypted.len() >= TUN_WRITE_BATCH {
+                        write_tun(s, &mut decrypted, &mut writes, &mut gro);
+                    }
                 }
             }
         }
@@ -256,26 +266,30 @@ fn udp_loop(s: &Shared) {
 }
 
 /// Writes decrypted packets to the TUN, each behind room for the vnet header, coalescing
-/// what can be coalesced.
+/// what can be coalesced (TCP segments of one flow into one write of up to 64 KB), in passes
+/// of [`TUN_WRITE_BATCH`] packets through `pool`'s buffers (kept across calls: no allocation
+/// per packet).
 fn write_tun(
     s: &Shared,
     decrypted: &mut Vec<gotatun::packet::Packet>,
-    writes: &mut Vec<BytesMut>,
+    pool: &mut Vec<BytesMut>,
     gro: &mut GROTable,
 ) {
-    if decrypted.is_empty() {
-        return;
+    for chunk in decrypted.chunks(TUN_WRITE_BATCH) {
+        while pool.len() < chunk.len() {
+            pool.push(BytesMut::with_capacity(TUN_WRITE_CAPACITY));
+        }
+        let writes = &mut pool[..chunk.len()];
+        for (b, p) in writes.iter_mut().zip(chunk) {
+            b.clear();
+            b.resize(VIRTIO_NET_HDR_LEN, 0);
+            b.extend_from_slice(p.as_ref());
+        }
+        if let Err(e) = s.tun.send_multiple(gro, writes, VIRTIO_NET_HDR_LEN) {
+            tracing::debug!("WireGuard TUN write: {e}");
+        }
     }
-    writes.clear();
-    for p in decrypted.drain(..) {
-        let mut b = BytesMut::with_capacity(VIRTIO_NET_HDR_LEN + p.as_ref().len() + 64);
-        b.resize(VIRTIO_NET_HDR_LEN, 0);
-        b.extend_from_slice(p.as_ref());
-        writes.push(b);
-    }
-    if let Err(e) = s.tun.send_multiple(gro, writes, VIRTIO_NET_HDR_LEN) {
-        tracing::debug!("WireGuard TUN write: {e}");
-    }
+    decrypted.clear();
 }
 
 fn timer_loop(s: &Shared) {
