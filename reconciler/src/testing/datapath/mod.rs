@@ -189,7 +189,7 @@ impl Family {
         }
     }
 
-    /// The address of this family among `ips` (an IPv4 one first).
+    /// The address of this family of a host with `v4` and maybe `v6`.
     fn pick(self, v4: Ipv4Addr, v6: Option<Ipv6Addr>) -> Option<IpAddr> {
         match self {
             Family::V4 => Some(v4.into()),
