@@ -7,7 +7,7 @@
 # Honest by construction: as root (when everything could be installed) it sets must-run mode
 # itself (WARD_TESTS_MUST_RUN=1), so a root-only or kube test that cannot run fails instead of
 # skipping. Run by someone else, the root-only tests skip, each with a loud `SKIPPED:` line.
-# Either way it checks formatting, clippy, the CLI without the node feature and the CI templates
+# Either way it checks formatting, clippy, the API docs' links, the CLI without the node feature and the CI templates
 # (actionlint, zizmor, ci/test-templates.sh), and ends with
 # one line `N passed, N failed, N skipped` (those checks count as tests).
 set -euo pipefail
@@ -120,6 +120,7 @@ slim_cli() {
 check "cargo fmt --check" cargo fmt --all --check
 check "cargo clippy -D warnings" cargo clippy --workspace --all-targets --locked -- -D warnings
 check "cargo clippy (no node feature)" cargo clippy -p ward-reconciler --no-default-features --all-targets --locked -- -D warnings
+check "cargo doc -D warnings" env RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
 check "ward without the node feature" slim_cli
 # The CI templates: the GitHub workflow and action linted, and every template's scripts run
 # against a scratch policy repository (ci/test-templates.sh).

@@ -324,7 +324,7 @@ impl<'a> Planner<'a> {
 }
 
 /// Plans a desired state against live objects whose fingerprints are ward's own
-/// ([`fingerprint`] of the normalised object): the local target, and a revision taken as
+/// ([`crate::normalize::fingerprint`] of the normalised object): the local target, and a revision taken as
 /// live (`ward diff --base`). Objects in the target that ward never applied (not in the
 /// inventory) are left alone: neither updated unless desired, nor pruned. Kinds that are
 /// never applied (PolicyTest) are not part of any plan.

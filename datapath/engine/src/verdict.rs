@@ -320,7 +320,7 @@ impl PolicyRepository {
     /// What the L7 proxies decide about `request` carried by `flow`, per direction whose
     /// layer-3/4 policy allows the flow through allow rules with L7 rules on its port (a
     /// direction that drops the flow, or whose allowing rules have none, sends nothing to a
-    /// proxy and is left out). See [`crate::l7`].
+    /// proxy and is left out). See the `l7` module.
     pub fn l7_verdict(&self, flow: &Flow, request: &L7Request) -> Vec<(Direction, L7Decision)> {
         if self.config.enforcement == Enforcement::Never {
             return Vec::new();

@@ -35,7 +35,7 @@ pub const CIDR_IDENTITY_SPACE: u32 = 1 << 23;
 
 /// The CIDR identity a prefix asks for: [`CIDR_IDENTITY_BASE`] plus the FNV-1a hash of its
 /// address bytes and length, within [`CIDR_IDENTITY_SPACE`]. Two prefixes asking for the
-/// same one are told apart in [`cidr_identities`].
+/// same one are told apart in `cidr_identities`.
 pub fn cidr_identity(prefix: Prefix) -> u32 {
     let bytes: Vec<u8> = match prefix.0 {
         IpAddr::V4(a) => a.octets().to_vec(),

@@ -2,7 +2,7 @@
 //!
 //! [`Topology::load`] reads a topology file (format in [`ward_schema::topology`]) and checks it, reporting
 //! every problem as a [`ward_schema::Diagnostic`] with file, line and column;
-//! [`Topology::cluster`] gives the engine the same nodes and pods. [`Lab::up`] builds it with
+//! `ward_engine::Cluster::from_topology` gives the engine the same nodes and pods. [`Lab::up`] builds it with
 //! `ip` commands run through [`crate::sys`], [`Lab::down`] removes it (also after a crash), [`Lab::status`] lists labs.
 //!
 //! # Layout

@@ -179,7 +179,7 @@ impl Mesh {
 
     /// Time-driven work: starts a rotation when the key is due or one was asked for, and
     /// finishes one when every peer is ready (or [`ROTATION_WAIT`] has passed).
-    /// A mesh that failed is tried again every [`RETRY`].
+    /// A mesh that failed is tried again every `RETRY`.
     pub fn tick(&mut self, topology: &Topology) {
         let Wanted::On(cfg) = self.wanted.clone() else {
             return;

@@ -1,4 +1,4 @@
-//! Command-line arguments (phase one: parse). [`super::settings`] resolves them.
+//! Command-line arguments (phase one: parse). [`super::Settings`] resolves them.
 
 use crate::report::Format;
 use clap::builder::{PossibleValuesParser, TypedValueParser};
@@ -99,6 +99,10 @@ pub struct GlobalArgs {
     pub trusted_keys: Option<PathBuf>,
 
     /// The local target's state directory [default: <repo>/.ward].
+    #[allow(
+        rustdoc::invalid_html_tags,
+        reason = "clap's help text: <repo> is a placeholder"
+    )]
     #[arg(long, global = true, env = "WARD_STATE")]
     pub state: Option<PathBuf>,
 
@@ -440,6 +444,10 @@ Install:
 pub struct ManArgs {
     /// Write ward.1 and ward-<command>.1 into this folder; without it, ward.1 goes to standard
     /// output.
+    #[allow(
+        rustdoc::invalid_html_tags,
+        reason = "clap's help text: <command> is a placeholder"
+    )]
     #[arg(long, value_name = "DIR")]
     pub out_dir: Option<PathBuf>,
 }

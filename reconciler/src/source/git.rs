@@ -40,7 +40,7 @@ const DELETED_HISTORY: usize = 10_000;
 
 /// Whether `path`, which does not exist, is a file or folder Git knows in the working tree
 /// of `repo`: in the index, in HEAD's tree, or in a commit of HEAD's history (the last
-/// [`DELETED_HISTORY`] commits), so deleted in the working tree, the index or a commit (as
+/// `DELETED_HISTORY` commits), so deleted in the working tree, the index or a commit (as
 /// a path that `git diff --name-only [origin/main]` lists can be). A path outside the
 /// working tree, or in a bare repository, is not known.
 pub fn known_deleted(repo: &Repository, path: &Path) -> bool {

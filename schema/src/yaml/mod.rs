@@ -15,7 +15,7 @@
 //! `~` and the empty scalar are null, `true`/`false` are booleans, decimal, `0x` and `0o`
 //! numbers are numbers, anything quoted or tagged `!!str` is a string.
 //!
-//! Two parsers produce the same [`Parsed`]: a hand-written fast path ([`fast`]) for the plain
+//! Two parsers produce the same [`Parsed`]: a hand-written fast path (`fast`) for the plain
 //! subset of YAML that real manifests use, and the general saphyr-based path, which takes over
 //! for the whole file as soon as the fast path meets anything it does not fully support
 //! (anchors, tags, block scalars, multi-line scalars, limits, duplicate keys, errors...).

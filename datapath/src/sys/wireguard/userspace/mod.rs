@@ -1,18 +1,18 @@
 //! ward's userspace WireGuard device, for kernels without the WireGuard module: a TUN
-//! interface and a UDP socket, with the protocol from gotatun ([`peers`]).
+//! interface and a UDP socket, with the protocol from gotatun (`peers`).
 //!
 //! Three threads: one per direction, which keeps every peer's packets in order (and on this
 //! project's two-core machines is one worker per core), and the timers:
 //! - **TUN → network**: reads the TUN with `IFF_VNET_HDR` and TSO on, so one read returns up
 //!   to 64 KB of one TCP flow, split into segments (tun-rs, as wireguard-go does); encrypts
 //!   each for its peer and sends them with UDP segmentation offload: one system call for
-//!   the 64 KB ([`udp`]).
+//!   the 64 KB (`udp`).
 //! - **network → TUN**: receives up to 32 batches of datagrams per `recvmmsg`, each batch
 //!   coalesced by the kernel (UDP GRO); answers handshakes, decrypts data and writes it to
 //!   the TUN, TCP segments of one flow coalesced into one write (tun-rs's GRO).
 //! - **timers**: the protocol's retries, rekeying and keepalives, every 250 ms.
 //!
-//! The device installs no signal handlers and starts a handshake only as [`peers`] decides.
+//! The device installs no signal handlers and starts a handshake only as `peers` decides.
 //! Dropping it stops the threads and closes the TUN, which removes the interface.
 //!
 //! It runs in a process of its own, so that it outlives the agent ([`process`], the device
