@@ -945,6 +945,16 @@ fn a_bulk_stream_reaches_the_pod_through_coalesced_tun_writes() {
     wait_for("the first echo", Duration::from_secs(10), || {
         echo(&lab, b"warm")
     });
+    // Kernel WireGuard (where the module exists) counts every segment: this is about ward's
+    // own device.
+    let implementation = lab.wg_status(&b)["interface"]["implementation"].clone();
+    if !ward_testkit::can_run(
+        "wireguard coalesced writes",
+        (implementation != "userspace")
+            .then_some("kernel WireGuard carries the tunnel here, not ward's userspace device"),
+    ) {
+        return;
+    }
     let backend = lab.ip("shop/backend").to_string();
     let mut server = iperf3(&lab, "shop/backend")
         .args(["-s", "-1", "-B", &backend])

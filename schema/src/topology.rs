@@ -515,7 +515,7 @@ impl Topology {
             file,
             root: &doc.root,
             diags,
-            plan: None,
+            plan: Some(None),
             explicit6: Vec::new(),
         };
         let topology = cx.topology();
@@ -698,8 +698,9 @@ struct Ctx<'a> {
     file: &'a str,
     root: &'a YNode,
     diags: Vec<Diagnostic>,
-    /// `spec.ipv6`, once read (explicit IPv6 addresses need it).
-    plan: Option<Ipv6Plan>,
+    /// `spec.ipv6`, once read (explicit IPv6 addresses need it): `Some(None)` when absent,
+    /// `None` when invalid (reported already).
+    plan: Option<Option<Ipv6Plan>>,
     /// IPv6 addresses written in the file (not derived), where, and whose: checked against
     /// every other address once all are known.
     explicit6: Vec<(Ipv6Addr, Vec<Seg>, String)>,
@@ -1030,7 +1031,7 @@ impl<'a> Ctx<'a> {
             ],
         )?;
         let ipv6 = self.ipv6_plan(spec);
-        self.plan = ipv6.flatten();
+        self.plan = ipv6;
         let underlay = self.private_net(spec, &spec_at, "underlay", "spec");
         let namespaces = self.namespaces(spec);
         let mut claims: BTreeMap<Ipv4Addr, Claim> = BTreeMap::new();
@@ -1057,14 +1058,19 @@ impl<'a> Ctx<'a> {
     /// An IPv6 address written in the file (a pod's `ipv6`, one of world's `addresses`):
     /// the lab must be dual stack and the address a host's. Recorded for [`Ctx::unique6`].
     fn explicit_ip6(&mut self, ip: Ipv6Addr, at: &[Seg], what: &str) -> Option<Ipv6Addr> {
-        if self.plan.is_none() {
-            self.error_hint(
-                codes::ADDRESS,
-                at,
-                format!("{what}: {ip} is IPv6 and the lab is IPv4 only"),
-                "add `ipv6: {}` to spec to make the lab dual stack",
-            );
-            return None;
+        match self.plan {
+            Some(Some(_)) => {}
+            // An invalid spec.ipv6 was reported; the address is not wrong for it.
+            None => return None,
+            Some(None) => {
+                self.error_hint(
+                    codes::ADDRESS,
+                    at,
+                    format!("{what}: {ip} is IPv6 and the lab is IPv4 only"),
+                    "add `ipv6: {}` to spec to make the lab dual stack",
+                );
+                return None;
+            }
         }
         let special = ip.is_loopback()
             || ip.is_unspecified()
@@ -1544,7 +1550,7 @@ impl<'a> Ctx<'a> {
     /// One of world's own IPv6 addresses: outside the cluster's IPv6 prefix.
     fn world_ip6(&mut self, ip: Ipv6Addr, at: &[Seg]) -> Option<Ipv6Addr> {
         let ip = self.explicit_ip6(ip, at, "world")?;
-        let cluster = self.plan.map(|p| p.cluster)?;
+        let cluster = self.plan.flatten().map(|p| p.cluster)?;
         if within6(ip, cluster, u32::from(IPV6_PLAN_PREFIX)) {
             self.explicit6.pop();
             self.error_hint(
@@ -2514,6 +2520,15 @@ spec:
                 .replace("[198.51.100.7]", &format!("[198.51.100.7{world}]"))
                 + "  ipv6: {}\n"
         };
+        // With an invalid spec.ipv6 only that is reported, not each address as well.
+        let bad_plan = LAB.replace("node: node-1}", "node: node-1, ipv6: \"fd12::5\"}")
+            + "  ipv6: {cluster: \"fd00::/64\"}\n";
+        let diags = Topology::parse("lab.yaml", bad_plan.as_bytes()).unwrap_err();
+        assert_eq!(diags.len(), 1, "{diags:?}");
+        assert!(
+            diags[0].message.contains("not an IPv6 /96 prefix"),
+            "{diags:?}"
+        );
         for (text, line, wanted) in [
             (
                 LAB.replace("node: node-1}", "node: node-1, ipv6: \"fd12::5\"}"),

@@ -93,13 +93,25 @@ pub fn place(
     let endpoints = &cluster.cluster.endpoints;
     let mut pods: Vec<Result<(String, Ipv4Addr), String>> = endpoints
         .iter()
-        .map(|e| match e.ips.iter().find_map(v4) {
-            Some(ip) if !private(ip) => Err(format!(
-                "{} has the public address {ip}; the lab's pod ranges are private (RFC 1918)",
-                e.full_name()
-            )),
-            Some(ip) => Ok((e.full_name(), ip)),
-            None => Ok((e.full_name(), Ipv4Addr::UNSPECIFIED)),
+        .map(|e| {
+            let special = e
+                .ips
+                .iter()
+                .find(|ip| matches!(ip, IpAddr::V6(v6) if special6(*v6)));
+            if let Some(ip) = special {
+                return Err(format!(
+                    "{} has the IPv6 address {ip}, which is no host's (loopback, link-local or multicast)",
+                    e.full_name()
+                ));
+            }
+            match e.ips.iter().find_map(v4) {
+                Some(ip) if !private(ip) => Err(format!(
+                    "{} has the public address {ip}; the lab's pod ranges are private (RFC 1918)",
+                    e.full_name()
+                )),
+                Some(ip) => Ok((e.full_name(), ip)),
+                None => Ok((e.full_name(), Ipv4Addr::UNSPECIFIED)),
+            }
         })
         .collect();
     let declared6 = declared_ipv6(cluster, outside);
@@ -792,6 +804,7 @@ mod tests {
                 {"name": "a", "namespace": "shop", "ips": ["10.0.1.10", "fd77:ad00::10"]},
                 {"name": "b", "namespace": "shop", "ip": "fd00:1::20", "labels": {"app": "b"}},
                 {"name": "c", "namespace": "shop"},
+                {"name": "d", "namespace": "shop", "ip": "fe80::1"},
             ],
             "services": [{"name": "b", "namespace": "shop", "ip": "fd00:96::1",
                           "selector": {"app": "b"}, "ports": [{"port": 80}]}],
@@ -819,6 +832,9 @@ mod tests {
             [ip("2001:db8:5::7")],
             "not a link-local one"
         );
+        let d = p.pods[3].as_ref().unwrap_err();
+        assert!(d.contains("fe80::1, which is no host's"), "{d}");
+        assert_eq!(t.pods.len(), 3, "d is not in the lab");
         assert_eq!(
             t.world.addresses6,
             ["2001:db8:5::7".parse::<std::net::Ipv6Addr>().unwrap()]

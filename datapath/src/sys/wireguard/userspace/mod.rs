@@ -9,7 +9,8 @@
 //!   the 64 KB (`udp`).
 //! - **network → TUN**: receives up to 32 batches of datagrams per `recvmmsg`, each batch
 //!   coalesced by the kernel (UDP GRO); answers handshakes, decrypts data and writes it to
-//!   the TUN, TCP segments of one flow coalesced into one write (tun-rs's GRO).
+//!   the TUN, TCP segments (and same-size UDP datagrams) of one flow coalesced into one
+//!   write (tun-rs's GRO).
 //! - **timers**: the protocol's retries, rekeying and keepalives, every 250 ms.
 //!
 //! The device installs no signal handlers and starts a handshake only as `peers` decides.
@@ -57,8 +58,8 @@ const RECV_BUFFER: usize = 65536;
 /// How many decrypted packets one coalescing pass over the TUN takes (wireguard-go's batch):
 /// enough for a 64 KB segment of one flow twice over.
 const TUN_WRITE_BATCH: usize = 128;
-/// A TUN write buffer's capacity: the vnet header and a packet coalesced up to 64 KB. The GRO
-/// table only coalesces into a buffer with room for the result (tun-rs, as wireguard-go).
+/// A TUN write buffer's capacity: a packet coalesced up to 64 KB and twice the vnet header's
+/// room, as tun-rs's GRO table asks before it coalesces into a buffer (wireguard-go's rule).
 const TUN_WRITE_CAPACITY: usize = 2 * VIRTIO_NET_HDR_LEN + 65535;
 
 /// The TUN interface and UDP socket of a device, opened in its network namespace.
@@ -266,9 +267,9 @@ fn udp_loop(s: &Shared) {
 }
 
 /// Writes decrypted packets to the TUN, each behind room for the vnet header, coalescing
-/// what can be coalesced (TCP segments of one flow into one write of up to 64 KB), in passes
-/// of [`TUN_WRITE_BATCH`] packets through `pool`'s buffers (kept across calls: no allocation
-/// per packet).
+/// what can be coalesced (TCP segments, and same-size UDP datagrams, of one flow into one
+/// write of up to 64 KB), in passes of [`TUN_WRITE_BATCH`] packets through `pool`'s buffers
+/// (kept across calls: the device allocates none per packet).
 fn write_tun(
     s: &Shared,
     decrypted: &mut Vec<gotatun::packet::Packet>,
