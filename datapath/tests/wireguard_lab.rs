@@ -797,6 +797,18 @@ fn iperf3(lab: &AgentLab, pod: &str) -> Command {
     c
 }
 
+/// An iperf3 server on the backend pod for one connection, and its address.
+fn iperf3_server(lab: &AgentLab) -> (String, std::process::Child) {
+    let backend = lab.ip("shop/backend").to_string();
+    let server = iperf3(lab, "shop/backend")
+        .args(["-s", "-1", "-B", &backend])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("iperf3 (apt-get install iperf3)");
+    std::thread::sleep(Duration::from_millis(300));
+    (backend, server)
+}
+
 /// One iperf3 TCP connection frontend → backend for 8 s, reported every 0.5 s, while node
 /// a's agent is stopped with SIGTERM and started again, then node b's killed with SIGKILL and
 /// started again. The devices run on: the connection is never reset and data flows in every
@@ -811,13 +823,7 @@ fn agent_restarts_under_an_iperf3_stream_keep_it_flowing() {
         echo(&lab, b"warm")
     });
     let devices = [device_pid(&lab, &a), device_pid(&lab, &b)];
-    let backend = lab.ip("shop/backend").to_string();
-    let mut server = iperf3(&lab, "shop/backend")
-        .args(["-s", "-1", "-B", &backend])
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect("iperf3 (apt-get install iperf3)");
-    std::thread::sleep(Duration::from_millis(300));
+    let (backend, mut server) = iperf3_server(&lab);
     let start = Instant::now();
     let client = iperf3(&lab, "shop/frontend")
         .args(["-c", &backend, "-t", "8", "-i", "0.5", "-J"])
@@ -955,13 +961,7 @@ fn a_bulk_stream_reaches_the_pod_through_coalesced_tun_writes() {
     ) {
         return;
     }
-    let backend = lab.ip("shop/backend").to_string();
-    let mut server = iperf3(&lab, "shop/backend")
-        .args(["-s", "-1", "-B", &backend])
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect("iperf3 (apt-get install iperf3)");
-    std::thread::sleep(Duration::from_millis(300));
+    let (backend, mut server) = iperf3_server(&lab);
     let before = tunnel_rx(&lab, &b);
     let out = iperf3(&lab, "shop/frontend")
         .args(["-c", &backend, "-n", "64M", "-J"])

@@ -671,7 +671,7 @@ fn families(
     lab: &LabView<'_>,
 ) -> Result<Vec<Family>, String> {
     let c = &suite.cluster.cluster;
-    let world = super::peer::world_address(&suite.cluster);
+    let world = IpAddr::V4(lab.placement.world);
     let declared = |end: PeerRef| -> Vec<IpAddr> {
         match end {
             PeerRef::Endpoint(i) => c.endpoints[i].ips.clone(),

@@ -158,7 +158,6 @@ pub fn place(
     );
     if dual {
         doc["spec"]["ipv6"] = ipv6_plan(&declared6);
-        add_pod_ipv6(&mut doc, cluster, &pods);
     }
     let world_all: Vec<Ipv4Addr> = std::iter::once(world)
         .chain(world_addresses.iter().filter_map(v4))
@@ -411,6 +410,10 @@ fn document(
             if let Some(sa) = &e.service_account {
                 pod["serviceAccount"] = json!(sa);
             }
+            // Its declared IPv6 address, kept (a declared one makes the lab dual stack).
+            if let Some(ip6) = e.ips.iter().find(|ip| ip.is_ipv6()) {
+                pod["ipv6"] = json!(ip6.to_string());
+            }
             Some(pod)
         })
         .collect();
@@ -596,34 +599,6 @@ fn ipv6_plan(declared: &BTreeSet<Ipv6Addr>) -> Value {
     let cluster = free(0xfd77_ad00_u128 << 96);
     let world = free(0x2001_0db8_ad00_u128 << 80);
     json!({"cluster": format!("{cluster}/96"), "world": format!("{world}/96")})
-}
-
-/// Each placed pod's declared IPv6 address, as its own `ipv6` in the topology.
-fn add_pod_ipv6(
-    doc: &mut Value,
-    cluster: &TestCluster,
-    pods: &[Result<(String, Ipv4Addr), String>],
-) {
-    let Some(docs) = doc["spec"]["pods"].as_array_mut() else {
-        return;
-    };
-    for pod in docs {
-        let full = format!(
-            "{}/{}",
-            pod["namespace"].as_str().unwrap_or_default(),
-            pod["name"].as_str().unwrap_or_default()
-        );
-        let declared = cluster
-            .cluster
-            .endpoints
-            .iter()
-            .zip(pods)
-            .find(|(_, p)| p.as_ref().is_ok_and(|(name, _)| *name == full))
-            .and_then(|(e, _)| e.ips.iter().find(|ip| ip.is_ipv6()));
-        if let Some(ip) = declared {
-            pod["ipv6"] = json!(ip.to_string());
-        }
-    }
 }
 
 fn v4(ip: &IpAddr) -> Option<Ipv4Addr> {
