@@ -137,15 +137,17 @@ fn device_pid(lab: &AgentLab, node: &str) -> u32 {
     u32::try_from(pid.unwrap_or_else(|| panic!("no device pid in {st}"))).unwrap()
 }
 
-/// Kills node `a`'s device (SIGKILL, process `pid`): its interface goes with it, and
+/// Kills node `a`'s device (process `pid`) with `signal`: its interface goes with it, and
 /// nothing passes to node `b`, never in clear: the routes into the tunnel went with the
 /// interface and the unreachable routes behind them remain.
-fn kill_device_and_check_blocked(lab: &AgentLab, a: &str, b: &str, pid: u32) {
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid as i32),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
+fn kill_device_and_check_blocked(
+    lab: &AgentLab,
+    a: &str,
+    b: &str,
+    pid: u32,
+    signal: nix::sys::signal::Signal,
+) {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), signal).unwrap();
     wait_for(
         "the interface to go with the device",
         Duration::from_secs(5),
@@ -330,7 +332,7 @@ fn encryption_keeps_pod_traffic_off_the_wire_and_fails_closed() {
         echoed && !clear,
         "with the agent down the tunnel carries on (echoed {echoed}, in clear {clear})"
     );
-    kill_device_and_check_blocked(&lab, &a, &b, device);
+    kill_device_and_check_blocked(&lab, &a, &b, device, nix::sys::signal::Signal::SIGKILL);
     lab.start_agent(&a);
     // The killed agent's status record is still there until the new one writes its own: wait
     // for the record of a new device, not merely for a key.
@@ -897,7 +899,7 @@ fn a_killed_device_blocks_traffic_until_its_agent_restarts_it() {
     // Freeze the agent, so the gap can be looked at before it restarts the device.
     let agent = nix::unistd::Pid::from_raw(lab.agents[&a].id() as i32);
     nix::sys::signal::kill(agent, nix::sys::signal::Signal::SIGSTOP).unwrap();
-    kill_device_and_check_blocked(&lab, &a, &b, device);
+    kill_device_and_check_blocked(&lab, &a, &b, device, nix::sys::signal::Signal::SIGKILL);
     nix::sys::signal::kill(agent, nix::sys::signal::Signal::SIGCONT).unwrap();
     let back = Instant::now();
     wait_for(
@@ -936,6 +938,23 @@ fn tunnel_rx(lab: &AgentLab, node: &str) -> (u64, u64) {
     )
 }
 
+/// The echo lab with iperf3's port open, once an echo crossed the tunnel; `None` (the test
+/// says so, and fails in must-run mode) where kernel WireGuard carries the tunnel: `what` is
+/// about ward's own device.
+fn userspace_stream_lab(tag: &str, what: &str) -> Option<(AgentLab, String, String)> {
+    let (lab, a, b) = echo_lab_with(tag, &iperf_policy());
+    wait_for("the first echo", Duration::from_secs(10), || {
+        echo(&lab, b"warm")
+    });
+    let implementation = lab.wg_status(&b)["interface"]["implementation"].clone();
+    ward_testkit::can_run(
+        what,
+        (implementation != "userspace")
+            .then_some("kernel WireGuard carries the tunnel here, not ward's userspace device"),
+    )
+    .then_some((lab, a, b))
+}
+
 /// A bulk TCP transfer is written into the receiving node's TUN coalesced (TCP segments of one
 /// flow as one write of up to 64 KB, as wireguard-go does), not a write per segment: the
 /// kernel then handles a few large packets instead of a packet per 1.4 KB. The TUN's receive
@@ -947,20 +966,10 @@ fn a_bulk_stream_reaches_the_pod_through_coalesced_tun_writes() {
     if !privileged("wireguard coalesced writes") {
         return;
     }
-    let (lab, _a, b) = echo_lab_with("g", &iperf_policy());
-    wait_for("the first echo", Duration::from_secs(10), || {
-        echo(&lab, b"warm")
-    });
-    // Kernel WireGuard (where the module exists) counts every segment: this is about ward's
-    // own device.
-    let implementation = lab.wg_status(&b)["interface"]["implementation"].clone();
-    if !ward_testkit::can_run(
-        "wireguard coalesced writes",
-        (implementation != "userspace")
-            .then_some("kernel WireGuard carries the tunnel here, not ward's userspace device"),
-    ) {
+    // Kernel WireGuard (where the module exists) counts every segment.
+    let Some((lab, _a, b)) = userspace_stream_lab("g", "wireguard coalesced writes") else {
         return;
-    }
+    };
     let (backend, mut server) = iperf3_server(&lab);
     let before = tunnel_rx(&lab, &b);
     let out = iperf3(&lab, "shop/frontend")
@@ -990,5 +999,75 @@ fn a_bulk_stream_reaches_the_pod_through_coalesced_tun_writes() {
     assert!(
         average > 8 * 1420,
         "{average} bytes per TUN write: the device does not coalesce ({packets} writes for {bytes} bytes)"
+    );
+}
+
+/// A sparse flow beside a bulk stream takes the device's fast lane: while iperf3 streams
+/// frontend → backend, echo requests between the same pods leave node a's device marked with
+/// DSCP EF, so the receiving device steers them to its fast socket (decrypted at once, not
+/// behind the stream's socket buffer), and their answers come back the same way; the stream's
+/// own datagrams stay unmarked, in the bulk lane. The underlay shows it: a device without the
+/// lanes marks nothing, and one that let the stream into the fast lane would mark its
+/// full-size datagrams.
+#[test]
+fn a_sparse_flow_beside_a_bulk_stream_takes_the_fast_lane() {
+    if !privileged("wireguard fast lane") {
+        return;
+    }
+    let Some((lab, a, b)) = userspace_stream_lab("f", "wireguard fast lane") else {
+        return;
+    };
+    // Only what the check needs: short datagrams, and anything marked (a whole stream would
+    // be gigabytes).
+    let port = ward_datapath::lab::names::underlay_port(&a);
+    let underlay = lab.lab.underlay_netns();
+    let underlay = underlay.file_name().unwrap().to_string_lossy().into_owned();
+    let capture = Capture::start(
+        Some(&underlay),
+        &port,
+        "udp port 51871 and (less 200 or ip[1] & 0xfc != 0)",
+        lab.path("lanes.pcap"),
+    );
+    let (backend, mut server) = iperf3_server(&lab);
+    let stream = iperf3(&lab, "shop/frontend")
+        .args(["-c", &backend, "-t", "4", "-J"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let mut answered = 0;
+    for i in 0..100u32 {
+        answered += usize::from(echo(&lab, format!("sparse {i}").as_bytes()));
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let out = stream.wait_with_output().unwrap();
+    let _ = server.kill();
+    let _ = server.wait();
+    let pcap = capture.stop();
+    let received =
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()["end"]["sum_received"]["bytes"]
+            .as_u64()
+            .unwrap_or(0);
+    assert!(received > 10 << 20, "the stream ran: {received} bytes");
+    assert!(
+        answered >= 95,
+        "{answered} of 100 echoes answered under the stream"
+    );
+    let t = lab.lab.topology();
+    let (ia, ib) = (t.node(&a).unwrap().ip, t.node(&b).unwrap().ip);
+    let file = lab.path("lanes-read.pcap");
+    let count = |filter: &str| pcap_lines(&pcap, &file, filter).len();
+    let marked = "ip[1] & 0xfc == 0xb8";
+    let requests = count(&format!("src host {ia} and dst host {ib} and {marked}"));
+    let answers = count(&format!("src host {ib} and dst host {ia} and {marked}"));
+    eprintln!("marked datagrams: {requests} a → b, {answers} b → a");
+    assert!(
+        requests >= answered && answers >= answered,
+        "every answered echo crossed marked both ways: {requests} requests and {answers} answers marked for {answered} echoes"
+    );
+    let marked_bulk = count(&format!("{marked} and greater 1000"));
+    assert_eq!(
+        marked_bulk, 0,
+        "the stream's datagrams are not in the fast lane"
     );
 }

@@ -1,16 +1,23 @@
 //! ward's userspace WireGuard device, for kernels without the WireGuard module: a TUN
-//! interface and a UDP socket, with the protocol from gotatun (`peers`).
+//! interface and a pair of UDP sockets on the WireGuard port, with the protocol from gotatun
+//! (`peers`).
 //!
-//! Three threads: one per direction, which keeps every peer's packets in order (and on this
-//! project's two-core machines is one worker per core), and the timers:
-//! - **TUN → network**: reads the TUN with `IFF_VNET_HDR` and TSO on, so one read returns up
-//!   to 64 KB of one TCP flow, split into segments (tun-rs, as wireguard-go does); encrypts
-//!   each for its peer and sends them with UDP segmentation offload: one system call for
-//!   the 64 KB (`udp`).
-//! - **network → TUN**: receives up to 32 batches of datagrams per `recvmmsg`, each batch
-//!   coalesced by the kernel (UDP GRO); answers handshakes, decrypts data and writes it to
-//!   the TUN, TCP segments (and same-size UDP datagrams) of one flow coalesced into one
-//!   write (tun-rs's GRO).
+//! Each direction has two lanes (`lanes`), so a sparse flow (a ping-pong, a request, a
+//! stream's ACKs) never waits behind a bulk stream in the device's queues; each lane keeps
+//! its flows' packets in order. Five threads:
+//! - **TUN reader** (`wg-tun`, real-time priority): reads the TUN with `IFF_VNET_HDR` and TSO
+//!   on, so one read returns up to 64 KB of one TCP flow, split into segments (tun-rs, as
+//!   wireguard-go does), as soon as there is something to read. A sparse flow's read is
+//!   encrypted and sent at once from the fast socket (marked DSCP EF); a bulk read goes to
+//!   the encrypting thread through a short backlog.
+//! - **encrypting** (`wg-encrypt`): encrypts the bulk reads for their peers and sends them
+//!   with UDP segmentation offload: one system call for the 64 KB (`udp`).
+//! - **bulk receiver** (`wg-udp`): receives up to 32 batches of datagrams per `recvmmsg`,
+//!   each batch coalesced by the kernel (UDP GRO); answers handshakes, decrypts data and
+//!   writes it to the TUN, TCP segments (and same-size UDP datagrams) of one flow coalesced
+//!   into one write (tun-rs's GRO).
+//! - **fast receiver** (`wg-fast`, real-time priority): the same for the datagrams that
+//!   arrived marked, which the socket pair steers to the fast socket.
 //! - **timers**: the protocol's retries, rekeying and keepalives, every 250 ms.
 //!
 //! The device installs no signal handlers and starts a handshake only as `peers` decides.
@@ -21,6 +28,7 @@
 //! the running device and its sessions.
 
 pub mod control;
+mod lanes;
 mod peers;
 pub mod process;
 mod remote;
@@ -33,14 +41,16 @@ use anyhow::{Context, Result};
 use bytes::BytesMut;
 use defguard_wireguard_rs::host::Host;
 use defguard_wireguard_rs::key::Key;
+use lanes::{Classifier, Lane};
 use peers::{NetOut, Peers};
 use rustix::event::PollFlags;
+use std::collections::VecDeque;
 use std::io::ErrorKind;
-use std::net::{Ipv4Addr, UdpSocket};
+use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tun_rs::{DeviceBuilder, GROTable, IDEAL_BATCH_SIZE, SyncDevice, VIRTIO_NET_HDR_LEN};
 use udp::{RECV_BATCH, Udp};
 
@@ -55,6 +65,8 @@ const TICK: Duration = Duration::from_millis(250);
 const TUN_QUEUE: u32 = 64;
 /// A receive buffer: up to 64 datagrams coalesced by UDP GRO.
 const RECV_BUFFER: usize = 65536;
+/// Receive buffers of the fast lane's socket (sparse flows: a few datagrams at a time).
+const FAST_RECV_BATCH: usize = 4;
 /// How many decrypted packets one coalescing pass over the TUN takes (wireguard-go's batch):
 /// enough for a 64 KB segment of one flow twice over.
 const TUN_WRITE_BATCH: usize = 128;
@@ -66,6 +78,7 @@ const TUN_WRITE_CAPACITY: usize = 2 * VIRTIO_NET_HDR_LEN + 65535;
 pub struct Sockets {
     tun: SyncDevice,
     udp: Udp,
+    fast: Udp,
 }
 
 impl Sockets {
@@ -80,10 +93,13 @@ impl Sockets {
             .with_context(|| {
                 format!("cannot create TUN interface {ifname} (is /dev/net/tun there?)")
             })?;
-        let udp = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, port))
+        tun.set_nonblocking(true)
+            .with_context(|| format!("cannot make TUN interface {ifname} non-blocking"))?;
+        let (udp, fast) = udp::pair(port)
             .with_context(|| format!("cannot listen on UDP port {port} for {ifname}"))?;
         let udp = Udp::new(udp).context("cannot set up the WireGuard UDP socket")?;
-        Ok(Sockets { tun, udp })
+        let fast = Udp::new(fast).context("cannot set up the WireGuard UDP socket")?;
+        Ok(Sockets { tun, udp, fast })
     }
 }
 
@@ -91,6 +107,10 @@ struct Shared {
     peers: RwLock<Peers>,
     tun: SyncDevice,
     udp: Udp,
+    /// The fast lane's socket ([`lanes`]).
+    fast: Udp,
+    backlog: Mutex<Backlog>,
+    bulk_ready: Condvar,
     mtu: usize,
     stop: AtomicBool,
 }
@@ -104,6 +124,11 @@ impl Shared {
     fn peers_mut(&self) -> RwLockWriteGuard<'_, Peers> {
         self.peers
             .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+    fn backlog(&self) -> MutexGuard<'_, Backlog> {
+        self.backlog
+            .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
     fn stopped(&self) -> bool {
@@ -131,12 +156,17 @@ impl Userspace {
             peers: RwLock::new(Peers::new(secret)),
             tun: sockets.tun,
             udp: sockets.udp,
+            fast: sockets.fast,
+            backlog: Mutex::default(),
+            bulk_ready: Condvar::new(),
             mtu: usize::try_from(mtu).unwrap_or(1500).max(1280),
             stop: AtomicBool::new(false),
         });
-        let loops: [(&str, Loop); 3] = [
+        let loops: [(&str, Loop); 5] = [
             ("wg-tun", tun_loop),
+            ("wg-encrypt", encrypt_loop),
             ("wg-udp", udp_loop),
+            ("wg-fast", fast_loop),
             ("wg-timers", timer_loop),
         ];
         let mut threads = Vec::new();
@@ -193,51 +223,167 @@ impl Drop for Userspace {
     }
 }
 
+/// One TUN read: up to 64 KB of one flow, split into packets.
+struct Read {
+    bufs: Vec<Vec<u8>>,
+    sizes: Vec<usize>,
+    n: usize,
+    flow: u64,
+}
+
+impl Read {
+    fn new(mtu: usize) -> Read {
+        Read {
+            bufs: vec![vec![0u8; mtu + 64]; IDEAL_BATCH_SIZE],
+            sizes: vec![0; IDEAL_BATCH_SIZE],
+            n: 0,
+            flow: 0,
+        }
+    }
+
+    fn packets(&self) -> impl Iterator<Item = &[u8]> {
+        self.bufs
+            .iter()
+            .zip(&self.sizes)
+            .take(self.n)
+            .map(|(b, n)| &b[..*n])
+    }
+}
+
+/// Bulk reads handed from the TUN reader to the encrypting thread.
+#[derive(Default)]
+struct Backlog {
+    waiting: VecDeque<Read>,
+    /// The flow of the read being encrypted (its packets are not sent yet).
+    encrypting: Option<u64>,
+    /// Reads done with, for the reader to fill again (no allocation per read).
+    free: Vec<Read>,
+}
+
+/// TUN → network, the reader of the two lanes ([`lanes`]): reads the TUN as soon as it has
+/// something, encrypts and sends a sparse flow's read at once from the fast socket, and
+/// hands bulk reads to [`encrypt_loop`] through a backlog of [`lanes::BACKLOG`] reads
+/// (dropping what overflows it, as the TUN's ring would). It does little work per read, so
+/// it keeps the ring empty and is quick to wake.
 fn tun_loop(s: &Shared) {
+    lanes::run_urgent("wg-tun");
     let mut original = vec![0u8; VIRTIO_NET_HDR_LEN + 65535];
-    let mut bufs = vec![vec![0u8; s.mtu + 64]; IDEAL_BATCH_SIZE];
-    let mut sizes = vec![0usize; IDEAL_BATCH_SIZE];
+    let mut classifier = Classifier::default();
     let mut out = NetOut::new();
-    let mut scratch = Vec::new();
+    let mut spare: Option<Read> = None;
     while !s.stopped() {
         if !udp::wait(&s.tun, PollFlags::IN, TICK) {
             continue;
         }
-        let n = match s.tun.recv_multiple(&mut original, &mut bufs, &mut sizes, 0) {
-            Ok(n) => n,
-            Err(e) if e.kind() == ErrorKind::WouldBlock || e.kind() == ErrorKind::Interrupted => {
-                continue;
+        loop {
+            let mut read = spare
+                .take()
+                .or_else(|| s.backlog().free.pop())
+                .unwrap_or_else(|| Read::new(s.mtu));
+            match s
+                .tun
+                .recv_multiple(&mut original, &mut read.bufs, &mut read.sizes, 0)
+            {
+                Ok(n) => read.n = n,
+                Err(e) => {
+                    spare = Some(read);
+                    if !matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted) {
+                        // No busy loop when the TUN keeps failing (its interface deleted).
+                        tracing::debug!("WireGuard TUN read: {e}");
+                        std::thread::sleep(TICK);
+                    }
+                    break;
+                }
             }
-            Err(e) => {
-                // No busy loop when the TUN keeps failing (its interface deleted under the device).
-                tracing::debug!("WireGuard TUN read: {e}");
-                std::thread::sleep(TICK);
+            let Some(first) = read.packets().next() else {
+                spare = Some(read);
                 continue;
-            }
-        };
-        {
-            let peers = s.peers();
-            for (buf, size) in bufs.iter().zip(&sizes).take(n) {
-                peers.outgoing(&buf[..*size], &mut out);
+            };
+            let bytes = read.sizes[..read.n].iter().sum();
+            let now = Instant::now();
+            let mut backlog = s.backlog();
+            let (lane, flow) = classifier.classify(first, read.n, bytes, now, |f| {
+                backlog.encrypting == Some(f) || backlog.waiting.iter().any(|r| r.flow == f)
+            });
+            read.flow = flow;
+            match lane {
+                Lane::Fast => {
+                    drop(backlog);
+                    encrypt(s, &read, &mut out);
+                    s.fast.send_each(&mut out);
+                    spare = Some(read);
+                }
+                Lane::Bulk if backlog.waiting.len() < lanes::BACKLOG => {
+                    backlog.waiting.push_back(read);
+                    drop(backlog);
+                    s.bulk_ready.notify_one();
+                }
+                // Full: dropped, as the TUN's ring drops when the device falls behind.
+                Lane::Bulk => spare = Some(read),
             }
         }
+    }
+    s.bulk_ready.notify_all();
+}
+
+/// TUN → network, the bulk lane: encrypts the reads [`tun_loop`] handed over, in order, and
+/// sends them with UDP segmentation offload from the bulk socket.
+fn encrypt_loop(s: &Shared) {
+    let mut out = NetOut::new();
+    let mut scratch = Vec::new();
+    let mut done: Option<Read> = None;
+    while !s.stopped() {
+        let read = {
+            let mut backlog = s.backlog();
+            backlog.encrypting = None;
+            backlog.free.extend(done.take());
+            while backlog.waiting.is_empty() && !s.stopped() {
+                backlog = s
+                    .bulk_ready
+                    .wait_timeout(backlog, TICK)
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .0;
+            }
+            let Some(read) = backlog.waiting.pop_front() else {
+                continue;
+            };
+            backlog.encrypting = Some(read.flow);
+            read
+        };
+        encrypt(s, &read, &mut out);
         s.send(&mut out, &mut scratch);
+        done = Some(read);
     }
 }
 
+/// Encrypts a TUN read's packets for their peers into `out`.
+fn encrypt(s: &Shared, read: &Read, out: &mut NetOut) {
+    let peers = s.peers();
+    for p in read.packets() {
+        peers.outgoing(p, out);
+    }
+}
+
+/// Network → TUN for the bulk socket (everything not marked for the fast lane).
 fn udp_loop(s: &Shared) {
-    let mut bufs = vec![vec![0u8; RECV_BUFFER]; RECV_BATCH];
-    let mut meta = vec![quinn_udp::RecvMeta::default(); RECV_BATCH];
+    receive_loop(s, &s.udp, RECV_BATCH);
+}
+
+/// Receives from `udp` in batches of `batch` buffers, answers handshakes, decrypts data and
+/// writes it to the TUN.
+fn receive_loop(s: &Shared, udp: &Udp, batch: usize) {
+    let mut bufs = vec![vec![0u8; RECV_BUFFER]; batch];
+    let mut meta = vec![quinn_udp::RecvMeta::default(); batch];
     let mut out = NetOut::new();
     let mut scratch = Vec::new();
     let mut decrypted = Vec::new();
     let mut writes: Vec<BytesMut> = Vec::new();
     let mut gro = GROTable::default();
     while !s.stopped() {
-        if !s.udp.readable(TICK) {
+        if !udp.readable(TICK) {
             continue;
         }
-        let n = match s.udp.recv(&mut bufs, &mut meta) {
+        let n = match udp.recv(&mut bufs, &mut meta) {
             Ok(n) => n,
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted) => {
                 continue;
@@ -291,6 +437,13 @@ fn write_tun(
         }
     }
     decrypted.clear();
+}
+
+/// Network → TUN for the fast lane: the datagrams that arrived marked (a sparse flow's),
+/// decrypted and written as soon as they are there, not behind the bulk socket's buffer.
+fn fast_loop(s: &Shared) {
+    lanes::run_urgent("wg-fast");
+    receive_loop(s, &s.fast, FAST_RECV_BATCH);
 }
 
 fn timer_loop(s: &Shared) {

@@ -40,7 +40,6 @@ enum Flow {
 
 /// Serves the control socket at `socket` until the device is shut down or orphaned.
 pub fn serve(socket: &Path) -> Result<()> {
-    raise_priority();
     let listener = listen(socket)?;
     let ours = file_id(socket).context("the control socket vanished at once")?;
     tracing::info!(socket = %socket.display(), pid = std::process::id(), "WireGuard device waiting for its agent");
@@ -71,18 +70,6 @@ pub fn serve(socket: &Path) -> Result<()> {
             }
             Err(e) => tracing::warn!("agent connection: {e:#}"),
         }
-    }
-}
-
-/// The device's scheduling priority (nice value); its threads inherit it.
-const NICE: i32 = -10;
-
-/// Runs the process at [`NICE`]: the device does in userspace the forwarding the kernel does
-/// in softirq, and on a busy machine the time its threads wait for a CPU is added to every
-/// packet's trip through the tunnel. Best effort (it needs `CAP_SYS_NICE`).
-fn raise_priority() {
-    if let Err(e) = rustix::process::setpriority_process(None, NICE) {
-        tracing::warn!("cannot raise the device's priority to nice {NICE}: {e}");
     }
 }
 

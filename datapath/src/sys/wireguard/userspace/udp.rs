@@ -1,6 +1,8 @@
-//! The device's UDP socket, batched: datagrams of one size to one endpoint leave in one
+//! The device's UDP sockets, batched: datagrams of one size to one endpoint leave in one
 //! `sendmsg` with UDP segmentation offload (`UDP_SEGMENT`, up to 64 KB), and up to 32 reads'
 //! worth of coalesced datagrams (`UDP_GRO`) arrive in one `recvmmsg` (quinn-udp does both).
+//! Two sockets share the WireGuard port ([`pair`]): the bulk one, and the fast lane's, which
+//! sends marked DSCP EF and receives what arrives so marked (`lanes`).
 
 use super::peers::NetOut;
 use quinn_udp::{RecvMeta, Transmit, UdpSocketState};
@@ -68,6 +70,17 @@ impl Udp {
         out.clear();
     }
 
+    /// Sends every datagram in `out` (emptying it) one by one with a plain `sendto`, so
+    /// they carry the socket's own TOS (quinn-udp's sends set the TOS byte to their ECN).
+    /// For the fast lane: few datagrams, each alone.
+    pub fn send_each(&self, out: &mut NetOut) {
+        for (to, d) in out.drain(..) {
+            if let Err(e) = self.sock.send_to(d.as_ref(), to) {
+                tracing::debug!("WireGuard send to {to}: {e}");
+            }
+        }
+    }
+
     fn send_one(&self, to: SocketAddr, contents: &[u8], segment_size: Option<usize>) {
         let t = Transmit {
             destination: to,
@@ -115,6 +128,47 @@ fn gso_run(out: &NetOut, i: usize, max: usize) -> usize {
     n
 }
 
+/// The DSCP the fast lane's datagrams carry (EF, expedited forwarding), in the TOS byte.
+pub const FAST_TOS: u8 = 0xb8;
+
+/// The device's two sockets on `port`, in one `SO_REUSEPORT` group: the bulk socket, and
+/// the fast one, which sends with DSCP EF ([`FAST_TOS`]) and receives every datagram that
+/// arrives with it (a classic BPF program on the group picks the socket from the IPv4
+/// header's TOS byte). Binding fails, as one socket's would, when another socket holds the
+/// port without `SO_REUSEPORT` (a device of an earlier release, another program).
+pub fn pair(port: u16) -> io::Result<(UdpSocket, UdpSocket)> {
+    use nix_sockopt::libc::{sock_filter, sock_fprog};
+    use nix_sockopt::sys::socket::{setsockopt, sockopt::AttachReusePortCbpf};
+    use socket2::{Domain, Protocol, Socket, Type};
+    use std::net::{Ipv4Addr, SocketAddrV4};
+    let open = || -> io::Result<Socket> {
+        let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
+        s.set_reuse_port(true)?;
+        s.bind(&SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port).into())?;
+        Ok(s)
+    };
+    // The first socket bound is the group's index 0; nothing else is bound to the port yet.
+    let bulk = open()?;
+    let fast = open()?;
+    fast.set_tos_v4(u32::from(FAST_TOS))?;
+    let op = |code: u16, jt: u8, jf: u8, k: u32| sock_filter { code, jt, jf, k };
+    // SKF_NET_OFF: loads relative to the network header (the program sees the UDP payload).
+    const SKF_NET_OFF: u32 = 0xfff0_0000;
+    let mut code = [
+        op(0x30, 0, 0, SKF_NET_OFF + 1),     // ldb [net + 1]: the TOS byte
+        op(0x54, 0, 0, 0xfc),                // and #0xfc: its DSCP
+        op(0x15, 0, 1, u32::from(FAST_TOS)), // jeq #EF
+        op(0x06, 0, 0, 1),                   // ret #1: the fast socket
+        op(0x06, 0, 0, 0),                   // ret #0: the bulk socket
+    ];
+    let prog = sock_fprog {
+        len: code.len() as u16,
+        filter: code.as_mut_ptr(),
+    };
+    setsockopt(&bulk, AttachReusePortCbpf, &prog).map_err(io::Error::from)?;
+    Ok((bulk.into(), fast.into()))
+}
+
 /// Waits up to `timeout` for `flags` on `fd`.
 pub fn wait(fd: &impl std::os::fd::AsFd, flags: PollFlags, timeout: Duration) -> bool {
     let mut fds = [PollFd::new(fd, flags)];
@@ -124,6 +178,7 @@ pub fn wait(fd: &impl std::os::fd::AsFd, flags: PollFlags, timeout: Duration) ->
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
     use super::*;
     use bytes::BytesMut;
     use gotatun::packet::Packet;
@@ -149,6 +204,61 @@ mod tests {
         assert_eq!(gso_run(&o, 3, 64), 1, "another endpoint next");
         assert_eq!(gso_run(&o, 4, 64), 2);
         assert_eq!(gso_run(&o, 0, 2), 2, "the kernel's segment limit");
+    }
+
+    /// The socket pair's program steers by the DSCP alone: a datagram marked EF reaches the
+    /// fast socket, any other (unmarked, or another DSCP) the bulk one; and the fast socket's
+    /// own datagrams leave marked (one socket pair answering another, as two devices do).
+    #[test]
+    fn marked_datagrams_reach_the_fast_socket_and_the_rest_the_bulk_one() {
+        use std::net::{Ipv4Addr, UdpSocket};
+        let port = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let (bulk, fast) = pair(port).unwrap();
+        for s in [&bulk, &fast] {
+            s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        }
+        let to = (Ipv4Addr::LOCALHOST, port);
+        let sender = |tos: u32| {
+            let s =
+                socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None).unwrap();
+            s.set_tos_v4(tos).unwrap();
+            UdpSocket::from(s)
+        };
+        let mut buf = [0u8; 16];
+        sender(u32::from(FAST_TOS)).send_to(b"ef", to).unwrap();
+        let (n, _) = fast.recv_from(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"ef");
+        for (tos, what) in [(0u32, &b"plain"[..]), (0x28, b"af11"), (0xb9, b"ef+ecn")] {
+            sender(tos).send_to(what, to).unwrap();
+            let (n, _) = if tos == 0xb9 {
+                fast.recv_from(&mut buf)
+            } else {
+                bulk.recv_from(&mut buf)
+            }
+            .unwrap();
+            assert_eq!(&buf[..n], what, "TOS {tos:#x}");
+        }
+        // The fast socket sends marked: a second pair's fast socket gets it.
+        let other = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let (_bulk2, fast2) = pair(other).unwrap();
+        fast2
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .unwrap();
+        fast.send_to(b"back", (Ipv4Addr::LOCALHOST, other)).unwrap();
+        let (n, _) = fast2.recv_from(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"back");
+        assert!(
+            bulk.set_nonblocking(true).is_ok() && bulk.recv_from(&mut buf).is_err(),
+            "nothing else reached the bulk socket"
+        );
     }
 
     #[test]
