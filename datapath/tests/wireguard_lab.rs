@@ -139,7 +139,8 @@ fn device_pid(lab: &AgentLab, node: &str) -> u32 {
 
 /// Kills node `a`'s device (process `pid`) with `signal`: its interface goes with it, and
 /// nothing passes to node `b`, never in clear: the routes into the tunnel went with the
-/// interface and the unreachable routes behind them remain.
+/// interface and the unreachable routes behind them remain. SIGTERM must end the device too
+/// (the agent that started it blocks SIGTERM in its own threads).
 fn kill_device_and_check_blocked(
     lab: &AgentLab,
     a: &str,
@@ -899,7 +900,7 @@ fn a_killed_device_blocks_traffic_until_its_agent_restarts_it() {
     // Freeze the agent, so the gap can be looked at before it restarts the device.
     let agent = nix::unistd::Pid::from_raw(lab.agents[&a].id() as i32);
     nix::sys::signal::kill(agent, nix::sys::signal::Signal::SIGSTOP).unwrap();
-    kill_device_and_check_blocked(&lab, &a, &b, device, nix::sys::signal::Signal::SIGKILL);
+    kill_device_and_check_blocked(&lab, &a, &b, device, nix::sys::signal::Signal::SIGTERM);
     nix::sys::signal::kill(agent, nix::sys::signal::Signal::SIGCONT).unwrap();
     let back = Instant::now();
     wait_for(

@@ -40,6 +40,7 @@ enum Flow {
 
 /// Serves the control socket at `socket` until the device is shut down or orphaned.
 pub fn serve(socket: &Path) -> Result<()> {
+    unblock_signals();
     let listener = listen(socket)?;
     let ours = file_id(socket).context("the control socket vanished at once")?;
     tracing::info!(socket = %socket.display(), pid = std::process::id(), "WireGuard device waiting for its agent");
@@ -70,6 +71,20 @@ pub fn serve(socket: &Path) -> Result<()> {
             }
             Err(e) => tracing::warn!("agent connection: {e:#}"),
         }
+    }
+}
+
+/// Unblocks SIGTERM and SIGINT, which the agent that started this process blocks in every
+/// thread (its waiting thread takes them) and which a spawned process inherits blocked: so a
+/// signal ends the device, as documented, and a newer agent can replace it. Before any
+/// thread starts, so the device's threads inherit the mask.
+fn unblock_signals() {
+    use nix::sys::signal::{SigSet, Signal};
+    let mut set = SigSet::empty();
+    set.add(Signal::SIGTERM);
+    set.add(Signal::SIGINT);
+    if let Err(e) = set.thread_unblock() {
+        tracing::warn!("cannot unblock SIGTERM and SIGINT: {e}");
     }
 }
 
