@@ -1038,7 +1038,9 @@ fn a_sparse_flow_beside_a_bulk_stream_takes_the_fast_lane() {
     std::thread::sleep(Duration::from_millis(500));
     let mut answered = 0;
     for i in 0..100u32 {
-        answered += usize::from(echo(&lab, format!("sparse {i}").as_bytes()));
+        // Ten bytes each, so every echo datagram on the underlay has one size: 98 bytes of IP
+        // (20 + 8 of UDP, 16 of WireGuard header, 38 of inner packet, 16 of tag).
+        answered += usize::from(echo(&lab, format!("sparse {i:03}").as_bytes()));
         std::thread::sleep(Duration::from_millis(10));
     }
     let out = stream.wait_with_output().unwrap();
@@ -1059,16 +1061,27 @@ fn a_sparse_flow_beside_a_bulk_stream_takes_the_fast_lane() {
     let file = lab.path("lanes-read.pcap");
     let count = |filter: &str| pcap_lines(&pcap, &file, filter).len();
     let marked = "ip[1] & 0xfc == 0xb8";
-    let requests = count(&format!("src host {ia} and dst host {ib} and {marked}"));
-    let answers = count(&format!("src host {ib} and dst host {ia} and {marked}"));
-    eprintln!("marked datagrams: {requests} a → b, {answers} b → a");
-    assert!(
-        requests >= answered && answers >= answered,
-        "every answered echo crossed marked both ways: {requests} requests and {answers} answers marked for {answered} echoes"
-    );
+    let echoes = |from, to, mark: &str| {
+        count(&format!(
+            "src host {from} and dst host {to} and ip[2:2] == 98 and {mark}"
+        ))
+    };
+    let (requests, answers) = (echoes(ia, ib, marked), echoes(ib, ia, marked));
+    let unmarked = echoes(ia, ib, "ip[1] & 0xfc == 0") + echoes(ib, ia, "ip[1] & 0xfc == 0");
     let marked_bulk = count(&format!("{marked} and greater 1000"));
-    assert_eq!(
-        marked_bulk, 0,
-        "the stream's datagrams are not in the fast lane"
+    eprintln!(
+        "echo datagrams marked: {requests} a → b, {answers} b → a; unmarked: {unmarked}; full-size marked: {marked_bulk}"
+    );
+    // An echo's flow shares a bucket of the device's flow table with the stream now and then
+    // (1 in 1024 each), which puts it in the bulk lane: a few may cross unmarked.
+    assert!(
+        requests + 3 >= answered && answers + 3 >= answered && unmarked <= 6,
+        "the echoes crossed marked both ways: {requests} requests and {answers} answers marked, {unmarked} unmarked, for {answered} echoes"
+    );
+    // A retransmission after a timeout may start a quiet flow's next round in the fast lane;
+    // a stream in the fast lane would be thousands.
+    assert!(
+        marked_bulk <= 20,
+        "{marked_bulk} full-size datagrams in the fast lane: the stream is not kept out of it"
     );
 }

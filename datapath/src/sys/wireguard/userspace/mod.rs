@@ -3,8 +3,8 @@
 //! (`peers`).
 //!
 //! Each direction has two lanes (`lanes`), so a sparse flow (a ping-pong, a request, a
-//! stream's ACKs) never waits behind a bulk stream in the device's queues; each lane keeps
-//! its flows' packets in order. Five threads:
+//! stream's ACKs) does not wait behind a bulk stream in the device's queues (up to the fast
+//! lane's budget); a flow's packets stay in order. Five threads:
 //! - **TUN reader** (`wg-tun`, real-time priority): reads the TUN with `IFF_VNET_HDR` and TSO
 //!   on, so one read returns up to 64 KB of one TCP flow, split into segments (tun-rs, as
 //!   wireguard-go does), as soon as there is something to read. A sparse flow's read is
@@ -17,7 +17,8 @@
 //!   writes it to the TUN, TCP segments (and same-size UDP datagrams) of one flow coalesced
 //!   into one write (tun-rs's GRO).
 //! - **fast receiver** (`wg-fast`, real-time priority): the same for the datagrams that
-//!   arrived marked, which the socket pair steers to the fast socket.
+//!   arrived marked, which the socket pair steers to the fast socket. The two real-time
+//!   threads each do at most a budget of work per 10 ms, then sleep to the window's end.
 //! - **timers**: the protocol's retries, rekeying and keepalives, every 250 ms.
 //!
 //! The device installs no signal handlers and starts a handshake only as `peers` decides.
@@ -41,7 +42,7 @@ use anyhow::{Context, Result};
 use bytes::BytesMut;
 use defguard_wireguard_rs::host::Host;
 use defguard_wireguard_rs::key::Key;
-use lanes::{Classifier, Lane};
+use lanes::{Budget, Classifier, Lane};
 use peers::{NetOut, Peers};
 use rustix::event::PollFlags;
 use std::collections::VecDeque;
@@ -172,12 +173,20 @@ impl Userspace {
         let mut threads = Vec::new();
         for (name, f) in loops {
             let s = Arc::clone(&shared);
-            threads.push(
-                std::thread::Builder::new()
-                    .name(name.to_owned())
-                    .spawn(move || f(&s))
-                    .context("cannot start the WireGuard device's threads")?,
-            );
+            match std::thread::Builder::new()
+                .name(name.to_owned())
+                .spawn(move || f(&s))
+            {
+                Ok(t) => threads.push(t),
+                Err(e) => {
+                    // The threads already started would keep the TUN and sockets open.
+                    shared.stop.store(true, Ordering::Relaxed);
+                    for t in threads {
+                        let _ = t.join();
+                    }
+                    return Err(e).context("cannot start the WireGuard device's threads");
+                }
+            }
         }
         Ok(Userspace {
             shared,
@@ -271,11 +280,18 @@ fn tun_loop(s: &Shared) {
     let mut classifier = Classifier::default();
     let mut out = NetOut::new();
     let mut spare: Option<Read> = None;
+    let mut reads = Budget::new(lanes::READ_BUDGET);
+    let mut scratch = Vec::new();
     while !s.stopped() {
         if !udp::wait(&s.tun, PollFlags::IN, TICK) {
             continue;
         }
-        loop {
+        while !s.stopped() {
+            if !reads.take(1, Instant::now()) {
+                // A real-time thread yields the rest of the window (the ring holds what comes).
+                std::thread::sleep(reads.rest(Instant::now()));
+                break;
+            }
             let mut read = spare
                 .take()
                 .or_else(|| s.backlog().free.pop())
@@ -310,7 +326,13 @@ fn tun_loop(s: &Shared) {
                 Lane::Fast => {
                     drop(backlog);
                     encrypt(s, &read, &mut out);
-                    s.fast.send_each(&mut out);
+                    if out.len() > read.n {
+                        // The peer's queue came with it (a session just became usable):
+                        // packets of any flow, in order, so all of them through the bulk lane.
+                        s.send(&mut out, &mut scratch);
+                    } else {
+                        s.fast.send_each(&mut out);
+                    }
                     spare = Some(read);
                 }
                 Lane::Bulk if backlog.waiting.len() < lanes::BACKLOG => {
@@ -366,12 +388,13 @@ fn encrypt(s: &Shared, read: &Read, out: &mut NetOut) {
 
 /// Network → TUN for the bulk socket (everything not marked for the fast lane).
 fn udp_loop(s: &Shared) {
-    receive_loop(s, &s.udp, RECV_BATCH);
+    receive_loop(s, &s.udp, RECV_BATCH, None);
 }
 
 /// Receives from `udp` in batches of `batch` buffers, answers handshakes, decrypts data and
-/// writes it to the TUN.
-fn receive_loop(s: &Shared, udp: &Udp, batch: usize) {
+/// writes it to the TUN; with a `budget` (bytes per window), sleeps to the window's end once
+/// it is spent.
+fn receive_loop(s: &Shared, udp: &Udp, batch: usize, mut budget: Option<Budget>) {
     let mut bufs = vec![vec![0u8; RECV_BUFFER]; batch];
     let mut meta = vec![quinn_udp::RecvMeta::default(); batch];
     let mut out = NetOut::new();
@@ -409,6 +432,13 @@ fn receive_loop(s: &Shared, udp: &Udp, batch: usize) {
         }
         s.send(&mut out, &mut scratch);
         write_tun(s, &mut decrypted, &mut writes, &mut gro);
+        if let Some(b) = budget.as_mut() {
+            let bytes: usize = meta.iter().take(n).map(|m| m.len).sum();
+            let now = Instant::now();
+            if !b.take(bytes, now) {
+                std::thread::sleep(b.rest(now));
+            }
+        }
     }
 }
 
@@ -443,7 +473,13 @@ fn write_tun(
 /// decrypted and written as soon as they are there, not behind the bulk socket's buffer.
 fn fast_loop(s: &Shared) {
     lanes::run_urgent("wg-fast");
-    receive_loop(s, &s.fast, FAST_RECV_BATCH);
+    // The sending devices' fast lanes carry no more than their budget: more is a flood.
+    receive_loop(
+        s,
+        &s.fast,
+        FAST_RECV_BATCH,
+        Some(Budget::new(2 * lanes::FAST_BUDGET)),
+    );
 }
 
 fn timer_loop(s: &Shared) {

@@ -131,33 +131,46 @@ fn gso_run(out: &NetOut, i: usize, max: usize) -> usize {
 /// The DSCP the fast lane's datagrams carry (EF, expedited forwarding), in the TOS byte.
 pub const FAST_TOS: u8 = 0xb8;
 
-/// The device's two sockets on `port`, in one `SO_REUSEPORT` group: the bulk socket, and
-/// the fast one, which sends with DSCP EF ([`FAST_TOS`]) and receives every datagram that
-/// arrives with it (a classic BPF program on the group picks the socket from the IPv4
-/// header's TOS byte). Binding fails, as one socket's would, when another socket holds the
-/// port without `SO_REUSEPORT` (a device of an earlier release, another program).
+/// The device's two sockets on `port` (0: one the kernel picks), in one `SO_REUSEPORT`
+/// group: the bulk socket, and the fast one, which sends with DSCP EF ([`FAST_TOS`]) and
+/// receives the WireGuard data messages that arrive with it (a classic BPF program on the
+/// group picks the socket from the IPv4 header's TOS byte and the message's type; handshakes
+/// always go to the bulk socket). The port is first bound alone, so this fails, as one
+/// socket would, when anything else holds it, `SO_REUSEPORT` or not.
 pub fn pair(port: u16) -> io::Result<(UdpSocket, UdpSocket)> {
     use nix_sockopt::libc::{sock_filter, sock_fprog};
     use nix_sockopt::sys::socket::{setsockopt, sockopt::AttachReusePortCbpf};
     use socket2::{Domain, Protocol, Socket, Type};
     use std::net::{Ipv4Addr, SocketAddrV4};
+    let why =
+        |what: &'static str| move |e: io::Error| io::Error::new(e.kind(), format!("{what}: {e}"));
+    // Held alone for a moment: a socket of another program (or of an earlier device) in a
+    // reuseport group of its own would otherwise take a share of the datagrams.
+    let probe = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, port))?;
+    let port = probe.local_addr()?.port();
+    drop(probe);
     let open = || -> io::Result<Socket> {
         let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
         s.set_reuse_port(true)?;
         s.bind(&SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port).into())?;
         Ok(s)
     };
-    // The first socket bound is the group's index 0; nothing else is bound to the port yet.
+    // The first socket bound is the group's index 0.
     let bulk = open()?;
     let fast = open()?;
-    fast.set_tos_v4(u32::from(FAST_TOS))?;
+    fast.set_tos_v4(u32::from(FAST_TOS))
+        .map_err(why("cannot mark the fast socket's datagrams (IP_TOS)"))?;
     let op = |code: u16, jt: u8, jf: u8, k: u32| sock_filter { code, jt, jf, k };
-    // SKF_NET_OFF: loads relative to the network header (the program sees the UDP payload).
+    // SKF_NET_OFF: loads relative to the network header; plain offsets read the UDP payload.
     const SKF_NET_OFF: u32 = 0xfff0_0000;
+    /// WireGuard's data message type.
+    const DATA: u32 = 4;
     let mut code = [
         op(0x30, 0, 0, SKF_NET_OFF + 1),     // ldb [net + 1]: the TOS byte
         op(0x54, 0, 0, 0xfc),                // and #0xfc: its DSCP
-        op(0x15, 0, 1, u32::from(FAST_TOS)), // jeq #EF
+        op(0x15, 0, 3, u32::from(FAST_TOS)), // jeq #EF, else ret #0
+        op(0x30, 0, 0, 0),                   // ldb [0]: the message type
+        op(0x15, 0, 1, DATA),                // jeq #data, else ret #0
         op(0x06, 0, 0, 1),                   // ret #1: the fast socket
         op(0x06, 0, 0, 0),                   // ret #0: the bulk socket
     ];
@@ -165,7 +178,11 @@ pub fn pair(port: u16) -> io::Result<(UdpSocket, UdpSocket)> {
         len: code.len() as u16,
         filter: code.as_mut_ptr(),
     };
-    setsockopt(&bulk, AttachReusePortCbpf, &prog).map_err(io::Error::from)?;
+    setsockopt(&bulk, AttachReusePortCbpf, &prog)
+        .map_err(io::Error::from)
+        .map_err(why(
+            "cannot attach the socket pair's steering program (SO_ATTACH_REUSEPORT_CBPF)",
+        ))?;
     Ok((bulk.into(), fast.into()))
 }
 
@@ -206,18 +223,16 @@ mod tests {
         assert_eq!(gso_run(&o, 0, 2), 2, "the kernel's segment limit");
     }
 
-    /// The socket pair's program steers by the DSCP alone: a datagram marked EF reaches the
-    /// fast socket, any other (unmarked, or another DSCP) the bulk one; and the fast socket's
-    /// own datagrams leave marked (one socket pair answering another, as two devices do).
+    /// The socket pair's program steers a data message marked EF to the fast socket, and
+    /// everything else (unmarked, another DSCP, a marked handshake) to the bulk one; the fast
+    /// socket's own datagrams leave marked (one socket pair answering another, as two devices
+    /// do); a port in use is refused.
     #[test]
-    fn marked_datagrams_reach_the_fast_socket_and_the_rest_the_bulk_one() {
+    fn marked_data_reaches_the_fast_socket_and_the_rest_the_bulk_one() {
         use std::net::{Ipv4Addr, UdpSocket};
-        let port = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let (bulk, fast) = pair(port).unwrap();
+        let (bulk, fast) = pair(0).unwrap();
+        let port = bulk.local_addr().unwrap().port();
+        assert_eq!(fast.local_addr().unwrap().port(), port);
         for s in [&bulk, &fast] {
             s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
         }
@@ -229,36 +244,35 @@ mod tests {
             UdpSocket::from(s)
         };
         let mut buf = [0u8; 16];
-        sender(u32::from(FAST_TOS)).send_to(b"ef", to).unwrap();
-        let (n, _) = fast.recv_from(&mut buf).unwrap();
-        assert_eq!(&buf[..n], b"ef");
-        for (tos, what) in [(0u32, &b"plain"[..]), (0x28, b"af11"), (0xb9, b"ef+ecn")] {
+        // (TOS, message, whether the fast socket gets it)
+        let cases: [(u32, &[u8], bool); 6] = [
+            (u32::from(FAST_TOS), b"\x04data", true),
+            (0xb9, b"\x04ef+ecn", true),
+            (0, b"\x04plain", false),
+            (0x28, b"\x04af11", false),
+            (u32::from(FAST_TOS), b"\x01init", false),
+            (u32::from(FAST_TOS), b"\x02resp", false),
+        ];
+        for (tos, what, to_fast) in cases {
             sender(tos).send_to(what, to).unwrap();
-            let (n, _) = if tos == 0xb9 {
-                fast.recv_from(&mut buf)
-            } else {
-                bulk.recv_from(&mut buf)
-            }
-            .unwrap();
+            let socket = if to_fast { &fast } else { &bulk };
+            let (n, _) = socket.recv_from(&mut buf).unwrap();
             assert_eq!(&buf[..n], what, "TOS {tos:#x}");
         }
-        // The fast socket sends marked: a second pair's fast socket gets it.
-        let other = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let (_bulk2, fast2) = pair(other).unwrap();
+        let (_bulk2, fast2) = pair(0).unwrap();
+        let other = fast2.local_addr().unwrap().port();
         fast2
             .set_read_timeout(Some(Duration::from_secs(2)))
             .unwrap();
-        fast.send_to(b"back", (Ipv4Addr::LOCALHOST, other)).unwrap();
+        fast.send_to(b"\x04back", (Ipv4Addr::LOCALHOST, other))
+            .unwrap();
         let (n, _) = fast2.recv_from(&mut buf).unwrap();
-        assert_eq!(&buf[..n], b"back");
-        assert!(
-            bulk.set_nonblocking(true).is_ok() && bulk.recv_from(&mut buf).is_err(),
-            "nothing else reached the bulk socket"
-        );
+        assert_eq!(&buf[..n], b"\x04back");
+        for s in [&bulk, &fast] {
+            s.set_nonblocking(true).unwrap();
+            assert!(s.recv_from(&mut buf).is_err(), "nothing else arrived");
+        }
+        assert!(pair(port).is_err(), "the port is taken");
     }
 
     #[test]
