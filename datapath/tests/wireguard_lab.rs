@@ -166,9 +166,9 @@ fn kill_device_and_check_blocked(
     );
 }
 
-fn underlay_capture(lab: &AgentLab, a: &str, b: &str, file: &str) -> Capture {
-    let t = lab.lab.topology();
-    let (ia, ib) = (t.node(a).unwrap().ip, t.node(b).unwrap().ip);
+/// Captures what node `a` sends or receives that matches `filter`, on its bridge port (the
+/// bridge device itself sees only frames for itself), into the lab's `file`.
+fn underlay_capture(lab: &AgentLab, a: &str, filter: &str, file: &str) -> Capture {
     let underlay = lab
         .lab
         .underlay_netns()
@@ -176,11 +176,8 @@ fn underlay_capture(lab: &AgentLab, a: &str, b: &str, file: &str) -> Capture {
         .unwrap()
         .to_string_lossy()
         .into_owned();
-    // Everything node a sends or receives, on its bridge port (the bridge device itself sees
-    // only frames for itself); what goes between the two nodes is picked out when reading.
-    let _ = (ia, ib);
     let port = ward_datapath::lab::names::underlay_port(a);
-    Capture::start(Some(&underlay), &port, "ip", lab.path(file))
+    Capture::start(Some(&underlay), &port, filter, lab.path(file))
 }
 
 fn echo_lab(tag: &str) -> (AgentLab, String, String) {
@@ -230,7 +227,8 @@ fn wait_error(lab: &AgentLab, node: &str, text: &str) {
 /// Sends marker datagrams frontend → backend while capturing the underlay; (echoed, marker
 /// seen in clear, capture lines that are not WireGuard between the two nodes, all lines).
 fn marker_probe(lab: &AgentLab, a: &str, b: &str, name: &str) -> (bool, bool, Vec<String>, usize) {
-    let cap = underlay_capture(lab, a, b, &format!("{name}.pcap"));
+    // Everything between the nodes is picked out when reading.
+    let cap = underlay_capture(lab, a, "ip", &format!("{name}.pcap"));
     let marker = format!("WARD-MARKER-{name}-{}", std::process::id());
     let mut echoed = false;
     for _ in 0..5 {
@@ -1020,14 +1018,11 @@ fn a_sparse_flow_beside_a_bulk_stream_takes_the_fast_lane() {
     };
     // Only what the check needs: short datagrams, and anything marked (a whole stream would
     // be gigabytes).
-    let port = ward_datapath::lab::names::underlay_port(&a);
-    let underlay = lab.lab.underlay_netns();
-    let underlay = underlay.file_name().unwrap().to_string_lossy().into_owned();
-    let capture = Capture::start(
-        Some(&underlay),
-        &port,
+    let capture = underlay_capture(
+        &lab,
+        &a,
         "udp port 51871 and (less 200 or ip[1] & 0xfc != 0)",
-        lab.path("lanes.pcap"),
+        "lanes.pcap",
     );
     let (backend, mut server) = iperf3_server(&lab);
     let stream = iperf3(&lab, "shop/frontend")

@@ -58,10 +58,10 @@ pub enum Lane {
     Bulk,
 }
 
-#[derive(Clone, Copy, Default)]
+#[derive(Clone)]
 struct Bucket {
-    window: Option<Instant>,
-    bytes: usize,
+    /// The flows' bytes in the current window, up to [`BULK_BYTES`].
+    bytes: Budget,
     bulk_until: Option<Instant>,
 }
 
@@ -78,7 +78,13 @@ pub struct Classifier {
 impl Default for Classifier {
     fn default() -> Self {
         Classifier {
-            buckets: vec![Bucket::default(); BUCKETS],
+            buckets: vec![
+                Bucket {
+                    bytes: Budget::new(BULK_BYTES),
+                    bulk_until: None,
+                };
+                BUCKETS
+            ],
             hasher: std::hash::RandomState::new(),
             fast: Budget::new(FAST_BUDGET),
         }
@@ -99,13 +105,9 @@ impl Classifier {
     ) -> (Lane, u64) {
         let key = flow_key(&self.hasher, first);
         let b = &mut self.buckets[bucket(key)];
-        if b.window.is_none_or(|w| now.duration_since(w) >= WINDOW) {
-            b.window = Some(now);
-            b.bytes = 0;
-        }
-        b.bytes = b.bytes.saturating_add(bytes);
+        let over = !b.bytes.take(bytes, now);
         let bulk = segments > 1
-            || b.bytes > BULK_BYTES
+            || over
             || b.bulk_until.is_some_and(|u| now < u)
             || waiting(key)
             || !self.fast.take(bytes, now);
@@ -152,6 +154,7 @@ pub fn flow_key(hasher: &impl std::hash::BuildHasher, packet: &[u8]) -> u64 {
 }
 
 /// A budget of work per [`WINDOW`] (bytes, or reads), starting afresh each window.
+#[derive(Clone)]
 pub struct Budget {
     limit: usize,
     window: Option<Instant>,
@@ -179,6 +182,17 @@ impl Budget {
         }
         self.used += amount;
         true
+    }
+
+    /// Takes `amount` now; when it does not fit, sleeps to the end of the window (a
+    /// real-time thread giving the cores back) and says so.
+    pub fn take_or_sleep(&mut self, amount: usize) -> bool {
+        let now = Instant::now();
+        let fits = self.take(amount, now);
+        if !fits {
+            std::thread::sleep(self.rest(now));
+        }
+        fits
     }
 
     /// How long until the current window ends (zero when it has).

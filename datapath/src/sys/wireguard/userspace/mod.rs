@@ -287,9 +287,8 @@ fn tun_loop(s: &Shared) {
             continue;
         }
         while !s.stopped() {
-            if !reads.take(1, Instant::now()) {
-                // A real-time thread yields the rest of the window (the ring holds what comes).
-                std::thread::sleep(reads.rest(Instant::now()));
+            if !reads.take_or_sleep(1) {
+                // The window's reads are spent (the ring holds what comes meanwhile).
                 break;
             }
             let mut read = spare
@@ -433,11 +432,7 @@ fn receive_loop(s: &Shared, udp: &Udp, batch: usize, mut budget: Option<Budget>)
         s.send(&mut out, &mut scratch);
         write_tun(s, &mut decrypted, &mut writes, &mut gro);
         if let Some(b) = budget.as_mut() {
-            let bytes: usize = meta.iter().take(n).map(|m| m.len).sum();
-            let now = Instant::now();
-            if !b.take(bytes, now) {
-                std::thread::sleep(b.rest(now));
-            }
+            b.take_or_sleep(meta.iter().take(n).map(|m| m.len).sum());
         }
     }
 }
