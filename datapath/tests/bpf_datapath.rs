@@ -1144,6 +1144,59 @@ fn enforcement_survives_agent_kill_and_restart() {
     );
 }
 
+/// The verifier abandons a load with EAGAIN when a signal is pending for the loading thread
+/// (a test binary's load failed so in CI): `open` holds the thread's signals while it loads
+/// and tries again on EAGAIN, instead of failing the agent's start. Here a signal reaches the loading
+/// thread every 200 µs, more often than one program's verification takes, and twenty opens
+/// must all succeed (before the fix, the first one failed).
+#[test]
+fn loads_while_signals_arrive() {
+    use nix::sys::pthread::{pthread_kill, pthread_self};
+    use nix::sys::signal::Signal;
+
+    if let Some(reason) = ward_testkit::bpf_missing() {
+        ward_testkit::skip("bpf_datapath signals", &reason);
+        return;
+    }
+    // A handler, so the signal is pending (an ignored one is discarded when sent).
+    let arrived = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGUSR1, Arc::clone(&arrived))
+        .unwrap_or_else(|e| panic!("SIGUSR1 handler: {e}"));
+
+    struct Pins(String);
+    impl Drop for Pins {
+        fn drop(&mut self) {
+            let _ = ward_datapath::bpf::remove_pins(&self.0);
+        }
+    }
+    let pins = Pins(format!("wbt{}-signals", std::process::id()));
+    let loader = pthread_self();
+    let stop = Arc::new(AtomicBool::new(false));
+    let storm = {
+        let stop = Arc::clone(&stop);
+        thread::spawn(move || {
+            let mut sent = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                pthread_kill(loader, Signal::SIGUSR1).unwrap_or_else(|e| panic!("kill: {e}"));
+                sent += 1;
+                thread::sleep(Duration::from_micros(200));
+            }
+            sent
+        })
+    };
+    let opened = (0..20)
+        .map(|i| NodeDatapath::open(&pins.0).map_err(|e| format!("open {i}: {e:#}")))
+        .collect::<Result<Vec<_>, _>>();
+    stop.store(true, Ordering::Relaxed);
+    let sent = storm
+        .join()
+        .unwrap_or_else(|_| panic!("the signal thread panicked"));
+    assert!(sent > 20, "the loading thread got only {sent} signals");
+    assert!(arrived.load(Ordering::Relaxed), "no signal was delivered");
+    let opened = opened.unwrap_or_else(|e| panic!("a load failed under signals: {e}"));
+    assert_eq!(opened.len(), 20);
+}
+
 /// Not a test of its own: the child "agent" process of the tests above (runs only when they
 /// start this binary with its environment variables set).
 #[test]

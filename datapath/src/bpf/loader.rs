@@ -9,6 +9,7 @@ use aya::programs::tc::{NlOptions, SchedClassifierLink, TcAttachOptions, qdisc_a
 use aya::programs::{Link as _, ProgramError, SchedClassifier, TcAttachType, TcError};
 use aya::{Ebpf, EbpfLoader};
 use nix::errno::Errno;
+use nix::sys::signal::{SigSet, SigmaskHow, pthread_sigmask};
 
 use super::node_maps::{NodeMaps, check_pinned_layouts, os_error};
 use super::{PIN_ROOT, pin_dir};
@@ -100,7 +101,7 @@ impl NodeDatapath {
         ] {
             let prog = classifier(&mut ebpf, name)?;
             // ProgramError::LoadError's message carries the verifier log.
-            prog.load()
+            load_classifier(prog)
                 .map_err(|e| privilege_hint(anyhow::Error::new(e)))
                 .with_context(|| format!("loading the BPF program {name}"))?;
         }
@@ -245,6 +246,48 @@ fn classifier<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut SchedClassif
         .with_context(|| format!("the BPF object has no program {name}"))?;
     prog.try_into()
         .with_context(|| format!("the BPF program {name} is not a TC classifier"))
+}
+
+/// How many times a program load is tried while the verifier gives up on a pending signal.
+const LOAD_ATTEMPTS: u32 = 5;
+
+/// Loads `prog` into the kernel. The verifier abandons its work with EAGAIN when a signal
+/// is pending for the loading thread (any signal the process handles, and the kernel's own
+/// notifications), though nothing was wrong with the program. So the thread's signals wait until the load is done
+/// (the verifier needs milliseconds), and a load that still ends with EAGAIN (notifications
+/// cannot be blocked) is tried again, as libbpf does.
+fn load_classifier(prog: &mut SchedClassifier) -> Result<(), ProgramError> {
+    let _held = SignalsHeld::new();
+    let mut attempt = 1;
+    loop {
+        match prog.load() {
+            Err(e) if attempt < LOAD_ATTEMPTS && is_errno(&e, Errno::EAGAIN) => attempt += 1,
+            done => return done,
+        }
+    }
+}
+
+/// The calling thread's signals blocked while it lives; its old mask is restored on drop,
+/// and what arrived meanwhile is delivered then.
+struct SignalsHeld(Option<SigSet>);
+
+impl SignalsHeld {
+    fn new() -> SignalsHeld {
+        let mut old = SigSet::empty();
+        match pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&SigSet::all()), Some(&mut old)) {
+            Ok(()) => SignalsHeld(Some(old)),
+            // Not blocked: the retries alone then cover a pending signal.
+            Err(_) => SignalsHeld(None),
+        }
+    }
+}
+
+impl Drop for SignalsHeld {
+    fn drop(&mut self) {
+        if let Some(old) = self.0 {
+            let _ = pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&old), None);
+        }
+    }
 }
 
 fn is_errno(err: &ProgramError, errno: Errno) -> bool {
