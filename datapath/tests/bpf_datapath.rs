@@ -1146,9 +1146,9 @@ fn enforcement_survives_agent_kill_and_restart() {
 
 /// The verifier abandons a load with EAGAIN when a signal is pending for the loading thread
 /// (a test binary's load failed so in CI): `open` holds the thread's signals while it loads
-/// and tries again on EAGAIN, instead of failing the agent's start. Here a signal reaches the loading
-/// thread every 200 µs, more often than one program's verification takes, and twenty opens
-/// must all succeed (before the fix, the first one failed).
+/// and tries again on EAGAIN, instead of failing the agent's start. Here a signal reaches
+/// the loading thread every 200 µs, more often than one program's verification takes, and
+/// twenty opens must all succeed (before the fix, the first one failed).
 #[test]
 fn loads_while_signals_arrive() {
     use nix::sys::pthread::{pthread_kill, pthread_self};

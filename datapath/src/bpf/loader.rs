@@ -253,9 +253,9 @@ const LOAD_ATTEMPTS: u32 = 5;
 
 /// Loads `prog` into the kernel. The verifier abandons its work with EAGAIN when a signal
 /// is pending for the loading thread (any signal the process handles, and the kernel's own
-/// notifications), though nothing was wrong with the program. So the thread's signals wait until the load is done
-/// (the verifier needs milliseconds), and a load that still ends with EAGAIN (notifications
-/// cannot be blocked) is tried again, as libbpf does.
+/// notifications), though nothing was wrong with the program. So the thread's signals wait
+/// until the load is done (the verifier needs milliseconds), and a load that still ends with
+/// EAGAIN (notifications cannot be blocked) is tried again, as libbpf does.
 fn load_classifier(prog: &mut SchedClassifier) -> Result<(), ProgramError> {
     let _held = SignalsHeld::new();
     let mut attempt = 1;
