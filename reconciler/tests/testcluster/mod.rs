@@ -163,6 +163,26 @@ impl TestCluster {
                 return None;
             }
         };
+        // The ports are picked free, then bound by etcd and kube-apiserver: another process
+        // can take one in between (seen in CI: etcd's "address already in use"). A start
+        // that lost a port is tried again with new ones.
+        let mut attempt = 1;
+        let cluster = loop {
+            let mut cluster = TestCluster::boot(&bin);
+            match cluster.ready(Duration::from_secs(90)) {
+                Ok(()) => break cluster,
+                Err(why) if attempt < 3 && why.contains("address already in use") => {
+                    eprintln!("test cluster: a port was taken meanwhile; starting again");
+                    attempt += 1;
+                }
+                Err(why) => panic!("{why}"),
+            }
+        };
+        Some(cluster.with_crds())
+    }
+
+    /// etcd and kube-apiserver started on free ports, not yet ready.
+    fn boot(bin: &Path) -> TestCluster {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
         certificates(d);
@@ -222,15 +242,19 @@ impl TestCluster {
                 path("admin.key")
             ),
         );
-        let mut cluster = TestCluster {
+        TestCluster {
             dir,
             etcd,
             apiserver,
             apiserver_cmd,
             kubeconfig,
             server,
-        };
-        cluster.wait_ready(Duration::from_secs(90));
+        }
+    }
+
+    /// Cilium's CRDs and ward's own applied, and Established.
+    fn with_crds(self) -> TestCluster {
+        let cluster = self;
         // Cilium's CRDs and ward's own (paths that work from every crate that includes this).
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../reconciler");
         let mut apply = vec!["apply".to_owned(), "--server-side".to_owned()];
@@ -250,7 +274,7 @@ impl TestCluster {
         let args: Vec<&str> = apply.iter().map(String::as_str).collect();
         cluster.kubectl_ok(&args);
         cluster.wait_crds_established(Duration::from_secs(90));
-        Some(cluster)
+        cluster
     }
 
     /// Waits until every CRD is Established. A loaded machine (tests starting several clusters
@@ -304,23 +328,30 @@ impl TestCluster {
 
     /// Polls `/readyz` until it answers `ok`; panics with both logs after `limit`.
     fn wait_ready(&mut self, limit: Duration) {
+        self.ready(limit).unwrap_or_else(|why| panic!("{why}"));
+    }
+
+    /// Polls `/readyz` until it answers `ok`; the reason with both logs when kube-apiserver
+    /// exits first, or after `limit`.
+    fn ready(&mut self, limit: Duration) -> Result<(), String> {
         let start = Instant::now();
         loop {
             if let Ok(Some(status)) = self.apiserver.try_wait() {
-                panic!(
+                return Err(format!(
                     "kube-apiserver exited ({status}) before it was ready:\n{}",
                     self.logs()
-                );
+                ));
             }
             let out = self.kubectl(&["get", "--raw", "/readyz"]);
             if out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == "ok" {
-                return;
+                return Ok(());
             }
-            assert!(
-                start.elapsed() < limit,
-                "kube-apiserver not ready after {limit:?}:\n{}",
-                self.logs()
-            );
+            if start.elapsed() >= limit {
+                return Err(format!(
+                    "kube-apiserver not ready after {limit:?}:\n{}",
+                    self.logs()
+                ));
+            }
             std::thread::sleep(Duration::from_millis(100));
         }
     }
