@@ -9,7 +9,7 @@ use aya::programs::tc::{NlOptions, SchedClassifierLink, TcAttachOptions, qdisc_a
 use aya::programs::{Link as _, ProgramError, SchedClassifier, TcAttachType, TcError};
 use aya::{Ebpf, EbpfLoader};
 use nix::errno::Errno;
-use nix::sys::signal::{SigSet, SigmaskHow, pthread_sigmask};
+use nix::sys::signal::{SigSet, SigmaskHow};
 
 use super::node_maps::{NodeMaps, check_pinned_layouts, os_error};
 use super::{PIN_ROOT, pin_dir};
@@ -273,19 +273,15 @@ struct SignalsHeld(Option<SigSet>);
 
 impl SignalsHeld {
     fn new() -> SignalsHeld {
-        let mut old = SigSet::empty();
-        match pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&SigSet::all()), Some(&mut old)) {
-            Ok(()) => SignalsHeld(Some(old)),
-            // Not blocked: the retries alone then cover a pending signal.
-            Err(_) => SignalsHeld(None),
-        }
+        // Not blocked on an error: the retries alone then cover a pending signal.
+        SignalsHeld(SigSet::all().thread_swap_mask(SigmaskHow::SIG_BLOCK).ok())
     }
 }
 
 impl Drop for SignalsHeld {
     fn drop(&mut self) {
         if let Some(old) = self.0 {
-            let _ = pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&old), None);
+            let _ = old.thread_set_mask();
         }
     }
 }
