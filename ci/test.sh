@@ -19,6 +19,24 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/ward/target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 mkdir -p "$HOME/.cache/ward"
 
+# A package left unpacked but not configured (an install that stopped halfway) has its
+# commands in place without what its setup creates (tcpdump's user, podman's policy.json),
+# and the checks below would take it as installed: finish such installs first.
+if [[ $(id -u) -eq 0 ]] && [[ -n $(dpkg --audit 2>/dev/null) ]]; then
+  echo "ci/test.sh: dpkg reports unfinished installs; running dpkg --configure -a" >&2
+  DEBIAN_FRONTEND=noninteractive dpkg --configure -a >&2 ||
+    echo "ci/test.sh: dpkg --configure -a failed; tests that need those packages may fail" >&2
+fi
+
+# Incremental build state grows with every change built and is never pruned by cargo; on a
+# long-lived machine it fills the disk. Below 10 GiB free it goes (builds stay correct,
+# the next one is slower).
+free_kib=$(df -Pk "$HOME/.cache/ward" | awk 'NR == 2 { print $4 }')
+if ((free_kib < 10 * 1024 * 1024)); then
+  echo "ci/test.sh: $((free_kib / 1024 / 1024)) GiB free; removing incremental build state under $CARGO_TARGET_DIR" >&2
+  rm -rf "$CARGO_TARGET_DIR"/*/incremental
+fi
+
 need_apt=()
 command -v git >/dev/null || need_apt+=(git)
 # --verify-signatures tests sign real commits with SSH and OpenPGP keys.
