@@ -55,7 +55,12 @@ MTU = 1420
 
 
 def sh(*args, check=True, **kw):
-    return subprocess.run(args, check=check, text=True, capture_output=True, **kw)
+    """Runs a command, its output captured; with `check`, a failure ends the run (status 2)
+    with the command and what it printed."""
+    r = subprocess.run(args, check=False, text=True, capture_output=True, **kw)
+    if check and r.returncode != 0:
+        setup_fail(f"`{' '.join(args)}` failed ({r.returncode}): {(r.stderr or r.stdout).strip()}")
+    return r
 
 
 def netns(name, *args, **kw):
@@ -71,6 +76,7 @@ def tools():
     """The wireguard-go and ward-agent binaries, built when needed."""
     for tool, pkg in (("iperf3", "iperf3"), ("wg", "wireguard-tools")):
         if shutil.which(tool) is None:
+            sh("apt-get", "update", "-qq")
             sh("apt-get", "install", "-y", "--no-install-recommends", pkg)
     BIN_DIR.mkdir(parents=True, exist_ok=True)
     wggo = BIN_DIR / "wireguard-go"
@@ -197,8 +203,9 @@ def start_wggo(wggo, keys):
     for i in NODES:
         ifname = f"{PREFIX}-go{i}"
         env = dict(os.environ, LOG_LEVEL="error", WG_PROCESS_FOREGROUND="1")
-        procs.append(spawn(i, f"go{i}", [str(wggo), ifname], env=env))
         uapi = Path(f"/var/run/wireguard/{ifname}.sock")
+        uapi.unlink(missing_ok=True)  # left by a run that was killed
+        procs.append(spawn(i, f"go{i}", [str(wggo), ifname], env=env))
         wait_for(uapi, "wireguard-go")
         peer = 3 - i
         conf = (f"set=1\nprivate_key={hexkey(keys[i][0])}\nlisten_port=51871\n"
