@@ -32,7 +32,7 @@ fi
 # long-lived machine it fills the disk. Below 10 GiB free it goes (builds stay correct,
 # the next one is slower).
 free_kib=$(df -Pk "$HOME/.cache/ward" | awk 'NR == 2 { print $4 }')
-if ((free_kib < 10 * 1024 * 1024)); then
+if [[ $free_kib =~ ^[0-9]+$ ]] && ((free_kib < 10 * 1024 * 1024)); then
   echo "ci/test.sh: $((free_kib / 1024 / 1024)) GiB free; removing incremental build state under $CARGO_TARGET_DIR" >&2
   rm -rf "$CARGO_TARGET_DIR"/*/incremental
 fi
