@@ -254,7 +254,6 @@ impl TestCluster {
 
     /// Cilium's CRDs and ward's own applied, and Established.
     fn with_crds(self) -> TestCluster {
-        let cluster = self;
         // Cilium's CRDs and ward's own (paths that work from every crate that includes this).
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../reconciler");
         let mut apply = vec!["apply".to_owned(), "--server-side".to_owned()];
@@ -272,9 +271,9 @@ impl TestCluster {
             }
         }
         let args: Vec<&str> = apply.iter().map(String::as_str).collect();
-        cluster.kubectl_ok(&args);
-        cluster.wait_crds_established(Duration::from_secs(90));
-        cluster
+        self.kubectl_ok(&args);
+        self.wait_crds_established(Duration::from_secs(90));
+        self
     }
 
     /// Waits until every CRD is Established. A loaded machine (tests starting several clusters
